@@ -1,0 +1,125 @@
+// The registry's contract: the one owner of client state. The connection
+// handler, D-Bus, checkers and persistence all go through this interface and
+// react to its events; none of them keeps client state of its own.
+// (DESIGN.md §3; a shared backend on a distributed store would be another
+// implementation of this same interface.)
+
+import type { ClientSettings } from "./client-settings.js";
+
+/** A read-only snapshot of one client, named after the D-Bus properties (DBUS-API). */
+export interface ClientView {
+  readonly name: string;
+  readonly keyId: string;
+  readonly fingerprint: string;
+  readonly host: string;
+  /** Milliseconds. */
+  readonly timeout: number;
+  readonly extendedTimeout: number;
+  readonly interval: number;
+  readonly approvalDelay: number;
+  readonly approvalDuration: number;
+  readonly approvedByDefault: boolean;
+  /** The checker command before runtime expansion. */
+  readonly checker: string;
+  readonly enabled: boolean;
+  readonly checkerRunning: boolean;
+  readonly approvalPending: boolean;
+  readonly created: Date;
+  readonly lastEnabled: Date | null;
+  readonly expires: Date | null;
+  readonly lastCheckedOk: Date | null;
+  readonly lastApprovalRequest: Date | null;
+  /** Exit code of the last checker; -1 abnormal exit; -2 none completed yet. */
+  readonly lastCheckerStatus: number;
+}
+
+/** Settings an operator may change at run time (D-Bus Set, mandos-ctl). */
+export interface ClientPatch {
+  host?: string;
+  timeout?: number;
+  extendedTimeout?: number;
+  interval?: number;
+  approvalDelay?: number;
+  approvalDuration?: number;
+  approvedByDefault?: boolean;
+  checker?: string;
+  secret?: Buffer;
+}
+
+/** The D-Bus property names of a client, as changed-property events name them. */
+export type ClientProperty =
+  | "ApprovalDelay" | "ApprovalDuration" | "ApprovalPending" | "ApprovedByDefault"
+  | "Checker" | "CheckerRunning" | "Created" | "Enabled" | "Expires" | "ExtendedTimeout"
+  | "Fingerprint" | "Host" | "Interval" | "KeyID" | "LastApprovalRequest" | "LastCheckedOK"
+  | "LastCheckerStatus" | "LastEnabled" | "Name" | "Secret" | "Timeout";
+
+export type RegistryEvent =
+  | { readonly type: "client-added"; readonly client: ClientView }
+  | { readonly type: "client-removed"; readonly client: ClientView }
+  | { readonly type: "property-changed"; readonly client: ClientView; readonly property: ClientProperty }
+  | { readonly type: "checker-started"; readonly client: ClientView; readonly command: string }
+  | {
+      readonly type: "checker-completed";
+      readonly client: ClientView;
+      /** Exit code, or -1 for an abnormal exit. */
+      readonly exitCode: number;
+      /** The wait(2) status. */
+      readonly waitStatus: number;
+      readonly command: string;
+    }
+  | { readonly type: "got-secret"; readonly client: ClientView }
+  | { readonly type: "rejected"; readonly client: ClientView; readonly reason: string }
+  | {
+      readonly type: "need-approval";
+      readonly client: ClientView;
+      /** Milliseconds until the default decision. */
+      readonly timeout: number;
+      readonly approvedByDefault: boolean;
+    }
+  | { readonly type: "client-not-found"; readonly keyId: string; readonly address: string };
+
+/** What a connection gets when it asks for a client's secret. */
+export type SecretDecision =
+  | { readonly give: true; readonly secret: Buffer }
+  | { readonly give: false; readonly reason: string };
+
+export interface Registry {
+  /** All clients, in clients.conf order. */
+  list(): ClientView[];
+  get(name: string): ClientView | undefined;
+  /** O(1). `keyId` must be normalised; the empty-input key ID never matches. */
+  byKeyId(keyId: string): ClientView | undefined;
+  /** O(1). `fingerprint` must be normalised. */
+  byFingerprint(fingerprint: string): ClientView | undefined;
+
+  /**
+   * A connection from `address` proved it holds client `name`'s key and asks
+   * for the secret. Resolves once the decision is made: at once when enabled
+   * and no approval is needed; after approval, denial or the approval timeout
+   * otherwise (mandos-clients.conf(5) APPROVAL). Aborting `signal` (the peer
+   * went away) withdraws the request.
+   */
+  requestSecret(name: string, address: string, signal: AbortSignal): Promise<SecretDecision>;
+  /** The secret reached the peer: emits got-secret, bumps the expiry by `extendedTimeout`. */
+  secretDelivered(name: string): void;
+  /** A peer with an unknown key ID connected: emits client-not-found. */
+  notFound(keyId: string, address: string): void;
+
+  enable(name: string): void;
+  disable(name: string): void;
+  startChecker(name: string): void;
+  stopChecker(name: string): void;
+  /** As if a checker had succeeded now (D-Bus CheckedOK). */
+  checkedOk(name: string): void;
+  /** Restarts the timeout (mandos-ctl --bump-timeout). */
+  bumpTimeout(name: string): void;
+  /** Approves or denies the connections now waiting for approval. */
+  approve(name: string, approved: boolean): void;
+  update(name: string, patch: ClientPatch): void;
+  remove(name: string): void;
+
+  /** Events, in the order the changes happened. Returns an unsubscribe function. */
+  subscribe(listener: (event: RegistryEvent) => void): () => void;
+}
+
+export type { ClientSettings };
