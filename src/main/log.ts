@@ -1,0 +1,66 @@
+// Logging: one Logger that fans messages out to sinks (the console now;
+// syslog joins it in daemon operation). Levels and their names are Python
+// logging's, as the reference server writes them. Never pass a secret here.
+
+export const LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+const RANK: Record<LogLevel, number> = { DEBUG: 10, INFO: 20, WARNING: 30, ERROR: 40, CRITICAL: 50 };
+
+export interface LogSink {
+  /** Lowest level this sink wants. */
+  readonly level: LogLevel;
+  write(level: LogLevel, message: string): void;
+}
+
+export interface Logger {
+  debug(message: string): void;
+  info(message: string): void;
+  warning(message: string): void;
+  error(message: string): void;
+  critical(message: string): void;
+}
+
+export function parseLogLevel(name: string): LogLevel | undefined {
+  const upper = name.trim().toUpperCase();
+  return (LOG_LEVELS as readonly string[]).includes(upper) ? (upper as LogLevel) : undefined;
+}
+
+export class FanOutLogger implements Logger {
+  readonly #sinks: LogSink[] = [];
+
+  constructor(sinks: LogSink[] = []) {
+    this.#sinks.push(...sinks);
+  }
+
+  addSink(sink: LogSink): void {
+    this.#sinks.push(sink);
+  }
+
+  log(level: LogLevel, message: string): void {
+    for (const sink of this.#sinks) {
+      if (RANK[level] >= RANK[sink.level]) sink.write(level, message);
+    }
+  }
+
+  debug(message: string): void { this.log("DEBUG", message); }
+  info(message: string): void { this.log("INFO", message); }
+  warning(message: string): void { this.log("WARNING", message); }
+  error(message: string): void { this.log("ERROR", message); }
+  critical(message: string): void { this.log("CRITICAL", message); }
+}
+
+/** Console sink in the reference's debug-console form: `Mandos [PID]: LEVEL: message`. */
+export function consoleSink(level: LogLevel, serviceName = "Mandos", stream: NodeJS.WritableStream = process.stderr): LogSink {
+  return {
+    level,
+    write(lvl, message) {
+      stream.write(`${serviceName} [${process.pid}]: ${lvl}: ${message}\n`);
+    },
+  };
+}
+
+/** A logger that drops everything (tests, benchmarks). */
+export const silentLogger: Logger = {
+  debug() {}, info() {}, warning() {}, error() {}, critical() {},
+};
