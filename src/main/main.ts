@@ -1,0 +1,100 @@
+// Start-up and shutdown of the server: command line, configuration files,
+// logging, registry, handshake runner, listener and signals, in the order
+// the reference's main() does them. Exit codes as mandos(8): 0; 1 on a
+// fatal start-up failure; 2 on a usage error.
+
+import { join } from "node:path";
+import { DEFAULT_PRIORITY, parsePriority, type TlsSettings } from "../tls/index.js";
+import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, parseCommandLine } from "./cli.js";
+import { createHandshakeRunner, defaultWorkerCount } from "./handshake-runner.js";
+import { Listener } from "./listener.js";
+import { consoleSink, FanOutLogger } from "./log.js";
+import { mergeSettings, SettingsError, type ServerSettings } from "./server-settings.js";
+import { loadClientsConfig, loadServerConfig } from "./config/index.js";
+import { createRegistry } from "./client-registry.js";
+
+/** How long SIGTERM waits for connections already in progress. */
+const SHUTDOWN_GRACE_MS = 5_000;
+
+function fail(message: string): number {
+  process.stderr.write(`mandos: ${message}\n`);
+  return EXIT_FAILURE;
+}
+
+export async function main(argv: readonly string[]): Promise<number> {
+  const parsed = parseCommandLine(argv);
+  if (parsed.kind === "exit") return parsed.code;
+  const cli = parsed.options;
+
+  let settings: ServerSettings;
+  try {
+    const file = loadServerConfig(join(cli.configdir, "mandos.conf"));
+    settings = mergeSettings(cli, file, { priority: DEFAULT_PRIORITY, workers: defaultWorkerCount() });
+  } catch (error) {
+    if (error instanceof SettingsError && error.code === "MANDOS_NEEDS_PORT") {
+      process.stderr.write(`usage: mandos [options]\nmandos: error: ${error.message}\n`);
+      return EXIT_USAGE;
+    }
+    return fail(error instanceof Error ? error.message : String(error));
+  }
+
+  const logger = new FanOutLogger();
+  if (settings.debug) logger.addSink(consoleSink("DEBUG"));
+  else if (settings.foreground) logger.addSink(consoleSink(settings.debuglevel));
+
+  let tlsSettings: TlsSettings;
+  try {
+    tlsSettings = parsePriority(settings.priority);
+  } catch (error) {
+    return fail(`bad priority string: ${error instanceof Error ? error.message : String(error)}`);
+  }
+
+  let registry;
+  try {
+    const clients = loadClientsConfig(join(settings.configdir, "clients.conf"));
+    registry = createRegistry(clients, { logger });
+  } catch (error) {
+    return fail(error instanceof Error ? error.message : String(error));
+  }
+
+  registry.start();
+  const runner = createHandshakeRunner(settings.workers, tlsSettings);
+  const listener = new Listener({ registry, runner, tlsSettings, logger });
+  let bound: { address: string; port: number };
+  try {
+    bound = await listener.listen({
+      address: settings.address,
+      port: settings.port,
+      ipv6: settings.useIpv6,
+      fd: settings.socket,
+      interface: settings.interface || undefined,
+    });
+  } catch (error) {
+    registry.stop();
+    await runner.close();
+    logger.critical(`Could not listen: ${error instanceof Error ? error.message : String(error)}`);
+    return fail(`could not listen: ${error instanceof Error ? error.message : String(error)}`);
+  }
+  if (settings.useIpv6) {
+    logger.info(`Now listening on address '${bound.address}', port ${bound.port}, flowinfo 0, scope_id 0`);
+  } else {
+    logger.info(`Now listening on address '${bound.address}', port ${bound.port}`);
+  }
+
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (signal: NodeJS.Signals): void => {
+      if (stopping) return;
+      stopping = true;
+      logger.info(`Received ${signal}; shutting down`);
+      void (async () => {
+        await listener.close(SHUTDOWN_GRACE_MS);
+        registry.stop();
+        await runner.close();
+        resolve(EXIT_OK);
+      })();
+    };
+    process.on("SIGTERM", () => stop("SIGTERM"));
+    process.on("SIGINT", () => stop("SIGINT"));
+  });
+}
