@@ -92,6 +92,18 @@ export class ApplicationChannel {
     }
   }
 
+  /** Sends a KeyUpdate and switches our write keys (RFC 8446 §4.6.3). */
+  keyUpdate(requestUpdate: boolean, out: Buffer[]): void {
+    if (this.#writeClosed) return;
+    out.push(this.#seal(ContentType.Handshake, encodeKeyUpdate(requestUpdate)));
+    this.#rekey(this.#write);
+  }
+
+  /** A post-handshake handshake message (tests send NewSessionTicket with it). */
+  sendHandshake(message: Uint8Array, out: Buffer[]): void {
+    if (!this.#writeClosed) out.push(this.#seal(ContentType.Handshake, message));
+  }
+
   /** Our close_notify. */
   close(out: Buffer[]): void {
     if (this.#writeClosed) return;

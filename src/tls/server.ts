@@ -6,7 +6,7 @@
 // States: ExpectClientHello -> (HRR) ExpectClientHello (once)
 //         -> ExpectFinished -> Connected; any -> Failed.
 
-import { randomBytes, type KeyObject } from "node:crypto";
+import type { KeyObject } from "node:crypto";
 import {
   CertificateType,
   ContentType,
@@ -48,12 +48,33 @@ import {
 import { ApplicationChannel } from "./channel.js";
 import type { TlsEvent } from "./client.js";
 import type { TlsSettings } from "./priority.js";
-import { CHANGE_CIPHER_SPEC, HandshakeAssembler, RecordFramer, plainRecord, type RawRecord } from "./record.js";
+import { CHANGE_CIPHER_SPEC, HandshakeAssembler, RecordFramer, handshakeHeader, plainRecord, type RawRecord } from "./record.js";
 
 export interface ServerIdentity {
   readonly privateKey: KeyObject;
   /** DER SubjectPublicKeyInfo of the matching public key. */
   readonly publicKeySpki: Buffer;
+}
+
+/**
+ * Deliberate misbehaviour, for the engine's negative tests only: what a
+ * broken or hostile TLS server would send to our client role.
+ */
+export interface ServerFaults {
+  /** Present this SPKI instead of our own (the signature then cannot verify). */
+  readonly presentKey?: Buffer;
+  /** Sign with this scheme whatever the key (wrong key type for the scheme). */
+  readonly scheme?: SignatureScheme;
+  /** Flip a bit in the Finished MAC. */
+  readonly badFinished?: boolean;
+  /** Flip a bit in the signature. */
+  readonly badSignature?: boolean;
+  /** Send Certificate before EncryptedExtensions. */
+  readonly outOfOrder?: boolean;
+  /** Leave server_certificate_type out of EncryptedExtensions (X.509 implied). */
+  readonly noRawKey?: boolean;
+  /** Split the encrypted flight into records of this many bytes. */
+  readonly fragment?: number;
 }
 
 type ServerState =
@@ -82,10 +103,12 @@ export class TlsServer {
   #output: Buffer[] = [];
   readonly #events: TlsEvent[] = [];
   #ccsSent = false;
+  readonly #faults: ServerFaults;
 
-  constructor(settings: TlsSettings, identity: ServerIdentity) {
+  constructor(settings: TlsSettings, identity: ServerIdentity, faults: ServerFaults = {}) {
     this.#settings = settings;
     this.#identity = identity;
+    this.#faults = faults;
   }
 
   get state(): string {
@@ -131,6 +154,19 @@ export class TlsServer {
 
   close(): void {
     if (this.#state.name === "Connected") this.#state.channel.close(this.#output);
+  }
+
+  /** Sends a KeyUpdate (RFC 8446 §4.6.3) and switches our write keys. */
+  keyUpdate(requestUpdate: boolean): void {
+    if (this.#state.name === "Connected") this.#state.channel.keyUpdate(requestUpdate, this.#output);
+  }
+
+  /** Sends a NewSessionTicket the client must ignore (we never resume). */
+  sendTicket(): void {
+    if (this.#state.name !== "Connected") return;
+    // lifetime, age_add, nonce, ticket, no extensions (RFC 8446 §4.6.1).
+    const body = Buffer.concat([Buffer.from("0000a8c0" + "01020304" + "01" + "00" + "0004" + "deadbeef" + "0000", "hex")]);
+    this.#state.channel.sendHandshake(handshakeHeader(HandshakeType.NewSessionTicket, body), this.#output);
   }
 
   #failed(): boolean {
@@ -209,9 +245,11 @@ export class TlsServer {
     }
     const suite = this.#settings.cipherSuites.map(suiteByName).find((s) => ch.cipherSuites.includes(s.code));
     if (!suite) throw new TlsError("TLS_HANDSHAKE_FAILURE", "no common cipher suite");
-    const scheme = this.#settings.signatureSchemes.find(
-      (s) => ch.signatureSchemes.includes(SIGNATURE_CODES[s]) && keyFitsScheme(this.#identity.privateKey, s),
-    );
+    const scheme =
+      this.#faults.scheme ??
+      this.#settings.signatureSchemes.find(
+        (s) => ch.signatureSchemes.includes(SIGNATURE_CODES[s]) && keyFitsScheme(this.#identity.privateKey, s),
+      );
     if (!scheme) throw new TlsError("TLS_HANDSHAKE_FAILURE", "no common signature scheme for our key");
     const common = this.#settings.groups.filter((g) => ch.groups.includes(GROUP_CODES[g]));
     const shared = common.find((g) => ch.shares.some((s) => s.group === GROUP_CODES[g]));
@@ -245,19 +283,35 @@ export class TlsServer {
     const hs = handshakeSecrets(suite, secret, digest(suite.hash, helloTranscript));
     const serverKeys = trafficKeys(suite, hs.serverHandshakeTraffic);
 
-    const ee = encodeEncryptedExtensions(true);
-    const cert = encodeRawKeyCertificate(this.#identity.publicKeySpki);
-    const toSign = digest(suite.hash, Buffer.concat([helloTranscript, ee, cert]));
-    const cv = encodeCertificateVerify(scheme, makeSignature(scheme, this.#identity.privateKey, certificateVerifyContent("server", toSign)));
-    const beforeFinished = Buffer.concat([helloTranscript, ee, cert, cv]);
-    const fin = encodeFinished(finishedMac(suite, hs.serverHandshakeTraffic, digest(suite.hash, beforeFinished)));
+    const f = this.#faults;
+    const ee = encodeEncryptedExtensions(!f.noRawKey);
+    const cert = encodeRawKeyCertificate(f.presentKey ?? this.#identity.publicKeySpki);
+    const first = f.outOfOrder ? [cert, ee] : [ee, cert];
+    const toSign = digest(suite.hash, Buffer.concat([helloTranscript, ...first]));
+    let signature: Buffer;
+    try {
+      signature = makeSignature(scheme, this.#identity.privateKey, certificateVerifyContent("server", toSign));
+    } catch {
+      signature = Buffer.alloc(64, 1); // a fault test's impossible scheme
+    }
+    if (f.badSignature) signature[signature.length - 1]! ^= 1;
+    const cv = encodeCertificateVerify(scheme, signature);
+    const beforeFinished = Buffer.concat([helloTranscript, ...first, cv]);
+    const mac = finishedMac(suite, hs.serverHandshakeTraffic, digest(suite.hash, beforeFinished));
+    if (f.badFinished) mac[0]! ^= 0x80;
+    const fin = encodeFinished(mac);
     const full = Buffer.concat([beforeFinished, fin]);
     const fullHash = digest(suite.hash, full);
     const app = applicationSecrets(suite, hs.handshakeSecret, fullHash);
 
     this.#output.push(plainRecord(ContentType.Handshake, sh));
     if (ch.sessionId.length > 0 && !this.#ccsSent) this.#output.push(CHANGE_CIPHER_SPEC);
-    this.#output.push(sealRecord(suite, serverKeys, 0n, ContentType.Handshake, Buffer.concat([ee, cert, cv, fin])));
+    const flight = Buffer.concat([...first, cv, fin]);
+    const size = f.fragment ?? flight.length;
+    let seq = 0n;
+    for (let i = 0; i < flight.length; i += size) {
+      this.#output.push(sealRecord(suite, serverKeys, seq++, ContentType.Handshake, flight.subarray(i, i + size)));
+    }
     this.#state = {
       name: "ExpectFinished",
       suite,
@@ -270,7 +324,6 @@ export class TlsServer {
       serverApplicationTraffic: app.serverApplicationTraffic,
       seq: 0n,
     };
-    void randomBytes;
   }
 
   #fail(error: unknown): void {
