@@ -216,9 +216,17 @@ export class Connection {
     const tls = this.#tls;
     if (!tls || this.#state === "Closed") return;
     for (;;) {
+      const event = tls.nextEvent();
+      if (event?.type === "handshake-complete") {
+        // Our Finished is about to be written; when the secret follows at
+        // once (no approval) both leave in one segment. Uncork by the next
+        // turn of the event loop at the latest, so an approval wait delays
+        // nothing.
+        this.#socket.cork();
+        setImmediate(() => this.#socket.uncork());
+      }
       const out = tls.takeOutput();
       if (out) this.#socket.write(out);
-      const event = tls.nextEvent();
       if (event) {
         this.#onTlsEvent(event);
         if (this.#closed()) return;

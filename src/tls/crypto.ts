@@ -219,11 +219,20 @@ export function openRecord(suite: CipherSuiteInfo, keys: TrafficKeys, seq: bigin
 
 // ------------------------------------------------------------------ ECDHE
 
-/** One ephemeral key share: plain bytes (structured-cloneable). */
+/**
+ * One ephemeral key share (structured-cloneable: KeyObjects cross to
+ * worker threads by postMessage, sharing the native key).
+ */
 export interface KeyShare {
   readonly group: NamedGroup;
   /** Private key: raw scalar (X25519/X448: RFC 7748 bytes; NIST curves: big-endian). */
   readonly privateKey: Uint8Array;
+  /**
+   * X25519/X448: the same private key as a KeyObject. Importing a raw
+   * Montgomery private key costs more than the key agreement itself, so the
+   * object made at key generation is kept and used directly.
+   */
+  readonly keyObject?: KeyObject | undefined;
   /** The key_exchange field: raw (X25519/X448) or uncompressed point (NIST). */
   readonly publicKey: Uint8Array;
 }
@@ -267,9 +276,13 @@ export function generateKeyShare(group: NamedGroup): KeyShare {
   }
   const m = MONTGOMERY[group]!;
   const pair = m.type === "x25519" ? generateKeyPairSync("x25519") : generateKeyPairSync("x448");
-  const pkcs8 = pair.privateKey.export({ type: "pkcs8", format: "der" });
-  const spki = pair.publicKey.export({ type: "spki", format: "der" });
-  return { group, privateKey: pkcs8.subarray(pkcs8.length - m.length), publicKey: spki.subarray(spki.length - m.length) };
+  const jwk = pair.privateKey.export({ format: "jwk" });
+  return {
+    group,
+    privateKey: Buffer.from(jwk.d ?? "", "base64url"),
+    keyObject: pair.privateKey,
+    publicKey: Buffer.from(jwk.x ?? "", "base64url"),
+  };
 }
 
 /**
@@ -305,8 +318,10 @@ export function computeSharedSecret(share: KeyShare, peerPublic: Uint8Array): Bu
       return ecdh.computeSecret(peerPublic);
     }
     const m = MONTGOMERY[share.group]!;
-    const privateKey = createPrivateKey({ key: Buffer.concat([m.pkcs8, share.privateKey]), format: "der", type: "pkcs8" });
-    const publicKey = createPublicKey({ key: Buffer.concat([m.spki, peerPublic]), format: "der", type: "spki" });
+    const privateKey =
+      share.keyObject ?? createPrivateKey({ key: Buffer.concat([m.pkcs8, share.privateKey]), format: "der", type: "pkcs8" });
+    const crv = m.type === "x25519" ? "X25519" : "X448";
+    const publicKey = createPublicKey({ key: { kty: "OKP", crv, x: Buffer.from(peerPublic).toString("base64url") }, format: "jwk" });
     const secret = diffieHellman({ privateKey, publicKey });
     // RFC 8446 §7.4.2: an all-zero X25519/X448 result MUST be refused.
     if (secret.every((b) => b === 0)) throw new Error("all-zero shared secret");

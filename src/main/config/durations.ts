@@ -32,6 +32,13 @@ const TOKENS: Record<Tok, { re: RegExp; unit: number; next: Tok[] }> = {
 };
 
 export function parseRfc3339Duration(text: string): number {
+  const ms = rfc3339(text);
+  if (ms === null) throw new DurationError(`Invalid RFC 3339 duration: ${JSON.stringify(text)}`);
+  return ms;
+}
+
+/** The RFC 3339 form, or null (no exception: most files use the older form). */
+function rfc3339(text: string): number | null {
   let s = text;
   let value = 0;
   let followers: Tok[] = ["P"];
@@ -45,7 +52,7 @@ export function parseRfc3339Duration(text: string): number {
       found = t;
       break;
     }
-    if (found === null) throw new DurationError(`Invalid RFC 3339 duration: ${JSON.stringify(text)}`);
+    if (found === null) return null;
     if (found === "END") return value;
     followers = TOKENS[found].next;
   }
@@ -55,11 +62,8 @@ const UNITS: Readonly<Record<string, number>> = { s: SECOND, m: MINUTE, h: HOUR,
 
 /** The reference's string_to_delta. An empty string is zero, as there. */
 export function parseDuration(text: string): number {
-  try {
-    return parseRfc3339Duration(text);
-  } catch {
-    // fall through to the older form
-  }
+  const iso = rfc3339(text);
+  if (iso !== null) return iso;
   let total = 0;
   for (const token of text.split(/\s+/).filter((t) => t !== "")) {
     const suffix = token.slice(-1);
