@@ -11,7 +11,10 @@ import { Listener } from "./listener.js";
 import { consoleSink, FanOutLogger } from "./log.js";
 import { mergeSettings, SettingsError, type ServerSettings } from "./server-settings.js";
 import { loadClientsConfig, loadServerConfig } from "./config/index.js";
-import { createRegistry } from "./client-registry.js";
+import { createRegistry, type ClientRegistry } from "./client-registry.js";
+import type { ClientSettings } from "./client-settings.js";
+import { applyReload } from "./reload.js";
+import { buildState, readState, restoreState, StateSaver, STATE_FILE_NAME } from "./state-file.js";
 
 /** How long SIGTERM waits for connections already in progress. */
 const SHUTDOWN_GRACE_MS = 5_000;
@@ -49,15 +52,28 @@ export async function main(argv: readonly string[]): Promise<number> {
     return fail(`bad priority string: ${error instanceof Error ? error.message : String(error)}`);
   }
 
-  let registry;
+  const clientsPath = join(settings.configdir, "clients.conf");
+  const statePath = join(settings.statedir, STATE_FILE_NAME);
+  let registry: ClientRegistry;
+  let config: ClientSettings[];
   try {
-    const clients = loadClientsConfig(join(settings.configdir, "clients.conf"));
-    registry = createRegistry(clients, { logger });
+    config = loadClientsConfig(clientsPath);
+    const restored = settings.restore
+      ? restoreState(config, readState(statePath, logger), Date.now(), logger)
+      : { settings: config, runtimes: new Map() };
+    registry = createRegistry(restored.settings, { logger }, restored.runtimes);
   } catch (error) {
     return fail(error instanceof Error ? error.message : String(error));
   }
+  if (config.length === 0) logger.warning("No clients defined");
 
+  const saver = new StateSaver(statePath, () => buildState(config, registry.snapshot(), Date.now()), logger);
+  registry.subscribe((event) => {
+    if (event.type === "client-not-found" || event.type === "need-approval" || event.type === "checker-started") return;
+    saver.changed();
+  });
   registry.start();
+  saver.changed();
   const runner = createHandshakeRunner(settings.workers, tlsSettings);
   const listener = new Listener({ registry, runner, tlsSettings, logger });
   let bound: { address: string; port: number };
@@ -90,11 +106,23 @@ export async function main(argv: readonly string[]): Promise<number> {
       void (async () => {
         await listener.close(SHUTDOWN_GRACE_MS);
         registry.stop();
+        saver.saveNow();
         await runner.close();
         resolve(EXIT_OK);
       })();
     };
     process.on("SIGTERM", () => stop("SIGTERM"));
     process.on("SIGINT", () => stop("SIGINT"));
+    process.on("SIGHUP", () => {
+      if (stopping) return;
+      try {
+        const next = loadClientsConfig(clientsPath);
+        applyReload(registry, config, next, logger);
+        config = next;
+        saver.changed();
+      } catch (error) {
+        logger.error(`Not reloading clients.conf: ${error instanceof Error ? error.message : String(error)}`);
+      }
+    });
   });
 }
