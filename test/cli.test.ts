@@ -47,3 +47,10 @@ test("--help and --version exit 0 and print", () => {
   assert.deepEqual(version.result, { kind: "exit", code: EXIT_OK });
   assert.match(version.out, /^mandos \d/);
 });
+
+test("mandos --check runs the self-tests and exits 0", async () => {
+  const { run } = await import("./helpers/server.js");
+  const r = await run(process.execPath, [(await import("./helpers/server.js")).BIN_MANDOS, "--check"], 30_000);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout.toString(), /^4 passed, 0 failed$/m);
+});

@@ -14,6 +14,7 @@ import { loadClientsConfig, loadServerConfig } from "./config/index.js";
 import { createRegistry, type ClientRegistry } from "./client-registry.js";
 import type { ClientSettings } from "./client-settings.js";
 import { applyReload } from "./reload.js";
+import { runSelfTest } from "./self-test.js";
 import { buildState, readState, restoreState, StateSaver, STATE_FILE_NAME } from "./state-file.js";
 
 /** How long SIGTERM waits for connections already in progress. */
@@ -28,6 +29,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   const parsed = parseCommandLine(argv);
   if (parsed.kind === "exit") return parsed.code;
   const cli = parsed.options;
+  if (cli.check) return runSelfTest() ? EXIT_OK : EXIT_FAILURE;
 
   let settings: ServerSettings;
   try {
