@@ -12,6 +12,7 @@ import { consoleSink, FanOutLogger } from "./log.js";
 import { mergeSettings, SettingsError, type ServerSettings } from "./server-settings.js";
 import { loadClientsConfig, loadServerConfig } from "./config/index.js";
 import { createRegistry } from "./client-registry.js";
+import { startAnnouncement, type Announcement } from "./zeroconf.js";
 
 /** How long SIGTERM waits for connections already in progress. */
 const SHUTDOWN_GRACE_MS = 5_000;
@@ -81,6 +82,19 @@ export async function main(argv: readonly string[]): Promise<number> {
     logger.info(`Now listening on address '${bound.address}', port ${bound.port}`);
   }
 
+  // mandos(8): announce the port we got; a Zeroconf failure is logged inside
+  // and the server keeps serving.
+  let announcement: Announcement | undefined;
+  if (settings.zeroconf) {
+    announcement = await startAnnouncement({
+      name: settings.servicename,
+      port: bound.port,
+      interface: settings.interface,
+      ipv6: settings.useIpv6,
+      logger,
+    });
+  }
+
   return new Promise<number>((resolve) => {
     let stopping = false;
     const stop = (signal: NodeJS.Signals): void => {
@@ -88,6 +102,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       stopping = true;
       logger.info(`Received ${signal}; shutting down`);
       void (async () => {
+        await announcement?.stop();
         await listener.close(SHUTDOWN_GRACE_MS);
         registry.stop();
         await runner.close();
