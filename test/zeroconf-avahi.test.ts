@@ -108,4 +108,21 @@ describe("Zeroconf announcement seen by Avahi", { skip }, () => {
     await waitForLine(first, (l) => l === "STOPPED", 10_000);
     await browsed((s) => s.event === "-" && s.name === "Mandos");
   });
+
+  test("a link that gains an address after start-up is announced on (re-announcement)", async () => {
+    pair.ip(pair.server, "addr", "del", `${pair.server.address}/16`, "dev", pair.server.link);
+    const late = announce("Mandos late", 4713);
+    try {
+      await waitForLine(late, (l) => l.startsWith("DEBUG: Adding Zeroconf service"), 10_000);
+      assert.ok(!seen.some((s) => s.name === "Mandos late"));
+      pair.ip(pair.server, "addr", "add", `${pair.server.address}/16`, "dev", pair.server.link);
+      // ciao alone never would (it has no socket there); we notice within
+      // INTERFACE_POLL_MS (15 s) and start it afresh.
+      const service = await browsed((s) => s.event === "=" && s.name === "Mandos late", 40_000);
+      assert.equal(service.port, 4713);
+      assert.equal(service.address, pair.server.address);
+    } finally {
+      late.kill("SIGTERM");
+    }
+  });
 });

@@ -38,6 +38,7 @@ interface Recorded {
   logs: string[];
   responderOptions?: ResponderOptions;
   serviceOptions?: ServiceOptions;
+  created?: number;
   shutdowns: number;
   destroys: number;
 }
@@ -48,6 +49,7 @@ function fakeResponder(recorded: Recorded, advertise: () => Promise<void>): (opt
     return {
       createService(serviceOptions: ServiceOptions) {
         recorded.serviceOptions = serviceOptions;
+        recorded.created = (recorded.created ?? 0) + 1;
         return Object.assign(new EventEmitter(), {
           advertise,
           destroy: async () => { recorded.destroys++; },
@@ -109,4 +111,31 @@ test("a failure to announce is logged and leaves the caller running", async () =
   assert.equal(await throwing.established, false);
   assert.ok(recorded.logs.includes("ERROR: Zeroconf: cannot announce: no usable network interface"));
   await throwing.stop();
+});
+
+test("an interface that gains its first IPv4 address makes us start ciao afresh, which would not announce there", async () => {
+  const recorded: Recorded = { logs: [], shutdowns: 0, destroys: 0 };
+  let ipv4: string[] = [];
+  let tick: () => void = () => {};
+  let unwatched = false;
+  const announcement = await startAnnouncement({
+    name: "Mandos", port: 4711, interface: "eth1", ipv6: true, logger: recordingLogger(recorded),
+    getResponder: fakeResponder(recorded, async () => {}),
+    ipv4Interfaces: () => ipv4,
+    watch: (onTick) => { tick = onTick; return () => { unwatched = true; }; },
+  });
+  assert.ok(recorded.logs.includes("INFO: Zeroconf: no IPv4 address on eth1 yet; announcing once there is one"));
+  tick();
+  assert.equal(recorded.created, 1, "nothing changed, nothing restarted");
+  ipv4 = ["eth1"];
+  tick();
+  await new Promise(setImmediate); // the restart's promise chain (fakes resolve at once)
+  await announcement.stop();
+  assert.ok(recorded.logs.includes("INFO: Zeroconf: eth1 now has IPv4; announcing again"));
+  assert.equal(recorded.created, 2);
+  assert.equal(recorded.destroys, 2, "the first service withdrawn, then the second on stop()");
+  assert.equal(recorded.shutdowns, 2);
+  assert.ok(unwatched);
+  tick();
+  assert.equal(recorded.created, 2, "nothing restarts after stop()");
 });

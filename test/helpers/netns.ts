@@ -145,6 +145,11 @@ export class NetnsPair {
     return pair;
   }
 
+  /** Runs `ip -n NS ARGS...` on `side`'s namespace (addresses, links). */
+  ip(side: Side, ...args: string[]): void {
+    execFileSync(IP, ["-n", side.ns, ...args], { stdio: ["ignore", "ignore", "pipe"] });
+  }
+
   /** A scratch directory removed on cleanup. */
   tempDir(): string {
     const dir = mkdtempSync(join(tmpdir(), "mandos-ts-netns-"));
