@@ -9,10 +9,10 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { MANDOS_CLIENT, missing } from "./helpers/peers.js";
-import { AVAHI_DAEMON, DBUS_DAEMON, NetnsPair, netnsUnavailable, waitForLine } from "./helpers/netns.js";
+import { AVAHI_BROWSE, AVAHI_DAEMON, DBUS_DAEMON, NetnsPair, netnsUnavailable, waitForLine } from "./helpers/netns.js";
 import { BIN_MANDOS, REPO } from "./helpers/server.js";
 
-const skip = netnsUnavailable(AVAHI_DAEMON, DBUS_DAEMON) || missing(MANDOS_CLIENT);
+const skip = netnsUnavailable(AVAHI_DAEMON, AVAHI_BROWSE, DBUS_DAEMON) || missing(MANDOS_CLIENT);
 const CLIENT_KEYS = join(REPO, "example/client");
 
 let pair: NetnsPair;
@@ -49,4 +49,12 @@ test("the real mandos-client without --connect finds bin/mandos by Zeroconf and 
   ], 45_000, { env: { ...process.env, DBUS_SYSTEM_BUS_ADDRESS: bus } });
   assert.equal(result.code, 0, `mandos-client: ${result.stderr}\nserver log:\n${serverLog}`);
   assert.equal(result.stdout, readFileSync(join(CLIENT_KEYS, "password"), "utf8"));
+
+  // Shutting down withdraws the service (goodbye packets), as the reference's cleanup() does.
+  const browser = pair.spawn(pair.client, AVAHI_BROWSE, ["-p", "_mandos._tcp"], {
+    env: { ...process.env, DBUS_SYSTEM_BUS_ADDRESS: bus },
+  });
+  await waitForLine(browser, (line) => line.startsWith("+;") && line.includes(";Mandos;"), 20_000);
+  server.kill("SIGTERM");
+  await waitForLine(browser, (line) => line.startsWith("-;") && line.includes(";Mandos;"), 20_000);
 });
