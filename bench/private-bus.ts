@@ -3,7 +3,7 @@
 // --no-dbus) without touching this machine's own bus.
 
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -15,6 +15,8 @@ export interface PrivateBus {
 
 export async function startPrivateBus(): Promise<PrivateBus> {
   const dir = mkdtempSync(join(tmpdir(), "mandos-ts-bus-"));
+  // The reference server drops to _mandos before it connects to the bus.
+  chmodSync(dir, 0o755);
   const socket = join(dir, "system_bus_socket");
   writeFileSync(
     join(dir, "bus.conf"),

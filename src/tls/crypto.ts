@@ -18,6 +18,7 @@ import {
   timingSafeEqual,
   verify as cryptoVerify,
   constants as cryptoConstants,
+  type JsonWebKey,
   type KeyObject,
 } from "node:crypto";
 import type { CipherSuiteInfo, NamedGroup, SignatureScheme } from "./constants.js";
@@ -271,6 +272,25 @@ export function generateKeyShare(group: NamedGroup): KeyShare {
   return { group, privateKey: pkcs8.subarray(pkcs8.length - m.length), publicKey: spki.subarray(spki.length - m.length) };
 }
 
+/**
+ * Makes our share and the shared secret in one step (the server role knows
+ * the peer's share before making its own): one ECDH object, no re-import.
+ */
+export function agreeEphemeral(group: NamedGroup, peerPublic: Uint8Array): { publicKey: Buffer; secret: Buffer } {
+  const curve = NIST_CURVE[group];
+  if (curve && peerPublic.length === keyShareLength(group) && peerPublic[0] === 4) {
+    const ecdh = createECDH(curve);
+    const publicKey = ecdh.generateKeys();
+    try {
+      return { publicKey, secret: ecdh.computeSecret(peerPublic) };
+    } catch {
+      throw new TlsError("TLS_ILLEGAL_PARAMETER", `invalid ${group} key share`);
+    }
+  }
+  const share = generateKeyShare(group);
+  return { publicKey: Buffer.from(share.publicKey), secret: computeSharedSecret(share, peerPublic) };
+}
+
 /** The shared secret; an invalid peer share is illegal_parameter (RFC 8446 §4.2.8). */
 export function computeSharedSecret(share: KeyShare, peerPublic: Uint8Array): Buffer {
   if (peerPublic.length !== keyShareLength(share.group)) {
@@ -322,10 +342,34 @@ const SCHEME_RULES: Record<SignatureScheme, SchemeRule> = {
   rsa_pss_rsae_sha512: { keyType: "rsa", hash: "sha512" },
 };
 
+// SPKI prefixes of the fixed-size key types (RFC 8410 §4, RFC 5480 §2),
+// for a fast import: OpenSSL 3's DER decoder costs ~80 µs a key, its JWK
+// import ~7 µs, and a Mandos server imports one key per connection.
+const SPKI_PREFIX: ReadonlyArray<{ prefix: Buffer; length: number; jwk: (raw: Buffer) => JsonWebKey }> = [
+  { prefix: Buffer.from("302a300506032b6570032100", "hex"), length: 32, jwk: (x) => ({ kty: "OKP", crv: "Ed25519", x: x.toString("base64url") }) },
+  { prefix: Buffer.from("3043300506032b6571033a00", "hex"), length: 57, jwk: (x) => ({ kty: "OKP", crv: "Ed448", x: x.toString("base64url") }) },
+  {
+    prefix: Buffer.from("3059301306072a8648ce3d020106082a8648ce3d03010703420004", "hex"),
+    length: 64,
+    jwk: (p) => ({ kty: "EC", crv: "P-256", x: p.subarray(0, 32).toString("base64url"), y: p.subarray(32).toString("base64url") }),
+  },
+  {
+    prefix: Buffer.from("3076301006072a8648ce3d020106052b8104002203620004", "hex"),
+    length: 96,
+    jwk: (p) => ({ kty: "EC", crv: "P-384", x: p.subarray(0, 48).toString("base64url"), y: p.subarray(48).toString("base64url") }),
+  },
+];
+
 /** Parses a DER SubjectPublicKeyInfo; anything unparsable is bad_certificate. */
 export function parseSpki(spki: Uint8Array): KeyObject {
+  const der = Buffer.from(spki.buffer, spki.byteOffset, spki.byteLength);
   try {
-    return createPublicKey({ key: Buffer.from(spki), format: "der", type: "spki" });
+    for (const p of SPKI_PREFIX) {
+      if (der.length === p.prefix.length + p.length && der.subarray(0, p.prefix.length).equals(p.prefix)) {
+        return createPublicKey({ key: p.jwk(der.subarray(p.prefix.length)), format: "jwk" });
+      }
+    }
+    return createPublicKey({ key: Buffer.from(der), format: "der", type: "spki" });
   } catch {
     throw new TlsError("TLS_BAD_CERTIFICATE", "the raw public key is not a valid SubjectPublicKeyInfo");
   }

@@ -25,9 +25,11 @@ export interface TlsSettings {
   readonly groups: readonly NamedGroup[];
   /**
    * Groups the first ClientHello carries key shares for. A GnuTLS peer with
-   * its default priority picks secp256r1 when offered, so that share is
-   * always sent when enabled (no HelloRetryRequest with mandos-client), and
-   * x25519 beside it for peers that prefer it.
+   * its default priority picks secp256r1 whenever offered, so that share
+   * alone is sent when secp256r1 is enabled: mandos-client needs no
+   * HelloRetryRequest, and no connection pays for a share it never uses
+   * (an X25519 share costs as much CPU as the P-256 one). Other peers get
+   * a HelloRetryRequest for their group, which the engine answers.
    */
   readonly keyShareGroups: readonly NamedGroup[];
   /** signature_algorithms, most preferred first. */
@@ -236,8 +238,7 @@ export function parsePriority(priority: string): TlsSettings {
   if (lists.groups.length === 0) throw tokenError(priority, "no key exchange group is enabled");
   if (lists.schemes.length === 0) throw tokenError(priority, "no signature algorithm is enabled");
 
-  const keyShareGroups: NamedGroup[] = lists.groups.filter((g) => g === "secp256r1" || g === "x25519");
-  if (keyShareGroups.length === 0) keyShareGroups.push(lists.groups[0]!);
+  const keyShareGroups: NamedGroup[] = lists.groups.includes("secp256r1") ? ["secp256r1"] : [lists.groups[0]!];
   return {
     cipherSuites: lists.suites,
     groups: lists.groups,

@@ -22,11 +22,10 @@ import {
 import {
   applicationSecrets,
   certificateVerifyContent,
-  computeSharedSecret,
+  agreeEphemeral,
   constantTimeEqual,
   digest,
   finishedMac,
-  generateKeyShare,
   handshakeSecrets,
   keyFitsScheme,
   makeSignature,
@@ -275,8 +274,8 @@ export class TlsServer {
 
     const group = shared!;
     const clientShare = ch.shares.find((s) => s.group === GROUP_CODES[group])!;
-    const ours = generateKeyShare(group);
-    const secret = computeSharedSecret(ours, clientShare.key);
+    const ours = agreeEphemeral(group, clientShare.key);
+    const secret = ours.secret;
     const sh = encodeServerHello({ retry: false, sessionId: ch.sessionId, cipherSuite: suite.code, keyShare: { group, publicKey: ours.publicKey } });
     const prior = state.retry ? state.retry.transcript : Buffer.alloc(0);
     const helloTranscript = Buffer.concat([prior, raw, sh]);

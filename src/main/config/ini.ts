@@ -72,8 +72,7 @@ export function parseIni(text: string, file: string, initialDefaults: Readonly<R
       }
       continue;
     }
-    const firstNonSpace = line.search(/\S/);
-    const curIndent = firstNonSpace < 0 ? 0 : firstNonSpace;
+    const curIndent = firstNonSpace(line);
     if (current !== null && option && curIndent > indentLevel) {
       current.get(option)?.lines.push(value);
       continue;
@@ -136,8 +135,11 @@ export function parseIni(text: string, file: string, initialDefaults: Readonly<R
         (errors.length > 1 ? ` (and ${errors.length - 1} more bad line${errors.length > 2 ? "s" : ""}: ${errors.slice(1).map((e) => e.line).join(", ")})` : ""),
     );
   }
-  const join = (m: Map<string, Building>): IniSection =>
-    new Map([...m].map(([k, b]) => [k, { value: pyRstrip(b.lines.join("\n")), line: b.line }]));
+  const join = (m: Map<string, Building>): IniSection => {
+    const out: IniSection = new Map();
+    for (const [k, b] of m) out.set(k, { value: b.lines.length === 1 ? b.lines[0]! : pyRstrip(b.lines.join("\n")), line: b.line });
+    return out;
+  };
   return {
     file,
     defaults: join(defaults),
@@ -146,13 +148,35 @@ export function parseIni(text: string, file: string, initialDefaults: Readonly<R
   };
 }
 
-/** Python str.strip() with no argument: Unicode white space. */
+// Python's str.isspace() also holds for \x1c-\x1f (and not for U+FEFF,
+// which JavaScript's trim() removes; a BOM inside a config value is not a
+// case worth a slower path).
+function isPyExtraSpace(c: number): boolean {
+  return c >= 0x1c && c <= 0x1f;
+}
+
+/** Python str.strip() with no argument. */
 function pyStrip(s: string): string {
-  return s.replace(/^\s+|\s+$/gu, "");
+  let t = s.trim();
+  while (t.length > 0 && (isPyExtraSpace(t.charCodeAt(0)) || isPyExtraSpace(t.charCodeAt(t.length - 1)))) {
+    t = (isPyExtraSpace(t.charCodeAt(0)) ? t.slice(1) : t.slice(0, -1)).trim();
+  }
+  return t;
 }
 
 function pyRstrip(s: string): string {
-  return s.replace(/\s+$/u, "");
+  let t = s.trimEnd();
+  while (t.length > 0 && isPyExtraSpace(t.charCodeAt(t.length - 1))) t = t.slice(0, -1).trimEnd();
+  return t;
+}
+
+/** Index of the first non-white-space character (configparser's NONSPACECRE), or 0. */
+function firstNonSpace(line: string): number {
+  for (let i = 0; i < line.length; i++) {
+    const c = line.charCodeAt(i);
+    if (c !== 0x20 && c !== 0x09 && !(c >= 0x0a && c <= 0x0d) && !isPyExtraSpace(c) && line[i]!.trim() !== "") return i;
+  }
+  return 0;
 }
 
 /** Roughly Python's repr() of a str, for messages. */
