@@ -70,10 +70,14 @@ test("announces _mandos._tcp on our port under the service name; stop() withdraw
   const announcement = await startAnnouncement({
     name: "Mandos", port: 4711, ipv6: true, logger: recordingLogger(recorded),
     getResponder: fakeResponder(recorded, async () => {}),
+    ipv4Interfaces: () => ["eth0", "eth0.10"],
   });
   assert.equal(await announcement.established, true);
-  assert.deepEqual(recorded.serviceOptions, { name: "Mandos", type: "mandos", port: 4711 });
-  assert.deepEqual(recorded.responderOptions, {});
+  // Every interface with IPv4 by name: ciao's own choice misses veth and VLAN interfaces.
+  assert.deepEqual(recorded.responderOptions, { interface: ["eth0", "eth0.10"] });
+  assert.deepEqual(recorded.serviceOptions, {
+    name: "Mandos", type: "mandos", port: 4711, restrictedAddresses: ["eth0", "eth0.10"],
+  });
   assert.equal(announcement.name, "Mandos");
   assert.ok(recorded.logs.includes("DEBUG: Adding Zeroconf service 'Mandos' of type '_mandos._tcp' ..."));
   await Promise.all([announcement.stop(), announcement.stop()]);
@@ -111,6 +115,28 @@ test("a failure to announce is logged and leaves the caller running", async () =
   assert.equal(await throwing.established, false);
   assert.ok(recorded.logs.includes("ERROR: Zeroconf: cannot announce: no usable network interface"));
   await throwing.stop();
+});
+
+test("without --interface, a new interface with IPv4 is added by starting ciao afresh", async () => {
+  const recorded: Recorded = { logs: [], shutdowns: 0, destroys: 0 };
+  let ipv4 = ["eth0"];
+  let tick: () => void = () => {};
+  const announcement = await startAnnouncement({
+    name: "Mandos", port: 4711, ipv6: true, logger: recordingLogger(recorded),
+    getResponder: fakeResponder(recorded, async () => {}),
+    ipv4Interfaces: () => ipv4,
+    watch: (onTick) => { tick = onTick; return () => {}; },
+  });
+  assert.deepEqual(recorded.responderOptions, { interface: ["eth0"] });
+  ipv4 = ["eth0", "wlan0"];
+  tick();
+  await new Promise(setImmediate); // the restart's promise chain (fakes resolve at once)
+  assert.deepEqual(recorded.responderOptions, { interface: ["eth0", "wlan0"] });
+  ipv4 = ["wlan0"];
+  tick();
+  await new Promise(setImmediate);
+  assert.equal(recorded.created, 2, "an interface going away is ciao's to handle");
+  await announcement.stop();
 });
 
 test("an interface that gains its first IPv4 address makes us start ciao afresh, which would not announce there", async () => {

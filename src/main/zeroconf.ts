@@ -7,7 +7,7 @@
 //   queries, and re-announces by itself when an interface comes or goes or an
 //   address changes (it polls the interfaces every 15 s). stop() sends
 //   goodbyes (§10.1).
-// - ciao multicasts over IPv4 only, and makes an interface's socket only if
+// - ciao announces only on interfaces with IPv4, and makes a socket only if
 //   the interface has an IPv4 address when it starts or when the interface
 //   appears; an interface that *gains* its first IPv4 address later is never
 //   announced on (ciao 1.3.12). So we watch for that, as often as ciao polls,
@@ -124,7 +124,6 @@ interface Publication {
 class MandosAnnouncement implements Announcement {
   readonly #options: AnnouncementOptions;
   readonly #logger: Logger;
-  readonly #responderOptions: ResponderOptions;
   readonly #ipv4Interfaces: () => string[];
   #name: string;
   #renames = 0;
@@ -144,10 +143,6 @@ class MandosAnnouncement implements Announcement {
     this.#logger = options.logger;
     this.#name = options.name;
     const only = options.interface ? options.interface : undefined;
-    this.#responderOptions = {
-      ...(only ? { interface: only } : {}),
-      ...(options.ipv6 ? {} : { disableIpv6: true }),
-    };
     this.#ipv4Interfaces = options.ipv4Interfaces ?? ipv4InterfacesOf(only);
     const gaveUp = new Promise<false>((resolve) => { this.#resolveGaveUp = resolve; });
     const first = this.#publish();
@@ -192,12 +187,25 @@ class MandosAnnouncement implements Announcement {
     let responder: Responder;
     let service: CiaoService;
     try {
-      responder = (options.getResponder ?? ciao.getResponder)(this.#responderOptions);
+      // Never ciao's own choice of interfaces: on Linux it takes the names
+      // from `ip -o link show`, where a veth or VLAN interface is
+      // "eth0.10@eth0", matches none of them, and is silently skipped. So
+      // without --interface we name every interface that has IPv4 now (ciao
+      // announces on no other), and restart when that set grows.
+      const names = options.interface ? [options.interface] : [...this.#known];
+      const responderOptions: ResponderOptions = {
+        interface: options.interface ? options.interface : names,
+        ...(options.ipv6 ? {} : { disableIpv6: true }),
+      };
+      responder = (options.getResponder ?? ciao.getResponder)(responderOptions);
       service = responder.createService({
         name: this.#name,
         type: SERVICE_TYPE,
         port: options.port,
-        ...(options.interface ? { restrictedAddresses: [options.interface] } : {}),
+        // The responder always listens on loopback too; a service announced
+        // there hears its own announcements from the other interfaces (multicast
+        // loopback) and takes them for a conflict.
+        ...(names.length > 0 ? { restrictedAddresses: names } : {}),
         ...(options.ipv6 ? {} : { disabledIpv6: true }),
       });
     } catch (error) {
