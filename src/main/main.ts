@@ -16,6 +16,7 @@ import type { ClientSettings } from "./client-settings.js";
 import { applyReload } from "./reload.js";
 import { runSelfTest } from "./self-test.js";
 import { buildState, readState, restoreState, StateSaver, STATE_FILE_NAME } from "./state-file.js";
+import { startAnnouncement, type Announcement } from "./zeroconf.js";
 
 /** How long SIGTERM waits for connections already in progress. */
 const SHUTDOWN_GRACE_MS = 5_000;
@@ -99,6 +100,19 @@ export async function main(argv: readonly string[]): Promise<number> {
     logger.info(`Now listening on address '${bound.address}', port ${bound.port}`);
   }
 
+  // mandos(8): announce the port we got; a Zeroconf failure is logged inside
+  // and the server keeps serving.
+  let announcement: Announcement | undefined;
+  if (settings.zeroconf) {
+    announcement = await startAnnouncement({
+      name: settings.servicename,
+      port: bound.port,
+      interface: settings.interface,
+      ipv6: settings.useIpv6,
+      logger,
+    });
+  }
+
   return new Promise<number>((resolve) => {
     let stopping = false;
     const stop = (signal: NodeJS.Signals): void => {
@@ -106,6 +120,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       stopping = true;
       logger.info(`Received ${signal}; shutting down`);
       void (async () => {
+        await announcement?.stop();
         await listener.close(SHUTDOWN_GRACE_MS);
         registry.stop();
         saver.saveNow();
