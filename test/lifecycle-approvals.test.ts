@@ -133,3 +133,15 @@ test("the real mandos-client waits out approval_delay, then gets or does not get
     rmSync(root, { recursive: true, force: true });
   }
 });
+
+test("regression: an approval given while the need-approval event is delivered is not lost", async () => {
+  const clock = new ManualClock();
+  const reg = new ClientRegistry([clientSettings("web", { approvalDelay: 60_000, approvedByDefault: false })], { logger: silentLogger, clock, spawner: never });
+  reg.subscribe((e) => {
+    if (e.type === "need-approval") reg.approve("web", true);
+  });
+  let decision: SecretDecision | null = null;
+  void reg.requestSecret("web", "::1", new AbortController().signal).then((d) => (decision = d));
+  await flush();
+  assert.equal((decision as SecretDecision | null)?.give, true);
+});

@@ -253,6 +253,9 @@ export class ClientRegistry implements Registry {
           c.runtime.lastApprovalRequest = this.#clock.now();
           this.#changed(c, "LastApprovalRequest");
           this.#emit({ type: "need-approval", client: c.view(), timeout: c.settings.approvalDelay, approvedByDefault: c.settings.approvedByDefault });
+          // A listener may have approved or denied right away (D-Bus does);
+          // that must count now, not after the delay.
+          if (this.#approvalChanged(c)) continue;
         } else {
           this.#emit({ type: "rejected", client: c.view(), reason: "Denied" });
           return { give: false, reason: "Denied" };
@@ -275,6 +278,10 @@ export class ClientRegistry implements Registry {
     } finally {
       if (approvalRequired) this.#setApprovalsPending(c, c.approvalsPending - 1);
     }
+  }
+
+  #approvalChanged(c: ClientRecord): boolean {
+    return c.approved !== null || !c.runtime.enabled;
   }
 
   #waitForChange(c: ClientRecord, ms: number, signal: AbortSignal): Promise<void> {

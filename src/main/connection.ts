@@ -247,6 +247,8 @@ export class Connection {
       },
       (error: unknown) => {
         this.#taskRunning = false;
+        // A pool torn down at shutdown rejects the tasks of connections it already closed.
+        if (this.#closed()) return;
         this.#deps.logger.error(`Handshake task for ${this.#label} failed: ${String(error)}`);
         this.#close("internal-error");
       },
