@@ -9,8 +9,8 @@ import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, parseCommandLine } from "./cli.js";
 import { createHandshakeRunner, defaultWorkerCount } from "./handshake-runner.js";
 import { Listener } from "./listener.js";
 import { consoleSink, FanOutLogger } from "./log.js";
-import { mergeSettings, SettingsError, type ServerSettings } from "./server-settings.js";
-import { loadClientsConfig, loadServerConfig } from "./config/index.js";
+import { mergeSettings, SettingsError, type ServerFileSettings, type ServerSettings } from "./server-settings.js";
+import { loadClientsConfig, loadServerConfig, type ServerConfigFile } from "./config/index.js";
 import { createRegistry, type ClientRegistry } from "./client-registry.js";
 import type { ClientSettings } from "./client-settings.js";
 import { applyReload } from "./reload.js";
@@ -20,6 +20,17 @@ import { startAnnouncement, type Announcement } from "./zeroconf.js";
 
 /** How long SIGTERM waits for connections already in progress. */
 const SHUTDOWN_GRACE_MS = 5_000;
+
+/** What mandos.conf set, and only that: the command line overrides it, defaults fill the rest. */
+function fileSettings(file: ServerConfigFile): ServerFileSettings {
+  const out: Record<string, unknown> = {};
+  for (const key of file.setInFile) {
+    const value = file.settings[key];
+    if (value === undefined || value === "") continue;
+    out[key] = value;
+  }
+  return out as ServerFileSettings;
+}
 
 function fail(message: string): number {
   process.stderr.write(`mandos: ${message}\n`);
@@ -35,7 +46,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   let settings: ServerSettings;
   try {
     const file = loadServerConfig(join(cli.configdir, "mandos.conf"));
-    settings = mergeSettings(cli, file, { priority: DEFAULT_PRIORITY, workers: defaultWorkerCount() });
+    settings = mergeSettings(cli, fileSettings(file), { priority: DEFAULT_PRIORITY, workers: defaultWorkerCount() });
   } catch (error) {
     if (error instanceof SettingsError && error.code === "MANDOS_NEEDS_PORT") {
       process.stderr.write(`usage: mandos [options]\nmandos: error: ${error.message}\n`);

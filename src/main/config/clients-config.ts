@@ -1,96 +1,106 @@
-// clients.conf (mandos-clients.conf(5)) into ClientSettings, with the
-// reference's Client.config_parser semantics: every option of a section is
-// interpolated (as configparser.items() does), booleans and durations
-// converted, key IDs and fingerprints normalised, and the secret taken from
-// `secret` (base64) or `secfile`.
-//
-// One deliberate difference: the reference requires `fingerprint` even for
-// a client with a `key_id` (a known bug); we require one of the two, as the
-// man page says.
+// clients.conf: one section per client, each inheriting [DEFAULT] and the
+// reference's Client.client_defaults (mandos-clients.conf(5)), turned into
+// ClientSettings as the reference's Client.config_parser does, step by step:
+//  1. every option of the section, its own and inherited, is interpolated
+//     (an error in any of them, used or not, fails the file, as in Python);
+//  2. approved_by_default and enabled through getboolean;
+//  3. key_id and fingerprint normalised; we require one of them (the
+//     reference insists on fingerprint, a known bug its man page contradicts);
+//  4. the secret: `secret` base64-decoded as Python does, else the bytes of
+//     `secfile` (expanduser(expandvars(...)); a relative path is taken from
+//     `baseDir`, see ClientsConfigOptions);
+//  5. the five durations through string_to_delta.
+// The checker is kept after step 1, so its runtime `%(attr)s` remain.
 
 import { readFileSync } from "node:fs";
-import { homedir } from "node:os";
 import { userInfo } from "node:os";
-import { execFileSync } from "node:child_process";
-import { CLIENT_DEFAULTS, normaliseKeyId, type ClientSettings } from "../client-settings.js";
-import { decodeBase64Python } from "./base64.js";
-import { parseDuration } from "./durations.js";
-import { ConfigError } from "./errors.js";
-import { interpolate, optionLine, optionNames, parseIni, toBoolean, type IniFile } from "./ini.js";
+import { resolve } from "node:path";
+import { CLIENT_DEFAULTS, type ClientSettings, normaliseKeyId } from "../client-settings.js";
+import { parseDuration } from "./duration.js";
+import { ConfigError, type ConfigErrorPlace } from "./errors.js";
+import { type IniDocument, parseIni, rawOption, sectionItems } from "./ini.js";
+import { type HomeDirectoryLookup, passwdHomeDirectory, pyBase64Decode, pyBoolean, pyExpandUser, pyExpandVars } from "./python-values.js";
+import { readConfigText } from "./read-file.js";
 
 export interface ClientsConfigOptions {
-  /** Environment for `$VAR` in secfile (default: process.env). */
-  readonly env?: NodeJS.ProcessEnv;
-  /** Reads a secfile (default: readFileSync). */
-  readonly readFile?: (path: string) => Buffer;
+  /**
+   * Directory a relative `secfile` is taken from. The reference reads
+   * clients.conf after daemon() has done chdir("/"), so a detached server
+   * resolves it from "/", a foreground one from its working directory.
+   * Default: process.cwd().
+   */
+  readonly baseDir?: string;
+  /** Environment for `$VAR` in secfile. Default: process.env. */
+  readonly env?: Readonly<Record<string, string | undefined>>;
+  /** Home directory of a user, for `~user/`. Default: /etc/passwd. */
+  readonly homeOf?: HomeDirectoryLookup;
+  /** The user `~` means when HOME is unset. Default: the process's user. */
+  readonly currentUser?: string;
+  /** Reads a secfile. Default: fs.readFileSync. */
+  readonly readSecfile?: (path: string) => Buffer;
 }
 
-/** Reads and parses a clients.conf file. A missing file is no clients, as in the reference. */
-export function loadClientsConfig(path: string, options: ClientsConfigOptions = {}): ClientSettings[] {
-  let text: string;
-  try {
-    text = readFileSync(path, "utf8");
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === "ENOENT") return [];
-    throw new ConfigError("CONFIG_UNREADABLE", path, null, null, `cannot read: ${(error as NodeJS.ErrnoException).code ?? "error"}`);
-  }
-  return parseClientsConfig(text, path, options);
+/** Reads clients.conf at `path`; a missing or unreadable file has no clients, as in the reference. */
+export function loadClientsConfig(path: string, opts: ClientsConfigOptions = {}): ClientSettings[] {
+  const text = readConfigText(path);
+  return text === undefined ? [] : parseClientsConfig(text, path, opts);
 }
 
-export function parseClientsConfig(text: string, file: string, options: ClientsConfigOptions = {}): ClientSettings[] {
-  const ini = parseIni(text, file, CLIENT_DEFAULTS);
+/** Parses the text of a clients.conf (for SIGHUP reloads and tests); `file` names it in errors. */
+export function parseClientsConfig(text: string, file: string, opts: ClientsConfigOptions = {}): ClientSettings[] {
+  const doc = parseIni(text, file, CLIENT_DEFAULTS);
   const clients: ClientSettings[] = [];
-  const byKeyId = new Map<string, string>();
-  for (const name of ini.sections.keys()) {
-    const client = clientFromSection(ini, name, options);
-    if (client.keyId !== "") {
-      const other = byKeyId.get(client.keyId);
-      if (other !== undefined) {
-        throw new ConfigError("CONFIG_DUPLICATE_KEY", file, optionLine(ini, name, "key_id"), "key_id", `same key ID as client ${other}`);
-      }
-      byKeyId.set(client.keyId, name);
-    }
-    clients.push(client);
-  }
+  // Most clients share their durations with DEFAULT: parse each text once.
+  const durations = new Map<string, number | undefined>();
+  const cachedDuration = (text: string): number | undefined => {
+    if (!durations.has(text)) durations.set(text, parseDuration(text));
+    return durations.get(text);
+  };
+  for (const name of doc.sections.keys()) clients.push(clientSettings(doc, name, opts, cachedDuration));
   return clients;
 }
 
-function clientFromSection(ini: IniFile, name: string, options: ClientsConfigOptions): ClientSettings {
-  const file = ini.file;
-  // configparser.items(section) interpolates every option, used or not.
-  const values = new Map<string, string>();
-  for (const key of optionNames(ini, name)) values.set(key, interpolate(ini, name, key));
-  const get = (key: string): string => values.get(key) ?? "";
-  const line = (key: string): number | null => optionLine(ini, name, key) ?? ini.sectionLines.get(name) ?? null;
-  const duration = (key: string): number => {
-    try {
-      return parseDuration(get(key));
-    } catch (error) {
-      throw new ConfigError("CONFIG_BAD_DURATION", file, line(key), key, `${(error as Error).message} in client ${name}`);
-    }
+function clientSettings(
+  doc: IniDocument,
+  name: string,
+  opts: ClientsConfigOptions,
+  parseDuration: (text: string) => number | undefined,
+): ClientSettings {
+  const at = (key: string): ConfigErrorPlace => ({ file: doc.file, line: rawOption(doc, name, key)?.line ?? doc.sections.get(name)?.line ?? 0, section: name, key });
+  // Step 1.
+  const items = sectionItems(doc, name);
+  const get = (key: string): string => items.get(key) ?? "";
+  // Step 2.
+  const boolean = (key: string): boolean => {
+    const parsed = pyBoolean(get(key));
+    if (parsed === undefined) throw new ConfigError("CONFIG_BAD_BOOLEAN", at(key), `not a boolean: ${JSON.stringify(get(key))}`);
+    return parsed;
   };
+  const approvedByDefault = boolean("approved_by_default");
+  const enabled = boolean("enabled");
+  // Step 3.
   const keyId = normaliseKeyId(get("key_id"));
   const fingerprint = normaliseKeyId(get("fingerprint"));
   if (keyId === "" && fingerprint === "") {
-    throw new ConfigError("CONFIG_NO_KEY", file, ini.sectionLines.get(name) ?? null, "key_id", `client ${name} has neither key_id nor fingerprint`);
+    throw new ConfigError("CONFIG_NO_KEY_ID", { file: doc.file, line: doc.sections.get(name)?.line ?? 0, section: name }, "client has neither key_id nor fingerprint");
   }
+  // Step 4.
   let secret: Buffer;
-  if (values.has("secret")) {
-    try {
-      secret = decodeBase64Python(get("secret"));
-    } catch (error) {
-      throw new ConfigError("CONFIG_BAD_SECRET", file, line("secret"), "secret", `not valid base64 (${(error as Error).message}) in client ${name}`);
-    }
-  } else if (values.has("secfile")) {
-    const path = expandUser(expandVars(get("secfile"), options.env ?? process.env));
-    try {
-      secret = (options.readFile ?? ((p: string) => readFileSync(p)))(path);
-    } catch (error) {
-      throw new ConfigError("CONFIG_SECFILE", file, line("secfile"), "secfile", `cannot read ${JSON.stringify(path)}: ${(error as NodeJS.ErrnoException).code ?? "error"}`);
-    }
+  if (items.has("secret")) {
+    const decoded = pyBase64Decode(get("secret"));
+    if (decoded === undefined) throw new ConfigError("CONFIG_BAD_SECRET", at("secret"), "secret is not valid base64 (incomplete last group)");
+    secret = decoded;
+  } else if (items.has("secfile")) {
+    secret = readSecfile(get("secfile"), at("secfile"), opts);
   } else {
-    throw new ConfigError("CONFIG_NO_SECRET", file, ini.sectionLines.get(name) ?? null, "secret", `client ${name} has neither secret nor secfile`);
+    throw new ConfigError("CONFIG_NO_SECRET", { file: doc.file, line: doc.sections.get(name)?.line ?? 0, section: name }, "client has neither secret nor secfile");
   }
+  // Step 5.
+  const duration = (key: string): number => {
+    const ms = parseDuration(get(key));
+    if (ms === undefined) throw new ConfigError("CONFIG_BAD_DURATION", at(key), `not a duration: ${JSON.stringify(get(key))}`);
+    return ms;
+  };
   return {
     name,
     keyId,
@@ -101,46 +111,28 @@ function clientFromSection(ini: IniFile, name: string, options: ClientsConfigOpt
     extendedTimeout: duration("extended_timeout"),
     interval: duration("interval"),
     checker: get("checker"),
-    approvedByDefault: toBoolean(get("approved_by_default"), file, line("approved_by_default"), "approved_by_default"),
+    approvedByDefault,
     approvalDelay: duration("approval_delay"),
     approvalDuration: duration("approval_duration"),
-    enabled: toBoolean(get("enabled"), file, line("enabled"), "enabled"),
+    enabled,
   };
 }
 
-/** posixpath.expandvars: $name and ${name} of set variables; others left as they are. */
-export function expandVars(path: string, env: NodeJS.ProcessEnv): string {
-  if (!path.includes("$")) return path;
-  return path.replace(/\$(\w+|\{[^}]*\})/g, (whole, name: string) => {
-    const key = name.startsWith("{") ? name.slice(1, -1) : name;
-    const value = env[key];
-    return value === undefined ? whole : value;
-  });
+/** The path a secfile value names: expanduser(expandvars(value)), relative ones from baseDir. */
+export function secfilePath(value: string, opts: ClientsConfigOptions = {}): string {
+  const env = opts.env ?? process.env;
+  // Only `~` without $HOME needs the user (and userInfo() throws without a passwd entry).
+  const currentUser = (): string => opts.currentUser ?? userInfo().username;
+  const expanded = pyExpandUser(pyExpandVars(value, env), env, opts.homeOf ?? passwdHomeDirectory, currentUser);
+  return resolve(opts.baseDir ?? process.cwd(), expanded);
 }
 
-/** posixpath.expanduser: ~ and ~user at the start; unknown users left as they are. */
-export function expandUser(path: string): string {
-  if (!path.startsWith("~")) return path;
-  const slash = path.indexOf("/", 1);
-  const end = slash < 0 ? path.length : slash;
-  const user = path.slice(1, end);
-  let home: string | undefined;
-  if (user === "") {
-    home = process.env.HOME ?? homedir();
-  } else {
-    home = homeOf(user);
-    if (home === undefined) return path;
-  }
-  const trimmed = home.replace(/\/+$/, "");
-  return (trimmed || "/") + path.slice(end);
-}
-
-function homeOf(user: string): string | undefined {
-  if (user === userInfo().username) return userInfo().homedir;
+function readSecfile(value: string, place: ConfigErrorPlace, opts: ClientsConfigOptions): Buffer {
+  const path = secfilePath(value, opts);
   try {
-    const entry = execFileSync("getent", ["passwd", user], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] });
-    return entry.split(":")[5];
-  } catch {
-    return undefined;
+    return (opts.readSecfile ?? readFileSync)(path);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? "error";
+    throw new ConfigError("CONFIG_SECFILE_UNREADABLE", place, `cannot read secfile ${JSON.stringify(path)} (${code})`);
   }
 }
