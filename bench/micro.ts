@@ -89,8 +89,8 @@ export async function runMicro(log: (line: string) => void): Promise<MicroResult
   const bench = new Bench({ time: 1500, warmupTime: 300 });
   bench
     .add("handshake: client role + server role, in process", () => void handshake())
-    .add("worker task: server flight (ECDHE P-256, decrypt, Ed25519 verify, Finished)", () => void runHandshakeTask(task))
-    .add("worker task: ClientHello key shares (P-256 + X25519)", () => void generateEphemeralKeyShares(settings.keyShareGroups))
+    .add("worker task: server flight (X25519, key schedule, decrypt, Ed25519 verify, Finished)", () => void runHandshakeTask(task))
+    .add("worker task: ClientHello key share (X25519)", () => void generateEphemeralKeyShares(settings.keyShareGroups))
     .add("key ID of a raw public key", () => void keyId(spki))
     .add("registry lookup by key ID among 100,000 clients", () => void registry.byKeyId(probe[(p = (p + 7919) % probe.length)]!))
     .add("parse clients.conf of 10,000 clients", () => void parseClientsConfig(conf, "bench.conf"), { beforeAll() {} });

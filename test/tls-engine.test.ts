@@ -192,6 +192,11 @@ test("negative: an oversized record is record_overflow", () => {
   assert.deepEqual(errorOf(r.clientEvents), { code: "TLS_RECORD_OVERFLOW", alert: 22 });
 });
 
+test("negative: a plaintext record over 2^14 bytes is record_overflow", () => {
+  const r = runPair({ tamper: (i, bytes) => (i === 0 ? Buffer.from([0x16, 0x03, 0x03, 0x40, 0x01]) : bytes) });
+  assert.deepEqual(errorOf(r.clientEvents), { code: "TLS_RECORD_OVERFLOW", alert: 22 });
+});
+
 test("negative: an unknown record type is unexpected_message", () => {
   const r = runPair({ tamper: (i, bytes) => (i === 0 ? Buffer.from([0x63, 0x03, 0x03, 0x00, 0x01, 0x00]) : bytes) });
   assert.deepEqual(errorOf(r.clientEvents), { code: "TLS_UNEXPECTED_MESSAGE", alert: 10 });

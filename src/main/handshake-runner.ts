@@ -79,8 +79,11 @@ class PoolRunner implements HandshakeRunner {
       minThreads: workers,
       maxThreads: workers,
       idleTimeout: Infinity,
-      // Tasks are ~0.1-1 ms each; several queued per thread keeps them busy.
       concurrentTasksPerWorker: 1,
+      // Workers wait for tasks on their message port, not in Atomics.wait:
+      // with one thread under a sustained burst, the Atomics wake-up was
+      // seen to be missed, leaving every later handshake queued for ever.
+      atomics: "disabled",
     });
     this.#refill();
   }

@@ -6,7 +6,7 @@
 // 256 bytes); HandshakeAssembler at most one incomplete message (bounded by
 // MAX_HANDSHAKE_MESSAGE).
 
-import { ContentType, MAX_CIPHERTEXT, MAX_HANDSHAKE_MESSAGE } from "./constants.js";
+import { ContentType, MAX_CIPHERTEXT, MAX_HANDSHAKE_MESSAGE, MAX_PLAINTEXT } from "./constants.js";
 import { TlsError } from "./errors.js";
 
 export interface RawRecord {
@@ -41,7 +41,10 @@ export class RecordFramer {
       throw new TlsError("TLS_DECODE", "bad record version");
     }
     const length = p.readUInt16BE(3);
-    if (length > MAX_CIPHERTEXT) throw new TlsError("TLS_RECORD_OVERFLOW", `record of ${length} bytes`);
+    // RFC 8446 §5.1/§5.2: 2^14 for a plaintext record, 2^14 + 256 for a protected one.
+    if (length > (type === ContentType.ApplicationData ? MAX_CIPHERTEXT : MAX_PLAINTEXT)) {
+      throw new TlsError("TLS_RECORD_OVERFLOW", `record of ${length} bytes`);
+    }
     if (p.length < 5 + length) return null;
     const header = p.subarray(0, 5);
     const body = p.subarray(5, 5 + length);
