@@ -115,13 +115,24 @@ function runGenerator(job: LoadJob, dir: string): Promise<LoadReport> {
   });
 }
 
-async function stopProcess(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((r) => child.once("exit", r));
-  child.kill("SIGTERM");
-  const t = setTimeout(() => child.kill("SIGKILL"), 10_000);
-  await exited;
-  clearTimeout(t);
+async function stopProcess(child: ChildProcess, group = false): Promise<void> {
+  const signal = (sig: NodeJS.Signals): void => {
+    try {
+      if (group && child.pid !== undefined) process.kill(-child.pid, sig);
+      else child.kill(sig);
+    } catch {
+      // already gone
+    }
+  };
+  if (child.exitCode === null && child.signalCode === null) {
+    const exited = new Promise((r) => child.once("exit", r));
+    signal("SIGTERM");
+    const t = setTimeout(() => signal("SIGKILL"), 10_000);
+    await exited;
+    clearTimeout(t);
+  }
+  // Children of the group (the reference's helpers) go too.
+  if (group) signal("SIGKILL");
 }
 
 export interface RebootOptions {
@@ -184,10 +195,12 @@ export async function runRebootSimulation(options: RebootOptions): Promise<Reboo
         const port = await freePort();
         const refState = join(root, "ref-state");
         mkdirSync(refState, { recursive: true });
+        // Its own process group: the reference forks a multiprocessing
+        // manager and per-connection children that outlive a SIGTERM.
         const server = spawn(
           REFERENCE,
           ["--configdir", conf, "--statedir", refState, "--no-restore", "--no-zeroconf", "--no-dbus", "--foreground", "--address", "::1", "--port", String(port)],
-          { stdio: ["ignore", "ignore", "ignore"], env: { ...process.env, DBUS_SYSTEM_BUS_ADDRESS: options.referenceBus } },
+          { stdio: ["ignore", "ignore", "ignore"], detached: true, env: { ...process.env, DBUS_SYSTEM_BUS_ADDRESS: options.referenceBus } },
         );
         try {
           await waitForPort(port, server, 120_000);
@@ -213,7 +226,7 @@ export async function runRebootSimulation(options: RebootOptions): Promise<Reboo
           runs.push(run);
           options.log(describe(run));
         } finally {
-          await stopProcess(server);
+          await stopProcess(server, true);
         }
       }
     }

@@ -276,12 +276,15 @@ export function generateKeyShare(group: NamedGroup): KeyShare {
   }
   const m = MONTGOMERY[group]!;
   const pair = m.type === "x25519" ? generateKeyPairSync("x25519") : generateKeyPairSync("x448");
-  const jwk = pair.privateKey.export({ format: "jwk" });
+  // DER, not JWK: exporting a private KeyObject as JWK was seen to hang for
+  // ever in a futex here (Node 20, OpenSSL 3) under sustained load.
+  const pkcs8 = pair.privateKey.export({ type: "pkcs8", format: "der" });
+  const spki = pair.publicKey.export({ type: "spki", format: "der" });
   return {
     group,
-    privateKey: Buffer.from(jwk.d ?? "", "base64url"),
+    privateKey: pkcs8.subarray(pkcs8.length - m.length),
     keyObject: pair.privateKey,
-    publicKey: Buffer.from(jwk.x ?? "", "base64url"),
+    publicKey: spki.subarray(spki.length - m.length),
   };
 }
 
