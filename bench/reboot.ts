@@ -191,7 +191,7 @@ export async function runRebootSimulation(options: RebootOptions): Promise<Reboo
           }
         }
       }
-      if (existsSync(REFERENCE) && options.referenceBus) {
+      if (existsSync(REFERENCE) && options.referenceBus && options.referenceConnections > 0) {
         const port = await freePort();
         const refState = join(root, "ref-state");
         mkdirSync(refState, { recursive: true });
