@@ -50,12 +50,22 @@ export class FanOutLogger implements Logger {
   critical(message: string): void { this.log("CRITICAL", message); }
 }
 
-/** Console sink in the reference's debug-console form: `Mandos [PID]: LEVEL: message`. */
-export function consoleSink(level: LogLevel, serviceName = "Mandos", stream: NodeJS.WritableStream = process.stderr): LogSink {
+/** Python logging's default asctime: local "YYYY-MM-DD HH:MM:SS,mmm". */
+export function asctime(date: Date): string {
+  const p = (n: number, w = 2): string => String(n).padStart(w, "0");
+  return `${date.getFullYear()}-${p(date.getMonth() + 1)}-${p(date.getDate())} ` +
+    `${p(date.getHours())}:${p(date.getMinutes())}:${p(date.getSeconds())},${p(date.getMilliseconds(), 3)}`;
+}
+
+/**
+ * Console sink in the reference's --debug console form:
+ * `2026-11-22 12:00:00,123 mandos [PID]: LEVEL: message`.
+ */
+export function consoleSink(level: LogLevel, stream: NodeJS.WritableStream = process.stderr, now: () => Date = () => new Date()): LogSink {
   return {
     level,
     write(lvl, message) {
-      stream.write(`${serviceName} [${process.pid}]: ${lvl}: ${message}\n`);
+      stream.write(`${asctime(now())} mandos [${process.pid}]: ${lvl}: ${message}\n`);
     },
   };
 }

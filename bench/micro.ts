@@ -1,0 +1,114 @@
+// tinybench micro-benchmarks of the hot steps: a whole client-role
+// handshake (both sides in process), the worker tasks on their own, the key
+// ID, a registry lookup among 100,000 clients, and parsing a clients.conf
+// of 10,000 clients.
+
+import { createHash, generateKeyPairSync, randomBytes } from "node:crypto";
+import { Bench } from "tinybench";
+import {
+  DEFAULT_PRIORITY,
+  TlsClient,
+  TlsServer,
+  generateEphemeralKeyShares,
+  keyId,
+  parsePriority,
+  runHandshakeTask,
+  type HandshakeTask,
+} from "../src/tls/index.js";
+import { ClientRegistry } from "../src/main/client-registry.js";
+import type { ClientSettings } from "../src/main/client-settings.js";
+import { parseClientsConfig } from "../src/main/config/index.js";
+import { silentLogger } from "../src/main/log.js";
+
+export interface MicroResult {
+  readonly name: string;
+  readonly opsPerSecond: number;
+  readonly meanMicroseconds: number;
+  readonly p99Microseconds: number;
+  readonly samples: number;
+}
+
+const settings = parsePriority(DEFAULT_PRIORITY);
+const pair = generateKeyPairSync("ed25519");
+const identity = { privateKey: pair.privateKey, publicKeySpki: pair.publicKey.export({ type: "spki", format: "der" }) };
+
+/** One handshake, both roles in process; returns the server-flight task it produced. */
+function handshake(): HandshakeTask | null {
+  const client = new TlsClient(settings, generateEphemeralKeyShares(settings.keyShareGroups));
+  const server = new TlsServer(settings, identity);
+  let flightTask: HandshakeTask | null = null;
+  client.start();
+  for (let i = 0; i < 10; i++) {
+    const a = client.takeOutput();
+    if (a) server.receive(a);
+    const b = server.takeOutput();
+    if (b) client.receive(b);
+    for (let t = client.takeTask(); t; t = client.takeTask()) {
+      if (t.kind === "server-flight") flightTask = t;
+      client.completeTask(runHandshakeTask(t));
+    }
+    for (let e = client.nextEvent(); e; e = client.nextEvent()) {
+      if (e.type === "handshake-complete") {
+        client.send(Buffer.alloc(1200));
+        client.close();
+      }
+    }
+    while (server.nextEvent());
+    if (!a && !b) break;
+  }
+  return flightTask;
+}
+
+function clientsConf(n: number): string {
+  const parts = ["[DEFAULT]\nchecker = true\n"];
+  for (let i = 0; i < n; i++) {
+    const key = createHash("sha256").update(String(i)).digest("hex");
+    parts.push(`[m${i}]\nkey_id = ${key}\nsecret =\n    ${randomBytes(900).toString("base64").replace(/(.{64})/g, "$1\n    ")}\n`);
+  }
+  return parts.join("\n");
+}
+
+export async function runMicro(log: (line: string) => void): Promise<MicroResult[]> {
+  const task = handshake();
+  if (!task) throw new Error("no server-flight task came out of the handshake");
+  const spki = identity.publicKeySpki;
+
+  const many: ClientSettings[] = [];
+  for (let i = 0; i < 100_000; i++) {
+    many.push({
+      name: `m${i}`, keyId: createHash("sha256").update(String(i)).digest("hex").toUpperCase(), fingerprint: "",
+      secret: Buffer.alloc(16), host: "", timeout: 300_000, extendedTimeout: 900_000, interval: 120_000,
+      checker: "true", approvedByDefault: true, approvalDelay: 0, approvalDuration: 1000, enabled: true,
+    });
+  }
+  const registry = new ClientRegistry(many, { logger: silentLogger });
+  const probe = many.map((m) => m.keyId);
+  let p = 0;
+  const conf = clientsConf(10_000);
+
+  const bench = new Bench({ time: 1500, warmupTime: 300 });
+  bench
+    .add("handshake: client role + server role, in process", () => void handshake())
+    .add("worker task: server flight (X25519, key schedule, decrypt, Ed25519 verify, Finished)", () => void runHandshakeTask(task))
+    .add("worker task: ClientHello key share (X25519)", () => void generateEphemeralKeyShares(settings.keyShareGroups))
+    .add("key ID of a raw public key", () => void keyId(spki))
+    .add("registry lookup by key ID among 100,000 clients", () => void registry.byKeyId(probe[(p = (p + 7919) % probe.length)]!))
+    .add("parse clients.conf of 10,000 clients", () => void parseClientsConfig(conf, "bench.conf"), { beforeAll() {} });
+  await bench.run();
+  const results: MicroResult[] = [];
+  for (const t of bench.tasks) {
+    const r = t.result as unknown as { latency?: { mean: number; p99?: number; samples?: number[] }; throughput?: { mean: number }; samples?: number[] } | undefined;
+    const meanMs = r?.latency?.mean ?? 0;
+    const p99Ms = r?.latency?.p99 ?? 0;
+    const result: MicroResult = {
+      name: t.name,
+      opsPerSecond: Math.round(r?.throughput?.mean ?? (meanMs ? 1000 / meanMs : 0)),
+      meanMicroseconds: Math.round(meanMs * 1000 * 10) / 10,
+      p99Microseconds: Math.round(p99Ms * 1000 * 10) / 10,
+      samples: r?.latency?.samples?.length ?? r?.samples?.length ?? 0,
+    };
+    results.push(result);
+    log(`${result.name}: ${result.opsPerSecond} ops/s, mean ${result.meanMicroseconds} µs, p99 ${result.p99Microseconds} µs`);
+  }
+  return results;
+}

@@ -1,0 +1,236 @@
+// The mass-reboot simulation (issue 4): N configured clients, N distinct
+// simulated machines all rebooting at once from a separate process, against
+// bin/mandos on ::1, for several worker counts and concurrencies; and, when
+// it is installed, the Python reference server on the same clients.
+// Reports secrets/s, latency percentiles, failures, the server's peak RSS and
+// CPU per secret.
+
+import { spawn, type ChildProcess } from "node:child_process";
+import { createHash, generateKeyPairSync, randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { cpus, tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { DEFAULT_PRIORITY } from "../src/tls/index.js";
+import type { LoadJob, LoadReport } from "./load-generator.js";
+
+const REPO = fileURLToPath(new URL("../../", import.meta.url));
+const REFERENCE = "/usr/sbin/mandos";
+const CLK_TCK = 100;
+
+interface Machine {
+  readonly privateKeyPem: string;
+  readonly secretBase64: string;
+  readonly keyId: string;
+}
+
+export interface RebootRun {
+  readonly server: string;
+  readonly workers: number | "default" | null;
+  readonly clients: number;
+  readonly concurrency: number;
+  readonly report: LoadReport;
+  readonly peakRssMiB: number;
+  readonly cpuMsPerSecret: number;
+}
+
+function makeMachines(n: number): Machine[] {
+  const machines: Machine[] = [];
+  for (let i = 0; i < n; i++) {
+    const { privateKey, publicKey } = generateKeyPairSync("ed25519");
+    const spki = publicKey.export({ type: "spki", format: "der" });
+    machines.push({
+      privateKeyPem: privateKey.export({ type: "pkcs8", format: "pem" }).toString(),
+      // A real secret is an OpenPGP message of about 1.2 KiB.
+      secretBase64: randomBytes(1200).toString("base64"),
+      keyId: createHash("sha256").update(spki).digest("hex").toUpperCase(),
+    });
+  }
+  return machines;
+}
+
+function writeConfig(dir: string, machines: readonly Machine[]): void {
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, "mandos.conf"), "[DEFAULT]\n");
+  // Checkers every day: the benchmark measures secrets, not fping.
+  const parts = ["[DEFAULT]\nchecker = true\ninterval = 1d\ntimeout = 2d\nextended_timeout = 2d\n"];
+  machines.forEach((m, i) => {
+    const wrapped = m.secretBase64.replace(/(.{64})/g, "$1\n    ");
+    parts.push(`[machine${i}]\nkey_id = ${m.keyId}\nfingerprint = \nsecret =\n    ${wrapped}\nhost = machine${i}\n`);
+  });
+  writeFileSync(join(dir, "clients.conf"), parts.join("\n"), { mode: 0o600 });
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.on("error", reject);
+    s.listen({ host: "::1", port: 0 }, () => {
+      const a = s.address();
+      const port = typeof a === "object" && a ? a.port : 0;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitForPort(port: number, child: ChildProcess, ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`server exited with ${child.exitCode} before listening`);
+    const ok = await new Promise<boolean>((resolve) => {
+      const probe = createServer();
+      probe.once("error", () => resolve(true)); // in use: the server listens
+      probe.listen({ host: "::1", port, exclusive: true }, () => probe.close(() => resolve(false)));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`server did not listen on ${port} within ${ms} ms`);
+}
+
+function procStats(pid: number): { cpuMs: number; peakRssKiB: number } {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  const ticks = Number(fields[11]) + Number(fields[12]);
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  const hwm = Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0);
+  return { cpuMs: (ticks * 1000) / CLK_TCK, peakRssKiB: hwm };
+}
+
+function runGenerator(job: LoadJob, dir: string): Promise<LoadReport> {
+  const jobFile = join(dir, `job-${process.hrtime.bigint()}.json`);
+  writeFileSync(jobFile, JSON.stringify(job));
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [join(REPO, "dist/bench/load-generator.js"), jobFile], {
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    let out = "";
+    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    child.on("exit", (code) => {
+      rmSync(jobFile, { force: true });
+      if (code !== 0) reject(new Error(`load generator exited with ${code}`));
+      else resolve(JSON.parse(out) as LoadReport);
+    });
+  });
+}
+
+async function stopProcess(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((r) => child.once("exit", r));
+  child.kill("SIGTERM");
+  const t = setTimeout(() => child.kill("SIGKILL"), 10_000);
+  await exited;
+  clearTimeout(t);
+}
+
+export interface RebootOptions {
+  readonly sizes: readonly number[];
+  readonly concurrencies: readonly number[];
+  readonly workers: ReadonlyArray<number | "default">;
+  /** Connections per run: all N machines once. */
+  readonly referenceConnections: number;
+  readonly referenceBudgetMs: number;
+  readonly log: (line: string) => void;
+  /** A private system bus for the reference server (it needs one even with --no-dbus). */
+  readonly referenceBus?: string;
+}
+
+export async function runRebootSimulation(options: RebootOptions): Promise<RebootRun[]> {
+  const runs: RebootRun[] = [];
+  const root = mkdtempSync(join(tmpdir(), "mandos-ts-bench-"));
+  try {
+    for (const n of options.sizes) {
+      options.log(`generating ${n} machines`);
+      const machines = makeMachines(n);
+      const conf = join(root, `conf-${n}`);
+      writeConfig(conf, machines);
+      const jobMachines = machines.map(({ privateKeyPem, secretBase64 }) => ({ privateKeyPem, secretBase64 }));
+      for (const workers of options.workers) {
+        for (const concurrency of options.concurrencies) {
+          const port = await freePort();
+          const args = [
+            join(REPO, "bin/mandos"), "--configdir", conf, "--statedir", join(root, "state"), "--no-restore",
+            "--no-zeroconf", "--no-dbus", "--foreground", "--debuglevel", "ERROR", "--address", "::1", "--port", String(port),
+          ];
+          if (workers !== "default") args.push("--workers", String(workers));
+          mkdirSync(join(root, "state"), { recursive: true });
+          const server = spawn(process.execPath, args, { stdio: ["ignore", "ignore", "inherit"] });
+          try {
+            await waitForPort(port, server, 60_000);
+            const before = procStats(server.pid!);
+            const report = await runGenerator(
+              { host: "::1", port, concurrency, timeoutMs: 30_000, budgetMs: 60_000, priority: DEFAULT_PRIORITY, connections: n, machines: jobMachines },
+              root,
+            );
+            const after = procStats(server.pid!);
+            const run: RebootRun = {
+              server: "mandos-ts",
+              workers: workers === "default" ? `default` : workers,
+              clients: n,
+              concurrency,
+              report,
+              peakRssMiB: Math.round(after.peakRssKiB / 102.4) / 10,
+              cpuMsPerSecret: report.succeeded ? Math.round(((after.cpuMs - before.cpuMs) / report.succeeded) * 1000) / 1000 : 0,
+            };
+            runs.push(run);
+            options.log(describe(run));
+          } finally {
+            await stopProcess(server);
+          }
+        }
+      }
+      if (existsSync(REFERENCE) && options.referenceBus) {
+        const port = await freePort();
+        const refState = join(root, "ref-state");
+        mkdirSync(refState, { recursive: true });
+        const server = spawn(
+          REFERENCE,
+          ["--configdir", conf, "--statedir", refState, "--no-restore", "--no-zeroconf", "--no-dbus", "--foreground", "--address", "::1", "--port", String(port)],
+          { stdio: ["ignore", "ignore", "ignore"], env: { ...process.env, DBUS_SYSTEM_BUS_ADDRESS: options.referenceBus } },
+        );
+        try {
+          await waitForPort(port, server, 120_000);
+          const before = procStats(server.pid!);
+          const concurrency = Math.min(64, ...options.concurrencies);
+          const report = await runGenerator(
+            {
+              host: "::1", port, concurrency, timeoutMs: 30_000, budgetMs: options.referenceBudgetMs, priority: DEFAULT_PRIORITY,
+              connections: Math.min(n, options.referenceConnections), machines: jobMachines,
+            },
+            root,
+          );
+          const after = procStats(server.pid!);
+          const run: RebootRun = {
+            server: "python-reference",
+            workers: null,
+            clients: n,
+            concurrency,
+            report,
+            peakRssMiB: Math.round(after.peakRssKiB / 102.4) / 10,
+            cpuMsPerSecret: report.succeeded ? Math.round(((after.cpuMs - before.cpuMs) / report.succeeded) * 1000) / 1000 : 0,
+          };
+          runs.push(run);
+          options.log(describe(run));
+        } finally {
+          await stopProcess(server);
+        }
+      }
+    }
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+  return runs;
+}
+
+export function describe(run: RebootRun): string {
+  const r = run.report;
+  return (
+    `${run.server} workers=${run.workers ?? "-"} N=${run.clients} c=${run.concurrency}: ` +
+    `${r.secretsPerSecond} secrets/s, p50 ${r.latencyMs.p50} p90 ${r.latencyMs.p90} p99 ${r.latencyMs.p99} max ${r.latencyMs.max} ms, ` +
+    `${r.succeeded}/${r.attempted} ok, ${r.failures} failed, ${r.mismatches} mismatched, ` +
+    `peak RSS ${run.peakRssMiB} MiB, ${run.cpuMsPerSecret} ms CPU/secret`
+  );
+}
+
+export const MACHINE = `${cpus().length} × ${cpus()[0]?.model ?? "unknown CPU"}`;

@@ -1,0 +1,78 @@
+// `npm run bench`: the micro-benchmarks, then the mass-reboot simulation
+// (ours at several worker counts and concurrencies, and the Python reference
+// on the same clients when installed). Results go to bench/results/ as JSON
+// and to stdout as Markdown tables. Any failed or mismatched secret makes
+// the run say so loudly and exit non-zero.
+//
+// BENCH_QUICK=1 runs a small subset (for a smoke test).
+
+import { mkdirSync, writeFileSync } from "node:fs";
+import { availableParallelism, cpus, totalmem } from "node:os";
+import { fileURLToPath } from "node:url";
+import { runMicro, type MicroResult } from "./micro.js";
+import { startPrivateBus } from "./private-bus.js";
+import { runRebootSimulation, type RebootRun } from "./reboot.js";
+
+const RESULTS = fileURLToPath(new URL("../../bench/results/", import.meta.url));
+const quick = process.env.BENCH_QUICK === "1";
+const log = (line: string): void => void process.stderr.write(`${line}\n`);
+
+const machine = {
+  cpu: cpus()[0]?.model ?? "unknown",
+  cores: availableParallelism(),
+  memoryGiB: Math.round(totalmem() / 2 ** 30),
+  node: process.version,
+  date: new Date().toISOString(),
+};
+log(`machine: ${machine.cores} × ${machine.cpu}, ${machine.memoryGiB} GiB, Node ${machine.node}`);
+
+const micro: MicroResult[] = quick ? [] : await runMicro(log);
+
+const bus = await startPrivateBus().catch(() => null);
+let runs: RebootRun[] = [];
+try {
+  const common = { referenceBus: bus?.address, log };
+  if (quick) {
+    runs = await runRebootSimulation({ ...common, sizes: [200], concurrencies: [64], workers: [2], referenceConnections: 20, referenceBudgetMs: 15_000 });
+  } else {
+    runs = [
+      ...(await runRebootSimulation({ ...common, sizes: [1000], concurrencies: [64, 256], workers: [0, 1, 2, "default"], referenceConnections: 100, referenceBudgetMs: 40_000 })),
+      ...(await runRebootSimulation({ ...common, sizes: [10000], concurrencies: [256], workers: [0, 1, 2], referenceConnections: 0, referenceBudgetMs: 0 })),
+    ];
+  }
+} finally {
+  await bus?.stop();
+}
+
+const ours = runs.filter((r) => r.server === "mandos-ts");
+const reference = runs.filter((r) => r.server === "python-reference");
+const bad = ours.filter((r) => r.report.failures > 0 || r.report.mismatches > 0 || r.report.succeeded < r.report.attempted);
+
+let table = "| server | workers | clients | concurrent | secrets/s | p50 ms | p90 ms | p99 ms | max ms | ok/attempted | peak RSS MiB | CPU ms/secret |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+for (const r of runs) {
+  const p = r.report;
+  table += `| ${r.server} | ${r.workers ?? "-"} | ${r.clients} | ${r.concurrency} | ${p.secretsPerSecond} | ${p.latencyMs.p50} | ${p.latencyMs.p90} | ${p.latencyMs.p99} | ${p.latencyMs.max} | ${p.succeeded}/${p.attempted} | ${r.peakRssMiB} | ${r.cpuMsPerSecret} |\n`;
+}
+let ratio = "";
+for (const ref of reference) {
+  const best = ours.filter((r) => r.clients === ref.clients).sort((a, b) => b.report.secretsPerSecond - a.report.secretsPerSecond)[0];
+  if (best && ref.report.secretsPerSecond > 0) {
+    ratio += `With ${ref.clients} clients: ${best.report.secretsPerSecond} vs ${ref.report.secretsPerSecond} secrets/s, ${Math.round(best.report.secretsPerSecond / ref.report.secretsPerSecond)}× the Python reference.\n`;
+  } else if (best) {
+    ratio += `With ${ref.clients} clients: the Python reference delivered no secret within its time budget.\n`;
+  }
+}
+let microTable = "";
+if (micro.length > 0) {
+  microTable = "| step | ops/s | mean µs | p99 µs |\n|---|---|---|---|\n";
+  for (const m of micro) microTable += `| ${m.name} | ${m.opsPerSecond} | ${m.meanMicroseconds} | ${m.p99Microseconds} |\n`;
+}
+
+mkdirSync(RESULTS, { recursive: true });
+const file = `${RESULTS}${machine.date.replace(/[:.]/g, "-")}${quick ? "-quick" : ""}.json`;
+writeFileSync(file, JSON.stringify({ machine, micro, runs }, null, 2) + "\n");
+process.stdout.write(`\n${microTable}\n${table}\n${ratio}\nresults: ${file}\n`);
+if (bad.length > 0) {
+  process.stdout.write(`\n!!! BENCHMARK FAILURES: ${bad.length} run(s) had failed or mismatched secrets !!!\n`);
+  process.exitCode = 1;
+}

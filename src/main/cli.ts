@@ -1,0 +1,117 @@
+// The command line, as the Python server's argparse defines it (mandos(8)),
+// plus --workers. Parsing only: what was given, and nothing for what was
+// not, so that mandos.conf can supply it (the command line wins).
+
+import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
+import { VERSION } from "./version.js";
+
+export interface CommandLine {
+  interface?: string;
+  address?: string;
+  port?: number;
+  check: boolean;
+  debug?: boolean;
+  debuglevel?: string;
+  priority?: string;
+  servicename?: string;
+  configdir: string;
+  useDbus?: boolean;
+  useIpv6?: boolean;
+  restore?: boolean;
+  socket?: number;
+  statedir?: string;
+  foreground?: boolean;
+  zeroconf?: boolean;
+  /** Handshake worker threads; 0 = inline; undefined = one per core. */
+  workers?: number;
+}
+
+/** Exit codes as mandos(8) and argparse use them. */
+export const EXIT_OK = 0;
+export const EXIT_FAILURE = 1;
+export const EXIT_USAGE = 2;
+
+export class UsageError extends Error {
+  readonly code = "MANDOS_USAGE";
+}
+
+function integer(name: string, min: number, max: number): (value: string) => number {
+  return (value) => {
+    if (!/^\s*[+-]?\d+\s*$/.test(value)) throw new InvalidArgumentError(`${name} must be an integer`);
+    const n = Number(value);
+    if (n < min || n > max) throw new InvalidArgumentError(`${name} must be from ${min} to ${max}`);
+    return n;
+  };
+}
+
+export type ParseResult =
+  | { readonly kind: "run"; readonly options: CommandLine }
+  | { readonly kind: "exit"; readonly code: number };
+
+/**
+ * Parses `argv` (without node and script). Help and version are printed to
+ * `out`; usage errors to `err`, and they exit with 2 as argparse does.
+ */
+export function parseCommandLine(
+  argv: readonly string[],
+  out: (text: string) => void = (t) => process.stdout.write(t),
+  err: (text: string) => void = (t) => process.stderr.write(t),
+): ParseResult {
+  const program = new Command("mandos")
+    .description("Mandos server: gives encrypted passwords to rebooting client machines (mandos-ts)")
+    .version(`mandos ${VERSION}`, "-v, --version", "show version number and exit")
+    .helpOption("-h, --help", "show this help message and exit")
+    .option("-i, --interface <IF>", "Bind to interface IF")
+    .option("-a, --address <ADDRESS>", "Address to listen for requests on")
+    .option("-p, --port <PORT>", "Port number to receive requests on", integer("port", 0, 65535))
+    .option("--check", "Run self-test", false)
+    .option("--debug", "Debug mode; run in foreground and log to terminal")
+    .option("--debuglevel <LEVEL>", "Debug level for stdout output")
+    .option("--priority <PRIORITY>", "GnuTLS priority string (see GnuTLS documentation)")
+    .option("--servicename <NAME>", "Zeroconf service name")
+    .option("--configdir <DIR>", "Directory to search for configuration files", "/etc/mandos")
+    .addOption(new Option("--no-dbus", "Do not provide D-Bus system bus interface"))
+    .addOption(new Option("--no-ipv6", "Do not use IPv6"))
+    .addOption(new Option("--no-restore", "Do not restore stored state"))
+    .option("--socket <FD>", "Specify a file descriptor to a network socket to use instead of creating one", integer("socket", 0, 1 << 30))
+    .option("--statedir <DIR>", "Directory to save/restore state in")
+    .option("--foreground", "Run in foreground")
+    .addOption(new Option("--no-zeroconf", "Do not use Zeroconf"))
+    .option("--workers <N>", "Handshake worker threads (0: run handshakes on the main thread; default: one per core)", integer("workers", 0, 1024))
+    .configureOutput({ writeOut: out, writeErr: err })
+    .exitOverride()
+    .allowExcessArguments(false);
+
+  try {
+    program.parse(argv, { from: "user" });
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      const code = error.code === "commander.helpDisplayed" || error.code === "commander.version" ? EXIT_OK : EXIT_USAGE;
+      return { kind: "exit", code };
+    }
+    throw error;
+  }
+
+  const o = program.opts<Record<string, unknown>>();
+  const given = (name: string): boolean => program.getOptionValueSource(name) === "cli";
+  const options: CommandLine = {
+    check: o.check === true,
+    configdir: String(o.configdir),
+  };
+  if (given("interface")) options.interface = String(o.interface);
+  if (given("address")) options.address = String(o.address);
+  if (given("port")) options.port = o.port as number;
+  if (given("debug")) options.debug = true;
+  if (given("debuglevel")) options.debuglevel = String(o.debuglevel);
+  if (given("priority")) options.priority = String(o.priority);
+  if (given("servicename")) options.servicename = String(o.servicename);
+  if (given("dbus")) options.useDbus = false;
+  if (given("ipv6")) options.useIpv6 = false;
+  if (given("restore")) options.restore = false;
+  if (given("socket")) options.socket = o.socket as number;
+  if (given("statedir")) options.statedir = String(o.statedir);
+  if (given("foreground")) options.foreground = true;
+  if (given("zeroconf")) options.zeroconf = false;
+  if (given("workers")) options.workers = o.workers as number;
+  return { kind: "run", options };
+}

@@ -1,0 +1,138 @@
+// clients.conf: one section per client, each inheriting [DEFAULT] and the
+// reference's Client.client_defaults (mandos-clients.conf(5)), turned into
+// ClientSettings as the reference's Client.config_parser does, step by step:
+//  1. every option of the section, its own and inherited, is interpolated
+//     (an error in any of them, used or not, fails the file, as in Python);
+//  2. approved_by_default and enabled through getboolean;
+//  3. key_id and fingerprint normalised; we require one of them (the
+//     reference insists on fingerprint, a known bug its man page contradicts);
+//  4. the secret: `secret` base64-decoded as Python does, else the bytes of
+//     `secfile` (expanduser(expandvars(...)); a relative path is taken from
+//     `baseDir`, see ClientsConfigOptions);
+//  5. the five durations through string_to_delta.
+// The checker is kept after step 1, so its runtime `%(attr)s` remain.
+
+import { readFileSync } from "node:fs";
+import { userInfo } from "node:os";
+import { resolve } from "node:path";
+import { CLIENT_DEFAULTS, type ClientSettings, normaliseKeyId } from "../client-settings.js";
+import { parseDuration } from "./duration.js";
+import { ConfigError, type ConfigErrorPlace } from "./errors.js";
+import { type IniDocument, parseIni, rawOption, sectionItems } from "./ini.js";
+import { type HomeDirectoryLookup, passwdHomeDirectory, pyBase64Decode, pyBoolean, pyExpandUser, pyExpandVars } from "./python-values.js";
+import { readConfigText } from "./read-file.js";
+
+export interface ClientsConfigOptions {
+  /**
+   * Directory a relative `secfile` is taken from. The reference reads
+   * clients.conf after daemon() has done chdir("/"), so a detached server
+   * resolves it from "/", a foreground one from its working directory.
+   * Default: process.cwd().
+   */
+  readonly baseDir?: string;
+  /** Environment for `$VAR` in secfile. Default: process.env. */
+  readonly env?: Readonly<Record<string, string | undefined>>;
+  /** Home directory of a user, for `~user/`. Default: /etc/passwd. */
+  readonly homeOf?: HomeDirectoryLookup;
+  /** The user `~` means when HOME is unset. Default: the process's user. */
+  readonly currentUser?: string;
+  /** Reads a secfile. Default: fs.readFileSync. */
+  readonly readSecfile?: (path: string) => Buffer;
+}
+
+/** Reads clients.conf at `path`; a missing or unreadable file has no clients, as in the reference. */
+export function loadClientsConfig(path: string, opts: ClientsConfigOptions = {}): ClientSettings[] {
+  const text = readConfigText(path);
+  return text === undefined ? [] : parseClientsConfig(text, path, opts);
+}
+
+/** Parses the text of a clients.conf (for SIGHUP reloads and tests); `file` names it in errors. */
+export function parseClientsConfig(text: string, file: string, opts: ClientsConfigOptions = {}): ClientSettings[] {
+  const doc = parseIni(text, file, CLIENT_DEFAULTS);
+  const clients: ClientSettings[] = [];
+  // Most clients share their durations with DEFAULT: parse each text once.
+  const durations = new Map<string, number | undefined>();
+  const cachedDuration = (text: string): number | undefined => {
+    if (!durations.has(text)) durations.set(text, parseDuration(text));
+    return durations.get(text);
+  };
+  for (const name of doc.sections.keys()) clients.push(clientSettings(doc, name, opts, cachedDuration));
+  return clients;
+}
+
+function clientSettings(
+  doc: IniDocument,
+  name: string,
+  opts: ClientsConfigOptions,
+  parseDuration: (text: string) => number | undefined,
+): ClientSettings {
+  const at = (key: string): ConfigErrorPlace => ({ file: doc.file, line: rawOption(doc, name, key)?.line ?? doc.sections.get(name)?.line ?? 0, section: name, key });
+  // Step 1.
+  const items = sectionItems(doc, name);
+  const get = (key: string): string => items.get(key) ?? "";
+  // Step 2.
+  const boolean = (key: string): boolean => {
+    const parsed = pyBoolean(get(key));
+    if (parsed === undefined) throw new ConfigError("CONFIG_BAD_BOOLEAN", at(key), `not a boolean: ${JSON.stringify(get(key))}`);
+    return parsed;
+  };
+  const approvedByDefault = boolean("approved_by_default");
+  const enabled = boolean("enabled");
+  // Step 3.
+  const keyId = normaliseKeyId(get("key_id"));
+  const fingerprint = normaliseKeyId(get("fingerprint"));
+  if (keyId === "" && fingerprint === "") {
+    throw new ConfigError("CONFIG_NO_KEY_ID", { file: doc.file, line: doc.sections.get(name)?.line ?? 0, section: name }, "client has neither key_id nor fingerprint");
+  }
+  // Step 4.
+  let secret: Buffer;
+  if (items.has("secret")) {
+    const decoded = pyBase64Decode(get("secret"));
+    if (decoded === undefined) throw new ConfigError("CONFIG_BAD_SECRET", at("secret"), "secret is not valid base64 (incomplete last group)");
+    secret = decoded;
+  } else if (items.has("secfile")) {
+    secret = readSecfile(get("secfile"), at("secfile"), opts);
+  } else {
+    throw new ConfigError("CONFIG_NO_SECRET", { file: doc.file, line: doc.sections.get(name)?.line ?? 0, section: name }, "client has neither secret nor secfile");
+  }
+  // Step 5.
+  const duration = (key: string): number => {
+    const ms = parseDuration(get(key));
+    if (ms === undefined) throw new ConfigError("CONFIG_BAD_DURATION", at(key), `not a duration: ${JSON.stringify(get(key))}`);
+    return ms;
+  };
+  return {
+    name,
+    keyId,
+    fingerprint,
+    secret,
+    host: get("host"),
+    timeout: duration("timeout"),
+    extendedTimeout: duration("extended_timeout"),
+    interval: duration("interval"),
+    checker: get("checker"),
+    approvedByDefault,
+    approvalDelay: duration("approval_delay"),
+    approvalDuration: duration("approval_duration"),
+    enabled,
+  };
+}
+
+/** The path a secfile value names: expanduser(expandvars(value)), relative ones from baseDir. */
+export function secfilePath(value: string, opts: ClientsConfigOptions = {}): string {
+  const env = opts.env ?? process.env;
+  // Only `~` without $HOME needs the user (and userInfo() throws without a passwd entry).
+  const currentUser = (): string => opts.currentUser ?? userInfo().username;
+  const expanded = pyExpandUser(pyExpandVars(value, env), env, opts.homeOf ?? passwdHomeDirectory, currentUser);
+  return resolve(opts.baseDir ?? process.cwd(), expanded);
+}
+
+function readSecfile(value: string, place: ConfigErrorPlace, opts: ClientsConfigOptions): Buffer {
+  const path = secfilePath(value, opts);
+  try {
+    return (opts.readSecfile ?? readFileSync)(path);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? "error";
+    throw new ConfigError("CONFIG_SECFILE_UNREADABLE", place, `cannot read secfile ${JSON.stringify(path)} (${code})`);
+  }
+}

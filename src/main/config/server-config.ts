@@ -1,0 +1,138 @@
+// mandos.conf: the server's own settings, all in [DEFAULT] (mandos.conf(5)),
+// read as the reference server reads them (/usr/sbin/mandos, main()):
+// booleans through getboolean, port and socket through getint when not
+// empty, every other option raw (the reference takes them from
+// `defaults()`, which does not interpolate). The command line overrides
+// whatever `setInFile` lists; "debug implies foreground" is the caller's,
+// after that override, as in the reference.
+
+import { ConfigError } from "./errors.js";
+import { DEFAULT_SECTION, type IniDocument, getOption, parseIni } from "./ini.js";
+import { pyBoolean, pyInt } from "./python-values.js";
+import { readConfigText } from "./read-file.js";
+
+/** The GnuTLS priority string the reference uses with raw public keys (GnuTLS >= 3.6.6). */
+export const DEFAULT_PRIORITY = "SECURE128:!CTYPE-X.509:+CTYPE-RAWPK:!RSA:!VERS-ALL:+VERS-TLS1.3:%PROFILE_ULTRA";
+
+/** The reference's `server_defaults`, as strings, the way the file would spell them. */
+export const SERVER_DEFAULTS: Readonly<Record<string, string>> = {
+  interface: "",
+  address: "",
+  port: "",
+  debug: "False",
+  priority: DEFAULT_PRIORITY,
+  servicename: "Mandos",
+  use_dbus: "True",
+  use_ipv6: "True",
+  debuglevel: "",
+  restore: "True",
+  socket: "",
+  statedir: "/var/lib/mandos",
+  foreground: "False",
+  zeroconf: "True",
+};
+
+export interface ServerConfig {
+  readonly interface: string;
+  readonly address: string;
+  /** undefined: not set (let the OS or Zeroconf choose). */
+  readonly port: number | undefined;
+  readonly debug: boolean;
+  readonly priority: string;
+  readonly servicename: string;
+  readonly useDbus: boolean;
+  readonly useIpv6: boolean;
+  /** A log level name, or "" for the default. */
+  readonly debuglevel: string;
+  readonly restore: boolean;
+  /** An inherited listening socket's file descriptor; undefined if not set. */
+  readonly socket: number | undefined;
+  readonly statedir: string;
+  readonly foreground: boolean;
+  readonly zeroconf: boolean;
+}
+
+/** The file's option names for each ServerConfig field. */
+export const SERVER_OPTION_NAMES: Readonly<Record<keyof ServerConfig, string>> = {
+  interface: "interface",
+  address: "address",
+  port: "port",
+  debug: "debug",
+  priority: "priority",
+  servicename: "servicename",
+  useDbus: "use_dbus",
+  useIpv6: "use_ipv6",
+  debuglevel: "debuglevel",
+  restore: "restore",
+  socket: "socket",
+  statedir: "statedir",
+  foreground: "foreground",
+  zeroconf: "zeroconf",
+};
+
+export interface ServerConfigFile {
+  readonly file: string;
+  /** False when the file could not be read: then every setting is its default, as in the reference. */
+  readonly found: boolean;
+  readonly settings: ServerConfig;
+  /** The settings the file itself gave (the rest are defaults). */
+  readonly setInFile: ReadonlySet<keyof ServerConfig>;
+}
+
+/** Reads mandos.conf at `path`; a missing or unreadable file gives the defaults (`found: false`). */
+export function loadServerConfig(path: string): ServerConfigFile {
+  const text = readConfigText(path);
+  if (text === undefined) return { ...parseServerConfig("", path), found: false };
+  return parseServerConfig(text, path);
+}
+
+/** Parses the text of a mandos.conf; `file` names it in errors. */
+export function parseServerConfig(text: string, file: string): ServerConfigFile {
+  const doc = parseIni(text, file, SERVER_DEFAULTS);
+  const raw = (key: string): string => doc.defaults.get(key)?.value ?? "";
+  // In the reference's order, so that the first bad option is the one it reports.
+  const [debug, useDbus, useIpv6, restore, foreground, zeroconf] = ["debug", "use_dbus", "use_ipv6", "restore", "foreground", "zeroconf"].map(
+    (key) => boolean(doc, key),
+  ) as [boolean, boolean, boolean, boolean, boolean, boolean];
+  const settings: ServerConfig = {
+    interface: raw("interface"),
+    address: raw("address"),
+    port: raw("port") === "" ? undefined : integer(doc, "port"),
+    debug,
+    priority: raw("priority"),
+    servicename: raw("servicename"),
+    useDbus,
+    useIpv6,
+    debuglevel: raw("debuglevel"),
+    restore,
+    socket: raw("socket") === "" ? undefined : integer(doc, "socket"),
+    statedir: raw("statedir"),
+    foreground,
+    zeroconf,
+  };
+  const setInFile = new Set<keyof ServerConfig>();
+  for (const [field, key] of Object.entries(SERVER_OPTION_NAMES) as [keyof ServerConfig, string][]) {
+    if ((doc.defaults.get(key)?.line ?? 0) > 0) setInFile.add(field);
+  }
+  return { file, found: true, settings, setInFile };
+}
+
+function place(doc: IniDocument, key: string): { file: string; line: number; section: string; key: string } {
+  return { file: doc.file, line: doc.defaults.get(key)?.line ?? 0, section: DEFAULT_SECTION, key };
+}
+
+function boolean(doc: IniDocument, key: string): boolean {
+  const value = getOption(doc, DEFAULT_SECTION, key) ?? "";
+  const parsed = pyBoolean(value);
+  if (parsed === undefined) throw new ConfigError("CONFIG_BAD_BOOLEAN", place(doc, key), `not a boolean: ${JSON.stringify(value)}`);
+  return parsed;
+}
+
+function integer(doc: IniDocument, key: string): number {
+  const value = getOption(doc, DEFAULT_SECTION, key) ?? "";
+  const parsed = pyInt(value);
+  if (parsed === undefined || !Number.isSafeInteger(Number(parsed))) {
+    throw new ConfigError("CONFIG_BAD_INTEGER", place(doc, key), `not an integer: ${JSON.stringify(value)}`);
+  }
+  return Number(parsed);
+}

@@ -1,0 +1,135 @@
+// Where the handshake's expensive steps run: inline on the main thread
+// (`--workers 0`), or on a Piscina pool of worker threads. The connection
+// code sees one interface either way; the engine code is the same.
+//
+// With a pool the main thread does no asymmetric crypto: the ClientHello's
+// ephemeral key shares come from a reservoir that worker tasks refill in
+// batches, and each handshake's server flight is one worker task.
+
+import { availableParallelism } from "node:os";
+import { Piscina } from "piscina";
+import {
+  generateEphemeralKeyShares,
+  runHandshakeTask,
+  type EphemeralKeyShares,
+  type HandshakeTask,
+  type HandshakeTaskResult,
+  type TlsSettings,
+} from "../tls/index.js";
+import type { WorkerRequest, WorkerResponse } from "../workers/handshake.js";
+
+export interface HandshakeRunner {
+  /** Fresh, never reused key shares for one ClientHello. */
+  keyShares(): Promise<EphemeralKeyShares>;
+  run(task: HandshakeTask): Promise<HandshakeTaskResult>;
+  /** Number of worker threads (0 = inline). */
+  readonly workers: number;
+  close(): Promise<void>;
+}
+
+export function defaultWorkerCount(): number {
+  return availableParallelism();
+}
+
+export function createHandshakeRunner(workers: number, settings: TlsSettings): HandshakeRunner {
+  return workers <= 0 ? new InlineRunner(settings) : new PoolRunner(workers, settings);
+}
+
+class InlineRunner implements HandshakeRunner {
+  readonly workers = 0;
+  readonly #settings: TlsSettings;
+  constructor(settings: TlsSettings) {
+    this.#settings = settings;
+  }
+  keyShares(): Promise<EphemeralKeyShares> {
+    return Promise.resolve(generateEphemeralKeyShares(this.#settings.keyShareGroups));
+  }
+  run(task: HandshakeTask): Promise<HandshakeTaskResult> {
+    return Promise.resolve(runHandshakeTask(task));
+  }
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+
+/**
+ * Key shares kept ready. A burst of this many connections starts without
+ * waiting for keygen; each refill task makes REFILL_BATCH shares, so the
+ * per-task overhead (a message each way) is paid once per batch.
+ */
+const RESERVOIR_TARGET = 256;
+const REFILL_BATCH = 32;
+
+class PoolRunner implements HandshakeRunner {
+  readonly workers: number;
+  readonly #pool: Piscina<WorkerRequest, WorkerResponse>;
+  readonly #groups: TlsSettings["keyShareGroups"];
+  // Invariant: #reservoir.length + #refilling * REFILL_BATCH covers the
+  // target plus every waiter, so a waiter is always eventually served.
+  readonly #reservoir: EphemeralKeyShares[] = [];
+  readonly #waiters: Array<(shares: EphemeralKeyShares) => void> = [];
+  #refilling = 0;
+  #closed = false;
+
+  constructor(workers: number, settings: TlsSettings) {
+    this.workers = workers;
+    this.#groups = settings.keyShareGroups;
+    this.#pool = new Piscina<WorkerRequest, WorkerResponse>({
+      filename: new URL("../workers/handshake.js", import.meta.url).href,
+      minThreads: workers,
+      maxThreads: workers,
+      idleTimeout: Infinity,
+      concurrentTasksPerWorker: 1,
+      // Workers wait for tasks on their message port, not in Atomics.wait:
+      // with one thread under a sustained burst, the Atomics wake-up was
+      // seen to be missed, leaving every later handshake queued for ever.
+      atomics: "disabled",
+    });
+    this.#refill();
+  }
+
+  keyShares(): Promise<EphemeralKeyShares> {
+    const ready = this.#reservoir.pop();
+    this.#refill();
+    if (ready) return Promise.resolve(ready);
+    return new Promise((resolve) => {
+      this.#waiters.push(resolve);
+      this.#refill();
+    });
+  }
+
+  async run(task: HandshakeTask): Promise<HandshakeTaskResult> {
+    const response = await this.#pool.run({ kind: "handshake", task });
+    if (response.kind !== "handshake") throw new Error("worker answered the wrong kind of task");
+    return response.result;
+  }
+
+  #refill(): void {
+    if (this.#closed) return;
+    while (this.#reservoir.length + this.#refilling * REFILL_BATCH < RESERVOIR_TARGET + this.#waiters.length) {
+      this.#refilling++;
+      this.#pool
+        .run({ kind: "keygen", groups: this.#groups, count: REFILL_BATCH })
+        .then((response) => {
+          this.#refilling--;
+          if (response.kind !== "keygen") return;
+          for (const shares of response.shares) {
+            const waiter = this.#waiters.shift();
+            if (waiter) waiter(shares);
+            else this.#reservoir.push(shares);
+          }
+          this.#refill();
+        })
+        .catch(() => {
+          // Only a closing pool rejects; waiters then never resolve, and
+          // their connections are being torn down anyway.
+          this.#refilling--;
+        });
+    }
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    await this.#pool.destroy();
+  }
+}

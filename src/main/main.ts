@@ -1,0 +1,201 @@
+// Start-up and shutdown of the server: command line, configuration files,
+// logging, registry, handshake runner, listener and signals, in the order
+// the reference's main() does them. Exit codes as mandos(8): 0; 1 on a
+// fatal start-up failure; 2 on a usage error.
+
+import { join } from "node:path";
+import { DEFAULT_PRIORITY, parsePriority, type TlsSettings } from "../tls/index.js";
+import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, parseCommandLine } from "./cli.js";
+import { createHandshakeRunner, defaultWorkerCount } from "./handshake-runner.js";
+import { Listener } from "./listener.js";
+import { consoleSink, FanOutLogger } from "./log.js";
+import { daemonize, isDaemonChild, notifyFailed, notifyReady } from "./daemonize.js";
+import { PidFile } from "./pidfile.js";
+import { checkClientsConfMode, dropPrivileges } from "./privileges.js";
+import { syslogSink } from "./syslog.js";
+import { mergeSettings, SettingsError, type ServerFileSettings, type ServerSettings } from "./server-settings.js";
+import { loadClientsConfig, loadServerConfig, type ServerConfigFile } from "./config/index.js";
+import { createRegistry, type ClientRegistry } from "./client-registry.js";
+import type { ClientSettings } from "./client-settings.js";
+import { applyReload } from "./reload.js";
+import { runSelfTest } from "./self-test.js";
+import { buildState, readState, restoreState, StateSaver, STATE_FILE_NAME } from "./state-file.js";
+import { startAnnouncement, type Announcement } from "./zeroconf.js";
+
+/** How long SIGTERM waits for connections already in progress. */
+const SHUTDOWN_GRACE_MS = 5_000;
+
+/** What mandos.conf set, and only that: the command line overrides it, defaults fill the rest. */
+function fileSettings(file: ServerConfigFile): ServerFileSettings {
+  const out: Record<string, unknown> = {};
+  for (const key of file.setInFile) {
+    const value = file.settings[key];
+    if (value === undefined || value === "") continue;
+    out[key] = value;
+  }
+  return out as ServerFileSettings;
+}
+
+function fail(message: string): number {
+  process.stderr.write(`mandos: ${message}\n`);
+  notifyFailed(message); // a detached child tells the waiting parent
+  return EXIT_FAILURE;
+}
+
+export async function main(argv: readonly string[]): Promise<number> {
+  const parsed = parseCommandLine(argv);
+  if (parsed.kind === "exit") return parsed.code;
+  const cli = parsed.options;
+  if (cli.check) return runSelfTest() ? EXIT_OK : EXIT_FAILURE;
+
+  let settings: ServerSettings;
+  try {
+    const file = loadServerConfig(join(cli.configdir, "mandos.conf"));
+    settings = mergeSettings(cli, fileSettings(file), { priority: DEFAULT_PRIORITY, workers: defaultWorkerCount() });
+  } catch (error) {
+    if (error instanceof SettingsError && error.code === "MANDOS_NEEDS_PORT") {
+      process.stderr.write(`usage: mandos [options]\nmandos: error: ${error.message}\n`);
+      return EXIT_USAGE;
+    }
+    return fail(error instanceof Error ? error.message : String(error));
+  }
+
+  // mandos(8): detach unless --foreground or --debug. The parent waits for
+  // the child's listener (src/main/daemonize.ts) and never returns here.
+  const detach = !settings.debug && !settings.foreground;
+  if (detach && !isDaemonChild()) await daemonize();
+
+  const logger = new FanOutLogger();
+  const syslog = syslogSink({ level: settings.debuglevel, serviceName: settings.servicename });
+  logger.addSink(syslog);
+  if (settings.debug) logger.addSink(consoleSink("DEBUG"));
+  else if (settings.foreground) logger.addSink(consoleSink(settings.debuglevel));
+
+  let tlsSettings: TlsSettings;
+  try {
+    tlsSettings = parsePriority(settings.priority);
+  } catch (error) {
+    return fail(`bad priority string: ${error instanceof Error ? error.message : String(error)}`);
+  }
+
+  const clientsPath = join(settings.configdir, "clients.conf");
+  const statePath = join(settings.statedir, STATE_FILE_NAME);
+  let registry: ClientRegistry;
+  let config: ClientSettings[];
+  try {
+    config = loadClientsConfig(clientsPath);
+    const restored = settings.restore
+      ? restoreState(config, readState(statePath, logger), Date.now(), logger)
+      : { settings: config, runtimes: new Map() };
+    registry = createRegistry(restored.settings, { logger }, restored.runtimes);
+  } catch (error) {
+    return fail(error instanceof Error ? error.message : String(error));
+  }
+  if (config.length === 0) logger.warning("No clients defined");
+
+  const saver = new StateSaver(statePath, () => buildState(config, registry.snapshot(), Date.now()), logger);
+  registry.subscribe((event) => {
+    if (event.type === "client-not-found" || event.type === "need-approval" || event.type === "checker-started") return;
+    saver.changed();
+  });
+  registry.start();
+  saver.changed();
+  const runner = createHandshakeRunner(settings.workers, tlsSettings);
+  const listener = new Listener({ registry, runner, tlsSettings, logger });
+  let bound: { address: string; port: number };
+  try {
+    bound = await listener.listen({
+      address: settings.address,
+      port: settings.port,
+      ipv6: settings.useIpv6,
+      fd: settings.socket,
+      interface: settings.interface || undefined,
+    });
+  } catch (error) {
+    registry.stop();
+    await runner.close();
+    logger.critical(`Could not listen: ${error instanceof Error ? error.message : String(error)}`);
+    return fail(`could not listen: ${error instanceof Error ? error.message : String(error)}`);
+  }
+  // As the reference's main(): open the pid file while still root, then drop
+  // privileges, then write our pid.
+  let pidFile: PidFile | undefined;
+  if (detach) {
+    try {
+      pidFile = PidFile.open();
+    } catch (error) {
+      logger.error(error instanceof Error ? error.message : String(error));
+    }
+  }
+  checkClientsConfMode(clientsPath, logger);
+  // The reference drops privileges in every mode. Here only when detached for
+  // now: in front, SIGHUP re-reads clients.conf and the state file is saved,
+  // which the foreground tests run from root-only temporary directories.
+  if (detach) {
+    try {
+      dropPrivileges(logger);
+    } catch (error) {
+      await listener.close(0);
+      registry.stop();
+      await runner.close();
+      return fail(error instanceof Error ? error.message : String(error));
+    }
+  }
+  try {
+    pidFile?.write();
+  } catch (error) {
+    logger.error(error instanceof Error ? error.message : String(error));
+  }
+  if (settings.useIpv6) {
+    logger.info(`Now listening on address '${bound.address}', port ${bound.port}, flowinfo 0, scope_id 0`);
+  } else {
+    logger.info(`Now listening on address '${bound.address}', port ${bound.port}`);
+  }
+
+  // mandos(8): announce the port we got; a Zeroconf failure is logged inside
+  // and the server keeps serving.
+  let announcement: Announcement | undefined;
+  if (settings.zeroconf) {
+    announcement = await startAnnouncement({
+      name: settings.servicename,
+      port: bound.port,
+      interface: settings.interface,
+      ipv6: settings.useIpv6,
+      logger,
+    });
+  }
+
+  notifyReady();
+
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (signal: NodeJS.Signals): void => {
+      if (stopping) return;
+      stopping = true;
+      logger.info(`Received ${signal}; shutting down`);
+      void (async () => {
+        await announcement?.stop();
+        await listener.close(SHUTDOWN_GRACE_MS);
+        registry.stop();
+        saver.saveNow();
+        await runner.close();
+        pidFile?.remove();
+        syslog.close();
+        resolve(EXIT_OK);
+      })();
+    };
+    process.on("SIGTERM", () => stop("SIGTERM"));
+    process.on("SIGINT", () => stop("SIGINT"));
+    process.on("SIGHUP", () => {
+      if (stopping) return;
+      try {
+        const next = loadClientsConfig(clientsPath);
+        applyReload(registry, config, next, logger);
+        config = next;
+        saver.changed();
+      } catch (error) {
+        logger.error(`Not reloading clients.conf: ${error instanceof Error ? error.message : String(error)}`);
+      }
+    });
+  });
+}

@@ -1,0 +1,62 @@
+// SIGHUP: re-read clients.conf and apply it to the running registry without
+// dropping a connection (the reference quits on SIGHUP; we reload). Clients
+// gone from the file are removed, new ones added, and for the others every
+// setting whose clients.conf value changed since the last read is applied,
+// the same precedence a restart gives (a value changed at run time stays
+// unless the file's value for it changed).
+
+import type { ClientSettings } from "./client-settings.js";
+import type { ClientRegistry } from "./client-registry.js";
+import type { Logger } from "./log.js";
+
+export interface ReloadSummary {
+  readonly added: string[];
+  readonly removed: string[];
+  readonly changed: string[];
+}
+
+export function applyReload(registry: ClientRegistry, before: readonly ClientSettings[], after: readonly ClientSettings[], logger: Logger): ReloadSummary {
+  const old = new Map(before.map((c) => [c.name, c]));
+  const next = new Map(after.map((c) => [c.name, c]));
+  const summary: ReloadSummary = { added: [], removed: [], changed: [] };
+  for (const name of old.keys()) {
+    if (!next.has(name) && registry.get(name)) {
+      registry.remove(name);
+      summary.removed.push(name);
+    }
+  }
+  for (const c of after) {
+    const o = old.get(c.name);
+    if (!o || !registry.get(c.name)) {
+      registry.add(c);
+      summary.added.push(c.name);
+      continue;
+    }
+    // Key changes re-index the client: simplest and safest as remove + add.
+    if (o.keyId !== c.keyId || o.fingerprint !== c.fingerprint) {
+      registry.remove(c.name);
+      registry.add(c);
+      summary.changed.push(c.name);
+      continue;
+    }
+    const patch: Parameters<ClientRegistry["update"]>[1] = {};
+    if (o.host !== c.host) patch.host = c.host;
+    if (o.timeout !== c.timeout) patch.timeout = c.timeout;
+    if (o.extendedTimeout !== c.extendedTimeout) patch.extendedTimeout = c.extendedTimeout;
+    if (o.interval !== c.interval) patch.interval = c.interval;
+    if (o.checker !== c.checker) patch.checker = c.checker;
+    if (o.approvedByDefault !== c.approvedByDefault) patch.approvedByDefault = c.approvedByDefault;
+    if (o.approvalDelay !== c.approvalDelay) patch.approvalDelay = c.approvalDelay;
+    if (o.approvalDuration !== c.approvalDuration) patch.approvalDuration = c.approvalDuration;
+    if (!o.secret.equals(c.secret)) patch.secret = c.secret;
+    const touched = Object.keys(patch).length > 0 || o.enabled !== c.enabled;
+    if (Object.keys(patch).length > 0) registry.update(c.name, patch);
+    if (o.enabled !== c.enabled) {
+      if (c.enabled) registry.enable(c.name);
+      else registry.disable(c.name);
+    }
+    if (touched) summary.changed.push(c.name);
+  }
+  logger.info(`Reloaded clients.conf: ${summary.added.length} added, ${summary.removed.length} removed, ${summary.changed.length} changed`);
+  return summary;
+}

@@ -1,0 +1,282 @@
+// Persistent client state (mandos(8) PERSISTENT STATE), as a JSON file in
+// the state directory, written atomically (temporary file in the same
+// directory, fsync, rename, fsync of the directory) so that a crash or
+// kill -9 at any moment leaves either the old file or the new one.
+//
+// Format (`clients.json`, version 1):
+//   { "format": "mandos-ts-state", "version": 1, "saved": ISO-8601,
+//     "clients": { NAME: {
+//        "config":  the client's clients.conf values at the time of saving,
+//        "current": the values in effect (changed at run time or not),
+//        "runtime": enabled, created, last_enabled, expires,
+//                   last_checked_ok, last_approval_request,
+//                   last_checker_status, last_checker_signal,
+//        "secret":  the secret in effect, AES-256-GCM encrypted under a key
+//                   derived from the clients.conf secret (as the reference
+//                   encrypts it with that secret: edit the file's secret and
+//                   the stored one can no longer be read, and is dropped) } } }
+// Durations are milliseconds, timestamps ISO 8601 UTC, or null.
+//
+// Restoring follows the reference's main(): for each setting, a clients.conf
+// value that differs from the one recorded at the last save wins; otherwise
+// the saved value in effect wins. Clients gone from clients.conf are dropped,
+// new ones start fresh. An enabled client past its expiry stays enabled only
+// if its last checker succeeded (then it expires one timeout from now).
+
+import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from "node:crypto";
+import { closeSync, fsyncSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from "node:fs";
+import { dirname, join } from "node:path";
+import type { ClientSettings } from "./client-settings.js";
+import type { ClientRuntime } from "./client-registry.js";
+import type { Logger } from "./log.js";
+
+export const STATE_FILE_NAME = "clients.json";
+
+const CONFIG_FIELDS = [
+  "keyId", "fingerprint", "host", "timeout", "extendedTimeout", "interval", "checker",
+  "approvedByDefault", "approvalDelay", "approvalDuration", "enabled",
+] as const;
+type ConfigField = (typeof CONFIG_FIELDS)[number];
+type ConfigValues = { [K in ConfigField]: ClientSettings[K] };
+
+interface StoredRuntime {
+  enabled: boolean;
+  created: string;
+  last_enabled: string | null;
+  expires: string | null;
+  last_checked_ok: string | null;
+  last_approval_request: string | null;
+  last_checker_status: number;
+  last_checker_signal: number | null;
+}
+
+interface StoredClient {
+  config: ConfigValues;
+  current: ConfigValues;
+  runtime: StoredRuntime;
+  secret: string;
+}
+
+export interface StateFile {
+  format: "mandos-ts-state";
+  version: 1;
+  saved: string;
+  clients: Record<string, StoredClient>;
+}
+
+function configValues(s: ClientSettings): ConfigValues {
+  const out = {} as Record<ConfigField, unknown>;
+  for (const f of CONFIG_FIELDS) out[f] = s[f];
+  return out as ConfigValues;
+}
+
+const iso = (t: number | null): string | null => (t === null ? null : new Date(t).toISOString());
+const ms = (t: string | null): number | null => (t === null ? null : Date.parse(t));
+
+function secretKey(configSecret: Buffer): Buffer {
+  return Buffer.from(hkdfSync("sha256", configSecret, Buffer.alloc(0), "mandos-ts state secret", 32));
+}
+
+// Sealing costs a key derivation and a cipher; a server with 10,000 clients
+// saves its state every second of a reboot wave, so each client's sealed
+// secret is kept until the secret (a new Buffer when it changes) is replaced.
+const sealed = new WeakMap<Buffer, { configSecret: Buffer; value: string }>();
+
+function sealSecretCached(secret: Buffer, configSecret: Buffer): string {
+  const hit = sealed.get(secret);
+  if (hit && hit.configSecret === configSecret) return hit.value;
+  const value = sealSecret(secret, configSecret);
+  sealed.set(secret, { configSecret, value });
+  return value;
+}
+
+function sealSecret(secret: Buffer, configSecret: Buffer): string {
+  const iv = randomBytes(12);
+  const c = createCipheriv("aes-256-gcm", secretKey(configSecret), iv);
+  const body = Buffer.concat([c.update(secret), c.final()]);
+  return Buffer.concat([iv, c.getAuthTag(), body]).toString("base64");
+}
+
+function openSecret(sealed: string, configSecret: Buffer): Buffer | null {
+  try {
+    const raw = Buffer.from(sealed, "base64");
+    const d = createDecipheriv("aes-256-gcm", secretKey(configSecret), raw.subarray(0, 12));
+    d.setAuthTag(raw.subarray(12, 28));
+    return Buffer.concat([d.update(raw.subarray(28)), d.final()]);
+  } catch {
+    return null;
+  }
+}
+
+/** The file's contents for the current state. */
+export function buildState(
+  config: readonly ClientSettings[],
+  current: ReadonlyArray<{ settings: ClientSettings; runtime: ClientRuntime }>,
+  now: number,
+): StateFile {
+  const byName = new Map(config.map((c) => [c.name, c]));
+  const clients: Record<string, StoredClient> = {};
+  for (const { settings, runtime } of current) {
+    const conf = byName.get(settings.name);
+    if (!conf) continue;
+    clients[settings.name] = {
+      config: configValues(conf),
+      current: configValues({ ...settings, enabled: runtime.enabled }),
+      runtime: {
+        enabled: runtime.enabled,
+        created: iso(runtime.created)!,
+        last_enabled: iso(runtime.lastEnabled),
+        expires: iso(runtime.expires),
+        last_checked_ok: iso(runtime.lastCheckedOk),
+        last_approval_request: iso(runtime.lastApprovalRequest),
+        last_checker_status: runtime.lastCheckerStatus,
+        last_checker_signal: runtime.lastCheckerSignal,
+      },
+      secret: sealSecretCached(settings.secret, conf.secret),
+    };
+  }
+  return { format: "mandos-ts-state", version: 1, saved: new Date(now).toISOString(), clients };
+}
+
+/** Writes `data` to `path` atomically. */
+export function writeAtomically(path: string, data: string): void {
+  const tmp = join(dirname(path), `.${STATE_FILE_NAME}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`);
+  const fd = openSync(tmp, "wx", 0o600);
+  try {
+    writeSync(fd, data);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  try {
+    renameSync(tmp, path);
+  } catch (error) {
+    unlinkSync(tmp);
+    throw error;
+  }
+  try {
+    const dir = openSync(dirname(path), "r");
+    try {
+      fsyncSync(dir);
+    } finally {
+      closeSync(dir);
+    }
+  } catch {
+    // Some file systems refuse fsync on a directory; the rename is done.
+  }
+}
+
+/** Reads the state file: null (and a warning) when it is missing or unusable. */
+export function readState(path: string, logger: Logger): StateFile | null {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (error) {
+    logger.warning(`Could not load persistent state: ${(error as NodeJS.ErrnoException).code === "ENOENT" ? "No such file or directory" : String((error as Error).message)}`);
+    return null;
+  }
+  try {
+    const parsed = JSON.parse(text) as Partial<StateFile>;
+    if (parsed.format !== "mandos-ts-state" || parsed.version !== 1 || typeof parsed.clients !== "object" || parsed.clients === null) {
+      throw new Error("not a mandos-ts state file of version 1");
+    }
+    return parsed as StateFile;
+  } catch (error) {
+    logger.warning(`Could not load persistent state from ${path}: ${(error as Error).message}; starting from clients.conf`);
+    return null;
+  }
+}
+
+export interface Restored {
+  readonly settings: ClientSettings[];
+  readonly runtimes: Map<string, ClientRuntime>;
+}
+
+/** Merges saved state into clients.conf's settings, by the reference's rules. */
+export function restoreState(config: readonly ClientSettings[], state: StateFile | null, now: number, logger: Logger): Restored {
+  const settings: ClientSettings[] = [];
+  const runtimes = new Map<string, ClientRuntime>();
+  for (const conf of config) {
+    const saved = state?.clients[conf.name];
+    if (!saved || typeof saved !== "object" || !saved.config || !saved.current || !saved.runtime) {
+      settings.push(conf);
+      continue;
+    }
+    const merged: Record<string, unknown> = { ...conf };
+    const newConfig = configValues(conf);
+    for (const f of CONFIG_FIELDS) {
+      merged[f] = newConfig[f] !== saved.config[f] ? newConfig[f] : saved.current[f];
+    }
+    const secret = openSecret(saved.secret, conf.secret);
+    if (secret === null) logger.debug(`Failed to decrypt ${conf.name} old secret`);
+    merged.secret = secret ?? conf.secret;
+    const s = merged as unknown as ClientSettings;
+    const r = saved.runtime;
+    const runtime: ClientRuntime = {
+      enabled: s.enabled,
+      created: ms(r.created) ?? now,
+      lastEnabled: ms(r.last_enabled),
+      expires: ms(r.expires),
+      lastCheckedOk: ms(r.last_checked_ok),
+      lastApprovalRequest: ms(r.last_approval_request),
+      lastCheckerStatus: typeof r.last_checker_status === "number" ? r.last_checker_status : -2,
+      lastCheckerSignal: r.last_checker_signal ?? null,
+    };
+    if (runtime.enabled && runtime.expires === null) runtime.expires = now + s.timeout;
+    if (runtime.enabled && runtime.expires !== null && now >= runtime.expires) {
+      if (runtime.lastCheckedOk === null) {
+        logger.warning(`disabling client ${s.name} - Client never performed a successful checker`);
+        runtime.enabled = false;
+      } else if (runtime.lastCheckerStatus !== 0) {
+        logger.warning(`disabling client ${s.name} - Client last checker failed with error code ${runtime.lastCheckerStatus}`);
+        runtime.enabled = false;
+      } else {
+        runtime.expires = now + s.timeout;
+        logger.debug(`Last checker succeeded, keeping ${s.name} enabled`);
+      }
+    }
+    if (!runtime.enabled) runtime.expires = null;
+    settings.push({ ...s, enabled: runtime.enabled });
+    runtimes.set(s.name, runtime);
+  }
+  return { settings, runtimes };
+}
+
+/**
+ * Saves the registry's state on every change that matters, coalesced: a
+ * burst of a thousand secrets is one write, SAVE_DELAY_MS after the first.
+ */
+export const SAVE_DELAY_MS = 1_000;
+
+export class StateSaver {
+  readonly #path: string;
+  readonly #logger: Logger;
+  readonly #collect: () => StateFile;
+  #timer: NodeJS.Timeout | null = null;
+
+  constructor(path: string, collect: () => StateFile, logger: Logger) {
+    this.#path = path;
+    this.#collect = collect;
+    this.#logger = logger;
+  }
+
+  /** Something changed: save soon. */
+  changed(): void {
+    if (this.#timer) return;
+    this.#timer = setTimeout(() => {
+      this.#timer = null;
+      this.saveNow();
+    }, SAVE_DELAY_MS);
+    this.#timer.unref();
+  }
+
+  saveNow(): void {
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = null;
+    try {
+      writeAtomically(this.#path, JSON.stringify(this.#collect()) + "\n");
+    } catch (error) {
+      this.#logger.warning(`Could not save persistent state: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+    }
+  }
+}

@@ -1,0 +1,42 @@
+// `mandos-ts-client`: the command line of our test client (test-client.ts),
+// with mandos-client's option names. Prints the raw secret to stdout.
+
+import { Command, CommanderError } from "commander";
+import { DEFAULT_PRIORITY, parsePriority } from "../tls/index.js";
+import { fetchSecret, FetchError, loadIdentity, parseConnect } from "./test-client.js";
+
+export async function main(argv: readonly string[]): Promise<number> {
+  const program = new Command("mandos-ts-client")
+    .description("Fetch a secret from a Mandos server like mandos-client --connect, without decrypting it")
+    .requiredOption("--connect <ADDRESS:PORT>", "server to connect to, e.g. [::1]:7999 or 127.0.0.1:7999")
+    .requiredOption("--tls-privkey <FILE>", "TLS private key (PEM), as mandos-keygen writes it")
+    .option("--tls-pubkey <FILE>", "TLS public key (PEM); derived from the private key if absent")
+    .option("--priority <STRING>", "GnuTLS priority string", DEFAULT_PRIORITY)
+    .option("--timeout <SECONDS>", "give up after this long", "30")
+    .exitOverride();
+  try {
+    program.parse(argv, { from: "user" });
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      return error.code === "commander.helpDisplayed" || error.code === "commander.version" ? 0 : 2;
+    }
+    throw error;
+  }
+  const o = program.opts<{ connect: string; tlsPrivkey: string; tlsPubkey?: string; priority: string; timeout: string }>();
+  try {
+    const { host, port } = parseConnect(o.connect);
+    const secret = await fetchSecret({
+      host,
+      port,
+      identity: loadIdentity(o.tlsPrivkey, o.tlsPubkey),
+      settings: parsePriority(o.priority),
+      timeoutMs: Number(o.timeout) * 1000,
+    });
+    process.stdout.write(secret);
+    return 0;
+  } catch (error) {
+    const code = error instanceof FetchError ? `${error.code}: ` : "";
+    process.stderr.write(`mandos-ts-client: ${code}${error instanceof Error ? error.message : String(error)}\n`);
+    return 1;
+  }
+}

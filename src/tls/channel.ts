@@ -1,0 +1,130 @@
+// The connected state shared by both roles: application data under the
+// application traffic keys (RFC 8446 §7.3), post-handshake messages
+// (NewSessionTicket ignored, KeyUpdate honoured, §4.6) and closure alerts
+// (§6.1). Sequence numbers start at 0 for each key (§5.3).
+
+import { AlertDescription, ContentType, HandshakeType, MAX_PLAINTEXT, type CipherSuiteInfo } from "./constants.js";
+import { nextTrafficSecret, openRecord, sealRecord, trafficKeys, type TrafficKeys } from "./crypto.js";
+import { TlsError } from "./errors.js";
+import { encodeKeyUpdate, parseKeyUpdate } from "./messages.js";
+import { HandshakeAssembler, type RawRecord } from "./record.js";
+
+interface Direction {
+  secret: Uint8Array;
+  keys: TrafficKeys;
+  seq: bigint;
+}
+
+export type ChannelInput =
+  | { readonly kind: "data"; readonly data: Buffer }
+  | { readonly kind: "closed" }
+  | { readonly kind: "none" };
+
+/** KeyUpdates in a row without application data before we call it abuse. */
+const MAX_KEY_UPDATES_IN_A_ROW = 32;
+
+export class ApplicationChannel {
+  readonly #suite: CipherSuiteInfo;
+  readonly #read: Direction;
+  readonly #write: Direction;
+  readonly #post = new HandshakeAssembler();
+  #keyUpdates = 0;
+  #readClosed = false;
+  #writeClosed = false;
+
+  constructor(suite: CipherSuiteInfo, readSecret: Uint8Array, writeSecret: Uint8Array, readKeys?: TrafficKeys, writeKeys?: TrafficKeys) {
+    this.#suite = suite;
+    this.#read = { secret: readSecret, keys: readKeys ?? trafficKeys(suite, readSecret), seq: 0n };
+    this.#write = { secret: writeSecret, keys: writeKeys ?? trafficKeys(suite, writeSecret), seq: 0n };
+  }
+
+  get writeClosed(): boolean {
+    return this.#writeClosed;
+  }
+
+  /** Handles one record from the peer; `out` collects anything we must send in answer. */
+  receive(record: RawRecord, out: Buffer[]): ChannelInput {
+    if (this.#readClosed) return { kind: "none" };
+    if (record.type !== ContentType.ApplicationData) {
+      throw new TlsError("TLS_UNEXPECTED_MESSAGE", `unprotected record type ${record.type} after the handshake`);
+    }
+    const opened = openRecord(this.#suite, this.#read.keys, this.#read.seq++, record.header, record.body);
+    switch (opened.type) {
+      case ContentType.ApplicationData:
+        this.#keyUpdates = 0;
+        return { kind: "data", data: Buffer.from(opened.content) };
+      case ContentType.Alert: {
+        if (opened.content.length !== 2) throw new TlsError("TLS_DECODE", "malformed alert");
+        if (opened.content[1] === AlertDescription.CloseNotify) {
+          this.#readClosed = true;
+          return { kind: "closed" };
+        }
+        throw new TlsError("TLS_PEER_ALERT", `peer sent alert ${opened.content[1]}`, -1);
+      }
+      case ContentType.Handshake:
+        this.#post.push(opened.content);
+        for (let msg = this.#post.next(); msg; msg = this.#post.next()) {
+          if (msg.type === HandshakeType.NewSessionTicket) continue; // We never resume.
+          if (msg.type !== HandshakeType.KeyUpdate) {
+            throw new TlsError("TLS_UNEXPECTED_MESSAGE", `handshake message ${msg.type} after the handshake`);
+          }
+          if (++this.#keyUpdates > MAX_KEY_UPDATES_IN_A_ROW) throw new TlsError("TLS_UNEXPECTED_MESSAGE", "KeyUpdate flood");
+          // RFC 8446 §5.1: a KeyUpdate must end its record.
+          if (this.#post.partial) throw new TlsError("TLS_UNEXPECTED_MESSAGE", "KeyUpdate not at a record boundary");
+          const { requestUpdate } = parseKeyUpdate(msg.body);
+          this.#rekey(this.#read);
+          if (requestUpdate && !this.#writeClosed) {
+            out.push(this.#seal(ContentType.Handshake, encodeKeyUpdate(false)));
+            this.#rekey(this.#write);
+          }
+        }
+        return { kind: "none" };
+      default:
+        throw new TlsError("TLS_UNEXPECTED_MESSAGE", `protected record of type ${opened.type}`);
+    }
+  }
+
+  /** Protects application data, in records of at most 2^14 bytes. */
+  send(data: Uint8Array, out: Buffer[]): void {
+    if (this.#writeClosed) throw new TlsError("TLS_CLOSED", "write after close_notify");
+    for (let i = 0; i < data.length; i += MAX_PLAINTEXT) {
+      out.push(this.#seal(ContentType.ApplicationData, data.subarray(i, Math.min(data.length, i + MAX_PLAINTEXT))));
+    }
+  }
+
+  /** Sends a KeyUpdate and switches our write keys (RFC 8446 §4.6.3). */
+  keyUpdate(requestUpdate: boolean, out: Buffer[]): void {
+    if (this.#writeClosed) return;
+    out.push(this.#seal(ContentType.Handshake, encodeKeyUpdate(requestUpdate)));
+    this.#rekey(this.#write);
+  }
+
+  /** A post-handshake handshake message (tests send NewSessionTicket with it). */
+  sendHandshake(message: Uint8Array, out: Buffer[]): void {
+    if (!this.#writeClosed) out.push(this.#seal(ContentType.Handshake, message));
+  }
+
+  /** Our close_notify. */
+  close(out: Buffer[]): void {
+    if (this.#writeClosed) return;
+    out.push(this.#seal(ContentType.Alert, Buffer.of(1, AlertDescription.CloseNotify)));
+    this.#writeClosed = true;
+  }
+
+  /** A fatal alert, protected, as the last thing we send. */
+  alert(description: number): Buffer | null {
+    if (this.#writeClosed) return null;
+    this.#writeClosed = true;
+    return this.#seal(ContentType.Alert, Buffer.of(2, description));
+  }
+
+  #seal(type: number, content: Uint8Array): Buffer {
+    return sealRecord(this.#suite, this.#write.keys, this.#write.seq++, type, content);
+  }
+
+  #rekey(d: Direction): void {
+    d.secret = nextTrafficSecret(this.#suite, d.secret);
+    d.keys = trafficKeys(this.#suite, d.secret);
+    d.seq = 0n;
+  }
+}

@@ -1,0 +1,384 @@
+// The TLS 1.3 client role, sans-IO: what the Mandos server runs (Mandos
+// reverses the roles: the server is the TLS client and presents no key).
+//
+// Contract: receive() takes bytes from the peer; takeOutput() gives bytes to
+// send; nextEvent() gives what happened; takeTask() gives an expensive step
+// to run (runHandshakeTask, inline or on a worker) whose result goes back
+// through completeTask(). No I/O, no timers, no exceptions out of the engine:
+// every failure becomes an "error" event, an alert in the output, and the
+// Failed state, which ignores all further input.
+//
+// States, each holding only what it needs (named after what it waits for):
+//   ExpectServerHello  -> (HRR) AwaitKeyShare -> ExpectServerHello (once)
+//                      -> ExpectServerFlight -> Connected
+//   any                -> Failed
+
+import { AlertDescription, ContentType, HandshakeType, groupByCode, suiteByCode, suiteByName, type CipherSuiteInfo, type NamedGroup, type SignatureScheme } from "./constants.js";
+import { digest, type KeyShare } from "./crypto.js";
+import { TlsError, fromErrorData, type TlsErrorData } from "./errors.js";
+import { schemeCodes, type FlightHandshakeState, type ProtectedRecord, type ServerFlightResult } from "./flight.js";
+import { ApplicationChannel } from "./channel.js";
+import { encodeClientHello, messageHash, parseServerHello } from "./messages.js";
+import type { TlsSettings } from "./priority.js";
+import { HandshakeAssembler, RecordFramer, plainRecord, type RawRecord } from "./record.js";
+import { sealRecord, trafficKeys } from "./crypto.js";
+import type { EphemeralKeyShares, HandshakeTask, HandshakeTaskResult } from "./tasks.js";
+
+export type TlsEvent =
+  | {
+      readonly type: "handshake-complete";
+      /** The peer's raw public key, DER SubjectPublicKeyInfo (empty in the server role). */
+      readonly peerPublicKey: Buffer;
+      /** The Mandos key ID of that key ("" in the server role). */
+      readonly keyId: string;
+      readonly cipherSuite: string;
+      readonly group: string;
+      readonly signatureScheme: string;
+    }
+  | { readonly type: "data"; readonly data: Buffer }
+  | { readonly type: "closed" }
+  | { readonly type: "error"; readonly error: TlsError };
+
+/**
+ * The most protected bytes we hold for a server flight not yet checked. A
+ * real flight with a raw public key is well under 2 KiB.
+ */
+const MAX_FLIGHT_BYTES = 64 * 1024;
+
+type ClientState =
+  | { readonly name: "Start" }
+  | {
+      readonly name: "ExpectServerHello";
+      readonly transcript: Buffer;
+      readonly shares: readonly KeyShare[];
+      readonly retried: boolean;
+      readonly cookie: Buffer | null;
+    }
+  | {
+      readonly name: "AwaitKeyShare";
+      readonly transcript: Buffer;
+      readonly group: NamedGroup;
+      readonly cookie: Buffer | null;
+    }
+  | {
+      readonly name: "ExpectServerFlight";
+      readonly suite: CipherSuiteInfo;
+      readonly group: NamedGroup;
+      readonly share: KeyShare;
+      readonly serverShare: Buffer;
+      readonly transcript: Buffer;
+      readonly records: ProtectedRecord[];
+      bytes: number;
+      handshake: FlightHandshakeState | undefined;
+      /** Records the outstanding task covers; -1 when none is out. */
+      taskCovers: number;
+    }
+  | { readonly name: "Connected"; readonly channel: ApplicationChannel }
+  | { readonly name: "Failed" };
+
+export class TlsClient {
+  readonly #settings: TlsSettings;
+  readonly #ephemeral: EphemeralKeyShares;
+  readonly #framer = new RecordFramer();
+  readonly #hello = new HandshakeAssembler();
+  #state: ClientState = { name: "Start" };
+  #output: Buffer[] = [];
+  readonly #events: TlsEvent[] = [];
+  #task: HandshakeTask | null = null;
+  #taskOut = false;
+  readonly #middlebox: boolean;
+
+  constructor(settings: TlsSettings, ephemeral: EphemeralKeyShares) {
+    this.#settings = settings;
+    this.#ephemeral = ephemeral;
+    this.#middlebox = ephemeral.sessionId.length > 0;
+  }
+
+  /** The state's name, for logs and tests. */
+  get state(): string {
+    return this.#state.name;
+  }
+
+  start(): void {
+    if (this.#state.name !== "Start") return;
+    const shares = this.#ephemeral.shares;
+    const hello = this.#clientHello(shares, null);
+    this.#output.push(plainRecord(ContentType.Handshake, hello, 0x0301));
+    this.#state = { name: "ExpectServerHello", transcript: hello, shares, retried: false, cookie: null };
+  }
+
+  receive(data: Uint8Array): void {
+    if (this.#state.name === "Failed" || data.length === 0) return;
+    try {
+      this.#framer.push(data);
+      if (this.#framer.buffered > MAX_FLIGHT_BYTES + 5 + (1 << 15)) throw new TlsError("TLS_DECODE", "too much unread data");
+      for (let rec = this.#framer.next(); rec; rec = this.#framer.next()) {
+        this.#onRecord(rec);
+        if (this.#failed()) return;
+      }
+    } catch (error) {
+      this.#fail(error);
+    }
+  }
+
+  takeOutput(): Buffer | null {
+    if (this.#output.length === 0) return null;
+    const out = this.#output.length === 1 ? this.#output[0]! : Buffer.concat(this.#output);
+    this.#output = [];
+    return out;
+  }
+
+  nextEvent(): TlsEvent | null {
+    return this.#events.shift() ?? null;
+  }
+
+  takeTask(): HandshakeTask | null {
+    const task = this.#task;
+    if (task) {
+      this.#task = null;
+      this.#taskOut = true;
+    }
+    return task;
+  }
+
+  completeTask(result: HandshakeTaskResult): void {
+    this.#taskOut = false;
+    if (this.#state.name === "Failed") return;
+    try {
+      if (result.kind === "key-share") this.#onRetryShare(result.share);
+      else this.#onFlightResult(result.result);
+    } catch (error) {
+      this.#fail(error);
+    }
+  }
+
+  send(data: Uint8Array): void {
+    if (this.#state.name !== "Connected") {
+      this.#fail(new TlsError("TLS_INTERNAL", "send before the handshake is complete"));
+      return;
+    }
+    try {
+      this.#state.channel.send(data, this.#output);
+    } catch (error) {
+      this.#fail(error);
+    }
+  }
+
+  close(): void {
+    if (this.#state.name === "Connected") this.#state.channel.close(this.#output);
+  }
+
+  // ------------------------------------------------------------------
+
+  #clientHello(shares: readonly KeyShare[], cookie: Buffer | null): Buffer {
+    return encodeClientHello({
+      random: this.#ephemeral.random,
+      sessionId: this.#ephemeral.sessionId,
+      cipherSuites: this.#settings.cipherSuites.map((n) => suiteByName(n).code),
+      groups: this.#settings.groups,
+      shares,
+      signatureSchemes: this.#settings.signatureSchemes,
+      cookie: cookie ?? undefined,
+    });
+  }
+
+  #onRecord(rec: RawRecord): void {
+    const state = this.#state;
+    if (rec.type === ContentType.ChangeCipherSpec) {
+      // RFC 8446 §5: dropped while the handshake runs; forbidden afterwards.
+      if (state.name === "Connected" || rec.body.length !== 1 || rec.body[0] !== 1) {
+        throw new TlsError("TLS_UNEXPECTED_MESSAGE", "change_cipher_spec out of place");
+      }
+      return;
+    }
+    if (rec.type === ContentType.Alert && state.name !== "Connected") {
+      if (rec.body.length !== 2) throw new TlsError("TLS_DECODE", "malformed alert");
+      throw new TlsError("TLS_PEER_ALERT", `peer sent alert ${rec.body[1]}`, -1);
+    }
+    switch (state.name) {
+      case "ExpectServerHello":
+        if (rec.type !== ContentType.Handshake) throw new TlsError("TLS_UNEXPECTED_MESSAGE", `record type ${rec.type} before ServerHello`);
+        this.#hello.push(rec.body);
+        for (let msg = this.#hello.next(); msg; msg = this.#hello.next()) {
+          if (this.#state !== state) throw new TlsError("TLS_UNEXPECTED_MESSAGE", "handshake data after ServerHello");
+          if (msg.type !== HandshakeType.ServerHello) throw new TlsError("TLS_UNEXPECTED_MESSAGE", `expected ServerHello, got ${msg.type}`);
+          this.#onServerHello(state, msg.raw, msg.body);
+        }
+        if (this.#state !== state && this.#hello.partial) {
+          throw new TlsError("TLS_UNEXPECTED_MESSAGE", "handshake message spans a key change");
+        }
+        return;
+      case "ExpectServerFlight":
+        if (rec.type !== ContentType.ApplicationData) throw new TlsError("TLS_UNEXPECTED_MESSAGE", `unprotected record type ${rec.type} after ServerHello`);
+        state.records.push({ header: Buffer.from(rec.header), body: Buffer.from(rec.body) });
+        state.bytes += rec.body.length;
+        if (state.bytes > MAX_FLIGHT_BYTES) throw new TlsError("TLS_DECODE", "server flight too large");
+        this.#scheduleFlight(state);
+        return;
+      case "Connected": {
+        const got = state.channel.receive(rec, this.#output);
+        if (got.kind === "data") this.#events.push({ type: "data", data: got.data });
+        else if (got.kind === "closed") this.#events.push({ type: "closed" });
+        return;
+      }
+      case "AwaitKeyShare":
+        throw new TlsError("TLS_UNEXPECTED_MESSAGE", "data before our second ClientHello");
+      case "Start":
+        throw new TlsError("TLS_UNEXPECTED_MESSAGE", "data before ClientHello");
+      case "Failed":
+        return;
+    }
+  }
+
+  #onServerHello(state: Extract<ClientState, { name: "ExpectServerHello" }>, raw: Buffer, body: Buffer): void {
+    const sh = parseServerHello(body);
+    if (!sh.sessionId.equals(Buffer.from(this.#ephemeral.sessionId))) {
+      throw new TlsError("TLS_ILLEGAL_PARAMETER", "legacy_session_id_echo does not match");
+    }
+    const suite = suiteByCode(sh.cipherSuite);
+    if (!suite || !this.#settings.cipherSuites.includes(suite.name)) {
+      throw new TlsError("TLS_ILLEGAL_PARAMETER", "server chose a cipher suite we did not offer");
+    }
+    if (sh.isRetry) {
+      // RFC 8446 §4.1.4: at most one HelloRetryRequest, and it must change something.
+      if (state.retried) throw new TlsError("TLS_UNEXPECTED_MESSAGE", "second HelloRetryRequest");
+      const group = sh.selectedGroup === null ? null : groupByCode(sh.selectedGroup);
+      if (sh.selectedGroup !== null && (!group || !this.#settings.groups.includes(group))) {
+        throw new TlsError("TLS_ILLEGAL_PARAMETER", "HelloRetryRequest selects a group we did not offer");
+      }
+      if (group && state.shares.some((s) => s.group === group)) {
+        throw new TlsError("TLS_ILLEGAL_PARAMETER", "HelloRetryRequest selects a group we already sent a share for");
+      }
+      this.#retrySuite = suite;
+      const transcript = Buffer.concat([messageHash(digest(suite.hash, state.transcript)), raw]);
+      if (group) {
+        this.#state = { name: "AwaitKeyShare", transcript, group, cookie: sh.cookie };
+        this.#task = { kind: "key-share", group };
+      } else {
+        this.#sendSecondHello(transcript, state.shares, sh.cookie);
+      }
+      return;
+    }
+    if (this.#retrySuite && this.#retrySuite.code !== suite.code) {
+      throw new TlsError("TLS_ILLEGAL_PARAMETER", "ServerHello changes the cipher suite of the HelloRetryRequest");
+    }
+    const group = groupByCode(sh.keyShare!.group);
+    const share = state.shares.find((s) => s.group === group);
+    if (!group || !share) throw new TlsError("TLS_ILLEGAL_PARAMETER", "server key share for a group we sent no share for");
+    this.#state = {
+      name: "ExpectServerFlight",
+      suite,
+      group,
+      share,
+      serverShare: sh.keyShare!.key,
+      transcript: Buffer.concat([state.transcript, raw]),
+      records: [],
+      bytes: 0,
+      handshake: undefined,
+      taskCovers: -1,
+    };
+  }
+
+  #retrySuite: CipherSuiteInfo | null = null;
+
+  #onRetryShare(share: KeyShare): void {
+    const state = this.#state;
+    if (state.name !== "AwaitKeyShare") return;
+    this.#sendSecondHello(state.transcript, [share], state.cookie);
+  }
+
+  #sendSecondHello(transcript: Buffer, shares: readonly KeyShare[], cookie: Buffer | null): void {
+    const hello = this.#clientHello(shares, cookie);
+    // Middlebox compatibility (RFC 8446 §D.4): change_cipher_spec before the second ClientHello.
+    if (this.#middlebox) this.#output.push(plainRecord(ContentType.ChangeCipherSpec, Buffer.of(1)));
+    this.#output.push(plainRecord(ContentType.Handshake, hello));
+    this.#state = { name: "ExpectServerHello", transcript: Buffer.concat([transcript, hello]), shares, retried: true, cookie: null };
+    this.#middleboxSent = true;
+  }
+
+  #middleboxSent = false;
+
+  #scheduleFlight(state: Extract<ClientState, { name: "ExpectServerFlight" }>): void {
+    if (this.#taskOut || this.#task || state.records.length === 0 || state.taskCovers >= state.records.length) return;
+    state.taskCovers = state.records.length;
+    this.#task = {
+      kind: "server-flight",
+      suite: state.suite.code,
+      share: state.share,
+      serverShare: state.serverShare,
+      transcript: state.transcript,
+      records: state.records.slice(),
+      offeredSchemes: schemeCodes(this.#settings.signatureSchemes),
+      middleboxCompat: this.#middlebox && !this.#middleboxSent,
+      handshake: state.handshake,
+    };
+  }
+
+  #onFlightResult(result: ServerFlightResult): void {
+    const state = this.#state;
+    if (state.name !== "ExpectServerFlight") return;
+    switch (result.status) {
+      case "incomplete":
+        state.handshake = result.handshake;
+        this.#scheduleFlight(state);
+        return;
+      case "error":
+        if (result.alertRecord) this.#output.push(Buffer.from(result.alertRecord));
+        this.#fail(fromErrorData(result.error as TlsErrorData), Boolean(result.alertRecord));
+        return;
+      case "complete": {
+        this.#output.push(Buffer.from(result.clientFlight));
+        const channel = new ApplicationChannel(
+          state.suite,
+          result.serverApplicationTraffic,
+          result.clientApplicationTraffic,
+          result.serverKeys,
+          result.clientKeys,
+        );
+        this.#state = { name: "Connected", channel };
+        this.#events.push({
+          type: "handshake-complete",
+          peerPublicKey: Buffer.from(result.peerPublicKey),
+          keyId: result.keyId,
+          cipherSuite: state.suite.name,
+          group: state.group,
+          signatureScheme: result.signatureScheme as SignatureScheme,
+        });
+        // Records after the server's Finished are under the application keys.
+        for (const rec of state.records.slice(result.consumedRecords)) {
+          const header = Buffer.from(rec.header);
+          this.#onRecord({ type: header[0]!, header, body: Buffer.from(rec.body) });
+          if (this.#failed()) return;
+        }
+        return;
+      }
+    }
+  }
+
+  // A method: handlers may have failed the connection, which narrowing cannot see.
+  #failed(): boolean {
+    return this.#state.name === "Failed";
+  }
+
+  #fail(error: unknown, alertSent = false): void {
+    if (this.#state.name === "Failed") return;
+    const tlsError = error instanceof TlsError ? error : new TlsError("TLS_INTERNAL", "internal error");
+    if (!alertSent && tlsError.alert >= 0) {
+      const state = this.#state;
+      if (state.name === "Connected") {
+        const rec = state.channel.alert(tlsError.alert);
+        if (rec) this.#output.push(rec);
+      } else if (state.name === "ExpectServerFlight" && state.handshake) {
+        const keys = trafficKeys(state.suite, state.handshake.clientHandshakeTraffic);
+        this.#output.push(sealRecord(state.suite, keys, 0n, ContentType.Alert, Buffer.of(2, tlsError.alert)));
+      } else {
+        this.#output.push(plainRecord(ContentType.Alert, Buffer.of(2, tlsError.alert)));
+      }
+    }
+    this.#state = { name: "Failed" };
+    this.#task = null;
+    this.#events.push({ type: "error", error: tlsError });
+  }
+}
+
+export { AlertDescription };

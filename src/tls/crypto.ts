@@ -1,0 +1,432 @@
+// The cryptographic primitives of TLS 1.3 on node:crypto: HKDF with
+// HKDF-Expand-Label and Derive-Secret (RFC 8446 §7.1), record protection
+// (§5.2, §5.3), ECDHE key shares (§4.2.8, §7.4) and signatures (§4.2.3,
+// §4.4.3). All functions are pure; key material comes in and goes out as
+// bytes, so they run as well on a worker thread as inline.
+
+import {
+  createCipheriv,
+  createDecipheriv,
+  createECDH,
+  createHash,
+  createHmac,
+  createPrivateKey,
+  createPublicKey,
+  diffieHellman,
+  generateKeyPairSync,
+  sign as cryptoSign,
+  timingSafeEqual,
+  verify as cryptoVerify,
+  constants as cryptoConstants,
+  type JsonWebKey,
+  type KeyObject,
+} from "node:crypto";
+import type { CipherSuiteInfo, NamedGroup, SignatureScheme } from "./constants.js";
+import { TlsError } from "./errors.js";
+
+export type HashName = "sha256" | "sha384";
+
+// ---------------------------------------------------------------- HKDF
+
+export function hkdfExtract(hash: HashName, salt: Uint8Array, ikm: Uint8Array): Buffer {
+  return createHmac(hash, salt).update(ikm).digest();
+}
+
+export function hkdfExpand(hash: HashName, prk: Uint8Array, info: Uint8Array, length: number): Buffer {
+  const out = Buffer.allocUnsafe(length);
+  let prev: Buffer = Buffer.alloc(0);
+  let filled = 0;
+  for (let i = 1; filled < length; i++) {
+    prev = createHmac(hash, prk).update(prev).update(info).update(Buffer.of(i)).digest();
+    prev.copy(out, filled, 0, Math.min(prev.length, length - filled));
+    filled += prev.length;
+  }
+  return out;
+}
+
+const LABEL_PREFIX = Buffer.from("tls13 ", "latin1");
+
+/** HKDF-Expand-Label(Secret, Label, Context, Length), RFC 8446 §7.1. */
+export function expandLabel(hash: HashName, secret: Uint8Array, label: string, context: Uint8Array, length: number): Buffer {
+  const labelBytes = Buffer.from(label, "latin1");
+  const info = Buffer.allocUnsafe(2 + 1 + LABEL_PREFIX.length + labelBytes.length + 1 + context.length);
+  let o = info.writeUInt16BE(length, 0);
+  o = info.writeUInt8(LABEL_PREFIX.length + labelBytes.length, o);
+  o += LABEL_PREFIX.copy(info, o);
+  o += labelBytes.copy(info, o);
+  o = info.writeUInt8(context.length, o);
+  info.set(context, o);
+  return hkdfExpand(hash, secret, info, length);
+}
+
+export function digest(hash: HashName, data: Uint8Array): Buffer {
+  return createHash(hash).update(data).digest();
+}
+
+/** Derive-Secret(Secret, Label, Messages) with the transcript hash already computed. */
+export function deriveSecret(hash: HashName, secret: Uint8Array, label: string, transcriptHash: Uint8Array): Buffer {
+  return expandLabel(hash, secret, label, transcriptHash, transcriptHash.length);
+}
+
+// ---------------------------------------------------------- key schedule
+
+export interface HandshakeSecrets {
+  readonly handshakeSecret: Buffer;
+  readonly clientHandshakeTraffic: Buffer;
+  readonly serverHandshakeTraffic: Buffer;
+}
+
+export interface ApplicationSecrets {
+  readonly clientApplicationTraffic: Buffer;
+  readonly serverApplicationTraffic: Buffer;
+}
+
+const emptyHashes = new Map<HashName, Buffer>();
+function emptyHash(hash: HashName): Buffer {
+  let h = emptyHashes.get(hash);
+  if (!h) {
+    h = digest(hash, Buffer.alloc(0));
+    emptyHashes.set(hash, h);
+  }
+  return h;
+}
+
+// Early Secret and its "derived" successor do not depend on the handshake
+// without PSK: compute them once per hash.
+const derivedEarly = new Map<HashName, Buffer>();
+function derivedFromEarly(hash: HashName, hashLength: number): Buffer {
+  let d = derivedEarly.get(hash);
+  if (!d) {
+    const zeros = Buffer.alloc(hashLength);
+    const early = hkdfExtract(hash, zeros, zeros);
+    d = deriveSecret(hash, early, "derived", emptyHash(hash));
+    derivedEarly.set(hash, d);
+  }
+  return d;
+}
+
+/** RFC 8446 §7.1, from the (EC)DHE shared secret and the hash of ClientHello..ServerHello. */
+export function handshakeSecrets(suite: CipherSuiteInfo, sharedSecret: Uint8Array, helloHash: Uint8Array): HandshakeSecrets {
+  const hs = hkdfExtract(suite.hash, derivedFromEarly(suite.hash, suite.hashLength), sharedSecret);
+  return {
+    handshakeSecret: hs,
+    clientHandshakeTraffic: deriveSecret(suite.hash, hs, "c hs traffic", helloHash),
+    serverHandshakeTraffic: deriveSecret(suite.hash, hs, "s hs traffic", helloHash),
+  };
+}
+
+/** RFC 8446 §7.1, from the handshake secret and the hash of ClientHello..server Finished. */
+export function applicationSecrets(suite: CipherSuiteInfo, handshakeSecret: Uint8Array, finishedHash: Uint8Array): ApplicationSecrets {
+  const derived = deriveSecret(suite.hash, handshakeSecret, "derived", emptyHash(suite.hash));
+  const master = hkdfExtract(suite.hash, derived, Buffer.alloc(suite.hashLength));
+  return {
+    clientApplicationTraffic: deriveSecret(suite.hash, master, "c ap traffic", finishedHash),
+    serverApplicationTraffic: deriveSecret(suite.hash, master, "s ap traffic", finishedHash),
+  };
+}
+
+/** Finished verify_data, RFC 8446 §4.4.4. */
+export function finishedMac(suite: CipherSuiteInfo, trafficSecret: Uint8Array, transcriptHash: Uint8Array): Buffer {
+  const key = expandLabel(suite.hash, trafficSecret, "finished", Buffer.alloc(0), suite.hashLength);
+  return createHmac(suite.hash, key).update(transcriptHash).digest();
+}
+
+export function constantTimeEqual(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+/** Next application traffic secret, RFC 8446 §7.2 (KeyUpdate). */
+export function nextTrafficSecret(suite: CipherSuiteInfo, secret: Uint8Array): Buffer {
+  return expandLabel(suite.hash, secret, "traffic upd", Buffer.alloc(0), suite.hashLength);
+}
+
+// ----------------------------------------------------- record protection
+
+/** Key and IV of one direction, RFC 8446 §7.3. Plain data: crosses to workers. */
+export interface TrafficKeys {
+  readonly key: Uint8Array;
+  readonly iv: Uint8Array;
+}
+
+export function trafficKeys(suite: CipherSuiteInfo, secret: Uint8Array): TrafficKeys {
+  return {
+    key: expandLabel(suite.hash, secret, "key", Buffer.alloc(0), suite.keyLength),
+    iv: expandLabel(suite.hash, secret, "iv", Buffer.alloc(0), 12),
+  };
+}
+
+function nonce(iv: Uint8Array, seq: bigint): Buffer {
+  const n = Buffer.from(iv);
+  let s = seq;
+  for (let i = 11; i >= 4 && s > 0n; i--) {
+    n[i]! ^= Number(s & 0xffn);
+    s >>= 8n;
+  }
+  return n;
+}
+
+const TAG = 16;
+
+/**
+ * Seals one record: inner plaintext = content || type, no padding.
+ * Returns the whole record, header included.
+ */
+export function sealRecord(suite: CipherSuiteInfo, keys: TrafficKeys, seq: bigint, type: number, content: Uint8Array): Buffer {
+  const length = content.length + 1 + TAG;
+  const record = Buffer.allocUnsafe(5 + length);
+  record[0] = 23;
+  record[1] = 3;
+  record[2] = 3;
+  record.writeUInt16BE(length, 3);
+  // ChaCha20-Poly1305 has the GCM interface at run time; the typings list
+  // only the GCM names in that overload.
+  const cipher = createCipheriv(suite.cipher as "aes-128-gcm", keys.key, nonce(keys.iv, seq), { authTagLength: TAG });
+  cipher.setAAD(record.subarray(0, 5), { plaintextLength: content.length + 1 });
+  let o = 5;
+  o += cipher.update(content).copy(record, o);
+  o += cipher.update(Buffer.of(type)).copy(record, o);
+  o += cipher.final().copy(record, o);
+  cipher.getAuthTag().copy(record, o);
+  return record;
+}
+
+export interface OpenedRecord {
+  readonly type: number;
+  readonly content: Buffer;
+}
+
+/** Opens one protected record (`header` is its 5 bytes, `body` the rest). */
+export function openRecord(suite: CipherSuiteInfo, keys: TrafficKeys, seq: bigint, header: Uint8Array, body: Uint8Array): OpenedRecord {
+  if (body.length < TAG + 1) throw new TlsError("TLS_BAD_RECORD_MAC", "record too short to be protected");
+  let plain: Buffer;
+  try {
+    const decipher = createDecipheriv(suite.cipher as "aes-128-gcm", keys.key, nonce(keys.iv, seq), { authTagLength: TAG });
+    decipher.setAAD(header, { plaintextLength: body.length - TAG });
+    decipher.setAuthTag(body.subarray(body.length - TAG));
+    const head = decipher.update(body.subarray(0, body.length - TAG));
+    const tail = decipher.final();
+    plain = tail.length ? Buffer.concat([head, tail]) : head;
+  } catch {
+    throw new TlsError("TLS_BAD_RECORD_MAC", "record authentication failed");
+  }
+  // Strip zero padding, RFC 8446 §5.4.
+  let end = plain.length - 1;
+  while (end >= 0 && plain[end] === 0) end--;
+  if (end < 0) throw new TlsError("TLS_UNEXPECTED_MESSAGE", "protected record without a content type");
+  if (end > 1 << 14) throw new TlsError("TLS_RECORD_OVERFLOW", "protected record plaintext too long");
+  return { type: plain[end]!, content: plain.subarray(0, end) };
+}
+
+// ------------------------------------------------------------------ ECDHE
+
+/**
+ * One ephemeral key share (structured-cloneable: KeyObjects cross to
+ * worker threads by postMessage, sharing the native key).
+ */
+export interface KeyShare {
+  readonly group: NamedGroup;
+  /** Private key: raw scalar (X25519/X448: RFC 7748 bytes; NIST curves: big-endian). */
+  readonly privateKey: Uint8Array;
+  /**
+   * X25519/X448: the same private key as a KeyObject. Importing a raw
+   * Montgomery private key costs more than the key agreement itself, so the
+   * object made at key generation is kept and used directly.
+   */
+  readonly keyObject?: KeyObject | undefined;
+  /** The key_exchange field: raw (X25519/X448) or uncompressed point (NIST). */
+  readonly publicKey: Uint8Array;
+}
+
+const NIST_CURVE: Partial<Record<NamedGroup, string>> = { secp256r1: "prime256v1", secp384r1: "secp384r1" };
+const MONTGOMERY: Partial<Record<NamedGroup, { type: "x25519" | "x448"; pkcs8: Buffer; spki: Buffer; length: number }>> = {
+  x25519: {
+    type: "x25519",
+    pkcs8: Buffer.from("302e020100300506032b656e04220420", "hex"),
+    spki: Buffer.from("302a300506032b656e032100", "hex"),
+    length: 32,
+  },
+  x448: {
+    type: "x448",
+    pkcs8: Buffer.from("3046020100300506032b656f043a0438", "hex"),
+    spki: Buffer.from("3042300506032b656f033900", "hex"),
+    length: 56,
+  },
+};
+
+/** Expected key_exchange length per group (RFC 8446 §4.2.8.2). */
+export function keyShareLength(group: NamedGroup): number {
+  switch (group) {
+    case "x25519":
+      return 32;
+    case "x448":
+      return 56;
+    case "secp256r1":
+      return 65;
+    case "secp384r1":
+      return 97;
+  }
+}
+
+export function generateKeyShare(group: NamedGroup): KeyShare {
+  const curve = NIST_CURVE[group];
+  if (curve) {
+    const ecdh = createECDH(curve);
+    const publicKey = ecdh.generateKeys();
+    return { group, privateKey: ecdh.getPrivateKey(), publicKey };
+  }
+  const m = MONTGOMERY[group]!;
+  const pair = m.type === "x25519" ? generateKeyPairSync("x25519") : generateKeyPairSync("x448");
+  const jwk = pair.privateKey.export({ format: "jwk" });
+  return {
+    group,
+    privateKey: Buffer.from(jwk.d ?? "", "base64url"),
+    keyObject: pair.privateKey,
+    publicKey: Buffer.from(jwk.x ?? "", "base64url"),
+  };
+}
+
+/**
+ * Makes our share and the shared secret in one step (the server role knows
+ * the peer's share before making its own): one ECDH object, no re-import.
+ */
+export function agreeEphemeral(group: NamedGroup, peerPublic: Uint8Array): { publicKey: Buffer; secret: Buffer } {
+  const curve = NIST_CURVE[group];
+  if (curve && peerPublic.length === keyShareLength(group) && peerPublic[0] === 4) {
+    const ecdh = createECDH(curve);
+    const publicKey = ecdh.generateKeys();
+    try {
+      return { publicKey, secret: ecdh.computeSecret(peerPublic) };
+    } catch {
+      throw new TlsError("TLS_ILLEGAL_PARAMETER", `invalid ${group} key share`);
+    }
+  }
+  const share = generateKeyShare(group);
+  return { publicKey: Buffer.from(share.publicKey), secret: computeSharedSecret(share, peerPublic) };
+}
+
+/** The shared secret; an invalid peer share is illegal_parameter (RFC 8446 §4.2.8). */
+export function computeSharedSecret(share: KeyShare, peerPublic: Uint8Array): Buffer {
+  if (peerPublic.length !== keyShareLength(share.group)) {
+    throw new TlsError("TLS_ILLEGAL_PARAMETER", `bad ${share.group} key share length`);
+  }
+  const curve = NIST_CURVE[share.group];
+  try {
+    if (curve) {
+      if (peerPublic[0] !== 4) throw new Error("not an uncompressed point");
+      const ecdh = createECDH(curve);
+      ecdh.setPrivateKey(share.privateKey);
+      return ecdh.computeSecret(peerPublic);
+    }
+    const m = MONTGOMERY[share.group]!;
+    const privateKey =
+      share.keyObject ?? createPrivateKey({ key: Buffer.concat([m.pkcs8, share.privateKey]), format: "der", type: "pkcs8" });
+    const crv = m.type === "x25519" ? "X25519" : "X448";
+    const publicKey = createPublicKey({ key: { kty: "OKP", crv, x: Buffer.from(peerPublic).toString("base64url") }, format: "jwk" });
+    const secret = diffieHellman({ privateKey, publicKey });
+    // RFC 8446 §7.4.2: an all-zero X25519/X448 result MUST be refused.
+    if (secret.every((b) => b === 0)) throw new Error("all-zero shared secret");
+    return secret;
+  } catch {
+    throw new TlsError("TLS_ILLEGAL_PARAMETER", `invalid ${share.group} key share`);
+  }
+}
+
+// ------------------------------------------------------------- signatures
+
+const CV_PREFIX = Buffer.alloc(64, 0x20);
+
+/** The content a CertificateVerify signs, RFC 8446 §4.4.3. */
+export function certificateVerifyContent(role: "server" | "client", transcriptHash: Uint8Array): Buffer {
+  return Buffer.concat([CV_PREFIX, Buffer.from(`TLS 1.3, ${role} CertificateVerify\0`, "latin1"), transcriptHash]);
+}
+
+interface SchemeRule {
+  readonly keyType: "ed25519" | "ed448" | "ec" | "rsa";
+  readonly curve?: string;
+  readonly hash: string | null;
+}
+
+const SCHEME_RULES: Record<SignatureScheme, SchemeRule> = {
+  ed25519: { keyType: "ed25519", hash: null },
+  ed448: { keyType: "ed448", hash: null },
+  ecdsa_secp256r1_sha256: { keyType: "ec", curve: "prime256v1", hash: "sha256" },
+  ecdsa_secp384r1_sha384: { keyType: "ec", curve: "secp384r1", hash: "sha384" },
+  ecdsa_secp521r1_sha512: { keyType: "ec", curve: "secp521r1", hash: "sha512" },
+  rsa_pss_rsae_sha256: { keyType: "rsa", hash: "sha256" },
+  rsa_pss_rsae_sha384: { keyType: "rsa", hash: "sha384" },
+  rsa_pss_rsae_sha512: { keyType: "rsa", hash: "sha512" },
+};
+
+// SPKI prefixes of the fixed-size key types (RFC 8410 §4, RFC 5480 §2),
+// for a fast import: OpenSSL 3's DER decoder costs ~80 µs a key, its JWK
+// import ~7 µs, and a Mandos server imports one key per connection.
+const SPKI_PREFIX: ReadonlyArray<{ prefix: Buffer; length: number; jwk: (raw: Buffer) => JsonWebKey }> = [
+  { prefix: Buffer.from("302a300506032b6570032100", "hex"), length: 32, jwk: (x) => ({ kty: "OKP", crv: "Ed25519", x: x.toString("base64url") }) },
+  { prefix: Buffer.from("3043300506032b6571033a00", "hex"), length: 57, jwk: (x) => ({ kty: "OKP", crv: "Ed448", x: x.toString("base64url") }) },
+  {
+    prefix: Buffer.from("3059301306072a8648ce3d020106082a8648ce3d03010703420004", "hex"),
+    length: 64,
+    jwk: (p) => ({ kty: "EC", crv: "P-256", x: p.subarray(0, 32).toString("base64url"), y: p.subarray(32).toString("base64url") }),
+  },
+  {
+    prefix: Buffer.from("3076301006072a8648ce3d020106052b8104002203620004", "hex"),
+    length: 96,
+    jwk: (p) => ({ kty: "EC", crv: "P-384", x: p.subarray(0, 48).toString("base64url"), y: p.subarray(48).toString("base64url") }),
+  },
+];
+
+/** Parses a DER SubjectPublicKeyInfo; anything unparsable is bad_certificate. */
+export function parseSpki(spki: Uint8Array): KeyObject {
+  const der = Buffer.from(spki.buffer, spki.byteOffset, spki.byteLength);
+  try {
+    for (const p of SPKI_PREFIX) {
+      if (der.length === p.prefix.length + p.length && der.subarray(0, p.prefix.length).equals(p.prefix)) {
+        return createPublicKey({ key: p.jwk(der.subarray(p.prefix.length)), format: "jwk" });
+      }
+    }
+    return createPublicKey({ key: Buffer.from(der), format: "der", type: "spki" });
+  } catch {
+    throw new TlsError("TLS_BAD_CERTIFICATE", "the raw public key is not a valid SubjectPublicKeyInfo");
+  }
+}
+
+/** Whether a key can make signatures with `scheme` (TLS 1.3 ties ECDSA curves to hashes). */
+export function keyFitsScheme(key: KeyObject, scheme: SignatureScheme): boolean {
+  const rule = SCHEME_RULES[scheme];
+  if (key.asymmetricKeyType !== rule.keyType) return false;
+  if (rule.curve && key.asymmetricKeyDetails?.namedCurve !== rule.curve) return false;
+  return true;
+}
+
+export function verifySignature(scheme: SignatureScheme, key: KeyObject, content: Uint8Array, signature: Uint8Array): boolean {
+  const rule = SCHEME_RULES[scheme];
+  try {
+    if (rule.keyType === "rsa") {
+      return cryptoVerify(rule.hash, content, {
+        key,
+        padding: cryptoConstants.RSA_PKCS1_PSS_PADDING,
+        saltLength: cryptoConstants.RSA_PSS_SALTLEN_DIGEST,
+      }, signature);
+    }
+    return cryptoVerify(rule.hash, content, key, signature);
+  } catch {
+    return false;
+  }
+}
+
+export function makeSignature(scheme: SignatureScheme, key: KeyObject, content: Uint8Array): Buffer {
+  const rule = SCHEME_RULES[scheme];
+  if (rule.keyType === "rsa") {
+    return cryptoSign(rule.hash, content, {
+      key,
+      padding: cryptoConstants.RSA_PKCS1_PSS_PADDING,
+      saltLength: cryptoConstants.RSA_PSS_SALTLEN_DIGEST,
+    });
+  }
+  return cryptoSign(rule.hash, content, key);
+}
+
+/** The Mandos key ID: SHA-256 of the DER SubjectPublicKeyInfo, uppercase hex. */
+export function keyId(spkiDer: Uint8Array): string {
+  return createHash("sha256").update(spkiDer).digest("hex").toUpperCase();
+}

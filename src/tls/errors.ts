@@ -1,0 +1,74 @@
+// Errors of the TLS engine: one class, a stable code to match on, and the
+// alert the engine sent (or would send) for it. Messages never carry key
+// material or plaintext.
+
+import { AlertDescription } from "./constants.js";
+
+export type TlsErrorCode =
+  | "TLS_DECODE"
+  | "TLS_UNEXPECTED_MESSAGE"
+  | "TLS_BAD_RECORD_MAC"
+  | "TLS_RECORD_OVERFLOW"
+  | "TLS_HANDSHAKE_FAILURE"
+  | "TLS_ILLEGAL_PARAMETER"
+  | "TLS_UNSUPPORTED_CERTIFICATE"
+  | "TLS_BAD_CERTIFICATE"
+  | "TLS_DECRYPT_ERROR"
+  | "TLS_PROTOCOL_VERSION"
+  | "TLS_MISSING_EXTENSION"
+  | "TLS_UNSUPPORTED_EXTENSION"
+  | "TLS_CERTIFICATE_REQUIRED"
+  | "TLS_INTERNAL"
+  | "TLS_PEER_ALERT"
+  | "TLS_CLOSED"
+  | "TLS_PRIORITY_TOKEN";
+
+const ALERT_FOR: Record<TlsErrorCode, number> = {
+  TLS_DECODE: AlertDescription.DecodeError,
+  TLS_UNEXPECTED_MESSAGE: AlertDescription.UnexpectedMessage,
+  TLS_BAD_RECORD_MAC: AlertDescription.BadRecordMac,
+  TLS_RECORD_OVERFLOW: AlertDescription.RecordOverflow,
+  TLS_HANDSHAKE_FAILURE: AlertDescription.HandshakeFailure,
+  TLS_ILLEGAL_PARAMETER: AlertDescription.IllegalParameter,
+  TLS_UNSUPPORTED_CERTIFICATE: AlertDescription.UnsupportedCertificate,
+  TLS_BAD_CERTIFICATE: AlertDescription.BadCertificate,
+  TLS_DECRYPT_ERROR: AlertDescription.DecryptError,
+  TLS_PROTOCOL_VERSION: AlertDescription.ProtocolVersion,
+  TLS_MISSING_EXTENSION: AlertDescription.MissingExtension,
+  TLS_UNSUPPORTED_EXTENSION: AlertDescription.UnsupportedExtension,
+  TLS_CERTIFICATE_REQUIRED: AlertDescription.CertificateRequired,
+  TLS_INTERNAL: AlertDescription.InternalError,
+  TLS_PEER_ALERT: -1,
+  TLS_CLOSED: -1,
+  TLS_PRIORITY_TOKEN: -1,
+};
+
+export class TlsError extends Error {
+  readonly code: TlsErrorCode;
+  /** The alert description we send for this error; -1 when we send none. */
+  readonly alert: number;
+
+  constructor(code: TlsErrorCode, message: string, alert?: number) {
+    super(message);
+    this.name = "TlsError";
+    this.code = code;
+    this.alert = alert ?? ALERT_FOR[code];
+  }
+}
+
+/** Plain-data form of a TlsError, for crossing to and from worker threads. */
+export interface TlsErrorData {
+  readonly code: TlsErrorCode;
+  readonly message: string;
+  readonly alert: number;
+}
+
+export function toErrorData(error: unknown): TlsErrorData {
+  if (error instanceof TlsError) return { code: error.code, message: error.message, alert: error.alert };
+  // Anything else is our bug or a crypto library refusal; do not leak its text.
+  return { code: "TLS_INTERNAL", message: "internal error", alert: AlertDescription.InternalError };
+}
+
+export function fromErrorData(data: TlsErrorData): TlsError {
+  return new TlsError(data.code, data.message, data.alert);
+}

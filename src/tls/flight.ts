@@ -1,0 +1,273 @@
+// The client role's expensive step as one pure function: given our key
+// share, the transcript up to ServerHello and the protected records the
+// server sent after it, do the key agreement and key schedule, decrypt and
+// check the server's flight (EncryptedExtensions, [CertificateRequest],
+// Certificate with a raw public key, CertificateVerify, Finished), and build
+// our own Finished flight. This is what a worker thread runs (DESIGN.md §3);
+// input and output are plain data.
+//
+// Validation, step by step, each failure one alert (RFC 8446 §6.2):
+//   1. ECDHE with the server's share                    -> illegal_parameter
+//   2. each record opens with the server handshake key  -> bad_record_mac
+//   3. messages arrive in order EE, [CR], Cert, CV, Fin -> unexpected_message
+//   4. EE names RawPublicKey as the server cert type    -> unsupported_certificate
+//   5. Certificate holds exactly one SPKI               -> decode_error / bad_certificate
+//   6. CertificateVerify uses an offered scheme fitting
+//      the key, and its signature verifies               -> illegal_parameter / decrypt_error
+//   7. Finished MAC matches (constant time)              -> decrypt_error
+
+import {
+  CertificateType,
+  ContentType,
+  HandshakeType,
+  SIGNATURE_CODES,
+  schemeByCode,
+  suiteByCode,
+  type CipherSuiteInfo,
+  type SignatureScheme,
+} from "./constants.js";
+import {
+  applicationSecrets,
+  certificateVerifyContent,
+  computeSharedSecret,
+  constantTimeEqual,
+  digest,
+  finishedMac,
+  handshakeSecrets,
+  keyFitsScheme,
+  keyId,
+  parseSpki,
+  sealRecord,
+  openRecord,
+  trafficKeys,
+  verifySignature,
+  type KeyShare,
+  type TrafficKeys,
+} from "./crypto.js";
+import { TlsError, toErrorData, type TlsErrorData } from "./errors.js";
+import {
+  encodeEmptyCertificate,
+  encodeFinished,
+  parseCertificate,
+  parseCertificateRequest,
+  parseCertificateVerify,
+  parseEncryptedExtensions,
+} from "./messages.js";
+import { CHANGE_CIPHER_SPEC, HandshakeAssembler } from "./record.js";
+
+export interface ProtectedRecord {
+  readonly header: Uint8Array;
+  readonly body: Uint8Array;
+}
+
+/** Secrets after the key agreement; a follow-up task reuses them to skip step 1. */
+export interface FlightHandshakeState {
+  readonly handshakeSecret: Uint8Array;
+  readonly clientHandshakeTraffic: Uint8Array;
+  readonly serverHandshakeTraffic: Uint8Array;
+}
+
+export interface ServerFlightTask {
+  readonly kind: "server-flight";
+  readonly suite: number;
+  /** Our key share for the group the server chose. */
+  readonly share: KeyShare;
+  readonly serverShare: Uint8Array;
+  /** The handshake messages so far, ClientHello..ServerHello (with message_hash after an HRR). */
+  readonly transcript: Uint8Array;
+  /** Every protected record since ServerHello, in order (change_cipher_spec records left out). */
+  readonly records: readonly ProtectedRecord[];
+  /** Signature schemes we offered (code points). */
+  readonly offeredSchemes: readonly number[];
+  /** Whether we sent a legacy_session_id (then a change_cipher_spec precedes our Finished). */
+  readonly middleboxCompat: boolean;
+  readonly handshake?: FlightHandshakeState | undefined;
+}
+
+export type ServerFlightResult =
+  | { readonly status: "incomplete"; readonly handshake: FlightHandshakeState }
+  | {
+      readonly status: "complete";
+      /** Records of `records` that belonged to the handshake; later ones use the application keys. */
+      readonly consumedRecords: number;
+      readonly peerPublicKey: Uint8Array;
+      readonly keyId: string;
+      readonly signatureScheme: SignatureScheme;
+      /** What we send next: [change_cipher_spec], [empty Certificate], Finished, protected. */
+      readonly clientFlight: Uint8Array;
+      readonly clientApplicationTraffic: Uint8Array;
+      readonly serverApplicationTraffic: Uint8Array;
+      readonly clientKeys: TrafficKeys;
+      readonly serverKeys: TrafficKeys;
+    }
+  | {
+      readonly status: "error";
+      readonly error: TlsErrorData;
+      /** The alert to send, protected with our handshake key when we have it. */
+      readonly alertRecord: Uint8Array | null;
+    };
+
+/** Runs the task; never throws. */
+export function processServerFlight(task: ServerFlightTask): ServerFlightResult {
+  const suite = suiteByCode(task.suite);
+  let clientHsKeys: TrafficKeys | null = null;
+  try {
+    if (!suite) throw new TlsError("TLS_INTERNAL", "unknown suite in task");
+    // Step 1.
+    const handshake = task.handshake ?? keyAgreement(task, suite);
+    const serverHsKeys = trafficKeys(suite, handshake.serverHandshakeTraffic);
+    clientHsKeys = trafficKeys(suite, handshake.clientHandshakeTraffic);
+
+    const transcript: Uint8Array[] = [Buffer.from(task.transcript)];
+    const assembler = new HandshakeAssembler();
+    let expect: "EE" | "CertOrCR" | "Cert" | "CV" | "Fin" = "EE";
+    let peerKey: ReturnType<typeof parseSpki> | null = null;
+    let peerSpki: Buffer | null = null;
+    let requestContext: Buffer | null = null;
+    let scheme: SignatureScheme | null = null;
+
+    for (let i = 0; i < task.records.length; i++) {
+      const rec = task.records[i]!;
+      // Step 2.
+      const opened = openRecord(suite, serverHsKeys, BigInt(i), rec.header, rec.body);
+      if (opened.type === ContentType.Alert) throw peerAlert(opened.content);
+      if (opened.type !== ContentType.Handshake) {
+        throw new TlsError("TLS_UNEXPECTED_MESSAGE", `record type ${opened.type} during the handshake`);
+      }
+      assembler.push(opened.content);
+      for (let msg = assembler.next(); msg; msg = assembler.next()) {
+        // Step 3.
+        switch (msg.type) {
+          case HandshakeType.EncryptedExtensions: {
+            if (expect !== "EE") throw unexpected(msg.type);
+            // Step 4.
+            const ee = parseEncryptedExtensions(msg.body);
+            if (ee.serverCertType !== CertificateType.RawPublicKey) {
+              throw new TlsError("TLS_UNSUPPORTED_CERTIFICATE", "server did not agree to a raw public key");
+            }
+            expect = "CertOrCR";
+            break;
+          }
+          case HandshakeType.CertificateRequest:
+            if (expect !== "CertOrCR") throw unexpected(msg.type);
+            requestContext = parseCertificateRequest(msg.body).context;
+            expect = "Cert";
+            break;
+          case HandshakeType.Certificate: {
+            if (expect !== "CertOrCR" && expect !== "Cert") throw unexpected(msg.type);
+            // Step 5.
+            const cert = parseCertificate(msg.body);
+            if (cert.context.length !== 0) throw new TlsError("TLS_ILLEGAL_PARAMETER", "server Certificate with a request context");
+            if (cert.entries.length === 0) throw new TlsError("TLS_DECODE", "server sent no key");
+            if (cert.entries.length > 1) throw new TlsError("TLS_BAD_CERTIFICATE", "more than one raw public key");
+            peerSpki = Buffer.from(cert.entries[0]!);
+            peerKey = parseSpki(peerSpki);
+            expect = "CV";
+            break;
+          }
+          case HandshakeType.CertificateVerify: {
+            if (expect !== "CV" || !peerKey) throw unexpected(msg.type);
+            // Step 6.
+            const cv = parseCertificateVerify(msg.body);
+            const s = schemeByCode(cv.scheme);
+            if (!s || !task.offeredSchemes.includes(cv.scheme)) {
+              throw new TlsError("TLS_ILLEGAL_PARAMETER", `signature scheme 0x${cv.scheme.toString(16)} was not offered`);
+            }
+            if (!keyFitsScheme(peerKey, s)) throw new TlsError("TLS_ILLEGAL_PARAMETER", `the key cannot make ${s} signatures`);
+            const content = certificateVerifyContent("server", transcriptHash(suite, transcript));
+            if (!verifySignature(s, peerKey, content, cv.signature)) {
+              throw new TlsError("TLS_DECRYPT_ERROR", "CertificateVerify signature does not verify");
+            }
+            scheme = s;
+            expect = "Fin";
+            break;
+          }
+          case HandshakeType.Finished: {
+            if (expect !== "Fin" || !peerSpki || !scheme) throw unexpected(msg.type);
+            // Step 7.
+            const expected = finishedMac(suite, handshake.serverHandshakeTraffic, transcriptHash(suite, transcript));
+            if (!constantTimeEqual(expected, msg.body)) throw new TlsError("TLS_DECRYPT_ERROR", "server Finished does not verify");
+            transcript.push(msg.raw);
+            if (assembler.partial || assembler.next()) {
+              throw new TlsError("TLS_UNEXPECTED_MESSAGE", "handshake data after server Finished in the same record");
+            }
+            return finish(task, suite, handshake, clientHsKeys, transcript, i + 1, peerSpki, scheme, requestContext);
+          }
+          default:
+            throw unexpected(msg.type);
+        }
+        transcript.push(msg.raw);
+      }
+    }
+    return { status: "incomplete", handshake };
+  } catch (error) {
+    const data = toErrorData(error);
+    let alertRecord: Uint8Array | null = null;
+    if (data.alert >= 0 && suite) {
+      const alert = Buffer.of(2, data.alert);
+      alertRecord = clientHsKeys ? sealRecord(suite, clientHsKeys, 0n, ContentType.Alert, alert) : null;
+    }
+    return { status: "error", error: data, alertRecord };
+  }
+}
+
+function keyAgreement(task: ServerFlightTask, suite: CipherSuiteInfo): FlightHandshakeState {
+  const shared = computeSharedSecret(task.share, task.serverShare);
+  return handshakeSecrets(suite, shared, digest(suite.hash, task.transcript));
+}
+
+function transcriptHash(suite: CipherSuiteInfo, parts: readonly Uint8Array[]): Buffer {
+  return digest(suite.hash, parts.length === 1 ? parts[0]! : Buffer.concat(parts));
+}
+
+function finish(
+  task: ServerFlightTask,
+  suite: CipherSuiteInfo,
+  handshake: FlightHandshakeState,
+  clientHsKeys: TrafficKeys,
+  transcript: Uint8Array[],
+  consumedRecords: number,
+  peerSpki: Buffer,
+  scheme: SignatureScheme,
+  requestContext: Buffer | null,
+): ServerFlightResult {
+  const serverFinishedHash = transcriptHash(suite, transcript);
+  const app = applicationSecrets(suite, handshake.handshakeSecret, serverFinishedHash);
+  const out: Uint8Array[] = [];
+  if (task.middleboxCompat) out.push(CHANGE_CIPHER_SPEC);
+  let seq = 0n;
+  if (requestContext !== null) {
+    // We have no key to show; an empty Certificate says so (RFC 8446 §4.4.2).
+    const empty = encodeEmptyCertificate(requestContext);
+    transcript.push(empty);
+    out.push(sealRecord(suite, clientHsKeys, seq++, ContentType.Handshake, empty));
+  }
+  const fin = encodeFinished(finishedMac(suite, handshake.clientHandshakeTraffic, transcriptHash(suite, transcript)));
+  out.push(sealRecord(suite, clientHsKeys, seq++, ContentType.Handshake, fin));
+  return {
+    status: "complete",
+    consumedRecords,
+    peerPublicKey: peerSpki,
+    keyId: keyId(peerSpki),
+    signatureScheme: scheme,
+    clientFlight: Buffer.concat(out),
+    clientApplicationTraffic: app.clientApplicationTraffic,
+    serverApplicationTraffic: app.serverApplicationTraffic,
+    clientKeys: trafficKeys(suite, app.clientApplicationTraffic),
+    serverKeys: trafficKeys(suite, app.serverApplicationTraffic),
+  };
+}
+
+function unexpected(type: number): TlsError {
+  return new TlsError("TLS_UNEXPECTED_MESSAGE", `unexpected handshake message ${type}`);
+}
+
+export function peerAlert(content: Uint8Array): TlsError {
+  if (content.length !== 2) return new TlsError("TLS_DECODE", "malformed alert");
+  return new TlsError("TLS_PEER_ALERT", `peer sent alert ${content[1]}`, -1);
+}
+
+/** Code points of schemes, for the task (plain numbers cross threads cheaply). */
+export function schemeCodes(schemes: readonly SignatureScheme[]): number[] {
+  return schemes.map((s) => SIGNATURE_CODES[s]);
+}

@@ -1,0 +1,19 @@
+// The TLS 1.3 engine with RFC 7250 raw public keys: sans-IO, both roles.
+// Bytes go in (receive), bytes to send come out (takeOutput), events come
+// out (nextEvent), and expensive steps come out as plain-data tasks
+// (takeTask -> runHandshakeTask -> completeTask) for the caller to run
+// inline or on a worker thread. No sockets, timers or threads in here.
+
+export { TlsClient, type TlsEvent } from "./client.js";
+export { TlsServer, type ServerIdentity } from "./server.js";
+export { TlsError, type TlsErrorCode } from "./errors.js";
+export { DEFAULT_PRIORITY, parsePriority, type TlsSettings } from "./priority.js";
+export { keyId } from "./crypto.js";
+export {
+  generateEphemeralKeyShares,
+  runHandshakeTask,
+  type EphemeralKeyShares,
+  type HandshakeTask,
+  type HandshakeTaskResult,
+} from "./tasks.js";
+export type { NamedGroup, SignatureScheme, CipherSuiteName } from "./constants.js";

@@ -1,0 +1,253 @@
+// GnuTLS priority strings (GnuTLS manual §6.10 "Priority strings") mapped
+// onto engine settings. A string is an initial keyword followed by
+// ":"-separated modifiers: "+X" adds, "-X" or "!X" removes, "%X" sets a
+// flag. We map what a TLS 1.3 raw-public-key handshake can use; tokens that
+// only concern TLS 1.2 or older (key exchanges, MACs, compression) are
+// accepted and change nothing, as they would not in a TLS 1.3 handshake;
+// anything we do not know is refused with an error naming the token.
+
+import {
+  type CipherSuiteName,
+  type NamedGroup,
+  type SignatureScheme,
+} from "./constants.js";
+import { TlsError } from "./errors.js";
+
+export const DEFAULT_PRIORITY = "SECURE128:!CTYPE-X.509:+CTYPE-RAWPK:!RSA:!VERS-ALL:+VERS-TLS1.3:%PROFILE_ULTRA";
+
+export type SecurityProfile = "LOW" | "LEGACY" | "MEDIUM" | "HIGH" | "ULTRA" | "FUTURE" | "SUITEB128" | "SUITEB192";
+
+/** What the engine needs to know from a priority string. Plain data. */
+export interface TlsSettings {
+  /** Cipher suites, most preferred first. */
+  readonly cipherSuites: readonly CipherSuiteName[];
+  /** supported_groups, most preferred first. */
+  readonly groups: readonly NamedGroup[];
+  /**
+   * Groups the first ClientHello carries key shares for: one share, for
+   * the first group of `groups`. GnuTLS (mandos-client) takes the client's
+   * first group when the client sent its share, and otherwise asks for
+   * secp256r1 with a HelloRetryRequest; so one share of the first group
+   * means no HelloRetryRequest and no share made in vain.
+   */
+  readonly keyShareGroups: readonly NamedGroup[];
+  /** signature_algorithms, most preferred first. */
+  readonly signatureSchemes: readonly SignatureScheme[];
+  readonly profile: SecurityProfile | null;
+  /** The string these settings came from. */
+  readonly priority: string;
+}
+
+const ALL_SUITES: readonly CipherSuiteName[] = ["TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256", "TLS_AES_128_GCM_SHA256"];
+const ALL_GROUPS: readonly NamedGroup[] = ["secp256r1", "secp384r1", "x25519", "x448"];
+const ALL_SCHEMES: readonly SignatureScheme[] = [
+  "rsa_pss_rsae_sha256", "ecdsa_secp256r1_sha256", "ed25519",
+  "rsa_pss_rsae_sha384", "ecdsa_secp384r1_sha384", "ed448",
+  "rsa_pss_rsae_sha512", "ecdsa_secp521r1_sha512",
+];
+const STRONG_SCHEMES: readonly SignatureScheme[] = [
+  "rsa_pss_rsae_sha384", "ecdsa_secp384r1_sha384", "ed448", "rsa_pss_rsae_sha512", "ecdsa_secp521r1_sha512",
+];
+
+interface Lists {
+  suites: CipherSuiteName[];
+  groups: NamedGroup[];
+  schemes: SignatureScheme[];
+  tls13: boolean;
+  rawpk: boolean;
+}
+
+// Initial keywords, as `gnutls-cli --priority K --list` shows them (GnuTLS
+// 3.7) restricted to what we implement, in the same order.
+const KEYWORDS: Record<string, () => Lists> = {
+  NORMAL: () => ({ suites: [...ALL_SUITES], groups: [...ALL_GROUPS], schemes: [...ALL_SCHEMES], tls13: true, rawpk: false }),
+  PFS: () => KEYWORDS.NORMAL!(),
+  LEGACY: () => KEYWORDS.NORMAL!(),
+  SECURE128: () => KEYWORDS.NORMAL!(),
+  PERFORMANCE: () => ({
+    suites: ["TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256"],
+    groups: [...ALL_GROUPS],
+    schemes: [...ALL_SCHEMES],
+    tls13: true,
+    rawpk: false,
+  }),
+  SECURE192: () => ({
+    suites: ["TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256"],
+    groups: ["secp384r1"],
+    schemes: [...STRONG_SCHEMES],
+    tls13: true,
+    rawpk: false,
+  }),
+  SECURE256: () => KEYWORDS.SECURE192!(),
+  SUITEB128: () => ({
+    suites: ["TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384"],
+    groups: ["secp256r1", "secp384r1"],
+    schemes: ["ecdsa_secp256r1_sha256", "ecdsa_secp384r1_sha384"],
+    tls13: true,
+    rawpk: false,
+  }),
+  SUITEB192: () => ({
+    suites: ["TLS_AES_256_GCM_SHA384"],
+    groups: ["secp384r1"],
+    schemes: ["ecdsa_secp384r1_sha384"],
+    tls13: true,
+    rawpk: false,
+  }),
+  NONE: () => ({ suites: [], groups: [], schemes: [], tls13: false, rawpk: false }),
+};
+
+const CIPHER_TOKENS: Record<string, CipherSuiteName[]> = {
+  "AES-128-GCM": ["TLS_AES_128_GCM_SHA256"],
+  "AES-256-GCM": ["TLS_AES_256_GCM_SHA384"],
+  "CHACHA20-POLY1305": ["TLS_CHACHA20_POLY1305_SHA256"],
+  "CIPHER-ALL": [...ALL_SUITES],
+};
+/** Ciphers GnuTLS knows that no TLS 1.3 suite of ours uses. */
+const OTHER_CIPHERS = new Set([
+  "AES-128-CCM", "AES-256-CCM", "AES-128-CCM-8", "AES-256-CCM-8", "AES-128-CBC", "AES-256-CBC", "AES-192-CBC",
+  "CAMELLIA-128-GCM", "CAMELLIA-256-GCM", "CAMELLIA-128-CBC", "CAMELLIA-256-CBC", "3DES-CBC", "ARCFOUR-128", "NULL",
+  "GOST28147-TC26Z-CNT",
+]);
+const GROUP_TOKENS: Record<string, NamedGroup[]> = {
+  SECP256R1: ["secp256r1"],
+  SECP384R1: ["secp384r1"],
+  X25519: ["x25519"],
+  X448: ["x448"],
+  ALL: [...ALL_GROUPS],
+  "EC-ALL": [...ALL_GROUPS],
+};
+const OTHER_GROUPS = new Set([
+  "SECP192R1", "SECP224R1", "SECP521R1", "FFDHE2048", "FFDHE3072", "FFDHE4096", "FFDHE6144", "FFDHE8192", "DHE-ALL",
+  "GC256B", "GC512A",
+]);
+const SIGN_TOKENS: Record<string, SignatureScheme[]> = {
+  "EDDSA-ED25519": ["ed25519"],
+  "EDDSA-ED448": ["ed448"],
+  "ECDSA-SECP256R1-SHA256": ["ecdsa_secp256r1_sha256"],
+  "ECDSA-SECP384R1-SHA384": ["ecdsa_secp384r1_sha384"],
+  "ECDSA-SECP521R1-SHA512": ["ecdsa_secp521r1_sha512"],
+  // In TLS 1.3 these share the code points of the curve-bound schemes.
+  "ECDSA-SHA256": ["ecdsa_secp256r1_sha256"],
+  "ECDSA-SHA384": ["ecdsa_secp384r1_sha384"],
+  "ECDSA-SHA512": ["ecdsa_secp521r1_sha512"],
+  "RSA-PSS-RSAE-SHA256": ["rsa_pss_rsae_sha256"],
+  "RSA-PSS-RSAE-SHA384": ["rsa_pss_rsae_sha384"],
+  "RSA-PSS-RSAE-SHA512": ["rsa_pss_rsae_sha512"],
+  ALL: [...ALL_SCHEMES],
+};
+const OTHER_SIGNS = new Set([
+  "RSA-SHA1", "RSA-SHA224", "RSA-SHA256", "RSA-SHA384", "RSA-SHA512", "RSA-MD5", "DSA-SHA1", "DSA-SHA224", "DSA-SHA256",
+  "ECDSA-SHA1", "ECDSA-SHA224", "RSA-PSS-SHA256", "RSA-PSS-SHA384", "RSA-PSS-SHA512", "DSA-SHA384", "DSA-SHA512",
+  "GOSTR341012-512", "GOSTR341012-256", "GOSTR341001",
+]);
+const KX_TOKENS = new Set([
+  "RSA", "DHE-RSA", "DHE-DSS", "ECDHE-RSA", "ECDHE-ECDSA", "ANON-DH", "ANON-ECDH", "PSK", "DHE-PSK", "ECDHE-PSK",
+  "RSA-PSK", "SRP", "SRP-RSA", "SRP-DSS", "RSA-EXPORT", "VKO-GOST-12", "KX-ALL",
+]);
+const MAC_TOKENS = new Set(["SHA1", "SHA256", "SHA384", "SHA512", "MD5", "AEAD", "UMAC-96", "UMAC-128", "GOST28147-TC26Z-IMIT", "MAC-ALL"]);
+const OLD_VERSIONS = new Set(["SSL3.0", "TLS1.0", "TLS1.1", "TLS1.2", "DTLS0.9", "DTLS1.0", "DTLS1.2"]);
+const PROFILES = new Set<SecurityProfile>(["LOW", "LEGACY", "MEDIUM", "HIGH", "ULTRA", "FUTURE", "SUITEB128", "SUITEB192"]);
+const HARMLESS_FLAGS = new Set([
+  "SERVER_PRECEDENCE", "COMPAT", "DUMBFW", "NO_TICKETS", "NO_TICKETS_TLS12", "NO_ETM", "FORCE_ETM", "NO_SESSION_HASH",
+  "FORCE_SESSION_HASH", "NO_STATUS_REQUEST", "SSL3_RECORD_VERSION", "LATEST_RECORD_VERSION", "ALLOW_SMALL_RECORDS",
+  "SAFE_RENEGOTIATION", "UNSAFE_RENEGOTIATION", "PARTIAL_RENEGOTIATION", "DISABLE_SAFE_RENEGOTIATION",
+  "VERIFY_ALLOW_SIGN_RSA_MD5", "VERIFY_ALLOW_SIGN_WITH_SHA1", "VERIFY_DISABLE_CRL_CHECKS", "VERIFY_ALLOW_X509_V1_CA_CRT",
+  "DISABLE_WILDCARDS", "NO_EXTENSIONS_TLS12", "STATELESS_COMPRESSION", "NO_SHUFFLE_EXTENSIONS",
+]);
+
+function tokenError(token: string, why: string): TlsError {
+  return new TlsError("TLS_PRIORITY_TOKEN", `priority string token ${JSON.stringify(token)}: ${why}`);
+}
+
+function edit<T>(list: T[], items: readonly T[], add: boolean): void {
+  for (const item of items) {
+    const i = list.indexOf(item);
+    if (add) {
+      if (i < 0) list.push(item);
+    } else if (i >= 0) {
+      list.splice(i, 1);
+    }
+  }
+}
+
+export function parsePriority(priority: string): TlsSettings {
+  const tokens = priority.split(":").map((t) => t.trim());
+  const first = (tokens.shift() ?? "").toUpperCase();
+  if (first.startsWith("@")) throw tokenError(first, "system-wide priority keywords are not supported");
+  const keyword = KEYWORDS[first];
+  if (!keyword) throw tokenError(first, "unknown initial keyword (NORMAL, SECURE128, SECURE256, PERFORMANCE, NONE, ...)");
+  const lists = keyword();
+  let profile: SecurityProfile | null = null;
+
+  for (const raw of tokens) {
+    if (raw === "") continue;
+    const prefix = raw[0]!;
+    const name = raw.slice(1).toUpperCase();
+    if (prefix === "%") {
+      const profileName = name.startsWith("PROFILE_") ? name.slice("PROFILE_".length) : "";
+      if (PROFILES.has(profileName as SecurityProfile)) profile = profileName as SecurityProfile;
+      else if (!HARMLESS_FLAGS.has(name)) {
+        throw tokenError(raw, name === "NO_EXTENSIONS" ? "TLS 1.3 cannot work without extensions" : "unknown or unsupported flag");
+      }
+      continue;
+    }
+    if (prefix !== "+" && prefix !== "-" && prefix !== "!") {
+      throw tokenError(raw, "a modifier must start with +, -, ! or %");
+    }
+    const add = prefix === "+";
+    if (name.startsWith("VERS-")) {
+      const v = name.slice(5);
+      if (v === "TLS1.3") lists.tls13 = add;
+      else if (v === "ALL" || v === "TLS-ALL") lists.tls13 = add;
+      else if (!OLD_VERSIONS.has(v)) throw tokenError(raw, "unknown protocol version");
+      continue;
+    }
+    if (name.startsWith("CTYPE-")) {
+      const t = name.replace(/^CTYPE-(CLI-|SRV-)?/, "");
+      if (t === "RAWPK" || t === "ALL") lists.rawpk = add;
+      else if (t !== "X.509" && t !== "X509" && t !== "OPENPGP") throw tokenError(raw, "unknown certificate type");
+      continue;
+    }
+    if (name.startsWith("GROUP-") || name.startsWith("CURVE-")) {
+      const g = name.slice(6);
+      const groups = GROUP_TOKENS[g];
+      if (groups) edit(lists.groups, groups, add);
+      else if (!OTHER_GROUPS.has(g)) throw tokenError(raw, "unknown group");
+      continue;
+    }
+    if (name.startsWith("SIGN-")) {
+      const s = name.slice(5);
+      const schemes = SIGN_TOKENS[s];
+      if (schemes) edit(lists.schemes, schemes, add);
+      else if (!OTHER_SIGNS.has(s)) throw tokenError(raw, "unknown signature algorithm");
+      continue;
+    }
+    const suites = CIPHER_TOKENS[name];
+    if (suites) {
+      edit(lists.suites, suites, add);
+      continue;
+    }
+    if (OTHER_CIPHERS.has(name) || KX_TOKENS.has(name) || MAC_TOKENS.has(name) || /^COMP-(NULL|DEFLATE|ALL)$/.test(name)) continue;
+    throw tokenError(raw, "unknown token");
+  }
+
+  if (!lists.tls13) throw tokenError(priority, "TLS 1.3 (VERS-TLS1.3) is not enabled; it is the only version we speak");
+  if (!lists.rawpk) throw tokenError(priority, "raw public keys (CTYPE-RAWPK) are not enabled; Mandos clients need them");
+  if (lists.suites.length === 0) throw tokenError(priority, "no TLS 1.3 cipher suite is enabled");
+  if (lists.groups.length === 0) throw tokenError(priority, "no key exchange group is enabled");
+  if (lists.schemes.length === 0) throw tokenError(priority, "no signature algorithm is enabled");
+
+  // X25519 first: as a client role we choose the order we offer, and an
+  // X25519 agreement costs a third of a P-256 one here (bench/micro.ts).
+  // The priority string still decides which groups are allowed at all.
+  const groups = lists.groups.includes("x25519") ? ["x25519" as const, ...lists.groups.filter((g) => g !== "x25519")] : lists.groups;
+  const keyShareGroups: NamedGroup[] = [groups[0]!];
+  return {
+    cipherSuites: lists.suites,
+    groups,
+    keyShareGroups,
+    signatureSchemes: lists.schemes,
+    profile,
+    priority,
+  };
+}

@@ -1,0 +1,46 @@
+// The engine's expensive steps as tasks: plain, structured-cloneable data in
+// and out, so the same function runs inline or on a Piscina worker
+// (src/workers/handshake.ts). The main thread never does asymmetric crypto
+// when tasks go to workers.
+
+import { randomBytes } from "node:crypto";
+import type { NamedGroup } from "./constants.js";
+import { generateKeyShare, type KeyShare } from "./crypto.js";
+import { processServerFlight, type ServerFlightResult, type ServerFlightTask } from "./flight.js";
+
+/** Everything a ClientHello needs that is random: key shares, random, session ID. */
+export interface EphemeralKeyShares {
+  readonly shares: readonly KeyShare[];
+  readonly random: Uint8Array;
+  readonly sessionId: Uint8Array;
+}
+
+export function generateEphemeralKeyShares(groups: readonly NamedGroup[]): EphemeralKeyShares {
+  const r = randomBytes(64);
+  return {
+    shares: groups.map((g) => generateKeyShare(g)),
+    random: r.subarray(0, 32),
+    sessionId: r.subarray(32),
+  };
+}
+
+export interface KeyShareTask {
+  readonly kind: "key-share";
+  readonly group: NamedGroup;
+}
+
+export type HandshakeTask = ServerFlightTask | KeyShareTask;
+
+export type HandshakeTaskResult =
+  | { readonly kind: "server-flight"; readonly result: ServerFlightResult }
+  | { readonly kind: "key-share"; readonly share: KeyShare };
+
+/** Runs one task; pure and exception-free (errors are part of the result). */
+export function runHandshakeTask(task: HandshakeTask): HandshakeTaskResult {
+  switch (task.kind) {
+    case "server-flight":
+      return { kind: "server-flight", result: processServerFlight(task) };
+    case "key-share":
+      return { kind: "key-share", share: generateKeyShare(task.group) };
+  }
+}

@@ -1,0 +1,57 @@
+// An approval or denial arriving before approval_delay ends, for the real
+// mandos-client: the server's parts run in this process so the test can
+// act as the operator (the D-Bus Approve method will call the same
+// registry.approve).
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { DEFAULT_PRIORITY, parsePriority } from "../src/tls/index.js";
+import { ClientRegistry } from "../src/main/client-registry.js";
+import { parseClientsConfig } from "../src/main/config/index.js";
+import { createHandshakeRunner } from "../src/main/handshake-runner.js";
+import { Listener } from "../src/main/listener.js";
+import { silentLogger } from "../src/main/log.js";
+import { makeClients, makeKeySet } from "./helpers/keys.js";
+import { MANDOS_CLIENT, MANDOS_KEYGEN, missing } from "./helpers/peers.js";
+import { runMandosClient } from "./helpers/server.js";
+
+test("the operator approves or denies a waiting real mandos-client before the delay ends", { skip: missing(MANDOS_CLIENT, MANDOS_KEYGEN) }, async () => {
+  const root = mkdtempSync(join(tmpdir(), "mandos-ts-approve-"));
+  const tlsSettings = parsePriority(DEFAULT_PRIORITY);
+  const runner = createHandshakeRunner(0, tlsSettings);
+  try {
+    makeKeySet(join(root, "pgp"));
+    const [yes, no] = makeClients(root, join(root, "pgp"), 2);
+    const conf = parseClientsConfig(
+      `[DEFAULT]\napproval_delay = PT60S\napproved_by_default = False\nchecker = true\n\n${yes!.section}\n${no!.section}\n`,
+      "clients.conf",
+    );
+    const registry = new ClientRegistry(conf, { logger: silentLogger });
+    const decisions: string[] = [];
+    registry.subscribe((e) => {
+      if (e.type === "need-approval") setTimeout(() => registry.approve(e.client.name, e.client.name === yes!.name), 300);
+      if (e.type === "rejected") decisions.push(`${e.client.name}: ${e.reason}`);
+      if (e.type === "got-secret") decisions.push(`${e.client.name}: got secret`);
+    });
+    const listener = new Listener({ registry, runner, tlsSettings, logger: silentLogger });
+    const { port } = await listener.listen({ address: "::1", port: 0, ipv6: true });
+    try {
+      const started = Date.now();
+      const ok = await runMandosClient(yes!.dir, "::1", port);
+      assert.equal(ok.stdout.toString(), yes!.password);
+      assert.ok(Date.now() - started < 30_000, "the approval did not cut the wait short");
+      const denied = await runMandosClient(no!.dir, "::1", port, 5_000);
+      assert.equal(denied.stdout.length, 0);
+      assert.deepEqual(decisions, [`${yes!.name}: got secret`, `${no!.name}: Denied`]);
+    } finally {
+      await listener.close(1_000);
+      registry.stop();
+    }
+  } finally {
+    await runner.close();
+    rmSync(root, { recursive: true, force: true });
+  }
+});

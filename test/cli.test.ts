@@ -1,0 +1,56 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { EXIT_OK, EXIT_USAGE, parseCommandLine } from "../src/main/cli.js";
+
+function parse(...argv: string[]) {
+  let out = "";
+  let err = "";
+  const result = parseCommandLine(argv, (t) => (out += t), (t) => (err += t));
+  return { result, out, err };
+}
+
+test("options not given stay unset so that mandos.conf can supply them", () => {
+  const { result } = parse();
+  assert.equal(result.kind, "run");
+  if (result.kind !== "run") return;
+  assert.deepEqual(result.options, { check: false, configdir: "/etc/mandos" });
+});
+
+test("every reference option parses", () => {
+  const { result } = parse(
+    "-i", "eth0", "-a", "::1", "-p", "1234", "--debug", "--debuglevel", "INFO", "--priority", "NORMAL",
+    "--servicename", "Other", "--configdir", "/tmp/x", "--no-dbus", "--no-ipv6", "--no-restore",
+    "--socket", "3", "--statedir", "/tmp/s", "--foreground", "--no-zeroconf", "--workers", "0", "--check",
+  );
+  assert.equal(result.kind, "run");
+  if (result.kind !== "run") return;
+  assert.deepEqual(result.options, {
+    interface: "eth0", address: "::1", port: 1234, check: true, debug: true, debuglevel: "INFO",
+    priority: "NORMAL", servicename: "Other", configdir: "/tmp/x", useDbus: false, useIpv6: false,
+    restore: false, socket: 3, statedir: "/tmp/s", foreground: true, zeroconf: false, workers: 0,
+  });
+});
+
+test("usage errors exit with 2, as argparse does", () => {
+  for (const argv of [["--port", "x"], ["--port", "70000"], ["--bogus"], ["stray"], ["--workers", "-1"]]) {
+    const { result, err } = parse(...argv);
+    assert.deepEqual(result, { kind: "exit", code: EXIT_USAGE }, argv.join(" "));
+    assert.notEqual(err, "");
+  }
+});
+
+test("--help and --version exit 0 and print", () => {
+  const help = parse("--help");
+  assert.deepEqual(help.result, { kind: "exit", code: EXIT_OK });
+  assert.match(help.out, /--no-zeroconf/);
+  const version = parse("--version");
+  assert.deepEqual(version.result, { kind: "exit", code: EXIT_OK });
+  assert.match(version.out, /^mandos \d/);
+});
+
+test("mandos --check runs the self-tests and exits 0", async () => {
+  const { run } = await import("./helpers/server.js");
+  const r = await run(process.execPath, [(await import("./helpers/server.js")).BIN_MANDOS, "--check"], 30_000);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout.toString(), /^4 passed, 0 failed$/m);
+});

@@ -1,0 +1,158 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ConfigError } from "../src/main/config/errors.js";
+import { loadClientsConfig, parseClientsConfig, secfilePath } from "../src/main/config/clients-config.js";
+
+const KEY_ID = "EDF2F0A493DADEE6BC27774957904F4E300D0CBE4962E0420A7361AD0D0EBE9E";
+
+function codeOf(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (error) {
+    assert.ok(error instanceof ConfigError, String(error));
+    return error.code;
+  }
+  assert.fail("no error");
+}
+
+test("a client gets the reference's defaults and its own settings", () => {
+  const [client, ...rest] = parseClientsConfig(`[foo]\nkey_id = ${KEY_ID.toLowerCase()}\nsecret = QUJD\nhost = foo.example\n`, "c.conf");
+  assert.equal(rest.length, 0);
+  assert.ok(client);
+  assert.equal(client.name, "foo");
+  assert.equal(client.keyId, KEY_ID);
+  assert.equal(client.fingerprint, "");
+  assert.equal(client.secret.toString(), "ABC");
+  assert.equal(client.host, "foo.example");
+  assert.equal(client.timeout, 5 * 60_000);
+  assert.equal(client.extendedTimeout, 15 * 60_000);
+  assert.equal(client.interval, 2 * 60_000);
+  assert.equal(client.approvalDelay, 0);
+  assert.equal(client.approvalDuration, 1000);
+  assert.equal(client.approvedByDefault, true);
+  assert.equal(client.enabled, true);
+  assert.equal(client.checker, "fping -q -- %(host)s", "the runtime %(host)s survives the file's own interpolation");
+});
+
+test("DEFAULT is inherited, file order is kept, keys are normalised", () => {
+  const text = [
+    "[DEFAULT]",
+    "timeout = 1d 2h",
+    "checker = ssh-keyscan %%(host)s | grep %(extra)s",
+    "extra = ssh-ed25519",
+    "[zeta]",
+    "fingerprint = d4be d6dc b0f4 679d f37c  54d4 10b6 3a1f ad59 af45",
+    "secret = QUJD",
+    "enabled = no",
+    "[Alpha]",
+    "key_id = ab cd",
+    "secret = QUJD",
+    "approved_by_default = off",
+    "approval_delay = PT30S",
+    "interval = P1W",
+  ].join("\n");
+  const clients = parseClientsConfig(text, "c.conf");
+  assert.deepEqual(clients.map((c) => c.name), ["zeta", "Alpha"]);
+  const [zeta, alpha] = clients as [(typeof clients)[0], (typeof clients)[0]];
+  assert.equal(zeta.fingerprint, "D4BED6DCB0F4679DF37C54D410B63A1FAD59AF45");
+  assert.equal(zeta.enabled, false);
+  assert.equal(zeta.timeout, 26 * 3600_000);
+  assert.equal(zeta.checker, "ssh-keyscan %(host)s | grep ssh-ed25519");
+  assert.equal(alpha.keyId, "ABCD");
+  assert.equal(alpha.approvedByDefault, false);
+  assert.equal(alpha.approvalDelay, 30_000);
+  assert.equal(alpha.interval, 7 * 24 * 3600_000);
+});
+
+test("key_id without fingerprint is enough (the reference wrongly insists on fingerprint)", () => {
+  assert.equal(parseClientsConfig(`[c]\nkey_id = ${KEY_ID}\nsecret = QUJD\n`, "c.conf").length, 1);
+  assert.equal(parseClientsConfig("[c]\nfingerprint = D4BE\nsecret = QUJD\n", "c.conf").length, 1);
+  assert.equal(codeOf(() => parseClientsConfig("[c]\nsecret = QUJD\n", "c.conf")), "CONFIG_NO_KEY_ID");
+});
+
+test("each bad client setting fails with its own code, naming file, line and key", () => {
+  const cases: [string, string, number, string | undefined][] = [
+    ["[c]\nkey_id = A\nsecret = QUJD\nenabled = maybe\n", "CONFIG_BAD_BOOLEAN", 4, "enabled"],
+    ["[c]\nkey_id = A\nsecret = QUJD\ntimeout = 1d2h\n", "CONFIG_BAD_DURATION", 4, "timeout"],
+    ["[c]\nkey_id = A\n", "CONFIG_NO_SECRET", 1, undefined],
+    ["[c]\nkey_id = A\nsecret = c2VjcmV0X\n", "CONFIG_BAD_SECRET", 3, "secret"],
+    ["[DEFAULT]\nunused = %(nothing)s\n[c]\nkey_id = A\nsecret = QUJD\n", "CONFIG_INTERPOLATION_MISSING_OPTION", 2, "unused"],
+    ["[c]\nkey_id = A\nsecfile = /nonexistent/secret\n", "CONFIG_SECFILE_UNREADABLE", 3, "secfile"],
+  ];
+  for (const [text, code, line, key] of cases) {
+    assert.throws(() => parseClientsConfig(text, "/etc/mandos/clients.conf"), (error: unknown) => {
+      assert.ok(error instanceof ConfigError);
+      assert.equal(error.code, code, text);
+      assert.equal(error.line, line, text);
+      assert.equal(error.key, key, text);
+      assert.equal(error.file, "/etc/mandos/clients.conf");
+      assert.doesNotMatch(error.message, /c2VjcmV0/, "no secret in messages");
+      return true;
+    });
+  }
+});
+
+test("secfile: $VAR and ~user expanded as Python's expanduser(expandvars()), relative paths from baseDir", () => {
+  const homeOf = (user: string): string | undefined => ({ mandos: "/var/lib/mandos/", root: "/root" })[user];
+  const opts = { env: { HOME: "/home/me", DIR: "/srv/keys" }, homeOf, currentUser: "root", baseDir: "/" };
+  assert.equal(secfilePath("$DIR/a", opts), "/srv/keys/a");
+  assert.equal(secfilePath("${DIR}/a", opts), "/srv/keys/a");
+  assert.equal(secfilePath("$NOPE/a", opts), "/$NOPE/a");
+  assert.equal(secfilePath("~/a", opts), "/home/me/a");
+  assert.equal(secfilePath("~mandos/a", opts), "/var/lib/mandos/a");
+  assert.equal(secfilePath("~nobody-here/a", opts), "/~nobody-here/a");
+  assert.equal(secfilePath("~/a", { ...opts, env: {} }), "/root/a");
+  assert.equal(secfilePath("rel/a", opts), "/rel/a");
+  assert.equal(secfilePath("rel/a", { ...opts, baseDir: "/etc/mandos" }), "/etc/mandos/rel/a");
+
+  const dir = mkdtempSync(join(tmpdir(), "mandos-config-"));
+  try {
+    writeFileSync(join(dir, "pw"), Buffer.from([0, 1, 2, 255]));
+    const [client] = parseClientsConfig("[c]\nkey_id = A\nsecfile = $D/pw\n", "c.conf", { env: { D: dir } });
+    assert.deepEqual(client?.secret, Buffer.from([0, 1, 2, 255]));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("a missing clients.conf has no clients, as in the reference", () => {
+  assert.deepEqual(loadClientsConfig("/nonexistent/clients.conf"), []);
+});
+
+test("ten thousand clients parse in one linear pass", () => {
+  const sections: string[] = ["[DEFAULT]\ntimeout = PT10M\n"];
+  for (let i = 0; i < 10_000; i++) sections.push(`[client${i}]\nkey_id = ${KEY_ID}\nsecret =\n  QUJD\n  REVG\nhost = h${i}\n`);
+  const clients = parseClientsConfig(sections.join(""), "c.conf");
+  assert.equal(clients.length, 10_000);
+  assert.equal(clients[9_999]?.host, "h9999");
+  assert.equal(clients[9_999]?.secret.toString(), "ABCDEF");
+});
+
+const KEYGEN = "/usr/sbin/mandos-keygen";
+
+test("mandos-keygen --password output is a valid client", { skip: existsSync(KEYGEN) ? undefined : `${KEYGEN} is not installed` }, () => {
+  const dir = mkdtempSync(join(tmpdir(), "mandos-keygen-"));
+  try {
+    const made = spawnSync(KEYGEN, ["--dir", dir], { encoding: "utf8" });
+    assert.equal(made.status, 0, made.stderr);
+    writeFileSync(join(dir, "pw"), "demo password");
+    const section = spawnSync(KEYGEN, ["--dir", dir, "--passfile", join(dir, "pw"), "--no-ssh", "--name", "demo", "--password"], { encoding: "utf8" });
+    assert.equal(section.status, 0, section.stderr);
+    writeFileSync(join(dir, "clients.conf"), section.stdout);
+    const [client] = loadClientsConfig(join(dir, "clients.conf"));
+    assert.ok(client);
+    assert.equal(client.name, "demo");
+    assert.match(client.keyId, /^[0-9A-F]{64}$/);
+    assert.match(client.fingerprint, /^[0-9A-F]{40}$/);
+    const base64 = section.stdout.split(/^secret =$/m)[1] ?? "";
+    assert.deepEqual(client.secret, Buffer.from(base64.replace(/\s+/g, ""), "base64"));
+    assert.ok(client.secret.length > 100, "an OpenPGP message");
+    assert.ok(readFileSync(join(dir, "tls-pubkey.pem"), "utf8").includes("PUBLIC KEY"));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -1,0 +1,40 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { ConfigError } from "../src/main/config/errors.js";
+import { DEFAULT_PRIORITY, loadServerConfig, parseServerConfig } from "../src/main/config/server-config.js";
+
+test("a missing mandos.conf gives the reference's defaults", () => {
+  const config = loadServerConfig("/nonexistent/mandos.conf");
+  assert.equal(config.found, false);
+  assert.deepEqual(config.settings, {
+    interface: "", address: "", port: undefined, debug: false, priority: DEFAULT_PRIORITY, servicename: "Mandos",
+    useDbus: true, useIpv6: true, debuglevel: "", restore: true, socket: undefined, statedir: "/var/lib/mandos",
+    foreground: false, zeroconf: true,
+  });
+  assert.equal(config.setInFile.size, 0);
+});
+
+test("settings in the file are typed and marked as set there", () => {
+  const text = "[DEFAULT]\ninterface = eth0\nport = 1234\nuse_dbus = no\nzeroconf: off\nservicename = Mandos %(port)s %%\nstatedir = /tmp/x\n";
+  const config = parseServerConfig(text, "mandos.conf");
+  assert.equal(config.settings.interface, "eth0");
+  assert.equal(config.settings.port, 1234);
+  assert.equal(config.settings.useDbus, false);
+  assert.equal(config.settings.zeroconf, false);
+  assert.equal(config.settings.servicename, "Mandos %(port)s %%", "the reference takes strings raw, uninterpolated");
+  assert.equal(config.settings.statedir, "/tmp/x");
+  assert.deepEqual([...config.setInFile].sort(), ["interface", "port", "servicename", "statedir", "useDbus", "zeroconf"]);
+});
+
+test("booleans and integers are interpolated, and bad ones fail with their line", () => {
+  assert.equal(parseServerConfig("[DEFAULT]\nyes = true\ndebug = %(yes)s\n", "m.conf").settings.debug, true);
+  assert.throws(() => parseServerConfig("[DEFAULT]\n\nport = eighty\n", "m.conf"), (error: unknown) => {
+    assert.ok(error instanceof ConfigError);
+    assert.equal(error.code, "CONFIG_BAD_INTEGER");
+    assert.equal(error.line, 3);
+    assert.equal(error.key, "port");
+    return true;
+  });
+  assert.throws(() => parseServerConfig("[DEFAULT]\nuse_ipv6 = sometimes\n", "m.conf"), { code: "CONFIG_BAD_BOOLEAN" });
+  assert.throws(() => parseServerConfig("port = 1\n", "m.conf"), { code: "CONFIG_MISSING_SECTION_HEADER" });
+});

@@ -1,0 +1,55 @@
+// Signals on the real bin/mandos: SIGHUP reloads clients.conf without a
+// restart (added clients served, removed ones unknown), SIGTERM exits 0
+// after saving the state file, and a restart restores it.
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { makeClients, makeKeySet } from "./helpers/keys.js";
+import { MANDOS_CLIENT, MANDOS_KEYGEN, missing } from "./helpers/peers.js";
+import { runMandosClient, startServer } from "./helpers/server.js";
+
+test("SIGHUP reloads clients.conf; SIGTERM saves state and exits 0; a restart restores it", { skip: missing(MANDOS_CLIENT, MANDOS_KEYGEN) }, async () => {
+  const root = mkdtempSync(join(tmpdir(), "mandos-ts-signals-"));
+  try {
+    makeKeySet(join(root, "pgp"));
+    const [a, b] = makeClients(root, join(root, "pgp"), 2);
+    const conf = join(root, "conf");
+    const state = join(root, "state");
+    mkdirSync(conf);
+    mkdirSync(state);
+    writeFileSync(join(conf, "clients.conf"), `${a!.section}\n`);
+    const args = ["--configdir", conf, "--statedir", state, "--port", "0"];
+    const server = await startServer(args);
+    let r = await runMandosClient(a!.dir, "::1", server.port);
+    assert.equal(r.stdout.toString(), a!.password);
+
+    // b replaces a; b's host is edited too.
+    writeFileSync(join(conf, "clients.conf"), `${b!.section}\n`);
+    server.process.kill("SIGHUP");
+    await server.waitForLog(/Reloaded clients.conf: 1 added, 1 removed, 0 changed/);
+    r = await runMandosClient(b!.dir, "::1", server.port);
+    assert.equal(r.stdout.toString(), b!.password);
+    r = await runMandosClient(a!.dir, "::1", server.port, 4_000);
+    assert.equal(r.stdout.length, 0);
+    await server.waitForLog(new RegExp(`Client not found for key ID: ${a!.keyId}`));
+
+    assert.equal(await server.stop(), 0);
+    const saved = JSON.parse(readFileSync(join(state, "clients.json"), "utf8")) as { clients: Record<string, { runtime: { enabled: boolean } }> };
+    assert.deepEqual(Object.keys(saved.clients), [b!.name]);
+    assert.equal(saved.clients[b!.name]!.runtime.enabled, true);
+
+    const again = await startServer(args);
+    try {
+      r = await runMandosClient(b!.dir, "::1", again.port);
+      assert.equal(r.stdout.toString(), b!.password);
+      assert.doesNotMatch(again.log(), /Could not load persistent state/);
+    } finally {
+      await again.stop();
+    }
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});

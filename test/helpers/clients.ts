@@ -1,0 +1,21 @@
+// ClientSettings for unit tests, with short, explicit durations.
+import type { ClientSettings } from "../../src/main/client-settings.js";
+
+export function clientSettings(name: string, over: Partial<ClientSettings> = {}): ClientSettings {
+  return {
+    name,
+    keyId: `${name.toUpperCase().replace(/[^0-9A-F]/g, "A").padEnd(64, "0")}`,
+    fingerprint: "",
+    secret: Buffer.from(`secret of ${name}`),
+    host: `${name}.example.org`,
+    timeout: 5_000,
+    extendedTimeout: 15_000,
+    interval: 2_000,
+    checker: "true",
+    approvedByDefault: true,
+    approvalDelay: 0,
+    approvalDuration: 1_000,
+    enabled: true,
+    ...over,
+  };
+}

@@ -1,0 +1,64 @@
+// Key material for integration tests, made by the real mandos-keygen.
+// OpenPGP key generation is slow (seconds), so a fleet of clients shares one
+// OpenPGP key pair, while each client has its own TLS key (its identity)
+// and its own password, encrypted by mandos-keygen as an admin would.
+
+import { execFileSync } from "node:child_process";
+import { generateKeyPairSync } from "node:crypto";
+import { copyFileSync, mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { MANDOS_KEYGEN } from "./peers.js";
+
+export interface TestClient {
+  readonly name: string;
+  readonly dir: string;
+  readonly password: string;
+  /** The clients.conf section mandos-keygen printed. */
+  readonly section: string;
+  readonly keyId: string;
+}
+
+/** A full key set in `dir` (OpenPGP and TLS), as `mandos-keygen --dir` makes it. */
+export function makeKeySet(dir: string): void {
+  mkdirSync(dir, { recursive: true });
+  execFileSync(MANDOS_KEYGEN, ["--dir", dir, "--force"], { stdio: ["ignore", "ignore", "pipe"] });
+}
+
+/** A fresh Ed25519 TLS key pair in PEM, as mandos-keygen writes one. */
+export function writeTlsKey(dir: string, type: "ed25519" | "ed448" | "ec" = "ed25519"): void {
+  const pair =
+    type === "ec"
+      ? generateKeyPairSync("ec", { namedCurve: "P-256" })
+      : type === "ed448"
+        ? generateKeyPairSync("ed448")
+        : generateKeyPairSync("ed25519");
+  writeFileSync(join(dir, "tls-privkey.pem"), pair.privateKey.export({ type: "pkcs8", format: "pem" }), { mode: 0o600 });
+  writeFileSync(join(dir, "tls-pubkey.pem"), pair.publicKey.export({ type: "spki", format: "pem" }));
+}
+
+/**
+ * Makes `count` clients under `root`, sharing the OpenPGP keys in
+ * `pgpDir` (from makeKeySet), each with its own TLS key and password.
+ */
+export function makeClients(root: string, pgpDir: string, count: number, prefix = "client"): TestClient[] {
+  const clients: TestClient[] = [];
+  for (let i = 0; i < count; i++) {
+    const name = `${prefix}${i}`;
+    const dir = join(root, name);
+    mkdirSync(dir, { recursive: true });
+    copyFileSync(join(pgpDir, "pubkey.txt"), join(dir, "pubkey.txt"));
+    copyFileSync(join(pgpDir, "seckey.txt"), join(dir, "seckey.txt"));
+    writeTlsKey(dir);
+    const password = `password of ${name} ${Math.random().toString(36).slice(2)}`;
+    const passfile = join(dir, "password");
+    writeFileSync(passfile, password);
+    const section = execFileSync(
+      MANDOS_KEYGEN,
+      ["--dir", dir, "--passfile", passfile, "--no-ssh", "--name", name],
+      { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] },
+    );
+    const keyId = /key_id\s*=\s*([0-9a-fA-F]+)/.exec(section)?.[1]?.toUpperCase() ?? "";
+    clients.push({ name, dir, password, section, keyId });
+  }
+  return clients;
+}

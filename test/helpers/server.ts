@@ -1,0 +1,133 @@
+// Starting our server (bin/mandos) and the real mandos-client for black-box
+// tests, tangd-style: real processes, real sockets on loopback, and the
+// server's log collected for assertions. Every process is killed at the end.
+
+import { spawn, type ChildProcess } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { MANDOS_CLIENT } from "./peers.js";
+
+export const REPO = fileURLToPath(new URL("../../../", import.meta.url));
+export const BIN_MANDOS = `${REPO}bin/mandos`;
+export const BIN_TS_CLIENT = `${REPO}bin/mandos-ts-client`;
+
+export interface RunningServer {
+  readonly process: ChildProcess;
+  readonly port: number;
+  /** Everything the server logged so far. */
+  log(): string;
+  /** Resolves when the log matches `pattern` (or rejects after `ms`). */
+  waitForLog(pattern: RegExp, ms?: number): Promise<string>;
+  /** SIGTERM, then SIGKILL after a grace; resolves with the exit code. */
+  stop(): Promise<number | null>;
+}
+
+const live = new Set<ChildProcess>();
+process.on("exit", () => {
+  for (const child of live) child.kill("SIGKILL");
+});
+
+/** Starts bin/mandos in the foreground with debug logging on stderr and waits until it listens. */
+export async function startServer(args: readonly string[], env: NodeJS.ProcessEnv = {}): Promise<RunningServer> {
+  const child = spawn(process.execPath, [BIN_MANDOS, "--debug", "--no-zeroconf", "--no-dbus", ...args], {
+    stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, ...env },
+  });
+  live.add(child);
+  let text = "";
+  const watchers = new Set<() => void>();
+  const onText = (chunk: Buffer): void => {
+    text += chunk.toString("utf8");
+    for (const w of watchers) w();
+  };
+  child.stdout?.on("data", onText);
+  child.stderr?.on("data", onText);
+  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => {
+    live.delete(child);
+    resolve(code);
+  }));
+
+  const waitForLog = (pattern: RegExp, ms = 20_000): Promise<string> =>
+    new Promise((resolve, reject) => {
+      const check = (): void => {
+        const m = pattern.exec(text);
+        if (m) {
+          watchers.delete(check);
+          clearTimeout(timer);
+          resolve(m[0]);
+        }
+      };
+      const timer = setTimeout(() => {
+        watchers.delete(check);
+        reject(new Error(`server log did not match ${pattern} within ${ms} ms; log:\n${text}`));
+      }, ms);
+      watchers.add(check);
+      void exited.then(() => {
+        if (watchers.has(check)) {
+          watchers.delete(check);
+          clearTimeout(timer);
+          reject(new Error(`server exited before its log matched ${pattern}; log:\n${text}`));
+        }
+      });
+      check();
+    });
+
+  const line = await waitForLog(/Now listening on address .*?, port (\d+)/);
+  const port = Number(/port (\d+)/.exec(line)?.[1]);
+  return {
+    process: child,
+    port,
+    log: () => text,
+    waitForLog,
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill("SIGTERM");
+        const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
+        const code = await exited;
+        clearTimeout(timer);
+        return code;
+      }
+      return child.exitCode;
+    },
+  };
+}
+
+export interface ProcessResult {
+  readonly code: number | null;
+  readonly stdout: Buffer;
+  readonly stderr: string;
+}
+
+/** Runs a command to completion (killed after `ms`), collecting its output. */
+export function run(command: string, args: readonly string[], ms = 60_000, env: NodeJS.ProcessEnv = {}): Promise<ProcessResult> {
+  return new Promise((resolve) => {
+    const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } });
+    live.add(child);
+    const out: Buffer[] = [];
+    let err = "";
+    child.stdout?.on("data", (d: Buffer) => out.push(d));
+    child.stderr?.on("data", (d: Buffer) => (err += d.toString("utf8")));
+    const timer = setTimeout(() => child.kill("SIGKILL"), ms);
+    child.on("close", (code) => {
+      clearTimeout(timer);
+      live.delete(child);
+      resolve({ code, stdout: Buffer.concat(out), stderr: err });
+    });
+  });
+}
+
+/** The real mandos-client, --connect mode, with a key set in `dir`. */
+export function runMandosClient(dir: string, host: string, port: number, ms = 60_000): Promise<ProcessResult> {
+  const connect = host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+  return run(
+    MANDOS_CLIENT,
+    [
+      `--connect=${connect}`,
+      "--interface=none",
+      `--pubkey=${dir}/pubkey.txt`,
+      `--seckey=${dir}/seckey.txt`,
+      `--tls-privkey=${dir}/tls-privkey.pem`,
+      `--tls-pubkey=${dir}/tls-pubkey.pem`,
+    ],
+    ms,
+  );
+}

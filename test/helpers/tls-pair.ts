@@ -1,0 +1,107 @@
+// Drives our TLS client and server roles against each other in process,
+// with bytes optionally cut into pieces or tampered with on the way.
+
+import { generateKeyPairSync, type KeyObject } from "node:crypto";
+import {
+  TlsClient,
+  TlsServer,
+  generateEphemeralKeyShares,
+  parsePriority,
+  runHandshakeTask,
+  type TlsEvent,
+  type TlsSettings,
+} from "../../src/tls/index.js";
+import type { ServerFaults } from "../../src/tls/server.js";
+
+export type KeyKind = "ed25519" | "ed448" | "p256" | "p384" | "p521" | "rsa";
+
+export function makeKey(kind: KeyKind): { privateKey: KeyObject; publicKeySpki: Buffer } {
+  const pair =
+    kind === "ed25519" ? generateKeyPairSync("ed25519")
+    : kind === "ed448" ? generateKeyPairSync("ed448")
+    : kind === "rsa" ? generateKeyPairSync("rsa", { modulusLength: 2048 })
+    : generateKeyPairSync("ec", { namedCurve: kind === "p256" ? "P-256" : kind === "p384" ? "P-384" : "P-521" });
+  return { privateKey: pair.privateKey, publicKeySpki: pair.publicKey.export({ type: "spki", format: "der" }) };
+}
+
+export interface PairResult {
+  readonly clientEvents: TlsEvent[];
+  readonly serverEvents: TlsEvent[];
+  /** Every chunk the server sent, in order. */
+  readonly serverBytes: Buffer[];
+  readonly client: TlsClient;
+  readonly server: TlsServer;
+}
+
+export interface PairOptions {
+  readonly clientPriority?: string;
+  readonly serverPriority?: string;
+  readonly key?: { privateKey: KeyObject; publicKeySpki: Buffer };
+  readonly faults?: ServerFaults;
+  /** Cut every chunk into pieces of this size before delivering it. */
+  readonly chunk?: number;
+  /** Changes bytes from server to client: chunk index -> new bytes. */
+  readonly tamper?: (index: number, bytes: Buffer) => Buffer;
+  /** Sent by the client once connected. */
+  readonly message?: Buffer;
+  /** Called on the server once connected, before the client's message arrives. */
+  readonly onServerConnected?: (server: TlsServer) => void;
+}
+
+export function runPair(options: PairOptions = {}): PairResult {
+  const cs: TlsSettings = parsePriority(options.clientPriority ?? "SECURE128:+CTYPE-RAWPK:-VERS-ALL:+VERS-TLS1.3");
+  const ss: TlsSettings = parsePriority(options.serverPriority ?? options.clientPriority ?? "SECURE128:+CTYPE-RAWPK:-VERS-ALL:+VERS-TLS1.3");
+  const key = options.key ?? makeKey("ed25519");
+  const client = new TlsClient(cs, generateEphemeralKeyShares(cs.keyShareGroups));
+  const server = new TlsServer(ss, key, options.faults);
+  const clientEvents: TlsEvent[] = [];
+  const serverEvents: TlsEvent[] = [];
+  const serverBytes: Buffer[] = [];
+  let serverChunks = 0;
+  const deliver = (to: { receive(d: Uint8Array): void }, bytes: Buffer): void => {
+    const size = options.chunk ?? bytes.length;
+    for (let i = 0; i < bytes.length; i += size) to.receive(bytes.subarray(i, i + size));
+  };
+  client.start();
+  let serverConnected = false;
+  for (let round = 0; round < 50; round++) {
+    let moved = false;
+    const fromClient = client.takeOutput();
+    if (fromClient) {
+      deliver(server, fromClient);
+      moved = true;
+    }
+    let fromServer = server.takeOutput();
+    if (fromServer) {
+      serverBytes.push(fromServer);
+      if (options.tamper) fromServer = options.tamper(serverChunks, fromServer);
+      serverChunks++;
+      deliver(client, fromServer);
+      moved = true;
+    }
+    for (let task = client.takeTask(); task; task = client.takeTask()) {
+      client.completeTask(runHandshakeTask(task));
+      moved = true;
+    }
+    for (let e = client.nextEvent(); e; e = client.nextEvent()) {
+      clientEvents.push(e);
+      if (e.type === "handshake-complete" && options.message) client.send(options.message);
+      moved = true;
+    }
+    for (let e = server.nextEvent(); e; e = server.nextEvent()) {
+      serverEvents.push(e);
+      if (e.type === "handshake-complete" && !serverConnected) {
+        serverConnected = true;
+        options.onServerConnected?.(server);
+      }
+      moved = true;
+    }
+    if (!moved) break;
+  }
+  return { clientEvents, serverEvents, serverBytes, client, server };
+}
+
+export function errorOf(events: readonly TlsEvent[]): { code: string; alert: number } | null {
+  const e = events.find((x) => x.type === "error");
+  return e && e.type === "error" ? { code: e.error.code, alert: e.error.alert } : null;
+}

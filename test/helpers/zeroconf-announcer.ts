@@ -1,0 +1,41 @@
+// A process that announces one Mandos service, for the Zeroconf tests to run
+// inside a network namespace (`ip netns exec NS node this.js JSON`). It logs
+// `LEVEL: message` lines and `ESTABLISHED name` / `FAILED` on stdout, and
+// withdraws the service on SIGTERM. It refuses to run in the test runner's
+// network namespace (announcerEnv() tells it which that is), so that no test multicasts on the real interfaces; and
+// it does nothing when loaded by the test runner (it lives under test/).
+
+import { startAnnouncement } from "../../src/main/zeroconf.js";
+import type { Logger } from "../../src/main/log.js";
+import { inParentNetns } from "./netns.js";
+
+interface AnnouncerArgs {
+  name: string;
+  port: number;
+  interface?: string;
+  ipv6: boolean;
+}
+
+async function announce(args: AnnouncerArgs): Promise<void> {
+  const line = (level: string) => (message: string): void => { process.stdout.write(`${level}: ${message}\n`); };
+  const logger: Logger = {
+    debug: line("DEBUG"), info: line("INFO"), warning: line("WARNING"), error: line("ERROR"), critical: line("CRITICAL"),
+  };
+  const announcement = await startAnnouncement({ ...args, logger });
+  process.once("SIGTERM", () => {
+    void announcement.stop().then(() => {
+      process.stdout.write("STOPPED\n");
+      process.exit(0);
+    });
+  });
+  const ok = await announcement.established;
+  process.stdout.write(ok ? `ESTABLISHED ${announcement.name}\n` : "FAILED\n");
+}
+
+if (process.env.MANDOS_TS_ANNOUNCER === "1") {
+  if (inParentNetns()) {
+    process.stderr.write("zeroconf-announcer: refusing to multicast in the test runner's network namespace\n");
+    process.exit(2);
+  }
+  await announce(JSON.parse(process.argv[2] ?? "{}") as AnnouncerArgs);
+}

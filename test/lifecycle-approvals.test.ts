@@ -1,0 +1,147 @@
+// Approvals (mandos-clients.conf(5) APPROVAL), as the reference's
+// connection handler decides them: a delay, then the default; or an
+// approval or denial arriving first. The real mandos-client waits through
+// the delay in the integration part.
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ClientRegistry, type CheckerSpawner } from "../src/main/client-registry.js";
+import { ManualClock } from "../src/main/clock.js";
+import { silentLogger } from "../src/main/log.js";
+import type { RegistryEvent, SecretDecision } from "../src/main/registry.js";
+import { clientSettings } from "./helpers/clients.js";
+import { makeClients, makeKeySet } from "./helpers/keys.js";
+import { MANDOS_CLIENT, MANDOS_KEYGEN, missing } from "./helpers/peers.js";
+import { runMandosClient, startServer } from "./helpers/server.js";
+
+const never: CheckerSpawner = () => ({ kill() {} });
+
+function setup(over: Parameters<typeof clientSettings>[1]) {
+  const clock = new ManualClock();
+  const reg = new ClientRegistry([clientSettings("web", over)], { logger: silentLogger, clock, spawner: never });
+  const events: RegistryEvent[] = [];
+  reg.subscribe((e) => events.push(e));
+  let decision: SecretDecision | null = null;
+  const abort = new AbortController();
+  void reg.requestSecret("web", "::1", abort.signal).then((d) => (decision = d));
+  return { clock, reg, events, abort, decision: () => decision };
+}
+
+const flush = (): Promise<void> => new Promise((r) => setImmediate(r));
+
+test("no approval_delay: the secret at once", async () => {
+  const t = setup({});
+  await flush();
+  assert.equal(t.decision()?.give, true);
+});
+
+test("a delay, then approved by default", async () => {
+  const t = setup({ approvalDelay: 5_000, approvedByDefault: true });
+  await flush();
+  assert.equal(t.decision(), null);
+  assert.equal(t.reg.get("web")?.approvalPending, true);
+  assert.ok(t.events.some((e) => e.type === "need-approval" && e.timeout === 5_000 && e.approvedByDefault));
+  assert.ok(t.reg.get("web")?.lastApprovalRequest);
+  t.clock.advance(4_999);
+  await flush();
+  assert.equal(t.decision(), null);
+  t.clock.advance(1);
+  await flush();
+  assert.equal(t.decision()?.give, true);
+  assert.equal(t.reg.get("web")?.approvalPending, false);
+});
+
+test("a delay, then denied by default: nothing, and Rejected", async () => {
+  const t = setup({ approvalDelay: 5_000, approvedByDefault: false });
+  t.clock.advance(5_000);
+  await flush();
+  assert.deepEqual(t.decision(), { give: false, reason: "Approval timed out" });
+  assert.ok(t.events.some((e) => e.type === "rejected" && e.reason === "Approval timed out"));
+});
+
+test("an approval before the delay ends gives the secret at once", async () => {
+  const t = setup({ approvalDelay: 60_000, approvedByDefault: false });
+  t.clock.advance(1_000);
+  t.reg.approve("web", true);
+  await flush();
+  assert.equal(t.decision()?.give, true);
+});
+
+test("a denial before the delay ends gives nothing", async () => {
+  const t = setup({ approvalDelay: 60_000, approvedByDefault: true });
+  t.reg.approve("web", false);
+  await flush();
+  assert.deepEqual(t.decision(), { give: false, reason: "Denied" });
+});
+
+test("an approval lasts approval_duration, then requests wait again", async () => {
+  const t = setup({ approvalDelay: 60_000, approvedByDefault: false, approvalDuration: 2_000 });
+  t.reg.approve("web", true);
+  await flush();
+  assert.equal(t.decision()?.give, true);
+  let second: SecretDecision | null = null;
+  void t.reg.requestSecret("web", "::1", new AbortController().signal).then((d) => (second = d));
+  await flush();
+  assert.equal((second as SecretDecision | null)?.give, true, "still approved within approval_duration");
+  t.clock.advance(2_000);
+  let third: SecretDecision | null = null;
+  void t.reg.requestSecret("web", "::1", new AbortController().signal).then((d) => (third = d));
+  await flush();
+  assert.equal(third, null, "waits again after approval_duration");
+});
+
+test("a disabled client is rejected, and a peer that goes away withdraws its request", async () => {
+  const t = setup({ approvalDelay: 60_000, enabled: true });
+  t.abort.abort();
+  await flush();
+  assert.deepEqual(t.decision(), { give: false, reason: "Aborted" });
+  assert.equal(t.reg.get("web")?.approvalPending, false);
+  t.reg.disable("web");
+  const d = await t.reg.requestSecret("web", "::1", new AbortController().signal);
+  assert.deepEqual(d, { give: false, reason: "Disabled" });
+});
+
+test("the real mandos-client waits out approval_delay, then gets or does not get its password", { skip: missing(MANDOS_CLIENT, MANDOS_KEYGEN) }, async () => {
+  const root = mkdtempSync(join(tmpdir(), "mandos-ts-approval-"));
+  try {
+    makeKeySet(join(root, "pgp"));
+    const [yes, no] = makeClients(root, join(root, "pgp"), 2);
+    const conf = join(root, "conf");
+    mkdirSync(conf);
+    writeFileSync(
+      join(conf, "clients.conf"),
+      `${yes!.section}\napproval_delay = PT2S\napproved_by_default = True\n\n${no!.section}\napproval_delay = PT1S\napproved_by_default = False\n`,
+    );
+    const server = await startServer(["--configdir", conf, "--statedir", root, "--no-restore", "--port", "0"]);
+    try {
+      const started = Date.now();
+      const ok = await runMandosClient(yes!.dir, "::1", server.port);
+      assert.equal(ok.code, 0, ok.stderr);
+      assert.equal(ok.stdout.toString(), yes!.password);
+      assert.ok(Date.now() - started >= 1_900, "the secret came before approval_delay passed");
+      await server.waitForLog(new RegExp(`Client ${yes!.name} needs approval`));
+      const denied = await runMandosClient(no!.dir, "::1", server.port, 4_000);
+      assert.equal(denied.stdout.length, 0);
+      await server.waitForLog(new RegExp(`Client ${no!.name} timed out while waiting for approval`));
+    } finally {
+      await server.stop();
+    }
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test("regression: an approval given while the need-approval event is delivered is not lost", async () => {
+  const clock = new ManualClock();
+  const reg = new ClientRegistry([clientSettings("web", { approvalDelay: 60_000, approvedByDefault: false })], { logger: silentLogger, clock, spawner: never });
+  reg.subscribe((e) => {
+    if (e.type === "need-approval") reg.approve("web", true);
+  });
+  let decision: SecretDecision | null = null;
+  void reg.requestSecret("web", "::1", new AbortController().signal).then((d) => (decision = d));
+  await flush();
+  assert.equal((decision as SecretDecision | null)?.give, true);
+});

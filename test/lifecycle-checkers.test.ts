@@ -1,0 +1,185 @@
+// The client lifecycle of mandos(8) CHECKING, with a clock the test moves:
+// checkers keep clients enabled or let them expire, never run twice at once,
+// are killed when their client is disabled, expand %(attr)s with shell
+// quoting, and are capped server-wide. Checkers are real /bin/sh processes
+// where the test is about the shell; a recording spawner elsewhere.
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, rmSync, existsSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ClientRegistry, shellSpawner, type CheckerSpawner } from "../src/main/client-registry.js";
+import { ManualClock } from "../src/main/clock.js";
+import { silentLogger, type Logger } from "../src/main/log.js";
+import type { RegistryEvent } from "../src/main/registry.js";
+import { clientSettings } from "./helpers/clients.js";
+
+/** A spawner whose checkers end when the test says, with the code it says. */
+function scripted(): { spawner: CheckerSpawner; running: Map<string, (code: number | null, signal?: number) => void>; started: string[]; killed: string[] } {
+  const running = new Map<string, (code: number | null, signal?: number) => void>();
+  const started: string[] = [];
+  const killed: string[] = [];
+  const spawner: CheckerSpawner = (command, done) => {
+    started.push(command);
+    running.set(command, (code, signal) => {
+      running.delete(command);
+      done(code, signal ?? null);
+    });
+    return {
+      kill() {
+        killed.push(command);
+        running.get(command)?.(null, 15);
+      },
+    };
+  };
+  return { spawner, running, started, killed };
+}
+
+function logCollector(): Logger & { lines: string[] } {
+  const lines: string[] = [];
+  const add = (l: string) => (m: string): void => void lines.push(`${l}: ${m}`);
+  return { lines, debug: add("DEBUG"), info: add("INFO"), warning: add("WARNING"), error: add("ERROR"), critical: add("CRITICAL") };
+}
+
+test("a succeeding checker keeps the client enabled across many timeouts", () => {
+  const clock = new ManualClock();
+  const s = scripted();
+  const reg = new ClientRegistry([clientSettings("web", { checker: "check %(host)s" })], { logger: silentLogger, clock, spawner: s.spawner, random: () => 0.5 });
+  reg.start();
+  for (let t = 0; t < 30_000; t += 500) {
+    clock.advance(500);
+    for (const finish of [...s.running.values()]) finish(0);
+  }
+  assert.equal(reg.get("web")?.enabled, true);
+  assert.ok(s.started.length >= 10, `${s.started.length} checkers`);
+  assert.equal(reg.get("web")?.lastCheckerStatus, 0);
+  assert.ok(reg.get("web")?.lastCheckedOk);
+});
+
+test("a failing checker lets the client be disabled after its timeout", () => {
+  const clock = new ManualClock();
+  const s = scripted();
+  const events: RegistryEvent[] = [];
+  const reg = new ClientRegistry([clientSettings("web")], { logger: silentLogger, clock, spawner: s.spawner, random: () => 0 });
+  reg.subscribe((e) => events.push(e));
+  reg.start();
+  for (let t = 0; t < 20_000 && reg.get("web")?.enabled; t += 250) {
+    clock.advance(250);
+    for (const finish of [...s.running.values()]) finish(1);
+  }
+  assert.equal(reg.get("web")?.enabled, false);
+  assert.equal(reg.get("web")?.lastCheckerStatus, 1);
+  assert.equal(reg.get("web")?.expires, null);
+  assert.ok(events.some((e) => e.type === "property-changed" && e.property === "Enabled"));
+  assert.ok(events.some((e) => e.type === "checker-completed" && e.exitCode === 1 && e.waitStatus === 256));
+});
+
+test("a hanging checker is never doubled, and is killed when the client is disabled", () => {
+  const clock = new ManualClock();
+  const s = scripted();
+  const reg = new ClientRegistry([clientSettings("web")], { logger: silentLogger, clock, spawner: s.spawner, random: () => 0 });
+  reg.start();
+  clock.advance(1_500);
+  assert.equal(reg.get("web")?.checkerRunning, true);
+  // The client lives until one interval after its first (delayed) check.
+  reg.bumpTimeout("web");
+  clock.advance(4_000);
+  assert.equal(s.started.length, 1, "one checker at a time for a client");
+  assert.equal(reg.get("web")?.enabled, true);
+  clock.advance(10_000);
+  assert.equal(reg.get("web")?.enabled, false);
+  assert.equal(s.killed.length, 1);
+  assert.equal(reg.get("web")?.checkerRunning, false);
+});
+
+test("secretDelivered bumps the expiry by extended_timeout; re-enabling restarts the timeout", () => {
+  const clock = new ManualClock();
+  const s = scripted();
+  const reg = new ClientRegistry([clientSettings("web")], { logger: silentLogger, clock, spawner: s.spawner, random: () => 0 });
+  reg.start();
+  reg.secretDelivered("web");
+  assert.equal(reg.get("web")?.expires?.getTime(), clock.now() + 15_000);
+  reg.disable("web");
+  assert.equal(reg.get("web")?.enabled, false);
+  clock.advance(1_000);
+  reg.enable("web");
+  assert.equal(reg.get("web")?.enabled, true);
+  assert.equal(reg.get("web")?.lastEnabled?.getTime(), clock.now());
+  // The reference's init_checker: first checker one interval away, expiry one more interval after.
+  assert.equal(reg.get("web")?.expires?.getTime(), clock.now() + 4_000);
+});
+
+test("the first checks after start are spread over one interval", () => {
+  const clock = new ManualClock();
+  const s = scripted();
+  const many = Array.from({ length: 20 }, (_, i) => clientSettings(`c${i}`, { checker: `check ${i}`, interval: 10_000, timeout: 60_000 }));
+  let r = 0;
+  const reg = new ClientRegistry(many, { logger: silentLogger, clock, spawner: s.spawner, random: () => (r++ % 20) / 20 });
+  reg.start();
+  clock.advance(4_999);
+  assert.ok(s.started.length > 5 && s.started.length < 15, `${s.started.length} started in the first half interval`);
+  clock.advance(5_001);
+  assert.equal(s.started.length, 20);
+});
+
+test("checker processes are capped server-wide; the rest wait their turn", () => {
+  const clock = new ManualClock();
+  const s = scripted();
+  const many = Array.from({ length: 10 }, (_, i) => clientSettings(`c${i}`, { checker: `check ${i}` }));
+  const reg = new ClientRegistry(many, { logger: silentLogger, clock, spawner: s.spawner, random: () => 0, maxCheckers: 3 });
+  reg.start();
+  clock.advance(1);
+  assert.equal(s.running.size, 3);
+  for (const finish of [...s.running.values()]) finish(0);
+  assert.equal(s.running.size, 3);
+  assert.equal(s.started.length, 6);
+});
+
+test("runtime expansion quotes hostile values so that they run nothing", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "mandos-ts-checker-"));
+  const marker = join(dir, "pwned");
+  const out = join(dir, "out");
+  try {
+    const hostile = `a b'c"d;touch ${marker};$(touch ${marker})\`touch ${marker}\``;
+    const clock = new ManualClock();
+    const reg = new ClientRegistry(
+      [clientSettings("web", { host: hostile, checker: `printf '%%s|' %(host)s %(name)s %(timeout)s %(interval)s %(enabled)s %(last_checked_ok)s > ${out}` })],
+      { logger: silentLogger, clock, spawner: shellSpawner, random: () => 0 },
+    );
+    const done = new Promise<RegistryEvent>((resolve) => reg.subscribe((e) => e.type === "checker-completed" && resolve(e)));
+    reg.start();
+    clock.advance(1);
+    const event = await done;
+    assert.equal(event.type === "checker-completed" && event.exitCode, 0);
+    assert.equal(existsSync(marker), false, "the hostile host value ran a command");
+    // Values as Python's str() writes them: timedeltas "0:00:05", booleans "True", None.
+    assert.equal(readFileSync(out, "utf8"), `${hostile}|web|0:00:05|0:00:02|True|None|`);
+    reg.stop();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("a bad checker format string is an error naming the client, and nothing runs", () => {
+  const clock = new ManualClock();
+  const s = scripted();
+  const log = logCollector();
+  const reg = new ClientRegistry([clientSettings("web", { checker: "fping %(hots)s" })], { logger: log, clock, spawner: s.spawner, random: () => 0 });
+  reg.start();
+  clock.advance(1);
+  assert.equal(s.started.length, 0);
+  assert.ok(log.lines.some((l) => l.startsWith("ERROR:") && l.includes("client web") && l.includes("hots")), log.lines.join("\n"));
+});
+
+test("a checker killed by a signal records -1", async () => {
+  const clock = new ManualClock();
+  const reg = new ClientRegistry([clientSettings("web", { checker: "kill -KILL $$" })], { logger: silentLogger, clock, spawner: shellSpawner, random: () => 0 });
+  const done = new Promise<RegistryEvent>((resolve) => reg.subscribe((e) => e.type === "checker-completed" && resolve(e)));
+  reg.start();
+  clock.advance(1);
+  const e = await done;
+  assert.equal(e.type === "checker-completed" && e.exitCode, -1);
+  assert.equal(reg.get("web")?.lastCheckerStatus, -1);
+  reg.stop();
+});

@@ -1,0 +1,139 @@
+// Persistent state: round trips, the reference's precedence rules between
+// clients.conf and saved state, expired clients, corrupt files, and atomic
+// writes that survive kill -9.
+
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ClientRegistry, type CheckerSpawner } from "../src/main/client-registry.js";
+import { ManualClock } from "../src/main/clock.js";
+import { silentLogger } from "../src/main/log.js";
+import { buildState, readState, restoreState, writeAtomically, type StateFile } from "../src/main/state-file.js";
+import { clientSettings } from "./helpers/clients.js";
+import { REPO } from "./helpers/server.js";
+
+const never: CheckerSpawner = () => ({ kill() {} });
+let dir = "";
+before(() => {
+  dir = mkdtempSync(join(tmpdir(), "mandos-ts-state-"));
+});
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+function roundTrip(state: StateFile): StateFile {
+  const path = join(dir, "clients.json");
+  writeAtomically(path, JSON.stringify(state));
+  const back = readState(path, silentLogger);
+  assert.ok(back);
+  return back;
+}
+
+test("a change made at run time survives a restart", () => {
+  const clock = new ManualClock();
+  const config = [clientSettings("a"), clientSettings("b")];
+  const reg = new ClientRegistry(config, { logger: silentLogger, clock, spawner: never });
+  reg.update("a", { host: "changed.example.org", interval: 7_000, secret: Buffer.from("new secret") });
+  reg.disable("b");
+  const state = roundTrip(buildState(config, reg.snapshot(), clock.now()));
+  const restored = restoreState(config, state, clock.now(), silentLogger);
+  const a = restored.settings.find((c) => c.name === "a")!;
+  assert.equal(a.host, "changed.example.org");
+  assert.equal(a.interval, 7_000);
+  assert.equal(a.secret.toString(), "new secret");
+  assert.equal(restored.runtimes.get("b")?.enabled, false);
+  assert.equal(restored.settings.find((c) => c.name === "b")?.enabled, false);
+});
+
+test("a setting edited in clients.conf since the last save wins over the saved value", () => {
+  const clock = new ManualClock();
+  const config = [clientSettings("a")];
+  const reg = new ClientRegistry(config, { logger: silentLogger, clock, spawner: never });
+  reg.update("a", { host: "runtime.example.org", timeout: 9_000 });
+  const state = roundTrip(buildState(config, reg.snapshot(), clock.now()));
+  const edited = [clientSettings("a", { host: "edited.example.org" })];
+  const a = restoreState(edited, state, clock.now(), silentLogger).settings[0]!;
+  assert.equal(a.host, "edited.example.org", "file changed: file wins");
+  assert.equal(a.timeout, 9_000, "file unchanged: saved value wins");
+});
+
+test("an edited secret in clients.conf replaces the saved one", () => {
+  const clock = new ManualClock();
+  const config = [clientSettings("a")];
+  const reg = new ClientRegistry(config, { logger: silentLogger, clock, spawner: never });
+  reg.update("a", { secret: Buffer.from("set at run time") });
+  const state = roundTrip(buildState(config, reg.snapshot(), clock.now()));
+  const edited = [clientSettings("a", { secret: Buffer.from("new in clients.conf") })];
+  assert.equal(restoreState(edited, state, clock.now(), silentLogger).settings[0]!.secret.toString(), "new in clients.conf");
+  // And the file never holds a secret in the clear.
+  assert.ok(!JSON.stringify(state).includes(Buffer.from("set at run time").toString("base64")));
+  assert.ok(!JSON.stringify(state).includes("set at run time"));
+});
+
+test("removed clients are dropped and new ones start fresh", () => {
+  const clock = new ManualClock();
+  const config = [clientSettings("gone"), clientSettings("stays")];
+  const reg = new ClientRegistry(config, { logger: silentLogger, clock, spawner: never });
+  const state = roundTrip(buildState(config, reg.snapshot(), clock.now()));
+  const restored = restoreState([clientSettings("stays"), clientSettings("new")], state, clock.now(), silentLogger);
+  assert.deepEqual(restored.settings.map((c) => c.name), ["stays", "new"]);
+  assert.ok(restored.runtimes.has("stays"));
+  assert.ok(!restored.runtimes.has("new"));
+});
+
+test("an expired client stays enabled only if its last checker succeeded", () => {
+  const clock = new ManualClock();
+  const config = [clientSettings("ok"), clientSettings("never"), clientSettings("failed")];
+  const reg = new ClientRegistry(config, { logger: silentLogger, clock, spawner: never });
+  reg.checkedOk("ok");
+  reg.checkedOk("failed");
+  const state = roundTrip(buildState(config, reg.snapshot(), clock.now()));
+  state.clients.failed!.runtime.last_checker_status = 1;
+  const later = clock.now() + 3_600_000;
+  const restored = restoreState(config, state, later, silentLogger);
+  assert.equal(restored.runtimes.get("ok")?.enabled, true);
+  assert.equal(restored.runtimes.get("ok")?.expires, later + 5_000);
+  assert.equal(restored.runtimes.get("never")?.enabled, false);
+  assert.equal(restored.runtimes.get("failed")?.enabled, false);
+});
+
+test("a missing, truncated or foreign state file is a warning and a start from clients.conf", () => {
+  const lines: string[] = [];
+  const logger = { ...silentLogger, warning: (m: string) => void lines.push(m) };
+  assert.equal(readState(join(dir, "absent.json"), logger), null);
+  const truncated = join(dir, "truncated.json");
+  writeFileSync(truncated, '{"format":"mandos-ts-state","version":1,"clients":{"a":{');
+  assert.equal(readState(truncated, logger), null);
+  const foreign = join(dir, "foreign.json");
+  writeFileSync(foreign, "[1,2,3]");
+  assert.equal(readState(foreign, logger), null);
+  assert.equal(lines.length, 3);
+  const restored = restoreState([clientSettings("a")], null, Date.now(), silentLogger);
+  assert.equal(restored.settings[0]!.name, "a");
+});
+
+test("the state file is written with mode 0600", () => {
+  const path = join(dir, "mode.json");
+  writeAtomically(path, "{}");
+  assert.equal(statSync(path).mode & 0o777, 0o600);
+});
+
+test("kill -9 in the middle of a stream of saves leaves a readable state file", async () => {
+  const path = join(dir, "killed.json");
+  writeAtomically(path, JSON.stringify({ format: "mandos-ts-state", version: 1, saved: "", clients: {} }));
+  const writer = `
+    import { writeAtomically } from ${JSON.stringify(join(REPO, "dist/src/main/state-file.js"))};
+    const big = "x".repeat(200000);
+    for (let i = 0; ; i++) writeAtomically(${JSON.stringify(path)}, JSON.stringify({ format: "mandos-ts-state", version: 1, saved: String(i), clients: {}, pad: big }));
+  `;
+  for (let round = 0; round < 5; round++) {
+    const child = spawn(process.execPath, ["--input-type=module", "-e", writer], { stdio: "ignore" });
+    await new Promise((r) => setTimeout(r, 150 + round * 37));
+    child.kill("SIGKILL");
+    await new Promise((r) => child.on("exit", r));
+    const state = readState(path, silentLogger);
+    assert.ok(state, `round ${round}: unreadable after kill -9`);
+    JSON.parse(readFileSync(path, "utf8"));
+  }
+});

@@ -1,0 +1,244 @@
+// Interoperability of the TLS engine with GnuTLS (Debian gnutls-bin): our
+// client role against gnutls-serv, our server role against gnutls-cli, with
+// raw public keys, for every cipher suite and key type, and with a
+// HelloRetryRequest forced by group preference. Also: the key ID of a key
+// made by the real mandos-keygen equals the key_id it prints.
+
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, execFileSync, type ChildProcess } from "node:child_process";
+import { createPrivateKey, createPublicKey } from "node:crypto";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { connect, createServer, type Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import {
+  TlsClient,
+  TlsServer,
+  generateEphemeralKeyShares,
+  keyId,
+  parsePriority,
+  runHandshakeTask,
+  type TlsEvent,
+} from "../src/tls/index.js";
+import { makeKey, type KeyKind } from "./helpers/tls-pair.js";
+import { GNUTLS_CLI, GNUTLS_SERV, MANDOS_KEYGEN, missing } from "./helpers/peers.js";
+import { run } from "./helpers/server.js";
+
+const skip = missing(GNUTLS_CLI, GNUTLS_SERV);
+let dir = "";
+
+function writeKey(kind: KeyKind): { keyFile: string; pubFile: string; spki: Buffer } {
+  const key = makeKey(kind);
+  const keyFile = join(dir, `${kind}-${Math.random().toString(36).slice(2)}.key.pem`);
+  const pubFile = keyFile.replace(".key.", ".pub.");
+  writeFileSync(keyFile, key.privateKey.export({ type: "pkcs8", format: "pem" }));
+  writeFileSync(pubFile, createPublicKey(key.privateKey).export({ type: "spki", format: "pem" }));
+  return { keyFile, pubFile, spki: key.publicKeySpki };
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer().listen(0, "::1", () => {
+      const a = s.address();
+      s.close(() => resolve(typeof a === "object" && a ? a.port : 0));
+    });
+  });
+}
+
+async function waitForListener(port: number, child: ChildProcess): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    if (child.exitCode !== null) throw new Error("gnutls-serv exited");
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = connect({ host: "::1", port });
+      s.on("connect", () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.on("error", () => resolve(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error("gnutls-serv did not listen");
+}
+
+/** Our client role against gnutls-serv --echo: handshake, send, read the echo. */
+async function clientAgainstGnutls(clientPriority: string, servPriority: string, kind: KeyKind): Promise<TlsEvent & { type: "handshake-complete" }> {
+  const { keyFile, pubFile, spki } = writeKey(kind);
+  const port = await freePort();
+  const serv = spawn(GNUTLS_SERV, ["--echo", "-a", "-p", String(port), "--priority", servPriority, "--rawpkkeyfile", keyFile, "--rawpkfile", pubFile], {
+    stdio: "ignore",
+  });
+  try {
+    await waitForListener(port, serv);
+    const settings = parsePriority(clientPriority);
+    const tls = new TlsClient(settings, generateEphemeralKeyShares(settings.keyShareGroups));
+    const message = Buffer.from("echo me, GnuTLS\n");
+    return await new Promise((resolve, reject) => {
+      const socket: Socket = connect({ host: "::1", port });
+      let done: (TlsEvent & { type: "handshake-complete" }) | null = null;
+      let echoed = Buffer.alloc(0);
+      const timer = setTimeout(() => reject(new Error("timed out")), 10_000);
+      const pump = (): void => {
+        for (;;) {
+          const out = tls.takeOutput();
+          if (out) socket.write(out);
+          const task = tls.takeTask();
+          if (task) {
+            tls.completeTask(runHandshakeTask(task));
+            continue;
+          }
+          const e = tls.nextEvent();
+          if (!e) {
+            if (!out) return;
+            continue;
+          }
+          if (e.type === "error") {
+            clearTimeout(timer);
+            socket.destroy();
+            reject(e.error);
+            return;
+          }
+          if (e.type === "handshake-complete") {
+            done = e;
+            assert.equal(e.keyId, keyId(spki));
+            tls.send(message);
+          }
+          if (e.type === "data") {
+            echoed = Buffer.concat([echoed, e.data]);
+            if (echoed.length >= message.length && done) {
+              assert.deepEqual(echoed, message);
+              clearTimeout(timer);
+              tls.close();
+              socket.end(tls.takeOutput() ?? Buffer.alloc(0));
+              resolve(done);
+              return;
+            }
+          }
+        }
+      };
+      socket.on("connect", () => {
+        tls.start();
+        pump();
+      });
+      socket.on("data", (d: Buffer) => {
+        tls.receive(d);
+        pump();
+      });
+      socket.on("error", (err) => reject(err));
+    });
+  } finally {
+    serv.kill("SIGKILL");
+  }
+}
+
+/** Our server role against gnutls-cli: it sends a line; we must receive it. */
+async function serverAgainstGnutls(serverPriority: string, cliPriority: string, kind: KeyKind): Promise<string> {
+  const key = makeKey(kind);
+  const settings = parsePriority(serverPriority);
+  let received = Buffer.alloc(0);
+  let suite = "";
+  const server = createServer((socket) => {
+    const tls = new TlsServer(settings, key);
+    socket.on("data", (d: Buffer) => {
+      tls.receive(d);
+      for (let out = tls.takeOutput(); out; out = tls.takeOutput()) socket.write(out);
+      for (let e = tls.nextEvent(); e; e = tls.nextEvent()) {
+        if (e.type === "handshake-complete") suite = `${e.cipherSuite} ${e.group}`;
+        if (e.type === "data") received = Buffer.concat([received, e.data]);
+      }
+    });
+    socket.on("error", () => undefined);
+  });
+  await new Promise<void>((r) => server.listen(0, "::1", () => r()));
+  const port = (server.address() as { port: number }).port;
+  try {
+    const input = join(dir, "input.txt");
+    writeFileSync(input, "hello from gnutls-cli\n");
+    const child = spawn(GNUTLS_CLI, ["--insecure", "--priority", cliPriority, "-p", String(port), "::1"], { stdio: ["pipe", "pipe", "pipe"] });
+    let err = "";
+    child.stderr.on("data", (d: Buffer) => (err += d.toString()));
+    child.stdout.on("data", () => undefined);
+    child.stdin.write(readFileSync(input));
+    // Keep stdin open until the data arrived, then hang up.
+    for (let i = 0; i < 200 && received.length === 0 && child.exitCode === null; i++) await new Promise((r) => setTimeout(r, 25));
+    child.stdin.end();
+    child.kill("SIGTERM");
+    assert.equal(received.toString(), "hello from gnutls-cli\n", err);
+    return suite;
+  } finally {
+    server.close();
+  }
+}
+
+const SUITES = ["AES-128-GCM", "AES-256-GCM", "CHACHA20-POLY1305"];
+const KINDS: KeyKind[] = ["ed25519", "ed448", "p256", "p384", "rsa"];
+
+describe("TLS engine against GnuTLS", { skip }, () => {
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), "mandos-ts-gnutls-"));
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  for (const suite of SUITES) {
+    test(`our client against gnutls-serv with ${suite}`, async () => {
+      const p = `NONE:+VERS-TLS1.3:+CTYPE-RAWPK:+${suite}:+GROUP-ALL:+SIGN-ALL`;
+      const done = await clientAgainstGnutls(p, `NORMAL:+CTYPE-RAWPK:-VERS-ALL:+VERS-TLS1.3`, "ed25519");
+      assert.equal(done.cipherSuite.includes(suite.replace(/-/g, "_").replace("_GCM", "_GCM")), true, done.cipherSuite);
+    });
+  }
+
+  for (const kind of KINDS) {
+    test(`our client against gnutls-serv with a ${kind} key, Mandos priorities`, async () => {
+      const mandos = "SECURE128:!CTYPE-X.509:+CTYPE-RAWPK:!RSA:!VERS-ALL:+VERS-TLS1.3:%PROFILE_ULTRA";
+      const done = await clientAgainstGnutls(mandos, mandos.replace("%PROFILE_ULTRA", "%PROFILE_LOW"), kind);
+      // GnuTLS takes our first group when we sent its share: no HelloRetryRequest.
+      assert.equal(done.group, "x25519");
+    });
+  }
+
+  test("our client answers a HelloRetryRequest from gnutls-serv", async () => {
+    const done = await clientAgainstGnutls(
+      "SECURE128:+CTYPE-RAWPK:-VERS-ALL:+VERS-TLS1.3",
+      "NORMAL:+CTYPE-RAWPK:-VERS-ALL:+VERS-TLS1.3:-GROUP-ALL:+GROUP-SECP384R1",
+      "ed25519",
+    );
+    assert.equal(done.group, "secp384r1");
+  });
+
+  for (const suite of SUITES) {
+    for (const kind of ["ed25519", "p256"] as KeyKind[]) {
+      test(`gnutls-cli against our server with ${suite} and a ${kind} key`, async () => {
+        const got = await serverAgainstGnutls(
+          "SECURE128:+CTYPE-RAWPK:-VERS-ALL:+VERS-TLS1.3",
+          `NORMAL:-CTYPE-ALL:+CTYPE-SRV-RAWPK:+CTYPE-CLI-X.509:-VERS-ALL:+VERS-TLS1.3:-CIPHER-ALL:+${suite}`,
+          kind,
+        );
+        assert.match(got, new RegExp(suite === "CHACHA20-POLY1305" ? "CHACHA20" : suite.replace(/-/g, "_")));
+      });
+    }
+  }
+
+  test("gnutls-cli gets a HelloRetryRequest from our server and completes", async () => {
+    const got = await serverAgainstGnutls(
+      "NONE:+VERS-TLS1.3:+CTYPE-RAWPK:+AES-128-GCM:+GROUP-X448:+SIGN-ALL",
+      "NORMAL:-CTYPE-ALL:+CTYPE-SRV-RAWPK:+CTYPE-CLI-X.509:-VERS-ALL:+VERS-TLS1.3",
+      "ed25519",
+    );
+    assert.match(got, /x448/);
+  });
+
+  test("the key ID of a mandos-keygen key equals the key_id it prints", { skip: missing(MANDOS_KEYGEN) }, async () => {
+    const keys = join(dir, "keygen");
+    mkdirSync(keys);
+    execFileSync(MANDOS_KEYGEN, ["--dir", keys, "--force"], { stdio: "ignore" });
+    writeFileSync(join(dir, "pw"), "pw");
+    const section = (await run(MANDOS_KEYGEN, ["--dir", keys, "--passfile", join(dir, "pw"), "--no-ssh", "--name", "x"])).stdout.toString();
+    const printed = /key_id = ([0-9a-f]+)/i.exec(section)?.[1]?.toUpperCase();
+    const pub = createPublicKey(readFileSync(join(keys, "tls-pubkey.pem"))).export({ type: "spki", format: "der" });
+    assert.equal(keyId(pub), printed);
+    // And the private key file is one our test client can load.
+    assert.doesNotThrow(() => createPrivateKey(readFileSync(join(keys, "tls-privkey.pem"))));
+  });
+});

@@ -1,0 +1,20 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { findLineEnd, judgeVersionLine } from "../src/main/version-line.js";
+
+test("version 1 and lower are accepted, as the reference's int(...) > 1 check", () => {
+  for (const line of ["1\r", "1", " 1 extra words", "0", "-3", "+1", "0_1"]) {
+    assert.equal(judgeVersionLine(line).ok, true, line);
+  }
+});
+
+test("version 2, garbage and empty lines are refused", () => {
+  for (const line of ["2\r", "10", "1_0", "x", "", "   ", "1.0", "__1", "1__0", "GET / HTTP/1.1\r"]) {
+    assert.equal(judgeVersionLine(line).ok, false, line);
+  }
+});
+
+test("the line ends at the first newline", () => {
+  assert.equal(findLineEnd(Buffer.from("1\r\nrest")), 3);
+  assert.equal(findLineEnd(Buffer.from("1\r")), -1);
+});

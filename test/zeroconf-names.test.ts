@@ -1,0 +1,167 @@
+// Zeroconf without the network: Avahi's rename rule, and what
+// startAnnouncement asks of ciao (a stand-in responder records it).
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { EventEmitter } from "node:events";
+import type { Responder, ResponderOptions, ServiceOptions } from "@homebridge/ciao";
+import { alternativeServiceName, startAnnouncement } from "../src/main/zeroconf.js";
+import type { Logger } from "../src/main/log.js";
+
+test("collision renames follow Avahi: 'Mandos' -> 'Mandos #2' -> 'Mandos #3'", () => {
+  assert.equal(alternativeServiceName("Mandos"), "Mandos #2");
+  assert.equal(alternativeServiceName("Mandos #2"), "Mandos #3");
+  assert.equal(alternativeServiceName("Mandos #9"), "Mandos #10");
+  assert.equal(alternativeServiceName("My Mandos #41"), "My Mandos #42");
+});
+
+test("only a trailing ' #N' with N a number not starting with 0 counts", () => {
+  assert.equal(alternativeServiceName("Mandos #0"), "Mandos #0 #2");
+  assert.equal(alternativeServiceName("Mandos #02"), "Mandos #02 #2");
+  assert.equal(alternativeServiceName("Mandos #2a"), "Mandos #2a #2");
+  assert.equal(alternativeServiceName("Mandos#2"), "Mandos#2 #2");
+  assert.equal(alternativeServiceName("Mandos #"), "Mandos # #2");
+  assert.equal(alternativeServiceName("A #3 #4"), "A #3 #5");
+});
+
+test("renamed names stay within one DNS label (63 bytes), without cutting a UTF-8 character", () => {
+  const long = "m".repeat(63);
+  assert.equal(alternativeServiceName(long), `${"m".repeat(60)} #2`);
+  const wide = "é".repeat(31); // 62 bytes
+  const renamed = alternativeServiceName(wide);
+  assert.equal(renamed, `${"é".repeat(30)} #2`);
+  assert.ok(Buffer.byteLength(renamed) <= 63);
+  assert.equal(alternativeServiceName(`${"m".repeat(59)} #99`), `${"m".repeat(58)} #100`);
+});
+
+interface Recorded {
+  logs: string[];
+  responderOptions?: ResponderOptions;
+  serviceOptions?: ServiceOptions;
+  created?: number;
+  shutdowns: number;
+  destroys: number;
+}
+
+function fakeResponder(recorded: Recorded, advertise: () => Promise<void>): (options: ResponderOptions) => Responder {
+  return (options) => {
+    recorded.responderOptions = options;
+    return {
+      createService(serviceOptions: ServiceOptions) {
+        recorded.serviceOptions = serviceOptions;
+        recorded.created = (recorded.created ?? 0) + 1;
+        return Object.assign(new EventEmitter(), {
+          advertise,
+          destroy: async () => { recorded.destroys++; },
+        });
+      },
+      shutdown: async () => { recorded.shutdowns++; },
+    } as unknown as Responder;
+  };
+}
+
+function recordingLogger(recorded: Recorded): Logger {
+  const at = (level: string) => (message: string): void => { recorded.logs.push(`${level}: ${message}`); };
+  return { debug: at("DEBUG"), info: at("INFO"), warning: at("WARNING"), error: at("ERROR"), critical: at("CRITICAL") };
+}
+
+test("announces _mandos._tcp on our port under the service name; stop() withdraws it once", async () => {
+  const recorded: Recorded = { logs: [], shutdowns: 0, destroys: 0 };
+  const announcement = await startAnnouncement({
+    name: "Mandos", port: 4711, ipv6: true, logger: recordingLogger(recorded),
+    getResponder: fakeResponder(recorded, async () => {}),
+    ipv4Interfaces: () => ["eth0", "eth0.10"],
+  });
+  assert.equal(await announcement.established, true);
+  // Every interface with IPv4 by name: ciao's own choice misses veth and VLAN interfaces.
+  assert.deepEqual(recorded.responderOptions, { interface: ["eth0", "eth0.10"] });
+  assert.deepEqual(recorded.serviceOptions, {
+    name: "Mandos", type: "mandos", port: 4711, restrictedAddresses: ["eth0", "eth0.10"],
+  });
+  assert.equal(announcement.name, "Mandos");
+  assert.ok(recorded.logs.includes("DEBUG: Adding Zeroconf service 'Mandos' of type '_mandos._tcp' ..."));
+  await Promise.all([announcement.stop(), announcement.stop()]);
+  assert.equal(recorded.destroys, 1);
+  assert.equal(recorded.shutdowns, 1);
+});
+
+test("--interface limits the responder and the service to that interface; --no-ipv6 drops IPv6", async () => {
+  const recorded: Recorded = { logs: [], shutdowns: 0, destroys: 0 };
+  const announcement = await startAnnouncement({
+    name: "Mandos", port: 4711, interface: "eth1", ipv6: false, logger: recordingLogger(recorded),
+    getResponder: fakeResponder(recorded, async () => {}),
+  });
+  assert.deepEqual(recorded.responderOptions, { interface: "eth1", disableIpv6: true });
+  assert.deepEqual(recorded.serviceOptions, {
+    name: "Mandos", type: "mandos", port: 4711, restrictedAddresses: ["eth1"], disabledIpv6: true,
+  });
+  await announcement.stop();
+});
+
+test("a failure to announce is logged and leaves the caller running", async () => {
+  const recorded: Recorded = { logs: [], shutdowns: 0, destroys: 0 };
+  const failing = await startAnnouncement({
+    name: "Mandos", port: 4711, ipv6: true, logger: recordingLogger(recorded),
+    getResponder: fakeResponder(recorded, () => Promise.reject(new Error("bind EADDRINUSE 0.0.0.0:5353"))),
+  });
+  assert.equal(await failing.established, false);
+  assert.ok(recorded.logs.includes("ERROR: Zeroconf: announcing 'Mandos' failed: bind EADDRINUSE 0.0.0.0:5353"), recorded.logs.join("\n"));
+  await failing.stop();
+
+  const throwing = await startAnnouncement({
+    name: "Mandos", port: 4711, ipv6: true, logger: recordingLogger(recorded),
+    getResponder: () => { throw new Error("no usable network interface"); },
+  });
+  assert.equal(await throwing.established, false);
+  assert.ok(recorded.logs.includes("ERROR: Zeroconf: cannot announce: no usable network interface"));
+  await throwing.stop();
+});
+
+test("without --interface, a new interface with IPv4 is added by starting ciao afresh", async () => {
+  const recorded: Recorded = { logs: [], shutdowns: 0, destroys: 0 };
+  let ipv4 = ["eth0"];
+  let tick: () => void = () => {};
+  const announcement = await startAnnouncement({
+    name: "Mandos", port: 4711, ipv6: true, logger: recordingLogger(recorded),
+    getResponder: fakeResponder(recorded, async () => {}),
+    ipv4Interfaces: () => ipv4,
+    watch: (onTick) => { tick = onTick; return () => {}; },
+  });
+  assert.deepEqual(recorded.responderOptions, { interface: ["eth0"] });
+  ipv4 = ["eth0", "wlan0"];
+  tick();
+  await new Promise(setImmediate); // the restart's promise chain (fakes resolve at once)
+  assert.deepEqual(recorded.responderOptions, { interface: ["eth0", "wlan0"] });
+  ipv4 = ["wlan0"];
+  tick();
+  await new Promise(setImmediate);
+  assert.equal(recorded.created, 2, "an interface going away is ciao's to handle");
+  await announcement.stop();
+});
+
+test("an interface that gains its first IPv4 address makes us start ciao afresh, which would not announce there", async () => {
+  const recorded: Recorded = { logs: [], shutdowns: 0, destroys: 0 };
+  let ipv4: string[] = [];
+  let tick: () => void = () => {};
+  let unwatched = false;
+  const announcement = await startAnnouncement({
+    name: "Mandos", port: 4711, interface: "eth1", ipv6: true, logger: recordingLogger(recorded),
+    getResponder: fakeResponder(recorded, async () => {}),
+    ipv4Interfaces: () => ipv4,
+    watch: (onTick) => { tick = onTick; return () => { unwatched = true; }; },
+  });
+  assert.ok(recorded.logs.includes("INFO: Zeroconf: no IPv4 address on eth1 yet; announcing once there is one"));
+  tick();
+  assert.equal(recorded.created, 1, "nothing changed, nothing restarted");
+  ipv4 = ["eth1"];
+  tick();
+  await new Promise(setImmediate); // the restart's promise chain (fakes resolve at once)
+  await announcement.stop();
+  assert.ok(recorded.logs.includes("INFO: Zeroconf: eth1 now has IPv4; announcing again"));
+  assert.equal(recorded.created, 2);
+  assert.equal(recorded.destroys, 2, "the first service withdrawn, then the second on stop()");
+  assert.equal(recorded.shutdowns, 2);
+  assert.ok(unwatched);
+  tick();
+  assert.equal(recorded.created, 2, "nothing restarts after stop()");
+});
