@@ -5,7 +5,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { defaultPidFilePath } from "../src/main/pidfile.js";
@@ -31,12 +31,14 @@ test("a daemonised bin/mandos writes a pid file naming a live process owned by t
   mkdirSync(conf);
   mkdirSync(join(root, "state"));
   writeFileSync(join(conf, "clients.conf"), "");
-  const r = spawnSync(BIN, ["--configdir", conf, "--statedir", join(root, "state"), "--port", "0", "--address", "::1", "--no-zeroconf", "--no-dbus"],
-    { encoding: "utf8", timeout: 30_000 });
+  // Relative directories mean what they meant where mandos was started.
+  const r = spawnSync(BIN, ["--configdir", "conf", "--statedir", "state", "--port", "0", "--address", "::1", "--no-zeroconf", "--no-dbus"],
+    { cwd: root, encoding: "utf8", timeout: 30_000 });
   assert.equal(r.status, 0, r.stderr);
   pid = Number(readFileSync(PID_FILE, "utf8").trim());
   assert.ok(Number.isInteger(pid) && pid > 0);
   assert.ok(alive(pid));
+  assert.equal(readlinkSync(`/proc/${pid}/cwd`), "/");
   const status = readFileSync(`/proc/${pid}/status`, "utf8");
   const uid = /^Uid:\s+(\d+)\s+(\d+)/m.exec(status);
   const gid = /^Gid:\s+(\d+)\s+(\d+)/m.exec(status);

@@ -3,7 +3,7 @@
 // the reference's main() does them. Exit codes as mandos(8): 0; 1 on a
 // fatal start-up failure; 2 on a usage error.
 
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { DEFAULT_PRIORITY, parsePriority, type TlsSettings } from "../tls/index.js";
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, parseCommandLine } from "./cli.js";
 import { createHandshakeRunner, defaultWorkerCount } from "./handshake-runner.js";
@@ -63,7 +63,13 @@ export async function main(argv: readonly string[]): Promise<number> {
   // mandos(8): detach unless --foreground or --debug. The parent waits for
   // the child's listener (src/main/daemonize.ts) and never returns here.
   const detach = !settings.debug && !settings.foreground;
-  if (detach && !isDaemonChild()) await daemonize();
+  // The child starts where we were, so relative --configdir/--statedir keep
+  // their meaning; it then moves to "/" as daemon(3) does.
+  if (detach && !isDaemonChild()) await daemonize({ cwd: process.cwd() });
+  if (detach) {
+    settings = { ...settings, configdir: resolve(settings.configdir), statedir: resolve(settings.statedir) };
+    process.chdir("/");
+  }
 
   const logger = new FanOutLogger();
   const syslog = syslogSink({ level: settings.debuglevel, serviceName: settings.servicename });
