@@ -3,12 +3,16 @@
 // the reference's main() does them. Exit codes as mandos(8): 0; 1 on a
 // fatal start-up failure; 2 on a usage error.
 
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { DEFAULT_PRIORITY, parsePriority, type TlsSettings } from "../tls/index.js";
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, parseCommandLine } from "./cli.js";
 import { createHandshakeRunner, defaultWorkerCount } from "./handshake-runner.js";
 import { Listener } from "./listener.js";
 import { consoleSink, FanOutLogger } from "./log.js";
+import { daemonize, isDaemonChild, notifyFailed, notifyReady } from "./daemonize.js";
+import { PidFile } from "./pidfile.js";
+import { checkClientsConfMode, dropPrivileges } from "./privileges.js";
+import { syslogSink } from "./syslog.js";
 import { mergeSettings, SettingsError, type ServerFileSettings, type ServerSettings } from "./server-settings.js";
 import { loadClientsConfig, loadServerConfig, type ServerConfigFile } from "./config/index.js";
 import { createRegistry, type ClientRegistry } from "./client-registry.js";
@@ -34,6 +38,7 @@ function fileSettings(file: ServerConfigFile): ServerFileSettings {
 
 function fail(message: string): number {
   process.stderr.write(`mandos: ${message}\n`);
+  notifyFailed(message); // a detached child tells the waiting parent
   return EXIT_FAILURE;
 }
 
@@ -55,7 +60,20 @@ export async function main(argv: readonly string[]): Promise<number> {
     return fail(error instanceof Error ? error.message : String(error));
   }
 
+  // mandos(8): detach unless --foreground or --debug. The parent waits for
+  // the child's listener (src/main/daemonize.ts) and never returns here.
+  const detach = !settings.debug && !settings.foreground;
+  // The child starts where we were, so relative --configdir/--statedir keep
+  // their meaning; it then moves to "/" as daemon(3) does.
+  if (detach && !isDaemonChild()) await daemonize({ cwd: process.cwd() });
+  if (detach) {
+    settings = { ...settings, configdir: resolve(settings.configdir), statedir: resolve(settings.statedir) };
+    process.chdir("/");
+  }
+
   const logger = new FanOutLogger();
+  const syslog = syslogSink({ level: settings.debuglevel, serviceName: settings.servicename });
+  logger.addSink(syslog);
   if (settings.debug) logger.addSink(consoleSink("DEBUG"));
   else if (settings.foreground) logger.addSink(consoleSink(settings.debuglevel));
 
@@ -105,6 +123,35 @@ export async function main(argv: readonly string[]): Promise<number> {
     logger.critical(`Could not listen: ${error instanceof Error ? error.message : String(error)}`);
     return fail(`could not listen: ${error instanceof Error ? error.message : String(error)}`);
   }
+  // As the reference's main(): open the pid file while still root, then drop
+  // privileges, then write our pid.
+  let pidFile: PidFile | undefined;
+  if (detach) {
+    try {
+      pidFile = PidFile.open();
+    } catch (error) {
+      logger.error(error instanceof Error ? error.message : String(error));
+    }
+  }
+  checkClientsConfMode(clientsPath, logger);
+  // The reference drops privileges in every mode. Here only when detached for
+  // now: in front, SIGHUP re-reads clients.conf and the state file is saved,
+  // which the foreground tests run from root-only temporary directories.
+  if (detach) {
+    try {
+      dropPrivileges(logger);
+    } catch (error) {
+      await listener.close(0);
+      registry.stop();
+      await runner.close();
+      return fail(error instanceof Error ? error.message : String(error));
+    }
+  }
+  try {
+    pidFile?.write();
+  } catch (error) {
+    logger.error(error instanceof Error ? error.message : String(error));
+  }
   if (settings.useIpv6) {
     logger.info(`Now listening on address '${bound.address}', port ${bound.port}, flowinfo 0, scope_id 0`);
   } else {
@@ -124,6 +171,8 @@ export async function main(argv: readonly string[]): Promise<number> {
     });
   }
 
+  notifyReady();
+
   return new Promise<number>((resolve) => {
     let stopping = false;
     const stop = (signal: NodeJS.Signals): void => {
@@ -136,6 +185,8 @@ export async function main(argv: readonly string[]): Promise<number> {
         registry.stop();
         saver.saveNow();
         await runner.close();
+        pidFile?.remove();
+        syslog.close();
         resolve(EXIT_OK);
       })();
     };

@@ -1,0 +1,103 @@
+// Detaching. Node cannot fork(), so the parent re-spawns its own command line
+// in a new session (setsid via detached), stdio on /dev/null, cwd "/", and
+// waits on a readiness pipe (fd 3 of the child): it exits 0 once the child
+// says its listener is up, non-zero with the child's message when it cannot
+// start. The child learns the fd from MANDOS_READY_FD.
+
+import { spawn } from "node:child_process";
+import { closeSync, writeSync } from "node:fs";
+
+export const READY_FD_ENV = "MANDOS_READY_FD";
+
+export class DaemonStartError extends Error {
+  readonly code = "MANDOS_DAEMON_START";
+  constructor(message: string) {
+    super(message);
+  }
+}
+
+export interface DetachOptions {
+  /** Program and arguments; default: this process's own command line. */
+  command?: string;
+  args?: string[];
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+}
+
+/** Start the detached child and resolve with its pid once it is ready. */
+export function spawnDetached(options: DetachOptions = {}): Promise<number> {
+  const command = options.command ?? process.execPath;
+  const args = options.args ?? [...process.execArgv, ...process.argv.slice(1)];
+  const child = spawn(command, args, {
+    detached: true,
+    cwd: options.cwd ?? "/",
+    stdio: ["ignore", "ignore", "ignore", "pipe"],
+    env: { ...(options.env ?? process.env), [READY_FD_ENV]: "3" },
+  });
+  return new Promise((resolve, reject) => {
+    let said = "";
+    let exit: string | undefined;
+    let eof = false;
+    const settle = (): void => {
+      if (!eof) return;
+      if (said.startsWith("READY")) {
+        child.unref();
+        resolve(child.pid ?? 0);
+      } else if (said.startsWith("FAILED ")) {
+        reject(new DaemonStartError(said.slice(7).trim()));
+      } else if (exit !== undefined) {
+        reject(new DaemonStartError(`daemon exited before it was ready (${exit})`));
+      }
+    };
+    child.on("error", (err) => reject(new DaemonStartError(`cannot start daemon: ${err.message}`)));
+    child.on("exit", (code, signal) => {
+      exit = signal === null ? `exit code ${code}` : `signal ${signal}`;
+      settle();
+    });
+    const pipe = child.stdio[3];
+    if (pipe === null || pipe === undefined || !("on" in pipe)) {
+      reject(new DaemonStartError("no readiness pipe"));
+      return;
+    }
+    pipe.on("data", (chunk: Buffer) => { said += chunk.toString("utf8"); });
+    pipe.on("end", () => {
+      eof = true;
+      if (said === "" && exit === undefined) return; // wait for exit to say why
+      settle();
+    });
+  });
+}
+
+/** Parent side: detach and exit 0 when ready, 1 with the child's error otherwise. */
+export async function daemonize(options: DetachOptions = {}, stderr: NodeJS.WritableStream = process.stderr): Promise<never> {
+  try {
+    await spawnDetached(options);
+    process.exit(0);
+  } catch (err) {
+    stderr.write(`mandos: ${(err as Error).message}\n`);
+    process.exit(1);
+  }
+}
+
+/** True in the child that daemonize() started. */
+export function isDaemonChild(env: NodeJS.ProcessEnv = process.env): boolean {
+  return env[READY_FD_ENV] !== undefined;
+}
+
+function tell(line: string): void {
+  const fd = Number(process.env[READY_FD_ENV]);
+  if (!Number.isInteger(fd)) return;
+  delete process.env[READY_FD_ENV];
+  try {
+    writeSync(fd, line);
+    closeSync(fd);
+  } catch {
+    // The parent is gone; nothing to tell.
+  }
+}
+
+/** Child side: the listener is up. No-op when not daemonised. */
+export function notifyReady(): void { tell("READY\n"); }
+
+/** Child side: start-up failed; the parent prints `message` and exits 1. */
+export function notifyFailed(message: string): void { tell(`FAILED ${message.replace(/\n/g, " ")}\n`); }

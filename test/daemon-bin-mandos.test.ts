@@ -1,0 +1,48 @@
+// The real bin/mandos without --foreground: the parent returns once the
+// detached server listens, and /run/mandos.pid names a live process that
+// has dropped root.
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { defaultPidFilePath } from "../src/main/pidfile.js";
+
+const BIN = new URL("../../bin/mandos", import.meta.url).pathname;
+const PID_FILE = defaultPidFilePath();
+
+function alive(pid: number): boolean {
+  try { process.kill(pid, 0); return true; } catch { return false; }
+}
+
+const skip = process.getuid?.() !== 0 ? "needs root (privilege drop, /run)" : existsSync(PID_FILE) ? `${PID_FILE} exists: another server runs` : false;
+
+test("a daemonised bin/mandos writes a pid file naming a live process owned by the dropped user", { skip }, (t) => {
+  const root = mkdtempSync(join(tmpdir(), "mandos-ts-daemon-"));
+  let pid = 0;
+  t.after(() => {
+    if (pid > 0 && alive(pid)) process.kill(pid, "SIGKILL");
+    rmSync(PID_FILE, { force: true });
+    rmSync(root, { recursive: true, force: true });
+  });
+  const conf = join(root, "conf");
+  mkdirSync(conf);
+  mkdirSync(join(root, "state"));
+  writeFileSync(join(conf, "clients.conf"), "");
+  // Relative directories mean what they meant where mandos was started.
+  const r = spawnSync(BIN, ["--configdir", "conf", "--statedir", "state", "--port", "0", "--address", "::1", "--no-zeroconf", "--no-dbus"],
+    { cwd: root, encoding: "utf8", timeout: 30_000 });
+  assert.equal(r.status, 0, r.stderr);
+  pid = Number(readFileSync(PID_FILE, "utf8").trim());
+  assert.ok(Number.isInteger(pid) && pid > 0);
+  assert.ok(alive(pid));
+  assert.equal(readlinkSync(`/proc/${pid}/cwd`), "/");
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  const uid = /^Uid:\s+(\d+)\s+(\d+)/m.exec(status);
+  const gid = /^Gid:\s+(\d+)\s+(\d+)/m.exec(status);
+  assert.notEqual(uid?.[1], "0", "real uid dropped");
+  assert.notEqual(uid?.[2], "0", "effective uid dropped");
+  assert.notEqual(gid?.[2], "0", "effective gid dropped");
+});
