@@ -134,18 +134,15 @@ export async function main(argv: readonly string[]): Promise<number> {
     }
   }
   checkClientsConfMode(clientsPath, logger);
-  // The reference drops privileges in every mode. Here only when detached for
-  // now: in front, SIGHUP re-reads clients.conf and the state file is saved,
-  // which the foreground tests run from root-only temporary directories.
-  if (detach) {
-    try {
-      dropPrivileges(logger);
-    } catch (error) {
-      await listener.close(0);
-      registry.stop();
-      await runner.close();
-      return fail(error instanceof Error ? error.message : String(error));
-    }
+  // As the reference, in every mode: the state directory must be writable,
+  // and clients.conf readable (for SIGHUP), by the user we become.
+  try {
+    dropPrivileges(logger);
+  } catch (error) {
+    await listener.close(0);
+    registry.stop();
+    await runner.close();
+    return fail(error instanceof Error ? error.message : String(error));
   }
   try {
     pidFile?.write();

@@ -3,6 +3,9 @@
 // server's log collected for assertions. Every process is killed at the end.
 
 import { spawn, type ChildProcess } from "node:child_process";
+import { chmodSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { MANDOS_CLIENT } from "./peers.js";
 
@@ -26,8 +29,43 @@ process.on("exit", () => {
   for (const child of live) child.kill("SIGKILL");
 });
 
+/**
+ * Run as root, the server drops to _mandos (or nobody) after binding, as
+ * the reference does; it must then still read clients.conf (SIGHUP) and
+ * write its state. Opens the test's directories to it, as an admin would
+ * chown them.
+ */
+function shareWithServerUser(args: readonly string[]): void {
+  if (process.getuid?.() !== 0) return;
+  const tmp = tmpdir();
+  const open = (path: string, mode: number): void => {
+    for (let dir = path; dir.startsWith(tmp) && dir.length > tmp.length; dir = dirname(dir)) {
+      try {
+        chmodSync(dir, dir === path ? mode : 0o755);
+      } catch {
+        // not there (yet)
+      }
+    }
+  };
+  for (let i = 0; i < args.length - 1; i++) {
+    const value = args[i + 1]!;
+    if (args[i] === "--configdir") {
+      open(value, 0o755);
+      for (const f of ["clients.conf", "mandos.conf"]) {
+        try {
+          chmodSync(join(value, f), 0o644);
+        } catch {
+          // absent
+        }
+      }
+    }
+    if (args[i] === "--statedir") open(value, 0o777);
+  }
+}
+
 /** Starts bin/mandos in the foreground with debug logging on stderr and waits until it listens. */
 export async function startServer(args: readonly string[], env: NodeJS.ProcessEnv = {}): Promise<RunningServer> {
+  shareWithServerUser(args);
   const child = spawn(process.execPath, [BIN_MANDOS, "--debug", "--no-zeroconf", "--no-dbus", ...args], {
     stdio: ["ignore", "pipe", "pipe"],
     env: { ...process.env, ...env },
