@@ -63,10 +63,20 @@ function shareWithServerUser(args: readonly string[]): void {
   }
 }
 
+export interface StartOptions {
+  /** Leave D-Bus on (point DBUS_SYSTEM_BUS_ADDRESS in `env` at a private bus); off by default. */
+  readonly dbus?: boolean;
+}
+
 /** Starts bin/mandos in the foreground with debug logging on stderr and waits until it listens. */
-export async function startServer(args: readonly string[], env: NodeJS.ProcessEnv = {}): Promise<RunningServer> {
+export async function startServer(
+  args: readonly string[],
+  env: NodeJS.ProcessEnv = {},
+  options: StartOptions = {},
+): Promise<RunningServer> {
   shareWithServerUser(args);
-  const child = spawn(process.execPath, [BIN_MANDOS, "--debug", "--no-zeroconf", "--no-dbus", ...args], {
+  const fixed = ["--debug", "--no-zeroconf", ...(options.dbus ? [] : ["--no-dbus"])];
+  const child = spawn(process.execPath, [BIN_MANDOS, ...fixed, ...args], {
     stdio: ["ignore", "pipe", "pipe"],
     env: { ...process.env, ...env },
   });
