@@ -18,6 +18,7 @@ import { EMPTY_KEY_ID } from "./client-settings.js";
 import { systemClock, type Clock, type TimerHandle } from "./clock.js";
 import type { Logger } from "./log.js";
 import { FormatError, percentFormat, pyStr, shellQuote, type PyValue } from "./python-format.js";
+import { clientObjectPath } from "./dbus/interfaces.js";
 import type {
   ClientPatch,
   ClientProperty,
@@ -39,6 +40,8 @@ export const MAX_CONCURRENT_CHECKERS = 32;
 const RUNTIME_EXPANSIONS = [
   "approval_delay", "approval_duration", "created", "enabled", "expires", "key_id", "fingerprint", "host",
   "interval", "last_approval_request", "last_checked_ok", "last_enabled", "name", "timeout",
+  // The reference's ClientDBus adds this one; we always offer it.
+  "dbus_object_path",
 ] as const;
 
 export interface CheckerProcess {
@@ -571,6 +574,7 @@ export class ClientRegistry implements Registry {
       last_enabled: dt(r.lastEnabled),
       name: s.name,
       timeout: td(s.timeout),
+      dbus_object_path: clientObjectPath(s.name),
     };
     const mapping = new Map(RUNTIME_EXPANSIONS.map((k) => [k, shellQuote(pyStr(values[k]))]));
     try {

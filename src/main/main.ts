@@ -21,6 +21,7 @@ import { applyReload } from "./reload.js";
 import { runSelfTest } from "./self-test.js";
 import { buildState, readState, restoreState, StateSaver, STATE_FILE_NAME } from "./state-file.js";
 import { startAnnouncement, type Announcement } from "./zeroconf.js";
+import { startDbusService, type DbusService } from "./dbus/index.js";
 
 /** How long SIGTERM waits for connections already in progress. */
 const SHUTDOWN_GRACE_MS = 5_000;
@@ -155,6 +156,12 @@ export async function main(argv: readonly string[]): Promise<number> {
     logger.info(`Now listening on address '${bound.address}', port ${bound.port}`);
   }
 
+  // DBUS-API, after dropping privileges as the reference does (the policy
+  // file lets root and the _mandos group own the name). Without a bus we
+  // log a warning and serve on.
+  let dbus: DbusService | null = null;
+  if (settings.useDbus) dbus = await startDbusService(registry, { logger });
+
   // mandos(8): announce the port we got; a Zeroconf failure is logged inside
   // and the server keeps serving.
   let announcement: Announcement | undefined;
@@ -179,6 +186,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       void (async () => {
         await announcement?.stop();
         await listener.close(SHUTDOWN_GRACE_MS);
+        await dbus?.stop();
         registry.stop();
         saver.saveNow();
         await runner.close();

@@ -1,0 +1,225 @@
+// One connection to a D-Bus message bus, as a server that exports objects.
+// @homebridge/dbus-native does the transport, the SASL EXTERNAL handshake
+// and the wire (un)marshalling; routing, introspection and properties are
+// ours (service.ts), because the reference's introspection, deprecation
+// annotations and property semantics are part of the API we must match.
+
+import { createRequire } from "node:module";
+import type { EventEmitter } from "node:events";
+import { DbusError, DBUS_ERROR } from "./errors.js";
+import type { WireValue } from "./values.js";
+
+const require = createRequire(import.meta.url);
+const dbusNative = require("@homebridge/dbus-native") as {
+  createConnection(options: { busAddress: string }): WireConnection;
+};
+
+/** The message shape dbus-native reads and writes. */
+export interface WireMessage {
+  type: number;
+  serial?: number;
+  flags?: number;
+  path?: string;
+  interface?: string;
+  member?: string;
+  errorName?: string;
+  replySerial?: number;
+  destination?: string;
+  sender?: string;
+  signature?: string;
+  body?: WireValue[];
+}
+
+interface WireConnection extends EventEmitter {
+  message(msg: WireMessage): void;
+  end(): void;
+  stream: { destroy(): void };
+}
+
+export const MESSAGE_TYPE = { methodCall: 1, methodReturn: 2, error: 3, signal: 4 } as const;
+const NO_REPLY_EXPECTED = 1;
+
+/** The default system bus, as libdbus finds it (dbus-daemon(1)). */
+export const DEFAULT_SYSTEM_BUS = "unix:path=/var/run/dbus/system_bus_socket";
+
+/** How long connecting and claiming the name may take before we serve without D-Bus. */
+export const BUS_CONNECT_TIMEOUT_MS = 5_000;
+
+/** RequestName replies (D-Bus specification, org.freedesktop.DBus.RequestName). */
+export const REQUEST_NAME_PRIMARY_OWNER = 1;
+const NAME_FLAG_DO_NOT_QUEUE = 4;
+
+export type MethodCallHandler = (call: WireMessage) => void;
+
+export class BusConnection {
+  readonly #wire: WireConnection;
+  #serial = 1;
+  readonly #pending = new Map<number, { resolve: (m: WireMessage) => void; reject: (e: Error) => void }>();
+  #onCall: MethodCallHandler = () => undefined;
+  #onClose: (error?: Error) => void = () => undefined;
+  #closed = false;
+  /** Our unique name on the bus (":1.42"), from Hello. */
+  uniqueName = "";
+
+  private constructor(wire: WireConnection) {
+    this.#wire = wire;
+    wire.on("message", (msg: WireMessage) => this.#dispatch(msg));
+    wire.on("error", (error: Error) => this.#close(error));
+    wire.on("end", () => this.#close(new DbusError(DBUS_ERROR.disconnected, "the bus closed the connection")));
+  }
+
+  /** Connects to `address`, authenticates and says Hello. */
+  static async connect(address: string, timeoutMs = BUS_CONNECT_TIMEOUT_MS): Promise<BusConnection> {
+    let wire: WireConnection;
+    try {
+      wire = dbusNative.createConnection({ busAddress: address });
+    } catch (error) {
+      throw new DbusError(DBUS_ERROR.connectFailed, `cannot connect to ${address}: ${(error as Error).message}`);
+    }
+    const bus = new BusConnection(wire);
+    const timer = setTimeout(() => bus.#close(new DbusError(DBUS_ERROR.connectFailed, `no answer from ${address} within ${timeoutMs} ms`)), timeoutMs);
+    try {
+      const closed = new Promise<never>((_, reject) => {
+        bus.#onClose = (error) => reject(new DbusError(DBUS_ERROR.connectFailed, `cannot connect to ${address}: ${error?.message ?? "closed"}`));
+      });
+      const hello = bus.callBus("Hello", "", []);
+      const [name] = (await Promise.race([hello, closed])) as [string];
+      bus.uniqueName = name;
+      bus.#onClose = () => undefined;
+      return bus;
+    } catch (error) {
+      bus.close();
+      throw error;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Called for every method call addressed to us. */
+  onMethodCall(handler: MethodCallHandler): void {
+    this.#onCall = handler;
+  }
+
+  /** Called once when the connection is lost (not on close()). */
+  onClose(handler: (error?: Error) => void): void {
+    this.#onClose = handler;
+  }
+
+  /** Asks for a well-known name without queueing; resolves with the RequestName reply code. */
+  async requestName(name: string): Promise<number> {
+    const [code] = (await this.callBus("RequestName", "su", [name, NAME_FLAG_DO_NOT_QUEUE])) as [number];
+    return code;
+  }
+
+  async releaseName(name: string): Promise<void> {
+    await this.callBus("ReleaseName", "s", [name]);
+  }
+
+  /** A method call on the bus daemon itself. */
+  callBus(member: string, signature: string, body: WireValue[]): Promise<WireValue[]> {
+    return this.call({
+      destination: "org.freedesktop.DBus",
+      path: "/org/freedesktop/DBus",
+      interface: "org.freedesktop.DBus",
+      member,
+      signature: signature || undefined,
+      body: signature ? body : undefined,
+    });
+  }
+
+  call(msg: Omit<WireMessage, "type" | "serial">): Promise<WireValue[]> {
+    if (this.#closed) return Promise.reject(new DbusError(DBUS_ERROR.disconnected, "not connected"));
+    const serial = this.#serial++;
+    return new Promise((resolve, reject) => {
+      this.#pending.set(serial, {
+        resolve: (reply) => resolve(reply.body ?? []),
+        reject,
+      });
+      this.#send({ ...msg, type: MESSAGE_TYPE.methodCall, serial });
+    });
+  }
+
+  reply(call: WireMessage, signature: string, body: WireValue[]): void {
+    if (((call.flags ?? 0) & NO_REPLY_EXPECTED) !== 0) return;
+    this.#send({
+      type: MESSAGE_TYPE.methodReturn,
+      serial: this.#serial++,
+      replySerial: call.serial,
+      destination: call.sender,
+      ...(signature ? { signature, body } : {}),
+    });
+  }
+
+  replyError(call: WireMessage, errorName: string, text: string): void {
+    if (((call.flags ?? 0) & NO_REPLY_EXPECTED) !== 0) return;
+    this.#send({
+      type: MESSAGE_TYPE.error,
+      serial: this.#serial++,
+      replySerial: call.serial,
+      destination: call.sender,
+      errorName,
+      signature: "s",
+      body: [text],
+    });
+  }
+
+  signal(path: string, iface: string, member: string, signature: string, body: WireValue[]): void {
+    this.#send({
+      type: MESSAGE_TYPE.signal,
+      serial: this.#serial++,
+      path,
+      interface: iface,
+      member,
+      ...(signature ? { signature, body } : {}),
+    });
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#failPending(new DbusError(DBUS_ERROR.disconnected, "connection closed"));
+    try {
+      this.#wire.end();
+      this.#wire.stream.destroy();
+    } catch {
+      // already gone
+    }
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  #send(msg: WireMessage): void {
+    if (this.#closed) return;
+    try {
+      this.#wire.message(msg);
+    } catch (error) {
+      // A value the marshaller refuses is our bug; never let it take the server down.
+      throw new DbusError(DBUS_ERROR.marshal, `cannot send ${msg.member ?? "reply"}: ${(error as Error).message}`);
+    }
+  }
+
+  #dispatch(msg: WireMessage): void {
+    if (msg.type === MESSAGE_TYPE.methodReturn || msg.type === MESSAGE_TYPE.error) {
+      const waiter = msg.replySerial === undefined ? undefined : this.#pending.get(msg.replySerial);
+      if (!waiter) return;
+      this.#pending.delete(msg.replySerial!);
+      if (msg.type === MESSAGE_TYPE.methodReturn) waiter.resolve(msg);
+      else waiter.reject(new DbusError(DBUS_ERROR.remote, `${msg.errorName ?? "error"}: ${String(msg.body?.[0] ?? "")}`));
+      return;
+    }
+    if (msg.type === MESSAGE_TYPE.methodCall) this.#onCall(msg);
+  }
+
+  #close(error: Error): void {
+    if (this.#closed) return;
+    this.close();
+    this.#onClose(error);
+  }
+
+  #failPending(error: Error): void {
+    for (const { reject } of this.#pending.values()) reject(error);
+    this.#pending.clear();
+  }
+}

@@ -1,0 +1,4 @@
+// The D-Bus interface of the server (DBUS-API), for main.ts.
+
+export { startDbusService, type DbusService, type DbusServiceOptions } from "./service.js";
+export { BUS_NAME, OLD_BUS_NAME, clientObjectPath } from "./interfaces.js";

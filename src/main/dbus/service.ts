@@ -1,0 +1,423 @@
+// The Mandos D-Bus service (DBUS-API): owns se.recompile.Mandos (and the
+// old se.bsnet.fukt.Mandos) on the system bus, exports "/" and one object
+// per client, answers method calls through the registry, and turns the
+// registry's events into the reference's signals.
+//
+// Invariants:
+// - The registry is the one owner of client state: every Get reads a fresh
+//   ClientView, every Set or method call goes through a Registry action, and
+//   signals are sent only in reaction to registry events.
+// - Every signal of the client interface goes out twice, under the new and
+//   the deprecated interface name, as the reference's
+//   alternate_dbus_interfaces() does; PropertiesChanged once, for the new.
+// - Nothing here ever sends a secret: Secret is write-only and changes to it
+//   are announced as invalidated, without a value.
+
+import { readFileSync } from "node:fs";
+import type { Logger } from "../log.js";
+import type { ClientView, Registry, RegistryEvent } from "../registry.js";
+import { BusConnection, DEFAULT_SYSTEM_BUS, REQUEST_NAME_PRIMARY_OWNER, type WireMessage } from "./connection.js";
+import { clientProperty, readableProperties } from "./client-properties.js";
+import { DbusError, DBUS_ERROR, ERROR_NAME, MethodError } from "./errors.js";
+import {
+  BUS_NAME,
+  CLIENT,
+  CLIENT_INTERFACE,
+  CLIENT_OBJECT_INTERFACES,
+  clientObjectPath,
+  INTROSPECTABLE,
+  OBJECT_MANAGER,
+  OLD_BUS_NAME,
+  OLD_CLIENT,
+  OLD_SERVER,
+  PEER,
+  PROPERTIES,
+  SERVER,
+  SERVER_OBJECT_INTERFACES,
+  signatureOf,
+  type InterfaceSpec,
+} from "./interfaces.js";
+import { introspectionXml } from "./introspect.js";
+import { dict, readVariant, variant, type WireValue } from "./values.js";
+
+export interface DbusServiceOptions {
+  readonly logger: Logger;
+  /** Defaults to $DBUS_SYSTEM_BUS_ADDRESS, then the standard system bus socket. */
+  readonly busAddress?: string;
+  readonly connectTimeoutMs?: number;
+}
+
+export interface DbusService {
+  /** The unique name of our connection (":1.42"). */
+  readonly uniqueName: string;
+  /** Announces every client's removal, gives up the names and disconnects. */
+  stop(): Promise<void>;
+}
+
+type Handler = (call: WireMessage, args: WireValue[]) => { signature: string; body: WireValue[] } | void;
+
+const CLIENTS_PATH = "/clients";
+
+/**
+ * Starts the service. Without a reachable system bus, or when another
+ * process owns the name, logs a warning and resolves null: the server
+ * serves on without D-Bus (as the reference, which logs "Disabling D-Bus").
+ */
+export async function startDbusService(registry: Registry, options: DbusServiceOptions): Promise<DbusService | null> {
+  const { logger } = options;
+  const address = options.busAddress ?? process.env.DBUS_SYSTEM_BUS_ADDRESS ?? DEFAULT_SYSTEM_BUS;
+  let bus: BusConnection;
+  try {
+    bus = await BusConnection.connect(address, options.connectTimeoutMs);
+  } catch (error) {
+    logger.warning(`Disabling D-Bus: ${(error as Error).message}`);
+    return null;
+  }
+  try {
+    for (const name of [BUS_NAME, OLD_BUS_NAME]) {
+      const code = await bus.requestName(name);
+      if (code !== REQUEST_NAME_PRIMARY_OWNER) {
+        throw new DbusError(DBUS_ERROR.nameTaken, `the bus name ${name} is taken (is another Mandos server running?)`);
+      }
+    }
+  } catch (error) {
+    bus.close();
+    logger.warning(`Disabling D-Bus: ${(error as Error).message}`);
+    return null;
+  }
+  const service = new MandosDbus(bus, registry, logger);
+  logger.debug(`D-Bus: serving ${BUS_NAME} as ${bus.uniqueName} on ${address}`);
+  return service;
+}
+
+class MandosDbus implements DbusService {
+  readonly #bus: BusConnection;
+  readonly #registry: Registry;
+  readonly #logger: Logger;
+  /** Object path → client name, and back. */
+  readonly #byPath = new Map<string, string>();
+  readonly #pathOf = new Map<string, string>();
+  readonly #unsubscribe: () => void;
+  readonly #serverMethods: Map<string, Map<string, Handler>>;
+  readonly #clientMethods: Map<string, Map<string, Handler>>;
+
+  constructor(bus: BusConnection, registry: Registry, logger: Logger) {
+    this.#bus = bus;
+    this.#registry = registry;
+    this.#logger = logger;
+    this.#serverMethods = this.#serverHandlers();
+    this.#clientMethods = this.#clientHandlers();
+    bus.onMethodCall((call) => this.#onCall(call));
+    bus.onClose((error) => {
+      this.#unsubscribe();
+      logger.error(`Lost the D-Bus system bus (${error?.message ?? "closed"}); D-Bus interface off`);
+    });
+    this.#unsubscribe = registry.subscribe((event) => this.#onEvent(event));
+    // As the reference at start-up: every client is announced as added.
+    for (const c of registry.list()) this.#addClient(c);
+  }
+
+  get uniqueName(): string {
+    return this.#bus.uniqueName;
+  }
+
+  async stop(): Promise<void> {
+    this.#unsubscribe();
+    if (this.#bus.closed) return;
+    // As the reference's cleanup(): each client's removal is signalled.
+    for (const name of [...this.#pathOf.keys()]) {
+      const c = this.#registry.get(name);
+      if (c) this.#removeClient(c);
+    }
+    try {
+      await Promise.race([
+        Promise.all([this.#bus.releaseName(BUS_NAME), this.#bus.releaseName(OLD_BUS_NAME)]),
+        new Promise((resolve) => setTimeout(resolve, 1_000).unref()),
+      ]);
+    } catch {
+      // the bus went away; nothing to give up
+    }
+    this.#bus.close();
+  }
+
+  // ------------------------------------------------------------ events
+
+  #onEvent(event: RegistryEvent): void {
+    if (this.#bus.closed) return;
+    try {
+      this.#signalFor(event);
+    } catch (error) {
+      this.#logger.error(`D-Bus: could not signal ${event.type}: ${(error as Error).message}`);
+    }
+  }
+
+  #signalFor(event: RegistryEvent): void {
+    switch (event.type) {
+      case "client-added":
+        this.#addClient(event.client);
+        return;
+      case "client-removed":
+        this.#removeClient(event.client);
+        return;
+      case "client-not-found":
+        this.#serverSignal("ClientNotFound", "ss", [event.keyId, event.address]);
+        return;
+      case "property-changed":
+        this.#propertyChanged(event.client, event.property);
+        return;
+      case "checker-started":
+        this.#clientSignal(event.client, "CheckerStarted", "s", [event.command]);
+        return;
+      case "checker-completed":
+        this.#clientSignal(event.client, "CheckerCompleted", "nxs", [event.exitCode, event.waitStatus, event.command]);
+        return;
+      case "got-secret":
+        this.#clientSignal(event.client, "GotSecret", "", []);
+        return;
+      case "rejected":
+        this.#clientSignal(event.client, "Rejected", "s", [event.reason]);
+        return;
+      case "need-approval":
+        this.#clientSignal(event.client, "NeedApproval", "tb", [event.timeout, event.approvedByDefault]);
+        return;
+    }
+  }
+
+  #addClient(c: ClientView): void {
+    let path = clientObjectPath(c.name);
+    // Names that differ only in characters an object path cannot hold.
+    for (let n = 2; this.#byPath.has(path) && this.#byPath.get(path) !== c.name; n++) path = `${clientObjectPath(c.name)}_${n}`;
+    this.#byPath.set(path, c.name);
+    this.#pathOf.set(c.name, path);
+    this.#bus.signal("/", OBJECT_MANAGER, "InterfacesAdded", "oa{sa{sv}}", [path, this.#interfacesAndProperties(c, path)]);
+    this.#serverSignal("ClientAdded", "o", [path]);
+  }
+
+  #removeClient(c: ClientView): void {
+    const path = this.#pathOf.get(c.name);
+    if (path === undefined) return;
+    this.#pathOf.delete(c.name);
+    this.#byPath.delete(path);
+    this.#bus.signal("/", OBJECT_MANAGER, "InterfacesRemoved", "oas", [path, CLIENT_OBJECT_INTERFACES.map((i) => i.name)]);
+    this.#serverSignal("ClientRemoved", "os", [path, c.name]);
+  }
+
+  #propertyChanged(c: ClientView, name: string): void {
+    const path = this.#pathOf.get(c.name);
+    const property = clientProperty(name);
+    if (path === undefined || !property) return;
+    if (!property.get) {
+      // EmitsChangedSignal "invalidates" (Secret): the name, never the value.
+      this.#bus.signal(path, PROPERTIES, "PropertiesChanged", "sa{sv}as", [CLIENT_INTERFACE, [], [name]]);
+      return;
+    }
+    const value = variant(property.type, property.get(c, path));
+    for (const iface of [CLIENT, OLD_CLIENT]) this.#bus.signal(path, iface.name, "PropertyChanged", "sv", [name, value]);
+    this.#bus.signal(path, PROPERTIES, "PropertiesChanged", "sa{sv}as", [CLIENT_INTERFACE, [[name, value]], []]);
+  }
+
+  #serverSignal(member: string, signature: string, body: WireValue[]): void {
+    for (const iface of [SERVER, OLD_SERVER]) this.#bus.signal("/", iface.name, member, signature, body);
+  }
+
+  #clientSignal(c: ClientView, member: string, signature: string, body: WireValue[]): void {
+    const path = this.#pathOf.get(c.name);
+    if (path === undefined) return;
+    for (const iface of [CLIENT, OLD_CLIENT]) this.#bus.signal(path, iface.name, member, signature, body);
+  }
+
+  // ------------------------------------------------------- method calls
+
+  #onCall(call: WireMessage): void {
+    try {
+      const result = this.#route(call);
+      this.#bus.reply(call, result?.signature ?? "", result?.body ?? []);
+    } catch (error) {
+      if (error instanceof MethodError) {
+        this.#bus.replyError(call, error.errorName, error.message);
+      } else {
+        const code = (error as { code?: string }).code;
+        if (code === "MANDOS_NO_SUCH_CLIENT") {
+          this.#bus.replyError(call, ERROR_NAME.unknownObject, `no client at ${call.path ?? "?"}`);
+        } else {
+          this.#logger.error(`D-Bus: ${call.interface ?? ""}.${call.member ?? ""} on ${call.path ?? ""} failed: ${(error as Error).message}`);
+          this.#bus.replyError(call, ERROR_NAME.failed, (error as Error).message);
+        }
+      }
+    }
+  }
+
+  #route(call: WireMessage): { signature: string; body: WireValue[] } | void {
+    const path = call.path ?? "";
+    const member = call.member ?? "";
+    if (call.interface === PEER) return this.#peer(member);
+    let interfaces: readonly InterfaceSpec[];
+    let handlers: Map<string, Map<string, Handler>>;
+    if (path === "/") {
+      interfaces = SERVER_OBJECT_INTERFACES;
+      handlers = this.#serverMethods;
+    } else if (this.#byPath.has(path)) {
+      interfaces = CLIENT_OBJECT_INTERFACES;
+      handlers = this.#clientMethods;
+    } else if (path === CLIENTS_PATH) {
+      interfaces = [SERVER_OBJECT_INTERFACES[0]!];
+      handlers = new Map([[INTROSPECTABLE, new Map<string, Handler>([["Introspect", () => this.#introspect(path, this.#clientChildren())]])]]);
+    } else {
+      throw new MethodError(ERROR_NAME.unknownObject, `no object at ${path}`);
+    }
+    // A call without an interface goes to the first interface with that member (D-Bus specification).
+    const iface = call.interface ?? interfaces.find((i) => i.methods.some((m) => m.name === member))?.name;
+    const spec = interfaces.find((i) => i.name === iface);
+    if (!spec) throw new MethodError(ERROR_NAME.unknownInterface, `no interface ${iface ?? "(none)"} at ${path}`);
+    const method = spec.methods.find((m) => m.name === member);
+    const handler = handlers.get(spec.name)?.get(member);
+    if (!method || !handler) throw new MethodError(ERROR_NAME.unknownMethod, `no method ${member} in ${spec.name}`);
+    const want = signatureOf(method.in);
+    if ((call.signature ?? "") !== want) {
+      throw new MethodError(ERROR_NAME.invalidArgs, `${member} takes "${want}", not "${call.signature ?? ""}"`);
+    }
+    const result = handler(call, call.body ?? []);
+    return result ?? { signature: "", body: [] };
+  }
+
+  #peer(member: string): { signature: string; body: WireValue[] } {
+    if (member === "Ping") return { signature: "", body: [] };
+    if (member === "GetMachineId") {
+      let id = "";
+      try {
+        id = readFileSync("/etc/machine-id", "utf8").trim();
+      } catch {
+        throw new MethodError(ERROR_NAME.failed, "no machine ID");
+      }
+      return { signature: "s", body: [id] };
+    }
+    throw new MethodError(ERROR_NAME.unknownMethod, `no method ${member} in ${PEER}`);
+  }
+
+  #introspect(path: string, children: string[]): { signature: string; body: WireValue[] } {
+    const interfaces = path === "/" ? SERVER_OBJECT_INTERFACES : path === CLIENTS_PATH ? [SERVER_OBJECT_INTERFACES[0]!] : CLIENT_OBJECT_INTERFACES;
+    return { signature: "s", body: [introspectionXml(path, interfaces, children)] };
+  }
+
+  #clientChildren(): string[] {
+    return [...this.#byPath.keys()].map((p) => p.slice(CLIENTS_PATH.length + 1));
+  }
+
+  #serverHandlers(): Map<string, Map<string, Handler>> {
+    const server = new Map<string, Handler>([
+      ["GetAllClients", () => ({ signature: "ao", body: [[...this.#byPath.keys()]] })],
+      [
+        "GetAllClientsWithProperties",
+        () => ({
+          signature: "a{oa{sv}}",
+          body: [this.#liveClients().map(([path, c]) => [path, this.#properties(c, path)])],
+        }),
+      ],
+      [
+        "RemoveClient",
+        (_call, [objectPath]) => {
+          const name = this.#byPath.get(String(objectPath));
+          if (name === undefined) throw new MethodError(ERROR_NAME.unknownObject, `no client at ${String(objectPath)}`);
+          this.#registry.remove(name);
+        },
+      ],
+    ]);
+    return new Map([
+      [INTROSPECTABLE, new Map<string, Handler>([["Introspect", () => this.#introspect("/", this.#byPath.size > 0 ? ["clients"] : [])]])],
+      [
+        OBJECT_MANAGER,
+        new Map([
+          [
+            "GetManagedObjects",
+            () => ({
+              signature: "a{oa{sa{sv}}}",
+              body: [this.#liveClients().map(([path, c]) => [path, this.#interfacesAndProperties(c, path)])],
+            }),
+          ],
+        ]),
+      ],
+      [SERVER.name, server],
+      [OLD_SERVER.name, server],
+    ]);
+  }
+
+  #clientHandlers(): Map<string, Map<string, Handler>> {
+    const client = new Map<string, Handler>([
+      ["Approve", (call, [value]) => this.#registry.approve(this.#nameOf(call), value === true)],
+      ["CheckedOK", (call) => this.#registry.checkedOk(this.#nameOf(call))],
+      ["Enable", (call) => this.#registry.enable(this.#nameOf(call))],
+      ["Disable", (call) => this.#registry.disable(this.#nameOf(call))],
+      ["StartChecker", (call) => this.#registry.startChecker(this.#nameOf(call))],
+      ["StopChecker", (call) => this.#registry.stopChecker(this.#nameOf(call))],
+    ]);
+    const properties = new Map<string, Handler>([
+      ["Get", (call, [iface, name]) => this.#get(call, String(iface), String(name))],
+      ["Set", (call, [iface, name, value]) => this.#set(call, String(iface), String(name), value!)],
+      ["GetAll", (call, [iface]) => this.#getAll(call, String(iface))],
+    ]);
+    return new Map([
+      [INTROSPECTABLE, new Map<string, Handler>([["Introspect", (call) => this.#introspect(call.path ?? "", [])]])],
+      [PROPERTIES, properties],
+      [CLIENT.name, client],
+      [OLD_CLIENT.name, client],
+    ]);
+  }
+
+  #nameOf(call: WireMessage): string {
+    const name = this.#byPath.get(call.path ?? "");
+    if (name === undefined) throw new MethodError(ERROR_NAME.unknownObject, `no client at ${call.path ?? ""}`);
+    return name;
+  }
+
+  #viewOf(call: WireMessage): ClientView {
+    const view = this.#registry.get(this.#nameOf(call));
+    if (!view) throw new MethodError(ERROR_NAME.unknownObject, `no client at ${call.path ?? ""}`);
+    return view;
+  }
+
+  #liveClients(): Array<[string, ClientView]> {
+    const out: Array<[string, ClientView]> = [];
+    for (const [path, name] of this.#byPath) {
+      const c = this.#registry.get(name);
+      if (c) out.push([path, c]);
+    }
+    return out;
+  }
+
+  #isClientInterface(iface: string): boolean {
+    return iface === CLIENT.name || iface === OLD_CLIENT.name;
+  }
+
+  #get(call: WireMessage, iface: string, name: string): { signature: string; body: WireValue[] } {
+    const property = this.#isClientInterface(iface) ? clientProperty(name) : undefined;
+    if (!property) throw new MethodError(ERROR_NAME.unknownProperty, `no property ${iface}.${name}`);
+    if (!property.get) throw new MethodError(ERROR_NAME.accessDenied, `property ${name} is write-only`);
+    return { signature: "v", body: [variant(property.type, property.get(this.#viewOf(call), call.path ?? ""))] };
+  }
+
+  #set(call: WireMessage, iface: string, name: string, raw: WireValue): void {
+    const property = this.#isClientInterface(iface) ? clientProperty(name) : undefined;
+    if (!property) throw new MethodError(ERROR_NAME.unknownProperty, `no property ${iface}.${name}`);
+    if (!property.set) throw new MethodError(ERROR_NAME.propertyReadOnly, `property ${name} is read-only`);
+    const value = readVariant(raw);
+    if (!value) throw new MethodError(ERROR_NAME.invalidArgs, "not a variant");
+    const view = this.#viewOf(call);
+    property.set({ registry: this.#registry, name: view.name, view, objectPath: call.path ?? "" }, value);
+  }
+
+  #getAll(call: WireMessage, iface: string): { signature: string; body: WireValue[] } {
+    // The reference: an empty interface name means every interface; others have none.
+    if (iface !== "" && !this.#isClientInterface(iface)) return { signature: "a{sv}", body: [[]] };
+    return { signature: "a{sv}", body: [this.#properties(this.#viewOf(call), call.path ?? "")] };
+  }
+
+  #properties(c: ClientView, path: string): WireValue {
+    return dict(readableProperties(c, path).map(([name, type, value]) => [name, variant(type, value)]));
+  }
+
+  /** GetManagedObjects' and InterfacesAdded's value: every interface of the object with its properties. */
+  #interfacesAndProperties(c: ClientView, path: string): WireValue {
+    const props = this.#properties(c, path);
+    return dict(CLIENT_OBJECT_INTERFACES.map((i) => [i.name, this.#isClientInterface(i.name) ? props : []]));
+  }
+}

@@ -1,0 +1,69 @@
+// D-Bus values as @homebridge/dbus-native marshals them, and the few
+// conversions the Mandos API needs: variants, dictionaries, the reference's
+// timestamps and durations.
+
+import { pyIsoformat } from "../python-format.js";
+
+/**
+ * A value on the wire: numbers for integer types (uint64 durations in
+ * milliseconds fit in 53 bits), booleans, strings (also object paths),
+ * Buffers for "ay", arrays for arrays and structs and dict entries, and a
+ * two-element [signature, value] array for an outgoing variant.
+ */
+export type WireValue = string | number | boolean | Buffer | WireValue[];
+
+/** An outgoing variant. */
+export function variant(signature: string, value: WireValue): WireValue {
+  return [signature, value];
+}
+
+/** An outgoing dictionary: an array of [key, value] dict entries. */
+export function dict(entries: Iterable<readonly [string, WireValue]>): WireValue {
+  return [...entries].map(([k, v]) => [k, v]);
+}
+
+/** A parsed signature tree, as dbus-native's unmarshaller hands variants over. */
+interface SignatureNode {
+  type: string;
+  child: SignatureNode[];
+}
+
+/** An incoming variant, its signature spelled out again. */
+export interface IncomingVariant {
+  readonly signature: string;
+  readonly value: unknown;
+}
+
+function signatureOf(node: SignatureNode): string {
+  switch (node.type) {
+    case "a":
+      return "a" + node.child.map(signatureOf).join("");
+    case "(":
+      return "(" + node.child.map(signatureOf).join("") + ")";
+    case "{":
+      return "{" + node.child.map(signatureOf).join("") + "}";
+    default:
+      return node.type;
+  }
+}
+
+/** Reads an incoming "v" argument ([signatureTree, [value]]); null if it is not one. */
+export function readVariant(raw: unknown): IncomingVariant | null {
+  if (!Array.isArray(raw) || raw.length !== 2) return null;
+  const [tree, values] = raw as [unknown, unknown];
+  if (!Array.isArray(tree) || tree.length !== 1 || !Array.isArray(values) || values.length !== 1) return null;
+  return { signature: signatureOf(tree[0] as SignatureNode), value: values[0] };
+}
+
+/** The reference's datetime_to_dbus: Python isoformat() of the naive UTC time; "" when unset. */
+export function timestampToDbus(date: Date | null): string {
+  return date === null ? "" : pyIsoformat(date);
+}
+
+const INTEGER_SIGNATURES = new Set(["y", "n", "q", "i", "u", "x", "t"]);
+
+/** Whether `v` carries an integer of any D-Bus integer type (dbus-python sends Python ints as "i"). */
+export function integerOf(v: IncomingVariant): number | null {
+  if (!INTEGER_SIGNATURES.has(v.signature) || typeof v.value !== "number" || !Number.isSafeInteger(v.value)) return null;
+  return v.value;
+}
