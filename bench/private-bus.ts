@@ -13,7 +13,41 @@ export interface PrivateBus {
   stop(): Promise<void>;
 }
 
-export async function startPrivateBus(): Promise<PrivateBus> {
+/** Allows everything: for tests of behaviour, not of access control. */
+const OPEN_POLICY = `  <policy context="default">
+    <allow user="*"/>
+    <allow own="*"/>
+    <allow send_destination="*"/>
+    <allow receive_sender="*"/>
+  </policy>`;
+
+/**
+ * The default policy of Debian's system bus (/usr/share/dbus-1/system.conf):
+ * nobody owns names or calls methods unless a policy file allows it.
+ */
+export const SYSTEM_DEFAULT_POLICY = `  <policy context="default">
+    <allow user="*"/>
+    <deny own="*"/>
+    <deny send_type="method_call"/>
+    <allow send_type="signal"/>
+    <allow send_requested_reply="true" send_type="method_return"/>
+    <allow send_requested_reply="true" send_type="error"/>
+    <allow receive_type="method_call"/>
+    <allow receive_type="method_return"/>
+    <allow receive_type="error"/>
+    <allow receive_type="signal"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
+  </policy>`;
+
+export interface PrivateBusOptions {
+  /** The <policy> elements; everything allowed by default. */
+  readonly policy?: string;
+  /** Policy files to <include>, as /etc/dbus-1/system.d/ does. */
+  readonly include?: readonly string[];
+}
+
+export async function startPrivateBus(options: PrivateBusOptions = {}): Promise<PrivateBus> {
   const dir = mkdtempSync(join(tmpdir(), "mandos-ts-bus-"));
   // The reference server drops to _mandos before it connects to the bus.
   chmodSync(dir, 0o755);
@@ -26,12 +60,8 @@ export async function startPrivateBus(): Promise<PrivateBus> {
   <type>system</type>
   <listen>unix:path=${socket}</listen>
   <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/>
-    <allow own="*"/>
-    <allow send_destination="*"/>
-    <allow receive_sender="*"/>
-  </policy>
+${options.policy ?? OPEN_POLICY}
+${(options.include ?? []).map((f) => `  <include>${f}</include>`).join("\n")}
 </busconfig>
 `,
   );

@@ -79,17 +79,12 @@ export class BusConnection {
     const bus = new BusConnection(wire);
     const timer = setTimeout(() => bus.#close(new DbusError(DBUS_ERROR.connectFailed, `no answer from ${address} within ${timeoutMs} ms`)), timeoutMs);
     try {
-      const closed = new Promise<never>((_, reject) => {
-        bus.#onClose = (error) => reject(new DbusError(DBUS_ERROR.connectFailed, `cannot connect to ${address}: ${error?.message ?? "closed"}`));
-      });
-      const hello = bus.callBus("Hello", "", []);
-      const [name] = (await Promise.race([hello, closed])) as [string];
+      const [name] = (await bus.callBus("Hello", "", [])) as [string];
       bus.uniqueName = name;
-      bus.#onClose = () => undefined;
       return bus;
     } catch (error) {
       bus.close();
-      throw error;
+      throw new DbusError(DBUS_ERROR.connectFailed, `cannot connect to ${address}: ${(error as Error).message}`);
     } finally {
       clearTimeout(timer);
     }
@@ -212,8 +207,10 @@ export class BusConnection {
     if (msg.type === MESSAGE_TYPE.methodCall) this.#onCall(msg);
   }
 
+  /** The connection was lost: pending calls fail with the reason. */
   #close(error: Error): void {
     if (this.#closed) return;
+    this.#failPending(error);
     this.close();
     this.#onClose(error);
   }
