@@ -62,6 +62,13 @@ function writeConfig(dir: string, machines: readonly Machine[]): void {
   writeFileSync(join(dir, "clients.conf"), parts.join("\n"), { mode: 0o600 });
 }
 
+/** The node flags on bin/mandos's "#!/usr/bin/env -S node FLAGS" line, as an operator running it gets them. */
+export function serverNodeFlags(): string[] {
+  const first = readFileSync(join(REPO, "bin/mandos"), "utf8").split("\n", 1)[0] ?? "";
+  const m = /^#!\S*env -S node(.*)$/.exec(first);
+  return m ? m[1]!.trim().split(/\s+/).filter(Boolean) : [];
+}
+
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = createServer();
@@ -166,7 +173,7 @@ export async function runRebootSimulation(options: RebootOptions): Promise<Reboo
           ];
           if (workers !== "default") args.push("--workers", String(workers));
           mkdirSync(join(root, "state"), { recursive: true });
-          const server = spawn(process.execPath, args, { stdio: ["ignore", "ignore", "inherit"] });
+          const server = spawn(process.execPath, [...serverNodeFlags(), ...args], { stdio: ["ignore", "ignore", "inherit"] });
           try {
             await waitForPort(port, server, 60_000);
             const before = procStats(server.pid!);

@@ -54,3 +54,8 @@ test("mandos --check runs the self-tests and exits 0", async () => {
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout.toString(), /^4 passed, 0 failed$/m);
 });
+
+test("the default worker count leaves the main thread a core, and is 0 (inline) below three cores", async () => {
+  const { defaultWorkerCount } = await import("../src/main/handshake-runner.js");
+  assert.deepEqual([1, 2, 3, 4, 16].map((cores) => defaultWorkerCount(cores)), [0, 0, 2, 3, 15]);
+});

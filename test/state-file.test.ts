@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { ClientRegistry, type CheckerSpawner } from "../src/main/client-registry.js";
 import { ManualClock } from "../src/main/clock.js";
 import { silentLogger } from "../src/main/log.js";
-import { buildState, readState, restoreState, writeAtomically, type StateFile } from "../src/main/state-file.js";
+import { buildState, readState, restoreState, StateSerialiser, writeAtomically, type StateFile } from "../src/main/state-file.js";
 import { clientSettings } from "./helpers/clients.js";
 import { REPO } from "./helpers/server.js";
 
@@ -136,4 +136,41 @@ test("kill -9 in the middle of a stream of saves leaves a readable state file", 
     assert.ok(state, `round ${round}: unreadable after kill -9`);
     JSON.parse(readFileSync(path, "utf8"));
   }
+});
+
+test("the incremental serialiser writes exactly what buildState gives, after every kind of change", () => {
+  const clock = new ManualClock();
+  let config = [clientSettings("a"), clientSettings("b"), clientSettings("c", { enabled: false })];
+  const reg = new ClientRegistry(config, { logger: silentLogger, clock, spawner: never });
+  const serialiser = new StateSerialiser();
+  const path = join(dir, "incremental.json");
+  const check = (what: string): void => {
+    writeAtomically(path, serialiser.chunks(config, reg.entries(), clock.now()));
+    const expected = JSON.stringify(buildState(config, reg.snapshot(), clock.now())) + "\n";
+    assert.equal(readFileSync(path, "utf8"), expected, what);
+  };
+  check("first save");
+  check("nothing changed");
+  reg.update("a", { host: "moved.example.org" });
+  check("a setting");
+  reg.update("b", { secret: Buffer.from("another secret") });
+  check("a secret");
+  clock.advance(5_000);
+  reg.checkedOk("a");
+  check("runtime: last checked, expiry");
+  reg.enable("c");
+  check("enabled");
+  config = [clientSettings("a", { timeout: 1_234 }), clientSettings("b"), clientSettings("c", { enabled: false })];
+  check("clients.conf reloaded");
+  reg.remove("b");
+  check("a client removed");
+});
+
+test("many clients are written in several chunks", () => {
+  const config = Array.from({ length: 400 }, (_, i) => clientSettings(`m${i}`, { secret: Buffer.alloc(1200, i) }));
+  const reg = new ClientRegistry(config, { logger: silentLogger, clock: new ManualClock(), spawner: never });
+  const chunks = [...new StateSerialiser().chunks(config, reg.entries(), 0)];
+  assert.ok(chunks.length > 1, `${chunks.length} chunk(s)`);
+  const parsed = JSON.parse(chunks.join("")) as StateFile;
+  assert.equal(Object.keys(parsed.clients).length, 400);
 });

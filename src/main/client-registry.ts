@@ -230,6 +230,11 @@ export class ClientRegistry implements Registry {
     return [...this.#clients.values()].map((c) => ({ settings: { ...c.settings }, runtime: { ...c.runtime } }));
   }
 
+  /** The same without copies, for a save of many clients; read, never keep or change. */
+  *entries(): Generator<{ readonly settings: ClientSettings; readonly runtime: ClientRuntime }> {
+    for (const c of this.#clients.values()) yield c;
+  }
+
   subscribe(listener: (event: RegistryEvent) => void): () => void {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);

@@ -27,8 +27,13 @@ export interface HandshakeRunner {
   close(): Promise<void>;
 }
 
-export function defaultWorkerCount(): number {
-  return availableParallelism();
+/**
+ * One worker per core beside the main thread's, from three cores up. With
+ * two cores or fewer a worker only shares the main thread's core, and the
+ * hand-off to it costs more than it saves (README, "Benchmark"): inline.
+ */
+export function defaultWorkerCount(cores = availableParallelism()): number {
+  return cores >= 3 ? cores - 1 : 0;
 }
 
 export function createHandshakeRunner(workers: number, settings: TlsSettings): HandshakeRunner {

@@ -19,9 +19,10 @@ import { createRegistry, type ClientRegistry } from "./client-registry.js";
 import type { ClientSettings } from "./client-settings.js";
 import { applyReload } from "./reload.js";
 import { runSelfTest } from "./self-test.js";
-import { buildState, readState, restoreState, StateSaver, STATE_FILE_NAME } from "./state-file.js";
+import { readState, restoreState, StateSaver, StateSerialiser, STATE_FILE_NAME } from "./state-file.js";
 import { startAnnouncement, type Announcement } from "./zeroconf.js";
 import { startDbusService, type DbusService } from "./dbus/index.js";
+import { collectStartupGarbage } from "./memory.js";
 
 /** How long SIGTERM waits for connections already in progress. */
 const SHUTDOWN_GRACE_MS = 5_000;
@@ -100,12 +101,14 @@ export async function main(argv: readonly string[]): Promise<number> {
   }
   if (config.length === 0) logger.warning("No clients defined");
 
-  const saver = new StateSaver(statePath, () => buildState(config, registry.snapshot(), Date.now()), logger);
+  const serialiser = new StateSerialiser();
+  const saver = new StateSaver(statePath, () => serialiser.chunks(config, registry.entries(), Date.now()), logger);
   registry.subscribe((event) => {
     if (event.type === "client-not-found" || event.type === "need-approval" || event.type === "checker-started") return;
     saver.changed();
   });
   registry.start();
+  collectStartupGarbage();
   saver.changed();
   const runner = createHandshakeRunner(settings.workers, tlsSettings);
   const listener = new Listener({ registry, runner, tlsSettings, logger });

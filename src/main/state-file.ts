@@ -119,35 +119,131 @@ export function buildState(
   for (const { settings, runtime } of current) {
     const conf = byName.get(settings.name);
     if (!conf) continue;
-    clients[settings.name] = {
-      config: configValues(conf),
-      current: configValues({ ...settings, enabled: runtime.enabled }),
-      runtime: {
-        enabled: runtime.enabled,
-        created: iso(runtime.created)!,
-        last_enabled: iso(runtime.lastEnabled),
-        expires: iso(runtime.expires),
-        last_checked_ok: iso(runtime.lastCheckedOk),
-        last_approval_request: iso(runtime.lastApprovalRequest),
-        last_checker_status: runtime.lastCheckerStatus,
-        last_checker_signal: runtime.lastCheckerSignal,
-      },
-      secret: sealSecretCached(settings.secret, conf.secret),
-    };
+    clients[settings.name] = { ...storedWithoutSecret(conf, settings, runtime), secret: sealSecretCached(settings.secret, conf.secret) };
   }
   return { format: "mandos-ts-state", version: 1, saved: new Date(now).toISOString(), clients };
 }
 
-/** Writes `data` to `path` atomically. */
-export function writeAtomically(path: string, data: string): void {
+function storedWithoutSecret(conf: ClientSettings, settings: ClientSettings, runtime: ClientRuntime): Omit<StoredClient, "secret"> {
+  return {
+    config: configValues(conf),
+    current: configValues({ ...settings, enabled: runtime.enabled }),
+    runtime: {
+      enabled: runtime.enabled,
+      created: iso(runtime.created)!,
+      last_enabled: iso(runtime.lastEnabled),
+      expires: iso(runtime.expires),
+      last_checked_ok: iso(runtime.lastCheckedOk),
+      last_approval_request: iso(runtime.lastApprovalRequest),
+      last_checker_status: runtime.lastCheckerStatus,
+      last_checker_signal: runtime.lastCheckerSignal,
+    },
+  };
+}
+
+const RUNTIME_FIELDS = [
+  "enabled", "created", "lastEnabled", "expires", "lastCheckedOk", "lastApprovalRequest", "lastCheckerStatus", "lastCheckerSignal",
+] as const;
+
+interface Fragment {
+  readonly conf: ClientSettings;
+  readonly settings: ConfigValues;
+  readonly secret: Buffer;
+  readonly runtime: ClientRuntime;
+  /** `"NAME":{"config":...,"current":...,"runtime":...,"secret":"` */
+  readonly head: string;
+}
+
+/** About how much JSON text one write(2) of the state file carries. */
+const STATE_CHUNK_CHARS = 256 * 1024;
+
+/**
+ * The state file's text, for a server with many clients: each client's JSON
+ * is kept between saves and made again only when that client's settings,
+ * runtime or secret changed, and the text goes out in chunks, so a save in
+ * the middle of a reboot wave neither serialises 10,000 clients nor holds a
+ * 25 MB string. The output is exactly JSON.stringify(buildState(...)) + "\n".
+ * Each check compares values, not events: a change nobody announced is
+ * still saved.
+ */
+export class StateSerialiser {
+  readonly #fragments = new Map<string, Fragment>();
+
+  *chunks(
+    config: readonly ClientSettings[],
+    current: Iterable<{ readonly settings: ClientSettings; readonly runtime: ClientRuntime }>,
+    now: number,
+  ): Generator<string> {
+    const byName = this.#configByName(config);
+    let chunk = `{"format":"mandos-ts-state","version":1,"saved":${JSON.stringify(new Date(now).toISOString())},"clients":{`;
+    let first = true;
+    const seen = new Set<string>();
+    for (const { settings, runtime } of current) {
+      const conf = byName.get(settings.name);
+      if (!conf) continue;
+      seen.add(settings.name);
+      const fragment = this.#fragment(conf, settings, runtime);
+      chunk += (first ? "" : ",") + fragment.head + sealSecretCached(settings.secret, conf.secret) + '"}';
+      first = false;
+      if (chunk.length >= STATE_CHUNK_CHARS) {
+        yield chunk;
+        chunk = "";
+      }
+    }
+    for (const name of this.#fragments.keys()) if (!seen.has(name)) this.#fragments.delete(name);
+    yield chunk + "}}\n";
+  }
+
+  #configCache: { config: readonly ClientSettings[]; byName: Map<string, ClientSettings> } | null = null;
+
+  #configByName(config: readonly ClientSettings[]): Map<string, ClientSettings> {
+    if (this.#configCache?.config !== config) this.#configCache = { config, byName: new Map(config.map((c) => [c.name, c])) };
+    return this.#configCache.byName;
+  }
+
+  #fragment(conf: ClientSettings, settings: ClientSettings, runtime: ClientRuntime): Fragment {
+    const old = this.#fragments.get(settings.name);
+    if (old && old.conf === conf && old.secret === settings.secret && sameRuntime(old.runtime, runtime) && sameSettings(old.settings, settings)) {
+      return old;
+    }
+    const stored = storedWithoutSecret(conf, settings, runtime);
+    const body = JSON.stringify(stored);
+    const fragment: Fragment = {
+      conf,
+      settings: configValues(settings),
+      secret: settings.secret,
+      runtime: { ...runtime },
+      // The stored object without its closing brace, then the secret's key.
+      head: `${JSON.stringify(settings.name)}:${body.slice(0, -1)},"secret":"`,
+    };
+    this.#fragments.set(settings.name, fragment);
+    return fragment;
+  }
+}
+
+function sameRuntime(a: ClientRuntime, b: ClientRuntime): boolean {
+  for (const f of RUNTIME_FIELDS) if (a[f] !== b[f]) return false;
+  return true;
+}
+
+function sameSettings(a: ConfigValues, b: ClientSettings): boolean {
+  for (const f of CONFIG_FIELDS) if (a[f] !== b[f]) return false;
+  return true;
+}
+
+/** Writes `data` (one string, or chunks in order) to `path` atomically. */
+export function writeAtomically(path: string, data: string | Iterable<string>): void {
   const tmp = join(dirname(path), `.${STATE_FILE_NAME}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`);
   const fd = openSync(tmp, "wx", 0o600);
   try {
-    writeSync(fd, data);
+    for (const chunk of typeof data === "string" ? [data] : data) writeAll(fd, chunk);
     fsyncSync(fd);
-  } finally {
+  } catch (error) {
     closeSync(fd);
+    unlinkSync(tmp);
+    throw error;
   }
+  closeSync(fd);
   try {
     renameSync(tmp, path);
   } catch (error) {
@@ -251,10 +347,11 @@ export const SAVE_DELAY_MS = 1_000;
 export class StateSaver {
   readonly #path: string;
   readonly #logger: Logger;
-  readonly #collect: () => StateFile;
+  readonly #collect: () => StateFile | Iterable<string>;
   #timer: NodeJS.Timeout | null = null;
 
-  constructor(path: string, collect: () => StateFile, logger: Logger) {
+  /** `collect` gives the state, or its JSON text in chunks (StateSerialiser). */
+  constructor(path: string, collect: () => StateFile | Iterable<string>, logger: Logger) {
     this.#path = path;
     this.#collect = collect;
     this.#logger = logger;
@@ -274,9 +371,20 @@ export class StateSaver {
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = null;
     try {
-      writeAtomically(this.#path, JSON.stringify(this.#collect()) + "\n");
+      const state = this.#collect();
+      writeAtomically(this.#path, isStateFile(state) ? JSON.stringify(state) + "\n" : state);
     } catch (error) {
       this.#logger.warning(`Could not save persistent state: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
     }
   }
+}
+
+function isStateFile(value: StateFile | Iterable<string>): value is StateFile {
+  return (value as StateFile).format === "mandos-ts-state";
+}
+
+/** write(2) until all of `text` is written (writeSync may write less). */
+function writeAll(fd: number, text: string): void {
+  const bytes = Buffer.from(text, "utf8");
+  for (let off = 0; off < bytes.length; ) off += writeSync(fd, bytes, off, bytes.length - off);
 }
