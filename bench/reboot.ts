@@ -62,11 +62,16 @@ function writeConfig(dir: string, machines: readonly Machine[]): void {
   writeFileSync(join(dir, "clients.conf"), parts.join("\n"), { mode: 0o600 });
 }
 
-/** The node flags on bin/mandos's "#!/usr/bin/env -S node FLAGS" line, as an operator running it gets them. */
+/**
+ * The node flags on bin/mandos's "#!/usr/bin/env -S node FLAGS" line, as an
+ * operator running it gets them, plus $BENCH_SERVER_NODE_FLAGS (for
+ * example "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile the server).
+ */
 export function serverNodeFlags(): string[] {
   const first = readFileSync(join(REPO, "bin/mandos"), "utf8").split("\n", 1)[0] ?? "";
   const m = /^#!\S*env -S node(.*)$/.exec(first);
-  return m ? m[1]!.trim().split(/\s+/).filter(Boolean) : [];
+  const words = (s: string | undefined): string[] => (s ?? "").trim().split(/\s+/).filter(Boolean);
+  return [...words(m?.[1]), ...words(process.env.BENCH_SERVER_NODE_FLAGS)];
 }
 
 function freePort(): Promise<number> {
