@@ -62,6 +62,8 @@ function writeConfig(dir: string, machines: readonly Machine[]): void {
   writeFileSync(join(dir, "clients.conf"), parts.join("\n"), { mode: 0o600 });
 }
 
+const words = (s: string | undefined): string[] => (s ?? "").trim().split(/\s+/).filter(Boolean);
+
 /**
  * The node flags on bin/mandos's "#!/usr/bin/env -S node FLAGS" line, as an
  * operator running it gets them, plus $BENCH_SERVER_NODE_FLAGS (for
@@ -70,7 +72,6 @@ function writeConfig(dir: string, machines: readonly Machine[]): void {
 export function serverNodeFlags(): string[] {
   const first = readFileSync(join(REPO, "bin/mandos"), "utf8").split("\n", 1)[0] ?? "";
   const m = /^#!\S*env -S node(.*)$/.exec(first);
-  const words = (s: string | undefined): string[] => (s ?? "").trim().split(/\s+/).filter(Boolean);
   return [...words(m?.[1]), ...words(process.env.BENCH_SERVER_NODE_FLAGS)];
 }
 
@@ -114,7 +115,7 @@ function runGenerator(job: LoadJob, dir: string): Promise<LoadReport> {
   const jobFile = join(dir, `job-${process.hrtime.bigint()}.json`);
   writeFileSync(jobFile, JSON.stringify(job));
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [join(REPO, "dist/bench/load-generator.js"), jobFile], {
+    const child = spawn(process.execPath, [...words(process.env.BENCH_LOADGEN_NODE_FLAGS), join(REPO, "dist/bench/load-generator.js"), jobFile], {
       stdio: ["ignore", "pipe", "inherit"],
     });
     let out = "";

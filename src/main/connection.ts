@@ -360,8 +360,12 @@ export class Connection {
     this.#abort?.abort();
     this.#abort = null;
     this.#releaseSlot();
-    if (outcome === "secret-sent" || outcome === "tls-error") this.#socket.end();
-    else this.#socket.destroy();
+    if (outcome === "secret-sent" || outcome === "tls-error") {
+      // end() on an ended stream only builds an error to throw away.
+      if (!this.#socket.writableEnded) this.#socket.end();
+    } else {
+      this.#socket.destroy();
+    }
     this.#deps.onClosed(outcome);
   }
 }
