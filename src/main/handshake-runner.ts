@@ -64,6 +64,8 @@ class InlineRunner implements HandshakeRunner {
  */
 const RESERVOIR_TARGET = 256;
 const REFILL_BATCH = 32;
+/** Handshake tasks per batch: 16 × ~0.3 ms keeps a batch under 5 ms. */
+const MAX_BATCH = 16;
 
 class PoolRunner implements HandshakeRunner {
   readonly workers: number;
@@ -75,6 +77,8 @@ class PoolRunner implements HandshakeRunner {
   readonly #waiters: Array<(shares: EphemeralKeyShares) => void> = [];
   #refilling = 0;
   #closed = false;
+  readonly #queue: Array<{ task: HandshakeTask; resolve: (r: HandshakeTaskResult) => void; reject: (e: Error) => void }> = [];
+  #batchesInFlight = 0;
 
   constructor(workers: number, settings: TlsSettings) {
     this.workers = workers;
@@ -103,10 +107,43 @@ class PoolRunner implements HandshakeRunner {
     });
   }
 
-  async run(task: HandshakeTask): Promise<HandshakeTaskResult> {
-    const response = await this.#pool.run({ kind: "handshake", task });
-    if (response.kind !== "handshake") throw new Error("worker answered the wrong kind of task");
-    return response.result;
+  run(task: HandshakeTask): Promise<HandshakeTaskResult> {
+    if (this.#closed) return Promise.reject(new Error("handshake runner closed"));
+    return new Promise((resolve, reject) => {
+      this.#queue.push({ task, resolve, reject });
+      this.#dispatch();
+    });
+  }
+
+  /**
+   * Self-clocking batches: at most one batch in flight per worker; tasks
+   * that arrive meanwhile wait here and leave together when a worker's
+   * batch comes back. Under light load a batch is one task, sent at once;
+   * in a reboot wave it is up to MAX_BATCH. A round trip to a worker costs
+   * ~0.35 ms of CPU per task sent alone (structured clone, the key's
+   * transfer, two thread wake-ups) and ~0.02 ms in a batch of 16.
+   */
+  #dispatch(): void {
+    while (this.#queue.length > 0 && this.#batchesInFlight < this.workers) {
+      const batch = this.#queue.splice(0, MAX_BATCH);
+      this.#batchesInFlight++;
+      this.#pool.run({ kind: "handshakes", tasks: batch.map((b) => b.task) }).then(
+        (response) => {
+          this.#batchesInFlight--;
+          if (response.kind !== "handshakes" || response.results.length !== batch.length) {
+            for (const b of batch) b.reject(new Error("worker answered the wrong kind of task"));
+          } else {
+            response.results.forEach((r, i) => (r.ok ? batch[i]!.resolve(r.result) : batch[i]!.reject(new Error(r.error))));
+          }
+          this.#dispatch();
+        },
+        (error: unknown) => {
+          this.#batchesInFlight--;
+          for (const b of batch) b.reject(error instanceof Error ? error : new Error(String(error)));
+          this.#dispatch();
+        },
+      );
+    }
   }
 
   #refill(): void {
@@ -135,6 +172,7 @@ class PoolRunner implements HandshakeRunner {
 
   async close(): Promise<void> {
     this.#closed = true;
+    for (const b of this.#queue.splice(0)) b.reject(new Error("handshake runner closed"));
     await this.#pool.destroy();
   }
 }

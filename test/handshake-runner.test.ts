@@ -1,0 +1,49 @@
+// The worker pool's batching: many tasks submitted at once all come back,
+// each to its own caller, in a handful of batches; a task that throws on the
+// worker fails alone, not its batch; a closed runner rejects queued work.
+
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { createHandshakeRunner } from "../src/main/handshake-runner.js";
+import { DEFAULT_PRIORITY, parsePriority, type HandshakeTask, type NamedGroup } from "../src/tls/index.js";
+
+const settings = parsePriority(DEFAULT_PRIORITY);
+
+describe("the worker pool runner", () => {
+  it("answers 100 concurrent tasks, each with its own result", async () => {
+    const runner = createHandshakeRunner(2, settings);
+    try {
+      const groups: NamedGroup[] = ["x25519", "secp256r1", "x448", "secp384r1"];
+      const tasks: HandshakeTask[] = Array.from({ length: 100 }, (_, i) => ({ kind: "key-share", group: groups[i % 4]! }));
+      const results = await Promise.all(tasks.map((t) => runner.run(t)));
+      const publicKeys = new Set<string>();
+      results.forEach((r, i) => {
+        assert.equal(r.kind, "key-share");
+        if (r.kind !== "key-share") return;
+        assert.equal(r.share.group, groups[i % 4], `task ${i} got another task's result`);
+        publicKeys.add(Buffer.from(r.share.publicKey).toString("hex"));
+      });
+      assert.equal(publicKeys.size, 100, "every task made its own key");
+    } finally {
+      await runner.close();
+    }
+  });
+
+  it("fails only the task that throws, not the rest of its batch", async () => {
+    const runner = createHandshakeRunner(1, settings);
+    try {
+      const good: HandshakeTask = { kind: "key-share", group: "x25519" };
+      const bad = { kind: "key-share", group: "no-such-group" } as unknown as HandshakeTask;
+      const outcomes = await Promise.allSettled([good, good, bad, good, good].map((t) => runner.run(t)));
+      assert.deepEqual(outcomes.map((o) => o.status), ["fulfilled", "fulfilled", "rejected", "fulfilled", "fulfilled"]);
+    } finally {
+      await runner.close();
+    }
+  });
+
+  it("rejects work after close", async () => {
+    const runner = createHandshakeRunner(1, settings);
+    await runner.close();
+    await assert.rejects(runner.run({ kind: "key-share", group: "x25519" }), /closed/);
+  });
+});
