@@ -255,3 +255,41 @@ export function writeFleet(root: string, checkerDir: string): Fleet {
   );
   return { conf, clients: [alpha, bravo, charlie, delta] };
 }
+
+/**
+ * An introspection XML document as a sorted list of facts, one a line
+ * ("interface I / method M / arg 0 in s name", "... / annotation K=V",
+ * "node child"): equal lists mean equal interfaces, whatever the order of
+ * elements, the whitespace or the XML prologue.
+ */
+export function introspectionFacts(text: string): string[] {
+  const xml = text.slice(text.indexOf("<node"), text.lastIndexOf("</node>") + "</node>".length);
+  const facts: string[] = [];
+  const stack: string[] = [];
+  const argCount: number[] = [];
+  for (const m of xml.matchAll(/<(\/?)(\w+)((?:\s+\w+="[^"]*")*)\s*(\/?)>/g)) {
+    const [, closing, tag, rawAttrs, selfClosing] = m as unknown as [string, string, string, string, string];
+    if (closing) {
+      stack.pop();
+      argCount.pop();
+      continue;
+    }
+    const attrs = Object.fromEntries([...rawAttrs.matchAll(/(\w+)="([^"]*)"/g)].map((a) => [a[1], a[2]]));
+    let fact: string;
+    if (tag === "node") fact = stack.length === 0 ? "node" : `node ${attrs.name ?? ""}`;
+    else if (tag === "arg") {
+      const i = argCount[argCount.length - 1] ?? 0;
+      argCount[argCount.length - 1] = i + 1;
+      fact = `arg ${i} ${attrs.direction ?? ""} ${attrs.type ?? ""} ${attrs.name ?? ""}`.replace(/\s+/g, " ");
+    } else if (tag === "annotation") fact = `annotation ${attrs.name ?? ""}=${attrs.value ?? ""}`;
+    else if (tag === "property") fact = `property ${attrs.name ?? ""} ${attrs.type ?? ""} ${attrs.access ?? ""}`;
+    else fact = `${tag} ${attrs.name ?? ""}`;
+    const path = [...stack.slice(1), fact].join(" / ");
+    facts.push(path);
+    if (!selfClosing) {
+      stack.push(fact);
+      argCount.push(0);
+    }
+  }
+  return facts.sort();
+}
