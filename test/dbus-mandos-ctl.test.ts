@@ -6,15 +6,14 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
-  DBUS_DAEMON, DBUS_SEND, dumpJson, mandosCtl, parseTable, startPrivateBus, waitForBusName, writeFleet,
+  DBUS_DAEMON, DBUS_SEND, dumpJson, makeFleetRoot, mandosCtl, parseTable, startOurServer, startPrivateBus,
   type Fleet, type PrivateBus,
 } from "./helpers/dbus.js";
 import { MANDOS_CLIENT, MANDOS_CTL, MANDOS_KEYGEN, missing } from "./helpers/peers.js";
-import { REPO, runMandosClient, startServer, type RunningServer } from "./helpers/server.js";
+import { REPO, runMandosClient, type RunningServer } from "./helpers/server.js";
 
 const noService = existsSync(join(REPO, "dist/src/main/dbus")) ? false : "D-Bus service not on this branch yet";
 const skip = missing(DBUS_DAEMON, DBUS_SEND, MANDOS_CTL, MANDOS_CLIENT, MANDOS_KEYGEN) || noService;
@@ -38,12 +37,7 @@ describe("mandos-ctl against our D-Bus service", { skip }, () => {
   let bus: PrivateBus;
   let server: RunningServer;
   const state = (): string => join(root, "state");
-  const start = (restore: boolean): Promise<RunningServer> =>
-    startServer(
-      ["--configdir", fleet.conf, "--statedir", state(), ...(restore ? [] : ["--no-restore"]), "--port", "0", "--address", "::1"],
-      { DBUS_SYSTEM_BUS_ADDRESS: bus.address },
-      { dbus: true },
-    );
+  const start = (restore: boolean): Promise<RunningServer> => startOurServer(fleet.conf, state(), bus.address, restore);
   const ctl = async (...args: string[]): Promise<void> => {
     const r = await mandosCtl(bus.address, ...args);
     assert.equal(r.code, 0, `mandos-ctl ${args.join(" ")}: ${r.stderr}`);
@@ -51,16 +45,9 @@ describe("mandos-ctl against our D-Bus service", { skip }, () => {
   const client = (name: string) => fleet.clients.find((c) => c.name === name)!;
 
   before(async () => {
-    root = mkdtempSync(join(tmpdir(), "mandos-ts-dbusctl-"));
-    chmodSync(root, 0o755);
-    checkerDir = join(root, "checkers");
-    mkdirSync(checkerDir, { mode: 0o777 });
-    chmodSync(checkerDir, 0o777);
-    mkdirSync(state());
-    fleet = writeFleet(root, checkerDir);
+    ({ root, checkerDir, fleet } = makeFleetRoot("mandos-ts-dbusctl-"));
     bus = await startPrivateBus();
     server = await start(false);
-    await waitForBusName(bus.address);
   });
 
   after(async () => {
@@ -187,7 +174,6 @@ describe("mandos-ctl against our D-Bus service", { skip }, () => {
   test("runtime changes survive SIGTERM and a restart with restore", async () => {
     await server.stop();
     server = await start(true);
-    await waitForBusName(bus.address);
     const d = (await dumpJson(bus.address, "delta")).delta!;
     assert.equal(d.Timeout, 420_000);
     assert.equal(d.Host, "delta.example.net");

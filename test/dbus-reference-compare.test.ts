@@ -12,15 +12,14 @@
 
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import {
-  BUS_NAME, DBUS_DAEMON, DBUS_SEND, dbusSend, dumpJson, introspectionFacts, mandosCtl, parseTable, startPrivateBus,
-  startReference, waitForBusName, writeFleet, type Fleet, type PrivateBus, type ReferenceServer,
+  BUS_NAME, DBUS_DAEMON, DBUS_SEND, dbusSend, dumpJson, introspectionFacts, makeFleetRoot, mandosCtl, parseTable,
+  startOurServer, startPrivateBus, startReference, type Fleet, type PrivateBus, type ReferenceServer,
 } from "./helpers/dbus.js";
 import { MANDOS_CTL, MANDOS_KEYGEN, MANDOS_REFERENCE, missing } from "./helpers/peers.js";
-import { REPO, startServer, type RunningServer } from "./helpers/server.js";
+import { REPO, type RunningServer } from "./helpers/server.js";
 
 const noService = existsSync(join(REPO, "dist/src/main/dbus")) ? false : "D-Bus service not on this branch yet";
 const skip = missing(DBUS_DAEMON, DBUS_SEND, MANDOS_CTL, MANDOS_KEYGEN, MANDOS_REFERENCE) || noService ||
@@ -44,21 +43,11 @@ describe("our D-Bus service compared with the reference server", { skip }, () =>
   let reference: ReferenceServer;
 
   before(async () => {
-    root = mkdtempSync(join(tmpdir(), "mandos-ts-dbuscmp-"));
-    chmodSync(root, 0o755);
-    const checkers = join(root, "checkers");
-    mkdirSync(checkers, { mode: 0o777 });
-    chmodSync(checkers, 0o777);
-    fleet = writeFleet(root, checkers);
-    for (const d of ["state-ours", "state-ref"]) mkdirSync(join(root, d));
+    ({ root, fleet } = makeFleetRoot("mandos-ts-dbuscmp-"));
+    mkdirSync(join(root, "state-ref"));
     ourBus = await startPrivateBus();
     refBus = await startPrivateBus();
-    ours = await startServer(
-      ["--configdir", fleet.conf, "--statedir", join(root, "state-ours"), "--no-restore", "--port", "0", "--address", "::1"],
-      { DBUS_SYSTEM_BUS_ADDRESS: ourBus.address },
-      { dbus: true },
-    );
-    await waitForBusName(ourBus.address);
+    ours = await startOurServer(fleet.conf, join(root, "state-ours"), ourBus.address);
     reference = await startReference(fleet.conf, join(root, "state-ref"), refBus.address);
   });
 

@@ -4,13 +4,14 @@
 // here is killed by its stop(), or at exit at the latest.
 
 import { spawn, type ChildProcess } from "node:child_process";
-import { chmodSync, mkdirSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { startPrivateBus, type PrivateBus } from "../../bench/private-bus.js";
 import { makeClients, makeKeySet, type TestClient } from "./keys.js";
 import { MANDOS_CTL, MANDOS_REFERENCE } from "./peers.js";
-import { run, type ProcessResult } from "./server.js";
+import { run, startServer, type ProcessResult, type RunningServer } from "./server.js";
 
 export { startPrivateBus, type PrivateBus };
 
@@ -292,4 +293,38 @@ export function introspectionFacts(text: string): string[] {
     }
   }
   return facts.sort();
+}
+
+export interface FleetRoot {
+  readonly root: string;
+  /** Where the fleet's checkers leave their marks (writable by _mandos). */
+  readonly checkerDir: string;
+  readonly fleet: Fleet;
+}
+
+/** A temporary directory holding the fleet (writeFleet) and a checker directory; remove `root` when done. */
+export function makeFleetRoot(prefix: string): FleetRoot {
+  const root = mkdtempSync(join(tmpdir(), prefix));
+  chmodSync(root, 0o755);
+  const checkerDir = join(root, "checkers");
+  mkdirSync(checkerDir);
+  chmodSync(checkerDir, 0o777);
+  return { root, checkerDir, fleet: writeFleet(root, checkerDir) };
+}
+
+/** Our server (bin/mandos) on the bus at `address`, with D-Bus on, serving `conf`; resolves once it owns its bus name. */
+export async function startOurServer(conf: string, state: string, address: string, restore = false): Promise<RunningServer> {
+  mkdirSync(state, { recursive: true });
+  const server = await startServer(
+    ["--configdir", conf, "--statedir", state, ...(restore ? [] : ["--no-restore"]), "--port", "0", "--address", "::1"],
+    { DBUS_SYSTEM_BUS_ADDRESS: address },
+    { dbus: true },
+  );
+  try {
+    await waitForBusName(address);
+  } catch (e) {
+    await server.stop();
+    throw e;
+  }
+  return server;
 }
