@@ -97,6 +97,8 @@ export async function dbusSend(address: string, ...args: string[]): Promise<CtlR
 export interface ReferenceServer {
   readonly port: number;
   log(): string;
+  /** Resolves with the first match of `pattern` in the log (or rejects after `ms`). */
+  waitForLog(pattern: RegExp, ms?: number): Promise<string>;
   stop(): Promise<void>;
 }
 
@@ -146,12 +148,12 @@ export function freePort(): Promise<number> {
  * at `address`, in its own process group (it forks helpers), and waits
  * until it listens and owns its bus name.
  */
-export async function startReference(conf: string, state: string, address: string, extra: readonly string[] = []): Promise<ReferenceServer> {
+export async function startReference(conf: string, state: string, address: string, restore = false): Promise<ReferenceServer> {
   openToServerUser(conf, state);
   const chosen = await freePort();
   const child: ChildProcess = spawn(
     MANDOS_REFERENCE,
-    ["--foreground", "--debug", "--no-zeroconf", "--address", "::1", "--port", String(chosen), "--configdir", conf, "--statedir", state, "--no-restore", ...extra],
+    ["--foreground", "--debug", "--no-zeroconf", "--address", "::1", "--port", String(chosen), "--configdir", conf, "--statedir", state, ...(restore ? [] : ["--no-restore"])],
     { stdio: ["ignore", "pipe", "pipe"], detached: true, env: { ...process.env, DBUS_SYSTEM_BUS_ADDRESS: address } },
   );
   const pid = child.pid!;
@@ -196,7 +198,16 @@ export async function startReference(conf: string, state: string, address: strin
     await stop();
     throw e;
   }
-  return { port, log: () => text, stop };
+  const waitForLog = async (pattern: RegExp, ms = 20_000): Promise<string> => {
+    const deadline = Date.now() + ms;
+    for (let i = 0; ; i++) {
+      const m = pattern.exec(text);
+      if (m) return m[0];
+      if (Date.now() > deadline || child.exitCode !== null) throw new Error(`reference log did not match ${pattern} within ${ms} ms; log:\n${text}`);
+      await new Promise((r) => setTimeout(r, Math.min(50 * 2 ** i, 500)));
+    }
+  };
+  return { port, log: () => text, waitForLog, stop };
 }
 
 export interface Fleet {
