@@ -6,7 +6,7 @@
 
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, type ChildProcess } from "node:child_process";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { copyFileSync, existsSync, mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import {
@@ -58,6 +58,15 @@ describe("mandos-monitor and D-Bus signals from our server", { skip }, () => {
     signals.stdout?.on("data", (d: Buffer) => (signalText += d.toString("utf8")));
     // A tmux server of the test's own (its own socket), killed in after().
     tmuxSocket = join(root, "tmux.sock");
+    const socket = tmuxSocket;
+    process.once("exit", () => {
+      // Should the test process end before after() runs.
+      try {
+        execFileSync(TMUX, ["-S", socket, "kill-server"], { stdio: "ignore" });
+      } catch {
+        // already gone
+      }
+    });
     const started = await run(TMUX, [
       "-S", tmuxSocket, "-f", "/dev/null", "new-session", "-d", "-x", "200", "-y", "50",
       "-e", `DBUS_SYSTEM_BUS_ADDRESS=${bus.address}`, MANDOS_MONITOR,

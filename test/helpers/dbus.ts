@@ -8,12 +8,12 @@ import { chmodSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { createServer } from "node:net";
 import { join } from "node:path";
-import { startPrivateBus, type PrivateBus } from "../../bench/private-bus.js";
+import { startPrivateBus as startBenchBus, type PrivateBus } from "../../bench/private-bus.js";
 import { makeClients, makeKeySet, type TestClient } from "./keys.js";
 import { MANDOS_CTL, MANDOS_REFERENCE } from "./peers.js";
 import { run, startServer, type ProcessResult, type RunningServer } from "./server.js";
 
-export { startPrivateBus, type PrivateBus };
+export type { PrivateBus };
 
 export const DBUS_DAEMON = "/usr/bin/dbus-daemon";
 export const DBUS_SEND = "/usr/bin/dbus-send";
@@ -112,6 +112,41 @@ process.on("exit", () => {
     }
   }
 });
+
+const buses = new Set<number>();
+process.on("exit", () => {
+  for (const pid of buses) {
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {
+      // gone
+    }
+  }
+});
+
+/**
+ * bench/private-bus.ts's private system bus, whose dbus-daemon is also
+ * killed at exit should the test process end before the test's stop()
+ * (its pid asked of the bus itself, as bench/ does not expose it).
+ */
+export async function startPrivateBus(): Promise<PrivateBus> {
+  const bus = await startBenchBus();
+  const r = await run(
+    DBUS_SEND,
+    ["--system", "--print-reply", "--dest=org.freedesktop.DBus", "/", "org.freedesktop.DBus.GetConnectionUnixProcessID", "string:org.freedesktop.DBus"],
+    5_000,
+    { DBUS_SYSTEM_BUS_ADDRESS: bus.address },
+  );
+  const pid = Number(/uint32 (\d+)/.exec(r.stdout.toString("utf8"))?.[1] ?? 0);
+  if (pid > 0) buses.add(pid);
+  return {
+    address: bus.address,
+    async stop() {
+      await bus.stop();
+      buses.delete(pid);
+    },
+  };
+}
 
 /**
  * Makes the configuration and state directories usable by _mandos, to
