@@ -63,6 +63,8 @@ function mandosCtlSuite(kind: "reference" | "ours"): void {
       assert.equal(r.code, 0, `mandos-ctl ${args.join(" ")}: ${r.stderr}`);
     };
     const client = (name: string) => fleet.clients.find((c) => c.name === name)!;
+  /** The password --secret gave alpha. */
+  let newPassword = "";
 
     before(async () => {
       ({ root, checkerDir, fleet } = makeFleetRoot("mandos-ts-dbusctl-"));
@@ -103,8 +105,9 @@ function mandosCtlSuite(kind: "reference" | "ours"): void {
       await ctl("--disable", "alpha");
       assert.equal((await dumpJson(bus.address, "alpha")).alpha?.Enabled, false);
       assert.notEqual((await mandosCtl(bus.address, "--is-enabled", "alpha")).code, 0);
-      const refused = await runMandosClient(client("alpha").dir, "::1", server.port, 4_000);
+      const refused = await runMandosClient(client("alpha").dir, "::1", server.port, 3_000);
       assert.equal(refused.stdout.length, 0, "a disabled client got a secret");
+      await server.waitForLog(/Client alpha is disabled/);
       await ctl("--enable", "alpha");
       assert.equal((await dumpJson(bus.address, "alpha")).alpha?.Enabled, true);
       const ok = await runMandosClient(client("alpha").dir, "::1", server.port, 30_000);
@@ -155,7 +158,7 @@ function mandosCtlSuite(kind: "reference" | "ours"): void {
 
     test("--deny refuses, --approve gives the secret to a waiting mandos-client", async () => {
       const charlie = client("charlie");
-      const denied = runMandosClient(charlie.dir, "::1", server.port, 6_000);
+      const denied = runMandosClient(charlie.dir, "::1", server.port, 5_000);
       await until(bus.address, "charlie", (p) => p.ApprovalPending === true);
       await ctl("--deny", "charlie");
       await until(bus.address, "charlie", (p) => p.ApprovalPending === false);
@@ -174,6 +177,7 @@ function mandosCtlSuite(kind: "reference" | "ours"): void {
     test("--secret FILE changes the password the client receives", async () => {
       const alpha = client("alpha");
       const password = `a new password ${Math.random().toString(36).slice(2)}`;
+      newPassword = password;
       const passfile = join(root, "new-password");
       writeFileSync(passfile, password);
       const section = execFileSync(MANDOS_KEYGEN, ["--dir", alpha.dir, "--passfile", passfile, "--no-ssh", "--name", "alpha"], { encoding: "utf8" });
@@ -192,20 +196,28 @@ function mandosCtlSuite(kind: "reference" | "ours"): void {
     });
 
     test("runtime changes survive SIGTERM and a restart with restore", async () => {
+      await ctl("--disable", "charlie");
       await server.stop();
       server = await start(true);
       const d = (await dumpJson(bus.address, "delta")).delta!;
       assert.equal(d.Timeout, 420_000);
       assert.equal(d.Host, "delta.example.net");
       assert.equal(d.ApprovalDuration, 9_000);
+      assert.equal(d.ApprovedByDefault, true);
       assert.equal((await dumpJson(bus.address, "alpha")).alpha?.Timeout, 3_600_000);
+      assert.equal((await dumpJson(bus.address, "charlie")).charlie?.Enabled, false);
+      // The secret set over D-Bus, too.
+      assert.ok(newPassword, "the --secret test ran first");
+      const r = await runMandosClient(client("alpha").dir, "::1", server.port, 30_000);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.stdout.toString(), newPassword);
     });
 
     test("--remove forgets the client: gone from the listing, its key unknown to the server", async () => {
       await ctl("--remove", "bravo", "alpha");
       const json = await dumpJson(bus.address);
       assert.deepEqual(Object.keys(json).sort(), ["charlie", "delta"]);
-      const r = await runMandosClient(client("alpha").dir, "::1", server.port, 4_000);
+      const r = await runMandosClient(client("alpha").dir, "::1", server.port, 3_000);
       assert.equal(r.stdout.length, 0, "a removed client got a secret");
       await server.waitForLog(new RegExp(`Client not found for key ID: ${client("alpha").keyId}`, "i"));
     });

@@ -219,7 +219,9 @@ export async function startReference(conf: string, state: string, address: strin
       }
     };
     if (child.exitCode === null && child.signalCode === null) {
-      signal("SIGTERM");
+      // The server alone: it saves its state on SIGTERM, and a signal to
+      // its helpers as well could cut that short. They go after it.
+      child.kill("SIGTERM");
       const t = setTimeout(() => signal("SIGKILL"), 10_000);
       await exited;
       clearTimeout(t);
