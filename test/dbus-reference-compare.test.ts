@@ -127,21 +127,50 @@ describe("our D-Bus service compared with the reference server", { skip }, () =>
     assert.deepEqual(a, b);
   });
 
+  /**
+   * A method's reply as dbus-send prints it, one value a line, as a sorted
+   * multiset (dictionary order is each server's own), timestamps masked.
+   */
+  const replyLines = async (address: string, ...args: string[]): Promise<string[]> => {
+    const r = await dbusSend(address, `--dest=${BUS_NAME}`, ...args);
+    assert.equal(r.code, 0, r.stderr);
+    return r.stdout
+      .split("\n")
+      .slice(1)
+      .map((l) => l.trim().replace(/"\d{4}-\d\d-\d\dT[\d:.]+"/, '"<timestamp>"'))
+      .sort();
+  };
+
   test("GetManagedObjects returns the same objects, interfaces and properties but for timestamps", async () => {
-    const lines = async (address: string): Promise<string[]> => {
-      const r = await dbusSend(address, `--dest=${BUS_NAME}`, "/", "org.freedesktop.DBus.ObjectManager.GetManagedObjects");
-      assert.equal(r.code, 0, r.stderr);
-      // dbus-send prints one value a line; dictionary order is each
-      // server's own, so compare the multiset of lines.
-      return r.stdout
-        .split("\n")
-        .slice(1)
-        .map((l) => l.trim().replace(/"\d{4}-\d\d-\d\dT[\d:.]+"/, '"<timestamp>"'))
-        .sort();
-    };
-    const [a, b] = await both(lines);
+    const [a, b] = await both((address) => replyLines(address, "/", "org.freedesktop.DBus.ObjectManager.GetManagedObjects"));
     assert.ok(b.some((l) => l.includes("/clients/delta")));
     assert.deepEqual(a, b);
+  });
+
+  test("the deprecated GetAllClients and GetAllClientsWithProperties, on both interface names, answer the same", async () => {
+    for (const iface of ["se.recompile.Mandos", "se.bsnet.fukt.Mandos"]) {
+      for (const method of ["GetAllClients", "GetAllClientsWithProperties"]) {
+        const [a, b] = await both((address) => replyLines(address, "/", `${iface}.${method}`));
+        assert.deepEqual(a, b, `${iface}.${method}`);
+      }
+    }
+  });
+
+  test("a property read through the deprecated se.bsnet.fukt.Mandos.Client interface is the same", async () => {
+    for (const property of ["Host", "Checker", "ApprovalDelay", "KeyID"]) {
+      const [a, b] = await both((address) =>
+        replyLines(address, "/clients/charlie", "org.freedesktop.DBus.Properties.Get", "string:se.bsnet.fukt.Mandos.Client", `string:${property}`));
+      assert.deepEqual(a, b, property);
+    }
+  });
+
+  test("a Set of a read-only property is refused by both", async () => {
+    const [a, b] = await both((address) =>
+      dbusSend(address, `--dest=${BUS_NAME}`, "/clients/delta", "org.freedesktop.DBus.Properties.Set",
+        "string:se.recompile.Mandos.Client", "string:Name", "variant:string:other"));
+    assert.notEqual(b.code, 0, "the reference accepted it");
+    assert.notEqual(a.code, 0, "ours let Name be set");
+    await assertSameJson();
   });
 
   test("a property Set with the wrong type is refused and changes nothing", async () => {
