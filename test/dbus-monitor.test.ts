@@ -1,0 +1,144 @@
+// The real mandos-monitor (in a tmux pane) and dbus-monitor watching our
+// D-Bus service while the real mandos-client and mandos-ctl act on it: the
+// configured clients shown, then GotSecret, NeedApproval, Rejected,
+// ClientNotFound, PropertiesChanged and a removal, as the monitor prints
+// them (mandos-monitor's log lines, from its source).
+
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { copyFileSync, existsSync, mkdirSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import {
+  DBUS_DAEMON, DBUS_SEND, MANDOS_MONITOR, TMUX, makeFleetRoot, mandosCtl, startOurServer, startPrivateBus,
+  type Fleet, type PrivateBus,
+} from "./helpers/dbus.js";
+import { writeTlsKey } from "./helpers/keys.js";
+import { MANDOS_CLIENT, MANDOS_CTL, MANDOS_KEYGEN, missing } from "./helpers/peers.js";
+import { REPO, run, runMandosClient, type RunningServer } from "./helpers/server.js";
+
+const DBUS_MONITOR = "/usr/bin/dbus-monitor";
+const noService = existsSync(join(REPO, "dist/src/main/dbus")) ? false : "D-Bus service not on this branch yet";
+const skip = missing(DBUS_DAEMON, DBUS_SEND, DBUS_MONITOR, MANDOS_CTL, MANDOS_MONITOR, TMUX, MANDOS_CLIENT, MANDOS_KEYGEN) || noService;
+
+/** Polls `read` until it matches `pattern` (bounded), returning the last text. */
+async function eventually(read: () => Promise<string> | string, pattern: RegExp, what: string, ms = 15_000): Promise<string> {
+  const deadline = Date.now() + ms;
+  let text = "";
+  for (let i = 0; Date.now() < deadline; i++) {
+    text = await read();
+    if (pattern.test(text)) return text;
+    await new Promise((r) => setTimeout(r, Math.min(100 * 2 ** i, 500)));
+  }
+  assert.fail(`${what}: ${pattern} not seen within ${ms} ms in:\n${text}`);
+}
+
+describe("mandos-monitor and D-Bus signals from our server", { skip }, () => {
+  let root = "";
+  let fleet: Fleet;
+  let bus: PrivateBus;
+  let server: RunningServer;
+  let tmuxSocket = "";
+  let signals: ChildProcess | undefined;
+  let signalText = "";
+  const client = (name: string) => fleet.clients.find((c) => c.name === name)!;
+  const pane = async (): Promise<string> => {
+    const r = await run(TMUX, ["-S", tmuxSocket, "capture-pane", "-p", "-S", "-200"], 5_000);
+    return r.stdout.toString("utf8");
+  };
+
+  before(async () => {
+    ({ root, fleet } = makeFleetRoot("mandos-ts-dbusmon-"));
+    bus = await startPrivateBus();
+    server = await startOurServer(fleet.conf, join(root, "state"), bus.address);
+    signals = spawn(DBUS_MONITOR, ["--system", "type='signal',path_namespace='/'"], {
+      stdio: ["ignore", "pipe", "ignore"],
+      env: { ...process.env, DBUS_SYSTEM_BUS_ADDRESS: bus.address },
+    });
+    signals.stdout?.on("data", (d: Buffer) => (signalText += d.toString("utf8")));
+    // A tmux server of the test's own (its own socket), killed in after().
+    tmuxSocket = join(root, "tmux.sock");
+    const socket = tmuxSocket;
+    process.once("exit", () => {
+      // Should the test process end before after() runs.
+      try {
+        execFileSync(TMUX, ["-S", socket, "kill-server"], { stdio: "ignore" });
+      } catch {
+        // already gone
+      }
+    });
+    const started = await run(TMUX, [
+      "-S", tmuxSocket, "-f", "/dev/null", "new-session", "-d", "-x", "200", "-y", "50",
+      "-e", `DBUS_SYSTEM_BUS_ADDRESS=${bus.address}`, MANDOS_MONITOR,
+    ], 10_000);
+    assert.equal(started.code, 0, started.stderr);
+  });
+
+  after(async () => {
+    if (tmuxSocket) await run(TMUX, ["-S", tmuxSocket, "kill-server"], 5_000);
+    signals?.kill("SIGTERM");
+    await server?.stop();
+    await bus?.stop();
+    if (root) rmSync(root, { recursive: true, force: true });
+  });
+
+  test("mandos-monitor shows the configured clients", async () => {
+    const text = await eventually(pane, /^delta: /m, "the client list");
+    for (const name of ["alpha", "bravo", "charlie", "delta"]) assert.match(text, new RegExp(`^${name}: `, "m"));
+    assert.match(text, /^bravo: DISABLED$/m);
+    assert.match(text, /Mandos Monitor version/);
+  });
+
+  test("a real mandos-client gets its secret: GotSecret shown by mandos-monitor and seen on the bus", async () => {
+    const r = await runMandosClient(client("alpha").dir, "::1", server.port, 30_000);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout.toString(), client("alpha").password);
+    await eventually(pane, /Client alpha received its secret/, "mandos-monitor");
+    await eventually(() => signalText, /path=\/clients\/alpha; interface=se\.recompile\.Mandos\.Client; member=GotSecret/, "dbus-monitor");
+    // The deprecated mirror signal goes out too.
+    await eventually(() => signalText, /path=\/clients\/alpha; interface=se\.bsnet\.fukt\.Mandos\.Client; member=GotSecret/, "dbus-monitor");
+  });
+
+  test("mandos-ctl --disable: PropertiesChanged on the bus, DISABLED in mandos-monitor", async () => {
+    const r = await mandosCtl(bus.address, "--disable", "alpha");
+    assert.equal(r.code, 0, r.stderr);
+    await eventually(pane, /^alpha: DISABLED$/m, "mandos-monitor");
+    await eventually(
+      () => signalText,
+      /path=\/clients\/alpha; interface=org\.freedesktop\.DBus\.Properties; member=PropertiesChanged\s+string "se\.recompile\.Mandos\.Client"[\s\S]*?string "Enabled"\s+variant\s+boolean false/,
+      "dbus-monitor",
+    );
+  });
+
+  test("a client waiting for approval, then denied: NeedApproval and Rejected shown", async () => {
+    const waiting = runMandosClient(client("charlie").dir, "::1", server.port, 8_000);
+    await eventually(pane, /Client charlie needs approval within 30\.0+ seconds/, "mandos-monitor");
+    await eventually(pane, /^charlie: Denial in 0:00:\d\d\. \(a\)pprove\?$/m, "mandos-monitor");
+    const r = await mandosCtl(bus.address, "--deny", "charlie");
+    assert.equal(r.code, 0, r.stderr);
+    await eventually(pane, /Client charlie was rejected; reason: Denied/, "mandos-monitor");
+    assert.equal((await waiting).stdout.length, 0);
+  });
+
+  test("an unknown key: ClientNotFound with its key ID, shown by mandos-monitor", async () => {
+    const stranger = join(root, "stranger");
+    mkdirSync(stranger);
+    for (const f of ["pubkey.txt", "seckey.txt"]) copyFileSync(join(client("alpha").dir, f), join(stranger, f));
+    writeTlsKey(stranger);
+    const r = await runMandosClient(stranger, "::1", server.port, 4_000);
+    assert.equal(r.stdout.length, 0);
+    const log = await server.waitForLog(/Client not found for key ID: [0-9A-Fa-f]+/);
+    const keyId = /([0-9A-Fa-f]{64})/.exec(log)?.[1] ?? "";
+    await eventually(pane, new RegExp(`Client with address \\S+ and key ID ${keyId} could\\s+not be found`, "i"), "mandos-monitor");
+    await eventually(() => signalText, new RegExp(`member=ClientNotFound\\s+string "${keyId}"`, "i"), "dbus-monitor");
+  });
+
+  test("mandos-ctl --remove: the client leaves mandos-monitor's list", async () => {
+    const r = await mandosCtl(bus.address, "--remove", "delta");
+    assert.equal(r.code, 0, r.stderr);
+    await eventually(() => signalText, /member=InterfacesRemoved\s+object path "\/clients\/delta"/, "dbus-monitor");
+    const text = await eventually(pane, /^charlie: /m, "mandos-monitor");
+    await eventually(async () => ((await pane()).match(/^delta: /m) ? "still there" : "gone"), /gone/, "delta removed from the list");
+    assert.match(text, /^alpha: /m);
+  });
+});

@@ -1,0 +1,378 @@
+// Helpers for the D-Bus tests: a private system bus (bench/private-bus.ts),
+// the real mandos-ctl run against it, the Python reference server started
+// on it, and a wait until a bus name has an owner. Every process started
+// here is killed by its stop(), or at exit at the latest.
+
+import { spawn, type ChildProcess } from "node:child_process";
+import { chmodSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { createServer } from "node:net";
+import { join } from "node:path";
+import { startPrivateBus as startBenchBus, type PrivateBus } from "../../bench/private-bus.js";
+import { makeClients, makeKeySet, type TestClient } from "./keys.js";
+import { MANDOS_CTL, MANDOS_REFERENCE } from "./peers.js";
+import { run, startServer, type ProcessResult, type RunningServer } from "./server.js";
+
+export type { PrivateBus };
+
+export const DBUS_DAEMON = "/usr/bin/dbus-daemon";
+export const DBUS_SEND = "/usr/bin/dbus-send";
+export const MANDOS_MONITOR = "/usr/sbin/mandos-monitor";
+export const TMUX = "/usr/bin/tmux";
+export const BUS_NAME = "se.recompile.Mandos";
+
+export interface CtlResult {
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** Runs the real mandos-ctl against the bus at `address`. */
+export async function mandosCtl(address: string, ...args: string[]): Promise<CtlResult> {
+  const r: ProcessResult = await run(MANDOS_CTL, args, 20_000, { DBUS_SYSTEM_BUS_ADDRESS: address });
+  return { code: r.code, stdout: r.stdout.toString("utf8"), stderr: r.stderr };
+}
+
+/** `mandos-ctl --dump-json`, parsed: client name → property name → value. */
+export async function dumpJson(address: string, ...clients: string[]): Promise<Record<string, Record<string, unknown>>> {
+  const r = await mandosCtl(address, "--dump-json", ...clients);
+  if (r.code !== 0) throw new Error(`mandos-ctl --dump-json exited ${r.code}: ${r.stderr}`);
+  return JSON.parse(r.stdout) as Record<string, Record<string, unknown>>;
+}
+
+/** mandos-ctl's column headers (its TableOfClients.tableheaders), in table order. */
+export const TABLE_HEADERS = [
+  "Name", "Enabled", "Timeout", "Last Successful Check", "Created", "Interval", "Host", "Key ID", "Fingerprint",
+  "Check Is Running", "Last Enabled", "Approval Is Pending", "Approved By Default", "Last Approval Request",
+  "Approval Delay", "Approval Duration", "Checker", "Extended Timeout", "Expires", "Last Checker Status",
+] as const;
+
+/**
+ * A mandos-ctl table (default or --verbose) as rows of column header →
+ * cell, keyed by the Name column. mandos-ctl pads every column to its
+ * widest cell or header, so each column starts where its header starts.
+ */
+export function parseTable(text: string): Map<string, Record<string, string>> {
+  const lines = text.split("\n").filter((l) => l.trim() !== "");
+  const header = lines[0] ?? "";
+  const starts: { name: string; at: number }[] = [];
+  let from = 0;
+  for (const name of TABLE_HEADERS) {
+    const at = header.indexOf(name, from);
+    if (at < 0) continue;
+    starts.push({ name, at });
+    from = at + name.length;
+  }
+  const rows = new Map<string, Record<string, string>>();
+  for (const line of lines.slice(1)) {
+    const row: Record<string, string> = {};
+    starts.forEach(({ name, at }, i) => (row[name] = line.slice(at, starts[i + 1]?.at ?? line.length).trim()));
+    rows.set(row.Name ?? "", row);
+  }
+  return rows;
+}
+
+/** Resolves when `name` has an owner on the bus (polling NameHasOwner), else rejects after `ms`. */
+export async function waitForBusName(address: string, name = BUS_NAME, ms = 30_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  for (let attempt = 0; Date.now() < deadline; attempt++) {
+    const r = await run(
+      DBUS_SEND,
+      ["--system", "--print-reply", "--dest=org.freedesktop.DBus", "/", "org.freedesktop.DBus.NameHasOwner", `string:${name}`],
+      5_000,
+      { DBUS_SYSTEM_BUS_ADDRESS: address },
+    );
+    if (/boolean true/.test(r.stdout.toString("utf8"))) return;
+    await new Promise((r2) => setTimeout(r2, Math.min(50 * 2 ** attempt, 500)));
+  }
+  throw new Error(`${name} has no owner on the bus after ${ms} ms`);
+}
+
+/** Runs dbus-send --system --print-reply against the bus, collecting its output as text. */
+export async function dbusSend(address: string, ...args: string[]): Promise<CtlResult> {
+  const r = await run(DBUS_SEND, ["--system", "--print-reply", ...args], 10_000, { DBUS_SYSTEM_BUS_ADDRESS: address });
+  return { code: r.code, stdout: r.stdout.toString("utf8"), stderr: r.stderr };
+}
+
+export interface ReferenceServer {
+  readonly port: number;
+  log(): string;
+  /** Resolves with the first match of `pattern` in the log (or rejects after `ms`). */
+  waitForLog(pattern: RegExp, ms?: number): Promise<string>;
+  stop(): Promise<void>;
+}
+
+const groups = new Set<number>();
+process.on("exit", () => {
+  for (const pid of groups) {
+    try {
+      process.kill(-pid, "SIGKILL");
+    } catch {
+      // gone
+    }
+  }
+});
+
+const buses = new Set<number>();
+process.on("exit", () => {
+  for (const pid of buses) {
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {
+      // gone
+    }
+  }
+});
+
+/**
+ * bench/private-bus.ts's private system bus, whose dbus-daemon is also
+ * killed at exit should the test process end before the test's stop()
+ * (its pid asked of the bus itself, as bench/ does not expose it).
+ */
+export async function startPrivateBus(): Promise<PrivateBus> {
+  const bus = await startBenchBus();
+  const r = await run(
+    DBUS_SEND,
+    ["--system", "--print-reply", "--dest=org.freedesktop.DBus", "/", "org.freedesktop.DBus.GetConnectionUnixProcessID", "string:org.freedesktop.DBus"],
+    5_000,
+    { DBUS_SYSTEM_BUS_ADDRESS: bus.address },
+  );
+  const pid = Number(/uint32 (\d+)/.exec(r.stdout.toString("utf8"))?.[1] ?? 0);
+  if (pid > 0) buses.add(pid);
+  return {
+    address: bus.address,
+    async stop() {
+      await bus.stop();
+      buses.delete(pid);
+    },
+  };
+}
+
+/**
+ * Makes the configuration and state directories usable by _mandos, to
+ * which both servers drop when run as root.
+ */
+export function openToServerUser(conf: string, state: string): void {
+  if (process.getuid?.() !== 0) return;
+  chmodSync(conf, 0o755);
+  for (const f of ["clients.conf", "mandos.conf"]) {
+    try {
+      chmodSync(join(conf, f), 0o644);
+    } catch {
+      // absent
+    }
+  }
+  chmodSync(state, 0o777);
+}
+
+/** A port the OS just chose on ::1 (the reference takes port 0 as "no port"). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once("error", reject);
+    s.listen({ host: "::1", port: 0 }, () => {
+      const a = s.address();
+      const port = typeof a === "object" && a ? a.port : 0;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * Starts the Python reference server in the foreground on the private bus
+ * at `address`, in its own process group (it forks helpers), and waits
+ * until it listens and owns its bus name.
+ */
+export async function startReference(conf: string, state: string, address: string, restore = false): Promise<ReferenceServer> {
+  openToServerUser(conf, state);
+  const chosen = await freePort();
+  const child: ChildProcess = spawn(
+    MANDOS_REFERENCE,
+    ["--foreground", "--debug", "--no-zeroconf", "--address", "::1", "--port", String(chosen), "--configdir", conf, "--statedir", state, ...(restore ? [] : ["--no-restore"])],
+    { stdio: ["ignore", "pipe", "pipe"], detached: true, env: { ...process.env, DBUS_SYSTEM_BUS_ADDRESS: address } },
+  );
+  const pid = child.pid!;
+  groups.add(pid);
+  let text = "";
+  const exited = new Promise<void>((r) => child.once("exit", () => r()));
+  const port = await new Promise<number>((resolve, reject) => {
+    const onData = (d: Buffer): void => {
+      text += d.toString("utf8");
+      const m = /Now listening on address .*?, port (\d+)/.exec(text);
+      if (m) resolve(Number(m[1]));
+    };
+    child.stdout?.on("data", onData);
+    child.stderr?.on("data", onData);
+    const timer = setTimeout(() => reject(new Error(`the reference server did not listen within 60 s; log:\n${text}`)), 60_000);
+    void exited.then(() => {
+      clearTimeout(timer);
+      reject(new Error(`the reference server exited; log:\n${text}`));
+    });
+    child.stdout?.once("data", () => undefined);
+  });
+  const stop = async (): Promise<void> => {
+    const signal = (s: NodeJS.Signals): void => {
+      try {
+        process.kill(-pid, s);
+      } catch {
+        // gone
+      }
+    };
+    if (child.exitCode === null && child.signalCode === null) {
+      // The server alone: it saves its state on SIGTERM, and a signal to
+      // its helpers as well could cut that short. They go after it.
+      child.kill("SIGTERM");
+      const t = setTimeout(() => signal("SIGKILL"), 10_000);
+      await exited;
+      clearTimeout(t);
+    }
+    signal("SIGKILL");
+    groups.delete(pid);
+  };
+  try {
+    await waitForBusName(address);
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+  const waitForLog = async (pattern: RegExp, ms = 20_000): Promise<string> => {
+    const deadline = Date.now() + ms;
+    for (let i = 0; ; i++) {
+      const m = pattern.exec(text);
+      if (m) return m[0];
+      if (Date.now() > deadline || child.exitCode !== null) throw new Error(`reference log did not match ${pattern} within ${ms} ms; log:\n${text}`);
+      await new Promise((r) => setTimeout(r, Math.min(50 * 2 ** i, 500)));
+    }
+  };
+  return { port, log: () => text, waitForLog, stop };
+}
+
+export interface Fleet {
+  readonly conf: string;
+  readonly clients: TestClient[];
+}
+
+/**
+ * The fixed configuration the D-Bus tests serve: four clients with
+ * different settings. `alpha` plain; `bravo` disabled; `charlie` waits for
+ * approval (denied by default) with a custom checker, host and durations;
+ * `delta` approved by default after a delay.
+ */
+export function writeFleet(root: string, checkerDir: string): Fleet {
+  makeKeySet(join(root, "pgp"));
+  const clients = makeClients(root, join(root, "pgp"), 4, "c");
+  const [a, b, c, d] = clients as [TestClient, TestClient, TestClient, TestClient];
+  const rename = (t: TestClient, name: string): TestClient => ({ ...t, name, section: t.section.replace(`[${t.name}]`, `[${name}]`) });
+  const alpha = rename(a, "alpha");
+  const bravo = rename(b, "bravo");
+  const charlie = rename(c, "charlie");
+  const delta = rename(d, "delta");
+  const conf = join(root, "conf");
+  mkdirSync(conf, { recursive: true });
+  writeFileSync(join(conf, "mandos.conf"), "[DEFAULT]\n");
+  writeFileSync(
+    join(conf, "clients.conf"),
+    [
+      "[DEFAULT]",
+      "timeout = PT5M",
+      "interval = PT2M",
+      "checker = true",
+      "approval_delay = PT0S",
+      "approval_duration = PT1S",
+      "approved_by_default = True",
+      "",
+      alpha.section,
+      "",
+      bravo.section,
+      "enabled = False",
+      "",
+      charlie.section.replace(/^host\s*=.*$/m, "host = charlie.example.org"),
+      `checker = touch ${checkerDir}/ran-%%(host)s`,
+      "timeout = PT1H",
+      "extended_timeout = PT2H",
+      "interval = PT10M",
+      "approval_delay = PT30S",
+      "approval_duration = PT2S",
+      "approved_by_default = False",
+      "",
+      delta.section,
+      "approval_delay = PT3S",
+      "approved_by_default = True",
+      "",
+    ].join("\n"),
+    { mode: 0o600 },
+  );
+  return { conf, clients: [alpha, bravo, charlie, delta] };
+}
+
+/**
+ * An introspection XML document as a sorted list of facts, one a line
+ * ("interface I / method M / arg 0 in s name", "... / annotation K=V",
+ * "node child"): equal lists mean equal interfaces, whatever the order of
+ * elements, the whitespace or the XML prologue.
+ */
+export function introspectionFacts(text: string): string[] {
+  const xml = text.slice(text.indexOf("<node"), text.lastIndexOf("</node>") + "</node>".length);
+  const facts: string[] = [];
+  const stack: string[] = [];
+  const argCount: number[] = [];
+  for (const m of xml.matchAll(/<(\/?)(\w+)((?:\s+\w+="[^"]*")*)\s*(\/?)>/g)) {
+    const [, closing, tag, rawAttrs, selfClosing] = m as unknown as [string, string, string, string, string];
+    if (closing) {
+      stack.pop();
+      argCount.pop();
+      continue;
+    }
+    const attrs = Object.fromEntries([...rawAttrs.matchAll(/(\w+)="([^"]*)"/g)].map((a) => [a[1], a[2]]));
+    let fact: string;
+    if (tag === "node") fact = stack.length === 0 ? "node" : `node ${attrs.name ?? ""}`;
+    else if (tag === "arg") {
+      const i = argCount[argCount.length - 1] ?? 0;
+      argCount[argCount.length - 1] = i + 1;
+      fact = `arg ${i} ${attrs.direction ?? ""} ${attrs.type ?? ""} ${attrs.name ?? ""}`.replace(/\s+/g, " ");
+    } else if (tag === "annotation") fact = `annotation ${attrs.name ?? ""}=${attrs.value ?? ""}`;
+    else if (tag === "property") fact = `property ${attrs.name ?? ""} ${attrs.type ?? ""} ${attrs.access ?? ""}`;
+    else fact = `${tag} ${attrs.name ?? ""}`;
+    const path = [...stack.slice(1), fact].join(" / ");
+    facts.push(path);
+    if (!selfClosing) {
+      stack.push(fact);
+      argCount.push(0);
+    }
+  }
+  return facts.sort();
+}
+
+export interface FleetRoot {
+  readonly root: string;
+  /** Where the fleet's checkers leave their marks (writable by _mandos). */
+  readonly checkerDir: string;
+  readonly fleet: Fleet;
+}
+
+/** A temporary directory holding the fleet (writeFleet) and a checker directory; remove `root` when done. */
+export function makeFleetRoot(prefix: string): FleetRoot {
+  const root = mkdtempSync(join(tmpdir(), prefix));
+  chmodSync(root, 0o755);
+  const checkerDir = join(root, "checkers");
+  mkdirSync(checkerDir);
+  chmodSync(checkerDir, 0o777);
+  return { root, checkerDir, fleet: writeFleet(root, checkerDir) };
+}
+
+/** Our server (bin/mandos) on the bus at `address`, with D-Bus on, serving `conf`; resolves once it owns its bus name. */
+export async function startOurServer(conf: string, state: string, address: string, restore = false): Promise<RunningServer> {
+  mkdirSync(state, { recursive: true });
+  const server = await startServer(
+    ["--configdir", conf, "--statedir", state, ...(restore ? [] : ["--no-restore"]), "--port", "0", "--address", "::1"],
+    { DBUS_SYSTEM_BUS_ADDRESS: address },
+    { dbus: true },
+  );
+  try {
+    await waitForBusName(address);
+  } catch (e) {
+    await server.stop();
+    throw e;
+  }
+  return server;
+}
