@@ -120,18 +120,20 @@ describe("our D-Bus service compared with the reference server", { skip }, () =>
     assert.deepEqual(a.filter((f) => !f.startsWith("interface org.freedesktop.DBus.Introspectable")), b);
   });
 
-  test("Introspect on /: the same but for the known ClientAdded annotation (see the todo below)", async () => {
+  test("Introspect on /: the same interfaces, deprecated mirrors and annotations, and ClientAdded marked deprecated", async () => {
+    // One deliberate difference: issue #7 asks for every deprecated member
+    // the reference keeps, ClientAdded among them, to be marked deprecated
+    // in introspection; the reference 1.8.16 leaves that one signal
+    // unmarked. An annotation changes no call or signal on the bus.
     const [a, b] = await both((address) => introspect(address, "/"));
-    const known = (f: string): boolean => /^interface se\.(recompile|bsnet\.fukt)\.Mandos \/ signal ClientAdded \/ annotation org\.freedesktop\.DBus\.Deprecated=true$/.test(f);
+    const mark = (prefix: string): string => `interface ${prefix} / signal ClientAdded / annotation org.freedesktop.DBus.Deprecated=true`;
+    const marks = [mark("se.recompile.Mandos"), mark("se.bsnet.fukt.Mandos")];
     assert.ok(b.includes("interface se.bsnet.fukt.Mandos / annotation org.freedesktop.DBus.Deprecated=true"));
-    assert.deepEqual(a.filter((f) => !known(f)), b.filter((f) => !known(f)));
-  });
-
-  test("Introspect on /: the same interfaces, deprecated mirrors and annotations", {
-    todo: "ours marks the ClientAdded signal deprecated; the reference 1.8.16 does not (src/main/dbus/interfaces.ts)",
-  }, async () => {
-    const [a, b] = await both((address) => introspect(address, "/"));
-    assert.deepEqual(a, b);
+    for (const m of marks) {
+      assert.ok(a.includes(m), `ours lacks: ${m}`);
+      assert.ok(!b.includes(m), `the reference now has: ${m}; drop this exception`);
+    }
+    assert.deepEqual(a.filter((f) => !marks.includes(f)), b);
   });
 
   /**
