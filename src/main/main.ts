@@ -78,7 +78,17 @@ export async function main(argv: readonly string[]): Promise<number> {
   logger.addSink(syslog);
   if (settings.debug) logger.addSink(consoleSink("DEBUG"));
   else if (settings.foreground) logger.addSink(consoleSink(settings.debuglevel));
+  // The syslog socket keeps the event loop alive: every way out of serve(),
+  // a start-up failure included, must close it, or the process never exits.
+  try {
+    return await serve(settings, detach, logger);
+  } finally {
+    syslog.close();
+  }
+}
 
+/** Everything from the configuration to shutdown; resolves to the exit code. */
+async function serve(settings: ServerSettings, detach: boolean, logger: FanOutLogger): Promise<number> {
   let tlsSettings: TlsSettings;
   try {
     tlsSettings = parsePriority(settings.priority);
@@ -194,7 +204,6 @@ export async function main(argv: readonly string[]): Promise<number> {
         saver.saveNow();
         await runner.close();
         pidFile?.remove();
-        syslog.close();
         resolve(EXIT_OK);
       })();
     };

@@ -1,0 +1,100 @@
+// The real bin/mandos refuses to start on bad input as the reference does:
+// it exits 1 promptly (not hanging on an open syslog socket or a detached
+// child left behind), and its message names the file, line and key, without
+// the secret.
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { createServer } from "node:net";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+const BIN = new URL("../../bin/mandos", import.meta.url).pathname;
+const SECRET_TEXT = "c2VjcmV0LXRoYXQtbXVzdC1ub3QtbGVhaw";
+
+/** Pids of processes whose command line mentions `marker`. */
+function processesMentioning(marker: string): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/cmdline`, "utf8").includes(marker)) pids.push(Number(entry));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return pids;
+}
+
+function setUp(clientsConf: string, mandosConf = "[DEFAULT]\n"): { root: string; conf: string; state: string } {
+  const root = mkdtempSync(join(tmpdir(), "mandos-ts-startfail-"));
+  const conf = join(root, "conf");
+  const state = join(root, "state");
+  mkdirSync(conf);
+  mkdirSync(state);
+  writeFileSync(join(conf, "mandos.conf"), mandosConf);
+  writeFileSync(join(conf, "clients.conf"), clientsConf, { mode: 0o600 });
+  return { root, conf, state };
+}
+
+function run(conf: string, state: string, ...extra: string[]): ReturnType<typeof spawnSync> & { stderr: string } {
+  const r = spawnSync(BIN, ["--configdir", conf, "--statedir", state, "--no-zeroconf", "--no-dbus", "--port", "0", "--address", "::1", ...extra],
+    { encoding: "utf8", timeout: 20_000, killSignal: "SIGKILL" });
+  return r as ReturnType<typeof spawnSync> & { stderr: string };
+}
+
+const DUPLICATE = `[host1]\nkey_id = ${"ab".repeat(32)}\nsecret = ${SECRET_TEXT}\nsecret = ${SECRET_TEXT}\n`;
+
+for (const mode of ["--foreground", "detached"] as const) {
+  test(`a duplicate option in clients.conf: exit 1 at once, ${mode}, naming file, line and key`, async (t) => {
+    const { root, conf, state } = setUp(DUPLICATE);
+    t.after(() => {
+      for (const pid of processesMentioning(root)) process.kill(pid, "SIGKILL");
+      rmSync(root, { recursive: true, force: true });
+    });
+    const r = run(conf, state, ...(mode === "detached" ? [] : [mode]));
+    assert.equal(r.signal, null, "the server hung instead of exiting");
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(r.stderr, new RegExp(`${join(conf, "clients.conf").replace(/[.]/g, "\\.")}:4 \\[host1\\] key "secret"`));
+    assert.ok(!r.stderr.includes(SECRET_TEXT), "the error message carries the secret");
+    // A detached child reports its failure and then exits: give it 5 s.
+    for (let i = 0; i < 50 && processesMentioning(root).length > 0; i++) await new Promise((r) => setTimeout(r, 100));
+    assert.deepEqual(processesMentioning(root), [], "a server process stayed behind");
+  });
+}
+
+test("a malformed mandos.conf line: exit 1 naming file, line and key", (t) => {
+  const { root, conf, state } = setUp("", "[DEFAULT]\nport = 1\nport = 2\n");
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  const r = run(conf, state, "--foreground");
+  assert.equal(r.signal, null, "the server hung instead of exiting");
+  assert.equal(r.status, 1, r.stderr);
+  assert.match(r.stderr, /mandos\.conf:3 \[DEFAULT\] key "port"/);
+});
+
+test("a bad priority string: exit 1 naming the bad token", (t) => {
+  const { root, conf, state } = setUp("");
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  const r = run(conf, state, "--foreground", "--priority", "SECURE128:+NO-SUCH-THING");
+  assert.equal(r.signal, null, "the server hung instead of exiting");
+  assert.equal(r.status, 1, r.stderr);
+  assert.match(r.stderr, /bad priority string: .*NO-SUCH-THING/);
+});
+
+test("a port already taken: exit 1 saying it could not listen", async (t) => {
+  const { root, conf, state } = setUp("");
+  const blocker = createServer();
+  await new Promise<void>((resolve) => blocker.listen(0, "::1", resolve));
+  t.after(() => {
+    blocker.close();
+    rmSync(root, { recursive: true, force: true });
+  });
+  const port = (blocker.address() as { port: number }).port;
+  const r = spawnSync(BIN, ["--configdir", conf, "--statedir", state, "--no-zeroconf", "--no-dbus", "--foreground", "--port", String(port), "--address", "::1"],
+    { encoding: "utf8", timeout: 20_000, killSignal: "SIGKILL" });
+  assert.equal(r.signal, null, "the server hung instead of exiting");
+  assert.equal(r.status, 1, r.stderr);
+  assert.match(r.stderr, /could not listen: .*(EADDRINUSE|in use)/i);
+});
