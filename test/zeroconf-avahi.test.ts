@@ -40,8 +40,8 @@ describe("Zeroconf announcement seen by Avahi", { skip }, () => {
     });
 
   /** `iface` as --interface; without it, every interface. */
-  const announce = (name: string, port: number, iface?: string): ChildProcess =>
-    pair.spawn(pair.server, process.execPath, [ANNOUNCER, JSON.stringify({ name, port, interface: iface, ipv6: true })], {
+  const announce = (name: string, port: number, iface?: string, ipv6 = true): ChildProcess =>
+    pair.spawn(pair.server, process.execPath, [ANNOUNCER, JSON.stringify({ name, port, interface: iface, ipv6 })], {
       env: announcerEnv(),
     });
 
@@ -75,11 +75,17 @@ describe("Zeroconf announcement seen by Avahi", { skip }, () => {
     // No --interface: the veth end is "NAME@ifN" in `ip -o link`, which ciao's own choice would skip.
     first = announce("Mandos", 4711);
     assert.equal(await waitForLine(first, (l) => /^(ESTABLISHED|FAILED)/.test(l), 20_000), "ESTABLISHED Mandos");
-    const service = await browsed((s) => s.event === "=" && s.name === "Mandos");
+    const service = await browsed((s) => s.event === "=" && s.name === "Mandos" && s.protocol === "IPv4");
     assert.equal(service.type, "_mandos._tcp");
     assert.equal(service.port, 4711);
     assert.equal(service.address, pair.server.address);
     assert.equal(service.interface, pair.client.link);
+    // And over IPv6, the reference's default through Avahi. (Avahi resolves
+    // the host name of a service browsed over IPv6 to any address it has,
+    // the IPv4 one included; the IPv6-only test below pins the fe80:: one.)
+    const v6 = await browsed((s) => s.event === "=" && s.name === "Mandos" && s.protocol === "IPv6");
+    assert.equal(v6.port, 4711);
+    assert.match(v6.address ?? "", /^(fe80:|169\.254\.77\.1$)/i);
   });
 
   test("a second server with the same name is renamed 'Mandos #2', and both are browsable", async () => {
@@ -116,15 +122,43 @@ describe("Zeroconf announcement seen by Avahi", { skip }, () => {
     const late = announce("Mandos late", 4713, pair.server.link);
     try {
       await waitForLine(late, (l) => l.startsWith("DEBUG: Adding Zeroconf service"), 10_000);
-      assert.ok(!seen.some((s) => s.name === "Mandos late"));
+      assert.ok(!seen.some((s) => s.name === "Mandos late" && s.protocol === "IPv4"));
       pair.ip(pair.server, "addr", "add", `${pair.server.address}/16`, "dev", pair.server.link);
       // ciao alone never would (it has no socket there); we notice within
       // INTERFACE_POLL_MS (15 s) and start it afresh.
-      const service = await browsed((s) => s.event === "=" && s.name === "Mandos late", 40_000);
+      const service = await browsed((s) => s.event === "=" && s.name === "Mandos late" && s.protocol === "IPv4", 40_000);
       assert.equal(service.port, 4713);
       assert.equal(service.address, pair.server.address);
     } finally {
       late.kill("SIGTERM");
+    }
+  });
+
+  test("--no-ipv6: announced over IPv4 only", async () => {
+    const v4 = announce("Mandos v4", 4715, pair.server.link, false);
+    try {
+      assert.equal(await waitForLine(v4, (l) => /^(ESTABLISHED|FAILED)/.test(l), 20_000), "ESTABLISHED Mandos v4");
+      await browsed((s) => s.event === "=" && s.name === "Mandos v4" && s.protocol === "IPv4");
+      // Avahi asks over both protocols at once; give an IPv6 answer time to show.
+      await new Promise((resolve) => setTimeout(resolve, 3_000));
+      assert.ok(!seen.some((s) => s.name === "Mandos v4" && s.protocol === "IPv6"), JSON.stringify(seen.filter((s) => s.name === "Mandos v4")));
+    } finally {
+      v4.kill("SIGTERM");
+    }
+  });
+
+  test("a link with IPv6 link-local only is announced on over IPv6, with its fe80:: address", async () => {
+    pair.ip(pair.server, "addr", "del", `${pair.server.address}/16`, "dev", pair.server.link);
+    const v6 = announce("Mandos v6", 4714, pair.server.link);
+    try {
+      assert.equal(await waitForLine(v6, (l) => /^(ESTABLISHED|FAILED)/.test(l), 30_000), "ESTABLISHED Mandos v6");
+      const service = await browsed((s) => s.event === "=" && s.name === "Mandos v6" && s.protocol === "IPv6", 30_000);
+      assert.equal(service.port, 4714);
+      assert.match(service.address ?? "", /^fe80:/i);
+      assert.equal(service.interface, pair.client.link);
+    } finally {
+      v6.kill("SIGTERM");
+      pair.ip(pair.server, "addr", "add", `${pair.server.address}/16`, "dev", pair.server.link);
     }
   });
 });

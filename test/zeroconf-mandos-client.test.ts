@@ -4,7 +4,8 @@
 // in another namespace, connects, and prints the password. Nothing here
 // multicasts outside the namespaces this test makes.
 
-import { after, before, test } from "node:test";
+import { after, test } from "node:test";
+import type { ChildProcess } from "node:child_process";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -15,20 +16,14 @@ import { BIN_MANDOS, REPO } from "./helpers/server.js";
 const skip = netnsUnavailable(AVAHI_DAEMON, AVAHI_BROWSE, DBUS_DAEMON) || missing(MANDOS_CLIENT);
 const CLIENT_KEYS = join(REPO, "example/client");
 
-let pair: NetnsPair;
-
-before(() => {
-  if (!skip) pair = NetnsPair.create();
-});
+const pairs: NetnsPair[] = [];
 
 after(async () => {
-  await pair?.cleanup();
+  for (const pair of pairs) await pair.cleanup();
 });
 
-test("the real mandos-client without --connect finds bin/mandos by Zeroconf and gets its password", { skip }, async () => {
-  const bus = await pair.startSystemBus();
-  await pair.startAvahi(pair.client, bus);
-
+/** Starts bin/mandos in the server namespace and waits until it is announced. */
+async function startAnnouncedServer(pair: NetnsPair): Promise<{ server: ChildProcess; log: () => string }> {
   const server = pair.spawn(pair.server, process.execPath, [
     BIN_MANDOS, "--debug", "--no-dbus", "--configdir", join(REPO, "example"), "--statedir", pair.tempDir(),
     "--servicename", "Mandos", // no --interface: the default, on every interface
@@ -37,8 +32,12 @@ test("the real mandos-client without --connect finds bin/mandos by Zeroconf and 
   server.stderr!.setEncoding("utf8").on("data", (chunk: string) => { serverLog += chunk; });
   await waitForLine(server, (line) => line.includes("Zeroconf service established."), 20_000, "stderr")
     .catch((error: unknown) => assert.fail(`${String(error)}\nserver log:\n${serverLog}`));
+  return { server, log: () => serverLog };
+}
 
-  const result = await pair.run(pair.client, MANDOS_CLIENT, [
+/** The real mandos-client, without --connect, on the client end of the link. */
+function runMandosClient(pair: NetnsPair, bus: string): ReturnType<NetnsPair["run"]> {
+  return pair.run(pair.client, MANDOS_CLIENT, [
     `--interface=${pair.client.link}`,
     "--delay=5",
     `--network-hook-dir=${pair.tempDir()}`,
@@ -47,7 +46,17 @@ test("the real mandos-client without --connect finds bin/mandos by Zeroconf and 
     `--tls-privkey=${CLIENT_KEYS}/tls-privkey.pem`,
     `--tls-pubkey=${CLIENT_KEYS}/tls-pubkey.pem`,
   ], 45_000, { env: { ...process.env, DBUS_SYSTEM_BUS_ADDRESS: bus } });
-  assert.equal(result.code, 0, `mandos-client: ${result.stderr}\nserver log:\n${serverLog}`);
+}
+
+test("the real mandos-client without --connect finds bin/mandos by Zeroconf and gets its password", { skip }, async () => {
+  const pair = NetnsPair.create();
+  pairs.push(pair);
+  const bus = await pair.startSystemBus();
+  await pair.startAvahi(pair.client, bus);
+  const { server, log } = await startAnnouncedServer(pair);
+
+  const result = await runMandosClient(pair, bus);
+  assert.equal(result.code, 0, `mandos-client: ${result.stderr}\nserver log:\n${log()}`);
   assert.equal(result.stdout, readFileSync(join(CLIENT_KEYS, "password"), "utf8"));
 
   // Shutting down withdraws the service (goodbye packets), as the reference's cleanup() does.
@@ -57,4 +66,21 @@ test("the real mandos-client without --connect finds bin/mandos by Zeroconf and 
   await waitForLine(browser, (line) => line.startsWith("+;") && line.includes(";Mandos;"), 20_000);
   server.kill("SIGTERM");
   await waitForLine(browser, (line) => line.startsWith("-;") && line.includes(";Mandos;"), 20_000);
+});
+
+test("over IPv6 alone (link-local, no IPv4 on the link) mandos-client finds bin/mandos and gets its password", { skip }, async () => {
+  const pair = NetnsPair.create();
+  pairs.push(pair);
+  for (const side of [pair.server, pair.client]) pair.ip(side, "addr", "del", `${side.address}/16`, "dev", side.link);
+  await pair.waitForLinkLocal(pair.server);
+  await pair.waitForLinkLocal(pair.client);
+  const bus = await pair.startSystemBus();
+  await pair.startAvahi(pair.client, bus);
+  const { log } = await startAnnouncedServer(pair);
+
+  const result = await runMandosClient(pair, bus);
+  assert.equal(result.code, 0, `mandos-client: ${result.stderr}\nserver log:\n${log()}`);
+  assert.equal(result.stdout, readFileSync(join(CLIENT_KEYS, "password"), "utf8"));
+  // The server saw the client come from its fe80:: address.
+  assert.match(log(), /fe80:/i);
 });

@@ -41,19 +41,40 @@ interface Recorded {
   created?: number;
   shutdowns: number;
   destroys: number;
+  /** The links the last service's own advertisesOnInterface was asked about. */
+  asked?: string[];
+  /** The last fake responder's ciao internals, as the workarounds see them. */
+  server?: { checkIfPacketWasPreviouslySentFromUs(name: string, packet: Buffer): boolean };
+  service?: { advertisesOnInterface(name: string, skipAddressCheck?: boolean): boolean };
 }
 
-function fakeResponder(recorded: Recorded, advertise: () => Promise<void>): (options: ResponderOptions) => Responder {
+/**
+ * A stand-in for ciao's responder. Unless `bare`, it has the two internals
+ * our IPv6 repairs hook, as ciao 1.3.12 has them: the MDNSServer's lookup of
+ * packets sent from us (it knows one packet, "ours", sent on "eth0/6"), and
+ * the service's advertisesOnInterface (true for "eth0" only).
+ */
+function fakeResponder(recorded: Recorded, advertise: () => Promise<void>, bare = false): (options: ResponderOptions) => Responder {
   return (options) => {
     recorded.responderOptions = options;
+    const server = {
+      checkIfPacketWasPreviouslySentFromUs: (name: string, packet: Buffer): boolean => name === "eth0/6" && packet.toString() === "ours",
+    };
+    if (!bare) recorded.server = server;
     return {
+      ...(bare ? {} : { server }),
       createService(serviceOptions: ServiceOptions) {
         recorded.serviceOptions = serviceOptions;
         recorded.created = (recorded.created ?? 0) + 1;
-        return Object.assign(new EventEmitter(), {
+        recorded.asked = [];
+        const asked = recorded.asked;
+        const service = Object.assign(new EventEmitter(), {
           advertise,
           destroy: async () => { recorded.destroys++; },
+          ...(bare ? {} : { advertisesOnInterface: (name: string): boolean => { asked.push(name); return name === "eth0"; } }),
         });
+        if (!bare) recorded.service = service as unknown as Recorded["service"];
+        return service;
       },
       shutdown: async () => { recorded.shutdowns++; },
     } as unknown as Responder;
@@ -70,11 +91,11 @@ test("announces _mandos._tcp on our port under the service name; stop() withdraw
   const announcement = await startAnnouncement({
     name: "Mandos", port: 4711, ipv6: true, logger: recordingLogger(recorded),
     getResponder: fakeResponder(recorded, async () => {}),
-    ipv4Interfaces: () => ["eth0", "eth0.10"],
+    addressedLinks: () => ["eth0", "eth0/6", "eth0.10"],
   });
   assert.equal(await announcement.established, true);
-  // Every interface with IPv4 by name: ciao's own choice misses veth and VLAN interfaces.
-  assert.deepEqual(recorded.responderOptions, { interface: ["eth0", "eth0.10"] });
+  // Every link with an address, by name: ciao's own choice misses veth and VLAN interfaces.
+  assert.deepEqual(recorded.responderOptions, { interface: ["eth0", "eth0.10"], advertiseIpv6: true });
   assert.deepEqual(recorded.serviceOptions, {
     name: "Mandos", type: "mandos", port: 4711, restrictedAddresses: ["eth0", "eth0.10"],
   });
@@ -124,14 +145,14 @@ test("without --interface, a new interface with IPv4 is added by starting ciao a
   const announcement = await startAnnouncement({
     name: "Mandos", port: 4711, ipv6: true, logger: recordingLogger(recorded),
     getResponder: fakeResponder(recorded, async () => {}),
-    ipv4Interfaces: () => ipv4,
+    addressedLinks: () => ipv4,
     watch: (onTick) => { tick = onTick; return () => {}; },
   });
-  assert.deepEqual(recorded.responderOptions, { interface: ["eth0"] });
+  assert.deepEqual(recorded.responderOptions, { interface: ["eth0"], advertiseIpv6: true });
   ipv4 = ["eth0", "wlan0"];
   tick();
   await new Promise(setImmediate); // the restart's promise chain (fakes resolve at once)
-  assert.deepEqual(recorded.responderOptions, { interface: ["eth0", "wlan0"] });
+  assert.deepEqual(recorded.responderOptions, { interface: ["eth0", "wlan0"], advertiseIpv6: true });
   ipv4 = ["wlan0"];
   tick();
   await new Promise(setImmediate);
@@ -147,10 +168,10 @@ test("an interface that gains its first IPv4 address makes us start ciao afresh,
   const announcement = await startAnnouncement({
     name: "Mandos", port: 4711, interface: "eth1", ipv6: true, logger: recordingLogger(recorded),
     getResponder: fakeResponder(recorded, async () => {}),
-    ipv4Interfaces: () => ipv4,
+    addressedLinks: () => ipv4,
     watch: (onTick) => { tick = onTick; return () => { unwatched = true; }; },
   });
-  assert.ok(recorded.logs.includes("INFO: Zeroconf: no IPv4 address on eth1 yet; announcing once there is one"));
+  assert.ok(recorded.logs.includes("INFO: Zeroconf: no IPv4 or IPv6 address on eth1 yet; announcing once there is one"));
   tick();
   assert.equal(recorded.created, 1, "nothing changed, nothing restarted");
   ipv4 = ["eth1"];
@@ -164,4 +185,69 @@ test("an interface that gains its first IPv4 address makes us start ciao afresh,
   assert.ok(unwatched);
   tick();
   assert.equal(recorded.created, 2, "nothing restarts after stop()");
+});
+
+test("a link that gains IPv6 is announced on afresh, and the log says which family", async () => {
+  const recorded: Recorded = { logs: [], shutdowns: 0, destroys: 0 };
+  let links = ["eth1"];
+  let tick: () => void = () => {};
+  const announcement = await startAnnouncement({
+    name: "Mandos", port: 4711, interface: "eth1", ipv6: true, logger: recordingLogger(recorded),
+    getResponder: fakeResponder(recorded, async () => {}),
+    addressedLinks: () => links,
+    watch: (onTick) => { tick = onTick; return () => {}; },
+  });
+  links = ["eth1", "eth1/6"];
+  tick();
+  await new Promise(setImmediate);
+  assert.equal(recorded.created, 2);
+  assert.ok(recorded.logs.includes("INFO: Zeroconf: eth1 now has IPv6; announcing again"), recorded.logs.join("\n"));
+  assert.deepEqual(recorded.serviceOptions?.restrictedAddresses, ["eth1"]);
+  await announcement.stop();
+});
+
+test("IPv6 repairs: ciao's 'eth0/6' socket is asked about as link eth0, and our own IPv6 packets are recognised", async () => {
+  const recorded: Recorded = { logs: [], shutdowns: 0, destroys: 0 };
+  const announcement = await startAnnouncement({
+    name: "Mandos", port: 4711, ipv6: true, logger: recordingLogger(recorded),
+    getResponder: fakeResponder(recorded, async () => {}),
+    addressedLinks: () => ["eth0", "eth0/6"],
+  });
+  assert.equal(await announcement.established, true);
+  const service = recorded.service!;
+  assert.equal(service.advertisesOnInterface("eth0/6"), true);
+  assert.equal(service.advertisesOnInterface("eth0"), true);
+  assert.equal(service.advertisesOnInterface("eth1/6"), false);
+  assert.deepEqual(recorded.asked, ["eth0", "eth0", "eth1"]);
+  const server = recorded.server!;
+  // ciao asks under the link's name for a packet it filed under "eth0/6".
+  assert.equal(server.checkIfPacketWasPreviouslySentFromUs("eth0", Buffer.from("ours")), true);
+  assert.equal(server.checkIfPacketWasPreviouslySentFromUs("eth0", Buffer.from("a rival's")), false);
+  assert.equal(server.checkIfPacketWasPreviouslySentFromUs("eth1", Buffer.from("ours")), false);
+  assert.ok(!recorded.logs.some((l) => l.includes("IPv6")), recorded.logs.join("\n"));
+  await announcement.stop();
+});
+
+test("--no-ipv6 leaves ciao's internals alone", async () => {
+  const recorded: Recorded = { logs: [], shutdowns: 0, destroys: 0 };
+  const announcement = await startAnnouncement({
+    name: "Mandos", port: 4711, ipv6: false, logger: recordingLogger(recorded),
+    getResponder: fakeResponder(recorded, async () => {}),
+    addressedLinks: () => ["eth0"],
+  });
+  assert.equal(recorded.service!.advertisesOnInterface("eth0/6"), false, "not mapped to eth0");
+  assert.equal(recorded.server!.checkIfPacketWasPreviouslySentFromUs("eth0", Buffer.from("ours")), false, "not looked up under eth0/6");
+  await announcement.stop();
+});
+
+test("a ciao without those internals: a warning, and the IPv4 announcement goes on", async () => {
+  const recorded: Recorded = { logs: [], shutdowns: 0, destroys: 0 };
+  const announcement = await startAnnouncement({
+    name: "Mandos", port: 4711, ipv6: true, logger: recordingLogger(recorded),
+    getResponder: fakeResponder(recorded, async () => {}, true),
+    addressedLinks: () => ["eth0", "eth0/6"],
+  });
+  assert.equal(await announcement.established, true);
+  assert.ok(recorded.logs.includes("WARNING: Zeroconf: this ciao cannot announce over IPv6 on chosen interfaces; IPv4 only"), recorded.logs.join("\n"));
+  await announcement.stop();
 });

@@ -7,11 +7,14 @@
 //   queries, and re-announces by itself when an interface comes or goes or an
 //   address changes (it polls the interfaces every 15 s). stop() sends
 //   goodbyes (§10.1).
-// - ciao announces only on interfaces with IPv4, and makes a socket only if
-//   the interface has an IPv4 address when it starts or when the interface
-//   appears; an interface that *gains* its first IPv4 address later is never
-//   announced on (ciao 1.3.12). So we watch for that, as often as ciao polls,
-//   and then start ciao afresh under the name we already have.
+// - ciao makes a socket per link and address family only if the link has an
+//   address of that family when ciao starts or when the link appears; a link
+//   that *gains* its first IPv4 (or IPv6) address later is never announced
+//   on (ciao 1.3.12). So we watch for that, as often as ciao polls, and then
+//   start ciao afresh under the name we already have.
+// - IPv6 (unless --no-ipv6, as the reference through Avahi): ciao 1.3.12
+//   needs two repairs to announce over IPv6 on links we name; see
+//   answerOverIpv6 and recogniseOwnIpv6Packets.
 // - On a name collision ciao renames to "Mandos (2)"; the reference (through
 //   Avahi) to "Mandos #2". We hook the one step where ciao picks the next name
 //   so that the name probed and announced is Avahi's form, and log each rename
@@ -32,7 +35,7 @@ export const SERVICE_TYPE = "mandos";
 /** As the reference's AvahiService.max_renames. */
 export const MAX_RENAMES = 32768;
 
-/** How often we look for an interface that gained IPv4: as often as ciao's NetworkManager polls. */
+/** How often we look for a link that gained an address: as often as ciao's NetworkManager polls. */
 export const INTERFACE_POLL_MS = 15_000;
 
 export interface AnnouncementOptions {
@@ -53,8 +56,12 @@ export interface AnnouncementOptions {
   /** Tests: where the ciao responder comes from. */
   readonly getResponder?: (options: ResponderOptions) => Responder;
   readonly maxRenames?: number;
-  /** Tests: names of the interfaces (within `interface`, if given) that have an IPv4 address now. */
-  readonly ipv4Interfaces?: () => string[];
+  /**
+   * Tests: the links (within `interface`, if given) we can announce on now,
+   * as ciao names its sockets: "eth0" for one with IPv4, "eth0/6" for one
+   * with IPv6 (only asked for when `ipv6`).
+   */
+  readonly addressedLinks?: () => string[];
   /** Tests: calls `tick` periodically until the returned function is called. */
   readonly watch?: (tick: () => void) => () => void;
 }
@@ -99,11 +106,57 @@ function isRenamable(service: CiaoService): boolean {
     && typeof candidate.rebuildServiceRecords === "function";
 }
 
-function ipv4InterfacesOf(only: string | undefined): () => string[] {
+/**
+ * ciao 1.3.12 names its IPv6 socket on eth0 "eth0/6" and asks the service
+ * whether it advertises on "eth0/6"; a service with restrictedAddresses
+ * (which we need: see #publish) knows only "eth0", so says no, and nothing is
+ * ever sent over IPv6. Ask about the link itself instead. Returns false when
+ * ciao no longer has the method (then IPv6 stays silent, as before).
+ */
+function answerOverIpv6(service: CiaoService): boolean {
+  const candidate = service as unknown as { advertisesOnInterface?: unknown };
+  if (typeof candidate.advertisesOnInterface !== "function") return false;
+  const original = candidate.advertisesOnInterface as (name: string, skipAddressCheck?: boolean) => boolean;
+  candidate.advertisesOnInterface = function (this: CiaoService, name: string, skipAddressCheck?: boolean): boolean {
+    return original.call(this, name.endsWith("/6") ? name.slice(0, -2) : name, skipAddressCheck);
+  };
+  return true;
+}
+
+/**
+ * ciao hears its own multicast (loopback stays on, so that queriers on this
+ * host hear it) and drops a packet it sent itself by looking the packet up
+ * among those sent on the receiving interface. It files a packet sent over
+ * IPv6 under the socket's name, "eth0/6", but looks a received one up under
+ * the link's, "eth0" (ciao 1.3.12, MDNSServer), so over IPv6 it takes its
+ * own probes for a rival's and renames itself for ever. Look under both. A
+ * packet byte for byte like one we just sent is ours: a rival's answer
+ * carries its own address.
+ */
+function recogniseOwnIpv6Packets(responder: Responder): boolean {
+  const server = (responder as unknown as { server?: { checkIfPacketWasPreviouslySentFromUs?: unknown } }).server;
+  if (!server || typeof server.checkIfPacketWasPreviouslySentFromUs !== "function") return false;
+  const original = server.checkIfPacketWasPreviouslySentFromUs as (name: string, packet: Buffer) => boolean;
+  server.checkIfPacketWasPreviouslySentFromUs = function (this: unknown, name: string, packet: Buffer): boolean {
+    return original.call(this, name, packet) || original.call(this, `${name}/6`, packet);
+  };
+  return true;
+}
+
+/**
+ * The links we can announce on, as ciao names its sockets: "eth0" when it has
+ * IPv4, "eth0/6" when it has IPv6 (link-local included) and `ipv6` is on.
+ */
+function addressedLinksOf(only: string | undefined, ipv6: boolean): () => string[] {
   return () => Object.entries(networkInterfaces())
-    .filter(([name, addresses]) => (only === undefined || name === only)
-      && (addresses ?? []).some((a) => a.family === "IPv4" && !a.internal))
-    .map(([name]) => name);
+    .filter(([name]) => only === undefined || name === only)
+    .flatMap(([name, addresses]) => {
+      const external = (addresses ?? []).filter((a) => !a.internal);
+      return [
+        ...(external.some((a) => a.family === "IPv4") ? [name] : []),
+        ...(ipv6 && external.some((a) => a.family === "IPv6") ? [`${name}/6`] : []),
+      ];
+    });
 }
 
 function pollEvery(ms: number): (tick: () => void) => () => void {
@@ -114,7 +167,7 @@ function pollEvery(ms: number): (tick: () => void) => () => void {
   };
 }
 
-/** One ciao responder and service; replaced when an interface gains IPv4. */
+/** One ciao responder and service; replaced when a link gains an address. */
 interface Publication {
   readonly responder: Responder;
   readonly service: CiaoService;
@@ -124,12 +177,12 @@ interface Publication {
 class MandosAnnouncement implements Announcement {
   readonly #options: AnnouncementOptions;
   readonly #logger: Logger;
-  readonly #ipv4Interfaces: () => string[];
+  readonly #addressedLinks: () => string[];
   #name: string;
   #renames = 0;
   #stopped = false;
   #publication: Publication | undefined;
-  /** Interfaces that had IPv4 when ciao last started. */
+  /** addressedLinks() when ciao last started. */
   #known = new Set<string>();
   /** Restarts and stop() run one after another. */
   #queue: Promise<void> = Promise.resolve();
@@ -143,7 +196,7 @@ class MandosAnnouncement implements Announcement {
     this.#logger = options.logger;
     this.#name = options.name;
     const only = options.interface ? options.interface : undefined;
-    this.#ipv4Interfaces = options.ipv4Interfaces ?? ipv4InterfacesOf(only);
+    this.#addressedLinks = options.addressedLinks ?? addressedLinksOf(only, options.ipv6);
     const gaveUp = new Promise<false>((resolve) => { this.#resolveGaveUp = resolve; });
     const first = this.#publish();
     this.established = first ? Promise.race([first.advertised, gaveUp]) : Promise.resolve(false);
@@ -166,9 +219,10 @@ class MandosAnnouncement implements Announcement {
 
   #checkInterfaces(): void {
     if (this.#stopped) return;
-    const gained = this.#ipv4Interfaces().filter((name) => !this.#known.has(name));
+    const gained = this.#addressedLinks().filter((name) => !this.#known.has(name));
     if (gained.length === 0) return;
-    this.#logger.info(`Zeroconf: ${gained.join(", ")} now has IPv4; announcing again`);
+    const what = gained.map((key) => (key.endsWith("/6") ? `${key.slice(0, -2)} now has IPv6` : `${key} now has IPv4`));
+    this.#logger.info(`Zeroconf: ${what.join(", ")}; announcing again`);
     this.#queue = this.#queue.then(async () => {
       if (this.#stopped) return;
       await this.#withdraw();
@@ -180,9 +234,10 @@ class MandosAnnouncement implements Announcement {
   #publish(): Publication | undefined {
     const options = this.#options;
     const logger = this.#logger;
-    this.#known = new Set(this.#ipv4Interfaces());
+    this.#known = new Set(this.#addressedLinks());
     if (this.#known.size === 0) {
-      logger.info(`Zeroconf: no IPv4 address on ${options.interface ? options.interface : "any interface"} yet; announcing once there is one`);
+      const family = options.ipv6 ? "IPv4 or IPv6" : "IPv4";
+      logger.info(`Zeroconf: no ${family} address on ${options.interface ? options.interface : "any interface"} yet; announcing once there is one`);
     }
     let responder: Responder;
     let service: CiaoService;
@@ -190,12 +245,14 @@ class MandosAnnouncement implements Announcement {
       // Never ciao's own choice of interfaces: on Linux it takes the names
       // from `ip -o link show`, where a veth or VLAN interface is
       // "eth0.10@eth0", matches none of them, and is silently skipped. So
-      // without --interface we name every interface that has IPv4 now (ciao
+      // without --interface we name every link that has an address now (ciao
       // announces on no other), and restart when that set grows.
-      const names = options.interface ? [options.interface] : [...this.#known];
+      const names = options.interface ? [options.interface]
+        : [...new Set([...this.#known].map((key) => key.replace(/\/6$/, "")))];
       const responderOptions: ResponderOptions = {
         interface: options.interface ? options.interface : names,
-        ...(options.ipv6 ? {} : { disableIpv6: true }),
+        // ciao answers over IPv6 multicast (ff02::fb) only when asked to.
+        ...(options.ipv6 ? { advertiseIpv6: true } : { disableIpv6: true }),
       };
       responder = (options.getResponder ?? ciao.getResponder)(responderOptions);
       service = responder.createService({
@@ -213,6 +270,9 @@ class MandosAnnouncement implements Announcement {
       return undefined;
     }
     this.#chooseRenames(service);
+    if (options.ipv6 && !(recogniseOwnIpv6Packets(responder) && answerOverIpv6(service))) {
+      logger.warning("Zeroconf: this ciao cannot announce over IPv6 on chosen interfaces; IPv4 only");
+    }
 
     logger.debug(`Adding Zeroconf service '${this.#name}' of type '_${SERVICE_TYPE}._tcp' ...`);
     const advertised = service.advertise().then(

@@ -102,7 +102,7 @@ export interface Side {
   readonly ns: string;
   /** This side's end of the veth pair. */
   readonly link: string;
-  /** Its IPv4 address (link-local; ciao announces only on links with IPv4). */
+  /** Its IPv4 address (169.254/16); tests of IPv6 alone delete it. */
   readonly address: string;
 }
 
@@ -148,6 +148,22 @@ export class NetnsPair {
   /** Runs `ip -n NS ARGS...` on `side`'s namespace (addresses, links). */
   ip(side: Side, ...args: string[]): void {
     execFileSync(IP, ["-n", side.ns, ...args], { stdio: ["ignore", "ignore", "pipe"] });
+  }
+
+  /**
+   * Waits until `side`'s link has an fe80:: address past duplicate address
+   * detection (not "tentative"), so that it can send and receive; returns it.
+   */
+  async waitForLinkLocal(side: Side, timeoutMs = 10_000): Promise<string> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const out = execFileSync(IP, ["-n", side.ns, "-6", "-o", "addr", "show", "dev", side.link, "scope", "link"], { encoding: "utf8" });
+      const line = out.split("\n").find((l) => / fe80:/.test(l) && !/tentative/.test(l));
+      const address = line ? / (fe80:[0-9a-f:]+)\//.exec(line)?.[1] : undefined;
+      if (address) return address;
+      if (Date.now() > deadline) throw new Error(`no usable link-local address on ${side.link} after ${timeoutMs} ms:\n${out}`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
   }
 
   /** A scratch directory removed on cleanup. */
