@@ -3,6 +3,8 @@
 // with the reason instead of failing or pretending.
 
 import { accessSync, constants } from "node:fs";
+// Stops, at exit, the gpg-agents the real mandos-client leaves behind.
+import "./gpg-agents.js";
 
 export const MANDOS_CLIENT = "/usr/lib/x86_64-linux-gnu/mandos/plugins.d/mandos-client";
 export const MANDOS_KEYGEN = "/usr/sbin/mandos-keygen";
