@@ -13,7 +13,7 @@ import {
   createPrivateKey,
   createPublicKey,
   diffieHellman,
-  generateKeyPairSync,
+  randomBytes,
   sign as cryptoSign,
   timingSafeEqual,
   verify as cryptoVerify,
@@ -279,17 +279,26 @@ export function generateKeyShare(group: NamedGroup): KeyShare {
     return { group, privateKey: ecdh.getPrivateKey(), publicKey };
   }
   const m = MONTGOMERY[group]!;
-  const pair = m.type === "x25519" ? generateKeyPairSync("x25519") : generateKeyPairSync("x448");
+  // Not generateKeyPairSync: in Node 20 the key-generation job it leaves
+  // for the garbage collector takes a mutex in its destructor, and when
+  // that collection runs inside a later export of a key (which holds the
+  // same mutex while it allocates the JWK's strings), the thread deadlocks
+  // for good. Seen here about once per 200,000 keys under load, freezing
+  // the whole server (gdb: ~KeyGenJob -> uv_mutex_lock inside a GC inside
+  // NewStringFromOneByte). A private key imported from random bytes makes
+  // no such job and costs the same (~40 µs). OpenSSL clamps the scalar
+  // (RFC 7748 §5), so any bytes make a valid key; Node 20 reads only `d`
+  // of a private OKP JWK, `x` just has to be present.
+  const crv = m.type === "x25519" ? "X25519" : "X448";
+  const d = randomBytes(m.length).toString("base64url");
+  const keyObject = createPrivateKey({ key: { kty: "OKP", crv, d, x: d }, format: "jwk" });
   // The public key as JWK: OpenSSL 3 encodes DER through its generic encoder
-  // (~70 µs for an X25519 SPKI here, twice the key generation), while JWK
-  // reads the raw key (~2.5 µs). The private key is not exported at all:
-  // the KeyObject is kept for the agreement (and a private-key JWK export
-  // was once seen to hang in a futex, Node 20 / OpenSSL 3).
-  const jwk = pair.publicKey.export({ format: "jwk" });
+  // (~70 µs for an X25519 SPKI here), while JWK reads the raw key (~2.5 µs).
+  const jwk = createPublicKey(keyObject).export({ format: "jwk" });
   return {
     group,
     privateKey: new Uint8Array(0),
-    keyObject: pair.privateKey,
+    keyObject,
     publicKey: Buffer.from(jwk.x ?? "", "base64url"),
   };
 }
