@@ -3,6 +3,12 @@
 // starting at once, at most `concurrency` connected at a time. Every secret
 // is checked byte for byte. Reads a job (JSON) from the file named in
 // argv[2]; writes a report (JSON) to stdout.
+//
+// With `warmupConnections`, it first makes that many connections (not
+// measured, but checked), so that both its own and the server's code are
+// compiled by the JIT, writes "WARM" on a line of its own to stdout, and
+// waits for a line on stdin before the measured wave: the caller reads the
+// server's CPU time in between.
 
 import { createPrivateKey, createPublicKey } from "node:crypto";
 import { readFileSync } from "node:fs";
@@ -21,6 +27,16 @@ export interface LoadJob {
   /** How many connections to make (machines are used round-robin if fewer). */
   readonly connections: number;
   readonly machines: ReadonlyArray<{ readonly privateKeyPem: string; readonly secretBase64: string }>;
+  /** Unmeasured connections first, then "WARM" and a wait for stdin (see above). */
+  readonly warmupConnections?: number;
+}
+
+/** What the warm-up did: every secret there is checked too. */
+export interface WarmupReport {
+  readonly attempted: number;
+  readonly succeeded: number;
+  readonly failures: number;
+  readonly mismatches: number;
 }
 
 export interface LoadReport {
@@ -32,6 +48,7 @@ export interface LoadReport {
   readonly durationMs: number;
   readonly secretsPerSecond: number;
   readonly latencyMs: { readonly p50: number; readonly p90: number; readonly p99: number; readonly max: number };
+  readonly warmup?: WarmupReport;
 }
 
 function percentile(sorted: readonly number[], p: number): number {
@@ -40,13 +57,27 @@ function percentile(sorted: readonly number[], p: number): number {
   return sorted[Math.max(0, i)]!;
 }
 
-async function runJob(job: LoadJob): Promise<LoadReport> {
-  const settings = parsePriority(job.priority);
-  const identities: ClientIdentity[] = job.machines.map((m) => {
-    const privateKey = createPrivateKey(m.privateKeyPem);
-    return { privateKey, publicKeySpki: createPublicKey(privateKey).export({ type: "spki", format: "der" }) };
-  });
-  const secrets = job.machines.map((m) => Buffer.from(m.secretBase64, "base64"));
+interface Wave {
+  readonly attempted: number;
+  readonly succeeded: number;
+  readonly failures: number;
+  readonly mismatches: number;
+  readonly failureCodes: Record<string, number>;
+  readonly durationMs: number;
+  /** Sorted. */
+  readonly latencies: number[];
+}
+
+interface Prepared {
+  readonly job: LoadJob;
+  readonly settings: ReturnType<typeof parsePriority>;
+  readonly identities: readonly ClientIdentity[];
+  readonly secrets: readonly Buffer[];
+}
+
+/** `connections` connections, at most job.concurrency at a time, machines round-robin from `first`. */
+async function wave(p: Prepared, connections: number, first: number): Promise<Wave> {
+  const { job, settings, identities, secrets } = p;
   const latencies: number[] = [];
   const failureCodes: Record<string, number> = {};
   let next = 0;
@@ -57,9 +88,8 @@ async function runJob(job: LoadJob): Promise<LoadReport> {
 
   const worker = async (): Promise<void> => {
     for (;;) {
-      if (next >= job.connections || performance.now() - start > job.budgetMs) return;
-      const i = next++;
-      const m = i % identities.length;
+      if (next >= connections || performance.now() - start > job.budgetMs) return;
+      const m = (first + next++) % identities.length;
       const t0 = performance.now();
       try {
         const secret = await fetchSecret({
@@ -80,23 +110,59 @@ async function runJob(job: LoadJob): Promise<LoadReport> {
     }
   };
   await Promise.all(Array.from({ length: job.concurrency }, worker));
-  const durationMs = performance.now() - start;
   latencies.sort((a, b) => a - b);
+  return { attempted: next, succeeded, failures, mismatches, failureCodes, durationMs: performance.now() - start, latencies };
+}
+
+function nextStdinLine(): Promise<void> {
+  return new Promise((resolve) => {
+    const onData = (chunk: Buffer): void => {
+      if (!chunk.includes(10)) return;
+      process.stdin.off("data", onData);
+      process.stdin.pause();
+      resolve();
+    };
+    process.stdin.on("data", onData);
+    process.stdin.once("end", () => resolve());
+  });
+}
+
+async function runJob(job: LoadJob): Promise<LoadReport> {
+  const settings = parsePriority(job.priority);
+  const identities: ClientIdentity[] = job.machines.map((m) => {
+    const privateKey = createPrivateKey(m.privateKeyPem);
+    return { privateKey, publicKeySpki: createPublicKey(privateKey).export({ type: "spki", format: "der" }) };
+  });
+  const secrets = job.machines.map((m) => Buffer.from(m.secretBase64, "base64"));
+  const prepared: Prepared = { job, settings, identities, secrets };
+
+  let warmup: WarmupReport | undefined;
+  const warmupConnections = job.warmupConnections ?? 0;
+  if (warmupConnections > 0) {
+    // The last machines warm up; the measured wave then runs over all, from the first.
+    const w = await wave(prepared, warmupConnections, Math.max(0, identities.length - warmupConnections));
+    warmup = { attempted: w.attempted, succeeded: w.succeeded, failures: w.failures, mismatches: w.mismatches };
+    process.stdout.write("WARM\n");
+    await nextStdinLine();
+  }
+
+  const w = await wave(prepared, job.connections, 0);
   const round = (x: number): number => Math.round(x * 10) / 10;
   return {
-    attempted: next,
-    succeeded,
-    failures,
-    mismatches,
-    failureCodes,
-    durationMs: round(durationMs),
-    secretsPerSecond: round((succeeded / durationMs) * 1000),
+    attempted: w.attempted,
+    succeeded: w.succeeded,
+    failures: w.failures,
+    mismatches: w.mismatches,
+    failureCodes: w.failureCodes,
+    durationMs: round(w.durationMs),
+    secretsPerSecond: round((w.succeeded / w.durationMs) * 1000),
     latencyMs: {
-      p50: round(percentile(latencies, 50)),
-      p90: round(percentile(latencies, 90)),
-      p99: round(percentile(latencies, 99)),
-      max: round(latencies[latencies.length - 1] ?? 0),
+      p50: round(percentile(w.latencies, 50)),
+      p90: round(percentile(w.latencies, 90)),
+      p99: round(percentile(w.latencies, 99)),
+      max: round(w.latencies[w.latencies.length - 1] ?? 0),
     },
+    ...(warmup ? { warmup } : {}),
   };
 }
 

@@ -111,15 +111,26 @@ function procStats(pid: number): { cpuMs: number; peakRssKiB: number } {
   return { cpuMs: (ticks * 1000) / CLK_TCK, peakRssKiB: hwm };
 }
 
-function runGenerator(job: LoadJob, dir: string): Promise<LoadReport> {
+/**
+ * Runs the load generator on `job`. With a warm-up, `onWarm` runs between it
+ * and the measured wave (to read the server's CPU time there).
+ */
+function runGenerator(job: LoadJob, dir: string, onWarm: () => void = () => {}): Promise<LoadReport> {
   const jobFile = join(dir, `job-${process.hrtime.bigint()}.json`);
   writeFileSync(jobFile, JSON.stringify(job));
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [...words(process.env.BENCH_LOADGEN_NODE_FLAGS), join(REPO, "dist/bench/load-generator.js"), jobFile], {
-      stdio: ["ignore", "pipe", "inherit"],
+      stdio: ["pipe", "pipe", "inherit"],
     });
     let out = "";
-    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    child.stdout.on("data", (d: Buffer) => {
+      out += d.toString();
+      if (out.startsWith("WARM\n")) {
+        out = out.slice(5);
+        onWarm();
+        child.stdin.end("GO\n");
+      }
+    });
     child.on("exit", (code) => {
       rmSync(jobFile, { force: true });
       if (code !== 0) reject(new Error(`load generator exited with ${code}`));
@@ -152,6 +163,13 @@ export interface RebootOptions {
   readonly sizes: readonly number[];
   readonly concurrencies: readonly number[];
   readonly workers: ReadonlyArray<number | "default">;
+  /**
+   * Connections made to each of our servers before it is measured, so that
+   * the JIT has compiled the hot path (ours and the load generator's): a
+   * run of 1,000 machines lasts about a second, and without a warm-up it
+   * measures mostly compilation. The reference is not warmed up.
+   */
+  readonly warmupConnections?: number;
   /** Connections per run: all N machines once. */
   readonly referenceConnections: number;
   readonly referenceBudgetMs: number;
@@ -182,10 +200,14 @@ export async function runRebootSimulation(options: RebootOptions): Promise<Reboo
           const server = spawn(process.execPath, [...serverNodeFlags(), ...args], { stdio: ["ignore", "ignore", "inherit"] });
           try {
             await waitForPort(port, server, 60_000);
-            const before = procStats(server.pid!);
+            let before = procStats(server.pid!);
             const report = await runGenerator(
-              { host: "::1", port, concurrency, timeoutMs: 30_000, budgetMs: 60_000, priority: DEFAULT_PRIORITY, connections: n, machines: jobMachines },
+              {
+                host: "::1", port, concurrency, timeoutMs: 30_000, budgetMs: 60_000, priority: DEFAULT_PRIORITY, connections: n, machines: jobMachines,
+                warmupConnections: options.warmupConnections ?? 0,
+              },
               root,
+              () => { before = procStats(server.pid!); },
             );
             const after = procStats(server.pid!);
             const run: RebootRun = {
