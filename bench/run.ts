@@ -35,7 +35,7 @@ try {
   if (quick) {
     runs = await runRebootSimulation({ ...common, sizes: [200], concurrencies: [64], workers: [2], warmupConnections: 100, referenceConnections: 20, referenceBudgetMs: 15_000 });
   } else {
-    const warmupConnections = 1000;
+    const warmupConnections = 4000;
     runs = [
       ...(await runRebootSimulation({ ...common, sizes: [1000], concurrencies: [64, 256], workers: [0, 1, 2, "default"], warmupConnections, referenceConnections: 100, referenceBudgetMs: 40_000 })),
       ...(await runRebootSimulation({ ...common, sizes: [10000], concurrencies: [256], workers: [0, 1, 2], warmupConnections, referenceConnections: 0, referenceBudgetMs: 0 })),
@@ -52,10 +52,10 @@ const reference = runs.filter((r) => r.server === "python-reference");
 const bad = ours.filter((r) => r.report.failures > 0 || r.report.mismatches > 0 || r.report.succeeded < r.report.attempted
   || (r.report.warmup !== undefined && (r.report.warmup.failures > 0 || r.report.warmup.mismatches > 0 || r.report.warmup.succeeded < r.report.warmup.attempted)));
 
-let table = "| server | workers | clients | concurrent | secrets/s | p50 ms | p90 ms | p99 ms | max ms | ok/attempted | peak RSS MiB | CPU ms/secret |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+let table = "| server | workers | clients | concurrent | secrets/s | steady secrets/s | p50 ms | p90 ms | p99 ms | max ms | ok/attempted | peak RSS MiB | CPU ms/secret |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
 for (const r of runs) {
   const p = r.report;
-  table += `| ${r.server} | ${r.workers ?? "-"} | ${r.clients} | ${r.concurrency} | ${p.secretsPerSecond} | ${p.latencyMs.p50} | ${p.latencyMs.p90} | ${p.latencyMs.p99} | ${p.latencyMs.max} | ${p.succeeded}/${p.attempted} | ${r.peakRssMiB} | ${r.cpuMsPerSecret} |\n`;
+  table += `| ${r.server} | ${r.workers ?? "-"} | ${r.clients} | ${r.concurrency} | ${p.secretsPerSecond} | ${p.steadySecretsPerSecond} | ${p.latencyMs.p50} | ${p.latencyMs.p90} | ${p.latencyMs.p99} | ${p.latencyMs.max} | ${p.succeeded}/${p.attempted} | ${r.peakRssMiB} | ${r.cpuMsPerSecret} |\n`;
 }
 let ratio = "";
 for (const ref of reference) {
@@ -66,6 +66,14 @@ for (const ref of reference) {
     ratio += `With ${ref.clients} clients: the Python reference delivered no secret within its time budget.\n`;
   }
 }
+// Lookup cost independent of N: the steady rate with 1,000 and with 10,000 clients, same workers and concurrency.
+let byN = "";
+for (const big of ours.filter((r) => r.clients === 10000)) {
+  const small = ours.find((r) => r.clients === 1000 && r.workers === big.workers && r.concurrency === big.concurrency);
+  if (!small || big.report.steadySecretsPerSecond === 0) continue;
+  const change = Math.round((small.report.steadySecretsPerSecond / big.report.steadySecretsPerSecond - 1) * 100);
+  byN += `workers=${big.workers} c=${big.concurrency}: steady ${small.report.steadySecretsPerSecond}/s with 1,000 clients, ${big.report.steadySecretsPerSecond}/s with 10,000 (${change >= 0 ? "+" : ""}${change}%).\n`;
+}
 let microTable = "";
 if (micro.length > 0) {
   microTable = "| step | ops/s | mean µs | p99 µs |\n|---|---|---|---|\n";
@@ -75,7 +83,7 @@ if (micro.length > 0) {
 mkdirSync(RESULTS, { recursive: true });
 const file = `${RESULTS}${machine.date.replace(/[:.]/g, "-")}${quick ? "-quick" : ""}.json`;
 writeFileSync(file, JSON.stringify({ machine, micro, runs }, null, 2) + "\n");
-process.stdout.write(`\n${microTable}\n${table}\n${ratio}\nresults: ${file}\n`);
+process.stdout.write(`\n${microTable}\n${table}\n${ratio}${byN}\nresults: ${file}\n`);
 if (bad.length > 0) {
   process.stdout.write(`\n!!! BENCHMARK FAILURES: ${bad.length} run(s) had failed or mismatched secrets !!!\n`);
   process.exitCode = 1;
