@@ -13,6 +13,7 @@ import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { DEFAULT_PRIORITY } from "../src/tls/index.js";
+import { snapshotAgents, stopAgentsSince } from "./gpg-agents.js";
 import type { LoadJob, LoadReport } from "./load-generator.js";
 
 const REPO = fileURLToPath(new URL("../../", import.meta.url));
@@ -232,6 +233,7 @@ export async function runRebootSimulation(options: RebootOptions): Promise<Reboo
         const port = await freePort();
         const refState = join(root, "ref-state");
         mkdirSync(refState, { recursive: true });
+        const agentsBefore = snapshotAgents();
         // Its own process group: the reference forks a multiprocessing
         // manager and per-connection children that outlive a SIGTERM.
         const server = spawn(
@@ -264,6 +266,8 @@ export async function runRebootSimulation(options: RebootOptions): Promise<Reboo
           options.log(describe(run));
         } finally {
           await stopProcess(server, true);
+          // Its gpg-agent has left the group (it daemonises).
+          stopAgentsSince(agentsBefore);
         }
       }
     }
