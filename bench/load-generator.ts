@@ -31,19 +31,15 @@ export interface LoadJob {
   readonly warmupConnections?: number;
 }
 
-/** What the warm-up did: every secret there is checked too. */
-export interface WarmupReport {
+/** How many connections were made, and how they ended. */
+export interface Counts {
   readonly attempted: number;
   readonly succeeded: number;
   readonly failures: number;
   readonly mismatches: number;
 }
 
-export interface LoadReport {
-  readonly attempted: number;
-  readonly succeeded: number;
-  readonly failures: number;
-  readonly mismatches: number;
+export interface LoadReport extends Counts {
   readonly failureCodes: Record<string, number>;
   readonly durationMs: number;
   readonly secretsPerSecond: number;
@@ -56,7 +52,8 @@ export interface LoadReport {
    */
   readonly steadySecretsPerSecond: number;
   readonly latencyMs: { readonly p50: number; readonly p90: number; readonly p99: number; readonly max: number };
-  readonly warmup?: WarmupReport;
+  /** What the warm-up did: every secret there is checked too. */
+  readonly warmup?: Counts;
 }
 
 function percentile(sorted: readonly number[], p: number): number {
@@ -65,11 +62,7 @@ function percentile(sorted: readonly number[], p: number): number {
   return sorted[Math.max(0, i)]!;
 }
 
-interface Wave {
-  readonly attempted: number;
-  readonly succeeded: number;
-  readonly failures: number;
-  readonly mismatches: number;
+interface Wave extends Counts {
   readonly failureCodes: Record<string, number>;
   readonly durationMs: number;
   /** Sorted. */
@@ -161,7 +154,7 @@ async function runJob(job: LoadJob): Promise<LoadReport> {
   const secrets = job.machines.map((m) => Buffer.from(m.secretBase64, "base64"));
   const prepared: Prepared = { job, settings, identities, secrets };
 
-  let warmup: WarmupReport | undefined;
+  let warmup: Counts | undefined;
   const warmupConnections = job.warmupConnections ?? 0;
   if (warmupConnections > 0) {
     // The last machines warm up; the measured wave then runs over all, from the first.

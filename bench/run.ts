@@ -9,6 +9,7 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { availableParallelism, cpus, totalmem } from "node:os";
 import { fileURLToPath } from "node:url";
+import type { Counts } from "./load-generator.js";
 import { runMicro, type MicroResult } from "./micro.js";
 import { startPrivateBus } from "./private-bus.js";
 import { runRebootSimulation, type RebootRun } from "./reboot.js";
@@ -49,8 +50,9 @@ try {
 
 const ours = runs.filter((r) => r.server === "mandos-ts");
 const reference = runs.filter((r) => r.server === "python-reference");
-const bad = ours.filter((r) => r.report.failures > 0 || r.report.mismatches > 0 || r.report.succeeded < r.report.attempted
-  || (r.report.warmup !== undefined && (r.report.warmup.failures > 0 || r.report.warmup.mismatches > 0 || r.report.warmup.succeeded < r.report.warmup.attempted)));
+/** Any failure, mismatch, or connection without its secret. */
+const incomplete = (c: Counts): boolean => c.failures > 0 || c.mismatches > 0 || c.succeeded < c.attempted;
+const bad = ours.filter((r) => incomplete(r.report) || (r.report.warmup !== undefined && incomplete(r.report.warmup)));
 
 let table = "| server | workers | clients | concurrent | secrets/s | steady secrets/s | p50 ms | p90 ms | p99 ms | max ms | ok/attempted | peak RSS MiB | CPU ms/secret |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
 for (const r of runs) {

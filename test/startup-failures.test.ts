@@ -5,7 +5,7 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
+import { spawnSync, type SpawnSyncReturns } from "node:child_process";
 import { createServer } from "node:net";
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -39,10 +39,11 @@ function setUp(clientsConf: string, mandosConf = "[DEFAULT]\n"): { root: string;
   return { root, conf, state };
 }
 
-function run(conf: string, state: string, ...extra: string[]): ReturnType<typeof spawnSync> & { stderr: string } {
-  const r = spawnSync(BIN, ["--configdir", conf, "--statedir", state, "--no-zeroconf", "--no-dbus", "--port", "0", "--address", "::1", ...extra],
+/** bin/mandos on ::1 (port 0 unless `extra` names one), killed if it is still running after 20 s. */
+function run(conf: string, state: string, ...extra: string[]): SpawnSyncReturns<string> {
+  const port = extra.includes("--port") ? [] : ["--port", "0"];
+  return spawnSync(BIN, ["--configdir", conf, "--statedir", state, "--no-zeroconf", "--no-dbus", ...port, "--address", "::1", ...extra],
     { encoding: "utf8", timeout: 20_000, killSignal: "SIGKILL" });
-  return r as ReturnType<typeof spawnSync> & { stderr: string };
 }
 
 const DUPLICATE = `[host1]\nkey_id = ${"ab".repeat(32)}\nsecret = ${SECRET_TEXT}\nsecret = ${SECRET_TEXT}\n`;
@@ -92,8 +93,7 @@ test("a port already taken: exit 1 saying it could not listen", async (t) => {
     rmSync(root, { recursive: true, force: true });
   });
   const port = (blocker.address() as { port: number }).port;
-  const r = spawnSync(BIN, ["--configdir", conf, "--statedir", state, "--no-zeroconf", "--no-dbus", "--foreground", "--port", String(port), "--address", "::1"],
-    { encoding: "utf8", timeout: 20_000, killSignal: "SIGKILL" });
+  const r = run(conf, state, "--foreground", "--port", String(port));
   assert.equal(r.signal, null, "the server hung instead of exiting");
   assert.equal(r.status, 1, r.stderr);
   assert.match(r.stderr, /could not listen: .*(EADDRINUSE|in use)/i);

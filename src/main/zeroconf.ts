@@ -106,6 +106,12 @@ function isRenamable(service: CiaoService): boolean {
     && typeof candidate.rebuildServiceRecords === "function";
 }
 
+/** ciao's name for a link's IPv6 socket ("eth0/6"), and back to the link. */
+const IPV6_SUFFIX = "/6";
+function linkOf(socketName: string): string {
+  return socketName.endsWith(IPV6_SUFFIX) ? socketName.slice(0, -IPV6_SUFFIX.length) : socketName;
+}
+
 /**
  * ciao 1.3.12 names its IPv6 socket on eth0 "eth0/6" and asks the service
  * whether it advertises on "eth0/6"; a service with restrictedAddresses
@@ -118,7 +124,7 @@ function answerOverIpv6(service: CiaoService): boolean {
   if (typeof candidate.advertisesOnInterface !== "function") return false;
   const original = candidate.advertisesOnInterface as (name: string, skipAddressCheck?: boolean) => boolean;
   candidate.advertisesOnInterface = function (this: CiaoService, name: string, skipAddressCheck?: boolean): boolean {
-    return original.call(this, name.endsWith("/6") ? name.slice(0, -2) : name, skipAddressCheck);
+    return original.call(this, linkOf(name), skipAddressCheck);
   };
   return true;
 }
@@ -138,7 +144,7 @@ function recogniseOwnIpv6Packets(responder: Responder): boolean {
   if (!server || typeof server.checkIfPacketWasPreviouslySentFromUs !== "function") return false;
   const original = server.checkIfPacketWasPreviouslySentFromUs as (name: string, packet: Buffer) => boolean;
   server.checkIfPacketWasPreviouslySentFromUs = function (this: unknown, name: string, packet: Buffer): boolean {
-    return original.call(this, name, packet) || original.call(this, `${name}/6`, packet);
+    return original.call(this, name, packet) || original.call(this, `${name}${IPV6_SUFFIX}`, packet);
   };
   return true;
 }
@@ -154,7 +160,7 @@ function addressedLinksOf(only: string | undefined, ipv6: boolean): () => string
       const external = (addresses ?? []).filter((a) => !a.internal);
       return [
         ...(external.some((a) => a.family === "IPv4") ? [name] : []),
-        ...(ipv6 && external.some((a) => a.family === "IPv6") ? [`${name}/6`] : []),
+        ...(ipv6 && external.some((a) => a.family === "IPv6") ? [`${name}${IPV6_SUFFIX}`] : []),
       ];
     });
 }
@@ -221,7 +227,7 @@ class MandosAnnouncement implements Announcement {
     if (this.#stopped) return;
     const gained = this.#addressedLinks().filter((name) => !this.#known.has(name));
     if (gained.length === 0) return;
-    const what = gained.map((key) => (key.endsWith("/6") ? `${key.slice(0, -2)} now has IPv6` : `${key} now has IPv4`));
+    const what = gained.map((key) => `${linkOf(key)} now has ${key === linkOf(key) ? "IPv4" : "IPv6"}`);
     this.#logger.info(`Zeroconf: ${what.join(", ")}; announcing again`);
     this.#queue = this.#queue.then(async () => {
       if (this.#stopped) return;
@@ -248,7 +254,7 @@ class MandosAnnouncement implements Announcement {
       // without --interface we name every link that has an address now (ciao
       // announces on no other), and restart when that set grows.
       const names = options.interface ? [options.interface]
-        : [...new Set([...this.#known].map((key) => key.replace(/\/6$/, "")))];
+        : [...new Set([...this.#known].map(linkOf))];
       const responderOptions: ResponderOptions = {
         interface: options.interface ? options.interface : names,
         // ciao answers over IPv6 multicast (ff02::fb) only when asked to.

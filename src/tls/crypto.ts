@@ -232,9 +232,9 @@ export interface KeyShare {
    */
   readonly privateKey: Uint8Array;
   /**
-   * X25519/X448: the same private key as a KeyObject. Importing a raw
-   * Montgomery private key costs more than the key agreement itself, so the
-   * object made at key generation is kept and used directly.
+   * X25519/X448: the same private key as a KeyObject, made at key
+   * generation and used directly (a re-import from the raw bytes would
+   * cost ~40 µs, as much as the agreement).
    */
   readonly keyObject?: KeyObject | undefined;
   /** The key_exchange field: raw (X25519/X448) or uncompressed point (NIST). */
@@ -242,20 +242,18 @@ export interface KeyShare {
 }
 
 const NIST_CURVE: Partial<Record<NamedGroup, string>> = { secp256r1: "prime256v1", secp384r1: "secp384r1" };
-const MONTGOMERY: Partial<Record<NamedGroup, { type: "x25519" | "x448"; pkcs8: Buffer; spki: Buffer; length: number }>> = {
-  x25519: {
-    type: "x25519",
-    pkcs8: Buffer.from("302e020100300506032b656e04220420", "hex"),
-    spki: Buffer.from("302a300506032b656e032100", "hex"),
-    length: 32,
-  },
-  x448: {
-    type: "x448",
-    pkcs8: Buffer.from("3046020100300506032b656f043a0438", "hex"),
-    spki: Buffer.from("3042300506032b656f033900", "hex"),
-    length: 56,
-  },
-};
+/** The JWK curve names of the Montgomery groups (RFC 8037). */
+const MONTGOMERY: Partial<Record<NamedGroup, "X25519" | "X448">> = { x25519: "X25519", x448: "X448" };
+
+/**
+ * An X25519/X448 private key from its raw bytes (RFC 7748), imported as JWK:
+ * OpenSSL 3's DER decoder costs ~360 µs a key, the raw import ~40. Node 20
+ * reads only `d` of a private OKP JWK; `x` just has to be present.
+ */
+function montgomeryPrivateKey(crv: "X25519" | "X448", raw: Uint8Array): KeyObject {
+  const d = Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).toString("base64url");
+  return createPrivateKey({ key: { kty: "OKP", crv, d, x: d }, format: "jwk" });
+}
 
 /** Expected key_exchange length per group (RFC 8446 §4.2.8.2). */
 export function keyShareLength(group: NamedGroup): number {
@@ -278,7 +276,6 @@ export function generateKeyShare(group: NamedGroup): KeyShare {
     const publicKey = ecdh.generateKeys();
     return { group, privateKey: ecdh.getPrivateKey(), publicKey };
   }
-  const m = MONTGOMERY[group]!;
   // Not generateKeyPairSync: in Node 20 the key-generation job it leaves
   // for the garbage collector takes a mutex in its destructor, and when
   // that collection runs inside a later export of a key (which holds the
@@ -286,12 +283,9 @@ export function generateKeyShare(group: NamedGroup): KeyShare {
   // for good. Seen here about once per 200,000 keys under load, freezing
   // the whole server (gdb: ~KeyGenJob -> uv_mutex_lock inside a GC inside
   // NewStringFromOneByte). A private key imported from random bytes makes
-  // no such job and costs the same (~40 µs). OpenSSL clamps the scalar
-  // (RFC 7748 §5), so any bytes make a valid key; Node 20 reads only `d`
-  // of a private OKP JWK, `x` just has to be present.
-  const crv = m.type === "x25519" ? "X25519" : "X448";
-  const d = randomBytes(m.length).toString("base64url");
-  const keyObject = createPrivateKey({ key: { kty: "OKP", crv, d, x: d }, format: "jwk" });
+  // no such job and costs the same (~40 µs); OpenSSL clamps the scalar
+  // (RFC 7748 §5), so any bytes make a valid key.
+  const keyObject = montgomeryPrivateKey(MONTGOMERY[group]!, randomBytes(keyShareLength(group)));
   // The public key as JWK: OpenSSL 3 encodes DER through its generic encoder
   // (~70 µs for an X25519 SPKI here), while JWK reads the raw key (~2.5 µs).
   const jwk = createPublicKey(keyObject).export({ format: "jwk" });
@@ -335,10 +329,8 @@ export function computeSharedSecret(share: KeyShare, peerPublic: Uint8Array): Bu
       ecdh.setPrivateKey(share.privateKey);
       return ecdh.computeSecret(peerPublic);
     }
-    const m = MONTGOMERY[share.group]!;
-    const privateKey =
-      share.keyObject ?? createPrivateKey({ key: Buffer.concat([m.pkcs8, share.privateKey]), format: "der", type: "pkcs8" });
-    const crv = m.type === "x25519" ? "X25519" : "X448";
+    const crv = MONTGOMERY[share.group]!;
+    const privateKey = share.keyObject ?? montgomeryPrivateKey(crv, share.privateKey);
     const publicKey = createPublicKey({ key: { kty: "OKP", crv, x: Buffer.from(peerPublic).toString("base64url") }, format: "jwk" });
     const secret = diffieHellman({ privateKey, publicKey });
     // RFC 8446 §7.4.2: an all-zero X25519/X448 result MUST be refused.
