@@ -1,6 +1,6 @@
 // Our announcement as Avahi sees it: the announcer runs in one network
 // namespace, avahi-daemon and avahi-browse in another, joined by a veth pair
-// (DESIGN.md §5). Nothing here multicasts outside those namespaces.
+// (docs/ZEROCONF.md, "Tests"). Nothing here multicasts outside those namespaces.
 
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";

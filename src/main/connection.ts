@@ -1,5 +1,5 @@
 // One client connection, from accept to close: the Mandos protocol's steps
-// (DESIGN.md §2) as a state machine over a socket, the TLS engine and the
+// (docs/PROTOCOL.md, "Version 1, step by step") as a state machine over a socket, the TLS engine and the
 // registry.
 //
 // Theory of operation. The socket's bytes go to whichever state wants them;

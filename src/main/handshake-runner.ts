@@ -30,7 +30,7 @@ export interface HandshakeRunner {
 /**
  * One worker per core beside the main thread's, from three cores up. With
  * two cores or fewer a worker only shares the main thread's core, and the
- * hand-off to it costs more than it saves (README, "Benchmark"): inline.
+ * hand-off to it costs more than it saves (docs/BENCHMARK.md): inline.
  */
 export function defaultWorkerCount(cores = availableParallelism()): number {
   return cores >= 3 ? cores - 1 : 0;

@@ -1,6 +1,6 @@
 // Every limit the server enforces on a peer, in one place, each with why
 // that number. A peer that crosses one is logged and closed; it never holds
-// a worker and never gets a byte of any secret (DESIGN.md §6).
+// a worker and never gets a byte of any secret (docs/PROTOCOL.md, "Design rules").
 
 /**
  * The version line. The real client sends `1\r\n` (3 bytes); the reference

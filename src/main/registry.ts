@@ -1,7 +1,7 @@
 // The registry's contract: the one owner of client state. The connection
 // handler, D-Bus, checkers and persistence all go through this interface and
 // react to its events; none of them keeps client state of its own.
-// (DESIGN.md §3; a shared backend on a distributed store would be another
+// (docs/PROTOCOL.md, "Design rules"; a shared backend on a distributed store would be another
 // implementation of this same interface.)
 
 import type { ClientSettings } from "./client-settings.js";

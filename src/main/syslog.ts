@@ -3,7 +3,7 @@
 // `<PRI>Mandos [PID]: LEVEL: message\0` (`Mandos (NAME) [PID]: ...` when
 // --servicename is not the default; mandos initlogger() and main()).
 // Node core has no unix datagram sockets; unix-dgram (a small, widely used
-// native addon, see README "Logging") supplies sendto(2).
+// native addon, see docs/OPERATION.md, "Logging") supplies sendto(2).
 
 import { createRequire } from "node:module";
 import { getSystemErrorName } from "node:util";

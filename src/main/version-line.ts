@@ -1,4 +1,4 @@
-// The Mandos protocol's first step: the client's version line (DESIGN.md §2,
+// The Mandos protocol's first step: the client's version line (docs/PROTOCOL.md,
 // step 2). The reference reads one line, takes its first white-space-separated
 // field as a Python int() and refuses anything greater than 1.
 

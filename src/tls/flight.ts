@@ -3,7 +3,7 @@
 // server sent after it, do the key agreement and key schedule, decrypt and
 // check the server's flight (EncryptedExtensions, [CertificateRequest],
 // Certificate with a raw public key, CertificateVerify, Finished), and build
-// our own Finished flight. This is what a worker thread runs (DESIGN.md §3);
+// our own Finished flight. This is what a worker thread runs (docs/PROTOCOL.md, "Design rules");
 // input and output are plain data.
 //
 // Validation, step by step, each failure one alert (RFC 8446 §6.2):
