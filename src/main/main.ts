@@ -11,13 +11,14 @@ import { Listener } from "./listener.js";
 import { consoleSink, FanOutLogger } from "./log.js";
 import { daemonize, isDaemonChild, notifyFailed, notifyReady } from "./daemonize.js";
 import { PidFile } from "./pidfile.js";
-import { checkClientsConfMode, dropPrivileges } from "./privileges.js";
+import { checkClientsConfMode, chooseIds, dropPrivileges } from "./privileges.js";
 import { syslogSink } from "./syslog.js";
 import { mergeSettings, SettingsError, type ServerFileSettings, type ServerSettings } from "./server-settings.js";
 import { loadClientsConfig, loadServerConfig, type ServerConfigFile } from "./config/index.js";
 import { createRegistry, type ClientRegistry } from "./client-registry.js";
 import type { ClientSettings } from "./client-settings.js";
-import { applyReload } from "./reload.js";
+import { reloadClientsConfig } from "./reload.js";
+import { clientsFileReader, readClientsFile, reloadReadiness, type ClientsFileReader } from "./config/clients-reader.js";
 import { runSelfTest } from "./self-test.js";
 import { readState, restoreState, StateSaver, StateSerialiser, STATE_FILE_NAME } from "./state-file.js";
 import { startAnnouncement, type Announcement } from "./zeroconf.js";
@@ -48,7 +49,14 @@ export async function main(argv: readonly string[]): Promise<number> {
   const parsed = parseCommandLine(argv);
   if (parsed.kind === "exit") return parsed.code;
   const cli = parsed.options;
-  if (cli.check) return runSelfTest() ? EXIT_OK : EXIT_FAILURE;
+  if (cli.check) {
+    const startedAsRoot = process.getuid?.() === 0;
+    const runsAs = startedAsRoot ? chooseIds() : { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 };
+    const reload = reloadReadiness(join(cli.configdir, "clients.conf"), runsAs, startedAsRoot);
+    process.stdout.write(`${reload.ok ? "ok" : "WARNING"}: clients.conf reloads: ${reload.message}\n`);
+    const passed = runSelfTest();
+    return passed ? EXIT_OK : EXIT_FAILURE;
+  }
 
   let settings: ServerSettings;
   try {
@@ -89,6 +97,22 @@ export async function main(argv: readonly string[]): Promise<number> {
 
 /** Everything from the configuration to shutdown; resolves to the exit code. */
 async function serve(settings: ServerSettings, detach: boolean, logger: FanOutLogger): Promise<number> {
+  // Signals that arrive while starting are held and handled once serving
+  // (Node's default for SIGHUP and SIGTERM would kill the server at once,
+  // even after its "Now listening" line).
+  const early: NodeJS.Signals[] = [];
+  const holdSignal = (signal: NodeJS.Signals): void => void early.push(signal);
+  for (const signal of HANDLED_SIGNALS) process.on(signal, holdSignal);
+  try {
+    return await startAndServe(settings, detach, logger, early);
+  } finally {
+    for (const signal of HANDLED_SIGNALS) process.off(signal, holdSignal);
+  }
+}
+
+const HANDLED_SIGNALS: readonly NodeJS.Signals[] = ["SIGTERM", "SIGINT", "SIGHUP"];
+
+async function startAndServe(settings: ServerSettings, detach: boolean, logger: FanOutLogger, early: NodeJS.Signals[]): Promise<number> {
   let tlsSettings: TlsSettings;
   try {
     tlsSettings = parsePriority(settings.priority);
@@ -109,7 +133,11 @@ async function serve(settings: ServerSettings, detach: boolean, logger: FanOutLo
   } catch (error) {
     return fail(error instanceof Error ? error.message : String(error));
   }
-  if (config.length === 0) logger.warning("No clients defined");
+  if (config.length === 0) {
+    logger.warning("No clients defined");
+    const read = readClientsFile(clientsPath);
+    if (!read.ok) logger.warning(`Could not read ${clientsPath}: ${read.reason}`);
+  }
 
   const serialiser = new StateSerialiser();
   const saver = new StateSaver(statePath, () => serialiser.chunks(config, registry.entries(), Date.now()), logger);
@@ -148,11 +176,15 @@ async function serve(settings: ServerSettings, detach: boolean, logger: FanOutLo
     }
   }
   checkClientsConfMode(clientsPath, logger);
-  // As the reference, in every mode: the state directory must be writable,
-  // and clients.conf readable (for SIGHUP), by the user we become.
+  // SIGHUP re-reads clients.conf after the drop: as root, through a reader
+  // kept as root, so that Debian's root-only clients.conf still reloads.
+  const clientsReader: ClientsFileReader = clientsFileReader(clientsPath);
+  // As the reference, in every mode: the state directory must be writable
+  // by the user we become.
   try {
     dropPrivileges(logger);
   } catch (error) {
+    clientsReader.close();
     await listener.close(0);
     registry.stop();
     await runner.close();
@@ -203,22 +235,39 @@ async function serve(settings: ServerSettings, detach: boolean, logger: FanOutLo
         registry.stop();
         saver.saveNow();
         await runner.close();
+        clientsReader.close();
         pidFile?.remove();
         resolve(EXIT_OK);
       })();
     };
-    process.on("SIGTERM", () => stop("SIGTERM"));
-    process.on("SIGINT", () => stop("SIGINT"));
-    process.on("SIGHUP", () => {
+    const handlers: Record<string, () => void> = {
+      SIGTERM: () => stop("SIGTERM"),
+      SIGINT: () => stop("SIGINT"),
+      SIGHUP: () => reload(),
+    };
+    // One reload at a time; signals during one ask for one more after it.
+    let reloading = false;
+    let again = false;
+    const reload = (): void => {
       if (stopping) return;
-      try {
-        const next = loadClientsConfig(clientsPath);
-        applyReload(registry, config, next, logger);
-        config = next;
-        saver.changed();
-      } catch (error) {
-        logger.error(`Not reloading clients.conf: ${error instanceof Error ? error.message : String(error)}`);
+      if (reloading) {
+        again = true;
+        return;
       }
-    });
+      reloading = true;
+      void (async () => {
+        do {
+          again = false;
+          const outcome = await reloadClientsConfig(registry, config, clientsPath, clientsReader, logger);
+          if (outcome.applied) {
+            config = outcome.clients;
+            saver.changed();
+          }
+        } while (again && !stopping);
+        reloading = false;
+      })();
+    };
+    for (const signal of HANDLED_SIGNALS) process.on(signal, handlers[signal]!);
+    for (const signal of early.splice(0)) handlers[signal]!();
   });
 }

@@ -4,9 +4,16 @@
 // setting whose clients.conf value changed since the last read is applied,
 // the same precedence a restart gives (a value changed at run time stays
 // unless the file's value for it changed).
+//
+// A new configuration is applied only when the whole file was read and
+// parsed: missing, unreadable (any errno) or malformed keeps the running
+// one, with one error naming the path and the reason. Only a file that
+// really lists no client removes them all.
 
 import type { ClientSettings } from "./client-settings.js";
 import type { ClientRegistry } from "./client-registry.js";
+import type { ClientsFileReader } from "./config/clients-reader.js";
+import { parseClientsConfig, type ClientsConfigOptions } from "./config/clients-config.js";
 import type { Logger } from "./log.js";
 
 export interface ReloadSummary {
@@ -59,4 +66,41 @@ export function applyReload(registry: ClientRegistry, before: readonly ClientSet
   }
   logger.info(`Reloaded clients.conf: ${summary.added.length} added, ${summary.removed.length} removed, ${summary.changed.length} changed`);
   return summary;
+}
+
+export type ReloadOutcome =
+  | { readonly applied: true; readonly clients: ClientSettings[]; readonly summary: ReloadSummary }
+  | { readonly applied: false; readonly reason: string };
+
+/**
+ * SIGHUP: reads `path` through `reader`, parses it, and applies it over
+ * `running` when both succeeded. The caller keeps `clients` as the new
+ * running configuration when `applied`.
+ */
+export async function reloadClientsConfig(
+  registry: ClientRegistry,
+  running: readonly ClientSettings[],
+  path: string,
+  reader: ClientsFileReader,
+  logger: Logger,
+  opts: ClientsConfigOptions = {},
+): Promise<ReloadOutcome> {
+  const read = await reader.read();
+  let reason: string;
+  if (read.ok) {
+    try {
+      const clients = parseClientsConfig(read.text, path, opts);
+      if (clients.length === 0 && running.length > 0) {
+        logger.warning(`${path} lists no clients: removing all ${running.length}`);
+      }
+      return { applied: true, clients, summary: applyReload(registry, running, clients, logger) };
+    } catch (error) {
+      // A ConfigError's message already names the file, line and key.
+      reason = error instanceof Error ? error.message : String(error);
+    }
+  } else {
+    reason = `${path}: ${read.reason}`;
+  }
+  logger.error(`Not reloading clients.conf: ${reason}; keeping the running configuration (${running.length} clients)`);
+  return { applied: false, reason };
 }

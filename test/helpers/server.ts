@@ -35,7 +35,7 @@ process.on("exit", () => {
  * write its state. Opens the test's directories to it, as an admin would
  * chown them.
  */
-function shareWithServerUser(args: readonly string[]): void {
+function shareWithServerUser(args: readonly string[], keepClientsConfPrivate: boolean): void {
   if (process.getuid?.() !== 0) return;
   const tmp = tmpdir();
   const open = (path: string, mode: number): void => {
@@ -51,7 +51,7 @@ function shareWithServerUser(args: readonly string[]): void {
     const value = args[i + 1]!;
     if (args[i] === "--configdir") {
       open(value, 0o755);
-      for (const f of ["clients.conf", "mandos.conf"]) {
+      for (const f of keepClientsConfPrivate ? ["mandos.conf"] : ["clients.conf", "mandos.conf"]) {
         try {
           chmodSync(join(value, f), 0o644);
         } catch {
@@ -66,6 +66,8 @@ function shareWithServerUser(args: readonly string[]): void {
 export interface StartOptions {
   /** Leave D-Bus on (point DBUS_SYSTEM_BUS_ADDRESS in `env` at a private bus); off by default. */
   readonly dbus?: boolean;
+  /** Leave clients.conf as it is (say root:root 0600, as Debian installs it) instead of opening it to the dropped user. */
+  readonly keepClientsConfPrivate?: boolean;
 }
 
 /** Starts bin/mandos in the foreground with debug logging on stderr and waits until it listens. */
@@ -74,7 +76,7 @@ export async function startServer(
   env: NodeJS.ProcessEnv = {},
   options: StartOptions = {},
 ): Promise<RunningServer> {
-  shareWithServerUser(args);
+  shareWithServerUser(args, options.keepClientsConfPrivate === true);
   const fixed = ["--debug", "--no-zeroconf", ...(options.dbus ? [] : ["--no-dbus"])];
   const child = spawn(process.execPath, [BIN_MANDOS, ...fixed, ...args], {
     stdio: ["ignore", "pipe", "pipe"],

@@ -20,6 +20,7 @@ import { parseDuration } from "./duration.js";
 import { ConfigError, type ConfigErrorPlace } from "./errors.js";
 import { type IniDocument, parseIni, rawOption, sectionItems } from "./ini.js";
 import { type HomeDirectoryLookup, passwdHomeDirectory, pyBase64Decode, pyBoolean, pyExpandUser, pyExpandVars } from "./python-values.js";
+import { reasonInWords } from "./os-error.js";
 import { readConfigText } from "./read-file.js";
 
 export interface ClientsConfigOptions {
@@ -40,7 +41,11 @@ export interface ClientsConfigOptions {
   readonly readSecfile?: (path: string) => Buffer;
 }
 
-/** Reads clients.conf at `path`; a missing or unreadable file has no clients, as in the reference. */
+/**
+ * Reads clients.conf at `path` at start-up; a missing or unreadable file
+ * has no clients, as in the reference. Reloads must not use this: see
+ * reloadClientsConfig, which keeps the running clients instead.
+ */
 export function loadClientsConfig(path: string, opts: ClientsConfigOptions = {}): ClientSettings[] {
   const text = readConfigText(path);
   return text === undefined ? [] : parseClientsConfig(text, path, opts);
@@ -132,7 +137,6 @@ function readSecfile(value: string, place: ConfigErrorPlace, opts: ClientsConfig
   try {
     return (opts.readSecfile ?? readFileSync)(path);
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code ?? "error";
-    throw new ConfigError("CONFIG_SECFILE_UNREADABLE", place, `cannot read secfile ${JSON.stringify(path)} (${code})`);
+    throw new ConfigError("CONFIG_SECFILE_UNREADABLE", place, `cannot read secfile ${JSON.stringify(path)}: ${reasonInWords(error)}`);
   }
 }

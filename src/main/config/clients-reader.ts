@@ -1,0 +1,178 @@
+// Reading clients.conf again on SIGHUP, after the server has dropped root.
+//
+// Debian installs /etc/mandos/clients.conf root:root 0600 (it holds the
+// secrets) and the server runs as _mandos, which cannot open it. So a
+// server started as root keeps one small reader running as root from
+// before the drop: a shell loop that, for each newline it is sent, answers
+// with the file in base64 on one line and then a status line
+// (`0 ` on success, `RC MESSAGE` with base64's error otherwise). It reads
+// that one path and nothing else, takes no other input, and dies with the
+// server (end of its standard input). What it gives away, clients.conf, the
+// server holds in memory already. Without root (tests, a server run by hand)
+// the file is read directly. docs/OPERATION.md, "Reloading clients.conf".
+//
+// Every failure comes back as a reason in words: a reload must never take
+// "could not read" for "no clients".
+
+import { spawn, type ChildProcessByStdio } from "node:child_process";
+import { readFileSync, statSync } from "node:fs";
+import type { Readable, Writable } from "node:stream";
+import { reasonInWords } from "./os-error.js";
+
+export type ClientsFileRead =
+  | { readonly ok: true; readonly text: string }
+  | { readonly ok: false; readonly reason: string };
+
+export interface ClientsFileReader {
+  /** "privileged": through the reader kept as root; "direct": as this process. */
+  readonly how: "privileged" | "direct";
+  read(): Promise<ClientsFileRead>;
+  close(): void;
+}
+
+/** How long a reload waits for the privileged reader (a hung NFS mount, say). */
+const PRIVILEGED_READ_TIMEOUT_MS = 10_000;
+
+const UTF8 = new TextDecoder("utf-8", { fatal: true });
+
+function decode(bytes: Buffer): ClientsFileRead {
+  try {
+    return { ok: true, text: UTF8.decode(bytes) };
+  } catch {
+    return { ok: false, reason: "file is not valid UTF-8" };
+  }
+}
+
+/** Reads the whole file now, as this process; never throws. */
+export function readClientsFile(path: string): ClientsFileRead {
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(path);
+  } catch (error) {
+    return { ok: false, reason: reasonInWords(error) };
+  }
+  return decode(bytes);
+}
+
+export function directReader(path: string): ClientsFileReader {
+  return { how: "direct", read: () => Promise.resolve(readClientsFile(path)), close: () => {} };
+}
+
+// $1 is the path. Standard output of base64 goes straight to ours (fd 3),
+// its standard error is captured for the status line.
+const READER_SCRIPT = `
+while IFS= read -r _; do
+  { err=$(base64 -w 0 -- "$1" 2>&1 >&3); rc=$?; } 3>&1
+  printf '\\n%s %s\\n' "$rc" "$(printf '%s' "$err" | tr '\\n' ' ')"
+done
+`;
+
+/**
+ * Starts the reader as the current user; call it while still root, before
+ * dropping privileges. Should the reader die, reads fall back to direct.
+ */
+export function startPrivilegedReader(path: string): ClientsFileReader {
+  const child: ChildProcessByStdio<Writable, Readable, null> = spawn("/bin/sh", ["-c", READER_SCRIPT, "mandos-clients-reader", path], {
+    stdio: ["pipe", "pipe", "ignore"],
+    env: { PATH: "/usr/bin:/bin", LC_ALL: "C" },
+  });
+  let alive = true;
+  let buffered = Buffer.alloc(0);
+  const waiting: ((answer: ClientsFileRead | undefined) => void)[] = [];
+  child.on("error", () => (alive = false));
+  child.stdin.on("error", () => (alive = false));
+  child.on("exit", () => {
+    alive = false;
+    for (const settle of waiting.splice(0)) settle(undefined);
+  });
+  child.stdout.on("data", (chunk: Buffer) => {
+    buffered = Buffer.concat([buffered, chunk]);
+    for (;;) {
+      const first = buffered.indexOf(0x0a);
+      const second = first < 0 ? -1 : buffered.indexOf(0x0a, first + 1);
+      if (second < 0) return;
+      const data = buffered.subarray(0, first).toString("latin1");
+      const status = buffered.subarray(first + 1, second).toString("utf8");
+      buffered = buffered.subarray(second + 1);
+      const space = status.indexOf(" ");
+      const rc = status.slice(0, space);
+      const message = status.slice(space + 1).trim();
+      // base64: /etc/mandos/clients.conf: Permission denied
+      const reason = message.slice(message.lastIndexOf(": ") + 2) || `reader exited ${rc}`;
+      waiting.shift()?.(rc === "0" ? decode(Buffer.from(data, "base64")) : { ok: false, reason });
+    }
+  });
+  child.unref();
+  (child.stdout as Readable & { unref?: () => void }).unref?.();
+
+  return {
+    how: "privileged",
+    read(): Promise<ClientsFileRead> {
+      if (!alive) return Promise.resolve(readClientsFile(path));
+      return new Promise((resolve) => {
+        let settled = false;
+        const timer = setTimeout(() => settle({ ok: false, reason: "the privileged reader did not answer" }), PRIVILEGED_READ_TIMEOUT_MS);
+        function settle(answer: ClientsFileRead | undefined): void {
+          if (settled) return;
+          settled = true;
+          clearTimeout(timer);
+          resolve(answer ?? readClientsFile(path));
+        }
+        waiting.push(settle);
+        child.stdin.write("\n");
+      });
+    },
+    close(): void {
+      alive = false;
+      child.stdin.end();
+      child.kill();
+    },
+  };
+}
+
+/** The reader for this process: privileged when running as root (before the drop), else direct. */
+export function clientsFileReader(path: string): ClientsFileReader {
+  return process.getuid?.() === 0 ? startPrivilegedReader(path) : directReader(path);
+}
+
+export interface ReloadReadiness {
+  /** False when a SIGHUP would be refused for want of permission. */
+  readonly ok: boolean;
+  readonly message: string;
+}
+
+/** Whether uid:gid (no supplementary groups, as after the drop) may read a file of this mode and owner. */
+function mayRead(st: { mode: number; uid: number; gid: number }, uid: number, gid: number): boolean {
+  if (uid === 0) return true;
+  if (st.uid === uid) return (st.mode & 0o400) !== 0;
+  if (st.gid === gid) return (st.mode & 0o040) !== 0;
+  return (st.mode & 0o004) !== 0;
+}
+
+/**
+ * For `mandos --check`: will a SIGHUP be able to read clients.conf? As
+ * root the server keeps a reader as root; otherwise the user it runs as
+ * must be able to read the file (mode bits only; ACLs are not consulted).
+ */
+export function reloadReadiness(path: string, runsAs: { uid: number; gid: number }, startedAsRoot: boolean): ReloadReadiness {
+  let st: { mode: number; uid: number; gid: number };
+  try {
+    st = statSync(path);
+  } catch (error) {
+    return { ok: false, message: `${path}: ${reasonInWords(error)}: the server would start with no clients` };
+  }
+  const direct = mayRead(st, runsAs.uid, runsAs.gid);
+  if (startedAsRoot) {
+    return {
+      ok: true,
+      message: `${path} is re-read on SIGHUP by a reader kept as root` +
+        (direct ? "" : ` (the server itself runs as ${runsAs.uid}:${runsAs.gid}, which cannot read it)`),
+    };
+  }
+  if (direct) return { ok: true, message: `${path} is readable by ${runsAs.uid}:${runsAs.gid}, which re-reads it on SIGHUP` };
+  return {
+    ok: false,
+    message: `${path} is not readable by ${runsAs.uid}:${runsAs.gid}, so a SIGHUP would be refused: ` +
+      `start the server as root (it then keeps a reader as root), or run: chgrp ${runsAs.gid} ${path} && chmod 0640 ${path}`,
+  };
+}

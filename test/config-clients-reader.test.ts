@@ -1,0 +1,101 @@
+// Reading clients.conf for a reload: every failure is a reason in words,
+// never "no clients"; the reader kept as root reads a root-only file after
+// the drop; `mandos --check` says whether reloads will work.
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { readClientsFile, reloadReadiness, startPrivilegedReader } from "../src/main/config/clients-reader.js";
+import { reasonInWords } from "../src/main/config/os-error.js";
+import { BIN_MANDOS } from "./helpers/server.js";
+
+const asRoot = process.getuid?.() === 0;
+const NOBODY = 65534;
+
+function scratch(t: { after(fn: () => void): void }): string {
+  const dir = mkdtempSync(join(tmpdir(), "mandos-ts-reader-"));
+  chmodSync(dir, 0o755);
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+test("errors are given in words, as strerror spells them", () => {
+  assert.equal(reasonInWords(Object.assign(new Error("ENOENT: no such file or directory, open '/x'"), { code: "ENOENT" })), "No such file or directory");
+  assert.equal(reasonInWords(Object.assign(new Error("EISDIR: illegal operation on a directory, read"), { code: "EISDIR" })), "Is a directory");
+  assert.equal(reasonInWords(Object.assign(new Error("EHOSTDOWN: host is down, connect"), { code: "EHOSTDOWN" })), "Host is down");
+});
+
+test("a missing file, a directory and bad UTF-8 are failures with a reason, not an empty file", (t) => {
+  const dir = scratch(t);
+  assert.deepEqual(readClientsFile(join(dir, "none")), { ok: false, reason: "No such file or directory" });
+  assert.deepEqual(readClientsFile(dir), { ok: false, reason: "Is a directory" });
+  writeFileSync(join(dir, "latin1"), Buffer.from([0x5b, 0xe9, 0x5d]));
+  assert.deepEqual(readClientsFile(join(dir, "latin1")), { ok: false, reason: "file is not valid UTF-8" });
+  writeFileSync(join(dir, "empty"), "");
+  assert.deepEqual(readClientsFile(join(dir, "empty")), { ok: true, text: "" });
+});
+
+test("a root-only file is 'Permission denied' to the dropped user", (t) => {
+  const dir = scratch(t);
+  const path = join(dir, "clients.conf");
+  writeFileSync(path, "[a]\n", { mode: 0o600 });
+  chmodSync(path, asRoot ? 0o600 : 0o000);
+  const reader = new URL("../src/main/config/clients-reader.js", import.meta.url).href;
+  const script = `import { readClientsFile } from ${JSON.stringify(reader)}; console.log(JSON.stringify(readClientsFile(${JSON.stringify(path)})));`;
+  const out = execFileSync(process.execPath, ["--input-type=module", "-e", script], {
+    encoding: "utf8",
+    ...(asRoot ? { uid: NOBODY, gid: NOBODY } : {}),
+  });
+  assert.deepEqual(JSON.parse(out), { ok: false, reason: "Permission denied" });
+});
+
+test("the reader kept as root answers each read with the file as it is then", { skip: asRoot ? false : "needs root" }, async (t) => {
+  const dir = scratch(t);
+  const path = join(dir, "clients.conf");
+  writeFileSync(path, "[a]\nsecret = w6k=\n", { mode: 0o600 });
+  const reader = startPrivilegedReader(path);
+  t.after(() => reader.close());
+  // Drop this process's privileges the way the server does would end the
+  // test process's root; a child that drops is tested in the integration
+  // test (reload-keeps-clients). Here: several reads, changes between them.
+  assert.deepEqual(await reader.read(), { ok: true, text: "[a]\nsecret = w6k=\n" });
+  writeFileSync(path, "é\n".repeat(100_000));
+  assert.deepEqual(await reader.read(), { ok: true, text: "é\n".repeat(100_000) });
+  rmSync(path);
+  assert.deepEqual(await reader.read(), { ok: false, reason: "No such file or directory" });
+  mkdirSync(path);
+  const [a, b] = await Promise.all([reader.read(), reader.read()]);
+  assert.deepEqual([a, b], [{ ok: false, reason: "Is a directory" }, { ok: false, reason: "Is a directory" }]);
+});
+
+test("reload readiness: the reader as root, the mode bits otherwise, with the command that fixes it", (t) => {
+  const dir = scratch(t);
+  const path = join(dir, "clients.conf");
+  writeFileSync(path, "[a]\n");
+  chmodSync(path, 0o600);
+  const owner = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 };
+  const other = { uid: owner.uid + 1000, gid: owner.gid + 1000 };
+  const asRootNow = reloadReadiness(path, other, true);
+  assert.equal(asRootNow.ok, true);
+  assert.match(asRootNow.message, /re-read on SIGHUP by a reader kept as root \(the server itself runs as \d+:\d+, which cannot read it\)/);
+  const plain = reloadReadiness(path, other, false);
+  assert.equal(plain.ok, false);
+  assert.match(plain.message, new RegExp(`chgrp ${other.gid} \\S+clients\\.conf && chmod 0640 \\S+clients\\.conf`));
+  assert.equal(reloadReadiness(path, owner, false).ok, true);
+  chmodSync(path, 0o640);
+  assert.equal(reloadReadiness(path, { uid: other.uid, gid: owner.gid }, false).ok, true);
+  const missing = reloadReadiness(join(dir, "none"), owner, false);
+  assert.equal(missing.ok, false);
+  assert.match(missing.message, /No such file or directory: the server would start with no clients/);
+});
+
+test("mandos --check reports whether clients.conf reloads will work", (t) => {
+  const dir = scratch(t);
+  writeFileSync(join(dir, "clients.conf"), "[a]\n", { mode: 0o600 });
+  const out = execFileSync(process.execPath, [BIN_MANDOS, "--check", "--configdir", dir], { encoding: "utf8" });
+  assert.match(out, asRoot ? /^ok: clients\.conf reloads: \S+ is re-read on SIGHUP by a reader kept as root/m : /^ok: clients\.conf reloads: \S+ is readable by/m);
+  assert.match(out, /^\d+ passed, 0 failed$/m);
+});
