@@ -5,9 +5,9 @@
 // the same precedence a restart gives (a value changed at run time stays
 // unless the file's value for it changed).
 
-import type { ClientSettings } from "./client-settings.js";
-import type { ClientRegistry } from "./client-registry.js";
-import type { Logger } from "./log.js";
+import type { ClientSettings } from "./settings.js";
+import type { ClientRegistry } from "./registry.js";
+import type { Logger } from "../daemon/log.js";
 
 export interface ReloadSummary {
   readonly added: string[];
