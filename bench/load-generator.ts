@@ -13,7 +13,7 @@
 import { createPrivateKey, createPublicKey } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { parsePriority } from "../src/tls/index.js";
-import { fetchSecret, type ClientIdentity } from "../src/main/test-client.js";
+import { fetchSecret, type ClientIdentity } from "../src/client/fetch.js";
 
 export interface LoadJob {
   readonly host: string;

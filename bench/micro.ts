@@ -16,11 +16,11 @@ import {
   runHandshakeTask,
   type HandshakeTask,
 } from "../src/tls/index.js";
-import { ClientRegistry } from "../src/main/client-registry.js";
-import { createHandshakeRunner } from "../src/main/handshake-runner.js";
-import type { ClientSettings } from "../src/main/client-settings.js";
+import { ClientRegistry } from "../src/main/clients/registry.js";
+import { createHandshakeRunner } from "../src/main/serve/handshake-runner.js";
+import type { ClientSettings } from "../src/main/clients/settings.js";
 import { parseClientsConfig } from "../src/main/config/index.js";
-import { silentLogger } from "../src/main/log.js";
+import { silentLogger } from "../src/main/daemon/log.js";
 
 export interface MicroResult {
   readonly name: string;

@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { EXIT_OK, EXIT_USAGE, parseCommandLine } from "../src/main/cli.js";
+import { EXIT_OK, EXIT_USAGE, parseCommandLine } from "../src/main/config/cli.js";
 
 function parse(...argv: string[]) {
   let out = "";
@@ -56,6 +56,6 @@ test("mandos --check runs the self-tests and exits 0", async () => {
 });
 
 test("the default worker count leaves the main thread a core, and is 0 (inline) below three cores", async () => {
-  const { defaultWorkerCount } = await import("../src/main/handshake-runner.js");
+  const { defaultWorkerCount } = await import("../src/main/serve/handshake-runner.js");
   assert.deepEqual([1, 2, 3, 4, 16].map((cores) => defaultWorkerCount(cores)), [0, 0, 2, 3, 15]);
 });

@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { EMPTY_KEY_ID, normaliseKeyId } from "../src/main/client-settings.js";
+import { EMPTY_KEY_ID, normaliseKeyId } from "../src/main/clients/settings.js";
 
 test("key IDs compare case- and space-insensitively", () => {
   assert.equal(normaliseKeyId(" ab cd\tEF "), "ABCDEF");

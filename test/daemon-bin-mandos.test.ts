@@ -8,7 +8,7 @@ import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { defaultPidFilePath } from "../src/main/pidfile.js";
+import { defaultPidFilePath } from "../src/main/daemon/pidfile.js";
 
 const BIN = new URL("../../bin/mandos", import.meta.url).pathname;
 const PID_FILE = defaultPidFilePath();

@@ -3,9 +3,9 @@ import assert from "node:assert/strict";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { DaemonStartError, spawnDetached } from "../src/main/daemonize.js";
+import { DaemonStartError, spawnDetached } from "../src/main/daemon/daemonize.js";
 
-const daemonize = new URL("../src/main/daemonize.js", import.meta.url).href;
+const daemonize = new URL("../src/main/daemon/daemonize.js", import.meta.url).href;
 
 /** A child that imports our child-side API, runs `body`, then stays up or exits. */
 function childArgs(body: string): string[] {

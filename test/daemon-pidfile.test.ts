@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { PidFile, PidFileError, defaultPidFilePath } from "../src/main/pidfile.js";
+import { PidFile, PidFileError, defaultPidFilePath } from "../src/main/daemon/pidfile.js";
 
 function scratch(): string {
   return mkdtempSync(join(tmpdir(), "mandos-pid-"));

@@ -4,8 +4,8 @@ import { execFileSync } from "node:child_process";
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { FanOutLogger, type LogLevel } from "../src/main/log.js";
-import { NOBODY_ID, checkClientsConfMode, chooseIds, dropPrivileges, type PasswdEntry } from "../src/main/privileges.js";
+import { FanOutLogger, type LogLevel } from "../src/main/daemon/log.js";
+import { NOBODY_ID, checkClientsConfMode, chooseIds, dropPrivileges, type PasswdEntry } from "../src/main/daemon/privileges.js";
 
 function recorder(): { log: FanOutLogger; lines: string[] } {
   const lines: string[] = [];
@@ -32,8 +32,8 @@ test("EPERM when not root is a warning, other failures are fatal", () => {
 });
 
 test("as root, the process and its earlier worker threads end up as the dropped user", { skip: process.getuid?.() !== 0 ? "needs root" : false }, () => {
-  const privileges = new URL("../src/main/privileges.js", import.meta.url).href;
-  const log = new URL("../src/main/log.js", import.meta.url).href;
+  const privileges = new URL("../src/main/daemon/privileges.js", import.meta.url).href;
+  const log = new URL("../src/main/daemon/log.js", import.meta.url).href;
   const script = `
     import { Worker } from "node:worker_threads";
     import { once } from "node:events";

@@ -4,7 +4,7 @@
 
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { createHandshakeRunner } from "../src/main/handshake-runner.js";
+import { createHandshakeRunner } from "../src/main/serve/handshake-runner.js";
 import { DEFAULT_PRIORITY, parsePriority, type HandshakeTask, type NamedGroup } from "../src/tls/index.js";
 
 const settings = parsePriority(DEFAULT_PRIORITY);

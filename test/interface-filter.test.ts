@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import type { NetworkInterfaceInfo } from "node:os";
-import { InterfaceFilter } from "../src/main/interface-filter.js";
+import { InterfaceFilter } from "../src/main/serve/interface-filter.js";
 
 function info(address: string, family: "IPv4" | "IPv6"): NetworkInterfaceInfo {
   const base = { address, netmask: "", mac: "00:00:00:00:00:00", internal: false, cidr: null };

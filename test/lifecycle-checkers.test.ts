@@ -9,10 +9,10 @@ import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, rmSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ClientRegistry, shellSpawner, type CheckerSpawner } from "../src/main/client-registry.js";
+import { ClientRegistry, shellSpawner, type CheckerSpawner } from "../src/main/clients/registry.js";
 import { ManualClock } from "../src/main/clock.js";
-import { silentLogger, type Logger } from "../src/main/log.js";
-import type { RegistryEvent } from "../src/main/registry.js";
+import { silentLogger, type Logger } from "../src/main/daemon/log.js";
+import type { RegistryEvent } from "../src/main/clients/contract.js";
 import { clientSettings } from "./helpers/clients.js";
 
 /** A spawner whose checkers end when the test says, with the code it says. */

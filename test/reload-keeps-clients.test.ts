@@ -12,7 +12,7 @@ import { chmodSync, mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DEFAULT_PRIORITY, parsePriority } from "../src/tls/index.js";
-import { fetchSecret, type ClientIdentity } from "../src/main/test-client.js";
+import { fetchSecret, type ClientIdentity } from "../src/client/fetch.js";
 import { startServer, type RunningServer } from "./helpers/server.js";
 
 const SETTINGS = parsePriority(DEFAULT_PRIORITY);

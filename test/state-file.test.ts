@@ -8,10 +8,10 @@ import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ClientRegistry, type CheckerSpawner } from "../src/main/client-registry.js";
+import { ClientRegistry, type CheckerSpawner } from "../src/main/clients/registry.js";
 import { ManualClock } from "../src/main/clock.js";
-import { silentLogger } from "../src/main/log.js";
-import { buildState, readState, restoreState, StateSerialiser, writeAtomically, type StateFile } from "../src/main/state-file.js";
+import { silentLogger } from "../src/main/daemon/log.js";
+import { buildState, readState, restoreState, StateSerialiser, writeAtomically, type StateFile } from "../src/main/state/state-file.js";
 import { clientSettings } from "./helpers/clients.js";
 import { REPO } from "./helpers/server.js";
 
@@ -123,7 +123,7 @@ test("kill -9 in the middle of a stream of saves leaves a readable state file", 
   const path = join(dir, "killed.json");
   writeAtomically(path, JSON.stringify({ format: "mandos-ts-state", version: 1, saved: "", clients: {} }));
   const writer = `
-    import { writeAtomically } from ${JSON.stringify(join(REPO, "dist/src/main/state-file.js"))};
+    import { writeAtomically } from ${JSON.stringify(join(REPO, "dist/src/main/state/state-file.js"))};
     const big = "x".repeat(200000);
     for (let i = 0; ; i++) writeAtomically(${JSON.stringify(path)}, JSON.stringify({ format: "mandos-ts-state", version: 1, saved: String(i), clients: {}, pad: big }));
   `;

@@ -5,8 +5,8 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PassThrough } from "node:stream";
-import { FanOutLogger } from "../src/main/log.js";
-import { syslogDatagram, syslogSink } from "../src/main/syslog.js";
+import { FanOutLogger } from "../src/main/daemon/log.js";
+import { syslogDatagram, syslogSink } from "../src/main/daemon/syslog.js";
 
 interface Receiver {
   bind(path: string): void;

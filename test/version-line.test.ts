@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { findLineEnd, judgeVersionLine } from "../src/main/version-line.js";
+import { findLineEnd, judgeVersionLine } from "../src/main/serve/version-line.js";
 
 test("version 1 and lower are accepted, as the reference's int(...) > 1 check", () => {
   for (const line of ["1\r", "1", " 1 extra words", "0", "-3", "+1", "0_1"]) {

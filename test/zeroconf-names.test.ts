@@ -5,8 +5,8 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { EventEmitter } from "node:events";
 import type { Responder, ResponderOptions, ServiceOptions } from "@homebridge/ciao";
-import { alternativeServiceName, startAnnouncement } from "../src/main/zeroconf.js";
-import type { Logger } from "../src/main/log.js";
+import { alternativeServiceName, startAnnouncement } from "../src/main/zeroconf/announce.js";
+import type { Logger } from "../src/main/daemon/log.js";
 
 test("collision renames follow Avahi: 'Mandos' -> 'Mandos #2' -> 'Mandos #3'", () => {
   assert.equal(alternativeServiceName("Mandos"), "Mandos #2");

@@ -5,25 +5,25 @@
 
 import { join, resolve } from "node:path";
 import { DEFAULT_PRIORITY, parsePriority, type TlsSettings } from "../tls/index.js";
-import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, parseCommandLine } from "./cli.js";
-import { createHandshakeRunner, defaultWorkerCount } from "./handshake-runner.js";
-import { Listener } from "./listener.js";
-import { consoleSink, FanOutLogger } from "./log.js";
-import { daemonize, isDaemonChild, notifyFailed, notifyReady } from "./daemonize.js";
-import { PidFile } from "./pidfile.js";
-import { checkClientsConfMode, chooseIds, dropPrivileges } from "./privileges.js";
-import { syslogSink } from "./syslog.js";
-import { mergeSettings, SettingsError, type ServerFileSettings, type ServerSettings } from "./server-settings.js";
+import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, parseCommandLine } from "./config/cli.js";
+import { createHandshakeRunner, defaultWorkerCount } from "./serve/handshake-runner.js";
+import { Listener } from "./serve/listener.js";
+import { consoleSink, FanOutLogger } from "./daemon/log.js";
+import { daemonize, isDaemonChild, notifyFailed, notifyReady } from "./daemon/daemonize.js";
+import { PidFile } from "./daemon/pidfile.js";
+import { checkClientsConfMode, chooseIds, dropPrivileges } from "./daemon/privileges.js";
+import { syslogSink } from "./daemon/syslog.js";
+import { mergeSettings, SettingsError, type ServerFileSettings, type ServerSettings } from "./config/server-settings.js";
 import { loadClientsConfig, loadServerConfig, type ServerConfigFile } from "./config/index.js";
-import { createRegistry, type ClientRegistry } from "./client-registry.js";
-import type { ClientSettings } from "./client-settings.js";
-import { reloadClientsConfig } from "./reload.js";
+import { createRegistry, type ClientRegistry } from "./clients/registry.js";
+import type { ClientSettings } from "./clients/settings.js";
+import { reloadClientsConfig } from "./clients/reload.js";
 import { clientsFileReader, readClientsFile, reloadReadiness, type ClientsFileReader } from "./config/clients-reader.js";
-import { runSelfTest } from "./self-test.js";
-import { readState, restoreState, StateSaver, StateSerialiser, STATE_FILE_NAME } from "./state-file.js";
-import { startAnnouncement, type Announcement } from "./zeroconf.js";
+import { runSelfTest } from "./daemon/self-test.js";
+import { readState, restoreState, StateSaver, StateSerialiser, STATE_FILE_NAME } from "./state/state-file.js";
+import { startAnnouncement, type Announcement } from "./zeroconf/announce.js";
 import { startDbusService, type DbusService } from "./dbus/index.js";
-import { collectStartupGarbage } from "./memory.js";
+import { collectStartupGarbage } from "./daemon/memory.js";
 
 /** How long SIGTERM waits for connections already in progress. */
 const SHUTDOWN_GRACE_MS = 5_000;
@@ -71,7 +71,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   }
 
   // mandos(8): detach unless --foreground or --debug. The parent waits for
-  // the child's listener (src/main/daemonize.ts) and never returns here.
+  // the child's listener (src/main/daemon/daemonize.ts) and never returns here.
   const detach = !settings.debug && !settings.foreground;
   // The child starts where we were, so relative --configdir/--statedir keep
   // their meaning; it then moves to "/" as daemon(3) does.

@@ -1,5 +1,5 @@
 // ClientSettings for unit tests, with short, explicit durations.
-import type { ClientSettings } from "../../src/main/client-settings.js";
+import type { ClientSettings } from "../../src/main/clients/settings.js";
 
 export function clientSettings(name: string, over: Partial<ClientSettings> = {}): ClientSettings {
   return {

@@ -5,8 +5,8 @@
 // network namespace (announcerEnv() tells it which that is), so that no test multicasts on the real interfaces; and
 // it does nothing when loaded by the test runner (it lives under test/).
 
-import { startAnnouncement } from "../../src/main/zeroconf.js";
-import type { Logger } from "../../src/main/log.js";
+import { startAnnouncement } from "../../src/main/zeroconf/announce.js";
+import type { Logger } from "../../src/main/daemon/log.js";
 import { inParentNetns } from "./netns.js";
 
 interface AnnouncerArgs {

@@ -15,7 +15,7 @@
 import { readFileSync } from "node:fs";
 import { userInfo } from "node:os";
 import { resolve } from "node:path";
-import { CLIENT_DEFAULTS, type ClientSettings, normaliseKeyId } from "../client-settings.js";
+import { CLIENT_DEFAULTS, type ClientSettings, normaliseKeyId } from "../clients/settings.js";
 import { parseDuration } from "./duration.js";
 import { ConfigError, type ConfigErrorPlace } from "./errors.js";
 import { type IniDocument, parseIni, rawOption, sectionItems } from "./ini.js";

@@ -3,7 +3,7 @@
 // through the registry, which persists every change. Durations are
 // milliseconds (type t), timestamps the reference's datetime_to_dbus strings.
 
-import type { ClientPatch, ClientView, Registry } from "../registry.js";
+import type { ClientPatch, ClientView, Registry } from "../clients/contract.js";
 import { ERROR_NAME, MethodError } from "./errors.js";
 import { CLIENT, type PropertySpec } from "./interfaces.js";
 import { integerOf, timestampToDbus, type IncomingVariant, type WireValue } from "./values.js";

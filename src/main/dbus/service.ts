@@ -14,8 +14,8 @@
 //   are announced as invalidated, without a value.
 
 import { readFileSync } from "node:fs";
-import type { Logger } from "../log.js";
-import type { ClientView, Registry, RegistryEvent } from "../registry.js";
+import type { Logger } from "../daemon/log.js";
+import type { ClientView, Registry, RegistryEvent } from "../clients/contract.js";
 import { BusConnection, DEFAULT_SYSTEM_BUS, REQUEST_NAME_PRIMARY_OWNER, type WireMessage } from "./connection.js";
 import { clientProperty, readableProperties } from "./client-properties.js";
 import { DbusError, DBUS_ERROR, ERROR_NAME, MethodError } from "./errors.js";

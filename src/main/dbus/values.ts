@@ -2,7 +2,7 @@
 // conversions the Mandos API needs: variants, dictionaries, the reference's
 // timestamps and durations.
 
-import { pyIsoformat } from "../python-format.js";
+import { pyIsoformat } from "../clients/python-format.js";
 
 /**
  * A value on the wire: numbers for integer types (uint64 durations in

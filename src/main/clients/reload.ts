@@ -10,11 +10,11 @@
 // one, with one error naming the path and the reason. Only a file that
 // really lists no client removes them all.
 
-import type { ClientSettings } from "./client-settings.js";
-import type { ClientRegistry } from "./client-registry.js";
-import type { ClientsFileReader } from "./config/clients-reader.js";
-import { parseClientsConfig, type ClientsConfigOptions } from "./config/clients-config.js";
-import type { Logger } from "./log.js";
+import type { ClientSettings } from "./settings.js";
+import type { ClientRegistry } from "./registry.js";
+import type { ClientsFileReader } from "../config/clients-reader.js";
+import { parseClientsConfig, type ClientsConfigOptions } from "../config/clients-config.js";
+import type { Logger } from "../daemon/log.js";
 
 export interface ReloadSummary {
   readonly added: string[];

@@ -1,9 +1,9 @@
-// `mandos-ts-client`: the command line of our test client (test-client.ts),
+// `mandos-ts-client`: the command line of our test client (fetch.ts),
 // with mandos-client's option names. Prints the raw secret to stdout.
 
 import { Command, CommanderError } from "commander";
 import { DEFAULT_PRIORITY, parsePriority } from "../tls/index.js";
-import { fetchSecret, FetchError, loadIdentity, parseConnect } from "./test-client.js";
+import { fetchSecret, FetchError, loadIdentity, parseConnect } from "./fetch.js";
 
 export async function main(argv: readonly string[]): Promise<number> {
   const program = new Command("mandos-ts-client")

@@ -24,10 +24,10 @@
 
 import { networkInterfaces } from "node:os";
 import ciao, { type CiaoService, type Responder, type ResponderOptions } from "@homebridge/ciao";
-import type { Logger } from "./log.js";
-import { alternativeServiceName } from "./zeroconf/alternative-name.js";
+import type { Logger } from "../daemon/log.js";
+import { alternativeServiceName } from "./alternative-name.js";
 
-export { alternativeServiceName } from "./zeroconf/alternative-name.js";
+export { alternativeServiceName } from "./alternative-name.js";
 
 /** DNS-SD service type without its underscores: ciao writes `_mandos._tcp`. */
 export const SERVICE_TYPE = "mandos";

@@ -3,7 +3,7 @@
 // them (debug implies foreground; without Zeroconf a port or socket is needed).
 
 import type { CommandLine } from "./cli.js";
-import { parseLogLevel, type LogLevel } from "./log.js";
+import { parseLogLevel, type LogLevel } from "../daemon/log.js";
 
 /** mandos.conf values (already typed), each present only if the file set it. */
 export interface ServerFileSettings {

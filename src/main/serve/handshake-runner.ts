@@ -15,8 +15,8 @@ import {
   type HandshakeTask,
   type HandshakeTaskResult,
   type TlsSettings,
-} from "../tls/index.js";
-import type { WorkerRequest, WorkerResponse } from "../workers/handshake.js";
+} from "../../tls/index.js";
+import type { WorkerRequest, WorkerResponse } from "../../workers/handshake.js";
 
 export interface HandshakeRunner {
   /** Fresh, never reused key shares for one ClientHello. */
@@ -84,7 +84,7 @@ class PoolRunner implements HandshakeRunner {
     this.workers = workers;
     this.#groups = settings.keyShareGroups;
     this.#pool = new Piscina<WorkerRequest, WorkerResponse>({
-      filename: new URL("../workers/handshake.js", import.meta.url).href,
+      filename: new URL("../../workers/handshake.js", import.meta.url).href,
       minThreads: workers,
       maxThreads: workers,
       idleTimeout: Infinity,

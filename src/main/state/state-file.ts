@@ -26,9 +26,9 @@
 import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from "node:crypto";
 import { closeSync, fsyncSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from "node:fs";
 import { dirname, join } from "node:path";
-import type { ClientSettings } from "./client-settings.js";
-import type { ClientRuntime } from "./client-registry.js";
-import type { Logger } from "./log.js";
+import type { ClientSettings } from "../clients/settings.js";
+import type { ClientRuntime } from "../clients/registry.js";
+import type { Logger } from "../daemon/log.js";
 
 export const STATE_FILE_NAME = "clients.json";
 

@@ -13,12 +13,12 @@
 // no running checker.
 
 import { spawn as spawnProcess } from "node:child_process";
-import type { ClientSettings } from "./client-settings.js";
-import { EMPTY_KEY_ID } from "./client-settings.js";
-import { systemClock, type Clock, type TimerHandle } from "./clock.js";
-import type { Logger } from "./log.js";
+import type { ClientSettings } from "./settings.js";
+import { EMPTY_KEY_ID } from "./settings.js";
+import { systemClock, type Clock, type TimerHandle } from "../clock.js";
+import type { Logger } from "../daemon/log.js";
 import { FormatError, percentFormat, pyStr, shellQuote, type PyValue } from "./python-format.js";
-import { clientObjectPath } from "./dbus/interfaces.js";
+import { clientObjectPath } from "../dbus/interfaces.js";
 import type {
   ClientPatch,
   ClientProperty,
@@ -26,7 +26,7 @@ import type {
   Registry,
   RegistryEvent,
   SecretDecision,
-} from "./registry.js";
+} from "./contract.js";
 
 /**
  * Checker processes running at once, server-wide. A reboot wave or a
@@ -85,7 +85,7 @@ export interface RegistryDeps {
   readonly maxCheckers?: number;
 }
 
-/** Runtime state that persists (see state-file.ts); the rest comes from clients.conf. */
+/** Runtime state that persists (see ../state/state-file.ts); the rest comes from clients.conf. */
 export interface ClientRuntime {
   enabled: boolean;
   created: number;

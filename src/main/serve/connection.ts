@@ -27,8 +27,8 @@
 //   Sending          --flushed-->            Closed
 
 import type { Socket } from "node:net";
-import { TlsClient, type TlsEvent, type TlsSettings } from "../tls/index.js";
-import { EMPTY_KEY_ID } from "./client-settings.js";
+import { TlsClient, type TlsEvent, type TlsSettings } from "../../tls/index.js";
+import { EMPTY_KEY_ID } from "../clients/settings.js";
 import type { HandshakeRunner } from "./handshake-runner.js";
 import {
   HANDSHAKE_TIMEOUT_MS,
@@ -36,8 +36,8 @@ import {
   VERSION_LINE_MAX_BYTES,
   VERSION_LINE_TIMEOUT_MS,
 } from "./limits.js";
-import type { Logger } from "./log.js";
-import type { Registry } from "./registry.js";
+import type { Logger } from "../daemon/log.js";
+import type { Registry } from "../clients/contract.js";
 import { findLineEnd, judgeVersionLine } from "./version-line.js";
 
 export type ConnectionState = "AwaitingLine" | "Handshaking" | "AwaitingDecision" | "Sending" | "Closed";

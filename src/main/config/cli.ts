@@ -3,7 +3,7 @@
 // not, so that mandos.conf can supply it (the command line wins).
 
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
-import { VERSION } from "./version.js";
+import { VERSION } from "../daemon/version.js";
 
 export interface CommandLine {
   interface?: string;

@@ -4,7 +4,7 @@
 // (docs/PROTOCOL.md, "Design rules"; a shared backend on a distributed store would be another
 // implementation of this same interface.)
 
-import type { ClientSettings } from "./client-settings.js";
+import type { ClientSettings } from "./settings.js";
 
 /** A read-only snapshot of one client, named after the D-Bus properties (DBUS-API). */
 export interface ClientView {

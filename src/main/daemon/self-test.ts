@@ -11,11 +11,11 @@ import {
   keyId,
   parsePriority,
   runHandshakeTask,
-} from "../tls/index.js";
-import { parseClientsConfig } from "./config/index.js";
-import { parseDuration } from "./config/duration.js";
-import { handshakeSecrets, trafficKeys } from "../tls/crypto.js";
-import { suiteByName } from "../tls/constants.js";
+} from "../../tls/index.js";
+import { parseClientsConfig } from "../config/index.js";
+import { parseDuration } from "../config/duration.js";
+import { handshakeSecrets, trafficKeys } from "../../tls/crypto.js";
+import { suiteByName } from "../../tls/constants.js";
 
 interface Check {
   readonly name: string;

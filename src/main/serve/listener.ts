@@ -8,13 +8,13 @@
 // slowing down together.
 
 import { createServer, type Server, type Socket } from "node:net";
-import type { TlsSettings } from "../tls/index.js";
+import type { TlsSettings } from "../../tls/index.js";
 import { Connection, type ConnectionOutcome } from "./connection.js";
 import { InterfaceFilter } from "./interface-filter.js";
 import type { HandshakeRunner } from "./handshake-runner.js";
 import { ADMISSION_WAIT_MS, LISTEN_BACKLOG, MAX_HANDSHAKES_IN_FLIGHT, MAX_OPEN_CONNECTIONS } from "./limits.js";
-import type { Logger } from "./log.js";
-import type { Registry } from "./registry.js";
+import type { Logger } from "../daemon/log.js";
+import type { Registry } from "../clients/contract.js";
 
 export interface ListenOptions {
   /** Address to bind; "" for any. */
