@@ -1,0 +1,171 @@
+// The facts the server publishes, on named node:diagnostics_channel
+// channels: the one interface that logging, D-Bus signals, the state saver,
+// tests, and later metrics and an audit log subscribe to. The core calls
+// `publish` and knows nothing of who listens; a channel without subscribers
+// costs one property read (`hasSubscribers`).
+//
+// Channels are process-wide, as undici's are: a subscriber sees the facts of
+// every server in the process (one, in the daemon). Payloads are plain data,
+// never a secret and never key material (a key ID or fingerprint is public).
+// docs/EVENTS.md lists every channel with its payload and who publishes it.
+
+import { channel as namedChannel } from "node:diagnostics_channel";
+import type { ClientProperty, ClientView } from "./clients/contract.js";
+
+/** A channel whose messages are all of type T. */
+export interface Channel<T> {
+  readonly name: string;
+  readonly hasSubscribers: boolean;
+  publish(message: T): void;
+  subscribe(onMessage: (message: T) => void): void;
+  unsubscribe(onMessage: (message: T) => void): void;
+}
+
+function channel<T>(name: string): Channel<T> {
+  const c = namedChannel(name);
+  // diagnostics_channel hands subscribers (message, name); ours take the message.
+  const wrapped = new WeakMap<(message: T) => void, (message: unknown) => void>();
+  return {
+    name,
+    get hasSubscribers() {
+      return c.hasSubscribers;
+    },
+    publish: (message) => c.publish(message),
+    subscribe(onMessage) {
+      const fn = (message: unknown): void => onMessage(message as T);
+      wrapped.set(onMessage, fn);
+      c.subscribe(fn);
+    },
+    unsubscribe(onMessage) {
+      const fn = wrapped.get(onMessage);
+      if (fn) c.unsubscribe(fn);
+    },
+  };
+}
+
+/** Why a peer did not get a secret. The values are metric label values too. */
+export type RefusalReason =
+  | "unknown_key" // no client has the peer's key ID (or fingerprint)
+  | "disabled" // the client is disabled
+  | "denied" // an operator or approved_by_default denied it
+  | "approval_timeout" // approval was still pending when the client gave up or the delay ran out
+  | "bad_version" // the protocol line was missing, too long or not version 1
+  | "tls_error"; // the handshake failed (alert, malformed or tampered message)
+
+/** How a connection ended. */
+export type ConnectionOutcome =
+  | "secret-sent"
+  | "refused" // see the client-rejected / client-not-found event for the reason
+  | "bad-version"
+  | "tls-error"
+  | "timeout"
+  | "peer-closed"
+  | "socket-error"
+  | "shutdown"
+  | "internal-error";
+
+/** One TCP connection, as the events about it name it. */
+export interface ConnectionRef {
+  /** Unique within the process, increasing. */
+  readonly id: number;
+  readonly address: string;
+  readonly port: number;
+  /** The reference's form: `('::1', 41234, 0, 0)` or `('127.0.0.1', 41234)`. */
+  readonly label: string;
+}
+
+export interface ConnectionAccepted { readonly connection: ConnectionRef }
+export interface ConnectionClosed {
+  readonly connection: ConnectionRef;
+  readonly outcome: ConnectionOutcome;
+  /** From accept to close, in milliseconds. */
+  readonly durationMs: number;
+  /** Free text for logs (an error message, what timed out); never a secret. */
+  readonly detail?: string;
+}
+/** A connection was refused before it was given a handshake slot or a socket. */
+export interface ConnectionNotAdmitted {
+  readonly address: string;
+  readonly why: "admission-timeout" | "not-on-interface";
+}
+export interface VersionLine {
+  readonly connection: ConnectionRef;
+  /** The line as received, undecoded control characters and all (escape before logging). */
+  readonly line: string;
+  readonly accepted: boolean;
+  readonly reason?: string;
+}
+export interface HandshakeDone {
+  readonly connection: ConnectionRef;
+  readonly keyId: string;
+  /** From accept to the verified Finished, in milliseconds. */
+  readonly durationMs: number;
+  /** Time its tasks waited for a worker, in milliseconds (0 inline). */
+  readonly workerWaitMs: number;
+}
+export interface SecretSent {
+  readonly connection: ConnectionRef;
+  readonly client: string;
+  readonly keyId: string;
+  /** From accept to the secret written, in milliseconds. */
+  readonly durationMs: number;
+}
+export interface ClientNotFound {
+  readonly connection: ConnectionRef;
+  readonly keyId: string;
+}
+export interface ClientRejected {
+  readonly connection: ConnectionRef;
+  readonly client: string;
+  readonly keyId: string;
+  readonly reason: Exclude<RefusalReason, "unknown_key" | "bad_version" | "tls_error">;
+}
+
+export interface ClientEvent { readonly client: ClientView }
+export interface ClientDisabled {
+  readonly client: ClientView;
+  /** "timeout": no successful checker for too long; "operator": D-Bus, reload or API. */
+  readonly why: "timeout" | "operator";
+}
+export interface ClientPropertyChanged { readonly client: ClientView; readonly property: ClientProperty }
+export interface CheckerStarted { readonly client: ClientView; readonly command: string }
+export interface CheckerCompleted {
+  readonly client: ClientView;
+  readonly command: string;
+  /** Exit code, or -1 for an abnormal exit. */
+  readonly exitCode: number;
+  /** The wait(2) status. */
+  readonly waitStatus: number;
+}
+export interface ApprovalNeeded {
+  readonly client: ClientView;
+  /** Milliseconds until the default decision. */
+  readonly timeoutMs: number;
+  readonly approvedByDefault: boolean;
+}
+export interface StateSaved { readonly path: string; readonly bytes: number; readonly durationMs: number }
+export interface StateSaveFailed { readonly path: string; readonly reason: string }
+
+/** Every channel the server publishes on. */
+export const events = {
+  connectionAccepted: channel<ConnectionAccepted>("mandos:connection:accepted"),
+  connectionClosed: channel<ConnectionClosed>("mandos:connection:closed"),
+  connectionNotAdmitted: channel<ConnectionNotAdmitted>("mandos:connection:not-admitted"),
+  versionLine: channel<VersionLine>("mandos:connection:version-line"),
+  handshakeDone: channel<HandshakeDone>("mandos:handshake:done"),
+  secretSent: channel<SecretSent>("mandos:secret:sent"),
+  clientNotFound: channel<ClientNotFound>("mandos:client:not-found"),
+  clientRejected: channel<ClientRejected>("mandos:client:rejected"),
+  clientAdded: channel<ClientEvent>("mandos:client:added"),
+  clientRemoved: channel<ClientEvent>("mandos:client:removed"),
+  clientEnabled: channel<ClientEvent>("mandos:client:enabled"),
+  clientDisabled: channel<ClientDisabled>("mandos:client:disabled"),
+  clientPropertyChanged: channel<ClientPropertyChanged>("mandos:client:property-changed"),
+  checkerStarted: channel<CheckerStarted>("mandos:checker:started"),
+  checkerCompleted: channel<CheckerCompleted>("mandos:checker:completed"),
+  approvalNeeded: channel<ApprovalNeeded>("mandos:approval:needed"),
+  stateSaved: channel<StateSaved>("mandos:state:saved"),
+  stateSaveFailed: channel<StateSaveFailed>("mandos:state:save-failed"),
+} as const;
+
+export type EventName = keyof typeof events;
