@@ -45,7 +45,8 @@ test("--help and --version exit 0 and print", () => {
   assert.match(help.out, /--no-zeroconf/);
   const version = parse("--version");
   assert.deepEqual(version.result, { kind: "exit", code: EXIT_OK });
-  assert.match(version.out, /^mandos \d/);
+  // The reference's own form first (scripts read its second field), then ours.
+  assert.match(version.out, /^mandos 1\.8\.16 \(mandos-ts \d+\.\d+\.\d+\)\n$/);
 });
 
 test("mandos --check runs the self-tests and exits 0", async () => {
@@ -58,4 +59,19 @@ test("mandos --check runs the self-tests and exits 0", async () => {
 test("the default worker count leaves the main thread a core, and is 0 (inline) below three cores", async () => {
   const { defaultWorkerCount } = await import("../src/main/serve/handshake-runner.js");
   assert.deepEqual([1, 2, 3, 4, 16].map((cores) => defaultWorkerCount(cores)), [0, 0, 2, 3, 15]);
+});
+
+test("--help and the README's option table give the same defaults", async () => {
+  const { readFileSync } = await import("node:fs");
+  const readme = readFileSync(new URL("../../README.md", import.meta.url), "utf8");
+  const help = parse("--help").out.replace(/\s+/g, " ");
+  const row = (option: string): string[] => {
+    const line = readme.split("\n").find((l) => l.startsWith(`| \`${option}`)) ?? "";
+    return line.split("|").map((cell) => cell.trim());
+  };
+  const workers = row("--workers N")[3] ?? "";
+  assert.ok(workers.length > 0, "the README lists --workers with a default");
+  assert.ok(help.includes(`default: ${workers}`), `--help says the --workers default as the README does (${workers})`);
+  assert.equal(row("--configdir DIR")[3], "`/etc/mandos`");
+  assert.ok(help.includes('(default: "/etc/mandos")'));
 });

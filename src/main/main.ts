@@ -21,6 +21,7 @@ import { reloadClientsConfig } from "./clients/reload.js";
 import { clientsFileReader, readClientsFile, reloadReadiness, type ClientsFileReader } from "./config/clients-reader.js";
 import { runSelfTest } from "./daemon/self-test.js";
 import { readState, restoreState, StateSaver, StateSerialiser, STATE_FILE_NAME } from "./state/state-file.js";
+import { checkStateDirWritable, prepareStateDir } from "./state/state-dir.js";
 import { startAnnouncement, type Announcement } from "./zeroconf/announce.js";
 import { startDbusService, type DbusService } from "./dbus/index.js";
 import { collectStartupGarbage } from "./daemon/memory.js";
@@ -141,13 +142,17 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
 
   const serialiser = new StateSerialiser();
   const saver = new StateSaver(statePath, () => serialiser.chunks(config, registry.entries(), Date.now()), logger);
+  // Off until the state directory is known to be usable by the user we become.
+  let keepState = false;
+  const stateChanged = (): void => {
+    if (keepState) saver.changed();
+  };
   registry.subscribe((event) => {
     if (event.type === "client-not-found" || event.type === "need-approval" || event.type === "checker-started") return;
-    saver.changed();
+    stateChanged();
   });
   registry.start();
   collectStartupGarbage();
-  saver.changed();
   const runner = createHandshakeRunner(settings.workers, tlsSettings);
   const listener = new Listener({ registry, runner, tlsSettings, logger });
   let bound: { address: string; port: number };
@@ -179,8 +184,11 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
   // SIGHUP re-reads clients.conf after the drop: as root, through a reader
   // kept as root, so that Debian's root-only clients.conf still reloads.
   const clientsReader: ClientsFileReader = clientsFileReader(clientsPath);
-  // As the reference, in every mode: the state directory must be writable
-  // by the user we become.
+  // The state directory is made if missing, for the user we become (as
+  // Debian's package makes /var/lib/mandos), and must be writable by it.
+  const runAs = process.getuid?.() === 0 ? chooseIds() : undefined;
+  let stateDir = prepareStateDir(settings.statedir, runAs);
+  if (stateDir.ok && stateDir.created) logger.info(`Created state directory ${settings.statedir}`);
   try {
     dropPrivileges(logger);
   } catch (error) {
@@ -189,6 +197,13 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
     registry.stop();
     await runner.close();
     return fail(error instanceof Error ? error.message : String(error));
+  }
+  if (stateDir.ok) stateDir = checkStateDirWritable(settings.statedir);
+  if (stateDir.ok) {
+    keepState = true;
+    saver.changed();
+  } else {
+    logger.warning(`Cannot keep persistent state in ${settings.statedir}: ${stateDir.reason}; state will not be saved`);
   }
   try {
     pidFile?.write();
@@ -233,7 +248,7 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
         await listener.close(SHUTDOWN_GRACE_MS);
         await dbus?.stop();
         registry.stop();
-        saver.saveNow();
+        if (keepState) saver.saveNow();
         await runner.close();
         clientsReader.close();
         pidFile?.remove();
@@ -261,7 +276,7 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
           const outcome = await reloadClientsConfig(registry, config, clientsPath, clientsReader, logger);
           if (outcome.applied) {
             config = outcome.clients;
-            saver.changed();
+            stateChanged();
           }
         } while (again && !stopping);
         reloading = false;

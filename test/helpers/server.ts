@@ -148,9 +148,9 @@ export interface ProcessResult {
 }
 
 /** Runs a command to completion (killed after `ms`), collecting its output. */
-export function run(command: string, args: readonly string[], ms = 60_000, env: NodeJS.ProcessEnv = {}): Promise<ProcessResult> {
+export function run(command: string, args: readonly string[], ms = 60_000, env: NodeJS.ProcessEnv = {}, cwd?: string): Promise<ProcessResult> {
   return new Promise((resolve) => {
-    const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } });
+    const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env }, ...(cwd ? { cwd } : {}) });
     live.add(child);
     const out: Buffer[] = [];
     let err = "";

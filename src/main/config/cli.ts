@@ -3,7 +3,7 @@
 // not, so that mandos.conf can supply it (the command line wins).
 
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
-import { VERSION } from "../daemon/version.js";
+import { REFERENCE_VERSION, VERSION } from "../daemon/version.js";
 
 export interface CommandLine {
   interface?: string;
@@ -59,7 +59,7 @@ export function parseCommandLine(
 ): ParseResult {
   const program = new Command("mandos")
     .description("Mandos server: gives encrypted passwords to rebooting client machines (mandos-ts)")
-    .version(`mandos ${VERSION}`, "-v, --version", "show version number and exit")
+    .version(`mandos ${REFERENCE_VERSION} (mandos-ts ${VERSION})`, "-v, --version", "show version number and exit")
     .helpOption("-h, --help", "show this help message and exit")
     .option("-i, --interface <IF>", "Bind to interface IF")
     .option("-a, --address <ADDRESS>", "Address to listen for requests on")
@@ -77,7 +77,7 @@ export function parseCommandLine(
     .option("--statedir <DIR>", "Directory to save/restore state in")
     .option("--foreground", "Run in foreground")
     .addOption(new Option("--no-zeroconf", "Do not use Zeroconf"))
-    .option("--workers <N>", "Handshake worker threads (0: run handshakes on the main thread; default: one per core)", integer("workers", 0, 1024))
+    .option("--workers <N>", "Handshake worker threads (0: run handshakes on the main thread; default: 0 on one or two cores, else one per core but one)", integer("workers", 0, 1024))
     .configureOutput({ writeOut: out, writeErr: err })
     .exitOverride()
     .allowExcessArguments(false);

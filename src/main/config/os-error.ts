@@ -24,6 +24,11 @@ const STRERROR: Readonly<Record<string, string>> = {
   EXDEV: "Invalid cross-device link",
 };
 
+/** strerror(3)'s words for an errno name ("ENOENT"), or the name itself when unknown. */
+export function strerror(code: string): string {
+  return STRERROR[code] ?? code;
+}
+
 /** The reason an error gives, in words: strerror for system errors, else the message. */
 export function reasonInWords(error: unknown): string {
   if (!(error instanceof Error)) return String(error);

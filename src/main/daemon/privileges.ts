@@ -8,6 +8,7 @@
 
 import { execFileSync } from "node:child_process";
 import { statSync } from "node:fs";
+import { reasonInWords } from "../config/os-error.js";
 import type { Logger } from "./log.js";
 
 export const CANDIDATES: readonly (readonly [user: string, group: string])[] = [
@@ -70,7 +71,7 @@ export function dropPrivileges(log: Logger, lookup: PasswdLookup = getentPasswd,
     return { uid, gid };
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    log.warning(`Failed to setuid/setgid to ${uid}:${gid}: ${code ?? String(err)}`);
+    log.warning(`Failed to setuid/setgid to ${uid}:${gid}: ${reasonInWords(err)}`);
     if (code !== "EPERM") throw new PrivilegeError(`setuid/setgid to ${uid}:${gid} failed`, { cause: err });
     return undefined;
   }

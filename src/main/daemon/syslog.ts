@@ -7,6 +7,7 @@
 
 import { createRequire } from "node:module";
 import { getSystemErrorName } from "node:util";
+import { strerror } from "../config/os-error.js";
 import type { LogLevel, LogSink } from "./log.js";
 
 /** The default syslog socket, as SysLogHandler(address="/dev/log"). */
@@ -39,7 +40,7 @@ export function syslogDatagram(level: LogLevel, message: string, serviceName = "
 /** unix-dgram reports -errno in `code`, or 1 for a full socket buffer (the datagram is dropped). */
 function describe(err: Error): string {
   const code: unknown = (err as { code?: unknown }).code;
-  if (typeof code === "number" && code < 0) return getSystemErrorName(code);
+  if (typeof code === "number" && code < 0) return strerror(getSystemErrorName(code));
   return err.message;
 }
 

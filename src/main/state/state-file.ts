@@ -29,6 +29,7 @@ import { dirname, join } from "node:path";
 import type { ClientSettings } from "../clients/settings.js";
 import type { ClientRuntime } from "../clients/registry.js";
 import type { Logger } from "../daemon/log.js";
+import { reasonInWords } from "../config/os-error.js";
 
 export const STATE_FILE_NAME = "clients.json";
 
@@ -268,11 +269,19 @@ export function readState(path: string, logger: Logger): StateFile | null {
   try {
     text = readFileSync(path, "utf8");
   } catch (error) {
-    logger.warning(`Could not load persistent state: ${(error as NodeJS.ErrnoException).code === "ENOENT" ? "No such file or directory" : String((error as Error).message)}`);
+    // The reference's own line for a first start; any other failure names the file.
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") logger.warning("Could not load persistent state: No such file or directory");
+    else logger.warning(`Could not load persistent state from ${path}: ${reasonInWords(error)}; starting from clients.conf`);
     return null;
   }
   try {
-    const parsed = JSON.parse(text) as Partial<StateFile>;
+    let parsed: Partial<StateFile>;
+    try {
+      parsed = JSON.parse(text) as Partial<StateFile>;
+    } catch {
+      // Never V8's message: it quotes the file's first bytes.
+      throw new Error("not valid JSON");
+    }
     if (parsed.format !== "mandos-ts-state" || parsed.version !== 1 || typeof parsed.clients !== "object" || parsed.clients === null) {
       throw new Error("not a mandos-ts state file of version 1");
     }
