@@ -236,13 +236,17 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
   }
 
   notifyReady();
+  logger.debug("Starting main loop");
 
   return new Promise<number>((resolve) => {
     let stopping = false;
     const stop = (signal: NodeJS.Signals): void => {
       if (stopping) return;
       stopping = true;
-      logger.info(`Received ${signal}; shutting down`);
+      // The reference logs nothing at SIGTERM and "Server exiting" as it
+      // leaves its main loop; SIGINT is its KeyboardInterrupt.
+      if (signal === "SIGINT") logger.debug("Server received KeyboardInterrupt");
+      logger.debug("Server exiting");
       void (async () => {
         await announcement?.stop();
         await listener.close(SHUTDOWN_GRACE_MS);

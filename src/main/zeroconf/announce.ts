@@ -25,6 +25,7 @@
 import { networkInterfaces } from "node:os";
 import ciao, { type CiaoService, type Responder, type ResponderOptions } from "@homebridge/ciao";
 import type { Logger } from "../daemon/log.js";
+import { pyRepr } from "../daemon/python-repr.js";
 import { alternativeServiceName } from "./alternative-name.js";
 
 export { alternativeServiceName } from "./alternative-name.js";
@@ -77,13 +78,6 @@ export interface Announcement {
 
 function describe(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
-}
-
-/** Python's repr() of a str, as the reference's `%r` writes the new name. */
-function pythonRepr(text: string): string {
-  const quote = text.includes("'") && !text.includes('"') ? '"' : "'";
-  const escaped = text.replace(/\\/g, "\\\\").replace(new RegExp(quote, "g"), `\\${quote}`);
-  return `${quote}${escaped}${quote}`;
 }
 
 /**
@@ -328,7 +322,7 @@ class MandosAnnouncement implements Announcement {
 
   #renamed(name: string): void {
     this.#name = name;
-    this.#logger.info(`Changing Zeroconf service name to ${pythonRepr(name)} ...`);
+    this.#logger.info(`Changing Zeroconf service name to ${pyRepr(name)} ...`);
     this.#options.onRename?.(name);
   }
 
