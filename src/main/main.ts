@@ -123,12 +123,14 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
 
   const clientsPath = join(settings.configdir, "clients.conf");
   const statePath = join(settings.statedir, STATE_FILE_NAME);
+  // The user we become after binding, when we start as root.
+  const runAs = process.getuid?.() === 0 ? chooseIds() : undefined;
   let registry: ClientRegistry;
   let config: ClientSettings[];
   try {
     config = loadClientsConfig(clientsPath);
     const restored = settings.restore
-      ? restoreState(config, readState(statePath, logger), Date.now(), logger)
+      ? restoreState(config, readState(statePath, logger, runAs ? [runAs.uid] : []), Date.now(), logger)
       : { settings: config, runtimes: new Map() };
     registry = createRegistry(restored.settings, { logger }, restored.runtimes);
   } catch (error) {
@@ -186,7 +188,6 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
   const clientsReader: ClientsFileReader = clientsFileReader(clientsPath);
   // The state directory is made if missing, for the user we become (as
   // Debian's package makes /var/lib/mandos), and must be writable by it.
-  const runAs = process.getuid?.() === 0 ? chooseIds() : undefined;
   let stateDir = prepareStateDir(settings.statedir, runAs);
   if (stateDir.ok && stateDir.created) logger.info(`Created state directory ${settings.statedir}`);
   try {

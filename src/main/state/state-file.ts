@@ -24,7 +24,7 @@
 // if its last checker succeeded (then it expires one timeout from now).
 
 import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from "node:crypto";
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from "node:fs";
+import { closeSync, constants, fstatSync, fsyncSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from "node:fs";
 import { dirname, join } from "node:path";
 import type { ClientSettings } from "../clients/settings.js";
 import type { ClientRuntime } from "../clients/registry.js";
@@ -263,15 +263,48 @@ export function writeAtomically(path: string, data: string | Iterable<string>): 
   }
 }
 
-/** Reads the state file: null (and a warning) when it is missing or unusable. */
-export function readState(path: string, logger: Logger): StateFile | null {
+/** Why a state file is not trusted (never its content). */
+class UntrustedStateFile extends Error {
+  override readonly name = "UntrustedStateFile";
+}
+
+/**
+ * The state file's text, read as root at start-up, so with care: a
+ * symbolic link is not followed (it could point at any root-only file), and
+ * the file must be a regular file owned by root, by us or by the user we
+ * become (`owners`), and writable by nobody else.
+ */
+function readStateText(path: string, owners: readonly number[]): string {
+  const fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw new UntrustedStateFile("not a regular file");
+    const trusted = new Set([0, process.getuid?.() ?? 0, ...owners]);
+    if (!trusted.has(st.uid)) throw new UntrustedStateFile(`owned by uid ${st.uid}, not by root or the server's user`);
+    if ((st.mode & 0o022) !== 0) throw new UntrustedStateFile(`writable by others (mode ${(st.mode & 0o777).toString(8)})`);
+    return readFileSync(fd, "utf8");
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Reads the state file: null (and a warning) when it is missing or
+ * unusable. `owners`: uids besides root and ours that may own it (the
+ * user the server becomes).
+ */
+export function readState(path: string, logger: Logger, owners: readonly number[] = []): StateFile | null {
   let text: string;
   try {
-    text = readFileSync(path, "utf8");
+    text = readStateText(path, owners);
   } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ELOOP") {
+      logger.warning(`Could not load persistent state from ${path}: it is a symbolic link, which is not followed; starting from clients.conf`);
+      return null;
+    }
     // The reference's own line for a first start; any other failure names the file.
     if ((error as NodeJS.ErrnoException).code === "ENOENT") logger.warning("Could not load persistent state: No such file or directory");
-    else logger.warning(`Could not load persistent state from ${path}: ${reasonInWords(error)}; starting from clients.conf`);
+    else logger.warning(`Could not load persistent state from ${path}: ${error instanceof UntrustedStateFile ? error.message : reasonInWords(error)}; starting from clients.conf`);
     return null;
   }
   try {
