@@ -173,19 +173,21 @@ describe("our D-Bus service compared with the reference server", { skip }, () =>
     }
   });
 
-  test("a Set of a read-only property is refused by both", async () => {
-    const [a, b] = await both((address) =>
+  /** Sets delta's `property` to `variant` on both servers: [ours, reference]. */
+  const setOnBoth = (property: string, variant: string) =>
+    both((address) =>
       dbusSend(address, `--dest=${BUS_NAME}`, "/clients/delta", "org.freedesktop.DBus.Properties.Set",
-        "string:se.recompile.Mandos.Client", "string:Name", "variant:string:other"));
+        "string:se.recompile.Mandos.Client", `string:${property}`, variant));
+
+  test("a Set of a read-only property is refused by both", async () => {
+    const [a, b] = await setOnBoth("Name", "variant:string:other");
     assert.notEqual(b.code, 0, "the reference accepted it");
     assert.notEqual(a.code, 0, "ours let Name be set");
     await assertSameJson();
   });
 
   test("a property Set with the wrong type is refused and changes nothing", async () => {
-    const [a, b] = await both((address) =>
-      dbusSend(address, `--dest=${BUS_NAME}`, "/clients/delta", "org.freedesktop.DBus.Properties.Set",
-        "string:se.recompile.Mandos.Client", "string:Timeout", "variant:string:PT1M"));
+    const [a, b] = await setOnBoth("Timeout", "variant:string:PT1M");
     assert.notEqual(b.code, 0, "the reference accepted it");
     assert.notEqual(a.code, 0, "ours accepted a string for a uint64 property");
     assert.match(a.stderr, /^Error org\.freedesktop\.DBus\.Error\.InvalidArgs/m);

@@ -135,27 +135,17 @@ export class BusConnection {
   }
 
   reply(call: WireMessage, signature: string, body: WireValue[]): void {
-    if (((call.flags ?? 0) & NO_REPLY_EXPECTED) !== 0) return;
-    this.#send({
-      type: MESSAGE_TYPE.methodReturn,
-      serial: this.#serial++,
-      replySerial: call.serial,
-      destination: call.sender,
-      ...(signature ? { signature, body } : {}),
-    });
+    this.#answer(call, { type: MESSAGE_TYPE.methodReturn, ...(signature ? { signature, body } : {}) });
   }
 
   replyError(call: WireMessage, errorName: string, text: string): void {
+    this.#answer(call, { type: MESSAGE_TYPE.error, errorName, signature: "s", body: [text] });
+  }
+
+  /** A method return or error to `call`, unless its caller asked for none. */
+  #answer(call: WireMessage, fields: Pick<WireMessage, "type" | "errorName" | "signature" | "body">): void {
     if (((call.flags ?? 0) & NO_REPLY_EXPECTED) !== 0) return;
-    this.#send({
-      type: MESSAGE_TYPE.error,
-      serial: this.#serial++,
-      replySerial: call.serial,
-      destination: call.sender,
-      errorName,
-      signature: "s",
-      body: [text],
-    });
+    this.#send({ ...fields, serial: this.#serial++, replySerial: call.serial, destination: call.sender });
   }
 
   signal(path: string, iface: string, member: string, signature: string, body: WireValue[]): void {
