@@ -8,6 +8,9 @@ import { connect, type Socket } from "node:net";
 import { createPrivateKey, createPublicKey, type KeyObject } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { EngineDriver, TlsServer, type TlsSettings } from "../tls/index.js";
+import { FetchError } from "./errors.js";
+
+export { FetchError, type FetchErrorCode } from "./errors.js";
 
 export interface ClientIdentity {
   readonly privateKey: KeyObject;
@@ -31,15 +34,6 @@ export interface FetchOptions {
   readonly timeoutMs?: number;
   /** The protocol line; tests change it to exercise the server. */
   readonly versionLine?: string;
-}
-
-export class FetchError extends Error {
-  constructor(
-    readonly code: "MANDOS_CLIENT_TIMEOUT" | "MANDOS_CLIENT_NO_SECRET" | "MANDOS_CLIENT_TLS" | "MANDOS_CLIENT_SOCKET",
-    message: string,
-  ) {
-    super(message);
-  }
 }
 
 /** Connects, does the handshake, and resolves with the secret the server sent. */

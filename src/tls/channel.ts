@@ -5,7 +5,7 @@
 
 import { AlertDescription, ContentType, HandshakeType, type CipherSuiteInfo } from "./constants.js";
 import { nextTrafficSecret, openRecord, sealRecord, trafficKeys, type TrafficKeys } from "./crypto.js";
-import { TlsError } from "./errors.js";
+import { TlsError, peerAlertError } from "./errors.js";
 import { encodeKeyUpdate, parseKeyUpdate } from "./messages.js";
 import { MAX_KEY_UPDATES_IN_A_ROW, MAX_PLAINTEXT } from "./limits.js";
 import { HandshakeAssembler, type RawRecord } from "./record.js";
@@ -57,7 +57,7 @@ export class ApplicationChannel {
           this.#readClosed = true;
           return { kind: "closed" };
         }
-        throw new TlsError("TLS_PEER_ALERT", `peer sent alert ${opened.content[1]}`, -1);
+        throw peerAlertError(opened.content[1]!);
       }
       case ContentType.Handshake:
         this.#post.push(opened.content);

@@ -17,7 +17,7 @@
 
 import { AlertDescription, ContentType } from "./constants.js";
 import type { ApplicationChannel } from "./channel.js";
-import { TlsError } from "./errors.js";
+import { TlsError, peerAlertError } from "./errors.js";
 import { MAX_HANDSHAKE_BUFFER_BYTES } from "./limits.js";
 import { RecordFramer, plainRecord, type RawRecord } from "./record.js";
 
@@ -150,7 +150,7 @@ export abstract class TlsEndpoint {
     }
     if (rec.type === ContentType.Alert) {
       if (rec.body.length !== 2) throw new TlsError("TLS_DECODE", "malformed alert");
-      throw new TlsError("TLS_PEER_ALERT", `peer sent alert ${rec.body[1]}`, -1);
+      throw peerAlertError(rec.body[1]!);
     }
     this.onHandshakeRecord(rec);
   }

@@ -38,7 +38,7 @@ import {
   trafficKeys,
   type TrafficKeys,
 } from "./crypto.js";
-import { TlsError } from "./errors.js";
+import { TlsError, peerAlertError } from "./errors.js";
 import {
   encodeCertificateVerify,
   encodeEncryptedExtensions,
@@ -150,7 +150,7 @@ export class TlsServer extends TlsEndpoint {
         if (rec.type !== ContentType.ApplicationData) throw new TlsError("TLS_UNEXPECTED_MESSAGE", "unprotected record after ServerHello");
         const opened = openRecord(state.suite, state.clientHandshakeKeys, state.seq++, rec.header, rec.body);
         if (opened.type === ContentType.Alert) {
-          throw new TlsError("TLS_PEER_ALERT", `peer sent alert ${opened.content[1] ?? "?"}`, -1);
+          throw peerAlertError(opened.content[1] ?? -1);
         }
         if (opened.type !== ContentType.Handshake) throw new TlsError("TLS_UNEXPECTED_MESSAGE", "application data before Finished");
         this.#assembler.push(opened.content);
