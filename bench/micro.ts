@@ -14,6 +14,7 @@ import {
   keyId,
   parsePriority,
   runHandshakeTask,
+  runLoopback,
   type HandshakeTask,
 } from "../src/tls/index.js";
 import { ClientRegistry } from "../src/main/clients/registry.js";
@@ -40,24 +41,29 @@ function handshake(): HandshakeTask | null {
   const server = new TlsServer(settings, identity);
   let flightTask: HandshakeTask | null = null;
   client.start();
-  for (let i = 0; i < 10; i++) {
-    const a = client.takeOutput();
-    if (a) server.receive(a);
-    const b = server.takeOutput();
-    if (b) client.receive(b);
-    for (let t = client.takeTask(); t; t = client.takeTask()) {
-      if (t.kind === "server-flight") flightTask = t;
-      client.completeTask(runHandshakeTask(t));
-    }
-    for (let e = client.nextEvent(); e; e = client.nextEvent()) {
-      if (e.type === "handshake-complete") {
-        client.send(Buffer.alloc(1200));
-        client.close();
-      }
-    }
-    while (server.nextEvent());
-    if (!a && !b) break;
-  }
+  runLoopback(
+    {
+      // The driver runs tasks inline; peek at the server-flight one on its way.
+      engine: {
+        receive: (d) => client.receive(d),
+        takeOutput: () => client.takeOutput(),
+        nextEvent: () => client.nextEvent(),
+        takeTask: () => {
+          const t = client.takeTask();
+          if (t?.kind === "server-flight") flightTask = t;
+          return t;
+        },
+        completeTask: (r) => client.completeTask(r),
+      },
+      event: (e) => {
+        if (e.type === "handshake-complete") {
+          client.send(Buffer.alloc(1200));
+          client.close();
+        }
+      },
+    },
+    { engine: server, event: () => {} },
+  );
   return flightTask;
 }
 

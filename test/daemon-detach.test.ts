@@ -3,7 +3,8 @@ import assert from "node:assert/strict";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { DaemonStartError, spawnDetached } from "../src/main/daemon/daemonize.js";
+import { spawnDetached } from "../src/main/daemon/daemonize.js";
+import { DaemonStartError } from "../src/main/daemon/errors.js";
 
 const daemonize = new URL("../src/main/daemon/daemonize.js", import.meta.url).href;
 

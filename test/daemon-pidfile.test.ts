@@ -3,7 +3,8 @@ import assert from "node:assert/strict";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { PidFile, PidFileError, defaultPidFilePath } from "../src/main/daemon/pidfile.js";
+import { PidFile, defaultPidFilePath } from "../src/main/daemon/pidfile.js";
+import { PidFileError } from "../src/main/daemon/errors.js";
 
 function scratch(): string {
   return mkdtempSync(join(tmpdir(), "mandos-pid-"));

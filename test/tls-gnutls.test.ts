@@ -18,7 +18,7 @@ import {
   generateEphemeralKeyShares,
   keyId,
   parsePriority,
-  runHandshakeTask,
+  EngineDriver,
   type TlsEvent,
 } from "../src/tls/index.js";
 import { makeKey, type KeyKind } from "./helpers/tls-pair.js";
@@ -80,23 +80,13 @@ async function clientAgainstGnutls(clientPriority: string, servPriority: string,
       let done: (TlsEvent & { type: "handshake-complete" }) | null = null;
       let echoed = Buffer.alloc(0);
       const timer = setTimeout(() => reject(new Error("timed out")), 10_000);
-      const pump = (): void => {
-        for (;;) {
-          const out = tls.takeOutput();
-          if (out) socket.write(out);
-          const task = tls.takeTask();
-          if (task) {
-            tls.completeTask(runHandshakeTask(task));
-            continue;
-          }
-          const e = tls.nextEvent();
-          if (!e) {
-            if (!out) return;
-            continue;
-          }
+      const driver = new EngineDriver(tls, {
+        write: (bytes) => socket.write(bytes),
+        event: (e) => {
           if (e.type === "error") {
             clearTimeout(timer);
             socket.destroy();
+            driver.stop();
             reject(e.error);
             return;
           }
@@ -111,21 +101,18 @@ async function clientAgainstGnutls(clientPriority: string, servPriority: string,
               assert.deepEqual(echoed, message);
               clearTimeout(timer);
               tls.close();
+              driver.stop();
               socket.end(tls.takeOutput() ?? Buffer.alloc(0));
               resolve(done);
-              return;
             }
           }
-        }
-      };
+        },
+      });
       socket.on("connect", () => {
         tls.start();
-        pump();
+        driver.pump();
       });
-      socket.on("data", (d: Buffer) => {
-        tls.receive(d);
-        pump();
-      });
+      socket.on("data", (d: Buffer) => driver.receive(d));
       socket.on("error", (err) => reject(err));
     });
   } finally {
@@ -140,15 +127,14 @@ async function serverAgainstGnutls(serverPriority: string, cliPriority: string, 
   let received = Buffer.alloc(0);
   let suite = "";
   const server = createServer((socket) => {
-    const tls = new TlsServer(settings, key);
-    socket.on("data", (d: Buffer) => {
-      tls.receive(d);
-      for (let out = tls.takeOutput(); out; out = tls.takeOutput()) socket.write(out);
-      for (let e = tls.nextEvent(); e; e = tls.nextEvent()) {
+    const driver = new EngineDriver(new TlsServer(settings, key), {
+      write: (bytes) => socket.write(bytes),
+      event: (e) => {
         if (e.type === "handshake-complete") suite = `${e.cipherSuite} ${e.group}`;
         if (e.type === "data") received = Buffer.concat([received, e.data]);
-      }
+      },
     });
+    socket.on("data", (d: Buffer) => driver.receive(d));
     socket.on("error", () => undefined);
   });
   await new Promise<void>((r) => server.listen(0, "::1", () => r()));

@@ -7,7 +7,10 @@
 import { connect, type Socket } from "node:net";
 import { createPrivateKey, createPublicKey, type KeyObject } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { TlsServer, type TlsSettings } from "../tls/index.js";
+import { EngineDriver, TlsServer, type TlsSettings } from "../tls/index.js";
+import { FetchError } from "./errors.js";
+
+export { FetchError, type FetchErrorCode } from "./errors.js";
 
 export interface ClientIdentity {
   readonly privateKey: KeyObject;
@@ -33,25 +36,16 @@ export interface FetchOptions {
   readonly versionLine?: string;
 }
 
-export class FetchError extends Error {
-  constructor(
-    readonly code: "MANDOS_CLIENT_TIMEOUT" | "MANDOS_CLIENT_NO_SECRET" | "MANDOS_CLIENT_TLS" | "MANDOS_CLIENT_SOCKET",
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
 /** Connects, does the handshake, and resolves with the secret the server sent. */
 export function fetchSecret(options: FetchOptions): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let settled = false;
     const socket: Socket = connect({ host: options.host, port: options.port, noDelay: true });
-    const tls = new TlsServer(options.settings, options.identity);
     const finish = (error: FetchError | null): void => {
       if (settled) return;
       settled = true;
+      driver.stop();
       clearTimeout(timer);
       socket.destroy();
       if (error) reject(error);
@@ -62,38 +56,29 @@ export function fetchSecret(options: FetchOptions): Promise<Buffer> {
       () => finish(new FetchError("MANDOS_CLIENT_TIMEOUT", "timed out")),
       options.timeoutMs ?? 30_000,
     );
-    const pump = (): void => {
-      for (;;) {
-        const out = tls.takeOutput();
-        if (out && !socket.destroyed) socket.write(out);
-        const event = tls.nextEvent();
-        if (!event) {
-          if (!out) return;
-          continue;
-        }
+    const driver = new EngineDriver(new TlsServer(options.settings, options.identity), {
+      write: (bytes) => {
+        if (!socket.destroyed) socket.write(bytes);
+      },
+      event: (event) => {
         switch (event.type) {
           case "data":
             chunks.push(event.data);
-            break;
+            return;
           case "closed":
-            finish(null);
-            return;
+            return finish(null);
           case "error":
-            finish(new FetchError("MANDOS_CLIENT_TLS", event.error.message));
-            return;
+            return finish(new FetchError("MANDOS_CLIENT_TLS", event.error.message));
           case "handshake-complete":
-            break;
+            return;
         }
-      }
-    };
+      },
+    });
     socket.on("connect", () => {
       socket.write(options.versionLine ?? "1\r\n");
-      pump();
+      driver.pump();
     });
-    socket.on("data", (data: Buffer) => {
-      tls.receive(data);
-      pump();
-    });
+    socket.on("data", (data: Buffer) => driver.receive(data));
     socket.on("end", () => finish(null));
     socket.on("error", (error: NodeJS.ErrnoException) =>
       finish(new FetchError("MANDOS_CLIENT_SOCKET", error.code ?? error.message)),

@@ -13,7 +13,8 @@ import { daemonize, isDaemonChild, notifyFailed, notifyReady } from "./daemon/da
 import { PidFile } from "./daemon/pidfile.js";
 import { checkClientsConfMode, chooseIds, dropPrivileges } from "./daemon/privileges.js";
 import { syslogSink } from "./daemon/syslog.js";
-import { mergeSettings, SettingsError, type ServerFileSettings, type ServerSettings } from "./config/server-settings.js";
+import { mergeSettings, type ServerFileSettings, type ServerSettings } from "./config/server-settings.js";
+import { SettingsError } from "./daemon/errors.js";
 import { loadClientsConfig, loadServerConfig, type ServerConfigFile } from "./config/index.js";
 import { createRegistry, type ClientRegistry } from "./clients/registry.js";
 import type { ClientSettings } from "./clients/settings.js";

@@ -3,10 +3,11 @@
 // (NewSessionTicket ignored, KeyUpdate honoured, §4.6) and closure alerts
 // (§6.1). Sequence numbers start at 0 for each key (§5.3).
 
-import { AlertDescription, ContentType, HandshakeType, MAX_PLAINTEXT, type CipherSuiteInfo } from "./constants.js";
+import { AlertDescription, ContentType, HandshakeType, type CipherSuiteInfo } from "./constants.js";
 import { nextTrafficSecret, openRecord, sealRecord, trafficKeys, type TrafficKeys } from "./crypto.js";
-import { TlsError } from "./errors.js";
+import { TlsError, peerAlertError } from "./errors.js";
 import { encodeKeyUpdate, parseKeyUpdate } from "./messages.js";
+import { MAX_KEY_UPDATES_IN_A_ROW, MAX_PLAINTEXT } from "./limits.js";
 import { HandshakeAssembler, type RawRecord } from "./record.js";
 
 interface Direction {
@@ -19,9 +20,6 @@ export type ChannelInput =
   | { readonly kind: "data"; readonly data: Buffer }
   | { readonly kind: "closed" }
   | { readonly kind: "none" };
-
-/** KeyUpdates in a row without application data before we call it abuse. */
-const MAX_KEY_UPDATES_IN_A_ROW = 32;
 
 export class ApplicationChannel {
   readonly #suite: CipherSuiteInfo;
@@ -59,7 +57,7 @@ export class ApplicationChannel {
           this.#readClosed = true;
           return { kind: "closed" };
         }
-        throw new TlsError("TLS_PEER_ALERT", `peer sent alert ${opened.content[1]}`, -1);
+        throw peerAlertError(opened.content[1]!);
       }
       case ContentType.Handshake:
         this.#post.push(opened.content);
@@ -99,7 +97,7 @@ export class ApplicationChannel {
     this.#rekey(this.#write);
   }
 
-  /** A post-handshake handshake message (tests send NewSessionTicket with it). */
+  /** A post-handshake handshake message (RFC 8446 §4.6), under the application keys. */
   sendHandshake(message: Uint8Array, out: Buffer[]): void {
     if (!this.#writeClosed) out.push(this.#seal(ContentType.Handshake, message));
   }

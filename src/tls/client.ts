@@ -4,46 +4,29 @@
 // Contract: receive() takes bytes from the peer; takeOutput() gives bytes to
 // send; nextEvent() gives what happened; takeTask() gives an expensive step
 // to run (runHandshakeTask, inline or on a worker) whose result goes back
-// through completeTask(). No I/O, no timers, no exceptions out of the engine:
-// every failure becomes an "error" event, an alert in the output, and the
-// Failed state, which ignores all further input.
+// through completeTask(); drive.ts does all of that for a caller. No I/O, no
+// timers, no exceptions out of the engine: every failure becomes an "error"
+// event, an alert in the output, and the Failed state, which ignores all
+// further input (endpoint.ts, shared with the server role).
 //
-// States, each holding only what it needs (named after what it waits for):
+// Handshake states, each holding only what it needs (named after what it
+// waits for):
 //   ExpectServerHello  -> (HRR) AwaitKeyShare -> ExpectServerHello (once)
-//                      -> ExpectServerFlight -> Connected
-//   any                -> Failed
+//                      -> ExpectServerFlight -> Connected (endpoint.ts)
 
-import { AlertDescription, ContentType, HandshakeType, groupByCode, suiteByCode, suiteByName, type CipherSuiteInfo, type NamedGroup, type SignatureScheme } from "./constants.js";
+import { ContentType, HandshakeType, groupByCode, suiteByCode, suiteByName, type CipherSuiteInfo, type NamedGroup, type SignatureScheme } from "./constants.js";
 import { digest, type KeyShare } from "./crypto.js";
 import { TlsError, fromErrorData, type TlsErrorData } from "./errors.js";
 import { schemeCodes, type FlightHandshakeState, type ProtectedRecord, type ServerFlightResult } from "./flight.js";
 import { ApplicationChannel } from "./channel.js";
+import { TlsEndpoint, plainAlert } from "./endpoint.js";
 import { encodeClientHello, messageHash, parseServerHello } from "./messages.js";
 import type { TlsSettings } from "./priority.js";
-import { HandshakeAssembler, RecordFramer, plainRecord, type RawRecord } from "./record.js";
+import { HandshakeAssembler, plainRecord, type RawRecord } from "./record.js";
 import { sealRecord, trafficKeys } from "./crypto.js";
 import type { EphemeralKeyShares, HandshakeTask, HandshakeTaskResult } from "./tasks.js";
 
-export type TlsEvent =
-  | {
-      readonly type: "handshake-complete";
-      /** The peer's raw public key, DER SubjectPublicKeyInfo (empty in the server role). */
-      readonly peerPublicKey: Buffer;
-      /** The Mandos key ID of that key ("" in the server role). */
-      readonly keyId: string;
-      readonly cipherSuite: string;
-      readonly group: string;
-      readonly signatureScheme: string;
-    }
-  | { readonly type: "data"; readonly data: Buffer }
-  | { readonly type: "closed" }
-  | { readonly type: "error"; readonly error: TlsError };
-
-/**
- * The most protected bytes we hold for a server flight not yet checked. A
- * real flight with a raw public key is well under 2 KiB.
- */
-const MAX_FLIGHT_BYTES = 64 * 1024;
+export type { TlsEvent } from "./endpoint.js";
 
 type ClientState =
   | { readonly name: "Start" }
@@ -68,34 +51,29 @@ type ClientState =
       readonly serverShare: Buffer;
       readonly transcript: Buffer;
       readonly records: ProtectedRecord[];
-      bytes: number;
       handshake: FlightHandshakeState | undefined;
       /** Records the outstanding task covers; -1 when none is out. */
       taskCovers: number;
     }
-  | { readonly name: "Connected"; readonly channel: ApplicationChannel }
-  | { readonly name: "Failed" };
+  | { readonly name: "Done" };
 
-export class TlsClient {
+export class TlsClient extends TlsEndpoint {
   readonly #settings: TlsSettings;
   readonly #ephemeral: EphemeralKeyShares;
-  readonly #framer = new RecordFramer();
   readonly #hello = new HandshakeAssembler();
   #state: ClientState = { name: "Start" };
-  #output: Buffer[] = [];
-  readonly #events: TlsEvent[] = [];
   #task: HandshakeTask | null = null;
   #taskOut = false;
   readonly #middlebox: boolean;
 
   constructor(settings: TlsSettings, ephemeral: EphemeralKeyShares) {
+    super();
     this.#settings = settings;
     this.#ephemeral = ephemeral;
     this.#middlebox = ephemeral.sessionId.length > 0;
   }
 
-  /** The state's name, for logs and tests. */
-  get state(): string {
+  protected get handshakeState(): string {
     return this.#state.name;
   }
 
@@ -103,36 +81,12 @@ export class TlsClient {
     if (this.#state.name !== "Start") return;
     const shares = this.#ephemeral.shares;
     const hello = this.#clientHello(shares, null);
-    this.#output.push(plainRecord(ContentType.Handshake, hello, 0x0301));
+    this.output(plainRecord(ContentType.Handshake, hello, 0x0301));
     this.#state = { name: "ExpectServerHello", transcript: hello, shares, retried: false, cookie: null };
   }
 
-  receive(data: Uint8Array): void {
-    if (this.#state.name === "Failed" || data.length === 0) return;
-    try {
-      this.#framer.push(data);
-      if (this.#framer.buffered > MAX_FLIGHT_BYTES + 5 + (1 << 15)) throw new TlsError("TLS_DECODE", "too much unread data");
-      for (let rec = this.#framer.next(); rec; rec = this.#framer.next()) {
-        this.#onRecord(rec);
-        if (this.#failed()) return;
-      }
-    } catch (error) {
-      this.#fail(error);
-    }
-  }
-
-  takeOutput(): Buffer | null {
-    if (this.#output.length === 0) return null;
-    const out = this.#output.length === 1 ? this.#output[0]! : Buffer.concat(this.#output);
-    this.#output = [];
-    return out;
-  }
-
-  nextEvent(): TlsEvent | null {
-    return this.#events.shift() ?? null;
-  }
-
   takeTask(): HandshakeTask | null {
+    if (this.failed) return null;
     const task = this.#task;
     if (task) {
       this.#task = null;
@@ -143,29 +97,13 @@ export class TlsClient {
 
   completeTask(result: HandshakeTaskResult): void {
     this.#taskOut = false;
-    if (this.#state.name === "Failed") return;
+    if (this.failed) return;
     try {
       if (result.kind === "key-share") this.#onRetryShare(result.share);
       else this.#onFlightResult(result.result);
     } catch (error) {
-      this.#fail(error);
+      this.fail(error);
     }
-  }
-
-  send(data: Uint8Array): void {
-    if (this.#state.name !== "Connected") {
-      this.#fail(new TlsError("TLS_INTERNAL", "send before the handshake is complete"));
-      return;
-    }
-    try {
-      this.#state.channel.send(data, this.#output);
-    } catch (error) {
-      this.#fail(error);
-    }
-  }
-
-  close(): void {
-    if (this.#state.name === "Connected") this.#state.channel.close(this.#output);
   }
 
   // ------------------------------------------------------------------
@@ -182,19 +120,8 @@ export class TlsClient {
     });
   }
 
-  #onRecord(rec: RawRecord): void {
+  protected onHandshakeRecord(rec: RawRecord): void {
     const state = this.#state;
-    if (rec.type === ContentType.ChangeCipherSpec) {
-      // RFC 8446 §5: dropped while the handshake runs; forbidden afterwards.
-      if (state.name === "Connected" || rec.body.length !== 1 || rec.body[0] !== 1) {
-        throw new TlsError("TLS_UNEXPECTED_MESSAGE", "change_cipher_spec out of place");
-      }
-      return;
-    }
-    if (rec.type === ContentType.Alert && state.name !== "Connected") {
-      if (rec.body.length !== 2) throw new TlsError("TLS_DECODE", "malformed alert");
-      throw new TlsError("TLS_PEER_ALERT", `peer sent alert ${rec.body[1]}`, -1);
-    }
     switch (state.name) {
       case "ExpectServerHello":
         if (rec.type !== ContentType.Handshake) throw new TlsError("TLS_UNEXPECTED_MESSAGE", `record type ${rec.type} before ServerHello`);
@@ -210,22 +137,15 @@ export class TlsClient {
         return;
       case "ExpectServerFlight":
         if (rec.type !== ContentType.ApplicationData) throw new TlsError("TLS_UNEXPECTED_MESSAGE", `unprotected record type ${rec.type} after ServerHello`);
+        // Bounded by MAX_HANDSHAKE_BUFFER_BYTES (endpoint.ts) until the flight is checked.
         state.records.push({ header: Buffer.from(rec.header), body: Buffer.from(rec.body) });
-        state.bytes += rec.body.length;
-        if (state.bytes > MAX_FLIGHT_BYTES) throw new TlsError("TLS_DECODE", "server flight too large");
         this.#scheduleFlight(state);
         return;
-      case "Connected": {
-        const got = state.channel.receive(rec, this.#output);
-        if (got.kind === "data") this.#events.push({ type: "data", data: got.data });
-        else if (got.kind === "closed") this.#events.push({ type: "closed" });
-        return;
-      }
       case "AwaitKeyShare":
         throw new TlsError("TLS_UNEXPECTED_MESSAGE", "data before our second ClientHello");
       case "Start":
         throw new TlsError("TLS_UNEXPECTED_MESSAGE", "data before ClientHello");
-      case "Failed":
+      case "Done":
         return;
     }
   }
@@ -273,7 +193,6 @@ export class TlsClient {
       serverShare: sh.keyShare!.key,
       transcript: Buffer.concat([state.transcript, raw]),
       records: [],
-      bytes: 0,
       handshake: undefined,
       taskCovers: -1,
     };
@@ -290,8 +209,8 @@ export class TlsClient {
   #sendSecondHello(transcript: Buffer, shares: readonly KeyShare[], cookie: Buffer | null): void {
     const hello = this.#clientHello(shares, cookie);
     // Middlebox compatibility (RFC 8446 §D.4): change_cipher_spec before the second ClientHello.
-    if (this.#middlebox) this.#output.push(plainRecord(ContentType.ChangeCipherSpec, Buffer.of(1)));
-    this.#output.push(plainRecord(ContentType.Handshake, hello));
+    if (this.#middlebox) this.output(plainRecord(ContentType.ChangeCipherSpec, Buffer.of(1)));
+    this.output(plainRecord(ContentType.Handshake, hello));
     this.#state = { name: "ExpectServerHello", transcript: Buffer.concat([transcript, hello]), shares, retried: true, cookie: null };
     this.#middleboxSent = true;
   }
@@ -323,11 +242,11 @@ export class TlsClient {
         this.#scheduleFlight(state);
         return;
       case "error":
-        if (result.alertRecord) this.#output.push(Buffer.from(result.alertRecord));
-        this.#fail(fromErrorData(result.error as TlsErrorData), Boolean(result.alertRecord));
+        if (result.alertRecord) this.output(Buffer.from(result.alertRecord));
+        this.fail(fromErrorData(result.error as TlsErrorData), Boolean(result.alertRecord));
         return;
       case "complete": {
-        this.#output.push(Buffer.from(result.clientFlight));
+        this.output(Buffer.from(result.clientFlight));
         const channel = new ApplicationChannel(
           state.suite,
           result.serverApplicationTraffic,
@@ -335,8 +254,8 @@ export class TlsClient {
           result.serverKeys,
           result.clientKeys,
         );
-        this.#state = { name: "Connected", channel };
-        this.#events.push({
+        this.#state = { name: "Done" };
+        this.connect(channel, {
           type: "handshake-complete",
           peerPublicKey: Buffer.from(result.peerPublicKey),
           keyId: result.keyId,
@@ -347,38 +266,20 @@ export class TlsClient {
         // Records after the server's Finished are under the application keys.
         for (const rec of state.records.slice(result.consumedRecords)) {
           const header = Buffer.from(rec.header);
-          this.#onRecord({ type: header[0]!, header, body: Buffer.from(rec.body) });
-          if (this.#failed()) return;
+          this.receiveRecord({ type: header[0]!, header, body: Buffer.from(rec.body) });
         }
         return;
       }
     }
   }
 
-  // A method: handlers may have failed the connection, which narrowing cannot see.
-  #failed(): boolean {
-    return this.#state.name === "Failed";
-  }
-
-  #fail(error: unknown, alertSent = false): void {
-    if (this.#state.name === "Failed") return;
-    const tlsError = error instanceof TlsError ? error : new TlsError("TLS_INTERNAL", "internal error");
-    if (!alertSent && tlsError.alert >= 0) {
-      const state = this.#state;
-      if (state.name === "Connected") {
-        const rec = state.channel.alert(tlsError.alert);
-        if (rec) this.#output.push(rec);
-      } else if (state.name === "ExpectServerFlight" && state.handshake) {
-        const keys = trafficKeys(state.suite, state.handshake.clientHandshakeTraffic);
-        this.#output.push(sealRecord(state.suite, keys, 0n, ContentType.Alert, Buffer.of(2, tlsError.alert)));
-      } else {
-        this.#output.push(plainRecord(ContentType.Alert, Buffer.of(2, tlsError.alert)));
-      }
+  protected handshakeAlert(description: number): Buffer {
+    const state = this.#state;
+    if (state.name === "ExpectServerFlight" && state.handshake) {
+      // The server already reads under its handshake keys (RFC 8446 §4.4.1).
+      const keys = trafficKeys(state.suite, state.handshake.clientHandshakeTraffic);
+      return sealRecord(state.suite, keys, 0n, ContentType.Alert, Buffer.of(2, description));
     }
-    this.#state = { name: "Failed" };
-    this.#task = null;
-    this.#events.push({ type: "error", error: tlsError });
+    return plainAlert(description);
   }
 }
-
-export { AlertDescription };

@@ -124,14 +124,3 @@ export function groupByCode(code: number): NamedGroup | undefined {
 export function schemeByCode(code: number): SignatureScheme | undefined {
   return (Object.keys(SIGNATURE_CODES) as SignatureScheme[]).find((s) => SIGNATURE_CODES[s] === code);
 }
-
-/** RFC 8446 §5.1: TLSPlaintext.length MUST NOT exceed 2^14. */
-export const MAX_PLAINTEXT = 1 << 14;
-/** RFC 8446 §5.2: TLSCiphertext.length MUST NOT exceed 2^14 + 256. */
-export const MAX_CIPHERTEXT = (1 << 14) + 256;
-/**
- * Largest handshake message we accept. Our peers' largest is a Certificate
- * with one raw public key (an RSA-8192 SPKI is about 1 KiB); 64 KiB keeps
- * a hostile peer from making us buffer megabytes.
- */
-export const MAX_HANDSHAKE_MESSAGE = 1 << 16;

@@ -1,6 +1,7 @@
-// Errors of the TLS engine: one class, a stable code to match on, and the
-// alert the engine sent (or would send) for it. Messages never carry key
-// material or plaintext.
+// Errors of the TLS engine: one class, a stable code to match on, the
+// alert the engine sent (or would send) for it, and for TLS_PEER_ALERT the
+// alert the peer sent. Callers and tests match on these fields, never on
+// the message. Messages never carry key material or plaintext.
 
 import { AlertDescription } from "./constants.js";
 
@@ -47,13 +48,21 @@ export class TlsError extends Error {
   readonly code: TlsErrorCode;
   /** The alert description we send for this error; -1 when we send none. */
   readonly alert: number;
+  /** TLS_PEER_ALERT: the description the peer sent; otherwise -1. */
+  readonly peerAlert: number;
 
-  constructor(code: TlsErrorCode, message: string, alert?: number) {
+  constructor(code: TlsErrorCode, message: string, alert?: number, peerAlert = -1) {
     super(message);
     this.name = "TlsError";
     this.code = code;
     this.alert = alert ?? ALERT_FOR[code];
+    this.peerAlert = peerAlert;
   }
+}
+
+/** The peer's fatal alert ends the connection; we send none back (RFC 8446 §6.2). */
+export function peerAlertError(description: number): TlsError {
+  return new TlsError("TLS_PEER_ALERT", `peer sent alert ${description}`, -1, description);
 }
 
 /** Plain-data form of a TlsError, for crossing to and from worker threads. */
@@ -61,14 +70,15 @@ export interface TlsErrorData {
   readonly code: TlsErrorCode;
   readonly message: string;
   readonly alert: number;
+  readonly peerAlert: number;
 }
 
 export function toErrorData(error: unknown): TlsErrorData {
-  if (error instanceof TlsError) return { code: error.code, message: error.message, alert: error.alert };
+  if (error instanceof TlsError) return { code: error.code, message: error.message, alert: error.alert, peerAlert: error.peerAlert };
   // Anything else is our bug or a crypto library refusal; do not leak its text.
-  return { code: "TLS_INTERNAL", message: "internal error", alert: AlertDescription.InternalError };
+  return { code: "TLS_INTERNAL", message: "internal error", alert: AlertDescription.InternalError, peerAlert: -1 };
 }
 
 export function fromErrorData(data: TlsErrorData): TlsError {
-  return new TlsError(data.code, data.message, data.alert);
+  return new TlsError(data.code, data.message, data.alert, data.peerAlert);
 }

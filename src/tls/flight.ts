@@ -44,7 +44,7 @@ import {
   type KeyShare,
   type TrafficKeys,
 } from "./crypto.js";
-import { TlsError, toErrorData, type TlsErrorData } from "./errors.js";
+import { TlsError, peerAlertError, toErrorData, type TlsErrorData } from "./errors.js";
 import {
   encodeEmptyCertificate,
   encodeFinished,
@@ -264,7 +264,7 @@ function unexpected(type: number): TlsError {
 
 export function peerAlert(content: Uint8Array): TlsError {
   if (content.length !== 2) return new TlsError("TLS_DECODE", "malformed alert");
-  return new TlsError("TLS_PEER_ALERT", `peer sent alert ${content[1]}`, -1);
+  return peerAlertError(content[1]!);
 }
 
 /** Code points of schemes, for the task (plain numbers cross threads cheaply). */

@@ -2,10 +2,13 @@
 // Bytes go in (receive), bytes to send come out (takeOutput), events come
 // out (nextEvent), and expensive steps come out as plain-data tasks
 // (takeTask -> runHandshakeTask -> completeTask) for the caller to run
-// inline or on a worker thread. No sockets, timers or threads in here.
+// inline or on a worker thread; drive.ts does all that for a caller. No
+// sockets, timers or threads in here.
 
-export { TlsClient, type TlsEvent } from "./client.js";
+export { TlsClient } from "./client.js";
 export { TlsServer, type ServerIdentity } from "./server.js";
+export type { TlsEvent } from "./endpoint.js";
+export { EngineDriver, runLoopback, type EngineSink, type LoopbackSide, type TaskRunner, type TlsEngine } from "./drive.js";
 export { TlsError, type TlsErrorCode } from "./errors.js";
 export { DEFAULT_PRIORITY, parsePriority, type TlsSettings } from "./priority.js";
 export { keyId } from "./crypto.js";

@@ -6,7 +6,8 @@
 // 256 bytes); HandshakeAssembler at most one incomplete message (bounded by
 // MAX_HANDSHAKE_MESSAGE).
 
-import { ContentType, MAX_CIPHERTEXT, MAX_HANDSHAKE_MESSAGE, MAX_PLAINTEXT } from "./constants.js";
+import { ContentType } from "./constants.js";
+import { MAX_CIPHERTEXT, MAX_HANDSHAKE_MESSAGE, MAX_PLAINTEXT } from "./limits.js";
 import { TlsError } from "./errors.js";
 
 export interface RawRecord {

@@ -3,8 +3,12 @@
 // benchmark's simulated machines run it. Its crypto runs inline: a client
 // machine serves one handshake, not thousands.
 //
-// States: ExpectClientHello -> (HRR) ExpectClientHello (once)
-//         -> ExpectFinished -> Connected; any -> Failed.
+// Handshake states: ExpectClientHello -> (HRR) ExpectClientHello (once)
+//                   -> ExpectFinished -> Connected (endpoint.ts).
+//
+// The encrypted flight is built in two overridable steps (selectScheme,
+// encryptedFlight) so that test/helpers/faulty-server.ts can send what a
+// broken or hostile server would; the engine itself carries no fault code.
 
 import type { KeyObject } from "node:crypto";
 import {
@@ -34,7 +38,7 @@ import {
   trafficKeys,
   type TrafficKeys,
 } from "./crypto.js";
-import { TlsError } from "./errors.js";
+import { TlsError, peerAlertError } from "./errors.js";
 import {
   encodeCertificateVerify,
   encodeEncryptedExtensions,
@@ -45,9 +49,9 @@ import {
   parseClientHello,
 } from "./messages.js";
 import { ApplicationChannel } from "./channel.js";
-import type { TlsEvent } from "./client.js";
+import { TlsEndpoint, plainAlert } from "./endpoint.js";
 import type { TlsSettings } from "./priority.js";
-import { CHANGE_CIPHER_SPEC, HandshakeAssembler, RecordFramer, handshakeHeader, plainRecord, type RawRecord } from "./record.js";
+import { CHANGE_CIPHER_SPEC, HandshakeAssembler, plainRecord, type RawRecord } from "./record.js";
 
 export interface ServerIdentity {
   readonly privateKey: KeyObject;
@@ -55,25 +59,14 @@ export interface ServerIdentity {
   readonly publicKeySpki: Buffer;
 }
 
-/**
- * Deliberate misbehaviour, for the engine's negative tests only: what a
- * broken or hostile TLS server would send to our client role.
- */
-export interface ServerFaults {
-  /** Present this SPKI instead of our own (the signature then cannot verify). */
-  readonly presentKey?: Buffer;
-  /** Sign with this scheme whatever the key (wrong key type for the scheme). */
-  readonly scheme?: SignatureScheme;
-  /** Flip a bit in the Finished MAC. */
-  readonly badFinished?: boolean;
-  /** Flip a bit in the signature. */
-  readonly badSignature?: boolean;
-  /** Send Certificate before EncryptedExtensions. */
-  readonly outOfOrder?: boolean;
-  /** Leave server_certificate_type out of EncryptedExtensions (X.509 implied). */
-  readonly noRawKey?: boolean;
-  /** Split the encrypted flight into records of this many bytes. */
-  readonly fragment?: number;
+/** What the encrypted part of the server's flight is made from (RFC 8446 §4.3, §4.4). */
+export interface ServerFlightContext {
+  readonly suite: CipherSuiteInfo;
+  readonly scheme: SignatureScheme;
+  /** Transcript-Hash of ClientHello..ServerHello followed by `messages`. */
+  transcriptHash(messages: readonly Uint8Array[]): Buffer;
+  /** The server's Finished MAC over ClientHello..ServerHello followed by `messages`. */
+  finishedMac(messages: readonly Uint8Array[]): Buffer;
 }
 
 type ServerState =
@@ -90,52 +83,23 @@ type ServerState =
       readonly serverApplicationTraffic: Buffer;
       seq: bigint;
     }
-  | { readonly name: "Connected"; readonly channel: ApplicationChannel }
-  | { readonly name: "Failed" };
+  | { readonly name: "Done" };
 
-export class TlsServer {
+export class TlsServer extends TlsEndpoint {
   readonly #settings: TlsSettings;
   readonly #identity: ServerIdentity;
-  readonly #framer = new RecordFramer();
   readonly #assembler = new HandshakeAssembler();
   #state: ServerState = { name: "ExpectClientHello", retry: null };
-  #output: Buffer[] = [];
-  readonly #events: TlsEvent[] = [];
   #ccsSent = false;
-  readonly #faults: ServerFaults;
 
-  constructor(settings: TlsSettings, identity: ServerIdentity, faults: ServerFaults = {}) {
+  constructor(settings: TlsSettings, identity: ServerIdentity) {
+    super();
     this.#settings = settings;
     this.#identity = identity;
-    this.#faults = faults;
   }
 
-  get state(): string {
+  protected get handshakeState(): string {
     return this.#state.name;
-  }
-
-  receive(data: Uint8Array): void {
-    if (this.#state.name === "Failed" || data.length === 0) return;
-    try {
-      this.#framer.push(data);
-      for (let rec = this.#framer.next(); rec; rec = this.#framer.next()) {
-        this.#onRecord(rec);
-        if (this.#failed()) return;
-      }
-    } catch (error) {
-      this.#fail(error);
-    }
-  }
-
-  takeOutput(): Buffer | null {
-    if (this.#output.length === 0) return null;
-    const out = this.#output.length === 1 ? this.#output[0]! : Buffer.concat(this.#output);
-    this.#output = [];
-    return out;
-  }
-
-  nextEvent(): TlsEvent | null {
-    return this.#events.shift() ?? null;
   }
 
   /** The server role runs its crypto inline; it never has a task. */
@@ -143,47 +107,34 @@ export class TlsServer {
     return null;
   }
 
-  send(data: Uint8Array): void {
-    if (this.#state.name !== "Connected") {
-      this.#fail(new TlsError("TLS_INTERNAL", "send before the handshake is complete"));
-      return;
-    }
-    this.#state.channel.send(data, this.#output);
+  /** Never called: there is never a task (drive.ts treats both roles alike). */
+  completeTask(): void {}
+
+  /** Our signature scheme: the first of ours the client offers that fits our key (RFC 8446 §4.2.3). */
+  protected selectScheme(offered: readonly number[]): SignatureScheme | undefined {
+    return this.#settings.signatureSchemes.find((s) => offered.includes(SIGNATURE_CODES[s]) && keyFitsScheme(this.#identity.privateKey, s));
   }
 
-  close(): void {
-    if (this.#state.name === "Connected") this.#state.channel.close(this.#output);
+  /**
+   * The handshake bytes of the encrypted flight, one element per record:
+   * EncryptedExtensions with server_certificate_type RawPublicKey (RFC 7250
+   * §4.2), Certificate with our SPKI, CertificateVerify, Finished.
+   */
+  protected encryptedFlight(c: ServerFlightContext): Buffer[] {
+    const ee = encodeEncryptedExtensions(true);
+    const cert = encodeRawKeyCertificate(this.#identity.publicKeySpki);
+    const signed = certificateVerifyContent("server", c.transcriptHash([ee, cert]));
+    const cv = encodeCertificateVerify(c.scheme, makeSignature(c.scheme, this.#identity.privateKey, signed));
+    const fin = encodeFinished(c.finishedMac([ee, cert, cv]));
+    return [Buffer.concat([ee, cert, cv, fin])];
   }
 
-  /** Sends a KeyUpdate (RFC 8446 §4.6.3) and switches our write keys. */
-  keyUpdate(requestUpdate: boolean): void {
-    if (this.#state.name === "Connected") this.#state.channel.keyUpdate(requestUpdate, this.#output);
+  protected handshakeAlert(description: number): Buffer {
+    return plainAlert(description);
   }
 
-  /** Sends a NewSessionTicket the client must ignore (we never resume). */
-  sendTicket(): void {
-    if (this.#state.name !== "Connected") return;
-    // lifetime, age_add, nonce, ticket, no extensions (RFC 8446 §4.6.1).
-    const body = Buffer.concat([Buffer.from("0000a8c0" + "01020304" + "01" + "00" + "0004" + "deadbeef" + "0000", "hex")]);
-    this.#state.channel.sendHandshake(handshakeHeader(HandshakeType.NewSessionTicket, body), this.#output);
-  }
-
-  #failed(): boolean {
-    return this.#state.name === "Failed";
-  }
-
-  #onRecord(rec: RawRecord): void {
+  protected onHandshakeRecord(rec: RawRecord): void {
     const state = this.#state;
-    if (rec.type === ContentType.ChangeCipherSpec) {
-      if (state.name === "Connected" || rec.body.length !== 1 || rec.body[0] !== 1) {
-        throw new TlsError("TLS_UNEXPECTED_MESSAGE", "change_cipher_spec out of place");
-      }
-      return;
-    }
-    if (rec.type === ContentType.Alert && state.name !== "Connected") {
-      if (rec.body.length !== 2) throw new TlsError("TLS_DECODE", "malformed alert");
-      throw new TlsError("TLS_PEER_ALERT", `peer sent alert ${rec.body[1]}`, -1);
-    }
     switch (state.name) {
       case "ExpectClientHello": {
         if (rec.type !== ContentType.Handshake) throw new TlsError("TLS_UNEXPECTED_MESSAGE", `record type ${rec.type} before ClientHello`);
@@ -199,7 +150,7 @@ export class TlsServer {
         if (rec.type !== ContentType.ApplicationData) throw new TlsError("TLS_UNEXPECTED_MESSAGE", "unprotected record after ServerHello");
         const opened = openRecord(state.suite, state.clientHandshakeKeys, state.seq++, rec.header, rec.body);
         if (opened.type === ContentType.Alert) {
-          throw new TlsError("TLS_PEER_ALERT", `peer sent alert ${opened.content[1] ?? "?"}`, -1);
+          throw peerAlertError(opened.content[1] ?? -1);
         }
         if (opened.type !== ContentType.Handshake) throw new TlsError("TLS_UNEXPECTED_MESSAGE", "application data before Finished");
         this.#assembler.push(opened.content);
@@ -209,11 +160,8 @@ export class TlsServer {
         if (this.#assembler.partial || this.#assembler.next()) throw new TlsError("TLS_UNEXPECTED_MESSAGE", "data after Finished");
         const expected = finishedMac(state.suite, state.clientHandshakeTraffic, state.transcriptHash);
         if (!constantTimeEqual(expected, msg.body)) throw new TlsError("TLS_DECRYPT_ERROR", "client Finished does not verify");
-        this.#state = {
-          name: "Connected",
-          channel: new ApplicationChannel(state.suite, state.clientApplicationTraffic, state.serverApplicationTraffic),
-        };
-        this.#events.push({
+        this.#state = { name: "Done" };
+        this.connect(new ApplicationChannel(state.suite, state.clientApplicationTraffic, state.serverApplicationTraffic), {
           type: "handshake-complete",
           peerPublicKey: Buffer.alloc(0),
           keyId: "",
@@ -223,13 +171,7 @@ export class TlsServer {
         });
         return;
       }
-      case "Connected": {
-        const got = state.channel.receive(rec, this.#output);
-        if (got.kind === "data") this.#events.push({ type: "data", data: got.data });
-        else if (got.kind === "closed") this.#events.push({ type: "closed" });
-        return;
-      }
-      case "Failed":
+      case "Done":
         return;
     }
   }
@@ -244,11 +186,7 @@ export class TlsServer {
     }
     const suite = this.#settings.cipherSuites.map(suiteByName).find((s) => ch.cipherSuites.includes(s.code));
     if (!suite) throw new TlsError("TLS_HANDSHAKE_FAILURE", "no common cipher suite");
-    const scheme =
-      this.#faults.scheme ??
-      this.#settings.signatureSchemes.find(
-        (s) => ch.signatureSchemes.includes(SIGNATURE_CODES[s]) && keyFitsScheme(this.#identity.privateKey, s),
-      );
+    const scheme = this.selectScheme(ch.signatureSchemes);
     if (!scheme) throw new TlsError("TLS_HANDSHAKE_FAILURE", "no common signature scheme for our key");
     const common = this.#settings.groups.filter((g) => ch.groups.includes(GROUP_CODES[g]));
     const shared = common.find((g) => ch.shares.some((s) => s.group === GROUP_CODES[g]));
@@ -262,9 +200,9 @@ export class TlsServer {
       const group = common[0];
       if (!group) throw new TlsError("TLS_HANDSHAKE_FAILURE", "no common group");
       const hrr = encodeServerHello({ retry: true, sessionId: ch.sessionId, cipherSuite: suite.code, selectedGroup: group });
-      this.#output.push(plainRecord(ContentType.Handshake, hrr));
+      this.output(plainRecord(ContentType.Handshake, hrr));
       if (ch.sessionId.length > 0) {
-        this.#output.push(CHANGE_CIPHER_SPEC);
+        this.output(CHANGE_CIPHER_SPEC);
         this.#ccsSent = true;
       }
       const transcript = Buffer.concat([messageHash(digest(suite.hash, raw)), hrr]);
@@ -282,35 +220,20 @@ export class TlsServer {
     const hs = handshakeSecrets(suite, secret, digest(suite.hash, helloTranscript));
     const serverKeys = trafficKeys(suite, hs.serverHandshakeTraffic);
 
-    const f = this.#faults;
-    const ee = encodeEncryptedExtensions(!f.noRawKey);
-    const cert = encodeRawKeyCertificate(f.presentKey ?? this.#identity.publicKeySpki);
-    const first = f.outOfOrder ? [cert, ee] : [ee, cert];
-    const toSign = digest(suite.hash, Buffer.concat([helloTranscript, ...first]));
-    let signature: Buffer;
-    try {
-      signature = makeSignature(scheme, this.#identity.privateKey, certificateVerifyContent("server", toSign));
-    } catch {
-      signature = Buffer.alloc(64, 1); // a fault test's impossible scheme
-    }
-    if (f.badSignature) signature[signature.length - 1]! ^= 1;
-    const cv = encodeCertificateVerify(scheme, signature);
-    const beforeFinished = Buffer.concat([helloTranscript, ...first, cv]);
-    const mac = finishedMac(suite, hs.serverHandshakeTraffic, digest(suite.hash, beforeFinished));
-    if (f.badFinished) mac[0]! ^= 0x80;
-    const fin = encodeFinished(mac);
-    const full = Buffer.concat([beforeFinished, fin]);
-    const fullHash = digest(suite.hash, full);
+    const records = this.encryptedFlight({
+      suite,
+      scheme,
+      transcriptHash: (messages) => digest(suite.hash, Buffer.concat([helloTranscript, ...messages])),
+      finishedMac: (messages) =>
+        finishedMac(suite, hs.serverHandshakeTraffic, digest(suite.hash, Buffer.concat([helloTranscript, ...messages]))),
+    });
+    const fullHash = digest(suite.hash, Buffer.concat([helloTranscript, ...records]));
     const app = applicationSecrets(suite, hs.handshakeSecret, fullHash);
 
-    this.#output.push(plainRecord(ContentType.Handshake, sh));
-    if (ch.sessionId.length > 0 && !this.#ccsSent) this.#output.push(CHANGE_CIPHER_SPEC);
-    const flight = Buffer.concat([...first, cv, fin]);
-    const size = f.fragment ?? flight.length;
+    this.output(plainRecord(ContentType.Handshake, sh));
+    if (ch.sessionId.length > 0 && !this.#ccsSent) this.output(CHANGE_CIPHER_SPEC);
     let seq = 0n;
-    for (let i = 0; i < flight.length; i += size) {
-      this.#output.push(sealRecord(suite, serverKeys, seq++, ContentType.Handshake, flight.subarray(i, i + size)));
-    }
+    for (const content of records) this.output(sealRecord(suite, serverKeys, seq++, ContentType.Handshake, content));
     this.#state = {
       name: "ExpectFinished",
       suite,
@@ -323,21 +246,5 @@ export class TlsServer {
       serverApplicationTraffic: app.serverApplicationTraffic,
       seq: 0n,
     };
-  }
-
-  #fail(error: unknown): void {
-    if (this.#state.name === "Failed") return;
-    const tlsError = error instanceof TlsError ? error : new TlsError("TLS_INTERNAL", "internal error");
-    if (tlsError.alert >= 0) {
-      const state = this.#state;
-      if (state.name === "Connected") {
-        const rec = state.channel.alert(tlsError.alert);
-        if (rec) this.#output.push(rec);
-      } else {
-        this.#output.push(plainRecord(ContentType.Alert, Buffer.of(2, tlsError.alert)));
-      }
-    }
-    this.#state = { name: "Failed" };
-    this.#events.push({ type: "error", error: tlsError });
   }
 }

@@ -1,17 +1,18 @@
-// Drives our TLS client and server roles against each other in process,
-// with bytes optionally cut into pieces or tampered with on the way.
+// Drives our TLS client and server roles against each other in process
+// (runLoopback, the engine's own driver), with bytes optionally cut into
+// pieces or tampered with on the way, and a server that can misbehave.
 
 import { generateKeyPairSync, type KeyObject } from "node:crypto";
 import {
   TlsClient,
-  TlsServer,
   generateEphemeralKeyShares,
   parsePriority,
-  runHandshakeTask,
+  runLoopback,
+  type TlsEngine,
   type TlsEvent,
   type TlsSettings,
 } from "../../src/tls/index.js";
-import type { ServerFaults } from "../../src/tls/server.js";
+import { FaultyServer, type ServerFaults } from "./faulty-server.js";
 
 export type KeyKind = "ed25519" | "ed448" | "p256" | "p384" | "p521" | "rsa";
 
@@ -30,7 +31,7 @@ export interface PairResult {
   /** Every chunk the server sent, in order. */
   readonly serverBytes: Buffer[];
   readonly client: TlsClient;
-  readonly server: TlsServer;
+  readonly server: FaultyServer;
 }
 
 export interface PairOptions {
@@ -44,8 +45,8 @@ export interface PairOptions {
   readonly tamper?: (index: number, bytes: Buffer) => Buffer;
   /** Sent by the client once connected. */
   readonly message?: Buffer;
-  /** Called on the server once connected, before the client's message arrives. */
-  readonly onServerConnected?: (server: TlsServer) => void;
+  /** Called on the server once connected. */
+  readonly onServerConnected?: (server: FaultyServer) => void;
 }
 
 export function runPair(options: PairOptions = {}): PairResult {
@@ -53,51 +54,36 @@ export function runPair(options: PairOptions = {}): PairResult {
   const ss: TlsSettings = parsePriority(options.serverPriority ?? options.clientPriority ?? "SECURE128:+CTYPE-RAWPK:-VERS-ALL:+VERS-TLS1.3");
   const key = options.key ?? makeKey("ed25519");
   const client = new TlsClient(cs, generateEphemeralKeyShares(cs.keyShareGroups));
-  const server = new TlsServer(ss, key, options.faults);
+  const server = new FaultyServer(ss, key, options.faults);
   const clientEvents: TlsEvent[] = [];
   const serverEvents: TlsEvent[] = [];
   const serverBytes: Buffer[] = [];
-  let serverChunks = 0;
-  const deliver = (to: { receive(d: Uint8Array): void }, bytes: Buffer): void => {
+  const inPieces = (bytes: Buffer, to: TlsEngine): void => {
     const size = options.chunk ?? bytes.length;
     for (let i = 0; i < bytes.length; i += size) to.receive(bytes.subarray(i, i + size));
   };
   client.start();
-  let serverConnected = false;
-  for (let round = 0; round < 50; round++) {
-    let moved = false;
-    const fromClient = client.takeOutput();
-    if (fromClient) {
-      deliver(server, fromClient);
-      moved = true;
-    }
-    let fromServer = server.takeOutput();
-    if (fromServer) {
-      serverBytes.push(fromServer);
-      if (options.tamper) fromServer = options.tamper(serverChunks, fromServer);
-      serverChunks++;
-      deliver(client, fromServer);
-      moved = true;
-    }
-    for (let task = client.takeTask(); task; task = client.takeTask()) {
-      client.completeTask(runHandshakeTask(task));
-      moved = true;
-    }
-    for (let e = client.nextEvent(); e; e = client.nextEvent()) {
-      clientEvents.push(e);
-      if (e.type === "handshake-complete" && options.message) client.send(options.message);
-      moved = true;
-    }
-    for (let e = server.nextEvent(); e; e = server.nextEvent()) {
-      serverEvents.push(e);
-      if (e.type === "handshake-complete" && !serverConnected) {
-        serverConnected = true;
-        options.onServerConnected?.(server);
-      }
-      moved = true;
-    }
-    if (!moved) break;
-  }
+  runLoopback(
+    {
+      engine: client,
+      event: (e) => {
+        clientEvents.push(e);
+        if (e.type === "handshake-complete" && options.message) client.send(options.message);
+      },
+      deliver: inPieces,
+    },
+    {
+      engine: server,
+      event: (e) => {
+        serverEvents.push(e);
+        if (e.type === "handshake-complete") options.onServerConnected?.(server);
+      },
+      deliver: (bytes, to) => {
+        const index = serverBytes.push(bytes) - 1;
+        inPieces(options.tamper ? options.tamper(index, bytes) : bytes, to);
+      },
+    },
+  );
   return { clientEvents, serverEvents, serverBytes, client, server };
 }
 

@@ -31,10 +31,6 @@ export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
 export const EXIT_USAGE = 2;
 
-export class UsageError extends Error {
-  readonly code = "MANDOS_USAGE";
-}
-
 function integer(name: string, min: number, max: number): (value: string) => number {
   return (value) => {
     if (!/^\s*[+-]?\d+\s*$/.test(value)) throw new InvalidArgumentError(`${name} must be an integer`);

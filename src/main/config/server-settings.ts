@@ -4,6 +4,7 @@
 
 import type { CommandLine } from "./cli.js";
 import { parseLogLevel, type LogLevel } from "../daemon/log.js";
+import { SettingsError } from "../daemon/errors.js";
 
 /** mandos.conf values (already typed), each present only if the file set it. */
 export interface ServerFileSettings {
@@ -47,15 +48,6 @@ export interface ServerSettings {
 
 export const DEFAULT_STATEDIR = "/var/lib/mandos";
 export const DEFAULT_SERVICENAME = "Mandos";
-
-export class SettingsError extends Error {
-  constructor(
-    readonly code: "MANDOS_NEEDS_PORT" | "MANDOS_BAD_DEBUGLEVEL",
-    message: string,
-  ) {
-    super(message);
-  }
-}
 
 export function mergeSettings(
   cli: CommandLine,

@@ -6,15 +6,9 @@
 
 import { spawn } from "node:child_process";
 import { closeSync, writeSync } from "node:fs";
+import { DaemonStartError } from "./errors.js";
 
 export const READY_FD_ENV = "MANDOS_READY_FD";
-
-export class DaemonStartError extends Error {
-  readonly code = "MANDOS_DAEMON_START";
-  constructor(message: string) {
-    super(message);
-  }
-}
 
 export interface DetachOptions {
   /** Program and arguments; default: this process's own command line. */

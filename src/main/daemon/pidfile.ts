@@ -5,6 +5,7 @@
 // Unlike the reference we remove it at clean exit.
 
 import { closeSync, openSync, statSync, unlinkSync, writeSync } from "node:fs";
+import { PidFileError } from "./errors.js";
 
 export function defaultPidFilePath(runDir = "/run", varRunDir = "/var/run"): string {
   try {
@@ -13,13 +14,6 @@ export function defaultPidFilePath(runDir = "/run", varRunDir = "/var/run"): str
     // fall through: no /run
   }
   return `${varRunDir}/mandos.pid`;
-}
-
-export class PidFileError extends Error {
-  readonly code = "MANDOS_PIDFILE";
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
-  }
 }
 
 /** An opened (truncated) pid file; write the pid later, after dropping privileges. */

@@ -10,6 +10,7 @@ import { execFileSync } from "node:child_process";
 import { statSync } from "node:fs";
 import { reasonInWords } from "../config/os-error.js";
 import type { Logger } from "./log.js";
+import { PrivilegeError } from "./errors.js";
 
 export const CANDIDATES: readonly (readonly [user: string, group: string])[] = [
   ["_mandos", "_mandos"],
@@ -49,13 +50,6 @@ export interface ProcessIds {
   setuid(id: number): void;
   setgroups?(groups: number[]): void;
   getuid(): number;
-}
-
-export class PrivilegeError extends Error {
-  readonly code = "MANDOS_SETUID";
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
-  }
 }
 
 /** Returns the ids switched to, or undefined when not permitted (not root). */

@@ -10,7 +10,7 @@ import {
   generateEphemeralKeyShares,
   keyId,
   parsePriority,
-  runHandshakeTask,
+  runLoopback,
 } from "../../tls/index.js";
 import { parseClientsConfig } from "../config/index.js";
 import { parseDuration } from "../config/duration.js";
@@ -66,21 +66,24 @@ const CHECKS: Check[] = [
       let peer = "";
       let received = "";
       client.start();
-      for (let i = 0; i < 10; i++) {
-        const a = client.takeOutput();
-        if (a) server.receive(a);
-        const b = server.takeOutput();
-        if (b) client.receive(b);
-        for (let t = client.takeTask(); t; t = client.takeTask()) client.completeTask(runHandshakeTask(t));
-        for (let e = client.nextEvent(); e; e = client.nextEvent()) {
-          if (e.type === "error") throw e.error;
-          if (e.type === "handshake-complete") {
-            peer = e.keyId;
-            client.send(Buffer.from("self-test"));
-          }
-        }
-        for (let e = server.nextEvent(); e; e = server.nextEvent()) if (e.type === "data") received += e.data.toString();
-      }
+      runLoopback(
+        {
+          engine: client,
+          event: (e) => {
+            if (e.type === "error") throw e.error;
+            if (e.type === "handshake-complete") {
+              peer = e.keyId;
+              client.send(Buffer.from("self-test"));
+            }
+          },
+        },
+        {
+          engine: server,
+          event: (e) => {
+            if (e.type === "data") received += e.data.toString();
+          },
+        },
+      );
       expect(peer === keyId(spki) && peer === createHash("sha256").update(spki).digest("hex").toUpperCase(), "key ID");
       expect(received === "self-test", "secret received");
     },

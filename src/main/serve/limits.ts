@@ -1,6 +1,7 @@
 // Every limit the server enforces on a peer, in one place, each with why
-// that number. A peer that crosses one is logged and closed; it never holds
-// a worker and never gets a byte of any secret (docs/PROTOCOL.md, "Design rules").
+// that number (the engine's come from src/tls/limits.ts, at the end). A
+// peer that crosses one is logged and closed; it never holds a worker and
+// never gets a byte of any secret (docs/PROTOCOL.md, "Design rules").
 
 /**
  * The version line. The real client sends `1\r\n` (3 bytes); the reference
@@ -57,9 +58,14 @@ export const MAX_OPEN_CONNECTIONS = 10_000;
  */
 export const LISTEN_BACKLOG = 4096;
 
-/**
- * Bytes we buffer from a peer before its handshake is complete. A whole
- * server flight with an RSA-4096 key is under 4 KiB; TLS allows records of
- * 16 KiB + 256, so two full records is generous and still tiny.
- */
-export const MAX_HANDSHAKE_BUFFER_BYTES = 2 * (16_384 + 256 + 5);
+// The TLS engine's own limits (record sizes, handshake bytes, handshake
+// message size, KeyUpdate flood) live beside the engine, which must not
+// import from here; they are re-exported so that this file lists every
+// bound a peer meets.
+export {
+  MAX_CIPHERTEXT,
+  MAX_HANDSHAKE_BUFFER_BYTES,
+  MAX_HANDSHAKE_MESSAGE,
+  MAX_KEY_UPDATES_IN_A_ROW,
+  MAX_PLAINTEXT,
+} from "../../tls/limits.js";

@@ -1,0 +1,50 @@
+// Errors of the daemon's own layer (settings, privileges, pid
+// file, detaching) that a caller may act on: one class per failure, each
+// with its `name` set and a stable `code` from DaemonErrorCode. Tests and
+// main.ts match on `code`, never on message text. The engine's errors are
+// in src/tls/errors.ts, the configuration files' in src/main/config/errors.ts.
+
+export type DaemonErrorCode =
+  /** No port and no socket while Zeroconf is off: nothing to listen on. */
+  | "MANDOS_NEEDS_PORT"
+  /** debuglevel names no log level. */
+  | "MANDOS_BAD_DEBUGLEVEL"
+  /** setuid/setgid failed for a reason other than not being root. */
+  | "MANDOS_SETUID"
+  /** The pid file cannot be opened or written. */
+  | "MANDOS_PIDFILE"
+  /** The detached daemon did not report ready. */
+  | "MANDOS_DAEMON_START";
+
+export class SettingsError extends Error {
+  readonly code: Extract<DaemonErrorCode, "MANDOS_NEEDS_PORT" | "MANDOS_BAD_DEBUGLEVEL">;
+  constructor(code: Extract<DaemonErrorCode, "MANDOS_NEEDS_PORT" | "MANDOS_BAD_DEBUGLEVEL">, message: string) {
+    super(message);
+    this.name = "SettingsError";
+    this.code = code;
+  }
+}
+
+export class PrivilegeError extends Error {
+  readonly code = "MANDOS_SETUID" satisfies DaemonErrorCode;
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "PrivilegeError";
+  }
+}
+
+export class PidFileError extends Error {
+  readonly code = "MANDOS_PIDFILE" satisfies DaemonErrorCode;
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "PidFileError";
+  }
+}
+
+export class DaemonStartError extends Error {
+  readonly code = "MANDOS_DAEMON_START" satisfies DaemonErrorCode;
+  constructor(message: string) {
+    super(message);
+    this.name = "DaemonStartError";
+  }
+}
