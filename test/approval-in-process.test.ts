@@ -45,7 +45,7 @@ test("the operator approves or denies a waiting real mandos-client before the de
       assert.ok(Date.now() - started < 30_000, "the approval did not cut the wait short");
       const denied = await runMandosClient(no!.dir, "::1", port, 5_000);
       assert.equal(denied.stdout.length, 0);
-      assert.deepEqual(decisions, [`${yes!.name}: got secret`, `${no!.name}: Denied`]);
+      assert.deepEqual(decisions, [`${yes!.name}: got secret`, `${no!.name}: denied`]);
     } finally {
       await listener.close(1_000);
       registry.stop();

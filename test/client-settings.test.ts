@@ -1,7 +1,13 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { EMPTY_KEY_ID, normaliseKeyId } from "../src/main/clients/settings.js";
+import { CLIENT_DEFAULTS, EMPTY_KEY_ID, normaliseKeyId } from "../src/main/clients/settings.js";
+import { RUNTIME_SETTINGS, settingsDiff } from "../src/main/clients/runtime-settings.js";
+import { ClientRegistry } from "../src/main/clients/registry.js";
+import { clientProperty } from "../src/main/dbus/client-properties.js";
+import { ManualClock } from "../src/main/clock.js";
+import { silentLogger } from "../src/main/daemon/log.js";
+import { clientSettings } from "./helpers/clients.js";
 
 test("key IDs compare case- and space-insensitively", () => {
   assert.equal(normaliseKeyId(" ab cd\tEF "), "ABCDEF");
@@ -9,4 +15,30 @@ test("key IDs compare case- and space-insensitively", () => {
 
 test("the empty key ID is SHA-256 of nothing", () => {
   assert.equal(createHash("sha256").update(Buffer.alloc(0)).digest("hex").toUpperCase(), EMPTY_KEY_ID);
+});
+
+test("each runtime setting is a clients.conf option and a writable D-Bus client property", () => {
+  for (const row of RUNTIME_SETTINGS) {
+    // secfile is the other spelling of the secret; the reference has no default for either.
+    if (row.field !== "secret") assert.ok(row.option in CLIENT_DEFAULTS, `${row.option} is a clients.conf option`);
+    const property = clientProperty(row.property);
+    assert.ok(property?.set, `${row.property} can be Set over D-Bus`);
+    assert.equal(property.get === undefined, row.kind === "bytes", `${row.property} is readable unless it is the secret`);
+  }
+});
+
+test("a SIGHUP's patch, applied by update(), leaves the client as clients.conf now says", () => {
+  const before = clientSettings("web");
+  const after = clientSettings("web", {
+    host: "new.example.org", timeout: 9_000, extendedTimeout: 20_000, interval: 3_000, checker: "false",
+    approvedByDefault: false, approvalDelay: 100, approvalDuration: 200, secret: Buffer.from("new secret"), enabled: false,
+  });
+  const patch = settingsDiff(before, after);
+  assert.deepEqual(Object.keys(patch).sort(), RUNTIME_SETTINGS.map((r) => r.field).sort());
+  assert.deepEqual(settingsDiff(before, clientSettings("web", { secret: Buffer.from(before.secret) })), {}, "a secret compares by content");
+  const reg = new ClientRegistry([before], { logger: silentLogger, clock: new ManualClock(), spawner: () => ({ kill() {} }) });
+  reg.update("web", patch);
+  const { settings, runtime } = reg.snapshot()[0]!;
+  // The registry keeps `enabled` in the runtime state, as the state file saves it.
+  assert.deepEqual({ ...settings, enabled: runtime.enabled }, after);
 });

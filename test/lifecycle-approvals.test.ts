@@ -12,6 +12,7 @@ import { ClientRegistry, type CheckerSpawner } from "../src/main/clients/registr
 import { ManualClock } from "../src/main/clock.js";
 import { silentLogger } from "../src/main/daemon/log.js";
 import type { RegistryEvent, SecretDecision } from "../src/main/clients/contract.js";
+import { events as channels, type ApprovalNeeded } from "../src/main/events.js";
 import { clientSettings } from "./helpers/clients.js";
 import { makeClients, makeKeySet } from "./helpers/keys.js";
 import { MANDOS_CLIENT, MANDOS_KEYGEN, missing } from "./helpers/peers.js";
@@ -58,8 +59,32 @@ test("a delay, then denied by default: nothing, and Rejected", async () => {
   const t = setup({ approvalDelay: 5_000, approvedByDefault: false });
   t.clock.advance(5_000);
   await flush();
-  assert.deepEqual(t.decision(), { give: false, reason: "Approval timed out" });
-  assert.ok(t.events.some((e) => e.type === "rejected" && e.reason === "Approval timed out"));
+  assert.deepEqual(t.decision(), { give: false, reason: "approval_timeout" });
+  assert.ok(t.events.some((e) => e.type === "rejected" && e.reason === "approval_timeout"));
+});
+
+test("a client that must wait publishes mandos:approval:needed once per wait, with the delay and the default", async () => {
+  const seen: ApprovalNeeded[] = [];
+  // Channels are process-wide: keep only this test's client.
+  const onNeeded = (m: ApprovalNeeded): void => void (m.client.name === "awaited" && seen.push(m));
+  channels.approvalNeeded.subscribe(onNeeded);
+  try {
+    const clock = new ManualClock();
+    const reg = new ClientRegistry([clientSettings("awaited", { approvalDelay: 5_000, approvedByDefault: false })], { logger: silentLogger, clock, spawner: never });
+    let decision: SecretDecision | null = null;
+    void reg.requestSecret("awaited", "::1", new AbortController().signal).then((d) => (decision = d));
+    await flush();
+    assert.equal(seen.length, 1);
+    assert.equal(seen[0]!.timeoutMs, 5_000);
+    assert.equal(seen[0]!.approvedByDefault, false);
+    assert.equal(seen[0]!.client.approvalPending, true);
+    reg.approve("awaited", true);
+    await flush();
+    assert.equal((decision as SecretDecision | null)?.give, true);
+    assert.equal(seen.length, 1, "an approval ends the wait without asking again");
+  } finally {
+    channels.approvalNeeded.unsubscribe(onNeeded);
+  }
 });
 
 test("an approval before the delay ends gives the secret at once", async () => {
@@ -74,7 +99,7 @@ test("a denial before the delay ends gives nothing", async () => {
   const t = setup({ approvalDelay: 60_000, approvedByDefault: true });
   t.reg.approve("web", false);
   await flush();
-  assert.deepEqual(t.decision(), { give: false, reason: "Denied" });
+  assert.deepEqual(t.decision(), { give: false, reason: "denied" });
 });
 
 test("an approval lasts approval_duration, then requests wait again", async () => {
@@ -97,11 +122,11 @@ test("a disabled client is rejected, and a peer that goes away withdraws its req
   const t = setup({ approvalDelay: 60_000, enabled: true });
   t.abort.abort();
   await flush();
-  assert.deepEqual(t.decision(), { give: false, reason: "Aborted" });
+  assert.deepEqual(t.decision(), { give: false, reason: "aborted" });
   assert.equal(t.reg.get("web")?.approvalPending, false);
   t.reg.disable("web");
   const d = await t.reg.requestSecret("web", "::1", new AbortController().signal);
-  assert.deepEqual(d, { give: false, reason: "Disabled" });
+  assert.deepEqual(d, { give: false, reason: "disabled" });
 });
 
 test("the real mandos-client waits out approval_delay, then gets or does not get its password", { skip: missing(MANDOS_CLIENT, MANDOS_KEYGEN) }, async () => {

@@ -13,6 +13,8 @@ import { ClientRegistry, shellSpawner, type CheckerSpawner } from "../src/main/c
 import { ManualClock } from "../src/main/clock.js";
 import { silentLogger, type Logger } from "../src/main/daemon/log.js";
 import type { RegistryEvent } from "../src/main/clients/contract.js";
+import { events, type CheckerCommandInvalid, type CheckerStarted } from "../src/main/events.js";
+import { logClientEvents } from "../src/main/daemon/log-clients.js";
 import { clientSettings } from "./helpers/clients.js";
 
 /** A spawner whose checkers end when the test says, with the code it says. */
@@ -164,12 +166,74 @@ test("runtime expansion quotes hostile values so that they run nothing", async (
 test("a bad checker format string is an error naming the client, and nothing runs", () => {
   const clock = new ManualClock();
   const s = scripted();
+  const invalid: CheckerCommandInvalid[] = [];
+  const started: CheckerStarted[] = [];
+  // Channels are process-wide: keep only this test's client.
+  const onInvalid = (m: CheckerCommandInvalid): void => void (m.client.name === "bad-format" && invalid.push(m));
+  const onStarted = (m: CheckerStarted): void => void (m.client.name === "bad-format" && started.push(m));
+  events.checkerCommandInvalid.subscribe(onInvalid);
+  events.checkerStarted.subscribe(onStarted);
+  try {
+    const reg = new ClientRegistry([clientSettings("bad-format", { checker: "fping %(hots)s" })], { logger: silentLogger, clock, spawner: s.spawner, random: () => 0 });
+    reg.start();
+    clock.advance(1);
+    assert.equal(s.started.length, 0);
+    assert.equal(started.length, 0);
+    assert.equal(invalid.length, 1);
+    assert.equal(invalid[0]!.checker, "fping %(hots)s");
+    assert.match(invalid[0]!.reason, /hots/);
+  } finally {
+    events.checkerCommandInvalid.unsubscribe(onInvalid);
+    events.checkerStarted.unsubscribe(onStarted);
+  }
+});
+
+test("the log lines of a client's checkers and expiry are the reference's, from the published facts", () => {
+  const clock = new ManualClock();
+  const s = scripted();
   const log = logCollector();
-  const reg = new ClientRegistry([clientSettings("web", { checker: "fping %(hots)s" })], { logger: log, clock, spawner: s.spawner, random: () => 0 });
-  reg.start();
-  clock.advance(1);
-  assert.equal(s.started.length, 0);
-  assert.ok(log.lines.some((l) => l.startsWith("ERROR:") && l.includes("client web") && l.includes("hots")), log.lines.join("\n"));
+  const stop = logClientEvents(log);
+  const reg = new ClientRegistry(
+    [clientSettings("logged", { checker: "check %(name)s", interval: 1_000, timeout: 5_000 }), clientSettings("bad-log", { checker: "x %(nope)s" })],
+    { logger: silentLogger, clock, spawner: s.spawner, random: () => 0 },
+  );
+  try {
+    reg.start();
+    clock.advance(1);
+    s.running.get("check logged")!(0);
+    clock.advance(1_000);
+    s.running.get("check logged")!(1);
+    clock.advance(1_000);
+    s.running.get("check logged")!(null, 9);
+    clock.advance(1_000);
+    reg.disable("logged");
+    reg.remove("bad-log");
+  } finally {
+    stop();
+  }
+  // Channels are process-wide: keep only this test's clients.
+  const mine = log.lines.filter((l) => /\b(logged|bad-log)\b/.test(l));
+  assert.deepEqual(mine.filter((l) => !l.startsWith("ERROR")), [
+    'DEBUG: Creating client "logged"',
+    'DEBUG: Creating client "bad-log"',
+    'INFO: Starting checker "check logged" for logged',
+    "INFO: Checker for logged succeeded",
+    'INFO: Starting checker "check logged" for logged',
+    "INFO: Checker for logged failed",
+    // Its checker never ran, so its timeout ran out.
+    "INFO: Disabling client bad-log",
+    'INFO: Starting checker "check logged" for logged',
+    "WARNING: Checker for logged crashed?",
+    'INFO: Starting checker "check logged" for logged',
+    "INFO: Disabling client logged",
+    "DEBUG: Stopping checker for logged",
+  ]);
+  assert.equal(mine.filter((l) => l.startsWith("ERROR")).length, 1);
+  assert.match(mine.find((l) => l.startsWith("ERROR"))!, /^ERROR: Could not format string "x %\(nope\)s" for client bad-log: .*nope/);
+  const before = log.lines.length;
+  reg.enable("logged");
+  reg.disable("logged");
+  assert.equal(log.lines.length, before, "nothing is logged after unsubscribing");
 });
 
 test("a checker killed by a signal records -1", async () => {

@@ -124,8 +124,12 @@ export interface ClientRejected {
 export interface ClientEvent { readonly client: ClientView }
 export interface ClientDisabled {
   readonly client: ClientView;
-  /** "timeout": no successful checker for too long; "operator": D-Bus, reload or API. */
-  readonly why: "timeout" | "operator";
+  /**
+   * "timeout": no successful checker for too long (or a shorter timeout set
+   * at run time had already passed); "operator": D-Bus, reload or API;
+   * "removed": on its way out of the registry (a client-removed follows).
+   */
+  readonly why: "timeout" | "operator" | "removed";
 }
 export interface ClientPropertyChanged { readonly client: ClientView; readonly property: ClientProperty }
 export interface CheckerStarted { readonly client: ClientView; readonly command: string }
@@ -136,6 +140,15 @@ export interface CheckerCompleted {
   readonly exitCode: number;
   /** The wait(2) status. */
   readonly waitStatus: number;
+}
+/** A running checker was killed (disabled, removed, D-Bus CheckerRunning = false, shutdown). */
+export interface CheckerStopped { readonly client: ClientView }
+/** The checker command could not be expanded (mandos-clients.conf(5) EXPANSION); no checker ran. */
+export interface CheckerCommandInvalid {
+  readonly client: ClientView;
+  /** The command before expansion. */
+  readonly checker: string;
+  readonly reason: string;
 }
 export interface ApprovalNeeded {
   readonly client: ClientView;
@@ -163,6 +176,8 @@ export const events = {
   clientPropertyChanged: channel<ClientPropertyChanged>("mandos:client:property-changed"),
   checkerStarted: channel<CheckerStarted>("mandos:checker:started"),
   checkerCompleted: channel<CheckerCompleted>("mandos:checker:completed"),
+  checkerStopped: channel<CheckerStopped>("mandos:checker:stopped"),
+  checkerCommandInvalid: channel<CheckerCommandInvalid>("mandos:checker:command-invalid"),
   approvalNeeded: channel<ApprovalNeeded>("mandos:approval:needed"),
   stateSaved: channel<StateSaved>("mandos:state:saved"),
   stateSaveFailed: channel<StateSaveFailed>("mandos:state:save-failed"),

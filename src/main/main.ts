@@ -19,6 +19,7 @@ import { loadClientsConfig, loadServerConfig, type ServerConfigFile } from "./co
 import { createRegistry, type ClientRegistry } from "./clients/registry.js";
 import type { ClientSettings } from "./clients/settings.js";
 import { reloadClientsConfig } from "./clients/reload.js";
+import { logClientEvents } from "./daemon/log-clients.js";
 import { clientsFileReader, readClientsFile, reloadReadiness, type ClientsFileReader } from "./config/clients-reader.js";
 import { runSelfTest } from "./daemon/self-test.js";
 import { readState, restoreState, StateSaver, StateSerialiser, STATE_FILE_NAME } from "./state/state-file.js";
@@ -88,6 +89,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   logger.addSink(syslog);
   if (settings.debug) logger.addSink(consoleSink("DEBUG"));
   else if (settings.foreground) logger.addSink(consoleSink(settings.debuglevel));
+  logClientEvents(logger);
   // The syslog socket keeps the event loop alive: every way out of serve(),
   // a start-up failure included, must close it, or the process never exits.
   try {

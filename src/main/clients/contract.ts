@@ -5,6 +5,8 @@
 // implementation of this same interface.)
 
 import type { ClientSettings } from "./settings.js";
+import type { RefusalReason } from "../events.js";
+import type { ClientPatch } from "./runtime-settings.js";
 
 /** A read-only snapshot of one client, named after the D-Bus properties (DBUS-API). */
 export interface ClientView {
@@ -33,19 +35,6 @@ export interface ClientView {
   readonly lastCheckerStatus: number;
 }
 
-/** Settings an operator may change at run time (D-Bus Set, mandos-ctl). */
-export interface ClientPatch {
-  host?: string;
-  timeout?: number;
-  extendedTimeout?: number;
-  interval?: number;
-  approvalDelay?: number;
-  approvalDuration?: number;
-  approvedByDefault?: boolean;
-  checker?: string;
-  secret?: Buffer;
-}
-
 /** The D-Bus property names of a client, as changed-property events name them. */
 export type ClientProperty =
   | "ApprovalDelay" | "ApprovalDuration" | "ApprovalPending" | "ApprovedByDefault"
@@ -68,7 +57,7 @@ export type RegistryEvent =
       readonly command: string;
     }
   | { readonly type: "got-secret"; readonly client: ClientView }
-  | { readonly type: "rejected"; readonly client: ClientView; readonly reason: string }
+  | { readonly type: "rejected"; readonly client: ClientView; readonly reason: Refusal }
   | {
       readonly type: "need-approval";
       readonly client: ClientView;
@@ -78,10 +67,18 @@ export type RegistryEvent =
     }
   | { readonly type: "client-not-found"; readonly keyId: string; readonly address: string };
 
-/** What a connection gets when it asks for a client's secret. */
+/** Why the registry refused a known client its secret (a rejected event says so too). */
+export type Refusal = Extract<RefusalReason, "disabled" | "denied" | "approval_timeout">;
+
+/**
+ * What a connection gets when it asks for a client's secret. Besides a
+ * refusal, the request can come to nothing: "removed" when no client has
+ * that name any more, "aborted" when the connection went away or the
+ * client was removed while it waited (no rejected event for either).
+ */
 export type SecretDecision =
   | { readonly give: true; readonly secret: Buffer }
-  | { readonly give: false; readonly reason: string };
+  | { readonly give: false; readonly reason: Refusal | "removed" | "aborted" };
 
 export interface Registry {
   /** All clients, in clients.conf order. */
@@ -122,4 +119,4 @@ export interface Registry {
   subscribe(listener: (event: RegistryEvent) => void): () => void;
 }
 
-export type { ClientSettings };
+export type { ClientPatch, ClientSettings };

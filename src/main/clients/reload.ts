@@ -11,6 +11,7 @@
 // really lists no client removes them all.
 
 import type { ClientSettings } from "./settings.js";
+import { settingsDiff } from "./runtime-settings.js";
 import type { ClientRegistry } from "./registry.js";
 import type { ClientsFileReader } from "../config/clients-reader.js";
 import { parseClientsConfig, type ClientsConfigOptions } from "../config/clients-config.js";
@@ -46,23 +47,11 @@ export function applyReload(registry: ClientRegistry, before: readonly ClientSet
       summary.changed.push(c.name);
       continue;
     }
-    const patch: Parameters<ClientRegistry["update"]>[1] = {};
-    if (o.host !== c.host) patch.host = c.host;
-    if (o.timeout !== c.timeout) patch.timeout = c.timeout;
-    if (o.extendedTimeout !== c.extendedTimeout) patch.extendedTimeout = c.extendedTimeout;
-    if (o.interval !== c.interval) patch.interval = c.interval;
-    if (o.checker !== c.checker) patch.checker = c.checker;
-    if (o.approvedByDefault !== c.approvedByDefault) patch.approvedByDefault = c.approvedByDefault;
-    if (o.approvalDelay !== c.approvalDelay) patch.approvalDelay = c.approvalDelay;
-    if (o.approvalDuration !== c.approvalDuration) patch.approvalDuration = c.approvalDuration;
-    if (!o.secret.equals(c.secret)) patch.secret = c.secret;
-    const touched = Object.keys(patch).length > 0 || o.enabled !== c.enabled;
-    if (Object.keys(patch).length > 0) registry.update(c.name, patch);
-    if (o.enabled !== c.enabled) {
-      if (c.enabled) registry.enable(c.name);
-      else registry.disable(c.name);
-    }
-    if (touched) summary.changed.push(c.name);
+    // Every runtime setting whose clients.conf value changed, `enabled` included.
+    const patch = settingsDiff(o, c);
+    if (Object.keys(patch).length === 0) continue;
+    registry.update(c.name, patch);
+    summary.changed.push(c.name);
   }
   logger.info(`Reloaded clients.conf: ${summary.added.length} added, ${summary.removed.length} removed, ${summary.changed.length} changed`);
   return summary;

@@ -3,7 +3,8 @@
 // through the registry, which persists every change. Durations are
 // milliseconds (type t), timestamps the reference's datetime_to_dbus strings.
 
-import type { ClientPatch, ClientView, Registry } from "../clients/contract.js";
+import type { ClientView, Registry } from "../clients/contract.js";
+import { RUNTIME_SETTINGS, type ClientPatch, type SettingKind } from "../clients/runtime-settings.js";
 import { ERROR_NAME, MethodError } from "./errors.js";
 import { CLIENT, type PropertySpec } from "./interfaces.js";
 import { integerOf, timestampToDbus, type IncomingVariant, type WireValue } from "./values.js";
@@ -46,49 +47,47 @@ function asMilliseconds(name: string, v: IncomingVariant): number {
   return ms;
 }
 
-/** A property that is one field of ClientPatch. */
-function patch(field: keyof ClientPatch, read: (name: string, v: IncomingVariant) => ClientPatch[keyof ClientPatch]) {
-  return (ctx: PropertyContext, v: IncomingVariant): void => {
-    ctx.registry.update(ctx.name, { [field]: read(FIELD_PROPERTY[field], v) });
-  };
+function asBytes(name: string, v: IncomingVariant): Buffer {
+  // DBUS-API (k): a raw byte array.
+  if (v.signature !== "ay" || !Buffer.isBuffer(v.value)) throw wrongType(name, "ay", v);
+  return v.value;
 }
 
-const FIELD_PROPERTY: Record<keyof ClientPatch, string> = {
-  host: "Host",
-  timeout: "Timeout",
-  extendedTimeout: "ExtendedTimeout",
-  interval: "Interval",
-  approvalDelay: "ApprovalDelay",
-  approvalDuration: "ApprovalDuration",
-  approvedByDefault: "ApprovedByDefault",
-  checker: "Checker",
-  secret: "Secret",
+const READ_KIND: Record<SettingKind, (name: string, v: IncomingVariant) => ClientPatch[keyof ClientPatch]> = {
+  string: asString,
+  boolean: asBoolean,
+  duration: asMilliseconds,
+  bytes: asBytes,
 };
 
+/**
+ * The properties of the runtime settings (clients/runtime-settings.ts): a
+ * Set is a registry update of that one setting. The secret is write-only.
+ */
+const SETTING_BEHAVIOUR: Record<string, PropertyBehaviour> = Object.fromEntries(
+  RUNTIME_SETTINGS.map((row): [string, PropertyBehaviour] => {
+    const set = (ctx: PropertyContext, v: IncomingVariant): void => {
+      ctx.registry.update(ctx.name, { [row.field]: READ_KIND[row.kind](row.property, v) });
+    };
+    return [row.property, row.field === "secret" ? { set } : { get: (c) => c[row.field], set }];
+  }),
+);
+
 const BEHAVIOUR: Record<string, PropertyBehaviour> = {
-  ApprovalDelay: { get: (c) => c.approvalDelay, set: patch("approvalDelay", asMilliseconds) },
-  ApprovalDuration: { get: (c) => c.approvalDuration, set: patch("approvalDuration", asMilliseconds) },
+  ...SETTING_BEHAVIOUR,
   ApprovalPending: { get: (c) => c.approvalPending },
-  ApprovedByDefault: { get: (c) => c.approvedByDefault, set: patch("approvedByDefault", asBoolean) },
-  Checker: { get: (c) => c.checker, set: patch("checker", asString) },
   CheckerRunning: {
     get: (c) => c.checkerRunning,
     // DBUS-API (c): starts a new checker or aborts the running one.
     set: (ctx, v) => (asBoolean("CheckerRunning", v) ? ctx.registry.startChecker(ctx.name) : ctx.registry.stopChecker(ctx.name)),
   },
   Created: { get: (c) => timestampToDbus(c.created) },
-  Enabled: {
-    get: (c) => c.enabled,
-    set: (ctx, v) => (asBoolean("Enabled", v) ? ctx.registry.enable(ctx.name) : ctx.registry.disable(ctx.name)),
-  },
   Expires: { get: (c) => timestampToDbus(c.expires) },
-  ExtendedTimeout: { get: (c) => c.extendedTimeout, set: patch("extendedTimeout", asMilliseconds) },
   Fingerprint: { get: (c) => c.fingerprint },
-  Host: { get: (c) => c.host, set: patch("host", asString) },
   Interval: {
     get: (c) => c.interval,
     set: (ctx, v) => {
-      ctx.registry.update(ctx.name, { interval: asMilliseconds("Interval", v) });
+      SETTING_BEHAVIOUR.Interval!.set!(ctx, v);
       // As the reference: a new interval reschedules the checker and runs one now.
       if (ctx.view.enabled) ctx.registry.startChecker(ctx.name);
     },
@@ -104,14 +103,6 @@ const BEHAVIOUR: Record<string, PropertyBehaviour> = {
   LastEnabled: { get: (c) => timestampToDbus(c.lastEnabled) },
   Name: { get: (c) => c.name },
   ObjectPath: { get: (_c, path) => path },
-  Secret: {
-    set: (ctx, v) => {
-      // DBUS-API (k): a raw byte array.
-      if (v.signature !== "ay" || !Buffer.isBuffer(v.value)) throw wrongType("Secret", "ay", v);
-      ctx.registry.update(ctx.name, { secret: v.value });
-    },
-  },
-  Timeout: { get: (c) => c.timeout, set: patch("timeout", asMilliseconds) },
 };
 
 export interface DbusProperty extends PropertySpec, PropertyBehaviour {}

@@ -183,9 +183,3 @@ export const OLD_CLIENT = oldMirror(CLIENT);
 export const SERVER_OBJECT_INTERFACES: readonly InterfaceSpec[] = [INTROSPECTABLE_INTERFACE, OBJECT_MANAGER_INTERFACE, SERVER, OLD_SERVER];
 export const CLIENT_OBJECT_INTERFACES: readonly InterfaceSpec[] = [INTROSPECTABLE_INTERFACE, PROPERTIES_INTERFACE, CLIENT, OLD_CLIENT];
 
-/** The reference's object path for a client: "/clients/" + the name with "." and "-" as "_". */
-export function clientObjectPath(name: string): string {
-  // Other characters are not allowed in an object path element (D-Bus
-  // specification, "Valid Object Paths"); the reference would fail on them.
-  return "/clients/" + (name.replace(/[^A-Za-z0-9_]/g, "_") || "_");
-}

@@ -15,7 +15,7 @@
 
 import { readFileSync } from "node:fs";
 import type { Logger } from "../daemon/log.js";
-import type { ClientView, Registry, RegistryEvent } from "../clients/contract.js";
+import type { ClientView, Refusal, Registry, RegistryEvent } from "../clients/contract.js";
 import { BusConnection, DEFAULT_SYSTEM_BUS, REQUEST_NAME_PRIMARY_OWNER, type WireMessage } from "./connection.js";
 import { clientProperty, readableProperties } from "./client-properties.js";
 import { DbusError, DBUS_ERROR, ERROR_NAME, MethodError } from "./errors.js";
@@ -24,7 +24,6 @@ import {
   CLIENT,
   CLIENT_INTERFACE,
   CLIENT_OBJECT_INTERFACES,
-  clientObjectPath,
   INTROSPECTABLE,
   OBJECT_MANAGER,
   OLD_BUS_NAME,
@@ -39,6 +38,14 @@ import {
 } from "./interfaces.js";
 import { introspectionXml } from "./introspect.js";
 import { dict, readVariant, variant, type WireValue } from "./values.js";
+import { clientObjectPath } from "../clients/object-path.js";
+
+/** The reason string of the Rejected signal (DBUS-API "Signals"), as this server has always sent it. */
+const REJECTED_REASON: Record<Refusal, string> = {
+  disabled: "Disabled",
+  denied: "Denied",
+  approval_timeout: "Approval timed out",
+};
 
 export interface DbusServiceOptions {
   readonly logger: Logger;
@@ -175,7 +182,7 @@ class MandosDbus implements DbusService {
         this.#clientSignal(event.client, "GotSecret", "", []);
         return;
       case "rejected":
-        this.#clientSignal(event.client, "Rejected", "s", [event.reason]);
+        this.#clientSignal(event.client, "Rejected", "s", [REJECTED_REASON[event.reason]]);
         return;
       case "need-approval":
         this.#clientSignal(event.client, "NeedApproval", "tb", [event.timeout, event.approvedByDefault]);

@@ -37,7 +37,7 @@ import {
   VERSION_LINE_TIMEOUT_MS,
 } from "./limits.js";
 import type { Logger } from "../daemon/log.js";
-import type { Registry } from "../clients/contract.js";
+import type { Registry, SecretDecision } from "../clients/contract.js";
 import { findLineEnd, judgeVersionLine } from "./version-line.js";
 
 export type ConnectionState = "AwaitingLine" | "Handshaking" | "AwaitingDecision" | "Sending" | "Closed";
@@ -371,18 +371,21 @@ export class Connection {
 }
 
 /** The reference's log line for each reason a known client gets nothing. */
-function logRefusal(logger: Logger, name: string, reason: string): void {
+function logRefusal(logger: Logger, name: string, reason: Exclude<SecretDecision, { give: true }>["reason"]): void {
   switch (reason) {
-    case "Disabled":
+    case "disabled":
       logger.info(`Client ${name} is disabled`);
       return;
-    case "Denied":
+    case "denied":
       logger.warning(`Client ${name} was not approved`);
       return;
-    case "Approval timed out":
+    case "approval_timeout":
       logger.warning(`Client ${name} timed out while waiting for approval`);
       return;
-    default:
-      logger.info(`Client ${name} was refused: ${reason}`);
+    case "removed":
+      logger.info(`Client ${name} was refused: Removed`);
+      return;
+    case "aborted":
+      logger.info(`Client ${name} was refused: Aborted`);
   }
 }

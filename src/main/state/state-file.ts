@@ -27,17 +27,17 @@ import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from "node:cr
 import { closeSync, constants, fstatSync, fsyncSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from "node:fs";
 import { dirname, join } from "node:path";
 import type { ClientSettings } from "../clients/settings.js";
-import type { ClientRuntime } from "../clients/registry.js";
+import type { ClientRuntime } from "../clients/record.js";
+import { PLAIN_SETTINGS, type PlainSetting } from "../clients/runtime-settings.js";
 import type { Logger } from "../daemon/log.js";
 import { reasonInWords } from "../config/os-error.js";
 
 export const STATE_FILE_NAME = "clients.json";
 
-const CONFIG_FIELDS = [
-  "keyId", "fingerprint", "host", "timeout", "extendedTimeout", "interval", "checker",
-  "approvedByDefault", "approvalDelay", "approvalDuration", "enabled",
-] as const;
-type ConfigField = (typeof CONFIG_FIELDS)[number];
+// The settings saved as "config" and "current": the keys, then every
+// runtime setting but the secret (sealed apart), in the table's order.
+type ConfigField = "keyId" | "fingerprint" | PlainSetting;
+const CONFIG_FIELDS: readonly ConfigField[] = ["keyId", "fingerprint", ...PLAIN_SETTINGS];
 type ConfigValues = { [K in ConfigField]: ClientSettings[K] };
 
 interface StoredRuntime {

@@ -1,0 +1,96 @@
+// The approval gate (mandos-clients.conf(5) APPROVAL): a connection that
+// proved a client's key waits here for its secret. With approval_delay 0
+// an enabled client gets it at once; otherwise the connection waits until
+// an operator approves or denies (D-Bus Approve, mandos-ctl), or until the
+// delay runs out and approved_by_default decides. An approval or denial
+// holds for approval_duration, for every connection of that client.
+//
+// A waiting connection wakes on any change of the client (record.notify():
+// approved, denied, enabled, disabled, removed) and looks again.
+
+import { events } from "../events.js";
+import type { Refusal, SecretDecision } from "./contract.js";
+import { publish, type ClientHost, type ClientRecord } from "./record.js";
+
+export class ApprovalGate {
+  readonly #host: ClientHost;
+
+  constructor(host: ClientHost) {
+    this.#host = host;
+  }
+
+  async requestSecret(c: ClientRecord, signal: AbortSignal): Promise<SecretDecision> {
+    const host = this.#host;
+    const approvalRequired = c.settings.approvalDelay > 0;
+    let delay = c.settings.approvalDelay;
+    if (approvalRequired) this.#setPending(c, c.approvalsPending + 1);
+    try {
+      for (;;) {
+        if (signal.aborted || !host.isCurrent(c)) return { give: false, reason: "aborted" };
+        if (!c.runtime.enabled) return this.#refuse(c, "disabled");
+        if (c.approved === true || c.settings.approvalDelay === 0) break;
+        if (c.approved === false) return this.#refuse(c, "denied");
+        c.runtime.lastApprovalRequest = host.clock.now();
+        publish(events.approvalNeeded, () => ({ client: c.view(), timeoutMs: c.settings.approvalDelay, approvedByDefault: c.settings.approvedByDefault }));
+        host.changed(c, "LastApprovalRequest");
+        host.emit({ type: "need-approval", client: c.view(), timeout: c.settings.approvalDelay, approvedByDefault: c.settings.approvedByDefault });
+        // A listener may have approved or denied right away (D-Bus does);
+        // that must count now, not after the delay.
+        if (c.approved !== null || !c.runtime.enabled) continue;
+        const started = host.clock.now();
+        await this.#waitForChange(c, delay, signal);
+        const elapsed = host.clock.now() - started;
+        if (elapsed >= delay) {
+          if (signal.aborted) return { give: false, reason: "aborted" };
+          if (!c.settings.approvedByDefault) return this.#refuse(c, "approval_timeout");
+          if (!c.runtime.enabled) continue;
+          break;
+        }
+        delay -= elapsed;
+      }
+      return { give: true, secret: c.settings.secret };
+    } finally {
+      if (approvalRequired) this.#setPending(c, c.approvalsPending - 1);
+    }
+  }
+
+  /** Approves or denies `c`'s connections for approval_duration. */
+  approve(c: ClientRecord, approved: boolean): void {
+    c.approved = approved;
+    c.approvedReset?.cancel();
+    c.approvedReset = this.#host.clock.setTimeout(() => {
+      c.approved = null;
+      c.approvedReset = null;
+    }, c.settings.approvalDuration);
+    c.notify();
+  }
+
+  cancel(c: ClientRecord): void {
+    c.approvedReset?.cancel();
+  }
+
+  #refuse(c: ClientRecord, reason: Refusal): SecretDecision {
+    this.#host.emit({ type: "rejected", client: c.view(), reason });
+    return { give: false, reason };
+  }
+
+  #waitForChange(c: ClientRecord, ms: number, signal: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      const done = (): void => {
+        timer.cancel();
+        c.waiters.delete(done);
+        signal.removeEventListener("abort", done);
+        resolve();
+      };
+      const timer = this.#host.clock.setTimeout(done, ms);
+      c.waiters.add(done);
+      signal.addEventListener("abort", done);
+    });
+  }
+
+  #setPending(c: ClientRecord, n: number): void {
+    const before = c.approvalsPending > 0;
+    c.approvalsPending = n;
+    if (before !== n > 0) this.#host.changed(c, "ApprovalPending");
+  }
+}

@@ -1,0 +1,242 @@
+// Checkers (mandos-clients.conf(5) CHECKING): the schedule of each enabled
+// client's checker, the command's runtime %(attr)s expansion with shell
+// quoting, and the processes, at most MAX_CONCURRENT_CHECKERS at once
+// server-wide. A succeeding checker tells the registry (host.checkedOk),
+// which bumps the expiry.
+//
+// Invariants: never two checkers for one client (running or queued); a
+// queued client counts as CheckerRunning; a killed checker's exit is
+// ignored.
+
+import { spawn as spawnProcess } from "node:child_process";
+import { events } from "../events.js";
+import { clientObjectPath } from "./object-path.js";
+import { FormatError, percentFormat, pyStr, shellQuote, type PyValue } from "./python-format.js";
+import { publish, type CheckerProcess, type ClientHost, type ClientRecord } from "./record.js";
+import type { Expiry } from "./expiry.js";
+
+/**
+ * Checker processes running at once, server-wide. A reboot wave or a
+ * restart can make hundreds of checkers due together; fping takes up to a
+ * few seconds each, so 32 keeps a host responsive while still checking
+ * ~10 clients a second. Checkers beyond it wait their turn.
+ */
+export const MAX_CONCURRENT_CHECKERS = 32;
+
+/** The reference's Client.runtime_expansions. */
+const RUNTIME_EXPANSIONS = [
+  "approval_delay", "approval_duration", "created", "enabled", "expires", "key_id", "fingerprint", "host",
+  "interval", "last_approval_request", "last_checked_ok", "last_enabled", "name", "timeout",
+  // The reference's ClientDBus adds this one; we always offer it.
+  "dbus_object_path",
+] as const;
+
+/** Runs a checker command; calls back once with the exit code or the signal. */
+export type CheckerSpawner = (command: string, done: (code: number | null, signal: number | null) => void) => CheckerProcess;
+
+const SIGNALS: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGKILL: 9, SIGSEGV: 11, SIGPIPE: 13, SIGALRM: 14, SIGTERM: 15 };
+
+/** `/bin/sh -c command` in its own process group (so kill() reaches the whole pipeline), cwd "/". */
+export const shellSpawner: CheckerSpawner = (command, done) => {
+  const child = spawnProcess("/bin/sh", ["-c", command], { cwd: "/", stdio: "ignore", detached: true });
+  let finished = false;
+  const finish = (code: number | null, signal: number | null): void => {
+    if (finished) return;
+    finished = true;
+    done(code, signal);
+  };
+  child.on("error", () => finish(127, null));
+  child.on("exit", (code, signal) => finish(code, signal ? (SIGNALS[signal] ?? 15) : null));
+  return {
+    kill() {
+      if (child.pid === undefined || child.exitCode !== null) return;
+      try {
+        process.kill(-child.pid, "SIGTERM");
+      } catch {
+        child.kill("SIGTERM");
+      }
+    },
+  };
+};
+
+/** The checker command of `c` after runtime expansion; null (and mandos:checker:command-invalid) if it cannot be formatted. */
+export function checkerCommand(c: ClientRecord): string | null {
+  const s = c.settings;
+  const r = c.runtime;
+  const td = (ms: number): PyValue => ({ timedeltaMs: ms });
+  const dt = (t: number | null): PyValue => (t === null ? null : new Date(t));
+  const values: Record<(typeof RUNTIME_EXPANSIONS)[number], PyValue> = {
+    approval_delay: td(s.approvalDelay),
+    approval_duration: td(s.approvalDuration),
+    created: dt(r.created),
+    enabled: r.enabled,
+    expires: dt(r.expires),
+    key_id: s.keyId,
+    fingerprint: s.fingerprint,
+    host: s.host,
+    interval: td(s.interval),
+    last_approval_request: dt(r.lastApprovalRequest),
+    last_checked_ok: dt(r.lastCheckedOk),
+    last_enabled: dt(r.lastEnabled),
+    name: s.name,
+    timeout: td(s.timeout),
+    dbus_object_path: clientObjectPath(s.name),
+  };
+  const mapping = new Map(RUNTIME_EXPANSIONS.map((k) => [k, shellQuote(pyStr(values[k]))]));
+  try {
+    return percentFormat(s.checker, mapping);
+  } catch (error) {
+    const reason = error instanceof FormatError ? error.message : String(error);
+    publish(events.checkerCommandInvalid, () => ({ client: c.view(), checker: s.checker, reason }));
+    return null;
+  }
+}
+
+export interface CheckerRunnerOptions {
+  readonly spawner: CheckerSpawner;
+  /** Uniform in [0, 1), for the first checker's delay. */
+  readonly random: () => number;
+  readonly maxCheckers: number;
+}
+
+export class CheckerRunner {
+  readonly #host: ClientHost;
+  readonly #expiry: Expiry;
+  readonly #spawner: CheckerSpawner;
+  readonly #random: () => number;
+  readonly #maxCheckers: number;
+  #running = 0;
+  readonly #queue: ClientRecord[] = [];
+
+  constructor(host: ClientHost, expiry: Expiry, opts: CheckerRunnerOptions) {
+    this.#host = host;
+    this.#expiry = expiry;
+    this.#spawner = opts.spawner;
+    this.#random = opts.random;
+    this.#maxCheckers = opts.maxCheckers;
+  }
+
+  /** The reference's init_checker: schedules `c`'s checkers and its first expiry. */
+  init(c: ClientRecord, randomizeStart: boolean): void {
+    const clock = this.#host.clock;
+    c.checkerTimer?.cancel();
+    const interval = c.settings.interval;
+    const delay = randomizeStart ? Math.floor(this.#random() * (interval + 1)) : interval;
+    c.checkerTimer = clock.setTimeout(() => {
+      c.checkerTimer = null;
+      this.start(c);
+      this.#schedule(c, interval);
+      if (randomizeStart) {
+        const later = clock.now() + c.settings.interval;
+        if (c.runtime.expires !== null && c.runtime.expires < later) {
+          c.runtime.expires = later;
+          this.#expiry.arm(c);
+          this.#host.changed(c, "Expires");
+        }
+      }
+    }, delay);
+    // A checker may take up to an interval, so expire at the soonest one
+    // interval after the (delayed) first checker starts.
+    c.runtime.expires = clock.now() + delay + interval;
+    this.#expiry.arm(c);
+    this.#host.changed(c, "Expires");
+  }
+
+  /** The interval changed: the reference restarts the schedule with the new one. */
+  reschedule(c: ClientRecord): void {
+    if (!c.runtime.enabled || !c.checkerTimer) return;
+    c.checkerTimer.cancel();
+    this.#schedule(c, c.settings.interval);
+  }
+
+  /** Stops the schedule and any checker of `c`. */
+  cancel(c: ClientRecord): void {
+    c.checkerTimer?.cancel();
+    c.checkerTimer = null;
+    this.kill(c);
+  }
+
+  #schedule(c: ClientRecord, every: number): void {
+    c.checkerTimer = this.#host.clock.setTimeout(() => {
+      c.checkerTimer = null;
+      if (!c.runtime.enabled) return;
+      this.start(c);
+      this.#schedule(c, c.settings.interval);
+    }, every);
+  }
+
+  /** The reference's start_checker: never two at once for one client. */
+  start(c: ClientRecord): void {
+    if (c.checker || c.checkerQueued || !c.runtime.enabled) return;
+    if (this.#running >= this.#maxCheckers) {
+      c.checkerQueued = true;
+      this.#queue.push(c);
+      this.#host.changed(c, "CheckerRunning");
+      return;
+    }
+    this.#run(c);
+  }
+
+  #run(c: ClientRecord): void {
+    const command = checkerCommand(c);
+    if (command === null) return;
+    // Published before the spawn, so that it precedes the completion even
+    // if a spawner calls back at once.
+    publish(events.checkerStarted, () => ({ client: c.view(), command }));
+    this.#running++;
+    const proc = this.#spawner(command, (code, signal) => {
+      this.#running--;
+      this.#next();
+      if (c.checker !== proc) return; // killed: stop_checker forgets it
+      c.checker = null;
+      this.#host.changed(c, "CheckerRunning");
+      this.#done(c, command, code, signal);
+    });
+    c.checker = proc;
+    this.#host.changed(c, "CheckerRunning");
+    this.#host.emit({ type: "checker-started", client: c.view(), command });
+  }
+
+  #next(): void {
+    while (this.#running < this.#maxCheckers && this.#queue.length > 0) {
+      const next = this.#queue.shift()!;
+      if (!next.checkerQueued) continue;
+      next.checkerQueued = false;
+      if (next.runtime.enabled && this.#host.isCurrent(next)) this.#run(next);
+    }
+  }
+
+  #done(c: ClientRecord, command: string, code: number | null, signal: number | null): void {
+    if (code !== null) {
+      c.runtime.lastCheckerStatus = code;
+      c.runtime.lastCheckerSignal = null;
+      this.#completed(c, command, code, code << 8);
+      if (code === 0) this.#host.checkedOk(c);
+      else this.#host.changed(c, "LastCheckerStatus");
+    } else {
+      c.runtime.lastCheckerStatus = -1;
+      c.runtime.lastCheckerSignal = signal;
+      this.#completed(c, command, -1, (-1 << 8) | (signal ?? 0));
+      this.#host.changed(c, "LastCheckerStatus");
+    }
+  }
+
+  #completed(c: ClientRecord, command: string, exitCode: number, waitStatus: number): void {
+    this.#host.emit({ type: "checker-completed", client: c.view(), exitCode, waitStatus, command });
+    publish(events.checkerCompleted, () => ({ client: c.view(), command, exitCode, waitStatus }));
+  }
+
+  /** The reference's stop_checker. */
+  kill(c: ClientRecord): void {
+    if (c.checkerQueued) {
+      c.checkerQueued = false;
+      this.#host.changed(c, "CheckerRunning");
+    }
+    if (!c.checker) return;
+    publish(events.checkerStopped, () => ({ client: c.view() }));
+    const proc = c.checker;
+    c.checker = null;
+    proc.kill();
+    this.#host.changed(c, "CheckerRunning");
+  }
+}

@@ -1,0 +1,115 @@
+// One client as the registry holds it, and what the registry's parts
+// (checker.ts, approval.ts, expiry.ts) may ask of the registry. The record
+// is the registry's; the parts change it only through the calls here and
+// the fields they are named after.
+
+import type { Clock, TimerHandle } from "../clock.js";
+import type { ClientProperty, ClientView, RegistryEvent } from "./contract.js";
+import type { ClientSettings } from "./settings.js";
+import type { Channel, ClientDisabled } from "../events.js";
+
+/** Runtime state that persists (see ../state/state-file.ts); the rest comes from clients.conf. */
+export interface ClientRuntime {
+  enabled: boolean;
+  created: number;
+  lastEnabled: number | null;
+  expires: number | null;
+  lastCheckedOk: number | null;
+  lastApprovalRequest: number | null;
+  lastCheckerStatus: number;
+  lastCheckerSignal: number | null;
+}
+
+/** A running checker (checker.ts spawns it). */
+export interface CheckerProcess {
+  kill(): void;
+}
+
+export class ClientRecord {
+  settings: { -readonly [K in keyof ClientSettings]: ClientSettings[K] };
+  runtime: ClientRuntime;
+  // approval.ts
+  approved: boolean | null = null;
+  approvedReset: TimerHandle | null = null;
+  approvalsPending = 0;
+  readonly waiters = new Set<() => void>();
+  // checker.ts
+  checker: CheckerProcess | null = null;
+  checkerQueued = false;
+  checkerTimer: TimerHandle | null = null;
+  // expiry.ts
+  disableTimer: TimerHandle | null = null;
+
+  constructor(settings: ClientSettings, runtime: ClientRuntime) {
+    this.settings = { ...settings };
+    this.runtime = runtime;
+  }
+
+  view(): ClientView {
+    const s = this.settings;
+    const r = this.runtime;
+    const date = (t: number | null): Date | null => (t === null ? null : new Date(t));
+    return {
+      name: s.name,
+      keyId: s.keyId,
+      fingerprint: s.fingerprint,
+      host: s.host,
+      timeout: s.timeout,
+      extendedTimeout: s.extendedTimeout,
+      interval: s.interval,
+      approvalDelay: s.approvalDelay,
+      approvalDuration: s.approvalDuration,
+      approvedByDefault: s.approvedByDefault,
+      checker: s.checker,
+      enabled: r.enabled,
+      checkerRunning: this.checker !== null || this.checkerQueued,
+      approvalPending: this.approvalsPending > 0,
+      created: new Date(r.created),
+      lastEnabled: date(r.lastEnabled),
+      expires: date(r.expires),
+      lastCheckedOk: date(r.lastCheckedOk),
+      lastApprovalRequest: date(r.lastApprovalRequest),
+      lastCheckerStatus: r.lastCheckerStatus,
+    };
+  }
+
+  /** Wakes connections waiting for approval (the reference's changedstate). */
+  notify(): void {
+    for (const w of [...this.waiters]) w();
+  }
+}
+
+export function freshRuntime(settings: ClientSettings, now: number): ClientRuntime {
+  return {
+    enabled: settings.enabled,
+    created: now,
+    lastEnabled: settings.enabled ? now : null,
+    expires: settings.enabled ? now + settings.timeout : null,
+    lastCheckedOk: null,
+    lastApprovalRequest: null,
+    lastCheckerStatus: -2,
+    lastCheckerSignal: null,
+  };
+}
+
+/** Why a client was disabled (the payload of mandos:client:disabled). */
+export type DisableCause = ClientDisabled["why"];
+
+/** What the registry's parts ask of the registry. */
+export interface ClientHost {
+  readonly clock: Clock;
+  /** `c` is still the registry's client of its name (not removed or replaced). */
+  isCurrent(c: ClientRecord): boolean;
+  /** Announces changed D-Bus properties of `c`. */
+  changed(c: ClientRecord, ...properties: ClientProperty[]): void;
+  /** Tells the registry's subscribers (D-Bus, the state saver). */
+  emit(event: RegistryEvent): void;
+  disable(c: ClientRecord, cause: DisableCause): void;
+  /** A checker succeeded, or an operator said so (D-Bus CheckedOK). */
+  checkedOk(c: ClientRecord): void;
+}
+
+/** Publishes on `ch`, building the message only when someone listens. */
+export function publish<T>(ch: Channel<T>, message: () => T): void {
+  if (ch.hasSubscribers) ch.publish(message());
+}

@@ -1,0 +1,35 @@
+// The log lines of the clients/ layer, written from the facts it publishes
+// (../events.ts) rather than by the registry itself. The texts and levels
+// are the ones the registry wrote before it published, which follow the
+// reference's (mandos(8) LOGGING); keep them byte for byte.
+
+import { events, type Channel } from "../events.js";
+import type { Logger } from "./log.js";
+
+/** Logs the registry's facts through `logger` until the returned function is called. */
+export function logClientEvents(logger: Logger): () => void {
+  const unsubscribes: Array<() => void> = [];
+  const on = <T>(ch: Channel<T>, onMessage: (message: T) => void): void => {
+    ch.subscribe(onMessage);
+    unsubscribes.push(() => ch.unsubscribe(onMessage));
+  };
+  on(events.clientAdded, ({ client }) => logger.debug(`Creating client ${JSON.stringify(client.name)}`));
+  on(events.clientDisabled, ({ client, why }) => {
+    // A removed client goes quietly, as the reference's disable(quiet=True).
+    if (why !== "removed") logger.info(`Disabling client ${client.name}`);
+  });
+  on(events.checkerStarted, ({ client, command }) => logger.info(`Starting checker ${JSON.stringify(command)} for ${client.name}`));
+  on(events.checkerCompleted, ({ client, exitCode }) => {
+    if (exitCode === 0) logger.info(`Checker for ${client.name} succeeded`);
+    else if (exitCode > 0) logger.info(`Checker for ${client.name} failed`);
+    else logger.warning(`Checker for ${client.name} crashed?`);
+  });
+  on(events.checkerCommandInvalid, ({ client, checker, reason }) =>
+    logger.error(`Could not format string ${JSON.stringify(checker)} for client ${client.name}: ${reason}`),
+  );
+  on(events.checkerStopped, ({ client }) => logger.debug(`Stopping checker for ${client.name}`));
+  on(events.approvalNeeded, ({ client }) => logger.info(`Client ${client.name} needs approval`));
+  return () => {
+    for (const unsubscribe of unsubscribes.splice(0)) unsubscribe();
+  };
+}
