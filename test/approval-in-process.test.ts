@@ -13,6 +13,7 @@ import { ClientRegistry } from "../src/main/clients/registry.js";
 import { parseClientsConfig } from "../src/main/config/index.js";
 import { createHandshakeRunner } from "../src/main/serve/handshake-runner.js";
 import { Listener } from "../src/main/serve/listener.js";
+import { systemClock } from "../src/main/clock.js";
 import { silentLogger } from "../src/main/daemon/log.js";
 import { makeClients, makeKeySet } from "./helpers/keys.js";
 import { MANDOS_CLIENT, MANDOS_KEYGEN, missing } from "./helpers/peers.js";
@@ -36,7 +37,7 @@ test("the operator approves or denies a waiting real mandos-client before the de
       if (e.type === "rejected") decisions.push(`${e.client.name}: ${e.reason}`);
       if (e.type === "got-secret") decisions.push(`${e.client.name}: got secret`);
     });
-    const listener = new Listener({ registry, runner, tlsSettings, logger: silentLogger });
+    const listener = new Listener({ registry, runner, tlsSettings, logger: silentLogger, clock: systemClock });
     const { port } = await listener.listen({ address: "::1", port: 0, ipv6: true });
     try {
       const started = Date.now();

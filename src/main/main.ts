@@ -9,6 +9,8 @@ import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, parseCommandLine } from "./config/cl
 import { createHandshakeRunner, defaultWorkerCount } from "./serve/handshake-runner.js";
 import { Listener } from "./serve/listener.js";
 import { consoleSink, FanOutLogger } from "./daemon/log.js";
+import { logServeEvents } from "./daemon/log-serve.js";
+import { systemClock } from "./clock.js";
 import { daemonize, isDaemonChild, notifyFailed, notifyReady } from "./daemon/daemonize.js";
 import { PidFile } from "./daemon/pidfile.js";
 import { checkClientsConfMode, chooseIds, dropPrivileges } from "./daemon/privileges.js";
@@ -86,6 +88,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   logger.addSink(syslog);
   if (settings.debug) logger.addSink(consoleSink("DEBUG"));
   else if (settings.foreground) logger.addSink(consoleSink(settings.debuglevel));
+  logServeEvents(logger);
   // The syslog socket keeps the event loop alive: every way out of serve(),
   // a start-up failure included, must close it, or the process never exits.
   try {
@@ -140,7 +143,7 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
   }
 
   const serialiser = new StateSerialiser();
-  const saver = new StateSaver(statePath, () => serialiser.chunks(config, registry.entries(), Date.now()), logger);
+  const saver = new StateSaver(statePath, () => serialiser.chunks(config, registry.entries(), Date.now()));
   registry.subscribe((event) => {
     if (event.type === "client-not-found" || event.type === "need-approval" || event.type === "checker-started") return;
     saver.changed();
@@ -149,7 +152,7 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
   collectStartupGarbage();
   saver.changed();
   const runner = createHandshakeRunner(settings.workers, tlsSettings);
-  const listener = new Listener({ registry, runner, tlsSettings, logger });
+  const listener = new Listener({ registry, runner, tlsSettings, logger, clock: systemClock });
   let bound: { address: string; port: number };
   try {
     bound = await listener.listen({
