@@ -13,6 +13,8 @@ import { ClientRegistry } from "../src/main/clients/registry.js";
 import { parseClientsConfig } from "../src/main/config/index.js";
 import { createHandshakeRunner } from "../src/main/serve/handshake-runner.js";
 import { Listener } from "../src/main/serve/listener.js";
+import { systemClock } from "../src/main/clock.js";
+import { events, type ClientRejected, type SecretSent } from "../src/main/events.js";
 import { silentLogger } from "../src/main/daemon/log.js";
 import { makeClients, makeKeySet } from "./helpers/keys.js";
 import { MANDOS_CLIENT, MANDOS_KEYGEN, missing } from "./helpers/peers.js";
@@ -30,13 +32,17 @@ test("the operator approves or denies a waiting real mandos-client before the de
       "clients.conf",
     );
     const registry = new ClientRegistry(conf, { logger: silentLogger });
-    const decisions: string[] = [];
     registry.subscribe((e) => {
       if (e.type === "need-approval") setTimeout(() => registry.approve(e.client.name, e.client.name === yes!.name), 300);
-      if (e.type === "rejected") decisions.push(`${e.client.name}: ${e.reason}`);
-      if (e.type === "got-secret") decisions.push(`${e.client.name}: got secret`);
     });
-    const listener = new Listener({ registry, runner, tlsSettings, logger: silentLogger });
+    // What the connections did, as they publish it (channels are process-wide: only this test's clients count).
+    const ours = new Set([yes!.name, no!.name]);
+    const decisions: string[] = [];
+    const onSent = (m: SecretSent): void => void (ours.has(m.client) && decisions.push(`${m.client}: got secret`));
+    const onRejected = (m: ClientRejected): void => void (ours.has(m.client) && decisions.push(`${m.client}: ${m.reason}`));
+    events.secretSent.subscribe(onSent);
+    events.clientRejected.subscribe(onRejected);
+    const listener = new Listener({ registry, runner, tlsSettings, logger: silentLogger, clock: systemClock });
     const { port } = await listener.listen({ address: "::1", port: 0, ipv6: true });
     try {
       const started = Date.now();
@@ -47,6 +53,8 @@ test("the operator approves or denies a waiting real mandos-client before the de
       assert.equal(denied.stdout.length, 0);
       assert.deepEqual(decisions, [`${yes!.name}: got secret`, `${no!.name}: denied`]);
     } finally {
+      events.secretSent.unsubscribe(onSent);
+      events.clientRejected.unsubscribe(onRejected);
       await listener.close(1_000);
       registry.stop();
     }

@@ -49,6 +49,7 @@ export type RefusalReason =
   | "disabled" // the client is disabled
   | "denied" // an operator or approved_by_default denied it
   | "approval_timeout" // approval was still pending when the client gave up or the delay ran out
+  | "removed" // the client was removed (SIGHUP, D-Bus) while its request waited
   | "bad_version" // the protocol line was missing, too long or not version 1
   | "tls_error"; // the handshake failed (alert, malformed or tampered message)
 
@@ -64,6 +65,9 @@ export type ConnectionOutcome =
   | "shutdown"
   | "internal-error";
 
+/** The protocol step a connection is in (serve/connection.ts has the transitions). */
+export type ConnectionStage = "AwaitingLine" | "Handshaking" | "AwaitingDecision" | "Sending";
+
 /** One TCP connection, as the events about it name it. */
 export interface ConnectionRef {
   /** Unique within the process, increasing. */
@@ -78,30 +82,49 @@ export interface ConnectionAccepted { readonly connection: ConnectionRef }
 export interface ConnectionClosed {
   readonly connection: ConnectionRef;
   readonly outcome: ConnectionOutcome;
+  /** The step it was in when it ended. */
+  readonly stage: ConnectionStage;
   /** From accept to close, in milliseconds. */
   readonly durationMs: number;
-  /** Free text for logs (an error message, what timed out); never a secret. */
+  /**
+   * Free text for logs, never a secret: what timed out ("waiting for the
+   * version line"), the TLS or socket error, how the peer closed.
+   */
   readonly detail?: string;
 }
 /** A connection was refused before it was given a handshake slot or a socket. */
 export interface ConnectionNotAdmitted {
+  /** The peer's address ("?" if the socket had none left). */
   readonly address: string;
+  /** Our address it arrived on (what --interface judges). */
+  readonly localAddress: string;
   readonly why: "admission-timeout" | "not-on-interface";
 }
 export interface VersionLine {
   readonly connection: ConnectionRef;
-  /** The line as received, undecoded control characters and all (escape before logging). */
-  readonly line: string;
+  /**
+   * The line as received (without its terminator), undecoded control
+   * characters and all (escape before logging); null when it ran past
+   * `maxBytes` and was not read whole.
+   */
+  readonly line: string | null;
   readonly accepted: boolean;
+  /** Why it was refused (the reference's wording where it has one). */
   readonly reason?: string;
+  /** The longest line the server reads. */
+  readonly maxBytes: number;
 }
 export interface HandshakeDone {
   readonly connection: ConnectionRef;
   readonly keyId: string;
   /** From accept to the verified Finished, in milliseconds. */
   readonly durationMs: number;
-  /** Time its tasks waited for a worker, in milliseconds (0 inline). */
-  readonly workerWaitMs: number;
+  /**
+   * Time the handshake waited on the handshake runner, in milliseconds:
+   * key shares and tasks, queueing for a worker plus the work itself
+   * (inline, just the work).
+   */
+  readonly runnerWaitMs: number;
 }
 export interface SecretSent {
   readonly connection: ConnectionRef;
@@ -156,8 +179,18 @@ export interface ApprovalNeeded {
   readonly timeoutMs: number;
   readonly approvedByDefault: boolean;
 }
-export interface StateSaved { readonly path: string; readonly bytes: number; readonly durationMs: number }
-export interface StateSaveFailed { readonly path: string; readonly reason: string }
+export interface StateSaved {
+  readonly path: string;
+  /** Size of the file written. */
+  readonly bytes: number;
+  /** Collecting, writing and syncing, in milliseconds. */
+  readonly durationMs: number;
+}
+export interface StateSaveFailed {
+  readonly path: string;
+  /** The errno code (EACCES, ENOSPC...) or, without one, the error's message. */
+  readonly reason: string;
+}
 
 /** Every channel the server publishes on. */
 export const events = {

@@ -9,6 +9,8 @@ import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, parseCommandLine } from "./config/cl
 import { createHandshakeRunner, defaultWorkerCount } from "./serve/handshake-runner.js";
 import { Listener } from "./serve/listener.js";
 import { consoleSink, FanOutLogger } from "./daemon/log.js";
+import { logServeEvents } from "./daemon/log-serve.js";
+import { systemClock } from "./clock.js";
 import { daemonize, isDaemonChild, notifyFailed, notifyReady } from "./daemon/daemonize.js";
 import { PidFile } from "./daemon/pidfile.js";
 import { checkClientsConfMode, chooseIds, dropPrivileges } from "./daemon/privileges.js";
@@ -90,6 +92,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   if (settings.debug) logger.addSink(consoleSink("DEBUG"));
   else if (settings.foreground) logger.addSink(consoleSink(settings.debuglevel));
   logClientEvents(logger);
+  logServeEvents(logger);
   // The syslog socket keeps the event loop alive: every way out of serve(),
   // a start-up failure included, must close it, or the process never exits.
   try {
@@ -146,7 +149,7 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
   }
 
   const serialiser = new StateSerialiser();
-  const saver = new StateSaver(statePath, () => serialiser.chunks(config, registry.entries(), Date.now()), logger);
+  const saver = new StateSaver(statePath, () => serialiser.chunks(config, registry.entries(), Date.now()));
   // Off until the state directory is known to be usable by the user we become.
   let keepState = false;
   const stateChanged = (): void => {
@@ -159,7 +162,7 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
   registry.start();
   collectStartupGarbage();
   const runner = createHandshakeRunner(settings.workers, tlsSettings);
-  const listener = new Listener({ registry, runner, tlsSettings, logger });
+  const listener = new Listener({ registry, runner, tlsSettings, logger, clock: systemClock });
   let bound: { address: string; port: number };
   try {
     bound = await listener.listen({

@@ -17,6 +17,10 @@
 //   Rule 3: every path ends in #close(), which is idempotent, clears the
 //           deadline, releases the handshake slot and withdraws a pending
 //           registry request.
+//   Rule 4: the facts (accepted, version line, handshake done, client not
+//           found or rejected, secret sent, closed) are published on
+//           events.ts's channels, not logged: logging is a subscriber
+//           (daemon/log-serve.ts). Only internal failures are logged here.
 //
 // Transitions (anything else is a bug and closes the connection):
 //
@@ -29,6 +33,8 @@
 import type { Socket } from "node:net";
 import { TlsClient, type TlsEvent, type TlsSettings } from "../../tls/index.js";
 import { EMPTY_KEY_ID } from "../clients/settings.js";
+import type { Clock, TimerHandle } from "../clock.js";
+import { events, type ConnectionOutcome, type ConnectionRef, type ConnectionStage } from "../events.js";
 import type { HandshakeRunner } from "./handshake-runner.js";
 import {
   HANDSHAKE_TIMEOUT_MS,
@@ -37,10 +43,10 @@ import {
   VERSION_LINE_TIMEOUT_MS,
 } from "./limits.js";
 import type { Logger } from "../daemon/log.js";
-import type { Registry, SecretDecision } from "../clients/contract.js";
+import type { Registry } from "../clients/contract.js";
 import { findLineEnd, judgeVersionLine } from "./version-line.js";
 
-export type ConnectionState = "AwaitingLine" | "Handshaking" | "AwaitingDecision" | "Sending" | "Closed";
+export type ConnectionState = ConnectionStage | "Closed";
 
 const NEXT: Record<ConnectionState, readonly ConnectionState[]> = {
   AwaitingLine: ["Handshaking", "Closed"],
@@ -50,25 +56,17 @@ const NEXT: Record<ConnectionState, readonly ConnectionState[]> = {
   Closed: [],
 };
 
-/** How a connection ended, for logs, metrics and tests. */
-export type ConnectionOutcome =
-  | "secret-sent"
-  | "bad-version"
-  | "line-too-long"
-  | "timeout"
-  | "peer-closed"
-  | "tls-error"
-  | "unknown-key"
-  | "refused"
-  | "socket-error"
-  | "shutdown"
-  | "internal-error";
+// Connection IDs, unique within the process (channels are process-wide).
+let lastId = 0;
 
 export interface ConnectionDeps {
   readonly registry: Registry;
   readonly runner: HandshakeRunner;
   readonly tlsSettings: TlsSettings;
+  /** For internal failures only; the facts go to events.ts's channels. */
   readonly logger: Logger;
+  /** Every deadline and duration. */
+  readonly clock: Clock;
   /** Called once, when the handshake slot can go to the next connection. */
   readonly releaseSlot: () => void;
   /** Called once, at the very end. */
@@ -79,32 +77,32 @@ export class Connection {
   #state: ConnectionState = "AwaitingLine";
   readonly #socket: Socket;
   readonly #deps: ConnectionDeps;
-  readonly #address: string;
-  readonly #label: string;
+  readonly #ref: ConnectionRef;
+  readonly #started: number;
   #line: Buffer = Buffer.alloc(0);
   #tls: TlsClient | null = null;
   #taskRunning = false;
-  #deadline: NodeJS.Timeout | null = null;
+  /** Time spent waiting on the handshake runner so far (HandshakeDone.runnerWaitMs). */
+  #runnerWaitMs = 0;
+  #keyId = "";
+  #deadline: TimerHandle | null = null;
   #slotHeld = true;
   #abort: AbortController | null = null;
 
   constructor(socket: Socket, deps: ConnectionDeps) {
     this.#socket = socket;
     this.#deps = deps;
-    this.#address = socket.remoteAddress ?? "";
+    this.#started = deps.clock.now();
+    const address = socket.remoteAddress ?? "";
+    const port = socket.remotePort ?? 0;
     // The reference logs Python's socket address tuple; keep its form.
-    this.#label =
-      socket.remoteFamily === "IPv6"
-        ? `('${this.#address}', ${socket.remotePort ?? 0}, 0, 0)`
-        : `('${this.#address}', ${socket.remotePort ?? 0})`;
-    deps.logger.info(`TCP connection from: ${this.#label}`);
+    const label = socket.remoteFamily === "IPv6" ? `('${address}', ${port}, 0, 0)` : `('${address}', ${port})`;
+    this.#ref = { id: ++lastId, address, port, label };
+    if (events.connectionAccepted.hasSubscribers) events.connectionAccepted.publish({ connection: this.#ref });
     socket.setNoDelay(true);
     socket.on("data", (chunk: Buffer) => this.#onData(chunk));
     socket.on("end", () => this.#onEnd());
-    socket.on("error", (error: NodeJS.ErrnoException) => {
-      deps.logger.debug(`Socket error from ${this.#label}: ${error.code ?? error.message}`);
-      this.#close("socket-error");
-    });
+    socket.on("error", (error: NodeJS.ErrnoException) => this.#close("socket-error", error.code ?? error.message));
     socket.on("close", () => this.#close("peer-closed"));
     this.#arm(VERSION_LINE_TIMEOUT_MS, "waiting for the version line");
     socket.resume();
@@ -112,6 +110,11 @@ export class Connection {
 
   get state(): ConnectionState {
     return this.#state;
+  }
+
+  /** How events name this connection. */
+  get ref(): ConnectionRef {
+    return this.#ref;
   }
 
   /** Server shutdown: drop a connection that has not been given its secret. */
@@ -127,7 +130,7 @@ export class Connection {
 
   #to(next: ConnectionState): void {
     if (!NEXT[this.#state].includes(next)) {
-      this.#deps.logger.error(`BUG: connection ${this.#label} ${this.#state} -> ${next}`);
+      this.#deps.logger.error(`BUG: connection ${this.#ref.label} ${this.#state} -> ${next}`);
       this.#close("internal-error");
       return;
     }
@@ -135,12 +138,12 @@ export class Connection {
   }
 
   #arm(ms: number, what: string): void {
-    if (this.#deadline) clearTimeout(this.#deadline);
-    this.#deadline = setTimeout(() => {
-      this.#deps.logger.info(`Connection ${this.#label} timed out ${what}`);
-      this.#close("timeout");
-    }, ms);
-    this.#deadline.unref();
+    this.#deadline?.cancel();
+    this.#deadline = this.#deps.clock.setTimeout(() => this.#close("timeout", what), ms);
+  }
+
+  #elapsed(): number {
+    return this.#deps.clock.now() - this.#started;
   }
 
   #onData(chunk: Buffer): void {
@@ -163,25 +166,18 @@ export class Connection {
   #onLineData(chunk: Buffer): void {
     this.#line = this.#line.length === 0 ? chunk : Buffer.concat([this.#line, chunk]);
     const end = findLineEnd(this.#line);
-    if (end < 0) {
-      if (this.#line.length > VERSION_LINE_MAX_BYTES) {
-        this.#deps.logger.error(`Unknown protocol version: line from ${this.#label} longer than ${VERSION_LINE_MAX_BYTES} bytes`);
-        this.#close("line-too-long");
-      }
+    if (end < 0 ? this.#line.length > VERSION_LINE_MAX_BYTES : end > VERSION_LINE_MAX_BYTES) {
+      this.#publishLine(null, false, `longer than ${VERSION_LINE_MAX_BYTES} bytes`);
+      this.#close("bad-version");
       return;
     }
-    if (end > VERSION_LINE_MAX_BYTES) {
-      this.#deps.logger.error(`Unknown protocol version: line from ${this.#label} longer than ${VERSION_LINE_MAX_BYTES} bytes`);
-      this.#close("line-too-long");
-      return;
-    }
+    if (end < 0) return;
     const line = this.#line.subarray(0, end).toString("latin1");
     const rest = this.#line.subarray(end);
     this.#line = Buffer.alloc(0);
-    this.#deps.logger.debug(`Protocol version: ${JSON.stringify(line)}`);
     const verdict = judgeVersionLine(line);
+    this.#publishLine(line, verdict.ok, verdict.ok ? undefined : verdict.reason);
     if (!verdict.ok) {
-      this.#deps.logger.error(`Unknown protocol version: ${verdict.reason}`);
       this.#close("bad-version");
       return;
     }
@@ -190,12 +186,25 @@ export class Connection {
     this.#startTls(rest);
   }
 
+  #publishLine(line: string | null, accepted: boolean, reason: string | undefined): void {
+    if (!events.versionLine.hasSubscribers) return;
+    events.versionLine.publish({
+      connection: this.#ref,
+      line,
+      accepted,
+      maxBytes: VERSION_LINE_MAX_BYTES,
+      ...(reason === undefined ? {} : { reason }),
+    });
+  }
+
   #startTls(early: Buffer): void {
     // No reads until the engine exists; bytes that arrive meanwhile wait in
     // the kernel.
     this.#socket.pause();
+    const asked = this.#deps.clock.now();
     this.#deps.runner.keyShares().then(
       (shares) => {
+        this.#runnerWaitMs += this.#deps.clock.now() - asked;
         if (this.#state !== "Handshaking") return;
         const tls = new TlsClient(this.#deps.tlsSettings, shares);
         this.#tls = tls;
@@ -205,7 +214,7 @@ export class Connection {
         this.#socket.resume();
       },
       (error: unknown) => {
-        this.#deps.logger.error(`No key shares for ${this.#label}: ${String(error)}`);
+        this.#deps.logger.error(`No key shares for ${this.#ref.label}: ${String(error)}`);
         this.#close("internal-error");
       },
     );
@@ -238,9 +247,11 @@ export class Connection {
     const task = tls.takeTask();
     if (!task) return;
     this.#taskRunning = true;
+    const asked = this.#deps.clock.now();
     this.#deps.runner.run(task).then(
       (result) => {
         this.#taskRunning = false;
+        this.#runnerWaitMs += this.#deps.clock.now() - asked;
         if (this.#state === "Closed") return;
         tls.completeTask(result);
         this.#pump();
@@ -249,7 +260,7 @@ export class Connection {
         this.#taskRunning = false;
         // A pool torn down at shutdown rejects the tasks of connections it already closed.
         if (this.#closed()) return;
-        this.#deps.logger.error(`Handshake task for ${this.#label} failed: ${String(error)}`);
+        this.#deps.logger.error(`Handshake task for ${this.#ref.label} failed: ${String(error)}`);
         this.#close("internal-error");
       },
     );
@@ -259,51 +270,49 @@ export class Connection {
     switch (event.type) {
       case "handshake-complete":
         if (this.#state !== "Handshaking") return;
-        this.#deps.logger.debug("Handshake succeeded");
         this.#onPeerKey(event.keyId);
         return;
       case "data":
         // The protocol has the client send nothing after the handshake.
         return;
       case "closed":
-        if (this.#state !== "Sending") {
-          this.#deps.logger.debug(`Peer ${this.#label} sent close_notify`);
-          this.#close("peer-closed");
-        }
+        if (this.#state !== "Sending") this.#close("peer-closed", "sent close_notify");
         return;
       case "error":
-        if (this.#state === "Handshaking") {
-          this.#deps.logger.warning(`Handshake failed: ${event.error.message}`);
-        } else {
-          this.#deps.logger.warning(`TLS error from ${this.#label}: ${event.error.message}`);
-        }
-        this.#flushAndClose("tls-error");
+        this.#flushAndClose("tls-error", event.error.message);
         return;
     }
   }
 
   #onPeerKey(keyId: string): void {
-    this.#deps.logger.debug(`Key ID: ${keyId}`);
+    this.#keyId = keyId;
+    if (events.handshakeDone.hasSubscribers) {
+      events.handshakeDone.publish({ connection: this.#ref, keyId, durationMs: this.#elapsed(), runnerWaitMs: this.#runnerWaitMs });
+    }
     this.#to("AwaitingDecision");
-    if (this.#deadline) clearTimeout(this.#deadline);
+    this.#deadline?.cancel();
     this.#deadline = null;
     this.#releaseSlot();
     const { registry, logger } = this.#deps;
     const client = keyId === EMPTY_KEY_ID ? undefined : registry.byKeyId(keyId);
     if (!client) {
-      logger.info(`Client not found for key ID: ${keyId}, address: ${this.#label}`);
-      registry.notFound(keyId, this.#address);
-      this.#close("unknown-key");
+      if (events.clientNotFound.hasSubscribers) events.clientNotFound.publish({ connection: this.#ref, keyId });
+      registry.notFound(keyId, this.#ref.address);
+      this.#close("refused");
       return;
     }
     const abort = new AbortController();
     this.#abort = abort;
-    registry.requestSecret(client.name, this.#address, abort.signal).then(
+    registry.requestSecret(client.name, this.#ref.address, abort.signal).then(
       (decision) => {
         this.#abort = null;
         if (this.#state !== "AwaitingDecision") return;
         if (!decision.give) {
-          logRefusal(logger, client.name, decision.reason);
+          // "aborted": the peer went away or the client was replaced while
+          // it waited; the connection-closed event tells of it.
+          if (decision.reason !== "aborted" && events.clientRejected.hasSubscribers) {
+            events.clientRejected.publish({ connection: this.#ref, client: client.name, keyId, reason: decision.reason });
+          }
           this.#close("refused");
           return;
         }
@@ -327,7 +336,9 @@ export class Connection {
     const out = tls.takeOutput();
     this.#socket.end(out ?? Buffer.alloc(0), () => {
       if (this.#state === "Closed") return;
-      this.#deps.logger.info(`Sending secret to ${name}`);
+      if (events.secretSent.hasSubscribers) {
+        events.secretSent.publish({ connection: this.#ref, client: name, keyId: this.#keyId, durationMs: this.#elapsed() });
+      }
       this.#deps.registry.secretDelivered(name);
       this.#close("secret-sent");
     });
@@ -335,15 +346,14 @@ export class Connection {
 
   #onEnd(): void {
     if (this.#state === "Sending" || this.#state === "Closed") return;
-    this.#deps.logger.debug(`Peer ${this.#label} closed the connection in ${this.#state}`);
-    this.#close("peer-closed");
+    this.#close("peer-closed", `closed the connection in ${this.#state}`);
   }
 
-  #flushAndClose(outcome: ConnectionOutcome): void {
+  #flushAndClose(outcome: ConnectionOutcome, detail: string): void {
     // The engine has queued an alert for the peer; send it, then go.
     const out = this.#tls?.takeOutput();
     if (out && !this.#socket.destroyed) this.#socket.end(out);
-    this.#close(outcome);
+    this.#close(outcome, detail);
   }
 
   #releaseSlot(): void {
@@ -352,10 +362,11 @@ export class Connection {
     this.#deps.releaseSlot();
   }
 
-  #close(outcome: ConnectionOutcome): void {
-    if (this.#state === "Closed") return;
+  #close(outcome: ConnectionOutcome, detail?: string): void {
+    const stage = this.#state;
+    if (stage === "Closed") return;
     this.#state = "Closed";
-    if (this.#deadline) clearTimeout(this.#deadline);
+    this.#deadline?.cancel();
     this.#deadline = null;
     this.#abort?.abort();
     this.#abort = null;
@@ -366,26 +377,15 @@ export class Connection {
     } else {
       this.#socket.destroy();
     }
+    if (events.connectionClosed.hasSubscribers) {
+      events.connectionClosed.publish({
+        connection: this.#ref,
+        outcome,
+        stage,
+        durationMs: this.#elapsed(),
+        ...(detail === undefined ? {} : { detail }),
+      });
+    }
     this.#deps.onClosed(outcome);
-  }
-}
-
-/** The reference's log line for each reason a known client gets nothing. */
-function logRefusal(logger: Logger, name: string, reason: Exclude<SecretDecision, { give: true }>["reason"]): void {
-  switch (reason) {
-    case "disabled":
-      logger.info(`Client ${name} is disabled`);
-      return;
-    case "denied":
-      logger.warning(`Client ${name} was not approved`);
-      return;
-    case "approval_timeout":
-      logger.warning(`Client ${name} timed out while waiting for approval`);
-      return;
-    case "removed":
-      logger.info(`Client ${name} was refused: Removed`);
-      return;
-    case "aborted":
-      logger.info(`Client ${name} was refused: Aborted`);
   }
 }

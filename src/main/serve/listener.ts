@@ -6,10 +6,15 @@
 // by ADMISSION_WAIT_MS each and MAX_OPEN_CONNECTIONS in all), so that a
 // burst is served first come, first served instead of every handshake
 // slowing down together.
+//
+// The facts (a connection not admitted; the connections' own, see
+// connection.ts) go to events.ts's channels; every deadline is the clock's.
 
 import { createServer, type Server, type Socket } from "node:net";
 import type { TlsSettings } from "../../tls/index.js";
-import { Connection, type ConnectionOutcome } from "./connection.js";
+import type { Clock, TimerHandle } from "../clock.js";
+import { events } from "../events.js";
+import { Connection } from "./connection.js";
 import { InterfaceFilter } from "./interface-filter.js";
 import type { HandshakeRunner } from "./handshake-runner.js";
 import { ADMISSION_WAIT_MS, LISTEN_BACKLOG, MAX_HANDSHAKES_IN_FLIGHT, MAX_OPEN_CONNECTIONS } from "./limits.js";
@@ -32,14 +37,15 @@ export interface ListenerDeps {
   readonly registry: Registry;
   readonly runner: HandshakeRunner;
   readonly tlsSettings: TlsSettings;
+  /** For the listening socket's own troubles and internal failures; the facts go to events.ts's channels. */
   readonly logger: Logger;
-  /** Every finished connection, for metrics and tests. */
-  readonly onOutcome?: (outcome: ConnectionOutcome) => void;
+  /** Every deadline: the connections' and the admission wait. */
+  readonly clock: Clock;
 }
 
 interface Waiting {
   readonly socket: Socket;
-  readonly timer: NodeJS.Timeout;
+  readonly timer: TimerHandle;
 }
 
 export class Listener {
@@ -52,6 +58,8 @@ export class Listener {
   #head = 0;
   #inFlight = 0;
   #interface: InterfaceFilter | null = null;
+  /** Set while close() waits for the last connection to end. */
+  #drained: (() => void) | null = null;
 
   constructor(deps: ListenerDeps) {
     this.#deps = deps;
@@ -93,7 +101,7 @@ export class Listener {
 
   #accept(socket: Socket): void {
     if (this.#interface && !this.#interface.accepts(socket.localAddress)) {
-      this.#deps.logger.debug(`Refusing connection to ${socket.localAddress ?? "?"}: not on the served interface`);
+      this.#notAdmitted(socket, "not-on-interface");
       socket.destroy();
       return;
     }
@@ -103,13 +111,18 @@ export class Listener {
     }
     const entry: Waiting = {
       socket,
-      timer: setTimeout(() => {
-        this.#deps.logger.info(`Connection from ${socket.remoteAddress ?? "?"} waited too long for a handshake slot`);
+      timer: this.#deps.clock.setTimeout(() => {
+        this.#notAdmitted(socket, "admission-timeout");
         socket.destroy();
-      }, ADMISSION_WAIT_MS).unref(),
+      }, ADMISSION_WAIT_MS),
     };
-    socket.once("close", () => clearTimeout(entry.timer));
+    socket.once("close", () => entry.timer.cancel());
     this.#waiting.push(entry);
+  }
+
+  #notAdmitted(socket: Socket, why: "admission-timeout" | "not-on-interface"): void {
+    if (!events.connectionNotAdmitted.hasSubscribers) return;
+    events.connectionNotAdmitted.publish({ address: socket.remoteAddress ?? "?", localAddress: socket.localAddress ?? "?", why });
   }
 
   #start(socket: Socket): void {
@@ -119,13 +132,14 @@ export class Listener {
       runner: this.#deps.runner,
       tlsSettings: this.#deps.tlsSettings,
       logger: this.#deps.logger,
+      clock: this.#deps.clock,
       releaseSlot: () => {
         this.#inFlight--;
         this.#admitNext();
       },
-      onClosed: (outcome) => {
+      onClosed: () => {
         this.#connections.delete(connection);
-        this.#deps.onOutcome?.(outcome);
+        if (this.#connections.size === 0) this.#drained?.();
       },
     });
     this.#connections.add(connection);
@@ -140,7 +154,7 @@ export class Listener {
         this.#head = 0;
       }
       if (!entry) continue;
-      clearTimeout(entry.timer);
+      entry.timer.cancel();
       if (entry.socket.destroyed) continue;
       this.#start(entry.socket);
     }
@@ -155,9 +169,15 @@ export class Listener {
     for (let i = this.#head; i < this.#waiting.length; i++) this.#waiting[i]?.socket.destroy();
     this.#waiting = [];
     this.#head = 0;
-    const deadline = Date.now() + graceMs;
-    while (this.#connections.size > 0 && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 20));
+    if (this.#connections.size > 0) {
+      await new Promise<void>((resolve) => {
+        const grace = this.#deps.clock.setTimeout(() => resolve(), graceMs);
+        this.#drained = () => {
+          grace.cancel();
+          resolve();
+        };
+      });
+      this.#drained = null;
     }
     for (const c of this.#connections) c.shutdown();
     await closed;

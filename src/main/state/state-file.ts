@@ -31,6 +31,7 @@ import type { ClientRuntime } from "../clients/record.js";
 import { PLAIN_SETTINGS, type PlainSetting } from "../clients/runtime-settings.js";
 import type { Logger } from "../daemon/log.js";
 import { reasonInWords } from "../config/os-error.js";
+import { events } from "../events.js";
 
 export const STATE_FILE_NAME = "clients.json";
 
@@ -388,15 +389,16 @@ export const SAVE_DELAY_MS = 1_000;
 
 export class StateSaver {
   readonly #path: string;
-  readonly #logger: Logger;
   readonly #collect: () => StateFile | Iterable<string>;
   #timer: NodeJS.Timeout | null = null;
 
-  /** `collect` gives the state, or its JSON text in chunks (StateSerialiser). */
-  constructor(path: string, collect: () => StateFile | Iterable<string>, logger: Logger) {
+  /**
+   * `collect` gives the state, or its JSON text in chunks (StateSerialiser).
+   * Each save is published (events.stateSaved / stateSaveFailed), not logged.
+   */
+  constructor(path: string, collect: () => StateFile | Iterable<string>) {
     this.#path = path;
     this.#collect = collect;
-    this.#logger = logger;
   }
 
   /** Something changed: save soon. */
@@ -412,11 +414,24 @@ export class StateSaver {
   saveNow(): void {
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = null;
+    const started = performance.now();
+    let bytes = 0;
+    function* counted(chunks: Iterable<string>): Iterable<string> {
+      for (const chunk of chunks) {
+        bytes += Buffer.byteLength(chunk, "utf8");
+        yield chunk;
+      }
+    }
     try {
       const state = this.#collect();
-      writeAtomically(this.#path, isStateFile(state) ? JSON.stringify(state) + "\n" : state);
+      writeAtomically(this.#path, counted(isStateFile(state) ? [JSON.stringify(state) + "\n"] : state));
     } catch (error) {
-      this.#logger.warning(`Could not save persistent state: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+      const reason = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
+      if (events.stateSaveFailed.hasSubscribers) events.stateSaveFailed.publish({ path: this.#path, reason });
+      return;
+    }
+    if (events.stateSaved.hasSubscribers) {
+      events.stateSaved.publish({ path: this.#path, bytes, durationMs: performance.now() - started });
     }
   }
 }
