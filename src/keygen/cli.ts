@@ -5,11 +5,12 @@
 //   --enroll                     adds many machines to clients.conf (enroll.ts).
 
 import { spawnSync } from "node:child_process";
-import { accessSync, constants, readFileSync, readSync, statSync } from "node:fs";
+import { accessSync, constants, existsSync, readFileSync, readSync, statSync } from "node:fs";
 import { hostname } from "node:os";
 import { parseArgs } from "node:util";
 import { enrollCommand, ENROLL_HELP, ENROLL_OPTIONS } from "./enroll.js";
 import { KeygenError } from "./errors.js";
+import { importPickleDryRun } from "./import-pickle.js";
 import { parseExpire } from "./expire.js";
 import { defaultKeyDir, keyDirPaths, replaceKeyFile } from "./key-dir.js";
 import { encryptPassword, generateOpenPgpKey, openPgpFingerprint, secretLines } from "./openpgp-key.js";
@@ -36,6 +37,7 @@ const OPTIONS = {
   force: { type: "boolean", short: "f" },
   "no-ssh": { type: "boolean", short: "S" },
   ...ENROLL_OPTIONS,
+  "import-pickle": { type: "string" },
 } as const;
 
 function help(program: string): string {
@@ -49,6 +51,7 @@ function help(program: string): string {
    Enrolling many machines into clients.conf:
        ${program} --enroll [ --clients-conf FILE ] [ --dry-run ]
            [ --manifest FILE ] [ DIR... ]
+       ${program} --import-pickle FILE [ --clients-conf FILE ]
 
 Key creation options:
   -v, --version         Show program's version number and exit
@@ -82,7 +85,12 @@ Password creation options:
                         the key directory.  All options other than
                         --dir and --name are ignored.
   -S, --no-ssh          Don't get SSH key or set "checker" option.
-${ENROLL_HELP}`;
+${ENROLL_HELP}
+Switching from the Python server:
+  --import-pickle FILE  Show what our server would import from the Python
+                        server's clients.pickle at start-up, given
+                        --clients-conf; change nothing.
+`;
 }
 
 export interface KeygenIo {
@@ -124,6 +132,7 @@ async function run(argv: readonly string[], io: KeygenIo, program: string): Prom
     return 0;
   }
   if (o.enroll) return enrollCommand(o, parsed.positionals, io);
+  if (o["import-pickle"] !== undefined) return importPickleDryRun(o["import-pickle"], o["clients-conf"] ?? "/etc/mandos/clients.conf", io.stdout);
   if (parsed.positionals.length > 0) throw new KeygenError("KEYGEN_USAGE", `Unknown arguments: '${parsed.positionals.join(" ")}'`);
 
   const dir = o.dir ?? defaultKeyDir();
@@ -187,7 +196,7 @@ export async function createKeys(dir: string, o: CreateKeysOptions): Promise<voi
   const expireSeconds = parseExpire(o.expire, o.now);
   const tlsType = parseTlsKeyType(o.tlsKeyType);
   const paths = keyDirPaths(dir);
-  if (!o.force && Object.values(paths).some((p) => exists(p))) {
+  if (!o.force && Object.values(paths).some((p) => existsSync(p))) {
     throw new KeygenError("KEYGEN_WOULD_OVERWRITE", "Refusing to overwrite old key files; use --force");
   }
   // Both pairs are made before any file is replaced, so a bad option
@@ -203,14 +212,6 @@ export async function createKeys(dir: string, o: CreateKeysOptions): Promise<voi
   replaceKeyFile(paths.publicKey, pgp.publicKey);
 }
 
-function exists(path: string): boolean {
-  try {
-    statSync(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /**
  * The clients.conf section for the key in `dir`: fingerprint from

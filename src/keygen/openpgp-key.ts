@@ -128,14 +128,3 @@ export function secretLines(armoured: string): string[] {
   }
   return out;
 }
-
-/** Decrypts a message sealed with `gpg --symmetric` under `passphrase`; null if it cannot. */
-export async function decryptSymmetric(message: Uint8Array, passphrase: string): Promise<Buffer | null> {
-  try {
-    const parsed = await openpgp.readMessage({ binaryMessage: message });
-    const { data } = await openpgp.decrypt({ message: parsed, passwords: [passphrase], format: "binary" });
-    return Buffer.from(data);
-  } catch {
-    return null;
-  }
-}

@@ -21,6 +21,7 @@ import { reloadClientsConfig } from "./clients/reload.js";
 import { clientsFileReader, readClientsFile, reloadReadiness, type ClientsFileReader } from "./config/clients-reader.js";
 import { runSelfTest } from "./daemon/self-test.js";
 import { readState, restoreState, StateSaver, StateSerialiser, STATE_FILE_NAME } from "./state/state-file.js";
+import { migrateReferenceState } from "./state/pickle-import.js";
 import { startAnnouncement, type Announcement } from "./zeroconf/announce.js";
 import { startDbusService, type DbusService } from "./dbus/index.js";
 import { collectStartupGarbage } from "./daemon/memory.js";
@@ -126,8 +127,11 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
   let config: ClientSettings[];
   try {
     config = loadClientsConfig(clientsPath);
+    // Migration from the Python server (docs/ENROLL.md): its clients.pickle,
+    // when there is no clients.json yet.
+    const migrated = settings.restore ? await migrateReferenceState(settings.statedir, statePath, config, Date.now(), logger) : null;
     const restored = settings.restore
-      ? restoreState(config, readState(statePath, logger), Date.now(), logger)
+      ? restoreState(config, migrated ? migrated.state : readState(statePath, logger), Date.now(), logger)
       : { settings: config, runtimes: new Map() };
     registry = createRegistry(restored.settings, { logger }, restored.runtimes);
   } catch (error) {
