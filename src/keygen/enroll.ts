@@ -18,7 +18,9 @@ import { closeSync, fchownSync, fsyncSync, openSync, readFileSync, renameSync, s
 import { basename, dirname, join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { parseClientsConfig } from "../main/config/index.js";
-import { KeygenError } from "./errors.js";
+import { availableParallelism } from "node:os";
+import { Worker } from "node:worker_threads";
+import { KeygenError, type KeygenErrorCode } from "./errors.js";
 import { keyDirPaths } from "./key-dir.js";
 import { encryptPassword, openPgpFingerprint, secretLines } from "./openpgp-key.js";
 import { formatSection } from "./section.js";
@@ -105,7 +107,35 @@ export async function enrollee(m: Machine): Promise<Enrollee> {
 // asynchronous steps overlapping, few enough to bound memory.
 const ENCRYPT_CONCURRENCY = 64;
 
+// Below this many machines a worker thread costs more than it saves.
+const MIN_MACHINES_PER_WORKER = 200;
+
+/** All machines' sections, in order, spread over worker threads when there are many. */
 async function enrollees(machines: readonly Machine[]): Promise<Enrollee[]> {
+  const workers = Math.min(availableParallelism(), Math.floor(machines.length / MIN_MACHINES_PER_WORKER));
+  if (workers < 2) return enrolleesHere(machines);
+  const size = Math.ceil(machines.length / workers);
+  const slices = Array.from({ length: workers }, (_, i) => machines.slice(i * size, (i + 1) * size));
+  const results = await Promise.all(slices.map((slice) => inWorker(slice)));
+  return results.flat();
+}
+
+type WorkerReply = { ok: true; added: Enrollee[] } | { ok: false; code?: KeygenErrorCode; message: string };
+
+function inWorker(machines: readonly Machine[]): Promise<Enrollee[]> {
+  return new Promise((resolve, reject) => {
+    const worker = new Worker(new URL("./enroll-worker.js", import.meta.url), { workerData: { machines } });
+    worker.once("message", (reply: WorkerReply) => {
+      void worker.terminate();
+      if (reply.ok) resolve(reply.added);
+      else reject(reply.code ? new KeygenError(reply.code, reply.message) : new Error(reply.message));
+    });
+    worker.once("error", reject);
+  });
+}
+
+/** The sections of `machines`, computed in this thread. */
+export async function enrolleesHere(machines: readonly Machine[]): Promise<Enrollee[]> {
   const out: Enrollee[] = new Array(machines.length);
   let next = 0;
   const worker = async (): Promise<void> => {
@@ -131,6 +161,7 @@ export function checkDuplicates(existing: ReadonlyArray<{ name: string; keyId: s
     const clashes: string[] = [];
     for (const c of adding) {
       const value = kind.of(c);
+      if (value === "") continue;
       const taken = owner.get(value);
       if (taken !== undefined) clashes.push(`[${c.name}]: ${kind.label} ${value} already used by ${taken}`);
       else owner.set(value, `[${c.name}] being enrolled`);
