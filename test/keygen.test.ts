@@ -9,13 +9,15 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, wr
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { makeKeySet, writeTlsKey } from "./helpers/keys.js";
-import { MANDOS_CLIENT, MANDOS_KEYGEN, missing } from "./helpers/peers.js";
+import { MANDOS_CLIENT, MANDOS_KEYGEN, MANDOS_REFERENCE, missing } from "./helpers/peers.js";
+import { DBUS_DAEMON, startPrivateBus, startReference } from "./helpers/dbus.js";
 import { REPO, run, runMandosClient, startServer, type RunningServer } from "./helpers/server.js";
 import { localSshHostKey, formatSection } from "../src/keygen/section.js";
 import { parseExpire } from "../src/keygen/expire.js";
 
 const BIN_KEYGEN = `${REPO}bin/mandos-keygen`;
 const skip = missing(MANDOS_CLIENT, MANDOS_KEYGEN);
+const referenceSkip = missing(MANDOS_REFERENCE, DBUS_DAEMON) || (process.getuid?.() === 0 ? false : "needs root: the reference server drops to _mandos");
 
 function ours(args: readonly string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return run(process.execPath, [BIN_KEYGEN, ...args], 120_000).then((r) => ({ code: r.code, stdout: r.stdout.toString("utf8"), stderr: r.stderr }));
@@ -85,6 +87,26 @@ describe("mandos-keygen (ours) with the real mandos-client and Debian's mandos-k
     const r = await runMandosClient(debianDir, "::1", server.port);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout.toString("utf8"), password);
+  });
+
+  test("the Python reference serves the sections our --password made, to the real client", { skip: referenceSkip }, async () => {
+    const bus = await startPrivateBus();
+    const state = join(root, "state-ref");
+    mkdirSync(state);
+    try {
+      const reference = await startReference(conf, state, bus.address);
+      try {
+        for (const dir of [oursDir, debianDir]) {
+          const r = await runMandosClient(dir, "::1", reference.port);
+          assert.equal(r.code, 0, r.stderr);
+          assert.equal(r.stdout.toString("utf8"), password);
+        }
+      } finally {
+        await reference.stop();
+      }
+    } finally {
+      await bus.stop();
+    }
   });
 
   test("the section has Debian's layout, key ID and fingerprint, for Debian's keys and for ours", () => {
