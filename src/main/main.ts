@@ -26,6 +26,7 @@ import { clientsFileReader, readClientsFile, reloadReadiness, type ClientsFileRe
 import { runSelfTest } from "./daemon/self-test.js";
 import { readState, restoreState, StateSaver, StateSerialiser, STATE_FILE_NAME } from "./state/state-file.js";
 import { checkStateDirWritable, prepareStateDir } from "./state/state-dir.js";
+import { migrateReferenceState } from "./state/pickle-import.js";
 import { startAnnouncement, type Announcement } from "./zeroconf/announce.js";
 import { startDbusService, type DbusService } from "./dbus/index.js";
 import { collectStartupGarbage } from "./daemon/memory.js";
@@ -135,8 +136,11 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
   let config: ClientSettings[];
   try {
     config = loadClientsConfig(clientsPath);
+    // Migration from the Python server (docs/ENROLL.md): its clients.pickle,
+    // when there is no clients.json yet.
+    const migrated = settings.restore ? await migrateReferenceState(settings.statedir, statePath, config, Date.now(), logger) : null;
     const restored = settings.restore
-      ? restoreState(config, readState(statePath, logger, runAs ? [runAs.uid] : []), Date.now(), logger)
+      ? restoreState(config, migrated ? migrated.state : readState(statePath, logger, runAs ? [runAs.uid] : []), Date.now(), logger)
       : { settings: config, runtimes: new Map() };
     registry = createRegistry(restored.settings, { logger }, restored.runtimes);
   } catch (error) {

@@ -92,7 +92,8 @@ function sealSecretCached(secret: Buffer, configSecret: Buffer): string {
   return value;
 }
 
-function sealSecret(secret: Buffer, configSecret: Buffer): string {
+/** Also used by pickle-import.ts, to carry a secret migrated from the reference. */
+export function sealSecret(secret: Buffer, configSecret: Buffer): string {
   const iv = randomBytes(12);
   const c = createCipheriv("aes-256-gcm", secretKey(configSecret), iv);
   const body = Buffer.concat([c.update(secret), c.final()]);

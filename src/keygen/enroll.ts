@@ -1,0 +1,264 @@
+// Enrolling many machines at once: each machine's public keys and password
+// become a clients.conf section (as `mandos-keygen --password` prints it),
+// and all of them are added to clients.conf in one atomic replacement of
+// the file (temporary file in the same directory with the old file's mode
+// and owner, fsync, rename), after checking that no name, key ID or
+// fingerprint is already taken. A running server takes them on SIGHUP.
+//
+// Input, either or both:
+//   DIR...            key directories (pubkey.txt, tls-pubkey.pem); the
+//                     section is named after the directory, the password is
+//                     the contents of DIR/password;
+//   --manifest FILE   lines "NAME<TAB>KEYDIR<TAB>PASSWORD" ("-" for standard
+//                     input; the password is the rest of the line; blank
+//                     lines and lines starting with # are skipped).
+// Passwords are never printed, nor are the encrypted secrets.
+
+import { closeSync, fchownSync, fsyncSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from "node:fs";
+import { basename, dirname, join } from "node:path";
+import { randomBytes } from "node:crypto";
+import { parseClientsConfig } from "../main/config/index.js";
+import { availableParallelism } from "node:os";
+import { Worker } from "node:worker_threads";
+import { KeygenError, type KeygenErrorCode } from "./errors.js";
+import { keyDirPaths } from "./key-dir.js";
+import { encryptPassword, openPgpFingerprint, secretLines } from "./openpgp-key.js";
+import { formatSection } from "./section.js";
+import { tlsKeyId } from "./tls-key.js";
+
+export const ENROLL_OPTIONS = {
+  enroll: { type: "boolean" },
+  "clients-conf": { type: "string", default: "/etc/mandos/clients.conf" },
+  manifest: { type: "string" },
+  "dry-run": { type: "boolean" },
+} as const;
+
+export const ENROLL_HELP = `
+Enrollment options:
+  --enroll              Add the machines given as key directories (DIR,
+                        password in DIR/password) or in a manifest to
+                        clients.conf, all at once or not at all.
+  --clients-conf FILE   The file to add them to.  Default is
+                        /etc/mandos/clients.conf.
+  --manifest FILE       Lines of NAME<TAB>KEYDIR<TAB>PASSWORD; "-" reads
+                        standard input.
+  --dry-run             Show what would be added; change nothing.
+`;
+
+export interface Machine {
+  readonly name: string;
+  readonly keyDir: string;
+  readonly password: Buffer;
+}
+
+export interface Enrollee {
+  readonly name: string;
+  readonly keyId: string;
+  readonly fingerprint: string;
+  readonly section: string;
+}
+
+/** The machines to enroll, from key directories and manifest text. */
+export function machinesFrom(dirs: readonly string[], manifest: string | null, manifestName = "manifest"): Machine[] {
+  const machines: Machine[] = [];
+  for (const dir of dirs) {
+    const path = join(dir, "password");
+    let password: Buffer;
+    try {
+      password = readFileSync(path);
+    } catch (error) {
+      throw new KeygenError("ENROLL_BAD_INPUT", `Cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+    }
+    machines.push({ name: basename(dir.replace(/\/+$/, "")), keyDir: dir, password });
+  }
+  if (manifest !== null) {
+    manifest.split("\n").forEach((line, i) => {
+      const text = line.replace(/\r$/, "");
+      if (text.trim() === "" || text.startsWith("#")) return;
+      const first = text.indexOf("\t");
+      const second = first < 0 ? -1 : text.indexOf("\t", first + 1);
+      if (second < 0) throw new KeygenError("ENROLL_BAD_INPUT", `${manifestName}:${i + 1}: expected NAME<TAB>KEYDIR<TAB>PASSWORD`);
+      const name = text.slice(0, first);
+      if (name === "" || /[[\]\n]/.test(name)) throw new KeygenError("ENROLL_BAD_INPUT", `${manifestName}:${i + 1}: bad section name`);
+      machines.push({ name, keyDir: text.slice(first + 1, second), password: Buffer.from(text.slice(second + 1), "utf8") });
+    });
+  }
+  return machines;
+}
+
+/** One machine's section; the password is encrypted to its key, unsigned (no secret key here). */
+export async function enrollee(m: Machine): Promise<Enrollee> {
+  const paths = keyDirPaths(m.keyDir);
+  let publicKey: string;
+  let tlsPublicKey: string;
+  try {
+    publicKey = readFileSync(paths.publicKey, "utf8");
+    tlsPublicKey = readFileSync(paths.tlsPublicKey, "utf8");
+  } catch (error) {
+    throw new KeygenError("ENROLL_BAD_INPUT", `${m.name}: cannot read its keys in ${m.keyDir}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+  }
+  const keyId = tlsKeyId(tlsPublicKey);
+  const fingerprint = await openPgpFingerprint(publicKey);
+  const secret = secretLines(await encryptPassword(m.password, publicKey, null));
+  return { name: m.name, keyId, fingerprint, section: formatSection({ name: m.name, keyId, fingerprint, secret, ssh: null }) };
+}
+
+// How many machines are encrypted at a time: enough to keep OpenPGP.js's
+// asynchronous steps overlapping, few enough to bound memory.
+const ENCRYPT_CONCURRENCY = 64;
+
+// Below this many machines a worker thread costs more than it saves.
+const MIN_MACHINES_PER_WORKER = 200;
+
+/** All machines' sections, in order, spread over worker threads when there are many. */
+async function enrollees(machines: readonly Machine[]): Promise<Enrollee[]> {
+  const workers = Math.min(availableParallelism(), Math.floor(machines.length / MIN_MACHINES_PER_WORKER));
+  if (workers < 2) return enrolleesHere(machines);
+  const size = Math.ceil(machines.length / workers);
+  const slices = Array.from({ length: workers }, (_, i) => machines.slice(i * size, (i + 1) * size));
+  const results = await Promise.all(slices.map((slice) => inWorker(slice)));
+  return results.flat();
+}
+
+type WorkerReply = { ok: true; added: Enrollee[] } | { ok: false; code?: KeygenErrorCode; message: string };
+
+function inWorker(machines: readonly Machine[]): Promise<Enrollee[]> {
+  return new Promise((resolve, reject) => {
+    const worker = new Worker(new URL("./enroll-worker.js", import.meta.url), { workerData: { machines } });
+    worker.once("message", (reply: WorkerReply) => {
+      void worker.terminate();
+      if (reply.ok) resolve(reply.added);
+      else reject(reply.code ? new KeygenError(reply.code, reply.message) : new Error(reply.message));
+    });
+    worker.once("error", reject);
+  });
+}
+
+/** The sections of `machines`, computed in this thread. */
+export async function enrolleesHere(machines: readonly Machine[]): Promise<Enrollee[]> {
+  const out: Enrollee[] = new Array(machines.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < machines.length) {
+      const i = next++;
+      out[i] = await enrollee(machines[i]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(ENCRYPT_CONCURRENCY, machines.length) }, worker));
+  return out;
+}
+
+/** Refuses a name, key ID or fingerprint already in `existing` or twice in `adding`. */
+export function checkDuplicates(existing: ReadonlyArray<{ name: string; keyId: string; fingerprint: string }>, adding: readonly Enrollee[]): void {
+  const kinds = [
+    { code: "ENROLL_DUPLICATE_NAME", label: "name", of: (c: { name: string }) => c.name },
+    { code: "ENROLL_DUPLICATE_KEY_ID", label: "key ID", of: (c: { keyId: string }) => c.keyId.toUpperCase() },
+    { code: "ENROLL_DUPLICATE_FINGERPRINT", label: "fingerprint", of: (c: { fingerprint: string }) => c.fingerprint.toUpperCase() },
+  ] as const;
+  for (const kind of kinds) {
+    const owner = new Map<string, string>();
+    for (const c of existing) if (kind.of(c) !== "") owner.set(kind.of(c), `[${c.name}] in clients.conf`);
+    const clashes: string[] = [];
+    for (const c of adding) {
+      const value = kind.of(c);
+      if (value === "") continue;
+      const taken = owner.get(value);
+      if (taken !== undefined) clashes.push(`[${c.name}]: ${kind.label} ${value} already used by ${taken}`);
+      else owner.set(value, `[${c.name}] being enrolled`);
+    }
+    if (clashes.length > 0) {
+      const shown = clashes.slice(0, 10).join("\n  ");
+      const more = clashes.length > 10 ? `\n  ... and ${clashes.length - 10} more` : "";
+      throw new KeygenError(kind.code, `Refusing to enroll: duplicate ${kind.label}:\n  ${shown}${more}`);
+    }
+  }
+}
+
+export interface EnrollResult {
+  readonly added: readonly Enrollee[];
+  readonly path: string;
+  readonly written: boolean;
+}
+
+/** Adds `machines` to the clients.conf at `path` (or, with dryRun, only checks). */
+export async function enroll(path: string, machines: readonly Machine[], dryRun: boolean): Promise<EnrollResult> {
+  let text = "";
+  let mode = 0o600;
+  let owner: { uid: number; gid: number } | null = null;
+  try {
+    const st = statSync(path);
+    text = readFileSync(path, "utf8");
+    mode = st.mode & 0o7777;
+    owner = { uid: st.uid, gid: st.gid };
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "ENOENT") {
+      throw new KeygenError("ENROLL_CONFIG_UNREADABLE", `Cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+    }
+  }
+  let existing;
+  try {
+    existing = parseClientsConfig(text, path);
+  } catch (error) {
+    throw new KeygenError("ENROLL_CONFIG_UNREADABLE", `${path} does not parse, so it is left alone: ${(error as Error).message}`);
+  }
+  // Names are checked before the slow part, so a typo fails at once.
+  checkDuplicates(existing, machines.map((m) => ({ name: m.name, keyId: "", fingerprint: "", section: "" })));
+  const added = await enrollees(machines);
+  checkDuplicates(existing, added);
+  if (dryRun || added.length === 0) return { added, path, written: false };
+  const separator = text === "" ? "" : text.endsWith("\n\n") ? "" : text.endsWith("\n") ? "\n" : "\n\n";
+  replaceFile(path, text + separator + added.map((a) => a.section).join("\n"), mode, owner);
+  return { added, path, written: true };
+}
+
+/** Replaces `path` atomically, keeping its mode and owner. */
+function replaceFile(path: string, text: string, mode: number, owner: { uid: number; gid: number } | null): void {
+  const tmp = join(dirname(path), `.${basename(path)}.enroll.${process.pid}.${randomBytes(4).toString("hex")}`);
+  const fd = openSync(tmp, "wx", mode);
+  try {
+    if (owner && process.getuid?.() === 0) fchownSync(fd, owner.uid, owner.gid);
+    const bytes = Buffer.from(text, "utf8");
+    for (let off = 0; off < bytes.length; ) off += writeSync(fd, bytes, off, bytes.length - off);
+    fsyncSync(fd);
+    closeSync(fd);
+    renameSync(tmp, path);
+  } catch (error) {
+    try {
+      closeSync(fd);
+    } catch {
+      // already closed
+    }
+    unlinkSync(tmp);
+    throw error;
+  }
+  try {
+    const dir = openSync(dirname(path), "r");
+    fsyncSync(dir);
+    closeSync(dir);
+  } catch {
+    // Some file systems refuse fsync on a directory; the rename is done.
+  }
+}
+
+interface EnrollValues {
+  readonly "clients-conf"?: string;
+  readonly manifest?: string;
+  readonly "dry-run"?: boolean;
+}
+
+/** `mandos-keygen --enroll`: resolves with the exit code. */
+export async function enrollCommand(o: EnrollValues, dirs: readonly string[], io: { stdout: (t: string) => void; stderr: (t: string) => void }): Promise<number> {
+  const path = o["clients-conf"] ?? "/etc/mandos/clients.conf";
+  const manifest = o.manifest === undefined ? null : o.manifest === "-" ? readFileSync(0, "utf8") : readFileSync(o.manifest, "utf8");
+  const machines = machinesFrom(dirs, manifest, o.manifest === "-" ? "<stdin>" : o.manifest);
+  if (machines.length === 0) throw new KeygenError("KEYGEN_USAGE", "Nothing to enroll: give key directories or --manifest");
+  const dryRun = o["dry-run"] ?? false;
+  const result = await enroll(path, machines, dryRun);
+  for (const a of result.added) io.stdout(`${dryRun ? "would add" : "added"} [${a.name}] key_id ${a.keyId} fingerprint ${a.fingerprint}\n`);
+  io.stdout(
+    dryRun
+      ? `Dry run: ${result.added.length} clients would be added to ${path}; nothing was changed\n`
+      : `${result.added.length} clients added to ${path}; send the server SIGHUP to take them\n`,
+  );
+  return 0;
+}

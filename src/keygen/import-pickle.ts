@@ -1,0 +1,50 @@
+// `mandos-keygen --import-pickle FILE`: a dry run of the migration our
+// server does at start-up from the Python server's clients.pickle
+// (src/main/state/pickle-import.ts): what each client would start as,
+// which settings come from the pickle rather than clients.conf, and whether
+// its stored secret opens. Nothing is written; no secret is printed.
+
+import { readFileSync } from "node:fs";
+import { loadClientsConfig } from "../main/config/index.js";
+import type { Logger } from "../main/daemon/log.js";
+import { stateFromPickle } from "../main/state/pickle-import.js";
+import { restoreState } from "../main/state/state-file.js";
+import { KeygenError } from "./errors.js";
+
+const SHOWN = ["enabled", "timeout", "extendedTimeout", "interval", "approvalDelay", "approvalDuration", "approvedByDefault", "checker", "host"] as const;
+
+export async function importPickleDryRun(picklePath: string, clientsConfPath: string, out: (t: string) => void): Promise<number> {
+  let data: Buffer;
+  try {
+    data = readFileSync(picklePath);
+  } catch (error) {
+    throw new KeygenError("ENROLL_BAD_INPUT", `Cannot read ${picklePath}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+  }
+  const config = loadClientsConfig(clientsConfPath);
+  const notes: string[] = [];
+  const logger: Logger = {
+    debug: (m) => notes.push(m), info: (m) => notes.push(m), warning: (m) => notes.push(`warning: ${m}`),
+    error: (m) => notes.push(`error: ${m}`), critical: (m) => notes.push(`critical: ${m}`),
+  };
+  const now = Date.now();
+  let state;
+  try {
+    state = await stateFromPickle(data, config, now, logger);
+  } catch (error) {
+    out(`${picklePath} cannot be imported: ${(error as Error).message}\nThe server would warn and start from ${clientsConfPath} alone.\n`);
+    return 1;
+  }
+  const restored = restoreState(config, state, now, logger);
+  for (const s of restored.settings) {
+    const conf = config.find((c) => c.name === s.name)!;
+    if (!state.clients[s.name]) {
+      out(`[${s.name}] not in the pickle: starts from clients.conf\n`);
+      continue;
+    }
+    const changed = SHOWN.filter((f) => s[f] !== conf[f]).map((f) => `${f} ${String(conf[f])} -> ${String(s[f])}`);
+    out(`[${s.name}] ${s.enabled ? "enabled" : "disabled"}; ${changed.length ? `from the pickle: ${changed.join(", ")}` : "as in clients.conf"}\n`);
+  }
+  for (const note of notes) out(`  ${note}\n`);
+  out(`Dry run: nothing was written; ${picklePath} is never changed.\n`);
+  return 0;
+}

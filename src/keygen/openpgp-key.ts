@@ -1,0 +1,130 @@
+// The OpenPGP side of mandos-keygen, done in process with OpenPGP.js where
+// Debian's script runs gpg: the client's key pair (pubkey.txt, seckey.txt),
+// its fingerprint, and the password encrypted (and signed) to it as
+// `gpg --armor --encrypt --sign` makes it, for the mandos-client on the
+// machine to decrypt with GPGME.
+
+import * as openpgp from "openpgp";
+import { KeygenError } from "./errors.js";
+
+export interface OpenPgpKeyOptions {
+  /** gpg's Key-Type: RSA, or EDDSA for an Ed25519 primary key. */
+  readonly type: string;
+  readonly length: number;
+  /** gpg's Subkey-Type: RSA, or ECDH for a Curve25519 subkey. */
+  readonly subtype: string;
+  readonly sublength: number;
+  readonly name: string;
+  readonly email: string;
+  readonly comment: string;
+  /** Seconds from creation; 0 for a key that does not expire. */
+  readonly expireSeconds: number;
+  readonly date?: Date;
+}
+
+export interface OpenPgpKeyFiles {
+  /** pubkey.txt */
+  readonly publicKey: string;
+  /** seckey.txt, unprotected as gpg's `%no-protection` leaves it. */
+  readonly secretKey: string;
+  readonly fingerprint: string;
+}
+
+// Debian's script passes --length even for gpg, which refuses a key
+// shorter than this (and so does the script itself).
+const MIN_KEY_BITS = 512;
+
+type KeyAlgorithm = { type: "rsa"; rsaBits: number } | { type: "ecc"; curve: "ed25519Legacy" | "curve25519Legacy" };
+
+function algorithm(type: string, bits: number, role: "primary" | "subkey"): KeyAlgorithm {
+  const t = type.toUpperCase();
+  if (t === "RSA" || t === "1") {
+    if (!Number.isInteger(bits) || bits < MIN_KEY_BITS) throw new KeygenError("KEYGEN_BAD_KEY_LENGTH", "Invalid key length");
+    return { type: "rsa", rsaBits: bits };
+  }
+  if (role === "primary" && (t === "EDDSA" || t === "22")) return { type: "ecc", curve: "ed25519Legacy" };
+  if (role === "subkey" && (t === "ECDH" || t === "18")) return { type: "ecc", curve: "curve25519Legacy" };
+  throw new KeygenError("KEYGEN_BAD_KEY_TYPE", `Unsupported OpenPGP ${role === "primary" ? "key" : "subkey"} type: ${type}`);
+}
+
+/** The armour comment Debian's script gives both key files. */
+export function keyFileComment(name: string, comment: string, email: string): string {
+  let text = `Mandos client key for ${name}`;
+  if (comment !== "") text += ` (${comment})`;
+  if (email !== "") text += ` <${email}>`;
+  return text;
+}
+
+export async function generateOpenPgpKey(options: OpenPgpKeyOptions): Promise<OpenPgpKeyFiles> {
+  if (options.name === "") throw new KeygenError("KEYGEN_EMPTY_NAME", "Empty key name");
+  const primary = algorithm(options.type, options.length, "primary");
+  const sub = algorithm(options.subtype, options.sublength, "subkey");
+  const userID: openpgp.UserID = { name: options.name };
+  if (options.email !== "") userID.email = options.email;
+  if (options.comment !== "") userID.comment = options.comment;
+  const { privateKey } = await openpgp.generateKey({
+    ...primary,
+    userIDs: [userID],
+    keyExpirationTime: options.expireSeconds,
+    subkeys: [{ ...sub, sign: false }],
+    format: "object",
+    ...(options.date ? { date: options.date } : {}),
+    config: { minRSABits: MIN_KEY_BITS },
+  });
+  const armour = { ...openpgp.config, showComment: true, commentString: keyFileComment(options.name, options.comment, options.email) };
+  return {
+    publicKey: privateKey.toPublic().armor(armour),
+    secretKey: privateKey.armor(armour),
+    fingerprint: privateKey.getFingerprint().toUpperCase(),
+  };
+}
+
+/** The primary key's fingerprint, as gpg's first `fpr:` line gives it. */
+export async function openPgpFingerprint(armoredKey: string): Promise<string> {
+  const key = await readKey(armoredKey);
+  return key.getFingerprint().toUpperCase();
+}
+
+async function readKey(armoredKey: string): Promise<openpgp.Key> {
+  try {
+    return await openpgp.readKey({ armoredKey });
+  } catch (error) {
+    throw new KeygenError("KEYGEN_KEY_UNREADABLE", `Not an OpenPGP key: ${(error as Error).message}`);
+  }
+}
+
+const SECRET_COMMENT = "Encrypted password for a Mandos client";
+
+/**
+ * `password` encrypted to the public key (and signed with the secret key
+ * when there is one, as Debian's `--encrypt --sign` does), ASCII-armoured.
+ */
+export async function encryptPassword(password: Uint8Array, publicKey: string, secretKey: string | null): Promise<string> {
+  const encryptionKeys = await readKey(publicKey);
+  const signingKeys = secretKey === null ? undefined : ((await readKey(secretKey)) as openpgp.PrivateKey);
+  const message = await openpgp.createMessage({ binary: password, format: "binary" });
+  return openpgp.encrypt({
+    message,
+    encryptionKeys,
+    ...(signingKeys ? { signingKeys } : {}),
+    config: { showComment: true, commentString: SECRET_COMMENT },
+  });
+}
+
+/**
+ * The `secret` option's continuation lines, as Debian's script makes them
+ * from gpg's armour: the base64 body only (no headers, no CRC-24 line),
+ * each line indented four spaces.
+ */
+export function secretLines(armoured: string): string[] {
+  const lines = armoured.split(/\r?\n/);
+  const begin = lines.indexOf("-----BEGIN PGP MESSAGE-----");
+  const end = lines.indexOf("-----END PGP MESSAGE-----");
+  const blank = lines.indexOf("", begin);
+  const out: string[] = [];
+  for (const line of lines.slice(blank + 1, end)) {
+    const body = line.replace(/=....$/, "");
+    if (body !== "" && !body.startsWith("-")) out.push(`    ${body}`);
+  }
+  return out;
+}

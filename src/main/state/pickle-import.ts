@@ -1,0 +1,161 @@
+// Migration from the Python server: its state file, STATEDIR/clients.pickle
+// (a tuple of clients_data and the clients.conf settings at save time,
+// written by the reference's cleanup() in main()), read with our own
+// unpickler and turned into our state file's in-memory form, so that
+// restoreState applies the reference's precedence rules to it as it does
+// to clients.json. The secrets the reference sealed with `gpg --symmetric`
+// under a passphrase made from each client's clients.conf secret
+// (PGPEngine.password_encode) are opened with OpenPGP.js.
+//
+// Used at start-up when clients.json is absent and clients.pickle is there;
+// the pickle is only read, never changed or removed (the reference removes
+// it after reading; we leave it so that an admin can go back).
+
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import type * as openpgp from "openpgp";
+import type { ClientSettings } from "../clients/settings.js";
+import type { Logger } from "../daemon/log.js";
+import { sealSecret, type StateFile } from "./state-file.js";
+import { symmetricSessionKey } from "./symmetric-key.js";
+import { PyDatetime, PyTimedelta, PyTuple, unpickle, type PyDict, type PyValue } from "./unpickle.js";
+
+export const PICKLE_FILE_NAME = "clients.pickle";
+
+export class PickleImportError extends Error {
+  readonly code = "PICKLE_BAD_STATE" as const;
+}
+
+/**
+ * The reference's passphrase for a client's sealed secret
+ * (PGPEngine.password_encode): "mandos" and the secret in hex, or, past
+ * GnuPG's 2048-byte limit, the secret with backslash, newline and NUL escaped.
+ */
+export function passwordEncode(secret: Buffer): Buffer {
+  const hex = Buffer.concat([Buffer.from("mandos"), Buffer.from(secret.toString("hex"))]);
+  if (hex.length <= 2048) return hex;
+  const escaped = secret.toString("latin1").replace(/\\/g, "\\\\").replace(/\n/g, "\\n").replace(/\0/g, "\\x00");
+  return Buffer.concat([Buffer.from("mandos"), Buffer.from(escaped, "latin1")]);
+}
+
+/** Opens a `gpg --symmetric` message the reference sealed with `configSecret`; null if it cannot. */
+export async function openReferenceSecret(sealed: Buffer, configSecret: Buffer): Promise<Buffer | null> {
+  try {
+    // OpenPGP.js takes passphrases as text only, and the reference's
+    // passphrase is binary whenever the secret is long (as an encrypted
+    // password is): the session key is derived here (symmetric-key.ts),
+    // and OpenPGP.js decrypts the data with it. Loaded here, not at
+    // start-up: only a migration needs OpenPGP.js.
+    const sessionKey = symmetricSessionKey(sealed, passwordEncode(configSecret));
+    if (sessionKey === null) return null;
+    const openpgp = await import("openpgp");
+    const message = await openpgp.readMessage({ binaryMessage: sealed });
+    const algorithm = openpgp.enums.read(openpgp.enums.symmetric, sessionKey.algorithm) as openpgp.enums.symmetricNames;
+    const { data } = await openpgp.decrypt({ message, sessionKeys: { data: sessionKey.key, algorithm }, format: "binary" });
+    return Buffer.from(data);
+  } catch {
+    return null;
+  }
+}
+
+function dict(v: PyValue | undefined, what: string): PyDict {
+  if (!(v instanceof Map)) throw new PickleImportError(`${what} is not a dict`);
+  return v;
+}
+
+const text = (v: PyValue | undefined): string | undefined =>
+  typeof v === "string" ? v : Buffer.isBuffer(v) ? v.toString("utf8") : undefined;
+const duration = (v: PyValue | undefined): number | undefined => (v instanceof PyTimedelta ? v.ms : undefined);
+const bool = (v: PyValue | undefined): boolean | undefined => (typeof v === "boolean" ? v : undefined);
+const time = (v: PyValue | undefined): string | null => (v instanceof PyDatetime ? new Date(v.ms).toISOString() : null);
+
+/** Our settings fields, read from one of the reference's client dicts; undefined where it has none. */
+function settingsOf(d: PyDict): Record<string, unknown> {
+  return {
+    keyId: text(d.get("key_id"))?.toUpperCase().replace(/ /g, ""),
+    fingerprint: text(d.get("fingerprint"))?.toUpperCase().replace(/ /g, ""),
+    host: text(d.get("host")),
+    timeout: duration(d.get("timeout")),
+    extendedTimeout: duration(d.get("extended_timeout")),
+    interval: duration(d.get("interval")),
+    checker: text(d.get("checker_command")),
+    approvedByDefault: bool(d.get("approved_by_default")),
+    approvalDelay: duration(d.get("approval_delay")),
+    approvalDuration: duration(d.get("approval_duration")),
+    enabled: bool(d.get("enabled")),
+  };
+}
+
+/**
+ * The pickle as our state file, for the clients clients.conf still has.
+ * Where the reference's saved clients.conf settings lack a field (a pickle
+ * from an older version), the saved value in effect wins, as the
+ * reference's KeyError branch does.
+ */
+export async function stateFromPickle(data: Buffer, config: readonly ClientSettings[], now: number, logger: Logger): Promise<StateFile> {
+  const root = unpickle(data);
+  if (!(root instanceof PyTuple) || root.items.length !== 2) throw new PickleImportError("not a (clients, settings) tuple");
+  const clientsData = dict(root.items[0], "the clients");
+  const oldSettings = dict(root.items[1], "the settings");
+  const state: StateFile = { format: "mandos-ts-state", version: 1, saved: new Date(now).toISOString(), clients: {} };
+  for (const conf of config) {
+    const saved = clientsData.get(conf.name);
+    const old = oldSettings.get(conf.name);
+    if (saved === undefined || old === undefined) continue;
+    const client = dict(saved, `client ${conf.name}`);
+    const current = settingsOf(client);
+    const then = settingsOf(dict(old, `settings of ${conf.name}`));
+    const confValues = conf as unknown as Record<string, unknown>;
+    for (const f of Object.keys(current)) {
+      current[f] ??= confValues[f];
+      then[f] ??= current[f];
+    }
+    const sealed = client.get("encrypted_secret");
+    const secret = Buffer.isBuffer(sealed) ? await openReferenceSecret(sealed, conf.secret) : null;
+    const status = client.get("last_checker_status");
+    const signal = client.get("last_checker_signal");
+    state.clients[conf.name] = {
+      config: then as unknown as StateFile["clients"][string]["config"],
+      current: current as unknown as StateFile["clients"][string]["current"],
+      runtime: {
+        enabled: current.enabled as boolean,
+        created: time(client.get("created")) ?? new Date(now).toISOString(),
+        last_enabled: time(client.get("last_enabled")),
+        expires: time(client.get("expires")),
+        last_checked_ok: time(client.get("last_checked_ok")),
+        last_approval_request: time(client.get("last_approval_request")),
+        last_checker_status: typeof status === "number" ? status : -2,
+        last_checker_signal: typeof signal === "number" ? signal : null,
+      },
+      // An unopened secret fails restoreState's decryption, which then
+      // takes clients.conf's, as the reference does on a PGPError.
+      secret: secret === null ? "" : sealSecret(secret, conf.secret),
+    };
+    logger.info(
+      `Imported ${conf.name} from ${PICKLE_FILE_NAME}: ${current.enabled ? "enabled" : "disabled"}, ` +
+        `${secret === null ? "secret from clients.conf (the stored one did not open)" : "stored secret"}`,
+    );
+  }
+  return state;
+}
+
+/**
+ * At start-up: the reference's state as ours when `statedir` has
+ * clients.pickle and no clients.json; null when there is nothing to
+ * migrate. A pickle that cannot be read is a warning and a fresh start.
+ */
+export async function migrateReferenceState(
+  statedir: string, ourStatePath: string, config: readonly ClientSettings[], now: number, logger: Logger,
+): Promise<{ state: StateFile | null } | null> {
+  const picklePath = join(statedir, PICKLE_FILE_NAME);
+  if (existsSync(ourStatePath) || !existsSync(picklePath)) return null;
+  try {
+    const state = await stateFromPickle(readFileSync(picklePath), config, now, logger);
+    logger.info(`Imported the Python server's state of ${Object.keys(state.clients).length} clients from ${picklePath}; it is left as it was`);
+    return { state };
+  } catch (error) {
+    logger.warning(`Could not import the Python server's state from ${picklePath}: ${(error as Error).message}; starting from clients.conf`);
+    return { state: null };
+  }
+}
+

@@ -1,0 +1,102 @@
+// The session key of a `gpg --symmetric` message, from a passphrase given
+// as bytes: the first packet, a version 4 Symmetric-Key Encrypted Session
+// Key packet (RFC 4880 §5.3), with its string-to-key specifier (§3.7.1).
+// With no encrypted session key in the packet (as gpg writes it), the
+// S2K output is the session key itself (§5.3).
+
+import { createDecipheriv, createHash } from "node:crypto";
+
+export interface SessionKey {
+  /** RFC 4880 §9.2 symmetric algorithm ID. */
+  readonly algorithm: number;
+  readonly key: Uint8Array;
+}
+
+// RFC 4880 §9.2: key sizes in bytes.
+const KEY_BYTES: Record<number, number> = { 2: 24, 3: 16, 4: 16, 7: 16, 8: 24, 9: 32, 10: 32 };
+const AES_NAMES: Record<number, string> = { 7: "aes-128-cfb", 8: "aes-192-cfb", 9: "aes-256-cfb" };
+// RFC 4880 §9.4.
+const HASH_NAMES: Record<number, string> = { 1: "md5", 2: "sha1", 3: "ripemd160", 8: "sha256", 9: "sha384", 10: "sha512", 11: "sha224" };
+
+/** The first packet's tag and body (old or new format header, RFC 4880 §4.2). */
+function firstPacket(data: Buffer): { tag: number; body: Buffer } | null {
+  const b = data[0];
+  if (b === undefined || !(b & 0x80)) return null;
+  let tag: number;
+  let length: number;
+  let offset: number;
+  if (b & 0x40) {
+    tag = b & 0x3f;
+    const l1 = data[1]!;
+    if (l1 < 192) [length, offset] = [l1, 2];
+    else if (l1 < 224) [length, offset] = [((l1 - 192) << 8) + data[2]! + 192, 3];
+    else if (l1 === 255) [length, offset] = [data.readUInt32BE(2), 6];
+    else return null;
+  } else {
+    tag = (b >> 2) & 0x0f;
+    const type = b & 3;
+    if (type === 0) [length, offset] = [data[1]!, 2];
+    else if (type === 1) [length, offset] = [data.readUInt16BE(1), 3];
+    else if (type === 2) [length, offset] = [data.readUInt32BE(1), 5];
+    else return null;
+  }
+  if (offset + length > data.length) return null;
+  return { tag, body: data.subarray(offset, offset + length) };
+}
+
+const S2K_BLOCK_BYTES = 1 << 20;
+
+/** RFC 4880 §3.7.1: simple (0), salted (1) and iterated and salted (3) S2K. */
+function stringToKey(passphrase: Buffer, type: number, hash: string, salt: Buffer, countByte: number, bytes: number): Buffer {
+  const input = Buffer.concat([salt, passphrase]);
+  const count = type === 3 ? Math.max((16 + (countByte & 15)) << ((countByte >> 4) + 6), input.length) : input.length;
+  // Feed the repeated salt and passphrase in large blocks: a count of
+  // 65 MB (gpg's default) is then a few dozen hash updates.
+  // The block holds whole repetitions, so every prefix of it continues the
+  // stream where the previous block left off.
+  const block = Buffer.alloc(Math.min(count, input.length * Math.max(1, Math.floor(S2K_BLOCK_BYTES / input.length))));
+  for (let i = 0; i < block.length; i += input.length) input.copy(block, i, 0, Math.min(input.length, block.length - i));
+  const out: Buffer[] = [];
+  for (let prefix = 0; Buffer.concat(out).length < bytes; prefix++) {
+    const h = createHash(hash);
+    h.update(Buffer.alloc(prefix));
+    let left = count;
+    while (left > 0) {
+      const n = Math.min(left, block.length);
+      h.update(block.subarray(0, n));
+      left -= n;
+    }
+    out.push(h.digest());
+  }
+  return Buffer.concat(out).subarray(0, bytes);
+}
+
+/** The message's session key under `passphrase`; null for a message this does not handle. */
+export function symmetricSessionKey(message: Buffer, passphrase: Buffer): SessionKey | null {
+  const packet = firstPacket(message);
+  if (!packet || packet.tag !== 3) return null;
+  const p = packet.body;
+  if (p[0] !== 4) return null;
+  const algorithm = p[1]!;
+  const s2kType = p[2]!;
+  const hash = HASH_NAMES[p[3]!];
+  const keyBytes = KEY_BYTES[algorithm];
+  if (hash === undefined || keyBytes === undefined) return null;
+  let offset = 4;
+  let salt: Buffer = Buffer.alloc(0);
+  let countByte = 0;
+  if (s2kType === 1 || s2kType === 3) {
+    salt = p.subarray(offset, offset + 8);
+    offset += 8;
+  } else if (s2kType !== 0) return null;
+  if (s2kType === 3) countByte = p[offset++]!;
+  const key = stringToKey(passphrase, s2kType, hash, salt, countByte, keyBytes);
+  const encrypted = p.subarray(offset);
+  if (encrypted.length === 0) return { algorithm, key };
+  // An encrypted session key: CFB with a zero IV, algorithm byte first.
+  const cipher = AES_NAMES[algorithm];
+  if (cipher === undefined) return null;
+  const d = createDecipheriv(cipher, key, Buffer.alloc(16));
+  const plain = Buffer.concat([d.update(encrypted), d.final()]);
+  return { algorithm: plain[0]!, key: plain.subarray(1) };
+}

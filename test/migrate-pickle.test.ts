@@ -1,0 +1,227 @@
+// Migration from the Python server: the real reference (/usr/sbin/mandos)
+// serves a fleet, the real mandos-ctl changes its state, the reference
+// writes clients.pickle as it stops, and our server started on the same
+// configuration and state directory shows the same state to mandos-ctl,
+// refuses the client disabled by hand and serves the others to the real
+// mandos-client. Also: our unpickler against pickles Python itself writes.
+
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { dumpJson, makeFleetRoot, mandosCtl, startOurServer, startPrivateBus, startReference, DBUS_DAEMON, type Fleet, type PrivateBus } from "./helpers/dbus.js";
+import { MANDOS_CLIENT, MANDOS_CTL, MANDOS_KEYGEN, MANDOS_REFERENCE, missing } from "./helpers/peers.js";
+import { REPO, run, runMandosClient, startServer } from "./helpers/server.js";
+import { PyDatetime, PyTimedelta, PyTuple, unpickle, type PyDict } from "../src/main/state/unpickle.js";
+import { passwordEncode } from "../src/main/state/pickle-import.js";
+
+const skip = missing(DBUS_DAEMON, MANDOS_CTL, MANDOS_KEYGEN, MANDOS_REFERENCE, MANDOS_CLIENT) ||
+  (process.getuid?.() === 0 ? false : "needs root: the reference server must drop to _mandos");
+
+/** --dump-json fields that hold a time, or that a checker run after the restart may change. */
+const VOLATILE = new Set(["Created", "LastEnabled", "Expires", "LastCheckedOK", "LastCheckerStatus", "CheckerRunning"]);
+
+function stable(record: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(record).filter(([k]) => !VOLATILE.has(k)));
+}
+
+/**
+ * What the reference needs to save its state reliably from a test:
+ * - its PGPEngine keeps a gpg home in TMPDIR, and other test runs clean
+ *   /tmp/mandos-* up: a private TMPDIR;
+ * - gpg 2 starts an agent in that home, and when PGPEngine deletes the
+ *   home's files the agent removes its other sockets under it, and the
+ *   reference fails on the vanished file and saves nothing: a gpg (found
+ *   through a gpgconf, as PGPEngine looks it up) that stops its agent
+ *   before returning.
+ */
+function referenceGpgEnvironment(root: string): { TMPDIR: string; PATH: string } {
+  const tmp = join(root, "tmp");
+  mkdirSync(tmp);
+  chmodSync(tmp, 0o1777);
+  const bin = join(root, "gpg-bin");
+  mkdirSync(bin);
+  chmodSync(bin, 0o755);
+  writeFileSync(join(bin, "gpg"), [
+    "#!/bin/sh",
+    'home=""; prev=""',
+    'for a in "$@"; do [ "$prev" = "--homedir" ] && home="$a"; prev="$a"; done',
+    '/usr/bin/gpg "$@"; rc=$?',
+    'if [ -n "$home" ]; then',
+    '  /usr/bin/gpgconf --homedir "$home" --kill gpg-agent >/dev/null 2>&1',
+    '  n=0; while [ -e "$home/S.gpg-agent" ] && [ $n -lt 100 ]; do sleep 0.05; n=$((n+1)); done',
+    "fi",
+    "exit $rc",
+    "",
+  ].join("\n"), { mode: 0o755 });
+  writeFileSync(join(bin, "gpgconf"), `#!/bin/sh\necho "gpg:OpenPGP:${bin}/gpg"\n`, { mode: 0o755 });
+  return { TMPDIR: tmp, PATH: `${bin}:${process.env.PATH ?? "/usr/bin:/bin"}` };
+}
+
+describe("switching from the Python server: our server takes over its clients.pickle", { skip }, () => {
+  let root = "";
+  let fleet: Fleet;
+  let bus: PrivateBus;
+  let state = "";
+  let before_: Record<string, Record<string, unknown>> = {};
+  let pickle = Buffer.alloc(0);
+  let ours: Awaited<ReturnType<typeof startOurServer>> | undefined;
+
+  before(async () => {
+    ({ root, fleet } = makeFleetRoot("mandos-ts-migrate-"));
+    state = join(root, "state");
+    mkdirSync(state);
+    bus = await startPrivateBus();
+    const saved = { TMPDIR: process.env.TMPDIR, PATH: process.env.PATH };
+    Object.assign(process.env, referenceGpgEnvironment(root));
+    let reference;
+    try {
+      reference = await startReference(fleet.conf, state, bus.address, true);
+    } finally {
+      for (const [k, v] of Object.entries(saved)) {
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
+      }
+    }
+    try {
+      for (const change of [
+        ["--disable", "alpha"],
+        ["--timeout", "PT7M", "delta"],
+        ["--interval", "PT3M", "delta"],
+        ["--approval-delay", "PT2S", "charlie"],
+        ["--approve-by-default", "charlie"],
+      ]) {
+        const r = await mandosCtl(bus.address, ...change);
+        assert.equal(r.code, 0, `mandos-ctl ${change.join(" ")}: ${r.stderr}`);
+      }
+      before_ = await dumpJson(bus.address);
+    } finally {
+      await reference.stop();
+    }
+    assert.ok(existsSync(join(state, "clients.pickle")), `the reference wrote no clients.pickle; its log:\n${reference.log().slice(-4000)}`);
+    pickle = readFileSync(join(state, "clients.pickle"));
+    ours = await startOurServer(fleet.conf, state, bus.address, true);
+  });
+
+  after(async () => {
+    await ours?.stop();
+    await bus?.stop();
+    if (root) rmSync(root, { recursive: true, force: true });
+  });
+
+  test("the reference's changes were real (so the comparison below means something)", () => {
+    assert.equal(before_.alpha!.Enabled, false);
+    assert.equal(before_.delta!.Timeout, 420_000);
+    assert.equal(before_.delta!.Interval, 180_000);
+    assert.equal(before_.charlie!.ApprovalDelay, 2_000);
+    assert.equal(before_.charlie!.ApprovedByDefault, true);
+  });
+
+  test("mandos-ctl --dump-json on ours shows the state the reference had (timestamps aside)", async () => {
+    const after_ = await dumpJson(bus.address);
+    assert.deepEqual(Object.keys(after_).sort(), Object.keys(before_).sort());
+    for (const name of Object.keys(before_)) {
+      assert.deepEqual(stable(after_[name]!), stable(before_[name]!), `client ${name}`);
+      for (const f of ["LastEnabled", "Expires"]) assert.equal(after_[name]![f] === "", before_[name]![f] === "", `${name}.${f}`);
+    }
+    assert.equal(String(after_.delta!.Created).slice(0, 23), String(before_.delta!.Created).slice(0, 23), "Created carried over, to the millisecond");
+  });
+
+  test("the import is logged, and the pickle is left as it was", () => {
+    assert.match(ours!.log(), /Imported alpha from clients\.pickle: disabled, stored secret/);
+    assert.match(ours!.log(), /Imported the Python server's state of 4 clients/);
+    assert.deepEqual(readFileSync(join(state, "clients.pickle")), pickle);
+  });
+
+  test("mandos-keygen --import-pickle shows the same import as a dry run", async () => {
+    const r = await run(process.execPath, [`${REPO}bin/mandos-keygen`, "--import-pickle", join(state, "clients.pickle"), "--clients-conf", join(fleet.conf, "clients.conf")]);
+    assert.equal(r.code, 0, r.stderr);
+    const out = r.stdout.toString("utf8");
+    assert.match(out, /^\[alpha\] disabled; from the pickle: enabled true -> false$/m);
+    assert.match(out, /^\[delta\] enabled; from the pickle: timeout 300000 -> 420000, interval 120000 -> 180000$/m);
+    assert.match(out, /^\[charlie\] enabled; from the pickle: approvalDelay 30000 -> 2000, approvedByDefault false -> true$/m);
+    assert.doesNotMatch(out, /secret =/);
+    assert.deepEqual(readFileSync(join(state, "clients.pickle")), pickle);
+  });
+
+  test("the client disabled with mandos-ctl is refused", async () => {
+    const alpha = fleet.clients.find((c) => c.name === "alpha")!;
+    const r = await runMandosClient(alpha.dir, "::1", ours!.port, 4_000);
+    assert.equal(r.stdout.length, 0);
+    await ours!.waitForLog(/Client alpha is disabled/);
+  });
+
+  test("the others are served by the real mandos-client, with the secrets the pickle held", async () => {
+    for (const name of ["delta", "charlie"]) {
+      const c = fleet.clients.find((x) => x.name === name)!;
+      const r = await runMandosClient(c.dir, "::1", ours!.port, 30_000);
+      assert.equal(r.code, 0, `${name}: ${r.stderr}`);
+      assert.equal(r.stdout.toString("utf8"), c.password, name);
+    }
+  });
+});
+
+describe("a pickle that cannot be imported", { skip: missing(MANDOS_KEYGEN) }, () => {
+  test("is a clear warning and a fresh start from clients.conf, and is left alone", async () => {
+    const { root, fleet } = makeFleetRoot("mandos-ts-badpickle-");
+    try {
+      const state = join(root, "state");
+      mkdirSync(state);
+      const evil = execFileSync("python3", ["-c", "import pickle,os,sys; sys.stdout.buffer.write(pickle.dumps(os.system, protocol=2))"]);
+      writeFileSync(join(state, "clients.pickle"), evil);
+      const server = await startServer(["--configdir", fleet.conf, "--statedir", state, "--port", "0", "--address", "::1"]);
+      try {
+        await server.waitForLog(/Could not import the Python server's state from .*clients\.pickle: refusing global posix system; starting from clients\.conf/);
+        const delta = fleet.clients.find((c) => c.name === "delta")!;
+        const r = await runMandosClient(delta.dir, "::1", server.port, 30_000);
+        assert.equal(r.stdout.toString("utf8"), delta.password);
+      } finally {
+        await server.stop();
+      }
+      assert.deepEqual(readFileSync(join(state, "clients.pickle")), evil);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("the unpickler, against pickles Python writes", () => {
+  const python = (code: string): Buffer => execFileSync("python3", ["-c", `import pickle,sys,datetime\n${code}`]);
+
+  test("reads protocol 2 dicts, lists, tuples, bytes, datetimes and timedeltas, from Python 3 and in Python 2's form", () => {
+    const data = python(
+      "sys.stdout.buffer.write(pickle.dumps(({'a': {'when': datetime.datetime(2026, 11, 30, 4, 57, 28, 476283), " +
+        "'for': datetime.timedelta(days=1, seconds=2, microseconds=3000), 'raw': b'\\x00\\xff', 'n': -2, 'big': 2**40, " +
+        "'none': None, 'yes': True, 'l': ['x', 1]}}, {}), protocol=2))",
+    );
+    const v = unpickle(data);
+    assert.ok(v instanceof PyTuple);
+    const a = (v.items[0] as PyDict).get("a") as PyDict;
+    assert.deepEqual(a.get("when"), new PyDatetime(Date.UTC(2026, 10, 30, 4, 57, 28, 476)));
+    assert.deepEqual(a.get("for"), new PyTimedelta(86_400_000 + 2_003));
+    assert.deepEqual(a.get("raw"), Buffer.from([0, 255]));
+    assert.equal(a.get("n"), -2);
+    assert.equal(a.get("big"), 2 ** 40);
+    assert.equal(a.get("none"), null);
+    assert.equal(a.get("yes"), true);
+    assert.deepEqual(a.get("l"), ["x", 1]);
+  });
+
+  test("refuses globals other than the reference's, and objects it would have to build", () => {
+    const system = python("import os; sys.stdout.buffer.write(pickle.dumps(os.system, protocol=2))");
+    assert.throws(() => unpickle(system), { code: "PICKLE_UNSUPPORTED" });
+    const obj = python("class C: pass\nsys.stdout.buffer.write(pickle.dumps(C(), protocol=2))");
+    assert.throws(() => unpickle(obj), { code: "PICKLE_UNSUPPORTED" });
+    assert.throws(() => unpickle(Buffer.from([0x80, 0x02, 0x7d])), { code: "PICKLE_UNSUPPORTED" });
+  });
+
+  test("the passphrase is the reference's password_encode", () => {
+    assert.equal(passwordEncode(Buffer.from("ab")).toString(), "mandos6162");
+    const long = Buffer.alloc(1100, 0x41);
+    long[0] = 0x0a;
+    long[1] = 0x5c;
+    long[2] = 0;
+    assert.equal(passwordEncode(long).toString("latin1"), `mandos\\n\\\\\\x00${"A".repeat(1097)}`);
+  });
+});
