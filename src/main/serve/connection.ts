@@ -31,7 +31,7 @@
 //   Sending          --flushed-->            Closed
 
 import type { Socket } from "node:net";
-import { TlsClient, type TlsEvent, type TlsSettings } from "../../tls/index.js";
+import { EngineDriver, TlsClient, type EngineSink, type HandshakeTask, type HandshakeTaskResult, type TlsEvent, type TlsSettings } from "../../tls/index.js";
 import { EMPTY_KEY_ID } from "../clients/settings.js";
 import type { Clock, TimerHandle } from "../clock.js";
 import { events, type ConnectionOutcome, type ConnectionRef, type ConnectionStage } from "../events.js";
@@ -81,7 +81,7 @@ export class Connection {
   readonly #started: number;
   #line: Buffer = Buffer.alloc(0);
   #tls: TlsClient | null = null;
-  #taskRunning = false;
+  #driver: EngineDriver | null = null;
   /** Time spent waiting on the handshake runner so far (HandshakeDone.runnerWaitMs). */
   #runnerWaitMs = 0;
   #keyId = "";
@@ -122,12 +122,6 @@ export class Connection {
     if (this.#state !== "Sending") this.#close("shutdown");
   }
 
-  // A method, not an inline comparison: handlers called above may have
-  // closed the connection, which TypeScript's narrowing cannot see.
-  #closed(): boolean {
-    return this.#state === "Closed";
-  }
-
   #to(next: ConnectionState): void {
     if (!NEXT[this.#state].includes(next)) {
       this.#deps.logger.error(`BUG: connection ${this.#ref.label} ${this.#state} -> ${next}`);
@@ -153,10 +147,7 @@ export class Connection {
       case "Handshaking":
       case "AwaitingDecision":
       case "Sending":
-        if (this.#tls) {
-          this.#tls.receive(chunk);
-          this.#pump();
-        }
+        this.#driver?.receive(chunk);
         return;
       case "Closed":
         return;
@@ -208,9 +199,10 @@ export class Connection {
         if (this.#state !== "Handshaking") return;
         const tls = new TlsClient(this.#deps.tlsSettings, shares);
         this.#tls = tls;
+        this.#driver = new EngineDriver(tls, this.#engineSink(), (task) => this.#runTask(task));
         tls.start();
-        if (early.length > 0) tls.receive(early);
-        this.#pump();
+        if (early.length > 0) this.#driver.receive(early);
+        else this.#driver.pump();
         this.#socket.resume();
       },
       (error: unknown) => {
@@ -220,50 +212,33 @@ export class Connection {
     );
   }
 
-  /** Drains the engine: output to the socket, events, then a task if one is due. */
-  #pump(): void {
-    const tls = this.#tls;
-    if (!tls || this.#state === "Closed") return;
-    for (;;) {
-      const event = tls.nextEvent();
-      if (event?.type === "handshake-complete") {
+  /** Where the engine's bytes and events go (src/tls/drive.ts drives it). */
+  #engineSink(): EngineSink {
+    return {
+      write: (bytes) => this.#socket.write(bytes),
+      beforeWrite: (event) => {
+        if (event.type !== "handshake-complete") return;
         // Our Finished is about to be written; when the secret follows at
         // once (no approval) both leave in one segment. Uncork by the next
         // turn of the event loop at the latest, so an approval wait delays
         // nothing.
         this.#socket.cork();
         setImmediate(() => this.#socket.uncork());
-      }
-      const out = tls.takeOutput();
-      if (out) this.#socket.write(out);
-      if (event) {
-        this.#onTlsEvent(event);
-        if (this.#closed()) return;
-        continue;
-      }
-      if (!out) break;
-    }
-    if (this.#taskRunning) return;
-    const task = tls.takeTask();
-    if (!task) return;
-    this.#taskRunning = true;
-    const asked = this.#deps.clock.now();
-    this.#deps.runner.run(task).then(
-      (result) => {
-        this.#taskRunning = false;
-        this.#runnerWaitMs += this.#deps.clock.now() - asked;
-        if (this.#state === "Closed") return;
-        tls.completeTask(result);
-        this.#pump();
       },
-      (error: unknown) => {
-        this.#taskRunning = false;
-        // A pool torn down at shutdown rejects the tasks of connections it already closed.
-        if (this.#closed()) return;
+      event: (event) => this.#onTlsEvent(event),
+      taskFailed: (error) => {
         this.#deps.logger.error(`Handshake task for ${this.#ref.label} failed: ${String(error)}`);
         this.#close("internal-error");
       },
-    );
+    };
+  }
+
+  /** A handshake task on the runner (the pool or inline), its wait counted. */
+  #runTask(task: HandshakeTask): Promise<HandshakeTaskResult> {
+    const asked = this.#deps.clock.now();
+    return this.#deps.runner.run(task).finally(() => {
+      this.#runnerWaitMs += this.#deps.clock.now() - asked;
+    });
   }
 
   #onTlsEvent(event: TlsEvent): void {
@@ -366,6 +341,7 @@ export class Connection {
     const stage = this.#state;
     if (stage === "Closed") return;
     this.#state = "Closed";
+    this.#driver?.stop();
     this.#deadline?.cancel();
     this.#deadline = null;
     this.#abort?.abort();
