@@ -214,17 +214,17 @@ test("the log lines of a client's checkers and expiry are the reference's, from 
   // Channels are process-wide: keep only this test's clients.
   const mine = log.lines.filter((l) => /\b(logged|bad-log)\b/.test(l));
   assert.deepEqual(mine.filter((l) => !l.startsWith("ERROR")), [
-    'DEBUG: Creating client "logged"',
-    'DEBUG: Creating client "bad-log"',
-    'INFO: Starting checker "check logged" for logged',
+    "DEBUG: Creating client 'logged'",
+    "DEBUG: Creating client 'bad-log'",
+    "INFO: Starting checker 'check logged' for logged",
     "INFO: Checker for logged succeeded",
-    'INFO: Starting checker "check logged" for logged',
+    "INFO: Starting checker 'check logged' for logged",
     "INFO: Checker for logged failed",
     // Its checker never ran, so its timeout ran out.
     "INFO: Disabling client bad-log",
-    'INFO: Starting checker "check logged" for logged',
+    "INFO: Starting checker 'check logged' for logged",
     "WARNING: Checker for logged crashed?",
-    'INFO: Starting checker "check logged" for logged',
+    "INFO: Starting checker 'check logged' for logged",
     "INFO: Disabling client logged",
     "DEBUG: Stopping checker for logged",
   ]);

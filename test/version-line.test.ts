@@ -18,3 +18,17 @@ test("the line ends at the first newline", () => {
   assert.equal(findLineEnd(Buffer.from("1\r\nrest")), 3);
   assert.equal(findLineEnd(Buffer.from("1\r")), -1);
 });
+
+test("a refusal gives the reference's reason: its exception text", () => {
+  const reason = (line: string): string => {
+    const v = judgeVersionLine(line);
+    assert.equal(v.ok, false, line);
+    return v.ok ? "" : v.reason;
+  };
+  assert.equal(reason("\r\n"), "list index out of range");
+  assert.equal(reason("x y\r\n"), "invalid literal for int() with base 10: 'x'");
+  assert.equal(reason("it's\n"), `invalid literal for int() with base 10: "it's"`);
+  assert.equal(reason("2\r\n"), "2");
+  assert.equal(reason("2 \x1b[31m\r\n"), "'2 \\x1b[31m'");
+  assert.equal(reason(`${"9".repeat(20)}x`.repeat(10)), `invalid literal for int() with base 10: '${`${"9".repeat(20)}x`.repeat(10).slice(0, 64)}'...`);
+});

@@ -5,6 +5,7 @@
 
 import { events, type Channel } from "../events.js";
 import type { Logger } from "./log.js";
+import { pyRepr } from "./python-repr.js";
 
 /** Logs the registry's facts through `logger` until the returned function is called. */
 export function logClientEvents(logger: Logger): () => void {
@@ -13,19 +14,23 @@ export function logClientEvents(logger: Logger): () => void {
     ch.subscribe(onMessage);
     unsubscribes.push(() => ch.unsubscribe(onMessage));
   };
-  on(events.clientAdded, ({ client }) => logger.debug(`Creating client ${JSON.stringify(client.name)}`));
+  on(events.clientAdded, ({ client }) => {
+    logger.debug(`Creating client ${pyRepr(client.name)}`);
+    logger.debug(`  Key ID: ${client.keyId}`);
+    logger.debug(`  Fingerprint: ${client.fingerprint}`);
+  });
   on(events.clientDisabled, ({ client, why }) => {
     // A removed client goes quietly, as the reference's disable(quiet=True).
     if (why !== "removed") logger.info(`Disabling client ${client.name}`);
   });
-  on(events.checkerStarted, ({ client, command }) => logger.info(`Starting checker ${JSON.stringify(command)} for ${client.name}`));
+  on(events.checkerStarted, ({ client, command }) => logger.info(`Starting checker ${pyRepr(command)} for ${client.name}`));
   on(events.checkerCompleted, ({ client, exitCode }) => {
     if (exitCode === 0) logger.info(`Checker for ${client.name} succeeded`);
     else if (exitCode > 0) logger.info(`Checker for ${client.name} failed`);
     else logger.warning(`Checker for ${client.name} crashed?`);
   });
   on(events.checkerCommandInvalid, ({ client, checker, reason }) =>
-    logger.error(`Could not format string ${JSON.stringify(checker)} for client ${client.name}: ${reason}`),
+    logger.error(`Could not format string "${checker}" for client ${client.name}: ${reason}`),
   );
   on(events.checkerStopped, ({ client }) => logger.debug(`Stopping checker for ${client.name}`));
   on(events.approvalNeeded, ({ client }) => logger.info(`Client ${client.name} needs approval`));

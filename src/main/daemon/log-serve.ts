@@ -6,6 +6,7 @@
 
 import { events, type Channel, type ConnectionClosed } from "../events.js";
 import type { Logger } from "./log.js";
+import { pyRepr, pyTextLine } from "./python-repr.js";
 
 /** Subscribes `logger` to the serving core's channels; returns the unsubscribe. */
 export function logServeEvents(logger: Logger): () => void {
@@ -24,7 +25,8 @@ export function logServeEvents(logger: Logger): () => void {
       logger.error(`Unknown protocol version: line from ${connection.label} longer than ${maxBytes} bytes`);
       return;
     }
-    logger.debug(`Protocol version: ${JSON.stringify(line)}`);
+    // As the reference's %r of the line its text-mode file read: '1\n'.
+    logger.debug(`Protocol version: ${pyRepr(pyTextLine(line))}`);
     if (!accepted) logger.error(`Unknown protocol version: ${reason ?? ""}`);
   });
   on(events.handshakeDone, ({ keyId }) => {

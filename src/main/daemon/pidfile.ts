@@ -6,6 +6,7 @@
 
 import { closeSync, openSync, statSync, unlinkSync, writeSync } from "node:fs";
 import { PidFileError } from "./errors.js";
+import { pyRepr } from "./python-repr.js";
 
 export function defaultPidFilePath(runDir = "/run", varRunDir = "/var/run"): string {
   try {
@@ -32,7 +33,7 @@ export class PidFile {
     try {
       return new PidFile(path, openSync(path, "w", 0o644));
     } catch (err) {
-      throw new PidFileError(`Could not open file ${JSON.stringify(path)}`, { cause: err });
+      throw new PidFileError(`Could not open file ${pyRepr(path)}`, { cause: err });
     }
   }
 
@@ -43,7 +44,7 @@ export class PidFile {
       writeSync(this.#fd, `${pid}\n`);
       this.#written = true;
     } catch (err) {
-      throw new PidFileError(`Could not write to file ${JSON.stringify(this.path)} with PID ${pid}`, { cause: err });
+      throw new PidFileError(`Could not write to file ${pyRepr(this.path)} with PID ${pid}`, { cause: err });
     } finally {
       closeSync(this.#fd);
       this.#fd = undefined;
