@@ -2,6 +2,8 @@
 // stable `code` from FetchErrorCode that the command line prints and tests
 // match on, never the message text.
 
+import { CodedError } from "../errors.js";
+
 export type FetchErrorCode =
   /** No secret within the time allowed, connect to close. */
   | "MANDOS_CLIENT_TIMEOUT"
@@ -12,11 +14,4 @@ export type FetchErrorCode =
   /** The socket failed (refused, reset); the message is the errno name. */
   | "MANDOS_CLIENT_SOCKET";
 
-export class FetchError extends Error {
-  readonly code: FetchErrorCode;
-  constructor(code: FetchErrorCode, message: string) {
-    super(message);
-    this.name = "FetchError";
-    this.code = code;
-  }
-}
+export class FetchError extends CodedError<FetchErrorCode> {}

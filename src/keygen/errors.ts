@@ -2,6 +2,8 @@
 // `code` per failure an admin or a script may act on. Messages never carry
 // a password.
 
+import { CodedError } from "../errors.js";
+
 export type KeygenErrorCode =
   | "KEYGEN_USAGE"
   | "KEYGEN_NOT_A_DIRECTORY"
@@ -19,11 +21,4 @@ export type KeygenErrorCode =
   | "ENROLL_BAD_INPUT"
   | "ENROLL_CONFIG_UNREADABLE";
 
-export class KeygenError extends Error {
-  readonly code: KeygenErrorCode;
-
-  constructor(code: KeygenErrorCode, message: string) {
-    super(message);
-    this.code = code;
-  }
-}
+export class KeygenError extends CodedError<KeygenErrorCode> {}

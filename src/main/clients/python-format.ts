@@ -3,6 +3,8 @@
 // shlex.quote() of that, and "%"-formatting with a mapping
 // (mandos-clients.conf(5) RUNTIME EXPANSION).
 
+import { CodedError } from "../../errors.js";
+
 /** Python str(datetime.timedelta) of a millisecond count: "0:05:00", "1 day, 2:00:00". */
 export function pyTimedelta(ms: number): string {
   let micro = Math.round(ms * 1000);
@@ -56,8 +58,10 @@ export function shellQuote(s: string): string {
   return `'${s.replace(/'/g, `'"'"'`)}'`;
 }
 
-export class FormatError extends Error {
-  readonly code = "MANDOS_CHECKER_FORMAT";
+export class FormatError extends CodedError<"MANDOS_CHECKER_FORMAT"> {
+  constructor(message: string) {
+    super("MANDOS_CHECKER_FORMAT", message);
+  }
 }
 
 /** Python `template % mapping`, for the `%(key)s` and `%%` forms the checker uses. */

@@ -24,6 +24,7 @@ import { ClientRecord, freshRuntime, publish, type ClientHost, type ClientRuntim
 import { RUNTIME_SETTINGS, type ClientPatch } from "./runtime-settings.js";
 import type { ClientSettings } from "./settings.js";
 import { EMPTY_KEY_ID } from "./settings.js";
+import { CodedError } from "../../errors.js";
 
 export { MAX_CONCURRENT_CHECKERS, shellSpawner, freshRuntime };
 export type { CheckerProcess, ClientRuntime } from "./record.js";
@@ -294,14 +295,7 @@ export class ClientRegistry implements Registry {
   }
 }
 
-export class RegistryError extends Error {
-  constructor(
-    readonly code: "MANDOS_NO_SUCH_CLIENT",
-    message: string,
-  ) {
-    super(message);
-  }
-}
+export class RegistryError extends CodedError<"MANDOS_NO_SUCH_CLIENT"> {}
 
 export function createRegistry(settings: readonly ClientSettings[], deps: RegistryDeps, restored?: ReadonlyMap<string, ClientRuntime>): ClientRegistry {
   return new ClientRegistry(settings, deps, restored);

@@ -4,6 +4,8 @@
 // main.ts match on `code`, never on message text. The engine's errors are
 // in src/tls/errors.ts, the configuration files' in src/main/config/errors.ts.
 
+import { CodedError } from "../../errors.js";
+
 export type DaemonErrorCode =
   /** No port and no socket while Zeroconf is off: nothing to listen on. */
   | "MANDOS_NEEDS_PORT"
@@ -16,35 +18,22 @@ export type DaemonErrorCode =
   /** The detached daemon did not report ready. */
   | "MANDOS_DAEMON_START";
 
-export class SettingsError extends Error {
-  readonly code: Extract<DaemonErrorCode, "MANDOS_NEEDS_PORT" | "MANDOS_BAD_DEBUGLEVEL">;
-  constructor(code: Extract<DaemonErrorCode, "MANDOS_NEEDS_PORT" | "MANDOS_BAD_DEBUGLEVEL">, message: string) {
-    super(message);
-    this.name = "SettingsError";
-    this.code = code;
-  }
-}
+export class SettingsError extends CodedError<Extract<DaemonErrorCode, "MANDOS_NEEDS_PORT" | "MANDOS_BAD_DEBUGLEVEL">> {}
 
-export class PrivilegeError extends Error {
-  readonly code = "MANDOS_SETUID" satisfies DaemonErrorCode;
+export class PrivilegeError extends CodedError<"MANDOS_SETUID"> {
   constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = "PrivilegeError";
+    super("MANDOS_SETUID", message, options);
   }
 }
 
-export class PidFileError extends Error {
-  readonly code = "MANDOS_PIDFILE" satisfies DaemonErrorCode;
+export class PidFileError extends CodedError<"MANDOS_PIDFILE"> {
   constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = "PidFileError";
+    super("MANDOS_PIDFILE", message, options);
   }
 }
 
-export class DaemonStartError extends Error {
-  readonly code = "MANDOS_DAEMON_START" satisfies DaemonErrorCode;
+export class DaemonStartError extends CodedError<"MANDOS_DAEMON_START"> {
   constructor(message: string) {
-    super(message);
-    this.name = "DaemonStartError";
+    super("MANDOS_DAEMON_START", message);
   }
 }

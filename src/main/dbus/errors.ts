@@ -1,6 +1,8 @@
 // Errors of the D-Bus interface, with stable codes, and the D-Bus error
 // names we answer method calls with.
 
+import { CodedError } from "../../errors.js";
+
 export const DBUS_ERROR = {
   connectFailed: "MANDOS_DBUS_CONNECT_FAILED",
   nameTaken: "MANDOS_DBUS_NAME_TAKEN",
@@ -11,14 +13,7 @@ export const DBUS_ERROR = {
 
 export type DbusErrorCode = (typeof DBUS_ERROR)[keyof typeof DBUS_ERROR];
 
-export class DbusError extends Error {
-  readonly code: DbusErrorCode;
-  constructor(code: DbusErrorCode, message: string) {
-    super(message);
-    this.name = "DbusError";
-    this.code = code;
-  }
-}
+export class DbusError extends CodedError<DbusErrorCode> {}
 
 /**
  * A failed method call: `errorName` goes on the wire. The standard names of

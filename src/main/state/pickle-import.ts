@@ -19,11 +19,14 @@ import type { Logger } from "../daemon/log.js";
 import { sealSecret, type StateFile } from "./state-file.js";
 import { symmetricSessionKey } from "./symmetric-key.js";
 import { PyDatetime, PyTimedelta, PyTuple, unpickle, type PyDict, type PyValue } from "./unpickle.js";
+import { CodedError } from "../../errors.js";
 
 export const PICKLE_FILE_NAME = "clients.pickle";
 
-export class PickleImportError extends Error {
-  readonly code = "PICKLE_BAD_STATE" as const;
+export class PickleImportError extends CodedError<"PICKLE_BAD_STATE"> {
+  constructor(message: string) {
+    super("PICKLE_BAD_STATE", message);
+  }
 }
 
 /**

@@ -9,8 +9,12 @@
 // Any other global, or an opcode that builds objects (BUILD, INST, OBJ,
 // NEWOBJ, persistent IDs, extensions), is refused with PickleError.
 
-export class PickleError extends Error {
-  readonly code = "PICKLE_UNSUPPORTED" as const;
+import { CodedError } from "../../errors.js";
+
+export class PickleError extends CodedError<"PICKLE_UNSUPPORTED"> {
+  constructor(message: string) {
+    super("PICKLE_UNSUPPORTED", message);
+  }
 }
 
 export class PyTuple {
