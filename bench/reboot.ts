@@ -13,7 +13,8 @@ import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { DEFAULT_PRIORITY } from "../src/tls/index.js";
-import { snapshotAgents, stopAgentsSince } from "./gpg-agents.js";
+import { snapshotAgents, stopAgentsSince } from "../test/helpers/mandos-agents.js";
+import { freePort } from "../test/helpers/wait.js";
 import type { LoadJob, LoadReport } from "./load-generator.js";
 
 const REPO = fileURLToPath(new URL("../../", import.meta.url));
@@ -76,18 +77,6 @@ export function serverNodeFlags(): string[] {
   return [...words(m?.[1]), ...words(process.env.BENCH_SERVER_NODE_FLAGS)];
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.on("error", reject);
-    s.listen({ host: "::1", port: 0 }, () => {
-      const a = s.address();
-      const port = typeof a === "object" && a ? a.port : 0;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
 async function waitForPort(port: number, child: ChildProcess, ms: number): Promise<void> {
   const deadline = Date.now() + ms;
   while (Date.now() < deadline) {
@@ -101,6 +90,27 @@ async function waitForPort(port: number, child: ChildProcess, ms: number): Promi
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error(`server did not listen on ${port} within ${ms} ms`);
+}
+
+/** One run's row: the generator's report and the server's CPU and peak memory over it. */
+function measuredRun(
+  server: RebootRun["server"],
+  workers: RebootRun["workers"],
+  clients: number,
+  concurrency: number,
+  report: RebootRun["report"],
+  before: { cpuMs: number },
+  after: { cpuMs: number; peakRssKiB: number },
+): RebootRun {
+  return {
+    server,
+    workers,
+    clients,
+    concurrency,
+    report,
+    peakRssMiB: Math.round(after.peakRssKiB / 102.4) / 10,
+    cpuMsPerSecret: report.succeeded ? Math.round(((after.cpuMs - before.cpuMs) / report.succeeded) * 1000) / 1000 : 0,
+  };
 }
 
 function procStats(pid: number): { cpuMs: number; peakRssKiB: number } {
@@ -212,16 +222,7 @@ export async function runRebootSimulation(options: RebootOptions): Promise<Reboo
               root,
               () => { before = procStats(server.pid!); },
             );
-            const after = procStats(server.pid!);
-            const run: RebootRun = {
-              server: "mandos-ts",
-              workers: workers === "default" ? `default` : workers,
-              clients: n,
-              concurrency,
-              report,
-              peakRssMiB: Math.round(after.peakRssKiB / 102.4) / 10,
-              cpuMsPerSecret: report.succeeded ? Math.round(((after.cpuMs - before.cpuMs) / report.succeeded) * 1000) / 1000 : 0,
-            };
+            const run = measuredRun("mandos-ts", workers === "default" ? `default` : workers, n, concurrency, report, before, procStats(server.pid!));
             runs.push(run);
             options.log(describe(run));
           } finally {
@@ -252,16 +253,7 @@ export async function runRebootSimulation(options: RebootOptions): Promise<Reboo
             },
             root,
           );
-          const after = procStats(server.pid!);
-          const run: RebootRun = {
-            server: "python-reference",
-            workers: null,
-            clients: n,
-            concurrency,
-            report,
-            peakRssMiB: Math.round(after.peakRssKiB / 102.4) / 10,
-            cpuMsPerSecret: report.succeeded ? Math.round(((after.cpuMs - before.cpuMs) / report.succeeded) * 1000) / 1000 : 0,
-          };
+          const run = measuredRun("python-reference", null, n, concurrency, report, before, procStats(server.pid!));
           runs.push(run);
           options.log(describe(run));
         } finally {

@@ -11,7 +11,7 @@ import { availableParallelism, cpus, totalmem } from "node:os";
 import { fileURLToPath } from "node:url";
 import type { Counts } from "./load-generator.js";
 import { runMicro, type MicroResult } from "./micro.js";
-import { startPrivateBus } from "./private-bus.js";
+import { startPrivateBus } from "../test/helpers/private-bus.js";
 import { runRebootSimulation, type RebootRun } from "./reboot.js";
 
 const RESULTS = fileURLToPath(new URL("../../bench/results/", import.meta.url));

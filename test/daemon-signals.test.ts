@@ -4,22 +4,17 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { makeClients, makeKeySet } from "./helpers/keys.js";
+import { makeFleetDir } from "./helpers/keys.js";
 import { MANDOS_CLIENT, MANDOS_KEYGEN, missing } from "./helpers/peers.js";
 import { runMandosClient, startServer } from "./helpers/server.js";
 
 test("SIGHUP reloads clients.conf; SIGTERM saves state and exits 0; a restart restores it", { skip: missing(MANDOS_CLIENT, MANDOS_KEYGEN) }, async () => {
   const root = mkdtempSync(join(tmpdir(), "mandos-ts-signals-"));
   try {
-    makeKeySet(join(root, "pgp"));
-    const [a, b] = makeClients(root, join(root, "pgp"), 2);
-    const conf = join(root, "conf");
-    const state = join(root, "state");
-    mkdirSync(conf);
-    mkdirSync(state);
+    const { clients: [a, b], conf, state } = makeFleetDir(root, 2);
     writeFileSync(join(conf, "clients.conf"), `${a!.section}\n`);
     const args = ["--configdir", conf, "--statedir", state, "--port", "0"];
     const server = await startServer(args);

@@ -4,22 +4,17 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { makeClients, makeKeySet } from "./helpers/keys.js";
+import { makeFleetDir } from "./helpers/keys.js";
 import { MANDOS_CLIENT, MANDOS_KEYGEN, missing } from "./helpers/peers.js";
 import { runMandosClient, startServer } from "./helpers/server.js";
 
 test("SIGTERM during a burst loses no client already past the handshake", { skip: missing(MANDOS_CLIENT, MANDOS_KEYGEN) }, async () => {
   const root = mkdtempSync(join(tmpdir(), "mandos-ts-burst-"));
   try {
-    makeKeySet(join(root, "pgp"));
-    const clients = makeClients(root, join(root, "pgp"), 24);
-    const conf = join(root, "conf");
-    const state = join(root, "state");
-    mkdirSync(conf);
-    mkdirSync(state);
+    const { clients, conf, state } = makeFleetDir(root, 24);
     writeFileSync(join(conf, "clients.conf"), clients.map((c) => c.section).join("\n"));
     const server = await startServer(["--configdir", conf, "--statedir", state, "--port", "0", "--workers", "0"]);
     const results = clients.map((c) => runMandosClient(c.dir, "::1", server.port, 15_000));

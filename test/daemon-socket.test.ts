@@ -5,22 +5,20 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { makeClients, makeKeySet } from "./helpers/keys.js";
+import { makeFleetDir } from "./helpers/keys.js";
 import { MANDOS_CLIENT, MANDOS_KEYGEN, missing } from "./helpers/peers.js";
 import { BIN_MANDOS, runMandosClient } from "./helpers/server.js";
+import { eventually } from "./helpers/wait.js";
 
 test("--socket serves on a listening socket created by the parent", { skip: missing(MANDOS_CLIENT, MANDOS_KEYGEN) }, async () => {
   const root = mkdtempSync(join(tmpdir(), "mandos-ts-socket-"));
   const listening = createServer();
   try {
-    makeKeySet(join(root, "pgp"));
-    const [client] = makeClients(root, join(root, "pgp"), 1);
-    const conf = join(root, "conf");
-    mkdirSync(conf);
+    const { clients: [client], conf } = makeFleetDir(root, 1);
     writeFileSync(join(conf, "clients.conf"), client!.section);
     await new Promise<void>((r) => listening.listen({ host: "::1", port: 0 }, () => r()));
     const port = (listening.address() as { port: number }).port;
@@ -32,7 +30,7 @@ test("--socket serves on a listening socket created by the parent", { skip: miss
     let log = "";
     child.stderr?.on("data", (d: Buffer) => (log += d.toString()));
     try {
-      for (let i = 0; i < 200 && !/Now listening/.test(log); i++) await new Promise((r) => setTimeout(r, 25));
+      await eventually(() => /Now listening/.test(log), { what: "the server listening on the passed socket", timeoutMs: 5_000, context: () => log });
       assert.match(log, new RegExp(`Now listening on address '::1', port ${port}`));
       // Our own copy stops accepting; the server's copy of the socket serves.
       listening.close();

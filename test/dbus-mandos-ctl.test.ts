@@ -15,6 +15,7 @@ import {
 } from "./helpers/dbus.js";
 import { MANDOS_CLIENT, MANDOS_CTL, MANDOS_KEYGEN, MANDOS_REFERENCE, missing } from "./helpers/peers.js";
 import { REPO, runMandosClient } from "./helpers/server.js";
+import { eventually } from "./helpers/wait.js";
 
 const noService = existsSync(join(REPO, "dist/src/main/dbus")) ? false : "D-Bus service not on this branch yet";
 const peers = missing(DBUS_DAEMON, DBUS_SEND, MANDOS_CTL, MANDOS_CLIENT, MANDOS_KEYGEN);
@@ -34,14 +35,11 @@ interface Served {
 
 /** Polls `mandos-ctl --dump-json` until `pred` holds for `client` (bounded). */
 async function until(address: string, client: string, pred: (p: Record<string, unknown>) => boolean, ms = 15_000): Promise<Record<string, unknown>> {
-  const deadline = Date.now() + ms;
   let last: Record<string, unknown> = {};
-  for (let i = 0; Date.now() < deadline; i++) {
+  return eventually(async () => {
     last = (await dumpJson(address))[client] ?? {};
-    if (pred(last)) return last;
-    await new Promise((r) => setTimeout(r, Math.min(100 * 2 ** i, 1_000)));
-  }
-  assert.fail(`${client} did not reach the expected state within ${ms} ms: ${JSON.stringify(last)}`);
+    return pred(last) && last;
+  }, { what: `${client} in the expected state`, timeoutMs: ms, context: () => JSON.stringify(last) });
 }
 
 /** The whole option list against one server; the reference first, as the expectation. */

@@ -16,21 +16,19 @@ import {
 import { writeTlsKey } from "./helpers/keys.js";
 import { MANDOS_CLIENT, MANDOS_CTL, MANDOS_KEYGEN, missing } from "./helpers/peers.js";
 import { REPO, run, runMandosClient, type RunningServer } from "./helpers/server.js";
+import { eventually } from "./helpers/wait.js";
 
 const DBUS_MONITOR = "/usr/bin/dbus-monitor";
 const noService = existsSync(join(REPO, "dist/src/main/dbus")) ? false : "D-Bus service not on this branch yet";
 const skip = missing(DBUS_DAEMON, DBUS_SEND, DBUS_MONITOR, MANDOS_CTL, MANDOS_MONITOR, TMUX, MANDOS_CLIENT, MANDOS_KEYGEN) || noService;
 
-/** Polls `read` until it matches `pattern` (bounded), returning the last text. */
-async function eventually(read: () => Promise<string> | string, pattern: RegExp, what: string, ms = 15_000): Promise<string> {
-  const deadline = Date.now() + ms;
+/** Polls `read` until it matches `pattern` (bounded), returning that text. */
+function untilText(read: () => Promise<string> | string, pattern: RegExp, what: string, ms = 15_000): Promise<string> {
   let text = "";
-  for (let i = 0; Date.now() < deadline; i++) {
+  return eventually(async () => {
     text = await read();
-    if (pattern.test(text)) return text;
-    await new Promise((r) => setTimeout(r, Math.min(100 * 2 ** i, 500)));
-  }
-  assert.fail(`${what}: ${pattern} not seen within ${ms} ms in:\n${text}`);
+    return pattern.test(text) && text;
+  }, { what: `${what}: ${pattern}`, timeoutMs: ms, context: () => text });
 }
 
 describe("mandos-monitor and D-Bus signals from our server", { skip }, () => {
@@ -83,7 +81,7 @@ describe("mandos-monitor and D-Bus signals from our server", { skip }, () => {
   });
 
   test("mandos-monitor shows the configured clients", async () => {
-    const text = await eventually(pane, /^delta: /m, "the client list");
+    const text = await untilText(pane, /^delta: /m, "the client list");
     for (const name of ["alpha", "bravo", "charlie", "delta"]) assert.match(text, new RegExp(`^${name}: `, "m"));
     assert.match(text, /^bravo: DISABLED$/m);
     assert.match(text, /Mandos Monitor version/);
@@ -93,17 +91,17 @@ describe("mandos-monitor and D-Bus signals from our server", { skip }, () => {
     const r = await runMandosClient(client("alpha").dir, "::1", server.port, 30_000);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout.toString(), client("alpha").password);
-    await eventually(pane, /Client alpha received its secret/, "mandos-monitor");
-    await eventually(() => signalText, /path=\/clients\/alpha; interface=se\.recompile\.Mandos\.Client; member=GotSecret/, "dbus-monitor");
+    await untilText(pane, /Client alpha received its secret/, "mandos-monitor");
+    await untilText(() => signalText, /path=\/clients\/alpha; interface=se\.recompile\.Mandos\.Client; member=GotSecret/, "dbus-monitor");
     // The deprecated mirror signal goes out too.
-    await eventually(() => signalText, /path=\/clients\/alpha; interface=se\.bsnet\.fukt\.Mandos\.Client; member=GotSecret/, "dbus-monitor");
+    await untilText(() => signalText, /path=\/clients\/alpha; interface=se\.bsnet\.fukt\.Mandos\.Client; member=GotSecret/, "dbus-monitor");
   });
 
   test("mandos-ctl --disable: PropertiesChanged on the bus, DISABLED in mandos-monitor", async () => {
     const r = await mandosCtl(bus.address, "--disable", "alpha");
     assert.equal(r.code, 0, r.stderr);
-    await eventually(pane, /^alpha: DISABLED$/m, "mandos-monitor");
-    await eventually(
+    await untilText(pane, /^alpha: DISABLED$/m, "mandos-monitor");
+    await untilText(
       () => signalText,
       /path=\/clients\/alpha; interface=org\.freedesktop\.DBus\.Properties; member=PropertiesChanged\s+string "se\.recompile\.Mandos\.Client"[\s\S]*?string "Enabled"\s+variant\s+boolean false/,
       "dbus-monitor",
@@ -112,11 +110,11 @@ describe("mandos-monitor and D-Bus signals from our server", { skip }, () => {
 
   test("a client waiting for approval, then denied: NeedApproval and Rejected shown", async () => {
     const waiting = runMandosClient(client("charlie").dir, "::1", server.port, 8_000);
-    await eventually(pane, /Client charlie needs approval within 30\.0+ seconds/, "mandos-monitor");
-    await eventually(pane, /^charlie: Denial in 0:00:\d\d\. \(a\)pprove\?$/m, "mandos-monitor");
+    await untilText(pane, /Client charlie needs approval within 30\.0+ seconds/, "mandos-monitor");
+    await untilText(pane, /^charlie: Denial in 0:00:\d\d\. \(a\)pprove\?$/m, "mandos-monitor");
     const r = await mandosCtl(bus.address, "--deny", "charlie");
     assert.equal(r.code, 0, r.stderr);
-    await eventually(pane, /Client charlie was rejected; reason: Denied/, "mandos-monitor");
+    await untilText(pane, /Client charlie was rejected; reason: Denied/, "mandos-monitor");
     assert.equal((await waiting).stdout.length, 0);
   });
 
@@ -129,16 +127,16 @@ describe("mandos-monitor and D-Bus signals from our server", { skip }, () => {
     assert.equal(r.stdout.length, 0);
     const log = await server.waitForLog(/Client not found for key ID: [0-9A-Fa-f]+/);
     const keyId = /([0-9A-Fa-f]{64})/.exec(log)?.[1] ?? "";
-    await eventually(pane, new RegExp(`Client with address \\S+ and key ID ${keyId} could\\s+not be found`, "i"), "mandos-monitor");
-    await eventually(() => signalText, new RegExp(`member=ClientNotFound\\s+string "${keyId}"`, "i"), "dbus-monitor");
+    await untilText(pane, new RegExp(`Client with address \\S+ and key ID ${keyId} could\\s+not be found`, "i"), "mandos-monitor");
+    await untilText(() => signalText, new RegExp(`member=ClientNotFound\\s+string "${keyId}"`, "i"), "dbus-monitor");
   });
 
   test("mandos-ctl --remove: the client leaves mandos-monitor's list", async () => {
     const r = await mandosCtl(bus.address, "--remove", "delta");
     assert.equal(r.code, 0, r.stderr);
-    await eventually(() => signalText, /member=InterfacesRemoved\s+object path "\/clients\/delta"/, "dbus-monitor");
-    const text = await eventually(pane, /^charlie: /m, "mandos-monitor");
-    await eventually(async () => ((await pane()).match(/^delta: /m) ? "still there" : "gone"), /gone/, "delta removed from the list");
+    await untilText(() => signalText, /member=InterfacesRemoved\s+object path "\/clients\/delta"/, "dbus-monitor");
+    const text = await untilText(pane, /^charlie: /m, "mandos-monitor");
+    await untilText(async () => ((await pane()).match(/^delta: /m) ? "still there" : "gone"), /gone/, "delta removed from the list");
     assert.match(text, /^alpha: /m);
   });
 });

@@ -13,7 +13,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as openpgp from "openpgp";
 import { makeFleetKeyDirs, type FleetMachine } from "./helpers/fleet-keys.js";
-import { REPO, run, startServer, type RunningServer } from "./helpers/server.js";
+import { hangUp, REPO, run, startServer, type RunningServer } from "./helpers/server.js";
 import { parseClientsConfig } from "../src/main/config/index.js";
 import { fetchSecret, loadIdentity } from "../src/client/fetch.js";
 import { DEFAULT_PRIORITY, parsePriority } from "../src/tls/index.js";
@@ -36,17 +36,6 @@ async function keygen(args: readonly string[], stdin?: string): Promise<{ code: 
   child.stdin.end(stdin);
   const code = await new Promise<number | null>((r) => child.once("exit", (c) => r(c)));
   return { code, stdout, stderr };
-}
-
-/** Sends SIGHUP and resolves when the server has logged the outcome of that reload. */
-async function hangUp(server: RunningServer, outcome: RegExp): Promise<void> {
-  const before = server.log().length;
-  server.process.kill("SIGHUP");
-  const deadline = Date.now() + 30_000;
-  while (!outcome.test(server.log().slice(before))) {
-    if (Date.now() > deadline) throw new Error(`no ${outcome} after SIGHUP; log:\n${server.log().slice(-3000)}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 describe("enrolling a fleet into a running server", { timeout: 600_000 }, () => {

@@ -5,7 +5,7 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ClientRegistry, type CheckerSpawner } from "../src/main/clients/registry.js";
@@ -14,7 +14,7 @@ import { silentLogger } from "../src/main/daemon/log.js";
 import type { RegistryEvent, SecretDecision } from "../src/main/clients/contract.js";
 import { events as channels, type ApprovalNeeded } from "../src/main/events.js";
 import { clientSettings } from "./helpers/clients.js";
-import { makeClients, makeKeySet } from "./helpers/keys.js";
+import { makeFleetDir } from "./helpers/keys.js";
 import { MANDOS_CLIENT, MANDOS_KEYGEN, missing } from "./helpers/peers.js";
 import { runMandosClient, startServer } from "./helpers/server.js";
 
@@ -132,10 +132,7 @@ test("a disabled client is rejected, and a peer that goes away withdraws its req
 test("the real mandos-client waits out approval_delay, then gets or does not get its password", { skip: missing(MANDOS_CLIENT, MANDOS_KEYGEN) }, async () => {
   const root = mkdtempSync(join(tmpdir(), "mandos-ts-approval-"));
   try {
-    makeKeySet(join(root, "pgp"));
-    const [yes, no] = makeClients(root, join(root, "pgp"), 2);
-    const conf = join(root, "conf");
-    mkdirSync(conf);
+    const { clients: [yes, no], conf } = makeFleetDir(root, 2);
     writeFileSync(
       join(conf, "clients.conf"),
       `${yes!.section}\napproval_delay = PT2S\napproved_by_default = True\n\n${no!.section}\napproval_delay = PT1S\napproved_by_default = False\n`,

@@ -13,7 +13,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DEFAULT_PRIORITY, parsePriority } from "../src/tls/index.js";
 import { fetchSecret, type ClientIdentity } from "../src/client/fetch.js";
-import { startServer, type RunningServer } from "./helpers/server.js";
+import { hangUp, startServer } from "./helpers/server.js";
 
 const SETTINGS = parsePriority(DEFAULT_PRIORITY);
 const MACHINES = 12;
@@ -72,17 +72,6 @@ async function wave(port: number, machines: readonly Machine[], during: Promise<
   };
   await Promise.all([during, ...Array.from({ length: AT_ONCE }, lane)]);
   return { served, failed };
-}
-
-/** Sends SIGHUP and resolves when the server has logged the outcome of that reload. */
-async function hangUp(server: RunningServer, outcome: RegExp): Promise<void> {
-  const before = server.log().length;
-  server.process.kill("SIGHUP");
-  const deadline = Date.now() + 20_000;
-  while (!outcome.test(server.log().slice(before))) {
-    if (Date.now() > deadline) throw new Error(`no ${outcome} after SIGHUP; log:\n${server.log()}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 const asRoot = process.getuid?.() === 0;

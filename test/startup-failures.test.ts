@@ -10,6 +10,7 @@ import { createServer } from "node:net";
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { eventually } from "./helpers/wait.js";
 
 const BIN = new URL("../../bin/mandos", import.meta.url).pathname;
 const SECRET_TEXT = "c2VjcmV0LXRoYXQtbXVzdC1ub3QtbGVhaw";
@@ -61,8 +62,7 @@ for (const mode of ["--foreground", "detached"] as const) {
     assert.match(r.stderr, new RegExp(`${join(conf, "clients.conf").replace(/[.]/g, "\\.")}:4 \\[host1\\] key "secret"`));
     assert.ok(!r.stderr.includes(SECRET_TEXT), "the error message carries the secret");
     // A detached child reports its failure and then exits: give it 5 s.
-    for (let i = 0; i < 50 && processesMentioning(root).length > 0; i++) await new Promise((r) => setTimeout(r, 100));
-    assert.deepEqual(processesMentioning(root), [], "a server process stayed behind");
+    await eventually(() => processesMentioning(root).length === 0, { what: "no server process left behind", timeoutMs: 5_000, context: () => processesMentioning(root).join("\n") });
   });
 }
 

@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { startPrivateBus, SYSTEM_DEFAULT_POLICY, type PrivateBus } from "../bench/private-bus.js";
+import { startPrivateBus, SYSTEM_DEFAULT_POLICY, type PrivateBus } from "./helpers/private-bus.js";
 import { makeClients, makeKeySet, type TestClient } from "./helpers/keys.js";
 import { MANDOS_CLIENT, MANDOS_CTL, MANDOS_KEYGEN, missing } from "./helpers/peers.js";
 import { REPO, run, runMandosClient, startServer, type RunningServer } from "./helpers/server.js";

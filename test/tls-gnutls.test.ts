@@ -4,6 +4,7 @@
 // HelloRetryRequest forced by group preference. Also: the key ID of a key
 // made by the real mandos-keygen equals the key_id it prints.
 
+import { accepting, eventually, freePort } from "./helpers/wait.js";
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, execFileSync, type ChildProcess } from "node:child_process";
@@ -37,30 +38,8 @@ function writeKey(kind: KeyKind): { keyFile: string; pubFile: string; spki: Buff
   return { keyFile, pubFile, spki: key.publicKeySpki };
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, "::1", () => {
-      const a = s.address();
-      s.close(() => resolve(typeof a === "object" && a ? a.port : 0));
-    });
-  });
-}
-
 async function waitForListener(port: number, child: ChildProcess): Promise<void> {
-  for (let i = 0; i < 100; i++) {
-    if (child.exitCode !== null) throw new Error("gnutls-serv exited");
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = connect({ host: "::1", port });
-      s.on("connect", () => {
-        s.destroy();
-        resolve(true);
-      });
-      s.on("error", () => resolve(false));
-    });
-    if (ok) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error("gnutls-serv did not listen");
+  await eventually(() => child.exitCode !== null ? Promise.reject(new Error("gnutls-serv exited")) : accepting("::1", port), { what: `gnutls-serv listening on ${port}`, timeoutMs: 5_000 });
 }
 
 /** Our client role against gnutls-serv --echo: handshake, send, read the echo. */

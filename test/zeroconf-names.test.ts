@@ -5,8 +5,21 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { EventEmitter } from "node:events";
 import type { Responder, ResponderOptions, ServiceOptions } from "@homebridge/ciao";
-import { alternativeServiceName, startAnnouncement } from "../src/main/zeroconf/announce.js";
+import { alternativeServiceName, startAnnouncement, type Announcement, type AnnouncementOptions } from "../src/main/zeroconf/announce.js";
 import type { Logger } from "../src/main/daemon/log.js";
+
+
+/** startAnnouncement as "Mandos" on port 4711 with a fake responder; `over` replaces any option. */
+async function fakeAnnouncement(over: Partial<AnnouncementOptions> & { bare?: boolean } = {}): Promise<{ recorded: Recorded; announcement: Announcement }> {
+  const recorded: Recorded = { logs: [], shutdowns: 0, destroys: 0 };
+  const { bare = false, ...options } = over;
+  const announcement = await startAnnouncement({
+    name: "Mandos", port: 4711, ipv6: true, logger: recordingLogger(recorded),
+    getResponder: fakeResponder(recorded, async () => {}, bare),
+    ...options,
+  });
+  return { recorded, announcement };
+}
 
 test("collision renames follow Avahi: 'Mandos' -> 'Mandos #2' -> 'Mandos #3'", () => {
   assert.equal(alternativeServiceName("Mandos"), "Mandos #2");
@@ -87,12 +100,7 @@ function recordingLogger(recorded: Recorded): Logger {
 }
 
 test("announces _mandos._tcp on our port under the service name; stop() withdraws it once", async () => {
-  const recorded: Recorded = { logs: [], shutdowns: 0, destroys: 0 };
-  const announcement = await startAnnouncement({
-    name: "Mandos", port: 4711, ipv6: true, logger: recordingLogger(recorded),
-    getResponder: fakeResponder(recorded, async () => {}),
-    addressedLinks: () => ["eth0", "eth0/6", "eth0.10"],
-  });
+  const { recorded, announcement } = await fakeAnnouncement({ ipv6: true, addressedLinks: () => ["eth0", "eth0/6", "eth0.10"] });
   assert.equal(await announcement.established, true);
   // Every link with an address, by name: ciao's own choice misses veth and VLAN interfaces.
   assert.deepEqual(recorded.responderOptions, { interface: ["eth0", "eth0.10"], advertiseIpv6: true });
@@ -107,11 +115,7 @@ test("announces _mandos._tcp on our port under the service name; stop() withdraw
 });
 
 test("--interface limits the responder and the service to that interface; --no-ipv6 drops IPv6", async () => {
-  const recorded: Recorded = { logs: [], shutdowns: 0, destroys: 0 };
-  const announcement = await startAnnouncement({
-    name: "Mandos", port: 4711, interface: "eth1", ipv6: false, logger: recordingLogger(recorded),
-    getResponder: fakeResponder(recorded, async () => {}),
-  });
+  const { recorded, announcement } = await fakeAnnouncement({ interface: "eth1", ipv6: false });
   assert.deepEqual(recorded.responderOptions, { interface: "eth1", disableIpv6: true });
   assert.deepEqual(recorded.serviceOptions, {
     name: "Mandos", type: "mandos", port: 4711, restrictedAddresses: ["eth1"], disabledIpv6: true,
@@ -139,15 +143,9 @@ test("a failure to announce is logged and leaves the caller running", async () =
 });
 
 test("without --interface, a new interface with IPv4 is added by starting ciao afresh", async () => {
-  const recorded: Recorded = { logs: [], shutdowns: 0, destroys: 0 };
   let ipv4 = ["eth0"];
   let tick: () => void = () => {};
-  const announcement = await startAnnouncement({
-    name: "Mandos", port: 4711, ipv6: true, logger: recordingLogger(recorded),
-    getResponder: fakeResponder(recorded, async () => {}),
-    addressedLinks: () => ipv4,
-    watch: (onTick) => { tick = onTick; return () => {}; },
-  });
+  const { recorded, announcement } = await fakeAnnouncement({ ipv6: true, addressedLinks: () => ipv4, watch: (onTick) => { tick = onTick; return () => {}; } });
   assert.deepEqual(recorded.responderOptions, { interface: ["eth0"], advertiseIpv6: true });
   ipv4 = ["eth0", "wlan0"];
   tick();
@@ -161,16 +159,10 @@ test("without --interface, a new interface with IPv4 is added by starting ciao a
 });
 
 test("an interface that gains its first IPv4 address makes us start ciao afresh, which would not announce there", async () => {
-  const recorded: Recorded = { logs: [], shutdowns: 0, destroys: 0 };
   let ipv4: string[] = [];
   let tick: () => void = () => {};
   let unwatched = false;
-  const announcement = await startAnnouncement({
-    name: "Mandos", port: 4711, interface: "eth1", ipv6: true, logger: recordingLogger(recorded),
-    getResponder: fakeResponder(recorded, async () => {}),
-    addressedLinks: () => ipv4,
-    watch: (onTick) => { tick = onTick; return () => { unwatched = true; }; },
-  });
+  const { recorded, announcement } = await fakeAnnouncement({ interface: "eth1", ipv6: true, addressedLinks: () => ipv4, watch: (onTick) => { tick = onTick; return () => { unwatched = true; }; } });
   assert.ok(recorded.logs.includes("INFO: Zeroconf: no IPv4 or IPv6 address on eth1 yet; announcing once there is one"));
   tick();
   assert.equal(recorded.created, 1, "nothing changed, nothing restarted");
@@ -188,15 +180,9 @@ test("an interface that gains its first IPv4 address makes us start ciao afresh,
 });
 
 test("a link that gains IPv6 is announced on afresh, and the log says which family", async () => {
-  const recorded: Recorded = { logs: [], shutdowns: 0, destroys: 0 };
   let links = ["eth1"];
   let tick: () => void = () => {};
-  const announcement = await startAnnouncement({
-    name: "Mandos", port: 4711, interface: "eth1", ipv6: true, logger: recordingLogger(recorded),
-    getResponder: fakeResponder(recorded, async () => {}),
-    addressedLinks: () => links,
-    watch: (onTick) => { tick = onTick; return () => {}; },
-  });
+  const { recorded, announcement } = await fakeAnnouncement({ interface: "eth1", ipv6: true, addressedLinks: () => links, watch: (onTick) => { tick = onTick; return () => {}; } });
   links = ["eth1", "eth1/6"];
   tick();
   await new Promise(setImmediate);
@@ -207,12 +193,7 @@ test("a link that gains IPv6 is announced on afresh, and the log says which fami
 });
 
 test("IPv6 repairs: ciao's 'eth0/6' socket is asked about as link eth0, and our own IPv6 packets are recognised", async () => {
-  const recorded: Recorded = { logs: [], shutdowns: 0, destroys: 0 };
-  const announcement = await startAnnouncement({
-    name: "Mandos", port: 4711, ipv6: true, logger: recordingLogger(recorded),
-    getResponder: fakeResponder(recorded, async () => {}),
-    addressedLinks: () => ["eth0", "eth0/6"],
-  });
+  const { recorded, announcement } = await fakeAnnouncement({ ipv6: true, addressedLinks: () => ["eth0", "eth0/6"] });
   assert.equal(await announcement.established, true);
   const service = recorded.service!;
   assert.equal(service.advertisesOnInterface("eth0/6"), true);
@@ -229,24 +210,14 @@ test("IPv6 repairs: ciao's 'eth0/6' socket is asked about as link eth0, and our 
 });
 
 test("--no-ipv6 leaves ciao's internals alone", async () => {
-  const recorded: Recorded = { logs: [], shutdowns: 0, destroys: 0 };
-  const announcement = await startAnnouncement({
-    name: "Mandos", port: 4711, ipv6: false, logger: recordingLogger(recorded),
-    getResponder: fakeResponder(recorded, async () => {}),
-    addressedLinks: () => ["eth0"],
-  });
+  const { recorded, announcement } = await fakeAnnouncement({ ipv6: false, addressedLinks: () => ["eth0"] });
   assert.equal(recorded.service!.advertisesOnInterface("eth0/6"), false, "not mapped to eth0");
   assert.equal(recorded.server!.checkIfPacketWasPreviouslySentFromUs("eth0", Buffer.from("ours")), false, "not looked up under eth0/6");
   await announcement.stop();
 });
 
 test("a ciao without those internals: a warning, and the IPv4 announcement goes on", async () => {
-  const recorded: Recorded = { logs: [], shutdowns: 0, destroys: 0 };
-  const announcement = await startAnnouncement({
-    name: "Mandos", port: 4711, ipv6: true, logger: recordingLogger(recorded),
-    getResponder: fakeResponder(recorded, async () => {}, true),
-    addressedLinks: () => ["eth0", "eth0/6"],
-  });
+  const { recorded, announcement } = await fakeAnnouncement({ ipv6: true, addressedLinks: () => ["eth0", "eth0/6"], bare: true });
   assert.equal(await announcement.established, true);
   assert.ok(recorded.logs.includes("WARNING: Zeroconf: this ciao cannot announce over IPv6 on chosen interfaces; IPv4 only"), recorded.logs.join("\n"));
   await announcement.stop();

@@ -1,4 +1,4 @@
-// Helpers for the D-Bus tests: a private system bus (bench/private-bus.ts),
+// Helpers for the D-Bus tests: a private system bus (./private-bus.ts),
 // the real mandos-ctl run against it, the Python reference server started
 // on it, and a wait until a bus name has an owner. Every process started
 // here is killed by its stop(), or at exit at the latest.
@@ -6,9 +6,9 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { chmodSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { createServer } from "node:net";
 import { join } from "node:path";
-import { startPrivateBus as startBenchBus, type PrivateBus } from "../../bench/private-bus.js";
+import { startPrivateBus as startBareBus, type PrivateBus } from "./private-bus.js";
+import { eventually, freePort } from "./wait.js";
 import { makeClients, makeKeySet, type TestClient } from "./keys.js";
 import { MANDOS_CTL, MANDOS_REFERENCE } from "./peers.js";
 import { run, startServer, type ProcessResult, type RunningServer } from "./server.js";
@@ -74,18 +74,15 @@ export function parseTable(text: string): Map<string, Record<string, string>> {
 
 /** Resolves when `name` has an owner on the bus (polling NameHasOwner), else rejects after `ms`. */
 export async function waitForBusName(address: string, name = BUS_NAME, ms = 30_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  for (let attempt = 0; Date.now() < deadline; attempt++) {
+  await eventually(async () => {
     const r = await run(
       DBUS_SEND,
       ["--system", "--print-reply", "--dest=org.freedesktop.DBus", "/", "org.freedesktop.DBus.NameHasOwner", `string:${name}`],
       5_000,
       { DBUS_SYSTEM_BUS_ADDRESS: address },
     );
-    if (/boolean true/.test(r.stdout.toString("utf8"))) return;
-    await new Promise((r2) => setTimeout(r2, Math.min(50 * 2 ** attempt, 500)));
-  }
-  throw new Error(`${name} has no owner on the bus after ${ms} ms`);
+    return /boolean true/.test(r.stdout.toString("utf8"));
+  }, { what: `an owner of ${name} on the bus`, timeoutMs: ms });
 }
 
 /** Runs dbus-send --system --print-reply against the bus, collecting its output as text. */
@@ -125,12 +122,12 @@ process.on("exit", () => {
 });
 
 /**
- * bench/private-bus.ts's private system bus, whose dbus-daemon is also
+ * ./private-bus.ts's private system bus, whose dbus-daemon is also
  * killed at exit should the test process end before the test's stop()
  * (its pid asked of the bus itself, as bench/ does not expose it).
  */
 export async function startPrivateBus(): Promise<PrivateBus> {
-  const bus = await startBenchBus();
+  const bus = await startBareBus();
   const r = await run(
     DBUS_SEND,
     ["--system", "--print-reply", "--dest=org.freedesktop.DBus", "/", "org.freedesktop.DBus.GetConnectionUnixProcessID", "string:org.freedesktop.DBus"],
@@ -165,18 +162,7 @@ export function openToServerUser(conf: string, state: string): void {
   chmodSync(state, 0o777);
 }
 
-/** A port the OS just chose on ::1 (the reference takes port 0 as "no port"). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen({ host: "::1", port: 0 }, () => {
-      const a = s.address();
-      const port = typeof a === "object" && a ? a.port : 0;
-      s.close(() => resolve(port));
-    });
-  });
-}
+export { freePort };
 
 /**
  * Starts the Python reference server in the foreground on the private bus
@@ -235,15 +221,11 @@ export async function startReference(conf: string, state: string, address: strin
     await stop();
     throw e;
   }
-  const waitForLog = async (pattern: RegExp, ms = 20_000): Promise<string> => {
-    const deadline = Date.now() + ms;
-    for (let i = 0; ; i++) {
-      const m = pattern.exec(text);
-      if (m) return m[0];
-      if (Date.now() > deadline || child.exitCode !== null) throw new Error(`reference log did not match ${pattern} within ${ms} ms; log:\n${text}`);
-      await new Promise((r) => setTimeout(r, Math.min(50 * 2 ** i, 500)));
-    }
-  };
+  const waitForLog = (pattern: RegExp, ms = 20_000): Promise<string> =>
+    eventually(() => {
+      if (child.exitCode !== null) throw new Error(`the reference exited before its log matched ${pattern}; log:\n${text}`);
+      return pattern.exec(text)?.[0];
+    }, { what: `the reference's log matching ${pattern}`, timeoutMs: ms, context: () => `log:\n${text}` });
   return { port, log: () => text, waitForLog, stop };
 }
 

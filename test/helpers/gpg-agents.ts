@@ -8,7 +8,7 @@
 // appeared. Test files run one at a time (`--test-concurrency=1`), so those
 // are ours.
 
-import { snapshotAgents, stopAgentsSince } from "../../bench/gpg-agents.js";
+import { snapshotAgents, stopAgentsSince } from "./mandos-agents.js";
 
 const before = snapshotAgents();
 process.on("exit", () => stopAgentsSince(before));

@@ -62,3 +62,22 @@ export function makeClients(root: string, pgpDir: string, count: number, prefix 
   }
   return clients;
 }
+
+export interface FleetDir {
+  readonly clients: TestClient[];
+  /** `root/conf`, made empty: the test writes its clients.conf there. */
+  readonly conf: string;
+  /** `root/state`, made empty. */
+  readonly state: string;
+}
+
+/** In `root`: one OpenPGP key set, `count` clients sharing it (makeClients), and empty conf/ and state/ directories. */
+export function makeFleetDir(root: string, count: number, prefix = "client"): FleetDir {
+  makeKeySet(join(root, "pgp"));
+  const clients = makeClients(root, join(root, "pgp"), count, prefix);
+  const conf = join(root, "conf");
+  const state = join(root, "state");
+  mkdirSync(conf, { recursive: true });
+  mkdirSync(state, { recursive: true });
+  return { clients, conf, state };
+}

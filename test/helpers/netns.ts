@@ -11,7 +11,7 @@ import { execFileSync, spawn, type ChildProcess, type SpawnOptions } from "node:
 import { mkdtempSync, readdirSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { startPrivateBus } from "../../bench/private-bus.js";
+import { startPrivateBus } from "./private-bus.js";
 import { executable } from "./peers.js";
 
 export const IP = "/usr/sbin/ip";

@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { MANDOS_CLIENT } from "./peers.js";
+import { eventually } from "./wait.js";
 
 export const REPO = fileURLToPath(new URL("../../../", import.meta.url));
 export const BIN_MANDOS = `${REPO}bin/mandos`;
@@ -180,4 +181,15 @@ export function runMandosClient(dir: string, host: string, port: number, ms = 60
     ],
     ms,
   );
+}
+
+/** Sends SIGHUP and resolves when the server has logged `outcome` after it (the outcome of that reload). */
+export async function hangUp(server: RunningServer, outcome: RegExp, timeoutMs = 30_000): Promise<void> {
+  const before = server.log().length;
+  server.process.kill("SIGHUP");
+  await eventually(() => outcome.test(server.log().slice(before)), {
+    what: `${outcome} after SIGHUP`,
+    timeoutMs,
+    context: () => `log:\n${server.log().slice(-3000)}`,
+  });
 }

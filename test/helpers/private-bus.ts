@@ -13,32 +13,36 @@ export interface PrivateBus {
   stop(): Promise<void>;
 }
 
+/** A default-context <policy> element of `rules` ("allow own=*" is <allow own="*"/>). */
+function defaultPolicy(rules: readonly string[]): string {
+  const element = (rule: string): string => {
+    const [verb, ...attributes] = rule.split(" ");
+    return `    <${verb} ${attributes.map((a) => a.replace(/=(.*)$/, '="$1"')).join(" ")}/>`;
+  };
+  return `  <policy context="default">\n${rules.map(element).join("\n")}\n  </policy>`;
+}
+
 /** Allows everything: for tests of behaviour, not of access control. */
-const OPEN_POLICY = `  <policy context="default">
-    <allow user="*"/>
-    <allow own="*"/>
-    <allow send_destination="*"/>
-    <allow receive_sender="*"/>
-  </policy>`;
+const OPEN_POLICY = defaultPolicy(["allow user=*", "allow own=*", "allow send_destination=*", "allow receive_sender=*"]);
 
 /**
  * The default policy of Debian's system bus (/usr/share/dbus-1/system.conf):
  * nobody owns names or calls methods unless a policy file allows it.
  */
-export const SYSTEM_DEFAULT_POLICY = `  <policy context="default">
-    <allow user="*"/>
-    <deny own="*"/>
-    <deny send_type="method_call"/>
-    <allow send_type="signal"/>
-    <allow send_requested_reply="true" send_type="method_return"/>
-    <allow send_requested_reply="true" send_type="error"/>
-    <allow receive_type="method_call"/>
-    <allow receive_type="method_return"/>
-    <allow receive_type="error"/>
-    <allow receive_type="signal"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
-  </policy>`;
+export const SYSTEM_DEFAULT_POLICY = defaultPolicy([
+  "allow user=*",
+  "deny own=*",
+  "deny send_type=method_call",
+  "allow send_type=signal",
+  "allow send_requested_reply=true send_type=method_return",
+  "allow send_requested_reply=true send_type=error",
+  "allow receive_type=method_call",
+  "allow receive_type=method_return",
+  "allow receive_type=error",
+  "allow receive_type=signal",
+  "allow send_destination=org.freedesktop.DBus send_interface=org.freedesktop.DBus",
+  "allow send_destination=org.freedesktop.DBus send_interface=org.freedesktop.DBus.Introspectable",
+]);
 
 export interface PrivateBusOptions {
   /** The <policy> elements; everything allowed by default. */
