@@ -10,7 +10,7 @@
 // docs/EVENTS.md lists every channel with its payload and who publishes it.
 
 import { channel as namedChannel } from "node:diagnostics_channel";
-import type { ClientProperty, ClientView } from "./clients/contract.js";
+import type { ClientProperty, ClientView, Refusal } from "./clients/contract.js";
 
 /** A channel whose messages are all of type T. */
 export interface Channel<T> {
@@ -46,9 +46,7 @@ function channel<T>(name: string): Channel<T> {
 /** Why a peer did not get a secret. The values are metric label values too. */
 export type RefusalReason =
   | "unknown_key" // no client has the peer's key ID (or fingerprint)
-  | "disabled" // the client is disabled
-  | "denied" // an operator or approved_by_default denied it
-  | "approval_timeout" // approval was still pending when the client gave up or the delay ran out
+  | Refusal // the registry's: disabled; denied (by an operator or approved_by_default); approval_timeout
   | "removed" // the client was removed (SIGHUP, D-Bus) while its request waited
   | "bad_version" // the protocol line was missing, too long or not version 1
   | "tls_error"; // the handshake failed (alert, malformed or tampered message)

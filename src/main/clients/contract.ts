@@ -5,8 +5,7 @@
 // implementation of this same interface.)
 
 import type { ClientSettings } from "./settings.js";
-import type { RefusalReason } from "../events.js";
-import type { ClientPatch } from "./runtime-settings.js";
+import type { ClientPatch, ClientProperty } from "./runtime-settings.js";
 
 /** A read-only snapshot of one client, named after the D-Bus properties (DBUS-API). */
 export interface ClientView {
@@ -35,12 +34,7 @@ export interface ClientView {
   readonly lastCheckerStatus: number;
 }
 
-/** The D-Bus property names of a client, as changed-property events name them. */
-export type ClientProperty =
-  | "ApprovalDelay" | "ApprovalDuration" | "ApprovalPending" | "ApprovedByDefault"
-  | "Checker" | "CheckerRunning" | "Created" | "Enabled" | "Expires" | "ExtendedTimeout"
-  | "Fingerprint" | "Host" | "Interval" | "KeyID" | "LastApprovalRequest" | "LastCheckedOK"
-  | "LastCheckerStatus" | "LastEnabled" | "Name" | "Secret" | "Timeout";
+export type { ClientProperty };
 
 export type RegistryEvent =
   | { readonly type: "client-added"; readonly client: ClientView }
@@ -68,7 +62,7 @@ export type RegistryEvent =
   | { readonly type: "client-not-found"; readonly keyId: string; readonly address: string };
 
 /** Why the registry refused a known client its secret (a rejected event says so too). */
-export type Refusal = Extract<RefusalReason, "disabled" | "denied" | "approval_timeout">;
+export type Refusal = "disabled" | "denied" | "approval_timeout";
 
 /**
  * What a connection gets when it asks for a client's secret. Besides a

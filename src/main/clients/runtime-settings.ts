@@ -9,8 +9,14 @@
 // Row order is the order of the state file's "config" and "current"
 // objects (docs/STATE.md); do not reorder rows.
 
-import type { ClientProperty } from "./contract.js";
 import type { ClientSettings } from "./settings.js";
+
+/** The D-Bus property names of a client, as changed-property events name them. */
+export type ClientProperty =
+  | "ApprovalDelay" | "ApprovalDuration" | "ApprovalPending" | "ApprovedByDefault"
+  | "Checker" | "CheckerRunning" | "Created" | "Enabled" | "Expires" | "ExtendedTimeout"
+  | "Fingerprint" | "Host" | "Interval" | "KeyID" | "LastApprovalRequest" | "LastCheckedOK"
+  | "LastCheckerStatus" | "LastEnabled" | "Name" | "Secret" | "Timeout";
 
 /**
  * How a value is compared and carried:
