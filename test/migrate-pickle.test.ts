@@ -8,7 +8,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { dumpJson, makeFleetRoot, mandosCtl, startOurServer, startPrivateBus, startReference, DBUS_DAEMON, type Fleet, type PrivateBus } from "./helpers/dbus.js";
 import { MANDOS_CLIENT, MANDOS_CTL, MANDOS_KEYGEN, MANDOS_REFERENCE, missing } from "./helpers/peers.js";
@@ -26,39 +26,6 @@ function stable(record: Record<string, unknown>): Record<string, unknown> {
   return Object.fromEntries(Object.entries(record).filter(([k]) => !VOLATILE.has(k)));
 }
 
-/**
- * What the reference needs to save its state reliably from a test:
- * - its PGPEngine keeps a gpg home in TMPDIR, and other test runs clean
- *   /tmp/mandos-* up: a private TMPDIR;
- * - gpg 2 starts an agent in that home, and when PGPEngine deletes the
- *   home's files the agent removes its other sockets under it, and the
- *   reference fails on the vanished file and saves nothing: a gpg (found
- *   through a gpgconf, as PGPEngine looks it up) that stops its agent
- *   before returning.
- */
-function referenceGpgEnvironment(root: string): { TMPDIR: string; PATH: string } {
-  const tmp = join(root, "tmp");
-  mkdirSync(tmp);
-  chmodSync(tmp, 0o1777);
-  const bin = join(root, "gpg-bin");
-  mkdirSync(bin);
-  chmodSync(bin, 0o755);
-  writeFileSync(join(bin, "gpg"), [
-    "#!/bin/sh",
-    'home=""; prev=""',
-    'for a in "$@"; do [ "$prev" = "--homedir" ] && home="$a"; prev="$a"; done',
-    '/usr/bin/gpg "$@"; rc=$?',
-    'if [ -n "$home" ]; then',
-    '  /usr/bin/gpgconf --homedir "$home" --kill gpg-agent >/dev/null 2>&1',
-    '  n=0; while [ -e "$home/S.gpg-agent" ] && [ $n -lt 100 ]; do sleep 0.05; n=$((n+1)); done',
-    "fi",
-    "exit $rc",
-    "",
-  ].join("\n"), { mode: 0o755 });
-  writeFileSync(join(bin, "gpgconf"), `#!/bin/sh\necho "gpg:OpenPGP:${bin}/gpg"\n`, { mode: 0o755 });
-  return { TMPDIR: tmp, PATH: `${bin}:${process.env.PATH ?? "/usr/bin:/bin"}` };
-}
-
 describe("switching from the Python server: our server takes over its clients.pickle", { skip }, () => {
   let root = "";
   let fleet: Fleet;
@@ -73,17 +40,7 @@ describe("switching from the Python server: our server takes over its clients.pi
     state = join(root, "state");
     mkdirSync(state);
     bus = await startPrivateBus();
-    const saved = { TMPDIR: process.env.TMPDIR, PATH: process.env.PATH };
-    Object.assign(process.env, referenceGpgEnvironment(root));
-    let reference;
-    try {
-      reference = await startReference(fleet.conf, state, bus.address, true);
-    } finally {
-      for (const [k, v] of Object.entries(saved)) {
-        if (v === undefined) delete process.env[k];
-        else process.env[k] = v;
-      }
-    }
+    const reference = await startReference(fleet.conf, state, bus.address, true);
     try {
       for (const change of [
         ["--disable", "alpha"],

@@ -4,7 +4,7 @@
 // here is killed by its stop(), or at exit at the latest.
 
 import { spawn, type ChildProcess } from "node:child_process";
-import { chmodSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startPrivateBus as startBareBus, type PrivateBus } from "./private-bus.js";
@@ -165,17 +165,57 @@ export function openToServerUser(conf: string, state: string): void {
 export { freePort };
 
 /**
+ * What the reference needs to save its state reliably from a test:
+ * - its PGPEngine keeps a gpg home in TMPDIR, and other test runs clean
+ *   /tmp/mandos-* up: a private TMPDIR;
+ * - gpg 2 starts an agent in that home, and when PGPEngine deletes the
+ *   home's files the agent removes its other sockets under it, and the
+ *   reference fails on the vanished file and saves nothing: a gpg (found
+ *   through a gpgconf, as PGPEngine looks it up) that stops its agent
+ *   before returning.
+ */
+export function referenceGpgEnvironment(root: string): { TMPDIR: string; PATH: string } {
+  const tmp = join(root, "tmp");
+  mkdirSync(tmp);
+  chmodSync(tmp, 0o1777);
+  const bin = join(root, "gpg-bin");
+  mkdirSync(bin);
+  chmodSync(bin, 0o755);
+  writeFileSync(join(bin, "gpg"), [
+    "#!/bin/sh",
+    'home=""; prev=""',
+    'for a in "$@"; do [ "$prev" = "--homedir" ] && home="$a"; prev="$a"; done',
+    '/usr/bin/gpg "$@"; rc=$?',
+    'if [ -n "$home" ]; then',
+    '  /usr/bin/gpgconf --homedir "$home" --kill gpg-agent >/dev/null 2>&1',
+    '  n=0; while [ -e "$home/S.gpg-agent" ] && [ $n -lt 100 ]; do sleep 0.05; n=$((n+1)); done',
+    "fi",
+    "exit $rc",
+    "",
+  ].join("\n"), { mode: 0o755 });
+  writeFileSync(join(bin, "gpgconf"), `#!/bin/sh\necho "gpg:OpenPGP:${bin}/gpg"\n`, { mode: 0o755 });
+  return { TMPDIR: tmp, PATH: `${bin}:${process.env.PATH ?? "/usr/bin:/bin"}` };
+}
+
+/**
  * Starts the Python reference server in the foreground on the private bus
  * at `address`, in its own process group (it forks helpers), and waits
  * until it listens and owns its bus name.
  */
 export async function startReference(conf: string, state: string, address: string, restore = false): Promise<ReferenceServer> {
   openToServerUser(conf, state);
+  // The reference drops to _mandos, which must reach its TMPDIR in here.
+  const gpgRoot = mkdtempSync(join(tmpdir(), "mandos-ts-ref-"));
+  chmodSync(gpgRoot, 0o755);
   const chosen = await freePort();
   const child: ChildProcess = spawn(
     MANDOS_REFERENCE,
     ["--foreground", "--debug", "--no-zeroconf", "--address", "::1", "--port", String(chosen), "--configdir", conf, "--statedir", state, ...(restore ? [] : ["--no-restore"])],
-    { stdio: ["ignore", "pipe", "pipe"], detached: true, env: { ...process.env, DBUS_SYSTEM_BUS_ADDRESS: address } },
+    {
+      stdio: ["ignore", "pipe", "pipe"],
+      detached: true,
+      env: { ...process.env, DBUS_SYSTEM_BUS_ADDRESS: address, ...referenceGpgEnvironment(gpgRoot) },
+    },
   );
   const pid = child.pid!;
   groups.add(pid);
@@ -214,6 +254,7 @@ export async function startReference(conf: string, state: string, address: strin
     }
     signal("SIGKILL");
     groups.delete(pid);
+    rmSync(gpgRoot, { recursive: true, force: true });
   };
   try {
     await waitForBusName(address);
