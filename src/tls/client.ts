@@ -224,9 +224,9 @@ export class TlsClient extends TlsEndpoint {
   #middleboxSent = false;
 
   /**
-   * The records received since the last task, as the next task, built when
-   * taken so that one that carries all that a read brought (not one task per
-   * record); one task at a time, so that each carries on from the last.
+   * The next flight task: the records received since the last one. Built
+   * when taken, so that it carries all that a read brought rather than one
+   * record; one task at a time, each going on where the last stopped.
    */
   #flightTask(): HandshakeTask | null {
     const state = this.#state;

@@ -4,7 +4,9 @@
 // check the server's flight (EncryptedExtensions, [CertificateRequest],
 // Certificate with a raw public key, CertificateVerify, Finished), and build
 // our own Finished flight. This is what a worker thread runs (docs/PROTOCOL.md, "Design rules");
-// input and output are plain data.
+// input and output are plain data. A flight that arrives in several reads
+// goes through several tasks, each given only the records that are new and
+// the FlightProgress the previous one returned: every record is opened once.
 //
 // Validation, step by step, each failure one alert (RFC 8446 §6.2):
 //   1. ECDHE with the server's share                    -> illegal_parameter
@@ -40,6 +42,7 @@ import {
   keyFitsScheme,
   keyId,
   parseSpki,
+  requireCanonicalSpki,
   sealRecord,
   openRecord,
   trafficKeys,
@@ -209,8 +212,10 @@ export function processServerFlight(task: ServerFlightTask): ServerFlightResult 
               throw new TlsError("TLS_UNSUPPORTED_EXTENSION", "unsolicited extensions in the server's Certificate entry");
             }
             peerSpki = Buffer.from(cert.entries[0]!.data);
+            // The policy first: it needs no crypto, and the DER check costs a re-encoding.
             peerKey = parseSpki(peerSpki);
             admitPeerKey(peerKey, task.offeredSchemes);
+            requireCanonicalSpki(peerKey, peerSpki);
             expect = "CV";
             break;
           }

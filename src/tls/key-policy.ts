@@ -3,8 +3,8 @@
 // priority string admits (a key that fits a signature scheme we offered)
 // and what GnuTLS would take: Ed25519, Ed448, ECDSA on the named curves of
 // those schemes, RSA (rsaEncryption) with a modulus and exponent in the
-// bounds of limits.ts. The DER exactness of the SPKI is parseSpki's
-// (crypto.ts), so that one key has one key ID.
+// bounds of limits.ts. The DER exactness of the SPKI is checked after
+// this, by requireCanonicalSpki (crypto.ts), so that one key has one key ID.
 
 import { schemeByCode } from "./constants.js";
 import { keyFitsScheme } from "./crypto.js";
