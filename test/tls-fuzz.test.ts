@@ -3,7 +3,7 @@
 // roles, with its invariants (no exception, one error event per failure,
 // nothing after it, no completion on an altered handshake, bounded time,
 // output and heap). Also the corpus itself: every recorded flight must
-// still complete, or the corpus is stale (re-record: test/fuzz/record-corpus.ts).
+// still complete, or the corpus is stale (re-record: bench/record-fuzz-corpus.ts).
 
 import { test } from "node:test";
 import assert from "node:assert/strict";

@@ -1,5 +1,5 @@
 // The fuzz corpus (test/data/tls-corpus/*.json): real streams of bytes one
-// peer sent to our engine, recorded by record-corpus.ts from GnuTLS
+// peer sent to our engine, recorded by bench/record-fuzz-corpus.ts from GnuTLS
 // (gnutls-serv, gnutls-cli) and from our own roles. A client-role entry
 // keeps the ephemeral key share and randoms our client used, so that a
 // client rebuilt from them sends the same ClientHello and the recorded

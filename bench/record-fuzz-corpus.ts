@@ -1,9 +1,10 @@
-// Records the fuzz corpus (corpus.ts) into test/data/tls-corpus: our client
+// Records the fuzz corpus (test/fuzz/corpus.ts) into test/data/tls-corpus: our client
 // role's handshakes against gnutls-serv and against our own server role,
 // and gnutls-cli's bytes to our server role. Run by hand when the engine's
 // ClientHello changes (a recorded flight then no longer completes, and
 // test/tls-fuzz.test.ts says so):
-//   npx tsc -p . && node dist/test/fuzz/record-corpus.js
+//   npx tsc -p . && node dist/bench/record-fuzz-corpus.js
+// (Not under test/: node --test would run it, and it rewrites the corpus.)
 
 import { spawn } from "node:child_process";
 import { createPublicKey, randomBytes } from "node:crypto";
@@ -12,11 +13,11 @@ import { connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
-import { EngineDriver, TlsClient, TlsServer, parsePriority, runLoopback, type TlsEngine } from "../../src/tls/index.js";
-import { FaultyServer } from "../helpers/faulty-server.js";
-import { GNUTLS_CLI, GNUTLS_SERV } from "../helpers/peers.js";
-import { makeKey, type KeyKind } from "../helpers/tls-pair.js";
-import { CORPUS_DIR, ephemeralOf, type CorpusEntry } from "./corpus.js";
+import { EngineDriver, TlsClient, TlsServer, parsePriority, runLoopback, type TlsEngine } from "../src/tls/index.js";
+import { FaultyServer } from "../test/helpers/faulty-server.js";
+import { GNUTLS_CLI, GNUTLS_SERV } from "../test/helpers/peers.js";
+import { makeKey, type KeyKind } from "../test/helpers/tls-pair.js";
+import { CORPUS_DIR, ephemeralOf, type CorpusEntry } from "../test/fuzz/corpus.js";
 
 const MANDOS = "SECURE128:!CTYPE-X.509:+CTYPE-RAWPK:!RSA:!VERS-ALL:+VERS-TLS1.3:%PROFILE_ULTRA";
 const OURS = "SECURE128:+CTYPE-RAWPK:-VERS-ALL:+VERS-TLS1.3";

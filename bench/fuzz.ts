@@ -1,12 +1,13 @@
-// `npm run fuzz`: the engine's fuzz target (engine-fuzz.ts) for as long as
-// asked. Prints progress every 10,000 inputs and every violation, and exits
+// `npm run fuzz`: the engine's fuzz target (test/fuzz/engine-fuzz.ts) for
+// as long as asked. Here, not under test/: node --test runs every file
+// under a test/ directory, and this one runs for minutes. Prints progress every 10,000 inputs and every violation, and exits
 // 1 if there was one.
 //   npm run fuzz -- --inputs 1000000 --seed 7
 
 import { parseArgs } from "node:util";
 import { performance } from "node:perf_hooks";
-import { loadCorpus } from "./corpus.js";
-import { runFuzz } from "./engine-fuzz.js";
+import { loadCorpus } from "../test/fuzz/corpus.js";
+import { runFuzz } from "../test/fuzz/engine-fuzz.js";
 
 const { values } = parseArgs({
   options: {
