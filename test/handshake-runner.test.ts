@@ -1,11 +1,14 @@
 // The worker pool's batching: many tasks submitted at once all come back,
 // each to its own caller, in a handful of batches; a task that throws on the
-// worker fails alone, not its batch; a closed runner rejects queued work.
+// worker fails alone, not its batch; a flight's progress crosses from task
+// to task; a closed runner rejects queued work.
 
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { createHandshakeRunner } from "../src/main/serve/handshake-runner.js";
-import { DEFAULT_PRIORITY, parsePriority, type HandshakeTask, type NamedGroup } from "../src/tls/index.js";
+import { DEFAULT_PRIORITY, EngineDriver, parsePriority, type HandshakeTask, type NamedGroup, type TlsEvent } from "../src/tls/index.js";
+import { openFlight } from "./helpers/tls-flight.js";
+import { makeKey } from "./helpers/tls-pair.js";
 
 const settings = parsePriority(DEFAULT_PRIORITY);
 
@@ -36,6 +39,34 @@ describe("the worker pool runner", () => {
       const bad = { kind: "key-share", group: "no-such-group" } as unknown as HandshakeTask;
       const outcomes = await Promise.allSettled([good, good, bad, good, good].map((t) => runner.run(t)));
       assert.deepEqual(outcomes.map((o) => o.status), ["fulfilled", "fulfilled", "rejected", "fulfilled", "fulfilled"]);
+    } finally {
+      await runner.close();
+    }
+  });
+
+  it("carries a flight's progress from task to task across the thread boundary", { timeout: 30_000 }, async () => {
+    // A flight in 7-byte records, fed a byte at a time: many tasks, each
+    // going on from the FlightProgress the previous one returned (structured-cloned).
+    const runner = createHandshakeRunner(1, settings);
+    try {
+      const { client, flight } = openFlight({ key: makeKey("p256"), faults: { fragment: 7 } });
+      const events: TlsEvent[] = [];
+      let tasks = 0;
+      let settle: () => void = () => undefined;
+      const quiet = new Promise<void>((resolve) => (settle = resolve));
+      const driver = new EngineDriver(
+        client,
+        { write: () => undefined, event: (e) => (events.push(e), settle()) },
+        (task) => (tasks++, runner.run(task)),
+      );
+      for (const byte of flight) {
+        driver.receive(Buffer.of(byte));
+        // Let a task that is out come back now and then, so that several run.
+        if (byte % 16 === 0) await new Promise((r) => setImmediate(r));
+      }
+      await quiet;
+      assert.equal(events[0]?.type, "handshake-complete", JSON.stringify(events[0]));
+      assert.ok(tasks > 1, `${tasks} tasks`);
     } finally {
       await runner.close();
     }

@@ -5,7 +5,7 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { createHash, generateKeyPairSync, randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { TlsClient, TlsServer, generateEphemeralKeyShares, keyId, parsePriority } from "../src/tls/index.js";
 import { MAX_HANDSHAKE_BUFFER_BYTES } from "../src/tls/limits.js";
 import { errorOf, makeKey, runPair, type KeyKind } from "./helpers/tls-pair.js";
@@ -116,7 +116,7 @@ const negatives: Array<{ name: string; options: Parameters<typeof runPair>[0]; c
   },
   {
     name: "a key of the wrong type for the signature scheme",
-    options: { faults: { presentKey: generateKeyPairSync("x25519").publicKey.export({ type: "spki", format: "der" }) } },
+    options: { faults: { presentKey: makeKey("p256").publicKeySpki } },
     code: "TLS_ILLEGAL_PARAMETER",
     alert: 47,
   },
@@ -131,9 +131,9 @@ const negatives: Array<{ name: string; options: Parameters<typeof runPair>[0]; c
   {
     name: "a signature scheme we did not offer",
     options: {
-      clientPriority: "NONE:+VERS-TLS1.3:+CTYPE-RAWPK:+AES-128-GCM:+GROUP-ALL:+SIGN-EDDSA-ED25519",
-      key: makeKey("ed448"),
-      faults: { scheme: "ed448" },
+      clientPriority: "NONE:+VERS-TLS1.3:+CTYPE-RAWPK:+AES-128-GCM:+GROUP-ALL:+SIGN-EDDSA-ED25519:+SIGN-RSA-PSS-RSAE-SHA256",
+      key: makeKey("rsa"),
+      faults: { scheme: "rsa_pss_rsae_sha512" },
     },
     code: "TLS_ILLEGAL_PARAMETER",
     alert: 47,

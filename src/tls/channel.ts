@@ -7,7 +7,7 @@ import { AlertDescription, ContentType, HandshakeType, type CipherSuiteInfo } fr
 import { nextTrafficSecret, openRecord, sealRecord, trafficKeys, type TrafficKeys } from "./crypto.js";
 import { TlsError, peerAlertError } from "./errors.js";
 import { encodeKeyUpdate, parseKeyUpdate } from "./messages.js";
-import { MAX_KEY_UPDATES_IN_A_ROW, MAX_PLAINTEXT } from "./limits.js";
+import { MAX_KEY_UPDATES, MAX_PLAINTEXT } from "./limits.js";
 import { HandshakeAssembler, type RawRecord } from "./record.js";
 
 interface Direction {
@@ -49,7 +49,6 @@ export class ApplicationChannel {
     const opened = openRecord(this.#suite, this.#read.keys, this.#read.seq++, record.header, record.body);
     switch (opened.type) {
       case ContentType.ApplicationData:
-        this.#keyUpdates = 0;
         return { kind: "data", data: Buffer.from(opened.content) };
       case ContentType.Alert: {
         if (opened.content.length !== 2) throw new TlsError("TLS_DECODE", "malformed alert");
@@ -66,7 +65,7 @@ export class ApplicationChannel {
           if (msg.type !== HandshakeType.KeyUpdate) {
             throw new TlsError("TLS_UNEXPECTED_MESSAGE", `handshake message ${msg.type} after the handshake`);
           }
-          if (++this.#keyUpdates > MAX_KEY_UPDATES_IN_A_ROW) throw new TlsError("TLS_UNEXPECTED_MESSAGE", "KeyUpdate flood");
+          if (++this.#keyUpdates > MAX_KEY_UPDATES) throw new TlsError("TLS_UNEXPECTED_MESSAGE", "KeyUpdate flood");
           // RFC 8446 §5.1: a KeyUpdate must end its record.
           if (this.#post.partial) throw new TlsError("TLS_UNEXPECTED_MESSAGE", "KeyUpdate not at a record boundary");
           const { requestUpdate } = parseKeyUpdate(msg.body);

@@ -17,12 +17,13 @@
 import { ContentType, HandshakeType, groupByCode, suiteByCode, suiteByName, type CipherSuiteInfo, type NamedGroup, type SignatureScheme } from "./constants.js";
 import { digest, type KeyShare } from "./crypto.js";
 import { TlsError, fromErrorData, type TlsErrorData } from "./errors.js";
-import { schemeCodes, type FlightHandshakeState, type ProtectedRecord, type ServerFlightResult } from "./flight.js";
+import { schemeCodes, type FlightProgress, type ServerFlightResult } from "./flight.js";
+import { FlightBuffer } from "./flight-buffer.js";
 import { ApplicationChannel } from "./channel.js";
 import { TlsEndpoint, plainAlert } from "./endpoint.js";
 import { encodeClientHello, messageHash, parseServerHello } from "./messages.js";
 import type { TlsSettings } from "./priority.js";
-import { HandshakeAssembler, plainRecord, type RawRecord } from "./record.js";
+import { HandshakeAssembler, RecordFramer, plainRecord, type RawRecord } from "./record.js";
 import { sealRecord, trafficKeys } from "./crypto.js";
 import type { EphemeralKeyShares, HandshakeTask, HandshakeTaskResult } from "./tasks.js";
 
@@ -50,10 +51,10 @@ type ClientState =
       readonly share: KeyShare;
       readonly serverShare: Buffer;
       readonly transcript: Buffer;
-      readonly records: ProtectedRecord[];
-      handshake: FlightHandshakeState | undefined;
-      /** Records the outstanding task covers; -1 when none is out. */
-      taskCovers: number;
+      /** Records not yet through a task, and those the task that is out has. */
+      readonly flight: FlightBuffer;
+      /** Where the last task stopped; each record goes through one task only. */
+      progress: FlightProgress | undefined;
     }
   | { readonly name: "Done" };
 
@@ -87,7 +88,7 @@ export class TlsClient extends TlsEndpoint {
 
   takeTask(): HandshakeTask | null {
     if (this.failed) return null;
-    const task = this.#task;
+    const task = this.#task ?? this.#flightTask();
     if (task) {
       this.#task = null;
       this.#taskOut = true;
@@ -137,9 +138,8 @@ export class TlsClient extends TlsEndpoint {
         return;
       case "ExpectServerFlight":
         if (rec.type !== ContentType.ApplicationData) throw new TlsError("TLS_UNEXPECTED_MESSAGE", `unprotected record type ${rec.type} after ServerHello`);
-        // Bounded by MAX_HANDSHAKE_BUFFER_BYTES (endpoint.ts) until the flight is checked.
-        state.records.push({ header: Buffer.from(rec.header), body: Buffer.from(rec.body) });
-        this.#scheduleFlight(state);
+        // Bounded by MAX_HANDSHAKE_BUFFER_BYTES (endpoint.ts) and MAX_FLIGHT_RECORDS until the flight is checked.
+        state.flight.append(rec.header, rec.body);
         return;
       case "AwaitKeyShare":
         throw new TlsError("TLS_UNEXPECTED_MESSAGE", "data before our second ClientHello");
@@ -148,6 +148,13 @@ export class TlsClient extends TlsEndpoint {
       case "Done":
         return;
     }
+  }
+
+  protected override onChangeCipherSpec(rec: RawRecord): void {
+    // Kept in its place among the flight's records: the flight task drops it
+    // before the server's Finished, and after it the replay refuses it, as a
+    // change_cipher_spec that arrives once we are connected is refused.
+    if (this.#state.name === "ExpectServerFlight") this.#state.flight.append(rec.header, rec.body);
   }
 
   #onServerHello(state: Extract<ClientState, { name: "ExpectServerHello" }>, raw: Buffer, body: Buffer): void {
@@ -192,9 +199,8 @@ export class TlsClient extends TlsEndpoint {
       share,
       serverShare: sh.keyShare!.key,
       transcript: Buffer.concat([state.transcript, raw]),
-      records: [],
-      handshake: undefined,
-      taskCovers: -1,
+      flight: new FlightBuffer(),
+      progress: undefined,
     };
   }
 
@@ -217,19 +223,24 @@ export class TlsClient extends TlsEndpoint {
 
   #middleboxSent = false;
 
-  #scheduleFlight(state: Extract<ClientState, { name: "ExpectServerFlight" }>): void {
-    if (this.#taskOut || this.#task || state.records.length === 0 || state.taskCovers >= state.records.length) return;
-    state.taskCovers = state.records.length;
-    this.#task = {
+  /**
+   * The next flight task: the records received since the last one. Built
+   * when taken, so that it carries all that a read brought rather than one
+   * record; one task at a time, each going on where the last stopped.
+   */
+  #flightTask(): HandshakeTask | null {
+    const state = this.#state;
+    if (this.#taskOut || state.name !== "ExpectServerFlight" || state.flight.unhanded === 0) return null;
+    return {
       kind: "server-flight",
       suite: state.suite.code,
       share: state.share,
       serverShare: state.serverShare,
       transcript: state.transcript,
-      records: state.records.slice(),
+      records: state.flight.hand(),
       offeredSchemes: schemeCodes(this.#settings.signatureSchemes),
       middleboxCompat: this.#middlebox && !this.#middleboxSent,
-      handshake: state.handshake,
+      progress: state.progress,
     };
   }
 
@@ -238,8 +249,8 @@ export class TlsClient extends TlsEndpoint {
     if (state.name !== "ExpectServerFlight") return;
     switch (result.status) {
       case "incomplete":
-        state.handshake = result.handshake;
-        this.#scheduleFlight(state);
+        state.progress = result.progress;
+        state.flight.release();
         return;
       case "error":
         if (result.alertRecord) this.output(Buffer.from(result.alertRecord));
@@ -263,11 +274,11 @@ export class TlsClient extends TlsEndpoint {
           group: state.group,
           signatureScheme: result.signatureScheme as SignatureScheme,
         });
-        // Records after the server's Finished are under the application keys.
-        for (const rec of state.records.slice(result.consumedRecords)) {
-          const header = Buffer.from(rec.header);
-          this.receiveRecord({ type: header[0]!, header, body: Buffer.from(rec.body) });
-        }
+        // Records after the server's Finished are under the application keys
+        // (a change_cipher_spec among them is refused, however the bytes were split).
+        const after = new RecordFramer();
+        after.push(state.flight.after(result.consumedBytes));
+        for (let rec = after.next(); rec && !this.failed; rec = after.next()) this.receiveRecord(rec);
         return;
       }
     }
@@ -275,9 +286,9 @@ export class TlsClient extends TlsEndpoint {
 
   protected handshakeAlert(description: number): Buffer {
     const state = this.#state;
-    if (state.name === "ExpectServerFlight" && state.handshake) {
+    if (state.name === "ExpectServerFlight" && state.progress) {
       // The server already reads under its handshake keys (RFC 8446 §4.4.1).
-      const keys = trafficKeys(state.suite, state.handshake.clientHandshakeTraffic);
+      const keys = trafficKeys(state.suite, state.progress.handshake.clientHandshakeTraffic);
       return sealRecord(state.suite, keys, 0n, ContentType.Alert, Buffer.of(2, description));
     }
     return plainAlert(description);

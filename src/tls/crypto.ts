@@ -385,18 +385,39 @@ const SPKI_PREFIX: ReadonlyArray<{ prefix: Buffer; length: number; jwk: (raw: Bu
   },
 ];
 
+function fixedSizeKind(der: Buffer): (typeof SPKI_PREFIX)[number] | undefined {
+  return SPKI_PREFIX.find((p) => der.length === p.prefix.length + p.length && der.subarray(0, p.prefix.length).equals(p.prefix));
+}
+
 /** Parses a DER SubjectPublicKeyInfo; anything unparsable is bad_certificate. */
 export function parseSpki(spki: Uint8Array): KeyObject {
   const der = Buffer.from(spki.buffer, spki.byteOffset, spki.byteLength);
   try {
-    for (const p of SPKI_PREFIX) {
-      if (der.length === p.prefix.length + p.length && der.subarray(0, p.prefix.length).equals(p.prefix)) {
-        return createPublicKey({ key: p.jwk(der.subarray(p.prefix.length)), format: "jwk" });
-      }
-    }
+    const fixed = fixedSizeKind(der);
+    if (fixed) return createPublicKey({ key: fixed.jwk(der.subarray(fixed.prefix.length)), format: "jwk" });
     return createPublicKey({ key: Buffer.from(der), format: "der", type: "spki" });
   } catch {
     throw new TlsError("TLS_BAD_CERTIFICATE", "the raw public key is not a valid SubjectPublicKeyInfo");
+  }
+}
+
+/**
+ * Whether `spki` is exactly the DER encoding of `key`, parsed from it. Not
+ * (trailing bytes, a needless leading zero, a compressed point) is
+ * bad_certificate, as GnuTLS's DER decoder refuses it
+ * (GNUTLS_E_ASN1_DER_ERROR): the key ID hashes these bytes, and one key
+ * must have one key ID. A re-encoding costs about what the parse did;
+ * the fixed-size kinds of SPKI_PREFIX are exact by construction and skip it.
+ */
+export function requireCanonicalSpki(key: KeyObject, spki: Uint8Array): void {
+  const der = Buffer.from(spki.buffer, spki.byteOffset, spki.byteLength);
+  if (fixedSizeKind(der)) return;
+  // OpenSSL re-encodes a compressed EC point compressed; GnuTLS takes
+  // uncompressed points only (X9.62 form 4), so the canonical form goes
+  // through JWK, which has no compressed form.
+  const canonical = key.asymmetricKeyType === "ec" ? createPublicKey({ key: key.export({ format: "jwk" }), format: "jwk" }) : key;
+  if (!canonical.export({ type: "spki", format: "der" }).equals(der)) {
+    throw new TlsError("TLS_BAD_CERTIFICATE", "the raw public key is not in DER");
   }
 }
 

@@ -53,6 +53,12 @@ export abstract class TlsEndpoint {
   protected abstract onHandshakeRecord(record: RawRecord): void;
   /** A fatal alert as the record the current handshake state sends it in. */
   protected abstract handshakeAlert(description: number): Buffer;
+  /**
+   * A well-formed change_cipher_spec while handshaking; dropped unless the
+   * role must know where it fell (after the peer's Finished it is refused,
+   * RFC 8446 §5, and the client role learns where Finished ends only later).
+   */
+  protected onChangeCipherSpec(_record: RawRecord): void {}
 
   /** The state's name, for logs and tests. */
   get state(): string {
@@ -140,6 +146,7 @@ export abstract class TlsEndpoint {
       if (this.#channel || rec.body.length !== 1 || rec.body[0] !== 1) {
         throw new TlsError("TLS_UNEXPECTED_MESSAGE", "change_cipher_spec out of place");
       }
+      this.onChangeCipherSpec(rec);
       return;
     }
     if (this.#channel) {

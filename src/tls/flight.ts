@@ -4,14 +4,19 @@
 // check the server's flight (EncryptedExtensions, [CertificateRequest],
 // Certificate with a raw public key, CertificateVerify, Finished), and build
 // our own Finished flight. This is what a worker thread runs (docs/PROTOCOL.md, "Design rules");
-// input and output are plain data.
+// input and output are plain data. A flight that arrives in several reads
+// goes through several tasks, each given only the records that are new and
+// the FlightProgress the previous one returned: every record is opened once.
 //
 // Validation, step by step, each failure one alert (RFC 8446 §6.2):
 //   1. ECDHE with the server's share                    -> illegal_parameter
 //   2. each record opens with the server handshake key  -> bad_record_mac
 //   3. messages arrive in order EE, [CR], Cert, CV, Fin -> unexpected_message
 //   4. EE names RawPublicKey as the server cert type    -> unsupported_certificate
-//   5. Certificate holds exactly one SPKI               -> decode_error / bad_certificate
+//   5. Certificate holds exactly one SPKI, no entry
+//      extensions, in DER exactly, of a kind and size
+//      we admit (key-policy.ts)                        -> decode_error / bad_certificate /
+//                                                         unsupported_extension / unsupported_certificate
 //   6. CertificateVerify uses an offered scheme fitting
 //      the key, and its signature verifies               -> illegal_parameter / decrypt_error
 //   7. Finished MAC matches (constant time)              -> decrypt_error
@@ -37,6 +42,7 @@ import {
   keyFitsScheme,
   keyId,
   parseSpki,
+  requireCanonicalSpki,
   sealRecord,
   openRecord,
   trafficKeys,
@@ -44,6 +50,7 @@ import {
   type KeyShare,
   type TrafficKeys,
 } from "./crypto.js";
+import { admitPeerKey } from "./key-policy.js";
 import { TlsError, peerAlertError, toErrorData, type TlsErrorData } from "./errors.js";
 import {
   encodeEmptyCertificate,
@@ -55,16 +62,36 @@ import {
 } from "./messages.js";
 import { CHANGE_CIPHER_SPEC, HandshakeAssembler } from "./record.js";
 
-export interface ProtectedRecord {
-  readonly header: Uint8Array;
-  readonly body: Uint8Array;
-}
-
 /** Secrets after the key agreement; a follow-up task reuses them to skip step 1. */
 export interface FlightHandshakeState {
   readonly handshakeSecret: Uint8Array;
   readonly clientHandshakeTraffic: Uint8Array;
   readonly serverHandshakeTraffic: Uint8Array;
+}
+
+/** The handshake message the flight waits for next (step 3). */
+type Expect = "EE" | "CertOrCR" | "Cert" | "CV" | "Fin";
+
+/**
+ * Where an incomplete flight stopped: everything the next task needs to go
+ * on from the first record it has not seen, so that each record is opened
+ * once whatever the number of tasks (issue 16: re-opening the whole flight
+ * in every task made a flight of one-byte records quadratic). Every field
+ * is bounded by MAX_HANDSHAKE_BUFFER_BYTES.
+ */
+export interface FlightProgress {
+  readonly handshake: FlightHandshakeState;
+  /** Protected records opened so far: the next one's sequence number. */
+  readonly opened: number;
+  readonly expect: Expect;
+  /** The whole handshake messages after ServerHello so far (the rest of the transcript). */
+  readonly messages: Uint8Array;
+  /** The start of a handshake message whose end is still to come. */
+  readonly partial: Uint8Array;
+  readonly peerSpki: Uint8Array | null;
+  readonly requestContext: Uint8Array | null;
+  /** The CertificateVerify's scheme once it verified (a code point). */
+  readonly scheme: number | null;
 }
 
 export interface ServerFlightTask {
@@ -75,21 +102,27 @@ export interface ServerFlightTask {
   readonly serverShare: Uint8Array;
   /** The handshake messages so far, ClientHello..ServerHello (with message_hash after an HRR). */
   readonly transcript: Uint8Array;
-  /** Every protected record since ServerHello, in order (change_cipher_spec records left out). */
-  readonly records: readonly ProtectedRecord[];
+  /**
+   * The records received since the previous task (or since ServerHello),
+   * whole and back to back, headers included, in one buffer: protected
+   * records and the change_cipher_spec records between them (dropped
+   * before the server's Finished, refused after it, RFC 8446 §5).
+   */
+  readonly records: Uint8Array;
   /** Signature schemes we offered (code points). */
   readonly offeredSchemes: readonly number[];
   /** Whether we sent a legacy_session_id (then a change_cipher_spec precedes our Finished). */
   readonly middleboxCompat: boolean;
-  readonly handshake?: FlightHandshakeState | undefined;
+  /** Where the previous task stopped; absent for the first. */
+  readonly progress?: FlightProgress | undefined;
 }
 
 export type ServerFlightResult =
-  | { readonly status: "incomplete"; readonly handshake: FlightHandshakeState }
+  | { readonly status: "incomplete"; readonly progress: FlightProgress }
   | {
       readonly status: "complete";
-      /** Records of `records` that belonged to the handshake; later ones use the application keys. */
-      readonly consumedRecords: number;
+      /** Bytes of `records` up to the end of the server's Finished; later records use the application keys. */
+      readonly consumedBytes: number;
       readonly peerPublicKey: Uint8Array;
       readonly keyId: string;
       readonly signatureScheme: SignatureScheme;
@@ -113,28 +146,42 @@ export function processServerFlight(task: ServerFlightTask): ServerFlightResult 
   let clientHsKeys: TrafficKeys | null = null;
   try {
     if (!suite) throw new TlsError("TLS_INTERNAL", "unknown suite in task");
+    const p = task.progress;
     // Step 1.
-    const handshake = task.handshake ?? keyAgreement(task, suite);
+    const handshake = p?.handshake ?? keyAgreement(task, suite);
     const serverHsKeys = trafficKeys(suite, handshake.serverHandshakeTraffic);
     clientHsKeys = trafficKeys(suite, handshake.clientHandshakeTraffic);
 
-    const transcript: Uint8Array[] = [Buffer.from(task.transcript)];
+    const transcript: Uint8Array[] = [task.transcript];
+    if (p && p.messages.length > 0) transcript.push(p.messages);
     const assembler = new HandshakeAssembler();
-    let expect: "EE" | "CertOrCR" | "Cert" | "CV" | "Fin" = "EE";
-    let peerKey: ReturnType<typeof parseSpki> | null = null;
-    let peerSpki: Buffer | null = null;
-    let requestContext: Buffer | null = null;
-    let scheme: SignatureScheme | null = null;
+    if (p && p.partial.length > 0) assembler.push(p.partial);
+    let opened = p?.opened ?? 0;
+    let expect: Expect = p?.expect ?? "EE";
+    let peerSpki: Buffer | null = p?.peerSpki ? Buffer.from(p.peerSpki) : null;
+    // Parsed again when Certificate and CertificateVerify come in different tasks (KeyObjects do not cross threads).
+    let peerKey: ReturnType<typeof parseSpki> | null = peerSpki && expect === "CV" ? parseSpki(peerSpki) : null;
+    let requestContext: Buffer | null = p?.requestContext ? Buffer.from(p.requestContext) : null;
+    let scheme: SignatureScheme | null = p?.scheme == null ? null : schemeByCode(p.scheme) ?? null;
 
-    for (let i = 0; i < task.records.length; i++) {
-      const rec = task.records[i]!;
+    const records = Buffer.from(task.records.buffer, task.records.byteOffset, task.records.byteLength);
+    for (let at = 0; at < records.length; ) {
+      if (records.length - at < 5) throw new TlsError("TLS_INTERNAL", "torn record in task");
+      const type = records[at]!;
+      const end = at + 5 + records.readUInt16BE(at + 3);
+      if (end > records.length) throw new TlsError("TLS_INTERNAL", "torn record in task");
+      const header = records.subarray(at, at + 5);
+      const body = records.subarray(at + 5, end);
+      at = end;
+      // Checked by the endpoint; before the server's Finished it is dropped (RFC 8446 §5).
+      if (type === ContentType.ChangeCipherSpec) continue;
       // Step 2.
-      const opened = openRecord(suite, serverHsKeys, BigInt(i), rec.header, rec.body);
-      if (opened.type === ContentType.Alert) throw peerAlert(opened.content);
-      if (opened.type !== ContentType.Handshake) {
-        throw new TlsError("TLS_UNEXPECTED_MESSAGE", `record type ${opened.type} during the handshake`);
+      const rec = openRecord(suite, serverHsKeys, BigInt(opened++), header, body);
+      if (rec.type === ContentType.Alert) throw peerAlert(rec.content);
+      if (rec.type !== ContentType.Handshake) {
+        throw new TlsError("TLS_UNEXPECTED_MESSAGE", `record type ${rec.type} during the handshake`);
       }
-      assembler.push(opened.content);
+      assembler.push(rec.content);
       for (let msg = assembler.next(); msg; msg = assembler.next()) {
         // Step 3.
         switch (msg.type) {
@@ -160,8 +207,15 @@ export function processServerFlight(task: ServerFlightTask): ServerFlightResult 
             if (cert.context.length !== 0) throw new TlsError("TLS_ILLEGAL_PARAMETER", "server Certificate with a request context");
             if (cert.entries.length === 0) throw new TlsError("TLS_DECODE", "server sent no key");
             if (cert.entries.length > 1) throw new TlsError("TLS_BAD_CERTIFICATE", "more than one raw public key");
-            peerSpki = Buffer.from(cert.entries[0]!);
+            // RFC 8446 §4.4.2: a server's entry extensions must answer ours, and we ask for none (§4.2: unsupported_extension).
+            if (cert.entries[0]!.extensions.length !== 0) {
+              throw new TlsError("TLS_UNSUPPORTED_EXTENSION", "unsolicited extensions in the server's Certificate entry");
+            }
+            peerSpki = Buffer.from(cert.entries[0]!.data);
+            // The policy first: it needs no crypto, and the DER check costs a re-encoding.
             peerKey = parseSpki(peerSpki);
+            admitPeerKey(peerKey, task.offeredSchemes);
+            requireCanonicalSpki(peerKey, peerSpki);
             expect = "CV";
             break;
           }
@@ -191,7 +245,7 @@ export function processServerFlight(task: ServerFlightTask): ServerFlightResult 
             if (assembler.partial || assembler.next()) {
               throw new TlsError("TLS_UNEXPECTED_MESSAGE", "handshake data after server Finished in the same record");
             }
-            return finish(task, suite, handshake, clientHsKeys, transcript, i + 1, peerSpki, scheme, requestContext);
+            return finish(task, suite, handshake, clientHsKeys, transcript, at, peerSpki, scheme, requestContext);
           }
           default:
             throw unexpected(msg.type);
@@ -199,7 +253,19 @@ export function processServerFlight(task: ServerFlightTask): ServerFlightResult 
         transcript.push(msg.raw);
       }
     }
-    return { status: "incomplete", handshake };
+    return {
+      status: "incomplete",
+      progress: {
+        handshake,
+        opened,
+        expect,
+        messages: transcript.length === 1 ? new Uint8Array(0) : Buffer.concat(transcript.slice(1)),
+        partial: assembler.pending,
+        peerSpki,
+        requestContext,
+        scheme: scheme === null ? null : SIGNATURE_CODES[scheme],
+      },
+    };
   } catch (error) {
     const data = toErrorData(error);
     let alertRecord: Uint8Array | null = null;
@@ -226,7 +292,7 @@ function finish(
   handshake: FlightHandshakeState,
   clientHsKeys: TrafficKeys,
   transcript: Uint8Array[],
-  consumedRecords: number,
+  consumedBytes: number,
   peerSpki: Buffer,
   scheme: SignatureScheme,
   requestContext: Buffer | null,
@@ -246,7 +312,7 @@ function finish(
   out.push(sealRecord(suite, clientHsKeys, seq++, ContentType.Handshake, fin));
   return {
     status: "complete",
-    consumedRecords,
+    consumedBytes,
     peerPublicKey: peerSpki,
     keyId: keyId(peerSpki),
     signatureScheme: scheme,

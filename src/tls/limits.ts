@@ -29,8 +29,38 @@ export const MAX_HANDSHAKE_MESSAGE = 1 << 16;
 export const MAX_HANDSHAKE_BUFFER_BYTES = 2 * (MAX_CIPHERTEXT + 5);
 
 /**
- * KeyUpdates in a row without application data before we call it abuse
- * (unexpected_message). Each costs us a key derivation; an honest peer sends
- * one now and then, never dozens back to back.
+ * Records in the server's encrypted flight, change_cipher_spec included
+ * (decode_error, like the byte bound above: a flight too large in pieces).
+ * GnuTLS sends the flight in one to four records; a peer that fragments to
+ * the bone (our tests cut it into 7-byte records: ~50 for an ECDSA key) stays
+ * far below. Each record costs an AEAD open (~2 µs); MAX_HANDSHAKE_BUFFER_BYTES
+ * alone would allow ~3,000 one-byte records.
  */
-export const MAX_KEY_UPDATES_IN_A_ROW = 32;
+export const MAX_FLIGHT_RECORDS = 256;
+
+/**
+ * KeyUpdates per connection before we call it abuse (unexpected_message).
+ * Each costs us a key derivation; a Mandos connection lives for one secret,
+ * and an honest peer sends one now and then. Counted over the whole
+ * connection: a count that application data reset would let a peer that
+ * interleaves one byte of data make us derive keys without end.
+ */
+export const MAX_KEY_UPDATES = 32;
+
+/**
+ * RSA moduli we accept in the peer's raw public key (unsupported_certificate
+ * outside). Below 2,048 bits is under 112-bit security (NIST SP 800-57,
+ * GnuTLS's GNUTLS_SEC_PARAM_MEDIUM); RSA-768 completed a handshake before
+ * (issue 16). Above 8,192 bits each verification costs us milliseconds that
+ * the peer, who signs nothing, spends nothing on; mandos-keygen makes 4,096.
+ */
+export const MIN_RSA_MODULUS_BITS = 2048;
+export const MAX_RSA_MODULUS_BITS = 8192;
+
+/**
+ * Largest RSA public exponent, in bits (unsupported_certificate above). Key
+ * generators use 65537 (17 bits); verification cost grows with the
+ * exponent's length, and a 3,072-bit exponent made each verification cost
+ * ~12 ms (issue 16). 32 bits is far more than any real key needs.
+ */
+export const MAX_RSA_EXPONENT_BITS = 32;

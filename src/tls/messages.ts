@@ -317,15 +317,21 @@ export function encodeEmptyCertificate(context: Uint8Array): Buffer {
   return handshakeHeader(HandshakeType.Certificate, w.finish());
 }
 
-export function parseCertificate(body: Buffer): { context: Buffer; entries: Buffer[] } {
+export interface CertificateEntry {
+  readonly data: Buffer;
+  /** The entry's extensions block, unparsed (RFC 8446 §4.4.2). */
+  readonly extensions: Buffer;
+}
+
+export function parseCertificate(body: Buffer): { context: Buffer; entries: CertificateEntry[] } {
   const r = new Reader(body);
   const context = r.vector(1, "certificate_request_context");
   const list = r.sub(3, "certificate_list");
   r.end("Certificate");
-  const entries: Buffer[] = [];
+  const entries: CertificateEntry[] = [];
   while (list.remaining > 0) {
-    entries.push(list.vector(3, "cert_data", 1));
-    list.vector(2, "certificate entry extensions");
+    const data = list.vector(3, "cert_data", 1);
+    entries.push({ data, extensions: list.vector(2, "certificate entry extensions") });
   }
   return { context, entries };
 }

@@ -3,8 +3,9 @@
 // be coalesced into a single record or fragmented across several").
 //
 // Invariant: RecordFramer holds at most one incomplete record (≤ 5 + 2^14 +
-// 256 bytes); HandshakeAssembler at most one incomplete message (bounded by
-// MAX_HANDSHAKE_MESSAGE).
+// 256 bytes) beyond what the caller has not yet asked for; HandshakeAssembler
+// at most one incomplete message (bounded by MAX_HANDSHAKE_MESSAGE). Both
+// copy each byte a bounded number of times, however it was split.
 
 import { ContentType } from "./constants.js";
 import { MAX_CIPHERTEXT, MAX_HANDSHAKE_MESSAGE, MAX_PLAINTEXT } from "./limits.js";
@@ -17,12 +18,62 @@ export interface RawRecord {
   readonly body: Buffer;
 }
 
+/**
+ * Bytes received and not yet consumed, as the chunks they came in. Taking
+ * n bytes copies them at most once, so a stream that arrives a byte at a
+ * time costs linear work (issue 16: concatenating the pending bytes on
+ * every push made one-byte reads quadratic).
+ *
+ *   chunks: [c0 c1 c2 ...]   length = sum of their lengths
+ *   peek(n) merges c0..ck into one chunk when c0 is shorter than n
+ */
+class ByteQueue {
+  #chunks: Buffer[] = [];
+  #length = 0;
+
+  get length(): number {
+    return this.#length;
+  }
+
+  push(chunk: Buffer): void {
+    if (chunk.length === 0) return;
+    this.#chunks.push(chunk);
+    this.#length += chunk.length;
+  }
+
+  /** The first n bytes (n <= length), not consumed. */
+  peek(n: number): Buffer {
+    const first = this.#chunks[0]!;
+    if (first.length >= n) return first.subarray(0, n);
+    let k = 0;
+    for (let got = 0; got < n; k++) got += this.#chunks[k]!.length;
+    const merged = Buffer.concat(this.#chunks.slice(0, k));
+    this.#chunks.splice(0, k, merged);
+    return merged.subarray(0, n);
+  }
+
+  /** The first n bytes (n <= length), consumed. */
+  take(n: number): Buffer {
+    const out = this.peek(n);
+    const first = this.#chunks[0]!;
+    if (first.length === n) this.#chunks.shift();
+    else this.#chunks[0] = first.subarray(n);
+    this.#length -= n;
+    return out;
+  }
+
+  /** A copy of everything left. */
+  copy(): Buffer {
+    return Buffer.concat(this.#chunks, this.#length);
+  }
+}
+
 export class RecordFramer {
-  #pending: Buffer = Buffer.alloc(0);
+  readonly #pending = new ByteQueue();
 
   push(data: Uint8Array): void {
-    const chunk = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-    this.#pending = this.#pending.length === 0 ? Buffer.from(chunk) : Buffer.concat([this.#pending, chunk]);
+    // A copy: the caller may reuse its buffer once receive() returns.
+    this.#pending.push(Buffer.from(data));
   }
 
   get buffered(): number {
@@ -31,8 +82,8 @@ export class RecordFramer {
 
   /** The next whole record, or null if more bytes are needed. */
   next(): RawRecord | null {
-    const p = this.#pending;
-    if (p.length < 5) return null;
+    if (this.#pending.length < 5) return null;
+    const p = this.#pending.peek(5);
     const type = p[0]!;
     if (type !== ContentType.ChangeCipherSpec && type !== ContentType.Alert && type !== ContentType.Handshake && type !== ContentType.ApplicationData) {
       throw new TlsError("TLS_UNEXPECTED_MESSAGE", `unknown record content type ${type}`);
@@ -46,11 +97,9 @@ export class RecordFramer {
     if (length > (type === ContentType.ApplicationData ? MAX_CIPHERTEXT : MAX_PLAINTEXT)) {
       throw new TlsError("TLS_RECORD_OVERFLOW", `record of ${length} bytes`);
     }
-    if (p.length < 5 + length) return null;
-    const header = p.subarray(0, 5);
-    const body = p.subarray(5, 5 + length);
-    this.#pending = p.subarray(5 + length);
-    return { type, header, body };
+    if (this.#pending.length < 5 + length) return null;
+    const record = this.#pending.take(5 + length);
+    return { type, header: record.subarray(0, 5), body: record.subarray(5) };
   }
 }
 
@@ -63,12 +112,11 @@ export interface HandshakeMessage {
 }
 
 export class HandshakeAssembler {
-  #pending: Buffer = Buffer.alloc(0);
+  readonly #pending = new ByteQueue();
 
   push(content: Uint8Array): void {
     if (content.length === 0) throw new TlsError("TLS_UNEXPECTED_MESSAGE", "empty handshake record");
-    const c = Buffer.from(content.buffer, content.byteOffset, content.byteLength);
-    this.#pending = this.#pending.length === 0 ? c : Buffer.concat([this.#pending, c]);
+    this.#pending.push(Buffer.from(content.buffer, content.byteOffset, content.byteLength));
   }
 
   /** Whether a message is partly received (a key change must not split one, RFC 8446 §5.1). */
@@ -76,14 +124,18 @@ export class HandshakeAssembler {
     return this.#pending.length > 0;
   }
 
+  /** A copy of the partly received message's bytes (a flight task hands them to the next). */
+  get pending(): Buffer {
+    return this.#pending.copy();
+  }
+
   next(): HandshakeMessage | null {
-    const p = this.#pending;
-    if (p.length < 4) return null;
+    if (this.#pending.length < 4) return null;
+    const p = this.#pending.peek(4);
     const length = (p[1]! << 16) | (p[2]! << 8) | p[3]!;
     if (length > MAX_HANDSHAKE_MESSAGE) throw new TlsError("TLS_DECODE", `handshake message of ${length} bytes`);
-    if (p.length < 4 + length) return null;
-    const raw = Buffer.from(p.subarray(0, 4 + length));
-    this.#pending = p.subarray(4 + length);
+    if (this.#pending.length < 4 + length) return null;
+    const raw = Buffer.from(this.#pending.take(4 + length));
     return { type: raw[0]!, raw, body: raw.subarray(4) };
   }
 }

@@ -14,6 +14,7 @@ import {
   encodeFinished,
   encodeRawKeyCertificate,
 } from "../../src/tls/messages.js";
+import { Writer } from "../../src/tls/reader.js";
 import { handshakeHeader } from "../../src/tls/record.js";
 import { TlsServer, type ServerFlightContext, type ServerIdentity } from "../../src/tls/server.js";
 import type { TlsSettings } from "../../src/tls/index.js";
@@ -31,6 +32,8 @@ export interface ServerFaults {
   readonly outOfOrder?: boolean;
   /** Leave server_certificate_type out of EncryptedExtensions (X.509 implied). */
   readonly noRawKey?: boolean;
+  /** Extensions (the whole block, its length prefix included) in the Certificate entry. */
+  readonly entryExtensions?: Buffer;
   /** Split the encrypted flight into records of this many bytes. */
   readonly fragment?: number;
 }
@@ -59,7 +62,8 @@ export class FaultyServer extends TlsServer {
   protected override encryptedFlight(c: ServerFlightContext): Buffer[] {
     const f = this.#faults;
     const ee = encodeEncryptedExtensions(!f.noRawKey);
-    const cert = encodeRawKeyCertificate(f.presentKey ?? this.#identity.publicKeySpki);
+    const spki = f.presentKey ?? this.#identity.publicKeySpki;
+    const cert = f.entryExtensions ? certificateWithExtensions(spki, f.entryExtensions) : encodeRawKeyCertificate(spki);
     const first = f.outOfOrder ? [cert, ee] : [ee, cert];
     let signature: Buffer;
     try {
@@ -77,4 +81,11 @@ export class FaultyServer extends TlsServer {
     for (let i = 0; i < flight.length; i += size) records.push(flight.subarray(i, i + size));
     return records;
   }
+}
+
+/** A Certificate whose one entry carries `extensions` (RFC 8446 §4.4.2). */
+function certificateWithExtensions(spki: Buffer, extensions: Buffer): Buffer {
+  const w = new Writer();
+  w.u8(0).open(3).open(3).bytes(spki).close().bytes(extensions).close();
+  return handshakeHeader(HandshakeType.Certificate, w.finish());
 }

@@ -14,13 +14,13 @@ import {
 } from "../../src/tls/index.js";
 import { FaultyServer, type ServerFaults } from "./faulty-server.js";
 
-export type KeyKind = "ed25519" | "ed448" | "p256" | "p384" | "p521" | "rsa";
+export type KeyKind = "ed25519" | "ed448" | "p256" | "p384" | "p521" | "rsa" | "rsa4096";
 
 export function makeKey(kind: KeyKind): { privateKey: KeyObject; publicKeySpki: Buffer } {
   const pair =
     kind === "ed25519" ? generateKeyPairSync("ed25519")
     : kind === "ed448" ? generateKeyPairSync("ed448")
-    : kind === "rsa" ? generateKeyPairSync("rsa", { modulusLength: 2048 })
+    : kind === "rsa" || kind === "rsa4096" ? generateKeyPairSync("rsa", { modulusLength: kind === "rsa" ? 2048 : 4096 })
     : generateKeyPairSync("ec", { namedCurve: kind === "p256" ? "P-256" : kind === "p384" ? "P-384" : "P-521" });
   return { privateKey: pair.privateKey, publicKeySpki: pair.publicKey.export({ type: "spki", format: "der" }) };
 }

@@ -1,0 +1,58 @@
+// The server's encrypted flight on the client role's main thread, as it
+// arrives: whole records back to back in one buffer, until a flight task
+// (flight.ts) has taken them. Issue 16: one pair of small Buffers per record
+// parked ~1.6 MB for a 77 KB flight of one-byte records; here a flight
+// costs its own size, at most MAX_HANDSHAKE_BUFFER_BYTES (endpoint.ts).
+//
+//   #bytes: [ handed to the task that is out | not yet handed | free ]
+//           0                          #handed            #length   capacity
+
+import { TlsError } from "./errors.js";
+import { MAX_FLIGHT_RECORDS } from "./limits.js";
+
+export class FlightBuffer {
+  #bytes = Buffer.allocUnsafe(1024);
+  #length = 0;
+  #handed = 0;
+  #records = 0;
+
+  /** One record, header and body; more than MAX_FLIGHT_RECORDS in a flight is decode_error. */
+  append(header: Uint8Array, body: Uint8Array): void {
+    if (++this.#records > MAX_FLIGHT_RECORDS) {
+      throw new TlsError("TLS_DECODE", `more than ${MAX_FLIGHT_RECORDS} records in the server's flight`);
+    }
+    const need = this.#length + header.length + body.length;
+    if (need > this.#bytes.length) {
+      const grown = Buffer.allocUnsafe(Math.max(need, 2 * this.#bytes.length));
+      this.#bytes.copy(grown, 0, 0, this.#length);
+      this.#bytes = grown;
+    }
+    this.#bytes.set(header, this.#length);
+    this.#bytes.set(body, this.#length + header.length);
+    this.#length = need;
+  }
+
+  /** Bytes not yet handed to a task. */
+  get unhanded(): number {
+    return this.#length - this.#handed;
+  }
+
+  /** A copy of the records not yet handed to a task (what a task carries); they count as handed. */
+  hand(): Uint8Array {
+    const out = Buffer.from(this.#bytes.subarray(this.#handed, this.#length));
+    this.#handed = this.#length;
+    return out;
+  }
+
+  /** The task that had the handed records is done with them. */
+  release(): void {
+    this.#bytes.copyWithin(0, this.#handed, this.#length);
+    this.#length -= this.#handed;
+    this.#handed = 0;
+  }
+
+  /** The records from `offset` into the handed ones to the end: those after the server's Finished. */
+  after(offset: number): Buffer {
+    return Buffer.from(this.#bytes.subarray(offset, this.#length));
+  }
+}

@@ -1,0 +1,32 @@
+// Which raw public keys the client role accepts from a server (RFC 7250),
+// before it spends a signature verification on one: only kinds our
+// priority string admits (a key that fits a signature scheme we offered)
+// and what GnuTLS would take: Ed25519, Ed448, ECDSA on the named curves of
+// those schemes, RSA (rsaEncryption) with a modulus and exponent in the
+// bounds of limits.ts. The DER exactness of the SPKI is checked after
+// this, by requireCanonicalSpki (crypto.ts), so that one key has one key ID.
+
+import { schemeByCode } from "./constants.js";
+import { keyFitsScheme } from "./crypto.js";
+import { TlsError } from "./errors.js";
+import { MAX_RSA_EXPONENT_BITS, MAX_RSA_MODULUS_BITS, MIN_RSA_MODULUS_BITS } from "./limits.js";
+import type { KeyObject } from "node:crypto";
+
+/** Throws unsupported_certificate for a key we will not verify with; cheap (no crypto). */
+export function admitPeerKey(key: KeyObject, offeredSchemes: readonly number[]): void {
+  const fits = offeredSchemes.some((code) => {
+    const scheme = schemeByCode(code);
+    return scheme !== undefined && keyFitsScheme(key, scheme);
+  });
+  if (!fits) throw new TlsError("TLS_UNSUPPORTED_CERTIFICATE", `no signature scheme we offered fits a ${key.asymmetricKeyType ?? "unknown"} key`);
+  if (key.asymmetricKeyType !== "rsa") return;
+  const bits = key.asymmetricKeyDetails?.modulusLength ?? 0;
+  if (bits < MIN_RSA_MODULUS_BITS || bits > MAX_RSA_MODULUS_BITS) {
+    throw new TlsError("TLS_UNSUPPORTED_CERTIFICATE", `RSA modulus of ${bits} bits`);
+  }
+  const e = key.asymmetricKeyDetails?.publicExponent ?? 0n;
+  // RFC 8017 §3.1: 3 <= e < n, odd.
+  if (e < 3n || e % 2n === 0n || e.toString(2).length > MAX_RSA_EXPONENT_BITS) {
+    throw new TlsError("TLS_UNSUPPORTED_CERTIFICATE", `RSA public exponent of ${e.toString(2).length} bits`);
+  }
+}
