@@ -207,6 +207,8 @@ export async function runRebootSimulation(options: RebootOptions): Promise<Reboo
           const args = [
             join(REPO, "bin/mandos"), "--configdir", conf, "--statedir", join(root, "state"), "--no-restore",
             "--no-zeroconf", "--no-dbus", "--foreground", "--debuglevel", "ERROR", "--address", "::1", "--port", String(port),
+            // Every simulated machine is ::1 here; a real fleet has an address each.
+            "--max-per-source", "0",
           ];
           if (workers !== "default") args.push("--workers", String(workers));
           mkdirSync(join(root, "state"), { recursive: true });

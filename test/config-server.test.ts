@@ -9,7 +9,7 @@ test("a missing mandos.conf gives the reference's defaults", () => {
   assert.deepEqual(config.settings, {
     interface: "", address: "", port: undefined, debug: false, priority: DEFAULT_PRIORITY, servicename: "Mandos",
     useDbus: true, useIpv6: true, debuglevel: "", restore: true, socket: undefined, statedir: "/var/lib/mandos",
-    foreground: false, zeroconf: true,
+    foreground: false, zeroconf: true, maxPerSource: undefined,
   });
   assert.equal(config.setInFile.size, 0);
 });

@@ -133,10 +133,12 @@ for (const workers of [0, 2]) {
       const peerPort = await peer.connected;
       await accepted.next(mine(peerPort));
       let done = false;
-      const closing = listener.close(5_000).then(() => void (done = true));
+      // A grace shorter than the silent peer's own deadline (VERSION_LINE_TIMEOUT_MS).
+      const grace = VERSION_LINE_TIMEOUT_MS - 1_000;
+      const closing = listener.close(grace).then(() => void (done = true));
       // The listening socket closes at once; the grace is what keeps close() waiting.
       await new Promise((resolve) => setImmediate(resolve));
-      clock.advance(4_999);
+      clock.advance(grace - 1);
       await new Promise((resolve) => setImmediate(resolve));
       assert.equal(done, false, "close() did not wait for the grace");
       assert.equal(closed.messages.find(mine(peerPort)), undefined);

@@ -64,7 +64,7 @@ export type ConnectionOutcome =
   | "internal-error";
 
 /** The protocol step a connection is in (serve/connection.ts has the transitions). */
-export type ConnectionStage = "AwaitingLine" | "Handshaking" | "AwaitingDecision" | "Sending";
+export type ConnectionStage = "AwaitingLine" | "AwaitingSlot" | "Handshaking" | "AwaitingDecision" | "Sending";
 
 /** One TCP connection, as the events about it name it. */
 export interface ConnectionRef {
@@ -90,13 +90,17 @@ export interface ConnectionClosed {
    */
   readonly detail?: string;
 }
-/** A connection was refused before it was given a handshake slot or a socket. */
+/** A connection was closed at accept, before any byte was read. */
 export interface ConnectionNotAdmitted {
   /** The peer's address ("?" if the socket had none left). */
   readonly address: string;
   /** Our address it arrived on (what --interface judges). */
   readonly localAddress: string;
-  readonly why: "admission-timeout" | "not-on-interface";
+  /**
+   * "source-limit": its source already holds its maximum of connections;
+   * "throttled": its source failed too often of late (serve/admission.ts).
+   */
+  readonly why: "source-limit" | "throttled" | "not-on-interface";
 }
 export interface VersionLine {
   readonly connection: ConnectionRef;

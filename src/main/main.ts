@@ -8,6 +8,7 @@ import { DEFAULT_PRIORITY, parsePriority, type TlsSettings } from "../tls/index.
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, parseCommandLine } from "./config/cli.js";
 import { createHandshakeRunner, defaultWorkerCount } from "./serve/handshake-runner.js";
 import { Listener } from "./serve/listener.js";
+import { DEFAULT_MAX_PER_SOURCE } from "./serve/limits.js";
 import { consoleSink, FanOutLogger } from "./daemon/log.js";
 import { logServeEvents } from "./daemon/log-serve.js";
 import { systemClock } from "./clock.js";
@@ -67,7 +68,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   let settings: ServerSettings;
   try {
     const file = loadServerConfig(join(cli.configdir, "mandos.conf"));
-    settings = mergeSettings(cli, fileSettings(file), { priority: DEFAULT_PRIORITY, workers: defaultWorkerCount() });
+    settings = mergeSettings(cli, fileSettings(file), { priority: DEFAULT_PRIORITY, workers: defaultWorkerCount(), maxPerSource: DEFAULT_MAX_PER_SOURCE });
   } catch (error) {
     if (error instanceof SettingsError && error.code === "MANDOS_NEEDS_PORT") {
       process.stderr.write(`usage: mandos [options]\nmandos: error: ${error.message}\n`);
@@ -166,7 +167,7 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
   registry.start();
   collectStartupGarbage();
   const runner = createHandshakeRunner(settings.workers, tlsSettings);
-  const listener = new Listener({ registry, runner, tlsSettings, logger, clock: systemClock });
+  const listener = new Listener({ registry, runner, tlsSettings, logger, clock: systemClock, maxPerSource: settings.maxPerSource });
   let bound: { address: string; port: number };
   try {
     bound = await listener.listen({

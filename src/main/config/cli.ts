@@ -1,5 +1,5 @@
 // The command line, as the Python server's argparse defines it (mandos(8)),
-// plus --workers. Parsing only: what was given, and nothing for what was
+// plus --workers and --max-per-source. Parsing only: what was given, and nothing for what was
 // not, so that mandos.conf can supply it (the command line wins).
 
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
@@ -24,6 +24,8 @@ export interface CommandLine {
   zeroconf?: boolean;
   /** Handshake worker threads; 0 = inline; undefined = one per core. */
   workers?: number;
+  /** Open connections per source (IPv4 address, IPv6 /64); 0 = no limit. */
+  maxPerSource?: number;
 }
 
 /** Exit codes as mandos(8) and argparse use them. */
@@ -74,6 +76,7 @@ export function parseCommandLine(
     .option("--foreground", "Run in foreground")
     .addOption(new Option("--no-zeroconf", "Do not use Zeroconf"))
     .option("--workers <N>", "Handshake worker threads (0: run handshakes on the main thread; default: 0 on one or two cores, else one per core but one)", integer("workers", 0, 1024))
+    .option("--max-per-source <N>", "Open connections per client address (IPv6: per /64) at most; 0: no limit (default: 128)", integer("max-per-source", 0, 1_000_000))
     .configureOutput({ writeOut: out, writeErr: err })
     .exitOverride()
     .allowExcessArguments(false);
@@ -109,5 +112,6 @@ export function parseCommandLine(
   if (given("foreground")) options.foreground = true;
   if (given("zeroconf")) options.zeroconf = false;
   if (given("workers")) options.workers = o.workers as number;
+  if (given("maxPerSource")) options.maxPerSource = o.maxPerSource as number;
   return { kind: "run", options };
 }

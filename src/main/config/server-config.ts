@@ -50,6 +50,12 @@ export interface ServerConfig {
   readonly statedir: string;
   readonly foreground: boolean;
   readonly zeroconf: boolean;
+  /**
+   * Ours, not the reference's: open connections per source (an IPv4
+   * address, an IPv6 /64), 0 for no limit; undefined if not set
+   * (serve/limits.ts DEFAULT_MAX_PER_SOURCE).
+   */
+  readonly maxPerSource: number | undefined;
 }
 
 /** The file's option names for each ServerConfig field. */
@@ -68,6 +74,7 @@ export const SERVER_OPTION_NAMES: Readonly<Record<keyof ServerConfig, string>> =
   statedir: "statedir",
   foreground: "foreground",
   zeroconf: "zeroconf",
+  maxPerSource: "max_per_source",
 };
 
 export interface ServerConfigFile {
@@ -109,6 +116,7 @@ export function parseServerConfig(text: string, file: string): ServerConfigFile 
     statedir: raw("statedir"),
     foreground,
     zeroconf,
+    maxPerSource: raw("max_per_source") === "" ? undefined : count(doc, "max_per_source"),
   };
   const setInFile = new Set<keyof ServerConfig>();
   for (const [field, key] of Object.entries(SERVER_OPTION_NAMES) as [keyof ServerConfig, string][]) {
@@ -126,6 +134,12 @@ function boolean(doc: IniDocument, key: string): boolean {
   const parsed = pyBoolean(value);
   if (parsed === undefined) throw new ConfigError("CONFIG_BAD_BOOLEAN", place(doc, key), `not a boolean: ${JSON.stringify(value)}`);
   return parsed;
+}
+
+function count(doc: IniDocument, key: string): number {
+  const n = integer(doc, key);
+  if (n < 0) throw new ConfigError("CONFIG_BAD_INTEGER", place(doc, key), `not a count (0 or more): ${n}`);
+  return n;
 }
 
 function integer(doc: IniDocument, key: string): number {

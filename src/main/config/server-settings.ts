@@ -22,6 +22,7 @@ export interface ServerFileSettings {
   foreground?: boolean;
   socket?: number;
   zeroconf?: boolean;
+  maxPerSource?: number;
 }
 
 export interface ServerSettings {
@@ -44,6 +45,8 @@ export interface ServerSettings {
   readonly zeroconf: boolean;
   /** Handshake worker threads; 0 = inline. */
   readonly workers: number;
+  /** Open connections per source at most; 0 = no limit (serve/admission.ts). */
+  readonly maxPerSource: number;
 }
 
 export const DEFAULT_STATEDIR = "/var/lib/mandos";
@@ -52,7 +55,7 @@ export const DEFAULT_SERVICENAME = "Mandos";
 export function mergeSettings(
   cli: CommandLine,
   file: ServerFileSettings,
-  defaults: { priority: string; workers: number },
+  defaults: { priority: string; workers: number; maxPerSource: number },
 ): ServerSettings {
   const pick = <K extends keyof ServerFileSettings & keyof CommandLine>(key: K): CommandLine[K] | ServerFileSettings[K] =>
     cli[key] !== undefined ? cli[key] : file[key];
@@ -91,5 +94,6 @@ export function mergeSettings(
     socket,
     zeroconf,
     workers: cli.workers ?? defaults.workers,
+    maxPerSource: pick("maxPerSource") ?? defaults.maxPerSource,
   };
 }

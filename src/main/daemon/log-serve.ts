@@ -3,38 +3,132 @@
 // are the ones the reference server writes (or, where it has none, the ones
 // this server always wrote): operators grep for them, and the syslog bytes
 // must not change.
+//
+// A peer must not be able to write the log (issue 16): every line a
+// stranger can cause is charged to its source (serve/source.ts) against a
+// budget (PeerLineBudget below), and what it sent is escaped to printable
+// ASCII before it reaches a line. The lines only a known key can cause
+// (secret sent, client disabled or not approved) are never held back.
 
+import { systemClock, type Clock, type TimerHandle } from "../clock.js";
 import { events, type Channel, type ConnectionClosed } from "../events.js";
+import { sourceOf } from "../serve/source.js";
 import type { Logger } from "./log.js";
-import { pyRepr, pyTextLine } from "./python-repr.js";
+import { printableAscii, pyAscii, pyTextLine } from "./python-repr.js";
 
-/** Subscribes `logger` to the serving core's channels; returns the unsubscribe. */
-export function logServeEvents(logger: Logger): () => void {
+/**
+ * Lines one source may cause in a burst, and how fast its budget comes
+ * back. A client unknown to us that retries every 10 s (mandos-client(8),
+ * --retry) causes about 5 lines per try, 0.5 a second: it never runs out.
+ * A whole rack rebooting behind one NAT address may have its connection
+ * lines summarised; its "Sending secret" lines are not held back.
+ */
+export const PEER_LINES_BURST = 100;
+export const PEER_LINES_PER_SECOND = 2;
+/** How often the count of held-back lines is written, per source at most. */
+export const SUMMARY_INTERVAL_MS = 10_000;
+
+/** Per-source token buckets for log lines, and the summaries of what they held back. */
+export class PeerLineBudget {
+  readonly #clock: Clock;
+  readonly #write: (source: string, suppressed: number, seconds: number) => void;
+  readonly #sources = new Map<string, { tokens: number; at: number; suppressed: number; since: number }>();
+  #timer: TimerHandle | null = null;
+
+  constructor(clock: Clock, write: (source: string, suppressed: number, seconds: number) => void) {
+    this.#clock = clock;
+    this.#write = write;
+  }
+
+  /** Whether a line from `source` may be written now; if not, it is counted for the summary. */
+  allow(source: string): boolean {
+    const now = this.#clock.now();
+    let entry = this.#sources.get(source);
+    if (!entry) {
+      entry = { tokens: PEER_LINES_BURST, at: now, suppressed: 0, since: now };
+      this.#sources.set(source, entry);
+    }
+    entry.tokens = Math.min(PEER_LINES_BURST, entry.tokens + ((now - entry.at) * PEER_LINES_PER_SECOND) / 1000);
+    entry.at = now;
+    if (entry.tokens >= 1) {
+      entry.tokens -= 1;
+      return true;
+    }
+    if (entry.suppressed === 0) entry.since = now;
+    entry.suppressed++;
+    this.#timer ??= this.#clock.setTimeout(() => this.flush(), SUMMARY_INTERVAL_MS);
+    return false;
+  }
+
+  /** Writes the summaries due and forgets the sources whose budget is whole again. */
+  flush(): void {
+    this.#timer?.cancel();
+    this.#timer = null;
+    const now = this.#clock.now();
+    let pending = false;
+    for (const [source, entry] of this.#sources) {
+      if (entry.suppressed > 0) {
+        this.#write(source, entry.suppressed, Math.max(1, Math.round((now - entry.since) / 1000)));
+        entry.suppressed = 0;
+      }
+      const tokens = entry.tokens + ((now - entry.at) * PEER_LINES_PER_SECOND) / 1000;
+      if (tokens >= PEER_LINES_BURST) this.#sources.delete(source);
+      else pending = true;
+    }
+    // Sources still short of budget may be held back again; keep watching
+    // until every one has recovered, so the map empties.
+    if (pending) this.#timer = this.#clock.setTimeout(() => this.flush(), SUMMARY_INTERVAL_MS);
+  }
+
+  stop(): void {
+    this.flush();
+    this.#timer?.cancel();
+    this.#timer = null;
+  }
+}
+
+/** Subscribes `logger` to the serving core's channels; returns the unsubscribe (which writes the pending summaries). */
+export function logServeEvents(logger: Logger, clock: Clock = systemClock): () => void {
   const subscribed: Array<() => void> = [];
   const on = <T>(channel: Channel<T>, handler: (message: T) => void): void => {
     channel.subscribe(handler);
     subscribed.push(() => channel.unsubscribe(handler));
   };
-  on(events.connectionAccepted, ({ connection }) => logger.info(`TCP connection from: ${connection.label}`));
+  const budget = new PeerLineBudget(clock, (source, suppressed, seconds) =>
+    logger.warning(`Suppressed ${suppressed} log lines caused by ${source} in the last ${seconds} s`));
+  // The logger, for lines a peer at `address` caused: charged to its source.
+  const from = (address: string): Logger | null => (budget.allow(sourceOf(address)) ? logger : null);
+
+  on(events.connectionAccepted, ({ connection }) => from(connection.address)?.info(`TCP connection from: ${connection.label}`));
   on(events.connectionNotAdmitted, ({ address, localAddress, why }) => {
-    if (why === "admission-timeout") logger.info(`Connection from ${address} waited too long for a handshake slot`);
-    else logger.debug(`Refusing connection to ${localAddress}: not on the served interface`);
+    switch (why) {
+      case "source-limit":
+        return from(address)?.info(`Refusing connection from ${address}: too many connections from ${sourceOf(address)}`);
+      case "throttled":
+        return from(address)?.info(`Refusing connection from ${address}: too many failures from ${sourceOf(address)}`);
+      case "not-on-interface":
+        return from(address)?.debug(`Refusing connection to ${localAddress}: not on the served interface`);
+    }
   });
   on(events.versionLine, ({ connection, line, accepted, reason, maxBytes }) => {
+    const log = from(connection.address);
+    if (!log) return;
     if (line === null) {
-      logger.error(`Unknown protocol version: line from ${connection.label} longer than ${maxBytes} bytes`);
+      log.error(`Unknown protocol version: line from ${connection.label} longer than ${maxBytes} bytes`);
       return;
     }
-    // As the reference's %r of the line its text-mode file read: '1\n'.
-    logger.debug(`Protocol version: ${pyRepr(pyTextLine(line))}`);
-    if (!accepted) logger.error(`Unknown protocol version: ${reason ?? ""}`);
+    // The reference's `%r` of the line as its text mode reads it: '1\n'.
+    log.debug(`Protocol version: ${pyAscii(pyTextLine(line))}`);
+    // The reference's line names no address; the budget above keeps a flood of them bounded.
+    if (!accepted) log.error(`Unknown protocol version: ${printableAscii(reason ?? "")}`);
   });
-  on(events.handshakeDone, ({ keyId }) => {
-    logger.debug("Handshake succeeded");
-    logger.debug(`Key ID: ${keyId}`);
+  on(events.handshakeDone, ({ connection, keyId }) => {
+    const log = from(connection.address);
+    log?.debug("Handshake succeeded");
+    log?.debug(`Key ID: ${keyId}`);
   });
   on(events.clientNotFound, ({ connection, keyId }) =>
-    logger.info(`Client not found for key ID: ${keyId}, address: ${connection.label}`));
+    from(connection.address)?.info(`Client not found for key ID: ${keyId}, address: ${connection.label}`));
   on(events.clientRejected, ({ client, reason }) => {
     switch (reason) {
       case "disabled":
@@ -48,28 +142,32 @@ export function logServeEvents(logger: Logger): () => void {
     }
   });
   on(events.secretSent, ({ client }) => logger.info(`Sending secret to ${client}`));
-  on(events.connectionClosed, (closed) => logClosed(logger, closed));
+  on(events.connectionClosed, (closed) => logClosed(logger, from, closed));
   on(events.stateSaveFailed, ({ reason }) => logger.warning(`Could not save persistent state: ${reason}`));
   return () => {
     for (const unsubscribe of subscribed.splice(0)) unsubscribe();
+    budget.stop();
   };
 }
 
 /** The line, if any, for how a connection ended; the other outcomes were logged by their own fact. */
-function logClosed(logger: Logger, { connection, outcome, stage, detail }: ConnectionClosed): void {
+function logClosed(logger: Logger, from: (address: string) => Logger | null, { connection, outcome, stage, detail }: ConnectionClosed): void {
   const label = connection.label;
+  const what = printableAscii(detail ?? "");
   switch (outcome) {
     case "timeout":
-      return logger.info(`Connection ${label} timed out ${detail ?? ""}`);
+      // Waiting for a slot is our doing, not the peer's: never held back.
+      if (stage === "AwaitingSlot") return logger.info(`Connection ${label} timed out ${what}`);
+      return from(connection.address)?.info(`Connection ${label} timed out ${what}`);
     case "tls-error":
       // The reference's line during the handshake; ours after it.
-      if (stage === "Handshaking") return logger.warning(`Handshake failed: ${detail ?? ""}`);
-      return logger.warning(`TLS error from ${label}: ${detail ?? ""}`);
+      if (stage === "Handshaking") return from(connection.address)?.warning(`Handshake failed: ${what} (${label})`);
+      return from(connection.address)?.warning(`TLS error from ${label}: ${what}`);
     case "socket-error":
-      return logger.debug(`Socket error from ${label}: ${detail ?? ""}`);
+      return from(connection.address)?.debug(`Socket error from ${label}: ${what}`);
     case "peer-closed":
       // A bare close (no FIN first) was never logged.
-      if (detail !== undefined) logger.debug(`Peer ${label} ${detail}`);
+      if (detail !== undefined) from(connection.address)?.debug(`Peer ${label} ${what}`);
       return;
     default:
       return;

@@ -32,3 +32,15 @@ export function pyRepr(text: string): string {
 export function pyTextLine(line: string): string {
   return line.replace(/\r\n?/g, "\n");
 }
+
+const NOT_PRINTABLE_ASCII = /[^\x20-\x7e]/gu;
+
+/** Python's ascii(): repr() with every non-ASCII character escaped too, so the result is printable ASCII. */
+export function pyAscii(text: string): string {
+  return pyRepr(text).replace(NOT_PRINTABLE_ASCII, escapeChar);
+}
+
+/** Free text (not quoted) with every character outside printable ASCII escaped as ascii() escapes it. */
+export function printableAscii(text: string): string {
+  return text.replace(NOT_PRINTABLE_ASCII, escapeChar);
+}

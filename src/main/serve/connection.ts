@@ -15,8 +15,10 @@
 //   Rule 2: every state has a deadline; none waits on the peer for ever
 //           (see limits.ts). Waiting for approval has the registry's own.
 //   Rule 3: every path ends in #close(), which is idempotent, clears the
-//           deadline, releases the handshake slot and withdraws a pending
-//           registry request.
+//           deadline, releases the handshake slot (or leaves the queue for
+//           one) and withdraws a pending registry request.
+//   Rule 5: only a connection that sent a good version line asks for a
+//           handshake slot (admission.ts); a silent socket holds none.
 //   Rule 4: the facts (accepted, version line, handshake done, client not
 //           found or rejected, secret sent, closed) are published on
 //           events.ts's channels, not logged: logging is a subscriber
@@ -24,7 +26,8 @@
 //
 // Transitions (anything else is a bug and closes the connection):
 //
-//   AwaitingLine     --line ok-->            Handshaking
+//   AwaitingLine     --line ok-->            AwaitingSlot
+//   AwaitingSlot     --slot granted-->       Handshaking
 //   Handshaking      --handshake-complete--> AwaitingDecision
 //   AwaitingDecision --give-->               Sending
 //   (any)            --error/eof/timeout-->  Closed
@@ -36,7 +39,9 @@ import { EMPTY_KEY_ID } from "../clients/settings.js";
 import type { Clock, TimerHandle } from "../clock.js";
 import { events, type ConnectionOutcome, type ConnectionRef, type ConnectionStage } from "../events.js";
 import type { HandshakeRunner } from "./handshake-runner.js";
+import type { SlotTicket } from "./admission.js";
 import {
+  ADMISSION_WAIT_MS,
   HANDSHAKE_TIMEOUT_MS,
   SEND_TIMEOUT_MS,
   VERSION_LINE_MAX_BYTES,
@@ -49,7 +54,8 @@ import { findLineEnd, judgeVersionLine } from "./version-line.js";
 export type ConnectionState = ConnectionStage | "Closed";
 
 const NEXT: Record<ConnectionState, readonly ConnectionState[]> = {
-  AwaitingLine: ["Handshaking", "Closed"],
+  AwaitingLine: ["AwaitingSlot", "Closed"],
+  AwaitingSlot: ["Handshaking", "Closed"],
   Handshaking: ["AwaitingDecision", "Closed"],
   AwaitingDecision: ["Sending", "Closed"],
   Sending: ["Closed"],
@@ -67,10 +73,16 @@ export interface ConnectionDeps {
   readonly logger: Logger;
   /** Every deadline and duration. */
   readonly clock: Clock;
-  /** Called once, when the handshake slot can go to the next connection. */
+  /** Asks for a handshake slot; `granted` may run before this returns. */
+  readonly requestSlot: (granted: () => void) => SlotTicket;
+  /** Called once after a granted slot, when it can go to the next connection. */
   readonly releaseSlot: () => void;
-  /** Called once, at the very end. */
-  readonly onClosed: (outcome: ConnectionOutcome) => void;
+  /**
+   * Called once, at the very end; `failed` when the peer failed the
+   * protocol (admission.ts, Rule 3): it ended before a decision for any
+   * reason but ours, or its key was unknown.
+   */
+  readonly onClosed: (outcome: ConnectionOutcome, failed: boolean) => void;
 }
 
 export class Connection {
@@ -86,7 +98,11 @@ export class Connection {
   #runnerWaitMs = 0;
   #keyId = "";
   #deadline: TimerHandle | null = null;
-  #slotHeld = true;
+  #slotHeld = false;
+  #ticket: SlotTicket | null = null;
+  /** Bytes after the version line, kept while waiting for a slot. */
+  #early: Buffer = Buffer.alloc(0);
+  #unknownKey = false;
   #abort: AbortController | null = null;
 
   constructor(socket: Socket, deps: ConnectionDeps) {
@@ -144,6 +160,10 @@ export class Connection {
     switch (this.#state) {
       case "AwaitingLine":
         return this.#onLineData(chunk);
+      case "AwaitingSlot":
+        // Paused, but a chunk already read may still be delivered.
+        this.#early = Buffer.concat([this.#early, chunk]);
+        return;
       case "Handshaking":
       case "AwaitingDecision":
       case "Sending":
@@ -172,9 +192,26 @@ export class Connection {
       this.#close("bad-version");
       return;
     }
+    this.#to("AwaitingSlot");
+    // Nothing more is read until the slot comes: the rest stays in the kernel.
+    this.#socket.pause();
+    this.#arm(ADMISSION_WAIT_MS, "waiting for a handshake slot");
+    this.#early = rest;
+    this.#ticket = this.#deps.requestSlot(() => this.#onSlot());
+  }
+
+  #onSlot(): void {
+    this.#ticket = null;
+    this.#slotHeld = true;
+    if (this.#state !== "AwaitingSlot") {
+      this.#releaseSlot();
+      return;
+    }
     this.#to("Handshaking");
     this.#arm(HANDSHAKE_TIMEOUT_MS, "during the TLS handshake");
-    this.#startTls(rest);
+    const early = this.#early;
+    this.#early = Buffer.alloc(0);
+    this.#startTls(early);
   }
 
   #publishLine(line: string | null, accepted: boolean, reason: string | undefined): void {
@@ -271,6 +308,7 @@ export class Connection {
     const { registry, logger } = this.#deps;
     const client = keyId === EMPTY_KEY_ID ? undefined : registry.byKeyId(keyId);
     if (!client) {
+      this.#unknownKey = true;
       if (events.clientNotFound.hasSubscribers) events.clientNotFound.publish({ connection: this.#ref, keyId });
       registry.notFound(keyId, this.#ref.address);
       this.#close("refused");
@@ -346,6 +384,8 @@ export class Connection {
     this.#deadline = null;
     this.#abort?.abort();
     this.#abort = null;
+    this.#ticket?.cancel();
+    this.#ticket = null;
     this.#releaseSlot();
     if (outcome === "secret-sent" || outcome === "tls-error") {
       // end() on an ended stream only builds an error to throw away.
@@ -362,6 +402,8 @@ export class Connection {
         ...(detail === undefined ? {} : { detail }),
       });
     }
-    this.#deps.onClosed(outcome);
+    const beforeDecision = stage === "AwaitingLine" || stage === "Handshaking";
+    const ours = outcome === "shutdown" || outcome === "internal-error";
+    this.#deps.onClosed(outcome, this.#unknownKey || (beforeDecision && !ours));
   }
 }

@@ -11,10 +11,16 @@
 export const VERSION_LINE_MAX_BYTES = 64;
 
 /**
- * Time from accept to a complete version line. The real client writes the
- * line right after connect(); 10 s covers a loaded initrd on a slow link.
+ * Time from accept to a complete version line. The real mandos-client
+ * writes "1\r\n" in the same breath as connect() returns, before any TLS
+ * work (it arrives within a millisecond of accept on loopback, see
+ * test/server-fair-admission.test.ts). 3 s leaves room for that segment to
+ * be lost and retransmitted twice (Linux's minimum RTO is 200 ms, its
+ * initial one 1 s, RFC 6298 §2) on a loaded initrd, while a socket that
+ * sends nothing gives its source's quota back quickly. A connection waiting
+ * for its line holds no handshake slot (admission.ts).
  */
-export const VERSION_LINE_TIMEOUT_MS = 10_000;
+export const VERSION_LINE_TIMEOUT_MS = 3_000;
 
 /**
  * Time from the version line to a finished TLS handshake. GnuTLS's own
@@ -31,18 +37,45 @@ export const HANDSHAKE_TIMEOUT_MS = 20_000;
 export const SEND_TIMEOUT_MS = 10_000;
 
 /**
- * Connections admitted into the handshake at once. Beyond this, accepted
- * sockets wait (unread) in a FIFO: one slow crowd must not make every
+ * Connections admitted into the handshake at once. Beyond this, connections
+ * that sent a good version line wait (unread) for a slot, round-robin
+ * across sources (admission.ts): one slow crowd must not make every
  * handshake slow together. 512 keeps the worker queues full on a 64-core
  * host while bounding memory to a few MiB of handshake state.
  */
 export const MAX_HANDSHAKES_IN_FLIGHT = 512;
 
 /**
- * How long an accepted connection may wait for a handshake slot before we
- * give up on it. The real client retries after its own timeouts.
+ * How long a connection that sent its version line may wait for a
+ * handshake slot before we give up on it. The real client retries after
+ * its own timeouts.
  */
 export const ADMISSION_WAIT_MS = 30_000;
+
+/**
+ * Default open connections per source (an IPv4 address or an IPv6 /64;
+ * mandos.conf `max_per_source`, `--max-per-source`; 0: no limit). A
+ * mandos-client holds one connection to a server at a time, two while it
+ * also tries the server's other address; a 48-unit rack behind one NAT
+ * address then needs at most 96. 128 boots such a rack with a third to
+ * spare, and caps what one hostile host can hold at 128 sockets of a few
+ * KiB each, none of them holding a handshake slot until it sent a version
+ * line.
+ */
+export const DEFAULT_MAX_PER_SOURCE = 128;
+
+/**
+ * Failures a source may cause in a burst (bad version line, a handshake
+ * that fails, times out or ends with an unknown key); then it is refused
+ * at accept until its bucket refills at FAILURE_REFILL_PER_SECOND.
+ * mandos-client retries every 10 s (mandos-client(8), --retry), so even a
+ * rack of 48 machines behind one address that are all unknown to us fails
+ * 4.8 times a second: it never empties a bucket that refills at 10 a
+ * second. An attacker gets at most 10 failed handshakes a second per
+ * source (~1 ms of CPU each with Ed25519) after its first 100.
+ */
+export const FAILURE_BURST = 100;
+export const FAILURE_REFILL_PER_SECOND = 10;
 
 /**
  * Open connections at most (handshaking, waiting for admission or for an

@@ -1,23 +1,28 @@
-// The accept loop: one listening socket on the main thread, admission
-// control in front of the handshake, and the set of live connections.
+// The accept loop: one listening socket on the main thread, fair admission
+// (admission.ts) in front of the handshake, and the set of live connections.
 //
-// Admission: at most MAX_HANDSHAKES_IN_FLIGHT connections are between
-// accept and a finished handshake. Others wait, unread, in a FIFO (bounded
-// by ADMISSION_WAIT_MS each and MAX_OPEN_CONNECTIONS in all), so that a
-// burst is served first come, first served instead of every handshake
-// slowing down together.
+// At accept, a connection's source (source.ts) must be under its cap and
+// not throttled, or the socket is closed before a byte is read. Accepted
+// connections read their version line holding no slot; then at most
+// MAX_HANDSHAKES_IN_FLIGHT are between that line and a finished handshake,
+// the others waiting (unread, ADMISSION_WAIT_MS at most) round-robin across
+// sources, so that a burst is served in turn instead of every handshake
+// slowing down together, and one crowded source does not push the others
+// back. MAX_OPEN_CONNECTIONS bounds them all.
 //
 // The facts (a connection not admitted; the connections' own, see
 // connection.ts) go to events.ts's channels; every deadline is the clock's.
 
 import { createServer, type Server, type Socket } from "node:net";
 import type { TlsSettings } from "../../tls/index.js";
-import type { Clock, TimerHandle } from "../clock.js";
+import type { Clock } from "../clock.js";
 import { events } from "../events.js";
+import { Admission, type AdmissionRefusal } from "./admission.js";
 import { Connection } from "./connection.js";
 import { InterfaceFilter } from "./interface-filter.js";
 import type { HandshakeRunner } from "./handshake-runner.js";
-import { ADMISSION_WAIT_MS, LISTEN_BACKLOG, MAX_HANDSHAKES_IN_FLIGHT, MAX_OPEN_CONNECTIONS } from "./limits.js";
+import { DEFAULT_MAX_PER_SOURCE, LISTEN_BACKLOG, MAX_HANDSHAKES_IN_FLIGHT, MAX_OPEN_CONNECTIONS } from "./limits.js";
+import { sourceOf } from "./source.js";
 import type { Logger } from "../daemon/log.js";
 import type { Registry } from "../clients/contract.js";
 
@@ -41,28 +46,26 @@ export interface ListenerDeps {
   readonly logger: Logger;
   /** Every deadline: the connections' and the admission wait. */
   readonly clock: Clock;
-}
-
-interface Waiting {
-  readonly socket: Socket;
-  readonly timer: TimerHandle;
+  /** Open connections per source at most (0: no limit); DEFAULT_MAX_PER_SOURCE if not given. */
+  readonly maxPerSource?: number | undefined;
 }
 
 export class Listener {
   readonly #deps: ListenerDeps;
   readonly #server: Server;
   readonly #connections = new Set<Connection>();
-  // FIFO of accepted sockets waiting for a handshake slot; #head indexes
-  // the oldest so that shift() stays O(1) on large bursts.
-  #waiting: (Waiting | undefined)[] = [];
-  #head = 0;
-  #inFlight = 0;
+  readonly #admission: Admission;
   #interface: InterfaceFilter | null = null;
   /** Set while close() waits for the last connection to end. */
   #drained: (() => void) | null = null;
 
   constructor(deps: ListenerDeps) {
     this.#deps = deps;
+    this.#admission = new Admission({
+      clock: deps.clock,
+      maxPerSource: deps.maxPerSource ?? DEFAULT_MAX_PER_SOURCE,
+      slots: MAX_HANDSHAKES_IN_FLIGHT,
+    });
     this.#server = createServer({ pauseOnConnect: true, noDelay: true }, (socket) => this.#accept(socket));
     this.#server.maxConnections = MAX_OPEN_CONNECTIONS;
     this.#server.on("error", (error) => deps.logger.error(`Listening socket error: ${error.message}`));
@@ -96,7 +99,7 @@ export class Listener {
   }
 
   get openConnections(): number {
-    return this.#connections.size + (this.#waiting.length - this.#head);
+    return this.#connections.size;
   }
 
   #accept(socket: Socket): void {
@@ -105,39 +108,26 @@ export class Listener {
       socket.destroy();
       return;
     }
-    if (this.#inFlight < MAX_HANDSHAKES_IN_FLIGHT) {
-      this.#start(socket);
+    const source = sourceOf(socket.remoteAddress ?? "");
+    const refusal = this.#admission.enter(source);
+    if (refusal) {
+      this.#notAdmitted(socket, refusal);
+      // A reset, not a FIN: nothing was said, and no TIME_WAIT is left here.
+      socket.resetAndDestroy();
       return;
     }
-    const entry: Waiting = {
-      socket,
-      timer: this.#deps.clock.setTimeout(() => {
-        this.#notAdmitted(socket, "admission-timeout");
-        socket.destroy();
-      }, ADMISSION_WAIT_MS),
-    };
-    socket.once("close", () => entry.timer.cancel());
-    this.#waiting.push(entry);
-  }
-
-  #notAdmitted(socket: Socket, why: "admission-timeout" | "not-on-interface"): void {
-    if (!events.connectionNotAdmitted.hasSubscribers) return;
-    events.connectionNotAdmitted.publish({ address: socket.remoteAddress ?? "?", localAddress: socket.localAddress ?? "?", why });
-  }
-
-  #start(socket: Socket): void {
-    this.#inFlight++;
+    const admission = this.#admission;
     const connection = new Connection(socket, {
       registry: this.#deps.registry,
       runner: this.#deps.runner,
       tlsSettings: this.#deps.tlsSettings,
       logger: this.#deps.logger,
       clock: this.#deps.clock,
-      releaseSlot: () => {
-        this.#inFlight--;
-        this.#admitNext();
-      },
-      onClosed: () => {
+      requestSlot: (granted) => admission.requestSlot(source, granted),
+      releaseSlot: () => admission.releaseSlot(),
+      onClosed: (_outcome, failed) => {
+        if (failed) admission.failed(source);
+        admission.leave(source);
         this.#connections.delete(connection);
         if (this.#connections.size === 0) this.#drained?.();
       },
@@ -145,19 +135,9 @@ export class Listener {
     this.#connections.add(connection);
   }
 
-  #admitNext(): void {
-    while (this.#inFlight < MAX_HANDSHAKES_IN_FLIGHT && this.#head < this.#waiting.length) {
-      const entry = this.#waiting[this.#head];
-      this.#waiting[this.#head++] = undefined;
-      if (this.#head > 1024 && this.#head * 2 > this.#waiting.length) {
-        this.#waiting = this.#waiting.slice(this.#head);
-        this.#head = 0;
-      }
-      if (!entry) continue;
-      entry.timer.cancel();
-      if (entry.socket.destroyed) continue;
-      this.#start(entry.socket);
-    }
+  #notAdmitted(socket: Socket, why: AdmissionRefusal | "not-on-interface"): void {
+    if (!events.connectionNotAdmitted.hasSubscribers) return;
+    events.connectionNotAdmitted.publish({ address: socket.remoteAddress ?? "?", localAddress: socket.localAddress ?? "?", why });
   }
 
   /**
@@ -166,9 +146,6 @@ export class Listener {
    */
   async close(graceMs: number): Promise<void> {
     const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
-    for (let i = this.#head; i < this.#waiting.length; i++) this.#waiting[i]?.socket.destroy();
-    this.#waiting = [];
-    this.#head = 0;
     if (this.#connections.size > 0) {
       await new Promise<void>((resolve) => {
         const grace = this.#deps.clock.setTimeout(() => resolve(), graceMs);

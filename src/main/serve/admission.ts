@@ -1,0 +1,195 @@
+// Fair admission: who gets a socket, and who gets a handshake slot next.
+//
+// Three rules, each against one way a single hostile source starved a
+// whole fleet (issue 16):
+//   Rule 1: a source (source.ts: an IPv4 address or an IPv6 /64) holds at
+//           most `maxPerSource` open connections; more are closed at accept.
+//   Rule 2: handshake slots (MAX_HANDSHAKES_IN_FLIGHT) go round-robin across
+//           the sources that wait for one, oldest first within a source, so
+//           a source with 3,000 waiting sockets and one with a single
+//           socket are each served in turn. Only connections that sent a
+//           good version line ask for a slot (connection.ts).
+//   Rule 3: each failure a source causes (bad version line, failed or
+//           timed-out handshake, unknown key) takes a token from its bucket
+//           (FAILURE_BURST, refilled at FAILURE_REFILL_PER_SECOND); a source
+//           with no token left is refused at accept until one comes back.
+//
+// State per source lives only while it is needed: an entry goes once the
+// source has nothing open, nothing waiting and a full bucket.
+//
+//   ring:    [src A] -> [src C] -> [src B]      sources with someone waiting
+//   A.queue: [t1, t2, t3]  (tickets; a cancelled one is skipped when reached)
+
+import type { Clock } from "../clock.js";
+import { FAILURE_BURST, FAILURE_REFILL_PER_SECOND } from "./limits.js";
+
+/** Why a connection was closed at accept. */
+export type AdmissionRefusal = "source-limit" | "throttled";
+
+/** A place in the queue for a handshake slot. */
+export interface SlotTicket {
+  /** Leaves the queue (no-op once granted). */
+  cancel(): void;
+}
+
+/** A first-in-first-out queue with O(1) shift on large bursts. */
+class Fifo<T> {
+  #items: (T | undefined)[] = [];
+  #head = 0;
+
+  get length(): number {
+    return this.#items.length - this.#head;
+  }
+
+  push(item: T): void {
+    this.#items.push(item);
+  }
+
+  shift(): T | undefined {
+    if (this.#head >= this.#items.length) return undefined;
+    const item = this.#items[this.#head];
+    this.#items[this.#head++] = undefined;
+    if (this.#head > 1024 && this.#head * 2 > this.#items.length) {
+      this.#items = this.#items.slice(this.#head);
+      this.#head = 0;
+    }
+    return item;
+  }
+}
+
+interface Ticket {
+  readonly start: () => void;
+  live: boolean;
+}
+
+interface Source {
+  readonly key: string;
+  open: number;
+  readonly queue: Fifo<Ticket>;
+  /** In the ring (it has, or had, tickets in its queue). */
+  inRing: boolean;
+  tokens: number;
+  refilledAt: number;
+}
+
+export interface AdmissionOptions {
+  readonly clock: Clock;
+  /** Open connections per source at most; 0 for no limit. */
+  readonly maxPerSource: number;
+  /** Handshake slots. */
+  readonly slots: number;
+}
+
+/** What requestSlot returns when the slot was granted at once. */
+const GRANTED: SlotTicket = { cancel() {} };
+
+// Sources kept before a sweep drops the idle ones; grows with the real count.
+const SWEEP_FLOOR = 4096;
+
+export class Admission {
+  readonly #options: AdmissionOptions;
+  readonly #sources = new Map<string, Source>();
+  readonly #ring = new Fifo<Source>();
+  #inFlight = 0;
+  #sweepAt = SWEEP_FLOOR;
+
+  constructor(options: AdmissionOptions) {
+    this.#options = options;
+  }
+
+  /** Handshake slots in use. */
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
+  /** A connection from `key` was accepted: counts it, or says why it must be closed (then it is not counted). */
+  enter(key: string): AdmissionRefusal | null {
+    const source = this.#source(key);
+    this.#refill(source);
+    if (source.tokens < 1) return "throttled";
+    const max = this.#options.maxPerSource;
+    if (max > 0 && source.open >= max) return "source-limit";
+    source.open++;
+    return null;
+  }
+
+  /** A connection entered with `key` has closed. */
+  leave(key: string): void {
+    const source = this.#sources.get(key);
+    if (!source) return;
+    source.open--;
+    this.#forgetIfIdle(source);
+  }
+
+  /** The source caused a failure (Rule 3). */
+  failed(key: string): void {
+    const source = this.#source(key);
+    this.#refill(source);
+    source.tokens = Math.max(0, source.tokens - 1);
+  }
+
+  /** Asks for a handshake slot; `start` runs when granted, at once if one is free and nobody waits. */
+  requestSlot(key: string, start: () => void): SlotTicket {
+    const ticket: Ticket = { start, live: true };
+    if (this.#inFlight < this.#options.slots && this.#ring.length === 0) {
+      ticket.live = false;
+      this.#inFlight++;
+      start();
+      return GRANTED;
+    }
+    const source = this.#source(key);
+    source.queue.push(ticket);
+    if (!source.inRing) {
+      source.inRing = true;
+      this.#ring.push(source);
+    }
+    return { cancel: () => void (ticket.live = false) };
+  }
+
+  /** A granted slot is free again: it goes to the next source in the ring. */
+  releaseSlot(): void {
+    this.#inFlight--;
+    while (this.#inFlight < this.#options.slots) {
+      const source = this.#ring.shift();
+      if (!source) return;
+      let ticket = source.queue.shift();
+      while (ticket && !ticket.live) ticket = source.queue.shift();
+      if (source.queue.length > 0) this.#ring.push(source);
+      else {
+        source.inRing = false;
+        this.#forgetIfIdle(source);
+      }
+      if (!ticket) continue;
+      ticket.live = false;
+      this.#inFlight++;
+      ticket.start();
+    }
+  }
+
+  #source(key: string): Source {
+    let source = this.#sources.get(key);
+    if (!source) {
+      if (this.#sources.size >= this.#sweepAt) this.#sweep();
+      source = { key, open: 0, queue: new Fifo(), inRing: false, tokens: FAILURE_BURST, refilledAt: this.#options.clock.now() };
+      this.#sources.set(key, source);
+    }
+    return source;
+  }
+
+  #refill(source: Source): void {
+    const now = this.#options.clock.now();
+    source.tokens = Math.min(FAILURE_BURST, source.tokens + ((now - source.refilledAt) * FAILURE_REFILL_PER_SECOND) / 1000);
+    source.refilledAt = now;
+  }
+
+  #forgetIfIdle(source: Source): void {
+    if (source.open > 0 || source.inRing) return;
+    this.#refill(source);
+    if (source.tokens >= FAILURE_BURST) this.#sources.delete(source.key);
+  }
+
+  #sweep(): void {
+    for (const source of [...this.#sources.values()]) this.#forgetIfIdle(source);
+    this.#sweepAt = Math.max(SWEEP_FLOOR, 2 * this.#sources.size);
+  }
+}

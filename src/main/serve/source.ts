@@ -1,0 +1,34 @@
+// Which "source" a peer counts against for fair admission, throttling and
+// log rate limits: an IPv4 address, or an IPv6 /64. A /64 because one
+// IPv6 host can pick any address in its subnet's /64 at will (RFC 4941
+// temporary addresses, RFC 8981), so counting single IPv6 addresses would
+// hand a single machine 2^64 sources; a site gets at least a /64 per link.
+
+import { isIPv4, isIPv6 } from "node:net";
+
+/** The source `address` (as Node reports a remote address) counts against. */
+export function sourceOf(address: string): string {
+  // A dual-stack socket reports IPv4 peers as ::ffff:a.b.c.d.
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
+  if (mapped) return mapped[1]!;
+  if (isIPv4(address)) return address;
+  const bare = address.replace(/%.*$/, "");
+  if (!isIPv6(bare)) return address;
+  return `${expandIPv6(bare).slice(0, 4).join(":")}::/64`;
+}
+
+/** The eight 16-bit groups of an IPv6 address, in lower-case hex without leading zeros. */
+function expandIPv6(address: string): string[] {
+  let text = address.toLowerCase();
+  // A trailing dotted quad (::a.b.c.d forms) is two groups.
+  const quad = /(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(text);
+  if (quad) {
+    const [a, b, c, d] = quad.slice(1).map(Number) as [number, number, number, number];
+    text = `${text.slice(0, quad.index)}${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`;
+  }
+  const [head = "", tail] = text.split("::");
+  const left = head === "" ? [] : head.split(":");
+  const right = tail === undefined || tail === "" ? [] : tail.split(":");
+  const zeros = tail === undefined ? [] : Array.from({ length: 8 - left.length - right.length }, () => "0");
+  return [...left, ...zeros, ...right].map((g) => parseInt(g, 16).toString(16));
+}

@@ -1,0 +1,36 @@
+// daemon/log-serve.ts's per-source budget on a manual clock: a source's
+// lines stop at the burst, the ones held back are summarised with its
+// address and count, other sources are not affected, and what a peer sent
+// reaches a line as printable ASCII.
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { ManualClock } from "../src/main/clock.js";
+import { PEER_LINES_BURST, PEER_LINES_PER_SECOND, PeerLineBudget, SUMMARY_INTERVAL_MS } from "../src/main/daemon/log-serve.js";
+import { printableAscii, pyAscii, pyTextLine } from "../src/main/daemon/python-repr.js";
+
+test("a source's lines stop at the burst and are summarised with its address and count", () => {
+  const clock = new ManualClock();
+  const summaries: string[] = [];
+  const budget = new PeerLineBudget(clock, (source, n, s) => summaries.push(`${source} ${n} ${s}`));
+  let allowed = 0;
+  for (let i = 0; i < PEER_LINES_BURST + 50; i++) if (budget.allow("192.0.2.1")) allowed++;
+  assert.equal(allowed, PEER_LINES_BURST);
+  assert.equal(budget.allow("192.0.2.2"), true, "another source keeps its budget");
+  clock.advance(SUMMARY_INTERVAL_MS - 1);
+  assert.deepEqual(summaries, []);
+  clock.advance(1);
+  assert.deepEqual(summaries, ["192.0.2.1 50 10"]);
+  // The budget came back at its rate meanwhile.
+  let again = 0;
+  while (budget.allow("192.0.2.1")) again++;
+  assert.equal(again, (SUMMARY_INTERVAL_MS / 1000) * PEER_LINES_PER_SECOND);
+  budget.stop();
+  assert.deepEqual(summaries, ["192.0.2.1 50 10", "192.0.2.1 1 1"]);
+});
+
+test("a peer's text reaches the log as printable ASCII; the good line keeps the reference's form", () => {
+  assert.equal(pyAscii(pyTextLine("1\r\n")), "'1\\n'");
+  assert.equal(pyAscii("1\u009b[2J\u0085x"), "'1\\x9b[2J\\x85x'");
+  assert.equal(printableAscii("bad \u0007\u00e9\n"), "bad \\x07\\xe9\\x0a");
+});
