@@ -24,6 +24,12 @@ export interface CommandLine {
   zeroconf?: boolean;
   /** Handshake worker threads; 0 = inline; undefined = one per core. */
   workers?: number;
+  /** HOST:PORT for /metrics and /health (docs/OBSERVABILITY.md). */
+  metrics?: string;
+  /** The audit log file (JSON lines). */
+  auditLog?: string;
+  /** Audit records to syslog too, tagged mandos-audit. */
+  auditSyslog?: boolean;
 }
 
 /** Exit codes as mandos(8) and argparse use them. */
@@ -74,6 +80,9 @@ export function parseCommandLine(
     .option("--foreground", "Run in foreground")
     .addOption(new Option("--no-zeroconf", "Do not use Zeroconf"))
     .option("--workers <N>", "Handshake worker threads (0: run handshakes on the main thread; default: 0 on one or two cores, else one per core but one)", integer("workers", 0, 1024))
+    .option("--metrics <HOST:PORT>", "Serve Prometheus /metrics and /health on HOST:PORT (a bare :PORT is loopback only)")
+    .option("--audit-log <FILE>", "Append one JSON line per secret released or known client refused to FILE")
+    .option("--audit-syslog", "Send the audit records to syslog too, tagged mandos-audit")
     .configureOutput({ writeOut: out, writeErr: err })
     .exitOverride()
     .allowExcessArguments(false);
@@ -109,5 +118,8 @@ export function parseCommandLine(
   if (given("foreground")) options.foreground = true;
   if (given("zeroconf")) options.zeroconf = false;
   if (given("workers")) options.workers = o.workers as number;
+  if (given("metrics")) options.metrics = String(o.metrics);
+  if (given("auditLog")) options.auditLog = String(o.auditLog);
+  if (given("auditSyslog")) options.auditSyslog = true;
   return { kind: "run", options };
 }

@@ -30,6 +30,9 @@ export const SERVER_DEFAULTS: Readonly<Record<string, string>> = {
   statedir: "/var/lib/mandos",
   foreground: "False",
   zeroconf: "True",
+  metrics: "",
+  audit_log: "",
+  audit_syslog: "False",
 };
 
 export interface ServerConfig {
@@ -50,6 +53,11 @@ export interface ServerConfig {
   readonly statedir: string;
   readonly foreground: boolean;
   readonly zeroconf: boolean;
+  /** HOST:PORT for /metrics and /health, or "" for off (not in the reference). */
+  readonly metrics: string;
+  /** The audit log file, or "" for none (not in the reference). */
+  readonly auditLog: string;
+  readonly auditSyslog: boolean;
 }
 
 /** The file's option names for each ServerConfig field. */
@@ -68,6 +76,9 @@ export const SERVER_OPTION_NAMES: Readonly<Record<keyof ServerConfig, string>> =
   statedir: "statedir",
   foreground: "foreground",
   zeroconf: "zeroconf",
+  metrics: "metrics",
+  auditLog: "audit_log",
+  auditSyslog: "audit_syslog",
 };
 
 export interface ServerConfigFile {
@@ -109,6 +120,9 @@ export function parseServerConfig(text: string, file: string): ServerConfigFile 
     statedir: raw("statedir"),
     foreground,
     zeroconf,
+    metrics: raw("metrics"),
+    auditLog: raw("audit_log"),
+    auditSyslog: boolean(doc, "audit_syslog"),
   };
   const setInFile = new Set<keyof ServerConfig>();
   for (const [field, key] of Object.entries(SERVER_OPTION_NAMES) as [keyof ServerConfig, string][]) {

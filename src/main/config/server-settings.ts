@@ -22,6 +22,9 @@ export interface ServerFileSettings {
   foreground?: boolean;
   socket?: number;
   zeroconf?: boolean;
+  metrics?: string;
+  auditLog?: string;
+  auditSyslog?: boolean;
 }
 
 export interface ServerSettings {
@@ -44,6 +47,31 @@ export interface ServerSettings {
   readonly zeroconf: boolean;
   /** Handshake worker threads; 0 = inline. */
   readonly workers: number;
+  /** Where /metrics and /health listen; undefined: off. */
+  readonly metrics: MetricsAddress | undefined;
+  /** The audit log file; "" for none. */
+  readonly auditLog: string;
+  readonly auditSyslog: boolean;
+}
+
+/** A parsed `metrics = HOST:PORT`. */
+export interface MetricsAddress {
+  readonly host: string;
+  readonly port: number;
+}
+
+/** The loopback address a bare `:PORT` binds: never reachable from another machine. */
+export const METRICS_DEFAULT_HOST = "127.0.0.1";
+
+/** Parses `HOST:PORT`, `[IPV6]:PORT` or `:PORT` (loopback only); port 0 lets the OS choose (tests). */
+export function parseMetricsAddress(text: string): MetricsAddress {
+  const m = /^(?:\[([0-9A-Fa-f:.%\w-]+)\]|([^:[\]\s]*)):(\d{1,5})$/.exec(text.trim());
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port > 65535) {
+    throw new SettingsError("MANDOS_BAD_METRICS_ADDRESS", `metrics: not HOST:PORT, [IPV6]:PORT or :PORT: ${JSON.stringify(text)}`);
+  }
+  const host = m[1] ?? m[2] ?? "";
+  return { host: host === "" ? METRICS_DEFAULT_HOST : host, port };
 }
 
 export const DEFAULT_STATEDIR = "/var/lib/mandos";
@@ -91,5 +119,8 @@ export function mergeSettings(
     socket,
     zeroconf,
     workers: cli.workers ?? defaults.workers,
+    metrics: (pick("metrics") ?? "") === "" ? undefined : parseMetricsAddress(pick("metrics") ?? ""),
+    auditLog: pick("auditLog") ?? "",
+    auditSyslog: pick("auditSyslog") ?? false,
   };
 }

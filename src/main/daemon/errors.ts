@@ -9,6 +9,8 @@ export type DaemonErrorCode =
   | "MANDOS_NEEDS_PORT"
   /** debuglevel names no log level. */
   | "MANDOS_BAD_DEBUGLEVEL"
+  /** metrics is not HOST:PORT, [IPV6]:PORT or :PORT. */
+  | "MANDOS_BAD_METRICS_ADDRESS"
   /** setuid/setgid failed for a reason other than not being root. */
   | "MANDOS_SETUID"
   /** The pid file cannot be opened or written. */
@@ -17,8 +19,8 @@ export type DaemonErrorCode =
   | "MANDOS_DAEMON_START";
 
 export class SettingsError extends Error {
-  readonly code: Extract<DaemonErrorCode, "MANDOS_NEEDS_PORT" | "MANDOS_BAD_DEBUGLEVEL">;
-  constructor(code: Extract<DaemonErrorCode, "MANDOS_NEEDS_PORT" | "MANDOS_BAD_DEBUGLEVEL">, message: string) {
+  readonly code: Extract<DaemonErrorCode, "MANDOS_NEEDS_PORT" | "MANDOS_BAD_DEBUGLEVEL" | "MANDOS_BAD_METRICS_ADDRESS">;
+  constructor(code: Extract<DaemonErrorCode, "MANDOS_NEEDS_PORT" | "MANDOS_BAD_DEBUGLEVEL" | "MANDOS_BAD_METRICS_ADDRESS">, message: string) {
     super(message);
     this.name = "SettingsError";
     this.code = code;
