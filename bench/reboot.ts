@@ -179,6 +179,8 @@ export interface RebootOptions {
   readonly log: (line: string) => void;
   /** A private system bus for the reference server (it needs one even with --no-dbus). */
   readonly referenceBus?: string;
+  /** More options for our server (bench/observe.ts: --metrics, --audit-log). */
+  readonly serverArgs?: readonly string[];
 }
 
 export async function runRebootSimulation(options: RebootOptions): Promise<RebootRun[]> {
@@ -199,6 +201,7 @@ export async function runRebootSimulation(options: RebootOptions): Promise<Reboo
             "--no-zeroconf", "--no-dbus", "--foreground", "--debuglevel", "ERROR", "--address", "::1", "--port", String(port),
           ];
           if (workers !== "default") args.push("--workers", String(workers));
+          args.push(...(options.serverArgs ?? []));
           mkdirSync(join(root, "state"), { recursive: true });
           const server = spawn(process.execPath, [...serverNodeFlags(), ...args], { stdio: ["ignore", "ignore", "inherit"] });
           try {

@@ -67,7 +67,11 @@ export function openAuditLog(options: AuditOptions): AuditLog {
   const syncNow = (): void => {
     if (syncTimer !== undefined) clearTimeout(syncTimer);
     syncTimer = undefined;
-    if (fd !== undefined && unsynced) fdatasyncSync(fd);
+    try {
+      if (fd !== undefined && unsynced) fdatasyncSync(fd);
+    } catch (error) {
+      options.onError?.(`cannot sync the audit log: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
+    }
     unsynced = false;
   };
   const socket: DatagramSender | undefined = options.syslog ? datagramSender() : undefined;
