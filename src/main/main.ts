@@ -186,6 +186,7 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
   } catch (error) {
     registry.stop();
     await runner.close();
+    await observe.close();
     logger.critical(`Could not listen: ${error instanceof Error ? error.message : String(error)}`);
     return fail(`could not listen: ${error instanceof Error ? error.message : String(error)}`);
   }
@@ -214,6 +215,7 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
     await listener.close(0);
     registry.stop();
     await runner.close();
+    await observe.close();
     return fail(error instanceof Error ? error.message : String(error));
   }
   if (stateDir.ok) stateDir = checkStateDirWritable(settings.statedir);
