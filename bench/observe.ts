@@ -6,7 +6,7 @@
 //
 // `npx tsc -p . && node dist/bench/observe.js` (BENCH_OBSERVE_ROUNDS, default 2).
 
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { chmodSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { runRebootSimulation, type RebootRun } from "./reboot.js";
@@ -18,6 +18,8 @@ const CONCURRENCY = 64;
 const WARMUP = 2000;
 
 const dir = mkdtempSync(join(tmpdir(), "mandos-ts-bench-observe-"));
+// Run as root, the server drops to _mandos before it opens the audit log.
+chmodSync(dir, 0o777);
 const audit = join(dir, "audit.jsonl");
 const results: { on: RebootRun[]; off: RebootRun[] } = { on: [], off: [] };
 try {
