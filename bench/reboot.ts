@@ -189,6 +189,8 @@ export interface RebootOptions {
   readonly log: (line: string) => void;
   /** A private system bus for the reference server (it needs one even with --no-dbus). */
   readonly referenceBus?: string;
+  /** More options for our server (bench/observe.ts: --metrics, --audit-log). */
+  readonly serverArgs?: readonly string[];
 }
 
 export async function runRebootSimulation(options: RebootOptions): Promise<RebootRun[]> {
@@ -211,6 +213,7 @@ export async function runRebootSimulation(options: RebootOptions): Promise<Reboo
             "--max-per-source", "0",
           ];
           if (workers !== "default") args.push("--workers", String(workers));
+          args.push(...(options.serverArgs ?? []));
           mkdirSync(join(root, "state"), { recursive: true });
           const server = spawn(process.execPath, [...serverNodeFlags(), ...args], { stdio: ["ignore", "ignore", "inherit"] });
           try {

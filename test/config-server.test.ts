@@ -10,8 +10,18 @@ test("a missing mandos.conf gives the reference's defaults", () => {
     interface: "", address: "", port: undefined, debug: false, priority: DEFAULT_PRIORITY, servicename: "Mandos",
     useDbus: true, useIpv6: true, debuglevel: "", restore: true, socket: undefined, statedir: "/var/lib/mandos",
     foreground: false, zeroconf: true, maxPerSource: undefined,
+    // Ours, not the reference's (docs/OBSERVABILITY.md): off.
+    metrics: "", auditLog: "", auditSyslog: false,
   });
   assert.equal(config.setInFile.size, 0);
+});
+
+test("the observability options are read from the file and marked as set there", () => {
+  const config = parseServerConfig("[DEFAULT]\nmetrics = [::1]:9100\naudit_log = /var/log/mandos/audit.jsonl\naudit_syslog = yes\n", "mandos.conf");
+  assert.equal(config.settings.metrics, "[::1]:9100");
+  assert.equal(config.settings.auditLog, "/var/log/mandos/audit.jsonl");
+  assert.equal(config.settings.auditSyslog, true);
+  assert.deepEqual([...config.setInFile].sort(), ["auditLog", "auditSyslog", "metrics"]);
 });
 
 test("settings in the file are typed and marked as set there", () => {

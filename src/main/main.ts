@@ -31,6 +31,7 @@ import { migrateReferenceState } from "./state/pickle-import.js";
 import { startAnnouncement, type Announcement } from "./zeroconf/announce.js";
 import { startDbusService, type DbusService } from "./dbus/index.js";
 import { collectStartupGarbage } from "./daemon/memory.js";
+import { Observability } from "./observe/index.js";
 
 /** How long SIGTERM waits for connections already in progress. */
 const SHUTDOWN_GRACE_MS = 5_000;
@@ -168,6 +169,12 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
   collectStartupGarbage();
   const runner = createHandshakeRunner(settings.workers, tlsSettings);
   const listener = new Listener({ registry, runner, tlsSettings, logger, clock: systemClock, maxPerSource: settings.maxPerSource });
+  // Metrics, audit log, health (docs/OBSERVABILITY.md): counting from the first connection.
+  let accepting = false;
+  const observe = new Observability(settings, {
+    clients: () => registry.list(), openConnections: () => listener.openConnections, workers: runner.workers,
+    workerQueue: () => runner.queued, accepting: () => accepting, stateNotKept: () => (keepState ? null : `${settings.statedir} is not usable`),
+  });
   let bound: { address: string; port: number };
   try {
     bound = await listener.listen({
@@ -180,6 +187,7 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
   } catch (error) {
     registry.stop();
     await runner.close();
+    await observe.close();
     logger.critical(`Could not listen: ${error instanceof Error ? error.message : String(error)}`);
     return fail(`could not listen: ${error instanceof Error ? error.message : String(error)}`);
   }
@@ -208,6 +216,7 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
     await listener.close(0);
     registry.stop();
     await runner.close();
+    await observe.close();
     return fail(error instanceof Error ? error.message : String(error));
   }
   if (stateDir.ok) stateDir = checkStateDirWritable(settings.statedir);
@@ -222,6 +231,15 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
   } catch (error) {
     logger.error(error instanceof Error ? error.message : String(error));
   }
+  try {
+    await observe.open((message) => logger.error(message));
+  } catch (error) {
+    await Promise.all([observe.close(), listener.close(0), runner.close()]);
+    clientsReader.close();
+    registry.stop();
+    return fail(`cannot start the audit log or metrics listener: ${error instanceof Error ? error.message : String(error)}`);
+  }
+  if (observe.endpoint) logger.info(`Serving /metrics and /health on ${JSON.stringify(observe.endpoint.address)}, port ${observe.endpoint.port}`);
   if (settings.useIpv6) {
     logger.info(`Now listening on address '${bound.address}', port ${bound.port}, flowinfo 0, scope_id 0`);
   } else {
@@ -248,6 +266,8 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
   }
 
   notifyReady();
+  accepting = true;
+  observe.ready();
   logger.debug("Starting main loop");
 
   return new Promise<number>((resolve) => {
@@ -255,6 +275,7 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
     const stop = (signal: NodeJS.Signals): void => {
       if (stopping) return;
       stopping = true;
+      accepting = false;
       // The reference logs nothing at SIGTERM and "Server exiting" as it
       // leaves its main loop; SIGINT is its KeyboardInterrupt.
       if (signal === "SIGINT") logger.debug("Server received KeyboardInterrupt");
@@ -265,6 +286,7 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
         await dbus?.stop();
         registry.stop();
         if (keepState) saver.saveNow();
+        await observe.close();
         await runner.close();
         clientsReader.close();
         pidFile?.remove();
@@ -274,7 +296,14 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
     const handlers: Record<string, () => void> = {
       SIGTERM: () => stop("SIGTERM"),
       SIGINT: () => stop("SIGINT"),
-      SIGHUP: () => reload(),
+      SIGHUP: () => {
+        try {
+          observe.reopen();
+        } catch (error) {
+          logger.error(`Could not reopen the audit log: ${error instanceof Error ? error.message : String(error)}`);
+        }
+        reload();
+      },
     };
     // One reload at a time; signals during one ask for one more after it.
     let reloading = false;

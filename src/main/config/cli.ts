@@ -26,6 +26,12 @@ export interface CommandLine {
   workers?: number;
   /** Open connections per source (IPv4 address, IPv6 /64); 0 = no limit. */
   maxPerSource?: number;
+  /** HOST:PORT for /metrics and /health (docs/OBSERVABILITY.md). */
+  metrics?: string;
+  /** The audit log file (JSON lines). */
+  auditLog?: string;
+  /** Audit records to syslog too, tagged mandos-audit. */
+  auditSyslog?: boolean;
 }
 
 /** Exit codes as mandos(8) and argparse use them. */
@@ -77,6 +83,9 @@ export function parseCommandLine(
     .addOption(new Option("--no-zeroconf", "Do not use Zeroconf"))
     .option("--workers <N>", "Handshake worker threads (0: run handshakes on the main thread; default: 0 on one or two cores, else one per core but one)", integer("workers", 0, 1024))
     .option("--max-per-source <N>", "Open connections per client address (IPv6: per /64) at most; 0: no limit (default: 128)", integer("max-per-source", 0, 1_000_000))
+    .option("--metrics <HOST:PORT>", "Serve Prometheus /metrics and /health on HOST:PORT (a bare :PORT is loopback only)")
+    .option("--audit-log <FILE>", "Append one JSON line per secret released or known client refused to FILE")
+    .option("--audit-syslog", "Send the audit records to syslog too, tagged mandos-audit")
     .configureOutput({ writeOut: out, writeErr: err })
     .exitOverride()
     .allowExcessArguments(false);
@@ -113,5 +122,8 @@ export function parseCommandLine(
   if (given("zeroconf")) options.zeroconf = false;
   if (given("workers")) options.workers = o.workers as number;
   if (given("maxPerSource")) options.maxPerSource = o.maxPerSource as number;
+  if (given("metrics")) options.metrics = String(o.metrics);
+  if (given("auditLog")) options.auditLog = String(o.auditLog);
+  if (given("auditSyslog")) options.auditSyslog = true;
   return { kind: "run", options };
 }

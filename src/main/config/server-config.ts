@@ -30,6 +30,9 @@ export const SERVER_DEFAULTS: Readonly<Record<string, string>> = {
   statedir: "/var/lib/mandos",
   foreground: "False",
   zeroconf: "True",
+  metrics: "",
+  audit_log: "",
+  audit_syslog: "False",
 };
 
 export interface ServerConfig {
@@ -56,6 +59,11 @@ export interface ServerConfig {
    * (serve/limits.ts DEFAULT_MAX_PER_SOURCE).
    */
   readonly maxPerSource: number | undefined;
+  /** HOST:PORT for /metrics and /health, or "" for off (not in the reference). */
+  readonly metrics: string;
+  /** The audit log file, or "" for none (not in the reference). */
+  readonly auditLog: string;
+  readonly auditSyslog: boolean;
 }
 
 /** The file's option names for each ServerConfig field. */
@@ -75,6 +83,9 @@ export const SERVER_OPTION_NAMES: Readonly<Record<keyof ServerConfig, string>> =
   foreground: "foreground",
   zeroconf: "zeroconf",
   maxPerSource: "max_per_source",
+  metrics: "metrics",
+  auditLog: "audit_log",
+  auditSyslog: "audit_syslog",
 };
 
 export interface ServerConfigFile {
@@ -117,6 +128,9 @@ export function parseServerConfig(text: string, file: string): ServerConfigFile 
     foreground,
     zeroconf,
     maxPerSource: raw("max_per_source") === "" ? undefined : count(doc, "max_per_source"),
+    metrics: raw("metrics"),
+    auditLog: raw("audit_log"),
+    auditSyslog: boolean(doc, "audit_syslog"),
   };
   const setInFile = new Set<keyof ServerConfig>();
   for (const [field, key] of Object.entries(SERVER_OPTION_NAMES) as [keyof ServerConfig, string][]) {

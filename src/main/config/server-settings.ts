@@ -23,6 +23,9 @@ export interface ServerFileSettings {
   socket?: number;
   zeroconf?: boolean;
   maxPerSource?: number;
+  metrics?: string;
+  auditLog?: string;
+  auditSyslog?: boolean;
 }
 
 export interface ServerSettings {
@@ -47,6 +50,31 @@ export interface ServerSettings {
   readonly workers: number;
   /** Open connections per source at most; 0 = no limit (serve/admission.ts). */
   readonly maxPerSource: number;
+  /** Where /metrics and /health listen; undefined: off. */
+  readonly metrics: MetricsAddress | undefined;
+  /** The audit log file; "" for none. */
+  readonly auditLog: string;
+  readonly auditSyslog: boolean;
+}
+
+/** A parsed `metrics = HOST:PORT`. */
+export interface MetricsAddress {
+  readonly host: string;
+  readonly port: number;
+}
+
+/** The loopback address a bare `:PORT` binds: never reachable from another machine. */
+export const METRICS_DEFAULT_HOST = "127.0.0.1";
+
+/** Parses `HOST:PORT`, `[IPV6]:PORT` or `:PORT` (loopback only); port 0 lets the OS choose (tests). */
+export function parseMetricsAddress(text: string): MetricsAddress {
+  const m = /^(?:\[([0-9A-Fa-f:.%\w-]+)\]|([^:[\]\s]*)):(\d{1,5})$/.exec(text.trim());
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port > 65535) {
+    throw new SettingsError("MANDOS_BAD_METRICS_ADDRESS", `metrics: not HOST:PORT, [IPV6]:PORT or :PORT: ${JSON.stringify(text)}`);
+  }
+  const host = m[1] ?? m[2] ?? "";
+  return { host: host === "" ? METRICS_DEFAULT_HOST : host, port };
 }
 
 export const DEFAULT_STATEDIR = "/var/lib/mandos";
@@ -95,5 +123,8 @@ export function mergeSettings(
     zeroconf,
     workers: cli.workers ?? defaults.workers,
     maxPerSource: pick("maxPerSource") ?? defaults.maxPerSource,
+    metrics: (pick("metrics") ?? "") === "" ? undefined : parseMetricsAddress(pick("metrics") ?? ""),
+    auditLog: pick("auditLog") ?? "",
+    auditSyslog: pick("auditSyslog") ?? false,
   };
 }

@@ -11,6 +11,8 @@ export type DaemonErrorCode =
   | "MANDOS_NEEDS_PORT"
   /** debuglevel names no log level. */
   | "MANDOS_BAD_DEBUGLEVEL"
+  /** metrics is not HOST:PORT, [IPV6]:PORT or :PORT. */
+  | "MANDOS_BAD_METRICS_ADDRESS"
   /** setuid/setgid failed for a reason other than not being root. */
   | "MANDOS_SETUID"
   /** The pid file cannot be opened or written. */
@@ -18,7 +20,7 @@ export type DaemonErrorCode =
   /** The detached daemon did not report ready. */
   | "MANDOS_DAEMON_START";
 
-export class SettingsError extends CodedError<Extract<DaemonErrorCode, "MANDOS_NEEDS_PORT" | "MANDOS_BAD_DEBUGLEVEL">> {}
+export class SettingsError extends CodedError<Extract<DaemonErrorCode, "MANDOS_NEEDS_PORT" | "MANDOS_BAD_DEBUGLEVEL" | "MANDOS_BAD_METRICS_ADDRESS">> {}
 
 export class PrivilegeError extends CodedError<"MANDOS_SETUID"> {
   constructor(message: string, options?: ErrorOptions) {

@@ -24,6 +24,8 @@ export interface HandshakeRunner {
   run(task: HandshakeTask): Promise<HandshakeTaskResult>;
   /** Number of worker threads (0 = inline). */
   readonly workers: number;
+  /** Handshake tasks waiting for a worker (always 0 inline); read by metrics. */
+  readonly queued: number;
   close(): Promise<void>;
 }
 
@@ -42,6 +44,7 @@ export function createHandshakeRunner(workers: number, settings: TlsSettings): H
 
 class InlineRunner implements HandshakeRunner {
   readonly workers = 0;
+  readonly queued = 0;
   readonly #settings: TlsSettings;
   constructor(settings: TlsSettings) {
     this.#settings = settings;
@@ -95,6 +98,10 @@ class PoolRunner implements HandshakeRunner {
       atomics: "disabled",
     });
     this.#refill();
+  }
+
+  get queued(): number {
+    return this.#queue.length;
   }
 
   keyShares(): Promise<EphemeralKeyShares> {

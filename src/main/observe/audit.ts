@@ -1,0 +1,127 @@
+// The audit log: one JSON line per secret released and per refusal of a
+// known client, for security's "which machine got its secret, when, from
+// where" (docs/OBSERVABILITY.md has the record). Written from the facts on
+// events.ts's channels; the payloads carry no secret and no key material,
+// and neither does a record.
+//
+// Durability: each record is one write(2) on an O_APPEND descriptor, so it
+// is in the kernel (safe from a crash of this process) when the event's
+// subscriber returns, and lines from two writers never interleave. fdatasync
+// runs at most once per AUDIT_SYNC_MS, and at reopen and close: a power
+// loss may lose the last second of records, a reboot storm does not pay a
+// disk flush per secret.
+
+import { closeSync, fdatasync, fdatasyncSync, openSync, writeSync } from "node:fs";
+import { events, type ConnectionRef, type RefusalReason } from "../events.js";
+import { datagramSender, type DatagramSender } from "./datagram.js";
+import { Subscriptions } from "./subscriptions.js";
+
+/** The longest a written record waits for fdatasync. */
+export const AUDIT_SYNC_MS = 1_000;
+/** Owner and group (adm, for log readers) only: peers' addresses are personal data. */
+const AUDIT_FILE_MODE = 0o640;
+/** LOG_AUTHPRIV | LOG_INFO: syslog's facility for security records, kept apart from daemon.* */
+const SYSLOG_PRI = 10 * 8 + 6;
+export const AUDIT_SYSLOG_TAG = "mandos-audit";
+
+/** One audit record, as written (keys in this order). */
+export interface AuditRecord {
+  /** ISO 8601, UTC, milliseconds. */
+  readonly time: string;
+  readonly outcome: "released" | "refused";
+  /** Why it was refused; null when released. */
+  readonly reason: Exclude<RefusalReason, "unknown_key" | "bad_version" | "tls_error"> | null;
+  readonly client: string;
+  readonly key_id: string;
+  readonly address: string;
+  readonly port: number;
+  /** Which server: host name, process id, --servicename. */
+  readonly server: { readonly host: string; readonly pid: number; readonly name: string };
+}
+
+export interface AuditOptions {
+  /** The file to append to; undefined: none. */
+  readonly path?: string;
+  /** Also send each record to syslog (/dev/log unless `syslogPath`). */
+  readonly syslog?: boolean;
+  readonly syslogPath?: string;
+  readonly server: AuditRecord["server"];
+  readonly now?: () => Date;
+  /** A record could not be written (ENOSPC, EIO...): said once per failure run, never thrown into the core. */
+  readonly onError?: (message: string) => void;
+}
+
+export interface AuditLog {
+  /** Closes and reopens the file (SIGHUP, after logrotate moved it). */
+  reopen(): void;
+  close(): void;
+}
+
+/** Opens the file (throws its errno error: the caller refuses to start without its audit log) and subscribes. */
+export function openAuditLog(options: AuditOptions): AuditLog {
+  const now = options.now ?? (() => new Date());
+  const open = (path: string): number => openSync(path, "a", AUDIT_FILE_MODE);
+  let fd = options.path === undefined ? undefined : open(options.path);
+  let unsynced = false;
+  let syncTimer: NodeJS.Timeout | undefined;
+  const syncNow = (): void => {
+    if (syncTimer !== undefined) clearTimeout(syncTimer);
+    syncTimer = undefined;
+    try {
+      if (fd !== undefined && unsynced) fdatasyncSync(fd);
+    } catch (error) {
+      options.onError?.(`cannot sync the audit log: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
+    }
+    unsynced = false;
+  };
+  const socket: DatagramSender | undefined = options.syslog ? datagramSender() : undefined;
+  let failing = false;
+  const syslogPath = options.syslogPath ?? "/dev/log";
+
+  const write = (outcome: AuditRecord["outcome"], reason: AuditRecord["reason"], client: string, keyId: string, c: ConnectionRef): void => {
+    const record: AuditRecord = {
+      time: now().toISOString(), outcome, reason, client, key_id: keyId, address: c.address, port: c.port, server: options.server,
+    };
+    const line = JSON.stringify(record);
+    if (fd !== undefined) {
+      try {
+        writeSync(fd, line + "\n");
+        failing = false;
+      } catch (error) {
+        if (!failing) options.onError?.(`cannot write the audit log: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
+        failing = true;
+      }
+      unsynced = true;
+      if (syncTimer === undefined) {
+        const target = fd;
+        syncTimer = setTimeout(() => {
+          syncTimer = undefined;
+          unsynced = false;
+          fdatasync(target, () => {});
+        }, AUDIT_SYNC_MS);
+        syncTimer.unref();
+      }
+    }
+    socket?.send(`<${SYSLOG_PRI}>${AUDIT_SYSLOG_TAG}[${options.server.pid}]: ${line}`, syslogPath);
+  };
+
+  const subs = new Subscriptions();
+  subs.on(events.secretSent, ({ connection, client, keyId }) => write("released", null, client, keyId, connection));
+  subs.on(events.clientRejected, ({ connection, client, keyId, reason }) => write("refused", reason, client, keyId, connection));
+  return {
+    reopen() {
+      if (options.path === undefined || fd === undefined) return;
+      syncNow();
+      const next = open(options.path);
+      closeSync(fd);
+      fd = next;
+    },
+    close() {
+      subs.close();
+      syncNow();
+      if (fd !== undefined) closeSync(fd);
+      fd = undefined;
+      socket?.close();
+    },
+  };
+}

@@ -1,0 +1,59 @@
+// The operator's HTTP listener: GET /metrics (Prometheus text format) and
+// GET /health (200 "ok", or 503 and the reason). Nothing else: no client
+// data is reachable here, and it binds only where `metrics =` says (a bare
+// :PORT is loopback, config/server-settings.ts).
+
+import { createServer, type Server } from "node:http";
+import type { Registry } from "prom-client";
+import type { HealthReport } from "./health.js";
+
+export interface OperatorEndpoint {
+  /** The address and port bound (port 0 gets one from the OS). */
+  readonly address: string;
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+export async function serveOperatorEndpoint(
+  host: string, port: number, registry: Registry, health: () => HealthReport,
+): Promise<OperatorEndpoint> {
+  const server: Server = createServer((req, res) => {
+    const path = (req.url ?? "").split("?", 1)[0];
+    if (req.method !== "GET" && req.method !== "HEAD") {
+      res.writeHead(405, { Allow: "GET, HEAD" }).end();
+      return;
+    }
+    if (path === "/metrics") {
+      registry.metrics().then(
+        (text) => res.writeHead(200, { "Content-Type": registry.contentType }).end(text),
+        (error: unknown) => res.writeHead(500, { "Content-Type": "text/plain" }).end(`${String(error)}\n`),
+      );
+      return;
+    }
+    if (path === "/health") {
+      const report = health();
+      res.writeHead(report.ok ? 200 : 503, { "Content-Type": "text/plain; charset=utf-8" }).end(report.ok ? "ok\n" : `${report.reason}\n`);
+      return;
+    }
+    res.writeHead(404, { "Content-Type": "text/plain" }).end("not found: try /metrics or /health\n");
+  });
+  // Scrapers keep their connection; close() must not wait for them.
+  server.keepAliveTimeout = 5_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen({ host, port }, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  const bound = server.address();
+  if (bound === null || typeof bound === "string") throw new Error("metrics listener has no address");
+  return {
+    address: bound.address,
+    port: bound.port,
+    close: () => new Promise<void>((resolve) => {
+      server.closeAllConnections();
+      server.close(() => resolve());
+    }),
+  };
+}

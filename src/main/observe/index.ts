@@ -1,0 +1,93 @@
+// The operator's view of a running server, as subscribers to events.ts:
+// Prometheus metrics and the health check on one HTTP listener, the audit
+// log, and systemd's readiness and watchdog. main.ts wires it in a few lines:
+// `watch` before the listener accepts (so that every connection is counted),
+// `open` once privileges are dropped (the audit file and its SIGHUP reopen
+// are the running user's), `ready` when serving, `close` at shutdown.
+
+import { hostname } from "node:os";
+import type { ClientView } from "../clients/contract.js";
+import type { MetricsAddress } from "../config/server-settings.js";
+import { openAuditLog, type AuditLog } from "./audit.js";
+import { trackHealth, type Health, type HealthInputs } from "./health.js";
+import { serveOperatorEndpoint, type OperatorEndpoint } from "./http.js";
+import { createMetrics, type MetricSources, type Metrics } from "./metrics.js";
+import { systemdNotifier, type SystemdNotifier } from "./sd-notify.js";
+
+export interface ObserveSettings {
+  readonly metrics: MetricsAddress | undefined;
+  readonly auditLog: string;
+  readonly auditSyslog: boolean;
+  readonly servicename: string;
+}
+
+export interface ObserveSources extends MetricSources, HealthInputs {
+  clients(): readonly ClientView[];
+}
+
+export class Observability {
+  readonly #settings: ObserveSettings;
+  readonly #health: Health;
+  readonly #accepting: () => boolean;
+  readonly #metrics: Metrics | undefined;
+  #endpoint: OperatorEndpoint | undefined;
+  #audit: AuditLog | undefined;
+  #systemd: SystemdNotifier | null = null;
+
+  /** Starts counting at once: call before the listener accepts. */
+  constructor(settings: ObserveSettings, sources: ObserveSources) {
+    this.#settings = settings;
+    this.#health = trackHealth(sources);
+    this.#accepting = () => sources.accepting();
+    this.#metrics = settings.metrics ? createMetrics(sources) : undefined;
+  }
+
+  /**
+   * Opens the audit log and the HTTP listener. Throws (an errno error, or
+   * EADDRINUSE) when either cannot be had: the operator asked for them.
+   */
+  async open(onAuditError: (message: string) => void): Promise<void> {
+    if (this.#settings.auditLog !== "" || this.#settings.auditSyslog) {
+      this.#audit = openAuditLog({
+        ...(this.#settings.auditLog !== "" ? { path: this.#settings.auditLog } : {}),
+        syslog: this.#settings.auditSyslog,
+        server: { host: hostname(), pid: process.pid, name: this.#settings.servicename },
+        onError: onAuditError,
+      });
+    }
+    const m = this.#settings.metrics;
+    if (m && this.#metrics) {
+      this.#endpoint = await serveOperatorEndpoint(m.host, m.port, this.#metrics.registry, () => this.#health.report());
+    }
+  }
+
+  /** Where /metrics listens, if it does. */
+  get endpoint(): { address: string; port: number } | undefined {
+    return this.#endpoint;
+  }
+
+  /**
+   * Serving: tells systemd (Type=notify) and starts its watchdog pings. The
+   * watchdog asks only "accepting?": a restart cures a wedged server, not a
+   * full disk, so a failing state save shows on /health and in the log instead.
+   */
+  ready(): void {
+    this.#systemd = systemdNotifier();
+    this.#systemd?.notify("READY=1");
+    this.#systemd?.startWatchdog(this.#accepting);
+  }
+
+  /** SIGHUP: logrotate moved the audit file. */
+  reopen(): void {
+    this.#audit?.reopen();
+  }
+
+  async close(): Promise<void> {
+    this.#systemd?.notify("STOPPING=1");
+    this.#systemd?.close();
+    await this.#endpoint?.close();
+    this.#audit?.close();
+    this.#metrics?.close();
+    this.#health.close();
+  }
+}

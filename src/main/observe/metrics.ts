@@ -1,0 +1,166 @@
+// The Prometheus metrics (docs/OBSERVABILITY.md lists them): counters and
+// histograms fed by the facts on events.ts's channels, gauges read from the
+// live objects when scraped. Label values come from closed sets (a reason,
+// an outcome, a state), never a client name or an address, so that a
+// reboot storm of ten thousand machines is still a few dozen series.
+
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
+import { events, type ConnectionOutcome, type RefusalReason } from "../events.js";
+import type { ClientView } from "../clients/contract.js";
+import { Subscriptions } from "./subscriptions.js";
+
+/** What the gauges read at scrape time. */
+export interface MetricSources {
+  clients(): readonly ClientView[];
+  /** Accepted or queued connections not yet closed (Listener.openConnections). */
+  openConnections(): number;
+  /** Handshake worker threads (0: inline). */
+  readonly workers: number;
+  /** Handshake tasks waiting for a worker. */
+  workerQueue(): number;
+}
+
+export const REFUSAL_REASONS: readonly RefusalReason[] = [
+  "unknown_key", "disabled", "denied", "approval_timeout", "removed", "bad_version", "tls_error",
+];
+const OUTCOMES: readonly ConnectionOutcome[] = [
+  "secret-sent", "refused", "bad-version", "tls-error", "timeout", "peer-closed", "socket-error", "shutdown", "internal-error",
+];
+/** ConnectionOutcome as a label value: Prometheus label values are conventionally snake_case. */
+const outcomeLabel = (outcome: ConnectionOutcome): string => outcome.replace(/-/g, "_");
+
+/**
+ * Accept to secret sent includes any approval delay (minutes, with
+ * approval_delay), hence the long tail; a plain handshake is milliseconds.
+ */
+const HANDSHAKE_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300];
+/** A worker wait over 100 ms means the pool is saturated. */
+const WORKER_WAIT_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1];
+const SAVE_BUCKETS = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5];
+
+const MISNAMED_DEFAULTS = ["nodejs_active_handles_total", "nodejs_active_requests_total", "nodejs_active_resources_total"];
+
+export interface Metrics {
+  readonly registry: Registry;
+  /** Stops listening to the channels. */
+  close(): void;
+}
+
+export function createMetrics(sources: MetricSources): Metrics {
+  const registry = new Registry();
+  const subs = new Subscriptions();
+  // In flight: accepted (given a handshake slot) and not yet closed.
+  let inFlight = 0;
+
+  const accepted = new Counter({ name: "mandos_connections_accepted_total", help: "Connections given a handshake slot.", registers: [registry] });
+  const closed = new Counter({
+    name: "mandos_connections_closed_total", help: "Accepted connections closed, by outcome.", labelNames: ["outcome"], registers: [registry],
+  });
+  for (const outcome of OUTCOMES) closed.inc({ outcome: outcomeLabel(outcome) }, 0);
+  const notAdmitted = new Counter({
+    name: "mandos_connections_not_admitted_total",
+    help: "Connections dropped before a handshake slot (waited too long, or not on the served interface).",
+    labelNames: ["why"], registers: [registry],
+  });
+  for (const why of ["admission_timeout", "not_on_interface"]) notAdmitted.inc({ why }, 0);
+  const secrets = new Counter({ name: "mandos_secrets_sent_total", help: "Secrets written to a client.", registers: [registry] });
+  const refusals = new Counter({
+    name: "mandos_refusals_total", help: "Peers that got no secret, by reason.", labelNames: ["reason"], registers: [registry],
+  });
+  for (const reason of REFUSAL_REASONS) refusals.inc({ reason }, 0);
+  const handshake = new Histogram({
+    name: "mandos_handshake_duration_seconds", help: "From accept to the secret sent (approval waits included).",
+    buckets: HANDSHAKE_BUCKETS, registers: [registry],
+  });
+  const workerWait = new Histogram({
+    name: "mandos_handshake_worker_wait_seconds", help: "Time a handshake waited on the handshake runner (queue and work).",
+    buckets: WORKER_WAIT_BUCKETS, registers: [registry],
+  });
+  const approvals = new Counter({ name: "mandos_approvals_needed_total", help: "Requests that had to wait for approval.", registers: [registry] });
+  const checkerRuns = new Counter({
+    name: "mandos_checker_runs_total", help: "Checker processes ended, by result.", labelNames: ["result"], registers: [registry],
+  });
+  for (const result of ["success", "failure", "crashed"]) checkerRuns.inc({ result }, 0);
+  const saves = new Counter({
+    name: "mandos_state_saves_total", help: "State file saves, by result.", labelNames: ["result"], registers: [registry],
+  });
+  for (const result of ["ok", "failed"]) saves.inc({ result }, 0);
+  const saveDuration = new Histogram({
+    name: "mandos_state_save_duration_seconds", help: "Collecting, writing and syncing the state file.",
+    buckets: SAVE_BUCKETS, registers: [registry],
+  });
+  const stateBytes = new Gauge({ name: "mandos_state_file_bytes", help: "Size of the last state file written.", registers: [registry] });
+
+  new Gauge({
+    name: "mandos_handshakes_in_flight", help: "Connections holding a handshake slot.", registers: [registry],
+    collect() { this.set(inFlight); },
+  });
+  new Gauge({
+    name: "mandos_handshakes_waiting", help: "Connections accepted by the kernel and waiting for a handshake slot.", registers: [registry],
+    collect() { this.set(Math.max(0, sources.openConnections() - inFlight)); },
+  });
+  new Gauge({
+    name: "mandos_handshake_workers", help: "Handshake worker threads (0: handshakes run on the main thread).", registers: [registry],
+    collect() { this.set(sources.workers); },
+  });
+  new Gauge({
+    name: "mandos_handshake_worker_queue", help: "Handshake tasks waiting for a worker thread.", registers: [registry],
+    collect() { this.set(sources.workerQueue()); },
+  });
+  new Gauge({
+    name: "mandos_clients", help: "Configured clients by state (awaiting_approval counts enabled clients too).",
+    labelNames: ["state"], registers: [registry],
+    collect() {
+      let enabled = 0;
+      let awaiting = 0;
+      const all = sources.clients();
+      for (const c of all) {
+        if (c.enabled) enabled++;
+        if (c.approvalPending) awaiting++;
+      }
+      this.set({ state: "enabled" }, enabled);
+      this.set({ state: "disabled" }, all.length - enabled);
+      this.set({ state: "awaiting_approval" }, awaiting);
+    },
+  });
+  new Gauge({
+    name: "mandos_checkers_running", help: "Checker processes running.", registers: [registry],
+    collect() { this.set(sources.clients().filter((c) => c.checkerRunning).length); },
+  });
+  collectDefaultMetrics({ register: registry });
+  // prom-client's gauges named like counters, which `promtool check metrics`
+  // rejects; their per-type siblings (nodejs_active_handles...) stay.
+  for (const name of MISNAMED_DEFAULTS) registry.removeSingleMetric(name);
+
+  subs.on(events.connectionAccepted, () => {
+    inFlight++;
+    accepted.inc();
+  });
+  subs.on(events.connectionClosed, ({ outcome }) => {
+    inFlight--;
+    closed.inc({ outcome: outcomeLabel(outcome) });
+    if (outcome === "tls-error") refusals.inc({ reason: "tls_error" });
+  });
+  subs.on(events.connectionNotAdmitted, ({ why }) => notAdmitted.inc({ why: why.replace(/-/g, "_") }));
+  subs.on(events.versionLine, ({ accepted: ok }) => {
+    if (!ok) refusals.inc({ reason: "bad_version" });
+  });
+  subs.on(events.handshakeDone, ({ runnerWaitMs }) => workerWait.observe(runnerWaitMs / 1000));
+  subs.on(events.clientNotFound, () => refusals.inc({ reason: "unknown_key" }));
+  subs.on(events.clientRejected, ({ reason }) => refusals.inc({ reason }));
+  subs.on(events.secretSent, ({ durationMs }) => {
+    secrets.inc();
+    handshake.observe(durationMs / 1000);
+  });
+  subs.on(events.approvalNeeded, () => approvals.inc());
+  subs.on(events.checkerCompleted, ({ exitCode }) =>
+    checkerRuns.inc({ result: exitCode === 0 ? "success" : exitCode > 0 ? "failure" : "crashed" }));
+  subs.on(events.stateSaved, ({ bytes, durationMs }) => {
+    saves.inc({ result: "ok" });
+    saveDuration.observe(durationMs / 1000);
+    stateBytes.set(bytes);
+  });
+  subs.on(events.stateSaveFailed, () => saves.inc({ result: "failed" }));
+
+  return { registry, close: () => subs.close() };
+}

@@ -1,0 +1,265 @@
+// Metrics, audit log and health of bin/mandos, black-box: the real
+// mandos-client and our test client (src/client/fetch.ts) ask for secrets
+// while Node's fetch scrapes /metrics; counters and the handshake histogram
+// must move by exactly what was done, the audit file must hold exactly the
+// expected records, promtool must accept the exposition, and the listener
+// must not be reachable off loopback unless configured.
+
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { createHash, generateKeyPairSync, randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import { hostname, networkInterfaces, tmpdir } from "node:os";
+import { join } from "node:path";
+import { DEFAULT_PRIORITY, parsePriority } from "../src/tls/index.js";
+import { fetchSecret, type ClientIdentity } from "../src/client/fetch.js";
+import { makeClients, makeKeySet, type TestClient } from "./helpers/keys.js";
+import { MANDOS_CLIENT, MANDOS_KEYGEN, missing } from "./helpers/peers.js";
+import { runMandosClient, startServer, type RunningServer } from "./helpers/server.js";
+
+const SETTINGS = parsePriority(DEFAULT_PRIORITY);
+const PROMTOOL = "/usr/bin/promtool";
+const skip = missing(MANDOS_CLIENT, MANDOS_KEYGEN);
+
+interface Machine {
+  readonly name: string;
+  readonly identity: ClientIdentity;
+  readonly keyId: string;
+  readonly secret: Buffer;
+}
+
+function machine(name: string): Machine {
+  const pair = generateKeyPairSync("ed25519");
+  const spki = pair.publicKey.export({ type: "spki", format: "der" });
+  return {
+    name,
+    identity: { privateKey: pair.privateKey, publicKeySpki: spki },
+    keyId: createHash("sha256").update(spki).digest("hex").toUpperCase(),
+    secret: randomBytes(64),
+  };
+}
+
+/** Sample lines of an exposition as "name{labels}" -> value. */
+type Samples = Map<string, number>;
+
+async function scrape(port: number): Promise<{ text: string; samples: Samples }> {
+  const res = await fetch(`http://127.0.0.1:${port}/metrics`);
+  assert.equal(res.status, 200);
+  assert.match(res.headers.get("content-type") ?? "", /^text\/plain; version=0\.0\.4/);
+  const text = await res.text();
+  const samples: Samples = new Map();
+  for (const line of text.split("\n")) {
+    if (line === "" || line.startsWith("#")) continue;
+    const at = line.lastIndexOf(" ");
+    samples.set(line.slice(0, at), Number(line.slice(at + 1)));
+  }
+  return { text, samples };
+}
+
+function delta(before: Samples, after: Samples, key: string): number {
+  const a = after.get(key);
+  assert.notEqual(a, undefined, `no sample ${key}`);
+  return a! - (before.get(key) ?? 0);
+}
+
+/** Scrapes until `ready` holds: a closed connection is counted just after its client has its answer. */
+async function scrapeUntil(port: number, ready: (s: Samples) => boolean): Promise<{ text: string; samples: Samples }> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const got = await scrape(port);
+    if (ready(got.samples) || Date.now() > deadline) return got;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+function nonLoopbackIPv4(): string | undefined {
+  for (const list of Object.values(networkInterfaces())) {
+    for (const a of list ?? []) if (a.family === "IPv4" && !a.internal) return a.address;
+  }
+  return undefined;
+}
+
+/** Resolves with the HTTP status, or the connection error's code. */
+async function reach(url: string): Promise<number | string> {
+  try {
+    return (await fetch(url, { signal: AbortSignal.timeout(5_000) })).status;
+  } catch (error) {
+    const cause = (error as { cause?: { code?: string } }).cause;
+    return cause?.code ?? String(error);
+  }
+}
+
+describe("bin/mandos --metrics and --audit-log", { skip }, () => {
+  let root = "";
+  let state = "";
+  let real: TestClient;
+  const enabled = machine("machine0");
+  const disabled = machine("machine1");
+  const unknown = machine("stranger");
+  let server: RunningServer;
+  let metricsPort = 0;
+
+  before(async () => {
+    root = mkdtempSync(join(tmpdir(), "mandos-ts-observe-"));
+    const pgp = join(root, "pgp");
+    makeKeySet(pgp);
+    [real] = makeClients(root, pgp, 1);
+    const conf = join(root, "conf");
+    state = join(root, "state");
+    mkdirSync(conf);
+    mkdirSync(state);
+    writeFileSync(join(conf, "mandos.conf"), "[DEFAULT]\n");
+    const section = (m: Machine, extra = ""): string =>
+      `[${m.name}]\nkey_id = ${m.keyId}\nsecret = ${m.secret.toString("base64")}\n${extra}`;
+    writeFileSync(join(conf, "clients.conf"),
+      `[DEFAULT]\nchecker = true\n\n${real!.section}\n${section(enabled)}\n${section(disabled, "enabled = False\n")}`, { mode: 0o600 });
+    server = await startServer([
+      "--configdir", conf, "--statedir", state, "--no-restore", "--port", "0", "--address", "::", "--workers", "0",
+      "--metrics", ":0", "--audit-log", join(state, "audit.jsonl"),
+    ]);
+    metricsPort = Number(/Serving \/metrics and \/health on "127\.0\.0\.1", port (\d+)/.exec(server.log())?.[1]);
+    assert.ok(metricsPort > 0, server.log());
+  });
+
+  after(async () => {
+    await server?.stop();
+    if (root) rmSync(root, { recursive: true, force: true });
+  });
+
+  test("counters and the handshake histogram move by exactly what the clients did; the audit file says who", async () => {
+    const before = (await scrape(metricsPort)).samples;
+    // 3 secrets (the real mandos-client, ours twice), 1 unknown key, 1 disabled client.
+    const result = await runMandosClient(real.dir, "::1", server.port);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stdout.toString("utf8"), real.password);
+    for (let i = 0; i < 2; i++) {
+      assert.deepEqual(await fetchSecret({ host: "::1", port: server.port, identity: enabled.identity, settings: SETTINGS, timeoutMs: 10_000 }), enabled.secret);
+    }
+    for (const m of [unknown, disabled]) {
+      await assert.rejects(fetchSecret({ host: "::1", port: server.port, identity: m.identity, settings: SETTINGS, timeoutMs: 10_000 }),
+        { code: "MANDOS_CLIENT_NO_SECRET" });
+    }
+    const { text, samples: after } = await scrapeUntil(metricsPort, (s) => delta(before, s, "mandos_connections_closed_total{outcome=\"refused\"}") >= 2);
+
+    assert.equal(delta(before, after, "mandos_connections_accepted_total"), 5);
+    assert.equal(delta(before, after, "mandos_secrets_sent_total"), 3);
+    assert.equal(delta(before, after, "mandos_connections_closed_total{outcome=\"secret_sent\"}"), 3);
+    assert.equal(delta(before, after, "mandos_connections_closed_total{outcome=\"refused\"}"), 2);
+    assert.equal(delta(before, after, "mandos_refusals_total{reason=\"unknown_key\"}"), 1);
+    assert.equal(delta(before, after, "mandos_refusals_total{reason=\"disabled\"}"), 1);
+    for (const reason of ["denied", "approval_timeout", "removed", "bad_version", "tls_error"]) {
+      assert.equal(delta(before, after, `mandos_refusals_total{reason="${reason}"}`), 0, reason);
+    }
+    assert.equal(delta(before, after, "mandos_handshake_duration_seconds_count"), 3);
+    assert.equal(delta(before, after, "mandos_handshake_duration_seconds_bucket{le=\"+Inf\"}"), 3);
+    assert.ok(delta(before, after, "mandos_handshake_duration_seconds_sum") > 0);
+    // Every handshake that completed (5) waited on the runner once.
+    assert.equal(delta(before, after, "mandos_handshake_worker_wait_seconds_count"), 5);
+    assert.equal(after.get("mandos_handshakes_in_flight"), 0);
+    assert.equal(after.get("mandos_handshake_workers"), 0);
+    assert.equal(after.get("mandos_clients{state=\"enabled\"}"), 2);
+    assert.equal(after.get("mandos_clients{state=\"disabled\"}"), 1);
+    assert.equal(after.get("mandos_clients{state=\"awaiting_approval\"}"), 0);
+    assert.ok((after.get("process_resident_memory_bytes") ?? 0) > 0);
+    // Bounded labels: no client name or address anywhere in the exposition.
+    for (const leak of [real.name, enabled.name, enabled.keyId, "::1"]) assert.ok(!text.includes(leak), leak);
+
+    const records = readFileSync(join(state, "audit.jsonl"), "utf8").trimEnd().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>);
+    const server_ = { host: hostname(), pid: server.process.pid, name: "Mandos" };
+    const expected = [
+      { outcome: "released", reason: null, client: real.name, key_id: real.keyId, address: "::1", server: server_ },
+      { outcome: "released", reason: null, client: enabled.name, key_id: enabled.keyId, address: "::1", server: server_ },
+      { outcome: "released", reason: null, client: enabled.name, key_id: enabled.keyId, address: "::1", server: server_ },
+      { outcome: "refused", reason: "disabled", client: disabled.name, key_id: disabled.keyId, address: "::1", server: server_ },
+    ];
+    assert.deepEqual(records.map(({ time: _t, port: _p, ...rest }) => rest), expected);
+    for (const r of records) {
+      assert.deepEqual(Object.keys(r), ["time", "outcome", "reason", "client", "key_id", "address", "port", "server"]);
+      assert.match(String(r.time), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+      assert.ok(Number(r.port) > 0);
+    }
+    const raw = readFileSync(join(state, "audit.jsonl"));
+    for (const secret of [enabled.secret, disabled.secret]) {
+      assert.ok(!raw.includes(secret) && !raw.includes(secret.toString("base64")), "a secret in the audit log");
+    }
+  });
+
+  test("promtool check metrics accepts the exposition", { skip: existsSync(PROMTOOL) ? false : `${PROMTOOL} missing` }, async () => {
+    const { text } = await scrape(metricsPort);
+    const checked = spawnSync(PROMTOOL, ["check", "metrics"], { input: text, encoding: "utf8" });
+    assert.equal(checked.status, 0, checked.stdout + checked.stderr);
+  });
+
+  test("/health says 200 ok while serving and saving state; other paths are 404", async () => {
+    const res = await fetch(`http://127.0.0.1:${metricsPort}/health`);
+    assert.equal(res.status, 200);
+    assert.equal(await res.text(), "ok\n");
+    assert.equal((await fetch(`http://127.0.0.1:${metricsPort}/`)).status, 404);
+  });
+
+  test("a bare :PORT is loopback only: not reachable on ::1 or a non-loopback address", async () => {
+    assert.equal(await reach(`http://[::1]:${metricsPort}/metrics`), "ECONNREFUSED");
+    const outside = nonLoopbackIPv4();
+    if (outside !== undefined) assert.equal(await reach(`http://${outside}:${metricsPort}/metrics`), "ECONNREFUSED");
+  });
+
+  test("SIGHUP reopens the audit file that logrotate moved", async () => {
+    const path = join(state, "audit.jsonl");
+    const rotated = `${path}.1`;
+    renameSync(path, rotated);
+    const before = readFileSync(rotated, "utf8");
+    server.process.kill("SIGHUP");
+    // The reopen makes the file anew, at once, in the signal handler.
+    const deadline = Date.now() + 10_000;
+    while (!existsSync(path) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.ok(existsSync(path), "audit file not reopened");
+    await fetchSecret({ host: "::1", port: server.port, identity: enabled.identity, settings: SETTINGS, timeoutMs: 10_000 });
+    const fresh = readFileSync(path, "utf8").trimEnd().split("\n").map((l) => JSON.parse(l) as { client: string; outcome: string });
+    assert.deepEqual(fresh.map((r) => [r.client, r.outcome]), [[enabled.name, "released"]]);
+    assert.equal(readFileSync(rotated, "utf8"), before);
+  });
+});
+
+describe("bin/mandos --metrics on a configured address", { skip }, () => {
+  test("[::]:PORT is reachable off loopback, and the server signals systemd", { skip: nonLoopbackIPv4() === undefined ? "no non-loopback IPv4 address" : false }, async () => {
+    const root = mkdtempSync(join(tmpdir(), "mandos-ts-observe-"));
+    const conf = join(root, "conf");
+    mkdirSync(conf);
+    writeFileSync(join(conf, "mandos.conf"), "[DEFAULT]\nmetrics = [::]:0\n");
+    writeFileSync(join(conf, "clients.conf"), "[DEFAULT]\n", { mode: 0o600 });
+    // A datagram socket of ours stands in for systemd's notify socket.
+    const notify = join(root, "notify");
+    const rx = (createRequire(import.meta.url)("unix-dgram") as {
+      createSocket(type: "unix_dgram"): { bind(path: string): void; close(): void; on(event: "message", l: (buf: Buffer) => void): void };
+    }).createSocket("unix_dgram");
+    const got: string[] = [];
+    const waiters: Array<() => void> = [];
+    rx.on("message", (buf) => {
+      got.push(buf.toString("utf8"));
+      for (const w of waiters.splice(0)) w();
+    });
+    rx.bind(notify);
+    spawnSync("chmod", ["0777", notify]);
+    const heard = (what: string): Promise<void> => new Promise((resolve) => {
+      const check = (): void => (got.includes(what) ? resolve() : void waiters.push(check));
+      check();
+    });
+    const server = await startServer(["--configdir", conf, "--statedir", join(root, "state"), "--no-restore", "--port", "0"],
+      { NOTIFY_SOCKET: notify, WATCHDOG_USEC: "200000" });
+    try {
+      const port = Number(/Serving \/metrics and \/health on "::", port (\d+)/.exec(server.log())?.[1]);
+      assert.equal(await reach(`http://${nonLoopbackIPv4()!}:${port}/health`), 200);
+      await heard("READY=1");
+      await heard("WATCHDOG=1");
+      assert.equal(got[0], "READY=1");
+      await server.stop();
+      await heard("STOPPING=1");
+    } finally {
+      await server.stop();
+      rx.close();
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+});

@@ -1,0 +1,85 @@
+// The observability pieces alone, in process: the metrics address syntax,
+// /health following state saves, and the audit log's records, failures and
+// reopen, fed by publishing on the channels as the core would.
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, renameSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseMetricsAddress } from "../src/main/config/server-settings.js";
+import { events, type ConnectionRef } from "../src/main/events.js";
+import { trackHealth } from "../src/main/observe/health.js";
+import { openAuditLog } from "../src/main/observe/audit.js";
+
+test("metrics addresses: HOST:PORT, [IPV6]:PORT, and a bare :PORT on loopback", () => {
+  assert.deepEqual(parseMetricsAddress(":9100"), { host: "127.0.0.1", port: 9100 });
+  assert.deepEqual(parseMetricsAddress("[::1]:9100"), { host: "::1", port: 9100 });
+  assert.deepEqual(parseMetricsAddress("[::]:9100"), { host: "::", port: 9100 });
+  assert.deepEqual(parseMetricsAddress("0.0.0.0:9100"), { host: "0.0.0.0", port: 9100 });
+  assert.deepEqual(parseMetricsAddress("monitor.example:80"), { host: "monitor.example", port: 80 });
+  for (const bad of ["9100", "[::1]", "::1:9100", ":70000", "host:", "host:port"]) {
+    assert.throws(() => parseMetricsAddress(bad), { code: "MANDOS_BAD_METRICS_ADDRESS" }, bad);
+  }
+});
+
+test("/health follows the last state save, and says why it is not ok", () => {
+  let accepting = true;
+  let notKept: string | null = null;
+  const health = trackHealth({ accepting: () => accepting, stateNotKept: () => notKept });
+  try {
+    assert.deepEqual(health.report(), { ok: true });
+    events.stateSaveFailed.publish({ path: "/x/clients.pickle", reason: "ENOSPC" });
+    assert.deepEqual(health.report(), { ok: false, reason: "the last state save failed: ENOSPC" });
+    events.stateSaved.publish({ path: "/x/clients.pickle", bytes: 10, durationMs: 1 });
+    assert.deepEqual(health.report(), { ok: true });
+    notKept = "/x is not usable";
+    assert.deepEqual(health.report(), { ok: false, reason: "state is not saved: /x is not usable" });
+    accepting = false;
+    assert.deepEqual(health.report(), { ok: false, reason: "not accepting connections" });
+  } finally {
+    health.close();
+  }
+});
+
+const connection: ConnectionRef = { id: 1, address: "192.0.2.7", port: 40000, label: "('192.0.2.7', 40000)" };
+
+test("the audit log: one line per release and per refusal of a known client, none for unknown keys; reopen follows logrotate", () => {
+  const dir = mkdtempSync(join(tmpdir(), "mandos-ts-audit-"));
+  const path = join(dir, "audit.jsonl");
+  const audit = openAuditLog({ path, server: { host: "h", pid: 7, name: "Mandos" }, now: () => new Date(0) });
+  try {
+    events.secretSent.publish({ connection, client: "foo", keyId: "AB", durationMs: 3 });
+    events.clientNotFound.publish({ connection, keyId: "CD" });
+    events.clientRejected.publish({ connection, client: "bar", keyId: "EF", reason: "denied" });
+    const server = { host: "h", pid: 7, name: "Mandos" };
+    const base = { time: "1970-01-01T00:00:00.000Z", address: "192.0.2.7", port: 40000 };
+    assert.equal(readFileSync(path, "utf8"), [
+      JSON.stringify({ time: base.time, outcome: "released", reason: null, client: "foo", key_id: "AB", address: base.address, port: base.port, server }),
+      JSON.stringify({ time: base.time, outcome: "refused", reason: "denied", client: "bar", key_id: "EF", address: base.address, port: base.port, server }),
+      "",
+    ].join("\n"));
+    assert.equal(statSync(path).mode & 0o777, 0o640 & ~process.umask());
+    renameSync(path, `${path}.1`);
+    audit.reopen();
+    events.secretSent.publish({ connection, client: "baz", keyId: "01", durationMs: 3 });
+    assert.match(readFileSync(path, "utf8"), /^\{"time":"1970-01-01T00:00:00.000Z","outcome":"released","reason":null,"client":"baz",/);
+    assert.equal(readFileSync(`${path}.1`, "utf8").split("\n").length, 3);
+  } finally {
+    audit.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("an audit write that fails is reported, not thrown into the core", () => {
+  const errors: string[] = [];
+  // /dev/full: every write fails with ENOSPC.
+  const audit = openAuditLog({ path: "/dev/full", server: { host: "h", pid: 7, name: "Mandos" }, onError: (m) => errors.push(m) });
+  try {
+    events.secretSent.publish({ connection, client: "foo", keyId: "AB", durationMs: 3 });
+    events.secretSent.publish({ connection, client: "foo", keyId: "AB", durationMs: 3 });
+    assert.deepEqual(errors, ["cannot write the audit log: ENOSPC"]);
+  } finally {
+    audit.close();
+  }
+});
