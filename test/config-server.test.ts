@@ -10,6 +10,8 @@ test("a missing mandos.conf gives the reference's defaults", () => {
     interface: "", address: "", port: undefined, debug: false, priority: DEFAULT_PRIORITY, servicename: "Mandos",
     useDbus: true, useIpv6: true, debuglevel: "", restore: true, socket: undefined, statedir: "/var/lib/mandos",
     foreground: false, zeroconf: true,
+    // Ours, not the reference's: the shared registry (docs/ETCD.md), off.
+    etcd: "", etcdPrefix: "", etcdCa: "", etcdCert: "", etcdKey: "", etcdUser: "", etcdPasswordFile: "",
   });
   assert.equal(config.setInFile.size, 0);
 });
