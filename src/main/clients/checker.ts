@@ -124,8 +124,10 @@ export class CheckerRunner {
     const delay = randomizeStart ? Math.floor(this.#random() * (interval + 1)) : interval;
     c.checkerTimer = clock.setTimeout(() => {
       c.checkerTimer = null;
-      if (this.#host.ownsChecker(c)) this.start(c);
       this.#schedule(c, interval);
+      // Another server of a fleet runs this checker and moves the expiry (../shared/).
+      if (!this.#host.ownsChecker(c)) return;
+      this.start(c);
       if (randomizeStart) {
         const later = clock.now() + c.settings.interval;
         if (c.runtime.expires !== null && c.runtime.expires < later) {
