@@ -3,7 +3,7 @@
 # when they are missing and we run as root. Without root, tests that need a
 # missing peer skip themselves and say why.
 set -eu
-PKGS="mandos-client mandos gnutls-bin dbus avahi-daemon avahi-utils iproute2 tmux prometheus"
+PKGS="mandos-client mandos gnutls-bin dbus avahi-daemon avahi-utils iproute2 tmux prometheus etcd-server etcd-client"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

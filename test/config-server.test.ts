@@ -12,6 +12,8 @@ test("a missing mandos.conf gives the reference's defaults", () => {
     foreground: false, zeroconf: true, maxPerSource: undefined,
     // Ours, not the reference's (docs/OBSERVABILITY.md): off.
     metrics: "", auditLog: "", auditSyslog: false,
+    // Ours, not the reference's: the shared registry (docs/ETCD.md), off.
+    etcd: "", etcdPrefix: "", etcdCa: "", etcdCert: "", etcdKey: "", etcdUser: "", etcdPasswordFile: "",
   });
   assert.equal(config.setInFile.size, 0);
 });

@@ -152,9 +152,10 @@ export interface ClientDisabled {
   /**
    * "timeout": no successful checker for too long (or a shorter timeout set
    * at run time had already passed); "operator": D-Bus, reload or API;
-   * "removed": on its way out of the registry (a client-removed follows).
+   * "removed": on its way out of the registry (a client-removed follows);
+   * "shared": another server of the fleet disabled it (../shared/, etcd).
    */
-  readonly why: "timeout" | "operator" | "removed";
+  readonly why: "timeout" | "operator" | "removed" | "shared";
 }
 export interface ClientPropertyChanged { readonly client: ClientView; readonly property: ClientProperty }
 export interface CheckerStarted { readonly client: ClientView; readonly command: string }

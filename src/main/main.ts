@@ -5,7 +5,7 @@
 
 import { join, resolve } from "node:path";
 import { DEFAULT_PRIORITY, parsePriority, type TlsSettings } from "../tls/index.js";
-import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, parseCommandLine } from "./config/cli.js";
+import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, parseCommandLine, type CommandLine } from "./config/cli.js";
 import { createHandshakeRunner, defaultWorkerCount } from "./serve/handshake-runner.js";
 import { Listener } from "./serve/listener.js";
 import { DEFAULT_MAX_PER_SOURCE } from "./serve/limits.js";
@@ -32,6 +32,7 @@ import { startAnnouncement, type Announcement } from "./zeroconf/announce.js";
 import { startDbusService, type DbusService } from "./dbus/index.js";
 import { collectStartupGarbage } from "./daemon/memory.js";
 import { Observability } from "./observe/index.js";
+import { FleetState, probeEtcd } from "./shared/fleet-state.js";
 
 /** How long SIGTERM waits for connections already in progress. */
 const SHUTDOWN_GRACE_MS = 5_000;
@@ -45,6 +46,15 @@ function fileSettings(file: ServerConfigFile): ServerFileSettings {
     out[key] = value;
   }
   return out as ServerFileSettings;
+}
+
+/** The settings --check looks at; null when they cannot be read (the self-test says the rest). */
+function checkSettings(cli: CommandLine): ServerSettings | null {
+  try {
+    return mergeSettings(cli, fileSettings(loadServerConfig(join(cli.configdir, "mandos.conf"))), { priority: DEFAULT_PRIORITY, workers: 0, maxPerSource: DEFAULT_MAX_PER_SOURCE });
+  } catch {
+    return null;
+  }
 }
 
 function fail(message: string): number {
@@ -62,6 +72,11 @@ export async function main(argv: readonly string[]): Promise<number> {
     const runsAs = startedAsRoot ? chooseIds() : { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 };
     const reload = reloadReadiness(join(cli.configdir, "clients.conf"), runsAs, startedAsRoot);
     process.stdout.write(`${reload.ok ? "ok" : "WARNING"}: clients.conf reloads: ${reload.message}\n`);
+    const etcd = checkSettings(cli)?.etcd;
+    if (etcd) {
+      const why = await probeEtcd(etcd);
+      process.stdout.write(why === null ? `ok: etcd reachable at ${etcd.endpoints.join(",")}\n` : `WARNING: etcd unreachable at ${etcd.endpoints.join(",")}: ${why}\n`);
+    }
     const passed = runSelfTest();
     return passed ? EXIT_OK : EXIT_FAILURE;
   }
@@ -166,6 +181,9 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
     stateChanged();
   });
   registry.start();
+  // Several servers, one registry (docs/ETCD.md); without etcd it serves degraded.
+  const fleet = settings.etcd ? new FleetState(settings.etcd, { registry, logger, clock: systemClock }) : null;
+  await fleet?.start();
   collectStartupGarbage();
   const runner = createHandshakeRunner(settings.workers, tlsSettings);
   const listener = new Listener({ registry, runner, tlsSettings, logger, clock: systemClock, maxPerSource: settings.maxPerSource });
@@ -186,6 +204,7 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
     });
   } catch (error) {
     registry.stop();
+    await fleet?.stop();
     await runner.close();
     await observe.close();
     logger.critical(`Could not listen: ${error instanceof Error ? error.message : String(error)}`);
@@ -215,6 +234,7 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
     clientsReader.close();
     await listener.close(0);
     registry.stop();
+    await fleet?.stop();
     await runner.close();
     await observe.close();
     return fail(error instanceof Error ? error.message : String(error));
@@ -285,6 +305,7 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
         await listener.close(SHUTDOWN_GRACE_MS);
         await dbus?.stop();
         registry.stop();
+        await fleet?.stop();
         if (keepState) saver.saveNow();
         await observe.close();
         await runner.close();

@@ -124,8 +124,10 @@ export class CheckerRunner {
     const delay = randomizeStart ? Math.floor(this.#random() * (interval + 1)) : interval;
     c.checkerTimer = clock.setTimeout(() => {
       c.checkerTimer = null;
-      this.start(c);
       this.#schedule(c, interval);
+      // Another server of a fleet runs this checker and moves the expiry (../shared/).
+      if (!this.#host.ownsChecker(c)) return;
+      this.start(c);
       if (randomizeStart) {
         const later = clock.now() + c.settings.interval;
         if (c.runtime.expires !== null && c.runtime.expires < later) {
@@ -160,7 +162,8 @@ export class CheckerRunner {
     c.checkerTimer = this.#host.clock.setTimeout(() => {
       c.checkerTimer = null;
       if (!c.runtime.enabled) return;
-      this.start(c);
+      // In a fleet another server may run this client's checkers (../shared/); the schedule goes on, ready to take over.
+      if (this.#host.ownsChecker(c)) this.start(c);
       this.#schedule(c, c.settings.interval);
     }, every);
   }

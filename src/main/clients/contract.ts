@@ -6,6 +6,7 @@
 
 import type { ClientSettings } from "./settings.js";
 import type { ClientPatch, ClientProperty } from "./runtime-settings.js";
+import type { ClientRuntime } from "./record.js";
 
 /** A read-only snapshot of one client, named after the D-Bus properties (DBUS-API). */
 export interface ClientView {
@@ -59,7 +60,9 @@ export type RegistryEvent =
       readonly timeout: number;
       readonly approvedByDefault: boolean;
     }
-  | { readonly type: "client-not-found"; readonly keyId: string; readonly address: string };
+  | { readonly type: "client-not-found"; readonly keyId: string; readonly address: string }
+  /** An operator approved or denied (the shared registry tells the other servers; ../shared/). */
+  | { readonly type: "approval-given"; readonly client: ClientView; readonly approved: boolean };
 
 /** Why the registry refused a known client its secret (a rejected event says so too). */
 export type Refusal = "disabled" | "denied" | "approval_timeout";
@@ -111,6 +114,15 @@ export interface Registry {
 
   /** Events, in the order the changes happened. Returns an unsubscribe function. */
   subscribe(listener: (event: RegistryEvent) => void): () => void;
+}
+
+/**
+ * Client state decided on another server of a fleet (../shared/): the
+ * fields present are applied, the others left as they are. Never a secret.
+ */
+export interface SharedClientState {
+  readonly runtime: Partial<Omit<ClientRuntime, "created">>;
+  readonly settings: Omit<ClientPatch, "secret" | "enabled">;
 }
 
 export type { ClientPatch, ClientSettings };

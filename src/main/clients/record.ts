@@ -107,6 +107,8 @@ export interface ClientHost {
   disable(c: ClientRecord, cause: DisableCause): void;
   /** A checker succeeded, or an operator said so (D-Bus CheckedOK). */
   checkedOk(c: ClientRecord): void;
+  /** This server runs `c`'s scheduled checkers (always, unless a fleet shares them out: ../shared/). */
+  ownsChecker(c: ClientRecord): boolean;
 }
 
 /** Publishes on `ch`, building the message only when someone listens. */

@@ -18,7 +18,7 @@ import type { Logger } from "../daemon/log.js";
 import { events } from "../events.js";
 import { ApprovalGate } from "./approval.js";
 import { CheckerRunner, checkerCommand, MAX_CONCURRENT_CHECKERS, shellSpawner, type CheckerSpawner } from "./checker.js";
-import type { ClientProperty, ClientView, Registry, RegistryEvent, SecretDecision } from "./contract.js";
+import type { ClientProperty, ClientView, Registry, RegistryEvent, SecretDecision, SharedClientState } from "./contract.js";
 import { Expiry } from "./expiry.js";
 import { ClientRecord, freshRuntime, publish, type ClientHost, type ClientRuntime, type DisableCause } from "./record.js";
 import { RUNTIME_SETTINGS, type ClientPatch } from "./runtime-settings.js";
@@ -51,6 +51,7 @@ export class ClientRegistry implements Registry {
   readonly #checkers: CheckerRunner;
   readonly #approvals: ApprovalGate;
   #started = false;
+  #ownsChecker: (name: string) => boolean = () => true;
 
   constructor(settings: readonly ClientSettings[], deps: RegistryDeps, restored?: ReadonlyMap<string, ClientRuntime>) {
     this.#logger = deps.logger;
@@ -62,6 +63,7 @@ export class ClientRegistry implements Registry {
       emit: (event) => this.#emit(event),
       disable: (c, cause) => this.#disable(c, cause),
       checkedOk: (c) => this.#checkedOk(c),
+      ownsChecker: (c) => this.#ownsChecker(c.settings.name),
     };
     this.#expiry = new Expiry(host);
     this.#checkers = new CheckerRunner(host, this.#expiry, {
@@ -180,7 +182,43 @@ export class ClientRegistry implements Registry {
   }
 
   approve(name: string, approved: boolean): void {
-    this.#approvals.approve(this.#must(name), approved);
+    const c = this.#must(name);
+    this.#approvals.approve(c, approved);
+    this.#emit({ type: "approval-given", client: c.view(), approved });
+  }
+
+  /**
+   * Applies state another server of the fleet decided (../shared/): as an
+   * operator's update, enable or disable would, and announced as property
+   * changes, but the expiry is the one given, not restarted here.
+   */
+  adopt(name: string, shared: SharedClientState): void {
+    const c = this.#clients.get(name);
+    if (!c) return;
+    if (Object.keys(shared.settings).length > 0) this.update(name, shared.settings);
+    const r = c.runtime;
+    const s = shared.runtime;
+    if (s.enabled === false) this.#disable(c, "shared");
+    if (s.enabled === true && !r.enabled) this.enable(name);
+    const changed: ClientProperty[] = [];
+    const take = <K extends "lastEnabled" | "lastCheckedOk" | "lastApprovalRequest" | "lastCheckerStatus" | "lastCheckerSignal">(key: K, property: ClientProperty | null): void => {
+      const value = s[key];
+      if (value === undefined || value === r[key]) return;
+      r[key] = value as ClientRuntime[K];
+      if (property) changed.push(property);
+    };
+    take("lastEnabled", "LastEnabled");
+    take("lastCheckedOk", "LastCheckedOK");
+    take("lastCheckerStatus", "LastCheckerStatus");
+    take("lastCheckerSignal", null);
+    take("lastApprovalRequest", "LastApprovalRequest");
+    // A disabled client has no expiry, whatever an older write said.
+    if (s.expires !== undefined && r.enabled && s.expires !== r.expires) {
+      r.expires = s.expires;
+      this.#expiry.arm(c);
+      changed.push("Expires");
+    }
+    if (changed.length > 0) this.#changed(c, ...changed);
   }
 
   /** Applies the settings of `patch` (RUNTIME_SETTINGS, in its order); `enabled` last, as enable() or disable(). */
@@ -229,6 +267,11 @@ export class ClientRegistry implements Registry {
   add(settings: ClientSettings, runtime?: ClientRuntime): void {
     const c = this.#add(settings, runtime ?? freshRuntime(settings, this.#clock.now()), true);
     if (this.#started && c.runtime.enabled) this.#checkers.init(c, true);
+  }
+
+  /** Which clients' scheduled checkers this server runs (../shared/ shares them out in a fleet); null: all. */
+  setCheckerOwnership(owns: ((name: string) => boolean) | null): void {
+    this.#ownsChecker = owns ?? (() => true);
   }
 
   /** The checker command after runtime expansion; null (and mandos:checker:command-invalid) if it cannot be formatted. */

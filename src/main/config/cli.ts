@@ -4,8 +4,9 @@
 
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { REFERENCE_VERSION, VERSION } from "../daemon/version.js";
+import type { EtcdOptions } from "../shared/settings.js";
 
-export interface CommandLine {
+export interface CommandLine extends EtcdOptions {
   interface?: string;
   address?: string;
   port?: number;
@@ -33,6 +34,17 @@ export interface CommandLine {
   /** Audit records to syslog too, tagged mandos-audit. */
   auditSyslog?: boolean;
 }
+
+/** The etcd options, named as in mandos.conf (docs/ETCD.md): CommandLine field, option name, flag. */
+const ETCD_OPTIONS = [
+  ["etcd", "etcd", "--etcd <ENDPOINTS>", "Share client state with the other servers through etcd at these comma-separated URLs"],
+  ["etcdPrefix", "etcd_prefix", "--etcd_prefix <PREFIX>", "Key prefix of this fleet in etcd (default /mandos/)"],
+  ["etcdCa", "etcd_ca", "--etcd_ca <FILE>", "CA certificate to verify etcd's TLS certificate"],
+  ["etcdCert", "etcd_cert", "--etcd_cert <FILE>", "Client certificate for etcd"],
+  ["etcdKey", "etcd_key", "--etcd_key <FILE>", "Private key of --etcd_cert"],
+  ["etcdUser", "etcd_user", "--etcd_user <USER>", "etcd user name"],
+  ["etcdPasswordFile", "etcd_password_file", "--etcd_password_file <FILE>", "File holding the etcd user's password"],
+] as const;
 
 /** Exit codes as mandos(8) and argparse use them. */
 export const EXIT_OK = 0;
@@ -90,6 +102,7 @@ export function parseCommandLine(
     .exitOverride()
     .allowExcessArguments(false);
 
+  for (const [, , flags, description] of ETCD_OPTIONS) program.option(flags, description);
   try {
     program.parse(argv, { from: "user" });
   } catch (error) {
@@ -125,5 +138,6 @@ export function parseCommandLine(
   if (given("metrics")) options.metrics = String(o.metrics);
   if (given("auditLog")) options.auditLog = String(o.auditLog);
   if (given("auditSyslog")) options.auditSyslog = true;
+  for (const [field, name] of ETCD_OPTIONS) if (given(name)) options[field] = String(o[name]);
   return { kind: "run", options };
 }

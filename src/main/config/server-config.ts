@@ -33,6 +33,14 @@ export const SERVER_DEFAULTS: Readonly<Record<string, string>> = {
   metrics: "",
   audit_log: "",
   audit_syslog: "False",
+  // The shared registry (docs/ETCD.md); none of these is the reference's.
+  etcd: "",
+  etcd_prefix: "",
+  etcd_ca: "",
+  etcd_cert: "",
+  etcd_key: "",
+  etcd_user: "",
+  etcd_password_file: "",
 };
 
 export interface ServerConfig {
@@ -64,6 +72,14 @@ export interface ServerConfig {
   /** The audit log file, or "" for none (not in the reference). */
   readonly auditLog: string;
   readonly auditSyslog: boolean;
+  /** Comma-separated etcd endpoint URLs; "" for no shared registry. */
+  readonly etcd: string;
+  readonly etcdPrefix: string;
+  readonly etcdCa: string;
+  readonly etcdCert: string;
+  readonly etcdKey: string;
+  readonly etcdUser: string;
+  readonly etcdPasswordFile: string;
 }
 
 /** The file's option names for each ServerConfig field. */
@@ -86,6 +102,13 @@ export const SERVER_OPTION_NAMES: Readonly<Record<keyof ServerConfig, string>> =
   metrics: "metrics",
   auditLog: "audit_log",
   auditSyslog: "audit_syslog",
+  etcd: "etcd",
+  etcdPrefix: "etcd_prefix",
+  etcdCa: "etcd_ca",
+  etcdCert: "etcd_cert",
+  etcdKey: "etcd_key",
+  etcdUser: "etcd_user",
+  etcdPasswordFile: "etcd_password_file",
 };
 
 export interface ServerConfigFile {
@@ -131,6 +154,13 @@ export function parseServerConfig(text: string, file: string): ServerConfigFile 
     metrics: raw("metrics"),
     auditLog: raw("audit_log"),
     auditSyslog: boolean(doc, "audit_syslog"),
+    etcd: raw("etcd"),
+    etcdPrefix: raw("etcd_prefix"),
+    etcdCa: raw("etcd_ca"),
+    etcdCert: raw("etcd_cert"),
+    etcdKey: raw("etcd_key"),
+    etcdUser: raw("etcd_user"),
+    etcdPasswordFile: raw("etcd_password_file"),
   };
   const setInFile = new Set<keyof ServerConfig>();
   for (const [field, key] of Object.entries(SERVER_OPTION_NAMES) as [keyof ServerConfig, string][]) {

@@ -5,9 +5,10 @@
 import type { CommandLine } from "./cli.js";
 import { parseLogLevel, type LogLevel } from "../daemon/log.js";
 import { SettingsError } from "../daemon/errors.js";
+import { DEFAULT_ETCD_PREFIX, type EtcdOptions, type EtcdSettings } from "../shared/settings.js";
 
 /** mandos.conf values (already typed), each present only if the file set it. */
-export interface ServerFileSettings {
+export interface ServerFileSettings extends EtcdOptions {
   interface?: string;
   address?: string;
   port?: number;
@@ -55,6 +56,8 @@ export interface ServerSettings {
   /** The audit log file; "" for none. */
   readonly auditLog: string;
   readonly auditSyslog: boolean;
+  /** The shared registry; null without `etcd` (docs/ETCD.md). */
+  readonly etcd: EtcdSettings | null;
 }
 
 /** A parsed `metrics = HOST:PORT`. */
@@ -126,5 +129,21 @@ export function mergeSettings(
     metrics: (pick("metrics") ?? "") === "" ? undefined : parseMetricsAddress(pick("metrics") ?? ""),
     auditLog: pick("auditLog") ?? "",
     auditSyslog: pick("auditSyslog") ?? false,
+    etcd: etcdSettings(pick),
+  };
+}
+
+function etcdSettings(pick: <K extends keyof ServerFileSettings & keyof CommandLine>(key: K) => CommandLine[K] | ServerFileSettings[K]): EtcdSettings | null {
+  const endpoints = (pick("etcd") ?? "").split(",").map((e) => e.trim()).filter((e) => e !== "");
+  if (endpoints.length === 0) return null;
+  const orNull = (v: string | undefined): string | null => (v === undefined || v === "" ? null : v);
+  return {
+    endpoints,
+    prefix: orNull(pick("etcdPrefix")) ?? DEFAULT_ETCD_PREFIX,
+    ca: orNull(pick("etcdCa")),
+    cert: orNull(pick("etcdCert")),
+    key: orNull(pick("etcdKey")),
+    user: orNull(pick("etcdUser")),
+    passwordFile: orNull(pick("etcdPasswordFile")),
   };
 }

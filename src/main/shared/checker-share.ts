@@ -1,0 +1,94 @@
+// Which server of a fleet runs each client's checker (docs/ETCD.md
+// "Checkers"): every live server holds a key under PREFIX servers/ bound to
+// an etcd lease it keeps alive; a client's checker runs on the live server
+// whose hash with the client's name is highest (rendezvous hashing). So a
+// fleet of 10,000 clients is checked once, not once per server, the share
+// of each server is even, and when a server dies (its lease runs out,
+// LEASE_TTL_S after a kill -9) only its clients move, to the survivors.
+//
+// While this server is not itself among the live servers (etcd unreachable,
+// lease lost, not yet registered) it runs every checker: a client is then
+// checked more often than needed rather than not at all.
+
+import { createHash } from "node:crypto";
+import type { Etcd3, Lease, Watcher } from "etcd3";
+import type { Logger } from "../daemon/log.js";
+
+/**
+ * Seconds a dead server keeps its share: short, so that its clients are
+ * checked again soon, and several keep-alive rounds (TTL/3) long, so that a
+ * slow etcd or a garbage-collection pause does not move checkers around.
+ */
+export const LEASE_TTL_S = 5;
+
+export class CheckerShare {
+  readonly #etcd: Etcd3;
+  readonly #dir: string;
+  readonly #id: string;
+  readonly #logger: Logger;
+  readonly #live = new Set<string>();
+  #lease: Lease | null = null;
+  #watcher: Watcher | null = null;
+  #stopped = false;
+
+  constructor(etcd: Etcd3, prefix: string, serverId: string, logger: Logger) {
+    this.#etcd = etcd;
+    this.#dir = `${prefix}servers/`;
+    this.#id = serverId;
+    this.#logger = logger;
+  }
+
+  /** True when this server runs `name`'s scheduled checkers. */
+  owns(name: string): boolean {
+    if (!this.#live.has(this.#id)) return true;
+    let best = "";
+    let bestScore = -1;
+    for (const id of this.#live) {
+      const score = createHash("sha256").update(id).update("\0").update(name).digest().readUIntBE(0, 6);
+      if (score > bestScore || (score === bestScore && id < best)) [best, bestScore] = [id, score];
+    }
+    return best === this.#id;
+  }
+
+  /** Registers this server and follows the others; rejects if etcd cannot be reached (the caller retries). */
+  async start(): Promise<void> {
+    if (this.#stopped) return;
+    if (!this.#watcher) {
+      const res = await this.#etcd.getAll().prefix(this.#dir).keys();
+      for (const key of res) this.#live.add(key.slice(this.#dir.length));
+      const watcher = await this.#etcd.watch().prefix(this.#dir).create();
+      watcher.on("put", (kv) => this.#live.add(kv.key.toString().slice(this.#dir.length)));
+      watcher.on("delete", (kv) => this.#live.delete(kv.key.toString().slice(this.#dir.length)));
+      this.#watcher = watcher;
+    }
+    if (!this.#lease) await this.#register();
+  }
+
+  async #register(): Promise<void> {
+    const lease = this.#etcd.lease(LEASE_TTL_S);
+    lease.on("lost", (error) => {
+      if (this.#stopped || this.#lease !== lease) return;
+      this.#logger.warning(`etcd lease lost (${error.message}): running every client's checker until registered again`);
+      this.#live.delete(this.#id);
+      this.#lease = null;
+      this.#retry();
+    });
+    await lease.put(`${this.#dir}${this.#id}`).value("").exec();
+    this.#lease = lease;
+    this.#live.add(this.#id);
+  }
+
+  #retry(): void {
+    setTimeout(() => {
+      if (this.#stopped || this.#lease) return;
+      this.#register().catch(() => this.#retry());
+    }, (LEASE_TTL_S * 1_000) / 5).unref();
+  }
+
+  /** Gives this server's share to the others at once (a kill -9 gives it after LEASE_TTL_S). */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    await this.#watcher?.cancel().catch(() => undefined);
+    await this.#lease?.revoke().catch(() => undefined);
+  }
+}

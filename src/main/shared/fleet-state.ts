@@ -1,0 +1,288 @@
+// The shared registry's link to etcd (docs/ETCD.md): several servers act as
+// one fleet. Changes this server's registry announces (D-Bus, checkers,
+// expiry, a delivered secret, an approval) go to etcd; changes the other
+// servers made come back through a watch and are adopted by the registry.
+// The state file stays this server's local copy of the last known shared
+// state: it is what the server serves from while etcd cannot be reached.
+//
+// Theory of operation:
+//   - Writes are batched: a changed property marks its key dirty; within
+//     FLUSH_MS every dirty key goes out in transactions of at most
+//     MAX_TXN_OPS puts, one flush in flight at a time. A reboot wave thus
+//     costs a handful of transactions a second, not a round trip a secret.
+//   - Rule 1: a value is applied here only if it is not older (`at`) than
+//     this server's own unwritten change of the same key; so a server that
+//     comes back from an outage keeps the newer of its change and etcd's.
+//   - Rule 2: values this server wrote (`by`) are not applied again.
+//   - Rule 3: changes made while applying another server's state are not
+//     written back (they are that server's, already in etcd).
+//   - A failed flush or sync marks the link degraded (logged loudly once);
+//     a sync retries every RETRY_MS until etcd answers again.
+
+import { readFileSync } from "node:fs";
+import { hostname } from "node:os";
+import { randomBytes } from "node:crypto";
+import { Etcd3, type IOptions, type IKeyValue, type Watcher } from "etcd3";
+import type { Clock, TimerHandle } from "../clock.js";
+import type { RegistryEvent } from "../clients/contract.js";
+import type { ClientRegistry } from "../clients/registry.js";
+import type { Logger } from "../daemon/log.js";
+import { approvalKey, clientKey, decodeValue, encodeValue, isShared, parseKey, readProperty, SHARED_PROPERTIES, StateBuilder, type Stamped } from "./layout.js";
+import type { EtcdSettings } from "./settings.js";
+import { CheckerShare } from "./checker-share.js";
+
+/** Long enough to gather a burst of secrets into one transaction, short enough for the one-second promise. */
+export const FLUSH_MS = 50;
+/** etcd's default --max-txn-ops. */
+export const MAX_TXN_OPS = 128;
+/** How often a degraded server asks etcd again. */
+export const RETRY_MS = 1_000;
+/** A request to etcd that takes longer counts as etcd being unreachable. */
+export const REQUEST_TIMEOUT_MS = 3_000;
+
+interface Dirty {
+  readonly key: string;
+  readonly value: Stamped;
+}
+
+export interface FleetStateDeps {
+  readonly registry: ClientRegistry;
+  readonly logger: Logger;
+  readonly clock: Clock;
+  /** Names this server in the values it writes; unique per process. */
+  readonly serverId?: string;
+}
+
+export class FleetState {
+  readonly #etcd: Etcd3;
+  readonly #prefix: string;
+  readonly #registry: ClientRegistry;
+  readonly #logger: Logger;
+  readonly #clock: Clock;
+  readonly #id: string;
+  readonly #dirty = new Map<string, Dirty>();
+  readonly #unsubscribe: () => void;
+  #applying = false;
+  #degraded = false;
+  #synced = false;
+  #flushing = false;
+  #timer: TimerHandle | null = null;
+  #watcher: Watcher | null = null;
+  #stopped = false;
+  readonly #checkers: CheckerShare;
+
+  constructor(settings: EtcdSettings, deps: FleetStateDeps) {
+    this.#etcd = new Etcd3(etcdOptions(settings));
+    this.#prefix = settings.prefix;
+    this.#registry = deps.registry;
+    this.#logger = deps.logger;
+    this.#clock = deps.clock;
+    this.#id = deps.serverId ?? `${hostname()}/${process.pid}/${randomBytes(4).toString("hex")}`;
+    this.#unsubscribe = this.#registry.subscribe((event) => this.#onEvent(event));
+    this.#checkers = new CheckerShare(this.#etcd, this.#prefix, this.#id, this.#logger);
+    this.#registry.setCheckerOwnership((name) => this.#checkers.owns(name));
+  }
+
+  /** True while etcd cannot be reached and the server serves from its local copy. */
+  get degraded(): boolean {
+    return this.#degraded;
+  }
+
+  /** Reads the fleet's state, adopts it, seeds what etcd lacks, and watches. Never throws: without etcd it serves degraded and retries. */
+  async start(): Promise<void> {
+    await this.#sync();
+  }
+
+  /** Writes what is left (best effort) and closes the link. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    this.#unsubscribe();
+    this.#timer?.cancel();
+    if (!this.#degraded && this.#dirty.size > 0) await this.#write().catch(() => undefined);
+    await this.#watcher?.cancel().catch(() => undefined);
+    await this.#checkers.stop();
+    this.#registry.setCheckerOwnership(null);
+    this.#etcd.close();
+  }
+
+  // ------------------------------------------------------- our changes out
+
+  #onEvent(event: RegistryEvent): void {
+    if (this.#applying) return; // Rule 3
+    const now = this.#clock.now();
+    if (event.type === "property-changed" && isShared(event.property)) {
+      this.#mark(clientKey(this.#prefix, event.client.name, event.property), readProperty(event.client, event.property), now);
+    } else if (event.type === "approval-given") {
+      this.#mark(approvalKey(this.#prefix, event.client.name), event.approved, now);
+    }
+  }
+
+  #mark(key: string, value: Stamped["value"], at: number): void {
+    this.#dirty.set(key, { key, value: { value, at, by: this.#id } });
+    this.#schedule(FLUSH_MS);
+  }
+
+  #schedule(ms: number): void {
+    if (this.#timer || this.#stopped) return;
+    this.#timer = this.#clock.setTimeout(() => {
+      this.#timer = null;
+      void (this.#degraded || !this.#synced ? this.#sync() : this.#flush());
+    }, ms);
+  }
+
+  async #flush(): Promise<void> {
+    if (this.#flushing) return;
+    this.#flushing = true;
+    try {
+      await this.#write();
+    } catch (error) {
+      this.#goDegraded(error);
+    } finally {
+      this.#flushing = false;
+    }
+    if (this.#dirty.size > 0) this.#schedule(this.#degraded ? RETRY_MS : FLUSH_MS);
+  }
+
+  /** Puts every dirty key, MAX_TXN_OPS to a transaction; a key changed again meanwhile stays dirty. */
+  async #write(): Promise<void> {
+    const batch = [...this.#dirty.values()];
+    for (let i = 0; i < batch.length; i += MAX_TXN_OPS) {
+      const chunk = batch.slice(i, i + MAX_TXN_OPS);
+      await this.#etcd.kv.txn(
+        { success: chunk.map((d) => ({ request_put: { key: Buffer.from(d.key), value: Buffer.from(encodeValue(d.value)) } })) },
+        { deadline: Date.now() + REQUEST_TIMEOUT_MS },
+      );
+      for (const d of chunk) if (this.#dirty.get(d.key) === d) this.#dirty.delete(d.key);
+    }
+  }
+
+  // ---------------------------------------------------- theirs coming in
+
+  /** Reads everything under the prefix, adopts what is newer, seeds what is missing, then writes and watches. */
+  async #sync(): Promise<void> {
+    if (this.#flushing || this.#stopped) return;
+    this.#flushing = true;
+    try {
+      const res = await this.#etcd.kv.range(
+        { key: Buffer.from(this.#prefix), range_end: prefixEnd(this.#prefix) },
+        { deadline: Date.now() + REQUEST_TIMEOUT_MS },
+      );
+      const present = new Set(res.kvs.map((kv) => kv.key.toString()));
+      this.#apply(res.kvs, true);
+      if (!this.#synced) this.#seed(present);
+      await this.#write();
+      if (!this.#watcher) await this.#watch(BigInt(res.header.revision) + 1n);
+      await this.#checkers.start();
+      this.#synced = true;
+      if (this.#degraded) this.#logger.warning(`etcd is reachable again: client state shared with the fleet (${this.#dirty.size} changes pending)`);
+      this.#degraded = false;
+    } catch (error) {
+      this.#goDegraded(error);
+      this.#schedule(RETRY_MS);
+    } finally {
+      this.#flushing = false;
+    }
+    if (this.#dirty.size > 0) this.#schedule(FLUSH_MS);
+  }
+
+  /** Every shared property of every client this server knows and etcd lacks, as a seed (at 0: any fleet value wins over it). */
+  #seed(present: ReadonlySet<string>): void {
+    for (const c of this.#registry.list()) {
+      for (const property of SHARED_PROPERTIES) {
+        const key = clientKey(this.#prefix, c.name, property);
+        if (!present.has(key) && !this.#dirty.has(key)) this.#dirty.set(key, { key, value: { value: readProperty(c, property), at: 0, by: this.#id } });
+      }
+    }
+  }
+
+  async #watch(fromRevision: bigint): Promise<void> {
+    const watcher = await this.#etcd.watch().prefix(this.#prefix).startRevision(fromRevision.toString()).create();
+    watcher.on("data", (res) => this.#apply(res.events.filter((e) => e.type === "Put").map((e) => e.kv), false));
+    // The watcher reconnects by itself and resumes where it stopped.
+    watcher.on("disconnected", (error) => this.#goDegraded(error));
+    watcher.on("connected", () => {
+      if (this.#degraded) this.#schedule(0);
+    });
+    this.#watcher = watcher;
+  }
+
+  /** Adopts the values of `kvs` that are not ours (Rule 2) and not older than our unwritten change (Rule 1), a client at a time. */
+  #apply(kvs: readonly IKeyValue[], includeOwn: boolean): void {
+    const states = new Map<string, StateBuilder>();
+    const approvals: Array<{ name: string; approved: boolean }> = [];
+    for (const kv of kvs) {
+      const key = kv.key.toString();
+      const parsed = parseKey(this.#prefix, key);
+      const value = parsed && decodeValue(kv.value.toString());
+      if (!parsed || !value) continue;
+      if (value.by === this.#id && !includeOwn) continue;
+      const mine = this.#dirty.get(key);
+      if (mine && mine.value.at > value.at) continue;
+      if (mine) this.#dirty.delete(key);
+      if (parsed.kind === "approval") {
+        // A decision read at start-up is history: only live ones release waiting clients.
+        if (!includeOwn && typeof value.value === "boolean") approvals.push({ name: parsed.name, approved: value.value });
+        continue;
+      }
+      let state = states.get(parsed.name);
+      if (!state) states.set(parsed.name, (state = new StateBuilder()));
+      state.add(parsed.property, value.value);
+    }
+    this.#applying = true;
+    try {
+      for (const [name, state] of states) if (this.#registry.get(name)) this.#registry.adopt(name, state.build());
+      for (const { name, approved } of approvals) if (this.#registry.get(name)) this.#registry.approve(name, approved);
+    } finally {
+      this.#applying = false;
+    }
+  }
+
+  #goDegraded(error: unknown): void {
+    if (this.#stopped) return;
+    if (!this.#degraded) {
+      this.#logger.critical(
+        `etcd unreachable (${error instanceof Error ? error.message : String(error)}): DEGRADED, serving from the local copy of the shared state; changes made elsewhere are not seen until etcd returns`,
+      );
+    }
+    this.#degraded = true;
+  }
+}
+
+
+/** The end of etcd's range for every key starting with `prefix`. */
+function prefixEnd(prefix: string): Buffer {
+  const end = Buffer.from(prefix);
+  for (let i = end.length - 1; i >= 0; i--) {
+    if (end[i]! < 0xff) {
+      end[i]! += 1;
+      return end.subarray(0, i + 1);
+    }
+  }
+  return Buffer.from([0]);
+}
+
+function etcdOptions(s: EtcdSettings): IOptions {
+  const options: IOptions = { hosts: [...s.endpoints], dialTimeout: REQUEST_TIMEOUT_MS };
+  if (s.ca) {
+    options.credentials = {
+      rootCertificate: readFileSync(s.ca),
+      ...(s.key ? { privateKey: readFileSync(s.key) } : {}),
+      ...(s.cert ? { certChain: readFileSync(s.cert) } : {}),
+    };
+  }
+  if (s.user) options.auth = { username: s.user, password: s.passwordFile ? readFileSync(s.passwordFile, "utf8").trim() : "" };
+  return options;
+}
+
+/** For --check: resolves to null when etcd answers, else why not. */
+export async function probeEtcd(settings: EtcdSettings): Promise<string | null> {
+  const etcd = new Etcd3(etcdOptions(settings));
+  try {
+    await etcd.kv.range({ key: Buffer.from(settings.prefix), limit: "1" }, { deadline: Date.now() + REQUEST_TIMEOUT_MS });
+    return null;
+  } catch (error) {
+    return error instanceof Error ? error.message : String(error);
+  } finally {
+    etcd.close();
+  }
+}

@@ -1,0 +1,158 @@
+// How the fleet's client state lies in etcd (docs/ETCD.md "Keys"): one key
+// per client and D-Bus property, so that two servers changing different
+// properties of one client at once both win, and one key per client for
+// the last approval decision. Pure: no I/O, no clock.
+//
+//   PREFIX clients/NAME/PROPERTY  -> {"value": V, "at": ms, "by": server}
+//   PREFIX approvals/NAME         -> {"value": true|false, "at": ms, "by": server}
+//
+// NAME is URI-encoded (a client name may hold "/"). `at` is the time of
+// the change on the server that made it: a server catching up after an
+// etcd outage keeps whichever of its own change and etcd's is newer. `by`
+// lets a server skip its own writes coming back through the watch.
+// The Secret property has no row: no secret is ever written to etcd.
+
+import type { ClientProperty, ClientView, SharedClientState } from "../clients/contract.js";
+import type { ClientRuntime } from "../clients/record.js";
+import { RUNTIME_SETTINGS } from "../clients/runtime-settings.js";
+
+type Json = string | number | boolean | null;
+type Runtime = { -readonly [K in keyof SharedClientState["runtime"]]: SharedClientState["runtime"][K] };
+type Settings = Record<string, Json>;
+
+/** A shared property: how it is read from a client and where it goes back. */
+interface SharedRow {
+  readonly property: ClientProperty;
+  read(c: ClientView): Json;
+  /** Puts a value read from etcd into `runtime` or `settings`; ignores one of the wrong type. */
+  write(value: unknown, runtime: Runtime, settings: Settings): void;
+}
+
+const time = (d: Date | null): number | null => (d === null ? null : d.getTime());
+const isTime = (v: unknown): v is number | null => v === null || (typeof v === "number" && Number.isFinite(v));
+
+function runtimeTime(property: ClientProperty, field: "lastEnabled" | "expires" | "lastCheckedOk" | "lastApprovalRequest", of: (c: ClientView) => Date | null): SharedRow {
+  return {
+    property,
+    read: (c) => time(of(c)),
+    write: (v, r) => {
+      if (isTime(v)) r[field] = v;
+    },
+  };
+}
+
+const SETTING_ROWS: SharedRow[] = RUNTIME_SETTINGS.flatMap((row): SharedRow[] => {
+  if (row.kind === "bytes" || row.field === "enabled") return [];
+  const field = row.field;
+  const type = row.kind === "string" ? "string" : row.kind === "boolean" ? "boolean" : "number";
+  return [{
+    property: row.property,
+    read: (c) => c[field],
+    write: (v, _r, s) => {
+      if (typeof v === type) s[field] = v as Json;
+    },
+  }];
+});
+
+export const SHARED_ROWS: readonly SharedRow[] = [
+  {
+    property: "Enabled",
+    read: (c) => c.enabled,
+    write: (v, r) => {
+      if (typeof v === "boolean") r.enabled = v;
+    },
+  },
+  runtimeTime("LastEnabled", "lastEnabled", (c) => c.lastEnabled),
+  runtimeTime("Expires", "expires", (c) => c.expires),
+  runtimeTime("LastCheckedOK", "lastCheckedOk", (c) => c.lastCheckedOk),
+  runtimeTime("LastApprovalRequest", "lastApprovalRequest", (c) => c.lastApprovalRequest),
+  {
+    property: "LastCheckerStatus",
+    read: (c) => c.lastCheckerStatus,
+    write: (v, r) => {
+      if (typeof v === "number" && Number.isInteger(v)) r.lastCheckerStatus = v as ClientRuntime["lastCheckerStatus"];
+    },
+  },
+  ...SETTING_ROWS,
+];
+
+export const SHARED_PROPERTIES: readonly ClientProperty[] = SHARED_ROWS.map((r) => r.property);
+
+const ROW_OF = new Map<string, SharedRow>(SHARED_ROWS.map((r) => [r.property, r]));
+
+export function isShared(property: ClientProperty): boolean {
+  return ROW_OF.has(property);
+}
+
+export interface Stamped {
+  readonly value: Json;
+  /** Milliseconds since the epoch, on the server that made the change; 0: a seed from a local copy, older than anything. */
+  readonly at: number;
+  readonly by: string;
+}
+
+export function clientKey(prefix: string, name: string, property: ClientProperty): string {
+  return `${prefix}clients/${encodeURIComponent(name)}/${property}`;
+}
+
+export function approvalKey(prefix: string, name: string): string {
+  return `${prefix}approvals/${encodeURIComponent(name)}`;
+}
+
+/** What a key under `prefix` names, or null for a key that is not ours. */
+export type ParsedKey =
+  | { readonly kind: "client"; readonly name: string; readonly property: ClientProperty }
+  | { readonly kind: "approval"; readonly name: string };
+
+export function parseKey(prefix: string, key: string): ParsedKey | null {
+  if (!key.startsWith(prefix)) return null;
+  const parts = key.slice(prefix.length).split("/");
+  try {
+    if (parts.length === 3 && parts[0] === "clients" && ROW_OF.has(parts[2]!)) {
+      return { kind: "client", name: decodeURIComponent(parts[1]!), property: parts[2] as ClientProperty };
+    }
+    if (parts.length === 2 && parts[0] === "approvals") return { kind: "approval", name: decodeURIComponent(parts[1]!) };
+  } catch {
+    // a malformed %-escape: not a key we wrote
+  }
+  return null;
+}
+
+export function encodeValue(v: Stamped): string {
+  return JSON.stringify(v);
+}
+
+export function decodeValue(text: string): Stamped | null {
+  try {
+    const v = JSON.parse(text) as Partial<Stamped>;
+    if (typeof v !== "object" || v === null || typeof v.at !== "number" || typeof v.by !== "string" || !("value" in v)) return null;
+    return v as Stamped;
+  } catch {
+    return null;
+  }
+}
+
+/** The value of `property` for client `c`, as it goes into etcd. */
+export function readProperty(c: ClientView, property: ClientProperty): Json {
+  return ROW_OF.get(property)!.read(c);
+}
+
+/** Gathers values read from etcd into the state the registry adopts. */
+export class StateBuilder {
+  readonly #runtime: Runtime = {};
+  readonly #settings: Settings = {};
+  #empty = true;
+
+  add(property: ClientProperty, value: unknown): void {
+    ROW_OF.get(property)?.write(value, this.#runtime, this.#settings);
+    this.#empty = false;
+  }
+
+  get empty(): boolean {
+    return this.#empty;
+  }
+
+  build(): SharedClientState {
+    return { runtime: { ...this.#runtime }, settings: { ...this.#settings } as SharedClientState["settings"] };
+  }
+}

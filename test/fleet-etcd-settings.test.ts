@@ -1,0 +1,74 @@
+// The shared registry's settings and key layout (issue 15), without etcd:
+// the etcd options from mandos.conf and the command line, and what may and
+// may not go into etcd.
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { parseCommandLine } from "../src/main/config/cli.js";
+import { parseServerConfig } from "../src/main/config/server-config.js";
+import { mergeSettings, type ServerFileSettings } from "../src/main/config/server-settings.js";
+import { approvalKey, clientKey, decodeValue, parseKey, SHARED_PROPERTIES, StateBuilder } from "../src/main/shared/layout.js";
+
+const DEFAULTS = { priority: "NORMAL", workers: 0, maxPerSource: 128 };
+
+function settingsFrom(text: string, argv: string[] = []) {
+  const parsed = parseCommandLine(["--port", "1", ...argv]);
+  assert.equal(parsed.kind, "run");
+  const file = parseServerConfig(text, "mandos.conf");
+  const given: Record<string, unknown> = {};
+  for (const key of file.setInFile) given[key] = file.settings[key];
+  return mergeSettings(parsed.kind === "run" ? parsed.options : { check: false, configdir: "" }, given as ServerFileSettings, DEFAULTS);
+}
+
+test("without etcd there is no shared registry", () => {
+  assert.equal(settingsFrom("[DEFAULT]\n").etcd, null);
+  assert.equal(settingsFrom("[DEFAULT]\netcd = \n").etcd, null);
+});
+
+test("mandos.conf's etcd options, with the default prefix", () => {
+  const etcd = settingsFrom("[DEFAULT]\netcd = http://[::1]:2379, http://[::1]:22379\netcd_user = mandos\netcd_password_file = /etc/mandos/etcd-pw\n").etcd;
+  assert.deepEqual(etcd, {
+    endpoints: ["http://[::1]:2379", "http://[::1]:22379"],
+    prefix: "/mandos/",
+    ca: null,
+    cert: null,
+    key: null,
+    user: "mandos",
+    passwordFile: "/etc/mandos/etcd-pw",
+  });
+});
+
+test("the command line's --etcd options override mandos.conf's", () => {
+  const etcd = settingsFrom("[DEFAULT]\netcd = http://a:1\netcd_prefix = /file/\n", ["--etcd", "https://b:2", "--etcd_prefix", "/cli/", "--etcd_ca", "ca.pem", "--etcd_cert", "c.pem", "--etcd_key", "k.pem"]).etcd;
+  assert.deepEqual(etcd?.endpoints, ["https://b:2"]);
+  assert.equal(etcd?.prefix, "/cli/");
+  assert.deepEqual([etcd?.ca, etcd?.cert, etcd?.key], ["ca.pem", "c.pem", "k.pem"]);
+});
+
+test("no secret has a key in etcd", () => {
+  assert.ok(!SHARED_PROPERTIES.includes("Secret"));
+  assert.equal(parseKey("/m/", "/m/clients/alpha/Secret"), null);
+  for (const p of ["Enabled", "Expires", "LastCheckedOK", "LastCheckerStatus", "LastApprovalRequest", "Host", "Timeout"] as const) {
+    assert.ok(SHARED_PROPERTIES.includes(p), `${p} is not shared`);
+  }
+});
+
+test("keys name the client and property, whatever characters the name holds", () => {
+  const key = clientKey("/m/", "rack 3/web%1", "Enabled");
+  assert.equal(key, "/m/clients/rack%203%2Fweb%251/Enabled");
+  assert.deepEqual(parseKey("/m/", key), { kind: "client", name: "rack 3/web%1", property: "Enabled" });
+  assert.deepEqual(parseKey("/m/", approvalKey("/m/", "a/b")), { kind: "approval", name: "a/b" });
+  assert.equal(parseKey("/other/", key), null, "another fleet's key");
+  assert.equal(parseKey("/m/", "/m/clients/%E0%A4%A/Enabled"), null, "a malformed escape");
+});
+
+test("values of the wrong type are ignored, not adopted", () => {
+  assert.equal(decodeValue("not json"), null);
+  assert.equal(decodeValue(JSON.stringify({ value: true, by: "x" })), null, "no time of change");
+  const b = new StateBuilder();
+  b.add("Enabled", "yes");
+  b.add("Expires", 1234);
+  b.add("Timeout", "long");
+  b.add("Host", "h.example.org");
+  assert.deepEqual(b.build(), { runtime: { expires: 1234 }, settings: { host: "h.example.org" } });
+});

@@ -1,0 +1,173 @@
+// Several servers, one registry (issue 15): two of our servers, each on its
+// own private D-Bus bus, share client state through a real 3-member etcd
+// cluster. The real mandos-ctl changes a client through one server and the
+// real mandos-client asks the other.
+
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdirSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { DBUS_DAEMON, DBUS_SEND, dumpJson, freePort, makeFleetRoot, mandosCtl, startPrivateBus, waitForBusName, type Fleet, type PrivateBus } from "./helpers/dbus.js";
+import { etcdMissing, startEtcdCluster, type EtcdCluster } from "./helpers/etcd.js";
+import { MANDOS_CLIENT, MANDOS_CTL, missing } from "./helpers/peers.js";
+import { BIN_MANDOS, run, runMandosClient, startServer, type RunningServer } from "./helpers/server.js";
+
+const PREFIX = "/mandos-test/";
+/** The issue's promise: a change made on one server takes effect on every server within a second. */
+const PROPAGATION_MS = 1_000;
+
+interface Member {
+  readonly bus: PrivateBus;
+  readonly server: RunningServer;
+}
+
+async function startMember(conf: string, state: string, endpoints: string): Promise<Member> {
+  const bus = await startPrivateBus();
+  mkdirSync(state, { recursive: true });
+  const server = await startServer(
+    ["--configdir", conf, "--statedir", state, "--no-restore", "--port", "0", "--address", "::1", "--etcd", endpoints, "--etcd_prefix", PREFIX],
+    { DBUS_SYSTEM_BUS_ADDRESS: bus.address },
+    { dbus: true },
+  );
+  await waitForBusName(bus.address);
+  return { bus, server };
+}
+
+/** Polls `mandos-ctl --dump-json` on `m` until `pred` holds for `client`; resolves to the milliseconds it took. */
+async function seen(m: Member, client: string, pred: (p: Record<string, unknown>) => boolean, ms = 10_000): Promise<number> {
+  const start = Date.now();
+  let last: Record<string, unknown> = {};
+  while (Date.now() - start < ms) {
+    last = (await dumpJson(m.bus.address, client))[client] ?? {};
+    if (pred(last)) return Date.now() - start;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  assert.fail(`${client} did not reach the expected state within ${ms} ms: ${JSON.stringify(last)}`);
+}
+
+/** Polls `pred` every 200 ms until it holds or `ms` pass (the caller asserts). */
+async function until(pred: () => boolean, ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!pred() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+}
+
+const skip = etcdMissing() || missing(DBUS_DAEMON, DBUS_SEND, MANDOS_CTL, MANDOS_CLIENT);
+
+describe("two servers sharing one registry through etcd", { skip }, () => {
+  let cluster: EtcdCluster;
+  let root = "";
+  let fleet: Fleet;
+  let a: Member;
+  let b: Member;
+  const client = (name: string) => fleet.clients.find((c) => c.name === name)!;
+  const ctl = async (m: Member, ...args: string[]): Promise<void> => {
+    const r = await mandosCtl(m.bus.address, ...args);
+    assert.equal(r.code, 0, `mandos-ctl ${args.join(" ")}: ${r.stderr}`);
+  };
+
+  before(async () => {
+    cluster = await startEtcdCluster();
+    ({ root, fleet } = makeFleetRoot("mandos-ts-fleet-"));
+    a = await startMember(fleet.conf, join(root, "state-a"), cluster.endpoints);
+    b = await startMember(fleet.conf, join(root, "state-b"), cluster.endpoints);
+  });
+
+  after(async () => {
+    for (const m of [a, b]) {
+      await m?.server.stop();
+      await m?.bus.stop();
+    }
+    await cluster?.stop();
+    if (root) rmSync(root, { recursive: true, force: true });
+  });
+
+  test("a client disabled through server A is refused by server B, and enabled through B is served by A", async () => {
+    const before = await runMandosClient(client("alpha").dir, "::1", b.server.port, 30_000);
+    assert.equal(before.stdout.toString(), client("alpha").password, "B did not serve alpha to begin with");
+
+    await ctl(a, "--disable", "alpha");
+    const took = await seen(b, "alpha", (p) => p.Enabled === false);
+    assert.ok(took <= PROPAGATION_MS + 500, `B saw the disable after ${took} ms`);
+    const refused = await runMandosClient(client("alpha").dir, "::1", b.server.port, 3_000);
+    assert.equal(refused.stdout.length, 0, "B gave a secret to a client disabled through A");
+
+    await ctl(b, "--enable", "alpha");
+    await seen(a, "alpha", (p) => p.Enabled === true);
+    const served = await runMandosClient(client("alpha").dir, "::1", a.server.port, 30_000);
+    assert.equal(served.stdout.toString(), client("alpha").password);
+  });
+
+  test("a setting changed at run time through B shows on A", async () => {
+    await ctl(b, "--host", "moved.example.org", "delta");
+    await seen(a, "delta", (p) => p.Host === "moved.example.org");
+  });
+
+  test("an approval given through server A releases the client waiting on server B", async () => {
+    const charlie = client("charlie");
+    // charlie waits up to 30 s and is denied by default (writeFleet).
+    const waiting = runMandosClient(charlie.dir, "::1", b.server.port, 40_000);
+    await seen(b, "charlie", (p) => p.ApprovalPending === true, 20_000);
+    await ctl(a, "--approve", "charlie");
+    const got = await waiting;
+    assert.equal(got.stdout.toString(), charlie.password, "the client waiting on B was not released by A's approval");
+  });
+
+  test("--check reports whether etcd is reachable", async () => {
+    const check = async (endpoints: string): Promise<string> =>
+      (await run(process.execPath, [BIN_MANDOS, "--check", "--configdir", fleet.conf, "--etcd", endpoints], 30_000)).stdout.toString("utf8");
+    assert.match(await check(cluster.endpoints), /^ok: etcd reachable at /m);
+    const dead = `http://[::1]:${await freePort()}`;
+    assert.match(await check(dead), /^WARNING: etcd unreachable at /m);
+  });
+
+  test("no secret is stored in etcd", async () => {
+    const dump = await cluster.dump(PREFIX);
+    assert.match(dump, /clients\/alpha\/Enabled/, "the shared state is not under the prefix");
+    assert.doesNotMatch(dump, /Secret/);
+    for (const c of fleet.clients) {
+      assert.ok(!dump.includes(c.password), `${c.name}'s password is in etcd`);
+      const secret = /^secret\s*=\s*(.+)$/m.exec(c.section)?.[1]?.trim();
+      if (secret) assert.ok(!dump.includes(secret.slice(0, 40)), `${c.name}'s sealed secret is in etcd`);
+    }
+  });
+
+  test("with etcd down the servers serve what they know, refuse what they know disabled, and converge when it returns", async () => {
+    await ctl(a, "--disable", "alpha");
+    await seen(b, "alpha", (p) => p.Enabled === false);
+    for (const m of cluster.members) await m.stop();
+    // A change on each side during the outage; B's is the newer one of the same setting.
+    await ctl(a, "--host", "during-outage-a.example.org", "delta");
+    await ctl(b, "--host", "during-outage-b.example.org", "delta");
+    await a.server.waitForLog(/DEGRADED/, 20_000);
+    await b.server.waitForLog(/DEGRADED/, 20_000);
+    const refused = await runMandosClient(client("alpha").dir, "::1", b.server.port, 3_000);
+    assert.equal(refused.stdout.length, 0, "B gave a secret to a client known disabled while etcd was down");
+    const served = await runMandosClient(client("delta").dir, "::1", a.server.port, 30_000);
+    assert.equal(served.stdout.toString(), client("delta").password, "A did not serve a known client while etcd was down");
+    await ctl(a, "--enable", "alpha");
+
+    for (const m of cluster.members) m.start();
+    await cluster.healthy();
+    await seen(b, "alpha", (p) => p.Enabled === true, 30_000);
+    await seen(a, "delta", (p) => p.Host === "during-outage-b.example.org", 30_000);
+    await seen(b, "delta", (p) => p.Host === "during-outage-b.example.org", 30_000);
+  });
+
+  test("one server runs each client's checker, and another takes it over when that server is killed", async () => {
+    const started = /Starting checker "true" for alpha/g;
+    const count = (m: Member, from: number): number => m.server.log().slice(from).match(started)?.length ?? 0;
+    await ctl(a, "--interval", "PT1S", "alpha");
+    await seen(b, "alpha", (p) => p.Interval === 1_000);
+    const from = { a: a.server.log().length, b: b.server.log().length };
+    await until(() => count(a, from.a) + count(b, from.b) >= 4, 20_000);
+    const counts = { a: count(a, from.a), b: count(b, from.b) };
+    assert.ok(counts.a + counts.b >= 4, `alpha's checker did not run every second: ${JSON.stringify(counts)}`);
+    assert.ok(counts.a === 0 || counts.b === 0, `both servers ran alpha's checker: ${JSON.stringify(counts)}`);
+
+    const [owner, survivor] = counts.a > 0 ? [a, b] : [b, a];
+    const survivorFrom = survivor.server.log().length;
+    owner.server.process.kill("SIGKILL");
+    await until(() => count(survivor, survivorFrom) > 0, 20_000);
+    assert.ok(count(survivor, survivorFrom) > 0, "no surviving server took over alpha's checker");
+  });
+});
