@@ -10,9 +10,11 @@
 //     FLUSH_MS every dirty key goes out in transactions of at most
 //     MAX_TXN_OPS puts, one flush in flight at a time. A reboot wave thus
 //     costs a handful of transactions a second, not a round trip a secret.
-//   - Rule 1: a value is applied here only if it is not older (`at`) than
-//     this server's own unwritten change of the same key; so a server that
-//     comes back from an outage keeps the newer of its change and etcd's.
+//   - Rule 1: a value is applied here only if it is not older (`at`, then
+//     the server name) than the newest this server has of the same key,
+//     written or not; so a server that comes back from an outage keeps the
+//     newer of its change and etcd's, and an older value that lands late
+//     (a write retried across an outage) is answered by the newer one.
 //   - Rule 2: values this server wrote (`by`) are not applied again.
 //   - Rule 3: changes made while applying another server's state are not
 //     written back (they are that server's, already in etcd).
@@ -61,6 +63,8 @@ export class FleetState {
   readonly #clock: Clock;
   readonly #id: string;
   readonly #dirty = new Map<string, Dirty>();
+  /** The newest value of each key this server wrote or applied (Rule 1 holds for them too). */
+  readonly #known = new Map<string, Stamped>();
   readonly #unsubscribe: () => void;
   #applying = false;
   #degraded = false;
@@ -152,7 +156,10 @@ export class FleetState {
         { success: chunk.map((d) => ({ request_put: { key: Buffer.from(d.key), value: Buffer.from(encodeValue(d.value)) } })) },
         { deadline: Date.now() + REQUEST_TIMEOUT_MS },
       );
-      for (const d of chunk) if (this.#dirty.get(d.key) === d) this.#dirty.delete(d.key);
+      for (const d of chunk) {
+        this.#known.set(d.key, d.value);
+        if (this.#dirty.get(d.key) === d) this.#dirty.delete(d.key);
+      }
     }
   }
 
@@ -217,8 +224,15 @@ export class FleetState {
       if (!parsed || !value) continue;
       if (value.by === this.#id && !includeOwn) continue;
       const mine = this.#dirty.get(key);
-      if (mine && mine.value.at > value.at) continue;
+      const newest = mine?.value ?? this.#known.get(key);
+      if (newest && newer(newest, value)) {
+        // An older value landed after a newer one (a write retried across
+        // an outage): write the newer one again, so that etcd converges too.
+        if (!mine) this.#dirty.set(key, { key, value: newest });
+        continue;
+      }
       if (mine) this.#dirty.delete(key);
+      this.#known.set(key, value);
       if (parsed.kind === "approval") {
         // A decision read at start-up is history: only live ones release waiting clients.
         if (!includeOwn && typeof value.value === "boolean") approvals.push({ name: parsed.name, approved: value.value });
@@ -248,6 +262,11 @@ export class FleetState {
   }
 }
 
+
+/** `a` was changed after `b`; the server names break a tie, so that every server picks the same one. */
+function newer(a: Stamped, b: Stamped): boolean {
+  return a.at > b.at || (a.at === b.at && a.by > b.by);
+}
 
 /** The end of etcd's range for every key starting with `prefix`. */
 function prefixEnd(prefix: string): Buffer {
