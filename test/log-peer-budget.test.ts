@@ -29,6 +29,15 @@ test("a source's lines stop at the burst and are summarised with its address and
   assert.deepEqual(summaries, ["192.0.2.1 50 10", "192.0.2.1 1 1"]);
 });
 
+test("a served connection's lines go back to its source", () => {
+  const budget = new PeerLineBudget(new ManualClock(), () => undefined);
+  for (let id = 0; id < PEER_LINES_BURST * 3; id++) {
+    for (let line = 0; line < 4; line++) assert.equal(budget.allow("198.51.100.1", id), true, `connection ${id}`);
+    budget.refund(id);
+  }
+  budget.stop();
+});
+
 test("a peer's text reaches the log as printable ASCII; the good line keeps the reference's form", () => {
   assert.equal(pyAscii(pyTextLine("1\r\n")), "'1\\n'");
   assert.equal(pyAscii("1\u009b[2J\u0085x"), "'1\\x9b[2J\\x85x'");

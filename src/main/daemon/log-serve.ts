@@ -8,7 +8,8 @@
 // stranger can cause is charged to its source (serve/source.ts) against a
 // budget (PeerLineBudget below), and what it sent is escaped to printable
 // ASCII before it reaches a line. The lines only a known key can cause
-// (secret sent, client disabled or not approved) are never held back.
+// (secret sent, client disabled or not approved) are never held back, and a
+// connection that is served gets back what its lines cost its source.
 
 import { systemClock, type Clock, type TimerHandle } from "../clock.js";
 import { events, type Channel, type ConnectionClosed } from "../events.js";
@@ -20,8 +21,8 @@ import { printableAscii, pyAscii, pyTextLine } from "./python-repr.js";
  * Lines one source may cause in a burst, and how fast its budget comes
  * back. A client unknown to us that retries every 10 s (mandos-client(8),
  * --retry) causes about 5 lines per try, 0.5 a second: it never runs out.
- * A whole rack rebooting behind one NAT address may have its connection
- * lines summarised; its "Sending secret" lines are not held back.
+ * A rack rebooting behind one NAT address is served, so its lines cost
+ * nothing (PeerLineBudget.refund).
  */
 export const PEER_LINES_BURST = 100;
 export const PEER_LINES_PER_SECOND = 2;
@@ -33,6 +34,8 @@ export class PeerLineBudget {
   readonly #clock: Clock;
   readonly #write: (source: string, suppressed: number, seconds: number) => void;
   readonly #sources = new Map<string, { tokens: number; at: number; suppressed: number; since: number }>();
+  /** Lines charged to each open connection, refunded if it is served. */
+  readonly #charged = new Map<number, { source: string; lines: number }>();
   #timer: TimerHandle | null = null;
 
   constructor(clock: Clock, write: (source: string, suppressed: number, seconds: number) => void) {
@@ -40,8 +43,8 @@ export class PeerLineBudget {
     this.#write = write;
   }
 
-  /** Whether a line from `source` may be written now; if not, it is counted for the summary. */
-  allow(source: string): boolean {
+  /** Whether a line from `source` (for `connection`, if any) may be written now; if not, it is counted for the summary. */
+  allow(source: string, connection?: number): boolean {
     const now = this.#clock.now();
     let entry = this.#sources.get(source);
     if (!entry) {
@@ -52,12 +55,34 @@ export class PeerLineBudget {
     entry.at = now;
     if (entry.tokens >= 1) {
       entry.tokens -= 1;
+      if (connection !== undefined) {
+        const charged = this.#charged.get(connection);
+        if (charged) charged.lines++;
+        else this.#charged.set(connection, { source, lines: 1 });
+      }
       return true;
     }
     if (entry.suppressed === 0) entry.since = now;
     entry.suppressed++;
     this.#timer ??= this.#clock.setTimeout(() => this.flush(), SUMMARY_INTERVAL_MS);
     return false;
+  }
+
+  /**
+   * `connection` was served a secret: its lines go back to its source, so
+   * that a fleet behind one address, served, leaves its budget whole for
+   * the lines that matter (a machine not found, a failed handshake).
+   */
+  refund(connection: number): void {
+    const charged = this.#charged.get(connection);
+    this.#charged.delete(connection);
+    const entry = charged && this.#sources.get(charged.source);
+    if (charged && entry) entry.tokens = Math.min(PEER_LINES_BURST, entry.tokens + charged.lines);
+  }
+
+  /** `connection` has ended; nothing more is refunded. */
+  forget(connection: number): void {
+    this.#charged.delete(connection);
   }
 
   /** Writes the summaries due and forgets the sources whose budget is whole again. */
@@ -96,10 +121,10 @@ export function logServeEvents(logger: Logger, clock: Clock = systemClock): () =
   };
   const budget = new PeerLineBudget(clock, (source, suppressed, seconds) =>
     logger.warning(`Suppressed ${suppressed} log lines caused by ${source} in the last ${seconds} s`));
-  // The logger, for lines a peer at `address` caused: charged to its source.
-  const from = (address: string): Logger | null => (budget.allow(sourceOf(address)) ? logger : null);
+  // The logger, for lines a peer caused: charged to its source.
+  const from = (address: string, connection?: number): Logger | null => (budget.allow(sourceOf(address), connection) ? logger : null);
 
-  on(events.connectionAccepted, ({ connection }) => from(connection.address)?.info(`TCP connection from: ${connection.label}`));
+  on(events.connectionAccepted, ({ connection }) => from(connection.address, connection.id)?.info(`TCP connection from: ${connection.label}`));
   on(events.connectionNotAdmitted, ({ address, localAddress, why }) => {
     switch (why) {
       case "source-limit":
@@ -111,7 +136,7 @@ export function logServeEvents(logger: Logger, clock: Clock = systemClock): () =
     }
   });
   on(events.versionLine, ({ connection, line, accepted, reason, maxBytes }) => {
-    const log = from(connection.address);
+    const log = from(connection.address, connection.id);
     if (!log) return;
     if (line === null) {
       log.error(`Unknown protocol version: line from ${connection.label} longer than ${maxBytes} bytes`);
@@ -123,7 +148,7 @@ export function logServeEvents(logger: Logger, clock: Clock = systemClock): () =
     if (!accepted) log.error(`Unknown protocol version: ${printableAscii(reason ?? "")}`);
   });
   on(events.handshakeDone, ({ connection, keyId }) => {
-    const log = from(connection.address);
+    const log = from(connection.address, connection.id);
     log?.debug("Handshake succeeded");
     log?.debug(`Key ID: ${keyId}`);
   });
@@ -141,8 +166,14 @@ export function logServeEvents(logger: Logger, clock: Clock = systemClock): () =
         return logger.info(`Client ${client} was refused: Removed`);
     }
   });
-  on(events.secretSent, ({ client }) => logger.info(`Sending secret to ${client}`));
-  on(events.connectionClosed, (closed) => logClosed(logger, from, closed));
+  on(events.secretSent, ({ connection, client }) => {
+    budget.refund(connection.id);
+    logger.info(`Sending secret to ${client}`);
+  });
+  on(events.connectionClosed, (closed) => {
+    budget.forget(closed.connection.id);
+    logClosed(logger, from, closed);
+  });
   on(events.stateSaveFailed, ({ reason }) => logger.warning(`Could not save persistent state: ${reason}`));
   return () => {
     for (const unsubscribe of subscribed.splice(0)) unsubscribe();
