@@ -191,8 +191,9 @@ function logClosed(logger: Logger, from: (address: string) => Logger | null, { c
       if (stage === "AwaitingSlot") return logger.info(`Connection ${label} timed out ${what}`);
       return from(connection.address)?.info(`Connection ${label} timed out ${what}`);
     case "tls-error":
-      // The reference's line during the handshake; ours after it.
-      if (stage === "Handshaking") return from(connection.address)?.warning(`Handshake failed: ${what} (${label})`);
+      // The reference's line during the handshake, word for word (no address:
+      // the "TCP connection from" line before it names the peer); ours after it.
+      if (stage === "Handshaking") return from(connection.address)?.warning(`Handshake failed: ${what}`);
       return from(connection.address)?.warning(`TLS error from ${label}: ${what}`);
     case "socket-error":
       return from(connection.address)?.debug(`Socket error from ${label}: ${what}`);
