@@ -25,7 +25,7 @@ test("SIGTERM during a burst loses no client already past the handshake", { skip
     const log = server.log();
     let pastHandshake = 0;
     clients.forEach((c, i) => {
-      if (log.includes(`Key ID: ${c.keyId}`)) {
+      if (log.includes(`DEBUG: Key ID: ${c.keyId}`)) {
         pastHandshake++;
         assert.equal(done[i]!.stdout.toString(), c.password, `${c.name} was past the handshake but got no password`);
       }
