@@ -154,7 +154,7 @@ describe("two servers sharing one registry through etcd", { skip }, () => {
   });
 
   test("one server runs each client's checker, and another takes it over when that server is killed", async () => {
-    const started = /Starting checker "true" for alpha/g;
+    const started = /Starting checker 'true' for alpha/g;
     const count = (m: Member, from: number): number => m.server.log().slice(from).match(started)?.length ?? 0;
     await ctl(a, "--interval", "PT1S", "alpha");
     await seen(b, "alpha", (p) => p.Interval === 1_000);
