@@ -18,6 +18,7 @@ import { fetchSecret, type ClientIdentity } from "../src/client/fetch.js";
 import { makeClients, makeKeySet, type TestClient } from "./helpers/keys.js";
 import { MANDOS_CLIENT, MANDOS_KEYGEN, missing } from "./helpers/peers.js";
 import { runMandosClient, startServer, type RunningServer } from "./helpers/server.js";
+import { eventually } from "./helpers/wait.js";
 
 const SETTINGS = parsePriority(DEFAULT_PRIORITY);
 const PROMTOOL = "/usr/bin/promtool";
@@ -216,7 +217,9 @@ describe("bin/mandos --metrics and --audit-log", { skip }, () => {
     while (!existsSync(path) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
     assert.ok(existsSync(path), "audit file not reopened");
     await fetchSecret({ host: "::1", port: server.port, identity: enabled.identity, settings: SETTINGS, timeoutMs: 10_000 });
-    const fresh = readFileSync(path, "utf8").trimEnd().split("\n").map((l) => JSON.parse(l) as { client: string; outcome: string });
+    // The record is appended as the secret leaves, not before the client has it: wait for the whole line.
+    const text = await eventually(() => { const t = readFileSync(path, "utf8"); return t.endsWith("\n") && t; }, { what: "the audit record in the reopened file", timeoutMs: 10_000 });
+    const fresh = text.trimEnd().split("\n").map((l) => JSON.parse(l) as { client: string; outcome: string });
     assert.deepEqual(fresh.map((r) => [r.client, r.outcome]), [[enabled.name, "released"]]);
     assert.equal(readFileSync(rotated, "utf8"), before);
   });
