@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { parseCommandLine } from "../src/main/config/cli.js";
 import { parseServerConfig } from "../src/main/config/server-config.js";
 import { mergeSettings, type ServerFileSettings } from "../src/main/config/server-settings.js";
-import { approvalKey, clientKey, decodeValue, parseKey, SHARED_PROPERTIES, StateBuilder } from "../src/main/shared/layout.js";
+import { approvalKey, clientKey, decodeValue, parseKey, SHARED_PROPERTIES, StateBuilder } from "../src/main/fleet/layout.js";
 
 const DEFAULTS = { priority: "NORMAL", workers: 0, maxPerSource: 128 };
 

@@ -153,7 +153,7 @@ export interface ClientDisabled {
    * "timeout": no successful checker for too long (or a shorter timeout set
    * at run time had already passed); "operator": D-Bus, reload or API;
    * "removed": on its way out of the registry (a client-removed follows);
-   * "shared": another server of the fleet disabled it (../shared/, etcd).
+   * "shared": another server of the fleet disabled it (../fleet/, etcd).
    */
   readonly why: "timeout" | "operator" | "removed" | "shared";
 }

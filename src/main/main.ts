@@ -32,7 +32,7 @@ import { startAnnouncement, type Announcement } from "./zeroconf/announce.js";
 import { startDbusService, type DbusService } from "./dbus/index.js";
 import { collectStartupGarbage } from "./daemon/memory.js";
 import { Observability } from "./observe/index.js";
-import { FleetState, probeEtcd } from "./shared/fleet-state.js";
+import { FleetState, probeEtcd } from "./fleet/fleet-state.js";
 
 /** How long SIGTERM waits for connections already in progress. */
 const SHUTDOWN_GRACE_MS = 5_000;

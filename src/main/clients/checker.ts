@@ -125,7 +125,7 @@ export class CheckerRunner {
     c.checkerTimer = clock.setTimeout(() => {
       c.checkerTimer = null;
       this.#schedule(c, interval);
-      // Another server of a fleet runs this checker and moves the expiry (../shared/).
+      // Another server of a fleet runs this checker and moves the expiry (../fleet/).
       if (!this.#host.ownsChecker(c)) return;
       this.start(c);
       if (randomizeStart) {
@@ -162,7 +162,7 @@ export class CheckerRunner {
     c.checkerTimer = this.#host.clock.setTimeout(() => {
       c.checkerTimer = null;
       if (!c.runtime.enabled) return;
-      // In a fleet another server may run this client's checkers (../shared/); the schedule goes on, ready to take over.
+      // In a fleet another server may run this client's checkers (../fleet/); the schedule goes on, ready to take over.
       if (this.#host.ownsChecker(c)) this.start(c);
       this.#schedule(c, c.settings.interval);
     }, every);

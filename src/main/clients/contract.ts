@@ -61,7 +61,7 @@ export type RegistryEvent =
       readonly approvedByDefault: boolean;
     }
   | { readonly type: "client-not-found"; readonly keyId: string; readonly address: string }
-  /** An operator approved or denied (the shared registry tells the other servers; ../shared/). */
+  /** An operator approved or denied (the shared registry tells the other servers; ../fleet/). */
   | { readonly type: "approval-given"; readonly client: ClientView; readonly approved: boolean };
 
 /** Why the registry refused a known client its secret (a rejected event says so too). */
@@ -117,7 +117,7 @@ export interface Registry {
 }
 
 /**
- * Client state decided on another server of a fleet (../shared/): the
+ * Client state decided on another server of a fleet (../fleet/): the
  * fields present are applied, the others left as they are. Never a secret.
  */
 export interface SharedClientState {

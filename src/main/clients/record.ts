@@ -107,7 +107,7 @@ export interface ClientHost {
   disable(c: ClientRecord, cause: DisableCause): void;
   /** A checker succeeded, or an operator said so (D-Bus CheckedOK). */
   checkedOk(c: ClientRecord): void;
-  /** This server runs `c`'s scheduled checkers (always, unless a fleet shares them out: ../shared/). */
+  /** This server runs `c`'s scheduled checkers (always, unless a fleet shares them out: ../fleet/). */
   ownsChecker(c: ClientRecord): boolean;
 }
 

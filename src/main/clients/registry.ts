@@ -188,7 +188,7 @@ export class ClientRegistry implements Registry {
   }
 
   /**
-   * Applies state another server of the fleet decided (../shared/): as an
+   * Applies state another server of the fleet decided (../fleet/): as an
    * operator's update, enable or disable would, and announced as property
    * changes, but the expiry is the one given, not restarted here.
    */
@@ -269,7 +269,7 @@ export class ClientRegistry implements Registry {
     if (this.#started && c.runtime.enabled) this.#checkers.init(c, true);
   }
 
-  /** Which clients' scheduled checkers this server runs (../shared/ shares them out in a fleet); null: all. */
+  /** Which clients' scheduled checkers this server runs (../fleet/ shares them out in a fleet); null: all. */
   setCheckerOwnership(owns: ((name: string) => boolean) | null): void {
     this.#ownsChecker = owns ?? (() => true);
   }

@@ -4,7 +4,7 @@
 
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { REFERENCE_VERSION, VERSION } from "../daemon/version.js";
-import type { EtcdOptions } from "../shared/settings.js";
+import type { EtcdOptions } from "../fleet/settings.js";
 
 export interface CommandLine extends EtcdOptions {
   interface?: string;

@@ -5,7 +5,7 @@
 import type { CommandLine } from "./cli.js";
 import { parseLogLevel, type LogLevel } from "../daemon/log.js";
 import { SettingsError } from "../daemon/errors.js";
-import { DEFAULT_ETCD_PREFIX, type EtcdOptions, type EtcdSettings } from "../shared/settings.js";
+import { DEFAULT_ETCD_PREFIX, type EtcdOptions, type EtcdSettings } from "../fleet/settings.js";
 
 /** mandos.conf values (already typed), each present only if the file set it. */
 export interface ServerFileSettings extends EtcdOptions {
