@@ -42,7 +42,7 @@ test("/health follows the last state save, and says why it is not ok", () => {
   }
 });
 
-const connection: ConnectionRef = { id: 1, address: "192.0.2.7", port: 40000, label: "('192.0.2.7', 40000)" };
+const connection: ConnectionRef = { id: 1, address: "192.0.2.7", port: 40000, source: "192.0.2.7", label: "('192.0.2.7', 40000)" };
 
 test("the audit log: one line per release and per refusal of a known client, none for unknown keys; reopen follows logrotate", () => {
   const dir = mkdtempSync(join(tmpdir(), "mandos-ts-audit-"));

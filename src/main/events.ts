@@ -72,6 +72,8 @@ export interface ConnectionRef {
   readonly id: number;
   readonly address: string;
   readonly port: number;
+  /** What it counts against for admission and log budgets (serve/source.ts). */
+  readonly source: string;
   /** The reference's form: `('::1', 41234, 0, 0)` or `('127.0.0.1', 41234)`. */
   readonly label: string;
 }

@@ -73,6 +73,8 @@ export interface ConnectionDeps {
   readonly logger: Logger;
   /** Every deadline and duration. */
   readonly clock: Clock;
+  /** The source the peer counts against (serve/source.ts). */
+  readonly source: string;
   /** Asks for a handshake slot; `granted` may run before this returns. */
   readonly requestSlot: (granted: () => void) => SlotTicket;
   /** Called once after a granted slot, when it can go to the next connection. */
@@ -113,7 +115,7 @@ export class Connection {
     const port = socket.remotePort ?? 0;
     // The reference logs Python's socket address tuple; keep its form.
     const label = socket.remoteFamily === "IPv6" ? `('${address}', ${port}, 0, 0)` : `('${address}', ${port})`;
-    this.#ref = { id: ++lastId, address, port, label };
+    this.#ref = { id: ++lastId, address, port, source: deps.source, label };
     if (events.connectionAccepted.hasSubscribers) events.connectionAccepted.publish({ connection: this.#ref });
     socket.setNoDelay(true);
     socket.on("data", (chunk: Buffer) => this.#onData(chunk));
