@@ -50,7 +50,7 @@ test("the audit log: one line per release and per refusal of a known client, non
   const audit = openAuditLog({ path, server: { host: "h", pid: 7, name: "Mandos" }, now: () => new Date(0) });
   try {
     events.secretSent.publish({ connection, client: "foo", keyId: "AB", durationMs: 3 });
-    events.clientNotFound.publish({ connection, keyId: "CD" });
+    events.clientNotFound.publish({ connection, keyId: "CD", proven: true });
     events.clientRejected.publish({ connection, client: "bar", keyId: "EF", reason: "denied" });
     const server = { host: "h", pid: 7, name: "Mandos" };
     const base = { time: "1970-01-01T00:00:00.000Z", address: "192.0.2.7", port: 40000 };

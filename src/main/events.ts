@@ -140,6 +140,13 @@ export interface SecretSent {
 export interface ClientNotFound {
   readonly connection: ConnectionRef;
   readonly keyId: string;
+  /**
+   * Whether the peer proved it holds the key before it was refused: false
+   * when the key ID was in no client's settings and the handshake stopped
+   * before the signature check (src/tls/known-keys.ts), so no
+   * mandos:handshake:done came before this.
+   */
+  readonly proven: boolean;
 }
 export interface ClientRejected {
   readonly connection: ConnectionRef;

@@ -8,6 +8,7 @@ import { DEFAULT_PRIORITY, parsePriority, type TlsSettings } from "../tls/index.
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, parseCommandLine, type CommandLine } from "./config/cli.js";
 import { createHandshakeRunner, defaultWorkerCount } from "./serve/handshake-runner.js";
 import { Listener } from "./serve/listener.js";
+import { knownKeysOf } from "./serve/known-keys.js";
 import { DEFAULT_MAX_PER_SOURCE } from "./serve/limits.js";
 import { consoleSink, FanOutLogger } from "./daemon/log.js";
 import { logServeEvents } from "./daemon/log-serve.js";
@@ -192,7 +193,7 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
   const dbusModule = settings.useDbus ? await import("./dbus/index.js") : null;
   const zeroconfModule = settings.zeroconf ? await import("./zeroconf/announce.js") : null;
   collectStartupGarbage();
-  const runner = createHandshakeRunner(settings.workers, tlsSettings);
+  const runner = createHandshakeRunner(settings.workers, tlsSettings, knownKeysOf(registry));
   const listener = new Listener({ registry, runner, tlsSettings, logger, clock: systemClock, maxPerSource: settings.maxPerSource });
   // Metrics, audit log, health (docs/OBSERVABILITY.md): counting from the first connection.
   let accepting = false;

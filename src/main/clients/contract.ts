@@ -83,6 +83,10 @@ export interface Registry {
   get(name: string): ClientView | undefined;
   /** O(1). `keyId` must be normalised; the empty-input key ID never matches. */
   byKeyId(keyId: string): ClientView | undefined;
+  /** Every client's key ID (the empty ones left out), for the known-key table (serve/known-keys.ts). */
+  keyIds(): IterableIterator<string>;
+  /** Changes whenever a key ID is added or removed. */
+  readonly keyIdGeneration: number;
   /** O(1). `fingerprint` must be normalised. */
   byFingerprint(fingerprint: string): ClientView | undefined;
 

@@ -160,8 +160,13 @@ export function logServeEvents(logger: Logger, clock: Clock = systemClock): () =
     peerLine("DEBUG", connection.source, connection.id, () => "Handshake succeeded");
     logger.debug(`Key ID: ${keyId}`);
   });
-  on(events.clientNotFound, ({ connection, keyId }) =>
-    peerLine("INFO", connection.source, undefined, () => `Client not found for key ID: ${keyId}, address: ${connection.label}`));
+  on(events.clientNotFound, ({ connection, keyId, proven }) => {
+    // Refused before the signature check: the reference's "Key ID:" line
+    // still names the key (it writes it after every handshake); there was
+    // no "Handshake succeeded".
+    if (!proven) peerLine("DEBUG", connection.source, connection.id, () => `Key ID: ${keyId}`);
+    peerLine("INFO", connection.source, undefined, () => `Client not found for key ID: ${keyId}, address: ${connection.label}`);
+  });
   on(events.clientRejected, ({ client, reason }) => {
     switch (reason) {
       case "disabled":

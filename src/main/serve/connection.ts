@@ -293,6 +293,16 @@ export class Connection {
         if (this.#state !== "Sending") this.#close("peer-closed", "sent close_notify");
         return;
       case "error":
+        // A key no client has, refused before its signature was checked
+        // (src/tls/known-keys.ts): the same refusal as after a handshake.
+        if (event.error.code === "TLS_UNKNOWN_PEER_KEY" && event.error.keyId !== undefined) {
+          this.#keyId = event.error.keyId;
+          this.#notFound(event.error.keyId, false);
+          const out = this.#tls?.takeOutput();
+          if (out && !this.#socket.destroyed) this.#socket.end(out);
+          this.#close("refused");
+          return;
+        }
         this.#flushAndClose("tls-error", event.error.message);
         return;
     }
@@ -310,9 +320,7 @@ export class Connection {
     const { registry, logger } = this.#deps;
     const client = keyId === EMPTY_KEY_ID ? undefined : registry.byKeyId(keyId);
     if (!client) {
-      this.#unknownKey = true;
-      if (events.clientNotFound.hasSubscribers) events.clientNotFound.publish({ connection: this.#ref, keyId });
-      registry.notFound(keyId, this.#ref.address);
+      this.#notFound(keyId, true);
       this.#close("refused");
       return;
     }
@@ -362,6 +370,13 @@ export class Connection {
   #onEnd(): void {
     if (this.#state === "Sending" || this.#state === "Closed") return;
     this.#close("peer-closed", `closed the connection in ${this.#state}`);
+  }
+
+  /** No client has `keyId`: counted against the source (admission.ts, Rule 3) and published. */
+  #notFound(keyId: string, proven: boolean): void {
+    this.#unknownKey = true;
+    if (events.clientNotFound.hasSubscribers) events.clientNotFound.publish({ connection: this.#ref, keyId, proven });
+    this.#deps.registry.notFound(keyId, this.#ref.address);
   }
 
   #flushAndClose(outcome: ConnectionOutcome, detail: string): void {
