@@ -25,7 +25,7 @@ import { reloadClientsConfig } from "./clients/reload.js";
 import { logClientEvents } from "./daemon/log-clients.js";
 import { clientsFileReader, readClientsFile, reloadReadiness, type ClientsFileReader } from "./config/clients-reader.js";
 import { runSelfTest } from "./daemon/self-test.js";
-import { readState, restoreState, StateSaver, StateSerialiser, STATE_FILE_NAME } from "./state/state-file.js";
+import { readState, restoreState, StateSaver, StateSerialiser, STATE_FILE_NAME, type ConfigField } from "./state/state-file.js";
 import { checkStateDirWritable, prepareStateDir } from "./state/state-dir.js";
 import { migrateReferenceState } from "./state/pickle-import.js";
 import { startAnnouncement, type Announcement } from "./zeroconf/announce.js";
@@ -151,6 +151,7 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
   const runAs = process.getuid?.() === 0 ? chooseIds() : undefined;
   let registry: ClientRegistry;
   let config: ClientSettings[];
+  let editedInFile: ReadonlyMap<string, readonly ConfigField[]> = new Map();
   try {
     config = loadClientsConfig(clientsPath);
     // Migration from the Python server (docs/ENROLL.md): its clients.pickle,
@@ -158,8 +159,9 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
     const migrated = settings.restore ? await migrateReferenceState(settings.statedir, statePath, config, Date.now(), logger) : null;
     const restored = settings.restore
       ? restoreState(config, migrated ? migrated.state : readState(statePath, logger, runAs ? [runAs.uid] : []), Date.now(), logger)
-      : { settings: config, runtimes: new Map() };
+      : { settings: config, runtimes: new Map(), edited: new Map() };
     registry = createRegistry(restored.settings, { logger }, restored.runtimes);
+    editedInFile = restored.edited;
   } catch (error) {
     return fail(error instanceof Error ? error.message : String(error));
   }
@@ -177,12 +179,12 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
     if (keepState) saver.changed();
   };
   registry.subscribe((event) => {
-    if (event.type === "client-not-found" || event.type === "need-approval" || event.type === "checker-started") return;
+    if (event.type === "client-not-found" || event.type === "need-approval" || event.type === "checker-started" || event.type === "approval-wait-ended") return;
     stateChanged();
   });
   registry.start();
   // Several servers, one registry (docs/ETCD.md); without etcd it serves degraded.
-  const fleet = settings.etcd ? new FleetState(settings.etcd, { registry, logger, clock: systemClock }) : null;
+  const fleet = settings.etcd ? new FleetState(settings.etcd, { registry, logger, clock: systemClock, editedInFile }) : null;
   await fleet?.start();
   collectStartupGarbage();
   const runner = createHandshakeRunner(settings.workers, tlsSettings);

@@ -18,20 +18,29 @@
 //   - Rule 2: values this server wrote (`by`) are not applied again.
 //   - Rule 3: changes made while applying another server's state are not
 //     written back (they are that server's, already in etcd).
+//   - A connection waiting here for approval is a key of this server's,
+//     pending/NAME/SERVER, bound to its lease: put with the batch on
+//     NeedApproval, deleted when no connection of NAME waits here, and gone
+//     by itself when the server dies. Every server shows the fleet's
+//     pending requests as ApprovalPending and NeedApproval.
 //   - A failed flush or sync marks the link degraded (logged loudly once);
 //     a sync retries every RETRY_MS until etcd answers again.
 
 import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { randomBytes } from "node:crypto";
-import { Etcd3, type IOptions, type IKeyValue, type Watcher } from "etcd3";
+import { Etcd3, type IEvent, type IOptions, type IRequestOp, type Watcher } from "etcd3";
 import type { Clock, TimerHandle } from "../clock.js";
-import type { RegistryEvent } from "../clients/contract.js";
+import type { PendingRequest, RegistryEvent } from "../clients/contract.js";
 import type { ClientRegistry } from "../clients/registry.js";
 import type { Logger } from "../daemon/log.js";
-import { approvalKey, clientKey, decodeValue, encodeValue, isShared, parseKey, readProperty, SHARED_PROPERTIES, StateBuilder, type Stamped } from "./layout.js";
+import {
+  approvalKey, clientKey, decodePending, decodeValue, encodePending, encodeValue, isShared, parseKey, pendingKey, readProperty, SHARED_PROPERTIES, StateBuilder,
+  type Stamped,
+} from "./layout.js";
 import type { EtcdSettings } from "./settings.js";
 import { CheckerShare } from "./checker-share.js";
+import { RUNTIME_SETTINGS } from "../clients/runtime-settings.js";
 
 /** Long enough to gather a burst of secrets into one transaction, short enough for the one-second promise. */
 export const FLUSH_MS = 50;
@@ -53,6 +62,12 @@ export interface FleetStateDeps {
   readonly clock: Clock;
   /** Names this server in the values it writes; unique per process. */
   readonly serverId?: string;
+  /**
+   * Per client, the settings (ClientSettings fields) whose clients.conf
+   * value was edited since this server's last save (state-file.ts
+   * restoreState): they win over the fleet's, as a change made at start-up.
+   */
+  readonly editedInFile?: ReadonlyMap<string, readonly string[]>;
 }
 
 export class FleetState {
@@ -65,6 +80,12 @@ export class FleetState {
   readonly #dirty = new Map<string, Dirty>();
   /** The newest value of each key this server wrote or applied (Rule 1 holds for them too). */
   readonly #known = new Map<string, Stamped>();
+  /** This server's pending/ keys to write: the encoded request, or null to delete. */
+  readonly #pendingOut = new Map<string, string | null>();
+  /** Clients with a connection waiting here, and what their last NeedApproval said. */
+  readonly #waitingHere = new Map<string, PendingRequest>();
+  /** Other servers' pending/ keys this server shows. */
+  readonly #pendingIn = new Map<string, { readonly name: string; readonly server: string }>();
   readonly #unsubscribe: () => void;
   #applying = false;
   #degraded = false;
@@ -83,8 +104,28 @@ export class FleetState {
     this.#clock = deps.clock;
     this.#id = deps.serverId ?? `${hostname()}/${process.pid}/${randomBytes(4).toString("hex")}`;
     this.#unsubscribe = this.#registry.subscribe((event) => this.#onEvent(event));
-    this.#checkers = new CheckerShare(this.#etcd, this.#prefix, this.#id, this.#logger);
+    this.#checkers = new CheckerShare(this.#etcd, this.#prefix, this.#id, this.#logger, () => this.#putWaiting());
     this.#registry.setCheckerOwnership((name) => this.#checkers.owns(name));
+    this.#markEdited(deps.editedInFile ?? new Map());
+  }
+
+  /**
+   * clients.conf values edited since the last save are changes of this
+   * server, made now: newer than the fleet's, so they win everywhere, as
+   * they win over the state file's (docs/ETCD.md "Start-up").
+   */
+  #markEdited(edited: ReadonlyMap<string, readonly string[]>): void {
+    const now = this.#clock.now();
+    for (const [name, fields] of edited) {
+      const client = this.#registry.get(name);
+      if (!client) continue;
+      for (const row of RUNTIME_SETTINGS) {
+        if (!fields.includes(row.field) || !isShared(row.property)) continue;
+        const key = clientKey(this.#prefix, name, row.property);
+        this.#dirty.set(key, { key, value: { value: readProperty(client, row.property), at: now, by: this.#id } });
+        this.#logger.info(`${name}: ${row.property} edited in clients.conf since the last save; it replaces the fleet's`);
+      }
+    }
   }
 
   /** True while etcd cannot be reached and the server serves from its local copy. */
@@ -102,7 +143,7 @@ export class FleetState {
     this.#stopped = true;
     this.#unsubscribe();
     this.#timer?.cancel();
-    if (!this.#degraded && this.#dirty.size > 0) await this.#write().catch(() => undefined);
+    if (!this.#degraded && this.#hasWork()) await this.#write().catch(() => undefined);
     await this.#watcher?.cancel().catch(() => undefined);
     await this.#checkers.stop();
     this.#registry.setCheckerOwnership(null);
@@ -118,7 +159,26 @@ export class FleetState {
       this.#mark(clientKey(this.#prefix, event.client.name, event.property), readProperty(event.client, event.property), now);
     } else if (event.type === "approval-given") {
       this.#mark(approvalKey(this.#prefix, event.client.name), event.approved, now);
+    } else if (event.type === "need-approval") {
+      const request = { timeout: event.timeout, approvedByDefault: event.approvedByDefault };
+      this.#waitingHere.set(event.client.name, request);
+      this.#pendingOut.set(pendingKey(this.#prefix, event.client.name, this.#id), encodePending(request));
+      this.#schedule(FLUSH_MS);
+    } else if (event.type === "approval-wait-ended") {
+      this.#waitingHere.delete(event.client.name);
+      this.#pendingOut.set(pendingKey(this.#prefix, event.client.name, this.#id), null);
+      this.#schedule(FLUSH_MS);
     }
+  }
+
+  /** A new lease: the pending/ keys bound to the old one are gone, so they go out again. */
+  #putWaiting(): void {
+    for (const [name, request] of this.#waitingHere) this.#pendingOut.set(pendingKey(this.#prefix, name, this.#id), encodePending(request));
+    if (this.#waitingHere.size > 0) this.#schedule(FLUSH_MS);
+  }
+
+  #hasWork(): boolean {
+    return this.#dirty.size > 0 || this.#pendingOut.size > 0;
   }
 
   #mark(key: string, value: Stamped["value"], at: number): void {
@@ -144,22 +204,39 @@ export class FleetState {
     } finally {
       this.#flushing = false;
     }
-    if (this.#dirty.size > 0) this.#schedule(this.#degraded ? RETRY_MS : FLUSH_MS);
+    if (this.#hasWork()) this.#schedule(this.#degraded ? RETRY_MS : FLUSH_MS);
   }
 
-  /** Puts every dirty key, MAX_TXN_OPS to a transaction; a key changed again meanwhile stays dirty. */
+  /**
+   * Puts every dirty key and this server's pending/ changes, MAX_TXN_OPS
+   * to a transaction; a key changed again meanwhile stays dirty. A pending
+   * request waits for the lease it is bound to.
+   */
   async #write(): Promise<void> {
-    const batch = [...this.#dirty.values()];
+    const lease = this.#pendingOut.size > 0 ? await this.#checkers.leaseId() : null;
+    const batch: Array<{ readonly op: IRequestOp; done(): void }> = [];
+    for (const d of this.#dirty.values()) {
+      batch.push({
+        op: { request_put: { key: Buffer.from(d.key), value: Buffer.from(encodeValue(d.value)) } },
+        done: () => {
+          this.#known.set(d.key, d.value);
+          if (this.#dirty.get(d.key) === d) this.#dirty.delete(d.key);
+        },
+      });
+    }
+    for (const [key, value] of this.#pendingOut) {
+      if (value !== null && lease === null) continue;
+      batch.push({
+        op: value === null ? { request_delete_range: { key: Buffer.from(key) } } : { request_put: { key: Buffer.from(key), value: Buffer.from(value), lease: lease! } },
+        done: () => {
+          if (this.#pendingOut.get(key) === value) this.#pendingOut.delete(key);
+        },
+      });
+    }
     for (let i = 0; i < batch.length; i += MAX_TXN_OPS) {
       const chunk = batch.slice(i, i + MAX_TXN_OPS);
-      await this.#etcd.kv.txn(
-        { success: chunk.map((d) => ({ request_put: { key: Buffer.from(d.key), value: Buffer.from(encodeValue(d.value)) } })) },
-        { deadline: Date.now() + REQUEST_TIMEOUT_MS },
-      );
-      for (const d of chunk) {
-        this.#known.set(d.key, d.value);
-        if (this.#dirty.get(d.key) === d) this.#dirty.delete(d.key);
-      }
+      await this.#etcd.kv.txn({ success: chunk.map((b) => b.op) }, { deadline: Date.now() + REQUEST_TIMEOUT_MS });
+      for (const b of chunk) b.done();
     }
   }
 
@@ -175,11 +252,12 @@ export class FleetState {
         { deadline: Date.now() + REQUEST_TIMEOUT_MS },
       );
       const present = new Set(res.kvs.map((kv) => kv.key.toString()));
-      this.#apply(res.kvs, true);
+      this.#apply(res.kvs.map((kv) => ({ type: "Put", kv })), true);
+      this.#forgetPending(present);
       if (!this.#synced) this.#seed(present);
+      await this.#checkers.start();
       await this.#write();
       if (!this.#watcher) await this.#watch(BigInt(res.header.revision) + 1n);
-      await this.#checkers.start();
       this.#synced = true;
       if (this.#degraded) this.#logger.warning(`etcd is reachable again: client state shared with the fleet (${this.#dirty.size} changes pending)`);
       this.#degraded = false;
@@ -189,7 +267,21 @@ export class FleetState {
     } finally {
       this.#flushing = false;
     }
-    if (this.#dirty.size > 0) this.#schedule(FLUSH_MS);
+    if (this.#hasWork()) this.#schedule(FLUSH_MS);
+  }
+
+  /** Stops showing other servers' pending requests that etcd no longer holds (their server died, or they ended, while we were away). */
+  #forgetPending(present: ReadonlySet<string>): void {
+    this.#applying = true;
+    try {
+      for (const [key, { name, server }] of this.#pendingIn) {
+        if (present.has(key)) continue;
+        this.#pendingIn.delete(key);
+        this.#registry.approvalPendingElsewhere(name, server, null);
+      }
+    } finally {
+      this.#applying = false;
+    }
   }
 
   /** Every shared property of every client this server knows and etcd lacks, as a seed (at 0: any fleet value wins over it). */
@@ -204,7 +296,7 @@ export class FleetState {
 
   async #watch(fromRevision: bigint): Promise<void> {
     const watcher = await this.#etcd.watch().prefix(this.#prefix).startRevision(fromRevision.toString()).create();
-    watcher.on("data", (res) => this.#apply(res.events.filter((e) => e.type === "Put").map((e) => e.kv), false));
+    watcher.on("data", (res) => this.#apply(res.events, false));
     // The watcher reconnects by itself and resumes where it stopped.
     watcher.on("disconnected", (error) => this.#goDegraded(error));
     watcher.on("connected", () => {
@@ -213,13 +305,27 @@ export class FleetState {
     this.#watcher = watcher;
   }
 
-  /** Adopts the values of `kvs` that are not ours (Rule 2) and not older than our unwritten change (Rule 1), a client at a time. */
-  #apply(kvs: readonly IKeyValue[], includeOwn: boolean): void {
+  /**
+   * Adopts the values of `events` that are not ours (Rule 2) and not older
+   * than our unwritten change (Rule 1), a client at a time; and the other
+   * servers' pending requests, put or deleted.
+   */
+  #apply(events: ReadonlyArray<Pick<IEvent, "type" | "kv">>, includeOwn: boolean): void {
     const states = new Map<string, StateBuilder>();
     const approvals: Array<{ name: string; approved: boolean }> = [];
-    for (const kv of kvs) {
+    const pending: Array<{ name: string; server: string; request: PendingRequest | null }> = [];
+    for (const { type, kv } of events) {
       const key = kv.key.toString();
       const parsed = parseKey(this.#prefix, key);
+      if (parsed?.kind === "pending") {
+        if (parsed.server === this.#id) continue;
+        const request = type === "Put" ? decodePending(kv.value.toString()) : null;
+        if (request) this.#pendingIn.set(key, parsed);
+        else this.#pendingIn.delete(key);
+        pending.push({ ...parsed, request });
+        continue;
+      }
+      if (type !== "Put") continue;
       const value = parsed && decodeValue(kv.value.toString());
       if (!parsed || !value) continue;
       if (value.by === this.#id && !includeOwn) continue;
@@ -246,6 +352,7 @@ export class FleetState {
     try {
       for (const [name, state] of states) if (this.#registry.get(name)) this.#registry.adopt(name, state.build());
       for (const { name, approved } of approvals) if (this.#registry.get(name)) this.#registry.approve(name, approved);
+      for (const { name, server, request } of pending) this.#registry.approvalPendingElsewhere(name, server, request);
     } finally {
       this.#applying = false;
     }
