@@ -2,7 +2,8 @@
 // (ours at several worker counts and concurrencies, and the Python reference
 // on the same clients when installed). Results go to bench/results/ as JSON
 // and to stdout as Markdown tables. Any failed or mismatched secret makes
-// the run say so loudly and exit non-zero.
+// the run say so loudly and exit non-zero. Then the same wave with the
+// etcd backend beside the file backend (bench/etcd-wave.ts).
 //
 // BENCH_QUICK=1 runs a small subset (for a smoke test).
 
@@ -13,6 +14,7 @@ import type { Counts } from "./load-generator.js";
 import { runMicro, type MicroResult } from "./micro.js";
 import { startPrivateBus } from "../test/helpers/private-bus.js";
 import { runRebootSimulation, type RebootRun } from "./reboot.js";
+import { etcdWaveReport, runEtcdWave } from "./etcd-wave.js";
 
 const RESULTS = fileURLToPath(new URL("../../bench/results/", import.meta.url));
 const quick = process.env.BENCH_QUICK === "1";
@@ -48,11 +50,13 @@ try {
   await bus?.stop();
 }
 
+const etcdWave = await runEtcdWave({ quick, log });
+
 const ours = runs.filter((r) => r.server === "mandos-ts");
 const reference = runs.filter((r) => r.server === "python-reference");
 /** Any failure, mismatch, or connection without its secret. */
 const incomplete = (c: Counts): boolean => c.failures > 0 || c.mismatches > 0 || c.succeeded < c.attempted;
-const bad = ours.filter((r) => incomplete(r.report) || (r.report.warmup !== undefined && incomplete(r.report.warmup)));
+const bad = [...ours, ...(etcdWave ? [...etcdWave.file, ...etcdWave.etcd] : [])].filter((r) => incomplete(r.report) || (r.report.warmup !== undefined && incomplete(r.report.warmup)));
 
 let table = "| server | workers | clients | concurrent | secrets/s | steady secrets/s | p50 ms | p90 ms | p99 ms | max ms | ok/attempted | peak RSS MiB | CPU ms/secret |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
 for (const r of runs) {
@@ -84,8 +88,8 @@ if (micro.length > 0) {
 
 mkdirSync(RESULTS, { recursive: true });
 const file = `${RESULTS}${machine.date.replace(/[:.]/g, "-")}${quick ? "-quick" : ""}.json`;
-writeFileSync(file, JSON.stringify({ machine, micro, runs }, null, 2) + "\n");
-process.stdout.write(`\n${microTable}\n${table}\n${ratio}${byN}\nresults: ${file}\n`);
+writeFileSync(file, JSON.stringify({ machine, micro, runs, etcdWave }, null, 2) + "\n");
+process.stdout.write(`\n${microTable}\n${table}\n${ratio}${byN}\n${etcdWaveReport(etcdWave)}\nresults: ${file}\n`);
 if (bad.length > 0) {
   process.stdout.write(`\n!!! BENCHMARK FAILURES: ${bad.length} run(s) had failed or mismatched secrets !!!\n`);
   process.exitCode = 1;

@@ -5,16 +5,18 @@
 // two servers whose clients.conf differ, neither edited since its last
 // save, both show the fleet's value. Two of our servers, each with its own
 // clients.conf, state directory and private D-Bus bus, on a real 3-member
-// etcd; the real mandos-ctl reads and changes them.
+// etcd; the real mandos-ctl reads and changes them. And a client added by
+// SIGHUP takes the fleet's state, not a fresh one: the real mandos-client
+// is refused a client disabled through the other server.
 
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { cpSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { DBUS_DAEMON, DBUS_SEND, dumpJson, makeFleetRoot, mandosCtl, openToServerUser, startPrivateBus, waitForBusName, type PrivateBus } from "./helpers/dbus.js";
+import { DBUS_DAEMON, DBUS_SEND, dumpJson, makeFleetRoot, mandosCtl, openToServerUser, startPrivateBus, waitForBusName, type Fleet, type PrivateBus } from "./helpers/dbus.js";
 import { etcdMissing, startEtcdCluster, type EtcdCluster } from "./helpers/etcd.js";
-import { MANDOS_CTL, missing } from "./helpers/peers.js";
-import { startServer, type RunningServer } from "./helpers/server.js";
+import { MANDOS_CLIENT, MANDOS_CTL, missing } from "./helpers/peers.js";
+import { runMandosClient, startServer, type RunningServer } from "./helpers/server.js";
 import { eventually } from "./helpers/wait.js";
 
 const PREFIX = "/mandos-startup-test/";
@@ -58,17 +60,27 @@ function editClientsConf(conf: string, client: string, option: string, value: st
   writeFileSync(path, text.slice(0, start) + section.replace(/\n*$/, `\n${option} = ${value}\n`) + text.slice(end));
 }
 
-const skip = etcdMissing() || missing(DBUS_DAEMON, DBUS_SEND, MANDOS_CTL);
+/** `text` (a clients.conf) without section `client`. */
+function withoutSection(text: string, client: string): string {
+  const start = text.indexOf(`[${client}]`);
+  assert.ok(start >= 0, `no section ${client}`);
+  const next = text.indexOf("\n[", start + 1);
+  return text.slice(0, start) + (next < 0 ? "" : text.slice(next + 1));
+}
+
+const skip = etcdMissing() || missing(DBUS_DAEMON, DBUS_SEND, MANDOS_CTL, MANDOS_CLIENT);
 
 describe("a fleet server starting with an edited clients.conf", { skip }, () => {
   let cluster: EtcdCluster;
   let root = "";
+  let fleet: Fleet;
   const members: Member[] = [];
 
   before(async () => {
     cluster = await startEtcdCluster();
     const made = makeFleetRoot("mandos-ts-fleet-startup-");
     root = made.root;
+    fleet = made.fleet;
     for (const name of ["a", "b"]) {
       const conf = join(root, `conf-${name}`);
       const state = join(root, `state-${name}`);
@@ -121,5 +133,29 @@ describe("a fleet server starting with an edited clients.conf", { skip }, () => 
     for (const [name, m] of [["A", a], ["B", b]] as const) {
       await seen(m, "delta", (p) => p.Timeout === 9 * 60_000, `B's newer edit on ${name}`);
     }
+  });
+  test("a client added by SIGHUP takes the fleet's state: disabled through A, it stays refused by B", async () => {
+    const [a, b] = members as [Member, Member];
+    const alpha = fleet.clients.find((c) => c.name === "alpha")!;
+    const path = join(b.conf, "clients.conf");
+    const full = readFileSync(path, "utf8");
+    writeFileSync(path, withoutSection(full, "alpha"));
+    b.server.process.kill("SIGHUP");
+    await b.server.waitForLog(/Reloaded clients\.conf: 0 added, 1 removed/);
+
+    const r = await mandosCtl(a.bus.address, "--disable", "alpha");
+    assert.equal(r.code, 0, r.stderr);
+    await eventually(async () => /clients\/alpha\/Enabled\n\{"value":false/.test(await cluster.dump(PREFIX)), { what: "alpha disabled in etcd" });
+
+    writeFileSync(path, full);
+    b.server.process.kill("SIGHUP");
+    await b.server.waitForLog(/Reloaded clients\.conf: 1 added, 0 removed/);
+    await seen(b, "alpha", (p) => p.Enabled === false, "the fleet's Enabled on B for the client it added");
+    const refused = await runMandosClient(alpha.dir, "::1", b.server.port, 3_000);
+    assert.equal(refused.stdout.length, 0, "B gave a secret to a client it re-added from clients.conf while the fleet has it disabled");
+
+    const enabled = await mandosCtl(a.bus.address, "--enable", "alpha");
+    assert.equal(enabled.code, 0, enabled.stderr);
+    await seen(b, "alpha", (p) => p.Enabled === true, "alpha enabled again on B");
   });
 });

@@ -251,7 +251,7 @@ describe("two servers sharing one registry through etcd", { skip }, () => {
     await seen(b, "delta", (p) => p.Host === "during-outage-b.example.org", 30_000);
   });
 
-  test("one server runs each client's checker, and another takes it over when that server is killed", async () => {
+  test("one server runs each client's checker, and another takes it over when that server is killed; its pending requests go with it", async () => {
     const started = /Starting checker 'true' for alpha/g;
     const count = (m: Member, from: number): number => m.server.log().slice(from).match(started)?.length ?? 0;
     await ctl(a, "--interval", "PT1S", "alpha");
@@ -263,9 +263,15 @@ describe("two servers sharing one registry through etcd", { skip }, () => {
     assert.ok(counts.a === 0 || counts.b === 0, `both servers ran alpha's checker: ${JSON.stringify(counts)}`);
 
     const [owner, survivor] = counts.a > 0 ? [a, b] : [b, a];
+    // A client waiting for approval on the server about to die shows as waiting on the other...
+    const waiting = runMandosClient(client("charlie").dir, "::1", owner.server.port, 20_000);
+    await seen(survivor, "charlie", (p) => p.ApprovalPending === true, 20_000);
     const survivorFrom = survivor.server.log().length;
     owner.server.process.kill("SIGKILL");
     await until(() => count(survivor, survivorFrom) > 0, 20_000);
     assert.ok(count(survivor, survivorFrom) > 0, "no surviving server took over alpha's checker");
+    // ...and no longer once its server's lease has run out.
+    await seen(survivor, "charlie", (p) => p.ApprovalPending === false, 20_000);
+    await waiting;
   });
 });

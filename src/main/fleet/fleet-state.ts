@@ -23,13 +23,16 @@
 //     NeedApproval, deleted when no connection of NAME waits here, and gone
 //     by itself when the server dies. Every server shows the fleet's
 //     pending requests as ApprovalPending and NeedApproval.
+//   - A client added at run time (SIGHUP) takes the fleet's state at the
+//     next sync (at once), as every client does at start-up; what etcd
+//     lacks of it is seeded.
 //   - A failed flush or sync marks the link degraded (logged loudly once);
 //     a sync retries every RETRY_MS until etcd answers again.
 
 import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { randomBytes } from "node:crypto";
-import { Etcd3, type IEvent, type IOptions, type IRequestOp, type Watcher } from "etcd3";
+import { Etcd3, type IEvent, type IKeyValue, type IOptions, type IRequestOp, type Watcher } from "etcd3";
 import type { Clock, TimerHandle } from "../clock.js";
 import type { PendingRequest, RegistryEvent } from "../clients/contract.js";
 import type { ClientRegistry } from "../clients/registry.js";
@@ -50,6 +53,20 @@ export const MAX_TXN_OPS = 128;
 export const RETRY_MS = 1_000;
 /** A request to etcd that takes longer counts as etcd being unreachable. */
 export const REQUEST_TIMEOUT_MS = 3_000;
+/**
+ * Keys read per request when reading the whole fleet: about 1 MB of
+ * answer, well under gRPC's default 4 MiB message limit (10,000 clients
+ * are 140,000 keys, 14 MB: one request could not carry them).
+ */
+export const READ_PAGE_KEYS = 10_000;
+/**
+ * The largest answer from etcd we accept (gRPC's default is 4 MiB). A
+ * watcher catching up (after an outage, or started before another
+ * server's seed lands) gets up to 1,000 revisions in one answer (etcd's
+ * watchBatchMaxRevs), each of our transactions MAX_TXN_OPS puts of about
+ * 110 bytes: 14 MB; this leaves room for longer values.
+ */
+export const MAX_ANSWER_BYTES = 64 * 2 ** 20;
 
 interface Dirty {
   readonly key: string;
@@ -68,6 +85,8 @@ export interface FleetStateDeps {
    * restoreState): they win over the fleet's, as a change made at start-up.
    */
   readonly editedInFile?: ReadonlyMap<string, readonly string[]>;
+  /** Keys per request when reading the whole fleet (default READ_PAGE_KEYS; tests make it small). */
+  readonly readPageKeys?: number;
 }
 
 export class FleetState {
@@ -84,6 +103,8 @@ export class FleetState {
   readonly #pendingOut = new Map<string, string | null>();
   /** Clients with a connection waiting here, and what their last NeedApproval said. */
   readonly #waitingHere = new Map<string, PendingRequest>();
+  /** Clients added at run time (SIGHUP) since the last sync: they take the fleet's state, not clients.conf's fresh one. */
+  readonly #added = new Set<string>();
   /** Other servers' pending/ keys this server shows. */
   readonly #pendingIn = new Map<string, { readonly name: string; readonly server: string }>();
   readonly #unsubscribe: () => void;
@@ -95,6 +116,7 @@ export class FleetState {
   #watcher: Watcher | null = null;
   #stopped = false;
   readonly #checkers: CheckerShare;
+  readonly #pageKeys: number;
 
   constructor(settings: EtcdSettings, deps: FleetStateDeps) {
     this.#etcd = new Etcd3(etcdOptions(settings));
@@ -103,6 +125,7 @@ export class FleetState {
     this.#logger = deps.logger;
     this.#clock = deps.clock;
     this.#id = deps.serverId ?? `${hostname()}/${process.pid}/${randomBytes(4).toString("hex")}`;
+    this.#pageKeys = deps.readPageKeys ?? READ_PAGE_KEYS;
     this.#unsubscribe = this.#registry.subscribe((event) => this.#onEvent(event));
     this.#checkers = new CheckerShare(this.#etcd, this.#prefix, this.#id, this.#logger, () => this.#putWaiting());
     this.#registry.setCheckerOwnership((name) => this.#checkers.owns(name));
@@ -155,7 +178,10 @@ export class FleetState {
   #onEvent(event: RegistryEvent): void {
     if (this.#applying) return; // Rule 3
     const now = this.#clock.now();
-    if (event.type === "property-changed" && isShared(event.property)) {
+    if (event.type === "client-added") {
+      this.#added.add(event.client.name);
+      this.#schedule(0);
+    } else if (event.type === "property-changed" && isShared(event.property)) {
       this.#mark(clientKey(this.#prefix, event.client.name, event.property), readProperty(event.client, event.property), now);
     } else if (event.type === "approval-given") {
       this.#mark(approvalKey(this.#prefix, event.client.name), event.approved, now);
@@ -178,7 +204,7 @@ export class FleetState {
   }
 
   #hasWork(): boolean {
-    return this.#dirty.size > 0 || this.#pendingOut.size > 0;
+    return this.#dirty.size > 0 || this.#pendingOut.size > 0 || this.#added.size > 0;
   }
 
   #mark(key: string, value: Stamped["value"], at: number): void {
@@ -190,7 +216,7 @@ export class FleetState {
     if (this.#timer || this.#stopped) return;
     this.#timer = this.#clock.setTimeout(() => {
       this.#timer = null;
-      void (this.#degraded || !this.#synced ? this.#sync() : this.#flush());
+      void (this.#degraded || !this.#synced || this.#added.size > 0 ? this.#sync() : this.#flush());
     }, ms);
   }
 
@@ -247,18 +273,17 @@ export class FleetState {
     if (this.#flushing || this.#stopped) return;
     this.#flushing = true;
     try {
-      const res = await this.#etcd.kv.range(
-        { key: Buffer.from(this.#prefix), range_end: prefixEnd(this.#prefix) },
-        { deadline: Date.now() + REQUEST_TIMEOUT_MS },
-      );
+      const res = await this.#readAll();
       const present = new Set(res.kvs.map((kv) => kv.key.toString()));
       this.#apply(res.kvs.map((kv) => ({ type: "Put", kv })), true);
       this.#forgetPending(present);
-      if (!this.#synced) this.#seed(present);
+      const added = [...this.#added];
+      this.#seed(present, this.#synced ? added : null);
       await this.#checkers.start();
       await this.#write();
-      if (!this.#watcher) await this.#watch(BigInt(res.header.revision) + 1n);
+      if (!this.#watcher) await this.#watch(res.revision + 1n);
       this.#synced = true;
+      for (const name of added) this.#added.delete(name);
       if (this.#degraded) this.#logger.warning(`etcd is reachable again: client state shared with the fleet (${this.#dirty.size} changes pending)`);
       this.#degraded = false;
     } catch (error) {
@@ -268,6 +293,25 @@ export class FleetState {
       this.#flushing = false;
     }
     if (this.#hasWork()) this.#schedule(FLUSH_MS);
+  }
+
+  /** Every key under the prefix, as of one revision, a page at a time. */
+  async #readAll(): Promise<{ kvs: IKeyValue[]; revision: bigint }> {
+    const kvs: IKeyValue[] = [];
+    const end = prefixEnd(this.#prefix);
+    let key = Buffer.from(this.#prefix);
+    let revision: string | undefined;
+    for (;;) {
+      const res = await this.#etcd.kv.range(
+        { key, range_end: end, limit: this.#pageKeys, ...(revision ? { revision } : {}) },
+        { deadline: Date.now() + REQUEST_TIMEOUT_MS },
+      );
+      revision ??= res.header.revision;
+      kvs.push(...res.kvs);
+      const last = res.kvs.at(-1);
+      if (!res.more || !last) return { kvs, revision: BigInt(revision) };
+      key = Buffer.concat([last.key, Buffer.from([0])]);
+    }
   }
 
   /** Stops showing other servers' pending requests that etcd no longer holds (their server died, or they ended, while we were away). */
@@ -284,9 +328,14 @@ export class FleetState {
     }
   }
 
-  /** Every shared property of every client this server knows and etcd lacks, as a seed (at 0: any fleet value wins over it). */
-  #seed(present: ReadonlySet<string>): void {
-    for (const c of this.#registry.list()) {
+  /**
+   * Every shared property that etcd lacks of every client this server
+   * knows (`names` null) or of `names`, as a seed (at 0: any fleet value
+   * wins over it).
+   */
+  #seed(present: ReadonlySet<string>, names: readonly string[] | null): void {
+    const clients = names === null ? this.#registry.list() : names.flatMap((n) => this.#registry.get(n) ?? []);
+    for (const c of clients) {
       for (const property of SHARED_PROPERTIES) {
         const key = clientKey(this.#prefix, c.name, property);
         if (!present.has(key) && !this.#dirty.has(key)) this.#dirty.set(key, { key, value: { value: readProperty(c, property), at: 0, by: this.#id } });
@@ -388,7 +437,11 @@ function prefixEnd(prefix: string): Buffer {
 }
 
 function etcdOptions(s: EtcdSettings): IOptions {
-  const options: IOptions = { hosts: [...s.endpoints], dialTimeout: REQUEST_TIMEOUT_MS };
+  const options: IOptions = {
+    hosts: [...s.endpoints],
+    dialTimeout: REQUEST_TIMEOUT_MS,
+    grpcOptions: { "grpc.max_receive_message_length": MAX_ANSWER_BYTES },
+  };
   if (s.ca) {
     options.credentials = {
       rootCertificate: readFileSync(s.ca),
