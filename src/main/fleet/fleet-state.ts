@@ -103,6 +103,8 @@ export class FleetState {
   readonly #pendingOut = new Map<string, string | null>();
   /** Clients with a connection waiting here, and what their last NeedApproval said. */
   readonly #waitingHere = new Map<string, PendingRequest>();
+  /** Revisions of our transactions whose events the watch has not yet brought back. */
+  readonly #ownRevisions = new Set<string>();
   /** Clients added at run time (SIGHUP) since the last sync: they take the fleet's state, not clients.conf's fresh one. */
   readonly #added = new Set<string>();
   /** Other servers' pending/ keys this server shows. */
@@ -240,30 +242,37 @@ export class FleetState {
    */
   async #write(): Promise<void> {
     const lease = this.#pendingOut.size > 0 ? await this.#checkers.leaseId() : null;
-    const batch: Array<{ readonly op: IRequestOp; done(): void }> = [];
-    for (const d of this.#dirty.values()) {
-      batch.push({
-        op: { request_put: { key: Buffer.from(d.key), value: Buffer.from(encodeValue(d.value)) } },
-        done: () => {
-          this.#known.set(d.key, d.value);
-          if (this.#dirty.get(d.key) === d) this.#dirty.delete(d.key);
-        },
-      });
-    }
-    for (const [key, value] of this.#pendingOut) {
-      if (value !== null && lease === null) continue;
-      batch.push({
-        op: value === null ? { request_delete_range: { key: Buffer.from(key) } } : { request_put: { key: Buffer.from(key), value: Buffer.from(value), lease: lease! } },
-        done: () => {
-          if (this.#pendingOut.get(key) === value) this.#pendingOut.delete(key);
-        },
-      });
-    }
+    // What to write, as it stands now; each transaction's requests are made
+    // only when it is sent (a first server's seed is 14 keys a client).
+    const batch: Array<Dirty | { readonly key: string; readonly pending: string | null }> = [...this.#dirty.values()];
+    for (const [key, pending] of this.#pendingOut) if (pending === null || lease !== null) batch.push({ key, pending });
     for (let i = 0; i < batch.length; i += MAX_TXN_OPS) {
       const chunk = batch.slice(i, i + MAX_TXN_OPS);
-      await this.#etcd.kv.txn({ success: chunk.map((b) => b.op) }, { deadline: Date.now() + REQUEST_TIMEOUT_MS });
-      for (const b of chunk) b.done();
+      const ops = chunk.map((b): IRequestOp => {
+        const key = Buffer.from(b.key);
+        if ("value" in b) return { request_put: { key, value: Buffer.from(encodeValue(b.value)) } };
+        return b.pending === null ? { request_delete_range: { key } } : { request_put: { key, value: Buffer.from(b.pending), lease: lease! } };
+      });
+      const res = await this.#etcd.kv.txn({ success: ops }, { deadline: Date.now() + REQUEST_TIMEOUT_MS });
+      this.#ownRevisions.add(res.header.revision);
+      for (const b of chunk) {
+        if ("value" in b) {
+          this.#remember(b.key, b.value);
+          if (this.#dirty.get(b.key) === b) this.#dirty.delete(b.key);
+        } else if (this.#pendingOut.get(b.key) === b.pending) {
+          this.#pendingOut.delete(b.key);
+        }
+      }
     }
+  }
+
+  /**
+   * Keeps the newest value of `key` for Rule 1. A seed (at 0) is older
+   * than anything and need not be kept: 140,000 of them, for 10,000
+   * clients, would only weigh on every garbage collection.
+   */
+  #remember(key: string, value: Stamped): void {
+    if (value.at > 0) this.#known.set(key, value);
   }
 
   // ---------------------------------------------------- theirs coming in
@@ -345,7 +354,15 @@ export class FleetState {
 
   async #watch(fromRevision: bigint): Promise<void> {
     const watcher = await this.#etcd.watch().prefix(this.#prefix).startRevision(fromRevision.toString()).create();
-    watcher.on("data", (res) => this.#apply(res.events, false));
+    watcher.on("data", (res) => {
+      // Our own transactions come back too: skipped here by revision, unread
+      // (one a secret in a wave); one that comes back before its answer
+      // did is skipped by Rule 2 instead.
+      const theirs = this.#ownRevisions.size === 0 ? res.events : res.events.filter((e) => !this.#ownRevisions.has(e.kv.mod_revision));
+      const last = res.events.at(-1)?.kv.mod_revision;
+      if (last !== undefined) for (const r of this.#ownRevisions) if (BigInt(r) <= BigInt(last)) this.#ownRevisions.delete(r);
+      this.#apply(theirs, false);
+    });
     // The watcher reconnects by itself and resumes where it stopped.
     watcher.on("disconnected", (error) => this.#goDegraded(error));
     watcher.on("connected", () => {
@@ -387,7 +404,7 @@ export class FleetState {
         continue;
       }
       if (mine) this.#dirty.delete(key);
-      this.#known.set(key, value);
+      this.#remember(key, value);
       if (parsed.kind === "approval") {
         // A decision read at start-up is history: only live ones release waiting clients.
         if (!includeOwn && typeof value.value === "boolean") approvals.push({ name: parsed.name, approved: value.value });
