@@ -191,6 +191,8 @@ export interface RebootOptions {
   readonly referenceBus?: string;
   /** More options for our server (bench/observe.ts: --metrics, --audit-log). */
   readonly serverArgs?: readonly string[];
+  /** Told when a measured wave of ours starts (after its warm-up) and ends (bench/etcd-wave.ts reads etcd's counters there). */
+  readonly onWave?: (phase: "start" | "end") => void;
 }
 
 export async function runRebootSimulation(options: RebootOptions): Promise<RebootRun[]> {
@@ -225,8 +227,12 @@ export async function runRebootSimulation(options: RebootOptions): Promise<Reboo
                 warmupConnections: options.warmupConnections ?? 0,
               },
               root,
-              () => { before = procStats(server.pid!); },
+              () => {
+                before = procStats(server.pid!);
+                options.onWave?.("start");
+              },
             );
+            options.onWave?.("end");
             const run = measuredRun("mandos-ts", workers === "default" ? `default` : workers, n, concurrency, report, before, procStats(server.pid!));
             runs.push(run);
             options.log(describe(run));

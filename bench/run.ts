@@ -2,7 +2,8 @@
 // (ours at several worker counts and concurrencies, and the Python reference
 // on the same clients when installed). Results go to bench/results/ as JSON
 // and to stdout as Markdown tables. Any failed or mismatched secret makes
-// the run say so loudly and exit non-zero.
+// the run say so loudly and exit non-zero. Then the same wave with the
+// etcd backend beside the file backend (bench/etcd-wave.ts).
 //
 // BENCH_QUICK=1 runs a small subset (for a smoke test).
 
@@ -14,6 +15,7 @@ import { runMicro, type MicroResult } from "./micro.js";
 import { startPrivateBus } from "../test/helpers/private-bus.js";
 import { runRebootSimulation, type RebootRun } from "./reboot.js";
 import { describeOverload, runOverload } from "./overload.js";
+import { etcdWaveReport, runEtcdWave } from "./etcd-wave.js";
 
 const RESULTS = fileURLToPath(new URL("../../bench/results/", import.meta.url));
 const quick = process.env.BENCH_QUICK === "1";
@@ -52,11 +54,13 @@ try {
 // Issue 16: a burst of ten times the sustained rate, default limits, machines that retry as mandos-client does.
 const overload = await runOverload(quick ? { machines: 2000, burstFactor: 10, pacedConnections: 500, log } : { machines: 15_000, burstFactor: 10, pacedConnections: 4000, log });
 
+const etcdWave = await runEtcdWave({ quick, log });
+
 const ours = runs.filter((r) => r.server === "mandos-ts");
 const reference = runs.filter((r) => r.server === "python-reference");
 /** Any failure, mismatch, or connection without its secret. */
 const incomplete = (c: Counts): boolean => c.failures > 0 || c.mismatches > 0 || c.succeeded < c.attempted;
-const bad = ours.filter((r) => incomplete(r.report) || (r.report.warmup !== undefined && incomplete(r.report.warmup)));
+const bad = [...ours, ...(etcdWave ? [...etcdWave.file, ...etcdWave.etcd] : [])].filter((r) => incomplete(r.report) || (r.report.warmup !== undefined && incomplete(r.report.warmup)));
 
 let table = "| server | workers | clients | concurrent | secrets/s | steady secrets/s | p50 ms | p90 ms | p99 ms | max ms | ok/attempted | peak RSS MiB | CPU ms/secret |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
 for (const r of runs) {
@@ -88,8 +92,8 @@ if (micro.length > 0) {
 
 mkdirSync(RESULTS, { recursive: true });
 const file = `${RESULTS}${machine.date.replace(/[:.]/g, "-")}${quick ? "-quick" : ""}.json`;
-writeFileSync(file, JSON.stringify({ machine, micro, runs, overload }, null, 2) + "\n");
-process.stdout.write(`\n${microTable}\n${table}\n${ratio}${byN}\n${describeOverload(overload)}\n\nresults: ${file}\n`);
+writeFileSync(file, JSON.stringify({ machine, micro, runs, overload, etcdWave }, null, 2) + "\n");
+process.stdout.write(`\n${microTable}\n${table}\n${ratio}${byN}\n${etcdWaveReport(etcdWave)}\n${describeOverload(overload)}\n\nresults: ${file}\n`);
 if (!overload.passed) {
   process.stdout.write("\n!!! OVERLOAD RUN FAILED: a machine was lost or needed more than one retry !!!\n");
   process.exitCode = 1;

@@ -1,16 +1,21 @@
 // Several servers, one registry (issue 15): two of our servers, each on its
 // own private D-Bus bus, share client state through a real 3-member etcd
 // cluster. The real mandos-ctl changes a client through one server and the
-// real mandos-client asks the other.
+// real mandos-client asks the other; the real mandos-monitor watches one
+// server while a client waits on the other.
 
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { DBUS_DAEMON, DBUS_SEND, dumpJson, freePort, makeFleetRoot, mandosCtl, startPrivateBus, waitForBusName, type Fleet, type PrivateBus } from "./helpers/dbus.js";
+import {
+  DBUS_DAEMON, DBUS_SEND, MANDOS_MONITOR, TMUX, dumpJson, freePort, makeFleetRoot, mandosCtl, startPrivateBus, waitForBusName, type Fleet, type PrivateBus,
+} from "./helpers/dbus.js";
 import { etcdMissing, startEtcdCluster, type EtcdCluster } from "./helpers/etcd.js";
 import { MANDOS_CLIENT, MANDOS_CTL, missing } from "./helpers/peers.js";
 import { BIN_MANDOS, run, runMandosClient, startServer, type RunningServer } from "./helpers/server.js";
+import { eventually } from "./helpers/wait.js";
 
 const PREFIX = "/mandos-test/";
 /** The issue's promise: a change made on one server takes effect on every server within a second. */
@@ -51,7 +56,38 @@ async function until(pred: () => boolean, ms: number): Promise<void> {
   while (!pred() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
 }
 
-const skip = etcdMissing() || missing(DBUS_DAEMON, DBUS_SEND, MANDOS_CTL, MANDOS_CLIENT);
+/** The real mandos-monitor on `bus`, in a tmux session of its own (socket under `dir`); `pane` reads its screen. */
+async function startMonitor(bus: string, dir: string): Promise<{ pane(): Promise<string>; stop(): Promise<void> }> {
+  const socket = join(dir, "tmux.sock");
+  const kill = (): void => {
+    try {
+      execFileSync(TMUX, ["-S", socket, "kill-server"], { stdio: "ignore" });
+    } catch {
+      // already gone
+    }
+  };
+  process.once("exit", kill);
+  const started = await run(TMUX, ["-S", socket, "-f", "/dev/null", "new-session", "-d", "-x", "200", "-y", "50", "-e", `DBUS_SYSTEM_BUS_ADDRESS=${bus}`, MANDOS_MONITOR], 10_000);
+  assert.equal(started.code, 0, started.stderr.toString());
+  return {
+    pane: async () => (await run(TMUX, ["-S", socket, "capture-pane", "-p", "-S", "-200"], 5_000)).stdout.toString("utf8"),
+    stop: async () => {
+      process.off("exit", kill);
+      await run(TMUX, ["-S", socket, "kill-server"], 5_000);
+    },
+  };
+}
+
+/** Polls `read` until it matches `pattern`; fails naming what it waited for. */
+function untilText(read: () => Promise<string>, pattern: RegExp, what: string, ms = 20_000): Promise<string> {
+  let text = "";
+  return eventually(async () => {
+    text = await read();
+    return pattern.test(text) && text;
+  }, { what: `${what}: ${pattern}`, timeoutMs: ms, context: () => text });
+}
+
+const skip = etcdMissing() || missing(DBUS_DAEMON, DBUS_SEND, MANDOS_CTL, MANDOS_CLIENT, MANDOS_MONITOR, TMUX);
 
 describe("two servers sharing one registry through etcd", { skip }, () => {
   let cluster: EtcdCluster;
@@ -102,14 +138,27 @@ describe("two servers sharing one registry through etcd", { skip }, () => {
     await seen(a, "delta", (p) => p.Host === "moved.example.org");
   });
 
-  test("an approval given through server A releases the client waiting on server B", async () => {
+  test("a client waiting for approval on server B shows on A (mandos-monitor, ApprovalPending), and an approval given through A releases it", async () => {
     const charlie = client("charlie");
-    // charlie waits up to 30 s and is denied by default (writeFleet).
-    const waiting = runMandosClient(charlie.dir, "::1", b.server.port, 40_000);
-    await seen(b, "charlie", (p) => p.ApprovalPending === true, 20_000);
-    await ctl(a, "--approve", "charlie");
-    const got = await waiting;
-    assert.equal(got.stdout.toString(), charlie.password, "the client waiting on B was not released by A's approval");
+    const monitor = await startMonitor(a.bus.address, root);
+    try {
+      await untilText(monitor.pane, /^charlie: /m, "mandos-monitor on A lists the clients");
+      // charlie waits up to 30 s and is denied by default (writeFleet).
+      const waiting = runMandosClient(charlie.dir, "::1", b.server.port, 40_000);
+      await seen(a, "charlie", (p) => p.ApprovalPending === true, 20_000);
+      // NeedApproval on A's bus, as mandos-monitor prints it; and its countdown, from the shared LastApprovalRequest.
+      await untilText(monitor.pane, /Client charlie needs approval within 30\.0+ seconds/, "mandos-monitor on A");
+      await untilText(monitor.pane, /^charlie: Denial in 0:00:\d\d\. \(a\)pprove\?$/m, "mandos-monitor on A");
+      assert.doesNotMatch(a.server.log(), /Sending secret to charlie|Client charlie needs approval/, "charlie talked to A, not only to B");
+      await ctl(a, "--approve", "charlie");
+      const got = await waiting;
+      assert.equal(got.stdout.toString(), charlie.password, "the client waiting on B was not released by A's approval");
+      // Nothing waits any more, anywhere.
+      await seen(a, "charlie", (p) => p.ApprovalPending === false);
+      await seen(b, "charlie", (p) => p.ApprovalPending === false);
+    } finally {
+      await monitor.stop();
+    }
   });
 
   test("--check reports whether etcd is reachable", async () => {
@@ -129,6 +178,55 @@ describe("two servers sharing one registry through etcd", { skip }, () => {
       const secret = /^secret\s*=\s*(.+)$/m.exec(c.section)?.[1]?.trim();
       if (secret) assert.ok(!dump.includes(secret.slice(0, 40)), `${c.name}'s sealed secret is in etcd`);
     }
+  });
+
+  test("losing one etcd member of three changes nothing visible", async () => {
+    const gone = cluster.members[0]!;
+    const from = { a: a.server.log().length, b: b.server.log().length };
+    await gone.stop();
+    try {
+      await ctl(a, "--disable", "alpha");
+      await seen(b, "alpha", (p) => p.Enabled === false);
+      const refused = await runMandosClient(client("alpha").dir, "::1", b.server.port, 3_000);
+      assert.equal(refused.stdout.length, 0, "B gave a secret to a client disabled through A with one etcd member down");
+      const served = await runMandosClient(client("delta").dir, "::1", b.server.port, 30_000);
+      assert.equal(served.stdout.toString(), client("delta").password, "B did not serve a known client with one etcd member down");
+      await ctl(b, "--enable", "alpha");
+      await seen(a, "alpha", (p) => p.Enabled === true);
+      for (const [name, m, at] of [["A", a, from.a], ["B", b, from.b]] as const) {
+        assert.doesNotMatch(m.server.log().slice(at), /DEGRADED|lease lost/, `server ${name} noticed one etcd member of three going`);
+      }
+    } finally {
+      gone.start();
+      await cluster.healthy();
+    }
+  });
+
+  test("a checker failure found by the server running the checker disables the client everywhere", async () => {
+    const failing = /Starting checker 'false' for alpha/;
+    const from = { a: a.server.log().length, b: b.server.log().length };
+    // Checked every second and OK, then a short timeout (moved from the last success), then a checker that fails.
+    await ctl(a, "--interval", "PT1S", "alpha");
+    await seen(b, "alpha", (p) => p.Interval === 1_000 && typeof p.LastCheckedOK === "string" && Date.now() - Date.parse(`${p.LastCheckedOK}Z`) < 3_000);
+    await ctl(a, "--timeout", "PT6S", "alpha");
+    await ctl(a, "--checker", "false", "alpha");
+    await seen(b, "alpha", (p) => p.Checker === "false" && p.Timeout === 6_000);
+    await until(() => failing.test(a.server.log().slice(from.a)) || failing.test(b.server.log().slice(from.b)), 20_000);
+    const aRan = failing.test(a.server.log().slice(from.a));
+    const [owner, other, otherFrom] = aRan ? [a, b, from.b] : [b, a, from.a];
+    assert.ok(aRan || failing.test(b.server.log().slice(from.b)), "no server ran alpha's failing checker");
+
+    await seen(owner, "alpha", (p) => p.Enabled === false, 20_000);
+    await seen(other, "alpha", (p) => p.Enabled === false && p.LastCheckerStatus === 1);
+    assert.doesNotMatch(other.server.log().slice(otherFrom), failing, "both servers ran alpha's checker");
+    const refused = await runMandosClient(client("alpha").dir, "::1", other.server.port, 3_000);
+    assert.equal(refused.stdout.length, 0, "the server that did not run the checker gave alpha its secret");
+
+    await ctl(a, "--checker", "true", "alpha");
+    await ctl(a, "--timeout", "PT5M", "alpha");
+    await ctl(a, "--interval", "PT2M", "alpha");
+    await ctl(a, "--enable", "alpha");
+    await seen(b, "alpha", (p) => p.Enabled === true && p.Checker === "true");
   });
 
   test("with etcd down the servers serve what they know, refuse what they know disabled, and converge when it returns", async () => {
@@ -153,7 +251,7 @@ describe("two servers sharing one registry through etcd", { skip }, () => {
     await seen(b, "delta", (p) => p.Host === "during-outage-b.example.org", 30_000);
   });
 
-  test("one server runs each client's checker, and another takes it over when that server is killed", async () => {
+  test("one server runs each client's checker, and another takes it over when that server is killed; its pending requests go with it", async () => {
     const started = /Starting checker 'true' for alpha/g;
     const count = (m: Member, from: number): number => m.server.log().slice(from).match(started)?.length ?? 0;
     await ctl(a, "--interval", "PT1S", "alpha");
@@ -165,9 +263,15 @@ describe("two servers sharing one registry through etcd", { skip }, () => {
     assert.ok(counts.a === 0 || counts.b === 0, `both servers ran alpha's checker: ${JSON.stringify(counts)}`);
 
     const [owner, survivor] = counts.a > 0 ? [a, b] : [b, a];
+    // A client waiting for approval on the server about to die shows as waiting on the other...
+    const waiting = runMandosClient(client("charlie").dir, "::1", owner.server.port, 20_000);
+    await seen(survivor, "charlie", (p) => p.ApprovalPending === true, 20_000);
     const survivorFrom = survivor.server.log().length;
     owner.server.process.kill("SIGKILL");
     await until(() => count(survivor, survivorFrom) > 0, 20_000);
     assert.ok(count(survivor, survivorFrom) > 0, "no surviving server took over alpha's checker");
+    // ...and no longer once its server's lease has run out.
+    await seen(survivor, "charlie", (p) => p.ApprovalPending === false, 20_000);
+    await waiting;
   });
 });

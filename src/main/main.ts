@@ -26,7 +26,7 @@ import { reloadClientsConfig } from "./clients/reload.js";
 import { logClientEvents } from "./daemon/log-clients.js";
 import { clientsFileReader, readClientsFile, reloadReadiness, type ClientsFileReader } from "./config/clients-reader.js";
 import { runSelfTest } from "./daemon/self-test.js";
-import { readState, restoreState, StateSaver, StateSerialiser, STATE_FILE_NAME } from "./state/state-file.js";
+import { readState, restoreState, StateSaver, StateSerialiser, STATE_FILE_NAME, type ConfigField } from "./state/state-file.js";
 import { checkStateDirWritable, prepareStateDir } from "./state/state-dir.js";
 import { migrateReferenceState } from "./state/pickle-import.js";
 import type { Announcement } from "./zeroconf/announce.js";
@@ -152,6 +152,7 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
   const runAs = process.getuid?.() === 0 ? chooseIds() : undefined;
   let registry: ClientRegistry;
   let config: ClientSettings[];
+  let editedInFile: ReadonlyMap<string, readonly ConfigField[]> = new Map();
   try {
     config = loadClientsConfig(clientsPath);
     // Migration from the Python server (docs/ENROLL.md): its clients.pickle,
@@ -159,8 +160,9 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
     const migrated = settings.restore ? await migrateReferenceState(settings.statedir, statePath, config, Date.now(), logger) : null;
     const restored = settings.restore
       ? restoreState(config, migrated ? migrated.state : readState(statePath, logger, runAs ? [runAs.uid] : []), Date.now(), logger)
-      : { settings: config, runtimes: new Map() };
+      : { settings: config, runtimes: new Map(), edited: new Map() };
     registry = createRegistry(restored.settings, { logger }, restored.runtimes);
+    editedInFile = restored.edited;
   } catch (error) {
     return fail(error instanceof Error ? error.message : String(error));
   }
@@ -178,14 +180,14 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
     if (keepState) saver.changed();
   };
   registry.subscribe((event) => {
-    if (event.type === "client-not-found" || event.type === "need-approval" || event.type === "checker-started") return;
+    if (event.type === "client-not-found" || event.type === "need-approval" || event.type === "checker-started" || event.type === "approval-wait-ended") return;
     stateChanged();
   });
   registry.start();
   // Several servers, one registry (docs/ETCD.md); without etcd it serves degraded.
   // etcd3 (and its gRPC stack) is loaded only when etcd is configured.
   const fleet = settings.etcd
-    ? new (await import("./fleet/fleet-state.js")).FleetState(settings.etcd, { registry, logger, clock: systemClock })
+    ? new (await import("./fleet/fleet-state.js")).FleetState(settings.etcd, { registry, logger, clock: systemClock, editedInFile })
     : null;
   await fleet?.start();
   // D-Bus and Zeroconf code is loaded only when used, and now, while we

@@ -9,7 +9,7 @@
 // approved, denied, enabled, disabled, removed) and looks again.
 
 import { events } from "../events.js";
-import type { Refusal, SecretDecision } from "./contract.js";
+import type { PendingRequest, Refusal, SecretDecision } from "./contract.js";
 import { publish, type ClientHost, type ClientRecord } from "./record.js";
 
 export class ApprovalGate {
@@ -89,8 +89,23 @@ export class ApprovalGate {
   }
 
   #setPending(c: ClientRecord, n: number): void {
-    const before = c.approvalsPending > 0;
+    const before = c.approvalPending();
+    const waitedHere = c.approvalsPending > 0;
     c.approvalsPending = n;
-    if (before !== n > 0) this.#host.changed(c, "ApprovalPending");
+    if (before !== c.approvalPending()) this.#host.changed(c, "ApprovalPending");
+    if (waitedHere && n === 0) this.#host.emit({ type: "approval-wait-ended", client: c.view() });
+  }
+
+  /**
+   * A connection of `c` waits for approval on `server` of the fleet
+   * (`request`), or no longer does (null): shown as ApprovalPending and,
+   * for a new request, NeedApproval, as if it waited here.
+   */
+  elsewhere(c: ClientRecord, server: string, request: PendingRequest | null): void {
+    const before = c.approvalPending();
+    if (request) c.pendingElsewhere.set(server, request);
+    else if (!c.pendingElsewhere.delete(server)) return;
+    if (before !== c.approvalPending()) this.#host.changed(c, "ApprovalPending");
+    if (request) this.#host.emit({ type: "need-approval", client: c.view(), timeout: request.timeout, approvedByDefault: request.approvedByDefault });
   }
 }

@@ -62,7 +62,9 @@ export type RegistryEvent =
     }
   | { readonly type: "client-not-found"; readonly keyId: string; readonly address: string }
   /** An operator approved or denied (the shared registry tells the other servers; ../fleet/). */
-  | { readonly type: "approval-given"; readonly client: ClientView; readonly approved: boolean };
+  | { readonly type: "approval-given"; readonly client: ClientView; readonly approved: boolean }
+  /** No connection of this client waits for approval on this server any more (a fleet withdraws its pending request; ../fleet/). */
+  | { readonly type: "approval-wait-ended"; readonly client: ClientView };
 
 /** Why the registry refused a known client its secret (a rejected event says so too). */
 export type Refusal = "disabled" | "denied" | "approval_timeout";
@@ -118,6 +120,13 @@ export interface Registry {
 
   /** Events, in the order the changes happened. Returns an unsubscribe function. */
   subscribe(listener: (event: RegistryEvent) => void): () => void;
+}
+
+/** A connection waiting for approval on another server of a fleet (../fleet/): what its NeedApproval said. */
+export interface PendingRequest {
+  /** Milliseconds until the default decision, from the request. */
+  readonly timeout: number;
+  readonly approvedByDefault: boolean;
 }
 
 /**

@@ -4,8 +4,18 @@
 // bump restarts it one `timeout` ahead, a delivered secret one
 // `extended_timeout` ahead, and a changed `timeout` moves it by the
 // difference, as the reference's Client does.
+//
+// In a fleet (../fleet/) the expiry, like the checker, is decided by the
+// server that runs the client's checker: a checker success there moves
+// `expires` for every server, but reaches the others a moment later, so a
+// timer firing elsewhere first would disable a client that has just
+// checked OK. Elsewhere the timer looks again every OWNER_GRACE_MS, and
+// disables the client itself once it runs the checker (its owner died).
 
 import type { ClientHost, ClientRecord } from "./record.js";
+
+/** How often a server that does not run a client's checker looks again at its passed expiry: the fleet's one-second promise. */
+export const OWNER_GRACE_MS = 1_000;
 
 export class Expiry {
   readonly #host: ClientHost;
@@ -19,10 +29,12 @@ export class Expiry {
     c.disableTimer?.cancel();
     if (c.runtime.expires === null) return;
     const clock = this.#host.clock;
-    c.disableTimer = clock.setTimeout(() => {
+    const fire = (): void => {
       c.disableTimer = null;
-      this.#host.disable(c, "timeout");
-    }, c.runtime.expires - clock.now());
+      if (this.#host.ownsChecker(c)) this.#host.disable(c, "timeout");
+      else c.disableTimer = clock.setTimeout(fire, OWNER_GRACE_MS);
+    };
+    c.disableTimer = clock.setTimeout(fire, c.runtime.expires - clock.now());
   }
 
   cancel(c: ClientRecord): void {

@@ -4,7 +4,7 @@
 // the fields they are named after.
 
 import type { Clock, TimerHandle } from "../clock.js";
-import type { ClientProperty, ClientView, RegistryEvent } from "./contract.js";
+import type { ClientProperty, ClientView, PendingRequest, RegistryEvent } from "./contract.js";
 import type { ClientSettings } from "./settings.js";
 import type { Channel, ClientDisabled } from "../events.js";
 
@@ -31,7 +31,10 @@ export class ClientRecord {
   // approval.ts
   approved: boolean | null = null;
   approvedReset: TimerHandle | null = null;
+  /** Connections waiting here. */
   approvalsPending = 0;
+  /** Servers of a fleet where a connection of this client waits (../fleet/), by server. */
+  readonly pendingElsewhere = new Map<string, PendingRequest>();
   readonly waiters = new Set<() => void>();
   // checker.ts
   checker: CheckerProcess | null = null;
@@ -63,7 +66,7 @@ export class ClientRecord {
       checker: s.checker,
       enabled: r.enabled,
       checkerRunning: this.checker !== null || this.checkerQueued,
-      approvalPending: this.approvalsPending > 0,
+      approvalPending: this.approvalPending(),
       created: new Date(r.created),
       lastEnabled: date(r.lastEnabled),
       expires: date(r.expires),
@@ -71,6 +74,11 @@ export class ClientRecord {
       lastApprovalRequest: date(r.lastApprovalRequest),
       lastCheckerStatus: r.lastCheckerStatus,
     };
+  }
+
+  /** A connection of this client waits for approval, here or on another server of the fleet. */
+  approvalPending(): boolean {
+    return this.approvalsPending > 0 || this.pendingElsewhere.size > 0;
   }
 
   /** Wakes connections waiting for approval (the reference's changedstate). */

@@ -18,7 +18,7 @@ import type { Logger } from "../daemon/log.js";
 import { events } from "../events.js";
 import { ApprovalGate } from "./approval.js";
 import { CheckerRunner, checkerCommand, MAX_CONCURRENT_CHECKERS, shellSpawner, type CheckerSpawner } from "./checker.js";
-import type { ClientProperty, ClientView, Registry, RegistryEvent, SecretDecision, SharedClientState } from "./contract.js";
+import type { ClientProperty, ClientView, PendingRequest, Registry, RegistryEvent, SecretDecision, SharedClientState } from "./contract.js";
 import { Expiry } from "./expiry.js";
 import { ClientRecord, freshRuntime, publish, type ClientHost, type ClientRuntime, type DisableCause } from "./record.js";
 import { RUNTIME_SETTINGS, type ClientPatch } from "./runtime-settings.js";
@@ -228,6 +228,12 @@ export class ClientRegistry implements Registry {
       changed.push("Expires");
     }
     if (changed.length > 0) this.#changed(c, ...changed);
+  }
+
+  /** A connection of `name` waits for approval on `server` of the fleet, or no longer does (null); see ApprovalGate.elsewhere. */
+  approvalPendingElsewhere(name: string, server: string, request: PendingRequest | null): void {
+    const c = this.#clients.get(name);
+    if (c) this.#approvals.elsewhere(c, server, request);
   }
 
   /** Applies the settings of `patch` (RUNTIME_SETTINGS, in its order); `enabled` last, as enable() or disable(). */

@@ -30,12 +30,20 @@ export class CheckerShare {
   #lease: Lease | null = null;
   #watcher: Watcher | null = null;
   #stopped = false;
+  readonly #onRegistered: () => void;
 
-  constructor(etcd: Etcd3, prefix: string, serverId: string, logger: Logger) {
+  /** `onRegistered` runs each time this server's lease is new (keys bound to a lost one are gone). */
+  constructor(etcd: Etcd3, prefix: string, serverId: string, logger: Logger, onRegistered: () => void = () => {}) {
     this.#etcd = etcd;
     this.#dir = `${prefix}servers/`;
     this.#id = serverId;
     this.#logger = logger;
+    this.#onRegistered = onRegistered;
+  }
+
+  /** The ID of this server's lease, for keys that must go when the server does; null while it has none. */
+  async leaseId(): Promise<string | null> {
+    return this.#lease ? this.#lease.grant() : null;
   }
 
   /** True when this server runs `name`'s scheduled checkers. */
@@ -76,6 +84,7 @@ export class CheckerShare {
     await lease.put(`${this.#dir}${this.#id}`).value("").exec();
     this.#lease = lease;
     this.#live.add(this.#id);
+    this.#onRegistered();
   }
 
   #retry(): void {

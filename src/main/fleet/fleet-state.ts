@@ -18,20 +18,32 @@
 //   - Rule 2: values this server wrote (`by`) are not applied again.
 //   - Rule 3: changes made while applying another server's state are not
 //     written back (they are that server's, already in etcd).
+//   - A connection waiting here for approval is a key of this server's,
+//     pending/NAME/SERVER, bound to its lease: put with the batch on
+//     NeedApproval, deleted when no connection of NAME waits here, and gone
+//     by itself when the server dies. Every server shows the fleet's
+//     pending requests as ApprovalPending and NeedApproval.
+//   - A client added at run time (SIGHUP) takes the fleet's state at the
+//     next sync (at once), as every client does at start-up; what etcd
+//     lacks of it is seeded.
 //   - A failed flush or sync marks the link degraded (logged loudly once);
 //     a sync retries every RETRY_MS until etcd answers again.
 
 import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { randomBytes } from "node:crypto";
-import { Etcd3, type IOptions, type IKeyValue, type Watcher } from "etcd3";
+import { Etcd3, type IEvent, type IKeyValue, type IOptions, type IRequestOp, type Watcher } from "etcd3";
 import type { Clock, TimerHandle } from "../clock.js";
-import type { RegistryEvent } from "../clients/contract.js";
+import type { PendingRequest, RegistryEvent } from "../clients/contract.js";
 import type { ClientRegistry } from "../clients/registry.js";
 import type { Logger } from "../daemon/log.js";
-import { approvalKey, clientKey, decodeValue, encodeValue, isShared, parseKey, readProperty, SHARED_PROPERTIES, StateBuilder, type Stamped } from "./layout.js";
+import {
+  approvalKey, clientKey, decodePending, decodeValue, encodePending, encodeValue, isShared, parseKey, pendingKey, readProperty, SHARED_PROPERTIES, StateBuilder,
+  type Stamped,
+} from "./layout.js";
 import type { EtcdSettings } from "./settings.js";
 import { CheckerShare } from "./checker-share.js";
+import { RUNTIME_SETTINGS } from "../clients/runtime-settings.js";
 
 /** Long enough to gather a burst of secrets into one transaction, short enough for the one-second promise. */
 export const FLUSH_MS = 50;
@@ -41,6 +53,20 @@ export const MAX_TXN_OPS = 128;
 export const RETRY_MS = 1_000;
 /** A request to etcd that takes longer counts as etcd being unreachable. */
 export const REQUEST_TIMEOUT_MS = 3_000;
+/**
+ * Keys read per request when reading the whole fleet: about 1 MB of
+ * answer, well under gRPC's default 4 MiB message limit (10,000 clients
+ * are 140,000 keys, 14 MB: one request could not carry them).
+ */
+export const READ_PAGE_KEYS = 10_000;
+/**
+ * The largest answer from etcd we accept (gRPC's default is 4 MiB). A
+ * watcher catching up (after an outage, or started before another
+ * server's seed lands) gets up to 1,000 revisions in one answer (etcd's
+ * watchBatchMaxRevs), each of our transactions MAX_TXN_OPS puts of about
+ * 110 bytes: 14 MB; this leaves room for longer values.
+ */
+export const MAX_ANSWER_BYTES = 64 * 2 ** 20;
 
 interface Dirty {
   readonly key: string;
@@ -53,6 +79,14 @@ export interface FleetStateDeps {
   readonly clock: Clock;
   /** Names this server in the values it writes; unique per process. */
   readonly serverId?: string;
+  /**
+   * Per client, the settings (ClientSettings fields) whose clients.conf
+   * value was edited since this server's last save (state-file.ts
+   * restoreState): they win over the fleet's, as a change made at start-up.
+   */
+  readonly editedInFile?: ReadonlyMap<string, readonly string[]>;
+  /** Keys per request when reading the whole fleet (default READ_PAGE_KEYS; tests make it small). */
+  readonly readPageKeys?: number;
 }
 
 export class FleetState {
@@ -65,6 +99,16 @@ export class FleetState {
   readonly #dirty = new Map<string, Dirty>();
   /** The newest value of each key this server wrote or applied (Rule 1 holds for them too). */
   readonly #known = new Map<string, Stamped>();
+  /** This server's pending/ keys to write: the encoded request, or null to delete. */
+  readonly #pendingOut = new Map<string, string | null>();
+  /** Clients with a connection waiting here, and what their last NeedApproval said. */
+  readonly #waitingHere = new Map<string, PendingRequest>();
+  /** Revisions of our transactions whose events the watch has not yet brought back. */
+  readonly #ownRevisions = new Set<string>();
+  /** Clients added at run time (SIGHUP) since the last sync: they take the fleet's state, not clients.conf's fresh one. */
+  readonly #added = new Set<string>();
+  /** Other servers' pending/ keys this server shows. */
+  readonly #pendingIn = new Map<string, { readonly name: string; readonly server: string }>();
   readonly #unsubscribe: () => void;
   #applying = false;
   #degraded = false;
@@ -74,6 +118,7 @@ export class FleetState {
   #watcher: Watcher | null = null;
   #stopped = false;
   readonly #checkers: CheckerShare;
+  readonly #pageKeys: number;
 
   constructor(settings: EtcdSettings, deps: FleetStateDeps) {
     this.#etcd = new Etcd3(etcdOptions(settings));
@@ -82,9 +127,30 @@ export class FleetState {
     this.#logger = deps.logger;
     this.#clock = deps.clock;
     this.#id = deps.serverId ?? `${hostname()}/${process.pid}/${randomBytes(4).toString("hex")}`;
+    this.#pageKeys = deps.readPageKeys ?? READ_PAGE_KEYS;
     this.#unsubscribe = this.#registry.subscribe((event) => this.#onEvent(event));
-    this.#checkers = new CheckerShare(this.#etcd, this.#prefix, this.#id, this.#logger);
+    this.#checkers = new CheckerShare(this.#etcd, this.#prefix, this.#id, this.#logger, () => this.#putWaiting());
     this.#registry.setCheckerOwnership((name) => this.#checkers.owns(name));
+    this.#markEdited(deps.editedInFile ?? new Map());
+  }
+
+  /**
+   * clients.conf values edited since the last save are changes of this
+   * server, made now: newer than the fleet's, so they win everywhere, as
+   * they win over the state file's (docs/ETCD.md "Start-up").
+   */
+  #markEdited(edited: ReadonlyMap<string, readonly string[]>): void {
+    const now = this.#clock.now();
+    for (const [name, fields] of edited) {
+      const client = this.#registry.get(name);
+      if (!client) continue;
+      for (const row of RUNTIME_SETTINGS) {
+        if (!fields.includes(row.field) || !isShared(row.property)) continue;
+        const key = clientKey(this.#prefix, name, row.property);
+        this.#dirty.set(key, { key, value: { value: readProperty(client, row.property), at: now, by: this.#id } });
+        this.#logger.info(`${name}: ${row.property} edited in clients.conf since the last save; it replaces the fleet's`);
+      }
+    }
   }
 
   /** True while etcd cannot be reached and the server serves from its local copy. */
@@ -102,7 +168,7 @@ export class FleetState {
     this.#stopped = true;
     this.#unsubscribe();
     this.#timer?.cancel();
-    if (!this.#degraded && this.#dirty.size > 0) await this.#write().catch(() => undefined);
+    if (!this.#degraded && this.#hasWork()) await this.#write().catch(() => undefined);
     await this.#watcher?.cancel().catch(() => undefined);
     await this.#checkers.stop();
     this.#registry.setCheckerOwnership(null);
@@ -114,11 +180,33 @@ export class FleetState {
   #onEvent(event: RegistryEvent): void {
     if (this.#applying) return; // Rule 3
     const now = this.#clock.now();
-    if (event.type === "property-changed" && isShared(event.property)) {
+    if (event.type === "client-added") {
+      this.#added.add(event.client.name);
+      this.#schedule(0);
+    } else if (event.type === "property-changed" && isShared(event.property)) {
       this.#mark(clientKey(this.#prefix, event.client.name, event.property), readProperty(event.client, event.property), now);
     } else if (event.type === "approval-given") {
       this.#mark(approvalKey(this.#prefix, event.client.name), event.approved, now);
+    } else if (event.type === "need-approval") {
+      const request = { timeout: event.timeout, approvedByDefault: event.approvedByDefault };
+      this.#waitingHere.set(event.client.name, request);
+      this.#pendingOut.set(pendingKey(this.#prefix, event.client.name, this.#id), encodePending(request));
+      this.#schedule(FLUSH_MS);
+    } else if (event.type === "approval-wait-ended") {
+      this.#waitingHere.delete(event.client.name);
+      this.#pendingOut.set(pendingKey(this.#prefix, event.client.name, this.#id), null);
+      this.#schedule(FLUSH_MS);
     }
+  }
+
+  /** A new lease: the pending/ keys bound to the old one are gone, so they go out again. */
+  #putWaiting(): void {
+    for (const [name, request] of this.#waitingHere) this.#pendingOut.set(pendingKey(this.#prefix, name, this.#id), encodePending(request));
+    if (this.#waitingHere.size > 0) this.#schedule(FLUSH_MS);
+  }
+
+  #hasWork(): boolean {
+    return this.#dirty.size > 0 || this.#pendingOut.size > 0 || this.#added.size > 0;
   }
 
   #mark(key: string, value: Stamped["value"], at: number): void {
@@ -130,7 +218,7 @@ export class FleetState {
     if (this.#timer || this.#stopped) return;
     this.#timer = this.#clock.setTimeout(() => {
       this.#timer = null;
-      void (this.#degraded || !this.#synced ? this.#sync() : this.#flush());
+      void (this.#degraded || !this.#synced || this.#added.size > 0 ? this.#sync() : this.#flush());
     }, ms);
   }
 
@@ -144,23 +232,47 @@ export class FleetState {
     } finally {
       this.#flushing = false;
     }
-    if (this.#dirty.size > 0) this.#schedule(this.#degraded ? RETRY_MS : FLUSH_MS);
+    if (this.#hasWork()) this.#schedule(this.#degraded ? RETRY_MS : FLUSH_MS);
   }
 
-  /** Puts every dirty key, MAX_TXN_OPS to a transaction; a key changed again meanwhile stays dirty. */
+  /**
+   * Puts every dirty key and this server's pending/ changes, MAX_TXN_OPS
+   * to a transaction; a key changed again meanwhile stays dirty. A pending
+   * request waits for the lease it is bound to.
+   */
   async #write(): Promise<void> {
-    const batch = [...this.#dirty.values()];
+    const lease = this.#pendingOut.size > 0 ? await this.#checkers.leaseId() : null;
+    // What to write, as it stands now; each transaction's requests are made
+    // only when it is sent (a first server's seed is 14 keys a client).
+    const batch: Array<Dirty | { readonly key: string; readonly pending: string | null }> = [...this.#dirty.values()];
+    for (const [key, pending] of this.#pendingOut) if (pending === null || lease !== null) batch.push({ key, pending });
     for (let i = 0; i < batch.length; i += MAX_TXN_OPS) {
       const chunk = batch.slice(i, i + MAX_TXN_OPS);
-      await this.#etcd.kv.txn(
-        { success: chunk.map((d) => ({ request_put: { key: Buffer.from(d.key), value: Buffer.from(encodeValue(d.value)) } })) },
-        { deadline: Date.now() + REQUEST_TIMEOUT_MS },
-      );
-      for (const d of chunk) {
-        this.#known.set(d.key, d.value);
-        if (this.#dirty.get(d.key) === d) this.#dirty.delete(d.key);
+      const ops = chunk.map((b): IRequestOp => {
+        const key = Buffer.from(b.key);
+        if ("value" in b) return { request_put: { key, value: Buffer.from(encodeValue(b.value)) } };
+        return b.pending === null ? { request_delete_range: { key } } : { request_put: { key, value: Buffer.from(b.pending), lease: lease! } };
+      });
+      const res = await this.#etcd.kv.txn({ success: ops }, { deadline: Date.now() + REQUEST_TIMEOUT_MS });
+      this.#ownRevisions.add(res.header.revision);
+      for (const b of chunk) {
+        if ("value" in b) {
+          this.#remember(b.key, b.value);
+          if (this.#dirty.get(b.key) === b) this.#dirty.delete(b.key);
+        } else if (this.#pendingOut.get(b.key) === b.pending) {
+          this.#pendingOut.delete(b.key);
+        }
       }
     }
+  }
+
+  /**
+   * Keeps the newest value of `key` for Rule 1. A seed (at 0) is older
+   * than anything and need not be kept: 140,000 of them, for 10,000
+   * clients, would only weigh on every garbage collection.
+   */
+  #remember(key: string, value: Stamped): void {
+    if (value.at > 0) this.#known.set(key, value);
   }
 
   // ---------------------------------------------------- theirs coming in
@@ -170,17 +282,17 @@ export class FleetState {
     if (this.#flushing || this.#stopped) return;
     this.#flushing = true;
     try {
-      const res = await this.#etcd.kv.range(
-        { key: Buffer.from(this.#prefix), range_end: prefixEnd(this.#prefix) },
-        { deadline: Date.now() + REQUEST_TIMEOUT_MS },
-      );
+      const res = await this.#readAll();
       const present = new Set(res.kvs.map((kv) => kv.key.toString()));
-      this.#apply(res.kvs, true);
-      if (!this.#synced) this.#seed(present);
-      await this.#write();
-      if (!this.#watcher) await this.#watch(BigInt(res.header.revision) + 1n);
+      this.#apply(res.kvs.map((kv) => ({ type: "Put", kv })), true);
+      this.#forgetPending(present);
+      const added = [...this.#added];
+      this.#seed(present, this.#synced ? added : null);
       await this.#checkers.start();
+      await this.#write();
+      if (!this.#watcher) await this.#watch(res.revision + 1n);
       this.#synced = true;
+      for (const name of added) this.#added.delete(name);
       if (this.#degraded) this.#logger.warning(`etcd is reachable again: client state shared with the fleet (${this.#dirty.size} changes pending)`);
       this.#degraded = false;
     } catch (error) {
@@ -189,12 +301,50 @@ export class FleetState {
     } finally {
       this.#flushing = false;
     }
-    if (this.#dirty.size > 0) this.#schedule(FLUSH_MS);
+    if (this.#hasWork()) this.#schedule(FLUSH_MS);
   }
 
-  /** Every shared property of every client this server knows and etcd lacks, as a seed (at 0: any fleet value wins over it). */
-  #seed(present: ReadonlySet<string>): void {
-    for (const c of this.#registry.list()) {
+  /** Every key under the prefix, as of one revision, a page at a time. */
+  async #readAll(): Promise<{ kvs: IKeyValue[]; revision: bigint }> {
+    const kvs: IKeyValue[] = [];
+    const end = prefixEnd(this.#prefix);
+    let key = Buffer.from(this.#prefix);
+    let revision: string | undefined;
+    for (;;) {
+      const res = await this.#etcd.kv.range(
+        { key, range_end: end, limit: this.#pageKeys, ...(revision ? { revision } : {}) },
+        { deadline: Date.now() + REQUEST_TIMEOUT_MS },
+      );
+      revision ??= res.header.revision;
+      kvs.push(...res.kvs);
+      const last = res.kvs.at(-1);
+      if (!res.more || !last) return { kvs, revision: BigInt(revision) };
+      key = Buffer.concat([last.key, Buffer.from([0])]);
+    }
+  }
+
+  /** Stops showing other servers' pending requests that etcd no longer holds (their server died, or they ended, while we were away). */
+  #forgetPending(present: ReadonlySet<string>): void {
+    this.#applying = true;
+    try {
+      for (const [key, { name, server }] of this.#pendingIn) {
+        if (present.has(key)) continue;
+        this.#pendingIn.delete(key);
+        this.#registry.approvalPendingElsewhere(name, server, null);
+      }
+    } finally {
+      this.#applying = false;
+    }
+  }
+
+  /**
+   * Every shared property that etcd lacks of every client this server
+   * knows (`names` null) or of `names`, as a seed (at 0: any fleet value
+   * wins over it).
+   */
+  #seed(present: ReadonlySet<string>, names: readonly string[] | null): void {
+    const clients = names === null ? this.#registry.list() : names.flatMap((n) => this.#registry.get(n) ?? []);
+    for (const c of clients) {
       for (const property of SHARED_PROPERTIES) {
         const key = clientKey(this.#prefix, c.name, property);
         if (!present.has(key) && !this.#dirty.has(key)) this.#dirty.set(key, { key, value: { value: readProperty(c, property), at: 0, by: this.#id } });
@@ -204,7 +354,15 @@ export class FleetState {
 
   async #watch(fromRevision: bigint): Promise<void> {
     const watcher = await this.#etcd.watch().prefix(this.#prefix).startRevision(fromRevision.toString()).create();
-    watcher.on("data", (res) => this.#apply(res.events.filter((e) => e.type === "Put").map((e) => e.kv), false));
+    watcher.on("data", (res) => {
+      // Our own transactions come back too: skipped here by revision, unread
+      // (one a secret in a wave); one that comes back before its answer
+      // did is skipped by Rule 2 instead.
+      const theirs = this.#ownRevisions.size === 0 ? res.events : res.events.filter((e) => !this.#ownRevisions.has(e.kv.mod_revision));
+      const last = res.events.at(-1)?.kv.mod_revision;
+      if (last !== undefined) for (const r of this.#ownRevisions) if (BigInt(r) <= BigInt(last)) this.#ownRevisions.delete(r);
+      this.#apply(theirs, false);
+    });
     // The watcher reconnects by itself and resumes where it stopped.
     watcher.on("disconnected", (error) => this.#goDegraded(error));
     watcher.on("connected", () => {
@@ -213,13 +371,27 @@ export class FleetState {
     this.#watcher = watcher;
   }
 
-  /** Adopts the values of `kvs` that are not ours (Rule 2) and not older than our unwritten change (Rule 1), a client at a time. */
-  #apply(kvs: readonly IKeyValue[], includeOwn: boolean): void {
+  /**
+   * Adopts the values of `events` that are not ours (Rule 2) and not older
+   * than our unwritten change (Rule 1), a client at a time; and the other
+   * servers' pending requests, put or deleted.
+   */
+  #apply(events: ReadonlyArray<Pick<IEvent, "type" | "kv">>, includeOwn: boolean): void {
     const states = new Map<string, StateBuilder>();
     const approvals: Array<{ name: string; approved: boolean }> = [];
-    for (const kv of kvs) {
+    const pending: Array<{ name: string; server: string; request: PendingRequest | null }> = [];
+    for (const { type, kv } of events) {
       const key = kv.key.toString();
       const parsed = parseKey(this.#prefix, key);
+      if (parsed?.kind === "pending") {
+        if (parsed.server === this.#id) continue;
+        const request = type === "Put" ? decodePending(kv.value.toString()) : null;
+        if (request) this.#pendingIn.set(key, parsed);
+        else this.#pendingIn.delete(key);
+        pending.push({ ...parsed, request });
+        continue;
+      }
+      if (type !== "Put") continue;
       const value = parsed && decodeValue(kv.value.toString());
       if (!parsed || !value) continue;
       if (value.by === this.#id && !includeOwn) continue;
@@ -232,7 +404,7 @@ export class FleetState {
         continue;
       }
       if (mine) this.#dirty.delete(key);
-      this.#known.set(key, value);
+      this.#remember(key, value);
       if (parsed.kind === "approval") {
         // A decision read at start-up is history: only live ones release waiting clients.
         if (!includeOwn && typeof value.value === "boolean") approvals.push({ name: parsed.name, approved: value.value });
@@ -246,6 +418,7 @@ export class FleetState {
     try {
       for (const [name, state] of states) if (this.#registry.get(name)) this.#registry.adopt(name, state.build());
       for (const { name, approved } of approvals) if (this.#registry.get(name)) this.#registry.approve(name, approved);
+      for (const { name, server, request } of pending) this.#registry.approvalPendingElsewhere(name, server, request);
     } finally {
       this.#applying = false;
     }
@@ -281,7 +454,11 @@ function prefixEnd(prefix: string): Buffer {
 }
 
 function etcdOptions(s: EtcdSettings): IOptions {
-  const options: IOptions = { hosts: [...s.endpoints], dialTimeout: REQUEST_TIMEOUT_MS };
+  const options: IOptions = {
+    hosts: [...s.endpoints],
+    dialTimeout: REQUEST_TIMEOUT_MS,
+    grpcOptions: { "grpc.max_receive_message_length": MAX_ANSWER_BYTES },
+  };
   if (s.ca) {
     options.credentials = {
       rootCertificate: readFileSync(s.ca),

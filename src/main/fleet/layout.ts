@@ -1,10 +1,13 @@
 // How the fleet's client state lies in etcd (docs/ETCD.md "Keys"): one key
 // per client and D-Bus property, so that two servers changing different
 // properties of one client at once both win, and one key per client for
-// the last approval decision. Pure: no I/O, no clock.
+// the last approval decision; and one key per client and server while a
+// connection waits there for approval. Pure: no I/O, no clock.
 //
 //   PREFIX clients/NAME/PROPERTY  -> {"value": V, "at": ms, "by": server}
 //   PREFIX approvals/NAME         -> {"value": true|false, "at": ms, "by": server}
+//   PREFIX pending/NAME/SERVER    -> {"timeout": ms, "approvedByDefault": bool}
+//                                    (bound to SERVER's lease: gone with it)
 //
 // NAME is URI-encoded (a client name may hold "/"). `at` is the time of
 // the change on the server that made it: a server catching up after an
@@ -12,7 +15,7 @@
 // lets a server skip its own writes coming back through the watch.
 // The Secret property has no row: no secret is ever written to etcd.
 
-import type { ClientProperty, ClientView, SharedClientState } from "../clients/contract.js";
+import type { ClientProperty, ClientView, PendingRequest, SharedClientState } from "../clients/contract.js";
 import type { ClientRuntime } from "../clients/record.js";
 import { RUNTIME_SETTINGS } from "../clients/runtime-settings.js";
 
@@ -99,10 +102,33 @@ export function approvalKey(prefix: string, name: string): string {
   return `${prefix}approvals/${encodeURIComponent(name)}`;
 }
 
+/** Where `server` says a connection of client `name` waits there for approval. */
+export function pendingKey(prefix: string, name: string, server: string): string {
+  return `${prefix}pending/${encodeURIComponent(name)}/${encodeURIComponent(server)}`;
+}
+
+export type { PendingRequest };
+
+export function encodePending(p: PendingRequest): string {
+  return JSON.stringify({ timeout: p.timeout, approvedByDefault: p.approvedByDefault });
+}
+
+export function decodePending(text: string): PendingRequest | null {
+  try {
+    const v = JSON.parse(text) as Partial<PendingRequest>;
+    if (typeof v !== "object" || v === null || typeof v.approvedByDefault !== "boolean") return null;
+    if (typeof v.timeout !== "number" || !Number.isFinite(v.timeout) || v.timeout < 0) return null;
+    return { timeout: v.timeout, approvedByDefault: v.approvedByDefault };
+  } catch {
+    return null;
+  }
+}
+
 /** What a key under `prefix` names, or null for a key that is not ours. */
 export type ParsedKey =
   | { readonly kind: "client"; readonly name: string; readonly property: ClientProperty }
-  | { readonly kind: "approval"; readonly name: string };
+  | { readonly kind: "approval"; readonly name: string }
+  | { readonly kind: "pending"; readonly name: string; readonly server: string };
 
 export function parseKey(prefix: string, key: string): ParsedKey | null {
   if (!key.startsWith(prefix)) return null;
@@ -112,6 +138,7 @@ export function parseKey(prefix: string, key: string): ParsedKey | null {
       return { kind: "client", name: decodeURIComponent(parts[1]!), property: parts[2] as ClientProperty };
     }
     if (parts.length === 2 && parts[0] === "approvals") return { kind: "approval", name: decodeURIComponent(parts[1]!) };
+    if (parts.length === 3 && parts[0] === "pending") return { kind: "pending", name: decodeURIComponent(parts[1]!), server: decodeURIComponent(parts[2]!) };
   } catch {
     // a malformed %-escape: not a key we wrote
   }

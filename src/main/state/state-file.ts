@@ -37,7 +37,8 @@ export const STATE_FILE_NAME = "clients.json";
 
 // The settings saved as "config" and "current": the keys, then every
 // runtime setting but the secret (sealed apart), in the table's order.
-type ConfigField = "keyId" | "fingerprint" | PlainSetting;
+/** A setting the state file records as clients.conf had it at the last save. */
+export type ConfigField = "keyId" | "fingerprint" | PlainSetting;
 const CONFIG_FIELDS: readonly ConfigField[] = ["keyId", "fingerprint", ...PLAIN_SETTINGS];
 type ConfigValues = { [K in ConfigField]: ClientSettings[K] };
 
@@ -330,12 +331,19 @@ export function readState(path: string, logger: Logger, owners: readonly number[
 export interface Restored {
   readonly settings: ClientSettings[];
   readonly runtimes: Map<string, ClientRuntime>;
+  /**
+   * Per client, the settings whose clients.conf value differs from the one
+   * recorded at the last save: edited since, so the file's value won. A
+   * fleet (../fleet/) makes these win on every server.
+   */
+  readonly edited: Map<string, ConfigField[]>;
 }
 
 /** Merges saved state into clients.conf's settings, by the reference's rules. */
 export function restoreState(config: readonly ClientSettings[], state: StateFile | null, now: number, logger: Logger): Restored {
   const settings: ClientSettings[] = [];
   const runtimes = new Map<string, ClientRuntime>();
+  const edited = new Map<string, ConfigField[]>();
   for (const conf of config) {
     const saved = state?.clients[conf.name];
     if (!saved || typeof saved !== "object" || !saved.config || !saved.current || !saved.runtime) {
@@ -344,9 +352,12 @@ export function restoreState(config: readonly ClientSettings[], state: StateFile
     }
     const merged: Record<string, unknown> = { ...conf };
     const newConfig = configValues(conf);
+    const fromFile: ConfigField[] = [];
     for (const f of CONFIG_FIELDS) {
+      if (newConfig[f] !== saved.config[f]) fromFile.push(f);
       merged[f] = newConfig[f] !== saved.config[f] ? newConfig[f] : saved.current[f];
     }
+    if (fromFile.length > 0) edited.set(conf.name, fromFile);
     const secret = openSecret(saved.secret, conf.secret);
     if (secret === null) logger.debug(`Failed to decrypt ${conf.name} old secret`);
     merged.secret = secret ?? conf.secret;
@@ -379,7 +390,7 @@ export function restoreState(config: readonly ClientSettings[], state: StateFile
     settings.push({ ...s, enabled: runtime.enabled });
     runtimes.set(s.name, runtime);
   }
-  return { settings, runtimes };
+  return { settings, runtimes, edited };
 }
 
 /**

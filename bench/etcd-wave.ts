@@ -1,0 +1,124 @@
+// The reboot wave with the etcd backend beside the file backend (issue 15's
+// goal: the etcd-backed wave within 20% of the file-backed one). The same
+// wave against bin/mandos keeping its state in its state file alone, and
+// with `--etcd` on a real 3-member etcd cluster on loopback (Debian's
+// etcd-server), alternating so that drift of the machine falls on both.
+// Also counts what one wave costs etcd, from etcd's own counters read as
+// the measured wave starts and ends: transactions, puts, the bytes put and
+// the bytes its clients sent (docs/ETCD.md "Cost").
+//
+// Called from bench/run.ts; skipped (null) when etcd is not installed.
+
+import { etcdMissing, startEtcdCluster, type EtcdCluster } from "../test/helpers/etcd.js";
+import { runRebootSimulation, type RebootRun } from "./reboot.js";
+
+/** etcd's counters that a wave moves (names as etcd 3.4 exports them on /metrics). */
+export interface EtcdCost {
+  /** Transactions applied (each of our batches is one). */
+  readonly txns: number;
+  readonly puts: number;
+  /** Key and value bytes of those puts. */
+  readonly putBytes: number;
+  /** gRPC bytes received from clients, all members together. */
+  readonly clientBytes: number;
+}
+
+export interface EtcdWaveResult {
+  readonly clients: number;
+  readonly concurrency: number;
+  readonly warmupConnections: number;
+  readonly file: RebootRun[];
+  readonly etcd: RebootRun[];
+  /** What each etcd-backed wave cost etcd, in run order. */
+  readonly cost: EtcdCost[];
+  /** Mean steady rate with etcd over the mean with the file backend. */
+  readonly ratio: number;
+}
+
+const COUNTERS = {
+  txns: "etcd_mvcc_txn_total",
+  puts: "etcd_mvcc_put_total",
+  putBytes: "etcd_debugging_mvcc_total_put_size_in_bytes",
+} as const;
+const CLIENT_BYTES = "etcd_network_client_grpc_received_bytes_total";
+
+async function metric(url: string, name: string): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const m = new RegExp(`^${name} (\\S+)$`, "m").exec(text);
+  return m ? Number(m[1]) : 0;
+}
+
+/** The counters now: the applied ones from one member (every member applies every transaction), client bytes summed over all. */
+async function counters(cluster: EtcdCluster): Promise<EtcdCost> {
+  const first = cluster.members[0]!.clientUrl;
+  const [txns, puts, putBytes, ...received] = await Promise.all([
+    metric(first, COUNTERS.txns),
+    metric(first, COUNTERS.puts),
+    metric(first, COUNTERS.putBytes),
+    ...cluster.members.map((m) => metric(m.clientUrl, CLIENT_BYTES)),
+  ]);
+  return { txns: txns!, puts: puts!, putBytes: putBytes!, clientBytes: received.reduce((a, b) => a + b, 0) };
+}
+
+function difference(after: EtcdCost, before: EtcdCost): EtcdCost {
+  return { txns: after.txns - before.txns, puts: after.puts - before.puts, putBytes: after.putBytes - before.putBytes, clientBytes: after.clientBytes - before.clientBytes };
+}
+
+export async function runEtcdWave(options: { readonly quick: boolean; readonly log: (line: string) => void }): Promise<EtcdWaveResult | null> {
+  const missing = etcdMissing();
+  if (missing) {
+    options.log(`etcd wave skipped: ${missing}`);
+    return null;
+  }
+  const clients = options.quick ? 500 : 10_000;
+  const concurrency = 256;
+  const warmupConnections = options.quick ? 200 : 4_000;
+  const rounds = options.quick ? 1 : 2;
+  const cluster = await startEtcdCluster();
+  const file: RebootRun[] = [];
+  const etcd: RebootRun[] = [];
+  const cost: EtcdCost[] = [];
+  try {
+    for (let round = 0; round < rounds; round++) {
+      for (const backend of round % 2 === 0 ? (["file", "etcd"] as const) : (["etcd", "file"] as const)) {
+        options.log(`etcd wave, round ${round + 1}: ${backend} backend`);
+        let start: Promise<EtcdCost> | null = null;
+        let end: Promise<EtcdCost> | null = null;
+        // A prefix of its own: each server starts by seeding its fleet (before it listens, so outside the measure).
+        const serverArgs = backend === "etcd" ? ["--etcd", cluster.endpoints, "--etcd_prefix", `/mandos-bench-${round}/`] : [];
+        const [run] = await runRebootSimulation({
+          sizes: [clients], concurrencies: [concurrency], workers: ["default"], warmupConnections,
+          referenceConnections: 0, referenceBudgetMs: 0, log: options.log, serverArgs,
+          onWave: backend === "etcd" ? (phase) => void (phase === "start" ? (start = counters(cluster)) : (end = counters(cluster))) : undefined,
+        });
+        if (!run) continue;
+        if (backend === "file") file.push(run);
+        else {
+          etcd.push({ ...run, server: "mandos-ts + etcd" });
+          if (start && end) cost.push(difference(await end, await start));
+        }
+      }
+    }
+  } finally {
+    await cluster.stop();
+  }
+  const mean = (runs: RebootRun[]): number => runs.reduce((s, r) => s + r.report.steadySecretsPerSecond, 0) / Math.max(1, runs.length);
+  return { clients, concurrency, warmupConnections, file, etcd, cost, ratio: mean(file) > 0 ? mean(etcd) / mean(file) : 0 };
+}
+
+/** The Markdown lines for bench/run.ts's output. */
+export function etcdWaveReport(r: EtcdWaveResult | null): string {
+  if (!r) return "";
+  const lines = [
+    `Reboot wave, file backend beside etcd backend (3 members on loopback): ${r.clients} clients, ${r.concurrency} at once, default workers, ${r.warmupConnections} warm-up connections.`,
+    "| backend | steady secrets/s per run | CPU ms/secret per run |",
+    "|---|---|---|",
+    `| file | ${r.file.map((x) => x.report.steadySecretsPerSecond).join(", ")} | ${r.file.map((x) => x.cpuMsPerSecret).join(", ")} |`,
+    `| etcd | ${r.etcd.map((x) => x.report.steadySecretsPerSecond).join(", ")} | ${r.etcd.map((x) => x.cpuMsPerSecret).join(", ")} |`,
+    `etcd-backed wave rate: ${(r.ratio * 100).toFixed(1)}% of the file-backed one (goal: at least 80%).`,
+  ];
+  for (const c of r.cost) {
+    lines.push(`One wave of ${r.clients} cost etcd ${c.txns} transactions, ${c.puts} puts, ${(c.putBytes / 1e6).toFixed(2)} MB put, ${(c.clientBytes / 1e6).toFixed(2)} MB received from its clients.`);
+  }
+  return `${lines.join("\n")}\n`;
+}
