@@ -18,7 +18,7 @@ function series(run: RebootRun): WaveSeries | null {
   const r = run.report;
   const workers = run.server === "mandos-ts" ? `, --workers ${run.workers}` : "";
   const last = samples.completionsMs[samples.completionsMs.length - 1] ?? 0;
-  const served = `${r.succeeded} of ${r.attempted} machines served`;
+  const served = `${r.succeeded} of ${r.attempted < run.clients ? "the first " : ""}${r.attempted} machines served`;
   const when = r.succeeded === r.attempted ? ` in ${(last / 1000).toFixed(2)} s` : ` (${r.failures} failed, ${(r.durationMs / 1000).toFixed(0)} s budget)`;
   return {
     label: `${LABELS[run.server] ?? run.server}${workers}`,
@@ -53,8 +53,9 @@ export function wavePicture(
     `A reboot wave of ${n.toLocaleString("en")} machines`,
     lines,
     [
-      `Each machine: its own Ed25519 key, a TLS 1.3 handshake with raw public keys, a 1,200-byte secret checked byte for byte (bench/load-generator.ts, Node).`,
-      `Ours and the native server after an unmeasured warm-up wave. Load generator and server share the machine: ${machine.cores} × ${machine.cpu}, Node ${machine.node}, ${machine.date.slice(0, 10)}.`,
+      "Each machine: its own Ed25519 key, a TLS 1.3 handshake with raw public keys, a 1,200-byte secret checked byte for byte.",
+      "Load generator: bench/load-generator.ts (Node), the same for every server. Ours and the native server after an unmeasured warm-up.",
+      `Load generator and server share one machine: ${machine.cores} × ${machine.cpu}, Node ${machine.node}, ${machine.date.slice(0, 10)} (npm run bench).`,
     ],
   );
   return { svg, series: lines };
