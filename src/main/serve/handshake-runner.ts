@@ -30,12 +30,19 @@ export interface HandshakeRunner {
 }
 
 /**
- * One worker per core beside the main thread's, from three cores up. With
- * two cores or fewer a worker only shares the main thread's core, and the
- * hand-off to it costs more than it saves (docs/BENCHMARK.md): inline.
+ * One worker per core beside the main thread's, from two cores up; inline
+ * on one. From the per-thread CPU a secret (docs/BENCHMARK.md, "Per
+ * thread"): inline, the main thread does all of a secret's work and bounds
+ * the rate alone at 1 / (its CPU a secret), whatever the cores; with
+ * workers it keeps part of it, and the hand-off adds CPU in all. On a
+ * machine that serves only Mandos, a second core for the pool pays when
+ * 2 / (process CPU a secret with workers) > 1 / (inline main thread's),
+ * which the figures show on 2 cores; on one core the hand-off only costs.
+ * (A load generator on the same two cores takes one of them: then inline
+ * wins, which is what an earlier default was chosen from.)
  */
 export function defaultWorkerCount(cores = availableParallelism()): number {
-  return cores >= 3 ? cores - 1 : 0;
+  return cores >= 2 ? cores - 1 : 0;
 }
 
 export function createHandshakeRunner(workers: number, settings: TlsSettings): HandshakeRunner {
