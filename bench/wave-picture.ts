@@ -19,13 +19,15 @@ function series(run: RebootRun): WaveSeries | null {
   const workers = run.server === "mandos-ts" ? `, --workers ${run.workers}` : "";
   const last = samples.completionsMs[samples.completionsMs.length - 1] ?? 0;
   const served = `${r.succeeded} of ${r.attempted < run.clients ? "the first " : ""}${r.attempted} machines served`;
-  const when = r.succeeded === r.attempted ? ` in ${(last / 1000).toFixed(2)} s` : ` (${r.failures} failed, ${(r.durationMs / 1000).toFixed(0)} s budget)`;
+  const codes = Object.entries(r.failureCodes).map(([code, n]) => `${n} ${code}`).join(", ");
+  const when = r.succeeded === r.attempted ? ` in ${(last / 1000).toFixed(2)} s` : ` (${r.failures} failed${codes ? `: ${codes}` : ""})`;
+  const latency = r.succeeded > 0 ? `; latency p50 ${r.latencyMs.p50} ms, p99 ${r.latencyMs.p99} ms` : "";
   return {
     label: `${LABELS[run.server] ?? run.server}${workers}`,
     attempted: r.attempted,
     completionsMs: samples.completionsMs,
     latenciesMs: samples.latenciesMs,
-    note: `${served}${when}, ${run.concurrency} at once; latency p50 ${r.latencyMs.p50} ms, p99 ${r.latencyMs.p99} ms`,
+    note: `${served}${when}, ${run.concurrency} at once${latency}`,
   };
 }
 
