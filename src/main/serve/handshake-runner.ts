@@ -16,12 +16,19 @@ import {
   type HandshakeTaskResult,
   type TlsSettings,
 } from "../../tls/index.js";
-import type { WorkerRequest, WorkerResponse } from "../../workers/handshake.js";
+import { WORKER_LOADED, type WorkerRequest, type WorkerResponse } from "../../workers/handshake.js";
 
 export interface HandshakeRunner {
   /** Fresh, never reused key shares for one ClientHello. */
   keyShares(): Promise<EphemeralKeyShares>;
   run(task: HandshakeTask): Promise<HandshakeTaskResult>;
+  /**
+   * Whether every worker has loaded its code (at once inline); false if
+   * not within WORKER_LOAD_WAIT_MS. Await it before dropping privileges:
+   * a worker reads its modules from disk as it starts, and the
+   * installation may be readable by root alone.
+   */
+  ready(): Promise<boolean>;
   /** Number of worker threads (0 = inline). */
   readonly workers: number;
   /** Handshake tasks waiting for a worker (always 0 inline); read by metrics. */
@@ -59,6 +66,9 @@ class InlineRunner implements HandshakeRunner {
   keyShares(): Promise<EphemeralKeyShares> {
     return Promise.resolve(generateEphemeralKeyShares(this.#settings.keyShareGroups));
   }
+  ready(): Promise<boolean> {
+    return Promise.resolve(true);
+  }
   run(task: HandshakeTask): Promise<HandshakeTaskResult> {
     return Promise.resolve(runHandshakeTask(task));
   }
@@ -76,6 +86,8 @@ const RESERVOIR_TARGET = 256;
 const REFILL_BATCH = 32;
 /** Handshake tasks per batch: 16 × ~0.3 ms keeps a batch under 5 ms. */
 const MAX_BATCH = 16;
+/** How long ready() waits for the workers to load: a cold start of Node and our modules takes well under a second. */
+const WORKER_LOAD_WAIT_MS = 10_000;
 
 class PoolRunner implements HandshakeRunner {
   readonly workers: number;
@@ -90,6 +102,7 @@ class PoolRunner implements HandshakeRunner {
   readonly #queue: Array<{ task: HandshakeTask; resolve: (r: HandshakeTaskResult) => void; reject: (e: Error) => void }> = [];
   #batchesInFlight = 0;
   #dispatchScheduled = false;
+  readonly #ready: Promise<boolean>;
 
   constructor(workers: number, settings: TlsSettings) {
     this.workers = workers;
@@ -107,7 +120,21 @@ class PoolRunner implements HandshakeRunner {
       // No run and wait time histograms: nothing reads them, and they cost the main thread per task.
       recordTiming: false,
     });
+    this.#ready = new Promise((resolve) => {
+      let loaded = 0;
+      const timer = setTimeout(() => resolve(false), WORKER_LOAD_WAIT_MS);
+      timer.unref();
+      this.#pool.on("message", (message: unknown) => {
+        if (message !== WORKER_LOADED || ++loaded < workers) return;
+        clearTimeout(timer);
+        resolve(true);
+      });
+    });
     this.#refill();
+  }
+
+  ready(): Promise<boolean> {
+    return this.#ready;
   }
 
   get queued(): number {
