@@ -29,6 +29,8 @@ export interface LoadJob {
   readonly machines: ReadonlyArray<{ readonly privateKeyPem: string; readonly secretBase64: string }>;
   /** Unmeasured connections first, then "WARM" and a wait for stdin (see above). */
   readonly warmupConnections?: number;
+  /** Report every connection's timings too (the picture of the wave). */
+  readonly recordSamples?: boolean;
 }
 
 /** How many connections were made, and how they ended. */
@@ -54,6 +56,8 @@ export interface LoadReport extends Counts {
   readonly latencyMs: { readonly p50: number; readonly p90: number; readonly p99: number; readonly max: number };
   /** What the warm-up did: every secret there is checked too. */
   readonly warmup?: Counts;
+  /** With job.recordSamples: when each secret arrived (ms since the wave began) and every connection's latency, both sorted. */
+  readonly samples?: { readonly completionsMs: number[]; readonly latenciesMs: number[] };
 }
 
 function percentile(sorted: readonly number[], p: number): number {
@@ -182,6 +186,7 @@ async function runJob(job: LoadJob): Promise<LoadReport> {
       max: round(w.latencies[w.latencies.length - 1] ?? 0),
     },
     ...(warmup ? { warmup } : {}),
+    ...(job.recordSamples ? { samples: { completionsMs: w.completions.map(round), latenciesMs: w.latencies.map(round) } } : {}),
   };
 }
 

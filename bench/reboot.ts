@@ -189,10 +189,56 @@ export interface RebootOptions {
   readonly log: (line: string) => void;
   /** A private system bus for the reference server (it needs one even with --no-dbus). */
   readonly referenceBus?: string;
+  /** mandos-load's ref-server (native.ts): run it too, on the same machines, at each concurrency. */
+  readonly nativeServer?: string | undefined;
+  /** Keep every connection's timings in the reports (the picture of the wave). */
+  readonly recordSamples?: boolean;
   /** More options for our server (bench/observe.ts: --metrics, --audit-log). */
   readonly serverArgs?: readonly string[];
   /** Told when a measured wave of ours starts (after its warm-up) and ends (bench/etcd-wave.ts reads etcd's counters there). */
   readonly onWave?: (phase: "start" | "end") => void;
+}
+
+/** clients.list as mandos-load's ref-server reads it; it opens only the secret files. */
+function writeNativeManifest(dir: string, machines: readonly Machine[]): void {
+  mkdirSync(join(dir, "secrets"), { recursive: true });
+  const lines = machines.map((m, i) => {
+    writeFileSync(join(dir, "secrets", `machine${i}`), Buffer.from(m.secretBase64, "base64"));
+    return `machine${i} ${m.keyId} - - secrets/machine${i}\n`;
+  });
+  writeFileSync(join(dir, "clients.list"), lines.join(""));
+}
+
+/** Waits for a spawned server, runs the (warmed-up) wave against it, stops it. */
+async function warmedWave(
+  server: ChildProcess,
+  label: string,
+  workers: RebootRun["workers"],
+  port: number,
+  wave: { readonly n: number; readonly concurrency: number; readonly machines: LoadJob["machines"]; readonly root: string },
+  options: RebootOptions,
+): Promise<RebootRun> {
+  try {
+    await waitForPort(port, server, 60_000);
+    let before = procStats(server.pid!);
+    const report = await runGenerator(
+      {
+        host: "::1", port, concurrency: wave.concurrency, timeoutMs: 30_000, budgetMs: 60_000, priority: DEFAULT_PRIORITY, connections: wave.n, machines: wave.machines,
+        warmupConnections: options.warmupConnections ?? 0, recordSamples: options.recordSamples ?? false,
+      },
+      wave.root,
+      () => {
+        before = procStats(server.pid!);
+        if (label === "mandos-ts") options.onWave?.("start");
+      },
+    );
+    if (label === "mandos-ts") options.onWave?.("end");
+    const run = measuredRun(label, workers, wave.n, wave.concurrency, report, before, procStats(server.pid!));
+    options.log(describe(run));
+    return run;
+  } finally {
+    await stopProcess(server);
+  }
 }
 
 export async function runRebootSimulation(options: RebootOptions): Promise<RebootRun[]> {
@@ -218,27 +264,16 @@ export async function runRebootSimulation(options: RebootOptions): Promise<Reboo
           args.push(...(options.serverArgs ?? []));
           mkdirSync(join(root, "state"), { recursive: true });
           const server = spawn(process.execPath, [...serverNodeFlags(), ...args], { stdio: ["ignore", "ignore", "inherit"] });
-          try {
-            await waitForPort(port, server, 60_000);
-            let before = procStats(server.pid!);
-            const report = await runGenerator(
-              {
-                host: "::1", port, concurrency, timeoutMs: 30_000, budgetMs: 60_000, priority: DEFAULT_PRIORITY, connections: n, machines: jobMachines,
-                warmupConnections: options.warmupConnections ?? 0,
-              },
-              root,
-              () => {
-                before = procStats(server.pid!);
-                options.onWave?.("start");
-              },
-            );
-            options.onWave?.("end");
-            const run = measuredRun("mandos-ts", workers === "default" ? `default` : workers, n, concurrency, report, before, procStats(server.pid!));
-            runs.push(run);
-            options.log(describe(run));
-          } finally {
-            await stopProcess(server);
-          }
+          runs.push(await warmedWave(server, "mandos-ts", workers, port, { n, concurrency, machines: jobMachines, root }, options));
+        }
+      }
+      if (options.nativeServer) {
+        // mandos-load's ref-server (native.ts), on the same machines: reads each client's key ID and secret from clients.list.
+        writeNativeManifest(conf, machines);
+        for (const concurrency of options.concurrencies) {
+          const port = await freePort();
+          const server = spawn(options.nativeServer, ["-k", conf, "-a", "::1", "-p", String(port), "-w", "2", "--nodelay"], { stdio: ["ignore", "ignore", "inherit"] });
+          runs.push(await warmedWave(server, "native-ref-server", 2, port, { n, concurrency, machines: jobMachines, root }, options));
         }
       }
       if (existsSync(REFERENCE) && options.referenceBus && options.referenceConnections > 0) {
@@ -260,7 +295,7 @@ export async function runRebootSimulation(options: RebootOptions): Promise<Reboo
           const report = await runGenerator(
             {
               host: "::1", port, concurrency, timeoutMs: 30_000, budgetMs: options.referenceBudgetMs, priority: DEFAULT_PRIORITY,
-              connections: Math.min(n, options.referenceConnections), machines: jobMachines,
+              connections: Math.min(n, options.referenceConnections), machines: jobMachines, recordSamples: options.recordSamples ?? false,
             },
             root,
           );

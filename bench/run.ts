@@ -5,10 +5,12 @@
 // the run say so loudly and exit non-zero. Then the same wave with the
 // etcd backend beside the file backend (bench/etcd-wave.ts).
 //
-// BENCH_QUICK=1 runs a small subset (for a smoke test).
+// BENCH_QUICK=1 runs a small subset (for a smoke test). BENCH_PARTS (a
+// comma list of micro, reboot, native, overload, etcd; default all) runs only those parts.
 
-import { mkdirSync, writeFileSync } from "node:fs";
-import { availableParallelism, cpus, totalmem } from "node:os";
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { availableParallelism, cpus, tmpdir, totalmem } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Counts } from "./load-generator.js";
 import { runMicro, type MicroResult } from "./micro.js";
@@ -16,9 +18,12 @@ import { startPrivateBus } from "../test/helpers/private-bus.js";
 import { runRebootSimulation, type RebootRun } from "./reboot.js";
 import { describeOverload, runOverload } from "./overload.js";
 import { etcdWaveReport, runEtcdWave } from "./etcd-wave.js";
+import { buildNativeTools, failedRows, nativeTables, runNativeComparison, type NativeReport } from "./native.js";
+import { wavePicture } from "./wave-picture.js";
 
 const RESULTS = fileURLToPath(new URL("../../bench/results/", import.meta.url));
 const quick = process.env.BENCH_QUICK === "1";
+const parts = new Set((process.env.BENCH_PARTS ?? "micro,reboot,native,overload,etcd").split(",").map((p) => p.trim()));
 const log = (line: string): void => void process.stderr.write(`${line}\n`);
 
 const machine = {
@@ -30,18 +35,27 @@ const machine = {
 };
 log(`machine: ${machine.cores} × ${machine.cpu}, ${machine.memoryGiB} GiB, Node ${machine.node}`);
 
-const micro: MicroResult[] = quick ? [] : await runMicro(log);
+const micro: MicroResult[] = quick || !parts.has("micro") ? [] : await runMicro(log);
 
-const bus = await startPrivateBus().catch(() => null);
+// mandos-load, built once: the native comparison's tools, and its ref-server in the reboot simulation (the picture).
+const nativeWork = mkdtempSync(join(tmpdir(), "mandos-ts-bench-native-"));
+// Run as root, our server drops to _mandos before it starts its workers, which then read from here.
+chmodSync(nativeWork, 0o755);
+const tools = buildNativeTools(nativeWork);
+const refServer = "skipped" in tools ? undefined : tools.refServer;
+
+const bus = parts.has("reboot") ? await startPrivateBus().catch(() => null) : null;
 let runs: RebootRun[] = [];
 try {
   const common = { referenceBus: bus?.address, log };
-  if (quick) {
-    runs = await runRebootSimulation({ ...common, sizes: [200], concurrencies: [64], workers: [2], warmupConnections: 100, referenceConnections: 20, referenceBudgetMs: 15_000 });
+  if (!parts.has("reboot")) {
+    log("reboot simulation skipped (BENCH_PARTS)");
+  } else if (quick) {
+    runs = await runRebootSimulation({ ...common, sizes: [200], concurrencies: [64], workers: [0, 2], warmupConnections: 100, referenceConnections: 20, referenceBudgetMs: 15_000, nativeServer: refServer, recordSamples: true });
   } else {
     const warmupConnections = 4000;
     runs = [
-      ...(await runRebootSimulation({ ...common, sizes: [1000], concurrencies: [64, 256], workers: [0, 1, 2, "default"], warmupConnections, referenceConnections: 100, referenceBudgetMs: 40_000 })),
+      ...(await runRebootSimulation({ ...common, sizes: [1000], concurrencies: [64, 256], workers: [0, 1, 2, "default"], warmupConnections, referenceConnections: 100, referenceBudgetMs: 40_000, nativeServer: refServer, recordSamples: true })),
       ...(await runRebootSimulation({ ...common, sizes: [10000], concurrencies: [256], workers: [0, 1, 2], warmupConnections, referenceConnections: 0, referenceBudgetMs: 0 })),
       // The memory goal: 10,000 clients configured and 1,000 connections open at once.
       ...(await runRebootSimulation({ ...common, sizes: [10000], concurrencies: [1000], workers: ["default"], warmupConnections, referenceConnections: 0, referenceBudgetMs: 0 })),
@@ -51,10 +65,19 @@ try {
   await bus?.stop();
 }
 
-// Issue 16: a burst of ten times the sustained rate, default limits, machines that retry as mandos-client does.
-const overload = await runOverload(quick ? { machines: 2000, burstFactor: 10, pacedConnections: 500, log } : { machines: 15_000, burstFactor: 10, pacedConnections: 4000, log });
+let native: NativeReport | null = null;
+try {
+  if (parts.has("native")) native = await runNativeComparison({ tools, quick, work: nativeWork, log });
+} finally {
+  rmSync(nativeWork, { recursive: true, force: true });
+}
 
-const etcdWave = await runEtcdWave({ quick, log });
+// Issue 16: a burst of ten times the sustained rate, default limits, machines that retry as mandos-client does.
+const overload = parts.has("overload")
+  ? await runOverload(quick ? { machines: 2000, burstFactor: 10, pacedConnections: 500, log } : { machines: 15_000, burstFactor: 10, pacedConnections: 4000, log })
+  : null;
+
+const etcdWave = parts.has("etcd") ? await runEtcdWave({ quick, log }) : null;
 
 const ours = runs.filter((r) => r.server === "mandos-ts");
 const reference = runs.filter((r) => r.server === "python-reference");
@@ -92,10 +115,22 @@ if (micro.length > 0) {
 
 mkdirSync(RESULTS, { recursive: true });
 const file = `${RESULTS}${machine.date.replace(/[:.]/g, "-")}${quick ? "-quick" : ""}.json`;
-writeFileSync(file, JSON.stringify({ machine, micro, runs, overload, etcdWave }, null, 2) + "\n");
-process.stdout.write(`\n${microTable}\n${table}\n${ratio}${byN}\n${etcdWaveReport(etcdWave)}\n${describeOverload(overload)}\n\nresults: ${file}\n`);
-if (!overload.passed) {
+if (overload && !overload.passed) {
   process.stdout.write("\n!!! OVERLOAD RUN FAILED: a machine was lost or needed more than one retry !!!\n");
+  process.exitCode = 1;
+}
+const wave = wavePicture(runs, machine);
+if (wave) {
+  writeFileSync(`${RESULTS}wave${quick ? "-quick" : ""}.svg`, wave.svg);
+  log(`picture of the wave: ${RESULTS}wave${quick ? "-quick" : ""}.svg`);
+}
+// Every connection's timings are kept for the picture's runs only, under "wave".
+const withoutSamples = runs.map((r) => ({ ...r, report: { ...r.report, samples: undefined } }));
+writeFileSync(file, JSON.stringify({ machine, micro, runs: withoutSamples, native, overload, etcdWave, wave: wave?.series ?? null }, null, 2) + "\n");
+process.stdout.write(`\n${microTable}\n${runs.length > 0 ? table : ""}\n${ratio}${byN}\n${native ? nativeTables(native) : ""}\n${etcdWaveReport(etcdWave)}\n${overload ? `${describeOverload(overload)}\n\n` : ""}results: ${file}\n`);
+const nativeBad = native ? failedRows(native) : [];
+if (nativeBad.length > 0) {
+  process.stdout.write(`\n!!! BENCHMARK FAILURES: ${nativeBad.length} native-comparison run(s) had failed or mismatched secrets !!!\n`);
   process.exitCode = 1;
 }
 if (bad.length > 0) {

@@ -1,16 +1,17 @@
 #!/bin/sh
 # Installs the Debian packages the integration tests talk to (the real peers),
 # when they are missing and we run as root. Without root, tests that need a
-# missing peer skip themselves and say why.
+# missing peer skip themselves and say why. $PKGS replaces the list
+# (scripts/install-bench-tools.sh).
 set -eu
-PKGS="mandos-client mandos gnutls-bin dbus avahi-daemon avahi-utils iproute2 tmux prometheus etcd-server etcd-client"
+PKGS="${PKGS:-mandos-client mandos gnutls-bin dbus avahi-daemon avahi-utils iproute2 tmux prometheus etcd-server etcd-client}"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
 done
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" != 0 ]; then
-  echo "install-test-peers: not root; missing:$missing (tests that need them will skip)" >&2
+  echo "install-test-peers: not root; missing:$missing (what needs them will skip)" >&2
   exit 0
 fi
 # Never let a package's maintainer script start a daemon on this machine's

@@ -1,7 +1,8 @@
 // The worker pool's batching: many tasks submitted at once all come back,
 // each to its own caller, in a handful of batches; a task that throws on the
 // worker fails alone, not its batch; a flight's progress crosses from task
-// to task; a closed runner rejects queued work.
+// to task; a closed runner rejects queued work; a pool says when its
+// workers have loaded their code.
 
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
@@ -70,6 +71,16 @@ describe("the worker pool runner", () => {
     } finally {
       await runner.close();
     }
+  });
+
+  it("says it is ready once every worker has loaded its code (what the server waits for before dropping privileges)", async () => {
+    const runner = createHandshakeRunner(2, settings);
+    try {
+      assert.equal(await runner.ready(), true);
+    } finally {
+      await runner.close();
+    }
+    assert.equal(await createHandshakeRunner(0, settings).ready(), true, "inline is ready at once");
   });
 
   it("rejects work after close", async () => {

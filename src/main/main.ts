@@ -238,6 +238,8 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
   // Debian's package makes /var/lib/mandos), and must be writable by it.
   let stateDir = prepareStateDir(settings.statedir, runAs);
   if (stateDir.ok && stateDir.created) logger.info(`Created state directory ${settings.statedir}`);
+  // Workers read their code as they start: let them, before the drop.
+  if (runAs && !(await runner.ready())) logger.error("Handshake workers did not start in time; handshakes may fail");
   try {
     dropPrivileges(logger);
   } catch (error) {

@@ -3,6 +3,7 @@
 // data. Handshake tasks and key shares come in batches, so that a burst of
 // connections costs one message round trip per batch, not per connection.
 
+import { parentPort } from "node:worker_threads";
 import { generateEphemeralKeyShares, runHandshakeTask, type EphemeralKeyShares, type HandshakeTask, type HandshakeTaskResult, type NamedGroup } from "../tls/index.js";
 
 export type WorkerRequest =
@@ -20,6 +21,15 @@ export type BatchedResult = { readonly ok: true; readonly result: HandshakeTaskR
 export type WorkerResponse =
   | { readonly kind: "handshakes"; readonly results: BatchedResult[] }
   | { readonly kind: "keygen"; readonly shares: EphemeralKeyShares[] };
+
+/**
+ * Posted once this module and everything it imports are loaded (the pool
+ * relays it as a "message" event): the server waits for it from every
+ * worker before it drops privileges, because a worker reads its code from
+ * disk as it starts, and an installation may be readable by root alone.
+ */
+export const WORKER_LOADED = "mandos-ts:handshake-worker-loaded";
+parentPort?.postMessage(WORKER_LOADED);
 
 export default function work(request: WorkerRequest): WorkerResponse {
   if (request.kind === "keygen") {

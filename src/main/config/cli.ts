@@ -93,7 +93,7 @@ export function parseCommandLine(
     .option("--statedir <DIR>", "Directory to save/restore state in")
     .option("--foreground", "Run in foreground")
     .addOption(new Option("--no-zeroconf", "Do not use Zeroconf"))
-    .option("--workers <N>", "Handshake worker threads (0: run handshakes on the main thread; default: 0 on one or two cores, else one per core but one)", integer("workers", 0, 1024))
+    .option("--workers <N>", "Handshake worker threads (0: run handshakes on the main thread; default: one per core but one (0 on one core))", integer("workers", 0, 1024))
     .option("--max-per-source <N>", "Open connections per client address (IPv6: per /64) at most; 0: no limit (default: 128)", integer("max-per-source", 0, 1_000_000))
     .option("--metrics <HOST:PORT>", "Serve Prometheus /metrics and /health on HOST:PORT (a bare :PORT is loopback only)")
     .option("--audit-log <FILE>", "Append one JSON line per secret released or known client refused to FILE")

@@ -16,12 +16,19 @@ import {
   type HandshakeTaskResult,
   type TlsSettings,
 } from "../../tls/index.js";
-import type { WorkerRequest, WorkerResponse } from "../../workers/handshake.js";
+import { WORKER_LOADED, type WorkerRequest, type WorkerResponse } from "../../workers/handshake.js";
 
 export interface HandshakeRunner {
   /** Fresh, never reused key shares for one ClientHello. */
   keyShares(): Promise<EphemeralKeyShares>;
   run(task: HandshakeTask): Promise<HandshakeTaskResult>;
+  /**
+   * Whether every worker has loaded its code (at once inline); false if
+   * not within WORKER_LOAD_WAIT_MS. Await it before dropping privileges:
+   * a worker reads its modules from disk as it starts, and the
+   * installation may be readable by root alone.
+   */
+  ready(): Promise<boolean>;
   /** Number of worker threads (0 = inline). */
   readonly workers: number;
   /** Handshake tasks waiting for a worker (always 0 inline); read by metrics. */
@@ -30,12 +37,19 @@ export interface HandshakeRunner {
 }
 
 /**
- * One worker per core beside the main thread's, from three cores up. With
- * two cores or fewer a worker only shares the main thread's core, and the
- * hand-off to it costs more than it saves (docs/BENCHMARK.md): inline.
+ * One worker per core beside the main thread's, from two cores up; inline
+ * on one. From the per-thread CPU a secret (docs/BENCHMARK.md, "Per
+ * thread"): inline, the main thread does all of a secret's work and bounds
+ * the rate alone at 1 / (its CPU a secret), whatever the cores; with
+ * workers it keeps part of it, and the hand-off adds CPU in all. On a
+ * machine that serves only Mandos, a second core for the pool pays when
+ * 2 / (process CPU a secret with workers) > 1 / (inline main thread's),
+ * which the figures show on 2 cores; on one core the hand-off only costs.
+ * (A load generator on the same two cores takes one of them: then inline
+ * wins, which is what an earlier default was chosen from.)
  */
 export function defaultWorkerCount(cores = availableParallelism()): number {
-  return cores >= 3 ? cores - 1 : 0;
+  return cores >= 2 ? cores - 1 : 0;
 }
 
 /**
@@ -60,6 +74,9 @@ class InlineRunner implements HandshakeRunner {
   keyShares(): Promise<EphemeralKeyShares> {
     return Promise.resolve(generateEphemeralKeyShares(this.#settings.keyShareGroups));
   }
+  ready(): Promise<boolean> {
+    return Promise.resolve(true);
+  }
   run(task: HandshakeTask): Promise<HandshakeTaskResult> {
     return Promise.resolve(runHandshakeTask(task, { knownKeys: this.#knownKeys() }));
   }
@@ -77,6 +94,8 @@ const RESERVOIR_TARGET = 256;
 const REFILL_BATCH = 32;
 /** Handshake tasks per batch: 16 × ~0.3 ms keeps a batch under 5 ms. */
 const MAX_BATCH = 16;
+/** How long ready() waits for the workers to load: a cold start of Node and our modules takes well under a second. */
+const WORKER_LOAD_WAIT_MS = 10_000;
 
 class PoolRunner implements HandshakeRunner {
   readonly workers: number;
@@ -91,6 +110,8 @@ class PoolRunner implements HandshakeRunner {
   readonly #queue: Array<{ task: HandshakeTask; resolve: (r: HandshakeTaskResult) => void; reject: (e: Error) => void }> = [];
   #batchesInFlight = 0;
   readonly #knownKeys: KnownKeys;
+  #dispatchScheduled = false;
+  readonly #ready: Promise<boolean>;
 
   constructor(workers: number, settings: TlsSettings, knownKeys: KnownKeys) {
     this.workers = workers;
@@ -106,8 +127,24 @@ class PoolRunner implements HandshakeRunner {
       // with one thread under a sustained burst, the Atomics wake-up was
       // seen to be missed, leaving every later handshake queued for ever.
       atomics: "disabled",
+      // No run and wait time histograms: nothing reads them, and they cost the main thread per task.
+      recordTiming: false,
+    });
+    this.#ready = new Promise((resolve) => {
+      let loaded = 0;
+      const timer = setTimeout(() => resolve(false), WORKER_LOAD_WAIT_MS);
+      timer.unref();
+      this.#pool.on("message", (message: unknown) => {
+        if (message !== WORKER_LOADED || ++loaded < workers) return;
+        clearTimeout(timer);
+        resolve(true);
+      });
     });
     this.#refill();
+  }
+
+  ready(): Promise<boolean> {
+    return this.#ready;
   }
 
   get queued(): number {
@@ -128,6 +165,16 @@ class PoolRunner implements HandshakeRunner {
     if (this.#closed) return Promise.reject(new Error("handshake runner closed"));
     return new Promise((resolve, reject) => {
       this.#queue.push({ task, resolve, reject });
+      this.#schedule();
+    });
+  }
+
+  /** One dispatch at the end of this turn of the event loop (setImmediate runs after its I/O callbacks). */
+  #schedule(): void {
+    if (this.#dispatchScheduled) return;
+    this.#dispatchScheduled = true;
+    setImmediate(() => {
+      this.#dispatchScheduled = false;
       this.#dispatch();
     });
   }
@@ -135,14 +182,18 @@ class PoolRunner implements HandshakeRunner {
   /**
    * Self-clocking batches: at most one batch in flight per worker; tasks
    * that arrive meanwhile wait here and leave together when a worker's
-   * batch comes back. Under light load a batch is one task, sent at once;
-   * in a reboot wave it is up to MAX_BATCH. A round trip to a worker costs
-   * ~0.35 ms of CPU per task sent alone (structured clone, the key's
-   * transfer, two thread wake-ups) and ~0.02 ms in a batch of 16.
+   * batch comes back. A new task does not leave at once but at the end of
+   * the event loop's turn (#schedule), with every task that the same turn's
+   * reads produced: in a reboot wave one turn handles many sockets, and a
+   * round trip to a worker costs ~0.35 ms of CPU for a task sent alone
+   * (structured clone, the key's transfer, a thread wake-up each way) and
+   * ~0.02 ms a task in a batch of 16. The waiting tasks are split evenly
+   * over the free workers, MAX_BATCH at most each.
    */
   #dispatch(): void {
     while (this.#queue.length > 0 && this.#batchesInFlight < this.workers) {
-      const batch = this.#queue.splice(0, MAX_BATCH);
+      const free = this.workers - this.#batchesInFlight;
+      const batch = this.#queue.splice(0, Math.min(MAX_BATCH, Math.ceil(this.#queue.length / free)));
       this.#batchesInFlight++;
       this.#pool.run({ kind: "handshakes", tasks: batch.map((b) => b.task), knownKeys: this.#knownKeys() }).then(
         (response) => {

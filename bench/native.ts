@@ -1,0 +1,419 @@
+// Side by side with a native server (issue 19): our server and mandos-load's
+// `ref-server` (a minimal Mandos server in C on GnuTLS, threads, TCP_NODELAY)
+// under the same GnuTLS load generator (`mandos-load`), the same clients
+// and the same load, in one run. Per server: secrets/s, latency p50/p99,
+// CPU per secret for the whole process and per thread (main, workers,
+// others; threads.ts), peak RSS; then the ratios ours/native.
+//
+// mandos-load is not part of this repository: its C sources are copied from
+// $MANDOS_LOAD_DIR (default DEFAULT_MANDOS_LOAD_DIR) into a scratch
+// directory and built there with make, gcc, pkg-config and GnuTLS's headers
+// (libgnutls28-dev). When they are missing, this part says why and is skipped.
+//
+// Runs: 1,000 clients (made by its make-clients.sh), 256 connections at
+// once, 3 s of warm-up then 8 s measured, for ours with --workers 0 and 2
+// and for `ref-server -w 2 --nodelay`; the same pinned with taskset (server
+// and load generator on different cores where there are enough) for
+// --workers 0, 1, 2 and the native server; and 10,000 clients, one wave of
+// 10,000 connections 256 at once, then 1,000 at once for the peak RSS.
+
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { createHash, generateKeyPairSync, randomBytes } from "node:crypto";
+import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { availableParallelism } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { freePort } from "../test/helpers/wait.js";
+import { serverNodeFlags, stopProcess, waitForPort } from "./reboot.js";
+import { cpuBetween, peakRssMiB, threadCpu, threadRolePreload, workerThreadIds, type ThreadCpu } from "./threads.js";
+
+const REPO = fileURLToPath(new URL("../../", import.meta.url));
+/** Where the project's shared tools folder keeps mandos-load; $MANDOS_LOAD_DIR overrides it. */
+export const DEFAULT_MANDOS_LOAD_DIR = "/work/shared/tools/mandos-load";
+/**
+ * Client sets up to this size are made by mandos-load's own make-clients.sh
+ * (three openssl runs a client: about 4 minutes for 1,000 on this 2-core
+ * machine when it is busy); larger ones are written here in the same layout
+ * (mandos-load checks every key ID against GnuTLS's own as it loads them).
+ */
+const SCRIPT_MAX_CLIENTS = 1000;
+/** Secret size: make-clients.sh's default. */
+const SECRET_BYTES = 512;
+
+export interface NativeTools {
+  readonly loadGenerator: string;
+  readonly refServer: string;
+  readonly makeClients: string;
+}
+
+/** Copies mandos-load's folder into `work` and builds it; a reason when it cannot. */
+export function buildNativeTools(work: string): NativeTools | { readonly skipped: string } {
+  const source = process.env.MANDOS_LOAD_DIR ?? DEFAULT_MANDOS_LOAD_DIR;
+  if (!existsSync(join(source, "Makefile"))) return { skipped: `mandos-load not found in ${source} (set MANDOS_LOAD_DIR)` };
+  const probe = spawnSync("sh", ["-c", "command -v make && command -v cc && pkg-config --exists gnutls"], { encoding: "utf8" });
+  if (probe.status !== 0) {
+    return { skipped: "cannot build mandos-load: needs make, gcc, pkg-config and libgnutls28-dev (scripts/install-bench-tools.sh)" };
+  }
+  const dir = join(work, "mandos-load");
+  cpSync(source, dir, { recursive: true });
+  const built = spawnSync("make", ["-C", dir, "mandos-load", "ref-server"], { encoding: "utf8" });
+  if (built.status !== 0) return { skipped: `building mandos-load failed: ${(built.stderr || built.stdout).trim().split("\n").slice(-3).join(" / ")}` };
+  return { loadGenerator: join(dir, "mandos-load"), refServer: join(dir, "ref-server"), makeClients: join(dir, "make-clients.sh") };
+}
+
+/** The [DEFAULT] of every client: checkers once a day (the benchmark measures secrets, not checkers). */
+const CLIENT_DEFAULTS = { CHECKER: "true", INTERVAL: "1d", TIMEOUT: "2d", EXTENDED_TIMEOUT: "2d" } as const;
+
+/** A client directory as make-clients.sh lays it out: keys/, clients.list, clients.conf, mandos.conf. */
+export function makeClientSet(tools: NativeTools, n: number, dir: string, log: (line: string) => void, quick = false): void {
+  if (n <= SCRIPT_MAX_CLIENTS && !quick) {
+    log(`make-clients.sh ${n}`);
+    const made = spawnSync(tools.makeClients, [String(n), dir, String(SECRET_BYTES)], {
+      env: { ...process.env, ...CLIENT_DEFAULTS, JOBS: String(availableParallelism()) },
+      encoding: "utf8",
+    });
+    if (made.status !== 0) throw new Error(`make-clients.sh failed: ${made.stderr.trim()}`);
+    return;
+  }
+  log(`writing ${n} clients in make-clients.sh's layout`);
+  mkdirSync(join(dir, "keys"), { recursive: true, mode: 0o700 });
+  const list: string[] = [];
+  const conf = [
+    `[DEFAULT]\nchecker = ${CLIENT_DEFAULTS.CHECKER}\ninterval = ${CLIENT_DEFAULTS.INTERVAL}\ntimeout = ${CLIENT_DEFAULTS.TIMEOUT}\nextended_timeout = ${CLIENT_DEFAULTS.EXTENDED_TIMEOUT}\n`,
+  ];
+  for (let i = 1; i <= n; i++) {
+    const name = `client-${String(i).padStart(5, "0")}`;
+    const { privateKey, publicKey } = generateKeyPairSync("ed25519");
+    const secret = randomBytes(SECRET_BYTES);
+    const kid = createHash("sha256").update(publicKey.export({ type: "spki", format: "der" })).digest("hex").toUpperCase();
+    writeFileSync(join(dir, "keys", `${name}.pub.pem`), publicKey.export({ type: "spki", format: "pem" }), { mode: 0o600 });
+    writeFileSync(join(dir, "keys", `${name}.key.pem`), privateKey.export({ type: "pkcs8", format: "pem" }), { mode: 0o600 });
+    writeFileSync(join(dir, "keys", `${name}.secret`), secret, { mode: 0o600 });
+    list.push(`${name} ${kid} keys/${name}.pub.pem keys/${name}.key.pem keys/${name}.secret\n`);
+    const wrapped = secret.toString("base64").replace(/(.{64})(?=.)/g, "$1\n    ");
+    conf.push(`[${name}]\nhost = 127.0.0.1\nkey_id = ${kid}\nfingerprint = ${kid.slice(0, 40)}\nsecret =\n    ${wrapped}\n`);
+  }
+  writeFileSync(join(dir, "clients.list"), list.join(""));
+  writeFileSync(join(dir, "clients.conf"), conf.join("\n"), { mode: 0o600 });
+  writeFileSync(join(dir, "mandos.conf"), "[DEFAULT]\n", { mode: 0o600 });
+}
+
+export interface ServerUnderTest {
+  readonly server: "mandos-ts" | "native";
+  /** Worker threads (`--workers`, or ref-server's `-w`); "default" leaves ours to choose. */
+  readonly workers: number | "default";
+  /** taskset CPU lists for the server and the load generator; none: unpinned. */
+  readonly pin?: { readonly server: string; readonly generator: string };
+}
+
+/** How much load: connections at once, then either seconds of new connections or a fixed count. */
+export interface Load {
+  readonly concurrency: number;
+  readonly warmupSeconds: number;
+  readonly measure: { readonly seconds: number } | { readonly connections: number };
+}
+
+/** µs of CPU per secret delivered. */
+export interface CpuPerSecret {
+  readonly total: number;
+  readonly main: number;
+  readonly workers: number;
+  readonly others: number;
+}
+
+export interface NativeRow {
+  readonly server: ServerUnderTest["server"];
+  readonly workers: ServerUnderTest["workers"];
+  readonly pinned: ServerUnderTest["pin"] | null;
+  readonly clients: number;
+  readonly concurrency: number;
+  /** "8 s" or "wave of 10000". */
+  readonly measured: string;
+  readonly ok: number;
+  readonly failed: number;
+  readonly mismatched: number;
+  /** Secrets over the generator's whole wall time (drain included). */
+  readonly secretsPerSecond: number;
+  /** Secrets that arrived within the load window, over its length (duration runs). */
+  readonly windowSecretsPerSecond: number;
+  readonly latencyMs: { readonly p50: number; readonly p99: number; readonly max: number };
+  readonly cpuUsPerSecret: CpuPerSecret;
+  readonly peakRssMiB: number;
+  readonly warmup: { readonly ok: number; readonly failed: number };
+}
+
+/** mandos-load's "RESULT k=v ..." line. */
+type LoadResult = Readonly<Record<string, number>>;
+
+function runLoad(tools: NativeTools, port: number, clientsDir: string, args: readonly string[], cpus: string | undefined): Promise<LoadResult> {
+  const argv = ["-a", "::1", "-p", String(port), "-k", clientsDir, "-t", "30", ...args];
+  const [command, commandArgs] = cpus ? ["taskset", ["-c", cpus, tools.loadGenerator, ...argv]] : [tools.loadGenerator, argv];
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, commandArgs, { stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    let err = "";
+    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (err += d.toString()));
+    child.on("error", reject);
+    child.on("exit", (code) => {
+      const line = out.split("\n").find((l) => l.startsWith("RESULT "));
+      if (!line) {
+        reject(new Error(`mandos-load exited with ${code} and no RESULT line: ${err.trim().slice(0, 500)}`));
+        return;
+      }
+      const result: Record<string, number> = {};
+      for (const kv of line.slice(7).split(" ")) {
+        const [k, v] = kv.split("=");
+        if (k) result[k] = Number(v);
+      }
+      if (code !== 0) process.stderr.write(`mandos-load exited with ${code}: ${err.trim().slice(0, 500)}\n`);
+      resolve(result);
+    });
+  });
+}
+
+interface Started {
+  readonly child: ChildProcess;
+  readonly isWorker: (tid: number) => boolean;
+}
+
+async function startServer(tools: NativeTools, s: ServerUnderTest, clientsDir: string, port: number, work: string): Promise<Started> {
+  const taskset = (argv: string[]): [string, string[]] => (s.pin ? ["taskset", ["-c", s.pin.server, ...argv]] : [argv[0]!, argv.slice(1)]);
+  let child: ChildProcess;
+  let isWorker: (tid: number) => boolean;
+  if (s.server === "native") {
+    const [cmd, args] = taskset([tools.refServer, "-k", clientsDir, "-a", "::1", "-p", String(port), "-w", String(s.workers === "default" ? 2 : s.workers), "--nodelay"]);
+    child = spawn(cmd, args, { stdio: ["ignore", "ignore", "ignore"] });
+    // Its main thread only waits in pthread_join; the others accept and serve (its signal thread sleeps).
+    isWorker = () => true;
+  } else {
+    const roles = join(work, `roles-${port}.txt`);
+    const preload = join(work, `roles-${port}.cjs`);
+    threadRolePreload(preload, roles);
+    const state = join(work, `state-${port}`);
+    mkdirSync(state, { recursive: true });
+    const argv = [
+      process.execPath, ...serverNodeFlags(), "--require", preload,
+      join(REPO, "bin/mandos"), "--configdir", clientsDir, "--statedir", state, "--no-restore",
+      "--no-zeroconf", "--no-dbus", "--foreground", "--debuglevel", "ERROR", "--address", "::1", "--port", String(port),
+      // Every simulated client is ::1 here; a real fleet has an address each.
+      "--max-per-source", "0",
+      ...(s.workers === "default" ? [] : ["--workers", String(s.workers)]),
+    ];
+    const [cmd, args] = taskset(argv);
+    child = spawn(cmd, args, { stdio: ["ignore", "ignore", "inherit"] });
+    isWorker = (tid) => workerThreadIds(roles).has(tid);
+  }
+  await waitForPort(port, child, 120_000);
+  return { child, isWorker };
+}
+
+const perSecret = (cpu: ThreadCpu, secrets: number): CpuPerSecret => {
+  const us = (ms: number): number => (secrets > 0 ? Math.round((ms * 1000) / secrets) : 0);
+  return { total: us(cpu.total), main: us(cpu.main), workers: us(cpu.workers), others: us(cpu.others) };
+};
+
+/** One server: start, warm up, measure, stop. */
+export async function measureServer(
+  tools: NativeTools,
+  s: ServerUnderTest,
+  clients: { readonly dir: string; readonly count: number },
+  load: Load,
+  work: string,
+): Promise<NativeRow> {
+  const port = await freePort();
+  const { child, isWorker } = await startServer(tools, s, clients.dir, port, work);
+  try {
+    const generatorCpus = s.pin?.generator;
+    const conc = ["-c", String(load.concurrency)];
+    const warm = await runLoad(tools, port, clients.dir, [...conc, "-d", String(load.warmupSeconds)], generatorCpus);
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`${s.server} server exited (${child.exitCode ?? child.signalCode}) during the warm-up`);
+    const before = threadCpu(child.pid!, isWorker);
+    const measureArgs = "seconds" in load.measure ? ["-d", String(load.measure.seconds)] : ["-n", String(load.measure.connections)];
+    const r = await runLoad(tools, port, clients.dir, [...conc, ...measureArgs], generatorCpus);
+    const cpu = cpuBetween(before, threadCpu(child.pid!, isWorker));
+    const ok = r.ok ?? 0;
+    return {
+      server: s.server,
+      workers: s.workers,
+      pinned: s.pin ?? null,
+      clients: clients.count,
+      concurrency: load.concurrency,
+      measured: "seconds" in load.measure ? `${load.measure.seconds} s` : `wave of ${load.measure.connections}`,
+      ok,
+      failed: r.failed ?? 0,
+      mismatched: r.mismatch ?? 0,
+      secretsPerSecond: Math.round(r.rate ?? 0),
+      windowSecretsPerSecond: Math.round(r.rate_window ?? 0),
+      latencyMs: { p50: r.lat_p50 ?? 0, p99: r.lat_p99 ?? 0, max: r.lat_max ?? 0 },
+      cpuUsPerSecret: perSecret(cpu, ok),
+      peakRssMiB: peakRssMiB(child.pid!),
+      warmup: { ok: warm.ok ?? 0, failed: (warm.failed ?? 0) + (warm.mismatch ?? 0) },
+    };
+  } finally {
+    await stopProcess(child);
+  }
+}
+
+/**
+ * What the per-thread figures say about a host of `cores` cores that serves
+ * only Mandos (the load generator elsewhere), for one process with
+ * cores − 1 workers: the cores bound the rate at cores × 10⁶ / (µs a
+ * secret in all), the main thread alone at 10⁶ / (its µs a secret); the
+ * lower bound wins. For the native server, threads scale with the cores.
+ * Assumes each thread's CPU per secret stays what it is here: no lock or
+ * cache contention that grows with the cores, the kernel's TCP stack and
+ * the NIC not the bound, batches to the workers as full as here, and the
+ * "others" threads (GC, compilation) spread over the cores.
+ */
+export interface Extrapolation {
+  readonly cores: number;
+  readonly oursSecretsPerSecond: number;
+  /** Which bound sets ours: "main thread" or "cores". */
+  readonly oursBoundBy: string;
+  readonly nativeSecretsPerSecond: number;
+}
+
+export function extrapolate(ours: CpuPerSecret, native: CpuPerSecret, cores: number): Extrapolation {
+  const byCores = ours.total > 0 ? (cores * 1e6) / ours.total : 0;
+  const byMain = ours.main > 0 ? 1e6 / ours.main : Infinity;
+  return {
+    cores,
+    oursSecretsPerSecond: Math.round(Math.min(byCores, byMain)),
+    oursBoundBy: byMain < byCores ? "main thread" : "cores",
+    nativeSecretsPerSecond: native.total > 0 ? Math.round((cores * 1e6) / native.total) : 0,
+  };
+}
+
+export interface NativeReport {
+  readonly skipped?: string;
+  readonly sideBySide: NativeRow[];
+  readonly pinned: NativeRow[];
+  readonly large: NativeRow[];
+  readonly extrapolation: Extrapolation[];
+}
+
+export interface NativeOptions {
+  /** buildNativeTools's answer. */
+  readonly tools: NativeTools | { readonly skipped: string };
+  readonly quick: boolean;
+  readonly work: string;
+  readonly log: (line: string) => void;
+}
+
+export function describeRow(r: NativeRow): string {
+  const c = r.cpuUsPerSecret;
+  return (
+    `${r.server} workers=${r.workers}${r.pinned ? ` pinned ${r.pinned.server}/${r.pinned.generator}` : ""} N=${r.clients} c=${r.concurrency} ${r.measured}: ` +
+    `${r.secretsPerSecond} secrets/s, p50 ${r.latencyMs.p50} p99 ${r.latencyMs.p99} ms, ${r.ok} ok ${r.failed} failed ${r.mismatched} mismatched, ` +
+    `CPU µs/secret ${c.total} (main ${c.main}, workers ${c.workers}, others ${c.others}), peak RSS ${r.peakRssMiB} MiB`
+  );
+}
+
+/** The CPU lists for a pinned server with `workers` workers and its load generator, on `cores` cores. */
+function pinFor(workers: number, cores: number): ServerUnderTest["pin"] {
+  const serverCores = Math.max(1, Math.min(workers + 1, cores - 1));
+  const list = (from: number, to: number): string => (from === to ? String(from) : `${from}-${to}`);
+  return { server: list(0, serverCores - 1), generator: list(serverCores, cores - 1) };
+}
+
+export async function runNativeComparison(options: NativeOptions): Promise<NativeReport> {
+  const { tools, quick, work, log } = options;
+  const empty = { sideBySide: [], pinned: [], large: [], extrapolation: [] };
+  if ("skipped" in tools) {
+    log(`native comparison skipped: ${tools.skipped}`);
+    return { ...empty, skipped: tools.skipped };
+  }
+  const report: NativeReport = { ...empty };
+  const measure = async (s: ServerUnderTest, clients: { dir: string; count: number }, load: Load, into: NativeRow[]): Promise<void> => {
+    const row = await measureServer(tools, s, clients, load, work);
+    into.push(row);
+    log(describeRow(row));
+  };
+
+  // $BENCH_NATIVE_CLIENTS: a client directory from an earlier make-clients.sh, to save its minutes on repeated runs.
+  const reuse = process.env.BENCH_NATIVE_CLIENTS;
+  const small = reuse
+    ? { dir: reuse, count: readFileSync(join(reuse, "clients.list"), "utf8").split("\n").filter(Boolean).length }
+    : { dir: join(work, "clients-small"), count: quick ? 200 : 1000 };
+  if (!reuse) makeClientSet(tools, small.count, small.dir, log, quick);
+  const load: Load = { concurrency: quick ? 64 : 256, warmupSeconds: quick ? 1 : 3, measure: { seconds: quick ? 2 : 8 } };
+  const native: ServerUnderTest = { server: "native", workers: 2 };
+  for (const s of [{ server: "mandos-ts", workers: 0 }, { server: "mandos-ts", workers: 2 }, native] as const) {
+    await measure(s, small, load, report.sideBySide);
+  }
+
+  const cores = availableParallelism();
+  if (cores >= 2) {
+    for (const workers of quick ? [0, 2] : [0, 1, 2]) {
+      await measure({ server: "mandos-ts", workers, pin: pinFor(workers, cores) }, small, load, report.pinned);
+    }
+    await measure({ ...native, pin: pinFor(2, cores) }, small, load, report.pinned);
+  } else {
+    log("scaling run skipped: one core, nothing to pin apart");
+  }
+
+  const oursW2 = report.sideBySide.find((r) => r.server === "mandos-ts" && r.workers === 2);
+  const nativeRow = report.sideBySide.find((r) => r.server === "native");
+  if (oursW2 && nativeRow) {
+    for (const c of [2, 8, 16]) report.extrapolation.push(extrapolate(oursW2.cpuUsPerSecret, nativeRow.cpuUsPerSecret, c));
+  }
+
+  if (!quick) {
+    const large = { dir: join(work, "clients-large"), count: 10_000 };
+    makeClientSet(tools, large.count, large.dir, log);
+    const wave: Load = { concurrency: 256, warmupSeconds: 3, measure: { connections: large.count } };
+    for (const s of [{ server: "mandos-ts", workers: 0 }, { server: "mandos-ts", workers: 2 }, native] as const) {
+      await measure(s, large, wave, report.large);
+    }
+    // The memory goal: 10,000 clients configured, 1,000 connections open at once.
+    await measure({ server: "mandos-ts", workers: "default" }, large, { ...wave, concurrency: 1000 }, report.large);
+    rmSync(large.dir, { recursive: true, force: true });
+  }
+  return report;
+}
+
+const HEADER =
+  "| server | workers | pinned server/generator | clients | concurrent | measured | secrets/s | p50 ms | p99 ms | ok | failed | CPU µs/secret | main | workers | others | peak RSS MiB |\n" +
+  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+
+function rowLine(r: NativeRow): string {
+  const c = r.cpuUsPerSecret;
+  const name = r.server === "native" ? "native ref-server" : "mandos-ts";
+  return `| ${name} | ${r.workers} | ${r.pinned ? `${r.pinned.server} / ${r.pinned.generator}` : "-"} | ${r.clients} | ${r.concurrency} | ${r.measured} | ${r.secretsPerSecond} | ${r.latencyMs.p50} | ${r.latencyMs.p99} | ${r.ok} | ${r.failed + r.mismatched} | ${c.total} | ${c.main} | ${c.workers} | ${c.others} | ${r.peakRssMiB} |\n`;
+}
+
+/** ours/native for each of our rows against the native row of the same table. */
+function ratios(rows: readonly NativeRow[]): string {
+  const native = rows.find((r) => r.server === "native");
+  if (!native) return "";
+  const x = (a: number, b: number): string => (b > 0 ? (a / b).toFixed(2) : "-");
+  let out = "";
+  for (const r of rows.filter((row) => row.server === "mandos-ts" && row.concurrency === native.concurrency)) {
+    out += `ours --workers ${r.workers} / native: secrets/s ${x(r.secretsPerSecond, native.secretsPerSecond)}, CPU per secret ${x(r.cpuUsPerSecret.total, native.cpuUsPerSecret.total)}, p99 ${x(r.latencyMs.p99, native.latencyMs.p99)}\n`;
+  }
+  return out;
+}
+
+/** The native comparison as Markdown: three tables, each with its ratios, and the extrapolation. */
+export function nativeTables(report: NativeReport): string {
+  if (report.skipped) return `Native comparison skipped: ${report.skipped}\n`;
+  let out = "";
+  const section = (title: string, rows: readonly NativeRow[]): void => {
+    if (rows.length === 0) return;
+    out += `${title}\n\n${HEADER}${rows.map(rowLine).join("")}\n${ratios(rows)}\n`;
+  };
+  section("Side by side, mandos-load (GnuTLS), same clients and load:", report.sideBySide);
+  section("Pinned with taskset:", report.pinned);
+  section("10,000 clients, one wave:", report.large);
+  if (report.extrapolation.length > 0) {
+    out += "Extrapolated from the per-thread CPU per secret (ours: --workers 2 row; one process with cores − 1 workers):\n\n| cores | ours secrets/s | bound by | native secrets/s |\n|---|---|---|---|\n";
+    for (const e of report.extrapolation) out += `| ${e.cores} | ${e.oursSecretsPerSecond} | ${e.oursBoundBy} | ${e.nativeSecretsPerSecond} |\n`;
+  }
+  return out;
+}
+
+/** Rows with failed, mismatched or missing secrets (warm-up included). */
+export function failedRows(report: NativeReport): NativeRow[] {
+  return [...report.sideBySide, ...report.pinned, ...report.large].filter((r) => r.failed > 0 || r.mismatched > 0 || r.ok === 0 || r.warmup.failed > 0);
+}

@@ -1,0 +1,111 @@
+// Per-thread CPU time of a server process under load, from /proc: the
+// process's utime+stime (/proc/PID/stat, which keeps the time of threads
+// that have exited) and each live thread's (/proc/PID/task/TID/stat),
+// grouped as the main thread, the worker threads, and the rest (V8's
+// platform threads for GC and compilation, libuv's pool, exited threads).
+//
+// Node 20 names none of its threads, so which are workers is learnt from
+// inside: `threadRolePreload` writes a CommonJS file that node loads with
+// `--require` in the main thread and in every worker thread (`--import`
+// does not reach workers in Node 20); each thread appends its own TID,
+// read from /proc/thread-self, to a roles file. A native server's roles
+// are known from its design: its main thread is the process's, every other
+// thread is a worker.
+
+import { chmodSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
+
+/** Kernel clock ticks per second (USER_HZ); 100 on every Linux architecture Node supports. */
+const CLK_TCK = 100;
+
+/** CPU milliseconds (user + system). */
+export interface ThreadCpu {
+  readonly main: number;
+  readonly workers: number;
+  /** The process's total minus main and workers. */
+  readonly others: number;
+  readonly total: number;
+}
+
+function ticksOf(stat: string): number {
+  // Fields after "(comm)": state is field 3; utime and stime are 14 and 15.
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return Number(fields[11]) + Number(fields[12]);
+}
+
+/**
+ * Writes the preload to `file`; every thread of a node started with
+ * `--require file` appends "TID main|worker" to `rolesFile`.
+ */
+export function threadRolePreload(file: string, rolesFile: string): void {
+  // Readable and writable by all: run as root, the server drops to _mandos before it starts its workers.
+  writeFileSync(rolesFile, "", { mode: 0o666 });
+  chmodSync(rolesFile, 0o666);
+  writeFileSync(
+    file,
+    [
+      '"use strict";',
+      'const { appendFileSync, readlinkSync } = require("node:fs");',
+      'const { isMainThread } = require("node:worker_threads");',
+      'const tid = readlinkSync("/proc/thread-self").split("/").pop();',
+      `appendFileSync(${JSON.stringify(rolesFile)}, tid + (isMainThread ? " main" : " worker") + "\\n");`,
+      "",
+    ].join("\n"),
+    { mode: 0o644 },
+  );
+}
+
+/** The worker TIDs a roles file names. */
+export function workerThreadIds(rolesFile: string): Set<number> {
+  const ids = new Set<number>();
+  let text = "";
+  try {
+    text = readFileSync(rolesFile, "utf8");
+  } catch {
+    return ids;
+  }
+  for (const line of text.split("\n")) {
+    const [tid, role] = line.split(" ");
+    if (role === "worker") ids.add(Number(tid));
+  }
+  return ids;
+}
+
+/**
+ * The process's CPU time by thread role; `isWorker` says which TIDs are
+ * workers (the main thread is the one whose TID is the PID).
+ */
+export function threadCpu(pid: number, isWorker: (tid: number) => boolean): ThreadCpu {
+  const total = ticksOf(readFileSync(`/proc/${pid}/stat`, "utf8"));
+  let main = 0;
+  let workers = 0;
+  for (const name of readdirSync(`/proc/${pid}/task`)) {
+    const tid = Number(name);
+    let ticks: number;
+    try {
+      ticks = ticksOf(readFileSync(`/proc/${pid}/task/${name}/stat`, "utf8"));
+    } catch {
+      continue; // exited between the listing and the read
+    }
+    if (tid === pid) main = ticks;
+    else if (isWorker(tid)) workers += ticks;
+  }
+  const ms = (ticks: number): number => (ticks * 1000) / CLK_TCK;
+  return { main: ms(main), workers: ms(workers), others: ms(Math.max(0, total - main - workers)), total: ms(total) };
+}
+
+/** after − before. */
+export function cpuBetween(before: ThreadCpu, after: ThreadCpu): ThreadCpu {
+  // Each figure is read in whole ticks at slightly different moments: "others" can come out a tick below zero.
+  return {
+    main: after.main - before.main,
+    workers: after.workers - before.workers,
+    others: Math.max(0, after.others - before.others),
+    total: after.total - before.total,
+  };
+}
+
+/** The peak resident set (VmHWM) of a process, in MiB. */
+export function peakRssMiB(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  return Math.round(Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0) / 102.4) / 10;
+}

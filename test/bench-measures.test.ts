@@ -1,0 +1,81 @@
+// The benchmark's own measuring tools: the per-thread CPU split learns
+// which threads are workers from the preload and charges a worker's CPU to
+// them, not to the main thread; the extrapolation names the bound that
+// wins; the wave picture draws one line per series and panel and escapes
+// what it prints.
+
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { once } from "node:events";
+import { threadCpu, threadRolePreload, workerThreadIds } from "../bench/threads.js";
+import { extrapolate } from "../bench/native.js";
+import { waveSvg } from "../bench/wave-svg.js";
+
+describe("per-thread CPU", () => {
+  it("charges a busy worker's CPU to the workers, and names the main thread by the PID", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "mandos-ts-threads-"));
+    try {
+      const preload = join(dir, "roles.cjs");
+      const roles = join(dir, "roles.txt");
+      threadRolePreload(preload, roles);
+      // The worker hashes for a fixed amount of work, then the process waits on stdin.
+      const program = `
+        const { Worker } = require("node:worker_threads");
+        const w = new Worker("const c = require('node:crypto'); let b = Buffer.alloc(64); for (let i = 0; i < 300000; i++) b = c.createHash('sha256').update(b).digest(); require('node:worker_threads').parentPort.postMessage('done');", { eval: true });
+        w.once("message", () => process.stdout.write("done\\n"));
+        process.stdin.resume();`;
+      const child = spawn(process.execPath, ["--require", preload, "-e", program], { stdio: ["pipe", "pipe", "inherit"] });
+      try {
+        await once(child.stdout!, "data");
+        const workers = workerThreadIds(roles);
+        assert.equal(workers.size, 1, "one worker thread named");
+        assert.ok(!workers.has(child.pid!), "the main thread is not a worker");
+        const cpu = threadCpu(child.pid!, (tid) => workers.has(tid));
+        assert.ok(cpu.workers > 0, `the worker's hashing is charged to it: ${JSON.stringify(cpu)}`);
+        assert.ok(cpu.workers > cpu.main, `the worker did more than the idle main thread: ${JSON.stringify(cpu)}`);
+        assert.ok(cpu.total >= cpu.main + cpu.workers, "the process total covers its threads");
+      } finally {
+        child.kill();
+        await once(child, "exit");
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("the extrapolation to more cores", () => {
+  it("is bound by the cores while they are few, then by the main thread", () => {
+    const ours = { total: 1000, main: 250, workers: 600, others: 150 };
+    const native = { total: 500, main: 0, workers: 500, others: 0 };
+    const two = extrapolate(ours, native, 2);
+    assert.deepEqual([two.oursSecretsPerSecond, two.oursBoundBy, two.nativeSecretsPerSecond], [2000, "cores", 4000]);
+    const sixteen = extrapolate(ours, native, 16);
+    assert.deepEqual([sixteen.oursSecretsPerSecond, sixteen.oursBoundBy, sixteen.nativeSecretsPerSecond], [4000, "main thread", 32000]);
+  });
+});
+
+describe("the picture of the wave", () => {
+  it("draws each series in both panels, scaled to its machines, with its label escaped", () => {
+    const svg = waveSvg(
+      "A wave",
+      [
+        { label: "ours <fast>", attempted: 4, completionsMs: [10, 20, 30, 40], latenciesMs: [10, 10, 10, 10], note: "4 of 4" },
+        { label: "theirs & slow", attempted: 4, completionsMs: [1000, 2000], latenciesMs: [1000, 2000], note: "2 of 4" },
+      ],
+      ["caption"],
+    );
+    assert.match(svg, /^<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg"/);
+    assert.equal((svg.match(/<path /g) ?? []).length, 4, "two series × two panels");
+    assert.ok(svg.includes("ours &lt;fast&gt;") && svg.includes("theirs &amp; slow"));
+    assert.ok(!svg.includes("<fast>"));
+    // The second series served half its machines: its lines stop at 50% (y = top + height / 2 = 200).
+    const paths = [...svg.matchAll(/<path d="([^"]+)"/g)].map((m) => m[1]!);
+    assert.match(paths[2]!, /V200$/);
+    assert.match(paths[0]!, /V70$/, "the first reaches 100% (y = top)");
+  });
+});
