@@ -10,7 +10,7 @@ export { TlsServer, type ServerIdentity } from "./server.js";
 export type { TlsEvent } from "./endpoint.js";
 export { EngineDriver, runLoopback, type EngineSink, type LoopbackSide, type TaskRunner, type TlsEngine } from "./drive.js";
 export { TlsError, type TlsErrorCode } from "./errors.js";
-export { DEFAULT_PRIORITY, parsePriority, type TlsSettings } from "./priority.js";
+export { DEFAULT_PRIORITY, REFERENCE_OPENPGP_PRIORITY, REFERENCE_RPK_PRIORITY, parsePriority, type LegacySettings, type TlsSettings } from "./priority.js";
 export { keyId } from "./crypto.js";
 export {
   generateEphemeralKeyShares,

@@ -22,6 +22,8 @@ export interface ParsedServerHello12 {
   readonly extendedMasterSecret: boolean;
   /** renegotiation_info's renegotiated_connection; null when absent. */
   readonly renegotiationInfo: Buffer | null;
+  /** RFC 7250 server_certificate_type, which we offer for TLS 1.3 only; null when absent. */
+  readonly serverCertType: number | null;
 }
 
 /** Whether a ServerHello body names TLS 1.3 (RFC 8446 §4.2.1: supported_versions); cheap, for the dispatch. */
@@ -52,6 +54,7 @@ export function parseServerHello12(body: Buffer): ParsedServerHello12 {
   let certType: number | null = null;
   let extendedMasterSecret = false;
   let renegotiationInfo: Buffer | null = null;
+  let serverCertType: number | null = null;
   if (r.remaining > 0) {
     for (const ext of readExtensions(r, "ServerHello")) {
       const x = new Reader(ext.data);
@@ -64,6 +67,9 @@ export function parseServerHello12(body: Buffer): ParsedServerHello12 {
           break;
         case Extension12.RenegotiationInfo:
           renegotiationInfo = x.vector(1, "renegotiated_connection");
+          break;
+        case 20:
+          serverCertType = x.u8("server_certificate_type");
           break;
         case Extension12.EcPointFormats: {
           const formats = x.vector(1, "ec_point_formats", 1);
@@ -78,7 +84,7 @@ export function parseServerHello12(body: Buffer): ParsedServerHello12 {
     }
   }
   r.end("ServerHello");
-  return { version, random, sessionId, cipherSuite, certType, extendedMasterSecret, renegotiationInfo };
+  return { version, random, sessionId, cipherSuite, certType, extendedMasterSecret, renegotiationInfo, serverCertType };
 }
 
 export function encodeServerHello12(p: {

@@ -1,0 +1,63 @@
+// Our TLS client role (the Mandos server) against our TLS 1.2 OpenPGP
+// server role (a simulated legacy mandos-client), in process, through the
+// engine's own loopback driver.
+
+import {
+  TlsClient,
+  generateEphemeralKeyShares,
+  parsePriority,
+  runLoopback,
+  type TlsEvent,
+} from "../../src/tls/index.js";
+import { Tls12Server, type OpenPgpIdentity, type Tls12ServerOptions } from "../../src/tls/tls12/server12.js";
+
+export interface LegacyPairResult {
+  readonly clientEvents: TlsEvent[];
+  readonly serverEvents: TlsEvent[];
+  readonly client: TlsClient;
+  readonly server: Tls12Server;
+  /** What the server received as application data. */
+  readonly received: Buffer;
+}
+
+export function runLegacyPair(
+  identity: OpenPgpIdentity,
+  options: Tls12ServerOptions & { clientPriority?: string; secret?: Buffer; chunk?: number } = {},
+): LegacyPairResult {
+  const settings = parsePriority(options.clientPriority ?? "SECURE128:!CTYPE-X.509:+CTYPE-RAWPK:+CTYPE-OPENPGP:!RSA:!VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2");
+  const client = new TlsClient(settings, generateEphemeralKeyShares(settings.keyShareGroups));
+  const server = new Tls12Server(identity, options);
+  const clientEvents: TlsEvent[] = [];
+  const serverEvents: TlsEvent[] = [];
+  const secret = options.secret ?? Buffer.from("the secret");
+  const chunk = options.chunk;
+  client.start();
+  runLoopback(
+    {
+      engine: client,
+      event: (e) => {
+        clientEvents.push(e);
+        if (e.type === "handshake-complete") {
+          client.send(secret);
+          client.close();
+        }
+      },
+      deliver: chunk ? (bytes, to) => {
+        for (let i = 0; i < bytes.length; i += chunk) to.receive(bytes.subarray(i, i + chunk));
+      } : undefined,
+    },
+    {
+      engine: server,
+      event: (e) => {
+        serverEvents.push(e);
+        if (e.type === "closed") server.close();
+      },
+      deliver: chunk ? (bytes, to) => {
+        for (let i = 0; i < bytes.length; i += chunk) to.receive(bytes.subarray(i, i + chunk));
+      } : undefined,
+    },
+    200,
+  );
+  const received = Buffer.concat(serverEvents.flatMap((e) => (e.type === "data" ? [e.data] : [])));
+  return { clientEvents, serverEvents, client, server, received };
+}
