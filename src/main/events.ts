@@ -118,7 +118,10 @@ export interface VersionLine {
 }
 export interface HandshakeDone {
   readonly connection: ConnectionRef;
+  /** The modern peer's key ID; "" for a legacy peer. */
   readonly keyId: string;
+  /** A legacy (TLS 1.2, OpenPGP) peer's fingerprint, 40 upper-case hex digits; absent for a modern peer. */
+  readonly fingerprint?: string;
   /** From accept to the verified Finished, in milliseconds. */
   readonly durationMs: number;
   /**
@@ -138,6 +141,8 @@ export interface SecretSent {
 export interface ClientNotFound {
   readonly connection: ConnectionRef;
   readonly keyId: string;
+  /** A legacy peer's fingerprint (then keyId is ""). */
+  readonly fingerprint?: string;
 }
 export interface ClientRejected {
   readonly connection: ConnectionRef;

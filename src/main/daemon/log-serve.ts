@@ -147,13 +147,16 @@ export function logServeEvents(logger: Logger, clock: Clock = systemClock): () =
     // The reference's line names no address; the budget above keeps a flood of them bounded.
     if (!accepted) log.error(`Unknown protocol version: ${printableAscii(reason ?? "")}`);
   });
-  on(events.handshakeDone, ({ connection, keyId }) => {
+  on(events.handshakeDone, ({ connection, keyId, fingerprint }) => {
     const log = from(connection.address, connection.id);
     log?.debug("Handshake succeeded");
-    log?.debug(`Key ID: ${keyId}`);
+    // The reference in its OpenPGP mode logs the fingerprint's bytes object.
+    if (fingerprint !== undefined) log?.debug(`Fingerprint: b'${fingerprint}'`);
+    else log?.debug(`Key ID: ${keyId}`);
   });
-  on(events.clientNotFound, ({ connection, keyId }) =>
-    from(connection.address)?.info(`Client not found for key ID: ${keyId}, address: ${connection.label}`));
+  // The reference names a legacy peer's fingerprint in the same line ("key_id or fpr").
+  on(events.clientNotFound, ({ connection, keyId, fingerprint }) =>
+    from(connection.address)?.info(`Client not found for key ID: ${keyId || fingerprint || ""}, address: ${connection.label}`));
   on(events.clientRejected, ({ client, reason }) => {
     switch (reason) {
       case "disabled":

@@ -35,7 +35,7 @@
 
 import type { Socket } from "node:net";
 import { EngineDriver, TlsClient, type EngineSink, type HandshakeTask, type HandshakeTaskResult, type TlsEvent, type TlsSettings } from "../../tls/index.js";
-import { EMPTY_KEY_ID } from "../clients/settings.js";
+import { EMPTY_KEY_ID, normaliseKeyId } from "../clients/settings.js";
 import type { Clock, TimerHandle } from "../clock.js";
 import { events, type ConnectionOutcome, type ConnectionRef, type ConnectionStage } from "../events.js";
 import type { HandshakeRunner } from "./handshake-runner.js";
@@ -282,7 +282,7 @@ export class Connection {
     switch (event.type) {
       case "handshake-complete":
         if (this.#state !== "Handshaking") return;
-        this.#onPeerKey(event.keyId);
+        this.#onPeerKey(event.keyId, event.fingerprint);
         return;
       case "data":
         // The protocol has the client send nothing after the handshake.
@@ -296,21 +296,33 @@ export class Connection {
     }
   }
 
-  #onPeerKey(keyId: string): void {
+  /** `fingerprint`: a legacy peer's (TLS 1.2, OpenPGP), looked up instead of the key ID, as the reference does. */
+  #onPeerKey(keyId: string, fingerprint: string | undefined): void {
     this.#keyId = keyId;
     if (events.handshakeDone.hasSubscribers) {
-      events.handshakeDone.publish({ connection: this.#ref, keyId, durationMs: this.#elapsed(), runnerWaitMs: this.#runnerWaitMs });
+      events.handshakeDone.publish({
+        connection: this.#ref,
+        keyId,
+        ...(fingerprint === undefined ? {} : { fingerprint }),
+        durationMs: this.#elapsed(),
+        runnerWaitMs: this.#runnerWaitMs,
+      });
     }
     this.#to("AwaitingDecision");
     this.#deadline?.cancel();
     this.#deadline = null;
     this.#releaseSlot();
     const { registry, logger } = this.#deps;
-    const client = keyId === EMPTY_KEY_ID ? undefined : registry.byKeyId(keyId);
+    const client =
+      fingerprint !== undefined ? registry.byFingerprint(normaliseKeyId(fingerprint))
+      : keyId === EMPTY_KEY_ID ? undefined
+      : registry.byKeyId(keyId);
     if (!client) {
       this.#unknownKey = true;
-      if (events.clientNotFound.hasSubscribers) events.clientNotFound.publish({ connection: this.#ref, keyId });
-      registry.notFound(keyId, this.#ref.address);
+      if (events.clientNotFound.hasSubscribers) {
+        events.clientNotFound.publish({ connection: this.#ref, keyId, ...(fingerprint === undefined ? {} : { fingerprint }) });
+      }
+      registry.notFound(keyId || (fingerprint ?? ""), this.#ref.address);
       this.#close("refused");
       return;
     }
