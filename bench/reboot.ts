@@ -1,5 +1,6 @@
 // The mass-reboot simulation (issue 4): N configured clients, N distinct
-// simulated machines all rebooting at once from a separate process, against
+// simulated machines all rebooting at once from a separate process (modern
+// ones, legacy TLS 1.2/OpenPGP ones, or a mix: `legacyShare`), against
 // bin/mandos on ::1, for several worker counts and concurrencies; and, when
 // it is installed, the Python reference server on the same clients.
 // Reports secrets/s, latency percentiles, failures, the server's peak RSS and
@@ -13,9 +14,10 @@ import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { DEFAULT_PRIORITY } from "../src/tls/index.js";
+import { openPgpIdentityFromRsa } from "../src/client/openpgp-identity.js";
 import { snapshotAgents, stopAgentsSince } from "../test/helpers/mandos-agents.js";
 import { freePort } from "../test/helpers/wait.js";
-import type { LoadJob, LoadReport } from "./load-generator.js";
+import type { LegacyMachine, LoadJob, LoadReport } from "./load-generator.js";
 
 const REPO = fileURLToPath(new URL("../../", import.meta.url));
 const REFERENCE = "/usr/sbin/mandos";
@@ -24,12 +26,18 @@ const CLK_TCK = 100;
 interface Machine {
   readonly privateKeyPem: string;
   readonly secretBase64: string;
+  /** Modern machines: the key ID; legacy ones: "". */
   readonly keyId: string;
+  /** Legacy machines: the OpenPGP fingerprint and key. */
+  readonly fingerprint?: string;
+  readonly legacy?: LegacyMachine;
 }
 
 export interface RebootRun {
   readonly server: string;
   readonly workers: number | "default" | null;
+  /** Which generation the simulated machines are: "modern", "legacy" or "mixed" (half each). */
+  readonly generation: string;
   readonly clients: number;
   readonly concurrency: number;
   readonly report: LoadReport;
@@ -37,9 +45,32 @@ export interface RebootRun {
   readonly cpuMsPerSecret: number;
 }
 
-function makeMachines(n: number): Machine[] {
+/**
+ * RSA-4096 keys (mandos-keygen's default) behind the legacy machines: each
+ * machine gets its own OpenPGP key and fingerprint from one of these with
+ * its own creation time (openPgpIdentityFromRsa), which costs a signature,
+ * not a key generation.
+ */
+const LEGACY_RSA_KEYS = 4;
+
+function makeMachines(n: number, legacyShare = 0): Machine[] {
   const machines: Machine[] = [];
+  const legacyCount = Math.round(n * legacyShare);
+  const rsa = Array.from({ length: legacyCount > 0 ? LEGACY_RSA_KEYS : 0 }, () => generateKeyPairSync("rsa", { modulusLength: 4096 }).privateKey);
   for (let i = 0; i < n; i++) {
+    // Spread evenly, so that a mixed wave interleaves the generations.
+    if (legacyShare > 0 && Math.floor((i + 1) * legacyShare) > Math.floor(i * legacyShare)) {
+      const key = rsa[i % rsa.length]!;
+      const id = openPgpIdentityFromRsa(key, `machine${i}`, 1_600_000_000 + i);
+      machines.push({
+        privateKeyPem: key.export({ type: "pkcs8", format: "pem" }).toString(),
+        secretBase64: randomBytes(1200).toString("base64"),
+        keyId: "",
+        fingerprint: id.fingerprint,
+        legacy: { publicKeyBase64: Buffer.from(id.publicKey).toString("base64"), keyIdHex: Buffer.from(id.keyId).toString("hex") },
+      });
+      continue;
+    }
     const { privateKey, publicKey } = generateKeyPairSync("ed25519");
     const spki = publicKey.export({ type: "spki", format: "der" });
     machines.push({
@@ -59,7 +90,7 @@ function writeConfig(dir: string, machines: readonly Machine[]): void {
   const parts = ["[DEFAULT]\nchecker = true\ninterval = 1d\ntimeout = 2d\nextended_timeout = 2d\n"];
   machines.forEach((m, i) => {
     const wrapped = m.secretBase64.replace(/(.{64})/g, "$1\n    ");
-    parts.push(`[machine${i}]\nkey_id = ${m.keyId}\nfingerprint = \nsecret =\n    ${wrapped}\nhost = machine${i}\n`);
+    parts.push(`[machine${i}]\nkey_id = ${m.keyId}\nfingerprint = ${m.fingerprint ?? ""}\nsecret =\n    ${wrapped}\nhost = machine${i}\n`);
   });
   writeFileSync(join(dir, "clients.conf"), parts.join("\n"), { mode: 0o600 });
 }
@@ -96,6 +127,7 @@ async function waitForPort(port: number, child: ChildProcess, ms: number): Promi
 function measuredRun(
   server: RebootRun["server"],
   workers: RebootRun["workers"],
+  generation: string,
   clients: number,
   concurrency: number,
   report: RebootRun["report"],
@@ -105,6 +137,7 @@ function measuredRun(
   return {
     server,
     workers,
+    generation,
     clients,
     concurrency,
     report,
@@ -191,6 +224,8 @@ export interface RebootOptions {
   readonly referenceBus?: string;
   /** More options for our server (bench/observe.ts: --metrics, --audit-log). */
   readonly serverArgs?: readonly string[];
+  /** Share of legacy (TLS 1.2, OpenPGP) machines: 0 (default), 1, or 0.5 for a mixed wave. */
+  readonly legacyShare?: number;
 }
 
 export async function runRebootSimulation(options: RebootOptions): Promise<RebootRun[]> {
@@ -199,10 +234,11 @@ export async function runRebootSimulation(options: RebootOptions): Promise<Reboo
   try {
     for (const n of options.sizes) {
       options.log(`generating ${n} machines`);
-      const machines = makeMachines(n);
+      const machines = makeMachines(n, options.legacyShare);
+      const generation = !options.legacyShare ? "modern" : options.legacyShare >= 1 ? "legacy" : "mixed";
       const conf = join(root, `conf-${n}`);
       writeConfig(conf, machines);
-      const jobMachines = machines.map(({ privateKeyPem, secretBase64 }) => ({ privateKeyPem, secretBase64 }));
+      const jobMachines = machines.map(({ privateKeyPem, secretBase64, legacy }) => ({ privateKeyPem, secretBase64, ...(legacy ? { legacy } : {}) }));
       for (const workers of options.workers) {
         for (const concurrency of options.concurrencies) {
           const port = await freePort();
@@ -227,7 +263,7 @@ export async function runRebootSimulation(options: RebootOptions): Promise<Reboo
               root,
               () => { before = procStats(server.pid!); },
             );
-            const run = measuredRun("mandos-ts", workers === "default" ? `default` : workers, n, concurrency, report, before, procStats(server.pid!));
+            const run = measuredRun("mandos-ts", workers === "default" ? `default` : workers, generation, n, concurrency, report, before, procStats(server.pid!));
             runs.push(run);
             options.log(describe(run));
           } finally {
@@ -258,7 +294,7 @@ export async function runRebootSimulation(options: RebootOptions): Promise<Reboo
             },
             root,
           );
-          const run = measuredRun("python-reference", null, n, concurrency, report, before, procStats(server.pid!));
+          const run = measuredRun("python-reference", null, generation, n, concurrency, report, before, procStats(server.pid!));
           runs.push(run);
           options.log(describe(run));
         } finally {
@@ -277,7 +313,7 @@ export async function runRebootSimulation(options: RebootOptions): Promise<Reboo
 export function describe(run: RebootRun): string {
   const r = run.report;
   return (
-    `${run.server} workers=${run.workers ?? "-"} N=${run.clients} c=${run.concurrency}: ` +
+    `${run.server} workers=${run.workers ?? "-"} ${run.generation} N=${run.clients} c=${run.concurrency}: ` +
     `${r.secretsPerSecond} secrets/s (steady ${r.steadySecretsPerSecond}), p50 ${r.latencyMs.p50} p90 ${r.latencyMs.p90} p99 ${r.latencyMs.p99} max ${r.latencyMs.max} ms, ` +
     `${r.succeeded}/${r.attempted} ok, ${r.failures} failed, ${r.mismatches} mismatched, ` +
     `peak RSS ${run.peakRssMiB} MiB, ${run.cpuMsPerSecret} ms CPU/secret`

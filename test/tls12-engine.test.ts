@@ -241,3 +241,21 @@ describe("the TLS 1.2 flight task on a worker thread", () => {
     }
   });
 });
+
+describe("OpenPGP identities made with node:crypto (the benchmark's legacy fleet)", () => {
+  test("one RSA key, two creation times: two valid keys, two fingerprints, as OpenPGP.js reads them", async () => {
+    const { openPgpIdentityFromRsa } = await import("../src/client/openpgp-identity.js");
+    const { checkTransferableKey } = await import("../src/tls/tls12/openpgp-cert.js");
+    const openpgp = await import("openpgp");
+    const a = openPgpIdentityFromRsa(rsa2048.privateKey, "machine0", 1_700_000_000);
+    const b = openPgpIdentityFromRsa(rsa2048.privateKey, "machine1", 1_700_000_001);
+    assert.notEqual(a.fingerprint, b.fingerprint);
+    for (const id of [a, b]) {
+      assert.equal(checkTransferableKey(id.publicKey).fingerprint, id.fingerprint);
+      const oracle = await openpgp.readKey({ binaryKey: id.publicKey });
+      assert.equal(oracle.getFingerprint().toUpperCase(), id.fingerprint);
+      await oracle.verifyPrimaryKey();
+      assert.equal(complete(runLegacyPair(id).clientEvents).fingerprint, id.fingerprint);
+    }
+  });
+});
