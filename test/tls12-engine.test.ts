@@ -259,3 +259,43 @@ describe("OpenPGP identities made with node:crypto (the benchmark's legacy fleet
     }
   });
 });
+
+describe("a bounded fuzz of the legacy server's flight", () => {
+  test("400 mutations: never an exception, at most one error, a completion only with the right fingerprint and secret", () => {
+    let seed = 0x1234567;
+    const rand = (n: number): number => {
+      seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+      return seed % n;
+    };
+    let completed = 0;
+    for (let i = 0; i < 400; i++) {
+      const r = runLegacyPair(rsa2048, {
+        tamper: (index, bytes) => {
+          if (index !== 0) return bytes;
+          const b = Buffer.from(bytes);
+          switch (rand(3)) {
+            case 0:
+              b[rand(b.length)]! ^= 1 << rand(8);
+              return b;
+            case 1:
+              return b.subarray(0, rand(b.length));
+            default: {
+              const at = rand(b.length);
+              return Buffer.concat([b.subarray(0, at), Buffer.of(rand(256)), b.subarray(at)]);
+            }
+          }
+        },
+      });
+      const errors = r.clientEvents.filter((e) => e.type === "error");
+      assert.ok(errors.length <= 1, "one error at most");
+      const done = r.clientEvents.find((e) => e.type === "handshake-complete");
+      if (done?.type === "handshake-complete") {
+        completed++;
+        assert.equal(done.fingerprint, rsa2048.fingerprint);
+        assert.equal(r.received.toString(), "the secret");
+      }
+    }
+    // Only a change the handshake does not cover (a plaintext record header's version byte) may still complete.
+    assert.ok(completed < 40, `${completed} completed`);
+  });
+});

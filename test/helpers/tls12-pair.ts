@@ -22,7 +22,13 @@ export interface LegacyPairResult {
 
 export function runLegacyPair(
   identity: OpenPgpIdentity,
-  options: Tls12ServerOptions & { clientPriority?: string; secret?: Buffer; chunk?: number } = {},
+  options: Tls12ServerOptions & {
+    clientPriority?: string;
+    secret?: Buffer;
+    chunk?: number;
+    /** Changes the bytes of the server's `index`-th write on their way to the client. */
+    tamper?: (index: number, bytes: Buffer) => Buffer;
+  } = {},
 ): LegacyPairResult {
   const settings = parsePriority(options.clientPriority ?? "SECURE128:!CTYPE-X.509:+CTYPE-RAWPK:+CTYPE-OPENPGP:!RSA:!VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2");
   const client = new TlsClient(settings, generateEphemeralKeyShares(settings.keyShareGroups));
@@ -31,6 +37,7 @@ export function runLegacyPair(
   const serverEvents: TlsEvent[] = [];
   const secret = options.secret ?? Buffer.from("the secret");
   const chunk = options.chunk;
+  let writes = 0;
   client.start();
   runLoopback(
     {
@@ -52,9 +59,11 @@ export function runLegacyPair(
         serverEvents.push(e);
         if (e.type === "closed") server.close();
       },
-      deliver: chunk ? (bytes, to) => {
-        for (let i = 0; i < bytes.length; i += chunk) to.receive(bytes.subarray(i, i + chunk));
-      } : undefined,
+      deliver: (bytes, to) => {
+        const sent = options.tamper ? options.tamper(writes++, bytes) : bytes;
+        const size = chunk ?? sent.length;
+        for (let i = 0; i < sent.length; i += size) to.receive(sent.subarray(i, i + size));
+      },
     },
     200,
   );
