@@ -135,6 +135,8 @@ export interface SecretSent {
   readonly connection: ConnectionRef;
   readonly client: string;
   readonly keyId: string;
+  /** A legacy peer's fingerprint (then keyId is ""). */
+  readonly fingerprint?: string;
   /** From accept to the secret written, in milliseconds. */
   readonly durationMs: number;
 }
@@ -148,6 +150,8 @@ export interface ClientRejected {
   readonly connection: ConnectionRef;
   readonly client: string;
   readonly keyId: string;
+  /** A legacy peer's fingerprint (then keyId is ""). */
+  readonly fingerprint?: string;
   readonly reason: Exclude<RefusalReason, "unknown_key" | "bad_version" | "tls_error">;
 }
 

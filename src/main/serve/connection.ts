@@ -97,6 +97,8 @@ export class Connection {
   /** Time spent waiting on the handshake runner so far (HandshakeDone.runnerWaitMs). */
   #runnerWaitMs = 0;
   #keyId = "";
+  /** A legacy peer's OpenPGP fingerprint, once its handshake is done. */
+  #fingerprint: string | undefined = undefined;
   #deadline: TimerHandle | null = null;
   #slotHeld = false;
   #ticket: SlotTicket | null = null;
@@ -299,6 +301,7 @@ export class Connection {
   /** `fingerprint`: a legacy peer's (TLS 1.2, OpenPGP), looked up instead of the key ID, as the reference does. */
   #onPeerKey(keyId: string, fingerprint: string | undefined): void {
     this.#keyId = keyId;
+    this.#fingerprint = fingerprint;
     if (events.handshakeDone.hasSubscribers) {
       events.handshakeDone.publish({
         connection: this.#ref,
@@ -336,7 +339,7 @@ export class Connection {
           // "aborted": the peer went away or the client was replaced while
           // it waited; the connection-closed event tells of it.
           if (decision.reason !== "aborted" && events.clientRejected.hasSubscribers) {
-            events.clientRejected.publish({ connection: this.#ref, client: client.name, keyId, reason: decision.reason });
+            events.clientRejected.publish({ connection: this.#ref, client: client.name, keyId, ...this.#legacyFingerprint(), reason: decision.reason });
           }
           this.#close("refused");
           return;
@@ -351,6 +354,10 @@ export class Connection {
     );
   }
 
+  #legacyFingerprint(): { fingerprint?: string } {
+    return this.#fingerprint === undefined ? {} : { fingerprint: this.#fingerprint };
+  }
+
   #sendSecret(name: string, secret: Buffer): void {
     const tls = this.#tls;
     if (!tls) return;
@@ -362,7 +369,7 @@ export class Connection {
     this.#socket.end(out ?? Buffer.alloc(0), () => {
       if (this.#state === "Closed") return;
       if (events.secretSent.hasSubscribers) {
-        events.secretSent.publish({ connection: this.#ref, client: name, keyId: this.#keyId, durationMs: this.#elapsed() });
+        events.secretSent.publish({ connection: this.#ref, client: name, keyId: this.#keyId, ...this.#legacyFingerprint(), durationMs: this.#elapsed() });
       }
       this.#deps.registry.secretDelivered(name);
       this.#close("secret-sent");
