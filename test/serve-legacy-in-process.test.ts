@@ -16,6 +16,8 @@ import { createHandshakeRunner } from "../src/main/serve/handshake-runner.js";
 import { Listener } from "../src/main/serve/listener.js";
 import { DEFAULT_PRIORITY, parsePriority } from "../src/tls/index.js";
 import { freshIdentity, recordedIdentity, type TestOpenPgpIdentity } from "./helpers/legacy-keys.js";
+import { LEGACY_DATA } from "./helpers/legacy-session.js";
+import { BIN_TS_CLIENT, run } from "./helpers/server.js";
 
 const SECRET = Buffer.from("an OpenPGP message, as far as the server knows");
 
@@ -80,6 +82,12 @@ for (const workers of [0, 1]) {
     test("a disabled legacy client gets nothing", async () => {
       await assert.rejects(fetchAs(disabled), { code: "MANDOS_CLIENT_NO_SECRET" });
       assert.ok(seen.rejected.some((r) => r.client === "off" && r.reason === "disabled"));
+    });
+
+    test("bin/mandos-ts-client --legacy-seckey is a legacy client", async () => {
+      const r = await run(process.execPath, [BIN_TS_CLIENT, `--connect=[::1]:${port}`, `--legacy-seckey=${LEGACY_DATA}seckey.txt`]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.ok(r.stdout.equals(SECRET));
     });
 
     test("an unknown fingerprint is refused like an unknown key ID", async () => {
