@@ -299,3 +299,18 @@ describe("a bounded fuzz of the legacy server's flight", () => {
     assert.ok(completed < 40, `${completed} completed`);
   });
 });
+
+describe("the legacy flight is bounded like the TLS 1.3 one", () => {
+  test("a flight in 32-byte records completes", () => {
+    const r = runLegacyPair(recorded, { faults: { fragment: 32 }, chunk: 7 });
+    assert.equal(complete(r.clientEvents).fingerprint, recorded.fingerprint);
+  });
+
+  test("more than MAX_FLIGHT_RECORDS records is decode_error", async () => {
+    const { MAX_FLIGHT_RECORDS } = await import("../src/tls/limits.js");
+    // The RSA-4096 flight is ~3 KiB: in 8-byte records, well over the bound.
+    const r = runLegacyPair(recorded, { faults: { fragment: 8 } });
+    assert.ok(3000 / 8 > MAX_FLIGHT_RECORDS);
+    assertRefused(r.clientEvents, r.serverEvents, "TLS_DECODE", 50);
+  });
+});

@@ -82,6 +82,8 @@ export interface Tls12ServerFaults {
   readonly certificateRequest?: boolean;
   /** Change one byte of our Finished's verify_data before sealing it. */
   readonly badFinished?: boolean;
+  /** Send the flight's handshake bytes in records of this many bytes (RFC 5246 §6.2.1 allows any split). */
+  readonly fragment?: number;
 }
 
 type State =
@@ -233,7 +235,12 @@ export class Tls12Server extends TlsEndpoint {
     flight.push(ske);
     if (f.certificateRequest) flight.push(handshakeHeader(13, Buffer.from("01010000", "hex")));
     flight.push(SERVER_HELLO_DONE);
-    for (const m of flight) this.output(plainRecord(ContentType.Handshake, m));
+    if (f.fragment) {
+      const all = Buffer.concat(flight);
+      for (let i = 0; i < all.length; i += f.fragment) this.output(plainRecord(ContentType.Handshake, all.subarray(i, i + f.fragment)));
+    } else {
+      for (const m of flight) this.output(plainRecord(ContentType.Handshake, m));
+    }
     const ctx: Context = {
       suite: tls12SuiteByCode(chosen) ?? TLS12_SUITES[0]!,
       clientRandom: Buffer.from(ch.random),
