@@ -314,3 +314,12 @@ describe("the legacy flight is bounded like the TLS 1.3 one", () => {
     assertRefused(r.clientEvents, r.serverEvents, "TLS_DECODE", 50);
   });
 });
+
+test("a protected alert after the server's change_cipher_spec is read as the peer's alert", () => {
+  const r = runLegacyPair(recorded, { faults: { alertInsteadOfFinished: 40 } });
+  assert.ok(!r.clientEvents.some((e) => e.type === "handshake-complete"));
+  const err = r.clientEvents.find((e) => e.type === "error");
+  assert.ok(err?.type === "error");
+  assert.equal(err.error.code, "TLS_PEER_ALERT");
+  assert.equal(err.error.peerAlert, 40);
+});

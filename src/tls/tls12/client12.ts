@@ -24,7 +24,7 @@
 import { ContentType, HandshakeType } from "../constants.js";
 import { constantTimeEqual } from "../crypto.js";
 import { plainAlert, type HandshakeCompleteEvent, type RecordChannel } from "../endpoint.js";
-import { TlsError, fromErrorData } from "../errors.js";
+import { TlsError, fromErrorData, peerAlertError } from "../errors.js";
 import { MAX_FLIGHT_RECORDS } from "../limits.js";
 import { HandshakeAssembler, type RawRecord } from "../record.js";
 import { Tls12Channel } from "./channel12.js";
@@ -199,6 +199,12 @@ export class Tls12ClientHandshake {
 
   #onFinished(rec: RawRecord): void {
     const result = this.#result!;
+    if (rec.type === ContentType.Alert) {
+      // Protected since the server's change_cipher_spec (RFC 5246 §7.1).
+      const alert = open12(this.#suite, result.serverKeys, 0n, ContentType.Alert, rec.body);
+      if (alert.length !== 2) throw new TlsError("TLS_DECODE", "malformed alert");
+      throw peerAlertError(alert[1]!);
+    }
     if (rec.type !== ContentType.Handshake) throw new TlsError("TLS_UNEXPECTED_MESSAGE", `record type ${rec.type} instead of the server's Finished`);
     const content = open12(this.#suite, result.serverKeys, 0n, ContentType.Handshake, rec.body);
     if (content.length !== 16 || content[0] !== HandshakeType.Finished || content.readUIntBE(1, 3) !== 12) {

@@ -84,6 +84,8 @@ export interface Tls12ServerFaults {
   readonly badFinished?: boolean;
   /** Send the flight's handshake bytes in records of this many bytes (RFC 5246 §6.2.1 allows any split). */
   readonly fragment?: number;
+  /** After our change_cipher_spec, a protected fatal alert of this description instead of our Finished. */
+  readonly alertInsteadOfFinished?: number;
 }
 
 type State =
@@ -276,6 +278,11 @@ export class Tls12Server extends TlsEndpoint {
     const verify = finished12(ctx.suite, master, "server", this.#hash(ctx, ctx.transcript));
     if (this.#faults.badFinished) verify[0]! ^= 1;
     this.output(CHANGE_CIPHER_SPEC);
+    if (this.#faults.alertInsteadOfFinished !== undefined) {
+      this.output(seal12(ctx.suite, keys.server, 0n, ContentType.Alert, Buffer.of(2, this.#faults.alertInsteadOfFinished)));
+      this.#state = { name: "Done" };
+      return;
+    }
     this.output(seal12(ctx.suite, keys.server, 0n, ContentType.Handshake, handshakeHeader(HandshakeType.Finished, verify)));
     this.#state = { name: "Done" };
     const channel = new Tls12Channel(ctx.suite, keys.client, keys.server);
