@@ -23,7 +23,7 @@ const REPO = fileURLToPath(new URL("../../", import.meta.url));
 const REFERENCE = "/usr/sbin/mandos";
 const CLK_TCK = 100;
 
-interface Machine {
+export interface Machine {
   readonly privateKeyPem: string;
   readonly secretBase64: string;
   /** Modern machines: the key ID; legacy ones: "". */
@@ -53,7 +53,7 @@ export interface RebootRun {
  */
 const LEGACY_RSA_KEYS = 4;
 
-function makeMachines(n: number, legacyShare = 0): Machine[] {
+export function makeMachines(n: number, legacyShare = 0): Machine[] {
   const machines: Machine[] = [];
   const legacyCount = Math.round(n * legacyShare);
   const rsa = Array.from({ length: legacyCount > 0 ? LEGACY_RSA_KEYS : 0 }, () => generateKeyPairSync("rsa", { modulusLength: 4096 }).privateKey);
@@ -83,7 +83,7 @@ function makeMachines(n: number, legacyShare = 0): Machine[] {
   return machines;
 }
 
-function writeConfig(dir: string, machines: readonly Machine[]): void {
+export function writeConfig(dir: string, machines: readonly Machine[]): void {
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, "mandos.conf"), "[DEFAULT]\n");
   // Checkers every day: the benchmark measures secrets, not fping.
@@ -108,14 +108,14 @@ export function serverNodeFlags(): string[] {
   return [...words(m?.[1]), ...words(process.env.BENCH_SERVER_NODE_FLAGS)];
 }
 
-async function waitForPort(port: number, child: ChildProcess, ms: number): Promise<void> {
+export async function waitForPort(port: number, child: ChildProcess, ms: number, host = "::1"): Promise<void> {
   const deadline = Date.now() + ms;
   while (Date.now() < deadline) {
     if (child.exitCode !== null) throw new Error(`server exited with ${child.exitCode} before listening`);
     const ok = await new Promise<boolean>((resolve) => {
       const probe = createServer();
       probe.once("error", () => resolve(true)); // in use: the server listens
-      probe.listen({ host: "::1", port, exclusive: true }, () => probe.close(() => resolve(false)));
+      probe.listen({ host, port, exclusive: true }, () => probe.close(() => resolve(false)));
     });
     if (ok) return;
     await new Promise((r) => setTimeout(r, 100));
@@ -146,7 +146,7 @@ function measuredRun(
   };
 }
 
-function procStats(pid: number): { cpuMs: number; peakRssKiB: number } {
+export function procStats(pid: number): { cpuMs: number; peakRssKiB: number } {
   const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   const ticks = Number(fields[11]) + Number(fields[12]);
@@ -183,7 +183,7 @@ function runGenerator(job: LoadJob, dir: string, onWarm: () => void = () => {}):
   });
 }
 
-async function stopProcess(child: ChildProcess, group = false): Promise<void> {
+export async function stopProcess(child: ChildProcess, group = false): Promise<void> {
   const signal = (sig: NodeJS.Signals): void => {
     try {
       if (group && child.pid !== undefined) process.kill(-child.pid, sig);

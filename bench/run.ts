@@ -15,6 +15,7 @@ import type { Counts } from "./load-generator.js";
 import { runMicro, type MicroResult } from "./micro.js";
 import { startPrivateBus } from "../test/helpers/private-bus.js";
 import { runRebootSimulation, type RebootRun } from "./reboot.js";
+import { describeOverload, runOverload } from "./overload.js";
 
 const RESULTS = fileURLToPath(new URL("../../bench/results/", import.meta.url));
 const quick = process.env.BENCH_QUICK === "1";
@@ -56,6 +57,9 @@ try {
   await bus?.stop();
 }
 
+// Issue 16: a burst of ten times the sustained rate, default limits, machines that retry as mandos-client does.
+const overload = await runOverload(quick ? { machines: 2000, burstFactor: 10, pacedConnections: 500, log } : { machines: 15_000, burstFactor: 10, pacedConnections: 4000, log });
+
 const ours = runs.filter((r) => r.server === "mandos-ts");
 const reference = runs.filter((r) => r.server === "python-reference");
 /** Any failure, mismatch, or connection without its secret. */
@@ -92,8 +96,12 @@ if (micro.length > 0) {
 
 mkdirSync(RESULTS, { recursive: true });
 const file = `${RESULTS}${machine.date.replace(/[:.]/g, "-")}${quick ? "-quick" : ""}.json`;
-writeFileSync(file, JSON.stringify({ machine, micro, runs }, null, 2) + "\n");
-process.stdout.write(`\n${microTable}\n${table}\n${ratio}${byN}\nresults: ${file}\n`);
+writeFileSync(file, JSON.stringify({ machine, micro, runs, overload }, null, 2) + "\n");
+process.stdout.write(`\n${microTable}\n${table}\n${ratio}${byN}\n${describeOverload(overload)}\n\nresults: ${file}\n`);
+if (!overload.passed) {
+  process.stdout.write("\n!!! OVERLOAD RUN FAILED: a machine was lost or needed more than one retry !!!\n");
+  process.exitCode = 1;
+}
 if (bad.length > 0) {
   process.stdout.write(`\n!!! BENCHMARK FAILURES: ${bad.length} run(s) had failed or mismatched secrets !!!\n`);
   process.exitCode = 1;

@@ -42,7 +42,7 @@ test("/health follows the last state save, and says why it is not ok", () => {
   }
 });
 
-const connection: ConnectionRef = { id: 1, address: "192.0.2.7", port: 40000, label: "('192.0.2.7', 40000)" };
+const connection: ConnectionRef = { id: 1, address: "192.0.2.7", port: 40000, source: "192.0.2.7", label: "('192.0.2.7', 40000)" };
 
 test("the audit log: one line per release and per refusal of a known client, none for unknown keys; reopen follows logrotate", () => {
   const dir = mkdtempSync(join(tmpdir(), "mandos-ts-audit-"));
@@ -50,7 +50,7 @@ test("the audit log: one line per release and per refusal of a known client, non
   const audit = openAuditLog({ path, server: { host: "h", pid: 7, name: "Mandos" }, now: () => new Date(0) });
   try {
     events.secretSent.publish({ connection, client: "foo", keyId: "AB", durationMs: 3 });
-    events.clientNotFound.publish({ connection, keyId: "CD" });
+    events.clientNotFound.publish({ connection, keyId: "CD", proven: true });
     events.clientRejected.publish({ connection, client: "bar", keyId: "EF", reason: "denied" });
     const server = { host: "h", pid: 7, name: "Mandos" };
     const base = { time: "1970-01-01T00:00:00.000Z", address: "192.0.2.7", port: 40000 };

@@ -130,12 +130,14 @@ describe("TLS 1.2 with OpenPGP: broken and hostile legacy peers", () => {
   });
 });
 
+/** `serverEvents` empty: the peer's side is not checked. */
 function assertRefused(clientEvents: TlsEvent[], serverEvents: TlsEvent[], code: string, alert: number): void {
   assert.ok(!clientEvents.some((e) => e.type === "handshake-complete"), "handshake must not complete");
   const err = clientEvents.find((e) => e.type === "error");
   assert.ok(err?.type === "error", "an error event");
   assert.equal(err.error.code, code, err.error.message);
   assert.equal(err.error.alert, alert);
+  if (serverEvents.length === 0) return;
   // The alert reached the peer and it read the same description.
   const peer = serverEvents.find((e) => e.type === "error");
   assert.ok(peer?.type === "error", "the peer saw our alert");
@@ -322,4 +324,21 @@ test("a protected alert after the server's change_cipher_spec is read as the pee
   assert.ok(err?.type === "error");
   assert.equal(err.error.code, "TLS_PEER_ALERT");
   assert.equal(err.error.peerAlert, 40);
+});
+
+describe("an unknown fingerprint costs no signature check", () => {
+  test("a fingerprint in no client's settings is refused with access_denied before any verification", async () => {
+    const { buildKnownKeyTable } = await import("../src/tls/index.js");
+    const table = buildKnownKeyTable([rsa2048.fingerprint, "A92F8287E8931EE2DC6DB17846E7B7E5443FAE6D1A44C171DB05512797BBABBC"]);
+    // A tampered signature would be decrypt_error (51) if it were checked.
+    const unknown = runLegacyPair(recorded, { knownKeys: table, faults: { tamperSignature: true } });
+    assertRefused(unknown.clientEvents, unknown.serverEvents, "TLS_UNKNOWN_PEER_KEY", 49);
+    const err = unknown.clientEvents.find((e) => e.type === "error");
+    assert.ok(err?.type === "error");
+    assert.equal(err.error.keyId, recorded.fingerprint);
+    // A known one is still verified, and completes when all holds.
+    const known = buildKnownKeyTable([recorded.fingerprint]);
+    assertRefused(runLegacyPair(recorded, { knownKeys: known, faults: { tamperSignature: true } }).clientEvents, [], "TLS_DECRYPT_ERROR", 51);
+    assert.equal(complete(runLegacyPair(recorded, { knownKeys: known }).clientEvents).fingerprint, recorded.fingerprint);
+  });
 });

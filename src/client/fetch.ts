@@ -30,6 +30,8 @@ export function loadIdentity(privateKeyPath: string, publicKeyPath?: string): Cl
 export interface FetchOptions {
   readonly host: string;
   readonly port: number;
+  /** The address to connect from (the benchmark gives each machine its own). */
+  readonly localAddress?: string;
   readonly identity: ClientIdentity;
   readonly settings: TlsSettings;
   /** Whole exchange, connect to close. */
@@ -45,7 +47,12 @@ export function fetchSecret(options: FetchOptions): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let settled = false;
-    const socket: Socket = connect({ host: options.host, port: options.port, noDelay: true });
+    const socket: Socket = connect({
+      host: options.host,
+      port: options.port,
+      noDelay: true,
+      ...(options.localAddress !== undefined ? { localAddress: options.localAddress } : {}),
+    });
     const finish = (error: FetchError | null): void => {
       if (settled) return;
       settled = true;

@@ -72,6 +72,8 @@ export interface ConnectionRef {
   readonly id: number;
   readonly address: string;
   readonly port: number;
+  /** What it counts against for admission and log budgets (serve/source.ts). */
+  readonly source: string;
   /** The reference's form: `('::1', 41234, 0, 0)` or `('127.0.0.1', 41234)`. */
   readonly label: string;
 }
@@ -145,6 +147,13 @@ export interface ClientNotFound {
   readonly keyId: string;
   /** A legacy peer's fingerprint (then keyId is ""). */
   readonly fingerprint?: string;
+  /**
+   * Whether the peer proved it holds the key before it was refused: false
+   * when the key ID was in no client's settings and the handshake stopped
+   * before the signature check (src/tls/known-keys.ts), so no
+   * mandos:handshake:done came before this. A legacy peer is always proven.
+   */
+  readonly proven: boolean;
 }
 export interface ClientRejected {
   readonly connection: ConnectionRef;

@@ -8,6 +8,7 @@ import { DEFAULT_PRIORITY, parsePriority, type TlsSettings } from "../tls/index.
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, parseCommandLine, type CommandLine } from "./config/cli.js";
 import { createHandshakeRunner, defaultWorkerCount } from "./serve/handshake-runner.js";
 import { Listener } from "./serve/listener.js";
+import { knownKeysOf } from "./serve/known-keys.js";
 import { DEFAULT_MAX_PER_SOURCE } from "./serve/limits.js";
 import { consoleSink, FanOutLogger } from "./daemon/log.js";
 import { logServeEvents } from "./daemon/log-serve.js";
@@ -28,11 +29,10 @@ import { runSelfTest } from "./daemon/self-test.js";
 import { readState, restoreState, StateSaver, StateSerialiser, STATE_FILE_NAME } from "./state/state-file.js";
 import { checkStateDirWritable, prepareStateDir } from "./state/state-dir.js";
 import { migrateReferenceState } from "./state/pickle-import.js";
-import { startAnnouncement, type Announcement } from "./zeroconf/announce.js";
-import { startDbusService, type DbusService } from "./dbus/index.js";
+import type { Announcement } from "./zeroconf/announce.js";
+import type { DbusService } from "./dbus/index.js";
 import { collectStartupGarbage } from "./daemon/memory.js";
 import { Observability } from "./observe/index.js";
-import { FleetState, probeEtcd } from "./fleet/fleet-state.js";
 
 /** How long SIGTERM waits for connections already in progress. */
 const SHUTDOWN_GRACE_MS = 5_000;
@@ -74,6 +74,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     process.stdout.write(`${reload.ok ? "ok" : "WARNING"}: clients.conf reloads: ${reload.message}\n`);
     const etcd = checkSettings(cli)?.etcd;
     if (etcd) {
+      const { probeEtcd } = await import("./fleet/fleet-state.js");
       const why = await probeEtcd(etcd);
       process.stdout.write(why === null ? `ok: etcd reachable at ${etcd.endpoints.join(",")}\n` : `WARNING: etcd unreachable at ${etcd.endpoints.join(",")}: ${why}\n`);
     }
@@ -182,14 +183,21 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
   });
   registry.start();
   // Several servers, one registry (docs/ETCD.md); without etcd it serves degraded.
-  const fleet = settings.etcd ? new FleetState(settings.etcd, { registry, logger, clock: systemClock }) : null;
+  // etcd3 (and its gRPC stack) is loaded only when etcd is configured.
+  const fleet = settings.etcd
+    ? new (await import("./fleet/fleet-state.js")).FleetState(settings.etcd, { registry, logger, clock: systemClock })
+    : null;
   await fleet?.start();
+  // D-Bus and Zeroconf code is loaded only when used, and now, while we
+  // may still read files that the user we become cannot.
+  const dbusModule = settings.useDbus ? await import("./dbus/index.js") : null;
+  const zeroconfModule = settings.zeroconf ? await import("./zeroconf/announce.js") : null;
   collectStartupGarbage();
-  const runner = createHandshakeRunner(settings.workers, tlsSettings);
+  const runner = createHandshakeRunner(settings.workers, tlsSettings, knownKeysOf(registry));
   const listener = new Listener({ registry, runner, tlsSettings, logger, clock: systemClock, maxPerSource: settings.maxPerSource });
   // Metrics, audit log, health (docs/OBSERVABILITY.md): counting from the first connection.
   let accepting = false;
-  const observe = new Observability(settings, {
+  const observe = await Observability.start(settings, {
     clients: () => registry.list(), openConnections: () => listener.openConnections, workers: runner.workers,
     workerQueue: () => runner.queued, accepting: () => accepting, stateNotKept: () => (keepState ? null : `${settings.statedir} is not usable`),
   });
@@ -270,13 +278,13 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
   // file lets root and the _mandos group own the name). Without a bus we
   // log a warning and serve on.
   let dbus: DbusService | null = null;
-  if (settings.useDbus) dbus = await startDbusService(registry, { logger });
+  if (dbusModule) dbus = await dbusModule.startDbusService(registry, { logger });
 
   // mandos(8): announce the port we got; a Zeroconf failure is logged inside
   // and the server keeps serving.
   let announcement: Announcement | undefined;
-  if (settings.zeroconf) {
-    announcement = await startAnnouncement({
+  if (zeroconfModule) {
+    announcement = await zeroconfModule.startAnnouncement({
       name: settings.servicename,
       port: bound.port,
       interface: settings.interface,

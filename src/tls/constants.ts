@@ -50,6 +50,7 @@ export const AlertDescription = {
   UnsupportedCertificate: 43,
   CertificateUnknown: 46,
   IllegalParameter: 47,
+  AccessDenied: 49,
   DecodeError: 50,
   DecryptError: 51,
   ProtocolVersion: 70,

@@ -16,6 +16,7 @@
 
 import type { TlsEvent } from "./endpoint.js";
 import { runHandshakeTask, type HandshakeTask, type HandshakeTaskResult } from "./tasks.js";
+import type { FlightContext } from "./flight.js";
 
 /** What the driver needs of an engine: TlsClient and TlsServer both fit. */
 export interface TlsEngine {
@@ -44,13 +45,16 @@ export class EngineDriver {
   readonly engine: TlsEngine;
   readonly #sink: EngineSink;
   readonly #runTask: TaskRunner | null;
+  readonly #context: FlightContext;
   #stopped = false;
   #taskOut = false;
 
-  constructor(engine: TlsEngine, sink: EngineSink, runTask?: TaskRunner) {
+  /** Tasks go to `runTask`, or run inline with `context` (the known-key table, flight.ts). */
+  constructor(engine: TlsEngine, sink: EngineSink, runTask?: TaskRunner, context: FlightContext = {}) {
     this.engine = engine;
     this.#sink = sink;
     this.#runTask = runTask ?? null;
+    this.#context = context;
   }
 
   get stopped(): boolean {
@@ -91,7 +95,7 @@ export class EngineDriver {
         this.#startTask(this.#runTask, task);
         break;
       }
-      engine.completeTask(runHandshakeTask(task));
+      engine.completeTask(runHandshakeTask(task, this.#context));
     }
     return moved;
   }
@@ -119,6 +123,8 @@ export interface LoopbackSide {
   event(event: TlsEvent): void;
   /** Hands bytes this side wrote to the other engine; tests cut or change them here. Default: whole. */
   deliver?(bytes: Buffer, to: TlsEngine): void;
+  /** For this side's inline tasks. */
+  readonly context?: FlightContext;
 }
 
 /**
@@ -130,8 +136,8 @@ export interface LoopbackSide {
 export function runLoopback(a: LoopbackSide, b: LoopbackSide, maxRounds = 50): void {
   const toB: Buffer[] = [];
   const toA: Buffer[] = [];
-  const da = new EngineDriver(a.engine, { write: (bytes) => toB.push(bytes), event: (e) => a.event(e) });
-  const db = new EngineDriver(b.engine, { write: (bytes) => toA.push(bytes), event: (e) => b.event(e) });
+  const da = new EngineDriver(a.engine, { write: (bytes) => toB.push(bytes), event: (e) => a.event(e) }, undefined, a.context);
+  const db = new EngineDriver(b.engine, { write: (bytes) => toA.push(bytes), event: (e) => b.event(e) }, undefined, b.context);
   const deliver = (from: LoopbackSide, to: TlsEngine, queue: Buffer[]): boolean => {
     const moved = queue.length > 0;
     for (let bytes = queue.shift(); bytes; bytes = queue.shift()) {

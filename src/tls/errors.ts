@@ -21,6 +21,7 @@ export type TlsErrorCode =
   | "TLS_UNSUPPORTED_EXTENSION"
   | "TLS_CERTIFICATE_REQUIRED"
   | "TLS_INTERNAL"
+  | "TLS_UNKNOWN_PEER_KEY"
   | "TLS_PEER_ALERT"
   | "TLS_CLOSED"
   | "TLS_PRIORITY_TOKEN";
@@ -41,6 +42,8 @@ const ALERT_FOR: Record<TlsErrorCode, number> = {
   TLS_UNSUPPORTED_EXTENSION: AlertDescription.UnsupportedExtension,
   TLS_CERTIFICATE_REQUIRED: AlertDescription.CertificateRequired,
   TLS_INTERNAL: AlertDescription.InternalError,
+  // RFC 8446 §6.2: "access control was applied" and the sender chose not to proceed.
+  TLS_UNKNOWN_PEER_KEY: AlertDescription.AccessDenied,
   TLS_PEER_ALERT: -1,
   TLS_CLOSED: -1,
   TLS_PRIORITY_TOKEN: -1,
@@ -52,13 +55,16 @@ export class TlsError extends Error {
   readonly alert: number;
   /** TLS_PEER_ALERT: the description the peer sent; otherwise -1. */
   readonly peerAlert: number;
+  /** TLS_UNKNOWN_PEER_KEY: the key ID no client has (public: it names the peer's own key). */
+  readonly keyId: string | undefined;
 
-  constructor(code: TlsErrorCode, message: string, alert?: number, peerAlert = -1) {
+  constructor(code: TlsErrorCode, message: string, alert?: number, peerAlert = -1, keyId?: string) {
     super(message);
     this.name = "TlsError";
     this.code = code;
     this.alert = alert ?? ALERT_FOR[code];
     this.peerAlert = peerAlert;
+    this.keyId = keyId;
   }
 }
 
@@ -73,14 +79,18 @@ export interface TlsErrorData {
   readonly message: string;
   readonly alert: number;
   readonly peerAlert: number;
+  readonly keyId?: string;
 }
 
 export function toErrorData(error: unknown): TlsErrorData {
-  if (error instanceof TlsError) return { code: error.code, message: error.message, alert: error.alert, peerAlert: error.peerAlert };
+  if (error instanceof TlsError) {
+    const data = { code: error.code, message: error.message, alert: error.alert, peerAlert: error.peerAlert };
+    return error.keyId === undefined ? data : { ...data, keyId: error.keyId };
+  }
   // Anything else is our bug or a crypto library refusal; do not leak its text.
   return { code: "TLS_INTERNAL", message: "internal error", alert: AlertDescription.InternalError, peerAlert: -1 };
 }
 
 export function fromErrorData(data: TlsErrorData): TlsError {
-  return new TlsError(data.code, data.message, data.alert, data.peerAlert);
+  return new TlsError(data.code, data.message, data.alert, data.peerAlert, data.keyId);
 }

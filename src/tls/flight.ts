@@ -17,6 +17,8 @@
 //      extensions, in DER exactly, of a kind and size
 //      we admit (key-policy.ts)                        -> decode_error / bad_certificate /
 //                                                         unsupported_extension / unsupported_certificate
+//      and, when the task has a known-key table, its
+//      key ID may belong to a client (known-keys.ts)   -> access_denied
 //   6. CertificateVerify uses an offered scheme fitting
 //      the key, and its signature verifies               -> illegal_parameter / decrypt_error
 //   7. Finished MAC matches (constant time)              -> decrypt_error
@@ -51,6 +53,7 @@ import {
   type TrafficKeys,
 } from "./crypto.js";
 import { admitPeerKey } from "./key-policy.js";
+import { mayBeKnown } from "./known-keys.js";
 import { TlsError, peerAlertError, toErrorData, type TlsErrorData } from "./errors.js";
 import {
   encodeEmptyCertificate,
@@ -117,6 +120,15 @@ export interface ServerFlightTask {
   readonly progress?: FlightProgress | undefined;
 }
 
+/**
+ * What the task runner adds to every task: the key IDs the server knows
+ * (known-keys.ts), so that an unknown key is refused before its signature
+ * is checked. Absent: every key is checked, then looked up by the caller.
+ */
+export interface FlightContext {
+  readonly knownKeys?: SharedArrayBuffer | null | undefined;
+}
+
 export type ServerFlightResult =
   | { readonly status: "incomplete"; readonly progress: FlightProgress }
   | {
@@ -141,7 +153,7 @@ export type ServerFlightResult =
     };
 
 /** Runs the task; never throws. */
-export function processServerFlight(task: ServerFlightTask): ServerFlightResult {
+export function processServerFlight(task: ServerFlightTask, context: FlightContext = {}): ServerFlightResult {
   const suite = suiteByCode(task.suite);
   let clientHsKeys: TrafficKeys | null = null;
   try {
@@ -216,6 +228,10 @@ export function processServerFlight(task: ServerFlightTask): ServerFlightResult 
             peerKey = parseSpki(peerSpki);
             admitPeerKey(peerKey, task.offeredSchemes);
             requireCanonicalSpki(peerKey, peerSpki);
+            if (context.knownKeys) {
+              const id = keyId(peerSpki);
+              if (!mayBeKnown(context.knownKeys, id)) throw new TlsError("TLS_UNKNOWN_PEER_KEY", "the key belongs to no client", undefined, -1, id);
+            }
             expect = "CV";
             break;
           }

@@ -23,3 +23,5 @@ export {
   type HandshakeTaskResult,
 } from "./tasks.js";
 export type { NamedGroup, SignatureScheme, CipherSuiteName } from "./constants.js";
+export { buildKnownKeyTable, mayBeKnown } from "./known-keys.js";
+export type { FlightContext } from "./flight.js";

@@ -6,7 +6,7 @@
 import { randomBytes } from "node:crypto";
 import type { NamedGroup } from "./constants.js";
 import { generateKeyShare, type KeyShare } from "./crypto.js";
-import { processServerFlight, type ServerFlightResult, type ServerFlightTask } from "./flight.js";
+import { processServerFlight, type FlightContext, type ServerFlightResult, type ServerFlightTask } from "./flight.js";
 import { processTls12Flight, type Tls12FlightResult, type Tls12FlightTask } from "./tls12/flight12.js";
 
 /** Everything a ClientHello needs that is random: key shares, random, session ID. */
@@ -38,13 +38,13 @@ export type HandshakeTaskResult =
   | { readonly kind: "tls12-flight"; readonly result: Tls12FlightResult };
 
 /** Runs one task; pure and exception-free (errors are part of the result). */
-export function runHandshakeTask(task: HandshakeTask): HandshakeTaskResult {
+export function runHandshakeTask(task: HandshakeTask, context: FlightContext = {}): HandshakeTaskResult {
   switch (task.kind) {
     case "server-flight":
-      return { kind: "server-flight", result: processServerFlight(task) };
+      return { kind: "server-flight", result: processServerFlight(task, context) };
     case "key-share":
       return { kind: "key-share", share: generateKeyShare(task.group) };
     case "tls12-flight":
-      return { kind: "tls12-flight", result: processTls12Flight(task) };
+      return { kind: "tls12-flight", result: processTls12Flight(task, context) };
   }
 }

@@ -6,7 +6,12 @@
 import { generateEphemeralKeyShares, runHandshakeTask, type EphemeralKeyShares, type HandshakeTask, type HandshakeTaskResult, type NamedGroup } from "../tls/index.js";
 
 export type WorkerRequest =
-  | { readonly kind: "handshakes"; readonly tasks: readonly HandshakeTask[] }
+  | {
+      readonly kind: "handshakes";
+      readonly tasks: readonly HandshakeTask[];
+      /** The server's known key IDs (src/tls/known-keys.ts), shared, not copied. */
+      readonly knownKeys?: SharedArrayBuffer | null;
+    }
   | { readonly kind: "keygen"; readonly groups: readonly NamedGroup[]; readonly count: number };
 
 /** One task's outcome in a batch: a failure stays that task's own. */
@@ -26,7 +31,7 @@ export default function work(request: WorkerRequest): WorkerResponse {
     kind: "handshakes",
     results: request.tasks.map((task): BatchedResult => {
       try {
-        return { ok: true, result: runHandshakeTask(task) };
+        return { ok: true, result: runHandshakeTask(task, { knownKeys: request.knownKeys }) };
       } catch (error) {
         // runHandshakeTask is exception-free by contract; a bug must not fail the batch.
         return { ok: false, error: error instanceof Error ? error.message : String(error) };

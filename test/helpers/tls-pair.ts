@@ -47,6 +47,8 @@ export interface PairOptions {
   readonly message?: Buffer;
   /** Called on the server once connected. */
   readonly onServerConnected?: (server: FaultyServer) => void;
+  /** The client's table of known key IDs (src/tls/known-keys.ts). */
+  readonly knownKeys?: SharedArrayBuffer;
 }
 
 export function runPair(options: PairOptions = {}): PairResult {
@@ -71,6 +73,7 @@ export function runPair(options: PairOptions = {}): PairResult {
         if (e.type === "handshake-complete" && options.message) client.send(options.message);
       },
       deliver: inPieces,
+      context: { knownKeys: options.knownKeys },
     },
     {
       engine: server,

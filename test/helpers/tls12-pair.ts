@@ -28,6 +28,8 @@ export function runLegacyPair(
     chunk?: number;
     /** Changes the bytes of the server's `index`-th write on their way to the client. */
     tamper?: (index: number, bytes: Buffer) => Buffer;
+    /** The known-key table the client role's tasks read (src/tls/known-keys.ts). */
+    knownKeys?: SharedArrayBuffer;
   } = {},
 ): LegacyPairResult {
   const settings = parsePriority(options.clientPriority ?? "SECURE128:!CTYPE-X.509:+CTYPE-RAWPK:+CTYPE-OPENPGP:!RSA:!VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2");
@@ -42,6 +44,7 @@ export function runLegacyPair(
   runLoopback(
     {
       engine: client,
+      context: { knownKeys: options.knownKeys },
       event: (e) => {
         clientEvents.push(e);
         if (e.type === "handshake-complete") {

@@ -43,6 +43,7 @@ export interface RegistryDeps {
 export class ClientRegistry implements Registry {
   readonly #clients = new Map<string, ClientRecord>();
   readonly #byKeyId = new Map<string, ClientRecord>();
+  #keyIdGeneration = 0;
   readonly #byFingerprint = new Map<string, ClientRecord>();
   readonly #listeners = new Set<(event: RegistryEvent) => void>();
   readonly #logger: Logger;
@@ -106,6 +107,15 @@ export class ClientRegistry implements Registry {
   byKeyId(keyId: string): ClientView | undefined {
     if (keyId === "" || keyId === EMPTY_KEY_ID) return undefined;
     return this.#byKeyId.get(keyId)?.view();
+  }
+
+  *keyIds(): IterableIterator<string> {
+    yield* this.#byKeyId.keys();
+    yield* this.#byFingerprint.keys();
+  }
+
+  get keyIdGeneration(): number {
+    return this.#keyIdGeneration;
   }
 
   byFingerprint(fingerprint: string): ClientView | undefined {
@@ -256,8 +266,14 @@ export class ClientRegistry implements Registry {
     const c = this.#must(name);
     this.#disable(c, "removed");
     this.#clients.delete(name);
-    if (this.#byKeyId.get(c.settings.keyId) === c) this.#byKeyId.delete(c.settings.keyId);
-    if (this.#byFingerprint.get(c.settings.fingerprint) === c) this.#byFingerprint.delete(c.settings.fingerprint);
+    if (this.#byKeyId.get(c.settings.keyId) === c) {
+      this.#byKeyId.delete(c.settings.keyId);
+      this.#keyIdGeneration++;
+    }
+    if (this.#byFingerprint.get(c.settings.fingerprint) === c) {
+      this.#byFingerprint.delete(c.settings.fingerprint);
+      this.#keyIdGeneration++;
+    }
     c.notify();
     publish(events.clientRemoved, () => ({ client: c.view() }));
     this.#emit({ type: "client-removed", client: c.view() });
@@ -285,8 +301,14 @@ export class ClientRegistry implements Registry {
   #add(settings: ClientSettings, runtime: ClientRuntime, announce: boolean): ClientRecord {
     const c = new ClientRecord(settings, runtime);
     this.#clients.set(settings.name, c);
-    if (settings.keyId !== "") this.#byKeyId.set(settings.keyId, c);
-    if (settings.fingerprint !== "") this.#byFingerprint.set(settings.fingerprint, c);
+    if (settings.keyId !== "") {
+      this.#byKeyId.set(settings.keyId, c);
+      this.#keyIdGeneration++;
+    }
+    if (settings.fingerprint !== "") {
+      this.#byFingerprint.set(settings.fingerprint, c);
+      this.#keyIdGeneration++;
+    }
     publish(events.clientAdded, () => ({ client: c.view() }));
     if (announce) this.#emit({ type: "client-added", client: c.view() });
     return c;

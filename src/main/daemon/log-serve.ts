@@ -14,7 +14,7 @@
 import { systemClock, type Clock, type TimerHandle } from "../clock.js";
 import { events, type Channel, type ConnectionClosed } from "../events.js";
 import { sourceOf } from "../serve/source.js";
-import type { Logger } from "./log.js";
+import type { Logger, LogLevel } from "./log.js";
 import { printableAscii, pyAscii, pyTextLine } from "./python-repr.js";
 
 /**
@@ -121,42 +121,55 @@ export function logServeEvents(logger: Logger, clock: Clock = systemClock): () =
   };
   const budget = new PeerLineBudget(clock, (source, suppressed, seconds) =>
     logger.warning(`Suppressed ${suppressed} log lines caused by ${source} in the last ${seconds} s`));
-  // The logger, for lines a peer caused: charged to its source.
-  const from = (address: string, connection?: number): Logger | null => (budget.allow(sourceOf(address), connection) ? logger : null);
+  const wants = (level: LogLevel): boolean => logger.enabledFor?.(level) ?? true;
+  /**
+   * Writes a line a peer caused, charged to its source; built only when
+   * its level is written at all (a line not written costs no budget).
+   */
+  const peerLine = (level: LogLevel, source: string, connection: number | undefined, text: () => string): void => {
+    if (wants(level) && budget.allow(source, connection)) write(logger, level, text());
+  };
 
-  on(events.connectionAccepted, ({ connection }) => from(connection.address, connection.id)?.info(`TCP connection from: ${connection.label}`));
+  on(events.connectionAccepted, ({ connection }) =>
+    peerLine("INFO", connection.source, connection.id, () => `TCP connection from: ${connection.label}`));
   on(events.connectionNotAdmitted, ({ address, localAddress, why }) => {
+    const source = sourceOf(address);
     switch (why) {
       case "source-limit":
-        return from(address)?.info(`Refusing connection from ${address}: too many connections from ${sourceOf(address)}`);
+        return peerLine("INFO", source, undefined, () => `Refusing connection from ${address}: too many connections from ${source}`);
       case "throttled":
-        return from(address)?.info(`Refusing connection from ${address}: too many failures from ${sourceOf(address)}`);
+        return peerLine("INFO", source, undefined, () => `Refusing connection from ${address}: too many failures from ${source}`);
       case "not-on-interface":
-        return from(address)?.debug(`Refusing connection to ${localAddress}: not on the served interface`);
+        return peerLine("DEBUG", source, undefined, () => `Refusing connection to ${localAddress}: not on the served interface`);
     }
   });
   on(events.versionLine, ({ connection, line, accepted, reason, maxBytes }) => {
-    const log = from(connection.address, connection.id);
-    if (!log) return;
+    const { source, id } = connection;
     if (line === null) {
-      log.error(`Unknown protocol version: line from ${connection.label} longer than ${maxBytes} bytes`);
+      peerLine("ERROR", source, id, () => `Unknown protocol version: line from ${connection.label} longer than ${maxBytes} bytes`);
       return;
     }
     // The reference's `%r` of the line as its text mode reads it: '1\n'.
-    log.debug(`Protocol version: ${pyAscii(pyTextLine(line))}`);
+    peerLine("DEBUG", source, id, () => `Protocol version: ${pyAscii(pyTextLine(line))}`);
     // The reference's line names no address; the budget above keeps a flood of them bounded.
-    if (!accepted) log.error(`Unknown protocol version: ${printableAscii(reason ?? "")}`);
+    if (!accepted) peerLine("ERROR", source, id, () => `Unknown protocol version: ${printableAscii(reason ?? "")}`);
   });
   on(events.handshakeDone, ({ connection, keyId, fingerprint }) => {
-    const log = from(connection.address, connection.id);
-    log?.debug("Handshake succeeded");
+    if (!wants("DEBUG")) return;
+    // One charge for the pair: the second line is never written without the first.
+    peerLine("DEBUG", connection.source, connection.id, () => "Handshake succeeded");
     // The reference in its OpenPGP mode logs the fingerprint's bytes object.
-    if (fingerprint !== undefined) log?.debug(`Fingerprint: b'${fingerprint}'`);
-    else log?.debug(`Key ID: ${keyId}`);
+    if (fingerprint !== undefined) logger.debug(`Fingerprint: b'${fingerprint}'`);
+    else logger.debug(`Key ID: ${keyId}`);
   });
-  // The reference names a legacy peer's fingerprint in the same line ("key_id or fpr").
-  on(events.clientNotFound, ({ connection, keyId, fingerprint }) =>
-    from(connection.address)?.info(`Client not found for key ID: ${keyId || fingerprint || ""}, address: ${connection.label}`));
+  on(events.clientNotFound, ({ connection, keyId, fingerprint, proven }) => {
+    // Refused before the signature check: the reference's "Key ID:" line
+    // still names the key (it writes it after every handshake); there was
+    // no "Handshake succeeded".
+    if (!proven) peerLine("DEBUG", connection.source, connection.id, () => (fingerprint !== undefined ? `Fingerprint: b'${fingerprint}'` : `Key ID: ${keyId}`));
+    // The reference names a legacy peer's fingerprint in the same line ("key_id or fpr").
+    peerLine("INFO", connection.source, undefined, () => `Client not found for key ID: ${keyId || fingerprint || ""}, address: ${connection.label}`);
+  });
   on(events.clientRejected, ({ client, reason }) => {
     switch (reason) {
       case "disabled":
@@ -171,11 +184,11 @@ export function logServeEvents(logger: Logger, clock: Clock = systemClock): () =
   });
   on(events.secretSent, ({ connection, client }) => {
     budget.refund(connection.id);
-    logger.info(`Sending secret to ${client}`);
+    if (wants("INFO")) logger.info(`Sending secret to ${client}`);
   });
   on(events.connectionClosed, (closed) => {
     budget.forget(closed.connection.id);
-    logClosed(logger, from, closed);
+    logClosed(logger, peerLine, closed);
   });
   on(events.stateSaveFailed, ({ reason }) => logger.warning(`Could not save persistent state: ${reason}`));
   return () => {
@@ -184,25 +197,37 @@ export function logServeEvents(logger: Logger, clock: Clock = systemClock): () =
   };
 }
 
+type PeerLine = (level: LogLevel, source: string, connection: number | undefined, text: () => string) => void;
+
+function write(logger: Logger, level: LogLevel, message: string): void {
+  switch (level) {
+    case "DEBUG": return logger.debug(message);
+    case "INFO": return logger.info(message);
+    case "WARNING": return logger.warning(message);
+    case "ERROR": return logger.error(message);
+    case "CRITICAL": return logger.critical(message);
+  }
+}
+
 /** The line, if any, for how a connection ended; the other outcomes were logged by their own fact. */
-function logClosed(logger: Logger, from: (address: string) => Logger | null, { connection, outcome, stage, detail }: ConnectionClosed): void {
-  const label = connection.label;
-  const what = printableAscii(detail ?? "");
+function logClosed(logger: Logger, peerLine: PeerLine, { connection, outcome, stage, detail }: ConnectionClosed): void {
+  const { label, source } = connection;
+  const what = (): string => printableAscii(detail ?? "");
   switch (outcome) {
     case "timeout":
       // Waiting for a slot is our doing, not the peer's: never held back.
-      if (stage === "AwaitingSlot") return logger.info(`Connection ${label} timed out ${what}`);
-      return from(connection.address)?.info(`Connection ${label} timed out ${what}`);
+      if (stage === "AwaitingSlot") return logger.info(`Connection ${label} timed out ${what()}`);
+      return peerLine("INFO", source, undefined, () => `Connection ${label} timed out ${what()}`);
     case "tls-error":
       // The reference's line during the handshake, word for word (no address:
       // the "TCP connection from" line before it names the peer); ours after it.
-      if (stage === "Handshaking") return from(connection.address)?.warning(`Handshake failed: ${what}`);
-      return from(connection.address)?.warning(`TLS error from ${label}: ${what}`);
+      if (stage === "Handshaking") return peerLine("WARNING", source, undefined, () => `Handshake failed: ${what()}`);
+      return peerLine("WARNING", source, undefined, () => `TLS error from ${label}: ${what()}`);
     case "socket-error":
-      return from(connection.address)?.debug(`Socket error from ${label}: ${what}`);
+      return peerLine("DEBUG", source, undefined, () => `Socket error from ${label}: ${what()}`);
     case "peer-closed":
       // A bare close (no FIN first) was never logged.
-      if (detail !== undefined) from(connection.address)?.debug(`Peer ${label} ${what}`);
+      if (detail !== undefined) peerLine("DEBUG", source, undefined, () => `Peer ${label} ${what()}`);
       return;
     default:
       return;

@@ -19,6 +19,13 @@ export interface Logger {
   warning(message: string): void;
   error(message: string): void;
   critical(message: string): void;
+  /**
+   * Whether a message at `level` would be written anywhere (Python
+   * logging's isEnabledFor). Callers that build a line from a peer's
+   * facts ask first, so that a server at WARNING builds no DEBUG text.
+   * Absent: everything may be written.
+   */
+  enabledFor?(level: LogLevel): boolean;
 }
 
 export function parseLogLevel(name: string): LogLevel | undefined {
@@ -28,13 +35,20 @@ export function parseLogLevel(name: string): LogLevel | undefined {
 
 export class FanOutLogger implements Logger {
   readonly #sinks: LogSink[] = [];
+  /** The lowest rank any sink wants (above CRITICAL when there is none). */
+  #lowest = RANK.CRITICAL + 1;
 
   constructor(sinks: LogSink[] = []) {
-    this.#sinks.push(...sinks);
+    for (const sink of sinks) this.addSink(sink);
   }
 
   addSink(sink: LogSink): void {
     this.#sinks.push(sink);
+    this.#lowest = Math.min(this.#lowest, RANK[sink.level]);
+  }
+
+  enabledFor(level: LogLevel): boolean {
+    return RANK[level] >= this.#lowest;
   }
 
   log(level: LogLevel, message: string): void {
@@ -72,5 +86,5 @@ export function consoleSink(level: LogLevel, stream: NodeJS.WritableStream = pro
 
 /** A logger that drops everything (tests, benchmarks). */
 export const silentLogger: Logger = {
-  debug() {}, info() {}, warning() {}, error() {}, critical() {},
+  debug() {}, info() {}, warning() {}, error() {}, critical() {}, enabledFor: () => false,
 };

@@ -11,7 +11,7 @@ import type { MetricsAddress } from "../config/server-settings.js";
 import { openAuditLog, type AuditLog } from "./audit.js";
 import { trackHealth, type Health, type HealthInputs } from "./health.js";
 import { serveOperatorEndpoint, type OperatorEndpoint } from "./http.js";
-import { createMetrics, type MetricSources, type Metrics } from "./metrics.js";
+import type { MetricSources, Metrics } from "./metrics.js";
 import { systemdNotifier, type SystemdNotifier } from "./sd-notify.js";
 
 export interface ObserveSettings {
@@ -34,12 +34,21 @@ export class Observability {
   #audit: AuditLog | undefined;
   #systemd: SystemdNotifier | null = null;
 
-  /** Starts counting at once: call before the listener accepts. */
-  constructor(settings: ObserveSettings, sources: ObserveSources) {
+  /**
+   * Starts counting at once: call before the listener accepts. prom-client
+   * is loaded only when metrics are asked for (a server without them
+   * carries none of its code or memory).
+   */
+  static async start(settings: ObserveSettings, sources: ObserveSources): Promise<Observability> {
+    const metrics = settings.metrics ? (await import("./metrics.js")).createMetrics(sources) : undefined;
+    return new Observability(settings, sources, metrics);
+  }
+
+  private constructor(settings: ObserveSettings, sources: ObserveSources, metrics: Metrics | undefined) {
     this.#settings = settings;
     this.#health = trackHealth(sources);
     this.#accepting = () => sources.accepting();
-    this.#metrics = settings.metrics ? createMetrics(sources) : undefined;
+    this.#metrics = metrics;
   }
 
   /**

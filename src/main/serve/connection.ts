@@ -73,6 +73,8 @@ export interface ConnectionDeps {
   readonly logger: Logger;
   /** Every deadline and duration. */
   readonly clock: Clock;
+  /** The source the peer counts against (serve/source.ts). */
+  readonly source: string;
   /** Asks for a handshake slot; `granted` may run before this returns. */
   readonly requestSlot: (granted: () => void) => SlotTicket;
   /** Called once after a granted slot, when it can go to the next connection. */
@@ -115,7 +117,7 @@ export class Connection {
     const port = socket.remotePort ?? 0;
     // The reference logs Python's socket address tuple; keep its form.
     const label = socket.remoteFamily === "IPv6" ? `('${address}', ${port}, 0, 0)` : `('${address}', ${port})`;
-    this.#ref = { id: ++lastId, address, port, label };
+    this.#ref = { id: ++lastId, address, port, source: deps.source, label };
     if (events.connectionAccepted.hasSubscribers) events.connectionAccepted.publish({ connection: this.#ref });
     socket.setNoDelay(true);
     socket.on("data", (chunk: Buffer) => this.#onData(chunk));
@@ -293,6 +295,21 @@ export class Connection {
         if (this.#state !== "Sending") this.#close("peer-closed", "sent close_notify");
         return;
       case "error":
+        // A key no client has, refused before its signature was checked
+        // (src/tls/known-keys.ts): the same refusal as after a handshake.
+        if (event.error.code === "TLS_UNKNOWN_PEER_KEY" && event.error.keyId !== undefined) {
+          // A legacy peer's identity is its v4 fingerprint (40 hex digits); a key ID has 64.
+          const id = event.error.keyId;
+          if (id.length === 40) this.#notFound("", false, id);
+          else {
+            this.#keyId = id;
+            this.#notFound(id, false);
+          }
+          const out = this.#tls?.takeOutput();
+          if (out && !this.#socket.destroyed) this.#socket.end(out);
+          this.#close("refused");
+          return;
+        }
         this.#flushAndClose("tls-error", event.error.message);
         return;
     }
@@ -321,11 +338,7 @@ export class Connection {
       : keyId === EMPTY_KEY_ID ? undefined
       : registry.byKeyId(keyId);
     if (!client) {
-      this.#unknownKey = true;
-      if (events.clientNotFound.hasSubscribers) {
-        events.clientNotFound.publish({ connection: this.#ref, keyId, ...(fingerprint === undefined ? {} : { fingerprint }) });
-      }
-      registry.notFound(keyId || (fingerprint ?? ""), this.#ref.address);
+      this.#notFound(keyId, true, fingerprint);
       this.#close("refused");
       return;
     }
@@ -379,6 +392,16 @@ export class Connection {
   #onEnd(): void {
     if (this.#state === "Sending" || this.#state === "Closed") return;
     this.#close("peer-closed", `closed the connection in ${this.#state}`);
+  }
+
+  /** No client has `keyId`: counted against the source (admission.ts, Rule 3) and published. */
+  /** `fingerprint`: a legacy peer's; the reference names it where it would name the key ID ("key_id or fpr"). */
+  #notFound(keyId: string, proven: boolean, fingerprint?: string): void {
+    this.#unknownKey = true;
+    if (events.clientNotFound.hasSubscribers) {
+      events.clientNotFound.publish({ connection: this.#ref, keyId, ...(fingerprint === undefined ? {} : { fingerprint }), proven });
+    }
+    this.#deps.registry.notFound(keyId || (fingerprint ?? ""), this.#ref.address);
   }
 
   #flushAndClose(outcome: ConnectionOutcome, detail: string): void {

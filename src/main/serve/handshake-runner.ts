@@ -38,22 +38,30 @@ export function defaultWorkerCount(cores = availableParallelism()): number {
   return cores >= 3 ? cores - 1 : 0;
 }
 
-export function createHandshakeRunner(workers: number, settings: TlsSettings): HandshakeRunner {
-  return workers <= 0 ? new InlineRunner(settings) : new PoolRunner(workers, settings);
+/**
+ * The server's known key IDs as a table the tasks read (src/tls/known-keys.ts),
+ * current at each call; null: look every key up after the handshake only.
+ */
+export type KnownKeys = () => SharedArrayBuffer | null;
+
+export function createHandshakeRunner(workers: number, settings: TlsSettings, knownKeys: KnownKeys = () => null): HandshakeRunner {
+  return workers <= 0 ? new InlineRunner(settings, knownKeys) : new PoolRunner(workers, settings, knownKeys);
 }
 
 class InlineRunner implements HandshakeRunner {
   readonly workers = 0;
   readonly queued = 0;
   readonly #settings: TlsSettings;
-  constructor(settings: TlsSettings) {
+  readonly #knownKeys: KnownKeys;
+  constructor(settings: TlsSettings, knownKeys: KnownKeys) {
     this.#settings = settings;
+    this.#knownKeys = knownKeys;
   }
   keyShares(): Promise<EphemeralKeyShares> {
     return Promise.resolve(generateEphemeralKeyShares(this.#settings.keyShareGroups));
   }
   run(task: HandshakeTask): Promise<HandshakeTaskResult> {
-    return Promise.resolve(runHandshakeTask(task));
+    return Promise.resolve(runHandshakeTask(task, { knownKeys: this.#knownKeys() }));
   }
   close(): Promise<void> {
     return Promise.resolve();
@@ -82,9 +90,11 @@ class PoolRunner implements HandshakeRunner {
   #closed = false;
   readonly #queue: Array<{ task: HandshakeTask; resolve: (r: HandshakeTaskResult) => void; reject: (e: Error) => void }> = [];
   #batchesInFlight = 0;
+  readonly #knownKeys: KnownKeys;
 
-  constructor(workers: number, settings: TlsSettings) {
+  constructor(workers: number, settings: TlsSettings, knownKeys: KnownKeys) {
     this.workers = workers;
+    this.#knownKeys = knownKeys;
     this.#groups = settings.keyShareGroups;
     this.#pool = new Piscina<WorkerRequest, WorkerResponse>({
       filename: new URL("../../workers/handshake.js", import.meta.url).href,
@@ -134,7 +144,7 @@ class PoolRunner implements HandshakeRunner {
     while (this.#queue.length > 0 && this.#batchesInFlight < this.workers) {
       const batch = this.#queue.splice(0, MAX_BATCH);
       this.#batchesInFlight++;
-      this.#pool.run({ kind: "handshakes", tasks: batch.map((b) => b.task) }).then(
+      this.#pool.run({ kind: "handshakes", tasks: batch.map((b) => b.task), knownKeys: this.#knownKeys() }).then(
         (response) => {
           this.#batchesInFlight--;
           if (response.kind !== "handshakes" || response.results.length !== batch.length) {

@@ -123,6 +123,7 @@ export class Listener {
       tlsSettings: this.#deps.tlsSettings,
       logger: this.#deps.logger,
       clock: this.#deps.clock,
+      source,
       requestSlot: (granted) => admission.requestSlot(source, granted),
       releaseSlot: () => admission.releaseSlot(),
       onClosed: (_outcome, failed) => {

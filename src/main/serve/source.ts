@@ -6,8 +6,22 @@
 
 import { isIPv4, isIPv6 } from "node:net";
 
+/** Recent answers: a reboot wave asks about the same few addresses thousands of times. */
+const recent = new Map<string, string>();
+const RECENT_MAX = 4096;
+
 /** The source `address` (as Node reports a remote address) counts against. */
 export function sourceOf(address: string): string {
+  let source = recent.get(address);
+  if (source === undefined) {
+    if (recent.size >= RECENT_MAX) recent.clear();
+    source = computeSource(address);
+    recent.set(address, source);
+  }
+  return source;
+}
+
+function computeSource(address: string): string {
   // A dual-stack socket reports IPv4 peers as ::ffff:a.b.c.d.
   const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
   if (mapped) return mapped[1]!;

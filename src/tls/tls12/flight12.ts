@@ -14,13 +14,17 @@
 //   2. its signature algorithm was offered                -> illegal_parameter
 //   3. ECDHE: a curve of TLS12_CURVES (secp384r1, secp521r1);
 //      DHE: a prime in MIN/MAX_DH_PRIME_BITS, 1 < g, Ys < p-1 -> illegal_parameter / insufficient_security
-//   4. the OpenPGP certificate (openpgp-cert.ts steps 1-5)
+//   4. the OpenPGP certificate (openpgp-cert.ts steps 1-5); a
+//      fingerprint in no client's settings (the known-key table,
+//      known-keys.ts) is refused before any signature check   -> access_denied
 //   5. the signature verifies with the primary key        -> decrypt_error
 //   6. the agreement succeeds (a point on the curve)       -> illegal_parameter
 
 import { createDiffieHellman, createECDH, createHash } from "node:crypto";
 import { ContentType, HandshakeType } from "../constants.js";
 import { TlsError, toErrorData, type TlsErrorData } from "../errors.js";
+import type { FlightContext } from "../flight.js";
+import { mayBeKnown } from "../known-keys.js";
 import { CHANGE_CIPHER_SPEC, handshakeHeader, plainRecord } from "../record.js";
 import { finished12, keyBlock12, masterSecret12, seal12, type Tls12Keys } from "./crypto12.js";
 import { encodeClientKeyExchange, parseServerKeyExchange, serverKeyExchangeContent } from "./messages12.js";
@@ -66,7 +70,7 @@ export type Tls12FlightResult =
   | { readonly status: "error"; readonly error: TlsErrorData };
 
 /** Runs the task; never throws. */
-export function processTls12Flight(task: Tls12FlightTask): Tls12FlightResult {
+export function processTls12Flight(task: Tls12FlightTask, context: FlightContext = {}): Tls12FlightResult {
   try {
     const suite = tls12SuiteByCode(task.suite);
     if (!suite) throw new TlsError("TLS_INTERNAL", "unknown TLS 1.2 suite in task");
@@ -96,7 +100,10 @@ export function processTls12Flight(task: Tls12FlightTask): Tls12FlightResult {
       group = `ffdhe-${bits}`;
     }
     // Step 4.
-    const cert = parseOpenPgpCertificate(task.certificate);
+    const table = context.knownKeys;
+    const cert = parseOpenPgpCertificate(task.certificate, (fingerprint) => {
+      if (table && !mayBeKnown(table, fingerprint)) throw new TlsError("TLS_UNKNOWN_PEER_KEY", "the key belongs to no client", undefined, -1, fingerprint);
+    });
     // Step 5.
     if (!ske.verify(cert.key, serverKeyExchangeContent(task.clientRandom, task.serverRandom, ske.params))) {
       throw new TlsError("TLS_DECRYPT_ERROR", "ServerKeyExchange signature does not verify");

@@ -16,6 +16,8 @@
 //      subkeys and signatures, lengths exact                -> bad_certificate
 //   3. the primary key is RSA in the bounds of limits.ts    -> unsupported_certificate
 //   4. the key ID sent is the primary key's                 -> bad_certificate
+//      then `admit` sees the fingerprint before any signature
+//      is checked (flight12.ts: an unknown one is refused)
 //   5. every self-signature over a user ID, a subkey or the
 //      key verifies, there is at least one user ID
 //      certification, and the key carries no valid key
@@ -62,7 +64,7 @@ function bad(why: string): TlsError {
 }
 
 /** Steps 1-5: the Certificate message body to a checked primary key. */
-export function parseOpenPgpCertificate(body: Uint8Array): OpenPgpCertificate {
+export function parseOpenPgpCertificate(body: Uint8Array, admit?: (fingerprint: string) => void): OpenPgpCertificate {
   // Step 1.
   const r = new Reader(body);
   // The outer length: RFC 6091 §3.3 makes it the length of the rest; GnuTLS
@@ -93,11 +95,11 @@ export function parseOpenPgpCertificate(body: Uint8Array): OpenPgpCertificate {
   if (outer !== whole && !(type === DESCRIPTOR.SubkeyCert && outer === keyBytes.length + 6)) {
     throw new TlsError("TLS_DECODE", "OpenPGP certificate length does not match");
   }
-  return checkTransferableKey(keyBytes, sentKeyId);
+  return checkTransferableKey(keyBytes, sentKeyId, admit);
 }
 
 /** Steps 2-5 on the binary transferable public key (exported, for tests and the server role). */
-export function checkTransferableKey(keyBytes: Uint8Array, sentKeyId: Uint8Array | null = null): OpenPgpCertificate {
+export function checkTransferableKey(keyBytes: Uint8Array, sentKeyId: Uint8Array | null = null, admit?: (fingerprint: string) => void): OpenPgpCertificate {
   // Step 2.
   const packets = readPackets(keyBytes);
   const primary = packets[0];
@@ -107,6 +109,8 @@ export function checkTransferableKey(keyBytes: Uint8Array, sentKeyId: Uint8Array
   const keyId = fpr.subarray(12);
   // Step 4 (before any signature work).
   if (sentKeyId && !Buffer.from(sentKeyId).equals(keyId)) throw bad("the key ID sent is not the primary key's");
+  const fingerprint = fpr.toString("hex").toUpperCase();
+  admit?.(fingerprint);
 
   // Step 5: walk the key's structure (RFC 4880 §11.1).
   const prefix = keyHashPrefix(primary.body);
@@ -153,7 +157,7 @@ export function checkTransferableKey(keyBytes: Uint8Array, sentKeyId: Uint8Array
     }
   }
   if (certifications === 0) throw bad("no self-certified user ID");
-  return { fingerprint: fpr.toString("hex").toUpperCase(), keyId: keyId.toString("hex").toUpperCase(), key: pk.key, modulusBits: pk.bits };
+  return { fingerprint, keyId: keyId.toString("hex").toUpperCase(), key: pk.key, modulusBits: pk.bits };
 }
 
 function sigTypeFits(type: number, subject: "key" | "uid" | "subkey"): boolean {
