@@ -1,5 +1,6 @@
 // The mass-reboot load generator: a separate process that plays N distinct
-// client machines (the TLS engine's server role, each its own key), all
+// client machines (the TLS engine's server role, each its own key; legacy
+// machines speak TLS 1.2 with an OpenPGP key, tls12/server12.ts), all
 // starting at once, at most `concurrency` connected at a time. Every secret
 // is checked byte for byte. Reads a job (JSON) from the file named in
 // argv[2]; writes a report (JSON) to stdout.
@@ -14,6 +15,7 @@ import { createPrivateKey, createPublicKey } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { parsePriority } from "../src/tls/index.js";
 import { fetchSecret, type ClientIdentity } from "../src/client/fetch.js";
+import type { OpenPgpIdentity } from "../src/tls/tls12/server12.js";
 
 export interface LoadJob {
   readonly host: string;
@@ -26,11 +28,19 @@ export interface LoadJob {
   readonly priority: string;
   /** How many connections to make (machines are used round-robin if fewer). */
   readonly connections: number;
-  readonly machines: ReadonlyArray<{ readonly privateKeyPem: string; readonly secretBase64: string }>;
+  /** `legacy`: an OpenPGP machine; privateKeyPem is then its RSA primary key. */
+  readonly machines: ReadonlyArray<{ readonly privateKeyPem: string; readonly secretBase64: string; readonly legacy?: LegacyMachine }>;
   /** Unmeasured connections first, then "WARM" and a wait for stdin (see above). */
   readonly warmupConnections?: number;
   /** Report every connection's timings too (the picture of the wave). */
   readonly recordSamples?: boolean;
+}
+
+/** A legacy machine's OpenPGP key, beside its RSA private key. */
+export interface LegacyMachine {
+  /** The binary transferable public key, base64. */
+  readonly publicKeyBase64: string;
+  readonly keyIdHex: string;
 }
 
 /** How many connections were made, and how they ended. */
@@ -79,12 +89,14 @@ interface Prepared {
   readonly job: LoadJob;
   readonly settings: ReturnType<typeof parsePriority>;
   readonly identities: readonly ClientIdentity[];
+  /** The OpenPGP identity of each legacy machine (undefined for modern ones). */
+  readonly legacy: ReadonlyArray<OpenPgpIdentity | undefined>;
   readonly secrets: readonly Buffer[];
 }
 
 /** `connections` connections, at most job.concurrency at a time, machines round-robin from `first`. */
 async function wave(p: Prepared, connections: number, first: number): Promise<Wave> {
-  const { job, settings, identities, secrets } = p;
+  const { job, settings, identities, secrets, legacy } = p;
   const latencies: number[] = [];
   const completions: number[] = [];
   const failureCodes: Record<string, number> = {};
@@ -106,6 +118,7 @@ async function wave(p: Prepared, connections: number, first: number): Promise<Wa
           identity: identities[m]!,
           settings,
           timeoutMs: job.timeoutMs,
+          ...(legacy[m] ? { legacy: legacy[m] } : {}),
         });
         const t1 = performance.now();
         latencies.push(t1 - t0);
@@ -155,8 +168,11 @@ async function runJob(job: LoadJob): Promise<LoadReport> {
     const privateKey = createPrivateKey(m.privateKeyPem);
     return { privateKey, publicKeySpki: createPublicKey(privateKey).export({ type: "spki", format: "der" }) };
   });
+  const legacy = job.machines.map((m, i): OpenPgpIdentity | undefined =>
+    m.legacy ? { privateKey: identities[i]!.privateKey, publicKey: Buffer.from(m.legacy.publicKeyBase64, "base64"), keyId: Buffer.from(m.legacy.keyIdHex, "hex") } : undefined,
+  );
   const secrets = job.machines.map((m) => Buffer.from(m.secretBase64, "base64"));
-  const prepared: Prepared = { job, settings, identities, secrets };
+  const prepared: Prepared = { job, settings, identities, legacy, secrets };
 
   let warmup: Counts | undefined;
   const warmupConnections = job.warmupConnections ?? 0;

@@ -1,5 +1,6 @@
 // The mass-reboot simulation (issue 4): N configured clients, N distinct
-// simulated machines all rebooting at once from a separate process, against
+// simulated machines all rebooting at once from a separate process (modern
+// ones, legacy TLS 1.2/OpenPGP ones, or a mix: `legacyShare`), against
 // bin/mandos on ::1, for several worker counts and concurrencies; and, when
 // it is installed, the Python reference server on the same clients.
 // Reports secrets/s, latency percentiles, failures, the server's peak RSS and
@@ -13,9 +14,10 @@ import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { DEFAULT_PRIORITY } from "../src/tls/index.js";
+import { openPgpIdentityFromRsa } from "../src/client/openpgp-identity.js";
 import { snapshotAgents, stopAgentsSince } from "../test/helpers/mandos-agents.js";
 import { freePort } from "../test/helpers/wait.js";
-import type { LoadJob, LoadReport } from "./load-generator.js";
+import type { LegacyMachine, LoadJob, LoadReport } from "./load-generator.js";
 
 const REPO = fileURLToPath(new URL("../../", import.meta.url));
 const REFERENCE = "/usr/sbin/mandos";
@@ -24,12 +26,18 @@ const CLK_TCK = 100;
 export interface Machine {
   readonly privateKeyPem: string;
   readonly secretBase64: string;
+  /** Modern machines: the key ID; legacy ones: "". */
   readonly keyId: string;
+  /** Legacy machines: the OpenPGP fingerprint and key. */
+  readonly fingerprint?: string;
+  readonly legacy?: LegacyMachine;
 }
 
 export interface RebootRun {
   readonly server: string;
   readonly workers: number | "default" | null;
+  /** Which generation the simulated machines are: "modern", "legacy" or "mixed" (half each). */
+  readonly generation: string;
   readonly clients: number;
   readonly concurrency: number;
   readonly report: LoadReport;
@@ -37,9 +45,32 @@ export interface RebootRun {
   readonly cpuMsPerSecret: number;
 }
 
-export function makeMachines(n: number): Machine[] {
+/**
+ * RSA-4096 keys (mandos-keygen's default) behind the legacy machines: each
+ * machine gets its own OpenPGP key and fingerprint from one of these with
+ * its own creation time (openPgpIdentityFromRsa), which costs a signature,
+ * not a key generation.
+ */
+const LEGACY_RSA_KEYS = 4;
+
+export function makeMachines(n: number, legacyShare = 0): Machine[] {
   const machines: Machine[] = [];
+  const legacyCount = Math.round(n * legacyShare);
+  const rsa = Array.from({ length: legacyCount > 0 ? LEGACY_RSA_KEYS : 0 }, () => generateKeyPairSync("rsa", { modulusLength: 4096 }).privateKey);
   for (let i = 0; i < n; i++) {
+    // Spread evenly, so that a mixed wave interleaves the generations.
+    if (legacyShare > 0 && Math.floor((i + 1) * legacyShare) > Math.floor(i * legacyShare)) {
+      const key = rsa[i % rsa.length]!;
+      const id = openPgpIdentityFromRsa(key, `machine${i}`, 1_600_000_000 + i);
+      machines.push({
+        privateKeyPem: key.export({ type: "pkcs8", format: "pem" }).toString(),
+        secretBase64: randomBytes(1200).toString("base64"),
+        keyId: "",
+        fingerprint: id.fingerprint,
+        legacy: { publicKeyBase64: Buffer.from(id.publicKey).toString("base64"), keyIdHex: Buffer.from(id.keyId).toString("hex") },
+      });
+      continue;
+    }
     const { privateKey, publicKey } = generateKeyPairSync("ed25519");
     const spki = publicKey.export({ type: "spki", format: "der" });
     machines.push({
@@ -59,7 +90,7 @@ export function writeConfig(dir: string, machines: readonly Machine[]): void {
   const parts = ["[DEFAULT]\nchecker = true\ninterval = 1d\ntimeout = 2d\nextended_timeout = 2d\n"];
   machines.forEach((m, i) => {
     const wrapped = m.secretBase64.replace(/(.{64})/g, "$1\n    ");
-    parts.push(`[machine${i}]\nkey_id = ${m.keyId}\nfingerprint = \nsecret =\n    ${wrapped}\nhost = machine${i}\n`);
+    parts.push(`[machine${i}]\nkey_id = ${m.keyId}\nfingerprint = ${m.fingerprint ?? ""}\nsecret =\n    ${wrapped}\nhost = machine${i}\n`);
   });
   writeFileSync(join(dir, "clients.conf"), parts.join("\n"), { mode: 0o600 });
 }
@@ -96,6 +127,7 @@ export async function waitForPort(port: number, child: ChildProcess, ms: number,
 function measuredRun(
   server: RebootRun["server"],
   workers: RebootRun["workers"],
+  generation: string,
   clients: number,
   concurrency: number,
   report: RebootRun["report"],
@@ -105,6 +137,7 @@ function measuredRun(
   return {
     server,
     workers,
+    generation,
     clients,
     concurrency,
     report,
@@ -195,6 +228,8 @@ export interface RebootOptions {
   readonly recordSamples?: boolean;
   /** More options for our server (bench/observe.ts: --metrics, --audit-log). */
   readonly serverArgs?: readonly string[];
+  /** Share of legacy (TLS 1.2, OpenPGP) machines: 0 (default), 1, or 0.5 for a mixed wave. */
+  readonly legacyShare?: number;
   /** Told when a measured wave of ours starts (after its warm-up) and ends (bench/etcd-wave.ts reads etcd's counters there). */
   readonly onWave?: (phase: "start" | "end") => void;
 }
@@ -215,7 +250,7 @@ async function warmedWave(
   label: string,
   workers: RebootRun["workers"],
   port: number,
-  wave: { readonly n: number; readonly concurrency: number; readonly machines: LoadJob["machines"]; readonly root: string },
+  wave: { readonly n: number; readonly concurrency: number; readonly generation: string; readonly machines: LoadJob["machines"]; readonly root: string },
   options: RebootOptions,
 ): Promise<RebootRun> {
   try {
@@ -233,7 +268,7 @@ async function warmedWave(
       },
     );
     if (label === "mandos-ts") options.onWave?.("end");
-    const run = measuredRun(label, workers, wave.n, wave.concurrency, report, before, procStats(server.pid!));
+    const run = measuredRun(label, workers, wave.generation, wave.n, wave.concurrency, report, before, procStats(server.pid!));
     options.log(describe(run));
     return run;
   } finally {
@@ -247,10 +282,11 @@ export async function runRebootSimulation(options: RebootOptions): Promise<Reboo
   try {
     for (const n of options.sizes) {
       options.log(`generating ${n} machines`);
-      const machines = makeMachines(n);
+      const machines = makeMachines(n, options.legacyShare);
+      const generation = !options.legacyShare ? "modern" : options.legacyShare >= 1 ? "legacy" : "mixed";
       const conf = join(root, `conf-${n}`);
       writeConfig(conf, machines);
-      const jobMachines = machines.map(({ privateKeyPem, secretBase64 }) => ({ privateKeyPem, secretBase64 }));
+      const jobMachines = machines.map(({ privateKeyPem, secretBase64, legacy }) => ({ privateKeyPem, secretBase64, ...(legacy ? { legacy } : {}) }));
       for (const workers of options.workers) {
         for (const concurrency of options.concurrencies) {
           const port = await freePort();
@@ -264,16 +300,17 @@ export async function runRebootSimulation(options: RebootOptions): Promise<Reboo
           args.push(...(options.serverArgs ?? []));
           mkdirSync(join(root, "state"), { recursive: true });
           const server = spawn(process.execPath, [...serverNodeFlags(), ...args], { stdio: ["ignore", "ignore", "inherit"] });
-          runs.push(await warmedWave(server, "mandos-ts", workers, port, { n, concurrency, machines: jobMachines, root }, options));
+          runs.push(await warmedWave(server, "mandos-ts", workers, port, { n, concurrency, generation, machines: jobMachines, root }, options));
         }
       }
-      if (options.nativeServer) {
+      // ref-server speaks only the modern generation.
+      if (options.nativeServer && generation === "modern") {
         // mandos-load's ref-server (native.ts), on the same machines: reads each client's key ID and secret from clients.list.
         writeNativeManifest(conf, machines);
         for (const concurrency of options.concurrencies) {
           const port = await freePort();
           const server = spawn(options.nativeServer, ["-k", conf, "-a", "::1", "-p", String(port), "-w", "2", "--nodelay"], { stdio: ["ignore", "ignore", "inherit"] });
-          runs.push(await warmedWave(server, "native-ref-server", 2, port, { n, concurrency, machines: jobMachines, root }, options));
+          runs.push(await warmedWave(server, "native-ref-server", 2, port, { n, concurrency, generation, machines: jobMachines, root }, options));
         }
       }
       if (existsSync(REFERENCE) && options.referenceBus && options.referenceConnections > 0) {
@@ -299,7 +336,7 @@ export async function runRebootSimulation(options: RebootOptions): Promise<Reboo
             },
             root,
           );
-          const run = measuredRun("python-reference", null, n, concurrency, report, before, procStats(server.pid!));
+          const run = measuredRun("python-reference", null, generation, n, concurrency, report, before, procStats(server.pid!));
           runs.push(run);
           options.log(describe(run));
         } finally {
@@ -318,7 +355,7 @@ export async function runRebootSimulation(options: RebootOptions): Promise<Reboo
 export function describe(run: RebootRun): string {
   const r = run.report;
   return (
-    `${run.server} workers=${run.workers ?? "-"} N=${run.clients} c=${run.concurrency}: ` +
+    `${run.server} workers=${run.workers ?? "-"} ${run.generation} N=${run.clients} c=${run.concurrency}: ` +
     `${r.secretsPerSecond} secrets/s (steady ${r.steadySecretsPerSecond}), p50 ${r.latencyMs.p50} p90 ${r.latencyMs.p90} p99 ${r.latencyMs.p99} max ${r.latencyMs.max} ms, ` +
     `${r.succeeded}/${r.attempted} ok, ${r.failures} failed, ${r.mismatches} mismatched, ` +
     `peak RSS ${run.peakRssMiB} MiB, ${run.cpuMsPerSecret} ms CPU/secret`

@@ -1,6 +1,8 @@
 // `npm run bench`: the micro-benchmarks, then the mass-reboot simulation
 // (ours at several worker counts and concurrencies, and the Python reference
-// on the same clients when installed). Results go to bench/results/ as JSON
+// on the same clients when installed), and legacy and mixed waves (TLS 1.2
+// OpenPGP machines, alone and half and half with modern ones) beside a
+// modern one of the same size. Results go to bench/results/ as JSON
 // and to stdout as Markdown tables. Any failed or mismatched secret makes
 // the run say so loudly and exit non-zero. Then the same wave with the
 // etcd backend beside the file backend (bench/etcd-wave.ts).
@@ -52,6 +54,9 @@ try {
     log("reboot simulation skipped (BENCH_PARTS)");
   } else if (quick) {
     runs = await runRebootSimulation({ ...common, sizes: [200], concurrencies: [64], workers: [0, 2], warmupConnections: 100, referenceConnections: 20, referenceBudgetMs: 15_000, nativeServer: refServer, recordSamples: true });
+    for (const legacyShare of [1, 0.5]) {
+      runs.push(...(await runRebootSimulation({ ...common, sizes: [200], concurrencies: [64], workers: [2], warmupConnections: 100, referenceConnections: 0, referenceBudgetMs: 0, legacyShare })));
+    }
   } else {
     const warmupConnections = 4000;
     runs = [
@@ -59,6 +64,9 @@ try {
       ...(await runRebootSimulation({ ...common, sizes: [10000], concurrencies: [256], workers: [0, 1, 2], warmupConnections, referenceConnections: 0, referenceBudgetMs: 0 })),
       // The memory goal: 10,000 clients configured and 1,000 connections open at once.
       ...(await runRebootSimulation({ ...common, sizes: [10000], concurrencies: [1000], workers: ["default"], warmupConnections, referenceConnections: 0, referenceBudgetMs: 0 })),
+      // Legacy clients (TLS 1.2, OpenPGP, RSA-4096) alone and half and half, beside the modern rows above (the reference serves one generation only).
+      ...(await runRebootSimulation({ ...common, sizes: [1000], concurrencies: [64], workers: [0, 2], warmupConnections: 1000, referenceConnections: 0, referenceBudgetMs: 0, legacyShare: 1 })),
+      ...(await runRebootSimulation({ ...common, sizes: [1000], concurrencies: [64], workers: [0, 2], warmupConnections: 1000, referenceConnections: 0, referenceBudgetMs: 0, legacyShare: 0.5 })),
     ];
   }
 } finally {
@@ -85,14 +93,14 @@ const reference = runs.filter((r) => r.server === "python-reference");
 const incomplete = (c: Counts): boolean => c.failures > 0 || c.mismatches > 0 || c.succeeded < c.attempted;
 const bad = [...ours, ...(etcdWave ? [...etcdWave.file, ...etcdWave.etcd] : [])].filter((r) => incomplete(r.report) || (r.report.warmup !== undefined && incomplete(r.report.warmup)));
 
-let table = "| server | workers | clients | concurrent | secrets/s | steady secrets/s | p50 ms | p90 ms | p99 ms | max ms | ok/attempted | peak RSS MiB | CPU ms/secret |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+let table = "| server | workers | machines | clients | concurrent | secrets/s | steady secrets/s | p50 ms | p90 ms | p99 ms | max ms | ok/attempted | peak RSS MiB | CPU ms/secret |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
 for (const r of runs) {
   const p = r.report;
-  table += `| ${r.server} | ${r.workers ?? "-"} | ${r.clients} | ${r.concurrency} | ${p.secretsPerSecond} | ${p.steadySecretsPerSecond} | ${p.latencyMs.p50} | ${p.latencyMs.p90} | ${p.latencyMs.p99} | ${p.latencyMs.max} | ${p.succeeded}/${p.attempted} | ${r.peakRssMiB} | ${r.cpuMsPerSecret} |\n`;
+  table += `| ${r.server} | ${r.workers ?? "-"} | ${r.generation} | ${r.clients} | ${r.concurrency} | ${p.secretsPerSecond} | ${p.steadySecretsPerSecond} | ${p.latencyMs.p50} | ${p.latencyMs.p90} | ${p.latencyMs.p99} | ${p.latencyMs.max} | ${p.succeeded}/${p.attempted} | ${r.peakRssMiB} | ${r.cpuMsPerSecret} |\n`;
 }
 let ratio = "";
 for (const ref of reference) {
-  const best = ours.filter((r) => r.clients === ref.clients).sort((a, b) => b.report.secretsPerSecond - a.report.secretsPerSecond)[0];
+  const best = ours.filter((r) => r.clients === ref.clients && r.generation === "modern").sort((a, b) => b.report.secretsPerSecond - a.report.secretsPerSecond)[0];
   if (best && ref.report.secretsPerSecond > 0) {
     ratio += `With ${ref.clients} clients: ${best.report.secretsPerSecond} vs ${ref.report.secretsPerSecond} secrets/s, ${Math.round(best.report.secretsPerSecond / ref.report.secretsPerSecond)}× the Python reference.\n`;
   } else if (best) {
@@ -102,7 +110,7 @@ for (const ref of reference) {
 // Lookup cost independent of N: the steady rate with 1,000 and with 10,000 clients, same workers and concurrency.
 let byN = "";
 for (const big of ours.filter((r) => r.clients === 10000)) {
-  const small = ours.find((r) => r.clients === 1000 && r.workers === big.workers && r.concurrency === big.concurrency);
+  const small = ours.find((r) => r.clients === 1000 && r.generation === "modern" && r.workers === big.workers && r.concurrency === big.concurrency);
   if (!small || big.report.steadySecretsPerSecond === 0) continue;
   const change = Math.round((small.report.steadySecretsPerSecond / big.report.steadySecretsPerSecond - 1) * 100);
   byN += `workers=${big.workers} c=${big.concurrency}: steady ${small.report.steadySecretsPerSecond}/s with 1,000 clients, ${big.report.steadySecretsPerSecond}/s with 10,000 (${change >= 0 ? "+" : ""}${change}%).\n`;

@@ -64,6 +64,11 @@ test("the audit log: one line per release and per refusal of a known client, non
     audit.reopen();
     events.secretSent.publish({ connection, client: "baz", keyId: "01", durationMs: 3 });
     assert.match(readFileSync(path, "utf8"), /^\{"time":"1970-01-01T00:00:00.000Z","outcome":"released","reason":null,"client":"baz",/);
+    // A legacy peer's record names its fingerprint too.
+    events.secretSent.publish({ connection, client: "old", keyId: "", fingerprint: "9A2B", durationMs: 3 });
+    const legacy = JSON.parse(readFileSync(path, "utf8").trim().split("\n")[1]!) as Record<string, unknown>;
+    assert.equal(legacy.key_id, "");
+    assert.equal(legacy.fingerprint, "9A2B");
     assert.equal(readFileSync(`${path}.1`, "utf8").split("\n").length, 3);
   } finally {
     audit.close();

@@ -19,6 +19,7 @@ import {
   generateEphemeralKeyShares,
   keyId,
   parsePriority,
+  DEFAULT_PRIORITY,
   EngineDriver,
   type TlsEvent,
 } from "../src/tls/index.js";
@@ -162,6 +163,24 @@ describe("TLS engine against GnuTLS", { skip }, () => {
       assert.equal(done.group, "x25519");
     });
   }
+
+  // One ClientHello for both generations (TLS 1.3 RPK and TLS 1.2 OpenPGP): GnuTLS 3.7 still chooses TLS 1.3, with no HelloRetryRequest.
+  for (const kind of ["ed25519", "rsa"] as KeyKind[]) {
+    for (const serv of ["SECURE128:!CTYPE-X.509:+CTYPE-RAWPK:!RSA:!VERS-ALL:+VERS-TLS1.3:%PROFILE_LOW", "NORMAL:+CTYPE-RAWPK"]) {
+      test(`our default (both generations) against gnutls-serv ${serv} with a ${kind} key: TLS 1.3`, async () => {
+        const done = await clientAgainstGnutls(DEFAULT_PRIORITY, serv, kind);
+        assert.equal(done.version, undefined);
+        assert.equal(done.group, "x25519");
+      });
+    }
+  }
+
+  test("gnutls-serv restricted to TLS 1.2 with raw keys is refused by our default: raw keys are TLS 1.3 only", async () => {
+    // GnuTLS 3.7 with TLS 1.3 disabled sets no downgrade sentinel; it answers ECDHE_RSA with server_certificate_type RawPublicKey.
+    await assert.rejects(clientAgainstGnutls(DEFAULT_PRIORITY, "NORMAL:+CTYPE-RAWPK:-CTYPE-X.509:-VERS-ALL:+VERS-TLS1.2", "rsa"), {
+      code: "TLS_UNSUPPORTED_CERTIFICATE",
+    });
+  });
 
   test("our client answers a HelloRetryRequest from gnutls-serv", async () => {
     const done = await clientAgainstGnutls(

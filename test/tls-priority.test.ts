@@ -3,7 +3,7 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { DEFAULT_PRIORITY, parsePriority } from "../src/tls/index.js";
+import { DEFAULT_PRIORITY, REFERENCE_OPENPGP_PRIORITY, REFERENCE_RPK_PRIORITY, parsePriority } from "../src/tls/index.js";
 
 test("the Mandos default", () => {
   const s = parsePriority(DEFAULT_PRIORITY);
@@ -56,4 +56,32 @@ test("refuses strings that leave nothing we can speak", () => {
   assert.throws(() => parsePriority("NORMAL:+CTYPE-RAWPK:-VERS-TLS1.3"), /TLS 1.3/);
   assert.throws(() => parsePriority("NORMAL:+CTYPE-RAWPK:-CIPHER-ALL"), /cipher suite/);
   assert.throws(() => parsePriority("NORMAL:+CTYPE-RAWPK:-GROUP-ALL"), /group/);
+});
+
+test("legacy clients (TLS 1.2, OpenPGP): served by our default, by the reference's legacy string, not by its RPK string", () => {
+  const both = parsePriority(DEFAULT_PRIORITY);
+  assert.equal(both.modern, true);
+  assert.deepEqual(both.legacy?.suites, [0xc030, 0xcca8, 0x009f, 0xccaa]);
+  assert.deepEqual(both.legacy?.groups, [0x0018, 0x0019]);
+  assert.deepEqual(both.legacy?.signatures, [0x0501, 0x0601]);
+  const old = parsePriority(REFERENCE_OPENPGP_PRIORITY);
+  assert.equal(old.modern, false);
+  assert.deepEqual(old.keyShareGroups, []);
+  assert.deepEqual(old.legacy?.suites, [0xc030, 0xcca8, 0x009f, 0xccaa]);
+  const rpk = parsePriority(REFERENCE_RPK_PRIORITY);
+  assert.equal(rpk.modern, true);
+  assert.equal(rpk.legacy, null);
+});
+
+test("legacy tokens: key exchanges and ciphers narrow the TLS 1.2 suites", () => {
+  assert.deepEqual(parsePriority(`${DEFAULT_PRIORITY}:-DHE-RSA`).legacy?.suites, [0xc030, 0xcca8]);
+  assert.deepEqual(parsePriority(`${DEFAULT_PRIORITY}:-KX-ALL:+DHE-RSA`).legacy?.suites, [0x009f, 0xccaa]);
+  assert.deepEqual(parsePriority(`${DEFAULT_PRIORITY}:-CHACHA20-POLY1305`).legacy?.suites, [0xc030, 0x009f]);
+  assert.equal(parsePriority(`${DEFAULT_PRIORITY}:-VERS-TLS1.2`).legacy, null);
+  assert.equal(parsePriority(`${DEFAULT_PRIORITY}:-CTYPE-OPENPGP`).legacy, null);
+  // Legacy only: TLS 1.3 off, or no raw keys.
+  assert.equal(parsePriority(`${DEFAULT_PRIORITY}:-VERS-TLS1.3`).modern, false);
+  assert.equal(parsePriority(`${DEFAULT_PRIORITY}:-CTYPE-RAWPK`).modern, false);
+  assert.throws(() => parsePriority("NORMAL:+CTYPE-OPENPGP:-VERS-TLS1.2"), /VERS-TLS1\.2/);
+  assert.throws(() => parsePriority("NORMAL:+CTYPE-OPENPGP:-KX-ALL"), /TLS 1\.2 cipher suite/);
 });

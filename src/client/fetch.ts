@@ -1,5 +1,6 @@
 // Our own Mandos client, on the TLS engine's server role: it connects like
-// `mandos-client --connect`, presents its raw public key, and returns the
+// `mandos-client --connect`, presents its raw public key (or, as a legacy
+// client, its OpenPGP key over TLS 1.2), and returns the
 // secret bytes as received (it does not decrypt them). The integration
 // tests and the mass-reboot benchmark use it; `bin/mandos-ts-client` is its
 // command line.
@@ -9,6 +10,7 @@ import { createPrivateKey, createPublicKey, type KeyObject } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { EngineDriver, TlsServer, type TlsSettings } from "../tls/index.js";
 import { FetchError } from "./errors.js";
+import { Tls12Server, type OpenPgpIdentity } from "../tls/tls12/server12.js";
 
 export { FetchError, type FetchErrorCode } from "./errors.js";
 
@@ -36,6 +38,8 @@ export interface FetchOptions {
   readonly timeoutMs?: number;
   /** The protocol line; tests change it to exercise the server. */
   readonly versionLine?: string;
+  /** Be a legacy client instead: TLS 1.2 with this OpenPGP key (tls12/server12.ts); `identity` is then unused. */
+  readonly legacy?: OpenPgpIdentity;
 }
 
 /** Connects, does the handshake, and resolves with the secret the server sent. */
@@ -63,7 +67,8 @@ export function fetchSecret(options: FetchOptions): Promise<Buffer> {
       () => finish(new FetchError("MANDOS_CLIENT_TIMEOUT", "timed out")),
       options.timeoutMs ?? 30_000,
     );
-    const driver = new EngineDriver(new TlsServer(options.settings, options.identity), {
+    const engine = options.legacy ? new Tls12Server(options.legacy) : new TlsServer(options.settings, options.identity);
+    const driver = new EngineDriver(engine, {
       write: (bytes) => {
         if (!socket.destroyed) socket.write(bytes);
       },

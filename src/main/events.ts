@@ -120,7 +120,10 @@ export interface VersionLine {
 }
 export interface HandshakeDone {
   readonly connection: ConnectionRef;
+  /** The modern peer's key ID; "" for a legacy peer. */
   readonly keyId: string;
+  /** A legacy (TLS 1.2, OpenPGP) peer's fingerprint, 40 upper-case hex digits; absent for a modern peer. */
+  readonly fingerprint?: string;
   /** From accept to the verified Finished, in milliseconds. */
   readonly durationMs: number;
   /**
@@ -134,17 +137,21 @@ export interface SecretSent {
   readonly connection: ConnectionRef;
   readonly client: string;
   readonly keyId: string;
+  /** A legacy peer's fingerprint (then keyId is ""). */
+  readonly fingerprint?: string;
   /** From accept to the secret written, in milliseconds. */
   readonly durationMs: number;
 }
 export interface ClientNotFound {
   readonly connection: ConnectionRef;
   readonly keyId: string;
+  /** A legacy peer's fingerprint (then keyId is ""). */
+  readonly fingerprint?: string;
   /**
    * Whether the peer proved it holds the key before it was refused: false
    * when the key ID was in no client's settings and the handshake stopped
    * before the signature check (src/tls/known-keys.ts), so no
-   * mandos:handshake:done came before this.
+   * mandos:handshake:done came before this. A legacy peer is always proven.
    */
   readonly proven: boolean;
 }
@@ -152,6 +159,8 @@ export interface ClientRejected {
   readonly connection: ConnectionRef;
   readonly client: string;
   readonly keyId: string;
+  /** A legacy peer's fingerprint (then keyId is ""). */
+  readonly fingerprint?: string;
   readonly reason: Exclude<RefusalReason, "unknown_key" | "bad_version" | "tls_error">;
 }
 

@@ -13,6 +13,10 @@
 // waits for):
 //   ExpectServerHello  -> (HRR) AwaitKeyShare -> ExpectServerHello (once)
 //                      -> ExpectServerFlight -> Connected (endpoint.ts)
+//                      -> Tls12 (a legacy peer chose TLS 1.2; tls12/client12.ts
+//                         runs its states) -> Connected
+// One ClientHello offers both generations when the priority string serves
+// both (messages.ts, encodeClientHello); the ServerHello decides.
 
 import { ContentType, HandshakeType, groupByCode, suiteByCode, suiteByName, type CipherSuiteInfo, type NamedGroup, type SignatureScheme } from "./constants.js";
 import { digest, type KeyShare } from "./crypto.js";
@@ -26,6 +30,8 @@ import type { TlsSettings } from "./priority.js";
 import { HandshakeAssembler, RecordFramer, plainRecord, type RawRecord } from "./record.js";
 import { sealRecord, trafficKeys } from "./crypto.js";
 import type { EphemeralKeyShares, HandshakeTask, HandshakeTaskResult } from "./tasks.js";
+import { Tls12ClientHandshake } from "./tls12/client12.js";
+import { serverHelloIsTls13 } from "./tls12/messages12.js";
 
 export type { TlsEvent } from "./endpoint.js";
 
@@ -56,6 +62,7 @@ type ClientState =
       /** Where the last task stopped; each record goes through one task only. */
       progress: FlightProgress | undefined;
     }
+  | { readonly name: "Tls12"; readonly handshake: Tls12ClientHandshake }
   | { readonly name: "Done" };
 
 export class TlsClient extends TlsEndpoint {
@@ -75,7 +82,11 @@ export class TlsClient extends TlsEndpoint {
   }
 
   protected get handshakeState(): string {
-    return this.#state.name;
+    return this.#state.name === "Tls12" ? this.#state.handshake.name : this.#state.name;
+  }
+
+  protected override get alertsProtected(): boolean {
+    return this.#state.name === "Tls12" && this.#state.handshake.alertsProtected;
   }
 
   start(): void {
@@ -88,7 +99,7 @@ export class TlsClient extends TlsEndpoint {
 
   takeTask(): HandshakeTask | null {
     if (this.failed) return null;
-    const task = this.#task ?? this.#flightTask();
+    const task = this.#task ?? (this.#state.name === "Tls12" ? this.#state.handshake.takeTask() : this.#flightTask());
     if (task) {
       this.#task = null;
       this.#taskOut = true;
@@ -101,7 +112,9 @@ export class TlsClient extends TlsEndpoint {
     if (this.failed) return;
     try {
       if (result.kind === "key-share") this.#onRetryShare(result.share);
-      else this.#onFlightResult(result.result);
+      else if (result.kind === "tls12-flight") {
+        if (this.#state.name === "Tls12") this.#state.handshake.onTaskResult(result.result);
+      } else this.#onFlightResult(result.result);
     } catch (error) {
       this.fail(error);
     }
@@ -110,14 +123,17 @@ export class TlsClient extends TlsEndpoint {
   // ------------------------------------------------------------------
 
   #clientHello(shares: readonly KeyShare[], cookie: Buffer | null): Buffer {
+    const legacy = this.#settings.legacy;
     return encodeClientHello({
       random: this.#ephemeral.random,
       sessionId: this.#ephemeral.sessionId,
-      cipherSuites: this.#settings.cipherSuites.map((n) => suiteByName(n).code),
+      cipherSuites: [...this.#settings.cipherSuites.map((n) => suiteByName(n).code), ...(legacy?.suites ?? [])],
       groups: this.#settings.groups,
       shares,
       signatureSchemes: this.#settings.signatureSchemes,
       cookie: cookie ?? undefined,
+      tls13: this.#settings.modern,
+      legacy,
     });
   }
 
@@ -130,6 +146,11 @@ export class TlsClient extends TlsEndpoint {
         for (let msg = this.#hello.next(); msg; msg = this.#hello.next()) {
           if (this.#state !== state) throw new TlsError("TLS_UNEXPECTED_MESSAGE", "handshake data after ServerHello");
           if (msg.type !== HandshakeType.ServerHello) throw new TlsError("TLS_UNEXPECTED_MESSAGE", `expected ServerHello, got ${msg.type}`);
+          if (this.#settings.legacy && !serverHelloIsTls13(msg.body)) {
+            // TLS 1.2: the rest of the server's flight may share this record.
+            this.#startTls12(state, msg.raw, this.#hello.pending);
+            return;
+          }
           this.#onServerHello(state, msg.raw, msg.body);
         }
         if (this.#state !== state && this.#hello.partial) {
@@ -145,12 +166,28 @@ export class TlsClient extends TlsEndpoint {
         throw new TlsError("TLS_UNEXPECTED_MESSAGE", "data before our second ClientHello");
       case "Start":
         throw new TlsError("TLS_UNEXPECTED_MESSAGE", "data before ClientHello");
+      case "Tls12":
+        state.handshake.onRecord(rec);
+        return;
       case "Done":
         return;
     }
   }
 
+  #startTls12(state: Extract<ClientState, { name: "ExpectServerHello" }>, raw: Buffer, rest: Buffer): void {
+    // RFC 8446 §4.1.4: after a HelloRetryRequest the server must go on in TLS 1.3.
+    if (state.retried) throw new TlsError("TLS_ILLEGAL_PARAMETER", "TLS 1.2 ServerHello after a HelloRetryRequest");
+    const legacy = this.#settings.legacy!;
+    const offer = { suites: legacy.suites, signatures: legacy.signatures, offeredTls13: this.#settings.modern };
+    const host = { output: (bytes: Buffer) => this.output(bytes), connect: this.connect.bind(this) };
+    this.#state = { name: "Tls12", handshake: new Tls12ClientHandshake(host, offer, state.transcript, this.#ephemeral.random, raw, rest) };
+  }
+
   protected override onChangeCipherSpec(rec: RawRecord): void {
+    if (this.#state.name === "Tls12") {
+      this.#state.handshake.onChangeCipherSpec();
+      return;
+    }
     // Kept in its place among the flight's records: the flight task drops it
     // before the server's Finished, and after it the replay refuses it, as a
     // change_cipher_spec that arrives once we are connected is refused.
@@ -159,6 +196,7 @@ export class TlsClient extends TlsEndpoint {
 
   #onServerHello(state: Extract<ClientState, { name: "ExpectServerHello" }>, raw: Buffer, body: Buffer): void {
     const sh = parseServerHello(body);
+    if (!this.#settings.modern) throw new TlsError("TLS_ILLEGAL_PARAMETER", "server selected TLS 1.3, which we did not offer");
     if (!sh.sessionId.equals(Buffer.from(this.#ephemeral.sessionId))) {
       throw new TlsError("TLS_ILLEGAL_PARAMETER", "legacy_session_id_echo does not match");
     }
@@ -286,6 +324,7 @@ export class TlsClient extends TlsEndpoint {
 
   protected handshakeAlert(description: number): Buffer {
     const state = this.#state;
+    if (state.name === "Tls12") return state.handshake.alert(description);
     if (state.name === "ExpectServerFlight" && state.progress) {
       // The server already reads under its handshake keys (RFC 8446 §4.4.1).
       const keys = trafficKeys(state.suite, state.progress.handshake.clientHandshakeTraffic);

@@ -16,7 +16,7 @@
 // Handshaking -> Failed. The role never sees a record once Connected.
 
 import { AlertDescription, ContentType } from "./constants.js";
-import type { ApplicationChannel } from "./channel.js";
+import type { ChannelInput } from "./channel.js";
 import { TlsError, peerAlertError } from "./errors.js";
 import { MAX_HANDSHAKE_BUFFER_BYTES } from "./limits.js";
 import { RecordFramer, plainRecord, type RawRecord } from "./record.js";
@@ -31,6 +31,10 @@ export type TlsEvent =
       readonly cipherSuite: string;
       readonly group: string;
       readonly signatureScheme: string;
+      /** "TLS1.2" for a legacy peer (OpenPGP certificate); absent means TLS 1.3. */
+      readonly version?: "TLS1.2" | "TLS1.3";
+      /** A legacy peer's OpenPGP v4 fingerprint, 40 upper-case hex digits (then keyId is ""). */
+      readonly fingerprint?: string;
     }
   | { readonly type: "data"; readonly data: Buffer }
   | { readonly type: "closed" }
@@ -38,11 +42,21 @@ export type TlsEvent =
 
 export type HandshakeCompleteEvent = Extract<TlsEvent, { type: "handshake-complete" }>;
 
+/** The connected state's record layer: TLS 1.3's ApplicationChannel (channel.ts) or TLS 1.2's (tls12/channel12.ts). */
+export interface RecordChannel {
+  receive(record: RawRecord, out: Buffer[]): ChannelInput;
+  send(data: Uint8Array, out: Buffer[]): void;
+  keyUpdate(requestUpdate: boolean, out: Buffer[]): void;
+  sendHandshake(message: Uint8Array, out: Buffer[]): void;
+  close(out: Buffer[]): void;
+  alert(description: number): Buffer | null;
+}
+
 export abstract class TlsEndpoint {
   readonly #framer = new RecordFramer();
   #output: Buffer[] = [];
   readonly #events: TlsEvent[] = [];
-  #channel: ApplicationChannel | null = null;
+  #channel: RecordChannel | null = null;
   #failed = false;
   /** Bytes received while handshaking, against MAX_HANDSHAKE_BUFFER_BYTES. */
   #handshakeBytes = 0;
@@ -59,6 +73,10 @@ export abstract class TlsEndpoint {
    * RFC 8446 §5, and the client role learns where Finished ends only later).
    */
   protected onChangeCipherSpec(_record: RawRecord): void {}
+  /** Whether the peer's alerts are already protected while handshaking (TLS 1.2 after its change_cipher_spec). */
+  protected get alertsProtected(): boolean {
+    return false;
+  }
 
   /** The state's name, for logs and tests. */
   get state(): string {
@@ -129,7 +147,7 @@ export abstract class TlsEndpoint {
   }
 
   /** The handshake is done: records from now on go to `channel`. */
-  protected connect(channel: ApplicationChannel, event: HandshakeCompleteEvent): void {
+  protected connect(channel: RecordChannel, event: HandshakeCompleteEvent): void {
     this.#channel = channel;
     this.#events.push(event);
   }
@@ -155,7 +173,7 @@ export abstract class TlsEndpoint {
       else if (got.kind === "closed") this.#events.push({ type: "closed" });
       return;
     }
-    if (rec.type === ContentType.Alert) {
+    if (rec.type === ContentType.Alert && !this.alertsProtected) {
       if (rec.body.length !== 2) throw new TlsError("TLS_DECODE", "malformed alert");
       throw peerAlertError(rec.body[1]!);
     }

@@ -11,6 +11,7 @@ export type TlsErrorCode =
   | "TLS_BAD_RECORD_MAC"
   | "TLS_RECORD_OVERFLOW"
   | "TLS_HANDSHAKE_FAILURE"
+  | "TLS_INSUFFICIENT_SECURITY"
   | "TLS_ILLEGAL_PARAMETER"
   | "TLS_UNSUPPORTED_CERTIFICATE"
   | "TLS_BAD_CERTIFICATE"
@@ -31,6 +32,7 @@ const ALERT_FOR: Record<TlsErrorCode, number> = {
   TLS_BAD_RECORD_MAC: AlertDescription.BadRecordMac,
   TLS_RECORD_OVERFLOW: AlertDescription.RecordOverflow,
   TLS_HANDSHAKE_FAILURE: AlertDescription.HandshakeFailure,
+  TLS_INSUFFICIENT_SECURITY: AlertDescription.InsufficientSecurity,
   TLS_ILLEGAL_PARAMETER: AlertDescription.IllegalParameter,
   TLS_UNSUPPORTED_CERTIFICATE: AlertDescription.UnsupportedCertificate,
   TLS_BAD_CERTIFICATE: AlertDescription.BadCertificate,

@@ -60,6 +60,15 @@ export interface ClientHelloParams {
   readonly shares: ReadonlyArray<{ readonly group: NamedGroup; readonly publicKey: Uint8Array }>;
   readonly signatureSchemes: readonly SignatureScheme[];
   readonly cookie?: Uint8Array | undefined;
+  /** False for a TLS 1.2-only ClientHello (a priority string that serves legacy clients only). Default true. */
+  readonly tls13?: boolean;
+  /**
+   * What the same ClientHello offers legacy (TLS 1.2, OpenPGP) Mandos
+   * clients: their suites are in `cipherSuites` already; here the extra
+   * groups and signature algorithms and the TLS 1.2 extensions (RFC 6091
+   * cert_type, RFC 7627, RFC 5746, RFC 8422 point formats).
+   */
+  readonly legacy?: { readonly groups: readonly number[]; readonly signatures: readonly number[] } | null;
 }
 
 /** The whole ClientHello handshake message (header included). */
@@ -71,24 +80,45 @@ export function encodeClientHello(p: ClientHelloParams): Buffer {
   for (const s of p.cipherSuites) w.u16(s);
   w.close();
   w.u8(1).u8(0);
+  const tls13 = p.tls13 ?? true;
+  const legacy = p.legacy ?? null;
   w.open(2);
-  writeExtension(w, ExtensionType.SupportedVersions, (x) => x.open(1).u16(TLS13).close());
+  if (tls13) {
+    writeExtension(w, ExtensionType.SupportedVersions, (x) => {
+      x.open(1).u16(TLS13);
+      if (legacy) x.u16(LEGACY_VERSION);
+      x.close();
+    });
+  }
+  const groups = p.groups.map((g) => GROUP_CODES[g]);
+  for (const g of legacy?.groups ?? []) if (!groups.includes(g)) groups.push(g);
   writeExtension(w, ExtensionType.SupportedGroups, (x) => {
     x.open(2);
-    for (const g of p.groups) x.u16(GROUP_CODES[g]);
+    for (const g of groups) x.u16(g);
     x.close();
   });
+  const schemes = p.signatureSchemes.map((s) => SIGNATURE_CODES[s]);
+  for (const s of legacy?.signatures ?? []) if (!schemes.includes(s)) schemes.push(s);
   writeExtension(w, ExtensionType.SignatureAlgorithms, (x) => {
     x.open(2);
-    for (const s of p.signatureSchemes) x.u16(SIGNATURE_CODES[s]);
+    for (const s of schemes) x.u16(s);
     x.close();
   });
-  writeExtension(w, ExtensionType.ServerCertificateType, (x) => x.open(1).u8(CertificateType.RawPublicKey).close());
-  writeExtension(w, ExtensionType.KeyShare, (x) => {
-    x.open(2);
-    for (const s of p.shares) x.u16(GROUP_CODES[s.group]).open(2).bytes(s.publicKey).close();
-    x.close();
-  });
+  if (legacy) {
+    // RFC 6091 §3.1 client form: a list, here [OpenPGP (1)]; RFC 7627; RFC 5746 (empty); RFC 8422 [uncompressed].
+    writeExtension(w, 9, (x) => x.open(1).u8(1).close());
+    writeExtension(w, 23, () => {});
+    writeExtension(w, 0xff01, (x) => x.u8(0));
+    writeExtension(w, 11, (x) => x.open(1).u8(0).close());
+  }
+  if (tls13) {
+    writeExtension(w, ExtensionType.ServerCertificateType, (x) => x.open(1).u8(CertificateType.RawPublicKey).close());
+    writeExtension(w, ExtensionType.KeyShare, (x) => {
+      x.open(2);
+      for (const s of p.shares) x.u16(GROUP_CODES[s.group]).open(2).bytes(s.publicKey).close();
+      x.close();
+    });
+  }
   if (p.cookie) writeExtension(w, ExtensionType.Cookie, (x) => x.open(2).bytes(p.cookie!).close());
   w.close();
   return handshakeHeader(HandshakeType.ClientHello, w.finish());

@@ -1,10 +1,13 @@
 // GnuTLS priority strings (GnuTLS manual §6.10 "Priority strings") mapped
 // onto engine settings. A string is an initial keyword followed by
 // ":"-separated modifiers: "+X" adds, "-X" or "!X" removes, "%X" sets a
-// flag. We map what a TLS 1.3 raw-public-key handshake can use; tokens that
-// only concern TLS 1.2 or older (key exchanges, MACs, compression) are
-// accepted and change nothing, as they would not in a TLS 1.3 handshake;
-// anything we do not know is refused with an error naming the token.
+// flag. We map what a TLS 1.3 raw-public-key handshake can use, and what a
+// TLS 1.2 OpenPGP handshake with a legacy Mandos client can use
+// (VERS-TLS1.2, CTYPE-OPENPGP, the ECDHE-RSA/DHE-RSA key exchanges, and the
+// AES-256-GCM/CHACHA20-POLY1305 ciphers; docs/PROTOCOL.md, "Priority
+// strings"); other tokens of older TLS (MACs, compression, other key
+// exchanges) are accepted and change nothing; anything we do not know is
+// refused with an error naming the token.
 
 import {
   type CipherSuiteName,
@@ -12,8 +15,27 @@ import {
   type SignatureScheme,
 } from "./constants.js";
 import { TlsError } from "./errors.js";
+import { TLS12_CURVES, TLS12_SIGNATURES, TLS12_SUITES } from "./tls12/suites.js";
 
-export const DEFAULT_PRIORITY = "SECURE128:!CTYPE-X.509:+CTYPE-RAWPK:!RSA:!VERS-ALL:+VERS-TLS1.3:%PROFILE_ULTRA";
+/**
+ * Ours: both generations of Mandos clients, modern (TLS 1.3, raw public
+ * key) and legacy (TLS 1.2, OpenPGP), from one ClientHello.
+ */
+export const DEFAULT_PRIORITY = "SECURE128:!CTYPE-X.509:+CTYPE-RAWPK:+CTYPE-OPENPGP:!RSA:!VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:%PROFILE_ULTRA";
+/** The reference's default with GnuTLS >= 3.6.6: modern clients only. */
+export const REFERENCE_RPK_PRIORITY = "SECURE128:!CTYPE-X.509:+CTYPE-RAWPK:!RSA:!VERS-ALL:+VERS-TLS1.3:%PROFILE_ULTRA";
+/** The reference's default with GnuTLS < 3.6: legacy clients only. */
+export const REFERENCE_OPENPGP_PRIORITY = "SECURE256:!CTYPE-X.509:+CTYPE-OPENPGP:!RSA:+SIGN-DSA-SHA256";
+
+/** What we offer a legacy (TLS 1.2, OpenPGP) Mandos client; code points. */
+export interface LegacySettings {
+  /** TLS 1.2 cipher suites, most preferred first (tls12/suites.ts). */
+  readonly suites: readonly number[];
+  /** supported_groups entries for TLS 1.2 ECDHE (secp384r1, secp521r1). */
+  readonly groups: readonly number[];
+  /** signature_algorithms entries for the ServerKeyExchange (RSA PKCS#1 SHA-384/512). */
+  readonly signatures: readonly number[];
+}
 
 export type SecurityProfile = "LOW" | "LEGACY" | "MEDIUM" | "HIGH" | "ULTRA" | "FUTURE" | "SUITEB128" | "SUITEB192";
 
@@ -36,6 +58,10 @@ export interface TlsSettings {
   readonly profile: SecurityProfile | null;
   /** The string these settings came from. */
   readonly priority: string;
+  /** Modern clients: TLS 1.3 with raw public keys (VERS-TLS1.3 and CTYPE-RAWPK). */
+  readonly modern: boolean;
+  /** Legacy clients: TLS 1.2 with OpenPGP certificates (VERS-TLS1.2 and CTYPE-OPENPGP); null when not served. */
+  readonly legacy: LegacySettings | null;
 }
 
 const ALL_SUITES: readonly CipherSuiteName[] = ["TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256", "TLS_AES_128_GCM_SHA256"];
@@ -55,6 +81,13 @@ interface Lists {
   schemes: SignatureScheme[];
   tls13: boolean;
   rawpk: boolean;
+}
+
+/** GnuTLS's keywords enable TLS 1.2 and X.509 only; these are the legacy extras, edited by tokens. */
+interface LegacyLists {
+  tls12: boolean;
+  openpgp: boolean;
+  kx: Set<"ECDHE-RSA" | "DHE-RSA">;
 }
 
 // Initial keywords, as `gnutls-cli --priority K --list` shows them (GnuTLS
@@ -177,6 +210,7 @@ export function parsePriority(priority: string): TlsSettings {
   const keyword = KEYWORDS[first];
   if (!keyword) throw tokenError(first, "unknown initial keyword (NORMAL, SECURE128, SECURE256, PERFORMANCE, NONE, ...)");
   const lists = keyword();
+  const legacy: LegacyLists = { tls12: first !== "NONE", openpgp: false, kx: new Set(first === "NONE" ? [] : ["ECDHE-RSA", "DHE-RSA"]) };
   let profile: SecurityProfile | null = null;
 
   for (const raw of tokens) {
@@ -198,14 +232,17 @@ export function parsePriority(priority: string): TlsSettings {
     if (name.startsWith("VERS-")) {
       const v = name.slice(5);
       if (v === "TLS1.3") lists.tls13 = add;
-      else if (v === "ALL" || v === "TLS-ALL") lists.tls13 = add;
+      else if (v === "TLS1.2") legacy.tls12 = add;
+      else if (v === "ALL" || v === "TLS-ALL") lists.tls13 = legacy.tls12 = add;
       else if (!OLD_VERSIONS.has(v)) throw tokenError(raw, "unknown protocol version");
       continue;
     }
     if (name.startsWith("CTYPE-")) {
       const t = name.replace(/^CTYPE-(CLI-|SRV-)?/, "");
-      if (t === "RAWPK" || t === "ALL") lists.rawpk = add;
-      else if (t !== "X.509" && t !== "X509" && t !== "OPENPGP") throw tokenError(raw, "unknown certificate type");
+      if (t === "RAWPK") lists.rawpk = add;
+      else if (t === "OPENPGP") legacy.openpgp = add;
+      else if (t === "ALL") lists.rawpk = legacy.openpgp = add;
+      else if (t !== "X.509" && t !== "X509") throw tokenError(raw, "unknown certificate type");
       continue;
     }
     if (name.startsWith("GROUP-") || name.startsWith("CURVE-")) {
@@ -227,27 +264,64 @@ export function parsePriority(priority: string): TlsSettings {
       edit(lists.suites, suites, add);
       continue;
     }
+    if (name === "ECDHE-RSA" || name === "DHE-RSA") {
+      if (add) legacy.kx.add(name);
+      else legacy.kx.delete(name);
+      continue;
+    }
+    if (name === "KX-ALL") {
+      for (const kx of ["ECDHE-RSA", "DHE-RSA"] as const) {
+        if (add) legacy.kx.add(kx);
+        else legacy.kx.delete(kx);
+      }
+      continue;
+    }
     if (OTHER_CIPHERS.has(name) || KX_TOKENS.has(name) || MAC_TOKENS.has(name) || /^COMP-(NULL|DEFLATE|ALL)$/.test(name)) continue;
     throw tokenError(raw, "unknown token");
   }
 
-  if (!lists.tls13) throw tokenError(priority, "TLS 1.3 (VERS-TLS1.3) is not enabled; it is the only version we speak");
-  if (!lists.rawpk) throw tokenError(priority, "raw public keys (CTYPE-RAWPK) are not enabled; Mandos clients need them");
-  if (lists.suites.length === 0) throw tokenError(priority, "no TLS 1.3 cipher suite is enabled");
-  if (lists.groups.length === 0) throw tokenError(priority, "no key exchange group is enabled");
-  if (lists.schemes.length === 0) throw tokenError(priority, "no signature algorithm is enabled");
+  const legacySettings = legacyFrom(lists, legacy);
+  const modern = lists.tls13 && lists.rawpk;
+  if (!modern && !legacySettings) {
+    if (legacy.tls12 && legacy.openpgp) throw tokenError(priority, "no TLS 1.2 cipher suite is enabled (AES-256-GCM or CHACHA20-POLY1305, with ECDHE-RSA or DHE-RSA)");
+    if (lists.rawpk) throw tokenError(priority, "TLS 1.3 (VERS-TLS1.3) is not enabled; raw public keys need it");
+    if (legacy.openpgp) throw tokenError(priority, "TLS 1.2 (VERS-TLS1.2) is not enabled; OpenPGP certificates need it");
+    throw tokenError(priority, "neither raw public keys (CTYPE-RAWPK) nor OpenPGP certificates (CTYPE-OPENPGP) are enabled; Mandos clients need one");
+  }
+  if (modern) {
+    if (lists.suites.length === 0) throw tokenError(priority, "no TLS 1.3 cipher suite is enabled");
+    if (lists.groups.length === 0) throw tokenError(priority, "no key exchange group is enabled");
+    if (lists.schemes.length === 0) throw tokenError(priority, "no signature algorithm is enabled");
+  }
 
   // X25519 first: as a client role we choose the order we offer, and an
   // X25519 agreement costs a third of a P-256 one here (bench/micro.ts).
   // The priority string still decides which groups are allowed at all.
-  const groups = lists.groups.includes("x25519") ? ["x25519" as const, ...lists.groups.filter((g) => g !== "x25519")] : lists.groups;
-  const keyShareGroups: NamedGroup[] = [groups[0]!];
+  const groups = !modern ? [] : lists.groups.includes("x25519") ? ["x25519" as const, ...lists.groups.filter((g) => g !== "x25519")] : lists.groups;
+  const keyShareGroups: NamedGroup[] = modern ? [groups[0]!] : [];
   return {
-    cipherSuites: lists.suites,
+    cipherSuites: modern ? lists.suites : [],
     groups,
     keyShareGroups,
-    signatureSchemes: lists.schemes,
+    signatureSchemes: modern ? lists.schemes : [],
     profile,
     priority,
+    modern,
+    legacy: legacySettings,
   };
+}
+
+/**
+ * The TLS 1.2 offer: the AEAD suites whose cipher (AES-256-GCM,
+ * CHACHA20-POLY1305, the same tokens as TLS 1.3's) and key exchange
+ * (ECDHE-RSA, DHE-RSA) the string enables, ECDHE first; the curves and
+ * signature algorithms a legacy client's SECURE256 accepts (docs/PROTOCOL.md).
+ */
+function legacyFrom(lists: Lists, legacy: LegacyLists): LegacySettings | null {
+  if (!legacy.tls12 || !legacy.openpgp) return null;
+  const cipherOn = (cipher: string) =>
+    cipher === "aes-256-gcm" ? lists.suites.includes("TLS_AES_256_GCM_SHA384") : lists.suites.includes("TLS_CHACHA20_POLY1305_SHA256");
+  const suites = TLS12_SUITES.filter((s) => legacy.kx.has(s.kx === "ECDHE_RSA" ? "ECDHE-RSA" : "DHE-RSA") && cipherOn(s.cipher)).map((s) => s.code);
+  if (suites.length === 0) return null;
+  return { suites, groups: Object.values(TLS12_CURVES), signatures: Object.values(TLS12_SIGNATURES) };
 }

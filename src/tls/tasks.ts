@@ -7,6 +7,7 @@ import { randomBytes } from "node:crypto";
 import type { NamedGroup } from "./constants.js";
 import { generateKeyShare, type KeyShare } from "./crypto.js";
 import { processServerFlight, type FlightContext, type ServerFlightResult, type ServerFlightTask } from "./flight.js";
+import { processTls12Flight, type Tls12FlightResult, type Tls12FlightTask } from "./tls12/flight12.js";
 
 /** Everything a ClientHello needs that is random: key shares, random, session ID. */
 export interface EphemeralKeyShares {
@@ -29,11 +30,12 @@ export interface KeyShareTask {
   readonly group: NamedGroup;
 }
 
-export type HandshakeTask = ServerFlightTask | KeyShareTask;
+export type HandshakeTask = ServerFlightTask | KeyShareTask | Tls12FlightTask;
 
 export type HandshakeTaskResult =
   | { readonly kind: "server-flight"; readonly result: ServerFlightResult }
-  | { readonly kind: "key-share"; readonly share: KeyShare };
+  | { readonly kind: "key-share"; readonly share: KeyShare }
+  | { readonly kind: "tls12-flight"; readonly result: Tls12FlightResult };
 
 /** Runs one task; pure and exception-free (errors are part of the result). */
 export function runHandshakeTask(task: HandshakeTask, context: FlightContext = {}): HandshakeTaskResult {
@@ -42,5 +44,7 @@ export function runHandshakeTask(task: HandshakeTask, context: FlightContext = {
       return { kind: "server-flight", result: processServerFlight(task, context) };
     case "key-share":
       return { kind: "key-share", share: generateKeyShare(task.group) };
+    case "tls12-flight":
+      return { kind: "tls12-flight", result: processTls12Flight(task, context) };
   }
 }

@@ -85,9 +85,13 @@ export interface Registry {
   get(name: string): ClientView | undefined;
   /** O(1). `keyId` must be normalised; the empty-input key ID never matches. */
   byKeyId(keyId: string): ClientView | undefined;
-  /** Every client's key ID (the empty ones left out), for the known-key table (serve/known-keys.ts). */
+  /**
+   * Every client's key ID and OpenPGP fingerprint (the empty ones left out),
+   * for the known-key table (serve/known-keys.ts): what a modern or a legacy
+   * peer may prove.
+   */
   keyIds(): IterableIterator<string>;
-  /** Changes whenever a key ID is added or removed. */
+  /** Changes whenever a key ID or fingerprint is added or removed. */
   readonly keyIdGeneration: number;
   /** O(1). `fingerprint` must be normalised. */
   byFingerprint(fingerprint: string): ClientView | undefined;

@@ -109,8 +109,9 @@ export class ClientRegistry implements Registry {
     return this.#byKeyId.get(keyId)?.view();
   }
 
-  keyIds(): IterableIterator<string> {
-    return this.#byKeyId.keys();
+  *keyIds(): IterableIterator<string> {
+    yield* this.#byKeyId.keys();
+    yield* this.#byFingerprint.keys();
   }
 
   get keyIdGeneration(): number {
@@ -275,7 +276,10 @@ export class ClientRegistry implements Registry {
       this.#byKeyId.delete(c.settings.keyId);
       this.#keyIdGeneration++;
     }
-    if (this.#byFingerprint.get(c.settings.fingerprint) === c) this.#byFingerprint.delete(c.settings.fingerprint);
+    if (this.#byFingerprint.get(c.settings.fingerprint) === c) {
+      this.#byFingerprint.delete(c.settings.fingerprint);
+      this.#keyIdGeneration++;
+    }
     c.notify();
     publish(events.clientRemoved, () => ({ client: c.view() }));
     this.#emit({ type: "client-removed", client: c.view() });
@@ -307,7 +311,10 @@ export class ClientRegistry implements Registry {
       this.#byKeyId.set(settings.keyId, c);
       this.#keyIdGeneration++;
     }
-    if (settings.fingerprint !== "") this.#byFingerprint.set(settings.fingerprint, c);
+    if (settings.fingerprint !== "") {
+      this.#byFingerprint.set(settings.fingerprint, c);
+      this.#keyIdGeneration++;
+    }
     publish(events.clientAdded, () => ({ client: c.view() }));
     if (announce) this.#emit({ type: "client-added", client: c.view() });
     return c;

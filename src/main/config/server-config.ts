@@ -11,8 +11,13 @@ import { DEFAULT_SECTION, type IniDocument, getOption, parseIni } from "./ini.js
 import { pyBoolean, pyInt } from "./python-values.js";
 import { readConfigText } from "./read-file.js";
 
-/** The GnuTLS priority string the reference uses with raw public keys (GnuTLS >= 3.6.6). */
-export const DEFAULT_PRIORITY = "SECURE128:!CTYPE-X.509:+CTYPE-RAWPK:!RSA:!VERS-ALL:+VERS-TLS1.3:%PROFILE_ULTRA";
+/**
+ * Our default priority string: modern and legacy Mandos clients both
+ * (docs/PROTOCOL.md, "Priority strings"). The reference's default depends
+ * on its GnuTLS: raw public keys only (>= 3.6.6) or OpenPGP only (< 3.6).
+ */
+export { DEFAULT_PRIORITY } from "../../tls/priority.js";
+import { DEFAULT_PRIORITY } from "../../tls/priority.js";
 
 /** The reference's `server_defaults`, as strings, the way the file would spell them. */
 export const SERVER_DEFAULTS: Readonly<Record<string, string>> = {

@@ -154,18 +154,21 @@ export function logServeEvents(logger: Logger, clock: Clock = systemClock): () =
     // The reference's line names no address; the budget above keeps a flood of them bounded.
     if (!accepted) peerLine("ERROR", source, id, () => `Unknown protocol version: ${printableAscii(reason ?? "")}`);
   });
-  on(events.handshakeDone, ({ connection, keyId }) => {
+  on(events.handshakeDone, ({ connection, keyId, fingerprint }) => {
     if (!wants("DEBUG")) return;
     // One charge for the pair: the second line is never written without the first.
     peerLine("DEBUG", connection.source, connection.id, () => "Handshake succeeded");
-    logger.debug(`Key ID: ${keyId}`);
+    // The reference in its OpenPGP mode logs the fingerprint's bytes object.
+    if (fingerprint !== undefined) logger.debug(`Fingerprint: b'${fingerprint}'`);
+    else logger.debug(`Key ID: ${keyId}`);
   });
-  on(events.clientNotFound, ({ connection, keyId, proven }) => {
+  on(events.clientNotFound, ({ connection, keyId, fingerprint, proven }) => {
     // Refused before the signature check: the reference's "Key ID:" line
     // still names the key (it writes it after every handshake); there was
     // no "Handshake succeeded".
-    if (!proven) peerLine("DEBUG", connection.source, connection.id, () => `Key ID: ${keyId}`);
-    peerLine("INFO", connection.source, undefined, () => `Client not found for key ID: ${keyId}, address: ${connection.label}`);
+    if (!proven) peerLine("DEBUG", connection.source, connection.id, () => (fingerprint !== undefined ? `Fingerprint: b'${fingerprint}'` : `Key ID: ${keyId}`));
+    // The reference names a legacy peer's fingerprint in the same line ("key_id or fpr").
+    peerLine("INFO", connection.source, undefined, () => `Client not found for key ID: ${keyId || fingerprint || ""}, address: ${connection.label}`);
   });
   on(events.clientRejected, ({ client, reason }) => {
     switch (reason) {

@@ -33,6 +33,8 @@ export interface AuditRecord {
   readonly reason: Exclude<RefusalReason, "unknown_key" | "bad_version" | "tls_error"> | null;
   readonly client: string;
   readonly key_id: string;
+  /** A legacy (TLS 1.2, OpenPGP) peer's fingerprint; only in its records (key_id is then ""). */
+  readonly fingerprint?: string;
   readonly address: string;
   readonly port: number;
   /** Which server: host name, process id, --servicename. */
@@ -78,9 +80,10 @@ export function openAuditLog(options: AuditOptions): AuditLog {
   let failing = false;
   const syslogPath = options.syslogPath ?? "/dev/log";
 
-  const write = (outcome: AuditRecord["outcome"], reason: AuditRecord["reason"], client: string, keyId: string, c: ConnectionRef): void => {
+  const write = (outcome: AuditRecord["outcome"], reason: AuditRecord["reason"], client: string, keyId: string, c: ConnectionRef, fingerprint?: string): void => {
     const record: AuditRecord = {
-      time: now().toISOString(), outcome, reason, client, key_id: keyId, address: c.address, port: c.port, server: options.server,
+      time: now().toISOString(), outcome, reason, client, key_id: keyId, ...(fingerprint === undefined ? {} : { fingerprint }),
+      address: c.address, port: c.port, server: options.server,
     };
     const line = JSON.stringify(record);
     if (fd !== undefined) {
@@ -106,8 +109,8 @@ export function openAuditLog(options: AuditOptions): AuditLog {
   };
 
   const subs = new Subscriptions();
-  subs.on(events.secretSent, ({ connection, client, keyId }) => write("released", null, client, keyId, connection));
-  subs.on(events.clientRejected, ({ connection, client, keyId, reason }) => write("refused", reason, client, keyId, connection));
+  subs.on(events.secretSent, ({ connection, client, keyId, fingerprint }) => write("released", null, client, keyId, connection, fingerprint));
+  subs.on(events.clientRejected, ({ connection, client, keyId, fingerprint, reason }) => write("refused", reason, client, keyId, connection, fingerprint));
   return {
     reopen() {
       if (options.path === undefined || fd === undefined) return;

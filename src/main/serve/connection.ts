@@ -35,7 +35,7 @@
 
 import type { Socket } from "node:net";
 import { EngineDriver, TlsClient, type EngineSink, type HandshakeTask, type HandshakeTaskResult, type TlsEvent, type TlsSettings } from "../../tls/index.js";
-import { EMPTY_KEY_ID } from "../clients/settings.js";
+import { EMPTY_KEY_ID, normaliseKeyId } from "../clients/settings.js";
 import type { Clock, TimerHandle } from "../clock.js";
 import { events, type ConnectionOutcome, type ConnectionRef, type ConnectionStage } from "../events.js";
 import type { HandshakeRunner } from "./handshake-runner.js";
@@ -99,6 +99,8 @@ export class Connection {
   /** Time spent waiting on the handshake runner so far (HandshakeDone.runnerWaitMs). */
   #runnerWaitMs = 0;
   #keyId = "";
+  /** A legacy peer's OpenPGP fingerprint, once its handshake is done. */
+  #fingerprint: string | undefined = undefined;
   #deadline: TimerHandle | null = null;
   #slotHeld = false;
   #ticket: SlotTicket | null = null;
@@ -284,7 +286,7 @@ export class Connection {
     switch (event.type) {
       case "handshake-complete":
         if (this.#state !== "Handshaking") return;
-        this.#onPeerKey(event.keyId);
+        this.#onPeerKey(event.keyId, event.fingerprint);
         return;
       case "data":
         // The protocol has the client send nothing after the handshake.
@@ -296,8 +298,13 @@ export class Connection {
         // A key no client has, refused before its signature was checked
         // (src/tls/known-keys.ts): the same refusal as after a handshake.
         if (event.error.code === "TLS_UNKNOWN_PEER_KEY" && event.error.keyId !== undefined) {
-          this.#keyId = event.error.keyId;
-          this.#notFound(event.error.keyId, false);
+          // A legacy peer's identity is its v4 fingerprint (40 hex digits); a key ID has 64.
+          const id = event.error.keyId;
+          if (id.length === 40) this.#notFound("", false, id);
+          else {
+            this.#keyId = id;
+            this.#notFound(id, false);
+          }
           const out = this.#tls?.takeOutput();
           if (out && !this.#socket.destroyed) this.#socket.end(out);
           this.#close("refused");
@@ -308,19 +315,30 @@ export class Connection {
     }
   }
 
-  #onPeerKey(keyId: string): void {
+  /** `fingerprint`: a legacy peer's (TLS 1.2, OpenPGP), looked up instead of the key ID, as the reference does. */
+  #onPeerKey(keyId: string, fingerprint: string | undefined): void {
     this.#keyId = keyId;
+    this.#fingerprint = fingerprint;
     if (events.handshakeDone.hasSubscribers) {
-      events.handshakeDone.publish({ connection: this.#ref, keyId, durationMs: this.#elapsed(), runnerWaitMs: this.#runnerWaitMs });
+      events.handshakeDone.publish({
+        connection: this.#ref,
+        keyId,
+        ...(fingerprint === undefined ? {} : { fingerprint }),
+        durationMs: this.#elapsed(),
+        runnerWaitMs: this.#runnerWaitMs,
+      });
     }
     this.#to("AwaitingDecision");
     this.#deadline?.cancel();
     this.#deadline = null;
     this.#releaseSlot();
     const { registry, logger } = this.#deps;
-    const client = keyId === EMPTY_KEY_ID ? undefined : registry.byKeyId(keyId);
+    const client =
+      fingerprint !== undefined ? registry.byFingerprint(normaliseKeyId(fingerprint))
+      : keyId === EMPTY_KEY_ID ? undefined
+      : registry.byKeyId(keyId);
     if (!client) {
-      this.#notFound(keyId, true);
+      this.#notFound(keyId, true, fingerprint);
       this.#close("refused");
       return;
     }
@@ -334,7 +352,7 @@ export class Connection {
           // "aborted": the peer went away or the client was replaced while
           // it waited; the connection-closed event tells of it.
           if (decision.reason !== "aborted" && events.clientRejected.hasSubscribers) {
-            events.clientRejected.publish({ connection: this.#ref, client: client.name, keyId, reason: decision.reason });
+            events.clientRejected.publish({ connection: this.#ref, client: client.name, keyId, ...this.#legacyFingerprint(), reason: decision.reason });
           }
           this.#close("refused");
           return;
@@ -349,6 +367,10 @@ export class Connection {
     );
   }
 
+  #legacyFingerprint(): { fingerprint?: string } {
+    return this.#fingerprint === undefined ? {} : { fingerprint: this.#fingerprint };
+  }
+
   #sendSecret(name: string, secret: Buffer): void {
     const tls = this.#tls;
     if (!tls) return;
@@ -360,7 +382,7 @@ export class Connection {
     this.#socket.end(out ?? Buffer.alloc(0), () => {
       if (this.#state === "Closed") return;
       if (events.secretSent.hasSubscribers) {
-        events.secretSent.publish({ connection: this.#ref, client: name, keyId: this.#keyId, durationMs: this.#elapsed() });
+        events.secretSent.publish({ connection: this.#ref, client: name, keyId: this.#keyId, ...this.#legacyFingerprint(), durationMs: this.#elapsed() });
       }
       this.#deps.registry.secretDelivered(name);
       this.#close("secret-sent");
@@ -373,10 +395,13 @@ export class Connection {
   }
 
   /** No client has `keyId`: counted against the source (admission.ts, Rule 3) and published. */
-  #notFound(keyId: string, proven: boolean): void {
+  /** `fingerprint`: a legacy peer's; the reference names it where it would name the key ID ("key_id or fpr"). */
+  #notFound(keyId: string, proven: boolean, fingerprint?: string): void {
     this.#unknownKey = true;
-    if (events.clientNotFound.hasSubscribers) events.clientNotFound.publish({ connection: this.#ref, keyId, proven });
-    this.#deps.registry.notFound(keyId, this.#ref.address);
+    if (events.clientNotFound.hasSubscribers) {
+      events.clientNotFound.publish({ connection: this.#ref, keyId, ...(fingerprint === undefined ? {} : { fingerprint }), proven });
+    }
+    this.#deps.registry.notFound(keyId || (fingerprint ?? ""), this.#ref.address);
   }
 
   #flushAndClose(outcome: ConnectionOutcome, detail: string): void {

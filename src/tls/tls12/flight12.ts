@@ -1,0 +1,170 @@
+// The TLS 1.2 client role's expensive step as one pure function, the
+// counterpart of flight.ts for legacy peers: given the transcript up to
+// ServerHelloDone and the server's Certificate and ServerKeyExchange,
+// check the OpenPGP certificate, verify the key exchange signature with its
+// primary key, do the (EC)DHE agreement, derive the master secret and the
+// key block, and build our whole flight (ClientKeyExchange,
+// change_cipher_spec, Finished) and the server's expected Finished. It
+// runs inline or on a worker (src/workers/handshake.ts); input and output
+// are plain data. One task per handshake: the server's flight is plaintext,
+// so the main thread knows when it is whole (ServerHelloDone) at no cost.
+//
+// Validation, step by step, each failure one alert:
+//   1. ServerKeyExchange framing                         -> decode_error / illegal_parameter
+//   2. its signature algorithm was offered                -> illegal_parameter
+//   3. ECDHE: a curve of TLS12_CURVES (secp384r1, secp521r1);
+//      DHE: a prime in MIN/MAX_DH_PRIME_BITS, 1 < g, Ys < p-1 -> illegal_parameter / insufficient_security
+//   4. the OpenPGP certificate (openpgp-cert.ts steps 1-5); a
+//      fingerprint in no client's settings (the known-key table,
+//      known-keys.ts) is refused before any signature check   -> access_denied
+//   5. the signature verifies with the primary key        -> decrypt_error
+//   6. the agreement succeeds (a point on the curve)       -> illegal_parameter
+
+import { createDiffieHellman, createECDH, createHash } from "node:crypto";
+import { ContentType, HandshakeType } from "../constants.js";
+import { TlsError, toErrorData, type TlsErrorData } from "../errors.js";
+import type { FlightContext } from "../flight.js";
+import { mayBeKnown } from "../known-keys.js";
+import { CHANGE_CIPHER_SPEC, handshakeHeader, plainRecord } from "../record.js";
+import { finished12, keyBlock12, masterSecret12, seal12, type Tls12Keys } from "./crypto12.js";
+import { encodeClientKeyExchange, parseServerKeyExchange, serverKeyExchangeContent } from "./messages12.js";
+import { parseOpenPgpCertificate } from "./openpgp-cert.js";
+import {
+  CURVE_POINT_LENGTH,
+  MAX_DH_PRIME_BITS,
+  MIN_DH_PRIME_BITS,
+  tls12CurveByCode,
+  tls12SignatureByCode,
+  tls12SuiteByCode,
+  type Tls12Suite,
+} from "./suites.js";
+
+export interface Tls12FlightTask {
+  readonly kind: "tls12-flight";
+  readonly suite: number;
+  readonly clientRandom: Uint8Array;
+  readonly serverRandom: Uint8Array;
+  /** ClientHello..ServerHelloDone, whole handshake messages back to back. */
+  readonly transcript: Uint8Array;
+  /** The bodies (no header) of Certificate and ServerKeyExchange. */
+  readonly certificate: Uint8Array;
+  readonly serverKeyExchange: Uint8Array;
+  readonly extendedMasterSecret: boolean;
+  /** Signature algorithms we offered for TLS 1.2 (code points). */
+  readonly offeredSignatures: readonly number[];
+}
+
+export type Tls12FlightResult =
+  | {
+      readonly status: "complete";
+      readonly fingerprint: string;
+      readonly group: string;
+      readonly signatureScheme: string;
+      /** ClientKeyExchange, change_cipher_spec, Finished (protected), as records. */
+      readonly clientFlight: Uint8Array;
+      /** The 12 bytes the server's Finished must carry. */
+      readonly expectedServerFinished: Uint8Array;
+      readonly clientKeys: Tls12Keys;
+      readonly serverKeys: Tls12Keys;
+    }
+  | { readonly status: "error"; readonly error: TlsErrorData };
+
+/** Runs the task; never throws. */
+export function processTls12Flight(task: Tls12FlightTask, context: FlightContext = {}): Tls12FlightResult {
+  try {
+    const suite = tls12SuiteByCode(task.suite);
+    if (!suite) throw new TlsError("TLS_INTERNAL", "unknown TLS 1.2 suite in task");
+    // Step 1.
+    const ske = parseServerKeyExchange(Buffer.from(task.serverKeyExchange), suite.kx);
+    // Step 2.
+    const scheme = tls12SignatureByCode(ske.signatureScheme);
+    if (!scheme || !task.offeredSignatures.includes(ske.signatureScheme)) {
+      throw new TlsError("TLS_ILLEGAL_PARAMETER", `signature algorithm 0x${ske.signatureScheme.toString(16)} was not offered`);
+    }
+    // Step 3 (cheap) before the certificate's signatures (dear).
+    const ex = ske.exchange;
+    let group: string;
+    if (ex.kind === "ecdhe") {
+      const curve = tls12CurveByCode(ex.curve);
+      if (!curve) throw new TlsError("TLS_ILLEGAL_PARAMETER", `curve 0x${ex.curve.toString(16)} is not one we accept in TLS 1.2`);
+      if (ex.point.length !== CURVE_POINT_LENGTH[curve] || ex.point[0] !== 4) throw new TlsError("TLS_ILLEGAL_PARAMETER", `bad ${curve} point`);
+      group = curve;
+    } else {
+      const bits = bitLength(ex.p);
+      if (bits > MAX_DH_PRIME_BITS) throw new TlsError("TLS_ILLEGAL_PARAMETER", `DH prime of ${bits} bits`);
+      if (bits < MIN_DH_PRIME_BITS) throw new TlsError("TLS_INSUFFICIENT_SECURITY", `DH prime of ${bits} bits`);
+      const p = toBig(ex.p);
+      const g = toBig(ex.g);
+      const ys = toBig(ex.ys);
+      if (p % 2n === 0n || g <= 1n || g >= p - 1n || ys <= 1n || ys >= p - 1n) throw new TlsError("TLS_ILLEGAL_PARAMETER", "bad DH parameters");
+      group = `ffdhe-${bits}`;
+    }
+    // Step 4.
+    const table = context.knownKeys;
+    const cert = parseOpenPgpCertificate(task.certificate, (fingerprint) => {
+      if (table && !mayBeKnown(table, fingerprint)) throw new TlsError("TLS_UNKNOWN_PEER_KEY", "the key belongs to no client", undefined, -1, fingerprint);
+    });
+    // Step 5.
+    if (!ske.verify(cert.key, serverKeyExchangeContent(task.clientRandom, task.serverRandom, ske.params))) {
+      throw new TlsError("TLS_DECRYPT_ERROR", "ServerKeyExchange signature does not verify");
+    }
+    // Step 6.
+    let publicValue: Buffer;
+    let preMaster: Buffer;
+    try {
+      if (ex.kind === "ecdhe") {
+        const ecdh = createECDH(group);
+        publicValue = ecdh.generateKeys();
+        preMaster = ecdh.computeSecret(ex.point);
+      } else {
+        const dh = createDiffieHellman(ex.p, ex.g);
+        publicValue = dh.generateKeys();
+        // RFC 5246 §8.1.2: leading zero bytes stripped.
+        const z = dh.computeSecret(ex.ys);
+        let i = 0;
+        while (i < z.length - 1 && z[i] === 0) i++;
+        preMaster = z.subarray(i);
+      }
+    } catch {
+      throw new TlsError("TLS_ILLEGAL_PARAMETER", `invalid ${group} share`);
+    }
+    return finish(task, suite, cert.fingerprint, group, scheme, publicValue, preMaster);
+  } catch (error) {
+    return { status: "error", error: toErrorData(error) };
+  }
+}
+
+function finish(task: Tls12FlightTask, suite: Tls12Suite, fingerprint: string, group: string, scheme: string, publicValue: Buffer, preMaster: Buffer): Tls12FlightResult {
+  const cke = encodeClientKeyExchange(suite.kx, publicValue);
+  const hash = (parts: Uint8Array[]) => {
+    const h = createHash(suite.hash);
+    for (const p of parts) h.update(p);
+    return h.digest();
+  };
+  const master = task.extendedMasterSecret
+    ? masterSecret12(suite, preMaster, { sessionHash: hash([task.transcript, cke]) })
+    : masterSecret12(suite, preMaster, { clientRandom: task.clientRandom, serverRandom: task.serverRandom });
+  const keys = keyBlock12(suite, master, task.clientRandom, task.serverRandom);
+  const fin = handshakeHeader(HandshakeType.Finished, finished12(suite, master, "client", hash([task.transcript, cke])));
+  const expectedServerFinished = finished12(suite, master, "server", hash([task.transcript, cke, fin]));
+  return {
+    status: "complete",
+    fingerprint,
+    group,
+    signatureScheme: scheme,
+    clientFlight: Buffer.concat([plainRecord(ContentType.Handshake, cke), CHANGE_CIPHER_SPEC, seal12(suite, keys.client, 0n, ContentType.Handshake, fin)]),
+    expectedServerFinished,
+    clientKeys: keys.client,
+    serverKeys: keys.server,
+  };
+}
+
+function bitLength(b: Uint8Array): number {
+  let i = 0;
+  while (i < b.length && b[i] === 0) i++;
+  return i === b.length ? 0 : (b.length - i - 1) * 8 + (32 - Math.clz32(b[i]!));
+}
+
+function toBig(b: Uint8Array): bigint {
+  return b.length === 0 ? 0n : BigInt(`0x${Buffer.from(b).toString("hex")}`);
+}

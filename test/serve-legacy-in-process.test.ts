@@ -1,0 +1,101 @@
+// The server's parts in process serving legacy clients (TLS 1.2, OpenPGP):
+// the fingerprint in clients.conf is compared ignoring case and white
+// space, a disabled legacy client gets nothing, an unknown fingerprint is
+// refused like an unknown key ID, with the facts published as for modern
+// clients; inline and on a worker pool.
+
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { fetchSecret } from "../src/client/fetch.js";
+import { ClientRegistry } from "../src/main/clients/registry.js";
+import { systemClock } from "../src/main/clock.js";
+import { parseClientsConfig } from "../src/main/config/index.js";
+import { silentLogger } from "../src/main/daemon/log.js";
+import { events, type ClientNotFound, type ClientRejected, type HandshakeDone } from "../src/main/events.js";
+import { createHandshakeRunner } from "../src/main/serve/handshake-runner.js";
+import { Listener } from "../src/main/serve/listener.js";
+import { knownKeysOf } from "../src/main/serve/known-keys.js";
+import { DEFAULT_PRIORITY, parsePriority } from "../src/tls/index.js";
+import { freshIdentity, recordedIdentity, type TestOpenPgpIdentity } from "./helpers/legacy-keys.js";
+import { LEGACY_DATA } from "./helpers/legacy-session.js";
+import { BIN_TS_CLIENT, run } from "./helpers/server.js";
+
+const SECRET = Buffer.from("an OpenPGP message, as far as the server knows");
+
+let recorded: TestOpenPgpIdentity;
+let disabled: TestOpenPgpIdentity;
+let stranger: TestOpenPgpIdentity;
+before(async () => {
+  recorded = await recordedIdentity();
+  disabled = await freshIdentity(2048, "disabled");
+  stranger = await freshIdentity(2048, "stranger");
+});
+
+/** "9A2B E965 ..." in lower case: how an admin might paste it. */
+function spaced(fpr: string): string {
+  return fpr.toLowerCase().replace(/(.{4})/g, "$1 ").trim();
+}
+
+for (const workers of [0, 1]) {
+  describe(`legacy clients in process, --workers ${workers}`, () => {
+    let listener: Listener;
+    let registry: ClientRegistry;
+    let runner: ReturnType<typeof createHandshakeRunner>;
+    let port = 0;
+    const seen: { done: HandshakeDone[]; notFound: ClientNotFound[]; rejected: ClientRejected[] } = { done: [], notFound: [], rejected: [] };
+    const onDone = (m: HandshakeDone): void => void seen.done.push(m);
+    const onNotFound = (m: ClientNotFound): void => void seen.notFound.push(m);
+    const onRejected = (m: ClientRejected): void => void seen.rejected.push(m);
+
+    before(async () => {
+      const tlsSettings = parsePriority(DEFAULT_PRIORITY);
+      const b64 = SECRET.toString("base64");
+      const conf = parseClientsConfig(
+        `[DEFAULT]\nchecker = true\n\n[legacy]\nfingerprint = ${spaced(recorded.fingerprint)}\nsecret = ${b64}\n\n` +
+          `[off]\nfingerprint = ${disabled.fingerprint}\nsecret = ${b64}\nenabled = False\n`,
+        "clients.conf",
+      );
+      registry = new ClientRegistry(conf, { logger: silentLogger });
+      // As main.ts does: the tasks read the registry's known keys (fingerprints too).
+      runner = createHandshakeRunner(workers, tlsSettings, knownKeysOf(registry));
+      listener = new Listener({ registry, runner, tlsSettings, logger: silentLogger, clock: systemClock });
+      port = (await listener.listen({ address: "::1", port: 0, ipv6: true })).port;
+      events.handshakeDone.subscribe(onDone);
+      events.clientNotFound.subscribe(onNotFound);
+      events.clientRejected.subscribe(onRejected);
+    });
+    after(async () => {
+      events.handshakeDone.unsubscribe(onDone);
+      events.clientNotFound.unsubscribe(onNotFound);
+      events.clientRejected.unsubscribe(onRejected);
+      await listener.close(1_000);
+      registry.stop();
+      await runner.close();
+    });
+
+    const fetchAs = (id: TestOpenPgpIdentity) =>
+      fetchSecret({ host: "::1", port, identity: { privateKey: id.privateKey, publicKeySpki: Buffer.alloc(0) }, settings: parsePriority(DEFAULT_PRIORITY), legacy: id, timeoutMs: 20_000 });
+
+    test("a fingerprint written in lower case with spaces finds its client", async () => {
+      assert.ok((await fetchAs(recorded)).equals(SECRET));
+      assert.ok(seen.done.some((d) => d.fingerprint === recorded.fingerprint && d.keyId === ""));
+    });
+
+    test("a disabled legacy client gets nothing", async () => {
+      await assert.rejects(fetchAs(disabled), { code: "MANDOS_CLIENT_NO_SECRET" });
+      assert.ok(seen.rejected.some((r) => r.client === "off" && r.reason === "disabled"));
+    });
+
+    test("bin/mandos-ts-client --legacy-seckey is a legacy client", async () => {
+      const r = await run(process.execPath, [BIN_TS_CLIENT, `--connect=[::1]:${port}`, `--legacy-seckey=${LEGACY_DATA}seckey.txt`]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.ok(r.stdout.equals(SECRET));
+    });
+
+    test("an unknown fingerprint is refused like an unknown key ID", async () => {
+      // Refused before any signature check, with access_denied: not proven.
+      await assert.rejects(fetchAs(stranger), { code: "MANDOS_CLIENT_TLS" });
+      assert.ok(seen.notFound.some((n) => n.fingerprint === stranger.fingerprint && n.keyId === "" && !n.proven));
+    });
+  });
+}

@@ -1,0 +1,154 @@
+// Black-box tests of bin/mandos serving legacy Mandos clients (TLS 1.2,
+// OpenPGP certificate, looked up by fingerprint) and modern ones (TLS 1.3,
+// raw public key, looked up by key ID) on one port, from one clients.conf
+// section carrying both `fingerprint` and `key_id` (project test data,
+// test/data/legacy/: the recorded legacy client's keys and section). The
+// legacy side is our TLS 1.2 test client (src/client/fetch.ts with an
+// OpenPGP identity); the modern side is Debian's real mandos-client. Where
+// a real GnuTLS 3.5 legacy mandos-client is present (MANDOS_LEGACY_PEER_DIR
+// names its folder, with bin/mandos-client), it is run too.
+
+import assert from "node:assert/strict";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, copyFileSync, chmodSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import * as openpgp from "openpgp";
+import { fetchSecret } from "../src/client/fetch.js";
+import { parsePriority, REFERENCE_OPENPGP_PRIORITY, REFERENCE_RPK_PRIORITY, DEFAULT_PRIORITY } from "../src/tls/index.js";
+import { freshIdentity, recordedIdentity, type TestOpenPgpIdentity } from "./helpers/legacy-keys.js";
+import { LEGACY_DATA } from "./helpers/legacy-session.js";
+import { MANDOS_CLIENT, missing } from "./helpers/peers.js";
+import { run, runMandosClient, startServer, type RunningServer } from "./helpers/server.js";
+
+const PASSWORD = readFileSync(`${LEGACY_DATA}password.txt`, "latin1");
+const FINGERPRINT = "9A2BE96516F47F33630C4AF4C28E2CE128594F14";
+const skipModern = missing(MANDOS_CLIENT);
+const LEGACY_PEER = process.env.MANDOS_LEGACY_PEER_DIR ?? "";
+const legacyBinary = LEGACY_PEER ? join(LEGACY_PEER, "bin", "mandos-client") : "";
+const skipRealLegacy = !LEGACY_PEER
+  ? "MANDOS_LEGACY_PEER_DIR is not set (a folder with a GnuTLS 3.5 bin/mandos-client)"
+  : existsSync(legacyBinary) ? false : `${legacyBinary} is absent`;
+
+/** The secret bytes, decrypted as mandos-client would (GPGME there, OpenPGP.js here). */
+async function decrypt(secret: Buffer): Promise<string> {
+  const key = await openpgp.readPrivateKey({ armoredKey: readFileSync(`${LEGACY_DATA}seckey.txt`, "latin1") });
+  const message = await openpgp.readMessage({ binaryMessage: secret });
+  const { data } = await openpgp.decrypt({ message, decryptionKeys: key, format: "binary" });
+  return Buffer.from(data as Uint8Array).toString("latin1");
+}
+
+async function legacyFetch(port: number, identity: TestOpenPgpIdentity): Promise<Buffer> {
+  return fetchSecret({
+    host: "::1",
+    port,
+    identity: { privateKey: identity.privateKey, publicKeySpki: Buffer.alloc(0) },
+    settings: parsePriority(DEFAULT_PRIORITY),
+    legacy: identity,
+    timeoutMs: 20_000,
+  });
+}
+
+async function withServer(root: string, priority: string | null, body: (server: RunningServer) => Promise<void>): Promise<void> {
+  const conf = join(root, `conf-${Math.random().toString(36).slice(2)}`);
+  mkdirSync(conf);
+  writeFileSync(join(conf, "mandos.conf"), priority === null ? "[DEFAULT]\n" : `[DEFAULT]\npriority = ${priority}\n`);
+  copyFileSync(`${LEGACY_DATA}clients.conf`, join(conf, "clients.conf"));
+  chmodSync(join(conf, "clients.conf"), 0o600);
+  const server = await startServer(["--configdir", conf, "--statedir", join(root, "state"), "--no-restore", "--port", "0", "--address", "::", "--workers", "0"]);
+  try {
+    await body(server);
+  } finally {
+    await server.stop();
+  }
+}
+
+describe("bin/mandos serves legacy and modern clients from one clients.conf section", () => {
+  let root = "";
+  let keys = "";
+  let recorded: TestOpenPgpIdentity;
+
+  before(async () => {
+    root = mkdtempSync(join(tmpdir(), "mandos-ts-legacy-"));
+    keys = join(root, "keys");
+    mkdirSync(keys);
+    for (const f of ["pubkey.txt", "seckey.txt", "tls-privkey.pem", "tls-pubkey.pem"]) copyFileSync(`${LEGACY_DATA}${f}`, join(keys, f));
+    chmodSync(join(keys, "seckey.txt"), 0o600);
+    chmodSync(join(keys, "tls-privkey.pem"), 0o600);
+    recorded = await recordedIdentity();
+  });
+  after(() => {
+    if (root) rmSync(root, { recursive: true, force: true });
+  });
+
+  test("with an empty mandos.conf (our default priority): the legacy client by fingerprint, the modern one by key ID, one after the other and 20 of each at once", { timeout: 240_000 }, async () => {
+    await withServer(root, null, async (server) => {
+      const secret = await legacyFetch(server.port, recorded);
+      assert.equal(await decrypt(secret), PASSWORD);
+      await server.waitForLog(new RegExp(`Fingerprint: b'${FINGERPRINT}'`));
+      await server.waitForLog(/Sending secret to legacy-test/);
+      if (!skipModern) {
+        const modern = await runMandosClient(keys, "::1", server.port);
+        assert.equal(modern.code, 0, modern.stderr);
+        assert.equal(modern.stdout.toString("latin1"), PASSWORD);
+        await server.waitForLog(/Key ID: A92F8287E8931EE2DC6DB17846E7B7E5443FAE6D1A44C171DB05512797BBABBC/i);
+      }
+      const legacyWave = Array.from({ length: 20 }, () => legacyFetch(server.port, recorded));
+      const modernWave = skipModern ? [] : Array.from({ length: 20 }, () => runMandosClient(keys, "::1", server.port, 180_000));
+      const [legacyResults, modernResults] = await Promise.all([Promise.all(legacyWave), Promise.all(modernWave)]);
+      for (const s of legacyResults) assert.ok(s.equals(secret), "each legacy client got the section's secret");
+      for (const r of modernResults) {
+        assert.equal(r.code, 0, r.stderr);
+        assert.equal(r.stdout.toString("latin1"), PASSWORD);
+      }
+      const sent = server.log().match(/Sending secret to legacy-test/g) ?? [];
+      assert.equal(sent.length, 1 + 20 + (skipModern ? 0 : 21));
+    });
+  });
+
+  test("an unknown fingerprint is refused like an unknown key ID, and a bad self-signature fails the handshake", { timeout: 60_000 }, async () => {
+    const stranger = await freshIdentity(2048, "stranger");
+    await withServer(root, null, async (server) => {
+      // Refused before any signature check (the known-key table holds fingerprints too): an access_denied alert.
+      await assert.rejects(legacyFetch(server.port, stranger), { code: "MANDOS_CLIENT_TLS" });
+      await server.waitForLog(new RegExp(`Fingerprint: b'${stranger.fingerprint}'`));
+      await server.waitForLog(new RegExp(`Client not found for key ID: ${stranger.fingerprint}, address: \\('::1'`));
+      // The same key with its user ID changed: the self-signature no longer holds.
+      const key = Buffer.from(recorded.publicKey);
+      const at = key.indexOf(Buffer.from("legacy-test"));
+      key[at]! ^= 0x20;
+      await assert.rejects(legacyFetch(server.port, { ...recorded, publicKey: key }));
+      assert.equal((server.log().match(/Sending secret/g) ?? []).length, 0);
+    });
+  });
+
+  test("the reference's legacy priority in mandos.conf serves the legacy client only", { timeout: 60_000 }, async () => {
+    await withServer(root, REFERENCE_OPENPGP_PRIORITY, async (server) => {
+      assert.equal(await decrypt(await legacyFetch(server.port, recorded)), PASSWORD);
+      if (!skipModern) {
+        const modern = await runMandosClient(keys, "::1", server.port, 8_000);
+        assert.notEqual(modern.stdout.toString("latin1"), PASSWORD);
+      }
+      assert.equal((server.log().match(/Sending secret/g) ?? []).length, 1);
+    });
+  });
+
+  test("the reference's RPK priority in mandos.conf serves the modern client only", { timeout: 60_000 }, async () => {
+    await withServer(root, REFERENCE_RPK_PRIORITY, async (server) => {
+      await assert.rejects(legacyFetch(server.port, recorded));
+      if (!skipModern) {
+        const modern = await runMandosClient(keys, "::1", server.port);
+        assert.equal(modern.stdout.toString("latin1"), PASSWORD);
+      }
+      assert.equal((server.log().match(/Sending secret/g) ?? []).length, skipModern ? 0 : 1);
+    });
+  });
+
+  test("the real GnuTLS 3.5 legacy mandos-client gets its password", { skip: skipRealLegacy, timeout: 60_000 }, async () => {
+    await withServer(root, null, async (server) => {
+      const r = await run(legacyBinary, [`--connect=[::1]:${server.port}`, "--interface=none", `--pubkey=${keys}/pubkey.txt`, `--seckey=${keys}/seckey.txt`]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.stdout.toString("latin1"), PASSWORD);
+    });
+  });
+});
