@@ -364,7 +364,7 @@ export class FleetState {
       this.#apply(theirs, false);
     });
     // The watcher reconnects by itself and resumes where it stopped.
-    watcher.on("disconnected", (error) => this.#goDegraded(error));
+    watcher.on("disconnected", (error) => void this.#watchLost(error));
     watcher.on("connected", () => {
       if (this.#degraded) this.#schedule(0);
     });
@@ -421,6 +421,20 @@ export class FleetState {
       for (const { name, server, request } of pending) this.#registry.approvalPendingElsewhere(name, server, request);
     } finally {
       this.#applying = false;
+    }
+  }
+
+  /**
+   * The watch stream broke. One member of the cluster going away breaks it
+   * too, and the client then goes on with another member: only a cluster
+   * that does not answer at all is an outage (issue 15: losing one member
+   * of three changes nothing visible).
+   */
+  async #watchLost(error: unknown): Promise<void> {
+    try {
+      await this.#etcd.kv.range({ key: Buffer.from(this.#prefix), limit: "1" }, { deadline: Date.now() + REQUEST_TIMEOUT_MS });
+    } catch {
+      this.#goDegraded(error);
     }
   }
 
