@@ -22,10 +22,12 @@ describe("per-thread CPU", () => {
       const preload = join(dir, "roles.cjs");
       const roles = join(dir, "roles.txt");
       threadRolePreload(preload, roles);
-      // The worker hashes for a fixed amount of work, then the process waits on stdin.
+      // The worker hashes for a fixed amount of work, then stays (listening on
+      // its port: a worker that ended would take its /proc entry, and its
+      // time would count only in the process's total); the process waits on stdin.
       const program = `
         const { Worker } = require("node:worker_threads");
-        const w = new Worker("const c = require('node:crypto'); let b = Buffer.alloc(64); for (let i = 0; i < 300000; i++) b = c.createHash('sha256').update(b).digest(); require('node:worker_threads').parentPort.postMessage('done');", { eval: true });
+        const w = new Worker("const c = require('node:crypto'); let b = Buffer.alloc(64); for (let i = 0; i < 300000; i++) b = c.createHash('sha256').update(b).digest(); const { parentPort } = require('node:worker_threads'); parentPort.on('message', () => {}); parentPort.postMessage('done');", { eval: true });
         w.once("message", () => process.stdout.write("done\\n"));
         process.stdin.resume();`;
       const child = spawn(process.execPath, ["--require", preload, "-e", program], { stdio: ["pipe", "pipe", "inherit"] });
