@@ -9,6 +9,7 @@ import { TlsError, peerAlertError } from "./errors.js";
 import { encodeKeyUpdate, parseKeyUpdate } from "./messages.js";
 import { MAX_KEY_UPDATES, MAX_PLAINTEXT } from "./limits.js";
 import { HandshakeAssembler, type RawRecord } from "./record.js";
+import { ClosingRecordWriter } from "./record-writer.js";
 
 interface Direction {
   secret: Uint8Array;
@@ -21,23 +22,19 @@ export type ChannelInput =
   | { readonly kind: "closed" }
   | { readonly kind: "none" };
 
-export class ApplicationChannel {
+export class ApplicationChannel extends ClosingRecordWriter {
   readonly #suite: CipherSuiteInfo;
   readonly #read: Direction;
   readonly #write: Direction;
   readonly #post = new HandshakeAssembler();
   #keyUpdates = 0;
   #readClosed = false;
-  #writeClosed = false;
 
   constructor(suite: CipherSuiteInfo, readSecret: Uint8Array, writeSecret: Uint8Array, readKeys?: TrafficKeys, writeKeys?: TrafficKeys) {
+    super();
     this.#suite = suite;
     this.#read = { secret: readSecret, keys: readKeys ?? trafficKeys(suite, readSecret), seq: 0n };
     this.#write = { secret: writeSecret, keys: writeKeys ?? trafficKeys(suite, writeSecret), seq: 0n };
-  }
-
-  get writeClosed(): boolean {
-    return this.#writeClosed;
   }
 
   /** Handles one record from the peer; `out` collects anything we must send in answer. */
@@ -70,8 +67,8 @@ export class ApplicationChannel {
           if (this.#post.partial) throw new TlsError("TLS_UNEXPECTED_MESSAGE", "KeyUpdate not at a record boundary");
           const { requestUpdate } = parseKeyUpdate(msg.body);
           this.#rekey(this.#read);
-          if (requestUpdate && !this.#writeClosed) {
-            out.push(this.#seal(ContentType.Handshake, encodeKeyUpdate(false)));
+          if (requestUpdate && !this.writeClosed) {
+            out.push(this.seal(ContentType.Handshake, encodeKeyUpdate(false)));
             this.#rekey(this.#write);
           }
         }
@@ -83,39 +80,23 @@ export class ApplicationChannel {
 
   /** Protects application data, in records of at most 2^14 bytes. */
   send(data: Uint8Array, out: Buffer[]): void {
-    if (this.#writeClosed) throw new TlsError("TLS_CLOSED", "write after close_notify");
+    if (this.writeClosed) throw new TlsError("TLS_CLOSED", "write after close_notify");
     for (let i = 0; i < data.length; i += MAX_PLAINTEXT) {
-      out.push(this.#seal(ContentType.ApplicationData, data.subarray(i, Math.min(data.length, i + MAX_PLAINTEXT))));
+      out.push(this.seal(ContentType.ApplicationData, data.subarray(i, Math.min(data.length, i + MAX_PLAINTEXT))));
     }
   }
 
   /** Sends a KeyUpdate and switches our write keys (RFC 8446 §4.6.3). */
   keyUpdate(requestUpdate: boolean, out: Buffer[]): void {
-    if (this.#writeClosed) return;
-    out.push(this.#seal(ContentType.Handshake, encodeKeyUpdate(requestUpdate)));
+    if (this.writeClosed) return;
+    out.push(this.seal(ContentType.Handshake, encodeKeyUpdate(requestUpdate)));
     this.#rekey(this.#write);
   }
 
-  /** A post-handshake handshake message (RFC 8446 §4.6), under the application keys. */
-  sendHandshake(message: Uint8Array, out: Buffer[]): void {
-    if (!this.#writeClosed) out.push(this.#seal(ContentType.Handshake, message));
-  }
 
-  /** Our close_notify. */
-  close(out: Buffer[]): void {
-    if (this.#writeClosed) return;
-    out.push(this.#seal(ContentType.Alert, Buffer.of(1, AlertDescription.CloseNotify)));
-    this.#writeClosed = true;
-  }
 
-  /** A fatal alert, protected, as the last thing we send. */
-  alert(description: number): Buffer | null {
-    if (this.#writeClosed) return null;
-    this.#writeClosed = true;
-    return this.#seal(ContentType.Alert, Buffer.of(2, description));
-  }
 
-  #seal(type: number, content: Uint8Array): Buffer {
+  protected seal(type: number, content: Uint8Array): Buffer {
     return sealRecord(this.#suite, this.#write.keys, this.#write.seq++, type, content);
   }
 

@@ -13,21 +13,22 @@ import { MAX_PLAINTEXT } from "../limits.js";
 import type { RawRecord } from "../record.js";
 import { open12, seal12, type Tls12Keys } from "./crypto12.js";
 import type { Tls12Suite } from "./suites.js";
+import { ClosingRecordWriter } from "../record-writer.js";
 
 /** RFC 5246 §7.2.2. */
 export const NO_RENEGOTIATION = 100;
 
-export class Tls12Channel implements RecordChannel {
+export class Tls12Channel extends ClosingRecordWriter implements RecordChannel {
   readonly #suite: Tls12Suite;
   readonly #readKeys: Tls12Keys;
   readonly #writeKeys: Tls12Keys;
   #readSeq: bigint;
   #writeSeq: bigint;
   #readClosed = false;
-  #writeClosed = false;
 
   /** `readSeq`/`writeSeq`: the next sequence numbers (1 after each side's Finished). */
   constructor(suite: Tls12Suite, readKeys: Tls12Keys, writeKeys: Tls12Keys, readSeq = 1n, writeSeq = 1n) {
+    super();
     this.#suite = suite;
     this.#readKeys = readKeys;
     this.#writeKeys = writeKeys;
@@ -62,33 +63,19 @@ export class Tls12Channel implements RecordChannel {
   }
 
   send(data: Uint8Array, out: Buffer[]): void {
-    if (this.#writeClosed) throw new TlsError("TLS_CLOSED", "write after close_notify");
+    if (this.writeClosed) throw new TlsError("TLS_CLOSED", "write after close_notify");
     for (let i = 0; i < data.length; i += MAX_PLAINTEXT) {
-      out.push(this.#seal(ContentType.ApplicationData, data.subarray(i, Math.min(data.length, i + MAX_PLAINTEXT))));
+      out.push(this.seal(ContentType.ApplicationData, data.subarray(i, Math.min(data.length, i + MAX_PLAINTEXT))));
     }
   }
 
   /** TLS 1.2 has no KeyUpdate. */
   keyUpdate(_requestUpdate: boolean, _out: Buffer[]): void {}
 
-  /** A handshake message under the connection's keys (the test server's HelloRequest). */
-  sendHandshake(message: Uint8Array, out: Buffer[]): void {
-    if (!this.#writeClosed) out.push(this.#seal(ContentType.Handshake, message));
-  }
 
-  close(out: Buffer[]): void {
-    if (this.#writeClosed) return;
-    out.push(this.#seal(ContentType.Alert, Buffer.of(1, AlertDescription.CloseNotify)));
-    this.#writeClosed = true;
-  }
 
-  alert(description: number): Buffer | null {
-    if (this.#writeClosed) return null;
-    this.#writeClosed = true;
-    return this.#seal(ContentType.Alert, Buffer.of(2, description));
-  }
 
-  #seal(type: number, content: Uint8Array): Buffer {
+  protected seal(type: number, content: Uint8Array): Buffer {
     return seal12(this.#suite, this.#writeKeys, this.#writeSeq++, type, content);
   }
 }
