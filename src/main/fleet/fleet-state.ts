@@ -112,6 +112,8 @@ export class FleetState {
   readonly #unsubscribe: () => void;
   #applying = false;
   #degraded = false;
+  /** The watch stream broke while the cluster still answered (one member gone): read the fleet again. */
+  #resync = false;
   #synced = false;
   #flushing = false;
   #timer: TimerHandle | null = null;
@@ -218,7 +220,7 @@ export class FleetState {
     if (this.#timer || this.#stopped) return;
     this.#timer = this.#clock.setTimeout(() => {
       this.#timer = null;
-      void (this.#degraded || !this.#synced || this.#added.size > 0 ? this.#sync() : this.#flush());
+      void (this.#degraded || this.#resync || !this.#synced || this.#added.size > 0 ? this.#sync() : this.#flush());
     }, ms);
   }
 
@@ -295,6 +297,7 @@ export class FleetState {
       for (const name of added) this.#added.delete(name);
       if (this.#degraded) this.#logger.warning(`etcd is reachable again: client state shared with the fleet (${this.#dirty.size} changes pending)`);
       this.#degraded = false;
+      this.#resync = false;
     } catch (error) {
       this.#goDegraded(error);
       this.#schedule(RETRY_MS);
@@ -366,7 +369,7 @@ export class FleetState {
     // The watcher reconnects by itself and resumes where it stopped.
     watcher.on("disconnected", (error) => void this.#watchLost(error));
     watcher.on("connected", () => {
-      if (this.#degraded) this.#schedule(0);
+      if (this.#degraded || this.#resync) this.#schedule(0);
     });
     this.#watcher = watcher;
   }
@@ -435,7 +438,13 @@ export class FleetState {
       await this.#etcd.kv.range({ key: Buffer.from(this.#prefix), limit: "1" }, { deadline: Date.now() + REQUEST_TIMEOUT_MS });
     } catch {
       this.#goDegraded(error);
+      return;
     }
+    // Read the fleet again now and when the stream is back, as after an
+    // outage, so that nothing changed meanwhile is missed; but say nothing:
+    // the fleet is still reachable.
+    this.#resync = true;
+    this.#schedule(0);
   }
 
   #goDegraded(error: unknown): void {
