@@ -5,6 +5,8 @@
 // RSA key transport, no export or NULL suites (docs/PROTOCOL.md, "Legacy
 // clients").
 
+import { LEGACY_VERSION } from "../constants.js";
+
 export type Tls12KeyExchange = "ECDHE_RSA" | "DHE_RSA";
 
 export interface Tls12Suite {
@@ -30,7 +32,8 @@ export function tls12SuiteByCode(code: number): Tls12Suite | undefined {
   return TLS12_SUITES.find((s) => s.code === code);
 }
 
-export const TLS12 = 0x0303;
+/** TLS 1.2's version number, the legacy_version every ClientHello carries. */
+export const TLS12 = LEGACY_VERSION;
 
 /** TLS 1.2 handshake message types beyond TLS 1.3's (RFC 5246 §7.4). */
 export const Handshake12 = {
