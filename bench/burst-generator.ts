@@ -14,6 +14,7 @@ import { createPrivateKey, createPublicKey } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { parsePriority, type TlsSettings } from "../src/tls/index.js";
 import { fetchSecret, type ClientIdentity } from "../src/client/fetch.js";
+import { percentile, steadyRate } from "./stats.js";
 
 export interface BurstJob {
   /** The server's address (IPv4 loopback: the machines' own addresses are 127.x.y.z). */
@@ -86,11 +87,6 @@ async function tryOnce(p: Prepared, m: number): Promise<TryOutcome> {
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
-function percentile(sorted: readonly number[], p: number): number {
-  if (sorted.length === 0) return 0;
-  return sorted[Math.max(0, Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1))]!;
-}
-
 /** The paced phase: returns the sustained rate and its counts. */
 async function paced(p: Prepared): Promise<{ perSecond: number; served: number; failures: number }> {
   const { job } = p;
@@ -108,10 +104,7 @@ async function paced(p: Prepared): Promise<{ perSecond: number; served: number; 
   };
   await Promise.all(Array.from({ length: job.concurrency }, worker));
   completions.sort((a, b) => a - b);
-  const lo = Math.floor(completions.length * 0.1);
-  const hi = Math.ceil(completions.length * 0.9) - 1;
-  const span = (completions[hi] ?? 0) - (completions[lo] ?? 0);
-  return { perSecond: span > 0 ? Math.round(((hi - lo) / span) * 1000) : 0, served: completions.length, failures };
+  return { perSecond: Math.round(steadyRate(completions)), served: completions.length, failures };
 }
 
 async function burst(p: Prepared, wanted: number): Promise<Omit<BurstReport, "sustainedPerSecond" | "pacedServed" | "pacedFailures">> {

@@ -16,6 +16,7 @@ import { readFileSync } from "node:fs";
 import { parsePriority } from "../src/tls/index.js";
 import { fetchSecret, type ClientIdentity } from "../src/client/fetch.js";
 import type { OpenPgpIdentity } from "../src/tls/tls12/server12.js";
+import { percentile, steadyRate } from "./stats.js";
 
 export interface LoadJob {
   readonly host: string;
@@ -68,12 +69,6 @@ export interface LoadReport extends Counts {
   readonly warmup?: Counts;
   /** With job.recordSamples: when each secret arrived (ms since the wave began) and every connection's latency, both sorted. */
   readonly samples?: { readonly completionsMs: number[]; readonly latenciesMs: number[] };
-}
-
-function percentile(sorted: readonly number[], p: number): number {
-  if (sorted.length === 0) return 0;
-  const i = Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1);
-  return sorted[Math.max(0, i)]!;
 }
 
 interface Wave extends Counts {
@@ -138,15 +133,6 @@ async function wave(p: Prepared, connections: number, first: number): Promise<Wa
   latencies.sort((a, b) => a - b);
   completions.sort((a, b) => a - b);
   return { attempted: next, succeeded, failures, mismatches, failureCodes, durationMs: performance.now() - start, latencies, completions };
-}
-
-/** Secrets per second between the 10th and 90th percentile of completion times. */
-function steadyRate(completions: readonly number[]): number {
-  if (completions.length < 10) return 0;
-  const lo = Math.floor(completions.length * 0.1);
-  const hi = Math.ceil(completions.length * 0.9) - 1;
-  const span = completions[hi]! - completions[lo]!;
-  return span > 0 ? ((hi - lo) / span) * 1000 : 0;
 }
 
 function nextStdinLine(): Promise<void> {
