@@ -171,6 +171,8 @@ export function processServerFlight(task: ServerFlightTask, context: FlightConte
     let opened = p?.opened ?? 0;
     let expect: Expect = p?.expect ?? "EE";
     let peerSpki: Buffer | null = p?.peerSpki ? Buffer.from(p.peerSpki) : null;
+    /** Computed at the Certificate when the known-key table asks for it; otherwise at the end. */
+    let peerKeyId: string | null = null;
     // Parsed again when Certificate and CertificateVerify come in different tasks (KeyObjects do not cross threads).
     let peerKey: ReturnType<typeof parseSpki> | null = peerSpki && expect === "CV" ? parseSpki(peerSpki) : null;
     let requestContext: Buffer | null = p?.requestContext ? Buffer.from(p.requestContext) : null;
@@ -229,8 +231,8 @@ export function processServerFlight(task: ServerFlightTask, context: FlightConte
             admitPeerKey(peerKey, task.offeredSchemes);
             requireCanonicalSpki(peerKey, peerSpki);
             if (context.knownKeys) {
-              const id = keyId(peerSpki);
-              if (!mayBeKnown(context.knownKeys, id)) throw new TlsError("TLS_UNKNOWN_PEER_KEY", "the key belongs to no client", undefined, -1, id);
+              peerKeyId = keyId(peerSpki);
+              if (!mayBeKnown(context.knownKeys, peerKeyId)) throw new TlsError("TLS_UNKNOWN_PEER_KEY", "the key belongs to no client", undefined, -1, peerKeyId);
             }
             expect = "CV";
             break;
@@ -261,7 +263,7 @@ export function processServerFlight(task: ServerFlightTask, context: FlightConte
             if (assembler.partial || assembler.next()) {
               throw new TlsError("TLS_UNEXPECTED_MESSAGE", "handshake data after server Finished in the same record");
             }
-            return finish(task, suite, handshake, clientHsKeys, transcript, at, peerSpki, scheme, requestContext);
+            return finish(task, suite, handshake, clientHsKeys, transcript, at, peerSpki, peerKeyId ?? keyId(peerSpki), scheme, requestContext);
           }
           default:
             throw unexpected(msg.type);
@@ -310,6 +312,7 @@ function finish(
   transcript: Uint8Array[],
   consumedBytes: number,
   peerSpki: Buffer,
+  peerKeyId: string,
   scheme: SignatureScheme,
   requestContext: Buffer | null,
 ): ServerFlightResult {
@@ -330,7 +333,7 @@ function finish(
     status: "complete",
     consumedBytes,
     peerPublicKey: peerSpki,
-    keyId: keyId(peerSpki),
+    keyId: peerKeyId,
     signatureScheme: scheme,
     clientFlight: Buffer.concat(out),
     clientApplicationTraffic: app.clientApplicationTraffic,
