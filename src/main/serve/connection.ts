@@ -305,9 +305,7 @@ export class Connection {
             this.#keyId = id;
             this.#notFound(id, false);
           }
-          const out = this.#tls?.takeOutput();
-          if (out && !this.#socket.destroyed) this.#socket.end(out);
-          this.#close("refused");
+          this.#flushAndClose("refused");
           return;
         }
         this.#flushAndClose("tls-error", event.error.message);
@@ -404,7 +402,7 @@ export class Connection {
     this.#deps.registry.notFound(keyId || (fingerprint ?? ""), this.#ref.address);
   }
 
-  #flushAndClose(outcome: ConnectionOutcome, detail: string): void {
+  #flushAndClose(outcome: ConnectionOutcome, detail?: string): void {
     // The engine has queued an alert for the peer; send it, then go.
     const out = this.#tls?.takeOutput();
     if (out && !this.#socket.destroyed) this.#socket.end(out);
