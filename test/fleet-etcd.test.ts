@@ -249,6 +249,11 @@ describe("two servers sharing one registry through etcd", { skip }, () => {
     await seen(b, "alpha", (p) => p.Enabled === true, 30_000);
     await seen(a, "delta", (p) => p.Host === "during-outage-b.example.org", 30_000);
     await seen(b, "delta", (p) => p.Host === "during-outage-b.example.org", 30_000);
+    // The watch is back too, not only the reads: a change after the outage
+    // reaches the other server as promptly as before it.
+    await ctl(a, "--host", "after-outage.example.org", "delta");
+    const took = await seen(b, "delta", (p) => p.Host === "after-outage.example.org", 5_000);
+    assert.ok(took <= PROPAGATION_MS + 2_000, `B saw a change made after the outage only after ${took} ms`);
   });
 
   test("one server runs each client's checker, and another takes it over when that server is killed; its pending requests go with it", async () => {

@@ -67,6 +67,23 @@ export const READ_PAGE_KEYS = 10_000;
  * 110 bytes: 14 MB; this leaves room for longer values.
  */
 export const MAX_ANSWER_BYTES = 64 * 2 ** 20;
+/**
+ * The longest wait between two attempts of the watch stream to come back.
+ * etcd3's default backoff grows to 30 s: after an outage of ten seconds
+ * the stream could stay away for as long again while reads and writes
+ * already work, and changes made elsewhere would not arrive within the
+ * second the fleet promises.
+ */
+export const WATCH_RETRY_MAX_MS = 1_000;
+
+/** The watch stream's wait before its next attempt: 100 ms, doubling up to WATCH_RETRY_MAX_MS. */
+class WatchBackoff {
+  constructor(readonly duration = 0) {}
+
+  next(): WatchBackoff {
+    return new WatchBackoff(Math.min(WATCH_RETRY_MAX_MS, Math.max(100, this.duration * 2)));
+  }
+}
 
 interface Dirty {
   readonly key: string;
@@ -481,6 +498,7 @@ function etcdOptions(s: EtcdSettings): IOptions {
     hosts: [...s.endpoints],
     dialTimeout: REQUEST_TIMEOUT_MS,
     grpcOptions: { "grpc.max_receive_message_length": MAX_ANSWER_BYTES },
+    faultHandling: { watchBackoff: new WatchBackoff() },
   };
   if (s.ca) {
     options.credentials = {
