@@ -158,4 +158,32 @@ describe("a fleet server starting with an edited clients.conf", { skip }, () => 
     assert.equal(enabled.code, 0, enabled.stderr);
     await seen(b, "alpha", (p) => p.Enabled === true, "alpha enabled again on B");
   });
+
+  test("a change made while etcd is down survives kill -9 and a restart before etcd returns, and reaches the fleet when it does", async () => {
+    const [a, b] = members as [Member, Member];
+    const statePath = join(a.state, "clients.json");
+    for (const m of cluster.members) await m.stop();
+    const r = await mandosCtl(a.bus.address, "--host", "changed-in-outage.example.org", "delta");
+    assert.equal(r.code, 0, r.stderr);
+    // Saved with the client state: the value, and that etcd has not got it yet.
+    await eventually(() => {
+      const saved = JSON.parse(readFileSync(statePath, "utf8")) as { fleetUnsent?: Array<{ key: string; value: unknown }> };
+      return saved.fleetUnsent?.some((u) => u.key === "clients/delta/Host" && u.value === "changed-in-outage.example.org") === true;
+    }, { what: "the unsent change in A's state file" });
+    assert.doesNotMatch(readFileSync(statePath, "utf8"), /fleetUnsent[^\n]*secret/i, "a secret among the unsent changes");
+
+    a.server.process.kill("SIGKILL");
+    await new Promise((resolve) => a.server.process.once("exit", resolve));
+    a.server = await startOn(a, cluster.endpoints);
+    await a.server.waitForLog(/DEGRADED/);
+    await a.server.waitForLog(/1 change\(s\) made before the restart are not yet in etcd/);
+    await seen(a, "delta", (p) => p.Host === "changed-in-outage.example.org", "A's change on A after its restart, etcd still down");
+
+    for (const m of cluster.members) m.start();
+    await cluster.healthy();
+    for (const [name, m] of [["B", b], ["A", a]] as const) {
+      await seen(m, "delta", (p) => p.Host === "changed-in-outage.example.org", `A's change made before its restart, on ${name} once etcd is back`);
+    }
+    await eventually(async () => /clients\/delta\/Host\n\{"value":"changed-in-outage\.example\.org"/.test(await cluster.dump(PREFIX)), { what: "A's change in etcd" });
+  });
 });

@@ -166,6 +166,19 @@ test("the incremental serialiser writes exactly what buildState gives, after eve
   check("a client removed");
 });
 
+test("a fleet's unsent changes are saved after the clients, read back, and left out when there are none", () => {
+  const config = [clientSettings("a")];
+  const reg = new ClientRegistry(config, { logger: silentLogger, clock: new ManualClock(), spawner: never });
+  const path = join(dir, "unsent.json");
+  const unsent = [{ key: "clients/a/Host", value: "moved.example.org", at: 1_764_500_000_000, by: "server-1" }];
+  writeAtomically(path, new StateSerialiser().chunks(config, reg.entries(), 0, unsent));
+  const read = readState(path, silentLogger);
+  assert.deepEqual(read?.fleetUnsent, unsent);
+  assert.equal(Object.keys(read?.clients ?? {}).join(), "a");
+  writeAtomically(path, new StateSerialiser().chunks(config, reg.entries(), 0, []));
+  assert.doesNotMatch(readFileSync(path, "utf8"), /fleetUnsent/);
+});
+
 test("many clients are written in several chunks", () => {
   const config = Array.from({ length: 400 }, (_, i) => clientSettings(`m${i}`, { secret: Buffer.alloc(1200, i) }));
   const reg = new ClientRegistry(config, { logger: silentLogger, clock: new ManualClock(), spawner: never });

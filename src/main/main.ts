@@ -26,7 +26,7 @@ import { reloadClientsConfig } from "./clients/reload.js";
 import { logClientEvents } from "./daemon/log-clients.js";
 import { clientsFileReader, readClientsFile, reloadReadiness, type ClientsFileReader } from "./config/clients-reader.js";
 import { runSelfTest } from "./daemon/self-test.js";
-import { readState, restoreState, StateSaver, StateSerialiser, STATE_FILE_NAME, type ConfigField } from "./state/state-file.js";
+import { readState, restoreState, StateSaver, StateSerialiser, STATE_FILE_NAME, type ConfigField, type FleetUnsentChange } from "./state/state-file.js";
 import { checkStateDirWritable, prepareStateDir } from "./state/state-dir.js";
 import { migrateReferenceState } from "./state/pickle-import.js";
 import type { Announcement } from "./zeroconf/announce.js";
@@ -153,14 +153,16 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
   let registry: ClientRegistry;
   let config: ClientSettings[];
   let editedInFile: ReadonlyMap<string, readonly ConfigField[]> = new Map();
+  // The state file's changes not yet in etcd (docs/ETCD.md "When etcd is down").
+  let fleetUnsent: readonly unknown[] = [];
   try {
     config = loadClientsConfig(clientsPath);
     // Migration from the Python server (docs/ENROLL.md): its clients.pickle,
     // when there is no clients.json yet.
     const migrated = settings.restore ? await migrateReferenceState(settings.statedir, statePath, config, Date.now(), logger) : null;
-    const restored = settings.restore
-      ? restoreState(config, migrated ? migrated.state : readState(statePath, logger, runAs ? [runAs.uid] : []), Date.now(), logger)
-      : { settings: config, runtimes: new Map(), edited: new Map() };
+    const saved = settings.restore ? (migrated ? migrated.state : readState(statePath, logger, runAs ? [runAs.uid] : [])) : null;
+    const restored = settings.restore ? restoreState(config, saved, Date.now(), logger) : { settings: config, runtimes: new Map(), edited: new Map() };
+    fleetUnsent = saved?.fleetUnsent ?? [];
     registry = createRegistry(restored.settings, { logger }, restored.runtimes);
     editedInFile = restored.edited;
   } catch (error) {
@@ -173,7 +175,9 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
   }
 
   const serialiser = new StateSerialiser();
-  const saver = new StateSaver(statePath, () => serialiser.chunks(config, registry.entries(), Date.now()));
+  // With etcd, the changes it has not yet acknowledged are saved with the state they belong to.
+  let unsentNow: () => readonly FleetUnsentChange[] = () => [];
+  const saver = new StateSaver(statePath, () => serialiser.chunks(config, registry.entries(), Date.now(), unsentNow()));
   // Off until the state directory is known to be usable by the user we become.
   let keepState = false;
   const stateChanged = (): void => {
@@ -187,8 +191,9 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
   // Several servers, one registry (docs/ETCD.md); without etcd it serves degraded.
   // etcd3 (and its gRPC stack) is loaded only when etcd is configured.
   const fleet = settings.etcd
-    ? new (await import("./fleet/fleet-state.js")).FleetState(settings.etcd, { registry, logger, clock: systemClock, editedInFile })
+    ? new (await import("./fleet/fleet-state.js")).FleetState(settings.etcd, { registry, logger, clock: systemClock, editedInFile, unsent: fleetUnsent })
     : null;
+  if (fleet) unsentNow = () => fleet.unsent();
   await fleet?.start();
   // D-Bus and Zeroconf code is loaded only when used, and now, while we
   // may still read files that the user we become cannot.

@@ -42,6 +42,7 @@ import {
   type Stamped,
 } from "./layout.js";
 import type { EtcdSettings } from "./settings.js";
+import type { FleetUnsentChange } from "../state/state-file.js";
 import { CheckerShare } from "./checker-share.js";
 import { RUNTIME_SETTINGS } from "../clients/runtime-settings.js";
 
@@ -104,6 +105,13 @@ export interface FleetStateDeps {
   readonly editedInFile?: ReadonlyMap<string, readonly string[]>;
   /** Keys per request when reading the whole fleet (default READ_PAGE_KEYS; tests make it small). */
   readonly readPageKeys?: number;
+  /**
+   * The changes this server had not yet written to etcd when its state
+   * file was last saved (StateFile.fleetUnsent): they go out at the first
+   * sync, with the time they were made, so a server restarted while etcd
+   * was down loses none of them and overwrites nothing newer.
+   */
+  readonly unsent?: readonly unknown[];
 }
 
 export class FleetState {
@@ -150,7 +158,39 @@ export class FleetState {
     this.#unsubscribe = this.#registry.subscribe((event) => this.#onEvent(event));
     this.#checkers = new CheckerShare(this.#etcd, this.#prefix, this.#id, this.#logger, () => this.#putWaiting());
     this.#registry.setCheckerOwnership((name) => this.#checkers.owns(name));
+    this.#restoreUnsent(deps.unsent ?? []);
     this.#markEdited(deps.editedInFile ?? new Map());
+  }
+
+  /**
+   * This server's changes that etcd has not acknowledged, for the state
+   * file: what a restart must not lose. Seeds (at 0) are not changes, and
+   * approval decisions belong to the connection that waited: neither is kept.
+   */
+  unsent(): FleetUnsentChange[] {
+    const out: FleetUnsentChange[] = [];
+    for (const { key, value } of this.#dirty.values()) {
+      if (value.at <= 0 || parseKey(this.#prefix, key)?.kind !== "client") continue;
+      out.push({ key: key.slice(this.#prefix.length), value: value.value, at: value.at, by: value.by });
+    }
+    return out;
+  }
+
+  /** Takes back the unsent changes of the state file; anything malformed or of a client no longer configured is dropped. */
+  #restoreUnsent(unsent: readonly unknown[]): void {
+    let restored = 0;
+    for (const entry of unsent) {
+      if (typeof entry !== "object" || entry === null) continue;
+      const { key, value, at, by } = entry as Partial<FleetUnsentChange>;
+      if (typeof key !== "string" || typeof at !== "number" || !Number.isFinite(at) || at <= 0 || typeof by !== "string") continue;
+      if (!(value === null || ["string", "number", "boolean"].includes(typeof value))) continue;
+      const full = this.#prefix + key;
+      const parsed = parseKey(this.#prefix, full);
+      if (parsed?.kind !== "client" || !this.#registry.get(parsed.name)) continue;
+      this.#dirty.set(full, { key: full, value: { value: value!, at, by } });
+      restored++;
+    }
+    if (restored > 0) this.#logger.info(`${restored} change(s) made before the restart are not yet in etcd; they go out when it answers`);
   }
 
   /**

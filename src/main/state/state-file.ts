@@ -60,11 +60,28 @@ interface StoredClient {
   secret: string;
 }
 
+/**
+ * A change of this server's to the shared state (docs/ETCD.md) that etcd
+ * has not yet acknowledged: kept with the client state it belongs to, so
+ * that a server restarted while etcd is down still replays it, stamped
+ * with the time it was made, when etcd returns. `key` is relative to the
+ * fleet's prefix (`clients/NAME/PROPERTY`). Never a secret: no secret is
+ * a shared property.
+ */
+export interface FleetUnsentChange {
+  key: string;
+  value: string | number | boolean | null;
+  at: number;
+  by: string;
+}
+
 export interface StateFile {
   format: "mandos-ts-state";
   version: 1;
   saved: string;
   clients: Record<string, StoredClient>;
+  /** Present only with etcd, and only while it has not acknowledged them. */
+  fleetUnsent?: FleetUnsentChange[];
 }
 
 function configValues(s: ClientSettings): ConfigValues {
@@ -177,6 +194,7 @@ export class StateSerialiser {
     config: readonly ClientSettings[],
     current: Iterable<{ readonly settings: ClientSettings; readonly runtime: ClientRuntime }>,
     now: number,
+    fleetUnsent: readonly FleetUnsentChange[] = [],
   ): Generator<string> {
     const byName = this.#configByName(config);
     let chunk = `{"format":"mandos-ts-state","version":1,"saved":${JSON.stringify(new Date(now).toISOString())},"clients":{`;
@@ -195,7 +213,7 @@ export class StateSerialiser {
       }
     }
     for (const name of this.#fragments.keys()) if (!seen.has(name)) this.#fragments.delete(name);
-    yield chunk + "}}\n";
+    yield chunk + "}" + (fleetUnsent.length > 0 ? `,"fleetUnsent":${JSON.stringify(fleetUnsent)}` : "") + "}\n";
   }
 
   #configCache: { config: readonly ClientSettings[]; byName: Map<string, ClientSettings> } | null = null;
