@@ -21,6 +21,8 @@ export interface EtcdCost {
   readonly putBytes: number;
   /** gRPC bytes received from clients, all members together. */
   readonly clientBytes: number;
+  /** CPU seconds (user + system) of all members together: what etcd costs the machine the wave runs on. */
+  readonly cpuSeconds: number;
 }
 
 export interface EtcdWaveResult {
@@ -41,6 +43,7 @@ const COUNTERS = {
   putBytes: "etcd_debugging_mvcc_total_put_size_in_bytes",
 } as const;
 const CLIENT_BYTES = "etcd_network_client_grpc_received_bytes_total";
+const CPU_SECONDS = "process_cpu_seconds_total";
 
 async function metric(url: string, name: string): Promise<number> {
   const text = await (await fetch(`${url}/metrics`)).text();
@@ -51,17 +54,22 @@ async function metric(url: string, name: string): Promise<number> {
 /** The counters now: the applied ones from one member (every member applies every transaction), client bytes summed over all. */
 async function counters(cluster: EtcdCluster): Promise<EtcdCost> {
   const first = cluster.members[0]!.clientUrl;
-  const [txns, puts, putBytes, ...received] = await Promise.all([
+  const [txns, puts, putBytes, received, cpu] = await Promise.all([
     metric(first, COUNTERS.txns),
     metric(first, COUNTERS.puts),
     metric(first, COUNTERS.putBytes),
-    ...cluster.members.map((m) => metric(m.clientUrl, CLIENT_BYTES)),
+    Promise.all(cluster.members.map((m) => metric(m.clientUrl, CLIENT_BYTES))),
+    Promise.all(cluster.members.map((m) => metric(m.clientUrl, CPU_SECONDS))),
   ]);
-  return { txns: txns!, puts: puts!, putBytes: putBytes!, clientBytes: received.reduce((a, b) => a + b, 0) };
+  const sum = (xs: number[]): number => xs.reduce((a, b) => a + b, 0);
+  return { txns, puts, putBytes, clientBytes: sum(received), cpuSeconds: sum(cpu) };
 }
 
 function difference(after: EtcdCost, before: EtcdCost): EtcdCost {
-  return { txns: after.txns - before.txns, puts: after.puts - before.puts, putBytes: after.putBytes - before.putBytes, clientBytes: after.clientBytes - before.clientBytes };
+  return {
+    txns: after.txns - before.txns, puts: after.puts - before.puts, putBytes: after.putBytes - before.putBytes,
+    clientBytes: after.clientBytes - before.clientBytes, cpuSeconds: after.cpuSeconds - before.cpuSeconds,
+  };
 }
 
 export async function runEtcdWave(options: { readonly quick: boolean; readonly log: (line: string) => void }): Promise<EtcdWaveResult | null> {
@@ -118,7 +126,10 @@ export function etcdWaveReport(r: EtcdWaveResult | null): string {
     `etcd-backed wave rate: ${(r.ratio * 100).toFixed(1)}% of the file-backed one (goal: at least 80%).`,
   ];
   for (const c of r.cost) {
-    lines.push(`One wave of ${r.clients} cost etcd ${c.txns} transactions, ${c.puts} puts, ${(c.putBytes / 1e6).toFixed(2)} MB put, ${(c.clientBytes / 1e6).toFixed(2)} MB received from its clients.`);
+    lines.push(
+      `One wave of ${r.clients} cost etcd ${c.txns} transactions, ${c.puts} puts, ${(c.putBytes / 1e6).toFixed(2)} MB put, ${(c.clientBytes / 1e6).toFixed(2)} MB received from its clients, ` +
+        `${(c.cpuSeconds * 1000).toFixed(0)} ms of CPU over its members (${((c.cpuSeconds * 1000) / r.clients).toFixed(2)} ms a secret).`,
+    );
   }
   return `${lines.join("\n")}\n`;
 }
