@@ -18,6 +18,8 @@ import {
   type HandshakeTask,
 } from "../src/tls/index.js";
 import { ClientRegistry } from "../src/main/clients/registry.js";
+import { ClientHelloTemplate, encodeClientHello } from "../src/tls/messages.js";
+import { clientHelloParams } from "../src/tls/client.js";
 import { createHandshakeRunner } from "../src/main/serve/handshake-runner.js";
 import type { ClientSettings } from "../src/main/clients/settings.js";
 import { parseClientsConfig } from "../src/main/config/index.js";
@@ -94,11 +96,17 @@ export async function runMicro(log: (line: string) => void): Promise<MicroResult
   let p = 0;
   const conf = clientsConf(10_000);
 
+  const eph = generateEphemeralKeyShares(settings.keyShareGroups);
+  const helloParams = clientHelloParams(settings, eph.random, eph.sessionId, eph.shares, null);
+  const helloTemplate = new ClientHelloTemplate(helloParams);
+
   const bench = new Bench({ time: 1500, warmupTime: 300 });
   bench
     .add("handshake: client role + server role, in process", () => void handshake())
     .add("worker task: server flight (X25519, key schedule, decrypt, Ed25519 verify, Finished)", () => void runHandshakeTask(task))
     .add("worker task: ClientHello key share (X25519)", () => void generateEphemeralKeyShares(settings.keyShareGroups))
+    .add("ClientHello (default priority): encoded afresh", () => void encodeClientHello(helloParams))
+    .add("ClientHello (default priority): from its template, as each connection makes it", () => void helloTemplate.fill(eph.random, eph.sessionId, eph.shares))
     .add("key ID of a raw public key", () => void keyId(spki))
     .add("registry lookup by key ID among 100,000 clients", () => void registry.byKeyId(probe[(p = (p + 7919) % probe.length)]!))
     .add("parse clients.conf of 10,000 clients", () => void parseClientsConfig(conf, "bench.conf"), { beforeAll() {} });

@@ -25,7 +25,7 @@ import { schemeCodes, type FlightProgress, type ServerFlightResult } from "./fli
 import { FlightBuffer } from "./flight-buffer.js";
 import { ApplicationChannel } from "./channel.js";
 import { TlsEndpoint, plainAlert } from "./endpoint.js";
-import { encodeClientHello, messageHash, parseServerHello } from "./messages.js";
+import { ClientHelloTemplate, encodeClientHello, messageHash, parseServerHello, type ClientHelloParams } from "./messages.js";
 import type { TlsSettings } from "./priority.js";
 import { HandshakeAssembler, RecordFramer, plainRecord, type RawRecord } from "./record.js";
 import { sealRecord, trafficKeys } from "./crypto.js";
@@ -64,6 +64,36 @@ type ClientState =
     }
   | { readonly name: "Tls12"; readonly handshake: Tls12ClientHandshake }
   | { readonly name: "Done" };
+
+/** Everything a ClientHello says, from the settings and this connection's values. */
+export function clientHelloParams(
+  settings: TlsSettings, random: Uint8Array, sessionId: Uint8Array, shares: readonly KeyShare[], cookie: Buffer | null,
+): ClientHelloParams {
+  const legacy = settings.legacy;
+  return {
+    random,
+    sessionId,
+    cipherSuites: [...settings.cipherSuites.map((n) => suiteByName(n).code), ...(legacy?.suites ?? [])],
+    groups: settings.groups,
+    shares,
+    signatureSchemes: settings.signatureSchemes,
+    cookie: cookie ?? undefined,
+    tls13: settings.modern,
+    legacy,
+  };
+}
+
+/** One ClientHello template per settings object (a server has one; a reload makes another). */
+const templates = new WeakMap<TlsSettings, ClientHelloTemplate>();
+
+function templateFor(settings: TlsSettings, sessionId: Uint8Array, shares: readonly KeyShare[]): ClientHelloTemplate {
+  let template = templates.get(settings);
+  if (!template || !template.fits(sessionId, shares)) {
+    template = new ClientHelloTemplate(clientHelloParams(settings, new Uint8Array(32), sessionId, shares, null));
+    templates.set(settings, template);
+  }
+  return template;
+}
 
 export class TlsClient extends TlsEndpoint {
   readonly #settings: TlsSettings;
@@ -123,18 +153,12 @@ export class TlsClient extends TlsEndpoint {
   // ------------------------------------------------------------------
 
   #clientHello(shares: readonly KeyShare[], cookie: Buffer | null): Buffer {
-    const legacy = this.#settings.legacy;
-    return encodeClientHello({
-      random: this.#ephemeral.random,
-      sessionId: this.#ephemeral.sessionId,
-      cipherSuites: [...this.#settings.cipherSuites.map((n) => suiteByName(n).code), ...(legacy?.suites ?? [])],
-      groups: this.#settings.groups,
-      shares,
-      signatureSchemes: this.#settings.signatureSchemes,
-      cookie: cookie ?? undefined,
-      tls13: this.#settings.modern,
-      legacy,
-    });
+    const { random, sessionId } = this.#ephemeral;
+    if (cookie === null) {
+      const template = templateFor(this.#settings, sessionId, shares);
+      if (template.fits(sessionId, shares)) return template.fill(random, sessionId, shares);
+    }
+    return encodeClientHello(clientHelloParams(this.#settings, random, sessionId, shares, cookie));
   }
 
   protected onHandshakeRecord(rec: RawRecord): void {

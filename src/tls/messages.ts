@@ -73,9 +73,70 @@ export interface ClientHelloParams {
 
 /** The whole ClientHello handshake message (header included). */
 export function encodeClientHello(p: ClientHelloParams): Buffer {
+  return encodeClientHelloAt(p).message;
+}
+
+/**
+ * A ClientHello whose per-connection bytes (random, legacy_session_id, the
+ * key shares' public keys) are written into a copy of one encoded for the
+ * same settings: every connection sends one, and the rest of it (suites,
+ * groups, schemes, extensions) never changes. A retry with a cookie is
+ * encoded afresh.
+ */
+export class ClientHelloTemplate {
+  readonly #message: Buffer;
+  readonly #randomAt: number;
+  readonly #sessionIdAt: number;
+  readonly #sessionIdLength: number;
+  /** Where each share's key goes; none in a TLS 1.2-only ClientHello, which sends no key_share. */
+  readonly #shares: ReadonlyArray<{ readonly at: number; readonly group: NamedGroup; readonly length: number }>;
+
+  /** `p`'s random, session ID and share keys are placeholders of the lengths every connection will use. */
+  constructor(p: ClientHelloParams) {
+    if (p.cookie) throw new Error("a ClientHello with a cookie is not a template");
+    const encoded = encodeClientHelloAt(p);
+    this.#message = encoded.message;
+    this.#randomAt = encoded.randomAt;
+    this.#sessionIdAt = encoded.sessionIdAt;
+    this.#sessionIdLength = p.sessionId.length;
+    this.#shares = encoded.shareAts.map((at, i) => ({ at, group: p.shares[i]!.group, length: p.shares[i]!.publicKey.length }));
+  }
+
+  /** Whether `fill` makes the ClientHello of these values: the same groups, and lengths as the template's. */
+  fits(sessionId: Uint8Array, shares: ClientHelloParams["shares"]): boolean {
+    if (sessionId.length !== this.#sessionIdLength) return false;
+    if (this.#shares.length === 0) return true;
+    if (shares.length !== this.#shares.length) return false;
+    for (let i = 0; i < shares.length; i++) {
+      const t = this.#shares[i]!;
+      if (shares[i]!.group !== t.group || shares[i]!.publicKey.length !== t.length) return false;
+    }
+    return true;
+  }
+
+  /** The same bytes encodeClientHello gives for the template's settings and these values (check `fits` first). */
+  fill(random: Uint8Array, sessionId: Uint8Array, shares: ClientHelloParams["shares"]): Buffer {
+    const out = Buffer.allocUnsafe(this.#message.length);
+    this.#message.copy(out);
+    out.set(random, this.#randomAt);
+    out.set(sessionId, this.#sessionIdAt);
+    for (let i = 0; i < this.#shares.length; i++) out.set(shares[i]!.publicKey, this.#shares[i]!.at);
+    return out;
+  }
+}
+
+/** The ClientHello, and where its per-connection bytes lie in it. */
+function encodeClientHelloAt(p: ClientHelloParams): { message: Buffer; randomAt: number; sessionIdAt: number; shareAts: number[] } {
+  /** The handshake header handshakeHeader puts before the body. */
+  const HEADER = 4;
+  const shareAts: number[] = [];
   const w = new Writer(512);
-  w.u16(LEGACY_VERSION).bytes(p.random);
-  w.open(1).bytes(p.sessionId).close();
+  w.u16(LEGACY_VERSION);
+  const randomAt = HEADER + w.length;
+  w.bytes(p.random);
+  w.open(1);
+  const sessionIdAt = HEADER + w.length;
+  w.bytes(p.sessionId).close();
   w.open(2);
   for (const s of p.cipherSuites) w.u16(s);
   w.close();
@@ -115,13 +176,19 @@ export function encodeClientHello(p: ClientHelloParams): Buffer {
     writeExtension(w, ExtensionType.ServerCertificateType, (x) => x.open(1).u8(CertificateType.RawPublicKey).close());
     writeExtension(w, ExtensionType.KeyShare, (x) => {
       x.open(2);
-      for (const s of p.shares) x.u16(GROUP_CODES[s.group]).open(2).bytes(s.publicKey).close();
+      for (const s of p.shares) {
+        x.u16(GROUP_CODES[s.group]).open(2);
+        shareAts.push(HEADER + x.length);
+        x.bytes(s.publicKey).close();
+      }
       x.close();
     });
   }
   if (p.cookie) writeExtension(w, ExtensionType.Cookie, (x) => x.open(2).bytes(p.cookie!).close());
   w.close();
-  return handshakeHeader(HandshakeType.ClientHello, w.finish());
+  const message = handshakeHeader(HandshakeType.ClientHello, w.finish());
+  if (message.length !== HEADER + w.length) throw new Error("handshake header is not 4 bytes");
+  return { message, randomAt, sessionIdAt, shareAts };
 }
 
 export interface ParsedClientHello {

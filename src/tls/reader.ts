@@ -83,6 +83,11 @@ export class Writer {
     this.#buf = next;
   }
 
+  /** How many bytes are written so far: where the next one goes. */
+  get length(): number {
+    return this.#len;
+  }
+
   u8(v: number): this {
     this.#room(1);
     this.#buf[this.#len++] = v & 0xff;
