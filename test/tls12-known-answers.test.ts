@@ -12,6 +12,7 @@ import { createHash, createHmac } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { describe, test } from "node:test";
 import * as openpgp from "openpgp";
+import { parseClientHello } from "../src/tls/messages.js";
 import { finished12, keyBlock12, open12, prf12 } from "../src/tls/tls12/crypto12.js";
 import { checkTransferableKey } from "../src/tls/tls12/openpgp-cert.js";
 import { tls12SuiteByCode } from "../src/tls/tls12/suites.js";
@@ -43,6 +44,17 @@ describe("TLS 1.2 known answers from the recorded legacy session", () => {
     );
     assert.ok(clientRandom.equals(session.clientRandom), "the key log names this session's client random");
     assert.equal(serverHello.readUInt16BE(4 + 32 + 2 + 33), 0xc030);
+  });
+
+  test("the reference's legacy ClientHello offers no suite a DSA key could serve (docs/PROTOCOL.md, DSA keys)", () => {
+    const hello = parseClientHello(clientHello.subarray(4));
+    // ECDHE_ECDSA (an ECDSA key), ECDHE_RSA and DHE_RSA (an RSA key): no DHE_DSS.
+    const ecdheEcdsa = [0xc02c, 0xc087, 0xcca9, 0xc0ad];
+    const ecdheRsa = [0xc030, 0xc08b, 0xcca8];
+    const dheRsa = [0x009f, 0xc07d, 0xccaa, 0xc09f];
+    assert.deepEqual(hello.cipherSuites, [...ecdheEcdsa, ...ecdheRsa, ...dheRsa]);
+    // +SIGN-DSA-SHA256 is only this: sha256+dsa among the signature algorithms.
+    assert.ok(hello.signatureSchemes.includes(0x0402));
   });
 
   const keys = keyBlock12(suite, session.masterSecret, clientRandom, serverRandom);

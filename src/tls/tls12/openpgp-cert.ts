@@ -55,9 +55,16 @@ export interface OpenPgpCertificate {
 type OpenPgpModule = typeof OpenPgp;
 let loading: Promise<OpenPgpModule> | null = null;
 
-/** OpenPGP.js, loaded once, on first use. */
+/**
+ * OpenPGP.js, loaded once, on first use. After the server dropped its
+ * privileges, so the installation must be readable by the dropped user (as
+ * for a worker Piscina restarts); a failed load is tried again next time.
+ */
 function openPgp(): Promise<OpenPgpModule> {
-  loading ??= import("openpgp");
+  loading ??= import("openpgp").catch(() => {
+    loading = null;
+    throw new TlsError("TLS_INTERNAL", "OpenPGP.js could not be loaded");
+  });
   return loading;
 }
 
