@@ -2,7 +2,8 @@
 // the fingerprint in clients.conf is compared ignoring case and white
 // space, a disabled legacy client gets nothing, an unknown fingerprint is
 // refused like an unknown key ID, with the facts published as for modern
-// clients; inline and on a worker pool.
+// clients; a key OpenPGP.js cannot parse fails the handshake with a log
+// line of ours; inline and on a worker pool.
 
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
@@ -10,8 +11,9 @@ import { fetchSecret } from "../src/client/fetch.js";
 import { ClientRegistry } from "../src/main/clients/registry.js";
 import { systemClock } from "../src/main/clock.js";
 import { parseClientsConfig } from "../src/main/config/index.js";
-import { silentLogger } from "../src/main/daemon/log.js";
-import { events, type ClientNotFound, type ClientRejected, type HandshakeDone } from "../src/main/events.js";
+import { silentLogger, type Logger } from "../src/main/daemon/log.js";
+import { logServeEvents } from "../src/main/daemon/log-serve.js";
+import { events, type ClientNotFound, type ClientRejected, type ConnectionClosed, type HandshakeDone } from "../src/main/events.js";
 import { createHandshakeRunner } from "../src/main/serve/handshake-runner.js";
 import { Listener } from "../src/main/serve/listener.js";
 import { knownKeysOf } from "../src/main/serve/known-keys.js";
@@ -46,6 +48,12 @@ for (const workers of [0, 1]) {
     const onDone = (m: HandshakeDone): void => void seen.done.push(m);
     const onNotFound = (m: ClientNotFound): void => void seen.notFound.push(m);
     const onRejected = (m: ClientRejected): void => void seen.rejected.push(m);
+    const lines: string[] = [];
+    const capture: Logger = {
+      debug: (m) => void lines.push(m), info: (m) => void lines.push(m), warning: (m) => void lines.push(m),
+      error: (m) => void lines.push(m), critical: (m) => void lines.push(m), enabledFor: () => true,
+    };
+    let stopLogging: () => void = () => undefined;
 
     before(async () => {
       const tlsSettings = parsePriority(DEFAULT_PRIORITY);
@@ -63,8 +71,10 @@ for (const workers of [0, 1]) {
       events.handshakeDone.subscribe(onDone);
       events.clientNotFound.subscribe(onNotFound);
       events.clientRejected.subscribe(onRejected);
+      stopLogging = logServeEvents(capture);
     });
     after(async () => {
+      stopLogging();
       events.handshakeDone.unsubscribe(onDone);
       events.clientNotFound.unsubscribe(onNotFound);
       events.clientRejected.unsubscribe(onRejected);
@@ -90,6 +100,29 @@ for (const workers of [0, 1]) {
       const r = await run(process.execPath, [BIN_TS_CLIENT, `--connect=[::1]:${port}`, `--legacy-seckey=${LEGACY_DATA}seckey.txt`]);
       assert.equal(r.code, 0, r.stderr);
       assert.ok(r.stdout.equals(SECRET));
+    });
+
+    test("a key OpenPGP.js cannot parse: bad_certificate, and a log line of ours without the key's bytes", async () => {
+      const marker = "\u001b[31mEVIL";
+      const packet = (tag: number, body: Buffer): Buffer => Buffer.concat([Buffer.of(0xc0 | tag, 255, 0, 0, body.length >> 8, body.length & 0xff), body]);
+      // The recorded key's key packet, a user ID with the marker, then a signature packet that does not parse.
+      const keyPacket = Buffer.from(recorded.publicKey).subarray(0, 3 + 525);
+      const key = Buffer.concat([keyPacket, packet(13, Buffer.from(marker)), packet(2, Buffer.concat([Buffer.of(4, 0x13, 1, 8), Buffer.from(marker)]))]);
+      const closed = new Promise<ConnectionClosed>((resolve) => {
+        const on = (m: ConnectionClosed): void => {
+          if (m.outcome !== "tls-error") return;
+          events.connectionClosed.unsubscribe(on);
+          resolve(m);
+        };
+        events.connectionClosed.subscribe(on);
+      });
+      await assert.rejects(fetchAs({ ...recorded, publicKey: key }), { code: "MANDOS_CLIENT_TLS" });
+      const m = await closed;
+      assert.equal(m.stage, "Handshaking");
+      assert.equal(m.detail, "OpenPGP certificate: the key does not parse (MalformedPacketError)");
+      const line = lines.find((l) => l.startsWith("Handshake failed: "));
+      assert.equal(line, "Handshake failed: OpenPGP certificate: the key does not parse (MalformedPacketError)");
+      assert.ok(!lines.some((l) => l.includes("EVIL")));
     });
 
     test("an unknown fingerprint is refused like an unknown key ID", async () => {

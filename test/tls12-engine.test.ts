@@ -42,9 +42,9 @@ describe("TLS 1.2 with OpenPGP: our client role against our legacy server role",
     ["no extended master secret", () => rsa2048, { faults: { noExtendedMasterSecret: true } }, "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384", "secp384r1"],
   ];
   for (const [name, identity, options, suite, group] of cases) {
-    test(name, () => {
+    test(name, async () => {
       const id = identity();
-      const r = runLegacyPair(id, options);
+      const r = await runLegacyPair(id, options);
       const done = complete(r.clientEvents);
       assert.equal(done.version, "TLS1.2");
       assert.equal(done.fingerprint, id.fingerprint);
@@ -57,21 +57,21 @@ describe("TLS 1.2 with OpenPGP: our client role against our legacy server role",
     });
   }
 
-  test("the reference's legacy priority string (TLS 1.2 only) works, byte by byte too", () => {
-    const r = runLegacyPair(recorded, { clientPriority: REFERENCE_OPENPGP_PRIORITY, chunk: 1 });
+  test("the reference's legacy priority string (TLS 1.2 only) works, byte by byte too", async () => {
+    const r = await runLegacyPair(recorded, { clientPriority: REFERENCE_OPENPGP_PRIORITY, chunk: 1 });
     assert.equal(complete(r.clientEvents).fingerprint, "9A2BE96516F47F33630C4AF4C28E2CE128594F14");
     assert.equal(r.received.toString(), "the secret");
   });
 
-  test("a 16 KiB secret crosses in two records", () => {
+  test("a 16 KiB secret crosses in two records", async () => {
     const secret = Buffer.alloc(20000, 7);
-    const r = runLegacyPair(rsa2048, { secret });
+    const r = await runLegacyPair(rsa2048, { secret });
     assert.ok(r.received.equals(secret));
   });
 
-  test("the default priority serves legacy peers; the reference's RPK string does not", () => {
-    assert.ok(runLegacyPair(rsa2048, { clientPriority: DEFAULT_PRIORITY }).clientEvents.some((e) => e.type === "handshake-complete"));
-    const r = runLegacyPair(rsa2048, { clientPriority: REFERENCE_RPK_PRIORITY });
+  test("the default priority serves legacy peers; the reference's RPK string does not", async () => {
+    assert.ok((await runLegacyPair(rsa2048, { clientPriority: DEFAULT_PRIORITY })).clientEvents.some((e) => e.type === "handshake-complete"));
+    const r = await runLegacyPair(rsa2048, { clientPriority: REFERENCE_RPK_PRIORITY });
     const err = r.clientEvents.find((e) => e.type === "error");
     assert.ok(err?.type === "error");
     // The legacy server finds no cert_type offering OpenPGP and says so.
@@ -102,28 +102,28 @@ describe("TLS 1.2 with OpenPGP: broken and hostile legacy peers", () => {
     ["a wrong server Finished", () => ({ badFinished: true }), "TLS_DECRYPT_ERROR", 51],
   ];
   for (const [name, faults, code, alert] of table) {
-    test(name, () => {
-      const r = runLegacyPair(recorded, { faults: faults() });
+    test(name, async () => {
+      const r = await runLegacyPair(recorded, { faults: faults() });
       assertRefused(r.clientEvents, r.serverEvents, code, alert);
       assert.equal(r.received.length, 0, "no secret crossed");
     });
   }
 
   for (const [name, curve] of [["P-256 only", 0x17], ["x25519", 0x1d]] as const) {
-    test(`ECDHE on ${name}`, () => {
-      const r = runLegacyPair(recorded, { curve });
+    test(`ECDHE on ${name}`, async () => {
+      const r = await runLegacyPair(recorded, { curve });
       assertRefused(r.clientEvents, r.serverEvents, "TLS_ILLEGAL_PARAMETER", 47);
     });
   }
 
-  test("a DH prime under 2048 bits is insufficient_security", () => {
+  test("a DH prime under 2048 bits is insufficient_security", async () => {
     const small = getDiffieHellman("modp2");
-    const r = runLegacyPair(rsa2048, { dhParams: { prime: small.getPrime(), generator: small.getGenerator() } });
+    const r = await runLegacyPair(rsa2048, { dhParams: { prime: small.getPrime(), generator: small.getGenerator() } });
     assertRefused(r.clientEvents, r.serverEvents, "TLS_INSUFFICIENT_SECURITY", 71);
   });
 
-  test("a HelloRequest after the handshake (renegotiation) ends the connection with no_renegotiation", () => {
-    const r = runLegacyPair(recorded, { faults: { helloRequestAfterHandshake: true } });
+  test("a HelloRequest after the handshake (renegotiation) ends the connection with no_renegotiation", async () => {
+    const r = await runLegacyPair(recorded, { faults: { helloRequestAfterHandshake: true } });
     const err = r.clientEvents.find((e) => e.type === "error");
     assert.ok(err?.type === "error");
     assert.equal(err.error.alert, 100);
@@ -144,11 +144,11 @@ function assertRefused(clientEvents: TlsEvent[], serverEvents: TlsEvent[], code:
   assert.equal(peer.error.peerAlert, alert);
 }
 
-import { encodeOpenPgpCertificateBody } from "../src/tls/tls12/openpgp-cert.js";
+import { encodeOpenPgpCertificateMessage } from "../src/tls/tls12/messages12.js";
 
 function certificateWith(id: TestOpenPgpIdentity, keyId: Uint8Array, bend?: (key: Buffer) => Buffer): Buffer {
   const key = Buffer.from(id.publicKey);
-  return encodeOpenPgpCertificateBody(keyId, bend ? bend(key) : key);
+  return encodeOpenPgpCertificateMessage(keyId, bend ? bend(key) : key);
 }
 
 /** One byte of the user ID changed: its certification no longer verifies. */
@@ -253,17 +253,17 @@ describe("OpenPGP identities made with node:crypto (the benchmark's legacy fleet
     const b = openPgpIdentityFromRsa(rsa2048.privateKey, "machine1", 1_700_000_001);
     assert.notEqual(a.fingerprint, b.fingerprint);
     for (const id of [a, b]) {
-      assert.equal(checkTransferableKey(id.publicKey).fingerprint, id.fingerprint);
+      assert.equal((await checkTransferableKey(id.publicKey)).fingerprint, id.fingerprint);
       const oracle = await openpgp.readKey({ binaryKey: id.publicKey });
       assert.equal(oracle.getFingerprint().toUpperCase(), id.fingerprint);
       await oracle.verifyPrimaryKey();
-      assert.equal(complete(runLegacyPair(id).clientEvents).fingerprint, id.fingerprint);
+      assert.equal(complete((await runLegacyPair(id)).clientEvents).fingerprint, id.fingerprint);
     }
   });
 });
 
 describe("a bounded fuzz of the legacy server's flight", () => {
-  test("400 mutations: never an exception, at most one error, a completion only with the right fingerprint and secret", () => {
+  test("400 mutations: never an exception, at most one error, a completion only with the right fingerprint and secret", async () => {
     let seed = 0x1234567;
     const rand = (n: number): number => {
       seed = (seed * 1103515245 + 12345) & 0x7fffffff;
@@ -271,7 +271,7 @@ describe("a bounded fuzz of the legacy server's flight", () => {
     };
     let completed = 0;
     for (let i = 0; i < 400; i++) {
-      const r = runLegacyPair(rsa2048, {
+      const r = await runLegacyPair(rsa2048, {
         tamper: (index, bytes) => {
           if (index !== 0) return bytes;
           const b = Buffer.from(bytes);
@@ -303,22 +303,22 @@ describe("a bounded fuzz of the legacy server's flight", () => {
 });
 
 describe("the legacy flight is bounded like the TLS 1.3 one", () => {
-  test("a flight in 32-byte records completes", () => {
-    const r = runLegacyPair(recorded, { faults: { fragment: 32 }, chunk: 7 });
+  test("a flight in 32-byte records completes", async () => {
+    const r = await runLegacyPair(recorded, { faults: { fragment: 32 }, chunk: 7 });
     assert.equal(complete(r.clientEvents).fingerprint, recorded.fingerprint);
   });
 
   test("more than MAX_FLIGHT_RECORDS records is decode_error", async () => {
     const { MAX_FLIGHT_RECORDS } = await import("../src/tls/limits.js");
     // The RSA-4096 flight is ~3 KiB: in 8-byte records, well over the bound.
-    const r = runLegacyPair(recorded, { faults: { fragment: 8 } });
+    const r = await runLegacyPair(recorded, { faults: { fragment: 8 } });
     assert.ok(3000 / 8 > MAX_FLIGHT_RECORDS);
     assertRefused(r.clientEvents, r.serverEvents, "TLS_DECODE", 50);
   });
 });
 
-test("a protected alert after the server's change_cipher_spec is read as the peer's alert", () => {
-  const r = runLegacyPair(recorded, { faults: { alertInsteadOfFinished: 40 } });
+test("a protected alert after the server's change_cipher_spec is read as the peer's alert", async () => {
+  const r = await runLegacyPair(recorded, { faults: { alertInsteadOfFinished: 40 } });
   assert.ok(!r.clientEvents.some((e) => e.type === "handshake-complete"));
   const err = r.clientEvents.find((e) => e.type === "error");
   assert.ok(err?.type === "error");
@@ -331,14 +331,14 @@ describe("an unknown fingerprint costs no signature check", () => {
     const { buildKnownKeyTable } = await import("../src/tls/index.js");
     const table = buildKnownKeyTable([rsa2048.fingerprint, "A92F8287E8931EE2DC6DB17846E7B7E5443FAE6D1A44C171DB05512797BBABBC"]);
     // A tampered signature would be decrypt_error (51) if it were checked.
-    const unknown = runLegacyPair(recorded, { knownKeys: table, faults: { tamperSignature: true } });
+    const unknown = await runLegacyPair(recorded, { knownKeys: table, faults: { tamperSignature: true } });
     assertRefused(unknown.clientEvents, unknown.serverEvents, "TLS_UNKNOWN_PEER_KEY", 49);
     const err = unknown.clientEvents.find((e) => e.type === "error");
     assert.ok(err?.type === "error");
     assert.equal(err.error.keyId, recorded.fingerprint);
     // A known one is still verified, and completes when all holds.
     const known = buildKnownKeyTable([recorded.fingerprint]);
-    assertRefused(runLegacyPair(recorded, { knownKeys: known, faults: { tamperSignature: true } }).clientEvents, [], "TLS_DECRYPT_ERROR", 51);
-    assert.equal(complete(runLegacyPair(recorded, { knownKeys: known }).clientEvents).fingerprint, recorded.fingerprint);
+    assertRefused((await runLegacyPair(recorded, { knownKeys: known, faults: { tamperSignature: true } })).clientEvents, [], "TLS_DECRYPT_ERROR", 51);
+    assert.equal(complete((await runLegacyPair(recorded, { knownKeys: known })).clientEvents).fingerprint, recorded.fingerprint);
   });
 });

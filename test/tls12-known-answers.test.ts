@@ -3,8 +3,8 @@
 // its OpenPGP mode): the TLS 1.2 PRF with SHA-384 and the key block from
 // the key log's master secret must decrypt the recorded Finished messages
 // and the secret, the Finished values must be what our PRF computes over
-// the recorded transcript, the OpenPGP certificate must check and give the
-// fingerprint OpenPGP.js gives, and the recorded ServerKeyExchange
+// the recorded transcript, the OpenPGP certificate must check (through
+// OpenPGP.js) and give the fingerprint, and the recorded ServerKeyExchange
 // signature must verify with that certificate's primary key.
 
 import assert from "node:assert/strict";
@@ -12,10 +12,11 @@ import { createHash, createHmac } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { describe, test } from "node:test";
 import * as openpgp from "openpgp";
+import { parseClientHello } from "../src/tls/messages.js";
 import { finished12, keyBlock12, open12, prf12 } from "../src/tls/tls12/crypto12.js";
-import { checkTransferableKey, parseOpenPgpCertificate } from "../src/tls/tls12/openpgp-cert.js";
+import { checkTransferableKey } from "../src/tls/tls12/openpgp-cert.js";
 import { tls12SuiteByCode } from "../src/tls/tls12/suites.js";
-import { parseServerKeyExchange, serverKeyExchangeContent } from "../src/tls/tls12/messages12.js";
+import { parseOpenPgpCertificateMessage, parseServerKeyExchange, serverKeyExchangeContent } from "../src/tls/tls12/messages12.js";
 import { LEGACY_DATA, loadLegacySession, plainHandshakeMessages } from "./helpers/legacy-session.js";
 
 const session = loadLegacySession();
@@ -28,6 +29,12 @@ const serverRandom = serverHello.subarray(6, 38);
 const suite = tls12SuiteByCode(0xc030)!;
 const FINGERPRINT = "9A2BE96516F47F33630C4AF4C28E2CE128594F14";
 
+/** As the flight task does it: the RFC 6091 framing, then the key through OpenPGP.js. */
+async function checkCertificate(body: Buffer) {
+  const framed = parseOpenPgpCertificateMessage(body);
+  return checkTransferableKey(framed.key, framed.keyId);
+}
+
 describe("TLS 1.2 known answers from the recorded legacy session", () => {
   test("the recording is what docs/PROTOCOL.md describes", () => {
     assert.equal(session.protocolLine.toString("latin1"), "1\r\n");
@@ -37,6 +44,17 @@ describe("TLS 1.2 known answers from the recorded legacy session", () => {
     );
     assert.ok(clientRandom.equals(session.clientRandom), "the key log names this session's client random");
     assert.equal(serverHello.readUInt16BE(4 + 32 + 2 + 33), 0xc030);
+  });
+
+  test("the reference's legacy ClientHello offers no suite a DSA key could serve (docs/PROTOCOL.md, DSA keys)", () => {
+    const hello = parseClientHello(clientHello.subarray(4));
+    // ECDHE_ECDSA (an ECDSA key), ECDHE_RSA and DHE_RSA (an RSA key): no DHE_DSS.
+    const ecdheEcdsa = [0xc02c, 0xc087, 0xcca9, 0xc0ad];
+    const ecdheRsa = [0xc030, 0xc08b, 0xcca8];
+    const dheRsa = [0x009f, 0xc07d, 0xccaa, 0xc09f];
+    assert.deepEqual(hello.cipherSuites, [...ecdheEcdsa, ...ecdheRsa, ...dheRsa]);
+    // +SIGN-DSA-SHA256 is only this: sha256+dsa among the signature algorithms.
+    assert.ok(hello.signatureSchemes.includes(0x0402));
   });
 
   const keys = keyBlock12(suite, session.masterSecret, clientRandom, serverRandom);
@@ -88,7 +106,7 @@ describe("TLS 1.2 known answers from the recorded legacy session", () => {
 
   test("the OpenPGP certificate checks and its v4 fingerprint is the one OpenPGP.js computes", async () => {
     const certMsg = byType(11);
-    const cert = parseOpenPgpCertificate(certMsg.subarray(4));
+    const cert = await checkCertificate(certMsg.subarray(4));
     assert.equal(cert.fingerprint, FINGERPRINT);
     assert.equal(cert.keyId, "C28E2CE128594F14");
     assert.equal(cert.modulusBits, 4096);
@@ -100,11 +118,11 @@ describe("TLS 1.2 known answers from the recorded legacy session", () => {
     // The same key as the client's key file (GnuTLS re-frames the signature packets with new-format headers).
     const fromFile = await openpgp.readKey({ armoredKey: readFileSync(`${LEGACY_DATA}pubkey.txt`, "latin1") });
     assert.equal(fromFile.getFingerprint().toUpperCase(), FINGERPRINT);
-    assert.equal(checkTransferableKey(fromFile.write()).fingerprint, FINGERPRINT);
+    assert.equal((await checkTransferableKey(fromFile.write())).fingerprint, FINGERPRINT);
   });
 
-  test("the recorded ServerKeyExchange signature verifies with the certificate's primary key", () => {
-    const cert = parseOpenPgpCertificate(byType(11).subarray(4));
+  test("the recorded ServerKeyExchange signature verifies with the certificate's primary key", async () => {
+    const cert = await checkCertificate(byType(11).subarray(4));
     const ske = parseServerKeyExchange(byType(12).subarray(4), "ECDHE_RSA");
     assert.equal(ske.signatureScheme, 0x0501);
     const content = serverKeyExchangeContent(clientRandom, serverRandom, ske.params);
@@ -122,7 +140,7 @@ describe("TLS 1.2 known answers from the recorded legacy session", () => {
     assert.equal(keyBytes[sigStart], 0xc2);
     const sigLen = ((keyBytes[sigStart + 1]! - 192) << 8) + keyBytes[sigStart + 2]! + 192;
     keyBytes[sigStart + 3 + sigLen - 1]! ^= 0x01;
-    assert.throws(() => checkTransferableKey(keyBytes), { code: "TLS_BAD_CERTIFICATE" });
+    await assert.rejects(checkTransferableKey(keyBytes), { code: "TLS_BAD_CERTIFICATE" });
     const oracle = await openpgp.readKey({ binaryKey: keyBytes });
     await assert.rejects(oracle.verifyPrimaryKey());
   });

@@ -12,7 +12,9 @@
 //
 // Tasks run inline (runHandshakeTask) unless a runner is given; with a
 // runner at most one task is out at a time, and its result is dropped if
-// the caller stopped the driver meanwhile (the connection closed).
+// the caller stopped the driver meanwhile (the connection closed). Inline,
+// a TLS 1.3 task completes within pump(); a TLS 1.2 flight task is async
+// (OpenPGP.js) and is then out like a runner's.
 
 import type { TlsEvent } from "./endpoint.js";
 import { runHandshakeTask, type HandshakeTask, type HandshakeTaskResult } from "./tasks.js";
@@ -47,7 +49,8 @@ export class EngineDriver {
   readonly #runTask: TaskRunner | null;
   readonly #context: FlightContext;
   #stopped = false;
-  #taskOut = false;
+  /** The task that is out, settled (result handed over or dropped) when it resolves. */
+  #pending: Promise<void> | null = null;
 
   /** Tasks go to `runTask`, or run inline with `context` (the known-key table, flight.ts). */
   constructor(engine: TlsEngine, sink: EngineSink, runTask?: TaskRunner, context: FlightContext = {}) {
@@ -59,6 +62,11 @@ export class EngineDriver {
 
   get stopped(): boolean {
     return this.#stopped;
+  }
+
+  /** The task that is out, if any: resolves once its result is handed over (and pumped) or dropped. */
+  get pending(): Promise<void> | null {
+    return this.#pending;
   }
 
   /** The caller is done with this connection: no more output, events or task results. */
@@ -87,30 +95,30 @@ export class EngineDriver {
         moved = true;
         continue;
       }
-      if (this.#taskOut) break;
+      if (this.#pending) break;
       const task = engine.takeTask();
       if (!task) break;
       moved = true;
-      if (this.#runTask) {
-        this.#startTask(this.#runTask, task);
+      const result = this.#runTask ? this.#runTask(task) : runHandshakeTask(task, this.#context);
+      if (result instanceof Promise) {
+        this.#await(result);
         break;
       }
-      engine.completeTask(runHandshakeTask(task, this.#context));
+      engine.completeTask(result);
     }
     return moved;
   }
 
-  #startTask(runTask: TaskRunner, task: HandshakeTask): void {
-    this.#taskOut = true;
-    runTask(task).then(
-      (result) => {
-        this.#taskOut = false;
+  #await(result: Promise<HandshakeTaskResult>): void {
+    this.#pending = result.then(
+      (r) => {
+        this.#pending = null;
         if (this.#stopped) return;
-        this.engine.completeTask(result);
+        this.engine.completeTask(r);
         this.pump();
       },
       (error: unknown) => {
-        this.#taskOut = false;
+        this.#pending = null;
         if (!this.#stopped) this.#sink.taskFailed?.(error);
       },
     );
@@ -131,24 +139,62 @@ export interface LoopbackSide {
  * Two engines talking to each other in process (the self-test, the
  * benchmark, the engine tests), with inline tasks, until both are quiet.
  * Each round pumps both sides, then delivers what each wrote; `maxRounds`
- * bounds a pair that never goes quiet (a bug under test).
+ * bounds a pair that never goes quiet (a bug under test). Synchronous, for
+ * TLS 1.3 pairs: a TLS 1.2 flight task (async) needs runLoopbackAsync.
  */
 export function runLoopback(a: LoopbackSide, b: LoopbackSide, maxRounds = 50): void {
-  const toB: Buffer[] = [];
-  const toA: Buffer[] = [];
-  const da = new EngineDriver(a.engine, { write: (bytes) => toB.push(bytes), event: (e) => a.event(e) }, undefined, a.context);
-  const db = new EngineDriver(b.engine, { write: (bytes) => toA.push(bytes), event: (e) => b.event(e) }, undefined, b.context);
-  const deliver = (from: LoopbackSide, to: TlsEngine, queue: Buffer[]): boolean => {
-    const moved = queue.length > 0;
-    for (let bytes = queue.shift(); bytes; bytes = queue.shift()) {
-      if (from.deliver) from.deliver(bytes, to);
-      else to.receive(bytes);
-    }
-    return moved;
-  };
+  const pair = new LoopbackPair(a, b);
   for (let round = 0; round < maxRounds; round++) {
-    const pumped = [da.pump(), db.pump()].some(Boolean);
-    const delivered = [deliver(a, b.engine, toB), deliver(b, a.engine, toA)].some(Boolean);
-    if (!pumped && !delivered) return;
+    if (pair.round()) continue;
+    if (pair.pending()) throw new Error("runLoopback: a task is async (a TLS 1.2 flight); use runLoopbackAsync");
+    return;
   }
+}
+
+/** runLoopback, waiting for async tasks (a TLS 1.2 flight's) when both sides are otherwise quiet. */
+export async function runLoopbackAsync(a: LoopbackSide, b: LoopbackSide, maxRounds = 50): Promise<void> {
+  const pair = new LoopbackPair(a, b);
+  for (let round = 0; round < maxRounds; round++) {
+    if (pair.round()) continue;
+    const pending = pair.pending();
+    if (!pending) return;
+    await pending;
+  }
+}
+
+class LoopbackPair {
+  readonly #a: LoopbackSide;
+  readonly #b: LoopbackSide;
+  readonly #da: EngineDriver;
+  readonly #db: EngineDriver;
+  readonly #toA: Buffer[] = [];
+  readonly #toB: Buffer[] = [];
+
+  constructor(a: LoopbackSide, b: LoopbackSide) {
+    this.#a = a;
+    this.#b = b;
+    this.#da = new EngineDriver(a.engine, { write: (bytes) => this.#toB.push(bytes), event: (e) => a.event(e) }, undefined, a.context);
+    this.#db = new EngineDriver(b.engine, { write: (bytes) => this.#toA.push(bytes), event: (e) => b.event(e) }, undefined, b.context);
+  }
+
+  /** Pumps both sides, then delivers what each wrote; true if anything moved. */
+  round(): boolean {
+    const pumped = [this.#da.pump(), this.#db.pump()].some(Boolean);
+    const delivered = [deliver(this.#a, this.#b.engine, this.#toB), deliver(this.#b, this.#a.engine, this.#toA)].some(Boolean);
+    return pumped || delivered;
+  }
+
+  /** An async task either side has out. */
+  pending(): Promise<void> | null {
+    return this.#da.pending ?? this.#db.pending;
+  }
+}
+
+function deliver(from: LoopbackSide, to: TlsEngine, queue: Buffer[]): boolean {
+  const moved = queue.length > 0;
+  for (let bytes = queue.shift(); bytes; bytes = queue.shift()) {
+    if (from.deliver) from.deliver(bytes, to);
+    else to.receive(bytes);
+  }
+  return moved;
 }

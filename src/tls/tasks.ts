@@ -1,7 +1,9 @@
 // The engine's expensive steps as tasks: plain, structured-cloneable data in
 // and out, so the same function runs inline or on a Piscina worker
 // (src/workers/handshake.ts). The main thread never does asymmetric crypto
-// when tasks go to workers.
+// when tasks go to workers. The TLS 1.3 tasks are synchronous; the TLS 1.2
+// flight task alone is async (its OpenPGP key goes through OpenPGP.js), and
+// only its result comes as a Promise.
 
 import { randomBytes } from "node:crypto";
 import type { NamedGroup } from "./constants.js";
@@ -30,21 +32,29 @@ export interface KeyShareTask {
   readonly group: NamedGroup;
 }
 
-export type HandshakeTask = ServerFlightTask | KeyShareTask | Tls12FlightTask;
+/** The tasks of a TLS 1.3 handshake: synchronous. */
+export type ModernHandshakeTask = ServerFlightTask | KeyShareTask;
+export type HandshakeTask = ModernHandshakeTask | Tls12FlightTask;
 
-export type HandshakeTaskResult =
+export type ModernHandshakeTaskResult =
   | { readonly kind: "server-flight"; readonly result: ServerFlightResult }
-  | { readonly kind: "key-share"; readonly share: KeyShare }
-  | { readonly kind: "tls12-flight"; readonly result: Tls12FlightResult };
+  | { readonly kind: "key-share"; readonly share: KeyShare };
+export type HandshakeTaskResult = ModernHandshakeTaskResult | { readonly kind: "tls12-flight"; readonly result: Tls12FlightResult };
 
-/** Runs one task; pure and exception-free (errors are part of the result). */
-export function runHandshakeTask(task: HandshakeTask, context: FlightContext = {}): HandshakeTaskResult {
+/**
+ * Runs one task; pure and exception-free (errors are part of the result).
+ * A TLS 1.3 task's result comes at once, a TLS 1.2 flight's as a Promise
+ * that never rejects.
+ */
+export function runHandshakeTask(task: ModernHandshakeTask, context?: FlightContext): ModernHandshakeTaskResult;
+export function runHandshakeTask(task: HandshakeTask, context?: FlightContext): HandshakeTaskResult | Promise<HandshakeTaskResult>;
+export function runHandshakeTask(task: HandshakeTask, context: FlightContext = {}): HandshakeTaskResult | Promise<HandshakeTaskResult> {
   switch (task.kind) {
     case "server-flight":
       return { kind: "server-flight", result: processServerFlight(task, context) };
     case "key-share":
       return { kind: "key-share", share: generateKeyShare(task.group) };
     case "tls12-flight":
-      return { kind: "tls12-flight", result: processTls12Flight(task, context) };
+      return processTls12Flight(task, context).then((result) => ({ kind: "tls12-flight", result }));
   }
 }

@@ -2,6 +2,9 @@
 // thread. Stateless: each request carries all it needs and returns plain
 // data. Handshake tasks and key shares come in batches, so that a burst of
 // connections costs one message round trip per batch, not per connection.
+// A batch of TLS 1.3 tasks is answered synchronously; one holding a TLS 1.2
+// flight (async: OpenPGP.js, imported by the first such task) is answered
+// when all of its tasks are done.
 
 import { parentPort } from "node:worker_threads";
 import { generateEphemeralKeyShares, runHandshakeTask, type EphemeralKeyShares, type HandshakeTask, type HandshakeTaskResult, type NamedGroup } from "../tls/index.js";
@@ -31,21 +34,28 @@ export type WorkerResponse =
 export const WORKER_LOADED = "mandos-ts:handshake-worker-loaded";
 parentPort?.postMessage(WORKER_LOADED);
 
-export default function work(request: WorkerRequest): WorkerResponse {
+export default function work(request: WorkerRequest): WorkerResponse | Promise<WorkerResponse> {
   if (request.kind === "keygen") {
     const shares: EphemeralKeyShares[] = [];
     for (let i = 0; i < request.count; i++) shares.push(generateEphemeralKeyShares(request.groups));
     return { kind: "keygen", shares };
   }
-  return {
-    kind: "handshakes",
-    results: request.tasks.map((task): BatchedResult => {
-      try {
-        return { ok: true, result: runHandshakeTask(task, { knownKeys: request.knownKeys }) };
-      } catch (error) {
-        // runHandshakeTask is exception-free by contract; a bug must not fail the batch.
-        return { ok: false, error: error instanceof Error ? error.message : String(error) };
-      }
-    }),
-  };
+  let async = false;
+  const results = request.tasks.map((task): BatchedResult | Promise<BatchedResult> => {
+    try {
+      const result = runHandshakeTask(task, { knownKeys: request.knownKeys });
+      if (!(result instanceof Promise)) return { ok: true, result };
+      async = true;
+      return result.then((r): BatchedResult => ({ ok: true, result: r }), failed);
+    } catch (error) {
+      return failed(error);
+    }
+  });
+  if (!async) return { kind: "handshakes", results: results as BatchedResult[] };
+  return Promise.all(results).then((all) => ({ kind: "handshakes", results: all }));
+}
+
+/** runHandshakeTask is exception-free by contract; a bug must not fail the batch. */
+function failed(error: unknown): BatchedResult {
+  return { ok: false, error: error instanceof Error ? error.message : String(error) };
 }

@@ -317,7 +317,12 @@ function replay(engine: TlsEngine & { state: string }, reads: readonly Buffer[],
       }
       const task = engine.takeTask();
       if (!task) return;
-      engine.completeTask(runHandshakeTask(task));
+      const result = runHandshakeTask(task);
+      // A TLS 1.2 flight task is async (OpenPGP.js) and needs a whole legacy
+      // flight, which no mutation of these TLS 1.3 recordings makes;
+      // test/tls12-engine.test.ts fuzzes that path.
+      if (result instanceof Promise) return;
+      engine.completeTask(result);
     }
   };
   step();
@@ -433,7 +438,11 @@ function handshakeRecords(entry: CorpusEntry, records: readonly Buffer[]): numbe
   for (const rec of records) {
     if (rec[0] === 23) count++;
     client.receive(rec);
-    for (let task = client.takeTask(); task; task = client.takeTask()) client.completeTask(runHandshakeTask(task));
+    for (let task = client.takeTask(); task; task = client.takeTask()) {
+      const result = runHandshakeTask(task);
+      if (result instanceof Promise) return count; // a TLS 1.2 flight: not in a TLS 1.3 recording
+      client.completeTask(result);
+    }
     if (client.state === "Connected") return count;
   }
   return count;

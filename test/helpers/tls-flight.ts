@@ -44,6 +44,7 @@ export function feed(client: TlsClient, bytes: Buffer, chunk: number, fed: Fed =
         fed.tasks++;
         fed.taskBytes += task.records.length;
       }
+      if (task.kind === "tls12-flight") throw new Error("feed() drives TLS 1.3 handshakes only");
       client.completeTask(runHandshakeTask(task));
     }
     for (let e = client.nextEvent(); e; e = client.nextEvent()) fed.events.push(e);

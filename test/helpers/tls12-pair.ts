@@ -1,12 +1,13 @@
 // Our TLS client role (the Mandos server) against our TLS 1.2 OpenPGP
 // server role (a simulated legacy mandos-client), in process, through the
-// engine's own loopback driver.
+// engine's own loopback driver (async: the client role's TLS 1.2 flight
+// task checks the OpenPGP key with OpenPGP.js).
 
 import {
   TlsClient,
   generateEphemeralKeyShares,
   parsePriority,
-  runLoopback,
+  runLoopbackAsync,
   type TlsEvent,
 } from "../../src/tls/index.js";
 import { Tls12Server, type OpenPgpIdentity, type Tls12ServerOptions } from "../../src/tls/tls12/server12.js";
@@ -20,7 +21,7 @@ export interface LegacyPairResult {
   readonly received: Buffer;
 }
 
-export function runLegacyPair(
+export async function runLegacyPair(
   identity: OpenPgpIdentity,
   options: Tls12ServerOptions & {
     clientPriority?: string;
@@ -31,7 +32,7 @@ export function runLegacyPair(
     /** The known-key table the client role's tasks read (src/tls/known-keys.ts). */
     knownKeys?: SharedArrayBuffer;
   } = {},
-): LegacyPairResult {
+): Promise<LegacyPairResult> {
   const settings = parsePriority(options.clientPriority ?? "SECURE128:!CTYPE-X.509:+CTYPE-RAWPK:+CTYPE-OPENPGP:!RSA:!VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2");
   const client = new TlsClient(settings, generateEphemeralKeyShares(settings.keyShareGroups));
   const server = new Tls12Server(identity, options);
@@ -41,7 +42,7 @@ export function runLegacyPair(
   const chunk = options.chunk;
   let writes = 0;
   client.start();
-  runLoopback(
+  await runLoopbackAsync(
     {
       engine: client,
       context: { knownKeys: options.knownKeys },

@@ -78,7 +78,9 @@ class InlineRunner implements HandshakeRunner {
     return Promise.resolve(true);
   }
   run(task: HandshakeTask): Promise<HandshakeTaskResult> {
-    return Promise.resolve(runHandshakeTask(task, { knownKeys: this.#knownKeys() }));
+    // A Promise already for a TLS 1.2 flight (OpenPGP.js); at once for TLS 1.3.
+    const result = runHandshakeTask(task, { knownKeys: this.#knownKeys() });
+    return result instanceof Promise ? result : Promise.resolve(result);
   }
   close(): Promise<void> {
     return Promise.resolve();

@@ -8,15 +8,18 @@
 // runs inline or on a worker (src/workers/handshake.ts); input and output
 // are plain data. One task per handshake: the server's flight is plaintext,
 // so the main thread knows when it is whole (ServerHelloDone) at no cost.
+// Unlike the TLS 1.3 flight task it is async: the OpenPGP key is checked by
+// OpenPGP.js (openpgp-cert.ts), whose API is.
 //
 // Validation, step by step, each failure one alert:
 //   1. ServerKeyExchange framing                         -> decode_error / illegal_parameter
 //   2. its signature algorithm was offered                -> illegal_parameter
 //   3. ECDHE: a curve of TLS12_CURVES (secp384r1, secp521r1);
 //      DHE: a prime in MIN/MAX_DH_PRIME_BITS, 1 < g, Ys < p-1 -> illegal_parameter / insufficient_security
-//   4. the OpenPGP certificate (openpgp-cert.ts steps 1-5); a
-//      fingerprint in no client's settings (the known-key table,
-//      known-keys.ts) is refused before any signature check   -> access_denied
+//   4. the Certificate's framing (messages12.ts), then the OpenPGP
+//      key (openpgp-cert.ts steps 1-5); a fingerprint in no
+//      client's settings (the known-key table, known-keys.ts) is
+//      refused before any signature check                 -> access_denied
 //   5. the signature verifies with the primary key        -> decrypt_error
 //   6. the agreement succeeds (a point on the curve)       -> illegal_parameter
 
@@ -27,8 +30,8 @@ import type { FlightContext } from "../flight.js";
 import { mayBeKnown } from "../known-keys.js";
 import { CHANGE_CIPHER_SPEC, handshakeHeader, plainRecord } from "../record.js";
 import { finished12, keyBlock12, masterSecret12, seal12, type Tls12Keys } from "./crypto12.js";
-import { encodeClientKeyExchange, parseServerKeyExchange, serverKeyExchangeContent } from "./messages12.js";
-import { parseOpenPgpCertificate } from "./openpgp-cert.js";
+import { encodeClientKeyExchange, parseOpenPgpCertificateMessage, parseServerKeyExchange, serverKeyExchangeContent } from "./messages12.js";
+import { checkTransferableKey } from "./openpgp-cert.js";
 import {
   CURVE_POINT_LENGTH,
   MAX_DH_PRIME_BITS,
@@ -69,8 +72,8 @@ export type Tls12FlightResult =
     }
   | { readonly status: "error"; readonly error: TlsErrorData };
 
-/** Runs the task; never throws. */
-export function processTls12Flight(task: Tls12FlightTask, context: FlightContext = {}): Tls12FlightResult {
+/** Runs the task; never rejects. */
+export async function processTls12Flight(task: Tls12FlightTask, context: FlightContext = {}): Promise<Tls12FlightResult> {
   try {
     const suite = tls12SuiteByCode(task.suite);
     if (!suite) throw new TlsError("TLS_INTERNAL", "unknown TLS 1.2 suite in task");
@@ -101,7 +104,8 @@ export function processTls12Flight(task: Tls12FlightTask, context: FlightContext
     }
     // Step 4.
     const table = context.knownKeys;
-    const cert = parseOpenPgpCertificate(task.certificate, (fingerprint) => {
+    const framed = parseOpenPgpCertificateMessage(task.certificate);
+    const cert = await checkTransferableKey(framed.key, framed.keyId, (fingerprint) => {
       if (table && !mayBeKnown(table, fingerprint)) throw new TlsError("TLS_UNKNOWN_PEER_KEY", "the key belongs to no client", undefined, -1, fingerprint);
     });
     // Step 5.

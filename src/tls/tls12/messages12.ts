@@ -1,8 +1,9 @@
 // Encoding and decoding of the TLS 1.2 handshake messages of the legacy
 // Mandos protocol (RFC 5246 §7.4, RFC 8422 §5.4 for ECDHE, RFC 6091 for
-// cert_type): the TLS 1.2 ServerHello, ServerKeyExchange, ServerHelloDone,
-// ClientKeyExchange. Decoders check every length; the state machines
-// decide what is acceptable.
+// cert_type and the OpenPGP Certificate): the TLS 1.2 ServerHello,
+// Certificate, ServerKeyExchange, ServerHelloDone, ClientKeyExchange.
+// Decoders check every length; the state machines decide what is
+// acceptable. The OpenPGP key inside the Certificate is openpgp-cert.ts's.
 
 import { verify as cryptoVerify, type KeyObject } from "node:crypto";
 import { HandshakeType, LEGACY_VERSION } from "../constants.js";
@@ -109,6 +110,66 @@ export function encodeServerHello12(p: {
 }
 
 export { CertType12, LEGACY_VERSION };
+
+// ------------------------------------------------------ Certificate (RFC 6091 §3.3)
+
+/** RFC 6091 §3.3 descriptor types. */
+const DESCRIPTOR = { KeyFingerprint: 0, Key: 1, SubkeyCert: 2, SubkeyCertFingerprint: 3 } as const;
+
+export interface OpenPgpCertificateMessage {
+  /** The binary transferable public key (RFC 4880 §11.1), not yet parsed. */
+  readonly key: Buffer;
+  /** subkey_cert: the key ID the peer says it signs with (8 bytes); null for a bare key. */
+  readonly keyId: Buffer | null;
+}
+
+/**
+ * The Certificate body's TLS framing: descriptor type 2 (subkey_cert: key
+ * ID + key) or 1 (key only), no trailing bytes (decode_error); types 0 and
+ * 3 name a fingerprint to look up in a key ring, which we keep no more than
+ * the reference does (unsupported_certificate); an empty certificate is
+ * bad_certificate (RFC 5081 §3.3).
+ */
+export function parseOpenPgpCertificateMessage(body: Uint8Array): OpenPgpCertificateMessage {
+  const r = new Reader(body);
+  // The outer length: RFC 6091 §3.3 makes it the length of the rest; GnuTLS
+  // 3.5 writes the key's length + 6 for a subkey_cert (the recorded session
+  // has 2237 for 2244 bytes) and reads it only as "is there a certificate".
+  // Either form is taken; anything else is decode_error.
+  const outer = r.u24("certificate length");
+  if (outer === 0) throw new TlsError("TLS_BAD_CERTIFICATE", "OpenPGP certificate: empty");
+  const cert = new Reader(r.bytes(r.remaining, "OpenPGP certificate"));
+  const type = cert.u8("descriptor type");
+  let keyId: Buffer | null = null;
+  let key: Buffer;
+  if (type === DESCRIPTOR.SubkeyCert) {
+    keyId = cert.vector(1, "key ID", 8);
+    if (keyId.length !== 8) throw new TlsError("TLS_DECODE", "OpenPGP key ID is not 8 bytes");
+    key = cert.vector(3, "OpenPGP key", 1);
+  } else if (type === DESCRIPTOR.Key) {
+    key = cert.vector(3, "OpenPGP key");
+    if (key.length === 0) throw new TlsError("TLS_BAD_CERTIFICATE", "OpenPGP certificate: empty");
+  } else if (type === DESCRIPTOR.KeyFingerprint || type === DESCRIPTOR.SubkeyCertFingerprint) {
+    throw new TlsError("TLS_UNSUPPORTED_CERTIFICATE", "an OpenPGP fingerprint instead of a key");
+  } else {
+    throw new TlsError("TLS_DECODE", `unknown OpenPGP descriptor type ${type}`);
+  }
+  cert.end("OpenPGP certificate");
+  const whole = body.length - 3;
+  if (outer !== whole && !(type === DESCRIPTOR.SubkeyCert && outer === key.length + 6)) {
+    throw new TlsError("TLS_DECODE", "OpenPGP certificate length does not match");
+  }
+  return { key, keyId };
+}
+
+/** The Certificate body a legacy client sends: subkey_cert with the primary key's ID, the outer length as GnuTLS 3.5 writes it. */
+export function encodeOpenPgpCertificateMessage(keyId: Uint8Array, key: Uint8Array): Buffer {
+  const w = new Writer(key.length + 32);
+  w.u24(key.length + 6).u8(DESCRIPTOR.SubkeyCert);
+  w.open(1).bytes(keyId).close();
+  w.open(3).bytes(key).close();
+  return w.finish();
+}
 
 // ------------------------------------------------------ ServerKeyExchange
 

@@ -26,12 +26,12 @@ import {
   SERVER_HELLO_DONE,
   encodeDheParams,
   encodeEcdheParams,
+  encodeOpenPgpCertificateMessage,
   encodeServerHello12,
   encodeServerKeyExchange,
   parseClientKeyExchange,
   serverKeyExchangeContent,
 } from "./messages12.js";
-import { encodeOpenPgpCertificateBody } from "./openpgp-cert.js";
 import { CertType12, Extension12, TLS12_SUITES, TLS12_CURVES, tls12SuiteByCode, type Tls12Suite } from "./suites.js";
 
 export interface OpenPgpIdentity {
@@ -193,7 +193,7 @@ export class Tls12Server extends TlsEndpoint {
     if (f.version !== undefined) serverHello.writeUInt16BE(f.version, 4);
     const certificate = handshakeHeader(
       HandshakeType.Certificate,
-      f.certificateBody ?? encodeOpenPgpCertificateBody(this.#identity.keyId, this.#identity.publicKey),
+      f.certificateBody ?? encodeOpenPgpCertificateMessage(this.#identity.keyId, this.#identity.publicKey),
     );
     // The key exchange.
     let params: Buffer;

@@ -1,0 +1,276 @@
+// The legacy client's OpenPGP certificate as the server checks it (through
+// OpenPGP.js, src/tls/tls12/openpgp-cert.ts): a table of broken, hostile
+// and unsupported keys, each sent by our TLS 1.2 server role and ending in
+// the alert docs/PROTOCOL.md names, with the number of signatures OpenPGP.js
+// was asked to verify counted (the bounds and the key checks come before
+// any); keys the reference takes that we take too; and the RFC 6091
+// framing's own table.
+
+import assert from "node:assert/strict";
+import { generateKeyPairSync, randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { dirname, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { after, before, describe, test } from "node:test";
+import * as openpgp from "openpgp";
+import { openPgpIdentityFromRsa } from "../src/client/openpgp-identity.js";
+import type { TlsEvent } from "../src/tls/index.js";
+import { encodeOpenPgpCertificateMessage, parseOpenPgpCertificateMessage } from "../src/tls/tls12/messages12.js";
+import { MAX_OPENPGP_PACKETS, MAX_SELF_SIGNATURES, checkTransferableKey } from "../src/tls/tls12/openpgp-cert.js";
+import { freshIdentity, recordedIdentity, type TestOpenPgpIdentity } from "./helpers/legacy-keys.js";
+import { runLegacyPair } from "./helpers/tls12-pair.js";
+
+// Every signature OpenPGP.js verifies goes through this method: count the calls.
+let verifications = 0;
+const realVerify = openpgp.SignaturePacket.prototype.verify;
+before(() => {
+  openpgp.SignaturePacket.prototype.verify = function (this: openpgp.SignaturePacket, ...args: Parameters<typeof realVerify>) {
+    verifications++;
+    return realVerify.apply(this, args);
+  };
+});
+after(() => {
+  openpgp.SignaturePacket.prototype.verify = realVerify;
+});
+
+/** A new-format packet (RFC 4880 §4.2.2), five-octet length. */
+function packet(tag: number, body: Uint8Array): Buffer {
+  const h = Buffer.alloc(6);
+  h[0] = 0xc0 | tag;
+  h[1] = 255;
+  h.writeUInt32BE(body.length, 2);
+  return Buffer.concat([h, body]);
+}
+
+function mpi(v: Buffer): Buffer {
+  const bits = (v.length - 1) * 8 + (32 - Math.clz32(v[0]!));
+  return Buffer.concat([Buffer.of(bits >> 8, bits & 0xff), v]);
+}
+
+/** A v4 (or other version) public key packet body with these MPIs, created in 2020. */
+function keyBody(algorithm: number, mpis: Buffer[], version = 4): Buffer {
+  const time = Buffer.alloc(4);
+  time.writeUInt32BE(1_600_000_000);
+  const v3Validity = version === 3 ? Buffer.alloc(2) : Buffer.alloc(0);
+  return Buffer.concat([Buffer.of(version), time, v3Validity, Buffer.of(algorithm), ...mpis.map(mpi)]);
+}
+
+/** Random bytes of exactly `bits` bits, odd. */
+function number(bits: number): Buffer {
+  const b = randomBytes(Math.ceil(bits / 8));
+  b[0] = (b[0]! & (0xff >> (b.length * 8 - bits))) | (1 << ((bits - 1) % 8));
+  b[b.length - 1]! |= 1;
+  return b;
+}
+
+const UID = packet(13, Buffer.from("legacy-test"));
+const E65537 = Buffer.of(1, 0, 1);
+
+let recorded: TestOpenPgpIdentity;
+let rsa2048: TestOpenPgpIdentity;
+/** An OpenPGP.js key whose parts the table takes apart (RSA-2048, a user ID, an encryption subkey). */
+let pgp: openpgp.PrivateKey;
+let pgpKeyId: Buffer;
+let revoked: Uint8Array;
+let manySubkeys: Uint8Array;
+let thirdPartyCertified: Uint8Array;
+let ecc: openpgp.PrivateKey;
+
+before(async () => {
+  recorded = await recordedIdentity();
+  rsa2048 = await freshIdentity(2048, "legacy-table");
+  ({ privateKey: pgp } = await openpgp.generateKey({ type: "rsa", rsaBits: 2048, userIDs: [{ name: "legacy-test" }], format: "object" }));
+  pgpKeyId = Buffer.from(pgp.getKeyID().toHex(), "hex");
+  revoked = (await openpgp.revokeKey({ key: pgp, format: "object" })).publicKey.write();
+  // Ed25519 subkeys: one binding signature each, cheap to make.
+  let many = pgp;
+  for (let i = 0; i < MAX_SELF_SIGNATURES; i++) many = await many.addSubkey({ type: "ecc", curve: "ed25519Legacy", sign: false });
+  manySubkeys = many.toPublic().write();
+  const { privateKey: other } = await openpgp.generateKey({ type: "ecc", curve: "ed25519Legacy", userIDs: [{ name: "a third party" }], format: "object" });
+  const withThird = pgp.toPublic();
+  withThird.users[0] = await withThird.users[0]!.certify([other], undefined, openpgp.config);
+  thirdPartyCertified = withThird.write();
+  ({ privateKey: ecc } = await openpgp.generateKey({ type: "ecc", curve: "ed25519Legacy", userIDs: [{ name: "legacy-test" }], format: "object" }));
+});
+
+/** pgp's public key with `change` applied to a copy of its structure. */
+function pgpWith(change: (key: openpgp.PublicKey) => void): Uint8Array {
+  const key = pgp.toPublic();
+  change(key);
+  return key.write();
+}
+
+function certificate(key: Uint8Array, keyId: Uint8Array = pgpKeyId): Buffer {
+  return encodeOpenPgpCertificateMessage(keyId, key);
+}
+
+function refusal(events: TlsEvent[]): { code: string; alert: number } {
+  assert.ok(!events.some((e) => e.type === "handshake-complete"), "handshake must not complete");
+  const err = events.find((e) => e.type === "error");
+  assert.ok(err?.type === "error", "an error event");
+  return { code: err.error.code, alert: err.error.alert };
+}
+
+describe("OpenPGP certificates the server refuses, and what each costs", () => {
+  // [name, certificate body, code, alert, signatures verified at most]
+  const table: Array<[string, () => Buffer, string, number, number]> = [
+    ["a self-signature that does not verify (the user ID changed)", () => certificate(pgpWith((k) => {
+      const user = k.users[0]!;
+      (user as { userID: openpgp.UserIDPacket }).userID = openpgp.UserIDPacket.fromObject({ name: "legacy-tesT" });
+    })), "TLS_BAD_CERTIFICATE", 42, 1],
+    ["a key ID that is not the primary key's", () => certificate(pgp.toPublic().write(), rsa2048.keyId), "TLS_BAD_CERTIFICATE", 42, 0],
+    ["a revoked key (a valid key revocation)", () => certificate(revoked), "TLS_BAD_CERTIFICATE", 42, 3],
+    ["no user ID", () => certificate(pgpWith((k) => void (k.users = []))), "TLS_BAD_CERTIFICATE", 42, 0],
+    ["a user ID without its self-certification", () => certificate(pgpWith((k) => void (k.users[0]!.selfCertifications = []))), "TLS_BAD_CERTIFICATE", 42, 0],
+    ["a subkey without its binding signature", () => certificate(pgpWith((k) => void (k.subkeys[0]!.bindingSignatures = []))), "TLS_BAD_CERTIFICATE", 42, 0],
+    [`more than ${MAX_SELF_SIGNATURES} self-signatures (many subkeys)`, () => certificate(manySubkeys), "TLS_BAD_CERTIFICATE", 42, 0],
+    [`more than ${MAX_OPENPGP_PACKETS} packets (empty user IDs)`, () => certificate(Buffer.concat([pgp.toPublic().write(), ...Array.from({ length: MAX_OPENPGP_PACKETS }, () => Buffer.of(0xcd, 0))])), "TLS_BAD_CERTIFICATE", 42, 0],
+    // OpenPGP.js would spend ~0.2 s parsing these; the headers are counted first.
+    ["8,000 empty user IDs (16 KB, one record)", () => certificate(Buffer.concat([packet(6, keyBody(1, [number(2048), E65537])), Buffer.alloc(2 * 8_000, Buffer.of(0xcd, 0))]), Buffer.alloc(8)), "TLS_BAD_CERTIFICATE", 42, 0],
+    // A DSA primary key: GnuTLS 3.5 reads it, but no suite a legacy
+    // client offers can carry a DSA key (no DHE_DSS; docs/PROTOCOL.md),
+    // so it could never complete a handshake with the reference either.
+    ["a DSA primary key", () => certificate(Buffer.concat([packet(6, keyBody(17, [number(2048), number(256), number(2047), number(2047)])), UID])), "TLS_UNSUPPORTED_CERTIFICATE", 43, 0],
+    ["an EdDSA primary key", () => certificate(ecc.toPublic().write(), Buffer.from(ecc.getKeyID().toHex(), "hex")), "TLS_UNSUPPORTED_CERTIFICATE", 43, 0],
+    ["RSA-1024", () => {
+      const id = openPgpIdentityFromRsa(generateKeyPairSync("rsa", { modulusLength: 1024 }).privateKey, "legacy-test", 1_600_000_000);
+      return certificate(id.publicKey, id.keyId);
+    }, "TLS_UNSUPPORTED_CERTIFICATE", 43, 0],
+    ["RSA of 8,200 bits (over MAX_RSA_MODULUS_BITS)", () => certificate(Buffer.concat([packet(6, keyBody(1, [number(8200), E65537])), UID]), Buffer.alloc(8)), "TLS_UNSUPPORTED_CERTIFICATE", 43, 0],
+    ["an RSA exponent of 64 bits", () => certificate(Buffer.concat([packet(6, keyBody(1, [number(2048), number(64)])), UID]), Buffer.alloc(8)), "TLS_UNSUPPORTED_CERTIFICATE", 43, 0],
+    ["a v3 key packet", () => certificate(Buffer.concat([packet(6, keyBody(1, [number(2048), E65537], 3)), UID]), Buffer.alloc(8)), "TLS_UNSUPPORTED_CERTIFICATE", 43, 0],
+    ["junk instead of a key", () => certificate(Buffer.concat([Buffer.of(0x3f), randomBytes(200)])), "TLS_BAD_CERTIFICATE", 42, 0],
+    ["a key packet of junk", () => certificate(Buffer.concat([packet(6, Buffer.concat([Buffer.of(4, 0, 0, 0, 0, 1, 0xff, 0xff), randomBytes(40)])), UID])), "TLS_BAD_CERTIFICATE", 42, 0],
+    ["a byte after the last packet", () => certificate(Buffer.concat([pgp.toPublic().write(), Buffer.of(0x99)])), "TLS_BAD_CERTIFICATE", 42, 0],
+    ["a second key after the first", () => certificate(Buffer.concat([pgp.toPublic().write(), Buffer.from(rsa2048.publicKey)])), "TLS_BAD_CERTIFICATE", 42, 0],
+    ["a user ID before the key", () => certificate(Buffer.concat([UID, pgp.toPublic().write()])), "TLS_BAD_CERTIFICATE", 42, 0],
+    ["a secret key", () => certificate(pgp.write()), "TLS_BAD_CERTIFICATE", 42, 0],
+    ["a packet of an unknown tag", () => certificate(Buffer.concat([pgp.toPublic().write(), packet(60, Buffer.of(1))])), "TLS_BAD_CERTIFICATE", 42, 0],
+    ["a certification before any user ID (out of place)", () => {
+      // The user ID's certification once more, right after the key packet: OpenPGP.js would leave it out.
+      const list = pgp.toPublic().toPacketList();
+      const parts = list.map((p) => packet((p.constructor as unknown as { tag: number }).tag, p.write()));
+      return certificate(Buffer.concat([parts[0]!, parts[2]!, ...parts.slice(1)]));
+    }, "TLS_BAD_CERTIFICATE", 42, 0],
+    ["a key created tomorrow", () => {
+      const id = openPgpIdentityFromRsa(rsa2048.privateKey, "legacy-test", Math.floor(Date.now() / 1000) + 86_400);
+      return certificate(id.publicKey, id.keyId);
+    }, "TLS_BAD_CERTIFICATE", 42, 0],
+    ["the RFC 6091 key field with a byte after it", () => Buffer.concat([certificate(pgp.toPublic().write()), Buffer.of(0)]), "TLS_DECODE", 50, 0],
+  ];
+  for (const [name, body, code, alert, maxVerified] of table) {
+    test(name, async () => {
+      const sent = body();
+      verifications = 0;
+      const r = await runLegacyPair(recorded, { faults: { certificateBody: sent } });
+      assert.deepEqual(refusal(r.clientEvents), { code, alert });
+      assert.ok(verifications <= maxVerified, `${verifications} signatures verified`);
+      // The peer read our alert.
+      const peer = r.serverEvents.find((e) => e.type === "error");
+      assert.ok(peer?.type === "error" && peer.error.peerAlert === alert);
+      assert.equal(r.received.length, 0);
+    });
+  }
+
+  test("the message of a refusal is ours, never OpenPGP.js's (which may quote the input)", async () => {
+    const marker = "\u001b[31mEVIL";
+    // A user ID carrying the marker, then a signature packet that does not parse.
+    const key = Buffer.concat([packet(6, keyBody(1, [number(2048), E65537])), packet(13, Buffer.from(marker)), packet(2, Buffer.concat([Buffer.of(4, 0x13, 1, 8), Buffer.from(marker)]))]);
+    const error = await checkTransferableKey(key).then(() => null, (e: unknown) => e);
+    assert.ok(error instanceof Error);
+    assert.equal((error as { code?: string }).code, "TLS_BAD_CERTIFICATE");
+    assert.ok(!error.message.includes("EVIL"), error.message);
+    assert.match(error.message, /^OpenPGP certificate: [ -~]+$/);
+  });
+});
+
+describe("OpenPGP certificates the server takes", () => {
+  test("a key with a third party's certification: only the self-signatures are verified", async () => {
+    verifications = 0;
+    const cert = await checkTransferableKey(thirdPartyCertified, pgpKeyId);
+    assert.equal(cert.fingerprint, pgp.getFingerprint().toUpperCase());
+    // The user ID's certification and the subkey's binding.
+    assert.equal(verifications, 2);
+  });
+
+  test("OpenPGP.js keys with an encryption subkey, and node:crypto-made ones, complete a handshake", async () => {
+    const id = { privateKey: rsa2048.privateKey, publicKey: rsa2048.publicKey, keyId: rsa2048.keyId };
+    const r = await runLegacyPair(id);
+    assert.equal(r.received.toString(), "the secret");
+    const made = openPgpIdentityFromRsa(rsa2048.privateKey, "machine0", 1_700_000_000);
+    assert.equal((await runLegacyPair(made)).received.toString(), "the secret");
+  });
+
+  test("a fingerprint the known-key table refuses costs no signature verification", async () => {
+    const { buildKnownKeyTable } = await import("../src/tls/index.js");
+    verifications = 0;
+    const r = await runLegacyPair(recorded, { knownKeys: buildKnownKeyTable([rsa2048.fingerprint]) });
+    assert.deepEqual(refusal(r.clientEvents), { code: "TLS_UNKNOWN_PEER_KEY", alert: 49 });
+    assert.equal(verifications, 0);
+  });
+});
+
+describe("the RFC 6091 Certificate framing (messages12.ts)", () => {
+  const key = Buffer.from("a key's bytes");
+  const frame = (type: number, rest: Buffer, outer?: number): Buffer => {
+    const inner = Buffer.concat([Buffer.of(type), rest]);
+    const len = outer ?? inner.length;
+    return Buffer.concat([Buffer.of(len >> 16, (len >> 8) & 0xff, len & 0xff), inner]);
+  };
+  const u24 = (n: number) => Buffer.of(n >> 16, (n >> 8) & 0xff, n & 0xff);
+  const table: Array<[string, Buffer, string]> = [
+    ["empty", Buffer.of(0, 0, 0), "TLS_BAD_CERTIFICATE"],
+    ["a key fingerprint (type 0)", frame(0, Buffer.concat([Buffer.of(20), Buffer.alloc(20)])), "TLS_UNSUPPORTED_CERTIFICATE"],
+    ["a subkey fingerprint (type 3)", frame(3, Buffer.concat([Buffer.of(8), Buffer.alloc(8), Buffer.of(20), Buffer.alloc(20)])), "TLS_UNSUPPORTED_CERTIFICATE"],
+    ["an unknown descriptor type", frame(7, key), "TLS_DECODE"],
+    ["a key ID of 7 bytes", frame(2, Buffer.concat([Buffer.of(7), Buffer.alloc(7), u24(key.length), key])), "TLS_DECODE"],
+    ["a key length past the end", frame(2, Buffer.concat([Buffer.of(8), Buffer.alloc(8), u24(key.length + 1), key])), "TLS_DECODE"],
+    ["an outer length that is neither form", frame(2, Buffer.concat([Buffer.of(8), Buffer.alloc(8), u24(key.length), key]), 5), "TLS_DECODE"],
+    ["an empty bare key (type 1)", frame(1, u24(0)), "TLS_BAD_CERTIFICATE"],
+  ];
+  for (const [name, body, code] of table) {
+    test(name, () => assert.throws(() => parseOpenPgpCertificateMessage(body), { code }));
+  }
+
+  test("both outer lengths are taken: RFC 6091's and GnuTLS 3.5's (the key's + 6)", () => {
+    const gnutls = encodeOpenPgpCertificateMessage(Buffer.alloc(8, 1), key);
+    assert.ok(parseOpenPgpCertificateMessage(gnutls).key.equals(key));
+    const rfc = frame(2, Buffer.concat([Buffer.of(8), Buffer.alloc(8, 1), u24(key.length), key]));
+    assert.ok(parseOpenPgpCertificateMessage(rfc).keyId!.equals(Buffer.alloc(8, 1)));
+    assert.equal(parseOpenPgpCertificateMessage(frame(1, Buffer.concat([u24(key.length), key]))).keyId, null);
+  });
+});
+
+describe("OpenPGP.js is loaded by the first legacy certificate, not before", () => {
+  /** Bare module names reached by static imports from `entry` (compiled JS), following relative ones. */
+  function staticPackages(entry: string): Set<string> {
+    const seen = new Set<string>();
+    const packages = new Set<string>();
+    const walk = (file: string): void => {
+      if (seen.has(file)) return;
+      seen.add(file);
+      const source = readFileSync(file, "utf8");
+      for (const m of source.matchAll(/^(?:import|export)\s(?:[^;"]*?\sfrom\s+)?"([^"]+)";/gm)) {
+        const spec = m[1]!;
+        if (spec.startsWith(".")) walk(resolve(dirname(file), spec));
+        else if (!spec.startsWith("node:")) packages.add(spec);
+      }
+    };
+    walk(fileURLToPath(new URL(entry, import.meta.url)));
+    assert.ok(seen.size > 10, `${entry}: ${seen.size} modules (the walk found the imports)`);
+    return packages;
+  }
+
+  test("neither the server (main.ts) nor the handshake worker imports it statically", () => {
+    const server = staticPackages("../src/main/main.js");
+    assert.ok(server.has("piscina"), "the walk sees the server's packages");
+    assert.ok(!server.has("openpgp"));
+    assert.ok(!staticPackages("../src/workers/handshake.js").has("openpgp"));
+  });
+
+  test("the certificate check imports it dynamically", () => {
+    const source = readFileSync(fileURLToPath(new URL("../src/tls/tls12/openpgp-cert.js", import.meta.url)), "utf8");
+    assert.match(source, /import\("openpgp"\)/);
+    assert.doesNotMatch(source, /^import[^;]*from "openpgp";/m);
+  });
+});
