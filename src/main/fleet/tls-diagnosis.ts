@@ -5,6 +5,7 @@
 // host, or etcd wants a client certificate. So the same handshake is made
 // once more with node:tls, with the same files, and its error is told.
 
+import { readFileSync } from "node:fs";
 import { connect, type TLSSocket } from "node:tls";
 import { readEtcdCredentials, type EtcdTlsFiles } from "./credentials.js";
 import type { EtcdSettings } from "./settings.js";
@@ -19,13 +20,24 @@ const H2_PREFACE = Buffer.concat([Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 /** OpenSSL and Node codes with a cause an operator can act on. */
 const CAUSES: ReadonlyArray<readonly [RegExp, string]> = [
-  [/CERT_IN_CHAIN|SELF_SIGNED|UNABLE_TO_GET_ISSUER|UNABLE_TO_VERIFY_LEAF/, "etcd's certificate is not signed by etcd_ca (or, without etcd_ca, by a CA of the system)"],
+  [/CERT_IN_CHAIN|SELF_SIGNED|UNABLE_TO_GET_ISSUER|UNABLE_TO_VERIFY_LEAF/, "etcd's certificate is not signed by etcd_ca (or, without etcd_ca, by a CA gRPC trusts)"],
   [/ALTNAME_INVALID/, "etcd's certificate does not name the host of the endpoint"],
   [/CERTIFICATE_REQUIRED/, "etcd demands a client certificate (etcd_cert and etcd_key)"],
   // Sent both for no certificate (TLS 1.2) and for one etcd does not trust.
   [/BAD_CERTIFICATE|UNKNOWN_CA|CERTIFICATE_UNKNOWN/, "etcd refused the client certificate (etcd_cert and etcd_key: none, or not signed by a CA etcd trusts)"],
   [/WRONG_VERSION_NUMBER|PACKET_LENGTH_TOO_LONG/, "the endpoint does not speak TLS (http://, not https://?)"],
 ];
+
+/** The CAs gRPC trusts when given none: the file GRPC_DEFAULT_SSL_ROOTS_FILE_PATH names, else Node's (null). */
+function grpcDefaultRoots(): Buffer | null {
+  const path = process.env.GRPC_DEFAULT_SSL_ROOTS_FILE_PATH;
+  if (!path) return null;
+  try {
+    return readFileSync(path);
+  } catch {
+    return null;
+  }
+}
 
 /** `host` and `port` of an endpoint URL (IPv6 without its brackets); null when it is not a URL. */
 function hostPort(endpoint: string): { host: string; port: number } | null {
@@ -45,6 +57,7 @@ function hostPort(endpoint: string): { host: string; port: number } | null {
 export function explainTlsFailure(endpoint: string, files: EtcdTlsFiles | null, timeoutMs: number): Promise<string | null> {
   const target = hostPort(endpoint);
   if (!target) return Promise.resolve(null);
+  const ca = files?.ca ?? grpcDefaultRoots();
   return new Promise((resolve) => {
     let socket: TLSSocket | null = null;
     const done = (why: string | null): void => {
@@ -57,7 +70,7 @@ export function explainTlsFailure(endpoint: string, files: EtcdTlsFiles | null, 
       host: target.host,
       port: target.port,
       ALPNProtocols: ["h2"],
-      ...(files?.ca ? { ca: files.ca } : {}),
+      ...(ca ? { ca } : {}),
       ...(files?.cert ? { cert: files.cert } : {}),
       ...(files?.key ? { key: files.key } : {}),
     });
