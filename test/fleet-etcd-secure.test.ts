@@ -88,7 +88,7 @@ async function bothRegistered(cluster: EtcdCluster): Promise<void> {
 
 const skip = etcdMissing() || missing(OPENSSL, DBUS_DAEMON, DBUS_SEND, MANDOS_CTL, MANDOS_CLIENT);
 
-describe("a fleet on etcd over TLS, with client certificates", { skip }, () => {
+describe("a fleet on etcd over TLS, with client certificates (which log in as their CN)", { skip }, () => {
   let root = "";
   let fleet: Fleet;
   let pki: EtcdPki;
@@ -108,7 +108,8 @@ describe("a fleet on etcd over TLS, with client certificates", { skip }, () => {
     pki = await makeEtcdPki(dir);
     // As an admin keeps them: the key readable by root only (the server reads it before it drops privileges).
     chmodSync(pki.clientKey, 0o600);
-    cluster = await startEtcdCluster(1, { tls: pki });
+    // Authentication on too: the servers log in by their certificate's CN, as the user whose role holds PREFIX.
+    cluster = await startEtcdCluster(1, { tls: pki, auth: { rootPassword: randomBytes(9).toString("hex"), user: "mandos", password: randomBytes(9).toString("hex"), prefix: PREFIX } });
   });
 
   after(async () => {
@@ -123,6 +124,8 @@ describe("a fleet on etcd over TLS, with client certificates", { skip }, () => {
     assert.match(await check(fleet.conf, tlsArgs(pki.ca)), /^ok: etcd reachable at https:\/\/\[::1\]:\d+$/m);
     assert.match(await check(fleet.conf, tlsArgs(pki.otherCa)), /^WARNING: etcd unreachable at https:.*: .*etcd's certificate is not signed by etcd_ca/m);
     assert.match(await check(fleet.conf, tlsArgs(pki.ca, false)), /^WARNING: etcd unreachable at https:.*: .*etcd refused the client certificate/m);
+    // Logged in by the certificate's CN ("mandos"), limited to PREFIX: another prefix is refused.
+    assert.match(await check(fleet.conf, [...tlsArgs(pki.ca), "--etcd_prefix", "/other-fleet/"]), /^WARNING: etcd unreachable at https:.*permission denied/m);
     // A certificate without its key would connect without a certificate: refused as settings.
     assert.match(await check(fleet.conf, [...tlsArgs(pki.ca, false), "--etcd_cert", pki.clientCert]), /^WARNING: etcd: etcd_cert needs etcd_key$/m);
   });
@@ -205,6 +208,10 @@ describe("a fleet on etcd with password authentication", { skip }, () => {
     assert.match(bad, /^WARNING: etcd unreachable at http:.*: .*authentication failed, invalid user ID or password/m);
     const missingFile = await check(fleet.conf, authArgs(join(root, "absent")));
     assert.match(missingFile, /^WARNING: etcd unreachable at .*: cannot read etcd_password_file .*absent: ENOENT/m);
+    // The server itself refuses to start, saying the same.
+    const started = await run(process.execPath, [BIN_MANDOS, "--debug", "--no-zeroconf", "--no-dbus", "--configdir", fleet.conf, "--statedir", join(root, "state-x"), "--no-restore", "--port", "0", "--address", "::1", ...authArgs(join(root, "absent"))], 30_000);
+    assert.equal(started.code, 1);
+    assert.match(started.stderr, /^mandos: cannot read etcd_password_file .*absent: ENOENT/m);
     // Another prefix than the role grants.
     const elsewhere = await check(fleet.conf, [...authArgs(passwordFile), "--etcd_prefix", "/other-fleet/"]);
     assert.match(elsewhere, /^WARNING: etcd unreachable at .*permission denied/m);
