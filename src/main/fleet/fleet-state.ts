@@ -508,15 +508,15 @@ function etcdOptions(s: EtcdSettings): IOptions {
   const { tls, auth } = readEtcdCredentials(s);
   if (tls) {
     options.credentials = {
-      // etcd3 types the CA as required; gRPC's createSsl takes none as "the system's CAs".
+      // etcd3 types the CA as required; gRPC's createSsl takes none as "my default CAs".
       rootCertificate: tls.ca ?? (undefined as unknown as Buffer),
       ...(tls.key ? { privateKey: tls.key } : {}),
       ...(tls.cert ? { certChain: tls.cert } : {}),
     };
   }
-  // etcd3 asks for a token without a deadline, ahead of the request
-  // that needs it: one asked of an etcd still starting would hang every
-  // request after it (seen after an etcd restart, which forgets tokens).
+  // etcd3 asks for a token ahead of the request that needs it, outside
+  // that request's deadline and with none of its own: a token asked of an
+  // etcd that does not answer would hold every request queued behind it.
   if (auth) options.auth = { ...auth, callOptions: () => ({ deadline: Date.now() + REQUEST_TIMEOUT_MS }) };
   return options;
 }
