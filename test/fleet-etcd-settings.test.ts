@@ -4,10 +4,15 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { parseCommandLine } from "../src/main/config/cli.js";
 import { parseServerConfig } from "../src/main/config/server-config.js";
 import { mergeSettings, type ServerFileSettings } from "../src/main/config/server-settings.js";
 import { approvalKey, clientKey, decodeValue, parseKey, SHARED_PROPERTIES, StateBuilder } from "../src/main/fleet/layout.js";
+import { passwordOf, readEtcdCredentials } from "../src/main/fleet/credentials.js";
+import type { EtcdSettings } from "../src/main/fleet/settings.js";
 
 const DEFAULTS = { priority: "NORMAL", workers: 0, maxPerSource: 128 };
 
@@ -43,6 +48,41 @@ test("the command line's --etcd options override mandos.conf's", () => {
   assert.deepEqual(etcd?.endpoints, ["https://b:2"]);
   assert.equal(etcd?.prefix, "/cli/");
   assert.deepEqual([etcd?.ca, etcd?.cert, etcd?.key], ["ca.pem", "c.pem", "k.pem"]);
+});
+
+test("an etcd option without its partner is refused, naming both, not dropped", () => {
+  const refused = (text: string, argv: string[], message: string): void =>
+    assert.throws(() => settingsFrom(text, argv), (e: Error & { code?: string }) => e.code === "MANDOS_ETCD_OPTIONS" && e.message === message);
+  refused("[DEFAULT]\netcd = https://a:1\n", ["--etcd_cert", "c.pem"], "etcd_cert needs etcd_key");
+  refused("[DEFAULT]\netcd = https://a:1\netcd_key = k.pem\n", [], "etcd_key needs etcd_cert");
+  refused("[DEFAULT]\netcd = http://a:1\netcd_user = mandos\n", [], "etcd_user needs etcd_password_file");
+  refused("[DEFAULT]\netcd = http://a:1\n", ["--etcd_password_file", "/etc/mandos/etcd-pw"], "etcd_password_file needs etcd_user");
+  // A client certificate without etcd_ca is allowed: etcd's is then checked against gRPC's default CAs.
+  assert.deepEqual(settingsFrom("[DEFAULT]\netcd = https://a:1\netcd_cert = c.pem\netcd_key = k.pem\n").etcd?.ca, null);
+});
+
+test("the password is the file's first line, without its line ending; spaces are kept", () => {
+  assert.equal(passwordOf("s3cret\n"), "s3cret");
+  assert.equal(passwordOf("s3cret\r\n"), "s3cret");
+  assert.equal(passwordOf("s3cret"), "s3cret");
+  assert.equal(passwordOf(" two words \nignored\n"), " two words ");
+  assert.equal(passwordOf("\n"), "");
+});
+
+test("an unreadable or empty credentials file is an error naming the option and the file", () => {
+  const dir = mkdtempSync(join(tmpdir(), "mandos-ts-etcd-files-"));
+  try {
+    const base: EtcdSettings = { endpoints: ["https://a:1"], prefix: "/m/", ca: null, cert: null, key: null, user: null, passwordFile: null };
+    const empty = join(dir, "empty");
+    writeFileSync(empty, "\n");
+    const fails = (s: Partial<EtcdSettings>, message: RegExp): void =>
+      assert.throws(() => readEtcdCredentials({ ...base, ...s }), (e: Error & { code?: string }) => e.code === "MANDOS_ETCD_FILE" && message.test(e.message));
+    fails({ ca: join(dir, "absent-ca.pem") }, /^cannot read etcd_ca .*absent-ca\.pem: ENOENT/);
+    fails({ user: "mandos", passwordFile: join(dir, "absent") }, /^cannot read etcd_password_file .*absent: ENOENT/);
+    fails({ user: "mandos", passwordFile: empty }, /^etcd_password_file .*empty holds no password for etcd_user mandos$/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test("no secret has a key in etcd", () => {

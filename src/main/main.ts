@@ -31,6 +31,7 @@ import { checkStateDirWritable, prepareStateDir } from "./state/state-dir.js";
 import { migrateReferenceState } from "./state/pickle-import.js";
 import type { Announcement } from "./zeroconf/announce.js";
 import type { DbusService } from "./dbus/index.js";
+import type { FleetState } from "./fleet/fleet-state.js";
 import { collectStartupGarbage } from "./daemon/memory.js";
 import { Observability } from "./observe/index.js";
 
@@ -48,12 +49,12 @@ function fileSettings(file: ServerConfigFile): ServerFileSettings {
   return out as ServerFileSettings;
 }
 
-/** The settings --check looks at; null when they cannot be read (the self-test says the rest). */
-function checkSettings(cli: CommandLine): ServerSettings | null {
+/** The settings --check looks at; the error when they cannot be read (the self-test says the rest). */
+function checkSettings(cli: CommandLine): ServerSettings | Error {
   try {
     return mergeSettings(cli, fileSettings(loadServerConfig(join(cli.configdir, "mandos.conf"))), { priority: DEFAULT_PRIORITY, workers: 0, maxPerSource: DEFAULT_MAX_PER_SOURCE });
-  } catch {
-    return null;
+  } catch (error) {
+    return error instanceof Error ? error : new Error(String(error));
   }
 }
 
@@ -72,7 +73,9 @@ export async function main(argv: readonly string[]): Promise<number> {
     const runsAs = startedAsRoot ? chooseIds() : { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 };
     const reload = reloadReadiness(join(cli.configdir, "clients.conf"), runsAs, startedAsRoot);
     process.stdout.write(`${reload.ok ? "ok" : "WARNING"}: clients.conf reloads: ${reload.message}\n`);
-    const etcd = checkSettings(cli)?.etcd;
+    const checked = checkSettings(cli);
+    if (checked instanceof SettingsError && checked.code === "MANDOS_ETCD_OPTIONS") process.stdout.write(`WARNING: etcd: ${checked.message}\n`);
+    const etcd = checked instanceof Error ? null : checked.etcd;
     if (etcd) {
       const { probeEtcd } = await import("./fleet/fleet-state.js");
       const why = await probeEtcd(etcd);
@@ -190,11 +193,26 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
   registry.start();
   // Several servers, one registry (docs/ETCD.md); without etcd it serves degraded.
   // etcd3 (and its gRPC stack) is loaded only when etcd is configured.
-  const fleet = settings.etcd
-    ? new (await import("./fleet/fleet-state.js")).FleetState(settings.etcd, { registry, logger, clock: systemClock, editedInFile, unsent: fleetUnsent })
-    : null;
-  if (fleet) unsentNow = () => fleet.unsent();
-  await fleet?.start();
+  let fleet: FleetState | null = null;
+  if (settings.etcd) {
+    const fleetModule = await import("./fleet/fleet-state.js");
+    try {
+      // Reads etcd's CA, certificate, key and password now, as root.
+      fleet = new fleetModule.FleetState(settings.etcd, { registry, logger, clock: systemClock, editedInFile, unsent: fleetUnsent });
+    } catch (error) {
+      registry.stop();
+      return fail(error instanceof Error ? error.message : String(error));
+    }
+    const started = fleet;
+    unsentNow = () => started.unsent();
+    await fleet.start();
+    // gRPC says only "No connection established" when TLS fails: say why.
+    if (fleet.degraded) {
+      void (await import("./fleet/tls-diagnosis.js")).explainEtcdTls(settings.etcd, fleetModule.REQUEST_TIMEOUT_MS).then((why) => {
+        if (why) logger.error(`etcd: ${why}`);
+      });
+    }
+  }
   // D-Bus and Zeroconf code is loaded only when used, and now, while we
   // may still read files that the user we become cannot.
   const dbusModule = settings.useDbus ? await import("./dbus/index.js") : null;

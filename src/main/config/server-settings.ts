@@ -137,7 +137,7 @@ function etcdSettings(pick: <K extends keyof ServerFileSettings & keyof CommandL
   const endpoints = (pick("etcd") ?? "").split(",").map((e) => e.trim()).filter((e) => e !== "");
   if (endpoints.length === 0) return null;
   const orNull = (v: string | undefined): string | null => (v === undefined || v === "" ? null : v);
-  return {
+  const settings: EtcdSettings = {
     endpoints,
     prefix: orNull(pick("etcdPrefix")) ?? DEFAULT_ETCD_PREFIX,
     ca: orNull(pick("etcdCa")),
@@ -146,4 +146,14 @@ function etcdSettings(pick: <K extends keyof ServerFileSettings & keyof CommandL
     user: orNull(pick("etcdUser")),
     passwordFile: orNull(pick("etcdPasswordFile")),
   };
+  // One of a pair alone would silently connect without a client
+  // certificate, or without a password: say so instead.
+  const pairs = [["etcd_cert", settings.cert, "etcd_key", settings.key], ["etcd_user", settings.user, "etcd_password_file", settings.passwordFile]] as const;
+  for (const [a, aValue, b, bValue] of pairs) {
+    if ((aValue === null) !== (bValue === null)) {
+      const [given, lacking] = aValue === null ? [b, a] : [a, b];
+      throw new SettingsError("MANDOS_ETCD_OPTIONS", `${given} needs ${lacking}`);
+    }
+  }
+  return settings;
 }

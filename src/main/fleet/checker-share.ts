@@ -11,8 +11,9 @@
 // checked more often than needed rather than not at all.
 
 import { createHash } from "node:crypto";
-import type { Etcd3, Lease, Watcher } from "etcd3";
+import type { Etcd3, IOptions, Lease } from "etcd3";
 import type { Logger } from "../daemon/log.js";
+import { watchPrefix, type PrefixWatch } from "./prefix-watch.js";
 
 /**
  * Seconds a dead server keeps its share: short, so that its clients are
@@ -23,22 +24,33 @@ export const LEASE_TTL_S = 5;
 
 export class CheckerShare {
   readonly #etcd: Etcd3;
+  readonly #options: IOptions;
   readonly #dir: string;
   readonly #id: string;
   readonly #logger: Logger;
   readonly #live = new Set<string>();
   #lease: Lease | null = null;
-  #watcher: Watcher | null = null;
+  #watcher: PrefixWatch | null = null;
   #stopped = false;
   readonly #onRegistered: () => void;
+  readonly #onWatchLost: () => void;
 
-  /** `onRegistered` runs each time this server's lease is new (keys bound to a lost one are gone). */
-  constructor(etcd: Etcd3, prefix: string, serverId: string, logger: Logger, onRegistered: () => void = () => {}) {
+  /**
+   * `onRegistered` runs each time this server's lease is new (keys bound to
+   * a lost one are gone); `onWatchLost` when etcd cancelled the watch of
+   * the servers, which start() makes again. `options` are `etcd`'s, for the
+   * watch's own connection.
+   */
+  constructor(
+    etcd: Etcd3, options: IOptions, prefix: string, serverId: string, logger: Logger, onRegistered: () => void = () => {}, onWatchLost: () => void = () => {},
+  ) {
     this.#etcd = etcd;
+    this.#options = options;
     this.#dir = `${prefix}servers/`;
     this.#id = serverId;
     this.#logger = logger;
     this.#onRegistered = onRegistered;
+    this.#onWatchLost = onWatchLost;
   }
 
   /** The ID of this server's lease, for keys that must go when the server does; null while it has none. */
@@ -63,11 +75,20 @@ export class CheckerShare {
     if (this.#stopped) return;
     if (!this.#watcher) {
       const res = await this.#etcd.getAll().prefix(this.#dir).keys();
-      for (const key of res) this.#live.add(key.slice(this.#dir.length));
-      const watcher = await this.#etcd.watch().prefix(this.#dir).create();
-      watcher.on("put", (kv) => this.#live.add(kv.key.toString().slice(this.#dir.length)));
-      watcher.on("delete", (kv) => this.#live.delete(kv.key.toString().slice(this.#dir.length)));
-      this.#watcher = watcher;
+      // Replaced at once, not emptied first: owns() never sees an empty fleet.
+      const live = new Set(res.map((key) => key.slice(this.#dir.length)));
+      if (this.#lease) live.add(this.#id);
+      this.#live.clear();
+      for (const id of live) this.#live.add(id);
+      // Cancelled by etcd (prefix-watch.ts): read again and watched anew at
+      // the fleet's next sync, which calls start().
+      const watch = await watchPrefix(this.#options, this.#dir, () => {
+        if (this.#watcher === watch) this.#watcher = null;
+        this.#onWatchLost();
+      });
+      watch.watcher.on("put", (kv) => this.#live.add(kv.key.toString().slice(this.#dir.length)));
+      watch.watcher.on("delete", (kv) => this.#live.delete(kv.key.toString().slice(this.#dir.length)));
+      this.#watcher = watch;
     }
     if (!this.#lease) await this.#register();
   }
@@ -97,7 +118,7 @@ export class CheckerShare {
   /** Gives this server's share to the others at once (a kill -9 gives it after LEASE_TTL_S). */
   async stop(): Promise<void> {
     this.#stopped = true;
-    await this.#watcher?.cancel().catch(() => undefined);
+    await this.#watcher?.close();
     await this.#lease?.revoke().catch(() => undefined);
   }
 }

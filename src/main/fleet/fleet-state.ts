@@ -29,10 +29,9 @@
 //   - A failed flush or sync marks the link degraded (logged loudly once);
 //     a sync retries every RETRY_MS until etcd answers again.
 
-import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { randomBytes } from "node:crypto";
-import { Etcd3, type IEvent, type IKeyValue, type IOptions, type IRequestOp, type Watcher } from "etcd3";
+import { Etcd3, type IEvent, type IKeyValue, type IOptions, type IRequestOp } from "etcd3";
 import type { Clock, TimerHandle } from "../clock.js";
 import type { PendingRequest, RegistryEvent } from "../clients/contract.js";
 import type { ClientRegistry } from "../clients/registry.js";
@@ -43,6 +42,9 @@ import {
 } from "./layout.js";
 import type { EtcdSettings } from "./settings.js";
 import type { FleetUnsentChange } from "../state/state-file.js";
+import { readEtcdCredentials } from "./credentials.js";
+import { explainEtcdTls } from "./tls-diagnosis.js";
+import { watchPrefix, type PrefixWatch } from "./prefix-watch.js";
 import { CheckerShare } from "./checker-share.js";
 import { RUNTIME_SETTINGS } from "../clients/runtime-settings.js";
 
@@ -116,6 +118,8 @@ export interface FleetStateDeps {
 
 export class FleetState {
   readonly #etcd: Etcd3;
+  /** Kept for the watches' own connections (prefix-watch.ts): the files they name are read once, as root. */
+  readonly #options: IOptions;
   readonly #prefix: string;
   readonly #registry: ClientRegistry;
   readonly #logger: Logger;
@@ -142,13 +146,14 @@ export class FleetState {
   #synced = false;
   #flushing = false;
   #timer: TimerHandle | null = null;
-  #watcher: Watcher | null = null;
+  #watcher: PrefixWatch | null = null;
   #stopped = false;
   readonly #checkers: CheckerShare;
   readonly #pageKeys: number;
 
   constructor(settings: EtcdSettings, deps: FleetStateDeps) {
-    this.#etcd = new Etcd3(etcdOptions(settings));
+    this.#options = etcdOptions(settings);
+    this.#etcd = new Etcd3(this.#options);
     this.#prefix = settings.prefix;
     this.#registry = deps.registry;
     this.#logger = deps.logger;
@@ -156,7 +161,7 @@ export class FleetState {
     this.#id = deps.serverId ?? `${hostname()}/${process.pid}/${randomBytes(4).toString("hex")}`;
     this.#pageKeys = deps.readPageKeys ?? READ_PAGE_KEYS;
     this.#unsubscribe = this.#registry.subscribe((event) => this.#onEvent(event));
-    this.#checkers = new CheckerShare(this.#etcd, this.#prefix, this.#id, this.#logger, () => this.#putWaiting());
+    this.#checkers = new CheckerShare(this.#etcd, this.#options, this.#prefix, this.#id, this.#logger, () => this.#putWaiting(), () => this.#watchCancelled());
     this.#registry.setCheckerOwnership((name) => this.#checkers.owns(name));
     this.#restoreUnsent(deps.unsent ?? []);
     this.#markEdited(deps.editedInFile ?? new Map());
@@ -228,7 +233,7 @@ export class FleetState {
     this.#unsubscribe();
     this.#timer?.cancel();
     if (!this.#degraded && this.#hasWork()) await this.#write().catch(() => undefined);
-    await this.#watcher?.cancel().catch(() => undefined);
+    await this.#watcher?.close();
     await this.#checkers.stop();
     this.#registry.setCheckerOwnership(null);
     this.#etcd.close();
@@ -413,7 +418,12 @@ export class FleetState {
   }
 
   async #watch(fromRevision: bigint): Promise<void> {
-    const watcher = await this.#etcd.watch().prefix(this.#prefix).startRevision(fromRevision.toString()).create();
+    const watch = await watchPrefix(this.#options, this.#prefix, () => {
+      if (this.#watcher !== watch) return;
+      this.#watcher = null;
+      this.#watchCancelled();
+    }, fromRevision);
+    const watcher = watch.watcher;
     watcher.on("data", (res) => {
       // Our own transactions come back too: skipped here by revision, unread
       // (one a secret in a wave); one that comes back before its answer
@@ -423,12 +433,19 @@ export class FleetState {
       if (last !== undefined) for (const r of this.#ownRevisions) if (BigInt(r) <= BigInt(last)) this.#ownRevisions.delete(r);
       this.#apply(theirs, false);
     });
-    // The watcher reconnects by itself and resumes where it stopped.
+    // The watcher reconnects by itself and resumes where it stopped,
+    // unless etcd cancels it (prefix-watch.ts).
     watcher.on("disconnected", (error) => void this.#watchLost(error));
     watcher.on("connected", () => {
       if (this.#degraded || this.#resync) this.#schedule(0);
     });
-    this.#watcher = watcher;
+    this.#watcher = watch;
+  }
+
+  /** etcd cancelled a watch (prefix-watch.ts): read the fleet again, now, and watch anew. */
+  #watchCancelled(): void {
+    this.#resync = true;
+    this.#schedule(0);
   }
 
   /**
@@ -508,13 +525,19 @@ export class FleetState {
     if (this.#stopped) return;
     if (!this.#degraded) {
       this.#logger.critical(
-        `etcd unreachable (${error instanceof Error ? error.message : String(error)}): DEGRADED, serving from the local copy of the shared state; changes made elsewhere are not seen until etcd returns`,
+        // One line: gRPC's messages may carry OpenSSL's, newline and all.
+        `etcd unreachable (${oneLine(error)}): DEGRADED, serving from the local copy of the shared state; changes made elsewhere are not seen until etcd returns`,
       );
     }
     this.#degraded = true;
   }
 }
 
+
+/** An error's message on one line (a log line, a line of --check). */
+function oneLine(error: unknown): string {
+  return (error instanceof Error ? error.message : String(error)).replace(/\s*\n\s*/g, " ").trim();
+}
 
 /** `a` was changed after `b`; the server names break a tie, so that every server picks the same one. */
 function newer(a: Stamped, b: Stamped): boolean {
@@ -540,25 +563,37 @@ function etcdOptions(s: EtcdSettings): IOptions {
     grpcOptions: { "grpc.max_receive_message_length": MAX_ANSWER_BYTES },
     faultHandling: { watchBackoff: new WatchBackoff() },
   };
-  if (s.ca) {
+  const { tls, auth } = readEtcdCredentials(s);
+  if (tls) {
     options.credentials = {
-      rootCertificate: readFileSync(s.ca),
-      ...(s.key ? { privateKey: readFileSync(s.key) } : {}),
-      ...(s.cert ? { certChain: readFileSync(s.cert) } : {}),
+      // etcd3 types the CA as required; gRPC's createSsl takes none as "my default CAs".
+      rootCertificate: tls.ca ?? (undefined as unknown as Buffer),
+      ...(tls.key ? { privateKey: tls.key } : {}),
+      ...(tls.cert ? { certChain: tls.cert } : {}),
     };
   }
-  if (s.user) options.auth = { username: s.user, password: s.passwordFile ? readFileSync(s.passwordFile, "utf8").trim() : "" };
+  // etcd3 asks for a token ahead of the request that needs it, outside
+  // that request's deadline and with none of its own: a token asked of an
+  // etcd that does not answer would hold every request queued behind it.
+  if (auth) options.auth = { ...auth, callOptions: () => ({ deadline: Date.now() + REQUEST_TIMEOUT_MS }) };
   return options;
 }
 
 /** For --check: resolves to null when etcd answers, else why not. */
 export async function probeEtcd(settings: EtcdSettings): Promise<string | null> {
-  const etcd = new Etcd3(etcdOptions(settings));
+  let etcd: Etcd3;
+  try {
+    etcd = new Etcd3(etcdOptions(settings));
+  } catch (error) {
+    return error instanceof Error ? error.message : String(error);
+  }
   try {
     await etcd.kv.range({ key: Buffer.from(settings.prefix), limit: "1" }, { deadline: Date.now() + REQUEST_TIMEOUT_MS });
     return null;
   } catch (error) {
-    return error instanceof Error ? error.message : String(error);
+    const why = oneLine(error);
+    const tls = await explainEtcdTls(settings, REQUEST_TIMEOUT_MS);
+    return tls ? `${why}; ${tls}` : why;
   } finally {
     etcd.close();
   }

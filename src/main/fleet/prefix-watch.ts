@@ -1,0 +1,49 @@
+// A watch of a key prefix, on a connection to etcd of its own (docs/ETCD.md
+// "Securing etcd"). etcd cancels a watch that comes back with an auth token
+// it no longer knows: a restarted etcd forgets every token it gave, and a
+// token unused for --auth-token-ttl expires. etcd3 then asks for no new
+// token for its watch stream and creates no other watch on it, so the
+// watch and its connection are thrown away together, and the owner reads
+// the prefix again and makes a new one. A watch cancelled for any other
+// reason (a compacted start revision) is handled the same way.
+
+import { Etcd3, type IOptions, type Watcher } from "etcd3";
+
+export interface PrefixWatch {
+  readonly watcher: Watcher;
+  /** Cancels the watch and closes its connection. */
+  close(): Promise<void>;
+}
+
+/**
+ * Watches `prefix` (from `fromRevision`, or from now); `onCancelled` runs
+ * once if etcd cancels the watch, after its connection is closed. Rejects
+ * if the watch cannot be made.
+ */
+export async function watchPrefix(options: IOptions, prefix: string, onCancelled: (error: Error) => void, fromRevision?: bigint): Promise<PrefixWatch> {
+  const etcd = new Etcd3(options);
+  let watcher: Watcher;
+  try {
+    const builder = etcd.watch().prefix(prefix);
+    watcher = await (fromRevision === undefined ? builder : builder.startRevision(fromRevision.toString())).create();
+  } catch (error) {
+    etcd.close();
+    throw error;
+  }
+  let closed = false;
+  watcher.on("error", (error: Error) => {
+    if (closed) return;
+    closed = true;
+    etcd.close();
+    onCancelled(error);
+  });
+  return {
+    watcher,
+    async close() {
+      if (closed) return;
+      closed = true;
+      await watcher.cancel().catch(() => undefined);
+      etcd.close();
+    },
+  };
+}
