@@ -8,7 +8,7 @@
 
 import { spawn, type ChildProcess } from "node:child_process";
 import { createHash, generateKeyPairSync, randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -291,6 +291,11 @@ async function warmedWave(
 export async function runRebootSimulation(options: RebootOptions): Promise<RebootRun[]> {
   const runs: RebootRun[] = [];
   const root = mkdtempSync(join(tmpdir(), "mandos-ts-bench-"));
+  // Run as root, our server drops to _mandos and then saves its state, as
+  // it does in service: it must reach the state directory, which it makes
+  // (and owns) itself. Without this it would run without keeping state,
+  // neither paying for the saves nor holding their caches.
+  chmodSync(root, 0o711);
   try {
     for (const n of options.sizes) {
       options.log(`generating ${n} machines`);
@@ -310,7 +315,6 @@ export async function runRebootSimulation(options: RebootOptions): Promise<Reboo
           ];
           if (workers !== "default") args.push("--workers", String(workers));
           args.push(...(options.serverArgs ?? []));
-          mkdirSync(join(root, "state"), { recursive: true });
           const server = spawn(process.execPath, [...serverNodeFlags(), ...args], { stdio: ["ignore", "ignore", "inherit"] });
           runs.push(await warmedWave(server, "mandos-ts", workers, port, { n, concurrency, generation, machines: jobMachines, root }, options));
         }
