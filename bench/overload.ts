@@ -63,7 +63,7 @@ export async function runOverload(options: OverloadOptions): Promise<OverloadRun
     if (options.workers !== undefined) args.push("--workers", String(options.workers));
     const server = spawn(process.execPath, [...serverNodeFlags(), ...args], { stdio: ["ignore", "ignore", "inherit"] });
     try {
-      await waitForPort(port, server, 60_000, "127.0.0.1");
+      await waitForPort(port, server, 60_000);
       const job: BurstJob = {
         host: "127.0.0.1",
         port,

@@ -8,8 +8,7 @@
 
 import { spawn, type ChildProcess } from "node:child_process";
 import { createHash, generateKeyPairSync, randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -108,16 +107,29 @@ export function serverNodeFlags(): string[] {
   return [...words(m?.[1]), ...words(process.env.BENCH_SERVER_NODE_FLAGS)];
 }
 
-export async function waitForPort(port: number, child: ChildProcess, ms: number, host = "::1"): Promise<void> {
+/**
+ * Whether some socket listens on `port`, from the kernel's tables. Not by
+ * binding the port to see if it is taken: a server that starts slowly (10,000
+ * clients to load) could try to listen just while such a probe held it, and
+ * fail with EADDRINUSE.
+ */
+function listening(port: number): boolean {
+  const hex = port.toString(16).toUpperCase().padStart(4, "0");
+  return ["/proc/net/tcp", "/proc/net/tcp6"].some((table) => {
+    const rows = existsSync(table) ? readFileSync(table, "utf8").split("\n").slice(1) : [];
+    // Columns: sl local_address rem_address st ...; st 0A is LISTEN.
+    return rows.some((row) => {
+      const [, local, , state] = row.trim().split(/\s+/);
+      return state === "0A" && local?.endsWith(`:${hex}`);
+    });
+  });
+}
+
+export async function waitForPort(port: number, child: ChildProcess, ms: number): Promise<void> {
   const deadline = Date.now() + ms;
   while (Date.now() < deadline) {
     if (child.exitCode !== null) throw new Error(`server exited with ${child.exitCode} before listening`);
-    const ok = await new Promise<boolean>((resolve) => {
-      const probe = createServer();
-      probe.once("error", () => resolve(true)); // in use: the server listens
-      probe.listen({ host, port, exclusive: true }, () => probe.close(() => resolve(false)));
-    });
-    if (ok) return;
+    if (listening(port)) return;
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error(`server did not listen on ${port} within ${ms} ms`);
@@ -279,6 +291,11 @@ async function warmedWave(
 export async function runRebootSimulation(options: RebootOptions): Promise<RebootRun[]> {
   const runs: RebootRun[] = [];
   const root = mkdtempSync(join(tmpdir(), "mandos-ts-bench-"));
+  // Run as root, our server drops to _mandos and then saves its state, as
+  // it does in service: it must reach the state directory, which it makes
+  // (and owns) itself. Without this it would run without keeping state,
+  // neither paying for the saves nor holding their caches.
+  chmodSync(root, 0o711);
   try {
     for (const n of options.sizes) {
       options.log(`generating ${n} machines`);
@@ -298,7 +315,6 @@ export async function runRebootSimulation(options: RebootOptions): Promise<Reboo
           ];
           if (workers !== "default") args.push("--workers", String(workers));
           args.push(...(options.serverArgs ?? []));
-          mkdirSync(join(root, "state"), { recursive: true });
           const server = spawn(process.execPath, [...serverNodeFlags(), ...args], { stdio: ["ignore", "ignore", "inherit"] });
           runs.push(await warmedWave(server, "mandos-ts", workers, port, { n, concurrency, generation, machines: jobMachines, root }, options));
         }

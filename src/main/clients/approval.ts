@@ -78,12 +78,12 @@ export class ApprovalGate {
     return new Promise((resolve) => {
       const done = (): void => {
         timer.cancel();
-        c.waiters.delete(done);
+        c.waiters?.delete(done);
         signal.removeEventListener("abort", done);
         resolve();
       };
       const timer = this.#host.clock.setTimeout(done, ms);
-      c.waiters.add(done);
+      (c.waiters ??= new Set()).add(done);
       signal.addEventListener("abort", done);
     });
   }
@@ -103,8 +103,8 @@ export class ApprovalGate {
    */
   elsewhere(c: ClientRecord, server: string, request: PendingRequest | null): void {
     const before = c.approvalPending();
-    if (request) c.pendingElsewhere.set(server, request);
-    else if (!c.pendingElsewhere.delete(server)) return;
+    if (request) (c.pendingElsewhere ??= new Map()).set(server, request);
+    else if (!c.pendingElsewhere?.delete(server)) return;
     if (before !== c.approvalPending()) this.#host.changed(c, "ApprovalPending");
     if (request) this.#host.emit({ type: "need-approval", client: c.view(), timeout: request.timeout, approvedByDefault: request.approvedByDefault });
   }

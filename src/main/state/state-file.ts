@@ -100,14 +100,27 @@ function secretKey(configSecret: Buffer): Buffer {
 // Sealing costs a key derivation and a cipher; a server with 10,000 clients
 // saves its state every second of a reboot wave, so each client's sealed
 // secret is kept until the secret (a new Buffer when it changes) is replaced.
-const sealed = new WeakMap<Buffer, { configSecret: Buffer; value: string }>();
+// Kept as bytes, outside V8's heap (see exactBytes).
+const sealed = new WeakMap<Buffer, { configSecret: Buffer; value: Buffer }>();
 
-function sealSecretCached(secret: Buffer, configSecret: Buffer): string {
+function sealSecretCached(secret: Buffer, configSecret: Buffer): Buffer {
   const hit = sealed.get(secret);
   if (hit && hit.configSecret === configSecret) return hit.value;
-  const value = sealSecret(secret, configSecret);
+  const value = exactBytes(sealSecret(secret, configSecret));
   sealed.set(secret, { configSecret, value });
   return value;
+}
+
+/**
+ * `text` as UTF-8 in a buffer of its own, exactly its size. Not
+ * Buffer.from: below 4 KiB that cuts buffers from shared 8 KiB slabs, and a
+ * slab lives as long as any piece of it, so pieces kept for different
+ * lengths of time waste most of it.
+ */
+function exactBytes(text: string): Buffer {
+  const bytes = Buffer.allocUnsafeSlow(Buffer.byteLength(text, "utf8"));
+  bytes.write(text, 0, "utf8");
+  return bytes;
 }
 
 /** Also used by pickle-import.ts, to carry a secret migrated from the reference. */
@@ -140,7 +153,7 @@ export function buildState(
   for (const { settings, runtime } of current) {
     const conf = byName.get(settings.name);
     if (!conf) continue;
-    clients[settings.name] = { ...storedWithoutSecret(conf, settings, runtime), secret: sealSecretCached(settings.secret, conf.secret) };
+    clients[settings.name] = { ...storedWithoutSecret(conf, settings, runtime), secret: sealSecretCached(settings.secret, conf.secret).toString("latin1") };
   }
   return { format: "mandos-ts-state", version: 1, saved: new Date(now).toISOString(), clients };
 }
@@ -171,49 +184,85 @@ interface Fragment {
   readonly settings: ConfigValues;
   readonly secret: Buffer;
   readonly runtime: ClientRuntime;
-  /** `"NAME":{"config":...,"current":...,"runtime":...,"secret":"` */
-  readonly head: string;
+  /** `"NAME":{"config":...,"current":...,"runtime":...,"secret":"`, UTF-8. */
+  readonly head: Buffer;
 }
 
-/** About how much JSON text one write(2) of the state file carries. */
-const STATE_CHUNK_CHARS = 256 * 1024;
+/** About how many bytes of the state file one write(2) carries. */
+const STATE_CHUNK_BYTES = 256 * 1024;
+
+const CLIENT_END = Buffer.from('"}');
 
 /**
- * The state file's text, for a server with many clients: each client's JSON
- * is kept between saves and made again only when that client's settings,
- * runtime or secret changed, and the text goes out in chunks, so a save in
- * the middle of a reboot wave neither serialises 10,000 clients nor holds a
- * 25 MB string. The output is exactly JSON.stringify(buildState(...)) + "\n".
+ * The state file's bytes, for a server with many clients: each client's JSON
+ * is kept between saves, as bytes outside V8's heap, and made again only
+ * when that client's settings, runtime or secret changed; a save copies
+ * them into one buffer, written out whenever it fills. So a save in the
+ * middle of a reboot wave neither serialises 10,000 clients nor makes a
+ * 25 MB string, nor any garbage of that size: strings built up for each
+ * write were flattened into fresh ones of 256 KiB each, which V8 frees only
+ * in a full collection, and one save a second in a wave left tens of MiB
+ * of them. The output is exactly JSON.stringify(buildState(...)) + "\n".
  * Each check compares values, not events: a change nobody announced is
  * still saved.
  */
 export class StateSerialiser {
   readonly #fragments = new Map<string, Fragment>();
+  #buffer: Buffer | null = null;
 
+  /**
+   * The file's bytes in order. Each chunk is a view on one buffer that the
+   * next chunk reuses: write it (or copy it) before asking for the next.
+   */
   *chunks(
     config: readonly ClientSettings[],
     current: Iterable<{ readonly settings: ClientSettings; readonly runtime: ClientRuntime }>,
     now: number,
     fleetUnsent: readonly FleetUnsentChange[] = [],
-  ): Generator<string> {
+  ): Generator<Buffer> {
     const byName = this.#configByName(config);
-    let chunk = `{"format":"mandos-ts-state","version":1,"saved":${JSON.stringify(new Date(now).toISOString())},"clients":{`;
-    let first = true;
+    const buffer = (this.#buffer ??= Buffer.allocUnsafeSlow(STATE_CHUNK_BYTES));
+    let used = 0;
+    // Copies as much of `bytes` from `from` as fits; where it stopped.
+    const fill = (bytes: Buffer, from: number): number => {
+      const n = Math.min(bytes.length - from, buffer.length - used);
+      bytes.copy(buffer, used, from, from + n);
+      used += n;
+      return from + n;
+    };
+    const opening = Buffer.from(`{"format":"mandos-ts-state","version":1,"saved":${JSON.stringify(new Date(now).toISOString())},"clients":{`);
+    const pieces: Buffer[] = [opening];
     const seen = new Set<string>();
-    for (const { settings, runtime } of current) {
+    const clients = current[Symbol.iterator]();
+    for (;;) {
+      for (const piece of pieces) {
+        for (let from = 0; from < piece.length; ) {
+          from = fill(piece, from);
+          if (used === buffer.length) {
+            yield buffer;
+            used = 0;
+          }
+        }
+      }
+      pieces.length = 0;
+      const next = clients.next();
+      if (next.done) break;
+      const { settings, runtime } = next.value;
       const conf = byName.get(settings.name);
       if (!conf) continue;
+      if (seen.size > 0) pieces.push(COMMA);
       seen.add(settings.name);
-      const fragment = this.#fragment(conf, settings, runtime);
-      chunk += (first ? "" : ",") + fragment.head + sealSecretCached(settings.secret, conf.secret) + '"}';
-      first = false;
-      if (chunk.length >= STATE_CHUNK_CHARS) {
-        yield chunk;
-        chunk = "";
-      }
+      pieces.push(this.#fragment(conf, settings, runtime).head, sealSecretCached(settings.secret, conf.secret), CLIENT_END);
     }
     for (const name of this.#fragments.keys()) if (!seen.has(name)) this.#fragments.delete(name);
-    yield chunk + "}" + (fleetUnsent.length > 0 ? `,"fleetUnsent":${JSON.stringify(fleetUnsent)}` : "") + "}\n";
+    const closing = Buffer.from("}" + (fleetUnsent.length > 0 ? `,"fleetUnsent":${JSON.stringify(fleetUnsent)}` : "") + "}\n");
+    for (let from = 0; from < closing.length; ) {
+      from = fill(closing, from);
+      if (used === buffer.length || from === closing.length) {
+        yield buffer.subarray(0, used);
+        used = 0;
+      }
+    }
   }
 
   #configCache: { config: readonly ClientSettings[]; byName: Map<string, ClientSettings> } | null = null;
@@ -236,12 +285,14 @@ export class StateSerialiser {
       secret: settings.secret,
       runtime: { ...runtime },
       // The stored object without its closing brace, then the secret's key.
-      head: `${JSON.stringify(settings.name)}:${body.slice(0, -1)},"secret":"`,
+      head: exactBytes(`${JSON.stringify(settings.name)}:${body.slice(0, -1)},"secret":"`),
     };
     this.#fragments.set(settings.name, fragment);
     return fragment;
   }
 }
+
+const COMMA = Buffer.from(",");
 
 function sameRuntime(a: ClientRuntime, b: ClientRuntime): boolean {
   for (const f of RUNTIME_FIELDS) if (a[f] !== b[f]) return false;
@@ -253,8 +304,8 @@ function sameSettings(a: ConfigValues, b: ClientSettings): boolean {
   return true;
 }
 
-/** Writes `data` (one string, or chunks in order) to `path` atomically. */
-export function writeAtomically(path: string, data: string | Iterable<string>): void {
+/** Writes `data` (one string, or chunks in order, each written before the next is taken) to `path` atomically. */
+export function writeAtomically(path: string, data: string | Iterable<string | Uint8Array>): void {
   const tmp = join(dirname(path), `.${STATE_FILE_NAME}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`);
   const fd = openSync(tmp, "wx", 0o600);
   try {
@@ -419,14 +470,14 @@ export const SAVE_DELAY_MS = 1_000;
 
 export class StateSaver {
   readonly #path: string;
-  readonly #collect: () => StateFile | Iterable<string>;
+  readonly #collect: () => StateFile | Iterable<string | Uint8Array>;
   #timer: NodeJS.Timeout | null = null;
 
   /**
-   * `collect` gives the state, or its JSON text in chunks (StateSerialiser).
+   * `collect` gives the state, or its JSON text in chunks (StateSerialiser's bytes).
    * Each save is published (events.stateSaved / stateSaveFailed), not logged.
    */
-  constructor(path: string, collect: () => StateFile | Iterable<string>) {
+  constructor(path: string, collect: () => StateFile | Iterable<string | Uint8Array>) {
     this.#path = path;
     this.#collect = collect;
   }
@@ -446,9 +497,9 @@ export class StateSaver {
     this.#timer = null;
     const started = performance.now();
     let bytes = 0;
-    function* counted(chunks: Iterable<string>): Iterable<string> {
+    function* counted(chunks: Iterable<string | Uint8Array>): Iterable<string | Uint8Array> {
       for (const chunk of chunks) {
-        bytes += Buffer.byteLength(chunk, "utf8");
+        bytes += typeof chunk === "string" ? Buffer.byteLength(chunk, "utf8") : chunk.length;
         yield chunk;
       }
     }
@@ -466,12 +517,12 @@ export class StateSaver {
   }
 }
 
-function isStateFile(value: StateFile | Iterable<string>): value is StateFile {
+function isStateFile(value: StateFile | Iterable<string | Uint8Array>): value is StateFile {
   return (value as StateFile).format === "mandos-ts-state";
 }
 
-/** write(2) until all of `text` is written (writeSync may write less). */
-function writeAll(fd: number, text: string): void {
-  const bytes = Buffer.from(text, "utf8");
+/** write(2) until all of `data` is written (writeSync may write less). */
+function writeAll(fd: number, data: string | Uint8Array): void {
+  const bytes = typeof data === "string" ? Buffer.from(data, "utf8") : data;
   for (let off = 0; off < bytes.length; ) off += writeSync(fd, bytes, off, bytes.length - off);
 }
