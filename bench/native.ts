@@ -190,8 +190,8 @@ async function startServer(tools: NativeTools, s: ServerUnderTest, clientsDir: s
     const roles = join(work, `roles-${port}.txt`);
     const preload = join(work, `roles-${port}.cjs`);
     threadRolePreload(preload, roles);
+    // Made by the server itself, as root, for the user it becomes: it keeps its state as in service.
     const state = join(work, `state-${port}`);
-    mkdirSync(state, { recursive: true });
     const argv = [
       process.execPath, ...serverNodeFlags(), "--require", preload,
       join(REPO, "bin/mandos"), "--configdir", clientsDir, "--statedir", state, "--no-restore",

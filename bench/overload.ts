@@ -6,7 +6,7 @@
 // cycle (its first try, or the one --retry seconds later) and none is lost.
 
 import { spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -53,7 +53,9 @@ export async function runOverload(options: OverloadOptions): Promise<OverloadRun
     const machines = makeMachines(options.machines);
     const conf = join(root, "conf");
     writeConfig(conf, machines);
-    mkdirSync(join(root, "state"), { recursive: true });
+    // The server makes its state directory itself, as root, for the user it
+    // becomes, and keeps its state as in service: it must reach it then.
+    chmodSync(root, 0o711);
     const port = await freePort();
     // The defaults an operator gets: no --max-per-source, no other limit changed.
     const args = [
