@@ -13,7 +13,7 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { cpSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { DBUS_DAEMON, DBUS_SEND, dumpJson, makeFleetRoot, mandosCtl, openToServerUser, startPrivateBus, waitForBusName, type Fleet, type PrivateBus } from "./helpers/dbus.js";
+import { DBUS_DAEMON, DBUS_SEND, makeFleetRoot, mandosCtl, openToServerUser, startPrivateBus, waitForBusName, propertiesSeen, type Fleet, type PrivateBus } from "./helpers/dbus.js";
 import { etcdMissing, startEtcdCluster, type EtcdCluster } from "./helpers/etcd.js";
 import { MANDOS_CLIENT, MANDOS_CTL, missing } from "./helpers/peers.js";
 import { runMandosClient, startServer, type RunningServer } from "./helpers/server.js";
@@ -40,12 +40,8 @@ async function startOn(m: Omit<Member, "server">, endpoints: string): Promise<Ru
 }
 
 /** Waits until `client`'s properties on `m` satisfy `pred`; fails with the last ones seen. */
-async function seen(m: Member, client: string, pred: (p: Record<string, unknown>) => boolean, what: string): Promise<void> {
-  let last: Record<string, unknown> = {};
-  await eventually(async () => {
-    last = (await dumpJson(m.bus.address, client))[client] ?? {};
-    return pred(last);
-  }, { what, timeoutMs: 15_000, context: () => JSON.stringify(last) });
+function seen(m: Member, client: string, pred: (p: Record<string, unknown>) => boolean, what: string): Promise<void> {
+  return propertiesSeen(m.bus.address, client, pred, what);
 }
 
 /** Sets `option` of section `client` in `conf`'s clients.conf (the fleet's sections have no such line yet, or one to replace). */

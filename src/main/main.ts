@@ -26,7 +26,7 @@ import { reloadClientsConfig } from "./clients/reload.js";
 import { logClientEvents } from "./daemon/log-clients.js";
 import { clientsFileReader, readClientsFile, reloadReadiness, type ClientsFileReader } from "./config/clients-reader.js";
 import { runSelfTest } from "./daemon/self-test.js";
-import { readState, restoreState, StateSaver, StateSerialiser, STATE_FILE_NAME, type ConfigField, type FleetUnsentChange } from "./state/state-file.js";
+import { readState, restoreState, StateSaver, StateSerialiser, STATE_FILE_NAME, type ConfigField } from "./state/state-file.js";
 import { checkStateDirWritable, prepareStateDir } from "./state/state-dir.js";
 import { migrateReferenceState } from "./state/pickle-import.js";
 import type { Announcement } from "./zeroconf/announce.js";
@@ -177,10 +177,11 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
     if (!read.ok) logger.warning(`Could not read ${clientsPath}: ${read.reason}`);
   }
 
+  // Several servers, one registry (docs/ETCD.md), made below when etcd is configured.
+  let fleet: FleetState | null = null;
   const serialiser = new StateSerialiser();
   // With etcd, the changes it has not yet acknowledged are saved with the state they belong to.
-  let unsentNow: () => readonly FleetUnsentChange[] = () => [];
-  const saver = new StateSaver(statePath, () => serialiser.chunks(config, registry.entries(), Date.now(), unsentNow()));
+  const saver = new StateSaver(statePath, () => serialiser.chunks(config, registry.entries(), Date.now(), fleet?.unsent() ?? []));
   // Off until the state directory is known to be usable by the user we become.
   let keepState = false;
   const stateChanged = (): void => {
@@ -191,9 +192,8 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
     stateChanged();
   });
   registry.start();
-  // Several servers, one registry (docs/ETCD.md); without etcd it serves degraded.
-  // etcd3 (and its gRPC stack) is loaded only when etcd is configured.
-  let fleet: FleetState | null = null;
+  // Without etcd the fleet serves degraded. etcd3 (and its gRPC stack) is
+  // loaded only when etcd is configured.
   if (settings.etcd) {
     const fleetModule = await import("./fleet/fleet-state.js");
     try {
@@ -203,8 +203,6 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
       registry.stop();
       return fail(error instanceof Error ? error.message : String(error));
     }
-    const started = fleet;
-    unsentNow = () => started.unsent();
     await fleet.start();
     // gRPC says only "No connection established" when TLS fails: say why.
     if (fleet.degraded) {

@@ -86,6 +86,7 @@ export function clientHelloParams(
 /** One ClientHello template per settings object (a server has one; a reload makes another). */
 const templates = new WeakMap<TlsSettings, ClientHelloTemplate>();
 
+/** The settings' template, made afresh for values it cannot place (another session ID length or share group). */
 function templateFor(settings: TlsSettings, sessionId: Uint8Array, shares: readonly KeyShare[]): ClientHelloTemplate {
   let template = templates.get(settings);
   if (!template || !template.fits(sessionId, shares)) {
@@ -154,10 +155,7 @@ export class TlsClient extends TlsEndpoint {
 
   #clientHello(shares: readonly KeyShare[], cookie: Buffer | null): Buffer {
     const { random, sessionId } = this.#ephemeral;
-    if (cookie === null) {
-      const template = templateFor(this.#settings, sessionId, shares);
-      if (template.fits(sessionId, shares)) return template.fill(random, sessionId, shares);
-    }
+    if (cookie === null) return templateFor(this.#settings, sessionId, shares).fill(random, sessionId, shares);
     return encodeClientHello(clientHelloParams(this.#settings, random, sessionId, shares, cookie));
   }
 

@@ -40,6 +40,21 @@ export async function dumpJson(address: string, ...clients: string[]): Promise<R
   return JSON.parse(r.stdout) as Record<string, Record<string, unknown>>;
 }
 
+/**
+ * Waits until `client`'s properties, as `mandos-ctl --dump-json` on the bus
+ * at `address` shows them, satisfy `pred`; fails naming `what`, with the
+ * last properties seen.
+ */
+export async function propertiesSeen(
+  address: string, client: string, pred: (p: Record<string, unknown>) => boolean, what: string, timeoutMs = 15_000,
+): Promise<void> {
+  let last: Record<string, unknown> = {};
+  await eventually(async () => {
+    last = (await dumpJson(address, client))[client] ?? {};
+    return pred(last);
+  }, { what, timeoutMs, context: () => JSON.stringify(last) });
+}
+
 /** mandos-ctl's column headers (its TableOfClients.tableheaders), in table order. */
 export const TABLE_HEADERS = [
   "Name", "Enabled", "Timeout", "Last Successful Check", "Created", "Interval", "Host", "Key ID", "Fingerprint",
