@@ -274,3 +274,34 @@ describe("OpenPGP.js is loaded by the first legacy certificate, not before", () 
     assert.doesNotMatch(source, /^import[^;]*from "openpgp";/m);
   });
 });
+
+describe("OpenPGP.js that cannot be loaded", () => {
+  // A module hook that refuses to resolve "openpgp" the first time only, as
+  // an installation unreadable after the privilege drop would; in a child
+  // process, so that this process's own OpenPGP.js stays loaded.
+  const hook = [
+    "let refused = 0;",
+    "export async function resolve(specifier, context, next) {",
+    "  if (specifier === 'openpgp' && refused++ === 0) throw new Error('EACCES: permission denied');",
+    "  return next(specifier, context);",
+    "}",
+  ].join("\n");
+  const child = (keyHex: string): string => [
+    "import { register } from 'node:module';",
+    `register(${JSON.stringify(`data:text/javascript,${encodeURIComponent(hook)}`)});`,
+    `const { checkTransferableKey } = await import(${JSON.stringify(new URL("../src/tls/tls12/openpgp-cert.js", import.meta.url).href)});`,
+    `const key = Buffer.from('${keyHex}', 'hex');`,
+    "const outcome = async () => { try { return (await checkTransferableKey(key)).fingerprint; } catch (e) { return `${e.code}: ${e.message}`; } };",
+    "console.log(JSON.stringify([await outcome(), await outcome()]));",
+  ].join("\n");
+
+  test("refuses the certificate as an internal error, says so without the loader's words, and tries again at the next one", async () => {
+    const { execFileSync } = await import("node:child_process");
+    const identity = await recordedIdentity();
+    const out = execFileSync(process.execPath, ["--input-type=module", "-e", child(Buffer.from(identity.publicKey).toString("hex"))], { encoding: "utf8" });
+    const [first, second] = JSON.parse(out) as [string, string];
+    assert.equal(first, "TLS_INTERNAL: OpenPGP.js could not be loaded");
+    assert.ok(!first.includes("EACCES"), "the loader's error is not repeated");
+    assert.equal(second, identity.fingerprint, "the next certificate loads OpenPGP.js and is checked");
+  });
+});
