@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { parseCommandLine } from "../src/main/config/cli.js";
 import { parseServerConfig } from "../src/main/config/server-config.js";
 import { mergeSettings, type ServerFileSettings } from "../src/main/config/server-settings.js";
-import { approvalKey, clientKey, decodeValue, parseKey, SHARED_PROPERTIES, StateBuilder } from "../src/main/fleet/layout.js";
+import { approvalKey, clientKey, decodeJournal, decodeValue, encodeJournal, journalKey, parseKey, SHARED_PROPERTIES, StateBuilder } from "../src/main/fleet/layout.js";
 import { passwordOf, readEtcdCredentials } from "../src/main/fleet/credentials.js";
 import type { EtcdSettings } from "../src/main/fleet/settings.js";
 
@@ -111,4 +111,20 @@ test("values of the wrong type are ignored, not adopted", () => {
   b.add("Timeout", "long");
   b.add("Host", "h.example.org");
   assert.deepEqual(b.build(), { runtime: { expires: 1234 }, settings: { host: "h.example.org" } });
+});
+
+test("a journal record carries its changes without the prefix and gives them back whole; anything malformed in it is dropped", () => {
+  const key = clientKey("/m/", "rack 3/web", "Expires");
+  assert.deepEqual(parseKey("/m/", journalKey("/m/", "host/12/ab", 5)), { kind: "journal", server: "host/12/ab" });
+  assert.equal(journalKey("/m/", "s", 5), "/m/journal/s/000000000005", "numbered so that records sort in order");
+  const text = encodeJournal("/m/", { at: 7, by: "s", changes: [{ key, value: { value: 99, at: 6, by: "t" } }] });
+  assert.ok(!text.includes("/m/"), "the prefix is not repeated in every change");
+  assert.deepEqual(decodeJournal("/m/", text), { at: 7, by: "s", changes: [{ key, value: { value: 99, at: 6, by: "t" } }] });
+  const mixed = JSON.stringify({
+    at: 7, by: "s",
+    changes: [["clients/a/Expires", 1, 2, "s"], ["clients/a/Secret", "x", 2, "s"], ["approvals/a", true, 2, "s"], ["clients/a/Expires", {}, 2, "s"], ["clients/a/Host", "h", "2", "s"], "junk"],
+  });
+  assert.deepEqual(decodeJournal("/m/", mixed)?.changes, [{ key: "/m/clients/a/Expires", value: { value: 1, at: 2, by: "s" } }]);
+  assert.equal(decodeJournal("/m/", "not json"), null);
+  assert.equal(decodeJournal("/m/", JSON.stringify({ at: 1, by: "s" })), null, "no changes");
 });

@@ -58,6 +58,11 @@ export class CheckerShare {
     return this.#lease ? this.#lease.grant() : null;
   }
 
+  /** True while `server` holds its key under servers/ (its lease is alive), as far as this server has seen. */
+  isLive(server: string): boolean {
+    return this.#live.has(server);
+  }
+
   /** True when this server runs `name`'s scheduled checkers. */
   owns(name: string): boolean {
     if (!this.#live.has(this.#id)) return true;

@@ -10,6 +10,17 @@
 //     FLUSH_MS every dirty key goes out in transactions of at most
 //     MAX_TXN_OPS puts, one flush in flight at a time. A reboot wave thus
 //     costs a handful of transactions a second, not a round trip a secret.
+//   - The journal: etcd's cost goes by the transaction, not by the key
+//     (docs/ETCD.md "What a wave costs etcd"). A flush of at least
+//     JOURNAL_MIN_CHANGES client changes (a reboot wave: an Expires a
+//     secret) goes out as one journal record, one put, and while such
+//     flushes follow each other they are STORM_FLUSH_MS apart. Readers
+//     take each change of a record as a put of its key. FOLD_QUIET_MS
+//     after its last record a server folds its records into the clients/
+//     keys and deletes them; records of a server no longer live (killed,
+//     or stopped) are folded by the others, and any record older than
+//     ORPHAN_MS by whoever sees it. A fold writes a change only while it
+//     is still the newest this server knows of its key.
 //   - Rule 1: a value is applied here only if it is not older (`at`, then
 //     the server name) than the newest this server has of the same key,
 //     written or not; so a server that comes back from an outage keeps the
@@ -31,14 +42,14 @@
 
 import { hostname } from "node:os";
 import { randomBytes } from "node:crypto";
-import { Etcd3, type IEvent, type IKeyValue, type IOptions, type IRequestOp } from "etcd3";
+import { Etcd3, type IKeyValue, type IOptions, type IRequestOp } from "etcd3";
 import type { Clock, TimerHandle } from "../clock.js";
 import type { PendingRequest, RegistryEvent } from "../clients/contract.js";
 import type { ClientRegistry } from "../clients/registry.js";
 import type { Logger } from "../daemon/log.js";
 import {
-  approvalKey, clientKey, decodePending, decodeValue, encodePending, encodeValue, isShared, parseKey, pendingKey, readProperty, SHARED_PROPERTIES, StateBuilder,
-  type Stamped,
+  approvalKey, clientKey, decodeJournal, decodePending, decodeValue, encodeJournal, encodePending, encodeValue, isShared, journalDir, journalKey, parseKey,
+  pendingKey, readProperty, SHARED_PROPERTIES, StateBuilder, type ParsedKey, type Stamped,
 } from "./layout.js";
 import type { EtcdSettings } from "./settings.js";
 import type { FleetUnsentChange } from "../state/state-file.js";
@@ -52,6 +63,18 @@ import { RUNTIME_SETTINGS } from "../clients/runtime-settings.js";
 export const FLUSH_MS = 50;
 /** etcd's default --max-txn-ops. */
 export const MAX_TXN_OPS = 128;
+/** A flush with at least this many client changes goes out as one journal record. */
+export const JOURNAL_MIN_CHANGES = 16;
+/** The most a journal record holds, encoded, about. */
+export const JOURNAL_MAX_BYTES = 256 * 1024;
+/** The most journal bytes in one transaction: well under etcd's default --max-request-bytes (1.5 MiB). */
+export const TXN_MAX_JOURNAL_BYTES = 4 * JOURNAL_MAX_BYTES;
+/** Between flushes while they journal (a wave): four transactions a second, still within the fleet's one-second promise. */
+export const STORM_FLUSH_MS = 250;
+/** A server folds its journal records this long after writing its last one; also how often a server with records to fold looks again. */
+export const FOLD_QUIET_MS = 3_000;
+/** A record still unfolded after this long is folded by whichever server sees it, live writer or not. */
+export const ORPHAN_MS = 60_000;
 /** How often a degraded server asks etcd again. */
 export const RETRY_MS = 1_000;
 /** A request to etcd that takes longer counts as etcd being unreachable. */
@@ -91,6 +114,21 @@ class WatchBackoff {
 interface Dirty {
   readonly key: string;
   readonly value: Stamped;
+}
+
+/** A value coming in from etcd: a key's put or delete, or one change of a journal record (taken as a put). */
+interface Incoming {
+  readonly type: "Put" | "Delete";
+  readonly key: string;
+  readonly text: string;
+}
+
+/** One request of a write, made only when its transaction is sent, and what to do once etcd has it. */
+interface WriteItem {
+  request(lease: string | null): IRequestOp;
+  done(): void;
+  /** About how many bytes the request carries, when that may be many (a journal record). */
+  readonly bytes?: number;
 }
 
 export interface FleetStateDeps {
@@ -138,6 +176,14 @@ export class FleetState {
   readonly #added = new Set<string>();
   /** Other servers' pending/ keys this server shows. */
   readonly #pendingIn = new Map<string, { readonly name: string; readonly server: string }>();
+  /** Journal records in etcd not yet folded, as far as this server knows: who wrote each, and when. */
+  readonly #journal = new Map<string, { readonly by: string; readonly at: number }>();
+  #journalSeq = 0;
+  /** When this server last wrote a journal record (its fold waits FOLD_QUIET_MS after it). */
+  #lastJournalAt = 0;
+  /** The last flush wrote a journal record: the next waits STORM_FLUSH_MS. */
+  #storm = false;
+  #foldTimer: TimerHandle | null = null;
   readonly #unsubscribe: () => void;
   #applying = false;
   #degraded = false;
@@ -232,6 +278,7 @@ export class FleetState {
     this.#stopped = true;
     this.#unsubscribe();
     this.#timer?.cancel();
+    this.#foldTimer?.cancel();
     if (!this.#degraded && this.#hasWork()) await this.#write().catch(() => undefined);
     await this.#watcher?.close();
     await this.#checkers.stop();
@@ -278,8 +325,10 @@ export class FleetState {
     this.#schedule(FLUSH_MS);
   }
 
+  /** Schedules a flush or sync `ms` from now; FLUSH_MS stretches to STORM_FLUSH_MS while flushes journal. */
   #schedule(ms: number): void {
     if (this.#timer || this.#stopped) return;
+    if (ms === FLUSH_MS && this.#storm) ms = STORM_FLUSH_MS;
     this.#timer = this.#clock.setTimeout(() => {
       this.#timer = null;
       void (this.#degraded || this.#resync || !this.#synced || this.#added.size > 0 ? this.#sync() : this.#flush());
@@ -301,33 +350,156 @@ export class FleetState {
 
   /**
    * Puts every dirty key and this server's pending/ changes, MAX_TXN_OPS
-   * to a transaction; a key changed again meanwhile stays dirty. A pending
-   * request waits for the lease it is bound to.
+   * to a transaction; a key changed again meanwhile stays dirty. At least
+   * JOURNAL_MIN_CHANGES client changes go as journal records instead, one
+   * put each. A pending request waits for the lease it is bound to.
    */
   async #write(): Promise<void> {
     const lease = this.#pendingOut.size > 0 ? await this.#checkers.leaseId() : null;
     // What to write, as it stands now; each transaction's requests are made
     // only when it is sent (a first server's seed is 14 keys a client).
-    const batch: Array<Dirty | { readonly key: string; readonly pending: string | null }> = [...this.#dirty.values()];
-    for (const [key, pending] of this.#pendingOut) if (pending === null || lease !== null) batch.push({ key, pending });
-    for (let i = 0; i < batch.length; i += MAX_TXN_OPS) {
-      const chunk = batch.slice(i, i + MAX_TXN_OPS);
-      const ops = chunk.map((b): IRequestOp => {
-        const key = Buffer.from(b.key);
-        if ("value" in b) return { request_put: { key, value: Buffer.from(encodeValue(b.value)) } };
-        return b.pending === null ? { request_delete_range: { key } } : { request_put: { key, value: Buffer.from(b.pending), lease: lease! } };
+    const items: WriteItem[] = [];
+    const journaled = [...this.#dirty.values()].filter((d) => d.value.at > 0 && parseKey(this.#prefix, d.key)?.kind === "client");
+    const journal = journaled.length >= JOURNAL_MIN_CHANGES;
+    const inJournal = new Set<Dirty>(journal ? journaled : []);
+    if (journal) items.push(...this.#journalItems(journaled));
+    for (const d of this.#dirty.values()) {
+      if (inJournal.has(d)) continue;
+      items.push({
+        request: () => ({ request_put: { key: Buffer.from(d.key), value: Buffer.from(encodeValue(d.value)) } }),
+        done: () => this.#written(d),
       });
-      const res = await this.#etcd.kv.txn({ success: ops }, { deadline: Date.now() + REQUEST_TIMEOUT_MS });
-      this.#ownRevisions.add(res.header.revision);
-      for (const b of chunk) {
-        if ("value" in b) {
-          this.#remember(b.key, b.value);
-          if (this.#dirty.get(b.key) === b) this.#dirty.delete(b.key);
-        } else if (this.#pendingOut.get(b.key) === b.pending) {
-          this.#pendingOut.delete(b.key);
-        }
-      }
     }
+    for (const [key, pending] of this.#pendingOut) {
+      if (pending !== null && lease === null) continue;
+      items.push({
+        request: (l) => (pending === null ? { request_delete_range: { key: Buffer.from(key) } } : { request_put: { key: Buffer.from(key), value: Buffer.from(pending), lease: l! } }),
+        done: () => {
+          if (this.#pendingOut.get(key) === pending) this.#pendingOut.delete(key);
+        },
+      });
+    }
+    this.#storm = journal;
+    await this.#send(items, lease);
+  }
+
+  /** Sends `items` in order, MAX_TXN_OPS and TXN_MAX_JOURNAL_BYTES at most to a transaction. */
+  async #send(items: readonly WriteItem[], lease: string | null): Promise<void> {
+    for (let i = 0; i < items.length; ) {
+      let end = i;
+      for (let bytes = 0; end < items.length && end - i < MAX_TXN_OPS; end++) {
+        bytes += items[end]!.bytes ?? 0;
+        if (bytes > TXN_MAX_JOURNAL_BYTES && end > i) break;
+      }
+      const chunk = items.slice(i, end);
+      i = end;
+      const res = await this.#etcd.kv.txn({ success: chunk.map((item) => item.request(lease)) }, { deadline: Date.now() + REQUEST_TIMEOUT_MS });
+      this.#ownRevisions.add(res.header.revision);
+      for (const item of chunk) item.done();
+    }
+  }
+
+  #written(d: Dirty): void {
+    this.#remember(d.key, d.value);
+    if (this.#dirty.get(d.key) === d) this.#dirty.delete(d.key);
+  }
+
+  /** `changes` as journal records of at most JOURNAL_MAX_BYTES each. */
+  #journalItems(changes: readonly Dirty[]): WriteItem[] {
+    const items: WriteItem[] = [];
+    let record: Dirty[] = [];
+    let bytes = 0;
+    const close = (): void => {
+      if (record.length === 0) return;
+      const these = record;
+      const key = journalKey(this.#prefix, this.#id, this.#journalSeq++);
+      const at = this.#clock.now();
+      items.push({
+        bytes,
+        request: () => ({ request_put: { key: Buffer.from(key), value: Buffer.from(encodeJournal(this.#prefix, { at, by: this.#id, changes: these })) } }),
+        done: () => {
+          for (const d of these) this.#written(d);
+          this.#journal.set(key, { by: this.#id, at });
+          this.#lastJournalAt = this.#clock.now();
+          this.#armFold();
+        },
+      });
+      record = [];
+      bytes = 0;
+    };
+    for (const d of changes) {
+      // The change's share of the record, near enough: its key, its value, its stamp.
+      const size = d.key.length + JSON.stringify(d.value.value).length + d.value.by.length + 32;
+      if (bytes + size > JOURNAL_MAX_BYTES) close();
+      record.push(d);
+      bytes += size;
+    }
+    close();
+    return items;
+  }
+
+  // ------------------------------------------------------------- the fold
+
+  /** Looks at the journal FOLD_QUIET_MS from now, if nothing is set to. */
+  #armFold(): void {
+    if (this.#foldTimer || this.#stopped) return;
+    this.#foldTimer = this.#clock.setTimeout(() => {
+      this.#foldTimer = null;
+      void this.#fold();
+    }, FOLD_QUIET_MS);
+  }
+
+  /** The records this server should fold now: its own after FOLD_QUIET_MS of quiet, a dead server's, any older than ORPHAN_MS. */
+  #foldable(): string[] {
+    const now = this.#clock.now();
+    const registered = this.#checkers.isLive(this.#id);
+    const out: string[] = [];
+    for (const [key, { by, at }] of this.#journal) {
+      if (by === this.#id ? now - this.#lastJournalAt >= FOLD_QUIET_MS : (registered && !this.#checkers.isLive(by)) || now - at >= ORPHAN_MS) out.push(key);
+    }
+    return out;
+  }
+
+  /**
+   * Writes the changes of the foldable records into their clients/ keys,
+   * each only while no newer value of its key is known here, and deletes
+   * each record in the transaction of its last change or after it.
+   */
+  async #fold(): Promise<void> {
+    if (this.#stopped) return;
+    const keys = this.#synced && !this.#degraded && !this.#flushing ? this.#foldable() : [];
+    if (keys.length > 0) {
+      this.#flushing = true;
+      try {
+        const records = await this.#etcd.kv.range(
+          { key: Buffer.from(journalDir(this.#prefix)), range_end: prefixEnd(journalDir(this.#prefix)) },
+          { deadline: Date.now() + REQUEST_TIMEOUT_MS },
+        );
+        const wanted = new Set(keys);
+        const items: WriteItem[] = [];
+        for (const kv of records.kvs) {
+          const key = kv.key.toString();
+          if (!wanted.has(key)) continue;
+          for (const change of decodeJournal(this.#prefix, kv.value.toString())?.changes ?? []) {
+            const newest = this.#dirty.get(change.key)?.value ?? this.#known.get(change.key);
+            if (newest && newer(newest, change.value)) continue;
+            items.push({ request: () => ({ request_put: { key: Buffer.from(change.key), value: Buffer.from(encodeValue(change.value)) } }), done: () => {} });
+          }
+          items.push({ request: () => ({ request_delete_range: { key: kv.key } }), done: () => this.#journal.delete(key) });
+        }
+        // Gone from etcd already (folded by another server): forgotten here too.
+        for (const key of keys) if (!records.kvs.some((kv) => kv.key.toString() === key)) this.#journal.delete(key);
+        await this.#send(items, null);
+      } catch (error) {
+        this.#goDegraded(error);
+        this.#schedule(RETRY_MS);
+      } finally {
+        this.#flushing = false;
+      }
+      // A flush or sync that came due meanwhile found the link busy: it goes now.
+      if (this.#hasWork() || this.#resync) this.#schedule(FLUSH_MS);
+    }
+    if (this.#journal.size > 0) this.#armFold();
   }
 
   /**
@@ -347,8 +519,12 @@ export class FleetState {
     this.#flushing = true;
     try {
       const res = await this.#readAll();
-      const present = new Set(res.kvs.map((kv) => kv.key.toString()));
-      this.#apply(res.kvs.map((kv) => ({ type: "Put", kv })), true);
+      const incoming: Incoming[] = res.kvs.map((kv) => ({ type: "Put", key: kv.key.toString(), text: kv.value.toString() }));
+      this.#journal.clear();
+      this.#apply(incoming, true);
+      // A key whose value is only in a journal record so far is there all the same.
+      const present = new Set(incoming.map((i) => i.key));
+      for (const i of incoming) if (parseKey(this.#prefix, i.key)?.kind === "journal") for (const c of decodeJournal(this.#prefix, i.text)?.changes ?? []) present.add(c.key);
       this.#forgetPending(present);
       const added = [...this.#added];
       this.#seed(present, this.#synced ? added : null);
@@ -431,7 +607,7 @@ export class FleetState {
       const theirs = this.#ownRevisions.size === 0 ? res.events : res.events.filter((e) => !this.#ownRevisions.has(e.kv.mod_revision));
       const last = res.events.at(-1)?.kv.mod_revision;
       if (last !== undefined) for (const r of this.#ownRevisions) if (BigInt(r) <= BigInt(last)) this.#ownRevisions.delete(r);
-      this.#apply(theirs, false);
+      this.#apply(theirs.map((e) => ({ type: e.type === "Put" ? "Put" : "Delete", key: e.kv.key.toString(), text: e.type === "Put" ? e.kv.value.toString() : "" })), false);
     });
     // The watcher reconnects by itself and resumes where it stopped,
     // unless etcd cancels it (prefix-watch.ts).
@@ -450,46 +626,62 @@ export class FleetState {
 
   /**
    * Adopts the values of `events` that are not ours (Rule 2) and not older
-   * than our unwritten change (Rule 1), a client at a time; and the other
-   * servers' pending requests, put or deleted.
+   * than our unwritten change (Rule 1), a client at a time, each change of
+   * a journal record as a put of its key; and the other servers' pending
+   * requests, put or deleted.
    */
-  #apply(events: ReadonlyArray<Pick<IEvent, "type" | "kv">>, includeOwn: boolean): void {
+  #apply(events: readonly Incoming[], includeOwn: boolean): void {
     const states = new Map<string, StateBuilder>();
     const approvals: Array<{ name: string; approved: boolean }> = [];
     const pending: Array<{ name: string; server: string; request: PendingRequest | null }> = [];
-    for (const { type, kv } of events) {
-      const key = kv.key.toString();
-      const parsed = parseKey(this.#prefix, key);
-      if (parsed?.kind === "pending") {
-        if (parsed.server === this.#id) continue;
-        const request = type === "Put" ? decodePending(kv.value.toString()) : null;
-        if (request) this.#pendingIn.set(key, parsed);
-        else this.#pendingIn.delete(key);
-        pending.push({ ...parsed, request });
-        continue;
-      }
-      if (type !== "Put") continue;
-      const value = parsed && decodeValue(kv.value.toString());
-      if (!parsed || !value) continue;
-      if (value.by === this.#id && !includeOwn) continue;
+    const take = (key: string, parsed: ParsedKey, value: Stamped, journaled: boolean): void => {
+      if (value.by === this.#id && !includeOwn) return;
       const mine = this.#dirty.get(key);
       const newest = mine?.value ?? this.#known.get(key);
       if (newest && newer(newest, value)) {
         // An older value landed after a newer one (a write retried across
         // an outage): write the newer one again, so that etcd converges too.
-        if (!mine) this.#dirty.set(key, { key, value: newest });
-        continue;
+        // A journal's change is older when its key was changed since: the
+        // key already holds the newer value.
+        if (!mine && !journaled) this.#dirty.set(key, { key, value: newest });
+        return;
       }
       if (mine) this.#dirty.delete(key);
       this.#remember(key, value);
       if (parsed.kind === "approval") {
         // A decision read at start-up is history: only live ones release waiting clients.
         if (!includeOwn && typeof value.value === "boolean") approvals.push({ name: parsed.name, approved: value.value });
-        continue;
+        return;
       }
+      if (parsed.kind !== "client") return;
       let state = states.get(parsed.name);
       if (!state) states.set(parsed.name, (state = new StateBuilder()));
       state.add(parsed.property, value.value);
+    };
+    for (const { type, key, text } of events) {
+      const parsed = parseKey(this.#prefix, key);
+      if (parsed?.kind === "pending") {
+        if (parsed.server === this.#id) continue;
+        const request = type === "Put" ? decodePending(text) : null;
+        if (request) this.#pendingIn.set(key, parsed);
+        else this.#pendingIn.delete(key);
+        pending.push({ ...parsed, request });
+        continue;
+      }
+      if (parsed?.kind === "journal") {
+        const record = type === "Put" ? decodeJournal(this.#prefix, text) : null;
+        if (!record) {
+          this.#journal.delete(key);
+          continue;
+        }
+        this.#journal.set(key, { by: record.by, at: record.at });
+        this.#armFold();
+        for (const change of record.changes) take(change.key, parseKey(this.#prefix, change.key)!, change.value, true);
+        continue;
+      }
+      if (type !== "Put") continue;
+      const value = parsed && decodeValue(text);
+      if (parsed && value) take(key, parsed, value, false);
     }
     this.#applying = true;
     try {

@@ -8,6 +8,14 @@
 //   PREFIX approvals/NAME         -> {"value": true|false, "at": ms, "by": server}
 //   PREFIX pending/NAME/SERVER    -> {"timeout": ms, "approvedByDefault": bool}
 //                                    (bound to SERVER's lease: gone with it)
+//   PREFIX journal/SERVER/SEQ     -> {"at": ms, "by": server,
+//                                     "changes": [[KEY, V, at, by], ...]}
+//
+// A journal record carries many clients/ changes in one put: a server in
+// a reboot wave writes one record per flush instead of a key per secret,
+// and folds its records into the clients/ keys once the wave is over
+// (fleet-state.ts). KEY is the clients/ key without the prefix. A reader
+// treats each change of a record as a put of its key.
 //
 // NAME is URI-encoded (a client name may hold "/"). `at` is the time of
 // the change on the server that made it: a server catching up after an
@@ -124,11 +132,68 @@ export function decodePending(text: string): PendingRequest | null {
   }
 }
 
+/** Where `server` writes its journal record number `seq` (zero-padded, so that keys sort in order). */
+export function journalKey(prefix: string, server: string, seq: number): string {
+  return `${prefix}journal/${encodeURIComponent(server)}/${seq.toString().padStart(12, "0")}`;
+}
+
+/** The start of every journal record's key. */
+export function journalDir(prefix: string): string {
+  return `${prefix}journal/`;
+}
+
+/** One change a journal record carries: the clients/ key (under the prefix) and its stamped value. */
+export interface JournalChange {
+  readonly key: string;
+  readonly value: Stamped;
+}
+
+export interface JournalRecord {
+  /** When the record was written, on its server's clock (how long it has waited for its fold). */
+  readonly at: number;
+  readonly by: string;
+  readonly changes: readonly JournalChange[];
+}
+
+/** `changes` keys are full keys; the record holds them without `prefix`. */
+export function encodeJournal(prefix: string, record: JournalRecord): string {
+  return JSON.stringify({
+    at: record.at,
+    by: record.by,
+    changes: record.changes.map((c) => [c.key.slice(prefix.length), c.value.value, c.value.at, c.value.by]),
+  });
+}
+
+/** A journal record read from etcd, with full keys; null if it is not one. Changes that are not clients/ keys, or malformed, are dropped. */
+export function decodeJournal(prefix: string, text: string): JournalRecord | null {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    return null;
+  }
+  if (typeof v !== "object" || v === null) return null;
+  const { at, by, changes } = v as { at?: unknown; by?: unknown; changes?: unknown };
+  if (typeof at !== "number" || typeof by !== "string" || !Array.isArray(changes)) return null;
+  const out: JournalChange[] = [];
+  for (const c of changes as unknown[]) {
+    if (!Array.isArray(c) || c.length !== 4) continue;
+    const [key, value, cAt, cBy] = c as [unknown, unknown, unknown, unknown];
+    if (typeof key !== "string" || typeof cAt !== "number" || !Number.isFinite(cAt) || typeof cBy !== "string") continue;
+    if (!(value === null || ["string", "number", "boolean"].includes(typeof value))) continue;
+    const full = prefix + key;
+    if (parseKey(prefix, full)?.kind !== "client") continue;
+    out.push({ key: full, value: { value: value as Json, at: cAt, by: cBy } });
+  }
+  return { at, by, changes: out };
+}
+
 /** What a key under `prefix` names, or null for a key that is not ours. */
 export type ParsedKey =
   | { readonly kind: "client"; readonly name: string; readonly property: ClientProperty }
   | { readonly kind: "approval"; readonly name: string }
-  | { readonly kind: "pending"; readonly name: string; readonly server: string };
+  | { readonly kind: "pending"; readonly name: string; readonly server: string }
+  | { readonly kind: "journal"; readonly server: string };
 
 export function parseKey(prefix: string, key: string): ParsedKey | null {
   if (!key.startsWith(prefix)) return null;
@@ -139,6 +204,7 @@ export function parseKey(prefix: string, key: string): ParsedKey | null {
     }
     if (parts.length === 2 && parts[0] === "approvals") return { kind: "approval", name: decodeURIComponent(parts[1]!) };
     if (parts.length === 3 && parts[0] === "pending") return { kind: "pending", name: decodeURIComponent(parts[1]!), server: decodeURIComponent(parts[2]!) };
+    if (parts.length === 3 && parts[0] === "journal" && /^[0-9]+$/.test(parts[2]!)) return { kind: "journal", server: decodeURIComponent(parts[1]!) };
   } catch {
     // a malformed %-escape: not a key we wrote
   }
