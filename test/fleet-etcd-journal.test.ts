@@ -109,12 +109,14 @@ test("a few changes go to their keys directly, with no journal", { skip }, async
   }
 });
 
-test("a dead server's record is read by a server that starts after it, and folded by it without overwriting a newer value", { skip }, async () => {
+test("a dead server's record is read by a server that starts after it, and folded by it without overwriting a newer value; a broken record is deleted", { skip }, async () => {
   const prefix = "/journal-dead/";
   const at = Date.UTC(2026, 0, 1);
   // What a server killed with -9 between its journal write and its fold leaves: a record, and no key under servers/.
   const changes = NAMES.map((name) => ({ key: clientKey(prefix, name, "Expires"), value: { value: at + HOUR, at, by: "dead-server" } }));
   await etcd.put(journalKey(prefix, "dead-server", 7)).value(encodeJournal(prefix, { at, by: "dead-server", changes }));
+  // And a key under journal/ that is no record: nothing to take, deleted by the fold.
+  await etcd.put(journalKey(prefix, "someone", 1)).value("not a record");
   // c1 changed after the dead server's record: its key is newer and must stay.
   await etcd.put(clientKey(prefix, "c1", "Expires")).value(encodeValue({ value: at + 5 * HOUR, at: at + 1_000, by: "other" }));
 
@@ -125,7 +127,7 @@ test("a dead server's record is read by a server that starts after it, and folde
     assert.equal(c.registry.get("c0")!.expires?.getTime(), at + HOUR, "c0 takes the record's value at start");
     assert.equal(c.registry.get("c1")!.expires?.getTime(), at + 5 * HOUR, "c1 keeps the newer key's value");
     clock.advance(FOLD_QUIET_MS);
-    await eventually(async () => (await keys(journalDir(prefix))).length === 0, { what: "the dead server's record folded" });
+    await eventually(async () => (await keys(journalDir(prefix))).length === 0, { what: "the dead server's record and the broken one folded" });
     assert.equal(await stored(prefix, "c0"), at + HOUR);
     assert.equal(await stored(prefix, "c1"), at + 5 * HOUR, "the fold wrote an older value over a newer one");
   } finally {

@@ -669,14 +669,15 @@ export class FleetState {
         continue;
       }
       if (parsed?.kind === "journal") {
-        const record = type === "Put" ? decodeJournal(this.#prefix, text) : null;
-        if (!record) {
+        if (type !== "Put") {
           this.#journal.delete(key);
           continue;
         }
-        this.#journal.set(key, { by: record.by, at: record.at });
+        // A record that is not one (not ours: written by hand, or damaged) is folded away at once: nothing to take, only the delete.
+        const record = decodeJournal(this.#prefix, text);
+        this.#journal.set(key, { by: record?.by ?? "", at: record?.at ?? 0 });
         this.#armFold();
-        for (const change of record.changes) take(change.key, parseKey(this.#prefix, change.key)!, change.value, true);
+        for (const change of record?.changes ?? []) take(change.key, parseKey(this.#prefix, change.key)!, change.value, true);
         continue;
       }
       if (type !== "Put") continue;
