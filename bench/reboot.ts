@@ -243,7 +243,7 @@ export interface RebootOptions {
   /** Share of legacy (TLS 1.2, OpenPGP) machines: 0 (default), 1, or 0.5 for a mixed wave. */
   readonly legacyShare?: number;
   /** Told when a measured wave of ours starts (after its warm-up) and ends (bench/etcd-wave.ts reads etcd's counters there). */
-  readonly onWave?: (phase: "start" | "end") => void;
+  readonly onWave?: (phase: "start" | "end") => void | Promise<void>;
 }
 
 /** clients.list as mandos-load's ref-server reads it; it opens only the secret files. */
@@ -276,11 +276,13 @@ async function warmedWave(
       wave.root,
       () => {
         before = procStats(server.pid!);
-        if (label === "mandos-ts") options.onWave?.("start");
+        if (label === "mandos-ts") void options.onWave?.("start");
       },
     );
-    if (label === "mandos-ts") options.onWave?.("end");
-    const run = measuredRun(label, workers, wave.generation, wave.n, wave.concurrency, report, before, procStats(server.pid!));
+    const after = procStats(server.pid!);
+    // Awaited before the server stops: what it does after the wave (etcd-wave.ts waits for its fold) is not in `after`.
+    if (label === "mandos-ts") await options.onWave?.("end");
+    const run = measuredRun(label, workers, wave.generation, wave.n, wave.concurrency, report, before, after);
     options.log(describe(run));
     return run;
   } finally {

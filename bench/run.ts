@@ -86,12 +86,14 @@ const overload = parts.has("overload")
   : null;
 
 const etcdWave = parts.has("etcd") ? await runEtcdWave({ quick, log }) : null;
+// The same with one member: what the three-member run costs beyond it is two replicas that a fleet runs on other machines.
+const etcdWaveOne = parts.has("etcd") && !quick ? await runEtcdWave({ quick, log, members: 1, rounds: 1 }) : null;
 
 const ours = runs.filter((r) => r.server === "mandos-ts");
 const reference = runs.filter((r) => r.server === "python-reference");
 /** Any failure, mismatch, or connection without its secret. */
 const incomplete = (c: Counts): boolean => c.failures > 0 || c.mismatches > 0 || c.succeeded < c.attempted;
-const bad = [...ours, ...(etcdWave ? [...etcdWave.file, ...etcdWave.etcd] : [])].filter((r) => incomplete(r.report) || (r.report.warmup !== undefined && incomplete(r.report.warmup)));
+const bad = [...ours, ...[etcdWave, etcdWaveOne].flatMap((w) => (w ? [...w.file, ...w.etcd] : []))].filter((r) => incomplete(r.report) || (r.report.warmup !== undefined && incomplete(r.report.warmup)));
 
 let table = "| server | workers | machines | clients | concurrent | secrets/s | steady secrets/s | p50 ms | p90 ms | p99 ms | max ms | ok/attempted | peak RSS MiB | CPU ms/secret |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
 for (const r of runs) {
@@ -134,8 +136,8 @@ if (wave) {
 }
 // Every connection's timings are kept for the picture's runs only, under "wave".
 const withoutSamples = runs.map((r) => ({ ...r, report: { ...r.report, samples: undefined } }));
-writeFileSync(file, JSON.stringify({ machine, micro, runs: withoutSamples, native, overload, etcdWave, wave: wave?.series ?? null }, null, 2) + "\n");
-process.stdout.write(`\n${microTable}\n${runs.length > 0 ? table : ""}\n${ratio}${byN}\n${native ? nativeTables(native) : ""}\n${etcdWaveReport(etcdWave)}\n${overload ? `${describeOverload(overload)}\n\n` : ""}results: ${file}\n`);
+writeFileSync(file, JSON.stringify({ machine, micro, runs: withoutSamples, native, overload, etcdWave, etcdWaveOne, wave: wave?.series ?? null }, null, 2) + "\n");
+process.stdout.write(`\n${microTable}\n${runs.length > 0 ? table : ""}\n${ratio}${byN}\n${native ? nativeTables(native) : ""}\n${etcdWaveReport(etcdWave)}\n${etcdWaveReport(etcdWaveOne)}\n${overload ? `${describeOverload(overload)}\n\n` : ""}results: ${file}\n`);
 const nativeBad = native ? failedRows(native) : [];
 if (nativeBad.length > 0) {
   process.stdout.write(`\n!!! BENCHMARK FAILURES: ${nativeBad.length} native-comparison run(s) had failed or mismatched secrets !!!\n`);
