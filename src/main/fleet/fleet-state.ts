@@ -518,19 +518,25 @@ export class FleetState {
     if (this.#flushing || this.#stopped) return;
     this.#flushing = true;
     try {
-      const res = await this.#readAll();
-      const incoming: Incoming[] = res.kvs.map((kv) => ({ type: "Put", key: kv.key.toString(), text: kv.value.toString() }));
+      // Each page is adopted as it comes (values of one revision; Rule 1
+      // holds across pages): a fleet's 140,000 keys are never in memory at once.
+      const present = new Set<string>();
       this.#journal.clear();
-      this.#apply(incoming, true);
-      // A key whose value is only in a journal record so far is there all the same.
-      const present = new Set(incoming.map((i) => i.key));
-      for (const i of incoming) if (parseKey(this.#prefix, i.key)?.kind === "journal") for (const c of decodeJournal(this.#prefix, i.text)?.changes ?? []) present.add(c.key);
+      const revision = await this.#readAll((kvs) => {
+        const incoming: Incoming[] = kvs.map((kv) => ({ type: "Put", key: kv.key.toString(), text: kv.value.toString() }));
+        this.#apply(incoming, true);
+        for (const i of incoming) {
+          present.add(i.key);
+          // A key whose value is only in a journal record so far is there all the same.
+          if (parseKey(this.#prefix, i.key)?.kind === "journal") for (const c of decodeJournal(this.#prefix, i.text)?.changes ?? []) present.add(c.key);
+        }
+      });
       this.#forgetPending(present);
       const added = [...this.#added];
       this.#seed(present, this.#synced ? added : null);
       await this.#checkers.start();
       await this.#write();
-      if (!this.#watcher) await this.#watch(res.revision + 1n);
+      if (!this.#watcher) await this.#watch(revision + 1n);
       this.#synced = true;
       for (const name of added) this.#added.delete(name);
       if (this.#degraded) this.#logger.warning(`etcd is reachable again: client state shared with the fleet (${this.#dirty.size} changes pending)`);
@@ -545,9 +551,8 @@ export class FleetState {
     if (this.#hasWork()) this.#schedule(FLUSH_MS);
   }
 
-  /** Every key under the prefix, as of one revision, a page at a time. */
-  async #readAll(): Promise<{ kvs: IKeyValue[]; revision: bigint }> {
-    const kvs: IKeyValue[] = [];
+  /** Every key under the prefix, as of one revision, a page at a time to `onPage`; resolves to that revision. */
+  async #readAll(onPage: (kvs: readonly IKeyValue[]) => void): Promise<bigint> {
     const end = prefixEnd(this.#prefix);
     let key = Buffer.from(this.#prefix);
     let revision: string | undefined;
@@ -557,9 +562,9 @@ export class FleetState {
         { deadline: Date.now() + REQUEST_TIMEOUT_MS },
       );
       revision ??= res.header.revision;
-      kvs.push(...res.kvs);
+      onPage(res.kvs);
       const last = res.kvs.at(-1);
-      if (!res.more || !last) return { kvs, revision: BigInt(revision) };
+      if (!res.more || !last) return BigInt(revision);
       key = Buffer.concat([last.key, Buffer.from([0])]);
     }
   }
