@@ -182,4 +182,25 @@ describe("a fleet server starting with an edited clients.conf", { skip }, () => 
     }
     await eventually(async () => /clients\/delta\/Host\n\{"value":"changed-in-outage\.example\.org"/.test(await cluster.dump(PREFIX)), { what: "A's change in etcd" });
   });
+
+  test("with etcd hung, SIGTERM still ends the server at once, its last change saved as unsent", async () => {
+    const [a] = members as [Member, Member];
+    const statePath = join(a.state, "clients.json");
+    // Frozen, not stopped: connections stay open and nothing answers, as in a partition that drops packets.
+    for (const m of cluster.members) m.freeze(true);
+    try {
+      const r = await mandosCtl(a.bus.address, "--host", "changed-while-hung.example.org", "delta");
+      assert.equal(r.code, 0, r.stderr);
+      // At once: within the saver's one second, so only the shutdown's own save can hold it.
+      const code = await a.server.stop();
+      assert.equal(code, 0, `the server did not exit by itself within the helper's 10 s grace:\n${a.server.log()}`);
+      const saved = JSON.parse(readFileSync(statePath, "utf8")) as { fleetUnsent?: Array<{ key: string; value: unknown }> };
+      assert.ok(
+        saved.fleetUnsent?.some((u) => u.key === "clients/delta/Host" && u.value === "changed-while-hung.example.org"),
+        "the change etcd did not take is not in the state file",
+      );
+    } finally {
+      for (const m of cluster.members) m.freeze(false);
+    }
+  });
 });

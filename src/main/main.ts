@@ -338,8 +338,14 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
         await listener.close(SHUTDOWN_GRACE_MS);
         await dbus?.stop();
         registry.stop();
-        await fleet?.stop();
+        // Saved before the fleet's last writes, which wait for etcd (at
+        // most a few seconds); saved again after them, so the file holds
+        // no change as unsent that etcd has since taken.
         if (keepState) saver.saveNow();
+        if (fleet) {
+          await fleet.stop();
+          if (keepState) saver.saveNow();
+        }
         await observe.close();
         await runner.close();
         clientsReader.close();

@@ -26,6 +26,8 @@ export interface EtcdMember {
   /** Starts the member again, on its data directory (after stop or kill). */
   start(): void;
   stop(): Promise<void>;
+  /** Stops (SIGSTOP) or resumes (SIGCONT) the member's process: an etcd that hangs, or a partition that drops every packet. */
+  freeze(frozen: boolean): void;
 }
 
 /** etcd's password authentication, as an operator sets it up (docs/ETCD.md "Securing etcd"). */
@@ -99,8 +101,12 @@ export async function startEtcdCluster(size = 3, security: EtcdSecurity = {}): P
       },
       async stop() {
         if (!child) return;
+        child.kill("SIGCONT");
         child.kill("SIGTERM");
         await exited;
+      },
+      freeze(frozen) {
+        child?.kill(frozen ? "SIGSTOP" : "SIGCONT");
       },
     };
   });

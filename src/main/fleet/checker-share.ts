@@ -120,10 +120,14 @@ export class CheckerShare {
     }, (LEASE_TTL_S * 1_000) / 5).unref();
   }
 
-  /** Gives this server's share to the others at once (a kill -9 gives it after LEASE_TTL_S). */
-  async stop(): Promise<void> {
+  /**
+   * Gives this server's share to the others at once (a kill -9 gives it
+   * after LEASE_TTL_S); an etcd that does not answer within `waitMs` gets
+   * the same as a kill -9.
+   */
+  async stop(waitMs: number): Promise<void> {
     this.#stopped = true;
     await this.#watcher?.close();
-    await this.#lease?.revoke().catch(() => undefined);
+    await this.#lease?.revoke({ deadline: Date.now() + waitMs }).catch(() => undefined);
   }
 }

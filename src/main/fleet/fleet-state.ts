@@ -55,7 +55,7 @@ import type { EtcdSettings } from "./settings.js";
 import type { FleetUnsentChange } from "../state/state-file.js";
 import { readEtcdCredentials } from "./credentials.js";
 import { explainEtcdTls } from "./tls-diagnosis.js";
-import { watchPrefix, type PrefixWatch } from "./prefix-watch.js";
+import { CANCEL_WAIT_MS, watchPrefix, type PrefixWatch } from "./prefix-watch.js";
 import { CheckerShare } from "./checker-share.js";
 import { RUNTIME_SETTINGS } from "../clients/runtime-settings.js";
 
@@ -273,15 +273,20 @@ export class FleetState {
     await this.#sync();
   }
 
-  /** Writes what is left (best effort) and closes the link. */
+  /**
+   * Writes what is left (best effort) and closes the link. Bounded: an
+   * etcd that does not answer (hung, or partitioned away) holds it
+   * REQUEST_TIMEOUT_MS at most for the writes, then two CANCEL_WAIT_MS for
+   * the watches and the lease; what was not written stays in unsent(), for
+   * the state file the caller saves.
+   */
   async stop(): Promise<void> {
     this.#stopped = true;
     this.#unsubscribe();
     this.#timer?.cancel();
     this.#foldTimer?.cancel();
-    if (!this.#degraded && this.#hasWork()) await this.#write().catch(() => undefined);
-    await this.#watcher?.close();
-    await this.#checkers.stop();
+    if (!this.#degraded && this.#hasWork()) await this.#write(Date.now() + REQUEST_TIMEOUT_MS).catch(() => undefined);
+    await Promise.all([this.#watcher?.close(), this.#checkers.stop(CANCEL_WAIT_MS)]);
     this.#registry.setCheckerOwnership(null);
     this.#etcd.close();
   }
@@ -354,7 +359,7 @@ export class FleetState {
    * JOURNAL_MIN_CHANGES client changes go as journal records instead, one
    * put each. A pending request waits for the lease it is bound to.
    */
-  async #write(): Promise<void> {
+  async #write(deadline?: number): Promise<void> {
     const lease = this.#pendingOut.size > 0 ? await this.#checkers.leaseId() : null;
     // What to write, as it stands now; each transaction's requests are made
     // only when it is sent (a first server's seed is 14 keys a client).
@@ -380,11 +385,14 @@ export class FleetState {
       });
     }
     this.#storm = journal;
-    await this.#send(items, lease);
+    await this.#send(items, lease, deadline);
   }
 
-  /** Sends `items` in order, MAX_TXN_OPS and TXN_MAX_JOURNAL_BYTES at most to a transaction. */
-  async #send(items: readonly WriteItem[], lease: string | null): Promise<void> {
+  /**
+   * Sends `items` in order, MAX_TXN_OPS and TXN_MAX_JOURNAL_BYTES at most
+   * to a transaction, each within REQUEST_TIMEOUT_MS, and all by `deadline` if one is given.
+   */
+  async #send(items: readonly WriteItem[], lease: string | null, deadline?: number): Promise<void> {
     for (let i = 0; i < items.length; ) {
       let end = i;
       for (let bytes = 0; end < items.length && end - i < MAX_TXN_OPS; end++) {
@@ -393,7 +401,10 @@ export class FleetState {
       }
       const chunk = items.slice(i, end);
       i = end;
-      const res = await this.#etcd.kv.txn({ success: chunk.map((item) => item.request(lease)) }, { deadline: Date.now() + REQUEST_TIMEOUT_MS });
+      const res = await this.#etcd.kv.txn(
+        { success: chunk.map((item) => item.request(lease)) },
+        { deadline: Math.min(Date.now() + REQUEST_TIMEOUT_MS, deadline ?? Infinity) },
+      );
       this.#ownRevisions.add(res.header.revision);
       for (const item of chunk) item.done();
     }

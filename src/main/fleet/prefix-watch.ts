@@ -9,6 +9,14 @@
 
 import { Etcd3, type IOptions, type Watcher } from "etcd3";
 
+/**
+ * How long close() waits for etcd to confirm the cancel: etcd3 waits for
+ * the answer with no deadline of its own, and an etcd that has hung (a
+ * partition that drops packets) would hold a stopping server forever.
+ * The connection is closed after it either way, which ends the watch.
+ */
+export const CANCEL_WAIT_MS = 1_000;
+
 export interface PrefixWatch {
   readonly watcher: Watcher;
   /** Cancels the watch and closes its connection. */
@@ -42,7 +50,12 @@ export async function watchPrefix(options: IOptions, prefix: string, onCancelled
     async close() {
       if (closed) return;
       closed = true;
-      await watcher.cancel().catch(() => undefined);
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        watcher.cancel().catch(() => undefined),
+        new Promise<void>((resolve) => (timer = setTimeout(resolve, CANCEL_WAIT_MS))),
+      ]);
+      clearTimeout(timer);
       etcd.close();
     },
   };
