@@ -48,7 +48,7 @@ import type { PendingRequest, RegistryEvent } from "../clients/contract.js";
 import type { ClientRegistry } from "../clients/registry.js";
 import type { Logger } from "../daemon/log.js";
 import {
-  approvalKey, clientKey, decodeJournal, decodePending, decodeValue, encodeJournal, encodePending, encodeValue, isShared, journalDir, journalKey, parseKey,
+  approvalKey, clientKey, decodeJournal, decodePending, decodeValue, encodeJournal, encodePending, encodeValue, isScalar, isShared, journalDir, journalKey, parseKey,
   pendingKey, readProperty, SHARED_PROPERTIES, StateBuilder, type ParsedKey, type Stamped,
 } from "./layout.js";
 import type { EtcdSettings } from "./settings.js";
@@ -234,11 +234,11 @@ export class FleetState {
       if (typeof entry !== "object" || entry === null) continue;
       const { key, value, at, by } = entry as Partial<FleetUnsentChange>;
       if (typeof key !== "string" || typeof at !== "number" || !Number.isFinite(at) || at <= 0 || typeof by !== "string") continue;
-      if (!(value === null || ["string", "number", "boolean"].includes(typeof value))) continue;
+      if (!isScalar(value)) continue;
       const full = this.#prefix + key;
       const parsed = parseKey(this.#prefix, full);
       if (parsed?.kind !== "client" || !this.#registry.get(parsed.name)) continue;
-      this.#dirty.set(full, { key: full, value: { value: value!, at, by } });
+      this.#dirty.set(full, { key: full, value: { value, at, by } });
       restored++;
     }
     if (restored > 0) this.#logger.info(`${restored} change(s) made before the restart are not yet in etcd; they go out when it answers`);
@@ -371,7 +371,7 @@ export class FleetState {
     for (const d of this.#dirty.values()) {
       if (inJournal.has(d)) continue;
       items.push({
-        request: () => ({ request_put: { key: Buffer.from(d.key), value: Buffer.from(encodeValue(d.value)) } }),
+        request: () => putStamped(d.key, d.value),
         done: () => this.#written(d),
       });
     }
@@ -486,20 +486,20 @@ export class FleetState {
           { key: Buffer.from(journalDir(this.#prefix)), range_end: prefixEnd(journalDir(this.#prefix)) },
           { deadline: Date.now() + REQUEST_TIMEOUT_MS },
         );
-        const wanted = new Set(keys);
+        // Taken off the list as found; what is left is gone from etcd already (folded by another server).
+        const unfound = new Set(keys);
         const items: WriteItem[] = [];
         for (const kv of records.kvs) {
           const key = kv.key.toString();
-          if (!wanted.has(key)) continue;
+          if (!unfound.delete(key)) continue;
           for (const change of decodeJournal(this.#prefix, kv.value.toString())?.changes ?? []) {
-            const newest = this.#dirty.get(change.key)?.value ?? this.#known.get(change.key);
+            const newest = this.#newest(change.key);
             if (newest && newer(newest, change.value)) continue;
-            items.push({ request: () => ({ request_put: { key: Buffer.from(change.key), value: Buffer.from(encodeValue(change.value)) } }), done: () => {} });
+            items.push({ request: () => putStamped(change.key, change.value), done: () => {} });
           }
           items.push({ request: () => ({ request_delete_range: { key: kv.key } }), done: () => this.#journal.delete(key) });
         }
-        // Gone from etcd already (folded by another server): forgotten here too.
-        for (const key of keys) if (!records.kvs.some((kv) => kv.key.toString() === key)) this.#journal.delete(key);
+        for (const key of unfound) this.#journal.delete(key);
         await this.#send(items, null);
       } catch (error) {
         this.#goDegraded(error);
@@ -511,6 +511,11 @@ export class FleetState {
       if (this.#hasWork() || this.#resync) this.#schedule(FLUSH_MS);
     }
     if (this.#journal.size > 0) this.#armFold();
+  }
+
+  /** The newest value of `key` this server has, written or not (Rule 1). */
+  #newest(key: string): Stamped | undefined {
+    return this.#dirty.get(key)?.value ?? this.#known.get(key);
   }
 
   /**
@@ -653,7 +658,7 @@ export class FleetState {
     const take = (key: string, parsed: ParsedKey, value: Stamped, journaled: boolean): void => {
       if (value.by === this.#id && !includeOwn) return;
       const mine = this.#dirty.get(key);
-      const newest = mine?.value ?? this.#known.get(key);
+      const newest = this.#newest(key);
       if (newest && newer(newest, value)) {
         // An older value landed after a newer one (a write retried across
         // an outage): write the newer one again, so that etcd converges too.
@@ -746,6 +751,11 @@ export class FleetState {
 /** An error's message on one line (a log line, a line of --check). */
 function oneLine(error: unknown): string {
   return (error instanceof Error ? error.message : String(error)).replace(/\s*\n\s*/g, " ").trim();
+}
+
+/** The put of a shared key's stamped value. */
+function putStamped(key: string, value: Stamped): IRequestOp {
+  return { request_put: { key: Buffer.from(key), value: Buffer.from(encodeValue(value)) } };
 }
 
 /** `a` was changed after `b`; the server names break a tie, so that every server picks the same one. */

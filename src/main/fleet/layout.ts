@@ -132,14 +132,19 @@ export function decodePending(text: string): PendingRequest | null {
   }
 }
 
-/** Where `server` writes its journal record number `seq` (zero-padded, so that keys sort in order). */
-export function journalKey(prefix: string, server: string, seq: number): string {
-  return `${prefix}journal/${encodeURIComponent(server)}/${seq.toString().padStart(12, "0")}`;
-}
-
 /** The start of every journal record's key. */
 export function journalDir(prefix: string): string {
   return `${prefix}journal/`;
+}
+
+/** Where `server` writes its journal record number `seq` (zero-padded, so that keys sort in order). */
+export function journalKey(prefix: string, server: string, seq: number): string {
+  return `${journalDir(prefix)}${encodeURIComponent(server)}/${seq.toString().padStart(12, "0")}`;
+}
+
+/** A value a shared key may hold: JSON's scalars (state file and journal alike carry nothing else). */
+export function isScalar(v: unknown): v is Json {
+  return v === null || typeof v === "string" || typeof v === "number" || typeof v === "boolean";
 }
 
 /** One change a journal record carries: the clients/ key (under the prefix) and its stamped value. */
@@ -180,10 +185,10 @@ export function decodeJournal(prefix: string, text: string): JournalRecord | nul
     if (!Array.isArray(c) || c.length !== 4) continue;
     const [key, value, cAt, cBy] = c as [unknown, unknown, unknown, unknown];
     if (typeof key !== "string" || typeof cAt !== "number" || !Number.isFinite(cAt) || typeof cBy !== "string") continue;
-    if (!(value === null || ["string", "number", "boolean"].includes(typeof value))) continue;
+    if (!isScalar(value)) continue;
     const full = prefix + key;
     if (parseKey(prefix, full)?.kind !== "client") continue;
-    out.push({ key: full, value: { value: value as Json, at: cAt, by: cBy } });
+    out.push({ key: full, value: { value, at: cAt, by: cBy } });
   }
   return { at, by, changes: out };
 }
