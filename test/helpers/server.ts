@@ -9,6 +9,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { MANDOS_CLIENT } from "./peers.js";
 import { eventually } from "./wait.js";
+import { serverNodeFlags } from "../../bench/reboot.js";
 
 export const REPO = fileURLToPath(new URL("../../../", import.meta.url));
 export const BIN_MANDOS = `${REPO}bin/mandos`;
@@ -71,7 +72,11 @@ export interface StartOptions {
   readonly keepClientsConfPrivate?: boolean;
 }
 
-/** Starts bin/mandos in the foreground with debug logging on stderr and waits until it listens. */
+/**
+ * Starts bin/mandos in the foreground with debug logging on stderr and waits
+ * until it listens. With the node flags of its #! line, as it runs installed
+ * (its young-generation cap changes how much memory each thread keeps).
+ */
 export async function startServer(
   args: readonly string[],
   env: NodeJS.ProcessEnv = {},
@@ -79,7 +84,7 @@ export async function startServer(
 ): Promise<RunningServer> {
   shareWithServerUser(args, options.keepClientsConfPrivate === true);
   const fixed = ["--debug", "--no-zeroconf", ...(options.dbus ? [] : ["--no-dbus"])];
-  const child = spawn(process.execPath, [BIN_MANDOS, ...fixed, ...args], {
+  const child = spawn(process.execPath, [...serverNodeFlags(), BIN_MANDOS, ...fixed, ...args], {
     stdio: ["ignore", "pipe", "pipe"],
     env: { ...process.env, ...env },
   });
