@@ -102,6 +102,8 @@ export interface ServerUnderTest {
   readonly server: "mandos-ts" | "native";
   /** Worker threads (`--workers`, or ref-server's `-w`); "default" leaves ours to choose. */
   readonly workers: number | "default";
+  /** Ours with `--serve-threads N` (then `workers` is not used). */
+  readonly serveThreads?: number;
   /** taskset CPU lists for the server and the load generator; none: unpinned. */
   readonly pin?: { readonly server: string; readonly generator: string };
 }
@@ -124,6 +126,7 @@ export interface CpuPerSecret {
 export interface NativeRow {
   readonly server: ServerUnderTest["server"];
   readonly workers: ServerUnderTest["workers"];
+  readonly serveThreads?: number | undefined;
   readonly pinned: ServerUnderTest["pin"] | null;
   readonly clients: number;
   readonly concurrency: number;
@@ -198,7 +201,7 @@ async function startServer(tools: NativeTools, s: ServerUnderTest, clientsDir: s
       "--no-zeroconf", "--no-dbus", "--foreground", "--debuglevel", "ERROR", "--address", "::1", "--port", String(port),
       // Every simulated client is ::1 here; a real fleet has an address each.
       "--max-per-source", "0",
-      ...(s.workers === "default" ? [] : ["--workers", String(s.workers)]),
+      ...(s.serveThreads ? ["--serve-threads", String(s.serveThreads)] : s.workers === "default" ? [] : ["--workers", String(s.workers)]),
     ];
     const [cmd, args] = taskset(argv);
     child = spawn(cmd, args, { stdio: ["ignore", "ignore", "inherit"] });
@@ -236,6 +239,7 @@ export async function measureServer(
     return {
       server: s.server,
       workers: s.workers,
+      serveThreads: s.serveThreads,
       pinned: s.pin ?? null,
       clients: clients.count,
       concurrency: load.concurrency,
@@ -268,19 +272,32 @@ export async function measureServer(
  */
 export interface Extrapolation {
   readonly cores: number;
-  readonly oursSecretsPerSecond: number;
-  /** Which bound sets ours: "main thread" or "cores". */
-  readonly oursBoundBy: string;
+  /** One process, the main thread and cores − 1 workers. */
+  readonly poolSecretsPerSecond: number;
+  /** Which bound sets it: "main thread" or "cores". */
+  readonly poolBoundBy: string;
+  /** One process, the main thread and cores − 1 serve threads. */
+  readonly threadsSecretsPerSecond: number;
+  readonly threadsBoundBy: string;
   readonly nativeSecretsPerSecond: number;
 }
 
-export function extrapolate(ours: CpuPerSecret, native: CpuPerSecret, cores: number): Extrapolation {
-  const byCores = ours.total > 0 ? (cores * 1e6) / ours.total : 0;
-  const byMain = ours.main > 0 ? 1e6 / ours.main : Infinity;
+/** The lower of the two bounds: the cores' (all threads' CPU) and the main thread's alone. */
+function bound(cpu: CpuPerSecret, cores: number): { rate: number; by: string } {
+  const byCores = cpu.total > 0 ? (cores * 1e6) / cpu.total : 0;
+  const byMain = cpu.main > 0 ? 1e6 / cpu.main : Infinity;
+  return { rate: Math.round(Math.min(byCores, byMain)), by: byMain < byCores ? "main thread" : "cores" };
+}
+
+export function extrapolate(pool: CpuPerSecret, threads: CpuPerSecret, native: CpuPerSecret, cores: number): Extrapolation {
+  const p = bound(pool, cores);
+  const t = bound(threads, cores);
   return {
     cores,
-    oursSecretsPerSecond: Math.round(Math.min(byCores, byMain)),
-    oursBoundBy: byMain < byCores ? "main thread" : "cores",
+    poolSecretsPerSecond: p.rate,
+    poolBoundBy: p.by,
+    threadsSecretsPerSecond: t.rate,
+    threadsBoundBy: t.by,
     nativeSecretsPerSecond: native.total > 0 ? Math.round((cores * 1e6) / native.total) : 0,
   };
 }
@@ -301,10 +318,15 @@ export interface NativeOptions {
   readonly log: (line: string) => void;
 }
 
+/** "workers=2", or "serve-threads=2". */
+function threadsLabel(r: Pick<NativeRow, "workers" | "serveThreads">): string {
+  return r.serveThreads ? `serve-threads=${r.serveThreads}` : `workers=${r.workers}`;
+}
+
 export function describeRow(r: NativeRow): string {
   const c = r.cpuUsPerSecret;
   return (
-    `${r.server} workers=${r.workers}${r.pinned ? ` pinned ${r.pinned.server}/${r.pinned.generator}` : ""} N=${r.clients} c=${r.concurrency} ${r.measured}: ` +
+    `${r.server} ${threadsLabel(r)}${r.pinned ? ` pinned ${r.pinned.server}/${r.pinned.generator}` : ""} N=${r.clients} c=${r.concurrency} ${r.measured}: ` +
     `${r.secretsPerSecond} secrets/s, p50 ${r.latencyMs.p50} p99 ${r.latencyMs.p99} ms, ${r.ok} ok ${r.failed} failed ${r.mismatched} mismatched, ` +
     `CPU µs/secret ${c.total} (main ${c.main}, workers ${c.workers}, others ${c.others}), peak RSS ${r.peakRssMiB} MiB`
   );
@@ -339,7 +361,8 @@ export async function runNativeComparison(options: NativeOptions): Promise<Nativ
   if (!reuse) makeClientSet(tools, small.count, small.dir, log, quick);
   const load: Load = { concurrency: quick ? 64 : 256, warmupSeconds: quick ? 1 : 3, measure: { seconds: quick ? 2 : 8 } };
   const native: ServerUnderTest = { server: "native", workers: 2 };
-  for (const s of [{ server: "mandos-ts", workers: 0 }, { server: "mandos-ts", workers: 2 }, native] as const) {
+  const threads2: ServerUnderTest = { server: "mandos-ts", workers: 0, serveThreads: 2 };
+  for (const s of [{ server: "mandos-ts", workers: 0 }, { server: "mandos-ts", workers: 2 }, threads2, native] as const) {
     await measure(s, small, load, report.sideBySide);
   }
 
@@ -348,26 +371,32 @@ export async function runNativeComparison(options: NativeOptions): Promise<Nativ
     for (const workers of quick ? [0, 2] : [0, 1, 2]) {
       await measure({ server: "mandos-ts", workers, pin: pinFor(workers, cores) }, small, load, report.pinned);
     }
+    // A serve thread does what the main thread and a worker do: pinned as many threads as --workers N + 1.
+    for (const threads of quick ? [2] : [1, 2]) {
+      await measure({ server: "mandos-ts", workers: 0, serveThreads: threads, pin: pinFor(threads - 1, cores) }, small, load, report.pinned);
+    }
     await measure({ ...native, pin: pinFor(2, cores) }, small, load, report.pinned);
   } else {
     log("scaling run skipped: one core, nothing to pin apart");
   }
 
-  const oursW2 = report.sideBySide.find((r) => r.server === "mandos-ts" && r.workers === 2);
+  const oursW2 = report.sideBySide.find((r) => r.server === "mandos-ts" && r.workers === 2 && !r.serveThreads);
+  const oursT2 = report.sideBySide.find((r) => r.server === "mandos-ts" && r.serveThreads === 2);
   const nativeRow = report.sideBySide.find((r) => r.server === "native");
-  if (oursW2 && nativeRow) {
-    for (const c of [2, 8, 16]) report.extrapolation.push(extrapolate(oursW2.cpuUsPerSecret, nativeRow.cpuUsPerSecret, c));
+  if (oursW2 && oursT2 && nativeRow) {
+    for (const c of [2, 4, 8, 16]) report.extrapolation.push(extrapolate(oursW2.cpuUsPerSecret, oursT2.cpuUsPerSecret, nativeRow.cpuUsPerSecret, c));
   }
 
   if (!quick) {
     const large = { dir: join(work, "clients-large"), count: 10_000 };
     makeClientSet(tools, large.count, large.dir, log);
     const wave: Load = { concurrency: 256, warmupSeconds: 3, measure: { connections: large.count } };
-    for (const s of [{ server: "mandos-ts", workers: 0 }, { server: "mandos-ts", workers: 2 }, native] as const) {
+    for (const s of [{ server: "mandos-ts", workers: 0 }, { server: "mandos-ts", workers: 2 }, threads2, native] as const) {
       await measure(s, large, wave, report.large);
     }
     // The memory goal: 10,000 clients configured, 1,000 connections open at once.
     await measure({ server: "mandos-ts", workers: "default" }, large, { ...wave, concurrency: 1000 }, report.large);
+    await measure(threads2, large, { ...wave, concurrency: 1000 }, report.large);
     rmSync(large.dir, { recursive: true, force: true });
   }
   return report;
@@ -380,7 +409,7 @@ const HEADER =
 function rowLine(r: NativeRow): string {
   const c = r.cpuUsPerSecret;
   const name = r.server === "native" ? "native ref-server" : "mandos-ts";
-  return `| ${name} | ${r.workers} | ${r.pinned ? `${r.pinned.server} / ${r.pinned.generator}` : "-"} | ${r.clients} | ${r.concurrency} | ${r.measured} | ${r.secretsPerSecond} | ${r.latencyMs.p50} | ${r.latencyMs.p99} | ${r.ok} | ${r.failed + r.mismatched} | ${c.total} | ${c.main} | ${c.workers} | ${c.others} | ${r.peakRssMiB} |\n`;
+  return `| ${name} | ${r.serveThreads ? `serve threads ${r.serveThreads}` : r.workers} | ${r.pinned ? `${r.pinned.server} / ${r.pinned.generator}` : "-"} | ${r.clients} | ${r.concurrency} | ${r.measured} | ${r.secretsPerSecond} | ${r.latencyMs.p50} | ${r.latencyMs.p99} | ${r.ok} | ${r.failed + r.mismatched} | ${c.total} | ${c.main} | ${c.workers} | ${c.others} | ${r.peakRssMiB} |\n`;
 }
 
 /** ours/native for each of our rows against the native row of the same table. */
@@ -390,7 +419,7 @@ function ratios(rows: readonly NativeRow[]): string {
   const x = (a: number, b: number): string => (b > 0 ? (a / b).toFixed(2) : "-");
   let out = "";
   for (const r of rows.filter((row) => row.server === "mandos-ts" && row.concurrency === native.concurrency)) {
-    out += `ours --workers ${r.workers} / native: secrets/s ${x(r.secretsPerSecond, native.secretsPerSecond)}, CPU per secret ${x(r.cpuUsPerSecret.total, native.cpuUsPerSecret.total)}, p99 ${x(r.latencyMs.p99, native.latencyMs.p99)}\n`;
+    out += `ours ${threadsLabel(r)} / native: secrets/s ${x(r.secretsPerSecond, native.secretsPerSecond)}, CPU per secret ${x(r.cpuUsPerSecret.total, native.cpuUsPerSecret.total)}, p99 ${x(r.latencyMs.p99, native.latencyMs.p99)}\n`;
   }
   return out;
 }
@@ -407,8 +436,8 @@ export function nativeTables(report: NativeReport): string {
   section("Pinned with taskset:", report.pinned);
   section("10,000 clients, one wave:", report.large);
   if (report.extrapolation.length > 0) {
-    out += "Extrapolated from the per-thread CPU per secret (ours: --workers 2 row; one process with cores − 1 workers):\n\n| cores | ours secrets/s | bound by | native secrets/s |\n|---|---|---|---|\n";
-    for (const e of report.extrapolation) out += `| ${e.cores} | ${e.oursSecretsPerSecond} | ${e.oursBoundBy} | ${e.nativeSecretsPerSecond} |\n`;
+    out += "Extrapolated from the per-thread CPU per secret (side-by-side rows; one process, the main thread and cores − 1 workers or serve threads):\n\n| cores | ours, pool | bound by | ours, serve threads | bound by | native secrets/s |\n|---|---|---|---|---|---|\n";
+    for (const e of report.extrapolation) out += `| ${e.cores} | ${e.poolSecretsPerSecond} | ${e.poolBoundBy} | ${e.threadsSecretsPerSecond} | ${e.threadsBoundBy} | ${e.nativeSecretsPerSecond} |\n`;
   }
   return out;
 }

@@ -52,15 +52,17 @@ describe("per-thread CPU", () => {
 
 describe("the extrapolation to more cores", () => {
   it("is bound by the cores while they are few, then by the main thread", () => {
-    const ours = { total: 1000, main: 250, workers: 600, others: 150 };
+    const pool = { total: 1000, main: 250, workers: 600, others: 150 };
+    const threads = { total: 1250, main: 50, workers: 1100, others: 100 };
     const native = { total: 500, main: 0, workers: 500, others: 0 };
-    const two = extrapolate(ours, native, 2);
-    assert.deepEqual([two.oursSecretsPerSecond, two.oursBoundBy, two.nativeSecretsPerSecond], [2000, "cores", 4000]);
-    const sixteen = extrapolate(ours, native, 16);
-    assert.deepEqual([sixteen.oursSecretsPerSecond, sixteen.oursBoundBy, sixteen.nativeSecretsPerSecond], [4000, "main thread", 32000]);
+    const two = extrapolate(pool, threads, native, 2);
+    assert.deepEqual([two.poolSecretsPerSecond, two.poolBoundBy, two.threadsSecretsPerSecond, two.threadsBoundBy, two.nativeSecretsPerSecond], [2000, "cores", 1600, "cores", 4000]);
+    const sixteen = extrapolate(pool, threads, native, 16);
+    assert.deepEqual([sixteen.poolSecretsPerSecond, sixteen.poolBoundBy, sixteen.threadsSecretsPerSecond, sixteen.threadsBoundBy, sixteen.nativeSecretsPerSecond], [4000, "main thread", 12800, "cores", 32000]);
+    const sixtyFour = extrapolate(pool, threads, native, 64);
+    assert.deepEqual([sixtyFour.threadsSecretsPerSecond, sixtyFour.threadsBoundBy], [20000, "main thread"]);
   });
 });
-
 describe("the picture of the wave", () => {
   it("draws each series in both panels, scaled to its machines, with its label escaped", () => {
     const svg = waveSvg(

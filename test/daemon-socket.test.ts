@@ -14,7 +14,8 @@ import { MANDOS_CLIENT, MANDOS_KEYGEN, missing } from "./helpers/peers.js";
 import { BIN_MANDOS, runMandosClient } from "./helpers/server.js";
 import { eventually } from "./helpers/wait.js";
 
-test("--socket serves on a listening socket created by the parent", { skip: missing(MANDOS_CLIENT, MANDOS_KEYGEN) }, async () => {
+// Also with serve threads, which all listen on the passed descriptor.
+for (const threads of [[], ["--serve-threads", "2"]]) test(`--socket serves on a listening socket created by the parent${threads.length ? `, ${threads.join(" ")}` : ""}`, { skip: missing(MANDOS_CLIENT, MANDOS_KEYGEN) }, async () => {
   const root = mkdtempSync(join(tmpdir(), "mandos-ts-socket-"));
   const listening = createServer();
   try {
@@ -24,7 +25,7 @@ test("--socket serves on a listening socket created by the parent", { skip: miss
     const port = (listening.address() as { port: number }).port;
     const fd = (listening as unknown as { _handle: { fd: number } })._handle.fd;
     assert.ok(fd > 2);
-    const child = spawn(process.execPath, [BIN_MANDOS, "--debug", "--no-zeroconf", "--no-dbus", "--configdir", conf, "--statedir", root, "--socket", "3"], {
+    const child = spawn(process.execPath, [BIN_MANDOS, "--debug", "--no-zeroconf", "--no-dbus", "--configdir", conf, "--statedir", root, "--socket", "3", ...threads], {
       stdio: ["ignore", "pipe", "pipe", fd],
     });
     let log = "";

@@ -120,7 +120,8 @@ function loopbackSources(first: number, count: number): string[] {
   return Array.from({ length: count }, (_, i) => `127.0.${Math.floor((first + i) / 250)}.${((first + i) % 250) + 2}`);
 }
 
-describe("fair admission against hostile sources", { skip }, () => {
+// Inline, and with the connections on serve threads, whose sources are counted on the main thread for all of them.
+for (const mode of [["--workers", "0"], ["--serve-threads", "2"]]) describe(`fair admission against hostile sources, ${mode.join(" ")}`, { skip }, () => {
   let root = "";
   let known: TestClient[] = [];
   let server: RunningServer;
@@ -134,7 +135,7 @@ describe("fair admission against hostile sources", { skip }, () => {
     const conf = join(root, "conf");
     mkdirSync(conf);
     writeFileSync(join(conf, "clients.conf"), known.map((c) => c.section).join("\n"), { mode: 0o600 });
-    server = await startServer(["--configdir", conf, "--statedir", join(root, "state"), "--no-restore", "--port", "0", "--workers", "0"]);
+    server = await startServer(["--configdir", conf, "--statedir", join(root, "state"), "--no-restore", "--port", "0", ...mode]);
   });
 
   after(async () => {

@@ -45,8 +45,8 @@ function rawPeer(port: number, payload: Buffer | string | Array<Buffer | string>
   });
 }
 
-for (const workers of [0, 2]) {
-  describe(`hostile peers against --workers ${workers}`, { skip }, () => {
+for (const mode of [["--workers", "0"], ["--workers", "2"], ["--serve-threads", "2"]]) {
+  describe(`hostile peers against ${mode.join(" ")}`, { skip }, () => {
     let root = "";
     let known: TestClient[] = [];
     let stranger: TestClient;
@@ -62,7 +62,7 @@ for (const workers of [0, 2]) {
       mkdirSync(conf);
       writeFileSync(join(conf, "clients.conf"), known.map((c) => c.section).join("\n"), { mode: 0o600 });
       server = await startServer([
-        "--configdir", conf, "--statedir", join(root, "state"), "--no-restore", "--port", "0", "--workers", String(workers),
+        "--configdir", conf, "--statedir", join(root, "state"), "--no-restore", "--port", "0", ...mode,
       ]);
     });
 

@@ -1,6 +1,7 @@
 // Black-box tests of bin/mandos against the real mandos-client (Debian
 // package), over real sockets on loopback, with inline handshakes
-// (--workers 0) and with a worker pool (--workers 2).
+// (--workers 0), with a worker pool (--workers 2), and with the connections
+// on serve threads (--serve-threads 2).
 
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
@@ -15,8 +16,8 @@ import { parseClientsConfig } from "../src/main/config/index.js";
 const skip = missing(MANDOS_CLIENT, MANDOS_KEYGEN);
 const FLEET = 50;
 
-for (const workers of [0, 2]) {
-  describe(`bin/mandos with --workers ${workers} serves the real mandos-client`, { skip }, () => {
+for (const mode of [["--workers", "0"], ["--workers", "2"], ["--serve-threads", "2"]]) {
+  describe(`bin/mandos with ${mode.join(" ")} serves the real mandos-client`, { skip }, () => {
     let root = "";
     let clients: TestClient[] = [];
     let server: RunningServer;
@@ -34,7 +35,7 @@ for (const workers of [0, 2]) {
       writeFileSync(join(conf, "clients.conf"), `[DEFAULT]\nchecker = true\n\n${sections.join("\n")}\n`, { mode: 0o600 });
       server = await startServer([
         "--configdir", conf, "--statedir", join(root, "state"), "--no-restore", "--port", "0",
-        "--address", "::", "--workers", String(workers),
+        "--address", "::", ...mode,
       ]);
     });
 

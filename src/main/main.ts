@@ -8,6 +8,7 @@ import { DEFAULT_PRIORITY, parsePriority, type TlsSettings } from "../tls/index.
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, parseCommandLine, type CommandLine } from "./config/cli.js";
 import { createHandshakeRunner, defaultWorkerCount } from "./serve/handshake-runner.js";
 import { Listener } from "./serve/listener.js";
+import { defaultServeThreadCount, ServeThreads } from "./serve/serve-threads.js";
 import { knownKeysOf } from "./serve/known-keys.js";
 import { DEFAULT_MAX_PER_SOURCE } from "./serve/limits.js";
 import { consoleSink, FanOutLogger } from "./daemon/log.js";
@@ -88,7 +89,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   let settings: ServerSettings;
   try {
     const file = loadServerConfig(join(cli.configdir, "mandos.conf"));
-    settings = mergeSettings(cli, fileSettings(file), { priority: DEFAULT_PRIORITY, workers: defaultWorkerCount(), maxPerSource: DEFAULT_MAX_PER_SOURCE });
+    settings = mergeSettings(cli, fileSettings(file), { priority: DEFAULT_PRIORITY, workers: defaultWorkerCount(), maxPerSource: DEFAULT_MAX_PER_SOURCE, serveThreads: defaultServeThreadCount() });
   } catch (error) {
     if (error instanceof SettingsError && error.code === "MANDOS_NEEDS_PORT") {
       process.stderr.write(`usage: mandos [options]\nmandos: error: ${error.message}\n`);
@@ -216,12 +217,15 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
   const dbusModule = settings.useDbus ? await import("./dbus/index.js") : null;
   const zeroconfModule = settings.zeroconf ? await import("./zeroconf/announce.js") : null;
   collectStartupGarbage();
-  const runner = createHandshakeRunner(settings.workers, tlsSettings, knownKeysOf(registry));
-  const listener = new Listener({ registry, runner, tlsSettings, logger, clock: systemClock, maxPerSource: settings.maxPerSource });
+  // Serve threads run their handshakes inline: no pool beside them.
+  const threaded = settings.serveThreads > 0;
+  const runner = createHandshakeRunner(threaded ? 0 : settings.workers, tlsSettings, knownKeysOf(registry));
+  const serveThreads = threaded ? new ServeThreads(settings.serveThreads, { registry, tlsSettings, logger, maxPerSource: settings.maxPerSource }) : null;
+  const listener = serveThreads ?? new Listener({ registry, runner, tlsSettings, logger, clock: systemClock, maxPerSource: settings.maxPerSource });
   // Metrics, audit log, health (docs/OBSERVABILITY.md): counting from the first connection.
   let accepting = false;
   const observe = await Observability.start(settings, {
-    clients: () => registry.list(), openConnections: () => listener.openConnections, workers: runner.workers,
+    clients: () => registry.list(), openConnections: () => listener.openConnections, workers: runner.workers, serveThreads: settings.serveThreads,
     workerQueue: () => runner.queued, accepting: () => accepting, stateNotKept: () => (keepState ? null : `${settings.statedir} is not usable`),
   });
   let bound: { address: string; port: number };
@@ -261,6 +265,7 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
   if (stateDir.ok && stateDir.created) logger.info(`Created state directory ${settings.statedir}`);
   // Workers read their code as they start: let them, before the drop.
   if (runAs && !(await runner.ready())) logger.error("Handshake workers did not start in time; handshakes may fail");
+  if (runAs && serveThreads && !(await serveThreads.ready())) logger.error("Serve threads did not start in time; connections may fail");
   try {
     dropPrivileges(logger);
   } catch (error) {
@@ -325,6 +330,12 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
 
   return new Promise<number>((resolve) => {
     let stopping = false;
+    let exitCode = EXIT_OK;
+    serveThreads?.onEnded((why) => {
+      logger.critical(`A serve thread ended: ${why.message}; stopping`);
+      exitCode = EXIT_FAILURE;
+      stop("SIGTERM");
+    });
     const stop = (signal: NodeJS.Signals): void => {
       if (stopping) return;
       stopping = true;
@@ -350,7 +361,7 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
         await runner.close();
         clientsReader.close();
         pidFile?.remove();
-        resolve(EXIT_OK);
+        resolve(exitCode);
       })();
     };
     const handlers: Record<string, () => void> = {

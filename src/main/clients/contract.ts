@@ -79,6 +79,15 @@ export type SecretDecision =
   | { readonly give: true; readonly secret: Buffer }
   | { readonly give: false; readonly reason: Refusal | "removed" | "aborted" };
 
+/** What a connection needs of the registry: the lookup, the decision and the outcome. */
+export interface SecretSource {
+  byKeyId(keyId: string): Pick<ClientView, "name"> | undefined;
+  byFingerprint(fingerprint: string): Pick<ClientView, "name"> | undefined;
+  requestSecret(name: string, address: string, signal: AbortSignal): Promise<SecretDecision>;
+  secretDelivered(name: string): void;
+  notFound(keyId: string, address: string): void;
+}
+
 export interface Registry {
   /** All clients, in clients.conf order. */
   list(): ClientView[];

@@ -1,5 +1,5 @@
 // The command line, as the Python server's argparse defines it (mandos(8)),
-// plus --workers and --max-per-source. Parsing only: what was given, and nothing for what was
+// plus --workers, --serve-threads and --max-per-source. Parsing only: what was given, and nothing for what was
 // not, so that mandos.conf can supply it (the command line wins).
 
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
@@ -25,6 +25,8 @@ export interface CommandLine extends EtcdOptions {
   zeroconf?: boolean;
   /** Handshake worker threads; 0 = inline; undefined = one per core. */
   workers?: number;
+  /** Threads that accept and serve connections whole (serve/serve-threads.ts); 0 = the main thread accepts. */
+  serveThreads?: number;
   /** Open connections per source (IPv4 address, IPv6 /64); 0 = no limit. */
   maxPerSource?: number;
   /** HOST:PORT for /metrics and /health (docs/OBSERVABILITY.md). */
@@ -94,6 +96,7 @@ export function parseCommandLine(
     .option("--foreground", "Run in foreground")
     .addOption(new Option("--no-zeroconf", "Do not use Zeroconf"))
     .option("--workers <N>", "Handshake worker threads (0: run handshakes on the main thread; default: one per core but one (0 on one core))", integer("workers", 0, 1024))
+    .option("--serve-threads <N>", "Threads that accept and serve connections whole, the main thread keeping the registry (0: the main thread accepts, handshakes on --workers; default: 0 below four cores, else one per core but one)", integer("serve-threads", 0, 1024))
     .option("--max-per-source <N>", "Open connections per client address (IPv6: per /64) at most; 0: no limit (default: 128)", integer("max-per-source", 0, 1_000_000))
     .option("--metrics <HOST:PORT>", "Serve Prometheus /metrics and /health on HOST:PORT (a bare :PORT is loopback only)")
     .option("--audit-log <FILE>", "Append one JSON line per secret released or known client refused to FILE")
@@ -134,6 +137,7 @@ export function parseCommandLine(
   if (given("foreground")) options.foreground = true;
   if (given("zeroconf")) options.zeroconf = false;
   if (given("workers")) options.workers = o.workers as number;
+  if (given("serveThreads")) options.serveThreads = o.serveThreads as number;
   if (given("maxPerSource")) options.maxPerSource = o.maxPerSource as number;
   if (given("metrics")) options.metrics = String(o.metrics);
   if (given("auditLog")) options.auditLog = String(o.auditLog);

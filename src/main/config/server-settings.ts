@@ -49,6 +49,8 @@ export interface ServerSettings {
   readonly zeroconf: boolean;
   /** Handshake worker threads; 0 = inline. */
   readonly workers: number;
+  /** Threads that serve connections whole; 0 = the main thread accepts (serve/serve-threads.ts). */
+  readonly serveThreads: number;
   /** Open connections per source at most; 0 = no limit (serve/admission.ts). */
   readonly maxPerSource: number;
   /** Where /metrics and /health listen; undefined: off. */
@@ -86,7 +88,7 @@ export const DEFAULT_SERVICENAME = "Mandos";
 export function mergeSettings(
   cli: CommandLine,
   file: ServerFileSettings,
-  defaults: { priority: string; workers: number; maxPerSource: number },
+  defaults: { priority: string; workers: number; maxPerSource: number; serveThreads?: number },
 ): ServerSettings {
   const pick = <K extends keyof ServerFileSettings & keyof CommandLine>(key: K): CommandLine[K] | ServerFileSettings[K] =>
     cli[key] !== undefined ? cli[key] : file[key];
@@ -125,6 +127,7 @@ export function mergeSettings(
     socket,
     zeroconf,
     workers: cli.workers ?? defaults.workers,
+    serveThreads: cli.serveThreads ?? defaults.serveThreads ?? 0,
     maxPerSource: pick("maxPerSource") ?? defaults.maxPerSource,
     metrics: (pick("metrics") ?? "") === "" ? undefined : parseMetricsAddress(pick("metrics") ?? ""),
     auditLog: pick("auditLog") ?? "",

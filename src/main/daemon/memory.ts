@@ -11,6 +11,11 @@ let collect: (() => void) | undefined;
 
 /** Runs a full garbage collection now (once start-up is over). */
 export function collectStartupGarbage(): void {
+  collectGarbage();
+}
+
+/** A full garbage collection, now (a serve thread's after a burst, see src/workers/serve.ts). */
+export function collectGarbage(): void {
   if (!collect) {
     // The documented way to reach V8's gc() without starting node with
     // --expose-gc: set the flag, then take gc from a fresh context.

@@ -16,6 +16,8 @@ export interface MetricSources {
   openConnections(): number;
   /** Handshake worker threads (0: inline). */
   readonly workers: number;
+  /** Serve threads (0: the main thread accepts; serve/serve-threads.ts); absent counts as 0. */
+  readonly serveThreads?: number;
   /** Handshake tasks waiting for a worker. */
   workerQueue(): number;
 }
@@ -102,6 +104,10 @@ export function createMetrics(sources: MetricSources): Metrics {
   new Gauge({
     name: "mandos_handshake_workers", help: "Handshake worker threads (0: handshakes run on the main thread).", registers: [registry],
     collect() { this.set(sources.workers); },
+  });
+  new Gauge({
+    name: "mandos_serve_threads", help: "Threads that accept and serve connections whole (0: the main thread accepts).", registers: [registry],
+    collect() { this.set(sources.serveThreads ?? 0); },
   });
   new Gauge({
     name: "mandos_handshake_worker_queue", help: "Handshake tasks waiting for a worker thread.", registers: [registry],

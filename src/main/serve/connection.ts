@@ -42,13 +42,14 @@ import type { HandshakeRunner } from "./handshake-runner.js";
 import type { SlotTicket } from "./admission.js";
 import {
   ADMISSION_WAIT_MS,
+  DECISION_CORK_MS,
   HANDSHAKE_TIMEOUT_MS,
   SEND_TIMEOUT_MS,
   VERSION_LINE_MAX_BYTES,
   VERSION_LINE_TIMEOUT_MS,
 } from "./limits.js";
 import type { Logger } from "../daemon/log.js";
-import type { Registry } from "../clients/contract.js";
+import type { SecretSource } from "../clients/contract.js";
 import { findLineEnd, judgeVersionLine } from "./version-line.js";
 
 export type ConnectionState = ConnectionStage | "Closed";
@@ -62,11 +63,20 @@ const NEXT: Record<ConnectionState, readonly ConnectionState[]> = {
   Closed: [],
 };
 
-// Connection IDs, unique within the process (channels are process-wide).
+// Connection IDs, unique within the process (channels are process-wide):
+// a serve thread numbers its own as n × stride + its index.
 let lastId = 0;
+let idStride = 1;
+let idOffset = 0;
+
+/** A serve thread's share of the connection IDs (serve-threads.ts). */
+export function numberConnections(index: number, stride: number): void {
+  idOffset = index;
+  idStride = stride;
+}
 
 export interface ConnectionDeps {
-  readonly registry: Registry;
+  readonly registry: SecretSource;
   readonly runner: HandshakeRunner;
   readonly tlsSettings: TlsSettings;
   /** For internal failures only; the facts go to events.ts's channels. */
@@ -108,6 +118,8 @@ export class Connection {
   #early: Buffer = Buffer.alloc(0);
   #unknownKey = false;
   #abort: AbortController | null = null;
+  /** Set while our Finished waits, corked, for the decision. */
+  #cork: NodeJS.Timeout | null = null;
 
   constructor(socket: Socket, deps: ConnectionDeps) {
     this.#socket = socket;
@@ -117,7 +129,7 @@ export class Connection {
     const port = socket.remotePort ?? 0;
     // The reference logs Python's socket address tuple; keep its form.
     const label = socket.remoteFamily === "IPv6" ? `('${address}', ${port}, 0, 0)` : `('${address}', ${port})`;
-    this.#ref = { id: ++lastId, address, port, source: deps.source, label };
+    this.#ref = { id: ++lastId * idStride + idOffset, address, port, source: deps.source, label };
     if (events.connectionAccepted.hasSubscribers) events.connectionAccepted.publish({ connection: this.#ref });
     socket.setNoDelay(true);
     socket.on("data", (chunk: Buffer) => this.#onData(chunk));
@@ -259,12 +271,12 @@ export class Connection {
       write: (bytes) => this.#socket.write(bytes),
       beforeWrite: (event) => {
         if (event.type !== "handshake-complete") return;
-        // Our Finished is about to be written; when the secret follows at
-        // once (no approval) both leave in one segment. Uncork by the next
-        // turn of the event loop at the latest, so an approval wait delays
-        // nothing.
+        // Our Finished is about to be written; when the secret follows
+        // soon (no approval) both leave in one segment. Uncorked by the
+        // decision, or after DECISION_CORK_MS, so an approval wait delays
+        // the Finished no longer.
         this.#socket.cork();
-        setImmediate(() => this.#socket.uncork());
+        this.#cork = setTimeout(() => this.#uncork(), DECISION_CORK_MS);
       },
       event: (event) => this.#onTlsEvent(event),
       taskFailed: (error) => {
@@ -377,6 +389,9 @@ export class Connection {
     tls.send(secret);
     tls.close();
     const out = tls.takeOutput();
+    // end() writes the secret and close_notify behind the corked Finished, then uncorks: one segment.
+    if (this.#cork) clearTimeout(this.#cork);
+    this.#cork = null;
     this.#socket.end(out ?? Buffer.alloc(0), () => {
       if (this.#state === "Closed") return;
       if (events.secretSent.hasSubscribers) {
@@ -409,6 +424,13 @@ export class Connection {
     this.#close(outcome, detail);
   }
 
+  #uncork(): void {
+    if (!this.#cork) return;
+    clearTimeout(this.#cork);
+    this.#cork = null;
+    this.#socket.uncork();
+  }
+
   #releaseSlot(): void {
     if (!this.#slotHeld) return;
     this.#slotHeld = false;
@@ -419,6 +441,7 @@ export class Connection {
     const stage = this.#state;
     if (stage === "Closed") return;
     this.#state = "Closed";
+    this.#uncork();
     this.#driver?.stop();
     this.#deadline?.cancel();
     this.#deadline = null;

@@ -31,6 +31,14 @@ export const VERSION_LINE_TIMEOUT_MS = 3_000;
 export const HANDSHAKE_TIMEOUT_MS = 20_000;
 
 /**
+ * How long our Finished may wait, corked, for the registry's decision, so
+ * that Finished, secret and close_notify leave in one segment: inline the
+ * decision comes at once; from a serve thread it is a message round trip
+ * to the main thread. A longer wait (an approval) sends the Finished alone.
+ */
+export const DECISION_CORK_MS = 50;
+
+/**
  * Time to hand the secret and close_notify to the peer once decided. The
  * payload is a few KiB; anything longer is a peer that stopped reading.
  */

@@ -24,7 +24,7 @@ import type { HandshakeRunner } from "./handshake-runner.js";
 import { DEFAULT_MAX_PER_SOURCE, LISTEN_BACKLOG, MAX_HANDSHAKES_IN_FLIGHT, MAX_OPEN_CONNECTIONS } from "./limits.js";
 import { sourceOf } from "./source.js";
 import type { Logger } from "../daemon/log.js";
-import type { Registry } from "../clients/contract.js";
+import type { SecretSource } from "../clients/contract.js";
 
 export interface ListenOptions {
   /** Address to bind; "" for any. */
@@ -38,8 +38,19 @@ export interface ListenOptions {
   readonly interface?: string | undefined;
 }
 
+/**
+ * Who counts the sources (admission.ts, Rules 1 and 3): the listener's own
+ * admission, or, on a serve thread, the main thread's for every thread
+ * (serve-threads.ts), whose answer comes a turn later.
+ */
+export interface SourceGate {
+  enter(source: string): AdmissionRefusal | null | Promise<AdmissionRefusal | null>;
+  leave(source: string): void;
+  failed(source: string): void;
+}
+
 export interface ListenerDeps {
-  readonly registry: Registry;
+  readonly registry: SecretSource;
   readonly runner: HandshakeRunner;
   readonly tlsSettings: TlsSettings;
   /** For the listening socket's own troubles and internal failures; the facts go to events.ts's channels. */
@@ -48,6 +59,12 @@ export interface ListenerDeps {
   readonly clock: Clock;
   /** Open connections per source at most (0: no limit); DEFAULT_MAX_PER_SOURCE if not given. */
   readonly maxPerSource?: number | undefined;
+  /** Counts the sources instead of this listener's admission (a serve thread's; then maxPerSource is not used here). */
+  readonly gate?: SourceGate | undefined;
+  /** Open connections at most, MAX_OPEN_CONNECTIONS if not given (a serve thread's share of it). */
+  readonly maxOpen?: number | undefined;
+  /** Handshake slots, MAX_HANDSHAKES_IN_FLIGHT if not given (a serve thread's share of them). */
+  readonly slots?: number | undefined;
 }
 
 export class Listener {
@@ -55,6 +72,8 @@ export class Listener {
   readonly #server: Server;
   readonly #connections = new Set<Connection>();
   readonly #admission: Admission;
+  readonly #gate: SourceGate;
+  #closing = false;
   #interface: InterfaceFilter | null = null;
   /** Set while close() waits for the last connection to end. */
   #drained: (() => void) | null = null;
@@ -64,10 +83,11 @@ export class Listener {
     this.#admission = new Admission({
       clock: deps.clock,
       maxPerSource: deps.maxPerSource ?? DEFAULT_MAX_PER_SOURCE,
-      slots: MAX_HANDSHAKES_IN_FLIGHT,
+      slots: deps.slots ?? MAX_HANDSHAKES_IN_FLIGHT,
     });
+    this.#gate = deps.gate ?? this.#admission;
     this.#server = createServer({ pauseOnConnect: true, noDelay: true }, (socket) => this.#accept(socket));
-    this.#server.maxConnections = MAX_OPEN_CONNECTIONS;
+    this.#server.maxConnections = deps.maxOpen ?? MAX_OPEN_CONNECTIONS;
     this.#server.on("error", (error) => deps.logger.error(`Listening socket error: ${error.message}`));
   }
 
@@ -98,22 +118,54 @@ export class Listener {
     });
   }
 
+  /** The listening socket's file descriptor, once listening (for serve threads that share it). */
+  get fd(): number {
+    const handle = (this.#server as unknown as { _handle?: { fd?: number } })._handle;
+    return handle?.fd ?? -1;
+  }
+
   get openConnections(): number {
     return this.#connections.size;
   }
 
   #accept(socket: Socket): void {
+    if (this.#closing) {
+      // Closed but still listening (a serve thread's shared socket): as refused.
+      socket.resetAndDestroy();
+      return;
+    }
     if (this.#interface && !this.#interface.accepts(socket.localAddress)) {
       this.#notAdmitted(socket, "not-on-interface");
       socket.destroy();
       return;
     }
     const source = sourceOf(socket.remoteAddress ?? "");
-    const refusal = this.#admission.enter(source);
+    const refusal = this.#gate.enter(source);
+    if (!(refusal instanceof Promise)) {
+      this.#admit(socket, source, refusal);
+      return;
+    }
+    refusal.then(
+      (r) => this.#admit(socket, source, r),
+      (error: unknown) => {
+        this.#deps.logger.error(`Admission of ${socket.remoteAddress ?? "?"} failed: ${String(error)}`);
+        socket.destroy();
+      },
+    );
+  }
+
+  #admit(socket: Socket, source: string, refusal: AdmissionRefusal | null): void {
     if (refusal) {
       this.#notAdmitted(socket, refusal);
       // A reset, not a FIN: nothing was said, and no TIME_WAIT is left here.
       socket.resetAndDestroy();
+      return;
+    }
+    const gate = this.#gate;
+    if (this.#closing || socket.destroyed) {
+      // Closed while the gate answered (a serve thread's): nothing was read.
+      gate.leave(source);
+      socket.destroy();
       return;
     }
     const admission = this.#admission;
@@ -127,8 +179,8 @@ export class Listener {
       requestSlot: (granted) => admission.requestSlot(source, granted),
       releaseSlot: () => admission.releaseSlot(),
       onClosed: (_outcome, failed) => {
-        if (failed) admission.failed(source);
-        admission.leave(source);
+        if (failed) gate.failed(source);
+        gate.leave(source);
         this.#connections.delete(connection);
         if (this.#connections.size === 0) this.#drained?.();
       },
@@ -144,9 +196,12 @@ export class Listener {
   /**
    * Stops accepting; connections already past the handshake and about to
    * receive a secret may finish within `graceMs`; the rest are dropped.
+   * `keepListening`: the socket is shared with other threads and must not
+   * be closed (see serve-threads.ts); connections are then reset at accept.
    */
-  async close(graceMs: number): Promise<void> {
-    const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
+  async close(graceMs: number, keepListening = false): Promise<void> {
+    this.#closing = true;
+    const closed = keepListening ? Promise.resolve() : new Promise<void>((resolve) => this.#server.close(() => resolve()));
     if (this.#connections.size > 0) {
       await new Promise<void>((resolve) => {
         const grace = this.#deps.clock.setTimeout(() => resolve(), graceMs);

@@ -1,0 +1,55 @@
+// The messages between the main thread and a serve thread (serve-threads.ts,
+// src/workers/serve.ts). Plain data for structured clone; each direction
+// sends one batch per turn of its event loop.
+
+import type { SecretDecision } from "../clients/contract.js";
+import type { TlsSettings } from "../../tls/index.js";
+import type { ListenOptions } from "./listener.js";
+import type { AdmissionRefusal } from "./admission.js";
+
+/** What a serve thread starts with. */
+export interface ServeThreadData {
+  /** 0, 1, ...: makes its connection IDs unique in the process. */
+  readonly index: number;
+  readonly stride: number;
+  readonly tlsSettings: TlsSettings;
+  /** This thread's share of MAX_OPEN_CONNECTIONS. */
+  readonly maxOpen: number;
+  /** This thread's share of MAX_HANDSHAKES_IN_FLIGHT. */
+  readonly slots: number;
+}
+
+/** One key ID or fingerprint table row: what a peer may prove, and whose it is. */
+export interface ClientKeys {
+  readonly byKeyId: ReadonlyArray<readonly [string, string]>;
+  readonly byFingerprint: ReadonlyArray<readonly [string, string]>;
+  readonly knownKeys: SharedArrayBuffer | null;
+}
+
+export type ToThread =
+  | { readonly kind: "listen"; readonly options: ListenOptions }
+  | { readonly kind: "keys"; readonly keys: ClientKeys }
+  | {
+      readonly kind: "answers";
+      readonly decisions: ReadonlyArray<{ readonly id: number; readonly decision: SecretDecision }>;
+      readonly admissions: ReadonlyArray<{ readonly id: number; readonly refusal: AdmissionRefusal | null }>;
+    }
+  | { readonly kind: "close"; readonly graceMs: number };
+
+export type ThreadOp =
+  | { readonly op: "request"; readonly id: number; readonly name: string; readonly address: string }
+  | { readonly op: "abort"; readonly id: number }
+  | { readonly op: "enter"; readonly id: number; readonly source: string }
+  | { readonly op: "leave"; readonly source: string }
+  | { readonly op: "failed"; readonly source: string }
+  | { readonly op: "delivered"; readonly name: string }
+  | { readonly op: "not-found"; readonly keyId: string; readonly address: string }
+  | { readonly op: "log"; readonly level: "error" | "warning"; readonly message: string }
+  | { readonly op: "event"; readonly channel: string; readonly message: unknown };
+
+export type FromThread =
+  | { readonly kind: "loaded" }
+  | { readonly kind: "listening"; readonly address: string; readonly port: number; readonly fd: number }
+  | { readonly kind: "listen-failed"; readonly message: string; readonly code?: string | undefined }
+  | { readonly kind: "batch"; readonly ops: readonly ThreadOp[]; readonly open: number }
+  | { readonly kind: "closed" };

@@ -1,0 +1,281 @@
+// Serve threads: the connections run whole on worker threads that share
+// the listening socket, and the main thread keeps the registry. Per
+// secret, the main thread only answers a decision and republishes the
+// connection's events, a batch per thread and turn (serve-protocol.ts).
+//
+// The first thread binds (or takes --socket's descriptor); the others
+// listen on the same descriptor, and whichever thread is free accepts.
+// Node 20 can neither duplicate a descriptor nor bind with SO_REUSEPORT,
+// so the threads share one descriptor number, and the first of them to
+// close it would free that number for reuse while the others still hold
+// it: a later close by another thread would then close whatever file or
+// socket had taken the number. So no thread ever closes it: close() stops
+// the accepting (new connections are reset), drains, and leaves the
+// threads idle until the process exits, when the kernel closes it.
+
+import { availableParallelism } from "node:os";
+import { Worker } from "node:worker_threads";
+import type { TlsSettings } from "../../tls/index.js";
+import { events } from "../events.js";
+import type { Logger } from "../daemon/log.js";
+import type { Registry, SecretDecision } from "../clients/contract.js";
+import { Admission, type AdmissionRefusal } from "./admission.js";
+import { MAX_HANDSHAKES_IN_FLIGHT, MAX_OPEN_CONNECTIONS } from "./limits.js";
+import { systemClock } from "../clock.js";
+import type { ListenOptions } from "./listener.js";
+import type { ClientKeys, FromThread, ThreadOp, ToThread, ServeThreadData } from "./serve-protocol.js";
+import { buildKnownKeyTable } from "../../tls/index.js";
+
+/**
+ * None below four cores, then one per core but one (the main thread's).
+ * From the per-thread CPU a secret (docs/BENCHMARK.md, "Serve threads"):
+ * a serve thread spends more a secret than the pool's main thread and
+ * worker together, so on few cores the pool serves more; but the pool's
+ * main thread caps one process whatever the cores, and serve threads
+ * leave the main thread ~90 µs a secret, so from four cores up they serve
+ * more.
+ */
+export function defaultServeThreadCount(cores = availableParallelism()): number {
+  return cores >= 4 ? cores - 1 : 0;
+}
+
+export interface ServeThreadsDeps {
+  readonly registry: Registry;
+  readonly tlsSettings: TlsSettings;
+  readonly logger: Logger;
+  readonly maxPerSource: number;
+}
+
+/** How long ready() waits: a cold start of Node and our modules takes well under a second. */
+const THREAD_LOAD_WAIT_MS = 10_000;
+
+const channels = new Map<string, (message: unknown) => void>(
+  Object.values(events).map((c) => [c.name, (m: unknown) => (c as { publish(m: unknown): void }).publish(m)]),
+);
+
+class ServeThread {
+  readonly worker: Worker;
+  open = 0;
+  readonly #deps: ServeThreadsDeps;
+  readonly #aborts = new Map<number, AbortController>();
+  #decisions: Array<{ id: number; decision: SecretDecision }> = [];
+  #admissions: Array<{ id: number; refusal: AdmissionRefusal | null }> = [];
+  #flushScheduled = false;
+  readonly #admission: Admission;
+  readonly #waiters = new Map<FromThread["kind"], { resolve: (m: FromThread) => void; reject: (e: Error) => void }>();
+  /** Why the thread ended, once it has: every wait on it then fails at once. */
+  #ended: Error | null = null;
+
+  constructor(data: ServeThreadData, deps: ServeThreadsDeps, admission: Admission, onEnded: (why: Error) => void) {
+    this.#admission = admission;
+    this.#deps = deps;
+    this.worker = new Worker(new URL("../../workers/serve.js", import.meta.url), { workerData: data });
+    this.worker.on("message", (m: FromThread) => this.#onMessage(m));
+    this.worker.on("error", (e) => {
+      deps.logger.error(`Serve thread ${data.index} failed: ${e.message}`);
+      this.#end(e);
+    });
+    this.worker.on("exit", (code) => this.#end(new Error(`serve thread ${data.index} exited with code ${code}`)));
+    this.#onEnded = onEnded;
+  }
+
+  readonly #onEnded: (why: Error) => void;
+
+  /** The thread is gone: its waits fail, and its connections' pending requests are withdrawn. */
+  #end(why: Error): void {
+    if (this.#ended) return;
+    this.#ended = why;
+    for (const w of this.#waiters.values()) w.reject(why);
+    this.#waiters.clear();
+    for (const abort of this.#aborts.values()) abort.abort();
+    this.#aborts.clear();
+    this.#onEnded(why);
+  }
+
+  get ended(): boolean {
+    return this.#ended !== null;
+  }
+
+  /** The thread's next message of this kind; rejects if the thread ends first. */
+  next<K extends FromThread["kind"]>(kind: K): Promise<Extract<FromThread, { kind: K }>> {
+    if (this.#ended) return Promise.reject(this.#ended);
+    return new Promise((resolve, reject) => this.#waiters.set(kind, { resolve: resolve as (m: FromThread) => void, reject }));
+  }
+
+  post(message: ToThread): void {
+    this.worker.postMessage(message);
+  }
+
+  #onMessage(m: FromThread): void {
+    if (m.kind === "batch") {
+      this.open = m.open;
+      for (const op of m.ops) this.#op(op);
+      return;
+    }
+    // "listening" and "listen-failed" answer the same wait.
+    const kind = m.kind === "listen-failed" ? "listening" : m.kind;
+    const waiter = this.#waiters.get(kind);
+    this.#waiters.delete(kind);
+    waiter?.resolve(m);
+  }
+
+  #op(op: ThreadOp): void {
+    const { registry, logger } = this.#deps;
+    switch (op.op) {
+      case "event":
+        channels.get(op.channel)?.(op.message);
+        return;
+      case "request": {
+        const abort = new AbortController();
+        this.#aborts.set(op.id, abort);
+        registry.requestSecret(op.name, op.address, abort.signal).then(
+          (decision) => this.#decide(op.id, decision),
+          (error: unknown) => {
+            logger.error(`Secret request for ${op.name} failed: ${String(error)}`);
+            this.#decide(op.id, { give: false, reason: "aborted" });
+          },
+        );
+        return;
+      }
+      case "enter":
+        this.#admissions.push({ id: op.id, refusal: this.#admission.enter(op.source) });
+        this.#schedule();
+        return;
+      case "leave":
+        this.#admission.leave(op.source);
+        return;
+      case "failed":
+        this.#admission.failed(op.source);
+        return;
+      case "abort":
+        this.#aborts.get(op.id)?.abort();
+        this.#aborts.delete(op.id);
+        return;
+      case "delivered":
+        registry.secretDelivered(op.name);
+        return;
+      case "not-found":
+        registry.notFound(op.keyId, op.address);
+        return;
+      case "log":
+        logger[op.level](op.message);
+        return;
+    }
+  }
+
+  #decide(id: number, decision: SecretDecision): void {
+    if (!this.#aborts.delete(id)) return;
+    this.#decisions.push({ id, decision });
+    this.#schedule();
+  }
+
+  /** The answers leave at the end of this turn, together. */
+  #schedule(): void {
+    if (this.#flushScheduled) return;
+    this.#flushScheduled = true;
+    setImmediate(() => {
+      this.#flushScheduled = false;
+      const answer: ToThread = { kind: "answers", decisions: this.#decisions, admissions: this.#admissions };
+      this.#decisions = [];
+      this.#admissions = [];
+      this.worker.postMessage(answer);
+    });
+  }
+}
+
+export class ServeThreads {
+  readonly #threads: ServeThread[] = [];
+  readonly #deps: ServeThreadsDeps;
+  #generation = -1;
+  readonly #unsubscribe: () => void;
+  readonly #loaded: Promise<boolean>;
+  #onEndedListener: ((why: Error) => void) | null = null;
+  #closing = false;
+
+  constructor(count: number, deps: ServeThreadsDeps) {
+    this.#deps = deps;
+    // One count of the sources for all threads (admission.ts, Rules 1 and 3); each thread keeps its own handshake slots.
+    const admission = new Admission({ clock: systemClock, maxPerSource: deps.maxPerSource, slots: 0 });
+    // The process-wide limits, shared out: as many handshakes at once as one listener allows, so a burst queues as it would there.
+    const maxOpen = Math.ceil(MAX_OPEN_CONNECTIONS / count);
+    const slots = Math.ceil(MAX_HANDSHAKES_IN_FLIGHT / count);
+    for (let index = 0; index < count; index++) {
+      this.#threads.push(new ServeThread({ index, stride: count, tlsSettings: deps.tlsSettings, maxOpen, slots }, deps, admission, (why) => this.#ended(why)));
+    }
+    const loaded = Promise.all(this.#threads.map((t) => t.next("loaded"))).then(() => true, () => false);
+    this.#loaded = Promise.race([loaded, new Promise<boolean>((resolve) => setTimeout(() => resolve(false), THREAD_LOAD_WAIT_MS).unref())]);
+    this.#sendKeys();
+    this.#unsubscribe = deps.registry.subscribe(() => this.#sendKeys());
+  }
+
+  #sendKeys(): void {
+    const { registry } = this.#deps;
+    if (registry.keyIdGeneration === this.#generation) return;
+    this.#generation = registry.keyIdGeneration;
+    const byKeyId: Array<[string, string]> = [];
+    const byFingerprint: Array<[string, string]> = [];
+    for (const c of registry.list()) {
+      if (c.keyId) byKeyId.push([c.keyId, c.name]);
+      if (c.fingerprint) byFingerprint.push([c.fingerprint, c.name]);
+    }
+    const keys: ClientKeys = { byKeyId, byFingerprint, knownKeys: buildKnownKeyTable(registry.keyIds()) };
+    for (const t of this.#threads) t.post({ kind: "keys", keys });
+  }
+
+  /**
+   * Called once if a thread ends while serving: its connections are lost,
+   * and its end closed the shared descriptor under the others (see the
+   * header), so the server must stop, as it would on an uncaught exception
+   * on the main thread, and be restarted.
+   */
+  onEnded(listener: (why: Error) => void): void {
+    this.#onEndedListener = listener;
+  }
+
+  #ended(why: Error): void {
+    if (this.#closing) return;
+    const listener = this.#onEndedListener;
+    this.#onEndedListener = null;
+    listener?.(why);
+  }
+
+  /** Whether every thread has loaded its code; false if not within THREAD_LOAD_WAIT_MS. Await it before dropping privileges. */
+  ready(): Promise<boolean> {
+    return this.#loaded;
+  }
+
+  get openConnections(): number {
+    let n = 0;
+    for (const t of this.#threads) n += t.open;
+    return n;
+  }
+
+  async listen(options: ListenOptions): Promise<{ address: string; port: number }> {
+    const [first, ...rest] = this.#threads;
+    const answer = first!.next("listening") as Promise<FromThread>; // listen-failed answers it too
+    first!.post({ kind: "listen", options });
+    const bound = await answer;
+    if (bound.kind !== "listening") throw Object.assign(new Error(bound.kind === "listen-failed" ? bound.message : "serve thread did not listen"), { code: bound.kind === "listen-failed" ? bound.code : undefined });
+    await Promise.all(rest.map(async (t) => {
+      const a = t.next("listening") as Promise<FromThread>;
+      t.post({ kind: "listen", options: { ...options, fd: bound.fd } });
+      const r = await a;
+      if (r.kind !== "listening") throw new Error(r.kind === "listen-failed" ? r.message : "serve thread did not listen");
+    }));
+    return { address: bound.address, port: bound.port };
+  }
+
+  async close(graceMs: number): Promise<void> {
+    this.#closing = true;
+    this.#unsubscribe();
+    await Promise.all(this.#threads.map(async (t) => {
+      if (t.ended) return;
+      const closed = t.next("closed").catch(() => undefined);
+      t.post({ kind: "close", graceMs });
+      await closed;
+      // Not terminated: a thread's end would close the shared descriptor
+      // under the others (see the header). It idles until the process exits.
+      t.worker.unref();
+    }));
+  }
+}

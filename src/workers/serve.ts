@@ -1,0 +1,157 @@
+// A serve thread: accepts on the listening socket it shares with the other
+// serve threads and runs each connection whole (version line, TLS, record
+// layer, socket reads and writes, the handshake's crypto inline). What only
+// the main thread has, it asks for in one batch a turn: the registry's
+// decision, the log, and the events, which the main thread publishes on its
+// own channels (src/main/events.ts) for its subscribers.
+
+import { parentPort, workerData } from "node:worker_threads";
+import { createHandshakeRunner } from "../main/serve/handshake-runner.js";
+import { Listener, type SourceGate } from "../main/serve/listener.js";
+import type { AdmissionRefusal } from "../main/serve/admission.js";
+import { numberConnections } from "../main/serve/connection.js";
+import { events } from "../main/events.js";
+import { systemClock } from "../main/clock.js";
+import { collectGarbage } from "../main/daemon/memory.js";
+import type { Logger } from "../main/daemon/log.js";
+import type { SecretDecision, SecretSource } from "../main/clients/contract.js";
+import type { ClientKeys, FromThread, ServeThreadData, ThreadOp, ToThread } from "../main/serve/serve-protocol.js";
+
+const port = parentPort;
+if (!port) throw new Error("src/workers/serve.ts runs in a worker thread");
+const data = workerData as ServeThreadData;
+numberConnections(data.index, data.stride);
+
+let ops: ThreadOp[] = [];
+let flushScheduled = false;
+function send(op: ThreadOp): void {
+  ops.push(op);
+  if (flushScheduled) return;
+  flushScheduled = true;
+  setImmediate(flush);
+}
+function flush(): void {
+  flushScheduled = false;
+  if (ops.length === 0) return;
+  const batch: FromThread = { kind: "batch", ops, open: listener.openConnections };
+  ops = [];
+  port!.postMessage(batch);
+}
+function post(message: FromThread): void {
+  port!.postMessage(message);
+}
+
+// The connection channels, forwarded as they are published.
+const forwarded = [
+  events.connectionAccepted, events.connectionClosed, events.connectionNotAdmitted, events.versionLine,
+  events.handshakeDone, events.secretSent, events.clientNotFound, events.clientRejected,
+] as const;
+for (const channel of forwarded) {
+  channel.subscribe((message: unknown) => send({ op: "event", channel: channel.name, message }));
+}
+
+let keys: ClientKeys = { byKeyId: [], byFingerprint: [], knownKeys: null };
+let byKeyId = new Map<string, { name: string }>();
+let byFingerprint = new Map<string, { name: string }>();
+const pending = new Map<number, (decision: SecretDecision) => void>();
+let lastRequest = 0;
+
+const registry: SecretSource = {
+  byKeyId: (keyId) => byKeyId.get(keyId),
+  byFingerprint: (fingerprint) => byFingerprint.get(fingerprint),
+  requestSecret(name, address, signal) {
+    const id = ++lastRequest;
+    return new Promise<SecretDecision>((resolve) => {
+      const onAbort = (): void => {
+        if (!pending.delete(id)) return;
+        send({ op: "abort", id });
+        resolve({ give: false, reason: "aborted" });
+      };
+      pending.set(id, (decision) => {
+        signal.removeEventListener("abort", onAbort);
+        resolve(decision);
+      });
+      signal.addEventListener("abort", onAbort, { once: true });
+      send({ op: "request", id, name, address });
+    });
+  },
+  secretDelivered: (name) => send({ op: "delivered", name }),
+  notFound: (keyId, address) => send({ op: "not-found", keyId, address }),
+};
+
+// The sources are counted on the main thread, for all serve threads.
+const entering = new Map<number, (refusal: AdmissionRefusal | null) => void>();
+let lastEnter = 0;
+const gate: SourceGate = {
+  enter(source) {
+    const id = ++lastEnter;
+    return new Promise((resolve) => {
+      entering.set(id, resolve);
+      send({ op: "enter", id, source });
+    });
+  },
+  leave: (source) => send({ op: "leave", source }),
+  failed: (source) => send({ op: "failed", source }),
+};
+
+const logger: Logger = {
+  debug() {}, info() {},
+  warning: (message) => send({ op: "log", level: "warning", message }),
+  error: (message) => send({ op: "log", level: "error", message }),
+  critical: (message) => send({ op: "log", level: "error", message }),
+  enabledFor: (level) => level !== "DEBUG" && level !== "INFO",
+};
+
+const runner = createHandshakeRunner(0, data.tlsSettings, () => keys.knownKeys);
+const listener = new Listener({ registry, runner, tlsSettings: data.tlsSettings, logger, clock: systemClock, gate, maxOpen: data.maxOpen, slots: data.slots });
+
+port.on("message", (message: ToThread) => {
+  switch (message.kind) {
+    case "keys":
+      keys = message.keys;
+      byKeyId = new Map(keys.byKeyId.map(([k, name]) => [k, { name }]));
+      byFingerprint = new Map(keys.byFingerprint.map(([k, name]) => [k, { name }]));
+      return;
+    case "answers":
+      for (const { id, refusal } of message.admissions) {
+        const resolve = entering.get(id);
+        entering.delete(id);
+        resolve?.(refusal);
+      }
+      for (const { id, decision } of message.decisions) {
+        const resolve = pending.get(id);
+        if (!resolve) continue;
+        pending.delete(id);
+        // A Buffer arrives as a Uint8Array.
+        resolve(decision.give ? { give: true, secret: Buffer.from(decision.secret.buffer, decision.secret.byteOffset, decision.secret.byteLength) } : decision);
+      }
+      return;
+    case "listen":
+      listener.listen(message.options).then(
+        (bound) => post({ kind: "listening", address: bound.address, port: bound.port, fd: listener.fd }),
+        (error: NodeJS.ErrnoException) => post({ kind: "listen-failed", message: error.message, code: error.code }),
+      );
+      return;
+    case "close":
+      void listener.close(message.graceMs, true).then(() => {
+        flush();
+        post({ kind: "closed" });
+      });
+      return;
+  }
+});
+// After a burst, give the heap it grew into back: a worker's isolate gets
+// none of the idle-time collections that shrink the main thread's, and
+// would keep a wave's or an attack's peak for ever. Checked each second;
+// a full collection once the thread is idle after enough connections.
+const IDLE_COLLECT_AFTER = 1_000;
+let accepted = 0;
+events.connectionAccepted.subscribe(() => void accepted++);
+events.connectionNotAdmitted.subscribe(() => void accepted++);
+setInterval(() => {
+  if (accepted < IDLE_COLLECT_AFTER || listener.openConnections > 0) return;
+  accepted = 0;
+  collectGarbage();
+}, 1_000).unref();
+
+post({ kind: "loaded" });

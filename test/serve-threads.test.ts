@@ -1,0 +1,145 @@
+// --serve-threads: the connections run whole on threads that share the
+// listening socket, and the main thread keeps the registry and counts the
+// sources for all of them (src/main/serve/serve-threads.ts). What only the
+// main thread has must still reach every thread: a per-source cap that
+// holds across threads, clients added by a reload, a decision that waits
+// for the approval delay. Real bin/mandos, real mandos-client, loopback.
+
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { connect, type Socket } from "node:net";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { makeClients, makeKeySet, type TestClient } from "./helpers/keys.js";
+import { MANDOS_CLIENT, MANDOS_KEYGEN, missing } from "./helpers/peers.js";
+import { runMandosClient, startServer, type RunningServer } from "./helpers/server.js";
+
+const skip = missing(MANDOS_CLIENT, MANDOS_KEYGEN);
+const CAP = 4;
+
+/**
+ * Opens a socket from `local` that says nothing; resolves once connected or
+ * dropped (a reset at accept can come before the connect is seen), and
+ * tells whether the server has dropped it since.
+ */
+function idle(port: number, local: string): Promise<{ socket: Socket; dropped: () => boolean }> {
+  return new Promise((resolve) => {
+    let gone = false;
+    const socket = connect({ host: "127.0.0.1", port, localAddress: local });
+    const done = (): void => resolve({ socket, dropped: () => gone });
+    socket.on("connect", done);
+    socket.on("error", () => {
+      gone = true;
+      done();
+    });
+    socket.on("close", () => {
+      gone = true;
+      done();
+    });
+    socket.on("data", () => {});
+  });
+}
+
+describe("bin/mandos --serve-threads 2", { skip }, () => {
+  let root = "";
+  let conf = "";
+  let clients: TestClient[] = [];
+  let server: RunningServer;
+
+  before(async () => {
+    root = mkdtempSync(join(tmpdir(), "mandos-ts-threads-"));
+    const pgp = join(root, "pgp");
+    makeKeySet(pgp);
+    clients = makeClients(root, pgp, 3);
+    conf = join(root, "conf");
+    mkdirSync(conf);
+    // client2 waits 2 s for an approval that comes by default; client1 is added by a reload.
+    const sections = [clients[0]!.section, `${clients[2]!.section}\napproval_delay = PT2S\napproved_by_default = True\n`];
+    writeFileSync(join(conf, "clients.conf"), `[DEFAULT]\nchecker = true\n\n${sections.join("\n")}\n`, { mode: 0o600 });
+    server = await startServer([
+      "--configdir", conf, "--statedir", join(root, "state"), "--no-restore", "--port", "0", "--address", "::",
+      "--serve-threads", "2", "--max-per-source", String(CAP),
+    ]);
+  });
+
+  after(async () => {
+    await server?.stop();
+    if (root) rmSync(root, { recursive: true, force: true });
+  });
+
+  test("a client gets its exact password", async () => {
+    const result = await runMandosClient(clients[0]!.dir, "::1", server.port);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stdout.toString("utf8"), clients[0]!.password);
+    await server.waitForLog(/Sending secret to client0\b/);
+  });
+
+  test("the per-source cap counts the connections of every thread", async () => {
+    // With a cap per thread, twice the cap could stay open over two threads.
+    const sockets = await Promise.all(Array.from({ length: 2 * CAP }, () => idle(server.port, "127.0.0.9")));
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const open = sockets.filter((s) => !s.dropped()).length;
+    for (const s of sockets) s.socket.destroy();
+    assert.equal(open, CAP);
+    await server.waitForLog(/127\.0\.0\.9.*(too many|limit)/i);
+  });
+
+  test("a client added by SIGHUP is known to every thread", async () => {
+    const c = clients[1]!;
+    writeFileSync(join(conf, "clients.conf"), `[DEFAULT]\nchecker = true\n\n${clients[0]!.section}\n${c.section}\n${clients[2]!.section}\napproval_delay = PT2S\napproved_by_default = True\n`);
+    server.process.kill("SIGHUP");
+    await server.waitForLog(/client1/);
+    // Twice, so that both threads are likely asked.
+    for (let i = 0; i < 2; i++) {
+      const result = await runMandosClient(c.dir, "::1", server.port);
+      assert.equal(result.code, 0, result.stderr);
+      assert.equal(result.stdout.toString("utf8"), c.password);
+    }
+  });
+
+  test("a decision that waits for the approval delay reaches the thread", async () => {
+    const c = clients[2]!;
+    const started = Date.now();
+    const result = await runMandosClient(c.dir, "::1", server.port);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stdout.toString("utf8"), c.password);
+    assert.ok(Date.now() - started >= 1_900, `served after ${Date.now() - started} ms, before the 2 s delay`);
+  });
+});
+
+describe("a serve thread that dies", { skip }, () => {
+  let root = "";
+  let server: RunningServer;
+
+  before(async () => {
+    root = mkdtempSync(join(tmpdir(), "mandos-ts-threads-crash-"));
+    const pgp = join(root, "pgp");
+    makeKeySet(pgp);
+    const [c] = makeClients(root, pgp, 1) as [TestClient];
+    const conf = join(root, "conf");
+    mkdirSync(conf);
+    writeFileSync(join(conf, "clients.conf"), `[DEFAULT]\nchecker = true\n\n${c.section}\n`, { mode: 0o600 });
+    // Preloaded in every thread (--require reaches workers): the serve threads throw 3 s after they start.
+    const crash = join(root, "crash.cjs");
+    writeFileSync(crash, `const { isMainThread } = require("node:worker_threads");\nif (!isMainThread) setTimeout(() => { throw new Error("injected fault"); }, 3000).unref();\n`);
+    server = await startServer(
+      ["--configdir", conf, "--statedir", join(root, "state"), "--no-restore", "--port", "0", "--serve-threads", "2"],
+      { NODE_OPTIONS: `--require ${crash}` },
+    );
+  });
+
+  after(async () => {
+    await server?.stop();
+    if (root) rmSync(root, { recursive: true, force: true });
+  });
+
+  test("stops the server with a critical line and exit code 1, instead of leaving it up and serving nothing", async () => {
+    await server.waitForLog(/CRITICAL: A serve thread ended: injected fault; stopping/, 15_000);
+    const code = await new Promise<number | null>((resolve) => {
+      if (server.process.exitCode !== null) resolve(server.process.exitCode);
+      else server.process.once("exit", (c) => resolve(c));
+    });
+    assert.equal(code, 1);
+  });
+});
