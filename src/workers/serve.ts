@@ -10,12 +10,12 @@ import { createHandshakeRunner } from "../main/serve/handshake-runner.js";
 import { Listener, type SourceGate } from "../main/serve/listener.js";
 import type { AdmissionRefusal } from "../main/serve/admission.js";
 import { numberConnections } from "../main/serve/connection.js";
-import { events } from "../main/events.js";
+import { events, type Channel } from "../main/events.js";
 import { systemClock } from "../main/clock.js";
 import { collectGarbage } from "../main/daemon/memory.js";
 import type { Logger } from "../main/daemon/log.js";
 import type { SecretDecision, SecretSource } from "../main/clients/contract.js";
-import type { ClientKeys, FromThread, ServeThreadData, ThreadOp, ToThread } from "../main/serve/serve-protocol.js";
+import { FORWARDED_CHANNELS, type ClientKeys, type FromThread, type ServeThreadData, type ThreadOp, type ToThread } from "../main/serve/serve-protocol.js";
 
 const port = parentPort;
 if (!port) throw new Error("src/workers/serve.ts runs in a worker thread");
@@ -41,13 +41,23 @@ function post(message: FromThread): void {
   port!.postMessage(message);
 }
 
-// The connection channels, forwarded as they are published.
-const forwarded = [
-  events.connectionAccepted, events.connectionClosed, events.connectionNotAdmitted, events.versionLine,
-  events.handshakeDone, events.secretSent, events.clientNotFound, events.clientRejected,
-] as const;
-for (const channel of forwarded) {
-  channel.subscribe((message: unknown) => send({ op: "event", channel: channel.name, message }));
+// The connection channels, forwarded as they are published, those that
+// have subscribers on the main thread (all until it says which): a channel
+// without a forwarder costs the connection nothing (events.ts).
+const forwarders = new Map<string, { channel: Channel<unknown>; forward: (message: unknown) => void; on: boolean }>();
+for (const channel of FORWARDED_CHANNELS) {
+  const forward = (message: unknown): void => send({ op: "event", channel: channel.name, message });
+  channel.subscribe(forward);
+  forwarders.set(channel.name, { channel, forward, on: true });
+}
+function forwardOnly(names: readonly string[]): void {
+  for (const [name, f] of forwarders) {
+    const on = names.includes(name);
+    if (on === f.on) continue;
+    f.on = on;
+    if (on) f.channel.subscribe(f.forward);
+    else f.channel.unsubscribe(f.forward);
+  }
 }
 
 let keys: ClientKeys = { byKeyId: [], byFingerprint: [], knownKeys: null };
@@ -107,6 +117,9 @@ const listener = new Listener({ registry, runner, tlsSettings: data.tlsSettings,
 
 port.on("message", (message: ToThread) => {
   switch (message.kind) {
+    case "channels":
+      forwardOnly(message.names);
+      return;
     case "keys":
       keys = message.keys;
       byKeyId = new Map(keys.byKeyId.map(([k, name]) => [k, { name }]));

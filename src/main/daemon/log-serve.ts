@@ -115,13 +115,19 @@ export class PeerLineBudget {
 /** Subscribes `logger` to the serving core's channels; returns the unsubscribe (which writes the pending summaries). */
 export function logServeEvents(logger: Logger, clock: Clock = systemClock): () => void {
   const subscribed: Array<() => void> = [];
-  const on = <T>(channel: Channel<T>, handler: (message: T) => void): void => {
+  const wants = (level: LogLevel): boolean => logger.enabledFor?.(level) ?? true;
+  /**
+   * Subscribes `handler`; with `writes`, the most severe level its lines
+   * have, only if the logger writes that level: a channel nobody subscribes
+   * to costs its publisher nothing (a serve thread does not even forward it).
+   */
+  const on = <T>(channel: Channel<T>, handler: (message: T) => void, writes?: LogLevel): void => {
+    if (writes !== undefined && !wants(writes)) return;
     channel.subscribe(handler);
     subscribed.push(() => channel.unsubscribe(handler));
   };
   const budget = new PeerLineBudget(clock, (source, suppressed, seconds) =>
     logger.warning(`Suppressed ${suppressed} log lines caused by ${source} in the last ${seconds} s`));
-  const wants = (level: LogLevel): boolean => logger.enabledFor?.(level) ?? true;
   /**
    * Writes a line a peer caused, charged to its source; built only when
    * its level is written at all (a line not written costs no budget).
@@ -131,7 +137,7 @@ export function logServeEvents(logger: Logger, clock: Clock = systemClock): () =
   };
 
   on(events.connectionAccepted, ({ connection }) =>
-    peerLine("INFO", connection.source, connection.id, () => `TCP connection from: ${connection.label}`));
+    peerLine("INFO", connection.source, connection.id, () => `TCP connection from: ${connection.label}`), "INFO");
   on(events.connectionNotAdmitted, ({ address, localAddress, why }) => {
     const source = sourceOf(address);
     switch (why) {
@@ -142,7 +148,7 @@ export function logServeEvents(logger: Logger, clock: Clock = systemClock): () =
       case "not-on-interface":
         return peerLine("DEBUG", source, undefined, () => `Refusing connection to ${localAddress}: not on the served interface`);
     }
-  });
+  }, "INFO");
   on(events.versionLine, ({ connection, line, accepted, reason, maxBytes }) => {
     const { source, id } = connection;
     if (line === null) {
@@ -153,7 +159,7 @@ export function logServeEvents(logger: Logger, clock: Clock = systemClock): () =
     peerLine("DEBUG", source, id, () => `Protocol version: ${pyAscii(pyTextLine(line))}`);
     // The reference's line names no address; the budget above keeps a flood of them bounded.
     if (!accepted) peerLine("ERROR", source, id, () => `Unknown protocol version: ${printableAscii(reason ?? "")}`);
-  });
+  }, "ERROR");
   on(events.handshakeDone, ({ connection, keyId, fingerprint }) => {
     if (!wants("DEBUG")) return;
     // One charge for the pair: the second line is never written without the first.
@@ -161,7 +167,7 @@ export function logServeEvents(logger: Logger, clock: Clock = systemClock): () =
     // The reference in its OpenPGP mode logs the fingerprint's bytes object.
     if (fingerprint !== undefined) logger.debug(`Fingerprint: b'${fingerprint}'`);
     else logger.debug(`Key ID: ${keyId}`);
-  });
+  }, "DEBUG");
   on(events.clientNotFound, ({ connection, keyId, fingerprint, proven }) => {
     // Refused before the signature check: the reference's "Key ID:" line
     // still names the key (it writes it after every handshake); there was
@@ -169,7 +175,7 @@ export function logServeEvents(logger: Logger, clock: Clock = systemClock): () =
     if (!proven) peerLine("DEBUG", connection.source, connection.id, () => (fingerprint !== undefined ? `Fingerprint: b'${fingerprint}'` : `Key ID: ${keyId}`));
     // The reference names a legacy peer's fingerprint in the same line ("key_id or fpr").
     peerLine("INFO", connection.source, undefined, () => `Client not found for key ID: ${keyId || fingerprint || ""}, address: ${connection.label}`);
-  });
+  }, "INFO");
   on(events.clientRejected, ({ client, reason }) => {
     switch (reason) {
       case "disabled":
@@ -181,7 +187,7 @@ export function logServeEvents(logger: Logger, clock: Clock = systemClock): () =
       case "removed":
         return logger.info(`Client ${client} was refused: Removed`);
     }
-  });
+  }, "WARNING");
   on(events.secretSent, ({ connection, client }) => {
     budget.refund(connection.id);
     if (wants("INFO")) logger.info(`Sending secret to ${client}`);

@@ -1,11 +1,19 @@
 // The messages between the main thread and a serve thread (serve-threads.ts,
-// src/workers/serve.ts). Plain data for structured clone; each direction
-// sends one batch per turn of its event loop.
+// src/workers/serve.ts), and the channels forwarded. Plain data for
+// structured clone; each direction sends one batch per turn of its event
+// loop.
 
 import type { SecretDecision } from "../clients/contract.js";
 import type { TlsSettings } from "../../tls/index.js";
 import type { ListenOptions } from "./listener.js";
 import type { AdmissionRefusal } from "./admission.js";
+import { events, type Channel } from "../events.js";
+
+/** The channels a serve thread publishes a connection's facts on, forwarded to the main thread. */
+export const FORWARDED_CHANNELS: readonly Channel<unknown>[] = [
+  events.connectionAccepted, events.connectionClosed, events.connectionNotAdmitted, events.versionLine,
+  events.handshakeDone, events.secretSent, events.clientNotFound, events.clientRejected,
+] as readonly Channel<unknown>[];
 
 /** What a serve thread starts with. */
 export interface ServeThreadData {
@@ -29,6 +37,8 @@ export interface ClientKeys {
 export type ToThread =
   | { readonly kind: "listen"; readonly options: ListenOptions }
   | { readonly kind: "keys"; readonly keys: ClientKeys }
+  /** The connection channels with subscribers on the main thread: the only ones forwarded. */
+  | { readonly kind: "channels"; readonly names: readonly string[] }
   | {
       readonly kind: "answers";
       readonly decisions: ReadonlyArray<{ readonly id: number; readonly decision: SecretDecision }>;

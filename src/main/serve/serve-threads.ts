@@ -23,7 +23,7 @@ import { Admission, type AdmissionRefusal } from "./admission.js";
 import { MAX_HANDSHAKES_IN_FLIGHT, MAX_OPEN_CONNECTIONS } from "./limits.js";
 import { systemClock } from "../clock.js";
 import type { ListenOptions } from "./listener.js";
-import type { ClientKeys, FromThread, ThreadOp, ToThread, ServeThreadData } from "./serve-protocol.js";
+import { FORWARDED_CHANNELS, type ClientKeys, type FromThread, type ThreadOp, type ToThread, type ServeThreadData } from "./serve-protocol.js";
 import { buildKnownKeyTable } from "../../tls/index.js";
 
 /**
@@ -66,7 +66,10 @@ class ServeThread {
   /** Why the thread ended, once it has: every wait on it then fails at once. */
   #ended: Error | null = null;
 
-  constructor(data: ServeThreadData, deps: ServeThreadsDeps, admission: Admission, onEnded: (why: Error) => void) {
+  readonly #beforeAnswer: () => void;
+
+  constructor(data: ServeThreadData, deps: ServeThreadsDeps, admission: Admission, onEnded: (why: Error) => void, beforeAnswer: () => void) {
+    this.#beforeAnswer = beforeAnswer;
     this.#admission = admission;
     this.#deps = deps;
     this.worker = new Worker(new URL("../../workers/serve.js", import.meta.url), { workerData: data });
@@ -175,6 +178,7 @@ class ServeThread {
     this.#flushScheduled = true;
     setImmediate(() => {
       this.#flushScheduled = false;
+      this.#beforeAnswer();
       const answer: ToThread = { kind: "answers", decisions: this.#decisions, admissions: this.#admissions };
       this.#decisions = [];
       this.#admissions = [];
@@ -190,6 +194,8 @@ export class ServeThreads {
   readonly #unsubscribe: () => void;
   readonly #loaded: Promise<boolean>;
   #onEndedListener: ((why: Error) => void) | null = null;
+  /** The channels last said to have subscribers (#syncChannels); null: not said yet, all are forwarded. */
+  #channels: string | null = null;
   #closing = false;
 
   constructor(count: number, deps: ServeThreadsDeps) {
@@ -200,12 +206,22 @@ export class ServeThreads {
     const maxOpen = Math.ceil(MAX_OPEN_CONNECTIONS / count);
     const slots = Math.ceil(MAX_HANDSHAKES_IN_FLIGHT / count);
     for (let index = 0; index < count; index++) {
-      this.#threads.push(new ServeThread({ index, stride: count, tlsSettings: deps.tlsSettings, maxOpen, slots }, deps, admission, (why) => this.#ended(why)));
+      this.#threads.push(new ServeThread({ index, stride: count, tlsSettings: deps.tlsSettings, maxOpen, slots }, deps, admission, (why) => this.#ended(why), () => this.#syncChannels()));
     }
     const loaded = Promise.all(this.#threads.map((t) => t.next("loaded"))).then(() => true, () => false);
     this.#loaded = Promise.race([loaded, new Promise<boolean>((resolve) => setTimeout(() => resolve(false), THREAD_LOAD_WAIT_MS).unref())]);
     this.#sendKeys();
     this.#unsubscribe = deps.registry.subscribe(() => this.#sendKeys());
+  }
+
+  /** Tells the threads which connection channels have subscribers here, when that has changed. */
+  #syncChannels(): void {
+    let names = "";
+    for (const c of FORWARDED_CHANNELS) if (c.hasSubscribers) names += `${c.name} `;
+    if (names === this.#channels) return;
+    this.#channels = names;
+    const message: ToThread = { kind: "channels", names: names.split(" ").filter(Boolean) };
+    for (const t of this.#threads) t.post(message);
   }
 
   #sendKeys(): void {
@@ -251,6 +267,8 @@ export class ServeThreads {
   }
 
   async listen(options: ListenOptions): Promise<{ address: string; port: number }> {
+    // The log, metrics and audit have subscribed by now; checked again before each answer.
+    this.#syncChannels();
     const [first, ...rest] = this.#threads;
     const answer = first!.next("listening") as Promise<FromThread>; // listen-failed answers it too
     first!.post({ kind: "listen", options });
