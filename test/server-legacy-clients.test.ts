@@ -49,13 +49,13 @@ async function legacyFetch(port: number, identity: TestOpenPgpIdentity): Promise
   });
 }
 
-async function withServer(root: string, priority: string | null, body: (server: RunningServer) => Promise<void>): Promise<void> {
+async function withServer(root: string, priority: string | null, body: (server: RunningServer) => Promise<void>, mode: readonly string[] = ["--workers", "0"]): Promise<void> {
   const conf = join(root, `conf-${Math.random().toString(36).slice(2)}`);
   mkdirSync(conf);
   writeFileSync(join(conf, "mandos.conf"), priority === null ? "[DEFAULT]\n" : `[DEFAULT]\npriority = ${priority}\n`);
   copyFileSync(`${LEGACY_DATA}clients.conf`, join(conf, "clients.conf"));
   chmodSync(join(conf, "clients.conf"), 0o600);
-  const server = await startServer(["--configdir", conf, "--statedir", join(root, "state"), "--no-restore", "--port", "0", "--address", "::", "--workers", "0"]);
+  const server = await startServer(["--configdir", conf, "--statedir", join(root, "state"), "--no-restore", "--port", "0", "--address", "::", ...mode]);
   try {
     await body(server);
   } finally {
@@ -104,6 +104,20 @@ describe("bin/mandos serves legacy and modern clients from one clients.conf sect
       const sent = server.log().match(/Sending secret to legacy-test/g) ?? [];
       assert.equal(sent.length, 1 + 20 + (skipModern ? 0 : 21));
     });
+  });
+
+  test("on serve threads: a legacy and a modern client, each served by a thread that loads OpenPGP.js itself", { timeout: 120_000 }, async () => {
+    await withServer(root, null, async (server) => {
+      // Several legacy clients at once, so that both threads are likely to serve one.
+      const legacy = await Promise.all(Array.from({ length: 6 }, () => legacyFetch(server.port, recorded)));
+      for (const secret of legacy) assert.equal(await decrypt(secret), PASSWORD);
+      if (!skipModern) {
+        const modern = await runMandosClient(keys, "::1", server.port);
+        assert.equal(modern.code, 0, modern.stderr);
+        assert.equal(modern.stdout.toString("latin1"), PASSWORD);
+      }
+      assert.equal((server.log().match(/Sending secret to legacy-test/g) ?? []).length, 6 + (skipModern ? 0 : 1));
+    }, ["--serve-threads", "2"]);
   });
 
   test("an unknown fingerprint is refused like an unknown key ID, and a bad self-signature fails the handshake", { timeout: 60_000 }, async () => {
