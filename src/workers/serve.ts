@@ -1,9 +1,10 @@
 // A serve thread: accepts on the listening socket it shares with the other
 // serve threads and runs each connection whole (version line, TLS, record
 // layer, socket reads and writes, the handshake's crypto inline). What only
-// the main thread has, it asks for in one batch a turn: the registry's
-// decision, the log, and the events, which the main thread publishes on its
-// own channels (src/main/events.ts) for its subscribers.
+// the main thread has, it asks for in one batch a turn: the count of each
+// source's connections and failures, the registry's decision, the log, and
+// the events, which the main thread publishes on its own channels
+// (src/main/events.ts) for its subscribers.
 
 import { parentPort, workerData } from "node:worker_threads";
 import { createHandshakeRunner } from "../main/serve/handshake-runner.js";
@@ -108,7 +109,7 @@ const logger: Logger = {
   debug() {}, info() {},
   warning: (message) => send({ op: "log", level: "warning", message }),
   error: (message) => send({ op: "log", level: "error", message }),
-  critical: (message) => send({ op: "log", level: "error", message }),
+  critical: (message) => send({ op: "log", level: "critical", message }),
   enabledFor: (level) => level !== "DEBUG" && level !== "INFO",
 };
 

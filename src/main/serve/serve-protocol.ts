@@ -54,7 +54,7 @@ export type ThreadOp =
   | { readonly op: "failed"; readonly source: string }
   | { readonly op: "delivered"; readonly name: string }
   | { readonly op: "not-found"; readonly keyId: string; readonly address: string }
-  | { readonly op: "log"; readonly level: "error" | "warning"; readonly message: string }
+  | { readonly op: "log"; readonly level: "critical" | "error" | "warning"; readonly message: string }
   | { readonly op: "event"; readonly channel: string; readonly message: unknown };
 
 export type FromThread =

@@ -1,7 +1,8 @@
 // Serve threads: the connections run whole on worker threads that share
 // the listening socket, and the main thread keeps the registry. Per
-// secret, the main thread only answers a decision and republishes the
-// connection's events, a batch per thread and turn (serve-protocol.ts).
+// secret, the main thread only counts the source in and out, answers the
+// decision and republishes the connection's events, a batch per thread
+// and turn each way (serve-protocol.ts).
 //
 // The first thread binds (or takes --socket's descriptor); the others
 // listen on the same descriptor, and whichever thread is free accepts.
@@ -29,11 +30,12 @@ import { buildKnownKeyTable } from "../../tls/index.js";
 /**
  * None below four cores, then one per core but one (the main thread's).
  * From the per-thread CPU a secret (docs/BENCHMARK.md, "Serve threads"):
- * a serve thread spends more a secret than the pool's main thread and
- * worker together, so on few cores the pool serves more; but the pool's
- * main thread caps one process whatever the cores, and serve threads
- * leave the main thread ~90 µs a secret, so from four cores up they serve
- * more.
+ * serve threads spend as much a secret as the pool's main thread and
+ * worker together or more, so on few cores the pool serves as much or
+ * more, with a shorter tail; but the pool's main thread caps one process
+ * near 2,400-3,000 secrets/s whatever the cores, while serve threads
+ * leave the main thread 50-80 µs a secret and the cores bound them: from
+ * four cores up they serve more.
  */
 export function defaultServeThreadCount(cores = availableParallelism()): number {
   return cores >= 4 ? cores - 1 : 0;
@@ -49,9 +51,18 @@ export interface ServeThreadsDeps {
 /** How long ready() waits: a cold start of Node and our modules takes well under a second. */
 const THREAD_LOAD_WAIT_MS = 10_000;
 
-const channels = new Map<string, (message: unknown) => void>(
+/** Publishes a forwarded event again on the main thread's channel of that name. */
+const republish = new Map<string, (message: unknown) => void>(
   Object.values(events).map((c) => [c.name, (m: unknown) => (c as { publish(m: unknown): void }).publish(m)]),
 );
+
+/** What a thread tells the set of them. */
+interface ThreadHooks {
+  /** The thread has ended (error or exit). */
+  ended(why: Error): void;
+  /** Runs before each batch of answers leaves for the thread. */
+  beforeAnswer(): void;
+}
 
 class ServeThread {
   readonly worker: Worker;
@@ -65,11 +76,10 @@ class ServeThread {
   readonly #waiters = new Map<FromThread["kind"], { resolve: (m: FromThread) => void; reject: (e: Error) => void }>();
   /** Why the thread ended, once it has: every wait on it then fails at once. */
   #ended: Error | null = null;
+  readonly #hooks: ThreadHooks;
 
-  readonly #beforeAnswer: () => void;
-
-  constructor(data: ServeThreadData, deps: ServeThreadsDeps, admission: Admission, onEnded: (why: Error) => void, beforeAnswer: () => void) {
-    this.#beforeAnswer = beforeAnswer;
+  constructor(data: ServeThreadData, deps: ServeThreadsDeps, admission: Admission, hooks: ThreadHooks) {
+    this.#hooks = hooks;
     this.#admission = admission;
     this.#deps = deps;
     this.worker = new Worker(new URL("../../workers/serve.js", import.meta.url), { workerData: data });
@@ -79,10 +89,7 @@ class ServeThread {
       this.#end(e);
     });
     this.worker.on("exit", (code) => this.#end(new Error(`serve thread ${data.index} exited with code ${code}`)));
-    this.#onEnded = onEnded;
   }
-
-  readonly #onEnded: (why: Error) => void;
 
   /** The thread is gone: its waits fail, and its connections' pending requests are withdrawn. */
   #end(why: Error): void {
@@ -92,7 +99,7 @@ class ServeThread {
     this.#waiters.clear();
     for (const abort of this.#aborts.values()) abort.abort();
     this.#aborts.clear();
-    this.#onEnded(why);
+    this.#hooks.ended(why);
   }
 
   get ended(): boolean {
@@ -126,7 +133,7 @@ class ServeThread {
     const { registry, logger } = this.#deps;
     switch (op.op) {
       case "event":
-        channels.get(op.channel)?.(op.message);
+        republish.get(op.channel)?.(op.message);
         return;
       case "request": {
         const abort = new AbortController();
@@ -178,7 +185,7 @@ class ServeThread {
     this.#flushScheduled = true;
     setImmediate(() => {
       this.#flushScheduled = false;
-      this.#beforeAnswer();
+      this.#hooks.beforeAnswer();
       const answer: ToThread = { kind: "answers", decisions: this.#decisions, admissions: this.#admissions };
       this.#decisions = [];
       this.#admissions = [];
@@ -206,7 +213,10 @@ export class ServeThreads {
     const maxOpen = Math.ceil(MAX_OPEN_CONNECTIONS / count);
     const slots = Math.ceil(MAX_HANDSHAKES_IN_FLIGHT / count);
     for (let index = 0; index < count; index++) {
-      this.#threads.push(new ServeThread({ index, stride: count, tlsSettings: deps.tlsSettings, maxOpen, slots }, deps, admission, (why) => this.#ended(why), () => this.#syncChannels()));
+      this.#threads.push(new ServeThread({ index, stride: count, tlsSettings: deps.tlsSettings, maxOpen, slots }, deps, admission, {
+        ended: (why) => this.#ended(why),
+        beforeAnswer: () => this.#syncChannels(),
+      }));
     }
     const loaded = Promise.all(this.#threads.map((t) => t.next("loaded"))).then(() => true, () => false);
     this.#loaded = Promise.race([loaded, new Promise<boolean>((resolve) => setTimeout(() => resolve(false), THREAD_LOAD_WAIT_MS).unref())]);
