@@ -11,12 +11,12 @@ import { createHandshakeRunner } from "../main/serve/handshake-runner.js";
 import { Listener, type SourceGate } from "../main/serve/listener.js";
 import type { AdmissionRefusal } from "../main/serve/admission.js";
 import { numberConnections } from "../main/serve/connection.js";
-import { events, type Channel } from "../main/events.js";
+import type { Channel } from "../main/events.js";
 import { systemClock } from "../main/clock.js";
 import { collectGarbage } from "../main/daemon/memory.js";
 import type { Logger } from "../main/daemon/log.js";
 import type { SecretDecision, SecretSource } from "../main/clients/contract.js";
-import { FORWARDED_CHANNELS, type ClientKeys, type FromThread, type ServeThreadData, type ThreadOp, type ToThread } from "../main/serve/serve-protocol.js";
+import { FORWARDED_CHANNELS, type FromThread, type ServeThreadData, type ThreadOp, type ToThread } from "../main/serve/serve-protocol.js";
 
 const port = parentPort;
 if (!port) throw new Error("src/workers/serve.ts runs in a worker thread");
@@ -61,7 +61,7 @@ function forwardOnly(names: readonly string[]): void {
   }
 }
 
-let keys: ClientKeys = { byKeyId: [], byFingerprint: [], knownKeys: null };
+let knownKeys: SharedArrayBuffer | null = null;
 let byKeyId = new Map<string, { name: string }>();
 let byFingerprint = new Map<string, { name: string }>();
 const pending = new Map<number, (decision: SecretDecision) => void>();
@@ -113,7 +113,7 @@ const logger: Logger = {
   enabledFor: (level) => level !== "DEBUG" && level !== "INFO",
 };
 
-const runner = createHandshakeRunner(0, data.tlsSettings, () => keys.knownKeys);
+const runner = createHandshakeRunner(0, data.tlsSettings, () => knownKeys);
 const listener = new Listener({ registry, runner, tlsSettings: data.tlsSettings, logger, clock: systemClock, gate, maxOpen: data.maxOpen, slots: data.slots });
 
 port.on("message", (message: ToThread) => {
@@ -122,9 +122,9 @@ port.on("message", (message: ToThread) => {
       forwardOnly(message.names);
       return;
     case "keys":
-      keys = message.keys;
-      byKeyId = new Map(keys.byKeyId.map(([k, name]) => [k, { name }]));
-      byFingerprint = new Map(keys.byFingerprint.map(([k, name]) => [k, { name }]));
+      knownKeys = message.keys.knownKeys;
+      byKeyId = new Map(message.keys.byKeyId.map(([k, name]) => [k, { name }]));
+      byFingerprint = new Map(message.keys.byFingerprint.map(([k, name]) => [k, { name }]));
       return;
     case "answers":
       for (const { id, refusal } of message.admissions) {
@@ -159,12 +159,10 @@ port.on("message", (message: ToThread) => {
 // would keep a wave's or an attack's peak for ever. Checked each second;
 // a full collection once the thread is idle after enough connections.
 const IDLE_COLLECT_AFTER = 1_000;
-let accepted = 0;
-events.connectionAccepted.subscribe(() => void accepted++);
-events.connectionNotAdmitted.subscribe(() => void accepted++);
+let acceptedAtCollection = 0;
 setInterval(() => {
-  if (accepted < IDLE_COLLECT_AFTER || listener.openConnections > 0) return;
-  accepted = 0;
+  if (listener.accepted - acceptedAtCollection < IDLE_COLLECT_AFTER || listener.openConnections > 0) return;
+  acceptedAtCollection = listener.accepted;
   collectGarbage();
 }, 1_000).unref();
 

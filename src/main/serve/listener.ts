@@ -74,6 +74,7 @@ export class Listener {
   readonly #admission: Admission;
   readonly #gate: SourceGate;
   #closing = false;
+  #accepted = 0;
   #interface: InterfaceFilter | null = null;
   /** Set while close() waits for the last connection to end. */
   #drained: (() => void) | null = null;
@@ -128,7 +129,13 @@ export class Listener {
     return this.#connections.size;
   }
 
+  /** Sockets accepted so far, admitted or not. */
+  get accepted(): number {
+    return this.#accepted;
+  }
+
   #accept(socket: Socket): void {
+    this.#accepted++;
     if (this.#closing) {
       // Closed but still listening (a serve thread's shared socket): as refused.
       socket.resetAndDestroy();

@@ -17,7 +17,7 @@
 import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
 import type { TlsSettings } from "../../tls/index.js";
-import { events } from "../events.js";
+import type { Channel } from "../events.js";
 import type { Logger } from "../daemon/log.js";
 import type { Registry, SecretDecision } from "../clients/contract.js";
 import { Admission, type AdmissionRefusal } from "./admission.js";
@@ -25,7 +25,8 @@ import { MAX_HANDSHAKES_IN_FLIGHT, MAX_OPEN_CONNECTIONS } from "./limits.js";
 import { systemClock } from "../clock.js";
 import type { ListenOptions } from "./listener.js";
 import { FORWARDED_CHANNELS, type ClientKeys, type FromThread, type ThreadOp, type ToThread, type ServeThreadData } from "./serve-protocol.js";
-import { buildKnownKeyTable } from "../../tls/index.js";
+import { knownKeysOf } from "./known-keys.js";
+import type { KnownKeys } from "./handshake-runner.js";
 
 /**
  * None below four cores, then one per core but one (the main thread's).
@@ -51,10 +52,8 @@ export interface ServeThreadsDeps {
 /** How long ready() waits: a cold start of Node and our modules takes well under a second. */
 const THREAD_LOAD_WAIT_MS = 10_000;
 
-/** Publishes a forwarded event again on the main thread's channel of that name. */
-const republish = new Map<string, (message: unknown) => void>(
-  Object.values(events).map((c) => [c.name, (m: unknown) => (c as { publish(m: unknown): void }).publish(m)]),
-);
+/** The main thread's channel for each forwarded name: a forwarded event is published again there. */
+const republish = new Map<string, Channel<unknown>>(FORWARDED_CHANNELS.map((c) => [c.name, c]));
 
 /** What a thread tells the set of them. */
 interface ThreadHooks {
@@ -133,7 +132,7 @@ class ServeThread {
     const { registry, logger } = this.#deps;
     switch (op.op) {
       case "event":
-        republish.get(op.channel)?.(op.message);
+        republish.get(op.channel)?.publish(op.message);
         return;
       case "request": {
         const abort = new AbortController();
@@ -194,13 +193,25 @@ class ServeThread {
   }
 }
 
+/** Has `thread` listen; its listen error (EADDRINUSE...) is thrown here with its code. */
+async function listenOn(thread: ServeThread, options: ListenOptions): Promise<Extract<FromThread, { kind: "listening" }>> {
+  const answer = thread.next("listening") as Promise<FromThread>; // "listen-failed" answers the same wait
+  thread.post({ kind: "listen", options });
+  const r = await answer;
+  if (r.kind === "listening") return r;
+  throw Object.assign(new Error(r.kind === "listen-failed" ? r.message : "serve thread did not listen"), { code: r.kind === "listen-failed" ? r.code : undefined });
+}
+
 export class ServeThreads {
   readonly #threads: ServeThread[] = [];
   readonly #deps: ServeThreadsDeps;
   #generation = -1;
+  readonly #knownKeys: KnownKeys;
   readonly #unsubscribe: () => void;
   readonly #loaded: Promise<boolean>;
   #onEndedListener: ((why: Error) => void) | null = null;
+  /** A thread's end before onEnded() was called, told to it then. */
+  #endedEarly: Error | null = null;
   /** The channels last said to have subscribers (#syncChannels); null: not said yet, all are forwarded. */
   #channels: string | null = null;
   #closing = false;
@@ -220,6 +231,7 @@ export class ServeThreads {
     }
     const loaded = Promise.all(this.#threads.map((t) => t.next("loaded"))).then(() => true, () => false);
     this.#loaded = Promise.race([loaded, new Promise<boolean>((resolve) => setTimeout(() => resolve(false), THREAD_LOAD_WAIT_MS).unref())]);
+    this.#knownKeys = knownKeysOf(deps.registry);
     this.#sendKeys();
     this.#unsubscribe = deps.registry.subscribe(() => this.#sendKeys());
   }
@@ -244,7 +256,7 @@ export class ServeThreads {
       if (c.keyId) byKeyId.push([c.keyId, c.name]);
       if (c.fingerprint) byFingerprint.push([c.fingerprint, c.name]);
     }
-    const keys: ClientKeys = { byKeyId, byFingerprint, knownKeys: buildKnownKeyTable(registry.keyIds()) };
+    const keys: ClientKeys = { byKeyId, byFingerprint, knownKeys: this.#knownKeys() };
     for (const t of this.#threads) t.post({ kind: "keys", keys });
   }
 
@@ -255,14 +267,18 @@ export class ServeThreads {
    * on the main thread, and be restarted.
    */
   onEnded(listener: (why: Error) => void): void {
-    this.#onEndedListener = listener;
+    const early = this.#endedEarly;
+    this.#endedEarly = null;
+    if (early) listener(early);
+    else this.#onEndedListener = listener;
   }
 
   #ended(why: Error): void {
     if (this.#closing) return;
     const listener = this.#onEndedListener;
     this.#onEndedListener = null;
-    listener?.(why);
+    if (listener) listener(why);
+    else this.#endedEarly ??= why;
   }
 
   /** Whether every thread has loaded its code; false if not within THREAD_LOAD_WAIT_MS. Await it before dropping privileges. */
@@ -280,16 +296,8 @@ export class ServeThreads {
     // The log, metrics and audit have subscribed by now; checked again before each answer.
     this.#syncChannels();
     const [first, ...rest] = this.#threads;
-    const answer = first!.next("listening") as Promise<FromThread>; // listen-failed answers it too
-    first!.post({ kind: "listen", options });
-    const bound = await answer;
-    if (bound.kind !== "listening") throw Object.assign(new Error(bound.kind === "listen-failed" ? bound.message : "serve thread did not listen"), { code: bound.kind === "listen-failed" ? bound.code : undefined });
-    await Promise.all(rest.map(async (t) => {
-      const a = t.next("listening") as Promise<FromThread>;
-      t.post({ kind: "listen", options: { ...options, fd: bound.fd } });
-      const r = await a;
-      if (r.kind !== "listening") throw new Error(r.kind === "listen-failed" ? r.message : "serve thread did not listen");
-    }));
+    const bound = await listenOn(first!, options);
+    await Promise.all(rest.map((t) => listenOn(t, { ...options, fd: bound.fd })));
     return { address: bound.address, port: bound.port };
   }
 
