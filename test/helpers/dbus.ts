@@ -295,8 +295,12 @@ export interface Fleet {
  * different settings. `alpha` plain; `bravo` disabled; `charlie` waits for
  * approval (denied by default) with a custom checker, host and durations;
  * `delta` approved by default after a delay.
+ *
+ * Both servers start each client's first checker at a random moment within
+ * its interval. `quietCheckers` makes the intervals 10 and 11 days, so that
+ * no checker runs during a test that compares two servers' views.
  */
-export function writeFleet(root: string, checkerDir: string): Fleet {
+export function writeFleet(root: string, checkerDir: string, quietCheckers = false): Fleet {
   makeKeySet(join(root, "pgp"));
   const clients = makeClients(root, join(root, "pgp"), 4, "c");
   const [a, b, c, d] = clients as [TestClient, TestClient, TestClient, TestClient];
@@ -313,7 +317,7 @@ export function writeFleet(root: string, checkerDir: string): Fleet {
     [
       "[DEFAULT]",
       "timeout = PT5M",
-      "interval = PT2M",
+      `interval = ${quietCheckers ? "PT240H" : "PT2M"}`,
       "checker = true",
       "approval_delay = PT0S",
       "approval_duration = PT1S",
@@ -328,7 +332,7 @@ export function writeFleet(root: string, checkerDir: string): Fleet {
       `checker = touch ${checkerDir}/ran-%%(host)s`,
       "timeout = PT1H",
       "extended_timeout = PT2H",
-      "interval = PT10M",
+      `interval = ${quietCheckers ? "PT264H" : "PT10M"}`,
       "approval_delay = PT30S",
       "approval_duration = PT2S",
       "approved_by_default = False",
@@ -389,13 +393,13 @@ export interface FleetRoot {
 }
 
 /** A temporary directory holding the fleet (writeFleet) and a checker directory; remove `root` when done. */
-export function makeFleetRoot(prefix: string): FleetRoot {
+export function makeFleetRoot(prefix: string, quietCheckers = false): FleetRoot {
   const root = mkdtempSync(join(tmpdir(), prefix));
   chmodSync(root, 0o755);
   const checkerDir = join(root, "checkers");
   mkdirSync(checkerDir);
   chmodSync(checkerDir, 0o777);
-  return { root, checkerDir, fleet: writeFleet(root, checkerDir) };
+  return { root, checkerDir, fleet: writeFleet(root, checkerDir, quietCheckers) };
 }
 
 /** Our server (bin/mandos) on the bus at `address`, with D-Bus on, serving `conf`; resolves once it owns its bus name. */
