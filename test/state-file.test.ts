@@ -5,13 +5,13 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ClientRegistry, type CheckerSpawner } from "../src/main/clients/registry.js";
 import { ManualClock } from "../src/main/clock.js";
 import { silentLogger } from "../src/main/daemon/log.js";
-import { buildState, readState, restoreState, StateSerialiser, writeAtomically, type StateFile } from "../src/main/state/state-file.js";
+import { buildState, readState, restoreState, StateSerialiser, writeAtomically, writeAtomicallyInBackground, type StateFile } from "../src/main/state/state-file.js";
 import { clientSettings } from "./helpers/clients.js";
 import { REPO } from "./helpers/server.js";
 
@@ -145,7 +145,7 @@ test("the incremental serialiser writes exactly what buildState gives, after eve
   const serialiser = new StateSerialiser();
   const path = join(dir, "incremental.json");
   const check = (what: string): void => {
-    writeAtomically(path, serialiser.chunks(config, reg.entries(), clock.now()));
+    writeAtomically(path, serialiser.pieces(config, reg.entries(), clock.now()));
     const expected = JSON.stringify(buildState(config, reg.snapshot(), clock.now())) + "\n";
     assert.equal(readFileSync(path, "utf8"), expected, what);
   };
@@ -166,25 +166,59 @@ test("the incremental serialiser writes exactly what buildState gives, after eve
   check("a client removed");
 });
 
+test("a change of any runtime field, announced or not, is in the next save", () => {
+  // The serialiser compares each runtime field by name (sameRuntime); a
+  // field added to ClientRuntime and not compared there fails this.
+  const config = [clientSettings("a")];
+  const reg = new ClientRegistry(config, { logger: silentLogger, clock: new ManualClock(), spawner: never });
+  const serialiser = new StateSerialiser();
+  const text = (): string => Buffer.concat(serialiser.pieces(config, reg.entries(), 0)).toString("utf8");
+  text();
+  const [entry] = [...reg.entries()];
+  const runtime = entry!.runtime as unknown as Record<string, unknown>;
+  const fields = Object.keys(runtime);
+  assert.ok(fields.length >= 8, fields.join());
+  for (const field of fields) {
+    const value = runtime[field];
+    runtime[field] = typeof value === "boolean" ? !value : typeof value === "number" ? value + 1_000 : 1_764_000_000_000;
+    assert.equal(text(), JSON.stringify(buildState(config, reg.snapshot(), 0)) + "\n", `${field} changed unseen`);
+  }
+});
+
 test("a fleet's unsent changes are saved after the clients, read back, and left out when there are none", () => {
   const config = [clientSettings("a")];
   const reg = new ClientRegistry(config, { logger: silentLogger, clock: new ManualClock(), spawner: never });
   const path = join(dir, "unsent.json");
   const unsent = [{ key: "clients/a/Host", value: "moved.example.org", at: 1_764_500_000_000, by: "server-1" }];
-  writeAtomically(path, new StateSerialiser().chunks(config, reg.entries(), 0, unsent));
+  writeAtomically(path, new StateSerialiser().pieces(config, reg.entries(), 0, unsent));
   const read = readState(path, silentLogger);
   assert.deepEqual(read?.fleetUnsent, unsent);
   assert.equal(Object.keys(read?.clients ?? {}).join(), "a");
-  writeAtomically(path, new StateSerialiser().chunks(config, reg.entries(), 0, []));
+  writeAtomically(path, new StateSerialiser().pieces(config, reg.entries(), 0, []));
   assert.doesNotMatch(readFileSync(path, "utf8"), /fleetUnsent/);
 });
 
-test("many clients are written in several chunks", () => {
+test("more pieces than one writev(2) takes are all written, in order, in the background too", async () => {
+  // 400 clients are 1,600 pieces; writev takes 1,024 at most.
   const config = Array.from({ length: 400 }, (_, i) => clientSettings(`m${i}`, { secret: Buffer.alloc(1200, i) }));
   const reg = new ClientRegistry(config, { logger: silentLogger, clock: new ManualClock(), spawner: never });
-  // Each chunk is a view on a buffer the next one reuses: copied as they come.
-  const chunks = Array.from(new StateSerialiser().chunks(config, reg.entries(), 0), (chunk) => Buffer.from(chunk));
-  assert.ok(chunks.length > 1, `${chunks.length} chunk(s)`);
-  const parsed = JSON.parse(Buffer.concat(chunks).toString("utf8")) as StateFile;
-  assert.equal(Object.keys(parsed.clients).length, 400);
+  const serialiser = new StateSerialiser();
+  const pieces = serialiser.pieces(config, reg.entries(), 0);
+  assert.ok(pieces.length > 1024, `${pieces.length} piece(s)`);
+  const expected = JSON.stringify(buildState(config, reg.snapshot(), 0)) + "\n";
+  const path = join(dir, "many.json");
+  writeAtomically(path, pieces);
+  assert.equal(readFileSync(path, "utf8"), expected);
+  rmSync(path);
+  assert.equal(await writeAtomicallyInBackground(path, serialiser.pieces(config, reg.entries(), 0), () => true), true);
+  assert.equal(readFileSync(path, "utf8"), expected);
+});
+
+test("a background save that a later one overtook is not renamed, and leaves no temporary file", async () => {
+  const own = mkdtempSync(join(dir, "overtaken-"));
+  const path = join(own, "clients.json");
+  writeAtomically(path, "newer\n");
+  assert.equal(await writeAtomicallyInBackground(path, [Buffer.from("older\n")], () => false), false);
+  assert.equal(readFileSync(path, "utf8"), "newer\n");
+  assert.deepEqual(readdirSync(own), ["clients.json"]);
 });

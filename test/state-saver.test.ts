@@ -2,12 +2,13 @@
 // one second after a change, or longer after a save that took long, so
 // that saving never takes more than SAVE_MAX_SHARE of the server's time
 // (a 10,000-client state file in a reboot wave), and never later than
-// SAVE_MAX_DELAY_MS. On a manual clock; the save itself is real (a file
-// in a temporary directory).
+// SAVE_MAX_DELAY_MS; written in the background, one save at a time, and
+// overtaken by saveNow (shutdown). On a manual clock; the save itself is
+// real (a file in a temporary directory).
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ManualClock, type Clock } from "../src/main/clock.js";
@@ -21,7 +22,7 @@ test("the delay is a second, or the last save's duration over the share saving m
   assert.equal(saveDelay(10_000), SAVE_MAX_DELAY_MS);
 });
 
-test("a slow save puts the next one off; a fast one brings the one-second delay back", () => {
+test("a slow save puts the next one off; a fast one brings the one-second delay back", async () => {
   const dir = mkdtempSync(join(tmpdir(), "mandos-ts-saver-"));
   const manual = new ManualClock();
   // Time spent inside a save: the manual clock's own timers are not fired from within one.
@@ -33,13 +34,14 @@ test("a slow save puts the next one off; a fast one brings the one-second delay 
   const saver = new StateSaver(path, () => {
     inside += saveTakes;
     saves++;
-    return [`{"save":${saves}}\n`];
+    return [Buffer.from(`{"save":${saves}}\n`)];
   }, clock);
   try {
     saver.changed();
     manual.advance(SAVE_DELAY_MS - 1);
     assert.equal(existsSync(path), false, "saved before its second");
     manual.advance(1);
+    await saver.idle();
     assert.equal(readFileSync(path, "utf8"), '{"save":1}\n');
 
     saver.changed();
@@ -48,30 +50,72 @@ test("a slow save puts the next one off; a fast one brings the one-second delay 
     assert.equal(saves, 1, "a save that took 100 ms is followed by another within saveDelay(100)");
     manual.advance(1);
     assert.equal(saves, 2);
+    await saver.idle();
 
     saver.changed();
     manual.advance(SAVE_DELAY_MS - 1);
     assert.equal(saves, 2);
     manual.advance(1);
     assert.equal(saves, 3, "after a fast save the next comes after a second again");
+    await saver.idle();
     assert.equal(readFileSync(path, "utf8"), '{"save":3}\n');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 });
 
-test("saveNow saves at once and cancels the pending save", () => {
+/** A saver on a manual clock whose Nth save writes `{"save":N}`, in a temporary directory removed afterwards. */
+async function withCountingSaver(
+  body: (t: { saver: StateSaver; clock: ManualClock; dir: string; path: string; saves: () => number }) => void | Promise<void>,
+): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), "mandos-ts-saver-"));
   const clock = new ManualClock();
   let saves = 0;
-  const saver = new StateSaver(join(dir, "clients.json"), () => [`{"save":${++saves}}\n`], clock);
+  const path = join(dir, "clients.json");
+  const saver = new StateSaver(path, () => [Buffer.from(`{"save":${++saves}}\n`)], clock);
   try {
-    saver.changed();
-    saver.saveNow();
-    assert.equal(saves, 1);
-    clock.advance(SAVE_MAX_DELAY_MS);
-    assert.equal(saves, 1, "the pending save ran after saveNow");
+    await body({ saver, clock, dir, path, saves: () => saves });
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
-});
+}
+
+test("saveNow saves at once and cancels the pending save", () =>
+  withCountingSaver(({ saver, clock, saves }) => {
+    saver.changed();
+    saver.saveNow();
+    assert.equal(saves(), 1);
+    clock.advance(SAVE_MAX_DELAY_MS);
+    assert.equal(saves(), 1, "the pending save ran after saveNow");
+  }));
+
+test("one save is written at a time; a change meanwhile is saved after it", () =>
+  withCountingSaver(async ({ saver, clock, path, saves }) => {
+    saver.changed();
+    clock.advance(SAVE_DELAY_MS);
+    assert.equal(saves(), 1, "the first save began");
+    saver.changed();
+    clock.advance(SAVE_MAX_DELAY_MS);
+    assert.equal(saves(), 1, "a second save began while the first was being written");
+    await saver.idle();
+    assert.equal(readFileSync(path, "utf8"), '{"save":1}\n');
+    // On this clock the first save took the 10 s it moved meanwhile: the next waits saveDelay of that.
+    clock.advance(SAVE_MAX_DELAY_MS - 1);
+    assert.equal(saves(), 1);
+    clock.advance(1);
+    assert.equal(saves(), 2, "the change made during the first save was not saved after it");
+    await saver.idle();
+    assert.equal(readFileSync(path, "utf8"), '{"save":2}\n');
+  }));
+
+test("saveNow overtakes a save being written in the background: the older state never replaces the newer", () =>
+  withCountingSaver(async ({ saver, clock, dir, path, saves }) => {
+    saver.changed();
+    clock.advance(SAVE_DELAY_MS);
+    assert.equal(saves(), 1, "the background save began");
+    saver.saveNow();
+    assert.equal(readFileSync(path, "utf8"), '{"save":2}\n');
+    await saver.idle();
+    assert.equal(readFileSync(path, "utf8"), '{"save":2}\n', "the overtaken save was renamed over the newer one");
+    assert.deepEqual(readdirSync(dir), ["clients.json"], "the overtaken save left its temporary file");
+  }));

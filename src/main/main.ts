@@ -182,7 +182,7 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
   let fleet: FleetState | null = null;
   const serialiser = new StateSerialiser();
   // With etcd, the changes it has not yet acknowledged are saved with the state they belong to.
-  const saver = new StateSaver(statePath, () => serialiser.chunks(config, registry.entries(), Date.now(), fleet?.unsent() ?? []));
+  const saver = new StateSaver(statePath, () => serialiser.pieces(config, registry.entries(), Date.now(), fleet?.unsent() ?? []));
   // Off until the state directory is known to be usable by the user we become.
   let keepState = false;
   const stateChanged = (): void => {
@@ -357,6 +357,8 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
           await fleet.stop();
           if (keepState) saver.saveNow();
         }
+        // A save overtaken by saveNow removes its temporary file.
+        await saver.idle();
         await observe.close();
         await runner.close();
         clientsReader.close();
