@@ -185,6 +185,18 @@ test("a change of any runtime field, announced or not, is in the next save", () 
   }
 });
 
+test("warm does the first save's work a slice at a time, and the save then writes exactly what buildState gives", () => {
+  const config = Array.from({ length: 5 }, (_, i) => clientSettings(`w${i}`));
+  const reg = new ClientRegistry(config, { logger: silentLogger, clock: new ManualClock(), spawner: never });
+  const serialiser = new StateSerialiser();
+  const clients = reg.entries();
+  // A slice of 0 ms does one client.
+  let slices = 1;
+  while (!serialiser.warm(config, clients, 0)) slices++;
+  assert.equal(slices, config.length + 1);
+  assert.equal(Buffer.concat(serialiser.pieces(config, reg.entries(), 0)).toString("utf8"), JSON.stringify(buildState(config, reg.snapshot(), 0)) + "\n");
+});
+
 test("a fleet's unsent changes are saved after the clients, read back, and left out when there are none", () => {
   const config = [clientSettings("a")];
   const reg = new ClientRegistry(config, { logger: silentLogger, clock: new ManualClock(), spawner: never });

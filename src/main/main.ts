@@ -27,7 +27,7 @@ import { reloadClientsConfig } from "./clients/reload.js";
 import { logClientEvents } from "./daemon/log-clients.js";
 import { clientsFileReader, readClientsFile, reloadReadiness, type ClientsFileReader } from "./config/clients-reader.js";
 import { runSelfTest } from "./daemon/self-test.js";
-import { readState, restoreState, StateSaver, StateSerialiser, STATE_FILE_NAME, type ConfigField } from "./state/state-file.js";
+import { readState, restoreState, StateSaver, StateSerialiser, STATE_FILE_NAME, STATE_WARM_SLICE_MS, type ConfigField } from "./state/state-file.js";
 import { checkStateDirWritable, prepareStateDir } from "./state/state-dir.js";
 import { migrateReferenceState } from "./state/pickle-import.js";
 import type { Announcement } from "./zeroconf/announce.js";
@@ -280,6 +280,13 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
   if (stateDir.ok) stateDir = checkStateDirWritable(settings.statedir);
   if (stateDir.ok) {
     keepState = true;
+    // The first save's work (every secret sealed, every client serialised),
+    // done ahead of it a few milliseconds at a time between connections.
+    const warming = registry.entries();
+    const warmSlice = (): void => {
+      if (!serialiser.warm(config, warming, STATE_WARM_SLICE_MS)) setImmediate(warmSlice);
+    };
+    setImmediate(warmSlice);
     saver.changed();
   } else {
     logger.warning(`Cannot keep persistent state in ${settings.statedir}: ${stateDir.reason}; state will not be saved`);
