@@ -129,6 +129,37 @@ test("a disabled client is rejected, and a peer that goes away withdraws its req
   assert.deepEqual(d, { give: false, reason: "disabled" });
 });
 
+test("a settled request leaves no listener on its signal, so a signal not aborted may serve the next request", async () => {
+  const t = setup({ approvalDelay: 5_000, approvedByDefault: true });
+  // Counts the listeners the registry adds and removes on a signal of ours.
+  const abort = new AbortController();
+  let listening = 0;
+  const add = abort.signal.addEventListener.bind(abort.signal);
+  const remove = abort.signal.removeEventListener.bind(abort.signal);
+  abort.signal.addEventListener = ((...args: Parameters<typeof add>) => (listening++, add(...args))) as typeof add;
+  abort.signal.removeEventListener = ((...args: Parameters<typeof remove>) => (listening--, remove(...args))) as typeof remove;
+  const settled: SecretDecision[] = [];
+  const ask = (): void => void t.reg.requestSecret("web", "::1", abort.signal).then((d) => settled.push(d));
+  // Ended by the approval delay, by an approval, and by a denial.
+  ask();
+  await flush();
+  assert.equal(listening, 1, "a waiting request listens for the abort");
+  t.clock.advance(5_000);
+  await flush();
+  ask();
+  await flush();
+  t.reg.approve("web", true);
+  await flush();
+  t.clock.advance(1_000);
+  ask();
+  await flush();
+  t.reg.approve("web", false);
+  await flush();
+  // The first request of setup() also settled (the delay); ours are the three.
+  assert.deepEqual(settled.map((d) => d.give), [true, true, false]);
+  assert.equal(listening, 0, "a settled request left a listener on its signal");
+});
+
 test("the real mandos-client waits out approval_delay, then gets or does not get its password", { skip: missing(MANDOS_CLIENT, MANDOS_KEYGEN) }, async () => {
   const root = mkdtempSync(join(tmpdir(), "mandos-ts-approval-"));
   try {

@@ -110,7 +110,9 @@ export interface Registry {
    * for the secret. Resolves once the decision is made: at once when enabled
    * and no approval is needed; after approval, denial or the approval timeout
    * otherwise (mandos-clients.conf(5) APPROVAL). Aborting `signal` (the peer
-   * went away) withdraws the request.
+   * went away) withdraws the request. Once the promise settles no listener
+   * of the registry's is left on `signal`: a caller may reuse a signal
+   * that was not aborted (serve-threads.ts does).
    */
   requestSecret(name: string, address: string, signal: AbortSignal): Promise<SecretDecision>;
   /** The secret reached the peer: emits got-secret, bumps the expiry by `extendedTimeout`. */
