@@ -11,7 +11,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { makeFleetDir } from "./helpers/keys.js";
 import { MANDOS_CLIENT, MANDOS_KEYGEN, missing } from "./helpers/peers.js";
-import { BIN_MANDOS, runMandosClient } from "./helpers/server.js";
+import { BIN_MANDOS, listenBacklog, runMandosClient } from "./helpers/server.js";
+import { LISTEN_BACKLOG } from "../src/main/serve/limits.js";
 import { eventually } from "./helpers/wait.js";
 
 // Also with serve threads, which all listen on the passed descriptor.
@@ -33,6 +34,8 @@ for (const threads of [[], ["--serve-threads", "2"]]) test(`--socket serves on a
     try {
       await eventually(() => /Now listening/.test(log), { what: "the server listening on the passed socket", timeoutMs: 5_000, context: () => log });
       assert.match(log, new RegExp(`Now listening on address '::1', port ${port}`));
+      // The parent listened with Node's default backlog (511); the server's own holds a reboot burst.
+      assert.equal(await listenBacklog(port), LISTEN_BACKLOG);
       // Our own copy stops accepting; the server's copy of the socket serves.
       listening.close();
       const r = await runMandosClient(client!.dir, "::1", port);

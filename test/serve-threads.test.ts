@@ -13,7 +13,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { makeClients, makeKeySet, type TestClient } from "./helpers/keys.js";
 import { MANDOS_CLIENT, MANDOS_KEYGEN, missing } from "./helpers/peers.js";
-import { runMandosClient, startServer, type RunningServer } from "./helpers/server.js";
+import { listenBacklog, runMandosClient, startServer, type RunningServer } from "./helpers/server.js";
+import { LISTEN_BACKLOG } from "../src/main/serve/limits.js";
 
 const skip = missing(MANDOS_CLIENT, MANDOS_KEYGEN);
 const CAP = 4;
@@ -66,6 +67,14 @@ describe("bin/mandos --serve-threads 2", { skip }, () => {
   after(async () => {
     await server?.stop();
     if (root) rmSync(root, { recursive: true, force: true });
+  });
+
+  test("the shared listening socket keeps the whole backlog", async () => {
+    // Each thread after the first listens again on the shared descriptor,
+    // and listen(2) sets the backlog anew: Node's default 511 there let a
+    // burst of 1,000 overflow the queue (SYNs dropped, clients retrying
+    // after 1 s and 3 s).
+    assert.equal(await listenBacklog(server.port), LISTEN_BACKLOG);
   });
 
   test("a client gets its exact password", async () => {

@@ -2,6 +2,7 @@
 // tests, tangd-style: real processes, real sockets on loopback, and the
 // server's log collected for assertions. Every process is killed at the end.
 
+import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
 import { chmodSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -169,6 +170,19 @@ export function run(command: string, args: readonly string[], ms = 60_000, env: 
       resolve({ code, stdout: Buffer.concat(out), stderr: err });
     });
   });
+}
+
+/**
+ * The listen(2) backlog of the socket listening on TCP `port`, as the
+ * kernel holds it (ss(8) shows it as a listening socket's Send-Q); null if
+ * nothing listens there.
+ */
+export async function listenBacklog(port: number): Promise<number | null> {
+  const r = await run("ss", ["-Hltn", `sport = :${port}`]);
+  assert.equal(r.code, 0, r.stderr);
+  // State Recv-Q Send-Q Local-Address:Port Peer-Address:Port
+  const fields = r.stdout.toString("utf8").trim().split("\n")[0]?.trim().split(/\s+/) ?? [];
+  return fields.length >= 3 ? Number(fields[2]) : null;
 }
 
 /** The real mandos-client, --connect mode, with a key set in `dir`. */

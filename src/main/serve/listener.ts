@@ -108,7 +108,13 @@ export class Listener {
         else resolve({ address: String(bound), port: 0 });
       };
       if (options.fd !== undefined) {
-        this.#server.listen({ fd: options.fd, backlog: LISTEN_BACKLOG }, done);
+        // The backlog as an argument: Node 20 reads `backlog` from the
+        // options only when it binds, and listens on a given descriptor
+        // with its default of 511 otherwise. listen(2) on a listening
+        // socket sets its backlog anew, so every serve thread after the
+        // first cut the shared queue to 511, and a burst of 1,000 overflowed
+        // it: SYNs dropped, clients retrying after 1 s and 3 s.
+        this.#server.listen({ fd: options.fd }, LISTEN_BACKLOG, done);
         return;
       }
       let host = options.address !== "" ? options.address : options.ipv6 ? "::" : "0.0.0.0";
