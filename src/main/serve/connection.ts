@@ -51,6 +51,7 @@ import {
 import type { Logger } from "../daemon/log.js";
 import type { SecretSource } from "../clients/contract.js";
 import { findLineEnd, judgeVersionLine } from "./version-line.js";
+import { returnAbortController, takeAbortController } from "./abort-pool.js";
 
 export type ConnectionState = ConnectionStage | "Closed";
 
@@ -352,11 +353,12 @@ export class Connection {
       this.#close("refused");
       return;
     }
-    const abort = new AbortController();
+    const abort = takeAbortController();
     this.#abort = abort;
     registry.requestSecret(client.name, this.#ref.address, abort.signal).then(
       (decision) => {
         this.#abort = null;
+        returnAbortController(abort);
         if (this.#state !== "AwaitingDecision") return;
         if (!decision.give) {
           // "aborted": the peer went away or the client was replaced while
@@ -371,6 +373,7 @@ export class Connection {
       },
       (error: unknown) => {
         this.#abort = null;
+        returnAbortController(abort);
         logger.error(`Secret request for ${client.name} failed: ${String(error)}`);
         this.#close("internal-error");
       },

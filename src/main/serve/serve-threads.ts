@@ -22,6 +22,7 @@ import type { Logger } from "../daemon/log.js";
 import type { Registry, SecretDecision } from "../clients/contract.js";
 import { Admission, type AdmissionRefusal } from "./admission.js";
 import { MAX_HANDSHAKES_IN_FLIGHT, MAX_OPEN_CONNECTIONS } from "./limits.js";
+import { returnAbortController, takeAbortController } from "./abort-pool.js";
 import { systemClock } from "../clock.js";
 import type { ListenOptions } from "./listener.js";
 import { FORWARDED_CHANNELS, type ClientKeys, type FromThread, type ThreadOp, type ToThread, type ServeThreadData } from "./serve-protocol.js";
@@ -67,15 +68,8 @@ class ServeThread {
   readonly worker: Worker;
   open = 0;
   readonly #deps: ServeThreadsDeps;
+  /** Pending requests' controllers, from abort-pool.ts. */
   readonly #aborts = new Map<number, AbortController>();
-  /**
-   * Controllers of requests that were decided, not aborted, for the next
-   * requests: an AbortSignal is an EventTarget, ~7 µs of the main thread to
-   * make, one a secret, and nearly every request is decided at once. The
-   * registry leaves no listener on a signal once a request settles
-   * (contract.ts), so a spare one is as new.
-   */
-  readonly #spareAborts: AbortController[] = [];
   #decisions: Array<{ id: number; decision: SecretDecision }> = [];
   #admissions: Array<{ id: number; refusal: AdmissionRefusal | null }> = [];
   #flushScheduled = false;
@@ -143,7 +137,7 @@ class ServeThread {
         republish.get(op.channel)?.publish(op.message);
         return;
       case "request": {
-        const abort = this.#spareAborts.pop() ?? new AbortController();
+        const abort = takeAbortController();
         this.#aborts.set(op.id, abort);
         registry.requestSecret(op.name, op.address, abort.signal).then(
           (decision) => this.#decide(op.id, decision),
@@ -184,7 +178,7 @@ class ServeThread {
     const abort = this.#aborts.get(id);
     if (!abort) return;
     this.#aborts.delete(id);
-    if (!abort.signal.aborted && this.#spareAborts.length < MAX_SPARE_ABORTS) this.#spareAborts.push(abort);
+    returnAbortController(abort);
     this.#decisions.push({ id, decision });
     this.#schedule();
   }
@@ -212,9 +206,6 @@ async function listenOn(thread: ServeThread, options: ListenOptions): Promise<Ex
   if (r.kind === "listening") return r;
   throw Object.assign(new Error(r.kind === "listen-failed" ? r.message : "serve thread did not listen"), { code: r.kind === "listen-failed" ? r.code : undefined });
 }
-
-/** Spare AbortControllers kept at most (see #spareAborts): a burst's worth. */
-const MAX_SPARE_ABORTS = 1024;
 
 export class ServeThreads {
   readonly #threads: ServeThread[] = [];
