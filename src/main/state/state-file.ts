@@ -303,14 +303,11 @@ export class StateSerialiser {
     const sameTail = old !== undefined && sameRuntime(old.runtime, runtime);
     if (sameHead && sameTail) return old;
     // Together the stored object without its closing brace, then the secret's key.
-    const current = configValues({ ...settings, enabled: runtime.enabled });
     const fragment: Fragment = {
       conf,
       enabled: runtime.enabled,
       settings: sameHead ? old.settings : configValues(settings),
-      head: sameHead
-        ? old.head
-        : exactBytes(`${JSON.stringify(settings.name)}:{"config":${JSON.stringify(configValues(conf))},"current":${JSON.stringify(current)},"runtime":`),
+      head: sameHead ? old.head : exactBytes(`${JSON.stringify(settings.name)}:${headJson(conf, settings, runtime.enabled)},"runtime":`),
       runtime: sameTail ? old.runtime : { ...runtime },
       tail: sameTail ? old.tail : exactBytes(`${JSON.stringify(storedRuntime(runtime))},"secret":"`),
       save: 0,
@@ -322,6 +319,11 @@ export class StateSerialiser {
 }
 
 const COMMA = Buffer.from(",");
+
+/** `{"config":...,"current":...` as storedWithoutSecret has them. */
+function headJson(conf: ClientSettings, settings: ClientSettings, enabled: boolean): string {
+  return `{"config":${JSON.stringify(configValues(conf))},"current":${JSON.stringify(configValues({ ...settings, enabled }))}`;
+}
 
 /**
  * Field by field, written out: a loop over the field names costs ~1 µs a
@@ -613,7 +615,7 @@ export function saveDelay(lastSaveMs: number): number {
 
 export class StateSaver {
   readonly #path: string;
-  readonly #collect: () => StateFile | readonly Uint8Array[];
+  readonly #collect: () => readonly Uint8Array[];
   readonly #clock: Clock;
   #timer: TimerHandle | null = null;
   /** How long the last save took, on `clock`, from collecting to the rename. */
@@ -626,11 +628,11 @@ export class StateSaver {
   #generation = 0;
 
   /**
-   * `collect` gives the state, or its JSON text as pieces that nobody
-   * changes afterwards (StateSerialiser.pieces). Each save is published
+   * `collect` gives the state file's bytes as pieces that nobody changes
+   * afterwards (StateSerialiser.pieces). Each save is published
    * (events.stateSaved / stateSaveFailed), not logged.
    */
-  constructor(path: string, collect: () => StateFile | readonly Uint8Array[], clock: Clock = systemClock) {
+  constructor(path: string, collect: () => readonly Uint8Array[], clock: Clock = systemClock) {
     this.#path = path;
     this.#collect = collect;
     this.#clock = clock;
@@ -664,7 +666,7 @@ export class StateSaver {
     const began = this.#clock.now();
     const started = performance.now();
     try {
-      const pieces = this.#pieces();
+      const pieces = this.#collect();
       writeAtomically(this.#path, pieces);
       this.#saved(byteCount(pieces), started);
     } catch (error) {
@@ -685,7 +687,7 @@ export class StateSaver {
     const started = performance.now();
     let pieces: readonly Uint8Array[];
     try {
-      pieces = this.#pieces();
+      pieces = this.#collect();
     } catch (error) {
       this.#failed(error);
       return;
@@ -705,11 +707,6 @@ export class StateSaver {
     });
   }
 
-  #pieces(): readonly Uint8Array[] {
-    const state = this.#collect();
-    return isStateFile(state) ? [Buffer.from(JSON.stringify(state) + "\n", "utf8")] : state;
-  }
-
   #saved(bytes: number, started: number): void {
     if (events.stateSaved.hasSubscribers) events.stateSaved.publish({ path: this.#path, bytes, durationMs: performance.now() - started });
   }
@@ -725,8 +722,3 @@ function byteCount(pieces: readonly Uint8Array[]): number {
   for (const p of pieces) n += p.length;
   return n;
 }
-
-function isStateFile(value: StateFile | readonly Uint8Array[]): value is StateFile {
-  return (value as StateFile).format === "mandos-ts-state";
-}
-
