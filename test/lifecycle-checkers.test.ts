@@ -112,6 +112,45 @@ test("secretDelivered bumps the expiry by extended_timeout; re-enabling restarts
   assert.equal(reg.get("web")?.expires?.getTime(), clock.now() + 4_000);
 });
 
+test("secrets sent one after another set no new disable timer, and the client expires at the last one's expiry", () => {
+  const clock = new ManualClock();
+  let timersSet = 0;
+  const counting = { now: () => clock.now(), setTimeout: (fn: () => void, ms: number) => (timersSet++, clock.setTimeout(fn, ms)) };
+  const s = scripted();
+  // No checker runs before the client expires (interval far beyond the timeouts).
+  const reg = new ClientRegistry([clientSettings("web", { interval: 3_600_000 })], { logger: silentLogger, clock: counting, spawner: s.spawner, random: () => 1 });
+  reg.start();
+  reg.secretDelivered("web");
+  const before = timersSet;
+  for (let i = 0; i < 10; i++) {
+    clock.advance(1_000);
+    reg.secretDelivered("web");
+  }
+  assert.equal(timersSet, before, "a later expiry reuses the timer set for an earlier one");
+  const expires = clock.now() + 15_000;
+  assert.equal(reg.get("web")?.expires?.getTime(), expires);
+  // The timer set for the first secret fires first, and waits out the rest.
+  clock.advance(15_000 - 1);
+  assert.equal(reg.get("web")?.enabled, true);
+  clock.advance(1);
+  assert.equal(reg.get("web")?.enabled, false);
+  assert.equal(s.started.length, 0);
+});
+
+test("an expiry moved earlier re-sets the disable timer", () => {
+  const clock = new ManualClock();
+  const s = scripted();
+  const reg = new ClientRegistry([clientSettings("web", { interval: 3_600_000 })], { logger: silentLogger, clock, spawner: s.spawner, random: () => 1 });
+  reg.start();
+  reg.secretDelivered("web");
+  // From extended_timeout (15 s) to timeout (5 s) ahead.
+  reg.bumpTimeout("web");
+  clock.advance(5_000 - 1);
+  assert.equal(reg.get("web")?.enabled, true);
+  clock.advance(1);
+  assert.equal(reg.get("web")?.enabled, false);
+});
+
 test("the first checks after start are spread over one interval", () => {
   const clock = new ManualClock();
   const s = scripted();

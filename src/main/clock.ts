@@ -1,7 +1,8 @@
 // Time for the parts of the server that schedule things (checkers, expiry,
-// approvals), passed in so tests can drive it. setTimeout here accepts any
-// duration: Node's own fires at once beyond 2^31-1 ms (24.8 days), which
-// a `timeout = 30d` would hit, so long waits are chained.
+// approvals, connection deadlines), passed in so tests can drive it.
+// setTimeout here accepts any duration: Node's own fires at once beyond
+// 2^31-1 ms (24.8 days), which a `timeout = 30d` would hit; the heap below
+// wakes at most that far ahead and looks again.
 
 export interface TimerHandle {
   cancel(): void;
@@ -13,45 +14,154 @@ export interface Clock {
   setTimeout(fn: () => void, ms: number): TimerHandle;
 }
 
+/** Node's longest timer (a longer one fires at once, see above). */
 const MAX_TIMER = 2 ** 31 - 1;
 
-export const systemClock: Clock = {
-  now: () => Date.now(),
-  setTimeout: (fn, ms) => new SystemTimer(fn, ms),
-};
-
 /**
- * One timer of systemClock: an object and Node's Timeout, and no closures
- * of its own. A server with 10,000 clients holds two timers a client
- * (checker, expiry), so each closure and context saved here is a few
- * hundred KiB of heap that every full collection would walk.
+ * One timer of systemClock: its place in the heap and what it runs. The
+ * object is the handle; it holds no closure of its own.
  */
-class SystemTimer implements TimerHandle {
-  readonly #fn: () => void;
-  /** What is left to wait when the current Node timer fires (> 0: chained). */
-  #left = 0;
-  #timeout: NodeJS.Timeout | undefined;
+class ScheduledTimer implements TimerHandle {
+  /** Monotonic milliseconds (performance.now()) when it is due. */
+  at: number;
+  /** Tie-break: timers due at the same moment fire in the order they were set. */
+  readonly seq: number;
+  fn: (() => void) | null;
+  /** Its index in the heap's array; -1 once fired or cancelled. */
+  index = -1;
 
-  constructor(fn: () => void, ms: number) {
-    this.#fn = fn;
-    this.#arm(ms);
+  constructor(fn: () => void, at: number, seq: number) {
+    this.fn = fn;
+    this.at = at;
+    this.seq = seq;
   }
 
   cancel(): void {
-    clearTimeout(this.#timeout);
-  }
-
-  #arm(ms: number): void {
-    this.#left = ms;
-    this.#timeout = setTimeout(SystemTimer.#fire, Math.max(0, Math.min(ms, MAX_TIMER)), this);
-    this.#timeout.unref();
-  }
-
-  static #fire(timer: SystemTimer): void {
-    if (timer.#left > MAX_TIMER) timer.#arm(timer.#left - MAX_TIMER);
-    else timer.#fn();
+    if (this.index >= 0) timers.remove(this);
+    this.fn = null;
   }
 }
+
+/**
+ * Every systemClock timer of the thread in one binary min-heap ordered by
+ * (at, seq), behind one unreferenced Node timer set for the earliest.
+ *
+ * Why not a Node timer each: a server with 10,000 clients holds two timers
+ * a client (checker, expiry) with durations all different, and Node keeps
+ * a Timeout object and a TimersList for each distinct duration in its own
+ * priority queue: ~5 MiB of heap (measured in a heap snapshot) that every
+ * full collection walks, and a connection's four deadlines added a Timeout,
+ * a wrapper and an async ID each. Here a timer is one small object.
+ *
+ * Invariants: `heap[i].index === i`; a parent is due no later than its
+ * children; the Node timer, when set, is due no later than heap[0]
+ * (a cancelled head leaves it early: it then wakes, finds nothing due and
+ * sets itself for the new head).
+ */
+class TimerHeap {
+  readonly #heap: ScheduledTimer[] = [];
+  #seq = 0;
+  #node: NodeJS.Timeout | undefined;
+  /** When the Node timer is due (monotonic ms); Infinity when none is set. */
+  #nodeAt = Infinity;
+  readonly #fire = (): void => this.#runDue();
+
+  add(fn: () => void, ms: number): ScheduledTimer {
+    const at = performance.now() + Math.max(0, ms);
+    const timer = new ScheduledTimer(fn, at, this.#seq++);
+    timer.index = this.#heap.length;
+    this.#heap.push(timer);
+    this.#up(timer.index);
+    if (at < this.#nodeAt) this.#arm(at);
+    return timer;
+  }
+
+  remove(timer: ScheduledTimer): void {
+    const heap = this.#heap;
+    const i = timer.index;
+    const last = heap.pop()!;
+    timer.index = -1;
+    if (last === timer) return;
+    heap[i] = last;
+    last.index = i;
+    if (i > 0 && TimerHeap.#before(last, heap[(i - 1) >> 1]!)) this.#up(i);
+    else this.#down(i);
+  }
+
+  #arm(at: number): void {
+    if (this.#node !== undefined) clearTimeout(this.#node);
+    this.#nodeAt = at;
+    const wait = Math.min(MAX_TIMER, Math.max(1, Math.ceil(at - performance.now())));
+    this.#node = setTimeout(this.#fire, wait);
+    this.#node.unref();
+  }
+
+  #runDue(): void {
+    this.#node = undefined;
+    this.#nodeAt = Infinity;
+    const heap = this.#heap;
+    const now = performance.now();
+    // Timers set by a callback of this pass wait for the next, as Node's do.
+    const setBefore = this.#seq;
+    try {
+      for (let head = heap[0]; head !== undefined && head.at <= now && head.seq < setBefore; head = heap[0]) {
+        this.remove(head);
+        const fn = head.fn!;
+        head.fn = null;
+        fn();
+      }
+    } finally {
+      // A callback that throws still leaves the others scheduled.
+      const head = heap[0];
+      if (head !== undefined && head.at < this.#nodeAt) this.#arm(head.at);
+    }
+  }
+
+  #up(i: number): void {
+    const heap = this.#heap;
+    const timer = heap[i]!;
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      const parent = heap[p]!;
+      if (!TimerHeap.#before(timer, parent)) break;
+      heap[i] = parent;
+      parent.index = i;
+      i = p;
+    }
+    heap[i] = timer;
+    timer.index = i;
+  }
+
+  #down(i: number): void {
+    const heap = this.#heap;
+    const n = heap.length;
+    const timer = heap[i]!;
+    for (;;) {
+      let c = 2 * i + 1;
+      if (c >= n) break;
+      if (c + 1 < n && TimerHeap.#before(heap[c + 1]!, heap[c]!)) c++;
+      const child = heap[c]!;
+      if (!TimerHeap.#before(child, timer)) break;
+      heap[i] = child;
+      child.index = i;
+      i = c;
+    }
+    heap[i] = timer;
+    timer.index = i;
+  }
+
+  static #before(a: ScheduledTimer, b: ScheduledTimer): boolean {
+    return a.at < b.at || (a.at === b.at && a.seq < b.seq);
+  }
+}
+
+/** This thread's systemClock timers (each worker thread has its own module instance). */
+const timers = new TimerHeap();
+
+export const systemClock: Clock = {
+  now: () => Date.now(),
+  setTimeout: (fn, ms) => timers.add(fn, ms),
+};
 
 /** A clock that moves only when told to: for tests. */
 export class ManualClock implements Clock {

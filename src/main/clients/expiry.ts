@@ -24,17 +24,18 @@ export class Expiry {
     this.#host = host;
   }
 
-  /** Sets the disable timer for `c.runtime.expires` (none if that is null). */
+  /**
+   * Sets the disable timer for `c.runtime.expires` (none if that is null).
+   * A timer already set for no later than that stays: when it fires it
+   * looks at `expires` again and waits out the rest. So a secret sent,
+   * which moves the expiry later (bump), sets no timer.
+   */
   arm(c: ClientRecord): void {
+    const expires = c.runtime.expires;
+    if (expires === null) return this.cancel(c);
+    if (c.disableTimer !== null && c.disableDue <= expires) return;
     c.disableTimer?.cancel();
-    if (c.runtime.expires === null) return;
-    const clock = this.#host.clock;
-    const fire = (): void => {
-      c.disableTimer = null;
-      if (this.#host.ownsChecker(c)) this.#host.disable(c, "timeout");
-      else c.disableTimer = clock.setTimeout(fire, OWNER_GRACE_MS);
-    };
-    c.disableTimer = clock.setTimeout(fire, c.runtime.expires - clock.now());
+    this.#set(c, expires - this.#host.clock.now());
   }
 
   cancel(c: ClientRecord): void {
@@ -44,8 +45,7 @@ export class Expiry {
 
   /** Expires `c` `ms` from now (the reference's bump_timeout). */
   bump(c: ClientRecord, ms: number): void {
-    this.cancel(c);
-    if (!c.runtime.enabled) return;
+    if (!c.runtime.enabled) return this.cancel(c);
     c.runtime.expires = this.#host.clock.now() + ms;
     this.arm(c);
     this.#host.changed(c, "Expires");
@@ -63,5 +63,21 @@ export class Expiry {
     if (c.runtime.expires <= this.#host.clock.now()) return false;
     this.arm(c);
     return true;
+  }
+
+  #set(c: ClientRecord, ms: number): void {
+    const clock = this.#host.clock;
+    c.disableDue = clock.now() + ms;
+    c.disableTimer = clock.setTimeout(() => this.#fire(c), ms);
+  }
+
+  #fire(c: ClientRecord): void {
+    c.disableTimer = null;
+    const expires = c.runtime.expires;
+    if (expires === null) return;
+    const left = expires - this.#host.clock.now();
+    if (left > 0) this.#set(c, left);
+    else if (this.#host.ownsChecker(c)) this.#host.disable(c, "timeout");
+    else this.#set(c, OWNER_GRACE_MS);
   }
 }

@@ -46,6 +46,8 @@ export class ClientRecord {
   checkerTimer: TimerHandle | null = null;
   // expiry.ts
   disableTimer: TimerHandle | null = null;
+  /** When disableTimer fires (clock.now() time); it may be before `expires`, see Expiry.arm. */
+  disableDue = 0;
 
   constructor(settings: ClientSettings, runtime: ClientRuntime) {
     this.settings = { ...settings };
