@@ -88,6 +88,22 @@ test("a timer set for now by a callback runs after the current pass, not in it",
   assert.deepEqual(order, ["a", "b", "immediate", "c"]);
 });
 
+test("timers set a moment apart for the same delay fire in one pass", async () => {
+  // As Node's own, which count from the event loop's time of the turn.
+  for (let round = 0; round < 5; round++) {
+    const order: string[] = [];
+    systemClock.setTimeout(() => {
+      order.push("a");
+      setImmediate(() => order.push("immediate"));
+    }, 5);
+    const start = performance.now();
+    while (performance.now() - start < 0.8);
+    systemClock.setTimeout(() => order.push("b"), 5);
+    await sleep(50);
+    assert.deepEqual(order, ["a", "b", "immediate"], `round ${round}`);
+  }
+});
+
 test("a timer cancelled by an earlier one of the same pass does not run", async () => {
   const order: string[] = [];
   systemClock.setTimeout(() => {

@@ -22,7 +22,7 @@ const MAX_TIMER = 2 ** 31 - 1;
  * object is the handle; it holds no closure of its own.
  */
 class ScheduledTimer implements TimerHandle {
-  /** Monotonic milliseconds (performance.now()) when it is due. */
+  /** Monotonic milliseconds (performance.now(), rounded up) when it is due. */
   at: number;
   /** Tie-break: timers due at the same moment fire in the order they were set. */
   readonly seq: number;
@@ -67,7 +67,8 @@ class TimerHeap {
   readonly #fire = (): void => this.#runDue();
 
   add(fn: () => void, ms: number): ScheduledTimer {
-    const at = performance.now() + Math.max(0, ms);
+    // Whole milliseconds: small integers, which V8 keeps without a heap number.
+    const at = Math.ceil(performance.now() + Math.max(0, ms));
     const timer = new ScheduledTimer(fn, at, this.#seq++);
     timer.index = this.#heap.length;
     this.#heap.push(timer);
@@ -100,7 +101,12 @@ class TimerHeap {
     this.#node = undefined;
     this.#nodeAt = Infinity;
     const heap = this.#heap;
-    const now = performance.now();
+    // Due within the next millisecond counts as due, as with Node's timers
+    // (which count from the event loop's cached time, so that those set in
+    // one turn for the same delay fire in one pass): a timer set a few
+    // microseconds after another for the same delay does not wait for a
+    // pass of its own.
+    const now = performance.now() + 1;
     // Timers set by a callback of this pass wait for the next, as Node's do.
     const setBefore = this.#seq;
     try {
