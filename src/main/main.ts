@@ -22,6 +22,7 @@ import { mergeSettings, type ServerFileSettings, type ServerSettings } from "./c
 import { SettingsError } from "./daemon/errors.js";
 import { loadClientsConfig, loadServerConfig, type ServerConfigFile } from "./config/index.js";
 import { createRegistry, type ClientRegistry } from "./clients/registry.js";
+import { CheckerHost } from "./clients/checker-host.js";
 import type { ClientSettings } from "./clients/settings.js";
 import { reloadClientsConfig } from "./clients/reload.js";
 import { logClientEvents } from "./daemon/log-clients.js";
@@ -155,6 +156,8 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
   // The user we become after binding, when we start as root.
   const runAs = process.getuid?.() === 0 ? chooseIds() : undefined;
   let registry: ClientRegistry;
+  // Checker processes start in a helper process once privileges are dropped (clients/checker-host.ts).
+  const checkerHost = new CheckerHost({ logger });
   let config: ClientSettings[];
   let editedInFile: ReadonlyMap<string, readonly ConfigField[]> = new Map();
   // The state file's changes not yet in etcd (docs/ETCD.md "When etcd is down").
@@ -167,7 +170,7 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
     const saved = settings.restore ? (migrated ? migrated.state : readState(statePath, logger, runAs ? [runAs.uid] : [])) : null;
     const restored = settings.restore ? restoreState(config, saved, Date.now(), logger) : { settings: config, runtimes: new Map(), edited: new Map() };
     fleetUnsent = saved?.fleetUnsent ?? [];
-    registry = createRegistry(restored.settings, { logger }, restored.runtimes);
+    registry = createRegistry(restored.settings, { logger, spawner: checkerHost.spawner }, restored.runtimes);
     editedInFile = restored.edited;
   } catch (error) {
     return fail(error instanceof Error ? error.message : String(error));
@@ -277,6 +280,7 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
     await observe.close();
     return fail(error instanceof Error ? error.message : String(error));
   }
+  checkerHost.allow();
   if (stateDir.ok) stateDir = checkStateDirWritable(settings.statedir);
   if (stateDir.ok) {
     keepState = true;
@@ -369,6 +373,7 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
         await observe.close();
         await runner.close();
         clientsReader.close();
+        checkerHost.close();
         pidFile?.remove();
         resolve(exitCode);
       })();

@@ -8,12 +8,14 @@
 // queued client counts as CheckerRunning; a killed checker's exit is
 // ignored.
 
-import { spawn as spawnProcess } from "node:child_process";
 import { events } from "../events.js";
 import { clientObjectPath } from "./object-path.js";
 import { FormatError, percentFormat, pyStr, shellQuote, type PyValue } from "./python-format.js";
-import { publish, type CheckerProcess, type ClientHost, type ClientRecord } from "./record.js";
+import { publish, type ClientHost, type ClientRecord } from "./record.js";
 import type { Expiry } from "./expiry.js";
+import { shellSpawner, type CheckerSpawner } from "./shell-spawner.js";
+
+export { shellSpawner, type CheckerSpawner };
 
 /**
  * Checker processes running at once, server-wide. A reboot wave or a
@@ -30,34 +32,6 @@ const RUNTIME_EXPANSIONS = [
   // The reference's ClientDBus adds this one; we always offer it.
   "dbus_object_path",
 ] as const;
-
-/** Runs a checker command; calls back once with the exit code or the signal. */
-export type CheckerSpawner = (command: string, done: (code: number | null, signal: number | null) => void) => CheckerProcess;
-
-const SIGNALS: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGKILL: 9, SIGSEGV: 11, SIGPIPE: 13, SIGALRM: 14, SIGTERM: 15 };
-
-/** `/bin/sh -c command` in its own process group (so kill() reaches the whole pipeline), cwd "/". */
-export const shellSpawner: CheckerSpawner = (command, done) => {
-  const child = spawnProcess("/bin/sh", ["-c", command], { cwd: "/", stdio: "ignore", detached: true });
-  let finished = false;
-  const finish = (code: number | null, signal: number | null): void => {
-    if (finished) return;
-    finished = true;
-    done(code, signal);
-  };
-  child.on("error", () => finish(127, null));
-  child.on("exit", (code, signal) => finish(code, signal ? (SIGNALS[signal] ?? 15) : null));
-  return {
-    kill() {
-      if (child.pid === undefined || child.exitCode !== null) return;
-      try {
-        process.kill(-child.pid, "SIGTERM");
-      } catch {
-        child.kill("SIGTERM");
-      }
-    },
-  };
-};
 
 /** The checker command of `c` after runtime expansion; null (and mandos:checker:command-invalid) if it cannot be formatted. */
 export function checkerCommand(c: ClientRecord): string | null {

@@ -1,0 +1,160 @@
+// Where checker processes are started: in a small helper process, the
+// checker host (../../workers/checker-host.ts), not in the server.
+//
+// Why: Node's spawn() blocks its thread until the child has called exec,
+// and the fork before it copies the page tables of the whole server. An
+// idle server with 10,000 clients and a two-minute interval (83 checkers a
+// second) spent 34% of a core on its main thread in spawn() alone, and a
+// spawn in a reboot wave took ~60 ms of the main thread (docs/
+// BENCHMARK.md, "Timers in one heap, checkers in a process of their
+// own"). The host pays that instead, on another core, and the main thread
+// sends one message a checker.
+//
+// The host is started on the first checker after allow(): the server calls
+// it once privileges are dropped, so the host, and every checker it starts,
+// runs as the user the server becomes. Before that, and if the host cannot
+// start, checkers are started here as before. A host that dies is started
+// again on the next checker; the checkers it was waiting for are reported
+// as killed by SIGKILL (their outcome is unknown).
+
+import { fork, type ChildProcess } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import type { Logger } from "../daemon/log.js";
+import type { CheckerProcess } from "./record.js";
+import { shellSpawner, type CheckerSpawner } from "./shell-spawner.js";
+
+/** Server to host. */
+export type HostRequest = { readonly run: number; readonly command: string } | { readonly kill: number };
+/** Host to server: once when loaded, then once a checker. */
+export type HostReport = { readonly ready: true } | { readonly done: number; readonly code: number | null; readonly signal: number | null };
+
+const HOST_SCRIPT = fileURLToPath(new URL("../../workers/checker-host.js", import.meta.url));
+
+/** The outcome reported for checkers the host took with it. */
+const HOST_DIED_SIGNAL = 9;
+
+type Done = (code: number | null, signal: number | null) => void;
+
+export interface CheckerHostOptions {
+  readonly logger: Logger;
+  /** The host's script; tests give another. */
+  readonly script?: string;
+}
+
+export class CheckerHost {
+  readonly #logger: Logger;
+  readonly #script: string;
+  #allowed = false;
+  /** Set when the host could not start: checkers are started here from then on. */
+  #broken = false;
+  #child: ChildProcess | null = null;
+  #ready = false;
+  #nextId = 1;
+  /** Checkers sent to the current host, not yet reported. */
+  readonly #pending = new Map<number, Done>();
+
+  constructor(options: CheckerHostOptions) {
+    this.#logger = options.logger;
+    this.#script = options.script ?? HOST_SCRIPT;
+  }
+
+  /** What the registry calls to start a checker. */
+  readonly spawner: CheckerSpawner = (command, done) => this.#spawn(command, done);
+
+  /** Privileges are final: checkers may go to the host from now on. */
+  allow(): void {
+    this.#allowed = true;
+  }
+
+  /** The host's process ID while it runs (tests). */
+  get pid(): number | undefined {
+    return this.#child?.pid;
+  }
+
+  /** Ends the host (checkers already started go on, as in-process ones would). */
+  close(): void {
+    this.#allowed = false;
+    const child = this.#child;
+    if (child?.connected) child.disconnect();
+  }
+
+  #spawn(command: string, done: Done): CheckerProcess {
+    if (!this.#allowed || this.#broken) return shellSpawner(command, done);
+    const child = this.#child ?? this.#start();
+    if (child === null) return shellSpawner(command, done);
+    const id = this.#nextId++;
+    this.#pending.set(id, done);
+    if (this.#pending.size === 1) this.#hold(child, true);
+    this.#send(child, { run: id, command });
+    return {
+      kill: () => {
+        if (this.#child === child && this.#pending.has(id)) this.#send(child, { kill: id });
+      },
+    };
+  }
+
+  #send(child: ChildProcess, request: HostRequest): void {
+    // A host gone meanwhile reports its pending checkers from "exit".
+    if (child.connected) child.send(request, (error) => void error);
+  }
+
+  #start(): ChildProcess | null {
+    let child: ChildProcess;
+    try {
+      // No inherited node flags (a profiler or a preload of the server's is
+      // not the host's); its own stderr for a crash message.
+      child = fork(this.#script, [], { execArgv: [], stdio: ["ignore", "ignore", "inherit", "ipc"], cwd: "/", serialization: "json" });
+    } catch (error) {
+      this.#fail(`cannot start the checker host: ${error instanceof Error ? error.message : String(error)}`);
+      return null;
+    }
+    this.#child = child;
+    this.#ready = false;
+    child.on("message", (m: HostReport) => this.#onReport(m));
+    child.on("error", (error) => this.#onExit(child, error.message));
+    child.on("exit", (code, signal) => this.#onExit(child, signal ?? `exit code ${code}`));
+    // The host keeps the server's event loop alive only while it runs
+    // checkers, as the checkers' own processes would.
+    this.#hold(child, false);
+    return child;
+  }
+
+  #hold(child: ChildProcess, hold: boolean): void {
+    const channel = child.channel as { ref(): void; unref(): void } | null | undefined;
+    if (hold) {
+      child.ref();
+      channel?.ref();
+    } else {
+      child.unref();
+      channel?.unref();
+    }
+  }
+
+  #onReport(m: HostReport): void {
+    if ("ready" in m) {
+      this.#ready = true;
+      return;
+    }
+    const done = this.#pending.get(m.done);
+    if (!done) return;
+    this.#pending.delete(m.done);
+    if (this.#pending.size === 0 && this.#child) this.#hold(this.#child, false);
+    done(m.code, m.signal);
+  }
+
+  #onExit(child: ChildProcess, why: string): void {
+    if (this.#child !== child) return;
+    this.#child = null;
+    const everReady = this.#ready;
+    const pending = [...this.#pending.values()];
+    this.#pending.clear();
+    if (!everReady && this.#allowed) this.#fail(`the checker host ended before it was ready (${why})`);
+    else if (this.#allowed) this.#logger.warning(`The checker host ended (${why}); ${pending.length} running checker(s) reported killed`);
+    for (const done of pending) done(null, HOST_DIED_SIGNAL);
+  }
+
+  #fail(reason: string): void {
+    this.#broken = true;
+    this.#logger.warning(`${reason}; checkers start in the server process`);
+  }
+}

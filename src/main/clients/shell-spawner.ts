@@ -1,0 +1,36 @@
+// How a checker command becomes a process: `/bin/sh -c command` in its own
+// process group, cwd "/", no standard streams, as the reference's
+// subprocess.Popen(command, shell=True, cwd="/", close_fds=True). Kept
+// apart from checker.ts so that the checker host (../../workers/
+// checker-host.ts) runs the same code with nothing else loaded.
+
+import { spawn as spawnProcess } from "node:child_process";
+import type { CheckerProcess } from "./record.js";
+
+/** Runs a checker command; calls back once with the exit code or the signal. */
+export type CheckerSpawner = (command: string, done: (code: number | null, signal: number | null) => void) => CheckerProcess;
+
+const SIGNALS: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGKILL: 9, SIGSEGV: 11, SIGPIPE: 13, SIGALRM: 14, SIGTERM: 15 };
+
+/** `/bin/sh -c command` in its own process group (so kill() reaches the whole pipeline), cwd "/". */
+export const shellSpawner: CheckerSpawner = (command, done) => {
+  const child = spawnProcess("/bin/sh", ["-c", command], { cwd: "/", stdio: "ignore", detached: true });
+  let finished = false;
+  const finish = (code: number | null, signal: number | null): void => {
+    if (finished) return;
+    finished = true;
+    done(code, signal);
+  };
+  child.on("error", () => finish(127, null));
+  child.on("exit", (code, signal) => finish(code, signal ? (SIGNALS[signal] ?? 15) : null));
+  return {
+    kill() {
+      if (child.pid === undefined || child.exitCode !== null) return;
+      try {
+        process.kill(-child.pid, "SIGTERM");
+      } catch {
+        child.kill("SIGTERM");
+      }
+    },
+  };
+};

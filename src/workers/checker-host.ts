@@ -1,0 +1,43 @@
+// The checker host: a process of its own that starts the server's checker
+// processes, so that the fork and exec of each (which block the thread that
+// spawns) do not stop the server's main thread (src/main/clients/
+// checker-host.ts says why and how it is used). It loads nothing but the
+// spawner, runs as the user the server became, and ends when the server's
+// channel closes (not on the signals that stop the server, below);
+// checkers it started go on, as they would have.
+
+import type { HostReport, HostRequest } from "../main/clients/checker-host.js";
+import type { CheckerProcess } from "../main/clients/record.js";
+import { shellSpawner } from "../main/clients/shell-spawner.js";
+
+const running = new Map<number, CheckerProcess>();
+
+const report = (m: HostReport): void => {
+  if (process.connected) process.send?.(m);
+};
+
+process.on("message", (m: HostRequest) => {
+  if ("run" in m) {
+    const id = m.run;
+    try {
+      running.set(
+        id,
+        shellSpawner(m.command, (code, signal) => {
+          running.delete(id);
+          report({ done: id, code, signal });
+        }),
+      );
+    } catch {
+      // What a shell that cannot be started reports (as shellSpawner's "error").
+      report({ done: id, code: 127, signal: null });
+    }
+  } else {
+    running.get(m.kill)?.kill();
+  }
+});
+process.on("disconnect", () => process.exit(0));
+// The signals that stop the server reach its whole process group or
+// control group (a terminal's ^C, systemd's KillMode=control-group): the
+// server's own shutdown, which kills its checkers, then closes the channel.
+for (const signal of ["SIGTERM", "SIGINT", "SIGHUP"] as const) process.on(signal, () => {});
+report({ ready: true });

@@ -1,0 +1,171 @@
+// The checker host (src/main/clients/checker-host.ts): checkers run as
+// children of a helper process, not of the server; exit codes and kills
+// come back as from an in-process checker; a host that dies reports its
+// checkers killed and is started again; one that cannot start leaves the
+// checkers to the server; and before allow() (privileges not yet
+// dropped) no host is started. Real /bin/sh processes throughout, and
+// the real server at the end: its checkers run in the host, as the user
+// it drops to.
+
+import { test, type TestContext } from "node:test";
+import assert from "node:assert/strict";
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { CheckerHost } from "../src/main/clients/checker-host.js";
+import type { Logger } from "../src/main/daemon/log.js";
+import { REPO, startServer } from "./helpers/server.js";
+
+function collect(): Logger & { lines: string[] } {
+  const lines: string[] = [];
+  const add = (level: string) => (m: string): void => void lines.push(`${level}: ${m}`);
+  return { lines, debug: add("DEBUG"), info: add("INFO"), warning: add("WARNING"), error: add("ERROR"), critical: add("CRITICAL") };
+}
+
+type Outcome = { code: number | null; signal: number | null };
+
+/** Starts `command` on the host; resolves with its outcome. */
+function run(host: CheckerHost, command: string): { outcome: Promise<Outcome>; kill: () => void } {
+  let kill = (): void => {};
+  const outcome = new Promise<Outcome>((resolve) => {
+    kill = host.spawner(command, (code, signal) => resolve({ code, signal })).kill;
+  });
+  return { outcome, kill };
+}
+
+const alive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+async function until(what: string, check: () => boolean, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > end) throw new Error(`timed out waiting until ${what}`);
+    await sleep(20);
+  }
+}
+
+/** A host (allowed unless told otherwise) and a scratch directory, both gone after the test. */
+function setUp(t: TestContext, options: { allow?: boolean; script?: string } = {}): { host: CheckerHost; dir: string; log: Logger & { lines: string[] } } {
+  const dir = mkdtempSync(join(tmpdir(), "checker-host-"));
+  const log = collect();
+  const host = new CheckerHost({ logger: log, ...(options.script === undefined ? {} : { script: options.script }) });
+  t.after(() => {
+    host.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  if (options.allow !== false) host.allow();
+  return { host, dir, log };
+}
+
+test("checkers run as children of the host, with their exit codes", async (t) => {
+  const { host, dir } = setUp(t);
+  const parent = join(dir, "ppid");
+  assert.deepEqual(await run(host, `echo $PPID > ${parent}; exit 3`).outcome, { code: 3, signal: null });
+  const ppid = Number(readFileSync(parent, "utf8"));
+  assert.notEqual(ppid, process.pid);
+  assert.equal(ppid, host.pid);
+  // Many at once, each with its own code.
+  const codes = await Promise.all(Array.from({ length: 40 }, (_, i) => run(host, `exit ${i}`).outcome));
+  assert.deepEqual(codes.map((o) => o.code), Array.from({ length: 40 }, (_, i) => i));
+  assert.deepEqual(await run(host, "/nonexistent/checker").outcome, { code: 127, signal: null });
+});
+
+test("kill() ends the checker's whole process group, reported as SIGTERM", async (t) => {
+  const { host, dir } = setUp(t);
+  const pidFile = join(dir, "sleeper");
+  const checker = run(host, `sleep 30 & echo $! > ${pidFile}; wait`);
+  await until("the checker's child runs", () => {
+    try {
+      return readFileSync(pidFile, "utf8").trim().length > 0;
+    } catch {
+      return false;
+    }
+  });
+  const sleeper = Number(readFileSync(pidFile, "utf8"));
+  assert.ok(alive(sleeper));
+  checker.kill();
+  assert.deepEqual(await checker.outcome, { code: null, signal: 15 });
+  await until("the checker's child is gone", () => !alive(sleeper));
+});
+
+test("a host that dies reports its checkers killed, and the next checker starts a new host", async (t) => {
+  const { host, log } = setUp(t);
+  const long = run(host, "sleep 30");
+  await until("the host runs", () => host.pid !== undefined);
+  const first = host.pid!;
+  // Let the checker start before the host goes.
+  await sleep(200);
+  process.kill(first, "SIGKILL");
+  assert.deepEqual(await long.outcome, { code: null, signal: 9 });
+  assert.ok(log.lines.some((l) => l.startsWith("WARNING: The checker host ended")), log.lines.join("\n"));
+  assert.deepEqual(await run(host, "exit 0").outcome, { code: 0, signal: null });
+  assert.ok(host.pid !== undefined && host.pid !== first);
+});
+
+test("the host ignores the signals that stop the server; it ends when the server closes it", async () => {
+  const host = new CheckerHost({ logger: collect() });
+  host.allow();
+  assert.deepEqual(await run(host, "exit 0").outcome, { code: 0, signal: null });
+  const pid = host.pid!;
+  for (const signal of ["SIGTERM", "SIGINT", "SIGHUP"] as const) process.kill(pid, signal);
+  await sleep(200);
+  assert.ok(alive(pid), "the host survived SIGTERM, SIGINT and SIGHUP");
+  host.close();
+  await until("the host ends", () => !alive(pid));
+});
+
+test("a host that cannot start leaves the checkers to the server, with a warning", async (t) => {
+  const broken = join(mkdtempSync(join(tmpdir(), "checker-host-")), "broken-host.js");
+  t.after(() => rmSync(dirname(broken), { recursive: true, force: true }));
+  writeFileSync(broken, "process.exit(5);\n");
+  const { host, dir, log } = setUp(t, { script: broken });
+  // The first checker went to the host that never came up.
+  assert.deepEqual(await run(host, "exit 0").outcome, { code: null, signal: 9 });
+  assert.ok(log.lines.some((l) => l.includes("the checker host ended before it was ready") && l.includes("checkers start in the server process")), log.lines.join("\n"));
+  const parent = join(dir, "ppid");
+  assert.deepEqual(await run(host, `echo $PPID > ${parent}; exit 4`).outcome, { code: 4, signal: null });
+  assert.equal(Number(readFileSync(parent, "utf8")), process.pid);
+});
+
+test("before allow() no host is started: checkers are the server's own children", async (t) => {
+  const { host, dir } = setUp(t, { allow: false });
+  const parent = join(dir, "ppid");
+  assert.deepEqual(await run(host, `echo $PPID > ${parent}; exit 2`).outcome, { code: 2, signal: null });
+  assert.equal(Number(readFileSync(parent, "utf8")), process.pid);
+  assert.equal(host.pid, undefined);
+});
+
+test("the server's checkers run in the checker host, as the user the server drops to", async (t) => {
+  const root = mkdtempSync(join(tmpdir(), "checker-host-server-"));
+  const conf = join(root, "conf");
+  const out = join(root, "out");
+  mkdirSync(conf);
+  mkdirSync(out);
+  chmodSync(root, 0o755);
+  chmodSync(out, 0o777);
+  copyFileSync(join(REPO, "example", "mandos.conf"), join(conf, "mandos.conf"));
+  const example = readFileSync(join(REPO, "example", "clients.conf"), "utf8");
+  // The first checker runs within one interval of the start.
+  const checker = `id -u > ${out}/uid; echo $PPID > ${out}/ppid`;
+  writeFileSync(join(conf, "clients.conf"), example.replace(/^interval = .*$/m, "interval = 1s").replace(/^checker = .*$/m, `checker = ${checker.replaceAll("%", "%%")}`), { mode: 0o600 });
+  const server = await startServer(["--configdir", conf, "--statedir", join(root, "state"), "--no-restore", "--port", "0", "--address", "::1"]);
+  t.after(async () => {
+    await server.stop();
+    rmSync(root, { recursive: true, force: true });
+  });
+  await server.waitForLog(/Checker for demo succeeded/, 20_000);
+  const ppid = Number(readFileSync(join(out, "ppid"), "utf8"));
+  assert.notEqual(ppid, server.process.pid);
+  assert.match(readFileSync(`/proc/${ppid}/cmdline`, "utf8"), /workers\/checker-host\.js/);
+  assert.equal(readFileSync(`/proc/${ppid}/status`, "utf8").match(/^PPid:\s+(\d+)/m)?.[1], String(server.process.pid));
+  const uid = Number(readFileSync(join(out, "uid"), "utf8"));
+  if (process.getuid?.() === 0) assert.notEqual(uid, 0, "the checker ran as root");
+  else assert.equal(uid, process.getuid?.());
+});
