@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { ClientRegistry, type CheckerSpawner } from "../src/main/clients/registry.js";
 import { ManualClock } from "../src/main/clock.js";
 import { silentLogger } from "../src/main/daemon/log.js";
-import { buildState, readState, restoreState, StateSerialiser, writeAtomically, writeAtomicallyInBackground, type StateFile } from "../src/main/state/state-file.js";
+import { AUDIT_MS, buildState, readState, restoreState, StateSerialiser, writeAtomically, writeAtomicallyInBackground, type StateFile } from "../src/main/state/state-file.js";
 import { clientSettings } from "./helpers/clients.js";
 import { REPO } from "./helpers/server.js";
 
@@ -183,6 +183,88 @@ test("a change of any runtime field, announced or not, is in the next save", () 
     runtime[field] = typeof value === "boolean" ? !value : typeof value === "number" ? value + 1_000 : 1_764_000_000_000;
     assert.equal(text(), JSON.stringify(buildState(config, reg.snapshot(), 0)) + "\n", `${field} changed unseen`);
   }
+});
+
+/**
+ * A registry and a serialiser wired as main.ts wires them: registry events
+ * mark clients changed, and saves may look them up by name. `walks` counts
+ * the saves that looked at every client.
+ */
+function markedSaves(config: () => readonly ReturnType<typeof clientSettings>[], reg: ClientRegistry) {
+  const serialiser = new StateSerialiser();
+  reg.subscribe((event) => {
+    if (event.type === "client-not-found" || event.type === "need-approval" || event.type === "checker-started" || event.type === "approval-wait-ended") return;
+    serialiser.changed(event.type === "client-added" || event.type === "client-removed" ? null : event.client.name);
+  });
+  const counter = { walks: 0 };
+  const every = { [Symbol.iterator]: () => (counter.walks++, reg.entries()) };
+  const save = (now: number): Buffer[] => serialiser.pieces(config(), every, now, [], (name) => reg.entry(name));
+  const text = (now: number): string => Buffer.concat(save(now)).toString("utf8");
+  const expected = (now: number): string => JSON.stringify(buildState(config(), reg.snapshot(), now)) + "\n";
+  return { counter, save, text, expected };
+}
+
+test("a save looks only at the clients marked changed, and writes exactly what a look at every client gives", () => {
+  const clock = new ManualClock();
+  let config = Array.from({ length: 40 }, (_, i) => clientSettings(`m${i}`, { enabled: i !== 7 }));
+  const reg = new ClientRegistry(config, { logger: silentLogger, clock, spawner: never });
+  const { counter, text, expected } = markedSaves(() => config, reg);
+  const check = (what: string, walks: number): void => {
+    assert.equal(text(clock.now()), expected(clock.now()), what);
+    assert.equal(counter.walks, walks, `${what}: looks at every client`);
+  };
+  check("first save", 1);
+  clock.advance(1_000);
+  check("nothing changed", 1);
+  for (let i = 0; i < 40; i += 3) reg.secretDelivered(`m${i}`);
+  check("secrets sent", 1);
+  clock.advance(1_000);
+  reg.checkedOk("m1");
+  reg.update("m2", { host: "moved.example.org" });
+  reg.update("m3", { secret: Buffer.from("another secret") });
+  reg.enable("m7");
+  reg.disable("m39");
+  reg.disable("m0");
+  check("settings, a secret, enabled and disabled, first and last", 1);
+  reg.remove("m5");
+  check("a client removed: a look at every client", 2);
+  config = config.map((c) => (c.name === "m9" ? clientSettings("m9", { timeout: 1_234 }) : c));
+  check("clients.conf reloaded: a look at every client", 3);
+  reg.secretDelivered("m9");
+  check("after the reload, marked again", 3);
+});
+
+test("a change nobody announced is saved by the next look at every client, at most AUDIT_MS later", () => {
+  const clock = new ManualClock();
+  const config = [clientSettings("a"), clientSettings("b")];
+  const reg = new ClientRegistry(config, { logger: silentLogger, clock, spawner: never });
+  const { counter, text, expected } = markedSaves(() => config, reg);
+  text(clock.now());
+  const start = clock.now();
+  (reg.entry("b")!.runtime as { lastCheckerStatus: number }).lastCheckerStatus = 77;
+  clock.advance(AUDIT_MS - 1);
+  assert.doesNotMatch(text(clock.now()), /"last_checker_status":77/);
+  assert.equal(counter.walks, 1);
+  clock.advance(1);
+  assert.equal(clock.now() - start, AUDIT_MS);
+  assert.equal(text(clock.now()), expected(clock.now()));
+  assert.match(text(clock.now()), /"last_checker_status":77/);
+  assert.equal(counter.walks, 2);
+});
+
+test("a list already handed out is not changed by the next save", () => {
+  const clock = new ManualClock();
+  const config = [clientSettings("a"), clientSettings("b")];
+  const reg = new ClientRegistry(config, { logger: silentLogger, clock, spawner: never });
+  const { save } = markedSaves(() => config, reg);
+  const first = save(clock.now());
+  const before = Buffer.concat(first).toString("utf8");
+  clock.advance(1_000);
+  reg.secretDelivered("a");
+  reg.update("b", { secret: Buffer.from("new") });
+  const second = Buffer.concat(save(clock.now())).toString("utf8");
+  assert.notEqual(second, before);
+  assert.equal(Buffer.concat(first).toString("utf8"), before);
 });
 
 test("warm does the first save's work a slice at a time, and the save then writes exactly what buildState gives", () => {

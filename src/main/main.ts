@@ -185,7 +185,7 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
   let fleet: FleetState | null = null;
   const serialiser = new StateSerialiser();
   // With etcd, the changes it has not yet acknowledged are saved with the state they belong to.
-  const saver = new StateSaver(statePath, () => serialiser.pieces(config, registry.entries(), Date.now(), fleet?.unsent() ?? []));
+  const saver = new StateSaver(statePath, () => serialiser.pieces(config, registry.entries(), Date.now(), fleet?.unsent() ?? [], (name) => registry.entry(name)));
   // Off until the state directory is known to be usable by the user we become.
   let keepState = false;
   const stateChanged = (): void => {
@@ -193,6 +193,8 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
   };
   registry.subscribe((event) => {
     if (event.type === "client-not-found" || event.type === "need-approval" || event.type === "checker-started" || event.type === "approval-wait-ended") return;
+    // Which client to look at again; the set of clients, when it changed.
+    serialiser.changed(event.type === "client-added" || event.type === "client-removed" ? null : event.client.name);
     stateChanged();
   });
   registry.start();
@@ -362,7 +364,9 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
         registry.stop();
         // Saved before the fleet's last writes, which wait for etcd (at
         // most a few seconds); saved again after them, so the file holds
-        // no change as unsent that etcd has since taken.
+        // no change as unsent that etcd has since taken. The last save
+        // looks at every client, announced changes or not.
+        serialiser.changed(null);
         if (keepState) saver.saveNow();
         if (fleet) {
           await fleet.stop();

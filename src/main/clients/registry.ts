@@ -133,6 +133,11 @@ export class ClientRegistry implements Registry {
     for (const c of this.#clients.values()) yield c;
   }
 
+  /** One client's settings and runtime, for a save; read, never keep or change. */
+  entry(name: string): { readonly settings: ClientSettings; readonly runtime: ClientRuntime } | undefined {
+    return this.#clients.get(name);
+  }
+
   subscribe(listener: (event: RegistryEvent) => void): () => void {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);
