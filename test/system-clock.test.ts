@@ -88,8 +88,9 @@ test("a timer set for now by a callback runs after the current pass, not in it",
   assert.deepEqual(order, ["a", "b", "immediate", "c"]);
 });
 
-test("timers set a moment apart for the same delay fire in one pass", async () => {
-  // As Node's own, which count from the event loop's time of the turn.
+test("timers set a moment apart in one run of JavaScript, for the same delay, fire in one pass", async () => {
+  // As Node's own, which count from the event loop's time of the turn:
+  // however long the code between the two takes, they are due together.
   for (let round = 0; round < 5; round++) {
     const order: string[] = [];
     systemClock.setTimeout(() => {
@@ -97,9 +98,9 @@ test("timers set a moment apart for the same delay fire in one pass", async () =
       setImmediate(() => order.push("immediate"));
     }, 5);
     const start = performance.now();
-    while (performance.now() - start < 0.8);
+    while (performance.now() - start < 2);
     systemClock.setTimeout(() => order.push("b"), 5);
-    await sleep(50);
+    await sleep(30);
     assert.deepEqual(order, ["a", "b", "immediate"], `round ${round}`);
   }
 });

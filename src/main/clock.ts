@@ -22,7 +22,7 @@ const MAX_TIMER = 2 ** 31 - 1;
  * object is the handle; it holds no closure of its own.
  */
 class ScheduledTimer implements TimerHandle {
-  /** Monotonic milliseconds (performance.now(), rounded up) when it is due. */
+  /** Monotonic milliseconds (performance.now()) when it is due. */
   at: number;
   /** Tie-break: timers due at the same moment fire in the order they were set. */
   readonly seq: number;
@@ -66,9 +66,32 @@ class TimerHeap {
   #nodeAt = Infinity;
   readonly #fire = (): void => this.#runDue();
 
+  /** The time timers set now count from, or -1: see #now(). */
+  #runNow = -1;
+  readonly #endRun = (): void => {
+    this.#runNow = -1;
+  };
+
+  /**
+   * The time at the start of the current run of JavaScript (until the next
+   * microtask checkpoint), as Node's timers count from the event loop's
+   * cached time: timers set in one run for one delay are due together.
+   */
+  #now(): number {
+    if (this.#runNow < 0) {
+      this.#runNow = performance.now();
+      queueMicrotask(this.#endRun);
+    }
+    return this.#runNow;
+  }
+
+  /** While a pass runs, the time up to which it runs timers (-Infinity between passes). */
+  #passUntil = -Infinity;
+
   add(fn: () => void, ms: number): ScheduledTimer {
-    // Whole milliseconds: small integers, which V8 keeps without a heap number.
-    const at = Math.ceil(performance.now() + Math.max(0, ms));
+    // One set by a callback of a pass sorts after every timer that pass
+    // still runs: it waits for the next pass, as Node's do.
+    const at = Math.max(this.#now() + Math.max(0, ms), this.#passUntil);
     const timer = new ScheduledTimer(fn, at, this.#seq++);
     timer.index = this.#heap.length;
     this.#heap.push(timer);
@@ -101,14 +124,11 @@ class TimerHeap {
     this.#node = undefined;
     this.#nodeAt = Infinity;
     const heap = this.#heap;
-    // Due within the next millisecond counts as due, as with Node's timers
-    // (which count from the event loop's cached time, so that those set in
-    // one turn for the same delay fire in one pass): a timer set a few
-    // microseconds after another for the same delay does not wait for a
-    // pass of its own.
+    // Due within the next millisecond counts as due: Node's timer, counting
+    // from the event loop's cached time, may wake us a little before.
     const now = performance.now() + 1;
-    // Timers set by a callback of this pass wait for the next, as Node's do.
     const setBefore = this.#seq;
+    this.#passUntil = now;
     try {
       for (let head = heap[0]; head !== undefined && head.at <= now && head.seq < setBefore; head = heap[0]) {
         this.remove(head);
@@ -117,6 +137,7 @@ class TimerHeap {
         fn();
       }
     } finally {
+      this.#passUntil = -Infinity;
       // A callback that throws still leaves the others scheduled.
       const head = heap[0];
       if (head !== undefined && head.at < this.#nodeAt) this.#arm(head.at);
