@@ -2,8 +2,8 @@
 // children of a helper process, not of the server; exit codes and kills
 // come back as from an in-process checker; a host that dies reports its
 // checkers killed and is started again; one that cannot start leaves the
-// checkers to the server; and before allow() (privileges not yet
-// dropped) no host is started. Real /bin/sh processes throughout, and
+// checkers to the server; and checkers due before allow() (privileges
+// not yet dropped) wait for it. Real /bin/sh processes throughout, and
 // the real server at the end: its checkers run in the host, as the user
 // it drops to.
 
@@ -134,12 +134,23 @@ test("a host that cannot start leaves the checkers to the server, with a warning
   assert.equal(Number(readFileSync(parent, "utf8")), process.pid);
 });
 
-test("before allow() no host is started: checkers are the server's own children", async (t) => {
+test("checkers due before allow() wait for it, then run in the host; one killed meanwhile never runs", async (t) => {
   const { host, dir } = setUp(t, { allow: false });
   const parent = join(dir, "ppid");
-  assert.deepEqual(await run(host, `echo $PPID > ${parent}; exit 2`).outcome, { code: 2, signal: null });
-  assert.equal(Number(readFileSync(parent, "utf8")), process.pid);
+  const ran = join(dir, "ran");
+  let settled = false;
+  const waiting = run(host, `echo $PPID > ${parent}; exit 2`);
+  void waiting.outcome.then(() => (settled = true));
+  const killed = run(host, `touch ${ran}`);
+  killed.kill();
+  assert.deepEqual(await killed.outcome, { code: null, signal: 15 });
+  await sleep(200);
+  assert.equal(settled, false, "a checker ran before allow()");
   assert.equal(host.pid, undefined);
+  host.allow();
+  assert.deepEqual(await waiting.outcome, { code: 2, signal: null });
+  assert.equal(Number(readFileSync(parent, "utf8")), host.pid);
+  assert.throws(() => readFileSync(ran), { code: "ENOENT" });
 });
 
 test("the server's checkers run in the checker host, as the user the server drops to", async (t) => {

@@ -12,10 +12,12 @@
 //
 // The host is started on the first checker after allow(): the server calls
 // it once privileges are dropped, so the host, and every checker it starts,
-// runs as the user the server becomes. Before that, and if the host cannot
-// start, checkers are started here as before. A host that dies is started
-// again on the next checker; the checkers it was waiting for are reported
-// as killed by SIGKILL (their outcome is unknown).
+// runs as the user the server becomes. Checkers due before that wait for
+// it: the reference drops privileges before it makes its clients, so none
+// of its checkers runs as root either. If the host cannot start, checkers
+// are started here. A host that dies is started again on the next
+// checker; the checkers it was waiting for are reported as killed by
+// SIGKILL (their outcome is unknown).
 
 import { fork, type ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
@@ -35,6 +37,14 @@ const HOST_DIED_SIGNAL = 9;
 
 type Done = (code: number | null, signal: number | null) => void;
 
+/** A checker due before allow(): started then, unless killed first. */
+interface WaitingChecker extends CheckerProcess {
+  readonly command: string;
+  readonly done: Done;
+  started: CheckerProcess | null;
+  killed: boolean;
+}
+
 export interface CheckerHostOptions {
   readonly logger: Logger;
   /** The host's script; tests give another. */
@@ -44,7 +54,9 @@ export interface CheckerHostOptions {
 export class CheckerHost {
   readonly #logger: Logger;
   readonly #script: string;
-  #allowed = false;
+  /** Before allow(), checkers wait; after close(), they start here. */
+  #stage: "waiting" | "allowed" | "closed" = "waiting";
+  readonly #waiting: WaitingChecker[] = [];
   /** Set when the host could not start: checkers are started here from then on. */
   #broken = false;
   #child: ChildProcess | null = null;
@@ -61,9 +73,11 @@ export class CheckerHost {
   /** What the registry calls to start a checker. */
   readonly spawner: CheckerSpawner = (command, done) => this.#spawn(command, done);
 
-  /** Privileges are final: checkers may go to the host from now on. */
+  /** Privileges are final: checkers go to the host from now on, those waiting first. */
   allow(): void {
-    this.#allowed = true;
+    if (this.#stage !== "waiting") return;
+    this.#stage = "allowed";
+    for (const w of this.#waiting.splice(0)) if (!w.killed) w.started = this.#dispatch(w.command, w.done);
   }
 
   /** The host's process ID while it runs (tests). */
@@ -73,13 +87,33 @@ export class CheckerHost {
 
   /** Ends the host (checkers already started go on, as in-process ones would). */
   close(): void {
-    this.#allowed = false;
+    this.#stage = "closed";
+    for (const w of this.#waiting.splice(0)) w.kill();
     const child = this.#child;
     if (child?.connected) child.disconnect();
   }
 
   #spawn(command: string, done: Done): CheckerProcess {
-    if (!this.#allowed || this.#broken) return shellSpawner(command, done);
+    if (this.#stage !== "waiting") return this.#dispatch(command, done);
+    const w: WaitingChecker = {
+      command,
+      done,
+      started: null,
+      killed: false,
+      kill() {
+        if (w.started) return w.started.kill();
+        if (w.killed) return;
+        w.killed = true;
+        // Never started: reported as a checker killed by SIGTERM, later, as an exit is.
+        queueMicrotask(() => done(null, 15));
+      },
+    };
+    this.#waiting.push(w);
+    return w;
+  }
+
+  #dispatch(command: string, done: Done): CheckerProcess {
+    if (this.#stage !== "allowed" || this.#broken) return shellSpawner(command, done);
     const child = this.#child ?? this.#start();
     if (child === null) return shellSpawner(command, done);
     const id = this.#nextId++;
@@ -148,8 +182,8 @@ export class CheckerHost {
     const everReady = this.#ready;
     const pending = [...this.#pending.values()];
     this.#pending.clear();
-    if (!everReady && this.#allowed) this.#fail(`the checker host ended before it was ready (${why})`);
-    else if (this.#allowed) this.#logger.warning(`The checker host ended (${why}); ${pending.length} running checker(s) reported killed`);
+    if (!everReady && this.#stage === "allowed") this.#fail(`the checker host ended before it was ready (${why})`);
+    else if (this.#stage === "allowed") this.#logger.warning(`The checker host ended (${why}); ${pending.length} running checker(s) reported killed`);
     for (const done of pending) done(null, HOST_DIED_SIGNAL);
   }
 
