@@ -169,7 +169,18 @@ for (const mode of [["--workers", "0"], ["--serve-threads", "2"]]) describe(`fai
     const attack = new Attack(server.port, sources, perSource, behaviour);
     const started = Date.now();
     let peak = baseline.rssMiB;
-    const watch = setInterval(() => (peak = Math.max(peak, sample(pid).rssMiB)), 200);
+    // A server that died under the attack fails the test with its last
+    // log lines (it failed once in a full run, 2026-11-30, without them).
+    let died: string | null = null;
+    const watch = setInterval(() => {
+      if (died !== null) return;
+      try {
+        peak = Math.max(peak, sample(pid).rssMiB);
+      } catch (error) {
+        const exit = `exit code ${server.process.exitCode}, signal ${server.process.signalCode}`;
+        died = `the server is gone (${String(error)}; ${exit}); its log ends:\n${server.log().slice(-4_000)}`;
+      }
+    }, 200);
     try {
       // Let the attack fill its sockets first, then serve the fleet twice in it.
       await new Promise((resolve) => setTimeout(resolve, 500));
@@ -177,10 +188,13 @@ for (const mode of [["--workers", "0"], ["--serve-threads", "2"]]) describe(`fai
       await fleetServed();
       const left = ATTACK_MS - (Date.now() - started);
       if (left > 0) await new Promise((resolve) => setTimeout(resolve, left));
+    } catch (error) {
+      throw died === null ? error : new Error(died);
     } finally {
       attack.stop();
       clearInterval(watch);
     }
+    if (died !== null) assert.fail(died);
     const during = sample(pid);
     const seconds = (Date.now() - started) / 1000;
     const cpuPerConnection = (during.cpuMs - baseline.cpuMs) / attack.opened;
