@@ -93,9 +93,7 @@ class TimerHeap {
     // still runs: it waits for the next pass, as Node's do.
     const at = Math.max(this.#now() + Math.max(0, ms), this.#passUntil);
     const timer = new ScheduledTimer(fn, at, this.#seq++);
-    timer.index = this.#heap.length;
-    this.#heap.push(timer);
-    this.#up(timer.index);
+    this.#up(timer, this.#heap.length);
     if (at < this.#nodeAt) this.#arm(at);
     return timer;
   }
@@ -106,10 +104,9 @@ class TimerHeap {
     const last = heap.pop()!;
     timer.index = -1;
     if (last === timer) return;
-    heap[i] = last;
-    last.index = i;
-    if (i > 0 && TimerHeap.#before(last, heap[(i - 1) >> 1]!)) this.#up(i);
-    else this.#down(i);
+    // The last timer takes the hole, then moves up or down to its place.
+    if (i > 0 && TimerHeap.#before(last, heap[(i - 1) >> 1]!)) this.#up(last, i);
+    else this.#down(last, i);
   }
 
   #arm(at: number): void {
@@ -144,36 +141,27 @@ class TimerHeap {
     }
   }
 
-  #up(i: number): void {
+  /** Puts `timer` at hole `i` or above it, moving the later parents down. */
+  #up(timer: ScheduledTimer, i: number): void {
     const heap = this.#heap;
-    const timer = heap[i]!;
-    while (i > 0) {
-      const p = (i - 1) >> 1;
-      const parent = heap[p]!;
-      if (!TimerHeap.#before(timer, parent)) break;
-      heap[i] = parent;
-      parent.index = i;
-      i = p;
-    }
-    heap[i] = timer;
-    timer.index = i;
+    for (let p = (i - 1) >> 1; i > 0 && TimerHeap.#before(timer, heap[p]!); i = p, p = (i - 1) >> 1) this.#put(heap[p]!, i);
+    this.#put(timer, i);
   }
 
-  #down(i: number): void {
+  /** Puts `timer` at hole `i` or below it, moving the earlier children up. */
+  #down(timer: ScheduledTimer, i: number): void {
     const heap = this.#heap;
-    const n = heap.length;
-    const timer = heap[i]!;
-    for (;;) {
-      let c = 2 * i + 1;
-      if (c >= n) break;
-      if (c + 1 < n && TimerHeap.#before(heap[c + 1]!, heap[c]!)) c++;
-      const child = heap[c]!;
-      if (!TimerHeap.#before(child, timer)) break;
-      heap[i] = child;
-      child.index = i;
-      i = c;
+    for (let c = 2 * i + 1; c < heap.length; i = c, c = 2 * i + 1) {
+      if (c + 1 < heap.length && TimerHeap.#before(heap[c + 1]!, heap[c]!)) c++;
+      if (!TimerHeap.#before(heap[c]!, timer)) break;
+      this.#put(heap[c]!, i);
     }
-    heap[i] = timer;
+    this.#put(timer, i);
+  }
+
+  /** The one place a timer's slot is written: keeps `heap[i].index === i`. */
+  #put(timer: ScheduledTimer, i: number): void {
+    this.#heap[i] = timer;
     timer.index = i;
   }
 

@@ -54,11 +54,12 @@ export interface CheckerHostOptions {
 export class CheckerHost {
   readonly #logger: Logger;
   readonly #script: string;
-  /** Before allow(), checkers wait; after close(), they start here. */
-  #stage: "waiting" | "allowed" | "closed" = "waiting";
+  /**
+   * Where checkers go: "waiting" before allow(), "host" after it, "here"
+   * (the server process) once the host could not start or was closed.
+   */
+  #stage: "waiting" | "host" | "here" = "waiting";
   readonly #waiting: WaitingChecker[] = [];
-  /** Set when the host could not start: checkers are started here from then on. */
-  #broken = false;
   #child: ChildProcess | null = null;
   #ready = false;
   #nextId = 1;
@@ -76,7 +77,7 @@ export class CheckerHost {
   /** Privileges are final: checkers go to the host from now on, those waiting first. */
   allow(): void {
     if (this.#stage !== "waiting") return;
-    this.#stage = "allowed";
+    this.#stage = "host";
     for (const w of this.#waiting.splice(0)) if (!w.killed) w.started = this.#dispatch(w.command, w.done);
   }
 
@@ -87,7 +88,7 @@ export class CheckerHost {
 
   /** Ends the host (checkers already started go on, as in-process ones would). */
   close(): void {
-    this.#stage = "closed";
+    this.#stage = "here";
     for (const w of this.#waiting.splice(0)) w.kill();
     const child = this.#child;
     if (child?.connected) child.disconnect();
@@ -113,7 +114,7 @@ export class CheckerHost {
   }
 
   #dispatch(command: string, done: Done): CheckerProcess {
-    if (this.#stage !== "allowed" || this.#broken) return shellSpawner(command, done);
+    if (this.#stage !== "host") return shellSpawner(command, done);
     const child = this.#child ?? this.#start();
     if (child === null) return shellSpawner(command, done);
     const id = this.#nextId++;
@@ -182,13 +183,13 @@ export class CheckerHost {
     const everReady = this.#ready;
     const pending = [...this.#pending.values()];
     this.#pending.clear();
-    if (!everReady && this.#stage === "allowed") this.#fail(`the checker host ended before it was ready (${why})`);
-    else if (this.#stage === "allowed") this.#logger.warning(`The checker host ended (${why}); ${pending.length} running checker(s) reported killed`);
+    if (!everReady && this.#stage === "host") this.#fail(`the checker host ended before it was ready (${why})`);
+    else if (this.#stage === "host") this.#logger.warning(`The checker host ended (${why}); ${pending.length} running checker(s) reported killed`);
     for (const done of pending) done(null, HOST_DIED_SIGNAL);
   }
 
   #fail(reason: string): void {
-    this.#broken = true;
+    this.#stage = "here";
     this.#logger.warning(`${reason}; checkers start in the server process`);
   }
 }

@@ -177,7 +177,12 @@ export function buildState(
 }
 
 function storedWithoutSecret(conf: ClientSettings, settings: ClientSettings, runtime: ClientRuntime): Omit<StoredClient, "secret"> {
-  return { config: configValues(conf), current: configValues({ ...settings, enabled: runtime.enabled }), runtime: storedRuntime(runtime) };
+  return { ...storedHead(conf, settings, runtime.enabled), runtime: storedRuntime(runtime) };
+}
+
+/** What clients.conf and the settings give: the stored client's first two keys. */
+function storedHead(conf: ClientSettings, settings: ClientSettings, enabled: boolean): Pick<StoredClient, "config" | "current"> {
+  return { config: configValues(conf), current: configValues({ ...settings, enabled }) };
 }
 
 function storedRuntime(runtime: ClientRuntime): StoredRuntime {
@@ -397,14 +402,13 @@ export class StateSerialiser {
     this.#fragments.set(settings.name, fragment);
     return fragment;
   }
-
 }
 
 const COMMA = Buffer.from(",");
 
-/** `{"config":...,"current":...` as storedWithoutSecret has them. */
+/** `{"config":...,"current":...`: storedHead's JSON without its closing brace. */
 function headJson(conf: ClientSettings, settings: ClientSettings, enabled: boolean): string {
-  return `{"config":${JSON.stringify(configValues(conf))},"current":${JSON.stringify(configValues({ ...settings, enabled }))}`;
+  return JSON.stringify(storedHead(conf, settings, enabled)).slice(0, -1);
 }
 
 /**
