@@ -212,3 +212,16 @@ export async function hangUp(server: RunningServer, outcome: RegExp, timeoutMs =
     context: () => `log:\n${server.log().slice(-3000)}`,
   });
 }
+
+/**
+ * How many times `pattern` has matched the server's log, once it has matched
+ * `expected` times or `timeoutMs` has passed. The log lags the peer: the
+ * server writes "Sending secret" once the kernel has taken the secret, so a
+ * client may have it, and the test know it, before the line reaches us.
+ */
+export async function logCount(server: RunningServer, pattern: RegExp, expected: number, timeoutMs = 10_000): Promise<number> {
+  const count = (): number => server.log().match(new RegExp(pattern.source, `${pattern.flags.replace("g", "")}g`))?.length ?? 0;
+  const deadline = Date.now() + timeoutMs;
+  while (count() < expected && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  return count();
+}
