@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { ClientRegistry, type CheckerSpawner } from "../src/main/clients/registry.js";
 import { ManualClock } from "../src/main/clock.js";
 import { silentLogger } from "../src/main/daemon/log.js";
-import { AUDIT_MS, buildState, readState, restoreState, StateSerialiser, writeAtomically, writeAtomicallyInBackground, type StateFile } from "../src/main/state/state-file.js";
+import { AUDIT_MS, buildState, readState, restoreState, sealSecret, StateSerialiser, writeAtomically, writeAtomicallyInBackground, type StateFile } from "../src/main/state/state-file.js";
 import { clientSettings } from "./helpers/clients.js";
 import { REPO } from "./helpers/server.js";
 
@@ -69,6 +69,39 @@ test("an edited secret in clients.conf replaces the saved one", () => {
   // And the file never holds a secret in the clear.
   assert.ok(!JSON.stringify(state).includes(Buffer.from("set at run time").toString("base64")));
   assert.ok(!JSON.stringify(state).includes("set at run time"));
+});
+
+test("clients.conf's secret is not stored: restoring shares its Buffer, and a secret set at run time is sealed until set back", () => {
+  const clock = new ManualClock();
+  const config = [clientSettings("a", { secret: Buffer.from("from clients.conf") }), clientSettings("b", { secret: Buffer.from("b's") })];
+  const reg = new ClientRegistry(config, { logger: silentLogger, clock, spawner: never });
+  reg.update("b", { secret: Buffer.from("set at run time") });
+  const serialiser = new StateSerialiser();
+  const text = (): string => Buffer.concat(serialiser.pieces(config, reg.snapshot(), clock.now(), [], (n) => reg.entry(n))).toString("utf8");
+  const first = JSON.parse(text()) as StateFile;
+  assert.equal(first.clients.a!.secret, undefined, "a's secret is clients.conf's: none stored");
+  assert.equal(typeof first.clients.b!.secret, "string", "b's was set at run time: sealed");
+  // A fresh copy of clients.conf, as a restart reads it: a's secret is that copy's Buffer, not one of its own.
+  const reread = [clientSettings("a", { secret: Buffer.from("from clients.conf") }), clientSettings("b", { secret: Buffer.from("b's") })];
+  const restored = restoreState(reread, roundTrip(first), clock.now(), silentLogger).settings;
+  assert.equal(restored[0]!.secret, reread[0]!.secret);
+  assert.equal(restored[1]!.secret.toString(), "set at run time");
+  // Set back to clients.conf's value (a new Buffer with the same bytes): the sealed secret goes at the next save.
+  reg.update("b", { secret: Buffer.from("b's") });
+  serialiser.changed("b");
+  const second = JSON.parse(text()) as StateFile;
+  assert.equal(second.clients.b!.secret, undefined);
+  assert.deepEqual(second, JSON.parse(JSON.stringify(buildState(config, reg.snapshot(), clock.now()))));
+});
+
+test("a file that stored clients.conf's own secret sealed (earlier versions did) restores to clients.conf's Buffer", () => {
+  const clock = new ManualClock();
+  const config = [clientSettings("a", { secret: Buffer.from("from clients.conf") })];
+  const reg = new ClientRegistry(config, { logger: silentLogger, clock, spawner: never });
+  const state = buildState(config, reg.snapshot(), clock.now());
+  state.clients.a!.secret = sealSecret(Buffer.from("from clients.conf"), config[0]!.secret);
+  const restored = restoreState(config, roundTrip(state), clock.now(), silentLogger).settings;
+  assert.equal(restored[0]!.secret, config[0]!.secret);
 });
 
 test("removed clients are dropped and new ones start fresh", () => {

@@ -59,7 +59,8 @@ interface StoredClient {
   config: ConfigValues;
   current: ConfigValues;
   runtime: StoredRuntime;
-  secret: string;
+  /** Absent when the secret in effect is clients.conf's (the usual case): only a secret set since (D-Bus) is kept. */
+  secret?: string;
 }
 
 /**
@@ -99,18 +100,32 @@ function secretKey(configSecret: Buffer): Buffer {
   return Buffer.from(hkdfSync("sha256", configSecret, Buffer.alloc(0), "mandos-ts state secret", 32));
 }
 
-// Sealing costs a key derivation and a cipher; a server with 10,000 clients
-// saves its state every second of a reboot wave, so each client's sealed
-// secret is kept until the secret (a new Buffer when it changes) is replaced.
-// Kept as bytes, outside V8's heap (see exactBytes).
-const sealed = new WeakMap<Buffer, { configSecret: Buffer; value: Buffer }>();
+/**
+ * Whether a client's secret in effect is clients.conf's: then the state
+ * file stores none (restoring takes clients.conf's, which is what opening
+ * a secret sealed under it would give), and a restored client shares
+ * clients.conf's Buffer instead of holding a copy.
+ */
+function isConfigSecret(secret: Buffer, configSecret: Buffer): boolean {
+  return secret === configSecret || secret.equals(configSecret);
+}
 
-function sealSecretCached(secret: Buffer, configSecret: Buffer): Buffer {
+// A client's JSON ends with one of these pieces: `}` when the secret in
+// effect is clients.conf's, else `,"secret":"SEALED"}`. Sealing costs a key
+// derivation and a cipher, and a server saves every second of a reboot
+// wave, so a sealed piece is kept until the secret (a new Buffer when it
+// changes) is replaced. Kept as bytes, outside V8's heap (see exactBytes).
+const CLIENT_CLOSE = Buffer.from("}");
+const SECRET_OPEN = ',"secret":"';
+const sealed = new WeakMap<Buffer, { configSecret: Buffer; piece: Buffer }>();
+
+function secretPiece(secret: Buffer, configSecret: Buffer): Buffer {
+  if (isConfigSecret(secret, configSecret)) return CLIENT_CLOSE;
   const hit = sealed.get(secret);
-  if (hit && hit.configSecret === configSecret) return hit.value;
-  const value = exactBytes(sealSecret(secret, configSecret));
-  sealed.set(secret, { configSecret, value });
-  return value;
+  if (hit && hit.configSecret === configSecret) return hit.piece;
+  const piece = exactBytes(`${SECRET_OPEN}${sealSecret(secret, configSecret)}"}`);
+  sealed.set(secret, { configSecret, piece });
+  return piece;
 }
 
 /**
@@ -171,7 +186,11 @@ export function buildState(
   for (const { settings, runtime } of current) {
     const conf = byName.get(settings.name);
     if (!conf) continue;
-    clients[settings.name] = { ...storedWithoutSecret(conf, settings, runtime), secret: sealSecretCached(settings.secret, conf.secret).toString("latin1") };
+    const piece = secretPiece(settings.secret, conf.secret);
+    const stored: StoredClient = storedWithoutSecret(conf, settings, runtime);
+    // The same sealing as the pieces' (the IV is random): the base64 between the quotes.
+    if (piece !== CLIENT_CLOSE) stored.secret = piece.toString("latin1", SECRET_OPEN.length, piece.length - 2);
+    clients[settings.name] = stored;
   }
   return { format: "mandos-ts-state", version: 1, saved: new Date(now).toISOString(), clients };
 }
@@ -211,20 +230,18 @@ interface Fragment {
   /** `"NAME":{"config":...,"current":...,"runtime":`, UTF-8. */
   readonly head: Buffer;
   readonly runtime: ClientRuntime;
-  /** `{...the runtime...},"secret":"`, UTF-8. */
+  /** `{...the runtime...}`, UTF-8 (secretPiece's closes the client). */
   readonly tail: Buffer;
   /** The last save (StateSerialiser's count) that wrote it. */
   save: number;
 }
-
-const CLIENT_END = Buffer.from('"}');
 
 interface LastList {
   /** The clients.conf it was made for. */
   readonly config: readonly ClientSettings[];
   /** A placeholder first and last (the header and the end, made at each save). */
   readonly pieces: Buffer[];
-  /** Each client's head's index in `pieces` (its tail, secret and end follow). */
+  /** Each client's head's index in `pieces` (its tail and secretPiece follow). */
   readonly slots: Map<string, number>;
   /** When it was made (the save's `now`). */
   readonly at: number;
@@ -316,8 +333,7 @@ export class StateSerialiser {
       slots.set(settings.name, pieces.length);
       pieces.push(fragment.head);
       pieces.push(fragment.tail);
-      pieces.push(sealSecretCached(settings.secret, conf.secret));
-      pieces.push(CLIENT_END);
+      pieces.push(secretPiece(settings.secret, conf.secret));
       first = false;
     }
     for (const [name, fragment] of this.#fragments) if (fragment.save !== save) this.#fragments.delete(name);
@@ -343,7 +359,7 @@ export class StateSerialiser {
       fragment.save = this.#saves;
       pieces[slot] = fragment.head;
       pieces[slot + 1] = fragment.tail;
-      pieces[slot + 2] = sealSecretCached(client.settings.secret, conf.secret);
+      pieces[slot + 2] = secretPiece(client.settings.secret, conf.secret);
     }
     this.#dirty.clear();
     return pieces;
@@ -352,10 +368,10 @@ export class StateSerialiser {
   /**
    * Makes the pieces of the clients that `clients` yields, ahead of the
    * first save, until `budgetMs` have passed; true once it yielded them
-   * all. The first save of 10,000 clients, sealing every secret (a key
-   * derivation and a cipher each) and serialising every client, took the
-   * main thread ~1 s in one piece; called a slice at a time, the same work
-   * leaves room for the connections between slices.
+   * all. The first save of 10,000 clients, serialising every client and
+   * sealing every secret set since (a key derivation and a cipher each;
+   * when every secret was sealed, ~1 s of the main thread in one piece),
+   * is here a slice at a time, leaving room for the connections between.
    */
   warm(
     config: readonly ClientSettings[],
@@ -371,7 +387,7 @@ export class StateSerialiser {
       const conf = byName.get(settings.name);
       if (conf) {
         this.#fragment(conf, settings, runtime);
-        sealSecretCached(settings.secret, conf.secret);
+        secretPiece(settings.secret, conf.secret);
       }
       if (performance.now() >= until) return false;
     }
@@ -389,14 +405,14 @@ export class StateSerialiser {
     const sameHead = old !== undefined && old.conf === conf && old.enabled === runtime.enabled && sameSettings(old.settings, settings);
     const sameTail = old !== undefined && sameRuntime(old.runtime, runtime);
     if (sameHead && sameTail) return old;
-    // Together the stored object without its closing brace, then the secret's key.
+    // Together the stored object without its secret and closing brace.
     const fragment: Fragment = {
       conf,
       enabled: runtime.enabled,
       settings: sameHead ? old.settings : configValues(settings),
       head: sameHead ? old.head : exactBytes(`${JSON.stringify(settings.name)}:${headJson(conf, settings, runtime.enabled)},"runtime":`),
       runtime: sameTail ? old.runtime : { ...runtime },
-      tail: sameTail ? old.tail : exactBytes(`${JSON.stringify(storedRuntime(runtime))},"secret":"`),
+      tail: sameTail ? old.tail : exactBytes(JSON.stringify(storedRuntime(runtime))),
       save: 0,
     };
     this.#fragments.set(settings.name, fragment);
@@ -638,9 +654,11 @@ export function restoreState(config: readonly ClientSettings[], state: StateFile
       merged[f] = newConfig[f] !== saved.config[f] ? newConfig[f] : saved.current[f];
     }
     if (fromFile.length > 0) edited.set(conf.name, fromFile);
-    const secret = openSecret(saved.secret, conf.secret);
+    // No secret stored: clients.conf's was in effect. One that opens to
+    // clients.conf's (a file of an earlier version) shares its Buffer.
+    const secret = saved.secret === undefined ? conf.secret : openSecret(saved.secret, conf.secret);
     if (secret === null) logger.debug(`Failed to decrypt ${conf.name} old secret`);
-    merged.secret = secret ?? conf.secret;
+    merged.secret = secret === null || isConfigSecret(secret, conf.secret) ? conf.secret : secret;
     const s = merged as unknown as ClientSettings;
     const r = saved.runtime;
     const runtime: ClientRuntime = {
