@@ -2,10 +2,11 @@
 // children of a helper process, not of the server; exit codes and kills
 // come back as from an in-process checker; a host that dies reports its
 // checkers killed and is started again; one that cannot start leaves the
-// checkers to the server; and checkers due before allow() (privileges
-// not yet dropped) wait for it. Real /bin/sh processes throughout, and
-// the real server at the end: its checkers run in the host, as the user
-// it drops to.
+// checkers to the server; checkers due before allow() (privileges not
+// yet dropped) wait for it; and a small installation starts its checkers
+// in the server, without a host. Real /bin/sh processes throughout, and
+// the real server at the end: with enough clients its checkers run in the
+// host, with few in the server, as the user it drops to either way.
 
 import { test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
@@ -13,7 +14,7 @@ import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, 
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { CheckerHost } from "../src/main/clients/checker-host.js";
+import { CHECKER_HOST_MIN_CLIENTS, CheckerHost } from "../src/main/clients/checker-host.js";
 import type { Logger } from "../src/main/daemon/log.js";
 import { REPO, startServer } from "./helpers/server.js";
 
@@ -52,10 +53,14 @@ async function until(what: string, check: () => boolean, ms = 10_000): Promise<v
 }
 
 /** A host (allowed unless told otherwise) and a scratch directory, both gone after the test. */
-function setUp(t: TestContext, options: { allow?: boolean; script?: string } = {}): { host: CheckerHost; dir: string; log: Logger & { lines: string[] } } {
+function setUp(t: TestContext, options: { allow?: boolean; script?: string; worthIt?: () => boolean } = {}): { host: CheckerHost; dir: string; log: Logger & { lines: string[] } } {
   const dir = mkdtempSync(join(tmpdir(), "checker-host-"));
   const log = collect();
-  const host = new CheckerHost({ logger: log, ...(options.script === undefined ? {} : { script: options.script }) });
+  const host = new CheckerHost({
+    logger: log,
+    ...(options.script === undefined ? {} : { script: options.script }),
+    ...(options.worthIt === undefined ? {} : { worthIt: options.worthIt }),
+  });
   t.after(() => {
     host.close();
     rmSync(dir, { recursive: true, force: true });
@@ -153,7 +158,30 @@ test("checkers due before allow() wait for it, then run in the host; one killed 
   assert.throws(() => readFileSync(ran), { code: "ENOENT" });
 });
 
-test("the server's checkers run in the checker host, as the user the server drops to", async (t) => {
+test("not worth a host (few clients): checkers start in the server; once it is, in a host that then stays", async (t) => {
+  let worth = false;
+  const { host, dir, log } = setUp(t, { worthIt: () => worth });
+  const parent = join(dir, "ppid");
+  assert.deepEqual(await run(host, `echo $PPID > ${parent}; exit 3`).outcome, { code: 3, signal: null });
+  assert.equal(Number(readFileSync(parent, "utf8")), process.pid);
+  assert.equal(host.pid, undefined, "a host was started");
+  worth = true;
+  assert.deepEqual(await run(host, `echo $PPID > ${parent}`).outcome, { code: 0, signal: null });
+  const hostPid = host.pid;
+  assert.ok(hostPid !== undefined);
+  assert.equal(Number(readFileSync(parent, "utf8")), hostPid);
+  worth = false;
+  assert.deepEqual(await run(host, `echo $PPID > ${parent}`).outcome, { code: 0, signal: null });
+  assert.equal(Number(readFileSync(parent, "utf8")), hostPid, "a running host was left for the server");
+  assert.deepEqual(log.lines, []);
+});
+
+/**
+ * The example's configuration with its one client checked every second,
+ * the checker writing its uid and parent PID into `out`, and `fillers`
+ * more clients that check once a day; the server on it.
+ */
+async function serverWithChecker(t: TestContext, fillers: number): Promise<{ server: Awaited<ReturnType<typeof startServer>>; out: string }> {
   const root = mkdtempSync(join(tmpdir(), "checker-host-server-"));
   const conf = join(root, "conf");
   const out = join(root, "out");
@@ -165,18 +193,38 @@ test("the server's checkers run in the checker host, as the user the server drop
   const example = readFileSync(join(REPO, "example", "clients.conf"), "utf8");
   // The first checker runs within one interval of the start.
   const checker = `id -u > ${out}/uid; echo $PPID > ${out}/ppid`;
-  writeFileSync(join(conf, "clients.conf"), example.replace(/^interval = .*$/m, "interval = 1s").replace(/^checker = .*$/m, `checker = ${checker.replaceAll("%", "%%")}`), { mode: 0o600 });
+  const filler = (i: number): string =>
+    `[filler-${i}]\nkey_id = ${i.toString(16).padStart(64, "0")}\nsecret = ${Buffer.from(`filler ${i}`).toString("base64")}\nchecker = true\ninterval = 1d\n`;
+  const clients = example.replace(/^interval = .*$/m, "interval = 1s").replace(/^checker = .*$/m, `checker = ${checker.replaceAll("%", "%%")}`);
+  writeFileSync(join(conf, "clients.conf"), [clients, ...Array.from({ length: fillers }, (_, i) => filler(i + 1))].join("\n"), { mode: 0o600 });
   const server = await startServer(["--configdir", conf, "--statedir", join(root, "state"), "--no-restore", "--port", "0", "--address", "::1"]);
   t.after(async () => {
     await server.stop();
     rmSync(root, { recursive: true, force: true });
   });
   await server.waitForLog(/Checker for demo succeeded/, 20_000);
+  return { server, out };
+}
+
+function checkerUid(out: string): void {
+  const uid = Number(readFileSync(join(out, "uid"), "utf8"));
+  if (process.getuid?.() === 0) assert.notEqual(uid, 0, "the checker ran as root");
+  else assert.equal(uid, process.getuid?.());
+}
+
+test(`with ${CHECKER_HOST_MIN_CLIENTS} clients the server's checkers run in the checker host, as the user the server drops to`, async (t) => {
+  const { server, out } = await serverWithChecker(t, CHECKER_HOST_MIN_CLIENTS - 1);
   const ppid = Number(readFileSync(join(out, "ppid"), "utf8"));
   assert.notEqual(ppid, server.process.pid);
   assert.match(readFileSync(`/proc/${ppid}/cmdline`, "utf8"), /workers\/checker-host\.js/);
   assert.equal(readFileSync(`/proc/${ppid}/status`, "utf8").match(/^PPid:\s+(\d+)/m)?.[1], String(server.process.pid));
-  const uid = Number(readFileSync(join(out, "uid"), "utf8"));
-  if (process.getuid?.() === 0) assert.notEqual(uid, 0, "the checker ran as root");
-  else assert.equal(uid, process.getuid?.());
+  checkerUid(out);
+});
+
+test(`with fewer than ${CHECKER_HOST_MIN_CLIENTS} clients the server starts its checkers itself, as the user it drops to; no host runs`, async (t) => {
+  const { server, out } = await serverWithChecker(t, CHECKER_HOST_MIN_CLIENTS - 2);
+  assert.equal(Number(readFileSync(join(out, "ppid"), "utf8")), server.process.pid);
+  checkerUid(out);
+  const children = readFileSync(`/proc/${server.process.pid}/task/${server.process.pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean);
+  for (const child of children) assert.doesNotMatch(readFileSync(`/proc/${child}/cmdline`, "utf8"), /workers\/checker-host\.js/);
 });

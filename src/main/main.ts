@@ -22,7 +22,7 @@ import { mergeSettings, type ServerFileSettings, type ServerSettings } from "./c
 import { SettingsError } from "./daemon/errors.js";
 import { loadClientsConfig, loadServerConfig, type ServerConfigFile } from "./config/index.js";
 import { createRegistry, type ClientRegistry } from "./clients/registry.js";
-import { CheckerHost } from "./clients/checker-host.js";
+import { CHECKER_HOST_MIN_CLIENTS, CheckerHost } from "./clients/checker-host.js";
 import type { ClientSettings } from "./clients/settings.js";
 import { reloadClientsConfig } from "./clients/reload.js";
 import { logClientEvents } from "./daemon/log-clients.js";
@@ -156,8 +156,8 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
   // The user we become after binding, when we start as root.
   const runAs = process.getuid?.() === 0 ? chooseIds() : undefined;
   let registry: ClientRegistry;
-  // Checker processes start in a helper process once privileges are dropped (clients/checker-host.ts).
-  const checkerHost = new CheckerHost({ logger });
+  // Checker processes start in a helper process once privileges are dropped, given enough clients (clients/checker-host.ts).
+  const checkerHost = new CheckerHost({ logger, worthIt: () => registry.size >= CHECKER_HOST_MIN_CLIENTS });
   let config: ClientSettings[];
   let editedInFile: ReadonlyMap<string, readonly ConfigField[]> = new Map();
   // The state file's changes not yet in etcd (docs/ETCD.md "When etcd is down").

@@ -10,6 +10,11 @@
 // own"). The host pays that instead, on another core, and the main thread
 // sends one message a checker.
 //
+// A small installation does not need it: below CHECKER_HOST_MIN_CLIENTS
+// clients (asked at each checker, so a fleet that grows gets it) checkers
+// start in the server, as the reference starts them, and no helper
+// process takes its memory. Once started, the host stays.
+//
 // The host is started on the first checker after allow(): the server calls
 // it once privileges are dropped, so the host, and every checker it starts,
 // runs as the user the server becomes. Checkers due before that wait for
@@ -32,6 +37,15 @@ export type HostReport = { readonly ready: true } | { readonly done: number; rea
 
 const HOST_SCRIPT = fileURLToPath(new URL("../../workers/checker-host.js", import.meta.url));
 
+/**
+ * From how many clients the host is worth its ~20 MiB (60 MiB RSS, 40 of
+ * them the node binary's pages shared with the server). Below it, at the
+ * default two-minute interval, fewer than one checker starts a second,
+ * each ~5 ms of the main thread of a server this small (docs/BENCHMARK.md):
+ * under 0.4% of it.
+ */
+export const CHECKER_HOST_MIN_CLIENTS = 100;
+
 /** The outcome reported for checkers the host took with it. */
 const HOST_DIED_SIGNAL = 9;
 
@@ -49,11 +63,14 @@ export interface CheckerHostOptions {
   readonly logger: Logger;
   /** The host's script; tests give another. */
   readonly script?: string;
+  /** Whether a checker is worth starting the host for now (the server: enough clients); always, if not given. */
+  readonly worthIt?: () => boolean;
 }
 
 export class CheckerHost {
   readonly #logger: Logger;
   readonly #script: string;
+  readonly #worthIt: () => boolean;
   /**
    * Where checkers go: "waiting" before allow(), "host" after it, "here"
    * (the server process) once the host could not start or was closed.
@@ -69,6 +86,7 @@ export class CheckerHost {
   constructor(options: CheckerHostOptions) {
     this.#logger = options.logger;
     this.#script = options.script ?? HOST_SCRIPT;
+    this.#worthIt = options.worthIt ?? (() => true);
   }
 
   /** What the registry calls to start a checker. */
@@ -114,7 +132,7 @@ export class CheckerHost {
   }
 
   #dispatch(command: string, done: Done): CheckerProcess {
-    if (this.#stage !== "host") return shellSpawner(command, done);
+    if (this.#stage !== "host" || (this.#child === null && !this.#worthIt())) return shellSpawner(command, done);
     const child = this.#child ?? this.#start();
     if (child === null) return shellSpawner(command, done);
     const id = this.#nextId++;

@@ -96,6 +96,11 @@ export class ClientRegistry implements Registry {
 
   // ------------------------------------------------------------ queries
 
+  /** How many clients there are. */
+  get size(): number {
+    return this.#clients.size;
+  }
+
   list(): ClientView[] {
     return [...this.#clients.values()].map((c) => c.view());
   }
