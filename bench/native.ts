@@ -15,17 +15,20 @@
 // and for `ref-server -w 2 --nodelay`; the same pinned with taskset (server
 // and load generator on different cores where there are enough) for
 // --workers 0, 1, 2 and the native server; and 10,000 clients, one wave of
-// 10,000 connections 256 at once, then 1,000 at once for the peak RSS.
+// 10,000 connections 256 at once, then 1,000 at once for the peak RSS,
+// then the default server's wave again with every client checked every two
+// minutes (the default interval; the rows before check once a day), the
+// checkers' CPU (the checker host's and their own) beside the server's.
 
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { createHash, generateKeyPairSync, randomBytes } from "node:crypto";
-import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { freePort } from "../test/helpers/wait.js";
 import { serverNodeFlags, stopProcess, waitForPort } from "./reboot.js";
-import { cpuBetween, peakRssMiB, threadCpu, threadRolePreload, workerThreadIds, type ThreadCpu } from "./threads.js";
+import { childrenCpuMs, cpuBetween, peakRssMiB, threadCpu, threadRolePreload, workerThreadIds, type ThreadCpu } from "./threads.js";
 
 const REPO = fileURLToPath(new URL("../../", import.meta.url));
 /** Where the project's shared tools folder keeps mandos-load; $MANDOS_LOAD_DIR overrides it. */
@@ -98,6 +101,26 @@ export function makeClientSet(tools: NativeTools, n: number, dir: string, log: (
   writeFileSync(join(dir, "mandos.conf"), "[DEFAULT]\n", { mode: 0o600 });
 }
 
+/** A client set for the server and mandos-load: its directory, its size, and its checkers' interval when not CLIENT_DEFAULTS'. */
+export interface ClientSet {
+  readonly dir: string;
+  readonly count: number;
+  readonly checkerInterval?: string;
+}
+
+/**
+ * `clients` with every client checked every `interval`: a directory beside
+ * it whose clients.conf says so, the keys and lists linked, not copied.
+ */
+export function withCheckerInterval(clients: ClientSet, interval: string, dir: string): ClientSet {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  for (const name of ["keys", "clients.list", "mandos.conf"]) symlinkSync(join(clients.dir, name), join(dir, name));
+  const conf = readFileSync(join(clients.dir, "clients.conf"), "utf8");
+  if (!/^interval = .*$/m.test(conf)) throw new Error(`no interval in ${clients.dir}/clients.conf's [DEFAULT]`);
+  writeFileSync(join(dir, "clients.conf"), conf.replace(/^interval = .*$/m, `interval = ${interval}`), { mode: 0o600 });
+  return { dir, count: clients.count, checkerInterval: interval };
+}
+
 export interface ServerUnderTest {
   readonly server: "mandos-ts" | "native";
   /** Worker threads (`--workers`, or ref-server's `-w`); "default" leaves ours to choose. */
@@ -141,6 +164,10 @@ export interface NativeRow {
   readonly windowSecretsPerSecond: number;
   readonly latencyMs: { readonly p50: number; readonly p99: number; readonly max: number };
   readonly cpuUsPerSecret: CpuPerSecret;
+  /** The checkers' interval, when not once a day. */
+  readonly checkerInterval?: string | undefined;
+  /** µs a secret outside the server process: its child processes (the checker host and the checkers). */
+  readonly childrenCpuUsPerSecret: number;
   readonly peakRssMiB: number;
   readonly warmup: { readonly ok: number; readonly failed: number };
 }
@@ -220,7 +247,7 @@ const perSecret = (cpu: ThreadCpu, secrets: number): CpuPerSecret => {
 export async function measureServer(
   tools: NativeTools,
   s: ServerUnderTest,
-  clients: { readonly dir: string; readonly count: number },
+  clients: ClientSet,
   load: Load,
   work: string,
 ): Promise<NativeRow> {
@@ -232,9 +259,11 @@ export async function measureServer(
     const warm = await runLoad(tools, port, clients.dir, [...conc, "-d", String(load.warmupSeconds)], generatorCpus);
     if (child.exitCode !== null || child.signalCode !== null) throw new Error(`${s.server} server exited (${child.exitCode ?? child.signalCode}) during the warm-up`);
     const before = threadCpu(child.pid!, isWorker);
+    const childrenBefore = childrenCpuMs(child.pid!);
     const measureArgs = "seconds" in load.measure ? ["-d", String(load.measure.seconds)] : ["-n", String(load.measure.connections)];
     const r = await runLoad(tools, port, clients.dir, [...conc, ...measureArgs], generatorCpus);
     const cpu = cpuBetween(before, threadCpu(child.pid!, isWorker));
+    const childrenMs = childrenCpuMs(child.pid!) - childrenBefore;
     const ok = r.ok ?? 0;
     return {
       server: s.server,
@@ -243,7 +272,9 @@ export async function measureServer(
       pinned: s.pin ?? null,
       clients: clients.count,
       concurrency: load.concurrency,
-      measured: "seconds" in load.measure ? `${load.measure.seconds} s` : `wave of ${load.measure.connections}`,
+      measured:
+        ("seconds" in load.measure ? `${load.measure.seconds} s` : `wave of ${load.measure.connections}`) +
+        (clients.checkerInterval ? `, checkers every ${clients.checkerInterval}` : ""),
       ok,
       failed: r.failed ?? 0,
       mismatched: r.mismatch ?? 0,
@@ -251,6 +282,8 @@ export async function measureServer(
       windowSecretsPerSecond: Math.round(r.rate_window ?? 0),
       latencyMs: { p50: r.lat_p50 ?? 0, p99: r.lat_p99 ?? 0, max: r.lat_max ?? 0 },
       cpuUsPerSecret: perSecret(cpu, ok),
+      checkerInterval: clients.checkerInterval,
+      childrenCpuUsPerSecret: ok > 0 ? Math.round((Math.max(0, childrenMs) * 1000) / ok) : 0,
       peakRssMiB: peakRssMiB(child.pid!),
       warmup: { ok: warm.ok ?? 0, failed: (warm.failed ?? 0) + (warm.mismatch ?? 0) },
     };
@@ -328,7 +361,8 @@ export function describeRow(r: NativeRow): string {
   return (
     `${r.server} ${threadsLabel(r)}${r.pinned ? ` pinned ${r.pinned.server}/${r.pinned.generator}` : ""} N=${r.clients} c=${r.concurrency} ${r.measured}: ` +
     `${r.secretsPerSecond} secrets/s, p50 ${r.latencyMs.p50} p99 ${r.latencyMs.p99} ms, ${r.ok} ok ${r.failed} failed ${r.mismatched} mismatched, ` +
-    `CPU µs/secret ${c.total} (main ${c.main}, workers ${c.workers}, others ${c.others}), peak RSS ${r.peakRssMiB} MiB`
+    `CPU µs/secret ${c.total} (main ${c.main}, workers ${c.workers}, others ${c.others}` +
+    `${r.childrenCpuUsPerSecret > 0 ? `; child processes ${r.childrenCpuUsPerSecret} more` : ""}), peak RSS ${r.peakRssMiB} MiB`
   );
 }
 
@@ -347,7 +381,7 @@ export async function runNativeComparison(options: NativeOptions): Promise<Nativ
     return { ...empty, skipped: tools.skipped };
   }
   const report: NativeReport = { ...empty };
-  const measure = async (s: ServerUnderTest, clients: { dir: string; count: number }, load: Load, into: NativeRow[]): Promise<void> => {
+  const measure = async (s: ServerUnderTest, clients: ClientSet, load: Load, into: NativeRow[]): Promise<void> => {
     const row = await measureServer(tools, s, clients, load, work);
     into.push(row);
     log(describeRow(row));
@@ -397,19 +431,23 @@ export async function runNativeComparison(options: NativeOptions): Promise<Nativ
     // The memory goal: 10,000 clients configured, 1,000 connections open at once.
     await measure({ server: "mandos-ts", workers: "default" }, large, { ...wave, concurrency: 1000 }, report.large);
     await measure(threads2, large, { ...wave, concurrency: 1000 }, report.large);
+    // A fleet at the default interval: 83 checkers a second beside the wave.
+    const checked = withCheckerInterval(large, "2m", join(work, "clients-large-2m"));
+    await measure({ server: "mandos-ts", workers: "default" }, checked, wave, report.large);
+    rmSync(checked.dir, { recursive: true, force: true });
     rmSync(large.dir, { recursive: true, force: true });
   }
   return report;
 }
 
 const HEADER =
-  "| server | workers | pinned server/generator | clients | concurrent | measured | secrets/s | p50 ms | p99 ms | ok | failed | CPU µs/secret | main | workers | others | peak RSS MiB |\n" +
-  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+  "| server | workers | pinned server/generator | clients | concurrent | measured | secrets/s | p50 ms | p99 ms | ok | failed | CPU µs/secret | main | workers | others | child processes | peak RSS MiB |\n" +
+  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
 
 function rowLine(r: NativeRow): string {
   const c = r.cpuUsPerSecret;
   const name = r.server === "native" ? "native ref-server" : "mandos-ts";
-  return `| ${name} | ${r.serveThreads ? `serve threads ${r.serveThreads}` : r.workers} | ${r.pinned ? `${r.pinned.server} / ${r.pinned.generator}` : "-"} | ${r.clients} | ${r.concurrency} | ${r.measured} | ${r.secretsPerSecond} | ${r.latencyMs.p50} | ${r.latencyMs.p99} | ${r.ok} | ${r.failed + r.mismatched} | ${c.total} | ${c.main} | ${c.workers} | ${c.others} | ${r.peakRssMiB} |\n`;
+  return `| ${name} | ${r.serveThreads ? `serve threads ${r.serveThreads}` : r.workers} | ${r.pinned ? `${r.pinned.server} / ${r.pinned.generator}` : "-"} | ${r.clients} | ${r.concurrency} | ${r.measured} | ${r.secretsPerSecond} | ${r.latencyMs.p50} | ${r.latencyMs.p99} | ${r.ok} | ${r.failed + r.mismatched} | ${c.total} | ${c.main} | ${c.workers} | ${c.others} | ${r.childrenCpuUsPerSecret} | ${r.peakRssMiB} |\n`;
 }
 
 /** ours/native for each of our rows against the native row of the same table. */

@@ -104,6 +104,37 @@ export function cpuBetween(before: ThreadCpu, after: ThreadCpu): ThreadCpu {
   };
 }
 
+/**
+ * CPU milliseconds of `pid`'s child processes: those it has reaped
+ * (cutime + cstime) and those alive now, each with its own reaped children
+ * (the checker host's checkers). A child that exits between two readings
+ * moves from the second sum to the first.
+ */
+export function childrenCpuMs(pid: number): number {
+  const reaped = (stat: string): number => {
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return Number(fields[13]) + Number(fields[14]);
+  };
+  let ticks = reaped(readFileSync(`/proc/${pid}/stat`, "utf8"));
+  for (const task of readdirSync(`/proc/${pid}/task`)) {
+    let children: string[];
+    try {
+      children = readFileSync(`/proc/${pid}/task/${task}/children`, "utf8").trim().split(/\s+/).filter(Boolean);
+    } catch {
+      continue;
+    }
+    for (const child of children) {
+      try {
+        const stat = readFileSync(`/proc/${child}/stat`, "utf8");
+        ticks += ticksOf(stat) + reaped(stat);
+      } catch {
+        // Gone meanwhile: its time is in the parent's reaped sum at the next reading.
+      }
+    }
+  }
+  return (ticks * 1000) / CLK_TCK;
+}
+
 /** The peak resident set (VmHWM) of a process, in MiB. */
 export function peakRssMiB(pid: number): number {
   const status = readFileSync(`/proc/${pid}/status`, "utf8");

@@ -11,7 +11,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { once } from "node:events";
-import { threadCpu, threadRolePreload, workerThreadIds } from "../bench/threads.js";
+import { childrenCpuMs, threadCpu, threadRolePreload, workerThreadIds } from "../bench/threads.js";
 import { extrapolate } from "../bench/native.js";
 import { waveSvg } from "../bench/wave-svg.js";
 
@@ -46,6 +46,30 @@ describe("per-thread CPU", () => {
       }
     } finally {
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("charges a child process's CPU to its parent's children, alive and once reaped, and the grandchildren it reaped", async () => {
+    // A parent that starts a child (a shell that starts a busy grandchild and waits for it, then stays), and tells when it is done.
+    const burn = `node -e "const c = require('node:crypto'); let b = Buffer.alloc(64); for (let i = 0; i < 300000; i++) b = c.createHash('sha256').update(b).digest()"`;
+    const program = `
+      const { spawn } = require("node:child_process");
+      const c = spawn("/bin/sh", ["-c", ${JSON.stringify(`${burn}; echo burnt; exec sleep 60`)}], { stdio: ["ignore", "pipe", "inherit"] });
+      c.stdout.once("data", () => process.stdout.write("burnt\\n"));
+      process.stdin.once("data", () => { c.kill(); c.once("exit", () => process.stdout.write("reaped\\n")); });`;
+    const parent = spawn(process.execPath, ["-e", program], { stdio: ["pipe", "pipe", "inherit"] });
+    try {
+      const before = childrenCpuMs(parent.pid!);
+      await once(parent.stdout!, "data");
+      const alive = childrenCpuMs(parent.pid!);
+      assert.ok(alive - before >= 100, `the grandchild's hashing, reaped by the live child, counts: ${before} -> ${alive} ms`);
+      parent.stdin!.write("go\n");
+      await once(parent.stdout!, "data");
+      const reaped = childrenCpuMs(parent.pid!);
+      assert.ok(reaped >= alive, `once the child is reaped its time stays counted: ${alive} -> ${reaped} ms`);
+    } finally {
+      parent.kill();
+      await once(parent, "exit");
     }
   });
 });

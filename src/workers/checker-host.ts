@@ -12,8 +12,12 @@ import { shellSpawner } from "../main/clients/shell-spawner.js";
 
 const running = new Map<number, CheckerProcess>();
 
+// A server that ended between our check and the write (a checker killed
+// by its shutdown, reported as it closes the channel) makes the write fail
+// with EPIPE: without a callback that is an uncaught 'error' and a stack
+// trace on the server's stderr. The 'disconnect' that follows ends us.
 const report = (m: HostReport): void => {
-  if (process.connected) process.send?.(m);
+  if (process.connected) process.send?.(m, undefined, undefined, () => {});
 };
 
 process.on("message", (m: HostRequest) => {
