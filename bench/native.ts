@@ -457,7 +457,9 @@ function ratios(rows: readonly NativeRow[]): string {
   const x = (a: number, b: number): string => (b > 0 ? (a / b).toFixed(2) : "-");
   let out = "";
   for (const r of rows.filter((row) => row.server === "mandos-ts" && row.concurrency === native.concurrency)) {
-    out += `ours ${threadsLabel(r)} / native: secrets/s ${x(r.secretsPerSecond, native.secretsPerSecond)}, CPU per secret ${x(r.cpuUsPerSecret.total, native.cpuUsPerSecret.total)}, p99 ${x(r.latencyMs.p99, native.latencyMs.p99)}\n`;
+    // The native server runs no checkers: a row with them is compared as it is, and says so.
+    const checkers = r.checkerInterval ? `, checkers every ${r.checkerInterval} (native: none)` : "";
+    out += `ours ${threadsLabel(r)}${checkers} / native: secrets/s ${x(r.secretsPerSecond, native.secretsPerSecond)}, CPU per secret ${x(r.cpuUsPerSecret.total, native.cpuUsPerSecret.total)}, p99 ${x(r.latencyMs.p99, native.latencyMs.p99)}\n`;
   }
   return out;
 }
