@@ -17,7 +17,15 @@ function alive(pid: number): boolean {
   try { process.kill(pid, 0); return true; } catch { return false; }
 }
 
-const skip = process.getuid?.() !== 0 ? "needs root (privilege drop, /run)" : existsSync(PID_FILE) ? `${PID_FILE} exists: another server runs` : false;
+/** The pid in an existing pid file when that process lives (a stale file, left by a server that could not remove it, is overwritten). */
+function runningServer(): number | null {
+  if (!existsSync(PID_FILE)) return null;
+  const pid = Number(readFileSync(PID_FILE, "utf8").trim());
+  return Number.isInteger(pid) && pid > 0 && alive(pid) ? pid : null;
+}
+
+const other = process.getuid?.() === 0 ? runningServer() : null;
+const skip = process.getuid?.() !== 0 ? "needs root (privilege drop, /run)" : other !== null ? `${PID_FILE} names process ${other}: another server runs` : false;
 
 test("a daemonised bin/mandos writes a pid file naming a live process owned by the dropped user", { skip }, (t) => {
   const root = mkdtempSync(join(tmpdir(), "mandos-ts-daemon-"));
