@@ -176,6 +176,24 @@ test("not worth a host (few clients): checkers start in the server; once it is, 
   assert.deepEqual(log.lines, []);
 });
 
+test("the host starts without the server's NODE_OPTIONS, and its checkers get them back", async (t) => {
+  const { host, dir } = setUp(t);
+  const marker = join(dir, "preloaded");
+  const preload = join(dir, "preload.cjs");
+  writeFileSync(preload, `require("node:fs").appendFileSync(${JSON.stringify(marker)}, process.pid + "\\n");\n`);
+  const saved = process.env.NODE_OPTIONS;
+  const options = `--require ${preload}`;
+  // Set while the host starts (on the first checker), then put back.
+  process.env.NODE_OPTIONS = options;
+  const seen = join(dir, "seen");
+  const checker = run(host, `printf '%s' "$NODE_OPTIONS" > ${seen}; printf '%s' "\${MANDOS_CHECKER_HOST_NODE_OPTIONS-unset}" >> ${seen}`);
+  if (saved === undefined) delete process.env.NODE_OPTIONS;
+  else process.env.NODE_OPTIONS = saved;
+  assert.deepEqual(await checker.outcome, { code: 0, signal: null });
+  assert.equal(readFileSync(seen, "utf8"), `${options}unset`, "the checker sees the server's NODE_OPTIONS, and nothing of ours");
+  assert.throws(() => readFileSync(marker), { code: "ENOENT" }, "the server's preload ran in the host");
+});
+
 /**
  * The example's configuration with its one client checked every second,
  * the checker writing its uid and parent PID into `out`, and `fillers`

@@ -1,14 +1,21 @@
 // The checker host: a process of its own that starts the server's checker
 // processes, so that the fork and exec of each (which block the thread that
 // spawns) do not stop the server's main thread (src/main/clients/
-// checker-host.ts says why and how it is used). It loads nothing but the
-// spawner, runs as the user the server became, and ends when the server's
-// channel closes (not on the signals that stop the server, below);
-// checkers it started go on, as they would have.
+// checker-host.ts says why and how it is used). It loads nothing but that
+// module (its protocol) and the spawner, runs as the user the server
+// became, and ends when the server's channel closes (not on the signals
+// that stop the server, below); checkers it started go on, as they would
+// have.
 
-import type { HostReport, HostRequest } from "../main/clients/checker-host.js";
+import { HOST_NODE_OPTIONS, type HostReport, type HostRequest } from "../main/clients/checker-host.js";
 import type { CheckerProcess } from "../main/clients/record.js";
 import { shellSpawner } from "../main/clients/shell-spawner.js";
+
+// The server's environment for the checkers, as it was: we were started
+// without its NODE_OPTIONS (its flags are not ours).
+const nodeOptions = process.env[HOST_NODE_OPTIONS];
+delete process.env[HOST_NODE_OPTIONS];
+if (nodeOptions !== undefined) process.env.NODE_OPTIONS = nodeOptions;
 
 const running = new Map<number, CheckerProcess>();
 

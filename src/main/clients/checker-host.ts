@@ -46,6 +46,9 @@ const HOST_SCRIPT = fileURLToPath(new URL("../../workers/checker-host.js", impor
  */
 export const CHECKER_HOST_MIN_CLIENTS = 100;
 
+/** Where the host finds the server's NODE_OPTIONS, which it is started without and gives back to the checkers. */
+export const HOST_NODE_OPTIONS = "MANDOS_CHECKER_HOST_NODE_OPTIONS";
+
 /** The outcome reported for checkers the host took with it. */
 const HOST_DIED_SIGNAL = 9;
 
@@ -155,8 +158,12 @@ export class CheckerHost {
     let child: ChildProcess;
     try {
       // No inherited node flags (a profiler or a preload of the server's is
-      // not the host's); its own stderr for a crash message.
-      child = fork(this.#script, [], { execArgv: [], stdio: ["ignore", "ignore", "inherit", "ipc"], cwd: "/", serialization: "json" });
+      // not the host's), from the command line or from NODE_OPTIONS, which
+      // the host puts back for the checkers (HOST_NODE_OPTIONS); its own
+      // stderr for a crash message.
+      const { NODE_OPTIONS: nodeOptions, ...env } = process.env;
+      if (nodeOptions !== undefined) env[HOST_NODE_OPTIONS] = nodeOptions;
+      child = fork(this.#script, [], { execArgv: [], env, stdio: ["ignore", "ignore", "inherit", "ipc"], cwd: "/", serialization: "json" });
     } catch (error) {
       this.#fail(`cannot start the checker host: ${error instanceof Error ? error.message : String(error)}`);
       return null;
