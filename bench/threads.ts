@@ -26,10 +26,21 @@ export interface ThreadCpu {
   readonly total: number;
 }
 
+/** A /proc stat line's fields after "(comm)": index 0 is field 3 (state). */
+function statFields(stat: string): string[] {
+  return stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+}
+
+/** utime + stime (fields 14 and 15). */
 function ticksOf(stat: string): number {
-  // Fields after "(comm)": state is field 3; utime and stime are 14 and 15.
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  const fields = statFields(stat);
   return Number(fields[11]) + Number(fields[12]);
+}
+
+/** cutime + cstime (fields 16 and 17): the children it has reaped. */
+function reapedTicksOf(stat: string): number {
+  const fields = statFields(stat);
+  return Number(fields[13]) + Number(fields[14]);
 }
 
 /**
@@ -111,11 +122,7 @@ export function cpuBetween(before: ThreadCpu, after: ThreadCpu): ThreadCpu {
  * moves from the second sum to the first.
  */
 export function childrenCpuMs(pid: number): number {
-  const reaped = (stat: string): number => {
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return Number(fields[13]) + Number(fields[14]);
-  };
-  let ticks = reaped(readFileSync(`/proc/${pid}/stat`, "utf8"));
+  let ticks = reapedTicksOf(readFileSync(`/proc/${pid}/stat`, "utf8"));
   for (const task of readdirSync(`/proc/${pid}/task`)) {
     let children: string[];
     try {
@@ -126,7 +133,7 @@ export function childrenCpuMs(pid: number): number {
     for (const child of children) {
       try {
         const stat = readFileSync(`/proc/${child}/stat`, "utf8");
-        ticks += ticksOf(stat) + reaped(stat);
+        ticks += ticksOf(stat) + reapedTicksOf(stat);
       } catch {
         // Gone meanwhile: its time is in the parent's reaped sum at the next reading.
       }

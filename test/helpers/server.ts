@@ -221,7 +221,7 @@ export async function hangUp(server: RunningServer, outcome: RegExp, timeoutMs =
  */
 export async function logCount(server: RunningServer, pattern: RegExp, expected: number, timeoutMs = 10_000): Promise<number> {
   const count = (): number => server.log().match(new RegExp(pattern.source, `${pattern.flags.replace("g", "")}g`))?.length ?? 0;
-  const deadline = Date.now() + timeoutMs;
-  while (count() < expected && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  // Short of the count at the deadline: the caller's assertion says by how much.
+  await eventually(() => count() >= expected, { what: `${expected} × ${pattern}`, timeoutMs }).catch(() => undefined);
   return count();
 }

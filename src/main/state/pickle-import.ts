@@ -131,9 +131,8 @@ export async function stateFromPickle(data: Buffer, config: readonly ClientSetti
         last_checker_signal: typeof signal === "number" ? signal : null,
       },
       // An unopened secret fails restoreState's decryption, which then
-      // takes clients.conf's, as the reference does on a PGPError; one
-      // equal to clients.conf's is not stored, as in our own saves.
-      ...(secret === null ? { secret: "" } : secret.equals(conf.secret) ? {} : { secret: sealSecret(secret, conf.secret) }),
+      // takes clients.conf's, as the reference does on a PGPError.
+      secret: secret === null ? "" : sealSecret(secret, conf.secret),
     };
     logger.info(
       `Imported ${conf.name} from ${PICKLE_FILE_NAME}: ${current.enabled ? "enabled" : "disabled"}, ` +
