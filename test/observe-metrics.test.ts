@@ -166,6 +166,9 @@ describe("bin/mandos --metrics and --audit-log", { skip }, () => {
     assert.equal(after.get("mandos_clients{state=\"disabled\"}"), 1);
     assert.equal(after.get("mandos_clients{state=\"awaiting_approval\"}"), 0);
     assert.ok((after.get("process_resident_memory_bytes") ?? 0) > 0);
+    // bin/mandos's 1 GiB old generation, plus the young generation's three 2 MiB semi-spaces.
+    const heapLimitMiB = (after.get("mandos_heap_limit_bytes") ?? 0) / 2 ** 20;
+    assert.ok(heapLimitMiB >= 1024 && heapLimitMiB <= 1032, `heap limit ${heapLimitMiB} MiB`);
     // Bounded labels: no client name or address anywhere in the exposition.
     for (const leak of [real.name, enabled.name, enabled.keyId, "::1"]) assert.ok(!text.includes(leak), leak);
 

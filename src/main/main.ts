@@ -34,7 +34,7 @@ import { migrateReferenceState } from "./state/pickle-import.js";
 import type { Announcement } from "./zeroconf/announce.js";
 import type { DbusService } from "./dbus/index.js";
 import type { FleetState } from "./fleet/fleet-state.js";
-import { collectStartupGarbage } from "./daemon/memory.js";
+import { collectStartupGarbage, HeapWatch } from "./daemon/memory.js";
 import { Observability } from "./observe/index.js";
 
 /** How long SIGTERM waits for connections already in progress. */
@@ -222,6 +222,9 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
   const dbusModule = settings.useDbus ? await import("./dbus/index.js") : null;
   const zeroconfModule = settings.zeroconf ? await import("./zeroconf/announce.js") : null;
   collectStartupGarbage();
+  // Warns when the clients alive near the heap's cap (docs/OPERATION.md, "Memory").
+  const heapWatch = new HeapWatch(logger);
+  heapWatch.start();
   // Serve threads run their handshakes inline: no pool beside them.
   const threaded = settings.serveThreads > 0;
   const runner = createHandshakeRunner(threaded ? 0 : settings.workers, tlsSettings, knownKeysOf(registry));
@@ -362,6 +365,7 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
         await listener.close(SHUTDOWN_GRACE_MS);
         await dbus?.stop();
         registry.stop();
+        heapWatch.stop();
         // Saved before the fleet's last writes, which wait for etcd (at
         // most a few seconds); saved again after them, so the file holds
         // no change as unsent that etcd has since taken. The last save

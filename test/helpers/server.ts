@@ -71,6 +71,8 @@ export interface StartOptions {
   readonly dbus?: boolean;
   /** Leave clients.conf as it is (say root:root 0600, as Debian installs it) instead of opening it to the dropped user. */
   readonly keepClientsConfPrivate?: boolean;
+  /** Node flags after the #! line's (a later flag replaces an earlier one of the same name). */
+  readonly nodeFlags?: readonly string[];
 }
 
 /**
@@ -85,7 +87,7 @@ export async function startServer(
 ): Promise<RunningServer> {
   shareWithServerUser(args, options.keepClientsConfPrivate === true);
   const fixed = ["--debug", "--no-zeroconf", ...(options.dbus ? [] : ["--no-dbus"])];
-  const child = spawn(process.execPath, [...serverNodeFlags(), BIN_MANDOS, ...fixed, ...args], {
+  const child = spawn(process.execPath, [...serverNodeFlags(), ...(options.nodeFlags ?? []), BIN_MANDOS, ...fixed, ...args], {
     stdio: ["ignore", "pipe", "pipe"],
     env: { ...process.env, ...env },
   });

@@ -4,6 +4,7 @@
 // an outcome, a state), never a client name or an address, so that a
 // reboot storm of ten thousand machines is still a few dozen series.
 
+import { getHeapStatistics } from "node:v8";
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import { events, type ConnectionOutcome, type RefusalReason } from "../events.js";
 import type { ClientView } from "../clients/contract.js";
@@ -132,6 +133,11 @@ export function createMetrics(sources: MetricSources): Metrics {
   new Gauge({
     name: "mandos_checkers_running", help: "Checker processes running.", registers: [registry],
     collect() { this.set(sources.clients().filter((c) => c.checkerRunning).length); },
+  });
+  new Gauge({
+    name: "mandos_heap_limit_bytes", help: "V8's heap limit on the main thread (old generation cap plus young generation); compare nodejs_heap_size_used_bytes.",
+    registers: [registry],
+    collect() { this.set(getHeapStatistics().heap_size_limit); },
   });
   collectDefaultMetrics({ register: registry });
   // prom-client's gauges named like counters, which `promtool check metrics`

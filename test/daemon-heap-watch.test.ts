@@ -1,0 +1,91 @@
+// The heap watch (src/main/daemon/memory.ts): a warning when the heap alive
+// after a full collection reaches half of V8's limit, once a rise. On given
+// figures, and on the real server with a small old generation against the
+// same clients under bin/mandos's own 1 GiB cap.
+
+import { describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { HEAP_REARM_SHARE, HEAP_WARN_SHARE, HeapWatch } from "../src/main/daemon/memory.js";
+import type { Logger } from "../src/main/daemon/log.js";
+import { startServer } from "./helpers/server.js";
+
+const MIB = 2 ** 20;
+
+function capture(): { logger: Logger; warnings: string[] } {
+  const warnings: string[] = [];
+  const none = (): void => {};
+  return { logger: { debug: none, info: none, warning: (m) => warnings.push(m), error: none, critical: none }, warnings };
+}
+
+describe("HeapWatch on given figures", () => {
+  test("warns at the threshold, once a rise, and again after falling below the re-arm share", () => {
+    const { logger, warnings } = capture();
+    const limit = 1000 * MIB;
+    let used = 0;
+    const watch = new HeapWatch(logger, () => ({ used_heap_size: used, heap_size_limit: limit }));
+    used = (HEAP_WARN_SHARE - 0.01) * limit;
+    watch.check();
+    assert.equal(warnings.length, 0);
+    used = HEAP_WARN_SHARE * limit;
+    watch.check();
+    assert.equal(warnings.length, 1);
+    assert.match(warnings[0]!, /^Heap at 500 of its 1000 MiB limit \(50%\) after a full collection: .*--max-old-space-size/);
+    // Still high, or between the shares: no second line.
+    used = 0.9 * limit;
+    watch.check();
+    used = (HEAP_REARM_SHARE + 0.01) * limit;
+    watch.check();
+    used = 0.9 * limit;
+    watch.check();
+    assert.equal(warnings.length, 1);
+    // Down below the re-arm share, then up again: a new rise.
+    used = (HEAP_REARM_SHARE - 0.01) * limit;
+    watch.check();
+    used = 0.8 * limit;
+    watch.check();
+    assert.equal(warnings.length, 2);
+    assert.match(warnings[1]!, /Heap at 800 of its 1000 MiB limit \(80%\)/);
+  });
+});
+
+describe("the server warns when its clients fill the heap", () => {
+  const root = mkdtempSync(join(tmpdir(), "mandos-ts-heap-watch-"));
+  const conf = join(root, "conf");
+  mkdirSync(conf);
+  // 5,000 clients hold ~19 MiB of heap after start-up.
+  const sections = ["[DEFAULT]\nchecker = true\ninterval = 1d\ntimeout = 2d\n"];
+  for (let i = 0; i < 5000; i++) {
+    sections.push(`[c-${i}]\nhost = 127.0.0.1\nkey_id = ${randomBytes(32).toString("hex")}\nsecret = ${randomBytes(512).toString("base64")}\n`);
+  }
+  writeFileSync(join(conf, "clients.conf"), sections.join("\n"), { mode: 0o600 });
+
+  test.after(() => rmSync(root, { recursive: true, force: true }));
+
+  async function run(nodeFlags: readonly string[], state: string): Promise<string> {
+    const server = await startServer(["--configdir", conf, "--statedir", join(root, state), "--no-restore", "--port", "0"], {}, { nodeFlags });
+    try {
+      // Start-up's full collection has been looked at before the server listens; one more turn for the line.
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      return server.log();
+    } finally {
+      await server.stop();
+    }
+  }
+
+  test("with a 24 MiB old generation: one warning naming the flag to raise", async () => {
+    const log = await run(["--max-old-space-size=24"], "state-small");
+    const lines = log.split("\n").filter((l) => l.includes("Heap at"));
+    assert.equal(lines.length, 1, log.slice(-2_000));
+    assert.match(lines[0]!, /WARNING: Heap at \d+ of its 30 MiB limit \(\d+%\) after a full collection: .*--max-old-space-size/);
+  });
+
+  test("under bin/mandos's own cap: none", async () => {
+    const log = await run([], "state-default");
+    assert.match(log, /Now listening/);
+    assert.doesNotMatch(log, /Heap at/);
+  });
+});
