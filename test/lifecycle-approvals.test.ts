@@ -198,3 +198,39 @@ test("regression: an approval given while the need-approval event is delivered i
   await flush();
   assert.equal((decision as SecretDecision | null)?.give, true);
 });
+
+test("counts() agrees with the views: enabled, disabled, awaiting approval, checkers running", async () => {
+  const clock = new ManualClock();
+  // A checker that never ends, so that starting one leaves it running.
+  const reg = new ClientRegistry(
+    [
+      clientSettings("waiting", { approvalDelay: 60_000, approvedByDefault: false }),
+      clientSettings("checked", {}),
+      clientSettings("plain", {}),
+      clientSettings("off", { enabled: false }),
+    ],
+    { logger: silentLogger, clock, spawner: never },
+  );
+  const fromViews = (): object => {
+    const all = reg.list();
+    return {
+      enabled: all.filter((c) => c.enabled).length,
+      disabled: all.filter((c) => !c.enabled).length,
+      awaitingApproval: all.filter((c) => c.approvalPending).length,
+      checkersRunning: all.filter((c) => c.checkerRunning).length,
+    };
+  };
+  assert.deepEqual(reg.counts(), { enabled: 3, disabled: 1, awaitingApproval: 0, checkersRunning: 0 });
+  const abort = new AbortController();
+  void reg.requestSecret("waiting", "::1", abort.signal);
+  reg.startChecker("checked");
+  await flush();
+  assert.deepEqual(reg.counts(), { enabled: 3, disabled: 1, awaitingApproval: 1, checkersRunning: 1 });
+  assert.deepEqual(reg.counts(), fromViews());
+  reg.disable("plain");
+  abort.abort();
+  reg.stopChecker("checked");
+  await flush();
+  assert.deepEqual(reg.counts(), { enabled: 2, disabled: 2, awaitingApproval: 0, checkersRunning: 0 });
+  assert.deepEqual(reg.counts(), fromViews());
+});

@@ -88,9 +88,21 @@ export interface SecretSource {
   notFound(keyId: string, address: string): void;
 }
 
+/** How many clients are in each state (the metrics' gauges). */
+export interface ClientCounts {
+  readonly enabled: number;
+  readonly disabled: number;
+  /** Clients with a request waiting for approval, here or on another server of the fleet (enabled too). */
+  readonly awaitingApproval: number;
+  /** Clients whose checker runs or waits for its turn. */
+  readonly checkersRunning: number;
+}
+
 export interface Registry {
   /** All clients, in clients.conf order. */
   list(): ClientView[];
+  /** The counts, in one pass and without a view a client (list() builds 10,000 views in ~10 ms). */
+  counts(): ClientCounts;
   get(name: string): ClientView | undefined;
   /** O(1). `keyId` must be normalised; the empty-input key ID never matches. */
   byKeyId(keyId: string): ClientView | undefined;

@@ -18,7 +18,7 @@ import type { Logger } from "../daemon/log.js";
 import { events } from "../events.js";
 import { ApprovalGate } from "./approval.js";
 import { CheckerRunner, checkerCommand, MAX_CONCURRENT_CHECKERS, shellSpawner, type CheckerSpawner } from "./checker.js";
-import type { ClientProperty, ClientView, PendingRequest, Registry, RegistryEvent, SecretDecision, SharedClientState } from "./contract.js";
+import type { ClientCounts, ClientProperty, ClientView, PendingRequest, Registry, RegistryEvent, SecretDecision, SharedClientState } from "./contract.js";
 import { Expiry } from "./expiry.js";
 import { ClientRecord, freshRuntime, publish, type ClientHost, type ClientRuntime, type DisableCause } from "./record.js";
 import { RUNTIME_SETTINGS, type ClientPatch } from "./runtime-settings.js";
@@ -103,6 +103,18 @@ export class ClientRegistry implements Registry {
 
   list(): ClientView[] {
     return [...this.#clients.values()].map((c) => c.view());
+  }
+
+  counts(): ClientCounts {
+    let enabled = 0;
+    let awaitingApproval = 0;
+    let checkersRunning = 0;
+    for (const c of this.#clients.values()) {
+      if (c.runtime.enabled) enabled++;
+      if (c.approvalPending()) awaitingApproval++;
+      if (c.checker !== null || c.checkerQueued) checkersRunning++;
+    }
+    return { enabled, disabled: this.#clients.size - enabled, awaitingApproval, checkersRunning };
   }
 
   get(name: string): ClientView | undefined {

@@ -6,7 +6,6 @@
 // are the running user's), `ready` when serving, `close` at shutdown.
 
 import { hostname } from "node:os";
-import type { ClientView } from "../clients/contract.js";
 import type { MetricsAddress } from "../config/server-settings.js";
 import { openAuditLog, type AuditLog } from "./audit.js";
 import { trackHealth, type Health, type HealthInputs } from "./health.js";
@@ -21,9 +20,7 @@ export interface ObserveSettings {
   readonly servicename: string;
 }
 
-export interface ObserveSources extends MetricSources, HealthInputs {
-  clients(): readonly ClientView[];
-}
+export type ObserveSources = MetricSources & HealthInputs;
 
 export class Observability {
   readonly #settings: ObserveSettings;

@@ -7,12 +7,13 @@
 import { getHeapStatistics } from "node:v8";
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import { events, type ConnectionOutcome, type RefusalReason } from "../events.js";
-import type { ClientView } from "../clients/contract.js";
+import type { ClientCounts } from "../clients/contract.js";
 import { Subscriptions } from "./subscriptions.js";
 
 /** What the gauges read at scrape time. */
 export interface MetricSources {
-  clients(): readonly ClientView[];
+  /** Read at each scrape: counted in one pass over the registry, no view a client (Registry.counts). */
+  clientCounts(): ClientCounts;
   /** Accepted or queued connections not yet closed (Listener.openConnections). */
   openConnections(): number;
   /** Handshake worker threads (0: inline). */
@@ -118,21 +119,15 @@ export function createMetrics(sources: MetricSources): Metrics {
     name: "mandos_clients", help: "Configured clients by state (awaiting_approval counts enabled clients too).",
     labelNames: ["state"], registers: [registry],
     collect() {
-      let enabled = 0;
-      let awaiting = 0;
-      const all = sources.clients();
-      for (const c of all) {
-        if (c.enabled) enabled++;
-        if (c.approvalPending) awaiting++;
-      }
-      this.set({ state: "enabled" }, enabled);
-      this.set({ state: "disabled" }, all.length - enabled);
-      this.set({ state: "awaiting_approval" }, awaiting);
+      const counts = sources.clientCounts();
+      this.set({ state: "enabled" }, counts.enabled);
+      this.set({ state: "disabled" }, counts.disabled);
+      this.set({ state: "awaiting_approval" }, counts.awaitingApproval);
     },
   });
   new Gauge({
     name: "mandos_checkers_running", help: "Checker processes running.", registers: [registry],
-    collect() { this.set(sources.clients().filter((c) => c.checkerRunning).length); },
+    collect() { this.set(sources.clientCounts().checkersRunning); },
   });
   new Gauge({
     name: "mandos_heap_limit_bytes", help: "V8's heap limit on the main thread (old generation cap plus young generation); compare nodejs_heap_size_used_bytes.",
