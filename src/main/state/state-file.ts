@@ -140,6 +140,20 @@ function exactBytes(text: string): Buffer {
   return bytes;
 }
 
+/** Two parts, text (UTF-8) or bytes, one after the other in a buffer of their own (see exactBytes), and where the second begins. */
+function exactBytesOf(first: string | Uint8Array, second: string | Uint8Array): { bytes: Buffer; firstLength: number } {
+  const size = (part: string | Uint8Array): number => (typeof part === "string" ? Buffer.byteLength(part, "utf8") : part.length);
+  const firstLength = size(first);
+  const bytes = Buffer.allocUnsafeSlow(firstLength + size(second));
+  const put = (part: string | Uint8Array, at: number): void => {
+    if (typeof part === "string") bytes.write(part, at, "utf8");
+    else bytes.set(part, at);
+  };
+  put(first, 0);
+  put(second, firstLength);
+  return { bytes, firstLength };
+}
+
 // GCM's nonces, random, each used once, drawn from a pool: randomBytes(12)
 // a client cost ~10 µs a call, 0.1 s of the first save of 10,000 clients.
 const IV_BYTES = 12;
@@ -227,11 +241,16 @@ interface Fragment {
   readonly conf: ClientSettings;
   readonly settings: ConfigValues;
   readonly enabled: boolean;
-  /** `"NAME":{"config":...,"current":...,"runtime":`, UTF-8. */
-  readonly head: Buffer;
   readonly runtime: ClientRuntime;
-  /** `{...the runtime...}`, UTF-8 (secretPiece's closes the client). */
-  readonly tail: Buffer;
+  /**
+   * `"NAME":{"config":...,"current":...,"runtime":` (the head), then
+   * `{...the runtime...}`, UTF-8, in one buffer (secretPiece's closes the
+   * client): a Buffer and its ArrayBuffer cost ~180 bytes of heap each, 3.6
+   * MB for 10,000 clients kept as two pieces.
+   */
+  readonly bytes: Buffer;
+  /** Where the runtime begins in `bytes`. */
+  readonly headLength: number;
   /** The last save (StateSerialiser's count) that wrote it. */
   save: number;
 }
@@ -241,7 +260,7 @@ interface LastList {
   readonly config: readonly ClientSettings[];
   /** A placeholder first and last (the header and the end, made at each save). */
   readonly pieces: Buffer[];
-  /** Each client's head's index in `pieces` (its tail and secretPiece follow). */
+  /** Each client's bytes' index in `pieces` (its secretPiece follows). */
   readonly slots: Map<string, number>;
   /** When it was made (the save's `now`). */
   readonly at: number;
@@ -331,8 +350,7 @@ export class StateSerialiser {
       // One push a piece: V8 inlines a push of one, not of several.
       if (!first) pieces.push(COMMA);
       slots.set(settings.name, pieces.length);
-      pieces.push(fragment.head);
-      pieces.push(fragment.tail);
+      pieces.push(fragment.bytes);
       pieces.push(secretPiece(settings.secret, conf.secret));
       first = false;
     }
@@ -357,9 +375,8 @@ export class StateSerialiser {
       if (slot === undefined || client === undefined || conf === undefined || client.settings.name !== name) return null;
       const fragment = this.#fragment(conf, client.settings, client.runtime);
       fragment.save = this.#saves;
-      pieces[slot] = fragment.head;
-      pieces[slot + 1] = fragment.tail;
-      pieces[slot + 2] = secretPiece(client.settings.secret, conf.secret);
+      pieces[slot] = fragment.bytes;
+      pieces[slot + 1] = secretPiece(client.settings.secret, conf.secret);
     }
     this.#dirty.clear();
     return pieces;
@@ -406,13 +423,16 @@ export class StateSerialiser {
     const sameTail = old !== undefined && sameRuntime(old.runtime, runtime);
     if (sameHead && sameTail) return old;
     // Together the stored object without its secret and closing brace.
+    const head = sameHead ? old.bytes.subarray(0, old.headLength) : `${JSON.stringify(settings.name)}:${headJson(conf, settings, runtime.enabled)},"runtime":`;
+    const tail = sameTail ? old.bytes.subarray(old.headLength) : JSON.stringify(storedRuntime(runtime));
+    const { bytes, firstLength } = exactBytesOf(head, tail);
     const fragment: Fragment = {
       conf,
       enabled: runtime.enabled,
       settings: sameHead ? old.settings : configValues(settings),
-      head: sameHead ? old.head : exactBytes(`${JSON.stringify(settings.name)}:${headJson(conf, settings, runtime.enabled)},"runtime":`),
       runtime: sameTail ? old.runtime : { ...runtime },
-      tail: sameTail ? old.tail : exactBytes(JSON.stringify(storedRuntime(runtime))),
+      bytes,
+      headLength: firstLength,
       save: 0,
     };
     this.#fragments.set(settings.name, fragment);
