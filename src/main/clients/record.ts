@@ -71,7 +71,7 @@ export class ClientRecord {
       approvedByDefault: s.approvedByDefault,
       checker: s.checker,
       enabled: r.enabled,
-      checkerRunning: this.checker !== null || this.checkerQueued,
+      checkerRunning: this.checkerRunning(),
       approvalPending: this.approvalPending(),
       created: new Date(r.created),
       lastEnabled: date(r.lastEnabled),
@@ -80,6 +80,11 @@ export class ClientRecord {
       lastApprovalRequest: date(r.lastApprovalRequest),
       lastCheckerStatus: r.lastCheckerStatus,
     };
+  }
+
+  /** Its checker runs, or waits for its turn (MAX_CONCURRENT_CHECKERS). */
+  checkerRunning(): boolean {
+    return this.checker !== null || this.checkerQueued;
   }
 
   /** A connection of this client waits for approval, here or on another server of the fleet. */

@@ -112,7 +112,7 @@ export class ClientRegistry implements Registry {
     for (const c of this.#clients.values()) {
       if (c.runtime.enabled) enabled++;
       if (c.approvalPending()) awaitingApproval++;
-      if (c.checker !== null || c.checkerQueued) checkersRunning++;
+      if (c.checkerRunning()) checkersRunning++;
     }
     return { enabled, disabled: this.#clients.size - enabled, awaitingApproval, checkersRunning };
   }

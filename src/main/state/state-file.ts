@@ -129,29 +129,27 @@ function secretPiece(secret: Buffer, configSecret: Buffer): Buffer {
 }
 
 /**
- * `text` as UTF-8 in a buffer of its own, exactly its size. Not
- * Buffer.from: below 4 KiB that cuts buffers from shared 8 KiB slabs, and a
- * slab lives as long as any piece of it, so pieces kept for different
- * lengths of time waste most of it.
+ * `parts` (text as UTF-8, or bytes) one after the other in a buffer of its
+ * own, exactly their size. Not Buffer.from: below 4 KiB that cuts buffers
+ * from shared 8 KiB slabs, and a slab lives as long as any piece of it, so
+ * pieces kept for different lengths of time waste most of it.
  */
-function exactBytes(text: string): Buffer {
-  const bytes = Buffer.allocUnsafeSlow(Buffer.byteLength(text, "utf8"));
-  bytes.write(text, 0, "utf8");
+function exactBytes(...parts: ReadonlyArray<string | Uint8Array>): Buffer {
+  const bytes = Buffer.allocUnsafeSlow(parts.reduce((n, part) => n + byteSize(part), 0));
+  let at = 0;
+  for (const part of parts) {
+    if (typeof part === "string") {
+      at += bytes.write(part, at, "utf8");
+    } else {
+      bytes.set(part, at);
+      at += part.length;
+    }
+  }
   return bytes;
 }
 
-/** Two parts, text (UTF-8) or bytes, one after the other in a buffer of their own (see exactBytes), and where the second begins. */
-function exactBytesOf(first: string | Uint8Array, second: string | Uint8Array): { bytes: Buffer; firstLength: number } {
-  const size = (part: string | Uint8Array): number => (typeof part === "string" ? Buffer.byteLength(part, "utf8") : part.length);
-  const firstLength = size(first);
-  const bytes = Buffer.allocUnsafeSlow(firstLength + size(second));
-  const put = (part: string | Uint8Array, at: number): void => {
-    if (typeof part === "string") bytes.write(part, at, "utf8");
-    else bytes.set(part, at);
-  };
-  put(first, 0);
-  put(second, firstLength);
-  return { bytes, firstLength };
+function byteSize(part: string | Uint8Array): number {
+  return typeof part === "string" ? Buffer.byteLength(part, "utf8") : part.length;
 }
 
 // GCM's nonces, random, each used once, drawn from a pool: randomBytes(12)
@@ -425,14 +423,14 @@ export class StateSerialiser {
     // Together the stored object without its secret and closing brace.
     const head = sameHead ? old.bytes.subarray(0, old.headLength) : `${JSON.stringify(settings.name)}:${headJson(conf, settings, runtime.enabled)},"runtime":`;
     const tail = sameTail ? old.bytes.subarray(old.headLength) : JSON.stringify(storedRuntime(runtime));
-    const { bytes, firstLength } = exactBytesOf(head, tail);
+    const bytes = exactBytes(head, tail);
     const fragment: Fragment = {
       conf,
       enabled: runtime.enabled,
       settings: sameHead ? old.settings : configValues(settings),
       runtime: sameTail ? old.runtime : { ...runtime },
       bytes,
-      headLength: firstLength,
+      headLength: byteSize(head),
       save: 0,
     };
     this.#fragments.set(settings.name, fragment);
