@@ -12,6 +12,7 @@ import { createHash, generateKeyPairSync, randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { hostname, networkInterfaces, tmpdir } from "node:os";
+import { connect } from "node:net";
 import { join } from "node:path";
 import { DEFAULT_PRIORITY, parsePriority } from "../src/tls/index.js";
 import { fetchSecret, type ClientIdentity } from "../src/client/fetch.js";
@@ -227,6 +228,27 @@ describe("bin/mandos --metrics and --audit-log", { skip }, () => {
     const fresh = text.trimEnd().split("\n").map((l) => JSON.parse(l) as { client: string; outcome: string });
     assert.deepEqual(fresh.map((r) => [r.client, r.outcome]), [[enabled.name, "released"]]);
     assert.equal(readFileSync(rotated, "utf8"), before);
+  });
+
+  test("the handshake gauges count the handshakes under way and the slow pool", async () => {
+    // Peers that send the version line and never answer our ClientHello:
+    // each takes a slot, and PEER_SLOW_MS later moves to the slow pool.
+    // (Slots held and the queue: test/serve-admission.test.ts.)
+    const count = 70;
+    const stalled = Array.from({ length: count }, () => {
+      const socket = connect({ host: "::1", port: server.port }, () => socket.write("1\r\n"));
+      socket.on("error", () => undefined);
+      return socket;
+    });
+    try {
+      const gauges = (s: Samples): number[] => ["in_flight", "slow", "waiting"].map((g) => s.get(`mandos_handshakes_${g}`) ?? -1);
+      const { samples } = await scrapeUntil(metricsPort, (s) => gauges(s)[1] === count);
+      assert.deepEqual(gauges(samples), [count, count, 0]);
+    } finally {
+      for (const socket of stalled) socket.destroy();
+    }
+    const { samples } = await scrapeUntil(metricsPort, (s) => s.get("mandos_handshakes_in_flight") === 0);
+    assert.deepEqual(["in_flight", "slow", "waiting"].map((g) => samples.get(`mandos_handshakes_${g}`)), [0, 0, 0]);
   });
 });
 

@@ -1,12 +1,13 @@
 // serve/admission.ts and serve/source.ts on a manual clock: slots go
-// round-robin across sources, a source holds at most its cap, failures
+// round-robin across sources, a handshake moved to the slow pool frees its
+// slot while the pool has room, a source holds at most its cap, failures
 // empty a source's bucket and it comes back as the bucket refills, and
 // IPv6 peers count per /64.
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { ManualClock } from "../src/main/clock.js";
-import { Admission } from "../src/main/serve/admission.js";
+import { Admission, type Slot, type SlotTicket } from "../src/main/serve/admission.js";
 import { FAILURE_BURST, FAILURE_REFILL_PER_SECOND } from "../src/main/serve/limits.js";
 import { sourceOf } from "../src/main/serve/source.js";
 
@@ -20,24 +21,71 @@ test("a source counts as its IPv4 address or its IPv6 /64", () => {
 });
 
 test("slots go round-robin across waiting sources, not first come first served", () => {
-  const admission = new Admission({ clock: new ManualClock(), maxPerSource: 0, slots: 1 });
+  const admission = new Admission({ clock: new ManualClock(), maxPerSource: 0, slots: 1, slowSlots: 0 });
   const served: string[] = [];
-  admission.requestSlot("busy", () => served.push("busy-0"));
-  for (let i = 1; i <= 3; i++) admission.requestSlot("busy", () => served.push(`busy-${i}`));
-  admission.requestSlot("quiet", () => served.push("quiet-0"));
-  const cancelled = admission.requestSlot("busy", () => served.push("cancelled"));
+  const held: Slot[] = [];
+  const ask = (key: string, name: string): SlotTicket =>
+    admission.requestSlot(key, (slot) => {
+      served.push(name);
+      held.push(slot);
+    });
+  ask("busy", "busy-0");
+  for (let i = 1; i <= 3; i++) ask("busy", `busy-${i}`);
+  ask("quiet", "quiet-0");
+  const cancelled = ask("busy", "cancelled");
+  assert.equal(admission.counts.waiting, 5);
   cancelled.cancel();
+  cancelled.cancel();
+  assert.equal(admission.counts.waiting, 4, "a cancelled ticket no longer waits, however often cancelled");
   assert.deepEqual(served, ["busy-0"]);
-  for (let i = 0; i < 4; i++) admission.releaseSlot();
+  for (let i = 0; i < 4; i++) held[i]!.release();
   assert.deepEqual(served, ["busy-0", "busy-1", "quiet-0", "busy-2", "busy-3"]);
   assert.equal(admission.inFlight, 1);
-  admission.releaseSlot();
+  held[4]!.release();
   assert.equal(admission.inFlight, 0, "the cancelled ticket is skipped, not served");
   assert.deepEqual(served.length, 5);
 });
 
+test("a release counts once, however often it is called", () => {
+  const admission = new Admission({ clock: new ManualClock(), maxPerSource: 0, slots: 1, slowSlots: 1 });
+  const held: Slot[] = [];
+  for (let i = 0; i < 3; i++) admission.requestSlot("a", (slot) => held.push(slot));
+  held[0]!.release();
+  held[0]!.release();
+  assert.equal(held.length, 2, "one release, one slot for the next");
+  assert.equal(admission.inFlight, 1);
+});
+
+test("a handshake moved to the slow pool gives its slot to the next, up to the pool's size", () => {
+  const admission = new Admission({ clock: new ManualClock(), maxPerSource: 0, slots: 2, slowSlots: 2 });
+  const held: Slot[] = [];
+  for (let i = 0; i < 6; i++) admission.requestSlot(`s${i}`, (slot) => held.push(slot));
+  assert.equal(held.length, 2);
+  assert.equal(held[0]!.slow(), true);
+  assert.equal(held.length, 3, "the slow one's slot went to the next");
+  assert.equal(held[0]!.slow(), true, "asking again changes nothing");
+  assert.equal(held.length, 3);
+  assert.equal(held[1]!.slow(), true);
+  assert.equal(held.length, 4);
+  assert.equal(held[2]!.slow(), false, "the pool is full: it keeps its slot");
+  assert.equal(held.length, 4);
+  assert.deepEqual([admission.inFlight, admission.slowInFlight], [4, 2]);
+  assert.deepEqual(admission.counts, { holding: 2, slow: 2, waiting: 2 });
+  held[0]!.release();
+  assert.equal(held.length, 4, "a slow one's end frees room in the pool, not a slot");
+  assert.equal(held[2]!.slow(), true, "now it moves");
+  assert.equal(held.length, 5);
+  held[3]!.release();
+  assert.equal(held.length, 6);
+  assert.deepEqual([admission.inFlight, admission.slowInFlight], [4, 2]);
+  held[4]!.release();
+  assert.equal(held[4]!.slow(), false, "a released slot does not move");
+  for (const slot of held) slot.release();
+  assert.deepEqual(admission.counts, { holding: 0, slow: 0, waiting: 0 });
+});
+
 test("a source holds at most its cap of open connections", () => {
-  const admission = new Admission({ clock: new ManualClock(), maxPerSource: 2, slots: 10 });
+  const admission = new Admission({ clock: new ManualClock(), maxPerSource: 2, slots: 10, slowSlots: 0 });
   assert.equal(admission.enter("a"), null);
   assert.equal(admission.enter("a"), null);
   assert.equal(admission.enter("a"), "source-limit");
@@ -48,7 +96,7 @@ test("a source holds at most its cap of open connections", () => {
 
 test("failures empty a source's bucket; it is refused until the bucket refills", () => {
   const clock = new ManualClock();
-  const admission = new Admission({ clock, maxPerSource: 0, slots: 10 });
+  const admission = new Admission({ clock, maxPerSource: 0, slots: 10, slowSlots: 0 });
   for (let i = 0; i < FAILURE_BURST; i++) admission.failed("a");
   assert.equal(admission.enter("a"), "throttled");
   assert.equal(admission.enter("b"), null);
@@ -60,7 +108,7 @@ test("failures empty a source's bucket; it is refused until the bucket refills",
 
 test("a client retrying every 10 s never empties its bucket, even 48 of them behind one address", () => {
   const clock = new ManualClock();
-  const admission = new Admission({ clock, maxPerSource: 0, slots: 10 });
+  const admission = new Admission({ clock, maxPerSource: 0, slots: 10, slowSlots: 0 });
   for (let round = 0; round < 100; round++) {
     for (let machine = 0; machine < 48; machine++) {
       assert.equal(admission.enter("nat"), null, `round ${round}, machine ${machine}`);

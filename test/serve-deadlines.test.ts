@@ -1,6 +1,7 @@
 // Every deadline the serving core sets on a peer, on a manual clock: a
 // silent peer and one that stops mid-handshake are closed exactly when their
-// deadline passes (not a millisecond before), and shutdown's grace ends on
+// deadline passes (not a millisecond before), stalled peers give up their
+// handshake slots exactly PEER_SLOW_MS in, and shutdown's grace ends on
 // the clock too. The Listener runs in this process on a loopback socket; the
 // facts come from events.ts's channels, and the log lines from
 // daemon/log-serve.ts are checked word for word, as the reference writes them.
@@ -14,7 +15,7 @@ import type { CheckerSpawner } from "../src/main/clients/registry.js";
 import { ManualClock } from "../src/main/clock.js";
 import { events, type ConnectionAccepted, type ConnectionClosed, type VersionLine } from "../src/main/events.js";
 import { createHandshakeRunner, type HandshakeRunner } from "../src/main/serve/handshake-runner.js";
-import { HANDSHAKE_TIMEOUT_MS, VERSION_LINE_TIMEOUT_MS } from "../src/main/serve/limits.js";
+import { FAILURE_BURST, FAILURE_REFILL_PER_SECOND, HANDSHAKE_SLOTS_PER_WORKER, HANDSHAKE_TIMEOUT_MS, MAX_HANDSHAKES_IN_FLIGHT, PEER_SLOW_MS, VERSION_LINE_TIMEOUT_MS } from "../src/main/serve/limits.js";
 import { Listener } from "../src/main/serve/listener.js";
 import { logServeEvents } from "../src/main/daemon/log-serve.js";
 import { silentLogger, type Logger } from "../src/main/daemon/log.js";
@@ -72,7 +73,8 @@ for (const workers of [0, 2]) {
       const tlsSettings = parsePriority(DEFAULT_PRIORITY);
       runner = createHandshakeRunner(workers, tlsSettings);
       registry = new ClientRegistry([], { logger: silentLogger, clock, spawner: never });
-      listener = new Listener({ registry, runner, tlsSettings, logger: capture, clock });
+      // No cap per source: every peer here is ::1, and one test opens a slot count and one more.
+      listener = new Listener({ registry, runner, tlsSettings, logger: capture, clock, maxPerSource: 0 });
       ({ port } = await listener.listen({ address: "::1", port: 0, ipv6: true }));
       unlog = logServeEvents(capture);
       accepted = new Recorded(events.connectionAccepted);
@@ -126,6 +128,35 @@ for (const workers of [0, 2]) {
       const label = `('::1', ${peerPort}, 0, 0)`;
       assert.ok(lines.includes("DEBUG: Protocol version: '1\\n'"), lines.join("\n"));
       assert.ok(lines.includes(`INFO: Connection ${label} timed out during the TLS handshake`), lines.join("\n"));
+    });
+
+    test("stalled peers give their handshake slots to the next connection once PEER_SLOW_MS has passed", async () => {
+      // One more peer than there are slots; each sends its version line,
+      // receives our ClientHello and answers nothing.
+      const slots = workers > 0 ? HANDSHAKE_SLOTS_PER_WORKER * workers : MAX_HANDSHAKES_IN_FLIGHT;
+      const stalled = Array.from({ length: slots }, () => new Peer(port, ["1\r\n"]));
+      const hellos = stalled.map((p) => new Promise<void>((resolve) => p.socket.once("data", () => resolve())));
+      await Promise.all(hellos);
+      const last = new Peer(port, ["1\r\n"]);
+      const lastPort = await last.connected;
+      await versionLines.next(mine(lastPort));
+      const hello = new Promise<void>((resolve) => last.socket.once("data", () => resolve()));
+      let greeted = false;
+      void hello.then(() => (greeted = true));
+      clock.advance(PEER_SLOW_MS - 1);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      assert.equal(greeted, false, "served before any slot was free");
+      clock.advance(1);
+      let timer: NodeJS.Timeout | undefined;
+      const tooLate = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error("no ClientHello 5 s after the slots' PEER_SLOW_MS")), 5_000)));
+      await Promise.race([hello, tooLate]).finally(() => clearTimeout(timer));
+      for (const p of [...stalled, last]) p.socket.destroy();
+      const ports = await Promise.all([...stalled, last].map((p) => p.connected));
+      for (const peerPort of ports) await closed.next(mine(peerPort));
+      // Each hang-up before a decision cost ::1 a token (admission.ts, Rule 3): refill its bucket for the tests after.
+      clock.advance((1000 * FAILURE_BURST) / FAILURE_REFILL_PER_SECOND);
+      // The tests after find their peer by port; the kernel may give one of these ports again.
+      for (const r of [accepted, closed, versionLines]) r.messages.length = 0;
     });
 
     test("shutdown waits out its grace on the clock, then drops the connections left", async () => {

@@ -54,13 +54,15 @@ function sample(pid: number): ProcSample {
   return { cpuMs, rssMiB: Number(rss?.[1] ?? 0) / 1024 };
 }
 
-type Behaviour = "idle" | "slow-line" | "junk";
+type Behaviour = "idle" | "slow-line" | "junk" | "stall";
 
 /**
  * Holds `perSource` sockets from each of `sources` open at once, each
  * reopened as soon as the server drops it, until stopped or ATTACK_OPENS.
  * idle: says nothing; slow-line: "1" then a byte a second, never a line
- * end; junk: 200 random bytes, again on each reopen.
+ * end; junk: 200 random bytes, again on each reopen; stall: a good version
+ * line, then never a byte in answer to our ClientHello (each holds a
+ * handshake until HANDSHAKE_TIMEOUT_MS).
  */
 class Attack {
   opened = 0;
@@ -86,6 +88,7 @@ class Attack {
     socket.on("data", () => undefined);
     socket.on("connect", () => {
       if (this.behaviour === "junk") socket.write(randomJunk());
+      if (this.behaviour === "stall") socket.write("1\r\n");
       if (this.behaviour === "slow-line") {
         socket.write("1");
         const trickle = setInterval(() => socket.write(" "), 1_000);
@@ -189,6 +192,10 @@ for (const mode of [["--workers", "0"], ["--serve-threads", "2"]]) describe(`fai
       const left = ATTACK_MS - (Date.now() - started);
       if (left > 0) await new Promise((resolve) => setTimeout(resolve, left));
     } catch (error) {
+      const gone = server.process.exitCode !== null || server.process.signalCode !== null;
+      if (died === null && gone) {
+        died = `the server is gone (exit code ${server.process.exitCode}, signal ${server.process.signalCode}); its log ends:\n${server.log().slice(-4_000)}`;
+      }
       throw died === null ? error : new Error(died);
     } finally {
       attack.stop();
@@ -237,6 +244,13 @@ for (const mode of [["--workers", "0"], ["--serve-threads", "2"]]) describe(`fai
 
   test("slow version lines", async () => {
     await underAttack(loopbackSources(200, 4), 300, "slow-line");
+  });
+
+  test("stalled handshakes, more than there are handshake slots", async () => {
+    // 640 handshakes that never go on, against 512 slots (inline, or shared
+    // by the serve threads): each moves to the slow pool PEER_SLOW_MS in
+    // and gives its slot on.
+    await underAttack(loopbackSources(300, 5), DEFAULT_MAX_PER_SOURCE, "stall");
   });
 
   test("a junk flood is throttled, and its log lines summarised", async () => {

@@ -233,7 +233,7 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
   // Metrics, audit log, health (docs/OBSERVABILITY.md): counting from the first connection.
   let accepting = false;
   const observe = await Observability.start(settings, {
-    clientCounts: () => registry.counts(), openConnections: () => listener.openConnections, workers: runner.workers, serveThreads: settings.serveThreads,
+    clientCounts: () => registry.counts(), handshakes: () => listener.handshakes, workers: runner.workers, serveThreads: settings.serveThreads,
     workerQueue: () => runner.queued, accepting: () => accepting, stateNotKept: () => (keepState ? null : `${settings.statedir} is not usable`),
   });
   let bound: { address: string; port: number };

@@ -34,7 +34,7 @@ function send(op: ThreadOp): void {
 function flush(): void {
   flushScheduled = false;
   if (ops.length === 0) return;
-  const batch: FromThread = { kind: "batch", ops, open: listener.openConnections };
+  const batch: FromThread = { kind: "batch", ops, open: listener.openConnections, handshakes: listener.handshakes };
   ops = [];
   port!.postMessage(batch);
 }
@@ -114,7 +114,7 @@ const logger: Logger = {
 };
 
 const runner = createHandshakeRunner(0, data.tlsSettings, () => knownKeys);
-const listener = new Listener({ registry, runner, tlsSettings: data.tlsSettings, logger, clock: systemClock, gate, maxOpen: data.maxOpen, slots: data.slots });
+const listener = new Listener({ registry, runner, tlsSettings: data.tlsSettings, logger, clock: systemClock, gate, maxOpen: data.maxOpen, slots: data.slots, slowSlots: data.slowSlots });
 
 port.on("message", (message: ToThread) => {
   switch (message.kind) {

@@ -8,14 +8,15 @@ import { getHeapStatistics } from "node:v8";
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import { events, type ConnectionOutcome, type RefusalReason } from "../events.js";
 import type { ClientCounts } from "../clients/contract.js";
+import type { HandshakeCounts } from "../serve/admission.js";
 import { Subscriptions } from "./subscriptions.js";
 
 /** What the gauges read at scrape time. */
 export interface MetricSources {
   /** Read at each scrape: counted in one pass over the registry, no view a client (Registry.counts). */
   clientCounts(): ClientCounts;
-  /** Accepted or queued connections not yet closed (Listener.openConnections). */
-  openConnections(): number;
+  /** Handshakes holding a slot, in the slow pool, waiting for a slot (Listener.handshakes; serve threads' as last told). */
+  handshakes(): HandshakeCounts;
   /** Handshake worker threads (0: inline). */
   readonly workers: number;
   /** Serve threads (0: the main thread accepts; serve/serve-threads.ts); absent counts as 0. */
@@ -53,10 +54,8 @@ export interface Metrics {
 export function createMetrics(sources: MetricSources): Metrics {
   const registry = new Registry();
   const subs = new Subscriptions();
-  // In flight: accepted (given a handshake slot) and not yet closed.
-  let inFlight = 0;
 
-  const accepted = new Counter({ name: "mandos_connections_accepted_total", help: "Connections given a handshake slot.", registers: [registry] });
+  const accepted = new Counter({ name: "mandos_connections_accepted_total", help: "Connections accepted past the per-source limits.", registers: [registry] });
   const closed = new Counter({
     name: "mandos_connections_closed_total", help: "Accepted connections closed, by outcome.", labelNames: ["outcome"], registers: [registry],
   });
@@ -96,12 +95,19 @@ export function createMetrics(sources: MetricSources): Metrics {
   const stateBytes = new Gauge({ name: "mandos_state_file_bytes", help: "Size of the last state file written.", registers: [registry] });
 
   new Gauge({
-    name: "mandos_handshakes_in_flight", help: "Connections holding a handshake slot.", registers: [registry],
-    collect() { this.set(inFlight); },
+    name: "mandos_handshakes_in_flight", help: "Handshakes under way: holding a handshake slot or in the slow pool.", registers: [registry],
+    collect() {
+      const h = sources.handshakes();
+      this.set(h.holding + h.slow);
+    },
   });
   new Gauge({
-    name: "mandos_handshakes_waiting", help: "Connections accepted by the kernel and waiting for a handshake slot.", registers: [registry],
-    collect() { this.set(Math.max(0, sources.openConnections() - inFlight)); },
+    name: "mandos_handshakes_slow", help: "Handshakes in the slow pool: their peer kept them waiting, their slot went on.", registers: [registry],
+    collect() { this.set(sources.handshakes().slow); },
+  });
+  new Gauge({
+    name: "mandos_handshakes_waiting", help: "Connections that sent a good version line and wait for a handshake slot.", registers: [registry],
+    collect() { this.set(sources.handshakes().waiting); },
   });
   new Gauge({
     name: "mandos_handshake_workers", help: "Handshake worker threads (0: handshakes run on the main thread).", registers: [registry],
@@ -139,12 +145,8 @@ export function createMetrics(sources: MetricSources): Metrics {
   // rejects; their per-type siblings (nodejs_active_handles...) stay.
   for (const name of MISNAMED_DEFAULTS) registry.removeSingleMetric(name);
 
-  subs.on(events.connectionAccepted, () => {
-    inFlight++;
-    accepted.inc();
-  });
+  subs.on(events.connectionAccepted, () => accepted.inc());
   subs.on(events.connectionClosed, ({ outcome }) => {
-    inFlight--;
     closed.inc({ outcome: outcomeLabel(outcome) });
     if (outcome === "tls-error") refusals.inc({ reason: "tls_error" });
   });

@@ -4,11 +4,15 @@
 // whole fleet (issue 16):
 //   Rule 1: a source (source.ts: an IPv4 address or an IPv6 /64) holds at
 //           most `maxPerSource` open connections; more are closed at accept.
-//   Rule 2: handshake slots (MAX_HANDSHAKES_IN_FLIGHT) go round-robin across
-//           the sources that wait for one, oldest first within a source, so
-//           a source with 3,000 waiting sockets and one with a single
-//           socket are each served in turn. Only connections that sent a
-//           good version line ask for a slot (connection.ts).
+//   Rule 2: handshake slots (limits.ts: HANDSHAKE_SLOTS_PER_WORKER, or
+//           MAX_HANDSHAKES_IN_FLIGHT inline) go round-robin across the
+//           sources that wait for one, oldest first within a source, so a source with 3,000 waiting sockets
+//           and one with a single socket are each served in turn. Only
+//           connections that sent a good version line ask for a slot
+//           (connection.ts). A handshake that has waited on its peer for
+//           PEER_SLOW_MS moves to the slow pool (at most `slowSlots`) and
+//           gives its slot to the next: a crowd of slow or stalled peers
+//           cannot hold every slot while the handshake threads sit idle.
 //   Rule 3: each failure a source causes (bad version line, failed or
 //           timed-out handshake, unknown key) takes a token from its bucket
 //           (FAILURE_BURST, refilled at FAILURE_REFILL_PER_SECOND); a source
@@ -30,6 +34,19 @@ export type AdmissionRefusal = "source-limit" | "throttled";
 export interface SlotTicket {
   /** Leaves the queue (no-op once granted). */
   cancel(): void;
+}
+
+/** A granted handshake slot. */
+export interface Slot {
+  /**
+   * The handshake now waits on a slow peer: it moves to the slow pool and
+   * its slot goes to the next connection. False (and it keeps its slot)
+   * when the slow pool is full or it was released; true if it moved now
+   * or before.
+   */
+  slow(): boolean;
+  /** The handshake has ended: its slot, or its place in the slow pool, goes to the next. Idempotent. */
+  release(): void;
 }
 
 /** A first-in-first-out queue with O(1) shift on large bursts. */
@@ -58,7 +75,7 @@ class Fifo<T> {
 }
 
 interface Ticket {
-  readonly start: () => void;
+  readonly start: (slot: Slot) => void;
   live: boolean;
 }
 
@@ -76,8 +93,20 @@ export interface AdmissionOptions {
   readonly clock: Clock;
   /** Open connections per source at most; 0 for no limit. */
   readonly maxPerSource: number;
-  /** Handshake slots. */
+  /** Handshake slots: handshakes that wait on us (a thread's CPU) at once. */
   readonly slots: number;
+  /** Handshakes that wait on slow peers at most, beside the slots (0: none move there). */
+  readonly slowSlots: number;
+}
+
+/** Handshakes by where they are, for the metrics. */
+export interface HandshakeCounts {
+  /** Holding a handshake slot. */
+  readonly holding: number;
+  /** In the slow pool: waiting on a slow peer. */
+  readonly slow: number;
+  /** Sent a good version line, waiting for a slot. */
+  readonly waiting: number;
 }
 
 /** What requestSlot returns when the slot was granted at once. */
@@ -90,16 +119,35 @@ export class Admission {
   readonly #options: AdmissionOptions;
   readonly #sources = new Map<string, Source>();
   readonly #ring = new Fifo<Source>();
+  /** Granted slots not yet released, slow ones included. */
   #inFlight = 0;
+  /** Of those, the ones in the slow pool. */
+  #slow = 0;
+  /** Live tickets in the sources' queues. */
+  #waiting = 0;
   #sweepAt = SWEEP_FLOOR;
 
   constructor(options: AdmissionOptions) {
     this.#options = options;
   }
 
-  /** Handshake slots in use. */
+  /** Handshakes under way: holding a slot or in the slow pool. */
   get inFlight(): number {
     return this.#inFlight;
+  }
+
+  /** Handshakes in the slow pool. */
+  get slowInFlight(): number {
+    return this.#slow;
+  }
+
+  get counts(): HandshakeCounts {
+    return { holding: this.#inFlight - this.#slow, slow: this.#slow, waiting: this.#waiting };
+  }
+
+  /** Whether a slot is free: fewer than `slots` handshakes hold one. */
+  #free(): boolean {
+    return this.#inFlight - this.#slow < this.#options.slots;
   }
 
   /** A connection from `key` was accepted: counts it, or says why it must be closed (then it is not counted). */
@@ -129,27 +177,54 @@ export class Admission {
   }
 
   /** Asks for a handshake slot; `start` runs when granted, at once if one is free and nobody waits. */
-  requestSlot(key: string, start: () => void): SlotTicket {
+  requestSlot(key: string, start: (slot: Slot) => void): SlotTicket {
     const ticket: Ticket = { start, live: true };
-    if (this.#inFlight < this.#options.slots && this.#ring.length === 0) {
+    if (this.#free() && this.#ring.length === 0) {
       ticket.live = false;
-      this.#inFlight++;
-      start();
+      this.#grant(ticket);
       return GRANTED;
     }
     const source = this.#source(key);
     source.queue.push(ticket);
+    this.#waiting++;
     if (!source.inRing) {
       source.inRing = true;
       this.#ring.push(source);
     }
-    return { cancel: () => void (ticket.live = false) };
+    return {
+      cancel: () => {
+        if (!ticket.live) return;
+        ticket.live = false;
+        this.#waiting--;
+      },
+    };
   }
 
-  /** A granted slot is free again: it goes to the next source in the ring. */
-  releaseSlot(): void {
-    this.#inFlight--;
-    while (this.#inFlight < this.#options.slots) {
+  #grant(ticket: Ticket): void {
+    this.#inFlight++;
+    let state: "held" | "slow" | "released" = "held";
+    ticket.start({
+      slow: () => {
+        if (state === "held" && this.#slow < this.#options.slowSlots) {
+          state = "slow";
+          this.#slow++;
+          this.#next();
+        }
+        return state === "slow";
+      },
+      release: () => {
+        if (state === "released") return;
+        if (state === "slow") this.#slow--;
+        state = "released";
+        this.#inFlight--;
+        this.#next();
+      },
+    });
+  }
+
+  /** Free slots go to the next sources in the ring. */
+  #next(): void {
+    while (this.#free()) {
       const source = this.#ring.shift();
       if (!source) return;
       let ticket = source.queue.shift();
@@ -161,8 +236,8 @@ export class Admission {
       }
       if (!ticket) continue;
       ticket.live = false;
-      this.#inFlight++;
-      ticket.start();
+      this.#waiting--;
+      this.#grant(ticket);
     }
   }
 

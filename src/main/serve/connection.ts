@@ -39,11 +39,12 @@ import { EMPTY_KEY_ID, normaliseKeyId } from "../clients/settings.js";
 import type { Clock, TimerHandle } from "../clock.js";
 import { events, type ConnectionOutcome, type ConnectionRef, type ConnectionStage } from "../events.js";
 import type { HandshakeRunner } from "./handshake-runner.js";
-import type { SlotTicket } from "./admission.js";
+import type { Slot, SlotTicket } from "./admission.js";
 import {
   ADMISSION_WAIT_MS,
   DECISION_CORK_MS,
   HANDSHAKE_TIMEOUT_MS,
+  PEER_SLOW_MS,
   SEND_TIMEOUT_MS,
   VERSION_LINE_MAX_BYTES,
   VERSION_LINE_TIMEOUT_MS,
@@ -86,10 +87,8 @@ export interface ConnectionDeps {
   readonly clock: Clock;
   /** The source the peer counts against (serve/source.ts). */
   readonly source: string;
-  /** Asks for a handshake slot; `granted` may run before this returns. */
-  readonly requestSlot: (granted: () => void) => SlotTicket;
-  /** Called once after a granted slot, when it can go to the next connection. */
-  readonly releaseSlot: () => void;
+  /** Asks for a handshake slot; `granted` may run before this returns. The slot is released when the handshake ends. */
+  readonly requestSlot: (granted: (slot: Slot) => void) => SlotTicket;
   /**
    * Called once, at the very end; `failed` when the peer failed the
    * protocol (admission.ts, Rule 3): it ended before a decision for any
@@ -113,7 +112,10 @@ export class Connection {
   /** A legacy peer's OpenPGP fingerprint, once its handshake is done. */
   #fingerprint: string | undefined = undefined;
   #deadline: TimerHandle | null = null;
-  #slotHeld = false;
+  /** The handshake slot, from its grant to the handshake's end. */
+  #slot: Slot | null = null;
+  /** Looks, PEER_SLOW_MS after the slot came, whether the peer keeps us waiting (#checkSlow). */
+  #slowCheck: TimerHandle | null = null;
   #ticket: SlotTicket | null = null;
   /** Bytes after the version line, kept while waiting for a slot. */
   #early: Buffer = Buffer.alloc(0);
@@ -214,21 +216,39 @@ export class Connection {
     this.#socket.pause();
     this.#arm(ADMISSION_WAIT_MS, "waiting for a handshake slot");
     this.#early = rest;
-    this.#ticket = this.#deps.requestSlot(() => this.#onSlot());
+    this.#ticket = this.#deps.requestSlot((slot) => this.#onSlot(slot));
   }
 
-  #onSlot(): void {
+  #onSlot(slot: Slot): void {
     this.#ticket = null;
-    this.#slotHeld = true;
+    this.#slot = slot;
     if (this.#state !== "AwaitingSlot") {
       this.#releaseSlot();
       return;
     }
     this.#to("Handshaking");
     this.#arm(HANDSHAKE_TIMEOUT_MS, "during the TLS handshake");
+    this.#slowCheck = this.#deps.clock.setTimeout(() => this.#checkSlow(), PEER_SLOW_MS);
     const early = this.#early;
     this.#early = Buffer.alloc(0);
     this.#startTls(early);
+  }
+
+  /**
+   * PEER_SLOW_MS into the handshake, and again as long as the wait is ours:
+   * when the handshake waits on its peer (the engine has no task out and
+   * its key shares came), the slot goes to the next connection
+   * (admission.ts, Rule 2). While it waits on us (key shares, a worker)
+   * it keeps the slot: handing it on would only lengthen the queue. So
+   * does it while the slow pool is full.
+   */
+  #checkSlow(): void {
+    this.#slowCheck = null;
+    const slot = this.#slot;
+    if (!slot || this.#state !== "Handshaking") return;
+    const waitsOnPeer = this.#driver !== null && this.#driver.pending === null;
+    // Not moved (ours to wait for, or the slow pool full): look again later.
+    if (!(waitsOnPeer && slot.slow())) this.#slowCheck = this.#deps.clock.setTimeout(() => this.#checkSlow(), PEER_SLOW_MS);
   }
 
   #publishLine(line: string | null, accepted: boolean, reason: string | undefined): void {
@@ -435,9 +455,10 @@ export class Connection {
   }
 
   #releaseSlot(): void {
-    if (!this.#slotHeld) return;
-    this.#slotHeld = false;
-    this.#deps.releaseSlot();
+    this.#slowCheck?.cancel();
+    this.#slowCheck = null;
+    this.#slot?.release();
+    this.#slot = null;
   }
 
   #close(outcome: ConnectionOutcome, detail?: string): void {

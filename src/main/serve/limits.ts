@@ -45,13 +45,50 @@ export const DECISION_CORK_MS = 50;
 export const SEND_TIMEOUT_MS = 10_000;
 
 /**
- * Connections admitted into the handshake at once. Beyond this, connections
- * that sent a good version line wait (unread) for a slot, round-robin
- * across sources (admission.ts): one slow crowd must not make every
- * handshake slow together. 512 keeps the worker queues full on a 64-core
- * host while bounding memory to a few MiB of handshake state.
+ * Handshakes under way at once, not counting those moved to the slow pool
+ * (PEER_SLOW_MS), when the thread that reads the sockets also does their
+ * handshakes' work: the main thread with `--workers 0`, shared out among
+ * serve threads. Beyond this, connections that sent a good version line
+ * wait (unread) for a slot, round-robin across sources (admission.ts): one
+ * crowd must not make every handshake slow together. Fewer did not pay
+ * here (alternated 10,000-client waves, 64 against 512): inline, the same
+ * CPU a secret or up to 15% more and a longer p99 (six pairs over two
+ * sessions); serve threads, 20% more in two pairs of three
+ * (docs/BENCHMARK.md, session 13).
  */
 export const MAX_HANDSHAKES_IN_FLIGHT = 512;
+
+/**
+ * Handshakes under way at once for each worker of the pool (`--workers N`:
+ * 64 × N), not counting those in the slow pool. With one worker, 64 against
+ * 512 in all: CPU a secret lower in 20 of 23 alternated 10,000-client
+ * waves (256 at once), median 0.88 ×, the main thread and the worker
+ * alike, with the collections unchanged; 128 did as well as 64; p99
+ * lower in 5 of 6 (docs/BENCHMARK.md, session 13). A batch to a worker
+ * holds 16 handshakes: 64 keep a worker's next batches full.
+ */
+export const HANDSHAKE_SLOTS_PER_WORKER = 64;
+
+/**
+ * A handshake whose peer has not answered (its flight, our ClientHello
+ * long sent) within this long gives its slot to the next connection and
+ * moves to the slow pool. The peer's answer costs it one key agreement and
+ * one signature and costs us nothing while we wait: on a LAN it comes
+ * within a few ms (a wave of 10,000 loopback clients on this 2-core
+ * machine, the load generator sharing the cores: p50 6 ms, p99 37, max 63
+ * from slot to answer). A slot held through a 100 ms wait would cap a
+ * thread at 640 handshakes a second with slow peers; a stalled one would
+ * hold it until HANDSHAKE_TIMEOUT_MS.
+ */
+export const PEER_SLOW_MS = 100;
+
+/**
+ * Handshakes in the slow pool at most (a serve thread holds its share). They
+ * cost memory only (a socket and a few KiB of handshake state each); when
+ * the pool is full a slow handshake keeps its slot, as every handshake
+ * did before the pool. 512 bounds that memory to a few MiB.
+ */
+export const MAX_SLOW_HANDSHAKES = 512;
 
 /**
  * How long a connection that sent its version line may wait for a

@@ -4,7 +4,9 @@
 // At accept, a connection's source (source.ts) must be under its cap and
 // not throttled, or the socket is closed before a byte is read. Accepted
 // connections read their version line holding no slot; then at most
-// MAX_HANDSHAKES_IN_FLIGHT are between that line and a finished handshake,
+// HANDSHAKE_SLOTS_PER_WORKER for each of the runner's workers (inline,
+// MAX_HANDSHAKES_IN_FLIGHT) are between that line and a finished handshake,
+// besides those waiting on slow peers (the slow pool, MAX_SLOW_HANDSHAKES),
 // the others waiting (unread, ADMISSION_WAIT_MS at most) round-robin across
 // sources, so that a burst is served in turn instead of every handshake
 // slowing down together, and one crowded source does not push the others
@@ -17,11 +19,11 @@ import { createServer, type Server, type Socket } from "node:net";
 import type { TlsSettings } from "../../tls/index.js";
 import type { Clock } from "../clock.js";
 import { events } from "../events.js";
-import { Admission, type AdmissionRefusal } from "./admission.js";
+import { Admission, type AdmissionRefusal, type HandshakeCounts } from "./admission.js";
 import { Connection } from "./connection.js";
 import { InterfaceFilter } from "./interface-filter.js";
 import type { HandshakeRunner } from "./handshake-runner.js";
-import { DEFAULT_MAX_PER_SOURCE, LISTEN_BACKLOG, MAX_HANDSHAKES_IN_FLIGHT, MAX_OPEN_CONNECTIONS } from "./limits.js";
+import { DEFAULT_MAX_PER_SOURCE, HANDSHAKE_SLOTS_PER_WORKER, LISTEN_BACKLOG, MAX_HANDSHAKES_IN_FLIGHT, MAX_OPEN_CONNECTIONS, MAX_SLOW_HANDSHAKES } from "./limits.js";
 import { sourceOf } from "./source.js";
 import type { Logger } from "../daemon/log.js";
 import type { SecretSource } from "../clients/contract.js";
@@ -63,8 +65,14 @@ export interface ListenerDeps {
   readonly gate?: SourceGate | undefined;
   /** Open connections at most, MAX_OPEN_CONNECTIONS if not given (a serve thread's share of it). */
   readonly maxOpen?: number | undefined;
-  /** Handshake slots, MAX_HANDSHAKES_IN_FLIGHT if not given (a serve thread's share of them). */
+  /**
+   * Handshake slots (a serve thread's share of them); if not given,
+   * HANDSHAKE_SLOTS_PER_WORKER for each of the runner's workers, or
+   * MAX_HANDSHAKES_IN_FLIGHT inline.
+   */
   readonly slots?: number | undefined;
+  /** Handshakes in the slow pool at most, MAX_SLOW_HANDSHAKES if not given (a serve thread's share of it). */
+  readonly slowSlots?: number | undefined;
 }
 
 export class Listener {
@@ -84,7 +92,8 @@ export class Listener {
     this.#admission = new Admission({
       clock: deps.clock,
       maxPerSource: deps.maxPerSource ?? DEFAULT_MAX_PER_SOURCE,
-      slots: deps.slots ?? MAX_HANDSHAKES_IN_FLIGHT,
+      slots: deps.slots ?? (deps.runner.workers > 0 ? HANDSHAKE_SLOTS_PER_WORKER * deps.runner.workers : MAX_HANDSHAKES_IN_FLIGHT),
+      slowSlots: deps.slowSlots ?? MAX_SLOW_HANDSHAKES,
     });
     this.#gate = deps.gate ?? this.#admission;
     this.#server = createServer({ pauseOnConnect: true, noDelay: true }, (socket) => this.#accept(socket));
@@ -133,6 +142,11 @@ export class Listener {
 
   get openConnections(): number {
     return this.#connections.size;
+  }
+
+  /** Handshakes holding a slot, in the slow pool, and waiting for a slot. */
+  get handshakes(): HandshakeCounts {
+    return this.#admission.counts;
   }
 
   /** Sockets accepted so far, admitted or not. */
@@ -190,7 +204,6 @@ export class Listener {
       clock: this.#deps.clock,
       source,
       requestSlot: (granted) => admission.requestSlot(source, granted),
-      releaseSlot: () => admission.releaseSlot(),
       onClosed: (_outcome, failed) => {
         if (failed) gate.failed(source);
         gate.leave(source);

@@ -6,7 +6,7 @@
 import type { SecretDecision } from "../clients/contract.js";
 import type { TlsSettings } from "../../tls/index.js";
 import type { ListenOptions } from "./listener.js";
-import type { AdmissionRefusal } from "./admission.js";
+import type { AdmissionRefusal, HandshakeCounts } from "./admission.js";
 import { events, type Channel } from "../events.js";
 
 /** The channels a serve thread publishes a connection's facts on, forwarded to the main thread. */
@@ -25,6 +25,8 @@ export interface ServeThreadData {
   readonly maxOpen: number;
   /** This thread's share of MAX_HANDSHAKES_IN_FLIGHT. */
   readonly slots: number;
+  /** This thread's share of MAX_SLOW_HANDSHAKES. */
+  readonly slowSlots: number;
 }
 
 /** One key ID or fingerprint table row: what a peer may prove, and whose it is. */
@@ -61,5 +63,5 @@ export type FromThread =
   | { readonly kind: "loaded" }
   | { readonly kind: "listening"; readonly address: string; readonly port: number; readonly fd: number }
   | { readonly kind: "listen-failed"; readonly message: string; readonly code?: string | undefined }
-  | { readonly kind: "batch"; readonly ops: readonly ThreadOp[]; readonly open: number }
+  | { readonly kind: "batch"; readonly ops: readonly ThreadOp[]; readonly open: number; readonly handshakes: HandshakeCounts }
   | { readonly kind: "closed" };

@@ -20,8 +20,8 @@ import type { TlsSettings } from "../../tls/index.js";
 import type { Channel } from "../events.js";
 import type { Logger } from "../daemon/log.js";
 import type { Registry, SecretDecision } from "../clients/contract.js";
-import { Admission, type AdmissionRefusal } from "./admission.js";
-import { MAX_HANDSHAKES_IN_FLIGHT, MAX_OPEN_CONNECTIONS } from "./limits.js";
+import { Admission, type AdmissionRefusal, type HandshakeCounts } from "./admission.js";
+import { MAX_HANDSHAKES_IN_FLIGHT, MAX_OPEN_CONNECTIONS, MAX_SLOW_HANDSHAKES } from "./limits.js";
 import { returnAbortController, takeAbortController } from "./abort-pool.js";
 import { systemClock } from "../clock.js";
 import type { ListenOptions } from "./listener.js";
@@ -64,9 +64,12 @@ interface ThreadHooks {
   beforeAnswer(): void;
 }
 
+const NO_HANDSHAKES: HandshakeCounts = { holding: 0, slow: 0, waiting: 0 };
+
 class ServeThread {
   readonly worker: Worker;
   open = 0;
+  handshakes = NO_HANDSHAKES;
   readonly #deps: ServeThreadsDeps;
   /** Pending requests' controllers, from abort-pool.ts. */
   readonly #aborts = new Map<number, AbortController>();
@@ -120,6 +123,7 @@ class ServeThread {
   #onMessage(m: FromThread): void {
     if (m.kind === "batch") {
       this.open = m.open;
+      this.handshakes = m.handshakes;
       for (const op of m.ops) this.#op(op);
       return;
     }
@@ -224,12 +228,13 @@ export class ServeThreads {
   constructor(count: number, deps: ServeThreadsDeps) {
     this.#deps = deps;
     // One count of the sources for all threads (admission.ts, Rules 1 and 3); each thread keeps its own handshake slots.
-    const admission = new Admission({ clock: systemClock, maxPerSource: deps.maxPerSource, slots: 0 });
+    const admission = new Admission({ clock: systemClock, maxPerSource: deps.maxPerSource, slots: 0, slowSlots: 0 });
     // The process-wide limits, shared out: as many handshakes at once as one listener allows, so a burst queues as it would there.
     const maxOpen = Math.ceil(MAX_OPEN_CONNECTIONS / count);
     const slots = Math.ceil(MAX_HANDSHAKES_IN_FLIGHT / count);
+    const slowSlots = Math.ceil(MAX_SLOW_HANDSHAKES / count);
     for (let index = 0; index < count; index++) {
-      this.#threads.push(new ServeThread({ index, stride: count, tlsSettings: deps.tlsSettings, maxOpen, slots }, deps, admission, {
+      this.#threads.push(new ServeThread({ index, stride: count, tlsSettings: deps.tlsSettings, maxOpen, slots, slowSlots }, deps, admission, {
         ended: (why) => this.#ended(why),
         beforeAnswer: () => this.#syncChannels(),
       }));
@@ -295,6 +300,19 @@ export class ServeThreads {
     let n = 0;
     for (const t of this.#threads) n += t.open;
     return n;
+  }
+
+  /** The threads' handshakes, as each last told with its batch of events. */
+  get handshakes(): HandshakeCounts {
+    let holding = 0;
+    let slow = 0;
+    let waiting = 0;
+    for (const t of this.#threads) {
+      holding += t.handshakes.holding;
+      slow += t.handshakes.slow;
+      waiting += t.handshakes.waiting;
+    }
+    return { holding, slow, waiting };
   }
 
   async listen(options: ListenOptions): Promise<{ address: string; port: number }> {
