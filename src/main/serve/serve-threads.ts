@@ -89,7 +89,8 @@ class ServeThread {
     this.worker = new Worker(new URL("../../workers/serve.js", import.meta.url), { workerData: data });
     this.worker.on("message", (m: FromThread) => this.#onMessage(m));
     this.worker.on("error", (e) => {
-      deps.logger.error(`Serve thread ${data.index} failed: ${e.message}`);
+      // The stack too: a thread's death is a bug to find from the log alone.
+      deps.logger.error(`Serve thread ${data.index} failed: ${e.stack ?? e.message}`);
       this.#end(e);
     });
     this.worker.on("exit", (code) => this.#end(new Error(`serve thread ${data.index} exited with code ${code}`)));
