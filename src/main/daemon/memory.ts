@@ -28,10 +28,16 @@ export function collectStartupGarbage(): void {
 export function collectGarbage(): void {
   if (!collect) {
     // The documented way to reach V8's gc() without starting node with
-    // --expose-gc: set the flag, then take gc from a fresh context.
+    // --expose-gc: set the flag, then take gc from a fresh context. The
+    // flag stays set: V8's flags are the process's, not the thread's, and
+    // a thread that set it back between another's set and take took gc
+    // away from that one (a serve thread died of "gc is not defined" when
+    // two went idle together). A gc in later contexts harms nothing here.
     setFlagsFromString("--expose-gc");
-    collect = runInNewContext("gc") as () => void;
-    setFlagsFromString("--no-expose-gc");
+    const found: unknown = runInNewContext("typeof gc === 'function' ? gc : undefined");
+    // Housekeeping must not kill a thread: without gc, no collection this time.
+    if (typeof found !== "function") return;
+    collect = found as () => void;
   }
   collect();
 }
