@@ -6,10 +6,10 @@
 //           most `maxPerSource` open connections; more are closed at accept.
 //   Rule 2: handshake slots (limits.ts: HANDSHAKE_SLOTS_PER_WORKER, or
 //           MAX_HANDSHAKES_IN_FLIGHT inline) go round-robin across the
-//           sources that wait for one, oldest first within a source, so a source with 3,000 waiting sockets
-//           and one with a single socket are each served in turn. Only
-//           connections that sent a good version line ask for a slot
-//           (connection.ts). A handshake that has waited on its peer for
+//           sources that wait for one, oldest first within a source, so a
+//           source with 3,000 waiting sockets and one with a single socket
+//           are each served in turn. Only connections that sent a good
+//           version line ask for a slot (connection.ts). A handshake that has waited on its peer for
 //           PEER_SLOW_MS moves to the slow pool (at most `slowSlots`) and
 //           gives its slot to the next: a crowd of slow or stalled peers
 //           cannot hold every slot while the handshake threads sit idle.
@@ -109,6 +109,39 @@ export interface HandshakeCounts {
   readonly waiting: number;
 }
 
+/** The admission's side of its granted slots. */
+interface SlotPool {
+  /** Whether the slow pool has room for one more. */
+  slowRoom(): boolean;
+  /** A held slot's handshake has moved to the slow pool: its slot is free. */
+  movedToSlow(): void;
+  release(wasSlow: boolean): void;
+}
+
+class GrantedSlot implements Slot {
+  #state: "held" | "slow" | "released" = "held";
+  readonly #pool: SlotPool;
+
+  constructor(pool: SlotPool) {
+    this.#pool = pool;
+  }
+
+  slow(): boolean {
+    if (this.#state === "held" && this.#pool.slowRoom()) {
+      this.#state = "slow";
+      this.#pool.movedToSlow();
+    }
+    return this.#state === "slow";
+  }
+
+  release(): void {
+    if (this.#state === "released") return;
+    const wasSlow = this.#state === "slow";
+    this.#state = "released";
+    this.#pool.release(wasSlow);
+  }
+}
+
 /** What requestSlot returns when the slot was granted at once. */
 const GRANTED: SlotTicket = { cancel() {} };
 
@@ -126,21 +159,25 @@ export class Admission {
   /** Live tickets in the sources' queues. */
   #waiting = 0;
   #sweepAt = SWEEP_FLOOR;
+  /** What a granted slot changes here: shared by every slot, so a handshake's slot is one small object. */
+  readonly #pool: SlotPool = {
+    slowRoom: () => this.#slow < this.#options.slowSlots,
+    movedToSlow: () => {
+      this.#slow++;
+      this.#next();
+    },
+    release: (wasSlow) => {
+      if (wasSlow) this.#slow--;
+      this.#inFlight--;
+      this.#next();
+    },
+  };
 
   constructor(options: AdmissionOptions) {
     this.#options = options;
   }
 
-  /** Handshakes under way: holding a slot or in the slow pool. */
-  get inFlight(): number {
-    return this.#inFlight;
-  }
-
-  /** Handshakes in the slow pool. */
-  get slowInFlight(): number {
-    return this.#slow;
-  }
-
+  /** Handshakes holding a slot, in the slow pool, and waiting for a slot. */
   get counts(): HandshakeCounts {
     return { holding: this.#inFlight - this.#slow, slow: this.#slow, waiting: this.#waiting };
   }
@@ -202,24 +239,7 @@ export class Admission {
 
   #grant(ticket: Ticket): void {
     this.#inFlight++;
-    let state: "held" | "slow" | "released" = "held";
-    ticket.start({
-      slow: () => {
-        if (state === "held" && this.#slow < this.#options.slowSlots) {
-          state = "slow";
-          this.#slow++;
-          this.#next();
-        }
-        return state === "slow";
-      },
-      release: () => {
-        if (state === "released") return;
-        if (state === "slow") this.#slow--;
-        state = "released";
-        this.#inFlight--;
-        this.#next();
-      },
-    });
+    ticket.start(new GrantedSlot(this.#pool));
   }
 
   /** Free slots go to the next sources in the ring. */
