@@ -185,7 +185,7 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
   let fleet: FleetState | null = null;
   const serialiser = new StateSerialiser();
   // With etcd, the changes it has not yet acknowledged are saved with the state they belong to.
-  const saver = new StateSaver(statePath, () => serialiser.pieces(config, registry.entries(), Date.now(), fleet?.unsent() ?? [], (name) => registry.entry(name)));
+  const saver = new StateSaver(statePath, () => serialiser.list(config, registry.entries(), Date.now(), fleet?.unsent() ?? [], (name) => registry.entry(name)));
   // Off until the state directory is known to be usable by the user we become.
   let keepState = false;
   const stateChanged = (): void => {

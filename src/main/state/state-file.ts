@@ -24,9 +24,7 @@
 // if its last checker succeeded (then it expires one timeout from now).
 
 import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from "node:crypto";
-import { closeSync, constants, fstatSync, fsyncSync, openSync, readFileSync, renameSync, unlinkSync, writevSync } from "node:fs";
-import { open, unlink, type FileHandle } from "node:fs/promises";
-import { dirname, join } from "node:path";
+import { closeSync, constants, fstatSync, openSync, readFileSync } from "node:fs";
 import type { ClientSettings } from "../clients/settings.js";
 import type { ClientRuntime } from "../clients/record.js";
 import { PLAIN_SETTINGS, type PlainSetting } from "../clients/runtime-settings.js";
@@ -34,6 +32,9 @@ import type { Logger } from "../daemon/log.js";
 import { reasonInWords } from "../config/os-error.js";
 import { events } from "../events.js";
 import { systemClock, type Clock, type TimerHandle } from "../clock.js";
+import { BaseFile, isSpan, StateFileChanged, writeAtomically, writeAtomicallyInBackground, type StateList, type StatePiece } from "./state-writer.js";
+
+export { writeAtomically, writeAtomicallyInBackground } from "./state-writer.js";
 
 export const STATE_FILE_NAME = "clients.json";
 
@@ -87,7 +88,7 @@ export interface StateFile {
   fleetUnsent?: FleetUnsentChange[];
 }
 
-function configValues(s: ClientSettings): ConfigValues {
+function configValues(s: ConfigValues): ConfigValues {
   const out = {} as Record<ConfigField, unknown>;
   for (const f of CONFIG_FIELDS) out[f] = s[f];
   return out as ConfigValues;
@@ -212,7 +213,7 @@ function storedWithoutSecret(conf: ClientSettings, settings: ClientSettings, run
 }
 
 /** What clients.conf and the settings give: the stored client's first two keys. */
-function storedHead(conf: ClientSettings, settings: ClientSettings, enabled: boolean): Pick<StoredClient, "config" | "current"> {
+function storedHead(conf: ClientSettings, settings: ConfigValues, enabled: boolean): Pick<StoredClient, "config" | "current"> {
   return { config: configValues(conf), current: configValues({ ...settings, enabled }) };
 }
 
@@ -230,10 +231,12 @@ function storedRuntime(runtime: ClientRuntime): StoredRuntime {
 }
 
 /**
- * One client's JSON in the state file, as two pieces of bytes: what changes
- * with clients.conf or a setting, and what changes with each secret sent
- * (the expiry) or checker run. A wave of 10,000 clients changes only the
- * second, a fifth of the bytes.
+ * One client's JSON in the state file: what changes with clients.conf or a
+ * setting (the head), then what changes with each secret sent (the expiry)
+ * or checker run (the runtime). A wave of 10,000 clients changes only the
+ * second, a fifth of the bytes. Its values are kept to compare with the
+ * client's; its bytes are kept in memory only until a save that wrote
+ * them is in place, and then read from that file when needed (`at`).
  */
 interface Fragment {
   readonly conf: ClientSettings;
@@ -243,22 +246,35 @@ interface Fragment {
   /**
    * `"NAME":{"config":...,"current":...,"runtime":` (the head), then
    * `{...the runtime...}`, UTF-8, in one buffer (secretPiece's closes the
-   * client): a Buffer and its ArrayBuffer cost ~180 bytes of heap each, 3.6
-   * MB for 10,000 clients kept as two pieces.
+   * client), or null once `at` holds them: 10,000 clients' bytes are 9 MB
+   * outside V8's heap, and a Buffer costs ~180 bytes of heap besides.
    */
-  readonly bytes: Buffer;
-  /** Where the runtime begins in `bytes`. */
+  bytes: Buffer | null;
+  /** Where the bytes lie in the state file written last, followed there by `close` (the secret piece then in effect). */
+  at: { readonly base: BaseFile; readonly offset: number; readonly close: Buffer } | null;
+  /** Of the bytes, and where the runtime begins in them. */
+  readonly length: number;
   readonly headLength: number;
-  /** The last save (StateSerialiser's count) that wrote it. */
+  /** The last full look (StateSerialiser's count) that found it. */
   save: number;
+}
+
+/** A client as a save sees it: the registry's entry. */
+export interface ClientView {
+  readonly settings: ClientSettings;
+  readonly runtime: ClientRuntime;
 }
 
 interface LastList {
   /** The clients.conf it was made for. */
   readonly config: readonly ClientSettings[];
-  /** A placeholder first and last (the header and the end, made at each save). */
-  readonly pieces: Buffer[];
-  /** Each client's bytes' index in `pieces` (its secretPiece follows). */
+  /**
+   * A placeholder first and last (the header and the end, made at each
+   * save); each client's Fragment followed by its secretPiece, a COMMA
+   * between clients.
+   */
+  readonly pieces: Array<Buffer | Fragment>;
+  /** Each client's Fragment's index in `pieces`. */
   readonly slots: Map<string, number>;
   /** When it was made (the save's `now`). */
   readonly at: number;
@@ -274,16 +290,18 @@ export const AUDIT_MS = 30_000;
 
 /**
  * The state file's bytes, for a server with many clients: each client's JSON
- * is kept between saves, as bytes outside V8's heap, and made again only
- * when that client's settings, runtime or secret changed. A save is the
- * list of those pieces, written with writev(2) as they are: it neither
- * serialises 10,000 clients nor makes a 25 MB string or buffer, nor any
- * garbage of that size (strings built up for each write were flattened
- * into fresh ones, which V8 frees only in a full collection, and one save
- * a second in a wave left tens of MiB of them). Every piece is immutable
- * (a changed client gets new ones), so a list may be written while the
- * registry moves on. The output is exactly JSON.stringify(buildState(...))
- * + "\n".
+ * is made again only when that client's settings, runtime or secret
+ * changed. A save is a list of pieces written with writev(2) as they are:
+ * it neither serialises 10,000 clients nor makes a 9 MB string or buffer,
+ * nor any garbage of that size. Every piece is immutable (a changed client
+ * gets new ones), so a list may be written while the registry moves on.
+ * The output is exactly JSON.stringify(buildState(...)) + "\n".
+ *
+ * The clients unchanged since the last save that was put in place are not
+ * kept in memory but copied from that file (state-writer.ts's BaseFile,
+ * kept open; runs of consecutive clients are one FileSpan), as long as it
+ * is as we wrote it; if it is not, their JSON is made again from their
+ * values.
  *
  * A save looks again only at the clients marked changed since the last
  * one (`changed`, from the registry's events), patching its list where
@@ -299,6 +317,8 @@ export class StateSerialiser {
   /** The last full look's list (patched since) and where each client's head lies in it. */
   #last: LastList | null = null;
   readonly #dirty = new Set<string>();
+  /** The state file written last, as long as it is the one in place. */
+  #base: BaseFile | null = null;
 
   /**
    * What changed since the last save: one client, by name; or, with null,
@@ -309,33 +329,158 @@ export class StateSerialiser {
     else if (this.#last !== null) this.#dirty.add(name);
   }
 
-  /** The file's bytes, in order, as pieces that are never changed afterwards. */
-  pieces(
+  /**
+   * The file's bytes, in order, as pieces that are never changed
+   * afterwards, some copied from the file written last; its `settle` tells
+   * the serialiser whether the save is in place (state-writer.ts does).
+   */
+  list(
     config: readonly ClientSettings[],
-    current: Iterable<{ readonly settings: ClientSettings; readonly runtime: ClientRuntime }>,
+    current: Iterable<ClientView>,
     now: number,
     fleetUnsent: readonly FleetUnsentChange[] = [],
-    lookup?: (name: string) => { readonly settings: ClientSettings; readonly runtime: ClientRuntime } | undefined,
-  ): Buffer[] {
+    lookup?: (name: string) => ClientView | undefined,
+  ): StateList {
     const byName = this.#configByName(config);
+    // Copied from only while it is as we wrote it (one fstat a save).
+    if (this.#base !== null && !this.#base.intact()) this.#base = null;
     const last = this.#last;
     const patched = lookup !== undefined && last !== null && last.config === config && now - last.at < AUDIT_MS ? this.#patch(last, byName, lookup) : null;
     const pieces = patched ?? this.#walk(config, byName, current, now);
     pieces[0] = Buffer.from(`{"format":"mandos-ts-state","version":1,"saved":${JSON.stringify(new Date(now).toISOString())},"clients":{`);
     pieces[pieces.length - 1] = Buffer.from("}" + (fleetUnsent.length > 0 ? `,"fleetUnsent":${JSON.stringify(fleetUnsent)}` : "") + "}\n");
-    // A copy: the list is patched at the next save while this one may still be written.
-    return pieces.slice();
+    return this.#resolve(pieces, this.#base);
+  }
+
+  /** As `list`, every piece in memory (read from the file written last where `list` would copy): for tests and small tools. */
+  pieces(...args: Parameters<StateSerialiser["list"]>): Buffer[] {
+    const list = this.list(...args);
+    try {
+      return list.pieces.map((piece) => {
+        if (!isSpan(piece)) return piece as Buffer;
+        const bytes = piece.base.readSync(piece.offset, piece.length);
+        if (bytes === null) throw new Error("the state file written last could not be read back");
+        return bytes;
+      });
+    } finally {
+      list.settle(null);
+    }
+  }
+
+  /**
+   * The list's pieces as a save writes them: each Fragment as its bytes, or
+   * as a span of `base` (consecutive ones, with the commas between them
+   * there, as one span). Records where each client's bytes will lie in the
+   * new file, which becomes the base once the save is in place.
+   */
+  #resolve(pieces: ReadonlyArray<Buffer | Fragment>, base: BaseFile | null): StateList {
+    const out: StatePiece[] = [];
+    const written: Fragment[] = [];
+    const offsets: number[] = [];
+    const closes: Buffer[] = [];
+    let run: { base: BaseFile; offset: number; length: number } | null = null;
+    let comma = false;
+    let position = 0;
+    for (let i = 0; i < pieces.length; i++) {
+      const piece = pieces[i]!;
+      if (piece instanceof Uint8Array) {
+        if (piece === COMMA) {
+          comma = true;
+          continue;
+        }
+        if (run !== null) out.push(run);
+        run = null;
+        if (comma) out.push(COMMA);
+        out.push(piece);
+        position += (comma ? 1 : 0) + piece.length;
+        comma = false;
+        continue;
+      }
+      const close = pieces[++i] as Buffer;
+      const offset = position + (comma ? 1 : 0);
+      const at = piece.at;
+      if (base !== null && at !== null && at.base === base) {
+        const length = piece.length + (at.close === close ? close.length : 0);
+        if (run !== null && comma && run.offset + run.length + 1 === at.offset) {
+          run.length += 1 + length;
+        } else {
+          if (run !== null) out.push(run);
+          if (comma) out.push(COMMA);
+          run = { base, offset: at.offset, length };
+        }
+        if (at.close !== close) {
+          out.push(run, close);
+          run = null;
+        }
+      } else {
+        if (run !== null) out.push(run);
+        run = null;
+        if (comma) out.push(COMMA);
+        out.push(piece.bytes ?? this.#keepBytes(piece), close);
+      }
+      written.push(piece);
+      offsets.push(offset);
+      closes.push(close);
+      position = offset + piece.length + close.length;
+      comma = false;
+    }
+    if (run !== null) out.push(run);
+    base?.use();
+    let settled = false;
+    return {
+      pieces: out,
+      settle: (fd) => {
+        if (settled) return;
+        settled = true;
+        base?.release();
+        if (fd !== null) this.#inPlace(fd, written, offsets, closes);
+      },
+    };
+  }
+
+  /** A save is in place: its file is the base, and its clients' bytes are read from there from now on. */
+  #inPlace(fd: number, written: readonly Fragment[], offsets: readonly number[], closes: readonly Buffer[]): void {
+    let next: BaseFile;
+    try {
+      next = new BaseFile(fd);
+    } catch {
+      closeSync(fd);
+      return;
+    }
+    this.#base?.retire();
+    this.#base = next;
+    for (let k = 0; k < written.length; k++) {
+      const fragment = written[k]!;
+      // Not one replaced since the list was made: that one's bytes are newer.
+      if (this.#fragments.get(fragment.conf.name) !== fragment) continue;
+      fragment.at = { base: next, offset: offsets[k]!, close: closes[k]! };
+      fragment.bytes = null;
+    }
+  }
+
+  /** A fragment's bytes, from the file written last or made again from its values, kept until the next save is in place. */
+  #keepBytes(fragment: Fragment): Buffer {
+    const bytes = this.#bytesOf(fragment);
+    fragment.bytes = bytes;
+    return bytes;
+  }
+
+  #bytesOf(fragment: Fragment): Buffer {
+    if (fragment.bytes !== null) return fragment.bytes;
+    const at = fragment.at;
+    const read = at !== null && at.base === this.#base ? at.base.readSync(at.offset, fragment.length) : null;
+    return read ?? exactBytes(`${JSON.stringify(fragment.conf.name)}:${headJson(fragment.conf, fragment.settings, fragment.enabled)},"runtime":`, JSON.stringify(storedRuntime(fragment.runtime)));
   }
 
   /** Every client, in order: the list made anew. */
   #walk(
     config: readonly ClientSettings[],
     byName: Map<string, ClientSettings>,
-    current: Iterable<{ readonly settings: ClientSettings; readonly runtime: ClientRuntime }>,
+    current: Iterable<ClientView>,
     now: number,
-  ): Buffer[] {
-    // The first and last pieces are filled in by pieces().
-    const pieces: Buffer[] = [COMMA];
+  ): Array<Buffer | Fragment> {
+    // The first and last pieces are filled in by list().
+    const pieces: Array<Buffer | Fragment> = [COMMA];
     const slots = new Map<string, number>();
     // Marks the fragments of this save; the others belong to clients gone since.
     const save = ++this.#saves;
@@ -348,7 +493,7 @@ export class StateSerialiser {
       // One push a piece: V8 inlines a push of one, not of several.
       if (!first) pieces.push(COMMA);
       slots.set(settings.name, pieces.length);
-      pieces.push(fragment.bytes);
+      pieces.push(fragment);
       pieces.push(secretPiece(settings.secret, conf.secret));
       first = false;
     }
@@ -363,8 +508,8 @@ export class StateSerialiser {
   #patch(
     last: LastList,
     byName: Map<string, ClientSettings>,
-    lookup: (name: string) => { readonly settings: ClientSettings; readonly runtime: ClientRuntime } | undefined,
-  ): Buffer[] | null {
+    lookup: (name: string) => ClientView | undefined,
+  ): Array<Buffer | Fragment> | null {
     const pieces = last.pieces;
     for (const name of this.#dirty) {
       const slot = last.slots.get(name);
@@ -373,7 +518,7 @@ export class StateSerialiser {
       if (slot === undefined || client === undefined || conf === undefined || client.settings.name !== name) return null;
       const fragment = this.#fragment(conf, client.settings, client.runtime);
       fragment.save = this.#saves;
-      pieces[slot] = fragment.bytes;
+      pieces[slot] = fragment;
       pieces[slot + 1] = secretPiece(client.settings.secret, conf.secret);
     }
     this.#dirty.clear();
@@ -390,7 +535,7 @@ export class StateSerialiser {
    */
   warm(
     config: readonly ClientSettings[],
-    clients: Iterator<{ readonly settings: ClientSettings; readonly runtime: ClientRuntime }>,
+    clients: Iterator<ClientView>,
     budgetMs: number,
   ): boolean {
     const byName = this.#configByName(config);
@@ -421,8 +566,9 @@ export class StateSerialiser {
     const sameTail = old !== undefined && sameRuntime(old.runtime, runtime);
     if (sameHead && sameTail) return old;
     // Together the stored object without its secret and closing brace.
-    const head = sameHead ? old.bytes.subarray(0, old.headLength) : `${JSON.stringify(settings.name)}:${headJson(conf, settings, runtime.enabled)},"runtime":`;
-    const tail = sameTail ? old.bytes.subarray(old.headLength) : JSON.stringify(storedRuntime(runtime));
+    const oldBytes = sameHead || sameTail ? this.#bytesOf(old!) : null;
+    const head = sameHead ? oldBytes!.subarray(0, old.headLength) : `${JSON.stringify(settings.name)}:${headJson(conf, settings, runtime.enabled)},"runtime":`;
+    const tail = sameTail ? oldBytes!.subarray(old.headLength) : JSON.stringify(storedRuntime(runtime));
     const bytes = exactBytes(head, tail);
     const fragment: Fragment = {
       conf,
@@ -430,6 +576,8 @@ export class StateSerialiser {
       settings: sameHead ? old.settings : configValues(settings),
       runtime: sameTail ? old.runtime : { ...runtime },
       bytes,
+      at: null,
+      length: bytes.length,
       headLength: byteSize(head),
       save: 0,
     };
@@ -441,7 +589,7 @@ export class StateSerialiser {
 const COMMA = Buffer.from(",");
 
 /** `{"config":...,"current":...`: storedHead's JSON without its closing brace. */
-function headJson(conf: ClientSettings, settings: ClientSettings, enabled: boolean): string {
+function headJson(conf: ClientSettings, settings: ConfigValues, enabled: boolean): string {
   return JSON.stringify(storedHead(conf, settings, enabled)).slice(0, -1);
 }
 
@@ -467,117 +615,6 @@ function sameRuntime(a: ClientRuntime, b: ClientRuntime): boolean {
 function sameSettings(a: ConfigValues, b: ClientSettings): boolean {
   for (const f of CONFIG_FIELDS) if (a[f] !== b[f]) return false;
   return true;
-}
-
-/** The temporary file a save writes first, beside `path`. */
-function temporaryPath(path: string): string {
-  return join(dirname(path), `.${STATE_FILE_NAME}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`);
-}
-
-/**
- * Buffers a writev(2) takes at most (Linux's IOV_MAX); a 10,000-client save
- * is ~30,000 pieces.
- */
-const IOV_MAX = 1024;
-
-/** Writes `data` (a string, or pieces in order) to `path` atomically: temporary file, fsync, rename, fsync of the directory. */
-export function writeAtomically(path: string, data: string | readonly Uint8Array[]): void {
-  const tmp = temporaryPath(path);
-  const fd = openSync(tmp, "wx", 0o600);
-  try {
-    const pieces = typeof data === "string" ? [Buffer.from(data, "utf8")] : data;
-    for (let i = 0; i < pieces.length; i += IOV_MAX) writeAllv(pieces.slice(i, i + IOV_MAX), (batch) => writevSync(fd, batch));
-    fsyncSync(fd);
-  } catch (error) {
-    closeSync(fd);
-    unlinkSync(tmp);
-    throw error;
-  }
-  closeSync(fd);
-  renameInto(tmp, path);
-  try {
-    const dir = openSync(dirname(path), "r");
-    try {
-      fsyncSync(dir);
-    } finally {
-      closeSync(dir);
-    }
-  } catch {
-    // Some file systems refuse fsync on a directory; the rename is done.
-  }
-}
-
-function renameInto(tmp: string, path: string): void {
-  try {
-    renameSync(tmp, path);
-  } catch (error) {
-    unlinkSync(tmp);
-    throw error;
-  }
-}
-
-/**
- * writeAtomically off the main thread: the writes and fsyncs run on libuv's
- * thread pool, so that the main thread does not wait for 25 MB to reach
- * the disk (40-90 ms with 10,000 clients, each save, in the middle of a
- * reboot wave). The rename alone is done on the main thread, and only if
- * `wanted()` still says so then: every rename of the state file happens
- * in the order the main thread asks for it, so a save that a later one
- * overtook (saveNow at shutdown) can never put older state back. Resolves
- * to whether the file was replaced.
- */
-export async function writeAtomicallyInBackground(path: string, pieces: readonly Uint8Array[], wanted: () => boolean): Promise<boolean> {
-  const tmp = temporaryPath(path);
-  const file = await open(tmp, "wx", 0o600);
-  try {
-    for (let i = 0; i < pieces.length; i += IOV_MAX) await writeAllvAsync(pieces.slice(i, i + IOV_MAX), file);
-    await file.sync();
-  } catch (error) {
-    await file.close().catch(() => undefined);
-    await unlink(tmp).catch(() => undefined);
-    throw error;
-  }
-  await file.close();
-  if (!wanted()) {
-    await unlink(tmp).catch(() => undefined);
-    return false;
-  }
-  renameInto(tmp, path);
-  try {
-    const dir = await open(dirname(path), "r");
-    try {
-      await dir.sync();
-    } finally {
-      await dir.close();
-    }
-  } catch {
-    // As in writeAtomically.
-  }
-  return true;
-}
-
-/** The pieces that `written` bytes did not cover yet, cut where the write stopped. */
-function rest(pieces: readonly Uint8Array[], written: number): Uint8Array[] {
-  let i = 0;
-  while (i < pieces.length && written >= pieces[i]!.length) written -= pieces[i++]!.length;
-  const left = pieces.slice(i);
-  if (left.length > 0 && written > 0) left[0] = left[0]!.subarray(written);
-  return left;
-}
-
-/** writev(2) until all of `pieces` is written (a write may be short). */
-function writeAllv(pieces: readonly Uint8Array[], writev: (batch: readonly Uint8Array[]) => number): void {
-  for (let left = pieces; left.length > 0; ) left = rest(left, progress(writev(left)));
-}
-
-async function writeAllvAsync(pieces: readonly Uint8Array[], file: FileHandle): Promise<void> {
-  for (let left = pieces; left.length > 0; ) left = rest(left, progress((await file.writev(left)).bytesWritten));
-}
-
-/** A regular file's write(2) writes something or fails; a zero would loop for ever. */
-function progress(written: number): number {
-  if (written > 0) return written;
-  throw Object.assign(new Error("write(2) wrote nothing"), { code: "EIO" });
 }
 
 /** Why a state file is not trusted (never its content). */
@@ -737,7 +774,7 @@ export function saveDelay(lastSaveMs: number): number {
 
 export class StateSaver {
   readonly #path: string;
-  readonly #collect: () => readonly Uint8Array[];
+  readonly #collect: () => readonly StatePiece[] | StateList;
   readonly #clock: Clock;
   #timer: TimerHandle | null = null;
   /** How long the last save took, on `clock`, from collecting to the rename. */
@@ -751,10 +788,10 @@ export class StateSaver {
 
   /**
    * `collect` gives the state file's bytes as pieces that nobody changes
-   * afterwards (StateSerialiser.pieces). Each save is published
-   * (events.stateSaved / stateSaveFailed), not logged.
+   * afterwards (StateSerialiser.list, settled by the writer). Each save is
+   * published (events.stateSaved / stateSaveFailed), not logged.
    */
-  constructor(path: string, collect: () => readonly Uint8Array[], clock: Clock = systemClock) {
+  constructor(path: string, collect: () => readonly StatePiece[] | StateList, clock: Clock = systemClock) {
     this.#path = path;
     this.#collect = collect;
     this.#clock = clock;
@@ -788,9 +825,17 @@ export class StateSaver {
     const began = this.#clock.now();
     const started = performance.now();
     try {
-      const pieces = this.#collect();
-      writeAtomically(this.#path, pieces);
-      this.#saved(byteCount(pieces), started);
+      let data = this.#collect();
+      try {
+        writeAtomically(this.#path, data);
+      } catch (error) {
+        // The file copied from was changed under us: the next list copies nothing from it.
+        if (!(error instanceof StateFileChanged)) throw error;
+        this.#failed(error);
+        data = this.#collect();
+        writeAtomically(this.#path, data);
+      }
+      this.#saved(byteCount(data), started);
     } catch (error) {
       this.#failed(error);
     } finally {
@@ -807,18 +852,23 @@ export class StateSaver {
     const generation = ++this.#generation;
     const began = this.#clock.now();
     const started = performance.now();
-    let pieces: readonly Uint8Array[];
+    let data: readonly StatePiece[] | StateList;
     try {
-      pieces = this.#collect();
+      data = this.#collect();
     } catch (error) {
       this.#failed(error);
       return;
     }
-    this.#writing = writeAtomicallyInBackground(this.#path, pieces, () => generation === this.#generation).then(
+    const bytes = byteCount(data);
+    this.#writing = writeAtomicallyInBackground(this.#path, data, () => generation === this.#generation).then(
       (renamed) => {
-        if (renamed) this.#saved(byteCount(pieces), started);
+        if (renamed) this.#saved(bytes, started);
       },
-      (error: unknown) => this.#failed(error),
+      (error: unknown) => {
+        this.#failed(error);
+        // Copied from a file changed under us: saved again soon, copying nothing from it.
+        if (error instanceof StateFileChanged) this.#changedWhileWriting = true;
+      },
     ).finally(() => {
       this.#writing = null;
       if (generation === this.#generation) this.#lastSaveMs = this.#clock.now() - began;
@@ -839,8 +889,8 @@ export class StateSaver {
   }
 }
 
-function byteCount(pieces: readonly Uint8Array[]): number {
+function byteCount(data: readonly StatePiece[] | StateList): number {
   let n = 0;
-  for (const p of pieces) n += p.length;
+  for (const p of Array.isArray(data) ? (data as readonly StatePiece[]) : (data as StateList).pieces) n += p.length;
   return n;
 }
