@@ -28,7 +28,8 @@ import { promisify } from "node:util";
 /**
  * The state file as this server last wrote it, still open. Its bytes are
  * trusted only while it is as we left it (`intact`): same inode, size and
- * modification time. Closed once a newer one replaced it and no save
+ * modification time (not its change time: the save that replaces it
+ * unlinks it, which moves that, while an older save may still copy). Closed once a newer one replaced it and no save
  * still copies from it.
  */
 export class BaseFile {
