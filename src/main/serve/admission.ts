@@ -9,10 +9,11 @@
 //           sources that wait for one, oldest first within a source, so a
 //           source with 3,000 waiting sockets and one with a single socket
 //           are each served in turn. Only connections that sent a good
-//           version line ask for a slot (connection.ts). A handshake that has waited on its peer for
-//           PEER_SLOW_MS moves to the slow pool (at most `slowSlots`) and
-//           gives its slot to the next: a crowd of slow or stalled peers
-//           cannot hold every slot while the handshake threads sit idle.
+//           version line ask for a slot (connection.ts). A handshake that
+//           has waited on its peer for PEER_SLOW_MS moves to the slow pool
+//           (at most `slowSlots`) and gives its slot to the next: a crowd
+//           of slow or stalled peers cannot hold every slot while the
+//           handshake threads sit idle.
 //   Rule 3: each failure a source causes (bad version line, failed or
 //           timed-out handshake, unknown key) takes a token from its bucket
 //           (FAILURE_BURST, refilled at FAILURE_REFILL_PER_SECOND); a source

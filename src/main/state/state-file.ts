@@ -32,7 +32,7 @@ import type { Logger } from "../daemon/log.js";
 import { reasonInWords } from "../config/os-error.js";
 import { events } from "../events.js";
 import { systemClock, type Clock, type TimerHandle } from "../clock.js";
-import { BaseFile, isSpan, StateFileChanged, writeAtomically, writeAtomicallyInBackground, type StateList, type StatePiece } from "./state-writer.js";
+import { BaseFile, isSpan, piecesOf, StateFileChanged, writeAtomically, writeAtomicallyInBackground, type StateList, type StatePiece } from "./state-writer.js";
 
 export { writeAtomically, writeAtomicallyInBackground } from "./state-writer.js";
 
@@ -469,7 +469,7 @@ export class StateSerialiser {
     if (fragment.bytes !== null) return fragment.bytes;
     const at = fragment.at;
     const read = at !== null && at.base === this.#base ? at.base.readSync(at.offset, fragment.length) : null;
-    return read ?? exactBytes(`${JSON.stringify(fragment.conf.name)}:${headJson(fragment.conf, fragment.settings, fragment.enabled)},"runtime":`, JSON.stringify(storedRuntime(fragment.runtime)));
+    return read ?? exactBytes(headText(fragment.conf, fragment.settings, fragment.enabled), tailText(fragment.runtime));
   }
 
   /** Every client, in order: the list made anew. */
@@ -567,8 +567,8 @@ export class StateSerialiser {
     if (sameHead && sameTail) return old;
     // Together the stored object without its secret and closing brace.
     const oldBytes = sameHead || sameTail ? this.#bytesOf(old!) : null;
-    const head = sameHead ? oldBytes!.subarray(0, old.headLength) : `${JSON.stringify(settings.name)}:${headJson(conf, settings, runtime.enabled)},"runtime":`;
-    const tail = sameTail ? oldBytes!.subarray(old.headLength) : JSON.stringify(storedRuntime(runtime));
+    const head = sameHead ? oldBytes!.subarray(0, old.headLength) : headText(conf, settings, runtime.enabled);
+    const tail = sameTail ? oldBytes!.subarray(old.headLength) : tailText(runtime);
     const bytes = exactBytes(head, tail);
     const fragment: Fragment = {
       conf,
@@ -588,9 +588,14 @@ export class StateSerialiser {
 
 const COMMA = Buffer.from(",");
 
-/** `{"config":...,"current":...`: storedHead's JSON without its closing brace. */
-function headJson(conf: ClientSettings, settings: ConfigValues, enabled: boolean): string {
-  return JSON.stringify(storedHead(conf, settings, enabled)).slice(0, -1);
+/** A fragment's head: `"NAME":{"config":...,"current":...,"runtime":` (storedHead's JSON, open for the runtime). */
+function headText(conf: ClientSettings, settings: ConfigValues, enabled: boolean): string {
+  return `${JSON.stringify(conf.name)}:${JSON.stringify(storedHead(conf, settings, enabled)).slice(0, -1)},"runtime":`;
+}
+
+/** A fragment's tail: the runtime's JSON. */
+function tailText(runtime: ClientRuntime): string {
+  return JSON.stringify(storedRuntime(runtime));
 }
 
 /**
@@ -891,6 +896,6 @@ export class StateSaver {
 
 function byteCount(data: readonly StatePiece[] | StateList): number {
   let n = 0;
-  for (const p of Array.isArray(data) ? (data as readonly StatePiece[]) : (data as StateList).pieces) n += p.length;
+  for (const p of piecesOf(data).pieces) n += p.length;
   return n;
 }

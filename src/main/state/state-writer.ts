@@ -3,7 +3,7 @@
 // thread pool, from pieces that are either bytes in memory or byte ranges
 // of the state file written last (FileSpan): a server with 10,000 clients
 // keeps only what changed since its last save in memory, and copies the
-// rest from that file, which it keeps open (docs/STATE.md, "Saving").
+// rest from that file, which it keeps open (docs/STATE.md, "Where and when").
 
 import { randomBytes } from "node:crypto";
 import {
@@ -169,37 +169,46 @@ function checkBases(bases: readonly BaseFile[]): void {
   for (const base of bases) if (!base.unchanged()) throw new StateFileChanged();
 }
 
+/** What a writer is given: text, pieces in order, or a StateList (settled by the writer). */
+export type StateData = string | readonly StatePiece[] | StateList;
+
+/** `data`'s pieces, and its list when it is one. */
+export function piecesOf(data: StateData): { readonly pieces: readonly StatePiece[]; readonly list: StateList | null } {
+  if (typeof data === "string") return { pieces: [Buffer.from(data, "utf8")], list: null };
+  if (Array.isArray(data)) return { pieces: data as readonly StatePiece[], list: null };
+  const list = data as StateList;
+  return { pieces: list.pieces, list };
+}
+
 /**
- * Writes `data` (a string, pieces in order, or a StateList) to `path`
- * atomically: temporary file, fsync, rename, fsync of the directory.
+ * Writes `data` to `path` atomically: temporary file, fsync, rename, fsync
+ * of the directory.
  */
-export function writeAtomically(path: string, data: string | readonly StatePiece[] | StateList): void {
-  const list = typeof data === "string" || Array.isArray(data) ? null : (data as StateList);
-  const pieces: readonly StatePiece[] = typeof data === "string" ? [Buffer.from(data, "utf8")] : list ? list.pieces : (data as readonly StatePiece[]);
+export function writeAtomically(path: string, data: StateData): void {
+  const { pieces, list } = piecesOf(data);
   const tmp = temporaryPath(path);
   let fd: number | null = null;
+  let renamed = false;
   try {
     fd = openSync(tmp, "wx+", 0o600);
     writePiecesSync(fd, pieces);
     fsyncSync(fd);
     checkBases(basesOf(pieces));
     renameSync(tmp, path);
-  } catch (error) {
-    if (fd !== null) closeSync(fd);
-    try {
-      unlinkSync(tmp);
-    } catch {
-      // Never made, or gone.
+    renamed = true;
+  } finally {
+    if (!renamed) {
+      if (fd !== null) closeSync(fd);
+      try {
+        unlinkSync(tmp);
+      } catch {
+        // Never made, or gone.
+      }
+      list?.settle(null);
     }
-    list?.settle(null);
-    throw error;
   }
   if (list) list.settle(fd);
   else closeSync(fd);
-  syncDirectory(path);
-}
-
-function syncDirectory(path: string): void {
   try {
     const dir = openSync(dirname(path), "r");
     try {
@@ -254,8 +263,7 @@ const writevAsync = promisify(writevCb);
  * to whether the file was replaced.
  */
 export async function writeAtomicallyInBackground(path: string, data: readonly StatePiece[] | StateList, wanted: () => boolean): Promise<boolean> {
-  const list = Array.isArray(data) ? null : (data as StateList);
-  const pieces: readonly StatePiece[] = list ? list.pieces : (data as readonly StatePiece[]);
+  const { pieces, list } = piecesOf(data);
   const tmp = temporaryPath(path);
   let fd: number | null = null;
   let renamed = false;
@@ -268,18 +276,14 @@ export async function writeAtomicallyInBackground(path: string, data: readonly S
       renameSync(tmp, path);
       renamed = true;
     }
-  } catch (error) {
-    if (fd !== null) await closeAsync(fd).catch(() => undefined);
-    await unlink(tmp).catch(() => undefined);
-    list?.settle(null);
-    throw error;
+  } finally {
+    if (!renamed) {
+      if (fd !== null) await closeAsync(fd).catch(() => undefined);
+      await unlink(tmp).catch(() => undefined);
+      list?.settle(null);
+    }
   }
-  if (!renamed) {
-    await closeAsync(fd).catch(() => undefined);
-    await unlink(tmp).catch(() => undefined);
-    list?.settle(null);
-    return false;
-  }
+  if (!renamed) return false;
   if (list) list.settle(fd);
   else await closeAsync(fd).catch(() => undefined);
   try {
