@@ -13,7 +13,7 @@ import { ClientRegistry, type CheckerSpawner } from "../src/main/clients/registr
 import { ManualClock } from "../src/main/clock.js";
 import { silentLogger } from "../src/main/daemon/log.js";
 import { buildState, SAVE_DELAY_MS, StateSaver, StateSerialiser } from "../src/main/state/state-file.js";
-import { isSpan, writeAtomically, writeAtomicallyInBackground, type StateList } from "../src/main/state/state-writer.js";
+import { batchesOf, isSpan, writeAtomically, writeAtomicallyInBackground, type StateList } from "../src/main/state/state-writer.js";
 import { events } from "../src/main/events.js";
 import { clientSettings } from "./helpers/clients.js";
 
@@ -42,6 +42,7 @@ function fleet(name: string, count: number) {
     path,
     own,
     list: (): StateList => serialiser.list(config, reg.entries(), clock.now(), [], (n) => reg.entry(n)),
+    prepare: (budgetMs: number): boolean => serialiser.prepare(config, (n) => reg.entry(n), budgetMs),
     expected: (): string => JSON.stringify(buildState(config, reg.snapshot(), clock.now())) + "\n",
     reload: (edit: (c: ReturnType<typeof clientSettings>) => ReturnType<typeof clientSettings>) => {
       config = config.map(edit);
@@ -104,6 +105,89 @@ test("in the background: the same, with the writes and copies on libuv's thread 
   await everyChange(f, async () => {
     assert.equal(await writeAtomicallyInBackground(f.path, f.list(), () => true), true);
   });
+});
+
+/** Every client's runtime changed, as by a reboot wave: each gets its secret. */
+function wave(f: ReturnType<typeof fleet>, count: number): void {
+  f.clock.advance(1_000);
+  for (let i = 0; i < count; i++) f.reg.secretDelivered(`c${i}`);
+}
+
+for (const [where, save] of [
+  ["on this thread", async (path: string, list: StateList) => writeAtomically(path, list)],
+  ["in the background", async (path: string, list: StateList) => assert.equal(await writeAtomicallyInBackground(path, list, () => true), true)],
+] as const) {
+  test(`a wave, ${where}: each client's head is copied from the file and only its runtime made; the file is read in one range, not a read a client`, async () => {
+    const f = fleet(`wave-${where.replaceAll(" ", "-")}`, 40);
+    writeAtomically(f.path, f.list());
+    wave(f, 40);
+    const list = f.list();
+    // c7 is disabled, so unchanged: its bytes and c8's head are one span.
+    assert.equal(spans(list), 39, "one head a client");
+    const inMemory = list.pieces.filter((p): p is Uint8Array => !isSpan(p)).reduce((n, p) => n + p.length, 0);
+    const size = readFileSync(f.path).length;
+    assert.ok(inMemory < size / 2, `${inMemory} of ${size} bytes made anew`);
+    assert.equal([...batchesOf(list.pieces)].filter((b) => b.read !== null).length, 1, "the heads read as one range");
+    await save(f.path, list);
+    assert.equal(readFileSync(f.path, "utf8"), f.expected());
+    // Twice in a row: the heads now lie in the file the first wave wrote.
+    wave(f, 40);
+    await save(f.path, f.list());
+    assert.equal(readFileSync(f.path, "utf8"), f.expected());
+  });
+}
+
+test("the writer reads spans far apart, or longer than its buffer, in pieces, and writes them in order", () => {
+  const f = fleet("far", 400);
+  writeAtomically(f.path, f.list());
+  assert.ok(readFileSync(f.path).length > 256 * 1024, "a file larger than the writer's buffer");
+  // The first and the last client changed: two runs of the file and two heads far apart.
+  wave(f, 1);
+  f.reg.secretDelivered("c399");
+  const list = f.list();
+  const reads = [...batchesOf(list.pieces)].filter((b) => b.read !== null);
+  assert.ok(reads.length >= 2, `${reads.length} reads`);
+  for (const batch of reads) assert.ok(batch.read!.length <= 256 * 1024);
+  writeAtomically(f.path, list);
+  assert.equal(readFileSync(f.path, "utf8"), f.expected());
+});
+
+test("prepare makes the changed clients' pieces ahead of the save, a slice at a time; the save is the same", async () => {
+  const f = fleet("prepare", 200);
+  writeAtomically(f.path, f.list());
+  wave(f, 200);
+  // No time at all: one step of 16 clients a call, then it says whether any are left.
+  let calls = 0;
+  while (!f.prepare(0)) calls++;
+  assert.ok(calls >= 200 / 16 - 1, `${calls} calls`);
+  assert.equal(f.prepare(0), true, "none left");
+  writeAtomically(f.path, f.list());
+  assert.equal(readFileSync(f.path, "utf8"), f.expected());
+  // A client changed again after it was prepared, one removed before: the save has the latest of each.
+  wave(f, 10);
+  assert.equal(f.prepare(1_000), true);
+  f.clock.advance(1_000);
+  f.reg.secretDelivered("c3");
+  f.reg.remove("c4");
+  f.reg.secretDelivered("c5");
+  assert.equal(f.prepare(1_000), true);
+  writeAtomically(f.path, f.list());
+  assert.equal(readFileSync(f.path, "utf8"), f.expected());
+});
+
+test("a changed client's head left in a file that is then changed in place is made again from its values", () => {
+  const f = fleet("head-tampered", 10);
+  writeAtomically(f.path, f.list());
+  wave(f, 10);
+  // The save with the heads in the file fails; the file is then changed under the server.
+  f.list().settle(null);
+  const fd = openSync(f.path, "r+");
+  writeSync(fd, "X", readFileSync(f.path, "utf8").indexOf('"host":"') + 8);
+  closeSync(fd);
+  const next = f.list();
+  assert.equal(spans(next), 0);
+  writeAtomically(f.path, next);
+  assert.equal(readFileSync(f.path, "utf8"), f.expected());
 });
 
 test("a state file changed in place under the server is not copied from: the next save makes its clients again", () => {

@@ -28,7 +28,7 @@ import { reloadClientsConfig } from "./clients/reload.js";
 import { logClientEvents } from "./daemon/log-clients.js";
 import { clientsFileReader, readClientsFile, reloadReadiness, type ClientsFileReader } from "./config/clients-reader.js";
 import { runSelfTest } from "./daemon/self-test.js";
-import { readState, restoreState, StateSaver, StateSerialiser, STATE_FILE_NAME, STATE_WARM_SLICE_MS, type ConfigField } from "./state/state-file.js";
+import { readState, restoreState, StateSaver, StateSerialiser, STATE_FILE_NAME, STATE_PREPARE_DELAY_MS, STATE_PREPARE_SLICE_MS, STATE_WARM_SLICE_MS, type ConfigField } from "./state/state-file.js";
 import { checkStateDirWritable, prepareStateDir } from "./state/state-dir.js";
 import { migrateReferenceState } from "./state/pickle-import.js";
 import type { Announcement } from "./zeroconf/announce.js";
@@ -191,11 +191,22 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
   const stateChanged = (): void => {
     if (keepState) saver.changed();
   };
+  // The changed clients' pieces are made ahead of the save, those of
+  // STATE_PREPARE_DELAY_MS at a time, in slices (StateSerialiser.prepare).
+  let preparing = false;
+  const prepareSlice = (): void => {
+    if (keepState && !serialiser.prepare(config, (name) => registry.entry(name), STATE_PREPARE_SLICE_MS)) setImmediate(prepareSlice);
+    else preparing = false;
+  };
   registry.subscribe((event) => {
     if (event.type === "client-not-found" || event.type === "need-approval" || event.type === "checker-started" || event.type === "approval-wait-ended") return;
     // Which client to look at again; the set of clients, when it changed.
     serialiser.changed(event.type === "client-added" || event.type === "client-removed" ? null : event.client.name);
     stateChanged();
+    if (keepState && !preparing) {
+      preparing = true;
+      setTimeout(prepareSlice, STATE_PREPARE_DELAY_MS).unref();
+    }
   });
   registry.start();
   // Without etcd the fleet serves degraded. etcd3 (and its gRPC stack) is
