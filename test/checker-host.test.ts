@@ -3,8 +3,9 @@
 // come back as from an in-process checker; a host that dies reports its
 // checkers killed and is started again; one that cannot start leaves the
 // checkers to the server; checkers due before allow() (privileges not
-// yet dropped) wait for it; and a small installation starts its checkers
-// in the server, without a host. Real /bin/sh processes throughout, and
+// yet dropped) wait for it; with enough clients the host starts when
+// checkers are allowed, before the first is due; and a small installation
+// starts its checkers in the server, without a host. Real /bin/sh processes throughout, and
 // the real server at the end: with enough clients its checkers run in the
 // host, with few in the server, as the user it drops to either way.
 
@@ -158,6 +159,21 @@ test("checkers due before allow() wait for it, then run in the host; one killed 
   assert.throws(() => readFileSync(ran), { code: "ENOENT" });
 });
 
+test("worth a host when checkers are allowed: it starts then, before any checker is due; not worth it: none starts", async (t) => {
+  const worth = setUp(t, { allow: false });
+  const few = setUp(t, { allow: false, worthIt: () => false });
+  worth.host.allow();
+  few.host.allow();
+  const pid = worth.host.pid;
+  assert.ok(pid !== undefined, "no host started");
+  assert.ok(alive(pid));
+  assert.equal(few.host.pid, undefined, "a host started for a few clients");
+  // The first checker goes to that host, not to a new one.
+  const parent = join(worth.dir, "ppid");
+  assert.deepEqual(await run(worth.host, `echo $PPID > ${parent}`).outcome, { code: 0, signal: null });
+  assert.equal(Number(readFileSync(parent, "utf8")), pid);
+});
+
 test("not worth a host (few clients): checkers start in the server; once it is, in a host that then stays", async (t) => {
   let worth = false;
   const { host, dir, log } = setUp(t, { worthIt: () => worth });
@@ -177,14 +193,15 @@ test("not worth a host (few clients): checkers start in the server; once it is, 
 });
 
 test("the host starts without the server's NODE_OPTIONS, and its checkers get them back", async (t) => {
-  const { host, dir } = setUp(t);
+  const { host, dir } = setUp(t, { allow: false });
   const marker = join(dir, "preloaded");
   const preload = join(dir, "preload.cjs");
   writeFileSync(preload, `require("node:fs").appendFileSync(${JSON.stringify(marker)}, process.pid + "\\n");\n`);
   const saved = process.env.NODE_OPTIONS;
   const options = `--require ${preload}`;
-  // Set while the host starts (on the first checker), then put back.
+  // Set while the host starts (when checkers are allowed), then put back.
   process.env.NODE_OPTIONS = options;
+  host.allow();
   const seen = join(dir, "seen");
   const checker = run(host, `printf '%s' "$NODE_OPTIONS" > ${seen}; printf '%s' "\${MANDOS_CHECKER_HOST_NODE_OPTIONS-unset}" >> ${seen}`);
   if (saved === undefined) delete process.env.NODE_OPTIONS;

@@ -15,10 +15,14 @@
 // start in the server, as the reference starts them, and no helper
 // process takes its memory. Once started, the host stays.
 //
-// The host is started on the first checker after allow(): the server calls
-// it once privileges are dropped, so the host, and every checker it starts,
-// runs as the user the server becomes. Checkers due before that wait for
-// it: the reference drops privileges before it makes its clients, so none
+// The host is started by allow() when the server has enough clients then,
+// else on the first checker once it has: the server calls allow() once
+// privileges are dropped, so the host, and every checker it starts, runs
+// as the user the server becomes. Started then, before the first
+// connection, its fork (~25 ms of the main thread) and its start-up (~0.1 s
+// of a core) do not fall in a reboot wave, where the first checker due
+// used to start it (docs/BENCHMARK.md, "Session 15"). Checkers due before
+// allow() wait for it: the reference drops privileges before it makes its clients, so none
 // of its checkers runs as root either. If the host cannot start, checkers
 // are started here. A host that dies is started again on the next
 // checker; the checkers it was waiting for are reported as killed by
@@ -95,10 +99,11 @@ export class CheckerHost {
   /** What the registry calls to start a checker. */
   readonly spawner: CheckerSpawner = (command, done) => this.#spawn(command, done);
 
-  /** Privileges are final: checkers go to the host from now on, those waiting first. */
+  /** Privileges are final: the host starts if it is worth it, and checkers go to it from now on, those waiting first. */
   allow(): void {
     if (this.#stage !== "waiting") return;
     this.#stage = "host";
+    if (this.#worthIt()) this.#start();
     for (const w of this.#waiting.splice(0)) if (!w.killed) w.started = this.#dispatch(w.command, w.done);
   }
 
