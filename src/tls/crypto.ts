@@ -13,7 +13,6 @@ import {
   createPrivateKey,
   createPublicKey,
   diffieHellman,
-  randomBytes,
   sign as cryptoSign,
   timingSafeEqual,
   verify as cryptoVerify,
@@ -23,6 +22,7 @@ import {
 } from "node:crypto";
 import type { CipherSuiteInfo, NamedGroup, SignatureScheme } from "./constants.js";
 import { TlsError } from "./errors.js";
+import { drawRandom } from "./random.js";
 
 export type HashName = "sha256" | "sha384";
 
@@ -285,7 +285,7 @@ export function generateKeyShare(group: NamedGroup): KeyShare {
   // NewStringFromOneByte). A private key imported from random bytes makes
   // no such job and costs the same (~40 µs); OpenSSL clamps the scalar
   // (RFC 7748 §5), so any bytes make a valid key.
-  const keyObject = montgomeryPrivateKey(MONTGOMERY[group]!, randomBytes(keyShareLength(group)));
+  const keyObject = montgomeryPrivateKey(MONTGOMERY[group]!, drawRandom(keyShareLength(group)));
   // The public key as JWK: OpenSSL 3 encodes DER through its generic encoder
   // (~70 µs for an X25519 SPKI here), while JWK reads the raw key (~2.5 µs).
   const jwk = createPublicKey(keyObject).export({ format: "jwk" });

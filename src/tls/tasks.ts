@@ -5,9 +5,9 @@
 // flight task alone is async (its OpenPGP key goes through OpenPGP.js), and
 // only its result comes as a Promise.
 
-import { randomBytes } from "node:crypto";
 import type { NamedGroup } from "./constants.js";
 import { generateKeyShare, type KeyShare } from "./crypto.js";
+import { drawRandom } from "./random.js";
 import { processServerFlight, type FlightContext, type ServerFlightResult, type ServerFlightTask } from "./flight.js";
 import { processTls12Flight, type Tls12FlightResult, type Tls12FlightTask } from "./tls12/flight12.js";
 
@@ -19,7 +19,7 @@ export interface EphemeralKeyShares {
 }
 
 export function generateEphemeralKeyShares(groups: readonly NamedGroup[]): EphemeralKeyShares {
-  const r = randomBytes(64);
+  const r = drawRandom(64);
   return {
     shares: groups.map((g) => generateKeyShare(g)),
     random: r.subarray(0, 32),
