@@ -13,7 +13,8 @@ import { ClosingRecordWriter } from "./record-writer.js";
 
 interface Direction {
   secret: Uint8Array;
-  keys: TrafficKeys;
+  /** Made when first needed: the server role's secret goes out with our close_notify, and the peer's answer seldom arrives before we close. */
+  keys: TrafficKeys | null;
   seq: bigint;
 }
 
@@ -33,8 +34,8 @@ export class ApplicationChannel extends ClosingRecordWriter {
   constructor(suite: CipherSuiteInfo, readSecret: Uint8Array, writeSecret: Uint8Array, readKeys?: TrafficKeys, writeKeys?: TrafficKeys) {
     super();
     this.#suite = suite;
-    this.#read = { secret: readSecret, keys: readKeys ?? trafficKeys(suite, readSecret), seq: 0n };
-    this.#write = { secret: writeSecret, keys: writeKeys ?? trafficKeys(suite, writeSecret), seq: 0n };
+    this.#read = { secret: readSecret, keys: readKeys ?? null, seq: 0n };
+    this.#write = { secret: writeSecret, keys: writeKeys ?? null, seq: 0n };
   }
 
   /** Handles one record from the peer; `out` collects anything we must send in answer. */
@@ -43,7 +44,7 @@ export class ApplicationChannel extends ClosingRecordWriter {
     if (record.type !== ContentType.ApplicationData) {
       throw new TlsError("TLS_UNEXPECTED_MESSAGE", `unprotected record type ${record.type} after the handshake`);
     }
-    const opened = openRecord(this.#suite, this.#read.keys, this.#read.seq++, record.header, record.body);
+    const opened = openRecord(this.#suite, this.#keysOf(this.#read), this.#read.seq++, record.header, record.body);
     switch (opened.type) {
       case ContentType.ApplicationData:
         return { kind: "data", data: Buffer.from(opened.content) };
@@ -97,12 +98,17 @@ export class ApplicationChannel extends ClosingRecordWriter {
 
 
   protected seal(type: number, content: Uint8Array): Buffer {
-    return sealRecord(this.#suite, this.#write.keys, this.#write.seq++, type, content);
+    return sealRecord(this.#suite, this.#keysOf(this.#write), this.#write.seq++, type, content);
+  }
+
+  #keysOf(d: Direction): TrafficKeys {
+    d.keys ??= trafficKeys(this.#suite, d.secret);
+    return d.keys;
   }
 
   #rekey(d: Direction): void {
     d.secret = nextTrafficSecret(this.#suite, d.secret);
-    d.keys = trafficKeys(this.#suite, d.secret);
+    d.keys = null;
     d.seq = 0n;
   }
 }

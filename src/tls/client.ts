@@ -322,7 +322,7 @@ export class TlsClient extends TlsEndpoint {
           state.suite,
           result.serverApplicationTraffic,
           result.clientApplicationTraffic,
-          result.serverKeys,
+          undefined,
           result.clientKeys,
         );
         this.#state = { name: "Done" };

@@ -142,8 +142,8 @@ export type ServerFlightResult =
       readonly clientFlight: Uint8Array;
       readonly clientApplicationTraffic: Uint8Array;
       readonly serverApplicationTraffic: Uint8Array;
+      /** Ours; the server's application keys are made by the channel if it ever reads (after our secret the peer seldom gets to write). */
       readonly clientKeys: TrafficKeys;
-      readonly serverKeys: TrafficKeys;
     }
   | {
       readonly status: "error";
@@ -339,7 +339,6 @@ function finish(
     clientApplicationTraffic: app.clientApplicationTraffic,
     serverApplicationTraffic: app.serverApplicationTraffic,
     clientKeys: trafficKeys(suite, app.clientApplicationTraffic),
-    serverKeys: trafficKeys(suite, app.serverApplicationTraffic),
   };
 }
 
