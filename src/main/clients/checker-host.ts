@@ -21,9 +21,9 @@
 // as the user the server becomes. Started then, before the first
 // connection, its fork (~25 ms of the main thread) and its start-up (~0.1 s
 // of a core) do not fall in a reboot wave, where the first checker due
-// used to start it (docs/BENCHMARK.md, "Session 15"). Checkers due before
-// allow() wait for it: the reference drops privileges before it makes its clients, so none
-// of its checkers runs as root either. If the host cannot start, checkers
+// used to start it (docs/BENCHMARK.md, "A wave's slowest 1%"). Checkers
+// due before allow() wait for it: the reference drops privileges before
+// it makes its clients, so none of its checkers runs as root either. If the host cannot start, checkers
 // are started here. A host that dies is started again on the next
 // checker; the checkers it was waiting for are reported as killed by
 // SIGKILL (their outcome is unknown).

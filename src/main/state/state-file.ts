@@ -23,7 +23,7 @@
 // new ones start fresh. An enabled client past its expiry stays enabled only
 // if its last checker succeeded (then it expires one timeout from now).
 
-import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from "node:crypto";
+import { createCipheriv, createDecipheriv, hkdfSync } from "node:crypto";
 import { closeSync, constants, fstatSync, openSync, readFileSync } from "node:fs";
 import type { ClientSettings } from "../clients/settings.js";
 import type { ClientRuntime } from "../clients/record.js";
@@ -32,6 +32,7 @@ import type { Logger } from "../daemon/log.js";
 import { reasonInWords } from "../config/os-error.js";
 import { events } from "../events.js";
 import { systemClock, type Clock, type TimerHandle } from "../clock.js";
+import { drawRandom } from "../../tls/random.js";
 import { BaseFile, isSpan, piecesOf, StateFileChanged, writeAtomically, writeAtomicallyInBackground, type StateList, type StatePiece } from "./state-writer.js";
 
 export { writeAtomically, writeAtomicallyInBackground } from "./state-writer.js";
@@ -153,25 +154,14 @@ function byteSize(part: string | Uint8Array): number {
   return typeof part === "string" ? Buffer.byteLength(part, "utf8") : part.length;
 }
 
-// GCM's nonces, random, each used once, drawn from a pool: randomBytes(12)
-// a client cost ~10 µs a call, 0.1 s of the first save of 10,000 clients.
+// GCM's nonces, random, each used once, drawn from the handshakes' pool
+// (tls/random.ts): randomBytes(12) a client cost ~10 µs a call, 0.1 s of
+// the first save of 10,000 clients.
 const IV_BYTES = 12;
-let ivPool = Buffer.alloc(0);
-let ivNext = 0;
-
-function freshIv(): Buffer {
-  if (ivNext + IV_BYTES > ivPool.length) {
-    ivPool = randomBytes(IV_BYTES * 256);
-    ivNext = 0;
-  }
-  const iv = ivPool.subarray(ivNext, ivNext + IV_BYTES);
-  ivNext += IV_BYTES;
-  return iv;
-}
 
 /** Also used by pickle-import.ts, to carry a secret migrated from the reference. */
 export function sealSecret(secret: Buffer, configSecret: Buffer): string {
-  const iv = freshIv();
+  const iv = drawRandom(IV_BYTES);
   const c = createCipheriv("aes-256-gcm", secretKey(configSecret), iv);
   const body = Buffer.concat([c.update(secret), c.final()]);
   return Buffer.concat([iv, c.getAuthTag(), body]).toString("base64");
@@ -438,31 +428,19 @@ export class StateSerialiser {
       }
       const close = pieces[++i] as Buffer;
       const offset = position + (comma ? 1 : 0);
-      const at = piece.at;
-      if (base !== null && at !== null && at.base === base) {
-        const length = piece.length + (at.close === close ? close.length : 0);
-        if (run !== null && comma && run.offset + run.length + 1 === at.offset) {
-          run.length += 1 + length;
+      const copied = base === null ? null : copiedPart(piece, close, base);
+      if (base !== null && copied !== null) {
+        if (run !== null && comma && run.offset + run.length + 1 === copied.offset) {
+          run.length += 1 + copied.length;
         } else {
           if (run !== null) out.push(run);
           if (comma) out.push(COMMA);
-          run = { base, offset: at.offset, length };
+          run = { base, offset: copied.offset, length: copied.length };
         }
-        if (at.close !== close) {
-          out.push(run, close);
+        if (copied.after.length > 0) {
+          out.push(run, ...copied.after);
           run = null;
         }
-      } else if (base !== null && piece.headAt !== null && piece.headAt.base === base) {
-        const head = piece.headAt.offset;
-        if (run !== null && comma && run.offset + run.length + 1 === head) {
-          run.length += 1 + piece.headLength;
-        } else {
-          if (run !== null) out.push(run);
-          if (comma) out.push(COMMA);
-          run = { base, offset: head, length: piece.headLength };
-        }
-        out.push(run, piece.bytes!, close);
-        run = null;
       } else {
         if (run !== null) out.push(run);
         run = null;
@@ -659,6 +637,21 @@ export class StateSerialiser {
 }
 
 const COMMA = Buffer.from(",");
+
+/**
+ * What of a fragment (followed by `close`) a save copies from `base`: all
+ * of it, with its close if that is still the one in effect, or its head;
+ * then what follows it from memory. Null if none of it lies there.
+ */
+function copiedPart(fragment: Fragment, close: Buffer, base: BaseFile): { offset: number; length: number; after: Buffer[] } | null {
+  const { at, headAt } = fragment;
+  if (at !== null && at.base === base) {
+    const sameClose = at.close === close;
+    return { offset: at.offset, length: fragment.length + (sameClose ? close.length : 0), after: sameClose ? [] : [close] };
+  }
+  if (headAt !== null && headAt.base === base) return { offset: headAt.offset, length: fragment.headLength, after: [fragment.bytes!, close] };
+  return null;
+}
 
 /** A fragment's head: `"NAME":{"config":...,"current":...,"runtime":` (storedHead's JSON, open for the runtime). */
 function headText(conf: ClientSettings, settings: ConfigValues, enabled: boolean): string {
