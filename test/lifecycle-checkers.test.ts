@@ -115,7 +115,11 @@ test("secretDelivered bumps the expiry by extended_timeout; re-enabling restarts
 test("secrets sent one after another set no new disable timer, and the client expires at the last one's expiry", () => {
   const clock = new ManualClock();
   let timersSet = 0;
-  const counting = { now: () => clock.now(), setTimeout: (fn: () => void, ms: number) => (timersSet++, clock.setTimeout(fn, ms)) };
+  const counting = {
+    now: () => clock.now(),
+    setTimeout: (fn: () => void, ms: number) => (timersSet++, clock.setTimeout(fn, ms)),
+    setTimeoutWith: <T>(fn: (arg: T) => void, ms: number, arg: T) => (timersSet++, clock.setTimeoutWith(fn, ms, arg)),
+  };
   const s = scripted();
   // No checker runs before the client expires (interval far beyond the timeouts).
   const reg = new ClientRegistry([clientSettings("web", { interval: 3_600_000 })], { logger: silentLogger, clock: counting, spawner: s.spawner, random: () => 1 });

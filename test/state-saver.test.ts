@@ -27,7 +27,11 @@ test("a slow save puts the next one off; a fast one brings the one-second delay 
   const manual = new ManualClock();
   // Time spent inside a save: the manual clock's own timers are not fired from within one.
   let inside = 0;
-  const clock: Clock = { now: () => manual.now() + inside, setTimeout: (fn, ms) => manual.setTimeout(fn, ms) };
+  const clock: Clock = {
+    now: () => manual.now() + inside,
+    setTimeout: (fn, ms) => manual.setTimeout(fn, ms),
+    setTimeoutWith: (fn, ms, arg) => manual.setTimeoutWith(fn, ms, arg),
+  };
   let saveTakes = 100;
   let saves = 0;
   const path = join(dir, "clients.json");

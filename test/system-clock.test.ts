@@ -32,6 +32,30 @@ test("a cancelled timer never fires", async () => {
   assert.equal(fired, false);
 });
 
+test("setTimeoutWith calls one shared function with each timer's own argument, in order with plain timers, and not once cancelled", async () => {
+  const fired: string[] = [];
+  const shared = (name: string): void => void fired.push(name);
+  systemClock.setTimeoutWith(shared, 30, "b");
+  systemClock.setTimeout(() => fired.push("plain"), 20);
+  systemClock.setTimeoutWith(shared, 10, "a");
+  systemClock.setTimeoutWith(shared, 15, "cancelled").cancel();
+  systemClock.setTimeoutWith(shared, 30, "c");
+  await sleep(200);
+  assert.deepEqual(fired, ["a", "plain", "b", "c"]);
+});
+
+test("a fired or cancelled timer lets go of its argument", async () => {
+  // Fired: the timer's handle (what a client record keeps until it sets the next) must not keep the argument alive.
+  const handles: TimerHandle[] = [];
+  const seen: object[] = [];
+  handles.push(systemClock.setTimeoutWith((o: object) => void seen.push(o), 5, { big: "x".repeat(16) }));
+  handles.push(systemClock.setTimeoutWith(() => undefined, 60_000, { big: "y" }));
+  handles[1]!.cancel();
+  await sleep(100);
+  assert.equal(seen.length, 1);
+  for (const h of handles) assert.equal((h as unknown as { arg: unknown }).arg, undefined);
+});
+
 test("timers fire in the order they are due, those due together in the order set", async () => {
   const fired: number[] = [];
   // Delays 0-90 ms in steps of 10, shuffled, three timers per delay.

@@ -58,10 +58,7 @@ export class ApprovalGate {
   approve(c: ClientRecord, approved: boolean): void {
     c.approved = approved;
     c.approvedReset?.cancel();
-    c.approvedReset = this.#host.clock.setTimeout(() => {
-      c.approved = null;
-      c.approvedReset = null;
-    }, c.settings.approvalDuration);
+    c.approvedReset = this.#host.clock.setTimeoutWith(approvalLapsed, c.settings.approvalDuration, c);
     c.notify();
   }
 
@@ -108,4 +105,10 @@ export class ApprovalGate {
     if (before !== c.approvalPending()) this.#host.changed(c, "ApprovalPending");
     if (request) this.#host.emit({ type: "need-approval", client: c.view(), timeout: request.timeout, approvedByDefault: request.approvedByDefault });
   }
+}
+
+/** approval_duration has passed since approve(): the client asks again. */
+function approvalLapsed(c: ClientRecord): void {
+  c.approved = null;
+  c.approvedReset = null;
 }

@@ -96,26 +96,42 @@ export class CheckerRunner {
     c.checkerTimer?.cancel();
     const interval = c.settings.interval;
     const delay = randomizeStart ? Math.floor(this.#random() * (interval + 1)) : interval;
-    c.checkerTimer = clock.setTimeout(() => {
-      c.checkerTimer = null;
-      this.#schedule(c, interval);
-      // Another server of a fleet runs this checker and moves the expiry (../fleet/).
-      if (!this.#host.ownsChecker(c)) return;
-      this.start(c);
-      if (randomizeStart) {
-        const later = clock.now() + c.settings.interval;
-        if (c.runtime.expires !== null && c.runtime.expires < later) {
-          c.runtime.expires = later;
-          this.#expiry.arm(c);
-          this.#host.changed(c, "Expires");
-        }
-      }
-    }, delay);
+    c.checkerTimer = clock.setTimeoutWith(randomizeStart ? this.#firstDueRandomized : this.#firstDue, delay, c);
     // A checker may take up to an interval, so expire at the soonest one
     // interval after the (delayed) first checker starts.
     c.runtime.expires = clock.now() + delay + interval;
     this.#expiry.arm(c);
     this.#host.changed(c, "Expires");
+  }
+
+  // The timers' callbacks, one each for every client (Clock.setTimeoutWith).
+  readonly #firstDue = (c: ClientRecord): void => this.#onFirstDue(c, false);
+  readonly #firstDueRandomized = (c: ClientRecord): void => this.#onFirstDue(c, true);
+  readonly #nextDue = (c: ClientRecord): void => this.#onNextDue(c);
+
+  /** The first checker after init(): the schedule starts, and a randomized start moves the expiry. */
+  #onFirstDue(c: ClientRecord, randomizeStart: boolean): void {
+    c.checkerTimer = null;
+    this.#schedule(c, c.settings.interval);
+    // Another server of a fleet runs this checker and moves the expiry (../fleet/).
+    if (!this.#host.ownsChecker(c)) return;
+    this.start(c);
+    if (randomizeStart) {
+      const later = this.#host.clock.now() + c.settings.interval;
+      if (c.runtime.expires !== null && c.runtime.expires < later) {
+        c.runtime.expires = later;
+        this.#expiry.arm(c);
+        this.#host.changed(c, "Expires");
+      }
+    }
+  }
+
+  #onNextDue(c: ClientRecord): void {
+    c.checkerTimer = null;
+    if (!c.runtime.enabled) return;
+    // In a fleet another server may run this client's checkers (../fleet/); the schedule goes on, ready to take over.
+    if (this.#host.ownsChecker(c)) this.start(c);
+    this.#schedule(c, c.settings.interval);
   }
 
   /** The interval changed: the reference restarts the schedule with the new one. */
@@ -133,13 +149,7 @@ export class CheckerRunner {
   }
 
   #schedule(c: ClientRecord, every: number): void {
-    c.checkerTimer = this.#host.clock.setTimeout(() => {
-      c.checkerTimer = null;
-      if (!c.runtime.enabled) return;
-      // In a fleet another server may run this client's checkers (../fleet/); the schedule goes on, ready to take over.
-      if (this.#host.ownsChecker(c)) this.start(c);
-      this.#schedule(c, c.settings.interval);
-    }, every);
+    c.checkerTimer = this.#host.clock.setTimeoutWith(this.#nextDue, every, c);
   }
 
   /** The reference's start_checker: never two at once for one client. */

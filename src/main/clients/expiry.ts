@@ -68,8 +68,11 @@ export class Expiry {
   #set(c: ClientRecord, ms: number): void {
     const clock = this.#host.clock;
     c.disableDue = clock.now() + ms;
-    c.disableTimer = clock.setTimeout(() => this.#fire(c), ms);
+    c.disableTimer = clock.setTimeoutWith(this.#due, ms, c);
   }
+
+  /** Every client's expiry timer calls this one function (Clock.setTimeoutWith). */
+  readonly #due = (c: ClientRecord): void => this.#fire(c);
 
   #fire(c: ClientRecord): void {
     c.disableTimer = null;

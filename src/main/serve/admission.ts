@@ -75,9 +75,28 @@ class Fifo<T> {
   }
 }
 
-interface Ticket {
+/** The admission's side of its tickets: shared by every ticket. */
+interface TicketBook {
+  /** A waiting ticket left its queue. */
+  cancelled(): void;
+}
+
+/** A place in a source's queue; it is its own SlotTicket (one object a waiting connection, no closure). */
+class Ticket implements SlotTicket {
   readonly start: (slot: Slot) => void;
-  live: boolean;
+  readonly #book: TicketBook;
+  live = true;
+
+  constructor(start: (slot: Slot) => void, book: TicketBook) {
+    this.start = start;
+    this.#book = book;
+  }
+
+  cancel(): void {
+    if (!this.live) return;
+    this.live = false;
+    this.#book.cancelled();
+  }
 }
 
 interface Source {
@@ -174,6 +193,12 @@ export class Admission {
     },
   };
 
+  readonly #book: TicketBook = {
+    cancelled: () => {
+      this.#waiting--;
+    },
+  };
+
   constructor(options: AdmissionOptions) {
     this.#options = options;
   }
@@ -216,7 +241,7 @@ export class Admission {
 
   /** Asks for a handshake slot; `start` runs when granted, at once if one is free and nobody waits. */
   requestSlot(key: string, start: (slot: Slot) => void): SlotTicket {
-    const ticket: Ticket = { start, live: true };
+    const ticket = new Ticket(start, this.#book);
     if (this.#free() && this.#ring.length === 0) {
       ticket.live = false;
       this.#grant(ticket);
@@ -229,13 +254,7 @@ export class Admission {
       source.inRing = true;
       this.#ring.push(source);
     }
-    return {
-      cancel: () => {
-        if (!ticket.live) return;
-        ticket.live = false;
-        this.#waiting--;
-      },
-    };
+    return ticket;
   }
 
   #grant(ticket: Ticket): void {

@@ -77,7 +77,12 @@ export function numberConnections(index: number, stride: number): void {
   idStride = stride;
 }
 
-export interface ConnectionDeps {
+/**
+ * What every connection of a listener shares: one object, not one a
+ * connection (a connection waiting for its slot is promoted to the old
+ * generation in a wave, and every full collection walks what it holds).
+ */
+export interface ConnectionHost {
   readonly registry: SecretSource;
   readonly runner: HandshakeRunner;
   readonly tlsSettings: TlsSettings;
@@ -85,25 +90,32 @@ export interface ConnectionDeps {
   readonly logger: Logger;
   /** Every deadline and duration. */
   readonly clock: Clock;
-  /** The source the peer counts against (serve/source.ts). */
-  readonly source: string;
-  /** Asks for a handshake slot; `granted` may run before this returns. The slot is released when the handshake ends. */
-  readonly requestSlot: (granted: (slot: Slot) => void) => SlotTicket;
+  /** Asks for a handshake slot for a peer of `source`; `granted` may run before this returns. The slot is released when the handshake ends. */
+  requestSlot(source: string, granted: (slot: Slot) => void): SlotTicket;
   /**
    * Called once, at the very end; `failed` when the peer failed the
    * protocol (admission.ts, Rule 3): it ended before a decision for any
    * reason but ours, or its key was unknown.
    */
-  readonly onClosed: (outcome: ConnectionOutcome, failed: boolean) => void;
+  closed(connection: Connection, source: string, outcome: ConnectionOutcome, failed: boolean): void;
 }
+
+/** No bytes: the line and early buffers' value between uses (one Buffer, not one a connection). */
+const EMPTY = Buffer.alloc(0);
+
+/** The connection a socket belongs to, for the socket's event handlers, which every connection shares. */
+const CONNECTION = Symbol("mandos-ts.connection");
+type OwnedSocket = Socket & { [CONNECTION]?: Connection };
 
 export class Connection {
   #state: ConnectionState = "AwaitingLine";
-  readonly #socket: Socket;
-  readonly #deps: ConnectionDeps;
+  readonly #socket: OwnedSocket;
+  readonly #deps: ConnectionHost;
+  /** The source the peer counts against (serve/source.ts). */
+  readonly #source: string;
   readonly #ref: ConnectionRef;
   readonly #started: number;
-  #line: Buffer = Buffer.alloc(0);
+  #line: Buffer = EMPTY;
   #tls: TlsClient | null = null;
   #driver: EngineDriver | null = null;
   /** Time spent waiting on the handshake runner so far (HandshakeDone.runnerWaitMs). */
@@ -112,35 +124,60 @@ export class Connection {
   /** A legacy peer's OpenPGP fingerprint, once its handshake is done. */
   #fingerprint: string | undefined = undefined;
   #deadline: TimerHandle | null = null;
+  /** What the deadline's timeout event says the connection was doing. */
+  #deadlineWhat = "";
   /** The handshake slot, from its grant to the handshake's end. */
   #slot: Slot | null = null;
   /** Looks, PEER_SLOW_MS after the slot came, whether the peer keeps us waiting (#checkSlow). */
   #slowCheck: TimerHandle | null = null;
   #ticket: SlotTicket | null = null;
   /** Bytes after the version line, kept while waiting for a slot. */
-  #early: Buffer = Buffer.alloc(0);
+  #early: Buffer = EMPTY;
   #unknownKey = false;
   #abort: AbortController | null = null;
   /** Set while our Finished waits, corked, for the decision. */
   #cork: NodeJS.Timeout | null = null;
 
-  constructor(socket: Socket, deps: ConnectionDeps) {
+  constructor(socket: Socket, deps: ConnectionHost, source: string) {
     this.#socket = socket;
     this.#deps = deps;
+    this.#source = source;
     this.#started = deps.clock.now();
     const address = socket.remoteAddress ?? "";
     const port = socket.remotePort ?? 0;
     // The reference logs Python's socket address tuple; keep its form.
     const label = socket.remoteFamily === "IPv6" ? `('${address}', ${port}, 0, 0)` : `('${address}', ${port})`;
-    this.#ref = { id: ++lastId * idStride + idOffset, address, port, source: deps.source, label };
+    this.#ref = { id: ++lastId * idStride + idOffset, address, port, source, label };
     if (events.connectionAccepted.hasSubscribers) events.connectionAccepted.publish({ connection: this.#ref });
     socket.setNoDelay(true);
-    socket.on("data", (chunk: Buffer) => this.#onData(chunk));
-    socket.on("end", () => this.#onEnd());
-    socket.on("error", (error: NodeJS.ErrnoException) => this.#close("socket-error", error.code ?? error.message));
-    socket.on("close", () => this.#close("peer-closed"));
+    this.#socket[CONNECTION] = this;
+    socket.on("data", Connection.#socketData);
+    socket.on("end", Connection.#socketEnd);
+    socket.on("error", Connection.#socketError);
+    socket.on("close", Connection.#socketClose);
     this.#arm(VERSION_LINE_TIMEOUT_MS, "waiting for the version line");
     socket.resume();
+  }
+
+  // The socket's events, one function each for every connection.
+  static #socketData(this: OwnedSocket, chunk: Buffer): void {
+    const c = this[CONNECTION];
+    if (c) c.#onData(chunk);
+  }
+
+  static #socketEnd(this: OwnedSocket): void {
+    const c = this[CONNECTION];
+    if (c) c.#onEnd();
+  }
+
+  static #socketError(this: OwnedSocket, error: NodeJS.ErrnoException): void {
+    const c = this[CONNECTION];
+    if (c) c.#close("socket-error", error.code ?? error.message);
+  }
+
+  static #socketClose(this: OwnedSocket): void {
+    const c = this[CONNECTION];
+    if (c) c.#close("peer-closed");
   }
 
   get state(): ConnectionState {
@@ -168,7 +205,17 @@ export class Connection {
 
   #arm(ms: number, what: string): void {
     this.#deadline?.cancel();
-    this.#deadline = this.#deps.clock.setTimeout(() => this.#close("timeout", what), ms);
+    this.#deadlineWhat = what;
+    this.#deadline = this.#deps.clock.setTimeoutWith(Connection.#deadlinePassed, ms, this);
+  }
+
+  static #deadlinePassed(c: Connection): void {
+    c.#deadline = null;
+    c.#close("timeout", c.#deadlineWhat);
+  }
+
+  static #slowCheckDue(c: Connection): void {
+    c.#checkSlow();
   }
 
   #elapsed(): number {
@@ -204,7 +251,7 @@ export class Connection {
     if (end < 0) return;
     const line = this.#line.subarray(0, end).toString("latin1");
     const rest = this.#line.subarray(end);
-    this.#line = Buffer.alloc(0);
+    this.#line = EMPTY;
     const verdict = judgeVersionLine(line);
     this.#publishLine(line, verdict.ok, verdict.ok ? undefined : verdict.reason);
     if (!verdict.ok) {
@@ -215,8 +262,9 @@ export class Connection {
     // Nothing more is read until the slot comes: the rest stays in the kernel.
     this.#socket.pause();
     this.#arm(ADMISSION_WAIT_MS, "waiting for a handshake slot");
-    this.#early = rest;
-    this.#ticket = this.#deps.requestSlot((slot) => this.#onSlot(slot));
+    // Kept only when the peer sent more (it should not: the handshake is ours to start).
+    this.#early = rest.length > 0 ? rest : EMPTY;
+    this.#ticket = this.#deps.requestSlot(this.#source, (slot) => this.#onSlot(slot));
   }
 
   #onSlot(slot: Slot): void {
@@ -228,9 +276,9 @@ export class Connection {
     }
     this.#to("Handshaking");
     this.#arm(HANDSHAKE_TIMEOUT_MS, "during the TLS handshake");
-    this.#slowCheck = this.#deps.clock.setTimeout(() => this.#checkSlow(), PEER_SLOW_MS);
+    this.#slowCheck = this.#deps.clock.setTimeoutWith(Connection.#slowCheckDue, PEER_SLOW_MS, this);
     const early = this.#early;
-    this.#early = Buffer.alloc(0);
+    this.#early = EMPTY;
     this.#startTls(early);
   }
 
@@ -248,7 +296,7 @@ export class Connection {
     if (!slot || this.#state !== "Handshaking") return;
     const waitsOnPeer = this.#driver !== null && this.#driver.pending === null;
     // Not moved (ours to wait for, or the slow pool full): look again later.
-    if (!(waitsOnPeer && slot.slow())) this.#slowCheck = this.#deps.clock.setTimeout(() => this.#checkSlow(), PEER_SLOW_MS);
+    if (!(waitsOnPeer && slot.slow())) this.#slowCheck = this.#deps.clock.setTimeoutWith(Connection.#slowCheckDue, PEER_SLOW_MS, this);
   }
 
   #publishLine(line: string | null, accepted: boolean, reason: string | undefined): void {
@@ -491,6 +539,6 @@ export class Connection {
     }
     const beforeDecision = stage === "AwaitingLine" || stage === "Handshaking";
     const ours = outcome === "shutdown" || outcome === "internal-error";
-    this.#deps.onClosed(outcome, this.#unknownKey || (beforeDecision && !ours));
+    this.#deps.closed(this, this.#source, outcome, this.#unknownKey || (beforeDecision && !ours));
   }
 }

@@ -20,7 +20,7 @@ import type { TlsSettings } from "../../tls/index.js";
 import type { Clock } from "../clock.js";
 import { events } from "../events.js";
 import { Admission, type AdmissionRefusal, type HandshakeCounts } from "./admission.js";
-import { Connection } from "./connection.js";
+import { Connection, type ConnectionHost } from "./connection.js";
 import { InterfaceFilter } from "./interface-filter.js";
 import type { HandshakeRunner } from "./handshake-runner.js";
 import { DEFAULT_MAX_PER_SOURCE, HANDSHAKE_SLOTS_PER_WORKER, LISTEN_BACKLOG, MAX_HANDSHAKES_IN_FLIGHT, MAX_OPEN_CONNECTIONS, MAX_SLOW_HANDSHAKES } from "./limits.js";
@@ -81,6 +81,8 @@ export class Listener {
   readonly #connections = new Set<Connection>();
   readonly #admission: Admission;
   readonly #gate: SourceGate;
+  /** What every connection shares (connection.ts). */
+  readonly #host: ConnectionHost;
   #closing = false;
   #accepted = 0;
   #interface: InterfaceFilter | null = null;
@@ -96,6 +98,22 @@ export class Listener {
       slowSlots: deps.slowSlots ?? MAX_SLOW_HANDSHAKES,
     });
     this.#gate = deps.gate ?? this.#admission;
+    const admission = this.#admission;
+    const gate = this.#gate;
+    this.#host = {
+      registry: deps.registry,
+      runner: deps.runner,
+      tlsSettings: deps.tlsSettings,
+      logger: deps.logger,
+      clock: deps.clock,
+      requestSlot: (source, granted) => admission.requestSlot(source, granted),
+      closed: (connection, source, _outcome, failed) => {
+        if (failed) gate.failed(source);
+        gate.leave(source);
+        this.#connections.delete(connection);
+        if (this.#connections.size === 0) this.#drained?.();
+      },
+    };
     this.#server = createServer({ pauseOnConnect: true, noDelay: true }, (socket) => this.#accept(socket));
     this.#server.maxConnections = deps.maxOpen ?? MAX_OPEN_CONNECTIONS;
     this.#server.on("error", (error) => deps.logger.error(`Listening socket error: ${error.message}`));
@@ -188,30 +206,13 @@ export class Listener {
       socket.resetAndDestroy();
       return;
     }
-    const gate = this.#gate;
     if (this.#closing || socket.destroyed) {
       // Closed while the gate answered (a serve thread's): nothing was read.
-      gate.leave(source);
+      this.#gate.leave(source);
       socket.destroy();
       return;
     }
-    const admission = this.#admission;
-    const connection = new Connection(socket, {
-      registry: this.#deps.registry,
-      runner: this.#deps.runner,
-      tlsSettings: this.#deps.tlsSettings,
-      logger: this.#deps.logger,
-      clock: this.#deps.clock,
-      source,
-      requestSlot: (granted) => admission.requestSlot(source, granted),
-      onClosed: (_outcome, failed) => {
-        if (failed) gate.failed(source);
-        gate.leave(source);
-        this.#connections.delete(connection);
-        if (this.#connections.size === 0) this.#drained?.();
-      },
-    });
-    this.#connections.add(connection);
+    this.#connections.add(new Connection(socket, this.#host, source));
   }
 
   #notAdmitted(socket: Socket, why: AdmissionRefusal | "not-on-interface"): void {
