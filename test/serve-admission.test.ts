@@ -25,10 +25,15 @@ test("slots go round-robin across waiting sources, not first come first served",
   const served: string[] = [];
   const held: Slot[] = [];
   const ask = (key: string, name: string): SlotTicket =>
-    admission.requestSlot(key, (slot) => {
-      served.push(name);
-      held.push(slot);
-    });
+    // One function for every waiter, each ticket handing it its own (as connections do).
+    admission.requestSlot(
+      key,
+      (slot, who: string) => {
+        served.push(who);
+        held.push(slot);
+      },
+      name,
+    );
   ask("busy", "busy-0");
   for (let i = 1; i <= 3; i++) ask("busy", `busy-${i}`);
   ask("quiet", "quiet-0");
@@ -49,7 +54,7 @@ test("slots go round-robin across waiting sources, not first come first served",
 test("a release counts once, however often it is called", () => {
   const admission = new Admission({ clock: new ManualClock(), maxPerSource: 0, slots: 1, slowSlots: 1 });
   const held: Slot[] = [];
-  for (let i = 0; i < 3; i++) admission.requestSlot("a", (slot) => held.push(slot));
+  for (let i = 0; i < 3; i++) admission.requestSlot("a", (slot) => held.push(slot), undefined);
   held[0]!.release();
   held[0]!.release();
   assert.equal(held.length, 2, "one release, one slot for the next");
@@ -59,7 +64,7 @@ test("a release counts once, however often it is called", () => {
 test("a handshake moved to the slow pool gives its slot to the next, up to the pool's size", () => {
   const admission = new Admission({ clock: new ManualClock(), maxPerSource: 0, slots: 2, slowSlots: 2 });
   const held: Slot[] = [];
-  for (let i = 0; i < 6; i++) admission.requestSlot(`s${i}`, (slot) => held.push(slot));
+  for (let i = 0; i < 6; i++) admission.requestSlot(`s${i}`, (slot) => held.push(slot), undefined);
   assert.equal(held.length, 2);
   assert.equal(held[0]!.slow(), true);
   assert.equal(held.length, 3, "the slow one's slot went to the next");

@@ -82,14 +82,20 @@ interface TicketBook {
 }
 
 /** A place in a source's queue; it is its own SlotTicket (one object a waiting connection, no closure). */
-class Ticket implements SlotTicket {
-  readonly start: (slot: Slot) => void;
+class Ticket<T = unknown> implements SlotTicket {
+  readonly #start: (slot: Slot, waiter: T) => void;
+  readonly #waiter: T;
   readonly #book: TicketBook;
   live = true;
 
-  constructor(start: (slot: Slot) => void, book: TicketBook) {
-    this.start = start;
+  constructor(start: (slot: Slot, waiter: T) => void, waiter: T, book: TicketBook) {
+    this.#start = start;
+    this.#waiter = waiter;
     this.#book = book;
+  }
+
+  start(slot: Slot): void {
+    this.#start(slot, this.#waiter);
   }
 
   cancel(): void {
@@ -239,9 +245,13 @@ export class Admission {
     source.tokens = Math.max(0, source.tokens - 1);
   }
 
-  /** Asks for a handshake slot; `start` runs when granted, at once if one is free and nobody waits. */
-  requestSlot(key: string, start: (slot: Slot) => void): SlotTicket {
-    const ticket = new Ticket(start, this.#book);
+  /**
+   * Asks for a handshake slot; `start(slot, waiter)` runs when granted, at
+   * once if one is free and nobody waits (one function may serve every
+   * waiter: connections pass a shared one and themselves).
+   */
+  requestSlot<T>(key: string, start: (slot: Slot, waiter: T) => void, waiter: T): SlotTicket {
+    const ticket = new Ticket<unknown>(start as (slot: Slot, waiter: unknown) => void, waiter, this.#book);
     if (this.#free() && this.#ring.length === 0) {
       ticket.live = false;
       this.#grant(ticket);

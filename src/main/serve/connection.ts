@@ -91,7 +91,7 @@ export interface ConnectionHost {
   /** Every deadline and duration. */
   readonly clock: Clock;
   /** Asks for a handshake slot for a peer of `source`; `granted` may run before this returns. The slot is released when the handshake ends. */
-  requestSlot(source: string, granted: (slot: Slot) => void): SlotTicket;
+  requestSlot(source: string, granted: (slot: Slot, connection: Connection) => void, connection: Connection): SlotTicket;
   /**
    * Called once, at the very end; `failed` when the peer failed the
    * protocol (admission.ts, Rule 3): it ended before a decision for any
@@ -214,6 +214,10 @@ export class Connection {
     c.#close("timeout", c.#deadlineWhat);
   }
 
+  static #slotGranted(slot: Slot, c: Connection): void {
+    c.#onSlot(slot);
+  }
+
   static #slowCheckDue(c: Connection): void {
     c.#checkSlow();
   }
@@ -264,7 +268,7 @@ export class Connection {
     this.#arm(ADMISSION_WAIT_MS, "waiting for a handshake slot");
     // Kept only when the peer sent more (it should not: the handshake is ours to start).
     this.#early = rest.length > 0 ? rest : EMPTY;
-    this.#ticket = this.#deps.requestSlot(this.#source, (slot) => this.#onSlot(slot));
+    this.#ticket = this.#deps.requestSlot(this.#source, Connection.#slotGranted, this);
   }
 
   #onSlot(slot: Slot): void {
@@ -334,25 +338,46 @@ export class Connection {
     );
   }
 
-  /** Where the engine's bytes and events go (src/tls/drive.ts drives it). */
+  /** Where the engine's bytes and events go (src/tls/drive.ts drives it): one small object a handshake, its methods shared. */
   #engineSink(): EngineSink {
-    return {
-      write: (bytes) => this.#socket.write(bytes),
-      beforeWrite: (event) => {
-        if (event.type !== "handshake-complete") return;
-        // Our Finished is about to be written; when the secret follows
-        // soon (no approval) both leave in one segment. Uncorked by the
-        // decision, or after DECISION_CORK_MS, so an approval wait delays
-        // the Finished no longer.
-        this.#socket.cork();
-        this.#cork = setTimeout(() => this.#uncork(), DECISION_CORK_MS);
-      },
-      event: (event) => this.#onTlsEvent(event),
-      taskFailed: (error) => {
-        this.#deps.logger.error(`Handshake task for ${this.#ref.label} failed: ${String(error)}`);
-        this.#close("internal-error");
-      },
-    };
+    return new Connection.#Sink(this);
+  }
+
+  static readonly #Sink = class ConnectionSink implements EngineSink {
+    readonly #c: Connection;
+
+    constructor(c: Connection) {
+      this.#c = c;
+    }
+
+    write(bytes: Buffer): void {
+      this.#c.#socket.write(bytes);
+    }
+
+    beforeWrite(event: TlsEvent): void {
+      if (event.type !== "handshake-complete") return;
+      // Our Finished is about to be written; when the secret follows
+      // soon (no approval) both leave in one segment. Uncorked by the
+      // decision, or after DECISION_CORK_MS, so an approval wait delays
+      // the Finished no longer.
+      const c = this.#c;
+      c.#socket.cork();
+      c.#cork = setTimeout(Connection.#corkExpired, DECISION_CORK_MS, c);
+    }
+
+    event(event: TlsEvent): void {
+      this.#c.#onTlsEvent(event);
+    }
+
+    taskFailed(error: unknown): void {
+      const c = this.#c;
+      c.#deps.logger.error(`Handshake task for ${c.#ref.label} failed: ${String(error)}`);
+      c.#close("internal-error");
+    }
+  };
+
+  static #corkExpired(c: Connection): void {
+    c.#uncork();
   }
 
   /** A handshake task on the runner (the pool or inline), its wait counted. */

@@ -106,7 +106,7 @@ export class Listener {
       tlsSettings: deps.tlsSettings,
       logger: deps.logger,
       clock: deps.clock,
-      requestSlot: (source, granted) => admission.requestSlot(source, granted),
+      requestSlot: (source, granted, connection) => admission.requestSlot(source, granted, connection),
       closed: (connection, source, _outcome, failed) => {
         if (failed) gate.failed(source);
         gate.leave(source);
