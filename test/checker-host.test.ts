@@ -11,7 +11,7 @@
 
 import { test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
-import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -102,12 +102,12 @@ test("kill() ends the checker's whole process group, reported as SIGTERM", async
 });
 
 test("a host that dies reports its checkers killed, and the next checker starts a new host", async (t) => {
-  const { host, log } = setUp(t);
-  const long = run(host, "sleep 30");
-  await until("the host runs", () => host.pid !== undefined);
+  const { host, log, dir } = setUp(t);
+  const started = join(dir, "started");
+  const long = run(host, `touch ${started}; sleep 30`);
+  // The host is ready and runs the checker (not a fixed sleep: a loaded machine starts it later).
+  await until("the checker runs in the host", () => existsSync(started));
   const first = host.pid!;
-  // Let the checker start before the host goes.
-  await sleep(200);
   process.kill(first, "SIGKILL");
   assert.deepEqual(await long.outcome, { code: null, signal: 9 });
   assert.ok(log.lines.some((l) => l.startsWith("WARNING: The checker host ended")), log.lines.join("\n"));
