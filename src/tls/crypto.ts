@@ -8,8 +8,8 @@ import {
   createCipheriv,
   createDecipheriv,
   createECDH,
+  createHash,
   createHmac,
-  hash as oneShotHash,
   createPrivateKey,
   createPublicKey,
   diffieHellman,
@@ -20,6 +20,7 @@ import {
   type JsonWebKey,
   type KeyObject,
 } from "node:crypto";
+import * as nodeCrypto from "node:crypto";
 import type { CipherSuiteInfo, NamedGroup, SignatureScheme } from "./constants.js";
 import { TlsError } from "./errors.js";
 import { drawRandom } from "./random.js";
@@ -60,12 +61,19 @@ export function expandLabel(hash: HashName, secret: Uint8Array, label: string, c
 }
 
 /**
- * One-shot: no Hash object, whose native half a worker's young-generation
- * collection otherwise finalizes (~1 µs each, on top of ~0.6 µs more to
- * make; about forty native objects a handshake, five of them hashes).
+ * `crypto.hash`, one-shot (Node 20.12 and later; package.json admits 20.9,
+ * which has only createHash: a named import would fail to link there).
+ */
+const oneShotHash = (nodeCrypto as { hash?: typeof nodeCrypto.hash }).hash;
+
+/**
+ * One-shot where Node has it: no Hash object, whose native half a
+ * worker's young-generation collection otherwise finalizes (~1 µs each,
+ * on top of ~0.6 µs more to make; about forty native objects a handshake,
+ * five of them hashes).
  */
 export function digest(hash: HashName, data: Uint8Array): Buffer {
-  return oneShotHash(hash, data, "buffer");
+  return oneShotHash ? oneShotHash(hash, data, "buffer") : createHash(hash).update(data).digest();
 }
 
 /** Derive-Secret(Secret, Label, Messages) with the transcript hash already computed. */
@@ -466,5 +474,5 @@ export function makeSignature(scheme: SignatureScheme, key: KeyObject, content: 
 
 /** The Mandos key ID: SHA-256 of the DER SubjectPublicKeyInfo, uppercase hex. */
 export function keyId(spkiDer: Uint8Array): string {
-  return oneShotHash("sha256", spkiDer, "hex").toUpperCase();
+  return digest("sha256", spkiDer).toString("hex").toUpperCase();
 }
