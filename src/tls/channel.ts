@@ -31,10 +31,11 @@ export class ApplicationChannel extends ClosingRecordWriter {
   #keyUpdates = 0;
   #readClosed = false;
 
-  constructor(suite: CipherSuiteInfo, readSecret: Uint8Array, writeSecret: Uint8Array, readKeys?: TrafficKeys, writeKeys?: TrafficKeys) {
+  /** `writeKeys`: our write key and IV when the handshake made them already (a flight task); else made at the first record. */
+  constructor(suite: CipherSuiteInfo, readSecret: Uint8Array, writeSecret: Uint8Array, writeKeys?: TrafficKeys) {
     super();
     this.#suite = suite;
-    this.#read = { secret: readSecret, keys: readKeys ?? null, seq: 0n };
+    this.#read = { secret: readSecret, keys: null, seq: 0n };
     this.#write = { secret: writeSecret, keys: writeKeys ?? null, seq: 0n };
   }
 

@@ -318,13 +318,7 @@ export class TlsClient extends TlsEndpoint {
         return;
       case "complete": {
         this.output(Buffer.from(result.clientFlight));
-        const channel = new ApplicationChannel(
-          state.suite,
-          result.serverApplicationTraffic,
-          result.clientApplicationTraffic,
-          undefined,
-          result.clientKeys,
-        );
+        const channel = new ApplicationChannel(state.suite, result.serverApplicationTraffic, result.clientApplicationTraffic, result.clientKeys);
         this.#state = { name: "Done" };
         this.connect(channel, {
           type: "handshake-complete",

@@ -4,8 +4,9 @@
 // object and a trip into C++ each); every handshake of the server role
 // draws twice, its ClientHello's random and session ID and its X25519
 // private key: ~0.2 µs a draw from the pool (docs/BENCHMARK.md, session
-// 15); the state file's GCM nonces come from it too. Each byte is handed out once, as a copy, and zeroed in the pool
-// at once, so the pool never holds a key that is in use.
+// 15); the state file's GCM nonces come from it too. Each byte is handed
+// out once, as a copy, and zeroed in the pool at once, so the pool never
+// holds a key that is in use.
 
 import { randomBytes, randomFillSync } from "node:crypto";
 

@@ -107,7 +107,6 @@ export class CheckerRunner {
   // The timers' callbacks, one each for every client (Clock.setTimeoutWith).
   readonly #firstDue = (c: ClientRecord): void => this.#onFirstDue(c, false);
   readonly #firstDueRandomized = (c: ClientRecord): void => this.#onFirstDue(c, true);
-  readonly #nextDue = (c: ClientRecord): void => this.#onNextDue(c);
 
   /** The first checker after init(): the schedule starts, and a randomized start moves the expiry. */
   #onFirstDue(c: ClientRecord, randomizeStart: boolean): void {
@@ -126,13 +125,14 @@ export class CheckerRunner {
     }
   }
 
-  #onNextDue(c: ClientRecord): void {
+  /** Every later checker: the next is scheduled once this one has started. */
+  readonly #nextDue = (c: ClientRecord): void => {
     c.checkerTimer = null;
     if (!c.runtime.enabled) return;
     // In a fleet another server may run this client's checkers (../fleet/); the schedule goes on, ready to take over.
     if (this.#host.ownsChecker(c)) this.start(c);
     this.#schedule(c, c.settings.interval);
-  }
+  };
 
   /** The interval changed: the reference restarts the schedule with the new one. */
   reschedule(c: ClientRecord): void {

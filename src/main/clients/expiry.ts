@@ -68,13 +68,11 @@ export class Expiry {
   #set(c: ClientRecord, ms: number): void {
     const clock = this.#host.clock;
     c.disableDue = clock.now() + ms;
-    c.disableTimer = clock.setTimeoutWith(this.#due, ms, c);
+    c.disableTimer = clock.setTimeoutWith(this.#fire, ms, c);
   }
 
   /** Every client's expiry timer calls this one function (Clock.setTimeoutWith). */
-  readonly #due = (c: ClientRecord): void => this.#fire(c);
-
-  #fire(c: ClientRecord): void {
+  readonly #fire = (c: ClientRecord): void => {
     c.disableTimer = null;
     const expires = c.runtime.expires;
     if (expires === null) return;
@@ -82,5 +80,5 @@ export class Expiry {
     if (left > 0) this.#set(c, left);
     else if (this.#host.ownsChecker(c)) this.#host.disable(c, "timeout");
     else this.#set(c, OWNER_GRACE_MS);
-  }
+  };
 }

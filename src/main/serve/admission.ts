@@ -82,13 +82,13 @@ interface TicketBook {
 }
 
 /** A place in a source's queue; it is its own SlotTicket (one object a waiting connection, no closure). */
-class Ticket<T = unknown> implements SlotTicket {
-  readonly #start: (slot: Slot, waiter: T) => void;
-  readonly #waiter: T;
+class Ticket implements SlotTicket {
+  readonly #start: (slot: Slot, waiter: unknown) => void;
+  readonly #waiter: unknown;
   readonly #book: TicketBook;
   live = true;
 
-  constructor(start: (slot: Slot, waiter: T) => void, waiter: T, book: TicketBook) {
+  constructor(start: (slot: Slot, waiter: unknown) => void, waiter: unknown, book: TicketBook) {
     this.#start = start;
     this.#waiter = waiter;
     this.#book = book;
@@ -251,7 +251,7 @@ export class Admission {
    * waiter: connections pass a shared one and themselves).
    */
   requestSlot<T>(key: string, start: (slot: Slot, waiter: T) => void, waiter: T): SlotTicket {
-    const ticket = new Ticket<unknown>(start as (slot: Slot, waiter: unknown) => void, waiter, this.#book);
+    const ticket = new Ticket(start as (slot: Slot, waiter: unknown) => void, waiter, this.#book);
     if (this.#free() && this.#ring.length === 0) {
       ticket.live = false;
       this.#grant(ticket);
