@@ -182,7 +182,7 @@ export class TlsClient extends TlsEndpoint {
       case "ExpectServerFlight":
         if (rec.type !== ContentType.ApplicationData) throw new TlsError("TLS_UNEXPECTED_MESSAGE", `unprotected record type ${rec.type} after ServerHello`);
         // Bounded by MAX_HANDSHAKE_BUFFER_BYTES (endpoint.ts) and MAX_FLIGHT_RECORDS until the flight is checked.
-        state.flight.append(rec.header, rec.body);
+        state.flight.append(rec.bytes);
         return;
       case "AwaitKeyShare":
         throw new TlsError("TLS_UNEXPECTED_MESSAGE", "data before our second ClientHello");
@@ -213,7 +213,7 @@ export class TlsClient extends TlsEndpoint {
     // Kept in its place among the flight's records: the flight task drops it
     // before the server's Finished, and after it the replay refuses it, as a
     // change_cipher_spec that arrives once we are connected is refused.
-    if (this.#state.name === "ExpectServerFlight") this.#state.flight.append(rec.header, rec.body);
+    if (this.#state.name === "ExpectServerFlight") this.#state.flight.append(rec.bytes);
   }
 
   #onServerHello(state: Extract<ClientState, { name: "ExpectServerHello" }>, raw: Buffer, body: Buffer): void {
@@ -317,12 +317,13 @@ export class TlsClient extends TlsEndpoint {
         this.fail(fromErrorData(result.error as TlsErrorData), Boolean(result.alertRecord));
         return;
       case "complete": {
-        this.output(Buffer.from(result.clientFlight));
+        // The task's bytes are this thread's own (a structured clone, or made inline for this call): viewed, not copied.
+        this.output(ownBuffer(result.clientFlight));
         const channel = new ApplicationChannel(state.suite, result.serverApplicationTraffic, result.clientApplicationTraffic, result.clientKeys);
         this.#state = { name: "Done" };
         this.connect(channel, {
           type: "handshake-complete",
-          peerPublicKey: Buffer.from(result.peerPublicKey),
+          peerPublicKey: ownBuffer(result.peerPublicKey),
           keyId: result.keyId,
           cipherSuite: state.suite.name,
           group: state.group,
@@ -330,8 +331,10 @@ export class TlsClient extends TlsEndpoint {
         });
         // Records after the server's Finished are under the application keys
         // (a change_cipher_spec among them is refused, however the bytes were split).
+        const rest = state.flight.after(result.consumedBytes);
+        if (rest.length === 0) return;
         const after = new RecordFramer();
-        after.push(state.flight.after(result.consumedBytes));
+        after.push(rest);
         for (let rec = after.next(); rec && !this.failed; rec = after.next()) this.receiveRecord(rec);
         return;
       }
@@ -348,4 +351,9 @@ export class TlsClient extends TlsEndpoint {
     }
     return plainAlert(description);
   }
+}
+
+/** A Buffer over bytes no one else holds, without a copy. */
+function ownBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }

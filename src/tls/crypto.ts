@@ -46,18 +46,38 @@ export function hkdfExpand(hash: HashName, prk: Uint8Array, info: Uint8Array, le
 }
 
 const LABEL_PREFIX = Buffer.from("tls13 ", "latin1");
+const HASH_LENGTH: Record<HashName, number> = { sha256: 32, sha384: 48 };
+/** "tls13 " + label, as bytes, by label: the labels are a handful of constants. */
+const fullLabels = new Map<string, Buffer>();
+function fullLabel(label: string): Buffer {
+  let bytes = fullLabels.get(label);
+  if (!bytes) {
+    bytes = Buffer.concat([LABEL_PREFIX, Buffer.from(label, "latin1")]);
+    fullLabels.set(label, bytes);
+  }
+  return bytes;
+}
 
-/** HKDF-Expand-Label(Secret, Label, Context, Length), RFC 8446 §7.1. */
+/**
+ * HKDF-Expand-Label(Secret, Label, Context, Length), RFC 8446 §7.1. Every
+ * length TLS 1.3 asks for fits in one HMAC block of output (T(1)): the
+ * HkdfLabel and its counter byte go to the HMAC in one buffer, and the
+ * output is T(1) itself or a view of its first bytes.
+ */
 export function expandLabel(hash: HashName, secret: Uint8Array, label: string, context: Uint8Array, length: number): Buffer {
-  const labelBytes = Buffer.from(label, "latin1");
-  const info = Buffer.allocUnsafe(2 + 1 + LABEL_PREFIX.length + labelBytes.length + 1 + context.length);
-  let o = info.writeUInt16BE(length, 0);
-  o = info.writeUInt8(LABEL_PREFIX.length + labelBytes.length, o);
-  o += LABEL_PREFIX.copy(info, o);
-  o += labelBytes.copy(info, o);
-  o = info.writeUInt8(context.length, o);
+  const full = fullLabel(label);
+  const info = Buffer.allocUnsafe(2 + 1 + full.length + 1 + context.length + 1);
+  info.writeUInt16BE(length, 0);
+  info[2] = full.length;
+  full.copy(info, 3);
+  let o = 3 + full.length;
+  info[o++] = context.length;
   info.set(context, o);
-  return hkdfExpand(hash, secret, info, length);
+  o += context.length;
+  if (length > HASH_LENGTH[hash]) return hkdfExpand(hash, secret, info.subarray(0, o), length);
+  info[o] = 1;
+  const t1 = createHmac(hash, secret).update(info).digest();
+  return length === t1.length ? t1 : t1.subarray(0, length);
 }
 
 /**
@@ -168,21 +188,30 @@ export function trafficKeys(suite: CipherSuiteInfo, secret: Uint8Array): Traffic
   };
 }
 
+/**
+ * The record's nonce (RFC 8446 §5.3) in this thread's one scratch buffer:
+ * createCipheriv and createDecipheriv copy the IV into their context at
+ * once, so no nonce outlives the call that made it.
+ */
+const NONCE = Buffer.alloc(12);
 function nonce(iv: Uint8Array, seq: bigint): Buffer {
-  const n = Buffer.from(iv);
+  NONCE.set(iv);
   let s = seq;
   for (let i = 11; i >= 4 && s > 0n; i--) {
-    n[i]! ^= Number(s & 0xffn);
+    NONCE[i]! ^= Number(s & 0xffn);
     s >>= 8n;
   }
-  return n;
+  return NONCE;
 }
 
 const TAG = 16;
+/** The AEAD options, one object for every record (only CCM, which TLS 1.3 here does not offer, needs plaintextLength). */
+const AEAD_OPTIONS = { authTagLength: TAG } as const;
 
 /**
  * Seals one record: inner plaintext = content || type, no padding.
- * Returns the whole record, header included.
+ * Returns the whole record, header included. The inner plaintext is laid
+ * out in the record itself and encrypted in one call.
  */
 export function sealRecord(suite: CipherSuiteInfo, keys: TrafficKeys, seq: bigint, type: number, content: Uint8Array): Buffer {
   const length = content.length + 1 + TAG;
@@ -191,13 +220,14 @@ export function sealRecord(suite: CipherSuiteInfo, keys: TrafficKeys, seq: bigin
   record[1] = 3;
   record[2] = 3;
   record.writeUInt16BE(length, 3);
+  record.set(content, 5);
+  record[5 + content.length] = type;
   // ChaCha20-Poly1305 has the GCM interface at run time; the typings list
   // only the GCM names in that overload.
-  const cipher = createCipheriv(suite.cipher as "aes-128-gcm", keys.key, nonce(keys.iv, seq), { authTagLength: TAG });
-  cipher.setAAD(record.subarray(0, 5), { plaintextLength: content.length + 1 });
+  const cipher = createCipheriv(suite.cipher as "aes-128-gcm", keys.key, nonce(keys.iv, seq), AEAD_OPTIONS);
+  cipher.setAAD(record.subarray(0, 5));
   let o = 5;
-  o += cipher.update(content).copy(record, o);
-  o += cipher.update(Buffer.of(type)).copy(record, o);
+  o += cipher.update(record.subarray(5, 6 + content.length)).copy(record, o);
   o += cipher.final().copy(record, o);
   cipher.getAuthTag().copy(record, o);
   return record;
@@ -213,8 +243,8 @@ export function openRecord(suite: CipherSuiteInfo, keys: TrafficKeys, seq: bigin
   if (body.length < TAG + 1) throw new TlsError("TLS_BAD_RECORD_MAC", "record too short to be protected");
   let plain: Buffer;
   try {
-    const decipher = createDecipheriv(suite.cipher as "aes-128-gcm", keys.key, nonce(keys.iv, seq), { authTagLength: TAG });
-    decipher.setAAD(header, { plaintextLength: body.length - TAG });
+    const decipher = createDecipheriv(suite.cipher as "aes-128-gcm", keys.key, nonce(keys.iv, seq), AEAD_OPTIONS);
+    decipher.setAAD(header);
     decipher.setAuthTag(body.subarray(body.length - TAG));
     const head = decipher.update(body.subarray(0, body.length - TAG));
     const tail = decipher.final();

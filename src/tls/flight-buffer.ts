@@ -10,25 +10,26 @@
 import { TlsError } from "./errors.js";
 import { MAX_FLIGHT_RECORDS } from "./limits.js";
 
+const EMPTY = Buffer.alloc(0);
+
 export class FlightBuffer {
   #bytes = Buffer.allocUnsafe(1024);
   #length = 0;
   #handed = 0;
   #records = 0;
 
-  /** One record, header and body; more than MAX_FLIGHT_RECORDS in a flight is decode_error. */
-  append(header: Uint8Array, body: Uint8Array): void {
+  /** One whole record, header included; more than MAX_FLIGHT_RECORDS in a flight is decode_error. */
+  append(record: Uint8Array): void {
     if (++this.#records > MAX_FLIGHT_RECORDS) {
       throw new TlsError("TLS_DECODE", `more than ${MAX_FLIGHT_RECORDS} records in the server's flight`);
     }
-    const need = this.#length + header.length + body.length;
+    const need = this.#length + record.length;
     if (need > this.#bytes.length) {
       const grown = Buffer.allocUnsafe(Math.max(need, 2 * this.#bytes.length));
       this.#bytes.copy(grown, 0, 0, this.#length);
       this.#bytes = grown;
     }
-    this.#bytes.set(header, this.#length);
-    this.#bytes.set(body, this.#length + header.length);
+    this.#bytes.set(record, this.#length);
     this.#length = need;
   }
 
@@ -53,6 +54,6 @@ export class FlightBuffer {
 
   /** The records from `offset` into the handed ones to the end: those after the server's Finished. */
   after(offset: number): Buffer {
-    return Buffer.from(this.#bytes.subarray(offset, this.#length));
+    return offset >= this.#length ? EMPTY : Buffer.from(this.#bytes.subarray(offset, this.#length));
   }
 }

@@ -13,22 +13,45 @@ import { TlsError } from "./errors.js";
 
 export interface RawRecord {
   readonly type: number;
+  /** The whole record, header and body. */
+  readonly bytes: Buffer;
   /** The 5-byte header (the AEAD's additional data for protected records). */
   readonly header: Buffer;
   readonly body: Buffer;
+}
+
+/** A record as framed: one view of its bytes; the header and body views are made when asked for. */
+class FramedRecord implements RawRecord {
+  readonly type: number;
+  readonly bytes: Buffer;
+  constructor(type: number, bytes: Buffer) {
+    this.type = type;
+    this.bytes = bytes;
+  }
+  get header(): Buffer {
+    return this.bytes.subarray(0, 5);
+  }
+  get body(): Buffer {
+    return this.bytes.subarray(5);
+  }
 }
 
 /**
  * Bytes received and not yet consumed, as the chunks they came in. Taking
  * n bytes copies them at most once, so a stream that arrives a byte at a
  * time costs linear work (issue 16: concatenating the pending bytes on
- * every push made one-byte reads quadratic).
+ * every push made one-byte reads quadratic). Headers are read a byte at a
+ * time where they lie, and a take that fits in the first chunk is a view
+ * of it: a record costs one Buffer object, not one a header peek, a take
+ * and the rest of its chunk (a server flight is ~7 records).
  *
- *   chunks: [c0 c1 c2 ...]   length = sum of their lengths
- *   peek(n) merges c0..ck into one chunk when c0 is shorter than n
+ *   chunks: [c0 c1 c2 ...]   c0's first #offset bytes already taken
+ *   length = sum of their lengths - #offset
+ *   take(n) merges c0..ck into one chunk when c0 holds fewer than n
  */
 class ByteQueue {
   #chunks: Buffer[] = [];
+  #offset = 0;
   #length = 0;
 
   get length(): number {
@@ -41,30 +64,42 @@ class ByteQueue {
     this.#length += chunk.length;
   }
 
-  /** The first n bytes (n <= length), not consumed. */
-  peek(n: number): Buffer {
-    const first = this.#chunks[0]!;
-    if (first.length >= n) return first.subarray(0, n);
+  /** Byte i (i < length) of what is not consumed. */
+  byte(i: number): number {
+    let at = i + this.#offset;
     let k = 0;
-    for (let got = 0; got < n; k++) got += this.#chunks[k]!.length;
-    const merged = Buffer.concat(this.#chunks.slice(0, k));
-    this.#chunks.splice(0, k, merged);
-    return merged.subarray(0, n);
+    while (at >= this.#chunks[k]!.length) at -= this.#chunks[k++]!.length;
+    return this.#chunks[k]![at]!;
   }
 
-  /** The first n bytes (n <= length), consumed. */
+  /** The first n bytes (0 < n <= length), consumed. */
   take(n: number): Buffer {
-    const out = this.peek(n);
-    const first = this.#chunks[0]!;
-    if (first.length === n) this.#chunks.shift();
-    else this.#chunks[0] = first.subarray(n);
+    let first = this.#chunks[0]!;
+    if (first.length - this.#offset < n) {
+      let k = 1;
+      for (let got = first.length - this.#offset; got < n; k++) got += this.#chunks[k]!.length;
+      const parts = this.#chunks.slice(0, k);
+      parts[0] = first.subarray(this.#offset);
+      first = Buffer.concat(parts);
+      this.#chunks.splice(0, k, first);
+      this.#offset = 0;
+    }
+    const out = this.#offset === 0 && first.length === n ? first : first.subarray(this.#offset, this.#offset + n);
+    this.#offset += n;
+    if (this.#offset === first.length) {
+      this.#chunks.shift();
+      this.#offset = 0;
+    }
     this.#length -= n;
     return out;
   }
 
   /** A copy of everything left. */
   copy(): Buffer {
-    return Buffer.concat(this.#chunks, this.#length);
+    if (this.#offset === 0) return Buffer.concat(this.#chunks, this.#length);
+    const parts = this.#chunks.slice();
+    parts[0] = parts[0]!.subarray(this.#offset);
+    return Buffer.concat(parts, this.#length);
   }
 }
 
@@ -82,24 +117,24 @@ export class RecordFramer {
 
   /** The next whole record, or null if more bytes are needed. */
   next(): RawRecord | null {
-    if (this.#pending.length < 5) return null;
-    const p = this.#pending.peek(5);
-    const type = p[0]!;
+    const p = this.#pending;
+    if (p.length < 5) return null;
+    const type = p.byte(0);
     if (type !== ContentType.ChangeCipherSpec && type !== ContentType.Alert && type !== ContentType.Handshake && type !== ContentType.ApplicationData) {
       throw new TlsError("TLS_UNEXPECTED_MESSAGE", `unknown record content type ${type}`);
     }
     // RFC 8446 §5.1: legacy_record_version is 0x0303 (0x0301 allowed in a first ClientHello).
-    if (p[1] !== 3 || (p[2] !== 1 && p[2] !== 3)) {
+    const minor = p.byte(2);
+    if (p.byte(1) !== 3 || (minor !== 1 && minor !== 3)) {
       throw new TlsError("TLS_DECODE", "bad record version");
     }
-    const length = p.readUInt16BE(3);
+    const length = (p.byte(3) << 8) | p.byte(4);
     // RFC 8446 §5.1/§5.2: 2^14 for a plaintext record, 2^14 + 256 for a protected one.
     if (length > (type === ContentType.ApplicationData ? MAX_CIPHERTEXT : MAX_PLAINTEXT)) {
       throw new TlsError("TLS_RECORD_OVERFLOW", `record of ${length} bytes`);
     }
-    if (this.#pending.length < 5 + length) return null;
-    const record = this.#pending.take(5 + length);
-    return { type, header: record.subarray(0, 5), body: record.subarray(5) };
+    if (p.length < 5 + length) return null;
+    return new FramedRecord(type, p.take(5 + length));
   }
 }
 
@@ -130,9 +165,9 @@ export class HandshakeAssembler {
   }
 
   next(): HandshakeMessage | null {
-    if (this.#pending.length < 4) return null;
-    const p = this.#pending.peek(4);
-    const length = (p[1]! << 16) | (p[2]! << 8) | p[3]!;
+    const p = this.#pending;
+    if (p.length < 4) return null;
+    const length = (p.byte(1) << 16) | (p.byte(2) << 8) | p.byte(3);
     if (length > MAX_HANDSHAKE_MESSAGE) throw new TlsError("TLS_DECODE", `handshake message of ${length} bytes`);
     if (this.#pending.length < 4 + length) return null;
     const raw = Buffer.from(this.#pending.take(4 + length));
