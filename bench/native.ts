@@ -19,6 +19,9 @@
 // then the default server's wave again with every client checked every two
 // minutes (the default interval; the rows before check once a day), the
 // checkers' CPU (the checker host's and their own) beside the server's.
+// After the side-by-side rows, the socket floor (socket-floor.ts): node:net
+// alone under the same concurrency, closing at once and held as long as
+// ours lived.
 
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { createHash, generateKeyPairSync, randomBytes } from "node:crypto";
@@ -27,8 +30,9 @@ import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { freePort } from "../test/helpers/wait.js";
-import { serverNodeFlags, stopProcess, waitForPort } from "./reboot.js";
+import { runCollecting, serverNodeFlags, stopProcess, waitForPort } from "./reboot.js";
 import { childrenCpuMs, cpuBetween, peakRssMiB, threadCpu, threadRolePreload, workerThreadIds, type ThreadCpu } from "./threads.js";
+import { buildFloorClient, describeFloor, measureFloor, type FloorRow } from "./socket-floor.js";
 
 const REPO = fileURLToPath(new URL("../../", import.meta.url));
 /** Where the project's shared tools folder keeps mandos-load; $MANDOS_LOAD_DIR overrides it. */
@@ -175,31 +179,19 @@ export interface NativeRow {
 /** mandos-load's "RESULT k=v ..." line. */
 type LoadResult = Readonly<Record<string, number>>;
 
-function runLoad(tools: NativeTools, port: number, clientsDir: string, args: readonly string[], cpus: string | undefined): Promise<LoadResult> {
+async function runLoad(tools: NativeTools, port: number, clientsDir: string, args: readonly string[], cpus: string | undefined): Promise<LoadResult> {
   const argv = ["-a", "::1", "-p", String(port), "-k", clientsDir, "-t", "30", ...args];
   const [command, commandArgs] = cpus ? ["taskset", ["-c", cpus, tools.loadGenerator, ...argv]] : [tools.loadGenerator, argv];
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, commandArgs, { stdio: ["ignore", "pipe", "pipe"] });
-    let out = "";
-    let err = "";
-    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (err += d.toString()));
-    child.on("error", reject);
-    child.on("exit", (code) => {
-      const line = out.split("\n").find((l) => l.startsWith("RESULT "));
-      if (!line) {
-        reject(new Error(`mandos-load exited with ${code} and no RESULT line: ${err.trim().slice(0, 500)}`));
-        return;
-      }
-      const result: Record<string, number> = {};
-      for (const kv of line.slice(7).split(" ")) {
-        const [k, v] = kv.split("=");
-        if (k) result[k] = Number(v);
-      }
-      if (code !== 0) process.stderr.write(`mandos-load exited with ${code}: ${err.trim().slice(0, 500)}\n`);
-      resolve(result);
-    });
-  });
+  const { code, out, err } = await runCollecting(command, commandArgs);
+  const line = out.split("\n").find((l) => l.startsWith("RESULT "));
+  if (!line) throw new Error(`mandos-load exited with ${code} and no RESULT line: ${err.trim().slice(0, 500)}`);
+  const result: Record<string, number> = {};
+  for (const kv of line.slice(7).split(" ")) {
+    const [k, v] = kv.split("=");
+    if (k) result[k] = Number(v);
+  }
+  if (code !== 0) process.stderr.write(`mandos-load exited with ${code}: ${err.trim().slice(0, 500)}\n`);
+  return result;
 }
 
 interface Started {
@@ -341,6 +333,9 @@ export interface NativeReport {
   readonly pinned: NativeRow[];
   readonly large: NativeRow[];
   readonly extrapolation: Extrapolation[];
+  /** node:net alone, the exchange's shape without TLS (socket-floor.ts): closing at once, and held as long as ours lived. */
+  readonly floor: FloorRow[];
+  readonly floorSkipped?: string;
 }
 
 export interface NativeOptions {
@@ -375,12 +370,12 @@ function pinFor(workers: number, cores: number): ServerUnderTest["pin"] {
 
 export async function runNativeComparison(options: NativeOptions): Promise<NativeReport> {
   const { tools, quick, work, log } = options;
-  const empty = { sideBySide: [], pinned: [], large: [], extrapolation: [] };
+  const empty = { sideBySide: [], pinned: [], large: [], extrapolation: [], floor: [] };
   if ("skipped" in tools) {
     log(`native comparison skipped: ${tools.skipped}`);
     return { ...empty, skipped: tools.skipped };
   }
-  const report: NativeReport = { ...empty };
+  let report: NativeReport = { ...empty };
   const measure = async (s: ServerUnderTest, clients: ClientSet, load: Load, into: NativeRow[]): Promise<void> => {
     const row = await measureServer(tools, s, clients, load, work);
     into.push(row);
@@ -398,6 +393,21 @@ export async function runNativeComparison(options: NativeOptions): Promise<Nativ
   const threads2: ServerUnderTest = { server: "mandos-ts", workers: 0, serveThreads: 2 };
   for (const s of [{ server: "mandos-ts", workers: 0 }, { server: "mandos-ts", workers: 2 }, threads2, native] as const) {
     await measure(s, small, load, report.sideBySide);
+  }
+
+  // The socket floor beside them: closing at once, then held as long as ours (two workers) lived.
+  const floorClient = buildFloorClient(work);
+  const oursPool = report.sideBySide.find((r) => r.server === "mandos-ts" && r.workers === 2 && !r.serveThreads);
+  if (typeof floorClient !== "string") {
+    log(`socket floor skipped: ${floorClient.skipped}`);
+    report = { ...report, floorSkipped: floorClient.skipped };
+  } else {
+    const floorLoad = { concurrency: load.concurrency, warmupSeconds: load.warmupSeconds, seconds: "seconds" in load.measure ? load.measure.seconds : 8 };
+    for (const holdMs of [0, Math.round(oursPool?.latencyMs.p50 ?? 0)]) {
+      const row = await measureFloor(floorClient, floorLoad, holdMs);
+      report.floor.push(row);
+      log(describeFloor(row));
+    }
   }
 
   const cores = availableParallelism();
@@ -475,6 +485,22 @@ export function nativeTables(report: NativeReport): string {
   section("Side by side, mandos-load (GnuTLS), same clients and load:", report.sideBySide);
   section("Pinned with taskset:", report.pinned);
   section("10,000 clients, one wave:", report.large);
+  if (report.floorSkipped) out += `Socket floor skipped: ${report.floorSkipped}\n\n`;
+  if (report.floor.length > 0) {
+    out +=
+      "The socket floor: node:net alone, the exchange's shape without TLS (a version line in, 250 bytes out, 700 in, 600 out, close), a C client, the same concurrency, held open as long as ours lived:\n\n" +
+      "| held ms | connections/s | CPU µs/connection | main | others | peak RSS MiB |\n|---|---|---|---|---|---|\n";
+    for (const f of report.floor) {
+      const c = f.cpuUsPerConnection;
+      out += `| ${f.holdMs} | ${f.connectionsPerSecond} | ${c.total} | ${c.main} | ${c.others} | ${f.peakRssMiB} |\n`;
+    }
+    const pool = report.sideBySide.find((r) => r.server === "mandos-ts" && r.workers === 2 && !r.serveThreads);
+    const held = report.floor.find((f) => f.holdMs > 0);
+    if (pool && held) {
+      out += `\nours with two workers: ${pool.cpuUsPerSecret.total} µs a secret, the held floor ${held.cpuUsPerConnection.total}: ${pool.cpuUsPerSecret.total - held.cpuUsPerConnection.total} µs for TLS, the server's logic and their garbage\n`;
+    }
+    out += "\n";
+  }
   if (report.extrapolation.length > 0) {
     out += "Extrapolated from the per-thread CPU per secret (side-by-side rows; one process, the main thread and cores − 1 workers or serve threads):\n\n| cores | ours, pool | bound by | ours, serve threads | bound by | native secrets/s |\n|---|---|---|---|---|---|\n";
     for (const e of report.extrapolation) out += `| ${e.cores} | ${e.poolSecretsPerSecond} | ${e.poolBoundBy} | ${e.threadsSecretsPerSecond} | ${e.threadsBoundBy} | ${e.nativeSecretsPerSecond} |\n`;

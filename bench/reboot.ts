@@ -195,6 +195,19 @@ function runGenerator(job: LoadJob, dir: string, onWarm: () => void = () => {}):
   });
 }
 
+/** Runs a command to its end, its output collected. */
+export function runCollecting(command: string, args: readonly string[]): Promise<{ code: number | null; out: string; err: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    let err = "";
+    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (err += d.toString()));
+    child.on("error", reject);
+    child.on("exit", (code) => resolve({ code, out, err }));
+  });
+}
+
 export async function stopProcess(child: ChildProcess, group = false): Promise<void> {
   const signal = (sig: NodeJS.Signals): void => {
     try {

@@ -2,7 +2,8 @@
 // which threads are workers from the preload and charges a worker's CPU to
 // them, not to the main thread; the extrapolation names the bound that
 // wins; the wave picture draws one line per series and panel and escapes
-// what it prints.
+// what it prints; the socket floor's exchanges complete, and a held floor
+// keeps each connection open as long as it is told.
 
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
@@ -13,6 +14,7 @@ import { join } from "node:path";
 import { once } from "node:events";
 import { childrenCpuMs, threadCpu, threadRolePreload, workerThreadIds } from "../bench/threads.js";
 import { extrapolate } from "../bench/native.js";
+import { buildFloorClient, measureFloor } from "../bench/socket-floor.js";
 import { waveSvg } from "../bench/wave-svg.js";
 
 describe("per-thread CPU", () => {
@@ -105,5 +107,28 @@ describe("the picture of the wave", () => {
     const paths = [...svg.matchAll(/<path d="([^"]+)"/g)].map((m) => m[1]!);
     assert.match(paths[2]!, /V200$/);
     assert.match(paths[0]!, /V70$/, "the first reaches 100% (y = top)");
+  });
+});
+
+describe("the socket floor", () => {
+  it("completes the exchange, and a held floor keeps each connection open as long as it is told", { timeout: 60_000 }, async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), "mandos-ts-floor-"));
+    try {
+      const client = buildFloorClient(dir);
+      if (typeof client !== "string") {
+        t.skip(client.skipped);
+        return;
+      }
+      const load = { concurrency: 8, warmupSeconds: 0.3, seconds: 1 };
+      const quick = await measureFloor(client, load, 0);
+      assert.ok(quick.connections > 0 && quick.cpuUsPerConnection.total > 0, JSON.stringify(quick));
+      // Eight connections held 200 ms each: at most 40 a second, however fast the machine.
+      const held = await measureFloor(client, load, 200);
+      assert.ok(held.connections > 0, JSON.stringify(held));
+      assert.ok(held.connectionsPerSecond <= 40, `held 200 ms, 8 at once: ${held.connectionsPerSecond} a second`);
+      assert.ok(quick.connectionsPerSecond > held.connectionsPerSecond, `${quick.connectionsPerSecond} closing at once, ${held.connectionsPerSecond} held`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
