@@ -7,6 +7,7 @@
 // when all of its tasks are done.
 
 import { parentPort } from "node:worker_threads";
+import { packBytes } from "./pack-bytes.js";
 import { generateEphemeralKeyShares, runHandshakeTask, type EphemeralKeyShares, type HandshakeTask, type HandshakeTaskResult, type NamedGroup } from "../tls/index.js";
 
 export type WorkerRequest =
@@ -38,7 +39,7 @@ export default function work(request: WorkerRequest): WorkerResponse | Promise<W
   if (request.kind === "keygen") {
     const shares: EphemeralKeyShares[] = [];
     for (let i = 0; i < request.count; i++) shares.push(generateEphemeralKeyShares(request.groups));
-    return { kind: "keygen", shares };
+    return packBytes({ kind: "keygen", shares });
   }
   let async = false;
   const results = request.tasks.map((task): BatchedResult | Promise<BatchedResult> => {
@@ -51,8 +52,8 @@ export default function work(request: WorkerRequest): WorkerResponse | Promise<W
       return failed(error);
     }
   });
-  if (!async) return { kind: "handshakes", results: results as BatchedResult[] };
-  return Promise.all(results).then((all) => ({ kind: "handshakes", results: all }));
+  if (!async) return packBytes({ kind: "handshakes", results: results as BatchedResult[] });
+  return Promise.all(results).then((all) => packBytes({ kind: "handshakes", results: all }));
 }
 
 /** runHandshakeTask is exception-free by contract; a bug must not fail the batch. */

@@ -17,6 +17,7 @@ import {
   type TlsSettings,
 } from "../../tls/index.js";
 import { WORKER_LOADED, type WorkerRequest, type WorkerResponse } from "../../workers/handshake.js";
+import { packBytes } from "../../workers/pack-bytes.js";
 
 export interface HandshakeRunner {
   /** Fresh, never reused key shares for one ClientHello. */
@@ -197,7 +198,7 @@ class PoolRunner implements HandshakeRunner {
       const free = this.workers - this.#batchesInFlight;
       const batch = this.#queue.splice(0, Math.min(MAX_BATCH, Math.ceil(this.#queue.length / free)));
       this.#batchesInFlight++;
-      this.#pool.run({ kind: "handshakes", tasks: batch.map((b) => b.task), knownKeys: this.#knownKeys() }).then(
+      this.#pool.run(packBytes({ kind: "handshakes", tasks: batch.map((b) => b.task), knownKeys: this.#knownKeys() })).then(
         (response) => {
           this.#batchesInFlight--;
           if (response.kind !== "handshakes" || response.results.length !== batch.length) {
