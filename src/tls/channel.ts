@@ -23,6 +23,13 @@ export type ChannelInput =
   | { readonly kind: "closed" }
   | { readonly kind: "none" };
 
+/**
+ * The write sequence number at which a close_notify sealed with the flight
+ * (flight.ts) is ours to send: after one record of application data, the
+ * secret a Mandos server sends before it closes.
+ */
+export const CLOSE_NOTIFY_SEQUENCE = 1n;
+
 export class ApplicationChannel extends ClosingRecordWriter {
   readonly #suite: CipherSuiteInfo;
   readonly #read: Direction;
@@ -30,13 +37,21 @@ export class ApplicationChannel extends ClosingRecordWriter {
   readonly #post = new HandshakeAssembler();
   #keyUpdates = 0;
   #readClosed = false;
+  /** Our close_notify sealed under the first write keys at CLOSE_NOTIFY_SEQUENCE, until it is sent or can no longer be. */
+  #closeNotify: Uint8Array | null;
 
-  /** `writeKeys`: our write key and IV when the handshake made them already (a flight task); else made at the first record. */
-  constructor(suite: CipherSuiteInfo, readSecret: Uint8Array, writeSecret: Uint8Array, writeKeys?: TrafficKeys) {
+  /**
+   * `writeKeys`: our write key and IV when the handshake made them already
+   * (a flight task); else made at the first record. `closeNotify`: our
+   * close_notify sealed under `writeKeys` at CLOSE_NOTIFY_SEQUENCE, sent
+   * as it is if our close comes there, sealed again otherwise.
+   */
+  constructor(suite: CipherSuiteInfo, readSecret: Uint8Array, writeSecret: Uint8Array, writeKeys?: TrafficKeys, closeNotify?: Uint8Array) {
     super();
     this.#suite = suite;
     this.#read = { secret: readSecret, keys: null, seq: 0n };
     this.#write = { secret: writeSecret, keys: writeKeys ?? null, seq: 0n };
+    this.#closeNotify = writeKeys && closeNotify ? closeNotify : null;
   }
 
   /** Handles one record from the peer; `out` collects anything we must send in answer. */
@@ -98,6 +113,14 @@ export class ApplicationChannel extends ClosingRecordWriter {
 
 
 
+  protected override sealCloseNotify(): Buffer {
+    const sealed = this.#closeNotify;
+    this.#closeNotify = null;
+    if (sealed === null || this.#write.seq !== CLOSE_NOTIFY_SEQUENCE) return super.sealCloseNotify();
+    this.#write.seq++;
+    return Buffer.from(sealed.buffer, sealed.byteOffset, sealed.byteLength);
+  }
+
   protected seal(type: number, content: Uint8Array): Buffer {
     return sealRecord(this.#suite, this.#keysOf(this.#write), this.#write.seq++, type, content);
   }
@@ -111,5 +134,7 @@ export class ApplicationChannel extends ClosingRecordWriter {
     d.secret = nextTrafficSecret(this.#suite, d.secret);
     d.keys = null;
     d.seq = 0n;
+    // Sealed under the keys just retired.
+    if (d === this.#write) this.#closeNotify = null;
   }
 }

@@ -319,7 +319,7 @@ export class TlsClient extends TlsEndpoint {
       case "complete": {
         // The task's bytes are this thread's own (a structured clone, or made inline for this call): viewed, not copied.
         this.output(ownBuffer(result.clientFlight));
-        const channel = new ApplicationChannel(state.suite, result.serverApplicationTraffic, result.clientApplicationTraffic, result.clientKeys);
+        const channel = new ApplicationChannel(state.suite, result.serverApplicationTraffic, result.clientApplicationTraffic, result.clientKeys, result.closeNotify);
         this.#state = { name: "Done" };
         this.connect(channel, {
           type: "handshake-complete",

@@ -64,6 +64,8 @@ import {
   parseEncryptedExtensions,
 } from "./messages.js";
 import { CHANGE_CIPHER_SPEC, HandshakeAssembler } from "./record.js";
+import { CLOSE_NOTIFY_SEQUENCE } from "./channel.js";
+import { CLOSE_NOTIFY_ALERT } from "./record-writer.js";
 
 /** Secrets after the key agreement; a follow-up task reuses them to skip step 1. */
 export interface FlightHandshakeState {
@@ -144,6 +146,14 @@ export type ServerFlightResult =
       readonly serverApplicationTraffic: Uint8Array;
       /** Ours; the server's application keys are made by the channel if it ever reads (after our secret the peer seldom gets to write). */
       readonly clientKeys: TrafficKeys;
+      /**
+       * Our close_notify, sealed under `clientKeys` at sequence number
+       * CLOSE_NOTIFY_SEQUENCE: what follows one record of application
+       * data (a Mandos server sends its secret, then closes), sealed here
+       * so that the main thread need not (ApplicationChannel uses it only
+       * when our close does come at that sequence number).
+       */
+      readonly closeNotify: Uint8Array;
     }
   | {
       readonly status: "error";
@@ -329,6 +339,7 @@ function finish(
   }
   const fin = encodeFinished(finishedMac(suite, handshake.clientHandshakeTraffic, transcriptHash(suite, transcript)));
   out.push(sealRecord(suite, clientHsKeys, seq++, ContentType.Handshake, fin));
+  const clientKeys = trafficKeys(suite, app.clientApplicationTraffic);
   return {
     status: "complete",
     consumedBytes,
@@ -338,7 +349,8 @@ function finish(
     clientFlight: Buffer.concat(out),
     clientApplicationTraffic: app.clientApplicationTraffic,
     serverApplicationTraffic: app.serverApplicationTraffic,
-    clientKeys: trafficKeys(suite, app.clientApplicationTraffic),
+    clientKeys,
+    closeNotify: sealRecord(suite, clientKeys, CLOSE_NOTIFY_SEQUENCE, ContentType.Alert, CLOSE_NOTIFY_ALERT),
   };
 }
 

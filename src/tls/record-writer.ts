@@ -5,6 +5,9 @@
 
 import { AlertDescription, ContentType } from "./constants.js";
 
+/** A close_notify alert's two bytes (RFC 8446 §6.1): warning, close_notify. */
+export const CLOSE_NOTIFY_ALERT: Uint8Array = Buffer.of(1, AlertDescription.CloseNotify);
+
 export abstract class ClosingRecordWriter {
   #writeClosed = false;
 
@@ -23,8 +26,13 @@ export abstract class ClosingRecordWriter {
   /** Our close_notify. */
   close(out: Buffer[]): void {
     if (this.#writeClosed) return;
-    out.push(this.seal(ContentType.Alert, Buffer.of(1, AlertDescription.CloseNotify)));
+    out.push(this.sealCloseNotify());
     this.#writeClosed = true;
+  }
+
+  /** Our close_notify, protected; a channel that holds it sealed already gives that. */
+  protected sealCloseNotify(): Buffer {
+    return this.seal(ContentType.Alert, CLOSE_NOTIFY_ALERT);
   }
 
   /** A fatal alert, protected, as the last thing we send. */
