@@ -346,6 +346,11 @@ export interface NativeOptions {
   readonly log: (line: string) => void;
 }
 
+/** Ours with `--workers 2` among `rows`: the pool row the extrapolation and the socket floor are read against. */
+function twoWorkerRow(rows: readonly NativeRow[]): NativeRow | undefined {
+  return rows.find((r) => r.server === "mandos-ts" && r.workers === 2 && !r.serveThreads);
+}
+
 /** "workers=2", or "serve-threads=2". */
 function threadsLabel(r: Pick<NativeRow, "workers" | "serveThreads">): string {
   return r.serveThreads ? `serve-threads=${r.serveThreads}` : `workers=${r.workers}`;
@@ -388,7 +393,8 @@ export async function runNativeComparison(options: NativeOptions): Promise<Nativ
     ? { dir: reuse, count: readFileSync(join(reuse, "clients.list"), "utf8").split("\n").filter(Boolean).length }
     : { dir: join(work, "clients-small"), count: quick ? 200 : 1000 };
   if (!reuse) makeClientSet(tools, small.count, small.dir, log, quick);
-  const load: Load = { concurrency: quick ? 64 : 256, warmupSeconds: quick ? 1 : 3, measure: { seconds: quick ? 2 : 8 } };
+  const seconds = quick ? 2 : 8;
+  const load: Load = { concurrency: quick ? 64 : 256, warmupSeconds: quick ? 1 : 3, measure: { seconds } };
   const native: ServerUnderTest = { server: "native", workers: 2 };
   const threads2: ServerUnderTest = { server: "mandos-ts", workers: 0, serveThreads: 2 };
   for (const s of [{ server: "mandos-ts", workers: 0 }, { server: "mandos-ts", workers: 2 }, threads2, native] as const) {
@@ -397,13 +403,13 @@ export async function runNativeComparison(options: NativeOptions): Promise<Nativ
 
   // The socket floor beside them: closing at once, then held as long as ours (two workers) lived.
   const floorClient = buildFloorClient(work);
-  const oursPool = report.sideBySide.find((r) => r.server === "mandos-ts" && r.workers === 2 && !r.serveThreads);
+  const oursPool = twoWorkerRow(report.sideBySide);
   if (typeof floorClient !== "string") {
     log(`socket floor skipped: ${floorClient.skipped}`);
     report = { ...report, floorSkipped: floorClient.skipped };
   } else {
-    const floorLoad = { concurrency: load.concurrency, warmupSeconds: load.warmupSeconds, seconds: "seconds" in load.measure ? load.measure.seconds : 8 };
-    for (const holdMs of [0, Math.round(oursPool?.latencyMs.p50 ?? 0)]) {
+    const floorLoad = { concurrency: load.concurrency, warmupSeconds: load.warmupSeconds, seconds };
+    for (const holdMs of oursPool ? [0, Math.round(oursPool.latencyMs.p50)] : [0]) {
       const row = await measureFloor(floorClient, floorLoad, holdMs);
       report.floor.push(row);
       log(describeFloor(row));
@@ -424,7 +430,7 @@ export async function runNativeComparison(options: NativeOptions): Promise<Nativ
     log("scaling run skipped: one core, nothing to pin apart");
   }
 
-  const oursW2 = report.sideBySide.find((r) => r.server === "mandos-ts" && r.workers === 2 && !r.serveThreads);
+  const oursW2 = twoWorkerRow(report.sideBySide);
   const oursT2 = report.sideBySide.find((r) => r.server === "mandos-ts" && r.serveThreads === 2);
   const nativeRow = report.sideBySide.find((r) => r.server === "native");
   if (oursW2 && oursT2 && nativeRow) {
@@ -494,7 +500,7 @@ export function nativeTables(report: NativeReport): string {
       const c = f.cpuUsPerConnection;
       out += `| ${f.holdMs} | ${f.connectionsPerSecond} | ${c.total} | ${c.main} | ${c.others} | ${f.peakRssMiB} |\n`;
     }
-    const pool = report.sideBySide.find((r) => r.server === "mandos-ts" && r.workers === 2 && !r.serveThreads);
+    const pool = twoWorkerRow(report.sideBySide);
     const held = report.floor.find((f) => f.holdMs > 0);
     if (pool && held) {
       out += `\nours with two workers: ${pool.cpuUsPerSecret.total} µs a secret, the held floor ${held.cpuUsPerConnection.total}: ${pool.cpuUsPerSecret.total - held.cpuUsPerConnection.total} µs for TLS, the server's logic and their garbage\n`;

@@ -8,7 +8,7 @@ import { nextTrafficSecret, openRecord, sealRecord, trafficKeys, type TrafficKey
 import { TlsError, peerAlertError } from "./errors.js";
 import { encodeKeyUpdate, parseKeyUpdate } from "./messages.js";
 import { MAX_KEY_UPDATES, MAX_PLAINTEXT } from "./limits.js";
-import { HandshakeAssembler, type RawRecord } from "./record.js";
+import { HandshakeAssembler, bufferView, type RawRecord } from "./record.js";
 import { ClosingRecordWriter } from "./record-writer.js";
 
 interface Direction {
@@ -118,7 +118,7 @@ export class ApplicationChannel extends ClosingRecordWriter {
     this.#closeNotify = null;
     if (sealed === null || this.#write.seq !== CLOSE_NOTIFY_SEQUENCE) return super.sealCloseNotify();
     this.#write.seq++;
-    return Buffer.from(sealed.buffer, sealed.byteOffset, sealed.byteLength);
+    return bufferView(sealed);
   }
 
   protected seal(type: number, content: Uint8Array): Buffer {

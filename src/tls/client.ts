@@ -27,7 +27,7 @@ import { ApplicationChannel } from "./channel.js";
 import { TlsEndpoint, plainAlert } from "./endpoint.js";
 import { ClientHelloTemplate, encodeClientHello, messageHash, parseServerHello, type ClientHelloParams } from "./messages.js";
 import type { TlsSettings } from "./priority.js";
-import { HandshakeAssembler, RecordFramer, plainRecord, type RawRecord } from "./record.js";
+import { HandshakeAssembler, RecordFramer, bufferView, plainRecord, type RawRecord } from "./record.js";
 import { sealRecord, trafficKeys } from "./crypto.js";
 import type { EphemeralKeyShares, HandshakeTask, HandshakeTaskResult } from "./tasks.js";
 import { Tls12ClientHandshake } from "./tls12/client12.js";
@@ -318,12 +318,12 @@ export class TlsClient extends TlsEndpoint {
         return;
       case "complete": {
         // The task's bytes are this thread's own (a structured clone, or made inline for this call): viewed, not copied.
-        this.output(ownBuffer(result.clientFlight));
+        this.output(bufferView(result.clientFlight));
         const channel = new ApplicationChannel(state.suite, result.serverApplicationTraffic, result.clientApplicationTraffic, result.clientKeys, result.closeNotify);
         this.#state = { name: "Done" };
         this.connect(channel, {
           type: "handshake-complete",
-          peerPublicKey: ownBuffer(result.peerPublicKey),
+          peerPublicKey: bufferView(result.peerPublicKey),
           keyId: result.keyId,
           cipherSuite: state.suite.name,
           group: state.group,
@@ -351,9 +351,4 @@ export class TlsClient extends TlsEndpoint {
     }
     return plainAlert(description);
   }
-}
-
-/** A Buffer over bytes no one else holds, without a copy. */
-function ownBuffer(bytes: Uint8Array): Buffer {
-  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }

@@ -63,7 +63,7 @@ import {
   parseCertificateVerify,
   parseEncryptedExtensions,
 } from "./messages.js";
-import { CHANGE_CIPHER_SPEC, HandshakeAssembler } from "./record.js";
+import { CHANGE_CIPHER_SPEC, HandshakeAssembler, bufferView } from "./record.js";
 import { CLOSE_NOTIFY_SEQUENCE } from "./channel.js";
 import { CLOSE_NOTIFY_ALERT } from "./record-writer.js";
 
@@ -188,7 +188,7 @@ export function processServerFlight(task: ServerFlightTask, context: FlightConte
     let requestContext: Buffer | null = p?.requestContext ? Buffer.from(p.requestContext) : null;
     let scheme: SignatureScheme | null = p?.scheme == null ? null : schemeByCode(p.scheme) ?? null;
 
-    const records = Buffer.from(task.records.buffer, task.records.byteOffset, task.records.byteLength);
+    const records = bufferView(task.records);
     for (let at = 0; at < records.length; ) {
       if (records.length - at < 5) throw new TlsError("TLS_INTERNAL", "torn record in task");
       const type = records[at]!;

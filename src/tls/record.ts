@@ -151,7 +151,7 @@ export class HandshakeAssembler {
 
   push(content: Uint8Array): void {
     if (content.length === 0) throw new TlsError("TLS_UNEXPECTED_MESSAGE", "empty handshake record");
-    this.#pending.push(Buffer.from(content.buffer, content.byteOffset, content.byteLength));
+    this.#pending.push(bufferView(content));
   }
 
   /** Whether a message is partly received (a key change must not split one, RFC 8446 §5.1). */
@@ -173,6 +173,11 @@ export class HandshakeAssembler {
     const raw = Buffer.from(this.#pending.take(4 + length));
     return { type: raw[0]!, raw, body: raw.subarray(4) };
   }
+}
+
+/** `bytes` as a Buffer, without a copy: the same memory, whatever view it came as (a structured clone gives Uint8Arrays). */
+export function bufferView(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
 /** A plaintext record (only ever ClientHello/ServerHello/CCS/alerts before keys). */
