@@ -24,6 +24,7 @@ import * as nodeCrypto from "node:crypto";
 import type { CipherSuiteInfo, NamedGroup, SignatureScheme } from "./constants.js";
 import { TlsError } from "./errors.js";
 import { drawRandom } from "./random.js";
+import { bufferView } from "./record.js";
 
 export type HashName = "sha256" | "sha384";
 
@@ -294,7 +295,7 @@ const MONTGOMERY: Partial<Record<NamedGroup, "X25519" | "X448">> = { x25519: "X2
  * reads only `d` of a private OKP JWK; `x` just has to be present.
  */
 function montgomeryPrivateKey(crv: "X25519" | "X448", raw: Uint8Array): KeyObject {
-  const d = Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).toString("base64url");
+  const d = bufferView(raw).toString("base64url");
   return createPrivateKey({ key: { kty: "OKP", crv, d, x: d }, format: "jwk" });
 }
 
@@ -436,7 +437,7 @@ function fixedSizeKind(der: Buffer): (typeof SPKI_PREFIX)[number] | undefined {
 
 /** Parses a DER SubjectPublicKeyInfo; anything unparsable is bad_certificate. */
 export function parseSpki(spki: Uint8Array): KeyObject {
-  const der = Buffer.from(spki.buffer, spki.byteOffset, spki.byteLength);
+  const der = bufferView(spki);
   try {
     const fixed = fixedSizeKind(der);
     if (fixed) return createPublicKey({ key: fixed.jwk(der.subarray(fixed.prefix.length)), format: "jwk" });
@@ -455,7 +456,7 @@ export function parseSpki(spki: Uint8Array): KeyObject {
  * the fixed-size kinds of SPKI_PREFIX are exact by construction and skip it.
  */
 export function requireCanonicalSpki(key: KeyObject, spki: Uint8Array): void {
-  const der = Buffer.from(spki.buffer, spki.byteOffset, spki.byteLength);
+  const der = bufferView(spki);
   if (fixedSizeKind(der)) return;
   // OpenSSL re-encodes a compressed EC point compressed; GnuTLS takes
   // uncompressed points only (X9.62 form 4), so the canonical form goes

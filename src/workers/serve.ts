@@ -17,6 +17,7 @@ import { collectGarbage } from "../main/daemon/memory.js";
 import type { Logger } from "../main/daemon/log.js";
 import type { SecretDecision, SecretSource } from "../main/clients/contract.js";
 import { FORWARDED_CHANNELS, type FromThread, type ServeThreadData, type ThreadOp, type ToThread } from "../main/serve/serve-protocol.js";
+import { bufferView } from "../tls/record.js";
 
 const port = parentPort;
 if (!port) throw new Error("src/workers/serve.ts runs in a worker thread");
@@ -137,7 +138,7 @@ port.on("message", (message: ToThread) => {
         if (!resolve) continue;
         pending.delete(id);
         // A Buffer arrives as a Uint8Array.
-        resolve(decision.give ? { give: true, secret: Buffer.from(decision.secret.buffer, decision.secret.byteOffset, decision.secret.byteLength) } : decision);
+        resolve(decision.give ? { give: true, secret: bufferView(decision.secret) } : decision);
       }
       return;
     case "listen":

@@ -31,6 +31,7 @@ import { createPublicKey, type KeyObject } from "node:crypto";
 import type * as OpenPgp from "openpgp";
 import { TlsError } from "../errors.js";
 import { MAX_RSA_EXPONENT_BITS, MAX_RSA_MODULUS_BITS, MIN_RSA_MODULUS_BITS } from "../limits.js";
+import { bufferView } from "../record.js";
 
 /**
  * Packets in one transferable public key. A real one has five (key, user
@@ -177,7 +178,7 @@ export async function checkTransferableKey(
   now: Date = new Date(),
 ): Promise<OpenPgpCertificate> {
   // Step 1.
-  const bytes = Buffer.from(keyBytes.buffer, keyBytes.byteOffset, keyBytes.byteLength);
+  const bytes = bufferView(keyBytes);
   const signaturePackets = walkPacketHeaders(bytes);
   // Step 2.
   const openpgp = await openPgp();
