@@ -33,6 +33,7 @@ import { freePort } from "../test/helpers/wait.js";
 import { runCollecting, serverNodeFlags, stopProcess, waitForPort } from "./reboot.js";
 import { childrenCpuMs, cpuBetween, peakRssMiB, threadCpu, threadRolePreload, workerThreadIds, type ThreadCpu } from "./threads.js";
 import { buildFloorClient, describeFloor, measureFloor, type FloorRow } from "./socket-floor.js";
+import { median } from "./stats.js";
 
 const REPO = fileURLToPath(new URL("../../", import.meta.url));
 /** Where the project's shared tools folder keeps mandos-load; $MANDOS_LOAD_DIR overrides it. */
@@ -330,6 +331,12 @@ export function extrapolate(pool: CpuPerSecret, threads: CpuPerSecret, native: C
 export interface NativeReport {
   readonly skipped?: string;
   readonly sideBySide: NativeRow[];
+  /**
+   * With $BENCH_NATIVE_ROUNDS above 1: every round of the side-by-side
+   * rows, the first being `sideBySide`, each later one in the reverse
+   * order of the one before.
+   */
+  readonly sideBySideRounds: NativeRow[][];
   readonly pinned: NativeRow[];
   readonly large: NativeRow[];
   readonly extrapolation: Extrapolation[];
@@ -375,7 +382,7 @@ function pinFor(workers: number, cores: number): ServerUnderTest["pin"] {
 
 export async function runNativeComparison(options: NativeOptions): Promise<NativeReport> {
   const { tools, quick, work, log } = options;
-  const empty = { sideBySide: [], pinned: [], large: [], extrapolation: [], floor: [] };
+  const empty = { sideBySide: [], sideBySideRounds: [], pinned: [], large: [], extrapolation: [], floor: [] };
   if ("skipped" in tools) {
     log(`native comparison skipped: ${tools.skipped}`);
     return { ...empty, skipped: tools.skipped };
@@ -397,8 +404,18 @@ export async function runNativeComparison(options: NativeOptions): Promise<Nativ
   const load: Load = { concurrency: quick ? 64 : 256, warmupSeconds: quick ? 1 : 3, measure: { seconds } };
   const native: ServerUnderTest = { server: "native", workers: 2 };
   const threads2: ServerUnderTest = { server: "mandos-ts", workers: 0, serveThreads: 2 };
-  for (const s of [{ server: "mandos-ts", workers: 0 }, { server: "mandos-ts", workers: 2 }, threads2, native] as const) {
-    await measure(s, small, load, report.sideBySide);
+  const sideBySide = [{ server: "mandos-ts", workers: 0 }, { server: "mandos-ts", workers: 2 }, threads2, native] as const;
+  for (const s of sideBySide) await measure(s, small, load, report.sideBySide);
+  // $BENCH_NATIVE_ROUNDS: the side-by-side rows again, alternating their
+  // order, for ratios that a single pair's machine noise does not decide.
+  const rounds = quick ? 1 : Math.max(1, Math.floor(Number(process.env.BENCH_NATIVE_ROUNDS ?? "1")) || 1);
+  if (rounds > 1) {
+    report.sideBySideRounds.push(report.sideBySide);
+    for (let round = 1; round < rounds; round++) {
+      const rows: NativeRow[] = [];
+      for (const s of round % 2 === 1 ? [...sideBySide].reverse() : sideBySide) await measure(s, small, load, rows);
+      report.sideBySideRounds.push(rows);
+    }
   }
 
   // The socket floor beside them: closing at once, then held as long as ours (two workers) lived.
@@ -480,6 +497,39 @@ function ratios(rows: readonly NativeRow[]): string {
   return out;
 }
 
+/** One of our side-by-side configurations over the rounds: its ratios to the native row of each round, and their medians. */
+export interface RoundRatios {
+  /** "workers=2", "serve-threads=2". */
+  readonly label: string;
+  readonly secretsPerSecond: readonly number[];
+  readonly cpuPerSecret: readonly number[];
+  readonly p99: readonly number[];
+  readonly median: { readonly secretsPerSecond: number; readonly cpuPerSecret: number; readonly p99: number };
+}
+
+/** Ours against the native server round by round (a round without a native row, or a zero, counts for none). */
+export function roundRatios(rounds: readonly (readonly NativeRow[])[]): RoundRatios[] {
+  const byLabel = new Map<string, { secretsPerSecond: number[]; cpuPerSecret: number[]; p99: number[] }>();
+  for (const rows of rounds) {
+    const native = rows.find((r) => r.server === "native");
+    if (!native || native.secretsPerSecond <= 0 || native.cpuUsPerSecret.total <= 0 || native.latencyMs.p99 <= 0) continue;
+    for (const r of rows) {
+      if (r.server !== "mandos-ts") continue;
+      const label = threadsLabel(r);
+      const into = byLabel.get(label) ?? { secretsPerSecond: [], cpuPerSecret: [], p99: [] };
+      byLabel.set(label, into);
+      into.secretsPerSecond.push(r.secretsPerSecond / native.secretsPerSecond);
+      into.cpuPerSecret.push(r.cpuUsPerSecret.total / native.cpuUsPerSecret.total);
+      into.p99.push(r.latencyMs.p99 / native.latencyMs.p99);
+    }
+  }
+  return [...byLabel].map(([label, v]) => ({
+    label,
+    ...v,
+    median: { secretsPerSecond: median(v.secretsPerSecond), cpuPerSecret: median(v.cpuPerSecret), p99: median(v.p99) },
+  }));
+}
+
 /** The native comparison as Markdown: three tables, each with its ratios, and the extrapolation. */
 export function nativeTables(report: NativeReport): string {
   if (report.skipped) return `Native comparison skipped: ${report.skipped}\n`;
@@ -489,6 +539,16 @@ export function nativeTables(report: NativeReport): string {
     out += `${title}\n\n${HEADER}${rows.map(rowLine).join("")}\n${ratios(rows)}\n`;
   };
   section("Side by side, mandos-load (GnuTLS), same clients and load:", report.sideBySide);
+  if (report.sideBySideRounds.length > 1) {
+    const n = report.sideBySideRounds.length;
+    for (const [i, rows] of report.sideBySideRounds.entries()) if (i > 0) section(`Side by side, round ${i + 1} of ${n}:`, rows);
+    const list = (v: readonly number[]): string => v.map((x) => x.toFixed(2)).join(", ");
+    out += `Ours / native over the ${n} rounds, round by round (median):\n\n| ours | secrets/s | CPU per secret | p99 |\n|---|---|---|---|\n`;
+    for (const r of roundRatios(report.sideBySideRounds)) {
+      out += `| ${r.label} | ${list(r.secretsPerSecond)} (${r.median.secretsPerSecond.toFixed(2)}) | ${list(r.cpuPerSecret)} (${r.median.cpuPerSecret.toFixed(2)}) | ${list(r.p99)} (${r.median.p99.toFixed(2)}) |\n`;
+    }
+    out += "\n";
+  }
   section("Pinned with taskset:", report.pinned);
   section("10,000 clients, one wave:", report.large);
   if (report.floorSkipped) out += `Socket floor skipped: ${report.floorSkipped}\n\n`;
@@ -516,5 +576,5 @@ export function nativeTables(report: NativeReport): string {
 
 /** Rows with failed, mismatched or missing secrets (warm-up included). */
 export function failedRows(report: NativeReport): NativeRow[] {
-  return [...report.sideBySide, ...report.pinned, ...report.large].filter((r) => r.failed > 0 || r.mismatched > 0 || r.ok === 0 || r.warmup.failed > 0);
+  return [...report.sideBySide, ...report.sideBySideRounds.slice(1).flat(), ...report.pinned, ...report.large].filter((r) => r.failed > 0 || r.mismatched > 0 || r.ok === 0 || r.warmup.failed > 0);
 }

@@ -1,7 +1,8 @@
 // The benchmark's own measuring tools: the per-thread CPU split learns
 // which threads are workers from the preload and charges a worker's CPU to
 // them, not to the main thread; the extrapolation names the bound that
-// wins; the wave picture draws one line per series and panel and escapes
+// wins; repeated side-by-side rounds compare each of ours with the native
+// row of its own round; the wave picture draws one line per series and panel and escapes
 // what it prints; the socket floor's exchanges complete, and a held floor
 // keeps each connection open as long as it is told.
 
@@ -13,7 +14,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { once } from "node:events";
 import { childrenCpuMs, threadCpu, threadRolePreload, workerThreadIds } from "../bench/threads.js";
-import { extrapolate } from "../bench/native.js";
+import { extrapolate, roundRatios, type NativeRow } from "../bench/native.js";
+import { median } from "../bench/stats.js";
 import { buildFloorClient, measureFloor } from "../bench/socket-floor.js";
 import { waveSvg } from "../bench/wave-svg.js";
 
@@ -89,6 +91,53 @@ describe("the extrapolation to more cores", () => {
     assert.deepEqual([sixtyFour.threadsSecretsPerSecond, sixtyFour.threadsBoundBy], [20000, "main thread"]);
   });
 });
+describe("side-by-side rounds", () => {
+  const row = (server: "mandos-ts" | "native", workers: number, rate: number, cpu: number, p99: number, serveThreads?: number): NativeRow => ({
+    server,
+    workers,
+    serveThreads,
+    pinned: null,
+    clients: 1000,
+    concurrency: 256,
+    measured: "8 s",
+    ok: 1,
+    failed: 0,
+    mismatched: 0,
+    secretsPerSecond: rate,
+    windowSecretsPerSecond: rate,
+    latencyMs: { p50: p99 / 2, p99, max: p99 },
+    cpuUsPerSecret: { total: cpu, main: cpu, workers: 0, others: 0 },
+    childrenCpuUsPerSecret: 0,
+    peakRssMiB: 100,
+    warmup: { ok: 1, failed: 0 },
+  });
+
+  it("takes the middle of the values, the mean of the two middles when even", () => {
+    assert.equal(median([3, 1, 2]), 2);
+    assert.equal(median([4, 1, 3, 2]), 2.5);
+    assert.equal(median([]), 0);
+  });
+
+  it("compares each of ours with the native row of its own round, and gives the medians", () => {
+    const ratios = roundRatios([
+      [row("mandos-ts", 2, 900, 800, 200), row("native", 2, 1000, 400, 100)],
+      // The native server slow in this round: ours is compared with it, not with round one's.
+      [row("native", 2, 500, 800, 400), row("mandos-ts", 2, 500, 800, 200), row("mandos-ts", 0, 250, 1600, 800, 2)],
+      [row("mandos-ts", 2, 800, 1200, 300), row("native", 2, 1000, 400, 100)],
+      // No native row: counts for none.
+      [row("mandos-ts", 2, 1, 1, 1)],
+    ]);
+    const two = ratios.find((r) => r.label === "workers=2")!;
+    assert.deepEqual(two.secretsPerSecond, [0.9, 1, 0.8]);
+    assert.deepEqual(two.cpuPerSecret, [2, 1, 3]);
+    assert.deepEqual(two.p99, [2, 0.5, 3]);
+    assert.deepEqual(two.median, { secretsPerSecond: 0.9, cpuPerSecret: 2, p99: 2 });
+    const threads = ratios.find((r) => r.label === "serve-threads=2")!;
+    assert.deepEqual(threads.cpuPerSecret, [2]);
+    assert.equal(ratios.length, 2);
+  });
+});
+
 describe("the picture of the wave", () => {
   it("draws each series in both panels, scaled to its machines, with its label escaped", () => {
     const svg = waveSvg(
