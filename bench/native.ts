@@ -353,9 +353,19 @@ export interface NativeOptions {
   readonly log: (line: string) => void;
 }
 
-/** Ours with `--workers 2` among `rows`: the pool row the extrapolation and the socket floor are read against. */
+/** Ours with `--workers 2`: the pool row the extrapolation and the socket floor are read against. */
+function isTwoWorkers(r: NativeRow): boolean {
+  return r.server === "mandos-ts" && r.workers === 2 && !r.serveThreads;
+}
+
+/** Ours with `--workers 2` among `rows`. */
 function twoWorkerRow(rows: readonly NativeRow[]): NativeRow | undefined {
-  return rows.find((r) => r.server === "mandos-ts" && r.workers === 2 && !r.serveThreads);
+  return rows.find(isTwoWorkers);
+}
+
+/** The side-by-side rows of every round: `sideBySide` alone without rounds. */
+function roundsOf(report: NativeReport): ReadonlyArray<readonly NativeRow[]> {
+  return report.sideBySideRounds.length > 1 ? report.sideBySideRounds : [report.sideBySide];
 }
 
 /** "workers=2", or "serve-threads=2". */
@@ -408,10 +418,10 @@ export async function runNativeComparison(options: NativeOptions): Promise<Nativ
   for (const s of sideBySide) await measure(s, small, load, report.sideBySide);
   // $BENCH_NATIVE_ROUNDS: the side-by-side rows again, alternating their
   // order, for ratios that a single pair's machine noise does not decide.
-  const rounds = quick ? 1 : Math.max(1, Math.floor(Number(process.env.BENCH_NATIVE_ROUNDS ?? "1")) || 1);
-  if (rounds > 1) {
+  const roundCount = quick ? 1 : Math.max(1, Math.floor(Number(process.env.BENCH_NATIVE_ROUNDS ?? "1")) || 1);
+  if (roundCount > 1) {
     report.sideBySideRounds.push(report.sideBySide);
-    for (let round = 1; round < rounds; round++) {
+    for (let round = 1; round < roundCount; round++) {
       const rows: NativeRow[] = [];
       for (const s of round % 2 === 1 ? [...sideBySide].reverse() : sideBySide) await measure(s, small, load, rows);
       report.sideBySideRounds.push(rows);
@@ -447,9 +457,11 @@ export async function runNativeComparison(options: NativeOptions): Promise<Nativ
     log("scaling run skipped: one core, nothing to pin apart");
   }
 
-  const oursW2 = twoWorkerRow(report.sideBySide);
-  const oursT2 = report.sideBySide.find((r) => r.server === "mandos-ts" && r.serveThreads === 2);
-  const nativeRow = report.sideBySide.find((r) => r.server === "native");
+  // With rounds, each server's row of median CPU a secret.
+  const rounds = roundsOf(report);
+  const oursW2 = medianCpuRow(rounds, isTwoWorkers);
+  const oursT2 = medianCpuRow(rounds, (r) => r.server === "mandos-ts" && r.serveThreads === 2);
+  const nativeRow = medianCpuRow(rounds, (r) => r.server === "native");
   if (oursW2 && oursT2 && nativeRow) {
     for (const c of [2, 4, 8, 16]) report.extrapolation.push(extrapolate(oursW2.cpuUsPerSecret, oursT2.cpuUsPerSecret, nativeRow.cpuUsPerSecret, c));
   }
@@ -495,6 +507,15 @@ function ratios(rows: readonly NativeRow[]): string {
     out += `ours ${threadsLabel(r)}${checkers} / native: secrets/s ${x(r.secretsPerSecond, native.secretsPerSecond)}, CPU per secret ${x(r.cpuUsPerSecret.total, native.cpuUsPerSecret.total)}, p99 ${x(r.latencyMs.p99, native.latencyMs.p99)}\n`;
   }
   return out;
+}
+
+/**
+ * Among the rows that `which` picks, one from each round, the one whose
+ * CPU a secret is the median (the lower of the two middles when even).
+ */
+export function medianCpuRow(rounds: readonly (readonly NativeRow[])[], which: (r: NativeRow) => boolean): NativeRow | undefined {
+  const rows = rounds.flatMap((rows) => rows.filter(which)).sort((a, b) => a.cpuUsPerSecret.total - b.cpuUsPerSecret.total);
+  return rows[(rows.length - 1) >> 1];
 }
 
 /** One of our side-by-side configurations over the rounds: its ratios to the native row of each round, and their medians. */
@@ -560,7 +581,7 @@ export function nativeTables(report: NativeReport): string {
       const c = f.cpuUsPerConnection;
       out += `| ${f.holdMs} | ${f.connectionsPerSecond} | ${c.total} | ${c.main} | ${c.others} | ${f.peakRssMiB} |\n`;
     }
-    const pool = twoWorkerRow(report.sideBySide);
+    const pool = medianCpuRow(roundsOf(report), isTwoWorkers);
     const held = report.floor.find((f) => f.holdMs > 0);
     if (pool && held) {
       out += `\nours with two workers: ${pool.cpuUsPerSecret.total} µs a secret, the held floor ${held.cpuUsPerConnection.total}: ${pool.cpuUsPerSecret.total - held.cpuUsPerConnection.total} µs for TLS, the server's logic and their garbage\n`;
@@ -568,7 +589,9 @@ export function nativeTables(report: NativeReport): string {
     out += "\n";
   }
   if (report.extrapolation.length > 0) {
-    out += "Extrapolated from the per-thread CPU per secret (side-by-side rows; one process, the main thread and cores − 1 workers or serve threads):\n\n| cores | ours, pool | bound by | ours, serve threads | bound by | native secrets/s |\n|---|---|---|---|---|---|\n";
+    const from = roundsOf(report).length > 1 ? "side-by-side rows, each server's round of median CPU a secret" : "side-by-side rows";
+    out += `Extrapolated from the per-thread CPU per secret (${from}; one process, the main thread and cores − 1 workers or serve threads):`;
+    out += "\n\n| cores | ours, pool | bound by | ours, serve threads | bound by | native secrets/s |\n|---|---|---|---|---|---|\n";
     for (const e of report.extrapolation) out += `| ${e.cores} | ${e.poolSecretsPerSecond} | ${e.poolBoundBy} | ${e.threadsSecretsPerSecond} | ${e.threadsBoundBy} | ${e.nativeSecretsPerSecond} |\n`;
   }
   return out;

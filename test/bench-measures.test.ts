@@ -14,7 +14,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { once } from "node:events";
 import { childrenCpuMs, threadCpu, threadRolePreload, workerThreadIds } from "../bench/threads.js";
-import { extrapolate, roundRatios, type NativeRow } from "../bench/native.js";
+import { extrapolate, medianCpuRow, roundRatios, type NativeRow } from "../bench/native.js";
 import { median } from "../bench/stats.js";
 import { buildFloorClient, measureFloor } from "../bench/socket-floor.js";
 import { waveSvg } from "../bench/wave-svg.js";
@@ -135,6 +135,20 @@ describe("side-by-side rounds", () => {
     const threads = ratios.find((r) => r.label === "serve-threads=2")!;
     assert.deepEqual(threads.cpuPerSecret, [2]);
     assert.equal(ratios.length, 2);
+  });
+
+  it("reads the extrapolation from each server's round of median CPU a secret", () => {
+    const rounds = [
+      [row("mandos-ts", 2, 900, 800, 200), row("native", 2, 1000, 500, 100)],
+      [row("native", 2, 1000, 400, 100), row("mandos-ts", 2, 700, 1200, 300)],
+      [row("mandos-ts", 2, 800, 1000, 250), row("native", 2, 1000, 450, 100)],
+    ];
+    const ours = (r: NativeRow): boolean => r.server === "mandos-ts";
+    assert.equal(medianCpuRow(rounds, ours)?.cpuUsPerSecret.total, 1000);
+    assert.equal(medianCpuRow(rounds, (r) => r.server === "native")?.cpuUsPerSecret.total, 450);
+    // Two rounds: the lower of the two middles.
+    assert.equal(medianCpuRow(rounds.slice(0, 2), ours)?.cpuUsPerSecret.total, 800);
+    assert.equal(medianCpuRow(rounds, (r) => r.serveThreads === 2), undefined);
   });
 });
 
