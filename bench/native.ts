@@ -19,6 +19,10 @@
 // then the default server's wave again with every client checked every two
 // minutes (the default interval; the rows before check once a day), the
 // checkers' CPU (the checker host's and their own) beside the server's.
+// With $BENCH_NATIVE_ROUNDS=N the side-by-side rows run N times, each
+// round in the reverse order of the one before: ours against each round's
+// native row with the median, and the extrapolation and floor comparison
+// from each server's round of median CPU a secret.
 // After the side-by-side rows, the socket floor (socket-floor.ts): node:net
 // alone under the same concurrency, closing at once and held as long as
 // ours lived.

@@ -110,9 +110,7 @@ export class ApplicationChannel extends ClosingRecordWriter {
     this.#rekey(this.#write);
   }
 
-
-
-
+  /** The flight's sealed close_notify when our close comes at CLOSE_NOTIFY_SEQUENCE under the first keys; sealed here otherwise. */
   protected override sealCloseNotify(): Buffer {
     const sealed = this.#closeNotify;
     this.#closeNotify = null;
