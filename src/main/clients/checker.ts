@@ -56,7 +56,11 @@ export function checkerCommand(c: ClientRecord): string | null {
     timeout: td(s.timeout),
     dbus_object_path: clientObjectPath(s.name),
   };
-  const mapping = new Map(RUNTIME_EXPANSIONS.map((k) => [k, shellQuote(pyStr(values[k]))]));
+  // A loop, not map() with an arrow: an arrow made a call loses its
+  // optimised code at each full collection (docs/BENCHMARK.md, "Closures
+  // compiled again"), and checkers run in a wave too.
+  const mapping = new Map<string, string>();
+  for (const k of RUNTIME_EXPANSIONS) mapping.set(k, shellQuote(pyStr(values[k])));
   try {
     return percentFormat(s.checker, mapping);
   } catch (error) {

@@ -29,12 +29,16 @@ export function pyDatetime(date: Date): string {
 
 /** Python datetime.isoformat() of a naive UTC datetime (no zone suffix). */
 export function pyIsoformat(date: Date, sep = "T"): string {
-  const p = (n: number, w = 2): string => String(n).padStart(w, "0");
+  const p = zeroPad;
   const base =
     `${p(date.getUTCFullYear(), 4)}-${p(date.getUTCMonth() + 1)}-${p(date.getUTCDate())}${sep}` +
     `${p(date.getUTCHours())}:${p(date.getUTCMinutes())}:${p(date.getUTCSeconds())}`;
   const ms = date.getUTCMilliseconds();
   return ms ? `${base}.${p(ms, 3)}000` : base;
+}
+
+function zeroPad(n: number, w = 2): string {
+  return String(n).padStart(w, "0");
 }
 
 export type PyValue = string | number | boolean | null | Date | { readonly timedeltaMs: number };
@@ -53,8 +57,8 @@ const SAFE = /^[\w@%+=:,./-]+$/;
 /** Python shlex.quote. */
 export function shellQuote(s: string): string {
   if (s === "") return "''";
-  // Python's \w is Unicode; shlex uses re.ASCII, so only ASCII is "safe".
-  if (SAFE.test(s) && [...s].every((ch) => ch.charCodeAt(0) < 128)) return s;
+  // shlex's \w is re.ASCII's, and so is JavaScript's (no "u" flag): only ASCII is "safe".
+  if (SAFE.test(s)) return s;
   return `'${s.replace(/'/g, `'"'"'`)}'`;
 }
 

@@ -34,7 +34,7 @@
 //   Sending          --flushed-->            Closed
 
 import type { Socket } from "node:net";
-import { EngineDriver, TlsClient, type EngineSink, type HandshakeTask, type HandshakeTaskResult, type TlsEvent, type TlsSettings } from "../../tls/index.js";
+import { EngineDriver, TlsClient, type EngineSink, type EphemeralKeyShares, type HandshakeTask, type HandshakeTaskResult, type TlsEvent, type TlsSettings } from "../../tls/index.js";
 import { EMPTY_KEY_ID, normaliseKeyId } from "../clients/settings.js";
 import type { Clock, TimerHandle } from "../clock.js";
 import { events, type ConnectionOutcome, type ConnectionRef, type ConnectionStage } from "../events.js";
@@ -50,7 +50,7 @@ import {
   VERSION_LINE_TIMEOUT_MS,
 } from "./limits.js";
 import type { Logger } from "../daemon/log.js";
-import type { SecretSource } from "../clients/contract.js";
+import type { SecretDecision, SecretSource } from "../clients/contract.js";
 import { findLineEnd, judgeVersionLine } from "./version-line.js";
 import { returnAbortController, takeAbortController } from "./abort-pool.js";
 
@@ -319,23 +319,29 @@ export class Connection {
     // the kernel.
     this.#socket.pause();
     const asked = this.#deps.clock.now();
-    this.#deps.runner.keyShares().then(
-      (shares) => {
-        this.#runnerWaitMs += this.#deps.clock.now() - asked;
-        if (this.#state !== "Handshaking") return;
-        const tls = new TlsClient(this.#deps.tlsSettings, shares);
-        this.#tls = tls;
-        this.#driver = new EngineDriver(tls, this.#engineSink(), (task) => this.#runTask(task));
-        tls.start();
-        if (early.length > 0) this.#driver.receive(early);
-        else this.#driver.pump();
-        this.#socket.resume();
-      },
-      (error: unknown) => {
-        this.#deps.logger.error(`No key shares for ${this.#ref.label}: ${String(error)}`);
-        this.#close("internal-error");
-      },
-    );
+    // Bound methods, not arrows, for every continuation of a connection:
+    // V8 holds optimised code weakly, so the code of an arrow made for one
+    // connection went with it at the next full collection, and the next
+    // connection's arrow was compiled again (docs/BENCHMARK.md, "Closures
+    // compiled again"). A bound method's code belongs to the class.
+    this.#deps.runner.keyShares().then(this.#sharesReady.bind(this, asked, early), this.#sharesFailed.bind(this));
+  }
+
+  #sharesReady(asked: number, early: Buffer, shares: EphemeralKeyShares): void {
+    this.#runnerWaitMs += this.#deps.clock.now() - asked;
+    if (this.#state !== "Handshaking") return;
+    const tls = new TlsClient(this.#deps.tlsSettings, shares);
+    this.#tls = tls;
+    this.#driver = new EngineDriver(tls, this.#engineSink(), this.#runTask.bind(this));
+    tls.start();
+    if (early.length > 0) this.#driver.receive(early);
+    else this.#driver.pump();
+    this.#socket.resume();
+  }
+
+  #sharesFailed(error: unknown): void {
+    this.#deps.logger.error(`No key shares for ${this.#ref.label}: ${String(error)}`);
+    this.#close("internal-error");
   }
 
   /** Where the engine's bytes and events go (src/tls/drive.ts drives it): one small object a handshake, its methods shared. */
@@ -382,10 +388,11 @@ export class Connection {
 
   /** A handshake task on the runner (the pool or inline), its wait counted. */
   #runTask(task: HandshakeTask): Promise<HandshakeTaskResult> {
-    const asked = this.#deps.clock.now();
-    return this.#deps.runner.run(task).finally(() => {
-      this.#runnerWaitMs += this.#deps.clock.now() - asked;
-    });
+    return this.#deps.runner.run(task).finally(this.#taskBack.bind(this, this.#deps.clock.now()));
+  }
+
+  #taskBack(asked: number): void {
+    this.#runnerWaitMs += this.#deps.clock.now() - asked;
   }
 
   #onTlsEvent(event: TlsEvent): void {
@@ -436,7 +443,7 @@ export class Connection {
     this.#deadline?.cancel();
     this.#deadline = null;
     this.#releaseSlot();
-    const { registry, logger } = this.#deps;
+    const { registry } = this.#deps;
     const client =
       fingerprint !== undefined ? registry.byFingerprint(normaliseKeyId(fingerprint))
       : keyId === EMPTY_KEY_ID ? undefined
@@ -449,28 +456,32 @@ export class Connection {
     const abort = takeAbortController();
     this.#abort = abort;
     registry.requestSecret(client.name, this.#ref.address, abort.signal).then(
-      (decision) => {
-        this.#abort = null;
-        returnAbortController(abort);
-        if (this.#state !== "AwaitingDecision") return;
-        if (!decision.give) {
-          // "aborted": the peer went away or the client was replaced while
-          // it waited; the connection-closed event tells of it.
-          if (decision.reason !== "aborted" && events.clientRejected.hasSubscribers) {
-            events.clientRejected.publish({ connection: this.#ref, client: client.name, keyId, ...this.#legacyFingerprint(), reason: decision.reason });
-          }
-          this.#close("refused");
-          return;
-        }
-        this.#sendSecret(client.name, decision.secret);
-      },
-      (error: unknown) => {
-        this.#abort = null;
-        returnAbortController(abort);
-        logger.error(`Secret request for ${client.name} failed: ${String(error)}`);
-        this.#close("internal-error");
-      },
+      this.#decided.bind(this, client.name, keyId, abort),
+      this.#decisionFailed.bind(this, client.name, abort),
     );
+  }
+
+  #decided(name: string, keyId: string, abort: AbortController, decision: SecretDecision): void {
+    this.#abort = null;
+    returnAbortController(abort);
+    if (this.#state !== "AwaitingDecision") return;
+    if (!decision.give) {
+      // "aborted": the peer went away or the client was replaced while
+      // it waited; the connection-closed event tells of it.
+      if (decision.reason !== "aborted" && events.clientRejected.hasSubscribers) {
+        events.clientRejected.publish({ connection: this.#ref, client: name, keyId, ...this.#legacyFingerprint(), reason: decision.reason });
+      }
+      this.#close("refused");
+      return;
+    }
+    this.#sendSecret(name, decision.secret);
+  }
+
+  #decisionFailed(name: string, abort: AbortController, error: unknown): void {
+    this.#abort = null;
+    returnAbortController(abort);
+    this.#deps.logger.error(`Secret request for ${name} failed: ${String(error)}`);
+    this.#close("internal-error");
   }
 
   #legacyFingerprint(): { fingerprint?: string } {
@@ -488,14 +499,16 @@ export class Connection {
     // end() writes the secret and close_notify behind the corked Finished, then uncorks: one segment.
     if (this.#cork) clearTimeout(this.#cork);
     this.#cork = null;
-    this.#socket.end(out ?? Buffer.alloc(0), () => {
-      if (this.#state === "Closed") return;
-      if (events.secretSent.hasSubscribers) {
-        events.secretSent.publish({ connection: this.#ref, client: name, keyId: this.#keyId, ...this.#legacyFingerprint(), durationMs: this.#elapsed() });
-      }
-      this.#deps.registry.secretDelivered(name);
-      this.#close("secret-sent");
-    });
+    this.#socket.end(out ?? Buffer.alloc(0), this.#secretFlushed.bind(this, name));
+  }
+
+  #secretFlushed(name: string): void {
+    if (this.#state === "Closed") return;
+    if (events.secretSent.hasSubscribers) {
+      events.secretSent.publish({ connection: this.#ref, client: name, keyId: this.#keyId, ...this.#legacyFingerprint(), durationMs: this.#elapsed() });
+    }
+    this.#deps.registry.secretDelivered(name);
+    this.#close("secret-sent");
   }
 
   #onEnd(): void {

@@ -100,6 +100,13 @@ const MAX_BATCH = 16;
 /** How long ready() waits for the workers to load: a cold start of Node and our modules takes well under a second. */
 const WORKER_LOAD_WAIT_MS = 10_000;
 
+/** A task waiting for a worker, with its promise's settlers. */
+interface Waiting {
+  readonly task: HandshakeTask;
+  readonly resolve: (r: HandshakeTaskResult) => void;
+  readonly reject: (e: Error) => void;
+}
+
 class PoolRunner implements HandshakeRunner {
   readonly workers: number;
   readonly #pool: Piscina<WorkerRequest, WorkerResponse>;
@@ -110,7 +117,7 @@ class PoolRunner implements HandshakeRunner {
   readonly #waiters: Array<(shares: EphemeralKeyShares) => void> = [];
   #refilling = 0;
   #closed = false;
-  readonly #queue: Array<{ task: HandshakeTask; resolve: (r: HandshakeTaskResult) => void; reject: (e: Error) => void }> = [];
+  readonly #queue: Waiting[] = [];
   #batchesInFlight = 0;
   readonly #knownKeys: KnownKeys;
   #dispatchScheduled = false;
@@ -176,10 +183,16 @@ class PoolRunner implements HandshakeRunner {
   #schedule(): void {
     if (this.#dispatchScheduled) return;
     this.#dispatchScheduled = true;
-    setImmediate(() => {
-      this.#dispatchScheduled = false;
-      this.#dispatch();
-    });
+    setImmediate(PoolRunner.#dispatchDue, this);
+  }
+
+  // Module-lived functions with their context as arguments, not arrows
+  // made a call: V8 holds optimised code weakly, and an arrow made for one
+  // batch lost its code at the next full collection and was compiled again
+  // (docs/BENCHMARK.md, "Closures compiled again").
+  static #dispatchDue(runner: PoolRunner): void {
+    runner.#dispatchScheduled = false;
+    runner.#dispatch();
   }
 
   /**
@@ -198,48 +211,60 @@ class PoolRunner implements HandshakeRunner {
       const free = this.workers - this.#batchesInFlight;
       const batch = this.#queue.splice(0, Math.min(MAX_BATCH, Math.ceil(this.#queue.length / free)));
       this.#batchesInFlight++;
-      this.#pool.run(packBytes({ kind: "handshakes", tasks: batch.map((b) => b.task), knownKeys: this.#knownKeys() })).then(
-        (response) => {
-          this.#batchesInFlight--;
-          if (response.kind !== "handshakes" || response.results.length !== batch.length) {
-            for (const b of batch) b.reject(new Error("worker answered the wrong kind of task"));
-          } else {
-            response.results.forEach((r, i) => (r.ok ? batch[i]!.resolve(r.result) : batch[i]!.reject(new Error(r.error))));
-          }
-          this.#dispatch();
-        },
-        (error: unknown) => {
-          this.#batchesInFlight--;
-          for (const b of batch) b.reject(error instanceof Error ? error : new Error(String(error)));
-          this.#dispatch();
-        },
+      const tasks: HandshakeTask[] = [];
+      for (const b of batch) tasks.push(b.task);
+      this.#pool.run(packBytes({ kind: "handshakes", tasks, knownKeys: this.#knownKeys() })).then(
+        PoolRunner.#batchDone.bind(null, this, batch),
+        PoolRunner.#batchFailed.bind(null, this, batch),
       );
     }
+  }
+
+  static #batchDone(runner: PoolRunner, batch: readonly Waiting[], response: WorkerResponse): void {
+    runner.#batchesInFlight--;
+    if (response.kind !== "handshakes" || response.results.length !== batch.length) {
+      for (const b of batch) b.reject(new Error("worker answered the wrong kind of task"));
+    } else {
+      for (let i = 0; i < batch.length; i++) {
+        const r = response.results[i]!;
+        if (r.ok) batch[i]!.resolve(r.result);
+        else batch[i]!.reject(new Error(r.error));
+      }
+    }
+    runner.#dispatch();
+  }
+
+  static #batchFailed(runner: PoolRunner, batch: readonly Waiting[], error: unknown): void {
+    runner.#batchesInFlight--;
+    for (const b of batch) b.reject(error instanceof Error ? error : new Error(String(error)));
+    runner.#dispatch();
   }
 
   #refill(): void {
     if (this.#closed) return;
     while (this.#reservoir.length + this.#refilling * REFILL_BATCH < RESERVOIR_TARGET + this.#waiters.length) {
       this.#refilling++;
-      this.#pool
-        .run({ kind: "keygen", groups: this.#groups, count: REFILL_BATCH })
-        .then((response) => {
-          this.#refilling--;
-          if (response.kind !== "keygen") return;
-          for (const shares of response.shares) {
-            const waiter = this.#waiters.shift();
-            if (waiter) waiter(shares);
-            else this.#reservoir.push(shares);
-          }
-          this.#refill();
-        })
-        .catch(() => {
-          // Only a closing pool rejects; waiters then never resolve, and
-          // their connections are being torn down anyway.
-          this.#refilling--;
-        });
+      this.#pool.run({ kind: "keygen", groups: this.#groups, count: REFILL_BATCH }).then(this.#refilled, this.#refillFailed);
     }
   }
+
+  /** One function for the runner's life (its code stays); see #dispatchDue. */
+  readonly #refilled = (response: WorkerResponse): void => {
+    this.#refilling--;
+    if (response.kind !== "keygen") return;
+    for (const shares of response.shares) {
+      const waiter = this.#waiters.shift();
+      if (waiter) waiter(shares);
+      else this.#reservoir.push(shares);
+    }
+    this.#refill();
+  };
+
+  readonly #refillFailed = (): void => {
+    // Only a closing pool rejects; waiters then never resolve, and
+    // their connections are being torn down anyway.
+    this.#refilling--;
+  };
 
   async close(): Promise<void> {
     this.#closed = true;

@@ -287,7 +287,12 @@ export function* batchesOf(pieces: readonly StatePiece[]): Generator<Batch> {
 
 /** A batch's parts as buffers, its spans cut from `scratch` (its read). */
 function buffersOf(batch: Batch, scratch: Buffer | null): Uint8Array[] {
-  return batch.parts.map((part) => (part instanceof Uint8Array ? part : scratch!.subarray(part.at, part.at + part.length)));
+  // A loop, not map() with an arrow: the arrow, hot where this function is
+  // not, lost its optimised code at each full collection and was compiled
+  // again (docs/BENCHMARK.md, "Closures compiled again").
+  const buffers: Uint8Array[] = [];
+  for (const part of batch.parts) buffers.push(part instanceof Uint8Array ? part : scratch!.subarray(part.at, part.at + part.length));
+  return buffers;
 }
 
 const openAsync = promisify(openCb);
