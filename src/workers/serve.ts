@@ -13,7 +13,7 @@ import type { AdmissionRefusal } from "../main/serve/admission.js";
 import { numberConnections } from "../main/serve/connection.js";
 import type { Channel } from "../main/events.js";
 import { systemClock } from "../main/clock.js";
-import { collectGarbage } from "../main/daemon/memory.js";
+import { collectGarbage, IdleCollection } from "../main/daemon/memory.js";
 import type { Logger } from "../main/daemon/log.js";
 import type { SecretDecision, SecretSource } from "../main/clients/contract.js";
 import { FORWARDED_CHANNELS, type FromThread, type ServeThreadData, type ThreadOp, type ToThread } from "../main/serve/serve-protocol.js";
@@ -157,14 +157,12 @@ port.on("message", (message: ToThread) => {
 });
 // After a burst, give the heap it grew into back: a worker's isolate gets
 // none of the idle-time collections that shrink the main thread's, and
-// would keep a wave's or an attack's peak for ever. Checked each second;
-// a full collection once the thread is idle after enough connections.
-const IDLE_COLLECT_AFTER = 1_000;
-let acceptedAtCollection = 0;
+// would keep a wave's or an attack's peak for ever. Looked at each second;
+// a full collection once the thread has been idle a while after enough
+// connections (IdleCollection says when, and why not sooner).
+const idle = new IdleCollection();
 setInterval(() => {
-  if (listener.accepted - acceptedAtCollection < IDLE_COLLECT_AFTER || listener.openConnections > 0) return;
-  acceptedAtCollection = listener.accepted;
-  collectGarbage();
+  if (idle.look(listener.accepted, listener.openConnections)) collectGarbage();
 }, 1_000).unref();
 
 post({ kind: "loaded" });
