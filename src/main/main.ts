@@ -28,7 +28,7 @@ import { reloadClientsConfig } from "./clients/reload.js";
 import { logClientEvents } from "./daemon/log-clients.js";
 import { clientsFileReader, readClientsFile, reloadReadiness, type ClientsFileReader } from "./config/clients-reader.js";
 import { runSelfTest } from "./daemon/self-test.js";
-import { readState, restoreState, StateSaver, StateSerialiser, STATE_FILE_NAME, STATE_PREPARE_DELAY_MS, STATE_PREPARE_SLICE_MS, STATE_WARM_SLICE_MS, type ConfigField } from "./state/state-file.js";
+import { readState, restoreState, StateSaver, StateSerialiser, STATE_FILE_NAME, STATE_PREPARE_DELAY_MS, STATE_PREPARE_SLICE_MS, STATE_WARM_SLICE_MS, type ClientView, type ConfigField } from "./state/state-file.js";
 import { checkStateDirWritable, prepareStateDir } from "./state/state-dir.js";
 import { migrateReferenceState } from "./state/pickle-import.js";
 import type { Announcement } from "./zeroconf/announce.js";
@@ -185,7 +185,11 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
   let fleet: FleetState | null = null;
   const serialiser = new StateSerialiser();
   // With etcd, the changes it has not yet acknowledged are saved with the state they belong to.
-  const saver = new StateSaver(statePath, () => serialiser.list(config, registry.entries(), Date.now(), fleet?.unsent() ?? [], (name) => registry.entry(name)));
+  // One lookup for every save, not an arrow made a save: the save calls it
+  // for each client, and an arrow made anew lost its optimised code at
+  // each full collection (docs/BENCHMARK.md, "Closures compiled again").
+  const entryOf = (name: string): ClientView | undefined => registry.entry(name);
+  const saver = new StateSaver(statePath, () => serialiser.list(config, registry.entries(), Date.now(), fleet?.unsent() ?? [], entryOf));
   // Off until the state directory is known to be usable by the user we become.
   let keepState = false;
   const stateChanged = (): void => {
@@ -195,7 +199,7 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
   // STATE_PREPARE_DELAY_MS at a time, in slices (StateSerialiser.prepare).
   let preparing = false;
   const prepareSlice = (): void => {
-    if (keepState && !serialiser.prepare(config, (name) => registry.entry(name), STATE_PREPARE_SLICE_MS)) setImmediate(prepareSlice);
+    if (keepState && !serialiser.prepare(config, entryOf, STATE_PREPARE_SLICE_MS)) setImmediate(prepareSlice);
     else preparing = false;
   };
   registry.subscribe((event) => {
