@@ -3,7 +3,8 @@
 // sources for all of them (src/main/serve/serve-threads.ts). What only the
 // main thread has must still reach every thread: a per-source cap that
 // holds across threads, clients added by a reload, a decision that waits
-// for the approval delay. Real bin/mandos, real mandos-client, loopback.
+// for the approval delay, a request withdrawn when its client leaves. Real
+// bin/mandos, real mandos-client, loopback.
 
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
@@ -14,10 +15,13 @@ import { join } from "node:path";
 import { makeClients, makeKeySet, type TestClient } from "./helpers/keys.js";
 import { MANDOS_CLIENT, MANDOS_KEYGEN, missing } from "./helpers/peers.js";
 import { listenBacklog, runMandosClient, startServer, type RunningServer } from "./helpers/server.js";
+import { eventually } from "./helpers/wait.js";
 import { LISTEN_BACKLOG } from "../src/main/serve/limits.js";
 
 const skip = missing(MANDOS_CLIENT, MANDOS_KEYGEN);
 const CAP = 4;
+/** A client's section that waits a minute for an approval that does not come by default. */
+const WAITS_LONG = (c: TestClient): string => `${c.section}\napproval_delay = PT1M\napproved_by_default = False\n`;
 
 /**
  * Opens a socket from `local` that says nothing; resolves once connected or
@@ -47,21 +51,31 @@ describe("bin/mandos --serve-threads 2", { skip }, () => {
   let conf = "";
   let clients: TestClient[] = [];
   let server: RunningServer;
+  let metricsPort = 0;
+
+  /** Clients waiting for an approval, from the metrics (the main thread's registry). */
+  async function awaitingApproval(): Promise<number> {
+    const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    return Number(/^mandos_clients\{state="awaiting_approval"\} (\d+)$/m.exec(text)?.[1] ?? NaN);
+  }
 
   before(async () => {
     root = mkdtempSync(join(tmpdir(), "mandos-ts-threads-"));
     const pgp = join(root, "pgp");
     makeKeySet(pgp);
-    clients = makeClients(root, pgp, 3);
+    clients = makeClients(root, pgp, 4);
     conf = join(root, "conf");
     mkdirSync(conf);
-    // client2 waits 2 s for an approval that comes by default; client1 is added by a reload.
-    const sections = [clients[0]!.section, `${clients[2]!.section}\napproval_delay = PT2S\napproved_by_default = True\n`];
+    // client2 waits 2 s for an approval that comes by default; client1 is
+    // added by a reload; client3 would wait a minute for one that never comes.
+    const sections = [clients[0]!.section, `${clients[2]!.section}\napproval_delay = PT2S\napproved_by_default = True\n`, WAITS_LONG(clients[3]!)];
     writeFileSync(join(conf, "clients.conf"), `[DEFAULT]\nchecker = true\n\n${sections.join("\n")}\n`, { mode: 0o600 });
     server = await startServer([
       "--configdir", conf, "--statedir", join(root, "state"), "--no-restore", "--port", "0", "--address", "::",
-      "--serve-threads", "2", "--max-per-source", String(CAP),
+      "--serve-threads", "2", "--max-per-source", String(CAP), "--metrics", ":0",
     ]);
+    metricsPort = Number(/Serving \/metrics and \/health on "127\.0\.0\.1", port (\d+)/.exec(server.log())?.[1]);
+    assert.ok(metricsPort > 0, server.log());
   });
 
   after(async () => {
@@ -84,6 +98,20 @@ describe("bin/mandos --serve-threads 2", { skip }, () => {
     await server.waitForLog(/Sending secret to client0\b/);
   });
 
+  test("a client that leaves while its approval waits withdraws the request on the main thread", async () => {
+    // The thread's connection aborts its pending request when the peer
+    // goes (serve.ts: PendingRequest); the main thread then stops waiting
+    // at once, not after the minute's approval_delay.
+    const gone = runMandosClient(clients[3]!.dir, "::1", server.port, 3_000);
+    await eventually(async () => (await awaitingApproval()) === 1, { what: "client3 awaiting approval", timeoutMs: 10_000 });
+    await gone;
+    await eventually(async () => (await awaitingApproval()) === 0, {
+      what: "the approval withdrawn after client3 left",
+      timeoutMs: 10_000,
+      context: () => server.log().slice(-2000),
+    });
+  });
+
   test("the per-source cap counts the connections of every thread", async () => {
     // With a cap per thread, twice the cap could stay open over two threads.
     const sockets = await Promise.all(Array.from({ length: 2 * CAP }, () => idle(server.port, "127.0.0.9")));
@@ -96,7 +124,7 @@ describe("bin/mandos --serve-threads 2", { skip }, () => {
 
   test("a client added by SIGHUP is known to every thread", async () => {
     const c = clients[1]!;
-    writeFileSync(join(conf, "clients.conf"), `[DEFAULT]\nchecker = true\n\n${clients[0]!.section}\n${c.section}\n${clients[2]!.section}\napproval_delay = PT2S\napproved_by_default = True\n`);
+    writeFileSync(join(conf, "clients.conf"), `[DEFAULT]\nchecker = true\n\n${clients[0]!.section}\n${c.section}\n${clients[2]!.section}\napproval_delay = PT2S\napproved_by_default = True\n${WAITS_LONG(clients[3]!)}`);
     server.process.kill("SIGHUP");
     await server.waitForLog(/client1/);
     // Twice, so that both threads are likely asked.

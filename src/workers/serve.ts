@@ -65,8 +65,40 @@ function forwardOnly(names: readonly string[]): void {
 let knownKeys: SharedArrayBuffer | null = null;
 let byKeyId = new Map<string, { name: string }>();
 let byFingerprint = new Map<string, { name: string }>();
-const pending = new Map<number, (decision: SecretDecision) => void>();
+const pending = new Map<number, PendingRequest>();
 let lastRequest = 0;
+
+/**
+ * A secret request waiting for the main thread's decision. Its own abort
+ * listener (an EventTarget calls a listener object's handleEvent), so that
+ * no closure is made a request: made anew each time, a closure lost its
+ * optimised code at each full collection and was compiled again
+ * (docs/BENCHMARK.md, "Closures compiled again").
+ */
+class PendingRequest {
+  readonly #id: number;
+  readonly #signal: AbortSignal;
+  readonly #resolve: (decision: SecretDecision) => void;
+
+  constructor(id: number, signal: AbortSignal, resolve: (decision: SecretDecision) => void) {
+    this.#id = id;
+    this.#signal = signal;
+    this.#resolve = resolve;
+  }
+
+  /** The decision came. */
+  settle(decision: SecretDecision): void {
+    this.#signal.removeEventListener("abort", this);
+    this.#resolve(decision);
+  }
+
+  /** The connection's signal aborted: withdraw the request. */
+  handleEvent(): void {
+    if (!pending.delete(this.#id)) return;
+    send({ op: "abort", id: this.#id });
+    this.#resolve({ give: false, reason: "aborted" });
+  }
+}
 
 const registry: SecretSource = {
   byKeyId: (keyId) => byKeyId.get(keyId),
@@ -74,16 +106,9 @@ const registry: SecretSource = {
   requestSecret(name, address, signal) {
     const id = ++lastRequest;
     return new Promise<SecretDecision>((resolve) => {
-      const onAbort = (): void => {
-        if (!pending.delete(id)) return;
-        send({ op: "abort", id });
-        resolve({ give: false, reason: "aborted" });
-      };
-      pending.set(id, (decision) => {
-        signal.removeEventListener("abort", onAbort);
-        resolve(decision);
-      });
-      signal.addEventListener("abort", onAbort, { once: true });
+      const request = new PendingRequest(id, signal, resolve);
+      pending.set(id, request);
+      signal.addEventListener("abort", request, { once: true });
       send({ op: "request", id, name, address });
     });
   },
@@ -134,11 +159,11 @@ port.on("message", (message: ToThread) => {
         resolve?.(refusal);
       }
       for (const { id, decision } of message.decisions) {
-        const resolve = pending.get(id);
-        if (!resolve) continue;
+        const request = pending.get(id);
+        if (!request) continue;
         pending.delete(id);
         // A Buffer arrives as a Uint8Array.
-        resolve(decision.give ? { give: true, secret: bufferView(decision.secret) } : decision);
+        request.settle(decision.give ? { give: true, secret: bufferView(decision.secret) } : decision);
       }
       return;
     case "listen":

@@ -190,13 +190,13 @@ export class Listener {
       this.#admit(socket, source, refusal);
       return;
     }
-    refusal.then(
-      (r) => this.#admit(socket, source, r),
-      (error: unknown) => {
-        this.#deps.logger.error(`Admission of ${socket.remoteAddress ?? "?"} failed: ${String(error)}`);
-        socket.destroy();
-      },
-    );
+    // Bound methods, not arrows made a connection (docs/BENCHMARK.md, "Closures compiled again").
+    refusal.then(this.#admit.bind(this, socket, source), this.#admissionFailed.bind(this, socket));
+  }
+
+  #admissionFailed(socket: Socket, error: unknown): void {
+    this.#deps.logger.error(`Admission of ${socket.remoteAddress ?? "?"} failed: ${String(error)}`);
+    socket.destroy();
   }
 
   #admit(socket: Socket, source: string, refusal: AdmissionRefusal | null): void {

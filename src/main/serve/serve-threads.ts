@@ -144,13 +144,8 @@ class ServeThread {
       case "request": {
         const abort = takeAbortController();
         this.#aborts.set(op.id, abort);
-        registry.requestSecret(op.name, op.address, abort.signal).then(
-          (decision) => this.#decide(op.id, decision),
-          (error: unknown) => {
-            logger.error(`Secret request for ${op.name} failed: ${String(error)}`);
-            this.#decide(op.id, { give: false, reason: "aborted" });
-          },
-        );
+        // Bound methods, not arrows made a request (docs/BENCHMARK.md, "Closures compiled again").
+        registry.requestSecret(op.name, op.address, abort.signal).then(this.#decide.bind(this, op.id), this.#requestFailed.bind(this, op.id, op.name));
         return;
       }
       case "enter":
@@ -177,6 +172,11 @@ class ServeThread {
         logger[op.level](op.message);
         return;
     }
+  }
+
+  #requestFailed(id: number, name: string, error: unknown): void {
+    this.#deps.logger.error(`Secret request for ${name} failed: ${String(error)}`);
+    this.#decide(id, { give: false, reason: "aborted" });
   }
 
   #decide(id: number, decision: SecretDecision): void {
