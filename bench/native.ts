@@ -500,15 +500,26 @@ function rowLine(r: NativeRow): string {
 }
 
 /** ours/native for each of our rows against the native row of the same table. */
+/** Ours over the native row's rate, CPU a secret and p99; null where the native figure is not above zero. */
+function versusNative(ours: NativeRow, native: NativeRow): { secretsPerSecond: number | null; cpuPerSecret: number | null; p99: number | null } {
+  const q = (a: number, b: number): number | null => (b > 0 ? a / b : null);
+  return {
+    secretsPerSecond: q(ours.secretsPerSecond, native.secretsPerSecond),
+    cpuPerSecret: q(ours.cpuUsPerSecret.total, native.cpuUsPerSecret.total),
+    p99: q(ours.latencyMs.p99, native.latencyMs.p99),
+  };
+}
+
 function ratios(rows: readonly NativeRow[]): string {
   const native = rows.find((r) => r.server === "native");
   if (!native) return "";
-  const x = (a: number, b: number): string => (b > 0 ? (a / b).toFixed(2) : "-");
+  const x = (v: number | null): string => (v === null ? "-" : v.toFixed(2));
   let out = "";
   for (const r of rows.filter((row) => row.server === "mandos-ts" && row.concurrency === native.concurrency)) {
     // The native server runs no checkers: a row with them is compared as it is, and says so.
     const checkers = r.checkerInterval ? `, checkers every ${r.checkerInterval} (native: none)` : "";
-    out += `ours ${threadsLabel(r)}${checkers} / native: secrets/s ${x(r.secretsPerSecond, native.secretsPerSecond)}, CPU per secret ${x(r.cpuUsPerSecret.total, native.cpuUsPerSecret.total)}, p99 ${x(r.latencyMs.p99, native.latencyMs.p99)}\n`;
+    const v = versusNative(r, native);
+    out += `ours ${threadsLabel(r)}${checkers} / native: secrets/s ${x(v.secretsPerSecond)}, CPU per secret ${x(v.cpuPerSecret)}, p99 ${x(v.p99)}\n`;
   }
   return out;
 }
@@ -537,15 +548,17 @@ export function roundRatios(rounds: readonly (readonly NativeRow[])[]): RoundRat
   const byLabel = new Map<string, { secretsPerSecond: number[]; cpuPerSecret: number[]; p99: number[] }>();
   for (const rows of rounds) {
     const native = rows.find((r) => r.server === "native");
-    if (!native || native.secretsPerSecond <= 0 || native.cpuUsPerSecret.total <= 0 || native.latencyMs.p99 <= 0) continue;
+    if (!native) continue;
     for (const r of rows) {
       if (r.server !== "mandos-ts") continue;
+      const v = versusNative(r, native);
+      if (v.secretsPerSecond === null || v.cpuPerSecret === null || v.p99 === null) continue;
       const label = threadsLabel(r);
       const into = byLabel.get(label) ?? { secretsPerSecond: [], cpuPerSecret: [], p99: [] };
       byLabel.set(label, into);
-      into.secretsPerSecond.push(r.secretsPerSecond / native.secretsPerSecond);
-      into.cpuPerSecret.push(r.cpuUsPerSecret.total / native.cpuUsPerSecret.total);
-      into.p99.push(r.latencyMs.p99 / native.latencyMs.p99);
+      into.secretsPerSecond.push(v.secretsPerSecond);
+      into.cpuPerSecret.push(v.cpuPerSecret);
+      into.p99.push(v.p99);
     }
   }
   return [...byLabel].map(([label, v]) => ({

@@ -126,6 +126,8 @@ describe("side-by-side rounds", () => {
       [row("mandos-ts", 2, 800, 1200, 300), row("native", 2, 1000, 400, 100)],
       // No native row: counts for none.
       [row("mandos-ts", 2, 1, 1, 1)],
+      // A native figure of zero (a failed measurement): the round counts for none.
+      [row("mandos-ts", 2, 1, 1, 1), row("native", 2, 1000, 0, 100)],
     ]);
     const two = ratios.find((r) => r.label === "workers=2")!;
     assert.deepEqual(two.secretsPerSecond, [0.9, 1, 0.8]);
