@@ -362,11 +362,6 @@ function isTwoWorkers(r: NativeRow): boolean {
   return r.server === "mandos-ts" && r.workers === 2 && !r.serveThreads;
 }
 
-/** Ours with `--workers 2` among `rows`. */
-function twoWorkerRow(rows: readonly NativeRow[]): NativeRow | undefined {
-  return rows.find(isTwoWorkers);
-}
-
 /** The side-by-side rows of every round: `sideBySide` alone without rounds. */
 function roundsOf(report: NativeReport): ReadonlyArray<readonly NativeRow[]> {
   return report.sideBySideRounds.length > 1 ? report.sideBySideRounds : [report.sideBySide];
@@ -434,7 +429,7 @@ export async function runNativeComparison(options: NativeOptions): Promise<Nativ
 
   // The socket floor beside them: closing at once, then held as long as ours (two workers) lived.
   const floorClient = buildFloorClient(work);
-  const oursPool = twoWorkerRow(report.sideBySide);
+  const oursPool = report.sideBySide.find(isTwoWorkers);
   if (typeof floorClient !== "string") {
     log(`socket floor skipped: ${floorClient.skipped}`);
     report = { ...report, floorSkipped: floorClient.skipped };
@@ -499,7 +494,6 @@ function rowLine(r: NativeRow): string {
   return `| ${name} | ${r.serveThreads ? `serve threads ${r.serveThreads}` : r.workers} | ${r.pinned ? `${r.pinned.server} / ${r.pinned.generator}` : "-"} | ${r.clients} | ${r.concurrency} | ${r.measured} | ${r.secretsPerSecond} | ${r.latencyMs.p50} | ${r.latencyMs.p99} | ${r.ok} | ${r.failed + r.mismatched} | ${c.total} | ${c.main} | ${c.workers} | ${c.others} | ${r.childrenCpuUsPerSecret} | ${r.peakRssMiB} |\n`;
 }
 
-/** ours/native for each of our rows against the native row of the same table. */
 /** Ours over the native row's rate, CPU a secret and p99; null where the native figure is not above zero. */
 function versusNative(ours: NativeRow, native: NativeRow): { secretsPerSecond: number | null; cpuPerSecret: number | null; p99: number | null } {
   const q = (a: number, b: number): number | null => (b > 0 ? a / b : null);
@@ -510,6 +504,7 @@ function versusNative(ours: NativeRow, native: NativeRow): { secretsPerSecond: n
   };
 }
 
+/** ours/native for each of our rows against the native row of the same table. */
 function ratios(rows: readonly NativeRow[]): string {
   const native = rows.find((r) => r.server === "native");
   if (!native) return "";

@@ -2,9 +2,9 @@
 // which threads are workers from the preload and charges a worker's CPU to
 // them, not to the main thread; the extrapolation names the bound that
 // wins; repeated side-by-side rounds compare each of ours with the native
-// row of its own round; the wave picture draws one line per series and panel and escapes
-// what it prints; the socket floor's exchanges complete, and a held floor
-// keeps each connection open as long as it is told.
+// row of its own round; the wave picture draws one line per series and
+// panel and escapes what it prints; the socket floor's exchanges complete,
+// and a held floor keeps each connection open as long as it is told.
 
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
