@@ -56,6 +56,7 @@ import type { FleetUnsentChange } from "../state/state-file.js";
 import { readEtcdCredentials } from "./credentials.js";
 import { explainEtcdTls } from "./tls-diagnosis.js";
 import { CANCEL_WAIT_MS, watchPrefix, type PrefixWatch } from "./prefix-watch.js";
+import { memberPolicy } from "./member-policy.js";
 import { CheckerShare } from "./checker-share.js";
 import { RUNTIME_SETTINGS } from "../clients/runtime-settings.js";
 
@@ -780,7 +781,7 @@ function etcdOptions(s: EtcdSettings): IOptions {
     hosts: [...s.endpoints],
     dialTimeout: REQUEST_TIMEOUT_MS,
     grpcOptions: { "grpc.max_receive_message_length": MAX_ANSWER_BYTES },
-    faultHandling: { watchBackoff: new WatchBackoff() },
+    faultHandling: { watchBackoff: new WatchBackoff(), host: memberPolicy },
   };
   const { tls, auth } = readEtcdCredentials(s);
   if (tls) {
