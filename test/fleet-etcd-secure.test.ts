@@ -14,7 +14,7 @@ import { chmodSync, cpSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { DBUS_DAEMON, DBUS_SEND, makeFleetRoot, mandosCtl, openToServerUser, startPrivateBus, waitForBusName, propertiesSeen, type Fleet, type PrivateBus } from "./helpers/dbus.js";
-import { etcdMissing, startEtcdCluster, type EtcdCluster } from "./helpers/etcd.js";
+import { etcdMissing, serversRegistered, startEtcdCluster, type EtcdCluster } from "./helpers/etcd.js";
 import { makeEtcdPki, OPENSSL, type EtcdPki } from "./helpers/etcd-pki.js";
 import { MANDOS_CLIENT, MANDOS_CTL, missing } from "./helpers/peers.js";
 import { BIN_MANDOS, run, runMandosClient, startServer, type RunningServer } from "./helpers/server.js";
@@ -73,15 +73,6 @@ async function assertServesDegraded(server: RunningServer, fleet: Fleet, why: Re
   assert.ok(r.stdout.length > 0, `no secret from a degraded server: ${r.stderr.slice(-500)}`);
 }
 
-/** Both servers' live keys under servers/: each holds an etcd lease. */
-async function bothRegistered(cluster: EtcdCluster): Promise<void> {
-  let dump = "";
-  await eventually(async () => {
-    dump = await cluster.dump(`${PREFIX}servers/`);
-    return dump.split("\n").filter((l) => l.startsWith(`${PREFIX}servers/`)).length === 2;
-  }, { what: "two servers registered under servers/", timeoutMs: 10_000, context: () => dump });
-}
-
 /**
  * A and B act as one through etcd: a Host set through A shows on B and in
  * etcd (read by `cluster`'s etcdctl), alpha disabled through B shows on A
@@ -94,7 +85,7 @@ async function assertSharing(a: Member, b: Member, cluster: EtcdCluster, host: s
   await seen(a, "alpha", (p) => p.Enabled === false, "B's change on A");
   const stored = new RegExp(`clients/delta/Host\\n\\{"value":"${host.replace(/\./g, "\\.")}"`);
   await eventually(async () => stored.test(await cluster.dump(PREFIX)), { what: "delta's Host in etcd" });
-  await bothRegistered(cluster);
+  await serversRegistered(cluster, PREFIX, 2);
   for (const m of [a, b]) assert.doesNotMatch(m.server.log(), /DEGRADED/);
 }
 
@@ -242,7 +233,7 @@ describe("a fleet on etcd with password authentication", { skip }, () => {
     await seen(b, "delta", (p) => p.Host === "after-restart.example.org", "A's change on B after etcd restarted");
     await ctl(b, "--enable", "alpha");
     await seen(a, "alpha", (p) => p.Enabled === true, "B's change on A after etcd restarted");
-    await bothRegistered(cluster);
+    await serversRegistered(cluster, PREFIX, 2);
     for (const [name, m] of [["A", a], ["B", b]] as const) assertNoPassword(m.server.log(), `${name}'s log`);
   });
 

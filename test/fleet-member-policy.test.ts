@@ -1,14 +1,15 @@
 // The breaker in front of each etcd member (src/main/fleet/member-policy.ts):
-// passed over after three recoverable failures in a row, tried again a
-// second later (etcd3's own default waited five), never broken by an
-// answer that says no (a denied permission is etcd answering).
+// the only member passed over after three recoverable failures in a row,
+// one of several at its first, tried again a second later (etcd3's own
+// default waited five), never broken by an answer that says no (a denied
+// permission is etcd answering).
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { setTimeout as sleep } from "node:timers/promises";
 import { isBrokenCircuitError } from "cockatiel";
 import { EtcdPermissionDeniedError, GRPCUnavailableError } from "etcd3";
-import { MEMBER_FAILURES, MEMBER_RETRY_MS, memberPolicy } from "../src/main/fleet/member-policy.js";
+import { LONE_MEMBER_FAILURES, MEMBER_RETRY_MS, memberPolicy } from "../src/main/fleet/member-policy.js";
 
 /** Runs `policy` once over a call that throws `error`, or answers when `error` is null; says whether the call ran and how it ended. */
 async function attempt(policy: ReturnType<typeof memberPolicy>, error: Error | null): Promise<{ ran: boolean; outcome: unknown }> {
@@ -25,9 +26,9 @@ async function attempt(policy: ReturnType<typeof memberPolicy>, error: Error | n
   }
 }
 
-test("a member that failed three times in a row is passed over, and tried again a second later", async () => {
-  const policy = memberPolicy();
-  for (let i = 0; i < MEMBER_FAILURES; i++) {
+test("the only member, failed three times in a row, is passed over, and tried again a second later", async () => {
+  const policy = memberPolicy(1);
+  for (let i = 0; i < LONE_MEMBER_FAILURES; i++) {
     const r = await attempt(policy, new GRPCUnavailableError("14 UNAVAILABLE: Connection dropped"));
     assert.ok(r.ran, `failure ${i + 1} did not reach the member`);
   }
@@ -42,9 +43,19 @@ test("a member that failed three times in a row is passed over, and tried again 
   assert.equal((await attempt(policy, null)).ran, true, "the member answered its trial, yet is still passed over");
 });
 
+test("one member of three is passed over at its first failure, and tried again a second later", async () => {
+  const policy = memberPolicy(3);
+  assert.equal((await attempt(policy, new GRPCUnavailableError("14 UNAVAILABLE: Connection dropped"))).ran, true);
+  const skipped = await attempt(policy, null);
+  assert.equal(skipped.ran, false, "a request reached a member of three that had just failed");
+  assert.ok(isBrokenCircuitError(skipped.outcome), `passed over with ${String(skipped.outcome)}`);
+  await sleep(MEMBER_RETRY_MS + 300);
+  assert.equal((await attempt(policy, null)).ran, true, `no request reached the member ${MEMBER_RETRY_MS + 300} ms after it was passed over`);
+});
+
 test("a member that answers no is not a failing member", async () => {
-  const policy = memberPolicy();
-  for (let i = 0; i < MEMBER_FAILURES + 2; i++) {
+  const policy = memberPolicy(3);
+  for (let i = 0; i < LONE_MEMBER_FAILURES + 2; i++) {
     const r = await attempt(policy, new EtcdPermissionDeniedError("etcdserver: permission denied"));
     assert.ok(r.ran, `request ${i + 1} after ${i} denials was passed over`);
     assert.ok(r.outcome instanceof EtcdPermissionDeniedError);

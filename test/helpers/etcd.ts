@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { freePort } from "./dbus.js";
 import type { EtcdPki } from "./etcd-pki.js";
 import { run, type ProcessResult } from "./server.js";
+import { eventually } from "./wait.js";
 
 export const ETCD = "/usr/bin/etcd";
 export const ETCDCTL = "/usr/bin/etcdctl";
@@ -162,4 +163,13 @@ export async function startEtcdCluster(size = 3, security: EtcdSecurity = {}): P
     throw error;
   }
   return cluster;
+}
+
+/** Waits until `count` servers hold keys under `prefix`servers/ (each one bound to a live lease); fails with what etcd holds there. */
+export async function serversRegistered(cluster: EtcdCluster, prefix: string, count: number): Promise<void> {
+  let dump = "";
+  await eventually(async () => {
+    dump = await cluster.dump(`${prefix}servers/`);
+    return dump.split("\n").filter((l) => l.startsWith(`${prefix}servers/`)).length === count;
+  }, { what: `${count} servers registered under servers/`, timeoutMs: 10_000, context: () => dump });
 }

@@ -14,6 +14,7 @@ import { createHash } from "node:crypto";
 import type { Etcd3, IOptions, Lease } from "etcd3";
 import type { Logger } from "../daemon/log.js";
 import { watchPrefix, type PrefixWatch } from "./prefix-watch.js";
+import { guardLease } from "./member-policy.js";
 
 /**
  * Seconds a dead server keeps its share: short, so that its clients are
@@ -100,6 +101,7 @@ export class CheckerShare {
 
   async #register(): Promise<void> {
     const lease = this.#etcd.lease(LEASE_TTL_S);
+    guardLease(lease);
     lease.on("lost", (error) => {
       if (this.#stopped || this.#lease !== lease) return;
       this.#logger.warning(`etcd lease lost (${error.message}): running every client's checker until registered again`);

@@ -56,7 +56,7 @@ import type { FleetUnsentChange } from "../state/state-file.js";
 import { readEtcdCredentials } from "./credentials.js";
 import { explainEtcdTls } from "./tls-diagnosis.js";
 import { CANCEL_WAIT_MS, watchPrefix, type PrefixWatch } from "./prefix-watch.js";
-import { memberPolicy } from "./member-policy.js";
+import { attemptOptions, KEEPALIVE_OPTIONS, memberPolicy } from "./member-policy.js";
 import { CheckerShare } from "./checker-share.js";
 import { RUNTIME_SETTINGS } from "../clients/runtime-settings.js";
 
@@ -78,7 +78,11 @@ export const FOLD_QUIET_MS = 3_000;
 export const ORPHAN_MS = 60_000;
 /** How often a degraded server asks etcd again. */
 export const RETRY_MS = 1_000;
-/** A request to etcd that takes longer counts as etcd being unreachable. */
+/**
+ * The most a stopping server gives its last writes, and --check's TLS
+ * diagnosis its handshake (a request's own attempts each have
+ * ATTEMPT_TIMEOUT_MS: member-policy.ts).
+ */
 export const REQUEST_TIMEOUT_MS = 3_000;
 /**
  * Keys read per request when reading the whole fleet: about 1 MB of
@@ -391,7 +395,8 @@ export class FleetState {
 
   /**
    * Sends `items` in order, MAX_TXN_OPS and TXN_MAX_JOURNAL_BYTES at most
-   * to a transaction, each within REQUEST_TIMEOUT_MS, and all by `deadline` if one is given.
+   * to a transaction, each attempt of each within ATTEMPT_TIMEOUT_MS
+   * (member-policy.ts), or all by `deadline` if one is given.
    */
   async #send(items: readonly WriteItem[], lease: string | null, deadline?: number): Promise<void> {
     for (let i = 0; i < items.length; ) {
@@ -404,7 +409,7 @@ export class FleetState {
       i = end;
       const res = await this.#etcd.kv.txn(
         { success: chunk.map((item) => item.request(lease)) },
-        { deadline: Math.min(Date.now() + REQUEST_TIMEOUT_MS, deadline ?? Infinity) },
+        deadline === undefined ? undefined : { deadline },
       );
       this.#ownRevisions.add(res.header.revision);
       for (const item of chunk) item.done();
@@ -485,7 +490,6 @@ export class FleetState {
       try {
         const records = await this.#etcd.kv.range(
           { key: Buffer.from(journalDir(this.#prefix)), range_end: prefixEnd(journalDir(this.#prefix)) },
-          { deadline: Date.now() + REQUEST_TIMEOUT_MS },
         );
         // Taken off the list as found; what is left is gone from etcd already (folded by another server).
         const unfound = new Set(keys);
@@ -574,10 +578,7 @@ export class FleetState {
     let key = Buffer.from(this.#prefix);
     let revision: string | undefined;
     for (;;) {
-      const res = await this.#etcd.kv.range(
-        { key, range_end: end, limit: this.#pageKeys, ...(revision ? { revision } : {}) },
-        { deadline: Date.now() + REQUEST_TIMEOUT_MS },
-      );
+      const res = await this.#etcd.kv.range({ key, range_end: end, limit: this.#pageKeys, ...(revision ? { revision } : {}) });
       revision ??= res.header.revision;
       onPage(res.kvs);
       const last = res.kvs.at(-1);
@@ -724,7 +725,7 @@ export class FleetState {
    */
   async #watchLost(error: unknown): Promise<void> {
     try {
-      await this.#etcd.kv.range({ key: Buffer.from(this.#prefix), limit: "1" }, { deadline: Date.now() + REQUEST_TIMEOUT_MS });
+      await this.#etcd.kv.range({ key: Buffer.from(this.#prefix), limit: "1" });
     } catch {
       this.#goDegraded(error);
       return;
@@ -779,9 +780,9 @@ function prefixEnd(prefix: string): Buffer {
 function etcdOptions(s: EtcdSettings): IOptions {
   const options: IOptions = {
     hosts: [...s.endpoints],
-    dialTimeout: REQUEST_TIMEOUT_MS,
-    grpcOptions: { "grpc.max_receive_message_length": MAX_ANSWER_BYTES },
-    faultHandling: { watchBackoff: new WatchBackoff(), host: memberPolicy },
+    grpcOptions: { "grpc.max_receive_message_length": MAX_ANSWER_BYTES, ...KEEPALIVE_OPTIONS },
+    defaultCallOptions: attemptOptions,
+    faultHandling: { watchBackoff: new WatchBackoff(), host: () => memberPolicy(s.endpoints.length) },
   };
   const { tls, auth } = readEtcdCredentials(s);
   if (tls) {
@@ -792,10 +793,11 @@ function etcdOptions(s: EtcdSettings): IOptions {
       ...(tls.cert ? { certChain: tls.cert } : {}),
     };
   }
-  // etcd3 asks for a token ahead of the request that needs it, outside
-  // that request's deadline and with none of its own: a token asked of an
-  // etcd that does not answer would hold every request queued behind it.
-  if (auth) options.auth = { ...auth, callOptions: () => ({ deadline: Date.now() + REQUEST_TIMEOUT_MS }) };
+  // etcd3 asks for a token ahead of the request that needs it, each member
+  // in turn, with the deadline of an attempt (defaultCallOptions): a token
+  // asked of an etcd that does not answer would hold every request queued
+  // behind it.
+  if (auth) options.auth = auth;
   return options;
 }
 
@@ -808,7 +810,7 @@ export async function probeEtcd(settings: EtcdSettings): Promise<string | null> 
     return error instanceof Error ? error.message : String(error);
   }
   try {
-    await etcd.kv.range({ key: Buffer.from(settings.prefix), limit: "1" }, { deadline: Date.now() + REQUEST_TIMEOUT_MS });
+    await etcd.kv.range({ key: Buffer.from(settings.prefix), limit: "1" });
     return null;
   } catch (error) {
     const why = oneLine(error);

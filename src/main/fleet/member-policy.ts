@@ -1,21 +1,144 @@
-// How a server passes over an etcd member that failed, and how soon it
-// tries that member again (docs/ETCD.md "When etcd is away"). etcd3 puts
-// a circuit breaker in front of each member: three recoverable failures
-// in a row and the member is skipped, a request failing at once without
-// reaching it, until the breaker lets one trial through. Its default
-// waits 5 s before that trial: after an outage, while etcd answered
-// again, every server stayed degraded up to 5 s more (two trials that came
-// too early: 10 s). Ours tries again after MEMBER_RETRY_MS.
+// How a server deals with one etcd member that fails or hangs while the
+// others answer (docs/ETCD.md "When etcd is down"): the cluster of three
+// is there so that losing one changes nothing visible.
+//
+// - A member that fails is passed over. etcd3 puts a circuit breaker in
+//   front of each member: after failures in a row a request fails at once
+//   without reaching it, until the breaker lets one trial through. Its
+//   default waits 5 s before that trial: after an outage, while etcd
+//   answered again, every server stayed degraded up to 5 s more (10 s when
+//   a trial came too early). Ours tries again after MEMBER_RETRY_MS, and
+//   with other members to go to, passes a member over at its first failure.
+// - A member that hangs (a frozen host, a partition that drops packets)
+//   answers nothing and refuses nothing. Each attempt of a request has a
+//   deadline of its own, so that a request that met the hung member goes
+//   on to another (etcd3 retries a timed-out request on the next member)
+//   instead of spending its whole time there. gRPC pings every connection
+//   that carries a call, so that a watch on the hung member breaks and
+//   comes back on another one, where without pings it would wait for ever
+//   without a word. And a lease's renewal that is not answered is sent
+//   again on a stream of its own (guardLease), before etcd lets the lease
+//   expire.
 
 import { circuitBreaker, ConsecutiveBreaker, handleWhen, type CircuitBreakerPolicy } from "cockatiel";
-import { isRecoverableError } from "etcd3";
+import { EtcdLeaseInvalidError, isRecoverableError, type Lease } from "etcd3";
 
-/** How long a member that failed three times in a row is passed over before a request tries it again. */
+/** How long a member that failed is passed over before a request tries it again. */
 export const MEMBER_RETRY_MS = 1_000;
-/** Recoverable failures in a row (unreachable, timed out, unavailable) that make a member passed over. */
-export const MEMBER_FAILURES = 3;
+/**
+ * Recoverable failures in a row (unreachable, timed out, unavailable) that
+ * make the only member passed over; with others to go to, one is enough.
+ */
+export const LONE_MEMBER_FAILURES = 3;
+/**
+ * How long one attempt of a request may wait for a member. A healthy etcd
+ * answers within milliseconds and warns of a request that took 100 ms.
+ * etcd3 makes up to four attempts of a request, each on the next member:
+ * one that met a hung member goes on to another after this. A lone etcd
+ * that hangs fails a request after three (the breaker refuses the fourth).
+ */
+export const ATTEMPT_TIMEOUT_MS = 1_000;
+/**
+ * How often gRPC pings a connection that carries a call, and how long it
+ * waits for the answer before it drops the connection (its calls fail and
+ * are made again elsewhere). etcd's default `--grpc-keepalive-min-time` is
+ * 5 s: a client that pings more often is told to stop (GOAWAY
+ * "too_many_pings").
+ */
+export const KEEPALIVE_MS = 5_000;
+export const KEEPALIVE_TIMEOUT_MS = 2_000;
 
-/** The breaker for one etcd member (etcd3's `faultHandling.host`). */
-export function memberPolicy(): CircuitBreakerPolicy {
-  return circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: MEMBER_RETRY_MS, breaker: new ConsecutiveBreaker(MEMBER_FAILURES) });
+/** The breaker for one etcd member of `members` (etcd3's `faultHandling.host`). */
+export function memberPolicy(members: number): CircuitBreakerPolicy {
+  const failures = members > 1 ? 1 : LONE_MEMBER_FAILURES;
+  return circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: MEMBER_RETRY_MS, breaker: new ConsecutiveBreaker(failures) });
+}
+
+/**
+ * The call options of each attempt (etcd3's `defaultCallOptions`, asked
+ * again for every attempt): a deadline for a request, none for a stream
+ * (a watch, a lease's keep-alives), which lives as long as it is wanted.
+ */
+export function attemptOptions(context: { readonly isStream: boolean }): { deadline?: number } {
+  return context.isStream ? {} : { deadline: Date.now() + ATTEMPT_TIMEOUT_MS };
+}
+
+/** gRPC's pings (etcd3's `grpcOptions`). */
+export const KEEPALIVE_OPTIONS = {
+  "grpc.keepalive_time_ms": KEEPALIVE_MS,
+  "grpc.keepalive_timeout_ms": KEEPALIVE_TIMEOUT_MS,
+} as const;
+
+/** Keeps `lease` alive past a member that hangs (LeaseGuard), until the lease is lost or revoked. */
+export function guardLease(lease: Lease): void {
+  new LeaseGuard(lease);
+}
+
+/**
+ * Keeps a lease alive past a member that hangs. etcd3 renews a lease on one
+ * stream, every TTL/3, and gives that stream up only after a whole TTL
+ * without an answer: by then etcd has let the lease expire, and the server
+ * has lost its share of the checkers and its pending requests. When a
+ * renewal is not answered within ATTEMPT_TIMEOUT_MS, the guard renews the
+ * lease on a stream of its own, with a deadline, and again (at most one a
+ * ATTEMPT_TIMEOUT_MS) until one is answered; each goes to a member the
+ * breakers let through.
+ */
+class LeaseGuard {
+  readonly #lease: Lease;
+  #timer: NodeJS.Timeout | null = null;
+  #renewing = false;
+  #answered = false;
+  #closed = false;
+
+  constructor(lease: Lease) {
+    this.#lease = lease;
+    lease.on("keepaliveFired", this.#fired.bind(this));
+    lease.on("keepaliveSucceeded", this.#succeeded.bind(this));
+    lease.on("lost", this.close.bind(this));
+  }
+
+  /** The lease is lost: nothing left to renew. */
+  close(): void {
+    this.#closed = true;
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = null;
+  }
+
+  #fired(): void {
+    if (this.#timer || this.#closed) return;
+    this.#answered = false;
+    this.#timer = setTimeout(this.#unanswered.bind(this), ATTEMPT_TIMEOUT_MS).unref();
+  }
+
+  #succeeded(): void {
+    this.#answered = true;
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = null;
+  }
+
+  #unanswered(): void {
+    this.#timer = null;
+    if (!this.#answered) void this.#renew();
+  }
+
+  async #renew(): Promise<void> {
+    if (this.#renewing) return;
+    this.#renewing = true;
+    try {
+      while (!this.#closed && !this.#answered && !this.#lease.revoked()) {
+        const started = Date.now();
+        try {
+          await this.#lease.keepaliveOnce({ deadline: started + ATTEMPT_TIMEOUT_MS });
+          return;
+        } catch (error) {
+          if (error instanceof EtcdLeaseInvalidError) return; // etcd3 has said "lost"
+        }
+        const rest = started + ATTEMPT_TIMEOUT_MS - Date.now();
+        if (rest > 0) await new Promise((resolve) => setTimeout(resolve, rest).unref());
+      }
+    } finally {
+      this.#renewing = false;
+    }
+  }
 }
