@@ -201,6 +201,7 @@ describe("a fleet on etcd with password authentication", { skip }, () => {
   test("--check: reachable with the password; with a wrong one it says authentication failed; no password printed", async () => {
     const good = await check(fleet.conf, authArgs(passwordFile));
     assert.match(good, /^ok: etcd reachable at http:\/\/\[::1\]:\d+$/m);
+    assert.equal(await cluster.dump(PREFIX), "", "--check wrote to etcd");
     const bad = await check(fleet.conf, authArgs(wrongFile));
     assert.match(bad, /^WARNING: etcd unreachable at http:.*: .*authentication failed, invalid user ID or password/m);
     const missingFile = await check(fleet.conf, authArgs(join(root, "absent")));
@@ -235,6 +236,38 @@ describe("a fleet on etcd with password authentication", { skip }, () => {
     await seen(a, "alpha", (p) => p.Enabled === true, "B's change on A after etcd restarted");
     await serversRegistered(cluster, PREFIX, 2);
     for (const [name, m] of [["A", a], ["B", b]] as const) assertNoPassword(m.server.log(), `${name}'s log`);
+  });
+
+  test("a user who may only read the prefix: --check and the server say permission denied; the server serves degraded and keeps no lease it cannot use", async () => {
+    // An operator's slip: the role reads the fleet but may not write. The
+    // server gets a lease, cannot bind its servers/ key to it, and tries
+    // again every second.
+    const steps = [
+      ["role", "add", "mandos-reader"],
+      ["role", "grant-permission", "mandos-reader", "read", "--prefix=true", PREFIX],
+      ["user", "add", "mandos-reader", `--new-user-password=${password}`],
+      ["user", "grant-role", "mandos-reader", "mandos-reader"],
+    ];
+    for (const step of steps) {
+      const r = await cluster.ctl(step);
+      assert.equal(r.code, 0, `etcdctl ${step.slice(0, 2).join(" ")}: ${r.stderr}`);
+    }
+    const leases = async (): Promise<number> => {
+      const r = await cluster.ctl(["lease", "list"]);
+      assert.equal(r.code, 0, `etcdctl lease list: ${r.stderr}`);
+      return Number(/found (\d+) leases/.exec(r.stdout.toString())?.[1] ?? NaN);
+    };
+    const already = await leases();
+    const args = ["--etcd", cluster.endpoints, "--etcd_prefix", PREFIX, "--etcd_user", "mandos-reader", "--etcd_password_file", passwordFile];
+    assert.match(await check(fleet.conf, args), /^WARNING: etcd unreachable at .*permission denied/m);
+    const server = await startServer(["--configdir", fleet.conf, "--statedir", join(root, "state-r"), "--no-restore", "--port", "0", "--address", "::1", ...args]);
+    servers.push(server);
+    await assertServesDegraded(server, fleet, /permission denied/);
+    // Eight retries or more: without the revoke each left a lease kept alive.
+    await new Promise((resolve) => setTimeout(resolve, 8_000));
+    const held = (await leases()) - already;
+    assert.ok(held <= 1, `the degraded server holds ${held} leases it cannot use`);
+    assertNoPassword(server.log(), "the read-only server's log");
   });
 
   test("a wrong password: the server serves degraded, saying authentication failed, and never logs the password", async () => {

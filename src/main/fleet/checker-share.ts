@@ -109,7 +109,14 @@ export class CheckerShare {
       this.#lease = null;
       this.#retry();
     });
-    await lease.put(`${this.#dir}${this.#id}`).value("").exec();
+    try {
+      await lease.put(`${this.#dir}${this.#id}`).value("").exec();
+    } catch (error) {
+      // Granted but unused, the lease would be kept alive for ever: one
+      // more at every retry (each second while degraded).
+      void lease.revoke().catch(() => undefined);
+      throw error;
+    }
     this.#lease = lease;
     this.#live.add(this.#id);
     this.#onRegistered();

@@ -811,6 +811,11 @@ export async function probeEtcd(settings: EtcdSettings): Promise<string | null> 
   }
   try {
     await etcd.kv.range({ key: Buffer.from(settings.prefix), limit: "1" });
+    // The servers write too. A transaction whose comparison is never true
+    // writes nothing, yet etcd checks the permission of every operation in
+    // it: a role that only reads is told apart here, not at the first write.
+    const probe = Buffer.from(`${settings.prefix}servers/`);
+    await etcd.kv.txn({ compare: [{ key: probe, target: "Version", result: "Less", version: "0" }], success: [{ request_put: { key: probe, value: Buffer.alloc(0) } }] });
     return null;
   } catch (error) {
     const why = oneLine(error);
