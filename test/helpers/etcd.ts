@@ -11,6 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePort } from "./dbus.js";
 import type { EtcdPki } from "./etcd-pki.js";
+import { PeerProxies } from "./peer-proxy.js";
 import { run, type ProcessResult } from "./server.js";
 import { eventually } from "./wait.js";
 
@@ -29,6 +30,16 @@ export interface EtcdMember {
   stop(): Promise<void>;
   /** Stops (SIGSTOP) or resumes (SIGCONT) the member's process: an etcd that hangs, or a partition that drops every packet. */
   freeze(frozen: boolean): void;
+  /**
+   * Cuts the member off from the others, or joins it again: alive, its
+   * client port open, but no peer traffic (a cluster started partitionable).
+   */
+  partition(cut: boolean): Promise<void>;
+}
+
+export interface EtcdClusterOptions {
+  /** Peer traffic through proxies (peer-proxy.ts), so that members can be partitioned. */
+  readonly partitionable?: boolean;
 }
 
 /** etcd's password authentication, as an operator sets it up (docs/ETCD.md "Securing etcd"). */
@@ -53,8 +64,8 @@ export interface EtcdCluster {
   readonly endpoints: string;
   /** etcdctl on every member, as root (with the test's client certificate when over TLS). */
   ctl(args: readonly string[]): Promise<ProcessResult>;
-  /** `etcdctl get --prefix PREFIX` output (keys and values). */
-  dump(prefix: string): Promise<string>;
+  /** `etcdctl get --prefix PREFIX` output (keys and values), asked of `members` (all by default). */
+  dump(prefix: string, members?: readonly EtcdMember[]): Promise<string>;
   /** Resolves when every running member reports healthy. */
   healthy(members?: readonly EtcdMember[], ms?: number): Promise<void>;
   stop(): Promise<void>;
@@ -65,12 +76,17 @@ process.on("exit", () => {
   for (const child of live) child.kill("SIGKILL");
 });
 
-export async function startEtcdCluster(size = 3, security: EtcdSecurity = {}): Promise<EtcdCluster> {
+export async function startEtcdCluster(size = 3, security: EtcdSecurity = {}, options: EtcdClusterOptions = {}): Promise<EtcdCluster> {
   const root = mkdtempSync(join(tmpdir(), "mandos-ts-etcd-"));
-  const ports: Array<{ client: number; peer: number }> = [];
-  for (let i = 0; i < size; i++) ports.push({ client: await freePort(), peer: await freePort() });
+  const ports: Array<{ client: number; peer: number; advertised: number }> = [];
+  for (let i = 0; i < size; i++) {
+    const peer = await freePort();
+    ports.push({ client: await freePort(), peer, advertised: options.partitionable ? await freePort() : peer });
+  }
   const names = ports.map((_, i) => `e${i + 1}`);
-  const initialCluster = ports.map((p, i) => `${names[i]}=http://[::1]:${p.peer}`).join(",");
+  const proxies = options.partitionable ? new PeerProxies() : null;
+  for (const [i, p] of ports.entries()) await proxies?.add(p.advertised, p.peer, names[i]!);
+  const initialCluster = ports.map((p, i) => `${names[i]}=http://[::1]:${p.advertised}`).join(",");
   const { tls, auth } = security;
   const tlsArgs = tls ? ["--cert-file", tls.serverCert, "--key-file", tls.serverKey, "--trusted-ca-file", tls.ca, "--client-cert-auth"] : [];
   let firstStart = true;
@@ -87,7 +103,7 @@ export async function startEtcdCluster(size = 3, security: EtcdSecurity = {}): P
         const args = [
           "--name", name, "--data-dir", join(root, name),
           "--listen-client-urls", clientUrl, "--advertise-client-urls", clientUrl,
-          "--listen-peer-urls", `http://[::1]:${p.peer}`, "--initial-advertise-peer-urls", `http://[::1]:${p.peer}`,
+          "--listen-peer-urls", `http://[::1]:${p.peer}`, "--initial-advertise-peer-urls", `http://[::1]:${p.advertised}`,
           "--initial-cluster", initialCluster, "--initial-cluster-state", firstStart ? "new" : "existing",
           "--log-level", "error", ...tlsArgs,
         ];
@@ -109,6 +125,13 @@ export async function startEtcdCluster(size = 3, security: EtcdSecurity = {}): P
       freeze(frozen) {
         child?.kill(frozen ? "SIGSTOP" : "SIGCONT");
       },
+      async partition(cut) {
+        if (!proxies) throw new Error("a cluster started without partitionable: true");
+        const list = (await ctl(["member", "list"])).stdout.toString();
+        const id = new RegExp(`^([0-9a-f]+), \\w+, ${name},`, "m").exec(list)?.[1];
+        if (!id) throw new Error(`${name} not in etcdctl member list: ${list}`);
+        proxies.cut(name, id, cut);
+      },
     };
   });
   for (const m of members) m.start();
@@ -122,8 +145,8 @@ export async function startEtcdCluster(size = 3, security: EtcdSecurity = {}): P
     members,
     endpoints,
     ctl: (args) => ctl(args),
-    async dump(prefix) {
-      return (await ctl(["get", "--prefix", prefix])).stdout.toString("utf8");
+    async dump(prefix, which = members) {
+      return (await ctl(["get", "--prefix", prefix], which.map((m) => m.clientUrl).join(","))).stdout.toString("utf8");
     },
     async healthy(which = members, ms = 30_000) {
       const deadline = Date.now() + ms;
@@ -136,6 +159,7 @@ export async function startEtcdCluster(size = 3, security: EtcdSecurity = {}): P
     },
     async stop() {
       await Promise.all(members.map((m) => m.stop()));
+      await proxies?.close();
       rmSync(root, { recursive: true, force: true });
     },
   };
@@ -165,11 +189,14 @@ export async function startEtcdCluster(size = 3, security: EtcdSecurity = {}): P
   return cluster;
 }
 
-/** Waits until `count` servers hold keys under `prefix`servers/ (each one bound to a live lease); fails with what etcd holds there. */
-export async function serversRegistered(cluster: EtcdCluster, prefix: string, count: number): Promise<void> {
+/**
+ * Waits until `count` servers hold keys under `prefix`servers/ (each one
+ * bound to a live lease), as `members` say; fails with what etcd holds there.
+ */
+export async function serversRegistered(cluster: EtcdCluster, prefix: string, count: number, members = cluster.members): Promise<void> {
   let dump = "";
   await eventually(async () => {
-    dump = await cluster.dump(`${prefix}servers/`);
+    dump = await cluster.dump(`${prefix}servers/`, members);
     return dump.split("\n").filter((l) => l.startsWith(`${prefix}servers/`)).length === count;
   }, { what: `${count} servers registered under servers/`, timeoutMs: 10_000, context: () => dump });
 }

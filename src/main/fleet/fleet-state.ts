@@ -56,7 +56,7 @@ import type { FleetUnsentChange } from "../state/state-file.js";
 import { readEtcdCredentials } from "./credentials.js";
 import { explainEtcdTls } from "./tls-diagnosis.js";
 import { CANCEL_WAIT_MS, watchPrefix, type PrefixWatch } from "./prefix-watch.js";
-import { attemptOptions, KEEPALIVE_OPTIONS, memberPolicy } from "./member-policy.js";
+import { attemptOptions, KEEPALIVE_OPTIONS, memberPolicy, requestPolicy } from "./member-policy.js";
 import { CheckerShare } from "./checker-share.js";
 import { RUNTIME_SETTINGS } from "../clients/runtime-settings.js";
 
@@ -290,7 +290,15 @@ export class FleetState {
     this.#unsubscribe();
     this.#timer?.cancel();
     this.#foldTimer?.cancel();
-    if (!this.#degraded && this.#hasWork()) await this.#write(Date.now() + REQUEST_TIMEOUT_MS).catch(() => undefined);
+    if (!this.#degraded && this.#hasWork()) {
+      // The deadline ends each attempt; the timer, the retries after it.
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        this.#write(Date.now() + REQUEST_TIMEOUT_MS).catch(() => undefined),
+        new Promise<void>((resolve) => (timer = setTimeout(resolve, REQUEST_TIMEOUT_MS))),
+      ]);
+      clearTimeout(timer);
+    }
     await Promise.all([this.#watcher?.close(), this.#checkers.stop(CANCEL_WAIT_MS)]);
     this.#registry.setCheckerOwnership(null);
     this.#etcd.close();
@@ -782,7 +790,7 @@ function etcdOptions(s: EtcdSettings): IOptions {
     hosts: [...s.endpoints],
     grpcOptions: { "grpc.max_receive_message_length": MAX_ANSWER_BYTES, ...KEEPALIVE_OPTIONS },
     defaultCallOptions: attemptOptions,
-    faultHandling: { watchBackoff: new WatchBackoff(), host: () => memberPolicy(s.endpoints.length) },
+    faultHandling: { watchBackoff: new WatchBackoff(), host: () => memberPolicy(s.endpoints.length), global: requestPolicy() },
   };
   const { tls, auth } = readEtcdCredentials(s);
   if (tls) {

@@ -20,7 +20,8 @@
 //   again on a stream of its own (guardLease), before etcd lets the lease
 //   expire.
 
-import { circuitBreaker, ConsecutiveBreaker, handleWhen, type CircuitBreakerPolicy } from "cockatiel";
+import { InterceptingCall, type Interceptor } from "@grpc/grpc-js";
+import { circuitBreaker, ConsecutiveBreaker, ConstantBackoff, handleWhen, isBrokenCircuitError, retry, type CircuitBreakerPolicy, type RetryPolicy } from "cockatiel";
 import { EtcdLeaseInvalidError, isRecoverableError, type Lease } from "etcd3";
 
 /** How long a member that failed is passed over before a request tries it again. */
@@ -32,10 +33,8 @@ export const MEMBER_RETRY_MS = 1_000;
 export const LONE_MEMBER_FAILURES = 3;
 /**
  * How long one attempt of a request may wait for a member. A healthy etcd
- * answers within milliseconds and warns of a request that took 100 ms.
- * etcd3 makes up to four attempts of a request, each on the next member:
- * one that met a hung member goes on to another after this. A lone etcd
- * that hangs fails a request after three (the breaker refuses the fourth).
+ * answers within milliseconds and warns of a request that took 100 ms;
+ * an attempt that met a hung member goes on to another after this.
  */
 export const ATTEMPT_TIMEOUT_MS = 1_000;
 /**
@@ -48,6 +47,26 @@ export const ATTEMPT_TIMEOUT_MS = 1_000;
 export const KEEPALIVE_MS = 5_000;
 export const KEEPALIVE_TIMEOUT_MS = 2_000;
 
+/**
+ * Attempts of one request, each on the next member the breakers let
+ * through, RETRY_PAUSE_MS apart once one failed. While the members elect a
+ * new leader (its old one hung or cut off: a second or two, more when a
+ * member that was cut off comes back and forces another election) every
+ * member fails or is passed over, and the request goes on until a breaker
+ * lets a member be tried again (MEMBER_RETRY_MS): etcd3's own policy, four
+ * attempts with no pause, gave up within the election and made the server
+ * go degraded. An etcd that is down fails a request within about 2 s, one
+ * that hangs within about 6 s.
+ */
+export const REQUEST_ATTEMPTS = 8;
+export const RETRY_PAUSE_MS = 250;
+
+/** The retries of one request (etcd3's `faultHandling.global`). */
+export function requestPolicy(): RetryPolicy {
+  const retried = handleWhen((error) => isRecoverableError(error) || isBrokenCircuitError(error));
+  return retry(retried, { maxAttempts: REQUEST_ATTEMPTS - 1, backoff: new ConstantBackoff(RETRY_PAUSE_MS) });
+}
+
 /** The breaker for one etcd member of `members` (etcd3's `faultHandling.host`). */
 export function memberPolicy(members: number): CircuitBreakerPolicy {
   const failures = members > 1 ? 1 : LONE_MEMBER_FAILURES;
@@ -55,12 +74,30 @@ export function memberPolicy(members: number): CircuitBreakerPolicy {
 }
 
 /**
- * The call options of each attempt (etcd3's `defaultCallOptions`, asked
- * again for every attempt): a deadline for a request, none for a stream
- * (a watch, a lease's keep-alives), which lives as long as it is wanted.
+ * A stream (a watch, a lease's keep-alives) asks for a member with a
+ * leader (etcd's `hasleader` metadata, which etcd's own Go client sets on
+ * its watches): a member cut off from the others ends it once it has lost
+ * its leader, where it would otherwise keep a watch open and bring no
+ * change until the partition heals. Not a request: while the members elect
+ * a new leader every one of them would refuse it at once, where without
+ * it a request waits for the election (ATTEMPT_TIMEOUT_MS at most).
  */
-export function attemptOptions(context: { readonly isStream: boolean }): { deadline?: number } {
-  return context.isStream ? {} : { deadline: Date.now() + ATTEMPT_TIMEOUT_MS };
+const requireLeader: Interceptor = (options, nextCall) =>
+  new InterceptingCall(nextCall(options), {
+    start(metadata, listener, next) {
+      const withLeader = metadata.clone();
+      withLeader.set("hasleader", "true");
+      next(withLeader, listener);
+    },
+  });
+
+/**
+ * The call options of each attempt (etcd3's `defaultCallOptions`, asked
+ * again for every attempt): a request's deadline, or a stream's demand
+ * for a leader (a stream lives as long as it is wanted: no deadline).
+ */
+export function attemptOptions(context: { readonly isStream: boolean }): { deadline: number } | { interceptors: Interceptor[] } {
+  return context.isStream ? { interceptors: [requireLeader] } : { deadline: Date.now() + ATTEMPT_TIMEOUT_MS };
 }
 
 /** gRPC's pings (etcd3's `grpcOptions`). */
