@@ -56,7 +56,7 @@ import type { FleetUnsentChange } from "../state/state-file.js";
 import { readEtcdCredentials } from "./credentials.js";
 import { explainEtcdTls } from "./tls-diagnosis.js";
 import { CANCEL_WAIT_MS, watchPrefix, type PrefixWatch } from "./prefix-watch.js";
-import { attemptOptions, KEEPALIVE_OPTIONS, memberPolicy, requestPolicy } from "./member-policy.js";
+import { attemptOptions, KEEPALIVE_OPTIONS, memberPolicy } from "./member-policy.js";
 import { CheckerShare } from "./checker-share.js";
 import { RUNTIME_SETTINGS } from "../clients/runtime-settings.js";
 
@@ -790,7 +790,7 @@ function etcdOptions(s: EtcdSettings): IOptions {
     hosts: [...s.endpoints],
     grpcOptions: { "grpc.max_receive_message_length": MAX_ANSWER_BYTES, ...KEEPALIVE_OPTIONS },
     defaultCallOptions: attemptOptions,
-    faultHandling: { watchBackoff: new WatchBackoff(), host: () => memberPolicy(s.endpoints.length), global: requestPolicy() },
+    faultHandling: { watchBackoff: new WatchBackoff(), host: () => memberPolicy(s.endpoints.length) },
   };
   const { tls, auth } = readEtcdCredentials(s);
   if (tls) {

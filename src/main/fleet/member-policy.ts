@@ -21,7 +21,7 @@
 //   expire.
 
 import { InterceptingCall, type Interceptor } from "@grpc/grpc-js";
-import { circuitBreaker, ConsecutiveBreaker, ConstantBackoff, handleWhen, isBrokenCircuitError, retry, type CircuitBreakerPolicy, type RetryPolicy } from "cockatiel";
+import { circuitBreaker, ConsecutiveBreaker, handleWhen, type CircuitBreakerPolicy } from "cockatiel";
 import { EtcdLeaseInvalidError, isRecoverableError, type Lease } from "etcd3";
 
 /** How long a member that failed is passed over before a request tries it again. */
@@ -46,26 +46,6 @@ export const ATTEMPT_TIMEOUT_MS = 1_000;
  */
 export const KEEPALIVE_MS = 5_000;
 export const KEEPALIVE_TIMEOUT_MS = 2_000;
-
-/**
- * Attempts of one request, each on the next member the breakers let
- * through, RETRY_PAUSE_MS apart once one failed. While the members elect a
- * new leader (its old one hung or cut off: a second or two, more when a
- * member that was cut off comes back and forces another election) every
- * member fails or is passed over, and the request goes on until a breaker
- * lets a member be tried again (MEMBER_RETRY_MS): etcd3's own policy, four
- * attempts with no pause, gave up within the election and made the server
- * go degraded. An etcd that is down fails a request within about 2 s, one
- * that hangs within about 6 s.
- */
-export const REQUEST_ATTEMPTS = 8;
-export const RETRY_PAUSE_MS = 250;
-
-/** The retries of one request (etcd3's `faultHandling.global`). */
-export function requestPolicy(): RetryPolicy {
-  const retried = handleWhen((error) => isRecoverableError(error) || isBrokenCircuitError(error));
-  return retry(retried, { maxAttempts: REQUEST_ATTEMPTS - 1, backoff: new ConstantBackoff(RETRY_PAUSE_MS) });
-}
 
 /** The breaker for one etcd member of `members` (etcd3's `faultHandling.host`). */
 export function memberPolicy(members: number): CircuitBreakerPolicy {
