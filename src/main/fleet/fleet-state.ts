@@ -290,15 +290,7 @@ export class FleetState {
     this.#unsubscribe();
     this.#timer?.cancel();
     this.#foldTimer?.cancel();
-    if (!this.#degraded && this.#hasWork()) {
-      // The deadline ends each attempt; the timer, the retries after it.
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([
-        this.#write(Date.now() + REQUEST_TIMEOUT_MS).catch(() => undefined),
-        new Promise<void>((resolve) => (timer = setTimeout(resolve, REQUEST_TIMEOUT_MS))),
-      ]);
-      clearTimeout(timer);
-    }
+    if (!this.#degraded && this.#hasWork()) await this.#write(Date.now() + REQUEST_TIMEOUT_MS).catch(() => undefined);
     await Promise.all([this.#watcher?.close(), this.#checkers.stop(CANCEL_WAIT_MS)]);
     this.#registry.setCheckerOwnership(null);
     this.#etcd.close();

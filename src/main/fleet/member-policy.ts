@@ -19,6 +19,9 @@
 //   without a word. And a lease's renewal that is not answered is sent
 //   again on a stream of its own (guardLease), before etcd lets the lease
 //   expire.
+// - A member cut off from the others but alive answers the pings. Streams
+//   ask for a member with a leader (requireLeader), which it ends once it
+//   has lost its leader, so that they come back on another member.
 
 import { InterceptingCall, type Interceptor } from "@grpc/grpc-js";
 import { circuitBreaker, ConsecutiveBreaker, handleWhen, type CircuitBreakerPolicy } from "cockatiel";
