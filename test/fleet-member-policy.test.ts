@@ -2,7 +2,8 @@
 // the only member passed over after three recoverable failures in a row,
 // one of several at its first, tried again a second later (etcd3's own
 // default waited five), never broken by an answer that says no (a denied
-// permission is etcd answering).
+// permission is etcd answering); while its trial request is out, other
+// requests pass the member over rather than wait for it.
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -60,4 +61,20 @@ test("a member that answers no is not a failing member", async () => {
     assert.ok(r.ran, `request ${i + 1} after ${i} denials was passed over`);
     assert.ok(r.outcome instanceof EtcdPermissionDeniedError);
   }
+});
+
+test("while a member's trial request is out, another request passes it over at once instead of waiting for the trial", async () => {
+  const policy = memberPolicy(1);
+  for (let i = 0; i < LONE_MEMBER_FAILURES; i++) await attempt(policy, new GRPCUnavailableError("14 UNAVAILABLE: Connection dropped"));
+  await sleep(MEMBER_RETRY_MS + 300);
+  let answer!: (value: string) => void;
+  const trial = policy.execute(() => new Promise<string>((resolve) => (answer = resolve)));
+  // etcd3 makes a request again from inside the trial when etcd refused
+  // its auth token: waiting for the trial, it would wait for itself.
+  const during = await attempt(policy, null);
+  assert.equal(during.ran, false, "a request reached the member while its trial was out");
+  assert.ok(isBrokenCircuitError(during.outcome), `passed over with ${String(during.outcome)}`);
+  answer("answer");
+  assert.equal(await trial, "answer");
+  assert.equal((await attempt(policy, null)).ran, true, "the member answered its trial, yet is still passed over");
 });

@@ -777,7 +777,8 @@ function prefixEnd(prefix: string): Buffer {
   return Buffer.from([0]);
 }
 
-function etcdOptions(s: EtcdSettings): IOptions {
+/** The etcd3 options of a server's link to etcd: its members, TLS and login, and how it deals with a failing member (member-policy.ts). */
+export function etcdOptions(s: EtcdSettings): IOptions {
   const options: IOptions = {
     hosts: [...s.endpoints],
     grpcOptions: { "grpc.max_receive_message_length": MAX_ANSWER_BYTES, ...KEEPALIVE_OPTIONS },

@@ -9,6 +9,9 @@
 //   answered again, every server stayed degraded up to 5 s more (10 s when
 //   a trial came too early). Ours tries again after MEMBER_RETRY_MS, and
 //   with other members to go to, passes a member over at its first failure.
+//   While the trial is out, other requests pass the member over too
+//   (MemberBreaker): cockatiel's made them wait for it, and a request etcd3
+//   ran again for a new auth token inside the trial waited for itself.
 // - A member that hangs (a frozen host, a partition that drops packets)
 //   answers nothing and refuses nothing. Each attempt of a request has a
 //   deadline of its own, so that a request that met the hung member goes
@@ -24,7 +27,7 @@
 //   has lost its leader, so that they come back on another member.
 
 import { InterceptingCall, type Interceptor } from "@grpc/grpc-js";
-import { circuitBreaker, ConsecutiveBreaker, handleWhen, type CircuitBreakerPolicy } from "cockatiel";
+import { BrokenCircuitError, circuitBreaker, CircuitState, ConsecutiveBreaker, handleWhen, type CircuitBreakerPolicy, type IDefaultPolicyContext, type IPolicy } from "cockatiel";
 import { EtcdLeaseInvalidError, isRecoverableError, type Lease } from "etcd3";
 
 /** How long a member that failed is passed over before a request tries it again. */
@@ -51,9 +54,42 @@ export const KEEPALIVE_MS = 5_000;
 export const KEEPALIVE_TIMEOUT_MS = 2_000;
 
 /** The breaker for one etcd member of `members` (etcd3's `faultHandling.host`). */
-export function memberPolicy(members: number): CircuitBreakerPolicy {
+export function memberPolicy(members: number): IPolicy {
   const failures = members > 1 ? 1 : LONE_MEMBER_FAILURES;
-  return circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: MEMBER_RETRY_MS, breaker: new ConsecutiveBreaker(failures) });
+  return new MemberBreaker(circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: MEMBER_RETRY_MS, breaker: new ConsecutiveBreaker(failures) }));
+}
+
+/**
+ * cockatiel's breaker, except while its trial request is out (half-open):
+ * then other requests are passed over at once, where cockatiel makes each
+ * wait for the trial's end. etcd3 runs a request that met an auth token
+ * etcd no longer knows (a restarted etcd forgets them all) again, from
+ * inside that request's attempt: when the attempt was a member's trial,
+ * the request waited for itself, and every request after it for that
+ * member with it, for ever: a server stayed degraded after an etcd
+ * restart, for good. Passed over, the request again goes to another
+ * member, or fails and is made again a second later with a new token.
+ */
+class MemberBreaker implements IPolicy {
+  declare readonly _altReturn: never;
+  readonly #breaker: CircuitBreakerPolicy;
+
+  constructor(breaker: CircuitBreakerPolicy) {
+    this.#breaker = breaker;
+  }
+
+  get onSuccess(): IPolicy["onSuccess"] {
+    return this.#breaker.onSuccess;
+  }
+
+  get onFailure(): IPolicy["onFailure"] {
+    return this.#breaker.onFailure;
+  }
+
+  execute<T>(fn: (context: IDefaultPolicyContext) => PromiseLike<T> | T, signal?: AbortSignal): Promise<T> {
+    if (this.#breaker.state === CircuitState.HalfOpen) return Promise.reject(new BrokenCircuitError());
+    return this.#breaker.execute(fn, signal);
+  }
 }
 
 /**
