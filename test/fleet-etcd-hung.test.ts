@@ -5,29 +5,23 @@
 // FleetState.stop() ends, and the change it could not write is still among
 // the unsent ones, which the server's state file keeps.
 
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import { ClientRegistry } from "../src/main/clients/registry.js";
 import { systemClock } from "../src/main/clock.js";
 import { silentLogger } from "../src/main/daemon/log.js";
 import { FleetState } from "../src/main/fleet/fleet-state.js";
 import { clientSettings } from "./helpers/clients.js";
-import { etcdMissing, startEtcdCluster, type EtcdCluster } from "./helpers/etcd.js";
+import { etcdForFile, etcdMissing, plainEtcdSettings } from "./helpers/etcd.js";
 
 const skip = etcdMissing();
-let cluster: EtcdCluster;
-
-before(async () => {
-  if (!skip) cluster = await startEtcdCluster(1);
-});
-after(async () => {
-  await cluster?.stop();
-});
+const etcd = etcdForFile(1);
 
 test("with etcd hung, stop() ends without it, and the change it could not write stays unsent", { skip, timeout: 30_000 }, async () => {
+  const cluster = etcd();
   const registry = new ClientRegistry(["alpha", "beta"].map((n) => clientSettings(n, { timeout: 3_600_000, interval: 3_600_000 })), { logger: silentLogger });
   const fleet = new FleetState(
-    { endpoints: cluster.endpoints.split(","), prefix: "/hung/", ca: null, cert: null, key: null, user: null, passwordFile: null },
+    plainEtcdSettings(cluster, "/hung/"),
     { registry, logger: silentLogger, clock: systemClock, serverId: "server-a" },
   );
   const member = cluster.members[0]!;

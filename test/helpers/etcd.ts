@@ -5,11 +5,13 @@
 // with client certificates demanded (certificates from etcd-pki.ts), and
 // authentication on, with a user limited to the fleet's prefix.
 
+import { after, before } from "node:test";
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePort } from "./dbus.js";
+import type { EtcdSettings } from "../../src/main/fleet/settings.js";
 import type { EtcdPki } from "./etcd-pki.js";
 import { PeerProxies } from "./peer-proxy.js";
 import { run, type ProcessResult } from "./server.js";
@@ -199,4 +201,28 @@ export async function serversRegistered(cluster: EtcdCluster, prefix: string, co
     dump = await cluster.dump(`${prefix}servers/`, members);
     return dump.split("\n").filter((l) => l.startsWith(`${prefix}servers/`)).length === count;
   }, { what: `${count} servers registered under servers/`, timeoutMs: 10_000, context: () => dump });
+}
+
+/**
+ * A real etcd of `size` members for one test file: started before its
+ * tests and stopped after them (hooks at the file's top level), nothing
+ * when etcd is missing (the tests skip). The getter gives it to a test.
+ */
+export function etcdForFile(size = 1): () => EtcdCluster {
+  let cluster: EtcdCluster | undefined;
+  before(async () => {
+    if (!etcdMissing()) cluster = await startEtcdCluster(size);
+  });
+  after(async () => {
+    await cluster?.stop();
+  });
+  return () => {
+    if (!cluster) throw new Error("etcd is not running");
+    return cluster;
+  };
+}
+
+/** A server's etcd settings for `cluster` under `prefix`: no TLS, no login. */
+export function plainEtcdSettings(cluster: EtcdCluster, prefix: string): EtcdSettings {
+  return { endpoints: cluster.endpoints.split(","), prefix, ca: null, cert: null, key: null, user: null, passwordFile: null };
 }

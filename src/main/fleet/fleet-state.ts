@@ -37,8 +37,9 @@
 //   - A client added at run time (SIGHUP) takes the fleet's state at the
 //     next sync (at once), as every client does at start-up; what etcd
 //     lacks of it is seeded.
-//   - A failed flush or sync marks the link degraded (logged loudly once);
-//     a sync retries every RETRY_MS until etcd answers again.
+//   - A failed flush or sync marks the link degraded; a sync retries every
+//     RETRY_MS until etcd answers again. The server says so loudly, once,
+//     at a failure DEGRADED_AFTER_MS after the first: not for an election.
 
 import { hostname } from "node:os";
 import { randomBytes } from "node:crypto";
@@ -78,6 +79,18 @@ export const FOLD_QUIET_MS = 3_000;
 export const ORPHAN_MS = 60_000;
 /** How often a degraded server asks etcd again. */
 export const RETRY_MS = 1_000;
+/**
+ * How long etcd may fail before the server logs that it is DEGRADED: a
+ * failure after this long without an answer is an outage. When etcd's
+ * leader is lost (its host hangs, or is cut off from the others), every
+ * member refuses or times out requests until the others have elected a
+ * new one: up to twice etcd's election timeout (1 s by default), then an
+ * attempt's deadline (ATTEMPT_TIMEOUT_MS) and a retry (RETRY_MS) before a
+ * sync comes through. Failures shorter than this are logged at debug
+ * level only; the server meanwhile behaves as degraded all the same
+ * (retries every RETRY_MS, runs every checker it must).
+ */
+export const DEGRADED_AFTER_MS = 5_000;
 /**
  * The most a stopping server gives its last writes, and --check's TLS
  * diagnosis its handshake (a request's own attempts each have
@@ -191,7 +204,12 @@ export class FleetState {
   #foldTimer: TimerHandle | null = null;
   readonly #unsubscribe: () => void;
   #applying = false;
+  /** The last sync or flush failed; etcd has not answered since. */
   #degraded = false;
+  /** When the first failure since etcd last answered happened. */
+  #failingSince = 0;
+  /** The CRITICAL line is logged: etcd failed after DEGRADED_AFTER_MS without an answer. */
+  #announced = false;
   /** The watch stream broke while the cluster still answered (one member gone): read the fleet again. */
   #resync = false;
   #synced = false;
@@ -560,8 +578,7 @@ export class FleetState {
       if (!this.#watcher) await this.#watch(revision + 1n);
       this.#synced = true;
       for (const name of added) this.#added.delete(name);
-      if (this.#degraded) this.#logger.warning(`etcd is reachable again: client state shared with the fleet (${this.#dirty.size} changes pending)`);
-      this.#degraded = false;
+      this.#recovered();
       this.#resync = false;
     } catch (error) {
       this.#goDegraded(error);
@@ -728,6 +745,7 @@ export class FleetState {
       await this.#etcd.kv.range({ key: Buffer.from(this.#prefix), limit: "1" });
     } catch {
       this.#goDegraded(error);
+      this.#schedule(RETRY_MS);
       return;
     }
     // Read the fleet again now and when the stream is back, as after an
@@ -737,15 +755,33 @@ export class FleetState {
     this.#schedule(0);
   }
 
+  /**
+   * etcd failed: degraded from now on; said loudly, once, at a failure
+   * DEGRADED_AFTER_MS or more after the first (an election's refusals and
+   * timeouts are not an outage).
+   */
   #goDegraded(error: unknown): void {
     if (this.#stopped) return;
+    const now = this.#clock.now();
     if (!this.#degraded) {
+      this.#failingSince = now;
+      this.#logger.debug(`etcd failed (${oneLine(error)}): asking again; DEGRADED if it still fails after ${DEGRADED_AFTER_MS / 1_000} s`);
+    } else if (!this.#announced && now - this.#failingSince >= DEGRADED_AFTER_MS) {
+      this.#announced = true;
       this.#logger.critical(
         // One line: gRPC's messages may carry OpenSSL's, newline and all.
         `etcd unreachable (${oneLine(error)}): DEGRADED, serving from the local copy of the shared state; changes made elsewhere are not seen until etcd returns`,
       );
     }
     this.#degraded = true;
+  }
+
+  /** etcd answered a whole sync: no longer degraded, said loudly if the outage was. */
+  #recovered(): void {
+    if (this.#announced) this.#logger.warning(`etcd is reachable again: client state shared with the fleet (${this.#dirty.size} changes pending)`);
+    else if (this.#degraded) this.#logger.debug(`etcd answers again after ${this.#clock.now() - this.#failingSince} ms`);
+    this.#degraded = false;
+    this.#announced = false;
   }
 }
 

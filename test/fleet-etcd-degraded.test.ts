@@ -1,0 +1,87 @@
+// When a server says it is DEGRADED (docs/ETCD.md "When etcd is down"):
+// once etcd has failed for DEGRADED_AFTER_MS, not at its first failure. A
+// leader election makes every member refuse or time out requests for a
+// second or two; a CRITICAL line for each would cry wolf. In process,
+// against a real one-member etcd stopped and started again; the server's
+// clock stands still unless the test moves it, so that how long the
+// machine takes to restart etcd does not decide what is logged.
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { setTimeout as sleep } from "node:timers/promises";
+import { ClientRegistry } from "../src/main/clients/registry.js";
+import { systemClock, type Clock } from "../src/main/clock.js";
+import { silentLogger, type Logger } from "../src/main/daemon/log.js";
+import { DEGRADED_AFTER_MS, FleetState, RETRY_MS } from "../src/main/fleet/fleet-state.js";
+import { clientSettings } from "./helpers/clients.js";
+import { etcdForFile, etcdMissing, plainEtcdSettings } from "./helpers/etcd.js";
+import { eventually } from "./helpers/wait.js";
+
+const skip = etcdMissing();
+const etcd = etcdForFile(1);
+
+/** A logger that keeps every line, as "LEVEL: message". */
+function keptLogger(): Logger & { readonly lines: string[] } {
+  const lines: string[] = [];
+  const keep = (level: string) => (message: string) => void lines.push(`${level}: ${message}`);
+  return { lines, debug: keep("DEBUG"), info: keep("INFO"), warning: keep("WARNING"), error: keep("ERROR"), critical: keep("CRITICAL") };
+}
+
+/** The system's timers, and a time that moves only when told. */
+function stillClock(): Clock & { advance(ms: number): void } {
+  let now = Date.now();
+  return {
+    now: () => now,
+    setTimeout: (fn, ms) => systemClock.setTimeout(fn, ms),
+    setTimeoutWith: (fn, ms, arg) => systemClock.setTimeoutWith(fn, ms, arg),
+    advance(ms) {
+      now += ms;
+    },
+  };
+}
+
+test("a failure shorter than DEGRADED_AFTER_MS is said at debug level only; a longer one is DEGRADED, once, and its end is said", { skip, timeout: 90_000 }, async () => {
+  const cluster = etcd();
+  const logger = keptLogger();
+  const clock = stillClock();
+  const registry = new ClientRegistry(["alpha", "beta"].map((n) => clientSettings(n, { timeout: 3_600_000, interval: 3_600_000 })), { logger: silentLogger });
+  const fleet = new FleetState(
+    plainEtcdSettings(cluster, "/degraded/"),
+    { registry, logger, clock, serverId: "server-a" },
+  );
+  const member = cluster.members[0]!;
+  const seen = (pattern: RegExp, what: string): Promise<void> =>
+    eventually(() => logger.lines.some((l) => pattern.test(l)) || undefined, { what, timeoutMs: 30_000 }).then(() => undefined);
+  const count = (pattern: RegExp): number => logger.lines.filter((l) => pattern.test(l)).length;
+  try {
+    await fleet.start();
+    assert.equal(fleet.degraded, false);
+
+    // A short outage: etcd stops and comes back while the clock stands still.
+    await member.stop();
+    await seen(/^DEBUG: etcd failed \(/, "the first failure");
+    assert.equal(fleet.degraded, true);
+    member.start();
+    await cluster.healthy();
+    await seen(/^DEBUG: etcd answers again after \d+ ms/, "the end of the short outage");
+    assert.equal(fleet.degraded, false);
+    assert.equal(count(/^CRITICAL|^WARNING: etcd is reachable again/), 0, `a short outage was announced:\n${logger.lines.join("\n")}`);
+
+    // A long one: failures go on past DEGRADED_AFTER_MS.
+    logger.lines.length = 0;
+    await member.stop();
+    await seen(/^DEBUG: etcd failed \(/, "the first failure of the long outage");
+    clock.advance(DEGRADED_AFTER_MS);
+    await seen(/^CRITICAL: etcd unreachable \(.*\): DEGRADED, serving from the local copy/, "DEGRADED after DEGRADED_AFTER_MS");
+    // Retried every second, said once.
+    await sleep(2 * RETRY_MS + 500);
+    assert.equal(count(/^CRITICAL/), 1, `DEGRADED said more than once:\n${logger.lines.join("\n")}`);
+    member.start();
+    await cluster.healthy();
+    await seen(/^WARNING: etcd is reachable again: client state shared with the fleet/, "the end of the outage");
+    assert.equal(fleet.degraded, false);
+  } finally {
+    await fleet.stop();
+    registry.stop();
+  }
+});
