@@ -249,7 +249,7 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
   let accepting = false;
   const observe = await Observability.start(settings, {
     clientCounts: () => registry.counts(), handshakes: () => listener.handshakes, workers: runner.workers, serveThreads: settings.serveThreads,
-    workerQueue: () => runner.queued, accepting: () => accepting, stateNotKept: () => (keepState ? null : `${settings.statedir} is not usable`),
+    workerQueue: () => runner.queued, ...(fleet ? { etcd: fleet.link.bind(fleet) } : {}), accepting: () => accepting, stateNotKept: () => (keepState ? null : `${settings.statedir} is not usable`),
   });
   let bound: { address: string; port: number };
   try {

@@ -129,6 +129,14 @@ class WatchBackoff {
   }
 }
 
+/** How a server's link to etcd fares (the metrics' mandos_etcd_*). */
+export interface EtcdLink {
+  /** The server has said DEGRADED (etcd failed for DEGRADED_AFTER_MS or more) and etcd has not answered since. */
+  readonly degraded: boolean;
+  /** Syncs, flushes and folds that failed since the server started, short failures (an election) included. */
+  readonly failures: number;
+}
+
 interface Dirty {
   readonly key: string;
   readonly value: Stamped;
@@ -210,6 +218,8 @@ export class FleetState {
   #failingSince = 0;
   /** The CRITICAL line is logged: etcd failed after DEGRADED_AFTER_MS without an answer. */
   #announced = false;
+  /** Syncs, flushes and folds that failed since the server started. */
+  #failures = 0;
   /** The watch stream broke while the cluster still answered (one member gone): read the fleet again. */
   #resync = false;
   #synced = false;
@@ -289,6 +299,11 @@ export class FleetState {
   /** True while etcd cannot be reached and the server serves from its local copy. */
   get degraded(): boolean {
     return this.#degraded;
+  }
+
+  /** How the link to etcd fares, for the metrics. */
+  link(): EtcdLink {
+    return { degraded: this.#announced, failures: this.#failures };
   }
 
   /** Reads the fleet's state, adopts it, seeds what etcd lacks, and watches. Never throws: without etcd it serves degraded and retries. */
@@ -762,6 +777,7 @@ export class FleetState {
    */
   #goDegraded(error: unknown): void {
     if (this.#stopped) return;
+    this.#failures++;
     const now = this.#clock.now();
     if (!this.#degraded) {
       this.#failingSince = now;

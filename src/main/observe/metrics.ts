@@ -23,6 +23,8 @@ export interface MetricSources {
   readonly serveThreads?: number;
   /** Handshake tasks waiting for a worker. */
   workerQueue(): number;
+  /** The link to etcd, when the server has one (fleet-state.ts's FleetState.link). */
+  etcd?(): { readonly degraded: boolean; readonly failures: number };
 }
 
 export const REFUSAL_REASONS: readonly RefusalReason[] = [
@@ -140,6 +142,22 @@ export function createMetrics(sources: MetricSources): Metrics {
     registers: [registry],
     collect() { this.set(getHeapStatistics().heap_size_limit); },
   });
+  const etcd = sources.etcd?.bind(sources);
+  if (etcd) {
+    new Gauge({
+      name: "mandos_etcd_degraded", help: "1 while the server says DEGRADED: etcd has failed for 5 s or more and not answered since.", registers: [registry],
+      collect() { this.set(etcd().degraded ? 1 : 0); },
+    });
+    let counted = 0;
+    new Counter({
+      name: "mandos_etcd_failures_total", help: "Reads and writes of the shared state that etcd failed, short failures (an election) included.", registers: [registry],
+      collect() {
+        const failures = etcd().failures;
+        this.inc(failures - counted);
+        counted = failures;
+      },
+    });
+  }
   collectDefaultMetrics({ register: registry });
   // prom-client's gauges named like counters, which `promtool check metrics`
   // rejects; their per-type siblings (nodejs_active_handles...) stay.
