@@ -17,8 +17,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
-import { Etcd3 } from "etcd3";
+import { getChannelzHandlers } from "@grpc/grpc-js";
 import { etcdOptions } from "../src/main/fleet/fleet-state.js";
+import { openEtcd } from "../src/main/fleet/token-clients.js";
 import { LONE_MEMBER_FAILURES, MEMBER_RETRY_MS } from "../src/main/fleet/member-policy.js";
 import { etcdMissing, startEtcdCluster, type EtcdCluster } from "./helpers/etcd.js";
 
@@ -51,7 +52,7 @@ async function within<T>(p: Promise<T>, ms: number): Promise<{ value: T } | { er
 }
 
 test("after an etcd restart, the request that is the member's trial logs in again and is answered, and so are the next ones", { skip, timeout: 60_000 }, async () => {
-  const etcd = new Etcd3(etcdOptions({ endpoints: cluster.endpoints.split(","), prefix: PREFIX, ca: null, cert: null, key: null, user: "mandos", passwordFile: join(dir, "password") }));
+  const etcd = openEtcd(etcdOptions({ endpoints: cluster.endpoints.split(","), prefix: PREFIX, ca: null, cert: null, key: null, user: "mandos", passwordFile: join(dir, "password") }));
   try {
     await etcd.put(`${PREFIX}k`).value("before");
     const member = cluster.members[0]!;
@@ -77,4 +78,30 @@ test("after an etcd restart, the request that is the member's trial logs in agai
   } finally {
     etcd.close();
   }
+});
+
+/** gRPC channels this process holds (grpc-js's channelz registry: a channel leaves it when closed). */
+function openChannels(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    type Handlers = ReturnType<typeof getChannelzHandlers>;
+    const call = { request: { start_channel_id: 0, max_results: 100_000 } } as unknown as Parameters<Handlers["GetTopChannels"]>[0];
+    getChannelzHandlers().GetTopChannels(call, (error, response) => (error ? reject(error) : resolve(response?.channel?.length ?? 0)));
+  });
+}
+
+test("logins that fail again and again leave one gRPC channel a member while the link is open, none after", { skip, timeout: 60_000 }, async () => {
+  writeFileSync(join(dir, "wrong"), "not-the-password\n", { mode: 0o600 });
+  const before = await openChannels();
+  const etcd = openEtcd(etcdOptions({ endpoints: cluster.endpoints.split(","), prefix: PREFIX, ca: null, cert: null, key: null, user: "mandos", passwordFile: join(dir, "wrong") }));
+  try {
+    // A degraded server asks once a second: thirty seconds of it.
+    for (let i = 0; i < 30; i++) {
+      const r = await within(etcd.get(`${PREFIX}k`).string(), 10_000);
+      assert.ok(r !== "hung" && "error" in r && /authentication failed/.test(String(r.error)), `a login with a wrong password: ${JSON.stringify(r)}`);
+    }
+    assert.ok((await openChannels()) - before <= 1, `${(await openChannels()) - before} channels after 30 failed logins to one member`);
+  } finally {
+    etcd.close();
+  }
+  assert.equal(await openChannels(), before, "channels left after the link was closed");
 });

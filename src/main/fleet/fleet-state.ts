@@ -58,6 +58,7 @@ import { readEtcdCredentials } from "./credentials.js";
 import { explainEtcdTls } from "./tls-diagnosis.js";
 import { CANCEL_WAIT_MS, watchPrefix, type PrefixWatch } from "./prefix-watch.js";
 import { attemptOptions, KEEPALIVE_OPTIONS, memberPolicy } from "./member-policy.js";
+import { openEtcd } from "./token-clients.js";
 import { CheckerShare } from "./checker-share.js";
 import { RUNTIME_SETTINGS } from "../clients/runtime-settings.js";
 
@@ -232,7 +233,7 @@ export class FleetState {
 
   constructor(settings: EtcdSettings, deps: FleetStateDeps) {
     this.#options = etcdOptions(settings);
-    this.#etcd = new Etcd3(this.#options);
+    this.#etcd = openEtcd(this.#options);
     this.#prefix = settings.prefix;
     this.#registry = deps.registry;
     this.#logger = deps.logger;
@@ -858,7 +859,7 @@ export function etcdOptions(s: EtcdSettings): IOptions {
 export async function probeEtcd(settings: EtcdSettings): Promise<string | null> {
   let etcd: Etcd3;
   try {
-    etcd = new Etcd3(etcdOptions(settings));
+    etcd = openEtcd(etcdOptions(settings));
   } catch (error) {
     return error instanceof Error ? error.message : String(error);
   }

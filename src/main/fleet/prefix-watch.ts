@@ -7,7 +7,8 @@
 // the prefix again and makes a new one. A watch cancelled for any other
 // reason (a compacted start revision) is handled the same way.
 
-import { Etcd3, type IOptions, type Watcher } from "etcd3";
+import type { IOptions, Watcher } from "etcd3";
+import { openEtcd } from "./token-clients.js";
 
 /**
  * How long close() waits for etcd to confirm the cancel: etcd3 waits for
@@ -29,7 +30,7 @@ export interface PrefixWatch {
  * if the watch cannot be made.
  */
 export async function watchPrefix(options: IOptions, prefix: string, onCancelled: (error: Error) => void, fromRevision?: bigint): Promise<PrefixWatch> {
-  const etcd = new Etcd3(options);
+  const etcd = openEtcd(options);
   let watcher: Watcher;
   try {
     const builder = etcd.watch().prefix(prefix);
