@@ -3,7 +3,7 @@
 // fleet is read a page at a time, all pages at one revision. Here with
 // pages of three keys, in process, against a real one-member etcd.
 
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import { Etcd3 } from "etcd3";
 import { ClientRegistry } from "../src/main/clients/registry.js";
@@ -13,19 +13,13 @@ import { FleetState } from "../src/main/fleet/fleet-state.js";
 import { clientKey, encodeValue } from "../src/main/fleet/layout.js";
 import { DEFAULT_ETCD_PREFIX } from "../src/main/fleet/settings.js";
 import { clientSettings } from "./helpers/clients.js";
-import { etcdMissing, startEtcdCluster, type EtcdCluster } from "./helpers/etcd.js";
+import { etcdForFile, etcdMissing, plainEtcdSettings } from "./helpers/etcd.js";
 
 const NAMES = ["c0", "c1", "c2", "c3", "c4", "c5", "c6"];
-let cluster: EtcdCluster;
-
-before(async () => {
-  if (!etcdMissing()) cluster = await startEtcdCluster(1);
-});
-after(async () => {
-  await cluster?.stop();
-});
+const etcdCluster = etcdForFile(1);
 
 test("every client's state is adopted when the fleet takes many pages to read", { skip: etcdMissing() }, async () => {
+  const cluster = etcdCluster();
   const etcd = new Etcd3({ hosts: cluster.endpoints });
   const at = Date.now();
   try {
@@ -39,7 +33,7 @@ test("every client's state is adopted when the fleet takes many pages to read", 
   }
   const registry = new ClientRegistry(NAMES.map((n) => clientSettings(n, { timeout: 3_600_000, interval: 3_600_000 })), { logger: silentLogger });
   const fleet = new FleetState(
-    { endpoints: cluster.endpoints.split(","), prefix: DEFAULT_ETCD_PREFIX, ca: null, cert: null, key: null, user: null, passwordFile: null },
+    plainEtcdSettings(cluster, DEFAULT_ETCD_PREFIX),
     { registry, logger: silentLogger, clock: systemClock, readPageKeys: 3 },
   );
   try {

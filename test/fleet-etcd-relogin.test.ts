@@ -40,6 +40,11 @@ after(async () => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
+/** The server's own link to etcd, logging in as "mandos" with the password in `file` (in the test's directory). */
+function loggedIn(file: string): ReturnType<typeof openEtcd> {
+  return openEtcd(etcdOptions({ endpoints: cluster.endpoints.split(","), prefix: PREFIX, ca: null, cert: null, key: null, user: "mandos", passwordFile: join(dir, file) }));
+}
+
 /** `p`'s outcome, or "hung" if it has none within `ms`. */
 async function within<T>(p: Promise<T>, ms: number): Promise<{ value: T } | { error: unknown } | "hung"> {
   let timer: NodeJS.Timeout | undefined;
@@ -52,7 +57,7 @@ async function within<T>(p: Promise<T>, ms: number): Promise<{ value: T } | { er
 }
 
 test("after an etcd restart, the request that is the member's trial logs in again and is answered, and so are the next ones", { skip, timeout: 60_000 }, async () => {
-  const etcd = openEtcd(etcdOptions({ endpoints: cluster.endpoints.split(","), prefix: PREFIX, ca: null, cert: null, key: null, user: "mandos", passwordFile: join(dir, "password") }));
+  const etcd = loggedIn("password");
   try {
     await etcd.put(`${PREFIX}k`).value("before");
     const member = cluster.members[0]!;
@@ -92,7 +97,7 @@ function openChannels(): Promise<number> {
 test("logins that fail again and again leave one gRPC channel a member while the link is open, none after", { skip, timeout: 60_000 }, async () => {
   writeFileSync(join(dir, "wrong"), "not-the-password\n", { mode: 0o600 });
   const before = await openChannels();
-  const etcd = openEtcd(etcdOptions({ endpoints: cluster.endpoints.split(","), prefix: PREFIX, ca: null, cert: null, key: null, user: "mandos", passwordFile: join(dir, "wrong") }));
+  const etcd = loggedIn("wrong");
   try {
     // A degraded server asks once a second: thirty seconds of it.
     for (let i = 0; i < 30; i++) {

@@ -297,7 +297,10 @@ export class FleetState {
     }
   }
 
-  /** True while etcd cannot be reached and the server serves from its local copy. */
+  /**
+   * True from etcd's first failure until it answers again: the server
+   * serves from its local copy. It says DEGRADED only later (link()).
+   */
   get degraded(): boolean {
     return this.#degraded;
   }

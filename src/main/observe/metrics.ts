@@ -8,6 +8,7 @@ import { getHeapStatistics } from "node:v8";
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import { events, type ConnectionOutcome, type RefusalReason } from "../events.js";
 import type { ClientCounts } from "../clients/contract.js";
+import type { EtcdLink } from "../fleet/fleet-state.js";
 import type { HandshakeCounts } from "../serve/admission.js";
 import { Subscriptions } from "./subscriptions.js";
 
@@ -24,7 +25,7 @@ export interface MetricSources {
   /** Handshake tasks waiting for a worker. */
   workerQueue(): number;
   /** The link to etcd, when the server has one (fleet-state.ts's FleetState.link). */
-  etcd?(): { readonly degraded: boolean; readonly failures: number };
+  etcd?(): EtcdLink;
 }
 
 export const REFUSAL_REASONS: readonly RefusalReason[] = [
