@@ -1,14 +1,16 @@
 // Ephemeral key shares: X25519 and X448 shares made from random bytes agree
 // with an independent peer (RFC 7748 through OpenSSL), every share is fresh,
 // and nothing on a serving path uses generateKeyPairSync, whose leftover
-// job can deadlock a later key export in Node 20 (src/tls/crypto.ts).
+// job can deadlock a later key export in Node 20 (src/tls/crypto.ts); the
+// raw private keys are imported the fastest way this runtime gets right.
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createPublicKey, diffieHellman, generateKeyPairSync } from "node:crypto";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { computeSharedSecret, generateKeyShare } from "../src/tls/crypto.js";
+import { randomBytes } from "node:crypto";
+import { computeSharedSecret, generateKeyShare, importWorks, MONTGOMERY_IMPORT, MONTGOMERY_IMPORTS } from "../src/tls/crypto.js";
 import { REPO } from "./helpers/server.js";
 
 for (const [group, crv, length] of [["x25519", "X25519", 32], ["x448", "X448", 56]] as const) {
@@ -30,6 +32,34 @@ for (const [group, crv, length] of [["x25519", "X25519", 32], ["x448", "X448", 5
     assert.equal(seen.size, 20);
   });
 }
+
+test("every way of importing a raw X25519/X448 key that this runtime takes gives the same key; the one in use is the first that works", () => {
+  const working = MONTGOMERY_IMPORTS.filter(([, load]) => importWorks(load)).map(([name]) => name);
+  // DER is read by every runtime, and one of the fast two by each of Node
+  // 20, 22 (jwk) and 24 (raw: it refuses the jwk trick).
+  assert.ok(working.includes("pkcs8"), `working: ${working.join(", ")}`);
+  assert.ok(working.length >= 2, `only the slow import works on ${process.version}`);
+  assert.equal(MONTGOMERY_IMPORT, working[0]);
+  const pkcs8 = MONTGOMERY_IMPORTS.find(([name]) => name === "pkcs8")![1];
+  for (const [crv, length] of [["X25519", 32], ["X448", 56]] as const) {
+    for (let i = 0; i < 10; i++) {
+      const raw = randomBytes(length);
+      const expected = pkcs8(crv, raw).export({ format: "jwk" });
+      for (const [name, load] of MONTGOMERY_IMPORTS.filter(([n]) => working.includes(n))) {
+        assert.deepEqual(load(crv, raw).export({ format: "jwk" }), expected, `${name} import of an ${crv} key`);
+      }
+    }
+  }
+});
+
+test("an import that gives another key than the bytes say is not used", () => {
+  const pkcs8 = MONTGOMERY_IMPORTS.find(([name]) => name === "pkcs8")![1];
+  assert.equal(importWorks((crv) => pkcs8(crv, Buffer.alloc(32, 7))), false);
+  assert.equal(importWorks(() => {
+    throw new Error("not on this runtime");
+  }), false);
+  assert.equal(importWorks(pkcs8), true);
+});
 
 test("no serving code calls generateKeyPairSync (only the --check self-test may)", () => {
   const offenders: string[] = [];

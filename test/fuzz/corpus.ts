@@ -6,10 +6,10 @@
 // server flight completes the handshake again, byte for byte: mutations of
 // it are then judged against a known good outcome.
 
-import { createPrivateKey, createPublicKey } from "node:crypto";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { montgomeryPrivateKey } from "../../src/tls/crypto.js";
 import type { EphemeralKeyShares } from "../../src/tls/tasks.js";
 
 export interface CorpusEntry {
@@ -37,8 +37,7 @@ export function loadCorpus(dir = CORPUS_DIR): CorpusEntry[] {
 /** The client's ephemeral values from an entry: an X25519 share from its private key. */
 export function ephemeralOf(e: NonNullable<CorpusEntry["ephemeral"]>): EphemeralKeyShares {
   const d = Buffer.from(e.privateKey, "hex");
-  const key = createPrivateKey({ key: { kty: "OKP", crv: "X25519", d: d.toString("base64url"), x: d.toString("base64url") }, format: "jwk" });
-  const x = createPublicKey(key).export({ format: "jwk" }).x ?? "";
+  const x = montgomeryPrivateKey("X25519", d).export({ format: "jwk" }).x ?? "";
   return {
     shares: [{ group: "x25519", privateKey: d, publicKey: Buffer.from(x, "base64url") }],
     random: Buffer.from(e.random, "hex"),

@@ -1,0 +1,76 @@
+// The server on the Node.js releases an operator may run it on besides this
+// machine's (package.json "engines"): Node 24 refused the way Node 20 and 22
+// import raw X25519 keys, and every handshake failed there
+// (src/tls/crypto.ts, MONTGOMERY_IMPORTS). For each runtime that
+// scripts/install-test-runtimes.sh fetched (run by `npm test`), a copy of
+// the build beside that runtime's own dependencies runs the test files below
+// under it: they start bin/mandos with the runtime running them, against the
+// real peers (mandos-client, gnutls-cli, mandos-ctl, etcd).
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { cpSync, existsSync, readFileSync, rmSync, symlinkSync } from "node:fs";
+import { join } from "node:path";
+import { REPO, run } from "./helpers/server.js";
+
+/** The major versions scripts/install-test-runtimes.sh fetches by default. */
+const MAJORS = ["22", "24"];
+
+/**
+ * What runs under each: the engine's primitives and known answers, a real
+ * GnuTLS peer, both protocol generations with the real mandos-client, the
+ * native syslog addon, worker and serve threads, D-Bus with mandos-ctl,
+ * signals and the state file, and the gRPC link to etcd.
+ */
+const FILES = [
+  "tls-key-shares", "tls-rfc8448", "tls-gnutls", "tls12-known-answers", "tls12-openpgp-cert",
+  "server-mandos-client", "server-legacy-clients", "syslog-datagram", "serve-threads",
+  "dbus-mandos-ctl", "daemon-signals", "fleet-etcd-read",
+];
+
+/** Links that the copied build reads as data (not modules: those must resolve from the copy). */
+const DATA = ["src", "bench", "test", "example", "contrib", "scripts", "docs", "README.md", "package.json"];
+
+for (const major of MAJORS) {
+  const root = join(REPO, ".cache", "runtimes", `node-${major}`);
+  const node = join(root, "node", "bin", "node");
+  const app = join(root, "app");
+  const ready = existsSync(node) && existsSync(join(app, ".lock-sha256"));
+  const skip = ready ? false : `Node ${major} not fetched (scripts/install-test-runtimes.sh needs the npm registry)`;
+
+  test(`on Node ${major}, the server serves mandos-client, GnuTLS, mandos-ctl and etcd as on this machine's`, { skip, timeout: 900_000 }, async (t) => {
+    const lock = readFileSync(join(REPO, "package-lock.json"));
+    assert.equal(
+      readFileSync(join(app, "package-lock.json")).toString(), lock.toString(),
+      "the runtime's dependencies are older than package-lock.json: run scripts/install-test-runtimes.sh",
+    );
+    // A fresh copy of the build: modules resolve their dependencies from
+    // where they are, so dist and bin are copied, the data only linked.
+    for (const dir of ["dist", "bin"]) {
+      rmSync(join(app, dir), { recursive: true, force: true });
+      cpSync(join(REPO, dir), join(app, dir), { recursive: true });
+    }
+    for (const entry of DATA) {
+      if (!existsSync(join(app, entry))) symlinkSync(join(REPO, entry), join(app, entry));
+    }
+    const version = await run(node, ["--version"]);
+    assert.match(version.stdout.toString(), new RegExp(`^v${major}\\.`));
+    const check = await run(node, [join(app, "bin", "mandos"), "--check", "--no-dbus", "--configdir", join(app, "example"), "--statedir", join(app, "state")]);
+    assert.equal(check.code, 0, `mandos --check on Node ${major}:\n${check.stdout.toString()}${check.stderr}`);
+    const files = FILES.map((f) => join(app, "dist", "test", `${f}.test.js`));
+    const suite = await run(
+      node, ["--test", "--test-concurrency=1", "--test-reporter=spec", ...files], 840_000,
+      // Not as a test file's child: node:test tells its files so through
+      // NODE_TEST_CONTEXT, and a runner that inherits it reports to us in
+      // its binary form instead of running as one of its own.
+      { PATH: `${join(root, "node", "bin")}:${process.env.PATH ?? ""}`, NODE_TEST_CONTEXT: undefined }, app,
+    );
+    const out = suite.stdout.toString();
+    const summary = (name: string): number => Number(new RegExp(`^ℹ ${name} (\\d+)$`, "m").exec(out)?.[1] ?? NaN);
+    assert.equal(suite.code, 0, `the tests on Node ${major} failed:\n${out.slice(-8_000)}${suite.stderr.slice(-2_000)}`);
+    assert.equal(summary("fail"), 0);
+    t.diagnostic(`${version.stdout.toString().trim()}: ${summary("pass")} passed, ${summary("skipped")} skipped`);
+    // Skipped peers would make this test pass on nothing.
+    assert.ok(summary("pass") >= 30, `only ${summary("pass")} tests passed on Node ${major}:\n${out.slice(-4_000)}`);
+  });
+}
