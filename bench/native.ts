@@ -38,6 +38,7 @@ import { runCollecting, serverNodeFlags, stopProcess, waitForPort } from "./rebo
 import { childrenCpuMs, cpuBetween, peakRssMiB, threadCpu, threadRolePreload, workerThreadIds, type ThreadCpu } from "./threads.js";
 import { buildFloorClient, describeFloor, measureFloor, type FloorRow } from "./socket-floor.js";
 import { median } from "./stats.js";
+import { copyBuild, fetchedRuntimes, type Runtime } from "./runtimes.js";
 
 const REPO = fileURLToPath(new URL("../../", import.meta.url));
 /** Where the project's shared tools folder keeps mandos-load; $MANDOS_LOAD_DIR overrides it. */
@@ -138,6 +139,8 @@ export interface ServerUnderTest {
   readonly serveThreads?: number;
   /** taskset CPU lists for the server and the load generator; none: unpinned. */
   readonly pin?: { readonly server: string; readonly generator: string };
+  /** Ours on another Node.js release (bench/runtimes.ts); none: the one running the bench. */
+  readonly runtime?: Runtime;
 }
 
 /** How much load: connections at once, then either seconds of new connections or a fixed count. */
@@ -157,6 +160,8 @@ export interface CpuPerSecret {
 
 export interface NativeRow {
   readonly server: ServerUnderTest["server"];
+  /** The Node.js release ours ran on ("v22.23.5"); none for the native server. */
+  readonly node?: string | undefined;
   readonly workers: ServerUnderTest["workers"];
   readonly serveThreads?: number | undefined;
   readonly pinned: ServerUnderTest["pin"] | null;
@@ -220,8 +225,8 @@ async function startServer(tools: NativeTools, s: ServerUnderTest, clientsDir: s
     // Made by the server itself, as root, for the user it becomes: it keeps its state as in service.
     const state = join(work, `state-${port}`);
     const argv = [
-      process.execPath, ...serverNodeFlags(), "--require", preload,
-      join(REPO, "bin/mandos"), "--configdir", clientsDir, "--statedir", state, "--no-restore",
+      s.runtime?.node ?? process.execPath, ...serverNodeFlags(), "--require", preload,
+      join(s.runtime?.app ?? REPO, "bin/mandos"), "--configdir", clientsDir, "--statedir", state, "--no-restore",
       "--no-zeroconf", "--no-dbus", "--foreground", "--debuglevel", "ERROR", "--address", "::1", "--port", String(port),
       // Every simulated client is ::1 here; a real fleet has an address each.
       "--max-per-source", "0",
@@ -233,6 +238,11 @@ async function startServer(tools: NativeTools, s: ServerUnderTest, clientsDir: s
   }
   await waitForPort(port, child, 120_000);
   return { child, isWorker };
+}
+
+/** What `node --version` says of a node binary ("v22.23.5"). */
+function nodeVersion(node: string): string {
+  return spawnSync(node, ["--version"], { encoding: "utf8" }).stdout.trim();
 }
 
 const perSecret = (cpu: ThreadCpu, secrets: number): CpuPerSecret => {
@@ -264,6 +274,7 @@ export async function measureServer(
     const ok = r.ok ?? 0;
     return {
       server: s.server,
+      node: s.server === "native" ? undefined : s.runtime ? nodeVersion(s.runtime.node) : process.version,
       workers: s.workers,
       serveThreads: s.serveThreads,
       pinned: s.pin ?? null,
@@ -347,6 +358,14 @@ export interface NativeReport {
   /** node:net alone, the exchange's shape without TLS (socket-floor.ts): closing at once, and held as long as ours lived. */
   readonly floor: FloorRow[];
   readonly floorSkipped?: string;
+  /**
+   * Ours with the default worker count on this bench's Node.js and on each
+   * other release fetched (bench/runtimes.ts), beside the native server: one
+   * list a round ($BENCH_NATIVE_ROUNDS), each in the reverse order of the
+   * one before.
+   */
+  readonly runtimes: NativeRow[][];
+  readonly runtimesSkipped?: string;
 }
 
 export interface NativeOptions {
@@ -391,7 +410,7 @@ function pinFor(workers: number, cores: number): ServerUnderTest["pin"] {
 
 export async function runNativeComparison(options: NativeOptions): Promise<NativeReport> {
   const { tools, quick, work, log } = options;
-  const empty = { sideBySide: [], sideBySideRounds: [], pinned: [], large: [], extrapolation: [], floor: [] };
+  const empty = { sideBySide: [], sideBySideRounds: [], pinned: [], large: [], extrapolation: [], floor: [], runtimes: [] };
   if ("skipped" in tools) {
     log(`native comparison skipped: ${tools.skipped}`);
     return { ...empty, skipped: tools.skipped };
@@ -424,6 +443,21 @@ export async function runNativeComparison(options: NativeOptions): Promise<Nativ
       const rows: NativeRow[] = [];
       for (const s of round % 2 === 1 ? [...sideBySide].reverse() : sideBySide) await measure(s, small, load, rows);
       report.sideBySideRounds.push(rows);
+    }
+  }
+
+  // The same server on the other Node.js releases fetched, as shipped
+  // (the default worker count), each round beside the native server.
+  const others = fetchedRuntimes();
+  if (others.length === 0) {
+    report = { ...report, runtimesSkipped: "no other Node.js release fetched (scripts/install-test-runtimes.sh, run by npm test)" };
+  } else {
+    for (const runtime of others) copyBuild(runtime);
+    const servers: ServerUnderTest[] = [{ server: "mandos-ts", workers: "default" }, ...others.map((runtime) => ({ server: "mandos-ts" as const, workers: "default" as const, runtime })), native];
+    for (let round = 0; round < roundCount; round++) {
+      const rows: NativeRow[] = [];
+      for (const s of round % 2 === 1 ? [...servers].reverse() : servers) await measure(s, small, load, rows);
+      report.runtimes.push(rows);
     }
   }
 
@@ -490,7 +524,7 @@ const HEADER =
 
 function rowLine(r: NativeRow): string {
   const c = r.cpuUsPerSecret;
-  const name = r.server === "native" ? "native ref-server" : "mandos-ts";
+  const name = r.server === "native" ? "native ref-server" : r.node && r.node !== process.version ? `mandos-ts on ${r.node}` : "mandos-ts";
   return `| ${name} | ${r.serveThreads ? `serve threads ${r.serveThreads}` : r.workers} | ${r.pinned ? `${r.pinned.server} / ${r.pinned.generator}` : "-"} | ${r.clients} | ${r.concurrency} | ${r.measured} | ${r.secretsPerSecond} | ${r.latencyMs.p50} | ${r.latencyMs.p99} | ${r.ok} | ${r.failed + r.mismatched} | ${c.total} | ${c.main} | ${c.workers} | ${c.others} | ${r.childrenCpuUsPerSecret} | ${r.peakRssMiB} |\n`;
 }
 
@@ -514,7 +548,8 @@ function ratios(rows: readonly NativeRow[]): string {
     // The native server runs no checkers: a row with them is compared as it is, and says so.
     const checkers = r.checkerInterval ? `, checkers every ${r.checkerInterval} (native: none)` : "";
     const v = versusNative(r, native);
-    out += `ours ${threadsLabel(r)}${checkers} / native: secrets/s ${x(v.secretsPerSecond)}, CPU per secret ${x(v.cpuPerSecret)}, p99 ${x(v.p99)}\n`;
+    const on = new Set(rows.map((row) => row.node).filter(Boolean)).size > 1 ? ` on ${r.node}` : "";
+    out += `ours ${threadsLabel(r)}${on}${checkers} / native: secrets/s ${x(v.secretsPerSecond)}, CPU per secret ${x(v.cpuPerSecret)}, p99 ${x(v.p99)}\n`;
   }
   return out;
 }
@@ -582,6 +617,16 @@ export function nativeTables(report: NativeReport): string {
     }
     out += "\n";
   }
+  if (report.runtimesSkipped) out += `Node.js releases skipped: ${report.runtimesSkipped}\n\n`;
+  for (const [i, rows] of report.runtimes.entries()) section(`Node.js releases (mandos-ts alone: ${process.version}), round ${i + 1} of ${report.runtimes.length}:`, rows);
+  if (report.runtimes.length > 0) {
+    out += `CPU per secret, ours / native, round by round (median):\n\n| Node.js | CPU per secret | secrets/s |\n|---|---|---|\n`;
+    for (const r of runtimeRatios(report.runtimes)) {
+      const list = (v: readonly number[]): string => v.map((x) => x.toFixed(2)).join(", ");
+      out += `| ${r.node} | ${list(r.cpuPerSecret)} (${median(r.cpuPerSecret).toFixed(2)}) | ${list(r.secretsPerSecond)} (${median(r.secretsPerSecond).toFixed(2)}) |\n`;
+    }
+    out += "\n";
+  }
   section("Pinned with taskset:", report.pinned);
   section("10,000 clients, one wave:", report.large);
   if (report.floorSkipped) out += `Socket floor skipped: ${report.floorSkipped}\n\n`;
@@ -609,7 +654,24 @@ export function nativeTables(report: NativeReport): string {
   return out;
 }
 
+/** Each Node.js release's rows over the native row of their round: CPU a secret and rate, round by round. */
+export function runtimeRatios(rounds: readonly (readonly NativeRow[])[]): Array<{ node: string; cpuPerSecret: number[]; secretsPerSecond: number[] }> {
+  const by = new Map<string, { node: string; cpuPerSecret: number[]; secretsPerSecond: number[] }>();
+  for (const rows of rounds) {
+    const native = rows.find((r) => r.server === "native");
+    if (!native || native.cpuUsPerSecret.total <= 0 || native.secretsPerSecond <= 0) continue;
+    for (const r of rows) {
+      if (r.server !== "mandos-ts" || !r.node) continue;
+      const entry = by.get(r.node) ?? { node: r.node, cpuPerSecret: [], secretsPerSecond: [] };
+      entry.cpuPerSecret.push(r.cpuUsPerSecret.total / native.cpuUsPerSecret.total);
+      entry.secretsPerSecond.push(r.secretsPerSecond / native.secretsPerSecond);
+      by.set(r.node, entry);
+    }
+  }
+  return [...by.values()];
+}
+
 /** Rows with failed, mismatched or missing secrets (warm-up included). */
 export function failedRows(report: NativeReport): NativeRow[] {
-  return [...report.sideBySide, ...report.sideBySideRounds.slice(1).flat(), ...report.pinned, ...report.large].filter((r) => r.failed > 0 || r.mismatched > 0 || r.ok === 0 || r.warmup.failed > 0);
+  return [...report.sideBySide, ...report.sideBySideRounds.slice(1).flat(), ...report.runtimes.flat(), ...report.pinned, ...report.large].filter((r) => r.failed > 0 || r.mismatched > 0 || r.ok === 0 || r.warmup.failed > 0);
 }

@@ -9,9 +9,9 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { cpSync, existsSync, readFileSync, rmSync, symlinkSync } from "node:fs";
 import { join } from "node:path";
-import { REPO, run } from "./helpers/server.js";
+import { copyBuild, fetchedRuntime } from "../bench/runtimes.js";
+import { run } from "./helpers/server.js";
 
 /** The major versions scripts/install-test-runtimes.sh fetches by default. */
 const MAJORS = ["22", "24"];
@@ -28,31 +28,14 @@ const FILES = [
   "dbus-mandos-ctl", "daemon-signals", "fleet-etcd-read",
 ];
 
-/** Links that the copied build reads as data (not modules: those must resolve from the copy). */
-const DATA = ["src", "bench", "test", "example", "contrib", "scripts", "docs", "README.md", "package.json"];
-
 for (const major of MAJORS) {
-  const root = join(REPO, ".cache", "runtimes", `node-${major}`);
-  const node = join(root, "node", "bin", "node");
-  const app = join(root, "app");
-  const ready = existsSync(node) && existsSync(join(app, ".lock-sha256"));
-  const skip = ready ? false : `Node ${major} not fetched (scripts/install-test-runtimes.sh needs the npm registry)`;
+  const runtime = fetchedRuntime(major);
+  const skip = "missing" in runtime ? runtime.missing : false;
 
   test(`on Node ${major}, the server serves mandos-client, GnuTLS, mandos-ctl and etcd as on this machine's`, { skip, timeout: 900_000 }, async (t) => {
-    const lock = readFileSync(join(REPO, "package-lock.json"));
-    assert.equal(
-      readFileSync(join(app, "package-lock.json")).toString(), lock.toString(),
-      "the runtime's dependencies are older than package-lock.json: run scripts/install-test-runtimes.sh",
-    );
-    // A fresh copy of the build: modules resolve their dependencies from
-    // where they are, so dist and bin are copied, the data only linked.
-    for (const dir of ["dist", "bin"]) {
-      rmSync(join(app, dir), { recursive: true, force: true });
-      cpSync(join(REPO, dir), join(app, dir), { recursive: true });
-    }
-    for (const entry of DATA) {
-      if (!existsSync(join(app, entry))) symlinkSync(join(REPO, entry), join(app, entry));
-    }
+    if ("missing" in runtime) return;
+    const { node, app } = runtime;
+    copyBuild(runtime);
     const version = await run(node, ["--version"]);
     assert.match(version.stdout.toString(), new RegExp(`^v${major}\\.`));
     const check = await run(node, [join(app, "bin", "mandos"), "--check", "--no-dbus", "--configdir", join(app, "example"), "--statedir", join(app, "state")]);
@@ -63,7 +46,7 @@ for (const major of MAJORS) {
       // Not as a test file's child: node:test tells its files so through
       // NODE_TEST_CONTEXT, and a runner that inherits it reports to us in
       // its binary form instead of running as one of its own.
-      { PATH: `${join(root, "node", "bin")}:${process.env.PATH ?? ""}`, NODE_TEST_CONTEXT: undefined }, app,
+      { PATH: `${join(node, "..")}:${process.env.PATH ?? ""}`, NODE_TEST_CONTEXT: undefined }, app,
     );
     const out = suite.stdout.toString();
     const summary = (name: string): number => Number(new RegExp(`^ℹ ${name} (\\d+)$`, "m").exec(out)?.[1] ?? NaN);

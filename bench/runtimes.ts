@@ -1,0 +1,52 @@
+// The other Node.js releases that scripts/install-test-runtimes.sh fetched
+// (.cache/runtimes/node-MAJOR: the official build in node/, the project's
+// production dependencies built for it in app/), and a fresh copy of this
+// build beside each: test/runtimes.test.ts runs tests under them, and the
+// benchmark's native part measures the server on each (docs/BENCHMARK.md).
+
+import { cpSync, existsSync, readFileSync, rmSync, symlinkSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const REPO = fileURLToPath(new URL("../../", import.meta.url));
+
+export interface Runtime {
+  /** "22", "24". */
+  readonly major: string;
+  /** Its node binary. */
+  readonly node: string;
+  /** Where a copy of the build sits beside its dependencies (bin/mandos, dist/). */
+  readonly app: string;
+}
+
+/** What may be linked into the copy: read as data, never resolved as modules (those must come from the copy, beside its node_modules). */
+const DATA = ["src", "bench", "test", "example", "contrib", "scripts", "docs", "README.md"];
+
+/** The runtime of `major` as fetched, or why it cannot be used. */
+export function fetchedRuntime(major: string, repo = REPO): Runtime | { readonly missing: string } {
+  const root = join(repo, ".cache", "runtimes", `node-${major}`);
+  const runtime = { major, node: join(root, "node", "bin", "node"), app: join(root, "app") };
+  if (!existsSync(runtime.node) || !existsSync(join(runtime.app, ".lock-sha256"))) {
+    return { missing: `Node ${major} not fetched (scripts/install-test-runtimes.sh needs the npm registry)` };
+  }
+  if (readFileSync(join(runtime.app, "package-lock.json"), "utf8") !== readFileSync(join(repo, "package-lock.json"), "utf8")) {
+    return { missing: `Node ${major}'s dependencies are older than package-lock.json: run scripts/install-test-runtimes.sh` };
+  }
+  return runtime;
+}
+
+/** Every runtime fetched, of the majors install-test-runtimes.sh fetches by default. */
+export function fetchedRuntimes(repo = REPO): Runtime[] {
+  return ["22", "24"].map((major) => fetchedRuntime(major, repo)).filter((r): r is Runtime => !("missing" in r));
+}
+
+/** Puts a fresh copy of `repo`'s build (dist/, bin/) into the runtime's app directory, and links the data beside it. */
+export function copyBuild(runtime: Runtime, repo = REPO): void {
+  for (const dir of ["dist", "bin"]) {
+    rmSync(join(runtime.app, dir), { recursive: true, force: true });
+    cpSync(join(repo, dir), join(runtime.app, dir), { recursive: true });
+  }
+  for (const entry of DATA) {
+    if (!existsSync(join(runtime.app, entry))) symlinkSync(join(repo, entry), join(runtime.app, entry));
+  }
+}
