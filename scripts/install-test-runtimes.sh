@@ -16,6 +16,9 @@ case "$(uname -m)" in
   *) echo "install-test-runtimes: no official Node.js build for $(uname -m); test/runtimes.test.ts will skip" >&2; exit 0 ;;
 esac
 lock=$(sha256sum package-lock.json | cut -d' ' -f1)
+# A registry that does not answer costs a minute, not npm's default of
+# several retries of five minutes each.
+export npm_config_fetch_timeout=30000 npm_config_fetch_retries=1
 for major in $majors; do
   dir="$PWD/.cache/runtimes/node-$major"
   if [ ! -x "$dir/node/bin/node" ]; then

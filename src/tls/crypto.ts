@@ -290,7 +290,7 @@ const NIST_CURVE: Partial<Record<NamedGroup, string>> = { secp256r1: "prime256v1
 const MONTGOMERY: Partial<Record<NamedGroup, "X25519" | "X448">> = { x25519: "X25519", x448: "X448" };
 
 /** How a runtime turns a Montgomery private key's raw bytes into a KeyObject. */
-type MontgomeryImport = (crv: "X25519" | "X448", raw: Uint8Array) => KeyObject;
+export type MontgomeryImport = (crv: "X25519" | "X448", raw: Uint8Array) => KeyObject;
 
 /** PKCS #8 DER of an X25519 / X448 private key, before its raw bytes (RFC 8410 §7). */
 const PKCS8_PREFIX = {
@@ -300,8 +300,9 @@ const PKCS8_PREFIX = {
 
 /**
  * The ways to import an X25519/X448 private key from its raw bytes (RFC
- * 7748), fastest first; `montgomeryImport` picks the first that gives the
- * right key on this runtime. Exported for the tests.
+ * 7748), fastest first; `montgomeryPrivateKey` is the first that gives
+ * the right key on this runtime (`MONTGOMERY_IMPORT` names it). Exported
+ * for the tests.
  * - `jwk`: OpenSSL 3's DER decoder costs ~360 µs a key, a JWK ~40. Node 20
  *   and 22 read only `d` of a private OKP JWK, but want an `x`, so `d`
  *   stands in for it. Node 24 checks `x` against `d` and refuses it.
