@@ -11,7 +11,7 @@ import { fileURLToPath } from "node:url";
 const REPO = fileURLToPath(new URL("../../", import.meta.url));
 
 export interface Runtime {
-  /** "22", "24". */
+  /** "22", "24", "26". */
   readonly major: string;
   /** Its node binary. */
   readonly node: string;
@@ -35,9 +35,17 @@ export function fetchedRuntime(major: string, repo = REPO): Runtime | { readonly
   return runtime;
 }
 
-/** Every runtime fetched, of the majors install-test-runtimes.sh fetches by default. */
+/**
+ * The releases besides the machine's that the server must run on: the
+ * long-term-support lines after 20 (26 became one in October 2026).
+ * scripts/install-test-runtimes.sh fetches the same by default (a test
+ * holds the two lists together).
+ */
+export const RUNTIME_MAJORS: readonly string[] = ["22", "24", "26"];
+
+/** Every runtime fetched, of RUNTIME_MAJORS. */
 export function fetchedRuntimes(repo = REPO): Runtime[] {
-  return ["22", "24"].map((major) => fetchedRuntime(major, repo)).filter((r): r is Runtime => !("missing" in r));
+  return RUNTIME_MAJORS.map((major) => fetchedRuntime(major, repo)).filter((r): r is Runtime => !("missing" in r));
 }
 
 /** Puts a fresh copy of `repo`'s build (dist/, bin/) into the runtime's app directory, and links the data beside it. */

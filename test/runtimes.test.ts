@@ -1,5 +1,5 @@
 // The server on the Node.js releases an operator may run it on besides this
-// machine's (package.json "engines"): Node 24 refused the way Node 20 and 22
+// machine's (package.json "engines"): Node 24 and 26 refuse the way Node 20 and 22
 // import raw X25519 keys, and every handshake failed there
 // (src/tls/crypto.ts, MONTGOMERY_IMPORTS). For each runtime that
 // scripts/install-test-runtimes.sh fetched (run by `npm test`), a copy of
@@ -10,11 +10,9 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { copyBuild, fetchedRuntime } from "../bench/runtimes.js";
-import { run } from "./helpers/server.js";
-
-/** The major versions scripts/install-test-runtimes.sh fetches by default. */
-const MAJORS = ["22", "24"];
+import { readFileSync } from "node:fs";
+import { copyBuild, fetchedRuntime, RUNTIME_MAJORS } from "../bench/runtimes.js";
+import { REPO, run } from "./helpers/server.js";
 
 /**
  * What runs under each: the engine's primitives and known answers, a real
@@ -28,7 +26,13 @@ const FILES = [
   "dbus-mandos-ctl", "daemon-signals", "fleet-etcd-read",
 ];
 
-for (const major of MAJORS) {
+test("the install script fetches the releases that are tested and measured", () => {
+  const script = readFileSync(join(REPO, "scripts", "install-test-runtimes.sh"), "utf8");
+  const list = /MANDOS_TS_TEST_NODES-([\d ]+)\}/.exec(script)?.[1]?.trim().split(/\s+/);
+  assert.deepEqual(list, [...RUNTIME_MAJORS]);
+});
+
+for (const major of RUNTIME_MAJORS) {
   const runtime = fetchedRuntime(major);
   const skip = "missing" in runtime ? runtime.missing : false;
 

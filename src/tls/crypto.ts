@@ -305,9 +305,9 @@ const PKCS8_PREFIX = {
  * for the tests.
  * - `jwk`: OpenSSL 3's DER decoder costs ~360 µs a key, a JWK ~40. Node 20
  *   and 22 read only `d` of a private OKP JWK, but want an `x`, so `d`
- *   stands in for it. Node 24 checks `x` against `d` and refuses it.
- * - `raw`: Node 24's `raw-private` format (~30 µs with the export of its
- *   public half); Node 20 and 22 do not know it.
+ *   stands in for it. Node 24 and later check `x` against `d`: refused.
+ * - `raw`: the `raw-private` format of Node 24 and later (~30 µs with the
+ *   export of its public half); Node 20 and 22 do not know it.
  * - `pkcs8`: DER, which every runtime reads; slow, the last resort.
  */
 export const MONTGOMERY_IMPORTS: ReadonlyArray<readonly [name: string, MontgomeryImport]> = [
