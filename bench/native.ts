@@ -240,11 +240,6 @@ async function startServer(tools: NativeTools, s: ServerUnderTest, clientsDir: s
   return { child, isWorker };
 }
 
-/** What `node --version` says of a node binary ("v22.23.5"). */
-function nodeVersion(node: string): string {
-  return spawnSync(node, ["--version"], { encoding: "utf8" }).stdout.trim();
-}
-
 const perSecret = (cpu: ThreadCpu, secrets: number): CpuPerSecret => {
   const us = (ms: number): number => (secrets > 0 ? Math.round((ms * 1000) / secrets) : 0);
   return { total: us(cpu.total), main: us(cpu.main), workers: us(cpu.workers), others: us(cpu.others) };
@@ -274,7 +269,7 @@ export async function measureServer(
     const ok = r.ok ?? 0;
     return {
       server: s.server,
-      node: s.server === "native" ? undefined : s.runtime ? nodeVersion(s.runtime.node) : process.version,
+      node: s.server === "native" ? undefined : (s.runtime?.version ?? process.version),
       workers: s.workers,
       serveThreads: s.serveThreads,
       pinned: s.pin ?? null,
@@ -565,7 +560,7 @@ export function medianCpuRow(rounds: readonly (readonly NativeRow[])[], which: (
 
 /** One of our side-by-side configurations over the rounds: its ratios to the native row of each round, and their medians. */
 export interface RoundRatios {
-  /** "workers=2", "serve-threads=2". */
+  /** What the rows were grouped by: "workers=2", "serve-threads=2" by default; "v22.23.5" by release. */
   readonly label: string;
   readonly secretsPerSecond: readonly number[];
   readonly cpuPerSecret: readonly number[];
@@ -573,8 +568,11 @@ export interface RoundRatios {
   readonly median: { readonly secretsPerSecond: number; readonly cpuPerSecret: number; readonly p99: number };
 }
 
-/** Ours against the native server round by round (a round without a native row, or a zero, counts for none). */
-export function roundRatios(rounds: readonly (readonly NativeRow[])[]): RoundRatios[] {
+/**
+ * Ours against the native server round by round, our rows grouped by
+ * `labelOf` (a round without a native row, or a zero, counts for none).
+ */
+export function roundRatios(rounds: readonly (readonly NativeRow[])[], labelOf: (r: NativeRow) => string = threadsLabel): RoundRatios[] {
   const byLabel = new Map<string, { secretsPerSecond: number[]; cpuPerSecret: number[]; p99: number[] }>();
   for (const rows of rounds) {
     const native = rows.find((r) => r.server === "native");
@@ -583,7 +581,7 @@ export function roundRatios(rounds: readonly (readonly NativeRow[])[]): RoundRat
       if (r.server !== "mandos-ts") continue;
       const v = versusNative(r, native);
       if (v.secretsPerSecond === null || v.cpuPerSecret === null || v.p99 === null) continue;
-      const label = threadsLabel(r);
+      const label = labelOf(r);
       const into = byLabel.get(label) ?? { secretsPerSecond: [], cpuPerSecret: [], p99: [] };
       byLabel.set(label, into);
       into.secretsPerSecond.push(v.secretsPerSecond);
@@ -598,6 +596,16 @@ export function roundRatios(rounds: readonly (readonly NativeRow[])[]): RoundRat
   }));
 }
 
+/** Round-by-round ratios as a Markdown table, each with its median. */
+function ratiosTable(title: string, what: string, ratios: readonly RoundRatios[]): string {
+  const list = (v: readonly number[]): string => v.map((x) => x.toFixed(2)).join(", ");
+  let out = `${title}\n\n| ${what} | secrets/s | CPU per secret | p99 |\n|---|---|---|---|\n`;
+  for (const r of ratios) {
+    out += `| ${r.label} | ${list(r.secretsPerSecond)} (${r.median.secretsPerSecond.toFixed(2)}) | ${list(r.cpuPerSecret)} (${r.median.cpuPerSecret.toFixed(2)}) | ${list(r.p99)} (${r.median.p99.toFixed(2)}) |\n`;
+  }
+  return `${out}\n`;
+}
+
 /** The native comparison as Markdown: three tables, each with its ratios, and the extrapolation. */
 export function nativeTables(report: NativeReport): string {
   if (report.skipped) return `Native comparison skipped: ${report.skipped}\n`;
@@ -610,22 +618,12 @@ export function nativeTables(report: NativeReport): string {
   if (report.sideBySideRounds.length > 1) {
     const n = report.sideBySideRounds.length;
     for (const [i, rows] of report.sideBySideRounds.entries()) if (i > 0) section(`Side by side, round ${i + 1} of ${n}:`, rows);
-    const list = (v: readonly number[]): string => v.map((x) => x.toFixed(2)).join(", ");
-    out += `Ours / native over the ${n} rounds, round by round (median):\n\n| ours | secrets/s | CPU per secret | p99 |\n|---|---|---|---|\n`;
-    for (const r of roundRatios(report.sideBySideRounds)) {
-      out += `| ${r.label} | ${list(r.secretsPerSecond)} (${r.median.secretsPerSecond.toFixed(2)}) | ${list(r.cpuPerSecret)} (${r.median.cpuPerSecret.toFixed(2)}) | ${list(r.p99)} (${r.median.p99.toFixed(2)}) |\n`;
-    }
-    out += "\n";
+    out += ratiosTable(`Ours / native over the ${n} rounds, round by round (median):`, "ours", roundRatios(report.sideBySideRounds));
   }
   if (report.runtimesSkipped) out += `Node.js releases skipped: ${report.runtimesSkipped}\n\n`;
   for (const [i, rows] of report.runtimes.entries()) section(`Node.js releases (mandos-ts alone: ${process.version}), round ${i + 1} of ${report.runtimes.length}:`, rows);
   if (report.runtimes.length > 0) {
-    out += `CPU per secret, ours / native, round by round (median):\n\n| Node.js | CPU per secret | secrets/s |\n|---|---|---|\n`;
-    for (const r of runtimeRatios(report.runtimes)) {
-      const list = (v: readonly number[]): string => v.map((x) => x.toFixed(2)).join(", ");
-      out += `| ${r.node} | ${list(r.cpuPerSecret)} (${median(r.cpuPerSecret).toFixed(2)}) | ${list(r.secretsPerSecond)} (${median(r.secretsPerSecond).toFixed(2)}) |\n`;
-    }
-    out += "\n";
+    out += ratiosTable("Ours on each release / native, round by round (median):", "Node.js", roundRatios(report.runtimes, (r) => r.node ?? "?"));
   }
   section("Pinned with taskset:", report.pinned);
   section("10,000 clients, one wave:", report.large);
@@ -652,23 +650,6 @@ export function nativeTables(report: NativeReport): string {
     for (const e of report.extrapolation) out += `| ${e.cores} | ${e.poolSecretsPerSecond} | ${e.poolBoundBy} | ${e.threadsSecretsPerSecond} | ${e.threadsBoundBy} | ${e.nativeSecretsPerSecond} |\n`;
   }
   return out;
-}
-
-/** Each Node.js release's rows over the native row of their round: CPU a secret and rate, round by round. */
-export function runtimeRatios(rounds: readonly (readonly NativeRow[])[]): Array<{ node: string; cpuPerSecret: number[]; secretsPerSecond: number[] }> {
-  const by = new Map<string, { node: string; cpuPerSecret: number[]; secretsPerSecond: number[] }>();
-  for (const rows of rounds) {
-    const native = rows.find((r) => r.server === "native");
-    if (!native || native.cpuUsPerSecret.total <= 0 || native.secretsPerSecond <= 0) continue;
-    for (const r of rows) {
-      if (r.server !== "mandos-ts" || !r.node) continue;
-      const entry = by.get(r.node) ?? { node: r.node, cpuPerSecret: [], secretsPerSecond: [] };
-      entry.cpuPerSecret.push(r.cpuUsPerSecret.total / native.cpuUsPerSecret.total);
-      entry.secretsPerSecond.push(r.secretsPerSecond / native.secretsPerSecond);
-      by.set(r.node, entry);
-    }
-  }
-  return [...by.values()];
 }
 
 /** Rows with failed, mismatched or missing secrets (warm-up included). */

@@ -4,6 +4,7 @@
 // build beside each: test/runtimes.test.ts runs tests under them, and the
 // benchmark's native part measures the server on each (docs/BENCHMARK.md).
 
+import { spawnSync } from "node:child_process";
 import { cpSync, existsSync, readFileSync, rmSync, symlinkSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -15,6 +16,8 @@ export interface Runtime {
   readonly major: string;
   /** Its node binary. */
   readonly node: string;
+  /** What it says of itself ("v22.23.5"). */
+  readonly version: string;
   /** Where a copy of the build sits beside its dependencies (bin/mandos, dist/). */
   readonly app: string;
 }
@@ -25,14 +28,16 @@ const DATA = ["src", "bench", "test", "example", "contrib", "scripts", "docs", "
 /** The runtime of `major` as fetched, or why it cannot be used. */
 export function fetchedRuntime(major: string, repo = REPO): Runtime | { readonly missing: string } {
   const root = join(repo, ".cache", "runtimes", `node-${major}`);
-  const runtime = { major, node: join(root, "node", "bin", "node"), app: join(root, "app") };
-  if (!existsSync(runtime.node) || !existsSync(join(runtime.app, ".lock-sha256"))) {
+  const node = join(root, "node", "bin", "node");
+  const app = join(root, "app");
+  if (!existsSync(node) || !existsSync(join(app, ".lock-sha256"))) {
     return { missing: `Node ${major} not fetched (scripts/install-test-runtimes.sh needs the npm registry)` };
   }
-  if (readFileSync(join(runtime.app, "package-lock.json"), "utf8") !== readFileSync(join(repo, "package-lock.json"), "utf8")) {
+  if (readFileSync(join(app, "package-lock.json"), "utf8") !== readFileSync(join(repo, "package-lock.json"), "utf8")) {
     return { missing: `Node ${major}'s dependencies are older than package-lock.json: run scripts/install-test-runtimes.sh` };
   }
-  return runtime;
+  const version = spawnSync(node, ["--version"], { encoding: "utf8" }).stdout?.trim() ?? "";
+  return { major, node, version, app };
 }
 
 /**

@@ -14,7 +14,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { once } from "node:events";
 import { childrenCpuMs, threadCpu, threadRolePreload, workerThreadIds } from "../bench/threads.js";
-import { extrapolate, medianCpuRow, roundRatios, runtimeRatios, type NativeRow } from "../bench/native.js";
+import { extrapolate, medianCpuRow, roundRatios, type NativeRow } from "../bench/native.js";
 import { median } from "../bench/stats.js";
 import { buildFloorClient, measureFloor } from "../bench/socket-floor.js";
 import { waveSvg } from "../bench/wave-svg.js";
@@ -141,13 +141,13 @@ describe("side-by-side rounds", () => {
 
   it("compares each Node.js release with the native row of its own round", () => {
     const on = (node: string, rate: number, cpu: number): NativeRow => ({ ...row("mandos-ts", 1, rate, cpu, 100), node });
-    const ratios = runtimeRatios([
+    const ratios = roundRatios([
       [on("v20.20.2", 800, 500), on("v22.23.5", 900, 450), row("native", 2, 1000, 300, 100)],
       [row("native", 2, 1000, 250, 100), on("v22.23.5", 850, 500), on("v20.20.2", 700, 600)],
       // No native figure: the round counts for none.
       [on("v20.20.2", 1, 1), row("native", 2, 1000, 0, 100)],
-    ]);
-    assert.deepEqual(ratios.map((r) => r.node), ["v20.20.2", "v22.23.5"]);
+    ], (r) => r.node ?? "?");
+    assert.deepEqual(ratios.map((r) => r.label), ["v20.20.2", "v22.23.5"]);
     assert.deepEqual(ratios[0]!.cpuPerSecret.map((x) => +x.toFixed(3)), [1.667, 2.4]);
     assert.deepEqual(ratios[1]!.cpuPerSecret, [1.5, 2]);
     assert.deepEqual(ratios[1]!.secretsPerSecond, [0.9, 0.85]);

@@ -335,10 +335,12 @@ export function importWorks(load: MontgomeryImport): boolean {
   }
 }
 
-/** This runtime's import, the first that works (tried once, a few tens of µs at load), by name. */
-export const MONTGOMERY_IMPORT: string = (MONTGOMERY_IMPORTS.find(([, load]) => importWorks(load)) ?? MONTGOMERY_IMPORTS.at(-1)!)[0];
+/** This runtime's import: the first that works (tried once, a few tens of µs at load). */
+const CHOSEN_IMPORT = MONTGOMERY_IMPORTS.find(([, load]) => importWorks(load)) ?? MONTGOMERY_IMPORTS.at(-1)!;
+/** Its name. */
+export const MONTGOMERY_IMPORT: string = CHOSEN_IMPORT[0];
 /** An X25519/X448 private key from its raw bytes, the fastest way this runtime gets right. */
-export const montgomeryPrivateKey: MontgomeryImport = MONTGOMERY_IMPORTS.find(([name]) => name === MONTGOMERY_IMPORT)![1];
+export const montgomeryPrivateKey: MontgomeryImport = CHOSEN_IMPORT[1];
 
 /** Expected key_exchange length per group (RFC 8446 §4.2.8.2). */
 export function keyShareLength(group: NamedGroup): number {
