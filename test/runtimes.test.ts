@@ -10,9 +10,12 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { readFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { copyBuild, fetchedRuntime, RUNTIME_MAJORS } from "../bench/runtimes.js";
-import { REPO, run } from "./helpers/server.js";
+import { makeClients, makeKeySet } from "./helpers/keys.js";
+import { MANDOS_CLIENT, MANDOS_KEYGEN, missing } from "./helpers/peers.js";
+import { BIN_MANDOS, REPO, run, runMandosClient, startServer } from "./helpers/server.js";
 
 /**
  * What runs under each: the engine's primitives and known answers, a real
@@ -60,3 +63,53 @@ for (const major of RUNTIME_MAJORS) {
     assert.ok(summary("pass") >= 30, `only ${summary("pass")} tests passed on Node ${major}:\n${out.slice(-4_000)}`);
   });
 }
+
+// An admin who upgrades Node.js (a Debian release upgrade) and does not run
+// npm again keeps this checkout's unix-dgram addon, built for the release
+// before: it no longer loads. That cost syslog, and the server died at
+// start with it; it must go on serving, say once what it goes without and
+// how to rebuild, and --check must fail saying so.
+const other = RUNTIME_MAJORS.map((m) => fetchedRuntime(m)).find((r) => !("missing" in r) && !process.version.startsWith(`v${r.major}.`));
+test(
+  "after an upgrade of Node.js without a rebuild, the server serves without syslog and says how to rebuild",
+  { skip: other === undefined || "missing" in other ? "no fetched Node.js of another release (scripts/install-test-runtimes.sh)" : missing(MANDOS_CLIENT, MANDOS_KEYGEN), timeout: 120_000 },
+  async () => {
+    if (other === undefined || "missing" in other) return;
+    const rebuild = /the unix-dgram addon does not load on Node\.js v\d+\.\d+\.\d+ \(built for NODE_MODULE_VERSION \d+, this release needs \d+\); run "npm rebuild unix-dgram" in \S+ \(or npm ci again\) after changing Node\.js/;
+    const check = await run(other.node, [BIN_MANDOS, "--check"]);
+    assert.equal(check.code, 1, check.stdout.toString());
+    assert.match(check.stdout.toString(), new RegExp(`^FAILED: the syslog addon \\(unix-dgram\\) loads on this Node.js: ${rebuild.source}`, "m"));
+    assert.match(check.stdout.toString(), /^4 passed, 1 failed$/m);
+
+    const root = mkdtempSync(join(tmpdir(), "mandos-ts-upgrade-"));
+    try {
+      const pgp = join(root, "pgp");
+      makeKeySet(pgp);
+      const [client] = makeClients(root, pgp, 1);
+      const conf = join(root, "conf");
+      mkdirSync(conf);
+      writeFileSync(join(conf, "mandos.conf"), "[DEFAULT]\n");
+      writeFileSync(join(conf, "clients.conf"), `[DEFAULT]\nchecker = true\n\n${client!.section}\n`, { mode: 0o600 });
+      const server = await startServer(
+        ["--configdir", conf, "--statedir", join(root, "state"), "--no-restore", "--port", "0", "--address", "::1"],
+        { NOTIFY_SOCKET: join(root, "notify") },
+        { node: other.node },
+      );
+      try {
+        const served = await runMandosClient(client!.dir, "::1", server.port);
+        assert.equal(served.code, 0, served.stderr);
+        assert.equal(served.stdout.toString("utf8"), client!.password);
+        await server.waitForLog(/Sending secret to /);
+        const log = server.log();
+        // The reason once, then each further loss once.
+        assert.equal(log.match(/the unix-dgram addon does not load/g)?.length, 1, log);
+        assert.match(log, new RegExp(`${rebuild.source}; until then, no syslog$`, "m"));
+        assert.match(log, /^Mandos \[\d+\]: unix-dgram does not load \(see above\), so also no systemd notifications; under Type=notify, systemd times the start out/m);
+      } finally {
+        await server.stop();
+      }
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  },
+);

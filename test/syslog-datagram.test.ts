@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { PassThrough } from "node:stream";
 import { FanOutLogger } from "../src/main/daemon/log.js";
 import { syslogDatagram, syslogSink } from "../src/main/daemon/syslog.js";
+import { describeLoadFailure, unixDgram } from "../src/main/daemon/unix-dgram.js";
 
 interface Receiver {
   bind(path: string): void;
@@ -70,4 +71,37 @@ test("a missing syslog socket is reported once on stderr and logging goes on", (
   const said = String(stderr.read() ?? "");
   assert.equal(said.split("\n").filter(Boolean).length, 1);
   assert.match(said, /cannot log to syslog at \/nonexistent\/mandos-test-log: No such file or directory$/m);
+});
+
+test("an addon built for another Node.js is described with the command that fixes it", () => {
+  // What Node's loader says of an addon from before an upgrade (its first line).
+  const error = new Error(
+    "The module '/opt/mandos-ts/node_modules/unix-dgram/build/Release/unix_dgram.node'\n" +
+    "was compiled against a different Node.js version using\nNODE_MODULE_VERSION 115. This version of Node.js requires\n" +
+    "NODE_MODULE_VERSION 137. Please try re-compiling or re-installing\nthe module (for instance, using `npm rebuild` or `npm install`).",
+  );
+  assert.equal(
+    describeLoadFailure(error, "/opt/mandos-ts", "v24.1.0"),
+    "the unix-dgram addon does not load on Node.js v24.1.0 (built for NODE_MODULE_VERSION 115, this release needs 137); " +
+      'run "npm rebuild unix-dgram" in /opt/mandos-ts (or npm ci again) after changing Node.js',
+  );
+  // bindings' own, for an addon never built (its list of paths left out).
+  assert.equal(
+    describeLoadFailure(new Error("Could not locate the bindings file. Tried:\n → /opt/a.node\n → /opt/b.node"), null, "v22.0.0"),
+    'the unix-dgram addon does not load on Node.js v22.0.0 (Could not locate the bindings file.); run "npm rebuild unix-dgram" where mandos-ts is installed (or npm ci again) after changing Node.js',
+  );
+});
+
+test("without the addon, the syslog sink drops records and never throws", () => {
+  const stderr = new PassThrough();
+  const sink = syslogSink({ level: "DEBUG", socketPath: "/nonexistent/mandos-test-log", stderr, dgram: null });
+  sink.write("ERROR", "dropped");
+  sink.close();
+  sink.close();
+  // The one notice is unix-dgram.ts's, said where the load failed; the sink adds none.
+  assert.equal(stderr.read(), null);
+});
+
+test("this installation's addon loads, so --check passes here", () => {
+  assert.ok(!("unavailable" in unixDgram()));
 });

@@ -73,6 +73,8 @@ export interface StartOptions {
   readonly keepClientsConfPrivate?: boolean;
   /** Node flags after the #! line's (a later flag replaces an earlier one of the same name). */
   readonly nodeFlags?: readonly string[];
+  /** The node binary to run it with (this test's by default). */
+  readonly node?: string;
 }
 
 /**
@@ -87,7 +89,7 @@ export async function startServer(
 ): Promise<RunningServer> {
   shareWithServerUser(args, options.keepClientsConfPrivate === true);
   const fixed = ["--debug", "--no-zeroconf", ...(options.dbus ? [] : ["--no-dbus"])];
-  const child = spawn(process.execPath, [...serverNodeFlags(), ...(options.nodeFlags ?? []), BIN_MANDOS, ...fixed, ...args], {
+  const child = spawn(options.node ?? process.execPath, [...serverNodeFlags(), ...(options.nodeFlags ?? []), BIN_MANDOS, ...fixed, ...args], {
     stdio: ["ignore", "pipe", "pipe"],
     env: { ...process.env, ...env },
   });

@@ -16,6 +16,7 @@ import { parseClientsConfig } from "../config/index.js";
 import { parseDuration } from "../config/duration.js";
 import { handshakeSecrets, trafficKeys } from "../../tls/crypto.js";
 import { suiteByName } from "../../tls/constants.js";
+import { unixDgram } from "./unix-dgram.js";
 
 interface Check {
   readonly name: string;
@@ -27,6 +28,15 @@ function expect(condition: boolean, what: string): void {
 }
 
 const CHECKS: Check[] = [
+  {
+    // The server serves without it, but logs to no syslog and tells
+    // systemd nothing: after an upgrade of Node.js, this is what says so.
+    name: "the syslog addon (unix-dgram) loads on this Node.js",
+    run: () => {
+      const addon = unixDgram();
+      if ("unavailable" in addon) throw new Error(addon.unavailable);
+    },
+  },
   {
     name: "durations parse as the reference's string_to_delta",
     run: () => {

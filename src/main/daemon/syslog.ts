@@ -3,12 +3,13 @@
 // `<PRI>Mandos [PID]: LEVEL: message\0` (`Mandos (NAME) [PID]: ...` when
 // --servicename is not the default; mandos initlogger() and main()).
 // Node core has no unix datagram sockets; unix-dgram (a small, widely used
-// native addon, see docs/OPERATION.md, "Logging") supplies sendto(2).
+// native addon, see docs/OPERATION.md, "Logging") supplies sendto(2). When
+// it does not load, the server says so once and logs without syslog.
 
-import { createRequire } from "node:module";
 import { getSystemErrorName } from "node:util";
 import { strerror } from "../config/os-error.js";
 import type { LogLevel, LogSink } from "./log.js";
+import { unixDgramOrSay, type UnixDgramModule, type UnixDgramSocket } from "./unix-dgram.js";
 
 /** The default syslog socket, as SysLogHandler(address="/dev/log"). */
 export const DEV_LOG = "/dev/log";
@@ -18,17 +19,6 @@ const FACILITY_DAEMON = 3;
 
 /** SysLogHandler.mapPriority: Python level name to syslog severity. */
 const SEVERITY: Record<LogLevel, number> = { DEBUG: 7, INFO: 6, WARNING: 4, ERROR: 3, CRITICAL: 2 };
-
-interface UnixDgramSocket {
-  send(buf: Buffer, offset: number, length: number, path: string, callback: (err?: Error) => void): void;
-  close(): void;
-  on(event: "error", listener: (err: Error) => void): void;
-}
-interface UnixDgramModule {
-  createSocket(type: "unix_dgram"): UnixDgramSocket;
-}
-
-const require = createRequire(import.meta.url);
 
 /** The exact datagram for one record. */
 export function syslogDatagram(level: LogLevel, message: string, serviceName = "Mandos", pid = process.pid): Buffer {
@@ -51,6 +41,8 @@ export interface SyslogSinkOptions {
   socketPath?: string;
   /** Where the one "cannot reach syslog" notice goes. */
   stderr?: NodeJS.WritableStream;
+  /** The addon, or null for one that does not load (said already); by default daemon/unix-dgram.ts's. */
+  dgram?: UnixDgramModule | null;
 }
 
 export interface SyslogSink extends LogSink {
@@ -61,9 +53,9 @@ export function syslogSink(options: SyslogSinkOptions): SyslogSink {
   const path = options.socketPath ?? DEV_LOG;
   const serviceName = options.serviceName ?? "Mandos";
   const stderr = options.stderr ?? process.stderr;
-  const dgram = require("unix-dgram") as UnixDgramModule;
-  let socket: UnixDgramSocket | undefined = dgram.createSocket("unix_dgram");
-  socket.on("error", () => {});
+  const dgram = options.dgram === undefined ? unixDgramOrSay("syslog", stderr) : options.dgram;
+  let socket: UnixDgramSocket | undefined = dgram?.createSocket("unix_dgram");
+  socket?.on("error", () => {});
   let complained = false;
   return {
     level: options.level,

@@ -76,7 +76,7 @@ export function openAuditLog(options: AuditOptions): AuditLog {
     }
     unsynced = false;
   };
-  const socket: DatagramSender | undefined = options.syslog ? datagramSender() : undefined;
+  const socket: DatagramSender | undefined = options.syslog ? datagramSender("audit records to syslog") : undefined;
   let failing = false;
   const syslogPath = options.syslogPath ?? "/dev/log";
 

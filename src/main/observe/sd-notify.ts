@@ -1,7 +1,7 @@
 // sd_notify(3) without libsystemd: readiness, stopping and watchdog pings as
 // datagrams to $NOTIFY_SOCKET, when systemd started us with Type=notify
 // (and WatchdogSec=, which sets $WATCHDOG_USEC). Node has no unix datagram
-// sockets; unix-dgram, already used for syslog (daemon/syslog.ts), sends them.
+// sockets; unix-dgram (daemon/unix-dgram.ts), as for syslog, sends them.
 
 import { datagramSender } from "./datagram.js";
 
@@ -33,7 +33,9 @@ export function systemdNotifier(env: NodeJS.ProcessEnv = process.env, pid = proc
   delete env.NOTIFY_SOCKET;
   delete env.WATCHDOG_USEC;
   delete env.WATCHDOG_PID;
-  const socket = datagramSender();
+  // Without the addon, systemd hears nothing and times the start out
+  // (TimeoutStartSec), restarting a server that served meanwhile.
+  const socket = datagramSender("systemd notifications; under Type=notify, systemd times the start out and restarts the server");
   let timer: NodeJS.Timeout | undefined;
   // A lost notification is systemd's to time out on; never ours to die of.
   const notify = (state: string): void => socket.send(state, path);
