@@ -3,16 +3,20 @@
 // that saving never takes more than SAVE_MAX_SHARE of the server's time
 // (a 10,000-client state file in a reboot wave), and never later than
 // SAVE_MAX_DELAY_MS; written in the background, one save at a time, and
-// overtaken by saveNow (shutdown). On a manual clock; the save itself is
-// real (a file in a temporary directory).
+// overtaken by saveNow (shutdown); a failed save tried again until one
+// succeeds, and said once. On a manual clock; the save itself is real (a
+// file in a temporary directory).
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ManualClock, type Clock } from "../src/main/clock.js";
-import { SAVE_DELAY_MS, SAVE_MAX_DELAY_MS, SAVE_MAX_SHARE, saveDelay, StateSaver } from "../src/main/state/state-file.js";
+import { SAVE_DELAY_MS, SAVE_MAX_DELAY_MS, SAVE_MAX_SHARE, SAVE_RETRY_MS, saveDelay, StateSaver } from "../src/main/state/state-file.js";
+import { events } from "../src/main/events.js";
+import { logServeEvents } from "../src/main/daemon/log-serve.js";
+import type { Logger } from "../src/main/daemon/log.js";
 
 test("the delay is a second, or the last save's duration over the share saving may take, at most SAVE_MAX_DELAY_MS", () => {
   assert.equal(saveDelay(0), SAVE_DELAY_MS);
@@ -65,6 +69,63 @@ test("a slow save puts the next one off; a fast one brings the one-second delay 
     assert.equal(readFileSync(path, "utf8"), '{"save":3}\n');
   } finally {
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("a background save that fails is tried again SAVE_RETRY_MS later, with no further change, until one succeeds", () =>
+  withCountingSaver(async ({ saver, clock, dir, path, saves }) => {
+    const failures: string[] = [];
+    const onFailure = ({ reason }: { reason: string }): void => void failures.push(reason);
+    events.stateSaveFailed.subscribe(onFailure);
+    try {
+      // The state directory gone (a full disk or a read-only one fails the same way: no file written).
+      rmSync(dir, { recursive: true });
+      saver.changed();
+      clock.advance(SAVE_DELAY_MS);
+      await saver.idle();
+      assert.deepEqual([saves(), failures], [1, ["ENOENT"]]);
+      clock.advance(SAVE_RETRY_MS - 1);
+      assert.equal(saves(), 1, "tried again before SAVE_RETRY_MS");
+      clock.advance(1);
+      assert.equal(saves(), 2, "not tried again");
+      await saver.idle();
+      assert.deepEqual(failures, ["ENOENT", "ENOENT"]);
+      mkdirSync(dir);
+      clock.advance(SAVE_RETRY_MS);
+      await saver.idle();
+      assert.equal(readFileSync(path, "utf8"), '{"save":3}\n', "the state did not reach the disk once it could");
+      clock.advance(SAVE_MAX_DELAY_MS * 3);
+      assert.equal(saves(), 3, "tried again after a save succeeded");
+      assert.equal(failures.length, 2);
+    } finally {
+      events.stateSaveFailed.unsubscribe(onFailure);
+    }
+  }));
+
+test("the log says a failing save once for each reason, and once when a save succeeds again", () => {
+  const lines: string[] = [];
+  const logger: Logger = {
+    debug() {},
+    info: (m) => void lines.push(`INFO: ${m}`),
+    warning: (m) => void lines.push(`WARNING: ${m}`),
+    error: (m) => void lines.push(`ERROR: ${m}`),
+    critical: (m) => void lines.push(`CRITICAL: ${m}`),
+  };
+  const unlog = logServeEvents(logger);
+  const path = "/var/lib/mandos/clients.json";
+  try {
+    for (const reason of ["ENOSPC", "ENOSPC", "ENOSPC", "EIO", "EIO"]) events.stateSaveFailed.publish({ path, reason });
+    events.stateSaved.publish({ path, bytes: 10, durationMs: 1 });
+    events.stateSaved.publish({ path, bytes: 10, durationMs: 1 });
+    events.stateSaveFailed.publish({ path, reason: "ENOSPC" });
+    assert.deepEqual(lines, [
+      "WARNING: Could not save persistent state: ENOSPC",
+      "WARNING: Could not save persistent state: EIO",
+      "INFO: Saved persistent state to /var/lib/mandos/clients.json again, after 5 failed saves",
+      "WARNING: Could not save persistent state: ENOSPC",
+    ]);
+  } finally {
+    unlog();
   }
 });
 

@@ -196,7 +196,22 @@ export function logServeEvents(logger: Logger, clock: Clock = systemClock): () =
     budget.forget(closed.connection.id);
     logClosed(logger, peerLine, closed);
   });
-  on(events.stateSaveFailed, ({ reason }) => logger.warning(`Could not save persistent state: ${reason}`));
+  // A failing save is tried again every SAVE_RETRY_MS: said when it starts
+  // failing or its reason changes, and once when a save succeeds again.
+  let failedSaves = 0;
+  let failingFor: string | null = null;
+  on(events.stateSaveFailed, ({ reason }) => {
+    failedSaves++;
+    if (reason === failingFor) return;
+    failingFor = reason;
+    logger.warning(`Could not save persistent state: ${reason}`);
+  });
+  on(events.stateSaved, ({ path }) => {
+    if (failedSaves === 0) return;
+    logger.info(`Saved persistent state to ${path} again, after ${failedSaves} failed ${failedSaves === 1 ? "save" : "saves"}`);
+    failedSaves = 0;
+    failingFor = null;
+  });
   return () => {
     for (const unsubscribe of subscribed.splice(0)) unsubscribe();
     budget.stop();

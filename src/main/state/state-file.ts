@@ -846,6 +846,13 @@ export const STATE_PREPARE_SLICE_MS = 2;
 export const STATE_PREPARE_DELAY_MS = 100;
 /** The longest wait before a change is saved, however long saves take. */
 export const SAVE_MAX_DELAY_MS = 10_000;
+/**
+ * After a background save that failed (a full disk, a state directory
+ * gone or no longer writable), the next try comes this long after, with
+ * or without another change: the state on disk catches up, and /health
+ * recovers, once the fault is gone, not only at the next change.
+ */
+export const SAVE_RETRY_MS = SAVE_MAX_DELAY_MS;
 
 /** How long after a change the next save comes, when the last one took `lastSaveMs`. */
 export function saveDelay(lastSaveMs: number): number {
@@ -863,6 +870,8 @@ export class StateSaver {
   #writing: Promise<void> | null = null;
   /** A change came while one was being written: schedule the next save when it is done. */
   #changedWhileWriting = false;
+  /** The save being written failed: try again SAVE_RETRY_MS after it. */
+  #retry = false;
   /** Counts saves; a background save renames its file only if no later one began. */
   #generation = 0;
 
@@ -887,10 +896,14 @@ export class StateSaver {
       this.#changedWhileWriting = true;
       return;
     }
+    this.#saveAfter(saveDelay(this.#lastSaveMs));
+  }
+
+  #saveAfter(ms: number): void {
     this.#timer = this.#clock.setTimeout(() => {
       this.#timer = null;
       this.#saveInBackground();
-    }, saveDelay(this.#lastSaveMs));
+    }, ms);
   }
 
   /**
@@ -946,15 +959,22 @@ export class StateSaver {
       },
       (error: unknown) => {
         this.#failed(error);
-        // Copied from a file changed under us: saved again soon, copying nothing from it.
+        // Copied from a file changed under us: saved again soon, copying
+        // nothing from it. Any other failure: tried again later (a save
+        // that a later one overtook has nothing left to save).
         if (error instanceof StateFileChanged) this.#changedWhileWriting = true;
+        else if (generation === this.#generation) this.#retry = true;
       },
     ).finally(() => {
       this.#writing = null;
       if (generation === this.#generation) this.#lastSaveMs = this.#clock.now() - began;
+      const retry = this.#retry;
+      this.#retry = false;
       if (this.#changedWhileWriting) {
         this.#changedWhileWriting = false;
         this.changed();
+      } else if (retry && !this.#timer) {
+        this.#saveAfter(SAVE_RETRY_MS);
       }
     });
   }
