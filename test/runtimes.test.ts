@@ -10,10 +10,10 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { copyBuild, fetchedRuntime, RUNTIME_MAJORS } from "../bench/runtimes.js";
-import { makeClients, makeKeySet } from "./helpers/keys.js";
+import { oneClientConfig } from "./helpers/keys.js";
 import { MANDOS_CLIENT, MANDOS_KEYGEN, missing } from "./helpers/peers.js";
 import { BIN_MANDOS, REPO, run, runMandosClient, startServer } from "./helpers/server.js";
 
@@ -83,22 +83,16 @@ test(
 
     const root = mkdtempSync(join(tmpdir(), "mandos-ts-upgrade-"));
     try {
-      const pgp = join(root, "pgp");
-      makeKeySet(pgp);
-      const [client] = makeClients(root, pgp, 1);
-      const conf = join(root, "conf");
-      mkdirSync(conf);
-      writeFileSync(join(conf, "mandos.conf"), "[DEFAULT]\n");
-      writeFileSync(join(conf, "clients.conf"), `[DEFAULT]\nchecker = true\n\n${client!.section}\n`, { mode: 0o600 });
+      const { client, conf } = oneClientConfig(root);
       const server = await startServer(
         ["--configdir", conf, "--statedir", join(root, "state"), "--no-restore", "--port", "0", "--address", "::1"],
         { NOTIFY_SOCKET: join(root, "notify") },
         { node: other.node },
       );
       try {
-        const served = await runMandosClient(client!.dir, "::1", server.port);
+        const served = await runMandosClient(client.dir, "::1", server.port);
         assert.equal(served.code, 0, served.stderr);
-        assert.equal(served.stdout.toString("utf8"), client!.password);
+        assert.equal(served.stdout.toString("utf8"), client.password);
         await server.waitForLog(/Sending secret to /);
         const log = server.log();
         // The reason once, then each further loss once.

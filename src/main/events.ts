@@ -100,9 +100,11 @@ export interface ConnectionNotAdmitted {
   readonly localAddress: string;
   /**
    * "source-limit": its source already holds its maximum of connections;
-   * "throttled": its source failed too often of late (serve/admission.ts).
+   * "throttled": its source failed too often of late (serve/admission.ts);
+   * "open-limit": the server holds as many connections open as it may
+   * (serve/limits.ts, openConnectionsAllowed).
    */
-  readonly why: "source-limit" | "throttled" | "not-on-interface";
+  readonly why: "source-limit" | "throttled" | "not-on-interface" | "open-limit";
 }
 export interface VersionLine {
   readonly connection: ConnectionRef;

@@ -10,7 +10,8 @@ import { createHandshakeRunner, defaultWorkerCount } from "./serve/handshake-run
 import { Listener } from "./serve/listener.js";
 import { defaultServeThreadCount, ServeThreads } from "./serve/serve-threads.js";
 import { knownKeysOf } from "./serve/known-keys.js";
-import { DEFAULT_MAX_PER_SOURCE } from "./serve/limits.js";
+import { DEFAULT_MAX_PER_SOURCE, MAX_OPEN_CONNECTIONS, openConnectionsAllowed } from "./serve/limits.js";
+import { openFilesLimit } from "./daemon/open-files.js";
 import { consoleSink, FanOutLogger } from "./daemon/log.js";
 import { logServeEvents } from "./daemon/log-serve.js";
 import { systemClock } from "./clock.js";
@@ -243,8 +244,15 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
   // Serve threads run their handshakes inline: no pool beside them.
   const threaded = settings.serveThreads > 0;
   const runner = createHandshakeRunner(threaded ? 0 : settings.workers, tlsSettings, knownKeysOf(registry));
-  const serveThreads = threaded ? new ServeThreads(settings.serveThreads, { registry, tlsSettings, logger, maxPerSource: settings.maxPerSource }) : null;
-  const listener = serveThreads ?? new Listener({ registry, runner, tlsSettings, logger, clock: systemClock, maxPerSource: settings.maxPerSource });
+  // Past the open-files limit, accept(2) fails and libuv closes every
+  // connection waiting without a word: hold fewer than it allows.
+  const openFiles = openFilesLimit();
+  const maxOpen = openConnectionsAllowed(openFiles);
+  if (maxOpen < MAX_OPEN_CONNECTIONS) {
+    logger.warning(`Open files are limited to ${openFiles} (RLIMIT_NOFILE): at most ${maxOpen} connections open at once instead of ${MAX_OPEN_CONNECTIONS}; raise LimitNOFILE= (systemd) or ulimit -n`);
+  }
+  const serveThreads = threaded ? new ServeThreads(settings.serveThreads, { registry, tlsSettings, logger, maxPerSource: settings.maxPerSource, maxOpen }) : null;
+  const listener = serveThreads ?? new Listener({ registry, runner, tlsSettings, logger, clock: systemClock, maxPerSource: settings.maxPerSource, maxOpen });
   // Metrics, audit log, health (docs/OBSERVABILITY.md): counting from the first connection.
   let accepting = false;
   const observe = await Observability.start(settings, {

@@ -81,3 +81,18 @@ export function makeFleetDir(root: string, count: number, prefix = "client"): Fl
   mkdirSync(state, { recursive: true });
   return { clients, conf, state };
 }
+
+/**
+ * One client under `root`, with its own key set, and a configuration
+ * directory that names it (clients.conf 0600, as Debian installs it).
+ */
+export function oneClientConfig(root: string): { client: TestClient; conf: string } {
+  const pgp = join(root, "pgp");
+  makeKeySet(pgp);
+  const [client] = makeClients(root, pgp, 1);
+  const conf = join(root, "conf");
+  mkdirSync(conf);
+  writeFileSync(join(conf, "mandos.conf"), "[DEFAULT]\n");
+  writeFileSync(join(conf, "clients.conf"), `[DEFAULT]\nchecker = true\n\n${client!.section}\n`, { mode: 0o600 });
+  return { client: client!, conf };
+}

@@ -75,6 +75,8 @@ export interface StartOptions {
   readonly nodeFlags?: readonly string[];
   /** The node binary to run it with (this test's by default). */
   readonly node?: string;
+  /** A command that runs it, its arguments before node's (["prlimit", "--nofile=300:300", "--"]). */
+  readonly wrap?: readonly string[];
 }
 
 /**
@@ -89,7 +91,9 @@ export async function startServer(
 ): Promise<RunningServer> {
   shareWithServerUser(args, options.keepClientsConfPrivate === true);
   const fixed = ["--debug", "--no-zeroconf", ...(options.dbus ? [] : ["--no-dbus"])];
-  const child = spawn(options.node ?? process.execPath, [...serverNodeFlags(), ...(options.nodeFlags ?? []), BIN_MANDOS, ...fixed, ...args], {
+  const argv = [options.node ?? process.execPath, ...serverNodeFlags(), ...(options.nodeFlags ?? []), BIN_MANDOS, ...fixed, ...args];
+  const [command, ...rest] = [...(options.wrap ?? []), ...argv];
+  const child = spawn(command!, rest, {
     stdio: ["ignore", "pipe", "pipe"],
     env: { ...process.env, ...env },
   });

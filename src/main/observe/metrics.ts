@@ -65,10 +65,10 @@ export function createMetrics(sources: MetricSources): Metrics {
   for (const outcome of OUTCOMES) closed.inc({ outcome: outcomeLabel(outcome) }, 0);
   const notAdmitted = new Counter({
     name: "mandos_connections_not_admitted_total",
-    help: "Connections dropped before a handshake slot (waited too long, or not on the served interface).",
+    help: "Connections dropped before a handshake slot (waited too long, not on the served interface, or past the open connections allowed).",
     labelNames: ["why"], registers: [registry],
   });
-  for (const why of ["admission_timeout", "not_on_interface"]) notAdmitted.inc({ why }, 0);
+  for (const why of ["admission_timeout", "not_on_interface", "open_limit"]) notAdmitted.inc({ why }, 0);
   const secrets = new Counter({ name: "mandos_secrets_sent_total", help: "Secrets written to a client.", registers: [registry] });
   const refusals = new Counter({
     name: "mandos_refusals_total", help: "Peers that got no secret, by reason.", labelNames: ["reason"], registers: [registry],

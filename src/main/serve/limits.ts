@@ -130,6 +130,27 @@ export const FAILURE_REFILL_PER_SECOND = 10;
 export const MAX_OPEN_CONNECTIONS = 10_000;
 
 /**
+ * Descriptors kept for everything but connections: the listening
+ * sockets, the state file and its temporary copy, the checkers' pipes
+ * (or the checker host's), D-Bus, etcd's channels, the workers, syslog,
+ * the metrics listener and its scrapes.
+ */
+export const FD_RESERVE = 256;
+
+/**
+ * The open connections a process whose open-files limit (RLIMIT_NOFILE;
+ * null: none) is `openFiles` may hold: MAX_OPEN_CONNECTIONS, or what the
+ * limit leaves after FD_RESERVE (half the limit at least). Past the limit
+ * accept(2) fails with EMFILE, and libuv then closes every connection
+ * waiting in the backlog without a word; at this cap Node closes each
+ * one past it and says so (Listener: "drop"), and we log it.
+ */
+export function openConnectionsAllowed(openFiles: number | null): number {
+  if (openFiles === null) return MAX_OPEN_CONNECTIONS;
+  return Math.min(MAX_OPEN_CONNECTIONS, Math.max(openFiles - FD_RESERVE, Math.floor(openFiles / 2)));
+}
+
+/**
  * listen(2) backlog. The reference's 5 makes a reboot burst wait out the
  * kernel's SYN retries (1, 3, 7, 15 s) while the server idles; the kernel
  * clamps this to net.core.somaxconn (4096 on current kernels).

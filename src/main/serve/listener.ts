@@ -117,6 +117,11 @@ export class Listener {
     this.#server = createServer({ pauseOnConnect: true, noDelay: true }, (socket) => this.#accept(socket));
     this.#server.maxConnections = deps.maxOpen ?? MAX_OPEN_CONNECTIONS;
     this.#server.on("error", (error) => deps.logger.error(`Listening socket error: ${error.message}`));
+    // Node closes a connection accepted past maxConnections and says so here.
+    this.#server.on("drop", (dropped) => {
+      if (!events.connectionNotAdmitted.hasSubscribers) return;
+      events.connectionNotAdmitted.publish({ address: dropped?.remoteAddress ?? "?", localAddress: dropped?.localAddress ?? "?", why: "open-limit" });
+    });
   }
 
   /** Binds and listens; resolves with the bound address and port. */

@@ -48,6 +48,8 @@ export interface ServeThreadsDeps {
   readonly tlsSettings: TlsSettings;
   readonly logger: Logger;
   readonly maxPerSource: number;
+  /** Open connections at most, all threads together (MAX_OPEN_CONNECTIONS if not given). */
+  readonly maxOpen?: number;
 }
 
 /** How long ready() waits: a cold start of Node and our modules takes well under a second. */
@@ -231,7 +233,7 @@ export class ServeThreads {
     // One count of the sources for all threads (admission.ts, Rules 1 and 3); each thread keeps its own handshake slots.
     const admission = new Admission({ clock: systemClock, maxPerSource: deps.maxPerSource, slots: 0, slowSlots: 0 });
     // The process-wide limits, shared out: as many handshakes at once as one listener allows, so a burst queues as it would there.
-    const maxOpen = Math.ceil(MAX_OPEN_CONNECTIONS / count);
+    const maxOpen = Math.ceil((deps.maxOpen ?? MAX_OPEN_CONNECTIONS) / count);
     const slots = Math.ceil(MAX_HANDSHAKES_IN_FLIGHT / count);
     const slowSlots = Math.ceil(MAX_SLOW_HANDSHAKES / count);
     for (let index = 0; index < count; index++) {

@@ -1,0 +1,96 @@
+// The open-files limit bounds the connections held open (serve/limits.ts,
+// openConnectionsAllowed). Past RLIMIT_NOFILE, accept(2) fails with EMFILE
+// and libuv closes every connection waiting in the backlog without a word:
+// under a low limit the server says at start how many it will hold, refuses
+// each one past that with a log line said once (and summed up later), and
+// serves the real mandos-client again once they are gone.
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { connect, type Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { oneClientConfig } from "./helpers/keys.js";
+import { MANDOS_CLIENT, MANDOS_KEYGEN, missing } from "./helpers/peers.js";
+import { runMandosClient, startServer } from "./helpers/server.js";
+import { FD_RESERVE, MAX_OPEN_CONNECTIONS, openConnectionsAllowed } from "../src/main/serve/limits.js";
+import { openFilesLimit } from "../src/main/daemon/open-files.js";
+
+test("the connections held open are MAX_OPEN_CONNECTIONS, or what the open-files limit leaves", () => {
+  assert.equal(openConnectionsAllowed(null), MAX_OPEN_CONNECTIONS);
+  assert.equal(openConnectionsAllowed(524_288), MAX_OPEN_CONNECTIONS);
+  assert.equal(openConnectionsAllowed(4_096), 4_096 - FD_RESERVE);
+  assert.equal(openConnectionsAllowed(1_024), 1_024 - FD_RESERVE);
+  // A tiny limit: half of it, not what little the reserve leaves.
+  assert.equal(openConnectionsAllowed(320), 160);
+});
+
+test("the open-files limit is read as /proc/self/limits gives it", () => {
+  const dir = mkdtempSync(join(tmpdir(), "mandos-ts-limits-"));
+  try {
+    const limits = (soft: string): string => {
+      const path = join(dir, soft);
+      writeFileSync(path, "Limit                     Soft Limit           Hard Limit           Units     \n" +
+        "Max processes             95786                95786                processes \n" +
+        `Max open files            ${soft.padEnd(21)}524288               files     \n`);
+      return path;
+    };
+    assert.equal(openFilesLimit(limits("1024")), 1_024);
+    assert.equal(openFilesLimit(limits("unlimited")), null);
+    assert.equal(openFilesLimit(join(dir, "absent")), null);
+    assert.ok((openFilesLimit() ?? 0) > 0, "this process's own limit");
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+const OPEN_FILES = 320;
+const HELD = openConnectionsAllowed(OPEN_FILES);
+const OPENED = 350;
+
+test(
+  `under an open-files limit of ${OPEN_FILES}, the server holds ${HELD} connections, refuses the rest saying so once, and serves mandos-client after`,
+  { skip: missing(MANDOS_CLIENT, MANDOS_KEYGEN), timeout: 60_000 },
+  async () => {
+    const root = mkdtempSync(join(tmpdir(), "mandos-ts-open-limit-"));
+    const sockets: Socket[] = [];
+    try {
+      const { client, conf } = oneClientConfig(root);
+      const server = await startServer(
+        // Every peer here is ::1: no cap per source.
+        ["--configdir", conf, "--statedir", join(root, "state"), "--no-restore", "--port", "0", "--address", "::1", "--max-per-source", "0"],
+        {},
+        { wrap: ["prlimit", `--nofile=${OPEN_FILES}:${OPEN_FILES}`, "--"] },
+      );
+      try {
+        assert.match(server.log(), new RegExp(`WARNING: Open files are limited to ${OPEN_FILES} \\(RLIMIT_NOFILE\\): at most ${HELD} connections open at once instead of ${MAX_OPEN_CONNECTIONS}; raise LimitNOFILE=`));
+        // Idle peers, well inside the version line's 3 s: nothing of theirs times out meanwhile.
+        let refused = 0;
+        await Promise.all(Array.from({ length: OPENED }, () => new Promise<void>((resolve) => {
+          const s = connect({ host: "::1", port: server.port }, resolve);
+          s.on("error", () => undefined);
+          s.on("close", () => void refused++);
+          sockets.push(s);
+        })));
+        const deadline = Date.now() + 2_000;
+        while (refused < OPENED - HELD && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+        await new Promise((r) => setTimeout(r, 100));
+        assert.equal(refused, OPENED - HELD, `${refused} closed by the server, of ${OPENED}`);
+        const lines = server.log().match(/WARNING: Refusing connection from ::1: as many connections open as the server allows/g) ?? [];
+        assert.equal(lines.length, 1, server.log().slice(-3_000));
+        for (const s of sockets) s.destroy();
+        const served = await runMandosClient(client.dir, "::1", server.port);
+        assert.equal(served.code, 0, served.stderr);
+        assert.equal(served.stdout.toString("utf8"), client.password);
+        // The rest, summed up at the end of the 10 s that began with the first.
+        await server.waitForLog(new RegExp(`WARNING: Refused ${OPENED - HELD - 1} more connections in the last 10 s: as many open as the server allows`), 15_000);
+      } finally {
+        await server.stop();
+      }
+    } finally {
+      for (const s of sockets) s.destroy();
+      rmSync(root, { recursive: true, force: true });
+    }
+  },
+);
