@@ -143,16 +143,25 @@ process.on("exit", () => {
  */
 export async function startPrivateBus(): Promise<PrivateBus> {
   const bus = await startBareBus();
-  const r = await run(
-    DBUS_SEND,
-    ["--system", "--print-reply", "--dest=org.freedesktop.DBus", "/", "org.freedesktop.DBus.GetConnectionUnixProcessID", "string:org.freedesktop.DBus"],
-    5_000,
-    { DBUS_SYSTEM_BUS_ADDRESS: bus.address },
-  );
-  const pid = Number(/uint32 (\d+)/.exec(r.stdout.toString("utf8"))?.[1] ?? 0);
-  if (pid > 0) buses.add(pid);
+  const daemonPid = async (): Promise<number> => {
+    const r = await run(
+      DBUS_SEND,
+      ["--system", "--print-reply", "--dest=org.freedesktop.DBus", "/", "org.freedesktop.DBus.GetConnectionUnixProcessID", "string:org.freedesktop.DBus"],
+      5_000,
+      { DBUS_SYSTEM_BUS_ADDRESS: bus.address },
+    );
+    const pid = Number(/uint32 (\d+)/.exec(r.stdout.toString("utf8"))?.[1] ?? 0);
+    if (pid > 0) buses.add(pid);
+    return pid;
+  };
+  let pid = await daemonPid();
   return {
     address: bus.address,
+    async restart() {
+      await bus.restart();
+      buses.delete(pid);
+      pid = await daemonPid();
+    },
     async stop() {
       await bus.stop();
       buses.delete(pid);

@@ -10,6 +10,8 @@ import { join } from "node:path";
 export interface PrivateBus {
   /** For DBUS_SYSTEM_BUS_ADDRESS. */
   readonly address: string;
+  /** Stops the bus daemon and starts another on the same socket, as `systemctl restart dbus` would. */
+  restart(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -69,27 +71,41 @@ ${(options.include ?? []).map((f) => `  <include>${f}</include>`).join("\n")}
 </busconfig>
 `,
   );
-  const child: ChildProcess = spawn("dbus-daemon", [`--config-file=${join(dir, "bus.conf")}`, "--nofork", "--print-address"], {
-    stdio: ["ignore", "pipe", "ignore"],
-  });
-  const address = await new Promise<string>((resolve, reject) => {
-    let out = "";
-    child.stdout?.on("data", (d: Buffer) => {
-      out += d.toString();
-      const line = out.split("\n")[0];
-      if (out.includes("\n") && line) resolve(line.trim());
+  const start = async (): Promise<{ child: ChildProcess; address: string }> => {
+    const child: ChildProcess = spawn("dbus-daemon", [`--config-file=${join(dir, "bus.conf")}`, "--nofork", "--print-address"], {
+      stdio: ["ignore", "pipe", "ignore"],
     });
-    child.on("error", reject);
-    child.on("exit", (code) => reject(new Error(`dbus-daemon exited with ${code}`)));
-  });
+    const address = await new Promise<string>((resolve, reject) => {
+      let out = "";
+      child.stdout?.on("data", (d: Buffer) => {
+        out += d.toString();
+        const line = out.split("\n")[0];
+        // Without its guid, as the system bus's well-known address: libdbus
+        // refuses a server whose guid is not the one asked for, and a
+        // restarted daemon has another.
+        if (out.includes("\n") && line) resolve(line.trim().replace(/,guid=[0-9a-f]+$/, ""));
+      });
+      child.on("error", reject);
+      child.on("exit", (code) => reject(new Error(`dbus-daemon exited with ${code}`)));
+    });
+    return { child, address };
+  };
+  const end = async (child: ChildProcess): Promise<void> => {
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise((r) => child.once("exit", r));
+      child.kill("SIGTERM");
+      await exited;
+    }
+  };
+  let running = await start();
   return {
-    address,
+    address: running.address,
+    async restart() {
+      await end(running.child);
+      running = await start();
+    },
     async stop() {
-      if (child.exitCode === null) {
-        const exited = new Promise((r) => child.once("exit", r));
-        child.kill("SIGTERM");
-        await exited;
-      }
+      await end(running.child);
       rmSync(dir, { recursive: true, force: true });
     },
   };

@@ -52,7 +52,17 @@ export interface DbusServiceOptions {
   /** Defaults to $DBUS_SYSTEM_BUS_ADDRESS, then the standard system bus socket. */
   readonly busAddress?: string;
   readonly connectTimeoutMs?: number;
+  /**
+   * After the bus is lost (the system bus restarted), the first try to
+   * connect again comes this long after, each next one twice as long
+   * after, at most RECONNECT_MAX_MS (RECONNECT_FIRST_MS by default).
+   */
+  readonly reconnectFirstMs?: number;
 }
+
+/** How soon, and at most how far apart, the service tries to get back on a lost bus. */
+export const RECONNECT_FIRST_MS = 1_000;
+export const RECONNECT_MAX_MS = 30_000;
 
 export interface DbusService {
   /** The unique name of our connection (":1.42"). */
@@ -69,15 +79,33 @@ const CLIENTS_PATH = "/clients";
  * Starts the service. Without a reachable system bus, or when another
  * process owns the name, logs a warning and resolves null: the server
  * serves on without D-Bus (as the reference, which logs "Disabling D-Bus").
+ * A bus lost later (the system bus restarted) is tried again, every
+ * RECONNECT_FIRST_MS doubling up to RECONNECT_MAX_MS, until the service is
+ * back on it: the reference exits there (libdbus's exit on disconnect) and
+ * waits for systemd to start it again; we go on serving secrets meanwhile.
  */
 export async function startDbusService(registry: Registry, options: DbusServiceOptions): Promise<DbusService | null> {
+  const first = await connectService(registry, options, (warning) => options.logger.warning(`Disabling D-Bus: ${warning}`));
+  return first === null ? null : new KeptDbus(first, registry, options);
+}
+
+/**
+ * One connection's service, or null after saying why not through `refuse`.
+ * `lost` is told when the bus goes away later.
+ */
+async function connectService(
+  registry: Registry,
+  options: DbusServiceOptions,
+  refuse: (why: string) => void,
+  lost?: (error?: Error) => void,
+): Promise<MandosDbus | null> {
   const { logger } = options;
   const address = options.busAddress ?? process.env.DBUS_SYSTEM_BUS_ADDRESS ?? DEFAULT_SYSTEM_BUS;
   let bus: BusConnection;
   try {
     bus = await BusConnection.connect(address, options.connectTimeoutMs);
   } catch (error) {
-    logger.warning(`Disabling D-Bus: ${(error as Error).message}`);
+    refuse((error as Error).message);
     return null;
   }
   try {
@@ -89,12 +117,73 @@ export async function startDbusService(registry: Registry, options: DbusServiceO
     }
   } catch (error) {
     bus.close();
-    logger.warning(`Disabling D-Bus: ${(error as Error).message}`);
+    refuse((error as Error).message);
     return null;
   }
-  const service = new MandosDbus(bus, registry, logger);
+  const service = new MandosDbus(bus, registry, logger, lost);
   logger.debug(`D-Bus: serving ${BUS_NAME} as ${bus.uniqueName} on ${address}`);
   return service;
+}
+
+/** The service across losses of the bus: the current connection's, and the tries to get back on it. */
+class KeptDbus implements DbusService {
+  readonly #registry: Registry;
+  readonly #options: DbusServiceOptions;
+  #current: MandosDbus | null;
+  #retry: NodeJS.Timeout | null = null;
+  #delay: number;
+  #stopped = false;
+
+  constructor(first: MandosDbus, registry: Registry, options: DbusServiceOptions) {
+    this.#registry = registry;
+    this.#options = options;
+    this.#current = first;
+    this.#delay = options.reconnectFirstMs ?? RECONNECT_FIRST_MS;
+    first.onLost((error) => this.#lost(error));
+  }
+
+  get uniqueName(): string {
+    return this.#current?.uniqueName ?? "";
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    if (this.#retry) clearTimeout(this.#retry);
+    this.#retry = null;
+    await this.#current?.stop();
+    this.#current = null;
+  }
+
+  #lost(error?: Error): void {
+    this.#current = null;
+    if (this.#stopped) return;
+    this.#options.logger.error(`Lost the D-Bus system bus (${error?.message ?? "closed"}); D-Bus interface off until it is back (trying again in ${this.#delay / 1000} s, then less often)`);
+    this.#schedule();
+  }
+
+  #schedule(): void {
+    this.#retry = setTimeout(() => void this.#tryAgain(), this.#delay);
+    this.#retry.unref();
+    this.#delay = Math.min(RECONNECT_MAX_MS, this.#delay * 2);
+  }
+
+  async #tryAgain(): Promise<void> {
+    this.#retry = null;
+    let why = "";
+    const service = await connectService(this.#registry, this.#options, (w) => void (why = w), (error) => this.#lost(error));
+    if (this.#stopped) {
+      await service?.stop();
+      return;
+    }
+    if (service === null) {
+      this.#options.logger.debug(`D-Bus: still off: ${why}`);
+      this.#schedule();
+      return;
+    }
+    this.#current = service;
+    this.#delay = this.#options.reconnectFirstMs ?? RECONNECT_FIRST_MS;
+    this.#options.logger.info(`Back on the D-Bus system bus as ${service.uniqueName}: D-Bus interface on`);
+  }
 }
 
 class MandosDbus implements DbusService {
@@ -108,16 +197,20 @@ class MandosDbus implements DbusService {
   readonly #serverMethods: Map<string, Map<string, Handler>>;
   readonly #clientMethods: Map<string, Map<string, Handler>>;
 
-  constructor(bus: BusConnection, registry: Registry, logger: Logger) {
+  /** Told once if the bus goes away (not on stop()). */
+  #lost: (error?: Error) => void;
+
+  constructor(bus: BusConnection, registry: Registry, logger: Logger, lost?: (error?: Error) => void) {
     this.#bus = bus;
     this.#registry = registry;
     this.#logger = logger;
+    this.#lost = lost ?? (() => undefined);
     this.#serverMethods = this.#serverHandlers();
     this.#clientMethods = this.#clientHandlers();
     bus.onMethodCall((call) => this.#onCall(call));
     bus.onClose((error) => {
       this.#unsubscribe();
-      logger.error(`Lost the D-Bus system bus (${error?.message ?? "closed"}); D-Bus interface off`);
+      this.#lost(error);
     });
     this.#unsubscribe = registry.subscribe((event) => this.#onEvent(event));
     // As the reference at start-up: every client is announced as added.
@@ -126,6 +219,10 @@ class MandosDbus implements DbusService {
 
   get uniqueName(): string {
     return this.#bus.uniqueName;
+  }
+
+  onLost(handler: (error?: Error) => void): void {
+    this.#lost = handler;
   }
 
   async stop(): Promise<void> {
