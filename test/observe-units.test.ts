@@ -11,6 +11,10 @@ import { parseMetricsAddress } from "../src/main/config/server-settings.js";
 import { events, type ConnectionRef } from "../src/main/events.js";
 import { trackHealth } from "../src/main/observe/health.js";
 import { openAuditLog } from "../src/main/observe/audit.js";
+import { OPERATOR_HEADERS_TIMEOUT_MS, OPERATOR_MAX_CONNECTIONS, serveOperatorEndpoint } from "../src/main/observe/http.js";
+import { Registry as PromRegistry } from "prom-client";
+import { connect, type Socket } from "node:net";
+import { eventually } from "./helpers/wait.js";
 
 test("metrics addresses: HOST:PORT, [IPV6]:PORT, and a bare :PORT on loopback", () => {
   assert.deepEqual(parseMetricsAddress(":9100"), { host: "127.0.0.1", port: 9100 });
@@ -86,5 +90,32 @@ test("an audit write that fails is reported, not thrown into the core", () => {
     assert.deepEqual(errors, ["cannot write the audit log: ENOSPC"]);
   } finally {
     audit.close();
+  }
+});
+
+test("the operator endpoint holds OPERATOR_MAX_CONNECTIONS, and idle ones go after the headers' timeout", async () => {
+  const endpoint = await serveOperatorEndpoint("127.0.0.1", 0, new PromRegistry(), () => ({ ok: true }));
+  const sockets: Socket[] = [];
+  try {
+    const idle = OPERATOR_MAX_CONNECTIONS + 36;
+    const closedAt: number[] = [];
+    const start = Date.now();
+    await Promise.all(Array.from({ length: idle }, () => new Promise<void>((resolve) => {
+      const s = connect({ host: "127.0.0.1", port: endpoint.port }, resolve);
+      s.on("error", () => undefined);
+      s.on("close", () => void closedAt.push(Date.now() - start));
+      s.resume();
+      sockets.push(s);
+    })));
+    await eventually(() => closedAt.length >= idle - OPERATOR_MAX_CONNECTIONS, { what: "the connections past the cap closed", timeoutMs: 2_000 });
+    await new Promise((r) => setTimeout(r, 500));
+    assert.equal(closedAt.length, idle - OPERATOR_MAX_CONNECTIONS, "closed past the cap at once");
+    // Nothing said: gone within the headers' timeout and a check's interval.
+    await eventually(() => closedAt.length === idle, { what: "every idle connection closed", timeoutMs: OPERATOR_HEADERS_TIMEOUT_MS + 3_000 });
+    const res = await fetch(`http://127.0.0.1:${endpoint.port}/health`);
+    assert.equal(await res.text(), "ok\n");
+  } finally {
+    for (const s of sockets) s.destroy();
+    await endpoint.close();
   }
 });

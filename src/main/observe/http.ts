@@ -14,10 +14,29 @@ export interface OperatorEndpoint {
   close(): Promise<void>;
 }
 
+/**
+ * Connections held at once: a scraper or two need one each. More are
+ * closed at accept, so that nobody reaching this port (an operator may
+ * bind it beyond loopback) spends the descriptors the Mandos port needs
+ * (serve/limits.ts, FD_RESERVE).
+ */
+export const OPERATOR_MAX_CONNECTIONS = 64;
+/**
+ * A request's headers must come within 5 s and the whole request within
+ * 10 s, checked every second (Node's defaults: 60 s, 300 s, checked every
+ * 30 s), so that idle connections do not hold those places long.
+ */
+export const OPERATOR_HEADERS_TIMEOUT_MS = 5_000;
+export const OPERATOR_REQUEST_TIMEOUT_MS = 10_000;
+
 export async function serveOperatorEndpoint(
   host: string, port: number, registry: Registry, health: () => HealthReport,
 ): Promise<OperatorEndpoint> {
-  const server: Server = createServer((req, res) => {
+  const server: Server = createServer({
+    headersTimeout: OPERATOR_HEADERS_TIMEOUT_MS,
+    requestTimeout: OPERATOR_REQUEST_TIMEOUT_MS,
+    connectionsCheckingInterval: 1_000,
+  }, (req, res) => {
     const path = (req.url ?? "").split("?", 1)[0];
     if (req.method !== "GET" && req.method !== "HEAD") {
       res.writeHead(405, { Allow: "GET, HEAD" }).end();
@@ -39,6 +58,7 @@ export async function serveOperatorEndpoint(
   });
   // Scrapers keep their connection; close() must not wait for them.
   server.keepAliveTimeout = 5_000;
+  server.maxConnections = OPERATOR_MAX_CONNECTIONS;
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen({ host, port }, () => {
