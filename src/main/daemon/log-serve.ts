@@ -119,7 +119,7 @@ export class PeerLineBudget {
  * said at once; those after it are counted and said every
  * SUMMARY_INTERVAL_MS while they go on.
  */
-export class OpenLimitLines {
+class OpenLimitLines {
   readonly #clock: Clock;
   readonly #write: (line: string) => void;
   /** Refused since the last line; null: none in the last interval (the next is said at once). */

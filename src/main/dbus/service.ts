@@ -52,12 +52,6 @@ export interface DbusServiceOptions {
   /** Defaults to $DBUS_SYSTEM_BUS_ADDRESS, then the standard system bus socket. */
   readonly busAddress?: string;
   readonly connectTimeoutMs?: number;
-  /**
-   * After the bus is lost (the system bus restarted), the first try to
-   * connect again comes this long after, each next one twice as long
-   * after, at most RECONNECT_MAX_MS (RECONNECT_FIRST_MS by default).
-   */
-  readonly reconnectFirstMs?: number;
 }
 
 /** How soon, and at most how far apart, the service tries to get back on a lost bus. */
@@ -131,6 +125,7 @@ class KeptDbus implements DbusService {
   readonly #options: DbusServiceOptions;
   #current: MandosDbus | null;
   #retry: NodeJS.Timeout | null = null;
+  /** Until the next try: RECONNECT_FIRST_MS after a loss, twice as long each time, at most RECONNECT_MAX_MS. */
   #delay: number;
   #stopped = false;
 
@@ -138,7 +133,7 @@ class KeptDbus implements DbusService {
     this.#registry = registry;
     this.#options = options;
     this.#current = first;
-    this.#delay = options.reconnectFirstMs ?? RECONNECT_FIRST_MS;
+    this.#delay = RECONNECT_FIRST_MS;
     first.onLost((error) => this.#lost(error));
   }
 
@@ -181,7 +176,7 @@ class KeptDbus implements DbusService {
       return;
     }
     this.#current = service;
-    this.#delay = this.#options.reconnectFirstMs ?? RECONNECT_FIRST_MS;
+    this.#delay = RECONNECT_FIRST_MS;
     this.#options.logger.info(`Back on the D-Bus system bus as ${service.uniqueName}: D-Bus interface on`);
   }
 }
