@@ -1,13 +1,15 @@
 // daemon/log-serve.ts's per-source budget on a manual clock: a source's
 // lines stop at the burst, the ones held back are summarised with its
 // address and count, other sources are not affected, and what a peer sent
-// reaches a line as printable ASCII.
+// reaches a line as printable ASCII; a flood of one line (SummedLines) is
+// said once, then summed up while it lasts.
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { ManualClock } from "../src/main/clock.js";
 import { PEER_LINES_BURST, PEER_LINES_PER_SECOND, PeerLineBudget, SUMMARY_INTERVAL_MS } from "../src/main/daemon/log-serve.js";
 import { printableAscii, pyAscii, pyTextLine } from "../src/main/daemon/python-repr.js";
+import { SummedLines } from "../src/main/daemon/log.js";
 
 test("a source's lines stop at the burst and are summarised with its address and count", () => {
   const clock = new ManualClock();
@@ -42,4 +44,31 @@ test("a peer's text reaches the log as printable ASCII; the good line keeps the 
   assert.equal(pyAscii(pyTextLine("1\r\n")), "'1\\n'");
   assert.equal(pyAscii("1\u009b[2J\u0085x"), "'1\\x9b[2J\\x85x'");
   assert.equal(printableAscii("bad \u0007\u00e9\n"), "bad \\x07\\xe9\\x0a");
+});
+
+test("a flood of one line: the first at once, then a sum every interval while it lasts, then at once again", () => {
+  const clock = new ManualClock();
+  const lines: string[] = [];
+  const flood = new SummedLines(clock, 10_000, (d) => void lines.push(`first ${d}`), (n, s) => void lines.push(`${n} more in ${s} s`));
+  for (let i = 0; i < 5; i++) flood.note(`#${i}`);
+  assert.deepEqual(lines, ["first #0"]);
+  clock.advance(9_999);
+  assert.deepEqual(lines, ["first #0"]);
+  clock.advance(1);
+  assert.deepEqual(lines, ["first #0", "4 more in 10 s"]);
+  flood.note("#5");
+  clock.advance(10_000);
+  assert.deepEqual(lines.slice(2), ["1 more in 10 s"]);
+  // A quiet interval ends the flood: nothing said for it, and the next is said at once.
+  clock.advance(10_000);
+  clock.advance(30_000);
+  assert.equal(lines.length, 3);
+  flood.note("#6");
+  assert.deepEqual(lines.slice(3), ["first #6"]);
+  flood.note("#7");
+  // Stopping says what is still counted, and leaves no timer behind.
+  flood.stop();
+  assert.deepEqual(lines.slice(4), ["1 more in 10 s"]);
+  clock.advance(60_000);
+  assert.equal(lines.length, 5);
 });

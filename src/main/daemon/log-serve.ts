@@ -14,7 +14,7 @@
 import { systemClock, type Clock, type TimerHandle } from "../clock.js";
 import { events, type Channel, type ConnectionClosed } from "../events.js";
 import { sourceOf } from "../serve/source.js";
-import type { Logger, LogLevel } from "./log.js";
+import { SummedLines, type Logger, type LogLevel } from "./log.js";
 import { printableAscii, pyAscii, pyTextLine } from "./python-repr.js";
 
 /**
@@ -112,55 +112,6 @@ export class PeerLineBudget {
   }
 }
 
-/**
- * Connections refused because the server holds as many open as it may
- * (serve/limits.ts, openConnectionsAllowed): a wave against a low
- * open-files limit refuses thousands, from as many sources. The first is
- * said at once; those after it are counted and said every
- * SUMMARY_INTERVAL_MS while they go on.
- */
-class OpenLimitLines {
-  readonly #clock: Clock;
-  readonly #write: (line: string) => void;
-  /** Refused since the last line; null: none in the last interval (the next is said at once). */
-  #count: number | null = null;
-  #timer: TimerHandle | null = null;
-
-  constructor(clock: Clock, write: (line: string) => void) {
-    this.#clock = clock;
-    this.#write = write;
-  }
-
-  refused(address: string): void {
-    if (this.#count !== null) {
-      this.#count++;
-      return;
-    }
-    this.#count = 0;
-    this.#write(`Refusing connection from ${address}: as many connections open as the server allows`);
-    this.#timer = this.#clock.setTimeout(() => this.flush(), SUMMARY_INTERVAL_MS);
-  }
-
-  /** Says how many were refused since the last line, if any; the interval ends when there were none. */
-  flush(): void {
-    this.#timer?.cancel();
-    this.#timer = null;
-    if (!this.#count) {
-      this.#count = null;
-      return;
-    }
-    this.#write(`Refused ${this.#count} more connections in the last ${SUMMARY_INTERVAL_MS / 1000} s: as many open as the server allows`);
-    this.#count = 0;
-    this.#timer = this.#clock.setTimeout(() => this.flush(), SUMMARY_INTERVAL_MS);
-  }
-
-  stop(): void {
-    this.flush();
-    this.#timer?.cancel();
-    this.#timer = null;
-  }
-}
-
 /** Subscribes `logger` to the serving core's channels; returns the unsubscribe (which writes the pending summaries). */
 export function logServeEvents(logger: Logger, clock: Clock = systemClock): () => void {
   const subscribed: Array<() => void> = [];
@@ -177,7 +128,13 @@ export function logServeEvents(logger: Logger, clock: Clock = systemClock): () =
   };
   const budget = new PeerLineBudget(clock, (source, suppressed, seconds) =>
     logger.warning(`Suppressed ${suppressed} log lines caused by ${source} in the last ${seconds} s`));
-  const openLimit = new OpenLimitLines(clock, (line) => logger.warning(line));
+  // Connections refused at the open-files cap (serve/limits.ts): a wave
+  // against a low limit refuses thousands, from as many sources.
+  const openLimit = new SummedLines(
+    clock, SUMMARY_INTERVAL_MS,
+    (address) => logger.warning(`Refusing connection from ${address}: as many connections open as the server allows`),
+    (count, seconds) => logger.warning(`Refused ${count} more connections in the last ${seconds} s: as many open as the server allows`),
+  );
   /**
    * Writes a line a peer caused, charged to its source; built only when
    * its level is written at all (a line not written costs no budget).
@@ -198,7 +155,7 @@ export function logServeEvents(logger: Logger, clock: Clock = systemClock): () =
       case "not-on-interface":
         return peerLine("DEBUG", source, undefined, () => `Refusing connection to ${localAddress}: not on the served interface`);
       case "open-limit":
-        return openLimit.refused(address);
+        return openLimit.note(address);
     }
   }, "WARNING");
   on(events.versionLine, ({ connection, line, accepted, reason, maxBytes }) => {

@@ -2,6 +2,8 @@
 // syslog joins it in daemon operation). Levels and their names are Python
 // logging's, as the reference server writes them. Never pass a secret here.
 
+import type { Clock, TimerHandle } from "../clock.js";
+
 export const LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
@@ -88,3 +90,56 @@ export function consoleSink(level: LogLevel, stream: NodeJS.WritableStream = pro
 export const silentLogger: Logger = {
   debug() {}, info() {}, warning() {}, error() {}, critical() {}, enabledFor: () => false,
 };
+
+/**
+ * A line that may come in floods (connections refused at the open-files
+ * cap, a listening socket's failing accepts): the first is written at
+ * once, those after it are counted and summed up every `intervalMs` while
+ * they go on; an interval with none ends the flood, and the next is
+ * written at once again.
+ */
+export class SummedLines {
+  readonly #clock: Clock;
+  readonly #intervalMs: number;
+  readonly #first: (detail: string) => void;
+  readonly #summary: (count: number, seconds: number) => void;
+  /** Noted since the last line; null: no flood (the next is written at once). */
+  #count: number | null = null;
+  #timer: TimerHandle | null = null;
+
+  constructor(clock: Clock, intervalMs: number, first: (detail: string) => void, summary: (count: number, seconds: number) => void) {
+    this.#clock = clock;
+    this.#intervalMs = intervalMs;
+    this.#first = first;
+    this.#summary = summary;
+  }
+
+  note(detail: string): void {
+    if (this.#count !== null) {
+      this.#count++;
+      return;
+    }
+    this.#count = 0;
+    this.#first(detail);
+    this.#timer = this.#clock.setTimeout(() => this.#flush(), this.#intervalMs);
+  }
+
+  /** Writes what is still counted; no timer is left. */
+  stop(): void {
+    this.#timer?.cancel();
+    this.#timer = null;
+    if (this.#count) this.#summary(this.#count, this.#intervalMs / 1000);
+    this.#count = null;
+  }
+
+  #flush(): void {
+    this.#timer = null;
+    if (!this.#count) {
+      this.#count = null;
+      return;
+    }
+    this.#summary(this.#count, this.#intervalMs / 1000);
+    this.#count = 0;
+    this.#timer = this.#clock.setTimeout(() => this.#flush(), this.#intervalMs);
+  }
+}

@@ -25,7 +25,7 @@ import { InterfaceFilter } from "./interface-filter.js";
 import type { HandshakeRunner } from "./handshake-runner.js";
 import { DEFAULT_MAX_PER_SOURCE, HANDSHAKE_SLOTS_PER_WORKER, LISTEN_BACKLOG, MAX_HANDSHAKES_IN_FLIGHT, MAX_OPEN_CONNECTIONS, MAX_SLOW_HANDSHAKES } from "./limits.js";
 import { sourceOf } from "./source.js";
-import type { Logger } from "../daemon/log.js";
+import { SummedLines, type Logger } from "../daemon/log.js";
 import type { SecretSource } from "../clients/contract.js";
 
 export interface ListenOptions {
@@ -78,6 +78,7 @@ export interface ListenerDeps {
 export class Listener {
   readonly #deps: ListenerDeps;
   readonly #server: Server;
+  readonly #acceptErrors: SummedLines;
   readonly #connections = new Set<Connection>();
   readonly #admission: Admission;
   readonly #gate: SourceGate;
@@ -116,7 +117,13 @@ export class Listener {
     };
     this.#server = createServer({ pauseOnConnect: true, noDelay: true }, (socket) => this.#accept(socket));
     this.#server.maxConnections = deps.maxOpen ?? MAX_OPEN_CONNECTIONS;
-    this.#server.on("error", (error) => deps.logger.error(`Listening socket error: ${error.message}`));
+    // A failing accept (ENOBUFS, ENOMEM) fails again at every turn: said once, then summed up.
+    this.#acceptErrors = new SummedLines(
+      deps.clock, 10_000,
+      (message) => deps.logger.error(`Listening socket error: ${message}`),
+      (count, seconds) => deps.logger.error(`Listening socket errors: ${count} more in the last ${seconds} s`),
+    );
+    this.#server.on("error", (error) => this.#acceptErrors.note(error.message));
     // Node closes a connection accepted past maxConnections and says so here.
     this.#server.on("drop", (dropped) => {
       if (!events.connectionNotAdmitted.hasSubscribers) return;
@@ -233,6 +240,7 @@ export class Listener {
    */
   async close(graceMs: number, keepListening = false): Promise<void> {
     this.#closing = true;
+    this.#acceptErrors.stop();
     const closed = keepListening ? Promise.resolve() : new Promise<void>((resolve) => this.#server.close(() => resolve()));
     if (this.#connections.size > 0) {
       await new Promise<void>((resolve) => {
