@@ -2,7 +2,9 @@
 // in a new session (setsid via detached), stdio on /dev/null, cwd "/", and
 // waits on a readiness pipe (fd 3 of the child): it exits 0 once the child
 // says its listener is up, non-zero with the child's message when it cannot
-// start. The child learns the fd from MANDOS_READY_FD.
+// start. The child learns the fd from MANDOS_READY_FD. Before either, the
+// child may send warnings meant for whoever started it (its own stderr is
+// /dev/null): the parent prints them.
 
 import { spawn } from "node:child_process";
 import { closeSync, writeSync } from "node:fs";
@@ -18,8 +20,11 @@ export interface DetachOptions {
   cwd?: string;
 }
 
-/** Start the detached child and resolve with its pid once it is ready. */
-export function spawnDetached(options: DetachOptions = {}): Promise<number> {
+/**
+ * Start the detached child and resolve with its pid once it is ready;
+ * `warn` gets each warning it sends meanwhile (notifyWarning).
+ */
+export function spawnDetached(options: DetachOptions = {}, warn: (message: string) => void = () => undefined): Promise<number> {
   const command = options.command ?? process.execPath;
   const args = options.args ?? [...process.execArgv, ...process.argv.slice(1)];
   const child = spawn(command, args, {
@@ -30,6 +35,7 @@ export function spawnDetached(options: DetachOptions = {}): Promise<number> {
   });
   return new Promise((resolve, reject) => {
     let said = "";
+    let pending = "";
     let exit: string | undefined;
     let eof = false;
     const settle = (): void => {
@@ -53,8 +59,18 @@ export function spawnDetached(options: DetachOptions = {}): Promise<number> {
       reject(new DaemonStartError("no readiness pipe"));
       return;
     }
-    pipe.on("data", (chunk: Buffer) => { said += chunk.toString("utf8"); });
+    pipe.on("data", (chunk: Buffer) => {
+      pending += chunk.toString("utf8");
+      // Whole lines: warnings are passed on as they come, the rest is the verdict.
+      for (let nl = pending.indexOf("\n"); nl >= 0; nl = pending.indexOf("\n")) {
+        const line = pending.slice(0, nl + 1);
+        pending = pending.slice(nl + 1);
+        if (line.startsWith("WARN ")) warn(line.slice(5).trim());
+        else said += line;
+      }
+    });
     pipe.on("end", () => {
+      said += pending;
       eof = true;
       if (said === "" && exit === undefined) return; // wait for exit to say why
       settle();
@@ -65,7 +81,7 @@ export function spawnDetached(options: DetachOptions = {}): Promise<number> {
 /** Parent side: detach and exit 0 when ready, 1 with the child's error otherwise. */
 export async function daemonize(options: DetachOptions = {}, stderr: NodeJS.WritableStream = process.stderr): Promise<never> {
   try {
-    await spawnDetached(options);
+    await spawnDetached(options, (message) => void stderr.write(`mandos: ${message}\n`));
     process.exit(0);
   } catch (err) {
     stderr.write(`mandos: ${(err as Error).message}\n`);
@@ -85,6 +101,20 @@ function tell(line: string): void {
   try {
     writeSync(fd, line);
     closeSync(fd);
+  } catch {
+    // The parent is gone; nothing to tell.
+  }
+}
+
+/**
+ * Child side, before notifyReady: a warning for whoever started us, which
+ * the parent prints on its standard error. No-op when not daemonised.
+ */
+export function notifyWarning(message: string): void {
+  const fd = Number(process.env[READY_FD_ENV]);
+  if (!Number.isInteger(fd)) return;
+  try {
+    writeSync(fd, `WARN ${message.replace(/\n/g, " ")}\n`);
   } catch {
     // The parent is gone; nothing to tell.
   }

@@ -10,6 +10,7 @@
 
 import { createRequire } from "node:module";
 import { dirname } from "node:path";
+import { notifyWarning } from "./daemonize.js";
 
 export interface UnixDgramSocket {
   send(buf: Buffer, offset: number, length: number, path: string, callback: (err?: Error) => void): void;
@@ -79,9 +80,10 @@ export function unixDgramOrSay(losing: string, stderr: NodeJS.WritableStream = p
   const addon = unixDgram();
   if (!("unavailable" in addon)) return addon;
   if (!said.has(losing)) {
-    stderr.write(said.size === 0
-      ? `Mandos [${process.pid}]: ${addon.unavailable}; until then, no ${losing}\n`
-      : `Mandos [${process.pid}]: unix-dgram does not load (see above), so also no ${losing}\n`);
+    const text = said.size === 0 ? `${addon.unavailable}; until then, no ${losing}` : `unix-dgram does not load (see above), so also no ${losing}`;
+    stderr.write(`Mandos [${process.pid}]: ${text}\n`);
+    // A detached daemon's stderr is /dev/null: whoever started it hears it through the parent.
+    notifyWarning(text);
     said.add(losing);
   }
   return undefined;
