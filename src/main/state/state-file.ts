@@ -870,8 +870,6 @@ export class StateSaver {
   #writing: Promise<void> | null = null;
   /** A change came while one was being written: schedule the next save when it is done. */
   #changedWhileWriting = false;
-  /** The save being written failed: try again SAVE_RETRY_MS after it. */
-  #retry = false;
   /** Counts saves; a background save renames its file only if no later one began. */
   #generation = 0;
 
@@ -946,6 +944,8 @@ export class StateSaver {
     const began = this.#clock.now();
     const started = performance.now();
     let data: readonly StatePiece[] | StateList;
+    /** This save failed: try again SAVE_RETRY_MS after it. */
+    let retry = false;
     try {
       data = this.#collect();
     } catch (error) {
@@ -963,13 +963,11 @@ export class StateSaver {
         // nothing from it. Any other failure: tried again later (a save
         // that a later one overtook has nothing left to save).
         if (error instanceof StateFileChanged) this.#changedWhileWriting = true;
-        else if (generation === this.#generation) this.#retry = true;
+        else if (generation === this.#generation) retry = true;
       },
     ).finally(() => {
       this.#writing = null;
       if (generation === this.#generation) this.#lastSaveMs = this.#clock.now() - began;
-      const retry = this.#retry;
-      this.#retry = false;
       if (this.#changedWhileWriting) {
         this.#changedWhileWriting = false;
         this.changed();
