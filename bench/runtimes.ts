@@ -1,6 +1,6 @@
 // The other Node.js releases that scripts/install-test-runtimes.sh fetched
 // (.cache/runtimes/node-MAJOR: the official build in node/, the project's
-// production dependencies built for it in app/), and a fresh copy of this
+// production dependencies installed by it in app/), and a fresh copy of this
 // build beside each: test/runtimes.test.ts runs tests under them, and the
 // benchmark's native part measures the server on each (docs/BENCHMARK.md).
 
@@ -53,12 +53,20 @@ export function fetchedRuntimes(repo = REPO): Runtime[] {
   return RUNTIME_MAJORS.map((major) => fetchedRuntime(major, repo)).filter((r): r is Runtime => !("missing" in r));
 }
 
-/** Puts a fresh copy of `repo`'s build (dist/, bin/) into the runtime's app directory, and links the data beside it. */
+/**
+ * The native addon as `npm ci` built it on this machine's Node.js: copied as
+ * it is, since a Node-API build must load on every release (an upgrade of
+ * Node.js does not rebuild it).
+ */
+export const ADDON = join("build", "Release", "mandos_datagram.node");
+
+/** Puts a fresh copy of `repo`'s build (dist/, bin/, the addon) into the runtime's app directory, and links the data beside it. */
 export function copyBuild(runtime: Runtime, repo = REPO): void {
-  for (const dir of ["dist", "bin"]) {
+  for (const dir of ["dist", "bin", "build"]) {
     rmSync(join(runtime.app, dir), { recursive: true, force: true });
-    cpSync(join(repo, dir), join(runtime.app, dir), { recursive: true });
   }
+  for (const dir of ["dist", "bin"]) cpSync(join(repo, dir), join(runtime.app, dir), { recursive: true });
+  cpSync(join(repo, ADDON), join(runtime.app, ADDON));
   for (const entry of DATA) {
     if (!existsSync(join(runtime.app, entry))) symlinkSync(join(repo, entry), join(runtime.app, entry));
   }

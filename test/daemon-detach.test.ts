@@ -64,7 +64,7 @@ test("the parent-side daemonize exits 1 and prints the child's error", async () 
 test("warnings the child sends before it is ready reach the parent's stderr, and it still starts", async () => {
   const script = `import * as d from ${JSON.stringify(daemonize)};
     if (d.isDaemonChild()) {
-      d.notifyWarning("the unix-dgram addon does not load; until then, no syslog");
+      d.notifyWarning("the datagram addon does not load; until then, no syslog");
       d.notifyWarning("two\\nlines");
       d.notifyReady();
       setTimeout(() => process.exit(0), 200);
@@ -72,5 +72,5 @@ test("warnings the child sends before it is ready reach the parent's stderr, and
   const { spawnSync } = await import("node:child_process");
   const r = spawnSync(process.execPath, ["--input-type=module", "-e", script], { encoding: "utf8", timeout: 20000 });
   assert.equal(r.status, 0, r.stderr);
-  assert.equal(r.stderr, "mandos: the unix-dgram addon does not load; until then, no syslog\nmandos: two lines\n");
+  assert.equal(r.stderr, "mandos: the datagram addon does not load; until then, no syslog\nmandos: two lines\n");
 });

@@ -10,12 +10,12 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { createHash, generateKeyPairSync, randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
-import { createRequire } from "node:module";
 import { hostname, networkInterfaces, tmpdir } from "node:os";
 import { connect } from "node:net";
 import { join } from "node:path";
 import { DEFAULT_PRIORITY, parsePriority } from "../src/tls/index.js";
 import { fetchSecret, type ClientIdentity } from "../src/client/fetch.js";
+import { receiveDatagrams } from "./helpers/datagram-receiver.js";
 import { makeClients, makeKeySet, type TestClient } from "./helpers/keys.js";
 import { MANDOS_CLIENT, MANDOS_KEYGEN, missing } from "./helpers/peers.js";
 import { runMandosClient, startServer, type RunningServer } from "./helpers/server.js";
@@ -259,23 +259,12 @@ describe("bin/mandos --metrics on a configured address", { skip }, () => {
     mkdirSync(conf);
     writeFileSync(join(conf, "mandos.conf"), "[DEFAULT]\nmetrics = [::]:0\n");
     writeFileSync(join(conf, "clients.conf"), "[DEFAULT]\n", { mode: 0o600 });
-    // A datagram socket of ours stands in for systemd's notify socket.
+    // A datagram socket of Python's stands in for systemd's notify socket.
     const notify = join(root, "notify");
-    const rx = (createRequire(import.meta.url)("unix-dgram") as {
-      createSocket(type: "unix_dgram"): { bind(path: string): void; close(): void; on(event: "message", l: (buf: Buffer) => void): void };
-    }).createSocket("unix_dgram");
-    const got: string[] = [];
-    const waiters: Array<() => void> = [];
-    rx.on("message", (buf) => {
-      got.push(buf.toString("utf8"));
-      for (const w of waiters.splice(0)) w();
-    });
-    rx.bind(notify);
+    const rx = await receiveDatagrams(notify);
     spawnSync("chmod", ["0777", notify]);
-    const heard = (what: string): Promise<void> => new Promise((resolve) => {
-      const check = (): void => (got.includes(what) ? resolve() : void waiters.push(check));
-      check();
-    });
+    const got = (): string[] => rx.received.map((b) => b.toString("utf8"));
+    const heard = (what: string): Promise<void> => rx.heard(what);
     const server = await startServer(["--configdir", conf, "--statedir", join(root, "state"), "--no-restore", "--port", "0"],
       { NOTIFY_SOCKET: notify, WATCHDOG_USEC: "200000" });
     try {
@@ -283,12 +272,12 @@ describe("bin/mandos --metrics on a configured address", { skip }, () => {
       assert.equal(await reach(`http://${nonLoopbackIPv4()!}:${port}/health`), 200);
       await heard("READY=1");
       await heard("WATCHDOG=1");
-      assert.equal(got[0], "READY=1");
+      assert.equal(got()[0], "READY=1");
       await server.stop();
       await heard("STOPPING=1");
     } finally {
       await server.stop();
-      rx.close();
+      await rx.close();
       rmSync(root, { recursive: true, force: true });
     }
   });

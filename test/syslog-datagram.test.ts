@@ -1,36 +1,23 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { createRequire } from "node:module";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PassThrough } from "node:stream";
 import { FanOutLogger } from "../src/main/daemon/log.js";
 import { syslogDatagram, syslogSink } from "../src/main/daemon/syslog.js";
-import { describeLoadFailure, unixDgram } from "../src/main/daemon/unix-dgram.js";
-
-interface Receiver {
-  bind(path: string): void;
-  close(): void;
-  on(event: "message", listener: (buf: Buffer) => void): void;
-}
-const dgram = createRequire(import.meta.url)("unix-dgram") as { createSocket(type: "unix_dgram"): Receiver };
+import { datagramAddon, describeLoadFailure, openDatagramSocket } from "../src/main/daemon/unix-datagram.js";
+import { receiveDatagrams } from "./helpers/datagram-receiver.js";
 
 async function receive(count: number, send: (path: string) => void): Promise<Buffer[]> {
   const dir = mkdtempSync(join(tmpdir(), "mandos-syslog-"));
   const path = join(dir, "log");
-  const rx = dgram.createSocket("unix_dgram");
+  const rx = await receiveDatagrams(path);
   try {
-    const got: Buffer[] = [];
-    const done = new Promise<void>((resolve) => {
-      rx.on("message", (buf) => { got.push(Buffer.from(buf)); if (got.length === count) resolve(); });
-    });
-    rx.bind(path);
     send(path);
-    await done;
-    return got;
+    return await rx.waitFor(count);
   } finally {
-    rx.close();
+    await rx.close();
     rmSync(dir, { recursive: true, force: true });
   }
 }
@@ -73,35 +60,77 @@ test("a missing syslog socket is reported once on stderr and logging goes on", (
   assert.match(said, /cannot log to syslog at \/nonexistent\/mandos-test-log: No such file or directory$/m);
 });
 
-test("an addon built for another Node.js is described with the command that fixes it", () => {
-  // What Node's loader says of an addon from before an upgrade (its first line).
+test("an addon that does not load is described with the command that fixes it", () => {
+  // Node's loader, for an addon never built (no compiler at npm ci): its first line.
   const error = new Error(
-    "The module '/opt/mandos-ts/node_modules/unix-dgram/build/Release/unix_dgram.node'\n" +
-    "was compiled against a different Node.js version using\nNODE_MODULE_VERSION 115. This version of Node.js requires\n" +
-    "NODE_MODULE_VERSION 137. Please try re-compiling or re-installing\nthe module (for instance, using `npm rebuild` or `npm install`).",
+    "Cannot find module '/opt/mandos-ts/build/Release/mandos_datagram.node'\nRequire stack:\n- /opt/mandos-ts/dist/src/main/daemon/unix-datagram.js",
   );
   assert.equal(
     describeLoadFailure(error, "/opt/mandos-ts", "v24.1.0"),
-    "the unix-dgram addon does not load on Node.js v24.1.0 (built for NODE_MODULE_VERSION 115, this release needs 137); " +
-      'run "npm rebuild unix-dgram" in /opt/mandos-ts (or npm ci again) after changing Node.js',
+    "the datagram addon does not load on Node.js v24.1.0 (Cannot find module '/opt/mandos-ts/build/Release/mandos_datagram.node'); " +
+      'run "npm rebuild" in /opt/mandos-ts (it needs a C compiler: Debian\'s build-essential)',
   );
-  // bindings' own, for an addon never built (its list of paths left out).
-  assert.equal(
-    describeLoadFailure(new Error("Could not locate the bindings file. Tried:\n → /opt/a.node\n → /opt/b.node"), null, "v22.0.0"),
-    'the unix-dgram addon does not load on Node.js v22.0.0 (Could not locate the bindings file.); run "npm rebuild unix-dgram" where mandos-ts is installed (or npm ci again) after changing Node.js',
-  );
+  const missing = datagramAddon("/nonexistent/mandos_datagram.node");
+  assert.ok("unavailable" in missing);
+  assert.match(missing.unavailable, /^the datagram addon does not load on Node\.js v\d+\.\d+\.\d+ \(Cannot find module '\/nonexistent\/mandos_datagram\.node'\); run "npm rebuild" in \//);
 });
 
 test("without the addon, the syslog sink drops records and never throws", () => {
   const stderr = new PassThrough();
-  const sink = syslogSink({ level: "DEBUG", socketPath: "/nonexistent/mandos-test-log", stderr, dgram: null });
+  const sink = syslogSink({ level: "DEBUG", socketPath: "/nonexistent/mandos-test-log", stderr, socket: null });
   sink.write("ERROR", "dropped");
   sink.close();
   sink.close();
-  // The one notice is unix-dgram.ts's, said where the load failed; the sink adds none.
+  // The one notice is unix-datagram.ts's, said where the load failed; the sink adds none.
   assert.equal(stderr.read(), null);
 });
 
 test("this installation's addon loads, so --check passes here", () => {
-  assert.ok(!("unavailable" in unixDgram()));
+  assert.ok(!("unavailable" in datagramAddon()));
+});
+
+test("abstract socket names (\"\\0name\", systemd's \"@name\") are reached", async () => {
+  const addon = datagramAddon();
+  if ("unavailable" in addon) assert.fail(addon.unavailable);
+  const name = `mandos-ts-test-${process.pid}`;
+  const rx = await receiveDatagrams(`@${name}`);
+  const socket = openDatagramSocket(addon);
+  try {
+    assert.equal(socket?.send("READY=1", `\0${name}`), undefined);
+    assert.deepEqual(await rx.waitFor(1), [Buffer.from("READY=1")]);
+  } finally {
+    socket?.close();
+    await rx.close();
+  }
+});
+
+test("a receiver that does not read fills up: records are dropped, never waited for, and said once", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "mandos-syslog-"));
+  const path = join(dir, "log");
+  const rx = await receiveDatagrams(path, "hold");
+  const stderr = new PassThrough();
+  const sink = syslogSink({ level: "DEBUG", socketPath: path, stderr });
+  try {
+    // A unix datagram queue holds ~a few hundred small records (net.unix.max_dgram_qlen); far fewer than these.
+    for (let i = 0; i < 5_000; i++) sink.write("INFO", `record ${i}`);
+    const said = String(stderr.read() ?? "");
+    assert.equal(said.split("\n").filter(Boolean).length, 1, said);
+    assert.match(said, new RegExp(`cannot log to syslog at ${path}: Resource temporarily unavailable$`, "m"));
+  } finally {
+    sink.close();
+    await rx.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("sendto's errors come back in words, and a closed socket sends nothing", () => {
+  const addon = datagramAddon();
+  if ("unavailable" in addon) assert.fail(addon.unavailable);
+  const socket = openDatagramSocket(addon);
+  assert.ok(socket !== null);
+  assert.equal(socket.send("x", "/nonexistent/mandos-test"), "No such file or directory");
+  assert.equal(socket.send("x", `/${"a".repeat(200)}`), "File name too long");
+  socket.close();
+  socket.close();
+  assert.equal(socket.send("x", "/nonexistent/mandos-test"), "the socket is closed");
 });

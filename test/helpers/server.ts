@@ -77,6 +77,8 @@ export interface StartOptions {
   readonly node?: string;
   /** A command that runs it, its arguments before node's (["prlimit", "--nofile=300:300", "--"]). */
   readonly wrap?: readonly string[];
+  /** Another installation's bin/mandos (this checkout's by default). */
+  readonly bin?: string;
 }
 
 /**
@@ -91,7 +93,7 @@ export async function startServer(
 ): Promise<RunningServer> {
   shareWithServerUser(args, options.keepClientsConfPrivate === true);
   const fixed = ["--debug", "--no-zeroconf", ...(options.dbus ? [] : ["--no-dbus"])];
-  const argv = [options.node ?? process.execPath, ...serverNodeFlags(), ...(options.nodeFlags ?? []), BIN_MANDOS, ...fixed, ...args];
+  const argv = [options.node ?? process.execPath, ...serverNodeFlags(), ...(options.nodeFlags ?? []), options.bin ?? BIN_MANDOS, ...fixed, ...args];
   const [command, ...rest] = [...(options.wrap ?? []), ...argv];
   const child = spawn(command!, rest, {
     stdio: ["ignore", "pipe", "pipe"],

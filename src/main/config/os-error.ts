@@ -6,7 +6,9 @@
 
 const STRERROR: Readonly<Record<string, string>> = {
   EACCES: "Permission denied",
+  EAGAIN: "Resource temporarily unavailable",
   EBUSY: "Device or resource busy",
+  ECONNREFUSED: "Connection refused",
   EDQUOT: "Disk quota exceeded",
   EEXIST: "File exists",
   EINVAL: "Invalid argument",

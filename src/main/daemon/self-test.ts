@@ -16,7 +16,7 @@ import { parseClientsConfig } from "../config/index.js";
 import { parseDuration } from "../config/duration.js";
 import { handshakeSecrets, trafficKeys } from "../../tls/crypto.js";
 import { suiteByName } from "../../tls/constants.js";
-import { unixDgram } from "./unix-dgram.js";
+import { datagramAddon, openDatagramSocket } from "./unix-datagram.js";
 
 interface Check {
   readonly name: string;
@@ -31,10 +31,17 @@ const CHECKS: Check[] = [
   {
     // The server serves without it, but logs to no syslog and tells
     // systemd nothing: after an upgrade of Node.js, this is what says so.
-    name: "the syslog addon (unix-dgram) loads on this Node.js",
+    name: "the datagram addon (syslog, systemd) loads on this Node.js",
     run: () => {
-      const addon = unixDgram();
+      const addon = datagramAddon();
       if ("unavailable" in addon) throw new Error(addon.unavailable);
+      let refused = "";
+      const socket = openDatagramSocket(addon, (why) => { refused = why; });
+      expect(socket !== null, `no socket: ${refused}`);
+      // sendto(2) is reached: a path nobody bound is the kernel's ENOENT.
+      const sent = socket?.send("self-test", "/nonexistent/mandos-self-test");
+      socket?.close();
+      expect(sent === "No such file or directory", `sendto to a missing socket: ${sent ?? "sent"}`);
     },
   },
   {

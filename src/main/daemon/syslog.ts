@@ -2,14 +2,12 @@
 // daemon, in the bytes the reference's Python SysLogHandler sends:
 // `<PRI>Mandos [PID]: LEVEL: message\0` (`Mandos (NAME) [PID]: ...` when
 // --servicename is not the default; mandos initlogger() and main()).
-// Node core has no unix datagram sockets; unix-dgram (a small, widely used
-// native addon, see docs/OPERATION.md, "Logging") supplies sendto(2). When
-// it does not load, the server says so once and logs without syslog.
+// Node core has no unix datagram sockets; our addon (daemon/unix-datagram.ts)
+// supplies sendto(2). When it does not load, the server says so once and
+// logs without syslog.
 
-import { getSystemErrorName } from "node:util";
-import { strerror } from "../config/os-error.js";
 import type { LogLevel, LogSink } from "./log.js";
-import { unixDgramOrSay, type UnixDgramModule, type UnixDgramSocket } from "./unix-dgram.js";
+import { datagramSocketOrSay, type DatagramSocket } from "./unix-datagram.js";
 
 /** The default syslog socket, as SysLogHandler(address="/dev/log"). */
 export const DEV_LOG = "/dev/log";
@@ -27,13 +25,6 @@ export function syslogDatagram(level: LogLevel, message: string, serviceName = "
   return Buffer.from(`<${pri}>${ident} [${pid}]: ${level}: ${message}\0`, "utf8");
 }
 
-/** unix-dgram reports -errno in `code`, or 1 for a full socket buffer (the datagram is dropped). */
-function describe(err: Error): string {
-  const code: unknown = (err as { code?: unknown }).code;
-  if (typeof code === "number" && code < 0) return strerror(getSystemErrorName(code));
-  return err.message;
-}
-
 export interface SyslogSinkOptions {
   level: LogLevel;
   serviceName?: string;
@@ -41,8 +32,8 @@ export interface SyslogSinkOptions {
   socketPath?: string;
   /** Where the one "cannot reach syslog" notice goes. */
   stderr?: NodeJS.WritableStream;
-  /** The addon, or null for one that does not load (said already); by default daemon/unix-dgram.ts's. */
-  dgram?: UnixDgramModule | null;
+  /** The socket, or null without one (said already); by default daemon/unix-datagram.ts's. */
+  socket?: DatagramSocket | null;
 }
 
 export interface SyslogSink extends LogSink {
@@ -53,26 +44,22 @@ export function syslogSink(options: SyslogSinkOptions): SyslogSink {
   const path = options.socketPath ?? DEV_LOG;
   const serviceName = options.serviceName ?? "Mandos";
   const stderr = options.stderr ?? process.stderr;
-  const dgram = options.dgram === undefined ? unixDgramOrSay("syslog", stderr) : options.dgram;
-  let socket: UnixDgramSocket | undefined = dgram?.createSocket("unix_dgram");
-  socket?.on("error", () => {});
+  let socket = options.socket === undefined ? datagramSocketOrSay("syslog", stderr) : options.socket;
   let complained = false;
   return {
     level: options.level,
     write(level, message) {
-      if (socket === undefined) return;
-      const buf = syslogDatagram(level, message, serviceName);
-      socket.send(buf, 0, buf.length, path, (err) => {
-        // A missing or full syslog must never stop the server: say so once.
-        if (err !== undefined && !complained) {
-          complained = true;
-          stderr.write(`Mandos [${process.pid}]: cannot log to syslog at ${path}: ${describe(err)}\n`);
-        }
-      });
+      if (socket === null) return;
+      const failed = socket.send(syslogDatagram(level, message, serviceName), path);
+      // A missing or full syslog must never stop the server: say so once.
+      if (failed !== undefined && !complained) {
+        complained = true;
+        stderr.write(`Mandos [${process.pid}]: cannot log to syslog at ${path}: ${failed}\n`);
+      }
     },
     close() {
       socket?.close();
-      socket = undefined;
+      socket = null;
     },
   };
 }

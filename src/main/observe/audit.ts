@@ -13,7 +13,7 @@
 
 import { closeSync, fdatasync, fdatasyncSync, openSync, writeSync } from "node:fs";
 import { events, type ConnectionRef, type RefusalReason } from "../events.js";
-import { datagramSender, type DatagramSender } from "./datagram.js";
+import { datagramSocketOrSay } from "../daemon/unix-datagram.js";
 import { Subscriptions } from "./subscriptions.js";
 
 /** The longest a written record waits for fdatasync. */
@@ -76,7 +76,8 @@ export function openAuditLog(options: AuditOptions): AuditLog {
     }
     unsynced = false;
   };
-  const socket: DatagramSender | undefined = options.syslog ? datagramSender("audit records to syslog") : undefined;
+  // A lost copy is only a copy: the file is the record.
+  const socket = options.syslog ? datagramSocketOrSay("audit records to syslog") : null;
   let failing = false;
   const syslogPath = options.syslogPath ?? "/dev/log";
 

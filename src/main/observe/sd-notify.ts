@@ -1,9 +1,9 @@
 // sd_notify(3) without libsystemd: readiness, stopping and watchdog pings as
 // datagrams to $NOTIFY_SOCKET, when systemd started us with Type=notify
 // (and WatchdogSec=, which sets $WATCHDOG_USEC). Node has no unix datagram
-// sockets; unix-dgram (daemon/unix-dgram.ts), as for syslog, sends them.
+// sockets; our addon (daemon/unix-datagram.ts), as for syslog, sends them.
 
-import { datagramSender } from "./datagram.js";
+import { datagramSocketOrSay } from "../daemon/unix-datagram.js";
 
 export interface SystemdNotifier {
   notify(state: string): void;
@@ -35,10 +35,10 @@ export function systemdNotifier(env: NodeJS.ProcessEnv = process.env, pid = proc
   delete env.WATCHDOG_PID;
   // Without the addon, systemd hears nothing and times the start out
   // (TimeoutStartSec), restarting a server that served meanwhile.
-  const socket = datagramSender("systemd notifications; under Type=notify, systemd times the start out and restarts the server");
+  const socket = datagramSocketOrSay("systemd notifications; under Type=notify, systemd times the start out and restarts the server");
   let timer: NodeJS.Timeout | undefined;
   // A lost notification is systemd's to time out on; never ours to die of.
-  const notify = (state: string): void => socket.send(state, path);
+  const notify = (state: string): void => void socket?.send(state, path);
   return {
     notify,
     startWatchdog(alive) {
@@ -51,7 +51,7 @@ export function systemdNotifier(env: NodeJS.ProcessEnv = process.env, pid = proc
     close() {
       if (timer !== undefined) clearInterval(timer);
       timer = undefined;
-      socket.close();
+      socket?.close();
     },
   };
 }

@@ -1,0 +1,131 @@
+// Unix datagrams out: syslog (/dev/log), the audit log's syslog copy and
+// systemd's $NOTIFY_SOCKET all need sendto(2) on an AF_UNIX SOCK_DGRAM
+// socket, which Node's core does not have. Our own addon supplies it
+// (src/native/datagram.c, built by node-gyp at `npm ci`, docs/OPERATION.md,
+// "Logging"): Node-API only, so a build keeps loading after an upgrade of
+// Node.js. If it does not load (never built: no compiler at install), the
+// server serves on without those datagrams; the failed load is said once,
+// on standard error, with what to do, and the callers go on without it.
+
+import { createRequire } from "node:module";
+import { fileURLToPath } from "node:url";
+import { getSystemErrorName } from "node:util";
+import { strerror } from "../config/os-error.js";
+import { notifyWarning } from "./daemonize.js";
+
+/** src/native/datagram.c's three calls; errors other than open()'s come back as errno numbers. */
+interface DatagramAddon {
+  open(): number;
+  sendTo(fd: number, path: Buffer, data: Buffer): number;
+  close(fd: number): number;
+}
+
+/** A non-blocking unix datagram socket that is never connected. */
+export interface DatagramSocket {
+  /**
+   * Sends one datagram to the socket at `path` ("\0name" for an abstract
+   * one). Undefined once it is queued; otherwise why not, in strerror's
+   * words (a full receiver: "Resource temporarily unavailable", and the
+   * datagram is dropped). Never throws, never blocks.
+   */
+  send(data: Buffer | string, path: string): string | undefined;
+  close(): void;
+}
+
+/** Why the addon did not load, said in full for an operator. */
+export interface AddonUnavailable {
+  readonly unavailable: string;
+}
+
+/** The installation: where `npm rebuild` must run, and where node-gyp puts the addon. */
+const INSTALL_DIR = fileURLToPath(new URL("../../../../", import.meta.url)).replace(/\/$/, "");
+const ADDON = `${INSTALL_DIR}/build/Release/mandos_datagram.node`;
+
+const require = createRequire(import.meta.url);
+
+let loaded: DatagramAddon | AddonUnavailable | undefined;
+
+/**
+ * Why a load failed, in one line: the loader's first line (Node's "Cannot
+ * find module" for an addon never built), and the command that fixes it.
+ */
+export function describeLoadFailure(error: unknown, dir: string = INSTALL_DIR, version = process.version): string {
+  const text = error instanceof Error ? error.message : String(error);
+  const why = text.split("\n")[0]!.trim();
+  return `the datagram addon does not load on Node.js ${version} (${why}); ` +
+    `run "npm rebuild" in ${dir} (it needs a C compiler: Debian's build-essential)`;
+}
+
+/** The addon, or why it does not load; tried once a process. `path` is for tests. */
+export function datagramAddon(path = ADDON): DatagramAddon | AddonUnavailable {
+  if (path !== ADDON) return load(path);
+  loaded ??= load(path);
+  return loaded;
+}
+
+function load(path: string): DatagramAddon | AddonUnavailable {
+  try {
+    return require(path) as DatagramAddon;
+  } catch (error) {
+    return { unavailable: describeLoadFailure(error) };
+  }
+}
+
+/** An errno from the addon in strerror's words. */
+function inWords(errno: number): string {
+  return strerror(getSystemErrorName(-errno));
+}
+
+/** A socket of `addon`'s; null if the system refuses one (out of descriptors), said by `refused`. */
+export function openDatagramSocket(addon: DatagramAddon, refused: (why: string) => void = () => undefined): DatagramSocket | null {
+  let fd: number;
+  try {
+    fd = addon.open();
+  } catch (error) {
+    const code = Number((error as { code?: unknown }).code);
+    refused(Number.isInteger(code) ? inWords(code) : String(error));
+    return null;
+  }
+  let lastPath = "";
+  let lastPathBytes = Buffer.alloc(0);
+  return {
+    send(data, path) {
+      if (fd < 0) return "the socket is closed";
+      if (path !== lastPath) {
+        lastPath = path;
+        lastPathBytes = Buffer.from(path, "utf8");
+      }
+      const errno = addon.sendTo(fd, lastPathBytes, typeof data === "string" ? Buffer.from(data, "utf8") : data);
+      return errno === 0 ? undefined : inWords(errno);
+    },
+    close() {
+      if (fd >= 0) addon.close(fd);
+      fd = -1;
+    },
+  };
+}
+
+/** What the server already said it goes without, this process. */
+const said = new Set<string>();
+
+/**
+ * A datagram socket, or null after saying on `stderr` why not and what the
+ * server goes without (`losing`, e.g. "syslog"): the addon's failure once a
+ * process, each loss once.
+ */
+export function datagramSocketOrSay(losing: string, stderr: NodeJS.WritableStream = process.stderr): DatagramSocket | null {
+  const addon = datagramAddon();
+  const say = (text: string): void => {
+    stderr.write(`Mandos [${process.pid}]: ${text}\n`);
+    // A detached daemon's stderr is /dev/null: whoever started it hears it through the parent.
+    notifyWarning(text);
+  };
+  if ("unavailable" in addon) {
+    if (!said.has(losing)) {
+      say(said.size === 0 ? `${addon.unavailable}; until then, no ${losing}` : `the datagram addon does not load (see above), so also no ${losing}`);
+      said.add(losing);
+    }
+    return null;
+  }
+  return openDatagramSocket(addon, (why) => say(`cannot open a unix datagram socket (${why}), so no ${losing}`));
+}

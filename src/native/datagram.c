@@ -1,0 +1,137 @@
+/*
+ * Unix datagrams out, for syslog (/dev/log) and systemd ($NOTIFY_SOCKET):
+ * Node's core has no AF_UNIX SOCK_DGRAM sockets. Three calls, no state of
+ * its own: open a non-blocking socket, sendto(2) one datagram, close.
+ *
+ * Built on Node-API (NAPI_VERSION 8) alone, whose binary interface stays
+ * the same across Node.js releases: built once by `npm ci`, it still loads
+ * after an upgrade of Node.js (docs/OPERATION.md, "Which Node.js"). The
+ * socket never blocks: a full receiver drops the datagram (EAGAIN), and
+ * the caller decides what to say; errors come back as errno numbers, never
+ * as exceptions, except from open().
+ */
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <node_api.h>
+
+/* Ends the call that failed a Node-API call itself (a bug of ours, not the peer's). */
+#define CHECK(env, call)                                                  \
+  do {                                                                    \
+    if ((call) != napi_ok) {                                              \
+      napi_throw_error((env), NULL, "mandos_datagram: " #call " failed"); \
+      return NULL;                                                        \
+    }                                                                     \
+  } while (0)
+
+static napi_value number(napi_env env, int value) {
+  napi_value result;
+  if (napi_create_int32(env, value, &result) != napi_ok) return NULL;
+  return result;
+}
+
+/* The bytes of a Uint8Array argument (a Buffer): 1, or 0 after throwing. */
+static int bytes_of(napi_env env, napi_value value, const char *what, const unsigned char **data, size_t *length) {
+  napi_typedarray_type type;
+  void *base;
+  napi_value arraybuffer;
+  size_t offset;
+  bool is_typedarray = false;
+  if (napi_is_typedarray(env, value, &is_typedarray) != napi_ok || !is_typedarray ||
+      napi_get_typedarray_info(env, value, &type, length, &base, &arraybuffer, &offset) != napi_ok ||
+      type != napi_uint8_array) {
+    napi_throw_type_error(env, NULL, what);
+    return 0;
+  }
+  *data = base;
+  return 1;
+}
+
+/* open(): a socket(AF_UNIX, SOCK_DGRAM) that neither blocks nor outlives an exec. */
+static napi_value open_socket(napi_env env, napi_callback_info info) {
+  (void)info;
+  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    char code[16];
+    int saved = errno;
+    snprintf(code, sizeof code, "%d", saved);
+    napi_throw_error(env, code, strerror(saved));
+    return NULL;
+  }
+  return number(env, fd);
+}
+
+/*
+ * sendTo(fd, path, data): 0 once the datagram is queued, else errno. A
+ * path whose first byte is NUL names an abstract socket (its length is
+ * the address's, with no terminator); any other is a file name.
+ */
+static napi_value send_to(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  int32_t fd;
+  const unsigned char *path, *data;
+  size_t path_length, data_length;
+  struct sockaddr_un address;
+  socklen_t address_length;
+  ssize_t sent;
+
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc != 3 || napi_get_value_int32(env, argv[0], &fd) != napi_ok) {
+    napi_throw_type_error(env, NULL, "sendTo(fd, path, data): fd must be a number");
+    return NULL;
+  }
+  if (!bytes_of(env, argv[1], "sendTo(fd, path, data): path must be a Buffer", &path, &path_length)) return NULL;
+  if (!bytes_of(env, argv[2], "sendTo(fd, path, data): data must be a Buffer", &data, &data_length)) return NULL;
+
+  memset(&address, 0, sizeof address);
+  address.sun_family = AF_UNIX;
+  if (path_length == 0) return number(env, EINVAL);
+  if (path[0] == '\0') {
+    if (path_length > sizeof address.sun_path) return number(env, ENAMETOOLONG);
+    memcpy(address.sun_path, path, path_length);
+    address_length = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + path_length);
+  } else {
+    /* Room for the terminating NUL; a NUL inside would cut the name short. */
+    if (path_length >= sizeof address.sun_path) return number(env, ENAMETOOLONG);
+    if (memchr(path, '\0', path_length) != NULL) return number(env, EINVAL);
+    memcpy(address.sun_path, path, path_length);
+    address_length = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + path_length + 1);
+  }
+
+  do {
+    sent = sendto(fd, data, data_length, MSG_DONTWAIT | MSG_NOSIGNAL, (const struct sockaddr *)&address, address_length);
+  } while (sent < 0 && errno == EINTR);
+  return number(env, sent < 0 ? errno : 0);
+}
+
+/* close(fd): 0, or errno. */
+static napi_value close_socket(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  int32_t fd;
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc != 1 || napi_get_value_int32(env, argv[0], &fd) != napi_ok) {
+    napi_throw_type_error(env, NULL, "close(fd): fd must be a number");
+    return NULL;
+  }
+  /* Linux frees the descriptor even when close(2) fails with EINTR: never retried. */
+  return number(env, close(fd) < 0 ? errno : 0);
+}
+
+NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
+  napi_property_descriptor methods[] = {
+    {"open", NULL, open_socket, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"sendTo", NULL, send_to, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"close", NULL, close_socket, NULL, NULL, NULL, napi_enumerable, NULL},
+  };
+  if (napi_define_properties(env, exports, sizeof methods / sizeof methods[0], methods) != napi_ok) return NULL;
+  return exports;
+}

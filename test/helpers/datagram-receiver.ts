@@ -1,0 +1,90 @@
+// A unix datagram socket that receives what the server sends to syslog or
+// to systemd's $NOTIFY_SOCKET, standing in for rsyslog and systemd (neither
+// runs here). It is Python's socket module (python3 comes with the
+// reference mandos package), a process of its own, so that nothing of the
+// server's own addon receives what it sent.
+
+import { spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
+import { createInterface } from "node:readline";
+
+export const PYTHON3 = "/usr/bin/python3";
+
+// argv[1]: the path ("@name" for an abstract socket); argv[2] "read" or
+// "hold" (bound, never read: its queue fills). One line per datagram, in
+// base64, after "ready".
+const SCRIPT = `
+import base64, socket, sys
+path = sys.argv[1]
+if path.startswith("@"):
+    path = "\\0" + path[1:]
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(path)
+print("ready", flush=True)
+if sys.argv[2] == "hold":
+    sys.stdin.read()
+    sys.exit(0)
+while True:
+    data = s.recv(65536)
+    print(base64.b64encode(data).decode(), flush=True)
+`;
+
+export interface DatagramReceiver {
+  /** Every datagram so far, in order. */
+  readonly received: Buffer[];
+  /** Resolves once `count` datagrams have come (rejects after `ms`). */
+  waitFor(count: number, ms?: number): Promise<Buffer[]>;
+  /** Resolves once a datagram equal to `text` has come. */
+  heard(text: string, ms?: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Binds `path` ("@name": abstract) and receives; with `hold`, binds and never reads. */
+export async function receiveDatagrams(path: string, mode: "read" | "hold" = "read"): Promise<DatagramReceiver> {
+  const child: ChildProcessWithoutNullStreams = spawn(PYTHON3, ["-c", SCRIPT, path, mode]);
+  const received: Buffer[] = [];
+  const waiters = new Set<() => void>();
+  let stderr = "";
+  child.stderr.on("data", (d: Buffer) => { stderr += d.toString(); });
+  const lines = createInterface({ input: child.stdout });
+  await new Promise<void>((resolve, reject) => {
+    const exited = (code: number | null): void => reject(new Error(`the datagram receiver exited (${code}) before binding ${path}: ${stderr}`));
+    child.once("exit", exited);
+    lines.once("line", (line) => {
+      child.off("exit", exited);
+      if (line === "ready") resolve();
+      else reject(new Error(`the datagram receiver said ${line}`));
+    });
+  });
+  lines.on("line", (line) => {
+    received.push(Buffer.from(line, "base64"));
+    for (const w of [...waiters]) w();
+  });
+  const until = (done: () => boolean, what: string, ms: number): Promise<void> => new Promise((resolve, reject) => {
+    const check = (): void => {
+      if (!done()) return;
+      waiters.delete(check);
+      clearTimeout(timer);
+      resolve();
+    };
+    const timer = setTimeout(() => {
+      waiters.delete(check);
+      reject(new Error(`no ${what} at ${path} in ${ms} ms; received: ${received.map((b) => JSON.stringify(b.toString())).join(", ")}`));
+    }, ms);
+    waiters.add(check);
+    check();
+  });
+  return {
+    received,
+    async waitFor(count, ms = 10_000) {
+      await until(() => received.length >= count, `${count} datagrams`, ms);
+      return received.slice(0, count);
+    },
+    heard: (text, ms = 10_000) => until(() => received.some((b) => b.toString("utf8") === text), JSON.stringify(text), ms),
+    async close() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const gone = new Promise((resolve) => child.once("exit", resolve));
+      child.kill();
+      await gone;
+    },
+  };
+}
