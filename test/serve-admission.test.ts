@@ -17,7 +17,11 @@ test("a source counts as its IPv4 address or its IPv6 /64", () => {
   assert.equal(sourceOf("2001:db8:0:1:aaaa::1"), "2001:db8:0:1::/64");
   assert.equal(sourceOf("2001:db8:0:1:bbbb:cccc:dddd:eeee"), "2001:db8:0:1::/64");
   assert.notEqual(sourceOf("2001:db8:0:2::1"), sourceOf("2001:db8:0:1::1"));
-  assert.equal(sourceOf("fe80::1%eth0"), "fe80:0:0:0::/64");
+  assert.equal(sourceOf("fe80::1%eth0"), "fe80::/64");
+  // RFC 5952: the prefix's trailing zeros fold into "::", its inner ones stay.
+  assert.equal(sourceOf("::1"), "::/64");
+  assert.equal(sourceOf("2001:db8::5"), "2001:db8::/64");
+  assert.equal(sourceOf("2001:0:0:5::1"), "2001:0:0:5::/64");
 });
 
 test("slots go round-robin across waiting sources, not first come first served", () => {

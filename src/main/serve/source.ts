@@ -32,7 +32,10 @@ function parseSource(address: string): string {
   if (isIPv4(address)) return address;
   const bare = address.replace(/%.*$/, "");
   if (!isIPv6(bare)) return address;
-  return `${expandIPv6(bare).slice(0, 4).join(":")}::/64`;
+  // RFC 5952's form: the zeros that end the prefix join the /64's own in "::".
+  const prefix = expandIPv6(bare).slice(0, 4);
+  while (prefix.at(-1) === "0") prefix.pop();
+  return `${prefix.join(":")}::/64`;
 }
 
 /** The eight 16-bit groups of an IPv6 address, in lower-case hex without leading zeros. */
