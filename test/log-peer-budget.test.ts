@@ -2,14 +2,20 @@
 // lines stop at the burst, the ones held back are summarised with its
 // address and count, other sources are not affected, and what a peer sent
 // reaches a line as printable ASCII; a flood of one line (SummedLines) is
-// said once, then summed up while it lasts.
+// said once, then summed up while it lasts; and a server that stops writes
+// the summaries still pending.
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { connect } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { ManualClock } from "../src/main/clock.js";
 import { PEER_LINES_BURST, PEER_LINES_PER_SECOND, PeerLineBudget, SUMMARY_INTERVAL_MS } from "../src/main/daemon/log-serve.js";
 import { printableAscii, pyAscii, pyTextLine } from "../src/main/daemon/python-repr.js";
 import { SummedLines } from "../src/main/daemon/log.js";
+import { startServer } from "./helpers/server.js";
 
 test("a source's lines stop at the burst and are summarised with its address and count", () => {
   const clock = new ManualClock();
@@ -66,9 +72,37 @@ test("a flood of one line: the first at once, then a sum every interval while it
   flood.note("#6");
   assert.deepEqual(lines.slice(3), ["first #6"]);
   flood.note("#7");
-  // Stopping says what is still counted, and leaves no timer behind.
+  // Stopping says what is still counted, over the time it was counted in, and leaves no timer behind.
+  clock.advance(2_000);
   flood.stop();
-  assert.deepEqual(lines.slice(4), ["1 more in 10 s"]);
+  assert.deepEqual(lines.slice(4), ["1 more in 2 s"]);
   clock.advance(60_000);
   assert.equal(lines.length, 5);
+});
+
+// A noisy peer's lines held back in a server's last seconds used to go
+// unsaid: the server left without writing their summary.
+test("lines held back when the server stops are summed up as it leaves", { timeout: 60_000 }, async () => {
+  const root = mkdtempSync(join(tmpdir(), "mandos-ts-budget-"));
+  try {
+    writeFileSync(join(root, "clients.conf"), "[DEFAULT]\n", { mode: 0o600 });
+    const server = await startServer(["--configdir", root, "--statedir", join(root, "state"), "--no-restore", "--port", "0", "--address", "::1"]);
+    try {
+      // Each bad version line costs its source a line or two; far more than the burst.
+      for (let i = 0; i < PEER_LINES_BURST; i++) {
+        await new Promise<void>((resolve) => {
+          const socket = connect({ host: "::1", port: server.port }, () => socket.end("9\r\n"));
+          socket.on("close", () => resolve());
+          socket.on("error", () => resolve());
+        });
+      }
+      assert.doesNotMatch(server.log(), /Suppressed \d+ log lines/);
+      await server.stop();
+      assert.match(server.log(), /WARNING: Suppressed \d+ log lines caused by ::\/64 in the last \d+ s$/m);
+    } finally {
+      await server.stop();
+    }
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
 });

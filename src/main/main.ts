@@ -117,12 +117,13 @@ export async function main(argv: readonly string[]): Promise<number> {
   if (settings.debug) logger.addSink(consoleSink("DEBUG"));
   else if (settings.foreground) logger.addSink(consoleSink(settings.debuglevel));
   logClientEvents(logger);
-  logServeEvents(logger);
-  // The syslog socket keeps the event loop alive: every way out of serve(),
-  // a start-up failure included, must close it, or the process never exits.
+  const stopServeLog = logServeEvents(logger);
   try {
     return await serve(settings, detach, logger);
   } finally {
+    // The summaries still pending (lines held back from a noisy peer,
+    // connections refused at the open-files cap) are written as it leaves.
+    stopServeLog();
     syslog.close();
   }
 }

@@ -105,6 +105,8 @@ export class SummedLines {
   readonly #summary: (count: number, seconds: number) => void;
   /** Noted since the last line; null: no flood (the next is written at once). */
   #count: number | null = null;
+  /** When the lines now counted began to be counted. */
+  #since = 0;
   #timer: TimerHandle | null = null;
 
   constructor(clock: Clock, intervalMs: number, first: (detail: string) => void, summary: (count: number, seconds: number) => void) {
@@ -120,15 +122,16 @@ export class SummedLines {
       return;
     }
     this.#count = 0;
+    this.#since = this.#clock.now();
     this.#first(detail);
     this.#timer = this.#clock.setTimeout(() => this.#flush(), this.#intervalMs);
   }
 
-  /** Writes what is still counted; no timer is left. */
+  /** Writes what is still counted, over the seconds it was counted in; no timer is left. */
   stop(): void {
     this.#timer?.cancel();
     this.#timer = null;
-    if (this.#count) this.#summary(this.#count, this.#intervalMs / 1000);
+    if (this.#count) this.#summary(this.#count, Math.max(1, Math.round((this.#clock.now() - this.#since) / 1000)));
     this.#count = null;
   }
 
@@ -140,6 +143,7 @@ export class SummedLines {
     }
     this.#summary(this.#count, this.#intervalMs / 1000);
     this.#count = 0;
+    this.#since = this.#clock.now();
     this.#timer = this.#clock.setTimeout(() => this.#flush(), this.#intervalMs);
   }
 }
