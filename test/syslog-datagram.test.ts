@@ -5,21 +5,28 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PassThrough } from "node:stream";
 import { FanOutLogger } from "../src/main/daemon/log.js";
-import { syslogDatagram, syslogSink } from "../src/main/daemon/syslog.js";
+import { STREAM_BUFFER_MAX, syslogDatagram, syslogSink } from "../src/main/daemon/syslog.js";
 import { datagramAddon, describeLoadFailure, openDatagramSocket } from "../src/main/daemon/unix-datagram.js";
-import { receiveDatagrams } from "./helpers/datagram-receiver.js";
+import { receiveDatagrams, type DatagramReceiver } from "./helpers/datagram-receiver.js";
 
-async function receive(count: number, send: (path: string) => void): Promise<Buffer[]> {
+/** Runs `use` with a receiver bound at a fresh path; removes both after. */
+async function withReceiver<T>(mode: Parameters<typeof receiveDatagrams>[1], use: (path: string, rx: DatagramReceiver) => Promise<T>): Promise<T> {
   const dir = mkdtempSync(join(tmpdir(), "mandos-syslog-"));
   const path = join(dir, "log");
-  const rx = await receiveDatagrams(path);
+  const rx = await receiveDatagrams(path, mode);
   try {
-    send(path);
-    return await rx.waitFor(count);
+    return await use(path, rx);
   } finally {
     await rx.close();
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+function receive(count: number, send: (path: string) => void): Promise<Buffer[]> {
+  return withReceiver("read", (path, rx) => {
+    send(path);
+    return rx.waitFor(count);
+  });
 }
 
 test("each record reaches syslog as the reference's SysLogHandler datagram", async () => {
@@ -104,24 +111,17 @@ test("abstract socket names (\"\\0name\", systemd's \"@name\") are reached", asy
   }
 });
 
-test("a receiver that does not read fills up: records are dropped, never waited for, and said once", async () => {
-  const dir = mkdtempSync(join(tmpdir(), "mandos-syslog-"));
-  const path = join(dir, "log");
-  const rx = await receiveDatagrams(path, "hold");
-  const stderr = new PassThrough();
-  const sink = syslogSink({ level: "DEBUG", socketPath: path, stderr });
-  try {
+test("a receiver that does not read fills up: records are dropped, never waited for, and said once", () =>
+  withReceiver("hold", async (path) => {
+    const stderr = new PassThrough();
+    const sink = syslogSink({ level: "DEBUG", socketPath: path, stderr });
     // A unix datagram queue holds ~a few hundred small records (net.unix.max_dgram_qlen); far fewer than these.
     for (let i = 0; i < 5_000; i++) sink.write("INFO", `record ${i}`);
+    sink.close();
     const said = String(stderr.read() ?? "");
     assert.equal(said.split("\n").filter(Boolean).length, 1, said);
     assert.match(said, new RegExp(`cannot log to syslog at ${path}: Resource temporarily unavailable$`, "m"));
-  } finally {
-    sink.close();
-    await rx.close();
-    rmSync(dir, { recursive: true, force: true });
-  }
-});
+  }));
 
 test("sendto's errors come back in words, and a closed socket sends nothing", () => {
   const addon = datagramAddon();
@@ -134,3 +134,34 @@ test("sendto's errors come back in words, and a closed socket sends nothing", ()
   socket.close();
   assert.equal(socket.send("x", "/nonexistent/mandos-test"), "the socket is closed");
 });
+
+// syslog-ng's unix-stream("/dev/log") listens on a stream socket, which
+// refuses datagrams (EPROTOTYPE); Python's SysLogHandler, and so the
+// reference, then writes the same records down a stream.
+test("a syslog daemon on a stream socket gets the same records down a stream", () =>
+  withReceiver("stream", async (path, rx) => {
+    const stderr = new PassThrough();
+    const sink = syslogSink({ level: "INFO", socketPath: path, stderr });
+    sink.write("INFO", "Now listening on address ::, port 1234");
+    sink.write("CRITICAL", "ünïcode stays UTF-8");
+    sink.close();
+    assert.deepEqual(await rx.waitFor(2), [
+      Buffer.from(`<30>Mandos [${process.pid}]: INFO: Now listening on address ::, port 1234\0`),
+      Buffer.from(`<26>Mandos [${process.pid}]: CRITICAL: ünïcode stays UTF-8\0`, "utf8"),
+    ]);
+    assert.equal(stderr.read(), null, "nothing said: the stream is as good as a datagram");
+  }));
+
+test("a stream syslog that reads nothing holds at most STREAM_BUFFER_MAX, said once, never waited for", () =>
+  withReceiver("stream-hold", async (path) => {
+    const stderr = new PassThrough();
+    const sink = syslogSink({ level: "DEBUG", socketPath: path, stderr });
+    const line = "x".repeat(200);
+    // Four times what may wait, in one turn of the event loop.
+    const count = Math.ceil((4 * STREAM_BUFFER_MAX) / line.length);
+    for (let i = 0; i < count; i++) sink.write("INFO", line);
+    sink.close();
+    const said = String(stderr.read() ?? "");
+    assert.equal(said.split("\n").filter(Boolean).length, 1, said);
+    assert.match(said, new RegExp(`cannot log to syslog at ${path}: it reads no more \\(${STREAM_BUFFER_MAX} bytes wait\\); records are dropped$`, "m"));
+  }));

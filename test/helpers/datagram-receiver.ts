@@ -1,6 +1,7 @@
 // A unix datagram socket that receives what the server sends to syslog or
 // to systemd's $NOTIFY_SOCKET, standing in for rsyslog and systemd (neither
-// runs here). It is Python's socket module (python3 comes with the
+// runs here); or a unix stream socket, as syslog-ng's unix-stream() listens
+// on /dev/log, whose records each end in a NUL. It is Python's socket module (python3 comes with the
 // reference mandos package), a process of its own, so that nothing of the
 // server's own addon receives what it sent.
 
@@ -10,22 +11,38 @@ import { createInterface } from "node:readline";
 export const PYTHON3 = "/usr/bin/python3";
 
 // argv[1]: the path ("@name" for an abstract socket); argv[2] "read" or
-// "hold" (bound, never read: its queue fills). One line per datagram, in
+// "hold" (bound, never read: its queue fills), "stream" (records up to and
+// with each NUL, from one connection after another) or "stream-hold"
+// (listening, never accepting). One line per datagram or record, in
 // base64, after "ready".
 const SCRIPT = `
 import base64, socket, sys
-path = sys.argv[1]
+path, mode = sys.argv[1], sys.argv[2]
 if path.startswith("@"):
     path = "\\0" + path[1:]
-s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM if mode.startswith("stream") else socket.SOCK_DGRAM)
 s.bind(path)
+if mode.startswith("stream"):
+    s.listen(16)
 print("ready", flush=True)
-if sys.argv[2] == "hold":
+if mode.endswith("hold"):
     sys.stdin.read()
     sys.exit(0)
+if mode == "read":
+    while True:
+        print(base64.b64encode(s.recv(65536)).decode(), flush=True)
 while True:
-    data = s.recv(65536)
-    print(base64.b64encode(data).decode(), flush=True)
+    c, _ = s.accept()
+    pending = b""
+    while True:
+        data = c.recv(65536)
+        if not data:
+            break
+        pending += data
+        while b"\\0" in pending:
+            record, _, pending = pending.partition(b"\\0")
+            print(base64.b64encode(record + b"\\0").decode(), flush=True)
+    c.close()
 `;
 
 export interface DatagramReceiver {
@@ -38,8 +55,8 @@ export interface DatagramReceiver {
   close(): Promise<void>;
 }
 
-/** Binds `path` ("@name": abstract) and receives; with `hold`, binds and never reads. */
-export async function receiveDatagrams(path: string, mode: "read" | "hold" = "read"): Promise<DatagramReceiver> {
+/** Binds `path` ("@name": abstract) and receives; with `hold`, binds and never reads; `stream` modes listen on a stream socket instead. */
+export async function receiveDatagrams(path: string, mode: "read" | "hold" | "stream" | "stream-hold" = "read"): Promise<DatagramReceiver> {
   const child: ChildProcessWithoutNullStreams = spawn(PYTHON3, ["-c", SCRIPT, path, mode]);
   const received: Buffer[] = [];
   const waiters = new Set<() => void>();

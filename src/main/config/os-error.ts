@@ -22,6 +22,7 @@ const STRERROR: Readonly<Record<string, string>> = {
   ENOSPC: "No space left on device",
   ENOTDIR: "Not a directory",
   EPERM: "Operation not permitted",
+  EPROTOTYPE: "Protocol wrong type for socket",
   EROFS: "Read-only file system",
   EXDEV: "Invalid cross-device link",
 };

@@ -4,8 +4,13 @@
 // --servicename is not the default; mandos initlogger() and main()).
 // Node core has no unix datagram sockets; our addon (daemon/unix-datagram.ts)
 // supplies sendto(2). When it does not load, the server says so once and
-// logs without syslog.
+// logs without syslog. A syslog daemon listening on a stream socket there
+// (syslog-ng's unix-stream()) refuses datagrams with EPROTOTYPE: like
+// SysLogHandler, the sink then connects a stream and writes the same
+// records, each ending in its NUL.
 
+import { createConnection, type Socket } from "node:net";
+import { reasonInWords } from "../config/os-error.js";
 import type { LogLevel, LogSink } from "./log.js";
 import { datagramSocketOrSay, type DatagramSocket } from "./unix-datagram.js";
 
@@ -23,6 +28,52 @@ export function syslogDatagram(level: LogLevel, message: string, serviceName = "
   const ident = serviceName === "Mandos" ? "Mandos" : `Mandos (${serviceName})`;
   const pri = FACILITY_DAEMON * 8 + SEVERITY[level];
   return Buffer.from(`<${pri}>${ident} [${pid}]: ${level}: ${message}\0`, "utf8");
+}
+
+/** sendto(2)'s EPROTOTYPE in words: the socket at the path is a stream socket. */
+const WRONG_TYPE = "Protocol wrong type for socket";
+/** Bytes that may wait for a stream syslog that reads slowly or not at all; records beyond are dropped. */
+export const STREAM_BUFFER_MAX = 1 << 20;
+/** A stream that failed or closed is connected again on the next record, at most this often. */
+const STREAM_RETRY_MS = 1_000;
+
+/** Records to a syslog daemon on a stream socket, never blocking and never holding more than STREAM_BUFFER_MAX. */
+class StreamSyslog {
+  readonly #path: string;
+  readonly #complain: (why: string) => void;
+  #socket: Socket | null = null;
+  #triedAt = -Infinity;
+
+  constructor(path: string, complain: (why: string) => void) {
+    this.#path = path;
+    this.#complain = complain;
+  }
+
+  send(record: Buffer): void {
+    if (this.#socket === null) {
+      const now = performance.now();
+      if (now - this.#triedAt < STREAM_RETRY_MS) return;
+      this.#triedAt = now;
+      const socket = createConnection({ path: this.#path });
+      socket.on("error", (error) => this.#complain(reasonInWords(error)));
+      socket.on("close", () => {
+        if (this.#socket === socket) this.#socket = null;
+      });
+      this.#socket = socket;
+    }
+    if (this.#socket.writableLength > STREAM_BUFFER_MAX) {
+      this.#complain(`it reads no more (${STREAM_BUFFER_MAX} bytes wait); records are dropped`);
+      return;
+    }
+    this.#socket.write(record);
+  }
+
+  /** Sends what waits, then closes (the process stays at most until that is written, or bin/mandos's exit timer). */
+  close(): void {
+    this.#socket?.end();
+    this.#socket = null;
+    this.#triedAt = Infinity;
+  }
 }
 
 export interface SyslogSinkOptions {
@@ -45,21 +96,34 @@ export function syslogSink(options: SyslogSinkOptions): SyslogSink {
   const serviceName = options.serviceName ?? "Mandos";
   const stderr = options.stderr ?? process.stderr;
   let socket = options.socket === undefined ? datagramSocketOrSay("syslog", stderr) : options.socket;
+  let stream: StreamSyslog | null = null;
   let complained = false;
+  // A missing or full syslog must never stop the server: say so once.
+  const complain = (why: string): void => {
+    if (complained) return;
+    complained = true;
+    stderr.write(`Mandos [${process.pid}]: cannot log to syslog at ${path}: ${why}\n`);
+  };
   return {
     level: options.level,
     write(level, message) {
+      const record = syslogDatagram(level, message, serviceName);
+      if (stream !== null) return stream.send(record);
       if (socket === null) return;
-      const failed = socket.send(syslogDatagram(level, message, serviceName), path);
-      // A missing or full syslog must never stop the server: say so once.
-      if (failed !== undefined && !complained) {
-        complained = true;
-        stderr.write(`Mandos [${process.pid}]: cannot log to syslog at ${path}: ${failed}\n`);
+      const failed = socket.send(record, path);
+      if (failed === WRONG_TYPE) {
+        socket.close();
+        socket = null;
+        stream = new StreamSyslog(path, complain);
+        stream.send(record);
+      } else if (failed !== undefined) {
+        complain(failed);
       }
     },
     close() {
       socket?.close();
       socket = null;
+      stream?.close();
     },
   };
 }
