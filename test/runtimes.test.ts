@@ -11,7 +11,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { chmodSync, cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from "node:fs";
+import { chmodSync, cpSync, existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { copyBuild, fetchedRuntime, RUNTIME_MAJORS } from "../bench/runtimes.js";
 import { receiveDatagrams } from "./helpers/datagram-receiver.js";
@@ -112,6 +112,22 @@ test(
     }
   },
 );
+
+// Without a compiler, npm ci stops at the addon's build: in one line that
+// says what is missing and what installs it, before node-gyp's traces.
+test("the addon's build names what is missing when there is no C compiler", async () => {
+  const root = mkdtempSync(join(tmpdir(), "mandos-ts-nocc-"));
+  try {
+    for (const entry of ["package.json", "binding.gyp", "scripts", "src/native"]) cpSync(join(REPO, entry), join(root, entry), { recursive: true });
+    const build = await run("npm", ["run", "install"], 60_000, { CC: "/nonexistent/cc" }, root);
+    assert.notEqual(build.code, 0);
+    assert.match(build.stderr,
+      /^mandos-ts: building its addon \(syslog, systemd notifications\) needs a C compiler \(\/nonexistent\/cc\): on Debian, apt install build-essential python3$/m);
+    assert.equal(existsSync(join(root, "build")), false, "node-gyp never ran");
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
 
 // An installation where node-gyp could not build the addon (no compiler)
 // must still serve: without syslog or systemd's notifications, saying once
