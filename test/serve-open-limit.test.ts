@@ -14,7 +14,7 @@ import { join } from "node:path";
 import { oneClientConfig } from "./helpers/keys.js";
 import { MANDOS_CLIENT, MANDOS_KEYGEN, missing } from "./helpers/peers.js";
 import { runMandosClient, startServer } from "./helpers/server.js";
-import { FD_RESERVE, MAX_OPEN_CONNECTIONS, openConnectionsAllowed } from "../src/main/serve/limits.js";
+import { FD_RESERVE, FDS_PER_THREAD, MAX_OPEN_CONNECTIONS, openConnectionsAllowed } from "../src/main/serve/limits.js";
 import { openFilesLimit } from "../src/main/daemon/open-files.js";
 
 test("the connections held open are MAX_OPEN_CONNECTIONS, or what the open-files limit leaves", () => {
@@ -24,6 +24,10 @@ test("the connections held open are MAX_OPEN_CONNECTIONS, or what the open-files
   assert.equal(openConnectionsAllowed(1_024), 1_024 - FD_RESERVE);
   // A tiny limit: half of it, not what little the reserve leaves.
   assert.equal(openConnectionsAllowed(320), 160);
+  // Each worker or serve thread keeps descriptors of its own: 63 serve threads on 64 cores.
+  assert.equal(openConnectionsAllowed(4_096, 63), 4_096 - FD_RESERVE - 63 * FDS_PER_THREAD);
+  assert.equal(openConnectionsAllowed(10_256 + 63 * FDS_PER_THREAD, 63), MAX_OPEN_CONNECTIONS);
+  assert.equal(openConnectionsAllowed(10_256, 63), 10_256 - FD_RESERVE - 63 * FDS_PER_THREAD);
 });
 
 test("the open-files limit is read as /proc/self/limits gives it", () => {

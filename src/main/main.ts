@@ -248,7 +248,7 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
   // Past the open-files limit, accept(2) fails and libuv closes every
   // connection waiting without a word: hold fewer than it allows.
   const openFiles = openFilesLimit();
-  const maxOpen = openConnectionsAllowed(openFiles);
+  const maxOpen = openConnectionsAllowed(openFiles, threaded ? settings.serveThreads : settings.workers);
   if (maxOpen < MAX_OPEN_CONNECTIONS) {
     logger.warning(`Open files are limited to ${openFiles} (RLIMIT_NOFILE): at most ${maxOpen} connections open at once instead of ${MAX_OPEN_CONNECTIONS}; raise LimitNOFILE= (systemd) or ulimit -n`);
   }

@@ -131,23 +131,35 @@ export const MAX_OPEN_CONNECTIONS = 10_000;
 
 /**
  * Descriptors kept for everything but connections: the listening
- * sockets, the state file and its temporary copy, the checkers' pipes
- * (or the checker host's), D-Bus, etcd's channels, the workers, syslog,
- * the metrics listener and its scrapes.
+ * sockets, the state file and its temporary copy, the checkers (or the
+ * checker host's pipes), D-Bus, etcd's channels, syslog, the audit log,
+ * the metrics listener and its scrapes (64 at most). Measured with every
+ * one of them on (etcd, D-Bus, audit log to file and syslog, 32 checkers
+ * running, 64 idle scrapes): 103 descriptors with two serve threads, 102
+ * with two workers and the checker host.
  */
 export const FD_RESERVE = 256;
 
 /**
- * The open connections a process whose open-files limit (RLIMIT_NOFILE;
- * null: none) is `openFiles` may hold: MAX_OPEN_CONNECTIONS, or what the
- * limit leaves after FD_RESERVE (half the limit at least). Past the limit
- * accept(2) fails with EMFILE, and libuv then closes every connection
- * waiting in the backlog without a word; at this cap Node closes each
- * one past it and says so (Listener: "drop"), and we log it.
+ * Descriptors each handshake worker or serve thread adds (its event loop's
+ * epoll and eventfds, its message ports' pipes): measured 5 (two serve
+ * threads 103, eight 133); a host of 64 cores runs 63.
  */
-export function openConnectionsAllowed(openFiles: number | null): number {
+export const FDS_PER_THREAD = 8;
+
+/**
+ * The open connections a process whose open-files limit (RLIMIT_NOFILE;
+ * null: none) is `openFiles` and that runs `threads` workers or serve
+ * threads may hold: MAX_OPEN_CONNECTIONS, or what the limit leaves after
+ * FD_RESERVE and FDS_PER_THREAD a thread (half the limit at least). Past
+ * the limit accept(2) fails with EMFILE, and libuv then closes every
+ * connection waiting in the backlog without a word; at this cap Node
+ * closes each one past it and says so (Listener: "drop"), and we log it.
+ */
+export function openConnectionsAllowed(openFiles: number | null, threads = 0): number {
   if (openFiles === null) return MAX_OPEN_CONNECTIONS;
-  return Math.min(MAX_OPEN_CONNECTIONS, Math.max(openFiles - FD_RESERVE, Math.floor(openFiles / 2)));
+  const reserve = FD_RESERVE + FDS_PER_THREAD * threads;
+  return Math.min(MAX_OPEN_CONNECTIONS, Math.max(openFiles - reserve, Math.floor(openFiles / 2)));
 }
 
 /**
