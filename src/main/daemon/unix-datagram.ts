@@ -14,7 +14,7 @@ import { strerror } from "../config/os-error.js";
 import { notifyWarning } from "./daemonize.js";
 
 /** src/native/datagram.c's three calls; errors other than open()'s come back as errno numbers. */
-interface DatagramAddon {
+export interface DatagramAddon {
   open(): number;
   sendTo(fd: number, path: Buffer, data: Buffer): number;
   close(fd: number): number;
