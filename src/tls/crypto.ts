@@ -24,7 +24,7 @@ import * as nodeCrypto from "node:crypto";
 import type { CipherSuiteInfo, NamedGroup, SignatureScheme } from "./constants.js";
 import { TlsError } from "./errors.js";
 import { drawRandom } from "./random.js";
-import { bufferView } from "./record.js";
+import { bufferView, ownedCopy } from "./record.js";
 
 export type HashName = "sha256" | "sha384";
 
@@ -382,7 +382,9 @@ export function generateKeyShare(group: NamedGroup): KeyShare {
     group,
     privateKey: new Uint8Array(0),
     keyObject,
-    publicKey: Buffer.from(jwk.x ?? "", "base64url"),
+    // Kept until the handshake ends: its own memory, not a slice of the
+    // Buffer pool (see drawRandom).
+    publicKey: ownedCopy(Buffer.from(jwk.x ?? "", "base64url")),
   };
 }
 

@@ -63,7 +63,7 @@ import {
   parseCertificateVerify,
   parseEncryptedExtensions,
 } from "./messages.js";
-import { CHANGE_CIPHER_SPEC, HandshakeAssembler, bufferView } from "./record.js";
+import { CHANGE_CIPHER_SPEC, HandshakeAssembler, bufferView, ownedCopy } from "./record.js";
 import { CLOSE_NOTIFY_SEQUENCE } from "./channel.js";
 import { CLOSE_NOTIFY_ALERT } from "./record-writer.js";
 
@@ -350,7 +350,8 @@ function finish(
     clientApplicationTraffic: app.clientApplicationTraffic,
     serverApplicationTraffic: app.serverApplicationTraffic,
     clientKeys,
-    closeNotify: sealRecord(suite, clientKeys, CLOSE_NOTIFY_SEQUENCE, ContentType.Alert, CLOSE_NOTIFY_ALERT),
+    // Kept until the connection closes: not a slice of the Buffer pool (ownedCopy).
+    closeNotify: ownedCopy(sealRecord(suite, clientKeys, CLOSE_NOTIFY_SEQUENCE, ContentType.Alert, CLOSE_NOTIFY_ALERT)),
   };
 }
 

@@ -24,7 +24,11 @@ export function drawRandom(size: number): Buffer {
     pool = randomFillSync(Buffer.allocUnsafeSlow(POOL_BYTES));
     next = 0;
   }
-  const out = Buffer.allocUnsafe(size);
+  // Its own memory, not a slice of Node's 8 KiB Buffer pool: a draw lives
+  // as long as its connection (its ClientHello's random and session ID),
+  // and one pooled slice kept a whole pool chunk alive (2 MiB a thread
+  // with 400 connections open; docs/BENCHMARK.md, "Serve threads' memory").
+  const out = Buffer.allocUnsafeSlow(size);
   pool.copy(out, 0, next, next + size);
   pool.fill(0, next, next + size);
   next += size;

@@ -7,6 +7,7 @@
 // (src/main/events.ts) for its subscribers.
 
 import { parentPort, workerData } from "node:worker_threads";
+import { buildClientIndex, ClientIndex } from "../main/serve/client-index.js";
 import { createHandshakeRunner } from "../main/serve/handshake-runner.js";
 import { Listener, type SourceGate } from "../main/serve/listener.js";
 import type { AdmissionRefusal } from "../main/serve/admission.js";
@@ -63,8 +64,7 @@ function forwardOnly(names: readonly string[]): void {
 }
 
 let knownKeys: SharedArrayBuffer | null = null;
-let byKeyId = new Map<string, { name: string }>();
-let byFingerprint = new Map<string, { name: string }>();
+let clients = new ClientIndex(buildClientIndex([]));
 const pending = new Map<number, PendingRequest>();
 let lastRequest = 0;
 
@@ -101,8 +101,8 @@ class PendingRequest {
 }
 
 const registry: SecretSource = {
-  byKeyId: (keyId) => byKeyId.get(keyId),
-  byFingerprint: (fingerprint) => byFingerprint.get(fingerprint),
+  byKeyId: (keyId) => clients.byKeyId(keyId),
+  byFingerprint: (fingerprint) => clients.byFingerprint(fingerprint),
   requestSecret(name, address, signal) {
     const id = ++lastRequest;
     return new Promise<SecretDecision>((resolve) => {
@@ -149,8 +149,7 @@ port.on("message", (message: ToThread) => {
       return;
     case "keys":
       knownKeys = message.keys.knownKeys;
-      byKeyId = new Map(message.keys.byKeyId.map(([k, name]) => [k, { name }]));
-      byFingerprint = new Map(message.keys.byFingerprint.map(([k, name]) => [k, { name }]));
+      clients = new ClientIndex(message.keys.index);
       return;
     case "answers":
       for (const { id, refusal } of message.admissions) {

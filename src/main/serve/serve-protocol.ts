@@ -29,10 +29,11 @@ export interface ServeThreadData {
   readonly slowSlots: number;
 }
 
-/** One key ID or fingerprint table row: what a peer may prove, and whose it is. */
+/** What a peer may prove, and whose it is: both tables shared by every thread, not copied. */
 export interface ClientKeys {
-  readonly byKeyId: ReadonlyArray<readonly [string, string]>;
-  readonly byFingerprint: ReadonlyArray<readonly [string, string]>;
+  /** Key ID and fingerprint → client name (client-index.ts). */
+  readonly index: SharedArrayBuffer;
+  /** The handshake's prefilter of key IDs (src/tls/known-keys.ts). */
   readonly knownKeys: SharedArrayBuffer | null;
 }
 

@@ -26,6 +26,7 @@ import { returnAbortController, takeAbortController } from "./abort-pool.js";
 import { systemClock } from "../clock.js";
 import type { ListenOptions } from "./listener.js";
 import { FORWARDED_CHANNELS, type ClientKeys, type FromThread, type ThreadOp, type ToThread, type ServeThreadData } from "./serve-protocol.js";
+import { buildClientIndex } from "./client-index.js";
 import { knownKeysOf } from "./known-keys.js";
 import type { KnownKeys } from "./handshake-runner.js";
 
@@ -263,13 +264,7 @@ export class ServeThreads {
     const { registry } = this.#deps;
     if (registry.keyIdGeneration === this.#generation) return;
     this.#generation = registry.keyIdGeneration;
-    const byKeyId: Array<[string, string]> = [];
-    const byFingerprint: Array<[string, string]> = [];
-    for (const c of registry.list()) {
-      if (c.keyId) byKeyId.push([c.keyId, c.name]);
-      if (c.fingerprint) byFingerprint.push([c.fingerprint, c.name]);
-    }
-    const keys: ClientKeys = { byKeyId, byFingerprint, knownKeys: this.#knownKeys() };
+    const keys: ClientKeys = { index: buildClientIndex(registry.list()), knownKeys: this.#knownKeys() };
     for (const t of this.#threads) t.post({ kind: "keys", keys });
   }
 
