@@ -57,9 +57,14 @@ test("mandos --check runs the self-tests and exits 0", async () => {
   assert.match(r.stdout.toString(), /^5 passed, 0 failed$/m);
 });
 
-test("the default worker count leaves the main thread a core, and is 0 (inline) on one core", async () => {
+test("the default worker count leaves the main thread a core, is 0 (inline) on one core, and stops at 4", async () => {
   const { defaultWorkerCount } = await import("../src/main/serve/handshake-runner.js");
-  assert.deepEqual([1, 2, 3, 4, 16].map((cores) => defaultWorkerCount(cores)), [0, 1, 2, 3, 15]);
+  assert.deepEqual([1, 2, 3, 4, 5, 16, 64].map((cores) => defaultWorkerCount(cores)), [0, 1, 2, 3, 4, 4, 4]);
+});
+
+test("the default serve threads: none below four cores, then one per core but one, at most 16", async () => {
+  const { defaultServeThreadCount } = await import("../src/main/serve/serve-threads.js");
+  assert.deepEqual([1, 2, 3, 4, 8, 16, 17, 18, 64, 256].map((cores) => defaultServeThreadCount(cores)), [0, 0, 0, 3, 7, 15, 16, 16, 16, 16]);
 });
 
 test("--help and the README's option table give the same defaults", async () => {
@@ -73,6 +78,9 @@ test("--help and the README's option table give the same defaults", async () => 
   const workers = row("--workers N")[3] ?? "";
   assert.ok(workers.length > 0, "the README lists --workers with a default");
   assert.ok(help.includes(`default: ${workers}`), `--help says the --workers default as the README does (${workers})`);
+  const threads = (row("--serve-threads N")[3] ?? "").replace("4 cores", "four cores");
+  assert.ok(threads.length > 0, "the README lists --serve-threads with a default");
+  assert.ok(help.includes(`default: ${threads}`), `--help says the --serve-threads default as the README does (${threads})`);
   assert.equal(row("--configdir DIR")[3], "`/etc/mandos`");
   assert.ok(help.includes('(default: "/etc/mandos")'));
 });

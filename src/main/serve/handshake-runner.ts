@@ -49,10 +49,23 @@ export interface HandshakeRunner {
  * which the figures show on 2 cores; on one core the hand-off only costs.
  * (A load generator on the same two cores takes one of them: then inline
  * wins, which is what an earlier default was chosen from.)
+ * At most MAX_DEFAULT_WORKERS: past a few workers the main thread, not
+ * the cores, bounds the pool.
  */
 export function defaultWorkerCount(cores = availableParallelism()): number {
-  return cores >= 2 ? cores - 1 : 0;
+  return cores >= 2 ? Math.min(cores - 1, MAX_DEFAULT_WORKERS) : 0;
 }
+
+/**
+ * The pool's main thread spends 112-161 µs a secret and a worker 254-302
+ * (docs/BENCHMARK.md, "Per thread, and the default worker count"), so two
+ * to three workers already give the main thread all it can hand over;
+ * four leave room for a slower main thread. More would each hold ~14 MiB
+ * and 8 descriptors of the open-files reserve for nothing. (From four
+ * cores the default is serve threads, and the pool serves only with
+ * `--serve-threads 0`.)
+ */
+export const MAX_DEFAULT_WORKERS = 4;
 
 /**
  * The server's known key IDs as a table the tasks read (src/tls/known-keys.ts),

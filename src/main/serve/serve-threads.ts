@@ -38,11 +38,23 @@ import type { KnownKeys } from "./handshake-runner.js";
  * more, with a shorter tail; but the pool's main thread caps one process
  * near 2,400-3,000 secrets/s whatever the cores, while serve threads
  * leave the main thread 50-80 µs a secret and the cores bound them: from
- * four cores up they serve more.
+ * four cores up they serve more. At most MAX_DEFAULT_SERVE_THREADS.
  */
 export function defaultServeThreadCount(cores = availableParallelism()): number {
-  return cores >= 4 ? cores - 1 : 0;
+  return cores >= 4 ? Math.min(cores - 1, MAX_DEFAULT_SERVE_THREADS) : 0;
 }
+
+/**
+ * With serve threads the main thread still spends 26-39 µs a secret (the
+ * registry's decision, the sources, the events; fast machines, sessions
+ * 22-25) and bounds one process near 25,000-38,000 secrets/s; a serve
+ * thread with its share of V8's helpers spends ~500-540 µs, so 14 to 18
+ * threads reach that bound (docs/BENCHMARK.md, "Per thread, and the
+ * default worker count"). Past it a thread adds no secrets a second, only
+ * ~20 MiB at a wave's peak and 8 descriptors of the open-files reserve: a
+ * 64-core host would have held 63 threads and ~1.3 GiB.
+ */
+export const MAX_DEFAULT_SERVE_THREADS = 16;
 
 export interface ServeThreadsDeps {
   readonly registry: Registry;
