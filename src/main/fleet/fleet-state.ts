@@ -45,7 +45,7 @@ import { hostname } from "node:os";
 import { randomBytes } from "node:crypto";
 import { Etcd3, type IKeyValue, type IOptions, type IRequestOp } from "etcd3";
 import type { Clock, TimerHandle } from "../clock.js";
-import type { PendingRequest, RegistryEvent } from "../clients/contract.js";
+import type { ClientView, PendingRequest, RegistryEvent } from "../clients/contract.js";
 import type { ClientRegistry } from "../clients/registry.js";
 import type { Logger } from "../daemon/log.js";
 import {
@@ -104,6 +104,12 @@ export const REQUEST_TIMEOUT_MS = 3_000;
  * are 140,000 keys, 14 MB: one request could not carry them).
  */
 export const READ_PAGE_KEYS = 10_000;
+/**
+ * Clients seeded a batch (14 keys each: 55 transactions of MAX_TXN_OPS):
+ * a new fleet's seed of 10,000 clients is written in 20 batches, so that
+ * its unwritten changes never all wait in memory at once.
+ */
+export const SEED_CLIENTS = 500;
 /**
  * The largest answer from etcd we accept (gRPC's default is 4 MiB). A
  * watcher catching up (after an outage, or started before another
@@ -590,11 +596,24 @@ export class FleetState {
         }
       });
       this.#forgetPending(present);
-      const added = [...this.#added];
-      this.#seed(present, this.#synced ? added : null);
-      await this.#checkers.start();
-      await this.#write();
+      // Watch before writing: a watch begun after a new fleet's seed
+      // (140,000 puts for 10,000 clients) was sent every one of them back
+      // at once, decoded in one burst; begun first, each comes back with
+      // its transaction (ours are skipped by revision, or by Rule 2 when
+      // one comes back before its answer), and other servers' changes
+      // made meanwhile are adopted at once.
       if (!this.#watcher) await this.#watch(revision + 1n);
+      const added = [...this.#added];
+      const unseeded = this.#synced ? added.flatMap((n) => this.#registry.get(n) ?? []) : this.#registry.list();
+      await this.#checkers.start();
+      // What etcd lacks, SEED_CLIENTS clients at a time (each batch written
+      // before the next is made): a new fleet's whole seed held at once
+      // was 140,000 unwritten changes and their requests.
+      let i = 0;
+      do {
+        this.#seed(present, unseeded.slice(i, (i += SEED_CLIENTS)));
+        await this.#write();
+      } while (i < unseeded.length && !this.#stopped);
       this.#synced = true;
       for (const name of added) this.#added.delete(name);
       this.#recovered();
@@ -638,16 +657,15 @@ export class FleetState {
   }
 
   /**
-   * Every shared property that etcd lacks of every client this server
-   * knows (`names` null) or of `names`, as a seed (at 0: any fleet value
-   * wins over it).
+   * Every shared property of `clients` that etcd lacks, as a seed (at 0:
+   * any fleet value wins over it). Not where the watch has brought another
+   * server's value since the read (#known): the seed would only overwrite it.
    */
-  #seed(present: ReadonlySet<string>, names: readonly string[] | null): void {
-    const clients = names === null ? this.#registry.list() : names.flatMap((n) => this.#registry.get(n) ?? []);
+  #seed(present: ReadonlySet<string>, clients: readonly ClientView[]): void {
     for (const c of clients) {
       for (const property of SHARED_PROPERTIES) {
         const key = clientKey(this.#prefix, c.name, property);
-        if (!present.has(key) && !this.#dirty.has(key)) this.#dirty.set(key, { key, value: { value: readProperty(c, property), at: 0, by: this.#id } });
+        if (!present.has(key) && !this.#dirty.has(key) && !this.#known.has(key)) this.#dirty.set(key, { key, value: { value: readProperty(c, property), at: 0, by: this.#id } });
       }
     }
   }
