@@ -25,7 +25,7 @@ type Kind = typeof KEY_ID | typeof FINGERPRINT;
 const SLACK = 2;
 const HEADER_WORDS = 2;
 
-/** What a serve thread builds its index from: the registry's clients, in its order. */
+/** One client as the index is built from it (on the main thread, from the registry's clients in their order). */
 export interface ClientKeysRow {
   readonly name: string;
   readonly keyId?: string | undefined;
