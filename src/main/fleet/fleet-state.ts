@@ -50,7 +50,7 @@ import type { ClientRegistry } from "../clients/registry.js";
 import type { Logger } from "../daemon/log.js";
 import {
   approvalKey, clientKey, decodeJournal, decodePending, decodeValue, encodeJournal, encodePending, encodeValue, isScalar, isShared, journalDir, journalKey, parseKey,
-  pendingKey, readProperty, SHARED_PROPERTIES, StateBuilder, type ParsedKey, type Stamped,
+  pendingKey, PresentKeys, readProperty, SHARED_PROPERTIES, StateBuilder, type ParsedKey, type Stamped,
 } from "./layout.js";
 import type { EtcdSettings } from "./settings.js";
 import type { FleetUnsentChange } from "../state/state-file.js";
@@ -584,15 +584,16 @@ export class FleetState {
     try {
       // Each page is adopted as it comes (values of one revision; Rule 1
       // holds across pages): a fleet's 140,000 keys are never in memory at once.
-      const present = new Set<string>();
+      const present = new PresentKeys(this.#prefix);
       this.#journal.clear();
       const revision = await this.#readAll((kvs) => {
         const incoming: Incoming[] = kvs.map((kv) => ({ type: "Put", key: kv.key.toString(), text: kv.value.toString() }));
         this.#apply(incoming, true);
         for (const i of incoming) {
-          present.add(i.key);
+          const parsed = parseKey(this.#prefix, i.key);
+          present.add(i.key, parsed);
           // A key whose value is only in a journal record so far is there all the same.
-          if (parseKey(this.#prefix, i.key)?.kind === "journal") for (const c of decodeJournal(this.#prefix, i.text)?.changes ?? []) present.add(c.key);
+          if (parsed?.kind === "journal") for (const c of decodeJournal(this.#prefix, i.text)?.changes ?? []) present.add(c.key);
         }
       });
       this.#forgetPending(present);
@@ -643,7 +644,7 @@ export class FleetState {
   }
 
   /** Stops showing other servers' pending requests that etcd no longer holds (their server died, or they ended, while we were away). */
-  #forgetPending(present: ReadonlySet<string>): void {
+  #forgetPending(present: PresentKeys): void {
     this.#applying = true;
     try {
       for (const [key, { name, server }] of this.#pendingIn) {
@@ -661,11 +662,12 @@ export class FleetState {
    * any fleet value wins over it). Not where the watch has brought another
    * server's value since the read (#known): the seed would only overwrite it.
    */
-  #seed(present: ReadonlySet<string>, clients: readonly ClientView[]): void {
+  #seed(present: PresentKeys, clients: readonly ClientView[]): void {
     for (const c of clients) {
       for (const property of SHARED_PROPERTIES) {
+        if (present.hasClient(c.name, property)) continue;
         const key = clientKey(this.#prefix, c.name, property);
-        if (!present.has(key) && !this.#dirty.has(key) && !this.#known.has(key)) this.#dirty.set(key, { key, value: { value: readProperty(c, property), at: 0, by: this.#id } });
+        if (!this.#dirty.has(key) && !this.#known.has(key)) this.#dirty.set(key, { key, value: { value: readProperty(c, property), at: 0, by: this.#id } });
       }
     }
   }

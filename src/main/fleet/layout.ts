@@ -216,6 +216,49 @@ export function parseKey(prefix: string, key: string): ParsedKey | null {
   return null;
 }
 
+/** Each shared property's bit in PresentKeys. */
+const BIT_OF = new Map<string, number>(SHARED_PROPERTIES.map((p, i) => [p, 1 << i]));
+
+/**
+ * The keys one read of the fleet found, for what a server then seeds and
+ * forgets: a client's shared properties as a bit each under its name
+ * (10,000 clients: 10,000 entries instead of 140,000 key strings, ~12 MiB
+ * at a joining server's start-up), any other key as itself. Answers as a
+ * Set of the keys would, exactly: a client key counts as its bit only in
+ * the form clientKey writes.
+ */
+export class PresentKeys {
+  readonly #prefix: string;
+  readonly #clients = new Map<string, number>();
+  readonly #others = new Set<string>();
+
+  constructor(prefix: string) {
+    this.#prefix = prefix;
+  }
+
+  /** Notes `key`; `parsed` is parseKey's answer for it, when the caller has it. */
+  add(key: string, parsed: ParsedKey | null = parseKey(this.#prefix, key)): void {
+    const client = this.#canonicalClient(key, parsed);
+    if (client) this.#clients.set(client.name, (this.#clients.get(client.name) ?? 0) | BIT_OF.get(client.property)!);
+    else this.#others.add(key);
+  }
+
+  has(key: string): boolean {
+    const client = this.#canonicalClient(key, parseKey(this.#prefix, key));
+    return client ? this.hasClient(client.name, client.property) : this.#others.has(key);
+  }
+
+  /** Whether clientKey(prefix, name, property) was found. */
+  hasClient(name: string, property: ClientProperty): boolean {
+    return ((this.#clients.get(name) ?? 0) & (BIT_OF.get(property) ?? 0)) !== 0;
+  }
+
+  /** `parsed` when it is a client key in the very form clientKey writes. */
+  #canonicalClient(key: string, parsed: ParsedKey | null): Extract<ParsedKey, { kind: "client" }> | null {
+    return parsed?.kind === "client" && clientKey(this.#prefix, parsed.name, parsed.property) === key ? parsed : null;
+  }
+}
+
 export function encodeValue(v: Stamped): string {
   return JSON.stringify(v);
 }
