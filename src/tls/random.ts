@@ -9,6 +9,7 @@
 // holds a key that is in use.
 
 import { randomBytes, randomFillSync } from "node:crypto";
+import { ownedCopy } from "./record.js";
 
 const POOL_BYTES = 4096;
 /** Draws larger than this go to randomBytes directly. */
@@ -24,12 +25,9 @@ export function drawRandom(size: number): Buffer {
     pool = randomFillSync(Buffer.allocUnsafeSlow(POOL_BYTES));
     next = 0;
   }
-  // Its own memory, not a slice of Node's 8 KiB Buffer pool: a draw lives
-  // as long as its connection (its ClientHello's random and session ID),
-  // and one pooled slice kept a whole pool chunk alive (2 MiB a thread
-  // with 400 connections open; docs/BENCHMARK.md, "Serve threads' memory").
-  const out = Buffer.allocUnsafeSlow(size);
-  pool.copy(out, 0, next, next + size);
+  // Not a slice of Node's Buffer pool (ownedCopy): a draw lives as long as
+  // its connection (its ClientHello's random and session ID).
+  const out = ownedCopy(pool.subarray(next, next + size));
   pool.fill(0, next, next + size);
   next += size;
   return out;
