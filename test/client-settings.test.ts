@@ -4,6 +4,7 @@ import { createHash } from "node:crypto";
 import { CLIENT_DEFAULTS, EMPTY_KEY_ID, normaliseKeyId } from "../src/main/clients/settings.js";
 import { RUNTIME_SETTINGS, settingsDiff } from "../src/main/clients/runtime-settings.js";
 import { ClientRegistry } from "../src/main/clients/registry.js";
+import { applyReload } from "../src/main/clients/reload.js";
 import { clientProperty } from "../src/main/dbus/client-properties.js";
 import { ManualClock } from "../src/main/clock.js";
 import { silentLogger } from "../src/main/daemon/log.js";
@@ -41,4 +42,23 @@ test("a SIGHUP's patch, applied by update(), leaves the client as clients.conf n
   const { settings, runtime } = reg.snapshot()[0]!;
   // The registry keeps `enabled` in the runtime state, as the state file saves it.
   assert.deepEqual({ ...settings, enabled: runtime.enabled }, after);
+});
+
+test("after a reload a client whose settings are the new file's shares its object; one changed at run time keeps its own", () => {
+  const clock = new ManualClock();
+  const first = [clientSettings("same"), clientSettings("edited"), clientSettings("set-at-run-time")];
+  const reg = new ClientRegistry(first, { logger: silentLogger, clock, spawner: () => ({ kill() {} }) });
+  reg.update("set-at-run-time", { host: "changed.example.org" });
+  // The file read again: new objects, with copies of the same secrets; one client edited.
+  const again = [
+    clientSettings("same", { secret: Buffer.from(first[0]!.secret) }),
+    clientSettings("edited", { timeout: 9_000 }),
+    clientSettings("set-at-run-time"),
+  ];
+  applyReload(reg, first, again, silentLogger);
+  assert.equal(reg.entry("same")!.settings, again[0], "unchanged: the new file's object");
+  assert.equal(reg.entry("edited")!.settings, again[1], "edited in the file: the new file's object, once applied");
+  assert.equal(reg.entry("edited")!.settings.timeout, 9_000);
+  assert.notEqual(reg.entry("set-at-run-time")!.settings, again[2], "changed at run time: its own");
+  assert.equal(reg.entry("set-at-run-time")!.settings.host, "changed.example.org");
 });

@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ConfigError } from "../src/main/config/errors.js";
 import { loadClientsConfig, parseClientsConfig, secfilePath } from "../src/main/config/clients-config.js";
+import { SECRET_CHUNK_BYTES } from "../src/main/config/secret-arena.js";
 
 const KEY_ID = "EDF2F0A493DADEE6BC27774957904F4E300D0CBE4962E0420A7361AD0D0EBE9E";
 
@@ -130,6 +131,29 @@ test("ten thousand clients parse in one linear pass", () => {
   assert.equal(clients.length, 10_000);
   assert.equal(clients[9_999]?.host, "h9999");
   assert.equal(clients[9_999]?.secret.toString(), "ABCDEF");
+});
+
+test("the secrets of one file share a few chunks, each exactly its own bytes, one too large for a chunk in its own", () => {
+  const sections: string[] = [];
+  const secrets: Buffer[] = [];
+  for (let i = 0; i < 1_000; i++) {
+    const secret = Buffer.alloc(400 + (i % 150), i);
+    secrets.push(secret);
+    sections.push(`[c${i}]\nkey_id = ${KEY_ID}\nsecret = ${secret.toString("base64")}\n`);
+  }
+  const large = Buffer.alloc(SECRET_CHUNK_BYTES, 7);
+  sections.push(`[large]\nkey_id = ${KEY_ID}\nsecret = ${large.toString("base64")}\n`);
+  const clients = parseClientsConfig(sections.join(""), "c.conf");
+  const chunks = new Set(clients.slice(0, 1_000).map((c) => c.secret.buffer));
+  const bytes = secrets.reduce((n, s) => n + s.length, 0);
+  assert.ok(chunks.size <= Math.ceil(bytes / SECRET_CHUNK_BYTES) + 1, `${chunks.size} chunks for ${bytes} bytes`);
+  for (const [i, c] of clients.slice(0, 1_000).entries()) assert.deepEqual(c.secret, secrets[i], c.name);
+  // Writing one secret's view leaves its neighbours as they were.
+  clients[0]!.secret.fill(0xee);
+  assert.deepEqual(clients[1]!.secret, secrets[1]);
+  const big = clients[1_000]!.secret;
+  assert.deepEqual(big, large);
+  assert.ok(!chunks.has(big.buffer as ArrayBuffer), "a large secret is not in a shared chunk");
 });
 
 const KEYGEN = "/usr/sbin/mandos-keygen";

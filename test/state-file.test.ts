@@ -9,6 +9,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ClientRegistry, type CheckerSpawner } from "../src/main/clients/registry.js";
+import type { ClientRecord, ClientRuntime } from "../src/main/clients/record.js";
 import { ManualClock } from "../src/main/clock.js";
 import { silentLogger } from "../src/main/daemon/log.js";
 import { AUDIT_MS, buildState, readState, restoreState, sealSecret, StateSerialiser, writeAtomically, writeAtomicallyInBackground, type StateFile } from "../src/main/state/state-file.js";
@@ -85,7 +86,10 @@ test("clients.conf's secret is not stored: restoring shares its Buffer, and a se
   const reread = [clientSettings("a", { secret: Buffer.from("from clients.conf") }), clientSettings("b", { secret: Buffer.from("b's") })];
   const restored = restoreState(reread, roundTrip(first), clock.now(), silentLogger).settings;
   assert.equal(restored[0]!.secret, reread[0]!.secret);
+  // Nothing of a's changed at run time: it is clients.conf's object itself, which its record will share.
+  assert.equal(restored[0], reread[0]);
   assert.equal(restored[1]!.secret.toString(), "set at run time");
+  assert.notEqual(restored[1], reread[1]);
   // Set back to clients.conf's value (a new Buffer with the same bytes): the sealed secret goes at the next save.
   reg.update("b", { secret: Buffer.from("b's") });
   serialiser.changed("b");
@@ -207,15 +211,39 @@ test("a change of any runtime field, announced or not, is in the next save", () 
   const serialiser = new StateSerialiser();
   const text = (): string => Buffer.concat(serialiser.pieces(config, reg.entries(), 0)).toString("utf8");
   text();
-  const [entry] = [...reg.entries()];
-  const runtime = entry!.runtime as unknown as Record<string, unknown>;
-  const fields = Object.keys(runtime);
+  const record = reg.entry("a") as ClientRecord;
+  const fields = Object.keys(record.runtime) as Array<keyof ClientRuntime>;
   assert.ok(fields.length >= 8, fields.join());
   for (const field of fields) {
-    const value = runtime[field];
-    runtime[field] = typeof value === "boolean" ? !value : typeof value === "number" ? value + 1_000 : 1_764_000_000_000;
+    const value: unknown = record.runtime[field];
+    // Changed as the registry changes it, without an event: a new object.
+    record.setRuntime({ [field]: typeof value === "boolean" ? !value : typeof value === "number" ? value + 1_000 : 1_764_000_000_000 });
     assert.equal(text(), JSON.stringify(buildState(config, reg.snapshot(), 0)) + "\n", `${field} changed unseen`);
   }
+});
+
+test("a record's settings and runtime are frozen, replaced on each change, and clients.conf's object is shared until a setting changes", () => {
+  // The serialiser keeps them by reference and takes the same object for
+  // the same values: that holds only if nothing changes one in place.
+  const config = [clientSettings("a"), clientSettings("b")];
+  const reg = new ClientRegistry(config, { logger: silentLogger, clock: new ManualClock(), spawner: never });
+  const a = reg.entry("a")!;
+  assert.equal(a.settings, config[0], "a record starts with clients.conf's own object");
+  assert.ok(Object.isFrozen(a.settings) && Object.isFrozen(a.runtime));
+  assert.throws(() => {
+    (a.runtime as { expires: number | null }).expires = 1;
+  }, TypeError);
+  const runtime = a.runtime;
+  reg.secretDelivered("a");
+  assert.notEqual(a.runtime, runtime, "a change replaces the runtime");
+  assert.ok(Object.isFrozen(a.runtime));
+  reg.update("a", { host: "elsewhere", secret: Buffer.from("new") });
+  assert.notEqual(a.settings, config[0]);
+  assert.ok(Object.isFrozen(a.settings));
+  assert.equal(a.settings.host, "elsewhere");
+  assert.equal(config[0]!.host, clientSettings("a").host, "clients.conf's object is not changed");
+  assert.notDeepEqual(config[0]!.secret, Buffer.from("new"));
+  assert.equal(reg.entry("b")!.settings, config[1]);
 });
 
 /**
@@ -274,7 +302,7 @@ test("a change nobody announced is saved by the next look at every client, at mo
   const { counter, text, expected } = markedSaves(() => config, reg);
   text(clock.now());
   const start = clock.now();
-  (reg.entry("b")!.runtime as { lastCheckerStatus: number }).lastCheckerStatus = 77;
+  (reg.entry("b") as ClientRecord).setRuntime({ lastCheckerStatus: 77 });
   clock.advance(AUDIT_MS - 1);
   assert.doesNotMatch(text(clock.now()), /"last_checker_status":77/);
   assert.equal(counter.walks, 1);

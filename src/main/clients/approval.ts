@@ -30,7 +30,7 @@ export class ApprovalGate {
         if (!c.runtime.enabled) return this.#refuse(c, "disabled");
         if (c.approved === true || c.settings.approvalDelay === 0) break;
         if (c.approved === false) return this.#refuse(c, "denied");
-        c.runtime.lastApprovalRequest = host.clock.now();
+        c.setRuntime({ lastApprovalRequest: host.clock.now() });
         publish(events.approvalNeeded, () => ({ client: c.view(), timeoutMs: c.settings.approvalDelay, approvedByDefault: c.settings.approvedByDefault }));
         host.changed(c, "LastApprovalRequest");
         host.emit({ type: "need-approval", client: c.view(), timeout: c.settings.approvalDelay, approvedByDefault: c.settings.approvedByDefault });

@@ -103,7 +103,7 @@ export class CheckerRunner {
     c.checkerTimer = clock.setTimeoutWith(randomizeStart ? this.#firstDueRandomized : this.#firstDue, delay, c);
     // A checker may take up to an interval, so expire at the soonest one
     // interval after the (delayed) first checker starts.
-    c.runtime.expires = clock.now() + delay + interval;
+    c.setRuntime({ expires: clock.now() + delay + interval });
     this.#expiry.arm(c);
     this.#host.changed(c, "Expires");
   }
@@ -122,7 +122,7 @@ export class CheckerRunner {
     if (randomizeStart) {
       const later = this.#host.clock.now() + c.settings.interval;
       if (c.runtime.expires !== null && c.runtime.expires < later) {
-        c.runtime.expires = later;
+        c.setRuntime({ expires: later });
         this.#expiry.arm(c);
         this.#host.changed(c, "Expires");
       }
@@ -199,14 +199,12 @@ export class CheckerRunner {
 
   #done(c: ClientRecord, command: string, code: number | null, signal: number | null): void {
     if (code !== null) {
-      c.runtime.lastCheckerStatus = code;
-      c.runtime.lastCheckerSignal = null;
+      c.setRuntime({ lastCheckerStatus: code, lastCheckerSignal: null });
       this.#completed(c, command, code, code << 8);
       if (code === 0) this.#host.checkedOk(c);
       else this.#host.changed(c, "LastCheckerStatus");
     } else {
-      c.runtime.lastCheckerStatus = -1;
-      c.runtime.lastCheckerSignal = signal;
+      c.setRuntime({ lastCheckerStatus: -1, lastCheckerSignal: signal });
       this.#completed(c, command, -1, (-1 << 8) | (signal ?? 0));
       this.#host.changed(c, "LastCheckerStatus");
     }

@@ -46,7 +46,7 @@ export class Expiry {
   /** Expires `c` `ms` from now (the reference's bump_timeout). */
   bump(c: ClientRecord, ms: number): void {
     if (!c.runtime.enabled) return this.cancel(c);
-    c.runtime.expires = this.#host.clock.now() + ms;
+    c.setRuntime({ expires: this.#host.clock.now() + ms });
     this.arm(c);
     this.#host.changed(c, "Expires");
   }
@@ -58,9 +58,11 @@ export class Expiry {
    * when Expires changed and the timer is re-armed.
    */
   timeoutChanged(c: ClientRecord, old: number): boolean | null {
-    if (!c.runtime.enabled || c.runtime.expires === null) return null;
-    c.runtime.expires += c.settings.timeout - old;
-    if (c.runtime.expires <= this.#host.clock.now()) return false;
+    const { enabled, expires } = c.runtime;
+    if (!enabled || expires === null) return null;
+    const moved = expires + c.settings.timeout - old;
+    c.setRuntime({ expires: moved });
+    if (moved <= this.#host.clock.now()) return false;
     this.arm(c);
     return true;
   }

@@ -184,8 +184,7 @@ export class ClientRegistry implements Registry {
   enable(name: string): void {
     const c = this.#must(name);
     if (c.runtime.enabled) return;
-    c.runtime.enabled = true;
-    c.runtime.lastEnabled = this.#clock.now();
+    c.setRuntime({ enabled: true, lastEnabled: this.#clock.now() });
     publish(events.clientEnabled, () => ({ client: c.view() }));
     this.#changed(c, "Enabled", "LastEnabled");
     this.#checkers.init(c, false);
@@ -228,15 +227,17 @@ export class ClientRegistry implements Registry {
     const c = this.#clients.get(name);
     if (!c) return;
     if (Object.keys(shared.settings).length > 0) this.update(name, shared.settings);
-    const r = c.runtime;
     const s = shared.runtime;
     if (s.enabled === false) this.#disable(c, "shared");
-    if (s.enabled === true && !r.enabled) this.enable(name);
+    if (s.enabled === true && !c.runtime.enabled) this.enable(name);
+    // Read after enabling or disabling, which replace it.
+    const r = c.runtime;
+    const patch: { -readonly [K in keyof ClientRuntime]?: ClientRuntime[K] } = {};
     const changed: ClientProperty[] = [];
     const take = <K extends "lastEnabled" | "lastCheckedOk" | "lastApprovalRequest" | "lastCheckerStatus" | "lastCheckerSignal">(key: K, property: ClientProperty | null): void => {
       const value = s[key];
       if (value === undefined || value === r[key]) return;
-      r[key] = value as ClientRuntime[K];
+      patch[key] = value as ClientRuntime[K];
       if (property) changed.push(property);
     };
     take("lastEnabled", "LastEnabled");
@@ -245,8 +246,10 @@ export class ClientRegistry implements Registry {
     take("lastCheckerSignal", null);
     take("lastApprovalRequest", "LastApprovalRequest");
     // A disabled client has no expiry, whatever an older write said.
-    if (s.expires !== undefined && r.enabled && s.expires !== r.expires) {
-      r.expires = s.expires;
+    const expires = s.expires !== undefined && r.enabled && s.expires !== r.expires ? s.expires : undefined;
+    if (expires !== undefined) patch.expires = expires;
+    if (Object.keys(patch).length > 0) c.setRuntime(patch);
+    if (expires !== undefined) {
       this.#expiry.arm(c);
       changed.push("Expires");
     }
@@ -263,7 +266,7 @@ export class ClientRegistry implements Registry {
   update(name: string, patch: ClientPatch): void {
     const c = this.#must(name);
     const s = c.settings;
-    const oldTimeout = s.timeout;
+    const next: Record<string, unknown> = {};
     const changed: ClientProperty[] = [];
     for (const row of RUNTIME_SETTINGS) {
       const value = patch[row.field];
@@ -272,22 +275,28 @@ export class ClientRegistry implements Registry {
       // the state file keys its sealed copy on the Buffer, and every D-Bus
       // Set of Secret is announced (as invalidated).
       if (row.kind === "bytes") {
-        s.secret = Buffer.from(value as Buffer);
+        next[row.field] = Buffer.from(value as Buffer);
       } else {
         if (value === s[row.field]) continue;
-        (s as Record<string, unknown>)[row.field] = value;
+        next[row.field] = value;
       }
       changed.push(row.property);
     }
+    if (changed.length > 0) c.setSettings(next as Partial<ClientSettings>);
     // The reference restarts the checker schedule with a new interval.
     if (changed.includes("Interval")) this.#checkers.reschedule(c);
     // The reference moves the expiry by the timeout's change, disabling at once if it passed.
-    const expiry = s.timeout === oldTimeout ? null : this.#expiry.timeoutChanged(c, oldTimeout);
+    const expiry = c.settings.timeout === s.timeout ? null : this.#expiry.timeoutChanged(c, s.timeout);
     if (expiry === true) changed.push("Expires");
     if (changed.length > 0) this.#changed(c, ...changed);
     if (expiry === false) this.#disable(c, "timeout");
     if (patch.enabled === true) this.enable(name);
     if (patch.enabled === false) this.disable(name);
+  }
+
+  /** A reload's clients.conf object for a client that has the same settings in effect: its record keeps that one (ClientRecord.share). */
+  share(settings: ClientSettings): void {
+    this.#clients.get(settings.name)?.share(settings);
   }
 
   remove(name: string): void {
@@ -372,17 +381,15 @@ export class ClientRegistry implements Registry {
     if (!c.runtime.enabled) return;
     publish(events.clientDisabled, () => ({ client: c.view(), why: cause }));
     this.#expiry.cancel(c);
-    c.runtime.expires = null;
+    c.setRuntime({ expires: null });
     this.#checkers.cancel(c);
-    c.runtime.enabled = false;
+    c.setRuntime({ enabled: false });
     this.#changed(c, "Enabled", "Expires");
     c.notify();
   }
 
   #checkedOk(c: ClientRecord): void {
-    c.runtime.lastCheckedOk = this.#clock.now();
-    c.runtime.lastCheckerStatus = 0;
-    c.runtime.lastCheckerSignal = null;
+    c.setRuntime({ lastCheckedOk: this.#clock.now(), lastCheckerStatus: 0, lastCheckerSignal: null });
     this.#changed(c, "LastCheckedOK", "LastCheckerStatus");
     this.#expiry.bump(c, c.settings.timeout);
   }

@@ -49,9 +49,13 @@ export function applyReload(registry: ClientRegistry, before: readonly ClientSet
     }
     // Every runtime setting whose clients.conf value changed, `enabled` included.
     const patch = settingsDiff(o, c);
-    if (Object.keys(patch).length === 0) continue;
-    registry.update(c.name, patch);
-    summary.changed.push(c.name);
+    if (Object.keys(patch).length > 0) {
+      registry.update(c.name, patch);
+      summary.changed.push(c.name);
+    }
+    // Unless changed at run time, the client's settings now equal the new
+    // file's: sharing its object lets the previous file's go.
+    registry.share(c);
   }
   logger.info(`Reloaded clients.conf: ${summary.added.length} added, ${summary.removed.length} removed, ${summary.changed.length} changed`);
   return summary;

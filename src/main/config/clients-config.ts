@@ -8,7 +8,8 @@
 //     reference insists on fingerprint, a known bug its man page contradicts);
 //  4. the secret: `secret` base64-decoded as Python does, else the bytes of
 //     `secfile` (expanduser(expandvars(...)); a relative path is taken from
-//     `baseDir`, see ClientsConfigOptions);
+//     `baseDir`, see ClientsConfigOptions), kept packed with the others
+//     (secret-arena.ts);
 //  5. the five durations through string_to_delta.
 // The checker is kept after step 1, so its runtime `%(attr)s` remain.
 // The strings kept are copies (see ownCopy): never views on the file's text.
@@ -23,6 +24,7 @@ import { type IniDocument, parseIni, rawOption, sectionItems } from "./ini.js";
 import { type HomeDirectoryLookup, passwdHomeDirectory, pyBase64Decode, pyBoolean, pyExpandUser, pyExpandVars } from "./python-values.js";
 import { reasonInWords } from "./os-error.js";
 import { readConfigText } from "./read-file.js";
+import { SecretArena } from "./secret-arena.js";
 
 export interface ClientsConfigOptions {
   /**
@@ -68,7 +70,8 @@ export function parseClientsConfig(text: string, file: string, opts: ClientsConf
     if (!durations.has(text)) durations.set(text, parseDuration(text));
     return durations.get(text);
   };
-  for (const name of doc.sections.keys()) clients.push(clientSettings(doc, name, opts, cachedDuration, own));
+  const secrets = new SecretArena();
+  for (const name of doc.sections.keys()) clients.push(clientSettings(doc, name, opts, cachedDuration, own, secrets));
   return clients;
 }
 
@@ -88,6 +91,7 @@ function clientSettings(
   opts: ClientsConfigOptions,
   parseDuration: (text: string) => number | undefined,
   own: (text: string) => string,
+  secrets: SecretArena,
 ): ClientSettings {
   const at = (key: string): ConfigErrorPlace => ({ file: doc.file, line: rawOption(doc, name, key)?.line ?? doc.sections.get(name)?.line ?? 0, section: name, key });
   // Step 1.
@@ -112,9 +116,13 @@ function clientSettings(
   if (items.has("secret")) {
     const decoded = pyBase64Decode(get("secret"));
     if (decoded === undefined) throw new ConfigError("CONFIG_BAD_SECRET", at("secret"), "secret is not valid base64 (incomplete last group)");
-    secret = decoded;
+    secret = secrets.keep(decoded);
+    // The decoding's own buffer: garbage now, and none of it left to read.
+    decoded.fill(0);
   } else if (items.has("secfile")) {
-    secret = readSecfile(get("secfile"), at("secfile"), opts);
+    const read = readSecfile(get("secfile"), at("secfile"), opts);
+    secret = secrets.keep(read);
+    if (opts.readSecfile === undefined) read.fill(0);
   } else {
     throw new ConfigError("CONFIG_NO_SECRET", { file: doc.file, line: doc.sections.get(name)?.line ?? 0, section: name }, "client has neither secret nor secfile");
   }

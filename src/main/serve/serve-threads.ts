@@ -29,6 +29,7 @@ import { FORWARDED_CHANNELS, type ClientKeys, type FromThread, type ThreadOp, ty
 import { buildClientIndex } from "./client-index.js";
 import { knownKeysOf } from "./known-keys.js";
 import type { KnownKeys } from "./handshake-runner.js";
+import { packBytes } from "../../workers/pack-bytes.js";
 
 /**
  * None below four cores, then one per core but one (the main thread's).
@@ -210,7 +211,9 @@ class ServeThread {
     setImmediate(() => {
       this.#flushScheduled = false;
       this.#hooks.beforeAnswer();
-      const answer: ToThread = { kind: "answers", decisions: this.#decisions, admissions: this.#admissions };
+      // Packed: a secret is a view on clients.conf's shared secret chunk
+      // (../config/secret-arena.ts), which a structured clone copies whole.
+      const answer: ToThread = packBytes({ kind: "answers", decisions: this.#decisions, admissions: this.#admissions });
       this.#decisions = [];
       this.#admissions = [];
       this.worker.postMessage(answer);

@@ -225,8 +225,11 @@ function storedRuntime(runtime: ClientRuntime): StoredRuntime {
  * setting (the head), then what changes with each secret sent (the expiry)
  * or checker run (the runtime). A wave of 10,000 clients changes only the
  * second, a fifth of the bytes. Its values are kept to compare with the
- * client's; its bytes are kept in memory only until a save that wrote
- * them is in place, and then read from that file when needed (`at`).
+ * client's: the client's own objects when they are frozen (the registry
+ * replaces them on each change, never changing one in place, so the same
+ * object means the same values), else a frozen copy. Its bytes are kept in
+ * memory only until a save that wrote them is in place, and then read from
+ * that file when needed (`at`).
  */
 interface Fragment {
   readonly conf: ClientSettings;
@@ -608,8 +611,8 @@ export class StateSerialiser {
 
   #fragment(conf: ClientSettings, settings: ClientSettings, runtime: ClientRuntime): Fragment {
     const old = this.#fragments.get(settings.name);
-    const sameHead = old !== undefined && old.conf === conf && old.enabled === runtime.enabled && sameSettings(old.settings, settings);
-    const sameTail = old !== undefined && sameRuntime(old.runtime, runtime);
+    const sameHead = old !== undefined && old.conf === conf && old.enabled === runtime.enabled && (old.settings === settings || sameSettings(old.settings, settings));
+    const sameTail = old !== undefined && (old.runtime === runtime || sameRuntime(old.runtime, runtime));
     if (sameHead && sameTail) return old;
     // Together the stored object without its secret and closing brace. The
     // tail is made again (~1 µs); an unchanged head is taken from memory,
@@ -622,8 +625,8 @@ export class StateSerialiser {
     const fragment: Fragment = {
       conf,
       enabled: runtime.enabled,
-      settings: sameHead ? old.settings : configValues(settings),
-      runtime: sameTail ? old.runtime : { ...runtime },
+      settings: sameHead ? old.settings : Object.isFrozen(settings) ? settings : Object.freeze(configValues(settings)),
+      runtime: sameTail ? old.runtime : Object.isFrozen(runtime) ? runtime : Object.freeze({ ...runtime }),
       bytes,
       headAt,
       at: null,
@@ -786,7 +789,7 @@ export function restoreState(config: readonly ClientSettings[], state: StateFile
     merged.secret = secret === null || isConfigSecret(secret, conf.secret) ? conf.secret : secret;
     const s = merged as unknown as ClientSettings;
     const r = saved.runtime;
-    const runtime: ClientRuntime = {
+    const runtime: { -readonly [K in keyof ClientRuntime]: ClientRuntime[K] } = {
       enabled: s.enabled,
       created: ms(r.created) ?? now,
       lastEnabled: ms(r.last_enabled),
@@ -810,7 +813,10 @@ export function restoreState(config: readonly ClientSettings[], state: StateFile
       }
     }
     if (!runtime.enabled) runtime.expires = null;
-    settings.push({ ...s, enabled: runtime.enabled });
+    const restored: ClientSettings = { ...s, enabled: runtime.enabled };
+    // Most clients' settings in effect are clients.conf's: those keep its
+    // object (the registry's record shares it until a setting changes).
+    settings.push(restored.secret === conf.secret && sameSettings(restored, conf) ? conf : restored);
     runtimes.set(s.name, runtime);
   }
   return { settings, runtimes, edited };
