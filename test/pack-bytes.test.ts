@@ -8,6 +8,10 @@ import { createPrivateKey, generateKeyPairSync } from "node:crypto";
 import { MessageChannel } from "node:worker_threads";
 import { once } from "node:events";
 import { packBytes } from "../src/workers/pack-bytes.js";
+import { parseClientsConfig } from "../src/main/config/clients-config.js";
+import { SECRET_CHUNK_BYTES } from "../src/main/config/secret-arena.js";
+import { answersMessage } from "../src/main/serve/serve-threads.js";
+import type { ToThread } from "../src/main/serve/serve-protocol.js";
 
 function sample(): { shares: Array<{ publicKey: Buffer; random: Uint8Array; keyObject: ReturnType<typeof createPrivateKey> }>; table: SharedArrayBuffer; flight: Buffer; note: string } {
   const { privateKey } = generateKeyPairSync("x25519");
@@ -62,4 +66,23 @@ test("across a MessageChannel, a packed message arrives with one ArrayBuffer for
   } finally {
     port1.close();
   }
+});
+
+test("a serve thread's answers carry each secret's bytes, not the clients.conf chunk it is a view on", async () => {
+  const config = [1, 2, 3].map((i) => `[c${i}]\nkey_id = ${"AB".repeat(32)}\nsecret = ${Buffer.alloc(400, i).toString("base64")}\n`).join("");
+  const secrets = parseClientsConfig(config, "clients.conf").map((c) => c.secret);
+  assert.equal(secrets[0]!.buffer.byteLength, SECRET_CHUNK_BYTES, "clients.conf's secrets share a chunk");
+  const message = answersMessage(
+    [{ id: 1, decision: { give: true, secret: secrets[0]! } }, { id: 2, decision: { give: false, reason: "disabled" } }, { id: 3, decision: { give: true, secret: secrets[2]! } }],
+    [{ id: 4, refusal: null }],
+  );
+  const { port1, port2 } = new MessageChannel();
+  port1.postMessage(message);
+  const [received] = (await once(port2, "message")) as [Extract<ToThread, { kind: "answers" }>];
+  port1.close();
+  const given = received.decisions.flatMap((d) => (d.decision.give ? [d.decision.secret] : []));
+  assert.deepEqual(given.map((s) => Buffer.from(s)), [secrets[0], secrets[2]]);
+  // What crossed is the two secrets' bytes, not a 64 KiB chunk for each.
+  for (const s of given) assert.equal(s.buffer.byteLength, 800);
+  assert.deepEqual(received.admissions, [{ id: 4, refusal: null }]);
 });

@@ -211,14 +211,24 @@ class ServeThread {
     setImmediate(() => {
       this.#flushScheduled = false;
       this.#hooks.beforeAnswer();
-      // Packed: a secret is a view on clients.conf's shared secret chunk
-      // (../config/secret-arena.ts), which a structured clone copies whole.
-      const answer: ToThread = packBytes({ kind: "answers", decisions: this.#decisions, admissions: this.#admissions });
+      const answer = answersMessage(this.#decisions, this.#admissions);
       this.#decisions = [];
       this.#admissions = [];
       this.worker.postMessage(answer);
     });
   }
+}
+
+/**
+ * The registry's answers for a serve thread, packed: a secret is a view on
+ * clients.conf's shared secret chunk (../config/secret-arena.ts), which a
+ * structured clone would copy whole, 64 KiB for each secret sent.
+ */
+export function answersMessage(
+  decisions: ReadonlyArray<{ readonly id: number; readonly decision: SecretDecision }>,
+  admissions: ReadonlyArray<{ readonly id: number; readonly refusal: AdmissionRefusal | null }>,
+): ToThread {
+  return packBytes<ToThread>({ kind: "answers", decisions, admissions });
 }
 
 /** Has `thread` listen; its listen error (EADDRINUSE...) is thrown here with its code. */
