@@ -90,6 +90,9 @@ test("clients.conf's secret is not stored: restoring shares its Buffer, and a se
   assert.equal(restored[0], reread[0]);
   assert.equal(restored[1]!.secret.toString(), "set at run time");
   assert.notEqual(restored[1], reread[1]);
+  // Secrets set at run time, restored or set, hold memory of their own size, not a shared 8 KiB chunk.
+  assert.equal(restored[1]!.secret.buffer.byteLength, "set at run time".length);
+  assert.equal(reg.entry("b")!.settings.secret.buffer.byteLength, "set at run time".length);
   // Set back to clients.conf's value (a new Buffer with the same bytes): the sealed secret goes at the next save.
   reg.update("b", { secret: Buffer.from("b's") });
   serialiser.changed("b");

@@ -24,6 +24,7 @@ import { ClientRecord, freshRuntime, publish, type ClientHost, type ClientRuntim
 import { RUNTIME_SETTINGS, type ClientPatch } from "./runtime-settings.js";
 import type { ClientSettings } from "./settings.js";
 import { EMPTY_KEY_ID } from "./settings.js";
+import { ownedCopy } from "../../tls/record.js";
 import { CodedError } from "../../errors.js";
 
 export { MAX_CONCURRENT_CHECKERS, shellSpawner, freshRuntime };
@@ -275,7 +276,9 @@ export class ClientRegistry implements Registry {
       // the state file keys its sealed copy on the Buffer, and every D-Bus
       // Set of Secret is announced (as invalidated).
       if (row.kind === "bytes") {
-        next[row.field] = Buffer.from(value as Buffer);
+        // A copy of its own size: Buffer.from would cut it from Node's
+        // shared 8 KiB chunks and keep one whole for as long as it lives.
+        next[row.field] = ownedCopy(value as Buffer);
       } else {
         if (value === s[row.field]) continue;
         next[row.field] = value;

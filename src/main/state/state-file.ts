@@ -33,6 +33,7 @@ import { reasonInWords } from "../config/os-error.js";
 import { events } from "../events.js";
 import { systemClock, type Clock, type TimerHandle } from "../clock.js";
 import { drawRandom } from "../../tls/random.js";
+import { ownedCopy } from "../../tls/record.js";
 import { BaseFile, isSpan, piecesOf, StateFileChanged, writeAtomically, writeAtomicallyInBackground, type StateList, type StatePiece } from "./state-writer.js";
 
 export { writeAtomically, writeAtomicallyInBackground } from "./state-writer.js";
@@ -172,7 +173,12 @@ function openSecret(sealed: string, configSecret: Buffer): Buffer | null {
     const raw = Buffer.from(sealed, "base64");
     const d = createDecipheriv("aes-256-gcm", secretKey(configSecret), raw.subarray(0, 12));
     d.setAuthTag(raw.subarray(12, 28));
-    return Buffer.concat([d.update(raw.subarray(28)), d.final()]);
+    // Kept as long as the client: memory of its own, not a slice of
+    // Node's shared 8 KiB chunks; the slice is zeroed.
+    const plain = Buffer.concat([d.update(raw.subarray(28)), d.final()]);
+    const secret = ownedCopy(plain);
+    plain.fill(0);
+    return secret;
   } catch {
     return null;
   }
