@@ -85,8 +85,9 @@ export class ClientRecord {
    */
   share(settings: ClientSettings): void {
     const s = this.#settings;
+    // settingsDiff compares every runtime setting, `enabled` and the secret's bytes included.
     if (s === settings || s.name !== settings.name || s.keyId !== settings.keyId || s.fingerprint !== settings.fingerprint) return;
-    if (s.enabled !== settings.enabled || Object.keys(settingsDiff(s, settings)).length > 0) return;
+    if (Object.keys(settingsDiff(s, settings)).length > 0) return;
     this.#settings = frozen(settings);
   }
 

@@ -3,12 +3,14 @@
 // costs an ArrayBuffer object on V8's heap and a backing store with its
 // bookkeeping in malloc beside its bytes, ~400 bytes for a secret of ~470:
 // measured, 20,000 secrets took 25.5 MiB of RSS one allocation each and
-// 17.3 packed (docs/BENCHMARK.md, "A secret's own allocation").
+// 17.3 packed (docs/BENCHMARK.md, "Records shared, secrets packed").
 //
 // Each secret is still a Buffer, a view on its chunk, and the chunk lives
 // as long as any of its views. A view must not be posted to another thread
 // as it is (structured clone copies the whole chunk under it): the serve
 // threads' answers go through packBytes (../../workers/pack-bytes.ts).
+
+import { ownedCopy } from "../../tls/record.js";
 
 /** Bytes of one chunk: ~140 secrets of a typical size. */
 export const SECRET_CHUNK_BYTES = 64 * 1024;
@@ -22,18 +24,14 @@ export class SecretArena {
 
   /** A copy of `secret` in the arena. */
   keep(secret: Buffer): Buffer {
-    let view: Buffer;
-    if (secret.length > SHARED_UP_TO) {
-      view = Buffer.alloc(secret.length);
-    } else {
-      if (this.#chunk === null || this.#used + secret.length > this.#chunk.length) {
-        // Zeroed: a chunk's unused tail holds nothing left over from elsewhere.
-        this.#chunk = Buffer.alloc(SECRET_CHUNK_BYTES);
-        this.#used = 0;
-      }
-      view = this.#chunk.subarray(this.#used, this.#used + secret.length);
-      this.#used += secret.length;
+    if (secret.length > SHARED_UP_TO) return ownedCopy(secret);
+    if (this.#chunk === null || this.#used + secret.length > this.#chunk.length) {
+      // Zeroed: a chunk's unused tail holds nothing left over from elsewhere.
+      this.#chunk = Buffer.alloc(SECRET_CHUNK_BYTES);
+      this.#used = 0;
     }
+    const view = this.#chunk.subarray(this.#used, this.#used + secret.length);
+    this.#used += secret.length;
     secret.copy(view);
     return view;
   }
