@@ -235,7 +235,16 @@ function storedRuntime(runtime: ClientRuntime): StoredRuntime {
  * replaces them on each change, never changing one in place, so the same
  * object means the same values), else a frozen copy. Its bytes are kept in
  * memory only until a save that wrote them is in place, and then read from
- * that file when needed (`at`).
+ * that file when needed (`base`).
+ *
+ * Where its bytes are, by `bytes` and `base`:
+ * - all in memory: `bytes`, `base` null;
+ * - the head in the file written last, at `offset`, the tail in memory:
+ *   `bytes` the tail, `base` that file, `close` null;
+ * - all in the file written last, at `offset`, followed there by `close`
+ *   (the secret piece then in effect): `bytes` null, `base` that file.
+ * One object a client, with no object for where it lies: 10,000 clients'
+ * places were 10,000 objects (~0.5 MiB), made again at every save.
  */
 interface Fragment {
   readonly conf: ClientSettings;
@@ -245,25 +254,30 @@ interface Fragment {
   /**
    * `"NAME":{"config":...,"current":...,"runtime":` (the head), then
    * `{...the runtime...}`, UTF-8, in one buffer (secretPiece's closes the
-   * client), or null once `at` holds them: 10,000 clients' bytes are 9 MB
-   * outside V8's heap, and a Buffer costs ~180 bytes of heap besides.
-   * With `headAt`, the tail's bytes alone.
+   * client), or null once the file written last holds them: 10,000
+   * clients' bytes are 9 MB outside V8's heap, and a Buffer costs ~180
+   * bytes of heap besides. The tail's bytes alone while the head lies in
+   * that file (a reboot wave changes every client's runtime only, and
+   * reading 10,000 heads back on the main thread took ~140 ms a save).
    */
   bytes: Buffer | null;
-  /**
-   * Where the head lies in the state file written last, when only the
-   * runtime changed since that file was written: a save copies it from
-   * there (a reboot wave changes every client's runtime, and reading
-   * 10,000 heads back on the main thread took ~140 ms a save).
-   */
-  headAt: { readonly base: BaseFile; readonly offset: number } | null;
-  /** Where the bytes lie in the state file written last, followed there by `close` (the secret piece then in effect). */
-  at: { readonly base: BaseFile; readonly offset: number; readonly close: Buffer } | null;
+  /** The state file written last, when some of the bytes lie there (see above); else null. */
+  base: BaseFile | null;
+  /** Where they lie there. */
+  offset: number;
+  /** With `base` and no `bytes`: the secret piece that follows them there. */
+  close: Buffer | null;
   /** Of the bytes, and where the runtime begins in them. */
   readonly length: number;
   readonly headLength: number;
   /** The last full look (StateSerialiser's count) that found it. */
   save: number;
+  /**
+   * Its index in the last full look's list (`pieces`), where a patch puts
+   * the client's next fragment; -1 when it is in none. Kept here rather
+   * than in a Map by name beside the fragments' own (0.44 MiB for 10,000).
+   */
+  slot: number;
 }
 
 /** A client as a save sees it: the registry's entry. */
@@ -281,8 +295,6 @@ interface LastList {
    * between clients.
    */
   readonly pieces: Array<Buffer | Fragment>;
-  /** Each client's Fragment's index in `pieces`. */
-  readonly slots: Map<string, number>;
   /** When it was made (the save's `now`). */
   readonly at: number;
 }
@@ -352,13 +364,19 @@ export class StateSerialiser {
    * time between connections, the save finds them made.
    */
   prepare(config: readonly ClientSettings[], lookup: (name: string) => ClientView | undefined, budgetMs: number): boolean {
-    const byName = this.#configByName(config);
+    // Another clients.conf since the last full look: the next save looks
+    // at every client anyway, with the new file's settings.
+    if (this.#last?.config !== config) {
+      this.#unprepared.clear();
+      return true;
+    }
     const until = performance.now() + budgetMs;
     let n = 0;
     for (const name of this.#unprepared) {
       this.#unprepared.delete(name);
       const client = lookup(name);
-      const conf = byName.get(name);
+      // Each fragment of the last full look was made with this clients.conf's section.
+      const conf = this.#fragments.get(name)?.conf;
       if (client !== undefined && conf !== undefined && client.settings.name === name) {
         this.#fragment(conf, client.settings, client.runtime);
         secretPiece(client.settings.secret, conf.secret);
@@ -380,12 +398,11 @@ export class StateSerialiser {
     fleetUnsent: readonly FleetUnsentChange[] = [],
     lookup?: (name: string) => ClientView | undefined,
   ): StateList {
-    const byName = this.#configByName(config);
     // Copied from only while it is as we wrote it (one fstat a save).
     if (this.#base !== null && !this.#base.intact()) this.#base = null;
     const last = this.#last;
-    const patched = lookup !== undefined && last !== null && last.config === config && now - last.at < AUDIT_MS ? this.#patch(last, byName, lookup) : null;
-    const pieces = patched ?? this.#walk(config, byName, current, now);
+    const patched = lookup !== undefined && last !== null && last.config === config && now - last.at < AUDIT_MS ? this.#patch(last, lookup) : null;
+    const pieces = patched ?? this.#walk(config, current, now);
     pieces[0] = Buffer.from(`{"format":"mandos-ts-state","version":1,"saved":${JSON.stringify(new Date(now).toISOString())},"clients":{`);
     pieces[pieces.length - 1] = Buffer.from("}" + (fleetUnsent.length > 0 ? `,"fleetUnsent":${JSON.stringify(fleetUnsent)}` : "") + "}\n");
     return this.#resolve(pieces, this.#base);
@@ -454,7 +471,7 @@ export class StateSerialiser {
         if (run !== null) out.push(run);
         run = null;
         if (comma) out.push(COMMA);
-        out.push(piece.bytes !== null && piece.headAt === null ? piece.bytes : this.#keepBytes(piece), close);
+        out.push(piece.bytes !== null && piece.base === null ? piece.bytes : this.#keepBytes(piece), close);
       }
       written.push(piece);
       offsets.push(offset);
@@ -491,9 +508,10 @@ export class StateSerialiser {
       const fragment = written[k]!;
       // Not one replaced since the list was made: that one's bytes are newer.
       if (this.#fragments.get(fragment.conf.name) !== fragment) continue;
-      fragment.at = { base: next, offset: offsets[k]!, close: closes[k]! };
+      fragment.base = next;
+      fragment.offset = offsets[k]!;
+      fragment.close = closes[k]!;
       fragment.bytes = null;
-      fragment.headAt = null;
     }
   }
 
@@ -501,32 +519,33 @@ export class StateSerialiser {
   #keepBytes(fragment: Fragment): Buffer {
     const bytes = this.#bytesOf(fragment);
     fragment.bytes = bytes;
-    fragment.headAt = null;
+    fragment.base = null;
+    fragment.close = null;
     return bytes;
   }
 
   /** All of a fragment's bytes, read from the file written last where they (or its head) lie there, or made again from its values. */
   #bytesOf(fragment: Fragment): Buffer {
-    const { bytes, at, headAt } = fragment;
-    if (headAt !== null) {
-      const head = headAt.base === this.#base ? headAt.base.readSync(headAt.offset, fragment.headLength) : null;
-      return exactBytes(head ?? headText(fragment.conf, fragment.settings, fragment.enabled), bytes!);
+    const { bytes, base, offset } = fragment;
+    const there = base !== null && base === this.#base;
+    if (bytes !== null && base !== null) {
+      const head = there ? base.readSync(offset, fragment.headLength) : null;
+      return exactBytes(head ?? headText(fragment.conf, fragment.settings, fragment.enabled), bytes);
     }
     if (bytes !== null) return bytes;
-    const read = at !== null && at.base === this.#base ? at.base.readSync(at.offset, fragment.length) : null;
+    const read = there ? base.readSync(offset, fragment.length) : null;
     return read ?? exactBytes(headText(fragment.conf, fragment.settings, fragment.enabled), tailText(fragment.runtime));
   }
 
   /** Every client, in order: the list made anew. */
-  #walk(
-    config: readonly ClientSettings[],
-    byName: Map<string, ClientSettings>,
-    current: Iterable<ClientView>,
-    now: number,
-  ): Array<Buffer | Fragment> {
+  #walk(config: readonly ClientSettings[], current: Iterable<ClientView>, now: number): Array<Buffer | Fragment> {
+    // Made for this look and dropped after it (~2 ms for 10,000 clients,
+    // once in AUDIT_MS): kept, it would be 0.44 MiB beside the fragments,
+    // which hold each client's section themselves.
+    const byName = this.#configByName(config);
+    this.#configCache = null;
     // The first and last pieces are filled in by list().
     const pieces: Array<Buffer | Fragment> = [COMMA];
-    const slots = new Map<string, number>();
     // Marks the fragments of this save; the others belong to clients gone since.
     const save = ++this.#saves;
     let first = true;
@@ -537,31 +556,31 @@ export class StateSerialiser {
       fragment.save = save;
       // One push a piece: V8 inlines a push of one, not of several.
       if (!first) pieces.push(COMMA);
-      slots.set(settings.name, pieces.length);
+      fragment.slot = pieces.length;
       pieces.push(fragment);
       pieces.push(secretPiece(settings.secret, conf.secret));
       first = false;
     }
     for (const [name, fragment] of this.#fragments) if (fragment.save !== save) this.#fragments.delete(name);
     pieces.push(COMMA);
-    this.#last = { config, pieces, slots, at: now };
+    this.#last = { config, pieces, at: now };
     this.#dirty.clear();
     this.#unprepared.clear();
     return pieces;
   }
 
   /** The clients marked changed, in the last list; null when one is not where it was (then a full look). */
-  #patch(
-    last: LastList,
-    byName: Map<string, ClientSettings>,
-    lookup: (name: string) => ClientView | undefined,
-  ): Array<Buffer | Fragment> | null {
+  #patch(last: LastList, lookup: (name: string) => ClientView | undefined): Array<Buffer | Fragment> | null {
     const pieces = last.pieces;
     for (const name of this.#dirty) {
-      const slot = last.slots.get(name);
+      const old = this.#fragments.get(name);
+      const slot = old?.slot ?? -1;
+      const there = pieces[slot];
       const client = lookup(name);
-      const conf = byName.get(name);
-      if (slot === undefined || client === undefined || conf === undefined || client.settings.name !== name) return null;
+      if (old === undefined || slot < 0 || there === undefined || there instanceof Uint8Array || there.conf.name !== name) return null;
+      if (client === undefined || client.settings.name !== name) return null;
+      // The client's section in this clients.conf (the last full look's, as `last.config === config`).
+      const conf = old.conf;
       const fragment = this.#fragment(conf, client.settings, client.runtime);
       fragment.save = this.#saves;
       pieces[slot] = fragment;
@@ -607,12 +626,9 @@ export class StateSerialiser {
     return this.#configCache.byName;
   }
 
-  /** Where `old`'s head lies in the state file written last, when it is not in memory. */
-  #headInFile(old: Fragment): { readonly base: BaseFile; readonly offset: number } | null {
-    const base = this.#base;
-    if (base === null || (old.bytes !== null && old.headAt === null)) return null;
-    if (old.headAt !== null) return old.headAt.base === base ? old.headAt : null;
-    return old.at !== null && old.at.base === base ? { base, offset: old.at.offset } : null;
+  /** Where `old`'s head lies in the state file written last (its whole bytes or its head alone lie there), or -1. */
+  #headInFile(old: Fragment): number {
+    return this.#base !== null && old.base === this.#base ? old.offset : -1;
   }
 
   #fragment(conf: ClientSettings, settings: ClientSettings, runtime: ClientRuntime): Fragment {
@@ -624,8 +640,8 @@ export class StateSerialiser {
     // tail is made again (~1 µs); an unchanged head is taken from memory,
     // or left where it lies in the file written last, never read back here.
     const tail = tailText(runtime);
-    const headAt = sameHead ? this.#headInFile(old) : null;
-    const head = headAt !== null ? null : sameHead && old.bytes !== null && old.headAt === null ? old.bytes.subarray(0, old.headLength) : headText(conf, settings, runtime.enabled);
+    const headAt = sameHead ? this.#headInFile(old) : -1;
+    const head = headAt >= 0 ? null : sameHead && old.bytes !== null && old.base === null ? old.bytes.subarray(0, old.headLength) : headText(conf, settings, runtime.enabled);
     const bytes = head === null ? exactBytes(tail) : exactBytes(head, tail);
     const headLength = head === null ? old!.headLength : byteSize(head);
     const fragment: Fragment = {
@@ -634,11 +650,13 @@ export class StateSerialiser {
       settings: sameHead ? old.settings : Object.isFrozen(settings) ? settings : Object.freeze(configValues(settings)),
       runtime: sameTail ? old.runtime : Object.isFrozen(runtime) ? runtime : Object.freeze({ ...runtime }),
       bytes,
-      headAt,
-      at: null,
+      base: headAt >= 0 ? this.#base : null,
+      offset: Math.max(headAt, 0),
+      close: null,
       length: head === null ? headLength + bytes.length : bytes.length,
       headLength,
       save: 0,
+      slot: old?.slot ?? -1,
     };
     this.#fragments.set(settings.name, fragment);
     return fragment;
@@ -653,13 +671,11 @@ const COMMA = Buffer.from(",");
  * then what follows it from memory. Null if none of it lies there.
  */
 function copiedPart(fragment: Fragment, close: Buffer, base: BaseFile): { offset: number; length: number; after: Buffer[] } | null {
-  const { at, headAt } = fragment;
-  if (at !== null && at.base === base) {
-    const sameClose = at.close === close;
-    return { offset: at.offset, length: fragment.length + (sameClose ? close.length : 0), after: sameClose ? [] : [close] };
-  }
-  if (headAt !== null && headAt.base === base) return { offset: headAt.offset, length: fragment.headLength, after: [fragment.bytes!, close] };
-  return null;
+  if (fragment.base !== base) return null;
+  const { offset, bytes } = fragment;
+  if (bytes !== null) return { offset, length: fragment.headLength, after: [bytes, close] };
+  const sameClose = fragment.close === close;
+  return { offset, length: fragment.length + (sameClose ? close.length : 0), after: sameClose ? [] : [close] };
 }
 
 /** A fragment's head: `"NAME":{"config":...,"current":...,"runtime":` (storedHead's JSON, open for the runtime). */
