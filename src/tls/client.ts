@@ -27,7 +27,7 @@ import { ApplicationChannel } from "./channel.js";
 import { TlsEndpoint, plainAlert } from "./endpoint.js";
 import { ClientHelloTemplate, encodeClientHello, messageHash, parseServerHello, type ClientHelloParams } from "./messages.js";
 import type { TlsSettings } from "./priority.js";
-import { HandshakeAssembler, RecordFramer, bufferView, plainRecord, type RawRecord } from "./record.js";
+import { HandshakeAssembler, RecordFramer, bufferView, ownedConcat, ownedCopy, plainRecord, type RawRecord } from "./record.js";
 import { sealRecord, trafficKeys } from "./crypto.js";
 import type { EphemeralKeyShares, HandshakeTask, HandshakeTaskResult } from "./tasks.js";
 import { Tls12ClientHandshake } from "./tls12/client12.js";
@@ -237,7 +237,7 @@ export class TlsClient extends TlsEndpoint {
         throw new TlsError("TLS_ILLEGAL_PARAMETER", "HelloRetryRequest selects a group we already sent a share for");
       }
       this.#retrySuite = suite;
-      const transcript = Buffer.concat([messageHash(digest(suite.hash, state.transcript)), raw]);
+      const transcript = ownedConcat([messageHash(digest(suite.hash, state.transcript)), raw]);
       if (group) {
         this.#state = { name: "AwaitKeyShare", transcript, group, cookie: sh.cookie };
         this.#task = { kind: "key-share", group };
@@ -257,8 +257,10 @@ export class TlsClient extends TlsEndpoint {
       suite,
       group,
       share,
-      serverShare: sh.keyShare!.key,
-      transcript: Buffer.concat([state.transcript, raw]),
+      // Both kept until the server's flight is through: memory of their own,
+      // not views on a read or slices of a shared chunk (ownedCopy).
+      serverShare: ownedCopy(sh.keyShare!.key),
+      transcript: ownedConcat([state.transcript, raw]),
       flight: new FlightBuffer(),
       progress: undefined,
     };
@@ -277,7 +279,7 @@ export class TlsClient extends TlsEndpoint {
     // Middlebox compatibility (RFC 8446 §D.4): change_cipher_spec before the second ClientHello.
     if (this.#middlebox) this.output(plainRecord(ContentType.ChangeCipherSpec, Buffer.of(1)));
     this.output(plainRecord(ContentType.Handshake, hello));
-    this.#state = { name: "ExpectServerHello", transcript: Buffer.concat([transcript, hello]), shares, retried: true, cookie: null };
+    this.#state = { name: "ExpectServerHello", transcript: ownedConcat([transcript, hello]), shares, retried: true, cookie: null };
     this.#middleboxSent = true;
   }
 

@@ -114,9 +114,14 @@ export class ClientHelloTemplate {
     return true;
   }
 
-  /** The same bytes encodeClientHello gives for the template's settings and these values (check `fits` first). */
+  /**
+   * The same bytes encodeClientHello gives for the template's settings and
+   * these values (check `fits` first), in memory of their own: the
+   * connection keeps them as its transcript until the peer's ServerHello,
+   * and a slice of Node's shared 8 KiB chunks would keep a whole chunk.
+   */
   fill(random: Uint8Array, sessionId: Uint8Array, shares: ClientHelloParams["shares"]): Buffer {
-    const out = Buffer.allocUnsafe(this.#message.length);
+    const out = Buffer.allocUnsafeSlow(this.#message.length);
     this.#message.copy(out);
     out.set(random, this.#randomAt);
     out.set(sessionId, this.#sessionIdAt);

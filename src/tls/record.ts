@@ -192,6 +192,19 @@ export function ownedCopy(bytes: Uint8Array): Buffer {
   return out;
 }
 
+/** `parts` one after the other in memory of their own (Buffer.concat cuts a small result from the shared chunks: see ownedCopy). */
+export function ownedConcat(parts: readonly Uint8Array[]): Buffer {
+  let length = 0;
+  for (const part of parts) length += part.length;
+  const out = Buffer.allocUnsafeSlow(length);
+  let at = 0;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.length;
+  }
+  return out;
+}
+
 /** A plaintext record (only ever ClientHello/ServerHello/CCS/alerts before keys). */
 export function plainRecord(type: number, content: Uint8Array, version = 0x0303): Buffer {
   const out = Buffer.allocUnsafe(5 + content.length);
