@@ -1,5 +1,5 @@
 # The one native addon (src/native/datagram.c): unix datagrams for syslog
-# and systemd. Node-API only, so a build outlives upgrades of Node.js.
+# and systemd, and malloc_trim for memory. Node-API only, so a build outlives upgrades of Node.js.
 {
   "targets": [
     {

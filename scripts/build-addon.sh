@@ -1,6 +1,6 @@
 #!/bin/sh
 # The package's install script (npm ci, npm rebuild): builds our one native
-# addon, src/native/datagram.c (syslog, systemd's notifications), with
+# addon, src/native/datagram.c (syslog, systemd's notifications, malloc_trim), with
 # node-gyp from binding.gyp. Without make, a C compiler or python3 (which
 # node-gyp runs), node-gyp fails in a page of traces; this says first, in
 # one line, what is missing and what installs it.

@@ -9,11 +9,12 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Worker } from "node:worker_threads";
-import { HEAP_REARM_SHARE, HEAP_WARN_SHARE, HeapWatch, IDLE_COLLECT_AFTER, IDLE_QUIET_SECONDS, IdleCollection } from "../src/main/daemon/memory.js";
+import { collectGarbage, HEAP_REARM_SHARE, HEAP_WARN_SHARE, HeapWatch, IDLE_COLLECT_AFTER, IDLE_QUIET_SECONDS, IdleCollection } from "../src/main/daemon/memory.js";
+import { releaseFreePages } from "../src/main/daemon/unix-datagram.js";
 import type { Logger } from "../src/main/daemon/log.js";
 import { startServer } from "./helpers/server.js";
 
@@ -179,5 +180,39 @@ describe("IdleCollection: a serve thread's collection after a burst", () => {
     assert.equal(first.length, 1);
     assert.deepEqual(looks(idle, [[2 * n - 1, 0], ...quiet(2 * n - 1, 3 * IDLE_QUIET_SECONDS)]), []);
     assert.equal(looks(idle, [[2 * n, 0], ...quiet(2 * n, IDLE_QUIET_SECONDS)]).length, 1);
+  });
+});
+
+describe("malloc's free pages given back", () => {
+  test("HeapWatch runs its afterFull after a full collection", async () => {
+    const { logger } = capture();
+    let runs = 0;
+    const watch = new HeapWatch(logger, undefined, () => runs++);
+    watch.start();
+    try {
+      collectGarbage();
+      for (let i = 0; i < 100 && runs === 0; i++) await new Promise((resolve) => setTimeout(resolve, 20));
+      assert.ok(runs >= 1, "run after the collection");
+    } finally {
+      watch.stop();
+    }
+  });
+
+  test("releaseFreePages gives back the pages freed inside malloc's heap (through the addon)", async () => {
+    const anon = (): number => Number(/RssAnon:\s+(\d+)/.exec(readFileSync("/proc/self/status", "utf8"))![1]) * 1024;
+    // 600 blocks of 32 KiB from malloc, every page touched; every other one
+    // freed, so that the free ones lie between used ones, where free(3)
+    // alone never gives pages back (only from the heap's top).
+    const blocks: Array<Buffer | null> = [];
+    for (let i = 0; i < 600; i++) blocks.push(Buffer.allocUnsafeSlow(32 * 1024).fill(i & 0xff));
+    for (let i = 0; i < blocks.length; i += 2) blocks[i] = null;
+    collectGarbage();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    collectGarbage();
+    const before = anon();
+    assert.equal(releaseFreePages(), true, "malloc_trim gave pages back");
+    const after = anon();
+    assert.ok(before - after >= 4 * MIB, `RssAnon ${(before / MIB).toFixed(1)} -> ${(after / MIB).toFixed(1)} MiB`);
+    assert.equal(blocks[1]![0], 1, "the blocks in use keep their bytes");
   });
 });

@@ -36,6 +36,7 @@ import type { Announcement } from "./zeroconf/announce.js";
 import type { DbusService } from "./dbus/index.js";
 import type { FleetState } from "./fleet/fleet-state.js";
 import { collectStartupGarbage, HeapWatch } from "./daemon/memory.js";
+import { releaseFreePages } from "./daemon/unix-datagram.js";
 import { Observability } from "./observe/index.js";
 
 /** How long SIGTERM waits for connections already in progress. */
@@ -239,8 +240,11 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
   const dbusModule = settings.useDbus ? await import("./dbus/index.js") : null;
   const zeroconfModule = settings.zeroconf ? await import("./zeroconf/announce.js") : null;
   collectStartupGarbage();
+  // What start-up freed in malloc's arenas goes back to the kernel, and so
+  // after each full collection (docs/OPERATION.md, "Memory").
+  releaseFreePages();
   // Warns when the clients alive near the heap's cap (docs/OPERATION.md, "Memory").
-  const heapWatch = new HeapWatch(logger);
+  const heapWatch = new HeapWatch(logger, undefined, releaseFreePages);
   heapWatch.start();
   // Serve threads run their handshakes inline: no pool beside them.
   const threaded = settings.serveThreads > 0;

@@ -9,6 +9,11 @@
  * socket never blocks: a full receiver drops the datagram (EAGAIN), and
  * the caller decides what to say; errors come back as errno numbers, never
  * as exceptions, except from open().
+ *
+ * And one call for memory that Node's core does not have either:
+ * malloc_trim(3), which gives the kernel back the pages left free inside
+ * malloc's arenas (each thread's arena keeps what it once grew to; see
+ * docs/BENCHMARK.md, "Free pages in malloc's arenas").
  */
 
 #include <errno.h>
@@ -19,6 +24,10 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
+
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #include <node_api.h>
 
@@ -126,11 +135,24 @@ static napi_value close_socket(napi_env env, napi_callback_info info) {
   return number(env, close(fd) < 0 ? errno : 0);
 }
 
+/* malloc_trim(0): true if it gave pages back; false, and nothing done, without glibc. */
+static napi_value trim_heap(napi_env env, napi_callback_info info) {
+  napi_value result;
+  bool released = false;
+  (void)info;
+#if defined(__GLIBC__)
+  released = malloc_trim(0) != 0;
+#endif
+  CHECK(env, napi_get_boolean(env, released, &result));
+  return result;
+}
+
 NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
   napi_property_descriptor methods[] = {
     {"open", NULL, open_socket, NULL, NULL, NULL, napi_enumerable, NULL},
     {"sendTo", NULL, send_to, NULL, NULL, NULL, napi_enumerable, NULL},
     {"close", NULL, close_socket, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"trimHeap", NULL, trim_heap, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof methods / sizeof methods[0], methods) != napi_ok) return NULL;
   return exports;

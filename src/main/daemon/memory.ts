@@ -85,12 +85,15 @@ export type HeapFigures = () => { readonly used_heap_size: number; readonly heap
 export class HeapWatch {
   readonly #logger: Logger;
   readonly #figures: HeapFigures;
+  readonly #afterFull: () => void;
   #observer: PerformanceObserver | null = null;
   #warned = false;
 
-  constructor(logger: Logger, figures: HeapFigures = getHeapStatistics) {
+  /** `afterFull`: also run after each full collection (the server gives malloc's free pages back then). */
+  constructor(logger: Logger, figures: HeapFigures = getHeapStatistics, afterFull: () => void = () => undefined) {
     this.#logger = logger;
     this.#figures = figures;
+    this.#afterFull = afterFull;
   }
 
   /** Looks now (call it after a full collection), then after each full collection V8 runs. */
@@ -98,7 +101,9 @@ export class HeapWatch {
     this.check();
     if (this.#observer) return;
     this.#observer = new PerformanceObserver((list) => {
-      if (list.getEntries().some(isFullCollection)) this.check();
+      if (!list.getEntries().some(isFullCollection)) return;
+      this.check();
+      this.#afterFull();
     });
     this.#observer.observe({ entryTypes: ["gc"] });
   }

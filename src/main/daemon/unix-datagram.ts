@@ -13,11 +13,16 @@ import { getSystemErrorName } from "node:util";
 import { strerror } from "../config/os-error.js";
 import { notifyWarning } from "./daemonize.js";
 
-/** src/native/datagram.c's three calls; errors other than open()'s come back as errno numbers. */
+/** src/native/datagram.c's calls; errors other than open()'s come back as errno numbers. */
 export interface DatagramAddon {
   open(): number;
   sendTo(fd: number, path: Buffer, data: Buffer): number;
   close(fd: number): number;
+  /**
+   * malloc_trim(0): true if pages went back to the kernel. Absent from a
+   * build of the addon older than the call (one not rebuilt since).
+   */
+  trimHeap?(): boolean;
 }
 
 /** A non-blocking unix datagram socket that is never connected. */
@@ -69,6 +74,22 @@ function load(path: string): DatagramAddon | AddonUnavailable {
   } catch (error) {
     return { unavailable: describeLoadFailure(error) };
   }
+}
+
+/**
+ * Gives the kernel back the pages left free inside malloc's arenas
+ * (malloc_trim(0), through the addon): each thread's arena keeps what it
+ * once grew to, ~10 MiB free but resident in a reboot wave (docs/
+ * BENCHMARK.md, "Free pages in malloc's arenas"). Walks every arena's free
+ * chunks, holding each arena's lock meanwhile, so it is for after a full
+ * collection, not for every connection. False, and nothing done, without
+ * the addon (the failed load is said by whoever needed its datagrams) or
+ * with a build older than the call.
+ */
+export function releaseFreePages(): boolean {
+  const addon = datagramAddon();
+  if ("unavailable" in addon || typeof addon.trimHeap !== "function") return false;
+  return addon.trimHeap();
 }
 
 /** An errno from the addon in strerror's words. */
