@@ -192,17 +192,30 @@ export function ownedCopy(bytes: Uint8Array): Buffer {
   return out;
 }
 
-/** `parts` one after the other in memory of their own (Buffer.concat cuts a small result from the shared chunks: see ownedCopy). */
-export function ownedConcat(parts: readonly Uint8Array[]): Buffer {
+/**
+ * `parts` (bytes, or text as UTF-8) one after the other in memory of their
+ * own, exactly their size: Buffer.concat and Buffer.from cut a small result
+ * from the shared chunks (see ownedCopy).
+ */
+export function ownedConcat(parts: ReadonlyArray<string | Uint8Array>): Buffer {
   let length = 0;
-  for (const part of parts) length += part.length;
+  for (const part of parts) length += byteSize(part);
   const out = Buffer.allocUnsafeSlow(length);
   let at = 0;
   for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
+    if (typeof part === "string") {
+      at += out.write(part, at, "utf8");
+    } else {
+      out.set(part, at);
+      at += part.length;
+    }
   }
   return out;
+}
+
+/** Bytes of `part`, text counted as UTF-8. */
+export function byteSize(part: string | Uint8Array): number {
+  return typeof part === "string" ? Buffer.byteLength(part, "utf8") : part.length;
 }
 
 /** A plaintext record (only ever ClientHello/ServerHello/CCS/alerts before keys). */

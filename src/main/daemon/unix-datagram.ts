@@ -6,6 +6,7 @@
 // Node.js. If it does not load (never built: no compiler at install), the
 // server serves on without those datagrams; the failed load is said once,
 // on standard error, with what to do, and the callers go on without it.
+// The addon's one other call, malloc_trim, is here too (releaseFreePages).
 
 import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";

@@ -33,7 +33,7 @@ import { reasonInWords } from "../config/os-error.js";
 import { events } from "../events.js";
 import { systemClock, type Clock, type TimerHandle } from "../clock.js";
 import { drawRandom } from "../../tls/random.js";
-import { ownedCopy } from "../../tls/record.js";
+import { byteSize, ownedConcat, ownedCopy } from "../../tls/record.js";
 import { BaseFile, isSpan, piecesOf, StateFileChanged, writeAtomically, writeAtomicallyInBackground, type StateList, type StatePiece } from "./state-writer.js";
 
 export { writeAtomically, writeAtomicallyInBackground } from "./state-writer.js";
@@ -117,7 +117,9 @@ function isConfigSecret(secret: Buffer, configSecret: Buffer): boolean {
 // effect is clients.conf's, else `,"secret":"SEALED"}`. Sealing costs a key
 // derivation and a cipher, and a server saves every second of a reboot
 // wave, so a sealed piece is kept until the secret (a new Buffer when it
-// changes) is replaced. Kept as bytes, outside V8's heap (see exactBytes).
+// changes) is replaced. Kept as bytes, outside V8's heap, in memory of
+// their own (ownedConcat): a slice of Node's shared 8 KiB chunks kept this
+// long would keep its whole chunk.
 const CLIENT_CLOSE = Buffer.from("}");
 const SECRET_OPEN = ',"secret":"';
 const sealed = new WeakMap<Buffer, { configSecret: Buffer; piece: Buffer }>();
@@ -126,33 +128,9 @@ function secretPiece(secret: Buffer, configSecret: Buffer): Buffer {
   if (isConfigSecret(secret, configSecret)) return CLIENT_CLOSE;
   const hit = sealed.get(secret);
   if (hit && hit.configSecret === configSecret) return hit.piece;
-  const piece = exactBytes(`${SECRET_OPEN}${sealSecret(secret, configSecret)}"}`);
+  const piece = ownedConcat([`${SECRET_OPEN}${sealSecret(secret, configSecret)}"}`]);
   sealed.set(secret, { configSecret, piece });
   return piece;
-}
-
-/**
- * `parts` (text as UTF-8, or bytes) one after the other in a buffer of its
- * own, exactly their size. Not Buffer.from: below 4 KiB that cuts buffers
- * from shared 8 KiB slabs, and a slab lives as long as any piece of it, so
- * pieces kept for different lengths of time waste most of it.
- */
-function exactBytes(...parts: ReadonlyArray<string | Uint8Array>): Buffer {
-  const bytes = Buffer.allocUnsafeSlow(parts.reduce((n, part) => n + byteSize(part), 0));
-  let at = 0;
-  for (const part of parts) {
-    if (typeof part === "string") {
-      at += bytes.write(part, at, "utf8");
-    } else {
-      bytes.set(part, at);
-      at += part.length;
-    }
-  }
-  return bytes;
-}
-
-function byteSize(part: string | Uint8Array): number {
-  return typeof part === "string" ? Buffer.byteLength(part, "utf8") : part.length;
 }
 
 // GCM's nonces, random, each used once, drawn from the handshakes' pool
@@ -530,11 +508,11 @@ export class StateSerialiser {
     const there = base !== null && base === this.#base;
     if (bytes !== null && base !== null) {
       const head = there ? base.readSync(offset, fragment.headLength) : null;
-      return exactBytes(head ?? headText(fragment.conf, fragment.settings, fragment.enabled), bytes);
+      return ownedConcat([head ?? headText(fragment.conf, fragment.settings, fragment.enabled), bytes]);
     }
     if (bytes !== null) return bytes;
     const read = there ? base.readSync(offset, fragment.length) : null;
-    return read ?? exactBytes(headText(fragment.conf, fragment.settings, fragment.enabled), tailText(fragment.runtime));
+    return read ?? ownedConcat([headText(fragment.conf, fragment.settings, fragment.enabled), tailText(fragment.runtime)]);
   }
 
   /** Every client, in order: the list made anew. */
@@ -640,9 +618,9 @@ export class StateSerialiser {
     // tail is made again (~1 µs); an unchanged head is taken from memory,
     // or left where it lies in the file written last, never read back here.
     const tail = tailText(runtime);
-    const headAt = sameHead ? this.#headInFile(old) : -1;
-    const head = headAt >= 0 ? null : sameHead && old.bytes !== null && old.base === null ? old.bytes.subarray(0, old.headLength) : headText(conf, settings, runtime.enabled);
-    const bytes = head === null ? exactBytes(tail) : exactBytes(head, tail);
+    const headOffset = sameHead ? this.#headInFile(old) : -1;
+    const head = headOffset >= 0 ? null : sameHead && old.bytes !== null && old.base === null ? old.bytes.subarray(0, old.headLength) : headText(conf, settings, runtime.enabled);
+    const bytes = ownedConcat(head === null ? [tail] : [head, tail]);
     const headLength = head === null ? old!.headLength : byteSize(head);
     const fragment: Fragment = {
       conf,
@@ -650,8 +628,8 @@ export class StateSerialiser {
       settings: sameHead ? old.settings : Object.isFrozen(settings) ? settings : Object.freeze(configValues(settings)),
       runtime: sameTail ? old.runtime : Object.isFrozen(runtime) ? runtime : Object.freeze({ ...runtime }),
       bytes,
-      base: headAt >= 0 ? this.#base : null,
-      offset: Math.max(headAt, 0),
+      base: headOffset >= 0 ? this.#base : null,
+      offset: Math.max(headOffset, 0),
       close: null,
       length: head === null ? headLength + bytes.length : bytes.length,
       headLength,
