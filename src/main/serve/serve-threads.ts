@@ -13,6 +13,9 @@
 // socket had taken the number. So no thread ever closes it: close() stops
 // the accepting (new connections are reset), drains, and leaves the
 // threads idle until the process exits, when the kernel closes it.
+// A socket a thread with SO_REUSEPORT was measured and not taken: a queue
+// a thread, filled by a hash, leaves connections waiting while a thread
+// idles (docs/BENCHMARK.md, "Serve threads on sockets of their own").
 
 import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
