@@ -31,7 +31,7 @@ describe("HeapWatch on given figures", () => {
     const { logger, warnings } = capture();
     const limit = 1000 * MIB;
     let used = 0;
-    const watch = new HeapWatch(logger, () => ({ used_heap_size: used, heap_size_limit: limit }));
+    const watch = new HeapWatch(logger, { figures: () => ({ used_heap_size: used, heap_size_limit: limit }) });
     used = (HEAP_WARN_SHARE - 0.01) * limit;
     watch.check();
     assert.equal(warnings.length, 0);
@@ -187,7 +187,7 @@ describe("malloc's free pages given back", () => {
   test("HeapWatch runs its afterFull after a full collection", async () => {
     const { logger } = capture();
     let runs = 0;
-    const watch = new HeapWatch(logger, undefined, () => runs++);
+    const watch = new HeapWatch(logger, { afterFull: () => runs++ });
     watch.start();
     try {
       collectGarbage();

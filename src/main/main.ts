@@ -244,7 +244,7 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
   // after each full collection (docs/OPERATION.md, "Memory").
   releaseFreePages();
   // Warns when the clients alive near the heap's cap (docs/OPERATION.md, "Memory").
-  const heapWatch = new HeapWatch(logger, undefined, releaseFreePages);
+  const heapWatch = new HeapWatch(logger, { afterFull: releaseFreePages });
   heapWatch.start();
   // Serve threads run their handshakes inline: no pool beside them.
   const threaded = settings.serveThreads > 0;

@@ -89,11 +89,15 @@ export class HeapWatch {
   #observer: PerformanceObserver | null = null;
   #warned = false;
 
-  /** `afterFull`: also run after each full collection (the server gives malloc's free pages back then). */
-  constructor(logger: Logger, figures: HeapFigures = getHeapStatistics, afterFull: () => void = () => undefined) {
+  /**
+   * `figures`: where the heap's figures come from (V8's, or a test's);
+   * `afterFull`: also run after each full collection (the server gives
+   * malloc's free pages back then).
+   */
+  constructor(logger: Logger, options: { readonly figures?: HeapFigures; readonly afterFull?: () => void } = {}) {
     this.#logger = logger;
-    this.#figures = figures;
-    this.#afterFull = afterFull;
+    this.#figures = options.figures ?? getHeapStatistics;
+    this.#afterFull = options.afterFull ?? (() => undefined);
   }
 
   /** Looks now (call it after a full collection), then after each full collection V8 runs. */
