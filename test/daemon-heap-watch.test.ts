@@ -3,8 +3,7 @@
 // figures, and on the real server with a small old generation against the
 // same clients under bin/mandos's own 1 GiB cap. And collectGarbage()'s
 // first call from several threads at once: V8's flags are the process's,
-// and a serve thread once died of "gc is not defined". And when a serve
-// thread collects: only after a burst and ten quiet seconds, never in a lull.
+// and a serve thread once died of "gc is not defined".
 
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
@@ -13,7 +12,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Worker } from "node:worker_threads";
-import { collectGarbage, HEAP_REARM_SHARE, HEAP_WARN_SHARE, HeapWatch, IDLE_COLLECT_AFTER, IDLE_QUIET_SECONDS, IdleCollection } from "../src/main/daemon/memory.js";
+import { collectGarbage, HEAP_REARM_SHARE, HEAP_WARN_SHARE, HeapWatch } from "../src/main/daemon/memory.js";
 import { releaseFreePages } from "../src/main/daemon/unix-datagram.js";
 import type { Logger } from "../src/main/daemon/log.js";
 import { startServer } from "./helpers/server.js";
@@ -134,52 +133,6 @@ describe("collectGarbage from several threads at once", () => {
       await Promise.all(workers.map((w) => w.terminate()));
     }
     assert.deepEqual(failures, []);
-  });
-});
-
-describe("IdleCollection: a serve thread's collection after a burst", () => {
-  /** Looks once a second with the counts given; the looks (1-based) that said "collect". */
-  function looks(idle: IdleCollection, seconds: ReadonlyArray<readonly [served: number, open: number]>): number[] {
-    const collected: number[] = [];
-    seconds.forEach(([served, open], i) => idle.look(served, open) && collected.push(i + 1));
-    return collected;
-  }
-  const quiet = (served: number, n: number): Array<[number, number]> => Array.from({ length: n }, () => [served, 0]);
-
-  test("collects after enough connections and IDLE_QUIET_SECONDS quiet looks, once", () => {
-    const idle = new IdleCollection();
-    const burst = IDLE_COLLECT_AFTER;
-    // The look that sees the burst is not quiet (its count moved); the next IDLE_QUIET_SECONDS are.
-    const collected = looks(idle, [[burst / 2, 10], [burst, 0], ...quiet(burst, IDLE_QUIET_SECONDS + 5)]);
-    assert.deepEqual(collected, [2 + IDLE_QUIET_SECONDS]);
-  });
-
-  test("a lull shorter than IDLE_QUIET_SECONDS in a wave collects nothing", () => {
-    const idle = new IdleCollection();
-    const seconds: Array<[number, number]> = [];
-    let served = 0;
-    for (let lull = 0; lull < 5; lull++) {
-      served += IDLE_COLLECT_AFTER;
-      seconds.push([served, 0], ...quiet(served, IDLE_QUIET_SECONDS - 1));
-    }
-    assert.deepEqual(looks(idle, seconds), []);
-  });
-
-  test("an open connection or a new one starts the quiet count again", () => {
-    const idle = new IdleCollection();
-    const n = IDLE_COLLECT_AFTER;
-    const collected = looks(idle, [[n, 0], ...quiet(n, IDLE_QUIET_SECONDS - 1), [n, 1], ...quiet(n, IDLE_QUIET_SECONDS - 1), [n + 1, 0], ...quiet(n + 1, IDLE_QUIET_SECONDS)]);
-    // Three looks that break the quiet, two runs of IDLE_QUIET_SECONDS - 1 quiet looks, then the full run.
-    assert.deepEqual(collected, [3 + 2 * (IDLE_QUIET_SECONDS - 1) + IDLE_QUIET_SECONDS]);
-  });
-
-  test("too few connections since the last collection: none, however quiet", () => {
-    const idle = new IdleCollection();
-    const n = IDLE_COLLECT_AFTER;
-    const first = looks(idle, [[n, 0], ...quiet(n, IDLE_QUIET_SECONDS)]);
-    assert.equal(first.length, 1);
-    assert.deepEqual(looks(idle, [[2 * n - 1, 0], ...quiet(2 * n - 1, 3 * IDLE_QUIET_SECONDS)]), []);
-    assert.equal(looks(idle, [[2 * n, 0], ...quiet(2 * n, IDLE_QUIET_SECONDS)]).length, 1);
   });
 });
 

@@ -14,7 +14,6 @@ import type { AdmissionRefusal } from "../main/serve/admission.js";
 import { numberConnections } from "../main/serve/connection.js";
 import type { Channel } from "../main/events.js";
 import { systemClock } from "../main/clock.js";
-import { collectGarbage, IdleCollection } from "../main/daemon/memory.js";
 import type { Logger } from "../main/daemon/log.js";
 import type { SecretDecision, SecretSource } from "../main/clients/contract.js";
 import { FORWARDED_CHANNELS, type FromThread, type ServeThreadData, type ThreadOp, type ToThread } from "../main/serve/serve-protocol.js";
@@ -179,14 +178,11 @@ port.on("message", (message: ToThread) => {
       return;
   }
 });
-// After a burst, give the heap it grew into back: a worker's isolate gets
-// none of the idle-time collections that shrink the main thread's, and
-// would keep a wave's or an attack's peak for ever. Looked at each second;
-// a full collection once the thread has been idle a while after enough
-// connections (IdleCollection says when, and why not sooner).
-const idle = new IdleCollection();
-setInterval(() => {
-  if (idle.look(listener.accepted, listener.openConnections)) collectGarbage();
-}, 1_000).unref();
+// No collection is forced after a burst, idle or not: it would throw the
+// thread's compiled code away with the dead connections' shapes, and the
+// next wave, however much later, would meet a cold thread (1,100-1,150 µs
+// a secret against 660-670 after 30 s of rest, two serve threads;
+// docs/BENCHMARK.md, "Waves after a rest"). The heap a wave grew stays
+// until V8's own collections shrink it, at most about a wave's peak.
 
 post({ kind: "loaded" });

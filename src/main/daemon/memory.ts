@@ -1,6 +1,5 @@
-// The heap: a full collection after start-up, one in a serve thread once
-// it is idle after a burst, and a warning when what stays alive nears
-// V8's limit.
+// The heap: a full collection after start-up, and a warning when what
+// stays alive nears V8's limit.
 //
 // Start-up leaves garbage the size of clients.conf several times over (the
 // file's text, its lines, parsed sections, the first state file). V8 keeps
@@ -12,6 +11,12 @@
 // server whose clients outgrow the cap would stop with V8's "heap out of
 // memory". HeapWatch looks at the heap after each full collection, when
 // what is in use is what is alive, and says so in the log well before.
+//
+// No collection is forced once the server serves, in any thread: a forced
+// (or V8's idle-time) collection lets the shapes of a wave's dead objects
+// go and the code compiled for them with it, so that the next wave would
+// run cold (bin/mandos turns V8's memory reducer off for the same reason;
+// docs/OPERATION.md, "Memory").
 
 import { constants, PerformanceObserver, type PerformanceEntry } from "node:perf_hooks";
 import { getHeapStatistics, setFlagsFromString } from "node:v8";
@@ -25,7 +30,7 @@ export function collectStartupGarbage(): void {
   collectGarbage();
 }
 
-/** A full garbage collection, now (a serve thread's after a burst, see src/workers/serve.ts). */
+/** A full garbage collection, now; safe from several threads at once. */
 export function collectGarbage(): void {
   if (!collect) {
     // The documented way to reach V8's gc() without starting node with
@@ -41,36 +46,6 @@ export function collectGarbage(): void {
     collect = found as () => void;
   }
   collect();
-}
-
-/** Connections a thread serves before an idle collection is worth its cost. */
-export const IDLE_COLLECT_AFTER = 1_000;
-/** Seconds with no connection open or accepted before a thread counts as idle. */
-export const IDLE_QUIET_SECONDS = 10;
-
-/**
- * When a serve thread gives back the heap a burst grew (src/workers/serve.ts):
- * once it has served IDLE_COLLECT_AFTER connections since the last time,
- * and then IDLE_QUIET_SECONDS of looks in a row found none open and none
- * accepted. Not at the first quiet second: a forced full collection also
- * throws away the thread's optimised code (V8 deoptimises all code whose
- * weakly held objects it clears), and one in a lull of a wave left the
- * wave's next seconds to the interpreter and the compiler (~3 s of compile
- * on two cores; docs/BENCHMARK.md, "Closures compiled again").
- */
-export class IdleCollection {
-  #servedAtCollection = 0;
-  #servedAtLastLook = 0;
-  #quiet = 0;
-
-  /** One look a second: `served` counts every connection accepted so far, `open` those open now; true: collect now. */
-  look(served: number, open: number): boolean {
-    this.#quiet = served === this.#servedAtLastLook && open === 0 ? this.#quiet + 1 : 0;
-    this.#servedAtLastLook = served;
-    if (this.#quiet < IDLE_QUIET_SECONDS || served - this.#servedAtCollection < IDLE_COLLECT_AFTER) return false;
-    this.#servedAtCollection = served;
-    return true;
-  }
 }
 
 /** Alive after a full collection, as a share of V8's heap limit, from which HeapWatch warns. */

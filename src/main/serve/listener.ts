@@ -85,7 +85,6 @@ export class Listener {
   /** What every connection shares (connection.ts). */
   readonly #host: ConnectionHost;
   #closing = false;
-  #accepted = 0;
   #interface: InterfaceFilter | null = null;
   /** Set while close() waits for the last connection to end. */
   #drained: (() => void) | null = null;
@@ -179,13 +178,7 @@ export class Listener {
     return this.#admission.counts;
   }
 
-  /** Sockets accepted so far, admitted or not. */
-  get accepted(): number {
-    return this.#accepted;
-  }
-
   #accept(socket: Socket): void {
-    this.#accepted++;
     if (this.#closing) {
       // Closed but still listening (a serve thread's shared socket): as refused.
       socket.resetAndDestroy();
