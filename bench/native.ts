@@ -25,7 +25,9 @@
 // from each server's round of median CPU a secret.
 // After the side-by-side rows, the socket floor (socket-floor.ts): node:net
 // alone under the same concurrency, closing at once and held as long as
-// ours lived.
+// ours lived. Last, a wave as a real reboot storm meets the server: the
+// 1,000 clients once, 256 at once, on a server just started (no warm-up),
+// and on one warmed up and then left at rest for REST_SECONDS.
 
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { createHash, generateKeyPairSync, randomBytes } from "node:crypto";
@@ -33,6 +35,7 @@ import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, write
 import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { setTimeout as sleep } from "node:timers/promises";
 import { freePort } from "../test/helpers/wait.js";
 import { runCollecting, serverNodeFlags, stopProcess, waitForPort } from "./reboot.js";
 import { childrenCpuMs, cpuBetween, peakRssMiB, threadCpu, threadRolePreload, workerThreadIds, type ThreadCpu } from "./threads.js";
@@ -146,9 +149,20 @@ export interface ServerUnderTest {
 /** How much load: connections at once, then either seconds of new connections or a fixed count. */
 export interface Load {
   readonly concurrency: number;
+  /** 0: none, the server measured as it starts. */
   readonly warmupSeconds: number;
+  /** Seconds with no connection between the warm-up and the measured run. */
+  readonly restSeconds?: number;
   readonly measure: { readonly seconds: number } | { readonly connections: number };
 }
+
+/**
+ * The rest before the rested wave: longer than any idle-time collection
+ * V8 or we would run after a wave (V8's memory reducer starts ~8 s after
+ * the allocation stops), so that a server that throws its compiled code
+ * away at rest shows it.
+ */
+export const REST_SECONDS = 30;
 
 /** µs of CPU per secret delivered. */
 export interface CpuPerSecret {
@@ -258,7 +272,8 @@ export async function measureServer(
   try {
     const generatorCpus = s.pin?.generator;
     const conc = ["-c", String(load.concurrency)];
-    const warm = await runLoad(tools, port, clients.dir, [...conc, "-d", String(load.warmupSeconds)], generatorCpus);
+    const warm = load.warmupSeconds > 0 ? await runLoad(tools, port, clients.dir, [...conc, "-d", String(load.warmupSeconds)], generatorCpus) : {};
+    if (load.restSeconds) await sleep(load.restSeconds * 1000);
     if (child.exitCode !== null || child.signalCode !== null) throw new Error(`${s.server} server exited (${child.exitCode ?? child.signalCode}) during the warm-up`);
     const before = threadCpu(child.pid!, isWorker);
     const childrenBefore = childrenCpuMs(child.pid!);
@@ -277,7 +292,8 @@ export async function measureServer(
       concurrency: load.concurrency,
       measured:
         ("seconds" in load.measure ? `${load.measure.seconds} s` : `wave of ${load.measure.connections}`) +
-        (clients.checkerInterval ? `, checkers every ${clients.checkerInterval}` : ""),
+        (clients.checkerInterval ? `, checkers every ${clients.checkerInterval}` : "") +
+        (load.warmupSeconds === 0 ? ", just started" : load.restSeconds ? `, after ${load.restSeconds} s at rest` : ""),
       ok,
       failed: r.failed ?? 0,
       mismatched: r.mismatch ?? 0,
@@ -361,6 +377,12 @@ export interface NativeReport {
    */
   readonly runtimes: NativeRow[][];
   readonly runtimesSkipped?: string;
+  /**
+   * A reboot storm as it meets the server: the clients once each, on a
+   * server just started, then on one warmed up and left at rest for
+   * REST_SECONDS; ours (default workers, two serve threads) and native.
+   */
+  readonly rested: NativeRow[];
 }
 
 export interface NativeOptions {
@@ -405,7 +427,7 @@ function pinFor(workers: number, cores: number): ServerUnderTest["pin"] {
 
 export async function runNativeComparison(options: NativeOptions): Promise<NativeReport> {
   const { tools, quick, work, log } = options;
-  const empty = { sideBySide: [], sideBySideRounds: [], pinned: [], large: [], extrapolation: [], floor: [], runtimes: [] };
+  const empty = { sideBySide: [], sideBySideRounds: [], pinned: [], large: [], extrapolation: [], floor: [], runtimes: [], rested: [] };
   if ("skipped" in tools) {
     log(`native comparison skipped: ${tools.skipped}`);
     return { ...empty, skipped: tools.skipped };
@@ -509,6 +531,14 @@ export async function runNativeComparison(options: NativeOptions): Promise<Nativ
     await measure({ server: "mandos-ts", workers: "default" }, checked, wave, report.large);
     rmSync(checked.dir, { recursive: true, force: true });
     rmSync(large.dir, { recursive: true, force: true });
+
+    // A storm meets a server that has just started, or one that has been
+    // at rest since its last wave: how far from warmed figures are those?
+    const once: Load["measure"] = { connections: small.count };
+    for (const s of [{ server: "mandos-ts", workers: "default" }, threads2, native] as const) {
+      await measure(s, small, { concurrency: 256, warmupSeconds: 0, measure: once }, report.rested);
+      await measure(s, small, { concurrency: 256, warmupSeconds: 3, restSeconds: REST_SECONDS, measure: once }, report.rested);
+    }
   }
   return report;
 }
@@ -533,7 +563,7 @@ function versusNative(ours: NativeRow, native: NativeRow): { secretsPerSecond: n
   };
 }
 
-/** ours/native for each of our rows against the native row of the same table. */
+/** ours/native for each of our rows against the native row of the same table (the one measured alike, if there is one). */
 function ratios(rows: readonly NativeRow[]): string {
   const native = rows.find((r) => r.server === "native");
   if (!native) return "";
@@ -542,9 +572,11 @@ function ratios(rows: readonly NativeRow[]): string {
   for (const r of rows.filter((row) => row.server === "mandos-ts" && row.concurrency === native.concurrency)) {
     // The native server runs no checkers: a row with them is compared as it is, and says so.
     const checkers = r.checkerInterval ? `, checkers every ${r.checkerInterval} (native: none)` : "";
-    const v = versusNative(r, native);
+    const alike = rows.find((row) => row.server === "native" && row.measured === r.measured);
+    const v = versusNative(r, alike ?? native);
     const on = new Set(rows.map((row) => row.node).filter(Boolean)).size > 1 ? ` on ${r.node}` : "";
-    out += `ours ${threadsLabel(r)}${on}${checkers} / native: secrets/s ${x(v.secretsPerSecond)}, CPU per secret ${x(v.cpuPerSecret)}, p99 ${x(v.p99)}\n`;
+    const when = rows.filter((row) => row.server === "native").length > 1 ? `, ${r.measured}` : "";
+    out += `ours ${threadsLabel(r)}${on}${checkers}${when} / native: secrets/s ${x(v.secretsPerSecond)}, CPU per secret ${x(v.cpuPerSecret)}, p99 ${x(v.p99)}\n`;
   }
   return out;
 }
@@ -627,6 +659,7 @@ export function nativeTables(report: NativeReport): string {
   }
   section("Pinned with taskset:", report.pinned);
   section("10,000 clients, one wave:", report.large);
+  section(`A storm as it meets the server: each client once, on a server just started and on one warmed up then left ${REST_SECONDS} s at rest:`, report.rested);
   if (report.floorSkipped) out += `Socket floor skipped: ${report.floorSkipped}\n\n`;
   if (report.floor.length > 0) {
     out +=
@@ -654,5 +687,5 @@ export function nativeTables(report: NativeReport): string {
 
 /** Rows with failed, mismatched or missing secrets (warm-up included). */
 export function failedRows(report: NativeReport): NativeRow[] {
-  return [...report.sideBySide, ...report.sideBySideRounds.slice(1).flat(), ...report.runtimes.flat(), ...report.pinned, ...report.large].filter((r) => r.failed > 0 || r.mismatched > 0 || r.ok === 0 || r.warmup.failed > 0);
+  return [...report.sideBySide, ...report.sideBySideRounds.slice(1).flat(), ...report.runtimes.flat(), ...report.pinned, ...report.large, ...report.rested].filter((r) => r.failed > 0 || r.mismatched > 0 || r.ok === 0 || r.warmup.failed > 0);
 }

@@ -14,7 +14,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { once } from "node:events";
 import { childrenCpuMs, threadCpu, threadRolePreload, workerThreadIds } from "../bench/threads.js";
-import { extrapolate, medianCpuRow, roundRatios, type NativeRow } from "../bench/native.js";
+import { extrapolate, medianCpuRow, nativeTables, roundRatios, type NativeReport, type NativeRow } from "../bench/native.js";
 import { median } from "../bench/stats.js";
 import { buildFloorClient, measureFloor } from "../bench/socket-floor.js";
 import { waveSvg } from "../bench/wave-svg.js";
@@ -151,6 +151,24 @@ describe("side-by-side rounds", () => {
     assert.deepEqual(ratios[0]!.cpuPerSecret.map((x) => +x.toFixed(3)), [1.667, 2.4]);
     assert.deepEqual(ratios[1]!.cpuPerSecret, [1.5, 2]);
     assert.deepEqual(ratios[1]!.secretsPerSecond, [0.9, 0.85]);
+  });
+
+  it("compares a storm on a server just started and one at rest each with the native server measured alike", () => {
+    const as = (r: NativeRow, measured: string): NativeRow => ({ ...r, measured });
+    const started = "wave of 1000, just started";
+    const rested = "wave of 1000, after 30 s at rest";
+    const report: NativeReport = {
+      sideBySide: [], sideBySideRounds: [], pinned: [], large: [], extrapolation: [], floor: [], runtimes: [],
+      rested: [
+        as(row("mandos-ts", 1, 1300, 1000, 240), started), as(row("mandos-ts", 1, 1800, 600, 170), rested),
+        as(row("native", 2, 2600, 250, 120), started), as(row("native", 2, 3000, 300, 85), rested),
+      ],
+    };
+    const lines = nativeTables(report).split("\n").filter((l) => l.startsWith("ours "));
+    assert.deepEqual(lines, [
+      `ours workers=1, ${started} / native: secrets/s 0.50, CPU per secret 4.00, p99 2.00`,
+      `ours workers=1, ${rested} / native: secrets/s 0.60, CPU per secret 2.00, p99 2.00`,
+    ]);
   });
 
   it("reads the extrapolation from each server's round of median CPU a secret", () => {
