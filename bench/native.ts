@@ -448,6 +448,7 @@ export async function runNativeComparison(options: NativeOptions): Promise<Nativ
   const seconds = quick ? 2 : 8;
   const load: Load = { concurrency: quick ? 64 : 256, warmupSeconds: quick ? 1 : 3, measure: { seconds } };
   const native: ServerUnderTest = { server: "native", workers: 2 };
+  const asShipped: ServerUnderTest = { server: "mandos-ts", workers: "default" };
   const threads2: ServerUnderTest = { server: "mandos-ts", workers: 0, serveThreads: 2 };
   const sideBySide = [{ server: "mandos-ts", workers: 0 }, { server: "mandos-ts", workers: 2 }, threads2, native] as const;
   for (const s of sideBySide) await measure(s, small, load, report.sideBySide);
@@ -470,7 +471,7 @@ export async function runNativeComparison(options: NativeOptions): Promise<Nativ
     report = { ...report, runtimesSkipped: "no other Node.js release fetched (scripts/install-test-runtimes.sh, run by npm test)" };
   } else {
     for (const runtime of others) copyBuild(runtime);
-    const servers: ServerUnderTest[] = [{ server: "mandos-ts", workers: "default" }, ...others.map((runtime) => ({ server: "mandos-ts" as const, workers: "default" as const, runtime })), native];
+    const servers: ServerUnderTest[] = [asShipped, ...others.map((runtime) => ({ ...asShipped, runtime })), native];
     for (let round = 0; round < roundCount; round++) {
       const rows: NativeRow[] = [];
       for (const s of round % 2 === 1 ? [...servers].reverse() : servers) await measure(s, small, load, rows);
@@ -524,18 +525,18 @@ export async function runNativeComparison(options: NativeOptions): Promise<Nativ
       await measure(s, large, wave, report.large);
     }
     // The memory goal: 10,000 clients configured, 1,000 connections open at once.
-    await measure({ server: "mandos-ts", workers: "default" }, large, { ...wave, concurrency: 1000 }, report.large);
+    await measure(asShipped, large, { ...wave, concurrency: 1000 }, report.large);
     await measure(threads2, large, { ...wave, concurrency: 1000 }, report.large);
     // A fleet at the default interval: 83 checkers a second beside the wave.
     const checked = withCheckerInterval(large, "2m", join(work, "clients-large-2m"));
-    await measure({ server: "mandos-ts", workers: "default" }, checked, wave, report.large);
+    await measure(asShipped, checked, wave, report.large);
     rmSync(checked.dir, { recursive: true, force: true });
     rmSync(large.dir, { recursive: true, force: true });
 
     // A storm meets a server that has just started, or one that has been
     // at rest since its last wave: how far from warmed figures are those?
     const once: Load["measure"] = { connections: small.count };
-    for (const s of [{ server: "mandos-ts", workers: "default" }, threads2, native] as const) {
+    for (const s of [asShipped, threads2, native]) {
       await measure(s, small, { concurrency: 256, warmupSeconds: 0, measure: once }, report.rested);
       await measure(s, small, { concurrency: 256, warmupSeconds: 3, restSeconds: REST_SECONDS, measure: once }, report.rested);
     }
@@ -565,18 +566,19 @@ function versusNative(ours: NativeRow, native: NativeRow): { secretsPerSecond: n
 
 /** ours/native for each of our rows against the native row of the same table (the one measured alike, if there is one). */
 function ratios(rows: readonly NativeRow[]): string {
-  const native = rows.find((r) => r.server === "native");
+  const natives = rows.filter((r) => r.server === "native");
+  const native = natives[0];
   if (!native) return "";
   const x = (v: number | null): string => (v === null ? "-" : v.toFixed(2));
+  const manyReleases = new Set(rows.map((row) => row.node).filter(Boolean)).size > 1;
   let out = "";
   for (const r of rows.filter((row) => row.server === "mandos-ts" && row.concurrency === native.concurrency)) {
     // The native server runs no checkers: a row with them is compared as it is, and says so.
     const checkers = r.checkerInterval ? `, checkers every ${r.checkerInterval} (native: none)` : "";
-    const alike = rows.find((row) => row.server === "native" && row.measured === r.measured);
-    const v = versusNative(r, alike ?? native);
-    const on = new Set(rows.map((row) => row.node).filter(Boolean)).size > 1 ? ` on ${r.node}` : "";
-    const when = rows.filter((row) => row.server === "native").length > 1 ? `, ${r.measured}` : "";
-    out += `ours ${threadsLabel(r)}${on}${checkers}${when} / native: secrets/s ${x(v.secretsPerSecond)}, CPU per secret ${x(v.cpuPerSecret)}, p99 ${x(v.p99)}\n`;
+    const v = versusNative(r, natives.find((n) => n.measured === r.measured) ?? native);
+    const release = manyReleases ? ` on ${r.node}` : "";
+    const when = natives.length > 1 ? `, ${r.measured}` : "";
+    out += `ours ${threadsLabel(r)}${release}${checkers}${when} / native: secrets/s ${x(v.secretsPerSecond)}, CPU per secret ${x(v.cpuPerSecret)}, p99 ${x(v.p99)}\n`;
   }
   return out;
 }

@@ -35,7 +35,7 @@ import { migrateReferenceState } from "./state/pickle-import.js";
 import type { Announcement } from "./zeroconf/announce.js";
 import type { DbusService } from "./dbus/index.js";
 import type { FleetState } from "./fleet/fleet-state.js";
-import { collectStartupGarbage, HeapWatch } from "./daemon/memory.js";
+import { collectGarbage, HeapWatch } from "./daemon/memory.js";
 import { releaseFreePages } from "./daemon/unix-datagram.js";
 import { Observability } from "./observe/index.js";
 
@@ -239,7 +239,8 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
   // may still read files that the user we become cannot.
   const dbusModule = settings.useDbus ? await import("./dbus/index.js") : null;
   const zeroconfModule = settings.zeroconf ? await import("./zeroconf/announce.js") : null;
-  collectStartupGarbage();
+  // Start-up's garbage, once; none is forced later (memory.ts says why).
+  collectGarbage();
   // What start-up freed in malloc's arenas goes back to the kernel, and so
   // after each full collection (docs/OPERATION.md, "Memory").
   releaseFreePages();

@@ -25,12 +25,7 @@ import type { Logger } from "./log.js";
 
 let collect: (() => void) | undefined;
 
-/** Runs a full garbage collection now (once start-up is over). */
-export function collectStartupGarbage(): void {
-  collectGarbage();
-}
-
-/** A full garbage collection, now; safe from several threads at once. */
+/** A full garbage collection, now (the server's one, once start-up is over); safe from several threads at once. */
 export function collectGarbage(): void {
   if (!collect) {
     // The documented way to reach V8's gc() without starting node with
