@@ -165,3 +165,26 @@ test("a stream syslog that reads nothing holds at most STREAM_BUFFER_MAX, said o
     assert.equal(said.split("\n").filter(Boolean).length, 1, said);
     assert.match(said, new RegExp(`cannot log to syslog at ${path}: it reads no more \\(${STREAM_BUFFER_MAX} bytes wait\\); records are dropped$`, "m"));
   }));
+
+test("a record syslog does not take goes to the fallback sink; one it takes does not", async () => {
+  const fellBack: string[] = [];
+  const fallback = { level: "DEBUG" as const, write: (level: string, message: string) => void fellBack.push(`${level}: ${message}`) };
+  // No addon: every record falls back.
+  const none = syslogSink({ level: "INFO", socketPath: "/nonexistent/mandos-test-log", stderr: new PassThrough(), socket: null, fallback });
+  none.write("WARNING", "no addon");
+  none.close();
+  // No socket at the path: said once, with where the records go.
+  const stderr = new PassThrough();
+  const missing = syslogSink({ level: "INFO", socketPath: "/nonexistent/mandos-test-log", stderr, fallback });
+  missing.write("ERROR", "no socket");
+  missing.close();
+  assert.match(String(stderr.read() ?? ""), /No such file or directory; its records go to standard error$/m);
+  // A syslog that takes them: nothing falls back.
+  const got = await receive(1, (path) => {
+    const taken = syslogSink({ level: "INFO", socketPath: path, fallback });
+    taken.write("INFO", "taken");
+    taken.close();
+  });
+  assert.deepEqual(got, [Buffer.from(`<30>Mandos [${process.pid}]: INFO: taken\0`)]);
+  assert.deepEqual(fellBack, ["WARNING: no addon", "ERROR: no socket"]);
+});

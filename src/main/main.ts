@@ -113,10 +113,14 @@ export async function main(argv: readonly string[]): Promise<number> {
   }
 
   const logger = new FanOutLogger();
-  const syslog = syslogSink({ level: settings.debuglevel, serviceName: settings.servicename });
+  // As the reference's initlogger(): syslog, and with --debug standard
+  // error too. In the foreground (systemd's unit runs --foreground, and the
+  // journal reads both /dev/log and standard error) a record goes to
+  // standard error only when syslog does not take it.
+  const fallback = !settings.debug && settings.foreground ? consoleSink(settings.debuglevel) : undefined;
+  const syslog = syslogSink({ level: settings.debuglevel, serviceName: settings.servicename, fallback });
   logger.addSink(syslog);
   if (settings.debug) logger.addSink(consoleSink("DEBUG"));
-  else if (settings.foreground) logger.addSink(consoleSink(settings.debuglevel));
   logClientEvents(logger);
   const stopServeLog = logServeEvents(logger);
   try {

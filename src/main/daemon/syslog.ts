@@ -7,7 +7,8 @@
 // logs without syslog. A syslog daemon listening on a stream socket there
 // (syslog-ng's unix-stream()) refuses datagrams with EPROTOTYPE: like
 // SysLogHandler, the sink then connects a stream and writes the same
-// records, each ending in its NUL.
+// records, each ending in its NUL. A record syslog does not take goes to
+// the sink's fallback, if it has one (standard error in the foreground).
 
 import { createConnection, type Socket } from "node:net";
 import { reasonInWords } from "../config/os-error.js";
@@ -49,10 +50,11 @@ class StreamSyslog {
     this.#complain = complain;
   }
 
-  send(record: Buffer): void {
+  /** Whether the record was written or waits to be; false: dropped. */
+  send(record: Buffer): boolean {
     if (this.#socket === null) {
       const now = performance.now();
-      if (now - this.#triedAt < STREAM_RETRY_MS) return;
+      if (now - this.#triedAt < STREAM_RETRY_MS) return false;
       this.#triedAt = now;
       const socket = createConnection({ path: this.#path });
       socket.on("error", (error) => this.#complain(reasonInWords(error)));
@@ -63,9 +65,10 @@ class StreamSyslog {
     }
     if (this.#socket.writableLength > STREAM_BUFFER_MAX) {
       this.#complain(`it reads no more (${STREAM_BUFFER_MAX} bytes wait); records are dropped`);
-      return;
+      return false;
     }
     this.#socket.write(record);
+    return true;
   }
 
   /** Sends what waits, then closes (the process stays at most until that is written, or bin/mandos's exit timer). */
@@ -85,6 +88,12 @@ export interface SyslogSinkOptions {
   stderr?: NodeJS.WritableStream;
   /** The socket, or null without one (said already); by default daemon/unix-datagram.ts's. */
   socket?: DatagramSocket | null;
+  /**
+   * Where a record goes that syslog does not take (no addon, no socket at
+   * the path, a full queue): in the foreground, standard error, so that
+   * nothing is lost. Absent: such records are dropped.
+   */
+  fallback?: LogSink;
 }
 
 export interface SyslogSink extends LogSink {
@@ -97,28 +106,32 @@ export function syslogSink(options: SyslogSinkOptions): SyslogSink {
   const stderr = options.stderr ?? process.stderr;
   let socket = options.socket === undefined ? datagramSocketOrSay("syslog", stderr) : options.socket;
   let stream: StreamSyslog | null = null;
+  const fallback = options.fallback;
   let complained = false;
   // A missing or full syslog must never stop the server: say so once.
   const complain = (why: string): void => {
     if (complained) return;
     complained = true;
-    stderr.write(`Mandos [${process.pid}]: cannot log to syslog at ${path}: ${why}\n`);
+    stderr.write(`Mandos [${process.pid}]: cannot log to syslog at ${path}: ${why}${fallback ? "; its records go to standard error" : ""}\n`);
+  };
+  /** Whether syslog took the record (or holds it to send). */
+  const send = (record: Buffer): boolean => {
+    if (stream !== null) return stream.send(record);
+    if (socket === null) return false;
+    const failed = socket.send(record, path);
+    if (failed === WRONG_TYPE) {
+      socket.close();
+      socket = null;
+      stream = new StreamSyslog(path, complain);
+      return stream.send(record);
+    }
+    if (failed !== undefined) complain(failed);
+    return failed === undefined;
   };
   return {
     level: options.level,
     write(level, message) {
-      const record = syslogDatagram(level, message, serviceName);
-      if (stream !== null) return stream.send(record);
-      if (socket === null) return;
-      const failed = socket.send(record, path);
-      if (failed === WRONG_TYPE) {
-        socket.close();
-        socket = null;
-        stream = new StreamSyslog(path, complain);
-        stream.send(record);
-      } else if (failed !== undefined) {
-        complain(failed);
-      }
+      if (!send(syslogDatagram(level, message, serviceName))) fallback?.write(level, message);
     },
     close() {
       socket?.close();
