@@ -84,3 +84,40 @@ test("--help and the README's option table give the same defaults", async () => 
   assert.equal(row("--configdir DIR")[3], "`/etc/mandos`");
   assert.ok(help.includes('(default: "/etc/mandos")'));
 });
+
+test("long options may be shortened to a prefix that names one option alone, as argparse allows", () => {
+  const { result } = parse("--fore", "--no-z", "--po", "21101", "--addr", "::1", "--state=/tmp/s", "--config", "/tmp/c", "--no-d");
+  assert.equal(result.kind, "run");
+  if (result.kind !== "run") return;
+  assert.deepEqual(result.options, { check: false, configdir: "/tmp/c", address: "::1", port: 21101, statedir: "/tmp/s", foreground: true, zeroconf: false, useDbus: false });
+  const ambiguous = parse("--deb");
+  assert.deepEqual(ambiguous.result, { kind: "exit", code: EXIT_USAGE });
+  assert.equal(ambiguous.err, "error: ambiguous option: --deb could match --debug, --debuglevel\n");
+  // A name given whole is that option, though it is another's prefix.
+  const exact = parse("--debug");
+  assert.ok(exact.result.kind === "run" && exact.result.options.debug === true);
+});
+
+test("an option's value is not the next option: a missing value is a usage error, as argparse says", () => {
+  for (const [argv, said] of [
+    [["--statedir", "--foreground"], "argument --statedir: expected one argument"],
+    [["-a", "-x"], "argument -a/--address: expected one argument"],
+    [["--servicename"], "argument --servicename: expected one argument"],
+  ] as const) {
+    const { result, err } = parse(...argv);
+    assert.deepEqual(result, { kind: "exit", code: EXIT_USAGE }, argv.join(" "));
+    assert.equal(err, `error: ${said}\n`);
+  }
+  // Given with "=", a value may start with "-".
+  const explicit = parse("--servicename=-x");
+  assert.ok(explicit.result.kind === "run" && explicit.result.options.servicename === "-x");
+});
+
+test("integers are read as Python's int() reads them, as in mandos.conf", () => {
+  const { result } = parse("--port", "1_000", "--socket", " 3 ");
+  assert.ok(result.kind === "run");
+  if (result.kind !== "run") return;
+  assert.equal(result.options.port, 1000);
+  assert.equal(result.options.socket, 3);
+  assert.deepEqual(parse("--port", "1__0").result, { kind: "exit", code: EXIT_USAGE });
+});

@@ -33,7 +33,10 @@ test("a missing file, a directory and bad UTF-8 are failures with a reason, not 
   assert.deepEqual(readClientsFile(join(dir, "none")), { ok: false, reason: "No such file or directory" });
   assert.deepEqual(readClientsFile(dir), { ok: false, reason: "Is a directory" });
   writeFileSync(join(dir, "latin1"), Buffer.from([0x5b, 0xe9, 0x5d]));
-  assert.deepEqual(readClientsFile(join(dir, "latin1")), { ok: false, reason: "file is not valid UTF-8" });
+  assert.deepEqual(readClientsFile(join(dir, "latin1")), { ok: false, reason: "line 1 is not valid UTF-8" });
+  // The line of the first bad byte; UTF-8 on the lines before it is fine.
+  writeFileSync(join(dir, "third"), Buffer.concat([Buffer.from("[host]\nsecret = ü\nhost = "), Buffer.from([0xe9]), Buffer.from("\n")]));
+  assert.deepEqual(readClientsFile(join(dir, "third")), { ok: false, reason: "line 3 is not valid UTF-8" });
   writeFileSync(join(dir, "empty"), "");
   assert.deepEqual(readClientsFile(join(dir, "empty")), { ok: true, text: "" });
 });

@@ -48,5 +48,30 @@ test("booleans and integers are interpolated, and bad ones fail with their line"
     return true;
   });
   assert.throws(() => parseServerConfig("[DEFAULT]\nuse_ipv6 = sometimes\n", "m.conf"), { code: "CONFIG_BAD_BOOLEAN" });
+  // Out of range: the reference fails only at bind(), naming nothing; here the line.
+  assert.throws(() => parseServerConfig("[DEFAULT]\nport = 99999\n", "m.conf"), {
+    code: "CONFIG_BAD_INTEGER",
+    message: 'm.conf:2 [DEFAULT] key "port": not a port number (0 to 65535): 99999',
+  });
+  assert.equal(parseServerConfig("[DEFAULT]\nport = 21_110\n", "m.conf").settings.port, 21110, "Python's int() reads underscores");
   assert.throws(() => parseServerConfig("port = 1\n", "m.conf"), { code: "CONFIG_MISSING_SECTION_HEADER" });
+});
+
+test("a mandos.conf that is not UTF-8 is refused naming the line of the first bad byte", async (t) => {
+  const { mkdtempSync, rmSync, writeFileSync } = await import("node:fs");
+  const { tmpdir } = await import("node:os");
+  const { join } = await import("node:path");
+  const dir = mkdtempSync(join(tmpdir(), "mandos-ts-conf-"));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const path = join(dir, "mandos.conf");
+  writeFileSync(path, Buffer.concat([Buffer.from("[DEFAULT]\nport = 1\nservicename = M"), Buffer.from([0xe9]), Buffer.from("\n")]));
+  assert.throws(() => loadServerConfig(path), { code: "CONFIG_UNREADABLE", message: `${path}:3: not valid UTF-8` });
+});
+
+test("debuglevel takes every name the reference's getattr(logging, ...) does", async () => {
+  const { mergeSettings } = await import("../src/main/config/server-settings.js");
+  const level = (name: string): string =>
+    mergeSettings({ check: false, configdir: "" }, { debuglevel: name, zeroconf: true }, { priority: DEFAULT_PRIORITY, workers: 0, maxPerSource: 0 }).debuglevel;
+  assert.deepEqual(["info", "Warn", "FATAL", "notset", "error", "critical"].map(level), ["INFO", "WARNING", "CRITICAL", "WARNING", "ERROR", "CRITICAL"]);
+  assert.throws(() => level("verbose"), /unknown debug level "verbose"/);
 });

@@ -5,6 +5,7 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { REFERENCE_VERSION, VERSION } from "../daemon/version.js";
 import type { EtcdOptions } from "../fleet/settings.js";
+import { pyInt } from "./python-values.js";
 
 export interface CommandLine extends EtcdOptions {
   interface?: string;
@@ -53,13 +54,63 @@ export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
 export const EXIT_USAGE = 2;
 
+/** argparse's `type=int`: Python's int(), so "1_000" and " 21 " are numbers, as in mandos.conf. */
 function integer(name: string, min: number, max: number): (value: string) => number {
   return (value) => {
-    if (!/^\s*[+-]?\d+\s*$/.test(value)) throw new InvalidArgumentError(`${name} must be an integer`);
-    const n = Number(value);
+    const parsed = pyInt(value);
+    if (parsed === undefined) throw new InvalidArgumentError(`${name} must be an integer`);
+    const n = Number(parsed);
     if (n < min || n > max) throw new InvalidArgumentError(`${name} must be from ${min} to ${max}`);
     return n;
   };
+}
+
+/** A word argparse takes for a value, not an option: anything but "-" followed by more, unless a negative number. */
+const looksLikeValue = (word: string): boolean => !word.startsWith("-") || word === "-" || /^-\d+$|^-\d*\.\d+$/.test(word);
+
+/**
+ * The command line as argparse reads it, where commander reads it
+ * otherwise: a long option may be shortened to any prefix that names one
+ * option alone (`--fore`, `--state=DIR`; argparse's allow_abbrev), and an
+ * option that takes a value does not take a following option as its value
+ * (`--statedir --foreground` is a usage error, not a state directory named
+ * "--foreground"). Returns the words with every long option written out in
+ * full, or argparse's message for the error.
+ */
+export function argparseWords(argv: readonly string[], options: readonly Option[]): string[] | { readonly error: string } {
+  const longs = ["--help", ...options.map((o) => o.long).filter((l): l is string => l !== undefined)];
+  const takesValue = new Map<string, string>();
+  for (const o of options) {
+    if (!o.required) continue;
+    const name = [o.short, o.long].filter(Boolean).join("/");
+    for (const flag of [o.short, o.long]) if (flag) takesValue.set(flag, name);
+  }
+  const words: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    let word = argv[i]!;
+    if (word === "--") {
+      words.push(...argv.slice(i));
+      break;
+    }
+    if (word.startsWith("--") && word.length > 2) {
+      const equals = word.indexOf("=");
+      const name = equals < 0 ? word : word.slice(0, equals);
+      if (!longs.includes(name)) {
+        const candidates = longs.filter((l) => l.startsWith(name));
+        if (candidates.length > 1) return { error: `ambiguous option: ${name} could match ${candidates.join(", ")}` };
+        if (candidates.length === 1) word = candidates[0]! + (equals < 0 ? "" : word.slice(equals));
+      }
+    }
+    words.push(word);
+    const valueOf = takesValue.get(word);
+    if (valueOf !== undefined) {
+      const next = argv[i + 1];
+      if (next === undefined || !looksLikeValue(next)) return { error: `argument ${valueOf}: expected one argument` };
+      words.push(next);
+      i++;
+    }
+  }
+  return words;
 }
 
 export type ParseResult =
@@ -106,8 +157,13 @@ export function parseCommandLine(
     .allowExcessArguments(false);
 
   for (const [, , flags, description] of ETCD_OPTIONS) program.option(flags, description);
+  const words = argparseWords(argv, program.options);
+  if (!Array.isArray(words)) {
+    err(`error: ${words.error}\n`);
+    return { kind: "exit", code: EXIT_USAGE };
+  }
   try {
-    program.parse(argv, { from: "user" });
+    program.parse(words, { from: "user" });
   } catch (error) {
     if (error instanceof CommanderError) {
       const code = error.code === "commander.helpDisplayed" || error.code === "commander.version" ? EXIT_OK : EXIT_USAGE;

@@ -18,6 +18,7 @@ import { spawn, type ChildProcessByStdio } from "node:child_process";
 import { readFileSync, statSync } from "node:fs";
 import type { Readable, Writable } from "node:stream";
 import { reasonInWords } from "./os-error.js";
+import { decodeConfigText } from "./read-file.js";
 
 export type ClientsFileRead =
   | { readonly ok: true; readonly text: string }
@@ -33,14 +34,9 @@ export interface ClientsFileReader {
 /** How long a reload waits for the privileged reader (a hung NFS mount, say). */
 const PRIVILEGED_READ_TIMEOUT_MS = 10_000;
 
-const UTF8 = new TextDecoder("utf-8", { fatal: true });
-
 function decode(bytes: Buffer): ClientsFileRead {
-  try {
-    return { ok: true, text: UTF8.decode(bytes) };
-  } catch {
-    return { ok: false, reason: "file is not valid UTF-8" };
-  }
+  const text = decodeConfigText(bytes);
+  return typeof text === "string" ? { ok: true, text } : { ok: false, reason: `line ${text.badLine} is not valid UTF-8` };
 }
 
 /** Reads the whole file now, as this process; never throws. */

@@ -7,6 +7,29 @@ import { ConfigError } from "./errors.js";
 
 const UTF8 = new TextDecoder("utf-8", { fatal: true });
 
+/**
+ * The text of a configuration file's bytes, or the line (from 1) of its
+ * first byte that is not UTF-8. Lines are cut at the newline byte, which no
+ * multi-byte UTF-8 sequence contains.
+ */
+export function decodeConfigText(bytes: Uint8Array): string | { readonly badLine: number } {
+  try {
+    return UTF8.decode(bytes);
+  } catch {
+    let start = 0;
+    for (let line = 1; ; line++) {
+      const end = bytes.indexOf(0x0a, start);
+      try {
+        UTF8.decode(bytes.subarray(start, end < 0 ? bytes.length : end));
+      } catch {
+        return { badLine: line };
+      }
+      if (end < 0) return { badLine: line };
+      start = end + 1;
+    }
+  }
+}
+
 /** The text of `path`, or undefined when it cannot be read (missing, no permission). */
 export function readConfigText(path: string): string | undefined {
   let bytes: Buffer;
@@ -15,9 +38,7 @@ export function readConfigText(path: string): string | undefined {
   } catch {
     return undefined;
   }
-  try {
-    return UTF8.decode(bytes);
-  } catch {
-    throw new ConfigError("CONFIG_UNREADABLE", { file: path, line: 0 }, "file is not valid UTF-8");
-  }
+  const text = decodeConfigText(bytes);
+  if (typeof text !== "string") throw new ConfigError("CONFIG_UNREADABLE", { file: path, line: text.badLine }, "not valid UTF-8");
+  return text;
 }

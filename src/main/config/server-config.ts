@@ -143,7 +143,7 @@ export function parseServerConfig(text: string, file: string): ServerConfigFile 
   const settings: ServerConfig = {
     interface: raw("interface"),
     address: raw("address"),
-    port: raw("port") === "" ? undefined : integer(doc, "port"),
+    port: raw("port") === "" ? undefined : portNumber(doc, "port"),
     debug,
     priority: raw("priority"),
     servicename: raw("servicename"),
@@ -188,6 +188,13 @@ function boolean(doc: IniDocument, key: string): boolean {
 function count(doc: IniDocument, key: string): number {
   const n = integer(doc, key);
   if (n < 0) throw new ConfigError("CONFIG_BAD_INTEGER", place(doc, key), `not a count (0 or more): ${n}`);
+  return n;
+}
+
+/** A port: the reference fails later, at bind(), on one out of range; here its line is named. */
+function portNumber(doc: IniDocument, key: string): number {
+  const n = integer(doc, key);
+  if (n < 0 || n > 65535) throw new ConfigError("CONFIG_BAD_INTEGER", place(doc, key), `not a port number (0 to 65535): ${n}`);
   return n;
 }
 

@@ -30,9 +30,18 @@ export interface Logger {
   enabledFor?(level: LogLevel): boolean;
 }
 
+/**
+ * Python logging's other names for levels, which the reference's
+ * `getattr(logging, debuglevel.upper())` accepts too: WARN and FATAL are
+ * aliases, and NOTSET (0) leaves its logger to the root logger's level,
+ * WARNING, which is what the reference then logs at.
+ */
+const LEVEL_ALIASES: Readonly<Record<string, LogLevel>> = { WARN: "WARNING", FATAL: "CRITICAL", NOTSET: "WARNING" };
+
+/** A `--debuglevel` / `debuglevel` name, in any case; undefined if the reference would refuse it. */
 export function parseLogLevel(name: string): LogLevel | undefined {
   const upper = name.trim().toUpperCase();
-  return (LOG_LEVELS as readonly string[]).includes(upper) ? (upper as LogLevel) : undefined;
+  return (LOG_LEVELS as readonly string[]).includes(upper) ? (upper as LogLevel) : LEVEL_ALIASES[upper];
 }
 
 export class FanOutLogger implements Logger {
