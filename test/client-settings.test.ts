@@ -62,3 +62,18 @@ test("after a reload a client whose settings are the new file's shares its objec
   assert.notEqual(reg.entry("set-at-run-time")!.settings, again[2], "changed at run time: its own");
   assert.equal(reg.entry("set-at-run-time")!.settings.host, "changed.example.org");
 });
+
+test("a reload keeps a client removed at run time removed while the file keeps its section; taken out and put back, it is added anew", () => {
+  const reg = new ClientRegistry([clientSettings("kept"), clientSettings("removed")], { logger: silentLogger, clock: new ManualClock(), spawner: () => ({ kill() {} }) });
+  reg.remove("removed");
+  const file = [clientSettings("kept"), clientSettings("removed")];
+  const same = applyReload(reg, file, [clientSettings("kept"), clientSettings("removed")], silentLogger);
+  assert.deepEqual(same, { added: [], removed: [], changed: [] });
+  assert.equal(reg.get("removed"), undefined, "re-armed by an unchanged clients.conf");
+  const without = [clientSettings("kept")];
+  applyReload(reg, file, without, silentLogger);
+  assert.equal(reg.get("removed"), undefined);
+  const back = applyReload(reg, without, [clientSettings("kept"), clientSettings("removed")], silentLogger);
+  assert.deepEqual(back.added, ["removed"]);
+  assert.ok(reg.get("removed"));
+});

@@ -29,6 +29,8 @@ const skipFor = {
 /** What the tests need of either server. */
 interface Served {
   readonly port: number;
+  /** Ours only: the reference quits on SIGHUP, ours reloads clients.conf. */
+  readonly process?: { kill(signal: NodeJS.Signals): boolean };
   waitForLog(pattern: RegExp, ms?: number): Promise<string>;
   stop(): Promise<unknown>;
 }
@@ -217,6 +219,22 @@ function mandosCtlSuite(kind: "reference" | "ours"): void {
       assert.deepEqual(Object.keys(json).sort(), ["charlie", "delta"]);
       const r = await runMandosClient(client("alpha").dir, "::1", server.port, 3_000);
       assert.equal(r.stdout.length, 0, "a removed client got a secret");
+      await server.waitForLog(new RegExp(`Client not found for key ID: ${client("alpha").keyId}`, "i"));
+    });
+
+    // mandos(8): run-time changes override clients.conf. The reference keeps a
+    // client removed while clients.conf (unchanged here) still has its section.
+    test("a client removed with --remove stays removed across a restart with restore (and, ours, a SIGHUP)", async () => {
+      if (kind === "ours") {
+        server.process?.kill("SIGHUP");
+        await server.waitForLog(/Reloaded clients\.conf: 0 added, 0 removed, 0 changed/);
+        assert.deepEqual(Object.keys(await dumpJson(bus.address)).sort(), ["charlie", "delta"], "after SIGHUP");
+      }
+      await server.stop();
+      server = await start(true);
+      assert.deepEqual(Object.keys(await dumpJson(bus.address)).sort(), ["charlie", "delta"], "after a restart");
+      const r = await runMandosClient(client("alpha").dir, "::1", server.port, 3_000);
+      assert.equal(r.stdout.length, 0, "a removed client got a secret after a restart");
       await server.waitForLog(new RegExp(`Client not found for key ID: ${client("alpha").keyId}`, "i"));
     });
   });

@@ -1,14 +1,16 @@
 // Migration from the Python server: the real reference (/usr/sbin/mandos)
-// serves a fleet, the real mandos-ctl changes its state, the reference
-// writes clients.pickle as it stops, and our server started on the same
-// configuration and state directory shows the same state to mandos-ctl,
-// refuses the client disabled by hand and serves the others to the real
+// serves a fleet, the real mandos-ctl changes its state (a client disabled,
+// one removed, settings changed), the reference writes clients.pickle as it
+// stops, and our server started on the same configuration and state
+// directory shows mandos-ctl the state the reference itself restores from
+// that pickle (started again on a copy of it), refuses the client disabled
+// by hand and the one removed, and serves the others to the real
 // mandos-client. Also: our unpickler against pickles Python itself writes.
 
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chownSync, cpSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { dumpJson, makeFleetRoot, mandosCtl, startOurServer, startPrivateBus, startReference, DBUS_DAEMON, type Fleet, type PrivateBus } from "./helpers/dbus.js";
 import { MANDOS_CLIENT, MANDOS_CTL, MANDOS_KEYGEN, MANDOS_REFERENCE, missing } from "./helpers/peers.js";
@@ -32,6 +34,8 @@ describe("switching from the Python server: our server takes over its clients.pi
   let bus: PrivateBus;
   let state = "";
   let before_: Record<string, Record<string, unknown>> = {};
+  /** What the reference shows once started again on its own pickle: the oracle. */
+  let restarted_: Record<string, Record<string, unknown>> = {};
   let pickle = Buffer.alloc(0);
   let ours: Awaited<ReturnType<typeof startOurServer>> | undefined;
 
@@ -48,6 +52,7 @@ describe("switching from the Python server: our server takes over its clients.pi
         ["--interval", "PT3M", "delta"],
         ["--approval-delay", "PT2S", "charlie"],
         ["--approve-by-default", "charlie"],
+        ["--remove", "bravo"],
       ]) {
         const r = await mandosCtl(bus.address, ...change);
         assert.equal(r.code, 0, `mandos-ctl ${change.join(" ")}: ${r.stderr}`);
@@ -58,6 +63,17 @@ describe("switching from the Python server: our server takes over its clients.pi
     }
     assert.ok(existsSync(join(state, "clients.pickle")), `the reference wrote no clients.pickle; its log:\n${reference.log().slice(-4000)}`);
     pickle = readFileSync(join(state, "clients.pickle"));
+    // The reference restarted on a copy (it removes the pickle it reads).
+    const copy = join(root, "state-reference-again");
+    cpSync(state, copy, { recursive: true });
+    const { uid, gid } = statSync(join(state, "clients.pickle"));
+    chownSync(join(copy, "clients.pickle"), uid, gid);
+    const again = await startReference(fleet.conf, copy, bus.address, true);
+    try {
+      restarted_ = await dumpJson(bus.address);
+    } finally {
+      await again.stop();
+    }
     ours = await startOurServer(fleet.conf, state, bus.address, true);
   });
 
@@ -73,21 +89,25 @@ describe("switching from the Python server: our server takes over its clients.pi
     assert.equal(before_.delta!.Interval, 180_000);
     assert.equal(before_.charlie!.ApprovalDelay, 2_000);
     assert.equal(before_.charlie!.ApprovedByDefault, true);
+    assert.equal(before_.bravo, undefined);
+    assert.deepEqual(Object.keys(restarted_).sort(), ["alpha", "charlie", "delta"], "the reference keeps bravo removed");
   });
 
-  test("mandos-ctl --dump-json on ours shows the state the reference had (timestamps aside)", async () => {
+  test("mandos-ctl --dump-json on ours shows the state the reference restores (timestamps aside)", async () => {
     const after_ = await dumpJson(bus.address);
-    assert.deepEqual(Object.keys(after_).sort(), Object.keys(before_).sort());
-    for (const name of Object.keys(before_)) {
-      assert.deepEqual(stable(after_[name]!), stable(before_[name]!), `client ${name}`);
-      for (const f of ["LastEnabled", "Expires"]) assert.equal(after_[name]![f] === "", before_[name]![f] === "", `${name}.${f}`);
+    assert.deepEqual(Object.keys(after_).sort(), Object.keys(restarted_).sort());
+    for (const name of Object.keys(restarted_)) {
+      assert.deepEqual(stable(after_[name]!), stable(restarted_[name]!), `client ${name}`);
+      // Set or not as the reference restores them (a disabled client has neither).
+      for (const f of ["LastEnabled", "Expires"]) assert.equal(after_[name]![f] === "", restarted_[name]![f] === "", `${name}.${f}`);
     }
     assert.equal(String(after_.delta!.Created).slice(0, 23), String(before_.delta!.Created).slice(0, 23), "Created carried over, to the millisecond");
   });
 
   test("the import is logged, and the pickle is left as it was", () => {
     assert.match(ours!.log(), /Imported alpha from clients\.pickle: disabled, stored secret/);
-    assert.match(ours!.log(), /Imported the Python server's state of 4 clients/);
+    assert.match(ours!.log(), /Not importing bravo from clients\.pickle: removed at run time/);
+    assert.match(ours!.log(), /Imported the Python server's state of 3 clients/);
     assert.deepEqual(readFileSync(join(state, "clients.pickle")), pickle);
   });
 
@@ -98,6 +118,7 @@ describe("switching from the Python server: our server takes over its clients.pi
     assert.match(out, /^\[alpha\] disabled; from the pickle: enabled true -> false$/m);
     assert.match(out, /^\[delta\] enabled; from the pickle: timeout 300000 -> 420000, interval 120000 -> 180000$/m);
     assert.match(out, /^\[charlie\] enabled; from the pickle: approvalDelay 30000 -> 2000, approvedByDefault false -> true$/m);
+    assert.match(out, /^\[bravo\] removed at run time \(mandos-ctl --remove\): stays removed while clients\.conf keeps its section$/m);
     assert.doesNotMatch(out, /secret =/);
     assert.deepEqual(readFileSync(join(state, "clients.pickle")), pickle);
   });
@@ -107,6 +128,13 @@ describe("switching from the Python server: our server takes over its clients.pi
     const r = await runMandosClient(alpha.dir, "::1", ours!.port, 4_000);
     assert.equal(r.stdout.length, 0);
     await ours!.waitForLog(/Client alpha is disabled/);
+  });
+
+  test("the client removed with mandos-ctl stays removed: refused as unknown", async () => {
+    const bravo = fleet.clients.find((c) => c.name === "bravo")!;
+    const r = await runMandosClient(bravo.dir, "::1", ours!.port, 4_000);
+    assert.equal(r.stdout.length, 0);
+    await ours!.waitForLog(/Client not found/);
   });
 
   test("the others are served by the real mandos-client, with the secrets the pickle held", async () => {

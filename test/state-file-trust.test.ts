@@ -60,3 +60,32 @@ test("a state file owned by a stranger is refused; by the server's user it is re
   assert.match(warnings[0]!, /owned by uid 12345, not by root or the server's user/);
   assert.notEqual(readState(path, logger, [12345]), null);
 });
+
+// Found by running the migration against crafted state directories: the
+// pickle was read with none of these checks, and the unpickler's errors
+// quoted what it read ("refusing global <first line> <second line>").
+test("the reference's clients.pickle, read when migrating, gets the same care", async (t) => {
+  const { migrateReferenceState } = await import("../src/main/state/pickle-import.js");
+  const { dir, warnings, logger } = scratch(t);
+  const target = join(dir, "shadow");
+  // A GLOBAL opcode's two lines are the first bytes an unpickler would quote.
+  writeFileSync(target, `c${SECRET}\nsecond-line\n`, { mode: 0o600 });
+  const pickle = join(dir, "clients.pickle");
+  symlinkSync(target, pickle);
+  const ours = join(dir, "clients.json");
+  assert.deepEqual(await migrateReferenceState(dir, ours, [], 0, logger), { state: null });
+  assert.match(warnings[0]!, /clients\.pickle: it is a symbolic link, which is not followed; starting from clients\.conf$/);
+  // The same bytes in a file of its own: refused by the unpickler, still unquoted.
+  rmSync(pickle);
+  writeFileSync(pickle, `c${SECRET}\nsecond-line\n`, { mode: 0o600 });
+  assert.deepEqual(await migrateReferenceState(dir, ours, [], 0, logger), { state: null });
+  assert.match(warnings[1]!, /clients\.pickle: refusing global \(not a Python name\); starting from clients\.conf$/);
+  chmodSync(pickle, 0o666);
+  await migrateReferenceState(dir, ours, [], 0, logger);
+  assert.match(warnings[2]!, /writable by others \(mode 666\)/);
+  assert.doesNotMatch(warnings.join("\n"), new RegExp(SECRET));
+  // No pickle: nothing to migrate, nothing said.
+  rmSync(pickle);
+  assert.equal(await migrateReferenceState(dir, ours, [], 0, logger), null);
+  assert.equal(warnings.length, 3);
+});

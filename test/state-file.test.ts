@@ -122,6 +122,39 @@ test("removed clients are dropped and new ones start fresh", () => {
   assert.ok(!restored.runtimes.has("new"));
 });
 
+test("a client removed at run time stays removed while clients.conf keeps its section, as the reference restores it", () => {
+  const clock = new ManualClock();
+  const config = [clientSettings("kept"), clientSettings("removed")];
+  const reg = new ClientRegistry(config, { logger: silentLogger, clock, spawner: never });
+  reg.remove("removed");
+  const state = roundTrip(buildState(config, reg.snapshot(), clock.now()));
+  assert.deepEqual(state.removed, ["removed"]);
+  assert.deepEqual(restoreState(config, state, clock.now(), silentLogger).settings.map((c) => c.name), ["kept"]);
+  // Saved again from that restore: still removed.
+  const again = restoreState(config, state, clock.now(), silentLogger);
+  const reg2 = new ClientRegistry(again.settings, { logger: silentLogger, clock, spawner: never }, again.runtimes);
+  const state2 = roundTrip(buildState(config, reg2.snapshot(), clock.now()));
+  assert.deepEqual(state2.removed, ["removed"]);
+  // Its section taken out of clients.conf for one start, then put back: a new client.
+  const without = [clientSettings("kept")];
+  const state3 = roundTrip(buildState(without, reg2.snapshot(), clock.now()));
+  assert.equal(state3.removed, undefined);
+  assert.deepEqual(restoreState(config, state3, clock.now(), silentLogger).settings.map((c) => c.name), ["kept", "removed"]);
+});
+
+test("a disabled client is restored without LastEnabled or Expires, as the reference's Client() does", () => {
+  const clock = new ManualClock();
+  const config = [clientSettings("off")];
+  const reg = new ClientRegistry(config, { logger: silentLogger, clock, spawner: never });
+  reg.disable("off");
+  const state = roundTrip(buildState(config, reg.snapshot(), clock.now()));
+  assert.notEqual(state.clients.off!.runtime.last_enabled, null, "the save keeps it, as the reference's pickle does");
+  const runtime = restoreState(config, state, clock.now(), silentLogger).runtimes.get("off");
+  assert.equal(runtime?.enabled, false);
+  assert.equal(runtime?.lastEnabled, null);
+  assert.equal(runtime?.expires, null);
+});
+
 test("an expired client stays enabled only if its last checker succeeded", () => {
   const clock = new ManualClock();
   const config = [clientSettings("ok"), clientSettings("never"), clientSettings("failed")];

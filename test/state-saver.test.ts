@@ -119,10 +119,10 @@ test("the log says a failing save once for each reason, and once when a save suc
     events.stateSaved.publish({ path, bytes: 10, durationMs: 1 });
     events.stateSaveFailed.publish({ path, reason: "ENOSPC" });
     assert.deepEqual(lines, [
-      "WARNING: Could not save persistent state: ENOSPC",
-      "WARNING: Could not save persistent state: EIO",
+      "WARNING: Could not save persistent state: No space left on device",
+      "WARNING: Could not save persistent state: Input/output error",
       "INFO: Saved persistent state to /var/lib/mandos/clients.json again, after 5 failed saves",
-      "WARNING: Could not save persistent state: ENOSPC",
+      "WARNING: Could not save persistent state: No space left on device",
     ]);
   } finally {
     unlog();

@@ -35,8 +35,13 @@ export async function importPickleDryRun(picklePath: string, clientsConfPath: st
     return 1;
   }
   const restored = restoreState(config, state, now, logger);
-  for (const s of restored.settings) {
-    const conf = config.find((c) => c.name === s.name)!;
+  const removed = new Set(state.removed ?? []);
+  for (const conf of config) {
+    if (removed.has(conf.name)) {
+      out(`[${conf.name}] removed at run time (mandos-ctl --remove): stays removed while clients.conf keeps its section\n`);
+      continue;
+    }
+    const s = restored.settings.find((c) => c.name === conf.name)!;
     if (!state.clients[s.name]) {
       out(`[${s.name}] not in the pickle: starts from clients.conf\n`);
       continue;

@@ -173,8 +173,9 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
     config = loadClientsConfig(clientsPath);
     // Migration from the Python server (docs/ENROLL.md): its clients.pickle,
     // when there is no clients.json yet.
-    const migrated = settings.restore ? await migrateReferenceState(settings.statedir, statePath, config, Date.now(), logger) : null;
-    const saved = settings.restore ? (migrated ? migrated.state : readState(statePath, logger, runAs ? [runAs.uid] : [])) : null;
+    const owners = runAs ? [runAs.uid] : [];
+    const migrated = settings.restore ? await migrateReferenceState(settings.statedir, statePath, config, Date.now(), logger, owners) : null;
+    const saved = settings.restore ? (migrated ? migrated.state : readState(statePath, logger, owners)) : null;
     const restored = settings.restore ? restoreState(config, saved, Date.now(), logger) : { settings: config, runtimes: new Map(), edited: new Map() };
     fleetUnsent = saved?.fleetUnsent ?? [];
     registry = createRegistry(restored.settings, { logger, spawner: checkerHost.spawner }, restored.runtimes);

@@ -3,7 +3,8 @@
 // gone from the file are removed, new ones added, and for the others every
 // setting whose clients.conf value changed since the last read is applied,
 // the same precedence a restart gives (a value changed at run time stays
-// unless the file's value for it changed).
+// unless the file's value for it changed; a client removed at run time
+// stays removed while the file keeps its section).
 //
 // A new configuration is applied only when the whole file was read and
 // parsed: missing, unreadable (any errno) or malformed keeps the running
@@ -35,11 +36,14 @@ export function applyReload(registry: ClientRegistry, before: readonly ClientSet
   }
   for (const c of after) {
     const o = old.get(c.name);
-    if (!o || !registry.get(c.name)) {
+    if (!o) {
       registry.add(c);
       summary.added.push(c.name);
       continue;
     }
+    // In the file before and not in the registry: removed at run time
+    // (mandos-ctl --remove). It stays removed, as a restart keeps it.
+    if (!registry.get(c.name)) continue;
     // Key changes re-index the client: simplest and safest as remove + add.
     if (o.keyId !== c.keyId || o.fingerprint !== c.fingerprint) {
       registry.remove(c.name);

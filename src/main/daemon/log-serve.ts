@@ -16,6 +16,7 @@ import { events, type Channel, type ConnectionClosed } from "../events.js";
 import { sourceOf } from "../serve/source.js";
 import { SummedLines, type Logger, type LogLevel } from "./log.js";
 import { printableAscii, pyAscii, pyTextLine } from "./python-repr.js";
+import { strerror } from "../config/os-error.js";
 
 /**
  * Lines one source may cause in a burst, and how fast its budget comes
@@ -213,7 +214,8 @@ export function logServeEvents(logger: Logger, clock: Clock = systemClock): () =
     failedSaves++;
     if (reason === failingFor) return;
     failingFor = reason;
-    logger.warning(`Could not save persistent state: ${reason}`);
+    // The reference's line: strerror's words ("Permission denied"), not the code.
+    logger.warning(`Could not save persistent state: ${strerror(reason)}`);
   });
   on(events.stateSaved, ({ path }) => {
     if (failedSaves === 0) return;

@@ -11,12 +11,12 @@
 // the pickle is only read, never changed or removed (the reference removes
 // it after reading; we leave it so that an admin can go back).
 
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import type * as openpgp from "openpgp";
 import type { ClientSettings } from "../clients/settings.js";
 import type { Logger } from "../daemon/log.js";
-import { sealSecret, type StateFile } from "./state-file.js";
+import { readTrustedStateFile, sealSecret, unreadableReason, type StateFile } from "./state-file.js";
 import { symmetricSessionKey } from "./symmetric-key.js";
 import { PyDatetime, PyTimedelta, PyTuple, unpickle, type PyDict, type PyValue } from "./unpickle.js";
 import { CodedError } from "../../errors.js";
@@ -101,9 +101,13 @@ export async function stateFromPickle(data: Buffer, config: readonly ClientSetti
   const clientsData = dict(root.items[0], "the clients");
   const oldSettings = dict(root.items[1], "the settings");
   const state: StateFile = { format: "mandos-ts-state", version: 1, saved: new Date(now).toISOString(), clients: {} };
+  const removed: string[] = [];
   for (const conf of config) {
     const saved = clientsData.get(conf.name);
     const old = oldSettings.get(conf.name);
+    // In its clients.conf settings and not among its clients: removed at
+    // run time, and the reference keeps it removed.
+    if (saved === undefined && old !== undefined) removed.push(conf.name);
     if (saved === undefined || old === undefined) continue;
     const client = dict(saved, `client ${conf.name}`);
     const current = settingsOf(client);
@@ -139,6 +143,10 @@ export async function stateFromPickle(data: Buffer, config: readonly ClientSetti
         `${secret === null ? "secret from clients.conf (the stored one did not open)" : "stored secret"}`,
     );
   }
+  if (removed.length > 0) {
+    state.removed = removed;
+    logger.info(`Not importing ${removed.join(", ")} from ${PICKLE_FILE_NAME}: removed at run time`);
+  }
   return state;
 }
 
@@ -148,12 +156,23 @@ export async function stateFromPickle(data: Buffer, config: readonly ClientSetti
  * migrate. A pickle that cannot be read is a warning and a fresh start.
  */
 export async function migrateReferenceState(
-  statedir: string, ourStatePath: string, config: readonly ClientSettings[], now: number, logger: Logger,
+  statedir: string, ourStatePath: string, config: readonly ClientSettings[], now: number, logger: Logger, owners: readonly number[] = [],
 ): Promise<{ state: StateFile | null } | null> {
   const picklePath = join(statedir, PICKLE_FILE_NAME);
-  if (existsSync(ourStatePath) || !existsSync(picklePath)) return null;
+  if (existsSync(ourStatePath)) return null;
+  // Read as root, with the care our own state file gets (no symbolic link,
+  // a trusted owner, writable by nobody else): the reference read it as
+  // the user it had become.
+  let data: Buffer;
   try {
-    const state = await stateFromPickle(readFileSync(picklePath), config, now, logger);
+    data = readTrustedStateFile(picklePath, owners);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return null;
+    logger.warning(`Could not import the Python server's state from ${picklePath}: ${unreadableReason(error)}; starting from clients.conf`);
+    return { state: null };
+  }
+  try {
+    const state = await stateFromPickle(data, config, now, logger);
     logger.info(`Imported the Python server's state of ${Object.keys(state.clients).length} clients from ${picklePath}; it is left as it was`);
     return { state };
   } catch (error) {

@@ -86,6 +86,13 @@ export interface StateFile {
   version: 1;
   saved: string;
   clients: Record<string, StoredClient>;
+  /**
+   * Clients removed at run time (D-Bus RemoveClient, `mandos-ctl
+   * --remove`) whose section clients.conf still had at the save: restored
+   * as removed, as the reference restores them (a name in its saved
+   * clients.conf settings and not in its saved clients). Absent when none.
+   */
+  removed?: string[];
   /** Present only with etcd, and only while it has not acknowledged them. */
   fleetUnsent?: FleetUnsentChange[];
 }
@@ -179,7 +186,10 @@ export function buildState(
     if (piece !== CLIENT_CLOSE) stored.secret = piece.toString("latin1", SECRET_OPEN.length, piece.length - 2);
     clients[settings.name] = stored;
   }
-  return { format: "mandos-ts-state", version: 1, saved: new Date(now).toISOString(), clients };
+  const state: StateFile = { format: "mandos-ts-state", version: 1, saved: new Date(now).toISOString(), clients };
+  const removed = config.filter((c) => !Object.hasOwn(clients, c.name)).map((c) => c.name);
+  if (removed.length > 0) state.removed = removed;
+  return state;
 }
 
 function storedWithoutSecret(conf: ClientSettings, settings: ClientSettings, runtime: ClientRuntime): Omit<StoredClient, "secret"> {
@@ -267,6 +277,8 @@ export interface ClientView {
 interface LastList {
   /** The clients.conf it was made for. */
   readonly config: readonly ClientSettings[];
+  /** Its clients that the registry no longer has (StateFile.removed), in its order. */
+  readonly removed: readonly string[];
   /**
    * A placeholder first and last (the header and the end, made at each
    * save); each client's Fragment followed by its secretPiece, a COMMA
@@ -382,7 +394,13 @@ export class StateSerialiser {
     const patched = lookup !== undefined && last !== null && last.config === config && now - last.at < AUDIT_MS ? this.#patch(last, lookup) : null;
     const pieces = patched ?? this.#walk(config, current, now);
     pieces[0] = Buffer.from(`{"format":"mandos-ts-state","version":1,"saved":${JSON.stringify(new Date(now).toISOString())},"clients":{`);
-    pieces[pieces.length - 1] = Buffer.from("}" + (fleetUnsent.length > 0 ? `,"fleetUnsent":${JSON.stringify(fleetUnsent)}` : "") + "}\n");
+    const removed = this.#last?.removed ?? [];
+    pieces[pieces.length - 1] = Buffer.from(
+      "}" +
+        (removed.length > 0 ? `,"removed":${JSON.stringify(removed)}` : "") +
+        (fleetUnsent.length > 0 ? `,"fleetUnsent":${JSON.stringify(fleetUnsent)}` : "") +
+        "}\n",
+    );
     return this.#resolve(pieces, this.#base);
   }
 
@@ -541,7 +559,10 @@ export class StateSerialiser {
     }
     for (const [name, fragment] of this.#fragments) if (fragment.save !== save) this.#fragments.delete(name);
     pieces.push(COMMA);
-    this.#last = { config, pieces, at: now };
+    // clients.conf's clients without a fragment of this look: removed at run time.
+    const removed: string[] = [];
+    for (const conf of config) if (this.#fragments.get(conf.name)?.save !== save) removed.push(conf.name);
+    this.#last = { config, removed, pieces, at: now };
     this.#dirty.clear();
     this.#unprepared.clear();
     return pieces;
@@ -696,12 +717,13 @@ class UntrustedStateFile extends Error {
 }
 
 /**
- * The state file's text, read as root at start-up, so with care: a
- * symbolic link is not followed (it could point at any root-only file), and
- * the file must be a regular file owned by root, by us or by the user we
- * become (`owners`), and writable by nobody else.
+ * A state file's bytes (ours, or the reference's clients.pickle), read as
+ * root at start-up, so with care: a symbolic link is not followed (it could
+ * point at any root-only file), and the file must be a regular file owned
+ * by root, by us or by the user we become (`owners`), and writable by
+ * nobody else. Throws; `unreadableReason` puts the error in words.
  */
-function readStateText(path: string, owners: readonly number[]): string {
+export function readTrustedStateFile(path: string, owners: readonly number[]): Buffer {
   const fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   try {
     const st = fstatSync(fd);
@@ -709,10 +731,16 @@ function readStateText(path: string, owners: readonly number[]): string {
     const trusted = new Set([0, process.getuid?.() ?? 0, ...owners]);
     if (!trusted.has(st.uid)) throw new UntrustedStateFile(`owned by uid ${st.uid}, not by root or the server's user`);
     if ((st.mode & 0o022) !== 0) throw new UntrustedStateFile(`writable by others (mode ${(st.mode & 0o777).toString(8)})`);
-    return readFileSync(fd, "utf8");
+    return readFileSync(fd);
   } finally {
     closeSync(fd);
   }
+}
+
+/** Why readTrustedStateFile failed, in words that quote nothing of the file. */
+export function unreadableReason(error: unknown): string {
+  if ((error as NodeJS.ErrnoException).code === "ELOOP") return "it is a symbolic link, which is not followed";
+  return error instanceof UntrustedStateFile ? error.message : reasonInWords(error);
 }
 
 /**
@@ -723,15 +751,11 @@ function readStateText(path: string, owners: readonly number[]): string {
 export function readState(path: string, logger: Logger, owners: readonly number[] = []): StateFile | null {
   let text: string;
   try {
-    text = readStateText(path, owners);
+    text = readTrustedStateFile(path, owners).toString("utf8");
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === "ELOOP") {
-      logger.warning(`Could not load persistent state from ${path}: it is a symbolic link, which is not followed; starting from clients.conf`);
-      return null;
-    }
     // The reference's own line for a first start; any other failure names the file.
     if ((error as NodeJS.ErrnoException).code === "ENOENT") logger.warning("Could not load persistent state: No such file or directory");
-    else logger.warning(`Could not load persistent state from ${path}: ${error instanceof UntrustedStateFile ? error.message : reasonInWords(error)}; starting from clients.conf`);
+    else logger.warning(`Could not load persistent state from ${path}: ${unreadableReason(error)}; starting from clients.conf`);
     return null;
   }
   try {
@@ -768,7 +792,15 @@ export function restoreState(config: readonly ClientSettings[], state: StateFile
   const settings: ClientSettings[] = [];
   const runtimes = new Map<string, ClientRuntime>();
   const edited = new Map<string, ConfigField[]>();
+  const removed = new Set(Array.isArray(state?.removed) ? state.removed.filter((n) => typeof n === "string") : []);
   for (const conf of config) {
+    if (removed.has(conf.name)) {
+      // The reference's rule: removed at run time, it stays removed while
+      // clients.conf keeps its section (taking the section out and putting
+      // it back, a start or a reload in between, adds it anew).
+      logger.debug(`Not restoring ${conf.name}: removed at run time`);
+      continue;
+    }
     const saved = state?.clients[conf.name];
     if (!saved || typeof saved !== "object" || !saved.config || !saved.current || !saved.runtime) {
       settings.push(conf);
@@ -812,7 +844,12 @@ export function restoreState(config: readonly ClientSettings[], state: StateFile
         logger.debug(`Last checker succeeded, keeping ${s.name} enabled`);
       }
     }
-    if (!runtime.enabled) runtime.expires = null;
+    // As the reference's Client(): a disabled client has no expiry and no
+    // time it was last enabled.
+    if (!runtime.enabled) {
+      runtime.expires = null;
+      runtime.lastEnabled = null;
+    }
     const restored: ClientSettings = { ...s, enabled: runtime.enabled };
     // Most clients' settings in effect are clients.conf's: those keep its
     // object (the registry's record shares it until a setting changes).

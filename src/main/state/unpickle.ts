@@ -139,7 +139,7 @@ export function unpickle(data: Buffer): PyValue {
       case "C": stack.push(Buffer.from(bytes(u8()))); break; // SHORT_BINBYTES
       case "c": { // GLOBAL
         const name = `${line()} ${line()}`;
-        if (!ALLOWED_GLOBALS.has(name)) throw new PickleError(`refusing global ${name}`);
+        if (!ALLOWED_GLOBALS.has(name)) throw new PickleError(`refusing global ${globalName(name)}`);
         stack.push(new PyGlobal(name));
         break;
       }
@@ -175,8 +175,18 @@ function dictOf(items: PyValue[]): PyDict {
   return d;
 }
 
+/**
+ * A refused global as an error may name it: "module name" when both are
+ * Python identifiers (what a pickle's GLOBAL holds), else nothing of the
+ * bytes read, which could be any file's.
+ */
+function globalName(name: string): string {
+  return /^[A-Za-z_][\w.]{0,63} [A-Za-z_]\w{0,63}$/.test(name) ? name : "(not a Python name)";
+}
+
 function intOf(text: string): number | bigint {
-  if (!/^-?\d+$/.test(text)) throw new PickleError(`bad integer ${text}`);
+  // Never the text itself: an error names no byte of the file it read.
+  if (!/^-?\d+$/.test(text)) throw new PickleError("bad integer");
   const n = BigInt(text);
   return n >= BigInt(Number.MIN_SAFE_INTEGER) && n <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(n) : n;
 }
@@ -225,6 +235,6 @@ function call(name: string, args: readonly PyValue[]): PyValue {
       return new PyTimedelta(num(days) * 86_400_000 + num(seconds) * 1000 + Math.floor(num(us) / 1000));
     }
     default:
-      throw new PickleError(`refusing global ${name}`);
+      throw new PickleError(`refusing global ${globalName(name)}`);
   }
 }
