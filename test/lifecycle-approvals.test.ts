@@ -234,3 +234,28 @@ test("counts() agrees with the views: enabled, disabled, awaiting approval, chec
   assert.deepEqual(reg.counts(), { enabled: 2, disabled: 2, awaitingApproval: 0, checkersRunning: 0 });
   assert.deepEqual(reg.counts(), fromViews());
 });
+
+// Seen with real clients, now and then: a timer of the system clock may run
+// a millisecond before the clock's now() says its time has come, and the
+// wait, measured short, went round again with a second NeedApproval.
+test("a delay that runs out a millisecond early by the clock is still over: one NeedApproval, then the default", async () => {
+  const manual = new ManualClock();
+  // Timers fire 1 ms before now() reaches their time, as rounding between them can make them.
+  const early = {
+    now: () => manual.now(),
+    setTimeout: (fn: () => void, ms: number) => manual.setTimeout(fn, Math.max(0, ms - 1)),
+    setTimeoutWith: <T>(fn: (arg: T) => void, ms: number, arg: T) => manual.setTimeout(() => fn(arg), Math.max(0, ms - 1)),
+  };
+  const reg = new ClientRegistry([clientSettings("web", { approvalDelay: 1_000, approvedByDefault: true })], { logger: silentLogger, clock: early, spawner: never });
+  const events: RegistryEvent[] = [];
+  reg.subscribe((e) => events.push(e));
+  let decision: SecretDecision | null = null;
+  void reg.requestSecret("web", "::1", new AbortController().signal).then((d) => (decision = d));
+  await flush();
+  manual.advance(999);
+  await flush();
+  manual.advance(1);
+  await flush();
+  assert.equal(events.filter((e) => e.type === "need-approval").length, 1);
+  assert.equal((decision as SecretDecision | null)?.give, true);
+});

@@ -264,11 +264,11 @@ test("the log lines of a client's checkers and expiry are the reference's, from 
     "INFO: Starting checker 'check logged' for logged",
     "INFO: Checker for logged failed",
     // Its checker never ran, so its timeout ran out.
-    "INFO: Disabling client bad-log",
+    "DEBUG: Disabling client bad-log",
     "INFO: Starting checker 'check logged' for logged",
     "WARNING: Checker for logged crashed?",
     "INFO: Starting checker 'check logged' for logged",
-    "INFO: Disabling client logged",
+    "DEBUG: Disabling client logged",
     "DEBUG: Stopping checker for logged",
   ]);
   assert.equal(mine.filter((l) => l.startsWith("ERROR")).length, 1);
@@ -289,4 +289,63 @@ test("a checker killed by a signal records -1", async () => {
   assert.equal(e.type === "checker-completed" && e.exitCode, -1);
   assert.equal(reg.get("web")?.lastCheckerStatus, -1);
   reg.stop();
+});
+
+// mandos-ctl --start-checker on a disabled client: the reference runs the
+// checker (its start_checker does not ask whether the client is enabled),
+// and the result is recorded without enabling the client.
+test("the operator's StartChecker runs a disabled client's checker once; the schedule stays off", () => {
+  const clock = new ManualClock();
+  const s = scripted();
+  const reg = new ClientRegistry([clientSettings("off", { checker: "check %(name)s", enabled: false, interval: 1_000 })], { logger: silentLogger, clock, spawner: s.spawner, random: () => 0 });
+  try {
+    reg.start();
+    clock.advance(10_000);
+    assert.deepEqual(s.started, [], "a disabled client's schedule ran");
+    reg.startChecker("off");
+    assert.deepEqual(s.started, ["check off"]);
+    clock.advance(500);
+    s.running.get("check off")!(0);
+    const { runtime } = reg.snapshot()[0]!;
+    assert.equal(runtime.enabled, false);
+    assert.equal(runtime.expires, null);
+    assert.equal(runtime.lastCheckedOk, clock.now());
+    assert.equal(runtime.lastCheckerStatus, 0);
+    clock.advance(10_000);
+    assert.deepEqual(s.started, ["check off"], "one run, no schedule after it");
+  } finally {
+    reg.stop();
+  }
+});
+
+// Seen on the bus beside the reference: ours announced LastCheckerStatus at
+// every checker run (0 -> 0), and sent CheckerCompleted before the changes
+// the run made; the reference announces a property only when its value
+// changes, and sends CheckerCompleted last.
+test("a checker's end announces LastCheckerStatus only when it changed, and CheckerCompleted after its changes", () => {
+  const clock = new ManualClock();
+  const s = scripted();
+  const reg = new ClientRegistry([clientSettings("web", { checker: "check", interval: 1_000 })], { logger: silentLogger, clock, spawner: s.spawner, random: () => 0 });
+  const seen: string[] = [];
+  reg.subscribe((e: RegistryEvent) => {
+    if (e.type === "property-changed") seen.push(e.property);
+    if (e.type === "checker-completed") seen.push(`completed ${e.exitCode}`);
+  });
+  try {
+    reg.start();
+    clock.advance(1);
+    const run = (code: number): string[] => {
+      seen.length = 0;
+      s.running.get("check")!(code);
+      const out = seen.filter((p) => p !== "CheckerRunning");
+      clock.advance(1_000);
+      return out;
+    };
+    assert.deepEqual(run(0), ["LastCheckerStatus", "LastCheckedOK", "Expires", "completed 0"], "-2 -> 0");
+    assert.deepEqual(run(0), ["LastCheckedOK", "Expires", "completed 0"], "0 -> 0");
+    assert.deepEqual(run(3), ["LastCheckerStatus", "completed 3"], "0 -> 3");
+    assert.deepEqual(run(3), ["completed 3"], "3 -> 3");
+  } finally {
+    reg.stop();
+  }
 });

@@ -38,9 +38,12 @@ export class ApprovalGate {
         // that must count now, not after the delay.
         if (c.approved !== null || !c.runtime.enabled) continue;
         const started = host.clock.now();
-        await this.#waitForChange(c, delay, signal);
+        // Whether the delay ran out, from its own timer: the clock's time
+        // and its timers may round apart by a millisecond, and a wait
+        // measured short went round again with a second NeedApproval.
+        const ranOut = await this.#waitForChange(c, delay, signal);
         const elapsed = host.clock.now() - started;
-        if (elapsed >= delay) {
+        if (ranOut || elapsed >= delay) {
           if (signal.aborted) return { give: false, reason: "aborted" };
           if (!c.settings.approvedByDefault) return this.#refuse(c, "approval_timeout");
           if (!c.runtime.enabled) continue;
@@ -71,15 +74,20 @@ export class ApprovalGate {
     return { give: false, reason };
   }
 
-  #waitForChange(c: ClientRecord, ms: number, signal: AbortSignal): Promise<void> {
+  /** Resolves true when `ms` ran out, false on a change of `c` or an abort first. */
+  #waitForChange(c: ClientRecord, ms: number, signal: AbortSignal): Promise<boolean> {
     return new Promise((resolve) => {
+      let ranOut = false;
       const done = (): void => {
         timer.cancel();
         c.waiters?.delete(done);
         signal.removeEventListener("abort", done);
-        resolve();
+        resolve(ranOut);
       };
-      const timer = this.#host.clock.setTimeout(done, ms);
+      const timer = this.#host.clock.setTimeout(() => {
+        ranOut = true;
+        done();
+      }, ms);
       (c.waiters ??= new Set()).add(done);
       signal.addEventListener("abort", done);
     });

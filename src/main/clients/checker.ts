@@ -156,9 +156,15 @@ export class CheckerRunner {
     c.checkerTimer = this.#host.clock.setTimeoutWith(this.#nextDue, every, c);
   }
 
-  /** The reference's start_checker: never two at once for one client. */
-  start(c: ClientRecord): void {
-    if (c.checker || c.checkerQueued || !c.runtime.enabled) return;
+  /**
+   * The reference's start_checker: never two at once for one client. Its
+   * schedule runs only while the client is enabled; `asked` (the
+   * operator's StartChecker, CheckerRunning = true) runs one on a disabled
+   * client too, as the reference does: its result sets LastCheckedOK and
+   * LastCheckerStatus, and leaves Enabled and Expires as they are.
+   */
+  start(c: ClientRecord, asked = false): void {
+    if (c.checker || c.checkerQueued || (!asked && !c.runtime.enabled)) return;
     if (this.#running >= this.#maxCheckers) {
       c.checkerQueued = true;
       this.#queue.push(c);
@@ -193,26 +199,26 @@ export class CheckerRunner {
       const next = this.#queue.shift()!;
       if (!next.checkerQueued) continue;
       next.checkerQueued = false;
-      if (next.runtime.enabled && this.#host.isCurrent(next)) this.#run(next);
+      // Disabling a client takes its checker out of the queue (cancel).
+      if (this.#host.isCurrent(next)) this.#run(next);
     }
   }
 
+  /**
+   * A checker ended, in the reference's order (its checker_callback and
+   * ClientDBus's): LastCheckerStatus (announced only when it changed, as
+   * its properties are), the log line, checked_ok on success
+   * (LastCheckedOK, Expires), and the CheckerCompleted signal last.
+   */
   #done(c: ClientRecord, command: string, code: number | null, signal: number | null): void {
-    if (code !== null) {
-      c.setRuntime({ lastCheckerStatus: code, lastCheckerSignal: null });
-      this.#completed(c, command, code, code << 8);
-      if (code === 0) this.#host.checkedOk(c);
-      else this.#host.changed(c, "LastCheckerStatus");
-    } else {
-      c.setRuntime({ lastCheckerStatus: -1, lastCheckerSignal: signal });
-      this.#completed(c, command, -1, (-1 << 8) | (signal ?? 0));
-      this.#host.changed(c, "LastCheckerStatus");
-    }
-  }
-
-  #completed(c: ClientRecord, command: string, exitCode: number, waitStatus: number): void {
-    this.#host.emit({ type: "checker-completed", client: c.view(), exitCode, waitStatus, command });
-    publish(events.checkerCompleted, () => ({ client: c.view(), command, exitCode, waitStatus }));
+    const status = code ?? -1;
+    const waitStatus = code === null ? (-1 << 8) | (signal ?? 0) : code << 8;
+    const statusChanged = c.runtime.lastCheckerStatus !== status;
+    c.setRuntime({ lastCheckerStatus: status, lastCheckerSignal: code === null ? signal : null });
+    if (statusChanged) this.#host.changed(c, "LastCheckerStatus");
+    publish(events.checkerCompleted, () => ({ client: c.view(), command, exitCode: status, waitStatus }));
+    if (code === 0) this.#host.checkedOk(c);
+    this.#host.emit({ type: "checker-completed", client: c.view(), exitCode: status, waitStatus, command });
   }
 
   /** The reference's stop_checker. */

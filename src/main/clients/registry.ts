@@ -196,8 +196,9 @@ export class ClientRegistry implements Registry {
     this.#disable(this.#must(name), "operator");
   }
 
+  /** The operator's StartChecker: one checker now, the client enabled or not. */
   startChecker(name: string): void {
-    this.#checkers.start(this.#must(name));
+    this.#checkers.start(this.#must(name), true);
   }
 
   stopChecker(name: string): void {
@@ -392,8 +393,11 @@ export class ClientRegistry implements Registry {
   }
 
   #checkedOk(c: ClientRecord): void {
+    // As the reference's properties: a change is announced only when the value changed.
+    const statusChanged = c.runtime.lastCheckerStatus !== 0;
     c.setRuntime({ lastCheckedOk: this.#clock.now(), lastCheckerStatus: 0, lastCheckerSignal: null });
-    this.#changed(c, "LastCheckedOK", "LastCheckerStatus");
+    if (statusChanged) this.#changed(c, "LastCheckedOK", "LastCheckerStatus");
+    else this.#changed(c, "LastCheckedOK");
     this.#expiry.bump(c, c.settings.timeout);
   }
 }
