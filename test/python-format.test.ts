@@ -19,3 +19,19 @@ test("shellQuote quotes as Python's shlex.quote does", () => {
   ];
   for (const [input, quoted] of cases) assert.equal(shellQuote(input), quoted, JSON.stringify(input));
 });
+
+// mandos-monitor reads Expires with strptime("%Y-%m-%dT%H:%M:%S.%f"), which
+// refuses a time without a fraction; isoformat() writes none when the
+// microseconds are 0, and our times (milliseconds) are so once in a
+// thousand: mandos-monitor stopped with a ValueError on such a client.
+test("D-Bus timestamps always carry their fraction, so mandos-monitor's strptime reads every one", async () => {
+  const { timestampToDbus } = await import("../src/main/dbus/values.js");
+  const { execFileSync } = await import("node:child_process");
+  const whole = new Date(Date.UTC(2027, 0, 30, 11, 20, 15, 0));
+  const some = new Date(Date.UTC(2027, 0, 30, 11, 20, 15, 8));
+  assert.equal(timestampToDbus(whole), "2027-01-30T11:20:15.000000");
+  assert.equal(timestampToDbus(some), "2027-01-30T11:20:15.008000");
+  assert.equal(timestampToDbus(null), "");
+  const script = 'import datetime, sys\nfor t in sys.argv[1:]: datetime.datetime.strptime(t, "%Y-%m-%dT%H:%M:%S.%f")';
+  execFileSync("/usr/bin/python3", ["-c", script, timestampToDbus(whole), timestampToDbus(some)]);
+});

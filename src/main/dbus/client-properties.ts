@@ -42,7 +42,13 @@ function asString(name: string, v: IncomingVariant): string {
 /** Milliseconds. The reference accepts any integer (dbus-python sends Python ints as "i"), not a negative one. */
 function asMilliseconds(name: string, v: IncomingVariant): number {
   const ms = integerOf(v);
-  if (ms === null) throw wrongType(name, "t", v);
+  if (ms === null) {
+    // An integer beyond 2^53 - 1 ms (285,616 years): a number, but none a duration here can hold.
+    if (v.signature.length === 1 && "ynqiuxt".includes(v.signature) && (typeof v.value === "bigint" || typeof v.value === "number")) {
+      throw new MethodError(ERROR_NAME.invalidArgs, `property ${name} is too large (at most ${Number.MAX_SAFE_INTEGER} ms)`);
+    }
+    throw wrongType(name, "t", v);
+  }
   if (ms < 0) throw new MethodError(ERROR_NAME.invalidArgs, `property ${name} cannot be negative`);
   return ms;
 }

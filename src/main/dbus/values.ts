@@ -55,9 +55,18 @@ export function readVariant(raw: unknown): IncomingVariant | null {
   return { signature: signatureOf(tree[0] as SignatureNode), value: values[0] };
 }
 
-/** The reference's datetime_to_dbus: Python isoformat() of the naive UTC time; "" when unset. */
+/**
+ * The reference's datetime_to_dbus: Python isoformat() of the naive UTC
+ * time; "" when unset. Always with its fraction: isoformat() leaves it out
+ * when the microseconds are 0, which the reference's times (microseconds)
+ * almost never are and ours (milliseconds) are once in a thousand, and
+ * mandos-monitor reads Expires with strptime("%Y-%m-%dT%H:%M:%S.%f"): a
+ * time without one stopped it with a ValueError.
+ */
 export function timestampToDbus(date: Date | null): string {
-  return date === null ? "" : pyIsoformat(date);
+  if (date === null) return "";
+  const text = pyIsoformat(date);
+  return date.getUTCMilliseconds() === 0 ? `${text}.000000` : text;
 }
 
 const INTEGER_SIGNATURES = new Set(["y", "n", "q", "i", "u", "x", "t"]);
