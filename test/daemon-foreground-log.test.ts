@@ -17,7 +17,8 @@ import { receiveDatagrams } from "./helpers/datagram-receiver.js";
 import { UNSHARE } from "./helpers/netns.js";
 import { executable } from "./helpers/peers.js";
 import { BIN_MANDOS } from "./helpers/server.js";
-import { eventually } from "./helpers/wait.js";
+import { eventually, freePort } from "./helpers/wait.js";
+import { connect } from "node:net";
 import { serverNodeFlags } from "../bench/reboot.js";
 
 const skip = process.getuid?.() !== 0 ? "needs root (a mount namespace)" : !executable(UNSHARE) ? `missing ${UNSHARE}` : false;
@@ -46,21 +47,25 @@ interface Run {
   /** Everything on standard error, once the server has exited. */
   readonly stderr: Promise<string>;
   stop(): void;
+  /** Closes our end of its standard error: its next write there is EPIPE. */
+  closeStderr(): void;
+  /** Its exit code or signal; null while it runs. */
+  exited(): number | string | null;
 }
 
 /** bin/mandos --foreground in a mount namespace whose /dev is `dev`. */
-function runForeground(dev: string, conf: string, state: string): Run {
+function runForeground(dev: string, conf: string, state: string, port = 0): Run {
   const binds = DEVICES.map((n) => `mount --bind /dev/${n} "$D/${n}"`).join(" && ");
   const script = `${binds} && mount --bind "$D" /dev && exec "$@"`;
   const child = spawn(UNSHARE, [
     "--mount", "--propagation", "private", "sh", "-c", script, "sh",
     process.execPath, ...serverNodeFlags(), BIN_MANDOS, "--foreground", "--no-zeroconf", "--no-dbus",
-    "--configdir", conf, "--statedir", state, "--address", "::1", "--port", "0",
+    "--configdir", conf, "--statedir", state, "--address", "::1", "--port", String(port),
   ], { env: { ...process.env, D: dev }, stdio: ["ignore", "ignore", "pipe"] });
   let text = "";
   child.stderr.on("data", (chunk: Buffer) => (text += chunk.toString("utf8")));
   const stderr = new Promise<string>((resolve) => child.on("exit", () => resolve(text)));
-  return { said: () => text, stderr, stop: () => child.kill("SIGTERM") };
+  return { said: () => text, stderr, stop: () => child.kill("SIGTERM"), closeStderr: () => child.stderr.destroy(), exited: () => child.exitCode ?? child.signalCode };
 }
 
 test("--foreground logs to syslog only, as the reference: nothing twice in the journal", { skip }, async (t) => {
@@ -98,4 +103,33 @@ test("--foreground without a syslog: the records go to standard error instead", 
   run.stop();
   const stderr = await run.stderr;
   assert.match(stderr, /cannot log to syslog at \/dev\/log: No such file or directory; its records go to standard error/);
+});
+
+// Found beside the reference: with standard error a pipe nobody reads (a
+// journal stream gone), ours died of the unhandled EPIPE at its first
+// fallback line, before it listened; the reference serves on.
+test("a standard error nobody reads any more does not stop the server", { skip }, async (t) => {
+  const { root, dev, conf, state } = setUp();
+  const port = await freePort();
+  const run = runForeground(dev, conf, state, port);
+  run.closeStderr();
+  t.after(() => {
+    run.stop();
+    rmSync(root, { recursive: true, force: true });
+  });
+  const accepts = (): Promise<boolean> =>
+    new Promise((resolve) => {
+      const socket = connect({ host: "::1", port }, () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.on("error", () => resolve(false));
+    });
+  await eventually(async () => (await accepts()) || (run.exited() !== null ? `exited: ${String(run.exited())}` : false), {
+    what: "the server listening",
+    timeoutMs: 20_000,
+  }).then((r) => assert.equal(r, true, String(r)));
+  // And a moment later, still serving.
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  assert.equal(run.exited(), null);
 });

@@ -48,3 +48,29 @@ test("SIGHUP reloads clients.conf; SIGTERM saves state and exits 0; a restart re
     rmSync(root, { recursive: true, force: true });
   }
 });
+
+// Found beside the reference: SIGUSR1 opened Node's inspector on
+// 127.0.0.1:9229, where any local user could run code in the server (as
+// _mandos, with every client's secret in reach). If it ever opens again,
+// it does so on a port of the OS's choosing here, never 9229 of this host.
+test("SIGUSR1 opens no debugger; the server serves on", { skip: missing(MANDOS_CLIENT, MANDOS_KEYGEN) }, async () => {
+  const root = mkdtempSync(join(tmpdir(), "mandos-ts-sigusr1-"));
+  try {
+    const { clients: [a], conf, state } = makeFleetDir(root, 1);
+    writeFileSync(join(conf, "clients.conf"), `${a!.section}\n`);
+    const server = await startServer(["--configdir", conf, "--statedir", state, "--port", "0"], {}, { nodeFlags: ["--inspect-port=0"] });
+    try {
+      server.process.kill("SIGUSR1");
+      // Node says so on standard error within milliseconds when it opens.
+      await new Promise((resolve) => setTimeout(resolve, 1_000));
+      assert.doesNotMatch(server.log(), /Debugger listening/);
+      assert.equal(server.process.exitCode, null, "SIGUSR1 ended the server");
+      const r = await runMandosClient(a!.dir, "::1", server.port);
+      assert.equal(r.stdout.toString(), a!.password);
+    } finally {
+      await server.stop();
+    }
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
