@@ -4,8 +4,8 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { spawn, spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -13,6 +13,7 @@ import { makeFleetDir } from "./helpers/keys.js";
 import { MANDOS_CLIENT, MANDOS_KEYGEN, missing } from "./helpers/peers.js";
 import { BIN_MANDOS, listenBacklog, runMandosClient } from "./helpers/server.js";
 import { LISTEN_BACKLOG } from "../src/main/serve/limits.js";
+import { defaultPidFilePath } from "../src/main/daemon/pidfile.js";
 import { eventually } from "./helpers/wait.js";
 
 // Also with serve threads, which all listen on the passed descriptor.
@@ -45,6 +46,52 @@ for (const threads of [[], ["--serve-threads", "2"]]) test(`--socket serves on a
       await new Promise((r) => child.once("exit", r));
     }
   } finally {
+    listening.close();
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+// Found beside the reference, whose fork keeps the descriptor: a detached
+// server (no --foreground) started its child with descriptors 0-3 only, so
+// --socket 5 was gone ("ENOTSOCK") and --socket 3 was taken for the
+// readiness pipe. The child now keeps it, the pipe on another number.
+const PID_FILE = defaultPidFilePath();
+const otherServer = ((): boolean => {
+  try {
+    process.kill(Number(readFileSync(PID_FILE, "utf8").trim()), 0);
+    return true;
+  } catch {
+    return false;
+  }
+})();
+for (const socketFd of [3, 5]) test(`--socket ${socketFd} serves when the server detaches`, { skip: missing(MANDOS_CLIENT, MANDOS_KEYGEN) || (process.getuid?.() !== 0 ? "needs root (/run)" : otherServer ? `${PID_FILE} names a live server` : false) }, async () => {
+  const root = mkdtempSync(join(tmpdir(), "mandos-ts-socket-detached-"));
+  const listening = createServer();
+  let pid = 0;
+  try {
+    const { clients: [client], conf } = makeFleetDir(root, 1);
+    writeFileSync(join(conf, "clients.conf"), client!.section);
+    await new Promise<void>((r) => listening.listen({ host: "::1", port: 0 }, () => r()));
+    const port = (listening.address() as { port: number }).port;
+    const fd = (listening as unknown as { _handle: { fd: number } })._handle.fd;
+    const stdio: Array<"ignore" | number> = ["ignore", "ignore", "ignore"];
+    for (let n = 3; n <= socketFd; n++) stdio.push(n === socketFd ? fd : "ignore");
+    const r = spawnSync(process.execPath, [BIN_MANDOS, "--no-zeroconf", "--no-dbus", "--configdir", conf, "--statedir", root, "--socket", String(socketFd)], { stdio, timeout: 30_000 });
+    assert.equal(r.status, 0, "the detaching parent did not see its child listen");
+    pid = Number(readFileSync(PID_FILE, "utf8").trim());
+    listening.close();
+    const got = await runMandosClient(client!.dir, "::1", port);
+    assert.equal(got.stdout.toString(), client!.password);
+  } finally {
+    if (pid > 0) {
+      try {
+        process.kill(pid, "SIGTERM");
+      } catch {
+        // gone
+      }
+      await eventually(() => { try { process.kill(pid, 0); return false; } catch { return true; } }, { what: "the daemon gone", timeoutMs: 10_000 });
+    }
+    rmSync(PID_FILE, { force: true });
     listening.close();
     rmSync(root, { recursive: true, force: true });
   }

@@ -106,7 +106,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   const detach = !settings.debug && !settings.foreground;
   // The child starts where we were, so relative --configdir/--statedir keep
   // their meaning; it then moves to "/" as daemon(3) does.
-  if (detach && !isDaemonChild()) await daemonize({ cwd: process.cwd() });
+  if (detach && !isDaemonChild()) await daemonize({ cwd: process.cwd(), keepFds: settings.socket === undefined ? [] : [settings.socket] });
   if (detach) {
     settings = { ...settings, configdir: resolve(settings.configdir), statedir: resolve(settings.statedir) };
     process.chdir("/");

@@ -1,6 +1,7 @@
 // Detaching. Node cannot fork(), so the parent re-spawns its own command line
 // in a new session (setsid via detached), stdio on /dev/null, cwd "/", and
-// waits on a readiness pipe (fd 3 of the child): it exits 0 once the child
+// waits on a readiness pipe (fd 3 of the child, or the next number free
+// when --socket's descriptor, kept at its number, is 3): it exits 0 once the child
 // says its listener is up, non-zero with the child's message when it cannot
 // start. The child learns the fd from MANDOS_READY_FD. Before either, the
 // child may send warnings meant for whoever started it (its own stderr is
@@ -18,6 +19,13 @@ export interface DetachOptions {
   args?: string[];
   env?: NodeJS.ProcessEnv;
   cwd?: string;
+  /**
+   * Descriptors the child keeps at the same numbers (`--socket FD`: a
+   * listening socket its starter passed; the reference's fork keeps it
+   * the same way). The readiness pipe takes the first number from 3 up
+   * that none of them has.
+   */
+  keepFds?: readonly number[];
 }
 
 /**
@@ -27,11 +35,16 @@ export interface DetachOptions {
 export function spawnDetached(options: DetachOptions = {}, warn: (message: string) => void = () => undefined): Promise<number> {
   const command = options.command ?? process.execPath;
   const args = options.args ?? [...process.execArgv, ...process.argv.slice(1)];
+  const keep = new Set((options.keepFds ?? []).filter((fd) => Number.isInteger(fd) && fd > 2));
+  let readyFd = 3;
+  while (keep.has(readyFd)) readyFd++;
+  const stdio: Array<"ignore" | "pipe" | number> = ["ignore", "ignore", "ignore"];
+  for (let fd = 3; fd <= Math.max(readyFd, ...keep); fd++) stdio.push(fd === readyFd ? "pipe" : keep.has(fd) ? fd : "ignore");
   const child = spawn(command, args, {
     detached: true,
     cwd: options.cwd ?? "/",
-    stdio: ["ignore", "ignore", "ignore", "pipe"],
-    env: { ...(options.env ?? process.env), [READY_FD_ENV]: "3" },
+    stdio,
+    env: { ...(options.env ?? process.env), [READY_FD_ENV]: String(readyFd) },
   });
   return new Promise((resolve, reject) => {
     let said = "";
@@ -54,7 +67,7 @@ export function spawnDetached(options: DetachOptions = {}, warn: (message: strin
       exit = signal === null ? `exit code ${code}` : `signal ${signal}`;
       settle();
     });
-    const pipe = child.stdio[3];
+    const pipe = child.stdio[readyFd];
     if (pipe === null || pipe === undefined || !("on" in pipe)) {
       reject(new DaemonStartError("no readiness pipe"));
       return;
