@@ -188,3 +188,17 @@ test("a record syslog does not take goes to the fallback sink; one it takes does
   assert.deepEqual(got, [Buffer.from(`<30>Mandos [${process.pid}]: INFO: taken\0`)]);
   assert.deepEqual(fellBack, ["WARNING: no addon", "ERROR: no socket"]);
 });
+
+test("after a Zeroconf rename the tag carries the new name, as the reference's AvahiServiceToSyslog does", async () => {
+  const got = await receive(2, (path) => {
+    const sink = syslogSink({ level: "INFO", socketPath: path });
+    sink.write("INFO", "before");
+    sink.setServiceName("Mandos #2");
+    sink.write("INFO", "after");
+    sink.close();
+  });
+  assert.deepEqual(got, [
+    Buffer.from(`<30>Mandos [${process.pid}]: INFO: before\0`),
+    Buffer.from(`<30>Mandos (Mandos #2) [${process.pid}]: INFO: after\0`),
+  ]);
+});

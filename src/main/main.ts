@@ -124,7 +124,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   logClientEvents(logger);
   const stopServeLog = logServeEvents(logger);
   try {
-    return await serve(settings, detach, logger);
+    return await serve(settings, detach, logger, (name) => syslog.setServiceName(name));
   } finally {
     // The summaries still pending (lines held back from a noisy peer,
     // connections refused at the open-files cap) are written as it leaves.
@@ -134,7 +134,7 @@ export async function main(argv: readonly string[]): Promise<number> {
 }
 
 /** Everything from the configuration to shutdown; resolves to the exit code. */
-async function serve(settings: ServerSettings, detach: boolean, logger: FanOutLogger): Promise<number> {
+async function serve(settings: ServerSettings, detach: boolean, logger: FanOutLogger, renamed: (name: string) => void): Promise<number> {
   // Signals that arrive while starting are held and handled once serving
   // (Node's default for SIGHUP and SIGTERM would kill the server at once,
   // even after its "Now listening" line).
@@ -142,7 +142,7 @@ async function serve(settings: ServerSettings, detach: boolean, logger: FanOutLo
   const holdSignal = (signal: NodeJS.Signals): void => void early.push(signal);
   for (const signal of HANDLED_SIGNALS) process.on(signal, holdSignal);
   try {
-    return await startAndServe(settings, detach, logger, early);
+    return await startAndServe(settings, detach, logger, early, renamed);
   } finally {
     for (const signal of HANDLED_SIGNALS) process.off(signal, holdSignal);
   }
@@ -150,7 +150,7 @@ async function serve(settings: ServerSettings, detach: boolean, logger: FanOutLo
 
 const HANDLED_SIGNALS: readonly NodeJS.Signals[] = ["SIGTERM", "SIGINT", "SIGHUP"];
 
-async function startAndServe(settings: ServerSettings, detach: boolean, logger: FanOutLogger, early: NodeJS.Signals[]): Promise<number> {
+async function startAndServe(settings: ServerSettings, detach: boolean, logger: FanOutLogger, early: NodeJS.Signals[], renamed: (name: string) => void): Promise<number> {
   let tlsSettings: TlsSettings;
   try {
     tlsSettings = parsePriority(settings.priority);
@@ -370,6 +370,8 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
       interface: settings.interface,
       ipv6: settings.useIpv6,
       logger,
+      // The syslog tag follows a rename ("Mandos (Mandos #2) [PID]:"), as the reference's does.
+      onRename: renamed,
     });
   }
 

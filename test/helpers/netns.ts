@@ -145,6 +145,22 @@ export class NetnsPair {
     return pair;
   }
 
+  /**
+   * A second veth pair between the namespaces (a multi-homed server), with
+   * IPv4 addresses 192.168.254.1 and .2/24 on it; returns the two links.
+   */
+  addLink(): { server: string; client: string } {
+    const server = `${this.server.link}b`.slice(-15);
+    const client = `${this.client.link}b`.slice(-15);
+    const ip = (...args: string[]): void => { execFileSync(IP, args, { stdio: ["ignore", "ignore", "pipe"] }); };
+    ip("link", "add", server, "netns", this.server.ns, "type", "veth", "peer", "name", client, "netns", this.client.ns);
+    for (const [ns, link, address] of [[this.server.ns, server, "192.168.254.1"], [this.client.ns, client, "192.168.254.2"]] as const) {
+      ip("-n", ns, "addr", "add", `${address}/24`, "dev", link);
+      ip("-n", ns, "link", "set", link, "up");
+    }
+    return { server, client };
+  }
+
   /** Runs `ip -n NS ARGS...` on `side`'s namespace (addresses, links). */
   ip(side: Side, ...args: string[]): void {
     execFileSync(IP, ["-n", side.ns, ...args], { stdio: ["ignore", "ignore", "pipe"] });

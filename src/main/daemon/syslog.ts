@@ -97,12 +97,14 @@ export interface SyslogSinkOptions {
 }
 
 export interface SyslogSink extends LogSink {
+  /** The tag's service name from now on: after a Zeroconf rename, as the reference's AvahiServiceToSyslog. */
+  setServiceName(name: string): void;
   close(): void;
 }
 
 export function syslogSink(options: SyslogSinkOptions): SyslogSink {
   const path = options.socketPath ?? DEV_LOG;
-  const serviceName = options.serviceName ?? "Mandos";
+  let serviceName = options.serviceName ?? "Mandos";
   const stderr = options.stderr ?? process.stderr;
   let socket = options.socket === undefined ? datagramSocketOrSay("syslog", stderr) : options.socket;
   let stream: StreamSyslog | null = null;
@@ -132,6 +134,9 @@ export function syslogSink(options: SyslogSinkOptions): SyslogSink {
     level: options.level,
     write(level, message) {
       if (!send(syslogDatagram(level, message, serviceName))) fallback?.write(level, message);
+    },
+    setServiceName(name) {
+      serviceName = name;
     },
     close() {
       socket?.close();

@@ -144,6 +144,24 @@ function recogniseOwnIpv6Packets(responder: Responder): boolean {
 }
 
 /**
+ * A service without TXT entries (the reference's has none either): ciao
+ * 1.3.12 sends its TXT as one empty string (a single zero byte, RFC 6763
+ * §6.1), but compares a TXT it hears with its own list, which is empty. Its
+ * own announcement, heard back on another link (multicast loopback), then
+ * differs in length, is taken for a rival's, and the service probes and
+ * announces again, for ever: on a host with two links, three probes and an
+ * announcement every ~0.85 s, no IPv6 resolution, no goodbye at exit. Give
+ * it the one empty string it sends. False when ciao keeps its TXT otherwise
+ * now (then nothing is changed). Exported for the tests.
+ */
+export function txtAsSent(service: object): boolean {
+  const candidate = service as { txt?: unknown };
+  if (!Array.isArray(candidate.txt)) return false;
+  if (candidate.txt.length === 0) candidate.txt = [Buffer.alloc(0)];
+  return true;
+}
+
+/**
  * The links we can announce on, as ciao names its sockets: "eth0" when it has
  * IPv4, "eth0/6" when it has IPv6 (link-local included) and `ipv6` is on.
  */
@@ -269,6 +287,7 @@ class MandosAnnouncement implements Announcement {
       logger.error(`Zeroconf: cannot announce: ${describe(error)}`);
       return undefined;
     }
+    if (!txtAsSent(service)) logger.debug("Zeroconf: this ciao keeps its TXT otherwise; not adjusted");
     this.#chooseRenames(service);
     if (options.ipv6 && !(recogniseOwnIpv6Packets(responder) && answerOverIpv6(service))) {
       logger.warning("Zeroconf: this ciao cannot announce over IPv6 on chosen interfaces; IPv4 only");
