@@ -13,6 +13,8 @@ import { defaultPidFilePath } from "../src/main/daemon/pidfile.js";
 
 const BIN = new URL("../../bin/mandos", import.meta.url).pathname;
 const PID_FILE = defaultPidFilePath();
+/** Debian's init script stops and reloads the server with it (dpkg's). */
+const START_STOP_DAEMON = "/usr/sbin/start-stop-daemon";
 
 function alive(pid: number): boolean {
   try { process.kill(pid, 0); return true; } catch { return false; }
@@ -57,6 +59,15 @@ test("a daemonised bin/mandos writes a pid file naming a live process owned by t
   // The detached server is started with the parent's node flags (the #! line's).
   const argv = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
   for (const flag of ["--max-old-space-size=1024", "--max-semi-space-size=2", "--heap-growing-percent=30", "--no-memory-reducer"]) assert.ok(argv.includes(flag), `${flag} in ${argv.join(" ")}`);
+  // Named "mandos", as the reference's process is (its command line above
+  // unchanged): Debian's init script stops it with start-stop-daemon
+  // --name mandos, which found "node" and nothing to stop.
+  assert.equal(readFileSync(`/proc/${pid}/comm`, "utf8"), "mandos\n");
+  if (existsSync(START_STOP_DAEMON)) {
+    const stopped = spawnSync(START_STOP_DAEMON, ["--stop", "--quiet", "--pidfile", PID_FILE, "--name", "mandos", "--retry", "10"], { encoding: "utf8", timeout: 30_000 });
+    assert.equal(stopped.status, 0, `start-stop-daemon found nothing to stop: ${stopped.stderr}`);
+    assert.equal(alive(pid), false);
+  }
 });
 
 test("bin/mandos, run as installed, caps V8's heap at 1 GiB of old generation and 2 MiB semi-spaces, growing 1.3 times between full collections, without the memory reducer", (t) => {

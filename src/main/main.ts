@@ -36,7 +36,7 @@ import type { Announcement } from "./zeroconf/announce.js";
 import type { DbusService } from "./dbus/index.js";
 import type { FleetState } from "./fleet/fleet-state.js";
 import { collectGarbage, HeapWatch } from "./daemon/memory.js";
-import { releaseFreePages } from "./daemon/unix-datagram.js";
+import { nameProcess, releaseFreePages } from "./daemon/unix-datagram.js";
 import { Observability } from "./observe/index.js";
 
 /** How long SIGTERM waits for connections already in progress. */
@@ -88,6 +88,10 @@ export async function main(argv: readonly string[]): Promise<number> {
     const passed = runSelfTest();
     return passed ? EXIT_OK : EXIT_FAILURE;
   }
+
+  // /proc/PID/comm "mandos", as the reference's: Debian's init script
+  // stops and reloads it by that name (start-stop-daemon --name mandos).
+  nameProcess("mandos");
 
   let settings: ServerSettings;
   try {

@@ -14,6 +14,11 @@
  * malloc_trim(3), which gives the kernel back the pages left free inside
  * malloc's arenas (each thread's arena keeps what it once grew to; see
  * docs/BENCHMARK.md, "Free pages in malloc's arenas").
+ *
+ * And the process's name (prctl(2) PR_SET_NAME, /proc/PID/comm): "node"
+ * otherwise, and Debian's init script stops and reloads the server with
+ * `start-stop-daemon --name mandos`, as `pidof mandos` finds it. Only the
+ * name; the command line (/proc/PID/cmdline) stays as it was.
  */
 
 #include <errno.h>
@@ -24,6 +29,10 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
+
+#if defined(__linux__)
+#include <sys/prctl.h>
+#endif
 
 #if defined(__GLIBC__)
 #include <malloc.h>
@@ -147,12 +156,31 @@ static napi_value trim_heap(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/* prctl(PR_SET_NAME, name) for the calling thread (the main thread's is the process's): 0 or an errno. */
+static napi_value set_process_name(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  char name[16]; /* TASK_COMM_LEN: the kernel keeps 15 bytes and a NUL */
+  size_t length;
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc != 1 || napi_get_value_string_utf8(env, argv[0], name, sizeof name, &length) != napi_ok) {
+    napi_throw_type_error(env, NULL, "setProcessName(name): name must be a string");
+    return NULL;
+  }
+#if defined(__linux__)
+  return number(env, prctl(PR_SET_NAME, (unsigned long)name, 0, 0, 0) < 0 ? errno : 0);
+#else
+  return number(env, ENOSYS);
+#endif
+}
+
 NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
   napi_property_descriptor methods[] = {
     {"open", NULL, open_socket, NULL, NULL, NULL, napi_enumerable, NULL},
     {"sendTo", NULL, send_to, NULL, NULL, NULL, napi_enumerable, NULL},
     {"close", NULL, close_socket, NULL, NULL, NULL, napi_enumerable, NULL},
     {"trimHeap", NULL, trim_heap, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"setProcessName", NULL, set_process_name, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof methods / sizeof methods[0], methods) != napi_ok) return NULL;
   return exports;

@@ -24,6 +24,8 @@ export interface DatagramAddon {
    * build of the addon older than the call (one not rebuilt since).
    */
   trimHeap?(): boolean;
+  /** prctl(PR_SET_NAME): 0 or an errno. Absent from a build older than the call. */
+  setProcessName?(name: string): number;
 }
 
 /** A non-blocking unix datagram socket that is never connected. */
@@ -91,6 +93,19 @@ export function releaseFreePages(): boolean {
   const addon = datagramAddon();
   if ("unavailable" in addon || typeof addon.trimHeap !== "function") return false;
   return addon.trimHeap();
+}
+
+/**
+ * Names the process `name` in /proc/PID/comm (the main thread's name), as
+ * the reference's is: Debian's init script stops and reloads it with
+ * `start-stop-daemon --name mandos`, which found "node" and nothing to
+ * stop. The command line stays as it is. False without the addon (or with
+ * a build older than the call).
+ */
+export function nameProcess(name: string): boolean {
+  const addon = datagramAddon();
+  if ("unavailable" in addon || typeof addon.setProcessName !== "function") return false;
+  return addon.setProcessName(name) === 0;
 }
 
 /** An errno from the addon in strerror's words. */
