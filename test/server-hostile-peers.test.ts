@@ -85,6 +85,23 @@ for (const mode of [["--workers", "0"], ["--workers", "2"], ["--serve-threads", 
       await realClientStillServed(0);
     });
 
+    // Found beside the reference: a connect-then-RST reached us with no
+    // address left to read, and was logged as ('', 0), every such peer in
+    // one per-source bucket.
+    test("peers that reset as they connect are dropped unlogged; the others still served", async () => {
+      for (let i = 0; i < 40; i++) {
+        await new Promise<void>((resolve) => {
+          const socket = connect({ host: "::1", port: server.port }, () => {
+            socket.resetAndDestroy();
+            resolve();
+          });
+          socket.on("error", () => resolve());
+        });
+      }
+      await realClientStillServed(0);
+      assert.doesNotMatch(server.log(), /\(''/);
+    });
+
     test("protocol version 2 is refused before any TLS", async () => {
       const r = await rawPeer(server.port, "2\r\n", 10_000);
       assert.notEqual(r.ending, "open");

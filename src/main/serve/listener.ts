@@ -189,7 +189,15 @@ export class Listener {
       socket.destroy();
       return;
     }
-    const source = sourceOf(socket.remoteAddress ?? "");
+    // Reset by its peer before we got to it (a scanner's connect-then-RST):
+    // the kernel no longer knows its address, so there is no source to
+    // count it against, nothing to log it as (it was "('', 0)", every such
+    // peer in one per-source bucket), and nobody to answer.
+    if (socket.remoteAddress === undefined) {
+      socket.destroy();
+      return;
+    }
+    const source = sourceOf(socket.remoteAddress);
     const refusal = this.#gate.enter(source);
     if (!(refusal instanceof Promise)) {
       this.#admit(socket, source, refusal);
