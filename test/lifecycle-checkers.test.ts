@@ -6,7 +6,7 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, rmSync, existsSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, existsSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ClientRegistry, shellSpawner, type CheckerSpawner } from "../src/main/clients/registry.js";
@@ -16,6 +16,9 @@ import type { RegistryEvent } from "../src/main/clients/contract.js";
 import { events, type CheckerCommandInvalid, type CheckerStarted } from "../src/main/events.js";
 import { logClientEvents } from "../src/main/daemon/log-clients.js";
 import { clientSettings } from "./helpers/clients.js";
+import { makeFleetDir } from "./helpers/keys.js";
+import { MANDOS_KEYGEN, missing } from "./helpers/peers.js";
+import { startServer } from "./helpers/server.js";
 
 /** A spawner whose checkers end when the test says, with the code it says. */
 function scripted(): { spawner: CheckerSpawner; running: Map<string, (code: number | null, signal?: number) => void>; started: string[]; killed: string[] } {
@@ -348,4 +351,22 @@ test("a checker's end announces LastCheckerStatus only when it changed, and Chec
   } finally {
     reg.stop();
   }
+});
+
+// Found beside the reference: with --debug its checkers' output reaches the
+// terminal (it sends it to /dev/null only when not debugging), which is how
+// an admin sees why fping fails; ours went nowhere.
+test("with --debug a checker's standard output and error reach the server's", { skip: missing(MANDOS_KEYGEN) }, async (t) => {
+  const root = mkdtempSync(join(tmpdir(), "mandos-ts-checker-out-"));
+  const { clients: [a], conf, state } = makeFleetDir(root, 1);
+  writeFileSync(join(conf, "clients.conf"), `${a!.section}checker = echo CHECKER-OUT-%%(name)s; echo CHECKER-ERR >&2\ninterval = 1s\n`);
+  // startServer runs bin/mandos with --debug.
+  const server = await startServer(["--configdir", conf, "--statedir", state, "--port", "0"]);
+  t.after(async () => {
+    await server.stop();
+    rmSync(root, { recursive: true, force: true });
+  });
+  // Lines of their own: the log's "Starting checker '...'" quotes the command.
+  await server.waitForLog(new RegExp(`^CHECKER-OUT-${a!.name}$`, "m"), 20_000);
+  await server.waitForLog(/^CHECKER-ERR$/m, 20_000);
 });

@@ -43,9 +43,10 @@ function normalise(line: string): string | undefined {
 }
 
 /** Connects, sends one protocol line, and waits for the server to close. */
-function sendLine(port: number, line: string): Promise<void> {
+/** Sends `line` (and, with `end`, closes its side at once), then waits for the server to close. */
+function sendLine(port: number, line: string, end = false): Promise<void> {
   return new Promise((resolve, reject) => {
-    const socket = connect({ host: "::1", port }, () => socket.write(line));
+    const socket = connect({ host: "::1", port }, () => (end ? socket.end(line) : socket.write(line)));
     socket.setTimeout(10_000, () => socket.destroy(new Error("the server did not close")));
     socket.on("data", () => undefined);
     socket.on("close", () => resolve());
@@ -95,6 +96,9 @@ test("our log lines are the reference's, scenario by scenario", { skip: missing(
       // Bad protocol lines: garbage, a newer version, an empty line.
       for (const line of ["x\r\n", "2\r\n", "\r\n"]) await sendLine(server.port, line);
       await server.waitForLog(/Unknown protocol version: list index out of range/);
+      // A client gone mid-handshake: the version line, then its end.
+      await sendLine(server.port, "1\r\n", true);
+      await server.waitForLog(/Handshake failed: The TLS connection was non-properly terminated\./);
     } finally {
       await server.stop();
       await bus.stop();

@@ -24,6 +24,7 @@ import { SettingsError } from "./daemon/errors.js";
 import { loadClientsConfig, loadServerConfig, type ServerConfigFile } from "./config/index.js";
 import { createRegistry, type ClientRegistry } from "./clients/registry.js";
 import { CHECKER_HOST_MIN_CLIENTS, CheckerHost } from "./clients/checker-host.js";
+import { showCheckerOutput } from "./clients/shell-spawner.js";
 import type { ClientSettings } from "./clients/settings.js";
 import { reloadClientsConfig } from "./clients/reload.js";
 import { logClientEvents } from "./daemon/log-clients.js";
@@ -168,7 +169,9 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
   const runAs = process.getuid?.() === 0 ? chooseIds() : undefined;
   let registry: ClientRegistry;
   // Checker processes start in a helper process once privileges are dropped, given enough clients (clients/checker-host.ts).
-  const checkerHost = new CheckerHost({ logger, worthIt: () => registry.size >= CHECKER_HOST_MIN_CLIENTS });
+  // --debug: checkers write to our standard output and error, as the reference's do.
+  showCheckerOutput(settings.debug);
+  const checkerHost = new CheckerHost({ logger, worthIt: () => registry.size >= CHECKER_HOST_MIN_CLIENTS, showOutput: settings.debug });
   let config: ClientSettings[];
   let editedInFile: ReadonlyMap<string, readonly ConfigField[]> = new Map();
   // The state file's changes not yet in etcd (docs/ETCD.md "When etcd is down").

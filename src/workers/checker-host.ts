@@ -7,9 +7,13 @@
 // that stop the server, below); checkers it started go on, as they would
 // have.
 
-import { HOST_NODE_OPTIONS, type HostReport, type HostRequest } from "../main/clients/checker-host.js";
+import { HOST_NODE_OPTIONS, HOST_SHOW_OUTPUT, type HostReport, type HostRequest } from "../main/clients/checker-host.js";
 import type { CheckerProcess } from "../main/clients/record.js";
-import { shellSpawner } from "../main/clients/shell-spawner.js";
+import { shellSpawner, showCheckerOutput } from "../main/clients/shell-spawner.js";
+
+// --debug: the checkers' output to the server's terminal, as from the server itself.
+showCheckerOutput(process.env[HOST_SHOW_OUTPUT] === "1");
+delete process.env[HOST_SHOW_OUTPUT];
 
 // The server's environment for the checkers, as it was: we were started
 // without its NODE_OPTIONS (its flags are not ours).

@@ -52,6 +52,8 @@ export const CHECKER_HOST_MIN_CLIENTS = 100;
 
 /** Where the host finds the server's NODE_OPTIONS, which it is started without and gives back to the checkers. */
 export const HOST_NODE_OPTIONS = "MANDOS_CHECKER_HOST_NODE_OPTIONS";
+/** Set (to "1") for a host whose checkers write to the server's standard output and error (--debug). */
+export const HOST_SHOW_OUTPUT = "MANDOS_CHECKER_HOST_SHOW_OUTPUT";
 
 /** The outcome reported for checkers the host took with it. */
 const HOST_DIED_SIGNAL = 9;
@@ -72,12 +74,15 @@ export interface CheckerHostOptions {
   readonly script?: string;
   /** Whether a checker is worth starting the host for now (the server: enough clients); always, if not given. */
   readonly worthIt?: () => boolean;
+  /** Checkers write to the server's standard output and error (--debug; shell-spawner.ts's showCheckerOutput). */
+  readonly showOutput?: boolean;
 }
 
 export class CheckerHost {
   readonly #logger: Logger;
   readonly #script: string;
   readonly #worthIt: () => boolean;
+  readonly #showOutput: boolean;
   /**
    * Where checkers go: "waiting" before allow(), "host" after it, "here"
    * (the server process) once the host could not start or was closed.
@@ -94,6 +99,7 @@ export class CheckerHost {
     this.#logger = options.logger;
     this.#script = options.script ?? HOST_SCRIPT;
     this.#worthIt = options.worthIt ?? (() => true);
+    this.#showOutput = options.showOutput === true;
   }
 
   /** What the registry calls to start a checker. */
@@ -168,7 +174,8 @@ export class CheckerHost {
       // stderr for a crash message.
       const { NODE_OPTIONS: nodeOptions, ...env } = process.env;
       if (nodeOptions !== undefined) env[HOST_NODE_OPTIONS] = nodeOptions;
-      child = fork(this.#script, [], { execArgv: [], env, stdio: ["ignore", "ignore", "inherit", "ipc"], cwd: "/", serialization: "json" });
+      if (this.#showOutput) env[HOST_SHOW_OUTPUT] = "1";
+      child = fork(this.#script, [], { execArgv: [], env, stdio: ["ignore", this.#showOutput ? "inherit" : "ignore", "inherit", "ipc"], cwd: "/", serialization: "json" });
     } catch (error) {
       this.#fail(`cannot start the checker host: ${error instanceof Error ? error.message : String(error)}`);
       return null;

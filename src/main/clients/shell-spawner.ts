@@ -10,11 +10,23 @@ import type { CheckerProcess } from "./record.js";
 /** Runs a checker command; calls back once with the exit code or the signal. */
 export type CheckerSpawner = (command: string, done: (code: number | null, signal: number | null) => void) => CheckerProcess;
 
+/** Where a checker's standard output and error go: nowhere, unless --debug (showCheckerOutput). */
+let checkerOutput: "ignore" | "inherit" = "ignore";
+
+/**
+ * With --debug, checkers write to the server's own standard output and
+ * error, as the reference's do (it sends them to /dev/null only when not
+ * debugging): how an admin sees why fping fails.
+ */
+export function showCheckerOutput(show: boolean): void {
+  checkerOutput = show ? "inherit" : "ignore";
+}
+
 const SIGNALS: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGKILL: 9, SIGSEGV: 11, SIGPIPE: 13, SIGALRM: 14, SIGTERM: 15 };
 
 /** `/bin/sh -c command` in its own process group (so kill() reaches the whole pipeline), cwd "/". */
 export const shellSpawner: CheckerSpawner = (command, done) => {
-  const child = spawnProcess("/bin/sh", ["-c", command], { cwd: "/", stdio: "ignore", detached: true });
+  const child = spawnProcess("/bin/sh", ["-c", command], { cwd: "/", stdio: ["ignore", checkerOutput, checkerOutput], detached: true });
   let finished = false;
   const finish = (code: number | null, signal: number | null): void => {
     if (finished) return;

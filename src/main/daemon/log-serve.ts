@@ -257,10 +257,18 @@ function logClosed(logger: Logger, peerLine: PeerLine, { connection, outcome, st
       if (stage === "Handshaking") return peerLine("WARNING", source, undefined, () => `Handshake failed: ${what()}`);
       return peerLine("WARNING", source, undefined, () => `TLS error from ${label}: ${what()}`);
     case "socket-error":
+      // A peer gone mid-handshake: the reference's GnuTLS line, a WARNING a
+      // failing client leaves at the default level (the reference starts
+      // its handshake as soon as it has the line: our wait for a slot is
+      // part of it).
+      if (stage === "Handshaking" || stage === "AwaitingSlot") return peerLine("WARNING", source, undefined, () => "Handshake failed: Error in the push function.");
       return peerLine("DEBUG", source, undefined, () => `Socket error from ${label}: ${what()}`);
     case "peer-closed":
-      // A bare close (no FIN first) was never logged.
-      if (detail !== undefined) peerLine("DEBUG", source, undefined, () => `Peer ${label} ${what()}`);
+      if (detail === undefined) return; // a bare close (no FIN first) was never logged
+      if ((stage === "Handshaking" || stage === "AwaitingSlot") && detail.startsWith("closed the connection")) {
+        return peerLine("WARNING", source, undefined, () => "Handshake failed: The TLS connection was non-properly terminated.");
+      }
+      peerLine("DEBUG", source, undefined, () => `Peer ${label} ${what()}`);
       return;
     default:
       return;
