@@ -77,7 +77,7 @@ const looksLikeValue = (word: string): boolean => !word.startsWith("-") || word 
  * "--foreground"). Returns the words with every long option written out in
  * full, or argparse's message for the error.
  */
-export function argparseWords(argv: readonly string[], options: readonly Option[]): string[] | { readonly error: string } {
+function argparseWords(argv: readonly string[], options: readonly Option[]): string[] | { readonly error: string } {
   const longs = ["--help", ...options.map((o) => o.long).filter((l): l is string => l !== undefined)];
   const takesValue = new Map<string, string>();
   for (const o of options) {

@@ -243,6 +243,13 @@ function write(logger: Logger, level: LogLevel, message: string): void {
 }
 
 /** The line, if any, for how a connection ended; the other outcomes were logged by their own fact. */
+/**
+ * Whether a connection closed at `stage` was in its TLS handshake as the
+ * reference sees it: it starts the handshake as soon as it has the line, so
+ * our wait for a handshake slot is part of it.
+ */
+const inHandshake = (stage: ConnectionClosed["stage"]): boolean => stage === "Handshaking" || stage === "AwaitingSlot";
+
 function logClosed(logger: Logger, peerLine: PeerLine, { connection, outcome, stage, detail }: ConnectionClosed): void {
   const { label, source } = connection;
   const what = (): string => printableAscii(detail ?? "");
@@ -258,14 +265,12 @@ function logClosed(logger: Logger, peerLine: PeerLine, { connection, outcome, st
       return peerLine("WARNING", source, undefined, () => `TLS error from ${label}: ${what()}`);
     case "socket-error":
       // A peer gone mid-handshake: the reference's GnuTLS line, a WARNING a
-      // failing client leaves at the default level (the reference starts
-      // its handshake as soon as it has the line: our wait for a slot is
-      // part of it).
-      if (stage === "Handshaking" || stage === "AwaitingSlot") return peerLine("WARNING", source, undefined, () => "Handshake failed: Error in the push function.");
+      // failing client leaves at the default level.
+      if (inHandshake(stage)) return peerLine("WARNING", source, undefined, () => "Handshake failed: Error in the push function.");
       return peerLine("DEBUG", source, undefined, () => `Socket error from ${label}: ${what()}`);
     case "peer-closed":
       if (detail === undefined) return; // a bare close (no FIN first) was never logged
-      if ((stage === "Handshaking" || stage === "AwaitingSlot") && detail.startsWith("closed the connection")) {
+      if (inHandshake(stage) && detail.startsWith("closed the connection")) {
         return peerLine("WARNING", source, undefined, () => "Handshake failed: The TLS connection was non-properly terminated.");
       }
       peerLine("DEBUG", source, undefined, () => `Peer ${label} ${what()}`);

@@ -7,7 +7,7 @@ import type { ClientView, Registry } from "../clients/contract.js";
 import { RUNTIME_SETTINGS, type ClientPatch, type SettingKind } from "../clients/runtime-settings.js";
 import { ERROR_NAME, MethodError } from "./errors.js";
 import { CLIENT, type PropertySpec } from "./interfaces.js";
-import { integerOf, timestampToDbus, type IncomingVariant, type WireValue } from "./values.js";
+import { integerOf, isIntegerType, timestampToDbus, type IncomingVariant, type WireValue } from "./values.js";
 
 export interface PropertyContext {
   readonly registry: Registry;
@@ -44,7 +44,7 @@ function asMilliseconds(name: string, v: IncomingVariant): number {
   const ms = integerOf(v);
   if (ms === null) {
     // An integer beyond 2^53 - 1 ms (285,616 years): a number, but none a duration here can hold.
-    if (v.signature.length === 1 && "ynqiuxt".includes(v.signature) && (typeof v.value === "bigint" || typeof v.value === "number")) {
+    if (isIntegerType(v)) {
       throw new MethodError(ERROR_NAME.invalidArgs, `property ${name} is too large (at most ${Number.MAX_SAFE_INTEGER} ms)`);
     }
     throw wrongType(name, "t", v);

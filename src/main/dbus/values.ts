@@ -71,8 +71,13 @@ export function timestampToDbus(date: Date | null): string {
 
 const INTEGER_SIGNATURES = new Set(["y", "n", "q", "i", "u", "x", "t"]);
 
-/** Whether `v` carries an integer of any D-Bus integer type (dbus-python sends Python ints as "i"). */
+/** Whether `v` is of a D-Bus integer type, whatever its value. */
+export function isIntegerType(v: IncomingVariant): boolean {
+  return INTEGER_SIGNATURES.has(v.signature);
+}
+
+/** Whether `v` carries an integer of any D-Bus integer type (dbus-python sends Python ints as "i"); null also beyond 2^53 - 1. */
 export function integerOf(v: IncomingVariant): number | null {
-  if (!INTEGER_SIGNATURES.has(v.signature) || typeof v.value !== "number" || !Number.isSafeInteger(v.value)) return null;
+  if (!isIntegerType(v) || typeof v.value !== "number" || !Number.isSafeInteger(v.value)) return null;
   return v.value;
 }
