@@ -11,13 +11,20 @@ import { Admission, type Slot, type SlotTicket } from "../src/main/serve/admissi
 import { FAILURE_BURST, FAILURE_REFILL_PER_SECOND } from "../src/main/serve/limits.js";
 import { sourceOf } from "../src/main/serve/source.js";
 
-test("a source counts as its IPv4 address or its IPv6 /64", () => {
+test("a source counts as its IPv4 address, its IPv6 /64, or its link-local address on its link", () => {
   assert.equal(sourceOf("192.0.2.7"), "192.0.2.7");
   assert.equal(sourceOf("::ffff:192.0.2.7"), "192.0.2.7");
   assert.equal(sourceOf("2001:db8:0:1:aaaa::1"), "2001:db8:0:1::/64");
   assert.equal(sourceOf("2001:db8:0:1:bbbb:cccc:dddd:eeee"), "2001:db8:0:1::/64");
   assert.notEqual(sourceOf("2001:db8:0:2::1"), sourceOf("2001:db8:0:1::1"));
-  assert.equal(sourceOf("fe80::1%eth0"), "fe80::/64");
+  // Every machine on a link has a link-local address in fe80::/64: each is its own source.
+  assert.equal(sourceOf("fe80::1%eth0"), "fe80::1%eth0");
+  assert.equal(sourceOf("FE80:0:0:0:0A00:27FF:FE4E:66A1%eth0"), "fe80::a00:27ff:fe4e:66a1%eth0");
+  assert.notEqual(sourceOf("fe80::a00:27ff:fe4e:66a2%eth0"), sourceOf("fe80::a00:27ff:fe4e:66a1%eth0"));
+  assert.notEqual(sourceOf("fe80::1%eth1"), sourceOf("fe80::1%eth0"));
+  assert.equal(sourceOf("fe80::1"), "fe80::1");
+  assert.equal(sourceOf("febf:0:0:0:1:0:0:0%2"), "febf::1:0:0:0%2");
+  assert.equal(sourceOf("fec0::1"), "fec0::/64");
   // RFC 5952: the prefix's trailing zeros fold into "::", its inner ones stay.
   assert.equal(sourceOf("::1"), "::/64");
   assert.equal(sourceOf("2001:db8::5"), "2001:db8::/64");

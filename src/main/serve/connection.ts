@@ -53,6 +53,7 @@ import type { Logger } from "../daemon/log.js";
 import type { SecretDecision, SecretSource } from "../clients/contract.js";
 import { findLineEnd, judgeVersionLine } from "./version-line.js";
 import { returnAbortController, takeAbortController } from "./abort-pool.js";
+import { scopeId, splitZone } from "./peer-address.js";
 
 export type ConnectionState = ConnectionStage | "Closed";
 
@@ -143,10 +144,10 @@ export class Connection {
     this.#deps = deps;
     this.#source = source;
     this.#started = deps.clock.now();
-    const address = socket.remoteAddress ?? "";
+    const [address, scope] = splitZone(socket.remoteAddress ?? "");
     const port = socket.remotePort ?? 0;
     // The reference logs Python's socket address tuple; keep its form.
-    const label = socket.remoteFamily === "IPv6" ? `('${address}', ${port}, 0, 0)` : `('${address}', ${port})`;
+    const label = socket.remoteFamily === "IPv6" ? `('${address}', ${port}, 0, ${scopeId(scope)})` : `('${address}', ${port})`;
     this.#ref = { id: ++lastId * idStride + idOffset, address, port, source, label };
     if (events.connectionAccepted.hasSubscribers) events.connectionAccepted.publish({ connection: this.#ref });
     socket.setNoDelay(true);

@@ -1,8 +1,16 @@
 // Which "source" a peer counts against for fair admission, throttling and
-// log rate limits: an IPv4 address, or an IPv6 /64. A /64 because one
-// IPv6 host can pick any address in its subnet's /64 at will (RFC 4941
-// temporary addresses, RFC 8981), so counting single IPv6 addresses would
-// hand a single machine 2^64 sources; a site gets at least a /64 per link.
+// log rate limits: an IPv4 address, an IPv6 /64, or an IPv6 link-local
+// address on its link. A /64 because one IPv6 host can pick any address in
+// its subnet's /64 at will (RFC 4941 temporary addresses, RFC 8981), so
+// counting single IPv6 addresses would hand a single machine 2^64 sources;
+// a site gets at least a /64 per link. Not for link-local addresses
+// (fe80::/10): every machine on a link has one in the same fe80::/64, and
+// temporary addresses are never link-local, so each stable one is one
+// machine. A fleet that finds the server by Zeroconf on a link with no
+// router connects from those (the reference announces IPv6 only), and
+// counted as one /64 it would share one connection cap and one failure
+// bucket: a few broken or hostile machines would shut the whole link out.
+// The zone is kept: fe80::1 on eth0 and on eth1 are two machines.
 
 import { isIPv4, isIPv6 } from "node:net";
 
@@ -30,10 +38,13 @@ function parseSource(address: string): string {
   const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
   if (mapped) return mapped[1]!;
   if (isIPv4(address)) return address;
-  const bare = address.replace(/%.*$/, "");
+  const zone = address.indexOf("%");
+  const bare = zone < 0 ? address : address.slice(0, zone);
   if (!isIPv6(bare)) return address;
+  const groups = expandIPv6(bare);
+  if ((parseInt(groups[0]!, 16) & 0xffc0) === 0xfe80) return `${compressIPv6(groups)}${zone < 0 ? "" : address.slice(zone)}`;
   // RFC 5952's form: the zeros that end the prefix join the /64's own in "::".
-  const prefix = expandIPv6(bare).slice(0, 4);
+  const prefix = groups.slice(0, 4);
   while (prefix.at(-1) === "0") prefix.pop();
   return `${prefix.join(":")}::/64`;
 }
@@ -52,4 +63,18 @@ function expandIPv6(address: string): string[] {
   const right = tail === undefined || tail === "" ? [] : tail.split(":");
   const zeros = tail === undefined ? [] : Array.from({ length: 8 - left.length - right.length }, () => "0");
   return [...left, ...zeros, ...right].map((g) => parseInt(g, 16).toString(16));
+}
+
+/** RFC 5952's text of eight groups: the longest run of two or more zero groups (the first of equals) as "::". */
+function compressIPv6(groups: readonly string[]): string {
+  let best = -1;
+  let bestLength = 1;
+  for (let i = 0; i < groups.length; ) {
+    let j = i;
+    while (j < groups.length && groups[j] === "0") j++;
+    if (j - i > bestLength) [best, bestLength] = [i, j - i];
+    i = j > i ? j : i + 1;
+  }
+  if (best < 0) return groups.join(":");
+  return `${groups.slice(0, best).join(":")}::${groups.slice(best + bestLength).join(":")}`;
 }
