@@ -155,6 +155,21 @@ test("a disabled client is restored without LastEnabled or Expires, as the refer
   assert.equal(runtime?.expires, null);
 });
 
+test("a client enabled by an edit of clients.conf is restored enabled now, with a fresh expiry", () => {
+  const clock = new ManualClock();
+  const off = [{ ...clientSettings("edited"), enabled: false }];
+  const reg = new ClientRegistry(off, { logger: silentLogger, clock, spawner: never });
+  const state = roundTrip(buildState(off, reg.snapshot(), clock.now()));
+  assert.equal(state.clients.edited!.runtime.enabled, false);
+  clock.advance(60_000);
+  const on = [clientSettings("edited")];
+  const restored = restoreState(on, state, clock.now(), silentLogger);
+  const runtime = restored.runtimes.get("edited");
+  assert.equal(restored.settings[0]?.enabled, true);
+  assert.equal(runtime?.lastEnabled, clock.now());
+  assert.equal(runtime?.expires, clock.now() + on[0]!.timeout);
+});
+
 test("an expired client stays enabled only if its last checker succeeded", () => {
   const clock = new ManualClock();
   const config = [clientSettings("ok"), clientSettings("never"), clientSettings("failed")];

@@ -831,6 +831,10 @@ export function restoreState(config: readonly ClientSettings[], state: StateFile
       lastCheckerStatus: typeof r.last_checker_status === "number" ? r.last_checker_status : -2,
       lastCheckerSignal: r.last_checker_signal ?? null,
     };
+    // Enabled by an edit of clients.conf (`enabled = True` where the saved
+    // state has it disabled): enabled now, as a client new to the file is.
+    // (The reference fails on such a restore and loses its whole state.)
+    if (runtime.enabled && (r.enabled === false || runtime.lastEnabled === null)) runtime.lastEnabled = now;
     if (runtime.enabled && runtime.expires === null) runtime.expires = now + s.timeout;
     if (runtime.enabled && runtime.expires !== null && now >= runtime.expires) {
       if (runtime.lastCheckedOk === null) {
