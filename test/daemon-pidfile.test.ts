@@ -32,5 +32,9 @@ test("opened early, it holds the pid and a newline once written, and goes at exi
 });
 
 test("an unopenable pid file is an error with a stable code", () => {
-  assert.throws(() => PidFile.open("/nonexistent/dir/mandos.pid"), (err: unknown) => err instanceof PidFileError && err.code === "MANDOS_PIDFILE");
+  assert.throws(
+    () => PidFile.open("/nonexistent/dir/mandos.pid"),
+    (err: unknown) => err instanceof PidFileError && err.code === "MANDOS_PIDFILE" &&
+      err.message === "Could not open file '/nonexistent/dir/mandos.pid': No such file or directory",
+  );
 });

@@ -7,6 +7,7 @@
 import { closeSync, openSync, statSync, unlinkSync, writeSync } from "node:fs";
 import { PidFileError } from "./errors.js";
 import { pyRepr } from "./python-repr.js";
+import { reasonInWords } from "../config/os-error.js";
 
 export function defaultPidFilePath(runDir = "/run", varRunDir = "/var/run"): string {
   try {
@@ -33,7 +34,8 @@ export class PidFile {
     try {
       return new PidFile(path, openSync(path, "w", 0o644));
     } catch (err) {
-      throw new PidFileError(`Could not open file ${pyRepr(path)}`, { cause: err });
+      // The reference logs the OSError's traceback after this line; ours says the reason on it.
+      throw new PidFileError(`Could not open file ${pyRepr(path)}: ${reasonInWords(err)}`, { cause: err });
     }
   }
 
@@ -44,7 +46,7 @@ export class PidFile {
       writeSync(this.#fd, `${pid}\n`);
       this.#written = true;
     } catch (err) {
-      throw new PidFileError(`Could not write to file ${pyRepr(this.path)} with PID ${pid}`, { cause: err });
+      throw new PidFileError(`Could not write to file ${pyRepr(this.path)} with PID ${pid}: ${reasonInWords(err)}`, { cause: err });
     } finally {
       closeSync(this.#fd);
       this.#fd = undefined;
