@@ -12,7 +12,9 @@ import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ManualClock } from "../src/main/clock.js";
-import { PEER_LINES_BURST, PEER_LINES_PER_SECOND, PeerLineBudget, SUMMARY_INTERVAL_MS } from "../src/main/daemon/log-serve.js";
+import {
+  ALL_PEER_LINES_BURST, ALL_PEER_LINES_PER_SECOND, PEER_LINES_BURST, PEER_LINES_PER_SECOND, PeerLineBudget, SUMMARY_INTERVAL_MS, SUMMARY_SOURCES_MAX,
+} from "../src/main/daemon/log-serve.js";
 import { printableAscii, pyAscii, pyTextLine } from "../src/main/daemon/python-repr.js";
 import { SummedLines } from "../src/main/daemon/log.js";
 import { startServer } from "./helpers/server.js";
@@ -43,6 +45,38 @@ test("a served connection's lines go back to its source", () => {
     for (let line = 0; line < 4; line++) assert.equal(budget.allow("198.51.100.1", id), true, `connection ${id}`);
     budget.refund(id);
   }
+  budget.stop();
+});
+
+// Sources cost an attacker on the link nothing (an IPv6 link-local address
+// each): fresh ones must not bring fresh lines without end.
+test("all sources together stop at one ceiling; the summaries name the worst and sum the rest", () => {
+  const clock = new ManualClock();
+  const summaries: string[] = [];
+  const budget = new PeerLineBudget(clock, (who, n, s) => summaries.push(`${who} ${n} ${s}`));
+  const source = (i: number): string => `fe80::${i.toString(16)}%eth0`;
+  let allowed = 0;
+  for (let i = 0; i < ALL_PEER_LINES_BURST + 50; i++) if (budget.allow(source(i))) allowed++;
+  assert.equal(allowed, ALL_PEER_LINES_BURST);
+  assert.equal(budget.allow("192.0.2.9"), false, "a fresh source is held back too");
+  clock.advance(1_000);
+  let again = 0;
+  for (let i = 0; i < ALL_PEER_LINES_PER_SECOND * 2; i++) if (budget.allow(`192.0.2.${i % 250}`, 1)) again++;
+  assert.equal(again, ALL_PEER_LINES_PER_SECOND);
+  // One source held back more than the others is named first.
+  for (let i = 0; i < 5; i++) assert.equal(budget.allow(source(3)), false);
+  // A served connection gives its lines back to the ceiling as well.
+  budget.refund(1);
+  assert.equal(budget.allow("198.51.100.7"), true);
+  clock.advance(SUMMARY_INTERVAL_MS);
+  assert.equal(summaries.length, SUMMARY_SOURCES_MAX + 1, summaries.slice(0, 3).join("\n"));
+  assert.equal(summaries[0], `${source(3)} 5 9`);
+  assert.equal(summaries[1], "192.0.2.9 2 10");
+  const held = 50 + 1 + ALL_PEER_LINES_PER_SECOND + 5;
+  const named = summaries.slice(0, SUMMARY_SOURCES_MAX).reduce((n, line) => n + Number(line.split(" ")[1]), 0);
+  const others = /^(\d+) other sources (\d+) (\d+)$/.exec(summaries.at(-1)!);
+  assert.ok(others, summaries.at(-1));
+  assert.equal(named + Number(others[2]), held, "every line held back is counted once");
   budget.stop();
 });
 

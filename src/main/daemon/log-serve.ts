@@ -17,6 +17,7 @@ import { sourceOf } from "../serve/source.js";
 import { SummedLines, type Logger, type LogLevel } from "./log.js";
 import { printableAscii, pyAscii, pyTextLine } from "./python-repr.js";
 import { strerror } from "../config/os-error.js";
+import { MAX_OPEN_CONNECTIONS } from "../serve/limits.js";
 
 /**
  * Lines one source may cause in a burst, and how fast its budget comes
@@ -27,21 +28,40 @@ import { strerror } from "../config/os-error.js";
  */
 export const PEER_LINES_BURST = 100;
 export const PEER_LINES_PER_SECOND = 2;
+/**
+ * Lines all sources together may cause, in a burst and a second. Sources
+ * cost an attacker little: a machine on the link claims IPv6 link-local
+ * addresses at will (each its own source, serve/source.ts), a routed /48
+ * holds 65,536 /64s. Without a ceiling each new source brings a fresh
+ * burst, and the log is the attacker's. The burst lets every connection the
+ * server holds open (MAX_OPEN_CONNECTIONS) write its two first lines
+ * before it is served and refunded; the rate is 400 unknown machines
+ * retrying every 10 s, and stays under journald's default limit of 10,000
+ * lines in 30 s for one service, past which it would drop the lines that
+ * matter (`Sending secret to`) with the rest.
+ */
+export const ALL_PEER_LINES_BURST = 2 * MAX_OPEN_CONNECTIONS;
+export const ALL_PEER_LINES_PER_SECOND = 200;
 /** How often the count of held-back lines is written, per source at most. */
 export const SUMMARY_INTERVAL_MS = 10_000;
+/** Sources named in one round of summaries, the most held back first; the others are summed in one line. */
+export const SUMMARY_SOURCES_MAX = 20;
 
-/** Per-source token buckets for log lines, and the summaries of what they held back. */
+/** Per-source token buckets for log lines under one for all sources, and the summaries of what they held back. */
 export class PeerLineBudget {
   readonly #clock: Clock;
-  readonly #write: (source: string, suppressed: number, seconds: number) => void;
+  /** `who` is a source, or "N other sources" past SUMMARY_SOURCES_MAX. */
+  readonly #write: (who: string, suppressed: number, seconds: number) => void;
   readonly #sources = new Map<string, { tokens: number; at: number; suppressed: number; since: number }>();
+  readonly #all: { tokens: number; at: number };
   /** Lines charged to each open connection, refunded if it is served. */
   readonly #charged = new Map<number, { source: string; lines: number }>();
   #timer: TimerHandle | null = null;
 
-  constructor(clock: Clock, write: (source: string, suppressed: number, seconds: number) => void) {
+  constructor(clock: Clock, write: (who: string, suppressed: number, seconds: number) => void) {
     this.#clock = clock;
     this.#write = write;
+    this.#all = { tokens: ALL_PEER_LINES_BURST, at: clock.now() };
   }
 
   /** Whether a line from `source` (for `connection`, if any) may be written now; if not, it is counted for the summary. */
@@ -54,8 +74,12 @@ export class PeerLineBudget {
     }
     entry.tokens = Math.min(PEER_LINES_BURST, entry.tokens + ((now - entry.at) * PEER_LINES_PER_SECOND) / 1000);
     entry.at = now;
-    if (entry.tokens >= 1) {
+    const all = this.#all;
+    all.tokens = Math.min(ALL_PEER_LINES_BURST, all.tokens + ((now - all.at) * ALL_PEER_LINES_PER_SECOND) / 1000);
+    all.at = now;
+    if (entry.tokens >= 1 && all.tokens >= 1) {
       entry.tokens -= 1;
+      all.tokens -= 1;
       if (connection !== undefined) {
         const charged = this.#charged.get(connection);
         if (charged) charged.lines++;
@@ -77,8 +101,10 @@ export class PeerLineBudget {
   refund(connection: number): void {
     const charged = this.#charged.get(connection);
     this.#charged.delete(connection);
-    const entry = charged && this.#sources.get(charged.source);
-    if (charged && entry) entry.tokens = Math.min(PEER_LINES_BURST, entry.tokens + charged.lines);
+    if (!charged) return;
+    const entry = this.#sources.get(charged.source);
+    if (entry) entry.tokens = Math.min(PEER_LINES_BURST, entry.tokens + charged.lines);
+    this.#all.tokens = Math.min(ALL_PEER_LINES_BURST, this.#all.tokens + charged.lines);
   }
 
   /** `connection` has ended; nothing more is refunded. */
@@ -91,12 +117,27 @@ export class PeerLineBudget {
     this.#timer?.cancel();
     this.#timer = null;
     const now = this.#clock.now();
+    const seconds = (since: number): number => Math.max(1, Math.round((now - since) / 1000));
+    // The summaries are lines too: the sources that were held back most
+    // are named, the rest (a flood from many sources) summed in one.
+    const held = [...this.#sources].filter(([, entry]) => entry.suppressed > 0);
+    if (held.length > SUMMARY_SOURCES_MAX) held.sort(([, a], [, b]) => b.suppressed - a.suppressed);
+    let others = 0;
+    let othersSuppressed = 0;
+    let othersSince = now;
+    for (const [i, [source, entry]] of held.entries()) {
+      if (i < SUMMARY_SOURCES_MAX) {
+        this.#write(source, entry.suppressed, seconds(entry.since));
+      } else {
+        others++;
+        othersSuppressed += entry.suppressed;
+        othersSince = Math.min(othersSince, entry.since);
+      }
+      entry.suppressed = 0;
+    }
+    if (others > 0) this.#write(`${others} other sources`, othersSuppressed, seconds(othersSince));
     let pending = false;
     for (const [source, entry] of this.#sources) {
-      if (entry.suppressed > 0) {
-        this.#write(source, entry.suppressed, Math.max(1, Math.round((now - entry.since) / 1000)));
-        entry.suppressed = 0;
-      }
       const tokens = entry.tokens + ((now - entry.at) * PEER_LINES_PER_SECOND) / 1000;
       if (tokens >= PEER_LINES_BURST) this.#sources.delete(source);
       else pending = true;
@@ -127,8 +168,8 @@ export function logServeEvents(logger: Logger, clock: Clock = systemClock): () =
     channel.subscribe(handler);
     subscribed.push(() => channel.unsubscribe(handler));
   };
-  const budget = new PeerLineBudget(clock, (source, suppressed, seconds) =>
-    logger.warning(`Suppressed ${suppressed} log lines caused by ${source} in the last ${seconds} s`));
+  const budget = new PeerLineBudget(clock, (who, suppressed, seconds) =>
+    logger.warning(`Suppressed ${suppressed} log lines caused by ${who} in the last ${seconds} s`));
   // Connections refused at the open-files cap (serve/limits.ts): a wave
   // against a low limit refuses thousands, from as many sources.
   const openLimit = new SummedLines(
