@@ -1,7 +1,8 @@
 // Our D-Bus service against the Python reference server (/usr/sbin/mandos),
 // each on its own private system bus and serving the same fixed clients:
 // what mandos-ctl shows (table, --verbose, --dump-json), the introspection
-// XML, GetManagedObjects, and a property Set of the wrong type, compared.
+// XML, GetManagedObjects, and a property Set of the wrong type, compared;
+// then, on a fresh pair, the signals each sends for the same changes.
 //
 // Ignored, because they legitimately differ between two servers started at
 // different moments: Created and LastEnabled (each server's start time),
@@ -17,14 +18,14 @@ import assert from "node:assert/strict";
 import { existsSync, mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import {
-  BUS_NAME, DBUS_DAEMON, DBUS_SEND, dbusSend, dumpJson, introspectionFacts, makeFleetRoot, mandosCtl, parseTable,
-  startOurServer, startPrivateBus, startReference, type Fleet, type PrivateBus, type ReferenceServer,
+  BUS_NAME, DBUS_DAEMON, DBUS_MONITOR, DBUS_SEND, dbusSend, dumpJson, introspectionFacts, makeFleetRoot, mandosCtl, parseTable,
+  recordSignals, startOurServer, startPrivateBus, startReference, type Fleet, type PrivateBus, type ReferenceServer, type SignalRecorder,
 } from "./helpers/dbus.js";
 import { MANDOS_CTL, MANDOS_KEYGEN, MANDOS_REFERENCE, missing } from "./helpers/peers.js";
 import { REPO, type RunningServer } from "./helpers/server.js";
 
 const noService = existsSync(join(REPO, "dist/src/main/dbus")) ? false : "D-Bus service not on this branch yet";
-const skip = missing(DBUS_DAEMON, DBUS_SEND, MANDOS_CTL, MANDOS_KEYGEN, MANDOS_REFERENCE) || noService ||
+const skip = missing(DBUS_DAEMON, DBUS_SEND, DBUS_MONITOR, MANDOS_CTL, MANDOS_KEYGEN, MANDOS_REFERENCE) || noService ||
   (process.getuid?.() === 0 ? false : "needs root: the reference server must drop to _mandos");
 
 /** --dump-json fields that hold a server-start-dependent timestamp. */
@@ -194,5 +195,102 @@ describe("our D-Bus service compared with the reference server", { skip }, () =>
     assert.notEqual(a.code, 0, "ours accepted a string for a uint64 property");
     assert.match(a.stderr, /^Error org\.freedesktop\.DBus\.Error\.InvalidArgs/m);
     await assertSameJson();
+  });
+});
+
+// The signals themselves, in order, as dbus-monitor sees them on each bus:
+// for the same mandos-ctl changes both servers send the same sequence,
+// deprecated mirrors included. Each server has a fresh bus and fleet of
+// its own, as above.
+describe("our D-Bus signals compared with the reference server's, in order", { skip }, () => {
+  let root = "";
+  let fleet: Fleet;
+  let ourBus: PrivateBus;
+  let refBus: PrivateBus;
+  let ourSignals: SignalRecorder;
+  let refSignals: SignalRecorder;
+  let ours: RunningServer;
+  let reference: ReferenceServer;
+  /** The signals each server sent as it started: [ours, reference]. */
+  let started: [string[], string[]];
+
+  before(async () => {
+    ({ root, fleet } = makeFleetRoot("mandos-ts-dbussig-", true));
+    mkdirSync(join(root, "state-ref"));
+    ourBus = await startPrivateBus();
+    refBus = await startPrivateBus();
+    ourSignals = await recordSignals(ourBus.address);
+    refSignals = await recordSignals(refBus.address);
+    ours = await startOurServer(fleet.conf, join(root, "state-ours"), ourBus.address);
+    reference = await startReference(fleet.conf, join(root, "state-ref"), refBus.address);
+    started = [await ourSignals.mark("started"), await refSignals.mark("started")];
+  });
+
+  after(async () => {
+    ourSignals?.stop();
+    refSignals?.stop();
+    await ours?.stop();
+    await reference?.stop();
+    await ourBus?.stop();
+    await refBus?.stop();
+    if (root) rmSync(root, { recursive: true, force: true });
+  });
+
+  /** Runs `mandos-ctl ...args` on both; resolves with the signals each server sent for it: [ours, reference]. */
+  const ctlSignals = async (...args: string[]): Promise<[string[], string[]]> => {
+    const out: string[][] = [];
+    for (const [address, signals] of [[ourBus.address, ourSignals], [refBus.address, refSignals]] as const) {
+      const r = await mandosCtl(address, ...args);
+      assert.equal(r.code, 0, r.stderr);
+      out.push(await signals.mark(args.join(" ")));
+    }
+    return [out[0]!, out[1]!];
+  };
+
+  /** The client paths in the order of `member` (InterfacesAdded or InterfacesRemoved) among `signals`. */
+  const pathsOf = (signals: string[], member: string): string[] =>
+    signals.filter((l) => l.startsWith(`/ org.freedesktop.DBus.ObjectManager.${member} `)).map((l) => /object path "([^"]+)"/.exec(l)?.[1] ?? "");
+
+  test("a checker started by hand: the same signals", async () => {
+    const [a, b] = await ctlSignals("--checker", "sleep 60", "alpha");
+    assert.deepEqual(a, b);
+    const [c, d] = await ctlSignals("--start-checker", "alpha");
+    assert.ok(d.some((l) => l.includes("CheckerStarted")), d.join("\n"));
+    assert.deepEqual(c, d);
+  });
+
+  test("disabling a client with a running checker: Expires, CheckerRunning and Enabled, in the reference's order", async () => {
+    const [a, b] = await ctlSignals("--disable", "alpha");
+    const changed = b.filter((l) => l.includes("PropertiesChanged")).map((l) => /string "(\w+)" variant/.exec(l)?.[1]);
+    assert.deepEqual(changed, ["Expires", "CheckerRunning", "Enabled"], b.join("\n"));
+    assert.deepEqual(a, b);
+  });
+
+  test("disabling a client without a checker: Expires, then Enabled", async () => {
+    const [a, b] = await ctlSignals("--disable", "delta");
+    assert.deepEqual(a, b);
+  });
+
+  test("removing an enabled client with a running checker: its removal, and no property change", async () => {
+    await ctlSignals("--checker", "sleep 60", "charlie");
+    await ctlSignals("--start-checker", "charlie");
+    const [a, b] = await ctlSignals("--remove", "charlie");
+    assert.deepEqual(b.map((l) => l.split(" ")[1]), [
+      "org.freedesktop.DBus.ObjectManager.InterfacesRemoved", "se.recompile.Mandos.ClientRemoved", "se.bsnet.fukt.Mandos.ClientRemoved",
+    ], b.join("\n"));
+    assert.deepEqual(a, b);
+  });
+
+  test("at SIGTERM: every client's removal, the last added first", async () => {
+    await ours.stop();
+    await reference.stop();
+    const stopped: [string[], string[]] = [await ourSignals.mark("stopped"), await refSignals.mark("stopped")];
+    for (const [i, who] of ["ours", "the reference"].entries()) {
+      const added = pathsOf(started[i]!, "InterfacesAdded").filter((p) => p !== "/clients/charlie");
+      assert.deepEqual(pathsOf(stopped[i]!, "InterfacesRemoved"), added.reverse(), `${who}:\n${stopped[i]!.join("\n")}`);
+    }
+    // The same signals for each client, whatever order each server added them in.
+    const byClient = (signals: string[]): string[] => [...signals].sort();
+    assert.deepEqual(byClient(stopped[0]), byClient(stopped[1]));
   });
 });

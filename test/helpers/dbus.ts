@@ -427,3 +427,78 @@ export async function startOurServer(conf: string, state: string, address: strin
   }
   return server;
 }
+
+export const DBUS_MONITOR = "/usr/bin/dbus-monitor";
+
+/** dbus-monitor on a bus, the signals it saw condensed one a line, in the bus's order. */
+export interface SignalRecorder {
+  /**
+   * Sends a marker signal and waits until dbus-monitor has seen it; then
+   * every signal a server sent before the marker has been seen too (the bus
+   * routes messages in order, and a server sends its signals before its
+   * reply). Resolves with the signals since the previous mark.
+   */
+  mark(label: string): Promise<string[]>;
+  stop(): void;
+}
+
+const MARK_PATH = "/se/recompile/MandosTsTest";
+
+/**
+ * One signal as dbus-monitor prints it, in a line: "PATH INTERFACE.MEMBER
+ * ARGS", timestamps as <timestamp>. InterfacesAdded and InterfacesRemoved
+ * keep only their object path: the dictionaries' order is each server's own.
+ */
+function condenseSignal(block: string): string | null {
+  const header = /^signal .*?path=([^;]+); interface=([^;]+); member=(\S+)/.exec(block);
+  if (!header) return null;
+  const [, path, iface, member] = header as unknown as [string, string, string, string];
+  if (iface === "org.freedesktop.DBus") return null;
+  const args = block.split("\n").slice(1).map((l) => l.trim()).filter((l) => l !== "");
+  const shown = member === "InterfacesAdded" || member === "InterfacesRemoved" ? args.slice(0, 1) : args;
+  return `${path} ${iface}.${member} ${shown.join(" ")}`.trim().replace(/"\d{4}-\d\d-\d\dT[\d:.]+"/g, '"<timestamp>"');
+}
+
+/** Starts dbus-monitor on the bus at `address`, and resolves once it sees the bus's signals. */
+export async function recordSignals(address: string): Promise<SignalRecorder> {
+  const env = { ...process.env, DBUS_SYSTEM_BUS_ADDRESS: address };
+  const monitor = spawn(DBUS_MONITOR, ["--system", "type='signal'"], { stdio: ["ignore", "pipe", "ignore"], env });
+  // Killed at exit with the buses, should the test end before stop().
+  buses.add(monitor.pid ?? 0);
+  let text = "";
+  monitor.stdout?.on("data", (d: Buffer) => (text += d.toString("utf8")));
+  let taken = 0;
+  let marks = 0;
+  const signalsSoFar = (): string[] =>
+    text.split(/\n(?=signal )/).map(condenseSignal).filter((l): l is string => l !== null);
+  const mark = async (label: string): Promise<string[]> => {
+    const marker = `${MARK_PATH} se.recompile.MandosTsTest.Mark string "${label} ${++marks}"`;
+    const send = (): Promise<unknown> =>
+      run(DBUS_SEND, ["--system", "--type=signal", MARK_PATH, "se.recompile.MandosTsTest.Mark", `string:${label} ${marks}`], 5_000, { DBUS_SYSTEM_BUS_ADDRESS: address });
+    await send();
+    let sent = Date.now();
+    let all: string[] = [];
+    await eventually(async () => {
+      all = signalsSoFar();
+      if (all.includes(marker)) return true;
+      // A dbus-monitor not yet listening missed it: again (a repeat is dropped below).
+      if (Date.now() - sent > 1_000) {
+        await send();
+        sent = Date.now();
+      }
+      return false;
+    }, { what: `dbus-monitor seeing the marker "${label}"`, timeoutMs: 15_000, context: () => text.slice(-2_000) });
+    const at = all.indexOf(marker);
+    const since = all.slice(taken, at).filter((l) => !l.startsWith(MARK_PATH));
+    taken = at + 1;
+    return since;
+  };
+  await mark("ready");
+  return {
+    mark,
+    stop() {
+      monitor.kill("SIGTERM");
+      buses.delete(monitor.pid ?? 0);
+    },
+  };
+}

@@ -104,6 +104,8 @@ export interface Registry {
   /** The counts, in one pass and without a view a client (list() builds 10,000 views in ~10 ms). */
   counts(): ClientCounts;
   get(name: string): ClientView | undefined;
+  /** O(1), and no view made: false already while a removed client's disabling is announced (remove()). */
+  has(name: string): boolean;
   /** O(1). `keyId` must be normalised; the empty-input key ID never matches. */
   byKeyId(keyId: string): ClientView | undefined;
   /**

@@ -122,6 +122,10 @@ export class ClientRegistry implements Registry {
     return this.#clients.get(name)?.view();
   }
 
+  has(name: string): boolean {
+    return this.#clients.has(name);
+  }
+
   byKeyId(keyId: string): ClientView | undefined {
     if (keyId === "" || keyId === EMPTY_KEY_ID) return undefined;
     return this.#byKeyId.get(keyId)?.view();
@@ -303,9 +307,13 @@ export class ClientRegistry implements Registry {
     this.#clients.get(settings.name)?.share(settings);
   }
 
+  /**
+   * As the reference's RemoveClient: the client leaves first and is then
+   * disabled, so that its disabling (announced to subscribers as for any
+   * client) comes when has(name) is already false; D-Bus says nothing of it.
+   */
   remove(name: string): void {
     const c = this.#must(name);
-    this.#disable(c, "removed");
     this.#clients.delete(name);
     if (this.#byKeyId.get(c.settings.keyId) === c) {
       this.#byKeyId.delete(c.settings.keyId);
@@ -315,6 +323,7 @@ export class ClientRegistry implements Registry {
       this.#byFingerprint.delete(c.settings.fingerprint);
       this.#keyIdGeneration++;
     }
+    this.#disable(c, "removed");
     c.notify();
     publish(events.clientRemoved, () => ({ client: c.view() }));
     this.#emit({ type: "client-removed", client: c.view() });
@@ -381,14 +390,16 @@ export class ClientRegistry implements Registry {
     }
   }
 
+  /** In the reference's order (its Client.disable): Expires, CheckerRunning (if one ran), Enabled, each announced as it changes. */
   #disable(c: ClientRecord, cause: DisableCause): void {
     if (!c.runtime.enabled) return;
     publish(events.clientDisabled, () => ({ client: c.view(), why: cause }));
     this.#expiry.cancel(c);
     c.setRuntime({ expires: null });
+    this.#changed(c, "Expires");
     this.#checkers.cancel(c);
     c.setRuntime({ enabled: false });
-    this.#changed(c, "Enabled", "Expires");
+    this.#changed(c, "Enabled");
     c.notify();
   }
 

@@ -223,8 +223,9 @@ class MandosDbus implements DbusService {
   async stop(): Promise<void> {
     this.#unsubscribe();
     if (this.#bus.closed) return;
-    // As the reference's cleanup(): each client's removal is signalled.
-    for (const name of [...this.#pathOf.keys()]) {
+    // As the reference's cleanup(): each client's removal is signalled, the
+    // last added first (it empties its dictionary of clients with popitem()).
+    for (const name of [...this.#pathOf.keys()].reverse()) {
       const c = this.#registry.get(name);
       if (c) this.#removeClient(c);
     }
@@ -304,7 +305,10 @@ class MandosDbus implements DbusService {
   #propertyChanged(c: ClientView, name: string): void {
     const path = this.#pathOf.get(c.name);
     const property = clientProperty(name);
-    if (path === undefined || !property) return;
+    // A client being removed has left the registry: as the reference's
+    // RemoveClient (which takes the object off the bus before disabling
+    // it), its disabling is not announced, only its removal.
+    if (path === undefined || !property || !this.#registry.has(c.name)) return;
     if (!property.get) {
       // EmitsChangedSignal "invalidates" (Secret): the name, never the value.
       this.#bus.signal(path, PROPERTIES, "PropertiesChanged", "sa{sv}as", [CLIENT_INTERFACE, [], [name]]);
