@@ -115,12 +115,38 @@ describe("our D-Bus service compared with the reference server", { skip }, () =>
     assert.deepEqual(a, b);
   });
 
-  test("Introspect on /clients: the same child nodes", async () => {
-    // Ours also lists org.freedesktop.DBus.Introspectable there (the
-    // reference's /clients is a bare node); harmless: every peer may call
-    // Introspect anywhere, and mandos-ctl never looks.
-    const [a, b] = await both((address) => introspect(address, "/clients"));
-    assert.deepEqual(a.filter((f) => !f.startsWith("interface org.freedesktop.DBus.Introspectable")), b);
+  /** Introspect's reply at `path` as dbus-send prints it, without the header line (serials, names). */
+  const introspectText = async (address: string, path: string): Promise<string> => {
+    const r = await dbusSend(address, `--dest=${BUS_NAME}`, path, "org.freedesktop.DBus.Introspectable.Introspect");
+    assert.equal(r.code, 0, `Introspect ${path}: ${r.stderr}`);
+    return r.stdout.split("\n").slice(1).join("\n");
+  };
+
+  test("Introspect on /clients: the same bare node listing the clients, byte for byte", async () => {
+    const [a, b] = await both((address) => introspectText(address, "/clients"));
+    assert.match(b, /<node name="delta"\/>/);
+    assert.equal(a, b);
+  });
+
+  test("Introspect on a path with no object: the same empty node, byte for byte, not an error", async () => {
+    for (const path of ["/nothing", "/clients/nobody", "/clients/alpha/below", "/se/recompile"]) {
+      const [a, b] = await both((address) => introspectText(address, path));
+      assert.match(b, /<node>\s*<\/node>/, path);
+      assert.equal(a, b, path);
+    }
+  });
+
+  test("another method on a path with no object: refused with the reference's error names", async () => {
+    const errorName = async (address: string, path: string, ...call: string[]): Promise<string> => {
+      const r = await dbusSend(address, `--dest=${BUS_NAME}`, path, ...call);
+      assert.notEqual(r.code, 0, `${call[0] ?? ""} on ${path} succeeded`);
+      return /^Error (\S+):/m.exec(r.stderr)?.[1] ?? r.stderr;
+    };
+    const get = ["org.freedesktop.DBus.Properties.Get", "string:se.recompile.Mandos.Client", "string:Name"];
+    for (const [path, call] of [["/nothing", get], ["/clients", get], ["/clients/nobody", ["se.recompile.Mandos.Client.CheckedOK"]]] as const) {
+      const [a, b] = await both((address) => errorName(address, path, ...call));
+      assert.equal(a, b, `${call[0]} on ${path}`);
+    }
   });
 
   test("Introspect on /: the same interfaces, deprecated mirrors and annotations, and ClientAdded marked deprecated", async () => {

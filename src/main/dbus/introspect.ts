@@ -1,7 +1,8 @@
 // org.freedesktop.DBus.Introspectable.Introspect's XML (D-Bus specification,
 // "Introspection Data Format"): the interfaces of one object, with every
 // argument name, property access and annotation the reference shows, and
-// its child nodes.
+// its child nodes; and the bare node libdbus answers for a path without
+// an object.
 
 import type { Annotations, ArgSpec, InterfaceSpec } from "./interfaces.js";
 
@@ -60,4 +61,17 @@ export function introspectionXml(path: string, interfaces: readonly InterfaceSpe
     ...children.map((child) => `  <node name="${escape(child)}"/>`),
   ];
   return DOCTYPE + element(`node name="${escape(path)}"`, body, "", "node").join("\n") + "\n";
+}
+
+/**
+ * libdbus's answer to Introspect on a path where nothing is exported (its
+ * object tree's default, which the reference's dbus-python leaves in
+ * place): no interfaces, the child nodes, byte for byte as libdbus
+ * writes it.
+ */
+export function bareNodeXml(children: readonly string[]): string {
+  const doctype =
+    '<!DOCTYPE node PUBLIC "-//freedesktop//DTD D-BUS Object Introspection 1.0//EN"\n' +
+    '"http://www.freedesktop.org/standards/dbus/1.0/introspect.dtd">\n';
+  return `${doctype}<node>\n${children.map((child) => `  <node name="${escape(child)}"/>\n`).join("")}</node>\n`;
 }

@@ -36,7 +36,7 @@ import {
   signatureOf,
   type InterfaceSpec,
 } from "./interfaces.js";
-import { introspectionXml } from "./introspect.js";
+import { bareNodeXml, introspectionXml } from "./introspect.js";
 import { dict, readVariant, variant, type WireValue } from "./values.js";
 import { clientObjectPath } from "../clients/object-path.js";
 
@@ -66,8 +66,6 @@ export interface DbusService {
 }
 
 type Handler = (call: WireMessage, args: WireValue[]) => { signature: string; body: WireValue[] } | void;
-
-const CLIENTS_PATH = "/clients";
 
 /**
  * Starts the service. Without a reachable system bus, or when another
@@ -362,11 +360,8 @@ class MandosDbus implements DbusService {
     } else if (this.#byPath.has(path)) {
       interfaces = CLIENT_OBJECT_INTERFACES;
       handlers = this.#clientMethods;
-    } else if (path === CLIENTS_PATH) {
-      interfaces = [SERVER_OBJECT_INTERFACES[0]!];
-      handlers = new Map([[INTROSPECTABLE, new Map<string, Handler>([["Introspect", () => this.#introspect(path, this.#clientChildren())]])]]);
     } else {
-      throw new MethodError(ERROR_NAME.unknownObject, `no object at ${path}`);
+      return this.#noObject(call, path, member);
     }
     // A call without an interface goes to the first interface with that member (D-Bus specification).
     const iface = call.interface ?? interfaces.find((i) => i.methods.some((m) => m.name === member))?.name;
@@ -398,12 +393,32 @@ class MandosDbus implements DbusService {
   }
 
   #introspect(path: string, children: string[]): { signature: string; body: WireValue[] } {
-    const interfaces = path === "/" ? SERVER_OBJECT_INTERFACES : path === CLIENTS_PATH ? [SERVER_OBJECT_INTERFACES[0]!] : CLIENT_OBJECT_INTERFACES;
+    const interfaces = path === "/" ? SERVER_OBJECT_INTERFACES : CLIENT_OBJECT_INTERFACES;
     return { signature: "s", body: [introspectionXml(path, interfaces, children)] };
   }
 
-  #clientChildren(): string[] {
-    return [...this.#byPath.keys()].map((p) => p.slice(CLIENTS_PATH.length + 1));
+  /**
+   * A call to a path with no object ("/clients", "/nothing"), answered as
+   * libdbus answers it for the reference (dbus-python exports only "/" and
+   * the clients): Introspect with a bare node that lists the objects
+   * below, every other method refused, with UnknownMethod where objects lie
+   * below and UnknownObject elsewhere.
+   */
+  #noObject(call: WireMessage, path: string, member: string): { signature: string; body: WireValue[] } {
+    const children = this.#childrenOf(path);
+    if (member === "Introspect" && (call.interface ?? INTROSPECTABLE) === INTROSPECTABLE) {
+      return { signature: "s", body: [bareNodeXml(children)] };
+    }
+    if (children.length > 0) throw new MethodError(ERROR_NAME.unknownMethod, `no method ${member} at ${path}`);
+    throw new MethodError(ERROR_NAME.unknownObject, `no object at ${path}`);
+  }
+
+  /** The names of the nodes right below `path` that lead to an object, in libdbus's (byte) order. */
+  #childrenOf(path: string): string[] {
+    const prefix = `${path}/`;
+    const names = new Set<string>();
+    for (const p of this.#byPath.keys()) if (p.startsWith(prefix)) names.add(p.slice(prefix.length).split("/")[0]!);
+    return [...names].sort();
   }
 
   #serverHandlers(): Map<string, Map<string, Handler>> {
