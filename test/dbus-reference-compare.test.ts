@@ -277,6 +277,17 @@ describe("our D-Bus signals compared with the reference server's, in order", { s
   const pathsOf = (signals: string[], member: string): string[] =>
     signals.filter((l) => l.startsWith(`/ org.freedesktop.DBus.ObjectManager.${member} `)).map((l) => /object path "([^"]+)"/.exec(l)?.[1] ?? "");
 
+  test("at start-up: each client's InterfacesAdded and ClientAdded, then its first Expires, as the reference's", async () => {
+    // The reference adds the clients in an order of its own (a set's): compared client by client.
+    const ofClient = (signals: string[], name: string): string[] =>
+      signals.filter((l) => l.startsWith(`/clients/${name} `) || l.includes(`object path "/clients/${name}"`));
+    for (const name of ["alpha", "bravo", "charlie", "delta"]) {
+      const [a, b] = [ofClient(started[0], name), ofClient(started[1], name)];
+      assert.ok(b.length > 0, `the reference announced no ${name}`);
+      assert.deepEqual(a, b, name);
+    }
+  });
+
   test("a checker started by hand: the same signals", async () => {
     const [a, b] = await ctlSignals("--checker", "sleep 60", "alpha");
     assert.deepEqual(a, b);

@@ -125,6 +125,23 @@ describe("the system bus policy and a missing bus", { skip }, () => {
     }
   });
 
+  test("without a reachable system bus, and with --no-dbus, checkers start (they wait for D-Bus only while it is tried)", async () => {
+    // A configuration of its own, with a one-second interval.
+    const fast = join(root, "conf-fast");
+    mkdirSync(fast, { recursive: true });
+    writeFileSync(join(fast, "mandos.conf"), "[DEFAULT]\n");
+    writeFileSync(join(fast, "clients.conf"), `[DEFAULT]\nchecker = true\ninterval = PT1S\n\n${clients[0]!.section}\n`, { mode: 0o600 });
+    const args = (state: string): string[] => serverArgs(state).map((a) => (a === conf ? fast : a));
+    const noBus = { DBUS_SYSTEM_BUS_ADDRESS: `unix:path=${join(root, "no-such-bus")}` };
+    for (const server of [await startServer(args("state-nobus-checker"), noBus, { dbus: true }), await startServer(args("state-nodbus-checker"), noBus)]) {
+      try {
+        await server.waitForLog(/Checker for \S+ succeeded/, 10_000);
+      } finally {
+        await server.stop();
+      }
+    }
+  });
+
   test("--no-dbus never touches the bus", async () => {
     const bus = await startPrivateBus();
     const server = await startServer(serverArgs("state-nodbus"), { DBUS_SYSTEM_BUS_ADDRESS: bus.address });

@@ -227,7 +227,7 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
       setTimeout(prepareSlice, STATE_PREPARE_DELAY_MS).unref();
     }
   });
-  registry.start();
+  // registry.start() (checkers and expiry timers) waits for D-Bus, below.
   // Without etcd the fleet serves degraded. etcd3 (and its gRPC stack) is
   // loaded only when etcd is configured.
   if (settings.etcd) {
@@ -366,6 +366,14 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
   // log a warning and serve on.
   let dbus: DbusService | null = null;
   if (dbusModule) dbus = await dbusModule.startDbusService(registry, { logger });
+  // Checkers and expiry timers start once the clients are on the bus (or
+  // D-Bus is off, or absent): as the reference, which exports each client
+  // before its init_checker, so that mandos-monitor sees a checker's
+  // CheckerStarted before its CheckerCompleted and each client's first
+  // Expires after its InterfacesAdded. Secrets are served meanwhile; the
+  // wait is the bus's answers to connecting (BUS_CONNECT_TIMEOUT_MS at
+  // most) and to claiming the names.
+  registry.start();
 
   // mandos(8): announce the port we got; a Zeroconf failure is logged inside
   // and the server keeps serving.

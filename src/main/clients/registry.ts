@@ -78,7 +78,12 @@ export class ClientRegistry implements Registry {
     for (const s of settings) this.#add(s, restored?.get(s.name) ?? freshRuntime(s, now), false);
   }
 
-  /** Starts checkers and expiry timers (after start-up, as the reference does before its main loop). */
+  /**
+   * Starts checkers and expiry timers: main.ts calls it once the clients
+   * are on D-Bus (as the reference runs init_checker after exporting each
+   * client, before its main loop), so that no checker signal precedes its
+   * client's object.
+   */
   start(): void {
     if (this.#started) return;
     this.#started = true;
