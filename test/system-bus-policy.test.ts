@@ -125,6 +125,27 @@ describe("the system bus policy and a missing bus", { skip }, () => {
     }
   });
 
+  // The reference fails to start without a bus; ours serves, and gets on
+  // the bus once it answers (a server started before dbus, a bus frozen).
+  test("a system bus that does not answer at start-up: the server serves on, and gets on the bus once it answers", async () => {
+    const bus = await startPrivateBus();
+    bus.pause();
+    const server = await startServer(serverArgs("state-frozen"), { DBUS_SYSTEM_BUS_ADDRESS: bus.address }, { dbus: true });
+    try {
+      await warnsAndServesOn(server, /WARNING: Disabling D-Bus: .*no answer .*within \d+ ms; trying again in 1 s, then less often$/m);
+      assert.doesNotMatch(server.log(), /D-Bus: serving/);
+      bus.resume();
+      await server.waitForLog(/INFO: Back on the D-Bus system bus as :1\.\d+: D-Bus interface on/, 40_000);
+      const dump = await run(MANDOS_CTL, ["--dump-json"], 30_000, { DBUS_SYSTEM_BUS_ADDRESS: bus.address });
+      assert.equal(dump.code, 0, dump.stderr);
+      assert.deepEqual(Object.keys(JSON.parse(dump.stdout.toString()) as object), clients.map((c) => c.name));
+    } finally {
+      await server.stop();
+      bus.resume();
+      await bus.stop();
+    }
+  });
+
   test("without a reachable system bus, and with --no-dbus, checkers start (they wait for D-Bus only while it is tried)", async () => {
     // A configuration of its own, with a one-second interval.
     const fast = join(root, "conf-fast");

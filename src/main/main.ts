@@ -371,8 +371,8 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
   // before its init_checker, so that mandos-monitor sees a checker's
   // CheckerStarted before its CheckerCompleted and each client's first
   // Expires after its InterfacesAdded. Secrets are served meanwhile; the
-  // wait is the bus's answers to connecting (BUS_CONNECT_TIMEOUT_MS at
-  // most) and to claiming the names.
+  // wait is the bus's answers to connecting and to claiming each name
+  // (BUS_CONNECT_TIMEOUT_MS at most for each).
   registry.start();
 
   // mandos(8): announce the port we got; a Zeroconf failure is logged inside

@@ -162,6 +162,8 @@ export async function startPrivateBus(): Promise<PrivateBus> {
       buses.delete(pid);
       pid = await daemonPid();
     },
+    pause: () => bus.pause(),
+    resume: () => bus.resume(),
     async stop() {
       await bus.stop();
       buses.delete(pid);

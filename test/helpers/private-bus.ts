@@ -12,6 +12,10 @@ export interface PrivateBus {
   readonly address: string;
   /** Stops the bus daemon and starts another on the same socket, as `systemctl restart dbus` would. */
   restart(): Promise<void>;
+  /** Freezes the bus daemon (SIGSTOP): connections are accepted by the kernel and never answered. */
+  pause(): void;
+  /** Lets a paused bus daemon run again (SIGCONT). */
+  resume(): void;
   stop(): Promise<void>;
 }
 
@@ -93,6 +97,7 @@ ${(options.include ?? []).map((f) => `  <include>${f}</include>`).join("\n")}
   const end = async (child: ChildProcess): Promise<void> => {
     if (child.exitCode === null && child.signalCode === null) {
       const exited = new Promise((r) => child.once("exit", r));
+      child.kill("SIGCONT");
       child.kill("SIGTERM");
       await exited;
     }
@@ -103,6 +108,12 @@ ${(options.include ?? []).map((f) => `  <include>${f}</include>`).join("\n")}
     async restart() {
       await end(running.child);
       running = await start();
+    },
+    pause() {
+      running.child.kill("SIGSTOP");
+    },
+    resume() {
+      running.child.kill("SIGCONT");
     },
     async stop() {
       await end(running.child);

@@ -100,10 +100,19 @@ export class BusConnection {
     this.#onClose = handler;
   }
 
-  /** Asks for a well-known name without queueing; resolves with the RequestName reply code. */
-  async requestName(name: string): Promise<number> {
-    const [code] = (await this.callBus("RequestName", "su", [name, NAME_FLAG_DO_NOT_QUEUE])) as [number];
-    return code;
+  /**
+   * Asks for a well-known name without queueing; resolves with the
+   * RequestName reply code. A bus that does not answer within `timeoutMs`
+   * is given up as one that cannot be reached (the connection closes).
+   */
+  async requestName(name: string, timeoutMs = BUS_CONNECT_TIMEOUT_MS): Promise<number> {
+    const timer = setTimeout(() => this.#close(new DbusError(DBUS_ERROR.connectFailed, `no answer to RequestName within ${timeoutMs} ms`)), timeoutMs);
+    try {
+      const [code] = (await this.callBus("RequestName", "su", [name, NAME_FLAG_DO_NOT_QUEUE])) as [number];
+      return code;
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   async releaseName(name: string): Promise<void> {

@@ -68,17 +68,27 @@ export interface DbusService {
 type Handler = (call: WireMessage, args: WireValue[]) => { signature: string; body: WireValue[] } | void;
 
 /**
- * Starts the service. Without a reachable system bus, or when another
- * process owns the name, logs a warning and resolves null: the server
- * serves on without D-Bus (as the reference, which logs "Disabling D-Bus").
- * A bus lost later (the system bus restarted) is tried again, every
- * RECONNECT_FIRST_MS doubling up to RECONNECT_MAX_MS, until the service is
- * back on it: the reference exits there (libdbus's exit on disconnect) and
- * waits for systemd to start it again; we go on serving secrets meanwhile.
+ * Starts the service. When another process owns the name (or the policy
+ * refuses it), logs a warning and resolves null: the server serves on
+ * without D-Bus (as the reference, which logs "Disabling D-Bus"). A bus
+ * that cannot be reached or does not answer, at start-up (a server started
+ * before the bus, a bus daemon stopped) or later (the system bus
+ * restarted), is tried again, every RECONNECT_FIRST_MS doubling up to
+ * RECONNECT_MAX_MS, until the service is on it: the reference fails to
+ * start without a bus, and exits when it loses it (libdbus's exit on
+ * disconnect) to wait for systemd to start it again; we go on serving
+ * secrets meanwhile.
  */
 export async function startDbusService(registry: Registry, options: DbusServiceOptions): Promise<DbusService | null> {
-  const first = await connectService(registry, options, (warning) => options.logger.warning(`Disabling D-Bus: ${warning}`));
-  return first === null ? null : new KeptDbus(first, registry, options);
+  let unreachable = false;
+  const kept = new KeptDbus(registry, options);
+  const first = await connectService(registry, options, (warning, busUnreachable) => {
+    unreachable = busUnreachable;
+    options.logger.warning(`Disabling D-Bus: ${warning}${busUnreachable ? `; trying again in ${RECONNECT_FIRST_MS / 1000} s, then less often` : ""}`);
+  }, (error) => kept.lost(error));
+  if (first === null && !unreachable) return null;
+  kept.begin(first);
+  return kept;
 }
 
 /**
@@ -88,7 +98,7 @@ export async function startDbusService(registry: Registry, options: DbusServiceO
 async function connectService(
   registry: Registry,
   options: DbusServiceOptions,
-  refuse: (why: string) => void,
+  refuse: (why: string, unreachable: boolean) => void,
   lost?: (error?: Error) => void,
 ): Promise<MandosDbus | null> {
   const { logger } = options;
@@ -97,19 +107,20 @@ async function connectService(
   try {
     bus = await BusConnection.connect(address, options.connectTimeoutMs);
   } catch (error) {
-    refuse((error as Error).message);
+    refuse((error as Error).message, true);
     return null;
   }
   try {
     for (const name of [BUS_NAME, OLD_BUS_NAME]) {
-      const code = await bus.requestName(name);
+      const code = await bus.requestName(name, options.connectTimeoutMs);
       if (code !== REQUEST_NAME_PRIMARY_OWNER) {
         throw new DbusError(DBUS_ERROR.nameTaken, `the bus name ${name} is taken (is another Mandos server running?)`);
       }
     }
   } catch (error) {
     bus.close();
-    refuse((error as Error).message);
+    // A bus that stopped answering is tried again; a refusal is final.
+    refuse((error as Error).message, error instanceof DbusError && error.code === DBUS_ERROR.connectFailed);
     return null;
   }
   const service = new MandosDbus(bus, registry, logger, lost);
@@ -127,12 +138,17 @@ class KeptDbus implements DbusService {
   #delay: number;
   #stopped = false;
 
-  constructor(first: MandosDbus, registry: Registry, options: DbusServiceOptions) {
+  constructor(registry: Registry, options: DbusServiceOptions) {
     this.#registry = registry;
     this.#options = options;
-    this.#current = first;
+    this.#current = null;
     this.#delay = RECONNECT_FIRST_MS;
-    first.onLost((error) => this.#lost(error));
+  }
+
+  /** With the first connection's service, or without one (the bus could not be reached): then tries again. */
+  begin(first: MandosDbus | null): void {
+    this.#current = first;
+    if (first === null) this.#schedule();
   }
 
   get uniqueName(): string {
@@ -147,7 +163,8 @@ class KeptDbus implements DbusService {
     this.#current = null;
   }
 
-  #lost(error?: Error): void {
+  /** The bus went away (told by the current connection's service). */
+  lost(error?: Error): void {
     this.#current = null;
     if (this.#stopped) return;
     this.#options.logger.error(`Lost the D-Bus system bus (${error?.message ?? "closed"}); D-Bus interface off until it is back (trying again in ${this.#delay / 1000} s, then less often)`);
@@ -163,7 +180,7 @@ class KeptDbus implements DbusService {
   async #tryAgain(): Promise<void> {
     this.#retry = null;
     let why = "";
-    const service = await connectService(this.#registry, this.#options, (w) => void (why = w), (error) => this.#lost(error));
+    const service = await connectService(this.#registry, this.#options, (w) => void (why = w), (error) => this.lost(error));
     if (this.#stopped) {
       await service?.stop();
       return;
@@ -191,7 +208,7 @@ class MandosDbus implements DbusService {
   readonly #clientMethods: Map<string, Map<string, Handler>>;
 
   /** Told once if the bus goes away (not on stop()). */
-  #lost: (error?: Error) => void;
+  readonly #lost: (error?: Error) => void;
 
   constructor(bus: BusConnection, registry: Registry, logger: Logger, lost?: (error?: Error) => void) {
     this.#bus = bus;
@@ -212,10 +229,6 @@ class MandosDbus implements DbusService {
 
   get uniqueName(): string {
     return this.#bus.uniqueName;
-  }
-
-  onLost(handler: (error?: Error) => void): void {
-    this.#lost = handler;
   }
 
   async stop(): Promise<void> {
