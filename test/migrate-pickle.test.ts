@@ -10,13 +10,16 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { chownSync, cpSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { chownSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { threadId } from "node:worker_threads";
 import { join } from "node:path";
 import { dumpJson, makeFleetRoot, mandosCtl, startOurServer, startPrivateBus, startReference, DBUS_DAEMON, type Fleet, type PrivateBus } from "./helpers/dbus.js";
-import { MANDOS_CLIENT, MANDOS_CTL, MANDOS_KEYGEN, MANDOS_REFERENCE, missing } from "./helpers/peers.js";
+import { GPG, MANDOS_CLIENT, MANDOS_CTL, MANDOS_KEYGEN, MANDOS_REFERENCE, missing } from "./helpers/peers.js";
 import { REPO, run, runMandosClient, startServer } from "./helpers/server.js";
 import { PyDatetime, PyTimedelta, PyTuple, unpickle, type PyDict } from "../src/main/state/unpickle.js";
-import { passwordEncode } from "../src/main/state/pickle-import.js";
+import { openReferenceSecrets, passwordEncode } from "../src/main/state/reference-secret.js";
 
 const skip = missing(DBUS_DAEMON, MANDOS_CTL, MANDOS_KEYGEN, MANDOS_REFERENCE, MANDOS_CLIENT) ||
   (process.getuid?.() === 0 ? false : "needs root: the reference server must drop to _mandos");
@@ -208,5 +211,32 @@ describe("the unpickler, against pickles Python writes", () => {
     long[1] = 0x5c;
     long[2] = 0;
     assert.equal(passwordEncode(long).toString("latin1"), `mandos\\n\\\\\\x00${"A".repeat(1097)}`);
+  });
+});
+
+describe("the secrets a pickle holds, opened on every core", { skip: missing(GPG) }, () => {
+  test("each opens as gpg sealed it, on worker threads, in order; a wrong passphrase gives null", async (t) => {
+    const home = mkdtempSync(join(tmpdir(), "mandos-ts-gpg-"));
+    t.after(() => {
+      try { execFileSync("gpgconf", ["--homedir", home, "--kill", "all"], { stdio: "ignore" }); } catch { /* no agent */ }
+      rmSync(home, { recursive: true, force: true });
+    });
+    const items = Array.from({ length: 6 }, (_, i) => {
+      const configSecret = randomBytes(i === 5 ? 1100 : 48); // the last past password_encode's hex limit
+      const plain = `secret number ${i}`;
+      // As the reference's PGPEngine.encrypt seals it: gpg --symmetric, its passphrase password_encode's.
+      const passphrase = join(home, `pass${i}`);
+      writeFileSync(passphrase, passwordEncode(configSecret));
+      const sealed = execFileSync(GPG, ["--homedir", home, "--batch", "--quiet", "--symmetric", "--passphrase-file", passphrase, "--output", "-"], { input: plain });
+      return { sealed, configSecret: i === 2 ? randomBytes(48) : configSecret, plain: i === 2 ? null : plain };
+    });
+    const opened = await openReferenceSecrets(items, 2);
+    assert.deepEqual(opened.map((o) => (o.secret ? Buffer.from(o.secret).toString() : null)), items.map((i) => i.plain));
+    const threads = new Set(opened.map((o) => o.threadId));
+    assert.equal(threads.size, 2, "two worker threads shared the work");
+    assert.ok(!threads.has(threadId), "none on the main thread");
+    const here = await openReferenceSecrets(items.slice(0, 3), 1);
+    assert.deepEqual(here.map((o) => o.threadId), [threadId, threadId, threadId]);
+    assert.deepEqual(here.map((o) => (o.secret ? Buffer.from(o.secret).toString() : null)), items.slice(0, 3).map((i) => i.plain));
   });
 });

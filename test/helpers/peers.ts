@@ -12,6 +12,8 @@ export const MANDOS_REFERENCE = "/usr/sbin/mandos";
 export const MANDOS_CTL = "/usr/sbin/mandos-ctl";
 export const GNUTLS_CLI = "/usr/bin/gnutls-cli";
 export const GNUTLS_SERV = "/usr/bin/gnutls-serv";
+/** GnuPG, as the reference seals the secrets in its clients.pickle with it. */
+export const GPG = "/usr/bin/gpg";
 
 export function executable(path: string): boolean {
   try {

@@ -5,7 +5,8 @@
 // restoreState applies the reference's precedence rules to it as it does
 // to clients.json. The secrets the reference sealed with `gpg --symmetric`
 // under a passphrase made from each client's clients.conf secret
-// (PGPEngine.password_encode) are opened with OpenPGP.js.
+// (PGPEngine.password_encode) are opened with OpenPGP.js, on every core
+// (reference-secret.ts).
 //
 // Used at start-up when clients.json is absent and clients.pickle is there;
 // the pickle is only read, never changed or removed (the reference removes
@@ -13,11 +14,10 @@
 
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import type * as openpgp from "openpgp";
 import type { ClientSettings } from "../clients/settings.js";
 import type { Logger } from "../daemon/log.js";
 import { readTrustedStateFile, sealSecret, unreadableReason, type StateFile } from "./state-file.js";
-import { symmetricSessionKey } from "./symmetric-key.js";
+import { openReferenceSecrets } from "./reference-secret.js";
 import { PyDatetime, PyTimedelta, PyTuple, unpickle, type PyDict, type PyValue } from "./unpickle.js";
 import { CodedError } from "../../errors.js";
 
@@ -26,38 +26,6 @@ export const PICKLE_FILE_NAME = "clients.pickle";
 export class PickleImportError extends CodedError<"PICKLE_BAD_STATE"> {
   constructor(message: string) {
     super("PICKLE_BAD_STATE", message);
-  }
-}
-
-/**
- * The reference's passphrase for a client's sealed secret
- * (PGPEngine.password_encode): "mandos" and the secret in hex, or, past
- * GnuPG's 2048-byte limit, the secret with backslash, newline and NUL escaped.
- */
-export function passwordEncode(secret: Buffer): Buffer {
-  const hex = Buffer.concat([Buffer.from("mandos"), Buffer.from(secret.toString("hex"))]);
-  if (hex.length <= 2048) return hex;
-  const escaped = secret.toString("latin1").replace(/\\/g, "\\\\").replace(/\n/g, "\\n").replace(/\0/g, "\\x00");
-  return Buffer.concat([Buffer.from("mandos"), Buffer.from(escaped, "latin1")]);
-}
-
-/** Opens a `gpg --symmetric` message the reference sealed with `configSecret`; null if it cannot. */
-export async function openReferenceSecret(sealed: Buffer, configSecret: Buffer): Promise<Buffer | null> {
-  try {
-    // OpenPGP.js takes passphrases as text only, and the reference's
-    // passphrase is binary whenever the secret is long (as an encrypted
-    // password is): the session key is derived here (symmetric-key.ts),
-    // and OpenPGP.js decrypts the data with it. Loaded here, not at
-    // start-up: only a migration needs OpenPGP.js.
-    const sessionKey = symmetricSessionKey(sealed, passwordEncode(configSecret));
-    if (sessionKey === null) return null;
-    const openpgp = await import("openpgp");
-    const message = await openpgp.readMessage({ binaryMessage: sealed });
-    const algorithm = openpgp.enums.read(openpgp.enums.symmetric, sessionKey.algorithm) as openpgp.enums.symmetricNames;
-    const { data } = await openpgp.decrypt({ message, sessionKeys: { data: sessionKey.key, algorithm }, format: "binary" });
-    return Buffer.from(data);
-  } catch {
-    return null;
   }
 }
 
@@ -102,6 +70,7 @@ export async function stateFromPickle(data: Buffer, config: readonly ClientSetti
   const oldSettings = dict(root.items[1], "the settings");
   const state: StateFile = { format: "mandos-ts-state", version: 1, saved: new Date(now).toISOString(), clients: {} };
   const removed: string[] = [];
+  const imported: { conf: ClientSettings; client: PyDict; old: PyValue }[] = [];
   for (const conf of config) {
     const saved = clientsData.get(conf.name);
     const old = oldSettings.get(conf.name);
@@ -109,7 +78,14 @@ export async function stateFromPickle(data: Buffer, config: readonly ClientSetti
     // run time, and the reference keeps it removed.
     if (saved === undefined && old !== undefined) removed.push(conf.name);
     if (saved === undefined || old === undefined) continue;
-    const client = dict(saved, `client ${conf.name}`);
+    imported.push({ conf, client: dict(saved, `client ${conf.name}`), old });
+  }
+  const sealed = imported.flatMap(({ conf, client }) => {
+    const s = client.get("encrypted_secret");
+    return Buffer.isBuffer(s) ? [{ sealed: s, configSecret: conf.secret }] : [];
+  });
+  const opened = (await openReferenceSecrets(sealed)).values();
+  for (const { conf, client, old } of imported) {
     const current = settingsOf(client);
     const then = settingsOf(dict(old, `settings of ${conf.name}`));
     const confValues = conf as unknown as Record<string, unknown>;
@@ -117,8 +93,8 @@ export async function stateFromPickle(data: Buffer, config: readonly ClientSetti
       current[f] ??= confValues[f];
       then[f] ??= current[f];
     }
-    const sealed = client.get("encrypted_secret");
-    const secret = Buffer.isBuffer(sealed) ? await openReferenceSecret(sealed, conf.secret) : null;
+    const opening = Buffer.isBuffer(client.get("encrypted_secret")) ? opened.next().value?.secret : null;
+    const secret = opening ? Buffer.from(opening) : null;
     const status = client.get("last_checker_status");
     const signal = client.get("last_checker_signal");
     state.clients[conf.name] = {

@@ -1,0 +1,100 @@
+// The secrets the Python server sealed in its clients.pickle: each one a
+// `gpg --symmetric` message under a passphrase made from the client's
+// clients.conf secret (PGPEngine.password_encode). Opening one costs gpg's
+// key derivation, 65 MB hashed with its default S2K count (two passes of
+// SHA-1 for an AES-256 key, ~70 ms of one core here): a migration of 1,000
+// clients is a minute of CPU, once. So they are opened on worker threads,
+// one per core (src/workers/reference-secret.ts), and the start that
+// migrates waits for the slowest thread instead of for the sum.
+
+import { availableParallelism } from "node:os";
+import { createRequire } from "node:module";
+import { threadId } from "node:worker_threads";
+import type * as openpgp from "openpgp";
+import { symmetricSessionKey } from "./symmetric-key.js";
+
+/**
+ * The reference's passphrase for a client's sealed secret
+ * (PGPEngine.password_encode): "mandos" and the secret in hex, or, past
+ * GnuPG's 2048-byte limit, the secret with backslash, newline and NUL escaped.
+ */
+export function passwordEncode(secret: Buffer): Buffer {
+  const hex = Buffer.concat([Buffer.from("mandos"), Buffer.from(secret.toString("hex"))]);
+  if (hex.length <= 2048) return hex;
+  const escaped = secret.toString("latin1").replace(/\\/g, "\\\\").replace(/\n/g, "\\n").replace(/\0/g, "\\x00");
+  return Buffer.concat([Buffer.from("mandos"), Buffer.from(escaped, "latin1")]);
+}
+
+/** Opens a `gpg --symmetric` message the reference sealed with `configSecret`; null if it cannot. */
+export async function openReferenceSecret(sealed: Buffer, configSecret: Buffer): Promise<Buffer | null> {
+  try {
+    // OpenPGP.js takes passphrases as text only, and the reference's
+    // passphrase is binary whenever the secret is long (as an encrypted
+    // password is): the session key is derived here (symmetric-key.ts),
+    // and OpenPGP.js decrypts the data with it. Loaded here, not at
+    // start-up: only a migration needs OpenPGP.js.
+    const sessionKey = symmetricSessionKey(sealed, passwordEncode(configSecret));
+    if (sessionKey === null) return null;
+    const pgp: typeof openpgp = await import("openpgp");
+    const message = await pgp.readMessage({ binaryMessage: sealed });
+    const algorithm = pgp.enums.read(pgp.enums.symmetric, sessionKey.algorithm) as openpgp.enums.symmetricNames;
+    const { data } = await pgp.decrypt({ message, sessionKeys: { data: sessionKey.key, algorithm }, format: "binary" });
+    return Buffer.from(data);
+  } catch {
+    return null;
+  }
+}
+
+/** One sealed secret to open, and the clients.conf secret it was sealed under. */
+export interface SealedSecret {
+  readonly sealed: Buffer;
+  readonly configSecret: Buffer;
+}
+
+/** A worker's answer: the secret (null if it did not open) and the thread that opened it. */
+export interface OpenedSecret {
+  readonly secret: Uint8Array | null;
+  readonly threadId: number;
+}
+
+/** Fewer secrets than this are opened on the main thread: a worker takes longer to start than one takes to open. */
+const THREADS_FROM = 2;
+
+/**
+ * Opens every secret, in order, on up to `threads` worker threads (one per
+ * core by default; on the main thread when there is one core or a single
+ * secret, or when the workers cannot start).
+ */
+export async function openReferenceSecrets(items: readonly SealedSecret[], threads = availableParallelism()): Promise<OpenedSecret[]> {
+  const count = Math.min(threads, items.length);
+  if (count < 2 || items.length < THREADS_FROM) return openHere(items);
+  const { Piscina } = createRequire(import.meta.url)("piscina") as typeof import("piscina");
+  const pool = new Piscina<SealedSecret, OpenedSecret>({
+    filename: new URL("../../workers/reference-secret.js", import.meta.url).href,
+    minThreads: count,
+    maxThreads: count,
+    concurrentTasksPerWorker: 1,
+    recordTiming: false,
+  });
+  try {
+    // Each on its own exact-size copy: structured clone copies a view's
+    // whole ArrayBuffer (the pickle's, the secrets' arena, Node's pool).
+    return await Promise.all(items.map(({ sealed, configSecret }) => pool.run({ sealed: exact(sealed), configSecret: exact(configSecret) })));
+  } catch {
+    // A worker that cannot load (a damaged installation): the slow way.
+    return openHere(items);
+  } finally {
+    await pool.destroy();
+  }
+}
+
+async function openHere(items: readonly SealedSecret[]): Promise<OpenedSecret[]> {
+  const opened: OpenedSecret[] = [];
+  for (const { sealed, configSecret } of items) opened.push({ secret: await openReferenceSecret(sealed, configSecret), threadId });
+  return opened;
+}
+
+function exact(bytes: Uint8Array): Buffer {
+  const copy = new Uint8Array(bytes);
+  return Buffer.from(copy.buffer, 0, copy.byteLength);
+}
