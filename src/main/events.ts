@@ -70,11 +70,12 @@ export type ConnectionStage = "AwaitingLine" | "AwaitingSlot" | "Handshaking" | 
 export interface ConnectionRef {
   /** Unique within the process, increasing. */
   readonly id: number;
+  /** As Node reports it: a link-local peer with its zone (`fe80::1%eth0`). */
   readonly address: string;
   readonly port: number;
   /** What it counts against for admission and log budgets (serve/source.ts). */
   readonly source: string;
-  /** The reference's form: `('::1', 41234, 0, 0)` or `('127.0.0.1', 41234)`. */
+  /** The reference's form: `('::1', 41234, 0, 0)`, `('fe80::1', 41234, 0, 3)` (the link's index) or `('127.0.0.1', 41234)`. */
   readonly label: string;
 }
 

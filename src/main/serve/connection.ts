@@ -144,10 +144,11 @@ export class Connection {
     this.#deps = deps;
     this.#source = source;
     this.#started = deps.clock.now();
-    const [address, scope] = splitZone(socket.remoteAddress ?? "");
+    const address = socket.remoteAddress ?? "";
     const port = socket.remotePort ?? 0;
     // The reference logs Python's socket address tuple; keep its form.
-    const label = socket.remoteFamily === "IPv6" ? `('${address}', ${port}, 0, ${scopeId(scope)})` : `('${address}', ${port})`;
+    const [host, zone] = splitZone(address);
+    const label = socket.remoteFamily === "IPv6" ? `('${host}', ${port}, 0, ${scopeId(zone)})` : `('${host}', ${port})`;
     this.#ref = { id: ++lastId * idStride + idOffset, address, port, source, label };
     if (events.connectionAccepted.hasSubscribers) events.connectionAccepted.publish({ connection: this.#ref });
     socket.setNoDelay(true);
@@ -524,7 +525,8 @@ export class Connection {
     if (events.clientNotFound.hasSubscribers) {
       events.clientNotFound.publish({ connection: this.#ref, keyId, ...(fingerprint === undefined ? {} : { fingerprint }), proven });
     }
-    this.#deps.registry.notFound(keyId || (fingerprint ?? ""), this.#ref.address);
+    // The reference's ClientNotFound carries the host without its zone.
+    this.#deps.registry.notFound(keyId || (fingerprint ?? ""), splitZone(this.#ref.address)[0]);
   }
 
   #flushAndClose(outcome: ConnectionOutcome, detail?: string): void {

@@ -3,7 +3,8 @@
 // gives it); Python's socket module gives the host without its zone and the
 // interface's index as the tuple's scope_id: `('fe80::1', 41234, 0, 3)`.
 // The host alone is what the reference's D-Bus signals carry
-// (`ClientNotFound`), and the tuple is what its log lines show.
+// (`ClientNotFound`), and the tuple is what its log lines show; our own
+// records (the audit log, events) keep the zone, which names the link.
 
 import { networkInterfaces } from "node:os";
 
