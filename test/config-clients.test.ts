@@ -97,6 +97,23 @@ test("each bad client setting fails with its own code, naming file, line and key
   }
 });
 
+test("a negative duration or one beyond 100,000 years is an error (the reference fails at start-up on both)", () => {
+  const at = (value: string): string => `[DEFAULT]\napproval_delay = ${value}\n[c]\nkey_id = A\nsecret = QUJD\n`;
+  for (const value of ["-5m", "5m -10m", "-1s", "100000000d", "P100400Y"]) {
+    assert.throws(() => parseClientsConfig(at(value), "c.conf"), (error: unknown) => {
+      assert.ok(error instanceof ConfigError, value);
+      assert.equal(error.code, "CONFIG_BAD_DURATION", value);
+      assert.equal(error.line, 2, value);
+      assert.equal(error.key, "approval_delay", value);
+      return true;
+    }, value);
+  }
+  const year = 31_557_600_000;
+  const ok: [string, number][] = [["-0s", 0], ["5m -1m", 240_000], ["0s", 0], [`${100_000 * 365 + 25_000}d`, 100_000 * year], ["P100000Y", 100_000 * 364 * 86_400_000]];
+  for (const [value, ms] of ok) assert.equal(parseClientsConfig(at(value), "c.conf")[0]?.approvalDelay, ms, value);
+  assert.equal(codeOf(() => parseClientsConfig(at(`${100_000 * 365 + 25_000}d 1s`), "c.conf")), "CONFIG_BAD_DURATION");
+});
+
 test("secfile: $VAR and ~user expanded as Python's expanduser(expandvars()), relative paths from baseDir", () => {
   const homeOf = (user: string): string | undefined => ({ mandos: "/var/lib/mandos/", root: "/root" })[user];
   const opts = { env: { HOME: "/home/me", DIR: "/srv/keys" }, homeOf, currentUser: "root", baseDir: "/" };

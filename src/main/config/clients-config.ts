@@ -10,7 +10,10 @@
 //     `secfile` (expanduser(expandvars(...)); a relative path is taken from
 //     `baseDir`, see ClientsConfigOptions), kept packed with the others
 //     (secret-arena.ts);
-//  5. the five durations through string_to_delta.
+//  5. the five durations through string_to_delta; a negative one is an
+//     error (the reference fails on it at start-up too, as its D-Bus
+//     properties and GLib timers are unsigned), and so is one longer than
+//     MAX_CLIENT_DURATION_MS (which would take timestamps out of range).
 // The checker is kept after step 1, so its runtime `%(attr)s` remain.
 // The strings kept are copies (see ownCopy): never views on the file's text.
 
@@ -18,7 +21,7 @@ import { readFileSync } from "node:fs";
 import { userInfo } from "node:os";
 import { resolve } from "node:path";
 import { CLIENT_DEFAULTS, type ClientSettings, normaliseKeyId } from "../clients/settings.js";
-import { parseDuration } from "./duration.js";
+import { MAX_CLIENT_DURATION_MS, parseDuration } from "./duration.js";
 import { ConfigError, type ConfigErrorPlace } from "./errors.js";
 import { type IniDocument, parseIni, rawOption, sectionItems } from "./ini.js";
 import { type HomeDirectoryLookup, passwdHomeDirectory, pyBase64Decode, pyBoolean, pyExpandUser, pyExpandVars } from "./python-values.js";
@@ -130,6 +133,8 @@ function clientSettings(
   const duration = (key: string): number => {
     const ms = parseDuration(get(key));
     if (ms === undefined) throw new ConfigError("CONFIG_BAD_DURATION", at(key), `not a duration: ${JSON.stringify(get(key))}`);
+    if (ms < 0) throw new ConfigError("CONFIG_BAD_DURATION", at(key), `a duration cannot be negative: ${JSON.stringify(get(key))}`);
+    if (ms > MAX_CLIENT_DURATION_MS) throw new ConfigError("CONFIG_BAD_DURATION", at(key), `duration longer than 100,000 years: ${JSON.stringify(get(key))}`);
     return ms;
   };
   return {

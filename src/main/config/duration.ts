@@ -74,6 +74,15 @@ export function parseRfc3339Duration(text: string): bigint | undefined {
   }
 }
 
+/**
+ * The longest duration a client may be given: 100,000 years of 365.25
+ * days. Every time the server computes from one (now + timeout, now +
+ * interval + a first delay up to an interval) then stays a valid Date. The
+ * reference fails at start-up on a timeout that takes the expiry past the
+ * year 9999, and on an interval past GLib's 32-bit timer (~49 days).
+ */
+export const MAX_CLIENT_DURATION_MS = 100_000 * 31_557_600_000;
+
 const LEGACY_UNIT: Record<string, bigint> = { s: SECOND, m: MINUTE, h: HOUR, d: DAY, w: WEEK };
 
 /**
