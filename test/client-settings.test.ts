@@ -4,10 +4,10 @@ import { createHash } from "node:crypto";
 import { CLIENT_DEFAULTS, EMPTY_KEY_ID, normaliseKeyId } from "../src/main/clients/settings.js";
 import { RUNTIME_SETTINGS, settingsDiff } from "../src/main/clients/runtime-settings.js";
 import { ClientRegistry } from "../src/main/clients/registry.js";
-import { applyReload } from "../src/main/clients/reload.js";
+import { applyReload, reloadClientsConfig } from "../src/main/clients/reload.js";
 import { clientProperty } from "../src/main/dbus/client-properties.js";
 import { ManualClock } from "../src/main/clock.js";
-import { silentLogger } from "../src/main/daemon/log.js";
+import { silentLogger, type Logger } from "../src/main/daemon/log.js";
 import { clientSettings } from "./helpers/clients.js";
 
 test("key IDs compare case- and space-insensitively", () => {
@@ -86,4 +86,18 @@ test("a duration Set beyond what a number holds says so; a double is the wrong t
   assert.throws(() => set(ctx, { signature: "d", value: 2 }), /takes a value of type "t", not "d"/);
   set(ctx, { signature: "t", value: 5_000_000_000 });
   assert.equal(reg.get("web")!.extendedTimeout, 5_000_000_000);
+});
+
+test("a reload that gives two clients one key ID or fingerprint warns that only one of them can be served", async () => {
+  const reg = new ClientRegistry([clientSettings("a")], { logger: silentLogger, clock: new ManualClock(), spawner: () => ({ kill() {} }) });
+  const warnings: string[] = [];
+  const logger: Logger = { ...silentLogger, warning: (m) => warnings.push(m) };
+  const text = "[a]\nkey_id = ab cd\nfingerprint = 12\nsecret = QUJD\n[b]\nkey_id = ABCD\nsecret = QUJD\n[c]\nkey_id = ef\nfingerprint = 12\nsecret = QUJD\n";
+  const reader = { how: "direct" as const, read: () => Promise.resolve({ ok: true as const, text }), close() {} };
+  const outcome = await reloadClientsConfig(reg, [clientSettings("a")], "/etc/mandos/clients.conf", reader, logger);
+  assert.equal(outcome.applied, true);
+  assert.deepEqual(warnings, [
+    "Clients a, b have the same key ID ABCD: only one of them can be served",
+    "Clients a, c have the same fingerprint 12: only one of them can be served",
+  ]);
 });

@@ -2,7 +2,10 @@
 // reads without complaint but then fails on at start-up, run through the
 // real reference and through our bin/mandos on the same file: both must
 // refuse to start (exit 1, never listening), ours with one line naming the
-// file, line and key. The configparser-level comparison
+// file, line and key. Then a file the reference takes whole although it
+// may look like an error: two clients with the same key ID, which both
+// servers start with (ours warning that only one can be served).
+// The configparser-level comparison
 // (config-clients-differential.test.ts) cannot see these: the reference's
 // Client.config_parser accepts them, and its failure comes later, when it
 // makes the client (a D-Bus UInt64 of a negative duration, an expiry past
@@ -13,16 +16,20 @@ import assert from "node:assert/strict";
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { DBUS_DAEMON, DBUS_SEND, referenceGpgEnvironment, startPrivateBus, type PrivateBus } from "./helpers/dbus.js";
-import { MANDOS_REFERENCE, missing } from "./helpers/peers.js";
+import {
+  DBUS_DAEMON, DBUS_SEND, dumpJson, referenceGpgEnvironment, startOurServer, startPrivateBus, startReference, type PrivateBus,
+} from "./helpers/dbus.js";
+import { MANDOS_CTL, MANDOS_REFERENCE, missing } from "./helpers/peers.js";
 import { BIN_MANDOS, run } from "./helpers/server.js";
 import { serverNodeFlags } from "../bench/reboot.js";
 
-const skip = missing(DBUS_DAEMON, DBUS_SEND, MANDOS_REFERENCE) ||
+const skip = missing(DBUS_DAEMON, DBUS_SEND, MANDOS_REFERENCE, MANDOS_CTL) ||
   (process.getuid?.() === 0 ? false : "needs root: the reference server must drop to _mandos");
 
 const KEY_ID = "edf2f0a493dadee6bc27774957904f4e300d0cbe4962e0420a7361ad0d0ebe9e";
 const FINGERPRINT = "D4BED6DCB0F4679DF37C54D410B63A1FAD59AF45";
+
+const OTHER_FINGERPRINT = "1111222233334444555566667777888899990000";
 
 /** A clients.conf whose one client, on line 8, has `option = value`. */
 function clientsConf(option: string, value: string): string {
@@ -98,4 +105,36 @@ describe("clients.conf values the reference fails on at start-up", { skip }, () 
       assert.match(ourLog, /a duration cannot be negative|duration longer than 100,000 years/);
     });
   }
+});
+
+describe("two clients with the same key ID", { skip }, () => {
+  test("both servers start with both clients; ours warns that only one can be served", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "mandos-ts-confref-dup-"));
+    chmodSync(dir, 0o755);
+    const conf = join(dir, "conf");
+    mkdirSync(conf);
+    writeFileSync(join(conf, "mandos.conf"), "[DEFAULT]\n");
+    writeFileSync(join(conf, "clients.conf"), `${clientsConf("host", "one.example")}\n[c2]\nkey_id = ${KEY_ID.toUpperCase()}\nfingerprint = ${OTHER_FINGERPRINT}\nsecret = c2VjcmV0\n`);
+    mkdirSync(join(dir, "state-ref"));
+    const [ourBus, refBus] = [await startPrivateBus(), await startPrivateBus()];
+    const ours = await startOurServer(conf, join(dir, "state-ours"), ourBus.address);
+    try {
+      const reference = await startReference(conf, join(dir, "state-ref"), refBus.address);
+      try {
+        const [a, b] = [await dumpJson(ourBus.address), await dumpJson(refBus.address)];
+        assert.deepEqual(Object.keys(a).sort(), ["c1", "c2"]);
+        assert.deepEqual(Object.keys(b).sort(), ["c1", "c2"]);
+        for (const name of ["c1", "c2"]) assert.equal(a[name]?.["KeyID"], b[name]?.["KeyID"], name);
+      } finally {
+        await reference.stop();
+      }
+      assert.match(ours.log(), new RegExp(`WARNING: Clients c1, c2 have the same key ID ${KEY_ID.toUpperCase()}: only one of them can be served`));
+      assert.doesNotMatch(ours.log(), /have the same fingerprint/);
+    } finally {
+      await ours.stop();
+      await ourBus.stop();
+      await refBus.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });

@@ -21,7 +21,7 @@ import { checkClientsConfMode, chooseIds, dropPrivileges } from "./daemon/privil
 import { syslogSink } from "./daemon/syslog.js";
 import { mergeSettings, type ServerFileSettings, type ServerSettings } from "./config/server-settings.js";
 import { SettingsError } from "./daemon/errors.js";
-import { loadClientsConfig, loadServerConfig, type ServerConfigFile } from "./config/index.js";
+import { loadClientsConfig, loadServerConfig, sharedKeyWarnings, type ServerConfigFile } from "./config/index.js";
 import { createRegistry, type ClientRegistry } from "./clients/registry.js";
 import { CHECKER_HOST_MIN_CLIENTS, CheckerHost } from "./clients/checker-host.js";
 import { showCheckerOutput } from "./clients/shell-spawner.js";
@@ -178,6 +178,7 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
   let fleetUnsent: readonly unknown[] = [];
   try {
     config = loadClientsConfig(clientsPath);
+    for (const warning of sharedKeyWarnings(config)) logger.warning(warning);
     // Migration from the Python server (docs/ENROLL.md): its clients.pickle,
     // when there is no clients.json yet.
     const owners = runAs ? [runAs.uid] : [];

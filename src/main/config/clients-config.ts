@@ -154,6 +154,31 @@ function clientSettings(
   };
 }
 
+/**
+ * One warning for each key ID and each fingerprint that several clients
+ * share. A connecting client is matched to one of them only (here the one
+ * added last; the reference's choice varies from start to start), so the
+ * others never get their secrets: usually a section copied for a new
+ * machine whose key_id was not changed.
+ */
+export function sharedKeyWarnings(clients: readonly ClientSettings[]): string[] {
+  const warnings: string[] = [];
+  for (const [field, words] of [["keyId", "key ID"], ["fingerprint", "fingerprint"]] as const) {
+    const owners = new Map<string, string[]>();
+    for (const c of clients) {
+      const key = c[field];
+      if (key === "") continue;
+      const names = owners.get(key);
+      if (names === undefined) owners.set(key, [c.name]);
+      else names.push(c.name);
+    }
+    for (const [key, names] of owners) {
+      if (names.length > 1) warnings.push(`Clients ${names.join(", ")} have the same ${words} ${key}: only one of them can be served`);
+    }
+  }
+  return warnings;
+}
+
 /** The path a secfile value names: expanduser(expandvars(value)), relative ones from baseDir. */
 export function secfilePath(value: string, opts: ClientsConfigOptions = {}): string {
   const env = opts.env ?? process.env;
