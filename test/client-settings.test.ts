@@ -78,11 +78,16 @@ test("a reload keeps a client removed at run time removed while the file keeps i
   assert.ok(reg.get("removed"));
 });
 
-test("a duration Set beyond what a number holds says so; a double is the wrong type", () => {
+test("a duration Set beyond 100,000 years or what a number holds says so; a double is the wrong type", () => {
   const reg = new ClientRegistry([clientSettings("web")], { logger: silentLogger, clock: new ManualClock(), spawner: () => ({ kill() {} }) });
   const ctx = { registry: reg, name: "web", view: reg.get("web")!, objectPath: "/clients/web" };
   const set = clientProperty("ExtendedTimeout")!.set!;
-  assert.throws(() => set(ctx, { signature: "t", value: 2n ** 60n }), /property ExtendedTimeout is too large \(at most 9007199254740991 ms\)/);
+  assert.throws(() => set(ctx, { signature: "t", value: 2n ** 60n }), /property ExtendedTimeout is too large \(at most 3155760000000000 ms, 100,000 years\)/);
+  // 274,000 years: a number, but an expiry from it is no date (Expires read "0NaN-NaN-...").
+  assert.throws(() => set(ctx, { signature: "t", value: 8_640_000_000_000_000 }), /property ExtendedTimeout is too large/);
+  const timeout = clientProperty("Timeout")!.set!;
+  assert.throws(() => timeout(ctx, { signature: "t", value: 8_640_000_000_000_000 }), /property Timeout is too large/);
+  assert.equal(reg.get("web")!.timeout, clientSettings("web").timeout);
   assert.throws(() => set(ctx, { signature: "d", value: 2 }), /takes a value of type "t", not "d"/);
   set(ctx, { signature: "t", value: 5_000_000_000 });
   assert.equal(reg.get("web")!.extendedTimeout, 5_000_000_000);

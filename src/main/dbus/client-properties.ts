@@ -8,6 +8,7 @@ import { RUNTIME_SETTINGS, type ClientPatch, type SettingKind } from "../clients
 import { ERROR_NAME, MethodError } from "./errors.js";
 import { CLIENT, type PropertySpec } from "./interfaces.js";
 import { integerOf, isIntegerType, timestampToDbus, type IncomingVariant, type WireValue } from "./values.js";
+import { MAX_CLIENT_DURATION_MS } from "../config/duration.js";
 
 export interface PropertyContext {
   readonly registry: Registry;
@@ -39,15 +40,18 @@ function asString(name: string, v: IncomingVariant): string {
   return v.value;
 }
 
-/** Milliseconds. The reference accepts any integer (dbus-python sends Python ints as "i"), not a negative one. */
+/**
+ * Milliseconds. The reference accepts any integer (dbus-python sends Python
+ * ints as "i"), not a negative one, nor one that takes a time past its
+ * datetime's year 9999 (OverflowError). Ours takes what clients.conf takes:
+ * up to MAX_CLIENT_DURATION_MS, so that every time made from it (an expiry,
+ * the state file's) stays a valid date.
+ */
 function asMilliseconds(name: string, v: IncomingVariant): number {
   const ms = integerOf(v);
-  if (ms === null) {
-    // An integer beyond 2^53 - 1 ms (285,616 years): a number, but none a duration here can hold.
-    if (isIntegerType(v)) {
-      throw new MethodError(ERROR_NAME.invalidArgs, `property ${name} is too large (at most ${Number.MAX_SAFE_INTEGER} ms)`);
-    }
-    throw wrongType(name, "t", v);
+  if (ms === null && !isIntegerType(v)) throw wrongType(name, "t", v);
+  if (ms === null || ms > MAX_CLIENT_DURATION_MS) {
+    throw new MethodError(ERROR_NAME.invalidArgs, `property ${name} is too large (at most ${MAX_CLIENT_DURATION_MS} ms, 100,000 years)`);
   }
   if (ms < 0) throw new MethodError(ERROR_NAME.invalidArgs, `property ${name} cannot be negative`);
   return ms;
