@@ -106,3 +106,18 @@ test("a reload that gives two clients one key ID or fingerprint warns that only 
     "Clients a, c have the same fingerprint 12: only one of them can be served",
   ]);
 });
+
+test("two clients with one key: the first in clients.conf answers for it, and the other once it is removed", () => {
+  const shared = { keyId: "AB".repeat(32), fingerprint: "12".repeat(20) };
+  const reg = new ClientRegistry(
+    [{ ...clientSettings("first"), ...shared }, { ...clientSettings("second"), ...shared }],
+    { logger: silentLogger, clock: new ManualClock(), spawner: () => ({ kill() {} }) },
+  );
+  assert.equal(reg.byKeyId(shared.keyId)?.name, "first");
+  assert.equal(reg.byFingerprint(shared.fingerprint)?.name, "first");
+  reg.remove("first");
+  assert.equal(reg.byKeyId(shared.keyId)?.name, "second", "the reference's search finds the one left");
+  assert.equal(reg.byFingerprint(shared.fingerprint)?.name, "second");
+  reg.remove("second");
+  assert.equal(reg.byKeyId(shared.keyId), undefined);
+});

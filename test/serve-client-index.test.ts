@@ -1,7 +1,7 @@
 // The serve threads' lookup of a proven key (src/main/serve/client-index.ts):
 // one SharedArrayBuffer, read in place, that must answer exactly as the
 // registry's maps do: the same client for a key ID or a fingerprint, nothing
-// for anything else, the later client where two share a key.
+// for anything else, the earlier client where two share a key.
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -41,10 +41,10 @@ test("a key ID is not a fingerprint: the same text in the other table finds noth
   assert.equal(index.byKeyId(text), undefined);
 });
 
-test("two clients with one key: the later one's name, as the registry's maps filled in order", () => {
+test("two clients with one key: the earlier one's name, as the registry's maps filled in order", () => {
   const shared = randomKeyId();
   const index = new ClientIndex(buildClientIndex([{ name: "first", keyId: shared }, { name: "second", keyId: shared }]));
-  assert.deepEqual(index.byKeyId(shared), { name: "second" });
+  assert.deepEqual(index.byKeyId(shared), { name: "first" });
 });
 
 test("names and keys of any length and script survive; an empty index finds nothing", () => {

@@ -320,12 +320,18 @@ export class ClientRegistry implements Registry {
   remove(name: string): void {
     const c = this.#must(name);
     this.#clients.delete(name);
+    // Another client with the same key (a configuration warned about)
+    // answers for it from now on, as the reference's search finds it.
     if (this.#byKeyId.get(c.settings.keyId) === c) {
       this.#byKeyId.delete(c.settings.keyId);
+      const next = this.#firstWith((o) => o.settings.keyId === c.settings.keyId);
+      if (next) this.#byKeyId.set(c.settings.keyId, next);
       this.#keyIdGeneration++;
     }
     if (this.#byFingerprint.get(c.settings.fingerprint) === c) {
       this.#byFingerprint.delete(c.settings.fingerprint);
+      const next = this.#firstWith((o) => o.settings.fingerprint === c.settings.fingerprint);
+      if (next) this.#byFingerprint.set(c.settings.fingerprint, next);
       this.#keyIdGeneration++;
     }
     this.#disable(c, "removed");
@@ -356,17 +362,25 @@ export class ClientRegistry implements Registry {
   #add(settings: ClientSettings, runtime: ClientRuntime, announce: boolean): ClientRecord {
     const c = new ClientRecord(settings, runtime);
     this.#clients.set(settings.name, c);
-    if (settings.keyId !== "") {
+    // Two clients with one key: the first keeps it, as the reference's
+    // search in its clients' order finds the first.
+    if (settings.keyId !== "" && !this.#byKeyId.has(settings.keyId)) {
       this.#byKeyId.set(settings.keyId, c);
       this.#keyIdGeneration++;
     }
-    if (settings.fingerprint !== "") {
+    if (settings.fingerprint !== "" && !this.#byFingerprint.has(settings.fingerprint)) {
       this.#byFingerprint.set(settings.fingerprint, c);
       this.#keyIdGeneration++;
     }
     publish(events.clientAdded, () => ({ client: c.view() }));
     if (announce) this.#emit({ type: "client-added", client: c.view() });
     return c;
+  }
+
+  /** The first client, in the order they were added, that `match` accepts. */
+  #firstWith(match: (c: ClientRecord) => boolean): ClientRecord | undefined {
+    for (const c of this.#clients.values()) if (match(c)) return c;
+    return undefined;
   }
 
   #must(name: string): ClientRecord {

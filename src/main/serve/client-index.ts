@@ -32,13 +32,16 @@ export interface ClientKeysRow {
   readonly fingerprint?: string | undefined;
 }
 
-/** The index of `clients`; for a key two clients share, the later one's name (as the registry's maps, filled in order). */
+/** The index of `clients`; for a key two clients share, the earlier one's name (as the registry's maps, filled in order). */
 export function buildClientIndex(clients: Iterable<ClientKeysRow>): SharedArrayBuffer {
   const entries = new Map<string, { kind: Kind; key: Buffer; name: Buffer }>();
+  const first = (id: string, entry: { kind: Kind; key: Buffer; name: Buffer }): void => {
+    if (!entries.has(id)) entries.set(id, entry);
+  };
   for (const c of clients) {
     const name = Buffer.from(c.name, "utf8");
-    if (c.keyId) entries.set(`${KEY_ID}${c.keyId}`, { kind: KEY_ID, key: Buffer.from(c.keyId, "utf8"), name });
-    if (c.fingerprint) entries.set(`${FINGERPRINT}${c.fingerprint}`, { kind: FINGERPRINT, key: Buffer.from(c.fingerprint, "utf8"), name });
+    if (c.keyId) first(`${KEY_ID}${c.keyId}`, { kind: KEY_ID, key: Buffer.from(c.keyId, "utf8"), name });
+    if (c.fingerprint) first(`${FINGERPRINT}${c.fingerprint}`, { kind: FINGERPRINT, key: Buffer.from(c.fingerprint, "utf8"), name });
   }
   let slots = 16;
   while (slots < entries.size * SLACK) slots *= 2;
