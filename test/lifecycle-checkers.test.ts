@@ -6,6 +6,7 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, existsSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -292,6 +293,23 @@ test("a checker killed by a signal records -1", async () => {
   assert.equal(e.type === "checker-completed" && e.exitCode, -1);
   assert.equal(reg.get("web")?.lastCheckerStatus, -1);
   reg.stop();
+});
+
+// The reference's checker is subprocess.call(command, shell=True): a
+// negative return names the signal, which becomes LastCheckerSignal and the
+// low byte of CheckerCompleted's wait status. Python itself is the oracle.
+test("a checker killed by any signal reports that signal's number, as the reference's subprocess.call does", async (t) => {
+  if (missing("/usr/bin/python3")) return t.skip("no python3");
+  for (const name of ["TERM", "USR1", "USR2", "KILL", "HUP", "QUIT", "ALRM", "PIPE"]) {
+    const command = `kill -${name} $$`;
+    const py = execFileSync("/usr/bin/python3", ["-c", "import subprocess, sys; print(subprocess.call(sys.argv[1], shell=True))", command], { encoding: "utf8" });
+    const expected = -Number(py.trim());
+    assert.ok(expected > 0, `python3 says ${py}`);
+    const got = await new Promise<{ code: number | null; signal: number | null }>((resolve) => {
+      shellSpawner(command, (code, signal) => resolve({ code, signal }));
+    });
+    assert.deepEqual(got, { code: null, signal: expected }, command);
+  }
 });
 
 // mandos-ctl --start-checker on a disabled client: the reference runs the

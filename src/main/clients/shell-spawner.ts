@@ -5,6 +5,7 @@
 // checker-host.ts) runs the same code with nothing else loaded.
 
 import { spawn as spawnProcess } from "node:child_process";
+import { constants } from "node:os";
 import type { CheckerProcess } from "./record.js";
 
 /** Runs a checker command; calls back once with the exit code or the signal. */
@@ -22,7 +23,14 @@ export function showCheckerOutput(show: boolean): void {
   checkerOutput = show ? "inherit" : "ignore";
 }
 
-const SIGNALS: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGKILL: 9, SIGSEGV: 11, SIGPIPE: 13, SIGALRM: 14, SIGTERM: 15 };
+/**
+ * A signal's number, as the reference's subprocess.call returns it (its
+ * negation): every signal, so that LastCheckerSignal and CheckerCompleted's
+ * wait status name the one that ended the checker (SIGUSR1 is 10, not 15).
+ */
+function signalNumber(name: string): number {
+  return (constants.signals as Record<string, number | undefined>)[name] ?? 15;
+}
 
 /** `/bin/sh -c command` in its own process group (so kill() reaches the whole pipeline), cwd "/". */
 export const shellSpawner: CheckerSpawner = (command, done) => {
@@ -34,7 +42,7 @@ export const shellSpawner: CheckerSpawner = (command, done) => {
     done(code, signal);
   };
   child.on("error", () => finish(127, null));
-  child.on("exit", (code, signal) => finish(code, signal ? (SIGNALS[signal] ?? 15) : null));
+  child.on("exit", (code, signal) => finish(code, signal ? signalNumber(signal) : null));
   return {
     kill() {
       if (child.pid === undefined || child.exitCode !== null) return;
