@@ -11,6 +11,7 @@ import { mkdtempSync, readFileSync, rmSync, existsSync, writeFileSync } from "no
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ClientRegistry, shellSpawner, type CheckerSpawner } from "../src/main/clients/registry.js";
+import { percentFormat, shellQuote } from "../src/main/clients/python-format.js";
 import { ManualClock } from "../src/main/clock.js";
 import { silentLogger, type Logger } from "../src/main/daemon/log.js";
 import type { RegistryEvent } from "../src/main/clients/contract.js";
@@ -293,6 +294,19 @@ test("a checker killed by a signal records -1", async () => {
   assert.equal(e.type === "checker-completed" && e.exitCode, -1);
   assert.equal(reg.get("web")?.lastCheckerStatus, -1);
   reg.stop();
+});
+
+// The reference expands a checker with `checker % {attr: shlex.quote(str(value))}`:
+// a width, a precision, "-", %r and %a are Python's, applied to the quoted
+// text. Python itself is the oracle.
+test("a checker's %(attr)s forms with width, precision, %r and %a expand as Python's % does", (t) => {
+  if (missing("/usr/bin/python3")) return t.skip("no python3");
+  const values: Record<string, string> = { host: "odd host 'q' $x", name: "alpha", u: "\u00e9 x" };
+  const templates = ["x %(host)r", "x %(name)10s|", "x %(name)-8s|", "x %(name).2s", "x %(name)08.3s|", "x %(u)a", "x %(name).s|", "x %(host)-30s| %(u)5.2r|", "100%% %(name)s"];
+  const mapping = new Map(Object.entries(values).map(([k, v]) => [k, shellQuote(v)]));
+  const script = "import json, shlex, sys\nm = {k: shlex.quote(v) for k, v in json.loads(sys.argv[1]).items()}\nprint(json.dumps([t % m for t in json.loads(sys.argv[2])]))";
+  const expected = JSON.parse(execFileSync("/usr/bin/python3", ["-c", script, JSON.stringify(values), JSON.stringify(templates)], { encoding: "utf8" })) as string[];
+  assert.deepEqual(templates.map((tpl) => percentFormat(tpl, mapping)), expected);
 });
 
 // The reference's checker is subprocess.call(command, shell=True): a

@@ -4,6 +4,7 @@
 // (mandos-clients.conf(5) RUNTIME EXPANSION).
 
 import { CodedError } from "../../errors.js";
+import { pyAscii, pyRepr } from "../daemon/python-repr.js";
 
 /** Python str(datetime.timedelta) of a millisecond count: "0:05:00", "1 day, 2:00:00". */
 export function pyTimedelta(ms: number): string {
@@ -85,13 +86,19 @@ export function percentFormat(template: string, mapping: ReadonlyMap<string, str
       i = p + 2;
       continue;
     }
-    const m = /^%\(([^)]*)\)([-#0 +]*\d*(?:\.\d+)?)([sra])/.exec(template.slice(p));
+    const m = /^%\(([^)]*)\)([-#0 +]*)(\d*)(?:\.(\d*))?([sra])/.exec(template.slice(p));
     if (!m) throw new FormatError(`unsupported format character at index ${p} in ${JSON.stringify(template)}`);
-    const key = m[1]!;
+    const [whole, key, flags, width, precision, conversion] = m as unknown as [string, string, string, string, string | undefined, string];
     const value = mapping.get(key);
     if (value === undefined) throw new FormatError(`unknown key ${JSON.stringify(key)} in ${JSON.stringify(template)}`);
-    out += value;
-    i = p + m[0].length;
+    // As Python's: %r and %a are repr() and ascii() of the (quoted) text;
+    // ".N" keeps its first N characters, a width pads it with spaces, on
+    // the right with "-" ("0" pads strings with spaces too).
+    let chars = Array.from(conversion === "r" ? pyRepr(value) : conversion === "a" ? pyAscii(value) : value);
+    if (precision !== undefined) chars = chars.slice(0, Number(precision));
+    const pad = " ".repeat(Math.max(0, Number(width || 0) - chars.length));
+    out += flags.includes("-") ? chars.join("") + pad : pad + chars.join("");
+    i = p + whole.length;
   }
   return out;
 }
