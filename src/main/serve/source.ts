@@ -13,6 +13,7 @@
 // The zone is kept: fe80::1 on eth0 and on eth1 are two machines.
 
 import { isIPv4, isIPv6 } from "node:net";
+import { splitZone } from "./peer-address.js";
 
 /**
  * Recent answers: every connection asks at least twice (admission, then
@@ -38,11 +39,10 @@ function parseSource(address: string): string {
   const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
   if (mapped) return mapped[1]!;
   if (isIPv4(address)) return address;
-  const zone = address.indexOf("%");
-  const bare = zone < 0 ? address : address.slice(0, zone);
+  const [bare, zone] = splitZone(address);
   if (!isIPv6(bare)) return address;
   const groups = expandIPv6(bare);
-  if ((parseInt(groups[0]!, 16) & 0xffc0) === 0xfe80) return `${compressIPv6(groups)}${zone < 0 ? "" : address.slice(zone)}`;
+  if ((parseInt(groups[0]!, 16) & 0xffc0) === 0xfe80) return `${compressIPv6(groups)}${zone === "" ? "" : `%${zone}`}`;
   // RFC 5952's form: the zeros that end the prefix join the /64's own in "::".
   const prefix = groups.slice(0, 4);
   while (prefix.at(-1) === "0") prefix.pop();
