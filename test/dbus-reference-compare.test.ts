@@ -149,6 +149,29 @@ describe("our D-Bus service compared with the reference server", { skip }, () =>
     }
   });
 
+  test("a method of an interface the object lacks, or of none it has: refused with UnknownMethod, as the reference", async () => {
+    const errorName = async (address: string, path: string, ...call: string[]): Promise<string> => {
+      const r = await dbusSend(address, `--dest=${BUS_NAME}`, path, ...call);
+      assert.notEqual(r.code, 0, `${call[0] ?? ""} on ${path} succeeded`);
+      return /^Error (\S+):/m.exec(r.stderr)?.[1] ?? r.stderr;
+    };
+    const calls: Array<[string, ...string[]]> = [
+      ["/", "se.recompile.Mandos.Client.Approve", "boolean:true"],
+      ["/", "org.freedesktop.DBus.Properties.Get", "string:se.recompile.Mandos", "string:Name"],
+      ["/", "no.such.Interface.Method"],
+      ["/clients/alpha", "se.recompile.Mandos.RemoveClient", "objpath:/clients/alpha"],
+      ["/clients/alpha", "org.freedesktop.DBus.ObjectManager.GetManagedObjects"],
+      ["/clients/alpha", "no.such.Interface.Method"],
+      ["/clients/alpha", "se.recompile.Mandos.Client.NoSuchMethod"],
+      ["/", "se.bsnet.fukt.Mandos.NoSuchMethod"],
+    ];
+    for (const [path, ...call] of calls) {
+      const [a, b] = await both((address) => errorName(address, path, ...call));
+      assert.equal(b, "org.freedesktop.DBus.Error.UnknownMethod", `the reference, ${call[0]} on ${path}`);
+      assert.equal(a, b, `${call[0]} on ${path}`);
+    }
+  });
+
   test("Introspect on /: the same interfaces, deprecated mirrors and annotations, and ClientAdded marked deprecated", async () => {
     // One deliberate difference: issue #7 asks for every deprecated member
     // the reference keeps, ClientAdded among them, to be marked deprecated

@@ -31,7 +31,6 @@ export class MethodError extends Error {
 
 export const ERROR_NAME = {
   unknownMethod: "org.freedesktop.DBus.Error.UnknownMethod",
-  unknownInterface: "org.freedesktop.DBus.Error.UnknownInterface",
   unknownObject: "org.freedesktop.DBus.Error.UnknownObject",
   unknownProperty: "org.freedesktop.DBus.Error.UnknownProperty",
   propertyReadOnly: "org.freedesktop.DBus.Error.PropertyReadOnly",

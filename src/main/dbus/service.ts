@@ -379,7 +379,9 @@ class MandosDbus implements DbusService {
     // A call without an interface goes to the first interface with that member (D-Bus specification).
     const iface = call.interface ?? interfaces.find((i) => i.methods.some((m) => m.name === member))?.name;
     const spec = interfaces.find((i) => i.name === iface);
-    if (!spec) throw new MethodError(ERROR_NAME.unknownInterface, `no interface ${iface ?? "(none)"} at ${path}`);
+    // UnknownMethod, not UnknownInterface, as the reference (dbus-python
+    // answers every call it cannot route with UnknownMethod).
+    if (!spec) throw new MethodError(ERROR_NAME.unknownMethod, `no method ${member} in interface ${iface ?? "(none)"} at ${path}`);
     const method = spec.methods.find((m) => m.name === member);
     const handler = handlers.get(spec.name)?.get(member);
     if (!method || !handler) throw new MethodError(ERROR_NAME.unknownMethod, `no method ${member} in ${spec.name}`);
