@@ -208,6 +208,17 @@ describe("our D-Bus service compared with the reference server", { skip }, () =>
     assert.deepEqual(a, b);
   });
 
+  test("GetAll lists the properties in the reference's order (CheckerRunning before Checker), line for line but for timestamps", async () => {
+    const lines = async (address: string): Promise<string[]> => {
+      const r = await dbusSend(address, `--dest=${BUS_NAME}`, "/clients/charlie", "org.freedesktop.DBus.Properties.GetAll", "string:se.recompile.Mandos.Client");
+      assert.equal(r.code, 0, r.stderr);
+      return r.stdout.split("\n").slice(1).map((l) => l.trim().replace(/"\d{4}-\d\d-\d\dT[\d:.]+"/, '"<timestamp>"'));
+    };
+    const [a, b] = await both(lines);
+    assert.ok(b.indexOf('string "CheckerRunning"') < b.indexOf('string "Checker"'), b.join("\n"));
+    assert.deepEqual(a, b);
+  });
+
   test("the deprecated GetAllClients and GetAllClientsWithProperties, on both interface names, answer the same", async () => {
     for (const iface of ["se.recompile.Mandos", "se.bsnet.fukt.Mandos"]) {
       for (const method of ["GetAllClients", "GetAllClientsWithProperties"]) {

@@ -150,8 +150,11 @@ export const CLIENT: InterfaceSpec = {
     { name: "ApprovalDuration", type: "t", access: "readwrite" },
     { name: "ApprovalPending", type: "b", access: "read" },
     { name: "ApprovedByDefault", type: "b", access: "readwrite" },
-    { name: "Checker", type: "s", access: "readwrite" },
+    // The reference's order, here and in GetAll and InterfacesAdded: its
+    // attributes' names sorted, and "CheckerRunning_dbus_property" sorts
+    // before "Checker_dbus_property".
     { name: "CheckerRunning", type: "b", access: "readwrite" },
+    { name: "Checker", type: "s", access: "readwrite" },
     { name: "Created", type: "s", access: "read", annotations: constant },
     { name: "Enabled", type: "b", access: "readwrite" },
     { name: "Expires", type: "s", access: "read" },
