@@ -352,6 +352,15 @@ describe("our D-Bus signals compared with the reference server's, in order", { s
     assert.deepEqual(a, b);
   });
 
+  test("a Timeout that has passed the expiry: Timeout, the moved Expires, then the disabling's Expires and Enabled", async () => {
+    await ctlSignals("--enable", "bravo");
+    await ctlSignals("--bump-timeout", "bravo");
+    const [a, b] = await ctlSignals("--timeout", "PT0S", "bravo");
+    const changed = b.filter((l) => l.includes("PropertiesChanged")).map((l) => /string "(\w+)" variant/.exec(l)?.[1]);
+    assert.deepEqual(changed, ["Timeout", "Expires", "Expires", "Enabled"], b.join("\n"));
+    assert.deepEqual(a, b);
+  });
+
   test("at SIGTERM: every client's removal, the last added first", async () => {
     await ours.stop();
     await reference.stop();

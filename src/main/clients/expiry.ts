@@ -53,9 +53,10 @@ export class Expiry {
 
   /**
    * The timeout changed from `old` to the current one: moves the expiry by
-   * the difference. Returns null when `c` has no expiry (disabled); false
-   * when the new one has already passed (the caller disables `c`); true
-   * when Expires changed and the timer is re-armed.
+   * the difference. Returns null when `c` has no expiry (disabled); else
+   * Expires changed (the caller announces it): false when the new one has
+   * already passed (the caller disables `c`), true when the timer is
+   * re-armed.
    */
   timeoutChanged(c: ClientRecord, old: number): boolean | null {
     const { enabled, expires } = c.runtime;

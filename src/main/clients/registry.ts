@@ -298,9 +298,11 @@ export class ClientRegistry implements Registry {
     if (changed.length > 0) c.setSettings(next as Partial<ClientSettings>);
     // The reference restarts the checker schedule with a new interval.
     if (changed.includes("Interval")) this.#checkers.reschedule(c);
-    // The reference moves the expiry by the timeout's change, disabling at once if it passed.
+    // The reference moves the expiry by the timeout's change, disabling at
+    // once if it passed: the moved Expires is announced either way, before
+    // the disabling's.
     const expiry = c.settings.timeout === s.timeout ? null : this.#expiry.timeoutChanged(c, s.timeout);
-    if (expiry === true) changed.push("Expires");
+    if (expiry !== null) changed.push("Expires");
     if (changed.length > 0) this.#changed(c, ...changed);
     if (expiry === false) this.#disable(c, "timeout");
     if (patch.enabled === true) this.enable(name);
@@ -409,13 +411,18 @@ export class ClientRegistry implements Registry {
     }
   }
 
-  /** In the reference's order (its Client.disable): Expires, CheckerRunning (if one ran), Enabled, each announced as it changes. */
+  /**
+   * In the reference's order (its Client.disable): Expires (if it was set),
+   * CheckerRunning (if one ran), Enabled, each announced as it changes.
+   */
   #disable(c: ClientRecord, cause: DisableCause): void {
     if (!c.runtime.enabled) return;
     publish(events.clientDisabled, () => ({ client: c.view(), why: cause }));
     this.#expiry.cancel(c);
-    c.setRuntime({ expires: null });
-    this.#changed(c, "Expires");
+    if (c.runtime.expires !== null) {
+      c.setRuntime({ expires: null });
+      this.#changed(c, "Expires");
+    }
     this.#checkers.cancel(c);
     c.setRuntime({ enabled: false });
     this.#changed(c, "Enabled");
