@@ -25,6 +25,26 @@ function eventLog(reg: ClientRegistry): string[] {
   return log;
 }
 
+test("a client a fleet enables before start() runs no checker until start(): none before its D-Bus object", () => {
+  // main.ts calls start() once the clients are on D-Bus; a fleet's start-up
+  // sync (adopt) runs before that. A checker scheduled by that enable ran
+  // one interval later even if D-Bus was not up yet, and mandos-monitor saw
+  // its CheckerCompleted without its CheckerStarted.
+  const clock = new ManualClock();
+  const s = recording();
+  const reg = new ClientRegistry([clientSettings("web", { enabled: false, interval: 1_000 })], { logger: silentLogger, clock, spawner: s.spawner, random: () => 0.5 });
+  const log = eventLog(reg);
+  reg.adopt("web", { runtime: { enabled: true }, settings: {} });
+  assert.equal(reg.get("web")?.enabled, true);
+  clock.advance(10_000);
+  assert.deepEqual(s.started, [], "a checker ran before start()");
+  assert.ok(!log.includes("checker-started"), log.join("\n"));
+  reg.start();
+  clock.advance(1_000);
+  assert.deepEqual(s.started, ["true"], "no checker after start()");
+  assert.ok(reg.get("web")?.expires, "no expiry after start()");
+});
+
 test("disabling a client whose expiry a fleet already cleared announces no second Expires, as the reference's setter", () => {
   // The reference announces a property only when its value changes; a
   // server of the fleet that disabled the client shares Expires "" and

@@ -9,9 +9,10 @@
 //   - checker.ts: each enabled client's checker schedule and processes;
 //   - approval.ts: connections waiting for approval;
 //   - expiry.ts: each enabled client's disable timer at `expires`.
-// Invariant: a client is enabled iff it has a disableTimer or expires is
-// null because of a zero-length race; a disabled client has no timers and
-// no running checker.
+// Invariant: once start() has run, a client is enabled iff it has a
+// disableTimer or expires is null because of a zero-length race; a
+// disabled client has no timers and no running checker. Before start() no
+// client has a checker scheduled.
 
 import { systemClock, type Clock } from "../clock.js";
 import type { Logger } from "../daemon/log.js";
@@ -197,7 +198,9 @@ export class ClientRegistry implements Registry {
     c.setRuntime({ enabled: true, lastEnabled: this.#clock.now() });
     publish(events.clientEnabled, () => ({ client: c.view() }));
     this.#changed(c, "Enabled", "LastEnabled");
-    this.#checkers.init(c, false);
+    // Before start() (a fleet's start-up sync enables clients), start()
+    // schedules it with the others, once the clients are on D-Bus.
+    if (this.#started) this.#checkers.init(c, false);
     c.notify();
   }
 
