@@ -50,6 +50,16 @@ test("a daemonised bin/mandos writes a pid file naming a live process owned by t
   assert.ok(Number.isInteger(pid) && pid > 0);
   assert.ok(alive(pid));
   assert.equal(readlinkSync(`/proc/${pid}/cwd`), "/");
+  // As the reference's daemon() leaves it: in a session it does not lead
+  // (it forks twice), standard input, output and error /dev/null read-write.
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const session = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[3]);
+  assert.notEqual(session, pid, "the detached server is not a session leader");
+  for (const fd of [0, 1, 2]) {
+    assert.equal(readlinkSync(`/proc/${pid}/fd/${fd}`), "/dev/null");
+    const flags = /^flags:\s+(\d+)$/m.exec(readFileSync(`/proc/${pid}/fdinfo/${fd}`, "utf8"))?.[1];
+    assert.equal(Number.parseInt(flags ?? "", 8) & 0o3, 0o2, `fd ${fd} is O_RDWR (flags ${flags})`);
+  }
   const status = readFileSync(`/proc/${pid}/status`, "utf8");
   const uid = /^Uid:\s+(\d+)\s+(\d+)/m.exec(status);
   const gid = /^Gid:\s+(\d+)\s+(\d+)/m.exec(status);

@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, readlinkSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { spawnDetached } from "../src/main/daemon/daemonize.js";
@@ -17,7 +17,18 @@ function alive(pid: number): boolean {
   try { process.kill(pid, 0); return true; } catch { return false; }
 }
 
-test("resolves only after the child is ready, and the child runs in its own session at /", async (t) => {
+/** Fields 4-6 of /proc/PID/stat: parent, process group, session. */
+function ids(pid: number): { ppid: number; pgrp: number; session: number } {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const [ppid, pgrp, session] = stat.slice(stat.lastIndexOf(")") + 2).split(" ").slice(1, 4).map(Number);
+  return { ppid: ppid!, pgrp: pgrp!, session: session! };
+}
+
+// As the reference's daemon() leaves it (fork, setsid, fork again): in a
+// new session whose leader has exited, so that opening a terminal can never
+// make it the server's controlling terminal; the pid it reports is the
+// server's own.
+test("resolves only after the child is ready; the child runs at / in a new session it does not lead, adopted", async (t) => {
   const dir = mkdtempSync(join(tmpdir(), "mandos-detach-"));
   const marker = join(dir, "listening");
   let pid = 0;
@@ -29,16 +40,32 @@ test("resolves only after the child is ready, and the child runs in its own sess
     command: process.execPath,
     args: childArgs(`
       import { writeFileSync } from "node:fs";
-      setTimeout(() => { writeFileSync(${JSON.stringify(marker)}, process.cwd()); d.notifyReady(); }, 200);
+      setTimeout(() => { writeFileSync(${JSON.stringify(marker)}, process.pid + " " + process.cwd()); d.notifyReady(); }, 200);
       setInterval(() => {}, 1000);`),
   });
   assert.ok(existsSync(marker), "the listener was up before spawnDetached resolved");
-  assert.equal(readFileSync(marker, "utf8"), "/");
+  assert.equal(readFileSync(marker, "utf8"), `${pid} /`);
   assert.ok(alive(pid));
-  // Field 6 of /proc/PID/stat is the session id: setsid() makes it the pid.
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  const session = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[3]);
-  assert.equal(session, pid);
+  const server = ids(pid);
+  assert.notEqual(server.session, pid, "not a session leader");
+  assert.notEqual(server.session, ids(process.pid).session, "in a session of its own");
+  assert.equal(server.pgrp, server.session, "in its session's first process group, as after the reference's second fork");
+  assert.notEqual(server.ppid, server.session, "its parent, the session's leader, has gone");
+});
+
+// The reference's daemon() opens os.devnull O_RDWR and dup2()s it onto all
+// three (libuv's "ignore" gave a read-only standard input).
+test("the child's standard input, output and error are /dev/null opened read-write", async (t) => {
+  let pid = 0;
+  t.after(() => {
+    if (pid !== 0 && alive(pid)) process.kill(pid, "SIGKILL");
+  });
+  pid = await spawnDetached({ command: process.execPath, args: childArgs(`d.notifyReady(); setInterval(() => {}, 1000);`) });
+  for (const fd of [0, 1, 2]) {
+    assert.equal(readlinkSync(`/proc/${pid}/fd/${fd}`), "/dev/null");
+    const flags = /^flags:\s+(\d+)$/m.exec(readFileSync(`/proc/${pid}/fdinfo/${fd}`, "utf8"))?.[1];
+    assert.equal(Number.parseInt(flags ?? "", 8) & 0o3, 0o2, `fd ${fd} is O_RDWR (flags ${flags})`);
+  }
 });
 
 test("fails with the child's own message when it cannot start", async () => {
@@ -48,7 +75,7 @@ test("fails with the child's own message when it cannot start", async () => {
 
 test("fails when the child dies without a word", async () => {
   await assert.rejects(spawnDetached({ command: process.execPath, args: childArgs(`process.exit(3);`) }),
-    { code: "MANDOS_DAEMON_START", message: "daemon exited before it was ready (exit code 3)" });
+    { code: "MANDOS_DAEMON_START", message: "daemon exited before it was ready" });
 });
 
 test("the parent-side daemonize exits 1 and prints the child's error", async () => {

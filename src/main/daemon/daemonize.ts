@@ -1,17 +1,37 @@
-// Detaching. Node cannot fork(), so the parent re-spawns its own command line
-// in a new session (setsid via detached), stdio on /dev/null, cwd "/", and
-// waits on a readiness pipe (fd 3 of the child, or the next number free
-// when --socket's descriptor, kept at its number, is 3): it exits 0 once the child
-// says its listener is up, non-zero with the child's message when it cannot
-// start. The child learns the fd from MANDOS_READY_FD. Before either, the
-// child may send warnings meant for whoever started it (its own stderr is
-// /dev/null): the parent prints them.
+// Detaching, as the reference's daemon() does it (fork, setsid, fork
+// again; chdir "/"; /dev/null opened read-write on 0, 1 and 2). Node cannot
+// fork(), so the parent spawns a small intermediate in a new session
+// (setsid via detached), which spawns the server's own command line and
+// exits at once: the server is then in a session whose leader is gone, and
+// can never acquire a controlling terminal (credentials(7)). The parent
+// waits on a readiness pipe (fd 3 of the server, or the next number free
+// when --socket's descriptor, kept at its number, is 3): it exits 0 once
+// the server says its listener is up, non-zero with the server's message
+// when it cannot start. The server learns the fd from MANDOS_READY_FD.
+// Before either, the server may send warnings meant for whoever started it
+// (its own stderr is /dev/null): the parent prints them.
 
 import { spawn } from "node:child_process";
-import { closeSync, writeSync } from "node:fs";
+import { closeSync, constants, openSync, writeSync } from "node:fs";
 import { DaemonStartError } from "./errors.js";
 
 export const READY_FD_ENV = "MANDOS_READY_FD";
+
+/**
+ * The intermediate (CommonJS, for `node -e`): argv is the descriptors to
+ * pass on at their numbers (comma-separated), the command, its arguments.
+ * It starts the server with its own 0, 1, 2 and those, and exits; the
+ * server, in its session but not its leader, is adopted by init. Exit 1
+ * when the command cannot be started (the parent reports that).
+ */
+const INTERMEDIATE = `"use strict";
+const [fds, command, ...args] = process.argv.slice(1);
+const stdio = [0, 1, 2];
+for (const fd of fds.split(",").filter(Boolean).map(Number)) { while (stdio.length < fd) stdio.push("ignore"); stdio[fd] = fd; }
+let child;
+try { child = require("node:child_process").spawn(command, args, { stdio }); } catch { process.exit(1); }
+child.on("error", () => process.exit(1));
+if (child.pid !== undefined) process.exit(0);`;
 
 export interface DetachOptions {
   /** Program and arguments; default: this process's own command line. */
@@ -38,14 +58,23 @@ export function spawnDetached(options: DetachOptions = {}, warn: (message: strin
   const keep = new Set((options.keepFds ?? []).filter((fd) => Number.isInteger(fd) && fd > 2));
   let readyFd = 3;
   while (keep.has(readyFd)) readyFd++;
-  const stdio: Array<"ignore" | "pipe" | number> = ["ignore", "ignore", "ignore"];
+  // The reference's daemon() opens /dev/null read-write (O_NOCTTY) for all
+  // three; libuv's "ignore" would make standard input read-only.
+  const devNull = openSync("/dev/null", constants.O_RDWR | constants.O_NOCTTY);
+  const stdio: Array<"ignore" | "pipe" | number> = [devNull, devNull, devNull];
   for (let fd = 3; fd <= Math.max(readyFd, ...keep); fd++) stdio.push(fd === readyFd ? "pipe" : keep.has(fd) ? fd : "ignore");
-  const child = spawn(command, args, {
-    detached: true,
-    cwd: options.cwd ?? "/",
-    stdio,
-    env: { ...(options.env ?? process.env), [READY_FD_ENV]: String(readyFd) },
-  });
+  const passed = [readyFd, ...keep].sort((a, b) => a - b).join(",");
+  let child;
+  try {
+    child = spawn(process.execPath, ["--input-type=commonjs", "-e", INTERMEDIATE, passed, command, ...args], {
+      detached: true,
+      cwd: options.cwd ?? "/",
+      stdio,
+      env: { ...(options.env ?? process.env), [READY_FD_ENV]: String(readyFd) },
+    });
+  } finally {
+    closeSync(devNull);
+  }
   return new Promise((resolve, reject) => {
     let said = "";
     let pending = "";
@@ -53,13 +82,14 @@ export function spawnDetached(options: DetachOptions = {}, warn: (message: strin
     let eof = false;
     const settle = (): void => {
       if (!eof) return;
-      if (said.startsWith("READY")) {
-        child.unref();
-        resolve(child.pid ?? 0);
+      if (said.startsWith("READY ")) {
+        resolve(Number(said.slice(6).trim()));
       } else if (said.startsWith("FAILED ")) {
         reject(new DaemonStartError(said.slice(7).trim()));
       } else if (exit !== undefined) {
-        reject(new DaemonStartError(`daemon exited before it was ready (${exit})`));
+        // The intermediate's exit: 0 once the server was started, whose own
+        // exit status nobody here can read (it is init's child).
+        reject(new DaemonStartError(exit === "exit code 0" ? "daemon exited before it was ready" : `cannot start daemon (${exit})`));
       }
     };
     child.on("error", (err) => reject(new DaemonStartError(`cannot start daemon: ${err.message}`)));
@@ -134,7 +164,7 @@ export function notifyWarning(message: string): void {
 }
 
 /** Child side: the listener is up. No-op when not daemonised. */
-export function notifyReady(): void { tell("READY\n"); }
+export function notifyReady(): void { tell(`READY ${process.pid}\n`); }
 
 /** Child side: start-up failed; the parent prints `message` and exits 1. */
 export function notifyFailed(message: string): void { tell(`FAILED ${message.replace(/\n/g, " ")}\n`); }
