@@ -97,13 +97,13 @@ export function writeConfig(dir: string, machines: readonly Machine[]): void {
 const words = (s: string | undefined): string[] => (s ?? "").trim().split(/\s+/).filter(Boolean);
 
 /**
- * The node flags on bin/mandos's "#!/usr/bin/env -S node FLAGS" line, as an
+ * The node flags on bin/mandos's `exec node FLAGS "$0" "$@"` line, as an
  * operator running it gets them, plus $BENCH_SERVER_NODE_FLAGS (for
  * example "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile the server).
  */
 export function serverNodeFlags(): string[] {
-  const first = readFileSync(join(REPO, "bin/mandos"), "utf8").split("\n", 1)[0] ?? "";
-  const m = /^#!\S*env -S node(.*)$/.exec(first);
+  const head = readFileSync(join(REPO, "bin/mandos"), "utf8").split("\n", 3).join("\n");
+  const m = /\bexec node(.*?) "\$0" "\$@"$/m.exec(head);
   return [...words(m?.[1]), ...words(process.env.BENCH_SERVER_NODE_FLAGS)];
 }
 

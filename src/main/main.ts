@@ -16,6 +16,7 @@ import { consoleSink, FanOutLogger } from "./daemon/log.js";
 import { logServeEvents } from "./daemon/log-serve.js";
 import { systemClock } from "./clock.js";
 import { daemonize, isDaemonChild, notifyFailed, notifyReady } from "./daemon/daemonize.js";
+import { ignoredOnStart } from "./daemon/inherited-signals.js";
 import { PidFile } from "./daemon/pidfile.js";
 import { checkClientsConfMode, chooseIds, dropPrivileges } from "./daemon/privileges.js";
 import { syslogSink } from "./daemon/syslog.js";
@@ -153,7 +154,8 @@ async function serve(settings: ServerSettings, detach: boolean, logger: FanOutLo
   }
 }
 
-const HANDLED_SIGNALS: readonly NodeJS.Signals[] = ["SIGTERM", "SIGINT", "SIGHUP"];
+/** SIGINT is the reference's KeyboardInterrupt, unless it came ignored (daemon/inherited-signals.ts). */
+const HANDLED_SIGNALS: readonly NodeJS.Signals[] = (["SIGTERM", "SIGINT", "SIGHUP"] as const).filter((signal) => !ignoredOnStart(signal));
 
 async function startAndServe(settings: ServerSettings, detach: boolean, logger: FanOutLogger, early: NodeJS.Signals[], renamed: (name: string) => void): Promise<number> {
   let tlsSettings: TlsSettings;

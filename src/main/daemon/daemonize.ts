@@ -14,6 +14,7 @@
 import { spawn } from "node:child_process";
 import { closeSync, constants, openSync, writeSync } from "node:fs";
 import { DaemonStartError } from "./errors.js";
+import { inheritedIgnoresEnv } from "./inherited-signals.js";
 
 export const READY_FD_ENV = "MANDOS_READY_FD";
 
@@ -70,7 +71,8 @@ export function spawnDetached(options: DetachOptions = {}, warn: (message: strin
       detached: true,
       cwd: options.cwd ?? "/",
       stdio,
-      env: { ...(options.env ?? process.env), [READY_FD_ENV]: String(readyFd) },
+      // The reference's forks keep what it inherited ignored; so does the server.
+      env: { ...(options.env ?? process.env), ...inheritedIgnoresEnv(), [READY_FD_ENV]: String(readyFd) },
     });
   } finally {
     closeSync(devNull);

@@ -9,8 +9,13 @@
 //   journal stream gone, `mandos --debug | head`) is an EPIPE 'error' event,
 //   which unhandled ends the process. The server serves on; what it wanted
 //   to say is lost (the reference swallows it the same way).
+// - Signals ignored by whoever started us stay ignored, as the reference
+//   leaves them (inherited-signals.ts).
+
+import { keepInheritedIgnores } from "./inherited-signals.js";
 
 process.on("SIGUSR1", () => undefined);
+keepInheritedIgnores();
 for (const stream of [process.stdout, process.stderr]) stream.on("error", () => undefined);
 
 export {};
