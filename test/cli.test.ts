@@ -1,6 +1,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { EXIT_OK, EXIT_USAGE, parseCommandLine } from "../src/main/config/cli.js";
+import { MANDOS_REFERENCE, missing } from "./helpers/peers.js";
 
 function parse(...argv: string[]) {
   let out = "";
@@ -92,7 +94,7 @@ test("long options may be shortened to a prefix that names one option alone, as 
   assert.deepEqual(result.options, { check: false, configdir: "/tmp/c", address: "::1", port: 21101, statedir: "/tmp/s", foreground: true, zeroconf: false, useDbus: false });
   const ambiguous = parse("--deb");
   assert.deepEqual(ambiguous.result, { kind: "exit", code: EXIT_USAGE });
-  assert.equal(ambiguous.err, "error: ambiguous option: --deb could match --debug, --debuglevel\n");
+  assert.match(ambiguous.err, /\nmandos: error: ambiguous option: --deb could match --debug, --debuglevel\n$/);
   // A name given whole is that option, though it is another's prefix.
   const exact = parse("--debug");
   assert.ok(exact.result.kind === "run" && exact.result.options.debug === true);
@@ -106,7 +108,7 @@ test("an option's value is not the next option: a missing value is a usage error
   ] as const) {
     const { result, err } = parse(...argv);
     assert.deepEqual(result, { kind: "exit", code: EXIT_USAGE }, argv.join(" "));
-    assert.equal(err, `error: ${said}\n`);
+    assert.ok(err.startsWith("usage: mandos [-h] [-v] [-i IF]") && err.endsWith(`\nmandos: error: ${said}\n`), err);
   }
   // Given with "=", a value may start with "-".
   const explicit = parse("--servicename=-x");
@@ -120,4 +122,117 @@ test("integers are read as Python's int() reads them, as in mandos.conf", () => 
   assert.equal(result.options.port, 1000);
   assert.equal(result.options.socket, 3);
   assert.deepEqual(parse("--port", "1__0").result, { kind: "exit", code: EXIT_USAGE });
+});
+
+/** The reference's standard error and exit status for `argv` (argparse fails before it needs a bus or root). */
+function reference(argv: readonly string[]): { code: number | null; err: string; out: string } {
+  const r = spawnSync(MANDOS_REFERENCE, argv, { encoding: "utf8", timeout: 60_000, env: { ...process.env, COLUMNS: "80" } });
+  return { code: r.status, err: r.stderr, out: r.stdout };
+}
+
+/** argparse's usage line, ours without the options the reference lacks (its last lines). */
+const referencePart = (usage: string): string => usage.replace(/\[--no-zeroconf\][^]*$/, "[--no-zeroconf]\n");
+
+// Found beside the reference: commander's words ("error: unknown option
+// '--bogus'") where argparse prints its usage line, then "mandos: error:".
+test("usage errors: the reference's usage line and its argparse message, word for word, and exit status 2", { skip: missing(MANDOS_REFERENCE), timeout: 300_000 }, () => {
+  const saved = process.env.COLUMNS;
+  process.env.COLUMNS = "80";
+  try {
+    for (const argv of [
+      ["--bogus"], ["stray"], ["-x"], ["-1"], ["--port", "1", "stray", "-1", "--bogus=3", "-x"], ["--"], ["--", "--port", "x"], ["--port", "80", "--", "x"],
+      ["--port"], ["-i"], ["--statedir", "--foreground"], ["--servicename", "-foo"], ["--port", "--", "x"], ["--port", "-1x"],
+      ["--port", "x"], ["--socket", "x"], ["-p1x"], ["-p=80x"], ["--port="], ["--port", "x", "-h"],
+      ["--deb"], ["--deb=x"], ["--no-"], ["--bogus", "--deb"],
+      ["--debug=1"], ["--debug="], ["--help=1"], ["-hx"], ["-vx"], ["--no-dbus=x"],
+    ]) {
+      const ref = reference(argv);
+      const ours = parse(...argv);
+      const said = argv.join(" ");
+      assert.equal(ref.code, EXIT_USAGE, `reference, ${said}: ${ref.err}`);
+      assert.deepEqual(ours.result, { kind: "exit", code: EXIT_USAGE }, said);
+      const [refUsage, refError] = ref.err.split(/(?=^mandos: error: )/m);
+      const [ourUsage, ourError] = ours.err.split(/(?=^mandos: error: )/m);
+      assert.equal(ourError, refError, said);
+      assert.equal(referencePart(ourUsage ?? ""), refUsage, said);
+    }
+    // Help and version where they stand, before anything unknown is refused.
+    for (const argv of [["--bogus", "-h"], ["-h", "--port", "x"], ["--bogus", "--version"], ["-vh"]]) {
+      assert.equal(reference(argv).code, EXIT_OK, argv.join(" "));
+      const ours = parse(...argv);
+      assert.deepEqual(ours.result, { kind: "exit", code: EXIT_OK }, argv.join(" "));
+      assert.equal(ours.err, "");
+      assert.notEqual(ours.out, "");
+    }
+  } finally {
+    if (saved === undefined) delete process.env.COLUMNS;
+    else process.env.COLUMNS = saved;
+  }
+});
+
+test("the usage line wraps as argparse's does, at $COLUMNS less 2", () => {
+  const saved = process.env.COLUMNS;
+  try {
+    const usageLines = (): string[] => parse("--bogus").err.split("\n").slice(0, -2);
+    process.env.COLUMNS = "200";
+    const wide = usageLines();
+    assert.ok(wide[0]!.startsWith("usage: mandos [-h] [-v]") && wide[0]!.length > 78, wide[0]);
+    for (const line of wide) assert.ok(line.length <= 198, line);
+    process.env.COLUMNS = "80";
+    const narrow = usageLines();
+    assert.ok(narrow.length > wide.length);
+    for (const line of narrow) assert.ok(line.length <= 78, line);
+    for (const line of narrow.slice(1)) assert.match(line, /^ {14}\[/, "continuation lines line up under the first option");
+  } finally {
+    if (saved === undefined) delete process.env.COLUMNS;
+    else process.env.COLUMNS = saved;
+  }
+});
+
+// Found beside the reference: it reads --check first (parse_known_args)
+// and then runs its self-tests whatever else is on the line; ours refused
+// the line. Its first reading's own errors are usage errors there too.
+test("--check runs the self-tests with words the server would refuse, as the reference does; its own errors are usage errors", { skip: missing(MANDOS_REFERENCE), timeout: 120_000 }, () => {
+  for (const argv of [["--check", "--bogus"], ["--check", "--port", "x"], ["--c"], ["--ch", "stray"], ["--check", "-h"], ["--statedir", "--check"]]) {
+    assert.equal(reference(argv).code, EXIT_OK, argv.join(" "));
+    const ours = parse(...argv, "--configdir", "/tmp/conf");
+    assert.equal(ours.result.kind, "run", argv.join(" "));
+    if (ours.result.kind !== "run") continue;
+    assert.equal(ours.result.options.check, true);
+    assert.equal(ours.result.options.configdir, "/tmp/conf", "the words it can read still count");
+    assert.equal(ours.err, "");
+  }
+  assert.match(parse("--check", "--bogus").out, /^WARNING: command line: unrecognized arguments: --bogus/);
+  for (const argv of [["--check=1"], ["--check", "--prefix"], ["--p"]]) {
+    const ref = reference(argv);
+    const ours = parse(...argv);
+    assert.equal(ref.code, EXIT_USAGE, argv.join(" "));
+    assert.deepEqual(ours.result, { kind: "exit", code: EXIT_USAGE }, argv.join(" "));
+    assert.equal(ours.err, ref.err, argv.join(" "));
+  }
+  // After "--" it is no option.
+  assert.deepEqual(parse("--", "--check").result, { kind: "exit", code: EXIT_USAGE });
+});
+
+test("no port and no Zeroconf: the reference's parser.error(), usage line and all, exit status 2", { skip: missing(MANDOS_REFERENCE), timeout: 120_000 }, async () => {
+  const { mkdtempSync, rmSync, writeFileSync } = await import("node:fs");
+  const { tmpdir } = await import("node:os");
+  const { join } = await import("node:path");
+  const { BIN_MANDOS } = await import("./helpers/server.js");
+  const conf = mkdtempSync(join(tmpdir(), "mandos-ts-noport-"));
+  try {
+    writeFileSync(join(conf, "clients.conf"), "");
+    const argv = ["--foreground", "--no-zeroconf", "--no-dbus", "--configdir", conf, "--statedir", conf];
+    const ref = reference(argv);
+    const ours = spawnSync(process.execPath, [BIN_MANDOS, ...argv], { encoding: "utf8", timeout: 60_000, env: { ...process.env, COLUMNS: "80" } });
+    assert.equal(ref.code, EXIT_USAGE, ref.err);
+    assert.equal(ours.status, EXIT_USAGE, ours.stderr);
+    const [refUsage, refError] = ref.err.split(/(?=^mandos: error: )/m);
+    const [ourUsage, ourError] = ours.stderr.split(/(?=^mandos: error: )/m);
+    assert.equal(ourError, refError);
+    assert.equal(ourError, "mandos: error: Needs port or socket to work without Zeroconf\n");
+    assert.equal(referencePart(ourUsage ?? ""), refUsage);
+  } finally {
+    rmSync(conf, { recursive: true, force: true });
+  }
 });

@@ -5,7 +5,7 @@
 
 import { join, resolve } from "node:path";
 import { DEFAULT_PRIORITY, parsePriority, type TlsSettings } from "../tls/index.js";
-import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, parseCommandLine, type CommandLine } from "./config/cli.js";
+import { EXIT_FAILURE, EXIT_OK, parseCommandLine, usageError, type CommandLine } from "./config/cli.js";
 import { createHandshakeRunner, defaultWorkerCount } from "./serve/handshake-runner.js";
 import { Listener } from "./serve/listener.js";
 import { defaultServeThreadCount, ServeThreads } from "./serve/serve-threads.js";
@@ -101,8 +101,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     settings = mergeSettings(cli, fileSettings(file), { priority: DEFAULT_PRIORITY, workers: defaultWorkerCount(), maxPerSource: DEFAULT_MAX_PER_SOURCE, serveThreads: defaultServeThreadCount() });
   } catch (error) {
     if (error instanceof SettingsError && error.code === "MANDOS_NEEDS_PORT") {
-      process.stderr.write(`usage: mandos [options]\nmandos: error: ${error.message}\n`);
-      return EXIT_USAGE;
+      return usageError(error.message);
     }
     return fail(error instanceof Error ? error.message : String(error));
   }

@@ -3,6 +3,7 @@
 // not, so that mandos.conf can supply it (the command line wins).
 
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
+import { argparse, usage, type ArgSpec } from "./argparse.js";
 import { REFERENCE_VERSION, VERSION } from "../daemon/version.js";
 import type { EtcdOptions } from "../fleet/settings.js";
 import { pyInt } from "./python-values.js";
@@ -54,8 +55,18 @@ export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
 export const EXIT_USAGE = 2;
 
+/** The integer options' ranges (the reference's --port and --socket take any int). */
+const INTEGER_RANGES: Readonly<Record<string, readonly [number, number]>> = {
+  "--port": [0, 65535],
+  "--socket": [0, 1 << 30],
+  "--workers": [0, 1024],
+  "--serve-threads": [0, 1024],
+  "--max-per-source": [0, 1_000_000],
+};
+
 /** argparse's `type=int`: Python's int(), so "1_000" and " 21 " are numbers, as in mandos.conf. */
-function integer(name: string, min: number, max: number): (value: string) => number {
+function integer(name: string): (value: string) => number {
+  const [min, max] = INTEGER_RANGES[`--${name}`]!;
   return (value) => {
     const parsed = pyInt(value);
     if (parsed === undefined) throw new InvalidArgumentError(`${name} must be an integer`);
@@ -65,57 +76,87 @@ function integer(name: string, min: number, max: number): (value: string) => num
   };
 }
 
-/** A word argparse takes for a value, not an option: anything but "-" followed by more, unless a negative number. */
-const looksLikeValue = (word: string): boolean => !word.startsWith("-") || word === "-" || /^-\d+$|^-\d*\.\d+$/.test(word);
+/** parse_test_args(): the reference's first reading of its command line. */
+const TEST_OPTIONS: readonly ArgSpec[] = [
+  { long: "--check", kind: "flag" },
+  { long: "--prefix", kind: "value", metavar: "PREFIX" },
+];
 
-/**
- * The command line as argparse reads it, where commander reads it
- * otherwise: a long option may be shortened to any prefix that names one
- * option alone (`--fore`, `--state=DIR`; argparse's allow_abbrev), and an
- * option that takes a value does not take a following option as its value
- * (`--statedir --foreground` is a usage error, not a state directory named
- * "--foreground"). Returns the words with every long option written out in
- * full, or argparse's message for the error.
- */
-function argparseWords(argv: readonly string[], options: readonly Option[]): string[] | { readonly error: string } {
-  const longs = ["--help", ...options.map((o) => o.long).filter((l): l is string => l !== undefined)];
-  const takesValue = new Map<string, string>();
+/** Commander's options (and its help option) as argparse would hold them, in the same order. */
+function argSpecs(options: readonly Option[]): ArgSpec[] {
+  const specs: ArgSpec[] = [{ short: "-h", long: "--help", kind: "help" }];
   for (const o of options) {
-    if (!o.required) continue;
-    const name = [o.short, o.long].filter(Boolean).join("/");
-    for (const flag of [o.short, o.long]) if (flag) takesValue.set(flag, name);
+    if (o.long === undefined) continue;
+    const metavar = /<([^>]+)>/.exec(o.flags)?.[1];
+    const range = INTEGER_RANGES[o.long];
+    specs.push({
+      ...(o.short === undefined ? {} : { short: o.short }),
+      long: o.long,
+      kind: o.long === "--version" ? "version" : o.required ? "value" : "flag",
+      ...(metavar === undefined ? {} : { metavar }),
+      ...(range === undefined ? {} : { integer: { min: range[0], max: range[1] } }),
+    });
   }
-  const words: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    let word = argv[i]!;
-    if (word === "--") {
-      words.push(...argv.slice(i));
-      break;
-    }
-    if (word.startsWith("--") && word.length > 2) {
-      const equals = word.indexOf("=");
-      const name = equals < 0 ? word : word.slice(0, equals);
-      if (!longs.includes(name)) {
-        const candidates = longs.filter((l) => l.startsWith(name));
-        if (candidates.length > 1) return { error: `ambiguous option: ${name} could match ${candidates.join(", ")}` };
-        if (candidates.length === 1) word = candidates[0]! + (equals < 0 ? "" : word.slice(equals));
-      }
-    }
-    words.push(word);
-    const valueOf = takesValue.get(word);
-    if (valueOf !== undefined) {
-      const next = argv[i + 1];
-      if (next === undefined || !looksLikeValue(next)) return { error: `argument ${valueOf}: expected one argument` };
-      words.push(next);
-      i++;
-    }
-  }
-  return words;
+  return specs;
+}
+
+/** As Python's shutil.get_terminal_size() finds the width argparse wraps at. */
+function terminalColumns(): number {
+  const fromEnv = Number(process.env.COLUMNS);
+  if (Number.isInteger(fromEnv) && fromEnv > 0) return fromEnv;
+  return process.stdout.isTTY && process.stdout.columns > 0 ? process.stdout.columns : 80;
 }
 
 export type ParseResult =
   | { readonly kind: "run"; readonly options: CommandLine }
   | { readonly kind: "exit"; readonly code: number };
+
+/** The command line's options, with commander writing to `out` and `err`. */
+function commandLineProgram(out: (text: string) => void, err: (text: string) => void): Command {
+  const program = new Command("mandos")
+    .description("Mandos server: gives encrypted passwords to rebooting client machines (mandos-ts)")
+    .version(`mandos ${REFERENCE_VERSION} (mandos-ts ${VERSION})`, "-v, --version", "show version number and exit")
+    .helpOption("-h, --help", "show this help message and exit")
+    .option("-i, --interface <IF>", "Bind to interface IF")
+    .option("-a, --address <ADDRESS>", "Address to listen for requests on")
+    .option("-p, --port <PORT>", "Port number to receive requests on", integer("port"))
+    .option("--check", "Run self-test", false)
+    .option("--debug", "Debug mode; run in foreground and log to terminal")
+    .option("--debuglevel <LEVEL>", "Debug level for stdout output")
+    .option("--priority <PRIORITY>", "GnuTLS priority string (see GnuTLS documentation)")
+    .option("--servicename <NAME>", "Zeroconf service name")
+    .option("--configdir <DIR>", "Directory to search for configuration files", "/etc/mandos")
+    .addOption(new Option("--no-dbus", "Do not provide D-Bus system bus interface"))
+    .addOption(new Option("--no-ipv6", "Do not use IPv6"))
+    .addOption(new Option("--no-restore", "Do not restore stored state"))
+    .option("--socket <SOCKET>", "Specify a file descriptor to a network socket to use instead of creating one", integer("socket"))
+    .option("--statedir <DIR>", "Directory to save/restore state in")
+    .option("--foreground", "Run in foreground")
+    .addOption(new Option("--no-zeroconf", "Do not use Zeroconf"))
+    .option("--workers <N>", "Handshake worker threads (0: run handshakes on the main thread; default: one per core but one, at most 4 (0 on one core))", integer("workers"))
+    .option("--serve-threads <N>", "Threads that accept and serve connections whole, the main thread keeping the registry (0: the main thread accepts, handshakes on --workers; default: 0 below four cores, else one per core but one, at most 16)", integer("serve-threads"))
+    .option("--max-per-source <N>", "Open connections per client address (IPv6: per /64) at most; 0: no limit (default: 128)", integer("max-per-source"))
+    .option("--metrics <HOST:PORT>", "Serve Prometheus /metrics and /health on HOST:PORT (a bare :PORT is loopback only)")
+    .option("--audit-log <FILE>", "Append one JSON line per secret released or known client refused to FILE")
+    .option("--audit-syslog", "Send the audit records to syslog too, tagged mandos-audit")
+    .configureOutput({ writeOut: out, writeErr: err })
+    .exitOverride()
+    .allowExcessArguments(false);
+
+  for (const [, , flags, description] of ETCD_OPTIONS) program.option(flags, description);
+  return program;
+}
+
+/**
+ * A usage error found after parsing (argparse's parser.error(), as the
+ * reference calls it for a missing port): the usage line and `message`
+ * on `err`; returns the exit status, 2.
+ */
+export function usageError(message: string, err: (text: string) => void = (t) => process.stderr.write(t)): number {
+  const specs = argSpecs(commandLineProgram(() => undefined, err).options);
+  err(`${usage("mandos", specs, terminalColumns())}mandos: error: ${message}\n`);
+  return EXIT_USAGE;
+}
 
 /**
  * Parses `argv` (without node and script). Help and version are printed to
@@ -126,48 +167,41 @@ export function parseCommandLine(
   out: (text: string) => void = (t) => process.stdout.write(t),
   err: (text: string) => void = (t) => process.stderr.write(t),
 ): ParseResult {
-  const program = new Command("mandos")
-    .description("Mandos server: gives encrypted passwords to rebooting client machines (mandos-ts)")
-    .version(`mandos ${REFERENCE_VERSION} (mandos-ts ${VERSION})`, "-v, --version", "show version number and exit")
-    .helpOption("-h, --help", "show this help message and exit")
-    .option("-i, --interface <IF>", "Bind to interface IF")
-    .option("-a, --address <ADDRESS>", "Address to listen for requests on")
-    .option("-p, --port <PORT>", "Port number to receive requests on", integer("port", 0, 65535))
-    .option("--check", "Run self-test", false)
-    .option("--debug", "Debug mode; run in foreground and log to terminal")
-    .option("--debuglevel <LEVEL>", "Debug level for stdout output")
-    .option("--priority <PRIORITY>", "GnuTLS priority string (see GnuTLS documentation)")
-    .option("--servicename <NAME>", "Zeroconf service name")
-    .option("--configdir <DIR>", "Directory to search for configuration files", "/etc/mandos")
-    .addOption(new Option("--no-dbus", "Do not provide D-Bus system bus interface"))
-    .addOption(new Option("--no-ipv6", "Do not use IPv6"))
-    .addOption(new Option("--no-restore", "Do not restore stored state"))
-    .option("--socket <FD>", "Specify a file descriptor to a network socket to use instead of creating one", integer("socket", 0, 1 << 30))
-    .option("--statedir <DIR>", "Directory to save/restore state in")
-    .option("--foreground", "Run in foreground")
-    .addOption(new Option("--no-zeroconf", "Do not use Zeroconf"))
-    .option("--workers <N>", "Handshake worker threads (0: run handshakes on the main thread; default: one per core but one, at most 4 (0 on one core))", integer("workers", 0, 1024))
-    .option("--serve-threads <N>", "Threads that accept and serve connections whole, the main thread keeping the registry (0: the main thread accepts, handshakes on --workers; default: 0 below four cores, else one per core but one, at most 16)", integer("serve-threads", 0, 1024))
-    .option("--max-per-source <N>", "Open connections per client address (IPv6: per /64) at most; 0: no limit (default: 128)", integer("max-per-source", 0, 1_000_000))
-    .option("--metrics <HOST:PORT>", "Serve Prometheus /metrics and /health on HOST:PORT (a bare :PORT is loopback only)")
-    .option("--audit-log <FILE>", "Append one JSON line per secret released or known client refused to FILE")
-    .option("--audit-syslog", "Send the audit records to syslog too, tagged mandos-audit")
-    .configureOutput({ writeOut: out, writeErr: err })
-    .exitOverride()
-    .allowExcessArguments(false);
-
-  for (const [, , flags, description] of ETCD_OPTIONS) program.option(flags, description);
-  const words = argparseWords(argv, program.options);
-  if (!Array.isArray(words)) {
-    err(`error: ${words.error}\n`);
+  const program = commandLineProgram(out, err);
+  const specs = argSpecs(program.options);
+  const columns = terminalColumns();
+  // The reference reads --check (and --prefix, its extra tests' prefix)
+  // first, with parse_known_args, and with --check runs its self-tests
+  // whatever else the line holds.
+  const test = argparse(argv, TEST_OPTIONS, { known: true });
+  if (test.kind === "parsed" && test.error !== undefined) {
+    err(`${usage("mandos", TEST_OPTIONS, columns)}mandos: error: ${test.error}\n`);
     return { kind: "exit", code: EXIT_USAGE };
   }
+  const selfTest = test.kind === "parsed" && test.words.includes("--check");
+  const read = argparse(argv, specs, { lenient: selfTest });
+  if (read.kind === "help") {
+    program.outputHelp();
+    return { kind: "exit", code: EXIT_OK };
+  }
+  if (read.kind === "version") {
+    out(`${program.version() ?? ""}\n`);
+    return { kind: "exit", code: EXIT_OK };
+  }
+  if (read.error !== undefined) {
+    if (!selfTest) {
+      err(`${usage("mandos", specs, columns)}mandos: error: ${read.error}\n`);
+      return { kind: "exit", code: EXIT_USAGE };
+    }
+    out(`WARNING: command line: ${read.error} (left out; the self-tests run)\n`);
+  }
   try {
-    program.parse(words, { from: "user" });
+    program.parse(selfTest ? [...read.words, "--check"] : read.words, { from: "user" });
   } catch (error) {
     if (error instanceof CommanderError) {
-      const code = error.code === "commander.helpDisplayed" || error.code === "commander.version" ? EXIT_OK : EXIT_USAGE;
-      return { kind: "exit", code };
+      // Not reached: argparse() has taken every word commander is given.
+      err(`mandos: error: ${error.message}\n`);
+      return { kind: "exit", code: EXIT_USAGE };
     }
     throw error;
   }
