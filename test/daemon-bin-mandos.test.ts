@@ -1,6 +1,6 @@
 // The real bin/mandos without --foreground: the parent returns once the
 // detached server listens, and /run/mandos.pid names a live process that
-// has dropped root. And bin/mandos as installed runs with its #! line's
+// has dropped root. And bin/mandos as installed runs with its exec line's
 // V8 heap caps (docs/OPERATION.md, "Memory"), the detached server too.
 
 import { test } from "node:test";
@@ -66,7 +66,7 @@ test("a daemonised bin/mandos writes a pid file naming a live process owned by t
   assert.notEqual(uid?.[1], "0", "real uid dropped");
   assert.notEqual(uid?.[2], "0", "effective uid dropped");
   assert.notEqual(gid?.[2], "0", "effective gid dropped");
-  // The detached server is started with the parent's node flags (the #! line's).
+  // The detached server is started with the parent's node flags (the exec line's).
   const argv = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
   for (const flag of ["--max-old-space-size=1024", "--max-semi-space-size=2", "--heap-growing-percent=30", "--no-memory-reducer"]) assert.ok(argv.includes(flag), `${flag} in ${argv.join(" ")}`);
   // Named "mandos", as the reference's process is (its command line above

@@ -71,7 +71,7 @@ export interface StartOptions {
   readonly dbus?: boolean;
   /** Leave clients.conf as it is (say root:root 0600, as Debian installs it) instead of opening it to the dropped user. */
   readonly keepClientsConfPrivate?: boolean;
-  /** Node flags after the #! line's (a later flag replaces an earlier one of the same name). */
+  /** Node flags after bin/mandos's own (its exec line; a later flag replaces an earlier one of the same name). */
   readonly nodeFlags?: readonly string[];
   /** The node binary to run it with (this test's by default). */
   readonly node?: string;
@@ -83,7 +83,7 @@ export interface StartOptions {
 
 /**
  * Starts bin/mandos in the foreground with debug logging on stderr and waits
- * until it listens. With the node flags of its #! line, as it runs installed
+ * until it listens. With the node flags of its exec line, as it runs installed
  * (its young-generation cap changes how much memory each thread keeps).
  */
 export async function startServer(
