@@ -101,3 +101,8 @@ test("warnings the child sends before it is ready reach the parent's stderr, and
   assert.equal(r.status, 0, r.stderr);
   assert.equal(r.stderr, "mandos: the datagram addon does not load; until then, no syslog\nmandos: two lines\n");
 });
+
+test("fails, saying so, when the server's command cannot be started at all", async () => {
+  await assert.rejects(spawnDetached({ command: "/nonexistent/mandos", args: [] }),
+    { code: "MANDOS_DAEMON_START", message: "cannot start daemon (exit code 1)" });
+});
