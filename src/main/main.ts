@@ -25,6 +25,7 @@ import { SettingsError } from "./daemon/errors.js";
 import { loadClientsConfig, loadServerConfig, sharedKeyWarnings, type ServerConfigFile } from "./config/index.js";
 import { createRegistry, type ClientRegistry } from "./clients/registry.js";
 import { CHECKER_HOST_MIN_CLIENTS, CheckerHost } from "./clients/checker-host.js";
+import { keepFromChildren } from "./clients/inherited-descriptors.js";
 import { showCheckerOutput } from "./clients/shell-spawner.js";
 import type { ClientSettings } from "./clients/settings.js";
 import { reloadClientsConfig } from "./clients/reload.js";
@@ -38,7 +39,7 @@ import type { Announcement } from "./zeroconf/announce.js";
 import type { DbusService } from "./dbus/index.js";
 import type { FleetState } from "./fleet/fleet-state.js";
 import { collectGarbage, HeapWatch } from "./daemon/memory.js";
-import { nameProcess, releaseFreePages } from "./daemon/unix-datagram.js";
+import { markCloseOnExec, nameProcess, releaseFreePages } from "./daemon/unix-datagram.js";
 import { Observability } from "./observe/index.js";
 
 /** How long SIGTERM waits for connections already in progress. */
@@ -169,10 +170,22 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
   // The user we become after binding, when we start as root.
   const runAs = process.getuid?.() === 0 ? chooseIds() : undefined;
   let registry: ClientRegistry;
+  // Descriptors we inherited reach no checker, as none reaches the
+  // reference's (clients/inherited-descriptors.ts): marked close-on-exec,
+  // or, where the addon cannot, closed by the checker host, which then
+  // starts every checker.
+  const unmarked = keepFromChildren(markCloseOnExec);
+  if (unmarked.length > 0) {
+    logger.debug(`Descriptors ${unmarked.join(", ")} were inherited and cannot be marked close-on-exec without the addon; checkers start in the checker host, which closes them`);
+  }
   // Checker processes start in a helper process once privileges are dropped, given enough clients (clients/checker-host.ts).
   // --debug: checkers write to our standard output and error, as the reference's do.
   showCheckerOutput(settings.debug);
-  const checkerHost = new CheckerHost({ logger, worthIt: () => registry.size >= CHECKER_HOST_MIN_CLIENTS, showOutput: settings.debug });
+  const checkerHost = new CheckerHost({
+    logger,
+    worthIt: () => unmarked.length > 0 || registry.size >= CHECKER_HOST_MIN_CLIENTS,
+    showOutput: settings.debug,
+  });
   let config: ClientSettings[];
   let editedInFile: ReadonlyMap<string, readonly ConfigField[]> = new Map();
   // The state file's changes not yet in etcd (docs/ETCD.md "When etcd is down").

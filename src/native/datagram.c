@@ -19,9 +19,14 @@
  * otherwise, and Debian's init script stops and reloads the server with
  * `start-stop-daemon --name mandos`, as `pidof mandos` finds it. Only the
  * name; the command line (/proc/PID/cmdline) stays as it was.
+ *
+ * And fcntl(2)'s FD_CLOEXEC on a descriptor the server inherited, so that
+ * it keeps it but the checkers it starts do not get it (src/main/clients/
+ * inherited-descriptors.ts): Node's core cannot set the flag either.
  */
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -174,6 +179,23 @@ static napi_value set_process_name(napi_env env, napi_callback_info info) {
 #endif
 }
 
+/* closeOnExec(fd): sets FD_CLOEXEC on fd, keeping its other descriptor flags; 0 or an errno. */
+static napi_value close_on_exec(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  int32_t fd;
+  int flags;
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc != 1 || napi_get_value_int32(env, argv[0], &fd) != napi_ok) {
+    napi_throw_type_error(env, NULL, "closeOnExec(fd): fd must be a number");
+    return NULL;
+  }
+  flags = fcntl(fd, F_GETFD);
+  if (flags < 0) return number(env, errno);
+  if (flags & FD_CLOEXEC) return number(env, 0);
+  return number(env, fcntl(fd, F_SETFD, flags | FD_CLOEXEC) < 0 ? errno : 0);
+}
+
 NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
   napi_property_descriptor methods[] = {
     {"open", NULL, open_socket, NULL, NULL, NULL, napi_enumerable, NULL},
@@ -181,6 +203,7 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
     {"close", NULL, close_socket, NULL, NULL, NULL, napi_enumerable, NULL},
     {"trimHeap", NULL, trim_heap, NULL, NULL, NULL, napi_enumerable, NULL},
     {"setProcessName", NULL, set_process_name, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"closeOnExec", NULL, close_on_exec, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof methods / sizeof methods[0], methods) != napi_ok) return NULL;
   return exports;

@@ -2,14 +2,22 @@
 // processes, so that the fork and exec of each (which block the thread that
 // spawns) do not stop the server's main thread (src/main/clients/
 // checker-host.ts says why and how it is used). It loads nothing but that
-// module (its protocol) and the spawner, runs as the user the server
-// became, and ends when the server's channel closes (not on the signals
-// that stop the server, below); checkers it started go on, as they would
-// have.
+// module (its protocol), the spawner and inherited-descriptors.ts, runs as
+// the user the server became, and ends when the server's channel closes
+// (not on the signals that stop the server, below); checkers it started go
+// on, as they would have.
 
 import { HOST_NODE_OPTIONS, HOST_SHOW_OUTPUT, type HostReport, type HostRequest } from "../main/clients/checker-host.js";
 import type { CheckerProcess } from "../main/clients/record.js";
+import { closeInheritable } from "../main/clients/inherited-descriptors.js";
 import { shellSpawner, showCheckerOutput } from "../main/clients/shell-spawner.js";
+
+// Descriptors the server inherited and could not mark close-on-exec (no
+// addon) came with us: closed here, so that no checker gets them, as no
+// reference checker does (../main/clients/inherited-descriptors.ts). Our
+// channel to the server stays.
+const channelFd = (process.channel as { fd?: unknown } | undefined)?.fd;
+closeInheritable(typeof channelFd === "number" ? [channelFd] : []);
 
 // --debug: the checkers' output to the server's terminal, as from the server itself.
 showCheckerOutput(process.env[HOST_SHOW_OUTPUT] === "1");

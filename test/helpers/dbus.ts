@@ -223,22 +223,29 @@ export function referenceGpgEnvironment(root: string): { TMPDIR: string; PATH: s
   return { TMPDIR: tmp, PATH: `${bin}:${process.env.PATH ?? "/usr/bin:/bin"}` };
 }
 
+export interface ReferenceOptions {
+  /** Descriptors 3, 4, ... of the server: one of the test's, or "ignore" for none. */
+  readonly inherit?: readonly (number | "ignore")[];
+  /** Serve on this inherited listening socket (--socket FD) instead of binding ::1. */
+  readonly socket?: number;
+}
+
 /**
  * Starts the Python reference server in the foreground on the private bus
  * at `address`, in its own process group (it forks helpers), and waits
  * until it listens and owns its bus name.
  */
-export async function startReference(conf: string, state: string, address: string, restore = false): Promise<ReferenceServer> {
+export async function startReference(conf: string, state: string, address: string, restore = false, options: ReferenceOptions = {}): Promise<ReferenceServer> {
   openToServerUser(conf, state);
   // The reference drops to _mandos, which must reach its TMPDIR in here.
   const gpgRoot = mkdtempSync(join(tmpdir(), "mandos-ts-ref-"));
   chmodSync(gpgRoot, 0o755);
-  const chosen = await freePort();
+  const listen = options.socket === undefined ? ["--address", "::1", "--port", String(await freePort())] : ["--socket", String(options.socket)];
   const child: ChildProcess = spawn(
     MANDOS_REFERENCE,
-    ["--foreground", "--debug", "--no-zeroconf", "--address", "::1", "--port", String(chosen), "--configdir", conf, "--statedir", state, ...(restore ? [] : ["--no-restore"])],
+    ["--foreground", "--debug", "--no-zeroconf", ...listen, "--configdir", conf, "--statedir", state, ...(restore ? [] : ["--no-restore"])],
     {
-      stdio: ["ignore", "pipe", "pipe"],
+      stdio: ["ignore", "pipe", "pipe", ...(options.inherit ?? [])],
       detached: true,
       env: { ...process.env, DBUS_SYSTEM_BUS_ADDRESS: address, ...referenceGpgEnvironment(gpgRoot) },
     },

@@ -79,6 +79,8 @@ export interface StartOptions {
   readonly wrap?: readonly string[];
   /** Another installation's bin/mandos (this checkout's by default). */
   readonly bin?: string;
+  /** Descriptors 3, 4, ... of the server: one of the test's, or "ignore" for none. */
+  readonly inherit?: readonly (number | "ignore")[];
 }
 
 /**
@@ -96,7 +98,7 @@ export async function startServer(
   const argv = [options.node ?? process.execPath, ...serverNodeFlags(), ...(options.nodeFlags ?? []), options.bin ?? BIN_MANDOS, ...fixed, ...args];
   const [command, ...rest] = [...(options.wrap ?? []), ...argv];
   const child = spawn(command!, rest, {
-    stdio: ["ignore", "pipe", "pipe"],
+    stdio: ["ignore", "pipe", "pipe", ...(options.inherit ?? [])],
     env: { ...process.env, ...env },
   });
   live.add(child);

@@ -6,7 +6,8 @@
 // Node.js. If it does not load (never built: no compiler at install), the
 // server serves on without those datagrams; the failed load is said once,
 // on standard error, with what to do, and the callers go on without it.
-// The addon's one other call, malloc_trim, is here too (releaseFreePages).
+// The addon's other calls are here too: malloc_trim (releaseFreePages),
+// the process's name (nameProcess) and FD_CLOEXEC (markCloseOnExec).
 
 import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
@@ -26,6 +27,8 @@ export interface DatagramAddon {
   trimHeap?(): boolean;
   /** prctl(PR_SET_NAME): 0 or an errno. Absent from a build older than the call. */
   setProcessName?(name: string): number;
+  /** fcntl(F_SETFD, FD_CLOEXEC): 0 or an errno. Absent from a build older than the call. */
+  closeOnExec?(fd: number): number;
 }
 
 /** A non-blocking unix datagram socket that is never connected. */
@@ -106,6 +109,18 @@ export function nameProcess(name: string): boolean {
   const addon = datagramAddon();
   if ("unavailable" in addon || typeof addon.setProcessName !== "function") return false;
   return addon.setProcessName(name) === 0;
+}
+
+/**
+ * Marks descriptor `fd` close-on-exec (FD_CLOEXEC): this process keeps it,
+ * the processes it starts do not get it (src/main/clients/
+ * inherited-descriptors.ts). False, and nothing done, without the addon
+ * (or with a build older than the call), or if fcntl(2) refuses.
+ */
+export function markCloseOnExec(fd: number): boolean {
+  const addon = datagramAddon();
+  if ("unavailable" in addon || typeof addon.closeOnExec !== "function") return false;
+  return addon.closeOnExec(fd) === 0;
 }
 
 /** An errno from the addon in strerror's words. */
