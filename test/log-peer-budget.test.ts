@@ -15,7 +15,7 @@ import { ManualClock } from "../src/main/clock.js";
 import {
   ALL_PEER_LINES_BURST, ALL_PEER_LINES_PER_SECOND, PEER_LINES_BURST, PEER_LINES_PER_SECOND, PeerLineBudget, SUMMARY_INTERVAL_MS, SUMMARY_SOURCES_MAX,
 } from "../src/main/daemon/log-serve.js";
-import { printableAscii, pyAscii, pyTextLine } from "../src/main/daemon/python-repr.js";
+import { printableAscii, pyAscii, pyTextLine } from "../src/main/python/repr.js";
 import { SummedLines } from "../src/main/daemon/log.js";
 import { startServer } from "./helpers/server.js";
 

@@ -4,7 +4,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { pyRepr, pyTextLine } from "../src/main/daemon/python-repr.js";
+import { pyRepr, pyTextLine } from "../src/main/python/repr.js";
 
 const CASES = [
   "1\n", "client-00001", "it's", 'say "hi"', `both ' "`, "tab\there", "back\\slash", "",

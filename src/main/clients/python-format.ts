@@ -4,7 +4,7 @@
 // (mandos-clients.conf(5) RUNTIME EXPANSION).
 
 import { CodedError } from "../../errors.js";
-import { pyAscii, pyRepr } from "../daemon/python-repr.js";
+import { pyAscii, pyRepr } from "../python/repr.js";
 
 /** Python str(datetime.timedelta) of a millisecond count: "0:05:00", "1 day, 2:00:00". */
 export function pyTimedelta(ms: number): string {

@@ -5,7 +5,7 @@
 
 import { events, type Channel } from "../events.js";
 import type { Logger } from "./log.js";
-import { pyRepr } from "./python-repr.js";
+import { pyRepr } from "../python/repr.js";
 
 /** Logs the registry's facts through `logger` until the returned function is called. */
 export function logClientEvents(logger: Logger): () => void {

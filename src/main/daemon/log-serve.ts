@@ -15,7 +15,7 @@ import { systemClock, type Clock, type TimerHandle } from "../clock.js";
 import { events, type Channel, type ConnectionClosed } from "../events.js";
 import { sourceOf } from "../serve/source.js";
 import { SummedLines, type Logger, type LogLevel } from "./log.js";
-import { printableAscii, pyAscii, pyTextLine } from "./python-repr.js";
+import { printableAscii, pyAscii, pyTextLine } from "../python/repr.js";
 import { strerror } from "../config/os-error.js";
 import { MAX_OPEN_CONNECTIONS } from "../serve/limits.js";
 

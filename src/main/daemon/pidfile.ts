@@ -6,7 +6,7 @@
 
 import { closeSync, openSync, statSync, unlinkSync, writeSync } from "node:fs";
 import { PidFileError } from "./errors.js";
-import { pyRepr } from "./python-repr.js";
+import { pyRepr } from "../python/repr.js";
 import { reasonInWords } from "../config/os-error.js";
 
 export function defaultPidFilePath(runDir = "/run", varRunDir = "/var/run"): string {
