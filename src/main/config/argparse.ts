@@ -7,7 +7,7 @@
 // first, then left to right, unrecognized words last). Parsing only:
 // commander (cli.ts) takes the words this returns, written out in full.
 
-import { pyRepr } from "../daemon/python-repr.js";
+import { pyRepr } from "../python/repr.js";
 import { pyInt } from "./python-values.js";
 
 export interface ArgSpec {
