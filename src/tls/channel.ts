@@ -5,7 +5,7 @@
 
 import { AlertDescription, ContentType, HandshakeType, type CipherSuiteInfo } from "./constants.js";
 import { nextTrafficSecret, openRecord, sealRecord, trafficKeys, type TrafficKeys } from "./crypto.js";
-import { TlsError, peerAlertError } from "./errors.js";
+import { TlsError, malformedAlertError, peerAlertError } from "./errors.js";
 import { encodeKeyUpdate, parseKeyUpdate } from "./messages.js";
 import { MAX_KEY_UPDATES, MAX_PLAINTEXT } from "./limits.js";
 import { HandshakeAssembler, bufferView, type RawRecord } from "./record.js";
@@ -65,12 +65,12 @@ export class ApplicationChannel extends ClosingRecordWriter {
       case ContentType.ApplicationData:
         return { kind: "data", data: Buffer.from(opened.content) };
       case ContentType.Alert: {
-        if (opened.content.length !== 2) throw new TlsError("TLS_DECODE", "malformed alert");
+        if (opened.content.length !== 2) throw malformedAlertError();
         if (opened.content[1] === AlertDescription.CloseNotify) {
           this.#readClosed = true;
           return { kind: "closed" };
         }
-        throw peerAlertError(opened.content[1]!);
+        throw peerAlertError(opened.content[1]!, opened.content[0]);
       }
       case ContentType.Handshake:
         this.#post.push(opened.content);

@@ -20,7 +20,7 @@
 
 import { ContentType, HandshakeType, groupByCode, suiteByCode, suiteByName, type CipherSuiteInfo, type NamedGroup, type SignatureScheme } from "./constants.js";
 import { digest, type KeyShare } from "./crypto.js";
-import { TlsError, fromErrorData, type TlsErrorData } from "./errors.js";
+import { TlsError, fromErrorData, tlsErrorAs, type TlsErrorData } from "./errors.js";
 import { schemeCodes, type FlightProgress, type ServerFlightResult } from "./flight.js";
 import { FlightBuffer } from "./flight-buffer.js";
 import { ApplicationChannel } from "./channel.js";
@@ -167,7 +167,7 @@ export class TlsClient extends TlsEndpoint {
         this.#hello.push(rec.body);
         for (let msg = this.#hello.next(); msg; msg = this.#hello.next()) {
           if (this.#state !== state) throw new TlsError("TLS_UNEXPECTED_MESSAGE", "handshake data after ServerHello");
-          if (msg.type !== HandshakeType.ServerHello) throw new TlsError("TLS_UNEXPECTED_MESSAGE", `expected ServerHello, got ${msg.type}`);
+          if (msg.type !== HandshakeType.ServerHello) throw tlsErrorAs("GNUTLS_E_UNEXPECTED_HANDSHAKE_PACKET", "TLS_UNEXPECTED_MESSAGE", `expected ServerHello, got ${msg.type}`);
           if (this.#settings.legacy && !serverHelloIsTls13(msg.body)) {
             // TLS 1.2: the rest of the server's flight may share this record.
             this.#startTls12(state, msg.raw, this.#hello.pending);
@@ -224,11 +224,11 @@ export class TlsClient extends TlsEndpoint {
     }
     const suite = suiteByCode(sh.cipherSuite);
     if (!suite || !this.#settings.cipherSuites.includes(suite.name)) {
-      throw new TlsError("TLS_ILLEGAL_PARAMETER", "server chose a cipher suite we did not offer");
+      throw tlsErrorAs("GNUTLS_E_UNKNOWN_CIPHER_SUITE", "TLS_ILLEGAL_PARAMETER", "server chose a cipher suite we did not offer");
     }
     if (sh.isRetry) {
       // RFC 8446 §4.1.4: at most one HelloRetryRequest, and it must change something.
-      if (state.retried) throw new TlsError("TLS_UNEXPECTED_MESSAGE", "second HelloRetryRequest");
+      if (state.retried) throw tlsErrorAs("GNUTLS_E_UNEXPECTED_HANDSHAKE_PACKET", "TLS_UNEXPECTED_MESSAGE", "second HelloRetryRequest");
       const group = sh.selectedGroup === null ? null : groupByCode(sh.selectedGroup);
       if (sh.selectedGroup !== null && (!group || !this.#settings.groups.includes(group))) {
         throw new TlsError("TLS_ILLEGAL_PARAMETER", "HelloRetryRequest selects a group we did not offer");

@@ -17,7 +17,7 @@
 
 import { AlertDescription, ContentType } from "./constants.js";
 import type { ChannelInput } from "./channel.js";
-import { TlsError, peerAlertError } from "./errors.js";
+import { TlsError, malformedAlertError, peerAlertError } from "./errors.js";
 import { MAX_HANDSHAKE_BUFFER_BYTES } from "./limits.js";
 import { RecordFramer, plainRecord, type RawRecord } from "./record.js";
 
@@ -81,6 +81,15 @@ export abstract class TlsEndpoint {
   /** The state's name, for logs and tests. */
   get state(): string {
     return this.#failed ? "Failed" : this.#channel ? "Connected" : this.handshakeState;
+  }
+
+  /**
+   * Whether the peer's last record came in part: its header, not all of its
+   * body. A stream that ends there is, to GnuTLS, a packet of unexpected
+   * length rather than a connection cut short.
+   */
+  get partialRecord(): boolean {
+    return this.#framer.buffered >= 5;
   }
 
   receive(data: Uint8Array): void {
@@ -174,8 +183,8 @@ export abstract class TlsEndpoint {
       return;
     }
     if (rec.type === ContentType.Alert && !this.alertsProtected) {
-      if (rec.body.length !== 2) throw new TlsError("TLS_DECODE", "malformed alert");
-      throw peerAlertError(rec.body[1]!);
+      if (rec.body.length !== 2) throw malformedAlertError();
+      throw peerAlertError(rec.body[1]!, rec.body[0]);
     }
     this.onHandshakeRecord(rec);
   }

@@ -1,7 +1,9 @@
 // Errors of the TLS engine: one class, a stable code to match on, the
-// alert the engine sent (or would send) for it, and for TLS_PEER_ALERT the
-// alert the peer sent. Callers and tests match on these fields, never on
-// the message. Messages never carry key material or plaintext.
+// alert the engine sent (or would send) for it, for TLS_PEER_ALERT the
+// alert the peer sent, and the GnuTLS error the reference's GnuTLS would
+// have failed with in its place (its words are what the reference logs).
+// Callers and tests match on these fields, never on the message. Messages
+// never carry key material or plaintext.
 
 import { AlertDescription } from "./constants.js";
 
@@ -49,6 +51,95 @@ const ALERT_FOR: Record<TlsErrorCode, number> = {
   TLS_PRIORITY_TOKEN: -1,
 };
 
+/**
+ * The GnuTLS errors (gnutls/gnutls.h) a handshake with a broken or hostile
+ * peer fails with in the reference, which logs `Handshake failed: ` and
+ * their gnutls_strerror() text. Found by running the same peers against it
+ * (test/log-lines-reference.test.ts).
+ */
+export type GnutlsError =
+  | "GNUTLS_E_UNEXPECTED_PACKET_LENGTH"
+  | "GNUTLS_E_UNEXPECTED_PACKET"
+  | "GNUTLS_E_UNEXPECTED_HANDSHAKE_PACKET"
+  | "GNUTLS_E_DECRYPTION_FAILED"
+  | "GNUTLS_E_RECORD_OVERFLOW"
+  | "GNUTLS_E_UNKNOWN_CIPHER_SUITE"
+  | "GNUTLS_E_INSUFFICIENT_SECURITY"
+  | "GNUTLS_E_RECEIVED_ILLEGAL_PARAMETER"
+  | "GNUTLS_E_RECEIVED_ILLEGAL_EXTENSION"
+  | "GNUTLS_E_MISSING_EXTENSION"
+  | "GNUTLS_E_UNSUPPORTED_VERSION_PACKET"
+  | "GNUTLS_E_UNSUPPORTED_CERTIFICATE_TYPE"
+  | "GNUTLS_E_ASN1_DER_ERROR"
+  | "GNUTLS_E_CERTIFICATE_REQUIRED"
+  | "GNUTLS_E_PK_SIG_VERIFY_FAILED"
+  | "GNUTLS_E_ERROR_IN_FINISHED_PACKET"
+  | "GNUTLS_E_FATAL_ALERT_RECEIVED"
+  | "GNUTLS_E_WARNING_ALERT_RECEIVED"
+  | "GNUTLS_E_SESSION_EOF"
+  | "GNUTLS_E_PREMATURE_TERMINATION"
+  | "GNUTLS_E_PUSH_ERROR"
+  | "GNUTLS_E_PULL_ERROR"
+  | "GNUTLS_E_INTERNAL_ERROR";
+
+/** gnutls_strerror() of each, as GnuTLS 3.7.9 (Debian 12's, under the reference here) words it, typos and all. */
+const GNUTLS_STRERROR: Record<GnutlsError, string> = {
+  GNUTLS_E_UNEXPECTED_PACKET_LENGTH: "Error decoding the received TLS packet.",
+  GNUTLS_E_UNEXPECTED_PACKET: "An unexpected TLS packet was received.",
+  GNUTLS_E_UNEXPECTED_HANDSHAKE_PACKET: "An unexpected TLS handshake packet was received.",
+  GNUTLS_E_DECRYPTION_FAILED: "Decryption has failed.",
+  GNUTLS_E_RECORD_OVERFLOW: "A TLS record packet with invalid length was received.",
+  GNUTLS_E_UNKNOWN_CIPHER_SUITE: "Could not negotiate a supported cipher suite.",
+  GNUTLS_E_INSUFFICIENT_SECURITY: "One of the involved algorithms has insufficient security level.",
+  GNUTLS_E_RECEIVED_ILLEGAL_PARAMETER: "An illegal parameter has been received.",
+  GNUTLS_E_RECEIVED_ILLEGAL_EXTENSION: "An illegal TLS extension was received.",
+  GNUTLS_E_MISSING_EXTENSION: "An required TLS extension was received.",
+  GNUTLS_E_UNSUPPORTED_VERSION_PACKET: "A packet with illegal or unsupported version was received.",
+  GNUTLS_E_UNSUPPORTED_CERTIFICATE_TYPE: "The certificate type is not supported.",
+  GNUTLS_E_ASN1_DER_ERROR: "ASN1 parser: Error in DER parsing.",
+  GNUTLS_E_CERTIFICATE_REQUIRED: "Certificate is required.",
+  GNUTLS_E_PK_SIG_VERIFY_FAILED: "Public key signature verification has failed.",
+  GNUTLS_E_ERROR_IN_FINISHED_PACKET: "An error was encountered at the TLS Finished packet calculation.",
+  GNUTLS_E_FATAL_ALERT_RECEIVED: "A TLS fatal alert has been received.",
+  GNUTLS_E_WARNING_ALERT_RECEIVED: "A TLS warning alert has been received.",
+  GNUTLS_E_SESSION_EOF: "Peer has terminated the connection",
+  GNUTLS_E_PREMATURE_TERMINATION: "The TLS connection was non-properly terminated.",
+  GNUTLS_E_PUSH_ERROR: "Error in the push function.",
+  GNUTLS_E_PULL_ERROR: "Error in the pull function.",
+  GNUTLS_E_INTERNAL_ERROR: "GnuTLS internal error.",
+};
+
+/** What the reference logs after `Handshake failed: ` for `error`. */
+export function gnutlsStrerror(error: GnutlsError): string {
+  return GNUTLS_STRERROR[error];
+}
+
+/**
+ * The GnuTLS error of each code, where the sites that raise it do not say
+ * otherwise. TLS_PEER_ALERT's depends on the alert (peerAlertError).
+ */
+const GNUTLS_FOR: Record<TlsErrorCode, GnutlsError> = {
+  TLS_DECODE: "GNUTLS_E_UNEXPECTED_PACKET_LENGTH",
+  TLS_UNEXPECTED_MESSAGE: "GNUTLS_E_UNEXPECTED_PACKET",
+  TLS_BAD_RECORD_MAC: "GNUTLS_E_DECRYPTION_FAILED",
+  TLS_RECORD_OVERFLOW: "GNUTLS_E_RECORD_OVERFLOW",
+  TLS_HANDSHAKE_FAILURE: "GNUTLS_E_UNKNOWN_CIPHER_SUITE",
+  TLS_INSUFFICIENT_SECURITY: "GNUTLS_E_INSUFFICIENT_SECURITY",
+  TLS_ILLEGAL_PARAMETER: "GNUTLS_E_RECEIVED_ILLEGAL_PARAMETER",
+  TLS_UNSUPPORTED_CERTIFICATE: "GNUTLS_E_UNSUPPORTED_CERTIFICATE_TYPE",
+  TLS_BAD_CERTIFICATE: "GNUTLS_E_ASN1_DER_ERROR",
+  TLS_DECRYPT_ERROR: "GNUTLS_E_PK_SIG_VERIFY_FAILED",
+  TLS_PROTOCOL_VERSION: "GNUTLS_E_UNSUPPORTED_VERSION_PACKET",
+  TLS_MISSING_EXTENSION: "GNUTLS_E_MISSING_EXTENSION",
+  TLS_UNSUPPORTED_EXTENSION: "GNUTLS_E_RECEIVED_ILLEGAL_EXTENSION",
+  TLS_CERTIFICATE_REQUIRED: "GNUTLS_E_CERTIFICATE_REQUIRED",
+  TLS_INTERNAL: "GNUTLS_E_INTERNAL_ERROR",
+  TLS_UNKNOWN_PEER_KEY: "GNUTLS_E_INTERNAL_ERROR",
+  TLS_PEER_ALERT: "GNUTLS_E_FATAL_ALERT_RECEIVED",
+  TLS_CLOSED: "GNUTLS_E_INTERNAL_ERROR",
+  TLS_PRIORITY_TOKEN: "GNUTLS_E_INTERNAL_ERROR",
+};
+
 export class TlsError extends Error {
   readonly code: TlsErrorCode;
   /** The alert description we send for this error; -1 when we send none. */
@@ -57,20 +148,38 @@ export class TlsError extends Error {
   readonly peerAlert: number;
   /** TLS_UNKNOWN_PEER_KEY: the key ID no client has (public: it names the peer's own key). */
   readonly keyId: string | undefined;
+  /** The error the reference's GnuTLS fails with in this place. */
+  readonly gnutls: GnutlsError;
 
-  constructor(code: TlsErrorCode, message: string, alert?: number, peerAlert = -1, keyId?: string) {
+  constructor(code: TlsErrorCode, message: string, alert?: number, peerAlert = -1, keyId?: string, gnutls?: GnutlsError) {
     super(message);
     this.name = "TlsError";
     this.code = code;
     this.alert = alert ?? ALERT_FOR[code];
     this.peerAlert = peerAlert;
     this.keyId = keyId;
+    this.gnutls = gnutls ?? GNUTLS_FOR[code];
   }
 }
 
-/** The peer's fatal alert ends the connection; we send none back (RFC 8446 §6.2). */
-export function peerAlertError(description: number): TlsError {
-  return new TlsError("TLS_PEER_ALERT", `peer sent alert ${description}`, -1, description);
+/** An error of `code` for which the reference's GnuTLS fails with `gnutls`, not the code's usual one. */
+export function tlsErrorAs(gnutls: GnutlsError, code: TlsErrorCode, message: string): TlsError {
+  return new TlsError(code, message, undefined, -1, undefined, gnutls);
+}
+
+/**
+ * The peer's alert ends the connection; we send none back (RFC 8446 §6.2).
+ * `level` is the alert's first byte: GnuTLS tells a fatal one (2) from any
+ * other, and a close_notify that is not fatal is the end of the session.
+ */
+export function peerAlertError(description: number, level = 2): TlsError {
+  const gnutls = level === 2 ? "GNUTLS_E_FATAL_ALERT_RECEIVED" : description === 0 ? "GNUTLS_E_SESSION_EOF" : "GNUTLS_E_WARNING_ALERT_RECEIVED";
+  return new TlsError("TLS_PEER_ALERT", `peer sent ${level === 2 ? "" : "warning "}alert ${description}`, -1, description, undefined, gnutls);
+}
+
+/** An alert record that is not two bytes long (GnuTLS: an unexpected packet). */
+export function malformedAlertError(): TlsError {
+  return tlsErrorAs("GNUTLS_E_UNEXPECTED_PACKET", "TLS_DECODE", "malformed alert");
 }
 
 /** Plain-data form of a TlsError, for crossing to and from worker threads. */
@@ -80,11 +189,12 @@ export interface TlsErrorData {
   readonly alert: number;
   readonly peerAlert: number;
   readonly keyId?: string;
+  readonly gnutls?: GnutlsError;
 }
 
 export function toErrorData(error: unknown): TlsErrorData {
   if (error instanceof TlsError) {
-    const data = { code: error.code, message: error.message, alert: error.alert, peerAlert: error.peerAlert };
+    const data = { code: error.code, message: error.message, alert: error.alert, peerAlert: error.peerAlert, gnutls: error.gnutls };
     return error.keyId === undefined ? data : { ...data, keyId: error.keyId };
   }
   // Anything else is our bug or a crypto library refusal; do not leak its text.
@@ -92,5 +202,5 @@ export function toErrorData(error: unknown): TlsErrorData {
 }
 
 export function fromErrorData(data: TlsErrorData): TlsError {
-  return new TlsError(data.code, data.message, data.alert, data.peerAlert, data.keyId);
+  return new TlsError(data.code, data.message, data.alert, data.peerAlert, data.keyId, data.gnutls);
 }

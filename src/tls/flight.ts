@@ -54,7 +54,7 @@ import {
 } from "./crypto.js";
 import { admitPeerKey } from "./key-policy.js";
 import { mayBeKnown } from "./known-keys.js";
-import { TlsError, peerAlertError, toErrorData, type TlsErrorData } from "./errors.js";
+import { TlsError, malformedAlertError, peerAlertError, tlsErrorAs, toErrorData, type TlsErrorData } from "./errors.js";
 import {
   encodeEmptyCertificate,
   encodeFinished,
@@ -268,7 +268,7 @@ export function processServerFlight(task: ServerFlightTask, context: FlightConte
             if (expect !== "Fin" || !peerSpki || !scheme) throw unexpected(msg.type);
             // Step 7.
             const expected = finishedMac(suite, handshake.serverHandshakeTraffic, transcriptHash(suite, transcript));
-            if (!constantTimeEqual(expected, msg.body)) throw new TlsError("TLS_DECRYPT_ERROR", "server Finished does not verify");
+            if (!constantTimeEqual(expected, msg.body)) throw tlsErrorAs("GNUTLS_E_ERROR_IN_FINISHED_PACKET", "TLS_DECRYPT_ERROR", "server Finished does not verify");
             transcript.push(msg.raw);
             if (assembler.partial || assembler.next()) {
               throw new TlsError("TLS_UNEXPECTED_MESSAGE", "handshake data after server Finished in the same record");
@@ -356,12 +356,12 @@ function finish(
 }
 
 function unexpected(type: number): TlsError {
-  return new TlsError("TLS_UNEXPECTED_MESSAGE", `unexpected handshake message ${type}`);
+  return tlsErrorAs("GNUTLS_E_UNEXPECTED_HANDSHAKE_PACKET", "TLS_UNEXPECTED_MESSAGE", `unexpected handshake message ${type}`);
 }
 
 export function peerAlert(content: Uint8Array): TlsError {
-  if (content.length !== 2) return new TlsError("TLS_DECODE", "malformed alert");
-  return peerAlertError(content[1]!);
+  if (content.length !== 2) return malformedAlertError();
+  return peerAlertError(content[1]!, content[0]);
 }
 
 /** Code points of schemes, for the task (plain numbers cross threads cheaply). */

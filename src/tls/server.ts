@@ -150,7 +150,7 @@ export class TlsServer extends TlsEndpoint {
         if (rec.type !== ContentType.ApplicationData) throw new TlsError("TLS_UNEXPECTED_MESSAGE", "unprotected record after ServerHello");
         const opened = openRecord(state.suite, state.clientHandshakeKeys, state.seq++, rec.header, rec.body);
         if (opened.type === ContentType.Alert) {
-          throw peerAlertError(opened.content[1] ?? -1);
+          throw peerAlertError(opened.content[1] ?? -1, opened.content[0]);
         }
         if (opened.type !== ContentType.Handshake) throw new TlsError("TLS_UNEXPECTED_MESSAGE", "application data before Finished");
         this.#assembler.push(opened.content);

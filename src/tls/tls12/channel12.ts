@@ -8,7 +8,7 @@
 import { AlertDescription, ContentType } from "../constants.js";
 import type { ChannelInput } from "../channel.js";
 import type { RecordChannel } from "../endpoint.js";
-import { TlsError, peerAlertError } from "../errors.js";
+import { TlsError, malformedAlertError, peerAlertError } from "../errors.js";
 import { MAX_PLAINTEXT } from "../limits.js";
 import type { RawRecord } from "../record.js";
 import { open12, seal12, type Tls12Keys } from "./crypto12.js";
@@ -47,12 +47,12 @@ export class Tls12Channel extends ClosingRecordWriter implements RecordChannel {
       case ContentType.ApplicationData:
         return { kind: "data", data: Buffer.from(content) };
       case ContentType.Alert:
-        if (content.length !== 2) throw new TlsError("TLS_DECODE", "malformed alert");
+        if (content.length !== 2) throw malformedAlertError();
         if (content[1] === AlertDescription.CloseNotify) {
           this.#readClosed = true;
           return { kind: "closed" };
         }
-        throw peerAlertError(content[1]!);
+        throw peerAlertError(content[1]!, content[0]);
       default:
         // HelloRequest (0) from a server, ClientHello (1) from a client: a renegotiation.
         if (content.length >= 1 && (content[0] === 0 || content[0] === 1)) {

@@ -24,7 +24,7 @@
 import { ContentType, HandshakeType } from "../constants.js";
 import { constantTimeEqual } from "../crypto.js";
 import { plainAlert, type HandshakeCompleteEvent, type RecordChannel } from "../endpoint.js";
-import { TlsError, fromErrorData, peerAlertError } from "../errors.js";
+import { TlsError, fromErrorData, malformedAlertError, peerAlertError, tlsErrorAs } from "../errors.js";
 import { MAX_FLIGHT_RECORDS } from "../limits.js";
 import { HandshakeAssembler, type RawRecord } from "../record.js";
 import { Tls12Channel } from "./channel12.js";
@@ -86,7 +86,7 @@ export class Tls12ClientHandshake {
       throw new TlsError("TLS_ILLEGAL_PARAMETER", "downgrade sentinel in ServerHello.random");
     }
     const suite = tls12SuiteByCode(sh.cipherSuite);
-    if (!suite || !offer.suites.includes(sh.cipherSuite)) throw new TlsError("TLS_ILLEGAL_PARAMETER", "server chose a cipher suite we did not offer for TLS 1.2");
+    if (!suite || !offer.suites.includes(sh.cipherSuite)) throw tlsErrorAs("GNUTLS_E_UNKNOWN_CIPHER_SUITE", "TLS_ILLEGAL_PARAMETER", "server chose a cipher suite we did not offer for TLS 1.2");
     if (sh.serverCertType !== null) throw new TlsError("TLS_UNSUPPORTED_CERTIFICATE", "a raw public key in TLS 1.2; legacy clients present OpenPGP keys");
     if (sh.certType !== CertType12.OpenPgp) {
       throw new TlsError("TLS_UNSUPPORTED_CERTIFICATE", sh.certType === null ? "no cert_type: an X.509 certificate" : `certificate type ${sh.certType}`);
@@ -202,15 +202,15 @@ export class Tls12ClientHandshake {
     if (rec.type === ContentType.Alert) {
       // Protected since the server's change_cipher_spec (RFC 5246 §7.1).
       const alert = open12(this.#suite, result.serverKeys, 0n, ContentType.Alert, rec.body);
-      if (alert.length !== 2) throw new TlsError("TLS_DECODE", "malformed alert");
-      throw peerAlertError(alert[1]!);
+      if (alert.length !== 2) throw malformedAlertError();
+      throw peerAlertError(alert[1]!, alert[0]);
     }
     if (rec.type !== ContentType.Handshake) throw new TlsError("TLS_UNEXPECTED_MESSAGE", `record type ${rec.type} instead of the server's Finished`);
     const content = open12(this.#suite, result.serverKeys, 0n, ContentType.Handshake, rec.body);
     if (content.length !== 16 || content[0] !== HandshakeType.Finished || content.readUIntBE(1, 3) !== 12) {
       throw new TlsError("TLS_UNEXPECTED_MESSAGE", "not exactly one Finished in the server's first protected record");
     }
-    if (!constantTimeEqual(content.subarray(4), result.expectedServerFinished)) throw new TlsError("TLS_DECRYPT_ERROR", "server Finished does not verify");
+    if (!constantTimeEqual(content.subarray(4), result.expectedServerFinished)) throw tlsErrorAs("GNUTLS_E_ERROR_IN_FINISHED_PACKET", "TLS_DECRYPT_ERROR", "server Finished does not verify");
     this.#state = "Done";
     this.#host.connect(new Tls12Channel(this.#suite, result.serverKeys, result.clientKeys), {
       type: "handshake-complete",
@@ -226,5 +226,5 @@ export class Tls12ClientHandshake {
 }
 
 function unexpected(type: number): TlsError {
-  return new TlsError("TLS_UNEXPECTED_MESSAGE", `unexpected handshake message ${type} in the TLS 1.2 flight`);
+  return tlsErrorAs("GNUTLS_E_UNEXPECTED_HANDSHAKE_PACKET", "TLS_UNEXPECTED_MESSAGE", `unexpected handshake message ${type} in the TLS 1.2 flight`);
 }
