@@ -1,6 +1,7 @@
 // Admins watch Mandos through its log lines, so ours are the reference's:
 // the same scenario (two clients, one of them disabled, a machine with an
-// unknown key, then SIGTERM) against the Python reference and against us,
+// unknown key, bad version lines, a connect and close, broken TLS peers,
+// then SIGTERM) against the Python reference and against us,
 // with --debug, and the lines compared with time stamps, PIDs, ports and
 // key material set aside. Every line the reference writes at INFO and above,
 // and the DEBUG lines that carry facts, must be ours character for
@@ -10,9 +11,13 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdirSync, writeFileSync } from "node:fs";
-import { connect } from "node:net";
+import { connect, type Socket } from "node:net";
 import { join } from "node:path";
+import { parsePriority } from "../src/tls/index.js";
+import { FaultyServer } from "./helpers/faulty-server.js";
+import { makeKey } from "./helpers/tls-pair.js";
 import { makeClients, makeKeySet } from "./helpers/keys.js";
+import { printableAscii } from "../src/main/daemon/python-repr.js";
 import { MANDOS_CLIENT, MANDOS_KEYGEN, MANDOS_REFERENCE, missing } from "./helpers/peers.js";
 import { makeFleetRoot, startOurServer, startPrivateBus, startReference } from "./helpers/dbus.js";
 import { runMandosClient } from "./helpers/server.js";
@@ -44,17 +49,65 @@ function normalise(line: string): string | undefined {
     .replace(/Did setuid\/setgid to \d+:\d+/, "Did setuid/setgid to UID:GID");
 }
 
-/** Connects, sends one protocol line, and waits for the server to close. */
-/** Sends `line` (and, with `end`, closes its side at once), then waits for the server to close. */
+/**
+ * The reference writes a peer's printable non-ASCII text as it is ('é');
+ * we escape it as Python's ascii() does ('\xe9'), on purpose.
+ */
+const asAscii = (line: string): string => printableAscii(line);
+
+/** Sends `line` (bytes, as latin1; with `end`, closes its side at once), then waits for the server to close. */
 function sendLine(port: number, line: string, end = false): Promise<void> {
   return new Promise((resolve, reject) => {
-    const socket = connect({ host: "::1", port }, () => (end ? socket.end(line) : socket.write(line)));
+    const bytes = Buffer.from(line, "latin1");
+    const socket = connect({ host: "::1", port }, () => (end ? socket.end(bytes) : socket.write(bytes)));
     socket.setTimeout(10_000, () => socket.destroy(new Error("the server did not close")));
     socket.on("data", () => undefined);
     socket.on("close", () => resolve());
     socket.on("error", reject);
   });
 }
+
+/**
+ * A broken TLS peer: sends the version line, waits for the server's
+ * ClientHello (bytes sent before it the reference's line reader swallows),
+ * then does `act`; resolves when the server has closed.
+ */
+function brokenPeer(port: number, act: (socket: Socket, clientHello: Buffer) => void): Promise<void> {
+  return new Promise((resolve) => {
+    const socket = connect({ host: "::1", port }, () => socket.write("1\r\n"));
+    socket.setTimeout(10_000, () => socket.destroy());
+    socket.once("data", (clientHello) => act(socket, clientHello));
+    socket.on("close", () => resolve());
+    socket.on("error", () => undefined);
+  });
+}
+
+/** Our TLS server role, its encrypted flight's last record bent by one bit: the client's record decryption fails. */
+function bentFlight(socket: Socket, clientHello: Buffer): void {
+  const server = new FaultyServer(parsePriority("SECURE128:+CTYPE-RAWPK:-VERS-ALL:+VERS-TLS1.3"), makeKey("ed25519"));
+  server.receive(clientHello);
+  const flight = server.takeOutput()!;
+  flight[flight.length - 3]! ^= 1;
+  socket.write(flight);
+}
+
+const hex = (text: string): Buffer => Buffer.from(text.replace(/ /g, ""), "hex");
+
+/**
+ * Broken and hostile TLS peers, and the reference's words for each
+ * (GnuTLS's gnutls_strerror(), after "Handshake failed: ").
+ */
+const BROKEN_PEERS: ReadonlyArray<readonly [string, (socket: Socket, clientHello: Buffer) => void]> = [
+  ["An unexpected TLS packet was received.", (s) => s.write(hex("17 0303 0005 0102030405"))],
+  ["An unexpected TLS handshake packet was received.", (s) => s.write(hex("16 0303 0004 0e000000"))],
+  ["A TLS fatal alert has been received.", (s) => s.write(hex("15 0303 0002 0228"))],
+  ["A TLS warning alert has been received.", (s) => s.write(hex("15 0303 0002 015a"))],
+  ["Peer has terminated the connection", (s) => s.write(hex("15 0303 0002 0100"))],
+  ["A TLS record packet with invalid length was received.", (s) => s.write(hex("16 0303 4001 00"))],
+  ["Error decoding the received TLS packet.", (s) => s.end(hex("16 0303 0010 0102"))],
+  ["Error in the pull function.", (s) => s.resetAndDestroy()],
+  ["Decryption has failed.", bentFlight],
+];
 
 /**
  * Lines whose moment is chance, not behaviour: a checker's first run comes
@@ -101,6 +154,21 @@ test("our log lines are the reference's, scenario by scenario", { skip: missing(
       // A client gone mid-handshake: the version line, then its end.
       await sendLine(server.port, "1\r\n", true);
       await server.waitForLog(/Handshake failed: The TLS connection was non-properly terminated\./);
+      // A port scanner's or a health check's connect and close: an empty line.
+      await sendLine(server.port, "", true);
+      await server.waitForLog(/Protocol version: ''/);
+      // The end of the stream ends the line; so does a "\r" with anything after it.
+      await sendLine(server.port, "1", true);
+      await server.waitForLog(/Protocol version: '1'/);
+      await sendLine(server.port, "0\r\r\n", true);
+      await server.waitForLog(/Protocol version: '0\\n'/);
+      // UTF-8, with Python's digits and white space: FULLWIDTH DIGIT ONE, NO-BREAK SPACE, é.
+      for (const line of ["\xef\xbc\x91\r\n", "1\xc2\xa0x\r\n", "\xc3\xa9\r\n"]) await sendLine(server.port, line, true);
+      await server.waitForLog(/invalid literal for int\(\) with base 10: '(é|\\xe9)'/);
+      for (const [words, act] of BROKEN_PEERS) {
+        await brokenPeer(server.port, act);
+        await server.waitForLog(new RegExp(`Handshake failed: ${words.replace(/\./g, "\\.")}`));
+      }
     } finally {
       await server.stop();
       await bus.stop();
@@ -111,7 +179,7 @@ test("our log lines are the reference's, scenario by scenario", { skip: missing(
   t.diagnostic(`ours:\n${compared(logs.ours!).join("\n")}`);
 
   const ours = compared(logs.ours!);
-  const reference = compared(logs.reference!);
+  const reference = compared(logs.reference!).map(asAscii);
   const missingFromOurs = reference.filter((line) => !ours.includes(line) && !KNOWN_DIFFERENCES.some((d) => d.test(line)));
   const extraInOurs = ours.filter((line) => !reference.includes(line) && !KNOWN_EXTRAS.some((d) => d.test(line)));
   assert.deepEqual({ missingFromOurs, extraInOurs }, { missingFromOurs: [], extraInOurs: [] });

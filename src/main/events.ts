@@ -11,6 +11,7 @@
 
 import { channel as namedChannel } from "node:diagnostics_channel";
 import type { ClientProperty, ClientView, Refusal } from "./clients/contract.js";
+import type { GnutlsError } from "../tls/index.js";
 
 /** A channel whose messages are all of type T. */
 export interface Channel<T> {
@@ -92,6 +93,11 @@ export interface ConnectionClosed {
    * version line"), the TLS or socket error, how the peer closed.
    */
   readonly detail?: string;
+  /**
+   * A handshake that failed (a TLS error, the peer gone): the error the
+   * reference's GnuTLS fails with in its place, whose words it logs.
+   */
+  readonly gnutls?: GnutlsError;
 }
 /** A connection was closed at accept, before any byte was read. */
 export interface ConnectionNotAdmitted {

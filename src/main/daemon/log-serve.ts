@@ -18,6 +18,7 @@ import { SummedLines, type Logger, type LogLevel } from "./log.js";
 import { printableAscii, pyAscii, pyTextLine } from "../python/repr.js";
 import { strerror } from "../config/os-error.js";
 import { MAX_OPEN_CONNECTIONS } from "../serve/limits.js";
+import { gnutlsStrerror } from "../../tls/index.js";
 
 /**
  * Lines one source may cause in a burst, and how fast its budget comes
@@ -291,29 +292,28 @@ function write(logger: Logger, level: LogLevel, message: string): void {
  */
 const inHandshake = (stage: ConnectionClosed["stage"]): boolean => stage === "Handshaking" || stage === "AwaitingSlot";
 
-function logClosed(logger: Logger, peerLine: PeerLine, { connection, outcome, stage, detail }: ConnectionClosed): void {
+function logClosed(logger: Logger, peerLine: PeerLine, { connection, outcome, stage, detail, gnutls }: ConnectionClosed): void {
   const { label, source } = connection;
   const what = (): string => printableAscii(detail ?? "");
+  // A handshake that failed: the reference's line, in its GnuTLS's words
+  // (no address: the "TCP connection from" line before it names the peer);
+  // our own reason, in more detail, at DEBUG.
+  if (gnutls !== undefined && inHandshake(stage)) {
+    peerLine("WARNING", source, undefined, () => `Handshake failed: ${gnutlsStrerror(gnutls)}`);
+    if (outcome === "tls-error") peerLine("DEBUG", source, undefined, () => `TLS error from ${label} in the handshake: ${what()}`);
+    return;
+  }
   switch (outcome) {
     case "timeout":
       // Waiting for a slot is our doing, not the peer's: never held back.
       if (stage === "AwaitingSlot") return logger.info(`Connection ${label} timed out ${what()}`);
       return peerLine("INFO", source, undefined, () => `Connection ${label} timed out ${what()}`);
     case "tls-error":
-      // The reference's line during the handshake, word for word (no address:
-      // the "TCP connection from" line before it names the peer); ours after it.
-      if (stage === "Handshaking") return peerLine("WARNING", source, undefined, () => `Handshake failed: ${what()}`);
       return peerLine("WARNING", source, undefined, () => `TLS error from ${label}: ${what()}`);
     case "socket-error":
-      // A peer gone mid-handshake: the reference's GnuTLS line, a WARNING a
-      // failing client leaves at the default level.
-      if (inHandshake(stage)) return peerLine("WARNING", source, undefined, () => "Handshake failed: Error in the push function.");
       return peerLine("DEBUG", source, undefined, () => `Socket error from ${label}: ${what()}`);
     case "peer-closed":
       if (detail === undefined) return; // a bare close (no FIN first) was never logged
-      if (inHandshake(stage) && detail.startsWith("closed the connection")) {
-        return peerLine("WARNING", source, undefined, () => "Handshake failed: The TLS connection was non-properly terminated.");
-      }
       peerLine("DEBUG", source, undefined, () => `Peer ${label} ${what()}`);
       return;
     default:

@@ -34,7 +34,7 @@
 //   Sending          --flushed-->            Closed
 
 import type { Socket } from "node:net";
-import { EngineDriver, TlsClient, type EngineSink, type EphemeralKeyShares, type HandshakeTask, type HandshakeTaskResult, type TlsEvent, type TlsSettings } from "../../tls/index.js";
+import { EngineDriver, TlsClient, type EngineSink, type GnutlsError, type EphemeralKeyShares, type HandshakeTask, type HandshakeTaskResult, type TlsEvent, type TlsSettings } from "../../tls/index.js";
 import { EMPTY_KEY_ID, normaliseKeyId } from "../clients/settings.js";
 import type { Clock, TimerHandle } from "../clock.js";
 import { events, type ConnectionOutcome, type ConnectionRef, type ConnectionStage } from "../events.js";
@@ -51,7 +51,7 @@ import {
 } from "./limits.js";
 import type { Logger } from "../daemon/log.js";
 import type { SecretDecision, SecretSource } from "../clients/contract.js";
-import { findLineEnd, judgeVersionLine } from "./version-line.js";
+import { findLineEnd, judgeVersionBytes } from "./version-line.js";
 import { returnAbortController, takeAbortController } from "./abort-pool.js";
 import { scopeId, splitZone } from "./peer-address.js";
 
@@ -174,7 +174,7 @@ export class Connection {
 
   static #socketError(this: OwnedSocket, error: NodeJS.ErrnoException): void {
     const c = this[CONNECTION];
-    if (c) c.#close("socket-error", error.code ?? error.message);
+    if (c) c.#onSocketError(error);
   }
 
   static #socketClose(this: OwnedSocket): void {
@@ -255,15 +255,8 @@ export class Connection {
       return;
     }
     if (end < 0) return;
-    const line = this.#line.subarray(0, end).toString("latin1");
     const rest = this.#line.subarray(end);
-    this.#line = EMPTY;
-    const verdict = judgeVersionLine(line);
-    this.#publishLine(line, verdict.ok, verdict.ok ? undefined : verdict.reason);
-    if (!verdict.ok) {
-      this.#close("bad-version");
-      return;
-    }
+    if (!this.#judgeLine(this.#line.subarray(0, end))) return;
     this.#to("AwaitingSlot");
     // Nothing more is read until the slot comes: the rest stays in the kernel.
     this.#socket.pause();
@@ -271,6 +264,15 @@ export class Connection {
     // Kept only when the peer sent more (it should not: the handshake is ours to start).
     this.#early = rest.length > 0 ? rest : EMPTY;
     this.#ticket = this.#deps.requestSlot(this.#source, Connection.#slotGranted, this);
+  }
+
+  /** Publishes the line's verdict; false (and closed) if it is refused. */
+  #judgeLine(bytes: Buffer): boolean {
+    this.#line = EMPTY;
+    const verdict = judgeVersionBytes(bytes);
+    this.#publishLine(verdict.line, verdict.ok, verdict.ok ? undefined : verdict.reason);
+    if (!verdict.ok) this.#close("bad-version");
+    return verdict.ok;
   }
 
   #onSlot(slot: Slot): void {
@@ -423,7 +425,7 @@ export class Connection {
           this.#flushAndClose("refused");
           return;
         }
-        this.#flushAndClose("tls-error", event.error.message);
+        this.#flushAndClose("tls-error", event.error.message, event.error.gnutls);
         return;
     }
   }
@@ -513,9 +515,35 @@ export class Connection {
     this.#close("secret-sent");
   }
 
+  /**
+   * A reset (or a failed write). In the handshake, as the reference's
+   * GnuTLS reports it: before our ClientHello is written, its write fails;
+   * after, its read does, unless ours was a write.
+   */
+  #onSocketError(error: NodeJS.ErrnoException): void {
+    const code = error.code ?? error.message;
+    const gnutls: GnutlsError | undefined =
+      this.#state === "AwaitingSlot" || code === "EPIPE" ? "GNUTLS_E_PUSH_ERROR"
+      : this.#state === "Handshaking" ? "GNUTLS_E_PULL_ERROR"
+      : undefined;
+    this.#close("socket-error", code, gnutls);
+  }
+
   #onEnd(): void {
     if (this.#state === "Sending" || this.#state === "Closed") return;
-    this.#close("peer-closed", `closed the connection in ${this.#state}`);
+    if (this.#state === "AwaitingLine") {
+      // The end of the stream ends the line, as in the reference's
+      // readline(): no bytes at all is an empty line (a port scanner's or a
+      // health check's connect and close), refused and logged; a good line
+      // goes on to the handshake, which the peer has already left.
+      if (!this.#judgeLine(this.#line)) return;
+      this.#to("AwaitingSlot");
+    }
+    // Gone in the handshake: GnuTLS tells a stream cut inside a record from one cut between records.
+    const gnutls: GnutlsError | undefined =
+      this.#state === "AwaitingSlot" || this.#state === "Handshaking" ? (this.#tls?.partialRecord === true ? "GNUTLS_E_UNEXPECTED_PACKET_LENGTH" : "GNUTLS_E_PREMATURE_TERMINATION")
+      : undefined;
+    this.#close("peer-closed", `closed the connection in ${this.#state}`, gnutls);
   }
 
   /** No client has `keyId`: counted against the source (admission.ts, Rule 3) and published. */
@@ -529,11 +557,11 @@ export class Connection {
     this.#deps.registry.notFound(keyId || (fingerprint ?? ""), splitZone(this.#ref.address)[0]);
   }
 
-  #flushAndClose(outcome: ConnectionOutcome, detail?: string): void {
+  #flushAndClose(outcome: ConnectionOutcome, detail?: string, gnutls?: GnutlsError): void {
     // The engine has queued an alert for the peer; send it, then go.
     const out = this.#tls?.takeOutput();
     if (out && !this.#socket.destroyed) this.#socket.end(out);
-    this.#close(outcome, detail);
+    this.#close(outcome, detail, gnutls);
   }
 
   #uncork(): void {
@@ -550,7 +578,7 @@ export class Connection {
     this.#slot = null;
   }
 
-  #close(outcome: ConnectionOutcome, detail?: string): void {
+  #close(outcome: ConnectionOutcome, detail?: string, gnutls?: GnutlsError): void {
     const stage = this.#state;
     if (stage === "Closed") return;
     this.#state = "Closed";
@@ -570,13 +598,14 @@ export class Connection {
       this.#socket.destroy();
     }
     if (events.connectionClosed.hasSubscribers) {
-      events.connectionClosed.publish({
-        connection: this.#ref,
-        outcome,
-        stage,
-        durationMs: this.#elapsed(),
-        ...(detail === undefined ? {} : { detail }),
-      });
+      const connection = this.#ref;
+      const durationMs = this.#elapsed();
+      // One object, of one of three shapes (`gnutls` comes only with a `detail`).
+      events.connectionClosed.publish(
+        detail === undefined ? { connection, outcome, stage, durationMs }
+        : gnutls === undefined ? { connection, outcome, stage, durationMs, detail }
+        : { connection, outcome, stage, durationMs, detail, gnutls },
+      );
     }
     const beforeDecision = stage === "AwaitingLine" || stage === "Handshaking";
     const ours = outcome === "shutdown" || outcome === "internal-error";
