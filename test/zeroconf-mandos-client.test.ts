@@ -27,11 +27,17 @@ async function startAnnouncedServer(pair: NetnsPair): Promise<{ server: ChildPro
   const server = pair.spawn(pair.server, process.execPath, [
     BIN_MANDOS, "--debug", "--no-dbus", "--configdir", join(REPO, "example"), "--statedir", pair.tempDir(),
     "--servicename", "Mandos", // no --interface: the default, on every interface
-  ]);
+  ], {
+    // No avahi-daemon on the server's system bus: our own responder (ciao).
+    // Never the machine's own bus, whose avahi-daemon would announce on its
+    // real interfaces.
+    env: { ...process.env, DBUS_SYSTEM_BUS_ADDRESS: `unix:path=${join(pair.tempDir(), "no-bus")}` },
+  });
   let serverLog = "";
   server.stderr!.setEncoding("utf8").on("data", (chunk: string) => { serverLog += chunk; });
   await waitForLine(server, (line) => line.includes("Zeroconf service established."), 20_000, "stderr")
     .catch((error: unknown) => assert.fail(`${String(error)}\nserver log:\n${serverLog}`));
+  assert.match(serverLog, /Zeroconf: announcing with our own responder \(ciao\)/);
   return { server, log: () => serverLog };
 }
 

@@ -14,7 +14,7 @@ async function fakeAnnouncement(over: Partial<AnnouncementOptions> & { bare?: bo
   const recorded: Recorded = { logs: [], shutdowns: 0, destroys: 0 };
   const { bare = false, ...options } = over;
   const announcement = await startAnnouncement({
-    name: "Mandos", port: 4711, ipv6: true, logger: recordingLogger(recorded),
+    name: "Mandos", port: 4711, ipv6: true, logger: recordingLogger(recorded), systemBus: null,
     getResponder: fakeResponder(recorded, async () => {}, bare),
     ...options,
   });
@@ -126,7 +126,7 @@ test("--interface limits the responder and the service to that interface; --no-i
 test("a failure to announce is logged and leaves the caller running", async () => {
   const recorded: Recorded = { logs: [], shutdowns: 0, destroys: 0 };
   const failing = await startAnnouncement({
-    name: "Mandos", port: 4711, ipv6: true, logger: recordingLogger(recorded),
+    name: "Mandos", port: 4711, ipv6: true, logger: recordingLogger(recorded), systemBus: null,
     getResponder: fakeResponder(recorded, () => Promise.reject(new Error("bind EADDRINUSE 0.0.0.0:5353"))),
   });
   assert.equal(await failing.established, false);
@@ -134,7 +134,7 @@ test("a failure to announce is logged and leaves the caller running", async () =
   await failing.stop();
 
   const throwing = await startAnnouncement({
-    name: "Mandos", port: 4711, ipv6: true, logger: recordingLogger(recorded),
+    name: "Mandos", port: 4711, ipv6: true, logger: recordingLogger(recorded), systemBus: null,
     getResponder: () => { throw new Error("no usable network interface"); },
   });
   assert.equal(await throwing.established, false);

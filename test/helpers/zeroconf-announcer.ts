@@ -21,7 +21,10 @@ async function announce(args: AnnouncerArgs): Promise<void> {
   const logger: Logger = {
     debug: line("DEBUG"), info: line("INFO"), warning: line("WARNING"), error: line("ERROR"), critical: line("CRITICAL"),
   };
-  const announcement = await startAnnouncement({ ...args, logger });
+  // Our own responder (ciao) always: a system bus reachable from here (the
+  // machine's own, by its socket path) would have its avahi-daemon announce
+  // on the machine's real interfaces.
+  const announcement = await startAnnouncement({ ...args, logger, systemBus: null });
   process.once("SIGTERM", () => {
     void announcement.stop().then(() => {
       process.stdout.write("STOPPED\n");

@@ -1,8 +1,10 @@
-// Zeroconf: announce `_mandos._tcp` on our port over mDNS/DNS-SD with
-// @homebridge/ciao, so that a rebooting mandos-client (which browses through
-// Avahi) finds us as it finds the reference server (mandos(8) ZEROCONF).
+// Zeroconf: announce `_mandos._tcp` on our port over mDNS/DNS-SD, so that a
+// rebooting mandos-client (which browses through Avahi) finds us as it finds
+// the reference server (mandos(8) ZEROCONF). Through the host's avahi-daemon
+// when one is on the system bus at start-up, as the reference (avahi.ts);
+// else with @homebridge/ciao, a responder of our own (below).
 //
-// Theory of operation:
+// Theory of operation with ciao:
 // - ciao probes the name (RFC 6762 §8.1), announces it (§8.3), answers
 //   queries, and re-announces by itself when an interface comes or goes or an
 //   address changes (it polls the interfaces every 15 s). stop() sends
@@ -26,7 +28,9 @@ import { networkInterfaces } from "node:os";
 import ciao, { type CiaoService, type Responder, type ResponderOptions } from "@homebridge/ciao";
 import type { Logger } from "../daemon/log.js";
 import { pyRepr } from "../daemon/python-repr.js";
+import { DEFAULT_SYSTEM_BUS } from "../dbus/connection.js";
 import { alternativeServiceName } from "./alternative-name.js";
+import { AvahiAnnouncement } from "./avahi.js";
 
 export { alternativeServiceName } from "./alternative-name.js";
 
@@ -54,6 +58,11 @@ export interface AnnouncementOptions {
    * AvahiServiceToSyslog relabels syslog lines `Mandos (NAME) [PID]: ...`.
    */
   readonly onRename?: (name: string) => void;
+  /**
+   * The system bus to look for avahi-daemon on: DBUS_SYSTEM_BUS_ADDRESS, or
+   * the standard socket, if absent; null: do not look, use ciao (tests).
+   */
+  readonly systemBus?: string | null;
   /** Tests: where the ciao responder comes from. */
   readonly getResponder?: (options: ResponderOptions) => Responder;
   readonly maxRenames?: number;
@@ -361,9 +370,16 @@ class MandosAnnouncement implements Announcement {
 }
 
 /**
- * Starts announcing; never rejects and never throws: failures are logged, and
- * the server goes on without Zeroconf.
+ * Starts announcing, through avahi-daemon if it owns its name on the system
+ * bus now, else with ciao; never rejects and never throws: failures are
+ * logged, and the server goes on without Zeroconf.
  */
 export async function startAnnouncement(options: AnnouncementOptions): Promise<Announcement> {
+  if (options.systemBus !== null) {
+    const busAddress = options.systemBus ?? (process.env.DBUS_SYSTEM_BUS_ADDRESS || DEFAULT_SYSTEM_BUS);
+    const avahi = await AvahiAnnouncement.start({ ...options, busAddress, maxRenames: options.maxRenames ?? MAX_RENAMES });
+    if (avahi) return avahi;
+    options.logger.debug("Zeroconf: announcing with our own responder (ciao)");
+  }
   return new MandosAnnouncement(options);
 }
