@@ -159,5 +159,5 @@ export function zeroconfLines(log: string): string[] {
     .map((line) => /\]: (DEBUG|INFO|WARNING|ERROR|CRITICAL): (.*)$/.exec(line))
     .filter((m): m is RegExpExecArray => m !== null)
     .map((m) => `${m[1]}: ${m[2]}`)
-    .filter((line) => /Avahi|Zeroconf service|Zeroconf server/.test(line));
+    .filter((line) => /Avahi|Zeroconf service|Zeroconf server|Unknown state/.test(line));
 }

@@ -245,7 +245,9 @@ export class AvahiAnnouncement implements Announcement {
     } else if (state === SERVER_STATE.running) {
       await this.#addRenamingOnLocalCollision();
     } else {
-      logger.debug(error === undefined ? `Unknown state: ${state}` : `Unknown state: ${state}: dbus.String(${pyRepr(error)})`);
+      // %r of D-Bus values, as the reference's: dbus.Int32(7): dbus.String('...').
+      const what = `dbus.Int32(${state})`;
+      logger.debug(error === undefined ? `Unknown state: ${what}` : `Unknown state: ${what}: dbus.String(${pyRepr(error)})`);
     }
   }
 
