@@ -50,7 +50,7 @@ async function setup(script: Parameters<typeof FakeAvahi.start>[1] = {}, over: P
   const at = (level: string) => (message: string): void => { logs.push(`${level}: ${message}`); };
   const logger: Logger = { debug: at("DEBUG"), info: at("INFO"), warning: at("WARNING"), error: at("ERROR"), critical: at("CRITICAL") };
   const announcement = await startAnnouncement({
-    name: "Mandos", port: 4711, ipv6: true, logger, systemBus: bus.address, onRename: (name) => renames.push(name), ...over,
+    name: "Mandos", port: 4711, ipv6: true, logger, systemBus: bus.address, onRename: (name) => { renames.push(name); logs.push(`RENAMED: ${name}`); }, ...over,
   });
   announcements.push(announcement);
   return { bus, avahi, announcement, logs, renames };
@@ -107,11 +107,23 @@ test("a collision on the network renames through Avahi, resets and adds again; t
   await avahi.waitForCall("Commit");
   avahi.groupState(3);
   await avahi.waitForCall("Commit", 2);
+  // Handled after the rename, once that is done.
+  avahi.groupState(2);
+  assert.equal(await announcement.established, true);
   assert.deepEqual(avahi.calls.map((c) => c.member), ["GetState", "EntryGroupNew", "AddService", "Commit", "GetAlternativeServiceName", "Reset", "AddService", "Commit"]);
   assert.equal(avahi.calls[6]!.body[3], "Mandos #2");
   assert.equal(announcement.name, "Mandos #2");
   assert.deepEqual(renames, ["Mandos #2"]);
-  assert.deepEqual(logs.filter((l) => l.startsWith("INFO")), ["INFO: Zeroconf service name collision.", "INFO: Changing Zeroconf service name to 'Mandos #2' ..."]);
+  // The syslog tag changes once the new name is added, as the reference's
+  // AvahiServiceToSyslog.rename sets it after rename() returns.
+  assert.deepEqual(logs.filter((l) => !l.startsWith("DEBUG: Avahi") && l !== "DEBUG: Zeroconf service established."), [
+    "DEBUG: Zeroconf: announcing through avahi-daemon",
+    "DEBUG: Adding Zeroconf service 'Mandos' of type '_mandos._tcp' ...",
+    "INFO: Zeroconf service name collision.",
+    "INFO: Changing Zeroconf service name to 'Mandos #2' ...",
+    "DEBUG: Adding Zeroconf service 'Mandos #2' of type '_mandos._tcp' ...",
+    "RENAMED: Mandos #2",
+  ]);
 });
 
 test("renames run out: logged, and the announcement gives up", { skip }, async () => {

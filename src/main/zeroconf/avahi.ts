@@ -267,16 +267,25 @@ export class AvahiAnnouncement implements Announcement {
     }
   }
 
-  /** add(), and on a name taken on this host, the renames that follow (the reference's rename(remove=False)). */
-  async #addRenamingOnLocalCollision(): Promise<void> {
+  /**
+   * add(), and on a name taken on this host, the renames that follow (the
+   * reference's rename(remove=False)). `renamed`: the name is new since the
+   * syslog tag was last set. The tag follows once the service is added
+   * under the new name, as the reference's AvahiServiceToSyslog sets it
+   * after rename() returns: "Adding Zeroconf service 'Mandos #2' ..." still
+   * goes out under the old tag, and a rename that fails leaves it.
+   */
+  async #addRenamingOnLocalCollision(renamed = false): Promise<void> {
     for (;;) {
       try {
         await this.#add();
+        if (renamed) this.#options.onRename?.(this.#name);
         return;
       } catch (error) {
         if (!isCollision(error)) throw error;
         this.#options.logger.info("Local Zeroconf service name collision.");
         await this.#nextName();
+        renamed = true;
       }
     }
   }
@@ -284,7 +293,7 @@ export class AvahiAnnouncement implements Announcement {
   /** The reference's rename(): a new name from Avahi, and add again. */
   async #rename(): Promise<void> {
     await this.#nextName();
-    await this.#addRenamingOnLocalCollision();
+    await this.#addRenamingOnLocalCollision(true);
   }
 
   async #nextName(): Promise<void> {
@@ -297,8 +306,6 @@ export class AvahiAnnouncement implements Announcement {
     this.#name = String(name);
     this.#renames++;
     logger.info(`Changing Zeroconf service name to ${pyRepr(this.#name)} ...`);
-    // The syslog tag follows, as the reference's AvahiServiceToSyslog.
-    this.#options.onRename?.(this.#name);
   }
 
   /** The reference's add(): a (reset) entry group with our one service, committed. */
