@@ -17,7 +17,7 @@ import { parsePriority } from "../src/tls/index.js";
 import { FaultyServer } from "./helpers/faulty-server.js";
 import { makeKey } from "./helpers/tls-pair.js";
 import { makeClients, makeKeySet } from "./helpers/keys.js";
-import { printableAscii } from "../src/main/daemon/python-repr.js";
+import { printableAscii } from "../src/main/python/repr.js";
 import { MANDOS_CLIENT, MANDOS_KEYGEN, MANDOS_REFERENCE, missing } from "./helpers/peers.js";
 import { makeFleetRoot, startOurServer, startPrivateBus, startReference } from "./helpers/dbus.js";
 import { runMandosClient } from "./helpers/server.js";

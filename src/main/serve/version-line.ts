@@ -7,7 +7,7 @@
 // real client sends them, but a peer that does meets the reference's
 // behaviour, and none of it costs the "1\r\n" of a real client anything.
 
-import { pyRepr, pyTextLine } from "../daemon/python-repr.js";
+import { pyRepr, pyTextLine } from "../python/repr.js";
 
 /** A line as the reference's text-mode file decodes it (`line`), with its verdict. */
 export type VersionLineVerdict =

@@ -27,7 +27,7 @@
 import { networkInterfaces } from "node:os";
 import ciao, { type CiaoService, type Responder, type ResponderOptions } from "@homebridge/ciao";
 import type { Logger } from "../daemon/log.js";
-import { pyRepr } from "../daemon/python-repr.js";
+import { pyRepr } from "../python/repr.js";
 import { DEFAULT_SYSTEM_BUS } from "../dbus/connection.js";
 import { alternativeServiceName } from "./alternative-name.js";
 import { AvahiAnnouncement } from "./avahi.js";

@@ -26,7 +26,7 @@
 //   D-Bus error while adding; docs/DIFFERENCES.md). A lost bus is tried
 //   again, as src/main/dbus does.
 
-import { pyRepr } from "../daemon/python-repr.js";
+import { pyRepr } from "../python/repr.js";
 import type { WireValue } from "../dbus/values.js";
 import { BUS_ERROR, BusCallError, SystemBusClient, type BusSignal } from "./avahi-bus.js";
 import type { Announcement, AnnouncementOptions } from "./announce.js";
