@@ -187,7 +187,11 @@ export async function checkTransferableKey(
     // Strict: an unsupported packet is an error, not one silently left out of the key.
     key = await openpgp.readKey({ binaryKey: new Uint8Array(keyBytes), config: { ignoreUnsupportedPackets: false, ignoreMalformedPackets: false } });
   } catch (error) {
-    throw fromOpenPgp(error, "the key does not parse");
+    const failure = fromOpenPgp(error, "the key does not parse");
+    // GnuTLS 3.5 (the legacy reference) imports the key with OpenCDK and maps
+    // its parse errors to GNUTLS_E_INTERNAL_ERROR (docs/OPERATION.md, "Handshake failed").
+    if (failure.code !== "TLS_BAD_CERTIFICATE") throw failure;
+    throw new TlsError(failure.code, failure.message, undefined, -1, undefined, "GNUTLS_E_INTERNAL_ERROR");
   }
   if (key.isPrivate()) throw bad("a secret key");
   // Step 3.
