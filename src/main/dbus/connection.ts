@@ -1,4 +1,7 @@
-// One connection to a D-Bus message bus, as a server that exports objects.
+// One connection to a D-Bus message bus: as a server that exports objects
+// (dbus/service.ts), and as a client that calls another's methods and
+// follows its signals through match rules (zeroconf/avahi.ts: a remote
+// error keeps its D-Bus name, as Avahi's CollisionError must be told apart).
 // @homebridge/dbus-native does the transport, the SASL EXTERNAL handshake
 // and the wire (un)marshalling; routing, introspection and properties are
 // ours (service.ts), because the reference's introspection, deprecation
@@ -51,12 +54,22 @@ const NAME_FLAG_DO_NOT_QUEUE = 4;
 
 export type MethodCallHandler = (call: WireMessage) => void;
 
+/** A received signal that one of our match rules let through. */
+export interface BusSignal {
+  readonly sender: string;
+  readonly path: string;
+  readonly interface: string;
+  readonly member: string;
+  readonly body: readonly WireValue[];
+}
+
 export class BusConnection {
   readonly #wire: WireConnection;
   #serial = 1;
   readonly #pending = new Map<number, { resolve: (m: WireMessage) => void; reject: (e: Error) => void }>();
   #onCall: MethodCallHandler = () => undefined;
-  #onClose: (error?: Error) => void = () => undefined;
+  #onSignal: (signal: BusSignal) => void = () => undefined;
+  #onClose: (error: Error) => void = () => undefined;
   #closed = false;
   /** Our unique name on the bus (":1.42"), from Hello. */
   uniqueName = "";
@@ -64,7 +77,7 @@ export class BusConnection {
   private constructor(wire: WireConnection) {
     this.#wire = wire;
     wire.on("message", (msg: WireMessage) => this.#dispatch(msg));
-    wire.on("error", (error: Error) => this.#close(error));
+    wire.on("error", (error: Error) => this.#close(new DbusError(DBUS_ERROR.disconnected, error.message)));
     wire.on("end", () => this.#close(new DbusError(DBUS_ERROR.disconnected, "the bus closed the connection")));
   }
 
@@ -95,8 +108,18 @@ export class BusConnection {
     this.#onCall = handler;
   }
 
+  /** Called for every signal that a match rule (AddMatch, matchRule) lets through. */
+  onSignal(handler: (signal: BusSignal) => void): void {
+    this.#onSignal = handler;
+  }
+
+  /** A match rule (D-Bus specification, "Match Rules") from its keys, values quoted. */
+  static matchRule(keys: Readonly<Record<string, string>>): string {
+    return Object.entries(keys).map(([key, value]) => `${key}='${value.replace(/'/g, "'\\''")}'`).join(",");
+  }
+
   /** Called once when the connection is lost (not on close()). */
-  onClose(handler: (error?: Error) => void): void {
+  onClose(handler: (error: Error) => void): void {
     this.#onClose = handler;
   }
 
@@ -120,7 +143,7 @@ export class BusConnection {
   }
 
   /** A method call on the bus daemon itself. */
-  callBus(member: string, signature: string, body: WireValue[]): Promise<WireValue[]> {
+  callBus(member: string, signature = "", body: WireValue[] = [], timeoutMs?: number): Promise<WireValue[]> {
     return this.call({
       destination: "org.freedesktop.DBus",
       path: "/org/freedesktop/DBus",
@@ -128,18 +151,39 @@ export class BusConnection {
       member,
       signature: signature || undefined,
       body: signature ? body : undefined,
-    });
+    }, timeoutMs);
   }
 
-  call(msg: Omit<WireMessage, "type" | "serial">): Promise<WireValue[]> {
+  /**
+   * Resolves with the reply's body; rejects with a DbusError (`remote` with
+   * the reply's errorName). Given `timeoutMs`, a call with no answer by then
+   * is given up (`timeout`); the connection stays.
+   */
+  call(msg: Omit<WireMessage, "type" | "serial">, timeoutMs?: number): Promise<WireValue[]> {
     if (this.#closed) return Promise.reject(new DbusError(DBUS_ERROR.disconnected, "not connected"));
     const serial = this.#serial++;
     return new Promise((resolve, reject) => {
+      const timer = timeoutMs === undefined ? undefined : setTimeout(() => {
+        this.#pending.delete(serial);
+        reject(new DbusError(DBUS_ERROR.timeout, `no answer to ${msg.member ?? "a call"} within ${timeoutMs} ms`));
+      }, timeoutMs);
       this.#pending.set(serial, {
-        resolve: (reply) => resolve(reply.body ?? []),
-        reject,
+        resolve: (reply) => {
+          clearTimeout(timer);
+          resolve(reply.body ?? []);
+        },
+        reject: (error) => {
+          clearTimeout(timer);
+          reject(error);
+        },
       });
-      this.#send({ ...msg, type: MESSAGE_TYPE.methodCall, serial });
+      try {
+        this.#send({ ...msg, type: MESSAGE_TYPE.methodCall, serial });
+      } catch (error) {
+        this.#pending.delete(serial);
+        clearTimeout(timer);
+        reject(error as Error);
+      }
     });
   }
 
@@ -200,10 +244,13 @@ export class BusConnection {
       if (!waiter) return;
       this.#pending.delete(msg.replySerial!);
       if (msg.type === MESSAGE_TYPE.methodReturn) waiter.resolve(msg);
-      else waiter.reject(new DbusError(DBUS_ERROR.remote, `${msg.errorName ?? "error"}: ${String(msg.body?.[0] ?? "")}`));
+      else waiter.reject(new DbusError(DBUS_ERROR.remote, `${msg.errorName ?? "error"}: ${String(msg.body?.[0] ?? "")}`, msg.errorName ?? ""));
       return;
     }
     if (msg.type === MESSAGE_TYPE.methodCall) this.#onCall(msg);
+    else if (msg.type === MESSAGE_TYPE.signal) {
+      this.#onSignal({ sender: msg.sender ?? "", path: msg.path ?? "", interface: msg.interface ?? "", member: msg.member ?? "", body: msg.body ?? [] });
+    }
   }
 
   /** The connection was lost: pending calls fail with the reason. */

@@ -9,11 +9,20 @@ export const DBUS_ERROR = {
   disconnected: "MANDOS_DBUS_DISCONNECTED",
   remote: "MANDOS_DBUS_REMOTE_ERROR",
   marshal: "MANDOS_DBUS_MARSHAL",
+  /** A call given a time limit had no answer within it. */
+  timeout: "MANDOS_DBUS_TIMEOUT",
 } as const;
 
 export type DbusErrorCode = (typeof DBUS_ERROR)[keyof typeof DBUS_ERROR];
 
-export class DbusError extends CodedError<DbusErrorCode> {}
+export class DbusError extends CodedError<DbusErrorCode> {
+  /** A remote error's D-Bus name ("org.freedesktop.Avahi.CollisionError"); "" otherwise. */
+  readonly errorName: string;
+  constructor(code: DbusErrorCode, message: string, errorName = "") {
+    super(code, message);
+    this.errorName = errorName;
+  }
+}
 
 /**
  * A failed method call: `errorName` goes on the wire. The standard names of

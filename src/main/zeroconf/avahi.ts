@@ -28,7 +28,8 @@
 
 import { pyRepr } from "../python/repr.js";
 import type { WireValue } from "../dbus/values.js";
-import { BUS_ERROR, BusCallError, SystemBusClient, type BusSignal } from "./avahi-bus.js";
+import { BUS_CONNECT_TIMEOUT_MS, BusConnection, type BusSignal } from "../dbus/connection.js";
+import { DBUS_ERROR, DbusError } from "../dbus/errors.js";
 import type { Announcement, AnnouncementOptions } from "./announce.js";
 
 /** avahi-common/dbus.h and defs.h. */
@@ -63,6 +64,9 @@ const BAD_SERVER_STATES: ReadonlyMap<number, string | null> = new Map([
 const RECONNECT_FIRST_MS = 1_000;
 const RECONNECT_MAX_MS = 30_000;
 
+/** Any call to the bus or to avahi-daemon may take this long before it is given up. */
+const CALL_TIMEOUT_MS = BUS_CONNECT_TIMEOUT_MS;
+
 /** Freeing the group at shutdown may take this long before we leave anyway. */
 const FREE_TIMEOUT_MS = 2_000;
 
@@ -73,7 +77,7 @@ function describe(error: unknown): string {
 }
 
 function isCollision(error: unknown): boolean {
-  return error instanceof BusCallError && error.errorName === AVAHI.collisionError;
+  return error instanceof DbusError && error.errorName === AVAHI.collisionError;
 }
 
 /** Too many renames: give up announcing, as the reference's AvahiServiceError does. */
@@ -87,7 +91,7 @@ export interface AvahiAnnouncementOptions extends AnnouncementOptions {
 
 export class AvahiAnnouncement implements Announcement {
   readonly #options: AvahiAnnouncementOptions;
-  #bus: SystemBusClient;
+  #bus: BusConnection;
   #name: string;
   #renames = 0;
   /** Our entry group's object path, once EntryGroupNew gave it; gone with cleanup() or with avahi. */
@@ -103,7 +107,7 @@ export class AvahiAnnouncement implements Announcement {
   #resolveEstablished: (ok: boolean) => void = () => {};
   readonly established: Promise<boolean>;
 
-  private constructor(bus: SystemBusClient, options: AvahiAnnouncementOptions) {
+  private constructor(bus: BusConnection, options: AvahiAnnouncementOptions) {
     this.#bus = bus;
     this.#options = options;
     this.#name = options.name;
@@ -116,15 +120,15 @@ export class AvahiAnnouncement implements Announcement {
    * reached.
    */
   static async start(options: AvahiAnnouncementOptions): Promise<AvahiAnnouncement | undefined> {
-    let bus: SystemBusClient;
+    let bus: BusConnection;
     try {
-      bus = await SystemBusClient.connect(options.busAddress);
+      bus = await BusConnection.connect(options.busAddress);
     } catch (error) {
       options.logger.debug(`Zeroconf: no system bus (${describe(error)})`);
       return undefined;
     }
     try {
-      const [owned] = await bus.callBus("NameHasOwner", "s", [AVAHI.name]);
+      const [owned] = await bus.callBus("NameHasOwner", "s", [AVAHI.name], CALL_TIMEOUT_MS);
       if (owned !== true) {
         options.logger.debug("Zeroconf: no avahi-daemon on the system bus");
         bus.close();
@@ -177,7 +181,7 @@ export class AvahiAnnouncement implements Announcement {
       void this.#cleanup(FREE_TIMEOUT_MS);
       return;
     }
-    if (error instanceof BusCallError && error.code === BUS_ERROR.disconnected) return; // #lost says so
+    if (error instanceof DbusError && error.code === DBUS_ERROR.disconnected) return; // #lost says so
     logger.error(`Zeroconf: D-Bus Exception: ${describe(error)}`);
     this.#resolveEstablished(false);
   }
@@ -192,13 +196,13 @@ export class AvahiAnnouncement implements Announcement {
       { type: "signal", sender: AVAHI.name, interface: AVAHI.entryGroup, member: "StateChanged" },
       { type: "signal", sender: "org.freedesktop.DBus", interface: "org.freedesktop.DBus", member: "NameOwnerChanged", arg0: AVAHI.name },
     ];
-    for (const rule of rules) await bus.callBus("AddMatch", "s", [SystemBusClient.matchRule(rule)]);
+    for (const rule of rules) await bus.callBus("AddMatch", "s", [BusConnection.matchRule(rule)], CALL_TIMEOUT_MS);
     let state: WireValue;
     try {
-      [state] = await bus.call({ destination: AVAHI.name, path: AVAHI.serverPath, interface: AVAHI.server, member: "GetState" });
+      [state] = await bus.call({ destination: AVAHI.name, path: AVAHI.serverPath, interface: AVAHI.server, member: "GetState" }, CALL_TIMEOUT_MS);
     } catch (error) {
       // After a reconnect avahi may not be back yet: its StateChanged will say when.
-      if (error instanceof BusCallError && error.code === BUS_ERROR.remote) {
+      if (error instanceof DbusError && error.code === DBUS_ERROR.remote) {
         this.#options.logger.debug(`Zeroconf: avahi-daemon not on the system bus (${describe(error)}); waiting for it`);
         return;
       }
@@ -353,11 +357,11 @@ export class AvahiAnnouncement implements Announcement {
   }
 
   #callServer(member: string, signature = "", body: WireValue[] = []): Promise<WireValue[]> {
-    return this.#bus.call({ destination: AVAHI.name, path: AVAHI.serverPath, interface: AVAHI.server, member, ...(signature ? { signature, body } : {}) });
+    return this.#bus.call({ destination: AVAHI.name, path: AVAHI.serverPath, interface: AVAHI.server, member, ...(signature ? { signature, body } : {}) }, CALL_TIMEOUT_MS);
   }
 
   #callGroup(path: string, member: string, signature = "", body: WireValue[] = []): Promise<WireValue[]> {
-    return this.#bus.call({ destination: AVAHI.name, path, interface: AVAHI.entryGroup, member, ...(signature ? { signature, body } : {}) });
+    return this.#bus.call({ destination: AVAHI.name, path, interface: AVAHI.entryGroup, member, ...(signature ? { signature, body } : {}) }, CALL_TIMEOUT_MS);
   }
 
   /** The bus connection was lost: avahi has freed our group; connect again, less often each time. */
@@ -373,7 +377,7 @@ export class AvahiAnnouncement implements Announcement {
     this.#delay = Math.min(RECONNECT_MAX_MS, delay * 2);
     this.#retry = setTimeout(() => {
       if (this.#stopped) return;
-      void SystemBusClient.connect(this.#options.busAddress).then(
+      void BusConnection.connect(this.#options.busAddress).then(
         (bus) => {
           if (this.#stopped) {
             bus.close();
