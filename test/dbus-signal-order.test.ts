@@ -45,6 +45,23 @@ test("a client a fleet enables before start() runs no checker until start(): non
   assert.ok(reg.get("web")?.expires, "no expiry after start()");
 });
 
+test("an expiry a fleet shares before start() disables nobody before start(): no Enabled change before the D-Bus object", () => {
+  // The start-up sync adopts the fleet's Expires before main.ts calls
+  // start(); one already past armed a timer at once, and the client was
+  // disabled (its signals lost) before it was on the bus.
+  const clock = new ManualClock();
+  const reg = new ClientRegistry([clientSettings("web", { interval: 1_000, timeout: 5_000 })], { logger: silentLogger, clock, spawner: recording().spawner, random: () => 0.5 });
+  const log = eventLog(reg);
+  reg.adopt("web", { runtime: { expires: clock.now() - 1 }, settings: {} });
+  clock.advance(10_000);
+  assert.equal(reg.get("web")?.enabled, true);
+  assert.ok(!log.includes("property-changed Enabled"), log.join("\n"));
+  // start() gives it a fresh expiry, as the reference's init_checker.
+  reg.start();
+  assert.equal(reg.get("web")?.enabled, true);
+  assert.ok(reg.get("web")!.expires!.getTime() > clock.now());
+});
+
 test("disabling a client whose expiry a fleet already cleared announces no second Expires, as the reference's setter", () => {
   // The reference announces a property only when its value changes; a
   // server of the fleet that disabled the client shares Expires "" and

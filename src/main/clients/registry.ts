@@ -264,7 +264,9 @@ export class ClientRegistry implements Registry {
     if (expires !== undefined) patch.expires = expires;
     if (Object.keys(patch).length > 0) c.setRuntime(patch);
     if (expires !== undefined) {
-      this.#expiry.arm(c);
+      // Before start() no timers (the invariant above): start() gives every
+      // enabled client its expiry, once the clients are on D-Bus.
+      if (this.#started) this.#expiry.arm(c);
       changed.push("Expires");
     }
     if (changed.length > 0) this.#changed(c, ...changed);
