@@ -191,6 +191,35 @@ describe("TLS engine against GnuTLS", { skip }, () => {
     assert.equal(done.group, "secp384r1");
   });
 
+  // secp521r1 and RFC 7919's groups: only when the priority names them
+  // (docs/PROTOCOL.md, "Key exchange groups").
+  for (const group of ["SECP521R1", "FFDHE2048", "FFDHE3072", "FFDHE4096", "FFDHE6144", "FFDHE8192"]) {
+    test(`our client, ${group} named, answers gnutls-serv that has only ${group}`, async () => {
+      const done = await clientAgainstGnutls(
+        `SECURE128:+CTYPE-RAWPK:-VERS-ALL:+VERS-TLS1.3:+GROUP-SECP521R1:+GROUP-DHE-ALL`,
+        `NORMAL:+CTYPE-RAWPK:-VERS-ALL:+VERS-TLS1.3:-GROUP-ALL:+GROUP-${group}`,
+        "ed25519",
+      );
+      assert.equal(done.group, group.toLowerCase());
+    });
+  }
+
+  test("our default does not offer FFDHE: gnutls-serv that has only FFDHE2048 refuses it", async () => {
+    await assert.rejects(
+      clientAgainstGnutls(DEFAULT_PRIORITY, "NORMAL:+CTYPE-RAWPK:-VERS-ALL:+VERS-TLS1.3:-GROUP-ALL:+GROUP-FFDHE2048", "ed25519"),
+      { name: "TlsError", code: "TLS_PEER_ALERT", message: "peer sent alert 40" },
+    );
+  });
+
+  test("gnutls-cli with only FFDHE3072 gets a HelloRetryRequest from our server, which names it, and completes", async () => {
+    const got = await serverAgainstGnutls(
+      "SECURE128:+CTYPE-RAWPK:-VERS-ALL:+VERS-TLS1.3:+GROUP-FFDHE3072",
+      "NORMAL:-CTYPE-ALL:+CTYPE-SRV-RAWPK:+CTYPE-CLI-X.509:-VERS-ALL:+VERS-TLS1.3:-GROUP-ALL:+GROUP-FFDHE3072",
+      "ed25519",
+    );
+    assert.match(got, /FFDHE3072/i);
+  });
+
   for (const suite of SUITES) {
     for (const kind of ["ed25519", "p256"] as KeyKind[]) {
       test(`gnutls-cli against our server with ${suite} and a ${kind} key`, async () => {

@@ -3,14 +3,16 @@
 // and nothing on a serving path uses generateKeyPairSync, whose leftover
 // job can deadlock a later key export in Node 20 (src/tls/crypto.ts); the
 // raw private keys are imported the fastest way this runtime gets right.
+// The finite-field groups: RFC 7919's primes, and the range of Y checked.
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { createPublicKey, diffieHellman, generateKeyPairSync } from "node:crypto";
+import { createHash, createPublicKey, diffieHellman, generateKeyPairSync } from "node:crypto";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
-import { computeSharedSecret, generateKeyShare, importWorks, MONTGOMERY_IMPORT, MONTGOMERY_IMPORTS } from "../src/tls/crypto.js";
+import { agreeEphemeral, computeSharedSecret, generateKeyShare, importWorks, MONTGOMERY_IMPORT, MONTGOMERY_IMPORTS } from "../src/tls/crypto.js";
+import { FFDHE_GROUPS, ffdhe, ffdheShareLength, type FfdheGroup } from "../src/tls/ffdhe.js";
 import { REPO } from "./helpers/server.js";
 
 for (const [group, crv, length] of [["x25519", "X25519", 32], ["x448", "X448", 56]] as const) {
@@ -30,6 +32,40 @@ for (const [group, crv, length] of [["x25519", "X25519", 32], ["x448", "X448", 5
       assert.deepEqual(ours, theirs);
     }
     assert.equal(seen.size, 20);
+  });
+}
+
+/** SHA-256 of each group's p as OpenSSL 3 has it (`openssl genpkey -genparam -algorithm DH -pkeyopt group:ffdhe2048`). */
+const OPENSSL_PRIME_SHA256: Record<FfdheGroup, string> = {
+  ffdhe2048: "9cd3b7f336872f46c09428d1bbc19877a4d440512cda8d1c1cf0cd6e33698966",
+  ffdhe3072: "0eaf67db3a839156d5013494a5318a772b5697d270d721f37f092efc69ea5a17",
+  ffdhe4096: "4648414224ac881b3d0dc59b466f96d06a558278776807797ecf1f66ff397b3e",
+  ffdhe6144: "227ac9066b3ddd9e193670cda2388fa884f65ba0cf98b742d1fe77a6687c79c7",
+  ffdhe8192: "770b14efaf6f049929c523113b3fa99a8d11dab1b18af3609590122075d19833",
+};
+
+for (const group of FFDHE_GROUPS) {
+  test(`${group}: RFC 7919's prime, shares as long as p, agreement both ways, and a Y outside 1 < Y < p-1 refused`, () => {
+    // Built from e and X (src/tls/ffdhe.ts), it is OpenSSL's p; GnuTLS agrees with us on every group too (tls-gnutls.test.ts).
+    const { prime } = ffdhe(group);
+    assert.equal(createHash("sha256").update(prime).digest("hex"), OPENSSL_PRIME_SHA256[group]);
+    assert.equal(prime.length, ffdheShareLength(group));
+    const ours = generateKeyShare(group);
+    assert.equal(ours.publicKey.length, prime.length);
+    const theirs = agreeEphemeral(group, ours.publicKey);
+    assert.equal(theirs.publicKey.length, prime.length);
+    assert.deepEqual(computeSharedSecret(ours, theirs.publicKey), theirs.secret);
+    assert.equal(theirs.secret.length, prime.length);
+    const y = (last: number, body?: Buffer): Buffer => {
+      const b = Buffer.from(body ?? Buffer.alloc(prime.length));
+      b[prime.length - 1] = last;
+      return b;
+    };
+    for (const [what, bad] of [["0", y(0)], ["1", y(1)], ["p-1", y(0xfe, prime)], ["p", y(0xff, prime)], ["short", Buffer.alloc(prime.length - 1, 7)]] as const) {
+      assert.throws(() => computeSharedSecret(ours, bad), { code: "TLS_ILLEGAL_PARAMETER" }, what);
+    }
+    assert.equal(computeSharedSecret(ours, y(2)).length, prime.length);
+    assert.equal(computeSharedSecret(ours, y(0xfd, prime)).length, prime.length);
   });
 }
 

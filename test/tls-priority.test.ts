@@ -33,6 +33,18 @@ test("NONE plus explicit additions, and removals", () => {
   assert.deepEqual(t.keyShareGroups, ["x25519"]);
 });
 
+test("secp521r1 and the finite-field groups: only when named, after the others; -GROUP-ALL takes them too", () => {
+  // GnuTLS's SECURE128 and GROUP-ALL have them; ours do not (docs/PROTOCOL.md, "Key exchange groups").
+  assert.deepEqual(parsePriority("NORMAL:+CTYPE-RAWPK:+GROUP-ALL").groups, ["x25519", "secp256r1", "secp384r1", "x448"]);
+  const named = parsePriority(`${DEFAULT_PRIORITY}:+GROUP-FFDHE4096:+GROUP-SECP521R1`);
+  assert.deepEqual(named.groups, ["x25519", "secp256r1", "secp384r1", "x448", "ffdhe4096", "secp521r1"]);
+  assert.deepEqual(named.keyShareGroups, ["x25519"]);
+  assert.deepEqual(parsePriority("NORMAL:+CTYPE-RAWPK:+GROUP-DHE-ALL:-GROUP-FFDHE8192").groups.slice(4), ["ffdhe2048", "ffdhe3072", "ffdhe4096", "ffdhe6144"]);
+  const only = parsePriority("NORMAL:+CTYPE-RAWPK:+GROUP-DHE-ALL:+GROUP-SECP521R1:-GROUP-ALL:+GROUP-FFDHE2048");
+  assert.deepEqual(only.groups, ["ffdhe2048"]);
+  assert.deepEqual(only.keyShareGroups, ["ffdhe2048"]);
+});
+
 for (const [priority, token] of [
   ["BOGUS", "BOGUS"],
   ["NORMAL:+CTYPE-RAWPK:+FOO-BAR", "+FOO-BAR"],

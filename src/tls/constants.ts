@@ -62,7 +62,17 @@ export const AlertDescription = {
 } as const;
 
 export type CipherSuiteName = "TLS_AES_128_GCM_SHA256" | "TLS_AES_256_GCM_SHA384" | "TLS_CHACHA20_POLY1305_SHA256";
-export type NamedGroup = "x25519" | "secp256r1" | "x448" | "secp384r1";
+export type NamedGroup =
+  | "x25519"
+  | "secp256r1"
+  | "x448"
+  | "secp384r1"
+  | "secp521r1"
+  | "ffdhe2048"
+  | "ffdhe3072"
+  | "ffdhe4096"
+  | "ffdhe6144"
+  | "ffdhe8192";
 export type SignatureScheme =
   | "ed25519"
   | "ed448"
@@ -93,8 +103,14 @@ export const CIPHER_SUITES: readonly CipherSuiteInfo[] = [
 export const GROUP_CODES: Readonly<Record<NamedGroup, number>> = {
   secp256r1: 0x0017,
   secp384r1: 0x0018,
+  secp521r1: 0x0019,
   x25519: 0x001d,
   x448: 0x001e,
+  ffdhe2048: 0x0100,
+  ffdhe3072: 0x0101,
+  ffdhe4096: 0x0102,
+  ffdhe6144: 0x0103,
+  ffdhe8192: 0x0104,
 };
 
 export const SIGNATURE_CODES: Readonly<Record<SignatureScheme, number>> = {

@@ -1,12 +1,13 @@
 // The cryptographic primitives of TLS 1.3 on node:crypto: HKDF with
 // HKDF-Expand-Label and Derive-Secret (RFC 8446 §7.1), record protection
-// (§5.2, §5.3), ECDHE key shares (§4.2.8, §7.4) and signatures (§4.2.3,
+// (§5.2, §5.3), (EC)DHE key shares (§4.2.8, §7.4) and signatures (§4.2.3,
 // §4.4.3). All functions are pure; key material comes in and goes out as
 // bytes, so they run as well on a worker thread as inline.
 
 import {
   createCipheriv,
   createDecipheriv,
+  createDiffieHellman,
   createECDH,
   createHash,
   createHmac,
@@ -23,6 +24,7 @@ import {
 import * as nodeCrypto from "node:crypto";
 import type { CipherSuiteInfo, NamedGroup, SignatureScheme } from "./constants.js";
 import { TlsError } from "./errors.js";
+import { ffdhe, ffdheShareLength, type FfdheGroup } from "./ffdhe.js";
 import { drawRandom } from "./random.js";
 import { bufferView, ownedCopy } from "./record.js";
 
@@ -270,9 +272,9 @@ export function openRecord(suite: CipherSuiteInfo, keys: TrafficKeys, seq: bigin
 export interface KeyShare {
   readonly group: NamedGroup;
   /**
-   * Private key: raw scalar (X25519/X448: RFC 7748 bytes; NIST curves:
-   * big-endian). Empty for an X25519/X448 share made by generateKeyShare,
-   * whose keyObject holds it.
+   * Private key: raw scalar (X25519/X448: RFC 7748 bytes; NIST curves and
+   * finite fields: big-endian). Empty for an X25519/X448 share made by
+   * generateKeyShare, whose keyObject holds it.
    */
   readonly privateKey: Uint8Array;
   /**
@@ -281,11 +283,11 @@ export interface KeyShare {
    * cost ~40 µs, as much as the agreement).
    */
   readonly keyObject?: KeyObject | undefined;
-  /** The key_exchange field: raw (X25519/X448) or uncompressed point (NIST). */
+  /** The key_exchange field: raw (X25519/X448), uncompressed point (NIST), or Y padded to p's length (FFDHE). */
   readonly publicKey: Uint8Array;
 }
 
-const NIST_CURVE: Partial<Record<NamedGroup, string>> = { secp256r1: "prime256v1", secp384r1: "secp384r1" };
+const NIST_CURVE: Partial<Record<NamedGroup, string>> = { secp256r1: "prime256v1", secp384r1: "secp384r1", secp521r1: "secp521r1" };
 /** The JWK curve names of the Montgomery groups (RFC 8037). */
 const MONTGOMERY: Partial<Record<NamedGroup, "X25519" | "X448">> = { x25519: "X25519", x448: "X448" };
 
@@ -353,10 +355,52 @@ export function keyShareLength(group: NamedGroup): number {
       return 65;
     case "secp384r1":
       return 97;
+    case "secp521r1":
+      return 133;
+    default:
+      return ffdheShareLength(group);
   }
 }
 
+const isFfdhe = (group: NamedGroup): group is FfdheGroup => group.startsWith("ffdhe");
+
+/** `value` left-padded with zeros to `length` (RFC 8446 §4.2.8.1, §7.4.1). */
+function padded(value: Buffer, length: number): Buffer {
+  if (value.length === length) return value;
+  const out = Buffer.alloc(length);
+  value.copy(out, length - value.length);
+  return out;
+}
+
+/**
+ * A finite-field share: a short random exponent (RFC 7919 §5.2), so that
+ * our part costs one modular exponentiation of that many bits.
+ */
+function generateFfdheShare(group: FfdheGroup): KeyShare {
+  const { prime, exponentBits } = ffdhe(group);
+  const dh = createDiffieHellman(prime, 2);
+  const exponent = drawRandom(Math.ceil(exponentBits / 8));
+  exponent[0]! |= 0x80; // never a tiny exponent
+  dh.setPrivateKey(exponent);
+  return { group, privateKey: ownedCopy(exponent), publicKey: padded(dh.generateKeys(), prime.length) };
+}
+
+/** g^xy mod p, padded to p's length; a Y outside 1 < Y < p-1 is refused (RFC 8446 §4.2.8.1). */
+function ffdheSecret(group: FfdheGroup, privateKey: Uint8Array, peerPublic: Uint8Array): Buffer {
+  const { prime } = ffdhe(group);
+  const y = Buffer.from(peerPublic.buffer, peerPublic.byteOffset, peerPublic.byteLength);
+  // p ends in 64 one bits, so p - 1 ends in ...fe: Y <= 1 or Y >= p - 1 is all the check needs.
+  const last = prime.length - 1;
+  const upper = y.compare(prime, 0, last, 0, last);
+  const belowTwo = y.subarray(0, last).every((b) => b === 0) && y[last]! <= 1;
+  if (belowTwo || upper > 0 || (upper === 0 && y[last]! >= 0xfe)) throw new Error("Y out of range");
+  const dh = createDiffieHellman(prime, 2);
+  dh.setPrivateKey(Buffer.from(privateKey));
+  return padded(dh.computeSecret(y), prime.length);
+}
+
 export function generateKeyShare(group: NamedGroup): KeyShare {
+  if (isFfdhe(group)) return generateFfdheShare(group);
   const curve = NIST_CURVE[group];
   if (curve) {
     const ecdh = createECDH(curve);
@@ -414,6 +458,7 @@ export function computeSharedSecret(share: KeyShare, peerPublic: Uint8Array): Bu
   }
   const curve = NIST_CURVE[share.group];
   try {
+    if (isFfdhe(share.group)) return ffdheSecret(share.group, share.privateKey, peerPublic);
     if (curve) {
       if (peerPublic[0] !== 4) throw new Error("not an uncompressed point");
       const ecdh = createECDH(curve);

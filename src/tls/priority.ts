@@ -15,6 +15,7 @@ import {
   type SignatureScheme,
 } from "./constants.js";
 import { TlsError } from "./errors.js";
+import { FFDHE_GROUPS } from "./ffdhe.js";
 import { TLS12_CURVES, TLS12_SIGNATURES, TLS12_SUITES } from "./tls12/suites.js";
 
 /**
@@ -141,18 +142,32 @@ const OTHER_CIPHERS = new Set([
   "CAMELLIA-128-GCM", "CAMELLIA-256-GCM", "CAMELLIA-128-CBC", "CAMELLIA-256-CBC", "3DES-CBC", "ARCFOUR-128", "NULL",
   "GOST28147-TC26Z-CNT",
 ]);
+/**
+ * GnuTLS's group tokens. secp521r1 and the finite-field groups are in
+ * GnuTLS's keywords (SECURE128, GROUP-ALL) but here only when named, since
+ * a peer that picks one costs us 1-15 ms of CPU against ~0.1 for X25519
+ * (docs/PROTOCOL.md, "Key exchange groups").
+ */
 const GROUP_TOKENS: Record<string, NamedGroup[]> = {
   SECP256R1: ["secp256r1"],
   SECP384R1: ["secp384r1"],
+  SECP521R1: ["secp521r1"],
   X25519: ["x25519"],
   X448: ["x448"],
+  FFDHE2048: ["ffdhe2048"],
+  FFDHE3072: ["ffdhe3072"],
+  FFDHE4096: ["ffdhe4096"],
+  FFDHE6144: ["ffdhe6144"],
+  FFDHE8192: ["ffdhe8192"],
+  "DHE-ALL": [...FFDHE_GROUPS],
   ALL: [...ALL_GROUPS],
   "EC-ALL": [...ALL_GROUPS],
 };
-const OTHER_GROUPS = new Set([
-  "SECP192R1", "SECP224R1", "SECP521R1", "FFDHE2048", "FFDHE3072", "FFDHE4096", "FFDHE6144", "FFDHE8192", "DHE-ALL",
-  "GC256B", "GC512A",
-]);
+const OTHER_GROUPS = new Set(["SECP192R1", "SECP224R1", "GC256B", "GC512A"]);
+const REMOVE_GROUP_TOKENS: Record<string, NamedGroup[]> = {
+  ALL: [...ALL_GROUPS, "secp521r1", ...FFDHE_GROUPS],
+  "EC-ALL": [...ALL_GROUPS, "secp521r1"],
+};
 const SIGN_TOKENS: Record<string, SignatureScheme[]> = {
   "EDDSA-ED25519": ["ed25519"],
   "EDDSA-ED448": ["ed448"],
@@ -247,7 +262,8 @@ export function parsePriority(priority: string): TlsSettings {
     }
     if (name.startsWith("GROUP-") || name.startsWith("CURVE-")) {
       const g = name.slice(6);
-      const groups = GROUP_TOKENS[g];
+      // Taking ALL away takes every group, the ones only named too, as GnuTLS's.
+      const groups = add ? GROUP_TOKENS[g] : (REMOVE_GROUP_TOKENS[g] ?? GROUP_TOKENS[g]);
       if (groups) edit(lists.groups, groups, add);
       else if (!OTHER_GROUPS.has(g)) throw tokenError(raw, "unknown group");
       continue;

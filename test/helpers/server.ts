@@ -197,8 +197,8 @@ export async function listenBacklog(port: number): Promise<number | null> {
   return fields.length >= 3 ? Number(fields[2]) : null;
 }
 
-/** The real mandos-client, --connect mode, with a key set in `dir`. */
-export function runMandosClient(dir: string, host: string, port: number, ms = 60_000): Promise<ProcessResult> {
+/** The real mandos-client, --connect mode, with a key set in `dir`; `extra` options after ours (`--priority=…`). */
+export function runMandosClient(dir: string, host: string, port: number, ms = 60_000, extra: readonly string[] = []): Promise<ProcessResult> {
   const connect = host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
   return run(
     MANDOS_CLIENT,
@@ -209,6 +209,7 @@ export function runMandosClient(dir: string, host: string, port: number, ms = 60
       `--seckey=${dir}/seckey.txt`,
       `--tls-privkey=${dir}/tls-privkey.pem`,
       `--tls-pubkey=${dir}/tls-pubkey.pem`,
+      ...extra,
     ],
     ms,
   );
