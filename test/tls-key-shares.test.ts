@@ -64,8 +64,10 @@ for (const group of FFDHE_GROUPS) {
     for (const [what, bad] of [["0", y(0)], ["1", y(1)], ["p-1", y(0xfe, prime)], ["p", y(0xff, prime)], ["short", Buffer.alloc(prime.length - 1, 7)]] as const) {
       assert.throws(() => computeSharedSecret(ours, bad), { code: "TLS_ILLEGAL_PARAMETER" }, what);
     }
+    // 2 generates the prime-order subgroup; p-2, outside it, passes RFC
+    // 8446's range check and is refused by the OpenSSL of Node 22 and later,
+    // which checks the subgroup too, and taken by Node 20's.
     assert.equal(computeSharedSecret(ours, y(2)).length, prime.length);
-    assert.equal(computeSharedSecret(ours, y(0xfd, prime)).length, prime.length);
   });
 }
 
