@@ -7,7 +7,6 @@
 import {
   createCipheriv,
   createDecipheriv,
-  createDiffieHellman,
   createECDH,
   createHash,
   createHmac,
@@ -24,7 +23,7 @@ import {
 import * as nodeCrypto from "node:crypto";
 import type { CipherSuiteInfo, NamedGroup, SignatureScheme } from "./constants.js";
 import { TlsError } from "./errors.js";
-import { ffdhe, ffdheShareLength, type FfdheGroup } from "./ffdhe.js";
+import { ffdhe, ffdhePrivateKey, ffdhePublicKey, ffdhePublicValue, ffdheShareLength, type FfdheGroup } from "./ffdhe.js";
 import { drawRandom } from "./random.js";
 import { bufferView, ownedCopy } from "./record.js";
 
@@ -278,7 +277,7 @@ export interface KeyShare {
    */
   readonly privateKey: Uint8Array;
   /**
-   * X25519/X448: the same private key as a KeyObject, made at key
+   * X25519/X448 and FFDHE: the same private key as a KeyObject, made at key
    * generation and used directly (a re-import from the raw bytes would
    * cost ~40 µs, as much as the agreement).
    */
@@ -374,29 +373,28 @@ function padded(value: Buffer, length: number): Buffer {
 
 /**
  * A finite-field share: a short random exponent (RFC 7919 §5.2), so that
- * our part costs one modular exponentiation of that many bits.
+ * our part costs one modular exponentiation of that many bits; the
+ * exponent as a KeyObject, made once (src/tls/ffdhe.ts says why no
+ * DiffieHellman object).
  */
 function generateFfdheShare(group: FfdheGroup): KeyShare {
-  const { prime, exponentBits } = ffdhe(group);
-  const dh = createDiffieHellman(prime, 2);
-  const exponent = drawRandom(Math.ceil(exponentBits / 8));
+  const exponent = drawRandom(Math.ceil(ffdhe(group).exponentBits / 8));
   exponent[0]! |= 0x80; // never a tiny exponent
-  dh.setPrivateKey(exponent);
-  return { group, privateKey: ownedCopy(exponent), publicKey: padded(dh.generateKeys(), prime.length) };
+  const keyObject = ffdhePrivateKey(group, exponent);
+  return { group, privateKey: ownedCopy(exponent), keyObject, publicKey: ffdhePublicValue(group, createPublicKey(keyObject)) };
 }
 
 /** g^xy mod p, padded to p's length; a Y outside 1 < Y < p-1 is refused (RFC 8446 §4.2.8.1). */
-function ffdheSecret(group: FfdheGroup, privateKey: Uint8Array, peerPublic: Uint8Array): Buffer {
-  const { prime } = ffdhe(group);
+function ffdheSecret(share: KeyShare & { readonly group: FfdheGroup }, peerPublic: Uint8Array): Buffer {
+  const { prime } = ffdhe(share.group);
   const y = Buffer.from(peerPublic.buffer, peerPublic.byteOffset, peerPublic.byteLength);
   // p ends in 64 one bits, so p - 1 ends in ...fe: Y <= 1 or Y >= p - 1 is all the check needs.
   const last = prime.length - 1;
   const upper = y.compare(prime, 0, last, 0, last);
   const belowTwo = y.subarray(0, last).every((b) => b === 0) && y[last]! <= 1;
   if (belowTwo || upper > 0 || (upper === 0 && y[last]! >= 0xfe)) throw new Error("Y out of range");
-  const dh = createDiffieHellman(prime, 2);
-  dh.setPrivateKey(Buffer.from(privateKey));
-  return padded(dh.computeSecret(y), prime.length);
+  const privateKey = share.keyObject ?? ffdhePrivateKey(share.group, share.privateKey);
+  return padded(diffieHellman({ privateKey, publicKey: ffdhePublicKey(share.group, y) }), prime.length);
 }
 
 export function generateKeyShare(group: NamedGroup): KeyShare {
@@ -458,7 +456,7 @@ export function computeSharedSecret(share: KeyShare, peerPublic: Uint8Array): Bu
   }
   const curve = NIST_CURVE[share.group];
   try {
-    if (isFfdhe(share.group)) return ffdheSecret(share.group, share.privateKey, peerPublic);
+    if (isFfdhe(share.group)) return ffdheSecret(share as KeyShare & { readonly group: FfdheGroup }, peerPublic);
     if (curve) {
       if (peerPublic[0] !== 4) throw new Error("not an uncompressed point");
       const ecdh = createECDH(curve);

@@ -3,12 +3,20 @@
 // private exponent each needs (RFC 7919 §5.2, twice the group's strength).
 // GnuTLS offers them in SECURE128; we offer them only when the priority
 // string names them (docs/PROTOCOL.md, "Key exchange groups"): a peer that
-// picks one makes us spend 1-15 ms of CPU where X25519 costs ~0.1.
+// picks one makes us spend 1-107 ms of CPU where X25519 costs ~0.1.
+//
+// node:crypto's DiffieHellman class is not used: on Node 22 and later it
+// runs OpenSSL's full DH_check on a prime given as bytes, 0.2 s for
+// FFDHE2048 and 11.5 s for FFDHE6144 here, on the serving thread. Keys
+// made from DER (PKCS #3 parameters) are not checked so, so a share is a
+// private KeyObject made from our exponent, and the peer's Y a public one.
 //
 // Each prime is built as RFC 7919 §A defines it, from the digits of e and
 // the RFC's X, at its first use (1-4 ms), rather than written out in
 // 5,888 hex digits; test/tls-key-shares.test.ts checks each against
 // OpenSSL's by its SHA-256.
+
+import { createPrivateKey, createPublicKey, type KeyObject } from "node:crypto";
 
 /** The finite-field groups. */
 export type FfdheGroup = "ffdhe2048" | "ffdhe3072" | "ffdhe4096" | "ffdhe6144" | "ffdhe8192";
@@ -18,6 +26,8 @@ export interface FfdheParameters {
   readonly prime: Buffer;
   /** Bits of private exponent drawn (RFC 7919 §5.2). */
   readonly exponentBits: number;
+  /** DER of the AlgorithmIdentifier: PKCS #3 dhKeyAgreement with p and g = 2. */
+  readonly algorithm: Buffer;
 }
 
 /** Each group's bits, the smallest X that makes p a safe prime (RFC 7919 §A), and its exponent length. */
@@ -55,7 +65,8 @@ export function ffdhe(group: FfdheGroup): FfdheParameters {
   let parameters = built.get(group);
   if (!parameters) {
     const { bits, x, exponentBits } = GROUPS[group];
-    parameters = { prime: rfc7919Prime(bits, x), exponentBits };
+    const prime = rfc7919Prime(bits, x);
+    parameters = { prime, exponentBits, algorithm: der(0x30, DH_KEY_AGREEMENT, der(0x30, derInteger(prime), derInteger(Buffer.of(2)))) };
     built.set(group, parameters);
   }
   return parameters;
@@ -67,4 +78,66 @@ export const FFDHE_GROUPS = Object.keys(GROUPS) as readonly FfdheGroup[];
 /** The length of a share of `group`: p's, known without building p. */
 export function ffdheShareLength(group: FfdheGroup): number {
   return GROUPS[group].bits / 8;
+}
+
+// ----------------------------------------------------------- keys as DER
+
+/** OBJECT IDENTIFIER 1.2.840.113549.1.3.1, PKCS #3 dhKeyAgreement. */
+const DH_KEY_AGREEMENT = Buffer.from("06092a864886f70d010301", "hex");
+
+/** One DER element (X.690 §8.1): tag, definite length, contents. */
+function der(tag: number, ...contents: Buffer[]): Buffer {
+  const body = Buffer.concat(contents);
+  const n = body.length;
+  const length = n < 0x80 ? Buffer.of(n) : n < 0x100 ? Buffer.of(0x81, n) : Buffer.of(0x82, n >> 8, n & 0xff);
+  return Buffer.concat([Buffer.of(tag), length, body]);
+}
+
+/** A non-negative INTEGER from big-endian bytes. */
+function derInteger(value: Uint8Array): Buffer {
+  let i = 0;
+  while (i < value.length - 1 && value[i] === 0) i++;
+  const digits = Buffer.from(value.subarray(i));
+  return der(0x02, ...(digits[0]! & 0x80 ? [Buffer.of(0), digits] : [digits]));
+}
+
+/** Our private key: the exponent `x` of `group`, as PKCS #8. */
+export function ffdhePrivateKey(group: FfdheGroup, x: Uint8Array): KeyObject {
+  const key = der(0x30, derInteger(Buffer.of(0)), ffdhe(group).algorithm, der(0x04, derInteger(x)));
+  return createPrivateKey({ key, format: "der", type: "pkcs8" });
+}
+
+/** The peer's public value `y` of `group`, as a SubjectPublicKeyInfo. */
+export function ffdhePublicKey(group: FfdheGroup, y: Uint8Array): KeyObject {
+  const key = der(0x30, ffdhe(group).algorithm, der(0x03, Buffer.of(0), derInteger(y)));
+  return createPublicKey({ key, format: "der", type: "spki" });
+}
+
+/** Y of a public key, padded to p's length: the INTEGER inside its SubjectPublicKeyInfo's BIT STRING. */
+export function ffdhePublicValue(group: FfdheGroup, key: KeyObject): Buffer {
+  const spki = key.export({ type: "spki", format: "der" });
+  // SEQUENCE { AlgorithmIdentifier, BIT STRING { unused bits, INTEGER } }
+  const outer = element(spki, 0);
+  const algorithm = element(spki, outer.start);
+  const bits = element(spki, algorithm.end);
+  const y = element(spki, bits.start + 1);
+  if (outer.tag !== 0x30 || bits.tag !== 0x03 || y.tag !== 0x02) throw new Error("not a DH SubjectPublicKeyInfo");
+  const value = spki.subarray(y.start, y.end);
+  const length = ffdheShareLength(group);
+  const out = Buffer.alloc(length);
+  const digits = value[0] === 0 ? value.subarray(1) : value;
+  digits.copy(out, length - digits.length);
+  return out;
+}
+
+/** The element at `at`: its tag, where its contents start and where it ends. */
+function element(b: Buffer, at: number): { tag: number; start: number; end: number } {
+  const tag = b[at]!;
+  const first = b[at + 1]!;
+  if (first < 0x80) return { tag, start: at + 2, end: at + 2 + first };
+  const count = first & 0x7f;
+  let length = 0;
+  for (let i = 0; i < count; i++) length = length * 256 + b[at + 2 + i]!;
+  const start = at + 2 + count;
+  return { tag, start, end: start + length };
 }

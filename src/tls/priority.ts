@@ -145,7 +145,7 @@ const OTHER_CIPHERS = new Set([
 /**
  * GnuTLS's group tokens. secp521r1 and the finite-field groups are in
  * GnuTLS's keywords (SECURE128, GROUP-ALL) but here only when named, since
- * a peer that picks one costs us 1-15 ms of CPU against ~0.1 for X25519
+ * a peer that picks one costs us 1-107 ms of CPU against ~0.1 for X25519
  * (docs/PROTOCOL.md, "Key exchange groups").
  */
 const GROUP_TOKENS: Record<string, NamedGroup[]> = {
