@@ -381,20 +381,21 @@ function generateFfdheShare(group: FfdheGroup): KeyShare {
   const exponent = drawRandom(Math.ceil(ffdhe(group).exponentBits / 8));
   exponent[0]! |= 0x80; // never a tiny exponent
   const keyObject = ffdhePrivateKey(group, exponent);
-  return { group, privateKey: ownedCopy(exponent), keyObject, publicKey: ffdhePublicValue(group, createPublicKey(keyObject)) };
+  const publicKey = padded(ffdhePublicValue(createPublicKey(keyObject)), ffdheShareLength(group));
+  return { group, privateKey: ownedCopy(exponent), keyObject, publicKey };
 }
 
 /** g^xy mod p, padded to p's length; a Y outside 1 < Y < p-1 is refused (RFC 8446 §4.2.8.1). */
-function ffdheSecret(share: KeyShare & { readonly group: FfdheGroup }, peerPublic: Uint8Array): Buffer {
-  const { prime } = ffdhe(share.group);
+function ffdheSecret(group: FfdheGroup, share: KeyShare, peerPublic: Uint8Array): Buffer {
+  const { prime } = ffdhe(group);
   const y = Buffer.from(peerPublic.buffer, peerPublic.byteOffset, peerPublic.byteLength);
   // p ends in 64 one bits, so p - 1 ends in ...fe: Y <= 1 or Y >= p - 1 is all the check needs.
   const last = prime.length - 1;
   const upper = y.compare(prime, 0, last, 0, last);
   const belowTwo = y.subarray(0, last).every((b) => b === 0) && y[last]! <= 1;
   if (belowTwo || upper > 0 || (upper === 0 && y[last]! >= 0xfe)) throw new Error("Y out of range");
-  const privateKey = share.keyObject ?? ffdhePrivateKey(share.group, share.privateKey);
-  return padded(diffieHellman({ privateKey, publicKey: ffdhePublicKey(share.group, y) }), prime.length);
+  const privateKey = share.keyObject ?? ffdhePrivateKey(group, share.privateKey);
+  return padded(diffieHellman({ privateKey, publicKey: ffdhePublicKey(group, y) }), prime.length);
 }
 
 export function generateKeyShare(group: NamedGroup): KeyShare {
@@ -456,7 +457,7 @@ export function computeSharedSecret(share: KeyShare, peerPublic: Uint8Array): Bu
   }
   const curve = NIST_CURVE[share.group];
   try {
-    if (isFfdhe(share.group)) return ffdheSecret(share as KeyShare & { readonly group: FfdheGroup }, peerPublic);
+    if (isFfdhe(share.group)) return ffdheSecret(share.group, share, peerPublic);
     if (curve) {
       if (peerPublic[0] !== 4) throw new Error("not an uncompressed point");
       const ecdh = createECDH(curve);

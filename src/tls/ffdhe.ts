@@ -113,8 +113,8 @@ export function ffdhePublicKey(group: FfdheGroup, y: Uint8Array): KeyObject {
   return createPublicKey({ key, format: "der", type: "spki" });
 }
 
-/** Y of a public key, padded to p's length: the INTEGER inside its SubjectPublicKeyInfo's BIT STRING. */
-export function ffdhePublicValue(group: FfdheGroup, key: KeyObject): Buffer {
+/** Y of a public key (its magnitude, unpadded): the INTEGER inside its SubjectPublicKeyInfo's BIT STRING. */
+export function ffdhePublicValue(key: KeyObject): Buffer {
   const spki = key.export({ type: "spki", format: "der" });
   // SEQUENCE { AlgorithmIdentifier, BIT STRING { unused bits, INTEGER } }
   const outer = element(spki, 0);
@@ -123,11 +123,7 @@ export function ffdhePublicValue(group: FfdheGroup, key: KeyObject): Buffer {
   const y = element(spki, bits.start + 1);
   if (outer.tag !== 0x30 || bits.tag !== 0x03 || y.tag !== 0x02) throw new Error("not a DH SubjectPublicKeyInfo");
   const value = spki.subarray(y.start, y.end);
-  const length = ffdheShareLength(group);
-  const out = Buffer.alloc(length);
-  const digits = value[0] === 0 ? value.subarray(1) : value;
-  digits.copy(out, length - digits.length);
-  return out;
+  return value[0] === 0 ? value.subarray(1) : value;
 }
 
 /** The element at `at`: its tag, where its contents start and where it ends. */

@@ -29,7 +29,7 @@
 
 import { createPublicKey, type KeyObject } from "node:crypto";
 import type * as OpenPgp from "openpgp";
-import { TlsError } from "../errors.js";
+import { TlsError, type GnutlsError } from "../errors.js";
 import { MAX_RSA_EXPONENT_BITS, MAX_RSA_MODULUS_BITS, MIN_RSA_MODULUS_BITS } from "../limits.js";
 import { bufferView } from "../record.js";
 
@@ -76,8 +76,9 @@ const KEY_TAGS: ReadonlySet<number> = new Set(Object.values(TAG));
 /** Names of OpenPGP.js's errors: the only part of one we repeat. */
 const OPENPGP_ERRORS: ReadonlySet<string> = new Set(["MalformedPacketError", "UnknownPacketError", "UnsupportedError"]);
 
-function bad(why: string): TlsError {
-  return new TlsError("TLS_BAD_CERTIFICATE", `OpenPGP certificate: ${why}`);
+/** `gnutls`: the legacy reference's error where it is not TLS_BAD_CERTIFICATE's. */
+function bad(why: string, gnutls?: GnutlsError): TlsError {
+  return new TlsError("TLS_BAD_CERTIFICATE", `OpenPGP certificate: ${why}`, undefined, -1, undefined, gnutls);
 }
 
 function unsupported(why: string): TlsError {
@@ -85,11 +86,11 @@ function unsupported(why: string): TlsError {
 }
 
 /** An OpenPGP.js exception as our alert; never its message. */
-function fromOpenPgp(error: unknown, during: string): TlsError {
+function fromOpenPgp(error: unknown, during: string, gnutls?: GnutlsError): TlsError {
   if (error instanceof TlsError) return error;
   const name = error instanceof Error && OPENPGP_ERRORS.has(error.name) ? error.name : "Error";
   if (name === "UnsupportedError") return unsupported(`${during}: an unsupported version or algorithm`);
-  return bad(`${during} (${name})`);
+  return bad(`${during} (${name})`, gnutls);
 }
 
 /**
@@ -187,11 +188,9 @@ export async function checkTransferableKey(
     // Strict: an unsupported packet is an error, not one silently left out of the key.
     key = await openpgp.readKey({ binaryKey: new Uint8Array(keyBytes), config: { ignoreUnsupportedPackets: false, ignoreMalformedPackets: false } });
   } catch (error) {
-    const failure = fromOpenPgp(error, "the key does not parse");
     // GnuTLS 3.5 (the legacy reference) imports the key with OpenCDK and maps
     // its parse errors to GNUTLS_E_INTERNAL_ERROR (docs/OPERATION.md, "Handshake failed").
-    if (failure.code !== "TLS_BAD_CERTIFICATE") throw failure;
-    throw new TlsError(failure.code, failure.message, undefined, -1, undefined, "GNUTLS_E_INTERNAL_ERROR");
+    throw fromOpenPgp(error, "the key does not parse", "GNUTLS_E_INTERNAL_ERROR");
   }
   if (key.isPrivate()) throw bad("a secret key");
   // Step 3.
