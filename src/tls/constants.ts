@@ -134,8 +134,11 @@ export function suiteByName(name: CipherSuiteName): CipherSuiteInfo {
   return suite;
 }
 
+/** GROUP_CODES the other way, made once: a ServerHello's group is looked up every handshake. */
+const GROUP_BY_CODE: ReadonlyMap<number, NamedGroup> = new Map((Object.keys(GROUP_CODES) as NamedGroup[]).map((g) => [GROUP_CODES[g], g]));
+
 export function groupByCode(code: number): NamedGroup | undefined {
-  return (Object.keys(GROUP_CODES) as NamedGroup[]).find((g) => GROUP_CODES[g] === code);
+  return GROUP_BY_CODE.get(code);
 }
 
 export function schemeByCode(code: number): SignatureScheme | undefined {
