@@ -50,11 +50,16 @@ test("the open-files limit is read as /proc/self/limits gives it", () => {
 });
 
 const OPEN_FILES = 320;
+// Half the limit, with one worker (the default here) or two serve threads alike.
 const HELD = openConnectionsAllowed(OPEN_FILES);
+assert.equal(openConnectionsAllowed(OPEN_FILES, 2), HELD);
 const OPENED = 350;
 
-test(
-  `under an open-files limit of ${OPEN_FILES}, the server holds ${HELD} connections, refuses the rest saying so once, and serves mandos-client after`,
+// With serve threads too, where the threads count the cap together
+// (serve/shared-limit.ts; that one thread may take more than its half is
+// shown in serve-threads-limits.test.ts, where it is made to).
+for (const mode of [[], ["--serve-threads", "2"]]) test(
+  `under an open-files limit of ${OPEN_FILES}, the server holds ${HELD} connections, refuses the rest saying so once, and serves mandos-client after${mode.length ? `, ${mode.join(" ")}` : ""}`,
   { skip: missing(MANDOS_CLIENT, MANDOS_KEYGEN), timeout: 60_000 },
   async () => {
     const root = mkdtempSync(join(tmpdir(), "mandos-ts-open-limit-"));
@@ -63,7 +68,7 @@ test(
       const { client, conf } = oneClientConfig(root);
       const server = await startServer(
         // Every peer here is ::1: no cap per source.
-        ["--configdir", conf, "--statedir", join(root, "state"), "--no-restore", "--port", "0", "--address", "::1", "--max-per-source", "0"],
+        ["--configdir", conf, "--statedir", join(root, "state"), "--no-restore", "--port", "0", "--address", "::1", "--max-per-source", "0", ...mode],
         {},
         { wrap: ["prlimit", `--nofile=${OPEN_FILES}:${OPEN_FILES}`, "--"] },
       );

@@ -10,6 +10,7 @@ import { parentPort, workerData } from "node:worker_threads";
 import { buildClientIndex, ClientIndex } from "../main/serve/client-index.js";
 import { createHandshakeRunner } from "../main/serve/handshake-runner.js";
 import { Listener, type SourceGate } from "../main/serve/listener.js";
+import { sharedLimits } from "../main/serve/shared-limit.js";
 import type { AdmissionRefusal } from "../main/serve/admission.js";
 import { numberConnections } from "../main/serve/connection.js";
 import type { Channel } from "../main/events.js";
@@ -139,7 +140,7 @@ const logger: Logger = {
 };
 
 const runner = createHandshakeRunner(0, data.tlsSettings, () => knownKeys);
-const listener = new Listener({ registry, runner, tlsSettings: data.tlsSettings, logger, clock: systemClock, gate, maxOpen: data.maxOpen, slots: data.slots, slowSlots: data.slowSlots });
+const listener = new Listener({ registry, runner, tlsSettings: data.tlsSettings, logger, clock: systemClock, gate, slots: data.slots, shared: sharedLimits(data.shared) });
 
 port.on("message", (message: ToThread) => {
   switch (message.kind) {

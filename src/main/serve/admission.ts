@@ -11,7 +11,8 @@
 //           are each served in turn. Only connections that sent a good
 //           version line ask for a slot (connection.ts). A handshake that
 //           has waited on its peer for PEER_SLOW_MS moves to the slow pool
-//           (at most `slowSlots`) and gives its slot to the next: a crowd
+//           (at most `slowSlots`, or a `slowPool` that every serve thread
+//           counts against) and gives its slot to the next: a crowd
 //           of slow or stalled peers cannot hold every slot while the
 //           handshake threads sit idle.
 //   Rule 3: each failure a source causes (bad version line, failed or
@@ -27,6 +28,7 @@
 
 import type { Clock } from "../clock.js";
 import { FAILURE_BURST, FAILURE_REFILL_PER_SECOND } from "./limits.js";
+import { Limit } from "./shared-limit.js";
 
 /** Why a connection was closed at accept. */
 export type AdmissionRefusal = "source-limit" | "throttled";
@@ -123,6 +125,8 @@ export interface AdmissionOptions {
   readonly slots: number;
   /** Handshakes that wait on slow peers at most, beside the slots (0: none move there). */
   readonly slowSlots: number;
+  /** The slow pool, shared with other threads' admissions (serve threads); then slowSlots is not used. */
+  readonly slowPool?: Limit | undefined;
 }
 
 /** Handshakes by where they are, for the metrics. */
@@ -137,9 +141,9 @@ export interface HandshakeCounts {
 
 /** The admission's side of its granted slots. */
 interface SlotPool {
-  /** Whether the slow pool has room for one more. */
-  slowRoom(): boolean;
-  /** A held slot's handshake has moved to the slow pool: its slot is free. */
+  /** Takes a place in the slow pool, if it has room. */
+  takeSlow(): boolean;
+  /** A held slot's handshake has moved to the slow pool (its place taken): its slot is free. */
   movedToSlow(): void;
   release(wasSlow: boolean): void;
 }
@@ -153,7 +157,7 @@ class GrantedSlot implements Slot {
   }
 
   slow(): boolean {
-    if (this.#state === "held" && this.#pool.slowRoom()) {
+    if (this.#state === "held" && this.#pool.takeSlow()) {
       this.#state = "slow";
       this.#pool.movedToSlow();
     }
@@ -180,20 +184,24 @@ export class Admission {
   readonly #ring = new Fifo<Source>();
   /** Granted slots not yet released, slow ones included. */
   #inFlight = 0;
-  /** Of those, the ones in the slow pool. */
+  /** Of those, the ones in the slow pool (this admission's; the pool may be shared). */
   #slow = 0;
+  readonly #slowPool: Limit;
   /** Live tickets in the sources' queues. */
   #waiting = 0;
   #sweepAt = SWEEP_FLOOR;
   /** What a granted slot changes here: shared by every slot, so a handshake's slot is one small object. */
   readonly #pool: SlotPool = {
-    slowRoom: () => this.#slow < this.#options.slowSlots,
+    takeSlow: () => this.#slowPool.take(),
     movedToSlow: () => {
       this.#slow++;
       this.#next();
     },
     release: (wasSlow) => {
-      if (wasSlow) this.#slow--;
+      if (wasSlow) {
+        this.#slow--;
+        this.#slowPool.give();
+      }
       this.#inFlight--;
       this.#next();
     },
@@ -207,6 +215,7 @@ export class Admission {
 
   constructor(options: AdmissionOptions) {
     this.#options = options;
+    this.#slowPool = options.slowPool ?? new Limit(options.slowSlots);
   }
 
   /** Handshakes holding a slot, in the slow pool, and waiting for a slot. */

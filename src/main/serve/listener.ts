@@ -25,6 +25,7 @@ import { InterfaceFilter } from "./interface-filter.js";
 import type { HandshakeRunner } from "./handshake-runner.js";
 import { DEFAULT_MAX_PER_SOURCE, HANDSHAKE_SLOTS_PER_WORKER, LISTEN_BACKLOG, MAX_HANDSHAKES_IN_FLIGHT, MAX_OPEN_CONNECTIONS, MAX_SLOW_HANDSHAKES } from "./limits.js";
 import { sourceOf } from "./source.js";
+import { Limit, type SharedLimits } from "./shared-limit.js";
 import { SummedLines, type Logger } from "../daemon/log.js";
 import type { SecretSource } from "../clients/contract.js";
 
@@ -63,7 +64,7 @@ export interface ListenerDeps {
   readonly maxPerSource?: number | undefined;
   /** Counts the sources instead of this listener's admission (a serve thread's; then maxPerSource is not used here). */
   readonly gate?: SourceGate | undefined;
-  /** Open connections at most, MAX_OPEN_CONNECTIONS if not given (a serve thread's share of it). */
+  /** Open connections at most, MAX_OPEN_CONNECTIONS if not given. */
   readonly maxOpen?: number | undefined;
   /**
    * Handshake slots (a serve thread's share of them); if not given,
@@ -71,8 +72,13 @@ export interface ListenerDeps {
    * MAX_HANDSHAKES_IN_FLIGHT inline.
    */
   readonly slots?: number | undefined;
-  /** Handshakes in the slow pool at most, MAX_SLOW_HANDSHAKES if not given (a serve thread's share of it). */
+  /** Handshakes in the slow pool at most, MAX_SLOW_HANDSHAKES if not given. */
   readonly slowSlots?: number | undefined;
+  /**
+   * The open connections and the slow pool, counted with the other serve
+   * threads (shared-limit.ts); then maxOpen and slowSlots are not used.
+   */
+  readonly shared?: SharedLimits | undefined;
 }
 
 export class Listener {
@@ -82,6 +88,8 @@ export class Listener {
   readonly #connections = new Set<Connection>();
   readonly #admission: Admission;
   readonly #gate: SourceGate;
+  /** Open connections: every socket from accept until it is closed, the process's descriptors. */
+  readonly #open: Limit;
   /** What every connection shares (connection.ts). */
   readonly #host: ConnectionHost;
   #closing = false;
@@ -96,10 +104,13 @@ export class Listener {
       maxPerSource: deps.maxPerSource ?? DEFAULT_MAX_PER_SOURCE,
       slots: deps.slots ?? (deps.runner.workers > 0 ? HANDSHAKE_SLOTS_PER_WORKER * deps.runner.workers : MAX_HANDSHAKES_IN_FLIGHT),
       slowSlots: deps.slowSlots ?? MAX_SLOW_HANDSHAKES,
+      slowPool: deps.shared?.slow,
     });
     this.#gate = deps.gate ?? this.#admission;
+    this.#open = deps.shared?.open ?? new Limit(deps.maxOpen ?? MAX_OPEN_CONNECTIONS);
     const admission = this.#admission;
     const gate = this.#gate;
+    const open = this.#open;
     this.#host = {
       registry: deps.registry,
       runner: deps.runner,
@@ -110,12 +121,14 @@ export class Listener {
       closed: (connection, source, _outcome, failed) => {
         if (failed) gate.failed(source);
         gate.leave(source);
+        open.give();
         this.#connections.delete(connection);
         if (this.#connections.size === 0) this.#drained?.();
       },
     };
+    // Not Node's maxConnections: it counts this thread's sockets only, and
+    // serve threads bound the process's together (shared-limit.ts).
     this.#server = createServer({ pauseOnConnect: true, noDelay: true }, (socket) => this.#accept(socket));
-    this.#server.maxConnections = deps.maxOpen ?? MAX_OPEN_CONNECTIONS;
     // A failing accept (ENOBUFS, ENOMEM) fails again at every turn: said once, then summed up.
     this.#acceptErrors = new SummedLines(
       deps.clock, 10_000,
@@ -123,11 +136,6 @@ export class Listener {
       (count, seconds) => deps.logger.error(`Listening socket errors: ${count} more in the last ${seconds} s`),
     );
     this.#server.on("error", (error) => this.#acceptErrors.note(error.message));
-    // Node closes a connection accepted past maxConnections and says so here.
-    this.#server.on("drop", (dropped) => {
-      if (!events.connectionNotAdmitted.hasSubscribers) return;
-      events.connectionNotAdmitted.publish({ address: dropped?.remoteAddress ?? "?", localAddress: dropped?.localAddress ?? "?", why: "open-limit" });
-    });
   }
 
   /** Binds and listens; resolves with the bound address and port. */
@@ -184,9 +192,16 @@ export class Listener {
       socket.resetAndDestroy();
       return;
     }
+    if (!this.#open.take()) {
+      // At the cap, closed before a byte is read, as Node's maxConnections would.
+      this.#notAdmitted(socket, "open-limit");
+      socket.destroy();
+      return;
+    }
+    // From here every way out gives the count back: #drop, or the connection's close.
     if (this.#interface && !this.#interface.accepts(socket.localAddress)) {
       this.#notAdmitted(socket, "not-on-interface");
-      socket.destroy();
+      this.#drop(socket);
       return;
     }
     // Reset by its peer before we got to it (a scanner's connect-then-RST):
@@ -194,7 +209,7 @@ export class Listener {
     // count it against, nothing to log it as (it was "('', 0)", every such
     // peer in one per-source bucket), and nobody to answer.
     if (socket.remoteAddress === undefined) {
-      socket.destroy();
+      this.#drop(socket);
       return;
     }
     const source = sourceOf(socket.remoteAddress);
@@ -209,26 +224,33 @@ export class Listener {
 
   #admissionFailed(socket: Socket, error: unknown): void {
     this.#deps.logger.error(`Admission of ${socket.remoteAddress ?? "?"} failed: ${String(error)}`);
-    socket.destroy();
+    this.#drop(socket);
+  }
+
+  /** Closes an accepted socket that never became a connection, and gives its count back. */
+  #drop(socket: Socket, reset = false): void {
+    this.#open.give();
+    if (reset) socket.resetAndDestroy();
+    else socket.destroy();
   }
 
   #admit(socket: Socket, source: string, refusal: AdmissionRefusal | null): void {
     if (refusal) {
       this.#notAdmitted(socket, refusal);
       // A reset, not a FIN: nothing was said, and no TIME_WAIT is left here.
-      socket.resetAndDestroy();
+      this.#drop(socket, true);
       return;
     }
     if (this.#closing || socket.destroyed) {
       // Closed while the gate answered (a serve thread's): nothing was read.
       this.#gate.leave(source);
-      socket.destroy();
+      this.#drop(socket);
       return;
     }
     this.#connections.add(new Connection(socket, this.#host, source));
   }
 
-  #notAdmitted(socket: Socket, why: AdmissionRefusal | "not-on-interface"): void {
+  #notAdmitted(socket: Socket, why: AdmissionRefusal | "not-on-interface" | "open-limit"): void {
     if (!events.connectionNotAdmitted.hasSubscribers) return;
     events.connectionNotAdmitted.publish({ address: socket.remoteAddress ?? "?", localAddress: socket.localAddress ?? "?", why });
   }

@@ -7,6 +7,7 @@ import type { SecretDecision } from "../clients/contract.js";
 import type { TlsSettings } from "../../tls/index.js";
 import type { ListenOptions } from "./listener.js";
 import type { AdmissionRefusal, HandshakeCounts } from "./admission.js";
+import type { SharedBounds } from "./shared-limit.js";
 import { events, type Channel } from "../events.js";
 
 /** The channels a serve thread publishes a connection's facts on, forwarded to the main thread. */
@@ -21,12 +22,10 @@ export interface ServeThreadData {
   readonly index: number;
   readonly stride: number;
   readonly tlsSettings: TlsSettings;
-  /** This thread's share of MAX_OPEN_CONNECTIONS. */
-  readonly maxOpen: number;
-  /** This thread's share of MAX_HANDSHAKES_IN_FLIGHT. */
+  /** This thread's share of MAX_HANDSHAKES_IN_FLIGHT: the handshakes its CPU works on at once. */
   readonly slots: number;
-  /** This thread's share of MAX_SLOW_HANDSHAKES. */
-  readonly slowSlots: number;
+  /** The open connections and the slow pool, counted by every thread together. */
+  readonly shared: SharedBounds;
 }
 
 /** What a peer may prove, and whose it is: both tables shared by every thread, not copied. */

@@ -33,6 +33,7 @@ import { buildClientIndex } from "./client-index.js";
 import { knownKeysOf } from "./known-keys.js";
 import type { KnownKeys } from "./handshake-runner.js";
 import { packBytes } from "../../workers/pack-bytes.js";
+import { sharedBounds, type SharedBounds } from "./shared-limit.js";
 
 /**
  * None below four cores, then one per core but one (the main thread's).
@@ -59,6 +60,18 @@ export function defaultServeThreadCount(cores = availableParallelism()): number 
  * 64-core host would have held 63 threads and ~1.3 GiB.
  */
 export const MAX_DEFAULT_SERVE_THREADS = 16;
+
+/**
+ * What each of `count` serve threads may hold. Handshake slots are a
+ * thread's CPU, shared out: as many handshakes at once as one listener
+ * allows, so that a burst queues as it would there. Open connections
+ * (`maxOpen`: the process's descriptors) and the slow pool (its memory)
+ * bound the process, and whichever thread wakes first accepts a whole
+ * burst: they are counted by every thread together (shared-limit.ts).
+ */
+export function serveThreadLimits(count: number, maxOpen: number): { readonly slots: number; readonly shared: SharedBounds } {
+  return { slots: Math.ceil(MAX_HANDSHAKES_IN_FLIGHT / count), shared: sharedBounds(maxOpen, MAX_SLOW_HANDSHAKES) };
+}
 
 export interface ServeThreadsDeps {
   readonly registry: Registry;
@@ -261,12 +274,9 @@ export class ServeThreads {
     this.#deps = deps;
     // One count of the sources for all threads (admission.ts, Rules 1 and 3); each thread keeps its own handshake slots.
     const admission = new Admission({ clock: systemClock, maxPerSource: deps.maxPerSource, slots: 0, slowSlots: 0 });
-    // The process-wide limits, shared out: as many handshakes at once as one listener allows, so a burst queues as it would there.
-    const maxOpen = Math.ceil((deps.maxOpen ?? MAX_OPEN_CONNECTIONS) / count);
-    const slots = Math.ceil(MAX_HANDSHAKES_IN_FLIGHT / count);
-    const slowSlots = Math.ceil(MAX_SLOW_HANDSHAKES / count);
+    const { slots, shared } = serveThreadLimits(count, deps.maxOpen ?? MAX_OPEN_CONNECTIONS);
     for (let index = 0; index < count; index++) {
-      this.#threads.push(new ServeThread({ index, stride: count, tlsSettings: deps.tlsSettings, maxOpen, slots, slowSlots }, deps, admission, {
+      this.#threads.push(new ServeThread({ index, stride: count, tlsSettings: deps.tlsSettings, slots, shared }, deps, admission, {
         ended: (why) => this.#ended(why),
         beforeAnswer: () => this.#syncChannels(),
       }));
