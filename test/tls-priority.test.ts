@@ -4,6 +4,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { DEFAULT_PRIORITY, REFERENCE_OPENPGP_PRIORITY, REFERENCE_RPK_PRIORITY, parsePriority } from "../src/tls/index.js";
+import { GROUP_CODES, SIGNATURE_CODES, groupByCode, schemeByCode, type NamedGroup, type SignatureScheme } from "../src/tls/constants.js";
 
 test("the Mandos default", () => {
   const s = parsePriority(DEFAULT_PRIORITY);
@@ -96,4 +97,13 @@ test("legacy tokens: key exchanges and ciphers narrow the TLS 1.2 suites", () =>
   assert.equal(parsePriority(`${DEFAULT_PRIORITY}:-CTYPE-RAWPK`).modern, false);
   assert.throws(() => parsePriority("NORMAL:+CTYPE-OPENPGP:-VERS-TLS1.2"), /VERS-TLS1\.2/);
   assert.throws(() => parsePriority("NORMAL:+CTYPE-OPENPGP:-KX-ALL"), /TLS 1\.2 cipher suite/);
+});
+
+test("each group and signature scheme is found again by its code point, and an unknown code point is not", () => {
+  for (const [name, code] of Object.entries(GROUP_CODES)) assert.equal(groupByCode(code), name as NamedGroup);
+  for (const [name, code] of Object.entries(SIGNATURE_CODES)) assert.equal(schemeByCode(code), name as SignatureScheme);
+  // rsa_pkcs1_sha256 (0x0401) is a code point TLS 1.3 forbids in CertificateVerify; ffdhe_private_use (0x01fc).
+  assert.equal(schemeByCode(0x0401), undefined);
+  assert.equal(groupByCode(0x01fc), undefined);
+  assert.equal(schemeByCode(0), undefined);
 });

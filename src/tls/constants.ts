@@ -141,6 +141,9 @@ export function groupByCode(code: number): NamedGroup | undefined {
   return GROUP_BY_CODE.get(code);
 }
 
+/** SIGNATURE_CODES the other way, made once: a CertificateVerify's scheme is looked up every handshake. */
+const SCHEME_BY_CODE: ReadonlyMap<number, SignatureScheme> = new Map((Object.keys(SIGNATURE_CODES) as SignatureScheme[]).map((s) => [SIGNATURE_CODES[s], s]));
+
 export function schemeByCode(code: number): SignatureScheme | undefined {
-  return (Object.keys(SIGNATURE_CODES) as SignatureScheme[]).find((s) => SIGNATURE_CODES[s] === code);
+  return SCHEME_BY_CODE.get(code);
 }
