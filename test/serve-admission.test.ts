@@ -8,6 +8,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { ManualClock } from "../src/main/clock.js";
 import { Admission, type Slot, type SlotTicket } from "../src/main/serve/admission.js";
+import { Limit } from "../src/main/serve/shared-limit.js";
 import { FAILURE_BURST, FAILURE_REFILL_PER_SECOND } from "../src/main/serve/limits.js";
 import { sourceOf } from "../src/main/serve/source.js";
 
@@ -32,7 +33,7 @@ test("a source counts as its IPv4 address, its IPv6 /64, or its link-local addre
 });
 
 test("slots go round-robin across waiting sources, not first come first served", () => {
-  const admission = new Admission({ clock: new ManualClock(), maxPerSource: 0, slots: 1, slowSlots: 0 });
+  const admission = new Admission({ clock: new ManualClock(), maxPerSource: 0, slots: 1 });
   const served: string[] = [];
   const held: Slot[] = [];
   const ask = (key: string, name: string): SlotTicket =>
@@ -63,7 +64,7 @@ test("slots go round-robin across waiting sources, not first come first served",
 });
 
 test("a release counts once, however often it is called", () => {
-  const admission = new Admission({ clock: new ManualClock(), maxPerSource: 0, slots: 1, slowSlots: 1 });
+  const admission = new Admission({ clock: new ManualClock(), maxPerSource: 0, slots: 1, slowPool: new Limit(1) });
   const held: Slot[] = [];
   for (let i = 0; i < 3; i++) admission.requestSlot("a", (slot) => held.push(slot), undefined);
   held[0]!.release();
@@ -73,7 +74,7 @@ test("a release counts once, however often it is called", () => {
 });
 
 test("a handshake moved to the slow pool gives its slot to the next, up to the pool's size", () => {
-  const admission = new Admission({ clock: new ManualClock(), maxPerSource: 0, slots: 2, slowSlots: 2 });
+  const admission = new Admission({ clock: new ManualClock(), maxPerSource: 0, slots: 2, slowPool: new Limit(2) });
   const held: Slot[] = [];
   for (let i = 0; i < 6; i++) admission.requestSlot(`s${i}`, (slot) => held.push(slot), undefined);
   assert.equal(held.length, 2);
@@ -100,7 +101,7 @@ test("a handshake moved to the slow pool gives its slot to the next, up to the p
 });
 
 test("a source holds at most its cap of open connections", () => {
-  const admission = new Admission({ clock: new ManualClock(), maxPerSource: 2, slots: 10, slowSlots: 0 });
+  const admission = new Admission({ clock: new ManualClock(), maxPerSource: 2, slots: 10 });
   assert.equal(admission.enter("a"), null);
   assert.equal(admission.enter("a"), null);
   assert.equal(admission.enter("a"), "source-limit");
@@ -111,7 +112,7 @@ test("a source holds at most its cap of open connections", () => {
 
 test("failures empty a source's bucket; it is refused until the bucket refills", () => {
   const clock = new ManualClock();
-  const admission = new Admission({ clock, maxPerSource: 0, slots: 10, slowSlots: 0 });
+  const admission = new Admission({ clock, maxPerSource: 0, slots: 10 });
   for (let i = 0; i < FAILURE_BURST; i++) admission.failed("a");
   assert.equal(admission.enter("a"), "throttled");
   assert.equal(admission.enter("b"), null);
@@ -123,7 +124,7 @@ test("failures empty a source's bucket; it is refused until the bucket refills",
 
 test("a client retrying every 10 s never empties its bucket, even 48 of them behind one address", () => {
   const clock = new ManualClock();
-  const admission = new Admission({ clock, maxPerSource: 0, slots: 10, slowSlots: 0 });
+  const admission = new Admission({ clock, maxPerSource: 0, slots: 10 });
   for (let round = 0; round < 100; round++) {
     for (let machine = 0; machine < 48; machine++) {
       assert.equal(admission.enter("nat"), null, `round ${round}, machine ${machine}`);

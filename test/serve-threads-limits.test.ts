@@ -97,7 +97,7 @@ test("two threads racing on one shared Limit are granted exactly its max between
 test("admissions that share a slow pool move handshakes to it up to its size between them", () => {
   const clock = new ManualClock();
   const pool = new Limit(3);
-  const [a, b] = [0, 1].map(() => new Admission({ clock, maxPerSource: 0, slots: 2, slowSlots: 0, slowPool: pool })) as [Admission, Admission];
+  const [a, b] = [0, 1].map(() => new Admission({ clock, maxPerSource: 0, slots: 2, slowPool: pool })) as [Admission, Admission];
   const slotsOf = (admission: Admission): Slot[] => {
     const held: Slot[] = [];
     for (let i = 0; i < 4; i++) admission.requestSlot(`s${i}`, (slot) => held.push(slot), undefined);

@@ -11,8 +11,8 @@
 //           are each served in turn. Only connections that sent a good
 //           version line ask for a slot (connection.ts). A handshake that
 //           has waited on its peer for PEER_SLOW_MS moves to the slow pool
-//           (at most `slowSlots`, or a `slowPool` that every serve thread
-//           counts against) and gives its slot to the next: a crowd
+//           (`slowPool`: inline its own, with serve threads one that every
+//           thread counts against) and gives its slot to the next: a crowd
 //           of slow or stalled peers cannot hold every slot while the
 //           handshake threads sit idle.
 //   Rule 3: each failure a source causes (bad version line, failed or
@@ -123,9 +123,7 @@ export interface AdmissionOptions {
   readonly maxPerSource: number;
   /** Handshake slots: handshakes that wait on us (a thread's CPU) at once. */
   readonly slots: number;
-  /** Handshakes that wait on slow peers at most, beside the slots (0: none move there). */
-  readonly slowSlots: number;
-  /** The slow pool, shared with other threads' admissions (serve threads); then slowSlots is not used. */
+  /** Handshakes that wait on slow peers, beside the slots: the pool may be shared with other threads' admissions. None move there if not given. */
   readonly slowPool?: Limit | undefined;
 }
 
@@ -215,7 +213,7 @@ export class Admission {
 
   constructor(options: AdmissionOptions) {
     this.#options = options;
-    this.#slowPool = options.slowPool ?? new Limit(options.slowSlots);
+    this.#slowPool = options.slowPool ?? new Limit(0);
   }
 
   /** Handshakes holding a slot, in the slow pool, and waiting for a slot. */

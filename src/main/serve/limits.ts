@@ -83,7 +83,8 @@ export const HANDSHAKE_SLOTS_PER_WORKER = 64;
 export const PEER_SLOW_MS = 100;
 
 /**
- * Handshakes in the slow pool at most (a serve thread holds its share). They
+ * Handshakes in the slow pool at most, all serve threads' together
+ * (shared-limit.ts). They
  * cost memory only (a socket and a few KiB of handshake state each); when
  * the pool is full a slow handshake keeps its slot, as every handshake
  * did before the pool. 512 bounds that memory to a few MiB.
@@ -124,8 +125,8 @@ export const FAILURE_REFILL_PER_SECOND = 10;
 
 /**
  * Open connections at most (handshaking, waiting for admission or for an
- * approval). Past this the kernel backlog holds them; Node closes any
- * accepted beyond it. 10,000 fits the RSS budget (issue 4: under 200 MiB).
+ * approval), all serve threads' together (shared-limit.ts). The listener
+ * closes any accepted beyond it before reading a byte. 10,000 fits the RSS budget (issue 4: under 200 MiB).
  */
 export const MAX_OPEN_CONNECTIONS = 10_000;
 
@@ -153,8 +154,8 @@ export const FDS_PER_THREAD = 8;
  * threads may hold: MAX_OPEN_CONNECTIONS, or what the limit leaves after
  * FD_RESERVE and FDS_PER_THREAD a thread (half the limit at least). Past
  * the limit accept(2) fails with EMFILE, and libuv then closes every
- * connection waiting in the backlog without a word; at this cap Node
- * closes each one past it and says so (Listener: "drop"), and we log it.
+ * connection waiting in the backlog without a word; at this cap the
+ * listener closes each one past it, and we log it.
  */
 export function openConnectionsAllowed(openFiles: number | null, threads = 0): number {
   if (openFiles === null) return MAX_OPEN_CONNECTIONS;

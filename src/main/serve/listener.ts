@@ -72,11 +72,10 @@ export interface ListenerDeps {
    * MAX_HANDSHAKES_IN_FLIGHT inline.
    */
   readonly slots?: number | undefined;
-  /** Handshakes in the slow pool at most, MAX_SLOW_HANDSHAKES if not given. */
-  readonly slowSlots?: number | undefined;
   /**
    * The open connections and the slow pool, counted with the other serve
-   * threads (shared-limit.ts); then maxOpen and slowSlots are not used.
+   * threads (shared-limit.ts); then maxOpen is not used. If not given, the
+   * slow pool is this listener's own, MAX_SLOW_HANDSHAKES.
    */
   readonly shared?: SharedLimits | undefined;
 }
@@ -103,8 +102,7 @@ export class Listener {
       clock: deps.clock,
       maxPerSource: deps.maxPerSource ?? DEFAULT_MAX_PER_SOURCE,
       slots: deps.slots ?? (deps.runner.workers > 0 ? HANDSHAKE_SLOTS_PER_WORKER * deps.runner.workers : MAX_HANDSHAKES_IN_FLIGHT),
-      slowSlots: deps.slowSlots ?? MAX_SLOW_HANDSHAKES,
-      slowPool: deps.shared?.slow,
+      slowPool: deps.shared?.slow ?? new Limit(MAX_SLOW_HANDSHAKES),
     });
     this.#gate = deps.gate ?? this.#admission;
     this.#open = deps.shared?.open ?? new Limit(deps.maxOpen ?? MAX_OPEN_CONNECTIONS);

@@ -273,7 +273,7 @@ export class ServeThreads {
   constructor(count: number, deps: ServeThreadsDeps) {
     this.#deps = deps;
     // One count of the sources for all threads (admission.ts, Rules 1 and 3); each thread keeps its own handshake slots.
-    const admission = new Admission({ clock: systemClock, maxPerSource: deps.maxPerSource, slots: 0, slowSlots: 0 });
+    const admission = new Admission({ clock: systemClock, maxPerSource: deps.maxPerSource, slots: 0 });
     const { slots, shared } = serveThreadLimits(count, deps.maxOpen ?? MAX_OPEN_CONNECTIONS);
     for (let index = 0; index < count; index++) {
       this.#threads.push(new ServeThread({ index, stride: count, tlsSettings: deps.tlsSettings, slots, shared }, deps, admission, {
