@@ -20,6 +20,8 @@ import { makeClients, makeKeySet, type TestClient } from "./helpers/keys.js";
 import { MANDOS_CLIENT, MANDOS_KEYGEN, missing } from "./helpers/peers.js";
 import { runMandosClient, startServer, type RunningServer } from "./helpers/server.js";
 import { eventually } from "./helpers/wait.js";
+import { createMetrics } from "../src/main/observe/metrics.js";
+import type { HandshakeCounts } from "../src/main/serve/admission.js";
 
 const SETTINGS = parsePriority(DEFAULT_PRIORITY);
 const PROMTOOL = "/usr/bin/promtool";
@@ -93,6 +95,27 @@ async function reach(url: string): Promise<number | string> {
   }
 }
 
+test("mandos_handshakes_evicted_total follows the admissions' count, however often it is scraped", async () => {
+  let counts: HandshakeCounts = { holding: 0, slow: 0, waiting: 0, evicted: 0 };
+  const metrics = createMetrics({
+    clientCounts: () => ({ enabled: 0, disabled: 0, awaitingApproval: 0, checkersRunning: 0 }),
+    handshakes: () => counts,
+    workers: 0,
+    workerQueue: () => 0,
+  });
+  const evicted = async (): Promise<string> => (await metrics.registry.getSingleMetricAsString("mandos_handshakes_evicted_total")).split("\n").at(-1)!;
+  try {
+    assert.equal(await evicted(), "mandos_handshakes_evicted_total 0");
+    counts = { ...counts, evicted: 3 };
+    assert.equal(await evicted(), "mandos_handshakes_evicted_total 3");
+    assert.equal(await evicted(), "mandos_handshakes_evicted_total 3", "a second scrape adds nothing");
+    counts = { ...counts, evicted: 7 };
+    assert.equal(await evicted(), "mandos_handshakes_evicted_total 7");
+  } finally {
+    metrics.close();
+  }
+});
+
 describe("bin/mandos --metrics and --audit-log", { skip }, () => {
   let root = "";
   let state = "";
@@ -162,6 +185,7 @@ describe("bin/mandos --metrics and --audit-log", { skip }, () => {
     // unknown key was refused inside its handshake, before the signature check.
     assert.equal(delta(before, after, "mandos_handshake_worker_wait_seconds_count"), 4);
     assert.equal(after.get("mandos_handshakes_in_flight"), 0);
+    assert.equal(after.get("mandos_handshakes_evicted_total"), 0);
     assert.equal(after.get("mandos_handshake_workers"), 0);
     assert.equal(after.get("mandos_clients{state=\"enabled\"}"), 2);
     assert.equal(after.get("mandos_clients{state=\"disabled\"}"), 1);

@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { ManualClock } from "../src/main/clock.js";
 import { Admission, type Slot, type SlotTicket } from "../src/main/serve/admission.js";
 import { Limit } from "../src/main/serve/shared-limit.js";
-import { FAILURE_BURST, FAILURE_REFILL_PER_SECOND } from "../src/main/serve/limits.js";
+import { FAILURE_BURST, FAILURE_REFILL_PER_SECOND, SLOW_EVICT_AFTER_MS } from "../src/main/serve/limits.js";
 import { sourceOf } from "../src/main/serve/source.js";
 
 test("a source counts as its IPv4 address, its IPv6 /64, or its link-local address on its link", () => {
@@ -86,18 +86,135 @@ test("a handshake moved to the slow pool gives its slot to the next, up to the p
   assert.equal(held.length, 4);
   assert.equal(held[2]!.slow(), false, "the pool is full: it keeps its slot");
   assert.equal(held.length, 4);
-  assert.deepEqual(admission.counts, { holding: 2, slow: 2, waiting: 2 });
+  assert.deepEqual(admission.counts, { holding: 2, slow: 2, waiting: 2, evicted: 0 });
   held[0]!.release();
   assert.equal(held.length, 4, "a slow one's end frees room in the pool, not a slot");
   assert.equal(held[2]!.slow(), true, "now it moves");
   assert.equal(held.length, 5);
   held[3]!.release();
   assert.equal(held.length, 6);
-  assert.deepEqual(admission.counts, { holding: 2, slow: 2, waiting: 0 });
+  assert.deepEqual(admission.counts, { holding: 2, slow: 2, waiting: 0, evicted: 0 });
   held[4]!.release();
   assert.equal(held[4]!.slow(), false, "a released slot does not move");
   for (const slot of held) slot.release();
-  assert.deepEqual(admission.counts, { holding: 0, slow: 0, waiting: 0 });
+  assert.deepEqual(admission.counts, { holding: 0, slow: 0, waiting: 0, evicted: 0 });
+});
+
+/** An admission's slots with what each waiter is told: granted in order, and asked to close. */
+class Waiters {
+  readonly held: Slot[] = [];
+  readonly asked: number[] = [];
+  /** Waiters that say they no longer wait on their peer when asked to close. */
+  readonly answered = new Set<number>();
+  #next = 0;
+
+  constructor(private readonly admission: Admission) {}
+
+  /** A waiter from `key`; its number is its place in `held` once granted. */
+  ask(key: string): SlotTicket {
+    const n = this.#next++;
+    return this.admission.requestSlot(key, (slot, who: number) => {
+      assert.equal(who, this.held.length, "granted in order");
+      this.held.push(slot);
+    }, n, (who: number) => {
+      this.asked.push(who);
+      if (this.answered.has(who)) return false;
+      // As a connection does: it closes, and its close releases the slot.
+      this.held[who]!.release();
+      return true;
+    });
+  }
+}
+
+test("with the slow pool full and a connection waiting, its oldest silent one is closed for the next", () => {
+  const clock = new ManualClock();
+  const admission = new Admission({ clock, maxPerSource: 0, slots: 2, slowPool: new Limit(2) });
+  const w = new Waiters(admission);
+  for (let i = 0; i < 4; i++) w.ask("stall");
+  assert.equal(w.held[0]!.slow(), true);
+  clock.advance(10);
+  assert.equal(w.held[1]!.slow(), true);
+  // The pool (0, 1) and the slots (2, 3) are full; a real client waits.
+  w.ask("real");
+  assert.equal(w.held[2]!.slow(), false, "nobody in the pool has waited SLOW_EVICT_AFTER_MS yet");
+  assert.deepEqual(w.asked, []);
+  clock.advance(SLOW_EVICT_AFTER_MS - 10);
+  assert.equal(w.held[2]!.slow(), true, "the oldest made room");
+  assert.deepEqual(w.asked, [0], "the oldest, and only it, was asked to close");
+  assert.equal(w.held.length, 5, "the slot went to the waiting connection");
+  assert.deepEqual(admission.counts, { holding: 2, slow: 2, waiting: 0, evicted: 1 });
+  assert.equal(w.held[3]!.slow(), false, "nobody waits now: nobody is closed for it");
+  assert.deepEqual(w.asked, [0]);
+  for (const slot of w.held) slot.release();
+  assert.deepEqual(admission.counts, { holding: 0, slow: 0, waiting: 0, evicted: 1 });
+});
+
+test("a slow one whose peer has answered is not closed: its wait starts again, and the next oldest goes", () => {
+  const clock = new ManualClock();
+  const admission = new Admission({ clock, maxPerSource: 0, slots: 1, slowPool: new Limit(3) });
+  const w = new Waiters(admission);
+  for (let i = 0; i < 5; i++) w.ask("stall");
+  for (let i = 0; i < 3; i++) {
+    assert.equal(w.held[i]!.slow(), true);
+    clock.advance(1);
+  }
+  // 1 ended before it was asked: skipped. 0 has its peer's answer.
+  w.held[1]!.release();
+  assert.equal(w.held[3]!.slow(), true, "the place 1 gave back");
+  w.answered.add(0);
+  clock.advance(SLOW_EVICT_AFTER_MS);
+  w.ask("real");
+  assert.equal(w.held[4]!.slow(), true);
+  assert.deepEqual(w.asked, [0, 2], "0 said no; 1 had ended; 2 closed");
+  assert.equal(w.held.length, 6, "the real one has the slot");
+  assert.equal(admission.counts.evicted, 1);
+  w.ask("real");
+  assert.equal(w.held[5]!.slow(), true, "3 had waited long enough too");
+  assert.deepEqual(w.asked, [0, 2, 3]);
+  w.ask("real");
+  assert.equal(w.held[6]!.slow(), false, "0 is the oldest now, its wait counted again from when it said no, and 4 is too young");
+  assert.deepEqual(w.asked, [0, 2, 3]);
+  assert.deepEqual(admission.counts, { holding: 1, slow: 3, waiting: 1, evicted: 2 });
+});
+
+test("a slot whose waiter cannot be asked to close is never closed", () => {
+  const clock = new ManualClock();
+  const admission = new Admission({ clock, maxPerSource: 0, slots: 1, slowPool: new Limit(1) });
+  const held: Slot[] = [];
+  for (let i = 0; i < 3; i++) admission.requestSlot("a", (slot) => held.push(slot), undefined);
+  assert.equal(held[0]!.slow(), true);
+  clock.advance(10 * SLOW_EVICT_AFTER_MS);
+  assert.equal(held[1]!.slow(), false);
+  assert.deepEqual(admission.counts, { holding: 1, slow: 1, waiting: 1, evicted: 0 });
+});
+
+test("the reserve: places beyond a full shared pool, given back to the reserve, not the pool", () => {
+  const clock = new ManualClock();
+  const pool = new Limit(1);
+  assert.equal(pool.take(), true, "another thread holds the whole pool");
+  const admission = new Admission({ clock, maxPerSource: 0, slots: 1, slowPool: pool, slowReserve: 2 });
+  const w = new Waiters(admission);
+  for (let i = 0; i < 4; i++) w.ask("stall");
+  assert.equal(w.held[0]!.slow(), true);
+  assert.equal(w.held[1]!.slow(), true);
+  assert.equal(w.held[2]!.slow(), false, "the reserve is used up");
+  pool.give();
+  assert.equal(w.held[2]!.slow(), true, "the pool's place, once given back");
+  assert.equal(pool.taken, 1);
+  w.held[0]!.release();
+  assert.equal(pool.taken, 1, "a reserve place goes back to the reserve");
+  assert.equal(w.held[3]!.slow(), true);
+  w.held[2]!.release();
+  assert.equal(pool.taken, 0, "a pool place goes back to the pool");
+  // The closing works on the reserve alone: 1 and 3 are there, the pool is another thread's again.
+  assert.equal(pool.take(), true);
+  w.ask("real");
+  w.ask("real");
+  clock.advance(SLOW_EVICT_AFTER_MS);
+  assert.equal(w.held[4]!.slow(), true);
+  assert.deepEqual(w.asked, [1]);
+  assert.deepEqual(admission.counts, { holding: 1, slow: 2, waiting: 0, evicted: 1 });
+  assert.equal(pool.taken, 1, "the heir took the closed one's reserve place, not the pool's");
 });
 
 test("a source holds at most its cap of open connections", () => {

@@ -20,10 +20,10 @@ import { Worker } from "node:worker_threads";
 import { DEFAULT_PRIORITY, parsePriority } from "../src/tls/index.js";
 import { ClientRegistry, type CheckerSpawner } from "../src/main/clients/registry.js";
 import { ManualClock } from "../src/main/clock.js";
-import { events, type ConnectionAccepted, type ConnectionNotAdmitted } from "../src/main/events.js";
+import { events, type ConnectionAccepted, type ConnectionClosed, type ConnectionNotAdmitted } from "../src/main/events.js";
 import { Admission, type Slot } from "../src/main/serve/admission.js";
 import { createHandshakeRunner, type HandshakeRunner } from "../src/main/serve/handshake-runner.js";
-import { MAX_SLOW_HANDSHAKES, PEER_SLOW_MS } from "../src/main/serve/limits.js";
+import { MAX_SLOW_HANDSHAKES, PEER_SLOW_MS, SLOW_EVICT_AFTER_MS, SLOW_RESERVE_PER_THREAD } from "../src/main/serve/limits.js";
 import { Listener } from "../src/main/serve/listener.js";
 import { Limit, sharedBounds, sharedLimits } from "../src/main/serve/shared-limit.js";
 import { serveThreadLimits } from "../src/main/serve/serve-threads.js";
@@ -109,12 +109,12 @@ test("admissions that share a slow pool move handshakes to it up to its size bet
   assert.equal(inA.length, 4, "each move gave its slot to the next");
   assert.equal(inA[2]!.slow(), true, "one thread may take more than its share when the others do not need it");
   assert.equal(inB[0]!.slow(), false, "the pool is full for every thread");
-  assert.deepEqual(b.counts, { holding: 2, slow: 0, waiting: 2 });
+  assert.deepEqual(b.counts, { holding: 2, slow: 0, waiting: 2, evicted: 0 });
   inA[0]!.release();
   assert.equal(pool.taken, 2, "a slow handshake that ends gives its place back");
   assert.equal(inB[0]!.slow(), true);
-  assert.deepEqual(a.counts, { holding: 1, slow: 2, waiting: 0 });
-  assert.deepEqual(b.counts, { holding: 2, slow: 1, waiting: 1 });
+  assert.deepEqual(a.counts, { holding: 1, slow: 2, waiting: 0, evicted: 0 });
+  assert.deepEqual(b.counts, { holding: 2, slow: 1, waiting: 1, evicted: 0 });
 });
 
 /** A peer on loopback that sends the version line (or nothing) and keeps what it is sent. */
@@ -188,11 +188,69 @@ describeThreads(8, 10_000, ({ clock, ports, listeners }) => {
         // PEER_SLOW_MS on, each of them waits on its peer: to the slow pool.
         clock.advance(PEER_SLOW_MS);
       }
-      assert.deepEqual(listeners()[0]!.handshakes, { holding: 0, slow: 2 * slots, waiting: 0 });
+      assert.deepEqual(listeners()[0]!.handshakes, { holding: 0, slow: 2 * slots, waiting: 0, evicted: 0 });
       const next = new Peer(port!, true);
       peers.push(next);
       await within(next.greeted, 5_000, "the next peer got no ClientHello: its thread's slots were all held by stalled peers");
     } finally {
+      for (const p of peers) p.socket.destroy();
+    }
+  });
+});
+
+/** Polls `ok` on real time (the listeners' events come from sockets) until true, or fails after `ms` saying `what`. */
+async function until(ok: () => boolean, ms: number, what: () => string): Promise<void> {
+  const end = Date.now() + ms;
+  while (!ok()) {
+    if (Date.now() > end) assert.fail(what());
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+describeThreads(2, 10_000, ({ clock, ports, listeners }) => {
+  test("a thread left with every slot stalled after another filled the slow pool closes its own oldest for the next", async () => {
+    const [portA, portB] = ports() as [number, number];
+    const [a, b] = listeners() as [Listener, Listener];
+    const { slots } = serveThreadLimits(2, 10_000);
+    assert.equal(2 * slots, MAX_SLOW_HANDSHAKES);
+    const closed = new Recorded<ConnectionClosed>(events.connectionClosed);
+    const peers: Peer[] = [];
+    const stall = async (port: number, n: number, what: string): Promise<Peer[]> => {
+      const batch = Array.from({ length: n }, () => new Peer(port, true));
+      peers.push(...batch);
+      await within(Promise.all(batch.map((p) => p.greeted)), 10_000, `${what}: ClientHellos not sent`);
+      return batch;
+    };
+    try {
+      // A fills the whole shared pool.
+      for (let round = 0; round < 2; round++) {
+        await stall(portA, slots, `A, round ${round}`);
+        clock.advance(PEER_SLOW_MS);
+      }
+      assert.deepEqual(a.handshakes, { holding: 0, slow: MAX_SLOW_HANDSHAKES, waiting: 0, evicted: 0 });
+      // B's slots fill, and SLOW_RESERVE_PER_THREAD of them move to its reserve; their slots fill again.
+      const reserved = await stall(portB, slots, "B");
+      clock.advance(PEER_SLOW_MS);
+      await stall(portB, SLOW_RESERVE_PER_THREAD, "B, after its reserve");
+      assert.deepEqual(b.handshakes, { holding: slots, slow: SLOW_RESERVE_PER_THREAD, waiting: 0, evicted: 0 });
+      // The next peer on B waits; once B's oldest slow ones have waited SLOW_EVICT_AFTER_MS, one of them is closed for it.
+      const next = new Peer(portB, true);
+      peers.push(next);
+      await until(() => b.handshakes.waiting === 1, 5_000, () => `B: ${JSON.stringify(b.handshakes)}`);
+      clock.advance(SLOW_EVICT_AFTER_MS - PEER_SLOW_MS);
+      assert.equal(b.handshakes.evicted, 0, "not before the oldest has waited SLOW_EVICT_AFTER_MS");
+      clock.advance(PEER_SLOW_MS);
+      await within(next.greeted, 5_000, "the next peer got no ClientHello: its thread could move none of its stalled peers");
+      assert.deepEqual(b.handshakes, { holding: slots, slow: SLOW_RESERVE_PER_THREAD, waiting: 0, evicted: 1 });
+      assert.deepEqual(a.handshakes, { holding: 0, slow: MAX_SLOW_HANDSHAKES, waiting: 0, evicted: 0 }, "A had nobody waiting: its own stay");
+      const gone = closed.messages.filter((m) => m.outcome === "timeout");
+      assert.equal(gone.length, 1);
+      assert.equal(gone[0]!.stage, "Handshaking");
+      assert.match(gone[0]!.detail ?? "", /slow pool was full and others waited/);
+      const local = new Set(await Promise.all(reserved.map((p) => p.connected)));
+      assert.ok(local.has(gone[0]!.connection.port), "the one closed was one of B's first, moved to its reserve");
+    } finally {
+      closed.stop();
       for (const p of peers) p.socket.destroy();
     }
   });

@@ -253,6 +253,21 @@ for (const mode of [["--workers", "0"], ["--serve-threads", "2"]]) describe(`fai
     await underAttack(loopbackSources(300, 5), DEFAULT_MAX_PER_SOURCE, "stall");
   });
 
+  test("stalled handshakes, more than the slots and the slow pool together", async () => {
+    // 1,280 handshakes that never go on, against 512 slots and a slow pool
+    // of 512: once the pool is full, a stalled one that has waited there
+    // SLOW_EVICT_AFTER_MS is closed for the next that waits, and each such
+    // close counts against its source, until the sources are throttled.
+    // Before, the real clients waited behind them for their 20 s.
+    const sources = loopbackSources(320, 10);
+    const offset = server.log().length;
+    await underAttack(sources, DEFAULT_MAX_PER_SOURCE, "stall");
+    const log = server.log().slice(offset);
+    assert.match(log, /timed out in the TLS handshake: its peer kept it waiting/);
+    const throttled = sources.filter((s) => log.includes(`Refusing connection from ::ffff:${s}: too many failures`));
+    assert.ok(throttled.length > 0, "no stalling source was throttled");
+  });
+
   test("a junk flood is throttled, and its log lines summarised", async () => {
     const source = "127.0.0.3";
     const offset = server.log().length;

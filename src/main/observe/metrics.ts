@@ -112,6 +112,18 @@ export function createMetrics(sources: MetricSources): Metrics {
     name: "mandos_handshakes_waiting", help: "Connections that sent a good version line and wait for a handshake slot.", registers: [registry],
     collect() { this.set(sources.handshakes().waiting); },
   });
+  let evictedSeen = 0;
+  new Counter({
+    name: "mandos_handshakes_evicted_total",
+    help: "Slow handshakes closed, their peer silent over a second, to make room for a connection waiting for a slot while the slow pool was full.",
+    registers: [registry],
+    collect() {
+      // The admissions count from the start; the counter takes what came since the last scrape.
+      const evicted = sources.handshakes().evicted;
+      if (evicted > evictedSeen) this.inc(evicted - evictedSeen);
+      evictedSeen = Math.max(evictedSeen, evicted);
+    },
+  });
   new Gauge({
     name: "mandos_handshake_workers", help: "Handshake worker threads (0: handshakes run on the main thread).", registers: [registry],
     collect() { this.set(sources.workers); },

@@ -14,7 +14,14 @@
 //           (`slowPool`: inline its own, with serve threads one that every
 //           thread counts against) and gives its slot to the next: a crowd
 //           of slow or stalled peers cannot hold every slot while the
-//           handshake threads sit idle.
+//           handshake threads sit idle. Once the pool is full and a
+//           connection waits for a slot, the pool's oldest handshake that
+//           has waited SLOW_EVICT_AFTER_MS there, its peer still silent,
+//           is closed (a failure of its source, Rule 3) and its place goes
+//           to the next slow one: stalled peers beyond the slots and the
+//           pool together cannot hold the slots for their 20 s either.
+//           A serve thread may close only its own, so each may hold
+//           `slowReserve` beyond a full shared pool.
 //   Rule 3: each failure a source causes (bad version line, failed or
 //           timed-out handshake, unknown key) takes a token from its bucket
 //           (FAILURE_BURST, refilled at FAILURE_REFILL_PER_SECOND); a source
@@ -27,7 +34,7 @@
 //   A.queue: [t1, t2, t3]  (tickets; a cancelled one is skipped when reached)
 
 import type { Clock } from "../clock.js";
-import { FAILURE_BURST, FAILURE_REFILL_PER_SECOND } from "./limits.js";
+import { FAILURE_BURST, FAILURE_REFILL_PER_SECOND, SLOW_EVICT_AFTER_MS } from "./limits.js";
 import { Limit } from "./shared-limit.js";
 
 /** Why a connection was closed at accept. */
@@ -44,8 +51,9 @@ export interface Slot {
   /**
    * The handshake now waits on a slow peer: it moves to the slow pool and
    * its slot goes to the next connection. False (and it keeps its slot)
-   * when the slow pool is full or it was released; true if it moved now
-   * or before.
+   * when the slow pool is full and no place could be made there
+   * (SLOW_EVICT_AFTER_MS), or it was released; true if it moved now or
+   * before.
    */
   slow(): boolean;
   /** The handshake has ended: its slot, or its place in the slow pool, goes to the next. Idempotent. */
@@ -63,6 +71,10 @@ class Fifo<T> {
 
   push(item: T): void {
     this.#items.push(item);
+  }
+
+  peek(): T | undefined {
+    return this.#items[this.#head];
   }
 
   shift(): T | undefined {
@@ -83,21 +95,32 @@ interface TicketBook {
   cancelled(): void;
 }
 
-/** A place in a source's queue; it is its own SlotTicket (one object a waiting connection, no closure). */
+/**
+ * A place in a source's queue; it is its own SlotTicket (one object a
+ * waiting connection, no closure), and it stays with the slot it is
+ * granted, for the slot to close its waiter.
+ */
 class Ticket implements SlotTicket {
   readonly #start: (slot: Slot, waiter: unknown) => void;
+  readonly #evict: ((waiter: unknown) => boolean) | undefined;
   readonly #waiter: unknown;
   readonly #book: TicketBook;
   live = true;
 
-  constructor(start: (slot: Slot, waiter: unknown) => void, waiter: unknown, book: TicketBook) {
+  constructor(start: (slot: Slot, waiter: unknown) => void, evict: ((waiter: unknown) => boolean) | undefined, waiter: unknown, book: TicketBook) {
     this.#start = start;
+    this.#evict = evict;
     this.#waiter = waiter;
     this.#book = book;
   }
 
   start(slot: Slot): void {
     this.#start(slot, this.#waiter);
+  }
+
+  /** Asks the waiter to close: false if it would not (it no longer waits on its peer), or cannot be asked. */
+  evict(): boolean {
+    return this.#evict?.(this.#waiter) ?? false;
   }
 
   cancel(): void {
@@ -125,6 +148,8 @@ export interface AdmissionOptions {
   readonly slots: number;
   /** Handshakes that wait on slow peers, beside the slots: the pool may be shared with other threads' admissions. None move there if not given. */
   readonly slowPool?: Limit | undefined;
+  /** Places this admission may take beyond a full `slowPool` (a serve thread's SLOW_RESERVE_PER_THREAD); 0 if not given. */
+  readonly slowReserve?: number | undefined;
 }
 
 /** Handshakes by where they are, for the metrics. */
@@ -135,43 +160,52 @@ export interface HandshakeCounts {
   readonly slow: number;
   /** Sent a good version line, waiting for a slot. */
   readonly waiting: number;
+  /** Closed in the slow pool for a connection that waited, since the start (SLOW_EVICT_AFTER_MS). */
+  readonly evicted: number;
 }
 
 /** The admission's side of its granted slots. */
 interface SlotPool {
-  /** Takes a place in the slow pool, if it has room. */
-  takeSlow(): boolean;
-  /** A held slot's handshake has moved to the slow pool (its place taken): its slot is free. */
-  movedToSlow(): void;
-  release(wasSlow: boolean): void;
+  /** Moves a held slot's handshake to the slow pool if it can: its state is "slow" then. */
+  moveToSlow(slot: GrantedSlot): void;
+  /** Ends a held or slow slot: its state is "released" then. */
+  release(slot: GrantedSlot): void;
 }
 
 class GrantedSlot implements Slot {
-  #state: "held" | "slow" | "released" = "held";
+  state: "held" | "slow" | "released" = "held";
+  /** When it moved to the slow pool. */
+  movedAt = 0;
+  /** Its place in the slow pool is one of the admission's reserve, not the (shared) pool's. */
+  reserve = false;
   readonly #pool: SlotPool;
+  readonly #ticket: Ticket;
 
-  constructor(pool: SlotPool) {
+  constructor(pool: SlotPool, ticket: Ticket) {
     this.#pool = pool;
+    this.#ticket = ticket;
   }
 
   slow(): boolean {
-    if (this.#state === "held" && this.#pool.takeSlow()) {
-      this.#state = "slow";
-      this.#pool.movedToSlow();
-    }
-    return this.#state === "slow";
+    if (this.state === "held") this.#pool.moveToSlow(this);
+    return this.state === "slow";
   }
 
   release(): void {
-    if (this.#state === "released") return;
-    const wasSlow = this.#state === "slow";
-    this.#state = "released";
-    this.#pool.release(wasSlow);
+    if (this.state !== "released") this.#pool.release(this);
+  }
+
+  /** Asks its connection to close (it releases the slot as it does): false if it would not. */
+  evict(): boolean {
+    return this.#ticket.evict();
   }
 }
 
 /** What requestSlot returns when the slot was granted at once. */
 const GRANTED: SlotTicket = { cancel() {} };
+
+/** Slow handshakes whose peers have answered that one look for the oldest passes over. */
+const EVICT_TRIES = 8;
 
 // Sources kept before a sweep drops the idle ones; grows with the real count.
 const SWEEP_FLOOR = 4096;
@@ -185,21 +219,24 @@ export class Admission {
   /** Of those, the ones in the slow pool (this admission's; the pool may be shared). */
   #slow = 0;
   readonly #slowPool: Limit;
+  /** Places of the reserve taken (AdmissionOptions.slowReserve). */
+  #reserved = 0;
+  /** This admission's slow slots, oldest move first; released ones are dropped when they come to the front. */
+  readonly #slowOrder = new Fifo<GrantedSlot>();
+  #evicted = 0;
   /** Live tickets in the sources' queues. */
   #waiting = 0;
   #sweepAt = SWEEP_FLOOR;
   /** What a granted slot changes here: shared by every slot, so a handshake's slot is one small object. */
   readonly #pool: SlotPool = {
-    takeSlow: () => this.#slowPool.take(),
-    movedToSlow: () => {
-      this.#slow++;
-      this.#next();
-    },
-    release: (wasSlow) => {
-      if (wasSlow) {
+    moveToSlow: (slot) => this.#moveToSlow(slot),
+    release: (slot) => {
+      if (slot.state === "slow") {
         this.#slow--;
-        this.#slowPool.give();
+        if (slot.reserve) this.#reserved--;
+        else this.#slowPool.give();
       }
+      slot.state = "released";
       this.#inFlight--;
       this.#next();
     },
@@ -218,7 +255,7 @@ export class Admission {
 
   /** Handshakes holding a slot, in the slow pool, and waiting for a slot. */
   get counts(): HandshakeCounts {
-    return { holding: this.#inFlight - this.#slow, slow: this.#slow, waiting: this.#waiting };
+    return { holding: this.#inFlight - this.#slow, slow: this.#slow, waiting: this.#waiting, evicted: this.#evicted };
   }
 
   /** Whether a slot is free: fewer than `slots` handshakes hold one. */
@@ -255,10 +292,14 @@ export class Admission {
   /**
    * Asks for a handshake slot; `start(slot, waiter)` runs when granted, at
    * once if one is free and nobody waits (one function may serve every
-   * waiter: connections pass a shared one and themselves).
+   * waiter: connections pass a shared one and themselves). `evict(waiter)`
+   * is how the slow pool closes one of its oldest for a connection that
+   * waits: it closes the waiter (which releases the slot) and says true,
+   * or says false if the waiter no longer waits on its peer. Without it
+   * the slot is never closed that way.
    */
-  requestSlot<T>(key: string, start: (slot: Slot, waiter: T) => void, waiter: T): SlotTicket {
-    const ticket = new Ticket(start as (slot: Slot, waiter: unknown) => void, waiter, this.#book);
+  requestSlot<T>(key: string, start: (slot: Slot, waiter: T) => void, waiter: T, evict?: (waiter: T) => boolean): SlotTicket {
+    const ticket = new Ticket(start as (slot: Slot, waiter: unknown) => void, evict as ((waiter: unknown) => boolean) | undefined, waiter, this.#book);
     if (this.#free() && this.#ring.length === 0) {
       ticket.live = false;
       this.#grant(ticket);
@@ -276,7 +317,60 @@ export class Admission {
 
   #grant(ticket: Ticket): void {
     this.#inFlight++;
-    ticket.start(new GrantedSlot(this.#pool));
+    ticket.start(new GrantedSlot(this.#pool, ticket));
+  }
+
+  /** Rule 2: a held slot's handshake waits on its peer; it moves to the slow pool if there is a place, or one can be made. */
+  #moveToSlow(slot: GrantedSlot): void {
+    if (!this.#takeSlowPlace(slot)) {
+      if (this.#waiting === 0 || !this.#evictOldest()) return;
+      // With a shared pool another thread may have taken the place just given: then it waits on.
+      if (!this.#takeSlowPlace(slot)) return;
+    }
+    slot.state = "slow";
+    slot.movedAt = this.#options.clock.now();
+    this.#slowOrder.push(slot);
+    this.#slow++;
+    this.#next();
+  }
+
+  #takeSlowPlace(slot: GrantedSlot): boolean {
+    if (this.#slowPool.take()) {
+      slot.reserve = false;
+      return true;
+    }
+    if (this.#reserved < (this.#options.slowReserve ?? 0)) {
+      this.#reserved++;
+      slot.reserve = true;
+      return true;
+    }
+    return false;
+  }
+
+  /**
+   * Closes this admission's oldest slow handshake if it has waited
+   * SLOW_EVICT_AFTER_MS on its peer; true if one was closed (its place is
+   * free). One whose peer has answered since is not closed: its wait
+   * starts again at the back, and a few more are tried.
+   */
+  #evictOldest(): boolean {
+    const now = this.#options.clock.now();
+    for (let answered = 0; answered < EVICT_TRIES;) {
+      const oldest = this.#slowOrder.peek();
+      if (!oldest || (oldest.state === "slow" && now - oldest.movedAt < SLOW_EVICT_AFTER_MS)) return false;
+      this.#slowOrder.shift();
+      if (oldest.state !== "slow") continue;
+      if (oldest.evict()) {
+        // Its connection released it as it closed; made sure of here.
+        oldest.release();
+        this.#evicted++;
+        return true;
+      }
+      oldest.movedAt = now;
+      this.#slowOrder.push(oldest);
+      answered++;
+    }
+    return false;
   }
 
   /** Free slots go to the next sources in the ring. */

@@ -46,6 +46,7 @@ import {
   HANDSHAKE_TIMEOUT_MS,
   PEER_SLOW_MS,
   SEND_TIMEOUT_MS,
+  SLOW_EVICT_AFTER_MS,
   VERSION_LINE_MAX_BYTES,
   VERSION_LINE_TIMEOUT_MS,
 } from "./limits.js";
@@ -91,8 +92,18 @@ export interface ConnectionHost {
   readonly logger: Logger;
   /** Every deadline and duration. */
   readonly clock: Clock;
-  /** Asks for a handshake slot for a peer of `source`; `granted` may run before this returns. The slot is released when the handshake ends. */
-  requestSlot(source: string, granted: (slot: Slot, connection: Connection) => void, connection: Connection): SlotTicket;
+  /**
+   * Asks for a handshake slot for a peer of `source`; `granted` may run
+   * before this returns. The slot is released when the handshake ends.
+   * `evict` closes the connection for one that waits, if it still waits on
+   * its peer (admission.ts, Rule 2: the slow pool's oldest).
+   */
+  requestSlot(
+    source: string,
+    granted: (slot: Slot, connection: Connection) => void,
+    evict: (connection: Connection) => boolean,
+    connection: Connection,
+  ): SlotTicket;
   /**
    * Called once, at the very end; `failed` when the peer failed the
    * protocol (admission.ts, Rule 3): it ended before a decision for any
@@ -220,6 +231,17 @@ export class Connection {
     c.#onSlot(slot);
   }
 
+  /**
+   * The slow pool is full, a connection waits for a slot, and this one has
+   * waited there SLOW_EVICT_AFTER_MS (admission.ts, Rule 2): closed, as a
+   * timeout of its peer, if its peer still keeps it waiting.
+   */
+  static #slowEvicted(c: Connection): boolean {
+    if (c.#state !== "Handshaking" || c.#driver === null || c.#driver.pending !== null) return false;
+    c.#close("timeout", `in the TLS handshake: its peer kept it waiting over ${SLOW_EVICT_AFTER_MS / 1000} s while the slow pool was full and others waited`);
+    return true;
+  }
+
   static #slowCheckDue(c: Connection): void {
     c.#checkSlow();
   }
@@ -263,7 +285,7 @@ export class Connection {
     this.#arm(ADMISSION_WAIT_MS, "waiting for a handshake slot");
     // Kept only when the peer sent more (it should not: the handshake is ours to start).
     this.#early = rest.length > 0 ? rest : EMPTY;
-    this.#ticket = this.#deps.requestSlot(this.#source, Connection.#slotGranted, this);
+    this.#ticket = this.#deps.requestSlot(this.#source, Connection.#slotGranted, Connection.#slowEvicted, this);
   }
 
   /** Publishes the line's verdict; false (and closed) if it is refused. */

@@ -84,12 +84,41 @@ export const PEER_SLOW_MS = 100;
 
 /**
  * Handshakes in the slow pool at most, all serve threads' together
- * (shared-limit.ts). They
+ * (shared-limit.ts), besides SLOW_RESERVE_PER_THREAD a serve thread. They
  * cost memory only (a socket and a few KiB of handshake state each); when
- * the pool is full a slow handshake keeps its slot, as every handshake
- * did before the pool. 512 bounds that memory to a few MiB.
+ * the pool is full a slow handshake keeps its slot, unless a connection
+ * waits for one and the pool's oldest has waited SLOW_EVICT_AFTER_MS.
+ * 512 bounds that memory to a few MiB.
  */
 export const MAX_SLOW_HANDSHAKES = 512;
+
+/**
+ * Once the slow pool is full and a connection waits for a slot, a
+ * handshake that has waited in the pool this long on a peer that still
+ * has not answered is closed, and its place goes to a handshake that
+ * holds a slot and waits on its peer, whose slot goes to the connection
+ * that waits (admission.ts, Rule 2). The close counts against its source
+ * (Rule 3). Without it, 1,024 stalled peers (the slots and the pool) held
+ * every real client back for their 20 s, and 8 sources of 128 each failed
+ * 6.4 times a second, under the bucket's refill: never throttled. A peer
+ * that answers later than 1 s (after our flight, since PEER_SLOW_MS more)
+ * is later than a round trip across a continent and a segment sent again
+ * at Linux's shortest retransmission timeout (200 ms); it is closed only
+ * while others wait, and its client retries (mandos-client(8), --retry).
+ * At most the pool's size a second are closed this way.
+ */
+export const SLOW_EVICT_AFTER_MS = 1_000;
+
+/**
+ * Places in the slow pool each serve thread may take beyond the shared
+ * MAX_SLOW_HANDSHAKES when that is full, so that every thread has
+ * handshakes of its own there to close for its waiting connections
+ * (SLOW_EVICT_AFTER_MS; a thread can close only its own). Without them,
+ * a thread whose slots all held stalled peers, after the other threads had
+ * filled the pool, could not move one out. 32 let it free 32 slots a
+ * second at least, and add 32 handshakes a thread at most to the pool.
+ */
+export const SLOW_RESERVE_PER_THREAD = 32;
 
 /**
  * How long a connection that sent its version line may wait for a

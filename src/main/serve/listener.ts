@@ -23,7 +23,15 @@ import { Admission, type AdmissionRefusal, type HandshakeCounts } from "./admiss
 import { Connection, type ConnectionHost } from "./connection.js";
 import { InterfaceFilter } from "./interface-filter.js";
 import type { HandshakeRunner } from "./handshake-runner.js";
-import { DEFAULT_MAX_PER_SOURCE, HANDSHAKE_SLOTS_PER_WORKER, LISTEN_BACKLOG, MAX_HANDSHAKES_IN_FLIGHT, MAX_OPEN_CONNECTIONS, MAX_SLOW_HANDSHAKES } from "./limits.js";
+import {
+  DEFAULT_MAX_PER_SOURCE,
+  HANDSHAKE_SLOTS_PER_WORKER,
+  LISTEN_BACKLOG,
+  MAX_HANDSHAKES_IN_FLIGHT,
+  MAX_OPEN_CONNECTIONS,
+  MAX_SLOW_HANDSHAKES,
+  SLOW_RESERVE_PER_THREAD,
+} from "./limits.js";
 import { sourceOf } from "./source.js";
 import { Limit, type SharedLimits } from "./shared-limit.js";
 import { SummedLines, type Logger } from "../daemon/log.js";
@@ -74,8 +82,9 @@ export interface ListenerDeps {
   readonly slots?: number | undefined;
   /**
    * The open connections and the slow pool, counted with the other serve
-   * threads (shared-limit.ts); then maxOpen is not used. If not given, the
-   * slow pool is this listener's own, MAX_SLOW_HANDSHAKES.
+   * threads (shared-limit.ts), with SLOW_RESERVE_PER_THREAD of the pool
+   * this listener's own; then maxOpen is not used. If not given, the slow
+   * pool is this listener's own, MAX_SLOW_HANDSHAKES.
    */
   readonly shared?: SharedLimits | undefined;
 }
@@ -103,6 +112,8 @@ export class Listener {
       maxPerSource: deps.maxPerSource ?? DEFAULT_MAX_PER_SOURCE,
       slots: deps.slots ?? (deps.runner.workers > 0 ? HANDSHAKE_SLOTS_PER_WORKER * deps.runner.workers : MAX_HANDSHAKES_IN_FLIGHT),
       slowPool: deps.shared?.slow ?? new Limit(MAX_SLOW_HANDSHAKES),
+      // A thread closes only its own slow handshakes for its waiting connections: it needs some there.
+      slowReserve: deps.shared ? SLOW_RESERVE_PER_THREAD : 0,
     });
     this.#gate = deps.gate ?? this.#admission;
     this.#open = deps.shared?.open ?? new Limit(deps.maxOpen ?? MAX_OPEN_CONNECTIONS);
@@ -115,7 +126,7 @@ export class Listener {
       tlsSettings: deps.tlsSettings,
       logger: deps.logger,
       clock: deps.clock,
-      requestSlot: (source, granted, connection) => admission.requestSlot(source, granted, connection),
+      requestSlot: (source, granted, evict, connection) => admission.requestSlot(source, granted, connection, evict),
       closed: (connection, source, _outcome, failed) => {
         if (failed) gate.failed(source);
         gate.leave(source);

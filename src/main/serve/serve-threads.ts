@@ -96,7 +96,7 @@ interface ThreadHooks {
   beforeAnswer(): void;
 }
 
-const NO_HANDSHAKES: HandshakeCounts = { holding: 0, slow: 0, waiting: 0 };
+const NO_HANDSHAKES: HandshakeCounts = { holding: 0, slow: 0, waiting: 0, evicted: 0 };
 
 class ServeThread {
   readonly worker: Worker;
@@ -343,12 +343,14 @@ export class ServeThreads {
     let holding = 0;
     let slow = 0;
     let waiting = 0;
+    let evicted = 0;
     for (const t of this.#threads) {
       holding += t.handshakes.holding;
       slow += t.handshakes.slow;
       waiting += t.handshakes.waiting;
+      evicted += t.handshakes.evicted;
     }
-    return { holding, slow, waiting };
+    return { holding, slow, waiting, evicted };
   }
 
   async listen(options: ListenOptions): Promise<{ address: string; port: number }> {
