@@ -10,7 +10,7 @@ import { ManualClock } from "../src/main/clock.js";
 import { Admission, type Slot, type SlotTicket } from "../src/main/serve/admission.js";
 import { Limit } from "../src/main/serve/shared-limit.js";
 import { FAILURE_BURST, FAILURE_REFILL_PER_SECOND, SLOW_EVICT_AFTER_MS } from "../src/main/serve/limits.js";
-import { sourceOf } from "../src/main/serve/source.js";
+import { ON_LINK_READ_MS, Sources, parseOnLinkPrefixes, sourceOf } from "../src/main/serve/source.js";
 
 test("a source counts as its IPv4 address, its IPv6 /64, or its link-local address on its link", () => {
   assert.equal(sourceOf("192.0.2.7"), "192.0.2.7");
@@ -30,6 +30,52 @@ test("a source counts as its IPv4 address, its IPv6 /64, or its link-local addre
   assert.equal(sourceOf("::1"), "::/64");
   assert.equal(sourceOf("2001:db8::5"), "2001:db8::/64");
   assert.equal(sourceOf("2001:0:0:5::1"), "2001:0:0:5::/64");
+});
+
+/** /proc/net/ipv6_route's text, as Linux writes it: this host's links are 2001:db8:1::/64 on eth0 and 2001:db8:9:9::/112 on eth1. */
+const ROUTES = [
+  // On eth0's link; its gateway for the rest; this host's own address there.
+  "20010db8000100000000000000000000 40 00000000000000000000000000000000 00 00000000000000000000000000000000 00000100 00000001 00000000 00000001     eth0",
+  "00000000000000000000000000000000 00 00000000000000000000000000000000 00 20010db8000100000000000000000001 00000400 00000003 00000000 00000003     eth0",
+  "20010db8000100000000000000000005 80 00000000000000000000000000000000 00 00000000000000000000000000000000 00000000 00000004 00000000 80200001     eth0",
+  // A /48 reached through a gateway, and one on a link but shorter than /64: both counted by /64.
+  "20010db8000200000000000000000000 30 00000000000000000000000000000000 00 20010db8000100000000000000000001 00000400 00000001 00000000 00000003     eth0",
+  "20010db8000300000000000000000000 30 00000000000000000000000000000000 00 00000000000000000000000000000000 00000100 00000001 00000000 00000001     eth1",
+  // A smaller subnet on eth1; a rejected route; multicast; loopback.
+  "20010db8000900090000000000000000 70 00000000000000000000000000000000 00 00000000000000000000000000000000 00000100 00000001 00000000 00000001     eth1",
+  "20010db8000400000000000000000000 40 00000000000000000000000000000000 00 00000000000000000000000000000000 00000100 00000001 00000000 00000201     eth1",
+  "ff000000000000000000000000000000 08 00000000000000000000000000000000 00 00000000000000000000000000000000 00000100 00000003 00000000 00000001     eth0",
+  "00000000000000000000000000000001 80 00000000000000000000000000000000 00 00000000000000000000000000000000 00000000 00000004 00000000 80200001       lo",
+  "",
+].join("\n");
+
+test("on the server's own links an IPv6 peer counts by its address; elsewhere by its /64", () => {
+  let now = 0;
+  let routes = ROUTES;
+  let reads = 0;
+  const sources = new Sources(() => (reads++, routes), () => now);
+  assert.deepEqual(parseOnLinkPrefixes(ROUTES).map((p) => p.length), [64, 112]);
+  assert.equal(sources.of("2001:db8:1::7"), "2001:db8:1::7");
+  assert.equal(sources.of("2001:DB8:1:0:0:0:0:8"), "2001:db8:1::8", "in RFC 5952's form");
+  assert.equal(sources.of("2001:db8:9:9::2"), "2001:db8:9:9::2");
+  assert.equal(sources.of("2001:db8:9:9::1:2"), "2001:db8:9:9::/64", "beside the /112, not in it");
+  assert.equal(sources.of("2001:db8:2::7"), "2001:db8:2::/64", "through a gateway");
+  assert.equal(sources.of("2001:db8:3::7"), "2001:db8:3::/64", "a link's prefix shorter than /64");
+  assert.equal(sources.of("2001:db8:4::7"), "2001:db8:4::/64", "a rejected route");
+  assert.equal(sources.of("::1"), "::/64");
+  assert.equal(sources.of("fe80::1%eth0"), "fe80::1%eth0", "link-local: always on a link");
+  assert.equal(sources.of("::ffff:192.0.2.7"), "192.0.2.7");
+  assert.equal(reads, 1, "read once");
+  // The link renumbered: the old prefix counts by /64 once the routes are read again.
+  routes = ROUTES.replace(/20010db80001/g, "20010db80005");
+  now += ON_LINK_READ_MS - 1;
+  assert.equal(sources.of("2001:db8:1::7"), "2001:db8:1::7", "not read again yet");
+  now += 1;
+  assert.equal(sources.of("2001:db8:1::7"), "2001:db8:1::/64");
+  assert.equal(sources.of("2001:db8:5::7"), "2001:db8:5::7");
+  assert.equal(reads, 2);
+  // No routes to read (no IPv6, not Linux): every global address by its /64.
+  assert.equal(new Sources(() => "", () => now).of("2001:db8:1::7"), "2001:db8:1::/64");
 });
 
 test("slots go round-robin across waiting sources, not first come first served", () => {
