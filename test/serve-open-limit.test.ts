@@ -11,10 +11,10 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { connect, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { oneClientConfig } from "./helpers/keys.js";
+import { oneClientConfig, type TestClient } from "./helpers/keys.js";
 import { MANDOS_CLIENT, MANDOS_KEYGEN, missing } from "./helpers/peers.js";
-import { runMandosClient, startServer } from "./helpers/server.js";
-import { FD_RESERVE, FDS_PER_THREAD, MAX_OPEN_CONNECTIONS, openConnectionsAllowed } from "../src/main/serve/limits.js";
+import { runMandosClient, startServer, type RunningServer } from "./helpers/server.js";
+import { FD_RESERVE, FDS_PER_THREAD, IDLE_EVICT_AFTER_MS, MAX_OPEN_CONNECTIONS, openConnectionsAllowed } from "../src/main/serve/limits.js";
 import { openFilesLimit } from "../src/main/daemon/open-files.js";
 
 test("the connections held open are MAX_OPEN_CONNECTIONS, or what the open-files limit leaves", () => {
@@ -55,51 +55,98 @@ const HELD = openConnectionsAllowed(OPEN_FILES);
 assert.equal(openConnectionsAllowed(OPEN_FILES, 2), HELD);
 const OPENED = 350;
 
+/** Opens `count` connections to ::1 that say nothing, into `sockets`; `closed` runs as each closes. Resolves once all are connected. */
+async function openSilent(port: number, count: number, sockets: Socket[], closed: () => void): Promise<void> {
+  await Promise.all(Array.from({ length: count }, () => new Promise<void>((resolve) => {
+    const s = connect({ host: "::1", port }, resolve);
+    s.on("error", () => undefined);
+    s.on("close", closed);
+    sockets.push(s);
+  })));
+}
+
+/** Runs `body` with a server under an open-files limit of OPEN_FILES, one client configured, and the sockets it opens destroyed after. */
+async function underOpenFilesLimit(
+  mode: readonly string[],
+  body: (server: RunningServer, client: TestClient, sockets: Socket[]) => Promise<void>,
+): Promise<void> {
+  const root = mkdtempSync(join(tmpdir(), "mandos-ts-open-limit-"));
+  const sockets: Socket[] = [];
+  try {
+    const { client, conf } = oneClientConfig(root);
+    const server = await startServer(
+      // Every peer here is ::1: no cap per source.
+      ["--configdir", conf, "--statedir", join(root, "state"), "--no-restore", "--port", "0", "--address", "::1", "--max-per-source", "0", ...mode],
+      {},
+      { wrap: ["prlimit", `--nofile=${OPEN_FILES}:${OPEN_FILES}`, "--"] },
+    );
+    try {
+      await body(server, client, sockets);
+    } finally {
+      await server.stop();
+    }
+  } finally {
+    for (const s of sockets) s.destroy();
+    rmSync(root, { recursive: true, force: true });
+  }
+}
+
 // With serve threads too, where the threads count the cap together
 // (serve/shared-limit.ts; that one thread may take more than its half is
 // shown in serve-threads-limits.test.ts, where it is made to).
 for (const mode of [[], ["--serve-threads", "2"]]) test(
   `under an open-files limit of ${OPEN_FILES}, the server holds ${HELD} connections, refuses the rest saying so once, and serves mandos-client after${mode.length ? `, ${mode.join(" ")}` : ""}`,
   { skip: missing(MANDOS_CLIENT, MANDOS_KEYGEN), timeout: 60_000 },
-  async () => {
-    const root = mkdtempSync(join(tmpdir(), "mandos-ts-open-limit-"));
-    const sockets: Socket[] = [];
-    try {
-      const { client, conf } = oneClientConfig(root);
-      const server = await startServer(
-        // Every peer here is ::1: no cap per source.
-        ["--configdir", conf, "--statedir", join(root, "state"), "--no-restore", "--port", "0", "--address", "::1", "--max-per-source", "0", ...mode],
-        {},
-        { wrap: ["prlimit", `--nofile=${OPEN_FILES}:${OPEN_FILES}`, "--"] },
-      );
-      try {
-        assert.match(server.log(), new RegExp(`WARNING: Open files are limited to ${OPEN_FILES} \\(RLIMIT_NOFILE\\): at most ${HELD} connections open at once instead of ${MAX_OPEN_CONNECTIONS}; raise LimitNOFILE=`));
-        // Idle peers, well inside the version line's 3 s: nothing of theirs times out meanwhile.
-        let refused = 0;
-        await Promise.all(Array.from({ length: OPENED }, () => new Promise<void>((resolve) => {
-          const s = connect({ host: "::1", port: server.port }, resolve);
-          s.on("error", () => undefined);
-          s.on("close", () => void refused++);
-          sockets.push(s);
-        })));
-        const deadline = Date.now() + 2_000;
-        while (refused < OPENED - HELD && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-        await new Promise((r) => setTimeout(r, 100));
-        assert.equal(refused, OPENED - HELD, `${refused} closed by the server, of ${OPENED}`);
-        const lines = server.log().match(/WARNING: Refusing connection from ::1: as many connections open as the server allows/g) ?? [];
-        assert.equal(lines.length, 1, server.log().slice(-3_000));
-        for (const s of sockets) s.destroy();
-        const served = await runMandosClient(client.dir, "::1", server.port);
-        assert.equal(served.code, 0, served.stderr);
-        assert.equal(served.stdout.toString("utf8"), client.password);
-        // The rest, summed up at the end of the 10 s that began with the first.
-        await server.waitForLog(new RegExp(`WARNING: Refused ${OPENED - HELD - 1} more connections in the last 10 s: as many open as the server allows`), 15_000);
-      } finally {
-        await server.stop();
-      }
-    } finally {
-      for (const s of sockets) s.destroy();
-      rmSync(root, { recursive: true, force: true });
-    }
-  },
+  () => underOpenFilesLimit(mode, async (server, client, sockets) => {
+    assert.match(server.log(), new RegExp(`WARNING: Open files are limited to ${OPEN_FILES} \\(RLIMIT_NOFILE\\): at most ${HELD} connections open at once instead of ${MAX_OPEN_CONNECTIONS}; raise LimitNOFILE=`));
+    // Idle peers, well inside the version line's 3 s: nothing of theirs times out meanwhile.
+    let refused = 0;
+    await openSilent(server.port, OPENED, sockets, () => void refused++);
+    const deadline = Date.now() + 2_000;
+    while (refused < OPENED - HELD && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(refused, OPENED - HELD, `${refused} closed by the server, of ${OPENED}`);
+    const lines = server.log().match(/WARNING: Refusing connection from ::1: as many connections open as the server allows/g) ?? [];
+    assert.equal(lines.length, 1, server.log().slice(-3_000));
+    for (const s of sockets) s.destroy();
+    const served = await runMandosClient(client.dir, "::1", server.port);
+    assert.equal(served.code, 0, served.stderr);
+    assert.equal(served.stdout.toString("utf8"), client.password);
+    // The rest, summed up at the end of the 10 s that began with the first.
+    await server.waitForLog(new RegExp(`WARNING: Refused ${OPENED - HELD - 1} more connections in the last 10 s: as many open as the server allows`), 15_000);
+  }),
+);
+
+// At the cap a new connection takes the place of the oldest that has said
+// nothing for IDLE_EVICT_AFTER_MS: idle sockets from enough sources (each
+// under its cap and its failure bucket) no longer keep every real client
+// out until they time out.
+for (const mode of [[], ["--serve-threads", "2"]]) test(
+  `at the cap, mandos-client takes the place of a socket silent for ${IDLE_EVICT_AFTER_MS} ms, the others left open${mode.length ? `, ${mode.join(" ")}` : ""}`,
+  { skip: missing(MANDOS_CLIENT, MANDOS_KEYGEN), timeout: 60_000 },
+  () => underOpenFilesLimit(mode, async (server, client, sockets) => {
+    let closedByServer = 0;
+    await openSilent(server.port, HELD, sockets, () => void closedByServer++);
+    // The cap is reached: one more is closed at accept while none has been silent long enough.
+    const extra = connect({ host: "::1", port: server.port });
+    extra.on("error", () => undefined);
+    await new Promise((resolve) => extra.once("close", resolve));
+    assert.equal(closedByServer, 0, "the held ones are open");
+    // With serve threads the line comes from the main thread, a turn later.
+    await server.waitForLog(/Refusing connection from ::1: as many connections open as the server allows/, 5_000);
+    // Past IDLE_EVICT_AFTER_MS (inside the line's 3 s), mandos-client is served in the place of one of them.
+    await new Promise((resolve) => setTimeout(resolve, IDLE_EVICT_AFTER_MS + 200));
+    const served = await runMandosClient(client.dir, "::1", server.port);
+    assert.equal(served.code, 0, `${served.stderr}\n${server.log().slice(-3_000)}`);
+    assert.equal(served.stdout.toString("utf8"), client.password);
+    // In the log's order: one silent socket closed to make room, the secret sent, and only then the others' own timeouts.
+    const log = server.log();
+    const sent = log.indexOf("Sending secret to");
+    const evicted = [...log.matchAll(/timed out waiting for the version line: over 1 s, closed for a new connection at the open connections cap/g)];
+    const timedOut = log.search(/timed out waiting for the version line$/m);
+    assert.ok(sent >= 0, log.slice(-3_000));
+    assert.equal(evicted.length, 1, "one made room");
+    assert.ok(evicted[0]!.index! < sent, "before the secret");
+    assert.ok(timedOut < 0 || timedOut > sent, "the others still held their places when the secret went");
+  }),
 );

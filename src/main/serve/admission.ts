@@ -35,6 +35,7 @@
 
 import type { Clock } from "../clock.js";
 import { FAILURE_BURST, FAILURE_REFILL_PER_SECOND, SLOW_EVICT_AFTER_MS } from "./limits.js";
+import { Fifo } from "./fifo.js";
 import { Limit } from "./shared-limit.js";
 
 /** Why a connection was closed at accept. */
@@ -58,35 +59,6 @@ export interface Slot {
   slow(): boolean;
   /** The handshake has ended: its slot, or its place in the slow pool, goes to the next. Idempotent. */
   release(): void;
-}
-
-/** A first-in-first-out queue with O(1) shift on large bursts. */
-class Fifo<T> {
-  #items: (T | undefined)[] = [];
-  #head = 0;
-
-  get length(): number {
-    return this.#items.length - this.#head;
-  }
-
-  push(item: T): void {
-    this.#items.push(item);
-  }
-
-  peek(): T | undefined {
-    return this.#items[this.#head];
-  }
-
-  shift(): T | undefined {
-    if (this.#head >= this.#items.length) return undefined;
-    const item = this.#items[this.#head];
-    this.#items[this.#head++] = undefined;
-    if (this.#head > 1024 && this.#head * 2 > this.#items.length) {
-      this.#items = this.#items.slice(this.#head);
-      this.#head = 0;
-    }
-    return item;
-  }
 }
 
 /** The admission's side of its tickets: shared by every ticket. */

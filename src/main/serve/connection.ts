@@ -43,6 +43,7 @@ import type { Slot, SlotTicket } from "./admission.js";
 import {
   ADMISSION_WAIT_MS,
   DECISION_CORK_MS,
+  IDLE_EVICT_AFTER_MS,
   HANDSHAKE_TIMEOUT_MS,
   PEER_SLOW_MS,
   SEND_TIMEOUT_MS,
@@ -205,6 +206,27 @@ export class Connection {
   /** Server shutdown: drop a connection that has not been given its secret. */
   shutdown(): void {
     if (this.#state !== "Sending") this.#close("shutdown");
+  }
+
+  /** Waiting for its version line since `acceptedAt` (the listener's idle ones, listener.ts). */
+  get awaitingLine(): boolean {
+    return this.#state === "AwaitingLine";
+  }
+
+  /** When it was accepted, on the host's clock. */
+  get acceptedAt(): number {
+    return this.#started;
+  }
+
+  /**
+   * The server is at its open connections cap and a new connection waits
+   * at accept: closed, as a timeout of its peer, if it still waits for its
+   * version line (IDLE_EVICT_AFTER_MS). False if it has sent it.
+   */
+  evictIdle(): boolean {
+    if (this.#state !== "AwaitingLine") return false;
+    this.#close("timeout", `waiting for the version line: over ${IDLE_EVICT_AFTER_MS / 1000} s, closed for a new connection at the open connections cap`);
+    return true;
   }
 
   #to(next: ConnectionState): void {

@@ -160,6 +160,20 @@ export const FAILURE_REFILL_PER_SECOND = 10;
 export const MAX_OPEN_CONNECTIONS = 10_000;
 
 /**
+ * At MAX_OPEN_CONNECTIONS (or openConnectionsAllowed), a new connection
+ * takes the place of the oldest one that has waited this long without
+ * its version line, instead of being closed at accept; that one is closed
+ * as timed out, a failure of its source. The real client writes its line
+ * as soon as it is connected: a socket silent for a second is a scanner,
+ * a crashed peer or one of a flood of idle sockets. Without it, sockets
+ * that say nothing from enough sources (each under its cap, each failing
+ * under its bucket's refill: 10,000 from 1,000 link-local addresses, each
+ * closed after VERSION_LINE_TIMEOUT_MS and opened again) kept the server
+ * at its cap, and every real client was closed at accept.
+ */
+export const IDLE_EVICT_AFTER_MS = 1_000;
+
+/**
  * Descriptors kept for everything but connections: the listening
  * sockets, the state file and its temporary copy, the checkers (or the
  * checker host's pipes), D-Bus, etcd's channels, syslog, the audit log,

@@ -10,7 +10,9 @@
 // the others waiting (unread, ADMISSION_WAIT_MS at most) round-robin across
 // sources, so that a burst is served in turn instead of every handshake
 // slowing down together, and one crowded source does not push the others
-// back. MAX_OPEN_CONNECTIONS bounds them all.
+// back. MAX_OPEN_CONNECTIONS bounds them all; at that cap a new connection
+// takes the place of the oldest that has said nothing for
+// IDLE_EVICT_AFTER_MS, if there is one, or is closed.
 //
 // The facts (a connection not admitted; the connections' own, see
 // connection.ts) go to events.ts's channels; every deadline is the clock's.
@@ -26,6 +28,7 @@ import type { HandshakeRunner } from "./handshake-runner.js";
 import {
   DEFAULT_MAX_PER_SOURCE,
   HANDSHAKE_SLOTS_PER_WORKER,
+  IDLE_EVICT_AFTER_MS,
   LISTEN_BACKLOG,
   MAX_HANDSHAKES_IN_FLIGHT,
   MAX_OPEN_CONNECTIONS,
@@ -34,6 +37,7 @@ import {
 } from "./limits.js";
 import { sourceOf } from "./source.js";
 import { Limit, type SharedLimits } from "./shared-limit.js";
+import { Fifo } from "./fifo.js";
 import { SummedLines, type Logger } from "../daemon/log.js";
 import type { SecretSource } from "../clients/contract.js";
 
@@ -94,6 +98,13 @@ export class Listener {
   readonly #server: Server;
   readonly #acceptErrors: SummedLines;
   readonly #connections = new Set<Connection>();
+  /**
+   * Connections in the order accepted, while they may still wait for their
+   * version line: those that have sent it (or closed) leave from the front
+   * as each new one comes, so it holds the last VERSION_LINE_TIMEOUT_MS
+   * of connections at most.
+   */
+  readonly #lineless = new Fifo<Connection>();
   readonly #admission: Admission;
   readonly #gate: SourceGate;
   /** Open connections: every socket from accept until it is closed, the process's descriptors. */
@@ -201,7 +212,7 @@ export class Listener {
       socket.resetAndDestroy();
       return;
     }
-    if (!this.#open.take()) {
+    if (!this.#open.take() && !(this.#evictLineless() && this.#open.take())) {
       // At the cap, closed before a byte is read, as Node's maxConnections would.
       this.#notAdmitted(socket, "open-limit");
       socket.destroy();
@@ -256,7 +267,29 @@ export class Listener {
       this.#drop(socket);
       return;
     }
-    this.#connections.add(new Connection(socket, this.#host, source));
+    const connection = new Connection(socket, this.#host, source);
+    this.#connections.add(connection);
+    this.#dropSpoken();
+    this.#lineless.push(connection);
+  }
+
+  /** Lets go of the connections at the front that no longer wait for their line. */
+  #dropSpoken(): void {
+    for (let c = this.#lineless.peek(); c !== undefined && !c.awaitingLine; c = this.#lineless.peek()) this.#lineless.shift();
+  }
+
+  /**
+   * At the open connections cap: closes the oldest connection that has
+   * waited IDLE_EVICT_AFTER_MS for its version line, which gives its count
+   * back (with serve threads, to every thread's count: another may take
+   * it first). False if there is none.
+   */
+  #evictLineless(): boolean {
+    this.#dropSpoken();
+    const oldest = this.#lineless.peek();
+    if (oldest === undefined || this.#deps.clock.now() - oldest.acceptedAt < IDLE_EVICT_AFTER_MS) return false;
+    this.#lineless.shift();
+    return oldest.evictIdle();
   }
 
   #notAdmitted(socket: Socket, why: AdmissionRefusal | "not-on-interface" | "open-limit"): void {
