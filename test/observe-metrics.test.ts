@@ -95,22 +95,23 @@ async function reach(url: string): Promise<number | string> {
   }
 }
 
-test("mandos_handshakes_evicted_total follows the admissions' count, however often it is scraped", async () => {
-  let counts: HandshakeCounts = { holding: 0, slow: 0, waiting: 0, evicted: 0 };
+test("mandos_connections_evicted_total follows the admissions' counts by why, however often it is scraped", async () => {
+  let counts: HandshakeCounts = { holding: 0, slow: 0, waiting: 0, evicted: 0, evictedWaiting: 0, evictedSilent: 0 };
   const metrics = createMetrics({
     clientCounts: () => ({ enabled: 0, disabled: 0, awaitingApproval: 0, checkersRunning: 0 }),
     handshakes: () => counts,
     workers: 0,
     workerQueue: () => 0,
   });
-  const evicted = async (): Promise<string> => (await metrics.registry.getSingleMetricAsString("mandos_handshakes_evicted_total")).split("\n").at(-1)!;
+  const evicted = async (): Promise<string[]> =>
+    (await metrics.registry.getSingleMetricAsString("mandos_connections_evicted_total")).split("\n").filter((l) => !l.startsWith("#"));
   try {
-    assert.equal(await evicted(), "mandos_handshakes_evicted_total 0");
-    counts = { ...counts, evicted: 3 };
-    assert.equal(await evicted(), "mandos_handshakes_evicted_total 3");
-    assert.equal(await evicted(), "mandos_handshakes_evicted_total 3", "a second scrape adds nothing");
-    counts = { ...counts, evicted: 7 };
-    assert.equal(await evicted(), "mandos_handshakes_evicted_total 7");
+    assert.deepEqual(await evicted(), ['mandos_connections_evicted_total{why="silent"} 0', 'mandos_connections_evicted_total{why="slow_peer"} 0', 'mandos_connections_evicted_total{why="crowd"} 0']);
+    counts = { ...counts, evicted: 3, evictedSilent: 1 };
+    assert.deepEqual(await evicted(), ['mandos_connections_evicted_total{why="silent"} 1', 'mandos_connections_evicted_total{why="slow_peer"} 3', 'mandos_connections_evicted_total{why="crowd"} 0']);
+    assert.deepEqual((await evicted())[1], 'mandos_connections_evicted_total{why="slow_peer"} 3', "a second scrape adds nothing");
+    counts = { ...counts, evicted: 7, evictedWaiting: 2 };
+    assert.deepEqual(await evicted(), ['mandos_connections_evicted_total{why="silent"} 1', 'mandos_connections_evicted_total{why="slow_peer"} 7', 'mandos_connections_evicted_total{why="crowd"} 2']);
   } finally {
     metrics.close();
   }
@@ -185,7 +186,7 @@ describe("bin/mandos --metrics and --audit-log", { skip }, () => {
     // unknown key was refused inside its handshake, before the signature check.
     assert.equal(delta(before, after, "mandos_handshake_worker_wait_seconds_count"), 4);
     assert.equal(after.get("mandos_handshakes_in_flight"), 0);
-    assert.equal(after.get("mandos_handshakes_evicted_total"), 0);
+    for (const why of ["silent", "slow_peer", "crowd"]) assert.equal(after.get(`mandos_connections_evicted_total{why="${why}"}`), 0, why);
     assert.equal(after.get("mandos_handshake_workers"), 0);
     assert.equal(after.get("mandos_clients{state=\"enabled\"}"), 2);
     assert.equal(after.get("mandos_clients{state=\"disabled\"}"), 1);

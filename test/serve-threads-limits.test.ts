@@ -109,12 +109,12 @@ test("admissions that share a slow pool move handshakes to it up to its size bet
   assert.equal(inA.length, 4, "each move gave its slot to the next");
   assert.equal(inA[2]!.slow(), true, "one thread may take more than its share when the others do not need it");
   assert.equal(inB[0]!.slow(), false, "the pool is full for every thread");
-  assert.deepEqual(b.counts, { holding: 2, slow: 0, waiting: 2, evicted: 0 });
+  assert.deepEqual(b.counts, { holding: 2, slow: 0, waiting: 2, evicted: 0, evictedWaiting: 0, evictedSilent: 0 });
   inA[0]!.release();
   assert.equal(pool.taken, 2, "a slow handshake that ends gives its place back");
   assert.equal(inB[0]!.slow(), true);
-  assert.deepEqual(a.counts, { holding: 1, slow: 2, waiting: 0, evicted: 0 });
-  assert.deepEqual(b.counts, { holding: 2, slow: 1, waiting: 1, evicted: 0 });
+  assert.deepEqual(a.counts, { holding: 1, slow: 2, waiting: 0, evicted: 0, evictedWaiting: 0, evictedSilent: 0 });
+  assert.deepEqual(b.counts, { holding: 2, slow: 1, waiting: 1, evicted: 0, evictedWaiting: 0, evictedSilent: 0 });
 });
 
 /** A peer on loopback that sends the version line (or nothing) and keeps what it is sent. */
@@ -124,8 +124,9 @@ class Peer {
   /** Resolves at the first bytes from the server (our ClientHello). */
   readonly greeted: Promise<void>;
 
-  constructor(port: number, line: boolean) {
-    this.socket = connect({ host: "::1", port });
+  /** To ::1, or to 127.0.0.1 from `from` (a loopback address: a source of its own). */
+  constructor(port: number, line: boolean, from?: string) {
+    this.socket = connect(from === undefined ? { host: "::1", port } : { host: "127.0.0.1", port, localAddress: from });
     this.socket.on("error", () => undefined);
     this.connected = new Promise((resolve) => this.socket.once("connect", () => resolve(this.socket.localPort ?? 0)));
     if (line) this.socket.once("connect", () => this.socket.write("1\r\n"));
@@ -188,7 +189,7 @@ describeThreads(8, 10_000, ({ clock, ports, listeners }) => {
         // PEER_SLOW_MS on, each of them waits on its peer: to the slow pool.
         clock.advance(PEER_SLOW_MS);
       }
-      assert.deepEqual(listeners()[0]!.handshakes, { holding: 0, slow: 2 * slots, waiting: 0, evicted: 0 });
+      assert.deepEqual(listeners()[0]!.handshakes, { holding: 0, slow: 2 * slots, waiting: 0, evicted: 0, evictedWaiting: 0, evictedSilent: 0 });
       const next = new Peer(port!, true);
       peers.push(next);
       await within(next.greeted, 5_000, "the next peer got no ClientHello: its thread's slots were all held by stalled peers");
@@ -227,12 +228,12 @@ describeThreads(2, 10_000, ({ clock, ports, listeners }) => {
         await stall(portA, slots, `A, round ${round}`);
         clock.advance(PEER_SLOW_MS);
       }
-      assert.deepEqual(a.handshakes, { holding: 0, slow: MAX_SLOW_HANDSHAKES, waiting: 0, evicted: 0 });
+      assert.deepEqual(a.handshakes, { holding: 0, slow: MAX_SLOW_HANDSHAKES, waiting: 0, evicted: 0, evictedWaiting: 0, evictedSilent: 0 });
       // B's slots fill, and SLOW_RESERVE_PER_THREAD of them move to its reserve; their slots fill again.
       const reserved = await stall(portB, slots, "B");
       clock.advance(PEER_SLOW_MS);
       await stall(portB, SLOW_RESERVE_PER_THREAD, "B, after its reserve");
-      assert.deepEqual(b.handshakes, { holding: slots, slow: SLOW_RESERVE_PER_THREAD, waiting: 0, evicted: 0 });
+      assert.deepEqual(b.handshakes, { holding: slots, slow: SLOW_RESERVE_PER_THREAD, waiting: 0, evicted: 0, evictedWaiting: 0, evictedSilent: 0 });
       // The next peer on B waits; once B's oldest slow ones have waited SLOW_EVICT_AFTER_MS, one of them is closed for it.
       const next = new Peer(portB, true);
       peers.push(next);
@@ -241,8 +242,8 @@ describeThreads(2, 10_000, ({ clock, ports, listeners }) => {
       assert.equal(b.handshakes.evicted, 0, "not before the oldest has waited SLOW_EVICT_AFTER_MS");
       clock.advance(PEER_SLOW_MS);
       await within(next.greeted, 5_000, "the next peer got no ClientHello: its thread could move none of its stalled peers");
-      assert.deepEqual(b.handshakes, { holding: slots, slow: SLOW_RESERVE_PER_THREAD, waiting: 0, evicted: 1 });
-      assert.deepEqual(a.handshakes, { holding: 0, slow: MAX_SLOW_HANDSHAKES, waiting: 0, evicted: 0 }, "A had nobody waiting: its own stay");
+      assert.deepEqual(b.handshakes, { holding: slots, slow: SLOW_RESERVE_PER_THREAD, waiting: 0, evicted: 1, evictedWaiting: 0, evictedSilent: 0 });
+      assert.deepEqual(a.handshakes, { holding: 0, slow: MAX_SLOW_HANDSHAKES, waiting: 0, evicted: 0, evictedWaiting: 0, evictedSilent: 0 }, "A had nobody waiting: its own stay");
       const gone = closed.messages.filter((m) => m.outcome === "timeout");
       assert.equal(gone.length, 1);
       assert.equal(gone[0]!.stage, "Handshaking");
@@ -291,6 +292,78 @@ describeThreads(2, 40, ({ ports }) => {
       for (const p of peers) p.socket.destroy();
       refused.stop();
       accepted.stop();
+    }
+  });
+});
+
+describe("a listener at its open connections cap, its slot held and a crowd from one source waiting", () => {
+  const clock = new ManualClock();
+  let runner: HandshakeRunner;
+  let registry: ClientRegistry;
+  let listener: Listener;
+  let port = 0;
+  const CAP = 6;
+
+  before(async () => {
+    const tlsSettings = parsePriority(DEFAULT_PRIORITY);
+    runner = createHandshakeRunner(0, tlsSettings);
+    registry = new ClientRegistry([], { logger: silentLogger, clock, spawner: never });
+    listener = new Listener({ registry, runner, tlsSettings, logger: silentLogger, clock, maxPerSource: 0, slots: 1, maxOpen: CAP });
+    port = (await listener.listen({ address: "127.0.0.1", port: 0, ipv6: false })).port;
+  });
+
+  after(async () => {
+    const closed = listener.close(0);
+    clock.advance(0);
+    await closed;
+    registry.stop();
+    await runner.close();
+  });
+
+  test("a newcomer from another source takes the place of the crowd's oldest waiter; one from the crowd does not", async () => {
+    const closed = new Recorded<ConnectionClosed>(events.connectionClosed);
+    const refused = new Recorded<ConnectionNotAdmitted>(events.connectionNotAdmitted);
+    const peers: Peer[] = [];
+    try {
+      // One holds the slot (its peer silent, the clock still: it never moves to the slow pool); five wait.
+      const crowd = Array.from({ length: CAP }, () => new Peer(port, true, "127.0.0.2"));
+      peers.push(...crowd);
+      await until(() => listener.handshakes.holding === 1 && listener.handshakes.waiting === CAP - 1, 5_000, () => JSON.stringify(listener.handshakes));
+      const waitingPorts = new Set(await Promise.all(crowd.map((p) => p.connected)));
+      const newcomer = new Peer(port, true, "127.0.0.3");
+      peers.push(newcomer);
+      await until(() => closed.messages.length === 1, 5_000, () => `${closed.messages.length} closed`);
+      const [gone] = closed.messages as [ConnectionClosed];
+      assert.equal(gone.outcome, "evicted");
+      assert.equal(gone.stage, "AwaitingSlot");
+      assert.equal(gone.connection.source, "127.0.0.2");
+      assert.ok(waitingPorts.has(gone.connection.port));
+      await until(() => listener.handshakes.waiting === CAP - 1, 5_000, () => JSON.stringify(listener.handshakes));
+      assert.equal(listener.handshakes.evictedWaiting, 1);
+      assert.equal(refused.messages.length, 0);
+      // One more from the crowd: its own source has the most waiting, the newcomer's one: closed at accept.
+      peers.push(new Peer(port, true, "127.0.0.2"));
+      await until(() => refused.messages.length === 1, 5_000, () => `${refused.messages.length} refused`);
+      assert.equal(refused.messages[0]!.why, "open-limit");
+      assert.equal(closed.messages.length, 1);
+      // As the slot comes free, round-robin across the two sources gives the newcomer its turn within two handshakes.
+      let left = crowd.filter((p) => !p.socket.destroyed);
+      const before = left.length;
+      let served = false;
+      for (let turn = 0; turn < 3 && !served; turn++) {
+        const next = await within(Promise.race([newcomer.greeted.then(() => null), ...left.map((p) => p.greeted.then(() => p))]), 5_000, `turn ${turn}: nobody greeted`);
+        if (next === null) served = true;
+        else {
+          next.socket.destroy();
+          left = left.filter((p) => p !== next);
+        }
+      }
+      assert.ok(served, "the newcomer waited behind the crowd");
+      assert.equal(before - left.length, 2, "the holder and one of the crowd before it, in turn");
+    } finally {
+      closed.stop();
+      refused.stop();
+      for (const p of peers) p.socket.destroy();
     }
   });
 });

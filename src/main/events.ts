@@ -62,6 +62,7 @@ export type ConnectionOutcome =
   | "peer-closed"
   | "socket-error"
   | "shutdown"
+  | "evicted" // waiting for a slot, closed for another source's connection at the open connections cap
   | "internal-error";
 
 /** The protocol step a connection is in (serve/connection.ts has the transitions). */

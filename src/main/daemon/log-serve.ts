@@ -310,6 +310,8 @@ function logClosed(logger: Logger, peerLine: PeerLine, { connection, outcome, st
       return peerLine("INFO", source, undefined, () => `Connection ${label} timed out ${what()}`);
     case "tls-error":
       return peerLine("WARNING", source, undefined, () => `TLS error from ${label}: ${what()}`);
+    case "evicted":
+      return peerLine("INFO", source, undefined, () => `Connection ${label} closed ${what()}`);
     case "socket-error":
       return peerLine("DEBUG", source, undefined, () => `Socket error from ${label}: ${what()}`);
     case "peer-closed":

@@ -32,7 +32,7 @@ export const REFUSAL_REASONS: readonly RefusalReason[] = [
   "unknown_key", "disabled", "denied", "approval_timeout", "removed", "bad_version", "tls_error",
 ];
 const OUTCOMES: readonly ConnectionOutcome[] = [
-  "secret-sent", "refused", "bad-version", "tls-error", "timeout", "peer-closed", "socket-error", "shutdown", "internal-error",
+  "secret-sent", "refused", "bad-version", "tls-error", "timeout", "peer-closed", "socket-error", "shutdown", "evicted", "internal-error",
 ];
 /** ConnectionOutcome as a label value: Prometheus label values are conventionally snake_case. */
 const outcomeLabel = (outcome: ConnectionOutcome): string => outcome.replace(/-/g, "_");
@@ -112,16 +112,21 @@ export function createMetrics(sources: MetricSources): Metrics {
     name: "mandos_handshakes_waiting", help: "Connections that sent a good version line and wait for a handshake slot.", registers: [registry],
     collect() { this.set(sources.handshakes().waiting); },
   });
-  let evictedSeen = 0;
+  const evictedSeen = { silent: 0, slow_peer: 0, crowd: 0 };
   new Counter({
-    name: "mandos_handshakes_evicted_total",
-    help: "Slow handshakes closed, their peer silent over a second, to make room for a connection waiting for a slot while the slow pool was full.",
+    name: "mandos_connections_evicted_total",
+    help: "Connections closed to make room for others, by why: silent (no version line after 1 s, at the open connections cap), " +
+      "slow_peer (a handshake whose peer was silent over 1 s in the full slow pool), crowd (waiting for a slot, from the source with the most waiting, at the cap).",
+    labelNames: ["why"],
     registers: [registry],
     collect() {
       // The admissions count from the start; the counter takes what came since the last scrape.
-      const evicted = sources.handshakes().evicted;
-      if (evicted > evictedSeen) this.inc(evicted - evictedSeen);
-      evictedSeen = Math.max(evictedSeen, evicted);
+      const h = sources.handshakes();
+      const now = { silent: h.evictedSilent, slow_peer: h.evicted, crowd: h.evictedWaiting };
+      for (const why of ["silent", "slow_peer", "crowd"] as const) {
+        this.inc({ why }, Math.max(0, now[why] - evictedSeen[why]));
+        evictedSeen[why] = Math.max(evictedSeen[why], now[why]);
+      }
     },
   });
   new Gauge({

@@ -22,6 +22,12 @@
 //           pool together cannot hold the slots for their 20 s either.
 //           A serve thread may close only its own, so each may hold
 //           `slowReserve` beyond a full shared pool.
+//   At the open connections cap (listener.ts), a new connection may take
+//   the place of a slow handshake as above (evictSlow), or of the newest
+//   connection waiting for a slot from the source with the most waiting, if that is
+//   two or more and another source than the newcomer's (evictWaiter): a
+//   crowd of sources that each sent a good line and wait cannot keep the
+//   cap full against every other source.
 //   Rule 3: each failure a source causes (bad version line, failed or
 //           timed-out handshake, unknown key) takes a token from its bucket
 //           (FAILURE_BURST, refilled at FAILURE_REFILL_PER_SECOND); a source
@@ -64,8 +70,11 @@ export interface Slot {
 /** The admission's side of its tickets: shared by every ticket. */
 interface TicketBook {
   /** A waiting ticket left its queue. */
-  cancelled(): void;
+  cancelled(ticket: Ticket): void;
 }
+
+/** Why a slot's or a waiting ticket's connection is asked to close. */
+export type EvictReason = "slow-pool-full" | "open-limit";
 
 /**
  * A place in a source's queue; it is its own SlotTicket (one object a
@@ -74,12 +83,14 @@ interface TicketBook {
  */
 class Ticket implements SlotTicket {
   readonly #start: (slot: Slot, waiter: unknown) => void;
-  readonly #evict: ((waiter: unknown) => boolean) | undefined;
+  readonly #evict: ((waiter: unknown, why: EvictReason) => boolean) | undefined;
   readonly #waiter: unknown;
   readonly #book: TicketBook;
   live = true;
+  /** The source whose queue it waits in; null if granted at once. */
+  source: Source | null = null;
 
-  constructor(start: (slot: Slot, waiter: unknown) => void, evict: ((waiter: unknown) => boolean) | undefined, waiter: unknown, book: TicketBook) {
+  constructor(start: (slot: Slot, waiter: unknown) => void, evict: ((waiter: unknown, why: EvictReason) => boolean) | undefined, waiter: unknown, book: TicketBook) {
     this.#start = start;
     this.#evict = evict;
     this.#waiter = waiter;
@@ -91,14 +102,14 @@ class Ticket implements SlotTicket {
   }
 
   /** Asks the waiter to close: false if it would not (it no longer waits on its peer), or cannot be asked. */
-  evict(): boolean {
-    return this.#evict?.(this.#waiter) ?? false;
+  evict(why: EvictReason): boolean {
+    return this.#evict?.(this.#waiter, why) ?? false;
   }
 
   cancel(): void {
     if (!this.live) return;
     this.live = false;
-    this.#book.cancelled();
+    this.#book.cancelled(this);
   }
 }
 
@@ -108,6 +119,8 @@ interface Source {
   readonly queue: Fifo<Ticket>;
   /** In the ring (it has, or had, tickets in its queue). */
   inRing: boolean;
+  /** Live tickets in its queue. */
+  waiting: number;
   tokens: number;
   refilledAt: number;
 }
@@ -132,8 +145,12 @@ export interface HandshakeCounts {
   readonly slow: number;
   /** Sent a good version line, waiting for a slot. */
   readonly waiting: number;
-  /** Closed in the slow pool for a connection that waited, since the start (SLOW_EVICT_AFTER_MS). */
+  /** Closed in the slow pool to make room, since the start (SLOW_EVICT_AFTER_MS). */
   readonly evicted: number;
+  /** Connections waiting for a slot closed for another source's at the open connections cap, since the start. */
+  readonly evictedWaiting: number;
+  /** Connections without their version line closed at the open connections cap (the listener's, silentEvicted), since the start. */
+  readonly evictedSilent: number;
 }
 
 /** The admission's side of its granted slots. */
@@ -168,8 +185,8 @@ class GrantedSlot implements Slot {
   }
 
   /** Asks its connection to close (it releases the slot as it does): false if it would not. */
-  evict(): boolean {
-    return this.#ticket.evict();
+  evict(why: EvictReason): boolean {
+    return this.#ticket.evict(why);
   }
 }
 
@@ -196,6 +213,11 @@ export class Admission {
   /** This admission's slow slots, oldest move first; released ones are dropped when they come to the front. */
   readonly #slowOrder = new Fifo<GrantedSlot>();
   #evicted = 0;
+  #evictedWaiting = 0;
+  #evictedSilent = 0;
+  /** Sources by how many of their connections wait for a slot (1 and up): the crowds, for evictWaiter. */
+  readonly #crowds = new Map<number, Set<Source>>();
+  #mostWaiting = 0;
   /** Live tickets in the sources' queues. */
   #waiting = 0;
   #sweepAt = SWEEP_FLOOR;
@@ -215,8 +237,9 @@ export class Admission {
   };
 
   readonly #book: TicketBook = {
-    cancelled: () => {
+    cancelled: (ticket) => {
       this.#waiting--;
+      if (ticket.source) this.#countWaiting(ticket.source, -1);
     },
   };
 
@@ -227,7 +250,7 @@ export class Admission {
 
   /** Handshakes holding a slot, in the slow pool, and waiting for a slot. */
   get counts(): HandshakeCounts {
-    return { holding: this.#inFlight - this.#slow, slow: this.#slow, waiting: this.#waiting, evicted: this.#evicted };
+    return { holding: this.#inFlight - this.#slow, slow: this.#slow, waiting: this.#waiting, evicted: this.#evicted, evictedWaiting: this.#evictedWaiting, evictedSilent: this.#evictedSilent };
   }
 
   /** Whether a slot is free: fewer than `slots` handshakes hold one. */
@@ -264,14 +287,16 @@ export class Admission {
   /**
    * Asks for a handshake slot; `start(slot, waiter)` runs when granted, at
    * once if one is free and nobody waits (one function may serve every
-   * waiter: connections pass a shared one and themselves). `evict(waiter)`
-   * is how the slow pool closes one of its oldest for a connection that
-   * waits: it closes the waiter (which releases the slot) and says true,
-   * or says false if the waiter no longer waits on its peer. Without it
-   * the slot is never closed that way.
+   * waiter: connections pass a shared one and themselves). `evict(waiter,
+   * why)` is how the admission closes a waiter to make room: one in the
+   * slow pool for a connection that waits for a slot, or at the open
+   * connections cap (evictSlow, evictWaiter). It closes the waiter (which
+   * releases its slot or leaves its queue) and says true, or says false if
+   * a slow one no longer waits on its peer. Without it the waiter is never
+   * closed that way.
    */
-  requestSlot<T>(key: string, start: (slot: Slot, waiter: T) => void, waiter: T, evict?: (waiter: T) => boolean): SlotTicket {
-    const ticket = new Ticket(start as (slot: Slot, waiter: unknown) => void, evict as ((waiter: unknown) => boolean) | undefined, waiter, this.#book);
+  requestSlot<T>(key: string, start: (slot: Slot, waiter: T) => void, waiter: T, evict?: (waiter: T, why: EvictReason) => boolean): SlotTicket {
+    const ticket = new Ticket(start as (slot: Slot, waiter: unknown) => void, evict as ((waiter: unknown, why: EvictReason) => boolean) | undefined, waiter, this.#book);
     if (this.#free() && this.#ring.length === 0) {
       ticket.live = false;
       this.#grant(ticket);
@@ -279,7 +304,9 @@ export class Admission {
     }
     const source = this.#source(key);
     source.queue.push(ticket);
+    ticket.source = source;
     this.#waiting++;
+    this.#countWaiting(source, 1);
     if (!source.inRing) {
       source.inRing = true;
       this.#ring.push(source);
@@ -295,7 +322,7 @@ export class Admission {
   /** Rule 2: a held slot's handshake waits on its peer; it moves to the slow pool if there is a place, or one can be made. */
   #moveToSlow(slot: GrantedSlot): void {
     if (!this.#takeSlowPlace(slot)) {
-      if (this.#waiting === 0 || !this.#evictOldest()) return;
+      if (this.#waiting === 0 || !this.#evictOldest("slow-pool-full")) return;
       // With a shared pool another thread may have taken the place just given: then it waits on.
       if (!this.#takeSlowPlace(slot)) return;
     }
@@ -325,14 +352,14 @@ export class Admission {
    * free). One whose peer has answered since is not closed: its wait
    * starts again at the back, and a few more are tried.
    */
-  #evictOldest(): boolean {
+  #evictOldest(why: EvictReason): boolean {
     const now = this.#options.clock.now();
     for (let answered = 0; answered < EVICT_TRIES;) {
       const oldest = this.#slowOrder.peek();
       if (!oldest || (oldest.state === "slow" && now - oldest.movedAt < SLOW_EVICT_AFTER_MS)) return false;
       this.#slowOrder.shift();
       if (oldest.state !== "slow") continue;
-      if (oldest.evict()) {
+      if (oldest.evict(why)) {
         // Its connection released it as it closed; made sure of here.
         oldest.release();
         this.#evicted++;
@@ -343,6 +370,74 @@ export class Admission {
       answered++;
     }
     return false;
+  }
+
+  /**
+   * At the open connections cap: closes this admission's oldest slow
+   * handshake if its peer has kept it waiting SLOW_EVICT_AFTER_MS in the
+   * pool (a failure of its source, as for a connection that waits for a
+   * slot). True if one was closed.
+   */
+  evictSlow(): boolean {
+    return this.#evictOldest("open-limit");
+  }
+
+  /**
+   * At the open connections cap: closes the newest connection waiting for
+   * a slot from the source with the most waiting here, if that is two or
+   * more and `newcomer` is another source (its own crowd would gain
+   * nothing). Not a failure of that source: it sent a good line, and is
+   * closed for being many. True if one was closed.
+   */
+  evictWaiter(newcomer: string): boolean {
+    for (let n = this.#mostWaiting; n >= 2; n--) {
+      for (const source of this.#crowds.get(n) ?? []) {
+        if (source.key === newcomer) continue;
+        // The newest: the others have waited longer for their turn.
+        let ticket = source.queue.pop();
+        while (ticket && !ticket.live) ticket = source.queue.pop();
+        if (!ticket) continue; // cannot be: `waiting` counts its live tickets
+        ticket.live = false;
+        this.#waiting--;
+        this.#countWaiting(source, -1);
+        if (ticket.evict("open-limit")) {
+          this.#evictedWaiting++;
+          return true;
+        }
+        // Its waiter cannot be closed (none given): it waits on, at the back.
+        ticket.live = true;
+        source.queue.push(ticket);
+        this.#waiting++;
+        this.#countWaiting(source, 1);
+        return false;
+      }
+    }
+    return false;
+  }
+
+  /** The listener closed a connection without its version line at the open connections cap: counted with the others. */
+  silentEvicted(): void {
+    this.#evictedSilent++;
+  }
+
+  /** A source's live tickets change by `delta` (±1): its place among the crowds moves with them. */
+  #countWaiting(source: Source, delta: 1 | -1): void {
+    const from = source.waiting;
+    const to = from + delta;
+    if (from > 0) {
+      const crowd = this.#crowds.get(from)!;
+      crowd.delete(source);
+      if (crowd.size === 0) this.#crowds.delete(from);
+    }
+    source.waiting = to;
+    if (to > 0) {
+      let crowd = this.#crowds.get(to);
+      if (!crowd) this.#crowds.set(to, (crowd = new Set()));
+      crowd.add(source);
+    }
+    // A count moves by one: the most falls to `to` only when it was the last at the most.
+    if (to > this.#mostWaiting) this.#mostWaiting = to;
+    else if (from === this.#mostWaiting && !this.#crowds.has(from)) this.#mostWaiting = to;
   }
 
   /** Free slots go to the next sources in the ring. */
@@ -360,6 +455,7 @@ export class Admission {
       if (!ticket) continue;
       ticket.live = false;
       this.#waiting--;
+      this.#countWaiting(source, -1);
       this.#grant(ticket);
     }
   }
@@ -368,7 +464,7 @@ export class Admission {
     let source = this.#sources.get(key);
     if (!source) {
       if (this.#sources.size >= this.#sweepAt) this.#sweep();
-      source = { key, open: 0, queue: new Fifo(), inRing: false, tokens: FAILURE_BURST, refilledAt: this.#options.clock.now() };
+      source = { key, open: 0, queue: new Fifo(), inRing: false, waiting: 0, tokens: FAILURE_BURST, refilledAt: this.#options.clock.now() };
       this.#sources.set(key, source);
     }
     return source;

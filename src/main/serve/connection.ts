@@ -39,7 +39,7 @@ import { EMPTY_KEY_ID, normaliseKeyId } from "../clients/settings.js";
 import type { Clock, TimerHandle } from "../clock.js";
 import { events, type ConnectionOutcome, type ConnectionRef, type ConnectionStage } from "../events.js";
 import type { HandshakeRunner } from "./handshake-runner.js";
-import type { Slot, SlotTicket } from "./admission.js";
+import type { EvictReason, Slot, SlotTicket } from "./admission.js";
 import {
   ADMISSION_WAIT_MS,
   DECISION_CORK_MS,
@@ -96,13 +96,13 @@ export interface ConnectionHost {
   /**
    * Asks for a handshake slot for a peer of `source`; `granted` may run
    * before this returns. The slot is released when the handshake ends.
-   * `evict` closes the connection for one that waits, if it still waits on
-   * its peer (admission.ts, Rule 2: the slow pool's oldest).
+   * `evict` closes the connection to make room (admission.ts): while it
+   * waits for its slot, or in the slow pool if it still waits on its peer.
    */
   requestSlot(
     source: string,
     granted: (slot: Slot, connection: Connection) => void,
-    evict: (connection: Connection) => boolean,
+    evict: (connection: Connection, why: EvictReason) => boolean,
     connection: Connection,
   ): SlotTicket;
   /**
@@ -254,13 +254,20 @@ export class Connection {
   }
 
   /**
-   * The slow pool is full, a connection waits for a slot, and this one has
-   * waited there SLOW_EVICT_AFTER_MS (admission.ts, Rule 2): closed, as a
-   * timeout of its peer, if its peer still keeps it waiting.
+   * The admission makes room (admission.ts). Waiting for a slot: closed
+   * for a newcomer at the open connections cap, its source having the most
+   * waiting. In the slow pool for SLOW_EVICT_AFTER_MS, with the pool full
+   * and a connection waiting for a slot, or at the cap: closed as a
+   * timeout of its peer if its peer still keeps it waiting.
    */
-  static #slowEvicted(c: Connection): boolean {
+  static #evicted(c: Connection, why: EvictReason): boolean {
+    if (c.#state === "AwaitingSlot") {
+      c.#close("evicted", "waiting for a handshake slot: its source had the most waiting when a connection from another came at the open connections cap");
+      return true;
+    }
     if (c.#state !== "Handshaking" || c.#driver === null || c.#driver.pending !== null) return false;
-    c.#close("timeout", `in the TLS handshake: its peer kept it waiting over ${SLOW_EVICT_AFTER_MS / 1000} s while the slow pool was full and others waited`);
+    const when = why === "open-limit" ? "at the open connections cap" : "while the slow pool was full and others waited";
+    c.#close("timeout", `in the TLS handshake: its peer kept it waiting over ${SLOW_EVICT_AFTER_MS / 1000} s ${when}`);
     return true;
   }
 
@@ -307,7 +314,7 @@ export class Connection {
     this.#arm(ADMISSION_WAIT_MS, "waiting for a handshake slot");
     // Kept only when the peer sent more (it should not: the handshake is ours to start).
     this.#early = rest.length > 0 ? rest : EMPTY;
-    this.#ticket = this.#deps.requestSlot(this.#source, Connection.#slotGranted, Connection.#slowEvicted, this);
+    this.#ticket = this.#deps.requestSlot(this.#source, Connection.#slotGranted, Connection.#evicted, this);
   }
 
   /** Publishes the line's verdict; false (and closed) if it is refused. */

@@ -18,6 +18,12 @@ export class Fifo<T> {
     return this.#items[this.#head];
   }
 
+  /** Takes the newest out. */
+  pop(): T | undefined {
+    if (this.#head >= this.#items.length) return undefined;
+    return this.#items.pop();
+  }
+
   shift(): T | undefined {
     if (this.#head >= this.#items.length) return undefined;
     const item = this.#items[this.#head];

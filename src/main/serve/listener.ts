@@ -10,9 +10,12 @@
 // the others waiting (unread, ADMISSION_WAIT_MS at most) round-robin across
 // sources, so that a burst is served in turn instead of every handshake
 // slowing down together, and one crowded source does not push the others
-// back. MAX_OPEN_CONNECTIONS bounds them all; at that cap a new connection
-// takes the place of the oldest that has said nothing for
-// IDLE_EVICT_AFTER_MS, if there is one, or is closed.
+// back. MAX_OPEN_CONNECTIONS bounds them all. At that cap a new connection
+// takes the place of, in this order: the oldest that has said nothing for
+// IDLE_EVICT_AFTER_MS; the oldest slow handshake whose peer has been
+// silent SLOW_EVICT_AFTER_MS in the slow pool; the newest connection
+// waiting for a slot from the source with the most waiting, if two or more and not the
+// newcomer's (admission.ts). With none of them it is closed.
 //
 // The facts (a connection not admitted; the connections' own, see
 // connection.ts) go to events.ts's channels; every deadline is the clock's.
@@ -212,7 +215,8 @@ export class Listener {
       socket.resetAndDestroy();
       return;
     }
-    if (!this.#open.take() && !(this.#evictLineless() && this.#open.take())) {
+    const address = socket.remoteAddress;
+    if (!this.#open.take() && !(address !== undefined && this.#makeRoom(sourceOf(address)) && this.#open.take())) {
       // At the cap, closed before a byte is read, as Node's maxConnections would.
       this.#notAdmitted(socket, "open-limit");
       socket.destroy();
@@ -279,17 +283,23 @@ export class Listener {
   }
 
   /**
-   * At the open connections cap: closes the oldest connection that has
-   * waited IDLE_EVICT_AFTER_MS for its version line, which gives its count
-   * back (with serve threads, to every thread's count: another may take
-   * it first). False if there is none.
+   * At the open connections cap, for a newcomer from `newcomer`: closes a
+   * connection that gives its count back (with serve threads, to every
+   * thread's count: another may take it first). False if none may go.
    */
+  #makeRoom(newcomer: string): boolean {
+    return this.#evictLineless() || this.#admission.evictSlow() || this.#admission.evictWaiter(newcomer);
+  }
+
+  /** Closes the oldest connection that has waited IDLE_EVICT_AFTER_MS for its version line; false if there is none. */
   #evictLineless(): boolean {
     this.#dropSpoken();
     const oldest = this.#lineless.peek();
     if (oldest === undefined || this.#deps.clock.now() - oldest.acceptedAt < IDLE_EVICT_AFTER_MS) return false;
     this.#lineless.shift();
-    return oldest.evictIdle();
+    if (!oldest.evictIdle()) return false;
+    this.#admission.silentEvicted();
+    return true;
   }
 
   #notAdmitted(socket: Socket, why: AdmissionRefusal | "not-on-interface" | "open-limit"): void {
