@@ -14,7 +14,7 @@ import { join } from "node:path";
 import { oneClientConfig, type TestClient } from "./helpers/keys.js";
 import { MANDOS_CLIENT, MANDOS_KEYGEN, missing } from "./helpers/peers.js";
 import { runMandosClient, startServer, type RunningServer } from "./helpers/server.js";
-import { FD_RESERVE, FDS_PER_THREAD, IDLE_EVICT_AFTER_MS, MAX_OPEN_CONNECTIONS, openConnectionsAllowed } from "../src/main/serve/limits.js";
+import { FD_RESERVE, FDS_PER_THREAD, IDLE_EVICT_AFTER_MS, MAX_OPEN_CONNECTIONS, PEER_SLOW_MS, SLOW_EVICT_AFTER_MS, openConnectionsAllowed } from "../src/main/serve/limits.js";
 import { openFilesLimit } from "../src/main/daemon/open-files.js";
 
 test("the connections held open are MAX_OPEN_CONNECTIONS, or what the open-files limit leaves", () => {
@@ -148,5 +148,35 @@ for (const mode of [[], ["--serve-threads", "2"]]) test(
     assert.equal(evicted.length, 1, "one made room");
     assert.ok(evicted[0]!.index! < sent, "before the secret");
     assert.ok(timedOut < 0 || timedOut > sent, "the others still held their places when the secret went");
+  }),
+);
+
+// Stalled handshakes at the cap: below the slots and the slow pool, each
+// holds a slot for PEER_SLOW_MS and then waits in the pool, and nobody
+// waits for a slot to make room for. At the cap, one that has waited
+// SLOW_EVICT_AFTER_MS there makes room for the newcomer.
+for (const mode of [[], ["--serve-threads", "2"]]) test(
+  `at the cap, mandos-client takes the place of a handshake stalled ${SLOW_EVICT_AFTER_MS} ms in the slow pool${mode.length ? `, ${mode.join(" ")}` : ""}`,
+  { skip: missing(MANDOS_CLIENT, MANDOS_KEYGEN), timeout: 60_000 },
+  () => underOpenFilesLimit(mode, async (server, client, sockets) => {
+    let closedByServer = 0;
+    await openSilent(server.port, HELD, sockets, () => void closedByServer++);
+    for (const s of sockets) s.write("1\r\n");
+    // The cap is reached: one more is closed at accept while no stalled one has waited long enough.
+    const extra = connect({ host: "::1", port: server.port });
+    extra.on("error", () => undefined);
+    await new Promise((resolve) => extra.once("close", resolve));
+    await server.waitForLog(/Refusing connection from ::1: as many connections open as the server allows/, 5_000);
+    assert.equal(closedByServer, 0, "the stalled ones are open");
+    await new Promise((resolve) => setTimeout(resolve, PEER_SLOW_MS + SLOW_EVICT_AFTER_MS + 200));
+    const served = await runMandosClient(client.dir, "::1", server.port);
+    assert.equal(served.code, 0, `${served.stderr}\n${server.log().slice(-3_000)}`);
+    assert.equal(served.stdout.toString("utf8"), client.password);
+    const log = server.log();
+    const sent = log.indexOf("Sending secret to");
+    const evicted = [...log.matchAll(/timed out in the TLS handshake: its peer kept it waiting over 1 s at the open connections cap/g)];
+    assert.ok(sent >= 0, log.slice(-3_000));
+    assert.equal(evicted.length, 1, "one made room");
+    assert.ok(evicted[0]!.index! < sent, "before the secret");
   }),
 );
