@@ -104,8 +104,9 @@ export const MAX_SLOW_HANDSHAKES = 512;
  * that answers later than 1 s (after our flight, since PEER_SLOW_MS more)
  * is later than a round trip across a continent and a segment sent again
  * at Linux's shortest retransmission timeout (200 ms); it is closed only
- * while others wait, and its client retries (mandos-client(8), --retry).
- * At most the pool's size a second are closed this way.
+ * while others wait for a slot, or a newcomer at MAX_OPEN_CONNECTIONS
+ * (listener.ts), and its client retries (mandos-client(8), --retry).
+ * For waiting connections, at most the pool's places a second are closed.
  */
 export const SLOW_EVICT_AFTER_MS = 1_000;
 
