@@ -237,10 +237,7 @@ export class Admission {
   };
 
   readonly #book: TicketBook = {
-    cancelled: (ticket) => {
-      this.#waiting--;
-      if (ticket.source) this.#countWaiting(ticket.source, -1);
-    },
+    cancelled: (ticket) => this.#dequeued(ticket),
   };
 
   constructor(options: AdmissionOptions) {
@@ -398,8 +395,7 @@ export class Admission {
         while (ticket && !ticket.live) ticket = source.queue.pop();
         if (!ticket) continue; // cannot be: `waiting` counts its live tickets
         ticket.live = false;
-        this.#waiting--;
-        this.#countWaiting(source, -1);
+        this.#dequeued(ticket);
         if (ticket.evict("open-limit")) {
           this.#evictedWaiting++;
           return true;
@@ -418,6 +414,12 @@ export class Admission {
   /** The listener closed a connection without its version line at the open connections cap: counted with the others. */
   silentEvicted(): void {
     this.#evictedSilent++;
+  }
+
+  /** A live ticket has left its source's queue (granted, cancelled or closed): it waits no more. */
+  #dequeued(ticket: Ticket): void {
+    this.#waiting--;
+    if (ticket.source) this.#countWaiting(ticket.source, -1);
   }
 
   /** A source's live tickets change by `delta` (±1): its place among the crowds moves with them. */
@@ -454,8 +456,7 @@ export class Admission {
       }
       if (!ticket) continue;
       ticket.live = false;
-      this.#waiting--;
-      this.#countWaiting(source, -1);
+      this.#dequeued(ticket);
       this.#grant(ticket);
     }
   }

@@ -43,8 +43,8 @@ import type { EvictReason, Slot, SlotTicket } from "./admission.js";
 import {
   ADMISSION_WAIT_MS,
   DECISION_CORK_MS,
-  IDLE_EVICT_AFTER_MS,
   HANDSHAKE_TIMEOUT_MS,
+  IDLE_EVICT_AFTER_MS,
   PEER_SLOW_MS,
   SEND_TIMEOUT_MS,
   SLOW_EVICT_AFTER_MS,

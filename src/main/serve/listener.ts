@@ -14,8 +14,9 @@
 // takes the place of, in this order: the oldest that has said nothing for
 // IDLE_EVICT_AFTER_MS; the oldest slow handshake whose peer has been
 // silent SLOW_EVICT_AFTER_MS in the slow pool; the newest connection
-// waiting for a slot from the source with the most waiting, if two or more and not the
-// newcomer's (admission.ts). With none of them it is closed.
+// waiting for a slot from the source with the most waiting, if two or
+// more and not the newcomer's (admission.ts). With none of them it is
+// closed. A serve thread makes room among its own connections only.
 //
 // The facts (a connection not admitted; the connections' own, see
 // connection.ts) go to events.ts's channels; every deadline is the clock's.
