@@ -151,7 +151,8 @@ class PoolRunner implements HandshakeRunner {
     this.#groups = settings.keyShareGroups;
     const Pool = piscina();
     this.#pool = new Pool<WorkerRequest, WorkerResponse>({
-      filename: new URL("../../workers/handshake.js", import.meta.url).href,
+      // CommonJS that import()s handshake.js: never loaded through require(esm) (see the entry).
+      filename: new URL("../../workers/handshake-entry.cjs", import.meta.url).href,
       minThreads: workers,
       maxThreads: workers,
       idleTimeout: Infinity,

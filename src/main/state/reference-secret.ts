@@ -70,7 +70,8 @@ export async function openReferenceSecrets(items: readonly SealedSecret[], threa
   if (count < 2 || items.length < THREADS_FROM) return openHere(items);
   const { Piscina } = createRequire(import.meta.url)("piscina") as typeof import("piscina");
   const pool = new Piscina<SealedSecret, OpenedSecret>({
-    filename: new URL("../../workers/reference-secret.js", import.meta.url).href,
+    // CommonJS that import()s reference-secret.js (see src/workers/handshake-entry.cts).
+    filename: new URL("../../workers/reference-secret-entry.cjs", import.meta.url).href,
     minThreads: count,
     maxThreads: count,
     concurrentTasksPerWorker: 1,
