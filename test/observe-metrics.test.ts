@@ -22,6 +22,7 @@ import { runMandosClient, startServer, type RunningServer } from "./helpers/serv
 import { eventually } from "./helpers/wait.js";
 import { createMetrics } from "../src/main/observe/metrics.js";
 import type { HandshakeCounts } from "../src/main/serve/admission.js";
+import { events, type ConnectionClosed } from "../src/main/events.js";
 
 const SETTINGS = parsePriority(DEFAULT_PRIORITY);
 const PROMTOOL = "/usr/bin/promtool";
@@ -112,6 +113,35 @@ test("mandos_connections_evicted_total follows the admissions' counts by why, ho
     assert.deepEqual((await evicted())[1], 'mandos_connections_evicted_total{why="slow_peer"} 3', "a second scrape adds nothing");
     counts = { ...counts, evicted: 7, evictedWaiting: 2 };
     assert.deepEqual(await evicted(), ['mandos_connections_evicted_total{why="silent"} 1', 'mandos_connections_evicted_total{why="slow_peer"} 7', 'mandos_connections_evicted_total{why="crowd"} 2']);
+  } finally {
+    metrics.close();
+  }
+});
+
+test("a connection whose time ran out waiting for a handshake slot counts as not admitted (admission_timeout), other timeouts do not", async () => {
+  const metrics = createMetrics({
+    clientCounts: () => ({ enabled: 0, disabled: 0, awaitingApproval: 0, checkersRunning: 0 }),
+    handshakes: () => ({ holding: 0, slow: 0, waiting: 0, evicted: 0, evictedWaiting: 0, evictedSilent: 0 }),
+    workers: 0,
+    workerQueue: () => 0,
+  });
+  const notAdmitted = async (): Promise<string[]> =>
+    (await metrics.registry.getSingleMetricAsString("mandos_connections_not_admitted_total")).split("\n").filter((l) => !l.startsWith("#"));
+  // As serve/connection.ts publishes it (its stage: test/serve-threads-limits).
+  const closed = (stage: ConnectionClosed["stage"]): ConnectionClosed => ({
+    connection: { id: 1, address: "::1", port: 40000, source: "::1", label: "('::1', 40000, 0, 0)" },
+    outcome: "timeout", stage, durationMs: 20_000, detail: "waiting",
+  });
+  try {
+    const zero = ["admission_timeout", "source_limit", "throttled", "not_on_interface", "open_limit"].map((why) => `mandos_connections_not_admitted_total{why="${why}"} 0`);
+    assert.deepEqual(await notAdmitted(), zero, "every reason is there from the start");
+    events.connectionClosed.publish(closed("AwaitingSlot"));
+    events.connectionClosed.publish(closed("Handshaking"));
+    events.connectionClosed.publish(closed("AwaitingLine"));
+    events.connectionNotAdmitted.publish({ address: "::1", localAddress: "::1", why: "throttled" });
+    assert.deepEqual(await notAdmitted(), [
+      'mandos_connections_not_admitted_total{why="admission_timeout"} 1', zero[1], 'mandos_connections_not_admitted_total{why="throttled"} 1', zero[3], zero[4],
+    ]);
   } finally {
     metrics.close();
   }

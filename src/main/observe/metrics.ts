@@ -65,10 +65,10 @@ export function createMetrics(sources: MetricSources): Metrics {
   for (const outcome of OUTCOMES) closed.inc({ outcome: outcomeLabel(outcome) }, 0);
   const notAdmitted = new Counter({
     name: "mandos_connections_not_admitted_total",
-    help: "Connections dropped before a handshake slot (waited too long, not on the served interface, or past the open connections allowed).",
+    help: "Connections dropped before a handshake slot (waited too long, too many from the source, throttled, not on the served interface, or past the open connections allowed).",
     labelNames: ["why"], registers: [registry],
   });
-  for (const why of ["admission_timeout", "not_on_interface", "open_limit"]) notAdmitted.inc({ why }, 0);
+  for (const why of ["admission_timeout", "source_limit", "throttled", "not_on_interface", "open_limit"]) notAdmitted.inc({ why }, 0);
   const secrets = new Counter({ name: "mandos_secrets_sent_total", help: "Secrets written to a client.", registers: [registry] });
   const refusals = new Counter({
     name: "mandos_refusals_total", help: "Peers that got no secret, by reason.", labelNames: ["reason"], registers: [registry],
@@ -182,9 +182,11 @@ export function createMetrics(sources: MetricSources): Metrics {
   for (const name of MISNAMED_DEFAULTS) registry.removeSingleMetric(name);
 
   subs.on(events.connectionAccepted, () => accepted.inc());
-  subs.on(events.connectionClosed, ({ outcome }) => {
+  subs.on(events.connectionClosed, ({ outcome, stage }) => {
     closed.inc({ outcome: outcomeLabel(outcome) });
     if (outcome === "tls-error") refusals.inc({ reason: "tls_error" });
+    // Accepted, but its time ran out while it waited for a handshake slot.
+    else if (outcome === "timeout" && stage === "AwaitingSlot") notAdmitted.inc({ why: "admission_timeout" });
   });
   subs.on(events.connectionNotAdmitted, ({ why }) => notAdmitted.inc({ why: why.replace(/-/g, "_") }));
   subs.on(events.versionLine, ({ accepted: ok }) => {
