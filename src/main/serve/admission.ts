@@ -300,10 +300,7 @@ export class Admission {
       return GRANTED;
     }
     const source = this.#source(key);
-    source.queue.push(ticket);
-    ticket.source = source;
-    this.#waiting++;
-    this.#countWaiting(source, 1);
+    this.#enqueued(source, ticket);
     if (!source.inRing) {
       source.inRing = true;
       this.#ring.push(source);
@@ -400,11 +397,9 @@ export class Admission {
           this.#evictedWaiting++;
           return true;
         }
-        // Its waiter cannot be closed (none given): it waits on, at the back.
+        // Its waiter cannot be closed (none given): it waits on, where it was.
         ticket.live = true;
-        source.queue.push(ticket);
-        this.#waiting++;
-        this.#countWaiting(source, 1);
+        this.#enqueued(source, ticket);
         return false;
       }
     }
@@ -414,6 +409,14 @@ export class Admission {
   /** The listener closed a connection without its version line at the open connections cap: counted with the others. */
   silentEvicted(): void {
     this.#evictedSilent++;
+  }
+
+  /** A live ticket joins the back of its source's queue. */
+  #enqueued(source: Source, ticket: Ticket): void {
+    source.queue.push(ticket);
+    ticket.source = source;
+    this.#waiting++;
+    this.#countWaiting(source, 1);
   }
 
   /** A live ticket has left its source's queue (granted, cancelled or closed): it waits no more. */
