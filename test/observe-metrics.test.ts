@@ -97,7 +97,7 @@ async function reach(url: string): Promise<number | string> {
 }
 
 test("mandos_connections_evicted_total follows the admissions' counts by why, however often it is scraped", async () => {
-  let counts: HandshakeCounts = { holding: 0, slow: 0, waiting: 0, evicted: 0, evictedWaiting: 0, evictedSilent: 0 };
+  let counts: HandshakeCounts = { holding: 0, slow: 0, waiting: 0, evictedSlow: 0, evictedWaiting: 0, evictedSilent: 0 };
   const metrics = createMetrics({
     clientCounts: () => ({ enabled: 0, disabled: 0, awaitingApproval: 0, checkersRunning: 0 }),
     handshakes: () => counts,
@@ -108,10 +108,10 @@ test("mandos_connections_evicted_total follows the admissions' counts by why, ho
     (await metrics.registry.getSingleMetricAsString("mandos_connections_evicted_total")).split("\n").filter((l) => !l.startsWith("#"));
   try {
     assert.deepEqual(await evicted(), ['mandos_connections_evicted_total{why="silent"} 0', 'mandos_connections_evicted_total{why="slow_peer"} 0', 'mandos_connections_evicted_total{why="crowd"} 0']);
-    counts = { ...counts, evicted: 3, evictedSilent: 1 };
+    counts = { ...counts, evictedSlow: 3, evictedSilent: 1 };
     assert.deepEqual(await evicted(), ['mandos_connections_evicted_total{why="silent"} 1', 'mandos_connections_evicted_total{why="slow_peer"} 3', 'mandos_connections_evicted_total{why="crowd"} 0']);
     assert.deepEqual((await evicted())[1], 'mandos_connections_evicted_total{why="slow_peer"} 3', "a second scrape adds nothing");
-    counts = { ...counts, evicted: 7, evictedWaiting: 2 };
+    counts = { ...counts, evictedSlow: 7, evictedWaiting: 2 };
     assert.deepEqual(await evicted(), ['mandos_connections_evicted_total{why="silent"} 1', 'mandos_connections_evicted_total{why="slow_peer"} 7', 'mandos_connections_evicted_total{why="crowd"} 2']);
   } finally {
     metrics.close();
@@ -121,7 +121,7 @@ test("mandos_connections_evicted_total follows the admissions' counts by why, ho
 test("a connection whose time ran out waiting for a handshake slot counts as not admitted (admission_timeout), other timeouts do not", async () => {
   const metrics = createMetrics({
     clientCounts: () => ({ enabled: 0, disabled: 0, awaitingApproval: 0, checkersRunning: 0 }),
-    handshakes: () => ({ holding: 0, slow: 0, waiting: 0, evicted: 0, evictedWaiting: 0, evictedSilent: 0 }),
+    handshakes: () => ({ holding: 0, slow: 0, waiting: 0, evictedSlow: 0, evictedWaiting: 0, evictedSilent: 0 }),
     workers: 0,
     workerQueue: () => 0,
   });

@@ -132,18 +132,18 @@ test("a handshake moved to the slow pool gives its slot to the next, up to the p
   assert.equal(held.length, 4);
   assert.equal(held[2]!.slow(), false, "the pool is full: it keeps its slot");
   assert.equal(held.length, 4);
-  assert.deepEqual(admission.counts, { holding: 2, slow: 2, waiting: 2, evicted: 0, evictedWaiting: 0, evictedSilent: 0 });
+  assert.deepEqual(admission.counts, { holding: 2, slow: 2, waiting: 2, evictedSlow: 0, evictedWaiting: 0, evictedSilent: 0 });
   held[0]!.release();
   assert.equal(held.length, 4, "a slow one's end frees room in the pool, not a slot");
   assert.equal(held[2]!.slow(), true, "now it moves");
   assert.equal(held.length, 5);
   held[3]!.release();
   assert.equal(held.length, 6);
-  assert.deepEqual(admission.counts, { holding: 2, slow: 2, waiting: 0, evicted: 0, evictedWaiting: 0, evictedSilent: 0 });
+  assert.deepEqual(admission.counts, { holding: 2, slow: 2, waiting: 0, evictedSlow: 0, evictedWaiting: 0, evictedSilent: 0 });
   held[4]!.release();
   assert.equal(held[4]!.slow(), false, "a released slot does not move");
   for (const slot of held) slot.release();
-  assert.deepEqual(admission.counts, { holding: 0, slow: 0, waiting: 0, evicted: 0, evictedWaiting: 0, evictedSilent: 0 });
+  assert.deepEqual(admission.counts, { holding: 0, slow: 0, waiting: 0, evictedSlow: 0, evictedWaiting: 0, evictedSilent: 0 });
 });
 
 /** An admission's slots with what each waiter is told: granted in order, and asked to close. */
@@ -188,11 +188,11 @@ test("with the slow pool full and a connection waiting, its oldest silent one is
   assert.equal(w.held[2]!.slow(), true, "the oldest made room");
   assert.deepEqual(w.asked, [0], "the oldest, and only it, was asked to close");
   assert.equal(w.held.length, 5, "the slot went to the waiting connection");
-  assert.deepEqual(admission.counts, { holding: 2, slow: 2, waiting: 0, evicted: 1, evictedWaiting: 0, evictedSilent: 0 });
+  assert.deepEqual(admission.counts, { holding: 2, slow: 2, waiting: 0, evictedSlow: 1, evictedWaiting: 0, evictedSilent: 0 });
   assert.equal(w.held[3]!.slow(), false, "nobody waits now: nobody is closed for it");
   assert.deepEqual(w.asked, [0]);
   for (const slot of w.held) slot.release();
-  assert.deepEqual(admission.counts, { holding: 0, slow: 0, waiting: 0, evicted: 1, evictedWaiting: 0, evictedSilent: 0 });
+  assert.deepEqual(admission.counts, { holding: 0, slow: 0, waiting: 0, evictedSlow: 1, evictedWaiting: 0, evictedSilent: 0 });
 });
 
 test("a slow one whose peer has answered is not closed: its wait starts again, and the next oldest goes", () => {
@@ -213,14 +213,14 @@ test("a slow one whose peer has answered is not closed: its wait starts again, a
   assert.equal(w.held[4]!.slow(), true);
   assert.deepEqual(w.asked, [0, 2], "0 said no; 1 had ended; 2 closed");
   assert.equal(w.held.length, 6, "the real one has the slot");
-  assert.equal(admission.counts.evicted, 1);
+  assert.equal(admission.counts.evictedSlow, 1);
   w.ask("real");
   assert.equal(w.held[5]!.slow(), true, "3 had waited long enough too");
   assert.deepEqual(w.asked, [0, 2, 3]);
   w.ask("real");
   assert.equal(w.held[6]!.slow(), false, "0 is the oldest now, its wait counted again from when it said no, and 4 is too young");
   assert.deepEqual(w.asked, [0, 2, 3]);
-  assert.deepEqual(admission.counts, { holding: 1, slow: 3, waiting: 1, evicted: 2, evictedWaiting: 0, evictedSilent: 0 });
+  assert.deepEqual(admission.counts, { holding: 1, slow: 3, waiting: 1, evictedSlow: 2, evictedWaiting: 0, evictedSilent: 0 });
 });
 
 test("a slot or a waiter that cannot be asked to close is never closed", () => {
@@ -231,10 +231,10 @@ test("a slot or a waiter that cannot be asked to close is never closed", () => {
   assert.equal(held[0]!.slow(), true);
   clock.advance(10 * SLOW_EVICT_AFTER_MS);
   assert.equal(held[1]!.slow(), false);
-  assert.deepEqual(admission.counts, { holding: 1, slow: 1, waiting: 1, evicted: 0, evictedWaiting: 0, evictedSilent: 0 });
+  assert.deepEqual(admission.counts, { holding: 1, slow: 1, waiting: 1, evictedSlow: 0, evictedWaiting: 0, evictedSilent: 0 });
   for (let i = 0; i < 2; i++) admission.requestSlot("a", (slot) => held.push(slot), undefined);
   assert.equal(admission.evictWaiter("b"), false, "nor a waiter");
-  assert.deepEqual(admission.counts, { holding: 1, slow: 1, waiting: 3, evicted: 0, evictedWaiting: 0, evictedSilent: 0 });
+  assert.deepEqual(admission.counts, { holding: 1, slow: 1, waiting: 3, evictedSlow: 0, evictedWaiting: 0, evictedSilent: 0 });
   held[1]!.release();
   assert.equal(held.length, 3, "and it still gets its slot in turn");
 });
@@ -264,7 +264,7 @@ test("the reserve: places beyond a full shared pool, given back to the reserve, 
   clock.advance(SLOW_EVICT_AFTER_MS);
   assert.equal(w.held[4]!.slow(), true);
   assert.deepEqual(w.asked, [1]);
-  assert.deepEqual(admission.counts, { holding: 1, slow: 2, waiting: 0, evicted: 1, evictedWaiting: 0, evictedSilent: 0 });
+  assert.deepEqual(admission.counts, { holding: 1, slow: 2, waiting: 0, evictedSlow: 1, evictedWaiting: 0, evictedSilent: 0 });
   assert.equal(pool.taken, 1, "the heir took the closed one's reserve place, not the pool's");
 });
 
@@ -296,7 +296,7 @@ test("at the cap: a waiter of the source with the most waiting goes for another 
   wait("c", "c2");
   assert.equal(admission.evictWaiter("new"), true);
   assert.deepEqual(asked.at(-1), "c2 open-limit");
-  assert.deepEqual(admission.counts, { holding: 1, slow: 0, waiting: 3, evicted: 0, evictedWaiting: 3, evictedSilent: 0 });
+  assert.deepEqual(admission.counts, { holding: 1, slow: 0, waiting: 3, evictedSlow: 0, evictedWaiting: 3, evictedSilent: 0 });
 });
 
 test("at the cap: a slow handshake silent SLOW_EVICT_AFTER_MS goes even with nobody waiting for a slot", () => {
@@ -309,7 +309,7 @@ test("at the cap: a slow handshake silent SLOW_EVICT_AFTER_MS goes even with nob
   clock.advance(SLOW_EVICT_AFTER_MS);
   assert.equal(admission.evictSlow(), true);
   assert.deepEqual(w.asked, [0]);
-  assert.deepEqual(admission.counts, { holding: 0, slow: 0, waiting: 0, evicted: 1, evictedWaiting: 0, evictedSilent: 0 });
+  assert.deepEqual(admission.counts, { holding: 0, slow: 0, waiting: 0, evictedSlow: 1, evictedWaiting: 0, evictedSilent: 0 });
 });
 
 test("a source holds at most its cap of open connections", () => {

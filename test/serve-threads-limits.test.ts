@@ -109,12 +109,12 @@ test("admissions that share a slow pool move handshakes to it up to its size bet
   assert.equal(inA.length, 4, "each move gave its slot to the next");
   assert.equal(inA[2]!.slow(), true, "one thread may take more than its share when the others do not need it");
   assert.equal(inB[0]!.slow(), false, "the pool is full for every thread");
-  assert.deepEqual(b.counts, { holding: 2, slow: 0, waiting: 2, evicted: 0, evictedWaiting: 0, evictedSilent: 0 });
+  assert.deepEqual(b.counts, { holding: 2, slow: 0, waiting: 2, evictedSlow: 0, evictedWaiting: 0, evictedSilent: 0 });
   inA[0]!.release();
   assert.equal(pool.taken, 2, "a slow handshake that ends gives its place back");
   assert.equal(inB[0]!.slow(), true);
-  assert.deepEqual(a.counts, { holding: 1, slow: 2, waiting: 0, evicted: 0, evictedWaiting: 0, evictedSilent: 0 });
-  assert.deepEqual(b.counts, { holding: 2, slow: 1, waiting: 1, evicted: 0, evictedWaiting: 0, evictedSilent: 0 });
+  assert.deepEqual(a.counts, { holding: 1, slow: 2, waiting: 0, evictedSlow: 0, evictedWaiting: 0, evictedSilent: 0 });
+  assert.deepEqual(b.counts, { holding: 2, slow: 1, waiting: 1, evictedSlow: 0, evictedWaiting: 0, evictedSilent: 0 });
 });
 
 /** A peer on loopback that sends the version line (or nothing) and keeps what it is sent. */
@@ -189,7 +189,7 @@ describeThreads(8, 10_000, ({ clock, ports, listeners }) => {
         // PEER_SLOW_MS on, each of them waits on its peer: to the slow pool.
         clock.advance(PEER_SLOW_MS);
       }
-      assert.deepEqual(listeners()[0]!.handshakes, { holding: 0, slow: 2 * slots, waiting: 0, evicted: 0, evictedWaiting: 0, evictedSilent: 0 });
+      assert.deepEqual(listeners()[0]!.handshakes, { holding: 0, slow: 2 * slots, waiting: 0, evictedSlow: 0, evictedWaiting: 0, evictedSilent: 0 });
       const next = new Peer(port!, true);
       peers.push(next);
       await within(next.greeted, 5_000, "the next peer got no ClientHello: its thread's slots were all held by stalled peers");
@@ -228,22 +228,22 @@ describeThreads(2, 10_000, ({ clock, ports, listeners }) => {
         await stall(portA, slots, `A, round ${round}`);
         clock.advance(PEER_SLOW_MS);
       }
-      assert.deepEqual(a.handshakes, { holding: 0, slow: MAX_SLOW_HANDSHAKES, waiting: 0, evicted: 0, evictedWaiting: 0, evictedSilent: 0 });
+      assert.deepEqual(a.handshakes, { holding: 0, slow: MAX_SLOW_HANDSHAKES, waiting: 0, evictedSlow: 0, evictedWaiting: 0, evictedSilent: 0 });
       // B's slots fill, and SLOW_RESERVE_PER_THREAD of them move to its reserve; their slots fill again.
       const reserved = await stall(portB, slots, "B");
       clock.advance(PEER_SLOW_MS);
       await stall(portB, SLOW_RESERVE_PER_THREAD, "B, after its reserve");
-      assert.deepEqual(b.handshakes, { holding: slots, slow: SLOW_RESERVE_PER_THREAD, waiting: 0, evicted: 0, evictedWaiting: 0, evictedSilent: 0 });
+      assert.deepEqual(b.handshakes, { holding: slots, slow: SLOW_RESERVE_PER_THREAD, waiting: 0, evictedSlow: 0, evictedWaiting: 0, evictedSilent: 0 });
       // The next peer on B waits; once B's oldest slow ones have waited SLOW_EVICT_AFTER_MS, one of them is closed for it.
       const next = new Peer(portB, true);
       peers.push(next);
       await until(() => b.handshakes.waiting === 1, 5_000, () => `B: ${JSON.stringify(b.handshakes)}`);
       clock.advance(SLOW_EVICT_AFTER_MS - PEER_SLOW_MS);
-      assert.equal(b.handshakes.evicted, 0, "not before the oldest has waited SLOW_EVICT_AFTER_MS");
+      assert.equal(b.handshakes.evictedSlow, 0, "not before the oldest has waited SLOW_EVICT_AFTER_MS");
       clock.advance(PEER_SLOW_MS);
       await within(next.greeted, 5_000, "the next peer got no ClientHello: its thread could move none of its stalled peers");
-      assert.deepEqual(b.handshakes, { holding: slots, slow: SLOW_RESERVE_PER_THREAD, waiting: 0, evicted: 1, evictedWaiting: 0, evictedSilent: 0 });
-      assert.deepEqual(a.handshakes, { holding: 0, slow: MAX_SLOW_HANDSHAKES, waiting: 0, evicted: 0, evictedWaiting: 0, evictedSilent: 0 }, "A had nobody waiting: its own stay");
+      assert.deepEqual(b.handshakes, { holding: slots, slow: SLOW_RESERVE_PER_THREAD, waiting: 0, evictedSlow: 1, evictedWaiting: 0, evictedSilent: 0 });
+      assert.deepEqual(a.handshakes, { holding: 0, slow: MAX_SLOW_HANDSHAKES, waiting: 0, evictedSlow: 0, evictedWaiting: 0, evictedSilent: 0 }, "A had nobody waiting: its own stay");
       const gone = closed.messages.filter((m) => m.outcome === "timeout");
       assert.equal(gone.length, 1);
       assert.equal(gone[0]!.stage, "Handshaking");

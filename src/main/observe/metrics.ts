@@ -122,7 +122,7 @@ export function createMetrics(sources: MetricSources): Metrics {
     collect() {
       // The admissions count from the start; the counter takes what came since the last scrape.
       const h = sources.handshakes();
-      const now = { silent: h.evictedSilent, slow_peer: h.evicted, crowd: h.evictedWaiting };
+      const now = { silent: h.evictedSilent, slow_peer: h.evictedSlow, crowd: h.evictedWaiting };
       for (const why of ["silent", "slow_peer", "crowd"] as const) {
         this.inc({ why }, Math.max(0, now[why] - evictedSeen[why]));
         evictedSeen[why] = Math.max(evictedSeen[why], now[why]);

@@ -146,7 +146,7 @@ export interface HandshakeCounts {
   /** Sent a good version line, waiting for a slot. */
   readonly waiting: number;
   /** Closed in the slow pool to make room, since the start (SLOW_EVICT_AFTER_MS). */
-  readonly evicted: number;
+  readonly evictedSlow: number;
   /** Connections waiting for a slot closed for another source's at the open connections cap, since the start. */
   readonly evictedWaiting: number;
   /** Connections without their version line closed at the open connections cap (the listener's, silentEvicted), since the start. */
@@ -212,7 +212,7 @@ export class Admission {
   #reserved = 0;
   /** This admission's slow slots, oldest move first; released ones are dropped when they come to the front. */
   readonly #slowOrder = new Fifo<GrantedSlot>();
-  #evicted = 0;
+  #evictedSlow = 0;
   #evictedWaiting = 0;
   #evictedSilent = 0;
   /** Sources by how many of their connections wait for a slot (1 and up): the crowds, for evictWaiter. */
@@ -247,7 +247,7 @@ export class Admission {
 
   /** Handshakes holding a slot, in the slow pool, and waiting for a slot. */
   get counts(): HandshakeCounts {
-    return { holding: this.#inFlight - this.#slow, slow: this.#slow, waiting: this.#waiting, evicted: this.#evicted, evictedWaiting: this.#evictedWaiting, evictedSilent: this.#evictedSilent };
+    return { holding: this.#inFlight - this.#slow, slow: this.#slow, waiting: this.#waiting, evictedSlow: this.#evictedSlow, evictedWaiting: this.#evictedWaiting, evictedSilent: this.#evictedSilent };
   }
 
   /** Whether a slot is free: fewer than `slots` handshakes hold one. */
@@ -356,7 +356,7 @@ export class Admission {
       if (oldest.evict(why)) {
         // Its connection released it as it closed; made sure of here.
         oldest.release();
-        this.#evicted++;
+        this.#evictedSlow++;
         return true;
       }
       oldest.movedAt = now;

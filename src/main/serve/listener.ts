@@ -216,8 +216,10 @@ export class Listener {
       socket.resetAndDestroy();
       return;
     }
+    // Undefined when the peer reset before we got to it (see below).
     const address = socket.remoteAddress;
-    if (!this.#open.take() && !(address !== undefined && this.#makeRoom(sourceOf(address)) && this.#open.take())) {
+    const source = address === undefined ? undefined : sourceOf(address);
+    if (!this.#open.take() && !(source !== undefined && this.#makeRoom(source) && this.#open.take())) {
       // At the cap, closed before a byte is read, as Node's maxConnections would.
       this.#notAdmitted(socket, "open-limit");
       socket.destroy();
@@ -233,11 +235,10 @@ export class Listener {
     // the kernel no longer knows its address, so there is no source to
     // count it against, nothing to log it as (it was "('', 0)", every such
     // peer in one per-source bucket), and nobody to answer.
-    if (socket.remoteAddress === undefined) {
+    if (source === undefined) {
       this.#drop(socket);
       return;
     }
-    const source = sourceOf(socket.remoteAddress);
     const refusal = this.#gate.enter(source);
     if (!(refusal instanceof Promise)) {
       this.#admit(socket, source, refusal);

@@ -96,7 +96,7 @@ interface ThreadHooks {
   beforeAnswer(): void;
 }
 
-const NO_HANDSHAKES: HandshakeCounts = { holding: 0, slow: 0, waiting: 0, evicted: 0, evictedWaiting: 0, evictedSilent: 0 };
+const NO_HANDSHAKES: HandshakeCounts = { holding: 0, slow: 0, waiting: 0, evictedSlow: 0, evictedWaiting: 0, evictedSilent: 0 };
 
 class ServeThread {
   readonly worker: Worker;
@@ -343,18 +343,18 @@ export class ServeThreads {
     let holding = 0;
     let slow = 0;
     let waiting = 0;
-    let evicted = 0;
+    let evictedSlow = 0;
     let evictedWaiting = 0;
     let evictedSilent = 0;
     for (const t of this.#threads) {
       holding += t.handshakes.holding;
       slow += t.handshakes.slow;
       waiting += t.handshakes.waiting;
-      evicted += t.handshakes.evicted;
+      evictedSlow += t.handshakes.evictedSlow;
       evictedWaiting += t.handshakes.evictedWaiting;
       evictedSilent += t.handshakes.evictedSilent;
     }
-    return { holding, slow, waiting, evicted, evictedWaiting, evictedSilent };
+    return { holding, slow, waiting, evictedSlow, evictedWaiting, evictedSilent };
   }
 
   async listen(options: ListenOptions): Promise<{ address: string; port: number }> {
