@@ -19,7 +19,7 @@ import { parsePriority, REFERENCE_OPENPGP_PRIORITY, REFERENCE_RPK_PRIORITY, DEFA
 import { freshIdentity, recordedIdentity, type TestOpenPgpIdentity } from "./helpers/legacy-keys.js";
 import { LEGACY_DATA } from "./helpers/legacy-session.js";
 import { MANDOS_CLIENT, missing } from "./helpers/peers.js";
-import { logCount, run, runMandosClient, startServer, type RunningServer } from "./helpers/server.js";
+import { logCount, run, runMandosClient, startServer, type ProcessResult, type RunningServer } from "./helpers/server.js";
 
 const PASSWORD = readFileSync(`${LEGACY_DATA}password.txt`, "latin1");
 const FINGERPRINT = "9A2BE96516F47F33630C4AF4C28E2CE128594F14";
@@ -49,11 +49,27 @@ async function legacyFetch(port: number, identity: TestOpenPgpIdentity): Promise
   });
 }
 
-async function withServer(root: string, priority: string | null, body: (server: RunningServer) => Promise<void>, mode: readonly string[] = ["--workers", "0"]): Promise<void> {
+/** The recorded client's keys (OpenPGP and raw public key) in `root`/keys, as mandos-client wants them; the folder's path. */
+function copyKeys(root: string): string {
+  const keys = join(root, "keys");
+  mkdirSync(keys);
+  for (const f of ["pubkey.txt", "seckey.txt", "tls-privkey.pem", "tls-pubkey.pem"]) copyFileSync(`${LEGACY_DATA}${f}`, join(keys, f));
+  chmodSync(join(keys, "seckey.txt"), 0o600);
+  chmodSync(join(keys, "tls-privkey.pem"), 0o600);
+  return keys;
+}
+
+async function withServer(
+  root: string,
+  priority: string | null,
+  body: (server: RunningServer) => Promise<void>,
+  mode: readonly string[] = ["--workers", "0"],
+  editClients: (text: string) => string = (text) => text,
+): Promise<void> {
   const conf = join(root, `conf-${Math.random().toString(36).slice(2)}`);
   mkdirSync(conf);
   writeFileSync(join(conf, "mandos.conf"), priority === null ? "[DEFAULT]\n" : `[DEFAULT]\npriority = ${priority}\n`);
-  copyFileSync(`${LEGACY_DATA}clients.conf`, join(conf, "clients.conf"));
+  writeFileSync(join(conf, "clients.conf"), editClients(readFileSync(`${LEGACY_DATA}clients.conf`, "latin1")), "latin1");
   chmodSync(join(conf, "clients.conf"), 0o600);
   const server = await startServer(["--configdir", conf, "--statedir", join(root, "state"), "--no-restore", "--port", "0", "--address", "::", ...mode]);
   try {
@@ -70,11 +86,7 @@ describe("bin/mandos serves legacy and modern clients from one clients.conf sect
 
   before(async () => {
     root = mkdtempSync(join(tmpdir(), "mandos-ts-legacy-"));
-    keys = join(root, "keys");
-    mkdirSync(keys);
-    for (const f of ["pubkey.txt", "seckey.txt", "tls-privkey.pem", "tls-pubkey.pem"]) copyFileSync(`${LEGACY_DATA}${f}`, join(keys, f));
-    chmodSync(join(keys, "seckey.txt"), 0o600);
-    chmodSync(join(keys, "tls-privkey.pem"), 0o600);
+    keys = copyKeys(root);
     recorded = await recordedIdentity();
   });
   after(() => {
@@ -157,11 +169,69 @@ describe("bin/mandos serves legacy and modern clients from one clients.conf sect
     });
   });
 
-  test("the real GnuTLS 3.5 legacy mandos-client gets its password", { skip: skipRealLegacy, timeout: 60_000 }, async () => {
-    await withServer(root, null, async (server) => {
-      const r = await run(legacyBinary, [`--connect=[::1]:${server.port}`, "--interface=none", `--pubkey=${keys}/pubkey.txt`, `--seckey=${keys}/seckey.txt`]);
+});
+
+describe("the real GnuTLS 3.5 legacy mandos-client (MANDOS_LEGACY_PEER_DIR)", { skip: skipRealLegacy }, () => {
+  let root = "";
+  let keys = "";
+  /** The real client once, as the initial RAM disk runs it; it retries every 10 s until it gets a password or `ms` pass. */
+  const realLegacy = (port: number, ms = 60_000): Promise<ProcessResult> =>
+    run(legacyBinary, [`--connect=[::1]:${port}`, "--interface=none", `--pubkey=${keys}/pubkey.txt`, `--seckey=${keys}/seckey.txt`], ms);
+
+  before(() => {
+    root = mkdtempSync(join(tmpdir(), "mandos-ts-legacy-real-"));
+    keys = copyKeys(root);
+  });
+  after(() => {
+    if (root) rmSync(root, { recursive: true, force: true });
+  });
+
+  for (const [what, mode] of [
+    ["inline", ["--workers", "0"]],
+    ["with two workers", ["--workers", "2"]],
+    ["on two serve threads", ["--serve-threads", "2"]],
+  ] as const) {
+    test(`gets its password ${what}, alone, then 8 at once beside 8 modern mandos-clients, with an empty mandos.conf (our default priority)`, { timeout: 120_000 }, async () => {
+      await withServer(root, null, async (server) => {
+        const one = await realLegacy(server.port);
+        assert.equal(one.code, 0, one.stderr);
+        assert.equal(one.stdout.toString("latin1"), PASSWORD);
+        await server.waitForLog(new RegExp(`Fingerprint: b'${FINGERPRINT}'`));
+        const modern = skipModern ? 0 : 8;
+        const wave = await Promise.all([
+          ...Array.from({ length: 8 }, () => realLegacy(server.port, 90_000)),
+          ...Array.from({ length: modern }, () => runMandosClient(keys, "::1", server.port, 90_000)),
+        ]);
+        for (const r of wave) {
+          assert.equal(r.code, 0, r.stderr);
+          assert.equal(r.stdout.toString("latin1"), PASSWORD);
+        }
+        assert.equal(await logCount(server, /Sending secret to legacy-test/, 9 + modern), 9 + modern);
+      }, mode);
+    });
+  }
+
+  test("gets its password under the reference's legacy priority, and nothing under its RPK-only priority", { timeout: 60_000 }, async () => {
+    await withServer(root, REFERENCE_OPENPGP_PRIORITY, async (server) => {
+      const r = await realLegacy(server.port);
       assert.equal(r.code, 0, r.stderr);
       assert.equal(r.stdout.toString("latin1"), PASSWORD);
     });
+    await withServer(root, REFERENCE_RPK_PRIORITY, async (server) => {
+      // Its first try fails the handshake; killed before its second (10 s later).
+      const r = await realLegacy(server.port, 5_000);
+      assert.equal(r.stdout.length, 0, "no password");
+      assert.equal((server.log().match(/Sending secret/g) ?? []).length, 0);
+    });
+  });
+
+  test("gets nothing when no section holds its fingerprint: refused as unknown, by fingerprint", { timeout: 60_000 }, async () => {
+    const other = "0".repeat(40);
+    await withServer(root, null, async (server) => {
+      const r = await realLegacy(server.port, 5_000);
+      assert.equal(r.stdout.length, 0, "no password");
+      await server.waitForLog(new RegExp(`Client not found for key ID: ${FINGERPRINT}, address: \\('::1'`));
+      assert.equal((server.log().match(/Sending secret/g) ?? []).length, 0);
+    }, ["--workers", "0"], (text) => text.replace(FINGERPRINT, other));
   });
 });
