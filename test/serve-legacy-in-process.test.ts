@@ -19,8 +19,10 @@ import { Listener } from "../src/main/serve/listener.js";
 import { knownKeysOf } from "../src/main/serve/known-keys.js";
 import { DEFAULT_PRIORITY, parsePriority } from "../src/tls/index.js";
 import { freshIdentity, recordedIdentity, type TestOpenPgpIdentity } from "./helpers/legacy-keys.js";
+import { legacyFaults } from "./helpers/legacy-faults.js";
 import { LEGACY_DATA } from "./helpers/legacy-session.js";
 import { BIN_TS_CLIENT, run } from "./helpers/server.js";
+import { eventually } from "./helpers/wait.js";
 
 const SECRET = Buffer.from("an OpenPGP message, as far as the server knows");
 
@@ -125,6 +127,20 @@ for (const workers of [0, 1]) {
       assert.equal(lines.find((l) => l.startsWith("Handshake failed: ")), "Handshake failed: GnuTLS internal error.");
       assert.ok(lines.some((l) => /^TLS error from .* in the handshake: OpenPGP certificate: the key does not parse \(MalformedPacketError\)$/.test(l)), lines.join("\n"));
       assert.ok(!lines.some((l) => l.includes("EVIL")));
+    });
+
+    test("a broken certificate is refused, and logged in the legacy reference's words", async () => {
+      const start = lines.length;
+      for (const fault of await legacyFaults(recorded.publicKey)) {
+        const from = lines.length;
+        await assert.rejects(fetchAs({ ...recorded, publicKey: fault.key }), { code: "MANDOS_CLIENT_TLS" }, fault.name);
+        const warning = await eventually(() => lines.slice(from).find((l) => /^(Handshake failed|Bad certificate): /.test(l)), {
+          what: `the warning for ${fault.name}`,
+          context: () => lines.slice(from).join("\n"),
+        });
+        assert.equal(warning, fault.warning, fault.name);
+      }
+      assert.ok(!lines.slice(start).some((l) => l.startsWith("Sending secret")));
     });
 
     test("an unknown fingerprint is refused like an unknown key ID", async () => {

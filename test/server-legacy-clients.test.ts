@@ -9,6 +9,7 @@
 // names its folder, with bin/mandos-client), it is run too.
 
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, copyFileSync, chmodSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -17,9 +18,11 @@ import * as openpgp from "openpgp";
 import { fetchSecret } from "../src/client/fetch.js";
 import { parsePriority, REFERENCE_OPENPGP_PRIORITY, REFERENCE_RPK_PRIORITY, DEFAULT_PRIORITY } from "../src/tls/index.js";
 import { freshIdentity, recordedIdentity, type TestOpenPgpIdentity } from "./helpers/legacy-keys.js";
+import { legacyFaults } from "./helpers/legacy-faults.js";
 import { LEGACY_DATA } from "./helpers/legacy-session.js";
-import { MANDOS_CLIENT, missing } from "./helpers/peers.js";
+import { MANDOS_CLIENT, MANDOS_REFERENCE, missing } from "./helpers/peers.js";
 import { logCount, run, runMandosClient, startServer, type ProcessResult, type RunningServer } from "./helpers/server.js";
+import { eventually, freePort } from "./helpers/wait.js";
 
 const PASSWORD = readFileSync(`${LEGACY_DATA}password.txt`, "latin1");
 const FINGERPRINT = "9A2BE96516F47F33630C4AF4C28E2CE128594F14";
@@ -223,6 +226,46 @@ describe("the real GnuTLS 3.5 legacy mandos-client (MANDOS_LEGACY_PEER_DIR)", { 
       assert.equal(r.stdout.length, 0, "no password");
       assert.equal((server.log().match(/Sending secret/g) ?? []).length, 0);
     });
+  });
+
+  test("a broken certificate: bin/mandos logs the warning the reference logs on this GnuTLS 3.5", { skip: missing(MANDOS_REFERENCE), timeout: 120_000 }, async () => {
+    // The reference in its legacy mode: its ctypes finds this libgnutls,
+    // which has OpenPGP. It drops to _mandos, who must read its files.
+    const conf = join(root, "reference-conf");
+    mkdirSync(conf);
+    writeFileSync(join(conf, "mandos.conf"), "[DEFAULT]\n");
+    copyFileSync(`${LEGACY_DATA}clients.conf`, join(conf, "clients.conf"));
+    for (const [path, mode] of [[root, 0o755], [conf, 0o755], [join(conf, "mandos.conf"), 0o644], [join(conf, "clients.conf"), 0o644]] as const) chmodSync(path, mode);
+    const port = await freePort();
+    const args = ["--foreground", "--debug", "--no-dbus", "--no-zeroconf", "--address", "::1", "--port", String(port), "--configdir", conf, "--statedir", conf, "--no-restore"];
+    const reference = spawn(MANDOS_REFERENCE, args, { stdio: ["ignore", "pipe", "pipe"], detached: true, env: { ...process.env, LD_LIBRARY_PATH: join(LEGACY_PEER, "lib") } });
+    let text = "";
+    reference.stdout.on("data", (d: Buffer) => (text += d.toString("utf8")));
+    reference.stderr.on("data", (d: Buffer) => (text += d.toString("utf8")));
+    const warnings = (log: string): string[] => [...log.matchAll(/WARNING: ((?:Handshake failed|Bad certificate): .*)$/gm)].map((m) => m[1]!);
+    const recorded = await recordedIdentity();
+    const faults = await legacyFaults(recorded.publicKey);
+    try {
+      await eventually(() => text.includes("Now listening"), { what: "the legacy reference listening", context: () => text });
+      await withServer(root, null, async (ours) => {
+        for (const [i, fault] of faults.entries()) {
+          for (const [port_, log] of [[port, () => text], [ours.port, () => ours.log()]] as const) {
+            await assert.rejects(legacyFetch(port_, { ...recorded, publicKey: fault.key }), Error, fault.name);
+            await eventually(() => warnings(log()).length > i, { what: `a warning for ${fault.name}`, context: log });
+          }
+        }
+        const expected = faults.map((f) => f.warning);
+        assert.deepEqual(warnings(text), expected, "the reference's, as legacy-faults.ts has them");
+        assert.deepEqual(warnings(ours.log()), expected, "ours");
+        assert.equal((ours.log().match(/Sending secret/g) ?? []).length, 0);
+      });
+    } finally {
+      try {
+        process.kill(-reference.pid!, "SIGKILL");
+      } catch {
+        // gone
+      }
+    }
   });
 
   test("gets nothing when no section holds its fingerprint: refused as unknown, by fingerprint", { timeout: 60_000 }, async () => {

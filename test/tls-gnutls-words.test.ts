@@ -6,7 +6,7 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { gnutlsStrerror, type GnutlsError } from "../src/tls/index.js";
+import { gnutlsStrerror, referenceWarning, type GnutlsError } from "../src/tls/index.js";
 import { feed, openFlight } from "./helpers/tls-flight.js";
 import type { ServerFaults } from "./helpers/faulty-server.js";
 
@@ -48,4 +48,7 @@ test("the words are GnuTLS's own, typos and all", () => {
   assert.equal(gnutlsStrerror("GNUTLS_E_DECRYPTION_FAILED"), "Decryption has failed.");
   assert.equal(gnutlsStrerror("GNUTLS_E_MISSING_EXTENSION"), "An required TLS extension was received.");
   assert.equal(gnutlsStrerror("GNUTLS_E_SESSION_EOF"), "Peer has terminated the connection");
+  assert.equal(referenceWarning("GNUTLS_E_MPI_SCAN_FAILED"), "Handshake failed: The scanning of a large integer has failed.");
+  // Not a handshake error in the legacy reference: its verify_self, after the handshake.
+  assert.equal(referenceWarning("OPENPGP_VERIFY_SELF"), "Bad certificate: (unknown error code)");
 });

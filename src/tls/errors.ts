@@ -55,9 +55,15 @@ const ALERT_FOR: Record<TlsErrorCode, number> = {
  * The GnuTLS errors (gnutls/gnutls.h) a handshake with a broken or hostile
  * peer fails with in the reference, which logs `Handshake failed: ` and
  * their gnutls_strerror() text. Found by running the same peers against it
- * (test/log-lines-reference.test.ts).
+ * (test/log-lines-reference.test.ts; legacy certificates against the
+ * reference on GnuTLS 3.5, test/server-legacy-clients.test.ts). One is no
+ * GnuTLS error: OPENPGP_VERIFY_SELF, a legacy certificate whose
+ * self-signatures gnutls_openpgp_crt_verify_self refuses, which the legacy
+ * reference finds after a handshake that succeeded (referenceWarning).
  */
 export type GnutlsError =
+  | "OPENPGP_VERIFY_SELF"
+  | "GNUTLS_E_MPI_SCAN_FAILED"
   | "GNUTLS_E_UNEXPECTED_PACKET_LENGTH"
   | "GNUTLS_E_UNEXPECTED_PACKET"
   | "GNUTLS_E_UNEXPECTED_HANDSHAKE_PACKET"
@@ -84,6 +90,9 @@ export type GnutlsError =
 
 /** gnutls_strerror() of each, as GnuTLS 3.7.9 (Debian 12's, under the reference here) words it, typos and all. */
 const GNUTLS_STRERROR: Record<GnutlsError, string> = {
+  // The reference passes verify_self's status, a bit mask, to gnutls_strerror().
+  OPENPGP_VERIFY_SELF: "(unknown error code)",
+  GNUTLS_E_MPI_SCAN_FAILED: "The scanning of a large integer has failed.",
   GNUTLS_E_UNEXPECTED_PACKET_LENGTH: "Error decoding the received TLS packet.",
   GNUTLS_E_UNEXPECTED_PACKET: "An unexpected TLS packet was received.",
   GNUTLS_E_UNEXPECTED_HANDSHAKE_PACKET: "An unexpected TLS handshake packet was received.",
@@ -112,6 +121,15 @@ const GNUTLS_STRERROR: Record<GnutlsError, string> = {
 /** What the reference logs after `Handshake failed: ` for `error`. */
 export function gnutlsStrerror(error: GnutlsError): string {
   return GNUTLS_STRERROR[error];
+}
+
+/**
+ * The reference's warning for a handshake that ended in `error`:
+ * `Handshake failed: ` and GnuTLS's words, or, for a legacy certificate
+ * its verify_self refuses (after its handshake), `Bad certificate: `.
+ */
+export function referenceWarning(error: GnutlsError): string {
+  return `${error === "OPENPGP_VERIFY_SELF" ? "Bad certificate" : "Handshake failed"}: ${GNUTLS_STRERROR[error]}`;
 }
 
 /**

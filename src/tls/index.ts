@@ -12,7 +12,7 @@ export { TlsServer, type ServerIdentity } from "./server.js";
 export { Tls12Server, type OpenPgpIdentity, type Tls12ServerOptions } from "./tls12/server12.js";
 export type { TlsEvent } from "./endpoint.js";
 export { EngineDriver, runLoopback, runLoopbackAsync, type EngineSink, type LoopbackSide, type TaskRunner, type TlsEngine } from "./drive.js";
-export { TlsError, gnutlsStrerror, type GnutlsError, type TlsErrorCode } from "./errors.js";
+export { TlsError, gnutlsStrerror, referenceWarning, type GnutlsError, type TlsErrorCode } from "./errors.js";
 export { DEFAULT_PRIORITY, REFERENCE_OPENPGP_PRIORITY, REFERENCE_RPK_PRIORITY, parsePriority, type LegacySettings, type TlsSettings } from "./priority.js";
 export { keyId } from "./crypto.js";
 export {

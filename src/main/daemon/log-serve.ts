@@ -18,7 +18,7 @@ import { SummedLines, type Logger, type LogLevel } from "./log.js";
 import { printableAscii, pyAscii, pyTextLine } from "../python/repr.js";
 import { strerror } from "../config/os-error.js";
 import { MAX_OPEN_CONNECTIONS } from "../serve/limits.js";
-import { gnutlsStrerror } from "../../tls/index.js";
+import { referenceWarning } from "../../tls/index.js";
 
 /**
  * Lines one source may cause in a burst, and how fast its budget comes
@@ -296,10 +296,11 @@ function logClosed(logger: Logger, peerLine: PeerLine, { connection, outcome, st
   const { label, source } = connection;
   const what = (): string => printableAscii(detail ?? "");
   // A handshake that failed: the reference's line, in its GnuTLS's words
-  // (no address: the "TCP connection from" line before it names the peer);
+  // (no address: the "TCP connection from" line before it names the peer),
+  // or its "Bad certificate" for a legacy key that verify_self refuses;
   // our own reason, in more detail, at DEBUG.
   if (gnutls !== undefined && inHandshake(stage)) {
-    peerLine("WARNING", source, undefined, () => `Handshake failed: ${gnutlsStrerror(gnutls)}`);
+    peerLine("WARNING", source, undefined, () => referenceWarning(gnutls));
     if (outcome === "tls-error") peerLine("DEBUG", source, undefined, () => `TLS error from ${label} in the handshake: ${what()}`);
     return;
   }

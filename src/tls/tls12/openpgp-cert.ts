@@ -81,6 +81,23 @@ function bad(why: string, gnutls?: GnutlsError): TlsError {
   return new TlsError("TLS_BAD_CERTIFICATE", `OpenPGP certificate: ${why}`, undefined, -1, undefined, gnutls);
 }
 
+/**
+ * A key OpenCDK cannot read (GnuTLS 3.5's packet parser): the legacy
+ * reference fails the handshake with `GnuTLS internal error.`.
+ */
+function unreadable(why: string): TlsError {
+  return bad(why, "GNUTLS_E_INTERNAL_ERROR");
+}
+
+/**
+ * What the legacy reference finds only after its handshake, with
+ * gnutls_openpgp_crt_verify_self: it then logs `Bad certificate: (unknown
+ * error code)` (OPENPGP_VERIFY_SELF). We refuse it in the handshake.
+ */
+function badSelf(why: string): TlsError {
+  return bad(why, "OPENPGP_VERIFY_SELF");
+}
+
 function unsupported(why: string): TlsError {
   return new TlsError("TLS_UNSUPPORTED_CERTIFICATE", `OpenPGP certificate: ${why}`);
 }
@@ -102,40 +119,41 @@ function walkPacketHeaders(b: Buffer): number {
   let signatures = 0;
   let keys = 0;
   for (let at = 0; at < b.length; ) {
-    if (++packets > MAX_OPENPGP_PACKETS) throw bad(`more than ${MAX_OPENPGP_PACKETS} packets`);
+    if (++packets > MAX_OPENPGP_PACKETS) throw unreadable(`more than ${MAX_OPENPGP_PACKETS} packets`);
     const h = b[at++]!;
-    if ((h & 0x80) === 0) throw bad("not a packet header");
+    if ((h & 0x80) === 0) throw unreadable("not a packet header");
     let tag: number;
     let length: number;
     if (h & 0x40) {
       tag = h & 0x3f;
       const l0 = b[at++];
-      if (l0 === undefined) throw bad("truncated packet header");
+      if (l0 === undefined) throw unreadable("truncated packet header");
       if (l0 < 192) length = l0;
       else if (l0 < 224) {
-        if (at >= b.length) throw bad("truncated packet header");
+        if (at >= b.length) throw unreadable("truncated packet header");
         length = ((l0 - 192) << 8) + b[at++]! + 192;
       } else if (l0 === 255) {
-        if (at + 4 > b.length) throw bad("truncated packet header");
+        if (at + 4 > b.length) throw unreadable("truncated packet header");
         length = b.readUInt32BE(at);
         at += 4;
-      } else throw bad("partial packet length"); // for data packets only (§4.2.2.4)
+      } else throw unreadable("partial packet length"); // for data packets only (§4.2.2.4)
     } else {
       tag = (h >> 2) & 0x0f;
       const n = [1, 2, 4, 0][h & 3]!;
-      if (n === 0) throw bad("indeterminate packet length");
-      if (at + n > b.length) throw bad("truncated packet header");
+      if (n === 0) throw unreadable("indeterminate packet length");
+      if (at + n > b.length) throw unreadable("truncated packet header");
       length = b.readUIntBE(at, n);
       at += n;
     }
-    if (at + length > b.length) throw bad("truncated packet");
-    if (!KEY_TAGS.has(tag)) throw bad(`packet tag ${tag} in a public key`);
-    if (packets === 1 && tag !== TAG.PublicKey) throw bad("does not start with a public key");
-    if (tag === TAG.PublicKey && ++keys > 1) throw bad("more than one primary key");
+    // OpenCDK reads what is there, and fails in the MPI or field the cut ends.
+    if (at + length > b.length) throw bad("truncated packet", "GNUTLS_E_MPI_SCAN_FAILED");
+    if (!KEY_TAGS.has(tag)) throw unreadable(`packet tag ${tag} in a public key`);
+    if (packets === 1 && tag !== TAG.PublicKey) throw badSelf("does not start with a public key");
+    if (tag === TAG.PublicKey && ++keys > 1) throw unreadable("more than one primary key");
     if (tag === TAG.Signature) signatures++;
     at += length;
   }
-  if (packets === 0) throw bad("empty");
+  if (packets === 0) throw unreadable("empty");
   return signatures;
 }
 
@@ -245,30 +263,30 @@ async function verifySelfSignatures(openpgp: OpenPgpModule, key: OpenPgp.PublicK
     placed += subkey.bindingSignatures.length + subkey.revocationSignatures.length;
     const data = { key: primary, bind: subkey.keyPacket };
     const bindings = subkey.bindingSignatures.filter(self);
-    if (bindings.length === 0) throw bad("a subkey without a binding signature");
+    if (bindings.length === 0) throw badSelf("a subkey without a binding signature");
     for (const s of bindings) checks.push({ signature: s, type: sig.subkeyBinding, data });
     for (const s of subkey.revocationSignatures.filter(self)) checks.push({ signature: s, type: sig.subkeyRevocation, data });
   }
   for (const s of direct.filter(self)) {
     // A certification revocation before any user ID lands here too; GnuTLS finds no user ID for it.
-    if (s.signatureType !== sig.key) throw bad("a certification revocation outside a user ID");
+    if (s.signatureType !== sig.key) throw badSelf("a certification revocation outside a user ID");
     checks.push({ signature: s, type: sig.key, data: { key: primary } });
   }
   const revocations = key.revocationSignatures.filter(self);
   for (const s of revocations) checks.push({ signature: s, type: sig.keyRevocation, data: { key: primary } });
-  if (placed !== signaturePackets) throw bad("a signature out of place");
-  if (certifiedUserIds === 0) throw bad("no self-certified user ID");
-  if (checks.length > MAX_SELF_SIGNATURES) throw bad(`more than ${MAX_SELF_SIGNATURES} self-signatures`);
+  if (placed !== signaturePackets) throw badSelf("a signature out of place");
+  if (certifiedUserIds === 0) throw badSelf("no self-certified user ID");
+  if (checks.length > MAX_SELF_SIGNATURES) throw badSelf(`more than ${MAX_SELF_SIGNATURES} self-signatures`);
   // As GnuTLS 3.5 (_cdk_sig_check): a key from the future, or a signature older than its key, is a time conflict.
-  if (primary.created.getTime() > now.getTime()) throw bad("the key was created in the future");
+  if (primary.created.getTime() > now.getTime()) throw badSelf("the key was created in the future");
   for (const { signature, type, data } of checks) {
-    if (!signature.created || signature.created.getTime() < primary.created.getTime()) throw bad("a self-signature older than the key");
+    if (!signature.created || signature.created.getTime() < primary.created.getTime()) throw badSelf("a self-signature older than the key");
     try {
       // date null: no expiry, like GnuTLS's verify_self (see docs/PROTOCOL.md).
       await signature.verify(primary, type, data, null as unknown as Date, false, openpgp.config);
     } catch (error) {
-      throw fromOpenPgp(error, `self-signature of type 0x${Number(signature.signatureType).toString(16)} does not verify`);
+      throw fromOpenPgp(error, `self-signature of type 0x${Number(signature.signatureType).toString(16)} does not verify`, "OPENPGP_VERIFY_SELF");
     }
   }
-  if (revocations.length > 0) throw bad("the key is revoked");
+  if (revocations.length > 0) throw badSelf("the key is revoked");
 }

@@ -1,0 +1,85 @@
+// Broken OpenPGP certificates made from the recorded legacy client's key,
+// whose private key still signs the handshake: so a server that reads the
+// certificate at all gets as far with each as its checks let it. With the
+// warning the legacy reference (the Python server on GnuTLS 3.5.19) logs
+// for each, found by sending them to it (docs/OPERATION.md, "The lines
+// themselves"; test/server-legacy-clients.test.ts compares them again when
+// a GnuTLS 3.5 build is at hand).
+
+import { readFileSync } from "node:fs";
+import * as openpgp from "openpgp";
+import { LEGACY_DATA } from "./legacy-session.js";
+
+export interface LegacyFault {
+  readonly name: string;
+  /** The certificate's key bytes, in place of the recorded public key. */
+  readonly key: Buffer;
+  /** The legacy reference's warning for it. */
+  readonly warning: string;
+}
+
+interface Packet {
+  readonly tag: number;
+  readonly bytes: Buffer;
+}
+
+/** The packets of a well-formed key, old or new format headers (RFC 4880 §4.2), as they lie. */
+function packets(key: Buffer): Packet[] {
+  const out: Packet[] = [];
+  for (let at = 0; at < key.length; ) {
+    const h = key[at]!;
+    let tag: number;
+    let header: number;
+    let length: number;
+    if (h & 0x40) {
+      tag = h & 0x3f;
+      const l0 = key[at + 1]!;
+      if (l0 < 192) [header, length] = [2, l0];
+      else if (l0 < 224) [header, length] = [3, ((l0 - 192) << 8) + key[at + 2]! + 192];
+      else [header, length] = [6, key.readUInt32BE(at + 2)];
+    } else {
+      tag = (h >> 2) & 0x0f;
+      header = 1 + [1, 2, 4][h & 3]!;
+      length = key.readUIntBE(at + 1, header - 1);
+    }
+    out.push({ tag, bytes: key.subarray(at, at + header + length) });
+    at += header + length;
+  }
+  return out;
+}
+
+/** A new-format packet with a five-octet length. */
+function packet(tag: number, body: Buffer): Buffer {
+  const header = Buffer.of(0xc0 | tag, 255, 0, 0, 0, 0);
+  header.writeUInt32BE(body.length, 2);
+  return Buffer.concat([header, body]);
+}
+
+const BAD_CERTIFICATE = "Bad certificate: (unknown error code)";
+const INTERNAL_ERROR = "Handshake failed: GnuTLS internal error.";
+
+/** The faults; `publicKey` is the recorded client's (test/data/legacy/pubkey.txt, binary). */
+export async function legacyFaults(publicKey: Uint8Array): Promise<LegacyFault[]> {
+  const pub = Buffer.from(publicKey);
+  const parts = packets(pub);
+  const joined = (ps: readonly Packet[]): Buffer => Buffer.concat(ps.map((p) => p.bytes));
+  const secret = await openpgp.readPrivateKey({ armoredKey: readFileSync(`${LEGACY_DATA}seckey.txt`, "latin1") });
+  const subkey = parts.findIndex((p) => p.tag === 14);
+  const flipped = Buffer.from(pub);
+  flipped[flipped.indexOf(Buffer.from("legacy-test"))]! ^= 0x20;
+  return [
+    // Read, and refused by verify_self after the reference's handshake.
+    { name: "a self-signature that does not verify (its user ID changed)", key: flipped, warning: BAD_CERTIFICATE },
+    { name: "the key packet alone", key: parts[0]!.bytes, warning: BAD_CERTIFICATE },
+    { name: "no signature at all", key: joined(parts.filter((p) => p.tag !== 2)), warning: BAD_CERTIFICATE },
+    { name: "a subkey without its binding signature", key: joined(parts.filter((p, i) => !(i > subkey && p.tag === 2))), warning: BAD_CERTIFICATE },
+    { name: "the user ID's certification before the user ID", key: joined([parts[0]!, parts[2]!, ...parts.slice(1)]), warning: BAD_CERTIFICATE },
+    { name: "the user ID before the key", key: joined([parts[1]!, parts[0]!, ...parts.slice(2)]), warning: BAD_CERTIFICATE },
+    // Not read: OpenCDK's parse errors.
+    { name: "bytes that are no packet", key: Buffer.from("not a key at all, just bytes"), warning: INTERNAL_ERROR },
+    { name: "a packet header cut short after the key", key: Buffer.concat([pub, Buffer.of(0x99)]), warning: INTERNAL_ERROR },
+    { name: "the secret key", key: Buffer.from(secret.write()), warning: INTERNAL_ERROR },
+    { name: "a signature packet that does not parse", key: Buffer.concat([parts[0]!.bytes, packet(13, Buffer.from("x")), packet(2, Buffer.of(4, 0x13, 1, 8, 0x78))]), warning: INTERNAL_ERROR },
+    { name: "the last 40 bytes cut off (inside a signature's MPI)", key: pub.subarray(0, pub.length - 40), warning: "Handshake failed: The scanning of a large integer has failed." },
+  ];
+}
