@@ -83,7 +83,10 @@ function bad(why: string, gnutls?: GnutlsError): TlsError {
 
 /**
  * A key OpenCDK cannot read (GnuTLS 3.5's packet parser): the legacy
- * reference fails the handshake with `GnuTLS internal error.`.
+ * reference fails the handshake with `GnuTLS internal error.`. Compared
+ * with it for no packet header, a header cut short and a secret key's tag
+ * (test/helpers/legacy-faults.ts); the other header faults are taken to
+ * fail there alike.
  */
 function unreadable(why: string): TlsError {
   return bad(why, "GNUTLS_E_INTERNAL_ERROR");
@@ -145,7 +148,8 @@ function walkPacketHeaders(b: Buffer): number {
       length = b.readUIntBE(at, n);
       at += n;
     }
-    // OpenCDK reads what is there, and fails in the MPI or field the cut ends.
+    // A body cut short: OpenCDK fails in the number the cut ends in (compared
+    // for a key whose last signature lost 40 bytes), most of a key being numbers.
     if (at + length > b.length) throw bad("truncated packet", "GNUTLS_E_MPI_SCAN_FAILED");
     if (!KEY_TAGS.has(tag)) throw unreadable(`packet tag ${tag} in a public key`);
     if (packets === 1 && tag !== TAG.PublicKey) throw badSelf("does not start with a public key");
