@@ -268,6 +268,17 @@ describe("the real GnuTLS 3.5 legacy mandos-client (MANDOS_LEGACY_PEER_DIR)", { 
     }
   });
 
+  test("gets nothing while its client is disabled, logged as the legacy reference logs it", { timeout: 60_000 }, async () => {
+    await withServer(root, null, async (server) => {
+      const r = await realLegacy(server.port, 5_000);
+      assert.equal(r.stdout.length, 0, "no password");
+      // The reference on GnuTLS 3.5 wrote these two lines for the same client (by hand, 2026-12-04).
+      await server.waitForLog(new RegExp(`Fingerprint: b'${FINGERPRINT}'`));
+      await server.waitForLog(/INFO: Client legacy-test is disabled/);
+      assert.equal((server.log().match(/Sending secret/g) ?? []).length, 0);
+    }, ["--workers", "0"], (text) => text.replace("host = legacy-test\n", "host = legacy-test\nenabled = False\n"));
+  });
+
   test("gets nothing when no section holds its fingerprint: refused as unknown, by fingerprint", { timeout: 60_000 }, async () => {
     const other = "0".repeat(40);
     await withServer(root, null, async (server) => {
