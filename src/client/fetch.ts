@@ -10,7 +10,7 @@ import { createPrivateKey, createPublicKey, type KeyObject } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { EngineDriver, TlsServer, type TlsSettings } from "../tls/index.js";
 import { FetchError } from "./errors.js";
-import { Tls12Server, type OpenPgpIdentity } from "../tls/tls12/server12.js";
+import { Tls12Server, type OpenPgpIdentity, type Tls12ServerOptions } from "../tls/tls12/server12.js";
 
 export { FetchError, type FetchErrorCode } from "./errors.js";
 
@@ -40,6 +40,8 @@ export interface FetchOptions {
   readonly versionLine?: string;
   /** Be a legacy client instead: TLS 1.2 with this OpenPGP key (tls12/server12.ts); `identity` is then unused. */
   readonly legacy?: OpenPgpIdentity;
+  /** The legacy engine's options (its DH parameters, curve, and the faults tests make it send). */
+  readonly legacyOptions?: Tls12ServerOptions;
 }
 
 /** Connects, does the handshake, and resolves with the secret the server sent. */
@@ -67,7 +69,7 @@ export function fetchSecret(options: FetchOptions): Promise<Buffer> {
       () => finish(new FetchError("MANDOS_CLIENT_TIMEOUT", "timed out")),
       options.timeoutMs ?? 30_000,
     );
-    const engine = options.legacy ? new Tls12Server(options.legacy) : new TlsServer(options.settings, options.identity);
+    const engine = options.legacy ? new Tls12Server(options.legacy, options.legacyOptions) : new TlsServer(options.settings, options.identity);
     const driver = new EngineDriver(engine, {
       write: (bytes) => {
         if (!socket.destroyed) socket.write(bytes);

@@ -64,6 +64,9 @@ const ALERT_FOR: Record<TlsErrorCode, number> = {
 export type GnutlsError =
   | "OPENPGP_VERIFY_SELF"
   | "GNUTLS_E_MPI_SCAN_FAILED"
+  | "GNUTLS_E_NO_CIPHER_SUITES"
+  | "GNUTLS_E_SAFE_RENEGOTIATION_FAILED"
+  | "GNUTLS_E_UNSUPPORTED_SIGNATURE_ALGORITHM"
   | "GNUTLS_E_UNEXPECTED_PACKET_LENGTH"
   | "GNUTLS_E_UNEXPECTED_PACKET"
   | "GNUTLS_E_UNEXPECTED_HANDSHAKE_PACKET"
@@ -93,6 +96,9 @@ const GNUTLS_STRERROR: Record<GnutlsError, string> = {
   // The reference passes verify_self's status, a bit mask, to gnutls_strerror().
   OPENPGP_VERIFY_SELF: "(unknown error code)",
   GNUTLS_E_MPI_SCAN_FAILED: "The scanning of a large integer has failed.",
+  GNUTLS_E_NO_CIPHER_SUITES: "No supported cipher suites have been found.",
+  GNUTLS_E_SAFE_RENEGOTIATION_FAILED: "Safe renegotiation failed.",
+  GNUTLS_E_UNSUPPORTED_SIGNATURE_ALGORITHM: "The signature algorithm is not supported.",
   GNUTLS_E_UNEXPECTED_PACKET_LENGTH: "Error decoding the received TLS packet.",
   GNUTLS_E_UNEXPECTED_PACKET: "An unexpected TLS packet was received.",
   GNUTLS_E_UNEXPECTED_HANDSHAKE_PACKET: "An unexpected TLS handshake packet was received.",

@@ -1,21 +1,41 @@
-// Broken OpenPGP certificates made from the recorded legacy client's key,
-// whose private key still signs the handshake: so a server that reads the
-// certificate at all gets as far with each as its checks let it. With the
-// warning the legacy reference (the Python server on GnuTLS 3.5.19) logs
-// for each, found by sending them to it (docs/OPERATION.md, "The lines
-// themselves"; test/server-legacy-clients.test.ts compares them again when
-// a GnuTLS 3.5 build is at hand).
+// Broken legacy clients: OpenPGP certificates made from the recorded
+// legacy client's key, whose private key still signs the handshake (so a
+// server that reads the certificate at all gets as far with each as its
+// checks let it), and TLS 1.2 handshakes our engine breaks on purpose
+// (Tls12ServerFaults). With the warning the legacy reference (the Python
+// server on GnuTLS 3.5.19) logs for each, found by sending them to it
+// (docs/OPERATION.md, "The lines themselves";
+// test/server-legacy-clients.test.ts compares them again when a GnuTLS 3.5
+// build is at hand).
 
 import { readFileSync } from "node:fs";
 import * as openpgp from "openpgp";
+import { fetchSecret } from "../../src/client/fetch.js";
+import { DEFAULT_PRIORITY, parsePriority } from "../../src/tls/index.js";
+import type { OpenPgpIdentity, Tls12ServerFaults } from "../../src/tls/tls12/server12.js";
 import { LEGACY_DATA } from "./legacy-session.js";
 
 export interface LegacyFault {
   readonly name: string;
   /** The certificate's key bytes, in place of the recorded public key. */
-  readonly key: Buffer;
+  readonly key?: Buffer;
+  /** What the client's TLS 1.2 engine breaks. */
+  readonly faults?: Tls12ServerFaults;
   /** The legacy reference's warning for it. */
   readonly warning: string;
+}
+
+/** Our TLS 1.2 client as a legacy mandos-client (`faults`: what it breaks); resolves with the secret. */
+export function legacyFetch(port: number, identity: OpenPgpIdentity, faults?: Tls12ServerFaults): Promise<Buffer> {
+  return fetchSecret({
+    host: "::1",
+    port,
+    identity: { privateKey: identity.privateKey, publicKeySpki: Buffer.alloc(0) },
+    settings: parsePriority(DEFAULT_PRIORITY),
+    legacy: identity,
+    legacyOptions: faults ? { faults } : {},
+    timeoutMs: 20_000,
+  });
 }
 
 interface Packet {
@@ -58,7 +78,12 @@ function packet(tag: number, body: Buffer): Buffer {
 const BAD_CERTIFICATE = "Bad certificate: (unknown error code)";
 const INTERNAL_ERROR = "Handshake failed: GnuTLS internal error.";
 
-/** The faults; `publicKey` is the recorded client's (test/data/legacy/pubkey.txt, binary). */
+/**
+ * The faults; `publicKey` is the recorded client's (test/data/legacy/pubkey.txt, binary).
+ * Each costs its source ~4 log lines of the 100 a burst allows
+ * (PEER_LINES_BURST, all from ::1 here): a longer list needs its tests to
+ * pace it.
+ */
 export async function legacyFaults(publicKey: Uint8Array): Promise<LegacyFault[]> {
   const pub = Buffer.from(publicKey);
   const parts = packets(pub);
@@ -81,5 +106,16 @@ export async function legacyFaults(publicKey: Uint8Array): Promise<LegacyFault[]
     { name: "the secret key", key: Buffer.from(secret.write()), warning: INTERNAL_ERROR },
     { name: "a signature packet that does not parse", key: Buffer.concat([parts[0]!.bytes, packet(13, Buffer.from("x")), packet(2, Buffer.of(4, 0x13, 1, 8, 0x78))]), warning: INTERNAL_ERROR },
     { name: "the last 40 bytes cut off (inside a signature's MPI)", key: pub.subarray(0, pub.length - 40), warning: "Handshake failed: The scanning of a large integer has failed." },
+    // The handshake itself.
+    { name: "a ServerKeyExchange signature changed", faults: { tamperSignature: true }, warning: "Handshake failed: Public key signature verification has failed." },
+    { name: "a Finished changed", faults: { badFinished: true }, warning: "Handshake failed: An error was encountered at the TLS Finished packet calculation." },
+    { name: "TLS 1.1 in ServerHello", faults: { version: 0x0302 }, warning: "Handshake failed: No supported cipher suites have been found." },
+    { name: "cert_type X.509", faults: { certType: 0 }, warning: "Handshake failed: The certificate type is not supported." },
+    { name: "server_certificate_type in ServerHello", faults: { rawKeyExtension: true }, warning: "Handshake failed: An illegal TLS extension was received." },
+    { name: "a renegotiation_info that is not empty", faults: { renegotiationInfo: true }, warning: "Handshake failed: Safe renegotiation failed." },
+    { name: "a HelloRequest in the flight", faults: { helloRequestInFlight: true }, warning: "Handshake failed: An unexpected TLS handshake packet was received." },
+    { name: "a fatal alert instead of Finished", faults: { alertInsteadOfFinished: 40 }, warning: "Handshake failed: A TLS fatal alert has been received." },
+    { name: "a suite not offered", faults: { suite: 0x009d }, warning: "Handshake failed: Could not negotiate a supported cipher suite." },
+    { name: "a signature algorithm not offered (RSA with SHA-1)", faults: { signatureScheme: 0x0201 }, warning: "Handshake failed: The signature algorithm is not supported." },
   ];
 }

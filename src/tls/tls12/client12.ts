@@ -80,18 +80,25 @@ export class Tls12ClientHandshake {
     this.#host = host;
     this.#offer = offer;
     const sh = parseServerHello12(serverHelloRaw.subarray(4));
-    if (sh.version !== TLS12) throw new TlsError("TLS_PROTOCOL_VERSION", `server_version 0x${sh.version.toString(16)}`);
+    if (sh.version !== TLS12) {
+      // TLS 1.0 or 1.1 with a suite we offered (all of them TLS 1.2's): the legacy reference's GnuTLS 3.5 finds no suite.
+      const older = sh.version === 0x0301 || sh.version === 0x0302;
+      throw tlsErrorAs(older ? "GNUTLS_E_NO_CIPHER_SUITES" : "GNUTLS_E_UNSUPPORTED_VERSION_PACKET", "TLS_PROTOCOL_VERSION", `server_version 0x${sh.version.toString(16)}`);
+    }
     const tail = sh.random.subarray(24);
     if (offer.offeredTls13 && (tail.equals(DOWNGRADE_12) || tail.equals(DOWNGRADE_11))) {
       throw new TlsError("TLS_ILLEGAL_PARAMETER", "downgrade sentinel in ServerHello.random");
     }
     const suite = tls12SuiteByCode(sh.cipherSuite);
     if (!suite || !offer.suites.includes(sh.cipherSuite)) throw tlsErrorAs("GNUTLS_E_UNKNOWN_CIPHER_SUITE", "TLS_ILLEGAL_PARAMETER", "server chose a cipher suite we did not offer for TLS 1.2");
-    if (sh.serverCertType !== null) throw new TlsError("TLS_UNSUPPORTED_CERTIFICATE", "a raw public key in TLS 1.2; legacy clients present OpenPGP keys");
+    if (sh.serverCertType !== null) {
+      // GnuTLS 3.5 knows no server_certificate_type: an extension it did not offer.
+      throw tlsErrorAs("GNUTLS_E_RECEIVED_ILLEGAL_EXTENSION", "TLS_UNSUPPORTED_CERTIFICATE", "a raw public key in TLS 1.2; legacy clients present OpenPGP keys");
+    }
     if (sh.certType !== CertType12.OpenPgp) {
       throw new TlsError("TLS_UNSUPPORTED_CERTIFICATE", sh.certType === null ? "no cert_type: an X.509 certificate" : `certificate type ${sh.certType}`);
     }
-    if (sh.renegotiationInfo && sh.renegotiationInfo.length !== 0) throw new TlsError("TLS_HANDSHAKE_FAILURE", "renegotiation_info is not empty");
+    if (sh.renegotiationInfo && sh.renegotiationInfo.length !== 0) throw tlsErrorAs("GNUTLS_E_SAFE_RENEGOTIATION_FAILED", "TLS_HANDSHAKE_FAILURE", "renegotiation_info is not empty");
     this.#suite = suite;
     this.#clientRandom = clientRandom;
     this.#serverRandom = Buffer.from(sh.random);

@@ -25,7 +25,7 @@
 
 import { createDiffieHellman, createECDH, createHash } from "node:crypto";
 import { ContentType, HandshakeType } from "../constants.js";
-import { TlsError, toErrorData, type TlsErrorData } from "../errors.js";
+import { TlsError, tlsErrorAs, toErrorData, type TlsErrorData } from "../errors.js";
 import type { FlightContext } from "../flight.js";
 import { mayBeKnown } from "../known-keys.js";
 import { CHANGE_CIPHER_SPEC, handshakeHeader, plainRecord } from "../record.js";
@@ -82,7 +82,7 @@ export async function processTls12Flight(task: Tls12FlightTask, context: FlightC
     // Step 2.
     const scheme = tls12SignatureByCode(ske.signatureScheme);
     if (!scheme || !task.offeredSignatures.includes(ske.signatureScheme)) {
-      throw new TlsError("TLS_ILLEGAL_PARAMETER", `signature algorithm 0x${ske.signatureScheme.toString(16)} was not offered`);
+      throw tlsErrorAs("GNUTLS_E_UNSUPPORTED_SIGNATURE_ALGORITHM", "TLS_ILLEGAL_PARAMETER", `signature algorithm 0x${ske.signatureScheme.toString(16)} was not offered`);
     }
     // Step 3 (cheap) before the certificate's signatures (dear).
     const ex = ske.exchange;
