@@ -7,6 +7,7 @@
 
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
+import { openPgpPacket } from "../src/client/openpgp-identity.js";
 import { ClientRegistry } from "../src/main/clients/registry.js";
 import { systemClock } from "../src/main/clock.js";
 import { parseClientsConfig } from "../src/main/config/index.js";
@@ -105,10 +106,9 @@ for (const workers of [0, 1]) {
 
     test("a key OpenPGP.js cannot parse: bad_certificate, and a log line of ours without the key's bytes", async () => {
       const marker = "\u001b[31mEVIL";
-      const packet = (tag: number, body: Buffer): Buffer => Buffer.concat([Buffer.of(0xc0 | tag, 255, 0, 0, body.length >> 8, body.length & 0xff), body]);
       // The recorded key's key packet, a user ID with the marker, then a signature packet that does not parse.
       const keyPacket = Buffer.from(recorded.publicKey).subarray(0, 3 + 525);
-      const key = Buffer.concat([keyPacket, packet(13, Buffer.from(marker)), packet(2, Buffer.concat([Buffer.of(4, 0x13, 1, 8), Buffer.from(marker)]))]);
+      const key = Buffer.concat([keyPacket, openPgpPacket(13, Buffer.from(marker)), openPgpPacket(2, Buffer.concat([Buffer.of(4, 0x13, 1, 8), Buffer.from(marker)]))]);
       const closed = new Promise<ConnectionClosed>((resolve) => {
         const on = (m: ConnectionClosed): void => {
           if (m.outcome !== "tls-error") return;

@@ -21,6 +21,7 @@ import { legacyFaults, legacyFetch } from "./helpers/legacy-faults.js";
 import { LEGACY_DATA } from "./helpers/legacy-session.js";
 import { MANDOS_CLIENT, MANDOS_REFERENCE, missing } from "./helpers/peers.js";
 import { logCount, run, runMandosClient, startServer, type ProcessResult, type RunningServer } from "./helpers/server.js";
+import { openToServerUser, referenceGpgEnvironment } from "./helpers/dbus.js";
 import { eventually, freePort } from "./helpers/wait.js";
 
 const PASSWORD = readFileSync(`${LEGACY_DATA}password.txt`, "latin1");
@@ -218,15 +219,19 @@ describe("the real GnuTLS 3.5 legacy mandos-client (MANDOS_LEGACY_PEER_DIR)", { 
 
   test("a broken certificate or handshake: bin/mandos logs the warning the reference logs on this GnuTLS 3.5", { skip: missing(MANDOS_REFERENCE), timeout: 120_000 }, async () => {
     // The reference in its legacy mode: its ctypes finds this libgnutls,
-    // which has OpenPGP. It drops to _mandos, who must read its files.
+    // which has OpenPGP. It drops to _mandos, who must reach its files.
     const conf = join(root, "reference-conf");
+    const state = join(root, "reference-state");
     mkdirSync(conf);
+    mkdirSync(state);
     writeFileSync(join(conf, "mandos.conf"), "[DEFAULT]\n");
     copyFileSync(`${LEGACY_DATA}clients.conf`, join(conf, "clients.conf"));
-    for (const [path, mode] of [[root, 0o755], [conf, 0o755], [join(conf, "mandos.conf"), 0o644], [join(conf, "clients.conf"), 0o644]] as const) chmodSync(path, mode);
+    chmodSync(root, 0o755);
+    openToServerUser(conf, state);
     const port = await freePort();
-    const args = ["--foreground", "--debug", "--no-dbus", "--no-zeroconf", "--address", "::1", "--port", String(port), "--configdir", conf, "--statedir", conf, "--no-restore"];
-    const reference = spawn(MANDOS_REFERENCE, args, { stdio: ["ignore", "pipe", "pipe"], detached: true, env: { ...process.env, LD_LIBRARY_PATH: join(LEGACY_PEER, "lib") } });
+    const args = ["--foreground", "--debug", "--no-dbus", "--no-zeroconf", "--address", "::1", "--port", String(port), "--configdir", conf, "--statedir", state, "--no-restore"];
+    const env = { ...process.env, ...referenceGpgEnvironment(root), LD_LIBRARY_PATH: join(LEGACY_PEER, "lib") };
+    const reference = spawn(MANDOS_REFERENCE, args, { stdio: ["ignore", "pipe", "pipe"], detached: true, env });
     let text = "";
     reference.stdout.on("data", (d: Buffer) => (text += d.toString("utf8")));
     reference.stderr.on("data", (d: Buffer) => (text += d.toString("utf8")));

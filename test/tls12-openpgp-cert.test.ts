@@ -13,7 +13,7 @@ import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { after, before, describe, test } from "node:test";
 import * as openpgp from "openpgp";
-import { openPgpIdentityFromRsa } from "../src/client/openpgp-identity.js";
+import { openPgpIdentityFromRsa, openPgpPacket } from "../src/client/openpgp-identity.js";
 import type { TlsEvent } from "../src/tls/index.js";
 import { encodeOpenPgpCertificateMessage, parseOpenPgpCertificateMessage } from "../src/tls/tls12/messages12.js";
 import { MAX_OPENPGP_PACKETS, MAX_SELF_SIGNATURES, checkTransferableKey } from "../src/tls/tls12/openpgp-cert.js";
@@ -33,14 +33,7 @@ after(() => {
   openpgp.SignaturePacket.prototype.verify = realVerify;
 });
 
-/** A new-format packet (RFC 4880 §4.2.2), five-octet length. */
-function packet(tag: number, body: Uint8Array): Buffer {
-  const h = Buffer.alloc(6);
-  h[0] = 0xc0 | tag;
-  h[1] = 255;
-  h.writeUInt32BE(body.length, 2);
-  return Buffer.concat([h, body]);
-}
+const packet = openPgpPacket;
 
 function mpi(v: Buffer): Buffer {
   const bits = (v.length - 1) * 8 + (32 - Math.clz32(v[0]!));

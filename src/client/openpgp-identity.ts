@@ -70,6 +70,15 @@ export async function generateLegacyIdentity(bits: 2048 | 3072 | 4096, name: str
  * identities as the benchmark's simulated legacy fleet needs without an
  * RSA key generation each (seconds for RSA-4096).
  */
+/** An OpenPGP packet: new-format header, five-octet length (RFC 4880 §4.2.2.3), any size. */
+export function openPgpPacket(tag: number, body: Uint8Array): Buffer {
+  const h = Buffer.allocUnsafe(6);
+  h[0] = 0xc0 | tag;
+  h[1] = 255;
+  h.writeUInt32BE(body.length, 2);
+  return Buffer.concat([h, body]);
+}
+
 export function openPgpIdentityFromRsa(privateKey: KeyObject, name: string, created: number): LegacyIdentity {
   const jwk = createPublicKey(privateKey).export({ format: "jwk" });
   const mpi = (b64url: string): Buffer => {
@@ -103,17 +112,9 @@ export function openPgpIdentityFromRsa(privateKey: KeyObject, name: string, crea
   const signature = sign("sha512", signed, privateKey);
   const unhashed = Buffer.concat([Buffer.of(9, 16), fpr.subarray(12)]);
   const sigBody = Buffer.concat([sigHead, Buffer.of(0, unhashed.length), unhashed, digest.subarray(0, 2), mpi(signature.toString("base64url"))]);
-  const packet = (tag: number, body: Buffer): Buffer => {
-    // New-format header, five-octet length (RFC 4880 §4.2.2.3): any size.
-    const h = Buffer.allocUnsafe(6);
-    h[0] = 0xc0 | tag;
-    h[1] = 255;
-    h.writeUInt32BE(body.length, 2);
-    return Buffer.concat([h, body]);
-  };
   return {
     privateKey,
-    publicKey: Buffer.concat([packet(6, keyBody), packet(13, uid), packet(2, sigBody)]),
+    publicKey: Buffer.concat([openPgpPacket(6, keyBody), openPgpPacket(13, uid), openPgpPacket(2, sigBody)]),
     keyId: fpr.subarray(12),
     fingerprint: fpr.toString("hex").toUpperCase(),
   };

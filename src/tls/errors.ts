@@ -55,8 +55,9 @@ const ALERT_FOR: Record<TlsErrorCode, number> = {
  * The GnuTLS errors (gnutls/gnutls.h) a handshake with a broken or hostile
  * peer fails with in the reference, which logs `Handshake failed: ` and
  * their gnutls_strerror() text. Found by running the same peers against it
- * (test/log-lines-reference.test.ts; legacy certificates against the
- * reference on GnuTLS 3.5, test/server-legacy-clients.test.ts). One is no
+ * (test/log-lines-reference.test.ts; legacy certificates and handshakes
+ * against the reference on GnuTLS 3.5, test/server-legacy-clients.test.ts,
+ * whose words for these are 3.7's but for UNEXPECTED_PACKET_LENGTH). One is no
  * GnuTLS error: OPENPGP_VERIFY_SELF, a legacy certificate whose
  * self-signatures gnutls_openpgp_crt_verify_self refuses, which the legacy
  * reference finds after a handshake that succeeded (referenceWarning).

@@ -11,6 +11,7 @@
 import { readFileSync } from "node:fs";
 import * as openpgp from "openpgp";
 import { fetchSecret } from "../../src/client/fetch.js";
+import { openPgpPacket } from "../../src/client/openpgp-identity.js";
 import { DEFAULT_PRIORITY, parsePriority } from "../../src/tls/index.js";
 import type { OpenPgpIdentity, Tls12ServerFaults } from "../../src/tls/tls12/server12.js";
 import { LEGACY_DATA } from "./legacy-session.js";
@@ -68,13 +69,6 @@ function packets(key: Buffer): Packet[] {
   return out;
 }
 
-/** A new-format packet with a five-octet length. */
-function packet(tag: number, body: Buffer): Buffer {
-  const header = Buffer.of(0xc0 | tag, 255, 0, 0, 0, 0);
-  header.writeUInt32BE(body.length, 2);
-  return Buffer.concat([header, body]);
-}
-
 const BAD_CERTIFICATE = "Bad certificate: (unknown error code)";
 const INTERNAL_ERROR = "Handshake failed: GnuTLS internal error.";
 
@@ -104,7 +98,7 @@ export async function legacyFaults(publicKey: Uint8Array): Promise<LegacyFault[]
     { name: "bytes that are no packet", key: Buffer.from("not a key at all, just bytes"), warning: INTERNAL_ERROR },
     { name: "a packet header cut short after the key", key: Buffer.concat([pub, Buffer.of(0x99)]), warning: INTERNAL_ERROR },
     { name: "the secret key", key: Buffer.from(secret.write()), warning: INTERNAL_ERROR },
-    { name: "a signature packet that does not parse", key: Buffer.concat([parts[0]!.bytes, packet(13, Buffer.from("x")), packet(2, Buffer.of(4, 0x13, 1, 8, 0x78))]), warning: INTERNAL_ERROR },
+    { name: "a signature packet that does not parse", key: Buffer.concat([parts[0]!.bytes, openPgpPacket(13, Buffer.from("x")), openPgpPacket(2, Buffer.of(4, 0x13, 1, 8, 0x78))]), warning: INTERNAL_ERROR },
     { name: "the last 40 bytes cut off (inside a signature's MPI)", key: pub.subarray(0, pub.length - 40), warning: "Handshake failed: The scanning of a large integer has failed." },
     // The handshake itself.
     { name: "a ServerKeyExchange signature changed", faults: { tamperSignature: true }, warning: "Handshake failed: Public key signature verification has failed." },
