@@ -36,7 +36,7 @@ grep -q '^version:=1\.8\.16$' "$MANDOS_SRC/Makefile" || { echo "$0: $MANDOS_SRC 
 if [ "$(id -u)" = 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
     gcc make pkg-config autoconf automake libtool autopoint gettext bison gperf m4 \
-    libgmp-dev libgpgme-dev libavahi-core-dev gpg >/dev/null
+    libgmp-dev libgpgme-dev libavahi-core-dev gpg gtk-doc-tools >/dev/null
 fi
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/mandos-legacy-build.XXXXXX")

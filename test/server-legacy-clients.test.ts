@@ -21,7 +21,7 @@ import { legacyFaults, legacyFetch } from "./helpers/legacy-faults.js";
 import { LEGACY_DATA } from "./helpers/legacy-session.js";
 import { MANDOS_CLIENT, MANDOS_REFERENCE, missing } from "./helpers/peers.js";
 import { logCount, run, runMandosClient, startServer, type ProcessResult, type RunningServer } from "./helpers/server.js";
-import { openToServerUser, referenceGpgEnvironment } from "./helpers/dbus.js";
+import { openToServerUser, referenceGpgEnvironment, startPrivateBus } from "./helpers/dbus.js";
 import { eventually, freePort } from "./helpers/wait.js";
 
 const PASSWORD = readFileSync(`${LEGACY_DATA}password.txt`, "latin1");
@@ -230,7 +230,9 @@ describe("the real GnuTLS 3.5 legacy mandos-client (MANDOS_LEGACY_PEER_DIR)", { 
     openToServerUser(conf, state);
     const port = await freePort();
     const args = ["--foreground", "--debug", "--no-dbus", "--no-zeroconf", "--address", "::1", "--port", String(port), "--configdir", conf, "--statedir", state, "--no-restore"];
-    const env = { ...process.env, ...referenceGpgEnvironment(root), LD_LIBRARY_PATH: join(LEGACY_PEER, "lib") };
+    // It connects to the system bus even with --no-dbus: a private one, not this machine's.
+    const bus = await startPrivateBus();
+    const env = { ...process.env, ...referenceGpgEnvironment(root), LD_LIBRARY_PATH: join(LEGACY_PEER, "lib"), DBUS_SYSTEM_BUS_ADDRESS: bus.address };
     const reference = spawn(MANDOS_REFERENCE, args, { stdio: ["ignore", "pipe", "pipe"], detached: true, env });
     let text = "";
     reference.stdout.on("data", (d: Buffer) => (text += d.toString("utf8")));
@@ -258,6 +260,7 @@ describe("the real GnuTLS 3.5 legacy mandos-client (MANDOS_LEGACY_PEER_DIR)", { 
       } catch {
         // gone
       }
+      await bus.stop();
     }
   });
 
