@@ -244,8 +244,10 @@ describe("the real GnuTLS 3.5 legacy mandos-client (MANDOS_LEGACY_PEER_DIR)", { 
       await eventually(() => text.includes("Now listening"), { what: "the legacy reference listening", context: () => text });
       await withServer(root, null, async (ours) => {
         for (const [i, fault] of faults.entries()) {
-          for (const [port_, log] of [[port, () => text], [ours.port, () => ours.log()]] as const) {
-            await assert.rejects(legacyFetch(port_, { ...recorded, publicKey: fault.key ?? recorded.publicKey }, fault.faults), Error, fault.name);
+          // Ours listens on every address: half the faults come from 127.0.0.1,
+          // so that no source spends more than its burst of log lines.
+          for (const [port_, log, host] of [[port, () => text, "::1"], [ours.port, () => ours.log(), i % 2 === 0 ? "::1" : "127.0.0.1"]] as const) {
+            await assert.rejects(legacyFetch(port_, { ...recorded, publicKey: fault.key ?? recorded.publicKey }, fault.faults, host), Error, fault.name);
             await eventually(() => warnings(log()).length > i, { what: `a warning for ${fault.name}`, context: log });
           }
         }

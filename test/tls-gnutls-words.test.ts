@@ -52,3 +52,14 @@ test("the words are GnuTLS's own, typos and all", () => {
   // Not a handshake error in the legacy reference: its verify_self, after the handshake.
   assert.equal(referenceWarning("OPENPGP_VERIFY_SELF"), "Bad certificate: (unknown error code)");
 });
+
+test("a legacy session's words are GnuTLS 3.5's where they differ from 3.7's", () => {
+  assert.equal(referenceWarning("GNUTLS_E_UNEXPECTED_PACKET_LENGTH"), "Handshake failed: Error decoding the received TLS packet.");
+  assert.equal(referenceWarning("GNUTLS_E_UNEXPECTED_PACKET_LENGTH", true), "Handshake failed: A TLS packet with unexpected length was received.");
+  // 3.5 has no RECORD_OVERFLOW: a record too long is a packet of unexpected length there.
+  assert.equal(referenceWarning("GNUTLS_E_RECORD_OVERFLOW"), "Handshake failed: A TLS record packet with invalid length was received.");
+  assert.equal(referenceWarning("GNUTLS_E_RECORD_OVERFLOW", true), "Handshake failed: A TLS packet with unexpected length was received.");
+  // The rest are worded alike by both.
+  assert.equal(referenceWarning("GNUTLS_E_DECRYPTION_FAILED", true), referenceWarning("GNUTLS_E_DECRYPTION_FAILED"));
+  assert.equal(referenceWarning("OPENPGP_VERIFY_SELF", true), "Bad certificate: (unknown error code)");
+});

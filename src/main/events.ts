@@ -99,6 +99,11 @@ export interface ConnectionClosed {
    * reference's GnuTLS fails with in its place, whose words it logs.
    */
   readonly gnutls?: GnutlsError;
+  /**
+   * With `gnutls`: the peer had chosen TLS 1.2 (a legacy client), so the
+   * reference it meets runs GnuTLS 3.5, whose words differ for some errors.
+   */
+  readonly legacy?: true;
 }
 /** A connection was closed at accept, before any byte was read. */
 export interface ConnectionNotAdmitted {

@@ -116,6 +116,14 @@ export class TlsClient extends TlsEndpoint {
     return this.#state.name === "Tls12" ? this.#state.handshake.name : this.#state.name;
   }
 
+  /**
+   * Whether the peer's ServerHello chose TLS 1.2 (a legacy client, OpenPGP),
+   * failed since or not: the reference it would have met is the legacy one.
+   */
+  get legacySession(): boolean {
+    return this.#state.name === "Tls12";
+  }
+
   protected override get alertsProtected(): boolean {
     return this.#state.name === "Tls12" && this.#state.handshake.alertsProtected;
   }

@@ -57,7 +57,8 @@ const ALERT_FOR: Record<TlsErrorCode, number> = {
  * their gnutls_strerror() text. Found by running the same peers against it
  * (test/log-lines-reference.test.ts; legacy certificates and handshakes
  * against the reference on GnuTLS 3.5, test/server-legacy-clients.test.ts,
- * whose words for these are 3.7's but for UNEXPECTED_PACKET_LENGTH). One is no
+ * whose words for these are 3.7's but for UNEXPECTED_PACKET_LENGTH: see
+ * GNUTLS_3_5_STRERROR). One is no
  * GnuTLS error: OPENPGP_VERIFY_SELF, a legacy certificate whose
  * self-signatures gnutls_openpgp_crt_verify_self refuses, which the legacy
  * reference finds after a handshake that succeeded (referenceWarning).
@@ -92,7 +93,7 @@ export type GnutlsError =
   | "GNUTLS_E_PULL_ERROR"
   | "GNUTLS_E_INTERNAL_ERROR";
 
-/** gnutls_strerror() of each, as GnuTLS 3.7.9 (Debian 12's, under the reference here) words it, typos and all. */
+/** gnutls_strerror() of each, as GnuTLS 3.7.9 (Debian 12's, under the reference here) words it, typos and all (3.5's differences below). */
 const GNUTLS_STRERROR: Record<GnutlsError, string> = {
   // The reference passes verify_self's status, a bit mask, to gnutls_strerror().
   OPENPGP_VERIFY_SELF: "(unknown error code)",
@@ -125,18 +126,43 @@ const GNUTLS_STRERROR: Record<GnutlsError, string> = {
   GNUTLS_E_INTERNAL_ERROR: "GnuTLS internal error.",
 };
 
-/** What the reference logs after `Handshake failed: ` for `error`. */
-export function gnutlsStrerror(error: GnutlsError): string {
-  return GNUTLS_STRERROR[error];
+/**
+ * Where GnuTLS 3.5.19, the legacy reference's, words an error otherwise
+ * than 3.7.9 (lib/errors.c of both tags compared, for every code above). A
+ * legacy client (TLS 1.2, OpenPGP) meets a reference on GnuTLS 3.5, since
+ * 3.7 has no OpenPGP; a modern one meets 3.7, since 3.5 has no raw public keys.
+ */
+const GNUTLS_3_5_STRERROR: Partial<Record<GnutlsError, string>> = {
+  GNUTLS_E_UNEXPECTED_PACKET_LENGTH: "A TLS packet with unexpected length was received.",
+};
+
+/**
+ * The error GnuTLS 3.5 fails with where 3.7 has one 3.5 lacks:
+ * RECORD_OVERFLOW came later, and 3.5 refuses a record longer than it
+ * allows with UNEXPECTED_PACKET_LENGTH (lib/record.c, recv_headers).
+ */
+const GNUTLS_3_5_ERROR: Partial<Record<GnutlsError, GnutlsError>> = {
+  GNUTLS_E_RECORD_OVERFLOW: "GNUTLS_E_UNEXPECTED_PACKET_LENGTH",
+};
+
+/**
+ * What the reference logs after `Handshake failed: ` for `error`; `legacy`:
+ * in a session whose peer chose TLS 1.2, as the legacy reference words it.
+ */
+export function gnutlsStrerror(error: GnutlsError, legacy = false): string {
+  if (!legacy) return GNUTLS_STRERROR[error];
+  const its = GNUTLS_3_5_ERROR[error] ?? error;
+  return GNUTLS_3_5_STRERROR[its] ?? GNUTLS_STRERROR[its];
 }
 
 /**
  * The reference's warning for a handshake that ended in `error`:
  * `Handshake failed: ` and GnuTLS's words, or, for a legacy certificate
  * its verify_self refuses (after its handshake), `Bad certificate: `.
+ * `legacy`: the peer chose TLS 1.2, so the words are the legacy reference's.
  */
-export function referenceWarning(error: GnutlsError): string {
-  return `${error === "OPENPGP_VERIFY_SELF" ? "Bad certificate" : "Handshake failed"}: ${GNUTLS_STRERROR[error]}`;
+export function referenceWarning(error: GnutlsError, legacy = false): string {
+  return `${error === "OPENPGP_VERIFY_SELF" ? "Bad certificate" : "Handshake failed"}: ${gnutlsStrerror(error, legacy)}`;
 }
 
 /**

@@ -26,10 +26,10 @@ export interface LegacyFault {
   readonly warning: string;
 }
 
-/** Our TLS 1.2 client as a legacy mandos-client (`faults`: what it breaks); resolves with the secret. */
-export function legacyFetch(port: number, identity: OpenPgpIdentity, faults?: Tls12ServerFaults): Promise<Buffer> {
+/** Our TLS 1.2 client as a legacy mandos-client (`faults`: what it breaks), to `host`; resolves with the secret. */
+export function legacyFetch(port: number, identity: OpenPgpIdentity, faults?: Tls12ServerFaults, host = "::1"): Promise<Buffer> {
   return fetchSecret({
-    host: "::1",
+    host,
     port,
     identity: { privateKey: identity.privateKey, publicKeySpki: Buffer.alloc(0) },
     settings: parsePriority(DEFAULT_PRIORITY),
@@ -71,13 +71,18 @@ function packets(key: Buffer): Packet[] {
 
 const BAD_CERTIFICATE = "Bad certificate: (unknown error code)";
 const INTERNAL_ERROR = "Handshake failed: GnuTLS internal error.";
+/** GNUTLS_E_UNEXPECTED_PACKET_LENGTH in GnuTLS 3.5's words (3.7: "Error decoding the received TLS packet."). */
+const UNEXPECTED_LENGTH = "Handshake failed: A TLS packet with unexpected length was received.";
 
 /**
- * The faults; `publicKey` is the recorded client's (test/data/legacy/pubkey.txt, binary).
- * Each costs its source ~4 log lines of the 100 a burst allows
- * (PEER_LINES_BURST, all from ::1 here): a longer list needs its tests to
- * pace it.
+ * The log lines a fault costs its source with --debug: `TCP connection
+ * from`, `Protocol version`, the warning and our reason. The table is
+ * longer than PEER_LINES_BURST allows one source (100, 4 lines a fault), so
+ * a test sends it from more than one source, or moves the log's clock on.
  */
+export const LINES_A_FAULT = 4;
+
+/** The faults; `publicKey` is the recorded client's (test/data/legacy/pubkey.txt, binary). */
 export async function legacyFaults(publicKey: Uint8Array): Promise<LegacyFault[]> {
   const pub = Buffer.from(publicKey);
   const parts = packets(pub);
@@ -100,6 +105,7 @@ export async function legacyFaults(publicKey: Uint8Array): Promise<LegacyFault[]
     { name: "the secret key", key: Buffer.from(secret.write()), warning: INTERNAL_ERROR },
     { name: "a signature packet that does not parse", key: Buffer.concat([parts[0]!.bytes, openPgpPacket(13, Buffer.from("x")), openPgpPacket(2, Buffer.of(4, 0x13, 1, 8, 0x78))]), warning: INTERNAL_ERROR },
     { name: "the last 40 bytes cut off (inside a signature's MPI)", key: pub.subarray(0, pub.length - 40), warning: "Handshake failed: The scanning of a large integer has failed." },
+    { name: "an empty certificate", key: Buffer.alloc(0), warning: UNEXPECTED_LENGTH },
     // The handshake itself.
     { name: "a ServerKeyExchange signature changed", faults: { tamperSignature: true }, warning: "Handshake failed: Public key signature verification has failed." },
     { name: "a Finished changed", faults: { badFinished: true }, warning: "Handshake failed: An error was encountered at the TLS Finished packet calculation." },
@@ -111,5 +117,7 @@ export async function legacyFaults(publicKey: Uint8Array): Promise<LegacyFault[]
     { name: "a fatal alert instead of Finished", faults: { alertInsteadOfFinished: 40 }, warning: "Handshake failed: A TLS fatal alert has been received." },
     { name: "a suite not offered", faults: { suite: 0x009d }, warning: "Handshake failed: Could not negotiate a supported cipher suite." },
     { name: "a signature algorithm not offered (RSA with SHA-1)", faults: { signatureScheme: 0x0201 }, warning: "Handshake failed: The signature algorithm is not supported." },
+    { name: "the flight in records of 7 bytes", faults: { fragment: 7 }, warning: UNEXPECTED_LENGTH },
+    { name: "a record of 2^16 - 1 bytes after the ServerHello", faults: { oversizedRecord: true }, warning: UNEXPECTED_LENGTH },
   ];
 }

@@ -292,15 +292,15 @@ function write(logger: Logger, level: LogLevel, message: string): void {
  */
 const inHandshake = (stage: ConnectionClosed["stage"]): boolean => stage === "Handshaking" || stage === "AwaitingSlot";
 
-function logClosed(logger: Logger, peerLine: PeerLine, { connection, outcome, stage, detail, gnutls }: ConnectionClosed): void {
+function logClosed(logger: Logger, peerLine: PeerLine, { connection, outcome, stage, detail, gnutls, legacy }: ConnectionClosed): void {
   const { label, source } = connection;
   const what = (): string => printableAscii(detail ?? "");
   // A handshake that failed: the reference's line, in its GnuTLS's words
-  // (no address: the "TCP connection from" line before it names the peer),
-  // or its "Bad certificate" for a legacy key that verify_self refuses;
-  // our own reason, in more detail, at DEBUG.
+  // (GnuTLS 3.5's for a legacy client; no address: the "TCP connection from"
+  // line before it names the peer), or its "Bad certificate" for a legacy
+  // key that verify_self refuses; our own reason, in more detail, at DEBUG.
   if (gnutls !== undefined && inHandshake(stage)) {
-    peerLine("WARNING", source, undefined, () => referenceWarning(gnutls));
+    peerLine("WARNING", source, undefined, () => referenceWarning(gnutls, legacy === true));
     if (outcome === "tls-error") peerLine("DEBUG", source, undefined, () => `TLS error from ${label} in the handshake: ${what()}`);
     return;
   }

@@ -651,11 +651,13 @@ export class Connection {
     if (events.connectionClosed.hasSubscribers) {
       const connection = this.#ref;
       const durationMs = this.#elapsed();
-      // One object, of one of three shapes (`gnutls` comes only with a `detail`).
+      // One object, of one of four shapes (`gnutls` comes only with a
+      // `detail`, `legacy` only with `gnutls`).
       events.connectionClosed.publish(
         detail === undefined ? { connection, outcome, stage, durationMs }
         : gnutls === undefined ? { connection, outcome, stage, durationMs, detail }
-        : { connection, outcome, stage, durationMs, detail, gnutls },
+        : this.#tls?.legacySession !== true ? { connection, outcome, stage, durationMs, detail, gnutls }
+        : { connection, outcome, stage, durationMs, detail, gnutls, legacy: true },
       );
     }
     const beforeDecision = stage === "AwaitingLine" || stage === "Handshaking";

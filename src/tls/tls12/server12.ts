@@ -86,6 +86,8 @@ export interface Tls12ServerFaults {
   readonly fragment?: number;
   /** After our change_cipher_spec, a protected fatal alert of this description instead of our Finished. */
   readonly alertInsteadOfFinished?: number;
+  /** After the ServerHello, the header of a handshake record of 2^16 − 1 bytes (RFC 5246 §6.2.1 allows 2^14), and nothing more. */
+  readonly oversizedRecord?: boolean;
 }
 
 type State =
@@ -237,7 +239,10 @@ export class Tls12Server extends TlsEndpoint {
     flight.push(ske);
     if (f.certificateRequest) flight.push(handshakeHeader(13, Buffer.from("01010000", "hex")));
     flight.push(SERVER_HELLO_DONE);
-    if (f.fragment) {
+    if (f.oversizedRecord) {
+      this.output(plainRecord(ContentType.Handshake, serverHello));
+      this.output(Buffer.of(ContentType.Handshake, 3, 3, 0xff, 0xff));
+    } else if (f.fragment) {
       const all = Buffer.concat(flight);
       for (let i = 0; i < all.length; i += f.fragment) this.output(plainRecord(ContentType.Handshake, all.subarray(i, i + f.fragment)));
     } else {
