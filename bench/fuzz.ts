@@ -1,24 +1,52 @@
 // `npm run fuzz`: the engine's fuzz target (test/fuzz/engine-fuzz.ts) for
-// as long as asked. Here, not under test/: node --test runs every file
-// under a test/ directory, and this one runs for minutes. Prints progress every 10,000 inputs and every violation, and exits
-// 1 if there was one.
+// as long as asked; with --legacy, the legacy flight's
+// (test/fuzz/legacy-fuzz.ts: mutated OpenPGP certificates). Here, not under
+// test/: node --test runs every file under a test/ directory, and this one
+// runs for minutes. Prints progress every 10,000 inputs (1,000 legacy) and
+// every violation, and exits 1 if there was one.
 //   npm run fuzz -- --inputs 1000000 --seed 7
+//   npm run fuzz -- --legacy --inputs 100000
 
 import { parseArgs } from "node:util";
 import { performance } from "node:perf_hooks";
 import { loadCorpus } from "../test/fuzz/corpus.js";
 import { runFuzz } from "../test/fuzz/engine-fuzz.js";
+import { runLegacyFuzz } from "../test/fuzz/legacy-fuzz.js";
+import { freshIdentity } from "../test/helpers/legacy-keys.js";
 
 const { values } = parseArgs({
   options: {
     inputs: { type: "string", default: "1000000" },
     seed: { type: "string", default: String(Date.now() % 2 ** 31) },
     live: { type: "string", default: "0.05" },
+    legacy: { type: "boolean", default: false },
   },
 });
 const inputs = Number(values.inputs);
 const seed = Number(values.seed);
 const started = performance.now();
+if (values.legacy) {
+  console.log(`fuzzing the legacy flight's certificate checks: ${inputs} inputs, seed ${seed}`);
+  const stats = await runLegacyFuzz({
+    inputs,
+    seed,
+    identity: await freshIdentity(2048),
+    // An input is two handshakes' worth of RSA and OpenPGP.js, ~10-30 ms; generous for a loaded machine.
+    maxInputMs: 2000,
+    now: () => performance.now(),
+    onProgress: (s) => {
+      if (s.inputs % 1000 !== 0) return;
+      console.log(`${s.inputs} inputs, ${((performance.now() - started) / 1000).toFixed(0)} s, completed ${s.completed}, failed ${s.failed}, violations ${s.violations.length}, max ${s.maxInputMs.toFixed(1)} ms/input`);
+    },
+  });
+  for (const v of stats.violations.slice(0, 50)) console.log("VIOLATION", JSON.stringify(v));
+  console.log(
+    `done: ${stats.inputs} inputs in ${((performance.now() - started) / 1000).toFixed(0)} s (seed ${seed}): completed ${stats.completed}, failed ${stats.failed}; ` +
+      `violations ${stats.violations.length}; max ${stats.maxInputMs.toFixed(1)} ms/input`,
+  );
+  console.log("errors:", JSON.stringify(stats.errors));
+  process.exit(stats.violations.length > 0 ? 1 : 0);
+}
 console.log(`fuzzing the TLS engine: ${inputs} inputs, seed ${seed}`);
 const stats = runFuzz({
   inputs,

@@ -4,12 +4,16 @@
 // nothing after it, no completion on an altered handshake, bounded time,
 // output and heap). Also the corpus itself: every recorded flight must
 // still complete, or the corpus is stale (re-record: bench/record-fuzz-corpus.ts).
+// And a short run of the legacy flight's target (test/fuzz/legacy-fuzz.ts;
+// `npm run fuzz -- --legacy`): mutated OpenPGP certificates.
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { performance } from "node:perf_hooks";
 import { loadCorpus } from "./fuzz/corpus.js";
 import { handshakeForm, runFuzz } from "./fuzz/engine-fuzz.js";
+import { runLegacyFuzz } from "./fuzz/legacy-fuzz.js";
+import { freshIdentity } from "./helpers/legacy-keys.js";
 
 test("the corpus holds both roles, from GnuTLS and from our own engine", () => {
   const corpus = loadCorpus();
@@ -46,4 +50,13 @@ test("a bounded fuzz run of both roles finds no violation", () => {
   assert.equal(stats.inputs, 3000);
   // The run reached every outcome: completions (unaltered or benign), failures, waiting.
   assert.ok(stats.completed > 100 && stats.failed > 1000 && stats.waiting > 10, JSON.stringify(stats));
+});
+
+test("a bounded fuzz run of the legacy certificate checks finds no violation", async () => {
+  const stats = await runLegacyFuzz({ inputs: 400, seed: 38, identity: await freshIdentity(2048), maxInputMs: 2000, now: () => performance.now() });
+  assert.deepEqual(stats.violations, []);
+  assert.equal(stats.inputs, 400);
+  // Both outcomes, and more than one way to fail: keys refused as broken and as of a type we do not take.
+  assert.ok(stats.completed > 0 && stats.failed > 300, JSON.stringify(stats));
+  assert.ok((stats.errors.TLS_BAD_CERTIFICATE ?? 0) > 0 && (stats.errors.TLS_UNSUPPORTED_CERTIFICATE ?? 0) > 0, JSON.stringify(stats.errors));
 });

@@ -39,14 +39,15 @@ export function legacyFetch(port: number, identity: OpenPgpIdentity, faults?: Tl
   });
 }
 
-interface Packet {
+export interface KeyPacket {
   readonly tag: number;
+  /** The whole packet, header included. */
   readonly bytes: Buffer;
 }
 
 /** The packets of a well-formed key, old or new format headers (RFC 4880 §4.2), as they lie. */
-function packets(key: Buffer): Packet[] {
-  const out: Packet[] = [];
+export function keyPackets(key: Buffer): KeyPacket[] {
+  const out: KeyPacket[] = [];
   for (let at = 0; at < key.length; ) {
     const h = key[at]!;
     let tag: number;
@@ -85,8 +86,8 @@ export const LINES_A_FAULT = 4;
 /** The faults; `publicKey` is the recorded client's (test/data/legacy/pubkey.txt, binary). */
 export async function legacyFaults(publicKey: Uint8Array): Promise<LegacyFault[]> {
   const pub = Buffer.from(publicKey);
-  const parts = packets(pub);
-  const joined = (ps: readonly Packet[]): Buffer => Buffer.concat(ps.map((p) => p.bytes));
+  const parts = keyPackets(pub);
+  const joined = (ps: readonly KeyPacket[]): Buffer => Buffer.concat(ps.map((p) => p.bytes));
   const secret = await openpgp.readPrivateKey({ armoredKey: readFileSync(`${LEGACY_DATA}seckey.txt`, "latin1") });
   const subkey = parts.findIndex((p) => p.tag === 14);
   const flipped = Buffer.from(pub);
