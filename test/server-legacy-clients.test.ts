@@ -19,9 +19,9 @@ import { REFERENCE_OPENPGP_PRIORITY, REFERENCE_RPK_PRIORITY } from "../src/tls/i
 import { freshIdentity, recordedIdentity, type TestOpenPgpIdentity } from "./helpers/legacy-keys.js";
 import { legacyFaults, legacyFetch } from "./helpers/legacy-faults.js";
 import { LEGACY_DATA } from "./helpers/legacy-session.js";
-import { MANDOS_CLIENT, MANDOS_REFERENCE, missing } from "./helpers/peers.js";
+import { MANDOS_CLIENT, MANDOS_CTL, MANDOS_REFERENCE, missing } from "./helpers/peers.js";
 import { logCount, run, runMandosClient, startServer, type ProcessResult, type RunningServer } from "./helpers/server.js";
-import { openToServerUser, referenceGpgEnvironment, startPrivateBus } from "./helpers/dbus.js";
+import { DBUS_DAEMON, mandosCtl, openToServerUser, referenceGpgEnvironment, startOurServer, startPrivateBus } from "./helpers/dbus.js";
 import { eventually, freePort } from "./helpers/wait.js";
 
 const PASSWORD = readFileSync(`${LEGACY_DATA}password.txt`, "latin1");
@@ -275,6 +275,38 @@ describe("the real GnuTLS 3.5 legacy mandos-client (MANDOS_LEGACY_PEER_DIR)", { 
       await server.waitForLog(/INFO: Client legacy-test is disabled/);
       assert.equal((server.log().match(/Sending secret/g) ?? []).length, 0);
     }, ["--workers", "0"], (text) => text.replace("host = legacy-test\n", "host = legacy-test\nenabled = False\n"));
+  });
+
+  test("waits for approval: mandos-ctl --deny refuses it, --approve gives it its password", { skip: missing(DBUS_DAEMON, MANDOS_CTL), timeout: 120_000 }, async () => {
+    const conf = join(root, "approval-conf");
+    mkdirSync(conf);
+    writeFileSync(join(conf, "mandos.conf"), "[DEFAULT]\n");
+    const clients = readFileSync(`${LEGACY_DATA}clients.conf`, "latin1").replace("host = legacy-test\n", "host = legacy-test\napproved_by_default = False\napproval_delay = 60s\n");
+    writeFileSync(join(conf, "clients.conf"), clients, { encoding: "latin1", mode: 0o600 });
+    const bus = await startPrivateBus();
+    try {
+      const server = await startOurServer(conf, join(root, "approval-state"), bus.address);
+      try {
+        // Denied while it waits: nothing, and stopped before it tries again 10 s later.
+        const denied = realLegacy(server.port, 8_000);
+        await server.waitForLog(/INFO: Client legacy-test needs approval/);
+        assert.equal((await mandosCtl(bus.address, "--deny", "legacy-test")).code, 0);
+        await server.waitForLog(/WARNING: Client legacy-test was not approved/);
+        assert.equal((await denied).stdout.length, 0, "no password when denied");
+        // Approved while it waits.
+        const approved = realLegacy(server.port);
+        assert.equal(await logCount(server, /INFO: Client legacy-test needs approval/, 2, 30_000), 2);
+        assert.equal((await mandosCtl(bus.address, "--approve", "legacy-test")).code, 0);
+        const r = await approved;
+        assert.equal(r.code, 0, r.stderr);
+        assert.equal(r.stdout.toString("latin1"), PASSWORD);
+        assert.equal((server.log().match(/Sending secret to legacy-test/g) ?? []).length, 1);
+      } finally {
+        await server.stop();
+      }
+    } finally {
+      await bus.stop();
+    }
   });
 
   test("gets nothing when no section holds its fingerprint: refused as unknown, by fingerprint", { timeout: 60_000 }, async () => {
