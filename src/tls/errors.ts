@@ -58,10 +58,10 @@ const ALERT_FOR: Record<TlsErrorCode, number> = {
  * (test/log-lines-reference.test.ts; legacy certificates and handshakes
  * against the reference on GnuTLS 3.5, test/server-legacy-clients.test.ts,
  * whose words for these are 3.7's but for UNEXPECTED_PACKET_LENGTH: see
- * GNUTLS_3_5_STRERROR). One is no
- * GnuTLS error: OPENPGP_VERIFY_SELF, a legacy certificate whose
- * self-signatures gnutls_openpgp_crt_verify_self refuses, which the legacy
- * reference finds after a handshake that succeeded (referenceWarning).
+ * GNUTLS_3_5_STRERROR). One is no GnuTLS error: OPENPGP_VERIFY_SELF, a
+ * legacy certificate whose self-signatures gnutls_openpgp_crt_verify_self
+ * refuses, which the legacy reference finds after a handshake that
+ * succeeded (referenceWarning).
  */
 export type GnutlsError =
   | "OPENPGP_VERIFY_SELF"
