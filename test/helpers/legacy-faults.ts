@@ -120,5 +120,6 @@ export async function legacyFaults(publicKey: Uint8Array): Promise<LegacyFault[]
     { name: "a signature algorithm not offered (RSA with SHA-1)", faults: { signatureScheme: 0x0201 }, warning: "Handshake failed: The signature algorithm is not supported." },
     { name: "the flight in records of 7 bytes", faults: { fragment: 7 }, warning: UNEXPECTED_LENGTH },
     { name: "a record of 2^16 - 1 bytes after the ServerHello", faults: { oversizedRecord: true }, warning: UNEXPECTED_LENGTH },
+    { name: "gone inside a record after the ServerHello", faults: { cutInsideRecord: true }, warning: UNEXPECTED_LENGTH },
   ];
 }

@@ -88,6 +88,8 @@ export interface Tls12ServerFaults {
   readonly alertInsteadOfFinished?: number;
   /** After the ServerHello, the header of a handshake record of 2^16 − 1 bytes (RFC 5246 §6.2.1 allows 2^14), and nothing more. */
   readonly oversizedRecord?: boolean;
+  /** After the ServerHello, the first 20 bytes of the Certificate's record, then the end of the stream (a failure, for the driver to close). */
+  readonly cutInsideRecord?: boolean;
 }
 
 type State =
@@ -239,6 +241,12 @@ export class Tls12Server extends TlsEndpoint {
     flight.push(ske);
     if (f.certificateRequest) flight.push(handshakeHeader(13, Buffer.from("01010000", "hex")));
     flight.push(SERVER_HELLO_DONE);
+    if (f.cutInsideRecord) {
+      this.output(plainRecord(ContentType.Handshake, serverHello));
+      this.output(plainRecord(ContentType.Handshake, certificate).subarray(0, 20));
+      this.fail(new TlsError("TLS_INTERNAL", "fault: the stream ends inside a record"), true);
+      return;
+    }
     if (f.oversizedRecord) {
       this.output(plainRecord(ContentType.Handshake, serverHello));
       this.output(Buffer.of(ContentType.Handshake, 3, 3, 0xff, 0xff));
