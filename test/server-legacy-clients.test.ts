@@ -123,6 +123,21 @@ describe("bin/mandos serves legacy and modern clients from one clients.conf sect
     }, ["--serve-threads", "2"]);
   });
 
+  test("on serve threads: a broken legacy flight is logged in the legacy reference's words", { timeout: 120_000 }, async () => {
+    // The words depend on the session's generation, which a serve thread's
+    // connection event carries to the main thread's log (legacy-faults.ts).
+    const faults = (await legacyFaults(recorded.publicKey)).filter((f) => f.warning.endsWith("unexpected length was received.") || f.warning.startsWith("Bad certificate"));
+    assert.ok(faults.length >= 6, "faults in both kinds of words");
+    await withServer(root, null, async (server) => {
+      const warnings = (): string[] => [...server.log().matchAll(/WARNING: ((?:Handshake failed|Bad certificate): .*)$/gm)].map((m) => m[1]!);
+      for (const [i, fault] of faults.entries()) {
+        await assert.rejects(legacyFetch(server.port, { ...recorded, publicKey: fault.key ?? recorded.publicKey }, fault.faults, i % 2 === 0 ? "::1" : "127.0.0.1"), Error, fault.name);
+        await eventually(() => warnings().length > i, { what: `a warning for ${fault.name}`, context: () => server.log() });
+      }
+      assert.deepEqual(warnings(), faults.map((f) => f.warning));
+    }, ["--serve-threads", "2"]);
+  });
+
   test("an unknown fingerprint is refused like an unknown key ID, and a bad self-signature fails the handshake", { timeout: 60_000 }, async () => {
     const stranger = await freshIdentity(2048, "stranger");
     await withServer(root, null, async (server) => {
