@@ -17,7 +17,7 @@ import { after, before, describe, test } from "node:test";
 import * as openpgp from "openpgp";
 import { REFERENCE_OPENPGP_PRIORITY, REFERENCE_RPK_PRIORITY } from "../src/tls/index.js";
 import { freshIdentity, recordedIdentity, type TestOpenPgpIdentity } from "./helpers/legacy-keys.js";
-import { legacyFaults, legacyFetch } from "./helpers/legacy-faults.js";
+import { legacyFaults, legacyFetch, loggedWarnings } from "./helpers/legacy-faults.js";
 import { LEGACY_DATA } from "./helpers/legacy-session.js";
 import { MANDOS_CLIENT, MANDOS_CTL, MANDOS_REFERENCE, missing } from "./helpers/peers.js";
 import { logCount, run, runMandosClient, startServer, type ProcessResult, type RunningServer } from "./helpers/server.js";
@@ -129,7 +129,7 @@ describe("bin/mandos serves legacy and modern clients from one clients.conf sect
     const faults = (await legacyFaults(recorded.publicKey)).filter((f) => f.warning.endsWith("unexpected length was received.") || f.warning.startsWith("Bad certificate"));
     assert.ok(faults.length >= 6, "faults in both kinds of words");
     await withServer(root, null, async (server) => {
-      const warnings = (): string[] => [...server.log().matchAll(/WARNING: ((?:Handshake failed|Bad certificate): .*)$/gm)].map((m) => m[1]!);
+      const warnings = (): string[] => loggedWarnings(server.log());
       for (const [i, fault] of faults.entries()) {
         await assert.rejects(legacyFetch(server.port, { ...recorded, publicKey: fault.key ?? recorded.publicKey }, fault.faults, i % 2 === 0 ? "::1" : "127.0.0.1"), Error, fault.name);
         await eventually(() => warnings().length > i, { what: `a warning for ${fault.name}`, context: () => server.log() });
@@ -252,7 +252,7 @@ describe("the real GnuTLS 3.5 legacy mandos-client (MANDOS_LEGACY_PEER_DIR)", { 
     let text = "";
     reference.stdout.on("data", (d: Buffer) => (text += d.toString("utf8")));
     reference.stderr.on("data", (d: Buffer) => (text += d.toString("utf8")));
-    const warnings = (log: string): string[] => [...log.matchAll(/WARNING: ((?:Handshake failed|Bad certificate): .*)$/gm)].map((m) => m[1]!);
+    const warnings = loggedWarnings;
     const recorded = await recordedIdentity();
     const faults = await legacyFaults(recorded.publicKey);
     try {

@@ -62,14 +62,6 @@ export async function generateLegacyIdentity(bits: 2048 | 3072 | 4096, name: str
   return identityFromKey(privateKey);
 }
 
-/**
- * A minimal OpenPGP identity over an RSA key pair, with node:crypto only:
- * a v4 public key packet created at `created` (seconds since the epoch), a
- * user ID, and its positive certification (SHA-512). The creation time is
- * part of the v4 fingerprint, so one RSA key makes as many distinct
- * identities as the benchmark's simulated legacy fleet needs without an
- * RSA key generation each (seconds for RSA-4096).
- */
 /** An OpenPGP packet: new-format header, five-octet length (RFC 4880 §4.2.2.3), any size. */
 export function openPgpPacket(tag: number, body: Uint8Array): Buffer {
   const h = Buffer.allocUnsafe(6);
@@ -79,6 +71,14 @@ export function openPgpPacket(tag: number, body: Uint8Array): Buffer {
   return Buffer.concat([h, body]);
 }
 
+/**
+ * A minimal OpenPGP identity over an RSA key pair, with node:crypto only:
+ * a v4 public key packet created at `created` (seconds since the epoch), a
+ * user ID, and its positive certification (SHA-512). The creation time is
+ * part of the v4 fingerprint, so one RSA key makes as many distinct
+ * identities as the benchmark's simulated legacy fleet needs without an
+ * RSA key generation each (seconds for RSA-4096).
+ */
 export function openPgpIdentityFromRsa(privateKey: KeyObject, name: string, created: number): LegacyIdentity {
   const jwk = createPublicKey(privateKey).export({ format: "jwk" });
   const mpi = (b64url: string): Buffer => {

@@ -59,17 +59,7 @@ const SECRET = Buffer.from("the legacy secret");
 type Mutation = (packets: KeyPacket[], rng: Random) => string;
 
 /** A packet made again from its tag and body, in the new format (RFC 4880 §4.2.2). */
-const packet = (tag: number, body: Buffer): KeyPacket => ({ tag, bytes: openPgpPacket(tag, body) });
-
-/** The body of a well-formed packet: its bytes after the header. */
-function bodyOf(p: KeyPacket): Buffer {
-  const b = p.bytes;
-  if (b[0]! & 0x40) {
-    const l0 = b[1]!;
-    return b.subarray(l0 < 192 ? 2 : l0 < 224 ? 3 : 6);
-  }
-  return b.subarray(1 + [1, 2, 4][b[0]! & 3]!);
-}
+const packet = (tag: number, body: Buffer): KeyPacket => ({ tag, bytes: openPgpPacket(tag, body), body });
 
 const MUTATIONS: ReadonlyArray<readonly [string, Mutation]> = [
   ["drop", (ps, rng) => `drop ${ps.splice(rng.int(ps.length), 1)[0]?.tag}`],
@@ -86,21 +76,21 @@ const MUTATIONS: ReadonlyArray<readonly [string, Mutation]> = [
   ["retag", (ps, rng) => {
     const i = rng.int(ps.length);
     const tag = rng.pick([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 17, 18, 19, 20, 21, 60, 63]);
-    ps[i] = packet(tag, bodyOf(ps[i]!));
+    ps[i] = packet(tag, ps[i]!.body);
     return `retag #${i} ${tag}`;
   }],
   ["reframe", (ps, rng) => {
     // The header's length off by a little, or by much: the packets run into each other.
     const i = rng.int(ps.length);
-    const body = bodyOf(ps[i]!);
+    const { tag, body } = ps[i]!;
     const length = Math.max(0, body.length + rng.pick([-3, -1, 1, 2, 200, 70_000]));
-    const header = length < 192 ? Buffer.of(0xc0 | ps[i]!.tag, length) : Buffer.of(0xc0 | ps[i]!.tag, 0xff, length >>> 24, (length >>> 16) & 0xff, (length >>> 8) & 0xff, length & 0xff);
-    ps[i] = { tag: ps[i]!.tag, bytes: Buffer.concat([header, body]) };
+    const header = length < 192 ? Buffer.of(0xc0 | tag, length) : Buffer.of(0xc0 | tag, 0xff, length >>> 24, (length >>> 16) & 0xff, (length >>> 8) & 0xff, length & 0xff);
+    ps[i] = { tag, bytes: Buffer.concat([header, body]), body };
     return `reframe #${i} ${length}`;
   }],
   ["version", (ps, rng) => {
     const i = rng.int(ps.length);
-    const body = Buffer.from(bodyOf(ps[i]!));
+    const body = Buffer.from(ps[i]!.body);
     if (body.length > 0) body[0] = rng.pick([2, 3, 4, 5, 6, 255]);
     ps[i] = packet(ps[i]!.tag, body);
     return `version #${i} ${body[0]}`;
@@ -108,7 +98,7 @@ const MUTATIONS: ReadonlyArray<readonly [string, Mutation]> = [
   ["algorithm", (ps, rng) => {
     // A key packet's algorithm (v4: after version and creation time), or a signature's (after version and type).
     const i = rng.int(ps.length);
-    const body = Buffer.from(bodyOf(ps[i]!));
+    const body = Buffer.from(ps[i]!.body);
     const at = ps[i]!.tag === 2 ? 2 : 5;
     if (body.length > at) body[at] = rng.pick([1, 2, 3, 16, 17, 18, 19, 22, 25, 27, 100]);
     ps[i] = packet(ps[i]!.tag, body);
@@ -118,7 +108,7 @@ const MUTATIONS: ReadonlyArray<readonly [string, Mutation]> = [
     // A key packet's first MPI length (v4 key: after 6 bytes), large or small.
     const i = ps.findIndex((p) => p.tag === 6 || p.tag === 14);
     if (i < 0) return "number: no key";
-    const body = Buffer.from(bodyOf(ps[i]!));
+    const body = Buffer.from(ps[i]!.body);
     if (body.length >= 8) body.writeUInt16BE(rng.pick([0, 1, 7, 8, 2047, 4097, 16384, 65535]), 6);
     ps[i] = packet(ps[i]!.tag, body);
     return `number #${i} ${body.length >= 8 ? body.readUInt16BE(6) : "-"}`;

@@ -26,6 +26,11 @@ export interface LegacyFault {
   readonly warning: string;
 }
 
+/** The `Handshake failed:` and `Bad certificate:` warnings in a server's log, in order. */
+export function loggedWarnings(log: string): string[] {
+  return [...log.matchAll(/WARNING: ((?:Handshake failed|Bad certificate): .*)$/gm)].map((m) => m[1]!);
+}
+
 /** Our TLS 1.2 client as a legacy mandos-client (`faults`: what it breaks), to `host`; resolves with the secret. */
 export function legacyFetch(port: number, identity: OpenPgpIdentity, faults?: Tls12ServerFaults, host = "::1"): Promise<Buffer> {
   return fetchSecret({
@@ -43,6 +48,8 @@ export interface KeyPacket {
   readonly tag: number;
   /** The whole packet, header included. */
   readonly bytes: Buffer;
+  /** Its body: the bytes after the header. */
+  readonly body: Buffer;
 }
 
 /** The packets of a well-formed key, old or new format headers (RFC 4880 §4.2), as they lie. */
@@ -64,7 +71,7 @@ export function keyPackets(key: Buffer): KeyPacket[] {
       header = 1 + [1, 2, 4][h & 3]!;
       length = key.readUIntBE(at + 1, header - 1);
     }
-    out.push({ tag, bytes: key.subarray(at, at + header + length) });
+    out.push({ tag, bytes: key.subarray(at, at + header + length), body: key.subarray(at + header, at + header + length) });
     at += header + length;
   }
   return out;
