@@ -68,7 +68,7 @@ export function threadRolePreload(file: string, rolesFile: string): void {
 /** The worker TIDs a roles file names. */
 export function workerThreadIds(rolesFile: string): Set<number> {
   const ids = new Set<number>();
-  let text = "";
+  let text: string;
   try {
     text = readFileSync(rolesFile, "utf8");
   } catch {

@@ -51,13 +51,11 @@ function stepPath(sorted: readonly number[], total: number, left: number): strin
   if (sorted.length === 0 || total === 0) return "";
   const stride = Math.max(1, Math.floor(sorted.length / 400));
   let d = `M${fmt(xOf(sorted[0]!, left))},${fmt(yOf(0))}`;
-  let share = 0;
   for (let i = 0; i < sorted.length; i += stride) {
     const last = Math.min(sorted.length - 1, i + stride - 1);
     const x = xOf(sorted[last]!, left);
     d += `H${fmt(x)}`;
-    share = (last + 1) / total;
-    d += `V${fmt(yOf(share))}`;
+    d += `V${fmt(yOf((last + 1) / total))}`;
   }
   return d;
 }

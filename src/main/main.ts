@@ -187,9 +187,9 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
     showOutput: settings.debug,
   });
   let config: ClientSettings[];
-  let editedInFile: ReadonlyMap<string, readonly ConfigField[]> = new Map();
+  let editedInFile: ReadonlyMap<string, readonly ConfigField[]>;
   // The state file's changes not yet in etcd (docs/ETCD.md "When etcd is down").
-  let fleetUnsent: readonly unknown[] = [];
+  let fleetUnsent: readonly unknown[];
   try {
     config = loadClientsConfig(clientsPath);
     for (const warning of sharedKeyWarnings(config)) logger.warning(warning);

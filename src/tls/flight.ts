@@ -338,7 +338,7 @@ function finish(
     out.push(sealRecord(suite, clientHsKeys, seq++, ContentType.Handshake, empty));
   }
   const fin = encodeFinished(finishedMac(suite, handshake.clientHandshakeTraffic, transcriptHash(suite, transcript)));
-  out.push(sealRecord(suite, clientHsKeys, seq++, ContentType.Handshake, fin));
+  out.push(sealRecord(suite, clientHsKeys, seq, ContentType.Handshake, fin));
   const clientKeys = trafficKeys(suite, app.clientApplicationTraffic);
   return {
     status: "complete",

@@ -77,7 +77,7 @@ function pidAlive(pid: number): boolean {
 
 /** Deletes namespaces left by test runs whose process is gone (a killed run). */
 function removeStaleNamespaces(): void {
-  let names: string[] = [];
+  let names: string[];
   try {
     names = readdirSync("/run/netns");
   } catch {

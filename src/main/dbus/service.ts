@@ -396,7 +396,7 @@ class MandosDbus implements DbusService {
   #peer(member: string): { signature: string; body: WireValue[] } {
     if (member === "Ping") return { signature: "", body: [] };
     if (member === "GetMachineId") {
-      let id = "";
+      let id: string;
       try {
         id = readFileSync("/etc/machine-id", "utf8").trim();
       } catch {
