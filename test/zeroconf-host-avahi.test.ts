@@ -13,7 +13,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { MANDOS_CLIENT, MANDOS_REFERENCE, missing } from "./helpers/peers.js";
 import { AVAHI_BROWSE, AVAHI_DAEMON, DBUS_DAEMON, NetnsPair, netnsUnavailable } from "./helpers/netns.js";
-import { MandosBrowser, startHostAvahi, startHostServer, stopAvahi, zeroconfLines, type HostServer } from "./helpers/avahi-host.js";
+import { MandosBrowser, startHostServer, stopAvahi, zeroconfLines, type HostServer } from "./helpers/avahi-host.js";
 import { REPO } from "./helpers/server.js";
 
 const skip = netnsUnavailable(AVAHI_DAEMON, AVAHI_BROWSE, DBUS_DAEMON, "/usr/bin/avahi-publish") || missing(MANDOS_CLIENT, MANDOS_REFERENCE);
@@ -48,8 +48,8 @@ async function hosts(): Promise<Hosts> {
   await pair.waitForLinkLocal(pair.client);
   const serverBus = await pair.startSystemBus();
   const clientBus = await pair.startSystemBus();
-  const serverAvahi = await startHostAvahi(pair, pair.server, serverBus, HOST_NAME);
-  await startHostAvahi(pair, pair.client, clientBus, "client");
+  const serverAvahi = await pair.startAvahi(pair.server, serverBus, HOST_NAME);
+  await pair.startAvahi(pair.client, clientBus, "client");
   return { pair, serverBus, clientBus, serverAvahi, browser: new MandosBrowser(pair, pair.client, clientBus) };
 }
 
@@ -131,7 +131,7 @@ describe("bin/mandos on a host with avahi-daemon", { skip }, () => {
     await stopAvahi(h.serverAvahi);
     await h.browser.next((s) => s.event === "-" && s.name === "Mandos", before);
     const again = h.browser.seen.length;
-    h.serverAvahi = await startHostAvahi(h.pair, h.pair.server, h.serverBus, HOST_NAME);
+    h.serverAvahi = await h.pair.startAvahi(h.pair.server, h.serverBus, HOST_NAME);
     const service = await h.browser.next((s) => s.event === "=" && s.name === "Mandos", again);
     assert.equal(service.host, `${HOST_NAME}.local`);
     assert.equal(service.port, portOf(server));

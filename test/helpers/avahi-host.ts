@@ -1,43 +1,18 @@
 // The pieces of a host that runs its own avahi-daemon, inside a test's
-// network namespace (test/helpers/netns.ts): avahi-daemon under a chosen host
-// name on the namespace's own system bus (to be stopped and started again),
-// a Mandos server (ours or the reference) on that bus, and avahi-browse on
-// the other side. Nothing here multicasts outside the test's namespaces.
+// network namespace (test/helpers/netns.ts; NetnsPair.startAvahi starts it
+// under a chosen host name on the namespace's own system bus): stopping it
+// to start it again, a Mandos server (ours or the reference) on that bus,
+// and avahi-browse on the other side. Nothing here multicasts outside the
+// test's namespaces.
 
 import type { ChildProcess } from "node:child_process";
-import { chmodSync, cpSync, writeFileSync } from "node:fs";
+import { chmodSync, cpSync } from "node:fs";
 import { join } from "node:path";
 import { parseBrowseLine, type BrowsedService } from "./avahi-browse.js";
-import { AVAHI_BROWSE, AVAHI_DAEMON, UNSHARE, waitForLine, type NetnsPair, type Side } from "./netns.js";
+import { LogWatch } from "./log-watch.js";
+import { AVAHI_BROWSE, type NetnsPair, type Side } from "./netns.js";
 import { MANDOS_REFERENCE } from "./peers.js";
 import { BIN_MANDOS, REPO } from "./server.js";
-
-/**
- * avahi-daemon in `side`'s namespace on its veth end only, on the bus at
- * `bus`, calling itself `hostName`, with a private /run; resolves once it
- * is up.
- */
-export async function startHostAvahi(pair: NetnsPair, side: Side, bus: string, hostName: string): Promise<ChildProcess> {
-  const config = join(pair.tempDir(), "avahi-daemon.conf");
-  writeFileSync(config, `[server]
-host-name=${hostName}
-use-ipv4=yes
-use-ipv6=yes
-allow-interfaces=${side.link}
-enable-dbus=yes
-[wide-area]
-enable-wide-area=no
-[publish]
-publish-hinfo=no
-publish-workstation=no
-`);
-  const child = pair.spawn(side, UNSHARE, [
-    "--mount", "--propagation", "private", "sh", "-c",
-    `mount -t tmpfs mandos-ts-run /run && exec ${AVAHI_DAEMON} --no-drop-root --no-chroot --no-rlimits -f ${config}`,
-  ], { env: { ...process.env, DBUS_SYSTEM_BUS_ADDRESS: bus } });
-  await waitForLine(child, (line) => line.startsWith("Server startup complete"), 15_000, "stderr");
-  return child;
-}
 
 /** Stops an avahi-daemon (SIGTERM: it withdraws what it announced) and waits for it to exit. */
 export async function stopAvahi(child: ChildProcess): Promise<void> {
@@ -111,41 +86,15 @@ export function startHostServer(pair: NetnsPair, bus: string, reference = false,
   const args = ["--foreground", "--debug", "--no-dbus", "--no-restore", "--configdir", conf, "--statedir", state, ...extra];
   const [command, argv] = reference ? [MANDOS_REFERENCE, args] : [process.execPath, [BIN_MANDOS, ...args]];
   const child = pair.spawn(pair.server, command, argv, { env: { ...process.env, DBUS_SYSTEM_BUS_ADDRESS: bus } });
-  let text = "";
-  const watchers = new Set<() => void>();
-  child.stderr!.setEncoding("utf8").on("data", (chunk: string) => {
-    text += chunk;
-    for (const w of [...watchers]) w();
-  });
-  child.stdout!.resume();
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+  const log = new LogWatch(exited);
+  child.stderr!.setEncoding("utf8").on("data", (chunk: string) => log.add(chunk));
+  child.stdout!.resume();
   return {
     child,
     exited,
-    log: () => text,
-    waitForLog(pattern, from = text.length, ms = 30_000) {
-      return new Promise((resolve, reject) => {
-        const check = (): void => {
-          const m = pattern.exec(text.slice(from));
-          if (!m) return;
-          watchers.delete(check);
-          clearTimeout(timer);
-          resolve(m[0]);
-        };
-        const timer = setTimeout(() => {
-          watchers.delete(check);
-          reject(new Error(`server log did not match ${pattern} within ${ms} ms; log:\n${text}`));
-        }, ms);
-        watchers.add(check);
-        void exited.then(() => {
-          if (!watchers.has(check)) return;
-          watchers.delete(check);
-          clearTimeout(timer);
-          reject(new Error(`server exited before its log matched ${pattern}; log:\n${text}`));
-        });
-        check();
-      });
-    },
+    log: () => log.text,
+    waitForLog: (pattern, from = log.text.length, ms = 30_000) => log.wait(pattern, from, ms),
   };
 }
 

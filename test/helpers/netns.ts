@@ -219,13 +219,14 @@ export class NetnsPair {
 
   /**
    * avahi-daemon in `side`'s namespace on its veth end only, on the bus at
-   * `busAddress`, with a private /run; resolves once it is up.
+   * `busAddress`, with a private /run, calling itself `hostName` (default:
+   * the machine's name); resolves once it is up.
    */
-  async startAvahi(side: Side, busAddress: string): Promise<ChildProcess> {
+  async startAvahi(side: Side, busAddress: string, hostName?: string): Promise<ChildProcess> {
     const dir = this.tempDir();
     const config = join(dir, "avahi-daemon.conf");
     writeFileSync(config, `[server]
-use-ipv4=yes
+${hostName === undefined ? "" : `host-name=${hostName}\n`}use-ipv4=yes
 use-ipv6=yes
 allow-interfaces=${side.link}
 enable-dbus=yes

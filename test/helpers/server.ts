@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { MANDOS_CLIENT } from "./peers.js";
+import { LogWatch } from "./log-watch.js";
 import { eventually } from "./wait.js";
 import { serverNodeFlags } from "../../bench/reboot.js";
 
@@ -102,50 +103,22 @@ export async function startServer(
     env: { ...process.env, ...env },
   });
   live.add(child);
-  let text = "";
-  const watchers = new Set<() => void>();
-  const onText = (chunk: Buffer): void => {
-    text += chunk.toString("utf8");
-    for (const w of watchers) w();
-  };
-  child.stdout?.on("data", onText);
-  child.stderr?.on("data", onText);
   const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => {
     live.delete(child);
     resolve(code);
   }));
-
-  const waitForLog = (pattern: RegExp, ms = 20_000): Promise<string> =>
-    new Promise((resolve, reject) => {
-      const check = (): void => {
-        const m = pattern.exec(text);
-        if (m) {
-          watchers.delete(check);
-          clearTimeout(timer);
-          resolve(m[0]);
-        }
-      };
-      const timer = setTimeout(() => {
-        watchers.delete(check);
-        reject(new Error(`server log did not match ${pattern} within ${ms} ms; log:\n${text}`));
-      }, ms);
-      watchers.add(check);
-      void exited.then(() => {
-        if (watchers.has(check)) {
-          watchers.delete(check);
-          clearTimeout(timer);
-          reject(new Error(`server exited before its log matched ${pattern}; log:\n${text}`));
-        }
-      });
-      check();
-    });
+  const log = new LogWatch(exited);
+  const onText = (chunk: Buffer): void => log.add(chunk.toString("utf8"));
+  child.stdout?.on("data", onText);
+  child.stderr?.on("data", onText);
+  const waitForLog = (pattern: RegExp, ms = 20_000): Promise<string> => log.wait(pattern, 0, ms);
 
   const line = await waitForLog(/Now listening on address .*?, port (\d+)/);
   const port = Number(/port (\d+)/.exec(line)?.[1]);
   return {
     process: child,
     port,
-    log: () => text,
+    log: () => log.text,
     waitForLog,
     async stop() {
       if (child.exitCode === null && child.signalCode === null) {
