@@ -4,7 +4,7 @@
 // checks let it), and TLS 1.2 handshakes our engine breaks on purpose
 // (Tls12ServerFaults). With the warning the legacy reference (the Python
 // server on GnuTLS 3.5.19) logs for each, found by sending them to it
-// (docs/OPERATION.md, "The lines themselves";
+// (docs/OPERATION.md, "Why a handshake failed";
 // test/server-legacy-clients.test.ts compares them again when a GnuTLS 3.5
 // build is at hand).
 

@@ -211,7 +211,7 @@ export async function checkTransferableKey(
     key = await openpgp.readKey({ binaryKey: new Uint8Array(keyBytes), config: { ignoreUnsupportedPackets: false, ignoreMalformedPackets: false } });
   } catch (error) {
     // GnuTLS 3.5 (the legacy reference) imports the key with OpenCDK and maps
-    // its parse errors to GNUTLS_E_INTERNAL_ERROR (docs/OPERATION.md, "Handshake failed").
+    // its parse errors to GNUTLS_E_INTERNAL_ERROR (docs/OPERATION.md, "Why a handshake failed").
     throw fromOpenPgp(error, "the key does not parse", "GNUTLS_E_INTERNAL_ERROR");
   }
   if (key.isPrivate()) throw bad("a secret key");
