@@ -25,9 +25,39 @@ const { values } = parseArgs({
 const inputs = Number(values.inputs);
 const seed = Number(values.seed);
 const started = performance.now();
+const seconds = (): string => ((performance.now() - started) / 1000).toFixed(0);
+
+/** What both targets count. */
+interface Counts {
+  readonly inputs: number;
+  readonly completed: number;
+  readonly failed: number;
+  readonly violations: readonly unknown[];
+  readonly maxInputMs: number;
+  readonly errors: Readonly<Record<string, number>>;
+}
+
+/** `extra`: the target's own counts, after the shared ones. */
+function progress(s: Counts, extra = ""): void {
+  console.log(`${s.inputs} inputs, ${seconds()} s, completed ${s.completed}, failed ${s.failed}${extra}, violations ${s.violations.length}, max ${s.maxInputMs.toFixed(1)} ms/input`);
+}
+
+/** The violations (the first 50), a summary line, the errors by kind; exit status 1 if there was a violation. */
+function finish(s: Counts, extra = ""): void {
+  for (const v of s.violations.slice(0, 50)) console.log("VIOLATION", JSON.stringify(v));
+  console.log(
+    `done: ${s.inputs} inputs in ${seconds()} s (seed ${seed}): completed ${s.completed}, failed ${s.failed}${extra}; ` +
+      `violations ${s.violations.length}; max ${s.maxInputMs.toFixed(1)} ms/input`,
+  );
+  console.log("errors:", JSON.stringify(s.errors));
+  process.exitCode = s.violations.length > 0 ? 1 : 0;
+}
+
+const mib = (bytes: number): string => (bytes / 2 ** 20).toFixed(1);
+
 if (values.legacy) {
   console.log(`fuzzing the legacy flight's certificate checks: ${inputs} inputs, seed ${seed}`);
-  const stats = await runLegacyFuzz({
+  finish(await runLegacyFuzz({
     inputs,
     seed,
     identity: await freshIdentity(2048),
@@ -35,39 +65,23 @@ if (values.legacy) {
     maxInputMs: 2000,
     now: () => performance.now(),
     onProgress: (s) => {
-      if (s.inputs % 1000 !== 0) return;
-      console.log(`${s.inputs} inputs, ${((performance.now() - started) / 1000).toFixed(0)} s, completed ${s.completed}, failed ${s.failed}, violations ${s.violations.length}, max ${s.maxInputMs.toFixed(1)} ms/input`);
+      if (s.inputs % 1000 === 0) progress(s);
+    },
+  }));
+} else {
+  console.log(`fuzzing the TLS engine: ${inputs} inputs, seed ${seed}`);
+  const stats = runFuzz({
+    inputs,
+    seed,
+    corpus: loadCorpus(),
+    // Generous: a shared, loaded machine; an input's own work is well under 10 ms.
+    maxInputMs: 1000,
+    now: () => performance.now(),
+    maxHeapGrowth: 256 * 1024 * 1024,
+    liveShare: Number(values.live),
+    onProgress: (s) => {
+      if (s.inputs % 10_000 === 0) progress(s, `, waiting ${s.waiting}, heap +${mib(s.maxHeapGrowth)} MiB`);
     },
   });
-  for (const v of stats.violations.slice(0, 50)) console.log("VIOLATION", JSON.stringify(v));
-  console.log(
-    `done: ${stats.inputs} inputs in ${((performance.now() - started) / 1000).toFixed(0)} s (seed ${seed}): completed ${stats.completed}, failed ${stats.failed}; ` +
-      `violations ${stats.violations.length}; max ${stats.maxInputMs.toFixed(1)} ms/input`,
-  );
-  console.log("errors:", JSON.stringify(stats.errors));
-  process.exit(stats.violations.length > 0 ? 1 : 0);
+  finish(stats, `, waiting ${stats.waiting}; heap growth max ${mib(stats.maxHeapGrowth)} MiB`);
 }
-console.log(`fuzzing the TLS engine: ${inputs} inputs, seed ${seed}`);
-const stats = runFuzz({
-  inputs,
-  seed,
-  corpus: loadCorpus(),
-  // Generous: a shared, loaded machine; an input's own work is well under 10 ms.
-  maxInputMs: 1000,
-  now: () => performance.now(),
-  maxHeapGrowth: 256 * 1024 * 1024,
-  liveShare: Number(values.live),
-  onProgress: (s) => {
-    if (s.inputs % 10_000 !== 0) return;
-    const secs = (performance.now() - started) / 1000;
-    console.log(`${s.inputs} inputs, ${secs.toFixed(0)} s, completed ${s.completed}, failed ${s.failed}, waiting ${s.waiting}, violations ${s.violations.length}, max ${s.maxInputMs.toFixed(1)} ms/input, heap +${(s.maxHeapGrowth / 2 ** 20).toFixed(1)} MiB`);
-  },
-});
-for (const v of stats.violations.slice(0, 50)) console.log("VIOLATION", JSON.stringify(v));
-const secs = (performance.now() - started) / 1000;
-console.log(
-  `done: ${stats.inputs} inputs in ${secs.toFixed(0)} s (seed ${seed}): completed ${stats.completed}, failed ${stats.failed}, waiting ${stats.waiting}; ` +
-    `violations ${stats.violations.length}; max ${stats.maxInputMs.toFixed(1)} ms/input; heap growth max ${(stats.maxHeapGrowth / 2 ** 20).toFixed(1)} MiB`,
-);
-console.log("errors:", JSON.stringify(stats.errors));
-process.exitCode = stats.violations.length > 0 ? 1 : 0;
