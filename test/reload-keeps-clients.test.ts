@@ -5,7 +5,7 @@
 // it was read and parsed whole; a file that really lists no client (and only
 // that) removes them all.
 
-import { test } from "node:test";
+import { test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
 import { createHash, generateKeyPairSync, randomBytes } from "node:crypto";
 import { chmodSync, mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from "node:fs";
@@ -76,7 +76,11 @@ async function wave(port: number, machines: readonly Machine[], during: Promise<
 
 const asRoot = process.getuid?.() === 0;
 
-test("SIGHUP during a reboot wave keeps every client unless the file was read, parsed, and lists none", { timeout: 180_000 }, async (t) => {
+/**
+ * The scenario, on a server started with `threading`: inline, or serve
+ * threads, whose client tables each reload has to reach.
+ */
+async function reloadDuringWaves(t: TestContext, threading: readonly string[]): Promise<void> {
   const root = mkdtempSync(join(tmpdir(), "mandos-ts-reload-"));
   t.after(() => rmSync(root, { recursive: true, force: true }));
   const conf = join(root, "conf");
@@ -91,7 +95,7 @@ test("SIGHUP during a reboot wave keeps every client unless the file was read, p
   writeFileSync(clientsConf, file, { mode: 0o600 });
   chmodSync(clientsConf, 0o600);
 
-  const server = await startServer(["--configdir", conf, "--statedir", state, "--port", "0", "--workers", "0"], {}, { keepClientsConfPrivate: true });
+  const server = await startServer(["--configdir", conf, "--statedir", state, "--port", "0", ...threading], {}, { keepClientsConfPrivate: true });
   t.after(() => server.stop());
   if (asRoot) {
     // The premise: the server really runs as a user that cannot open the file.
@@ -147,4 +151,10 @@ test("SIGHUP during a reboot wave keeps every client unless the file was read, p
     // Its key ID is no client's now: refused before its signature is checked (access_denied).
     { code: "MANDOS_CLIENT_TLS", message: /alert 49/ });
   await server.waitForLog(/Client not found for key ID/);
-});
+}
+
+const TITLE = "SIGHUP during a reboot wave keeps every client unless the file was read, parsed, and lists none";
+
+test(TITLE, { timeout: 180_000 }, (t) => reloadDuringWaves(t, ["--workers", "0"]));
+
+test(`${TITLE}: on serve threads`, { timeout: 180_000 }, (t) => reloadDuringWaves(t, ["--serve-threads", "2"]));
