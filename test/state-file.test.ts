@@ -9,7 +9,8 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ClientRegistry, type CheckerSpawner } from "../src/main/clients/registry.js";
-import type { ClientRecord, ClientRuntime } from "../src/main/clients/record.js";
+import type { ClientRecord } from "../src/main/clients/record.js";
+import type { ClientRuntime } from "../src/main/clients/contract.js";
 import { ManualClock } from "../src/main/clock.js";
 import { silentLogger } from "../src/main/daemon/log.js";
 import { AUDIT_MS, buildState, readState, restoreState, sealSecret, StateSerialiser, writeAtomically, writeAtomicallyInBackground, type StateFile } from "../src/main/state/state-file.js";

@@ -35,7 +35,7 @@ import { runSelfTest } from "./daemon/self-test.js";
 import { readState, restoreState, StateSaver, StateSerialiser, STATE_FILE_NAME, STATE_PREPARE_DELAY_MS, STATE_PREPARE_SLICE_MS, STATE_WARM_SLICE_MS, type ClientView, type ConfigField } from "./state/state-file.js";
 import { checkStateDirWritable, prepareStateDir } from "./state/state-dir.js";
 import { migrateReferenceState } from "./state/pickle-import.js";
-import type { Announcement } from "./zeroconf/announce.js";
+import type { Announcement } from "./zeroconf/announcement.js";
 import type { DbusService } from "./dbus/index.js";
 import type { FleetState } from "./fleet/fleet-state.js";
 import { collectGarbage, HeapWatch } from "./daemon/memory.js";

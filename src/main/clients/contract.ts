@@ -6,7 +6,24 @@
 
 import type { ClientSettings } from "./settings.js";
 import type { ClientPatch, ClientProperty } from "./runtime-settings.js";
-import type { ClientRuntime } from "./record.js";
+
+/**
+ * Runtime state that persists (see ../state/state-file.ts); the rest comes
+ * from clients.conf. A record's is never changed in place but replaced
+ * (record.ts, ClientRecord.setRuntime), frozen, as its settings are: the state file
+ * keeps what it last wrote by reference instead of a copy of each
+ * client's (10,000 clients: ~3 MiB of heap less).
+ */
+export interface ClientRuntime {
+  readonly enabled: boolean;
+  readonly created: number;
+  readonly lastEnabled: number | null;
+  readonly expires: number | null;
+  readonly lastCheckedOk: number | null;
+  readonly lastApprovalRequest: number | null;
+  readonly lastCheckerStatus: number;
+  readonly lastCheckerSignal: number | null;
+}
 
 /** A read-only snapshot of one client, named after the D-Bus properties (DBUS-API). */
 export interface ClientView {

@@ -4,28 +4,10 @@
 // the fields they are named after.
 
 import type { Clock, TimerHandle } from "../clock.js";
-import type { ClientProperty, ClientView, PendingRequest, RegistryEvent } from "./contract.js";
+import type { ClientProperty, ClientRuntime, ClientView, PendingRequest, RegistryEvent } from "./contract.js";
 import type { ClientSettings } from "./settings.js";
 import { settingsDiff } from "./runtime-settings.js";
 import type { Channel, ClientDisabled } from "../events.js";
-
-/**
- * Runtime state that persists (see ../state/state-file.ts); the rest comes
- * from clients.conf. A record's is never changed in place but replaced
- * (ClientRecord.setRuntime), frozen, as its settings are: the state file
- * keeps what it last wrote by reference instead of a copy of each
- * client's (10,000 clients: ~3 MiB of heap less).
- */
-export interface ClientRuntime {
-  readonly enabled: boolean;
-  readonly created: number;
-  readonly lastEnabled: number | null;
-  readonly expires: number | null;
-  readonly lastCheckedOk: number | null;
-  readonly lastApprovalRequest: number | null;
-  readonly lastCheckerStatus: number;
-  readonly lastCheckerSignal: number | null;
-}
 
 /** A running checker (checker.ts spawns it). */
 export interface CheckerProcess {

@@ -19,9 +19,9 @@ import type { Logger } from "../daemon/log.js";
 import { events } from "../events.js";
 import { ApprovalGate } from "./approval.js";
 import { CheckerRunner, checkerCommand, MAX_CONCURRENT_CHECKERS, shellSpawner, type CheckerSpawner } from "./checker.js";
-import type { ClientCounts, ClientProperty, ClientView, PendingRequest, Registry, RegistryEvent, SecretDecision, SharedClientState } from "./contract.js";
+import type { ClientCounts, ClientProperty, ClientRuntime, ClientView, PendingRequest, Registry, RegistryEvent, SecretDecision, SharedClientState } from "./contract.js";
 import { Expiry } from "./expiry.js";
-import { ClientRecord, freshRuntime, publish, type ClientHost, type ClientRuntime, type DisableCause } from "./record.js";
+import { ClientRecord, freshRuntime, publish, type ClientHost, type DisableCause } from "./record.js";
 import { RUNTIME_SETTINGS, type ClientPatch } from "./runtime-settings.js";
 import type { ClientSettings } from "./settings.js";
 import { EMPTY_KEY_ID } from "./settings.js";
@@ -29,7 +29,8 @@ import { ownedCopy } from "../../tls/record.js";
 import { CodedError } from "../../errors.js";
 
 export { MAX_CONCURRENT_CHECKERS, shellSpawner, freshRuntime };
-export type { CheckerProcess, ClientRuntime } from "./record.js";
+export type { CheckerProcess } from "./record.js";
+export type { ClientRuntime } from "./contract.js";
 export type { CheckerSpawner };
 
 export interface RegistryDeps {

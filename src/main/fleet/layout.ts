@@ -24,7 +24,7 @@
 // The Secret property has no row: no secret is ever written to etcd.
 
 import type { ClientProperty, ClientView, PendingRequest, SharedClientState } from "../clients/contract.js";
-import type { ClientRuntime } from "../clients/record.js";
+import type { ClientRuntime } from "../clients/contract.js";
 import { RUNTIME_SETTINGS } from "../clients/runtime-settings.js";
 
 type Json = string | number | boolean | null;

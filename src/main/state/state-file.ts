@@ -26,7 +26,7 @@
 import { createCipheriv, createDecipheriv, hkdfSync } from "node:crypto";
 import { closeSync, constants, fstatSync, openSync, readFileSync } from "node:fs";
 import type { ClientSettings } from "../clients/settings.js";
-import type { ClientRuntime } from "../clients/record.js";
+import type { ClientRuntime } from "../clients/contract.js";
 import { PLAIN_SETTINGS, type PlainSetting } from "../clients/runtime-settings.js";
 import type { Logger } from "../daemon/log.js";
 import { reasonInWords } from "../config/os-error.js";

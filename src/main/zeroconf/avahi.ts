@@ -30,7 +30,7 @@ import { pyRepr } from "../python/repr.js";
 import type { WireValue } from "../dbus/values.js";
 import { BUS_CONNECT_TIMEOUT_MS, BusConnection, type BusSignal } from "../dbus/connection.js";
 import { DBUS_ERROR, DbusError } from "../dbus/errors.js";
-import type { Announcement, AnnouncementOptions } from "./announce.js";
+import type { Announcement, AnnouncementOptions } from "./announcement.js";
 
 /** avahi-common/dbus.h and defs.h. */
 export const AVAHI = {
