@@ -10,9 +10,9 @@ import type { ClientPatch, ClientProperty } from "./runtime-settings.js";
 /**
  * Runtime state that persists (see ../state/state-file.ts); the rest comes
  * from clients.conf. A record's is never changed in place but replaced
- * (record.ts, ClientRecord.setRuntime), frozen, as its settings are: the state file
- * keeps what it last wrote by reference instead of a copy of each
- * client's (10,000 clients: ~3 MiB of heap less).
+ * (record.ts, ClientRecord.setRuntime), frozen, as its settings are: the
+ * state file keeps what it last wrote by reference instead of a copy of
+ * each client's (10,000 clients: ~3 MiB of heap less).
  */
 export interface ClientRuntime {
   readonly enabled: boolean;
