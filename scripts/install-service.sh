@@ -1,0 +1,67 @@
+#!/bin/sh
+# Installs mandos-ts as the system's Mandos service, after `npm install -g`
+# from this checkout: the systemd unit (contrib/systemd/mandos.service) as
+# /etc/systemd/system/mandos.service, which takes the place of the Debian
+# mandos package's own unit, with ExecStart naming our `mandos` where npm
+# put it; /etc/default/mandos, unless there is one (the Debian package's
+# has the same settings); and our D-Bus policy, unless the Debian
+# package's is there. It never runs systemctl; it says what to run next.
+#
+#   sudo npm install -g . && sudo sh scripts/install-service.sh
+#
+# Our `mandos` is looked for in npm's global bin directory (`npm prefix
+# -g`: /usr/local with Debian's npm, /usr with NodeSource's), or given as
+# MANDOS_BIN. Not /usr/sbin/mandos: that is the Python server of Debian's
+# mandos package, whose log lines ours share character for character.
+# DESTDIR puts the files under another root (tests).
+set -eu
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+destdir=${DESTDIR:-}
+
+if [ -z "${MANDOS_BIN:-}" ]; then
+  prefix=$(npm prefix -g) || { echo "install-service: npm prefix -g failed; give our mandos as MANDOS_BIN" >&2; exit 1; }
+  MANDOS_BIN="$prefix/bin/mandos"
+fi
+case "$MANDOS_BIN" in
+  /*) ;;
+  *) echo "install-service: MANDOS_BIN must be an absolute path, not $MANDOS_BIN" >&2; exit 1 ;;
+esac
+# Ours says so in its version; the Python server's does not.
+version=$("$MANDOS_BIN" --version 2>&1) || { echo "install-service: $MANDOS_BIN does not run (install it first: npm install -g .)" >&2; exit 1; }
+case "$version" in
+  *mandos-ts*) ;;
+  *) echo "install-service: $MANDOS_BIN is not mandos-ts (it says: $version)" >&2; exit 1 ;;
+esac
+case "$MANDOS_BIN" in
+  *[!A-Za-z0-9/._+-]*) echo "install-service: $MANDOS_BIN has characters a unit's ExecStart would need quoted" >&2; exit 1 ;;
+esac
+
+unit="$destdir/etc/systemd/system/mandos.service"
+mkdir -p "$(dirname "$unit")"
+sed "s|^ExecStart=[^ ]*|ExecStart=$MANDOS_BIN|" "$repo/contrib/systemd/mandos.service" > "$unit.tmp"
+chmod 644 "$unit.tmp"
+mv "$unit.tmp" "$unit"
+echo "installed $unit (ExecStart=$MANDOS_BIN)"
+
+defaults="$destdir/etc/default/mandos"
+if [ -e "$defaults" ]; then
+  echo "kept $defaults"
+else
+  mkdir -p "$(dirname "$defaults")"
+  install -m 644 "$repo/contrib/default/mandos" "$defaults"
+  echo "installed $defaults"
+fi
+
+policy_dir="$destdir/etc/dbus-1/system.d"
+if [ -e "$policy_dir/mandos.conf" ]; then
+  echo "kept $policy_dir/mandos.conf (the Debian package's D-Bus policy, the same rules as ours)"
+else
+  mkdir -p "$policy_dir"
+  install -m 644 "$repo/contrib/dbus/mandos-ts.conf" "$policy_dir/mandos-ts.conf"
+  echo "installed $policy_dir/mandos-ts.conf"
+fi
+
+if [ -z "$destdir" ]; then
+  echo "next: systemctl daemon-reload && systemctl enable --now mandos"
+fi

@@ -1,0 +1,77 @@
+// scripts/install-service.sh: after `npm install -g` from this checkout, the
+// systemd unit it installs starts our server, not the Python server of
+// Debian's mandos package (/usr/sbin/mandos), and it leaves the admin's
+// own /etc/default/mandos and the package's D-Bus policy as they are.
+// Into a scratch root (DESTDIR) and a scratch npm prefix: nothing of the
+// machine's own /etc or npm is touched.
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { MANDOS_REFERENCE, missing } from "./helpers/peers.js";
+import { REPO, run } from "./helpers/server.js";
+
+const SCRIPT = join(REPO, "scripts/install-service.sh");
+const UNIT = readFileSync(join(REPO, "contrib/systemd/mandos.service"), "utf8");
+
+const execStart = (unit: string): string | undefined => /^ExecStart=(\S+)/m.exec(unit)?.[1];
+
+test("install-service.sh: the unit names our mandos where npm install -g put it", { timeout: 180_000 }, async (t) => {
+  const scratch = mkdtempSync(join(tmpdir(), "mandos-ts-install-"));
+  t.after(() => rmSync(scratch, { recursive: true, force: true }));
+  const prefix = join(scratch, "npm");
+  const root = join(scratch, "root");
+  // From this checkout, as the admin does (a folder installs as a link to
+  // it; its scripts have run already, at npm ci).
+  const installed = await run("npm", ["install", "-g", "--prefix", prefix, "--ignore-scripts", "--no-audit", "--no-fund", REPO], 150_000);
+  assert.equal(installed.code, 0, installed.stderr);
+
+  const env = { DESTDIR: root, npm_config_prefix: prefix };
+  const result = await run("sh", [SCRIPT], 60_000, env);
+  assert.equal(result.code, 0, result.stderr);
+
+  const unit = readFileSync(join(root, "etc/systemd/system/mandos.service"), "utf8");
+  const bin = execStart(unit);
+  assert.equal(bin, join(prefix, "bin/mandos"));
+  // The same unit but for the program: its options and sandboxing as shipped.
+  assert.equal(unit.replace(/^ExecStart=\S+/m, ""), UNIT.replace(/^ExecStart=\S+/m, ""));
+  assert.match(unit, /^ExecStart=\S+ --foreground \$DAEMON_ARGS$/m);
+  const version = await run(bin!, ["--version"]);
+  assert.match(version.stdout.toString() + version.stderr, /^mandos 1\.8\.16 \(mandos-ts /);
+
+  assert.equal(readFileSync(join(root, "etc/default/mandos"), "utf8"), readFileSync(join(REPO, "contrib/default/mandos"), "utf8"));
+  assert.equal(
+    readFileSync(join(root, "etc/dbus-1/system.d/mandos-ts.conf"), "utf8"),
+    readFileSync(join(REPO, "contrib/dbus/mandos-ts.conf"), "utf8"),
+  );
+  assert.doesNotMatch(result.stdout.toString(), /systemctl/, "with DESTDIR it names no systemctl step");
+
+  // Run again over an admin's own defaults and the Debian package's policy:
+  // both kept, and no second policy beside the package's.
+  const again = join(scratch, "again");
+  mkdirSync(join(again, "etc/default"), { recursive: true });
+  mkdirSync(join(again, "etc/dbus-1/system.d"), { recursive: true });
+  writeFileSync(join(again, "etc/default/mandos"), 'DAEMON_ARGS="--debuglevel INFO"\n');
+  writeFileSync(join(again, "etc/dbus-1/system.d/mandos.conf"), "<busconfig/>\n");
+  const kept = await run("sh", [SCRIPT], 60_000, { ...env, DESTDIR: again });
+  assert.equal(kept.code, 0, kept.stderr);
+  assert.equal(readFileSync(join(again, "etc/default/mandos"), "utf8"), 'DAEMON_ARGS="--debuglevel INFO"\n');
+  assert.ok(!existsSync(join(again, "etc/dbus-1/system.d/mandos-ts.conf")));
+  assert.equal(execStart(readFileSync(join(again, "etc/systemd/system/mandos.service"), "utf8")), join(prefix, "bin/mandos"));
+});
+
+test("install-service.sh refuses a mandos that is not ours, and writes nothing", { skip: missing(MANDOS_REFERENCE) }, async (t) => {
+  const root = mkdtempSync(join(tmpdir(), "mandos-ts-install-"));
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  const result = await run("sh", [SCRIPT], 60_000, { DESTDIR: root, MANDOS_BIN: MANDOS_REFERENCE });
+  assert.notEqual(result.code, 0);
+  assert.match(result.stderr, /\/usr\/sbin\/mandos is not mandos-ts/);
+  assert.ok(!existsSync(join(root, "etc")));
+});
+
+test("the shipped unit does not start the Python server", () => {
+  // Where Debian's npm installs ours; /usr/sbin/mandos is the mandos package's.
+  assert.equal(execStart(UNIT), "/usr/local/bin/mandos");
+});
