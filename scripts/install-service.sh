@@ -37,6 +37,24 @@ case "$MANDOS_BIN" in
   *[!A-Za-z0-9/._+-]*) echo "install-service: $MANDOS_BIN has characters a unit's ExecStart would need quoted" >&2; exit 1 ;;
 esac
 
+# What the unit's sandbox hides from the service, and the PATH systemd
+# gives it (bin/mandos runs `node` from it): said now, not at the next boot.
+real=$(readlink -f "$MANDOS_BIN")
+case "$real" in
+  /home/*|/root/*|/run/user/*)
+    echo "install-service: warning: $MANDOS_BIN is $real, which the unit's ProtectHome=yes hides: the service would not start. Keep the checkout elsewhere (/opt/mandos-ts, say) and install again." >&2 ;;
+  /tmp/*|/var/tmp/*)
+    echo "install-service: warning: $MANDOS_BIN is $real, which the unit's PrivateTmp=yes hides: the service would not start. Keep the checkout elsewhere (/opt/mandos-ts, say) and install again." >&2 ;;
+esac
+if ! node=$(PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin command -v node); then
+  echo "install-service: warning: no node on the service's PATH (/usr/local/bin, /usr/bin, ...): the service would not start. Install Node.js there (Debian's nodejs, or NodeSource's)." >&2
+else
+  case "$(readlink -f "$node")" in
+    /home/*|/root/*|/run/user/*|/tmp/*|/var/tmp/*)
+      echo "install-service: warning: the service's node is $(readlink -f "$node"), which the unit's sandbox hides: the service would not start." >&2 ;;
+  esac
+fi
+
 unit="$destdir/etc/systemd/system/mandos.service"
 mkdir -p "$(dirname "$unit")"
 sed "s|^ExecStart=[^ ]*|ExecStart=$MANDOS_BIN|" "$repo/contrib/systemd/mandos.service" > "$unit.tmp"

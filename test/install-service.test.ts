@@ -71,6 +71,19 @@ test("install-service.sh refuses a mandos that is not ours, and writes nothing",
   assert.ok(!existsSync(join(root, "etc")));
 });
 
+test("install-service.sh warns when the unit's sandbox would hide our mandos", async (t) => {
+  // A stand-in that answers --version as ours does, under /tmp, which the
+  // unit's PrivateTmp=yes replaces with an empty one.
+  const scratch = mkdtempSync(join("/tmp", "mandos-ts-install-"));
+  t.after(() => rmSync(scratch, { recursive: true, force: true }));
+  const bin = join(scratch, "mandos");
+  writeFileSync(bin, "#!/bin/sh\necho 'mandos 1.8.16 (mandos-ts 0.1.0)'\n", { mode: 0o755 });
+  const result = await run("sh", [SCRIPT], 60_000, { DESTDIR: join(scratch, "root"), MANDOS_BIN: bin });
+  assert.equal(result.code, 0, result.stderr);
+  assert.match(result.stderr, /warning: .*mandos-ts-install-.*\/mandos is .*, which the unit's PrivateTmp=yes hides: the service would not start/);
+  assert.equal(execStart(readFileSync(join(scratch, "root/etc/systemd/system/mandos.service"), "utf8")), bin);
+});
+
 test("the shipped unit does not start the Python server", () => {
   // Where Debian's npm installs ours; /usr/sbin/mandos is the mandos package's.
   assert.equal(execStart(UNIT), "/usr/local/bin/mandos");
