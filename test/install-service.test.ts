@@ -25,7 +25,7 @@ test("install-service.sh: the unit names our mandos where npm install -g put it"
   const root = join(scratch, "root");
   // From this checkout, as the admin does (a folder installs as a link to
   // it; its scripts have run already, at npm ci).
-  const installed = await run("npm", ["install", "-g", "--prefix", prefix, "--ignore-scripts", "--no-audit", "--no-fund", REPO], 150_000);
+  const installed = await run("npm", ["install", "-g", "--prefix", prefix, "--ignore-scripts", "--offline", "--no-audit", "--no-fund", REPO], 150_000);
   assert.equal(installed.code, 0, installed.stderr);
 
   const env = { DESTDIR: root, npm_config_prefix: prefix };
