@@ -27,32 +27,35 @@ case "$MANDOS_BIN" in
   /*) ;;
   *) echo "install-service: MANDOS_BIN must be an absolute path, not $MANDOS_BIN" >&2; exit 1 ;;
 esac
+case "$MANDOS_BIN" in
+  *[!A-Za-z0-9/._+-]*) echo "install-service: $MANDOS_BIN has characters a unit's ExecStart would need quoted" >&2; exit 1 ;;
+esac
 # Ours says so in its version; the Python server's does not.
 version=$("$MANDOS_BIN" --version 2>&1) || { echo "install-service: $MANDOS_BIN does not run (install it first: npm install -g .)" >&2; exit 1; }
 case "$version" in
   *mandos-ts*) ;;
   *) echo "install-service: $MANDOS_BIN is not mandos-ts (it says: $version)" >&2; exit 1 ;;
 esac
-case "$MANDOS_BIN" in
-  *[!A-Za-z0-9/._+-]*) echo "install-service: $MANDOS_BIN has characters a unit's ExecStart would need quoted" >&2; exit 1 ;;
-esac
 
 # What the unit's sandbox hides from the service, and the PATH systemd
 # gives it (bin/mandos runs `node` from it): said now, not at the next boot.
-real=$(readlink -f "$MANDOS_BIN")
-case "$real" in
-  /home/*|/root/*|/run/user/*)
-    echo "install-service: warning: $MANDOS_BIN is $real, which the unit's ProtectHome=yes hides: the service would not start. Keep the checkout elsewhere (/opt/mandos-ts, say) and install again." >&2 ;;
-  /tmp/*|/var/tmp/*)
-    echo "install-service: warning: $MANDOS_BIN is $real, which the unit's PrivateTmp=yes hides: the service would not start. Keep the checkout elsewhere (/opt/mandos-ts, say) and install again." >&2 ;;
-esac
-if ! node=$(PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin command -v node); then
-  echo "install-service: warning: no node on the service's PATH (/usr/local/bin, /usr/bin, ...): the service would not start. Install Node.js there (Debian's nodejs, or NodeSource's)." >&2
-else
-  case "$(readlink -f "$node")" in
-    /home/*|/root/*|/run/user/*|/tmp/*|/var/tmp/*)
-      echo "install-service: warning: the service's node is $(readlink -f "$node"), which the unit's sandbox hides: the service would not start." >&2 ;;
+hidden_by() {
+  case "$1" in
+    /home/*|/root/*|/run/user/*) echo "ProtectHome=yes" ;;
+    /tmp/*|/var/tmp/*) echo "PrivateTmp=yes" ;;
   esac
+}
+# $1: what, as the warning names it; $2: its path.
+warn_if_hidden() {
+  real=$(readlink -f "$2")
+  setting=$(hidden_by "$real")
+  [ -z "$setting" ] || echo "install-service: warning: $1 is $real, which the unit's $setting hides: the service would not start. Keep it elsewhere (the checkout in /opt/mandos-ts, say) and install again." >&2
+}
+warn_if_hidden "$MANDOS_BIN" "$MANDOS_BIN"
+if node=$(PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin command -v node); then
+  warn_if_hidden "the service's node" "$node"
+else
+  echo "install-service: warning: no node on the service's PATH (/usr/local/bin, /usr/bin, ...): the service would not start. Install Node.js there (Debian's nodejs, or NodeSource's)." >&2
 fi
 
 unit="$destdir/etc/systemd/system/mandos.service"

@@ -252,7 +252,6 @@ describe("the real GnuTLS 3.5 legacy mandos-client (MANDOS_LEGACY_PEER_DIR)", { 
     let text = "";
     reference.stdout.on("data", (d: Buffer) => (text += d.toString("utf8")));
     reference.stderr.on("data", (d: Buffer) => (text += d.toString("utf8")));
-    const warnings = loggedWarnings;
     const recorded = await recordedIdentity();
     const faults = await legacyFaults(recorded.publicKey);
     try {
@@ -263,12 +262,12 @@ describe("the real GnuTLS 3.5 legacy mandos-client (MANDOS_LEGACY_PEER_DIR)", { 
           // so that no source spends more than its burst of log lines.
           for (const [port_, log, host] of [[port, () => text, "::1"], [ours.port, () => ours.log(), i % 2 === 0 ? "::1" : "127.0.0.1"]] as const) {
             await assert.rejects(legacyFetch(port_, { ...recorded, publicKey: fault.key ?? recorded.publicKey }, fault.faults, host), Error, fault.name);
-            await eventually(() => warnings(log()).length > i, { what: `a warning for ${fault.name}`, context: log });
+            await eventually(() => loggedWarnings(log()).length > i, { what: `a warning for ${fault.name}`, context: log });
           }
         }
         const expected = faults.map((f) => f.warning);
-        assert.deepEqual(warnings(text), expected, "the reference's, as legacy-faults.ts has them");
-        assert.deepEqual(warnings(ours.log()), expected, "ours");
+        assert.deepEqual(loggedWarnings(text), expected, "the reference's, as legacy-faults.ts has them");
+        assert.deepEqual(loggedWarnings(ours.log()), expected, "ours");
         assert.equal((ours.log().match(/Sending secret/g) ?? []).length, 0);
       });
     } finally {
