@@ -1,13 +1,16 @@
 #!/bin/sh
 # Installs mandos-ts as the system's Mandos service, after `npm install -g`
-# from this checkout: the systemd unit (contrib/systemd/mandos.service) as
-# /etc/systemd/system/mandos.service, which takes the place of the Debian
-# mandos package's own unit, with ExecStart naming our `mandos` where npm
-# put it; /etc/default/mandos, unless there is one (the Debian package's
-# has the same settings); and our D-Bus policy, unless the Debian
-# package's is there. It never runs systemctl; it says what to run next.
+# (of the tarball `npm pack` makes, or of a checkout): the systemd unit
+# (contrib/systemd/mandos.service) as /etc/systemd/system/mandos.service,
+# which takes the place of the Debian mandos package's own unit, with
+# ExecStart naming our `mandos` where npm put it; /etc/default/mandos,
+# unless there is one (the Debian package's has the same settings), with a
+# DAEMON= line naming ours for the package's sysvinit script
+# (/etc/init.d/mandos runs $DAEMON, by default /usr/sbin/mandos); and our
+# D-Bus policy, unless the package's is there. It never runs systemctl or
+# the init script; it says what to run next.
 #
-#   sudo npm install -g . && sudo sh scripts/install-service.sh
+#   npm pack && sudo npm install -g ./mandos-ts-*.tgz && sudo sh scripts/install-service.sh
 #
 # Our `mandos` is looked for in npm's global bin directory (`npm prefix
 # -g`: /usr/local with Debian's npm, /usr with NodeSource's), or given as
@@ -31,7 +34,7 @@ case "$MANDOS_BIN" in
   *[!A-Za-z0-9/._+-]*) echo "install-service: $MANDOS_BIN has characters a unit's ExecStart would need quoted" >&2; exit 1 ;;
 esac
 # Ours says so in its version; the Python server's does not.
-version=$("$MANDOS_BIN" --version 2>&1) || { echo "install-service: $MANDOS_BIN does not run (install it first: npm install -g .)" >&2; exit 1; }
+version=$("$MANDOS_BIN" --version 2>&1) || { echo "install-service: $MANDOS_BIN does not run (install it first: npm pack && npm install -g ./mandos-ts-*.tgz)" >&2; exit 1; }
 case "$version" in
   *mandos-ts*) ;;
   *) echo "install-service: $MANDOS_BIN is not mandos-ts (it says: $version)" >&2; exit 1 ;;
@@ -73,6 +76,23 @@ else
   install -m 644 "$repo/contrib/default/mandos" "$defaults"
   echo "installed $defaults"
 fi
+# Debian's init script sets DAEMON=/usr/sbin/mandos, then reads this file;
+# the unit names ours itself and reads only DAEMON_ARGS. One DAEMON= line,
+# ours, in place of any other (written beside, then renamed over).
+daemon_line="DAEMON=$MANDOS_BIN"
+note="# Our mandos, for /etc/init.d/mandos (set by mandos-ts's install-service.sh)."
+if grep -qxF "$daemon_line" "$defaults" && [ "$(grep -c '^[[:space:]]*DAEMON=' "$defaults")" = 1 ]; then
+  echo "kept $daemon_line in $defaults"
+else
+  others=$(grep '^[[:space:]]*DAEMON=' "$defaults" | grep -vxF "$daemon_line" | tr '\n' ' ') || true
+  cp -p "$defaults" "$defaults.tmp"
+  { grep -v -e '^[[:space:]]*DAEMON=' -e "^$note\$" "$defaults" || true
+    echo "$note"
+    echo "$daemon_line"
+  } > "$defaults.tmp"
+  mv "$defaults.tmp" "$defaults"
+  echo "set $daemon_line in $defaults${others:+ (was: ${others% })}"
+fi
 
 policy_dir="$destdir/etc/dbus-1/system.d"
 if [ -e "$policy_dir/mandos.conf" ]; then
@@ -84,5 +104,9 @@ else
 fi
 
 if [ -z "$destdir" ]; then
-  echo "next: systemctl daemon-reload && systemctl enable --now mandos"
+  if [ -d /run/systemd/system ]; then
+    echo "next: systemctl daemon-reload && systemctl enable --now mandos"
+  else
+    echo "next (no systemd runs here): /etc/init.d/mandos restart"
+  fi
 fi

@@ -1,13 +1,14 @@
 // scripts/install-service.sh: after `npm install -g` from this checkout, the
 // systemd unit it installs starts our server, not the Python server of
 // Debian's mandos package (/usr/sbin/mandos), and it leaves the admin's
-// own /etc/default/mandos and the package's D-Bus policy as they are.
+// own /etc/default/mandos and the package's D-Bus policy as they are, but
+// for one DAEMON= line naming ours, which Debian's init script runs.
 // Into a scratch root (DESTDIR) and a scratch npm prefix: nothing of the
 // machine's own /etc or npm is touched.
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { MANDOS_REFERENCE, missing } from "./helpers/peers.js";
@@ -17,6 +18,8 @@ const SCRIPT = join(REPO, "scripts/install-service.sh");
 const UNIT = readFileSync(join(REPO, "contrib/systemd/mandos.service"), "utf8");
 
 const execStart = (unit: string): string | undefined => /^ExecStart=(\S+)/m.exec(unit)?.[1];
+/** What the script adds to /etc/default/mandos for Debian's /etc/init.d/mandos. */
+const daemonLines = (bin: string): string => `# Our mandos, for /etc/init.d/mandos (set by mandos-ts's install-service.sh).\nDAEMON=${bin}\n`;
 
 test("install-service.sh: the unit names our mandos where npm install -g put it", { timeout: 180_000 }, async (t) => {
   const scratch = mkdtempSync(join(tmpdir(), "mandos-ts-install-"));
@@ -41,7 +44,8 @@ test("install-service.sh: the unit names our mandos where npm install -g put it"
   const version = await run(bin!, ["--version"]);
   assert.match(version.stdout.toString() + version.stderr, /^mandos 1\.8\.16 \(mandos-ts /);
 
-  assert.equal(readFileSync(join(root, "etc/default/mandos"), "utf8"), readFileSync(join(REPO, "contrib/default/mandos"), "utf8"));
+  // The shipped defaults, and for Debian's init script a DAEMON= naming ours.
+  assert.equal(readFileSync(join(root, "etc/default/mandos"), "utf8"), readFileSync(join(REPO, "contrib/default/mandos"), "utf8") + daemonLines(bin!));
   assert.equal(
     readFileSync(join(root, "etc/dbus-1/system.d/mandos-ts.conf"), "utf8"),
     readFileSync(join(REPO, "contrib/dbus/mandos-ts.conf"), "utf8"),
@@ -53,11 +57,19 @@ test("install-service.sh: the unit names our mandos where npm install -g put it"
   const again = join(scratch, "again");
   mkdirSync(join(again, "etc/default"), { recursive: true });
   mkdirSync(join(again, "etc/dbus-1/system.d"), { recursive: true });
-  writeFileSync(join(again, "etc/default/mandos"), 'DAEMON_ARGS="--debuglevel INFO"\n');
+  writeFileSync(join(again, "etc/default/mandos"), 'DAEMON_ARGS="--debuglevel INFO"\nDAEMON=/usr/sbin/mandos\n', { mode: 0o640 });
   writeFileSync(join(again, "etc/dbus-1/system.d/mandos.conf"), "<busconfig/>\n");
   const kept = await run("sh", [SCRIPT], 60_000, { ...env, DESTDIR: again });
   assert.equal(kept.code, 0, kept.stderr);
-  assert.equal(readFileSync(join(again, "etc/default/mandos"), "utf8"), 'DAEMON_ARGS="--debuglevel INFO"\n');
+  // The admin's settings kept, its mode too; its DAEMON= now ours.
+  assert.equal(readFileSync(join(again, "etc/default/mandos"), "utf8"), `DAEMON_ARGS="--debuglevel INFO"\n${daemonLines(bin!)}`);
+  assert.equal(statSync(join(again, "etc/default/mandos")).mode & 0o777, 0o640);
+  assert.match(kept.stdout.toString(), new RegExp(`^set DAEMON=${bin} in .*/etc/default/mandos \\(was: DAEMON=/usr/sbin/mandos\\)$`, "m"));
+  // A third run changes nothing.
+  const third = await run("sh", [SCRIPT], 60_000, { ...env, DESTDIR: again });
+  assert.equal(third.code, 0, third.stderr);
+  assert.match(third.stdout.toString(), new RegExp(`^kept DAEMON=${bin} in `, "m"));
+  assert.equal(readFileSync(join(again, "etc/default/mandos"), "utf8"), `DAEMON_ARGS="--debuglevel INFO"\n${daemonLines(bin!)}`);
   assert.ok(!existsSync(join(again, "etc/dbus-1/system.d/mandos-ts.conf")));
   assert.equal(execStart(readFileSync(join(again, "etc/systemd/system/mandos.service"), "utf8")), join(prefix, "bin/mandos"));
 });
