@@ -1,10 +1,11 @@
 // The tarball `npm pack` makes, as an admin deploys it to a fleet of Mandos
 // servers: it holds the built server, its production dependencies and the
 // built addon, and none of the tests; it installs with `npm install -g`
-// where there is neither a registry nor a compiler, and the server it
-// installs serves the real mandos-client. And the addon's build script
-// (scripts/build-addon.sh, the package's install script) keeps the addon it
-// finds only when built from the same sources and loadable.
+// where there is neither a registry nor a compiler; the server it installs
+// serves the real mandos-client, and its mandos-keygen makes keys. And the
+// addon's build script (scripts/build-addon.sh, the package's install
+// script) keeps the addon it finds only when built from the same sources
+// and loadable.
 
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
@@ -84,6 +85,12 @@ test(
     const bin = join(prefix, "bin/mandos");
     const version = await run(bin, ["--version"]);
     assert.match(version.stdout.toString() + version.stderr, /^mandos 1\.8\.16 \(mandos-ts /);
+    // Its mandos-keygen, with the bundled OpenPGP.js, makes a key set.
+    const keys = join(scratch, "keys");
+    mkdirSync(keys);
+    const keygen = await run(join(prefix, "bin/mandos-keygen"), ["--dir", keys], 60_000);
+    assert.equal(keygen.code, 0, keygen.stderr);
+    assert.deepEqual(readdirSync(keys).sort(), ["pubkey.txt", "seckey.txt", "tls-privkey.pem", "tls-pubkey.pem"]);
     const check = await run(bin, ["--check", "--configdir", join(home, "example")]);
     assert.match(check.stdout.toString(), /^ok: the datagram addon \(syslog, systemd\) loads on this Node\.js$/m);
 
