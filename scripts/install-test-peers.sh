@@ -4,7 +4,7 @@
 # missing peer skip themselves and say why. $PKGS replaces the list
 # (scripts/install-bench-tools.sh).
 set -eu
-PKGS="${PKGS:-mandos-client mandos gnutls-bin dbus avahi-daemon avahi-utils iproute2 tmux prometheus etcd-server etcd-client}"
+PKGS="${PKGS:-mandos-client mandos gnutls-bin dbus avahi-daemon avahi-utils iproute2 tmux prometheus etcd-server etcd-client systemd}"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

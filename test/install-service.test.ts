@@ -16,6 +16,8 @@ import { REPO, run } from "./helpers/server.js";
 
 const SCRIPT = join(REPO, "scripts/install-service.sh");
 const UNIT = readFileSync(join(REPO, "contrib/systemd/mandos.service"), "utf8");
+/** systemd's unit checker (Debian's systemd package); it needs no running systemd. */
+const SYSTEMD_ANALYZE = "/usr/bin/systemd-analyze";
 
 const execStart = (unit: string): string | undefined => /^ExecStart=(\S+)/m.exec(unit)?.[1];
 /** What the script adds to /etc/default/mandos for Debian's /etc/init.d/mandos. */
@@ -41,6 +43,12 @@ test("install-service.sh: the unit names our mandos where npm install -g put it"
   // The same unit but for the program: its options and sandboxing as shipped.
   assert.equal(unit.replace(/^ExecStart=\S+/m, ""), UNIT.replace(/^ExecStart=\S+/m, ""));
   assert.match(unit, /^ExecStart=\S+ --foreground \$DAEMON_ARGS$/m);
+  // systemd's own parser takes it: no line it would ignore, an ExecStart it can run.
+  if (!missing(SYSTEMD_ANALYZE)) {
+    const verify = await run(SYSTEMD_ANALYZE, ["verify", join(root, "etc/systemd/system/mandos.service")], 60_000);
+    assert.equal(verify.code, 0, verify.stderr);
+    assert.equal(verify.stderr.trim(), "", "systemd-analyze verify has nothing to say");
+  }
   const version = await run(bin!, ["--version"]);
   assert.match(version.stdout.toString() + version.stderr, /^mandos 1\.8\.16 \(mandos-ts /);
 
