@@ -12,7 +12,7 @@ import { fileURLToPath } from "node:url";
 const REPO = fileURLToPath(new URL("../../", import.meta.url));
 
 export interface Runtime {
-  /** "22", "24", "26". */
+  /** "18", "22", "24", "26". */
   readonly major: string;
   /** Its node binary. */
   readonly node: string;
@@ -41,12 +41,13 @@ export function fetchedRuntime(major: string, repo = REPO): Runtime | { readonly
 }
 
 /**
- * The releases besides the machine's that the server must run on: the
- * long-term-support lines after 20 (26 became one in October 2026).
- * scripts/install-test-runtimes.sh fetches the same by default (a test
- * holds the two lists together).
+ * The releases besides the machine's that the server must run on: 18,
+ * Debian 12's own `nodejs` (the Debian release whose mandos is 1.8.16),
+ * and the long-term-support lines after 20 (26 became one in October
+ * 2026). scripts/install-test-runtimes.sh fetches the same by default (a
+ * test holds the two lists together).
  */
-export const RUNTIME_MAJORS: readonly string[] = ["22", "24", "26"];
+export const RUNTIME_MAJORS: readonly string[] = ["18", "22", "24", "26"];
 
 /** Every runtime fetched, of RUNTIME_MAJORS. */
 export function fetchedRuntimes(repo = REPO): Runtime[] {

