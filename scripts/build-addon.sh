@@ -6,7 +6,7 @@
 # An addon already there is kept when it was built from these very sources
 # (their SHA-256, written beside it after each build) and this node loads
 # it: so the one `npm pack` put in the tarball (Node-API, so any Node.js
-# from 20 on loads it) lets a server without a compiler, or without the
+# from 18.20 on loads it) lets a server without a compiler, or without the
 # Node.js headers node-gyp would download, install the tarball. An addon of
 # another architecture or C library does not load, and is built; so is one
 # whose sources changed. (Not file times: a tarball's are those of its

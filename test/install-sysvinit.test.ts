@@ -65,7 +65,9 @@ test("Debian's /etc/init.d/mandos starts, restarts and stops our server", { skip
   };
   const started: number[] = [];
   t.after(async () => {
-    for (const pid of started) if (alive(pid)) process.kill(pid, "SIGKILL");
+    // Also one the pid file names that a failed step never saw.
+    const last = holder.exitCode === null ? await pidFile() : undefined;
+    for (const pid of [...started, ...(last === undefined ? [] : [last])]) if (alive(pid)) process.kill(pid, "SIGKILL");
     holder.kill("SIGKILL");
     rmSync(root, { recursive: true, force: true });
   });
