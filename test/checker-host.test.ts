@@ -18,6 +18,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { CHECKER_HOST_MIN_CLIENTS, CheckerHost } from "../src/main/clients/checker-host.js";
 import type { Logger } from "../src/main/daemon/log.js";
 import { REPO, startServer } from "./helpers/server.js";
+import { alive } from "./helpers/process.js";
 
 function collect(): Logger & { lines: string[] } {
   const lines: string[] = [];
@@ -35,15 +36,6 @@ function run(host: CheckerHost, command: string): { outcome: Promise<Outcome>; k
   });
   return { outcome, kill };
 }
-
-const alive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 async function until(what: string, check: () => boolean, ms = 10_000): Promise<void> {
   const end = Date.now() + ms;

@@ -10,15 +10,12 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync,
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { defaultPidFilePath } from "../src/main/daemon/pidfile.js";
+import { alive } from "./helpers/process.js";
 
 const BIN = new URL("../../bin/mandos", import.meta.url).pathname;
 const PID_FILE = defaultPidFilePath();
 /** Debian's init script stops and reloads the server with it (dpkg's). */
 const START_STOP_DAEMON = "/usr/sbin/start-stop-daemon";
-
-function alive(pid: number): boolean {
-  try { process.kill(pid, 0); return true; } catch { return false; }
-}
 
 /** The pid in an existing pid file when that process lives (a stale file, left by a server that could not remove it, is overwritten). */
 function runningServer(): number | null {

@@ -5,16 +5,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { spawnDetached } from "../src/main/daemon/daemonize.js";
 import { DaemonStartError } from "../src/main/daemon/errors.js";
+import { alive } from "./helpers/process.js";
 
 const daemonize = new URL("../src/main/daemon/daemonize.js", import.meta.url).href;
 
 /** A child that imports our child-side API, runs `body`, then stays up or exits. */
 function childArgs(body: string): string[] {
   return ["--input-type=module", "-e", `import * as d from ${JSON.stringify(daemonize)};\n${body}`];
-}
-
-function alive(pid: number): boolean {
-  try { process.kill(pid, 0); return true; } catch { return false; }
 }
 
 /** Fields 4-6 of /proc/PID/stat: parent, process group, session. */

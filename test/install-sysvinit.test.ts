@@ -17,17 +17,9 @@ import { oneClientConfig } from "./helpers/keys.js";
 import { MANDOS_CLIENT, MANDOS_REFERENCE, missing } from "./helpers/peers.js";
 import { BIN_MANDOS, REPO, run, runMandosClient, type ProcessResult } from "./helpers/server.js";
 import { accepting, eventually, freePort } from "./helpers/wait.js";
+import { alive } from "./helpers/process.js";
 
 const INIT_SCRIPT = "/etc/init.d/mandos";
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return !/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, "utf8"));
-  } catch {
-    return false;
-  }
-}
 
 const skip = process.getuid?.() !== 0 ? "needs root (a mount namespace, the privilege drop)"
   : missing(INIT_SCRIPT, MANDOS_REFERENCE, MANDOS_CLIENT, "/usr/bin/unshare", "/usr/bin/nsenter");

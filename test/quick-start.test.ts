@@ -13,6 +13,7 @@ import { join } from "node:path";
 import { parseClientsConfig } from "../src/main/config/clients-config.js";
 import { MANDOS_CLIENT, missing } from "./helpers/peers.js";
 import { REPO, run } from "./helpers/server.js";
+import { alive } from "./helpers/process.js";
 
 const README = readFileSync(join(REPO, "README.md"), "utf8");
 const STATE_DIR = "/tmp/mandos-ts-state";
@@ -75,15 +76,6 @@ function startFirstCommand(clone: string, asUser: boolean, home: string): Starte
     child.on("exit", (code) => reject(new Error(`the first command exited (${code}) before listening:\n${text}`)));
   });
   return { child, output: () => text, listening };
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** SIGTERM to the server alone (it logs its pid), and wait until it has saved and exited. */
