@@ -18,6 +18,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { CHECKER_HOST_MIN_CLIENTS, CheckerHost } from "../src/main/clients/checker-host.js";
 import type { Logger } from "../src/main/daemon/log.js";
 import { REPO, startServer } from "./helpers/server.js";
+import { describeBuild, installedBuild, type BuildStamp } from "../src/build.js";
 import { alive } from "./helpers/process.js";
 
 function collect(): Logger & { lines: string[] } {
@@ -46,13 +47,14 @@ async function until(what: string, check: () => boolean, ms = 10_000): Promise<v
 }
 
 /** A host (allowed unless told otherwise) and a scratch directory, both gone after the test. */
-function setUp(t: TestContext, options: { allow?: boolean; script?: string; worthIt?: () => boolean } = {}): { host: CheckerHost; dir: string; log: Logger & { lines: string[] } } {
+function setUp(t: TestContext, options: { allow?: boolean; script?: string; worthIt?: () => boolean; build?: BuildStamp } = {}): { host: CheckerHost; dir: string; log: Logger & { lines: string[] } } {
   const dir = mkdtempSync(join(tmpdir(), "checker-host-"));
   const log = collect();
   const host = new CheckerHost({
     logger: log,
     ...(options.script === undefined ? {} : { script: options.script }),
     ...(options.worthIt === undefined ? {} : { worthIt: options.worthIt }),
+    ...(options.build === undefined ? {} : { build: options.build }),
   });
   t.after(() => {
     host.close();
@@ -105,6 +107,31 @@ test("a host that dies reports its checkers killed, and the next checker starts 
   assert.ok(log.lines.some((l) => l.startsWith("WARNING: The checker host ended")), log.lines.join("\n"));
   assert.deepEqual(await run(host, "exit 0").outcome, { code: 0, signal: null });
   assert.ok(host.pid !== undefined && host.pid !== first);
+});
+
+test("a host of the server's build runs the checkers; they see nothing of the build it was given", async (t) => {
+  const { host, dir } = setUp(t, { build: installedBuild() });
+  const seen = join(dir, "seen");
+  assert.deepEqual(await run(host, `echo "$PPID \${MANDOS_CHECKER_HOST_BUILD-unset}" > ${seen}`).outcome, { code: 0, signal: null });
+  assert.equal(readFileSync(seen, "utf8"), `${host.pid} unset\n`);
+});
+
+test("a host whose files are another build than the server's says so and ends; checkers then start in the server", async (t) => {
+  // The server's build as the host is told it; the host's files are this checkout's.
+  const server = { version: "0.1.0", build: "0123456789ab" };
+  assert.notEqual(installedBuild().build, server.build);
+  const { host, dir, log } = setUp(t, { build: server });
+  const first = host.pid!;
+  // A checker sent to it before it said so: its outcome unknown, as from a host that died.
+  assert.deepEqual(await run(host, "exit 0").outcome, { code: null, signal: 9 });
+  assert.deepEqual(log.lines, [
+    `WARNING: the checker host did not start: the installed mandos-ts is ${describeBuild(installedBuild())}, not this server's 0.1.0 (build 0123456789ab): restart mandos to run it; checkers start in the server process`,
+  ]);
+  await until("that host ends", () => !alive(first));
+  const parent = join(dir, "ppid");
+  assert.deepEqual(await run(host, `echo $PPID > ${parent}; exit 4`).outcome, { code: 4, signal: null });
+  assert.equal(Number(readFileSync(parent, "utf8")), process.pid);
+  assert.equal(host.pid, undefined, "no host is started again");
 });
 
 test("the host ignores the signals that stop the server; it ends when the server closes it", async () => {

@@ -3,6 +3,8 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { EXIT_OK, EXIT_USAGE, parseCommandLine } from "../src/main/config/cli.js";
 import { MANDOS_REFERENCE, missing } from "./helpers/peers.js";
+import { installedBuild, UNSTAMPED } from "../src/build.js";
+import { VERSION } from "../src/main/daemon/version.js";
 
 function parse(...argv: string[]) {
   let out = "";
@@ -48,7 +50,11 @@ test("--help and --version exit 0 and print", () => {
   const version = parse("--version");
   assert.deepEqual(version.result, { kind: "exit", code: EXIT_OK });
   // The reference's own form first (scripts read its second field), then ours.
-  assert.match(version.out, /^mandos 1\.8\.16 \(mandos-ts \d+\.\d+\.\d+\)\n$/);
+  // With the build when the built files are stamped (npm run build, npm test): see build-stamp.test.ts.
+  const stamp = installedBuild();
+  const build = stamp.build === UNSTAMPED ? "" : `, build ${stamp.build}`;
+  assert.match(stamp.build, /^(unstamped|[0-9a-f]{12})$/);
+  assert.equal(version.out, `mandos 1.8.16 (mandos-ts ${VERSION}${build})\n`);
 });
 
 test("mandos --check runs the self-tests and exits 0", async () => {

@@ -7,6 +7,7 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { createHandshakeRunner } from "../src/main/serve/handshake-runner.js";
+import { describeBuild, installedBuild } from "../src/build.js";
 import { DEFAULT_PRIORITY, EngineDriver, parsePriority, type HandshakeTask, type NamedGroup, type TlsEvent } from "../src/tls/index.js";
 import { openFlight } from "./helpers/tls-flight.js";
 import { makeKey } from "./helpers/tls-pair.js";
@@ -81,6 +82,28 @@ describe("the worker pool runner", () => {
       await runner.close();
     }
     assert.equal(await createHandshakeRunner(0, settings).ready(), true, "inline is ready at once");
+  });
+
+  it("runs every handshake inline, those it already held too, once a worker's files are another build than the server's", async () => {
+    // The server's build as the pool is told it; the workers' files are
+    // this checkout's, whose stamp (or "unstamped") is not it.
+    const server = { version: "0.1.0", build: "0123456789ab" };
+    assert.notEqual(installedBuild().build, server.build);
+    const said: string[] = [];
+    const runner = createHandshakeRunner(2, settings, undefined, { build: server, onOtherBuild: (m) => said.push(m) });
+    try {
+      // Sent before any worker has loaded: queued, or in a batch a worker answers with "otherBuild".
+      const tasks: HandshakeTask[] = Array.from({ length: 40 }, () => ({ kind: "key-share", group: "x25519" }));
+      const results = await Promise.all(tasks.map((t) => runner.run(t)));
+      assert.equal(new Set(results.map((r) => (r.kind === "key-share" ? Buffer.from(r.share.publicKey).toString("hex") : ""))).size, 40);
+      assert.equal(await runner.ready(), true, "ready: inline serves");
+      assert.equal((await runner.keyShares()).shares.length > 0, true);
+      assert.equal((await runner.run({ kind: "key-share", group: "x25519" })).kind, "key-share", "a task after the switch");
+      assert.equal(runner.queued, 0);
+      assert.deepEqual(said, [`the installed mandos-ts is ${describeBuild(installedBuild())}, not this server's 0.1.0 (build 0123456789ab): restart mandos to run it`], "said once");
+    } finally {
+      await runner.close();
+    }
   });
 
   it("rejects work after close", async () => {

@@ -48,7 +48,7 @@ test("npm pack: the tarball holds the built server, its dependencies and addon, 
   const files = new Set(listing);
   for (const file of [
     "bin/mandos", "bin/mandos-keygen", "bin/mandos-ts-client", "dist/src/main/main.js",
-    "dist/src/workers/handshake-entry.cjs", "dist/src/workers/serve.js", "dist/src/workers/checker-host.js",
+    "dist/src/workers/handshake-entry.cjs", "dist/src/workers/serve.js", "dist/src/workers/checker-host.js", "dist/src/build.json",
     ADDON, STAMP, "src/native/datagram.c", "binding.gyp", "scripts/build-addon.sh",
     "scripts/install-service.sh", "contrib/systemd/mandos.service", "contrib/default/mandos",
     "contrib/dbus/mandos-ts.conf", "example/mandos.conf", "example/clients.conf", "README.md", "COPYING",
@@ -84,7 +84,10 @@ test(
     assert.deepEqual(readFileSync(join(home, ADDON)), readFileSync(join(REPO, ADDON)), "the packed addon, not rebuilt");
     const bin = join(prefix, "bin/mandos");
     const version = await run(bin, ["--version"]);
-    assert.match(version.stdout.toString() + version.stderr, /^mandos 1\.8\.16 \(mandos-ts /);
+    // Stamped as npm pack built it (its prepare script): the build a running server checks what it loads against.
+    const stamp = JSON.parse(readFileSync(join(REPO, "dist/src/build.json"), "utf8")) as { version: string; build: string };
+    assert.match(stamp.build, /^[0-9a-f]{12}$/);
+    assert.equal(version.stdout.toString() + version.stderr, `mandos 1.8.16 (mandos-ts ${stamp.version}, build ${stamp.build})\n`);
     // Its mandos-keygen, with the bundled OpenPGP.js, makes a key set.
     const keys = join(scratch, "keys");
     mkdirSync(keys);

@@ -41,9 +41,18 @@ import type { FleetState } from "./fleet/fleet-state.js";
 import { collectGarbage, HeapWatch } from "./daemon/memory.js";
 import { markCloseOnExec, nameProcess, releaseFreePages } from "./daemon/unix-datagram.js";
 import { Observability } from "./observe/index.js";
+import { installedBuild } from "../build.js";
+import { BuildWatch } from "./daemon/build-watch.js";
 
 /** How long SIGTERM waits for connections already in progress. */
 const SHUTDOWN_GRACE_MS = 5_000;
+
+/**
+ * The build whose modules this process loaded: read as they are, once.
+ * What it starts later (handshake workers, serve threads, the checker
+ * host) is checked against it (src/build.ts).
+ */
+const RUNNING_BUILD = installedBuild();
 
 /** What mandos.conf set, and only that: the command line overrides it, defaults fill the rest. */
 function fileSettings(file: ServerConfigFile): ServerFileSettings {
@@ -183,6 +192,7 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
   showCheckerOutput(settings.debug);
   const checkerHost = new CheckerHost({
     logger,
+    build: RUNNING_BUILD,
     worthIt: () => unmarked.length > 0 || registry.size >= CHECKER_HOST_MIN_CLIENTS,
     showOutput: settings.debug,
   });
@@ -274,9 +284,15 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
   // Warns when the clients alive near the heap's cap (docs/OPERATION.md, "Memory").
   const heapWatch = new HeapWatch(logger, { afterFull: releaseFreePages });
   heapWatch.start();
+  // Says when another build is installed under us (npm install -g, no restart yet).
+  const buildWatch = new BuildWatch(RUNNING_BUILD, logger);
+  buildWatch.start();
   // Serve threads run their handshakes inline: no pool beside them.
   const threaded = settings.serveThreads > 0;
-  const runner = createHandshakeRunner(threaded ? 0 : settings.workers, tlsSettings, knownKeysOf(registry));
+  const runner = createHandshakeRunner(threaded ? 0 : settings.workers, tlsSettings, knownKeysOf(registry), {
+    build: RUNNING_BUILD,
+    onOtherBuild: (message) => logger.warning(`A handshake worker did not start: ${message}. Handshakes run on the main thread until then.`),
+  });
   // Past the open-files limit, accept(2) fails and libuv closes every
   // connection waiting without a word: hold fewer than it allows.
   const openFiles = openFilesLimit();
@@ -284,12 +300,12 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
   if (maxOpen < MAX_OPEN_CONNECTIONS) {
     logger.warning(`Open files are limited to ${openFiles} (RLIMIT_NOFILE): at most ${maxOpen} connections open at once instead of ${MAX_OPEN_CONNECTIONS}; raise LimitNOFILE= (systemd) or ulimit -n`);
   }
-  const serveThreads = threaded ? new ServeThreads(settings.serveThreads, { registry, tlsSettings, logger, maxPerSource: settings.maxPerSource, maxOpen }) : null;
+  const serveThreads = threaded ? new ServeThreads(settings.serveThreads, { registry, tlsSettings, logger, maxPerSource: settings.maxPerSource, maxOpen, build: RUNNING_BUILD }) : null;
   const listener = serveThreads ?? new Listener({ registry, runner, tlsSettings, logger, clock: systemClock, maxPerSource: settings.maxPerSource, maxOpen });
   // Metrics, audit log, health (docs/OBSERVABILITY.md): counting from the first connection.
   let accepting = false;
   const observe = await Observability.start(settings, {
-    clientCounts: () => registry.counts(), handshakes: () => listener.handshakes, workers: runner.workers, serveThreads: settings.serveThreads,
+    clientCounts: () => registry.counts(), handshakes: () => listener.handshakes, workers: runner.workers, serveThreads: settings.serveThreads, build: RUNNING_BUILD, installedBuild,
     workerQueue: () => runner.queued, ...(fleet ? { etcd: fleet.link.bind(fleet) } : {}), accepting: () => accepting, stateNotKept: () => (keepState ? null : `${settings.statedir} is not usable`),
   });
   let bound: { address: string; port: number };
@@ -432,6 +448,7 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
         await dbus?.stop();
         registry.stop();
         heapWatch.stop();
+        buildWatch.stop();
         // Saved before the fleet's last writes, which wait for etcd (at
         // most a few seconds); saved again after them, so the file holds
         // no change as unsent that etcd has since taken. The last save
@@ -461,6 +478,8 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
         } catch (error) {
           logger.error(`Could not reopen the audit log: ${error instanceof Error ? error.message : String(error)}`);
         }
+        // A reload re-reads clients.conf, not the server's code: said if that changed.
+        buildWatch.check();
         reload();
       },
     };

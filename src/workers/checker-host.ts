@@ -7,7 +7,8 @@
 // (not on the signals that stop the server, below); checkers it started go
 // on, as they would have.
 
-import { HOST_NODE_OPTIONS, HOST_SHOW_OUTPUT, type HostReport, type HostRequest } from "../main/clients/checker-host.js";
+import { HOST_BUILD, HOST_NODE_OPTIONS, HOST_SHOW_OUTPUT, type HostReport, type HostRequest } from "../main/clients/checker-host.js";
+import { installedBuild, otherBuildMessage, type BuildStamp } from "../build.js";
 import type { CheckerProcess } from "../main/clients/record.js";
 import { closeInheritable } from "../main/clients/inherited-descriptors.js";
 import { shellSpawner, showCheckerOutput } from "../main/clients/shell-spawner.js";
@@ -29,6 +30,13 @@ const nodeOptions = process.env[HOST_NODE_OPTIONS];
 delete process.env[HOST_NODE_OPTIONS];
 if (nodeOptions !== undefined) process.env.NODE_OPTIONS = nodeOptions;
 
+// The server's build: ours (our files') must be it, or we start no checker.
+const serverBuild = process.env[HOST_BUILD];
+delete process.env[HOST_BUILD];
+const installed = installedBuild();
+const server = serverBuild === undefined ? undefined : (JSON.parse(serverBuild) as BuildStamp);
+const otherBuild = server && server.build !== installed.build ? otherBuildMessage(installed, server) : null;
+
 const running = new Map<number, CheckerProcess>();
 
 // A server that ended between our check and the write (a checker killed
@@ -40,6 +48,7 @@ const report = (m: HostReport): void => {
 };
 
 process.on("message", (m: HostRequest) => {
+  if (otherBuild !== null) return;
   if ("run" in m) {
     const id = m.run;
     try {
@@ -63,4 +72,6 @@ process.on("disconnect", () => process.exit(0));
 // control group (a terminal's ^C, systemd's KillMode=control-group): the
 // server's own shutdown, which kills its checkers, then closes the channel.
 for (const signal of ["SIGTERM", "SIGINT", "SIGHUP"] as const) process.on(signal, () => {});
-report({ ready: true });
+if (otherBuild === null) report({ ready: true });
+// Said; the server then closes our channel, which ends us, and starts its checkers itself.
+else report({ otherBuild });

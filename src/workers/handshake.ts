@@ -5,37 +5,23 @@
 // A batch of TLS 1.3 tasks is answered synchronously; one holding a TLS 1.2
 // flight (async: OpenPGP.js, imported by the first such task) is answered
 // when all of its tasks are done.
+//
+// A worker started again after the installation changed (src/build.ts) is
+// of another build than the server: it says so and runs no task.
 
-import { parentPort } from "node:worker_threads";
+import { parentPort, workerData } from "node:worker_threads";
+import { installedBuild, otherBuildMessage } from "../build.js";
 import { packBytes } from "./pack-bytes.js";
-import { generateEphemeralKeyShares, runHandshakeTask, type EphemeralKeyShares, type HandshakeTask, type HandshakeTaskResult, type NamedGroup } from "../tls/index.js";
+import { generateEphemeralKeyShares, runHandshakeTask, type EphemeralKeyShares } from "../tls/index.js";
+import { WORKER_LOADED, type BatchedResult, type HandshakeWorkerData, type OtherBuild, type WorkerRequest, type WorkerResponse } from "./handshake-protocol.js";
 
-export type WorkerRequest =
-  | {
-      readonly kind: "handshakes";
-      readonly tasks: readonly HandshakeTask[];
-      /** The server's known key IDs (src/tls/known-keys.ts), shared, not copied. */
-      readonly knownKeys?: SharedArrayBuffer | null;
-    }
-  | { readonly kind: "keygen"; readonly groups: readonly NamedGroup[]; readonly count: number };
-
-/** One task's outcome in a batch: a failure stays that task's own. */
-export type BatchedResult = { readonly ok: true; readonly result: HandshakeTaskResult } | { readonly ok: false; readonly error: string };
-
-export type WorkerResponse =
-  | { readonly kind: "handshakes"; readonly results: BatchedResult[] }
-  | { readonly kind: "keygen"; readonly shares: EphemeralKeyShares[] };
-
-/**
- * Posted once this module and everything it imports are loaded (the pool
- * relays it as a "message" event): the server waits for it from every
- * worker before it drops privileges, because a worker reads its code from
- * disk as it starts, and an installation may be readable by root alone.
- */
-export const WORKER_LOADED = "mandos-ts:handshake-worker-loaded";
-parentPort?.postMessage(WORKER_LOADED);
+const running = (workerData as Partial<HandshakeWorkerData> | null | undefined)?.build;
+const installed = installedBuild();
+const otherBuild = running && running.build !== installed.build ? otherBuildMessage(installed, running) : null;
+parentPort?.postMessage(otherBuild === null ? WORKER_LOADED : ({ otherBuild } satisfies OtherBuild));
 
 export default function work(request: WorkerRequest): WorkerResponse | Promise<WorkerResponse> {
+  if (otherBuild !== null) return { kind: "otherBuild", message: otherBuild };
   if (request.kind === "keygen") {
     const shares: EphemeralKeyShares[] = [];
     for (let i = 0; i < request.count; i++) shares.push(generateEphemeralKeyShares(request.groups));

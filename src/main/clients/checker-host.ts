@@ -26,18 +26,28 @@
 // it makes its clients, so none of its checkers runs as root either. If the host cannot start, checkers
 // are started here. A host that dies is started again on the next
 // checker; the checkers it was waiting for are reported as killed by
-// SIGKILL (their outcome is unknown).
+// SIGKILL (their outcome is unknown). A host whose files are another build
+// than the server's (`npm install -g` of another tarball meanwhile,
+// src/build.ts) says so and ends; checkers then start here until restart.
 
 import { fork, type ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import type { Logger } from "../daemon/log.js";
+import type { BuildStamp } from "../../build.js";
 import type { CheckerProcess } from "./record.js";
 import { shellSpawner, type CheckerSpawner } from "./shell-spawner.js";
 
 /** Server to host. */
 export type HostRequest = { readonly run: number; readonly command: string } | { readonly kill: number };
-/** Host to server: once when loaded, then once a checker. */
-export type HostReport = { readonly ready: true } | { readonly done: number; readonly code: number | null; readonly signal: number | null };
+/**
+ * Host to server: once when loaded, then once a checker; or, from a host
+ * of another build, `otherBuild` (what to log) and nothing else. Every
+ * later build must say that alike (src/build.ts).
+ */
+export type HostReport =
+  | { readonly ready: true }
+  | { readonly done: number; readonly code: number | null; readonly signal: number | null }
+  | { readonly otherBuild: string };
 
 const HOST_SCRIPT = fileURLToPath(new URL("../../workers/checker-host.js", import.meta.url));
 
@@ -54,6 +64,8 @@ export const CHECKER_HOST_MIN_CLIENTS = 100;
 export const HOST_NODE_OPTIONS = "MANDOS_CHECKER_HOST_NODE_OPTIONS";
 /** Set (to "1") for a host whose checkers write to the server's standard output and error (--debug). */
 export const HOST_SHOW_OUTPUT = "MANDOS_CHECKER_HOST_SHOW_OUTPUT";
+/** The server's build as JSON (a BuildStamp), which the host compares with its own files'. */
+export const HOST_BUILD = "MANDOS_CHECKER_HOST_BUILD";
 
 /** The outcome reported for checkers the host took with it. */
 const HOST_DIED_SIGNAL = 9;
@@ -76,6 +88,8 @@ export interface CheckerHostOptions {
   readonly worthIt?: () => boolean;
   /** Checkers write to the server's standard output and error (--debug; shell-spawner.ts's showCheckerOutput). */
   readonly showOutput?: boolean;
+  /** The server's build (src/build.ts), given to the host. */
+  readonly build?: BuildStamp;
 }
 
 export class CheckerHost {
@@ -83,6 +97,7 @@ export class CheckerHost {
   readonly #script: string;
   readonly #worthIt: () => boolean;
   readonly #showOutput: boolean;
+  readonly #build: BuildStamp | undefined;
   /**
    * Where checkers go: "waiting" before allow(), "host" after it, "here"
    * (the server process) once the host could not start or was closed.
@@ -100,6 +115,7 @@ export class CheckerHost {
     this.#script = options.script ?? HOST_SCRIPT;
     this.#worthIt = options.worthIt ?? (() => true);
     this.#showOutput = options.showOutput === true;
+    this.#build = options.build;
   }
 
   /** What the registry calls to start a checker. */
@@ -175,6 +191,7 @@ export class CheckerHost {
       const { NODE_OPTIONS: nodeOptions, ...env } = process.env;
       if (nodeOptions !== undefined) env[HOST_NODE_OPTIONS] = nodeOptions;
       if (this.#showOutput) env[HOST_SHOW_OUTPUT] = "1";
+      if (this.#build) env[HOST_BUILD] = JSON.stringify(this.#build);
       child = fork(this.#script, [], { execArgv: [], env, stdio: ["ignore", this.#showOutput ? "inherit" : "ignore", "inherit", "ipc"], cwd: "/", serialization: "json" });
     } catch (error) {
       this.#fail(`cannot start the checker host: ${error instanceof Error ? error.message : String(error)}`);
@@ -205,6 +222,12 @@ export class CheckerHost {
   #onReport(m: HostReport): void {
     if ("ready" in m) {
       this.#ready = true;
+      return;
+    }
+    if ("otherBuild" in m) {
+      if (this.#stage === "host") this.#fail(`the checker host did not start: ${m.otherBuild}`);
+      // Closing its channel ends it; its exit reports the checkers it was sent as killed.
+      if (this.#child?.connected) this.#child.disconnect();
       return;
     }
     const done = this.#pending.get(m.done);

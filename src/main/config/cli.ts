@@ -5,6 +5,7 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { argparse, usage, type ArgSpec } from "./argparse.js";
 import { REFERENCE_VERSION, VERSION } from "../daemon/version.js";
+import { installedBuild, UNSTAMPED } from "../../build.js";
 import type { EtcdOptions } from "../fleet/settings.js";
 import { pyInt } from "./python-values.js";
 
@@ -111,11 +112,17 @@ export type ParseResult =
   | { readonly kind: "run"; readonly options: CommandLine }
   | { readonly kind: "exit"; readonly code: number };
 
+/** The reference's form first (scripts read its second field), then ours, with the build installed (src/build.ts). */
+function versionLine(): string {
+  const { build } = installedBuild();
+  return `mandos ${REFERENCE_VERSION} (mandos-ts ${VERSION}${build === UNSTAMPED ? "" : `, build ${build}`})`;
+}
+
 /** The command line's options, with commander writing to `out` and `err`. */
 function commandLineProgram(out: (text: string) => void, err: (text: string) => void): Command {
   const program = new Command("mandos")
     .description("Mandos server: gives encrypted passwords to rebooting client machines (mandos-ts)")
-    .version(`mandos ${REFERENCE_VERSION} (mandos-ts ${VERSION})`, "-v, --version", "show version number and exit")
+    .version(versionLine(), "-v, --version", "show version number and exit")
     .helpOption("-h, --help", "show this help message and exit")
     .option("-i, --interface <IF>", "Bind to interface IF")
     .option("-a, --address <ADDRESS>", "Address to listen for requests on")

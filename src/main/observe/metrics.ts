@@ -10,6 +10,7 @@ import { events, type ConnectionOutcome, type RefusalReason } from "../events.js
 import type { ClientCounts } from "../clients/contract.js";
 import type { EtcdLink } from "../fleet/fleet-state.js";
 import type { HandshakeCounts } from "../serve/admission.js";
+import type { BuildStamp } from "../../build.js";
 import { Subscriptions } from "./subscriptions.js";
 
 /** What the gauges read at scrape time. */
@@ -26,6 +27,10 @@ export interface MetricSources {
   workerQueue(): number;
   /** The link to etcd, when the server has one (fleet-state.ts's FleetState.link). */
   etcd?(): EtcdLink;
+  /** The build this server runs, read as it started (src/build.ts). */
+  readonly build?: BuildStamp;
+  /** The build installed now, read at each scrape. */
+  installedBuild?(): BuildStamp;
 }
 
 export const REFUSAL_REASONS: readonly RefusalReason[] = [
@@ -155,6 +160,21 @@ export function createMetrics(sources: MetricSources): Metrics {
     name: "mandos_checkers_running", help: "Checker processes running.", registers: [registry],
     collect() { this.set(sources.clientCounts().checkersRunning); },
   });
+  const running = sources.build;
+  if (running) {
+    new Gauge({
+      name: "mandos_build_info", help: "1, labelled with the version and build (12 hex digits of its files' SHA-256) this server runs.",
+      labelNames: ["version", "build"], registers: [registry],
+    }).set({ version: running.version, build: running.build }, 1);
+    const installed = sources.installedBuild?.bind(sources);
+    if (installed) {
+      new Gauge({
+        name: "mandos_restart_needed", help: "1 when the mandos-ts installed now is another build than this server runs (npm install -g meanwhile): restart to run it.",
+        registers: [registry],
+        collect() { this.set(installed().build === running.build ? 0 : 1); },
+      });
+    }
+  }
   new Gauge({
     name: "mandos_heap_limit_bytes", help: "V8's heap limit on the main thread (old generation cap plus young generation); compare nodejs_heap_size_used_bytes.",
     registers: [registry],

@@ -5,6 +5,11 @@
 // With a pool the main thread does no asymmetric crypto: the ClientHello's
 // ephemeral key shares come from a reservoir that worker tasks refill in
 // batches, and each handshake's server flight is one worker task.
+//
+// A worker that Piscina starts again (the one before died) after `npm
+// install -g` replaced the files is of another build than the server
+// (src/build.ts): it says so, and the pool's handshakes run inline from
+// then on, those it held too, until the server is restarted.
 
 import { createRequire } from "node:module";
 import { availableParallelism } from "node:os";
@@ -17,7 +22,8 @@ import {
   type HandshakeTaskResult,
   type TlsSettings,
 } from "../../tls/index.js";
-import { WORKER_LOADED, type WorkerRequest, type WorkerResponse } from "../../workers/handshake.js";
+import { WORKER_LOADED, type HandshakeWorkerData, type OtherBuild, type WorkerRequest, type WorkerResponse } from "../../workers/handshake-protocol.js";
+import { installedBuild, type BuildStamp } from "../../build.js";
 import { packBytes } from "../../workers/pack-bytes.js";
 
 export interface HandshakeRunner {
@@ -73,8 +79,17 @@ export const MAX_DEFAULT_WORKERS = 4;
  */
 export type KnownKeys = () => SharedArrayBuffer | null;
 
-export function createHandshakeRunner(workers: number, settings: TlsSettings, knownKeys: KnownKeys = () => null): HandshakeRunner {
-  return workers <= 0 ? new InlineRunner(settings, knownKeys) : new PoolRunner(workers, settings, knownKeys);
+/** What a pool needs beside its size and settings. */
+export interface PoolOptions {
+  /** The server's build, read as it started: each worker compares its files' with it. */
+  readonly build: BuildStamp;
+  /** Called once if a worker's files are another build (what to log); handshakes then run inline. */
+  readonly onOtherBuild?: (message: string) => void;
+}
+
+/** `pool`: by default, the build of these files as they are now. */
+export function createHandshakeRunner(workers: number, settings: TlsSettings, knownKeys: KnownKeys = () => null, pool?: PoolOptions): HandshakeRunner {
+  return workers <= 0 ? new InlineRunner(settings, knownKeys) : new PoolRunner(workers, settings, knownKeys, pool ?? { build: installedBuild() });
 }
 
 class InlineRunner implements HandshakeRunner {
@@ -144,15 +159,23 @@ class PoolRunner implements HandshakeRunner {
   readonly #knownKeys: KnownKeys;
   #dispatchScheduled = false;
   readonly #ready: Promise<boolean>;
+  readonly #settings: TlsSettings;
+  readonly #onOtherBuild: ((message: string) => void) | undefined;
+  /** Set once a worker was of another build: every handshake runs here from then on. */
+  #inline: InlineRunner | null = null;
+  #destroyed: Promise<void> | null = null;
 
-  constructor(workers: number, settings: TlsSettings, knownKeys: KnownKeys) {
+  constructor(workers: number, settings: TlsSettings, knownKeys: KnownKeys, options: PoolOptions) {
     this.workers = workers;
     this.#knownKeys = knownKeys;
+    this.#settings = settings;
     this.#groups = settings.keyShareGroups;
+    this.#onOtherBuild = options.onOtherBuild;
     const Pool = piscina();
     this.#pool = new Pool<WorkerRequest, WorkerResponse>({
       // CommonJS that import()s handshake.js: never loaded through require(esm) (see the entry).
       filename: new URL("../../workers/handshake-entry.cjs", import.meta.url).href,
+      workerData: { build: options.build } satisfies HandshakeWorkerData,
       minThreads: workers,
       maxThreads: workers,
       idleTimeout: Infinity,
@@ -169,6 +192,12 @@ class PoolRunner implements HandshakeRunner {
       const timer = setTimeout(() => resolve(false), WORKER_LOAD_WAIT_MS);
       timer.unref();
       this.#pool.on("message", (message: unknown) => {
+        if (isOtherBuild(message)) {
+          this.#toInline(message.otherBuild);
+          clearTimeout(timer);
+          resolve(true);
+          return;
+        }
         if (message !== WORKER_LOADED || ++loaded < workers) return;
         clearTimeout(timer);
         resolve(true);
@@ -187,6 +216,7 @@ class PoolRunner implements HandshakeRunner {
 
   keyShares(): Promise<EphemeralKeyShares> {
     const ready = this.#reservoir.pop();
+    if (this.#inline) return ready ? Promise.resolve(ready) : this.#inline.keyShares();
     this.#refill();
     if (ready) return Promise.resolve(ready);
     return new Promise((resolve) => {
@@ -197,6 +227,7 @@ class PoolRunner implements HandshakeRunner {
 
   run(task: HandshakeTask): Promise<HandshakeTaskResult> {
     if (this.#closed) return Promise.reject(new Error("handshake runner closed"));
+    if (this.#inline) return this.#inline.run(task);
     return new Promise((resolve, reject) => {
       this.#queue.push({ task, resolve, reject });
       this.#schedule();
@@ -246,6 +277,11 @@ class PoolRunner implements HandshakeRunner {
 
   static #batchDone(runner: PoolRunner, batch: readonly Waiting[], response: WorkerResponse): void {
     runner.#batchesInFlight--;
+    if (response.kind === "otherBuild") {
+      runner.#toInline(response.message);
+      for (const b of batch) runner.#inline!.run(b.task).then(b.resolve, b.reject);
+      return;
+    }
     if (response.kind !== "handshakes" || response.results.length !== batch.length) {
       for (const b of batch) b.reject(new Error("worker answered the wrong kind of task"));
     } else {
@@ -260,12 +296,33 @@ class PoolRunner implements HandshakeRunner {
 
   static #batchFailed(runner: PoolRunner, batch: readonly Waiting[], error: unknown): void {
     runner.#batchesInFlight--;
-    for (const b of batch) b.reject(error instanceof Error ? error : new Error(String(error)));
+    // The pool destroyed as it went inline: the tasks it held run here.
+    const inline = runner.#closed ? null : runner.#inline;
+    for (const b of batch) {
+      if (inline) inline.run(b.task).then(b.resolve, b.reject);
+      else b.reject(error instanceof Error ? error : new Error(String(error)));
+    }
     runner.#dispatch();
   }
 
+  /**
+   * A worker's files are another build than the server's: said once, and
+   * from now on every handshake runs inline, the waiting ones first; the
+   * pool is destroyed, and the batches it held run inline as they fail.
+   * Key shares made already are kept: they are as fresh as any.
+   */
+  #toInline(message: string): void {
+    if (this.#inline || this.#closed) return;
+    const inline = new InlineRunner(this.#settings, this.#knownKeys);
+    this.#inline = inline;
+    this.#onOtherBuild?.(message);
+    for (const b of this.#queue.splice(0)) inline.run(b.task).then(b.resolve, b.reject);
+    for (const waiter of this.#waiters.splice(0)) void inline.keyShares().then(waiter);
+    this.#destroyed = this.#pool.destroy();
+  }
+
   #refill(): void {
-    if (this.#closed) return;
+    if (this.#closed || this.#inline) return;
     while (this.#reservoir.length + this.#refilling * REFILL_BATCH < RESERVOIR_TARGET + this.#waiters.length) {
       this.#refilling++;
       this.#pool.run({ kind: "keygen", groups: this.#groups, count: REFILL_BATCH }).then(this.#refilled, this.#refillFailed);
@@ -275,6 +332,7 @@ class PoolRunner implements HandshakeRunner {
   /** One function for the runner's life (its code stays); see #dispatchDue. */
   readonly #refilled = (response: WorkerResponse): void => {
     this.#refilling--;
+    if (response.kind === "otherBuild") this.#toInline(response.message);
     if (response.kind !== "keygen") return;
     for (const shares of response.shares) {
       const waiter = this.#waiters.shift();
@@ -293,6 +351,11 @@ class PoolRunner implements HandshakeRunner {
   async close(): Promise<void> {
     this.#closed = true;
     for (const b of this.#queue.splice(0)) b.reject(new Error("handshake runner closed"));
-    await this.#pool.destroy();
+    this.#destroyed ??= this.#pool.destroy();
+    await this.#destroyed;
   }
+}
+
+function isOtherBuild(message: unknown): message is OtherBuild {
+  return typeof message === "object" && message !== null && typeof (message as Partial<OtherBuild>).otherBuild === "string";
 }

@@ -8,6 +8,7 @@ import type { TlsSettings } from "../../tls/index.js";
 import type { ListenOptions } from "./listener.js";
 import type { AdmissionRefusal, HandshakeCounts } from "./admission.js";
 import type { SharedBounds } from "./shared-limit.js";
+import type { BuildStamp } from "../../build.js";
 import { events, type Channel } from "../events.js";
 
 /** The channels a serve thread publishes a connection's facts on, forwarded to the main thread. */
@@ -26,6 +27,8 @@ export interface ServeThreadData {
   readonly slots: number;
   /** The open connections and the slow pool, counted by every thread together. */
   readonly shared: SharedBounds;
+  /** The server's build, read as it started (src/build.ts). */
+  readonly build?: BuildStamp;
 }
 
 /** What a peer may prove, and whose it is: both tables shared by every thread, not copied. */

@@ -34,6 +34,7 @@ import { knownKeysOf } from "./known-keys.js";
 import type { KnownKeys } from "./handshake-runner.js";
 import { packBytes } from "../../workers/pack-bytes.js";
 import { sharedBounds, type SharedBounds } from "./shared-limit.js";
+import type { BuildStamp } from "../../build.js";
 
 /**
  * None below four cores, then one per core but one (the main thread's).
@@ -80,6 +81,8 @@ export interface ServeThreadsDeps {
   readonly maxPerSource: number;
   /** Open connections at most, all threads together (MAX_OPEN_CONNECTIONS if not given). */
   readonly maxOpen?: number;
+  /** The server's build (src/build.ts): a thread whose files are another ends at once, saying so. */
+  readonly build?: BuildStamp;
 }
 
 /** How long ready() waits: a cold start of Node and our modules takes well under a second. */
@@ -276,7 +279,7 @@ export class ServeThreads {
     const admission = new Admission({ clock: systemClock, maxPerSource: deps.maxPerSource, slots: 0 });
     const { slots, shared } = serveThreadLimits(count, deps.maxOpen ?? MAX_OPEN_CONNECTIONS);
     for (let index = 0; index < count; index++) {
-      this.#threads.push(new ServeThread({ index, stride: count, tlsSettings: deps.tlsSettings, slots, shared }, deps, admission, {
+      this.#threads.push(new ServeThread({ index, stride: count, tlsSettings: deps.tlsSettings, slots, shared, ...(deps.build ? { build: deps.build } : {}) }, deps, admission, {
         ended: (why) => this.#ended(why),
         beforeAnswer: () => this.#syncChannels(),
       }));

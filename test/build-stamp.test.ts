@@ -1,0 +1,84 @@
+// The build stamp (scripts/stamp-build.sh, src/build.ts): the same files
+// give the same stamp, any built file or the lock file changes it, source
+// maps do not; a build without one reads as "unstamped". And BuildWatch
+// (src/main/daemon/build-watch.ts): one line a change of the installed
+// build, none while it stays. The running server's side is in
+// upgrade-in-place.test.ts.
+
+import { test, type TestContext } from "node:test";
+import assert from "node:assert/strict";
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describeBuild, installedBuild, UNSTAMPED, type BuildStamp } from "../src/build.js";
+import { BuildWatch } from "../src/main/daemon/build-watch.js";
+import type { Logger } from "../src/main/daemon/log.js";
+import { REPO, run } from "./helpers/server.js";
+
+/** A tree with the stamp script, a package.json and two built files; stamp() runs the script there and reads what it wrote. */
+function tree(t: TestContext): { dir: string; stamp: () => Promise<BuildStamp> } {
+  const dir = mkdtempSync(join(tmpdir(), "mandos-ts-stamp-"));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  mkdirSync(join(dir, "scripts"));
+  mkdirSync(join(dir, "dist", "src", "main"), { recursive: true });
+  cpSync(join(REPO, "scripts", "stamp-build.sh"), join(dir, "scripts", "stamp-build.sh"));
+  writeFileSync(join(dir, "package.json"), '{ "name": "x", "version": "9.8.7" }\n');
+  writeFileSync(join(dir, "dist", "src", "main", "main.js"), "export {};\n");
+  writeFileSync(join(dir, "dist", "src", "main", "main.js.map"), "{}\n");
+  writeFileSync(join(dir, "dist", "src", "entry.cjs"), "module.exports = 1;\n");
+  const stamp = async (): Promise<BuildStamp> => {
+    const r = await run("sh", [join(dir, "scripts", "stamp-build.sh")], 30_000, {}, "/");
+    assert.equal(r.code, 0, r.stderr);
+    return JSON.parse(readFileSync(join(dir, "dist", "src", "build.json"), "utf8")) as BuildStamp;
+  };
+  return { dir, stamp };
+}
+
+test("the same files, the same stamp; a built file or the lock file changed, another; a source map changed, the same", async (t) => {
+  const { dir, stamp } = tree(t);
+  const first = await stamp();
+  assert.equal(first.version, "9.8.7");
+  assert.match(first.build, /^[0-9a-f]{12}$/);
+  assert.deepEqual(await stamp(), first, "stamped again: the stamp itself is not hashed");
+  writeFileSync(join(dir, "dist", "src", "main", "main.js.map"), '{"x":1}\n');
+  assert.deepEqual(await stamp(), first, "a source map is not the build");
+  writeFileSync(join(dir, "dist", "src", "entry.cjs"), "module.exports = 2;\n");
+  const second = await stamp();
+  assert.notEqual(second.build, first.build, "a built file changed");
+  writeFileSync(join(dir, "package-lock.json"), '{ "lockfileVersion": 3 }\n');
+  assert.notEqual((await stamp()).build, second.build, "the dependencies' versions changed");
+});
+
+test("this checkout's built files read their own stamp; describeBuild names it", () => {
+  const stamp = installedBuild();
+  if (stamp.build === UNSTAMPED) {
+    assert.equal(describeBuild(stamp), "an unstamped build");
+  } else {
+    assert.deepEqual(stamp, JSON.parse(readFileSync(join(REPO, "dist", "src", "build.json"), "utf8")));
+    assert.equal(describeBuild(stamp), `${stamp.version} (build ${stamp.build})`);
+  }
+});
+
+test("BuildWatch: one WARNING when another build is installed, none while it stays, one INFO when the server's own is back", () => {
+  const lines: string[] = [];
+  const add = (level: string) => (m: string): void => void lines.push(`${level}: ${m}`);
+  const logger: Logger = { debug: add("DEBUG"), info: add("INFO"), warning: add("WARNING"), error: add("ERROR"), critical: add("CRITICAL") };
+  const running = { version: "1.0.0", build: "aaaaaaaaaaaa" };
+  let installed: BuildStamp = running;
+  const watch = new BuildWatch(running, logger, () => installed);
+  watch.check();
+  assert.deepEqual(lines, []);
+  installed = { version: "1.1.0", build: "bbbbbbbbbbbb" };
+  watch.check();
+  watch.check();
+  installed = { version: UNSTAMPED, build: UNSTAMPED };
+  watch.check();
+  installed = running;
+  watch.check();
+  watch.check();
+  assert.deepEqual(lines, [
+    "WARNING: The installed mandos-ts is 1.1.0 (build bbbbbbbbbbbb), not this server's 1.0.0 (build aaaaaaaaaaaa): restart mandos to run it",
+    "WARNING: The installed mandos-ts is an unstamped build, not this server's 1.0.0 (build aaaaaaaaaaaa): restart mandos to run it",
+    "INFO: The installed mandos-ts is this server's build again",
+  ]);
+});
