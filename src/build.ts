@@ -28,11 +28,27 @@ const STAMP = new URL("./build.json", import.meta.url);
 
 /** The stamp of the files installed now beside this module; UNSTAMPED for a build without one, or one that cannot be read. */
 export function installedBuild(): BuildStamp {
+  return readableBuild() ?? { version: UNSTAMPED, build: UNSTAMPED };
+}
+
+/**
+ * As installedBuild(), but null when this process may not read the stamp:
+ * an installation readable by root alone, read after the server dropped
+ * its privileges, says nothing about which build it is.
+ */
+export function readableBuild(): BuildStamp | null {
+  let text: string;
   try {
-    const stamp = JSON.parse(readFileSync(STAMP, "utf8")) as Partial<BuildStamp>;
+    text = readFileSync(STAMP, "utf8");
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    return code === "EACCES" || code === "EPERM" ? null : { version: UNSTAMPED, build: UNSTAMPED };
+  }
+  try {
+    const stamp = JSON.parse(text) as Partial<BuildStamp>;
     if (typeof stamp.version === "string" && typeof stamp.build === "string") return { version: stamp.version, build: stamp.build };
   } catch {
-    // Absent (a bare tsc) or unreadable: unstamped.
+    // Not JSON: unstamped.
   }
   return { version: UNSTAMPED, build: UNSTAMPED };
 }

@@ -7,7 +7,7 @@
 
 import { test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describeBuild, installedBuild, UNSTAMPED, type BuildStamp } from "../src/build.js";
@@ -59,17 +59,37 @@ test("this checkout's built files read their own stamp; describeBuild names it",
   }
 });
 
-test("BuildWatch: one WARNING when another build is installed, none while it stays, one INFO when the server's own is back", () => {
+test("a stamp this process may not read is no build: readableBuild() says null, installedBuild() unstamped", { skip: process.getuid?.() === 0 ? false : "needs root, to read as nobody" }, async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), "mandos-ts-stamp-"));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  chmodSync(dir, 0o755);
+  cpSync(new URL("../src/build.js", import.meta.url), join(dir, "build.js"));
+  writeFileSync(join(dir, "package.json"), '{ "type": "module" }\n');
+  writeFileSync(join(dir, "build.json"), '{"version":"1.0.0","build":"aaaaaaaaaaaa"}\n', { mode: 0o600 });
+  const script = `import("${join(dir, "build.js")}").then((m) => console.log(JSON.stringify([m.readableBuild(), m.installedBuild()])))`;
+  const read = async (...as: string[]): Promise<unknown> => {
+    const r = await run(as.length ? "runuser" : process.execPath, [...as, ...(as.length ? ["--", process.execPath] : []), "-e", script], 30_000);
+    assert.equal(r.code, 0, r.stderr);
+    return JSON.parse(r.stdout.toString());
+  };
+  const stamp = { version: "1.0.0", build: "aaaaaaaaaaaa" };
+  assert.deepEqual(await read(), [stamp, stamp], "root reads it");
+  assert.deepEqual(await read("-u", "nobody"), [null, { version: UNSTAMPED, build: UNSTAMPED }]);
+});
+
+test("BuildWatch: one WARNING when another build is installed, none while it stays or cannot be read, one INFO when the server's own is back", () => {
   const lines: string[] = [];
   const add = (level: string) => (m: string): void => void lines.push(`${level}: ${m}`);
   const logger: Logger = { debug: add("DEBUG"), info: add("INFO"), warning: add("WARNING"), error: add("ERROR"), critical: add("CRITICAL") };
   const running = { version: "1.0.0", build: "aaaaaaaaaaaa" };
-  let installed: BuildStamp = running;
+  let installed: BuildStamp | null = running;
   const watch = new BuildWatch(running, logger, () => installed);
   watch.check();
   assert.deepEqual(lines, []);
   installed = { version: "1.1.0", build: "bbbbbbbbbbbb" };
   watch.check();
+  watch.check();
+  installed = null; // not readable: nothing said
   watch.check();
   installed = { version: UNSTAMPED, build: UNSTAMPED };
   watch.check();

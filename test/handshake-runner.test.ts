@@ -100,6 +100,7 @@ describe("the worker pool runner", () => {
       assert.equal((await runner.keyShares()).shares.length > 0, true);
       assert.equal((await runner.run({ kind: "key-share", group: "x25519" })).kind, "key-share", "a task after the switch");
       assert.equal(runner.queued, 0);
+      assert.equal(runner.workers, 0, "no worker thread serves (the mandos_handshake_workers gauge)");
       assert.deepEqual(said, [`the installed mandos-ts is ${describeBuild(installedBuild())}, not this server's 0.1.0 (build 0123456789ab): restart mandos to run it`], "said once");
     } finally {
       await runner.close();

@@ -16,9 +16,10 @@
 
 import { test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
-import { chmodSync, cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import type { BuildStamp } from "../src/build.js";
 import { MANDOS_CLIENT, missing } from "./helpers/peers.js";
 import { REPO, run, runMandosClient, startServer, type RunningServer } from "./helpers/server.js";
@@ -92,7 +93,8 @@ async function metric(port: number, name: string): Promise<string[]> {
 }
 
 test("another build installed under a running server: said at SIGHUP, in --version and the metrics; the server goes on serving its own", { skip }, async (t) => {
-  const { root, conf, state } = scratch(t);
+  // A hundred clients: the server runs a checker host (clients/checker-host.ts).
+  const { root, conf, state, out } = scratch(t, 99);
   const mine: BuildStamp = { version: "0.1.0", build: "aaaaaaaaaaaa" };
   const copy = join(root, "mandos-ts");
   installCopy(copy, mine);
@@ -101,6 +103,9 @@ test("another build installed under a running server: said at SIGHUP, in --versi
   const metricsPort = Number(/Serving \/metrics and \/health on "127\.0\.0\.1", port (\d+)/.exec(server.log())?.[1]);
   assert.deepEqual(await metric(metricsPort, "mandos_build_info"), ['mandos_build_info{version="0.1.0",build="aaaaaaaaaaaa"} 1']);
   assert.deepEqual(await metric(metricsPort, "mandos_restart_needed"), ["mandos_restart_needed 0"]);
+  // The checker host has loaded (it reads its files as it starts): a checker ran in it.
+  const ppid = join(out, "ppid");
+  await until("a checker ran in the checker host", () => existsSync(ppid) && Number(readFileSync(ppid, "utf8")) === checkerHostOf(server));
 
   // npm install -g of another tarball.
   stampCopy(copy, OTHER);
@@ -115,6 +120,16 @@ test("another build installed under a running server: said at SIGHUP, in --versi
   server.process.kill("SIGHUP");
   server.process.kill("SIGHUP");
   await secretServed(server);
+  // The checker host dies (say, killed); the one started again on the next
+  // checker loads the new build's files, says so and ends; the server
+  // starts the checkers itself.
+  const host = checkerHostOf(server);
+  assert.ok(host !== undefined, "a checker host runs");
+  process.kill(host, "SIGKILL");
+  await server.waitForLog(/the checker host did not start: the installed mandos-ts is 0\.1\.0 \(build bbbbbbbbbbbb\), not this server's 0\.1\.0 \(build aaaaaaaaaaaa\): restart mandos to run it; checkers start in the server process/);
+  rmSync(ppid, { force: true });
+  await until("a checker ran", () => existsSync(ppid));
+  assert.equal(Number(readFileSync(ppid, "utf8")), server.process.pid, "the server started the checker");
 
   // The way back: the server's own build installed again.
   stampCopy(copy, mine);
@@ -130,7 +145,7 @@ test("handshake workers and a checker host of another build do not run: the serv
   const copy = copyWithOtherWorkers(root);
   const says = "the installed mandos-ts is 0.1.0 (build bbbbbbbbbbbb), not this server's 0.1.0 (build aaaaaaaaaaaa): restart mandos to run it";
 
-  const server = await startServer(["--configdir", conf, "--statedir", state, "--no-restore", "--port", "0", "--address", "::1", "--workers", "1", "--serve-threads", "0"], {}, { bin: join(copy, "bin", "mandos") });
+  const server = await startServer(["--configdir", conf, "--statedir", state, "--no-restore", "--port", "0", "--address", "::1", "--workers", "1", "--serve-threads", "0", "--metrics", ":0"], {}, { bin: join(copy, "bin", "mandos") });
   t.after(() => server.stop());
   await server.waitForLog(new RegExp(`A handshake worker did not start: ${escape(says)}\\. Handshakes run on the main thread until then\\.`));
   await server.waitForLog(new RegExp(`the checker host did not start: ${escape(says)}; checkers start in the server process`));
@@ -140,6 +155,9 @@ test("handshake workers and a checker host of another build do not run: the serv
   await server.waitForLog(/Checker for demo succeeded/);
   assert.equal(Number(readFileSync(join(out, "ppid"), "utf8")), server.process.pid);
   assert.equal(server.log().match(/A handshake worker did not start/g)?.length, 1, "said once");
+  const metricsPort = Number(/Serving \/metrics and \/health on "127\.0\.0\.1", port (\d+)/.exec(server.log())?.[1]);
+  assert.deepEqual(await metric(metricsPort, "mandos_handshake_workers"), ["mandos_handshake_workers 0"], "no worker thread serves");
+  assert.deepEqual(await metric(metricsPort, "mandos_restart_needed"), ["mandos_restart_needed 0"], "what is installed is its build; its workers' files are not");
 });
 
 test("serve threads of another build: the server does not start, and says why", { skip }, async (t) => {
@@ -150,6 +168,26 @@ test("serve threads of another build: the server does not start, and says why", 
   assert.notEqual(r.code, null, "it ended by itself");
   assert.match(r.stderr, /the installed mandos-ts is 0\.1\.0 \(build bbbbbbbbbbbb\), not this server's 0\.1\.0 \(build aaaaaaaaaaaa\): restart mandos to run it/);
 });
+
+async function until(what: string, check: () => boolean, ms = 20_000): Promise<void> {
+  for (const end = Date.now() + ms; !check();) {
+    if (Date.now() > end) throw new Error(`timed out waiting until ${what}`);
+    await sleep(50);
+  }
+}
+
+/** The PID of the server's checker host, if one runs. */
+function checkerHostOf(server: RunningServer): number | undefined {
+  const pid = server.process.pid!;
+  const children = readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean).map(Number);
+  return children.find((child) => {
+    try {
+      return readFileSync(`/proc/${child}/cmdline`, "utf8").includes("workers/checker-host.js");
+    } catch {
+      return false; // ended meanwhile
+    }
+  });
+}
 
 function escape(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");

@@ -41,7 +41,7 @@ import type { FleetState } from "./fleet/fleet-state.js";
 import { collectGarbage, HeapWatch } from "./daemon/memory.js";
 import { markCloseOnExec, nameProcess, releaseFreePages } from "./daemon/unix-datagram.js";
 import { Observability } from "./observe/index.js";
-import { installedBuild } from "../build.js";
+import { installedBuild, readableBuild } from "../build.js";
 import { BuildWatch } from "./daemon/build-watch.js";
 
 /** How long SIGTERM waits for connections already in progress. */
@@ -305,7 +305,7 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
   // Metrics, audit log, health (docs/OBSERVABILITY.md): counting from the first connection.
   let accepting = false;
   const observe = await Observability.start(settings, {
-    clientCounts: () => registry.counts(), handshakes: () => listener.handshakes, workers: runner.workers, serveThreads: settings.serveThreads, build: RUNNING_BUILD, installedBuild,
+    clientCounts: () => registry.counts(), handshakes: () => listener.handshakes, get workers() { return runner.workers; }, serveThreads: settings.serveThreads, build: RUNNING_BUILD, installedBuild: readableBuild,
     workerQueue: () => runner.queued, ...(fleet ? { etcd: fleet.link.bind(fleet) } : {}), accepting: () => accepting, stateNotKept: () => (keepState ? null : `${settings.statedir} is not usable`),
   });
   let bound: { address: string; port: number };

@@ -6,9 +6,11 @@
 // package restarts the reference as it upgrades; npm restarts nothing.
 //
 // Read every BUILD_CHECK_MS and at each SIGHUP: one WARNING a change, and
-// one INFO if the server's own build is installed again (a way back).
+// one INFO if the server's own build is installed again (a way back). A
+// stamp the server may not read (an installation readable by root alone,
+// after the privilege drop) says nothing.
 
-import { installedBuild, otherBuildMessage, type BuildStamp } from "../../build.js";
+import { otherBuildMessage, readableBuild, type BuildStamp } from "../../build.js";
 import type { Logger } from "./log.js";
 
 /** A minute: the stamp is ~50 bytes, read in ~20 µs. */
@@ -17,12 +19,12 @@ export const BUILD_CHECK_MS = 60_000;
 export class BuildWatch {
   readonly #running: BuildStamp;
   readonly #logger: Logger;
-  readonly #read: () => BuildStamp;
+  readonly #read: () => BuildStamp | null;
   #seen: string;
   #timer: NodeJS.Timeout | null = null;
 
-  /** `read`: where the installed stamp comes from (tests). */
-  constructor(running: BuildStamp, logger: Logger, read: () => BuildStamp = installedBuild) {
+  /** `read`: where the installed stamp comes from (tests); null: not readable by us, so nothing to say. */
+  constructor(running: BuildStamp, logger: Logger, read: () => BuildStamp | null = readableBuild) {
     this.#running = running;
     this.#logger = logger;
     this.#read = read;
@@ -32,7 +34,7 @@ export class BuildWatch {
   /** Reads the installed stamp now; logs if it changed since the last read. */
   check(): void {
     const installed = this.#read();
-    if (installed.build === this.#seen) return;
+    if (installed === null || installed.build === this.#seen) return;
     this.#seen = installed.build;
     if (installed.build === this.#running.build) this.#logger.info("The installed mandos-ts is this server's build again");
     else this.#logger.warning(otherBuildMessage(installed, this.#running, { sentence: true }));

@@ -29,8 +29,8 @@ export interface MetricSources {
   etcd?(): EtcdLink;
   /** The build this server runs, read as it started (src/build.ts). */
   readonly build?: BuildStamp;
-  /** The build installed now, read at each scrape. */
-  installedBuild?(): BuildStamp;
+  /** The build installed now, read at each scrape; null if the server may not read it. */
+  installedBuild?(): BuildStamp | null;
 }
 
 export const REFUSAL_REASONS: readonly RefusalReason[] = [
@@ -171,7 +171,10 @@ export function createMetrics(sources: MetricSources): Metrics {
       new Gauge({
         name: "mandos_restart_needed", help: "1 when the mandos-ts installed now is another build than this server runs (npm install -g meanwhile): restart to run it.",
         registers: [registry],
-        collect() { this.set(installed().build === running.build ? 0 : 1); },
+        collect() {
+          const now = installed();
+          this.set(now !== null && now.build !== running.build ? 1 : 0);
+        },
       });
     }
   }

@@ -37,7 +37,7 @@ export interface HandshakeRunner {
    * installation may be readable by root alone.
    */
   ready(): Promise<boolean>;
-  /** Number of worker threads (0 = inline). */
+  /** Number of worker threads (0 = inline, and once a pool went inline); read by metrics. */
   readonly workers: number;
   /** Handshake tasks waiting for a worker (always 0 inline); read by metrics. */
   readonly queued: number;
@@ -145,7 +145,7 @@ interface Waiting {
 }
 
 class PoolRunner implements HandshakeRunner {
-  readonly workers: number;
+  readonly #size: number;
   readonly #pool: Piscina<WorkerRequest, WorkerResponse>;
   readonly #groups: TlsSettings["keyShareGroups"];
   // Invariant: #reservoir.length + #refilling * REFILL_BATCH covers the
@@ -166,7 +166,7 @@ class PoolRunner implements HandshakeRunner {
   #destroyed: Promise<void> | null = null;
 
   constructor(workers: number, settings: TlsSettings, knownKeys: KnownKeys, options: PoolOptions) {
-    this.workers = workers;
+    this.#size = workers;
     this.#knownKeys = knownKeys;
     this.#settings = settings;
     this.#groups = settings.keyShareGroups;
@@ -208,6 +208,10 @@ class PoolRunner implements HandshakeRunner {
 
   ready(): Promise<boolean> {
     return this.#ready;
+  }
+
+  get workers(): number {
+    return this.#inline ? 0 : this.#size;
   }
 
   get queued(): number {
@@ -262,8 +266,8 @@ class PoolRunner implements HandshakeRunner {
    * over the free workers, MAX_BATCH at most each.
    */
   #dispatch(): void {
-    while (this.#queue.length > 0 && this.#batchesInFlight < this.workers) {
-      const free = this.workers - this.#batchesInFlight;
+    while (this.#queue.length > 0 && this.#batchesInFlight < this.#size) {
+      const free = this.#size - this.#batchesInFlight;
       const batch = this.#queue.splice(0, Math.min(MAX_BATCH, Math.ceil(this.#queue.length / free)));
       this.#batchesInFlight++;
       const tasks: HandshakeTask[] = [];
