@@ -202,6 +202,25 @@ test("a missing, truncated or foreign state file is a warning and a start from c
   assert.equal(restored.settings[0]!.name, "a");
 });
 
+test("a state file of a later version is not read as none: readState throws, saying what to do, and leaves it as it was", () => {
+  const lines: string[] = [];
+  const logger = { ...silentLogger, warning: (m: string) => void lines.push(m) };
+  const later = join(dir, "later.json");
+  const text = '{"format":"mandos-ts-state","version":2,"saved":"2027-01-01T00:00:00.000Z","clients":{}}';
+  writeFileSync(later, text, { mode: 0o600 });
+  assert.throws(() => readState(later, logger), {
+    message: `${later} is of a later mandos-ts (state version 2; this one reads version 1): run that version, or start with --no-restore to begin from clients.conf (the file is then replaced)`,
+  });
+  assert.deepEqual(lines, []);
+  assert.equal(readFileSync(later, "utf8"), text);
+  // Version 1 and anything not ours stay as they were: read, or a warning.
+  writeFileSync(later, text.replace('"version":2', '"version":1'), { mode: 0o600 });
+  assert.notEqual(readState(later, logger), null);
+  writeFileSync(later, text.replace('"version":2', '"version":"2"'), { mode: 0o600 });
+  assert.equal(readState(later, logger), null);
+  assert.equal(lines.length, 1);
+});
+
 test("the state file is written with mode 0600", () => {
   const path = join(dir, "mode.json");
   writeAtomically(path, "{}");

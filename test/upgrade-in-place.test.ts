@@ -5,7 +5,8 @@
 // named by --version and in the metrics; the pieces it starts later
 // (handshake workers, the checker host, serve threads) check their files'
 // stamp against the server's and, if it differs, do not run mixed with it,
-// while the real mandos-client still gets its secret.
+// while the real mandos-client still gets its secret. And going back: a
+// state file of a later version stops the start rather than be lost.
 //
 // Each test runs a copy of this checkout's built server from a scratch
 // directory. "Another build" is a copy whose stamp says another build; a
@@ -167,6 +168,21 @@ test("serve threads of another build: the server does not start, and says why", 
   assert.notEqual(r.code, 0, "it did not serve");
   assert.notEqual(r.code, null, "it ended by itself");
   assert.match(r.stderr, /the installed mandos-ts is 0\.1\.0 \(build bbbbbbbbbbbb\), not this server's 0\.1\.0 \(build aaaaaaaaaaaa\): restart mandos to run it/);
+});
+
+test("going back to an earlier mandos-ts: a state file of a later version stops the start, untouched; --no-restore starts from clients.conf", { skip }, async (t) => {
+  const { conf, state } = scratch(t);
+  const file = join(state, "clients.json");
+  const later = '{"format":"mandos-ts-state","version":2,"saved":"2027-01-01T00:00:00.000Z","clients":{"demo":{"enabled":false}}}\n';
+  writeFileSync(file, later, { mode: 0o600 });
+  const args = ["--debug", "--no-dbus", "--no-zeroconf", "--configdir", conf, "--statedir", state, "--port", "0", "--address", "::1"];
+  const r = await run(process.execPath, [join(REPO, "bin", "mandos"), ...args], 60_000);
+  assert.equal(r.code, 1, r.stderr);
+  assert.match(r.stderr, new RegExp(`mandos: ${escape(file)} is of a later mandos-ts \\(state version 2; this one reads version 1\\): run that version, or start with --no-restore`));
+  assert.equal(readFileSync(file, "utf8"), later, "the file is as it was");
+  const server = await startServer(["--configdir", conf, "--statedir", state, "--port", "0", "--address", "::1", "--no-restore"]);
+  t.after(() => server.stop());
+  await secretServed(server);
 });
 
 async function until(what: string, check: () => boolean, ms = 20_000): Promise<void> {

@@ -745,8 +745,9 @@ export function unreadableReason(error: unknown): string {
 
 /**
  * Reads the state file: null (and a warning) when it is missing or
- * unusable. `owners`: uids besides root and ours that may own it (the
- * user the server becomes).
+ * unusable. Throws for a file of a later version, which the server must
+ * neither read as none nor replace. `owners`: uids besides root and ours
+ * that may own it (the user the server becomes).
  */
 export function readState(path: string, logger: Logger, owners: readonly number[] = []): StateFile | null {
   let text: string;
@@ -758,6 +759,7 @@ export function readState(path: string, logger: Logger, owners: readonly number[
     else logger.warning(`Could not load persistent state from ${path}: ${unreadableReason(error)}; starting from clients.conf`);
     return null;
   }
+  let newer: unknown;
   try {
     let parsed: Partial<StateFile>;
     try {
@@ -766,14 +768,21 @@ export function readState(path: string, logger: Logger, owners: readonly number[
       // Never V8's message: it quotes the file's first bytes.
       throw new Error("not valid JSON");
     }
-    if (parsed.format !== "mandos-ts-state" || parsed.version !== 1 || typeof parsed.clients !== "object" || parsed.clients === null) {
-      throw new Error("not a mandos-ts state file of version 1");
+    newer = parsed.format === "mandos-ts-state" && typeof parsed.version === "number" && parsed.version > 1 ? parsed.version : undefined;
+    if (newer === undefined) {
+      if (parsed.format !== "mandos-ts-state" || parsed.version !== 1 || typeof parsed.clients !== "object" || parsed.clients === null) {
+        throw new Error("not a mandos-ts state file of version 1");
+      }
+      return parsed as StateFile;
     }
-    return parsed as StateFile;
   } catch (error) {
     logger.warning(`Could not load persistent state from ${path}: ${(error as Error).message}; starting from clients.conf`);
     return null;
   }
+  // Written by a later mandos-ts (an install gone back to this one): read
+  // as none, the clients disabled or removed at run time would come back, and
+  // the next save would replace the file. Not started instead.
+  throw new Error(`${path} is of a later mandos-ts (state version ${String(newer)}; this one reads version 1): run that version, or start with --no-restore to begin from clients.conf (the file is then replaced)`);
 }
 
 export interface Restored {
