@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { parseCommandLine } from "../src/main/config/cli.js";
 import { parseServerConfig } from "../src/main/config/server-config.js";
 import { mergeSettings, type ServerFileSettings } from "../src/main/config/server-settings.js";
-import { approvalKey, clientKey, decodeJournal, decodeValue, encodeJournal, journalKey, parseKey, SHARED_PROPERTIES, StateBuilder } from "../src/main/fleet/layout.js";
+import { approvalKey, clientKey, decodeJournal, decodeValue, encodeJournal, isLaterJournal, JOURNAL_VERSION, journalKey, parseKey, SHARED_PROPERTIES, StateBuilder } from "../src/main/fleet/layout.js";
 import { passwordOf, readEtcdCredentials } from "../src/main/fleet/credentials.js";
 import type { EtcdSettings } from "../src/main/fleet/settings.js";
 
@@ -127,4 +127,16 @@ test("a journal record carries its changes without the prefix and gives them bac
   assert.deepEqual(decodeJournal("/m/", mixed)?.changes, [{ key: "/m/clients/a/Expires", value: { value: 1, at: 2, by: "s" } }]);
   assert.equal(decodeJournal("/m/", "not json"), null);
   assert.equal(decodeJournal("/m/", JSON.stringify({ at: 1, by: "s" })), null, "no changes");
+});
+
+test("a journal record says its format; one of a later format is known as such, whatever else it holds", () => {
+  const text = encodeJournal("/m/", { at: 7, by: "s", changes: [] });
+  assert.equal((JSON.parse(text) as { v: unknown }).v, JOURNAL_VERSION);
+  assert.equal(isLaterJournal(text), false);
+  assert.equal(isLaterJournal(JSON.stringify({ at: 7, by: "s", changes: [] })), false, "an earlier release's record (no v)");
+  assert.equal(isLaterJournal(JSON.stringify({ v: JOURNAL_VERSION + 1, at: 7, by: "s", changes: [] })), true);
+  assert.equal(isLaterJournal(JSON.stringify({ v: JOURNAL_VERSION + 1, entries: "another shape" })), true, "however it is laid out");
+  assert.equal(isLaterJournal(JSON.stringify({ v: "2", at: 7, by: "s", changes: [] })), false);
+  assert.equal(isLaterJournal("not a record"), false);
+  assert.equal(isLaterJournal("null"), false);
 });

@@ -20,7 +20,8 @@
 //     keys and deletes them; records of a server no longer live (killed,
 //     or stopped) are folded by the others, and any record older than
 //     ORPHAN_MS by whoever sees it. A fold writes a change only while it
-//     is still the newest this server knows of its key.
+//     is still the newest this server knows of its key. A record of a
+//     later format (layout.ts's JOURNAL_VERSION) is read, never folded.
 //   - Rule 1: a value is applied here only if it is not older (`at`, then
 //     the server name) than the newest this server has of the same key,
 //     written or not; so a server that comes back from an outage keeps the
@@ -49,7 +50,7 @@ import type { ClientView, PendingRequest, RegistryEvent } from "../clients/contr
 import type { ClientRegistry } from "../clients/registry.js";
 import type { Logger } from "../daemon/log.js";
 import {
-  approvalKey, clientKey, decodeJournal, decodePending, decodeValue, encodeJournal, encodePending, encodeValue, isScalar, isShared, journalDir, journalKey, parseKey,
+  approvalKey, clientKey, decodeJournal, isLaterJournal, decodePending, decodeValue, encodeJournal, encodePending, encodeValue, isScalar, isShared, journalDir, journalKey, parseKey,
   pendingKey, PresentKeys, readProperty, SHARED_PROPERTIES, StateBuilder, type ParsedKey, type Stamped,
 } from "./layout.js";
 import type { EtcdSettings } from "./settings.js";
@@ -210,7 +211,7 @@ export class FleetState {
   /** Other servers' pending/ keys this server shows. */
   readonly #pendingIn = new Map<string, { readonly name: string; readonly server: string }>();
   /** Journal records in etcd not yet folded, as far as this server knows: who wrote each, and when. */
-  readonly #journal = new Map<string, { readonly by: string; readonly at: number }>();
+  readonly #journal = new Map<string, { readonly by: string; readonly at: number; readonly later?: boolean }>();
   #journalSeq = 0;
   /** When this server last wrote a journal record (its fold waits FOLD_QUIET_MS after it). */
   #lastJournalAt = 0;
@@ -514,7 +515,8 @@ export class FleetState {
     const now = this.#clock.now();
     const registered = this.#checkers.isLive(this.#id);
     const out: string[] = [];
-    for (const [key, { by, at }] of this.#journal) {
+    for (const [key, { by, at, later }] of this.#journal) {
+      if (later) continue; // a later server's to fold (layout.ts, JOURNAL_VERSION)
       if (by === this.#id ? now - this.#lastJournalAt >= FOLD_QUIET_MS : (registered && !this.#checkers.isLive(by)) || now - at >= ORPHAN_MS) out.push(key);
     }
     return out;
@@ -558,7 +560,11 @@ export class FleetState {
       // A flush or sync that came due meanwhile found the link busy: it goes now.
       if (this.#hasWork() || this.#resync) this.#schedule(FLUSH_MS);
     }
-    if (this.#journal.size > 0) this.#armFold();
+    for (const { later } of this.#journal.values()) {
+      if (later) continue;
+      this.#armFold();
+      break;
+    }
   }
 
   /** The newest value of `key` this server has, written or not (Rule 1). */
@@ -753,9 +759,11 @@ export class FleetState {
           continue;
         }
         // A record that is not one (not ours: written by hand, or damaged) is folded away at once: nothing to take, only the delete.
+        // One of a later format: what of it reads is taken, and it is left for a later server to fold.
         const record = decodeJournal(this.#prefix, text);
-        this.#journal.set(key, { by: record?.by ?? "", at: record?.at ?? 0 });
-        this.#armFold();
+        const later = isLaterJournal(text);
+        this.#journal.set(key, { by: record?.by ?? "", at: record?.at ?? 0, later });
+        if (!later) this.#armFold();
         for (const change of record?.changes ?? []) take(change.key, parseKey(this.#prefix, change.key)!, change.value, true);
         continue;
       }

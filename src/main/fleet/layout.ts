@@ -160,9 +160,31 @@ export interface JournalRecord {
   readonly changes: readonly JournalChange[];
 }
 
+/**
+ * The journal record format this release writes ("v"); records of earlier
+ * releases have none. A record of a later format is written by a later
+ * mandos-ts in a fleet being upgraded server by server: this server
+ * applies the changes of it that it can read, and never folds or deletes
+ * it (isLaterJournal), so that nothing it cannot read is lost; a later
+ * server folds it. Every later release must keep "v" where it is.
+ */
+export const JOURNAL_VERSION = 1;
+
+/** Whether a journal record's text declares a format later than JOURNAL_VERSION. */
+export function isLaterJournal(text: string): boolean {
+  let v: unknown;
+  try {
+    v = (JSON.parse(text) as { v?: unknown } | null)?.v;
+  } catch {
+    return false;
+  }
+  return typeof v === "number" && v > JOURNAL_VERSION;
+}
+
 /** `changes` keys are full keys; the record holds them without `prefix`. */
 export function encodeJournal(prefix: string, record: JournalRecord): string {
   return JSON.stringify({
+    v: JOURNAL_VERSION,
     at: record.at,
     by: record.by,
     changes: record.changes.map((c) => [c.key.slice(prefix.length), c.value.value, c.value.at, c.value.by]),
