@@ -53,6 +53,17 @@ export function readableBuild(): BuildStamp | null {
   return { version: UNSTAMPED, build: UNSTAMPED };
 }
 
+/**
+ * What a piece the server started later says, as it loads, if its files
+ * (installed now) are another build than `server`, the server's as it
+ * started; null if they are the same build, or no build was given.
+ */
+export function otherBuildThan(server: BuildStamp | undefined): string | null {
+  if (server === undefined) return null;
+  const installed = installedBuild();
+  return installed.build === server.build ? null : otherBuildMessage(installed, server);
+}
+
 /** "0.1.0 (build 0123456789ab)", for logs and --version. */
 export function describeBuild(stamp: BuildStamp): string {
   return stamp.build === UNSTAMPED ? "an unstamped build" : `${stamp.version} (build ${stamp.build})`;

@@ -17,12 +17,12 @@
 
 import { test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
-import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 import type { BuildStamp } from "../src/build.js";
 import { MANDOS_CLIENT, missing } from "./helpers/peers.js";
+import { eventually } from "./helpers/wait.js";
 import { REPO, run, runMandosClient, startServer, type RunningServer } from "./helpers/server.js";
 
 const skip = missing(MANDOS_CLIENT);
@@ -39,10 +39,10 @@ function installCopy(dir: string, stamp: BuildStamp): void {
   stampCopy(dir, stamp);
 }
 
+/** Stamps the copy `stamp`, written beside and renamed over, as an install replaces a file. */
 function stampCopy(dir: string, stamp: BuildStamp): void {
   writeFileSync(join(dir, "dist", "src", "build.json.tmp"), `${JSON.stringify(stamp)}\n`);
-  cpSync(join(dir, "dist", "src", "build.json.tmp"), join(dir, "dist", "src", "build.json"));
-  rmSync(join(dir, "dist", "src", "build.json.tmp"));
+  renameSync(join(dir, "dist", "src", "build.json.tmp"), join(dir, "dist", "src", "build.json"));
 }
 
 /** A copy stamped "aaaaaaaaaaaa" whose src/workers are those of a copy stamped OTHER. */
@@ -106,7 +106,7 @@ test("another build installed under a running server: said at SIGHUP, in --versi
   assert.deepEqual(await metric(metricsPort, "mandos_restart_needed"), ["mandos_restart_needed 0"]);
   // The checker host has loaded (it reads its files as it starts): a checker ran in it.
   const ppid = join(out, "ppid");
-  await until("a checker ran in the checker host", () => existsSync(ppid) && Number(readFileSync(ppid, "utf8")) === checkerHostOf(server));
+  await eventually(() => existsSync(ppid) && Number(readFileSync(ppid, "utf8")) === checkerHostOf(server), { what: "a checker ran in the checker host" });
 
   // npm install -g of another tarball.
   stampCopy(copy, OTHER);
@@ -129,7 +129,7 @@ test("another build installed under a running server: said at SIGHUP, in --versi
   process.kill(host, "SIGKILL");
   await server.waitForLog(/the checker host did not start: the installed mandos-ts is 0\.1\.0 \(build bbbbbbbbbbbb\), not this server's 0\.1\.0 \(build aaaaaaaaaaaa\): restart mandos to run it; checkers start in the server process/);
   rmSync(ppid, { force: true });
-  await until("a checker ran", () => existsSync(ppid));
+  await eventually(() => existsSync(ppid), { what: "a checker ran" });
   assert.equal(Number(readFileSync(ppid, "utf8")), server.process.pid, "the server started the checker");
 
   // The way back: the server's own build installed again.
@@ -184,13 +184,6 @@ test("going back to an earlier mandos-ts: a state file of a later version stops 
   t.after(() => server.stop());
   await secretServed(server);
 });
-
-async function until(what: string, check: () => boolean, ms = 20_000): Promise<void> {
-  for (const end = Date.now() + ms; !check();) {
-    if (Date.now() > end) throw new Error(`timed out waiting until ${what}`);
-    await sleep(50);
-  }
-}
 
 /** The PID of the server's checker host, if one runs. */
 function checkerHostOf(server: RunningServer): number | undefined {

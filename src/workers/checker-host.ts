@@ -8,7 +8,7 @@
 // on, as they would have.
 
 import { HOST_BUILD, HOST_NODE_OPTIONS, HOST_SHOW_OUTPUT, type HostReport, type HostRequest } from "../main/clients/checker-host.js";
-import { installedBuild, otherBuildMessage, type BuildStamp } from "../build.js";
+import { otherBuildThan, type BuildStamp } from "../build.js";
 import type { CheckerProcess } from "../main/clients/record.js";
 import { closeInheritable } from "../main/clients/inherited-descriptors.js";
 import { shellSpawner, showCheckerOutput } from "../main/clients/shell-spawner.js";
@@ -33,9 +33,7 @@ if (nodeOptions !== undefined) process.env.NODE_OPTIONS = nodeOptions;
 // The server's build: ours (our files') must be it, or we start no checker.
 const serverBuild = process.env[HOST_BUILD];
 delete process.env[HOST_BUILD];
-const installed = installedBuild();
-const server = serverBuild === undefined ? undefined : (JSON.parse(serverBuild) as BuildStamp);
-const otherBuild = server && server.build !== installed.build ? otherBuildMessage(installed, server) : null;
+const otherBuild = otherBuildThan(serverBuild === undefined ? undefined : (JSON.parse(serverBuild) as BuildStamp));
 
 const running = new Map<number, CheckerProcess>();
 

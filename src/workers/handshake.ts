@@ -10,14 +10,12 @@
 // of another build than the server: it says so and runs no task.
 
 import { parentPort, workerData } from "node:worker_threads";
-import { installedBuild, otherBuildMessage } from "../build.js";
+import { otherBuildThan } from "../build.js";
 import { packBytes } from "./pack-bytes.js";
 import { generateEphemeralKeyShares, runHandshakeTask, type EphemeralKeyShares } from "../tls/index.js";
 import { WORKER_LOADED, type BatchedResult, type HandshakeWorkerData, type OtherBuild, type WorkerRequest, type WorkerResponse } from "./handshake-protocol.js";
 
-const running = (workerData as Partial<HandshakeWorkerData> | null | undefined)?.build;
-const installed = installedBuild();
-const otherBuild = running && running.build !== installed.build ? otherBuildMessage(installed, running) : null;
+const otherBuild = otherBuildThan((workerData as Partial<HandshakeWorkerData> | null | undefined)?.build);
 parentPort?.postMessage(otherBuild === null ? WORKER_LOADED : ({ otherBuild } satisfies OtherBuild));
 
 export default function work(request: WorkerRequest): WorkerResponse | Promise<WorkerResponse> {

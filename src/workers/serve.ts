@@ -19,15 +19,15 @@ import type { Logger } from "../main/daemon/log.js";
 import type { SecretDecision, SecretSource } from "../main/clients/contract.js";
 import { FORWARDED_CHANNELS, type FromThread, type ServeThreadData, type ThreadOp, type ToThread } from "../main/serve/serve-protocol.js";
 import { bufferView } from "../tls/record.js";
-import { installedBuild, otherBuildMessage } from "../build.js";
+import { otherBuildThan } from "../build.js";
 
 const port = parentPort;
 if (!port) throw new Error("src/workers/serve.ts runs in a worker thread");
 const data = workerData as ServeThreadData;
 // Files of another build than the server's (installed while it started):
 // this thread ends, the server with it, saying why (src/build.ts).
-const installed = installedBuild();
-if (data.build && data.build.build !== installed.build) throw new Error(otherBuildMessage(installed, data.build));
+const otherBuild = otherBuildThan(data.build);
+if (otherBuild !== null) throw new Error(otherBuild);
 numberConnections(data.index, data.stride);
 
 let ops: ThreadOp[] = [];
