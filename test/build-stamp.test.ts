@@ -1,6 +1,7 @@
 // The build stamp (scripts/stamp-build.sh, src/build.ts): the same files
 // give the same stamp, any built file or the lock file changes it, source
-// maps do not; a build without one reads as "unstamped". And BuildWatch
+// maps do not, and scripts/prune-dist.sh removes built files whose source
+// is gone; a build without one reads as "unstamped". And BuildWatch
 // (src/main/daemon/build-watch.ts): one line a change of the installed
 // build, none while it stays. The running server's side is in
 // upgrade-in-place.test.ts.
@@ -47,6 +48,62 @@ test("the same files, the same stamp; a built file or the lock file changed, ano
   assert.notEqual(second.build, first.build, "a built file changed");
   writeFileSync(join(dir, "package-lock.json"), '{ "lockfileVersion": 3 }\n');
   assert.notEqual((await stamp()).build, second.build, "the dependencies' versions changed");
+});
+
+test("prune-dist.sh removes what tsc built from a deleted source, keeps the rest, and the stamp is then the fresh build's", async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), "mandos-ts-prune-"));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  mkdirSync(join(dir, "scripts"));
+  for (const s of ["prune-dist.sh", "stamp-build.sh"]) cpSync(join(REPO, "scripts", s), join(dir, "scripts", s));
+  writeFileSync(join(dir, "package.json"), '{ "name": "x", "version": "1.2.3" }\n');
+  const files = (built: Record<string, string>): void => {
+    for (const [path, text] of Object.entries(built)) {
+      mkdirSync(join(dir, path, ".."), { recursive: true });
+      writeFileSync(join(dir, path), text);
+    }
+  };
+  const script = async (name: string): Promise<void> => {
+    const r = await run("sh", [join(dir, "scripts", name)], 30_000, {}, "/");
+    assert.equal(r.code, 0, r.stderr);
+  };
+  files({
+    "src/main/kept.ts": "export {};\n",
+    "src/workers/entry.cts": "module.exports = 1;\n",
+    "test/kept.test.ts": "export {};\n",
+    "dist/src/main/kept.js": "export {};\n",
+    "dist/src/main/kept.js.map": "{}\n",
+    "dist/src/workers/entry.cjs": "module.exports = 1;\n",
+    "dist/src/workers/entry.cjs.map": "{}\n",
+    "dist/test/kept.test.js": "export {};\n",
+  });
+  await script("stamp-build.sh");
+  const fresh = readFileSync(join(dir, "dist", "src", "build.json"), "utf8");
+  files({
+    "dist/src/main/renamed.js": "export {};\n",
+    "dist/src/main/renamed.js.map": "{}\n",
+    "dist/src/gone/old.cjs": "module.exports = 0;\n",
+    "dist/test/deleted.test.js": "throw new Error('a deleted test');\n",
+  });
+  await script("stamp-build.sh");
+  assert.notEqual(readFileSync(join(dir, "dist", "src", "build.json"), "utf8"), fresh, "without the prune, stale files are hashed");
+  await script("prune-dist.sh");
+  await script("stamp-build.sh");
+  assert.equal(readFileSync(join(dir, "dist", "src", "build.json"), "utf8"), fresh);
+  const left = (await run("find", [".", "-type", "f"], 30_000, {}, dir)).stdout.toString().split("\n").filter(Boolean).sort();
+  assert.deepEqual(left, [
+    "./dist/src/build.json",
+    "./dist/src/main/kept.js",
+    "./dist/src/main/kept.js.map",
+    "./dist/src/workers/entry.cjs",
+    "./dist/src/workers/entry.cjs.map",
+    "./dist/test/kept.test.js",
+    "./package.json",
+    "./scripts/prune-dist.sh",
+    "./scripts/stamp-build.sh",
+    "./src/main/kept.ts",
+    "./src/workers/entry.cts",
+    "./test/kept.test.ts",
+  ]);
 });
 
 test("this checkout's built files read their own stamp; describeBuild names it", () => {
