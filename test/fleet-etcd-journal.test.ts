@@ -3,8 +3,12 @@
 // the other servers read as puts of its keys at once, and which is folded
 // into the clients/ keys once the wave is over; a dead server's records are
 // read by the servers that start after it and folded by them, never over a
-// newer value. In process, against a real one-member etcd, on manual
-// clocks: the flushes and folds happen when the test moves the clock.
+// newer value. And a fleet upgraded server by server (docs/ETCD.md): a
+// record of a later format is read and left for a later server to fold;
+// a later release's keys and fields beside ours are read for what reads,
+// and none is written over or deleted through a wave and its fold. In
+// process, against a real one-member etcd, on manual clocks: the flushes
+// and folds happen when the test moves the clock.
 
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
@@ -13,7 +17,7 @@ import { ClientRegistry } from "../src/main/clients/registry.js";
 import { ManualClock } from "../src/main/clock.js";
 import { silentLogger } from "../src/main/daemon/log.js";
 import { FleetState, FLUSH_MS, FOLD_QUIET_MS, JOURNAL_MIN_CHANGES, ORPHAN_MS } from "../src/main/fleet/fleet-state.js";
-import { clientKey, decodeValue, encodeJournal, encodeValue, journalDir, journalKey, JOURNAL_VERSION } from "../src/main/fleet/layout.js";
+import { approvalKey, clientKey, decodeValue, encodeJournal, encodeValue, journalDir, journalKey, JOURNAL_VERSION, pendingKey } from "../src/main/fleet/layout.js";
 import type { EtcdSettings } from "../src/main/fleet/settings.js";
 import { clientSettings } from "./helpers/clients.js";
 import { etcdMissing, startEtcdCluster, type EtcdCluster } from "./helpers/etcd.js";
@@ -165,5 +169,50 @@ test("a record of a later journal format (a fleet upgraded server by server) is 
   } finally {
     await c.fleet.stop();
     c.registry.stop();
+  }
+});
+
+test("a later release's keys and fields: what reads is taken, the rest ignored, and none written over or deleted", { skip }, async () => {
+  const prefix = "/later-layout/";
+  const at = Date.UTC(2026, 0, 1);
+  const later = "later-server";
+  const laterKeys: Record<string, string> = {
+    // A known value with a field this release does not know: read.
+    [clientKey(prefix, "c0", "Enabled")]: JSON.stringify({ value: false, at, by: later, why: "a field of a later release" }),
+    // A known property whose value is of another type: ignored (a later release may not do this: docs/ETCD.md).
+    [clientKey(prefix, "c1", "Timeout")]: JSON.stringify({ value: { ms: 5_000 }, at, by: later }),
+    [`${prefix}clients/c2/PropertyOfALaterRelease`]: JSON.stringify({ value: 1, at, by: later }),
+    [`${prefix}clients/c2`]: "a key where this release has a directory",
+    [approvalKey(prefix, "c3")]: JSON.stringify({ value: true, at, by: later, reason: "a field of a later release" }),
+    // Another server's waiting connection, with a field this release does not know: shown.
+    [pendingKey(prefix, "c4", later)]: JSON.stringify({ timeout: 60_000, approvedByDefault: false, since: at }),
+    [`${prefix}directory-of-a-later-release/x`]: "anything",
+  };
+  for (const [key, text] of Object.entries(laterKeys)) await etcd.put(key).value(text);
+
+  const clock = new ManualClock(at + 2_000);
+  const { registry, fleet } = server(prefix, clock, "server-c");
+  try {
+    await fleet.start();
+    assert.equal(registry.get("c0")!.enabled, false, "a value with a field this release does not know is read");
+    assert.equal(registry.get("c1")!.timeout, HOUR, "a value of another type is ignored");
+    assert.equal(registry.get("c4")!.approvalPending, true, "a pending request with a field this release does not know is read");
+
+    // A reboot wave through this server: its journal record, then the fold into the clients/ keys.
+    clock.advance(60_000);
+    const served = NAMES.filter((n) => n !== "c0");
+    for (const name of served) registry.secretDelivered(name);
+    const expires = clock.now() + 2 * HOUR;
+    clock.advance(FLUSH_MS);
+    await eventually(async () => (await keys(journalDir(prefix))).length > 0, { what: "the wave's journal record" });
+    clock.advance(FOLD_QUIET_MS);
+    await eventually(async () => (await keys(journalDir(prefix))).length === 0, { what: "the record folded" });
+    for (const name of served) assert.equal(await stored(prefix, name), expires, `${name}'s Expires folded`);
+  } finally {
+    await fleet.stop();
+    registry.stop();
+  }
+  for (const [key, text] of Object.entries(laterKeys)) {
+    assert.equal(await etcd.get(key).string(), text, `${key} is as the later release wrote it`);
   }
 });

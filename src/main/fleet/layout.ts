@@ -8,7 +8,7 @@
 //   PREFIX approvals/NAME         -> {"value": true|false, "at": ms, "by": server}
 //   PREFIX pending/NAME/SERVER    -> {"timeout": ms, "approvedByDefault": bool}
 //                                    (bound to SERVER's lease: gone with it)
-//   PREFIX journal/SERVER/SEQ     -> {"at": ms, "by": server,
+//   PREFIX journal/SERVER/SEQ     -> {"v": 1, "at": ms, "by": server,
 //                                     "changes": [[KEY, V, at, by], ...]}
 //
 // A journal record carries many clients/ changes in one put: a server in
@@ -22,6 +22,14 @@
 // etcd outage keeps whichever of its own change and etcd's is newer. `by`
 // lets a server skip its own writes coming back through the watch.
 // The Secret property has no row: no secret is ever written to etcd.
+//
+// The layout only grows (docs/ETCD.md "Upgrading a fleet server by
+// server"): a reader ignores keys, fields and value types it does not
+// know and deletes none of them (its own change of a known key replaces
+// the value whole), so a later release may add keys and fields but never
+// change an existing one's type or meaning.
+// Journal records alone carry a format ("v"), because a server deletes
+// them as it folds.
 
 import type { ClientProperty, ClientView, PendingRequest, SharedClientState } from "../clients/contract.js";
 import type { ClientRuntime } from "../clients/contract.js";
