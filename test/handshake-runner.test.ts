@@ -6,11 +6,15 @@
 
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { createHandshakeRunner } from "../src/main/serve/handshake-runner.js";
 import { describeBuild, installedBuild } from "../src/build.js";
 import { DEFAULT_PRIORITY, EngineDriver, parsePriority, type HandshakeTask, type NamedGroup, type TlsEvent } from "../src/tls/index.js";
 import { openFlight } from "./helpers/tls-flight.js";
 import { makeKey } from "./helpers/tls-pair.js";
+import { eventually } from "./helpers/wait.js";
 
 const settings = parsePriority(DEFAULT_PRIORITY);
 
@@ -90,7 +94,7 @@ describe("the worker pool runner", () => {
     const server = { version: "0.1.0", build: "0123456789ab" };
     assert.notEqual(installedBuild().build, server.build);
     const said: string[] = [];
-    const runner = createHandshakeRunner(2, settings, undefined, { build: server, onOtherBuild: (m) => said.push(m) });
+    const runner = createHandshakeRunner(2, settings, undefined, { build: server, onInline: (m) => said.push(m) });
     try {
       // Sent before any worker has loaded: queued, or in a batch a worker answers with "otherBuild".
       const tasks: HandshakeTask[] = Array.from({ length: 40 }, () => ({ kind: "key-share", group: "x25519" }));
@@ -102,6 +106,61 @@ describe("the worker pool runner", () => {
       assert.equal(runner.queued, 0);
       assert.equal(runner.workers, 0, "no worker thread serves (the mandos_handshake_workers gauge)");
       assert.deepEqual(said, [`the installed mandos-ts is ${describeBuild(installedBuild())}, not this server's 0.1.0 (build 0123456789ab): restart mandos to run it`], "said once");
+    } finally {
+      await runner.close();
+    }
+  });
+
+  it("goes inline as well when a worker's answer says another build before its message does, and runs that batch here", async () => {
+    const said: string[] = [];
+    const entry = new URL("./helpers/answer-first-worker.cjs", import.meta.url);
+    const runner = createHandshakeRunner(1, settings, undefined, { build: installedBuild(), onInline: (m) => said.push(m), entry });
+    try {
+      const results = await Promise.all(Array.from({ length: 4 }, () => runner.run({ kind: "key-share", group: "x25519" })));
+      assert.deepEqual(results.map((r) => r.kind), ["key-share", "key-share", "key-share", "key-share"], "the batch the worker answered ran inline");
+      assert.deepEqual(said, ["another build (said in the answer)"], "the answer came first, and was said once");
+      assert.equal(runner.workers, 0);
+      assert.equal((await runner.keyShares()).shares.length > 0, true, "key shares made inline");
+      assert.equal(await runner.ready(), true, "ready once the worker's message came");
+      assert.deepEqual(said, ["another build (said in the answer)"], "the message after it said nothing more");
+    } finally {
+      await runner.close();
+    }
+  });
+
+  it("goes inline, once, when a worker cannot load its files (Piscina would start none again, and every handshake wait)", async () => {
+    const said: string[] = [];
+    const entry = new URL("./helpers/unloadable-worker.cjs", import.meta.url);
+    const runner = createHandshakeRunner(2, settings, undefined, { build: installedBuild(), onInline: (m) => said.push(m), entry });
+    try {
+      const results = await Promise.all(Array.from({ length: 4 }, () => runner.run({ kind: "key-share", group: "x25519" })));
+      assert.deepEqual(results.map((r) => r.kind), ["key-share", "key-share", "key-share", "key-share"]);
+      assert.equal(await runner.ready(), true, "ready: inline serves");
+      assert.equal((await runner.keyShares()).shares.length > 0, true);
+      assert.equal(runner.workers, 0);
+      assert.deepEqual(said, ["Cannot find module 'a file an upgrade removed'"], "said once, of two workers");
+    } finally {
+      await runner.close();
+    }
+  });
+
+  it("says so when a loaded worker fails outside any task, and serves on with the one Piscina starts in its place", async (t) => {
+    const marker = mkdtempSync(join(tmpdir(), "mandos-ts-fail-once-"));
+    t.after(() => rmSync(marker, { recursive: true, force: true }));
+    process.env.MANDOS_TS_TEST_FAIL_ONCE = join(marker, "failed");
+    t.after(() => delete process.env.MANDOS_TS_TEST_FAIL_ONCE);
+    const inline: string[] = [];
+    const failed: string[] = [];
+    const entry = new URL("./helpers/fail-once-worker.cjs", import.meta.url);
+    const runner = createHandshakeRunner(1, settings, undefined, { build: installedBuild(), onInline: (m) => inline.push(m), onWorkerError: (m) => failed.push(m), entry });
+    try {
+      assert.equal(await runner.ready(), true);
+      await eventually(() => failed.length > 0, { what: "the worker's failure said" });
+      assert.deepEqual(failed, ["a loaded worker failed outside any task"]);
+      const results = await Promise.all(Array.from({ length: 20 }, () => runner.run({ kind: "key-share", group: "x25519" })));
+      assert.equal(results.filter((r) => r.kind === "key-share").length, 20);
+      assert.equal(runner.workers, 1, "still a worker pool");
+      assert.deepEqual(inline, []);
     } finally {
       await runner.close();
     }

@@ -238,5 +238,10 @@ describe("the secrets a pickle holds, opened on every core", { skip: missing(GPG
     const here = await openReferenceSecrets(items.slice(0, 3), 1);
     assert.deepEqual(here.map((o) => o.threadId), [threadId, threadId, threadId]);
     assert.deepEqual(here.map((o) => (o.secret ? Buffer.from(o.secret).toString() : null)), items.slice(0, 3).map((i) => i.plain));
+    // Workers that cannot load their files (a damaged installation): every secret opened here instead, none lost, nothing thrown.
+    const unloadable = new URL("./helpers/unloadable-worker.cjs", import.meta.url);
+    const fallen = await openReferenceSecrets(items, 2, unloadable);
+    assert.deepEqual(fallen.map((o) => o.threadId), items.map(() => threadId));
+    assert.deepEqual(fallen.map((o) => (o.secret ? Buffer.from(o.secret).toString() : null)), items.map((i) => i.plain));
   });
 });

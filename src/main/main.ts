@@ -291,7 +291,8 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
   const threaded = settings.serveThreads > 0;
   const runner = createHandshakeRunner(threaded ? 0 : settings.workers, tlsSettings, knownKeysOf(registry), {
     build: RUNNING_BUILD,
-    onOtherBuild: (message) => logger.warning(`A handshake worker did not start: ${message}. Handshakes run on the main thread until then.`),
+    onInline: (why) => logger.warning(`A handshake worker did not start: ${why}; handshakes run on the main thread`),
+    onWorkerError: (message) => logger.warning(`A handshake worker failed: ${message}; another was started`),
   });
   // Past the open-files limit, accept(2) fails and libuv closes every
   // connection waiting without a word: hold fewer than it allows.

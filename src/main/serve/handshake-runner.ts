@@ -9,7 +9,9 @@
 // A worker that Piscina starts again (the one before died) after `npm
 // install -g` replaced the files is of another build than the server
 // (src/build.ts): it says so, and the pool's handshakes run inline from
-// then on, those it held too, until the server is restarted.
+// then on, those it held too, until the server is restarted. So they do
+// when a worker cannot load its files at all (Piscina starts no other).
+// Piscina's "error" event is always listened to: unheard, it is thrown.
 
 import { createRequire } from "node:module";
 import { availableParallelism } from "node:os";
@@ -83,8 +85,16 @@ export type KnownKeys = () => SharedArrayBuffer | null;
 export interface PoolOptions {
   /** The server's build, read as it started: each worker compares its files' with it. */
   readonly build: BuildStamp;
-  /** Called once if a worker's files are another build (what to log); handshakes then run inline. */
-  readonly onOtherBuild?: (message: string) => void;
+  /**
+   * Called once if the workers cannot serve: a worker's files are another
+   * build, or a worker could not load them (what to log: why). Handshakes
+   * then run inline.
+   */
+  readonly onInline?: (why: string) => void;
+  /** Called when a worker that had loaded failed with no task of its own; Piscina starts another (what to log). */
+  readonly onWorkerError?: (message: string) => void;
+  /** The workers' Piscina entry; by default ../../workers/handshake-entry.cjs (tests give workers that misbehave). */
+  readonly entry?: URL;
 }
 
 /** `pool`: by default, the build of these files as they are now. */
@@ -160,8 +170,10 @@ class PoolRunner implements HandshakeRunner {
   #dispatchScheduled = false;
   readonly #ready: Promise<boolean>;
   readonly #settings: TlsSettings;
-  readonly #onOtherBuild: ((message: string) => void) | undefined;
-  /** Set once a worker was of another build: every handshake runs here from then on. */
+  readonly #onInline: ((why: string) => void) | undefined;
+  readonly #onWorkerError: ((message: string) => void) | undefined;
+  #loadedOrInline: (ready: true) => void = () => undefined;
+  /** Set once a worker was of another build or could not load: every handshake runs here from then on. */
   #inline: InlineRunner | null = null;
   #destroyed: Promise<void> | null = null;
 
@@ -170,11 +182,12 @@ class PoolRunner implements HandshakeRunner {
     this.#knownKeys = knownKeys;
     this.#settings = settings;
     this.#groups = settings.keyShareGroups;
-    this.#onOtherBuild = options.onOtherBuild;
+    this.#onInline = options.onInline;
+    this.#onWorkerError = options.onWorkerError;
     const Pool = piscina();
     this.#pool = new Pool<WorkerRequest, WorkerResponse>({
       // CommonJS that import()s handshake.js: never loaded through require(esm) (see the entry).
-      filename: new URL("../../workers/handshake-entry.cjs", import.meta.url).href,
+      filename: (options.entry ?? new URL("../../workers/handshake-entry.cjs", import.meta.url)).href,
       workerData: { build: options.build } satisfies HandshakeWorkerData,
       minThreads: workers,
       maxThreads: workers,
@@ -191,18 +204,17 @@ class PoolRunner implements HandshakeRunner {
       let loaded = 0;
       const timer = setTimeout(() => resolve(false), WORKER_LOAD_WAIT_MS);
       timer.unref();
-      this.#pool.on("message", (message: unknown) => {
-        if (isOtherBuild(message)) {
-          this.#toInline(message.otherBuild);
-          clearTimeout(timer);
-          resolve(true);
-          return;
-        }
-        if (message !== WORKER_LOADED || ++loaded < workers) return;
+      this.#loadedOrInline = (ready) => {
         clearTimeout(timer);
-        resolve(true);
+        resolve(ready);
+      };
+      this.#pool.on("message", (message: unknown) => {
+        if (isOtherBuild(message)) this.#toInline(message.otherBuild);
+        else if (message === WORKER_LOADED && ++loaded === workers) this.#loadedOrInline(true);
       });
     });
+    // Unheard, Piscina's "error" would be thrown, and end the server.
+    this.#pool.on("error", (error: unknown) => this.#poolError(error));
     this.#refill();
   }
 
@@ -310,16 +322,35 @@ class PoolRunner implements HandshakeRunner {
   }
 
   /**
-   * A worker's files are another build than the server's: said once, and
-   * from now on every handshake runs inline, the waiting ones first; the
-   * pool is destroyed, and the batches it held run inline as they fail.
-   * Key shares made already are kept: they are as fresh as any.
+   * Piscina's "error" event, one of:
+   * - a worker's answer that came after the pool was destroyed (going
+   *   inline, or closing): its task was rejected already, nothing to do;
+   * - a worker that could not load its files (an installation in the
+   *   middle of an upgrade, a file gone): Piscina starts none again after
+   *   that, so every handshake would wait for ever; they run inline;
+   * - a worker that had loaded failed outside any task: Piscina started
+   *   another in its place.
    */
-  #toInline(message: string): void {
+  #poolError(error: unknown): void {
+    if (this.#inline || this.#closed) return;
+    const message = error instanceof Error ? error.message : String(error);
+    if (this.#pool.threads.length < this.#size) this.#toInline(message);
+    else this.#onWorkerError?.(message);
+  }
+
+  /**
+   * The workers cannot serve (a worker's files are another build than the
+   * server's, or a worker could not load them): said once, and from now on
+   * every handshake runs inline, the waiting ones first; the pool is
+   * destroyed, and the batches it held run inline as they fail. Key shares
+   * made already are kept: they are as fresh as any.
+   */
+  #toInline(why: string): void {
     if (this.#inline || this.#closed) return;
     const inline = new InlineRunner(this.#settings, this.#knownKeys);
     this.#inline = inline;
-    this.#onOtherBuild?.(message);
+    this.#loadedOrInline(true);
+    this.#onInline?.(why);
     for (const b of this.#queue.splice(0)) inline.run(b.task).then(b.resolve, b.reject);
     for (const waiter of this.#waiters.splice(0)) void inline.keyShares().then(waiter);
     this.#destroyed = this.#pool.destroy();

@@ -63,24 +63,35 @@ const THREADS_FROM = 2;
 /**
  * Opens every secret, in order, on up to `threads` worker threads (one per
  * core by default; on the main thread when there is one core or a single
- * secret, or when the workers cannot start).
+ * secret, or when the workers cannot start). `entry` is the workers'
+ * Piscina entry (tests give one that cannot load).
  */
-export async function openReferenceSecrets(items: readonly SealedSecret[], threads = availableParallelism()): Promise<OpenedSecret[]> {
+export async function openReferenceSecrets(
+  items: readonly SealedSecret[],
+  threads = availableParallelism(),
+  entry = new URL("../../workers/reference-secret-entry.cjs", import.meta.url),
+): Promise<OpenedSecret[]> {
   const count = Math.min(threads, items.length);
   if (count < 2 || items.length < THREADS_FROM) return openHere(items);
   const { Piscina } = createRequire(import.meta.url)("piscina") as typeof import("piscina");
   const pool = new Piscina<SealedSecret, OpenedSecret>({
     // CommonJS that import()s reference-secret.js (see src/workers/handshake-entry.cts).
-    filename: new URL("../../workers/reference-secret-entry.cjs", import.meta.url).href,
+    filename: entry.href,
     minThreads: count,
     maxThreads: count,
     concurrentTasksPerWorker: 1,
     recordTiming: false,
   });
+  // Piscina's "error", unheard, would be thrown and end the server: a
+  // worker that could not load (its tasks would then wait for ever, as
+  // Piscina starts no other), or an answer that came after a failed task
+  // made the pool be destroyed (ignored: the race is decided by then).
+  const failed = new Promise<never>((_resolve, reject) => pool.on("error", reject));
+  failed.catch(() => undefined);
   try {
     // Each on its own exact-size copy: structured clone copies a view's
     // whole ArrayBuffer (the pickle's, the secrets' arena, Node's pool).
-    return await Promise.all(items.map(({ sealed, configSecret }) => pool.run({ sealed: exact(sealed), configSecret: exact(configSecret) })));
+    return await Promise.race([Promise.all(items.map(({ sealed, configSecret }) => pool.run({ sealed: exact(sealed), configSecret: exact(configSecret) }))), failed]);
   } catch {
     // A worker that cannot load (a damaged installation): the slow way.
     return openHere(items);
