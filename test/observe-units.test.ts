@@ -1,10 +1,13 @@
 // The observability pieces alone, in process: the metrics address syntax,
 // /health following state saves, and the audit log's records, failures and
-// reopen, fed by publishing on the channels as the core would.
+// reopen, fed by publishing on the channels as the core would; and the
+// operator endpoint's connection cap and its listening socket's errors.
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, renameSync, rmSync, statSync } from "node:fs";
+import http, { type Server } from "node:http";
+import { syncBuiltinESMExports } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseMetricsAddress } from "../src/main/config/server-settings.js";
@@ -94,7 +97,7 @@ test("an audit write that fails is reported, not thrown into the core", () => {
 });
 
 test("the operator endpoint holds OPERATOR_MAX_CONNECTIONS, and idle ones go after the headers' timeout", async () => {
-  const endpoint = await serveOperatorEndpoint("127.0.0.1", 0, new PromRegistry(), () => ({ ok: true }));
+  const endpoint = await serveOperatorEndpoint("127.0.0.1", 0, new PromRegistry(), () => ({ ok: true }), () => undefined);
   const sockets: Socket[] = [];
   try {
     const idle = OPERATOR_MAX_CONNECTIONS + 36;
@@ -118,4 +121,32 @@ test("the operator endpoint holds OPERATOR_MAX_CONNECTIONS, and idle ones go aft
     for (const s of sockets) s.destroy();
     await endpoint.close();
   }
+});
+
+test("the operator endpoint's listening socket failing (an accept's ENOBUFS) is said, summed up while it goes on, and ends nothing", async (t) => {
+  // The failure cannot be made to order (libuv hides EMFILE behind a
+  // reserved descriptor), so the test reaches the http.Server the endpoint
+  // creates, through node:http's own export, and emits it there.
+  let created: Server | undefined;
+  const original = http.createServer;
+  http.createServer = ((...args: Parameters<typeof http.createServer>) => (created = original(...args))) as typeof http.createServer;
+  syncBuiltinESMExports();
+  t.after(() => {
+    http.createServer = original;
+    syncBuiltinESMExports();
+  });
+  const lines: string[] = [];
+  const endpoint = await serveOperatorEndpoint("127.0.0.1", 0, new PromRegistry(), () => ({ ok: true }), (line) => lines.push(line));
+  http.createServer = original;
+  syncBuiltinESMExports();
+  try {
+    assert.ok(created, "the endpoint's server was seen");
+    for (let i = 0; i < 3; i++) created.emit("error", Object.assign(new Error("accept ENOBUFS"), { code: "ENOBUFS", syscall: "accept" }));
+    assert.deepEqual(lines, ["Metrics listening socket error: accept ENOBUFS"], "the first at once, the others counted");
+    const res = await fetch(`http://127.0.0.1:${endpoint.port}/health`);
+    assert.equal(await res.text(), "ok\n", "still serving");
+  } finally {
+    await endpoint.close();
+  }
+  assert.deepEqual(lines, ["Metrics listening socket error: accept ENOBUFS", "Metrics listening socket errors: 2 more in the last 1 s"], "summed up as it closed");
 });

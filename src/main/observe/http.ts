@@ -5,6 +5,8 @@
 
 import { createServer, type Server } from "node:http";
 import type { Registry } from "prom-client";
+import { systemClock } from "../clock.js";
+import { SummedLines } from "../daemon/log.js";
 import type { HealthReport } from "./health.js";
 
 export interface OperatorEndpoint {
@@ -29,8 +31,14 @@ export const OPERATOR_MAX_CONNECTIONS = 64;
 export const OPERATOR_HEADERS_TIMEOUT_MS = 5_000;
 export const OPERATOR_REQUEST_TIMEOUT_MS = 10_000;
 
+/**
+ * Serves /metrics and /health on `host`, `port`. `onError` gets what to
+ * log of the listening socket's errors after it listens (a failing accept:
+ * ENOBUFS, ENOMEM), the first at once and then a sum every 10 s while they
+ * go on: unheard, such an error would be thrown, and end the server.
+ */
 export async function serveOperatorEndpoint(
-  host: string, port: number, registry: Registry, health: () => HealthReport,
+  host: string, port: number, registry: Registry, health: () => HealthReport, onError: (line: string) => void,
 ): Promise<OperatorEndpoint> {
   const server: Server = createServer({
     headersTimeout: OPERATOR_HEADERS_TIMEOUT_MS,
@@ -66,12 +74,19 @@ export async function serveOperatorEndpoint(
       resolve();
     });
   });
+  const errors = new SummedLines(
+    systemClock, 10_000,
+    (message) => onError(`Metrics listening socket error: ${message}`),
+    (count, seconds) => onError(`Metrics listening socket errors: ${count} more in the last ${seconds} s`),
+  );
+  server.on("error", (error) => errors.note(error.message));
   const bound = server.address();
   if (bound === null || typeof bound === "string") throw new Error("metrics listener has no address");
   return {
     address: bound.address,
     port: bound.port,
     close: () => new Promise<void>((resolve) => {
+      errors.stop();
       server.closeAllConnections();
       server.close(() => resolve());
     }),

@@ -51,19 +51,20 @@ export class Observability {
   /**
    * Opens the audit log and the HTTP listener. Throws (an errno error, or
    * EADDRINUSE) when either cannot be had: the operator asked for them.
+   * `onError` gets what to log of their failures afterwards (rate-limited).
    */
-  async open(onAuditError: (message: string) => void): Promise<void> {
+  async open(onError: (message: string) => void): Promise<void> {
     if (this.#settings.auditLog !== "" || this.#settings.auditSyslog) {
       this.#audit = openAuditLog({
         ...(this.#settings.auditLog !== "" ? { path: this.#settings.auditLog } : {}),
         syslog: this.#settings.auditSyslog,
         server: { host: hostname(), pid: process.pid, name: this.#settings.servicename },
-        onError: onAuditError,
+        onError,
       });
     }
     const m = this.#settings.metrics;
     if (m && this.#metrics) {
-      this.#endpoint = await serveOperatorEndpoint(m.host, m.port, this.#metrics.registry, () => this.#health.report());
+      this.#endpoint = await serveOperatorEndpoint(m.host, m.port, this.#metrics.registry, () => this.#health.report(), onError);
     }
   }
 
