@@ -2,13 +2,15 @@
 // silent peer and one that stops mid-handshake are closed exactly when their
 // deadline passes (not a millisecond before), stalled peers give up their
 // handshake slots exactly PEER_SLOW_MS in, and shutdown's grace ends on
-// the clock too. The Listener runs in this process on a loopback socket; the
+// the clock too, as does the summing of a failing listening socket's
+// errors. The Listener runs in this process on a loopback socket; the
 // facts come from events.ts's channels, and the log lines from
 // daemon/log-serve.ts are checked word for word, as the reference writes them.
 
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { connect, type Socket } from "node:net";
+import net, { connect, type Server, type Socket } from "node:net";
+import { syncBuiltinESMExports } from "node:module";
 import { DEFAULT_PRIORITY, parsePriority } from "../src/tls/index.js";
 import { ClientRegistry } from "../src/main/clients/registry.js";
 import type { CheckerSpawner } from "../src/main/clients/registry.js";
@@ -181,3 +183,45 @@ for (const workers of [0, 2]) {
     });
   });
 }
+
+test("a listening socket that fails to accept (ENOBUFS) is said once, summed up every 10 s on the clock while it goes on, and serving goes on", async (t) => {
+  // The failure cannot be made to order (libuv hides EMFILE behind a
+  // reserved descriptor): the test reaches the net.Server the Listener
+  // creates, through node:net's own export, and emits it there.
+  let created: Server | undefined;
+  const original = net.createServer;
+  net.createServer = ((...args: Parameters<typeof net.createServer>) => (created = original(...args))) as typeof net.createServer;
+  syncBuiltinESMExports();
+  const restore = (): void => {
+    net.createServer = original;
+    syncBuiltinESMExports();
+  };
+  t.after(restore);
+  const clock = new ManualClock();
+  const lines: string[] = [];
+  const capture: Logger = { ...silentLogger, error: (m) => lines.push(`ERROR: ${m}`) };
+  const tlsSettings = parsePriority(DEFAULT_PRIORITY);
+  const runner = createHandshakeRunner(0, tlsSettings);
+  const registry = new ClientRegistry([], { logger: silentLogger, clock, spawner: never });
+  const listener = new Listener({ registry, runner, tlsSettings, logger: capture, clock, maxPerSource: 0 });
+  restore();
+  const { port } = await listener.listen({ address: "::1", port: 0, ipv6: true });
+  try {
+    assert.ok(created, "the Listener's server was seen");
+    const enobufs = (): Error => Object.assign(new Error("accept ENOBUFS"), { code: "ENOBUFS", syscall: "accept" });
+    for (let i = 0; i < 3; i++) created.emit("error", enobufs());
+    assert.deepEqual(lines, ["ERROR: Listening socket error: accept ENOBUFS"], "the first at once, the others counted");
+    clock.advance(10_000);
+    assert.deepEqual(lines.slice(1), ["ERROR: Listening socket errors: 2 more in the last 10 s"]);
+    clock.advance(10_000);
+    created.emit("error", enobufs());
+    assert.deepEqual(lines.slice(2), ["ERROR: Listening socket error: accept ENOBUFS"], "a quiet interval ended the flood: the next is said at once");
+    // Still serving: a version line it does not know gets the reference's answer and a close.
+    const peer = new Peer(port, ["2\r\n"]);
+    assert.equal(await peer.ended, "end");
+  } finally {
+    await listener.close(0);
+    registry.stop();
+    await runner.close();
+  }
+});
