@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createHandshakeRunner } from "../src/main/serve/handshake-runner.js";
+import { createHandshakeRunner, poolErrorWords } from "../src/main/serve/handshake-runner.js";
 import { describeBuild, installedBuild } from "../src/build.js";
 import { DEFAULT_PRIORITY, EngineDriver, parsePriority, type HandshakeTask, type NamedGroup, type TlsEvent } from "../src/tls/index.js";
 import { openFlight } from "./helpers/tls-flight.js";
@@ -164,6 +164,13 @@ describe("the worker pool runner", () => {
     } finally {
       await runner.close();
     }
+  });
+
+  it("never logs what Piscina quotes of a worker's unexpected answer (key shares, traffic secrets)", () => {
+    const quoted = new Error("Unexpected message from Worker: { taskId: 61, result: { kind: 'keygen', shares: [ { privateKey: <Buffer 01 02> } ] } }");
+    assert.equal(poolErrorWords(quoted), "it answered a task the pool no longer had");
+    assert.equal(poolErrorWords(new Error("Cannot find module 'x'")), "Cannot find module 'x'");
+    assert.equal(poolErrorWords("worker exited with code: 1"), "worker exited with code: 1");
   });
 
   it("rejects work after close", async () => {

@@ -333,7 +333,7 @@ class PoolRunner implements HandshakeRunner {
    */
   #poolError(error: unknown): void {
     if (this.#inline || this.#closed) return;
-    const message = error instanceof Error ? error.message : String(error);
+    const message = poolErrorWords(error);
     if (this.#pool.threads.length < this.#size) this.#toInline(message);
     else this.#onWorkerError?.(message);
   }
@@ -389,6 +389,16 @@ class PoolRunner implements HandshakeRunner {
     this.#destroyed ??= this.#pool.destroy();
     await this.#destroyed;
   }
+}
+
+/**
+ * What to log of an error Piscina's pool emitted. Its words for an answer
+ * to a task it no longer has quote the answer whole (key shares with their
+ * private keys, a handshake's traffic secrets): never logged, only said.
+ */
+export function poolErrorWords(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  return message.startsWith("Unexpected message from Worker") ? "it answered a task the pool no longer had" : message;
 }
 
 function isOtherBuild(message: unknown): message is OtherBuild {
