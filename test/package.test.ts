@@ -9,7 +9,7 @@
 
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { MANDOS_CLIENT, missing } from "./helpers/peers.js";
@@ -100,12 +100,15 @@ test(
     // Its example configuration, served by the installed copy.
     const state = join(scratch, "state");
     mkdirSync(state);
-    const server = await startServer(["--configdir", join(home, "example"), "--statedir", state, "--port", "0"], {}, { bin });
+    const server = await startServer(["--configdir", join(home, "example"), "--statedir", state, "--port", "0"], {}, { bin, keepClientsConfPrivate: true });
     try {
       const served = await runMandosClient(join(home, "example/client"), "::1", server.port);
       assert.equal(served.code, 0, served.stderr);
       assert.equal(served.stdout.toString(), readFileSync(join(REPO, "example/client/password"), "utf8"));
       assert.doesNotMatch(server.log(), /addon does not load/);
+      // Its install script made the example's secrets file private, as npm ci does in a checkout.
+      assert.doesNotMatch(server.log(), /readable by all users/);
+      assert.equal(statSync(join(home, "example/clients.conf")).mode & 0o777, 0o600);
     } finally {
       await server.stop();
     }
