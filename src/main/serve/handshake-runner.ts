@@ -326,7 +326,8 @@ class PoolRunner implements HandshakeRunner {
    * - a worker's answer that came after the pool was destroyed (going
    *   inline, or closing): its task was rejected already, nothing to do;
    * - a worker that could not load its files (an installation in the
-   *   middle of an upgrade, a file gone): Piscina starts none again after
+   *   middle of an upgrade, a file gone, files readable by root alone
+   *   once privileges are dropped): Piscina starts none again after
    *   that, so every handshake would wait for ever; they run inline;
    * - a worker that had loaded failed outside any task: Piscina started
    *   another in its place.
