@@ -2,10 +2,9 @@
 // before its "another build" message does (test/handshake-runner.test.ts):
 // the order the real worker (src/workers/handshake.ts) leaves to the two
 // channels' timing. It answers a batch of handshakes with
-// { kind: "otherBuild" } and posts no message at all, so that the answer is
-// all the pool hears. A key-share refill it answers with no shares (the
-// pool asks again), so that the batch's answer is the first "another
-// build" the pool hears.
+// { kind: "otherBuild" } and posts no message at all. A key-share refill
+// it answers with no shares (the pool asks again), so that the batch's
+// answer is the only "another build" the pool hears.
 
 import type { WorkerRequest, WorkerResponse } from "../../src/workers/handshake-protocol.js";
 
