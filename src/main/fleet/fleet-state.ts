@@ -50,8 +50,8 @@ import type { ClientView, PendingRequest, RegistryEvent } from "../clients/contr
 import type { ClientRegistry } from "../clients/registry.js";
 import type { Logger } from "../daemon/log.js";
 import {
-  approvalKey, clientKey, decodeJournal, isLaterJournal, decodePending, decodeValue, encodeJournal, encodePending, encodeValue, isScalar, isShared, journalDir, journalKey, parseKey,
-  pendingKey, PresentKeys, readProperty, SHARED_PROPERTIES, StateBuilder, type ParsedKey, type Stamped,
+  approvalKey, clientKey, decodeJournal, decodePending, decodeValue, encodeJournal, encodePending, encodeValue, isScalar, isShared, journalDir, journalKey, parseKey,
+  pendingKey, PresentKeys, readJournal, readProperty, SHARED_PROPERTIES, StateBuilder, type ParsedKey, type Stamped,
 } from "./layout.js";
 import type { EtcdSettings } from "./settings.js";
 import type { FleetUnsentChange } from "../state/state-file.js";
@@ -210,8 +210,8 @@ export class FleetState {
   readonly #added = new Set<string>();
   /** Other servers' pending/ keys this server shows. */
   readonly #pendingIn = new Map<string, { readonly name: string; readonly server: string }>();
-  /** Journal records in etcd not yet folded, as far as this server knows: who wrote each, and when. */
-  readonly #journal = new Map<string, { readonly by: string; readonly at: number; readonly later?: boolean }>();
+  /** Journal records in etcd for this server to fold, as far as it knows: who wrote each, and when (none of a later format). */
+  readonly #journal = new Map<string, { readonly by: string; readonly at: number }>();
   #journalSeq = 0;
   /** When this server last wrote a journal record (its fold waits FOLD_QUIET_MS after it). */
   #lastJournalAt = 0;
@@ -515,8 +515,7 @@ export class FleetState {
     const now = this.#clock.now();
     const registered = this.#checkers.isLive(this.#id);
     const out: string[] = [];
-    for (const [key, { by, at, later }] of this.#journal) {
-      if (later) continue; // a later server's to fold (layout.ts, JOURNAL_VERSION)
+    for (const [key, { by, at }] of this.#journal) {
       if (by === this.#id ? now - this.#lastJournalAt >= FOLD_QUIET_MS : (registered && !this.#checkers.isLive(by)) || now - at >= ORPHAN_MS) out.push(key);
     }
     return out;
@@ -560,11 +559,7 @@ export class FleetState {
       // A flush or sync that came due meanwhile found the link busy: it goes now.
       if (this.#hasWork() || this.#resync) this.#schedule(FLUSH_MS);
     }
-    for (const { later } of this.#journal.values()) {
-      if (later) continue;
-      this.#armFold();
-      break;
-    }
+    if (this.#journal.size > 0) this.#armFold();
   }
 
   /** The newest value of `key` this server has, written or not (Rule 1). */
@@ -759,11 +754,12 @@ export class FleetState {
           continue;
         }
         // A record that is not one (not ours: written by hand, or damaged) is folded away at once: nothing to take, only the delete.
-        // One of a later format: what of it reads is taken, and it is left for a later server to fold.
-        const record = decodeJournal(this.#prefix, text);
-        const later = isLaterJournal(text);
-        this.#journal.set(key, { by: record?.by ?? "", at: record?.at ?? 0, later });
-        if (!later) this.#armFold();
+        // One of a later format: what of it reads is taken, and it is left for a later server to fold (not noted here).
+        const { record, later } = readJournal(this.#prefix, text);
+        if (!later) {
+          this.#journal.set(key, { by: record?.by ?? "", at: record?.at ?? 0 });
+          this.#armFold();
+        }
         for (const change of record?.changes ?? []) take(change.key, parseKey(this.#prefix, change.key)!, change.value, true);
         continue;
       }

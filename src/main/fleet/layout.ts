@@ -173,20 +173,14 @@ export interface JournalRecord {
  * releases have none. A record of a later format is written by a later
  * mandos-ts in a fleet being upgraded server by server: this server
  * applies the changes of it that it can read, and never folds or deletes
- * it (isLaterJournal), so that nothing it cannot read is lost; a later
+ * it (readJournal's `later`), so that nothing it cannot read is lost; a later
  * server folds it. Every later release must keep "v" where it is.
  */
 export const JOURNAL_VERSION = 1;
 
 /** Whether a journal record's text declares a format later than JOURNAL_VERSION. */
 export function isLaterJournal(text: string): boolean {
-  let v: unknown;
-  try {
-    v = (JSON.parse(text) as { v?: unknown } | null)?.v;
-  } catch {
-    return false;
-  }
-  return typeof v === "number" && v > JOURNAL_VERSION;
+  return readJournal("", text).later;
 }
 
 /** `changes` keys are full keys; the record holds them without `prefix`. */
@@ -201,12 +195,22 @@ export function encodeJournal(prefix: string, record: JournalRecord): string {
 
 /** A journal record read from etcd, with full keys; null if it is not one. Changes that are not clients/ keys, or malformed, are dropped. */
 export function decodeJournal(prefix: string, text: string): JournalRecord | null {
+  return readJournal(prefix, text).record;
+}
+
+/** A journal record's text parsed once: decodeJournal's record, and isLaterJournal's answer. */
+export function readJournal(prefix: string, text: string): { readonly record: JournalRecord | null; readonly later: boolean } {
   let v: unknown;
   try {
     v = JSON.parse(text);
   } catch {
-    return null;
+    return { record: null, later: false };
   }
+  const format = (v as { v?: unknown } | null)?.v;
+  return { record: journalOf(prefix, v), later: typeof format === "number" && format > JOURNAL_VERSION };
+}
+
+function journalOf(prefix: string, v: unknown): JournalRecord | null {
   if (typeof v !== "object" || v === null) return null;
   const { at, by, changes } = v as { at?: unknown; by?: unknown; changes?: unknown };
   if (typeof at !== "number" || typeof by !== "string" || !Array.isArray(changes)) return null;
