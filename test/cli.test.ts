@@ -1,3 +1,5 @@
+// The command line (src/main/config/cli.ts): the reference's options and usage errors,
+// --help and --version, --check, and the default thread counts the README's table gives.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";

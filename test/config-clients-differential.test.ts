@@ -1,3 +1,5 @@
+// clients.conf read as the reference's Client.config_parser reads it: generated files,
+// python3 running the reference's own code as the oracle (test/config-oracle.ts).
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";

@@ -1,3 +1,5 @@
+// clients.conf (src/main/config/clients-config.ts): the reference's defaults, DEFAULT
+// inheritance, each bad setting's error naming file, line and key, secfile paths, scale.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";

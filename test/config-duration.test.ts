@@ -1,3 +1,5 @@
+// clients.conf's values (src/main/config/duration.ts, python-values.ts): durations,
+// booleans and base64 secrets as the reference reads them, python3 as the oracle.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { parseDuration } from "../src/main/config/duration.js";

@@ -1,3 +1,5 @@
+// Our configparser (src/main/config/ini.ts): hand-written and generated files read as
+// python3's configparser reads them, and errors naming the file, the line and the key.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { ConfigError } from "../src/main/config/errors.js";

@@ -1,3 +1,5 @@
+// mandos.conf (src/main/config/server-config.ts): the reference's defaults, typed settings
+// marked as set in the file, interpolation, and bad values or bytes refused by line.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { ConfigError } from "../src/main/config/errors.js";

@@ -1,3 +1,5 @@
+// Detaching (src/main/daemon/daemonize.ts): the parent waits for the child's readiness,
+// the child's session, directory and standard streams, and every way a start can fail.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, mkdtempSync, readFileSync, readlinkSync, rmSync } from "node:fs";

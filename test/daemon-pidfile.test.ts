@@ -1,3 +1,4 @@
+// The pid file (src/main/daemon/pidfile.ts): where it goes, what it holds, when it goes.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";

@@ -1,3 +1,5 @@
+// Dropping privileges (src/main/daemon/privileges.ts): which user and group, EPERM as a
+// warning, worker threads switched too (as root), and a clients.conf others can read.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";

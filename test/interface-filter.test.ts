@@ -1,3 +1,5 @@
+// --interface (src/main/serve/interface-filter.ts): which local addresses a connection
+// may reach, and when the interface's addresses are read again.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import type { NetworkInterfaceInfo } from "node:os";

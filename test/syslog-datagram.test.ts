@@ -1,3 +1,5 @@
+// Syslog (src/main/daemon/syslog.ts over the addon's unix datagrams): the reference's
+// SysLogHandler records and priorities, a missing socket or addon, abstract socket names.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";

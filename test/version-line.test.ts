@@ -1,3 +1,5 @@
+// The protocol's version line (src/main/serve/version-line.ts): what the reference accepts
+// and refuses, line ends, UTF-8 and Unicode digits, python3 running its code as the oracle.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
