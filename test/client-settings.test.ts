@@ -1,3 +1,5 @@
+// A client's settings (src/main/clients/): key IDs compared as the reference compares them,
+// the runtime settings D-Bus can set, and what a SIGHUP's patch keeps and changes.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
@@ -8,7 +10,7 @@ import { applyReload, reloadClientsConfig } from "../src/main/clients/reload.js"
 import { clientProperty } from "../src/main/dbus/client-properties.js";
 import { ManualClock } from "../src/main/clock.js";
 import { silentLogger, type Logger } from "../src/main/daemon/log.js";
-import { clientSettings } from "./helpers/clients.js";
+import { clientSettings, keyIdOf } from "./helpers/clients.js";
 
 test("key IDs compare case- and space-insensitively", () => {
   assert.equal(normaliseKeyId(" ab cd\tEF "), "ABCDEF");
@@ -120,4 +122,51 @@ test("two clients with one key: the first in clients.conf answers for it, and th
   assert.equal(reg.byFingerprint(shared.fingerprint)?.name, "second");
   reg.remove("second");
   assert.equal(reg.byKeyId(shared.keyId), undefined);
+});
+
+test("a reload that gives a client a new key keeps its state and run-time settings, as a restart does; its old key no longer gets its secret", async () => {
+  const clock = new ManualClock();
+  const first = [clientSettings("web", { approvalDelay: 60_000 }), clientSettings("other")];
+  const reg = new ClientRegistry(first, { logger: silentLogger, clock, spawner: () => ({ kill() {} }) });
+  reg.update("web", { host: "changed.example.org" });
+  const created = reg.entry("web")!.runtime.created;
+  clock.advance(5_000);
+  // A connection of the old key waits for approval when the file changes.
+  const waiting = reg.requestSecret("web", keyIdOf("web"), "::1", new AbortController().signal);
+  const seen: string[] = [];
+  reg.subscribe((e) => seen.push(e.type));
+  const again = [clientSettings("web", { keyId: keyIdOf("fresh"), approvalDelay: 60_000, timeout: 9_000 }), clientSettings("other")];
+  assert.deepEqual(applyReload(reg, first, again, silentLogger), { added: [], removed: [], changed: ["web"] });
+  assert.deepEqual(await waiting, { give: false, reason: "aborted" }, "the old key's wait ends");
+  assert.equal(reg.byKeyId(keyIdOf("fresh"))?.name, "web");
+  assert.equal(reg.byKeyId(keyIdOf("web")), undefined);
+  // On D-Bus KeyID is const: the object goes and comes back.
+  assert.deepEqual(seen.filter((t) => t.startsWith("client-")), ["client-removed", "client-added"]);
+  const web = reg.entry("web")!;
+  assert.equal(web.settings.host, "changed.example.org", "a setting changed at run time that the file did not change");
+  assert.equal(web.settings.timeout, 9_000, "one the file changed");
+  assert.equal(web.runtime.created, created);
+  assert.equal(web.runtime.enabled, true);
+
+  // Disabled at run time, it stays disabled through the next new key.
+  reg.disable("web");
+  const third = [clientSettings("web", { keyId: keyIdOf("newer"), approvalDelay: 60_000, timeout: 9_000 }), clientSettings("other")];
+  applyReload(reg, again, third, silentLogger);
+  assert.equal(reg.entry("web")!.runtime.enabled, false);
+  assert.deepEqual(await reg.requestSecret("web", keyIdOf("newer"), "::1", new AbortController().signal), { give: false, reason: "disabled" });
+  // A request that names the client but proves a key no longer its (a
+  // serve thread's lookup made before the reload) gets nothing.
+  reg.enable("web");
+  reg.update("web", { approvalDelay: 0 });
+  assert.deepEqual(await reg.requestSecret("web", keyIdOf("fresh"), "::1", new AbortController().signal), { give: false, reason: "removed" });
+  assert.deepEqual(await reg.requestSecret("web", "", "::1", new AbortController().signal), { give: false, reason: "removed" });
+  const given = await reg.requestSecret("web", keyIdOf("newer"), "::1", new AbortController().signal);
+  assert.equal(given.give, true);
+});
+
+test("a legacy client's request proves its fingerprint", async () => {
+  const fingerprint = "12".repeat(20);
+  const reg = new ClientRegistry([clientSettings("old", { keyId: "", fingerprint })], { logger: silentLogger, clock: new ManualClock(), spawner: () => ({ kill() {} }) });
+  assert.equal((await reg.requestSecret("old", fingerprint, "::1", new AbortController().signal)).give, true);
+  assert.deepEqual(await reg.requestSecret("old", "34".repeat(20), "::1", new AbortController().signal), { give: false, reason: "removed" });
 });

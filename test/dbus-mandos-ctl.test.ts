@@ -6,7 +6,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
   DBUS_DAEMON, DBUS_SEND, dumpJson, makeFleetRoot, mandosCtl, parseTable, startOurServer, startPrivateBus,
@@ -14,6 +14,7 @@ import {
   type Fleet, type PrivateBus,
 } from "./helpers/dbus.js";
 import { MANDOS_CLIENT, MANDOS_CTL, MANDOS_KEYGEN, MANDOS_REFERENCE, missing } from "./helpers/peers.js";
+import { makeClients } from "./helpers/keys.js";
 import { REPO, runMandosClient } from "./helpers/server.js";
 import { eventually } from "./helpers/wait.js";
 
@@ -236,6 +237,40 @@ function mandosCtlSuite(kind: "reference" | "ours"): void {
       const r = await runMandosClient(client("alpha").dir, "::1", server.port, 3_000);
       assert.equal(r.stdout.length, 0, "a removed client got a secret after a restart");
       await server.waitForLog(new RegExp(`Client not found for key ID: ${client("alpha").keyId}`, "i"));
+    });
+
+    // The reference's restore takes a key_id edited in clients.conf and keeps
+    // the rest of the client's state: disabled at run time, it stays so.
+    test("a new key_id in clients.conf keeps the client's run-time state; the new key is served, the old one is not (a restart with restore; ours, a SIGHUP first)", async () => {
+      const delta = client("delta");
+      await ctl("--disable", "delta");
+      const [renewed] = makeClients(root, join(root, "pgp"), 1, "renewed");
+      const file = join(fleet.conf, "clients.conf");
+      const text = readFileSync(file, "utf8");
+      const old = new RegExp(delta.keyId, "i");
+      assert.match(text, old);
+      writeFileSync(file, text.replace(old, renewed!.keyId));
+      const expectKept = async (when: string): Promise<void> => {
+        const d = (await dumpJson(bus.address, "delta")).delta!;
+        assert.deepEqual([d.KeyID, d.Enabled, d.Host, d.Timeout], [renewed!.keyId, false, "delta.example.net", 420_000], when);
+        const refused = await runMandosClient(renewed!.dir, "::1", server.port, 3_000);
+        assert.equal(refused.stdout.length, 0, `${when}: a client disabled at run time got a secret`);
+        const stale = await runMandosClient(delta.dir, "::1", server.port, 3_000);
+        assert.equal(stale.stdout.length, 0, `${when}: the old key got a secret`);
+        await server.waitForLog(new RegExp(`Client not found for key ID: ${delta.keyId}`, "i"));
+      };
+      if (kind === "ours") {
+        server.process?.kill("SIGHUP");
+        await server.waitForLog(/Reloaded clients\.conf: 0 added, 0 removed, 1 changed/);
+        await expectKept("after SIGHUP");
+      }
+      await server.stop();
+      server = await start(true);
+      await expectKept("after a restart");
+      await ctl("--enable", "delta");
+      const r = await runMandosClient(renewed!.dir, "::1", server.port, 30_000);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.stdout.toString(), delta.password);
     });
   });
 }

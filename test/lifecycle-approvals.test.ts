@@ -13,7 +13,7 @@ import { ManualClock } from "../src/main/clock.js";
 import { silentLogger } from "../src/main/daemon/log.js";
 import type { RegistryEvent, SecretDecision } from "../src/main/clients/contract.js";
 import { events as channels, type ApprovalNeeded } from "../src/main/events.js";
-import { clientSettings } from "./helpers/clients.js";
+import { clientSettings, keyIdOf } from "./helpers/clients.js";
 import { makeFleetDir } from "./helpers/keys.js";
 import { MANDOS_CLIENT, MANDOS_KEYGEN, missing } from "./helpers/peers.js";
 import { runMandosClient, startServer } from "./helpers/server.js";
@@ -27,7 +27,7 @@ function setup(over: Parameters<typeof clientSettings>[1]) {
   reg.subscribe((e) => events.push(e));
   let decision: SecretDecision | null = null;
   const abort = new AbortController();
-  void reg.requestSecret("web", "::1", abort.signal).then((d) => (decision = d));
+  void reg.requestSecret("web", keyIdOf("web"), "::1", abort.signal).then((d) => (decision = d));
   return { clock, reg, events, abort, decision: () => decision };
 }
 
@@ -72,7 +72,7 @@ test("a client that must wait publishes mandos:approval:needed once per wait, wi
     const clock = new ManualClock();
     const reg = new ClientRegistry([clientSettings("awaited", { approvalDelay: 5_000, approvedByDefault: false })], { logger: silentLogger, clock, spawner: never });
     let decision: SecretDecision | null = null;
-    void reg.requestSecret("awaited", "::1", new AbortController().signal).then((d) => (decision = d));
+    void reg.requestSecret("awaited", keyIdOf("awaited"), "::1", new AbortController().signal).then((d) => (decision = d));
     await flush();
     assert.equal(seen.length, 1);
     assert.equal(seen[0]!.timeoutMs, 5_000);
@@ -108,12 +108,12 @@ test("an approval lasts approval_duration, then requests wait again", async () =
   await flush();
   assert.equal(t.decision()?.give, true);
   let second: SecretDecision | null = null;
-  void t.reg.requestSecret("web", "::1", new AbortController().signal).then((d) => (second = d));
+  void t.reg.requestSecret("web", keyIdOf("web"), "::1", new AbortController().signal).then((d) => (second = d));
   await flush();
   assert.equal((second as SecretDecision | null)?.give, true, "still approved within approval_duration");
   t.clock.advance(2_000);
   let third: SecretDecision | null = null;
-  void t.reg.requestSecret("web", "::1", new AbortController().signal).then((d) => (third = d));
+  void t.reg.requestSecret("web", keyIdOf("web"), "::1", new AbortController().signal).then((d) => (third = d));
   await flush();
   assert.equal(third, null, "waits again after approval_duration");
 });
@@ -125,7 +125,7 @@ test("a disabled client is rejected, and a peer that goes away withdraws its req
   assert.deepEqual(t.decision(), { give: false, reason: "aborted" });
   assert.equal(t.reg.get("web")?.approvalPending, false);
   t.reg.disable("web");
-  const d = await t.reg.requestSecret("web", "::1", new AbortController().signal);
+  const d = await t.reg.requestSecret("web", keyIdOf("web"), "::1", new AbortController().signal);
   assert.deepEqual(d, { give: false, reason: "disabled" });
 });
 
@@ -139,7 +139,7 @@ test("a settled request leaves no listener on its signal, so a signal not aborte
   abort.signal.addEventListener = ((...args: Parameters<typeof add>) => (listening++, add(...args))) as typeof add;
   abort.signal.removeEventListener = ((...args: Parameters<typeof remove>) => (listening--, remove(...args))) as typeof remove;
   const settled: SecretDecision[] = [];
-  const ask = (): void => void t.reg.requestSecret("web", "::1", abort.signal).then((d) => settled.push(d));
+  const ask = (): void => void t.reg.requestSecret("web", keyIdOf("web"), "::1", abort.signal).then((d) => settled.push(d));
   // Ended by the approval delay, by an approval, and by a denial.
   ask();
   await flush();
@@ -194,7 +194,7 @@ test("regression: an approval given while the need-approval event is delivered i
     if (e.type === "need-approval") reg.approve("web", true);
   });
   let decision: SecretDecision | null = null;
-  void reg.requestSecret("web", "::1", new AbortController().signal).then((d) => (decision = d));
+  void reg.requestSecret("web", keyIdOf("web"), "::1", new AbortController().signal).then((d) => (decision = d));
   await flush();
   assert.equal((decision as SecretDecision | null)?.give, true);
 });
@@ -222,7 +222,7 @@ test("counts() agrees with the views: enabled, disabled, awaiting approval, chec
   };
   assert.deepEqual(reg.counts(), { enabled: 3, disabled: 1, awaitingApproval: 0, checkersRunning: 0 });
   const abort = new AbortController();
-  void reg.requestSecret("waiting", "::1", abort.signal);
+  void reg.requestSecret("waiting", keyIdOf("waiting"), "::1", abort.signal);
   reg.startChecker("checked");
   await flush();
   assert.deepEqual(reg.counts(), { enabled: 3, disabled: 1, awaitingApproval: 1, checkersRunning: 1 });
@@ -250,7 +250,7 @@ test("a delay that runs out a millisecond early by the clock is still over: one 
   const events: RegistryEvent[] = [];
   reg.subscribe((e) => events.push(e));
   let decision: SecretDecision | null = null;
-  void reg.requestSecret("web", "::1", new AbortController().signal).then((d) => (decision = d));
+  void reg.requestSecret("web", keyIdOf("web"), "::1", new AbortController().signal).then((d) => (decision = d));
   await flush();
   manual.advance(999);
   await flush();

@@ -108,13 +108,13 @@ class PendingRequest {
 const registry: SecretSource = {
   byKeyId: (keyId) => clients.byKeyId(keyId),
   byFingerprint: (fingerprint) => clients.byFingerprint(fingerprint),
-  requestSecret(name, address, signal) {
+  requestSecret(name, key, address, signal) {
     const id = ++lastRequest;
     return new Promise<SecretDecision>((resolve) => {
       const request = new PendingRequest(id, signal, resolve);
       pending.set(id, request);
       signal.addEventListener("abort", request, { once: true });
-      send({ op: "request", id, name, address });
+      send({ op: "request", id, name, key, address });
     });
   },
   secretDelivered: (name) => send({ op: "delivered", name }),

@@ -89,7 +89,7 @@ export type Refusal = "disabled" | "denied" | "approval_timeout";
 /**
  * What a connection gets when it asks for a client's secret. Besides a
  * refusal, the request can come to nothing: "removed" when no client has
- * that name any more, "aborted" when the connection went away or the
+ * that name and key any more, "aborted" when the connection went away or the
  * client was removed while it waited (no rejected event for either).
  */
 export type SecretDecision =
@@ -100,7 +100,7 @@ export type SecretDecision =
 export interface SecretSource {
   byKeyId(keyId: string): Pick<ClientView, "name"> | undefined;
   byFingerprint(fingerprint: string): Pick<ClientView, "name"> | undefined;
-  requestSecret(name: string, address: string, signal: AbortSignal): Promise<SecretDecision>;
+  requestSecret(name: string, key: string, address: string, signal: AbortSignal): Promise<SecretDecision>;
   secretDelivered(name: string): void;
   notFound(keyId: string, address: string): void;
 }
@@ -137,15 +137,18 @@ export interface Registry {
   byFingerprint(fingerprint: string): ClientView | undefined;
 
   /**
-   * A connection from `address` proved it holds client `name`'s key and asks
-   * for the secret. Resolves once the decision is made: at once when enabled
+   * A connection from `address` proved it holds `key` (a key ID, or a legacy
+   * peer's fingerprint), which a lookup found to be client `name`'s, and asks
+   * for the secret. "removed" if no client `name` holds `key` any more (the
+   * lookup, on a serve thread, may predate a reload that changed the key:
+   * the secret is then not this peer's). Resolves once the decision is made: at once when enabled
    * and no approval is needed; after approval, denial or the approval timeout
    * otherwise (mandos-clients.conf(5) APPROVAL). Aborting `signal` (the peer
    * went away) withdraws the request. Once the promise settles no listener
    * of the registry's is left on `signal`: a caller may reuse a signal
    * that was not aborted (serve-threads.ts does).
    */
-  requestSecret(name: string, address: string, signal: AbortSignal): Promise<SecretDecision>;
+  requestSecret(name: string, key: string, address: string, signal: AbortSignal): Promise<SecretDecision>;
   /** The secret reached the peer: emits got-secret, bumps the expiry by `extendedTimeout`. */
   secretDelivered(name: string): void;
   /** A peer with an unknown key ID connected: emits client-not-found. */

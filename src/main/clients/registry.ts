@@ -174,9 +174,12 @@ export class ClientRegistry implements Registry {
 
   // --------------------------------------------------- connection path
 
-  requestSecret(name: string, _address: string, signal: AbortSignal): Promise<SecretDecision> {
+  requestSecret(name: string, key: string, _address: string, signal: AbortSignal): Promise<SecretDecision> {
     const c = this.#clients.get(name);
-    if (!c) return Promise.resolve({ give: false, reason: "removed" });
+    // A key that is no longer the client's is a client removed: while it
+    // waits for approval the same holds (a reload that changes the key
+    // replaces the client's record, and the wait ends "aborted").
+    if (!c || key === "" || (key !== c.settings.keyId && key !== c.settings.fingerprint)) return Promise.resolve({ give: false, reason: "removed" });
     return this.#approvals.requestSecret(c, signal);
   }
 

@@ -44,16 +44,21 @@ export function applyReload(registry: ClientRegistry, before: readonly ClientSet
     // In the file before and not in the registry: removed at run time
     // (mandos-ctl --remove). It stays removed, as a restart keeps it.
     if (!registry.get(c.name)) continue;
-    // Key changes re-index the client: simplest and safest as remove + add.
-    if (o.keyId !== c.keyId || o.fingerprint !== c.fingerprint) {
-      registry.remove(c.name);
-      registry.add(c);
-      summary.changed.push(c.name);
-      continue;
-    }
     // Every runtime setting whose clients.conf value changed, `enabled` included.
     const patch = settingsDiff(o, c);
-    if (Object.keys(patch).length > 0) {
+    if (o.keyId !== c.keyId || o.fingerprint !== c.fingerprint) {
+      // A new key: as a restart takes it (the reference's restore), the
+      // client keeps its state and its settings changed at run time. Its
+      // D-Bus object goes and comes back (KeyID and Fingerprint are const
+      // there), and a connection of the old key that waits for approval
+      // waits on the old record, and ends.
+      const running = registry.entry(c.name)!;
+      const runtime = { ...running.runtime };
+      registry.remove(c.name);
+      registry.add({ ...running.settings, keyId: c.keyId, fingerprint: c.fingerprint }, runtime);
+      if (Object.keys(patch).length > 0) registry.update(c.name, patch);
+      summary.changed.push(c.name);
+    } else if (Object.keys(patch).length > 0) {
       registry.update(c.name, patch);
       summary.changed.push(c.name);
     }

@@ -499,8 +499,9 @@ export class Connection {
     this.#deadline = null;
     this.#releaseSlot();
     const { registry } = this.#deps;
+    const key = fingerprint !== undefined ? normaliseKeyId(fingerprint) : keyId;
     const client =
-      fingerprint !== undefined ? registry.byFingerprint(normaliseKeyId(fingerprint))
+      fingerprint !== undefined ? registry.byFingerprint(key)
       : keyId === EMPTY_KEY_ID ? undefined
       : registry.byKeyId(keyId);
     if (!client) {
@@ -510,7 +511,7 @@ export class Connection {
     }
     const abort = takeAbortController();
     this.#abort = abort;
-    registry.requestSecret(client.name, this.#ref.address, abort.signal).then(
+    registry.requestSecret(client.name, key, this.#ref.address, abort.signal).then(
       this.#decided.bind(this, client.name, keyId, abort),
       this.#decisionFailed.bind(this, client.name, abort),
     );

@@ -52,7 +52,7 @@ export type ToThread =
   | { readonly kind: "close"; readonly graceMs: number };
 
 export type ThreadOp =
-  | { readonly op: "request"; readonly id: number; readonly name: string; readonly address: string }
+  | { readonly op: "request"; readonly id: number; readonly name: string; readonly key: string; readonly address: string }
   | { readonly op: "abort"; readonly id: number }
   | { readonly op: "enter"; readonly id: number; readonly source: string }
   | { readonly op: "leave"; readonly source: string }

@@ -180,7 +180,7 @@ class ServeThread {
         const abort = takeAbortController();
         this.#aborts.set(op.id, abort);
         // Bound methods, not arrows made a request (docs/BENCHMARK.md, "Closures compiled again").
-        registry.requestSecret(op.name, op.address, abort.signal).then(this.#decide.bind(this, op.id), this.#requestFailed.bind(this, op.id, op.name));
+        registry.requestSecret(op.name, op.key, op.address, abort.signal).then(this.#decide.bind(this, op.id), this.#requestFailed.bind(this, op.id, op.name));
         return;
       }
       case "enter":
