@@ -3,8 +3,9 @@
 // gone from the file are removed, new ones added, and for the others every
 // setting whose clients.conf value changed since the last read is applied,
 // the same precedence a restart gives (a value changed at run time stays
-// unless the file's value for it changed; a client removed at run time
-// stays removed while the file keeps its section).
+// unless the file's value for it changed; a client given a new key keeps
+// its state; a client removed at run time stays removed while the file
+// keeps its section).
 //
 // A new configuration is applied only when the whole file was read and
 // parsed: missing, unreadable (any errno) or malformed keeps the running
