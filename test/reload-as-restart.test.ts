@@ -4,7 +4,8 @@
 // clients/reload.ts to the running registry and once by saving the state,
 // reading it back and restoring it over the edited file, as a restart
 // does. The two registries must hold the same clients with the same
-// settings, keys and state.
+// settings, keys and state, and each, saved and started again on the same
+// file, the same again.
 
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
@@ -181,6 +182,15 @@ test(`a reload ends where a restart with restore ends: ${ROUNDS} random historie
     // The reload, on the running registry.
     applyReload(running, file, edited, silentLogger);
 
-    assert.deepEqual(picture(running), picture(restarted), `round ${round} (MANDOS_TS_TEST_SEED=${seed} replays it)`);
+    const replay = `round ${round} (MANDOS_TS_TEST_SEED=${seed} replays it)`;
+    assert.deepEqual(picture(running), picture(restarted), replay);
+
+    // Each then saves and starts again on the same file: nothing moves.
+    for (const [what, reg] of [["the reloaded server", running], ["the restarted server", restarted]] as const) {
+      writeAtomically(path, JSON.stringify(buildState(edited, reg.snapshot(), clock.now())));
+      const again = restoreState(edited, readState(path, silentLogger), clock.now(), silentLogger);
+      const next = new ClientRegistry(again.settings, { logger: silentLogger, clock, spawner: never }, again.runtimes);
+      assert.deepEqual(picture(next), picture(reg), `${what} restarted: ${replay}`);
+    }
   }
 });
