@@ -307,17 +307,22 @@ describe("bin/mandos --metrics and --audit-log", { skip }, () => {
   });
 });
 
+/** A configuration directory with no clients, and a datagram socket of Python's standing in for systemd's notify socket. */
+async function notifyFixture(prefix: string, mandosConf: string) {
+  const root = mkdtempSync(join(tmpdir(), prefix));
+  const conf = join(root, "conf");
+  mkdirSync(conf);
+  writeFileSync(join(conf, "mandos.conf"), mandosConf);
+  writeFileSync(join(conf, "clients.conf"), "[DEFAULT]\n", { mode: 0o600 });
+  const notify = join(root, "notify");
+  const rx = await receiveDatagrams(notify);
+  spawnSync("chmod", ["0777", notify]);
+  return { root, conf, notify, rx };
+}
+
 describe("bin/mandos --metrics on a configured address", { skip }, () => {
   test("[::]:PORT is reachable off loopback, and the server signals systemd", { skip: nonLoopbackIPv4() === undefined ? "no non-loopback IPv4 address" : false }, async () => {
-    const root = mkdtempSync(join(tmpdir(), "mandos-ts-observe-"));
-    const conf = join(root, "conf");
-    mkdirSync(conf);
-    writeFileSync(join(conf, "mandos.conf"), "[DEFAULT]\nmetrics = [::]:0\n");
-    writeFileSync(join(conf, "clients.conf"), "[DEFAULT]\n", { mode: 0o600 });
-    // A datagram socket of Python's stands in for systemd's notify socket.
-    const notify = join(root, "notify");
-    const rx = await receiveDatagrams(notify);
-    spawnSync("chmod", ["0777", notify]);
+    const { root, conf, notify, rx } = await notifyFixture("mandos-ts-observe-", "[DEFAULT]\nmetrics = [::]:0\n");
     const got = (): string[] => rx.received.map((b) => b.toString("utf8"));
     const heard = (what: string): Promise<void> => rx.heard(what);
     const server = await startServer(["--configdir", conf, "--statedir", join(root, "state"), "--no-restore", "--port", "0"],
@@ -330,6 +335,32 @@ describe("bin/mandos --metrics on a configured address", { skip }, () => {
       assert.equal(got()[0], "READY=1");
       await server.stop();
       await heard("STOPPING=1");
+    } finally {
+      await server.stop();
+      await rx.close();
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("bin/mandos under Type=notify", () => {
+  test("a SIGHUP (systemctl reload) is told as RELOADING=1, then READY=1 once applied or refused", async () => {
+    const { root, conf, notify, rx } = await notifyFixture("mandos-ts-notify-", "[DEFAULT]\n");
+    const said = (): string[] => rx.received.map((b) => b.toString("utf8")).filter((m) => m !== "WATCHDOG=1");
+    const server = await startServer(["--configdir", conf, "--statedir", join(root, "state"), "--no-restore", "--no-zeroconf", "--port", "0"], { NOTIFY_SOCKET: notify });
+    try {
+      await rx.heard("READY=1");
+      writeFileSync(join(conf, "clients.conf"), "[DEFAULT]\n[web]\nkey_id = ab\nsecret = QUJD\n");
+      server.process.kill("SIGHUP");
+      await server.waitForLog(/Reloaded clients\.conf: 1 added, 0 removed, 0 changed/);
+      await eventually(() => said().length >= 3, { what: "READY=1 after the reload", context: () => said().join(", ") });
+      assert.deepEqual(said(), ["READY=1", "RELOADING=1", "READY=1"]);
+      // A file that does not parse is refused: the reload still ends.
+      writeFileSync(join(conf, "clients.conf"), "[web\n");
+      server.process.kill("SIGHUP");
+      await server.waitForLog(/Not reloading clients\.conf/);
+      await eventually(() => said().length >= 5, { what: "READY=1 after the refused reload", context: () => said().join(", ") });
+      assert.deepEqual(said(), ["READY=1", "RELOADING=1", "READY=1", "RELOADING=1", "READY=1"]);
     } finally {
       await server.stop();
       await rx.close();

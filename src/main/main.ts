@@ -494,6 +494,7 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
         return;
       }
       reloading = true;
+      observe.reloading();
       void (async () => {
         do {
           again = false;
@@ -504,6 +505,7 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
           }
         } while (again && !stopping);
         reloading = false;
+        if (!stopping) observe.reloading(true);
       })();
     };
     for (const signal of HANDLED_SIGNALS) process.on(signal, handlers[signal]!);

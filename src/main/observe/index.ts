@@ -89,6 +89,15 @@ export class Observability {
     this.#audit?.reopen();
   }
 
+  /**
+   * A SIGHUP's reload of clients.conf begins (`systemctl reload`: the
+   * unit's ExecReload sends the signal) and, with `done`, has ended,
+   * applied or refused: systemd shows the unit reloading in between.
+   */
+  reloading(done = false): void {
+    this.#systemd?.notify(done ? "READY=1" : "RELOADING=1");
+  }
+
   async close(): Promise<void> {
     this.#systemd?.notify("STOPPING=1");
     this.#systemd?.close();
