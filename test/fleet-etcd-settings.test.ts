@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { parseCommandLine } from "../src/main/config/cli.js";
 import { parseServerConfig } from "../src/main/config/server-config.js";
 import { mergeSettings, type ServerFileSettings } from "../src/main/config/server-settings.js";
-import { approvalKey, clientKey, decodeJournal, decodeValue, encodeJournal, isLaterJournal, JOURNAL_VERSION, journalKey, parseKey, SHARED_PROPERTIES, StateBuilder } from "../src/main/fleet/layout.js";
+import { approvalKey, clientKey, decodeJournal, decodeValue, encodeJournal, JOURNAL_VERSION, journalKey, parseKey, readJournal, SHARED_PROPERTIES, StateBuilder } from "../src/main/fleet/layout.js";
 import { passwordOf, readEtcdCredentials } from "../src/main/fleet/credentials.js";
 import type { EtcdSettings } from "../src/main/fleet/settings.js";
 
@@ -130,13 +130,14 @@ test("a journal record carries its changes without the prefix and gives them bac
 });
 
 test("a journal record says its format; one of a later format is known as such, whatever else it holds", () => {
+  const isLater = (text: string): boolean => readJournal("", text).later;
   const text = encodeJournal("/m/", { at: 7, by: "s", changes: [] });
   assert.equal((JSON.parse(text) as { v: unknown }).v, JOURNAL_VERSION);
-  assert.equal(isLaterJournal(text), false);
-  assert.equal(isLaterJournal(JSON.stringify({ at: 7, by: "s", changes: [] })), false, "an earlier release's record (no v)");
-  assert.equal(isLaterJournal(JSON.stringify({ v: JOURNAL_VERSION + 1, at: 7, by: "s", changes: [] })), true);
-  assert.equal(isLaterJournal(JSON.stringify({ v: JOURNAL_VERSION + 1, entries: "another shape" })), true, "however it is laid out");
-  assert.equal(isLaterJournal(JSON.stringify({ v: "2", at: 7, by: "s", changes: [] })), false);
-  assert.equal(isLaterJournal("not a record"), false);
-  assert.equal(isLaterJournal("null"), false);
+  assert.equal(isLater(text), false);
+  assert.equal(isLater(JSON.stringify({ at: 7, by: "s", changes: [] })), false, "an earlier release's record (no v)");
+  assert.equal(isLater(JSON.stringify({ v: JOURNAL_VERSION + 1, at: 7, by: "s", changes: [] })), true);
+  assert.equal(isLater(JSON.stringify({ v: JOURNAL_VERSION + 1, entries: "another shape" })), true, "however it is laid out");
+  assert.equal(isLater(JSON.stringify({ v: "2", at: 7, by: "s", changes: [] })), false);
+  assert.equal(isLater("not a record"), false);
+  assert.equal(isLater("null"), false);
 });

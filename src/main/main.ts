@@ -505,7 +505,7 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
           }
         } while (again && !stopping);
         reloading = false;
-        if (!stopping) observe.reloading(true);
+        if (!stopping) observe.reloaded();
       })();
     };
     for (const signal of HANDLED_SIGNALS) process.on(signal, handlers[signal]!);

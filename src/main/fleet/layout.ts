@@ -178,11 +178,6 @@ export interface JournalRecord {
  */
 export const JOURNAL_VERSION = 1;
 
-/** Whether a journal record's text declares a format later than JOURNAL_VERSION. */
-export function isLaterJournal(text: string): boolean {
-  return readJournal("", text).later;
-}
-
 /** `changes` keys are full keys; the record holds them without `prefix`. */
 export function encodeJournal(prefix: string, record: JournalRecord): string {
   return JSON.stringify({
@@ -198,7 +193,7 @@ export function decodeJournal(prefix: string, text: string): JournalRecord | nul
   return readJournal(prefix, text).record;
 }
 
-/** A journal record's text parsed once: decodeJournal's record, and isLaterJournal's answer. */
+/** A journal record's text parsed once: decodeJournal's record, and whether it declares a format later than JOURNAL_VERSION. */
 export function readJournal(prefix: string, text: string): { readonly record: JournalRecord | null; readonly later: boolean } {
   let v: unknown;
   try {

@@ -91,11 +91,16 @@ export class Observability {
 
   /**
    * A SIGHUP's reload of clients.conf begins (`systemctl reload`: the
-   * unit's ExecReload sends the signal) and, with `done`, has ended,
-   * applied or refused: systemd shows the unit reloading in between.
+   * unit's ExecReload sends the signal); systemd shows the unit reloading
+   * until reloaded().
    */
-  reloading(done = false): void {
-    this.#systemd?.notify(done ? "READY=1" : "RELOADING=1");
+  reloading(): void {
+    this.#systemd?.notify("RELOADING=1");
+  }
+
+  /** The reload has ended, applied or refused. */
+  reloaded(): void {
+    this.#systemd?.notify("READY=1");
   }
 
   async close(): Promise<void> {
