@@ -6,8 +6,8 @@
 import type { ClientView, Registry } from "../clients/contract.js";
 import { RUNTIME_SETTINGS, type ClientPatch, type SettingKind } from "../clients/runtime-settings.js";
 import { ERROR_NAME, MethodError } from "./errors.js";
-import { CLIENT, type PropertySpec } from "./interfaces.js";
-import { integerOf, isIntegerType, timestampToDbus, type IncomingVariant, type WireValue } from "./values.js";
+import { CLIENT, CLIENT_OBJECT_INTERFACES, OLD_CLIENT, type PropertySpec } from "./interfaces.js";
+import { dict, integerOf, isIntegerType, timestampToDbus, variant, type IncomingVariant, type WireValue } from "./values.js";
 import { MAX_CLIENT_DURATION_MS } from "../config/duration.js";
 
 export interface PropertyContext {
@@ -135,4 +135,20 @@ export function readableProperties(view: ClientView, objectPath: string): Array<
   const out: Array<[string, string, WireValue]> = [];
   for (const p of CLIENT_PROPERTIES) if (p.get) out.push([p.name, p.type, p.get(view, objectPath)]);
   return out;
+}
+
+/** Whether `iface` is the client interface or its deprecated mirror. */
+export function isClientInterface(iface: string): boolean {
+  return iface === CLIENT.name || iface === OLD_CLIENT.name;
+}
+
+/** GetAll's value ("a{sv}"): the readable properties as variants. */
+export function propertiesValue(view: ClientView, objectPath: string): WireValue {
+  return dict(readableProperties(view, objectPath).map(([name, type, value]) => [name, variant(type, value)]));
+}
+
+/** GetManagedObjects' and InterfacesAdded's value ("a{sa{sv}}"): every interface of the object with its properties. */
+export function interfacesAndPropertiesValue(view: ClientView, objectPath: string): WireValue {
+  const props = propertiesValue(view, objectPath);
+  return dict(CLIENT_OBJECT_INTERFACES.map((i) => [i.name, isClientInterface(i.name) ? props : []]));
 }

@@ -3,14 +3,16 @@
 // follows its signals through match rules (zeroconf/avahi.ts: a remote
 // error keeps its D-Bus name, as Avahi's CollisionError must be told apart).
 // @homebridge/dbus-native does the transport, the SASL EXTERNAL handshake
-// and the wire (un)marshalling; routing, introspection and properties are
-// ours (service.ts), because the reference's introspection, deprecation
-// annotations and property semantics are part of the API we must match.
+// and the unmarshalling; what we send is marshalled by marshal.ts, and
+// routing, introspection and properties are ours (service.ts), because the
+// reference's introspection, deprecation annotations and property semantics
+// are part of the API we must match.
 
 import { createRequire } from "node:module";
 import type { EventEmitter } from "node:events";
 import { DbusError, DBUS_ERROR } from "./errors.js";
 import type { WireValue } from "./values.js";
+import { marshalMessage } from "./marshal.js";
 
 const require = createRequire(import.meta.url);
 const dbusNative = require("@homebridge/dbus-native") as {
@@ -34,9 +36,8 @@ export interface WireMessage {
 }
 
 interface WireConnection extends EventEmitter {
-  message(msg: WireMessage): void;
   end(): void;
-  stream: { destroy(): void };
+  stream: { write(bytes: Buffer): boolean; destroy(): void };
 }
 
 export const MESSAGE_TYPE = { methodCall: 1, methodReturn: 2, error: 3, signal: 4 } as const;
@@ -71,12 +72,19 @@ export class BusConnection {
   #onSignal: (signal: BusSignal) => void = () => undefined;
   #onClose: (error: Error) => void = () => undefined;
   #closed = false;
+  /** What we sent before the authentication was done ("connect"), to write after it. */
+  #early: Buffer[] | null = [];
   /** Our unique name on the bus (":1.42"), from Hello. */
   uniqueName = "";
 
   private constructor(wire: WireConnection) {
     this.#wire = wire;
     wire.on("message", (msg: WireMessage) => this.#dispatch(msg));
+    wire.once("connect", () => {
+      const early = this.#early ?? [];
+      this.#early = null;
+      if (!this.#closed) for (const bytes of early) wire.stream.write(bytes);
+    });
     wire.on("error", (error: Error) => this.#close(new DbusError(DBUS_ERROR.disconnected, error.message)));
     wire.on("end", () => this.#close(new DbusError(DBUS_ERROR.disconnected, "the bus closed the connection")));
   }
@@ -230,12 +238,15 @@ export class BusConnection {
 
   #send(msg: WireMessage): void {
     if (this.#closed) return;
+    let bytes: Buffer;
     try {
-      this.#wire.message(msg);
+      bytes = marshalMessage(msg);
     } catch (error) {
       // A value the marshaller refuses is our bug; never let it take the server down.
       throw new DbusError(DBUS_ERROR.marshal, `cannot send ${msg.member ?? "reply"}: ${(error as Error).message}`);
     }
+    if (this.#early) this.#early.push(bytes);
+    else this.#wire.stream.write(bytes);
   }
 
   #dispatch(msg: WireMessage): void {

@@ -17,7 +17,7 @@ import { readFileSync } from "node:fs";
 import type { Logger } from "../daemon/log.js";
 import type { ClientView, Refusal, Registry, RegistryEvent } from "../clients/contract.js";
 import { BusConnection, DEFAULT_SYSTEM_BUS, REQUEST_NAME_PRIMARY_OWNER, type WireMessage } from "./connection.js";
-import { clientProperty, readableProperties } from "./client-properties.js";
+import { clientProperty, interfacesAndPropertiesValue, isClientInterface, propertiesValue } from "./client-properties.js";
 import { DbusError, DBUS_ERROR, ERROR_NAME, MethodError } from "./errors.js";
 import {
   BUS_NAME,
@@ -37,7 +37,7 @@ import {
   type InterfaceSpec,
 } from "./interfaces.js";
 import { bareNodeXml, introspectionXml } from "./introspect.js";
-import { dict, readVariant, variant, type WireValue } from "./values.js";
+import { readVariant, variant, type WireValue } from "./values.js";
 import { clientObjectPath } from "../clients/object-path.js";
 
 /** The reason string of the Rejected signal (DBUS-API "Signals"), as this server has always sent it. */
@@ -300,7 +300,7 @@ class MandosDbus implements DbusService {
     for (let n = 2; this.#byPath.has(path) && this.#byPath.get(path) !== c.name; n++) path = `${clientObjectPath(c.name)}_${n}`;
     this.#byPath.set(path, c.name);
     this.#pathOf.set(c.name, path);
-    this.#bus.signal("/", OBJECT_MANAGER, "InterfacesAdded", "oa{sa{sv}}", [path, this.#interfacesAndProperties(c, path)]);
+    this.#bus.signal("/", OBJECT_MANAGER, "InterfacesAdded", "oa{sa{sv}}", [path, interfacesAndPropertiesValue(c, path)]);
     this.#serverSignal("ClientAdded", "o", [path]);
   }
 
@@ -443,7 +443,7 @@ class MandosDbus implements DbusService {
         "GetAllClientsWithProperties",
         () => ({
           signature: "a{oa{sv}}",
-          body: [this.#liveClients().map(([path, c]) => [path, this.#properties(c, path)])],
+          body: [this.#liveClients().map(([path, c]) => [path, propertiesValue(c, path)])],
         }),
       ],
       [
@@ -464,7 +464,7 @@ class MandosDbus implements DbusService {
             "GetManagedObjects",
             () => ({
               signature: "a{oa{sa{sv}}}",
-              body: [this.#liveClients().map(([path, c]) => [path, this.#interfacesAndProperties(c, path)])],
+              body: [this.#liveClients().map(([path, c]) => [path, interfacesAndPropertiesValue(c, path)])],
             }),
           ],
         ]),
@@ -517,19 +517,15 @@ class MandosDbus implements DbusService {
     return out;
   }
 
-  #isClientInterface(iface: string): boolean {
-    return iface === CLIENT.name || iface === OLD_CLIENT.name;
-  }
-
   #get(call: WireMessage, iface: string, name: string): { signature: string; body: WireValue[] } {
-    const property = this.#isClientInterface(iface) ? clientProperty(name) : undefined;
+    const property = isClientInterface(iface) ? clientProperty(name) : undefined;
     if (!property) throw new MethodError(ERROR_NAME.unknownProperty, `no property ${iface}.${name}`);
     if (!property.get) throw new MethodError(ERROR_NAME.accessDenied, `property ${name} is write-only`);
     return { signature: "v", body: [variant(property.type, property.get(this.#viewOf(call), call.path ?? ""))] };
   }
 
   #set(call: WireMessage, iface: string, name: string, raw: WireValue): void {
-    const property = this.#isClientInterface(iface) ? clientProperty(name) : undefined;
+    const property = isClientInterface(iface) ? clientProperty(name) : undefined;
     if (!property) throw new MethodError(ERROR_NAME.unknownProperty, `no property ${iface}.${name}`);
     if (!property.set) throw new MethodError(ERROR_NAME.propertyReadOnly, `property ${name} is read-only`);
     const value = readVariant(raw);
@@ -540,17 +536,7 @@ class MandosDbus implements DbusService {
 
   #getAll(call: WireMessage, iface: string): { signature: string; body: WireValue[] } {
     // The reference: an empty interface name means every interface; others have none.
-    if (iface !== "" && !this.#isClientInterface(iface)) return { signature: "a{sv}", body: [[]] };
-    return { signature: "a{sv}", body: [this.#properties(this.#viewOf(call), call.path ?? "")] };
-  }
-
-  #properties(c: ClientView, path: string): WireValue {
-    return dict(readableProperties(c, path).map(([name, type, value]) => [name, variant(type, value)]));
-  }
-
-  /** GetManagedObjects' and InterfacesAdded's value: every interface of the object with its properties. */
-  #interfacesAndProperties(c: ClientView, path: string): WireValue {
-    const props = this.#properties(c, path);
-    return dict(CLIENT_OBJECT_INTERFACES.map((i) => [i.name, this.#isClientInterface(i.name) ? props : []]));
+    if (iface !== "" && !isClientInterface(iface)) return { signature: "a{sv}", body: [[]] };
+    return { signature: "a{sv}", body: [propertiesValue(this.#viewOf(call), call.path ?? "")] };
   }
 }
