@@ -12,8 +12,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createRequire } from "node:module";
-import { MAX_ARRAY_BYTES, marshalMessage, parseSignature, type TypeNode } from "../src/main/dbus/marshal.js";
-import { BusConnection, type WireMessage } from "../src/main/dbus/connection.js";
+import { MAX_ARRAY_BYTES, MessageTooLarge, marshalMessage, parseSignature, type TypeNode } from "../src/main/dbus/marshal.js";
+import { BUS_MAX_MESSAGE_BYTES, BusConnection, type WireMessage } from "../src/main/dbus/connection.js";
 import { DBUS_ERROR } from "../src/main/dbus/errors.js";
 import { DBUS_DAEMON, DBUS_SEND, startPrivateBus } from "./helpers/dbus.js";
 import { missing } from "./helpers/peers.js";
@@ -182,6 +182,10 @@ test("what the bus would refuse is refused before it is sent, saying why", () =>
   assert.throws(() => marshalMessage({ type: 4, serial: 0 }), /needs a serial/);
   assert.throws(() => send("ay", Buffer.alloc(MAX_ARRAY_BYTES + 1)), /beyond D-Bus's 67108864/);
   send("ay", Buffer.alloc(1024)); // and a sane one goes
+  // A limit of its own: stopped as the message grows past it.
+  const long: WireMessage = { type: 4, serial: 1, path: "/", interface: "a.b", member: "C", signature: "as", body: [Array.from({ length: 100 }, () => "x".repeat(100))] };
+  assert.throws(() => marshalMessage(long, 5_000), (e: unknown) => e instanceof MessageTooLarge && e.limit === 5_000);
+  assert.ok(marshalMessage(long, 20_000).length > 10_000);
 });
 
 test("through a real dbus-daemon: a 10 MB reply arrives whole, and a refused message leaves the connection up", { skip: missing(DBUS_DAEMON, DBUS_SEND), timeout: 60_000 }, async () => {
@@ -208,6 +212,11 @@ test("through a real dbus-daemon: a 10 MB reply arrives whole, and a refused mes
     // What the bus would refuse is not sent; the caller is told, and both connections stay.
     assert.throws(() => server.signal("/", "a.b", "C", "s", ["a\0b"]), (e: Error & { code?: string }) => e.code === DBUS_ERROR.marshal);
     assert.throws(() => server.signal("/no-dash", "a.b", "C", "", []), /valid object path/);
+    // Longer than the system bus takes (it would drop us): not sent either.
+    assert.throws(
+      () => server.signal("/", "a.b", "C", "ay", [Buffer.alloc(BUS_MAX_MESSAGE_BYTES)]),
+      (e: Error & { code?: string }) => e.code === DBUS_ERROR.tooLarge && /more than the bus's 33554432 bytes/.test(e.message),
+    );
     const [id] = await server.callBus("GetId", "", [], 5_000);
     assert.match(String(id), /^[0-9a-f]{32}$/);
     assert.equal(server.closed, false);

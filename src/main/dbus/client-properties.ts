@@ -147,8 +147,13 @@ export function propertiesValue(view: ClientView, objectPath: string): WireValue
   return dict(readableProperties(view, objectPath).map(([name, type, value]) => [name, variant(type, value)]));
 }
 
-/** GetManagedObjects' and InterfacesAdded's value ("a{sa{sv}}"): every interface of the object with its properties. */
-export function interfacesAndPropertiesValue(view: ClientView, objectPath: string): WireValue {
+/**
+ * GetManagedObjects' and InterfacesAdded's value ("a{sa{sv}}"): every
+ * interface of the object with its properties. `withMirror` false leaves
+ * the deprecated mirror's properties out (its entry stays, empty), which
+ * halves the value: for a GetManagedObjects the bus would not take whole.
+ */
+export function interfacesAndPropertiesValue(view: ClientView, objectPath: string, withMirror = true): WireValue {
   const props = propertiesValue(view, objectPath);
-  return dict(CLIENT_OBJECT_INTERFACES.map((i) => [i.name, isClientInterface(i.name) ? props : []]));
+  return dict(CLIENT_OBJECT_INTERFACES.map((i) => [i.name, i.name === CLIENT.name || (withMirror && i.name === OLD_CLIENT.name) ? props : []]));
 }

@@ -12,7 +12,7 @@ import { createRequire } from "node:module";
 import type { EventEmitter } from "node:events";
 import { DbusError, DBUS_ERROR } from "./errors.js";
 import type { WireValue } from "./values.js";
-import { marshalMessage } from "./marshal.js";
+import { MessageTooLarge, marshalMessage } from "./marshal.js";
 
 const require = createRequire(import.meta.url);
 const dbusNative = require("@homebridge/dbus-native") as {
@@ -42,6 +42,14 @@ interface WireConnection extends EventEmitter {
 
 export const MESSAGE_TYPE = { methodCall: 1, methodReturn: 2, error: 3, signal: 4 } as const;
 const NO_REPLY_EXPECTED = 1;
+
+/**
+ * The longest message the system bus takes: dbus-daemon's built-in
+ * max_message_size, which Debian's /usr/share/dbus-1/system.conf leaves as
+ * it is. The bus cannot be asked for it, and drops a connection that sends
+ * a longer one; such a message is not sent (DbusError "tooLarge").
+ */
+export const BUS_MAX_MESSAGE_BYTES = 32 * 1024 * 1024;
 
 /** The default system bus, as libdbus finds it (dbus-daemon(1)). */
 export const DEFAULT_SYSTEM_BUS = "unix:path=/var/run/dbus/system_bus_socket";
@@ -240,8 +248,11 @@ export class BusConnection {
     if (this.#closed) return;
     let bytes: Buffer;
     try {
-      bytes = marshalMessage(msg);
+      bytes = marshalMessage(msg, BUS_MAX_MESSAGE_BYTES);
     } catch (error) {
+      if (error instanceof MessageTooLarge) {
+        throw new DbusError(DBUS_ERROR.tooLarge, `cannot send ${msg.member ?? "reply"}: more than the bus's ${BUS_MAX_MESSAGE_BYTES} bytes a message`);
+      }
       // A value the marshaller refuses is our bug; never let it take the server down.
       throw new DbusError(DBUS_ERROR.marshal, `cannot send ${msg.member ?? "reply"}: ${(error as Error).message}`);
     }

@@ -9,6 +9,8 @@ export const DBUS_ERROR = {
   disconnected: "MANDOS_DBUS_DISCONNECTED",
   remote: "MANDOS_DBUS_REMOTE_ERROR",
   marshal: "MANDOS_DBUS_MARSHAL",
+  /** A message longer than the bus takes (connection.ts, BUS_MAX_MESSAGE_BYTES): not sent. */
+  tooLarge: "MANDOS_DBUS_MESSAGE_TOO_LARGE",
   /** A call given a time limit had no answer within it. */
   timeout: "MANDOS_DBUS_TIMEOUT",
 } as const;
@@ -46,4 +48,5 @@ export const ERROR_NAME = {
   accessDenied: "org.freedesktop.DBus.Error.AccessDenied",
   invalidArgs: "org.freedesktop.DBus.Error.InvalidArgs",
   failed: "org.freedesktop.DBus.Error.Failed",
+  limitsExceeded: "org.freedesktop.DBus.Error.LimitsExceeded",
 } as const;

@@ -12,6 +12,14 @@ import type { WireValue } from "./values.js";
 /** The D-Bus specification's limits ("Valid Signatures", "Message Format"). */
 export const MAX_ARRAY_BYTES = 64 * 1024 * 1024;
 export const MAX_MESSAGE_BYTES = 128 * 1024 * 1024;
+
+/** A message that would pass the limit it was written for; `bytes` is how far it got. */
+export class MessageTooLarge extends Error {
+  constructor(readonly limit: number, readonly bytes: number) {
+    super(`a message of more than ${limit} bytes`);
+    this.name = "MessageTooLarge";
+  }
+}
 const MAX_SIGNATURE_LENGTH = 255;
 const MAX_NESTING = 32;
 
@@ -85,8 +93,12 @@ class Writer {
   buf = scratch;
   at = 0;
 
+  constructor(readonly limit: number) {}
+
   #room(n: number): void {
     if (this.at + n <= this.buf.length) return;
+    // Stopped as it grows past the limit, not after writing all of it.
+    if (this.at + n > this.limit) throw new MessageTooLarge(this.limit, this.at + n);
     let size = this.buf.length * 2;
     while (size < this.at + n) size *= 2;
     const grown = Buffer.allocUnsafe(size);
@@ -294,10 +306,13 @@ const HEADER_FIELDS = [
 const PROTOCOL_VERSION = 1;
 const METHOD_CALL = 1;
 
-/** `msg` as bytes on the wire; throws, saying why, for what the bus would refuse. */
-export function marshalMessage(msg: WireMessage): Buffer {
+/**
+ * `msg` as bytes on the wire; throws, saying why, for what the bus would
+ * refuse, and MessageTooLarge for a message longer than `limit`.
+ */
+export function marshalMessage(msg: WireMessage, limit = MAX_MESSAGE_BYTES): Buffer {
   if (!msg.serial) throw new Error("a message needs a serial");
-  const w = new Writer();
+  const w = new Writer(Math.min(limit, MAX_MESSAGE_BYTES));
   w.byte("l".charCodeAt(0));
   w.byte(msg.type || METHOD_CALL);
   w.byte(msg.flags ?? 0);
@@ -326,7 +341,7 @@ export function marshalMessage(msg: WireMessage): Buffer {
     for (let i = 0; i < types.length; i++) write(w, types[i]!, msg.body[i]!);
     w.putUint32(w.at - bodyStart, 4);
   }
-  if (w.at > MAX_MESSAGE_BYTES) throw new Error(`a message of ${w.at} bytes, beyond D-Bus's ${MAX_MESSAGE_BYTES}`);
+  if (w.at > w.limit) throw new MessageTooLarge(w.limit, w.at);
   if (w.buf !== scratch) return w.buf.subarray(0, w.at);
   // The socket may keep the bytes until they are written: a copy of its own
   // (from Node's pool when it is small).

@@ -16,7 +16,7 @@
 import { readFileSync } from "node:fs";
 import type { Logger } from "../daemon/log.js";
 import type { ClientView, Refusal, Registry, RegistryEvent } from "../clients/contract.js";
-import { BusConnection, DEFAULT_SYSTEM_BUS, REQUEST_NAME_PRIMARY_OWNER, type WireMessage } from "./connection.js";
+import { BUS_MAX_MESSAGE_BYTES, BusConnection, DEFAULT_SYSTEM_BUS, REQUEST_NAME_PRIMARY_OWNER, type WireMessage } from "./connection.js";
 import { clientProperty, interfacesAndPropertiesValue, isClientInterface, propertiesValue } from "./client-properties.js";
 import { DbusError, DBUS_ERROR, ERROR_NAME, MethodError } from "./errors.js";
 import {
@@ -65,7 +65,14 @@ export interface DbusService {
   stop(): Promise<void>;
 }
 
-type Handler = (call: WireMessage, args: WireValue[]) => { signature: string; body: WireValue[] } | void;
+/** A method's answer; `smaller`, where there is one, is a shorter body to send when the bus would not take `body`. */
+interface Answer {
+  readonly signature: string;
+  readonly body: WireValue[];
+  readonly smaller?: { readonly body: () => WireValue[]; readonly leftOut: string };
+}
+
+type Handler = (call: WireMessage, args: WireValue[]) => Answer | void;
 
 /**
  * Starts the service. When another process owns the name (or the policy
@@ -200,6 +207,8 @@ class MandosDbus implements DbusService {
   readonly #bus: BusConnection;
   readonly #registry: Registry;
   readonly #logger: Logger;
+  /** What #warnOnce has said this run. */
+  readonly #warned = new Set<string>();
   /** Object path → client name, and back. */
   readonly #byPath = new Map<string, string>();
   readonly #pathOf = new Map<string, string>();
@@ -344,8 +353,7 @@ class MandosDbus implements DbusService {
 
   #onCall(call: WireMessage): void {
     try {
-      const result = this.#route(call);
-      this.#bus.reply(call, result?.signature ?? "", result?.body ?? []);
+      this.#answer(call, this.#route(call) ?? { signature: "", body: [] });
     } catch (error) {
       if (error instanceof MethodError) {
         this.#bus.replyError(call, error.errorName, error.message);
@@ -361,7 +369,41 @@ class MandosDbus implements DbusService {
     }
   }
 
-  #route(call: WireMessage): { signature: string; body: WireValue[] } | void {
+  /**
+   * Replies with `answer`. One the bus would not take (BUS_MAX_MESSAGE_BYTES:
+   * it would drop our connection) goes as its smaller form, or is refused
+   * with LimitsExceeded; each is logged once a run, not at every call.
+   */
+  #answer(call: WireMessage, answer: Answer): void {
+    const tooLarge = (error: unknown): boolean => error instanceof DbusError && error.code === DBUS_ERROR.tooLarge;
+    const what = `the reply to ${call.member ?? "a call"} for ${this.#byPath.size} clients`;
+    try {
+      this.#bus.reply(call, answer.signature, answer.body);
+      return;
+    } catch (error) {
+      if (!tooLarge(error)) throw error;
+    }
+    if (answer.smaller) {
+      try {
+        this.#bus.reply(call, answer.signature, answer.smaller.body());
+        this.#warnOnce(`smaller ${call.member ?? ""}`, `D-Bus: ${what} is more than the system bus takes (${BUS_MAX_MESSAGE_BYTES} bytes a message); ${answer.smaller.leftOut}`);
+        return;
+      } catch (error) {
+        if (!tooLarge(error)) throw error;
+      }
+    }
+    const text = `${what} is more than the system bus takes (${BUS_MAX_MESSAGE_BYTES} bytes a message)${answer.smaller ? ", even without what can be left out" : ""}`;
+    this.#warnOnce(`refused ${call.member ?? ""}`, `D-Bus: ${text}; not sent`);
+    throw new MethodError(ERROR_NAME.limitsExceeded, `${text}; each client's object still answers on its own (Properties.GetAll on /clients/NAME)`);
+  }
+
+  #warnOnce(key: string, message: string): void {
+    if (this.#warned.has(key)) return;
+    this.#warned.add(key);
+    this.#logger.warning(message);
+  }
+
+  #route(call: WireMessage): Answer | void {
     const path = call.path ?? "";
     const member = call.member ?? "";
     if (call.interface === PEER) return this.#peer(member);
@@ -465,6 +507,10 @@ class MandosDbus implements DbusService {
             () => ({
               signature: "a{oa{sa{sv}}}",
               body: [this.#liveClients().map(([path, c]) => [path, interfacesAndPropertiesValue(c, path)])],
+              smaller: {
+                body: () => [this.#liveClients().map(([path, c]) => [path, interfacesAndPropertiesValue(c, path, false)])],
+                leftOut: `the deprecated ${OLD_CLIENT.name}'s properties are left out of it (mandos-ctl and mandos-monitor read ${CLIENT.name}'s)`,
+              },
             }),
           ],
         ]),
