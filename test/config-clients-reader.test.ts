@@ -74,6 +74,24 @@ test("the reader kept as root answers each read with the file as it is then", { 
   assert.deepEqual([a, b], [{ ok: false, reason: "Is a directory" }, { ok: false, reason: "Is a directory" }]);
 });
 
+test("the reader kept as root passes a 60 MB clients.conf whole (100,000 clients of 500-byte secrets), and the reads after it", { skip: asRoot ? false : "needs root" }, async (t) => {
+  const dir = scratch(t);
+  const path = join(dir, "clients.conf");
+  let text = "";
+  for (let i = 0; i < 100_000; i++) text += `[client-${i}]\nkey_id = ${String(i).padStart(64, "0")}\nsecret = ${"QUJD".repeat(125)}\nhost = client-${i}.example.org\n\n`;
+  writeFileSync(path, text, { mode: 0o600 });
+  assert.ok(text.length > 60_000_000);
+  const reader = startPrivilegedReader(path);
+  t.after(() => reader.close());
+  // Joining and searching the whole answer at each 64 KiB chunk took this
+  // past the reader's 10 s limit ("the privileged reader did not answer").
+  const big = await reader.read();
+  assert.equal(big.ok && big.text.length, text.length);
+  assert.ok(big.ok && big.text === text);
+  writeFileSync(path, "[a]\nsecret = w6k=\n");
+  assert.deepEqual(await reader.read(), { ok: true, text: "[a]\nsecret = w6k=\n" });
+});
+
 test("reload readiness: the reader as root, the mode bits otherwise, with the command that fixes it", (t) => {
   const dir = scratch(t);
   const path = join(dir, "clients.conf");

@@ -73,7 +73,12 @@ export function startPrivilegedReader(path: string): ClientsFileReader {
     env: { PATH: "/usr/bin:/bin", LC_ALL: "C" },
   });
   let alive = true;
-  let buffered = Buffer.alloc(0);
+  // The line being read, in pieces, and the finished lines not yet paired.
+  // Each chunk is scanned once and each line joined once: a clients.conf
+  // of 30 MB (40 MB of base64, in 64 KiB chunks) took 11 s, past the
+  // timeout, when the whole buffer was joined and searched at every chunk.
+  let pieces: Buffer[] = [];
+  const lines: Buffer[] = [];
   const waiting: ((answer: ClientsFileRead | undefined) => void)[] = [];
   child.on("error", () => (alive = false));
   child.stdin.on("error", () => (alive = false));
@@ -81,21 +86,31 @@ export function startPrivilegedReader(path: string): ClientsFileReader {
     alive = false;
     for (const settle of waiting.splice(0)) settle(undefined);
   });
+  const answered = (data: Buffer, statusLine: Buffer): void => {
+    const status = statusLine.toString("utf8");
+    const space = status.indexOf(" ");
+    const rc = status.slice(0, space);
+    const message = status.slice(space + 1).trim();
+    // base64: /etc/mandos/clients.conf: Permission denied
+    const reason = message.slice(message.lastIndexOf(": ") + 2) || `reader exited ${rc}`;
+    waiting.shift()?.(rc === "0" ? decode(Buffer.from(data.toString("latin1"), "base64")) : { ok: false, reason });
+  };
   child.stdout.on("data", (chunk: Buffer) => {
-    buffered = Buffer.concat([buffered, chunk]);
+    let start = 0;
     for (;;) {
-      const first = buffered.indexOf(0x0a);
-      const second = first < 0 ? -1 : buffered.indexOf(0x0a, first + 1);
-      if (second < 0) return;
-      const data = buffered.subarray(0, first).toString("latin1");
-      const status = buffered.subarray(first + 1, second).toString("utf8");
-      buffered = buffered.subarray(second + 1);
-      const space = status.indexOf(" ");
-      const rc = status.slice(0, space);
-      const message = status.slice(space + 1).trim();
-      // base64: /etc/mandos/clients.conf: Permission denied
-      const reason = message.slice(message.lastIndexOf(": ") + 2) || `reader exited ${rc}`;
-      waiting.shift()?.(rc === "0" ? decode(Buffer.from(data, "base64")) : { ok: false, reason });
+      const end = chunk.indexOf(0x0a, start);
+      if (end < 0) {
+        if (start < chunk.length) pieces.push(chunk.subarray(start));
+        return;
+      }
+      pieces.push(chunk.subarray(start, end));
+      lines.push(pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces));
+      pieces = [];
+      start = end + 1;
+      if (lines.length === 2) {
+        const [data, status] = lines.splice(0, 2) as [Buffer, Buffer];
+        answered(data, status);
+      }
     }
   });
   child.unref();
