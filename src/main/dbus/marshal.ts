@@ -1,10 +1,10 @@
 // Writes the D-Bus messages we send, little-endian, into one buffer
-// (docs/DBUS.md, "Marshalling"): @homebridge/dbus-native's marshaller makes
-// a Buffer for every value and copies each array twice, and answering
-// mandos-ctl's GetManagedObjects for 10,000 clients with it held the main
-// thread for seconds. The bytes are the same as dbus-native's (a test
-// compares them); what the bus would refuse (and disconnect us for) is
-// refused here instead, with the reason.
+// (docs/DBUS.md, "Marshalling"): @homebridge/dbus-native's marshaller
+// makes a Buffer for every value and copies each array again into its
+// parent, and answering mandos-ctl's GetManagedObjects for 10,000 clients
+// with it held the main thread for seconds. The bytes are the same as
+// dbus-native's (a test compares them); what the bus would refuse (and
+// disconnect us for) is refused here instead, with the reason.
 
 import type { WireMessage } from "./connection.js";
 import type { WireValue } from "./values.js";
@@ -13,6 +13,9 @@ import type { WireValue } from "./values.js";
 export const MAX_ARRAY_BYTES = 64 * 1024 * 1024;
 export const MAX_MESSAGE_BYTES = 128 * 1024 * 1024;
 
+const MAX_SIGNATURE_LENGTH = 255;
+const MAX_NESTING = 32;
+
 /** A message that would pass the limit it was written for; `bytes` is how far it got. */
 export class MessageTooLarge extends Error {
   constructor(readonly limit: number, readonly bytes: number) {
@@ -20,8 +23,6 @@ export class MessageTooLarge extends Error {
     this.name = "MessageTooLarge";
   }
 }
-const MAX_SIGNATURE_LENGTH = 255;
-const MAX_NESTING = 32;
 
 /** One complete type of a signature. */
 export interface TypeNode {
@@ -95,10 +96,11 @@ class Writer {
 
   constructor(readonly limit: number) {}
 
+  /** Makes room for `n` more bytes (a string's worst case, so not yet a length). */
   #room(n: number): void {
     if (this.at + n <= this.buf.length) return;
-    // Stopped as it grows past the limit, not after writing all of it.
-    if (this.at + n > this.limit) throw new MessageTooLarge(this.limit, this.at + n);
+    // Stopped when it grows past the limit, not after all of it is written.
+    if (this.at > this.limit) throw new MessageTooLarge(this.limit, this.at);
     let size = this.buf.length * 2;
     while (size < this.at + n) size *= 2;
     const grown = Buffer.allocUnsafe(size);
