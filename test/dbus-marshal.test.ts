@@ -186,6 +186,12 @@ test("what the bus would refuse is refused before it is sent, saying why", () =>
   const long: WireMessage = { type: 4, serial: 1, path: "/", interface: "a.b", member: "C", signature: "as", body: [Array.from({ length: 100 }, () => "x".repeat(100))] };
   assert.throws(() => marshalMessage(long, 5_000), (e: unknown) => e instanceof MessageTooLarge && e.limit === 5_000);
   assert.ok(marshalMessage(long, 20_000).length > 10_000);
+  // The limit is on the bytes, to the byte, also past the first buffer's 64 KiB.
+  const wide: WireMessage = { ...long, body: [Array.from({ length: 3_000 }, (_, i) => `é${i}`.repeat(20))] };
+  const exact = marshalMessage(wide).length;
+  assert.ok(exact > 128 * 1024);
+  assert.equal(marshalMessage(wide, exact).length, exact);
+  assert.throws(() => marshalMessage(wide, exact - 1), MessageTooLarge);
 });
 
 test("through a real dbus-daemon: a 10 MB reply arrives whole, and a refused message leaves the connection up", { skip: missing(DBUS_DAEMON, DBUS_SEND), timeout: 60_000 }, async () => {
