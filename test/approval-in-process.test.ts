@@ -47,7 +47,8 @@ test("the operator approves or denies a waiting real mandos-client before the de
     try {
       const started = Date.now();
       const ok = await runMandosClient(yes!.dir, "::1", port);
-      assert.equal(ok.stdout.toString(), yes!.password);
+      // On failure, what each side saw: the decisions so far, and mandos-client's own words.
+      assert.equal(ok.stdout.toString(), yes!.password, `decisions: ${JSON.stringify(decisions)}; mandos-client exited ${ok.code}: ${ok.stderr.slice(-2_000)}`);
       assert.ok(Date.now() - started < 30_000, "the approval did not cut the wait short");
       const denied = await runMandosClient(no!.dir, "::1", port, 5_000);
       assert.equal(denied.stdout.length, 0);
