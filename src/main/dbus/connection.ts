@@ -37,7 +37,7 @@ export interface WireMessage {
 
 interface WireConnection extends EventEmitter {
   end(): void;
-  stream: { write(bytes: Buffer): boolean; destroy(): void };
+  stream: { write(bytes: Buffer): boolean; destroy(): void; readonly writableLength: number; once(event: "drain", listener: () => void): unknown };
 }
 
 export const MESSAGE_TYPE = { methodCall: 1, methodReturn: 2, error: 3, signal: 4 } as const;
@@ -226,6 +226,21 @@ export class BusConnection {
       member,
       ...(signature ? { signature, body } : {}),
     });
+  }
+
+  /** Bytes sent and not yet taken by the bus: what waits in our socket's queue. */
+  get queuedBytes(): number {
+    return this.#early ? this.#early.reduce((n, b) => n + b.length, 0) : this.#wire.stream.writableLength;
+  }
+
+  /**
+   * Calls `then` once the bus has taken everything queued (at once, on a
+   * later turn, when nothing is); never when the connection closes first.
+   */
+  whenDrained(then: () => void): void {
+    if (this.#closed) return;
+    if (this.#early === null && this.#wire.stream.writableLength > 0) this.#wire.stream.once("drain", () => void (this.#closed || then()));
+    else setImmediate(() => void (this.#closed || then()));
   }
 
   close(): void {

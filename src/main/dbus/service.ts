@@ -54,6 +54,9 @@ export interface DbusServiceOptions {
   readonly connectTimeoutMs?: number;
 }
 
+/** How much of the start-up announcement may wait in the socket's queue before the next is made. */
+export const ANNOUNCE_QUEUE_BYTES = 1024 * 1024;
+
 /** How soon, and at most how far apart, the service tries to get back on a lost bus. */
 export const RECONNECT_FIRST_MS = 1_000;
 export const RECONNECT_MAX_MS = 30_000;
@@ -131,6 +134,8 @@ async function connectService(
     return null;
   }
   const service = new MandosDbus(bus, registry, logger, lost);
+  // Every client announced before the service counts as up (and checkers start).
+  await service.ready;
   logger.debug(`D-Bus: serving ${BUS_NAME} as ${bus.uniqueName} on ${address}`);
   return service;
 }
@@ -213,6 +218,19 @@ class MandosDbus implements DbusService {
   readonly #byPath = new Map<string, string>();
   readonly #pathOf = new Map<string, string>();
   readonly #unsubscribe: () => void;
+  /**
+   * The start-up announcement (DBUS.md, "Announcing the clients"): the
+   * names registered and not yet announced, from #nextToAnnounce on; and
+   * the registry events and method calls that came meanwhile, replayed in
+   * order after (null once it is over).
+   */
+  #toAnnounce: string[] = [];
+  #nextToAnnounce = 0;
+  #held: Array<{ readonly event: RegistryEvent } | { readonly call: WireMessage }> | null = [];
+  #stopped = false;
+  /** Resolves when every client of the start is announced (or the bus is gone). */
+  readonly ready: Promise<void>;
+  #isReady: () => void = () => undefined;
   readonly #serverMethods: Map<string, Map<string, Handler>>;
   readonly #clientMethods: Map<string, Map<string, Handler>>;
 
@@ -226,14 +244,77 @@ class MandosDbus implements DbusService {
     this.#lost = lost ?? (() => undefined);
     this.#serverMethods = this.#serverHandlers();
     this.#clientMethods = this.#clientHandlers();
-    bus.onMethodCall((call) => this.#onCall(call));
+    this.ready = new Promise((resolve) => (this.#isReady = resolve));
+    bus.onMethodCall((call) => (this.#held ? this.#held.push({ call }) : this.#onCall(call)));
     bus.onClose((error) => {
       this.#unsubscribe();
+      this.#endAnnouncing(false);
       this.#lost(error);
     });
-    this.#unsubscribe = registry.subscribe((event) => this.#onEvent(event));
+    this.#unsubscribe = registry.subscribe((event) => (this.#held ? this.#held.push({ event }) : this.#onEvent(event)));
     // As the reference at start-up: every client is announced as added.
-    for (const c of registry.list()) this.#addClient(c);
+    // Each gets its path now, in order (the "_2" suffixes depend on it);
+    // the signals go as the bus takes them.
+    for (const c of registry.list()) {
+      this.#register(c);
+      this.#toAnnounce.push(c.name);
+    }
+    this.#announceSome();
+  }
+
+  /**
+   * Announces the next clients while the socket's queue is short, then
+   * waits for the bus to take it: 10,000 clients' announcements (~21 MB)
+   * written at once waited in the queue, and the allocator kept their
+   * pages (BENCHMARK.md, "With D-Bus on"). Each announcement is made at its
+   * turn, from the client as it is then; one removed before its turn is
+   * never announced.
+   */
+  #announceSome(): void {
+    while (this.#nextToAnnounce < this.#toAnnounce.length) {
+      if (this.#bus.closed || this.#stopped) {
+        this.#endAnnouncing(false);
+        return;
+      }
+      if (this.#bus.queuedBytes > ANNOUNCE_QUEUE_BYTES) {
+        this.#bus.whenDrained(() => this.#announceSome());
+        return;
+      }
+      const name = this.#toAnnounce[this.#nextToAnnounce++]!;
+      const path = this.#pathOf.get(name);
+      const c = this.#registry.get(name);
+      if (path === undefined) continue;
+      if (c) {
+        this.#announce(c, path);
+      } else {
+        this.#pathOf.delete(name);
+        this.#byPath.delete(path);
+      }
+    }
+    this.#endAnnouncing(true);
+  }
+
+  /** Ends the announcement: what was held is handled in order (`replay`) or dropped with the clients not announced. */
+  #endAnnouncing(replay: boolean): void {
+    const held = this.#held;
+    if (held === null) return;
+    for (const name of this.#toAnnounce.slice(this.#nextToAnnounce)) {
+      const path = this.#pathOf.get(name);
+      this.#pathOf.delete(name);
+      if (path !== undefined) this.#byPath.delete(path);
+    }
+    this.#toAnnounce = [];
+    this.#nextToAnnounce = 0;
+    // What a replayed item causes is held behind the rest, and handled in its turn.
+    if (replay) {
+      for (let i = 0; i < held.length; i++) {
+        const item = held[i]!;
+        if ("call" in item) this.#onCall(item.call);
+        else this.#onEvent(item.event);
+      }
+    }
+    this.#held = null;
+    this.#isReady();
   }
 
   get uniqueName(): string {
@@ -241,7 +322,9 @@ class MandosDbus implements DbusService {
   }
 
   async stop(): Promise<void> {
+    this.#stopped = true;
     this.#unsubscribe();
+    this.#endAnnouncing(false);
     if (this.#bus.closed) return;
     // As the reference's cleanup(): each client's removal is signalled, the
     // last added first (it empties its dictionary of clients with popitem()).
@@ -304,11 +387,20 @@ class MandosDbus implements DbusService {
   }
 
   #addClient(c: ClientView): void {
+    this.#announce(c, this.#register(c));
+  }
+
+  /** Gives `c` its object path; returns it. */
+  #register(c: ClientView): string {
     let path = clientObjectPath(c.name);
     // Names that differ only in characters an object path cannot hold.
     for (let n = 2; this.#byPath.has(path) && this.#byPath.get(path) !== c.name; n++) path = `${clientObjectPath(c.name)}_${n}`;
     this.#byPath.set(path, c.name);
     this.#pathOf.set(c.name, path);
+    return path;
+  }
+
+  #announce(c: ClientView, path: string): void {
     this.#bus.signal("/", OBJECT_MANAGER, "InterfacesAdded", "oa{sa{sv}}", [path, interfacesAndPropertiesValue(c, path)]);
     this.#serverSignal("ClientAdded", "o", [path]);
   }
