@@ -6,6 +6,7 @@
 // throughput with 0, 1 and 2 workers.
 
 import { createHash, generateKeyPairSync, randomBytes } from "node:crypto";
+import { createRequire } from "node:module";
 import { Bench } from "tinybench";
 import {
   DEFAULT_PRIORITY,
@@ -29,7 +30,6 @@ import { clientObjectPath } from "../src/main/clients/object-path.js";
 import { interfacesAndPropertiesValue } from "../src/main/dbus/client-properties.js";
 import { marshalMessage } from "../src/main/dbus/marshal.js";
 import type { WireMessage } from "../src/main/dbus/connection.js";
-import { createRequire } from "node:module";
 
 export interface MicroResult {
   readonly name: string;

@@ -73,12 +73,13 @@ export function startPrivilegedReader(path: string): ClientsFileReader {
     env: { PATH: "/usr/bin:/bin", LC_ALL: "C" },
   });
   let alive = true;
-  // The line being read, in pieces, and the finished lines not yet paired.
-  // Each chunk is scanned once and each line joined once: a clients.conf
-  // of 30 MB (40 MB of base64, in 64 KiB chunks) took 11 s, past the
-  // timeout, when the whole buffer was joined and searched at every chunk.
+  // The line being read, in pieces, and an answer's data line waiting for
+  // its status line. Each chunk is scanned once and each line joined once:
+  // a clients.conf of 30 MB (40 MB of base64, in 64 KiB chunks) took 11 s,
+  // past the timeout, when the whole buffer was joined and searched at
+  // every chunk.
   let pieces: Buffer[] = [];
-  const lines: Buffer[] = [];
+  let data: Buffer | null = null;
   const waiting: ((answer: ClientsFileRead | undefined) => void)[] = [];
   child.on("error", () => (alive = false));
   child.stdin.on("error", () => (alive = false));
@@ -86,14 +87,14 @@ export function startPrivilegedReader(path: string): ClientsFileReader {
     alive = false;
     for (const settle of waiting.splice(0)) settle(undefined);
   });
-  const answered = (data: Buffer, statusLine: Buffer): void => {
+  const answered = (base64: Buffer, statusLine: Buffer): void => {
     const status = statusLine.toString("utf8");
     const space = status.indexOf(" ");
     const rc = status.slice(0, space);
     const message = status.slice(space + 1).trim();
     // base64: /etc/mandos/clients.conf: Permission denied
     const reason = message.slice(message.lastIndexOf(": ") + 2) || `reader exited ${rc}`;
-    waiting.shift()?.(rc === "0" ? decode(Buffer.from(data.toString("latin1"), "base64")) : { ok: false, reason });
+    waiting.shift()?.(rc === "0" ? decode(Buffer.from(base64.toString("latin1"), "base64")) : { ok: false, reason });
   };
   child.stdout.on("data", (chunk: Buffer) => {
     let start = 0;
@@ -104,12 +105,14 @@ export function startPrivilegedReader(path: string): ClientsFileReader {
         return;
       }
       pieces.push(chunk.subarray(start, end));
-      lines.push(pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces));
+      const line = pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces);
       pieces = [];
       start = end + 1;
-      if (lines.length === 2) {
-        const [data, status] = lines.splice(0, 2) as [Buffer, Buffer];
-        answered(data, status);
+      if (data === null) {
+        data = line;
+      } else {
+        answered(data, line);
+        data = null;
       }
     }
   });

@@ -1,6 +1,6 @@
-// D-Bus values as @homebridge/dbus-native marshals them, and the few
-// conversions the Mandos API needs: variants, dictionaries, the reference's
-// timestamps and durations.
+// D-Bus values as marshal.ts writes them (and @homebridge/dbus-native
+// reads them), and the few conversions the Mandos API needs: variants,
+// dictionaries, the reference's timestamps and durations.
 
 import { pyIsoformat } from "../clients/python-format.js";
 
