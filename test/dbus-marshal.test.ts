@@ -4,7 +4,10 @@
 // dbus-native writes them, and read back by dbus-native's unmarshaller as
 // what went in. What the bus would refuse (a NUL in a string, a bad object
 // path or signature, a number out of range, an array beyond 64 MiB) is
-// refused before it is sent, saying why, and the connection stays. A real
+// refused before it is sent, saying why, and the connection stays. Arrays
+// marshalled once and copied into later messages (marshalArray, for the
+// client listings) give the same bytes as the values they were made of,
+// wherever they land in a message. A real
 // dbus-daemon, which drops a connection that sends it a malformed message,
 // carries a large reply between two of our connections; mandos-ctl and
 // mandos-monitor read what we write in the other dbus-*.test.ts files.
@@ -12,7 +15,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createRequire } from "node:module";
-import { MAX_ARRAY_BYTES, MessageTooLarge, marshalMessage, parseSignature, type TypeNode } from "../src/main/dbus/marshal.js";
+import { MAX_ARRAY_BYTES, MessageTooLarge, marshalArray, marshalMessage, parseSignature, type TypeNode } from "../src/main/dbus/marshal.js";
 import { BUS_MAX_MESSAGE_BYTES, BusConnection, type WireMessage } from "../src/main/dbus/connection.js";
 import { DBUS_ERROR } from "../src/main/dbus/errors.js";
 import { DBUS_DAEMON, DBUS_SEND, startPrivateBus } from "./helpers/dbus.js";
@@ -105,10 +108,11 @@ function randomMessage(rng: Rng, serial: number): WireMessage {
   return msg;
 }
 
-test("2,000 random messages come out byte for byte as dbus-native writes them", () => {
+test("2,000 random messages, and one of all their values, come out byte for byte as dbus-native writes them", () => {
   const seed = Number(process.env.MANDOS_TS_TEST_SEED ?? Math.floor(Math.random() * 2 ** 31));
   const rng = random(seed);
   let previous: { ours: Buffer; theirs: Buffer } | null = null;
+  const everything: WireValue[] = [];
   for (let i = 1; i <= 2_000; i++) {
     const msg = randomMessage(rng, i);
     const ours = marshalMessage(msg);
@@ -123,7 +127,67 @@ test("2,000 random messages come out byte for byte as dbus-native writes them", 
     assert.equal(back.signature, msg.signature);
     assert.equal(back.path, msg.path);
     assert.equal(back.member, msg.member);
+    const types = parseSignature(msg.signature);
+    msg.body!.forEach((value, k) => everything.push([types[k]!.signature, value]));
   }
+  // All of their values in one message, past the first buffer's 64 KiB: measured, then written into a buffer of its size.
+  const big: WireMessage = { type: 2, serial: 1, replySerial: 1, signature: "av", body: [everything] };
+  const ours = marshalMessage(big);
+  assert.ok(ours.length > 256 * 1024, `${ours.length} bytes`);
+  assert.ok(ours.equals(dbusMessage.marshall(big)), `the message of every value (MANDOS_TS_TEST_SEED=${seed} replays it)`);
+});
+
+/**
+ * `value` of type `n` with some of its arrays of 8-aligned elements (and
+ * some inside those) replaced by the same marshalled once; `made` counts them.
+ */
+function premarshalled(rng: Rng, n: TypeNode, value: WireValue, made: { count: number }): WireValue {
+  if (n.code === "v") {
+    const [signature, inner] = value as [string, WireValue];
+    return [signature, premarshalled(rng, parseSignature(signature)[0]!, inner, made)];
+  }
+  if (n.code === "a") {
+    if (Buffer.isBuffer(value)) return value;
+    const element = n.children[0]!;
+    const items = (value as WireValue[]).map((item) => premarshalled(rng, element, item, made));
+    if (element.alignment !== 8 || rng() < 0.3) return items;
+    made.count++;
+    return marshalArray(element.signature, items);
+  }
+  if (n.code === "(" || n.code === "{") return (value as WireValue[]).map((item, i) => premarshalled(rng, n.children[i]!, item, made));
+  return value;
+}
+
+test("arrays marshalled once give the same bytes as their values, wherever they land in a message", () => {
+  const seed = Number(process.env.MANDOS_TS_TEST_SEED ?? Math.floor(Math.random() * 2 ** 31));
+  const rng = random(seed);
+  const made = { count: 0 };
+  for (let i = 1; i <= 2_000; i++) {
+    const msg = randomMessage(rng, i);
+    if (msg.signature === undefined) continue;
+    const types = parseSignature(msg.signature);
+    const copied: WireMessage = { ...msg, body: msg.body!.map((v, k) => premarshalled(rng, types[k]!, v, made)) };
+    assert.ok(marshalMessage(copied).equals(marshalMessage(msg)), `message ${i} (MANDOS_TS_TEST_SEED=${seed} replays it): ${JSON.stringify(msg).slice(0, 300)}`);
+  }
+  assert.ok(made.count > 500, `only ${made.count} arrays marshalled once`);
+
+  // One client's properties, as the listings keep them, behind headers of every length.
+  const props: WireValue[] = [["Name", ["s", "foo"]], ["Enabled", ["b", true]], ["Interval", ["t", 120_000]], ["Host", ["s", "é"]]];
+  const kept = marshalArray("{sv}", props);
+  for (let pad = 0; pad < 16; pad++) {
+    const head = "x".repeat(pad);
+    const plain: WireMessage = { type: 2, serial: 1, signature: "sa{oa{sv}}", body: [head, [["/a", props], ["/b", []]]] };
+    const copy: WireMessage = { ...plain, body: [head, [["/a", kept], ["/b", []]]] };
+    assert.ok(marshalMessage(copy).equals(marshalMessage(plain)), `behind ${pad} characters`);
+  }
+
+  // Only 8-aligned elements can be kept; a kept array goes only where its elements' type is asked for.
+  assert.throws(() => marshalArray("s", ["x"]), /cannot keep an array of "s" marshalled: its elements are not 8-aligned/);
+  assert.throws(() => marshalArray("{sv}", [["x", 1]]), /"v" needs \[signature, value\]/);
+  assert.throws(
+    () => marshalMessage({ type: 2, serial: 1, signature: "a{ss}", body: [kept] }),
+    /"a\{ss\}" needs an array of "\{ss\}", got "\{sv\}"/,
+  );
 });
 
 test("a value read back is the value written: strings, integers at their limits, bytes, dictionaries", () => {

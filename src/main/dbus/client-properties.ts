@@ -7,7 +7,8 @@ import type { ClientView, Registry } from "../clients/contract.js";
 import { RUNTIME_SETTINGS, type ClientPatch, type SettingKind } from "../clients/runtime-settings.js";
 import { ERROR_NAME, MethodError } from "./errors.js";
 import { CLIENT, CLIENT_OBJECT_INTERFACES, OLD_CLIENT, type PropertySpec } from "./interfaces.js";
-import { dict, integerOf, isIntegerType, timestampToDbus, variant, type IncomingVariant, type WireValue } from "./values.js";
+import { marshalArray } from "./marshal.js";
+import { dict, integerOf, isIntegerType, timestampToDbus, variant, type IncomingVariant, type MarshalledArray, type WireValue } from "./values.js";
 import { MAX_CLIENT_DURATION_MS } from "../config/duration.js";
 
 export interface PropertyContext {
@@ -149,11 +150,61 @@ export function propertiesValue(view: ClientView, objectPath: string): WireValue
 
 /**
  * GetManagedObjects' and InterfacesAdded's value ("a{sa{sv}}"): every
- * interface of the object with its properties. `withMirror` false leaves
- * the deprecated mirror's properties out (its entry stays, empty), which
- * halves the value: for a GetManagedObjects the bus would not take whole.
+ * interface of the object with its properties (`props`, a propertiesValue
+ * or the same marshalled). `withMirror` false leaves the deprecated
+ * mirror's properties out (its entry stays, empty), which halves the
+ * value: for a GetManagedObjects the bus would not take whole.
  */
-export function interfacesAndPropertiesValue(view: ClientView, objectPath: string, withMirror = true): WireValue {
-  const props = propertiesValue(view, objectPath);
+export function interfacesAndPropertiesValue(props: WireValue, withMirror = true): WireValue {
   return dict(CLIENT_OBJECT_INTERFACES.map((i) => [i.name, i.name === CLIENT.name || (withMirror && i.name === OLD_CLIENT.name) ? props : []]));
+}
+
+/** Whether two views of a client give the same properties: every field the same, dates by their time. */
+function sameView(a: ClientView, b: ClientView): boolean {
+  for (const key of Object.keys(a) as Array<keyof ClientView>) {
+    const x = a[key];
+    const y = b[key];
+    if (x === y) continue;
+    if (!(x instanceof Date && y instanceof Date && x.getTime() === y.getTime())) return false;
+  }
+  return true;
+}
+
+/**
+ * Every client's readable properties, marshalled ("a{sv}"), kept from one
+ * listing to the next for each client whose view has not changed since
+ * (docs/DBUS.md, "Listing the clients"): mandos-ctl asks for every
+ * client's properties at each call, even for one client, and building and
+ * marshalling them again for 10,000 clients is most of a call's cost on
+ * the main thread. What was not used for `keepMs` is let go.
+ */
+export class MarshalledProperties {
+  #kept = new Map<string, { readonly view: ClientView; readonly props: MarshalledArray }>();
+  #timer: NodeJS.Timeout | null = null;
+
+  constructor(private readonly keepMs = 60_000) {}
+
+  /** The properties of each client, in order: kept ones where the view is the same, the rest marshalled now. */
+  list(clients: ReadonlyArray<readonly [objectPath: string, view: ClientView]>): MarshalledArray[] {
+    const before = this.#kept;
+    const kept = new Map<string, { readonly view: ClientView; readonly props: MarshalledArray }>();
+    const out = clients.map(([path, view]) => {
+      const old = before.get(path);
+      const entry = old && sameView(old.view, view) ? old : { view, props: marshalArray("{sv}", propertiesValue(view, path) as WireValue[]) };
+      kept.set(path, entry);
+      return entry.props;
+    });
+    // Only what this listing used: a removed client's properties go with it.
+    this.#kept = kept;
+    if (this.#timer) this.#timer.refresh();
+    else this.#timer = setTimeout(() => this.clear(), this.keepMs).unref();
+    return out;
+  }
+
+  /** Lets every kept property go. */
+  clear(): void {
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = null;
+    this.#kept = new Map();
+  }
 }

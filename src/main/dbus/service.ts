@@ -17,7 +17,7 @@ import { readFileSync } from "node:fs";
 import type { Logger } from "../daemon/log.js";
 import type { ClientView, Refusal, Registry, RegistryEvent } from "../clients/contract.js";
 import { BUS_MAX_MESSAGE_BYTES, BusConnection, DEFAULT_SYSTEM_BUS, REQUEST_NAME_PRIMARY_OWNER, type WireMessage } from "./connection.js";
-import { clientProperty, interfacesAndPropertiesValue, isClientInterface, propertiesValue } from "./client-properties.js";
+import { clientProperty, interfacesAndPropertiesValue, isClientInterface, MarshalledProperties, propertiesValue } from "./client-properties.js";
 import { DbusError, DBUS_ERROR, ERROR_NAME, MethodError } from "./errors.js";
 import {
   BUS_NAME,
@@ -233,6 +233,8 @@ class MandosDbus implements DbusService {
   #isReady: () => void = () => undefined;
   readonly #serverMethods: Map<string, Map<string, Handler>>;
   readonly #clientMethods: Map<string, Map<string, Handler>>;
+  /** Every client's properties as the last listing marshalled them. */
+  readonly #listed = new MarshalledProperties();
 
   /** Told once if the bus goes away (not on stop()). */
   readonly #lost: (error?: Error) => void;
@@ -325,6 +327,7 @@ class MandosDbus implements DbusService {
     this.#stopped = true;
     this.#unsubscribe();
     this.#endAnnouncing(false);
+    this.#listed.clear();
     if (this.#bus.closed) return;
     // As the reference's cleanup(): each client's removal is signalled, the
     // last added first (it empties its dictionary of clients with popitem()).
@@ -401,7 +404,7 @@ class MandosDbus implements DbusService {
   }
 
   #announce(c: ClientView, path: string): void {
-    this.#bus.signal("/", OBJECT_MANAGER, "InterfacesAdded", "oa{sa{sv}}", [path, interfacesAndPropertiesValue(c, path)]);
+    this.#bus.signal("/", OBJECT_MANAGER, "InterfacesAdded", "oa{sa{sv}}", [path, interfacesAndPropertiesValue(propertiesValue(c, path))]);
     this.#serverSignal("ClientAdded", "o", [path]);
   }
 
@@ -575,10 +578,11 @@ class MandosDbus implements DbusService {
       ["GetAllClients", () => ({ signature: "ao", body: [[...this.#byPath.keys()]] })],
       [
         "GetAllClientsWithProperties",
-        () => ({
-          signature: "a{oa{sv}}",
-          body: [this.#liveClients().map(([path, c]) => [path, propertiesValue(c, path)])],
-        }),
+        () => {
+          const live = this.#liveClients();
+          const props = this.#listed.list(live);
+          return { signature: "a{oa{sv}}", body: [live.map(([path], i) => [path, props[i]!])] };
+        },
       ],
       [
         "RemoveClient",
@@ -596,14 +600,19 @@ class MandosDbus implements DbusService {
         new Map([
           [
             "GetManagedObjects",
-            () => ({
-              signature: "a{oa{sa{sv}}}",
-              body: [this.#liveClients().map(([path, c]) => [path, interfacesAndPropertiesValue(c, path)])],
-              smaller: {
-                body: () => [this.#liveClients().map(([path, c]) => [path, interfacesAndPropertiesValue(c, path, false)])],
-                leftOut: `the deprecated ${OLD_CLIENT.name}'s properties are left out of it (mandos-ctl and mandos-monitor read ${CLIENT.name}'s)`,
-              },
-            }),
+            () => {
+              const live = this.#liveClients();
+              const props = this.#listed.list(live);
+              const body = (withMirror: boolean): WireValue[] => [live.map(([path], i) => [path, interfacesAndPropertiesValue(props[i]!, withMirror)])];
+              return {
+                signature: "a{oa{sa{sv}}}",
+                body: body(true),
+                smaller: {
+                  body: () => body(false),
+                  leftOut: `the deprecated ${OLD_CLIENT.name}'s properties are left out of it (mandos-ctl and mandos-monitor read ${CLIENT.name}'s)`,
+                },
+              };
+            },
           ],
         ]),
       ],

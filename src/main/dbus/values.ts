@@ -8,9 +8,25 @@ import { pyIsoformat } from "../clients/python-format.js";
  * A value on the wire: numbers for integer types (uint64 durations in
  * milliseconds fit in 53 bits), booleans, strings (also object paths),
  * Buffers for "ay", arrays for arrays and structs and dict entries, and a
- * two-element [signature, value] array for an outgoing variant.
+ * two-element [signature, value] array for an outgoing variant; for an
+ * outgoing array, also its elements already marshalled (MarshalledArray).
  */
-export type WireValue = string | number | boolean | Buffer | WireValue[];
+export type WireValue = string | number | boolean | Buffer | MarshalledArray | WireValue[];
+
+/**
+ * An outgoing array whose elements marshal.ts has already written
+ * (`marshalArray`), sent again by copying them. Only for elements aligned
+ * to 8 bytes (dict entries, structs), whose bytes are the same wherever the
+ * array starts.
+ */
+export class MarshalledArray {
+  constructor(
+    /** The signature of one element, "{sv}" for an "a{sv}". */
+    readonly element: string,
+    /** The elements as on the wire, from the first one's first byte. */
+    readonly contents: Buffer,
+  ) {}
+}
 
 /** An outgoing variant. */
 export function variant(signature: string, value: WireValue): WireValue {
