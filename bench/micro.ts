@@ -163,11 +163,7 @@ function dbusManagedObjects(registry: ClientRegistry): MicroResult[] {
   const live = (): Array<[string, ClientView]> => registry.list().map((c) => [clientObjectPath(c.name), c]);
   const build = (): WireMessage => reply([live().map(([path, c]) => [path, interfacesAndPropertiesValue(propertiesValue(c, path))])]);
   const kept = new MarshalledProperties();
-  const listed = (): Buffer => {
-    const clients = live();
-    const props = kept.list(clients);
-    return marshalMessage(reply([clients.map(([path], i) => [path, interfacesAndPropertiesValue(props[i]!)])]));
-  };
+  const listed = (): Buffer => marshalMessage(reply([kept.list(live()).map(([path, props]) => [path, interfacesAndPropertiesValue(props)])]));
   const best = { build: Infinity, ours: Infinity, theirs: Infinity, first: Infinity, again: Infinity };
   let bytes = 0;
   const time = (key: keyof typeof best, f: () => void): void => {

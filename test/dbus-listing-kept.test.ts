@@ -41,6 +41,13 @@ function view(name: string, change: Partial<ClientView> = {}): ClientView {
   };
 }
 
+/** The properties a listing of `clients` sends, in order; the paths come back as given. */
+function listed(kept: MarshalledProperties, clients: ReadonlyArray<readonly [string, ClientView]>): MarshalledArray[] {
+  const entries = kept.list(clients);
+  assert.deepEqual(entries.map(([path]) => path), clients.map(([path]) => path));
+  return entries.map(([, props]) => props);
+}
+
 /** What a fresh marshalling of `v` at `path` gives. */
 function fresh(v: ClientView, path: string): Buffer {
   return marshalArray("{sv}", propertiesValue(v, path) as WireValue[]).contents;
@@ -63,12 +70,12 @@ test("an unchanged client is sent as marshalled before; any field changed, it is
   try {
     const a = view("alpha");
     const b = view("bravo");
-    const [pa, pb] = kept.list([["/clients/alpha", a], ["/clients/bravo", b]]) as [MarshalledArray, MarshalledArray];
+    const [pa, pb] = listed(kept, [["/clients/alpha", a], ["/clients/bravo", b]]) as [MarshalledArray, MarshalledArray];
     assert.ok(pa.contents.equals(fresh(a, "/clients/alpha")));
     assert.ok(pb.contents.equals(fresh(b, "/clients/bravo")));
 
     // Views are made anew for each listing: equal ones, dates included, are the same client.
-    const again = kept.list([["/clients/alpha", view("alpha")], ["/clients/bravo", view("bravo")]]);
+    const again = listed(kept, [["/clients/alpha", view("alpha")], ["/clients/bravo", view("bravo")]]);
     assert.equal(again[0], pa);
     assert.equal(again[1], pb);
 
@@ -77,17 +84,17 @@ test("an unchanged client is sent as marshalled before; any field changed, it is
     assert.equal(keys.length, 20, "a field added to ClientView: check it is one of the properties");
     for (const key of keys) {
       const c = changed(a, key);
-      const [pc, pb2] = kept.list([["/clients/alpha", c], ["/clients/bravo", b]]) as [MarshalledArray, MarshalledArray];
+      const [pc, pb2] = listed(kept, [["/clients/alpha", c], ["/clients/bravo", b]]) as [MarshalledArray, MarshalledArray];
       assert.notEqual(pc, pa, key);
       assert.equal(pb2, pb, `${key}: bravo unchanged`);
       assert.ok(pc.contents.equals(fresh(c, "/clients/alpha")), key);
       // Changed back: marshalled afresh again, as it was.
-      const [back] = kept.list([["/clients/alpha", a], ["/clients/bravo", b]]) as [MarshalledArray];
+      const [back] = listed(kept, [["/clients/alpha", a], ["/clients/bravo", b]]) as [MarshalledArray];
       assert.ok(back.contents.equals(pa.contents), key);
     }
 
     // The same view under another path (ObjectPath is a property) is another entry.
-    const [moved] = kept.list([["/clients/alpha_2", a]]) as [MarshalledArray];
+    const [moved] = listed(kept, [["/clients/alpha_2", a]]) as [MarshalledArray];
     assert.ok(moved.contents.equals(fresh(a, "/clients/alpha_2")));
     assert.ok(!moved.contents.equals(pa.contents));
   } finally {
@@ -100,20 +107,20 @@ test("a client left out of a listing is not kept; what was not listed for keepMs
   try {
     const a = view("alpha");
     const b = view("bravo");
-    const [pa, pb] = kept.list([["/clients/alpha", a], ["/clients/bravo", b]]);
+    const [pa, pb] = listed(kept, [["/clients/alpha", a], ["/clients/bravo", b]]);
     // bravo removed, then back with the same view: marshalled again.
-    kept.list([["/clients/alpha", a]]);
-    const [, pb2] = kept.list([["/clients/alpha", a], ["/clients/bravo", b]]);
+    listed(kept, [["/clients/alpha", a]]);
+    const [, pb2] = listed(kept, [["/clients/alpha", a], ["/clients/bravo", b]]);
     assert.notEqual(pb2, pb);
     // Listed again within keepMs: kept, and the time starts again.
     await new Promise((r) => setTimeout(r, 60));
-    const [pa2] = kept.list([["/clients/alpha", a]]);
+    const [pa2] = listed(kept, [["/clients/alpha", a]]);
     assert.equal(pa2, pa);
     await new Promise((r) => setTimeout(r, 60));
-    assert.equal(kept.list([["/clients/alpha", a]])[0], pa, "60 ms after the last listing");
+    assert.equal(listed(kept, [["/clients/alpha", a]])[0], pa, "60 ms after the last listing");
     // Not listed for longer: let go.
     await new Promise((r) => setTimeout(r, 250));
-    const [pa3] = kept.list([["/clients/alpha", a]]);
+    const [pa3] = listed(kept, [["/clients/alpha", a]]);
     assert.notEqual(pa3, pa);
     assert.ok(pa3!.contents.equals(pa!.contents));
   } finally {

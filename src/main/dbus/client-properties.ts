@@ -184,15 +184,18 @@ export class MarshalledProperties {
 
   constructor(private readonly keepMs = 60_000) {}
 
-  /** The properties of each client, in order: kept ones where the view is the same, the rest marshalled now. */
-  list(clients: ReadonlyArray<readonly [objectPath: string, view: ClientView]>): MarshalledArray[] {
+  /**
+   * Each client's object path and properties, in order ("a{oa{sv}}"'s
+   * entries): kept ones where the view is the same, the rest marshalled now.
+   */
+  list(clients: ReadonlyArray<readonly [objectPath: string, view: ClientView]>): Array<[objectPath: string, props: MarshalledArray]> {
     const before = this.#kept;
     const kept = new Map<string, { readonly view: ClientView; readonly props: MarshalledArray }>();
-    const out = clients.map(([path, view]) => {
+    const out = clients.map(([path, view]): [string, MarshalledArray] => {
       const old = before.get(path);
       const entry = old && sameView(old.view, view) ? old : { view, props: marshalArray("{sv}", propertiesValue(view, path) as WireValue[]) };
       kept.set(path, entry);
-      return entry.props;
+      return [path, entry.props];
     });
     // Only what this listing used: a removed client's properties go with it.
     this.#kept = kept;

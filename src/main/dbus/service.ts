@@ -578,11 +578,7 @@ class MandosDbus implements DbusService {
       ["GetAllClients", () => ({ signature: "ao", body: [[...this.#byPath.keys()]] })],
       [
         "GetAllClientsWithProperties",
-        () => {
-          const live = this.#liveClients();
-          const props = this.#listed.list(live);
-          return { signature: "a{oa{sv}}", body: [live.map(([path], i) => [path, props[i]!])] };
-        },
+        () => ({ signature: "a{oa{sv}}", body: [this.#listed.list(this.#liveClients())] }),
       ],
       [
         "RemoveClient",
@@ -601,9 +597,8 @@ class MandosDbus implements DbusService {
           [
             "GetManagedObjects",
             () => {
-              const live = this.#liveClients();
-              const props = this.#listed.list(live);
-              const body = (withMirror: boolean): WireValue[] => [live.map(([path], i) => [path, interfacesAndPropertiesValue(props[i]!, withMirror)])];
+              const listed = this.#listed.list(this.#liveClients());
+              const body = (withMirror: boolean): WireValue[] => [listed.map(([path, props]) => [path, interfacesAndPropertiesValue(props, withMirror)])];
               return {
                 signature: "a{oa{sa{sv}}}",
                 body: body(true),
