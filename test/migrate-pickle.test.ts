@@ -11,18 +11,58 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { chownSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { threadId } from "node:worker_threads";
 import { join } from "node:path";
 import { dumpJson, makeFleetRoot, mandosCtl, startOurServer, startPrivateBus, startReference, DBUS_DAEMON, type Fleet, type PrivateBus } from "./helpers/dbus.js";
 import { GPG, MANDOS_CLIENT, MANDOS_CTL, MANDOS_KEYGEN, MANDOS_REFERENCE, missing } from "./helpers/peers.js";
+import { receiveDatagrams } from "./helpers/datagram-receiver.js";
 import { REPO, run, runMandosClient, startServer } from "./helpers/server.js";
 import { PyDatetime, PyTimedelta, PyTuple, unpickle, type PyDict } from "../src/main/state/unpickle.js";
 import { openReferenceSecrets, passwordEncode } from "../src/main/state/reference-secret.js";
 
 const skip = missing(DBUS_DAEMON, MANDOS_CTL, MANDOS_KEYGEN, MANDOS_REFERENCE, MANDOS_CLIENT) ||
   (process.getuid?.() === 0 ? false : "needs root: the reference server must drop to _mandos");
+
+/** Clients in the big pickle: enough that their opening takes a few seconds on 2 cores. */
+const BIG = 48;
+
+/**
+ * argv: the reference's pickle, a count, the pickle to write, a gpg home,
+ * gpg. Writes a pickle of that many copies of its client delta, named
+ * many000..., each with its own secret sealed as PGPEngine.encrypt seals it
+ * (gpg --symmetric under password_encode's passphrase), one in four
+ * disabled; prints their clients.conf sections.
+ */
+const SCALE_PICKLE = `
+import base64, binascii, copy, os, pickle, subprocess, sys
+template, count, out, home, gpg = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+with open(template, "rb") as f:
+    clients, settings = pickle.load(f)
+model, model_settings = clients["delta"], settings["delta"]
+clients, settings, conf = {}, {}, []
+for i in range(count):
+    name = "many%03d" % i
+    secret = os.urandom(48)
+    fingerprint = binascii.hexlify(os.urandom(20)).decode().upper()
+    key_id = binascii.hexlify(os.urandom(32)).decode()
+    passphrase = os.path.join(home, "pass")
+    with open(passphrase, "wb") as f:
+        f.write(b"mandos" + binascii.hexlify(secret))
+    sealed = subprocess.run([gpg, "--homedir", home, "--batch", "--quiet", "--symmetric", "--passphrase-file", passphrase, "--output", "-"],
+                            input=secret, stdout=subprocess.PIPE, check=True).stdout
+    c = copy.deepcopy(model)
+    c.update(name=name, fingerprint=fingerprint, key_id=key_id, encrypted_secret=sealed, enabled=(i % 4 != 0))
+    clients[name] = c
+    s = copy.deepcopy(model_settings)
+    s.update(fingerprint=fingerprint, key_id=key_id, secret=secret)
+    settings[name] = s
+    conf.append("[%s]\\nkey_id = %s\\nfingerprint = %s\\nsecret = %s\\nhost = %s.example\\n" % (name, key_id, fingerprint, base64.b64encode(secret).decode(), name))
+with open(out, "wb") as f:
+    pickle.dump((clients, settings), f, protocol=2)
+sys.stdout.write("".join(conf))
+`;
 
 /** --dump-json fields that hold a time, or that a checker run after the restart may change. */
 const VOLATILE = new Set(["Created", "LastEnabled", "Expires", "LastCheckedOK", "LastCheckerStatus", "CheckerRunning"]);
@@ -140,6 +180,71 @@ describe("switching from the Python server: our server takes over its clients.pi
     await ours!.waitForLog(/Client not found/);
   });
 
+  test("a big fleet's pickle: its opening is told to systemd and stretches the start timeout; a SIGTERM meanwhile writes nothing", async () => {
+    // The reference's own pickle, its client delta copied as BIG clients,
+    // each secret sealed by gpg as the reference's PGPEngine.encrypt seals
+    // it; one in four disabled, so that the import shows in the state.
+    const big = join(root, "big");
+    const bigConf = join(big, "conf");
+    const bigState = join(big, "state");
+    mkdirSync(bigConf, { recursive: true });
+    mkdirSync(bigState);
+    const home = mkdtempSync(join(tmpdir(), "mandos-ts-gpg-"));
+    const template = join(big, "template.pickle");
+    writeFileSync(template, pickle);
+    const sections = execFileSync("python3", ["-c", SCALE_PICKLE, template, String(BIG), join(bigState, "clients.pickle"), home, GPG]).toString("utf8");
+    execFileSync("gpgconf", ["--homedir", home, "--kill", "all"], { stdio: "ignore" });
+    rmSync(home, { recursive: true, force: true });
+    writeFileSync(join(bigConf, "mandos.conf"), "[DEFAULT]\n");
+    writeFileSync(join(bigConf, "clients.conf"), sections, { mode: 0o600 });
+    const { uid, gid } = statSync(join(state, "clients.pickle"));
+    chownSync(join(bigState, "clients.pickle"), uid, gid);
+    const notify = join(big, "notify");
+    const rx = await receiveDatagrams(notify);
+    chmodSync(notify, 0o777);
+    const said = (): string[] => rx.received.map((b) => b.toString("utf8"));
+    const args = ["--configdir", bigConf, "--statedir", bigState, "--port", "0", "--address", "::1"];
+    try {
+      // Stopped while it opens: exits 0, says so, writes no clients.json, never READY=1.
+      const stopped = await startServer(args, { NOTIFY_SOCKET: notify }, { startedWhen: new RegExp(`Opening the ${BIG} secrets the Python server sealed in clients\\.pickle`) });
+      assert.equal(await stopped.stop(), 0, stopped.log());
+      assert.match(stopped.log(), /Stopped while opening the secrets of .*clients\.pickle: nothing was written; the next start imports it again/);
+      assert.doesNotMatch(stopped.log(), /Imported the Python server's state|Now listening/);
+      assert.equal(existsSync(join(bigState, "clients.json")), false, "no clients.json: the next start migrates again");
+      assert.ok(said().includes("STOPPING=1"), said().join(" | "));
+      assert.ok(!said().includes("READY=1"));
+      rx.received.length = 0;
+
+      // Started again: the whole opening, followed, then READY=1.
+      const server = await startServer(args, { NOTIFY_SOCKET: notify });
+      try {
+        await rx.heard("READY=1");
+        const extend = "EXTEND_TIMEOUT_USEC=60000000";
+        const messages = said();
+        assert.equal(messages.at(-1), "READY=1");
+        assert.equal(messages[0], `STATUS=Opening the secrets sealed in clients.pickle: 0 of ${BIG}\n${extend}`);
+        assert.equal(messages.at(-2), `STATUS=\n${extend}`, "the status cleared as the opening ends");
+        const counts = messages.slice(0, -2).map((m) => {
+          const match = new RegExp(`^STATUS=Opening the secrets sealed in clients\\.pickle: (\\d+) of ${BIG}\\n${extend}$`).exec(m);
+          assert.ok(match, `every message before READY=1 says how far and stretches the timeout: ${JSON.stringify(m)}`);
+          return Number(match[1]);
+        });
+        assert.equal(counts.at(-1), BIG);
+        assert.deepEqual(counts, [...counts].sort((a, b) => a - b), "the count only rises");
+        assert.match(server.log(), new RegExp(`Opening the ${BIG} secrets the Python server sealed in clients\\.pickle, on \\d+ threads?; the server listens once they are open`));
+        assert.match(server.log(), new RegExp(`Opened the ${BIG} sealed secrets in \\d+ s`));
+        assert.match(server.log(), new RegExp(`Imported the Python server's state of ${BIG} clients`));
+        assert.match(server.log(), /Imported many000 from clients\.pickle: disabled, stored secret/);
+        assert.match(server.log(), /Imported many001 from clients\.pickle: enabled, stored secret/);
+      } finally {
+        await server.stop();
+      }
+      assert.ok(existsSync(join(bigState, "clients.json")));
+    } finally {
+      await rx.close();
+    }
+  });
+
   test("the others are served by the real mandos-client, with the secrets the pickle held", async () => {
     for (const name of ["delta", "charlie"]) {
       const c = fleet.clients.find((x) => x.name === name)!;
@@ -230,11 +335,25 @@ describe("the secrets a pickle holds, opened on every core", { skip: missing(GPG
       const sealed = execFileSync(GPG, ["--homedir", home, "--batch", "--quiet", "--symmetric", "--passphrase-file", passphrase, "--output", "-"], { input: plain });
       return { sealed, configSecret: i === 2 ? randomBytes(48) : configSecret, plain: i === 2 ? null : plain };
     });
-    const opened = await openReferenceSecrets(items, 2);
+    const heard: string[] = [];
+    const watch = { begin: (n: number, threads: number) => void heard.push(`${n} on ${threads}`), opened: (done: number, n: number) => void heard.push(`${done}/${n}`) };
+    const opened = await openReferenceSecrets(items, 2, undefined, watch);
     assert.deepEqual(opened.map((o) => (o.secret ? Buffer.from(o.secret).toString() : null)), items.map((i) => i.plain));
+    assert.deepEqual(heard, ["6 on 2", "1/6", "2/6", "3/6", "4/6", "5/6", "6/6"], "told as it begins and as each opens");
     const threads = new Set(opened.map((o) => o.threadId));
     assert.equal(threads.size, 2, "two worker threads shared the work");
     assert.ok(!threads.has(threadId), "none on the main thread");
+    // Stopped after the first: rejects with the reason, on threads or here, and opens nothing more here instead.
+    for (const threads of [2, 1]) {
+      const stop = new AbortController();
+      const reason = new Error("stop");
+      let after = 0;
+      await assert.rejects(openReferenceSecrets(items, threads, undefined, { opened: () => { after++; stop.abort(reason); }, signal: stop.signal }), (e) => e === reason);
+      assert.ok(after < items.length, `${threads} threads: ${after} opened after the stop`);
+    }
+    const stopped = new AbortController();
+    stopped.abort(new Error("before"));
+    await assert.rejects(openReferenceSecrets(items, 2, undefined, { signal: stopped.signal }), /before/);
     const here = await openReferenceSecrets(items.slice(0, 3), 1);
     assert.deepEqual(here.map((o) => o.threadId), [threadId, threadId, threadId]);
     assert.deepEqual(here.map((o) => (o.secret ? Buffer.from(o.secret).toString() : null)), items.slice(0, 3).map((i) => i.plain));

@@ -7,6 +7,7 @@
 import { readFileSync } from "node:fs";
 import { loadClientsConfig } from "../main/config/index.js";
 import type { Logger } from "../main/daemon/log.js";
+import { openingProgress } from "../main/observe/start-progress.js";
 import { stateFromPickle } from "../main/state/pickle-import.js";
 import { restoreState } from "../main/state/state-file.js";
 import { KeygenError } from "./errors.js";
@@ -26,10 +27,17 @@ export async function importPickleDryRun(picklePath: string, clientsConfPath: st
     debug: (m) => notes.push(m), info: (m) => notes.push(m), warning: (m) => notes.push(`warning: ${m}`),
     error: (m) => notes.push(`error: ${m}`), critical: (m) => notes.push(`critical: ${m}`),
   };
+  const toStderr: Logger = {
+    debug: () => undefined, info: (m) => void process.stderr.write(`${m}\n`), warning: (m) => void process.stderr.write(`warning: ${m}\n`),
+    error: (m) => void process.stderr.write(`error: ${m}\n`), critical: (m) => void process.stderr.write(`critical: ${m}\n`),
+  };
   const now = Date.now();
   let state;
   try {
-    state = await stateFromPickle(data, config, now, logger);
+    // Minutes for a big fleet: how far it has come goes to standard error.
+    const progress = openingProgress(toStderr, null);
+    state = await stateFromPickle(data, config, now, logger, progress);
+    progress.end();
   } catch (error) {
     out(`${picklePath} cannot be imported: ${(error as Error).message}\nThe server would warn and start from ${clientsConfPath} alone.\n`);
     return 1;

@@ -12,7 +12,7 @@ import { defaultServeThreadCount, ServeThreads } from "./serve/serve-threads.js"
 import { knownKeysOf } from "./serve/known-keys.js";
 import { DEFAULT_MAX_PER_SOURCE, MAX_OPEN_CONNECTIONS, openConnectionsAllowed } from "./serve/limits.js";
 import { openFilesLimit } from "./daemon/open-files.js";
-import { consoleSink, FanOutLogger } from "./daemon/log.js";
+import { consoleSink, FanOutLogger, type Logger } from "./daemon/log.js";
 import { logServeEvents } from "./daemon/log-serve.js";
 import { systemClock } from "./clock.js";
 import { daemonize, isDaemonChild, notifyFailed, notifyReady } from "./daemon/daemonize.js";
@@ -34,13 +34,15 @@ import { clientsFileReader, readClientsFile, reloadReadiness, type ClientsFileRe
 import { runSelfTest } from "./daemon/self-test.js";
 import { readState, restoreState, StateSaver, StateSerialiser, STATE_FILE_NAME, STATE_PREPARE_DELAY_MS, STATE_PREPARE_SLICE_MS, STATE_WARM_SLICE_MS, type ClientView, type ConfigField } from "./state/state-file.js";
 import { checkStateDirWritable, prepareStateDir } from "./state/state-dir.js";
-import { migrateReferenceState } from "./state/pickle-import.js";
+import { migrateReferenceState, PICKLE_FILE_NAME } from "./state/pickle-import.js";
 import type { Announcement } from "./zeroconf/announcement.js";
 import type { DbusService } from "./dbus/index.js";
 import type { FleetState } from "./fleet/fleet-state.js";
 import { collectGarbage, HeapWatch } from "./daemon/memory.js";
 import { markCloseOnExec, nameProcess, releaseFreePages } from "./daemon/unix-datagram.js";
 import { Observability } from "./observe/index.js";
+import { systemdNotifier, type SystemdNotifier } from "./observe/sd-notify.js";
+import { openingProgress } from "./observe/start-progress.js";
 import { installedBuild, readableBuild } from "../build.js";
 import { BuildWatch } from "./daemon/build-watch.js";
 
@@ -163,6 +165,32 @@ async function serve(settings: ServerSettings, detach: boolean, logger: FanOutLo
   }
 }
 
+/**
+ * migrateReferenceState, whose secrets take minutes to open for a big
+ * fleet: followed in the log and by systemd (observe/start-progress.ts);
+ * "stopped" when a SIGTERM or SIGINT came meanwhile, with nothing written,
+ * so that the next start migrates again.
+ */
+async function migrateFollowed(
+  statedir: string, statePath: string, config: readonly ClientSettings[], logger: Logger, owners: readonly number[], systemd: SystemdNotifier | null,
+): Promise<Awaited<ReturnType<typeof migrateReferenceState>> | "stopped"> {
+  const progress = openingProgress(logger, systemd, "; the server listens once they are open");
+  const stop = new AbortController();
+  const stopOpening = (): void => stop.abort(new Error("stopped by a signal"));
+  const stoppers = HANDLED_SIGNALS.filter((signal) => signal !== "SIGHUP");
+  for (const signal of stoppers) process.on(signal, stopOpening);
+  try {
+    const migrated = await migrateReferenceState(statedir, statePath, config, Date.now(), logger, owners, { ...progress, signal: stop.signal });
+    progress.end();
+    return migrated;
+  } catch (error) {
+    if (stop.signal.aborted) return "stopped";
+    throw error;
+  } finally {
+    for (const signal of stoppers) process.off(signal, stopOpening);
+  }
+}
+
 /** SIGINT is the reference's KeyboardInterrupt, unless it came ignored (daemon/inherited-signals.ts). */
 const HANDLED_SIGNALS: readonly NodeJS.Signals[] = (["SIGTERM", "SIGINT", "SIGHUP"] as const).filter((signal) => !ignoredOnStart(signal));
 
@@ -176,6 +204,9 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
 
   const clientsPath = join(settings.configdir, "clients.conf");
   const statePath = join(settings.statedir, STATE_FILE_NAME);
+  // Under Type=notify (docs/OBSERVABILITY.md): READY=1 once serving, and
+  // before it how far a long migration has come.
+  const systemd = systemdNotifier();
   // The user we become after binding, when we start as root.
   const runAs = process.getuid?.() === 0 ? chooseIds() : undefined;
   let registry: ClientRegistry;
@@ -206,7 +237,14 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
     // Migration from the Python server (docs/ENROLL.md): its clients.pickle,
     // when there is no clients.json yet.
     const owners = runAs ? [runAs.uid] : [];
-    const migrated = settings.restore ? await migrateReferenceState(settings.statedir, statePath, config, Date.now(), logger, owners) : null;
+    const migrated = settings.restore ? await migrateFollowed(settings.statedir, statePath, config, logger, owners, systemd) : null;
+    if (migrated === "stopped") {
+      logger.info(`Stopped while opening the secrets of ${join(settings.statedir, PICKLE_FILE_NAME)}: nothing was written; the next start imports it again`);
+      notifyFailed("stopped before serving");
+      systemd?.notify("STOPPING=1");
+      systemd?.close();
+      return EXIT_OK;
+    }
     const saved = settings.restore ? (migrated ? migrated.state : readState(statePath, logger, owners)) : null;
     const restored = settings.restore ? restoreState(config, saved, Date.now(), logger) : { settings: config, runtimes: new Map(), edited: new Map() };
     fleetUnsent = saved?.fleetUnsent ?? [];
@@ -305,7 +343,7 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
   const listener = serveThreads ?? new Listener({ registry, runner, tlsSettings, logger, clock: systemClock, maxPerSource: settings.maxPerSource, maxOpen });
   // Metrics, audit log, health (docs/OBSERVABILITY.md): counting from the first connection.
   let accepting = false;
-  const observe = await Observability.start(settings, {
+  const observe = await Observability.start(settings, systemd, {
     clientCounts: () => registry.counts(), handshakes: () => listener.handshakes, get workers() { return runner.workers; }, serveThreads: settings.serveThreads, build: RUNNING_BUILD, installedBuild: readableBuild,
     workerQueue: () => runner.queued, ...(fleet ? { etcd: fleet.link.bind(fleet) } : {}), accepting: () => accepting, stateNotKept: () => (keepState ? null : `${settings.statedir} is not usable`),
   });

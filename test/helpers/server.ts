@@ -82,6 +82,8 @@ export interface StartOptions {
   readonly bin?: string;
   /** Descriptors 3, 4, ... of the server: one of the test's, or "ignore" for none. */
   readonly inherit?: readonly (number | "ignore")[];
+  /** The log line to wait for instead of "Now listening" (the port is then 0 unless that line has come too). */
+  readonly startedWhen?: RegExp;
 }
 
 /**
@@ -113,8 +115,9 @@ export async function startServer(
   child.stderr?.on("data", onText);
   const waitForLog = (pattern: RegExp, ms = 20_000): Promise<string> => log.wait(pattern, 0, ms);
 
-  const line = await waitForLog(/Now listening on address .*?, port (\d+)/);
-  const port = Number(/port (\d+)/.exec(line)?.[1]);
+  const listening = /Now listening on address .*?, port (\d+)/;
+  await waitForLog(options.startedWhen ?? listening);
+  const port = Number(listening.exec(log.text)?.[1] ?? 0);
   return {
     process: child,
     port,

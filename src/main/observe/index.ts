@@ -11,7 +11,7 @@ import { openAuditLog, type AuditLog } from "./audit.js";
 import { trackHealth, type Health, type HealthInputs } from "./health.js";
 import { serveOperatorEndpoint, type OperatorEndpoint } from "./http.js";
 import type { MetricSources, Metrics } from "./metrics.js";
-import { systemdNotifier, type SystemdNotifier } from "./sd-notify.js";
+import type { SystemdNotifier } from "./sd-notify.js";
 
 export interface ObserveSettings {
   readonly metrics: MetricsAddress | undefined;
@@ -29,20 +29,21 @@ export class Observability {
   readonly #metrics: Metrics | undefined;
   #endpoint: OperatorEndpoint | undefined;
   #audit: AuditLog | undefined;
-  #systemd: SystemdNotifier | null = null;
+  readonly #systemd: SystemdNotifier | null;
 
   /**
    * Starts counting at once: call before the listener accepts. prom-client
    * is loaded only when metrics are asked for (a server without them
    * carries none of its code or memory).
    */
-  static async start(settings: ObserveSettings, sources: ObserveSources): Promise<Observability> {
+  static async start(settings: ObserveSettings, systemd: SystemdNotifier | null, sources: ObserveSources): Promise<Observability> {
     const metrics = settings.metrics ? (await import("./metrics.js")).createMetrics(sources) : undefined;
-    return new Observability(settings, sources, metrics);
+    return new Observability(settings, systemd, sources, metrics);
   }
 
-  private constructor(settings: ObserveSettings, sources: ObserveSources, metrics: Metrics | undefined) {
+  private constructor(settings: ObserveSettings, systemd: SystemdNotifier | null, sources: ObserveSources, metrics: Metrics | undefined) {
     this.#settings = settings;
+    this.#systemd = systemd;
     this.#health = trackHealth(sources);
     this.#accepting = () => sources.accepting();
     this.#metrics = metrics;
@@ -79,7 +80,6 @@ export class Observability {
    * full disk, so a failing state save shows on /health and in the log instead.
    */
   ready(): void {
-    this.#systemd = systemdNotifier();
     this.#systemd?.notify("READY=1");
     this.#systemd?.startWatchdog(this.#accepting);
   }

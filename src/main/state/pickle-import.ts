@@ -17,7 +17,7 @@ import { join } from "node:path";
 import type { ClientSettings } from "../clients/settings.js";
 import type { Logger } from "../daemon/log.js";
 import { readTrustedStateFile, sealSecret, unreadableReason, type StateFile } from "./state-file.js";
-import { openReferenceSecrets } from "./reference-secret.js";
+import { openReferenceSecrets, type OpeningWatch } from "./reference-secret.js";
 import { PyDatetime, PyTimedelta, PyTuple, unpickle, type PyDict, type PyValue } from "./unpickle.js";
 import { CodedError } from "../../errors.js";
 
@@ -63,7 +63,7 @@ function settingsOf(d: PyDict): Record<string, unknown> {
  * from an older version), the saved value in effect wins, as the
  * reference's KeyError branch does.
  */
-export async function stateFromPickle(data: Buffer, config: readonly ClientSettings[], now: number, logger: Logger): Promise<StateFile> {
+export async function stateFromPickle(data: Buffer, config: readonly ClientSettings[], now: number, logger: Logger, watch: OpeningWatch = {}): Promise<StateFile> {
   const root = unpickle(data);
   if (!(root instanceof PyTuple) || root.items.length !== 2) throw new PickleImportError("not a (clients, settings) tuple");
   const clientsData = dict(root.items[0], "the clients");
@@ -84,7 +84,7 @@ export async function stateFromPickle(data: Buffer, config: readonly ClientSetti
     const s = client.get("encrypted_secret");
     return Buffer.isBuffer(s) ? [{ sealed: s, configSecret: conf.secret }] : [];
   });
-  const opened = (await openReferenceSecrets(sealed)).values();
+  const opened = (await openReferenceSecrets(sealed, undefined, undefined, watch)).values();
   for (const { conf, client, old } of imported) {
     const current = settingsOf(client);
     const then = settingsOf(dict(old, `settings of ${conf.name}`));
@@ -130,9 +130,12 @@ export async function stateFromPickle(data: Buffer, config: readonly ClientSetti
  * At start-up: the reference's state as ours when `statedir` has
  * clients.pickle and no clients.json; null when there is nothing to
  * migrate. A pickle that cannot be read is a warning and a fresh start.
+ * `watch` follows the opening of its sealed secrets (minutes for a big
+ * fleet); when its signal stops it, this rejects with the signal's reason
+ * and nothing is imported: the next start migrates again.
  */
 export async function migrateReferenceState(
-  statedir: string, ourStatePath: string, config: readonly ClientSettings[], now: number, logger: Logger, owners: readonly number[] = [],
+  statedir: string, ourStatePath: string, config: readonly ClientSettings[], now: number, logger: Logger, owners: readonly number[] = [], watch: OpeningWatch = {},
 ): Promise<{ state: StateFile | null } | null> {
   const picklePath = join(statedir, PICKLE_FILE_NAME);
   if (existsSync(ourStatePath)) return null;
@@ -148,12 +151,14 @@ export async function migrateReferenceState(
     return { state: null };
   }
   try {
-    const state = await stateFromPickle(data, config, now, logger);
+    const state = await stateFromPickle(data, config, now, logger, watch);
     logger.info(`Imported the Python server's state of ${Object.keys(state.clients).length} clients from ${picklePath}; it is left as it was`);
     return { state };
   } catch (error) {
+    // Stopped, not unreadable: a fresh start would write clients.json and
+    // the pickle's state would never be imported.
+    if (watch.signal?.aborted) throw error;
     logger.warning(`Could not import the Python server's state from ${picklePath}: ${(error as Error).message}; starting from clients.conf`);
     return { state: null };
   }
 }
-

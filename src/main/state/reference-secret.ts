@@ -61,6 +61,19 @@ export interface OpenedSecret {
 const THREADS_FROM = 2;
 
 /**
+ * Who watches an opening that may take minutes (10,000 secrets take
+ * minutes on a few cores): told how many secrets on how many threads as it
+ * begins, and the count opened so far as each one opens (in any order).
+ * `signal` stops it: the threads are ended and the promise rejects with the
+ * signal's reason, never falling back to opening them here.
+ */
+export interface OpeningWatch {
+  begin?(total: number, threads: number): void;
+  opened?(done: number, total: number): void;
+  readonly signal?: AbortSignal;
+}
+
+/**
  * Opens every secret, in order, on up to `threads` worker threads (one per
  * core by default; on the main thread when there is one core or a single
  * secret, or when the workers cannot start). `entry` is the workers'
@@ -70,9 +83,12 @@ export async function openReferenceSecrets(
   items: readonly SealedSecret[],
   threads = availableParallelism(),
   entry = new URL("../../workers/reference-secret-entry.cjs", import.meta.url),
+  watch: OpeningWatch = {},
 ): Promise<OpenedSecret[]> {
+  const { signal } = watch;
+  signal?.throwIfAborted();
   const count = Math.min(threads, items.length);
-  if (count < 2 || items.length < THREADS_FROM) return openHere(items);
+  if (count < 2 || items.length < THREADS_FROM) return openHere(items, watch);
   const { Piscina } = createRequire(import.meta.url)("piscina") as typeof import("piscina");
   const pool = new Piscina<SealedSecret, OpenedSecret>({
     // CommonJS that import()s reference-secret.js (see src/workers/handshake-entry.cts).
@@ -88,21 +104,36 @@ export async function openReferenceSecrets(
   // made the pool be destroyed (ignored: the race is decided by then).
   const failed = new Promise<never>((_resolve, reject) => pool.on("error", reject));
   failed.catch(() => undefined);
+  const stopped = new Promise<never>((_resolve, reject) => signal?.addEventListener("abort", () => reject(signal.reason as Error), { once: true }));
+  stopped.catch(() => undefined);
+  watch.begin?.(items.length, count);
+  let done = 0;
   try {
     // Each on its own exact-size copy: structured clone copies a view's
     // whole ArrayBuffer (the pickle's, the secrets' arena, Node's pool).
-    return await Promise.race([Promise.all(items.map(({ sealed, configSecret }) => pool.run({ sealed: exact(sealed), configSecret: exact(configSecret) }))), failed]);
+    const all = Promise.all(items.map(async ({ sealed, configSecret }) => {
+      const opened = await pool.run({ sealed: exact(sealed), configSecret: exact(configSecret) });
+      watch.opened?.(++done, items.length);
+      return opened;
+    }));
+    return await Promise.race([all, failed, stopped]);
   } catch {
+    if (signal?.aborted) throw signal.reason as Error;
     // A worker that cannot load (a damaged installation): the slow way.
-    return openHere(items);
+    return openHere(items, watch);
   } finally {
     await pool.destroy();
   }
 }
 
-async function openHere(items: readonly SealedSecret[]): Promise<OpenedSecret[]> {
+async function openHere(items: readonly SealedSecret[], watch: OpeningWatch): Promise<OpenedSecret[]> {
   const opened: OpenedSecret[] = [];
-  for (const { sealed, configSecret } of items) opened.push({ secret: await openReferenceSecret(sealed, configSecret), threadId });
+  watch.begin?.(items.length, 1);
+  for (const { sealed, configSecret } of items) {
+    watch.signal?.throwIfAborted();
+    opened.push({ secret: await openReferenceSecret(sealed, configSecret), threadId });
+    watch.opened?.(opened.length, items.length);
+  }
   return opened;
 }
 

@@ -1,0 +1,82 @@
+// The opening of a big pickle's secrets as the operator and systemd hear of
+// it (src/main/observe/start-progress.ts), on a clock the test moves: what
+// the log says and when, and that systemd is told often enough to keep the
+// start alive but not once a secret. The real opening, under a stand-in
+// for systemd's socket, is in migrate-pickle.test.ts.
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import type { Logger } from "../src/main/daemon/log.js";
+import type { SystemdNotifier } from "../src/main/observe/sd-notify.js";
+import { EXTEND_WINDOW_MS, LOG_EVERY_MS, openingProgress } from "../src/main/observe/start-progress.js";
+
+function listeners(): { logger: Logger; lines: string[]; systemd: SystemdNotifier; told: string[] } {
+  const lines: string[] = [];
+  const told: string[] = [];
+  const logger: Logger = {
+    debug: (m) => lines.push(`debug: ${m}`), info: (m) => lines.push(m), warning: (m) => lines.push(`warning: ${m}`),
+    error: (m) => lines.push(`error: ${m}`), critical: (m) => lines.push(`critical: ${m}`),
+  };
+  const systemd: SystemdNotifier = { notify: (m) => void told.push(m), startWatchdog: () => undefined, close: () => undefined };
+  return { logger, lines, systemd, told };
+}
+
+test("10,000 secrets over 100 s: a log line every 30 s with what is left, systemd told once a second, each time stretching the start", () => {
+  const { logger, lines, systemd, told } = listeners();
+  let now = 1_000_000;
+  const progress = openingProgress(logger, systemd, "; then serving", () => now);
+  progress.begin(10_000, 2);
+  for (let done = 1; done <= 10_000; done++) {
+    now += 10;
+    progress.opened(done, 10_000);
+  }
+  progress.end();
+  assert.deepEqual(lines, [
+    "Opening the 10000 secrets the Python server sealed in clients.pickle, on 2 threads; then serving",
+    "Opened 3000 of 10000 sealed secrets (30%); about 70 s left",
+    "Opened 6000 of 10000 sealed secrets (60%); about 40 s left",
+    "Opened 9000 of 10000 sealed secrets (90%); about 10 s left",
+    "Opened the 10000 sealed secrets in 100 s",
+  ]);
+  assert.equal(LOG_EVERY_MS, 30_000);
+  const extend = `EXTEND_TIMEOUT_USEC=${EXTEND_WINDOW_MS * 1000}`;
+  assert.equal(extend, "EXTEND_TIMEOUT_USEC=60000000");
+  // The first, then one a second (100 s), the last count, the cleared status.
+  assert.equal(told[0], `STATUS=Opening the secrets sealed in clients.pickle: 0 of 10000\n${extend}`);
+  assert.equal(told[1], `STATUS=Opening the secrets sealed in clients.pickle: 100 of 10000\n${extend}`);
+  assert.equal(told.at(-2), `STATUS=Opening the secrets sealed in clients.pickle: 10000 of 10000\n${extend}`);
+  assert.equal(told.at(-1), `STATUS=\n${extend}`);
+  assert.ok(told.length >= 101 && told.length <= 103, `told ${told.length} times`);
+  // Never two within a second but for the last count: the window is never close to running out.
+  const counts = told.slice(0, -1).map((m) => Number(/: (\d+) of/.exec(m)?.[1]));
+  for (let i = 1; i < counts.length - 1; i++) assert.ok(counts[i]! - counts[i - 1]! >= 100, `told at ${counts[i - 1]} and again at ${counts[i]}`);
+});
+
+test("a small fleet logs its start and its end only; one thread is said so; without systemd only the log", () => {
+  const { logger, lines } = listeners();
+  let now = 0;
+  const progress = openingProgress(logger, null, "", () => now);
+  progress.begin(3, 1);
+  for (let done = 1; done <= 3; done++) {
+    now += 100;
+    progress.opened(done, 3);
+  }
+  progress.end();
+  assert.deepEqual(lines, ["Opening the 3 secrets the Python server sealed in clients.pickle, on 1 thread", "Opened the 3 sealed secrets in 1 s"]);
+});
+
+test("minutes read as minutes; nothing is said at the end of an opening that never began", () => {
+  const { logger, lines, systemd, told } = listeners();
+  let now = 0;
+  const idle = openingProgress(logger, systemd, "", () => now);
+  idle.end();
+  assert.deepEqual([lines, told], [[], []]);
+  const progress = openingProgress(logger, null, "", () => now);
+  progress.begin(10_000, 4);
+  now = 31_000;
+  progress.opened(100, 10_000);
+  now = 600_000;
+  progress.end();
+  assert.equal(lines[1], "Opened 100 of 10000 sealed secrets (1%); about 51 min left");
+  assert.equal(lines[2], "Opened the 10000 sealed secrets in 10 min");
+});
