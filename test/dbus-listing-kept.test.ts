@@ -11,7 +11,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import type { ClientView } from "../src/main/clients/contract.js";
-import { MarshalledProperties, propertiesValue } from "../src/main/dbus/client-properties.js";
+import { MarshalledProperties, marshalledProperties, propertiesValue } from "../src/main/dbus/client-properties.js";
 import { marshalArray } from "../src/main/dbus/marshal.js";
 import type { MarshalledArray, WireValue } from "../src/main/dbus/values.js";
 
@@ -126,4 +126,32 @@ test("a client left out of a listing is not kept; what was not listed for keepMs
   } finally {
     kept.clear();
   }
+});
+
+test("written straight from the view, a client's properties are the bytes its value tree marshals to, for 2,000 random views", () => {
+  let seed = 46;
+  const random = (): number => {
+    seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31;
+    return seed / 2 ** 31;
+  };
+  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)]!;
+  const text = (): string => Array.from({ length: Math.floor(random() * 40) }, () => pick(["a", "Z", "0", " ", "%", "é", "ß", "€", "😀", "\\", "\n"])).join("");
+  const date = (): Date | null => (random() < 0.3 ? null : new Date(Math.floor(random() * 2 ** 42) - (random() < 0.5 ? Math.floor(random() * 1000) : 0)));
+  for (let i = 0; i < 2_000; i++) {
+    const v: ClientView = {
+      name: text(), keyId: text(), fingerprint: text(), host: text(), checker: text(),
+      timeout: Math.floor(random() * 2 ** 53), extendedTimeout: Math.floor(random() * 1e12), interval: pick([0, 1, 120_000]),
+      approvalDelay: Math.floor(random() * 1e9), approvalDuration: pick([0, 1_000, 2 ** 53 - 1]),
+      approvedByDefault: random() < 0.5, enabled: random() < 0.5, checkerRunning: random() < 0.5, approvalPending: random() < 0.5,
+      created: new Date(Math.floor(random() * 2 ** 42)), lastEnabled: date(), expires: date(), lastCheckedOk: date(), lastApprovalRequest: date(),
+      lastCheckerStatus: pick([-2, -1, 0, 1, 255]),
+    };
+    const path = `/clients/${pick(["a", "machine_00001", "x_2", "Z9"])}`;
+    assert.ok(marshalledProperties(v, path).contents.equals(fresh(v, path)), `view ${i}: ${JSON.stringify(v)}`);
+  }
+  // Refused alike: a NUL the bus would drop us for, an object path that is not one.
+  assert.throws(() => marshalledProperties(view("nul\0"), "/clients/a"), /NUL/);
+  assert.throws(() => fresh(view("nul\0"), "/clients/a"), /NUL/);
+  assert.throws(() => marshalledProperties(view("a"), "/clients/a-b"), /object path/);
+  assert.throws(() => fresh(view("a"), "/clients/a-b"), /object path/);
 });

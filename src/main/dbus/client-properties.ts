@@ -7,7 +7,7 @@ import type { ClientView, Registry } from "../clients/contract.js";
 import { RUNTIME_SETTINGS, type ClientPatch, type SettingKind } from "../clients/runtime-settings.js";
 import { ERROR_NAME, MethodError } from "./errors.js";
 import { CLIENT, CLIENT_OBJECT_INTERFACES, OLD_CLIENT, type PropertySpec } from "./interfaces.js";
-import { marshalArray } from "./marshal.js";
+import { marshalProperties } from "./marshal.js";
 import { dict, integerOf, isIntegerType, timestampToDbus, variant, type IncomingVariant, type MarshalledArray, type WireValue } from "./values.js";
 import { MAX_CLIENT_DURATION_MS } from "../config/duration.js";
 
@@ -148,6 +148,19 @@ export function propertiesValue(view: ClientView, objectPath: string): WireValue
   return dict(readableProperties(view, objectPath).map(([name, type, value]) => [name, variant(type, value)]));
 }
 
+const READABLE = CLIENT_PROPERTIES.filter((p) => p.get !== undefined);
+
+/**
+ * propertiesValue, marshalled: written straight from the view, with no
+ * value tree between (a listing or the start-up announcement makes one for
+ * every client; docs/DBUS.md, "Listing the clients").
+ */
+export function marshalledProperties(view: ClientView, objectPath: string): MarshalledArray {
+  return marshalProperties((property) => {
+    for (const p of READABLE) property(p.name, p.type, p.get!(view, objectPath));
+  });
+}
+
 /**
  * GetManagedObjects' and InterfacesAdded's value ("a{sa{sv}}"): every
  * interface of the object with its properties (`props`, a propertiesValue
@@ -193,7 +206,7 @@ export class MarshalledProperties {
     const kept = new Map<string, { readonly view: ClientView; readonly props: MarshalledArray }>();
     const out = clients.map(([path, view]): [string, MarshalledArray] => {
       const old = before.get(path);
-      const entry = old && sameView(old.view, view) ? old : { view, props: marshalArray("{sv}", propertiesValue(view, path) as WireValue[]) };
+      const entry = old && sameView(old.view, view) ? old : { view, props: marshalledProperties(view, path) };
       kept.set(path, entry);
       return [path, entry.props];
     });

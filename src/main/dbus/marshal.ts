@@ -460,3 +460,27 @@ export function marshalArray(element: string, items: readonly WireValue[]): Mars
   });
   return new MarshalledArray(element, contents);
 }
+
+/** Writes one "{sv}" entry: a property's name, its value's signature (one complete type), the value. */
+export type PropertyWriter = (name: string, signature: string, value: WireValue) => void;
+
+/**
+ * An "a{sv}" marshalled once (MarshalledArray), its entries written
+ * straight from what `fill` hands the writer: the same bytes as
+ * marshalArray("{sv}", entries), without the entries' arrays, so a listing
+ * of 10,000 clients makes no value tree for the collector to walk.
+ */
+export function marshalProperties(fill: (property: PropertyWriter) => void): MarshalledArray {
+  const contents = marshalInto(Infinity, (w) => {
+    fill((name, signature, value) => {
+      const types = parseSignature(signature);
+      if (types.length !== 1) fail(`"v" needs the signature of one complete type`, signature);
+      w.align(8);
+      w.string(text(name, "s"));
+      w.signature(signature);
+      write(w, types[0]!, value);
+    });
+    if (w.at > MAX_ARRAY_BYTES) throw new Error(`an array of ${w.at} bytes, beyond D-Bus's ${MAX_ARRAY_BYTES}`);
+  });
+  return new MarshalledArray("{sv}", contents);
+}

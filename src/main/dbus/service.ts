@@ -17,7 +17,7 @@ import { readFileSync } from "node:fs";
 import type { Logger } from "../daemon/log.js";
 import type { ClientView, Refusal, Registry, RegistryEvent } from "../clients/contract.js";
 import { BUS_MAX_MESSAGE_BYTES, BusConnection, DEFAULT_SYSTEM_BUS, REQUEST_NAME_PRIMARY_OWNER, type WireMessage } from "./connection.js";
-import { clientProperty, interfacesAndPropertiesValue, isClientInterface, MarshalledProperties, propertiesValue } from "./client-properties.js";
+import { clientProperty, interfacesAndPropertiesValue, isClientInterface, MarshalledProperties, marshalledProperties } from "./client-properties.js";
 import { DbusError, DBUS_ERROR, ERROR_NAME, MethodError } from "./errors.js";
 import {
   BUS_NAME,
@@ -404,7 +404,7 @@ class MandosDbus implements DbusService {
   }
 
   #announce(c: ClientView, path: string): void {
-    this.#bus.signal("/", OBJECT_MANAGER, "InterfacesAdded", "oa{sa{sv}}", [path, interfacesAndPropertiesValue(propertiesValue(c, path))]);
+    this.#bus.signal("/", OBJECT_MANAGER, "InterfacesAdded", "oa{sa{sv}}", [path, interfacesAndPropertiesValue(marshalledProperties(c, path))]);
     this.#serverSignal("ClientAdded", "o", [path]);
   }
 
@@ -679,6 +679,6 @@ class MandosDbus implements DbusService {
   #getAll(call: WireMessage, iface: string): { signature: string; body: WireValue[] } {
     // The reference: an empty interface name means every interface; others have none.
     if (iface !== "" && !isClientInterface(iface)) return { signature: "a{sv}", body: [[]] };
-    return { signature: "a{sv}", body: [propertiesValue(this.#viewOf(call), call.path ?? "")] };
+    return { signature: "a{sv}", body: [marshalledProperties(this.#viewOf(call), call.path ?? "")] };
   }
 }
