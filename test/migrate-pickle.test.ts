@@ -204,7 +204,15 @@ describe("switching from the Python server: our server takes over its clients.pi
     chmodSync(notify, 0o777);
     const said = (): string[] => rx.received.map((b) => b.toString("utf8"));
     const args = ["--configdir", bigConf, "--statedir", bigState, "--port", "0", "--address", "::1"];
+    const check = async (): Promise<string> => {
+      const r = await run(process.execPath, [`${REPO}bin/mandos`, "--check", "--configdir", bigConf, "--statedir", bigState]);
+      assert.equal(r.code, 0, r.stderr);
+      return r.stdout.toString("utf8");
+    };
     try {
+      // Told ahead: what the first start imports, and how long it will open secrets before serving.
+      assert.match(await check(), new RegExp(`^ok: the first start imports ${bigState}/clients\\.pickle: ${BIG} clients, ${BIG} sealed secrets to open before serving, about \\d+ (s|min) on \\d+ threads? \\(one took \\d+ ms here\\)$`, "m"));
+
       // Stopped while it opens: exits 0, says so, writes no clients.json, never READY=1.
       const stopped = await startServer(args, { NOTIFY_SOCKET: notify }, { startedWhen: new RegExp(`Opening the ${BIG} secrets the Python server sealed in clients\\.pickle`) });
       assert.equal(await stopped.stop(), 0, stopped.log());
@@ -240,6 +248,7 @@ describe("switching from the Python server: our server takes over its clients.pi
         await server.stop();
       }
       assert.ok(existsSync(join(bigState, "clients.json")));
+      assert.doesNotMatch(await check(), /clients\.pickle/, "nothing to import once clients.json is there");
     } finally {
       await rx.close();
     }
@@ -263,6 +272,8 @@ describe("a pickle that cannot be imported", { skip: missing(MANDOS_KEYGEN) }, (
       mkdirSync(state);
       const evil = execFileSync("python3", ["-c", "import pickle,os,sys; sys.stdout.buffer.write(pickle.dumps(os.system, protocol=2))"]);
       writeFileSync(join(state, "clients.pickle"), evil);
+      const check = await run(process.execPath, [`${REPO}bin/mandos`, "--check", "--configdir", fleet.conf, "--statedir", state]);
+      assert.match(check.stdout.toString("utf8"), /^WARNING: .*clients\.pickle cannot be imported \(refusing global posix system\): the first start begins from clients\.conf alone$/m);
       const server = await startServer(["--configdir", fleet.conf, "--statedir", state, "--port", "0", "--address", "::1"]);
       try {
         await server.waitForLog(/Could not import the Python server's state from .*clients\.pickle: refusing global posix system; starting from clients\.conf/);

@@ -34,7 +34,7 @@ import { clientsFileReader, readClientsFile, reloadReadiness, type ClientsFileRe
 import { runSelfTest } from "./daemon/self-test.js";
 import { readState, restoreState, StateSaver, StateSerialiser, STATE_FILE_NAME, STATE_PREPARE_DELAY_MS, STATE_PREPARE_SLICE_MS, STATE_WARM_SLICE_MS, type ClientView, type ConfigField } from "./state/state-file.js";
 import { checkStateDirWritable, prepareStateDir } from "./state/state-dir.js";
-import { migrateReferenceState, PICKLE_FILE_NAME } from "./state/pickle-import.js";
+import { migrateReferenceState, pendingMigration, PICKLE_FILE_NAME } from "./state/pickle-import.js";
 import type { Announcement } from "./zeroconf/announcement.js";
 import type { DbusService } from "./dbus/index.js";
 import type { FleetState } from "./fleet/fleet-state.js";
@@ -42,7 +42,7 @@ import { collectGarbage, HeapWatch } from "./daemon/memory.js";
 import { markCloseOnExec, nameProcess, releaseFreePages } from "./daemon/unix-datagram.js";
 import { Observability } from "./observe/index.js";
 import { systemdNotifier, type SystemdNotifier } from "./observe/sd-notify.js";
-import { openingProgress } from "./observe/start-progress.js";
+import { openingProgress, roughly } from "./observe/start-progress.js";
 import { installedBuild, readableBuild } from "../build.js";
 import { BuildWatch } from "./daemon/build-watch.js";
 
@@ -76,6 +76,29 @@ function checkSettings(cli: CommandLine): ServerSettings | Error {
   }
 }
 
+/**
+ * `--check`: what the first start would import from a Python server's
+ * clients.pickle, and how long it would open its secrets before serving
+ * (docs/ENROLL.md); nothing when there is nothing to migrate.
+ */
+async function checkMigration(settings: ServerSettings, uid: number): Promise<void> {
+  let config: ClientSettings[];
+  try {
+    config = loadClientsConfig(join(settings.configdir, "clients.conf"));
+  } catch {
+    return; // the self-test and the start say why
+  }
+  const pending = await pendingMigration(settings.statedir, join(settings.statedir, STATE_FILE_NAME), config, process.getuid?.() === 0 ? [uid] : []);
+  if (pending === null) return;
+  if ("unreadable" in pending) {
+    process.stdout.write(`WARNING: ${pending.path} cannot be imported (${pending.unreadable}): the first start begins from clients.conf alone\n`);
+    return;
+  }
+  const time = pending.oneSecretMs === null ? "" :
+    `, about ${roughly((pending.sealed * pending.oneSecretMs) / pending.threads)} on ${pending.threads} thread${pending.threads === 1 ? "" : "s"} (one took ${Math.round(pending.oneSecretMs)} ms here)`;
+  process.stdout.write(`ok: the first start imports ${pending.path}: ${pending.clients} clients, ${pending.sealed} sealed secrets to open before serving${time}\n`);
+}
+
 function fail(message: string): number {
   process.stderr.write(`mandos: ${message}\n`);
   notifyFailed(message); // a detached child tells the waiting parent
@@ -99,6 +122,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       const why = await probeEtcd(etcd);
       process.stdout.write(why === null ? `ok: etcd reachable at ${etcd.endpoints.join(",")}\n` : `WARNING: etcd unreachable at ${etcd.endpoints.join(",")}: ${why}\n`);
     }
+    if (!(checked instanceof Error) && checked.restore) await checkMigration(checked, runsAs.uid);
     const passed = runSelfTest();
     return passed ? EXIT_OK : EXIT_FAILURE;
   }

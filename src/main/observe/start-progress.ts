@@ -64,7 +64,7 @@ export function openingProgress(logger: Logger, systemd: SystemdNotifier | null,
 }
 
 /** "40 s", "7 min": a wait as an operator reads it. */
-function roughly(ms: number): string {
+export function roughly(ms: number): string {
   const s = Math.max(1, Math.round(ms / 1000));
   return s < 120 ? `${s} s` : `${Math.round(s / 60)} min`;
 }

@@ -13,11 +13,12 @@
 // it after reading; we leave it so that an admin can go back).
 
 import { existsSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import type { ClientSettings } from "../clients/settings.js";
 import type { Logger } from "../daemon/log.js";
 import { readTrustedStateFile, sealSecret, unreadableReason, type StateFile } from "./state-file.js";
-import { openReferenceSecrets, type OpeningWatch } from "./reference-secret.js";
+import { openReferenceSecret, openReferenceSecrets, type OpeningWatch, type SealedSecret } from "./reference-secret.js";
 import { PyDatetime, PyTimedelta, PyTuple, unpickle, type PyDict, type PyValue } from "./unpickle.js";
 import { CodedError } from "../../errors.js";
 
@@ -63,12 +64,16 @@ function settingsOf(d: PyDict): Record<string, unknown> {
  * from an older version), the saved value in effect wins, as the
  * reference's KeyError branch does.
  */
-export async function stateFromPickle(data: Buffer, config: readonly ClientSettings[], now: number, logger: Logger, watch: OpeningWatch = {}): Promise<StateFile> {
+/** The pickle's clients that clients.conf still has, those removed at run time, and the secrets to open. */
+function readPickle(data: Buffer, config: readonly ClientSettings[]): {
+  imported: { conf: ClientSettings; client: PyDict; old: PyValue }[];
+  removed: string[];
+  sealed: SealedSecret[];
+} {
   const root = unpickle(data);
   if (!(root instanceof PyTuple) || root.items.length !== 2) throw new PickleImportError("not a (clients, settings) tuple");
   const clientsData = dict(root.items[0], "the clients");
   const oldSettings = dict(root.items[1], "the settings");
-  const state: StateFile = { format: "mandos-ts-state", version: 1, saved: new Date(now).toISOString(), clients: {} };
   const removed: string[] = [];
   const imported: { conf: ClientSettings; client: PyDict; old: PyValue }[] = [];
   for (const conf of config) {
@@ -84,6 +89,12 @@ export async function stateFromPickle(data: Buffer, config: readonly ClientSetti
     const s = client.get("encrypted_secret");
     return Buffer.isBuffer(s) ? [{ sealed: s, configSecret: conf.secret }] : [];
   });
+  return { imported, removed, sealed };
+}
+
+export async function stateFromPickle(data: Buffer, config: readonly ClientSettings[], now: number, logger: Logger, watch: OpeningWatch = {}): Promise<StateFile> {
+  const { imported, removed, sealed } = readPickle(data, config);
+  const state: StateFile = { format: "mandos-ts-state", version: 1, saved: new Date(now).toISOString(), clients: {} };
   const opened = (await openReferenceSecrets(sealed, undefined, undefined, watch)).values();
   for (const { conf, client, old } of imported) {
     const current = settingsOf(client);
@@ -127,6 +138,23 @@ export async function stateFromPickle(data: Buffer, config: readonly ClientSetti
 }
 
 /**
+ * The pickle's bytes when there is one to migrate; null when there is
+ * none or clients.json is already there; why, when it cannot be read.
+ * Read as root, with the care our own state file gets (no symbolic link,
+ * a trusted owner, writable by nobody else): the reference read it as the
+ * user it had become.
+ */
+function pickleToMigrate(path: string, ourStatePath: string, owners: readonly number[]): Buffer | { readonly unreadable: string } | null {
+  if (existsSync(ourStatePath)) return null;
+  try {
+    return readTrustedStateFile(path, owners);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return null;
+    return { unreadable: unreadableReason(error) };
+  }
+}
+
+/**
  * At start-up: the reference's state as ours when `statedir` has
  * clients.pickle and no clients.json; null when there is nothing to
  * migrate. A pickle that cannot be read is a warning and a fresh start.
@@ -138,16 +166,10 @@ export async function migrateReferenceState(
   statedir: string, ourStatePath: string, config: readonly ClientSettings[], now: number, logger: Logger, owners: readonly number[] = [], watch: OpeningWatch = {},
 ): Promise<{ state: StateFile | null } | null> {
   const picklePath = join(statedir, PICKLE_FILE_NAME);
-  if (existsSync(ourStatePath)) return null;
-  // Read as root, with the care our own state file gets (no symbolic link,
-  // a trusted owner, writable by nobody else): the reference read it as
-  // the user it had become.
-  let data: Buffer;
-  try {
-    data = readTrustedStateFile(picklePath, owners);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === "ENOENT") return null;
-    logger.warning(`Could not import the Python server's state from ${picklePath}: ${unreadableReason(error)}; starting from clients.conf`);
+  const data = pickleToMigrate(picklePath, ourStatePath, owners);
+  if (data === null) return null;
+  if ("unreadable" in data) {
+    logger.warning(`Could not import the Python server's state from ${picklePath}: ${data.unreadable}; starting from clients.conf`);
     return { state: null };
   }
   try {
@@ -161,4 +183,40 @@ export async function migrateReferenceState(
     logger.warning(`Could not import the Python server's state from ${picklePath}: ${(error as Error).message}; starting from clients.conf`);
     return { state: null };
   }
+}
+
+/** What the first start would import, for `mandos --check`. */
+export type PendingMigration =
+  | { readonly path: string; readonly clients: number; readonly sealed: number; readonly threads: number; readonly oneSecretMs: number | null }
+  | { readonly path: string; readonly unreadable: string };
+
+/**
+ * For `mandos --check`: what the next start would import from `statedir`'s
+ * clients.pickle (null when there is nothing to migrate: no pickle, or
+ * clients.json already there), with one sealed secret opened here and
+ * timed, to tell how long the start will open them before it serves.
+ */
+export async function pendingMigration(
+  statedir: string, ourStatePath: string, config: readonly ClientSettings[], owners: readonly number[] = [], threads = availableParallelism(),
+): Promise<PendingMigration | null> {
+  const path = join(statedir, PICKLE_FILE_NAME);
+  const data = pickleToMigrate(path, ourStatePath, owners);
+  if (data === null) return null;
+  if ("unreadable" in data) return { path, unreadable: data.unreadable };
+  let found: ReturnType<typeof readPickle>;
+  try {
+    found = readPickle(data, config);
+  } catch (error) {
+    return { path, unreadable: (error as Error).message };
+  }
+  const first = found.sealed[0];
+  let oneSecretMs: number | null = null;
+  if (first) {
+    // Timed the second time: the first loads OpenPGP.js.
+    await openReferenceSecret(first.sealed, first.configSecret);
+    const start = performance.now();
+    await openReferenceSecret(first.sealed, first.configSecret);
+    oneSecretMs = performance.now() - start;
+  }
+  return { path, clients: found.imported.length, sealed: found.sealed.length, threads: Math.max(1, Math.min(threads, found.sealed.length)), oneSecretMs };
 }
