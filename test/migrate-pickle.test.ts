@@ -17,6 +17,7 @@ import { threadId } from "node:worker_threads";
 import { join } from "node:path";
 import { dumpJson, makeFleetRoot, mandosCtl, startOurServer, startPrivateBus, startReference, DBUS_DAEMON, type Fleet, type PrivateBus } from "./helpers/dbus.js";
 import { GPG, MANDOS_CLIENT, MANDOS_CTL, MANDOS_KEYGEN, MANDOS_REFERENCE, missing } from "./helpers/peers.js";
+import { defaultPidFilePath } from "../src/main/daemon/pidfile.js";
 import { receiveDatagrams } from "./helpers/datagram-receiver.js";
 import { REPO, run, runMandosClient, startServer } from "./helpers/server.js";
 import { PyDatetime, PyTimedelta, PyTuple, unpickle, type PyDict } from "../src/main/state/unpickle.js";
@@ -24,6 +25,20 @@ import { openReferenceSecrets, passwordEncode } from "../src/main/state/referenc
 
 const skip = missing(DBUS_DAEMON, MANDOS_CTL, MANDOS_KEYGEN, MANDOS_REFERENCE, MANDOS_CLIENT) ||
   (process.getuid?.() === 0 ? false : "needs root: the reference server must drop to _mandos");
+
+const PID_FILE = defaultPidFilePath();
+
+/** Whether the pid file names a live process: another server runs, and a detached one of ours would take its file. */
+function otherServer(): boolean {
+  try {
+    const pid = Number(readFileSync(PID_FILE, "utf8").trim());
+    if (!Number.isInteger(pid) || pid <= 0) return false;
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 /** Clients in the big pickle: enough that their opening takes a few seconds on 2 cores. */
 const BIG = 48;
@@ -212,6 +227,26 @@ describe("switching from the Python server: our server takes over its clients.pi
     try {
       // Told ahead: what the first start imports, and how long it will open secrets before serving.
       assert.match(await check(), new RegExp(`^ok: the first start imports ${bigState}/clients\\.pickle: ${BIG} clients, ${BIG} sealed secrets to open before serving, about \\d+ (s|min) on \\d+ threads? \\(one took \\d+ ms here\\)$`, "m"));
+
+      // Detached, as an init script starts it: the starter, which waits
+      // for the server to serve, prints how far the opening has come.
+      if (!otherServer()) {
+        const detachedState = join(big, "state-detached");
+        mkdirSync(detachedState);
+        cpSync(join(bigState, "clients.pickle"), join(detachedState, "clients.pickle"));
+        chownSync(join(detachedState, "clients.pickle"), uid, gid);
+        chmodSync(detachedState, 0o777);
+        const r = await run(`${REPO}bin/mandos`, ["--configdir", bigConf, "--statedir", detachedState, "--port", "0", "--address", "::1", "--no-zeroconf", "--no-dbus"]);
+        const pid = existsSync(PID_FILE) ? Number(readFileSync(PID_FILE, "utf8").trim()) : 0;
+        try {
+          assert.equal(r.code, 0, r.stderr);
+          assert.match(r.stderr, new RegExp(`^mandos: Opening the ${BIG} secrets the Python server sealed in clients\\.pickle, on \\d+ threads?; the server listens once they are open$`, "m"));
+          assert.match(r.stderr, new RegExp(`^mandos: Opened the ${BIG} sealed secrets in \\d+ s$`, "m"));
+        } finally {
+          if (Number.isInteger(pid) && pid > 0) process.kill(pid, "SIGKILL");
+          rmSync(PID_FILE, { force: true });
+        }
+      }
 
       // Stopped while it opens: exits 0, says so, writes no clients.json, never READY=1.
       const stopped = await startServer(args, { NOTIFY_SOCKET: notify }, { startedWhen: new RegExp(`Opening the ${BIG} secrets the Python server sealed in clients\\.pickle`) });

@@ -15,7 +15,7 @@ import { openFilesLimit } from "./daemon/open-files.js";
 import { consoleSink, FanOutLogger, type Logger } from "./daemon/log.js";
 import { logServeEvents } from "./daemon/log-serve.js";
 import { systemClock } from "./clock.js";
-import { daemonize, isDaemonChild, notifyFailed, notifyReady } from "./daemon/daemonize.js";
+import { daemonize, isDaemonChild, notifyFailed, notifyReady, notifyWarning } from "./daemon/daemonize.js";
 import { ignoredOnStart } from "./daemon/inherited-signals.js";
 import { PidFile } from "./daemon/pidfile.js";
 import { checkClientsConfMode, chooseIds, dropPrivileges } from "./daemon/privileges.js";
@@ -198,7 +198,19 @@ async function serve(settings: ServerSettings, detach: boolean, logger: FanOutLo
 async function migrateFollowed(
   statedir: string, statePath: string, config: readonly ClientSettings[], logger: Logger, owners: readonly number[], systemd: SystemdNotifier | null,
 ): Promise<Awaited<ReturnType<typeof migrateReferenceState>> | "stopped"> {
-  const progress = openingProgress(logger, systemd, "; the server listens once they are open");
+  // A detached server's starter (an init script) waits for it meanwhile:
+  // it prints the same lines.
+  const told: Logger = {
+    debug: (m) => logger.debug(m),
+    info: (m) => {
+      logger.info(m);
+      notifyWarning(m);
+    },
+    warning: (m) => logger.warning(m),
+    error: (m) => logger.error(m),
+    critical: (m) => logger.critical(m),
+  };
+  const progress = openingProgress(told, systemd, "; the server listens once they are open");
   const stop = new AbortController();
   const stopOpening = (): void => stop.abort(new Error("stopped by a signal"));
   const stoppers = HANDLED_SIGNALS.filter((signal) => signal !== "SIGHUP");

@@ -152,8 +152,9 @@ function tell(line: string): void {
 }
 
 /**
- * Child side, before notifyReady: a warning for whoever started us, which
- * the parent prints on its standard error. No-op when not daemonised.
+ * Child side, before notifyReady: a line for whoever started us (a
+ * warning, or how far a long start has come), which the parent prints on
+ * its standard error. No-op when not daemonised.
  */
 export function notifyWarning(message: string): void {
   const fd = Number(process.env[READY_FD_ENV]);
