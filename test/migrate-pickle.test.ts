@@ -397,6 +397,9 @@ describe("the secrets a pickle holds, opened on every core", { skip: missing(GPG
       await assert.rejects(openReferenceSecrets(items, threads, undefined, { opened: () => { after++; stop.abort(reason); }, signal: stop.signal }), (e) => e === reason);
       assert.ok(after < items.length, `${threads} threads: ${after} opened after the stop`);
     }
+    const none: string[] = [];
+    assert.deepEqual(await openReferenceSecrets([], 2, undefined, { begin: () => void none.push("begin") }), []);
+    assert.deepEqual(none, [], "no secrets: no opening to tell of (systemd's status would stay)");
     const stopped = new AbortController();
     stopped.abort(new Error("before"));
     await assert.rejects(openReferenceSecrets(items, 2, undefined, { signal: stopped.signal }), /before/);

@@ -12,7 +12,7 @@ import type { Logger } from "../daemon/log.js";
 import type { OpeningWatch } from "../state/reference-secret.js";
 import type { SystemdNotifier } from "./sd-notify.js";
 
-/** Each EXTEND_TIMEOUT_USEC gives the start this long to say more: ~500 secrets' time on one core. */
+/** Each EXTEND_TIMEOUT_USEC gives the start this long to say more: ~800 secrets' time on one core. */
 export const EXTEND_WINDOW_MS = 60_000;
 /** systemd is told at most this often. */
 const NOTIFY_EVERY_MS = 1_000;

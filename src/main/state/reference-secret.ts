@@ -87,6 +87,7 @@ export async function openReferenceSecrets(
 ): Promise<OpenedSecret[]> {
   const { signal } = watch;
   signal?.throwIfAborted();
+  if (items.length === 0) return [];
   const count = Math.min(threads, items.length);
   if (count < 2 || items.length < THREADS_FROM) return openHere(items, watch);
   const { Piscina } = createRequire(import.meta.url)("piscina") as typeof import("piscina");
