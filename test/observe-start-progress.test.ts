@@ -6,25 +6,20 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import type { Logger } from "../src/main/daemon/log.js";
 import type { SystemdNotifier } from "../src/main/observe/sd-notify.js";
 import { EXTEND_WINDOW_MS, LOG_EVERY_MS, openingProgress } from "../src/main/observe/start-progress.js";
 
-function listeners(): { logger: Logger; lines: string[]; systemd: SystemdNotifier; told: string[] } {
+function listeners(): { say: (line: string) => void; lines: string[]; systemd: SystemdNotifier; told: string[] } {
   const lines: string[] = [];
   const told: string[] = [];
-  const logger: Logger = {
-    debug: (m) => lines.push(`debug: ${m}`), info: (m) => lines.push(m), warning: (m) => lines.push(`warning: ${m}`),
-    error: (m) => lines.push(`error: ${m}`), critical: (m) => lines.push(`critical: ${m}`),
-  };
   const systemd: SystemdNotifier = { notify: (m) => void told.push(m), startWatchdog: () => undefined, close: () => undefined };
-  return { logger, lines, systemd, told };
+  return { say: (line) => void lines.push(line), lines, systemd, told };
 }
 
 test("10,000 secrets over 100 s: a log line every 30 s with what is left, systemd told once a second, each time stretching the start", () => {
-  const { logger, lines, systemd, told } = listeners();
+  const { say, lines, systemd, told } = listeners();
   let now = 1_000_000;
-  const progress = openingProgress(logger, systemd, "; then serving", () => now);
+  const progress = openingProgress(say, systemd, "; then serving", () => now);
   progress.begin(10_000, 2);
   for (let done = 1; done <= 10_000; done++) {
     now += 10;
@@ -53,9 +48,9 @@ test("10,000 secrets over 100 s: a log line every 30 s with what is left, system
 });
 
 test("a small fleet logs its start and its end only; one thread is said so; without systemd only the log", () => {
-  const { logger, lines } = listeners();
+  const { say, lines } = listeners();
   let now = 0;
-  const progress = openingProgress(logger, null, "", () => now);
+  const progress = openingProgress(say, null, "", () => now);
   progress.begin(3, 1);
   for (let done = 1; done <= 3; done++) {
     now += 100;
@@ -66,12 +61,12 @@ test("a small fleet logs its start and its end only; one thread is said so; with
 });
 
 test("minutes read as minutes; nothing is said at the end of an opening that never began", () => {
-  const { logger, lines, systemd, told } = listeners();
+  const { say, lines, systemd, told } = listeners();
   let now = 0;
-  const idle = openingProgress(logger, systemd, "", () => now);
+  const idle = openingProgress(say, systemd, "", () => now);
   idle.end();
   assert.deepEqual([lines, told], [[], []]);
-  const progress = openingProgress(logger, null, "", () => now);
+  const progress = openingProgress(say, null, "", () => now);
   progress.begin(10_000, 4);
   now = 31_000;
   progress.opened(100, 10_000);

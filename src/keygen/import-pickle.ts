@@ -27,15 +27,11 @@ export async function importPickleDryRun(picklePath: string, clientsConfPath: st
     debug: (m) => notes.push(m), info: (m) => notes.push(m), warning: (m) => notes.push(`warning: ${m}`),
     error: (m) => notes.push(`error: ${m}`), critical: (m) => notes.push(`critical: ${m}`),
   };
-  const toStderr: Logger = {
-    debug: () => undefined, info: (m) => void process.stderr.write(`${m}\n`), warning: (m) => void process.stderr.write(`warning: ${m}\n`),
-    error: (m) => void process.stderr.write(`error: ${m}\n`), critical: (m) => void process.stderr.write(`critical: ${m}\n`),
-  };
   const now = Date.now();
   let state;
   try {
     // Minutes for a big fleet: how far it has come goes to standard error.
-    const progress = openingProgress(toStderr, null);
+    const progress = openingProgress((line) => void process.stderr.write(`${line}\n`), null);
     state = await stateFromPickle(data, config, now, logger, progress);
     progress.end();
   } catch (error) {

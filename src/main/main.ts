@@ -198,19 +198,12 @@ async function serve(settings: ServerSettings, detach: boolean, logger: FanOutLo
 async function migrateFollowed(
   statedir: string, statePath: string, config: readonly ClientSettings[], logger: Logger, owners: readonly number[], systemd: SystemdNotifier | null,
 ): Promise<Awaited<ReturnType<typeof migrateReferenceState>> | "stopped"> {
-  // A detached server's starter (an init script) waits for it meanwhile:
-  // it prints the same lines.
-  const told: Logger = {
-    debug: (m) => logger.debug(m),
-    info: (m) => {
-      logger.info(m);
-      notifyWarning(m);
-    },
-    warning: (m) => logger.warning(m),
-    error: (m) => logger.error(m),
-    critical: (m) => logger.critical(m),
+  // Logged, and printed by a detached server's starter (an init script), which waits meanwhile.
+  const say = (line: string): void => {
+    logger.info(line);
+    notifyWarning(line);
   };
-  const progress = openingProgress(told, systemd, "; the server listens once they are open");
+  const progress = openingProgress(say, systemd, "; the server listens once they are open");
   const stop = new AbortController();
   const stopOpening = (): void => stop.abort(new Error("stopped by a signal"));
   const stoppers = HANDLED_SIGNALS.filter((signal) => signal !== "SIGHUP");

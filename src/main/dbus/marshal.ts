@@ -344,10 +344,7 @@ function write(w: Writer, node: TypeNode, value: WireValue): void {
       if (!Array.isArray(value) || value.length !== 2) fail(`"v" needs [signature, value]`, value);
       const [signature, inner] = value as [WireValue, WireValue];
       if (typeof signature !== "string") fail(`"v" needs a signature string first`, signature);
-      const types = parseSignature(signature);
-      if (types.length !== 1) fail(`"v" needs the signature of one complete type`, signature);
-      w.signature(signature);
-      write(w, types[0]!, inner);
+      writeVariant(w, signature, inner);
       return;
     }
     case "a": {
@@ -385,6 +382,14 @@ function write(w: Writer, node: TypeNode, value: WireValue): void {
       // "h": a file descriptor, which we never send.
       throw new Error(`cannot write type "${node.code}"`);
   }
+}
+
+/** A variant's signature (one complete type) and its value. */
+function writeVariant(w: Writer, signature: string, value: WireValue): void {
+  const types = parseSignature(signature);
+  if (types.length !== 1) fail(`"v" needs the signature of one complete type`, signature);
+  w.signature(signature);
+  write(w, types[0]!, value);
 }
 
 /** The header fields in dbus-native's order, with their codes and types. */
@@ -454,8 +459,15 @@ export function marshalArray(element: string, items: readonly WireValue[]): Mars
   const [array, ...more] = parseSignature(`a${element}`);
   const type = array!.children[0]!;
   if (more.length > 0 || type.alignment !== 8) throw new Error(`cannot keep an array of "${element}" marshalled: its elements are not 8-aligned`);
-  const contents = marshalInto(Infinity, (w) => {
+  return keptArray(element, (w) => {
     for (const item of items) write(w, type, item);
+  });
+}
+
+/** An array's elements as `fill` writes them, kept (MarshalledArray); within D-Bus's limit for an array. */
+function keptArray(element: string, fill: (w: Writer) => void): MarshalledArray {
+  const contents = marshalInto(Infinity, (w) => {
+    fill(w);
     if (w.at > MAX_ARRAY_BYTES) throw new Error(`an array of ${w.at} bytes, beyond D-Bus's ${MAX_ARRAY_BYTES}`);
   });
   return new MarshalledArray(element, contents);
@@ -471,16 +483,11 @@ export type PropertyWriter = (name: string, signature: string, value: WireValue)
  * of 10,000 clients makes no value tree for the collector to walk.
  */
 export function marshalProperties(fill: (property: PropertyWriter) => void): MarshalledArray {
-  const contents = marshalInto(Infinity, (w) => {
+  return keptArray("{sv}", (w) => {
     fill((name, signature, value) => {
-      const types = parseSignature(signature);
-      if (types.length !== 1) fail(`"v" needs the signature of one complete type`, signature);
       w.align(8);
       w.string(text(name, "s"));
-      w.signature(signature);
-      write(w, types[0]!, value);
+      writeVariant(w, signature, value);
     });
-    if (w.at > MAX_ARRAY_BYTES) throw new Error(`an array of ${w.at} bytes, beyond D-Bus's ${MAX_ARRAY_BYTES}`);
   });
-  return new MarshalledArray("{sv}", contents);
 }

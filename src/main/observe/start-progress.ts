@@ -8,7 +8,6 @@
 // it and start it again, to open the same secrets again, for ever), while
 // one that stops moving is still timed out.
 
-import type { Logger } from "../daemon/log.js";
 import type { OpeningWatch } from "../state/reference-secret.js";
 import type { SystemdNotifier } from "./sd-notify.js";
 
@@ -25,10 +24,11 @@ export interface OpeningProgress extends Required<Pick<OpeningWatch, "begin" | "
 }
 
 /**
- * A watch for openReferenceSecrets that tells `logger` and, under
- * Type=notify, systemd; `then` ends the first line (what waits for it).
+ * A watch for openReferenceSecrets that says its lines with `say` (the
+ * log, a waiting starter, standard error) and, under Type=notify, tells
+ * systemd; `then` ends the first line (what waits for it).
  */
-export function openingProgress(logger: Logger, systemd: SystemdNotifier | null, then = "", clock: () => number = Date.now): OpeningProgress {
+export function openingProgress(say: (line: string) => void, systemd: SystemdNotifier | null, then = "", clock: () => number = Date.now): OpeningProgress {
   let started = 0;
   let total = 0;
   let lastNotified = 0;
@@ -39,7 +39,7 @@ export function openingProgress(logger: Logger, systemd: SystemdNotifier | null,
     begin(count, threads) {
       started = lastNotified = lastLogged = clock();
       total = count;
-      logger.info(`Opening the ${count} secrets the Python server sealed in clients.pickle, on ${threads} thread${threads === 1 ? "" : "s"}${then}`);
+      say(`Opening the ${count} secrets the Python server sealed in clients.pickle, on ${threads} thread${threads === 1 ? "" : "s"}${then}`);
       systemd?.notify(`${status(0)}\n${extend}`);
     },
     opened(done) {
@@ -51,12 +51,12 @@ export function openingProgress(logger: Logger, systemd: SystemdNotifier | null,
       if (now - lastLogged >= LOG_EVERY_MS && done < total) {
         lastLogged = now;
         const left = ((now - started) / done) * (total - done);
-        logger.info(`Opened ${done} of ${total} sealed secrets (${Math.floor((100 * done) / total)}%); about ${roughly(left)} left`);
+        say(`Opened ${done} of ${total} sealed secrets (${Math.floor((100 * done) / total)}%); about ${roughly(left)} left`);
       }
     },
     end() {
       if (total === 0) return;
-      logger.info(`Opened the ${total} sealed secrets in ${roughly(clock() - started)}`);
+      say(`Opened the ${total} sealed secrets in ${roughly(clock() - started)}`);
       // An empty STATUS= clears it; the window covers the rest of the start.
       systemd?.notify(`STATUS=\n${extend}`);
     },

@@ -58,12 +58,6 @@ function settingsOf(d: PyDict): Record<string, unknown> {
   };
 }
 
-/**
- * The pickle as our state file, for the clients clients.conf still has.
- * Where the reference's saved clients.conf settings lack a field (a pickle
- * from an older version), the saved value in effect wins, as the
- * reference's KeyError branch does.
- */
 /** The pickle's clients that clients.conf still has, those removed at run time, and the secrets to open. */
 function readPickle(data: Buffer, config: readonly ClientSettings[]): {
   imported: { conf: ClientSettings; client: PyDict; old: PyValue }[];
@@ -92,6 +86,12 @@ function readPickle(data: Buffer, config: readonly ClientSettings[]): {
   return { imported, removed, sealed };
 }
 
+/**
+ * The pickle as our state file, for the clients clients.conf still has.
+ * Where the reference's saved clients.conf settings lack a field (a pickle
+ * from an older version), the saved value in effect wins, as the
+ * reference's KeyError branch does.
+ */
 export async function stateFromPickle(data: Buffer, config: readonly ClientSettings[], now: number, logger: Logger, watch: OpeningWatch = {}): Promise<StateFile> {
   const { imported, removed, sealed } = readPickle(data, config);
   const state: StateFile = { format: "mandos-ts-state", version: 1, saved: new Date(now).toISOString(), clients: {} };
