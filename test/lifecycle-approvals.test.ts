@@ -9,6 +9,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ClientRegistry, type CheckerSpawner } from "../src/main/clients/registry.js";
+import { placeholderFor } from "../src/main/clients/secret-to-open.js";
 import { ManualClock } from "../src/main/clock.js";
 import { silentLogger } from "../src/main/daemon/log.js";
 import type { RegistryEvent, SecretDecision } from "../src/main/clients/contract.js";
@@ -199,7 +200,7 @@ test("regression: an approval given while the need-approval event is delivered i
   assert.equal((decision as SecretDecision | null)?.give, true);
 });
 
-test("counts() agrees with the views: enabled, disabled, awaiting approval, checkers running", async () => {
+test("counts() agrees with the views: enabled, disabled, awaiting approval, checkers running, secrets still sealed", async () => {
   const clock = new ManualClock();
   // A checker that never ends, so that starting one leaves it running.
   const reg = new ClientRegistry(
@@ -208,6 +209,8 @@ test("counts() agrees with the views: enabled, disabled, awaiting approval, chec
       clientSettings("checked", {}),
       clientSettings("plain", {}),
       clientSettings("off", { enabled: false }),
+      // The Python server's secret, not yet opened (clients/secret-to-open.ts).
+      clientSettings("sealed", { enabled: false, secret: placeholderFor({ sealed: Buffer.from("gpg message"), configSecret: Buffer.from("conf") }) }),
     ],
     { logger: silentLogger, clock, spawner: never },
   );
@@ -218,20 +221,22 @@ test("counts() agrees with the views: enabled, disabled, awaiting approval, chec
       disabled: all.filter((c) => !c.enabled).length,
       awaitingApproval: all.filter((c) => c.approvalPending).length,
       checkersRunning: all.filter((c) => c.checkerRunning).length,
+      secretSealed: reg.secretsToOpen().length,
     };
   };
-  assert.deepEqual(reg.counts(), { enabled: 3, disabled: 1, awaitingApproval: 0, checkersRunning: 0 });
+  assert.deepEqual(reg.counts(), { enabled: 3, disabled: 2, awaitingApproval: 0, checkersRunning: 0, secretSealed: 1 });
   const abort = new AbortController();
   void reg.requestSecret("waiting", keyIdOf("waiting"), "::1", abort.signal);
   reg.startChecker("checked");
   await flush();
-  assert.deepEqual(reg.counts(), { enabled: 3, disabled: 1, awaitingApproval: 1, checkersRunning: 1 });
+  assert.deepEqual(reg.counts(), { enabled: 3, disabled: 2, awaitingApproval: 1, checkersRunning: 1, secretSealed: 1 });
   assert.deepEqual(reg.counts(), fromViews());
   reg.disable("plain");
+  reg.update("sealed", { secret: Buffer.from("set over D-Bus") });
   abort.abort();
   reg.stopChecker("checked");
   await flush();
-  assert.deepEqual(reg.counts(), { enabled: 2, disabled: 2, awaitingApproval: 0, checkersRunning: 0 });
+  assert.deepEqual(reg.counts(), { enabled: 2, disabled: 3, awaitingApproval: 0, checkersRunning: 0, secretSealed: 0 });
   assert.deepEqual(reg.counts(), fromViews());
 });
 

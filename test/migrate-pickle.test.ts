@@ -17,7 +17,6 @@ import { threadId } from "node:worker_threads";
 import { join } from "node:path";
 import { dumpJson, makeFleetRoot, mandosCtl, startOurServer, startPrivateBus, startReference, DBUS_DAEMON, type Fleet, type PrivateBus } from "./helpers/dbus.js";
 import { GPG, MANDOS_CLIENT, MANDOS_CTL, MANDOS_KEYGEN, MANDOS_REFERENCE, missing } from "./helpers/peers.js";
-import { defaultPidFilePath } from "../src/main/daemon/pidfile.js";
 import { receiveDatagrams } from "./helpers/datagram-receiver.js";
 import { REPO, run, runMandosClient, startServer } from "./helpers/server.js";
 import { PyDatetime, PyTimedelta, PyTuple, unpickle, type PyDict } from "../src/main/state/unpickle.js";
@@ -26,47 +25,45 @@ import { openReferenceSecrets, passwordEncode } from "../src/main/state/referenc
 const skip = missing(DBUS_DAEMON, MANDOS_CTL, MANDOS_KEYGEN, MANDOS_REFERENCE, MANDOS_CLIENT) ||
   (process.getuid?.() === 0 ? false : "needs root: the reference server must drop to _mandos");
 
-const PID_FILE = defaultPidFilePath();
-
-/** Whether the pid file names a live process: another server runs, and a detached one of ours would take its file. */
-function otherServer(): boolean {
-  try {
-    const pid = Number(readFileSync(PID_FILE, "utf8").trim());
-    if (!Number.isInteger(pid) || pid <= 0) return false;
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** Clients in the big pickle: enough that their opening takes a few seconds on 2 cores. */
 const BIG = 48;
+/** The big pickle's last client: the real client delta's key, and a secret set at run time (see SCALE_PICKLE). */
+const LAST = `many0${BIG - 1}`;
 
 /**
  * argv: the reference's pickle, a count, the pickle to write, a gpg home,
- * gpg. Writes a pickle of that many copies of its client delta, named
- * many000..., each with its own secret sealed as PGPEngine.encrypt seals it
- * (gpg --symmetric under password_encode's passphrase), one in four
- * disabled; prints their clients.conf sections.
+ * gpg, the real clients.conf, a real client's name. Writes a pickle of that
+ * many copies of its client delta, named many000..., each with its own
+ * secret sealed as PGPEngine.encrypt seals it (gpg --symmetric under
+ * password_encode's passphrase), one in four disabled; prints their
+ * clients.conf sections. The last one has the real client's key, and its
+ * pickled secret is that client's real one while its clients.conf secret
+ * is another: as if set with mandos-ctl --secret before the switch, so only
+ * the opened secret unlocks it.
  */
 const SCALE_PICKLE = `
-import base64, binascii, copy, os, pickle, subprocess, sys
-template, count, out, home, gpg = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+import base64, binascii, configparser, copy, os, pickle, subprocess, sys
+template, count, out, home, gpg, real_conf, real_name = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6], sys.argv[7]
 with open(template, "rb") as f:
     clients, settings = pickle.load(f)
 model, model_settings = clients["delta"], settings["delta"]
+real = configparser.RawConfigParser()
+real.read(real_conf)
 clients, settings, conf = {}, {}, []
 for i in range(count):
     name = "many%03d" % i
     secret = os.urandom(48)
     fingerprint = binascii.hexlify(os.urandom(20)).decode().upper()
     key_id = binascii.hexlify(os.urandom(32)).decode()
+    pickled = secret
+    if i == count - 1:
+        key_id, fingerprint = real.get(real_name, "key_id"), real.get(real_name, "fingerprint")
+        pickled = base64.b64decode(real.get(real_name, "secret"))
     passphrase = os.path.join(home, "pass")
     with open(passphrase, "wb") as f:
         f.write(b"mandos" + binascii.hexlify(secret))
     sealed = subprocess.run([gpg, "--homedir", home, "--batch", "--quiet", "--symmetric", "--passphrase-file", passphrase, "--output", "-"],
-                            input=secret, stdout=subprocess.PIPE, check=True).stdout
+                            input=pickled, stdout=subprocess.PIPE, check=True).stdout
     c = copy.deepcopy(model)
     c.update(name=name, fingerprint=fingerprint, key_id=key_id, encrypted_secret=sealed, enabled=(i % 4 != 0))
     clients[name] = c
@@ -195,10 +192,12 @@ describe("switching from the Python server: our server takes over its clients.pi
     await ours!.waitForLog(/Client not found/);
   });
 
-  test("a big fleet's pickle: its opening is told to systemd and stretches the start timeout; a SIGTERM meanwhile writes nothing", async () => {
+  test("a big fleet's pickle: served at once, each asking client's secret opened first, followed in systemd's status; a stop meanwhile keeps the rest sealed for the next start", async () => {
     // The reference's own pickle, its client delta copied as BIG clients,
     // each secret sealed by gpg as the reference's PGPEngine.encrypt seals
-    // it; one in four disabled, so that the import shows in the state.
+    // it; one in four disabled, so that the import shows in the state; the
+    // last with the real delta's key and a pickled secret that differs from
+    // its clients.conf secret.
     const big = join(root, "big");
     const bigConf = join(big, "conf");
     const bigState = join(big, "state");
@@ -207,83 +206,79 @@ describe("switching from the Python server: our server takes over its clients.pi
     const home = mkdtempSync(join(tmpdir(), "mandos-ts-gpg-"));
     const template = join(big, "template.pickle");
     writeFileSync(template, pickle);
-    const sections = execFileSync("python3", ["-c", SCALE_PICKLE, template, String(BIG), join(bigState, "clients.pickle"), home, GPG]).toString("utf8");
+    const sections = execFileSync("python3", ["-c", SCALE_PICKLE, template, String(BIG), join(bigState, "clients.pickle"), home, GPG, join(fleet.conf, "clients.conf"), "delta"]).toString("utf8");
     execFileSync("gpgconf", ["--homedir", home, "--kill", "all"], { stdio: "ignore" });
     rmSync(home, { recursive: true, force: true });
     writeFileSync(join(bigConf, "mandos.conf"), "[DEFAULT]\n");
     writeFileSync(join(bigConf, "clients.conf"), sections, { mode: 0o600 });
     const { uid, gid } = statSync(join(state, "clients.pickle"));
     chownSync(join(bigState, "clients.pickle"), uid, gid);
+    const delta = fleet.clients.find((c) => c.name === "delta")!;
     const notify = join(big, "notify");
     const rx = await receiveDatagrams(notify);
     chmodSync(notify, 0o777);
     const said = (): string[] => rx.received.map((b) => b.toString("utf8"));
     const args = ["--configdir", bigConf, "--statedir", bigState, "--port", "0", "--address", "::1"];
+    const statePath = join(bigState, "clients.json");
     const check = async (): Promise<string> => {
       const r = await run(process.execPath, [`${REPO}bin/mandos`, "--check", "--configdir", bigConf, "--statedir", bigState]);
       assert.equal(r.code, 0, r.stderr);
       return r.stdout.toString("utf8");
     };
+    const stillSealed = (): string[] => {
+      const file = JSON.parse(readFileSync(statePath, "utf8")) as { clients: Record<string, { referenceSecret?: string; secret?: string }> };
+      return Object.entries(file.clients).filter(([, c]) => c.referenceSecret !== undefined).map(([name]) => name);
+    };
     try {
-      // Told ahead: what the first start imports, and how long it will open secrets before serving.
-      assert.match(await check(), new RegExp(`^ok: the first start imports ${bigState}/clients\\.pickle: ${BIG} clients, ${BIG} sealed secrets to open before serving, about \\d+ (s|min) on \\d+ threads? \\(one took \\d+ ms here\\)$`, "m"));
+      // Told ahead: what the first start imports, and how long it will open secrets while serving.
+      assert.match(await check(), new RegExp(`^ok: the first start imports ${bigState}/clients\\.pickle: ${BIG} clients; it serves at once and opens their ${BIG} sealed secrets meanwhile, each asking client's first \\(about \\d+ (s|min) in all on \\d+ threads?; one took \\d+ ms here\\)$`, "m"));
 
-      // Detached, as an init script starts it: the starter, which waits
-      // for the server to serve, prints how far the opening has come.
-      if (!otherServer()) {
-        const detachedState = join(big, "state-detached");
-        mkdirSync(detachedState);
-        cpSync(join(bigState, "clients.pickle"), join(detachedState, "clients.pickle"));
-        chownSync(join(detachedState, "clients.pickle"), uid, gid);
-        chmodSync(detachedState, 0o777);
-        const r = await run(`${REPO}bin/mandos`, ["--configdir", bigConf, "--statedir", detachedState, "--port", "0", "--address", "::1", "--no-zeroconf", "--no-dbus"]);
-        const pid = existsSync(PID_FILE) ? Number(readFileSync(PID_FILE, "utf8").trim()) : 0;
-        try {
-          assert.equal(r.code, 0, r.stderr);
-          assert.match(r.stderr, new RegExp(`^mandos: Opening the ${BIG} secrets the Python server sealed in clients\\.pickle, on \\d+ threads?; the server listens once they are open$`, "m"));
-          assert.match(r.stderr, new RegExp(`^mandos: Opened the ${BIG} sealed secrets in \\d+ s$`, "m"));
-        } finally {
-          if (Number.isInteger(pid) && pid > 0) process.kill(pid, "SIGKILL");
-          rmSync(PID_FILE, { force: true });
-        }
-      }
-
-      // Stopped while it opens: exits 0, says so, writes no clients.json, never READY=1.
-      const stopped = await startServer(args, { NOTIFY_SOCKET: notify }, { startedWhen: new RegExp(`Opening the ${BIG} secrets the Python server sealed in clients\\.pickle`) });
-      assert.equal(await stopped.stop(), 0, stopped.log());
-      assert.match(stopped.log(), /Stopped while opening the secrets of .*clients\.pickle: nothing was written; the next start imports it again/);
-      assert.doesNotMatch(stopped.log(), /Imported the Python server's state|Now listening/);
-      assert.equal(existsSync(join(bigState, "clients.json")), false, "no clients.json: the next start migrates again");
-      assert.ok(said().includes("STOPPING=1"), said().join(" | "));
-      assert.ok(!said().includes("READY=1"));
+      // Stopped as the opening begins: a normal stop; the state file keeps the unopened secrets as the pickle sealed them.
+      const first = await startServer(args, { NOTIFY_SOCKET: notify }, { startedWhen: new RegExp(`Opening the ${BIG} secrets the Python server sealed in clients\\.pickle`) });
+      assert.equal(await first.stop(), 0, first.log());
+      assert.match(first.log(), new RegExp(`Imported the Python server's state of ${BIG} clients`));
+      assert.match(first.log(), /Imported many000 from clients\.pickle: disabled, stored secret, opened once serving/);
+      assert.match(first.log(), /Imported many001 from clients\.pickle: enabled, stored secret, opened once serving/);
+      assert.doesNotMatch(first.log(), new RegExp(`Opened the ${BIG} sealed secrets`));
+      const sealedLeft = stillSealed();
+      assert.ok(sealedLeft.length > 0 && sealedLeft.includes(LAST), `still sealed: ${sealedLeft.join(", ")}`);
+      assert.ok(said().indexOf("READY=1") >= 0 && said().indexOf("READY=1") < said().findIndex((m) => m.startsWith("STATUS=Opening")), `READY=1 before the opening: ${said().join(" | ")}`);
       rx.received.length = 0;
 
-      // Started again: the whole opening, followed, then READY=1.
+      // Started again (clients.json now, no migration): serves at once; a
+      // real mandos-client of the last client gets the pickled secret, its
+      // opening moved ahead of the others'.
       const server = await startServer(args, { NOTIFY_SOCKET: notify });
       try {
-        await rx.heard("READY=1");
-        const extend = "EXTEND_TIMEOUT_USEC=60000000";
+        assert.doesNotMatch(server.log(), /Imported/, "no second migration: the state file carries the sealed secrets");
+        const served = await runMandosClient(delta.dir, "::1", server.port, 30_000);
+        assert.equal(served.stdout.toString("utf8"), delta.password, `mandos-client: ${served.stderr.slice(-2_000)}`);
+        await server.waitForLog(new RegExp(`Opened the ${sealedLeft.length} sealed secrets in \\d+ s`), 60_000);
+        assert.match(server.log(), new RegExp(`Opening the ${sealedLeft.length} secrets the Python server sealed in clients\\.pickle, on \\d+ threads?; clients are served meanwhile, each one's secret opened first as it asks`));
+        const log = server.log();
+        assert.ok(log.includes(`Opened ${LAST}'s sealed secret ahead of the others: a connection waits for it`), "the waiting client's secret went first");
+        assert.ok(log.indexOf(`Sending secret to ${LAST}`) < log.indexOf(`Opened the ${sealedLeft.length} sealed secrets`), "served before the opening ended");
+        await rx.heard("STATUS=");
         const messages = said();
-        assert.equal(messages.at(-1), "READY=1");
-        assert.equal(messages[0], `STATUS=Opening the secrets sealed in clients.pickle: 0 of ${BIG}\n${extend}`);
-        assert.equal(messages.at(-2), `STATUS=\n${extend}`, "the status cleared as the opening ends");
-        const counts = messages.slice(0, -2).map((m) => {
-          const match = new RegExp(`^STATUS=Opening the secrets sealed in clients\\.pickle: (\\d+) of ${BIG}\\n${extend}$`).exec(m);
-          assert.ok(match, `every message before READY=1 says how far and stretches the timeout: ${JSON.stringify(m)}`);
-          return Number(match[1]);
-        });
-        assert.equal(counts.at(-1), BIG);
+        assert.equal(messages[0], "READY=1", "ready before the opening");
+        assert.equal(messages[1], `STATUS=Opening the secrets sealed in clients.pickle: 0 of ${sealedLeft.length}`);
+        const counts = messages.slice(1, messages.indexOf("STATUS=")).map((m) => Number(/: (\d+) of /.exec(m)?.[1]));
+        assert.equal(counts.at(-1), sealedLeft.length);
         assert.deepEqual(counts, [...counts].sort((a, b) => a - b), "the count only rises");
-        assert.match(server.log(), new RegExp(`Opening the ${BIG} secrets the Python server sealed in clients\\.pickle, on \\d+ threads?; the server listens once they are open`));
-        assert.match(server.log(), new RegExp(`Opened the ${BIG} sealed secrets in \\d+ s`));
-        assert.match(server.log(), new RegExp(`Imported the Python server's state of ${BIG} clients`));
-        assert.match(server.log(), /Imported many000 from clients\.pickle: disabled, stored secret/);
-        assert.match(server.log(), /Imported many001 from clients\.pickle: enabled, stored secret/);
       } finally {
         await server.stop();
       }
-      assert.ok(existsSync(join(bigState, "clients.json")));
+      assert.deepEqual(stillSealed(), [], "every secret open and stored as ours");
       assert.doesNotMatch(await check(), /clients\.pickle/, "nothing to import once clients.json is there");
+      // The next start serves the opened secret from clients.json.
+      const third = await startServer(args);
+      try {
+        assert.doesNotMatch(third.log(), /Opening the/);
+        const again = await runMandosClient(delta.dir, "::1", third.port, 30_000);
+        assert.equal(again.stdout.toString("utf8"), delta.password);
+      } finally {
+        await third.stop();
+      }
     } finally {
       await rx.close();
     }
@@ -389,20 +384,9 @@ describe("the secrets a pickle holds, opened on every core", { skip: missing(GPG
     const threads = new Set(opened.map((o) => o.threadId));
     assert.equal(threads.size, 2, "two worker threads shared the work");
     assert.ok(!threads.has(threadId), "none on the main thread");
-    // Stopped after the first: rejects with the reason, on threads or here, and opens nothing more here instead.
-    for (const threads of [2, 1]) {
-      const stop = new AbortController();
-      const reason = new Error("stop");
-      let after = 0;
-      await assert.rejects(openReferenceSecrets(items, threads, undefined, { opened: () => { after++; stop.abort(reason); }, signal: stop.signal }), (e) => e === reason);
-      assert.ok(after < items.length, `${threads} threads: ${after} opened after the stop`);
-    }
     const none: string[] = [];
     assert.deepEqual(await openReferenceSecrets([], 2, undefined, { begin: () => void none.push("begin") }), []);
-    assert.deepEqual(none, [], "no secrets: no opening to tell of (systemd's status would stay)");
-    const stopped = new AbortController();
-    stopped.abort(new Error("before"));
-    await assert.rejects(openReferenceSecrets(items, 2, undefined, { signal: stopped.signal }), /before/);
+    assert.deepEqual(none, [], "no secrets: no opening to tell of");
     const here = await openReferenceSecrets(items.slice(0, 3), 1);
     assert.deepEqual(here.map((o) => o.threadId), [threadId, threadId, threadId]);
     assert.deepEqual(here.map((o) => (o.secret ? Buffer.from(o.secret).toString() : null)), items.slice(0, 3).map((i) => i.plain));

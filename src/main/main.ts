@@ -15,7 +15,7 @@ import { openFilesLimit } from "./daemon/open-files.js";
 import { consoleSink, FanOutLogger, type Logger } from "./daemon/log.js";
 import { logServeEvents } from "./daemon/log-serve.js";
 import { systemClock } from "./clock.js";
-import { daemonize, isDaemonChild, notifyFailed, notifyReady, notifyWarning } from "./daemon/daemonize.js";
+import { daemonize, isDaemonChild, notifyFailed, notifyReady } from "./daemon/daemonize.js";
 import { ignoredOnStart } from "./daemon/inherited-signals.js";
 import { PidFile } from "./daemon/pidfile.js";
 import { checkClientsConfMode, chooseIds, dropPrivileges } from "./daemon/privileges.js";
@@ -34,7 +34,8 @@ import { clientsFileReader, readClientsFile, reloadReadiness, type ClientsFileRe
 import { runSelfTest } from "./daemon/self-test.js";
 import { readState, restoreState, StateSaver, StateSerialiser, STATE_FILE_NAME, STATE_PREPARE_DELAY_MS, STATE_PREPARE_SLICE_MS, STATE_WARM_SLICE_MS, type ClientView, type ConfigField } from "./state/state-file.js";
 import { checkStateDirWritable, prepareStateDir } from "./state/state-dir.js";
-import { migrateReferenceState, pendingMigration, PICKLE_FILE_NAME } from "./state/pickle-import.js";
+import { migrateReferenceState, pendingMigration } from "./state/pickle-import.js";
+import { SecretOpening } from "./state/secret-opening.js";
 import type { Announcement } from "./zeroconf/announcement.js";
 import type { DbusService } from "./dbus/index.js";
 import type { FleetState } from "./fleet/fleet-state.js";
@@ -78,7 +79,7 @@ function checkSettings(cli: CommandLine): ServerSettings | Error {
 
 /**
  * `--check`: what the first start would import from a Python server's
- * clients.pickle, and how long it would open its secrets before serving
+ * clients.pickle, and how long it would open its secrets while serving
  * (docs/ENROLL.md); nothing when there is nothing to migrate.
  */
 async function checkMigration(settings: ServerSettings, uid: number): Promise<void> {
@@ -95,8 +96,8 @@ async function checkMigration(settings: ServerSettings, uid: number): Promise<vo
     return;
   }
   const time = pending.oneSecretMs === null ? "" :
-    `, about ${roughly((pending.sealed * pending.oneSecretMs) / pending.threads)} on ${pending.threads} thread${pending.threads === 1 ? "" : "s"} (one took ${Math.round(pending.oneSecretMs)} ms here)`;
-  process.stdout.write(`ok: the first start imports ${pending.path}: ${pending.clients} clients, ${pending.sealed} sealed secrets to open before serving${time}\n`);
+    ` (about ${roughly((pending.sealed * pending.oneSecretMs) / pending.threads)} in all on ${pending.threads} thread${pending.threads === 1 ? "" : "s"}; one took ${Math.round(pending.oneSecretMs)} ms here)`;
+  process.stdout.write(`ok: the first start imports ${pending.path}: ${pending.clients} clients; it serves at once and opens their ${pending.sealed} sealed secrets meanwhile, each asking client's first${time}\n`);
 }
 
 function fail(message: string): number {
@@ -190,34 +191,21 @@ async function serve(settings: ServerSettings, detach: boolean, logger: FanOutLo
 }
 
 /**
- * migrateReferenceState, whose secrets take minutes to open for a big
- * fleet: followed in the log and by systemd (observe/start-progress.ts);
- * "stopped" when a SIGTERM or SIGINT came meanwhile, with nothing written,
- * so that the next start migrates again.
+ * Opens, in the background, the secrets the Python server sealed in
+ * clients.pickle that the registry's clients still wait for (after a
+ * switch, or a start that stopped before they were all open): followed in
+ * the log and in systemd's STATUS= (observe/start-progress.ts); null when
+ * there are none.
  */
-async function migrateFollowed(
-  statedir: string, statePath: string, config: readonly ClientSettings[], logger: Logger, owners: readonly number[], systemd: SystemdNotifier | null,
-): Promise<Awaited<ReturnType<typeof migrateReferenceState>> | "stopped"> {
-  // Logged, and printed by a detached server's starter (an init script), which waits meanwhile.
-  const say = (line: string): void => {
-    logger.info(line);
-    notifyWarning(line);
-  };
-  const progress = openingProgress(say, systemd, "; the server listens once they are open");
-  const stop = new AbortController();
-  const stopOpening = (): void => stop.abort(new Error("stopped by a signal"));
-  const stoppers = HANDLED_SIGNALS.filter((signal) => signal !== "SIGHUP");
-  for (const signal of stoppers) process.on(signal, stopOpening);
-  try {
-    const migrated = await migrateReferenceState(statedir, statePath, config, Date.now(), logger, owners, { ...progress, signal: stop.signal });
-    progress.end();
-    return migrated;
-  } catch (error) {
-    if (stop.signal.aborted) return "stopped";
-    throw error;
-  } finally {
-    for (const signal of stoppers) process.off(signal, stopOpening);
-  }
+function openSealedSecrets(registry: ClientRegistry, logger: Logger, systemd: SystemdNotifier | null): SecretOpening | null {
+  const toOpen = registry.secretsToOpen();
+  if (toOpen.length === 0) return null;
+  const progress = openingProgress((line) => logger.info(line), systemd, "; clients are served meanwhile, each one's secret opened first as it asks");
+  const opening = new SecretOpening(toOpen, { holder: registry, logger, watch: progress });
+  registry.onSecretWanted((name) => opening.hurry(name));
+  opening.start();
+  void opening.done.then((all) => all && progress.end());
+  return opening;
 }
 
 /** SIGINT is the reference's KeyboardInterrupt, unless it came ignored (daemon/inherited-signals.ts). */
@@ -266,14 +254,8 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
     // Migration from the Python server (docs/ENROLL.md): its clients.pickle,
     // when there is no clients.json yet.
     const owners = runAs ? [runAs.uid] : [];
-    const migrated = settings.restore ? await migrateFollowed(settings.statedir, statePath, config, logger, owners, systemd) : null;
-    if (migrated === "stopped") {
-      logger.info(`Stopped while opening the secrets of ${join(settings.statedir, PICKLE_FILE_NAME)}: nothing was written; the next start imports it again`);
-      notifyFailed("stopped before serving");
-      systemd?.notify("STOPPING=1");
-      systemd?.close();
-      return EXIT_OK;
-    }
+    // Its sealed secrets are opened once serving (state/secret-opening.ts).
+    const migrated = settings.restore ? await migrateReferenceState(settings.statedir, statePath, config, Date.now(), logger, owners) : null;
     const saved = settings.restore ? (migrated ? migrated.state : readState(statePath, logger, owners)) : null;
     const restored = settings.restore ? restoreState(config, saved, Date.now(), logger) : { settings: config, runtimes: new Map(), edited: new Map() };
     fleetUnsent = saved?.fleetUnsent ?? [];
@@ -493,6 +475,7 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
   accepting = true;
   observe.ready();
   logger.debug("Starting main loop");
+  const opening = openSealedSecrets(registry, logger, systemd);
 
   return new Promise<number>((resolve) => {
     let stopping = false;
@@ -513,6 +496,10 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
       void (async () => {
         await announcement?.stop();
         await listener.close(SHUTDOWN_GRACE_MS);
+        // After the connections' grace, in which one may wait for its
+        // secret: those not yet open stay sealed in the state file, for
+        // the next start.
+        await opening?.stop();
         await dbus?.stop();
         registry.stop();
         heapWatch.stop();

@@ -6,11 +6,25 @@
 // holds for approval_duration, for every connection of that client.
 //
 // A waiting connection wakes on any change of the client (record.notify():
-// approved, denied, enabled, disabled, removed) and looks again.
+// approved, denied, enabled, disabled, removed, its secret opened) and
+// looks again.
+//
+// A client whose secret is still sealed (secret-to-open.ts: the Python
+// server's, opened in the background after a switch) gets it once it is
+// open: its opening goes first as the connection arrives, the approval
+// runs meanwhile, and the connection waits for whichever comes last.
 
 import { events } from "../events.js";
 import type { PendingRequest, Refusal, SecretDecision } from "./contract.js";
 import { publish, type ClientHost, type ClientRecord } from "./record.js";
+import { secretToOpen } from "./secret-to-open.js";
+
+/**
+ * A connection waiting for its client's sealed secret looks again this
+ * often even unwoken; the opening notifies as it settles, so this is only
+ * a bound, not the pace.
+ */
+const SEALED_RECHECK_MS = 10_000;
 
 export class ApprovalGate {
   readonly #host: ClientHost;
@@ -24,6 +38,7 @@ export class ApprovalGate {
     const approvalRequired = c.settings.approvalDelay > 0;
     let delay = c.settings.approvalDelay;
     if (approvalRequired) this.#setPending(c, c.approvalsPending + 1);
+    if (c.runtime.enabled && secretToOpen(c.settings.secret)) host.secretWanted(c);
     try {
       for (;;) {
         if (signal.aborted || !host.isCurrent(c)) return { give: false, reason: "aborted" };
@@ -50,6 +65,15 @@ export class ApprovalGate {
           break;
         }
         delay -= elapsed;
+      }
+      // Approved; the secret may still be sealed. Its opening settles it
+      // (or a secret set meanwhile replaces it), and notifies.
+      while (secretToOpen(c.settings.secret)) {
+        // Asked for again: the client may have been enabled since the first.
+        host.secretWanted(c);
+        await this.#waitForChange(c, SEALED_RECHECK_MS, signal);
+        if (signal.aborted || !host.isCurrent(c)) return { give: false, reason: "aborted" };
+        if (!c.runtime.enabled) return this.#refuse(c, "disabled");
       }
       return { give: true, secret: c.settings.secret };
     } finally {

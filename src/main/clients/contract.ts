@@ -81,7 +81,9 @@ export type RegistryEvent =
   /** An operator approved or denied (the shared registry tells the other servers; ../fleet/). */
   | { readonly type: "approval-given"; readonly client: ClientView; readonly approved: boolean }
   /** No connection of this client waits for approval on this server any more (a fleet withdraws its pending request; ../fleet/). */
-  | { readonly type: "approval-wait-ended"; readonly client: ClientView };
+  | { readonly type: "approval-wait-ended"; readonly client: ClientView }
+  /** A secret sealed by the Python server was opened, or did not open (clients.conf's then in effect): for the state saver, not for D-Bus. */
+  | { readonly type: "secret-opened"; readonly client: ClientView; readonly opened: boolean };
 
 /** Why the registry refused a known client its secret (a rejected event says so too). */
 export type Refusal = "disabled" | "denied" | "approval_timeout";
@@ -113,6 +115,8 @@ export interface ClientCounts {
   readonly awaitingApproval: number;
   /** Clients whose checker runs or waits for its turn. */
   readonly checkersRunning: number;
+  /** Clients whose secret is still the one the Python server sealed, not yet opened (secret-to-open.ts). */
+  readonly secretSealed: number;
 }
 
 export interface Registry {

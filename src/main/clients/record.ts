@@ -7,6 +7,7 @@ import type { Clock, TimerHandle } from "../clock.js";
 import type { ClientProperty, ClientRuntime, ClientView, PendingRequest, RegistryEvent } from "./contract.js";
 import type { ClientSettings } from "./settings.js";
 import { settingsDiff } from "./runtime-settings.js";
+import { secretToOpen } from "./secret-to-open.js";
 import type { Channel, ClientDisabled } from "../events.js";
 
 /** A running checker (checker.ts spawns it). */
@@ -69,6 +70,8 @@ export class ClientRecord {
     const s = this.#settings;
     // settingsDiff compares every runtime setting, `enabled` and the secret's bytes included.
     if (s === settings || s.name !== settings.name || s.keyId !== settings.keyId || s.fingerprint !== settings.fingerprint) return;
+    // A sealed secret's placeholder is not clients.conf's secret, whatever its bytes.
+    if (secretToOpen(s.secret)) return;
     if (Object.keys(settingsDiff(s, settings)).length > 0) return;
     this.#settings = frozen(settings);
   }
@@ -171,6 +174,8 @@ export interface ClientHost {
   checkedOk(c: ClientRecord): void;
   /** This server runs `c`'s scheduled checkers (always, unless a fleet shares them out: ../fleet/). */
   ownsChecker(c: ClientRecord): boolean;
+  /** A connection of `c` waits for its sealed secret (secret-to-open.ts): open it next. */
+  secretWanted(c: ClientRecord): void;
 }
 
 /** Publishes on `ch`, building the message only when someone listens. */

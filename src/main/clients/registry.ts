@@ -25,6 +25,7 @@ import { ClientRecord, freshRuntime, publish, type ClientHost, type DisableCause
 import { RUNTIME_SETTINGS, type ClientPatch } from "./runtime-settings.js";
 import type { ClientSettings } from "./settings.js";
 import { EMPTY_KEY_ID } from "./settings.js";
+import { secretToOpen } from "./secret-to-open.js";
 import { ownedCopy } from "../../tls/record.js";
 import { CodedError } from "../../errors.js";
 
@@ -56,6 +57,7 @@ export class ClientRegistry implements Registry {
   readonly #approvals: ApprovalGate;
   #started = false;
   #ownsChecker: (name: string) => boolean = () => true;
+  #secretWanted: (name: string) => void = () => undefined;
 
   constructor(settings: readonly ClientSettings[], deps: RegistryDeps, restored?: ReadonlyMap<string, ClientRuntime>) {
     this.#logger = deps.logger;
@@ -68,6 +70,7 @@ export class ClientRegistry implements Registry {
       disable: (c, cause) => this.#disable(c, cause),
       checkedOk: (c) => this.#checkedOk(c),
       ownsChecker: (c) => this.#ownsChecker(c.settings.name),
+      secretWanted: (c) => this.#secretWanted(c.settings.name),
     };
     this.#expiry = new Expiry(host);
     this.#checkers = new CheckerRunner(host, this.#expiry, {
@@ -117,12 +120,14 @@ export class ClientRegistry implements Registry {
     let enabled = 0;
     let awaitingApproval = 0;
     let checkersRunning = 0;
+    let secretSealed = 0;
     for (const c of this.#clients.values()) {
       if (c.runtime.enabled) enabled++;
       if (c.approvalPending()) awaitingApproval++;
       if (c.checkerRunning()) checkersRunning++;
+      if (secretToOpen(c.settings.secret)) secretSealed++;
     }
-    return { enabled, disabled: this.#clients.size - enabled, awaitingApproval, checkersRunning };
+    return { enabled, disabled: this.#clients.size - enabled, awaitingApproval, checkersRunning, secretSealed };
   }
 
   get(name: string): ClientView | undefined {
@@ -188,6 +193,43 @@ export class ClientRegistry implements Registry {
     if (!c) return;
     this.#expiry.bump(c, c.settings.extendedTimeout);
     this.#emit({ type: "got-secret", client: c.view() });
+  }
+
+  /**
+   * The clients whose secret is still sealed (secret-to-open.ts), in the
+   * registry's order, with the placeholder each one holds.
+   */
+  secretsToOpen(): Array<{ readonly name: string; readonly placeholder: Buffer }> {
+    const out: Array<{ name: string; placeholder: Buffer }> = [];
+    for (const c of this.#clients.values()) if (secretToOpen(c.settings.secret)) out.push({ name: c.settings.name, placeholder: c.settings.secret });
+    return out;
+  }
+
+  /** Who opens the sealed secrets: told when a connection waits for one, to open it next. */
+  onSecretWanted(wanted: (name: string) => void): void {
+    this.#secretWanted = wanted;
+  }
+
+  /** Whether `name` still holds `placeholder`: not removed, and no secret set since. */
+  holdsPlaceholder(name: string, placeholder: Buffer): boolean {
+    return this.#clients.get(name)?.settings.secret === placeholder;
+  }
+
+  /**
+   * `name`'s sealed secret is open (`secret`), or did not open (null: then
+   * clients.conf's is in effect, as the reference takes it when gpg fails).
+   * Ignored when the client no longer holds `placeholder`. Wakes the
+   * connections waiting for it; emits secret-opened, for the state saver.
+   */
+  secretOpened(name: string, placeholder: Buffer, secret: Buffer | null): void {
+    const c = this.#clients.get(name);
+    const sealed = secretToOpen(placeholder);
+    if (!c || !sealed || c.settings.secret !== placeholder) return;
+    // Most open to clients.conf's (unless one was set at run time): that Buffer is then shared, not copied.
+    const same = secret === null || secret.equals(sealed.configSecret);
+    c.setSettings({ secret: same ? sealed.configSecret : ownedCopy(secret) });
+    c.notify();
+    this.#emit({ type: "secret-opened", client: c.view(), opened: secret !== null });
   }
 
   notFound(keyId: string, address: string): void {
@@ -305,6 +347,8 @@ export class ClientRegistry implements Registry {
       changed.push(row.property);
     }
     if (changed.length > 0) c.setSettings(next as Partial<ClientSettings>);
+    // A connection waiting for a sealed secret takes the one set instead.
+    if (changed.includes("Secret")) c.notify();
     // The reference restarts the checker schedule with a new interval.
     if (changed.includes("Interval")) this.#checkers.reschedule(c);
     // The reference moves the expiry by the timeout's change, disabling at

@@ -147,13 +147,14 @@ export function createMetrics(sources: MetricSources): Metrics {
     collect() { this.set(sources.workerQueue()); },
   });
   new Gauge({
-    name: "mandos_clients", help: "Configured clients by state (awaiting_approval counts enabled clients too).",
+    name: "mandos_clients", help: "Configured clients by state (awaiting_approval and secret_sealed count enabled or disabled clients too).",
     labelNames: ["state"], registers: [registry],
     collect() {
       const counts = sources.clientCounts();
       this.set({ state: "enabled" }, counts.enabled);
       this.set({ state: "disabled" }, counts.disabled);
       this.set({ state: "awaiting_approval" }, counts.awaitingApproval);
+      this.set({ state: "secret_sealed" }, counts.secretSealed);
     },
   });
   new Gauge({

@@ -5,20 +5,22 @@
 // restoreState applies the reference's precedence rules to it as it does
 // to clients.json. The secrets the reference sealed with `gpg --symmetric`
 // under a passphrase made from each client's clients.conf secret
-// (PGPEngine.password_encode) are opened with OpenPGP.js, on every core
-// (reference-secret.ts).
+// (PGPEngine.password_encode) are opened with OpenPGP.js (reference-secret.ts):
+// at start-up, once serving, in the background (secret-opening.ts), so
+// the state carries them sealed as the pickle has them; for `mandos-keygen
+// --import-pickle`, here, on every core.
 //
 // Used at start-up when clients.json is absent and clients.pickle is there;
 // the pickle is only read, never changed or removed (the reference removes
 // it after reading; we leave it so that an admin can go back).
 
 import { existsSync } from "node:fs";
-import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import type { ClientSettings } from "../clients/settings.js";
 import type { Logger } from "../daemon/log.js";
 import { readTrustedStateFile, sealSecret, unreadableReason, type StateFile } from "./state-file.js";
 import { openReferenceSecret, openReferenceSecrets, type OpeningWatch, type SealedSecret } from "./reference-secret.js";
+import { openingThreads } from "./secret-opening.js";
 import { PyDatetime, PyTimedelta, PyTuple, unpickle, type PyDict, type PyValue } from "./unpickle.js";
 import { CodedError } from "../../errors.js";
 
@@ -90,12 +92,15 @@ function readPickle(data: Buffer, config: readonly ClientSettings[]): {
  * The pickle as our state file, for the clients clients.conf still has.
  * Where the reference's saved clients.conf settings lack a field (a pickle
  * from an older version), the saved value in effect wins, as the
- * reference's KeyError branch does.
+ * reference's KeyError branch does. Each sealed secret is opened here,
+ * followed by `watch`; with "later", none is: the state carries it sealed
+ * (`referenceSecret`), for the server to open once serving.
  */
-export async function stateFromPickle(data: Buffer, config: readonly ClientSettings[], now: number, logger: Logger, watch: OpeningWatch = {}): Promise<StateFile> {
+export async function stateFromPickle(data: Buffer, config: readonly ClientSettings[], now: number, logger: Logger, watch: OpeningWatch | "later" = {}): Promise<StateFile> {
   const { imported, removed, sealed } = readPickle(data, config);
   const state: StateFile = { format: "mandos-ts-state", version: 1, saved: new Date(now).toISOString(), clients: {} };
-  const opened = (await openReferenceSecrets(sealed, undefined, undefined, watch)).values();
+  const later = watch === "later";
+  const opened = (later ? [] : await openReferenceSecrets(sealed, undefined, undefined, watch)).values();
   for (const { conf, client, old } of imported) {
     const current = settingsOf(client);
     const then = settingsOf(dict(old, `settings of ${conf.name}`));
@@ -104,7 +109,9 @@ export async function stateFromPickle(data: Buffer, config: readonly ClientSetti
       current[f] ??= confValues[f];
       then[f] ??= current[f];
     }
-    const opening = Buffer.isBuffer(client.get("encrypted_secret")) ? opened.next().value?.secret : null;
+    const encrypted = client.get("encrypted_secret");
+    const toOpen = later && Buffer.isBuffer(encrypted) && encrypted.length > 0 ? encrypted : null;
+    const opening = !later && Buffer.isBuffer(encrypted) ? opened.next().value?.secret : null;
     const secret = opening ? Buffer.from(opening) : null;
     const status = client.get("last_checker_status");
     const signal = client.get("last_checker_signal");
@@ -123,12 +130,10 @@ export async function stateFromPickle(data: Buffer, config: readonly ClientSetti
       },
       // An unopened secret fails restoreState's decryption, which then
       // takes clients.conf's, as the reference does on a PGPError.
-      secret: secret === null ? "" : sealSecret(secret, conf.secret),
+      ...(toOpen !== null ? { referenceSecret: toOpen.toString("base64") } : { secret: secret === null ? "" : sealSecret(secret, conf.secret) }),
     };
-    logger.info(
-      `Imported ${conf.name} from ${PICKLE_FILE_NAME}: ${current.enabled ? "enabled" : "disabled"}, ` +
-        `${secret === null ? "secret from clients.conf (the stored one did not open)" : "stored secret"}`,
-    );
+    const which = toOpen !== null ? "stored secret, opened once serving" : secret === null ? "secret from clients.conf (the stored one did not open)" : "stored secret";
+    logger.info(`Imported ${conf.name} from ${PICKLE_FILE_NAME}: ${current.enabled ? "enabled" : "disabled"}, ${which}`);
   }
   if (removed.length > 0) {
     state.removed = removed;
@@ -158,12 +163,11 @@ function pickleToMigrate(path: string, ourStatePath: string, owners: readonly nu
  * At start-up: the reference's state as ours when `statedir` has
  * clients.pickle and no clients.json; null when there is nothing to
  * migrate. A pickle that cannot be read is a warning and a fresh start.
- * `watch` follows the opening of its sealed secrets (minutes for a big
- * fleet); when its signal stops it, this rejects with the signal's reason
- * and nothing is imported: the next start migrates again.
+ * Its sealed secrets stay sealed in the state (`referenceSecret`), opened
+ * once serving (secret-opening.ts).
  */
 export async function migrateReferenceState(
-  statedir: string, ourStatePath: string, config: readonly ClientSettings[], now: number, logger: Logger, owners: readonly number[] = [], watch: OpeningWatch = {},
+  statedir: string, ourStatePath: string, config: readonly ClientSettings[], now: number, logger: Logger, owners: readonly number[] = [],
 ): Promise<{ state: StateFile | null } | null> {
   const picklePath = join(statedir, PICKLE_FILE_NAME);
   const data = pickleToMigrate(picklePath, ourStatePath, owners);
@@ -173,13 +177,10 @@ export async function migrateReferenceState(
     return { state: null };
   }
   try {
-    const state = await stateFromPickle(data, config, now, logger, watch);
+    const state = await stateFromPickle(data, config, now, logger, "later");
     logger.info(`Imported the Python server's state of ${Object.keys(state.clients).length} clients from ${picklePath}; it is left as it was`);
     return { state };
   } catch (error) {
-    // Stopped, not unreadable: a fresh start would write clients.json and
-    // the pickle's state would never be imported.
-    if (watch.signal?.aborted) throw error;
     logger.warning(`Could not import the Python server's state from ${picklePath}: ${(error as Error).message}; starting from clients.conf`);
     return { state: null };
   }
@@ -194,10 +195,10 @@ export type PendingMigration =
  * For `mandos --check`: what the next start would import from `statedir`'s
  * clients.pickle (null when there is nothing to migrate: no pickle, or
  * clients.json already there), with one sealed secret opened here and
- * timed, to tell how long the start will open them before it serves.
+ * timed, to tell how long the server will open them while it serves.
  */
 export async function pendingMigration(
-  statedir: string, ourStatePath: string, config: readonly ClientSettings[], owners: readonly number[] = [], threads = availableParallelism(),
+  statedir: string, ourStatePath: string, config: readonly ClientSettings[], owners: readonly number[] = [], threads = openingThreads(),
 ): Promise<PendingMigration | null> {
   const path = join(statedir, PICKLE_FILE_NAME);
   const data = pickleToMigrate(path, ourStatePath, owners);

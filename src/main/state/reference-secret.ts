@@ -4,8 +4,10 @@
 // key derivation, 65 MB hashed with its default S2K count (two passes of
 // SHA-1 for an AES-256 key, ~70 ms of one core here): a migration of 1,000
 // clients is a minute of CPU, once. So they are opened on worker threads,
-// one per core (src/workers/reference-secret.ts), and the start that
-// migrates waits for the slowest thread instead of for the sum.
+// one per core (src/workers/reference-secret.ts): all at once here, for
+// `mandos-keygen --import-pickle`, which waits for the slowest thread
+// instead of for the sum; in the background while serving, each asking
+// client's first, in secret-opening.ts.
 
 import { availableParallelism } from "node:os";
 import { createRequire } from "node:module";
@@ -64,13 +66,10 @@ const THREADS_FROM = 2;
  * Who watches an opening that may take minutes (10,000 secrets take
  * minutes on a few cores): told how many secrets on how many threads as it
  * begins, and the count opened so far as each one opens (in any order).
- * `signal` stops it: the threads are ended and the promise rejects with the
- * signal's reason, never falling back to opening them here.
  */
 export interface OpeningWatch {
   begin?(total: number, threads: number): void;
   opened?(done: number, total: number): void;
-  readonly signal?: AbortSignal;
 }
 
 /**
@@ -85,8 +84,6 @@ export async function openReferenceSecrets(
   entry = new URL("../../workers/reference-secret-entry.cjs", import.meta.url),
   watch: OpeningWatch = {},
 ): Promise<OpenedSecret[]> {
-  const { signal } = watch;
-  signal?.throwIfAborted();
   if (items.length === 0) return [];
   const count = Math.min(threads, items.length);
   if (count < 2 || items.length < THREADS_FROM) return openHere(items, watch);
@@ -105,21 +102,18 @@ export async function openReferenceSecrets(
   // made the pool be destroyed (ignored: the race is decided by then).
   const failed = new Promise<never>((_resolve, reject) => pool.on("error", reject));
   failed.catch(() => undefined);
-  const stopped = new Promise<never>((_resolve, reject) => signal?.addEventListener("abort", () => reject(signal.reason as Error), { once: true }));
-  stopped.catch(() => undefined);
   watch.begin?.(items.length, count);
   let done = 0;
   try {
     // Each on its own exact-size copy: structured clone copies a view's
     // whole ArrayBuffer (the pickle's, the secrets' arena, Node's pool).
     const all = Promise.all(items.map(async ({ sealed, configSecret }) => {
-      const opened = await pool.run({ sealed: exact(sealed), configSecret: exact(configSecret) });
+      const opened = await pool.run({ sealed: exactCopy(sealed), configSecret: exactCopy(configSecret) });
       watch.opened?.(++done, items.length);
       return opened;
     }));
-    return await Promise.race([all, failed, stopped]);
+    return await Promise.race([all, failed]);
   } catch {
-    if (signal?.aborted) throw signal.reason as Error;
     // A worker that cannot load (a damaged installation): the slow way.
     return openHere(items, watch);
   } finally {
@@ -131,14 +125,14 @@ async function openHere(items: readonly SealedSecret[], watch: OpeningWatch): Pr
   const opened: OpenedSecret[] = [];
   watch.begin?.(items.length, 1);
   for (const { sealed, configSecret } of items) {
-    watch.signal?.throwIfAborted();
     opened.push({ secret: await openReferenceSecret(sealed, configSecret), threadId });
     watch.opened?.(opened.length, items.length);
   }
   return opened;
 }
 
-function exact(bytes: Uint8Array): Buffer {
+/** A copy of its own exact size: structured clone copies a view's whole ArrayBuffer. */
+export function exactCopy(bytes: Uint8Array): Buffer {
   const copy = new Uint8Array(bytes);
   return Buffer.from(copy.buffer, 0, copy.byteLength);
 }

@@ -14,7 +14,12 @@
 //        "secret":  the secret in effect, AES-256-GCM encrypted under a key
 //                   derived from the clients.conf secret (as the reference
 //                   encrypts it with that secret: edit the file's secret and
-//                   the stored one can no longer be read, and is dropped) } } }
+//                   the stored one can no longer be read, and is dropped),
+//        "referenceSecret": in its place while the secret is still the
+//                   one the Python server sealed in clients.pickle, not
+//                   yet opened (base64 of its `gpg --symmetric` message,
+//                   sealed under the clients.conf secret as the pickle
+//                   holds it); the next start opens it } } }
 // Durations are milliseconds, timestamps ISO 8601 UTC, or null.
 //
 // Restoring follows the reference's main(): for each setting, a clients.conf
@@ -27,6 +32,7 @@ import { createCipheriv, createDecipheriv, hkdfSync } from "node:crypto";
 import { closeSync, constants, fstatSync, openSync, readFileSync } from "node:fs";
 import type { ClientSettings } from "../clients/settings.js";
 import type { ClientRuntime } from "../clients/contract.js";
+import { placeholderFor, secretToOpen } from "../clients/secret-to-open.js";
 import { PLAIN_SETTINGS, type PlainSetting } from "../clients/runtime-settings.js";
 import type { Logger } from "../daemon/log.js";
 import { reasonInWords } from "../config/os-error.js";
@@ -64,6 +70,8 @@ interface StoredClient {
   runtime: StoredRuntime;
   /** Absent when the secret in effect is clients.conf's (the usual case): only a secret set since (D-Bus) is kept. */
   secret?: string;
+  /** In place of `secret`, the Python server's sealed secret not yet opened (clients/secret-to-open.ts). */
+  referenceSecret?: string;
 }
 
 /**
@@ -121,7 +129,8 @@ function isConfigSecret(secret: Buffer, configSecret: Buffer): boolean {
 }
 
 // A client's JSON ends with one of these pieces: `}` when the secret in
-// effect is clients.conf's, else `,"secret":"SEALED"}`. Sealing costs a key
+// effect is clients.conf's, `,"referenceSecret":"BASE64"}` while it is
+// still the Python server's sealed one, else `,"secret":"SEALED"}`. Sealing costs a key
 // derivation and a cipher, and a server saves every second of a reboot
 // wave, so a sealed piece is kept until the secret (a new Buffer when it
 // changes) is replaced. Kept as bytes, outside V8's heap, in memory of
@@ -129,12 +138,20 @@ function isConfigSecret(secret: Buffer, configSecret: Buffer): boolean {
 // long would keep its whole chunk.
 const CLIENT_CLOSE = Buffer.from("}");
 const SECRET_OPEN = ',"secret":"';
+const REFERENCE_OPEN = ',"referenceSecret":"';
 const sealed = new WeakMap<Buffer, { configSecret: Buffer; piece: Buffer }>();
 
 function secretPiece(secret: Buffer, configSecret: Buffer): Buffer {
-  if (isConfigSecret(secret, configSecret)) return CLIENT_CLOSE;
   const hit = sealed.get(secret);
   if (hit && hit.configSecret === configSecret) return hit.piece;
+  const toOpen = secretToOpen(secret);
+  // Still sealed by the reference: carried as it is, whatever clients.conf says.
+  if (toOpen) {
+    const piece = ownedConcat([`${REFERENCE_OPEN}${toOpen.sealed.toString("base64")}"}`]);
+    sealed.set(secret, { configSecret, piece });
+    return piece;
+  }
+  if (isConfigSecret(secret, configSecret)) return CLIENT_CLOSE;
   const piece = ownedConcat([`${SECRET_OPEN}${sealSecret(secret, configSecret)}"}`]);
   sealed.set(secret, { configSecret, piece });
   return piece;
@@ -183,7 +200,9 @@ export function buildState(
     const piece = secretPiece(settings.secret, conf.secret);
     const stored: StoredClient = storedWithoutSecret(conf, settings, runtime);
     // The same sealing as the pieces' (the IV is random): the base64 between the quotes.
-    if (piece !== CLIENT_CLOSE) stored.secret = piece.toString("latin1", SECRET_OPEN.length, piece.length - 2);
+    const toOpen = secretToOpen(settings.secret);
+    if (toOpen) stored.referenceSecret = toOpen.sealed.toString("base64");
+    else if (piece !== CLIENT_CLOSE) stored.secret = piece.toString("latin1", SECRET_OPEN.length, piece.length - 2);
     clients[settings.name] = stored;
   }
   const state: StateFile = { format: "mandos-ts-state", version: 1, saved: new Date(now).toISOString(), clients };
@@ -825,9 +844,17 @@ export function restoreState(config: readonly ClientSettings[], state: StateFile
     if (fromFile.length > 0) edited.set(conf.name, fromFile);
     // No secret stored: clients.conf's was in effect. One that opens to
     // clients.conf's (a file of an earlier version) shares its Buffer.
-    const secret = saved.secret === undefined ? conf.secret : openSecret(saved.secret, conf.secret);
-    if (secret === null) logger.debug(`Failed to decrypt ${conf.name} old secret`);
-    merged.secret = secret === null || isConfigSecret(secret, conf.secret) ? conf.secret : secret;
+    // The Python server's sealed one not yet opened: a placeholder, opened
+    // once serving (clients/secret-to-open.ts), under today's clients.conf
+    // secret as the reference opens it.
+    const reference = saved.secret === undefined && typeof saved.referenceSecret === "string" ? Buffer.from(saved.referenceSecret, "base64") : null;
+    if (reference !== null && reference.length > 0) {
+      merged.secret = placeholderFor({ sealed: reference, configSecret: conf.secret });
+    } else {
+      const secret = saved.secret === undefined ? conf.secret : openSecret(saved.secret, conf.secret);
+      if (secret === null) logger.debug(`Failed to decrypt ${conf.name} old secret`);
+      merged.secret = secret === null || isConfigSecret(secret, conf.secret) ? conf.secret : secret;
+    }
     const s = merged as unknown as ClientSettings;
     const r = saved.runtime;
     const runtime: { -readonly [K in keyof ClientRuntime]: ClientRuntime[K] } = {

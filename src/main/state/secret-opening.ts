@@ -1,0 +1,249 @@
+// The opening, while the server serves, of the secrets the Python server
+// sealed in its clients.pickle (../clients/secret-to-open.ts): after a
+// switch, every client's, ~70 ms of a core each (reference-secret.ts).
+// The server does not wait for them: it serves from the start, and a
+// connection whose client's secret is still sealed waits for that one
+// alone, which is opened next (`hurry`), ahead of the others. So a machine
+// that boots meanwhile waits about two secrets' time, not the fleet's.
+//
+// The openings run on worker threads (src/workers/reference-secret.ts),
+// one core fewer than the machine has (at least one): the main thread keeps
+// a core for the connections. The order is ours, not Piscina's queue: no
+// more is handed to the pool than it has threads, so a hurried secret is
+// the next one a thread takes.
+
+import { availableParallelism } from "node:os";
+import { createRequire } from "node:module";
+import { setImmediate as yieldTurn } from "node:timers/promises";
+import type { Logger } from "../daemon/log.js";
+import { secretToOpen, type SecretToOpen } from "../clients/secret-to-open.js";
+import { exactCopy, openReferenceSecret, type OpenedSecret, type OpeningWatch, type SealedSecret } from "./reference-secret.js";
+
+/** How many threads open them: one fewer than the cores, at least one. */
+export function openingThreads(): number {
+  return Math.max(1, availableParallelism() - 1);
+}
+
+/** What the opening needs of the registry (ClientRegistry has it). */
+export interface SealedSecretHolder {
+  /** Whether `name` still waits for this opening (not removed, no secret set since). */
+  holdsPlaceholder(name: string, placeholder: Buffer): boolean;
+  /** The opened secret, or null when it did not open (clients.conf's is then in effect). */
+  secretOpened(name: string, placeholder: Buffer, secret: Buffer | null): void;
+}
+
+/** One client's sealed secret to open: its name and the placeholder it holds meanwhile. */
+export interface ToOpen {
+  readonly name: string;
+  readonly placeholder: Buffer;
+}
+
+export interface SecretOpeningOptions {
+  readonly holder: SealedSecretHolder;
+  readonly logger: Logger;
+  /** Told as it begins and as each one settles (observe/start-progress.ts). */
+  readonly watch?: Pick<OpeningWatch, "begin" | "opened">;
+  /** Worker threads; by default one fewer than the cores, at least one. */
+  readonly threads?: number;
+  /** The workers' Piscina entry (tests give one that cannot load). */
+  readonly entry?: URL;
+}
+
+interface Entry {
+  readonly item: ToOpen;
+  /** Handed to a thread (or opened here, or found no longer wanted). */
+  started: boolean;
+  /** A connection waits for it. */
+  hurried: boolean;
+}
+
+interface PoolLike {
+  run(task: SealedSecret): Promise<OpenedSecret>;
+  destroy(): Promise<void>;
+}
+
+export class SecretOpening {
+  readonly #items: readonly ToOpen[];
+  readonly #byName: Map<string, Entry>;
+  readonly #options: SecretOpeningOptions;
+  readonly #threads: number;
+  /** Asked for by a waiting connection, oldest first; the next ones a thread takes. */
+  readonly #hurried: Entry[] = [];
+  /** Handed to a pool that failed before it answered: taken first. */
+  readonly #again: Entry[] = [];
+  /** The next in the registry's order not yet started. */
+  #next = 0;
+  #running = 0;
+  #settled = 0;
+  #pool: PoolLike | null = null;
+  /** The pool failed: the rest are opened here, one at a time. */
+  #here = false;
+  #openingHere = false;
+  #stopped = false;
+  readonly #done: Promise<boolean>;
+  #resolveDone!: (all: boolean) => void;
+
+  constructor(items: readonly ToOpen[], options: SecretOpeningOptions) {
+    this.#items = items;
+    this.#byName = new Map(items.map((item) => [item.name, { item, started: false, hurried: false }]));
+    this.#options = options;
+    this.#threads = Math.max(1, options.threads ?? openingThreads());
+    this.#done = new Promise((resolve) => (this.#resolveDone = resolve));
+  }
+
+  /** How many it opens at once. */
+  get threads(): number {
+    return this.#threads;
+  }
+
+  /** True once every secret is open (or did not open, or is no longer wanted); false when stopped first. */
+  get done(): Promise<boolean> {
+    return this.#done;
+  }
+
+  /** Starts the threads and the openings. */
+  start(): void {
+    const count = this.#items.length;
+    this.#options.watch?.begin?.(count, this.#threads);
+    if (count === 0) {
+      this.#resolveDone(true);
+      return;
+    }
+    const { Piscina } = createRequire(import.meta.url)("piscina") as typeof import("piscina");
+    const pool = new Piscina<SealedSecret, OpenedSecret>({
+      // CommonJS that import()s reference-secret.js (see src/workers/handshake-entry.cts).
+      filename: (this.#options.entry ?? new URL("../../workers/reference-secret-entry.cjs", import.meta.url)).href,
+      minThreads: this.#threads,
+      maxThreads: this.#threads,
+      concurrentTasksPerWorker: 1,
+      recordTiming: false,
+    });
+    // Unheard, Piscina's "error" would end the server: a worker that could
+    // not load (its tasks would then wait for ever, as Piscina starts no other).
+    pool.on("error", (error: Error) => this.#poolFailed(error));
+    this.#pool = pool;
+    this.#fill();
+  }
+
+  /** A connection waits for `name`'s secret: it is the next one a thread takes. */
+  hurry(name: string): void {
+    const entry = this.#byName.get(name);
+    if (!entry || entry.started || entry.hurried || this.#stopped) return;
+    entry.hurried = true;
+    this.#hurried.push(entry);
+    this.#fill();
+  }
+
+  /** Ends the threads; the secrets not yet open stay sealed (the state file carries them). */
+  async stop(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    const pool = this.#pool;
+    this.#pool = null;
+    this.#resolveDone(false);
+    await pool?.destroy();
+  }
+
+  /** The next to start: a hurried one first, then the registry's order; null when none is left. */
+  #take(): Entry | null {
+    const again = this.#again.shift();
+    if (again) return again;
+    while (this.#hurried.length > 0) {
+      const entry = this.#hurried.shift()!;
+      if (!entry.started) return entry;
+    }
+    while (this.#next < this.#items.length) {
+      const entry = this.#byName.get(this.#items[this.#next++]!.name)!;
+      if (!entry.started) return entry;
+    }
+    return null;
+  }
+
+  /** The next one still wanted, marked started; those no longer wanted are settled on the way. */
+  #startNext(): { readonly entry: Entry; readonly sealed: SecretToOpen } | null {
+    for (;;) {
+      const entry = this.#take();
+      if (entry === null) return null;
+      entry.started = true;
+      const { name, placeholder } = entry.item;
+      const sealed = secretToOpen(placeholder);
+      if (sealed && this.#options.holder.holdsPlaceholder(name, placeholder)) return { entry, sealed };
+      this.#settle(entry, undefined);
+    }
+  }
+
+  /** Hands the pool as many as it has threads. */
+  #fill(): void {
+    while (!this.#stopped && !this.#here && this.#pool !== null && this.#running < this.#threads) {
+      const next = this.#startNext();
+      if (next === null) return;
+      const { entry, sealed } = next;
+      this.#running++;
+      this.#pool.run({ sealed: exactCopy(sealed.sealed), configSecret: exactCopy(sealed.configSecret) }).then(
+        (opened) => {
+          this.#running--;
+          if (this.#stopped) return;
+          this.#settle(entry, opened.secret === null ? null : Buffer.from(opened.secret));
+          this.#fill();
+        },
+        () => {
+          // A pool destroyed by stop(), or one that failed: opened here then.
+          this.#running--;
+          if (this.#stopped) return;
+          this.#again.push(entry);
+          if (this.#here && !this.#openingHere) void this.#openHere();
+        },
+      );
+    }
+  }
+
+  /**
+   * One secret settled: `secret` the opened one, null when it did not open,
+   * undefined when no longer wanted (the client removed, or a secret set).
+   */
+  #settle({ item, hurried }: Entry, secret: Buffer | null | undefined): void {
+    const { holder, logger, watch } = this.#options;
+    if (secret !== undefined) {
+      holder.secretOpened(item.name, item.placeholder, secret);
+      if (secret === null) logger.debug(`Failed to decrypt ${item.name} old secret`);
+      else if (hurried) logger.debug(`Opened ${item.name}'s sealed secret ahead of the others: a connection waits for it`);
+    }
+    this.#settled++;
+    watch?.opened?.(this.#settled, this.#items.length);
+    if (this.#settled === this.#items.length) {
+      this.#resolveDone(true);
+      void this.stop();
+    }
+  }
+
+  /** The pool cannot open them (a worker that could not load): the rest are opened here, hurried ones first. */
+  #poolFailed(error: Error): void {
+    if (this.#stopped || this.#here) return;
+    this.#here = true;
+    this.#options.logger.warning(`The threads opening the sealed secrets failed (${error.message}); opening the rest on the main thread, which holds connections ~70 ms a secret`);
+    const pool = this.#pool;
+    this.#pool = null;
+    void pool?.destroy().catch(() => undefined);
+    void this.#openHere();
+  }
+
+  /** Opens the rest here, one a turn, until none is left (a task the failed pool hands back starts it again). */
+  async #openHere(): Promise<void> {
+    this.#openingHere = true;
+    try {
+      for (;;) {
+        // Between two, the connections and a hurry come in.
+        await yieldTurn();
+        if (this.#stopped) return;
+        const next = this.#startNext();
+        if (next === null) return;
+        const secret = await openReferenceSecret(next.sealed.sealed, next.sealed.configSecret);
+        if (this.#stopped) return;
+        this.#settle(next.entry, secret);
+      }
+    } finally {
+      this.#openingHere = false;
+    }
+  }
+}
+
