@@ -222,7 +222,7 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
   const clientsPath = join(settings.configdir, "clients.conf");
   const statePath = join(settings.statedir, STATE_FILE_NAME);
   // Under Type=notify (docs/OBSERVABILITY.md): READY=1 once serving, and
-  // before it how far a long migration has come.
+  // then how far the opening of a migrated pickle's secrets has come.
   const systemd = systemdNotifier();
   // The user we become after binding, when we start as root.
   const runAs = process.getuid?.() === 0 ? chooseIds() : undefined;
