@@ -121,6 +121,12 @@ describe("the pickle's sealed secrets, opened while serving", { skip: missing(GP
     assert.deepEqual(registry.secretsToOpen(), []);
     assert.equal(registry.counts().secretSealed, 0);
     registry.stop();
+    // Nothing to open: done at once, and nothing told (systemd's status would stay).
+    const none: string[] = [];
+    const idle = new SecretOpening([], { holder: registry, logger: log, watch: { begin: () => void none.push("begin") } });
+    idle.start();
+    assert.equal(await idle.done, true);
+    assert.deepEqual(none, []);
   });
 
   test("a secret set, a new clients.conf secret, a disabling or a removal while a connection waits win over the opening", async () => {

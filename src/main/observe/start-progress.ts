@@ -14,7 +14,7 @@ const NOTIFY_EVERY_MS = 1_000;
 /** A progress line at most this often: a small fleet's opening logs only its start and its end. */
 export const LOG_EVERY_MS = 30_000;
 
-export interface OpeningProgress extends Required<Pick<OpeningWatch, "begin" | "opened">> {
+export interface OpeningProgress extends Required<OpeningWatch> {
   /** Every secret is open: said, and systemd's status cleared. */
   end(): void;
 }

@@ -42,7 +42,7 @@ export interface SecretOpeningOptions {
   readonly holder: SealedSecretHolder;
   readonly logger: Logger;
   /** Told as it begins and as each one settles (observe/start-progress.ts). */
-  readonly watch?: Pick<OpeningWatch, "begin" | "opened">;
+  readonly watch?: OpeningWatch;
   /** Worker threads; by default one fewer than the cores, at least one. */
   readonly threads?: number;
   /** The workers' Piscina entry (tests give one that cannot load). */
@@ -91,11 +91,6 @@ export class SecretOpening {
     this.#done = new Promise((resolve) => (this.#resolveDone = resolve));
   }
 
-  /** How many it opens at once. */
-  get threads(): number {
-    return this.#threads;
-  }
-
   /** True once every secret is open (or did not open, or is no longer wanted); false when stopped first. */
   get done(): Promise<boolean> {
     return this.#done;
@@ -103,12 +98,11 @@ export class SecretOpening {
 
   /** Starts the threads and the openings. */
   start(): void {
-    const count = this.#items.length;
-    this.#options.watch?.begin?.(count, this.#threads);
-    if (count === 0) {
+    if (this.#items.length === 0) {
       this.#resolveDone(true);
       return;
     }
+    this.#options.watch?.begin?.(this.#items.length, this.#threads);
     const { Piscina } = createRequire(import.meta.url)("piscina") as typeof import("piscina");
     const pool = new Piscina<SealedSecret, OpenedSecret>({
       // CommonJS that import()s reference-secret.js (see src/workers/handshake-entry.cts).
