@@ -13,6 +13,8 @@ import { availableParallelism } from "node:os";
 import { createRequire } from "node:module";
 import { threadId } from "node:worker_threads";
 import type * as openpgp from "openpgp";
+import type { SecretToOpen } from "../clients/secret-to-open.js";
+import { ownedCopy } from "../../tls/record.js";
 import { symmetricSessionKey } from "./symmetric-key.js";
 
 /**
@@ -48,10 +50,7 @@ export async function openReferenceSecret(sealed: Buffer, configSecret: Buffer):
 }
 
 /** One sealed secret to open, and the clients.conf secret it was sealed under. */
-export interface SealedSecret {
-  readonly sealed: Buffer;
-  readonly configSecret: Buffer;
-}
+export type SealedSecret = SecretToOpen;
 
 /** A worker's answer: the secret (null if it did not open) and the thread that opened it. */
 export interface OpenedSecret {
@@ -81,34 +80,22 @@ export interface OpeningWatch {
 export async function openReferenceSecrets(
   items: readonly SealedSecret[],
   threads = availableParallelism(),
-  entry = new URL("../../workers/reference-secret-entry.cjs", import.meta.url),
+  entry = REFERENCE_SECRET_ENTRY,
   watch: OpeningWatch = {},
 ): Promise<OpenedSecret[]> {
   if (items.length === 0) return [];
   const count = Math.min(threads, items.length);
   if (count < 2 || items.length < THREADS_FROM) return openHere(items, watch);
-  const { Piscina } = createRequire(import.meta.url)("piscina") as typeof import("piscina");
-  const pool = new Piscina<SealedSecret, OpenedSecret>({
-    // CommonJS that import()s reference-secret.js (see src/workers/handshake-entry.cts).
-    filename: entry.href,
-    minThreads: count,
-    maxThreads: count,
-    concurrentTasksPerWorker: 1,
-    recordTiming: false,
-  });
-  // Piscina's "error", unheard, would be thrown and end the server: a
-  // worker that could not load (its tasks would then wait for ever, as
-  // Piscina starts no other), or an answer that came after a failed task
-  // made the pool be destroyed (ignored: the race is decided by then).
-  const failed = new Promise<never>((_resolve, reject) => pool.on("error", reject));
+  const pool = referenceSecretPool(count, entry);
+  // An answer that came after a failed task made the pool be destroyed is
+  // ignored: the race is decided by then.
+  const failed = new Promise<never>((_resolve, reject) => pool.onError(reject));
   failed.catch(() => undefined);
   watch.begin?.(items.length, count);
   let done = 0;
   try {
-    // Each on its own exact-size copy: structured clone copies a view's
-    // whole ArrayBuffer (the pickle's, the secrets' arena, Node's pool).
-    const all = Promise.all(items.map(async ({ sealed, configSecret }) => {
-      const opened = await pool.run({ sealed: exactCopy(sealed), configSecret: exactCopy(configSecret) });
+    const all = Promise.all(items.map(async (item) => {
+      const opened = await pool.run(item);
       watch.opened?.(++done, items.length);
       return opened;
     }));
@@ -131,8 +118,35 @@ async function openHere(items: readonly SealedSecret[], watch: OpeningWatch): Pr
   return opened;
 }
 
-/** A copy of its own exact size: structured clone copies a view's whole ArrayBuffer. */
-export function exactCopy(bytes: Uint8Array): Buffer {
-  const copy = new Uint8Array(bytes);
-  return Buffer.from(copy.buffer, 0, copy.byteLength);
+/** The workers' Piscina entry: CommonJS that import()s reference-secret.js (see src/workers/handshake-entry.cts). */
+export const REFERENCE_SECRET_ENTRY = new URL("../../workers/reference-secret-entry.cjs", import.meta.url);
+
+/** Worker threads that open sealed secrets, one at a time each (openReferenceSecrets, secret-opening.ts). */
+export interface ReferenceSecretPool {
+  run(item: SealedSecret): Promise<OpenedSecret>;
+  /**
+   * Piscina's "error": a worker that could not load (its tasks would then
+   * wait for ever, as Piscina starts no other). Unheard, it would be
+   * thrown and end the server: every pool has a listener.
+   */
+  onError(listener: (error: Error) => void): void;
+  destroy(): Promise<void>;
+}
+
+export function referenceSecretPool(threads: number, entry: URL = REFERENCE_SECRET_ENTRY): ReferenceSecretPool {
+  const { Piscina } = createRequire(import.meta.url)("piscina") as typeof import("piscina");
+  const pool = new Piscina<SealedSecret, OpenedSecret>({
+    filename: entry.href,
+    minThreads: threads,
+    maxThreads: threads,
+    concurrentTasksPerWorker: 1,
+    recordTiming: false,
+  });
+  return {
+    // Each on its own exact-size copy: structured clone copies a view's
+    // whole ArrayBuffer (the pickle's, the secrets' arena, Node's pool).
+    run: ({ sealed, configSecret }) => pool.run({ sealed: ownedCopy(sealed), configSecret: ownedCopy(configSecret) }),
+    onError: (listener) => void pool.on("error", listener),
+    destroy: () => pool.destroy(),
+  };
 }

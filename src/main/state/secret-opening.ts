@@ -13,11 +13,10 @@
 // the next one a thread takes.
 
 import { availableParallelism } from "node:os";
-import { createRequire } from "node:module";
 import { setImmediate as yieldTurn } from "node:timers/promises";
 import type { Logger } from "../daemon/log.js";
 import { secretToOpen, type SecretToOpen } from "../clients/secret-to-open.js";
-import { exactCopy, openReferenceSecret, type OpenedSecret, type OpeningWatch, type SealedSecret } from "./reference-secret.js";
+import { openReferenceSecret, referenceSecretPool, type OpeningWatch, type ReferenceSecretPool } from "./reference-secret.js";
 
 /** How many threads open them: one fewer than the cores, at least one. */
 export function openingThreads(): number {
@@ -57,11 +56,6 @@ interface Entry {
   hurried: boolean;
 }
 
-interface PoolLike {
-  run(task: SealedSecret): Promise<OpenedSecret>;
-  destroy(): Promise<void>;
-}
-
 export class SecretOpening {
   readonly #items: readonly ToOpen[];
   readonly #byName: Map<string, Entry>;
@@ -75,7 +69,7 @@ export class SecretOpening {
   #next = 0;
   #running = 0;
   #settled = 0;
-  #pool: PoolLike | null = null;
+  #pool: ReferenceSecretPool | null = null;
   /** The pool failed: the rest are opened here, one at a time. */
   #here = false;
   #openingHere = false;
@@ -103,18 +97,8 @@ export class SecretOpening {
       return;
     }
     this.#options.watch?.begin?.(this.#items.length, this.#threads);
-    const { Piscina } = createRequire(import.meta.url)("piscina") as typeof import("piscina");
-    const pool = new Piscina<SealedSecret, OpenedSecret>({
-      // CommonJS that import()s reference-secret.js (see src/workers/handshake-entry.cts).
-      filename: (this.#options.entry ?? new URL("../../workers/reference-secret-entry.cjs", import.meta.url)).href,
-      minThreads: this.#threads,
-      maxThreads: this.#threads,
-      concurrentTasksPerWorker: 1,
-      recordTiming: false,
-    });
-    // Unheard, Piscina's "error" would end the server: a worker that could
-    // not load (its tasks would then wait for ever, as Piscina starts no other).
-    pool.on("error", (error: Error) => this.#poolFailed(error));
+    const pool = referenceSecretPool(this.#threads, this.#options.entry);
+    pool.onError((error) => this.#poolFailed(error));
     this.#pool = pool;
     this.#fill();
   }
@@ -173,7 +157,7 @@ export class SecretOpening {
       if (next === null) return;
       const { entry, sealed } = next;
       this.#running++;
-      this.#pool.run({ sealed: exactCopy(sealed.sealed), configSecret: exactCopy(sealed.configSecret) }).then(
+      this.#pool.run(sealed).then(
         (opened) => {
           this.#running--;
           if (this.#stopped) return;
