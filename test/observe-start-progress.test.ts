@@ -1,8 +1,9 @@
 // The opening of a big pickle's secrets as the operator and systemd hear of
 // it (src/main/observe/start-progress.ts), on a clock the test moves: what
 // the log says and when, and that systemd's status follows it once a
-// second, not once a secret. The real opening, while serving, under a
-// stand-in for systemd's socket, is in migrate-pickle.test.ts.
+// second, not once a secret; its pauses while the server is busy. The real
+// opening, while serving, under a stand-in for systemd's socket, is in
+// migrate-pickle.test.ts.
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -72,4 +73,47 @@ test("minutes read as minutes; nothing is said at the end of an opening that nev
   progress.end();
   assert.equal(lines[1], "Opened 100 of 10000 sealed secrets (1%); about 51 min left");
   assert.equal(lines[2], "Opened the 10000 sealed secrets in 10 min");
+});
+
+test("paused while connections are served: said as it pauses (once every 30 s at most) and goes on, in systemd's status, and left out of the time left", () => {
+  const { say, lines, systemd, told } = listeners();
+  let now = 0;
+  const progress = openingProgress(say, systemd, "", () => now);
+  progress.begin(1_000, 1);
+  now = 10_000;
+  progress.opened(100, 1_000);
+  // A storm: told after a second of it, 20 s in all; a hurried one opens meanwhile.
+  now = 11_000;
+  progress.paused(true, 100, 1_000, 1_000);
+  now = 20_000;
+  progress.opened(101, 1_000);
+  now = 30_000;
+  progress.paused(false, 101, 1_000, 20_000);
+  // A second storm 5 s later: not said again so soon, but systemd hears it.
+  now = 36_000;
+  progress.paused(true, 101, 1_000, 1_000);
+  now = 40_000;
+  progress.paused(false, 101, 1_000, 5_000);
+  // 39.9 s of opening for 400: the other 600 take ~60 s, not the 97 s that counting the pauses would say.
+  now = 64_900;
+  progress.opened(400, 1_000);
+  now = 300_000;
+  progress.end();
+  assert.deepEqual(lines, [
+    "Opening the 1000 secrets the Python server sealed in clients.pickle, on 1 thread",
+    "Paused the opening of the sealed secrets at 100 of 1000 while the server is busy serving connections; a connecting client's own is still opened at once",
+    "Went on opening the sealed secrets after a pause of 20 s",
+    "Opened 400 of 1000 sealed secrets (40%); about 60 s left",
+    "Opened the 1000 sealed secrets in 5 min (of which 25 s paused while connections were served)",
+  ]);
+  const paused = "STATUS=Opening the secrets sealed in clients.pickle: 100 of 1000, paused while connections are served";
+  assert.deepEqual(told.slice(0, 6), [
+    "STATUS=Opening the secrets sealed in clients.pickle: 0 of 1000",
+    "STATUS=Opening the secrets sealed in clients.pickle: 100 of 1000",
+    paused,
+    "STATUS=Opening the secrets sealed in clients.pickle: 101 of 1000, paused while connections are served",
+    "STATUS=Opening the secrets sealed in clients.pickle: 101 of 1000",
+    "STATUS=Opening the secrets sealed in clients.pickle: 101 of 1000, paused while connections are served",
+  ]);
+  assert.equal(told[6], "STATUS=Opening the secrets sealed in clients.pickle: 101 of 1000");
 });

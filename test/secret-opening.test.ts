@@ -4,7 +4,8 @@
 // reference's PGPEngine.encrypt does; a connection's request waits for its
 // client's secret alone, which goes ahead of the others; a secret set, a
 // reload, a removal or a disabling meanwhile win over the opening; the
-// state file carries the unopened ones and a restart takes them up again.
+// state file carries the unopened ones and a restart takes them up again;
+// while the server is busy it opens only those a connection waits for.
 // With real peers (mandos-client, systemd's socket) in migrate-pickle.test.ts.
 
 import { after, before, describe, test } from "node:test";
@@ -14,6 +15,7 @@ import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { threadId } from "node:worker_threads";
 import { ClientRegistry, type CheckerSpawner } from "../src/main/clients/registry.js";
 import type { RegistryEvent, SecretDecision } from "../src/main/clients/contract.js";
@@ -23,7 +25,7 @@ import { applyReload } from "../src/main/clients/reload.js";
 import { ManualClock } from "../src/main/clock.js";
 import { silentLogger, type Logger } from "../src/main/daemon/log.js";
 import { passwordEncode } from "../src/main/state/reference-secret.js";
-import { SecretOpening } from "../src/main/state/secret-opening.js";
+import { BUSY_RECHECK_MS, MAX_PAUSE_MS, PAUSE_TOLD_MS, SecretOpening } from "../src/main/state/secret-opening.js";
 import { buildState, restoreState, StateSerialiser } from "../src/main/state/state-file.js";
 import { clientSettings } from "./helpers/clients.js";
 import { GPG, missing } from "./helpers/peers.js";
@@ -61,6 +63,18 @@ function ask(registry: ClientRegistry, name: string, signal = new AbortControlle
 }
 
 const text = (d: SecretDecision): string => (d.give ? d.secret.toString() : `refused: ${d.reason}`);
+
+/** The names in the registry's secret-opened events, as they come. */
+function openedNames(registry: ClientRegistry): string[] {
+  const names: string[] = [];
+  registry.subscribe((e: RegistryEvent) => void (e.type === "secret-opened" && names.push(e.client.name)));
+  return names;
+}
+
+async function until(done: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 200 && !done(); i++) await sleep(50);
+  assert.ok(done(), what);
+}
 
 describe("the pickle's sealed secrets, opened while serving", { skip: missing(GPG) }, () => {
   before(() => {
@@ -218,6 +232,64 @@ describe("the pickle's sealed secrets, opened while serving", { skip: missing(GP
     assert.ok(log.lines.some((l) => /^warning: The threads opening the sealed secrets failed .*opening the rest on the main thread/.test(l)), log.lines.join("\n"));
     for (const c of sealed.conf.slice(0, 4)) assert.equal(registry.entry(c.name)!.settings.secret.toString(), sealed.plain.get(c.name) ?? c.secret.toString(), c.name);
     assert.ok(threadId >= 0);
+    registry.stop();
+  });
+
+  test("while the server is busy it starts none that no connection waits for: a connection's own still opens at once, one starts every MAX_PAUSE_MS, a lasting pause is told", { timeout: 60_000 }, async (t) => {
+    const registry = new ClientRegistry(sealed.settings(), { logger: silentLogger, clock: new ManualClock(), spawner: never });
+    const opened = openedNames(registry);
+    let busy = true;
+    let now = 0;
+    const told: string[] = [];
+    const opening = new SecretOpening(registry.secretsToOpen(), {
+      holder: registry, logger: silentLogger, threads: 1, busy: () => busy, clock: () => now,
+      watch: { paused: (paused, done, total, forMs) => void told.push(`${paused ? "paused" : "went on"} at ${done}/${total} after ${forMs}`) },
+    });
+    registry.onSecretWanted((name) => opening.hurry(name));
+    // A failure must not leave a paused opening looking again for ever.
+    t.after(() => opening.stop());
+    opening.start();
+    await sleep(3 * BUSY_RECHECK_MS);
+    assert.deepEqual(opened, [], "none started while busy");
+    assert.deepEqual(told, [], "a short pause is not told");
+    now += PAUSE_TOLD_MS;
+    await until(() => told.length === 1, "a pause of a second is told");
+    assert.deepEqual(told, [`paused at 0/${COUNT} after ${PAUSE_TOLD_MS}`]);
+    // A connection's own goes ahead, busy or not, and alone.
+    assert.equal(text(await ask(registry, "c07")), "pickled secret of c07");
+    await sleep(3 * BUSY_RECHECK_MS);
+    assert.deepEqual(opened, ["c07"]);
+    // However busy, one starts every MAX_PAUSE_MS; the pause goes on.
+    now += MAX_PAUSE_MS;
+    await until(() => opened.length === 2, "one started after MAX_PAUSE_MS");
+    await sleep(3 * BUSY_RECHECK_MS);
+    assert.deepEqual(opened, ["c07", "c00"]);
+    assert.equal(told.length, 1, "still the same pause");
+    busy = false;
+    now += 500;
+    assert.equal(await opening.done, true);
+    assert.equal(opened.length, COUNT);
+    assert.deepEqual(told.slice(1), [`went on at 2/${COUNT} after ${PAUSE_TOLD_MS + MAX_PAUSE_MS + 500}`]);
+    for (const c of sealed.conf) assert.equal(registry.entry(c.name)!.settings.secret.toString(), sealed.plain.get(c.name) ?? c.secret.toString(), c.name);
+    registry.stop();
+  });
+
+  test("opening on the main thread (threads that cannot load), it pauses as well, and a connection's own still goes ahead", { timeout: 60_000 }, async (t) => {
+    const registry = new ClientRegistry(sealed.settings().slice(0, 4), { logger: silentLogger, clock: new ManualClock(), spawner: never });
+    const opened = openedNames(registry);
+    let busy = true;
+    const opening = new SecretOpening(registry.secretsToOpen(), {
+      holder: registry, logger: silentLogger, threads: 2, busy: () => busy, entry: new URL("./helpers/unloadable-worker.cjs", import.meta.url),
+    });
+    registry.onSecretWanted((name) => opening.hurry(name));
+    t.after(() => opening.stop());
+    opening.start();
+    assert.equal(text(await ask(registry, "c02")), "pickled secret of c02");
+    await sleep(3 * BUSY_RECHECK_MS);
+    assert.deepEqual(opened, ["c02"]);
+    busy = false;
+    assert.equal(await opening.done, true);
+    assert.deepEqual(opened.sort(), ["c00", "c01", "c02", "c03"]);
     registry.stop();
   });
 });

@@ -4,7 +4,9 @@
 // meanwhile (state/secret-opening.ts), and `mandos-keygen --import-pickle`
 // waits for it. Said with `say` (as it begins, every LOG_EVERY_MS, as it
 // ends) and to systemd as STATUS=, for `systemctl status`, at most once a
-// second, cleared at the end.
+// second, cleared at the end. The server's opening pauses while a reboot
+// storm is served: said as it pauses (at most once every LOG_EVERY_MS) and
+// goes on, and left out of the time left.
 
 import type { OpeningWatch } from "../state/reference-secret.js";
 import type { SystemdNotifier } from "./sd-notify.js";
@@ -29,7 +31,13 @@ export function openingProgress(say: (line: string) => void, systemd: SystemdNot
   let total = 0;
   let lastNotified = 0;
   let lastLogged = 0;
-  const status = (done: number): string => `STATUS=Opening the secrets sealed in clients.pickle: ${done} of ${total}`;
+  /** Since when paused (null: going on), whether that pause was said, and the time paused before it. */
+  let pausedAt: number | null = null;
+  let pauseSaid = false;
+  let lastPauseSaid = -Infinity;
+  let pausedBefore = 0;
+  const pausedFor = (now: number): number => pausedBefore + (pausedAt === null ? 0 : now - pausedAt);
+  const status = (done: number): string => `STATUS=Opening the secrets sealed in clients.pickle: ${done} of ${total}${pausedAt === null ? "" : ", paused while connections are served"}`;
   return {
     begin(count, threads) {
       started = lastNotified = lastLogged = clock();
@@ -45,13 +53,36 @@ export function openingProgress(say: (line: string) => void, systemd: SystemdNot
       }
       if (now - lastLogged >= LOG_EVERY_MS && done < total) {
         lastLogged = now;
-        const left = ((now - started) / done) * (total - done);
+        const left = ((now - started - pausedFor(now)) / done) * (total - done);
         say(`Opened ${done} of ${total} sealed secrets (${Math.floor((100 * done) / total)}%); about ${roughly(left)} left`);
       }
     },
+    paused(paused, done, _total, forMs) {
+      const now = clock();
+      if (paused) {
+        if (pausedAt !== null) return;
+        pausedAt = now - forMs;
+        pauseSaid = now - lastPauseSaid >= LOG_EVERY_MS;
+        if (pauseSaid) {
+          lastPauseSaid = now;
+          say(`Paused the opening of the sealed secrets at ${done} of ${total} while the server is busy serving connections; a connecting client's own is still opened at once`);
+        }
+        lastNotified = now;
+        systemd?.notify(status(done));
+        return;
+      }
+      if (pausedAt === null) return;
+      if (pauseSaid) say(`Went on opening the sealed secrets after a pause of ${roughly(forMs)}`);
+      pausedBefore += forMs;
+      pausedAt = null;
+      lastNotified = now;
+      systemd?.notify(status(done));
+    },
     end() {
       if (total === 0) return;
-      say(`Opened the ${total} sealed secrets in ${roughly(clock() - started)}`);
+      const now = clock();
+      const paused = pausedFor(now);
+      say(`Opened the ${total} sealed secrets in ${roughly(now - started)}${paused >= 1_000 ? ` (of which ${roughly(paused)} paused while connections were served)` : ""}`);
       // An empty STATUS= clears it.
       systemd?.notify("STATUS=");
     },

@@ -69,6 +69,12 @@ const THREADS_FROM = 2;
 export interface OpeningWatch {
   begin?(total: number, threads: number): void;
   opened?(done: number, total: number): void;
+  /**
+   * A background opening paused while the server is busy (`true`, told
+   * once the pause has lasted a while) and went on (`false`), at `done` of
+   * `total`; `forMs` is how long it has been paused.
+   */
+  paused?(paused: boolean, done: number, total: number, forMs: number): void;
 }
 
 /**

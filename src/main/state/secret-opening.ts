@@ -11,12 +11,30 @@
 // a core for the connections. The order is ours, not Piscina's queue: no
 // more is handed to the pool than it has threads, so a hurried secret is
 // the next one a thread takes.
+//
+// And the opening is background work: while the server is busy serving
+// connections (a reboot storm), it starts none that no connection waits
+// for, so that the storm's handshakes have every core; a connecting
+// client's own is still opened at once. It looks again every
+// BUSY_RECHECK_MS, and starts one anyway every MAX_PAUSE_MS. A pause that
+// lasts is told to its watch.
 
 import { availableParallelism } from "node:os";
 import { setImmediate as yieldTurn } from "node:timers/promises";
 import type { Logger } from "../daemon/log.js";
 import { secretToOpen, type SecretToOpen } from "../clients/secret-to-open.js";
 import { openReferenceSecret, referenceSecretPool, type OpeningWatch, type ReferenceSecretPool } from "./reference-secret.js";
+
+/** While the server is busy, how often the opening looks whether it may go on. */
+export const BUSY_RECHECK_MS = 250;
+/** A pause is told once it has lasted this long: a storm's, not one connection's. */
+export const PAUSE_TOLD_MS = 1_000;
+/**
+ * However busy the server, one is started at least this often: a reboot
+ * storm is over in seconds, but peers that keep a handshake under way
+ * without end (a hostile trickle) must not stop the opening for good.
+ */
+export const MAX_PAUSE_MS = 10_000;
 
 /** How many threads open them: one fewer than the cores, at least one. */
 export function openingThreads(): number {
@@ -46,6 +64,13 @@ export interface SecretOpeningOptions {
   readonly threads?: number;
   /** The workers' Piscina entry (tests give one that cannot load). */
   readonly entry?: URL;
+  /**
+   * Whether the server is busy serving connections: meanwhile no secret
+   * that no connection waits for is started. Never busy without it.
+   */
+  readonly busy?: () => boolean;
+  /** How long a pause has lasted is told by this clock (milliseconds; Date.now by default). */
+  readonly clock?: () => number;
 }
 
 interface Entry {
@@ -74,6 +99,14 @@ export class SecretOpening {
   #here = false;
   #openingHere = false;
   #stopped = false;
+  /** Since when the server has been too busy for the next one (null: not paused). */
+  #pausedAt: number | null = null;
+  /** This pause was told to the watch. */
+  #pauseTold = false;
+  /** The next look while paused. */
+  #recheck: NodeJS.Timeout | null = null;
+  /** When the last one no connection waits for was started. */
+  #lastStart = 0;
   readonly #done: Promise<boolean>;
   #resolveDone!: (all: boolean) => void;
 
@@ -97,10 +130,11 @@ export class SecretOpening {
       return;
     }
     this.#options.watch?.begin?.(this.#items.length, this.#threads);
+    this.#lastStart = this.#now();
     const pool = referenceSecretPool(this.#threads, this.#options.entry);
     pool.onError((error) => this.#poolFailed(error));
     this.#pool = pool;
-    this.#fill();
+    this.#run();
   }
 
   /** A connection waits for `name`'s secret: it is the next one a thread takes. */
@@ -109,21 +143,32 @@ export class SecretOpening {
     if (!entry || entry.started || entry.hurried || this.#stopped) return;
     entry.hurried = true;
     this.#hurried.push(entry);
-    this.#fill();
+    this.#run();
   }
 
   /** Ends the threads; the secrets not yet open stay sealed (the state file carries them). */
   async stop(): Promise<void> {
     if (this.#stopped) return;
     this.#stopped = true;
+    if (this.#recheck) clearTimeout(this.#recheck);
+    this.#recheck = null;
     const pool = this.#pool;
     this.#pool = null;
     this.#resolveDone(false);
     await pool?.destroy();
   }
 
-  /** The next to start: a hurried one first, then the registry's order; null when none is left. */
-  #take(): Entry | null {
+  /** Starts what may start now: on the pool's threads, or here once they failed. */
+  #run(): void {
+    if (!this.#here) this.#fill();
+    else if (!this.#openingHere) void this.#openHere();
+  }
+
+  /**
+   * The next to start: a hurried one first, then the registry's order
+   * unless the server is busy ("busy"); null when none is left.
+   */
+  #take(): Entry | null | "busy" {
     const again = this.#again.shift();
     if (again) return again;
     while (this.#hurried.length > 0) {
@@ -131,17 +176,55 @@ export class SecretOpening {
       if (!entry.started) return entry;
     }
     while (this.#next < this.#items.length) {
-      const entry = this.#byName.get(this.#items[this.#next++]!.name)!;
-      if (!entry.started) return entry;
+      const entry = this.#byName.get(this.#items[this.#next]!.name)!;
+      if (entry.started) {
+        this.#next++;
+        continue;
+      }
+      const now = this.#now();
+      if (this.#options.busy?.()) {
+        if (now - this.#lastStart < MAX_PAUSE_MS) return this.#pause(now);
+      } else {
+        this.#resume();
+      }
+      this.#lastStart = now;
+      this.#next++;
+      return entry;
     }
     return null;
   }
 
+  /** The server is too busy for the next one: looks again in a while, and tells a pause that lasts. */
+  #pause(now: number): "busy" {
+    this.#pausedAt ??= now;
+    if (!this.#pauseTold && now - this.#pausedAt >= PAUSE_TOLD_MS) {
+      this.#pauseTold = true;
+      this.#options.watch?.paused?.(true, this.#settled, this.#items.length, now - this.#pausedAt);
+    }
+    this.#recheck ??= setTimeout(() => {
+      this.#recheck = null;
+      if (!this.#stopped) this.#run();
+    }, BUSY_RECHECK_MS);
+    return "busy";
+  }
+
+  /** The opening goes on: a pause that was told is told to be over. */
+  #resume(): void {
+    if (this.#pausedAt === null) return;
+    if (this.#pauseTold) this.#options.watch?.paused?.(false, this.#settled, this.#items.length, this.#now() - this.#pausedAt);
+    this.#pausedAt = null;
+    this.#pauseTold = false;
+  }
+
+  #now(): number {
+    return (this.#options.clock ?? Date.now)();
+  }
+
   /** The next one still wanted, marked started; those no longer wanted are settled on the way. */
-  #startNext(): { readonly entry: Entry; readonly sealed: SecretToOpen } | null {
+  #startNext(): { readonly entry: Entry; readonly sealed: SecretToOpen } | null | "busy" {
     for (;;) {
       const entry = this.#take();
-      if (entry === null) return null;
+      if (entry === null || entry === "busy") return entry;
       entry.started = true;
       const { name, placeholder } = entry.item;
       const sealed = secretToOpen(placeholder);
@@ -154,7 +237,7 @@ export class SecretOpening {
   #fill(): void {
     while (!this.#stopped && !this.#here && this.#pool !== null && this.#running < this.#threads) {
       const next = this.#startNext();
-      if (next === null) return;
+      if (next === null || next === "busy") return;
       const { entry, sealed } = next;
       this.#running++;
       this.#pool.run(sealed).then(
@@ -169,7 +252,7 @@ export class SecretOpening {
           this.#running--;
           if (this.#stopped) return;
           this.#again.push(entry);
-          if (this.#here && !this.#openingHere) void this.#openHere();
+          if (this.#here) this.#run();
         },
       );
     }
@@ -205,7 +288,11 @@ export class SecretOpening {
     void this.#openHere();
   }
 
-  /** Opens the rest here, one a turn, until none is left (a task the failed pool hands back starts it again). */
+  /**
+   * Opens the rest here, one a turn, until none is left or the server is
+   * busy (a task the failed pool hands back, a hurry, the look again after
+   * a pause start it again).
+   */
   async #openHere(): Promise<void> {
     this.#openingHere = true;
     try {
@@ -214,7 +301,7 @@ export class SecretOpening {
         await yieldTurn();
         if (this.#stopped) return;
         const next = this.#startNext();
-        if (next === null) return;
+        if (next === null || next === "busy") return;
         const secret = await openReferenceSecret(next.sealed.sealed, next.sealed.configSecret);
         if (this.#stopped) return;
         this.#settle(next.entry, secret);
