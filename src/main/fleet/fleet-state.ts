@@ -202,8 +202,8 @@ export class FleetState {
   readonly #known = new Map<string, Stamped>();
   /** This server's pending/ keys to write: the encoded request, or null to delete. */
   readonly #pendingOut = new Map<string, string | null>();
-  /** Clients with a connection waiting here, and what their last NeedApproval said. */
-  readonly #waitingHere = new Map<string, PendingRequest>();
+  /** Clients with a connection waiting here: what their last NeedApproval said, and since when one has waited. */
+  readonly #waitingHere = new Map<string, { readonly request: PendingRequest; readonly since: number }>();
   /** Revisions of our transactions whose events the watch has not yet brought back. */
   readonly #ownRevisions = new Set<string>();
   /** Clients added at run time (SIGHUP) since the last sync: they take the fleet's state, not clients.conf's fresh one. */
@@ -354,7 +354,7 @@ export class FleetState {
       this.#mark(approvalKey(this.#prefix, event.client.name), event.approved, now);
     } else if (event.type === "need-approval") {
       const request = { timeout: event.timeout, approvedByDefault: event.approvedByDefault };
-      this.#waitingHere.set(event.client.name, request);
+      this.#waitingHere.set(event.client.name, { request, since: this.#waitingHere.get(event.client.name)?.since ?? now });
       this.#pendingOut.set(pendingKey(this.#prefix, event.client.name, this.#id), encodePending(request));
       this.#schedule(FLUSH_MS);
     } else if (event.type === "approval-wait-ended") {
@@ -366,7 +366,7 @@ export class FleetState {
 
   /** A new lease: the pending/ keys bound to the old one are gone, so they go out again. */
   #putWaiting(): void {
-    for (const [name, request] of this.#waitingHere) this.#pendingOut.set(pendingKey(this.#prefix, name, this.#id), encodePending(request));
+    for (const [name, { request }] of this.#waitingHere) this.#pendingOut.set(pendingKey(this.#prefix, name, this.#id), encodePending(request));
     if (this.#waitingHere.size > 0) this.#schedule(FLUSH_MS);
   }
 
@@ -729,8 +729,12 @@ export class FleetState {
       if (mine) this.#dirty.delete(key);
       this.#remember(key, value);
       if (parsed.kind === "approval") {
-        // A decision read at start-up is history: only live ones release waiting clients.
-        if (!includeOwn && typeof value.value === "boolean") approvals.push({ name: parsed.name, approved: value.value });
+        // A live decision releases the client's waiting connections. One a
+        // sync reads (at start-up, or after etcd cancelled the watch: a
+        // compacted history, an expired login) is history, unless another
+        // server gave it while a connection of that client waits here: the
+        // watch missed it, and it is this wait's.
+        if (typeof value.value === "boolean" && (!includeOwn || this.#givenWhileWaiting(parsed.name, value))) approvals.push({ name: parsed.name, approved: value.value });
         return;
       }
       if (parsed.kind !== "client") return;
@@ -775,6 +779,12 @@ export class FleetState {
     } finally {
       this.#applying = false;
     }
+  }
+
+  /** Whether another server gave `decision` since a connection of `name` began to wait here. */
+  #givenWhileWaiting(name: string, decision: Stamped): boolean {
+    const since = this.#waitingHere.get(name)?.since;
+    return since !== undefined && decision.by !== this.#id && decision.at >= since;
   }
 
   /**
