@@ -10,7 +10,7 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { connect, type Socket } from "node:net";
 import { join } from "node:path";
 import { parsePriority } from "../src/tls/index.js";
@@ -125,6 +125,7 @@ function compared(log: string): string[] {
 
 test("our log lines are the reference's, scenario by scenario", { skip: missing(MANDOS_CLIENT, MANDOS_KEYGEN, MANDOS_REFERENCE), timeout: 240_000 }, async (t) => {
   const { root } = makeFleetRoot("mandos-ts-loglines-");
+  t.after(() => rmSync(root, { recursive: true, force: true }));
   makeKeySet(join(root, "pgp2"));
   const [good, disabled, stranger] = makeClients(root, join(root, "pgp2"), 3, "client-0000");
   const conf = join(root, "conf2");
