@@ -25,7 +25,7 @@ import { applyReload } from "../src/main/clients/reload.js";
 import { ManualClock } from "../src/main/clock.js";
 import { silentLogger, type Logger } from "../src/main/daemon/log.js";
 import { passwordEncode } from "../src/main/state/reference-secret.js";
-import { BUSY_RECHECK_MS, MAX_PAUSE_MS, PAUSE_TOLD_MS, SecretOpening } from "../src/main/state/secret-opening.js";
+import { BUSY_RECHECK_MS, handshakesUnderWay, MAX_PAUSE_MS, PAUSE_TOLD_MS, SecretOpening } from "../src/main/state/secret-opening.js";
 import { buildState, restoreState, StateSerialiser } from "../src/main/state/state-file.js";
 import { clientSettings } from "./helpers/clients.js";
 import { GPG, missing } from "./helpers/peers.js";
@@ -292,4 +292,12 @@ describe("the pickle's sealed secrets, opened while serving", { skip: missing(GP
     assert.deepEqual(opened.sort(), ["c00", "c01", "c02", "c03"]);
     registry.stop();
   });
+});
+
+test("the server is busy while handshakes hold a slot or wait for one, not while only slow peers' wait in the slow pool", () => {
+  const counts = { holding: 0, slow: 0, waiting: 0, evictedSlow: 7, evictedWaiting: 3, evictedSilent: 2 };
+  assert.equal(handshakesUnderWay(counts), false, "idle, whatever was evicted before");
+  assert.equal(handshakesUnderWay({ ...counts, holding: 1 }), true);
+  assert.equal(handshakesUnderWay({ ...counts, waiting: 1 }), true);
+  assert.equal(handshakesUnderWay({ ...counts, slow: 40 }), false, "slow peers cost nothing while they wait");
 });

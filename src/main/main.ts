@@ -8,7 +8,6 @@ import { DEFAULT_PRIORITY, parsePriority, type TlsSettings } from "../tls/index.
 import { EXIT_FAILURE, EXIT_OK, parseCommandLine, usageError, type CommandLine } from "./config/cli.js";
 import { createHandshakeRunner, defaultWorkerCount } from "./serve/handshake-runner.js";
 import { Listener } from "./serve/listener.js";
-import type { HandshakeCounts } from "./serve/admission.js";
 import { defaultServeThreadCount, ServeThreads } from "./serve/serve-threads.js";
 import { knownKeysOf } from "./serve/known-keys.js";
 import { DEFAULT_MAX_PER_SOURCE, MAX_OPEN_CONNECTIONS, openConnectionsAllowed } from "./serve/limits.js";
@@ -36,7 +35,7 @@ import { runSelfTest } from "./daemon/self-test.js";
 import { readState, restoreState, StateSaver, StateSerialiser, STATE_FILE_NAME, STATE_PREPARE_DELAY_MS, STATE_PREPARE_SLICE_MS, STATE_WARM_SLICE_MS, type ClientView, type ConfigField } from "./state/state-file.js";
 import { checkStateDirWritable, prepareStateDir } from "./state/state-dir.js";
 import { migrateReferenceState, pendingMigration } from "./state/pickle-import.js";
-import { SecretOpening } from "./state/secret-opening.js";
+import { handshakesUnderWay, SecretOpening } from "./state/secret-opening.js";
 import type { Announcement } from "./zeroconf/announcement.js";
 import type { DbusService } from "./dbus/index.js";
 import type { FleetState } from "./fleet/fleet-state.js";
@@ -196,18 +195,12 @@ async function serve(settings: ServerSettings, detach: boolean, logger: FanOutLo
  * clients.pickle that the registry's clients still wait for (after a
  * switch, or a start that stopped before they were all open): followed in
  * the log and in systemd's STATUS= (observe/start-progress.ts); null when
- * there are none. It pauses while handshakes are under way or wait for a
- * slot (a reboot storm: they get every core), but not for slow peers'
- * handshakes, which cost nothing while they wait.
+ * there are none. It pauses while `busy` (a reboot storm gets every core).
  */
-function openSealedSecrets(registry: ClientRegistry, logger: Logger, systemd: SystemdNotifier | null, handshakes: () => HandshakeCounts): SecretOpening | null {
+function openSealedSecrets(registry: ClientRegistry, logger: Logger, systemd: SystemdNotifier | null, busy: () => boolean): SecretOpening | null {
   const toOpen = registry.secretsToOpen();
   if (toOpen.length === 0) return null;
   const progress = openingProgress((line) => logger.info(line), systemd, "; clients are served meanwhile, each one's secret opened first as it asks");
-  const busy = (): boolean => {
-    const { holding, waiting } = handshakes();
-    return holding + waiting > 0;
-  };
   const opening = new SecretOpening(toOpen, { holder: registry, logger, watch: progress, busy });
   registry.onSecretWanted((name) => opening.hurry(name));
   opening.start();
@@ -482,7 +475,7 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
   accepting = true;
   observe.ready();
   logger.debug("Starting main loop");
-  const opening = openSealedSecrets(registry, logger, systemd, () => listener.handshakes);
+  const opening = openSealedSecrets(registry, logger, systemd, () => handshakesUnderWay(listener.handshakes));
 
   return new Promise<number>((resolve) => {
     let stopping = false;

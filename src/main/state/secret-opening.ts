@@ -22,6 +22,7 @@
 import { availableParallelism } from "node:os";
 import { setImmediate as yieldTurn } from "node:timers/promises";
 import type { Logger } from "../daemon/log.js";
+import type { HandshakeCounts } from "../serve/admission.js";
 import { secretToOpen, type SecretToOpen } from "../clients/secret-to-open.js";
 import { openReferenceSecret, referenceSecretPool, type OpeningWatch, type ReferenceSecretPool } from "./reference-secret.js";
 
@@ -35,6 +36,15 @@ export const PAUSE_TOLD_MS = 1_000;
  * without end (a hostile trickle) must not stop the opening for good.
  */
 export const MAX_PAUSE_MS = 10_000;
+
+/**
+ * The server is busy serving connections: handshakes hold a slot or wait
+ * for one. Not those in the slow pool: a slow peer's handshake costs
+ * nothing while it waits.
+ */
+export function handshakesUnderWay({ holding, waiting }: HandshakeCounts): boolean {
+  return holding + waiting > 0;
+}
 
 /** How many threads open them: one fewer than the cores, at least one. */
 export function openingThreads(): number {
