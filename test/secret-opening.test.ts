@@ -29,6 +29,7 @@ import { BUSY_RECHECK_MS, handshakesUnderWay, MAX_PAUSE_MS, PAUSE_TOLD_MS, Secre
 import { buildState, restoreState, StateSerialiser } from "../src/main/state/state-file.js";
 import { clientSettings } from "./helpers/clients.js";
 import { GPG, missing } from "./helpers/peers.js";
+import { eventually } from "./helpers/wait.js";
 
 const never: CheckerSpawner = () => ({ kill() {} });
 
@@ -69,11 +70,6 @@ function openedNames(registry: ClientRegistry): string[] {
   const names: string[] = [];
   registry.subscribe((e: RegistryEvent) => void (e.type === "secret-opened" && names.push(e.client.name)));
   return names;
-}
-
-async function until(done: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 200 && !done(); i++) await sleep(50);
-  assert.ok(done(), what);
 }
 
 describe("the pickle's sealed secrets, opened while serving", { skip: missing(GPG) }, () => {
@@ -166,8 +162,7 @@ describe("the pickle's sealed secrets, opened while serving", { skip: missing(GP
     // A reload that leaves a client's clients.conf secret alone leaves its placeholder.
     assert.ok(secretToOpen(registry.entry("c06")!.settings.secret));
     // The opening then skips what no longer waits, and never overwrites a newer secret.
-    const opened: string[] = [];
-    registry.subscribe((e) => void (e.type === "secret-opened" && opened.push(e.client.name)));
+    const opened = openedNames(registry);
     const opening = new SecretOpening(sealed.settings().map((s) => ({ name: s.name, placeholder: registry.entry(s.name)?.settings.secret ?? s.secret })), {
       holder: registry, logger: silentLogger, threads: 2,
     });
@@ -253,7 +248,7 @@ describe("the pickle's sealed secrets, opened while serving", { skip: missing(GP
     assert.deepEqual(opened, [], "none started while busy");
     assert.deepEqual(told, [], "a short pause is not told");
     now += PAUSE_TOLD_MS;
-    await until(() => told.length === 1, "a pause of a second is told");
+    await eventually(() => told.length === 1, { what: "a pause of a second is told" });
     assert.deepEqual(told, [`paused at 0/${COUNT} after ${PAUSE_TOLD_MS}`]);
     // A connection's own goes ahead, busy or not, and alone.
     assert.equal(text(await ask(registry, "c07")), "pickled secret of c07");
@@ -261,7 +256,7 @@ describe("the pickle's sealed secrets, opened while serving", { skip: missing(GP
     assert.deepEqual(opened, ["c07"]);
     // However busy, one starts every MAX_PAUSE_MS; the pause goes on.
     now += MAX_PAUSE_MS;
-    await until(() => opened.length === 2, "one started after MAX_PAUSE_MS");
+    await eventually(() => opened.length === 2, { what: "one started after MAX_PAUSE_MS" });
     await sleep(3 * BUSY_RECHECK_MS);
     assert.deepEqual(opened, ["c07", "c00"]);
     assert.equal(told.length, 1, "still the same pause");

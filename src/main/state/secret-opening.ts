@@ -295,7 +295,7 @@ export class SecretOpening {
     const pool = this.#pool;
     this.#pool = null;
     void pool?.destroy().catch(() => undefined);
-    void this.#openHere();
+    this.#run();
   }
 
   /**
