@@ -1,13 +1,15 @@
-// An approval given through one server of the fleet while another's watch
-// is away (docs/ETCD.md, "What the fleet shares"): when etcd has compacted
-// its history meanwhile (or cancelled the watch for an expired login), the
-// watch cannot resume, and the server reads the whole fleet again. A
+// Approvals across an outage (docs/ETCD.md, "What each server does with
+// it"). One given through server A while B's watch is away: when etcd has
+// compacted its history meanwhile (or cancelled the watch for an expired
+// login), the watch cannot resume, and B reads the whole fleet again. A
 // decision given while a connection of that client waits there is that
-// wait's and releases it; an older one is history and does not. In
-// process, against a real one-member etcd; server B reaches it through a
-// forwarder the test cuts and mends.
+// wait's and releases it; an older one is history and does not. One given
+// through B while B itself is cut off reaches etcd late: it holds on A as
+// it would have on B, for the connection waiting since before it lapsed,
+// not for a later one. In process, against a real one-member etcd; server
+// B reaches it through a forwarder the test cuts and mends.
 
-import { test } from "node:test";
+import { test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
 import { connect, createServer, type Server, type Socket } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -15,7 +17,7 @@ import { Etcd3 } from "etcd3";
 import { ClientRegistry } from "../src/main/clients/registry.js";
 import type { SecretDecision } from "../src/main/clients/contract.js";
 import { systemClock } from "../src/main/clock.js";
-import { silentLogger } from "../src/main/daemon/log.js";
+import { FanOutLogger, silentLogger, type LogLevel, type Logger } from "../src/main/daemon/log.js";
 import { FleetState } from "../src/main/fleet/fleet-state.js";
 import { approvalKey, clientKey } from "../src/main/fleet/layout.js";
 import type { EtcdSettings } from "../src/main/fleet/settings.js";
@@ -109,14 +111,39 @@ async function compact(etcd: Etcd3): Promise<void> {
   await etcd.kv.compact({ revision: header.revision, physical: true });
 }
 
-test("an approval given through A while B's watch was away (etcd compacted meanwhile) releases the client waiting on B; a decision from before the wait does not", { skip, timeout: 120_000 }, async () => {
+interface TwoServers {
+  readonly etcd: Etcd3;
+  /** B's way to etcd. */
+  readonly link: Link;
+  readonly a: ClientRegistry;
+  readonly b: ClientRegistry;
+  readonly fleetB: FleetState;
+}
+
+/** Servers A (straight to etcd, logging to `logA`) and B (through a Link), started; stopped after the test. */
+async function twoServers(t: TestContext, logA: Logger = silentLogger): Promise<TwoServers> {
   const member = cluster().members[0]!.clientUrl;
   const etcd = new Etcd3({ hosts: member });
   const link = await Link.to(member);
   const a = registry();
   const b = registry();
-  const fleetA = new FleetState(settings(member), { registry: a, logger: silentLogger, clock: systemClock, serverId: "server-a" });
+  const fleetA = new FleetState(settings(member), { registry: a, logger: logA, clock: systemClock, serverId: "server-a" });
   const fleetB = new FleetState(settings(`http://[::1]:${link.port}`), { registry: b, logger: silentLogger, clock: systemClock, serverId: "server-b" });
+  t.after(async () => {
+    await fleetB.stop();
+    await fleetA.stop();
+    await link.close();
+    etcd.close();
+    a.stop();
+    b.stop();
+  });
+  await fleetA.start();
+  await fleetB.start();
+  return { etcd, link, a, b, fleetB };
+}
+
+test("an approval given through A while B's watch was away (etcd compacted meanwhile) releases the client waiting on B; a decision from before the wait does not", { skip, timeout: 120_000 }, async (t) => {
+  const { etcd, link, a, b, fleetB } = await twoServers(t);
   const stored = async (key: string, pattern: RegExp): Promise<boolean> => pattern.test((await etcd.get(key).string()) ?? "");
   /** B cut off from etcd until `meanwhile` is done and the history compacted. */
   const away = async (meanwhile: () => Promise<void>): Promise<void> => {
@@ -126,41 +153,81 @@ test("an approval given through A while B's watch was away (etcd compacted meanw
     await compact(etcd);
     link.mend();
   };
-  await fleetA.start();
-  await fleetB.start();
-  try {
-    const first = waitOn(b);
-    await eventually(() => a.get("charlie")?.approvalPending, { what: "A shows charlie waiting on B" });
-    await away(async () => {
-      a.approve("charlie", true);
-      await eventually(() => stored(approvalKey(PREFIX, "charlie"), /"value":true/), { what: "A's approval in etcd" });
-    });
-    await eventually(first.decided, { what: "the client waiting on B released by the approval given through A while B was away" });
-    const got = await first.decision;
-    assert.equal(got.give ? got.secret.toString() : `refused: ${got.reason}`, "secret of charlie");
-    await eventually(() => fleetB.degraded === false, { what: "B back" });
+  const first = waitOn(b);
+  await eventually(() => a.get("charlie")?.approvalPending, { what: "A shows charlie waiting on B" });
+  await away(async () => {
+    a.approve("charlie", true);
+    await eventually(() => stored(approvalKey(PREFIX, "charlie"), /"value":true/), { what: "A's approval in etcd" });
+  });
+  await eventually(first.decided, { what: "the client waiting on B released by the approval given through A while B was away" });
+  const got = await first.decision;
+  assert.equal(got.give ? got.secret.toString() : `refused: ${got.reason}`, "secret of charlie");
+  await eventually(() => fleetB.degraded === false, { what: "B back" });
 
-    // A new wait, once the approval has lapsed: the decision in etcd is older than it, history.
-    await sleep(2 * APPROVAL_DURATION_MS);
-    const second = waitOn(b);
-    await eventually(() => a.get("charlie")?.approvalPending, { what: "A shows charlie waiting on B again" });
-    await away(async () => {
-      a.disable("alpha");
-      await eventually(() => stored(clientKey(PREFIX, "alpha", "Enabled"), /"value":false/), { what: "A's disable in etcd" });
-    });
-    // The read that brought alpha's disable brought the old approval with it.
-    await eventually(() => b.get("alpha")?.enabled === false, { what: "B read the fleet again" });
-    assert.equal(second.decided(), false, "an approval given before the wait released it");
-    assert.equal(b.get("charlie")?.approvalPending, true);
-    second.abort();
-    const refused = await second.decision;
-    assert.equal(refused.give, false);
-  } finally {
-    await fleetB.stop();
-    await fleetA.stop();
-    await link.close();
-    etcd.close();
-    a.stop();
-    b.stop();
-  }
+  // A new wait, once the approval has lapsed: the decision in etcd is older than it, history.
+  await sleep(2 * APPROVAL_DURATION_MS);
+  const second = waitOn(b);
+  await eventually(() => a.get("charlie")?.approvalPending, { what: "A shows charlie waiting on B again" });
+  await away(async () => {
+    a.disable("alpha");
+    await eventually(() => stored(clientKey(PREFIX, "alpha", "Enabled"), /"value":false/), { what: "A's disable in etcd" });
+  });
+  // The read that brought alpha's disable brought the old approval with it.
+  await eventually(() => b.get("alpha")?.enabled === false, { what: "B read the fleet again" });
+  assert.equal(second.decided(), false, "an approval given before the wait released it");
+  assert.equal(b.get("charlie")?.approvalPending, true);
+  second.abort();
+  const refused = await second.decision;
+  assert.equal(refused.give, false);
+});
+
+test("an approval given through B while B is cut off from etcd reaches A late: it releases the connection waiting there since before it lapsed, not one that began after", { skip, timeout: 120_000 }, async (t) => {
+  const lines: string[] = [];
+  const { etcd, link, a, b, fleetB } = await twoServers(t, new FanOutLogger([{ level: "DEBUG", write: (l: LogLevel, m: string) => lines.push(`${l}: ${m}`) }]));
+  /** How long B keeps its decision before etcd has it: ten times approval_duration. */
+  const HELD_MS = 10 * APPROVAL_DURATION_MS;
+  /** B's approval of charlie, given while B is cut off and written HELD_MS later; resolves to what etcd then holds. */
+  const approveWhileAway = async (meanwhile: () => Promise<unknown> = async () => {}): Promise<{ held?: number; by?: string }> => {
+    link.cut();
+    await eventually(() => fleetB.degraded, { what: "B's link to etcd down" });
+    const before = await etcd.get(approvalKey(PREFIX, "charlie")).string();
+    b.approve("charlie", true);
+    await sleep(HELD_MS);
+    await meanwhile();
+    link.mend();
+    let stored: string | null = null;
+    await eventually(async () => (stored = await etcd.get(approvalKey(PREFIX, "charlie")).string()) !== before, { what: "B's approval in etcd" });
+    return JSON.parse(stored!) as { held?: number; by?: string };
+  };
+  // Waiting on A before B approves: the approval is this wait's, however late.
+  const first = waitOn(a);
+  await eventually(() => b.get("charlie")?.approvalPending, { what: "B shows charlie waiting on A" });
+  const firstStored = await approveWhileAway();
+  assert.equal(firstStored.by, "server-b");
+  assert.ok((firstStored.held ?? 0) >= HELD_MS, `held ${firstStored.held} ms, B kept it ${HELD_MS} ms or more`);
+  await eventually(first.decided, { what: "the client waiting on A released by B's late approval" });
+  const got = await first.decision;
+  assert.equal(got.give ? got.secret.toString() : `refused: ${got.reason}`, "secret of charlie");
+  await eventually(() => fleetB.degraded === false, { what: "B back" });
+  assert.deepEqual(lines.filter((l) => l.includes("not applied")), []);
+
+  // Waiting on A only after B's approval has lapsed there: a later boot, not released.
+  await sleep(2 * APPROVAL_DURATION_MS);
+  let second: ReturnType<typeof waitOn> | undefined;
+  await approveWhileAway(async () => {
+    second = waitOn(a);
+    await eventually(() => a.get("charlie")?.approvalPending, { what: "charlie waiting on A again" });
+  });
+  if (!second) throw new Error("no second wait");
+  // B's changes come in order: once its later disable is here, so is the approval.
+  await eventually(() => fleetB.degraded === false, { what: "B back" });
+  b.disable("alpha");
+  await eventually(() => a.get("alpha")?.enabled === false, { what: "B's disable of alpha on A" });
+  assert.equal(second.decided(), false, "an approval that had lapsed on B released a later wait on A");
+  assert.equal(a.get("charlie")?.approvalPending, true);
+  const told = lines.filter((l) => l.includes("not applied"));
+  assert.equal(told.length, 1, told.join("\n"));
+  assert.match(told[0]!, /^INFO: charlie: the approval given through server-b reached etcd \d+(\.\d)? s after it was given .* approval_duration of 0\.2 s/);
+  second.abort();
+  assert.equal((await second.decision).give, false);
 });

@@ -420,7 +420,7 @@ export class FleetState {
     for (const d of this.#dirty.values()) {
       if (inJournal.has(d)) continue;
       items.push({
-        request: () => putStamped(d.key, d.value),
+        request: () => putStamped(d.key, this.#outgoing(d)),
         done: () => this.#written(d),
       });
     }
@@ -463,6 +463,16 @@ export class FleetState {
   #written(d: Dirty): void {
     this.#remember(d.key, d.value);
     if (this.#dirty.get(d.key) === d) this.#dirty.delete(d.key);
+  }
+
+  /**
+   * `d`'s value as it goes out now: an approval or denial given here
+   * carries how long it has waited to be written (`held`: an outage keeps
+   * it), so that the others can tell whether it still holds (#inForce).
+   */
+  #outgoing(d: Dirty): Stamped {
+    if (d.value.by !== this.#id || parseKey(this.#prefix, d.key)?.kind !== "approval") return d.value;
+    return { ...d.value, held: Math.max(0, this.#clock.now() - d.value.at) };
   }
 
   /** `changes` as journal records of at most JOURNAL_MAX_BYTES each. */
@@ -729,12 +739,14 @@ export class FleetState {
       if (mine) this.#dirty.delete(key);
       this.#remember(key, value);
       if (parsed.kind === "approval") {
-        // A live decision releases the client's waiting connections. One a
-        // sync reads (at start-up, or after etcd cancelled the watch: a
-        // compacted history, an expired login) is history, unless another
-        // server gave it while a connection of that client waits here: the
-        // watch missed it, and it is this wait's.
-        if (typeof value.value === "boolean" && (!includeOwn || this.#givenWhileWaiting(parsed.name, value))) approvals.push({ name: parsed.name, approved: value.value });
+        // A live decision releases the client's waiting connections while
+        // it holds (#inForce). One a sync reads (at start-up, or after etcd
+        // cancelled the watch: a compacted history, an expired login) is
+        // history, unless another server gave it while a connection of that
+        // client waits here: the watch missed it, and it is this wait's.
+        if (typeof value.value === "boolean" && (includeOwn ? this.#givenWhileWaiting(parsed.name, value) : this.#inForce(parsed.name, value))) {
+          approvals.push({ name: parsed.name, approved: value.value });
+        }
         return;
       }
       if (parsed.kind !== "client") return;
@@ -779,6 +791,32 @@ export class FleetState {
     } finally {
       this.#applying = false;
     }
+  }
+
+  /**
+   * Whether a decision the watch brought still holds here, as it would on
+   * one server: an approval or denial lasts approval_duration after it is
+   * given, for the connections waiting then and those that come within it.
+   * Its server says how long it kept it before etcd had it (`held`: long
+   * when that server was cut off from etcd). Past approval_duration it
+   * holds here only if a connection has waited since before it lapsed;
+   * otherwise it would release (or deny) a later boot of the client. Only
+   * durations, each measured on one server's clock: no skew between the
+   * servers' clocks moves this rule. The time in transit is not counted,
+   * in the waiting connection's favour (at most a request's deadline).
+   */
+  #inForce(name: string, decision: Stamped): boolean {
+    const duration = this.#registry.get(name)?.approvalDuration;
+    if (duration === undefined) return false;
+    const held = typeof decision.held === "number" && Number.isFinite(decision.held) ? Math.max(0, decision.held) : 0;
+    if (held < duration) return true;
+    const since = this.#waitingHere.get(name)?.since;
+    if (since !== undefined && this.#clock.now() - since >= held - duration) return true;
+    this.#logger.info(
+      `${name}: the ${decision.value === true ? "approval" : "denial"} given through ${decision.by} reached etcd ${seconds(held)} after it was given` +
+        ` (that server could not reach etcd), past its approval_duration of ${seconds(duration)}, and no connection of ${name} here waits since before then: not applied`,
+    );
+    return false;
   }
 
   /** Whether another server gave `decision` since a connection of `name` began to wait here. */
@@ -841,6 +879,11 @@ export class FleetState {
 
 
 /** An error's message on one line (a log line, a line of --check). */
+/** `ms` for a log line: "1.5 s", "42 s". */
+function seconds(ms: number): string {
+  return `${ms < 10_000 ? (ms / 1_000).toFixed(1) : Math.round(ms / 1_000)} s`;
+}
+
 function oneLine(error: unknown): string {
   return (error instanceof Error ? error.message : String(error)).replace(/\s*\n\s*/g, " ").trim();
 }

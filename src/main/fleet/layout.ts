@@ -108,6 +108,13 @@ export interface Stamped {
   /** Milliseconds since the epoch, on the server that made the change; 0: a seed from a local copy, older than anything. */
   readonly at: number;
   readonly by: string;
+  /**
+   * Approvals only: how long the deciding server kept the decision before
+   * it could write it (milliseconds, on its own clock; an outage makes it
+   * long). A reader measures it against approval_duration and its own
+   * waits, never against its clock (fleet-state.ts, #inForce).
+   */
+  readonly held?: number;
 }
 
 export function clientKey(prefix: string, name: string, property: ClientProperty): string {
