@@ -230,4 +230,12 @@ test("an approval given through B while B is cut off from etcd reaches A late: i
   assert.match(told[0]!, /^INFO: charlie: the approval given through server-b reached etcd \d+(\.\d)? s after it was given .* approval_duration of 0\.2 s/);
   second.abort();
   assert.equal((await second.decision).give, false);
+
+  // In time, but lapsed before it arrived (approval_duration 0, nobody waiting): nothing to apply, nothing to say.
+  b.update("alpha", { approvalDuration: 0 });
+  await eventually(() => a.get("alpha")?.approvalDuration === 0, { what: "alpha's approval_duration 0 on A" });
+  b.approve("alpha", true);
+  b.update("alpha", { approvalDelay: 1_234 });
+  await eventually(() => a.get("alpha")?.approvalDelay === 1_234, { what: "B's change after the approval on A" });
+  assert.equal(lines.filter((l) => l.includes("not applied")).length, 1, "an approval written in time was told as late");
 });

@@ -81,6 +81,8 @@ export const FOLD_QUIET_MS = 3_000;
 export const ORPHAN_MS = 60_000;
 /** How often a degraded server asks etcd again. */
 export const RETRY_MS = 1_000;
+/** A decision written this long after it was given was late (an outage, a slow etcd): one not applied is logged. */
+const LATE_DECISION_MS = 1_000;
 /**
  * How long etcd may fail before the server logs that it is DEGRADED: a
  * failure after this long without an answer is an outage. When etcd's
@@ -812,10 +814,14 @@ export class FleetState {
     if (held < duration) return true;
     const since = this.#waitingHere.get(name)?.since;
     if (since !== undefined && this.#clock.now() - since >= held - duration) return true;
-    this.#logger.info(
-      `${name}: the ${decision.value === true ? "approval" : "denial"} given through ${decision.by} reached etcd ${seconds(held)} after it was given` +
-        ` (that server could not reach etcd), past its approval_duration of ${seconds(duration)}, and no connection of ${name} here waits since before then: not applied`,
-    );
+    // Said when the write was late: one in time that lapsed first (an
+    // approval_duration shorter than a flush) did nothing on one server either.
+    if (held >= LATE_DECISION_MS) {
+      this.#logger.info(
+        `${name}: the ${decision.value === true ? "approval" : "denial"} given through ${decision.by} reached etcd ${seconds(held)} after it was given` +
+          ` (etcd was slow or out of reach there), past its approval_duration of ${seconds(duration)}, and no connection of ${name} here waits since before then: not applied`,
+      );
+    }
     return false;
   }
 
@@ -878,12 +884,12 @@ export class FleetState {
 }
 
 
-/** An error's message on one line (a log line, a line of --check). */
 /** `ms` for a log line: "1.5 s", "42 s". */
 function seconds(ms: number): string {
   return `${ms < 10_000 ? (ms / 1_000).toFixed(1) : Math.round(ms / 1_000)} s`;
 }
 
+/** An error's message on one line (a log line, a line of --check). */
 function oneLine(error: unknown): string {
   return (error instanceof Error ? error.message : String(error)).replace(/\s*\n\s*/g, " ").trim();
 }
