@@ -2,8 +2,9 @@
 // it"). One given through server A while B's watch is away: when etcd has
 // compacted its history meanwhile (or cancelled the watch for an expired
 // login), the watch cannot resume, and B reads the whole fleet again. A
-// decision given while a connection of that client waits there is that
-// wait's and releases it; an older one is history and does not. One given
+// decision given while a connection of that client waits there (or
+// within approval_duration before it began) is that wait's and releases
+// it; an older one is history and does not. One given
 // through B while B itself is cut off reaches etcd late: it holds on A as
 // it would have on B, for the connection waiting since before it lapsed,
 // not for a later one. In process, against a real one-member etcd; server
@@ -179,6 +180,22 @@ test("an approval given through A while B's watch was away (etcd compacted meanw
   second.abort();
   const refused = await second.decision;
   assert.equal(refused.give, false);
+});
+
+test("an approval given through A while B's watch was away, just before a connection began to wait on B (within approval_duration), releases it once B reads the fleet again", { skip, timeout: 120_000 }, async (t) => {
+  const { etcd, link, a, b, fleetB } = await twoServers(t);
+  link.cut();
+  await eventually(() => fleetB.degraded, { what: "B's link to etcd down" });
+  a.approve("charlie", true);
+  // On one server the approval would still hold when this connection came.
+  await sleep(APPROVAL_DURATION_MS / 4);
+  const waiting = waitOn(b);
+  await eventually(async () => /"value":true/.test((await etcd.get(approvalKey(PREFIX, "charlie")).string()) ?? ""), { what: "A's approval in etcd" });
+  await compact(etcd);
+  link.mend();
+  await eventually(waiting.decided, { what: "the client waiting on B released by the approval given just before" });
+  const got = await waiting.decision;
+  assert.equal(got.give ? got.secret.toString() : `refused: ${got.reason}`, "secret of charlie");
 });
 
 test("an approval given through B while B is cut off from etcd reaches A late: it releases the connection waiting there since before it lapsed, not one that began after", { skip, timeout: 120_000 }, async (t) => {

@@ -825,10 +825,16 @@ export class FleetState {
     return false;
   }
 
-  /** Whether another server gave `decision` since a connection of `name` began to wait here. */
+  /**
+   * Whether another server gave `decision` while it holds for the
+   * connection of `name` waiting here: since that wait began, or within
+   * approval_duration before it (on one server that connection would have
+   * found it and been served at once).
+   */
   #givenWhileWaiting(name: string, decision: Stamped): boolean {
     const since = this.#waitingHere.get(name)?.since;
-    return since !== undefined && decision.by !== this.#id && decision.at >= since;
+    const duration = this.#registry.get(name)?.approvalDuration ?? 0;
+    return since !== undefined && decision.by !== this.#id && decision.at + duration >= since;
   }
 
   /**
