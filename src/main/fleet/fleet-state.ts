@@ -744,8 +744,9 @@ export class FleetState {
         // A live decision releases the client's waiting connections while
         // it holds (#inForce). One a sync reads (at start-up, or after etcd
         // cancelled the watch: a compacted history, an expired login) is
-        // history, unless another server gave it while a connection of that
-        // client waits here: the watch missed it, and it is this wait's.
+        // history, unless another server gave it while it holds for a
+        // connection of that client waiting here (#givenWhileWaiting): the
+        // watch missed it, and it is this wait's.
         if (typeof value.value === "boolean" && (includeOwn ? this.#givenWhileWaiting(parsed.name, value) : this.#inForce(parsed.name, value))) {
           approvals.push({ name: parsed.name, approved: value.value });
         }

@@ -112,7 +112,8 @@ export interface Stamped {
    * Approvals only: how long the deciding server kept the decision before
    * it could write it (milliseconds, on its own clock; an outage makes it
    * long). A reader measures it against approval_duration and its own
-   * waits, never against its clock (fleet-state.ts, #inForce).
+   * waits, never one server's clock against another's (fleet-state.ts,
+   * #inForce).
    */
   readonly held?: number;
 }
