@@ -236,10 +236,10 @@ test("an approval given through B while B is cut off from etcd reaches A late: i
     await eventually(() => a.get("charlie")?.approvalPending, { what: "charlie waiting on A again" });
   });
   if (!second) throw new Error("no second wait");
-  // B's changes come in order: once its later disable is here, so is the approval.
+  // B's changes come in order: once a later one is here, so is the approval.
   await eventually(() => fleetB.degraded === false, { what: "B back" });
-  b.disable("alpha");
-  await eventually(() => a.get("alpha")?.enabled === false, { what: "B's disable of alpha on A" });
+  b.update("alpha", { approvalDelay: 4_321 });
+  await eventually(() => a.get("alpha")?.approvalDelay === 4_321, { what: "B's change after the approval on A" });
   assert.equal(second.decided(), false, "an approval that had lapsed on B released a later wait on A");
   assert.equal(a.get("charlie")?.approvalPending, true);
   const told = lines.filter((l) => l.includes("not applied"));
