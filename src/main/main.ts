@@ -96,7 +96,7 @@ async function checkMigration(settings: ServerSettings, uid: number): Promise<vo
     return;
   }
   const time = pending.oneSecretMs === null ? "" :
-    ` (about ${roughly((pending.sealed * pending.oneSecretMs) / pending.threads)} in all on ${pending.threads} thread${pending.threads === 1 ? "" : "s"}; one took ${Math.round(pending.oneSecretMs)} ms here)`;
+    ` (about ${roughly((pending.sealed * pending.oneSecretMs) / pending.threads)} in all on ${pending.threads} thread${pending.threads === 1 ? "" : "s"}, more while connections are served; one took ${Math.round(pending.oneSecretMs)} ms here)`;
   process.stdout.write(`ok: the first start imports ${pending.path}: ${pending.clients} clients; it serves at once and opens their ${pending.sealed} sealed secrets meanwhile, each asking client's first${time}\n`);
 }
 
