@@ -119,6 +119,13 @@ interface TwoServers {
   readonly a: ClientRegistry;
   readonly b: ClientRegistry;
   readonly fleetB: FleetState;
+  /** Cuts B's link and resolves once B knows it is cut off. */
+  cutB(): Promise<void>;
+}
+
+/** Whether etcd's value of `key` matches `pattern`. */
+async function holds(etcd: Etcd3, key: string, pattern: RegExp): Promise<boolean> {
+  return pattern.test((await etcd.get(key).string()) ?? "");
 }
 
 /** Servers A (straight to etcd, logging to `logA`) and B (through a Link), started; stopped after the test. */
@@ -140,16 +147,18 @@ async function twoServers(t: TestContext, logA: Logger = silentLogger): Promise<
   });
   await fleetA.start();
   await fleetB.start();
-  return { etcd, link, a, b, fleetB };
+  const cutB = async (): Promise<void> => {
+    link.cut();
+    await eventually(() => fleetB.degraded, { what: "B's link to etcd down" });
+  };
+  return { etcd, link, a, b, fleetB, cutB };
 }
 
 test("an approval given through A while B's watch was away (etcd compacted meanwhile) releases the client waiting on B; a decision from before the wait does not", { skip, timeout: 120_000 }, async (t) => {
-  const { etcd, link, a, b, fleetB } = await twoServers(t);
-  const stored = async (key: string, pattern: RegExp): Promise<boolean> => pattern.test((await etcd.get(key).string()) ?? "");
+  const { etcd, link, a, b, fleetB, cutB } = await twoServers(t);
   /** B cut off from etcd until `meanwhile` is done and the history compacted. */
   const away = async (meanwhile: () => Promise<void>): Promise<void> => {
-    link.cut();
-    await eventually(() => fleetB.degraded, { what: "B's link to etcd down" });
+    await cutB();
     await meanwhile();
     await compact(etcd);
     link.mend();
@@ -158,7 +167,7 @@ test("an approval given through A while B's watch was away (etcd compacted meanw
   await eventually(() => a.get("charlie")?.approvalPending, { what: "A shows charlie waiting on B" });
   await away(async () => {
     a.approve("charlie", true);
-    await eventually(() => stored(approvalKey(PREFIX, "charlie"), /"value":true/), { what: "A's approval in etcd" });
+    await eventually(() => holds(etcd, approvalKey(PREFIX, "charlie"), /"value":true/), { what: "A's approval in etcd" });
   });
   await eventually(first.decided, { what: "the client waiting on B released by the approval given through A while B was away" });
   const got = await first.decision;
@@ -171,7 +180,7 @@ test("an approval given through A while B's watch was away (etcd compacted meanw
   await eventually(() => a.get("charlie")?.approvalPending, { what: "A shows charlie waiting on B again" });
   await away(async () => {
     a.disable("alpha");
-    await eventually(() => stored(clientKey(PREFIX, "alpha", "Enabled"), /"value":false/), { what: "A's disable in etcd" });
+    await eventually(() => holds(etcd, clientKey(PREFIX, "alpha", "Enabled"), /"value":false/), { what: "A's disable in etcd" });
   });
   // The read that brought alpha's disable brought the old approval with it.
   await eventually(() => b.get("alpha")?.enabled === false, { what: "B read the fleet again" });
@@ -183,14 +192,13 @@ test("an approval given through A while B's watch was away (etcd compacted meanw
 });
 
 test("an approval given through A while B's watch was away, just before a connection began to wait on B (within approval_duration), releases it once B reads the fleet again", { skip, timeout: 120_000 }, async (t) => {
-  const { etcd, link, a, b, fleetB } = await twoServers(t);
-  link.cut();
-  await eventually(() => fleetB.degraded, { what: "B's link to etcd down" });
+  const { etcd, link, a, b, cutB } = await twoServers(t);
+  await cutB();
   a.approve("charlie", true);
   // On one server the approval would still hold when this connection came.
   await sleep(APPROVAL_DURATION_MS / 4);
   const waiting = waitOn(b);
-  await eventually(async () => /"value":true/.test((await etcd.get(approvalKey(PREFIX, "charlie")).string()) ?? ""), { what: "A's approval in etcd" });
+  await eventually(() => holds(etcd, approvalKey(PREFIX, "charlie"), /"value":true/), { what: "A's approval in etcd" });
   await compact(etcd);
   link.mend();
   await eventually(waiting.decided, { what: "the client waiting on B released by the approval given just before" });
@@ -200,13 +208,12 @@ test("an approval given through A while B's watch was away, just before a connec
 
 test("an approval given through B while B is cut off from etcd reaches A late: it releases the connection waiting there since before it lapsed, not one that began after", { skip, timeout: 120_000 }, async (t) => {
   const lines: string[] = [];
-  const { etcd, link, a, b, fleetB } = await twoServers(t, new FanOutLogger([{ level: "DEBUG", write: (l: LogLevel, m: string) => lines.push(`${l}: ${m}`) }]));
+  const { etcd, link, a, b, fleetB, cutB } = await twoServers(t, new FanOutLogger([{ level: "DEBUG", write: (l: LogLevel, m: string) => lines.push(`${l}: ${m}`) }]));
   /** How long B keeps its decision before etcd has it: ten times approval_duration. */
   const HELD_MS = 10 * APPROVAL_DURATION_MS;
   /** B's approval of charlie, given while B is cut off and written HELD_MS later; resolves to what etcd then holds. */
   const approveWhileAway = async (meanwhile: () => Promise<unknown> = async () => {}): Promise<{ held?: number; by?: string }> => {
-    link.cut();
-    await eventually(() => fleetB.degraded, { what: "B's link to etcd down" });
+    await cutB();
     const before = await etcd.get(approvalKey(PREFIX, "charlie")).string();
     b.approve("charlie", true);
     await sleep(HELD_MS);
