@@ -6,7 +6,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
-import { TlsClient, TlsServer, generateEphemeralKeyShares, keyId, parsePriority } from "../src/tls/index.js";
+import { TlsClient, TlsServer, generateEphemeralKeyShares, keyId, parsePriority, runLoopback } from "../src/tls/index.js";
 import { MAX_HANDSHAKE_BUFFER_BYTES } from "../src/tls/limits.js";
 import { errorOf, makeKey, runPair, type KeyKind } from "./helpers/tls-pair.js";
 
@@ -59,6 +59,58 @@ test("a HelloRetryRequest for a group we sent no share for is answered", () => {
   assertDelivered(r, key.publicKeySpki);
   const done = r.clientEvents.find((e) => e.type === "handshake-complete");
   assert.equal(done?.type === "handshake-complete" && done.group, "secp384r1");
+});
+
+test("a second ClientHello echoing a cookie over 2^14 bytes goes in records of at most 2^14", () => {
+  // A hostile peer's HelloRetryRequest with a 20,000-byte cookie (in two
+  // records, as it must): our echo of it must keep to RFC 8446 §5.1 too.
+  const cookie = randomBytes(20_000);
+  // `flight`: the HelloRetryRequest's record, and what follows it (a change_cipher_spec).
+  const withCookie = (flight: Buffer): Buffer => {
+    const message = flight.subarray(5, 5 + flight.readUInt16BE(3));
+    const body = message.subarray(4);
+    const sessionIdLength = body[34]!;
+    const extensionsAt = 35 + sessionIdLength + 3;
+    const extensions = body.subarray(extensionsAt + 2);
+    const cookieExtension = Buffer.alloc(6 + cookie.length);
+    cookieExtension.writeUInt16BE(44, 0);
+    cookieExtension.writeUInt16BE(2 + cookie.length, 2);
+    cookieExtension.writeUInt16BE(cookie.length, 4);
+    cookie.copy(cookieExtension, 6);
+    const allExtensions = Buffer.concat([extensions, cookieExtension]);
+    const newBody = Buffer.concat([body.subarray(0, extensionsAt), Buffer.from([allExtensions.length >> 8, allExtensions.length & 0xff]), allExtensions]);
+    const newMessage = Buffer.concat([Buffer.from([message[0]!, newBody.length >> 16, (newBody.length >> 8) & 0xff, newBody.length & 0xff]), newBody]);
+    const records: Buffer[] = [];
+    for (let at = 0; at < newMessage.length; at += 1 << 14) {
+      const part = newMessage.subarray(at, at + (1 << 14));
+      records.push(Buffer.from([0x16, 0x03, 0x03, part.length >> 8, part.length & 0xff]), part);
+    }
+    return Buffer.concat([...records, flight.subarray(5 + message.length)]);
+  };
+  const settings = parsePriority("NONE:+VERS-TLS1.3:+CTYPE-RAWPK:+AES-128-GCM:+GROUP-X25519:+GROUP-SECP384R1:+SIGN-ALL");
+  const client = new TlsClient(settings, generateEphemeralKeyShares(settings.keyShareGroups));
+  const key = makeKey("ed25519");
+  const server = new TlsServer(parsePriority("NONE:+VERS-TLS1.3:+CTYPE-RAWPK:+AES-128-GCM:+GROUP-SECP384R1:+SIGN-ALL"), key);
+  const fromClient: Buffer[] = [];
+  let fromServer = 0;
+  client.start();
+  runLoopback(
+    { engine: client, event: () => {}, deliver: (bytes, to) => (fromClient.push(bytes), to.receive(bytes)) },
+    { engine: server, event: () => {}, deliver: (bytes, to) => to.receive(fromServer++ === 0 ? withCookie(bytes) : bytes) },
+  );
+  // The client's records after its first ClientHello: each within 2^14, and together a ClientHello that carries the cookie.
+  const sent = Buffer.concat(fromClient.slice(1));
+  const handshake: Buffer[] = [];
+  for (let at = 0; at < sent.length;) {
+    const length = sent.readUInt16BE(at + 3);
+    assert.ok(length <= 1 << 14, `a record of ${length} bytes`);
+    if (sent[at] === 0x16) handshake.push(sent.subarray(at + 5, at + 5 + length));
+    at += 5 + length;
+  }
+  const hello = Buffer.concat(handshake);
+  assert.equal(hello[0], 1);
+  assert.equal(hello.readUIntBE(1, 3), hello.length - 4);
+  assert.ok(hello.includes(cookie), "the cookie echoed whole");
 });
 
 test("bytes delivered one at a time, and a flight split over many records", () => {

@@ -218,13 +218,23 @@ export function byteSize(part: string | Uint8Array): number {
   return typeof part === "string" ? Buffer.byteLength(part, "utf8") : part.length;
 }
 
-/** A plaintext record (only ever ClientHello/ServerHello/CCS/alerts before keys). */
+/**
+ * A plaintext record (only ever ClientHello/ServerHello/CCS/alerts before
+ * keys), or as many as it takes to keep each within MAX_PLAINTEXT (RFC 8446
+ * §5.1): only a second ClientHello that echoes a HelloRetryRequest's large
+ * cookie comes near it.
+ */
 export function plainRecord(type: number, content: Uint8Array, version = 0x0303): Buffer {
-  const out = Buffer.allocUnsafe(5 + content.length);
-  out[0] = type;
-  out.writeUInt16BE(version, 1);
-  out.writeUInt16BE(content.length, 3);
-  out.set(content, 5);
+  const records = Math.max(1, Math.ceil(content.length / MAX_PLAINTEXT));
+  const out = Buffer.allocUnsafe(5 * records + content.length);
+  for (let i = 0, at = 0; i < records; i++) {
+    const part = content.subarray(i * MAX_PLAINTEXT, (i + 1) * MAX_PLAINTEXT);
+    out[at] = type;
+    out.writeUInt16BE(version, at + 1);
+    out.writeUInt16BE(part.length, at + 3);
+    out.set(part, at + 5);
+    at += 5 + part.length;
+  }
   return out;
 }
 
