@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ClientRegistry, type CheckerSpawner } from "../src/main/clients/registry.js";
 import { placeholderFor } from "../src/main/clients/secret-to-open.js";
+import { MAX_APPROVAL_WAITS } from "../src/main/clients/approval.js";
 import { ManualClock } from "../src/main/clock.js";
 import { silentLogger } from "../src/main/daemon/log.js";
 import type { RegistryEvent, SecretDecision } from "../src/main/clients/contract.js";
@@ -117,6 +118,63 @@ test("an approval lasts approval_duration, then requests wait again", async () =
   void t.reg.requestSecret("web", keyIdOf("web"), "::1", new AbortController().signal).then((d) => (third = d));
   await flush();
   assert.equal(third, null, "waits again after approval_duration");
+});
+
+test("at most MAX_APPROVAL_WAITS connections of a client wait for approval: a newer one closes the oldest", async () => {
+  // A thief replaying one key must not fill the server's open connections
+  // with waits; a machine holds one or two.
+  const t = setup({ approvalDelay: 60_000, approvedByDefault: false });
+  const decisions: Array<SecretDecision | null> = [];
+  const request = (): void => {
+    const i = decisions.push(null) - 1;
+    void t.reg.requestSecret("web", keyIdOf("web"), "::1", new AbortController().signal).then((d) => (decisions[i] = d));
+  };
+  for (let i = 0; i < MAX_APPROVAL_WAITS - 1; i++) request();
+  await flush();
+  assert.equal(t.decision(), null, "MAX_APPROVAL_WAITS wait, the first among them");
+  assert.equal(decisions.filter((d) => d !== null).length, 0);
+  request();
+  await flush();
+  assert.deepEqual(t.decision(), { give: false, reason: "superseded" }, "the oldest closed for the newest");
+  assert.equal(decisions.filter((d) => d !== null).length, 0);
+  request();
+  await flush();
+  assert.deepEqual(decisions[0], { give: false, reason: "superseded" }, "and then the next oldest");
+  assert.equal(t.reg.get("web")?.approvalPending, true);
+  t.reg.approve("web", true);
+  await flush();
+  assert.deepEqual(decisions.slice(1).map((d) => d?.give), Array(MAX_APPROVAL_WAITS).fill(true), "the ones still waiting get the secret");
+  assert.equal(t.reg.get("web")?.approvalPending, false);
+});
+
+test("a Secret set while a connection waits for approval does not ask for the approval again", async () => {
+  // The reference's setter wakes nobody: one NeedApproval, and the delay runs on.
+  const t = setup({ approvalDelay: 10_000, approvedByDefault: true });
+  await flush();
+  const asked = (): number => t.events.filter((e) => e.type === "need-approval").length;
+  assert.equal(asked(), 1);
+  const firstRequest = t.reg.get("web")?.lastApprovalRequest;
+  assert.ok(firstRequest);
+  t.clock.advance(2_000);
+  t.reg.update("web", { secret: Buffer.from("a new secret") });
+  await flush();
+  assert.equal(asked(), 1);
+  assert.equal(t.reg.get("web")?.lastApprovalRequest?.getTime(), firstRequest?.getTime());
+  t.clock.advance(7_999);
+  await flush();
+  assert.equal(t.decision(), null);
+  t.clock.advance(1);
+  await flush();
+  assert.deepEqual(t.decision(), { give: true, secret: Buffer.from("a new secret") });
+});
+
+test("a client removed while its connection waits for approval: refused as removed, not given its secret", async () => {
+  // The reference's quiet disable wakes nobody, and it sends the secret when the delay ends.
+  const t = setup({ approvalDelay: 5_000, approvedByDefault: true });
+  await flush();
+  t.reg.remove("web");
+  await flush();
+  assert.deepEqual(t.decision(), { give: false, reason: "removed" });
 });
 
 test("a disabled client is rejected, and a peer that goes away withdraws its request", async () => {

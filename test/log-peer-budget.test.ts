@@ -2,8 +2,9 @@
 // lines stop at the burst, the ones held back are summarised with its
 // address and count, other sources are not affected, and what a peer sent
 // reaches a line as printable ASCII; a flood of one line (SummedLines) is
-// said once, then summed up while it lasts; and a server that stops writes
-// the summaries still pending.
+// said once, then summed up while it lasts; a known key's lines are
+// charged to its client instead; and a server that stops writes the
+// summaries still pending.
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -13,10 +14,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ManualClock } from "../src/main/clock.js";
 import {
-  ALL_PEER_LINES_BURST, ALL_PEER_LINES_PER_SECOND, PEER_LINES_BURST, PEER_LINES_PER_SECOND, PeerLineBudget, SUMMARY_INTERVAL_MS, SUMMARY_SOURCES_MAX,
+  ALL_PEER_LINES_BURST, ALL_PEER_LINES_PER_SECOND, CLIENT_LINES_BURST, CLIENT_LINES_PER_SECOND, PEER_LINES_BURST, PEER_LINES_PER_SECOND, PeerLineBudget,
+  SUMMARY_INTERVAL_MS, SUMMARY_SOURCES_MAX, logServeEvents,
 } from "../src/main/daemon/log-serve.js";
+import { MAX_APPROVAL_WAITS } from "../src/main/clients/approval.js";
+import type { ClientView } from "../src/main/clients/contract.js";
+import { events, type ClientRejected } from "../src/main/events.js";
 import { printableAscii, pyAscii, pyTextLine } from "../src/main/python/repr.js";
-import { SummedLines } from "../src/main/daemon/log.js";
+import { SummedLines, type Logger } from "../src/main/daemon/log.js";
 import { startServer } from "./helpers/server.js";
 
 test("a source's lines stop at the burst and are summarised with its address and count", () => {
@@ -112,6 +117,41 @@ test("a flood of one line: the first at once, then a sum every interval while it
   assert.deepEqual(lines.slice(4), ["1 more in 2 s"]);
   clock.advance(60_000);
   assert.equal(lines.length, 5);
+});
+
+test("a known key's lines stop at its client's burst and are summarised by name; another client's go on", () => {
+  // A stolen or decommissioned key replayed in a loop wrote a line a
+  // connection ("is disabled", "needs approval"), ~245 a second.
+  const clock = new ManualClock();
+  const lines: string[] = [];
+  const capture: Logger = {
+    debug: (m) => void lines.push(m), info: (m) => void lines.push(m), warning: (m) => void lines.push(m),
+    error: (m) => void lines.push(m), critical: (m) => void lines.push(m), enabledFor: () => true,
+  };
+  const stop = logServeEvents(capture, clock);
+  try {
+    const connection = { id: 1, address: "192.0.2.7", port: 4000, source: "192.0.2.7", label: "('192.0.2.7', 4000)" };
+    const rejected = (client: string, reason: ClientRejected["reason"]): void => events.clientRejected.publish({ connection, client, keyId: "AB", reason });
+    for (let i = 0; i < CLIENT_LINES_BURST + 10; i++) rejected("stolen", "disabled");
+    // The line only reads the name.
+    events.approvalNeeded.publish({ client: { name: "stolen" } as ClientView, timeoutMs: 1_000, approvedByDefault: false });
+    assert.equal(lines.filter((l) => l === "Client stolen is disabled").length, CLIENT_LINES_BURST);
+    assert.equal(lines.length, CLIENT_LINES_BURST, "needs approval is charged to the same client");
+    rejected("other", "denied");
+    rejected("thief", "superseded");
+    assert.deepEqual(lines.slice(CLIENT_LINES_BURST), [
+      "Client other was not approved",
+      `Client thief: closed its connection ('192.0.2.7', 4000) waiting for approval, for a newer one (at most ${MAX_APPROVAL_WAITS} of a client wait at once)`,
+    ]);
+    clock.advance(SUMMARY_INTERVAL_MS);
+    assert.equal(lines.at(-1), "Suppressed 11 log lines about client stolen in the last 10 s");
+    // Its budget came back at its rate meanwhile.
+    lines.length = 0;
+    for (let i = 0; i < CLIENT_LINES_BURST; i++) rejected("stolen", "approval_timeout");
+    assert.equal(lines.length, (SUMMARY_INTERVAL_MS / 1000) * CLIENT_LINES_PER_SECOND);
+  } finally {
+    stop();
+  }
 });
 
 // A noisy peer's lines held back in a server's last seconds used to go

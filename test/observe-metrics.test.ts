@@ -8,15 +8,14 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { createHash, generateKeyPairSync, randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { hostname, networkInterfaces, tmpdir } from "node:os";
 import { connect } from "node:net";
 import { join } from "node:path";
 import { DEFAULT_PRIORITY, parsePriority } from "../src/tls/index.js";
-import { fetchSecret, type ClientIdentity } from "../src/client/fetch.js";
+import { fetchSecret } from "../src/client/fetch.js";
 import { receiveDatagrams } from "./helpers/datagram-receiver.js";
-import { makeClients, makeKeySet, type TestClient } from "./helpers/keys.js";
+import { machine, machineSection as section, makeClients, makeKeySet, type TestClient } from "./helpers/keys.js";
 import { MANDOS_CLIENT, MANDOS_KEYGEN, missing } from "./helpers/peers.js";
 import { runMandosClient, startServer, type RunningServer } from "./helpers/server.js";
 import { eventually } from "./helpers/wait.js";
@@ -27,24 +26,6 @@ import { events, type ConnectionClosed } from "../src/main/events.js";
 const SETTINGS = parsePriority(DEFAULT_PRIORITY);
 const PROMTOOL = "/usr/bin/promtool";
 const skip = missing(MANDOS_CLIENT, MANDOS_KEYGEN);
-
-interface Machine {
-  readonly name: string;
-  readonly identity: ClientIdentity;
-  readonly keyId: string;
-  readonly secret: Buffer;
-}
-
-function machine(name: string): Machine {
-  const pair = generateKeyPairSync("ed25519");
-  const spki = pair.publicKey.export({ type: "spki", format: "der" });
-  return {
-    name,
-    identity: { privateKey: pair.privateKey, publicKeySpki: spki },
-    keyId: createHash("sha256").update(spki).digest("hex").toUpperCase(),
-    secret: randomBytes(64),
-  };
-}
 
 /** Sample lines of an exposition as "name{labels}" -> value. */
 type Samples = Map<string, number>;
@@ -167,8 +148,6 @@ describe("bin/mandos --metrics and --audit-log", { skip }, () => {
     mkdirSync(conf);
     mkdirSync(state);
     writeFileSync(join(conf, "mandos.conf"), "[DEFAULT]\n");
-    const section = (m: Machine, extra = ""): string =>
-      `[${m.name}]\nkey_id = ${m.keyId}\nsecret = ${m.secret.toString("base64")}\n${extra}`;
     writeFileSync(join(conf, "clients.conf"),
       `[DEFAULT]\nchecker = true\n\n${real!.section}\n${section(enabled)}\n${section(disabled, "enabled = False\n")}`, { mode: 0o600 });
     server = await startServer([

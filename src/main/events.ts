@@ -49,6 +49,7 @@ export type RefusalReason =
   | "unknown_key" // no client has the peer's key ID (or fingerprint)
   | Refusal // the registry's: disabled; denied (by an operator or approved_by_default); approval_timeout
   | "removed" // the client was removed (SIGHUP, D-Bus) while its request waited
+  | "superseded" // newer connections of the client came while it waited for approval (clients/approval.ts)
   | "bad_version" // the protocol line was missing, too long or not version 1
   | "tls_error"; // the handshake failed (alert, malformed or tampered message)
 

@@ -4,10 +4,11 @@
 // and its own password, encrypted by mandos-keygen as an admin would.
 
 import { execFileSync } from "node:child_process";
-import { generateKeyPairSync } from "node:crypto";
+import { createHash, generateKeyPairSync, randomBytes } from "node:crypto";
 import { copyFileSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { MANDOS_KEYGEN } from "./peers.js";
+import type { ClientIdentity } from "../../src/client/fetch.js";
 
 export interface TestClient {
   readonly name: string;
@@ -95,4 +96,28 @@ export function oneClientConfig(root: string): { client: TestClient; conf: strin
   writeFileSync(join(conf, "mandos.conf"), "[DEFAULT]\n");
   writeFileSync(join(conf, "clients.conf"), `[DEFAULT]\nchecker = true\n\n${client!.section}\n`, { mode: 0o600 });
   return { client: client!, conf };
+}
+
+/** A machine for our own client (src/client/fetch.ts): a fresh Ed25519 identity and secret, no files. */
+export interface Machine {
+  readonly name: string;
+  readonly identity: ClientIdentity;
+  readonly keyId: string;
+  readonly secret: Buffer;
+}
+
+export function machine(name: string): Machine {
+  const pair = generateKeyPairSync("ed25519");
+  const spki = pair.publicKey.export({ type: "spki", format: "der" });
+  return {
+    name,
+    identity: { privateKey: pair.privateKey, publicKeySpki: spki },
+    keyId: createHash("sha256").update(spki).digest("hex").toUpperCase(),
+    secret: randomBytes(64),
+  };
+}
+
+/** `m`'s clients.conf section, with `extra` lines ("enabled = False\n"). */
+export function machineSection(m: Machine, extra = ""): string {
+  return `[${m.name}]\nkey_id = ${m.keyId}\nsecret = ${m.secret.toString("base64")}\n${extra}`;
 }

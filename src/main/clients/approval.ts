@@ -9,6 +9,13 @@
 // approved, denied, enabled, disabled, removed, its secret opened) and
 // looks again.
 //
+// At most MAX_APPROVAL_WAITS connections of one client wait for a
+// decision at once; a newer one closes the oldest ("superseded"): a
+// machine holds one or two (mandos-client tries one server address at a
+// time), so more are a thief's or a stale connection of a machine that
+// rebooted, and the server's open connections (serve/limits.ts) are not
+// theirs to fill. docs/OPERATION.md, "Hostile peers".
+//
 // A client whose secret is still sealed (secret-to-open.ts: the Python
 // server's, opened in the background after a switch) gets it once it is
 // open: its opening goes first as the connection arrives, the approval
@@ -16,7 +23,7 @@
 
 import { events } from "../events.js";
 import type { PendingRequest, Refusal, SecretDecision } from "./contract.js";
-import { publish, type ClientHost, type ClientRecord } from "./record.js";
+import { publish, type ApprovalWait, type ClientHost, type ClientRecord } from "./record.js";
 import { secretToOpen } from "./secret-to-open.js";
 
 /**
@@ -25,6 +32,12 @@ import { secretToOpen } from "./secret-to-open.js";
  * a bound, not the pace.
  */
 const SEALED_RECHECK_MS = 10_000;
+
+/**
+ * Connections of one client that may wait for an approval at once; a newer
+ * one closes the oldest. Room for a few machines sharing one section.
+ */
+export const MAX_APPROVAL_WAITS = 8;
 
 export class ApprovalGate {
   readonly #host: ClientHost;
@@ -37,26 +50,40 @@ export class ApprovalGate {
     const host = this.#host;
     const approvalRequired = c.settings.approvalDelay > 0;
     let delay = c.settings.approvalDelay;
-    if (approvalRequired) this.#setPending(c, c.approvalsPending + 1);
+    let wait: ApprovalWait | null = null;
+    if (approvalRequired) {
+      this.#setPending(c, c.approvalsPending + 1);
+      wait = this.#queueWait(c);
+    }
     if (c.runtime.enabled && secretToOpen(c.settings.secret)) host.secretWanted(c);
+    // NeedApproval once a request, as the reference: a wake that decides
+    // nothing (a Secret set, say) does not ask the operator again.
+    let asked = false;
     try {
       for (;;) {
-        if (signal.aborted || !host.isCurrent(c)) return { give: false, reason: "aborted" };
+        if (signal.aborted) return { give: false, reason: "aborted" };
+        // Removed while it waited (the reference would still send the secret).
+        if (!host.isCurrent(c)) return { give: false, reason: "removed" };
+        if (wait?.superseded) return { give: false, reason: "superseded" };
         if (!c.runtime.enabled) return this.#refuse(c, "disabled");
         if (c.approved === true || c.settings.approvalDelay === 0) break;
         if (c.approved === false) return this.#refuse(c, "denied");
-        c.setRuntime({ lastApprovalRequest: host.clock.now() });
-        publish(events.approvalNeeded, () => ({ client: c.view(), timeoutMs: c.settings.approvalDelay, approvedByDefault: c.settings.approvedByDefault }));
-        host.changed(c, "LastApprovalRequest");
-        host.emit({ type: "need-approval", client: c.view(), timeout: c.settings.approvalDelay, approvedByDefault: c.settings.approvedByDefault });
-        // A listener may have approved or denied right away (D-Bus does);
-        // that must count now, not after the delay.
-        if (c.approved !== null || !c.runtime.enabled) continue;
+        if (!asked) {
+          asked = true;
+          c.setRuntime({ lastApprovalRequest: host.clock.now() });
+          publish(events.approvalNeeded, () => ({ client: c.view(), timeoutMs: c.settings.approvalDelay, approvedByDefault: c.settings.approvedByDefault }));
+          host.changed(c, "LastApprovalRequest");
+          host.emit({ type: "need-approval", client: c.view(), timeout: c.settings.approvalDelay, approvedByDefault: c.settings.approvedByDefault });
+          // A listener may have approved or denied right away (D-Bus does);
+          // that must count now, not after the delay.
+          if (c.approved !== null || !c.runtime.enabled) continue;
+        }
         const started = host.clock.now();
         // Whether the delay ran out, from its own timer: the clock's time
         // and its timers may round apart by a millisecond, and a wait
-        // measured short went round again with a second NeedApproval.
-        const ranOut = await this.#waitForChange(c, delay, signal);
+        // measured short went round again.
+        const ranOut = await this.#waitForChange(c, delay, signal, wait);
+        if (wait?.superseded) return { give: false, reason: "superseded" };
         const elapsed = host.clock.now() - started;
         if (ranOut || elapsed >= delay) {
           if (signal.aborted) return { give: false, reason: "aborted" };
@@ -66,19 +93,38 @@ export class ApprovalGate {
         }
         delay -= elapsed;
       }
-      // Approved; the secret may still be sealed. Its opening settles it
+      // Approved: no longer one of the client's waits.
+      if (wait) c.approvalWaits?.delete(wait);
+      // The secret may still be sealed. Its opening settles it
       // (or a secret set meanwhile replaces it), and notifies.
       while (secretToOpen(c.settings.secret)) {
         // Asked for again: the client may have been enabled since the first.
         host.secretWanted(c);
         await this.#waitForChange(c, SEALED_RECHECK_MS, signal);
-        if (signal.aborted || !host.isCurrent(c)) return { give: false, reason: "aborted" };
+        if (signal.aborted) return { give: false, reason: "aborted" };
+        if (!host.isCurrent(c)) return { give: false, reason: "removed" };
         if (!c.runtime.enabled) return this.#refuse(c, "disabled");
       }
       return { give: true, secret: c.settings.secret };
     } finally {
+      if (wait) c.approvalWaits?.delete(wait);
       if (approvalRequired) this.#setPending(c, c.approvalsPending - 1);
     }
+  }
+
+  /** A new wait of `c`'s, the newest; the oldest is closed if MAX_APPROVAL_WAITS wait already. */
+  #queueWait(c: ClientRecord): ApprovalWait {
+    const waits = (c.approvalWaits ??= new Set());
+    if (waits.size >= MAX_APPROVAL_WAITS) {
+      // A Set iterates in insertion order: the first is the oldest.
+      const oldest = waits.values().next().value!;
+      waits.delete(oldest);
+      oldest.superseded = true;
+      oldest.wake?.();
+    }
+    const wait: ApprovalWait = { superseded: false, wake: null };
+    waits.add(wait);
+    return wait;
   }
 
   /** Approves or denies `c`'s connections for approval_duration. */
@@ -98,16 +144,18 @@ export class ApprovalGate {
     return { give: false, reason };
   }
 
-  /** Resolves true when `ms` ran out, false on a change of `c` or an abort first. */
-  #waitForChange(c: ClientRecord, ms: number, signal: AbortSignal): Promise<boolean> {
+  /** Resolves true when `ms` ran out, false on a change of `c`, an abort or `wait`'s wake first. */
+  #waitForChange(c: ClientRecord, ms: number, signal: AbortSignal, wait: ApprovalWait | null = null): Promise<boolean> {
     return new Promise((resolve) => {
       let ranOut = false;
       const done = (): void => {
         timer.cancel();
         c.waiters?.delete(done);
         signal.removeEventListener("abort", done);
+        if (wait) wait.wake = null;
         resolve(ranOut);
       };
+      if (wait) wait.wake = done;
       const timer = this.#host.clock.setTimeout(() => {
         ranOut = true;
         done();

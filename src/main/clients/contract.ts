@@ -91,12 +91,15 @@ export type Refusal = "disabled" | "denied" | "approval_timeout";
 /**
  * What a connection gets when it asks for a client's secret. Besides a
  * refusal, the request can come to nothing: "removed" when no client has
- * that name and key any more, "aborted" when the connection went away or the
- * client was removed while it waited (no rejected event for either).
+ * that name and key any more (the client was removed or its key changed,
+ * before or while it waited), "aborted" when the connection went away,
+ * "superseded" when newer connections of the client came while it waited
+ * for approval (approval.ts, MAX_APPROVAL_WAITS); no rejected event for any
+ * of them.
  */
 export type SecretDecision =
   | { readonly give: true; readonly secret: Buffer }
-  | { readonly give: false; readonly reason: Refusal | "removed" | "aborted" };
+  | { readonly give: false; readonly reason: Refusal | "removed" | "aborted" | "superseded" };
 
 /** What a connection needs of the registry: the lookup, the decision and the outcome. */
 export interface SecretSource {

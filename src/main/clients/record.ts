@@ -15,6 +15,12 @@ export interface CheckerProcess {
   kill(): void;
 }
 
+/** A connection waiting for its client's approval (approval.ts); `wake` ends its wait early, set while it waits. */
+export interface ApprovalWait {
+  superseded: boolean;
+  wake: (() => void) | null;
+}
+
 export class ClientRecord {
   /**
    * clients.conf's own object until something changes a setting, then a
@@ -27,13 +33,15 @@ export class ClientRecord {
   approvedReset: TimerHandle | null = null;
   /** Connections waiting here. */
   approvalsPending = 0;
-  // The next two are made when first needed: most clients never have a
+  // The next three are made when first needed: most clients never have a
   // connection waiting, and an empty Map or Set costs ~150 bytes, 3 MiB
   // for 10,000 clients.
   /** Servers of a fleet where a connection of this client waits (../fleet/), by server. */
   pendingElsewhere: Map<string, PendingRequest> | null = null;
   /** Connections waiting for a change of approval. */
   waiters: Set<() => void> | null = null;
+  /** Connections waiting for a decision, oldest first (at most MAX_APPROVAL_WAITS). */
+  approvalWaits: Set<ApprovalWait> | null = null;
   // checker.ts
   checker: CheckerProcess | null = null;
   checkerQueued = false;

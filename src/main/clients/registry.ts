@@ -183,7 +183,7 @@ export class ClientRegistry implements Registry {
     const c = this.#clients.get(name);
     // A key that is no longer the client's is a client removed: while it
     // waits for approval the same holds (a reload that changes the key
-    // replaces the client's record, and the wait ends "aborted").
+    // replaces the client's record, and the wait ends "removed").
     if (!c || key === "" || (key !== c.settings.keyId && key !== c.settings.fingerprint)) return Promise.resolve({ give: false, reason: "removed" });
     return this.#approvals.requestSecret(c, signal);
   }

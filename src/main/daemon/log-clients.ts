@@ -35,7 +35,7 @@ export function logClientEvents(logger: Logger): () => void {
     logger.error(`Could not format string "${checker}" for client ${client.name}: ${reason}`),
   );
   on(events.checkerStopped, ({ client }) => logger.debug(`Stopping checker for ${client.name}`));
-  on(events.approvalNeeded, ({ client }) => logger.info(`Client ${client.name} needs approval`));
+  // "Client NAME needs approval" is log-serve.ts's: one line a connection, charged to the client.
   return () => {
     for (const unsubscribe of unsubscribes.splice(0)) unsubscribe();
   };

@@ -7,9 +7,12 @@
 // A peer must not be able to write the log (issue 16): every line a
 // stranger can cause is charged to its source (serve/source.ts) against a
 // budget (PeerLineBudget below), and what it sent is escaped to printable
-// ASCII before it reaches a line. The lines only a known key can cause
-// (secret sent, client disabled or not approved) are never held back, and a
-// connection that is served gets back what its lines cost its source.
+// ASCII before it reaches a line. A connection that is served gets back
+// what its lines cost its source, and `Sending secret to` is never held
+// back. The lines only a known key can cause (disabled, not approved,
+// needs approval) are charged to the client instead, with room for a
+// machine that retries (CLIENT_LINES_BURST): a stolen or decommissioned
+// key replayed in a loop must not write the log either.
 
 import { systemClock, type Clock, type TimerHandle } from "../clock.js";
 import { events, type Channel, type ConnectionClosed } from "../events.js";
@@ -19,6 +22,7 @@ import { printableAscii, pyAscii, pyTextLine } from "../python/repr.js";
 import { strerror } from "../config/os-error.js";
 import { MAX_OPEN_CONNECTIONS } from "../serve/limits.js";
 import { referenceWarning } from "../../tls/index.js";
+import { MAX_APPROVAL_WAITS } from "../clients/approval.js";
 
 /**
  * Lines one source may cause in a burst, and how fast its budget comes
@@ -43,15 +47,54 @@ export const PEER_LINES_PER_SECOND = 2;
  */
 export const ALL_PEER_LINES_BURST = 2 * MAX_OPEN_CONNECTIONS;
 export const ALL_PEER_LINES_PER_SECOND = 200;
+/**
+ * Lines one client's key may cause (disabled, not approved, timed out, needs
+ * approval, a wait closed for a newer one), in a burst and a second. A
+ * machine that is refused retries every 10 s and causes one or two a try;
+ * a few sharing one section a few times that. A key replayed in a loop
+ * wrote ~245 a second from one address before (docs/OPERATION.md,
+ * "Hostile peers").
+ */
+export const CLIENT_LINES_BURST = 20;
+export const CLIENT_LINES_PER_SECOND = 1;
 /** How often the count of held-back lines is written, per source at most. */
 export const SUMMARY_INTERVAL_MS = 10_000;
 /** Sources named in one round of summaries, the most held back first; the others are summed in one line. */
 export const SUMMARY_SOURCES_MAX = 20;
 
-/** Per-source token buckets for log lines under one for all sources, and the summaries of what they held back. */
+/** A budget's sizes: for each key (a source, or a client) and for all keys together. */
+export interface LineLimits {
+  readonly burst: number;
+  readonly perSecond: number;
+  readonly allBurst: number;
+  readonly allPerSecond: number;
+  /** What the keys past SUMMARY_SOURCES_MAX are, summed in one summary ("N other sources"). */
+  readonly others: string;
+}
+
+/** The lines a stranger can cause, per source. */
+export const PEER_LINE_LIMITS: LineLimits = {
+  burst: PEER_LINES_BURST,
+  perSecond: PEER_LINES_PER_SECOND,
+  allBurst: ALL_PEER_LINES_BURST,
+  allPerSecond: ALL_PEER_LINES_PER_SECOND,
+  others: "sources",
+};
+
+/** The lines only a known key can cause, per client ("client NAME"). */
+export const CLIENT_LINE_LIMITS: LineLimits = {
+  burst: CLIENT_LINES_BURST,
+  perSecond: CLIENT_LINES_PER_SECOND,
+  allBurst: ALL_PEER_LINES_BURST,
+  allPerSecond: ALL_PEER_LINES_PER_SECOND,
+  others: "clients",
+};
+
+/** Token buckets for log lines, per key (a source, or a client) under one for all, and the summaries of what they held back. */
 export class PeerLineBudget {
   readonly #clock: Clock;
-  /** `who` is a source, or "N other sources" past SUMMARY_SOURCES_MAX. */
+  readonly #limits: LineLimits;
+  /** `who` is a key, or "N other sources" (LineLimits.others) past SUMMARY_SOURCES_MAX. */
   readonly #write: (who: string, suppressed: number, seconds: number) => void;
   readonly #sources = new Map<string, { tokens: number; at: number; suppressed: number; since: number }>();
   readonly #all: { tokens: number; at: number };
@@ -59,24 +102,26 @@ export class PeerLineBudget {
   readonly #charged = new Map<number, { source: string; lines: number }>();
   #timer: TimerHandle | null = null;
 
-  constructor(clock: Clock, write: (who: string, suppressed: number, seconds: number) => void) {
+  constructor(clock: Clock, write: (who: string, suppressed: number, seconds: number) => void, limits: LineLimits = PEER_LINE_LIMITS) {
     this.#clock = clock;
+    this.#limits = limits;
     this.#write = write;
-    this.#all = { tokens: ALL_PEER_LINES_BURST, at: clock.now() };
+    this.#all = { tokens: limits.allBurst, at: clock.now() };
   }
 
   /** Whether a line from `source` (for `connection`, if any) may be written now; if not, it is counted for the summary. */
   allow(source: string, connection?: number): boolean {
     const now = this.#clock.now();
+    const limits = this.#limits;
     let entry = this.#sources.get(source);
     if (!entry) {
-      entry = { tokens: PEER_LINES_BURST, at: now, suppressed: 0, since: now };
+      entry = { tokens: limits.burst, at: now, suppressed: 0, since: now };
       this.#sources.set(source, entry);
     }
-    entry.tokens = Math.min(PEER_LINES_BURST, entry.tokens + ((now - entry.at) * PEER_LINES_PER_SECOND) / 1000);
+    entry.tokens = Math.min(limits.burst, entry.tokens + ((now - entry.at) * limits.perSecond) / 1000);
     entry.at = now;
     const all = this.#all;
-    all.tokens = Math.min(ALL_PEER_LINES_BURST, all.tokens + ((now - all.at) * ALL_PEER_LINES_PER_SECOND) / 1000);
+    all.tokens = Math.min(limits.allBurst, all.tokens + ((now - all.at) * limits.allPerSecond) / 1000);
     all.at = now;
     if (entry.tokens >= 1 && all.tokens >= 1) {
       entry.tokens -= 1;
@@ -104,8 +149,8 @@ export class PeerLineBudget {
     this.#charged.delete(connection);
     if (!charged) return;
     const entry = this.#sources.get(charged.source);
-    if (entry) entry.tokens = Math.min(PEER_LINES_BURST, entry.tokens + charged.lines);
-    this.#all.tokens = Math.min(ALL_PEER_LINES_BURST, this.#all.tokens + charged.lines);
+    if (entry) entry.tokens = Math.min(this.#limits.burst, entry.tokens + charged.lines);
+    this.#all.tokens = Math.min(this.#limits.allBurst, this.#all.tokens + charged.lines);
   }
 
   /** `connection` has ended; nothing more is refunded. */
@@ -136,11 +181,12 @@ export class PeerLineBudget {
       }
       entry.suppressed = 0;
     }
-    if (others > 0) this.#write(`${others} other sources`, othersSuppressed, seconds(othersSince));
+    const { burst, perSecond } = this.#limits;
+    if (others > 0) this.#write(`${others} other ${this.#limits.others}`, othersSuppressed, seconds(othersSince));
     let pending = false;
     for (const [source, entry] of this.#sources) {
-      const tokens = entry.tokens + ((now - entry.at) * PEER_LINES_PER_SECOND) / 1000;
-      if (tokens >= PEER_LINES_BURST) this.#sources.delete(source);
+      const tokens = entry.tokens + ((now - entry.at) * perSecond) / 1000;
+      if (tokens >= burst) this.#sources.delete(source);
       else pending = true;
     }
     // Sources still short of budget may be held back again; keep watching
@@ -228,16 +274,26 @@ export function logServeEvents(logger: Logger, clock: Clock = systemClock): () =
     // The reference names a legacy peer's fingerprint in the same line ("key_id or fpr").
     peerLine("INFO", connection.source, undefined, () => `Client not found for key ID: ${keyId || fingerprint || ""}, address: ${connection.label}`);
   }, "INFO");
-  on(events.clientRejected, ({ client, reason }) => {
+  const clientBudget = new PeerLineBudget(clock, (who, suppressed, seconds) =>
+    logger.warning(`Suppressed ${suppressed} log lines about ${who} in the last ${seconds} s`), CLIENT_LINE_LIMITS);
+  /** Writes a line only a known key can cause, charged to its client. */
+  const clientLine = (level: LogLevel, client: string, text: () => string): void => {
+    if (wants(level) && clientBudget.allow(`client ${client}`)) write(logger, level, text());
+  };
+  on(events.approvalNeeded, ({ client }) => clientLine("INFO", client.name, () => `Client ${client.name} needs approval`), "INFO");
+  on(events.clientRejected, ({ connection, client, reason }) => {
     switch (reason) {
       case "disabled":
-        return logger.info(`Client ${client} is disabled`);
+        return clientLine("INFO", client, () => `Client ${client} is disabled`);
       case "denied":
-        return logger.warning(`Client ${client} was not approved`);
+        return clientLine("WARNING", client, () => `Client ${client} was not approved`);
       case "approval_timeout":
-        return logger.warning(`Client ${client} timed out while waiting for approval`);
+        return clientLine("WARNING", client, () => `Client ${client} timed out while waiting for approval`);
       case "removed":
-        return logger.info(`Client ${client} was refused: Removed`);
+        return clientLine("INFO", client, () => `Client ${client} was refused: Removed`);
+      case "superseded":
+        return clientLine("WARNING", client, () =>
+          `Client ${client}: closed its connection ${connection.label} waiting for approval, for a newer one (at most ${MAX_APPROVAL_WAITS} of a client wait at once)`);
     }
   }, "WARNING");
   on(events.secretSent, ({ connection, client }) => {
@@ -268,6 +324,7 @@ export function logServeEvents(logger: Logger, clock: Clock = systemClock): () =
   return () => {
     for (const unsubscribe of subscribed.splice(0)) unsubscribe();
     budget.stop();
+    clientBudget.stop();
     openLimit.stop();
   };
 }

@@ -34,7 +34,7 @@ export interface MetricSources {
 }
 
 export const REFUSAL_REASONS: readonly RefusalReason[] = [
-  "unknown_key", "disabled", "denied", "approval_timeout", "removed", "bad_version", "tls_error",
+  "unknown_key", "disabled", "denied", "approval_timeout", "removed", "superseded", "bad_version", "tls_error",
 ];
 const OUTCOMES: readonly ConnectionOutcome[] = [
   "secret-sent", "refused", "bad-version", "tls-error", "timeout", "peer-closed", "socket-error", "shutdown", "evicted", "internal-error",

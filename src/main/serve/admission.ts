@@ -29,7 +29,8 @@
 //   crowd of sources that each sent a good line and wait cannot keep the
 //   cap full against every other source.
 //   Rule 3: each failure a source causes (bad version line, failed or
-//           timed-out handshake, unknown key) takes a token from its bucket
+//           timed-out handshake, unknown key, a client refused its secret:
+//           disabled, denied, approval timed out) takes a token from its bucket
 //           (FAILURE_BURST, refilled at FAILURE_REFILL_PER_SECOND); a source
 //           with no token left is refused at accept until one comes back.
 //

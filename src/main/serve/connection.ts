@@ -108,7 +108,7 @@ export interface ConnectionHost {
   /**
    * Called once, at the very end; `failed` when the peer failed the
    * protocol (admission.ts, Rule 3): it ended before a decision for any
-   * reason but ours, or its key was unknown.
+   * reason but ours, its key was unknown, or its client was refused.
    */
   closed(connection: Connection, source: string, outcome: ConnectionOutcome, failed: boolean): void;
 }
@@ -146,7 +146,8 @@ export class Connection {
   #ticket: SlotTicket | null = null;
   /** Bytes after the version line, kept while waiting for a slot. */
   #early: Buffer = EMPTY;
-  #unknownKey = false;
+  /** Its key was unknown, or its client was refused the secret (disabled, denied, approval timed out): a failure of its source. */
+  #keyRefused = false;
   #abort: AbortController | null = null;
   /** Set while our Finished waits, corked, for the decision. */
   #cork: NodeJS.Timeout | null = null;
@@ -522,10 +523,15 @@ export class Connection {
     returnAbortController(abort);
     if (this.#state !== "AwaitingDecision") return;
     if (!decision.give) {
+      // A refusal costs its source a token, as an unknown key does: a
+      // disabled machine retries every 10 s, a key replayed in a loop is
+      // throttled (admission.ts, Rule 3). Not a wait closed for a newer one.
+      const reason = decision.reason;
+      this.#keyRefused = reason === "disabled" || reason === "denied" || reason === "approval_timeout";
       // "aborted": the peer went away or the client was replaced while
       // it waited; the connection-closed event tells of it.
-      if (decision.reason !== "aborted" && events.clientRejected.hasSubscribers) {
-        events.clientRejected.publish({ connection: this.#ref, client: name, keyId, ...this.#legacyFingerprint(), reason: decision.reason });
+      if (reason !== "aborted" && events.clientRejected.hasSubscribers) {
+        events.clientRejected.publish({ connection: this.#ref, client: name, keyId, ...this.#legacyFingerprint(), reason });
       }
       this.#close("refused");
       return;
@@ -601,7 +607,7 @@ export class Connection {
   /** No client has `keyId`: counted against the source (admission.ts, Rule 3) and published. */
   /** `fingerprint`: a legacy peer's; the reference names it where it would name the key ID ("key_id or fpr"). */
   #notFound(keyId: string, proven: boolean, fingerprint?: string): void {
-    this.#unknownKey = true;
+    this.#keyRefused = true;
     if (events.clientNotFound.hasSubscribers) {
       events.clientNotFound.publish({ connection: this.#ref, keyId, ...(fingerprint === undefined ? {} : { fingerprint }), proven });
     }
@@ -663,6 +669,6 @@ export class Connection {
     }
     const beforeDecision = stage === "AwaitingLine" || stage === "Handshaking";
     const ours = outcome === "shutdown" || outcome === "internal-error";
-    this.#deps.closed(this, this.#source, outcome, this.#unknownKey || (beforeDecision && !ours));
+    this.#deps.closed(this, this.#source, outcome, this.#keyRefused || (beforeDecision && !ours));
   }
 }

@@ -142,12 +142,13 @@ export const DEFAULT_MAX_PER_SOURCE = 128;
 
 /**
  * Failures a source may cause in a burst (bad version line, a handshake
- * that fails, times out or ends with an unknown key); then it is refused
+ * that fails, times out or ends with an unknown key, or a client refused
+ * its secret: disabled, denied, approval timed out); then it is refused
  * at accept until its bucket refills at FAILURE_REFILL_PER_SECOND.
  * mandos-client retries every 10 s (mandos-client(8), --retry), so even a
- * rack of 48 machines behind one address that are all unknown to us fails
- * 4.8 times a second: it never empties a bucket that refills at 10 a
- * second. An attacker gets at most 10 failed handshakes a second per
+ * rack of 48 machines behind one address that are all unknown to us, or
+ * all disabled, fails 4.8 times a second: it never empties a bucket that
+ * refills at 10 a second. An attacker gets at most 10 failed handshakes a second per
  * source (~1 ms of CPU each with Ed25519) after its first 100.
  */
 export const FAILURE_BURST = 100;
