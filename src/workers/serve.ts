@@ -38,10 +38,11 @@ function send(op: ThreadOp): void {
   flushScheduled = true;
   setImmediate(flush);
 }
-function flush(): void {
+/** `round`: the main thread asked for what this thread has (source-recheck.ts); the batch goes even empty. */
+function flush(round?: number): void {
   flushScheduled = false;
-  if (ops.length === 0) return;
-  const batch: FromThread = { kind: "batch", ops, open: listener.openConnections, handshakes: listener.handshakes };
+  if (ops.length === 0 && round === undefined) return;
+  const batch: FromThread = { kind: "batch", ops, open: listener.openConnections, handshakes: listener.handshakes, ...(round === undefined ? {} : { round }) };
   ops = [];
   port!.postMessage(batch);
 }
@@ -169,6 +170,9 @@ port.on("message", (message: ToThread) => {
         // A Buffer arrives as a Uint8Array.
         request.settle(decision.give ? { give: true, secret: bufferView(decision.secret) } : decision);
       }
+      return;
+    case "flush":
+      flush(message.round);
       return;
     case "listen":
       listener.listen(message.options).then(

@@ -106,11 +106,20 @@ export interface ConnectionHost {
     connection: Connection,
   ): SlotTicket;
   /**
+   * The secret is going out: the connection no longer counts against its
+   * source (admission.ts, Rule 1). Said before the write, not when its
+   * callback comes: the peer has its secret, and may connect again, before
+   * then, and with serve threads another thread may count that next
+   * connection first (source-recheck.ts).
+   */
+  sending(source: string): void;
+  /**
    * Called once, at the very end; `failed` when the peer failed the
    * protocol (admission.ts, Rule 3): it ended before a decision for any
    * reason but ours, its key was unknown, or its client was refused.
+   * `left`: sending() was said (the source has its count back).
    */
-  closed(connection: Connection, source: string, outcome: ConnectionOutcome, failed: boolean): void;
+  closed(connection: Connection, source: string, outcome: ConnectionOutcome, failed: boolean, left: boolean): void;
 }
 
 /** No bytes: the line and early buffers' value between uses (one Buffer, not one a connection). */
@@ -554,6 +563,7 @@ export class Connection {
     const tls = this.#tls;
     if (!tls) return;
     this.#to("Sending");
+    this.#deps.sending(this.#source);
     this.#arm(SEND_TIMEOUT_MS, "sending the secret");
     tls.send(secret);
     tls.close();
@@ -669,6 +679,6 @@ export class Connection {
     }
     const beforeDecision = stage === "AwaitingLine" || stage === "Handshaking";
     const ours = outcome === "shutdown" || outcome === "internal-error";
-    this.#deps.closed(this, this.#source, outcome, this.#keyRefused || (beforeDecision && !ours));
+    this.#deps.closed(this, this.#source, outcome, this.#keyRefused || (beforeDecision && !ours), stage === "Sending");
   }
 }

@@ -142,9 +142,10 @@ export class Listener {
       logger: deps.logger,
       clock: deps.clock,
       requestSlot: (source, granted, evict, connection) => admission.requestSlot(source, granted, connection, evict),
-      closed: (connection, source, _outcome, failed) => {
+      sending: (source) => gate.leave(source),
+      closed: (connection, source, _outcome, failed, left) => {
         if (failed) gate.failed(source);
-        gate.leave(source);
+        if (!left) gate.leave(source);
         open.give();
         this.#connections.delete(connection);
         if (this.#connections.size === 0) this.#drained?.();

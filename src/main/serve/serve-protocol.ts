@@ -49,6 +49,8 @@ export type ToThread =
       readonly decisions: ReadonlyArray<{ readonly id: number; readonly decision: SecretDecision }>;
       readonly admissions: ReadonlyArray<{ readonly id: number; readonly refusal: AdmissionRefusal | null }>;
     }
+  /** Send what you have now, with this round (source-recheck.ts). */
+  | { readonly kind: "flush"; readonly round: number }
   | { readonly kind: "close"; readonly graceMs: number };
 
 export type ThreadOp =
@@ -66,5 +68,6 @@ export type FromThread =
   | { readonly kind: "loaded" }
   | { readonly kind: "listening"; readonly address: string; readonly port: number; readonly fd: number }
   | { readonly kind: "listen-failed"; readonly message: string; readonly code?: string | undefined }
-  | { readonly kind: "batch"; readonly ops: readonly ThreadOp[]; readonly open: number; readonly handshakes: HandshakeCounts }
+  /** `round`: sent when asked to flush (source-recheck.ts). */
+  | { readonly kind: "batch"; readonly ops: readonly ThreadOp[]; readonly open: number; readonly handshakes: HandshakeCounts; readonly round?: number }
   | { readonly kind: "closed" };

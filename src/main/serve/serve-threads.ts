@@ -2,7 +2,8 @@
 // the listening socket, and the main thread keeps the registry. Per
 // secret, the main thread only counts the source in and out, answers the
 // decision and republishes the connection's events, a batch per thread
-// and turn each way (serve-protocol.ts).
+// and turn each way (serve-protocol.ts). A refusal for the source limit
+// waits until every thread has sent its batch (source-recheck.ts).
 //
 // The first thread binds (or takes --socket's descriptor); the others
 // listen on the same descriptor, and whichever thread is free accepts.
@@ -34,6 +35,7 @@ import { knownKeysOf } from "./known-keys.js";
 import type { KnownKeys } from "./handshake-runner.js";
 import { packBytes } from "../../workers/pack-bytes.js";
 import { sharedBounds, type SharedBounds } from "./shared-limit.js";
+import { SourceRecheck, type RecheckPeer } from "./source-recheck.js";
 import type { BuildStamp } from "../../build.js";
 
 /**
@@ -94,14 +96,18 @@ const republish = new Map<string, Channel<unknown>>(FORWARDED_CHANNELS.map((c) =
 /** What a thread tells the set of them. */
 interface ThreadHooks {
   /** The thread has ended (error or exit). */
-  ended(why: Error): void;
+  ended(thread: ServeThread, why: Error): void;
   /** Runs before each batch of answers leaves for the thread. */
   beforeAnswer(): void;
+  /** A source-limit refusal of the thread's connection `id`: true if it is held to be decided again (source-recheck.ts), false to answer it now. */
+  holdRefusal(thread: ServeThread, id: number, source: string): boolean;
+  /** The thread has sent what it had when asked for `round`. */
+  flushed(thread: ServeThread, round: number): void;
 }
 
 const NO_HANDSHAKES: HandshakeCounts = { holding: 0, slow: 0, waiting: 0, evictedSlow: 0, evictedWaiting: 0, evictedSilent: 0 };
 
-class ServeThread {
+class ServeThread implements RecheckPeer {
   readonly worker: Worker;
   open = 0;
   handshakes = NO_HANDSHAKES;
@@ -139,7 +145,7 @@ class ServeThread {
     this.#waiters.clear();
     for (const abort of this.#aborts.values()) abort.abort();
     this.#aborts.clear();
-    this.#hooks.ended(why);
+    this.#hooks.ended(this, why);
   }
 
   get ended(): boolean {
@@ -156,11 +162,22 @@ class ServeThread {
     this.worker.postMessage(message);
   }
 
+  flush(round: number): void {
+    this.post({ kind: "flush", round });
+  }
+
+  /** Answers the thread's connection `id`: admitted (null) or why not. */
+  answerEnter(id: number, refusal: AdmissionRefusal | null): void {
+    this.#admissions.push({ id, refusal });
+    this.#schedule();
+  }
+
   #onMessage(m: FromThread): void {
     if (m.kind === "batch") {
       this.open = m.open;
       this.handshakes = m.handshakes;
       for (const op of m.ops) this.#op(op);
+      if (m.round !== undefined) this.#hooks.flushed(this, m.round);
       return;
     }
     // "listening" and "listen-failed" answer the same wait.
@@ -183,10 +200,13 @@ class ServeThread {
         registry.requestSecret(op.name, op.key, op.address, abort.signal).then(this.#decide.bind(this, op.id), this.#requestFailed.bind(this, op.id, op.name));
         return;
       }
-      case "enter":
-        this.#admissions.push({ id: op.id, refusal: this.#admission.enter(op.source) });
-        this.#schedule();
+      case "enter": {
+        const refusal = this.#admission.enter(op.source);
+        // Another thread's leaves may not be in yet: decided again once they are.
+        if (refusal === "source-limit" && this.#hooks.holdRefusal(this, op.id, op.source)) return;
+        this.answerEnter(op.id, refusal);
         return;
+      }
       case "leave":
         this.#admission.leave(op.source);
         return;
@@ -280,10 +300,21 @@ export class ServeThreads {
     // One count of the sources for all threads (admission.ts, Rules 1 and 3); each thread keeps its own handshake slots.
     const admission = new Admission({ clock: systemClock, maxPerSource: deps.maxPerSource, slots: 0 });
     const { slots, shared } = serveThreadLimits(count, deps.maxOpen ?? MAX_OPEN_CONNECTIONS);
+    const recheck = new SourceRecheck(this.#threads, (held) => held.peer.answerEnter(held.id, admission.enter(held.source)));
     for (let index = 0; index < count; index++) {
       this.#threads.push(new ServeThread({ index, stride: count, tlsSettings: deps.tlsSettings, slots, shared, ...(deps.build ? { build: deps.build } : {}) }, deps, admission, {
-        ended: (why) => this.#ended(why),
+        ended: (thread, why) => {
+          recheck.ended(thread);
+          this.#ended(why);
+        },
         beforeAnswer: () => this.#syncChannels(),
+        holdRefusal: (thread, id, source) => {
+          // One thread's leaves and enters arrive in their order: nothing to hold.
+          if (count < 2) return false;
+          recheck.hold(thread, id, source);
+          return true;
+        },
+        flushed: (thread, round) => recheck.flushed(thread, round),
       }));
     }
     const loaded = Promise.all(this.#threads.map((t) => t.next("loaded"))).then(() => true, () => false);
