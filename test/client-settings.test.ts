@@ -137,7 +137,8 @@ test("a reload that gives a client a new key keeps its state and run-time settin
   reg.subscribe((e) => seen.push(e.type));
   const again = [clientSettings("web", { keyId: keyIdOf("fresh"), approvalDelay: 60_000, timeout: 9_000 }), clientSettings("other")];
   assert.deepEqual(applyReload(reg, first, again, silentLogger), { added: [], removed: [], changed: ["web"] });
-  assert.deepEqual(await waiting, { give: false, reason: "aborted" }, "the old key's wait ends");
+  // Refused as "removed" (and logged so): no client has that name and key now.
+  assert.deepEqual(await waiting, { give: false, reason: "removed" }, "the old key's wait ends");
   assert.equal(reg.byKeyId(keyIdOf("fresh"))?.name, "web");
   assert.equal(reg.byKeyId(keyIdOf("web")), undefined);
   // On D-Bus KeyID is const: the object goes and comes back.

@@ -157,7 +157,7 @@ describe("the pickle's sealed secrets, opened while serving", { skip: missing(GP
     assert.equal(text(await setOne), "set over D-Bus");
     assert.equal(text(await reloaded), "new clients.conf secret");
     assert.equal(text(await disabled), "refused: disabled");
-    assert.equal(text(await removed), "refused: aborted");
+    assert.equal(text(await removed), "refused: removed");
     assert.equal(text(await gone), "refused: aborted");
     // A reload that leaves a client's clients.conf secret alone leaves its placeholder.
     assert.ok(secretToOpen(registry.entry("c06")!.settings.secret));
