@@ -68,3 +68,25 @@ test("a thread that ends is not waited for, and its own held refusals are droppe
   recheck.flushed(a, 3);
   assert.deepEqual(decided, ["a:1:s", "a:2:t", "a:4:v"]);
 });
+
+test("refusals held again while their round ends wait for the next round together, none lost", () => {
+  const a = new Peer("a");
+  const b = new Peer("b");
+  const decided: string[] = [];
+  const recheck: SourceRecheck<Peer> = new SourceRecheck([a, b], (h: HeldEnter<Peer>) => {
+    if (h.id > 0 && h.rounds < 2) recheck.hold(h.peer, h.id, h.source, h.rounds + 1);
+    else decided.push(`${h.id}/${h.rounds}`);
+  });
+  recheck.hold(a, 0, "s");
+  recheck.hold(a, 1, "s"); // these two for round 2
+  recheck.hold(b, 2, "s");
+  for (const round of [1, 2]) {
+    recheck.flushed(a, round);
+    recheck.flushed(b, round);
+  }
+  assert.deepEqual(decided, ["0/1"], "1 and 2 held again at round 2's end");
+  assert.deepEqual([a.asked, b.asked], [[1, 2, 3], [1, 2, 3]], "one round more, not one each");
+  recheck.flushed(a, 3);
+  recheck.flushed(b, 3);
+  assert.deepEqual(decided, ["0/1", "1/2", "2/2"]);
+});

@@ -87,6 +87,9 @@ export interface ServeThreadsDeps {
   readonly build?: BuildStamp;
 }
 
+/** Rounds a refusal for the source limit may be held for (source-recheck.ts) before it is given. */
+const MAX_RECHECK_ROUNDS = 3;
+
 /** How long ready() waits: a cold start of Node and our modules takes well under a second. */
 const THREAD_LOAD_WAIT_MS = 10_000;
 
@@ -300,7 +303,12 @@ export class ServeThreads {
     // One count of the sources for all threads (admission.ts, Rules 1 and 3); each thread keeps its own handshake slots.
     const admission = new Admission({ clock: systemClock, maxPerSource: deps.maxPerSource, slots: 0 });
     const { slots, shared } = serveThreadLimits(count, deps.maxOpen ?? MAX_OPEN_CONNECTIONS);
-    const recheck = new SourceRecheck(this.#threads, (held) => held.peer.answerEnter(held.id, admission.enter(held.source)));
+    const recheck = new SourceRecheck(this.#threads, (held) => {
+      const refusal = admission.enter(held.source);
+      // A thread that answered early may have closed more since, still in its next batch.
+      if (refusal === "source-limit" && held.rounds < MAX_RECHECK_ROUNDS) recheck.hold(held.peer, held.id, held.source, held.rounds + 1);
+      else held.peer.answerEnter(held.id, refusal);
+    });
     for (let index = 0; index < count; index++) {
       this.#threads.push(new ServeThread({ index, stride: count, tlsSettings: deps.tlsSettings, slots, shared, ...(deps.build ? { build: deps.build } : {}) }, deps, admission, {
         ended: (thread, why) => {

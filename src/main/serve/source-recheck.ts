@@ -11,10 +11,14 @@
 // thread is asked to send what it has (a "round"), and once every thread
 // has answered it is decided again: each thread's leaves from before the
 // refusal came are in by then (a thread's messages keep their order, and
-// the connection that closed came before the one refused). The refusals
-// that come during a round wait for the next. Nothing else waits: an
-// admitted connection, or one refused for its failures, is answered as
-// before.
+// the connection that closed came before the one refused). A thread that
+// answered early may have closed more since, counted only with its next
+// batch, while the others' new connections were counted: the caller may
+// hold a refusal again, for a few rounds (serve-threads.ts,
+// MAX_RECHECK_ROUNDS; one round left 6-17 of 3,000 refused on Node 18). The
+// refusals that come during a round wait for the next. Nothing else
+// waits: an admitted connection, or one refused for its failures, is
+// answered as before.
 
 /** A thread, as the rounds see it. */
 export interface RecheckPeer {
@@ -29,6 +33,8 @@ export interface HeldEnter<P extends RecheckPeer> {
   readonly peer: P;
   readonly id: number;
   readonly source: string;
+  /** The rounds it has been held for, this one included. */
+  readonly rounds: number;
 }
 
 export class SourceRecheck<P extends RecheckPeer> {
@@ -41,15 +47,15 @@ export class SourceRecheck<P extends RecheckPeer> {
   #current: Array<HeldEnter<P>> = [];
   #next: Array<HeldEnter<P>> = [];
 
-  /** `decide` is called for each held refusal once its round is over, to decide it again and answer it. */
+  /** `decide` is called for each held refusal once its round is over, to decide it again and answer it, or hold it again. */
   constructor(peers: readonly P[], decide: (held: HeldEnter<P>) => void) {
     this.#peers = peers;
     this.#decide = decide;
   }
 
-  /** Holds a source-limit refusal of `peer`'s connection `id` for the next round. */
-  hold(peer: P, id: number, source: string): void {
-    this.#next.push({ peer, id, source });
+  /** Holds a source-limit refusal of `peer`'s connection `id` for the next round (`rounds`: the how-manieth). */
+  hold(peer: P, id: number, source: string, rounds = 1): void {
+    this.#next.push({ peer, id, source, rounds });
     if (this.#awaiting === null) this.#start();
   }
 
@@ -75,10 +81,11 @@ export class SourceRecheck<P extends RecheckPeer> {
   }
 
   #finish(): void {
-    this.#awaiting = null;
     const held = this.#current;
     this.#current = [];
+    // Still in the round while deciding: one held again (hold()) waits for the next.
     for (const h of held) if (!h.peer.ended) this.#decide(h);
+    this.#awaiting = null;
     if (this.#next.length > 0) this.#start();
   }
 }
