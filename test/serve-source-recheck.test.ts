@@ -1,11 +1,12 @@
 // serve/source-recheck.ts's rounds, with stand-ins for the serve threads:
 // a held refusal is decided again only once every live thread has sent
 // what it had when the refusal came, one that comes during a round waits
-// for the next, and a thread that ends is not waited for.
+// for the next, one still over is held again up to MAX_RECHECK_ROUNDS,
+// a thread that ends is not waited for, and one thread holds nothing.
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { SourceRecheck, type HeldEnter, type RecheckPeer } from "../src/main/serve/source-recheck.js";
+import { MAX_RECHECK_ROUNDS, SourceRecheck, type HeldEnter, type RecheckPeer } from "../src/main/serve/source-recheck.js";
 
 class Peer implements RecheckPeer {
   ended = false;
@@ -20,7 +21,10 @@ function setup(): { a: Peer; b: Peer; recheck: SourceRecheck<Peer>; decided: str
   const a = new Peer("a");
   const b = new Peer("b");
   const decided: string[] = [];
-  const recheck = new SourceRecheck([a, b], (h: HeldEnter<Peer>) => decided.push(`${h.peer.name}:${h.id}:${h.source}`));
+  const recheck = new SourceRecheck([a, b], (h: HeldEnter<Peer>) => {
+    decided.push(`${h.peer.name}:${h.id}:${h.source}`);
+    return true;
+  });
   return { a, b, recheck, decided };
 }
 
@@ -73,9 +77,10 @@ test("refusals held again while their round ends wait for the next round togethe
   const a = new Peer("a");
   const b = new Peer("b");
   const decided: string[] = [];
-  const recheck: SourceRecheck<Peer> = new SourceRecheck([a, b], (h: HeldEnter<Peer>) => {
-    if (h.id > 0 && h.rounds < 2) recheck.hold(h.peer, h.id, h.source, h.rounds + 1);
-    else decided.push(`${h.id}/${h.rounds}`);
+  const recheck = new SourceRecheck([a, b], (h: HeldEnter<Peer>) => {
+    if (h.id > 0 && h.rounds < 2) return false;
+    decided.push(`${h.id}/${h.rounds}`);
+    return true;
   });
   recheck.hold(a, 0, "s");
   recheck.hold(a, 1, "s"); // these two for round 2
@@ -89,4 +94,25 @@ test("refusals held again while their round ends wait for the next round togethe
   recheck.flushed(a, 3);
   recheck.flushed(b, 3);
   assert.deepEqual(decided, ["0/1", "1/2", "2/2"]);
+});
+
+test(`a refusal still over is held again until its MAX_RECHECK_ROUNDS-th round, then given; one thread holds nothing`, () => {
+  const a = new Peer("a");
+  const b = new Peer("b");
+  const seen: string[] = [];
+  const recheck = new SourceRecheck([a, b], (h: HeldEnter<Peer>, last: boolean) => {
+    seen.push(`${h.rounds}${last ? " last" : ""}`);
+    return last;
+  });
+  assert.equal(recheck.hold(a, 1, "s"), true);
+  for (let round = 1; round <= MAX_RECHECK_ROUNDS + 1; round++) {
+    recheck.flushed(a, round);
+    recheck.flushed(b, round);
+  }
+  assert.deepEqual(seen, [...Array.from({ length: MAX_RECHECK_ROUNDS - 1 }, (_, i) => `${i + 1}`), `${MAX_RECHECK_ROUNDS} last`]);
+  assert.deepEqual(a.asked, Array.from({ length: MAX_RECHECK_ROUNDS }, (_, i) => i + 1), "no round after the last");
+  const alone = new Peer("alone");
+  const single = new SourceRecheck([alone], () => true);
+  assert.equal(single.hold(alone, 1, "s"), false, "answered at once");
+  assert.deepEqual(alone.asked, []);
 });

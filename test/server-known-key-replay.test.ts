@@ -18,11 +18,10 @@ import { MAX_APPROVAL_WAITS } from "../src/main/clients/approval.js";
 import { CLIENT_LINES_BURST, CLIENT_LINES_PER_SECOND } from "../src/main/daemon/log-serve.js";
 import { FAILURE_BURST, FAILURE_REFILL_PER_SECOND } from "../src/main/serve/limits.js";
 import { machine, machineSection } from "./helpers/keys.js";
-import { startServer, type RunningServer } from "./helpers/server.js";
+import { logCount, startServer, type RunningServer } from "./helpers/server.js";
 import { eventually } from "./helpers/wait.js";
 
 const SETTINGS = parsePriority(DEFAULT_PRIORITY);
-const count = (text: string, pattern: RegExp): number => text.match(new RegExp(pattern, "gm"))?.length ?? 0;
 
 for (const mode of [["--workers", "0"], ["--serve-threads", "2"]]) {
   describe(`a known key replayed, ${mode.join(" ")}`, () => {
@@ -58,7 +57,7 @@ for (const mode of [["--workers", "0"], ["--serve-threads", "2"]]) {
       for (let i = 0; i <= MAX_APPROVAL_WAITS; i++) {
         pending.push(fetch(waits, 60_000).then(() => void (outcomes[i] = "secret"), (e: FetchError) => void (outcomes[i] = e.code)));
         // One at a time, so that the oldest is the first.
-        await server.waitForLog(new RegExp(`(?:Client waits needs approval[^]*){${i + 1}}`));
+        assert.equal(await logCount(server, /INFO: Client waits needs approval$/m, i + 1), i + 1);
       }
       await eventually(() => outcomes[0] !== undefined, { what: "the oldest wait closed", timeoutMs: 10_000 });
       assert.equal(outcomes[0], "MANDOS_CLIENT_NO_SECRET");
@@ -87,7 +86,7 @@ for (const mode of [["--workers", "0"], ["--serve-threads", "2"]]) {
       assert.ok(refusedAtAccept, `not throttled after ${tries} tries`);
       const seconds = (Date.now() - started) / 1000;
       assert.ok(tries <= FAILURE_BURST + FAILURE_REFILL_PER_SECOND * seconds + 1, `${tries} tries in ${seconds} s`);
-      const lines = count(server.log(), /INFO: Client off is disabled$/);
+      const lines = await logCount(server, /INFO: Client off is disabled$/m, 1);
       assert.ok(lines >= 1 && lines <= CLIENT_LINES_BURST + CLIENT_LINES_PER_SECOND * seconds + 1, `${lines} lines for ${tries} refusals in ${seconds} s`);
       // The source's bucket comes back at its rate: a served machine there is served again.
       await new Promise((resolve) => setTimeout(resolve, 2_000 / FAILURE_REFILL_PER_SECOND));

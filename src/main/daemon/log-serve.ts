@@ -96,7 +96,7 @@ export class PeerLineBudget {
   readonly #limits: LineLimits;
   /** `who` is a key, or "N other sources" (LineLimits.others) past SUMMARY_SOURCES_MAX. */
   readonly #write: (who: string, suppressed: number, seconds: number) => void;
-  readonly #sources = new Map<string, { tokens: number; at: number; suppressed: number; since: number }>();
+  readonly #keys = new Map<string, { tokens: number; at: number; suppressed: number; since: number }>();
   readonly #all: { tokens: number; at: number };
   /** Lines charged to each open connection, refunded if it is served. */
   readonly #charged = new Map<number, { source: string; lines: number }>();
@@ -109,14 +109,14 @@ export class PeerLineBudget {
     this.#all = { tokens: limits.allBurst, at: clock.now() };
   }
 
-  /** Whether a line from `source` (for `connection`, if any) may be written now; if not, it is counted for the summary. */
-  allow(source: string, connection?: number): boolean {
+  /** Whether a line charged to `key` (a source, or "client NAME"; for `connection`, if any) may be written now; if not, it is counted for the summary. */
+  allow(key: string, connection?: number): boolean {
     const now = this.#clock.now();
     const limits = this.#limits;
-    let entry = this.#sources.get(source);
+    let entry = this.#keys.get(key);
     if (!entry) {
       entry = { tokens: limits.burst, at: now, suppressed: 0, since: now };
-      this.#sources.set(source, entry);
+      this.#keys.set(key, entry);
     }
     entry.tokens = Math.min(limits.burst, entry.tokens + ((now - entry.at) * limits.perSecond) / 1000);
     entry.at = now;
@@ -129,7 +129,7 @@ export class PeerLineBudget {
       if (connection !== undefined) {
         const charged = this.#charged.get(connection);
         if (charged) charged.lines++;
-        else this.#charged.set(connection, { source, lines: 1 });
+        else this.#charged.set(connection, { source: key, lines: 1 });
       }
       return true;
     }
@@ -148,7 +148,7 @@ export class PeerLineBudget {
     const charged = this.#charged.get(connection);
     this.#charged.delete(connection);
     if (!charged) return;
-    const entry = this.#sources.get(charged.source);
+    const entry = this.#keys.get(charged.source);
     if (entry) entry.tokens = Math.min(this.#limits.burst, entry.tokens + charged.lines);
     this.#all.tokens = Math.min(this.#limits.allBurst, this.#all.tokens + charged.lines);
   }
@@ -166,14 +166,14 @@ export class PeerLineBudget {
     const seconds = (since: number): number => Math.max(1, Math.round((now - since) / 1000));
     // The summaries are lines too: the sources that were held back most
     // are named, the rest (a flood from many sources) summed in one.
-    const held = [...this.#sources].filter(([, entry]) => entry.suppressed > 0);
+    const held = [...this.#keys].filter(([, entry]) => entry.suppressed > 0);
     if (held.length > SUMMARY_SOURCES_MAX) held.sort(([, a], [, b]) => b.suppressed - a.suppressed);
     let others = 0;
     let othersSuppressed = 0;
     let othersSince = now;
-    for (const [i, [source, entry]] of held.entries()) {
+    for (const [i, [key, entry]] of held.entries()) {
       if (i < SUMMARY_SOURCES_MAX) {
-        this.#write(source, entry.suppressed, seconds(entry.since));
+        this.#write(key, entry.suppressed, seconds(entry.since));
       } else {
         others++;
         othersSuppressed += entry.suppressed;
@@ -184,9 +184,9 @@ export class PeerLineBudget {
     const { burst, perSecond } = this.#limits;
     if (others > 0) this.#write(`${others} other ${this.#limits.others}`, othersSuppressed, seconds(othersSince));
     let pending = false;
-    for (const [source, entry] of this.#sources) {
+    for (const [key, entry] of this.#keys) {
       const tokens = entry.tokens + ((now - entry.at) * perSecond) / 1000;
-      if (tokens >= burst) this.#sources.delete(source);
+      if (tokens >= burst) this.#keys.delete(key);
       else pending = true;
     }
     // Sources still short of budget may be held back again; keep watching

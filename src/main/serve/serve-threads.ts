@@ -87,9 +87,6 @@ export interface ServeThreadsDeps {
   readonly build?: BuildStamp;
 }
 
-/** Rounds a refusal for the source limit may be held for (source-recheck.ts) before it is given. */
-const MAX_RECHECK_ROUNDS = 3;
-
 /** How long ready() waits: a cold start of Node and our modules takes well under a second. */
 const THREAD_LOAD_WAIT_MS = 10_000;
 
@@ -303,11 +300,11 @@ export class ServeThreads {
     // One count of the sources for all threads (admission.ts, Rules 1 and 3); each thread keeps its own handshake slots.
     const admission = new Admission({ clock: systemClock, maxPerSource: deps.maxPerSource, slots: 0 });
     const { slots, shared } = serveThreadLimits(count, deps.maxOpen ?? MAX_OPEN_CONNECTIONS);
-    const recheck = new SourceRecheck(this.#threads, (held) => {
+    const recheck = new SourceRecheck(this.#threads, (held, last) => {
       const refusal = admission.enter(held.source);
-      // A thread that answered early may have closed more since, still in its next batch.
-      if (refusal === "source-limit" && held.rounds < MAX_RECHECK_ROUNDS) recheck.hold(held.peer, held.id, held.source, held.rounds + 1);
-      else held.peer.answerEnter(held.id, refusal);
+      if (refusal === "source-limit" && !last) return false;
+      held.peer.answerEnter(held.id, refusal);
+      return true;
     });
     for (let index = 0; index < count; index++) {
       this.#threads.push(new ServeThread({ index, stride: count, tlsSettings: deps.tlsSettings, slots, shared, ...(deps.build ? { build: deps.build } : {}) }, deps, admission, {
@@ -316,12 +313,7 @@ export class ServeThreads {
           this.#ended(why);
         },
         beforeAnswer: () => this.#syncChannels(),
-        holdRefusal: (thread, id, source) => {
-          // One thread's leaves and enters arrive in their order: nothing to hold.
-          if (count < 2) return false;
-          recheck.hold(thread, id, source);
-          return true;
-        },
+        holdRefusal: (thread, id, source) => recheck.hold(thread, id, source),
         flushed: (thread, round) => recheck.flushed(thread, round),
       }));
     }

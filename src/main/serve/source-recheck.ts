@@ -13,12 +13,15 @@
 // refusal came are in by then (a thread's messages keep their order, and
 // the connection that closed came before the one refused). A thread that
 // answered early may have closed more since, counted only with its next
-// batch, while the others' new connections were counted: the caller may
-// hold a refusal again, for a few rounds (serve-threads.ts,
-// MAX_RECHECK_ROUNDS; one round left 6-17 of 3,000 refused on Node 18). The
-// refusals that come during a round wait for the next. Nothing else
-// waits: an admitted connection, or one refused for its failures, is
-// answered as before.
+// batch, while the others' new connections were counted: a refusal still
+// over at its round's end is held again, for up to MAX_RECHECK_ROUNDS (one
+// round left 6-17 of 3,000 refused on Node 18). The refusals that come
+// during a round wait for the next. Nothing else waits: an admitted
+// connection, or one refused for its failures, is answered as before. With
+// one thread its leaves and enters arrive in their order: nothing is held.
+
+/** Rounds a refusal may be held for before it is given. */
+export const MAX_RECHECK_ROUNDS = 3;
 
 /** A thread, as the rounds see it. */
 export interface RecheckPeer {
@@ -37,9 +40,15 @@ export interface HeldEnter<P extends RecheckPeer> {
   readonly rounds: number;
 }
 
+/**
+ * Decides a held refusal again at its round's end and answers it, true;
+ * or false, with `last` false only, to hold it for one more round.
+ */
+export type Redecide<P extends RecheckPeer> = (held: HeldEnter<P>, last: boolean) => boolean;
+
 export class SourceRecheck<P extends RecheckPeer> {
   readonly #peers: readonly P[];
-  readonly #decide: (held: HeldEnter<P>) => void;
+  readonly #decide: Redecide<P>;
   #round = 0;
   /** The threads the round under way still waits for; null when none is. */
   #awaiting: Set<P> | null = null;
@@ -47,15 +56,21 @@ export class SourceRecheck<P extends RecheckPeer> {
   #current: Array<HeldEnter<P>> = [];
   #next: Array<HeldEnter<P>> = [];
 
-  /** `decide` is called for each held refusal once its round is over, to decide it again and answer it, or hold it again. */
-  constructor(peers: readonly P[], decide: (held: HeldEnter<P>) => void) {
+  /** `decide` is called for each held refusal once its round is over. */
+  constructor(peers: readonly P[], decide: Redecide<P>) {
     this.#peers = peers;
     this.#decide = decide;
   }
 
-  /** Holds a source-limit refusal of `peer`'s connection `id` for the next round (`rounds`: the how-manieth). */
-  hold(peer: P, id: number, source: string, rounds = 1): void {
-    this.#next.push({ peer, id, source, rounds });
+  /** Holds a source-limit refusal of `peer`'s connection `id` for the next round; false (answer it now) with one thread. */
+  hold(peer: P, id: number, source: string): boolean {
+    if (this.#peers.length < 2) return false;
+    this.#held({ peer, id, source, rounds: 1 });
+    return true;
+  }
+
+  #held(held: HeldEnter<P>): void {
+    this.#next.push(held);
     if (this.#awaiting === null) this.#start();
   }
 
@@ -83,8 +98,11 @@ export class SourceRecheck<P extends RecheckPeer> {
   #finish(): void {
     const held = this.#current;
     this.#current = [];
-    // Still in the round while deciding: one held again (hold()) waits for the next.
-    for (const h of held) if (!h.peer.ended) this.#decide(h);
+    // Still in the round while deciding: one held again waits for the next.
+    for (const h of held) {
+      if (h.peer.ended || this.#decide(h, h.rounds >= MAX_RECHECK_ROUNDS)) continue;
+      this.#held({ ...h, rounds: h.rounds + 1 });
+    }
     this.#awaiting = null;
     if (this.#next.length > 0) this.#start();
   }
