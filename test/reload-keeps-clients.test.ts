@@ -7,40 +7,17 @@
 
 import { test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
-import { createHash, generateKeyPairSync, randomBytes } from "node:crypto";
 import { chmodSync, mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DEFAULT_PRIORITY, parsePriority } from "../src/tls/index.js";
-import { fetchSecret, type ClientIdentity } from "../src/client/fetch.js";
+import { fetchSecret } from "../src/client/fetch.js";
+import { machine, machineSection, type Machine } from "./helpers/keys.js";
 import { hangUp, startServer } from "./helpers/server.js";
 
 const SETTINGS = parsePriority(DEFAULT_PRIORITY);
 const MACHINES = 12;
 const AT_ONCE = 6;
-
-interface Machine {
-  readonly name: string;
-  readonly identity: ClientIdentity;
-  readonly secret: Buffer;
-  readonly section: string;
-}
-
-function makeMachines(count: number): Machine[] {
-  return Array.from({ length: count }, (_, i) => {
-    const pair = generateKeyPairSync("ed25519");
-    const spki = pair.publicKey.export({ type: "spki", format: "der" });
-    const secret = randomBytes(64);
-    const name = `machine${i}`;
-    const keyId = createHash("sha256").update(spki).digest("hex");
-    return {
-      name,
-      identity: { privateKey: pair.privateKey, publicKeySpki: spki },
-      secret,
-      section: `[${name}]\nkey_id = ${keyId}\nsecret = ${secret.toString("base64")}\nchecker =\n`,
-    };
-  });
-}
 
 interface WaveResult {
   readonly served: number;
@@ -88,8 +65,8 @@ async function reloadDuringWaves(t: TestContext, threading: readonly string[]): 
   mkdirSync(conf);
   mkdirSync(state);
   const clientsConf = join(conf, "clients.conf");
-  const machines = makeMachines(MACHINES);
-  const file = machines.map((m) => m.section).join("\n");
+  const machines = Array.from({ length: MACHINES }, (_, i) => machine(`machine${i}`));
+  const file = machines.map((m) => machineSection(m, "checker =\n")).join("\n");
   // As Debian installs it: it holds the secrets. Run as root, the server
   // drops to _mandos (or nobody), which cannot read this file.
   writeFileSync(clientsConf, file, { mode: 0o600 });
