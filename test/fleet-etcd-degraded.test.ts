@@ -11,21 +11,15 @@ import assert from "node:assert/strict";
 import { setTimeout as sleep } from "node:timers/promises";
 import { ClientRegistry } from "../src/main/clients/registry.js";
 import { systemClock, type Clock } from "../src/main/clock.js";
-import { silentLogger, type Logger } from "../src/main/daemon/log.js";
+import { silentLogger } from "../src/main/daemon/log.js";
 import { DEGRADED_AFTER_MS, FleetState, RETRY_MS } from "../src/main/fleet/fleet-state.js";
 import { clientSettings } from "./helpers/clients.js";
 import { etcdForFile, etcdMissing, plainEtcdSettings } from "./helpers/etcd.js";
+import { keptLogger } from "./helpers/log-watch.js";
 import { eventually } from "./helpers/wait.js";
 
 const skip = etcdMissing();
 const etcd = etcdForFile(1);
-
-/** A logger that keeps every line, as "LEVEL: message". */
-function keptLogger(): Logger & { readonly lines: string[] } {
-  const lines: string[] = [];
-  const keep = (level: string) => (message: string) => void lines.push(`${level}: ${message}`);
-  return { lines, debug: keep("DEBUG"), info: keep("INFO"), warning: keep("WARNING"), error: keep("ERROR"), critical: keep("CRITICAL") };
-}
 
 /** The system's timers, and a time that moves only when told. */
 function stillClock(): Clock & { advance(ms: number): void } {

@@ -77,11 +77,14 @@ test("a wave's changes go to etcd as one journal record, reach the other server 
   const prefix = "/journal-wave/";
   const clockA = new ManualClock();
   const a = server(prefix, clockA, "server-a");
-  const b = server(prefix, new ManualClock(), "server-b");
+  const clockB = new ManualClock();
+  const b = server(prefix, clockB, "server-b");
   try {
     await a.fleet.start();
     await b.fleet.start();
+    // In step: a value stamped ahead of B's clock would be refused there (MAX_AHEAD_MS).
     clockA.advance(60_000);
+    clockB.advance(60_000);
     for (const name of NAMES) a.registry.secretDelivered(name);
     const expires = clockA.now() + 2 * HOUR;
     assert.equal(a.registry.get("c0")!.expires?.getTime(), expires);

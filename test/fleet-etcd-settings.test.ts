@@ -10,7 +10,11 @@ import { join } from "node:path";
 import { parseCommandLine } from "../src/main/config/cli.js";
 import { parseServerConfig } from "../src/main/config/server-config.js";
 import { mergeSettings, type ServerFileSettings } from "../src/main/config/server-settings.js";
-import { approvalKey, clientKey, decodeJournal, decodeValue, encodeJournal, JOURNAL_VERSION, journalKey, parseKey, readJournal, SHARED_PROPERTIES, StateBuilder } from "../src/main/fleet/layout.js";
+import {
+  approvalKey, clientKey, decodeJournal, decodePending, decodeValue, encodeJournal, JOURNAL_VERSION, journalKey, MAX_SHARED_TIME_MS, parseKey, readJournal, SHARED_PROPERTIES,
+  StateBuilder, validValue,
+} from "../src/main/fleet/layout.js";
+import { MAX_CLIENT_DURATION_MS } from "../src/main/config/duration.js";
 import { passwordOf, readEtcdCredentials } from "../src/main/fleet/credentials.js";
 import type { EtcdSettings } from "../src/main/fleet/settings.js";
 
@@ -111,6 +115,24 @@ test("values of the wrong type are ignored, not adopted", () => {
   b.add("Timeout", "long");
   b.add("Host", "h.example.org");
   assert.deepEqual(b.build(), { runtime: { expires: 1234 }, settings: { host: "h.example.org" } });
+});
+
+test("values out of range are refused as clients.conf and D-Bus refuse them; the edges are taken", () => {
+  const refused: Array<[Parameters<typeof validValue>[0], unknown]> = [
+    ["Timeout", -1], ["Timeout", 1.5], ["Timeout", MAX_CLIENT_DURATION_MS + 1], ["Interval", 1e300], ["ApprovalDuration", null],
+    ["Expires", MAX_SHARED_TIME_MS + 1], ["LastCheckedOK", -MAX_SHARED_TIME_MS - 1], ["LastEnabled", 8.65e15],
+    ["LastCheckerStatus", -3], ["LastCheckerStatus", 256], ["LastCheckerStatus", 0.5], ["Host", "a\u0000b"], ["Checker", 7],
+  ];
+  for (const [property, value] of refused) assert.equal(validValue(property, value), false, `${property} = ${String(value)} taken`);
+  const taken: Array<[Parameters<typeof validValue>[0], unknown]> = [
+    ["Timeout", 0], ["Timeout", MAX_CLIENT_DURATION_MS], ["Interval", 0], ["Expires", null], ["Expires", MAX_SHARED_TIME_MS], ["LastCheckedOK", 0],
+    ["LastCheckerStatus", -2], ["LastCheckerStatus", 255], ["Host", ""], ["Checker", "fping -q -- %%(host)s"], ["Enabled", false],
+  ];
+  for (const [property, value] of taken) assert.equal(validValue(property, value), true, `${property} = ${String(value)} refused`);
+  // Every time made from the latest by adding the longest duration is still a date the state file can write.
+  assert.ok(!Number.isNaN(new Date(MAX_SHARED_TIME_MS + MAX_CLIENT_DURATION_MS).getTime()));
+  assert.equal(decodePending(JSON.stringify({ timeout: 1e300, approvedByDefault: true })), null, "a pending timeout D-Bus cannot carry");
+  assert.deepEqual(decodePending(JSON.stringify({ timeout: 300_000, approvedByDefault: false })), { timeout: 300_000, approvedByDefault: false });
 });
 
 test("a journal record carries its changes without the prefix and gives them back whole; anything malformed in it is dropped", () => {

@@ -70,6 +70,12 @@ export interface EtcdCluster {
   dump(prefix: string, members?: readonly EtcdMember[]): Promise<string>;
   /** Resolves when every running member reports healthy. */
   healthy(members?: readonly EtcdMember[], ms?: number): Promise<void>;
+  /**
+   * Stops every member, deletes its data and starts the cluster anew, with
+   * the same members (a lost data directory, or a restore: a history of
+   * its own, from revision 1). Not with `auth` (set up once, at the start).
+   */
+  wipe(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -158,6 +164,15 @@ export async function startEtcdCluster(size = 3, security: EtcdSecurity = {}, op
         if (Date.now() > deadline) throw new Error(`etcd not healthy within ${ms} ms: ${r.stderr}`);
         await new Promise((resolve) => setTimeout(resolve, Math.min(100 * 2 ** i, 1_000)));
       }
+    },
+    async wipe() {
+      if (auth) throw new Error("wipe() would lose the cluster's users");
+      await Promise.all(members.map((m) => m.stop()));
+      for (const m of members) rmSync(join(root, m.name), { recursive: true, force: true });
+      firstStart = true;
+      for (const m of members) m.start();
+      firstStart = false;
+      await cluster.healthy();
     },
     async stop() {
       await Promise.all(members.map((m) => m.stop()));

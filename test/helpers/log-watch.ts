@@ -1,6 +1,9 @@
 // A child process's log as it arrives, and waits for a pattern in it: the
 // one reader behind the helpers that start a server (server.ts) or a server
-// in a network namespace (avahi-host.ts).
+// in a network namespace (avahi-host.ts); and a Logger that keeps what an
+// in-process server logs.
+
+import type { Logger } from "../../src/main/daemon/log.js";
 
 /** A log that grows as `add` is given chunks, until `exited` settles. */
 export class LogWatch {
@@ -52,4 +55,11 @@ export class LogWatch {
       check();
     });
   }
+}
+
+/** A logger that keeps every line, as "LEVEL: message". */
+export function keptLogger(): Logger & { readonly lines: string[] } {
+  const lines: string[] = [];
+  const keep = (level: string) => (message: string) => void lines.push(`${level}: ${message}`);
+  return { lines, debug: keep("DEBUG"), info: keep("INFO"), warning: keep("WARNING"), error: keep("ERROR"), critical: keep("CRITICAL") };
 }

@@ -99,6 +99,17 @@ export class CheckerShare {
     if (!this.#lease) await this.#register();
   }
 
+  /**
+   * Forgets the watch of the servers: etcd's history was replaced, and the
+   * watch would resume after a revision the new one has not reached. The
+   * next start() reads the servers and watches them anew.
+   */
+  async rewatch(): Promise<void> {
+    const watch = this.#watcher;
+    this.#watcher = null;
+    await watch?.close();
+  }
+
   async #register(): Promise<void> {
     const lease = this.#etcd.lease(LEASE_TTL_S);
     guardLease(lease);

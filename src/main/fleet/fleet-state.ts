@@ -44,14 +44,14 @@
 
 import { hostname } from "node:os";
 import { randomBytes } from "node:crypto";
-import { Etcd3, type IKeyValue, type IOptions, type IRequestOp } from "etcd3";
+import { Etcd3, type IKeyValue, type IOptions, type IRequestOp, type IResponseHeader } from "etcd3";
 import type { Clock, TimerHandle } from "../clock.js";
 import type { ClientView, PendingRequest, RegistryEvent } from "../clients/contract.js";
 import type { ClientRegistry } from "../clients/registry.js";
 import type { Logger } from "../daemon/log.js";
 import {
   approvalKey, clientKey, decodeJournal, decodePending, decodeValue, encodeJournal, encodePending, encodeValue, isScalar, isShared, journalDir, journalKey, parseKey,
-  pendingKey, PresentKeys, readJournal, readProperty, SHARED_PROPERTIES, StateBuilder, type ParsedKey, type Stamped,
+  pendingKey, PresentKeys, readJournal, readProperty, SHARED_PROPERTIES, StateBuilder, validValue, type ParsedKey, type Stamped,
 } from "./layout.js";
 import type { EtcdSettings } from "./settings.js";
 import type { FleetUnsentChange } from "../state/state-file.js";
@@ -83,6 +83,16 @@ export const ORPHAN_MS = 60_000;
 export const RETRY_MS = 1_000;
 /** A decision written this long after it was given was late (an outage, a slow etcd): one not applied is logged. */
 const LATE_DECISION_MS = 1_000;
+/**
+ * How far ahead of this server's clock a value's `at` may be. The fleet's
+ * servers keep their clocks in step (NTP: milliseconds apart); a value
+ * stamped further ahead would win over every change made until its time
+ * comes (Rule 1), silently undoing operators' changes on every server, so
+ * it is refused with a warning that names the server whose clock is off.
+ */
+export const MAX_AHEAD_MS = 10_000;
+/** The same warning about etcd's values (a clock ahead, a value out of range) is logged once a minute at most. */
+const WARN_EVERY_MS = 60_000;
 /**
  * How long etcd may fail before the server logs that it is DEGRADED: a
  * failure after this long without an answer is an outage. When etcd's
@@ -232,6 +242,19 @@ export class FleetState {
   #failures = 0;
   /** The watch stream broke while the cluster still answered (one member gone): read the fleet again. */
   #resync = false;
+  /**
+   * The newest revision of etcd this server has seen, and its cluster's ID:
+   * a whole read of an older revision, or of another cluster, means etcd's
+   * history was replaced (restored from a snapshot, or its data wiped), and
+   * the watch, resuming after a revision the new history has not reached,
+   * would miss every change until it does.
+   */
+  #revision = 0n;
+  #cluster: string | null = null;
+  /** Client keys this server seeded (absent from etcd when it read it): where another server's seed landing after its own is weighed against it. */
+  readonly #seeded: PresentKeys;
+  /** When each warning about etcd's values was last logged, and how many were held back since (WARN_EVERY_MS). */
+  readonly #warned = new Map<string, { at: number; held: number }>();
   #synced = false;
   #flushing = false;
   #timer: TimerHandle | null = null;
@@ -249,6 +272,7 @@ export class FleetState {
     this.#clock = deps.clock;
     this.#id = deps.serverId ?? `${hostname()}/${process.pid}/${randomBytes(4).toString("hex")}`;
     this.#pageKeys = deps.readPageKeys ?? READ_PAGE_KEYS;
+    this.#seeded = new PresentKeys(this.#prefix);
     this.#unsubscribe = this.#registry.subscribe((event) => this.#onEvent(event));
     this.#checkers = new CheckerShare(this.#etcd, this.#options, this.#prefix, this.#id, this.#logger, () => this.#putWaiting(), () => this.#watchCancelled());
     this.#registry.setCheckerOwnership((name) => this.#checkers.owns(name));
@@ -458,6 +482,7 @@ export class FleetState {
         deadline === undefined ? undefined : { deadline },
       );
       this.#ownRevisions.add(res.header.revision);
+      this.#saw(res.header.revision);
       for (const item of chunk) item.done();
     }
   }
@@ -599,7 +624,7 @@ export class FleetState {
       // holds across pages): a fleet's 140,000 keys are never in memory at once.
       const present = new PresentKeys(this.#prefix);
       this.#journal.clear();
-      const revision = await this.#readAll((kvs) => {
+      const { revision, header } = await this.#readAll((kvs) => {
         const incoming: Incoming[] = kvs.map((kv) => ({ type: "Put", key: kv.key.toString(), text: kv.value.toString() }));
         this.#apply(incoming, true);
         for (const i of incoming) {
@@ -610,6 +635,14 @@ export class FleetState {
         }
       });
       this.#forgetPending(present);
+      if (this.#historyReplaced(header)) {
+        // Watched anew from this read; the servers' watch too.
+        await Promise.all([this.#watcher?.close(), this.#checkers.rewatch()]);
+        this.#watcher = null;
+        this.#ownRevisions.clear();
+      }
+      this.#cluster = header.cluster_id;
+      this.#saw(header.revision);
       // Watch before writing: a watch begun after a new fleet's seed
       // (140,000 puts for 10,000 clients) was sent every one of them back
       // at once, decoded in one burst; begun first, each comes back with
@@ -618,7 +651,9 @@ export class FleetState {
       // made meanwhile are adopted at once.
       if (!this.#watcher) await this.#watch(revision + 1n);
       const added = [...this.#added];
-      const unseeded = this.#synced ? added.flatMap((n) => this.#registry.get(n) ?? []) : this.#registry.list();
+      // Every client, at every sync: what etcd lacks is written again
+      // (a new fleet, a client added, a history replaced, a key deleted by hand).
+      const unseeded = this.#registry.list();
       await this.#checkers.start();
       // What etcd lacks, SEED_CLIENTS clients at a time (each batch written
       // before the next is made): a new fleet's whole seed held at once
@@ -641,19 +676,49 @@ export class FleetState {
     if (this.#hasWork()) this.#schedule(FLUSH_MS);
   }
 
-  /** Every key under the prefix, as of one revision, a page at a time to `onPage`; resolves to that revision. */
-  async #readAll(onPage: (kvs: readonly IKeyValue[]) => void): Promise<bigint> {
+  /**
+   * Every key under the prefix, as of one revision, a page at a time to
+   * `onPage`; resolves to that revision and the first page's header (a
+   * linearizable read: its revision is at least any this server has seen
+   * of the same history).
+   */
+  async #readAll(onPage: (kvs: readonly IKeyValue[]) => void): Promise<{ readonly revision: bigint; readonly header: IResponseHeader }> {
     const end = prefixEnd(this.#prefix);
     let key = Buffer.from(this.#prefix);
-    let revision: string | undefined;
+    let first: IResponseHeader | undefined;
     for (;;) {
-      const res = await this.#etcd.kv.range({ key, range_end: end, limit: this.#pageKeys, ...(revision ? { revision } : {}) });
-      revision ??= res.header.revision;
+      const res = await this.#etcd.kv.range({ key, range_end: end, limit: this.#pageKeys, ...(first ? { revision: first.revision } : {}) });
+      first ??= res.header;
       onPage(res.kvs);
       const last = res.kvs.at(-1);
-      if (!res.more || !last) return BigInt(revision);
+      if (!res.more || !last) return { revision: BigInt(first.revision), header: first };
       key = Buffer.concat([last.key, Buffer.from([0])]);
     }
+  }
+
+  /** Notes a revision etcd has reached. */
+  #saw(revision: string): void {
+    const r = BigInt(revision);
+    if (r > this.#revision) this.#revision = r;
+  }
+
+  /**
+   * Whether a whole read's `header` shows a history other than the one this
+   * server followed: another cluster, or a revision older than one seen.
+   * Said once, loudly: changes made meanwhile may be lost with it, and what
+   * this server knows of them goes back (#seed).
+   */
+  #historyReplaced(header: IResponseHeader): boolean {
+    const revision = BigInt(header.revision);
+    const other = this.#cluster !== null && header.cluster_id !== this.#cluster;
+    if (!other && revision >= this.#revision) return false;
+    this.#logger.warning(
+      other
+        ? `etcd answers as another cluster (ID ${header.cluster_id}, was ${this.#cluster}): reading the fleet anew and writing back what it lacks`
+        : `etcd's history went back (revision ${revision}, this server had seen ${this.#revision}): etcd was restored or its data lost; reading the fleet anew and writing back what it lacks`,
+    );
+    this.#revision = revision;
+    return true;
   }
 
   /** Stops showing other servers' pending requests that etcd no longer holds (their server died, or they ended, while we were away). */
@@ -671,16 +736,27 @@ export class FleetState {
   }
 
   /**
-   * Every shared property of `clients` that etcd lacks, as a seed (at 0:
-   * any fleet value wins over it). Not where the watch has brought another
-   * server's value since the read (#known): the seed would only overwrite it.
+   * Every shared property of `clients` that etcd lacks: the newest value
+   * this server knows of it, with its stamp (etcd lost it: restored from an
+   * older snapshot, or a key deleted by hand), or else a seed (at 0: any
+   * fleet value wins over it).
    */
   #seed(present: PresentKeys, clients: readonly ClientView[]): void {
-    for (const c of clients) {
+    for (const listed of clients) {
+      // As it is now: it may have taken another server's values since it was listed.
+      const c = this.#registry.get(listed.name);
+      if (!c) continue;
       for (const property of SHARED_PROPERTIES) {
         if (present.hasClient(c.name, property)) continue;
         const key = clientKey(this.#prefix, c.name, property);
-        if (!this.#dirty.has(key) && !this.#known.has(key)) this.#dirty.set(key, { key, value: { value: readProperty(c, property), at: 0, by: this.#id } });
+        if (this.#dirty.has(key)) continue;
+        const known = this.#known.get(key);
+        if (known) {
+          this.#dirty.set(key, { key, value: known });
+        } else {
+          this.#dirty.set(key, { key, value: { value: readProperty(c, property), at: 0, by: this.#id } });
+          this.#seeded.add(key, { kind: "client", name: c.name, property });
+        }
       }
     }
   }
@@ -693,6 +769,8 @@ export class FleetState {
     }, fromRevision);
     const watcher = watch.watcher;
     watcher.on("data", (res) => {
+      if (this.#watcher !== null && this.#watcher !== watch) return; // replaced (#historyReplaced)
+      this.#saw(res.header.revision);
       // Our own transactions come back too: skipped here by revision, unread
       // (one a secret in a wave); one that comes back before its answer
       // did is skipped by Rule 2 instead.
@@ -726,20 +804,32 @@ export class FleetState {
     const states = new Map<string, StateBuilder>();
     const approvals: Array<{ name: string; approved: boolean }> = [];
     const pending: Array<{ name: string; server: string; request: PendingRequest | null }> = [];
+    /** Values this server writes again, as a result: the newer one (Rule 1), or its own seed (#losesToOwnSeed). */
+    let rewrites = 0;
     const take = (key: string, parsed: ParsedKey, value: Stamped, journaled: boolean): void => {
       if (value.by === this.#id && !includeOwn) return;
+      if (!this.#acceptable(key, parsed, value)) return;
       const mine = this.#dirty.get(key);
       const newest = this.#newest(key);
+      if (!newest && value.at === 0 && parsed.kind === "client" && this.#losesToOwnSeed(key, parsed, value)) {
+        rewrites++;
+        return;
+      }
       if (newest && newer(newest, value)) {
         // An older value landed after a newer one (a write retried across
         // an outage): write the newer one again, so that etcd converges too.
         // A journal's change is older when its key was changed since: the
         // key already holds the newer value.
-        if (!mine && !journaled) this.#dirty.set(key, { key, value: newest });
+        if (!mine && !journaled) {
+          this.#dirty.set(key, { key, value: newest });
+          rewrites++;
+        }
         return;
       }
       if (mine) this.#dirty.delete(key);
       this.#remember(key, value);
+      // Another server's seed of a key this one seeded too, taken: later seeds are weighed against it.
+      if (value.at === 0 && parsed.kind === "client" && this.#seeded.hasClient(parsed.name, parsed.property)) this.#known.set(key, value);
       if (parsed.kind === "approval") {
         // A live decision releases the client's waiting connections while
         // it holds (#inForce). One a sync reads (at start-up, or after etcd
@@ -786,6 +876,7 @@ export class FleetState {
       const value = parsed && decodeValue(text);
       if (parsed && value) take(key, parsed, value, false);
     }
+    if (rewrites > 0) this.#schedule(FLUSH_MS);
     this.#applying = true;
     try {
       for (const [name, state] of states) if (this.#registry.get(name)) this.#registry.adopt(name, state.build());
@@ -794,6 +885,60 @@ export class FleetState {
     } finally {
       this.#applying = false;
     }
+  }
+
+  /**
+   * Whether a value read from etcd may be taken at all: one a property
+   * cannot hold (of the wrong type, or out of range: a time past any date
+   * the state file and D-Bus can write) or stamped more than MAX_AHEAD_MS
+   * ahead of this server's clock is ignored, with a warning. Nothing of it
+   * is kept; the key keeps it until a server changes that property.
+   */
+  #acceptable(key: string, parsed: ParsedKey, value: Stamped): boolean {
+    const name = key.slice(this.#prefix.length);
+    const ok = parsed.kind === "client" ? validValue(parsed.property, value.value) : parsed.kind === "approval" ? typeof value.value === "boolean" : true;
+    if (!ok) {
+      this.#warn(`value ${name}`, `etcd's ${name} holds ${shown(value.value)}, not a value it may hold: ignored`);
+      return false;
+    }
+    const ahead = value.at - this.#clock.now();
+    if (!(ahead <= MAX_AHEAD_MS)) {
+      this.#warn(
+        `ahead ${value.by}`,
+        `etcd's ${name} is stamped ${Number.isFinite(ahead) ? seconds(ahead) : "for ever"} ahead of this server's clock by ${value.by}: ignored (is that server's clock right?)`,
+      );
+      return false;
+    }
+    return true;
+  }
+
+  /**
+   * Another server's seed of a key this one seeded too (two servers started
+   * at once on an empty prefix): etcd keeps whichever landed last, so each
+   * server weighs the other's against its own, and the one whose seed wins
+   * (newer(): the server names) writes its own again if etcd lost it.
+   * Returns true when this server's seed wins.
+   */
+  #losesToOwnSeed(key: string, parsed: Extract<ParsedKey, { kind: "client" }>, value: Stamped): boolean {
+    const client = this.#registry.get(parsed.name);
+    if (!client || !this.#seeded.hasClient(parsed.name, parsed.property)) return false;
+    const own: Stamped = { value: readProperty(client, parsed.property), at: 0, by: this.#id };
+    if (own.value === value.value || !newer(own, value)) return false;
+    this.#dirty.set(key, { key, value: own });
+    return true;
+  }
+
+  /** Logs `line` at most once every WARN_EVERY_MS for `topic`, saying how many like it were held back. */
+  #warn(topic: string, line: string): void {
+    const now = this.#clock.now();
+    const last = this.#warned.get(topic);
+    if (last && now - last.at < WARN_EVERY_MS) {
+      last.held++;
+      return;
+    }
+    if (this.#warned.size >= 1_000) this.#warned.clear();
+    this.#warned.set(topic, { at: now, held: 0 });
+    this.#logger.warning(last?.held ? `${line} (and ${last.held} like it in the last ${seconds(now - last.at)})` : line);
   }
 
   /**
@@ -890,6 +1035,12 @@ export class FleetState {
   }
 }
 
+
+/** A value from etcd for a log line: JSON, cut short. */
+function shown(value: unknown): string {
+  const text = JSON.stringify(value) ?? String(value);
+  return text.length > 60 ? `${text.slice(0, 57)}...` : text;
+}
 
 /** `ms` for a log line: "1.5 s", "42 s". */
 function seconds(ms: number): string {

@@ -34,28 +34,48 @@
 import type { ClientProperty, ClientView, PendingRequest, SharedClientState } from "../clients/contract.js";
 import type { ClientRuntime } from "../clients/contract.js";
 import { RUNTIME_SETTINGS } from "../clients/runtime-settings.js";
+import { MAX_CLIENT_DURATION_MS } from "../config/duration.js";
 
 type Json = string | number | boolean | null;
 type Runtime = { -readonly [K in keyof SharedClientState["runtime"]]: SharedClientState["runtime"][K] };
 type Settings = Record<string, Json>;
 
-/** A shared property: how it is read from a client and where it goes back. */
+/** A shared property: how it is read from a client, which values of it are good, and where one goes back. */
 interface SharedRow {
   readonly property: ClientProperty;
   read(c: ClientView): Json;
-  /** Puts a value read from etcd into `runtime` or `settings`; ignores one of the wrong type. */
-  write(value: unknown, runtime: Runtime, settings: Settings): void;
+  /** Whether `value`, read from etcd, is one this property may hold (type and range). */
+  valid(value: unknown): boolean;
+  /** Puts a valid value read from etcd into `runtime` or `settings`. */
+  write(value: Json, runtime: Runtime, settings: Settings): void;
 }
 
+/**
+ * The latest time a shared timestamp may hold: any time a server makes
+ * before the year 3000, plus the longest duration a client may have (an
+ * expiry). A time from etcd beyond it is refused, so that every time made
+ * from one (plus a duration: a moved expiry) stays a valid Date, which the
+ * state file and D-Bus must write (an Expires of 1e300 written by hand
+ * once stopped every server of the fleet, and each again at its start).
+ */
+export const MAX_SHARED_TIME_MS = Date.UTC(3000, 0, 1) + MAX_CLIENT_DURATION_MS;
+
 const time = (d: Date | null): number | null => (d === null ? null : d.getTime());
-const isTime = (v: unknown): v is number | null => v === null || (typeof v === "number" && Number.isFinite(v));
+const isTime = (v: unknown): v is number | null => v === null || (typeof v === "number" && Number.isFinite(v) && Math.abs(v) <= MAX_SHARED_TIME_MS);
+/** As clients.conf and D-Bus take them: whole milliseconds, not negative, at most 100,000 years. */
+const isDuration = (v: unknown): v is number => typeof v === "number" && Number.isInteger(v) && v >= 0 && v <= MAX_CLIENT_DURATION_MS;
+/** A string D-Bus can carry: none with a NUL character (no host name or command has one). */
+const isText = (v: unknown): v is string => typeof v === "string" && !v.includes("\0");
+/** A checker's exit status as the reference keeps it: -2 (never ran), -1 (killed), or 0-255; D-Bus carries it as int16. */
+const isCheckerStatus = (v: unknown): v is number => typeof v === "number" && Number.isInteger(v) && v >= -2 && v <= 255;
 
 function runtimeTime(property: ClientProperty, field: "lastEnabled" | "expires" | "lastCheckedOk" | "lastApprovalRequest", of: (c: ClientView) => Date | null): SharedRow {
   return {
     property,
     read: (c) => time(of(c)),
+    valid: isTime,
     write: (v, r) => {
-      if (isTime(v)) r[field] = v;
+      r[field] = v as number | null;
     },
   };
 }
@@ -63,12 +83,13 @@ function runtimeTime(property: ClientProperty, field: "lastEnabled" | "expires" 
 const SETTING_ROWS: SharedRow[] = RUNTIME_SETTINGS.flatMap((row): SharedRow[] => {
   if (row.kind === "bytes" || row.field === "enabled") return [];
   const field = row.field;
-  const type = row.kind === "string" ? "string" : row.kind === "boolean" ? "boolean" : "number";
+  const kind = row.kind;
   return [{
     property: row.property,
     read: (c) => c[field],
+    valid: (v) => (kind === "duration" ? isDuration(v) : kind === "string" ? isText(v) : typeof v === kind),
     write: (v, _r, s) => {
-      if (typeof v === type) s[field] = v as Json;
+      s[field] = v;
     },
   }];
 });
@@ -77,8 +98,9 @@ export const SHARED_ROWS: readonly SharedRow[] = [
   {
     property: "Enabled",
     read: (c) => c.enabled,
+    valid: (v) => typeof v === "boolean",
     write: (v, r) => {
-      if (typeof v === "boolean") r.enabled = v;
+      r.enabled = v as boolean;
     },
   },
   runtimeTime("LastEnabled", "lastEnabled", (c) => c.lastEnabled),
@@ -88,8 +110,9 @@ export const SHARED_ROWS: readonly SharedRow[] = [
   {
     property: "LastCheckerStatus",
     read: (c) => c.lastCheckerStatus,
+    valid: isCheckerStatus,
     write: (v, r) => {
-      if (typeof v === "number" && Number.isInteger(v)) r.lastCheckerStatus = v as ClientRuntime["lastCheckerStatus"];
+      r.lastCheckerStatus = v as ClientRuntime["lastCheckerStatus"];
     },
   },
   ...SETTING_ROWS,
@@ -141,7 +164,7 @@ export function decodePending(text: string): PendingRequest | null {
   try {
     const v = JSON.parse(text) as Partial<PendingRequest>;
     if (typeof v !== "object" || v === null || typeof v.approvedByDefault !== "boolean") return null;
-    if (typeof v.timeout !== "number" || !Number.isFinite(v.timeout) || v.timeout < 0) return null;
+    if (!isDuration(v.timeout)) return null;
     return { timeout: v.timeout, approvedByDefault: v.approvedByDefault };
   } catch {
     return null;
@@ -310,6 +333,11 @@ export function decodeValue(text: string): Stamped | null {
   }
 }
 
+/** Whether `value` is one `property` may hold (its type, and a range that keeps every time made from it a valid date). */
+export function validValue(property: ClientProperty, value: unknown): boolean {
+  return ROW_OF.get(property)?.valid(value) ?? false;
+}
+
 /** The value of `property` for client `c`, as it goes into etcd. */
 export function readProperty(c: ClientView, property: ClientProperty): Json {
   return ROW_OF.get(property)!.read(c);
@@ -321,9 +349,13 @@ export class StateBuilder {
   readonly #settings: Settings = {};
   #empty = true;
 
-  add(property: ClientProperty, value: unknown): void {
-    ROW_OF.get(property)?.write(value, this.#runtime, this.#settings);
+  /** Takes `value` for `property`; one it may not hold (validValue) is ignored, and false returned. */
+  add(property: ClientProperty, value: unknown): boolean {
+    const row = ROW_OF.get(property);
+    if (!row?.valid(value)) return false;
+    row.write(value as Json, this.#runtime, this.#settings);
     this.#empty = false;
+    return true;
   }
 
   get empty(): boolean {

@@ -1,0 +1,230 @@
+// What etcd holds is not always what the servers wrote (docs/ETCD.md
+// "What etcd holds, and when it is wrong"): a value written by hand that a
+// property cannot hold, one stamped ahead of the servers' clocks, a
+// history replaced under running servers (its data lost, or a snapshot
+// restored), and two servers seeding an empty prefix at once. In process,
+// against a real one-member etcd; each case failed before its rule.
+
+import { test, type TestContext } from "node:test";
+import assert from "node:assert/strict";
+import { Etcd3 } from "etcd3";
+import { ClientRegistry } from "../src/main/clients/registry.js";
+import { systemClock } from "../src/main/clock.js";
+import type { Logger } from "../src/main/daemon/log.js";
+import { FleetState, MAX_AHEAD_MS } from "../src/main/fleet/fleet-state.js";
+import { clientKey, decodeValue, encodeValue, MAX_SHARED_TIME_MS, type Stamped } from "../src/main/fleet/layout.js";
+import type { ClientSettings } from "../src/main/clients/settings.js";
+import { clientSettings } from "./helpers/clients.js";
+import { etcdMissing, plainEtcdSettings, startEtcdCluster, type EtcdCluster } from "./helpers/etcd.js";
+import { keptLogger } from "./helpers/log-watch.js";
+import { eventually } from "./helpers/wait.js";
+
+const skip = etcdMissing();
+const HOUR = 3_600_000;
+const NAMES = ["c0", "c1", "c2"];
+
+interface Server {
+  readonly registry: ClientRegistry;
+  readonly fleet: FleetState;
+  readonly log: string[];
+  stop(): Promise<void>;
+}
+
+function server(cluster: EtcdCluster, prefix: string, id: string, over: Partial<ClientSettings> = {}): Server {
+  const logger: Logger & { lines: string[] } = keptLogger();
+  const registry = new ClientRegistry(NAMES.map((n) => clientSettings(n, { timeout: HOUR, interval: HOUR, ...over })), { logger });
+  const fleet = new FleetState(plainEtcdSettings(cluster, prefix), { registry, logger, clock: systemClock, serverId: id });
+  return {
+    registry, fleet, log: logger.lines,
+    async stop() {
+      await fleet.stop();
+      registry.stop();
+    },
+  };
+}
+
+/** A one-member etcd of the test's own, a client of it, and one server on `prefix`, all stopped after the test. */
+async function oneServer(t: TestContext, prefix: string): Promise<{ cluster: EtcdCluster; etcd: Etcd3; a: Server }> {
+  const cluster = await startEtcdCluster(1);
+  const etcd = new Etcd3({ hosts: cluster.endpoints.split(",") });
+  const a = server(cluster, prefix, "server-a");
+  t.after(async () => {
+    await a.stop();
+    etcd.close();
+    await cluster.stop();
+  });
+  await a.fleet.start();
+  return { cluster, etcd, a };
+}
+
+async function stored(etcd: Etcd3, prefix: string, name: string, property: Parameters<typeof clientKey>[2]): Promise<Stamped | null> {
+  const text = await etcd.get(clientKey(prefix, name, property)).string();
+  return text === null ? null : decodeValue(text);
+}
+
+test("values a property cannot hold are ignored with a warning, and the server goes on", { skip }, async (t) => {
+  const { cluster, etcd, a } = await oneServer(t, "/bad-values/");
+  const c0 = a.registry.get("c0")!;
+  const before = { timeout: c0.timeout, interval: c0.interval, host: c0.host, expires: c0.expires?.getTime(), status: c0.lastCheckerStatus };
+  const at = Date.now();
+  const bad: Array<[Parameters<typeof clientKey>[2], unknown]> = [
+    ["Timeout", 1e300], // the D-Bus "t" and every expiry made from it: stopped each server
+    ["Interval", -1],
+    ["ApprovalDelay", 1.5],
+    ["Expires", MAX_SHARED_TIME_MS + 1], // past what the state file can write, after a timeout is added
+    ["LastCheckedOK", 8.65e15],
+    ["LastCheckerStatus", 70_000], // D-Bus's int16
+    ["Host", "a\u0000b"], // no D-Bus string holds a NUL
+    ["Enabled", "yes"],
+  ];
+  for (const [property, value] of bad) await etcd.put(clientKey("/bad-values/", "c0", property)).value(JSON.stringify({ value, at, by: "by-hand" }));
+  // A good value after them: once it is here, the bad ones have been read.
+  await etcd.put(clientKey("/bad-values/", "c0", "Checker")).value(encodeValue({ value: "true", at, by: "by-hand" }));
+  await eventually(() => a.registry.get("c0")!.checker === "true", { what: "the good value after the bad ones" });
+
+  const after = a.registry.get("c0")!;
+  assert.deepEqual(
+    { timeout: after.timeout, interval: after.interval, host: after.host, expires: after.expires?.getTime(), status: after.lastCheckerStatus },
+    before,
+    "a value out of range was taken",
+  );
+  assert.equal(after.enabled, true);
+  assert.equal(after.approvalDelay, clientSettings("c0").approvalDelay);
+  for (const [property] of bad) {
+    assert.ok(a.log.some((l) => l.startsWith(`WARNING: etcd's clients/c0/${property} holds `) && l.endsWith("not a value it may hold: ignored")), `no warning for ${property}: ${a.log.join("\n")}`);
+  }
+
+  // The same values at a server's start: read, ignored, and the server serves on.
+  const b = server(cluster, "/bad-values/", "server-b");
+  try {
+    await b.fleet.start();
+    assert.equal(b.fleet.degraded, false);
+    assert.equal(b.registry.get("c0")!.timeout, HOUR);
+    assert.equal(b.registry.get("c0")!.checker, "true");
+  } finally {
+    await b.stop();
+  }
+});
+
+test("a value stamped ahead of this server's clock is ignored, and a change made after it wins", { skip }, async (t) => {
+  const { etcd, a } = await oneServer(t, "/ahead/");
+  const year = 365 * 24 * HOUR;
+  await etcd.put(clientKey("/ahead/", "c0", "Enabled")).value(encodeValue({ value: false, at: Date.now() + year, by: "skewed" }));
+  // Just within the margin: taken (clocks a few seconds apart still agree).
+  await etcd.put(clientKey("/ahead/", "c1", "Host")).value(encodeValue({ value: "near.example.org", at: Date.now() + MAX_AHEAD_MS / 2, by: "near" }));
+  await eventually(() => a.registry.get("c1")!.host === "near.example.org", { what: "the value stamped a little ahead" });
+  await eventually(() => a.log.some((l) => /^WARNING: etcd's clients\/c0\/Enabled is stamped \d+ s ahead of this server's clock by skewed: ignored/.test(l)), {
+    what: "the warning about the clock ahead", context: () => a.log.join("\n"),
+  });
+  assert.equal(a.registry.get("c0")!.enabled, true, "a value from a year ahead was taken");
+
+  // An operator's change made now is applied and goes to etcd over it.
+  a.registry.disable("c0");
+  await eventually(async () => (await stored(etcd, "/ahead/", "c0", "Enabled"))?.by === "server-a", { what: "the operator's change in etcd" });
+  assert.equal(a.registry.get("c0")!.enabled, false);
+});
+
+test("etcd's data lost under two running servers: each still sees the other's changes after, and what etcd lost is written back", { skip }, async (t) => {
+  const cluster = await startEtcdCluster(1);
+  const hosts = cluster.endpoints.split(",");
+  const prefix = "/history/";
+  const a = server(cluster, prefix, "server-a");
+  const b = server(cluster, prefix, "server-b");
+  t.after(async () => {
+    await a.stop();
+    await b.stop();
+    await cluster.stop();
+  });
+  await a.fleet.start();
+  await b.fleet.start();
+  {
+    const etcd = new Etcd3({ hosts });
+    // A history longer than the new one will be for a while: a watch
+    // resuming after it would miss everything the new one holds.
+    for (let i = 0; i < 300; i++) await etcd.put("/elsewhere/counter").value(String(i));
+    etcd.close();
+  }
+  a.registry.disable("c0");
+  await eventually(() => b.registry.get("c0")!.enabled === false, { what: "B sees c0 disabled through A" });
+
+  await cluster.wipe();
+  // B's change after the loss reaches A.
+  await eventually(() => !a.fleet.degraded && !b.fleet.degraded, { what: "both servers back", timeoutMs: 30_000 });
+  b.registry.disable("c1");
+  await eventually(() => a.registry.get("c1")!.enabled === false, { what: "A sees c1 disabled through B after etcd lost its data", timeoutMs: 10_000 });
+  // And etcd has again the disable it lost.
+  const etcd = new Etcd3({ hosts });
+  try {
+    // As it was made (A's, with its time): not a seed any value would override.
+    await eventually(async () => {
+      const v = await stored(etcd, prefix, "c0", "Enabled");
+      return v?.value === false && v.by === "server-a" && v.at > 0;
+    }, { what: "c0's disable written back to etcd as A made it" });
+  } finally {
+    etcd.close();
+  }
+  assert.ok(
+    [...a.log, ...b.log].some((l) => /^WARNING: etcd's history went back \(revision \d+, this server had seen \d+\)/.test(l)),
+    "no warning that etcd's history went back",
+  );
+});
+
+test("a lone server writes back what etcd lost as it was made, not as a seed any value would override", { skip }, async (t) => {
+  const cluster = await startEtcdCluster(1);
+  const prefix = "/history-alone/";
+  const a = server(cluster, prefix, "server-a");
+  t.after(async () => {
+    await a.stop();
+    await cluster.stop();
+  });
+  await a.fleet.start();
+  a.registry.disable("c0");
+  const hosts = cluster.endpoints.split(",");
+  let etcd = new Etcd3({ hosts });
+  await eventually(async () => (await stored(etcd, prefix, "c0", "Enabled"))?.value === false, { what: "the disable in etcd" });
+  const made = (await stored(etcd, prefix, "c0", "Enabled"))!;
+  etcd.close();
+  await cluster.wipe();
+  etcd = new Etcd3({ hosts });
+  try {
+    await eventually(async () => (await stored(etcd, prefix, "c0", "Enabled"))?.at === made.at, {
+      what: "c0's disable back in etcd with its time", timeoutMs: 30_000,
+    });
+  } finally {
+    etcd.close();
+  }
+});
+
+test("two servers seeding an empty prefix at once agree on every value, and etcd holds it", { skip }, async (t) => {
+  const cluster = await startEtcdCluster(1);
+  const etcd = new Etcd3({ hosts: cluster.endpoints.split(",") });
+  t.after(async () => {
+    etcd.close();
+    await cluster.stop();
+  });
+  for (let trial = 0; trial < 8; trial++) {
+    const prefix = `/seed-race-${trial}/`;
+    const a = server(cluster, prefix, "server-a", { timeout: 5 * 60_000 });
+    const b = server(cluster, prefix, "server-b", { timeout: 7 * 60_000 });
+    try {
+      await Promise.all([a.fleet.start(), b.fleet.start()]);
+      // One seed wins, the same on both servers and in etcd: server-b's
+      // when both seeded (the names break the tie), or whichever landed
+      // before the other server read or seeded.
+      await eventually(async () => {
+        for (const name of NAMES) {
+          const inEtcd = (await stored(etcd, prefix, name, "Timeout"))?.value;
+          const onA = a.registry.get(name)!.timeout;
+          if (onA !== b.registry.get(name)!.timeout || inEtcd !== onA) return false;
+        }
+        return true;
+      }, {
+        what: `trial ${trial}: both servers and etcd on one timeout`,
+        context: () => NAMES.map((n) => `${n}: A ${a.registry.get(n)!.timeout}, B ${b.registry.get(n)!.timeout}`).join("; "),
+      });
+    } finally {
+      await a.stop();
+      await b.stop();
+    }
+  }
+});
