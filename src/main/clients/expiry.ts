@@ -11,11 +11,24 @@
 // timer firing elsewhere first would disable a client that has just
 // checked OK. Elsewhere the timer looks again every OWNER_GRACE_MS, and
 // disables the client itself once it runs the checker (its owner died).
+// A timer that fires late (a stall) looks again before it disables.
 
 import type { ClientHost, ClientRecord } from "./record.js";
 
 /** How often a server that does not run a client's checker looks again at its passed expiry: the fleet's one-second promise. */
 export const OWNER_GRACE_MS = 1_000;
+/**
+ * A timer that fires this much later than it was due tells of a stall
+ * (the process stopped, a suspended VM, a host starved of CPU). The
+ * timers fire before the I/O that waited meanwhile is read: a checker's
+ * success, another server's (which took the checker over while this one
+ * was gone). So an expiry found on such a timer is looked at again
+ * STALL_GRACE_MS later, once that I/O is in, before the client is
+ * disabled: a server stopped for 20 s disabled a client for the whole
+ * fleet that its successor had just checked.
+ */
+export const STALL_MS = 1_000;
+export const STALL_GRACE_MS = 3_000;
 
 export class Expiry {
   readonly #host: ClientHost;
@@ -79,8 +92,10 @@ export class Expiry {
     c.disableTimer = null;
     const expires = c.runtime.expires;
     if (expires === null) return;
-    const left = expires - this.#host.clock.now();
+    const now = this.#host.clock.now();
+    const left = expires - now;
     if (left > 0) this.#set(c, left);
+    else if (now - c.disableDue >= STALL_MS) this.#set(c, STALL_GRACE_MS);
     else if (this.#host.ownsChecker(c)) this.#host.disable(c, "timeout");
     else this.#set(c, OWNER_GRACE_MS);
   };
