@@ -75,6 +75,30 @@ test("a malformed mandos.conf line: exit 1 naming file, line and key", (t) => {
   assert.match(r.stderr, /mandos\.conf:3 \[DEFAULT\] key "port"/);
 });
 
+// Values mandos.conf parses but the server checks only when it merges
+// them with the command line: the error names the file, line and key,
+// or the option, as a parse error does.
+for (const [key, value, detail] of [
+  ["debuglevel", "bogus", /unknown debug level "bogus"/],
+  ["priority", "NORMAL:+FOO", /bad priority string: .*"\+FOO"/],
+  ["metrics", "bogus", /not HOST:PORT/],
+  ["etcd_key", "k.pem", /needs etcd_cert/],
+] as const) {
+  test(`a bad ${key} in mandos.conf: exit 1 naming file, line and key; on the command line, the option`, (t) => {
+    const { root, conf, state } = setUp("", `[DEFAULT]\n# a comment\netcd = http://[::1]:1\n${key} = ${value}\n`);
+    t.after(() => rmSync(root, { recursive: true, force: true }));
+    const fromFile = run(conf, state, "--foreground");
+    assert.equal(fromFile.status, 1, fromFile.stderr);
+    assert.ok(fromFile.stderr.startsWith(`mandos: ${join(conf, "mandos.conf")}:4 [DEFAULT] key "${key}": `), fromFile.stderr);
+    assert.match(fromFile.stderr, detail);
+    writeFileSync(join(conf, "mandos.conf"), "[DEFAULT]\netcd = http://[::1]:1\n");
+    const fromLine = run(conf, state, "--foreground", `--${key}`, value);
+    assert.equal(fromLine.status, 1, fromLine.stderr);
+    assert.ok(fromLine.stderr.startsWith(`mandos: --${key}: `), fromLine.stderr);
+    assert.match(fromLine.stderr, detail);
+  });
+}
+
 test("a bad priority string: exit 1 naming the bad token", (t) => {
   const { root, conf, state } = setUp("");
   t.after(() => rmSync(root, { recursive: true, force: true }));

@@ -71,7 +71,8 @@ function fileSettings(file: ServerConfigFile): ServerFileSettings {
 /** The settings --check looks at; the error when they cannot be read (the self-test says the rest). */
 function checkSettings(cli: CommandLine): ServerSettings | Error {
   try {
-    return mergeSettings(cli, fileSettings(loadServerConfig(join(cli.configdir, "mandos.conf"))), { priority: DEFAULT_PRIORITY, workers: 0, maxPerSource: DEFAULT_MAX_PER_SOURCE });
+    const file = loadServerConfig(join(cli.configdir, "mandos.conf"));
+    return mergeSettings(cli, fileSettings(file), { priority: DEFAULT_PRIORITY, workers: 0, maxPerSource: DEFAULT_MAX_PER_SOURCE }, file);
   } catch (error) {
     return error instanceof Error ? error : new Error(String(error));
   }
@@ -135,7 +136,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   let settings: ServerSettings;
   try {
     const file = loadServerConfig(join(cli.configdir, "mandos.conf"));
-    settings = mergeSettings(cli, fileSettings(file), { priority: DEFAULT_PRIORITY, workers: defaultWorkerCount(), maxPerSource: DEFAULT_MAX_PER_SOURCE, serveThreads: defaultServeThreadCount() });
+    settings = mergeSettings(cli, fileSettings(file), { priority: DEFAULT_PRIORITY, workers: defaultWorkerCount(), maxPerSource: DEFAULT_MAX_PER_SOURCE, serveThreads: defaultServeThreadCount() }, file);
   } catch (error) {
     if (error instanceof SettingsError && error.code === "MANDOS_NEEDS_PORT") {
       return usageError(error.message);
