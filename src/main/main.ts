@@ -20,9 +20,10 @@ import { ignoredOnStart } from "./daemon/inherited-signals.js";
 import { PidFile } from "./daemon/pidfile.js";
 import { checkClientsConfMode, chooseIds, dropPrivileges } from "./daemon/privileges.js";
 import { syslogSink } from "./daemon/syslog.js";
-import { mergeSettings, type ServerFileSettings, type ServerSettings } from "./config/server-settings.js";
+import { givenInFile, mergeSettings, type ServerSettings } from "./config/server-settings.js";
+import { ServerConfigRecheck } from "./config/server-recheck.js";
 import { SettingsError } from "./daemon/errors.js";
-import { loadClientsConfig, loadServerConfig, sharedKeyWarnings, type ServerConfigFile } from "./config/index.js";
+import { loadClientsConfig, loadServerConfig, sharedKeyWarnings } from "./config/index.js";
 import { createRegistry, type ClientRegistry } from "./clients/registry.js";
 import { CHECKER_HOST_MIN_CLIENTS, CheckerHost } from "./clients/checker-host.js";
 import { keepFromChildren } from "./clients/inherited-descriptors.js";
@@ -57,22 +58,11 @@ const SHUTDOWN_GRACE_MS = 5_000;
  */
 const RUNNING_BUILD = installedBuild();
 
-/** What mandos.conf set, and only that: the command line overrides it, defaults fill the rest. */
-function fileSettings(file: ServerConfigFile): ServerFileSettings {
-  const out: Record<string, unknown> = {};
-  for (const key of file.setInFile) {
-    const value = file.settings[key];
-    if (value === undefined || value === "") continue;
-    out[key] = value;
-  }
-  return out as ServerFileSettings;
-}
-
 /** The settings --check looks at; the error when they cannot be read (the self-test says the rest). */
 function checkSettings(cli: CommandLine): ServerSettings | Error {
   try {
     const file = loadServerConfig(join(cli.configdir, "mandos.conf"));
-    return mergeSettings(cli, fileSettings(file), { priority: DEFAULT_PRIORITY, workers: 0, maxPerSource: DEFAULT_MAX_PER_SOURCE }, file);
+    return mergeSettings(cli, givenInFile(file), { priority: DEFAULT_PRIORITY, workers: 0, maxPerSource: DEFAULT_MAX_PER_SOURCE }, file);
   } catch (error) {
     return error instanceof Error ? error : new Error(String(error));
   }
@@ -134,9 +124,14 @@ export async function main(argv: readonly string[]): Promise<number> {
   nameProcess("mandos");
 
   let settings: ServerSettings;
+  let recheck: ServerConfigRecheck;
   try {
-    const file = loadServerConfig(join(cli.configdir, "mandos.conf"));
-    settings = mergeSettings(cli, fileSettings(file), { priority: DEFAULT_PRIORITY, workers: defaultWorkerCount(), maxPerSource: DEFAULT_MAX_PER_SOURCE, serveThreads: defaultServeThreadCount() }, file);
+    const path = join(cli.configdir, "mandos.conf");
+    const file = loadServerConfig(path);
+    const defaults = { priority: DEFAULT_PRIORITY, workers: defaultWorkerCount(), maxPerSource: DEFAULT_MAX_PER_SOURCE, serveThreads: defaultServeThreadCount() };
+    settings = mergeSettings(cli, givenInFile(file), defaults, file);
+    // Absolute now: a detached server reads it again (at SIGHUP) from "/".
+    recheck = new ServerConfigRecheck(resolve(path), cli, defaults, file);
   } catch (error) {
     if (error instanceof SettingsError && error.code === "MANDOS_NEEDS_PORT") {
       return usageError(error.message);
@@ -167,7 +162,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   logClientEvents(logger);
   const stopServeLog = logServeEvents(logger);
   try {
-    return await serve(settings, detach, logger, (name) => syslog.setServiceName(name));
+    return await serve(settings, detach, logger, (name) => syslog.setServiceName(name), recheck);
   } finally {
     // The summaries still pending (lines held back from a noisy peer,
     // connections refused at the open-files cap) are written as it leaves.
@@ -177,7 +172,7 @@ export async function main(argv: readonly string[]): Promise<number> {
 }
 
 /** Everything from the configuration to shutdown; resolves to the exit code. */
-async function serve(settings: ServerSettings, detach: boolean, logger: FanOutLogger, renamed: (name: string) => void): Promise<number> {
+async function serve(settings: ServerSettings, detach: boolean, logger: FanOutLogger, renamed: (name: string) => void, recheck: ServerConfigRecheck): Promise<number> {
   // Signals that arrive while starting are held and handled once serving
   // (Node's default for SIGHUP and SIGTERM would kill the server at once,
   // even after its "Now listening" line).
@@ -185,7 +180,7 @@ async function serve(settings: ServerSettings, detach: boolean, logger: FanOutLo
   const holdSignal = (signal: NodeJS.Signals): void => void early.push(signal);
   for (const signal of HANDLED_SIGNALS) process.on(signal, holdSignal);
   try {
-    return await startAndServe(settings, detach, logger, early, renamed);
+    return await startAndServe(settings, detach, logger, early, renamed, recheck);
   } finally {
     for (const signal of HANDLED_SIGNALS) process.off(signal, holdSignal);
   }
@@ -212,7 +207,14 @@ function openSealedSecrets(registry: ClientRegistry, logger: Logger, systemd: Sy
 /** SIGINT is the reference's KeyboardInterrupt, unless it came ignored (daemon/inherited-signals.ts). */
 const HANDLED_SIGNALS: readonly NodeJS.Signals[] = (["SIGTERM", "SIGINT", "SIGHUP"] as const).filter((signal) => !ignoredOnStart(signal));
 
-async function startAndServe(settings: ServerSettings, detach: boolean, logger: FanOutLogger, early: NodeJS.Signals[], renamed: (name: string) => void): Promise<number> {
+async function startAndServe(
+  settings: ServerSettings,
+  detach: boolean,
+  logger: FanOutLogger,
+  early: NodeJS.Signals[],
+  renamed: (name: string) => void,
+  recheck: ServerConfigRecheck,
+): Promise<number> {
   let tlsSettings: TlsSettings;
   try {
     tlsSettings = parsePriority(settings.priority);
@@ -534,8 +536,10 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
         } catch (error) {
           logger.error(`Could not reopen the audit log: ${error instanceof Error ? error.message : String(error)}`);
         }
-        // A reload re-reads clients.conf, not the server's code: said if that changed.
+        // A reload re-reads clients.conf, not the server's code nor
+        // mandos.conf: said if either changed.
         buildWatch.check();
+        recheck.check(logger);
         reload();
       },
     };

@@ -8,7 +8,7 @@
 import type { CommandLine } from "./cli.js";
 import { placeText } from "./errors.js";
 import { DEFAULT_SECTION } from "./ini.js";
-import { SERVER_OPTION_NAMES, type ServerConfig } from "./server-config.js";
+import { SERVER_OPTION_NAMES, type ServerConfig, type ServerConfigFile } from "./server-config.js";
 import { parsePriority } from "../../tls/priority.js";
 import { parseLogLevel, type LogLevel } from "../daemon/log.js";
 import { SettingsError } from "../daemon/errors.js";
@@ -90,6 +90,17 @@ export function parseMetricsAddress(text: string, where = "metrics"): MetricsAdd
   }
   const host = m[1] ?? m[2] ?? "";
   return { host: host === "" ? METRICS_DEFAULT_HOST : host, port };
+}
+
+/** What mandos.conf set, and only that: the command line overrides it, defaults fill the rest (an empty value is the default). */
+export function givenInFile(file: ServerConfigFile): ServerFileSettings {
+  const out: Record<string, unknown> = {};
+  for (const key of file.setInFile) {
+    const value = file.settings[key];
+    if (value === undefined || value === "") continue;
+    out[key] = value;
+  }
+  return out as ServerFileSettings;
 }
 
 export const DEFAULT_STATEDIR = "/var/lib/mandos";
