@@ -66,6 +66,24 @@ for (const mode of ["--foreground", "detached"] as const) {
   });
 }
 
+// As the reference: clients.conf is read after daemon()'s chdir("/"), so a
+// relative secfile of a detached server is taken from "/", though it is
+// there in the directory the server was started in.
+test("a relative secfile, detached: taken from /, so not found; exit 1 naming the path tried", async (t) => {
+  const { root, conf, state } = setUp(`[host1]\nkey_id = ${"ab".repeat(32)}\nsecfile = mandos-ts-secfile-test/pw\n`);
+  t.after(() => {
+    for (const pid of processesMentioning(root)) process.kill(pid, "SIGKILL");
+    rmSync(root, { recursive: true, force: true });
+  });
+  mkdirSync(join(root, "mandos-ts-secfile-test"));
+  writeFileSync(join(root, "mandos-ts-secfile-test", "pw"), "pw");
+  const r = spawnSync(BIN, ["--configdir", conf, "--statedir", state, "--no-zeroconf", "--no-dbus", "--port", "0", "--address", "::1"],
+    { encoding: "utf8", timeout: 20_000, killSignal: "SIGKILL", cwd: root });
+  assert.equal(r.status, 1, r.stderr);
+  assert.match(r.stderr, /clients\.conf:3 \[host1\] key "secfile": cannot read secfile "\/mandos-ts-secfile-test\/pw"/);
+  await eventually(() => processesMentioning(root).length === 0, { what: "no server process left behind", timeoutMs: 5_000 });
+});
+
 test("a malformed mandos.conf line: exit 1 naming file, line and key", (t) => {
   const { root, conf, state } = setUp("", "[DEFAULT]\nport = 1\nport = 2\n");
   t.after(() => rmSync(root, { recursive: true, force: true }));
