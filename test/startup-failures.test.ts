@@ -117,6 +117,23 @@ for (const [key, value, detail] of [
   });
 }
 
+test("--check reads mandos.conf and clients.conf as a start does: the first error of each, file, line and key, fails it", (t) => {
+  const { root, conf } = setUp(`[DEFAULT]\n\n[host1]\nkey_id = ${"ab".repeat(32)}\nsecret = ${SECRET_TEXT}\nsecret = ${SECRET_TEXT}\n`, "[DEFAULT]\n# c\npriority = NORMAL:+FOO\n");
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  const check = (): SpawnSyncReturns<string> => spawnSync(BIN, ["--check", "--configdir", conf], { encoding: "utf8", timeout: 60_000 });
+  const broken = check();
+  assert.equal(broken.status, 1, broken.stdout + broken.stderr);
+  assert.match(broken.stdout, new RegExp(`^FAILED: settings: ${join(conf, "mandos.conf").replace(/[.]/g, "\\.")}:3 \\[DEFAULT\\] key "priority": bad priority string`, "m"));
+  assert.match(broken.stdout, new RegExp(`^FAILED: clients.conf: ${join(conf, "clients.conf").replace(/[.]/g, "\\.")}:6 \\[host1\\] key "secret"`, "m"));
+  assert.ok(!broken.stdout.includes(SECRET_TEXT), "the check prints the secret");
+  writeFileSync(join(conf, "mandos.conf"), "[DEFAULT]\n");
+  writeFileSync(join(conf, "clients.conf"), `[host1]\nkey_id = ${"ab".repeat(32)}\nsecret = c2VjcmV0\n`);
+  const fixed = check();
+  assert.equal(fixed.status, 0, fixed.stdout + fixed.stderr);
+  assert.match(fixed.stdout, /^ok: settings: /m);
+  assert.match(fixed.stdout, /^ok: clients\.conf: .* 1 client$/m);
+});
+
 test("a bad priority string: exit 1 naming the bad token", (t) => {
   const { root, conf, state } = setUp("");
   t.after(() => rmSync(root, { recursive: true, force: true }));

@@ -59,13 +59,34 @@ const SHUTDOWN_GRACE_MS = 5_000;
 const RUNNING_BUILD = installedBuild();
 
 /** The settings --check looks at; the error when they cannot be read (the self-test says the rest). */
-function checkSettings(cli: CommandLine): ServerSettings | Error {
+function checkSettings(cli: CommandLine): { settings: ServerSettings; found: boolean } | Error {
   try {
     const file = loadServerConfig(join(cli.configdir, "mandos.conf"));
-    return mergeSettings(cli, givenInFile(file), { priority: DEFAULT_PRIORITY, workers: 0, maxPerSource: DEFAULT_MAX_PER_SOURCE }, file);
+    return { settings: mergeSettings(cli, givenInFile(file), { priority: DEFAULT_PRIORITY, workers: 0, maxPerSource: DEFAULT_MAX_PER_SOURCE }, file), found: file.found };
   } catch (error) {
     return error instanceof Error ? error : new Error(String(error));
   }
+}
+
+/**
+ * `--check`: mandos.conf (with the command line) and clients.conf read as a
+ * start reads them, secfiles too; the first error of each, which names
+ * file, line and key, is a FAILED line. True when a start would get past both.
+ */
+function checkConfiguration(cli: CommandLine, checked: ReturnType<typeof checkSettings>): boolean {
+  const mandosConf = join(cli.configdir, "mandos.conf");
+  // "settings": the error may be the command line's (--priority: ...).
+  if (checked instanceof Error) process.stdout.write(`FAILED: settings: ${checked.message}\n`);
+  else process.stdout.write(`ok: settings: ${checked.found ? mandosConf : `the defaults (${mandosConf} cannot be read)`} and the command line are as a start reads them\n`);
+  const clientsPath = join(cli.configdir, "clients.conf");
+  try {
+    const clients = loadClientsConfig(clientsPath);
+    process.stdout.write(`ok: clients.conf: ${clientsPath} is as a start reads it, ${clients.length} client${clients.length === 1 ? "" : "s"}\n`);
+  } catch (error) {
+    process.stdout.write(`FAILED: clients.conf: ${error instanceof Error ? error.message : String(error)}\n`);
+    return false;
+  }
+  return !(checked instanceof Error);
 }
 
 /**
@@ -107,16 +128,16 @@ export async function main(argv: readonly string[]): Promise<number> {
     const reload = reloadReadiness(join(cli.configdir, "clients.conf"), runsAs, startedAsRoot);
     process.stdout.write(`${reload.ok ? "ok" : "WARNING"}: clients.conf reloads: ${reload.message}\n`);
     const checked = checkSettings(cli);
-    if (checked instanceof SettingsError && checked.code === "MANDOS_ETCD_OPTIONS") process.stdout.write(`WARNING: etcd: ${checked.message}\n`);
-    const etcd = checked instanceof Error ? null : checked.etcd;
+    const configured = checkConfiguration(cli, checked);
+    const etcd = checked instanceof Error ? null : checked.settings.etcd;
     if (etcd) {
       const { probeEtcd } = await import("./fleet/fleet-state.js");
       const why = await probeEtcd(etcd);
       process.stdout.write(why === null ? `ok: etcd reachable at ${etcd.endpoints.join(",")}\n` : `WARNING: etcd unreachable at ${etcd.endpoints.join(",")}: ${why}\n`);
     }
-    if (!(checked instanceof Error) && checked.restore) await checkMigration(checked, runsAs.uid);
+    if (!(checked instanceof Error) && checked.settings.restore) await checkMigration(checked.settings, runsAs.uid);
     const passed = runSelfTest();
-    return passed ? EXIT_OK : EXIT_FAILURE;
+    return passed && configured ? EXIT_OK : EXIT_FAILURE;
   }
 
   // /proc/PID/comm "mandos", as the reference's: Debian's init script
