@@ -108,6 +108,26 @@ test("long options may be shortened to a prefix that names one option alone, as 
   assert.ok(exact.result.kind === "run" && exact.result.options.debug === true);
 });
 
+test("a prefix the reference takes as its own option still is that option, beside our extra options", () => {
+  // --a: --address, or our --audit-log, --audit-syslog; --se...: --servicename, or our --serve-threads.
+  for (const [argv, options] of [
+    [["--a", "::1"], { address: "::1" }],
+    [["--se", "X"], { servicename: "X" }],
+    [["--ser", "X"], { servicename: "X" }],
+    [["--serv", "X"], { servicename: "X" }],
+  ] as const) {
+    const { result, err } = parse(...argv);
+    assert.deepEqual(result, { kind: "run", options: { check: false, configdir: "/etc/mandos", ...options } }, `${argv.join(" ")}: ${err}`);
+  }
+  // Ambiguous among the reference's own options, as there; and among ours alone.
+  for (const [word, could] of [["--s", /--servicename, .*--socket, .*--statedir/], ["--no-", /--no-dbus, --no-ipv6, --no-restore, --no-zeroconf/], ["--audit", /--audit-log, --audit-syslog/]] as const) {
+    const { result, err } = parse(word, "x");
+    assert.deepEqual(result, { kind: "exit", code: EXIT_USAGE }, word);
+    assert.match(err, new RegExp(`mandos: error: ambiguous option: ${word} could match `), word);
+    assert.match(err, could, word);
+  }
+});
+
 test("an option's value is not the next option: a missing value is a usage error, as argparse says", () => {
   for (const [argv, said] of [
     [["--statedir", "--foreground"], "argument --statedir: expected one argument"],

@@ -115,7 +115,7 @@ test("reload readiness: the reader as root, the mode bits otherwise, with the co
 
 test("mandos --check reports whether clients.conf reloads will work", (t) => {
   const dir = scratch(t);
-  writeFileSync(join(dir, "clients.conf"), "[a]\n", { mode: 0o600 });
+  writeFileSync(join(dir, "clients.conf"), `[a]\nkey_id = ${"ab".repeat(32)}\nsecret = YQ==\n`, { mode: 0o600 });
   const out = execFileSync(process.execPath, [BIN_MANDOS, "--check", "--configdir", dir], { encoding: "utf8" });
   assert.match(out, asRoot ? /^ok: clients\.conf reloads: \S+ is re-read on SIGHUP by a reader kept as root/m : /^ok: clients\.conf reloads: \S+ is readable by/m);
   assert.match(out, /^\d+ passed, 0 failed$/m);

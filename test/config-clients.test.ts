@@ -116,18 +116,17 @@ test("a negative duration or one beyond 100,000 years is an error (the reference
   assert.equal(codeOf(() => parseClientsConfig(at(`${100_000 * 365 + 25_000}d 1s`), "c.conf")), "CONFIG_BAD_DURATION");
 });
 
-test("secfile: $VAR and ~user expanded as Python's expanduser(expandvars()), relative paths from baseDir", () => {
+test("secfile: $VAR and ~user expanded as Python's expanduser(expandvars()), relative paths from the working directory", () => {
   const homeOf = (user: string): string | undefined => ({ mandos: "/var/lib/mandos/", root: "/root" })[user];
-  const opts = { env: { HOME: "/home/me", DIR: "/srv/keys" }, homeOf, currentUser: "root", baseDir: "/" };
+  const opts = { env: { HOME: "/home/me", DIR: "/srv/keys" }, homeOf, currentUser: "root" };
   assert.equal(secfilePath("$DIR/a", opts), "/srv/keys/a");
   assert.equal(secfilePath("${DIR}/a", opts), "/srv/keys/a");
-  assert.equal(secfilePath("$NOPE/a", opts), "/$NOPE/a");
+  assert.equal(secfilePath("$NOPE/a", opts), join(process.cwd(), "$NOPE/a"));
   assert.equal(secfilePath("~/a", opts), "/home/me/a");
   assert.equal(secfilePath("~mandos/a", opts), "/var/lib/mandos/a");
-  assert.equal(secfilePath("~nobody-here/a", opts), "/~nobody-here/a");
+  assert.equal(secfilePath("~nobody-here/a", opts), join(process.cwd(), "~nobody-here/a"));
   assert.equal(secfilePath("~/a", { ...opts, env: {} }), "/root/a");
-  assert.equal(secfilePath("rel/a", opts), "/rel/a");
-  assert.equal(secfilePath("rel/a", { ...opts, baseDir: "/etc/mandos" }), "/etc/mandos/rel/a");
+  assert.equal(secfilePath("rel/a", opts), join(process.cwd(), "rel/a"));
 
   const dir = mkdtempSync(join(tmpdir(), "mandos-config-"));
   try {

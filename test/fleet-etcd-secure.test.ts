@@ -130,7 +130,7 @@ describe("a fleet on etcd over TLS, with client certificates (which log in as th
     // Logged in by the certificate's CN ("mandos"), limited to PREFIX: another prefix is refused.
     assert.match(await check(fleet.conf, [...tlsArgs(pki.ca), "--etcd_prefix", "/other-fleet/"]), /^WARNING: etcd unreachable at https:.*permission denied/m);
     // A certificate without its key would connect without a certificate: refused as settings.
-    assert.match(await check(fleet.conf, [...tlsArgs(pki.ca, false), "--etcd_cert", pki.clientCert]), /^WARNING: etcd: etcd_cert needs etcd_key$/m);
+    assert.match(await check(fleet.conf, [...tlsArgs(pki.ca, false), "--etcd_cert", pki.clientCert]), /^FAILED: settings: --etcd_cert: needs etcd_key$/m);
   });
 
   test("a client certificate without etcd_ca: etcd's certificate is checked against gRPC's default CAs, and our certificate is still sent", async () => {

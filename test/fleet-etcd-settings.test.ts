@@ -18,7 +18,7 @@ import { MAX_CLIENT_DURATION_MS } from "../src/main/config/duration.js";
 import { passwordOf, readEtcdCredentials } from "../src/main/fleet/credentials.js";
 import type { EtcdSettings } from "../src/main/fleet/settings.js";
 
-const DEFAULTS = { priority: "NORMAL", workers: 0, maxPerSource: 128 };
+const DEFAULTS = { priority: "NORMAL:+CTYPE-RAWPK", workers: 0, maxPerSource: 128 };
 
 function settingsFrom(text: string, argv: string[] = []) {
   const parsed = parseCommandLine(["--port", "1", ...argv]);
@@ -26,7 +26,7 @@ function settingsFrom(text: string, argv: string[] = []) {
   const file = parseServerConfig(text, "mandos.conf");
   const given: Record<string, unknown> = {};
   for (const key of file.setInFile) given[key] = file.settings[key];
-  return mergeSettings(parsed.kind === "run" ? parsed.options : { check: false, configdir: "" }, given as ServerFileSettings, DEFAULTS);
+  return mergeSettings(parsed.kind === "run" ? parsed.options : { check: false, configdir: "" }, given as ServerFileSettings, DEFAULTS, file);
 }
 
 test("without etcd there is no shared registry", () => {
@@ -54,13 +54,13 @@ test("the command line's --etcd options override mandos.conf's", () => {
   assert.deepEqual([etcd?.ca, etcd?.cert, etcd?.key], ["ca.pem", "c.pem", "k.pem"]);
 });
 
-test("an etcd option without its partner is refused, naming both, not dropped", () => {
+test("an etcd option without its partner is refused, naming both and where the one came from, not dropped", () => {
   const refused = (text: string, argv: string[], message: string): void =>
     assert.throws(() => settingsFrom(text, argv), (e: Error & { code?: string }) => e.code === "MANDOS_ETCD_OPTIONS" && e.message === message);
-  refused("[DEFAULT]\netcd = https://a:1\n", ["--etcd_cert", "c.pem"], "etcd_cert needs etcd_key");
-  refused("[DEFAULT]\netcd = https://a:1\netcd_key = k.pem\n", [], "etcd_key needs etcd_cert");
-  refused("[DEFAULT]\netcd = http://a:1\netcd_user = mandos\n", [], "etcd_user needs etcd_password_file");
-  refused("[DEFAULT]\netcd = http://a:1\n", ["--etcd_password_file", "/etc/mandos/etcd-pw"], "etcd_password_file needs etcd_user");
+  refused("[DEFAULT]\netcd = https://a:1\n", ["--etcd_cert", "c.pem"], "--etcd_cert: needs etcd_key");
+  refused("[DEFAULT]\netcd = https://a:1\netcd_key = k.pem\n", [], 'mandos.conf:3 [DEFAULT] key "etcd_key": needs etcd_cert');
+  refused("[DEFAULT]\netcd = http://a:1\netcd_user = mandos\n", [], 'mandos.conf:3 [DEFAULT] key "etcd_user": needs etcd_password_file');
+  refused("[DEFAULT]\netcd = http://a:1\n", ["--etcd_password_file", "/etc/mandos/etcd-pw"], "--etcd_password_file: needs etcd_user");
   // A client certificate without etcd_ca is allowed: etcd's is then checked against gRPC's default CAs.
   assert.deepEqual(settingsFrom("[DEFAULT]\netcd = https://a:1\netcd_cert = c.pem\netcd_key = k.pem\n").etcd?.ca, null);
 });

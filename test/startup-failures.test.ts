@@ -66,6 +66,24 @@ for (const mode of ["--foreground", "detached"] as const) {
   });
 }
 
+// As the reference: clients.conf is read after daemon()'s chdir("/"), so a
+// relative secfile of a detached server is taken from "/", though it is
+// there in the directory the server was started in.
+test("a relative secfile, detached: taken from /, so not found; exit 1 naming the path tried", async (t) => {
+  const { root, conf, state } = setUp(`[host1]\nkey_id = ${"ab".repeat(32)}\nsecfile = mandos-ts-secfile-test/pw\n`);
+  t.after(() => {
+    for (const pid of processesMentioning(root)) process.kill(pid, "SIGKILL");
+    rmSync(root, { recursive: true, force: true });
+  });
+  mkdirSync(join(root, "mandos-ts-secfile-test"));
+  writeFileSync(join(root, "mandos-ts-secfile-test", "pw"), "pw");
+  const r = spawnSync(BIN, ["--configdir", conf, "--statedir", state, "--no-zeroconf", "--no-dbus", "--port", "0", "--address", "::1"],
+    { encoding: "utf8", timeout: 20_000, killSignal: "SIGKILL", cwd: root });
+  assert.equal(r.status, 1, r.stderr);
+  assert.match(r.stderr, /clients\.conf:3 \[host1\] key "secfile": cannot read secfile "\/mandos-ts-secfile-test\/pw"/);
+  await eventually(() => processesMentioning(root).length === 0, { what: "no server process left behind", timeoutMs: 5_000 });
+});
+
 test("a malformed mandos.conf line: exit 1 naming file, line and key", (t) => {
   const { root, conf, state } = setUp("", "[DEFAULT]\nport = 1\nport = 2\n");
   t.after(() => rmSync(root, { recursive: true, force: true }));
@@ -73,6 +91,47 @@ test("a malformed mandos.conf line: exit 1 naming file, line and key", (t) => {
   assert.equal(r.signal, null, "the server hung instead of exiting");
   assert.equal(r.status, 1, r.stderr);
   assert.match(r.stderr, /mandos\.conf:3 \[DEFAULT\] key "port"/);
+});
+
+// Values mandos.conf parses but the server checks only when it merges
+// them with the command line: the error names the file, line and key,
+// or the option, as a parse error does.
+for (const [key, value, detail] of [
+  ["debuglevel", "bogus", /unknown debug level "bogus"/],
+  ["priority", "NORMAL:+FOO", /bad priority string: .*"\+FOO"/],
+  ["metrics", "bogus", /not HOST:PORT/],
+  ["etcd_key", "k.pem", /needs etcd_cert/],
+] as const) {
+  test(`a bad ${key} in mandos.conf: exit 1 naming file, line and key; on the command line, the option`, (t) => {
+    const { root, conf, state } = setUp("", `[DEFAULT]\n# a comment\netcd = http://[::1]:1\n${key} = ${value}\n`);
+    t.after(() => rmSync(root, { recursive: true, force: true }));
+    const fromFile = run(conf, state, "--foreground");
+    assert.equal(fromFile.status, 1, fromFile.stderr);
+    assert.ok(fromFile.stderr.startsWith(`mandos: ${join(conf, "mandos.conf")}:4 [DEFAULT] key "${key}": `), fromFile.stderr);
+    assert.match(fromFile.stderr, detail);
+    writeFileSync(join(conf, "mandos.conf"), "[DEFAULT]\netcd = http://[::1]:1\n");
+    const fromLine = run(conf, state, "--foreground", `--${key}`, value);
+    assert.equal(fromLine.status, 1, fromLine.stderr);
+    assert.ok(fromLine.stderr.startsWith(`mandos: --${key}: `), fromLine.stderr);
+    assert.match(fromLine.stderr, detail);
+  });
+}
+
+test("--check reads mandos.conf and clients.conf as a start does: the first error of each, file, line and key, fails it", (t) => {
+  const { root, conf } = setUp(`[DEFAULT]\n\n[host1]\nkey_id = ${"ab".repeat(32)}\nsecret = ${SECRET_TEXT}\nsecret = ${SECRET_TEXT}\n`, "[DEFAULT]\n# c\npriority = NORMAL:+FOO\n");
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  const check = (): SpawnSyncReturns<string> => spawnSync(BIN, ["--check", "--configdir", conf], { encoding: "utf8", timeout: 60_000 });
+  const broken = check();
+  assert.equal(broken.status, 1, broken.stdout + broken.stderr);
+  assert.match(broken.stdout, new RegExp(`^FAILED: settings: ${join(conf, "mandos.conf").replace(/[.]/g, "\\.")}:3 \\[DEFAULT\\] key "priority": bad priority string`, "m"));
+  assert.match(broken.stdout, new RegExp(`^FAILED: clients.conf: ${join(conf, "clients.conf").replace(/[.]/g, "\\.")}:6 \\[host1\\] key "secret"`, "m"));
+  assert.ok(!broken.stdout.includes(SECRET_TEXT), "the check prints the secret");
+  writeFileSync(join(conf, "mandos.conf"), "[DEFAULT]\n");
+  writeFileSync(join(conf, "clients.conf"), `[host1]\nkey_id = ${"ab".repeat(32)}\nsecret = c2VjcmV0\n`);
+  const fixed = check();
+  assert.equal(fixed.status, 0, fixed.stdout + fixed.stderr);
+  assert.match(fixed.stdout, /^ok: settings: /m);
+  assert.match(fixed.stdout, /^ok: clients\.conf: .* 1 client$/m);
 });
 
 test("a bad priority string: exit 1 naming the bad token", (t) => {

@@ -3,8 +3,17 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { DEFAULT_PRIORITY, REFERENCE_OPENPGP_PRIORITY, REFERENCE_RPK_PRIORITY, parsePriority } from "../src/tls/index.js";
 import { GROUP_CODES, SIGNATURE_CODES, groupByCode, schemeByCode, type NamedGroup, type SignatureScheme } from "../src/tls/constants.js";
+import { GNUTLS_CLI, executable } from "./helpers/peers.js";
+
+/** GnuTLS's verdict on a priority string (the reference's), or null without gnutls-cli. */
+function gnutlsAccepts(priority: string): boolean | null {
+  if (!executable(GNUTLS_CLI)) return null;
+  const r = spawnSync(GNUTLS_CLI, ["--priority", priority, "--list"], { encoding: "utf8" });
+  return r.status === 0 && !/Syntax error|Error in priorities/.test(`${r.stdout}${r.stderr}`);
+}
 
 test("the Mandos default", () => {
   const s = parsePriority(DEFAULT_PRIORITY);
@@ -40,10 +49,38 @@ test("secp521r1 and the finite-field groups: only when named, after the others; 
   const named = parsePriority(`${DEFAULT_PRIORITY}:+GROUP-FFDHE4096:+GROUP-SECP521R1`);
   assert.deepEqual(named.groups, ["x25519", "secp256r1", "secp384r1", "x448", "ffdhe4096", "secp521r1"]);
   assert.deepEqual(named.keyShareGroups, ["x25519"]);
-  assert.deepEqual(parsePriority("NORMAL:+CTYPE-RAWPK:+GROUP-DHE-ALL:-GROUP-FFDHE8192").groups.slice(4), ["ffdhe2048", "ffdhe3072", "ffdhe4096", "ffdhe6144"]);
-  const only = parsePriority("NORMAL:+CTYPE-RAWPK:+GROUP-DHE-ALL:+GROUP-SECP521R1:-GROUP-ALL:+GROUP-FFDHE2048");
+  assert.deepEqual(parsePriority("NORMAL:+CTYPE-RAWPK:+GROUP-DH-ALL:-GROUP-FFDHE8192").groups.slice(4), ["ffdhe2048", "ffdhe3072", "ffdhe4096", "ffdhe6144"]);
+  const only = parsePriority("NORMAL:+CTYPE-RAWPK:+GROUP-DH-ALL:+GROUP-SECP521R1:-GROUP-ALL:+GROUP-FFDHE2048");
   assert.deepEqual(only.groups, ["ffdhe2048"]);
   assert.deepEqual(only.keyShareGroups, ["ffdhe2048"]);
+});
+
+// Tokens the reference's GnuTLS (3.7.9) accepts, so a mandos.conf with one
+// starts it: ours must start too. Each is checked against gnutls-cli too
+// where it is installed, so the table cannot list what GnuTLS refuses.
+for (const token of [
+  "+GROUP-DH-ALL", "-GROUP-DH-ALL", "-VERS-DTLS-ALL", "+VERS-DTLS-ALL", "%VERIFY_ALLOW_BROKEN", "%FALLBACK_SCSV",
+  "%NEW_PADDING", "%DISABLE_TLS13_COMPAT_MODE", "%PROFILE_VERY_WEAK", "+CIPHER-GOST-ALL", "+MAC-GOST-ALL",
+  "+KX-GOST-ALL", "+SIGN-GOST-ALL", "+GROUP-GOST-ALL", "-GROUP-GOST-ALL", "+GROUP-GC256A", "+GROUP-GC512C",
+  "+MAGMA-CTR-ACPKM", "+KUZNYECHIK-CTR-ACPKM", "+AES-192-GCM", "+SIGN-RSA-SHA3-256", "+SIGN-ECDSA-SHA3-384", "+SIGN-RSA-RAW",
+]) {
+  test(`accepts ${token}, as GnuTLS does`, () => {
+    assert.notEqual(gnutlsAccepts(`NORMAL:${token}`), false, `gnutls-cli refuses ${token}`);
+    assert.doesNotThrow(() => parsePriority(`NORMAL:+CTYPE-RAWPK:${token}`));
+  });
+}
+
+test("GROUP-DH-ALL is the finite-field groups: added after the others, taken away again", () => {
+  const plain = parsePriority("NORMAL:+CTYPE-RAWPK").groups;
+  assert.deepEqual(parsePriority("NORMAL:+CTYPE-RAWPK:+GROUP-DH-ALL").groups, [...plain, "ffdhe2048", "ffdhe3072", "ffdhe4096", "ffdhe6144", "ffdhe8192"]);
+  assert.deepEqual(parsePriority("NORMAL:+CTYPE-RAWPK:+GROUP-DH-ALL:-GROUP-DH-ALL").groups, plain);
+  // GOST changes nothing we offer.
+  assert.deepEqual(parsePriority("NORMAL:+CTYPE-RAWPK:+GROUP-GOST-ALL").groups, plain);
+});
+
+test("refuses +GROUP-DHE-ALL, as GnuTLS does, naming GROUP-DH-ALL", () => {
+  assert.notEqual(gnutlsAccepts("NORMAL:+GROUP-DHE-ALL"), true);
+  assert.throws(() => parsePriority("NORMAL:+CTYPE-RAWPK:+GROUP-DHE-ALL"), /"\+GROUP-DHE-ALL".*GROUP-DH-ALL/);
 });
 
 for (const [priority, token] of [

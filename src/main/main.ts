@@ -20,9 +20,10 @@ import { ignoredOnStart } from "./daemon/inherited-signals.js";
 import { PidFile } from "./daemon/pidfile.js";
 import { checkClientsConfMode, chooseIds, dropPrivileges } from "./daemon/privileges.js";
 import { syslogSink } from "./daemon/syslog.js";
-import { mergeSettings, type ServerFileSettings, type ServerSettings } from "./config/server-settings.js";
+import { givenInFile, mergeSettings, type ServerSettings } from "./config/server-settings.js";
+import { ServerConfigRecheck } from "./config/server-recheck.js";
 import { SettingsError } from "./daemon/errors.js";
-import { loadClientsConfig, loadServerConfig, sharedKeyWarnings, type ServerConfigFile } from "./config/index.js";
+import { loadClientsConfig, loadServerConfig, sharedKeyWarnings } from "./config/index.js";
 import { createRegistry, type ClientRegistry } from "./clients/registry.js";
 import { CHECKER_HOST_MIN_CLIENTS, CheckerHost } from "./clients/checker-host.js";
 import { keepFromChildren } from "./clients/inherited-descriptors.js";
@@ -57,24 +58,35 @@ const SHUTDOWN_GRACE_MS = 5_000;
  */
 const RUNNING_BUILD = installedBuild();
 
-/** What mandos.conf set, and only that: the command line overrides it, defaults fill the rest. */
-function fileSettings(file: ServerConfigFile): ServerFileSettings {
-  const out: Record<string, unknown> = {};
-  for (const key of file.setInFile) {
-    const value = file.settings[key];
-    if (value === undefined || value === "") continue;
-    out[key] = value;
-  }
-  return out as ServerFileSettings;
-}
-
 /** The settings --check looks at; the error when they cannot be read (the self-test says the rest). */
-function checkSettings(cli: CommandLine): ServerSettings | Error {
+function checkSettings(cli: CommandLine): { settings: ServerSettings; found: boolean } | Error {
   try {
-    return mergeSettings(cli, fileSettings(loadServerConfig(join(cli.configdir, "mandos.conf"))), { priority: DEFAULT_PRIORITY, workers: 0, maxPerSource: DEFAULT_MAX_PER_SOURCE });
+    const file = loadServerConfig(join(cli.configdir, "mandos.conf"));
+    return { settings: mergeSettings(cli, givenInFile(file), { priority: DEFAULT_PRIORITY, workers: 0, maxPerSource: DEFAULT_MAX_PER_SOURCE }, file), found: file.found };
   } catch (error) {
     return error instanceof Error ? error : new Error(String(error));
   }
+}
+
+/**
+ * `--check`: mandos.conf (with the command line) and clients.conf read as a
+ * start reads them, secfiles too; the first error of each, which names
+ * file, line and key, is a FAILED line. True when a start would get past both.
+ */
+function checkConfiguration(cli: CommandLine, checked: ReturnType<typeof checkSettings>): boolean {
+  const mandosConf = join(cli.configdir, "mandos.conf");
+  // "settings": the error may be the command line's (--priority: ...).
+  if (checked instanceof Error) process.stdout.write(`FAILED: settings: ${checked.message}\n`);
+  else process.stdout.write(`ok: settings: ${checked.found ? mandosConf : `the defaults (${mandosConf} cannot be read)`} and the command line are as a start reads them\n`);
+  const clientsPath = join(cli.configdir, "clients.conf");
+  try {
+    const clients = loadClientsConfig(clientsPath);
+    process.stdout.write(`ok: clients.conf: ${clientsPath} is as a start reads it, ${clients.length} client${clients.length === 1 ? "" : "s"}\n`);
+  } catch (error) {
+    process.stdout.write(`FAILED: clients.conf: ${error instanceof Error ? error.message : String(error)}\n`);
+    return false;
+  }
+  return !(checked instanceof Error);
 }
 
 /**
@@ -116,16 +128,16 @@ export async function main(argv: readonly string[]): Promise<number> {
     const reload = reloadReadiness(join(cli.configdir, "clients.conf"), runsAs, startedAsRoot);
     process.stdout.write(`${reload.ok ? "ok" : "WARNING"}: clients.conf reloads: ${reload.message}\n`);
     const checked = checkSettings(cli);
-    if (checked instanceof SettingsError && checked.code === "MANDOS_ETCD_OPTIONS") process.stdout.write(`WARNING: etcd: ${checked.message}\n`);
-    const etcd = checked instanceof Error ? null : checked.etcd;
+    const configured = checkConfiguration(cli, checked);
+    const etcd = checked instanceof Error ? null : checked.settings.etcd;
     if (etcd) {
       const { probeEtcd } = await import("./fleet/fleet-state.js");
       const why = await probeEtcd(etcd);
       process.stdout.write(why === null ? `ok: etcd reachable at ${etcd.endpoints.join(",")}\n` : `WARNING: etcd unreachable at ${etcd.endpoints.join(",")}: ${why}\n`);
     }
-    if (!(checked instanceof Error) && checked.restore) await checkMigration(checked, runsAs.uid);
+    if (!(checked instanceof Error) && checked.settings.restore) await checkMigration(checked.settings, runsAs.uid);
     const passed = runSelfTest();
-    return passed ? EXIT_OK : EXIT_FAILURE;
+    return passed && configured ? EXIT_OK : EXIT_FAILURE;
   }
 
   // /proc/PID/comm "mandos", as the reference's: Debian's init script
@@ -133,9 +145,14 @@ export async function main(argv: readonly string[]): Promise<number> {
   nameProcess("mandos");
 
   let settings: ServerSettings;
+  let recheck: ServerConfigRecheck;
   try {
-    const file = loadServerConfig(join(cli.configdir, "mandos.conf"));
-    settings = mergeSettings(cli, fileSettings(file), { priority: DEFAULT_PRIORITY, workers: defaultWorkerCount(), maxPerSource: DEFAULT_MAX_PER_SOURCE, serveThreads: defaultServeThreadCount() });
+    const path = join(cli.configdir, "mandos.conf");
+    const file = loadServerConfig(path);
+    const defaults = { priority: DEFAULT_PRIORITY, workers: defaultWorkerCount(), maxPerSource: DEFAULT_MAX_PER_SOURCE, serveThreads: defaultServeThreadCount() };
+    settings = mergeSettings(cli, givenInFile(file), defaults, file);
+    // Absolute now: a detached server reads it again (at SIGHUP) from "/".
+    recheck = new ServerConfigRecheck(resolve(path), cli, defaults, file);
   } catch (error) {
     if (error instanceof SettingsError && error.code === "MANDOS_NEEDS_PORT") {
       return usageError(error.message);
@@ -166,7 +183,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   logClientEvents(logger);
   const stopServeLog = logServeEvents(logger);
   try {
-    return await serve(settings, detach, logger, (name) => syslog.setServiceName(name));
+    return await serve(settings, detach, logger, (name) => syslog.setServiceName(name), recheck);
   } finally {
     // The summaries still pending (lines held back from a noisy peer,
     // connections refused at the open-files cap) are written as it leaves.
@@ -176,7 +193,7 @@ export async function main(argv: readonly string[]): Promise<number> {
 }
 
 /** Everything from the configuration to shutdown; resolves to the exit code. */
-async function serve(settings: ServerSettings, detach: boolean, logger: FanOutLogger, renamed: (name: string) => void): Promise<number> {
+async function serve(settings: ServerSettings, detach: boolean, logger: FanOutLogger, renamed: (name: string) => void, recheck: ServerConfigRecheck): Promise<number> {
   // Signals that arrive while starting are held and handled once serving
   // (Node's default for SIGHUP and SIGTERM would kill the server at once,
   // even after its "Now listening" line).
@@ -184,7 +201,7 @@ async function serve(settings: ServerSettings, detach: boolean, logger: FanOutLo
   const holdSignal = (signal: NodeJS.Signals): void => void early.push(signal);
   for (const signal of HANDLED_SIGNALS) process.on(signal, holdSignal);
   try {
-    return await startAndServe(settings, detach, logger, early, renamed);
+    return await startAndServe(settings, detach, logger, early, renamed, recheck);
   } finally {
     for (const signal of HANDLED_SIGNALS) process.off(signal, holdSignal);
   }
@@ -211,7 +228,14 @@ function openSealedSecrets(registry: ClientRegistry, logger: Logger, systemd: Sy
 /** SIGINT is the reference's KeyboardInterrupt, unless it came ignored (daemon/inherited-signals.ts). */
 const HANDLED_SIGNALS: readonly NodeJS.Signals[] = (["SIGTERM", "SIGINT", "SIGHUP"] as const).filter((signal) => !ignoredOnStart(signal));
 
-async function startAndServe(settings: ServerSettings, detach: boolean, logger: FanOutLogger, early: NodeJS.Signals[], renamed: (name: string) => void): Promise<number> {
+async function startAndServe(
+  settings: ServerSettings,
+  detach: boolean,
+  logger: FanOutLogger,
+  early: NodeJS.Signals[],
+  renamed: (name: string) => void,
+  recheck: ServerConfigRecheck,
+): Promise<number> {
   let tlsSettings: TlsSettings;
   try {
     tlsSettings = parsePriority(settings.priority);
@@ -533,8 +557,10 @@ async function startAndServe(settings: ServerSettings, detach: boolean, logger: 
         } catch (error) {
           logger.error(`Could not reopen the audit log: ${error instanceof Error ? error.message : String(error)}`);
         }
-        // A reload re-reads clients.conf, not the server's code: said if that changed.
+        // A reload re-reads clients.conf, not the server's code nor
+        // mandos.conf: said if either changed.
         buildWatch.check();
+        recheck.check(logger);
         reload();
       },
     };

@@ -38,7 +38,7 @@ export interface LegacySettings {
   readonly signatures: readonly number[];
 }
 
-export type SecurityProfile = "LOW" | "LEGACY" | "MEDIUM" | "HIGH" | "ULTRA" | "FUTURE" | "SUITEB128" | "SUITEB192";
+export type SecurityProfile = "VERY_WEAK" | "LOW" | "LEGACY" | "MEDIUM" | "HIGH" | "ULTRA" | "FUTURE" | "SUITEB128" | "SUITEB192";
 
 /** What the engine needs to know from a priority string. Plain data. */
 export interface TlsSettings {
@@ -140,7 +140,7 @@ const CIPHER_TOKENS: Record<string, CipherSuiteName[]> = {
 const OTHER_CIPHERS = new Set([
   "AES-128-CCM", "AES-256-CCM", "AES-128-CCM-8", "AES-256-CCM-8", "AES-128-CBC", "AES-256-CBC", "AES-192-CBC",
   "CAMELLIA-128-GCM", "CAMELLIA-256-GCM", "CAMELLIA-128-CBC", "CAMELLIA-256-CBC", "3DES-CBC", "ARCFOUR-128", "NULL",
-  "GOST28147-TC26Z-CNT",
+  "GOST28147-TC26Z-CNT", "MAGMA-CTR-ACPKM", "KUZNYECHIK-CTR-ACPKM", "AES-192-GCM", "CIPHER-GOST-ALL",
 ]);
 /**
  * GnuTLS's group tokens. secp521r1 and the finite-field groups are in
@@ -159,11 +159,14 @@ const GROUP_TOKENS: Record<string, NamedGroup[]> = {
   FFDHE4096: ["ffdhe4096"],
   FFDHE6144: ["ffdhe6144"],
   FFDHE8192: ["ffdhe8192"],
-  "DHE-ALL": [...FFDHE_GROUPS],
+  "DH-ALL": [...FFDHE_GROUPS],
   ALL: [...ALL_GROUPS],
   "EC-ALL": [...ALL_GROUPS],
 };
-const OTHER_GROUPS = new Set(["SECP192R1", "SECP224R1", "GC256B", "GC512A"]);
+/** GnuTLS's groups we implement nothing of (the GOST curves of RFC 9189 among them). */
+const OTHER_GROUPS = new Set([
+  "SECP192R1", "SECP224R1", "GC256A", "GC256B", "GC256C", "GC256D", "GC512A", "GC512B", "GC512C", "GOST-ALL",
+]);
 const REMOVE_GROUP_TOKENS: Record<string, NamedGroup[]> = {
   ALL: [...ALL_GROUPS, "secp521r1", ...FFDHE_GROUPS],
   "EC-ALL": [...ALL_GROUPS, "secp521r1"],
@@ -186,21 +189,24 @@ const SIGN_TOKENS: Record<string, SignatureScheme[]> = {
 const OTHER_SIGNS = new Set([
   "RSA-SHA1", "RSA-SHA224", "RSA-SHA256", "RSA-SHA384", "RSA-SHA512", "RSA-MD5", "DSA-SHA1", "DSA-SHA224", "DSA-SHA256",
   "ECDSA-SHA1", "ECDSA-SHA224", "RSA-PSS-SHA256", "RSA-PSS-SHA384", "RSA-PSS-SHA512", "DSA-SHA384", "DSA-SHA512",
-  "GOSTR341012-512", "GOSTR341012-256", "GOSTR341001",
+  "GOSTR341012-512", "GOSTR341012-256", "GOSTR341001", "GOST-ALL", "RSA-RAW", "RSA-RMD160", "RSA-MD2",
+  "ECDSA-SHA3-224", "ECDSA-SHA3-256", "ECDSA-SHA3-384", "ECDSA-SHA3-512", "RSA-SHA3-224", "RSA-SHA3-256",
+  "RSA-SHA3-384", "RSA-SHA3-512", "DSA-SHA3-224", "DSA-SHA3-256", "DSA-SHA3-384", "DSA-SHA3-512",
 ]);
 const KX_TOKENS = new Set([
   "RSA", "DHE-RSA", "DHE-DSS", "ECDHE-RSA", "ECDHE-ECDSA", "ANON-DH", "ANON-ECDH", "PSK", "DHE-PSK", "ECDHE-PSK",
-  "RSA-PSK", "SRP", "SRP-RSA", "SRP-DSS", "RSA-EXPORT", "VKO-GOST-12", "KX-ALL",
+  "RSA-PSK", "SRP", "SRP-RSA", "SRP-DSS", "RSA-EXPORT", "VKO-GOST-12", "KX-GOST-ALL", "KX-ALL",
 ]);
-const MAC_TOKENS = new Set(["SHA1", "SHA256", "SHA384", "SHA512", "MD5", "AEAD", "UMAC-96", "UMAC-128", "GOST28147-TC26Z-IMIT", "MAC-ALL"]);
-const OLD_VERSIONS = new Set(["SSL3.0", "TLS1.0", "TLS1.1", "TLS1.2", "DTLS0.9", "DTLS1.0", "DTLS1.2"]);
-const PROFILES = new Set<SecurityProfile>(["LOW", "LEGACY", "MEDIUM", "HIGH", "ULTRA", "FUTURE", "SUITEB128", "SUITEB192"]);
+const MAC_TOKENS = new Set(["SHA1", "SHA256", "SHA384", "SHA512", "MD5", "AEAD", "UMAC-96", "UMAC-128", "GOST28147-TC26Z-IMIT", "MAC-GOST-ALL", "MAC-ALL"]);
+const OLD_VERSIONS = new Set(["SSL3.0", "TLS1.0", "TLS1.1", "TLS1.2", "DTLS0.9", "DTLS1.0", "DTLS1.2", "DTLS-ALL"]);
+const PROFILES = new Set<SecurityProfile>(["VERY_WEAK", "LOW", "LEGACY", "MEDIUM", "HIGH", "ULTRA", "FUTURE", "SUITEB128", "SUITEB192"]);
 const HARMLESS_FLAGS = new Set([
   "SERVER_PRECEDENCE", "COMPAT", "DUMBFW", "NO_TICKETS", "NO_TICKETS_TLS12", "NO_ETM", "FORCE_ETM", "NO_SESSION_HASH",
   "FORCE_SESSION_HASH", "NO_STATUS_REQUEST", "SSL3_RECORD_VERSION", "LATEST_RECORD_VERSION", "ALLOW_SMALL_RECORDS",
   "SAFE_RENEGOTIATION", "UNSAFE_RENEGOTIATION", "PARTIAL_RENEGOTIATION", "DISABLE_SAFE_RENEGOTIATION",
   "VERIFY_ALLOW_SIGN_RSA_MD5", "VERIFY_ALLOW_SIGN_WITH_SHA1", "VERIFY_DISABLE_CRL_CHECKS", "VERIFY_ALLOW_X509_V1_CA_CRT",
   "DISABLE_WILDCARDS", "NO_EXTENSIONS_TLS12", "STATELESS_COMPRESSION", "NO_SHUFFLE_EXTENSIONS",
+  "VERIFY_ALLOW_BROKEN", "FALLBACK_SCSV", "NEW_PADDING", "DISABLE_TLS13_COMPAT_MODE",
 ]);
 
 function tokenError(token: string, why: string): TlsError {
@@ -265,6 +271,10 @@ export function parsePriority(priority: string): TlsSettings {
       // Taking ALL away takes every group, the ones only named too, as GnuTLS's.
       const groups = add ? GROUP_TOKENS[g] : (REMOVE_GROUP_TOKENS[g] ?? GROUP_TOKENS[g]);
       if (groups) edit(lists.groups, groups, add);
+      // Our docs' former spelling. GnuTLS knows only GROUP-DH-ALL, so a
+      // string with this one does not start the reference: refused, naming
+      // the real token.
+      else if (g === "DHE-ALL") throw tokenError(raw, "unknown group (GnuTLS spells the finite-field groups GROUP-DH-ALL)");
       else if (!OTHER_GROUPS.has(g)) throw tokenError(raw, "unknown group");
       continue;
     }

@@ -20,6 +20,11 @@ export interface ArgSpec {
   readonly metavar?: string;
   /** A Python int() in this range (argparse's type=int, range ours). */
   readonly integer?: { readonly min: number; readonly max: number };
+  /**
+   * Ours, not the reference's: a prefix it shares with exactly one of the
+   * reference's options means that one, as on the reference's command line.
+   */
+  readonly extra?: boolean;
 }
 
 export type ArgparseResult =
@@ -73,6 +78,11 @@ function classify(word: string, specs: readonly ArgSpec[]): Optional | null {
       else if (s.startsWith(word)) tuples.push({ spec, optionString: s, explicit: undefined });
     }
   }
+  // A command line written for the reference ("--a", "--serv") keeps its
+  // meaning beside our extra options; among the reference's own options an
+  // ambiguity stays one, as there.
+  const reference = tuples.filter((t) => t.spec?.extra !== true);
+  if (tuples.length > 1 && reference.length === 1) return reference[0]!;
   if (tuples.length > 1) throw new ArgparseError(`ambiguous option: ${word} could match ${tuples.map((t) => t.optionString).join(", ")}`);
   if (tuples.length === 1) return tuples[0]!;
   if (NEGATIVE_NUMBER.test(word)) return null;

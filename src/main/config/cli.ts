@@ -77,6 +77,12 @@ function integer(name: string): (value: string) => number {
   };
 }
 
+/** The reference's own options (/usr/sbin/mandos, main()); the rest are ours, and yield to these in an abbreviation. */
+const REFERENCE_OPTIONS: ReadonlySet<string> = new Set([
+  "--help", "--version", "--interface", "--address", "--port", "--check", "--debug", "--debuglevel", "--priority", "--servicename",
+  "--configdir", "--no-dbus", "--no-ipv6", "--no-restore", "--socket", "--statedir", "--foreground", "--no-zeroconf",
+]);
+
 /** parse_test_args(): the reference's first reading of its command line. */
 const TEST_OPTIONS: readonly ArgSpec[] = [
   { long: "--check", kind: "flag" },
@@ -96,6 +102,7 @@ function argSpecs(options: readonly Option[]): ArgSpec[] {
       kind: o.long === "--version" ? "version" : o.required ? "value" : "flag",
       ...(metavar === undefined ? {} : { metavar }),
       ...(range === undefined ? {} : { integer: { min: range[0], max: range[1] } }),
+      ...(REFERENCE_OPTIONS.has(o.long) ? {} : { extra: true }),
     });
   }
   return specs;

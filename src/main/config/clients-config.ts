@@ -8,7 +8,8 @@
 //     reference insists on fingerprint, a known bug its man page contradicts);
 //  4. the secret: `secret` base64-decoded as Python does, else the bytes of
 //     `secfile` (expanduser(expandvars(...)); a relative path is taken from
-//     `baseDir`, see ClientsConfigOptions), kept packed with the others
+//     the working directory, as the reference's open() takes it: "/" once
+//     a server has detached), kept packed with the others
 //     (secret-arena.ts);
 //  5. the five durations through string_to_delta; a negative one is an
 //     error (the reference fails on it at start-up too, as its D-Bus
@@ -30,13 +31,6 @@ import { readConfigText } from "./read-file.js";
 import { SecretArena } from "./secret-arena.js";
 
 export interface ClientsConfigOptions {
-  /**
-   * Directory a relative `secfile` is taken from. The reference reads
-   * clients.conf after daemon() has done chdir("/"), so a detached server
-   * resolves it from "/", a foreground one from its working directory.
-   * Default: process.cwd().
-   */
-  readonly baseDir?: string;
   /** Environment for `$VAR` in secfile. Default: process.env. */
   readonly env?: Readonly<Record<string, string | undefined>>;
   /** Home directory of a user, for `~user/`. Default: /etc/passwd. */
@@ -179,13 +173,19 @@ export function sharedKeyWarnings(clients: readonly ClientSettings[]): string[] 
   return warnings;
 }
 
-/** The path a secfile value names: expanduser(expandvars(value)), relative ones from baseDir. */
+/**
+ * The path a secfile value names: expanduser(expandvars(value)), a
+ * relative one from the working directory. The reference reads
+ * clients.conf after daemon() has done chdir("/"), and so do we
+ * (main.ts): a detached server takes it from "/", a foreground one from
+ * where it was started.
+ */
 export function secfilePath(value: string, opts: ClientsConfigOptions = {}): string {
   const env = opts.env ?? process.env;
   // Only `~` without $HOME needs the user (and userInfo() throws without a passwd entry).
   const currentUser = (): string => opts.currentUser ?? userInfo().username;
   const expanded = pyExpandUser(pyExpandVars(value, env), env, opts.homeOf ?? passwdHomeDirectory, currentUser);
-  return resolve(opts.baseDir ?? process.cwd(), expanded);
+  return resolve(expanded);
 }
 
 function readSecfile(value: string, place: ConfigErrorPlace, opts: ClientsConfigOptions): Buffer {

@@ -29,6 +29,14 @@ export interface ConfigErrorPlace {
   readonly key?: string;
 }
 
+/** `FILE:LINE [SECTION] key "KEY"`: how every error names its place, here and where a value is checked later (server-settings.ts). */
+export function placeText(place: ConfigErrorPlace): string {
+  const where = [`${place.file}:${place.line}`];
+  if (place.section !== undefined) where.push(`[${place.section}]`);
+  if (place.key !== undefined) where.push(`key "${place.key}"`);
+  return where.join(" ");
+}
+
 export class ConfigError extends Error {
   readonly code: ConfigErrorCode;
   readonly file: string;
@@ -37,10 +45,7 @@ export class ConfigError extends Error {
   readonly key: string | undefined;
 
   constructor(code: ConfigErrorCode, place: ConfigErrorPlace, detail: string) {
-    const where = [`${place.file}:${place.line}`];
-    if (place.section !== undefined) where.push(`[${place.section}]`);
-    if (place.key !== undefined) where.push(`key "${place.key}"`);
-    super(`${where.join(" ")}: ${detail}`);
+    super(`${placeText(place)}: ${detail}`);
     this.name = "ConfigError";
     this.code = code;
     this.file = place.file;

@@ -123,6 +123,8 @@ export interface ServerConfigFile {
   readonly settings: ServerConfig;
   /** The settings the file itself gave (the rest are defaults). */
   readonly setInFile: ReadonlySet<keyof ServerConfig>;
+  /** The line of each setting in `setInFile`, for the errors of values checked after parsing (server-settings.ts). */
+  readonly lines: ReadonlyMap<keyof ServerConfig, number>;
 }
 
 /** Reads mandos.conf at `path`; a missing or unreadable file gives the defaults (`found: false`). */
@@ -168,10 +170,15 @@ export function parseServerConfig(text: string, file: string): ServerConfigFile 
     etcdPasswordFile: raw("etcd_password_file"),
   };
   const setInFile = new Set<keyof ServerConfig>();
+  const lines = new Map<keyof ServerConfig, number>();
   for (const [field, key] of Object.entries(SERVER_OPTION_NAMES) as [keyof ServerConfig, string][]) {
-    if ((doc.defaults.get(key)?.line ?? 0) > 0) setInFile.add(field);
+    const line = doc.defaults.get(key)?.line ?? 0;
+    if (line > 0) {
+      setInFile.add(field);
+      lines.set(field, line);
+    }
   }
-  return { file, found: true, settings, setInFile };
+  return { file, found: true, settings, setInFile, lines };
 }
 
 function place(doc: IniDocument, key: string): { file: string; line: number; section: string; key: string } {

@@ -13,6 +13,8 @@ export type DaemonErrorCode =
   | "MANDOS_BAD_DEBUGLEVEL"
   /** metrics is not HOST:PORT, [IPV6]:PORT or :PORT. */
   | "MANDOS_BAD_METRICS_ADDRESS"
+  /** priority is not a GnuTLS priority string we can serve with (tls/priority.ts). */
+  | "MANDOS_BAD_PRIORITY"
   /** etcd options given without their partner (etcd_cert without etcd_key, etcd_user without etcd_password_file). */
   | "MANDOS_ETCD_OPTIONS"
   /** setuid/setgid failed for a reason other than not being root. */
@@ -22,7 +24,7 @@ export type DaemonErrorCode =
   /** The detached daemon did not report ready. */
   | "MANDOS_DAEMON_START";
 
-export class SettingsError extends CodedError<Extract<DaemonErrorCode, "MANDOS_NEEDS_PORT" | "MANDOS_BAD_DEBUGLEVEL" | "MANDOS_BAD_METRICS_ADDRESS" | "MANDOS_ETCD_OPTIONS">> {}
+export class SettingsError extends CodedError<Extract<DaemonErrorCode, "MANDOS_NEEDS_PORT" | "MANDOS_BAD_DEBUGLEVEL" | "MANDOS_BAD_METRICS_ADDRESS" | "MANDOS_BAD_PRIORITY" | "MANDOS_ETCD_OPTIONS">> {}
 
 export class PrivilegeError extends CodedError<"MANDOS_SETUID"> {
   constructor(message: string, options?: ErrorOptions) {

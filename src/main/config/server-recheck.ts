@@ -1,0 +1,71 @@
+// At SIGHUP: mandos.conf read again and compared with what the server runs
+// with, never applied. The reference quits at SIGHUP and systemd starts it
+// again with the new file; ours stays up and re-reads clients.conf only
+// (clients/reload.ts), so an admin who edited mandos.conf and reloaded must
+// be told that a restart is needed, and which settings it would change.
+
+import { SERVER_OPTION_NAMES, loadServerConfig, type ServerConfig, type ServerConfigFile } from "./server-config.js";
+import { givenInFile, mergeSettings, type ServerFileSettings } from "./server-settings.js";
+import type { CommandLine } from "./cli.js";
+import type { Logger } from "../daemon/log.js";
+
+/** The defaults mergeSettings fills in; the same at start and at each check. */
+type MergeDefaults = Parameters<typeof mergeSettings>[2];
+
+export class ServerConfigRecheck {
+  /**
+   * @param path mandos.conf, absolute: the server may have moved to "/".
+   * @param started the file the server started with.
+   */
+  constructor(
+    private readonly path: string,
+    private readonly cli: CommandLine,
+    private readonly defaults: MergeDefaults,
+    started: ServerConfigFile,
+  ) {
+    this.running = givenInFile(started);
+    this.foundAtStart = started.found;
+  }
+
+  private readonly foundAtStart: boolean;
+
+  /** The file's values the server runs with (set and not empty). */
+  private readonly running: ServerFileSettings;
+
+  /**
+   * Reads the file again and logs one warning if it now differs (naming
+   * the options) or cannot be used (naming file, line and key); nothing
+   * when it is as at start.
+   */
+  check(logger: Logger): void {
+    let now: ServerConfigFile;
+    try {
+      now = loadServerConfig(this.path);
+      // What the start would refuse: a bad value, checked after parsing.
+      mergeSettings(this.cli, givenInFile(now), this.defaults, now);
+    } catch (error) {
+      logger.warning(`${error instanceof Error ? error.message : String(error)}; mandos.conf is not applied at SIGHUP, and the server would not start with it`);
+      return;
+    }
+    // Not every setting changed back to its default: the file is gone or not ours to read.
+    if (this.foundAtStart && !now.found) {
+      logger.warning(`${this.path} cannot be read now; the server goes on with the settings it started with`);
+      return;
+    }
+    const changed = changedOptions(this.running, givenInFile(now), this.cli);
+    if (changed.length === 0) return;
+    logger.warning(`${this.path} changed since start (${changed.join(", ")}); a SIGHUP re-reads only clients.conf: restart the server to apply it`);
+  }
+}
+
+/** mandos.conf's names of the settings whose value differs; those the command line gives are not the file's to change. */
+export function changedOptions(before: ServerFileSettings, after: ServerFileSettings, cli: CommandLine): string[] {
+  const changed: string[] = [];
+  for (const [field, name] of Object.entries(SERVER_OPTION_NAMES) as [keyof ServerConfig, string][]) {
+    if ((cli as Partial<Record<keyof ServerConfig, unknown>>)[field] !== undefined) continue;
+    const was = (before as Partial<Record<keyof ServerConfig, unknown>>)[field];
+    const is = (after as Partial<Record<keyof ServerConfig, unknown>>)[field];
+    if (was !== is) changed.push(name);
+  }
+  return changed;
+}
