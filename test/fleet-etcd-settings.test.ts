@@ -61,6 +61,9 @@ test("an etcd option without its partner is refused, naming both and where the o
   refused("[DEFAULT]\netcd = https://a:1\netcd_key = k.pem\n", [], 'mandos.conf:3 [DEFAULT] key "etcd_key": needs etcd_cert');
   refused("[DEFAULT]\netcd = http://a:1\netcd_user = mandos\n", [], 'mandos.conf:3 [DEFAULT] key "etcd_user": needs etcd_password_file');
   refused("[DEFAULT]\netcd = http://a:1\n", ["--etcd_password_file", "/etc/mandos/etcd-pw"], "--etcd_password_file: needs etcd_user");
+  // A login in an endpoint URL (which etcd3 would ignore) is refused, and never shown.
+  refused("[DEFAULT]\netcd = http://[::1]:1,http://mandos:s3cret@a:2/\n", [], 'mandos.conf:2 [DEFAULT] key "etcd": http://…@a:2/ holds a login: give it as etcd_user and etcd_password_file');
+  refused("", ["--etcd", "https://s3cret@b:2"], "--etcd: https://…@b:2 holds a login: give it as etcd_user and etcd_password_file");
   // A client certificate without etcd_ca is allowed: etcd's is then checked against gRPC's default CAs.
   assert.deepEqual(settingsFrom("[DEFAULT]\netcd = https://a:1\netcd_cert = c.pem\netcd_key = k.pem\n").etcd?.ca, null);
 });

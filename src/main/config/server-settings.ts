@@ -190,6 +190,14 @@ function etcdSettings(
 ): EtcdSettings | null {
   const endpoints = (pick("etcd") ?? "").split(",").map((e) => e.trim()).filter((e) => e !== "");
   if (endpoints.length === 0) return null;
+  // etcd3 would ignore a login in the URL and connect without one; and the
+  // URL goes into log lines and --check's output: refused, and never shown.
+  for (const e of endpoints) {
+    const login = /^([a-z][a-z0-9+.-]*:\/\/)[^/@]*@/i.exec(e);
+    if (login) {
+      throw new SettingsError("MANDOS_ETCD_OPTIONS", `${where("etcd")}: ${login[1]}…@${e.slice(login[0].length)} holds a login: give it as etcd_user and etcd_password_file`);
+    }
+  }
   const orNull = (v: string | undefined): string | null => (v === undefined || v === "" ? null : v);
   const settings: EtcdSettings = {
     endpoints,

@@ -435,7 +435,10 @@ export class FleetState {
    * put each. A pending request waits for the lease it is bound to.
    */
   async #write(deadline?: number): Promise<void> {
-    const lease = this.#pendingOut.size > 0 ? await this.#checkers.leaseId() : null;
+    // The lease too within the deadline: a stopping server's lease asked of
+    // a hung etcd held its stop for four attempts before the writes' 3 s.
+    const granted = this.#pendingOut.size > 0 ? this.#checkers.leaseId() : null;
+    const lease = granted === null ? null : deadline === undefined ? await granted : await byDeadline(granted, deadline, null);
     // What to write, as it stands now; each transaction's requests are made
     // only when it is sent (a first server's seed is 14 keys a client).
     const items: WriteItem[] = [];
@@ -1035,6 +1038,16 @@ export class FleetState {
   }
 }
 
+
+/** `promise`'s value, or `otherwise` if it has not settled by `deadline` (ms since the epoch) or fails. */
+async function byDeadline<T>(promise: Promise<T>, deadline: number, otherwise: T): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([promise.catch(() => otherwise), new Promise<T>((resolve) => (timer = setTimeout(() => resolve(otherwise), Math.max(0, deadline - Date.now()))))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
 
 /** A value from etcd for a log line: JSON, cut short. */
 function shown(value: unknown): string {
