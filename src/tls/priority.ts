@@ -160,6 +160,9 @@ const GROUP_TOKENS: Record<string, NamedGroup[]> = {
   FFDHE6144: ["ffdhe6144"],
   FFDHE8192: ["ffdhe8192"],
   "DH-ALL": [...FFDHE_GROUPS],
+  // Not GnuTLS's (it refuses it), but what our docs once said: taken as
+  // GROUP-DH-ALL, so that a mandos.conf written from them still starts.
+  "DHE-ALL": [...FFDHE_GROUPS],
   ALL: [...ALL_GROUPS],
   "EC-ALL": [...ALL_GROUPS],
 };
@@ -271,10 +274,6 @@ export function parsePriority(priority: string): TlsSettings {
       // Taking ALL away takes every group, the ones only named too, as GnuTLS's.
       const groups = add ? GROUP_TOKENS[g] : (REMOVE_GROUP_TOKENS[g] ?? GROUP_TOKENS[g]);
       if (groups) edit(lists.groups, groups, add);
-      // Our docs' former spelling. GnuTLS knows only GROUP-DH-ALL, so a
-      // string with this one does not start the reference: refused, naming
-      // the real token.
-      else if (g === "DHE-ALL") throw tokenError(raw, "unknown group (GnuTLS spells the finite-field groups GROUP-DH-ALL)");
       else if (!OTHER_GROUPS.has(g)) throw tokenError(raw, "unknown group");
       continue;
     }

@@ -13,24 +13,22 @@ import type { Logger } from "../daemon/log.js";
 type MergeDefaults = Parameters<typeof mergeSettings>[2];
 
 export class ServerConfigRecheck {
-  /**
-   * @param path mandos.conf, absolute: the server may have moved to "/".
-   * @param started the file the server started with.
-   */
-  constructor(
-    private readonly path: string,
-    private readonly cli: CommandLine,
-    private readonly defaults: MergeDefaults,
-    started: ServerConfigFile,
-  ) {
-    this.running = givenInFile(started);
-    this.foundAtStart = started.found;
-  }
-
-  private readonly foundAtStart: boolean;
-
+  /** mandos.conf, absolute: the server may have moved to "/". */
+  readonly #path: string;
+  readonly #cli: CommandLine;
+  readonly #defaults: MergeDefaults;
   /** The file's values the server runs with (set and not empty). */
-  private readonly running: ServerFileSettings;
+  readonly #running: ServerFileSettings;
+  readonly #foundAtStart: boolean;
+
+  /** `started`: the file the server started with. */
+  constructor(path: string, cli: CommandLine, defaults: MergeDefaults, started: ServerConfigFile) {
+    this.#path = path;
+    this.#cli = cli;
+    this.#defaults = defaults;
+    this.#running = givenInFile(started);
+    this.#foundAtStart = started.found;
+  }
 
   /**
    * Reads the file again and logs one warning if it now differs (naming
@@ -40,21 +38,21 @@ export class ServerConfigRecheck {
   check(logger: Logger): void {
     let now: ServerConfigFile;
     try {
-      now = loadServerConfig(this.path);
+      now = loadServerConfig(this.#path);
       // What the start would refuse: a bad value, checked after parsing.
-      mergeSettings(this.cli, givenInFile(now), this.defaults, now);
+      mergeSettings(this.#cli, givenInFile(now), this.#defaults, now);
     } catch (error) {
       logger.warning(`${error instanceof Error ? error.message : String(error)}; mandos.conf is not applied at SIGHUP, and the server would not start with it`);
       return;
     }
     // Not every setting changed back to its default: the file is gone or not ours to read.
-    if (this.foundAtStart && !now.found) {
-      logger.warning(`${this.path} cannot be read now; the server goes on with the settings it started with`);
+    if (this.#foundAtStart && !now.found) {
+      logger.warning(`${this.#path} cannot be read now; the server goes on with the settings it started with`);
       return;
     }
-    const changed = changedOptions(this.running, givenInFile(now), this.cli);
+    const changed = changedOptions(this.#running, givenInFile(now), this.#cli);
     if (changed.length === 0) return;
-    logger.warning(`${this.path} changed since start (${changed.join(", ")}); a SIGHUP re-reads only clients.conf: restart the server to apply it`);
+    logger.warning(`${this.#path} changed since start (${changed.join(", ")}); a SIGHUP re-reads only clients.conf: restart the server to apply it`);
   }
 }
 
