@@ -1,7 +1,8 @@
 // The observability pieces alone, in process: the metrics address syntax,
 // /health following state saves, and the audit log's records, failures and
 // reopen, fed by publishing on the channels as the core would; and the
-// operator endpoint's connection cap and its listening socket's errors.
+// operator endpoint's connection cap, its /metrics page built once for
+// many requests, and its listening socket's errors.
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -15,6 +16,7 @@ import { events, type ConnectionRef } from "../src/main/events.js";
 import { trackHealth } from "../src/main/observe/health.js";
 import { openAuditLog } from "../src/main/observe/audit.js";
 import { OPERATOR_HEADERS_TIMEOUT_MS, OPERATOR_MAX_CONNECTIONS, serveOperatorEndpoint } from "../src/main/observe/http.js";
+import { MetricsPage, PAGE_REUSE_MS } from "../src/main/observe/metrics-page.js";
 import { Registry as PromRegistry } from "prom-client";
 import { connect, type Socket } from "node:net";
 import { eventually } from "./helpers/wait.js";
@@ -149,4 +151,64 @@ test("the operator endpoint's listening socket failing (an accept's ENOBUFS) is 
     await endpoint.close();
   }
   assert.deepEqual(lines, ["Metrics listening socket error: accept ENOBUFS", "Metrics listening socket errors: 2 more in the last 1 s"], "summed up as it closed");
+});
+
+/** A /metrics source that counts its builds and finishes each when told. */
+class HeldSource {
+  builds = 0;
+  readonly contentType = "text/plain; version=0.0.4; charset=utf-8";
+  #release: Array<() => void> = [];
+  metrics(): Promise<string> {
+    this.builds++;
+    const n = this.builds;
+    return new Promise((resolve) => this.#release.push(() => resolve(`page ${n}\n`)));
+  }
+  releaseAll(): void {
+    for (const release of this.#release.splice(0)) release();
+  }
+}
+
+/** Counts the requests that reached the page. */
+class CountedPage extends MetricsPage {
+  asked = 0;
+  override get(): Promise<string> {
+    this.asked++;
+    return super.get();
+  }
+}
+
+test("a flood of /metrics requests builds the page once, and a page asked for after PAGE_REUSE_MS is built again", async () => {
+  const source = new HeldSource();
+  let now = 0;
+  const page = new CountedPage(source, () => now);
+  const endpoint = await serveOperatorEndpoint("127.0.0.1", 0, source, () => ({ ok: true }), () => undefined, page);
+  const url = `http://127.0.0.1:${endpoint.port}/metrics`;
+  try {
+    const many = 20;
+    const answers = Array.from({ length: many }, () => fetch(url).then((r) => r.text()));
+    // Built per request (the defect), the builds themselves are the arrivals.
+    await eventually(() => page.asked === many || source.builds === many, { what: "every request waiting for the page", timeoutMs: 5_000 });
+    source.releaseAll();
+    assert.deepEqual(await Promise.all(answers), Array(many).fill("page 1\n"));
+    assert.equal(source.builds, 1, "one build for every request that waited");
+    now += PAGE_REUSE_MS - 1;
+    assert.equal(await (await fetch(url)).text(), "page 1\n", "reused within PAGE_REUSE_MS");
+    now += 1;
+    const later = fetch(url).then((r) => r.text());
+    await eventually(() => source.builds === 2, { what: "a new build", timeoutMs: 5_000 });
+    source.releaseAll();
+    assert.equal(await later, "page 2\n");
+  } finally {
+    source.releaseAll();
+    await endpoint.close();
+  }
+});
+
+test("a failed /metrics build is not reused: the next request builds again", async () => {
+  let builds = 0;
+  const page = new MetricsPage({ metrics: () => (++builds === 1 ? Promise.reject(new Error("collect failed")) : Promise.resolve("ok\n")) }, () => 0);
+  await assert.rejects(page.get(), /collect failed/);
+  assert.equal(await page.get(), "ok\n");
+  assert.equal(await page.get(), "ok\n");
+  assert.equal(builds, 2);
 });

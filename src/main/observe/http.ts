@@ -8,6 +8,7 @@ import type { Registry } from "prom-client";
 import { systemClock } from "../clock.js";
 import { SummedLines } from "../daemon/log.js";
 import type { HealthReport } from "./health.js";
+import { MetricsPage } from "./metrics-page.js";
 
 export interface OperatorEndpoint {
   /** The address and port bound (port 0 gets one from the OS). */
@@ -36,9 +37,11 @@ export const OPERATOR_REQUEST_TIMEOUT_MS = 10_000;
  * log of the listening socket's errors after it listens (a failing accept:
  * ENOBUFS, ENOMEM), the first at once and then a sum every 10 s while they
  * go on: unheard, such an error would be thrown, and end the server.
+ * `page` builds /metrics from `registry` (tests pass their own to count builds).
  */
 export async function serveOperatorEndpoint(
-  host: string, port: number, registry: Registry, health: () => HealthReport, onError: (line: string) => void,
+  host: string, port: number, registry: Pick<Registry, "metrics" | "contentType">, health: () => HealthReport, onError: (line: string) => void,
+  page: MetricsPage = new MetricsPage(registry),
 ): Promise<OperatorEndpoint> {
   const server: Server = createServer({
     headersTimeout: OPERATOR_HEADERS_TIMEOUT_MS,
@@ -51,7 +54,7 @@ export async function serveOperatorEndpoint(
       return;
     }
     if (path === "/metrics") {
-      registry.metrics().then(
+      page.get().then(
         (text) => res.writeHead(200, { "Content-Type": registry.contentType }).end(text),
         (error: unknown) => res.writeHead(500, { "Content-Type": "text/plain" }).end(`${String(error)}\n`),
       );
