@@ -1,10 +1,11 @@
 // The observability pieces alone, in process: the metrics address syntax,
 // /health following state saves, and the audit log's records, failures and
 // reopen, fed by publishing on the channels as the core would; and the
-// operator endpoint's connection cap, its /metrics page built once for
-// many requests, and its listening socket's errors.
+// operator endpoint's connection cap, its bounds on peers that never read
+// or pipeline without end, its /metrics page built once for many
+// requests, and its listening socket's errors.
 
-import { test } from "node:test";
+import { test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, renameSync, rmSync, statSync } from "node:fs";
 import http, { type Server } from "node:http";
@@ -15,7 +16,7 @@ import { parseMetricsAddress } from "../src/main/config/server-settings.js";
 import { events, type ConnectionRef } from "../src/main/events.js";
 import { trackHealth } from "../src/main/observe/health.js";
 import { openAuditLog } from "../src/main/observe/audit.js";
-import { OPERATOR_HEADERS_TIMEOUT_MS, OPERATOR_MAX_CONNECTIONS, serveOperatorEndpoint } from "../src/main/observe/http.js";
+import { OPERATOR_HEADERS_TIMEOUT_MS, OPERATOR_MAX_CONNECTIONS, OPERATOR_MAX_PIPELINED, serveOperatorEndpoint, type OperatorEndpoint, type OperatorEndpointOptions } from "../src/main/observe/http.js";
 import { MetricsPage, PAGE_REUSE_MS } from "../src/main/observe/metrics-page.js";
 import { Registry as PromRegistry } from "prom-client";
 import { connect, type Socket } from "node:net";
@@ -128,21 +129,11 @@ test("the operator endpoint holds OPERATOR_MAX_CONNECTIONS, and idle ones go aft
 test("the operator endpoint's listening socket failing (an accept's ENOBUFS) is said, summed up while it goes on, and ends nothing", async (t) => {
   // The failure cannot be made to order (libuv hides EMFILE behind a
   // reserved descriptor), so the test reaches the http.Server the endpoint
-  // creates, through node:http's own export, and emits it there.
-  let created: Server | undefined;
-  const original = http.createServer;
-  http.createServer = ((...args: Parameters<typeof http.createServer>) => (created = original(...args))) as typeof http.createServer;
-  syncBuiltinESMExports();
-  t.after(() => {
-    http.createServer = original;
-    syncBuiltinESMExports();
-  });
+  // creates and emits it there.
   const lines: string[] = [];
-  const endpoint = await serveOperatorEndpoint("127.0.0.1", 0, new PromRegistry(), () => ({ ok: true }), (line) => lines.push(line));
-  http.createServer = original;
-  syncBuiltinESMExports();
+  const { endpoint, server: created } = await endpointAndServer(t, () =>
+    serveOperatorEndpoint("127.0.0.1", 0, new PromRegistry(), () => ({ ok: true }), (line) => lines.push(line)));
   try {
-    assert.ok(created, "the endpoint's server was seen");
     for (let i = 0; i < 3; i++) created.emit("error", Object.assign(new Error("accept ENOBUFS"), { code: "ENOBUFS", syscall: "accept" }));
     assert.deepEqual(lines, ["Metrics listening socket error: accept ENOBUFS"], "the first at once, the others counted");
     const res = await fetch(`http://127.0.0.1:${endpoint.port}/health`);
@@ -181,7 +172,7 @@ test("a flood of /metrics requests builds the page once, and a page asked for af
   const source = new HeldSource();
   let now = 0;
   const page = new CountedPage(source, () => now);
-  const endpoint = await serveOperatorEndpoint("127.0.0.1", 0, source, () => ({ ok: true }), () => undefined, page);
+  const endpoint = await serveOperatorEndpoint("127.0.0.1", 0, source, () => ({ ok: true }), () => undefined, { page });
   const url = `http://127.0.0.1:${endpoint.port}/metrics`;
   try {
     const many = 20;
@@ -211,4 +202,119 @@ test("a failed /metrics build is not reused: the next request builds again", asy
   assert.equal(await page.get(), "ok\n");
   assert.equal(await page.get(), "ok\n");
   assert.equal(builds, 2);
+});
+
+/** A /metrics page larger than loopback's socket buffers: a peer that does not read stalls its write. */
+const PAGE_BYTES = 4 << 20;
+const bigPage = { contentType: new PromRegistry().contentType, metrics: () => Promise.resolve("x".repeat(PAGE_BYTES)) };
+const serveBigPage = (options: OperatorEndpointOptions): Promise<OperatorEndpoint> =>
+  serveOperatorEndpoint("127.0.0.1", 0, bigPage, () => ({ ok: true }), () => undefined, options);
+
+/**
+ * The operator endpoint `start` opens and the http.Server it created,
+ * reached through node:http's own export: to emit on it, or to ask its
+ * getConnections() what the server still holds (a peer that does not read
+ * cannot see its close).
+ */
+async function endpointAndServer(t: TestContext, start: () => Promise<OperatorEndpoint>): Promise<{ endpoint: OperatorEndpoint; server: Server; held: () => Promise<number> }> {
+  let created: Server | undefined;
+  const original = http.createServer;
+  http.createServer = ((...args: Parameters<typeof http.createServer>) => (created = original(...args))) as typeof http.createServer;
+  syncBuiltinESMExports();
+  t.after(() => {
+    http.createServer = original;
+    syncBuiltinESMExports();
+  });
+  const endpoint = await start();
+  http.createServer = original;
+  syncBuiltinESMExports();
+  const server = created;
+  assert.ok(server, "the endpoint's server was seen");
+  return { endpoint, server, held: () => new Promise((resolve, reject) => server.getConnections((e, n) => (e ? reject(e) : resolve(n)))) };
+}
+
+/** GET /health on a connection of its own, closed after (Connection: close). */
+function health(port: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    http.get({ host: "127.0.0.1", port, path: "/health", agent: false }, (res) => {
+      let body = "";
+      res.setEncoding("utf8").on("data", (d: string) => void (body += d)).on("end", () => resolve(body));
+    }).on("error", reject);
+  });
+}
+
+/** A connection that sends `requests`, and stops reading at its first bytes; `drain` reads on and counts bytes until it closes. */
+function neverReading(port: number, requests: string): { seen: () => boolean; drain: () => Promise<number>; socket: Socket } {
+  let seen = false;
+  let bytes = 0;
+  let closed = false;
+  const s = connect({ host: "127.0.0.1", port }, () => void s.write(requests));
+  s.on("error", () => undefined);
+  s.on("close", () => void (closed = true));
+  s.on("data", (d: Buffer) => {
+    bytes += d.length;
+    if (!seen) s.pause();
+    seen = true;
+  });
+  return {
+    seen: () => seen,
+    drain: async () => {
+      s.resume();
+      await eventually(() => closed, { what: "the connection closed", timeoutMs: 10_000 });
+      return bytes;
+    },
+    socket: s,
+  };
+}
+
+const metricsRequest = "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n";
+
+test("a peer that never reads its responses is closed once nothing moves, and /health answers meanwhile", async (t) => {
+  const { endpoint, held } = await endpointAndServer(t, () => serveBigPage({ stallTimeoutMs: 300 }));
+  const peer = neverReading(endpoint.port, metricsRequest.repeat(4));
+  try {
+    await eventually(peer.seen, { what: "the page's first bytes", timeoutMs: 5_000 });
+    assert.equal(await health(endpoint.port), "ok\n");
+    await eventually(async () => (await held()) === 0, { what: "the stalled connection closed by the server", timeoutMs: 5_000 });
+    assert.ok((await peer.drain()) < 4 * PAGE_BYTES, "its queued pages were dropped");
+  } finally {
+    peer.socket.destroy();
+    await endpoint.close();
+  }
+});
+
+test("at the connections cap, the oldest peer that does not read makes room: /health still answers", async (t) => {
+  const { endpoint, held } = await endpointAndServer(t, () => serveBigPage({ maxConnections: 2, stallTimeoutMs: 60_000 }));
+  const first = neverReading(endpoint.port, metricsRequest);
+  const second = neverReading(endpoint.port, metricsRequest);
+  try {
+    await eventually(() => first.seen() && second.seen(), { what: "both pages' first bytes", timeoutMs: 5_000 });
+    assert.equal(await health(endpoint.port), "ok\n");
+    await eventually(async () => (await held()) === 1, { what: "one stalled connection closed", timeoutMs: 5_000 });
+    assert.ok((await first.drain()) < PAGE_BYTES, "the oldest was closed");
+    second.socket.resume();
+    await eventually(() => second.socket.bytesRead > PAGE_BYTES, { what: "the other's whole page", timeoutMs: 10_000 });
+  } finally {
+    first.socket.destroy();
+    second.socket.destroy();
+    await endpoint.close();
+  }
+});
+
+test("a connection pipelining past OPERATOR_MAX_PIPELINED unanswered requests is closed", async () => {
+  const endpoint = await serveOperatorEndpoint("127.0.0.1", 0, new PromRegistry(), () => ({ ok: true }), () => undefined);
+  let received = "";
+  let closed = false;
+  const s = connect({ host: "127.0.0.1", port: endpoint.port }, () => void s.write("GET /health HTTP/1.1\r\nHost: x\r\n\r\n".repeat(200)));
+  s.on("error", () => undefined);
+  s.on("data", (d: Buffer) => void (received += d.toString("latin1")));
+  s.on("close", () => void (closed = true));
+  try {
+    await eventually(() => closed, { what: "the connection closed", timeoutMs: 10_000 });
+    const answers = received.split("HTTP/1.1 200").length - 1;
+    assert.ok(answers <= OPERATOR_MAX_PIPELINED, `${answers} answers`);
+  } finally {
+    s.destroy();
+    await endpoint.close();
+  }
 });
