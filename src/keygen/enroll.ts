@@ -18,6 +18,7 @@ import { closeSync, fchownSync, fsyncSync, openSync, readFileSync, renameSync, s
 import { basename, dirname, join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { parseClientsConfig } from "../main/config/index.js";
+import type { ClientSettings } from "../main/clients/settings.js";
 import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
 import { KeygenError, type KeygenErrorCode } from "./errors.js";
@@ -58,6 +59,33 @@ export interface Enrollee {
   readonly section: string;
 }
 
+/**
+ * Why `name` cannot be a client's section in clients.conf, or null. The
+ * name is both the header `[NAME]` and the value `host = NAME`, read by
+ * configparser (config/ini.ts holds us to its rules) in our server and
+ * Python's:
+ *  - DEFAULT is the section every client inherits from: a machine so
+ *    named would give its key_id to every client without one. Refused in
+ *    any case, as a name that reads as DEFAULT to a person is a mistake.
+ *  - `%` starts an interpolation (mandos-clients.conf(5) EXPANSION):
+ *    `host = web%1` makes the whole file unreadable.
+ *  - `[`, `]` end or confuse the header; control characters (a newline
+ *    most of all) break the line; white space at either end is stripped
+ *    from `host`, so the two would differ.
+ */
+export function badSectionName(name: string): string | null {
+  if (name === "") return "the name is empty";
+  if (name.toUpperCase() === "DEFAULT") return "DEFAULT is the section every client inherits from";
+  if (name.includes("%")) return "% starts an interpolation in clients.conf";
+  if (/[[\]]/.test(name)) return "[ and ] cannot be in a section name";
+  for (const c of name) {
+    const code = c.codePointAt(0)!;
+    if (code < 0x20 || (code >= 0x7f && code <= 0x9f)) return "control characters cannot be in a section name";
+  }
+  if (name.trim() !== name) return "white space at either end of the name";
+  return null;
+}
+
 /** The machines to enroll, from key directories and manifest text. */
 export function machinesFrom(dirs: readonly string[], manifest: string | null, manifestName = "manifest"): Machine[] {
   const machines: Machine[] = [];
@@ -69,7 +97,10 @@ export function machinesFrom(dirs: readonly string[], manifest: string | null, m
     } catch (error) {
       throw new KeygenError("ENROLL_BAD_INPUT", `Cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
     }
-    machines.push({ name: basename(dir.replace(/\/+$/, "")), keyDir: dir, password });
+    const name = basename(dir.replace(/\/+$/, ""));
+    const bad = badSectionName(name);
+    if (bad !== null) throw new KeygenError("ENROLL_BAD_INPUT", `${dir}: cannot enroll machine ${JSON.stringify(name)}: ${bad}`);
+    machines.push({ name, keyDir: dir, password });
   }
   if (manifest !== null) {
     manifest.split("\n").forEach((line, i) => {
@@ -79,7 +110,8 @@ export function machinesFrom(dirs: readonly string[], manifest: string | null, m
       const second = first < 0 ? -1 : text.indexOf("\t", first + 1);
       if (second < 0) throw new KeygenError("ENROLL_BAD_INPUT", `${manifestName}:${i + 1}: expected NAME<TAB>KEYDIR<TAB>PASSWORD`);
       const name = text.slice(0, first);
-      if (name === "" || /[[\]\n]/.test(name)) throw new KeygenError("ENROLL_BAD_INPUT", `${manifestName}:${i + 1}: bad section name`);
+      const bad = badSectionName(name);
+      if (bad !== null) throw new KeygenError("ENROLL_BAD_INPUT", `${manifestName}:${i + 1}: cannot enroll machine ${JSON.stringify(name)}: ${bad}`);
       machines.push({ name, keyDir: text.slice(first + 1, second), password: Buffer.from(text.slice(second + 1), "utf8") });
     });
   }
@@ -207,8 +239,33 @@ export async function enroll(path: string, machines: readonly Machine[], dryRun:
   checkDuplicates(existing, added);
   if (dryRun || added.length === 0) return { added, path, written: false };
   const separator = text === "" ? "" : text.endsWith("\n\n") ? "" : text.endsWith("\n") ? "\n" : "\n\n";
-  replaceFile(path, text + separator + added.map((a) => a.section).join("\n"), mode, owner);
+  const next = text + separator + added.map((a) => a.section).join("\n");
+  checkWouldRead(next, path, existing, added);
+  replaceFile(path, next, mode, owner);
   return { added, path, written: true };
+}
+
+/**
+ * Refuses (nothing written) a new clients.conf that the server would not
+ * read as exactly the old clients, unchanged, and then the new ones with
+ * their key IDs and fingerprints: parsed as the server parses it, so that
+ * whatever the name checks above missed cannot break every later start.
+ */
+function checkWouldRead(next: string, path: string, existing: readonly ClientSettings[], added: readonly Enrollee[]): void {
+  let read: ClientSettings[];
+  try {
+    read = parseClientsConfig(next, path);
+  } catch (error) {
+    throw new KeygenError("ENROLL_WOULD_BREAK", `Refusing to enroll: ${path} would not parse afterwards, so it is left alone: ${(error as Error).message}`);
+  }
+  const row = (c: { name: string; keyId: string; fingerprint: string }): string => `[${c.name}] key_id ${c.keyId.toUpperCase() || "(none)"} fingerprint ${c.fingerprint.toUpperCase() || "(none)"}`;
+  const expected = [...existing, ...added].map(row);
+  const got = read.map(row);
+  const i = got.findIndex((r, j) => r !== expected[j]);
+  if (i >= 0 || got.length !== expected.length) {
+    const where = i >= 0 ? `${got[i]}, where ${expected[i] ?? "nothing"} was expected` : `${got.length} clients, ${expected.length} expected`;
+    throw new KeygenError("ENROLL_WOULD_BREAK", `Refusing to enroll: ${path} would not read as its clients plus the new ones (${where}), so it is left alone`);
+  }
 }
 
 /** Replaces `path` atomically, keeping its mode and owner. */

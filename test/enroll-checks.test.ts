@@ -1,0 +1,54 @@
+// What `mandos-keygen --enroll` refuses or must get right besides
+// duplicates (enroll-fleet.test.ts): machine names that cannot be a client
+// section (DEFAULT, `%`...), a new clients.conf that would not read back
+// as the old clients plus the new ones.
+
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { makeFleetKeyDirs, type FleetMachine } from "./helpers/fleet-keys.js";
+import { enroll, machinesFrom } from "../src/keygen/enroll.js";
+
+let root = "";
+let machines: FleetMachine[] = [];
+
+before(async () => {
+  root = mkdtempSync(join(tmpdir(), "mandos-ts-enroll-checks-"));
+  machines = await makeFleetKeyDirs(join(root, "keys"), 2);
+});
+
+after(() => {
+  if (root) rmSync(root, { recursive: true, force: true });
+});
+
+/** An old clients.conf whose one client has a fingerprint only: it would inherit a key_id put in DEFAULT. */
+const OLD = "[DEFAULT]\nchecker = true\n\n[old]\nhost = old\nfingerprint = 0123456789ABCDEF0123456789ABCDEF01234567\nsecret = QUJD\n";
+
+test("a machine named DEFAULT (in any case), or with % or white space at an end, is refused by name", () => {
+  for (const name of ["DEFAULT", "default", "web%1", " web", "web\u0085"]) {
+    const dir = join(root, "named", name);
+    cpSync(machines[0]!.dir, dir, { recursive: true });
+    const named = (e: unknown): boolean => (e as { code?: string }).code === "ENROLL_BAD_INPUT" && (e as Error).message.includes(`cannot enroll machine ${JSON.stringify(name)}: `);
+    assert.throws(() => machinesFrom([dir], null), named, name);
+    assert.throws(() => machinesFrom([], `${name}\t${machines[0]!.dir}\tpw\n`, "list"), { code: "ENROLL_BAD_INPUT", message: /^list:1: cannot enroll machine / }, name);
+  }
+  assert.equal(machinesFrom([machines[0]!.dir], "web-1\tdir\tpw\n").length, 2);
+});
+
+test("a clients.conf that would not read back as its clients plus the new ones is not written", async () => {
+  const path = join(root, "clients.conf");
+  // Names past the name checks (enroll() called directly): DEFAULT would
+  // give the old client the new key_id; % would make the file unreadable.
+  for (const name of ["DEFAULT", "web%1"]) {
+    writeFileSync(path, OLD, { mode: 0o600 });
+    await assert.rejects(
+      enroll(path, [{ name, keyDir: machines[0]!.dir, password: Buffer.from("pw") }], false),
+      { code: "ENROLL_WOULD_BREAK" }, name,
+    );
+    assert.equal(readFileSync(path, "utf8"), OLD, `${name}: nothing written`);
+  }
+  const ok = await enroll(path, [{ name: "web1", keyDir: machines[0]!.dir, password: Buffer.from("pw") }], false);
+  assert.equal(ok.written, true);
+});
