@@ -1,7 +1,7 @@
 // What `mandos-keygen --enroll` refuses or must get right besides
 // duplicates (enroll-fleet.test.ts): machine names that cannot be a client
 // section (DEFAULT, `%`...), a new clients.conf that would not read back
-// as the old clients plus the new ones.
+// as the old clients plus the new ones; two enrollments at once.
 
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
@@ -10,13 +10,15 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { makeFleetKeyDirs, type FleetMachine } from "./helpers/fleet-keys.js";
 import { enroll, machinesFrom } from "../src/keygen/enroll.js";
+import { parseClientsConfig } from "../src/main/config/index.js";
+import { REPO, run } from "./helpers/server.js";
 
 let root = "";
 let machines: FleetMachine[] = [];
 
 before(async () => {
   root = mkdtempSync(join(tmpdir(), "mandos-ts-enroll-checks-"));
-  machines = await makeFleetKeyDirs(join(root, "keys"), 2);
+  machines = await makeFleetKeyDirs(join(root, "keys"), 6);
 });
 
 after(() => {
@@ -51,4 +53,17 @@ test("a clients.conf that would not read back as its clients plus the new ones i
   }
   const ok = await enroll(path, [{ name: "web1", keyDir: machines[0]!.dir, password: Buffer.from("pw") }], false);
   assert.equal(ok.written, true);
+});
+
+test("two enrollments at once, as two processes, both end up in clients.conf", async () => {
+  const path = join(root, "concurrent.conf");
+  // Three rounds: without the lock, one batch was lost in 4 of 4 runs.
+  for (let round = 0; round < 3; round++) {
+    writeFileSync(path, OLD, { mode: 0o600 });
+    const [a, b] = [machines[round * 2]!, machines[round * 2 + 1]!];
+    const results = await Promise.all([a, b].map((m) => run(process.execPath, [`${REPO}bin/mandos-keygen`, "--enroll", "--clients-conf", path, m.dir], 60_000)));
+    for (const r of results) assert.equal(r.code, 0, r.stderr);
+    const names = parseClientsConfig(readFileSync(path, "utf8"), path).map((c) => c.name).sort();
+    assert.deepEqual(names, [a.name, b.name, "old"].sort(), `round ${round}`);
+  }
 });

@@ -20,6 +20,7 @@ export type KeygenErrorCode =
   | "ENROLL_DUPLICATE_FINGERPRINT"
   | "ENROLL_BAD_INPUT"
   | "ENROLL_CONFIG_UNREADABLE"
-  | "ENROLL_WOULD_BREAK";
+  | "ENROLL_WOULD_BREAK"
+  | "ENROLL_LOCKED";
 
 export class KeygenError extends CodedError<KeygenErrorCode> {}
