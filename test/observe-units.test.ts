@@ -36,7 +36,8 @@ test("metrics addresses: HOST:PORT, [IPV6]:PORT, and a bare :PORT on loopback", 
 test("/health follows the last state save, and says why it is not ok", () => {
   let accepting = true;
   let notKept: string | null = null;
-  const health = trackHealth({ accepting: () => accepting, stateNotKept: () => notKept });
+  let lost: string | null = null;
+  const health = trackHealth({ accepting: () => accepting, listenerLost: () => lost, stateNotKept: () => notKept });
   try {
     assert.deepEqual(health.report(), { ok: true });
     events.stateSaveFailed.publish({ path: "/x/clients.pickle", reason: "ENOSPC" });
@@ -45,6 +46,8 @@ test("/health follows the last state save, and says why it is not ok", () => {
     assert.deepEqual(health.report(), { ok: true });
     notKept = "/x is not usable";
     assert.deepEqual(health.report(), { ok: false, reason: "state is not saved: /x is not usable" });
+    lost = "the listening socket was closed under the server";
+    assert.deepEqual(health.report(), { ok: false, reason: "not accepting connections: the listening socket was closed under the server" });
     accepting = false;
     assert.deepEqual(health.report(), { ok: false, reason: "not accepting connections" });
   } finally {
