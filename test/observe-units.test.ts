@@ -7,7 +7,7 @@
 
 import { test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, renameSync, rmSync, statSync } from "node:fs";
+import { mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeSync } from "node:fs";
 import http, { type Server } from "node:http";
 import { syncBuiltinESMExports } from "node:module";
 import { tmpdir } from "node:os";
@@ -99,6 +99,49 @@ test("an audit write that fails is reported, not thrown into the core", () => {
     assert.deepEqual(errors, ["cannot write the audit log: ENOSPC"]);
   } finally {
     audit.close();
+  }
+});
+
+test("a disk that fills mid-record costs that record alone: a short write is finished, a cut line ends before the next record", () => {
+  const dir = mkdtempSync(join(tmpdir(), "mandos-ts-audit-"));
+  const path = join(dir, "audit.jsonl");
+  // As write(2) on a filling disk: what fits is written and counted, then ENOSPC.
+  let room = Infinity;
+  // One call takes at most this many bytes with room to spare (a short write that is no failure).
+  let takeOnce = Infinity;
+  const write = (fd: number, bytes: Uint8Array, offset: number, length: number): number => {
+    if (room <= 0) throw Object.assign(new Error("ENOSPC"), { code: "ENOSPC" });
+    const n = writeSync(fd, bytes, offset, Math.min(length, room, takeOnce));
+    takeOnce = Infinity;
+    room -= n;
+    return n;
+  };
+  const errors: string[] = [];
+  const audit = openAuditLog({ path, server: { host: "h", pid: 7, name: "Mandos" }, now: () => new Date(0), onError: (m) => errors.push(m), write });
+  const sent = (client: string): void => events.secretSent.publish({ connection, client, keyId: "AB", durationMs: 3 });
+  try {
+    sent("whole");
+    takeOnce = 10;
+    sent("short");
+    room = 10;
+    sent("cut");
+    sent("lost");
+    room = Infinity;
+    sent("after");
+    assert.deepEqual(errors, ["cannot write the audit log: ENOSPC"], "said once, at the record that was cut");
+    const lines = readFileSync(path, "utf8").split("\n");
+    assert.equal(lines.at(-1), "", "the file ends with a whole line");
+    const clients = lines.slice(0, -1).map((l) => {
+      try {
+        return (JSON.parse(l) as { client: string }).client;
+      } catch {
+        return "(cut)";
+      }
+    });
+    assert.deepEqual(clients, ["whole", "short", "(cut)", "after"]);
+  } finally {
+    audit.close();
+    rmSync(dir, { recursive: true, force: true });
   }
 });
 
