@@ -1,11 +1,12 @@
 // What `mandos-keygen --enroll` refuses or must get right besides
 // duplicates (enroll-fleet.test.ts): machine names that cannot be a client
 // section (DEFAULT, `%`...), a new clients.conf that would not read back
-// as the old clients plus the new ones; two enrollments at once.
+// as the old clients plus the new ones; two enrollments at once; a
+// clients.conf that is a symbolic link.
 
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { makeFleetKeyDirs, type FleetMachine } from "./helpers/fleet-keys.js";
@@ -66,4 +67,30 @@ test("two enrollments at once, as two processes, both end up in clients.conf", a
     const names = parseClientsConfig(readFileSync(path, "utf8"), path).map((c) => c.name).sort();
     assert.deepEqual(names, [a.name, b.name, "old"].sort(), `round ${round}`);
   }
+});
+
+test("a clients.conf that is a symbolic link stays one: its target gets the new clients", async () => {
+  const links = join(root, "etc-mandos");
+  const real = join(root, "srv-mandos");
+  for (const d of [links, real]) mkdirSync(d);
+  writeFileSync(join(real, "clients.conf"), OLD, { mode: 0o640 });
+  // A relative link, through a second link; and one to a file not yet there.
+  symlinkSync("../srv-mandos/clients.conf", join(real, "hop.conf"));
+  symlinkSync("../srv-mandos/hop.conf", join(links, "clients.conf"));
+  symlinkSync("../srv-mandos/new.conf", join(links, "new.conf"));
+  const m = machines[0]!;
+  for (const name of ["clients.conf", "new.conf"]) {
+    const r = await run(process.execPath, [`${REPO}bin/mandos-keygen`, "--enroll", "--clients-conf", join(links, name), m.dir], 60_000);
+    assert.equal(r.code, 0, r.stderr);
+  }
+  assert.equal(readlinkSync(join(links, "clients.conf")), "../srv-mandos/hop.conf", "the link is kept");
+  assert.equal(readlinkSync(join(real, "hop.conf")), "../srv-mandos/clients.conf", "so is the link it points to");
+  assert.equal(readlinkSync(join(links, "new.conf")), "../srv-mandos/new.conf");
+  const names = (file: string): string[] => parseClientsConfig(readFileSync(join(real, file), "utf8"), file).map((c) => c.name);
+  assert.deepEqual(names("clients.conf"), ["old", m.name]);
+  assert.equal(statSync(join(real, "clients.conf")).mode & 0o777, 0o640, "the target's mode is kept");
+  assert.deepEqual(names("new.conf"), [m.name]);
+  // No temporary file or lock left, on either side.
+  assert.deepEqual(readdirSync(links).sort(), ["clients.conf", "new.conf"]);
+  assert.deepEqual(readdirSync(real).sort(), ["clients.conf", "hop.conf", "new.conf"]);
 });

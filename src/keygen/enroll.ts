@@ -4,6 +4,8 @@
 // the file (temporary file in the same directory with the old file's mode
 // and owner, fsync, rename), after checking that no name, key ID or
 // fingerprint is already taken. A running server takes them on SIGHUP.
+// A clients.conf that is a symbolic link stays one: the file it names is
+// the one replaced, the temporary file and the lock beside it.
 //
 // Input, either or both:
 //   DIR...            key directories (pubkey.txt, tls-pubkey.pem); the
@@ -14,8 +16,8 @@
 //                     lines and lines starting with # are skipped).
 // Passwords are never printed, nor are the encrypted secrets.
 
-import { closeSync, fchownSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, statSync, unlinkSync, writeSync } from "node:fs";
-import { basename, dirname, join } from "node:path";
+import { closeSync, fchownSync, fsyncSync, lstatSync, openSync, readFileSync, readlinkSync, realpathSync, renameSync, rmSync, statSync, unlinkSync, writeSync } from "node:fs";
+import { basename, dirname, join, resolve } from "node:path";
 import { randomBytes } from "node:crypto";
 import { parseClientsConfig } from "../main/config/index.js";
 import type { ClientSettings } from "../main/clients/settings.js";
@@ -221,16 +223,39 @@ export async function enroll(path: string, machines: readonly Machine[], dryRun:
     checkDuplicates(readClients(path).existing, added);
     return { added, path, written: false };
   }
+  // Renaming over a link would replace the link and leave its target stale.
+  const target = linkTarget(path);
   // Read again under the lock: another enrollment may have written since.
-  return withEnrollLock(path, () => {
+  return withEnrollLock(target, () => {
     const { text, mode, owner, existing } = readClients(path);
     checkDuplicates(existing, added);
     const separator = text === "" ? "" : text.endsWith("\n\n") ? "" : text.endsWith("\n") ? "\n" : "\n\n";
     const next = text + separator + added.map((a) => a.section).join("\n");
     checkWouldRead(next, path, existing, added);
-    replaceFile(path, next, mode, owner);
+    replaceFile(target, next, mode, owner);
     return { added, path, written: true };
   });
+}
+
+/** The file `path` names through symbolic links; a link to a file not yet there gives that file. */
+function linkTarget(path: string): string {
+  // Linux's own limit on links followed in one lookup (ELOOP past it).
+  for (let hops = 0; hops < 40; hops++) {
+    try {
+      return realpathSync(path);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
+    }
+    let link: boolean;
+    try {
+      link = lstatSync(path).isSymbolicLink();
+    } catch {
+      return path; // no file, no link: created where named
+    }
+    if (!link) return path;
+    path = resolve(dirname(path), readlinkSync(path));
+  }
+  throw Object.assign(new Error(`${path}: Too many levels of symbolic links`), { code: "ELOOP", path });
 }
 
 /** clients.conf as it is now (empty when missing), its mode and owner, and its clients. */
