@@ -1,11 +1,13 @@
 // The observability pieces alone, in process: the metrics address syntax,
 // /health following state saves, and the audit log's records, failures and
 // reopen, fed by publishing on the channels as the core would; and the
-// operator endpoint's connection cap and its listening socket's errors.
+// operator endpoint's connection cap, its bounds on peers that never read
+// or pipeline without end, its /metrics page built once for many
+// requests, and its listening socket's errors.
 
-import { test } from "node:test";
+import { test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, renameSync, rmSync, statSync } from "node:fs";
+import { mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeSync } from "node:fs";
 import http, { type Server } from "node:http";
 import { syncBuiltinESMExports } from "node:module";
 import { tmpdir } from "node:os";
@@ -14,7 +16,8 @@ import { parseMetricsAddress } from "../src/main/config/server-settings.js";
 import { events, type ConnectionRef } from "../src/main/events.js";
 import { trackHealth } from "../src/main/observe/health.js";
 import { openAuditLog } from "../src/main/observe/audit.js";
-import { OPERATOR_HEADERS_TIMEOUT_MS, OPERATOR_MAX_CONNECTIONS, serveOperatorEndpoint } from "../src/main/observe/http.js";
+import { OPERATOR_HEADERS_TIMEOUT_MS, OPERATOR_MAX_CONNECTIONS, OPERATOR_MAX_PIPELINED, serveOperatorEndpoint, type OperatorEndpoint, type OperatorEndpointOptions } from "../src/main/observe/http.js";
+import { MetricsPage, PAGE_REUSE_MS } from "../src/main/observe/metrics-page.js";
 import { Registry as PromRegistry } from "prom-client";
 import { connect, type Socket } from "node:net";
 import { eventually } from "./helpers/wait.js";
@@ -33,7 +36,8 @@ test("metrics addresses: HOST:PORT, [IPV6]:PORT, and a bare :PORT on loopback", 
 test("/health follows the last state save, and says why it is not ok", () => {
   let accepting = true;
   let notKept: string | null = null;
-  const health = trackHealth({ accepting: () => accepting, stateNotKept: () => notKept });
+  let lost: string | null = null;
+  const health = trackHealth({ accepting: () => accepting, listenerLost: () => lost, stateNotKept: () => notKept });
   try {
     assert.deepEqual(health.report(), { ok: true });
     events.stateSaveFailed.publish({ path: "/x/clients.pickle", reason: "ENOSPC" });
@@ -42,6 +46,8 @@ test("/health follows the last state save, and says why it is not ok", () => {
     assert.deepEqual(health.report(), { ok: true });
     notKept = "/x is not usable";
     assert.deepEqual(health.report(), { ok: false, reason: "state is not saved: /x is not usable" });
+    lost = "the listening socket was closed under the server";
+    assert.deepEqual(health.report(), { ok: false, reason: "not accepting connections: the listening socket was closed under the server" });
     accepting = false;
     assert.deepEqual(health.report(), { ok: false, reason: "not accepting connections" });
   } finally {
@@ -96,6 +102,49 @@ test("an audit write that fails is reported, not thrown into the core", () => {
   }
 });
 
+test("a disk that fills mid-record costs that record alone: a short write is finished, a cut line ends before the next record", () => {
+  const dir = mkdtempSync(join(tmpdir(), "mandos-ts-audit-"));
+  const path = join(dir, "audit.jsonl");
+  // As write(2) on a filling disk: what fits is written and counted, then ENOSPC.
+  let room = Infinity;
+  // One call takes at most this many bytes with room to spare (a short write that is no failure).
+  let takeOnce = Infinity;
+  const write = (fd: number, bytes: Uint8Array, offset: number, length: number): number => {
+    if (room <= 0) throw Object.assign(new Error("ENOSPC"), { code: "ENOSPC" });
+    const n = writeSync(fd, bytes, offset, Math.min(length, room, takeOnce));
+    takeOnce = Infinity;
+    room -= n;
+    return n;
+  };
+  const errors: string[] = [];
+  const audit = openAuditLog({ path, server: { host: "h", pid: 7, name: "Mandos" }, now: () => new Date(0), onError: (m) => errors.push(m), write });
+  const sent = (client: string): void => events.secretSent.publish({ connection, client, keyId: "AB", durationMs: 3 });
+  try {
+    sent("whole");
+    takeOnce = 10;
+    sent("short");
+    room = 10;
+    sent("cut");
+    sent("lost");
+    room = Infinity;
+    sent("after");
+    assert.deepEqual(errors, ["cannot write the audit log: ENOSPC"], "said once, at the record that was cut");
+    const lines = readFileSync(path, "utf8").split("\n");
+    assert.equal(lines.at(-1), "", "the file ends with a whole line");
+    const clients = lines.slice(0, -1).map((l) => {
+      try {
+        return (JSON.parse(l) as { client: string }).client;
+      } catch {
+        return "(cut)";
+      }
+    });
+    assert.deepEqual(clients, ["whole", "short", "(cut)", "after"]);
+  } finally {
+    audit.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test("the operator endpoint holds OPERATOR_MAX_CONNECTIONS, and idle ones go after the headers' timeout", async () => {
   const endpoint = await serveOperatorEndpoint("127.0.0.1", 0, new PromRegistry(), () => ({ ok: true }), () => undefined);
   const sockets: Socket[] = [];
@@ -126,21 +175,11 @@ test("the operator endpoint holds OPERATOR_MAX_CONNECTIONS, and idle ones go aft
 test("the operator endpoint's listening socket failing (an accept's ENOBUFS) is said, summed up while it goes on, and ends nothing", async (t) => {
   // The failure cannot be made to order (libuv hides EMFILE behind a
   // reserved descriptor), so the test reaches the http.Server the endpoint
-  // creates, through node:http's own export, and emits it there.
-  let created: Server | undefined;
-  const original = http.createServer;
-  http.createServer = ((...args: Parameters<typeof http.createServer>) => (created = original(...args))) as typeof http.createServer;
-  syncBuiltinESMExports();
-  t.after(() => {
-    http.createServer = original;
-    syncBuiltinESMExports();
-  });
+  // creates and emits it there.
   const lines: string[] = [];
-  const endpoint = await serveOperatorEndpoint("127.0.0.1", 0, new PromRegistry(), () => ({ ok: true }), (line) => lines.push(line));
-  http.createServer = original;
-  syncBuiltinESMExports();
+  const { endpoint, server: created } = await endpointAndServer(t, () =>
+    serveOperatorEndpoint("127.0.0.1", 0, new PromRegistry(), () => ({ ok: true }), (line) => lines.push(line)));
   try {
-    assert.ok(created, "the endpoint's server was seen");
     for (let i = 0; i < 3; i++) created.emit("error", Object.assign(new Error("accept ENOBUFS"), { code: "ENOBUFS", syscall: "accept" }));
     assert.deepEqual(lines, ["Metrics listening socket error: accept ENOBUFS"], "the first at once, the others counted");
     const res = await fetch(`http://127.0.0.1:${endpoint.port}/health`);
@@ -149,4 +188,179 @@ test("the operator endpoint's listening socket failing (an accept's ENOBUFS) is 
     await endpoint.close();
   }
   assert.deepEqual(lines, ["Metrics listening socket error: accept ENOBUFS", "Metrics listening socket errors: 2 more in the last 1 s"], "summed up as it closed");
+});
+
+/** A /metrics source that counts its builds and finishes each when told. */
+class HeldSource {
+  builds = 0;
+  readonly contentType = "text/plain; version=0.0.4; charset=utf-8";
+  #release: Array<() => void> = [];
+  metrics(): Promise<string> {
+    this.builds++;
+    const n = this.builds;
+    return new Promise((resolve) => this.#release.push(() => resolve(`page ${n}\n`)));
+  }
+  releaseAll(): void {
+    for (const release of this.#release.splice(0)) release();
+  }
+}
+
+/** Counts the requests that reached the page. */
+class CountedPage extends MetricsPage {
+  asked = 0;
+  override get(): Promise<string> {
+    this.asked++;
+    return super.get();
+  }
+}
+
+test("a flood of /metrics requests builds the page once, and a page asked for after PAGE_REUSE_MS is built again", async () => {
+  const source = new HeldSource();
+  let now = 0;
+  const page = new CountedPage(source, () => now);
+  const endpoint = await serveOperatorEndpoint("127.0.0.1", 0, source, () => ({ ok: true }), () => undefined, { page });
+  const url = `http://127.0.0.1:${endpoint.port}/metrics`;
+  try {
+    const many = 20;
+    const answers = Array.from({ length: many }, () => fetch(url).then((r) => r.text()));
+    // Built per request (the defect), the builds themselves are the arrivals.
+    await eventually(() => page.asked === many || source.builds === many, { what: "every request waiting for the page", timeoutMs: 5_000 });
+    source.releaseAll();
+    assert.deepEqual(await Promise.all(answers), Array(many).fill("page 1\n"));
+    assert.equal(source.builds, 1, "one build for every request that waited");
+    now += PAGE_REUSE_MS - 1;
+    assert.equal(await (await fetch(url)).text(), "page 1\n", "reused within PAGE_REUSE_MS");
+    now += 1;
+    const later = fetch(url).then((r) => r.text());
+    await eventually(() => source.builds === 2, { what: "a new build", timeoutMs: 5_000 });
+    source.releaseAll();
+    assert.equal(await later, "page 2\n");
+  } finally {
+    source.releaseAll();
+    await endpoint.close();
+  }
+});
+
+test("a failed /metrics build is not reused: the next request builds again", async () => {
+  let builds = 0;
+  const page = new MetricsPage({ metrics: () => (++builds === 1 ? Promise.reject(new Error("collect failed")) : Promise.resolve("ok\n")) }, () => 0);
+  await assert.rejects(page.get(), /collect failed/);
+  assert.equal(await page.get(), "ok\n");
+  assert.equal(await page.get(), "ok\n");
+  assert.equal(builds, 2);
+});
+
+/** A /metrics page larger than loopback's socket buffers: a peer that does not read stalls its write. */
+const PAGE_BYTES = 4 << 20;
+const bigPage = { contentType: new PromRegistry().contentType, metrics: () => Promise.resolve("x".repeat(PAGE_BYTES)) };
+const serveBigPage = (options: OperatorEndpointOptions): Promise<OperatorEndpoint> =>
+  serveOperatorEndpoint("127.0.0.1", 0, bigPage, () => ({ ok: true }), () => undefined, options);
+
+/**
+ * The operator endpoint `start` opens and the http.Server it created,
+ * reached through node:http's own export: to emit on it, or to ask its
+ * getConnections() what the server still holds (a peer that does not read
+ * cannot see its close).
+ */
+async function endpointAndServer(t: TestContext, start: () => Promise<OperatorEndpoint>): Promise<{ endpoint: OperatorEndpoint; server: Server; held: () => Promise<number> }> {
+  let created: Server | undefined;
+  const original = http.createServer;
+  http.createServer = ((...args: Parameters<typeof http.createServer>) => (created = original(...args))) as typeof http.createServer;
+  syncBuiltinESMExports();
+  t.after(() => {
+    http.createServer = original;
+    syncBuiltinESMExports();
+  });
+  const endpoint = await start();
+  http.createServer = original;
+  syncBuiltinESMExports();
+  const server = created;
+  assert.ok(server, "the endpoint's server was seen");
+  return { endpoint, server, held: () => new Promise((resolve, reject) => server.getConnections((e, n) => (e ? reject(e) : resolve(n)))) };
+}
+
+/** GET /health on a connection of its own, closed after (Connection: close). */
+function health(port: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    http.get({ host: "127.0.0.1", port, path: "/health", agent: false }, (res) => {
+      let body = "";
+      res.setEncoding("utf8").on("data", (d: string) => void (body += d)).on("end", () => resolve(body));
+    }).on("error", reject);
+  });
+}
+
+/** A connection that sends `requests`, and stops reading at its first bytes; `drain` reads on and counts bytes until it closes. */
+function neverReading(port: number, requests: string): { seen: () => boolean; drain: () => Promise<number>; socket: Socket } {
+  let seen = false;
+  let bytes = 0;
+  let closed = false;
+  const s = connect({ host: "127.0.0.1", port }, () => void s.write(requests));
+  s.on("error", () => undefined);
+  s.on("close", () => void (closed = true));
+  s.on("data", (d: Buffer) => {
+    bytes += d.length;
+    if (!seen) s.pause();
+    seen = true;
+  });
+  return {
+    seen: () => seen,
+    drain: async () => {
+      s.resume();
+      await eventually(() => closed, { what: "the connection closed", timeoutMs: 10_000 });
+      return bytes;
+    },
+    socket: s,
+  };
+}
+
+const metricsRequest = "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n";
+
+test("a peer that never reads its responses is closed once nothing moves, and /health answers meanwhile", async (t) => {
+  const { endpoint, held } = await endpointAndServer(t, () => serveBigPage({ stallTimeoutMs: 300 }));
+  const peer = neverReading(endpoint.port, metricsRequest.repeat(4));
+  try {
+    await eventually(peer.seen, { what: "the page's first bytes", timeoutMs: 5_000 });
+    assert.equal(await health(endpoint.port), "ok\n");
+    await eventually(async () => (await held()) === 0, { what: "the stalled connection closed by the server", timeoutMs: 5_000 });
+    assert.ok((await peer.drain()) < 4 * PAGE_BYTES, "its queued pages were dropped");
+  } finally {
+    peer.socket.destroy();
+    await endpoint.close();
+  }
+});
+
+test("at the connections cap, the oldest peer that does not read makes room: /health still answers", async (t) => {
+  const { endpoint, held } = await endpointAndServer(t, () => serveBigPage({ maxConnections: 2, stallTimeoutMs: 60_000 }));
+  const first = neverReading(endpoint.port, metricsRequest);
+  const second = neverReading(endpoint.port, metricsRequest);
+  try {
+    await eventually(() => first.seen() && second.seen(), { what: "both pages' first bytes", timeoutMs: 5_000 });
+    assert.equal(await health(endpoint.port), "ok\n");
+    await eventually(async () => (await held()) === 1, { what: "one stalled connection closed", timeoutMs: 5_000 });
+    assert.ok((await first.drain()) < PAGE_BYTES, "the oldest was closed");
+    second.socket.resume();
+    await eventually(() => second.socket.bytesRead > PAGE_BYTES, { what: "the other's whole page", timeoutMs: 10_000 });
+  } finally {
+    first.socket.destroy();
+    second.socket.destroy();
+    await endpoint.close();
+  }
+});
+
+test("a connection pipelining past OPERATOR_MAX_PIPELINED unanswered requests is closed", async () => {
+  const endpoint = await serveOperatorEndpoint("127.0.0.1", 0, new PromRegistry(), () => ({ ok: true }), () => undefined);
+  let received = "";
+  let closed = false;
+  const s = connect({ host: "127.0.0.1", port: endpoint.port }, () => void s.write("GET /health HTTP/1.1\r\nHost: x\r\n\r\n".repeat(200)));
+  s.on("error", () => undefined);
+  s.on("data", (d: Buffer) => void (received += d.toString("latin1")));
+  s.on("close", () => void (closed = true));
+  try {
+    await eventually(() => closed, { what: "the connection closed", timeoutMs: 10_000 });
+    const answers = received.split("HTTP/1.1 200").length - 1;
+    assert.ok(answers <= OPERATOR_MAX_PIPELINED, `${answers} answers`);
+  } finally {
+    s.destroy();
+    await endpoint.close();
+  }
 });

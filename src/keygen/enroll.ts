@@ -4,6 +4,8 @@
 // the file (temporary file in the same directory with the old file's mode
 // and owner, fsync, rename), after checking that no name, key ID or
 // fingerprint is already taken. A running server takes them on SIGHUP.
+// A clients.conf that is a symbolic link stays one: the file it names is
+// the one replaced, the temporary file and the lock beside it.
 //
 // Input, either or both:
 //   DIR...            key directories (pubkey.txt, tls-pubkey.pem); the
@@ -14,10 +16,11 @@
 //                     lines and lines starting with # are skipped).
 // Passwords are never printed, nor are the encrypted secrets.
 
-import { closeSync, fchownSync, fsyncSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from "node:fs";
-import { basename, dirname, join } from "node:path";
+import { closeSync, fchownSync, fsyncSync, lstatSync, openSync, readFileSync, readlinkSync, realpathSync, renameSync, rmSync, statSync, unlinkSync, writeSync } from "node:fs";
+import { basename, dirname, join, resolve } from "node:path";
 import { randomBytes } from "node:crypto";
 import { parseClientsConfig } from "../main/config/index.js";
+import type { ClientSettings } from "../main/clients/settings.js";
 import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
 import { KeygenError, type KeygenErrorCode } from "./errors.js";
@@ -58,6 +61,33 @@ export interface Enrollee {
   readonly section: string;
 }
 
+/**
+ * Why `name` cannot be a client's section in clients.conf, or null. The
+ * name is both the header `[NAME]` and the value `host = NAME`, read by
+ * configparser (config/ini.ts holds us to its rules) in our server and
+ * Python's:
+ *  - DEFAULT is the section every client inherits from: a machine so
+ *    named would give its key_id to every client without one. Refused in
+ *    any case, as a name that reads as DEFAULT to a person is a mistake.
+ *  - `%` starts an interpolation (mandos-clients.conf(5) EXPANSION):
+ *    `host = web%1` makes the whole file unreadable.
+ *  - `[`, `]` end or confuse the header; control characters (a newline
+ *    most of all) break the line; white space at either end is stripped
+ *    from `host`, so the two would differ.
+ */
+export function badSectionName(name: string): string | null {
+  if (name === "") return "the name is empty";
+  if (name.toUpperCase() === "DEFAULT") return "DEFAULT is the section every client inherits from";
+  if (name.includes("%")) return "% starts an interpolation in clients.conf";
+  if (/[[\]]/.test(name)) return "[ and ] cannot be in a section name";
+  for (const c of name) {
+    const code = c.codePointAt(0)!;
+    if (code < 0x20 || (code >= 0x7f && code <= 0x9f)) return "control characters cannot be in a section name";
+  }
+  if (name.trim() !== name) return "white space at either end of the name";
+  return null;
+}
+
 /** The machines to enroll, from key directories and manifest text. */
 export function machinesFrom(dirs: readonly string[], manifest: string | null, manifestName = "manifest"): Machine[] {
   const machines: Machine[] = [];
@@ -69,7 +99,10 @@ export function machinesFrom(dirs: readonly string[], manifest: string | null, m
     } catch (error) {
       throw new KeygenError("ENROLL_BAD_INPUT", `Cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
     }
-    machines.push({ name: basename(dir.replace(/\/+$/, "")), keyDir: dir, password });
+    const name = basename(dir.replace(/\/+$/, ""));
+    const bad = badSectionName(name);
+    if (bad !== null) throw new KeygenError("ENROLL_BAD_INPUT", `${dir}: cannot enroll machine ${JSON.stringify(name)}: ${bad}`);
+    machines.push({ name, keyDir: dir, password });
   }
   if (manifest !== null) {
     manifest.split("\n").forEach((line, i) => {
@@ -79,7 +112,8 @@ export function machinesFrom(dirs: readonly string[], manifest: string | null, m
       const second = first < 0 ? -1 : text.indexOf("\t", first + 1);
       if (second < 0) throw new KeygenError("ENROLL_BAD_INPUT", `${manifestName}:${i + 1}: expected NAME<TAB>KEYDIR<TAB>PASSWORD`);
       const name = text.slice(0, first);
-      if (name === "" || /[[\]\n]/.test(name)) throw new KeygenError("ENROLL_BAD_INPUT", `${manifestName}:${i + 1}: bad section name`);
+      const bad = badSectionName(name);
+      if (bad !== null) throw new KeygenError("ENROLL_BAD_INPUT", `${manifestName}:${i + 1}: cannot enroll machine ${JSON.stringify(name)}: ${bad}`);
       machines.push({ name, keyDir: text.slice(first + 1, second), password: Buffer.from(text.slice(second + 1), "utf8") });
     });
   }
@@ -182,6 +216,50 @@ export interface EnrollResult {
 
 /** Adds `machines` to the clients.conf at `path` (or, with dryRun, only checks). */
 export async function enroll(path: string, machines: readonly Machine[], dryRun: boolean): Promise<EnrollResult> {
+  // Names are checked before the slow part, so a typo fails at once.
+  checkDuplicates(readClients(path).existing, machines.map((m) => ({ name: m.name, keyId: "", fingerprint: "", section: "" })));
+  const added = await enrollees(machines);
+  if (dryRun || added.length === 0) {
+    checkDuplicates(readClients(path).existing, added);
+    return { added, path, written: false };
+  }
+  // Renaming over a link would replace the link and leave its target stale.
+  const target = linkTarget(path);
+  // Read again under the lock: another enrollment may have written since.
+  return withEnrollLock(target, () => {
+    const { text, mode, owner, existing } = readClients(path);
+    checkDuplicates(existing, added);
+    const separator = text === "" ? "" : text.endsWith("\n\n") ? "" : text.endsWith("\n") ? "\n" : "\n\n";
+    const next = text + separator + added.map((a) => a.section).join("\n");
+    checkWouldRead(next, path, existing, added);
+    replaceFile(target, next, mode, owner);
+    return { added, path, written: true };
+  });
+}
+
+/** The file `path` names through symbolic links; a link to a file not yet there gives that file. */
+function linkTarget(path: string): string {
+  // Linux's own limit on links followed in one lookup (ELOOP past it).
+  for (let hops = 0; hops < 40; hops++) {
+    try {
+      return realpathSync(path);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
+    }
+    let link: boolean;
+    try {
+      link = lstatSync(path).isSymbolicLink();
+    } catch {
+      return path; // no file, no link: created where named
+    }
+    if (!link) return path;
+    path = resolve(dirname(path), readlinkSync(path));
+  }
+  throw Object.assign(new Error(`${path}: Too many levels of symbolic links`), { code: "ELOOP", path });
+}
+
+/** clients.conf as it is now (empty when missing), its mode and owner, and its clients. */
+function readClients(path: string): { text: string; mode: number; owner: { uid: number; gid: number } | null; existing: ClientSettings[] } {
   let text = "";
   let mode = 0o600;
   let owner: { uid: number; gid: number } | null = null;
@@ -195,20 +273,100 @@ export async function enroll(path: string, machines: readonly Machine[], dryRun:
       throw new KeygenError("ENROLL_CONFIG_UNREADABLE", `Cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
     }
   }
-  let existing;
   try {
-    existing = parseClientsConfig(text, path);
+    return { text, mode, owner, existing: parseClientsConfig(text, path) };
   } catch (error) {
     throw new KeygenError("ENROLL_CONFIG_UNREADABLE", `${path} does not parse, so it is left alone: ${(error as Error).message}`);
   }
-  // Names are checked before the slow part, so a typo fails at once.
-  checkDuplicates(existing, machines.map((m) => ({ name: m.name, keyId: "", fingerprint: "", section: "" })));
-  const added = await enrollees(machines);
-  checkDuplicates(existing, added);
-  if (dryRun || added.length === 0) return { added, path, written: false };
-  const separator = text === "" ? "" : text.endsWith("\n\n") ? "" : text.endsWith("\n") ? "\n" : "\n\n";
-  replaceFile(path, text + separator + added.map((a) => a.section).join("\n"), mode, owner);
-  return { added, path, written: true };
+}
+
+/**
+ * How long an enrollment waits for another's lock: the other holds it only
+ * from reading clients.conf to its rename (the encryption is done before),
+ * well under a second even for 10,000 machines.
+ */
+export const ENROLL_LOCK_WAIT_MS = 30_000;
+const ENROLL_LOCK_POLL_MS = 50;
+
+/**
+ * Runs `change` holding `.NAME.enroll-lock` beside clients.conf, made with
+ * O_EXCL and holding our pid: two enrollments at once would each read the
+ * old file and the second rename would drop the first's machines. A lock
+ * left by a process that died is taken over; one held past
+ * ENROLL_LOCK_WAIT_MS is an error naming it.
+ */
+async function withEnrollLock<T>(path: string, change: () => T): Promise<T> {
+  const lock = join(dirname(path), `.${basename(path)}.enroll-lock`);
+  const deadline = Date.now() + ENROLL_LOCK_WAIT_MS;
+  for (let tries = 0; ; tries++) {
+    let fd: number;
+    try {
+      fd = openSync(lock, "wx", 0o600);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code !== "EEXIST") throw new KeygenError("ENROLL_LOCKED", `Cannot create the lock ${lock}: ${code ?? (error as Error).message}`);
+      if (lockHolderGone(lock)) {
+        rmSync(lock, { force: true });
+        continue;
+      }
+      if (Date.now() >= deadline || tries > ENROLL_LOCK_WAIT_MS / ENROLL_LOCK_POLL_MS) {
+        throw new KeygenError("ENROLL_LOCKED", `Another enrollment holds ${lock} (pid ${readLockPid(lock) ?? "unknown"}); waited ${ENROLL_LOCK_WAIT_MS / 1000} s`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, ENROLL_LOCK_POLL_MS));
+      continue;
+    }
+    try {
+      writeSync(fd, `${process.pid}\n`);
+      closeSync(fd);
+      return change();
+    } finally {
+      rmSync(lock, { force: true });
+    }
+  }
+}
+
+function readLockPid(lock: string): number | null {
+  try {
+    const pid = Number(readFileSync(lock, "utf8").trim());
+    return Number.isInteger(pid) && pid > 0 ? pid : null;
+  } catch {
+    return null;
+  }
+}
+
+/** The lock's process has ended (ESRCH); a lock still being written (no pid yet) is not gone. */
+function lockHolderGone(lock: string): boolean {
+  const pid = readLockPid(lock);
+  if (pid === null) return false;
+  try {
+    process.kill(pid, 0);
+    return false;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "ESRCH";
+  }
+}
+
+/**
+ * Refuses (nothing written) a new clients.conf that the server would not
+ * read as exactly the old clients, unchanged, and then the new ones with
+ * their key IDs and fingerprints: parsed as the server parses it, so that
+ * whatever the name checks above missed cannot break every later start.
+ */
+function checkWouldRead(next: string, path: string, existing: readonly ClientSettings[], added: readonly Enrollee[]): void {
+  let read: ClientSettings[];
+  try {
+    read = parseClientsConfig(next, path);
+  } catch (error) {
+    throw new KeygenError("ENROLL_WOULD_BREAK", `Refusing to enroll: ${path} would not parse afterwards, so it is left alone: ${(error as Error).message}`);
+  }
+  const row = (c: { name: string; keyId: string; fingerprint: string }): string => `[${c.name}] key_id ${c.keyId.toUpperCase() || "(none)"} fingerprint ${c.fingerprint.toUpperCase() || "(none)"}`;
+  const expected = [...existing, ...added].map(row);
+  const got = read.map(row);
+  const i = got.findIndex((r, j) => r !== expected[j]);
+  if (i >= 0 || got.length !== expected.length) {
+    const where = i >= 0 ? `${got[i]}, where ${expected[i] ?? "nothing"} was expected` : `${got.length} clients, ${expected.length} expected`;
+    throw new KeygenError("ENROLL_WOULD_BREAK", `Refusing to enroll: ${path} would not read as its clients plus the new ones (${where}), so it is left alone`);
+  }
 }
 
 /** Replaces `path` atomically, keeping its mode and owner. */

@@ -19,6 +19,8 @@ export type KeygenErrorCode =
   | "ENROLL_DUPLICATE_KEY_ID"
   | "ENROLL_DUPLICATE_FINGERPRINT"
   | "ENROLL_BAD_INPUT"
-  | "ENROLL_CONFIG_UNREADABLE";
+  | "ENROLL_CONFIG_UNREADABLE"
+  | "ENROLL_WOULD_BREAK"
+  | "ENROLL_LOCKED";
 
 export class KeygenError extends CodedError<KeygenErrorCode> {}

@@ -43,6 +43,7 @@ import type { FleetState } from "./fleet/fleet-state.js";
 import { collectGarbage, HeapWatch } from "./daemon/memory.js";
 import { markCloseOnExec, nameProcess, releaseFreePages } from "./daemon/unix-datagram.js";
 import { Observability } from "./observe/index.js";
+import { LISTEN_CHECK_MS, listeningSocketLost } from "./serve/listening-socket.js";
 import { systemdNotifier, type SystemdNotifier } from "./observe/sd-notify.js";
 import { openingProgress, roughly } from "./observe/start-progress.js";
 import { installedBuild, readableBuild } from "../build.js";
@@ -378,9 +379,11 @@ async function startAndServe(
   const listener = serveThreads ?? new Listener({ registry, runner, tlsSettings, logger, clock: systemClock, maxPerSource: settings.maxPerSource, maxOpen });
   // Metrics, audit log, health (docs/OBSERVABILITY.md): counting from the first connection.
   let accepting = false;
+  // The listening socket can die without a word (serve/listening-socket.ts): looked at while serving.
+  let listenerLost: string | null = null;
   const observe = await Observability.start(settings, systemd, {
     clientCounts: () => registry.counts(), handshakes: () => listener.handshakes, get workers() { return runner.workers; }, serveThreads: settings.serveThreads, build: RUNNING_BUILD, installedBuild: readableBuild,
-    workerQueue: () => runner.queued, ...(fleet ? { etcd: fleet.link.bind(fleet) } : {}), accepting: () => accepting, stateNotKept: () => (keepState ? null : `${settings.statedir} is not usable`),
+    workerQueue: () => runner.queued, ...(fleet ? { etcd: fleet.link.bind(fleet) } : {}), accepting: () => accepting, listenerLost: () => listenerLost, stateNotKept: () => (keepState ? null : `${settings.statedir} is not usable`),
   });
   let bound: { address: string; port: number };
   try {
@@ -498,6 +501,16 @@ async function startAndServe(
   notifyReady();
   accepting = true;
   observe.ready();
+  // Once lost, said once: /health says 503 and the watchdog stops, so that
+  // systemd restarts the server (WatchdogSec=, docs/OBSERVABILITY.md).
+  const listenCheck = setInterval(() => {
+    if (!accepting) return;
+    listenerLost = listeningSocketLost(listener.fd);
+    if (listenerLost === null) return;
+    clearInterval(listenCheck);
+    logger.critical(`Not accepting connections: ${listenerLost}; the server must be restarted (under systemd, its watchdog does)`);
+  }, LISTEN_CHECK_MS);
+  listenCheck.unref();
   logger.debug("Starting main loop");
   const opening = openSealedSecrets(registry, logger, systemd, () => handshakesUnderWay(listener.handshakes));
 
@@ -513,6 +526,7 @@ async function startAndServe(
       if (stopping) return;
       stopping = true;
       accepting = false;
+      clearInterval(listenCheck);
       // The reference logs nothing at SIGTERM and "Server exiting" as it
       // leaves its main loop; SIGINT is its KeyboardInterrupt.
       if (signal === "SIGINT") logger.debug("Server received KeyboardInterrupt");

@@ -6,12 +6,16 @@
 //
 // Durability: each record is one write(2) on an O_APPEND descriptor, so it
 // is in the kernel (safe from a crash of this process) when the event's
-// subscriber returns, and lines from two writers never interleave. fdatasync
+// subscriber returns, and lines from two writers never interleave. A short
+// write (the disk filled mid-record) is finished by more writes; if the rest
+// cannot be written the cut line is left, and the next record written starts
+// with a newline, so that a JSON-lines reader loses the cut record alone
+// rather than it and the next one glued onto it. fdatasync
 // runs at most once per AUDIT_SYNC_MS, and at reopen and close: a power
 // loss may lose the last second of records, a reboot storm does not pay a
 // disk flush per secret.
 
-import { closeSync, fdatasync, fdatasyncSync, openSync, writeSync } from "node:fs";
+import { closeSync, fdatasync, fdatasyncSync, fstatSync, openSync, writeSync } from "node:fs";
 import { events, type ConnectionRef, type RefusalReason } from "../events.js";
 import { datagramSocketOrSay } from "../daemon/unix-datagram.js";
 import { Subscriptions } from "./subscriptions.js";
@@ -51,6 +55,8 @@ export interface AuditOptions {
   readonly now?: () => Date;
   /** A record could not be written (ENOSPC, EIO...): said once per failure run, never thrown into the core. */
   readonly onError?: (message: string) => void;
+  /** writeSync's stand-in, for tests: a disk that fills mid-record. */
+  readonly write?: (fd: number, bytes: Uint8Array, offset: number, length: number) => number;
 }
 
 export interface AuditLog {
@@ -79,6 +85,24 @@ export function openAuditLog(options: AuditOptions): AuditLog {
   // A lost copy is only a copy: the file is the record.
   const socket = options.syslog ? datagramSocketOrSay("audit records to syslog") : null;
   let failing = false;
+  // The file ends in a cut record (as far as this writer knows): the next
+  // record goes after a newline.
+  let midLine = false;
+  const writeBytes = options.write ?? ((f: number, b: Uint8Array, o: number, l: number): number => writeSync(f, b, o, l));
+  /** Writes all of `bytes`, or throws; either way `midLine` says where the file now ends. */
+  const writeRecord = (target: number, bytes: Uint8Array): void => {
+    let done = 0;
+    try {
+      while (done < bytes.length) {
+        const n = writeBytes(target, bytes, done, bytes.length - done);
+        // write(2) returns 0 only when it can write nothing; it would again.
+        if (n <= 0) throw Object.assign(new Error("short write"), { code: "ENOSPC" });
+        done += n;
+      }
+    } finally {
+      if (done > 0) midLine = bytes[done - 1] !== 0x0a;
+    }
+  };
   const syslogPath = options.syslogPath ?? "/dev/log";
 
   const write = (outcome: AuditRecord["outcome"], reason: AuditRecord["reason"], client: string, keyId: string, c: ConnectionRef, fingerprint?: string): void => {
@@ -89,7 +113,7 @@ export function openAuditLog(options: AuditOptions): AuditLog {
     const line = JSON.stringify(record);
     if (fd !== undefined) {
       try {
-        writeSync(fd, line + "\n");
+        writeRecord(fd, Buffer.from(`${midLine ? "\n" : ""}${line}\n`));
         failing = false;
       } catch (error) {
         if (!failing) options.onError?.(`cannot write the audit log: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
@@ -119,6 +143,8 @@ export function openAuditLog(options: AuditOptions): AuditLog {
       const next = open(options.path);
       closeSync(fd);
       fd = next;
+      // logrotate's new, empty file needs no newline before its first record.
+      if (fstatSync(next).size === 0) midLine = false;
     },
     close() {
       subs.close();

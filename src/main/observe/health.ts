@@ -11,6 +11,8 @@ export type HealthReport = { readonly ok: true } | { readonly ok: false; readonl
 export interface HealthInputs {
   /** The listener is bound and the server not shutting down. */
   accepting(): boolean;
+  /** Why the listening socket no longer accepts though the server did not close it (serve/listening-socket.ts), or null. */
+  listenerLost(): string | null;
   /** Why state is not kept at all (an unusable state directory), or null. */
   stateNotKept(): string | null;
 }
@@ -29,6 +31,8 @@ export function trackHealth(inputs: HealthInputs): Health {
   return {
     report() {
       if (!inputs.accepting()) return { ok: false, reason: "not accepting connections" };
+      const lost = inputs.listenerLost();
+      if (lost !== null) return { ok: false, reason: `not accepting connections: ${lost}` };
       const notKept = inputs.stateNotKept();
       if (notKept !== null) return { ok: false, reason: `state is not saved: ${notKept}` };
       if (lastSaveFailure !== null) return { ok: false, reason: `the last state save failed: ${lastSaveFailure}` };

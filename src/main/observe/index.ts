@@ -45,7 +45,7 @@ export class Observability {
     this.#settings = settings;
     this.#systemd = systemd;
     this.#health = trackHealth(sources);
-    this.#accepting = () => sources.accepting();
+    this.#accepting = () => sources.accepting() && sources.listenerLost() === null;
     this.#metrics = metrics;
   }
 
@@ -76,7 +76,7 @@ export class Observability {
 
   /**
    * Serving: tells systemd (Type=notify) and starts its watchdog pings. The
-   * watchdog asks only "accepting?": a restart cures a wedged server, not a
+   * watchdog asks only "accepting?" (the listening socket still there): a restart cures a wedged server, not a
    * full disk, so a failing state save shows on /health and in the log instead.
    */
   ready(): void {

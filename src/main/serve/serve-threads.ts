@@ -289,6 +289,8 @@ export class ServeThreads {
   readonly #unsubscribe: () => void;
   readonly #loaded: Promise<boolean>;
   #onEndedListener: ((why: Error) => void) | null = null;
+  /** The shared listening descriptor, once the first thread listens. */
+  #fd = -1;
   /** A thread's end before onEnded() was called, told to it then. */
   #endedEarly: Error | null = null;
   /** The channels last said to have subscribers (#syncChannels); null: not said yet, all are forwarded. */
@@ -411,11 +413,17 @@ export class ServeThreads {
     return { holding, slow, waiting, evictedSlow, evictedWaiting, evictedSilent };
   }
 
+  /** The listening socket's descriptor the threads share (-1 until listening): the process's, so the main thread can look at it (listening-socket.ts). */
+  get fd(): number {
+    return this.#fd;
+  }
+
   async listen(options: ListenOptions): Promise<{ address: string; port: number }> {
     // The log, metrics and audit have subscribed by now; checked again before each answer.
     this.#syncChannels();
     const [first, ...rest] = this.#threads;
     const bound = await listenOn(first!, options);
+    this.#fd = bound.fd;
     await Promise.all(rest.map((t) => listenOn(t, { ...options, fd: bound.fd })));
     return { address: bound.address, port: bound.port };
   }

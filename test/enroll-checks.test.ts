@@ -1,0 +1,96 @@
+// What `mandos-keygen --enroll` refuses or must get right besides
+// duplicates (enroll-fleet.test.ts): machine names that cannot be a client
+// section (DEFAULT, `%`...), a new clients.conf that would not read back
+// as the old clients plus the new ones; two enrollments at once; a
+// clients.conf that is a symbolic link.
+
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { makeFleetKeyDirs, type FleetMachine } from "./helpers/fleet-keys.js";
+import { enroll, machinesFrom } from "../src/keygen/enroll.js";
+import { parseClientsConfig } from "../src/main/config/index.js";
+import { REPO, run } from "./helpers/server.js";
+
+let root = "";
+let machines: FleetMachine[] = [];
+
+before(async () => {
+  root = mkdtempSync(join(tmpdir(), "mandos-ts-enroll-checks-"));
+  machines = await makeFleetKeyDirs(join(root, "keys"), 6);
+});
+
+after(() => {
+  if (root) rmSync(root, { recursive: true, force: true });
+});
+
+/** An old clients.conf whose one client has a fingerprint only: it would inherit a key_id put in DEFAULT. */
+const OLD = "[DEFAULT]\nchecker = true\n\n[old]\nhost = old\nfingerprint = 0123456789ABCDEF0123456789ABCDEF01234567\nsecret = QUJD\n";
+
+test("a machine named DEFAULT (in any case), or with % or white space at an end, is refused by name", () => {
+  for (const name of ["DEFAULT", "default", "web%1", " web", "web\u0085"]) {
+    const dir = join(root, "named", name);
+    cpSync(machines[0]!.dir, dir, { recursive: true });
+    const named = (e: unknown): boolean => (e as { code?: string }).code === "ENROLL_BAD_INPUT" && (e as Error).message.includes(`cannot enroll machine ${JSON.stringify(name)}: `);
+    assert.throws(() => machinesFrom([dir], null), named, name);
+    assert.throws(() => machinesFrom([], `${name}\t${machines[0]!.dir}\tpw\n`, "list"), { code: "ENROLL_BAD_INPUT", message: /^list:1: cannot enroll machine / }, name);
+  }
+  assert.equal(machinesFrom([machines[0]!.dir], "web-1\tdir\tpw\n").length, 2);
+});
+
+test("a clients.conf that would not read back as its clients plus the new ones is not written", async () => {
+  const path = join(root, "clients.conf");
+  // Names past the name checks (enroll() called directly): DEFAULT would
+  // give the old client the new key_id; % would make the file unreadable.
+  for (const name of ["DEFAULT", "web%1"]) {
+    writeFileSync(path, OLD, { mode: 0o600 });
+    await assert.rejects(
+      enroll(path, [{ name, keyDir: machines[0]!.dir, password: Buffer.from("pw") }], false),
+      { code: "ENROLL_WOULD_BREAK" }, name,
+    );
+    assert.equal(readFileSync(path, "utf8"), OLD, `${name}: nothing written`);
+  }
+  const ok = await enroll(path, [{ name: "web1", keyDir: machines[0]!.dir, password: Buffer.from("pw") }], false);
+  assert.equal(ok.written, true);
+});
+
+test("two enrollments at once, as two processes, both end up in clients.conf", async () => {
+  const path = join(root, "concurrent.conf");
+  // Three rounds: without the lock, one batch was lost in 4 of 4 runs.
+  for (let round = 0; round < 3; round++) {
+    writeFileSync(path, OLD, { mode: 0o600 });
+    const [a, b] = [machines[round * 2]!, machines[round * 2 + 1]!];
+    const results = await Promise.all([a, b].map((m) => run(process.execPath, [`${REPO}bin/mandos-keygen`, "--enroll", "--clients-conf", path, m.dir], 60_000)));
+    for (const r of results) assert.equal(r.code, 0, r.stderr);
+    const names = parseClientsConfig(readFileSync(path, "utf8"), path).map((c) => c.name).sort();
+    assert.deepEqual(names, [a.name, b.name, "old"].sort(), `round ${round}`);
+  }
+});
+
+test("a clients.conf that is a symbolic link stays one: its target gets the new clients", async () => {
+  const links = join(root, "etc-mandos");
+  const real = join(root, "srv-mandos");
+  for (const d of [links, real]) mkdirSync(d);
+  writeFileSync(join(real, "clients.conf"), OLD, { mode: 0o640 });
+  // A relative link, through a second link; and one to a file not yet there.
+  symlinkSync("../srv-mandos/clients.conf", join(real, "hop.conf"));
+  symlinkSync("../srv-mandos/hop.conf", join(links, "clients.conf"));
+  symlinkSync("../srv-mandos/new.conf", join(links, "new.conf"));
+  const m = machines[0]!;
+  for (const name of ["clients.conf", "new.conf"]) {
+    const r = await run(process.execPath, [`${REPO}bin/mandos-keygen`, "--enroll", "--clients-conf", join(links, name), m.dir], 60_000);
+    assert.equal(r.code, 0, r.stderr);
+  }
+  assert.equal(readlinkSync(join(links, "clients.conf")), "../srv-mandos/hop.conf", "the link is kept");
+  assert.equal(readlinkSync(join(real, "hop.conf")), "../srv-mandos/clients.conf", "so is the link it points to");
+  assert.equal(readlinkSync(join(links, "new.conf")), "../srv-mandos/new.conf");
+  const names = (file: string): string[] => parseClientsConfig(readFileSync(join(real, file), "utf8"), file).map((c) => c.name);
+  assert.deepEqual(names("clients.conf"), ["old", m.name]);
+  assert.equal(statSync(join(real, "clients.conf")).mode & 0o777, 0o640, "the target's mode is kept");
+  assert.deepEqual(names("new.conf"), [m.name]);
+  // No temporary file or lock left, on either side.
+  assert.deepEqual(readdirSync(links).sort(), ["clients.conf", "new.conf"]);
+  assert.deepEqual(readdirSync(real).sort(), ["clients.conf", "hop.conf", "new.conf"]);
+});
