@@ -94,3 +94,53 @@ for (const mode of ["listener", "serve threads", "--socket"] as const) {
     }
   });
 }
+
+/**
+ * A listening socket made in network namespace `ns` and given to the
+ * server, which runs in this one's, as descriptor 3 (a container's socket
+ * passed in from the host, say): the wrap for startServer().
+ */
+function socketFromNamespace(ns: string, script: string): string[] {
+  writeFileSync(script, [
+    "import os, socket, sys",
+    "s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)",
+    "s.bind(('::1', 0)); s.listen(16)",
+    "fd = s.detach()",
+    "if fd != 3: os.dup2(fd, 3); os.close(fd)",
+    "os.set_inheritable(3, True)",
+    "os.execvp('nsenter', ['nsenter', '--net=' + sys.argv[1], '--'] + sys.argv[2:])",
+  ].join("\n"));
+  return ["nsenter", `--net=/run/netns/${ns}`, "python3", script, `/proc/${process.pid}/ns/net`];
+}
+
+const noNetns = skip || (spawnSync("ip", ["netns", "list"]).status === 0 && spawnSync("nsenter", ["--version"]).status === 0 ? false : "needs ip netns and nsenter");
+
+test("a listening socket from another network namespace (--socket) is not watched: never seen in this one's tables, it is not taken for lost", { skip: noNetns }, async () => {
+  const root = mkdtempSync(join(tmpdir(), "mandos-ts-listener-netns-"));
+  const ns = `mandos-ts-lost-${process.pid}`;
+  assert.equal(spawnSync("ip", ["netns", "add", ns]).status, 0, "ip netns add");
+  try {
+    assert.equal(spawnSync("ip", ["-n", ns, "link", "set", "lo", "up"]).status, 0);
+    const conf = join(root, "conf");
+    mkdirSync(conf);
+    writeFileSync(join(conf, "mandos.conf"), "[DEFAULT]\n");
+    writeFileSync(join(conf, "clients.conf"), "[DEFAULT]\n", { mode: 0o600 });
+    const server = await startServer(
+      ["--configdir", conf, "--statedir", join(root, "state"), "--no-restore", "--metrics", ":0", "--socket", "3"],
+      {}, { wrap: socketFromNamespace(ns, join(root, "in-netns.py")) },
+    );
+    try {
+      const metricsPort = Number(/Serving \/metrics and \/health on "127\.0\.0\.1", port (\d+)/.exec(server.log())?.[1]);
+      await server.waitForLog(/listening socket is not among this network namespace's listening sockets .*: not watched/);
+      // Past two more looks, had it been watched.
+      await new Promise((r) => setTimeout(r, 2_500));
+      assert.deepEqual(await health(metricsPort), { status: 200, body: "ok\n" });
+      assert.doesNotMatch(server.log(), /Not accepting connections/);
+    } finally {
+      await server.stop();
+    }
+  } finally {
+    spawnSync("ip", ["netns", "delete", ns]);
+    rmSync(root, { recursive: true, force: true });
+  }
+});

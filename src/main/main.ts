@@ -503,13 +503,28 @@ async function startAndServe(
   observe.ready();
   // Once lost, said once: /health says 503 and the watchdog stops, so that
   // systemd restarts the server (WatchdogSec=, docs/OBSERVABILITY.md).
-  const listenCheck = setInterval(() => {
+  // A socket never seen listening is not watched: one inherited (--socket)
+  // from another network namespace is not in this one's tables, and would
+  // be taken for lost at once, and restarted for ever by the watchdog.
+  let seenListening = false;
+  const lookAtListener = (): void => {
     if (!accepting) return;
-    listenerLost = listeningSocketLost(listener.fd);
-    if (listenerLost === null) return;
+    const lost = listeningSocketLost(listener.fd);
+    if (lost === null) {
+      seenListening = true;
+      return;
+    }
     clearInterval(listenCheck);
-    logger.critical(`Not accepting connections: ${listenerLost}; the server must be restarted (under systemd, its watchdog does)`);
-  }, LISTEN_CHECK_MS);
+    if (!seenListening) {
+      logger.debug(`The listening socket is not among this network namespace's listening sockets (${lost}): not watched`);
+      return;
+    }
+    listenerLost = lost;
+    logger.critical(`Not accepting connections: ${lost}; the server must be restarted (under systemd, its watchdog does)`);
+  };
+  const listenCheck = setInterval(lookAtListener, LISTEN_CHECK_MS);
+  // Once now, as it has just begun to listen: a socket lost in the first second is still seen lost.
+  lookAtListener();
   listenCheck.unref();
   logger.debug("Starting main loop");
   const opening = openSealedSecrets(registry, logger, systemd, () => handshakesUnderWay(listener.handshakes));
