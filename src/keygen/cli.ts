@@ -9,7 +9,7 @@ import { accessSync, constants, existsSync, readFileSync, readSync, statSync } f
 import { hostname } from "node:os";
 import { parseArgs } from "node:util";
 import { enrollCommand, ENROLL_HELP, ENROLL_OPTIONS } from "./enroll.js";
-import { KeygenError } from "./errors.js";
+import { fileSystemError, KeygenError, KeygenFileError } from "./errors.js";
 import { importPickleDryRun } from "./import-pickle.js";
 import { parseExpire } from "./expire.js";
 import { defaultKeyDir, keyDirPaths, replaceKeyFile } from "./key-dir.js";
@@ -107,8 +107,13 @@ export async function keygenMain(argv: readonly string[], io: KeygenIo = process
   try {
     return await run(argv, io, program);
   } catch (error) {
-    if (error instanceof KeygenError) {
-      io.stderr(`${error.message}\n`);
+    const shown = fileSystemError(error) ?? error;
+    if (shown instanceof KeygenFileError) {
+      io.stderr(`${program}: ${shown.message}\n`);
+      return 1;
+    }
+    if (shown instanceof KeygenError) {
+      io.stderr(`${shown.message}\n`);
       return 1;
     }
     throw error;
@@ -139,7 +144,7 @@ async function run(argv: readonly string[], io: KeygenIo, program: string): Prom
   checkDirectory(dir, o.password || o.passfile !== undefined ? constants.R_OK : constants.R_OK | constants.W_OK);
   const name = o.name ?? fqdn();
   if (o.password || o.passfile !== undefined) {
-    const password = o.passfile !== undefined ? readFileSync(o.passfile) : interactivePassword(io);
+    const password = o.passfile !== undefined ? readPassfile(o.passfile) : interactivePassword(io);
     io.stdout(await passwordSection(dir, name, password, o["no-ssh"] ? null : (io.sshKeyscan ?? undefined)));
     return 0;
   }
@@ -237,11 +242,19 @@ export async function passwordSection(dir: string, name: string, password: Uint8
   const ssh = sshKeyscan === null ? null : localSshHostKey(sshKeyscan);
   return formatSection({
     name,
-    keyId: tlsPublicKey === null ? "" : tlsKeyId(tlsPublicKey),
-    fingerprint: await openPgpFingerprint(publicKey),
+    keyId: tlsPublicKey === null ? "" : tlsKeyId(tlsPublicKey, paths.tlsPublicKey),
+    fingerprint: await openPgpFingerprint(publicKey, paths.publicKey),
     secret: secretLines(await encryptPassword(password, publicKey, secretKey)),
     ssh,
   });
+}
+
+function readPassfile(path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (error) {
+    throw fileSystemError(error, path) ?? error;
+  }
 }
 
 function readKeyFile(path: string): string {

@@ -23,7 +23,7 @@ import { parseClientsConfig } from "../main/config/index.js";
 import type { ClientSettings } from "../main/clients/settings.js";
 import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
-import { KeygenError, type KeygenErrorCode } from "./errors.js";
+import { fileSystemError, KeygenError, KeygenFileError, type KeygenErrorCode } from "./errors.js";
 import { keyDirPaths } from "./key-dir.js";
 import { encryptPassword, openPgpFingerprint, secretLines } from "./openpgp-key.js";
 import { formatSection } from "./section.js";
@@ -131,8 +131,8 @@ export async function enrollee(m: Machine): Promise<Enrollee> {
   } catch (error) {
     throw new KeygenError("ENROLL_BAD_INPUT", `${m.name}: cannot read its keys in ${m.keyDir}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
   }
-  const keyId = tlsKeyId(tlsPublicKey);
-  const fingerprint = await openPgpFingerprint(publicKey);
+  const keyId = tlsKeyId(tlsPublicKey, paths.tlsPublicKey);
+  const fingerprint = await openPgpFingerprint(publicKey, paths.publicKey);
   const secret = secretLines(await encryptPassword(m.password, publicKey, null));
   return { name: m.name, keyId, fingerprint, section: formatSection({ name: m.name, keyId, fingerprint, secret, ssh: null }) };
 }
@@ -154,7 +154,7 @@ async function enrollees(machines: readonly Machine[]): Promise<Enrollee[]> {
   return results.flat();
 }
 
-type WorkerReply = { ok: true; added: Enrollee[] } | { ok: false; code?: KeygenErrorCode; message: string };
+type WorkerReply = { ok: true; added: Enrollee[] } | { ok: false; code?: KeygenErrorCode; message: string; file?: { path: string; reason: string } };
 
 function inWorker(machines: readonly Machine[]): Promise<Enrollee[]> {
   return new Promise((resolve, reject) => {
@@ -162,6 +162,7 @@ function inWorker(machines: readonly Machine[]): Promise<Enrollee[]> {
     worker.once("message", (reply: WorkerReply) => {
       void worker.terminate();
       if (reply.ok) resolve(reply.added);
+      else if (reply.code && reply.file) reject(new KeygenFileError(reply.code, reply.file.path, reply.file.reason));
       else reject(reply.code ? new KeygenError(reply.code, reply.message) : new Error(reply.message));
     });
     worker.once("error", reject);
@@ -255,7 +256,7 @@ function linkTarget(path: string): string {
     if (!link) return path;
     path = resolve(dirname(path), readlinkSync(path));
   }
-  throw Object.assign(new Error(`${path}: Too many levels of symbolic links`), { code: "ELOOP", path });
+  throw Object.assign(new Error(`${path}: Too many levels of symbolic links`), { code: "ELOOP", syscall: "readlink", path });
 }
 
 /** clients.conf as it is now (empty when missing), its mode and owner, and its clients. */
@@ -304,7 +305,7 @@ async function withEnrollLock<T>(path: string, change: () => T): Promise<T> {
       fd = openSync(lock, "wx", 0o600);
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
-      if (code !== "EEXIST") throw new KeygenError("ENROLL_LOCKED", `Cannot create the lock ${lock}: ${code ?? (error as Error).message}`);
+      if (code !== "EEXIST") throw fileSystemError(error, lock) ?? error;
       if (lockHolderGone(lock)) {
         rmSync(lock, { force: true });
         continue;
@@ -404,10 +405,19 @@ interface EnrollValues {
   readonly "dry-run"?: boolean;
 }
 
+/** The manifest's text ("-": standard input); read(2)'s errors name no file, so it is named here. */
+function readManifest(path: string): string {
+  try {
+    return path === "-" ? readFileSync(0, "utf8") : readFileSync(path, "utf8");
+  } catch (error) {
+    throw fileSystemError(error, path === "-" ? "<stdin>" : path) ?? error;
+  }
+}
+
 /** `mandos-keygen --enroll`: resolves with the exit code. */
 export async function enrollCommand(o: EnrollValues, dirs: readonly string[], io: { stdout: (t: string) => void; stderr: (t: string) => void }): Promise<number> {
   const path = o["clients-conf"] ?? "/etc/mandos/clients.conf";
-  const manifest = o.manifest === undefined ? null : o.manifest === "-" ? readFileSync(0, "utf8") : readFileSync(o.manifest, "utf8");
+  const manifest = o.manifest === undefined ? null : readManifest(o.manifest);
   const machines = machinesFrom(dirs, manifest, o.manifest === "-" ? "<stdin>" : o.manifest);
   if (machines.length === 0) throw new KeygenError("KEYGEN_USAGE", "Nothing to enroll: give key directories or --manifest");
   const dryRun = o["dry-run"] ?? false;

@@ -5,7 +5,7 @@
 // machine to decrypt with GPGME.
 
 import * as openpgp from "openpgp";
-import { KeygenError } from "./errors.js";
+import { KeygenError, KeygenFileError } from "./errors.js";
 
 export interface OpenPgpKeyOptions {
   /** gpg's Key-Type: RSA, or EDDSA for an Ed25519 primary key. */
@@ -79,17 +79,19 @@ export async function generateOpenPgpKey(options: OpenPgpKeyOptions): Promise<Op
   };
 }
 
-/** The primary key's fingerprint, as gpg's first `fpr:` line gives it. */
-export async function openPgpFingerprint(armoredKey: string): Promise<string> {
-  const key = await readKey(armoredKey);
+/** The primary key's fingerprint, as gpg's first `fpr:` line gives it; `file`, where the key was read, is named if it is none. */
+export async function openPgpFingerprint(armoredKey: string, file?: string): Promise<string> {
+  const key = await readKey(armoredKey, file);
   return key.getFingerprint().toUpperCase();
 }
 
-async function readKey(armoredKey: string): Promise<openpgp.Key> {
+async function readKey(armoredKey: string, file?: string): Promise<openpgp.Key> {
   try {
     return await openpgp.readKey({ armoredKey });
   } catch (error) {
-    throw new KeygenError("KEYGEN_KEY_UNREADABLE", `Not an OpenPGP key: ${(error as Error).message}`);
+    const reason = (error as Error).message;
+    if (file !== undefined) throw new KeygenFileError("KEYGEN_KEY_UNREADABLE", file, `not an OpenPGP key: ${reason}`);
+    throw new KeygenError("KEYGEN_KEY_UNREADABLE", `Not an OpenPGP key: ${reason}`);
   }
 }
 

@@ -4,7 +4,7 @@
 // the server knows a client by (`certtool --key-id --hash=sha256`).
 
 import { createHash, createPublicKey, generateKeyPairSync, type KeyObject } from "node:crypto";
-import { KeygenError } from "./errors.js";
+import { KeygenError, KeygenFileError } from "./errors.js";
 
 export type TlsKeyType = "ed25519" | "ed448" | "ecdsa" | "rsa";
 
@@ -46,8 +46,15 @@ export function generateTlsKey(type: TlsKeyType): TlsKeyPair {
 /**
  * The key ID: SHA-256 of the DER SubjectPublicKeyInfo, in lowercase hex as
  * certtool prints it (clients.conf compares it without regard to case).
+ * `file`, where a PEM text was read, is named if the text is no public key.
  */
-export function tlsKeyId(publicKey: string | Buffer | KeyObject): string {
-  const key = typeof publicKey === "object" && "export" in publicKey && !Buffer.isBuffer(publicKey) ? publicKey : createPublicKey(publicKey);
+export function tlsKeyId(publicKey: string | Buffer | KeyObject, file?: string): string {
+  let key: KeyObject;
+  try {
+    key = typeof publicKey === "object" && "export" in publicKey && !Buffer.isBuffer(publicKey) ? publicKey : createPublicKey(publicKey);
+  } catch (error) {
+    if (file === undefined) throw error;
+    throw new KeygenFileError("KEYGEN_KEY_UNREADABLE", file, `not a public key: ${(error as Error).message}`, { cause: error });
+  }
   return createHash("sha256").update(key.export({ type: "spki", format: "der" })).digest("hex");
 }

@@ -1,0 +1,92 @@
+// mandos-keygen on a file it cannot read or write, or a key file that holds
+// no key: one line `mandos-keygen: FILE: REASON`, exit status 1, nothing
+// printed or written; not a Node stack trace. A programming error is not
+// turned into such a line.
+
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { makeFleetKeyDirs, type FleetMachine } from "./helpers/fleet-keys.js";
+import { REPO, run } from "./helpers/server.js";
+import { fileSystemError } from "../src/keygen/errors.js";
+
+const BIN_KEYGEN = `${REPO}bin/mandos-keygen`;
+
+let root = "";
+let machine: FleetMachine;
+
+before(async () => {
+  root = mkdtempSync(join(tmpdir(), "mandos-ts-keygen-errors-"));
+  [machine] = (await makeFleetKeyDirs(join(root, "keys"), 1)) as [FleetMachine];
+});
+
+after(() => {
+  if (root) rmSync(root, { recursive: true, force: true });
+});
+
+/** bin/mandos-keygen ARGS, under `wrapper` if given (runuser -u nobody --). */
+async function keygen(args: readonly string[], wrapper: readonly string[] = []): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const [command, ...rest] = [...wrapper, process.execPath, BIN_KEYGEN, ...args] as [string, ...string[]];
+  const r = await run(command, rest, 60_000);
+  return { code: r.code, stdout: r.stdout.toString("utf8"), stderr: r.stderr };
+}
+
+function assertOneLine(r: { code: number | null; stdout: string; stderr: string }, line: string | RegExp): void {
+  assert.equal(r.code, 1, r.stderr);
+  assert.equal(r.stdout, "", "nothing printed");
+  if (typeof line === "string") assert.equal(r.stderr, `${line}\n`);
+  else assert.match(r.stderr, line);
+}
+
+test("--passfile that is missing, or a directory", async () => {
+  const missing = join(root, "nonexistent");
+  assertOneLine(await keygen(["--passfile", missing, "--dir", machine.dir, "--no-ssh"]), `mandos-keygen: ${missing}: No such file or directory`);
+  assertOneLine(await keygen(["--passfile", root, "--dir", machine.dir, "--no-ssh"]), `mandos-keygen: ${root}: Is a directory`);
+});
+
+test("--enroll --manifest that is missing: clients.conf not created", async () => {
+  const conf = join(root, "manifest.conf");
+  const missing = join(root, "nonexistent.tsv");
+  assertOneLine(await keygen(["--enroll", "--clients-conf", conf, "--manifest", missing]), `mandos-keygen: ${missing}: No such file or directory`);
+  assert.equal(existsSync(conf), false);
+});
+
+test("a tls-pubkey.pem or pubkey.txt that holds no key, with --enroll and with --passfile: clients.conf left alone", async () => {
+  const conf = join(root, "garbage.conf");
+  writeFileSync(conf, "[DEFAULT]\n", { mode: 0o600 });
+  for (const file of ["tls-pubkey.pem", "pubkey.txt"]) {
+    const dir = join(root, `garbage-${file}`);
+    cpSync(machine.dir, dir, { recursive: true });
+    writeFileSync(join(dir, file), "garbage\n");
+    const said = new RegExp(`^mandos-keygen: ${join(dir, file)}: not an? (public|OpenPGP) key: [^\\n]*\\n$`);
+    assertOneLine(await keygen(["--enroll", "--clients-conf", conf, dir]), said);
+    assertOneLine(await keygen(["--passfile", join(dir, "password"), "--dir", dir, "--no-ssh"]), said);
+  }
+  assert.equal(readFileSync(conf, "utf8"), "[DEFAULT]\n");
+});
+
+const asNobody = process.getuid?.() !== 0 ? "needs root, to run mandos-keygen as nobody" : !existsSync("/usr/sbin/runuser") && !existsSync("/sbin/runuser") ? "needs runuser" : false;
+
+test("--enroll into a directory the user cannot write", { skip: asNobody }, async () => {
+  // Readable by nobody: the key directory (mkdtemp makes root 0700).
+  chmodSync(root, 0o755);
+  const dir = join(root, "nobody-keys", machine.name);
+  cpSync(machine.dir, dir, { recursive: true });
+  for (const d of [join(root, "nobody-keys"), dir]) chmodSync(d, 0o755);
+  for (const f of ["pubkey.txt", "tls-pubkey.pem", "password"]) chmodSync(join(dir, f), 0o644);
+  const etc = join(root, "etc");
+  mkdirSync(etc, { mode: 0o755 });
+  const conf = join(etc, "clients.conf");
+  assertOneLine(await keygen(["--enroll", "--clients-conf", conf, dir], ["runuser", "-u", "nobody", "--"]), `mandos-keygen: ${join(etc, ".clients.conf.enroll-lock")}: Permission denied`);
+  assert.equal(existsSync(conf), false);
+});
+
+test("only file-system errors with a file become the one line: a programming error keeps its stack", () => {
+  const missing = Object.assign(new Error("ENOENT: no such file or directory, open '/x'"), { code: "ENOENT", syscall: "open", path: "/x" });
+  assert.equal(fileSystemError(missing)?.message, "/x: No such file or directory");
+  const badArgument = Object.assign(new TypeError('The "path" argument must be of type string'), { code: "ERR_INVALID_ARG_TYPE" });
+  assert.equal(fileSystemError(badArgument, "/x"), null);
+  assert.equal(fileSystemError(new Error("boom"), "/x"), null);
+});
