@@ -821,9 +821,12 @@ export class FleetState {
       if (newest && newer(newest, value)) {
         // An older value landed after a newer one (a write retried across
         // an outage): write the newer one again, so that etcd converges too.
+        // Ours too when it is still unwritten here: its write may be in
+        // flight and have landed before this one (two seeds racing), so it
+        // goes again (a new entry: the one in flight no longer clears it).
         // A journal's change is older when its key was changed since: the
         // key already holds the newer value.
-        if (!mine && !journaled) {
+        if (!journaled) {
           this.#dirty.set(key, { key, value: newest });
           rewrites++;
         }
