@@ -19,6 +19,7 @@ import { dumpJson, makeFleetRoot, mandosCtl, startOurServer, startPrivateBus, st
 import { GPG, MANDOS_CLIENT, MANDOS_CTL, MANDOS_KEYGEN, MANDOS_REFERENCE, missing } from "./helpers/peers.js";
 import { receiveDatagrams } from "./helpers/datagram-receiver.js";
 import { REPO, run, runMandosClient, startServer } from "./helpers/server.js";
+import { eventually } from "./helpers/wait.js";
 import { PyDatetime, PyTimedelta, PyTuple, unpickle, type PyDict } from "../src/main/state/unpickle.js";
 import { openReferenceSecrets, passwordEncode } from "../src/main/state/reference-secret.js";
 
@@ -294,8 +295,66 @@ describe("switching from the Python server: our server takes over its clients.pi
   });
 });
 
+// Found by an audit: an admin gone back to the Python server for a while
+// and then to ours found ours on its old clients.json, the changes made
+// under the reference lost without a word.
+describe("back to the Python server and to ours again: the state of the server that ran last is kept", { skip }, () => {
+  test("a clients.pickle newer than clients.json is imported again, in its place, and said; once saved, it is not imported again", async () => {
+    const { root, fleet } = makeFleetRoot("mandos-ts-again-");
+    const bus = await startPrivateBus();
+    try {
+      const state = join(root, "state");
+      mkdirSync(state);
+      const first = await startReference(fleet.conf, state, bus.address, true);
+      await first.stop();
+      const ours1 = await startOurServer(fleet.conf, state, bus.address, true);
+      try {
+        await ours1.waitForLog(/Imported the Python server's state of 4 clients/);
+        await eventually(() => existsSync(join(state, "clients.json")), { what: "clients.json saved" });
+      } finally {
+        await ours1.stop();
+      }
+      // Back to the reference: it reads its old pickle, the admin disables alpha, it writes a new one as it stops.
+      const reference = await startReference(fleet.conf, state, bus.address, true);
+      try {
+        const r = await mandosCtl(bus.address, "--disable", "alpha");
+        assert.equal(r.code, 0, r.stderr);
+      } finally {
+        await reference.stop();
+      }
+      assert.ok(statSync(join(state, "clients.pickle")).mtimeMs > statSync(join(state, "clients.json")).mtimeMs);
+      const check = await run(process.execPath, [`${REPO}bin/mandos`, "--check", "--configdir", fleet.conf, "--statedir", state]);
+      assert.match(check.stdout.toString("utf8"), /^ok: the next start imports .*clients\.pickle in place of .*clients\.json \(the Python server ran after this one last saved\): 4 clients/m);
+      const ours2 = await startOurServer(fleet.conf, state, bus.address, true);
+      try {
+        await ours2.waitForLog(/WARNING: .*clients\.pickle is newer than .*clients\.json: the Python server ran after this one last saved; importing its state in place of clients\.json's/);
+        assert.equal((await dumpJson(bus.address)).alpha!.Enabled, false, "alpha, disabled under the reference");
+        // Enabled here, and saved: the next start keeps this, not the pickle's.
+        const r = await mandosCtl(bus.address, "--enable", "alpha");
+        assert.equal(r.code, 0, r.stderr);
+        const saved = statSync(join(state, "clients.json")).mtimeMs;
+        await eventually(() => statSync(join(state, "clients.json")).mtimeMs > saved, { what: "the enable saved" });
+      } finally {
+        await ours2.stop();
+      }
+      const ours3 = await startOurServer(fleet.conf, state, bus.address, true);
+      try {
+        assert.equal((await dumpJson(bus.address)).alpha!.Enabled, true, "alpha, enabled under ours");
+        assert.doesNotMatch(ours3.log(), /Imported the Python server's state|is newer than/);
+      } finally {
+        await ours3.stop();
+      }
+    } finally {
+      await bus.stop();
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+});
+
 describe("a pickle that cannot be imported", { skip: missing(MANDOS_KEYGEN) }, () => {
-  test("is a clear warning and a fresh start from clients.conf, and is left alone", async () => {
+  // As the reference stops on a pickle it cannot read: a start from
+  // clients.conf would bring back the clients disabled or removed under it.
+  test("stops the start with a clear error, and is left alone; --check says so; --no-restore starts from clients.conf", async () => {
     const { root, fleet } = makeFleetRoot("mandos-ts-badpickle-");
     try {
       const state = join(root, "state");
@@ -303,10 +362,14 @@ describe("a pickle that cannot be imported", { skip: missing(MANDOS_KEYGEN) }, (
       const evil = execFileSync("python3", ["-c", "import pickle,os,sys; sys.stdout.buffer.write(pickle.dumps(os.system, protocol=2))"]);
       writeFileSync(join(state, "clients.pickle"), evil);
       const check = await run(process.execPath, [`${REPO}bin/mandos`, "--check", "--configdir", fleet.conf, "--statedir", state]);
-      assert.match(check.stdout.toString("utf8"), /^WARNING: .*clients\.pickle cannot be imported \(refusing global posix system\): the first start begins from clients\.conf alone$/m);
-      const server = await startServer(["--configdir", fleet.conf, "--statedir", state, "--port", "0", "--address", "::1"]);
+      assert.notEqual(check.code, 0, "--check passed a start that stops");
+      assert.match(check.stdout.toString("utf8"), /^FAILED: state: .*clients\.pickle cannot be imported \(refusing global posix system\): a start stops on it; move it, or start with --no-restore to begin from clients\.conf alone$/m);
+      const start = await run(process.execPath, [`${REPO}bin/mandos`, "--foreground", "--no-dbus", "--no-zeroconf", "--configdir", fleet.conf, "--statedir", state, "--port", "0", "--address", "::1"], 20_000);
+      assert.equal(start.code, 1, start.stderr);
+      assert.match(start.stderr, /Could not import the Python server's state from .*clients\.pickle: refusing global posix system; not started, since starting without it would bring back the clients disabled or removed at run time: repair or move the file, or start with --no-restore to begin from clients\.conf/);
+      assert.equal(existsSync(join(state, "clients.json")), false);
+      const server = await startServer(["--configdir", fleet.conf, "--statedir", state, "--port", "0", "--address", "::1", "--no-restore"]);
       try {
-        await server.waitForLog(/Could not import the Python server's state from .*clients\.pickle: refusing global posix system; starting from clients\.conf/);
         const delta = fleet.clients.find((c) => c.name === "delta")!;
         const r = await runMandosClient(delta.dir, "::1", server.port, 30_000);
         assert.equal(r.stdout.toString("utf8"), delta.password);

@@ -156,7 +156,7 @@ for (const mode of [[], ["--serve-threads", "2"]]) test(
     const evicted = [...log.matchAll(/timed out waiting for the version line: over 1 s, closed for a new connection at the open connections cap/g)];
     const timedOut = log.search(/timed out waiting for the version line$/m);
     assert.ok(sent >= 0, log.slice(-3_000));
-    assert.equal(evicted.length, 1, "one made room");
+    assert.equal(evicted.length, 1, `one made room\n${log.slice(-3_000)}`);
     assert.ok(evicted[0]!.index! < sent, "before the secret");
     assert.ok(timedOut < 0 || timedOut > sent, "the others still held their places when the secret went");
   }),

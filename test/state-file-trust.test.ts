@@ -1,17 +1,26 @@
 // The state file is read as root at start-up: a symbolic link is not
 // followed, a file others may write or that a stranger owns is refused, and
-// no warning ever quotes the file's bytes. (Found by review: a state file
+// no message ever quotes the file's bytes. (Found by review: a state file
 // linked to a root-only file had its first bytes logged in the parse error.)
+// A file refused stops the start, naming the path, the reason and what to
+// do: read as none, clients disabled or removed at run time would come back
+// (docs/STATE.md).
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { chmodSync, chownSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { readState } from "../src/main/state/state-file.js";
+import { NOT_STARTED, readState } from "../src/main/state/state-file.js";
 import { silentLogger } from "../src/main/daemon/log.js";
 
 const SECRET = "root-only-bytes-4f1c9a";
+
+/** readState's error for `path` refused for `reason` (a pattern), after which the admin is told what to do. */
+function refused(path: string, reason: string): RegExp {
+  const quote = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  return new RegExp(`^Could not load persistent state from ${quote(path)}: ${reason}; ${quote(NOT_STARTED)} \\(the file is then replaced\\)$`);
+}
 
 function scratch(t: { after(fn: () => void): void }): { dir: string; warnings: string[]; logger: typeof silentLogger } {
   const dir = mkdtempSync(join(tmpdir(), "mandos-ts-state-trust-"));
@@ -24,20 +33,26 @@ test("a state file that is a symbolic link is not followed, and nothing of its t
   const { dir, warnings, logger } = scratch(t);
   const target = join(dir, "shadow");
   writeFileSync(target, `${SECRET}\n`, { mode: 0o600 });
-  symlinkSync(target, join(dir, "clients.json"));
-  assert.equal(readState(join(dir, "clients.json"), logger), null);
-  assert.equal(warnings.length, 1);
-  assert.match(warnings[0]!, /clients\.json: it is a symbolic link, which is not followed/);
-  assert.doesNotMatch(warnings.join("\n"), new RegExp(SECRET));
+  const path = join(dir, "clients.json");
+  symlinkSync(target, path);
+  assert.throws(() => readState(path, logger), (error: Error) => {
+    assert.match(error.message, refused(path, "it is a symbolic link, which is not followed"));
+    assert.doesNotMatch(error.message, new RegExp(SECRET));
+    return true;
+  });
+  assert.deepEqual(warnings, []);
 });
 
 test("a state file that is not JSON is refused without quoting it", (t) => {
   const { dir, warnings, logger } = scratch(t);
   const path = join(dir, "clients.json");
   writeFileSync(path, `${SECRET} is not JSON`, { mode: 0o600 });
-  assert.equal(readState(path, logger), null);
-  assert.match(warnings[0]!, /clients\.json: not valid JSON; starting from clients\.conf$/);
-  assert.doesNotMatch(warnings.join("\n"), new RegExp(SECRET));
+  assert.throws(() => readState(path, logger), (error: Error) => {
+    assert.match(error.message, refused(path, "not valid JSON"));
+    assert.doesNotMatch(error.message, new RegExp(SECRET));
+    return true;
+  });
+  assert.deepEqual(warnings, []);
 });
 
 test("a state file others may write is refused", (t) => {
@@ -45,10 +60,10 @@ test("a state file others may write is refused", (t) => {
   const path = join(dir, "clients.json");
   writeFileSync(path, '{"format":"mandos-ts-state","version":1,"clients":{}}');
   chmodSync(path, 0o666);
-  assert.equal(readState(path, logger), null);
-  assert.match(warnings[0]!, /writable by others \(mode 666\)/);
+  assert.throws(() => readState(path, logger), { message: refused(path, "writable by others \\(mode 666\\)") });
   chmodSync(path, 0o600);
   assert.notEqual(readState(path, logger), null);
+  assert.deepEqual(warnings, []);
 });
 
 test("a state file owned by a stranger is refused; by the server's user it is read", { skip: process.getuid?.() !== 0 ? "needs root (chown)" : false }, (t) => {
@@ -56,9 +71,9 @@ test("a state file owned by a stranger is refused; by the server's user it is re
   const path = join(dir, "clients.json");
   writeFileSync(path, '{"format":"mandos-ts-state","version":1,"clients":{}}', { mode: 0o600 });
   chownSync(path, 12345, 12345);
-  assert.equal(readState(path, logger), null);
-  assert.match(warnings[0]!, /owned by uid 12345, not by root or the server's user/);
+  assert.throws(() => readState(path, logger), { message: refused(path, "owned by uid 12345, not by root or the server's user") });
   assert.notEqual(readState(path, logger, [12345]), null);
+  assert.deepEqual(warnings, []);
 });
 
 // Found by running the migration against crafted state directories: the
@@ -73,19 +88,28 @@ test("the reference's clients.pickle, read when migrating, gets the same care", 
   const pickle = join(dir, "clients.pickle");
   symlinkSync(target, pickle);
   const ours = join(dir, "clients.json");
-  assert.deepEqual(await migrateReferenceState(dir, ours, [], 0, logger), { state: null });
-  assert.match(warnings[0]!, /clients\.pickle: it is a symbolic link, which is not followed; starting from clients\.conf$/);
+  const stops = async (reason: string): Promise<void> => {
+    await assert.rejects(migrateReferenceState(dir, ours, [], 0, logger), (error: Error) => {
+      assert.match(error.message, new RegExp(`^Could not import the Python server's state from ${pickle}: ${reason}; not started, `));
+      assert.match(error.message, /--no-restore/);
+      assert.doesNotMatch(error.message, new RegExp(SECRET));
+      return true;
+    });
+  };
+  await stops("it is a symbolic link, which is not followed");
   // The same bytes in a file of its own: refused by the unpickler, still unquoted.
   rmSync(pickle);
   writeFileSync(pickle, `c${SECRET}\nsecond-line\n`, { mode: 0o600 });
-  assert.deepEqual(await migrateReferenceState(dir, ours, [], 0, logger), { state: null });
-  assert.match(warnings[1]!, /clients\.pickle: refusing global \(not a Python name\); starting from clients\.conf$/);
+  await stops("refusing global \\(not a Python name\\)");
   chmodSync(pickle, 0o666);
-  await migrateReferenceState(dir, ours, [], 0, logger);
-  assert.match(warnings[2]!, /writable by others \(mode 666\)/);
-  assert.doesNotMatch(warnings.join("\n"), new RegExp(SECRET));
+  await stops("writable by others \\(mode 666\\)");
+  // An empty pickle is what the reference also reads as none (EOFError): a warning and a fresh start.
+  writeFileSync(pickle, "", { mode: 0o600 });
+  chmodSync(pickle, 0o600);
+  assert.deepEqual(await migrateReferenceState(dir, ours, [], 0, logger), { state: null });
+  assert.deepEqual(warnings, [`Could not import the Python server's state from ${pickle}: the file is empty; starting from clients.conf`]);
   // No pickle: nothing to migrate, nothing said.
   rmSync(pickle);
   assert.equal(await migrateReferenceState(dir, ours, [], 0, logger), null);
-  assert.equal(warnings.length, 3);
+  assert.equal(warnings.length, 1);
 });

@@ -13,7 +13,7 @@ import type { ClientRecord } from "../src/main/clients/record.js";
 import type { ClientRuntime } from "../src/main/clients/contract.js";
 import { ManualClock } from "../src/main/clock.js";
 import { silentLogger } from "../src/main/daemon/log.js";
-import { AUDIT_MS, buildState, readState, restoreState, sealSecret, StateSerialiser, writeAtomically, writeAtomicallyInBackground, type StateFile } from "../src/main/state/state-file.js";
+import { AUDIT_MS, buildState, NOT_STARTED, readState, restoreState, sealSecret, StateSerialiser, writeAtomically, writeAtomicallyInBackground, type StateFile } from "../src/main/state/state-file.js";
 import { clientSettings } from "./helpers/clients.js";
 import { REPO } from "./helpers/server.js";
 
@@ -187,19 +187,88 @@ test("an expired client stays enabled only if its last checker succeeded", () =>
   assert.equal(restored.runtimes.get("failed")?.enabled, false);
 });
 
-test("a missing, truncated or foreign state file is a warning and a start from clients.conf", () => {
+test("a missing or empty state file is a warning and a start from clients.conf, as the reference's missing or empty pickle", () => {
   const lines: string[] = [];
   const logger = { ...silentLogger, warning: (m: string) => void lines.push(m) };
   assert.equal(readState(join(dir, "absent.json"), logger), null);
-  const truncated = join(dir, "truncated.json");
-  writeFileSync(truncated, '{"format":"mandos-ts-state","version":1,"clients":{"a":{');
-  assert.equal(readState(truncated, logger), null);
-  const foreign = join(dir, "foreign.json");
-  writeFileSync(foreign, "[1,2,3]");
-  assert.equal(readState(foreign, logger), null);
-  assert.equal(lines.length, 3);
+  const empty = join(dir, "empty.json");
+  writeFileSync(empty, "", { mode: 0o600 });
+  assert.equal(readState(empty, logger), null);
+  assert.deepEqual(lines, [
+    "Could not load persistent state: No such file or directory",
+    `Could not load persistent state from ${empty}: the file is empty; starting from clients.conf`,
+  ]);
   const restored = restoreState([clientSettings("a")], null, Date.now(), silentLogger);
   assert.equal(restored.settings[0]!.name, "a");
+});
+
+// The reference stops on a pickle it cannot read; a start from clients.conf
+// would bring back clients disabled or removed at run time, and the first
+// save (a second later) would replace the file for good.
+test("a truncated or foreign state file stops the start, naming the path and what to do, and is left as it was", () => {
+  const lines: string[] = [];
+  const logger = { ...silentLogger, warning: (m: string) => void lines.push(m) };
+  const cases: Array<[string, string, string]> = [
+    ["truncated.json", '{"format":"mandos-ts-state","version":1,"clients":{"a":{', "not valid JSON"],
+    ["list.json", "[1,2,3]", "not valid JSON"],
+    ["foreign.json", '{"format":"other","version":1,"clients":{}}', "not a mandos-ts state file of version 1"],
+    ["string-version.json", '{"format":"mandos-ts-state","version":"2","clients":{}}', "not a mandos-ts state file of version 1"],
+    ["null-clients.json", '{"format":"mandos-ts-state","version":1,"clients":null}', '"clients" is missing or not an object'],
+    ["removed.json", '{"format":"mandos-ts-state","version":1,"clients":{},"removed":"a"}', '"removed" is not a list of names'],
+  ];
+  for (const [name, text, reason] of cases) {
+    const path = join(dir, name);
+    writeFileSync(path, text, { mode: 0o600 });
+    assert.throws(() => readState(path, logger), {
+      message: `Could not load persistent state from ${path}: ${reason}; ${NOT_STARTED} (the file is then replaced)`,
+    }, name);
+    assert.equal(readFileSync(path, "utf8"), text);
+  }
+  assert.deepEqual(lines, []);
+  assert.match(NOT_STARTED, /--no-restore/);
+});
+
+// Found by an audit: each of these once let the server start, listen, and
+// die a moment later (RangeError: Invalid time value) at every start.
+test("a client's value of the wrong type or range stops the start, naming the client and the value, never quoting it", () => {
+  const clock = new ManualClock(Date.UTC(2026, 0, 1));
+  const config = [clientSettings("a")];
+  const good = buildState(config, new ClientRegistry(config, { logger: silentLogger, clock, spawner: never }).snapshot(), clock.now());
+  const path = join(dir, "bad-entry.json");
+  const withEntry = (edit: (entry: Record<string, Record<string, unknown>>) => void): string => {
+    const state = JSON.parse(JSON.stringify(good)) as { clients: Record<string, Record<string, Record<string, unknown>>> };
+    edit(state.clients.a!);
+    return JSON.stringify(state);
+  };
+  const cases: Array<[string, (e: Record<string, Record<string, unknown>>) => void]> = [
+    ["runtime.created is missing or not a valid value", (e) => void delete e.runtime!.created],
+    ["runtime.created is missing or not a valid value", (e) => void (e.runtime!.created = "yesterday")],
+    ["runtime.last_checked_ok is missing or not a valid value", (e) => void (e.runtime!.last_checked_ok = "+275000-01-01T00:00:00.000Z")],
+    ["runtime.enabled is missing or not a valid value", (e) => void (e.runtime!.enabled = "yes")],
+    ["runtime.last_checker_status is missing or not a valid value", (e) => void (e.runtime!.last_checker_status = 1e9)],
+    ['"runtime" is missing or not an object', (e) => void (e.runtime = [] as unknown as Record<string, unknown>)],
+    ["current.timeout is missing or not a valid value", (e) => void (e.current!.timeout = "PT5M")],
+    ["current.timeout is missing or not a valid value", (e) => void delete e.current!.timeout],
+    ["config.interval is not a valid value", (e) => void (e.config!.interval = -1)],
+    ["current.checker is missing or not a valid value", (e) => void (e.current!.checker = 7)],
+    ["secret is not a string", (e) => void (e.secret = 12 as unknown as Record<string, unknown>)],
+  ];
+  for (const [reason, edit] of cases) {
+    writeFileSync(path, withEntry(edit), { mode: 0o600 });
+    assert.throws(() => readState(path, silentLogger), {
+      message: `Could not load persistent state from ${path}: client "a": ${reason}; ${NOT_STARTED} (the file is then replaced)`,
+    }, reason);
+  }
+  // Files of earlier versions lack the newer runtime values: read as their defaults.
+  writeFileSync(path, withEntry((e) => {
+    delete e.runtime!.last_checker_signal;
+    delete e.runtime!.last_approval_request;
+    delete e.config!.fingerprint;
+    delete e.current!.fingerprint;
+  }), { mode: 0o600 });
+  assert.notEqual(readState(path, silentLogger), null);
+  writeFileSync(path, JSON.stringify(good), { mode: 0o600 });
+  assert.notEqual(readState(path, silentLogger), null);
 });
 
 test("a state file of a later version is not read as none: readState throws, saying what to do, and leaves it as it was", () => {
@@ -213,12 +282,8 @@ test("a state file of a later version is not read as none: readState throws, say
   });
   assert.deepEqual(lines, []);
   assert.equal(readFileSync(later, "utf8"), text);
-  // Version 1 and anything not ours stay as they were: read, or a warning.
   writeFileSync(later, text.replace('"version":2', '"version":1'), { mode: 0o600 });
   assert.notEqual(readState(later, logger), null);
-  writeFileSync(later, text.replace('"version":2', '"version":"2"'), { mode: 0o600 });
-  assert.equal(readState(later, logger), null);
-  assert.equal(lines.length, 1);
 });
 
 test("the state file is written with mode 0600", () => {

@@ -13,7 +13,8 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync }
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ManualClock, type Clock } from "../src/main/clock.js";
-import { SAVE_DELAY_MS, SAVE_MAX_DELAY_MS, SAVE_MAX_SHARE, SAVE_RETRY_MS, saveDelay, StateSaver } from "../src/main/state/state-file.js";
+import { ROUTINE_SAVE_DELAY_MS, routineChange, SAVE_DELAY_MS, SAVE_MAX_DELAY_MS, SAVE_MAX_SHARE, SAVE_RETRY_MS, saveDelay, StateSaver } from "../src/main/state/state-file.js";
+import type { ClientView, RegistryEvent } from "../src/main/clients/contract.js";
 import { events } from "../src/main/events.js";
 import { logServeEvents } from "../src/main/daemon/log-serve.js";
 import type { Logger } from "../src/main/daemon/log.js";
@@ -184,3 +185,60 @@ test("saveNow overtakes a save being written in the background: the older state 
     assert.equal(readFileSync(path, "utf8"), '{"save":2}\n', "the overtaken save was renamed over the newer one");
     assert.deepEqual(readdirSync(dir), ["clients.json"], "the overtaken save left its temporary file");
   }));
+
+// A checker's success and a secret sent move only times that a restart
+// forgives losing: saved within ROUTINE_SAVE_DELAY_MS, not each second
+// (a fleet's checkers rewrote the whole file without pause).
+test("a routine change waits ROUTINE_SAVE_DELAY_MS; any other change brings it forward, and a routine one never puts a save off", () =>
+  withCountingSaver(async ({ saver, clock, saves }) => {
+    saver.routine();
+    clock.advance(ROUTINE_SAVE_DELAY_MS - 1);
+    assert.equal(saves(), 0, "a routine change saved before ROUTINE_SAVE_DELAY_MS");
+    clock.advance(1);
+    assert.equal(saves(), 1);
+    await saver.idle();
+
+    saver.routine();
+    clock.advance(5_000);
+    saver.changed();
+    clock.advance(SAVE_DELAY_MS);
+    assert.equal(saves(), 2, "a change that cannot wait waited for the routine save");
+    await saver.idle();
+    clock.advance(ROUTINE_SAVE_DELAY_MS);
+    assert.equal(saves(), 2, "the routine save ran again, though saved with the other");
+
+    saver.changed();
+    saver.routine();
+    clock.advance(SAVE_DELAY_MS);
+    assert.equal(saves(), 3, "a routine change put off a pending save");
+    await saver.idle();
+
+    // Routine changes while a save is written wait their own delay after it.
+    saver.changed();
+    clock.advance(SAVE_DELAY_MS);
+    saver.routine();
+    await saver.idle();
+    clock.advance(SAVE_MAX_DELAY_MS);
+    assert.equal(saves(), 4, "a routine change during a save was saved within seconds");
+    clock.advance(ROUTINE_SAVE_DELAY_MS);
+    assert.equal(saves(), 5);
+    await saver.idle();
+  }));
+
+test("what waits for a routine save: checker successes, moved expiries, secrets sent; never what an operator or a failure changed", () => {
+  const client = {} as ClientView;
+  const routine = (event: RegistryEvent): boolean => routineChange(event);
+  for (const property of ["LastCheckedOK", "Expires", "CheckerRunning"] as const) {
+    assert.equal(routine({ type: "property-changed", client, property }), true, property);
+  }
+  for (const property of ["Enabled", "LastEnabled", "LastCheckerStatus", "Timeout", "Interval", "Checker", "Host", "Secret", "ApprovedByDefault", "LastApprovalRequest", "ExtendedTimeout"] as const) {
+    assert.equal(routine({ type: "property-changed", client, property }), false, property);
+  }
+  assert.equal(routine({ type: "checker-completed", client, exitCode: 0, waitStatus: 0, command: "true" }), true);
+  assert.equal(routine({ type: "got-secret", client }), true);
+  assert.equal(routine({ type: "client-added", client }), false);
+  assert.equal(routine({ type: "client-removed", client }), false);
+  assert.equal(routine({ type: "rejected", client, reason: "disabled" }), false);
+  assert.equal(routine({ type: "approval-given", client, approved: false }), false);
+  assert.equal(routine({ type: "secret-opened", client, opened: true }), false);
+});

@@ -21,6 +21,7 @@ import { basename, dirname, join, resolve } from "node:path";
 import { randomBytes } from "node:crypto";
 import { parseClientsConfig } from "../main/config/index.js";
 import type { ClientSettings } from "../main/clients/settings.js";
+import { processRuns } from "../main/daemon/process-runs.js";
 import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
 import { fileSystemError, KeygenError, KeygenFileError, type KeygenErrorCode } from "./errors.js";
@@ -338,13 +339,7 @@ function readLockPid(lock: string): number | null {
 /** The lock's process has ended (ESRCH); a lock still being written (no pid yet) is not gone. */
 function lockHolderGone(lock: string): boolean {
   const pid = readLockPid(lock);
-  if (pid === null) return false;
-  try {
-    process.kill(pid, 0);
-    return false;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "ESRCH";
-  }
+  return pid !== null && !processRuns(pid);
 }
 
 /**

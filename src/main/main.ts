@@ -12,7 +12,7 @@ import { defaultServeThreadCount, ServeThreads } from "./serve/serve-threads.js"
 import { knownKeysOf } from "./serve/known-keys.js";
 import { DEFAULT_MAX_PER_SOURCE, MAX_OPEN_CONNECTIONS, openConnectionsAllowed } from "./serve/limits.js";
 import { openFilesLimit } from "./daemon/open-files.js";
-import { consoleSink, FanOutLogger, type Logger } from "./daemon/log.js";
+import { consoleSink, FanOutLogger, silentLogger, type Logger } from "./daemon/log.js";
 import { logServeEvents } from "./daemon/log-serve.js";
 import { systemClock } from "./clock.js";
 import { daemonize, isDaemonChild, notifyFailed, notifyReady } from "./daemon/daemonize.js";
@@ -33,9 +33,11 @@ import { reloadClientsConfig } from "./clients/reload.js";
 import { logClientEvents } from "./daemon/log-clients.js";
 import { clientsFileReader, readClientsFile, reloadReadiness, type ClientsFileReader } from "./config/clients-reader.js";
 import { runSelfTest } from "./daemon/self-test.js";
-import { readState, restoreState, StateSaver, StateSerialiser, STATE_FILE_NAME, STATE_PREPARE_DELAY_MS, STATE_PREPARE_SLICE_MS, STATE_WARM_SLICE_MS, type ClientView, type ConfigField } from "./state/state-file.js";
+import { readState, restoreState, routineChange, StateSaver, StateSerialiser, STATE_FILE_NAME, STATE_PREPARE_DELAY_MS, STATE_PREPARE_SLICE_MS, STATE_WARM_SLICE_MS, type ClientView, type ConfigField } from "./state/state-file.js";
 import { checkStateDirWritable, prepareStateDir } from "./state/state-dir.js";
 import { migrateReferenceState, pendingMigration } from "./state/pickle-import.js";
+import { removeStaleTemporaries } from "./state/state-writer.js";
+import { strerror } from "./config/os-error.js";
 import { handshakesUnderWay, SecretOpening } from "./state/secret-opening.js";
 import type { Announcement } from "./zeroconf/announcement.js";
 import type { DbusService } from "./dbus/index.js";
@@ -91,26 +93,40 @@ function checkConfiguration(cli: CommandLine, checked: ReturnType<typeof checkSe
 }
 
 /**
- * `--check`: what the first start would import from a Python server's
- * clients.pickle, and how long it would open its secrets while serving
- * (docs/ENROLL.md); nothing when there is nothing to migrate.
+ * `--check`: the state a start would restore. What it would import from a
+ * Python server's clients.pickle, and how long it would open its secrets
+ * while serving (docs/ENROLL.md); else whether clients.json can be read
+ * back. False where a start would stop on it.
  */
-async function checkMigration(settings: ServerSettings, uid: number): Promise<void> {
+async function checkState(settings: ServerSettings, uid: number): Promise<boolean> {
   let config: ClientSettings[];
   try {
     config = loadClientsConfig(join(settings.configdir, "clients.conf"));
   } catch {
-    return; // the self-test and the start say why
+    return true; // the self-test and the start say why
   }
-  const pending = await pendingMigration(settings.statedir, join(settings.statedir, STATE_FILE_NAME), config, process.getuid?.() === 0 ? [uid] : []);
-  if (pending === null) return;
+  const statePath = join(settings.statedir, STATE_FILE_NAME);
+  const owners = process.getuid?.() === 0 ? [uid] : [];
+  const pending = await pendingMigration(settings.statedir, statePath, config, owners);
+  if (pending === null) {
+    try {
+      const state = readState(statePath, silentLogger, owners);
+      if (state !== null) process.stdout.write(`ok: state: ${statePath} restores ${Object.keys(state.clients).length} clients\n`);
+      return true;
+    } catch (error) {
+      process.stdout.write(`FAILED: state: ${(error as Error).message}\n`);
+      return false;
+    }
+  }
   if ("unreadable" in pending) {
-    process.stdout.write(`WARNING: ${pending.path} cannot be imported (${pending.unreadable}): the first start begins from clients.conf alone\n`);
-    return;
+    process.stdout.write(`FAILED: state: ${pending.path} cannot be imported (${pending.unreadable}): a start stops on it; move it, or start with --no-restore to begin from clients.conf alone\n`);
+    return false;
   }
   const time = pending.oneSecretMs === null ? "" :
     ` (about ${roughly((pending.sealed * pending.oneSecretMs) / pending.threads)} in all on ${pending.threads} thread${pending.threads === 1 ? "" : "s"}, more while connections are served; one took ${Math.round(pending.oneSecretMs)} ms here)`;
-  process.stdout.write(`ok: the first start imports ${pending.path}: ${pending.clients} clients; it serves at once and opens their ${pending.sealed} sealed secrets meanwhile, each asking client's first${time}\n`);
+  const which = pending.replaces ? `the next start imports ${pending.path} in place of ${statePath} (the Python server ran after this one last saved)` : `the first start imports ${pending.path}`;
+  process.stdout.write(`ok: ${which}: ${pending.clients} clients; it serves at once and opens their ${pending.sealed} sealed secrets meanwhile, each asking client's first${time}\n`);
+  return true;
 }
 
 function fail(message: string): number {
@@ -136,9 +152,9 @@ export async function main(argv: readonly string[]): Promise<number> {
       const why = await probeEtcd(etcd);
       process.stdout.write(why === null ? `ok: etcd reachable at ${etcd.endpoints.join(",")}\n` : `WARNING: etcd unreachable at ${etcd.endpoints.join(",")}: ${why}\n`);
     }
-    if (!(checked instanceof Error) && checked.settings.restore) await checkMigration(checked.settings, runsAs.uid);
+    const restorable = checked instanceof Error || !checked.settings.restore || await checkState(checked.settings, runsAs.uid);
     const passed = runSelfTest();
-    return passed && configured ? EXIT_OK : EXIT_FAILURE;
+    return passed && configured && restorable ? EXIT_OK : EXIT_FAILURE;
   }
 
   // /proc/PID/comm "mandos", as the reference's: Debian's init script
@@ -289,9 +305,10 @@ async function startAndServe(
   } catch (error) {
     return fail(error instanceof Error ? error.message : String(error));
   }
-  if (config.length === 0) {
+  // As the reference, after the restore: clients removed at run time count as none.
+  if (registry.size === 0) {
     logger.warning("No clients defined");
-    const read = readClientsFile(clientsPath);
+    const read = config.length === 0 ? readClientsFile(clientsPath) : { ok: true as const };
     if (!read.ok) logger.warning(`Could not read ${clientsPath}: ${read.reason}`);
   }
 
@@ -320,7 +337,11 @@ async function startAndServe(
     if (event.type === "client-not-found" || event.type === "need-approval" || event.type === "checker-started" || event.type === "approval-wait-ended") return;
     // Which client to look at again; the set of clients, when it changed.
     serialiser.changed(event.type === "client-added" || event.type === "client-removed" ? null : event.client.name);
-    stateChanged();
+    // A checker's success and a secret sent wait for a routine save (ROUTINE_SAVE_DELAY_MS).
+    if (keepState) {
+      if (routineChange(event)) saver.routine();
+      else saver.changed();
+    }
     if (keepState && !preparing) {
       preparing = true;
       setTimeout(prepareSlice, STATE_PREPARE_DELAY_MS).unref();
@@ -438,6 +459,8 @@ async function startAndServe(
   if (stateDir.ok) stateDir = checkStateDirWritable(settings.statedir);
   if (stateDir.ok) {
     keepState = true;
+    const stale = removeStaleTemporaries(statePath);
+    if (stale.length > 0) logger.info(`Removed ${stale.length} temporary state file${stale.length === 1 ? "" : "s"} that an interrupted save left in ${settings.statedir}: ${stale.join(", ")}`);
     // The first save's work (every secret sealed, every client serialised),
     // done ahead of it a few milliseconds at a time between connections.
     const warming = registry.entries();
@@ -562,10 +585,16 @@ async function startAndServe(
         // no change as unsent that etcd has since taken. The last save
         // looks at every client, announced changes or not.
         serialiser.changed(null);
-        if (keepState) saver.saveNow();
+        let unsaved = keepState ? saver.saveNow() : null;
         if (fleet) {
           await fleet.stop();
-          if (keepState) saver.saveNow();
+          if (keepState) unsaved = saver.saveNow();
+        }
+        // Said whatever the saves before said (the log says a failing
+        // reason once), and a failure exit, as the reference's raise.
+        if (unsaved !== null) {
+          logger.error(`Could not save persistent state as the server stops: ${strerror(unsaved)}; the changes since the last save are lost`);
+          exitCode = EXIT_FAILURE;
         }
         // A save overtaken by saveNow removes its temporary file.
         await saver.idle();

@@ -13,6 +13,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startPrivateBus } from "./private-bus.js";
 import { executable } from "./peers.js";
+import { processRuns } from "../../src/main/daemon/process-runs.js";
 
 export const IP = "/usr/sbin/ip";
 export const AVAHI_DAEMON = "/usr/sbin/avahi-daemon";
@@ -66,14 +67,6 @@ export function inParentNetns(): boolean {
   return here === "" || parent === "" || here === parent;
 }
 
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
 
 /** Deletes namespaces left by test runs whose process is gone (a killed run). */
 function removeStaleNamespaces(): void {
@@ -85,7 +78,7 @@ function removeStaleNamespaces(): void {
   }
   for (const name of names) {
     const match = new RegExp(`^${NS_PREFIX}(\\d+)-`).exec(name);
-    if (match && !pidAlive(Number(match[1]))) {
+    if (match && !processRuns(Number(match[1]))) {
       try { execFileSync(IP, ["netns", "del", name], { stdio: "ignore" }); } catch { /* already gone */ }
     }
   }

@@ -83,6 +83,15 @@ export function parseRfc3339Duration(text: string): bigint | undefined {
  */
 export const MAX_CLIENT_DURATION_MS = 100_000 * 31_557_600_000;
 
+/**
+ * The latest time a client's timestamp may hold when read from outside
+ * (the state file, etcd): any time a server makes before the year 3000,
+ * plus the longest duration (an expiry). Every time made from one, plus a
+ * duration (a moved expiry), stays a valid Date, which the state file and
+ * D-Bus must write.
+ */
+export const MAX_CLIENT_TIME_MS = Date.UTC(3000, 0, 1) + MAX_CLIENT_DURATION_MS;
+
 const LEGACY_UNIT: Record<string, bigint> = { s: SECOND, m: MINUTE, h: HOUR, d: DAY, w: WEEK };
 
 /**

@@ -34,7 +34,7 @@
 import type { ClientProperty, ClientView, PendingRequest, SharedClientState } from "../clients/contract.js";
 import type { ClientRuntime } from "../clients/contract.js";
 import { RUNTIME_SETTINGS } from "../clients/runtime-settings.js";
-import { MAX_CLIENT_DURATION_MS } from "../config/duration.js";
+import { MAX_CLIENT_DURATION_MS, MAX_CLIENT_TIME_MS } from "../config/duration.js";
 
 type Json = string | number | boolean | null;
 type Runtime = { -readonly [K in keyof SharedClientState["runtime"]]: SharedClientState["runtime"][K] };
@@ -51,14 +51,11 @@ interface SharedRow {
 }
 
 /**
- * The latest time a shared timestamp may hold: any time a server makes
- * before the year 3000, plus the longest duration a client may have (an
- * expiry). A time from etcd beyond it is refused, so that every time made
- * from one (plus a duration: a moved expiry) stays a valid Date, which the
- * state file and D-Bus must write (an Expires of 1e300 written by hand
- * once stopped every server of the fleet, and each again at its start).
+ * The latest time a shared timestamp may hold (MAX_CLIENT_TIME_MS): a time
+ * from etcd beyond it is refused (an Expires of 1e300 written by hand once
+ * stopped every server of the fleet, and each again at its start).
  */
-export const MAX_SHARED_TIME_MS = Date.UTC(3000, 0, 1) + MAX_CLIENT_DURATION_MS;
+export const MAX_SHARED_TIME_MS = MAX_CLIENT_TIME_MS;
 
 const time = (d: Date | null): number | null => (d === null ? null : d.getTime());
 const isTime = (v: unknown): v is number | null => v === null || (typeof v === "number" && Number.isFinite(v) && Math.abs(v) <= MAX_SHARED_TIME_MS);

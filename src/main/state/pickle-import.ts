@@ -10,19 +10,22 @@
 // the state carries them sealed as the pickle has them; for `mandos-keygen
 // --import-pickle`, here, on every core.
 //
-// Used at start-up when clients.json is absent and clients.pickle is there;
-// the pickle is only read, never changed or removed (the reference removes
-// it after reading; we leave it so that an admin can go back).
+// Used at start-up when clients.pickle is there and clients.json is not,
+// or is older (the Python server ran since); the pickle is only read,
+// never changed or removed (the reference removes it after reading; we
+// leave it so that an admin can go back).
 
-import { existsSync } from "node:fs";
+import { lstatSync } from "node:fs";
 import { join } from "node:path";
 import type { ClientSettings } from "../clients/settings.js";
 import type { Logger } from "../daemon/log.js";
-import { readTrustedStateFile, sealSecret, unreadableReason, type StateFile } from "./state-file.js";
+import { NOT_STARTED, readTrustedStateFile, sealSecret, STATE_FILE_NAME, unreadableReason, type StateFile } from "./state-file.js";
+import { stateFileProblem } from "./state-check.js";
 import { openReferenceSecret, openReferenceSecrets, type OpeningWatch, type SealedSecret } from "./reference-secret.js";
 import { openingThreads } from "./secret-opening.js";
 import { PyDatetime, PyTimedelta, PyTuple, unpickle, type PyDict, type PyValue } from "./unpickle.js";
 import { CodedError } from "../../errors.js";
+import { MAX_CLIENT_DURATION_MS } from "../config/duration.js";
 
 export const PICKLE_FILE_NAME = "clients.pickle";
 
@@ -39,7 +42,9 @@ function dict(v: PyValue | undefined, what: string): PyDict {
 
 const text = (v: PyValue | undefined): string | undefined =>
   typeof v === "string" ? v : Buffer.isBuffer(v) ? v.toString("utf8") : undefined;
-const duration = (v: PyValue | undefined): number | undefined => (v instanceof PyTimedelta ? v.ms : undefined);
+/** A duration clients.conf and D-Bus could give; any other is left to clients.conf's. */
+const duration = (v: PyValue | undefined): number | undefined =>
+  v instanceof PyTimedelta && v.ms >= 0 && v.ms <= MAX_CLIENT_DURATION_MS ? v.ms : undefined;
 const bool = (v: PyValue | undefined): boolean | undefined => (typeof v === "boolean" ? v : undefined);
 const time = (v: PyValue | undefined): string | null => (v instanceof PyDatetime ? new Date(v.ms).toISOString() : null);
 
@@ -139,56 +144,91 @@ export async function stateFromPickle(data: Buffer, config: readonly ClientSetti
     state.removed = removed;
     logger.info(`Not importing ${removed.join(", ")} from ${PICKLE_FILE_NAME}: removed at run time`);
   }
+  // What the next start must read back from clients.json (a time past its range, say).
+  const problem = stateFileProblem(state as unknown as Record<string, unknown>);
+  if (problem !== null) throw new PickleImportError(problem);
   return state;
+}
+
+/** A pickle to import: its bytes, and whether it is newer than a clients.json it is to replace. */
+interface PickleFound {
+  readonly data: Buffer;
+  readonly replaces: boolean;
 }
 
 /**
  * The pickle's bytes when there is one to migrate; null when there is
- * none or clients.json is already there; why, when it cannot be read.
- * Read as root, with the care our own state file gets (no symbolic link,
- * a trusted owner, writable by nobody else): the reference read it as the
- * user it had become.
+ * none, or clients.json is there and newer; why, when it cannot be read.
+ * A pickle newer than clients.json was written by the Python server after
+ * this one last saved (an admin gone back to it and then to us): the
+ * state of the server that ran last is the one to keep, as the reference
+ * would restore it. Read as root, with the care our own state file gets
+ * (no symbolic link, a trusted owner, writable by nobody else): the
+ * reference read it as the user it had become.
  */
-function pickleToMigrate(path: string, ourStatePath: string, owners: readonly number[]): Buffer | { readonly unreadable: string } | null {
-  if (existsSync(ourStatePath)) return null;
+function pickleToMigrate(path: string, ourStatePath: string, owners: readonly number[]): PickleFound | { readonly unreadable: string } | null {
+  const ours = modified(ourStatePath);
+  if (ours !== null) {
+    const pickle = modified(path);
+    if (pickle === null || pickle <= ours) return null;
+  }
   try {
-    return readTrustedStateFile(path, owners);
+    return { data: readTrustedStateFile(path, owners), replaces: ours !== null };
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === "ENOENT") return null;
     return { unreadable: unreadableReason(error) };
   }
 }
 
+/** A file's modification time (nanoseconds), not following a symbolic link; null when there is none. */
+function modified(path: string): bigint | null {
+  try {
+    return lstatSync(path, { bigint: true }).mtimeNs;
+  } catch {
+    return null;
+  }
+}
+
 /**
  * At start-up: the reference's state as ours when `statedir` has
- * clients.pickle and no clients.json; null when there is nothing to
- * migrate. A pickle that cannot be read is a warning and a fresh start.
- * Its sealed secrets stay sealed in the state (`referenceSecret`), opened
- * once serving (secret-opening.ts).
+ * clients.pickle and no clients.json, or a clients.json older than it;
+ * null when there is nothing to migrate. An empty pickle is a warning and
+ * a fresh start (as the reference's EOFError); one that cannot be read or
+ * imported stops the start, as the reference stops on it. Its sealed
+ * secrets stay sealed in the state (`referenceSecret`), opened once
+ * serving (secret-opening.ts).
  */
 export async function migrateReferenceState(
   statedir: string, ourStatePath: string, config: readonly ClientSettings[], now: number, logger: Logger, owners: readonly number[] = [],
 ): Promise<{ state: StateFile | null } | null> {
   const picklePath = join(statedir, PICKLE_FILE_NAME);
-  const data = pickleToMigrate(picklePath, ourStatePath, owners);
-  if (data === null) return null;
-  if ("unreadable" in data) {
-    logger.warning(`Could not import the Python server's state from ${picklePath}: ${data.unreadable}; starting from clients.conf`);
+  const found = pickleToMigrate(picklePath, ourStatePath, owners);
+  if (found === null) return null;
+  if ("unreadable" in found) throw new PickleImportError(`Could not import the Python server's state from ${picklePath}: ${found.unreadable}; ${NOT_STARTED}`);
+  if (found.data.length === 0) {
+    logger.warning(`Could not import the Python server's state from ${picklePath}: the file is empty; starting from clients.conf`);
     return { state: null };
   }
+  if (found.replaces) {
+    logger.warning(`${picklePath} is newer than ${ourStatePath}: the Python server ran after this one last saved; importing its state in place of ${STATE_FILE_NAME}'s`);
+  }
+  let state: StateFile;
   try {
-    const state = await stateFromPickle(data, config, now, logger, "later");
-    logger.info(`Imported the Python server's state of ${Object.keys(state.clients).length} clients from ${picklePath}; it is left as it was`);
-    return { state };
+    state = await stateFromPickle(found.data, config, now, logger, "later");
   } catch (error) {
-    logger.warning(`Could not import the Python server's state from ${picklePath}: ${(error as Error).message}; starting from clients.conf`);
-    return { state: null };
+    throw new PickleImportError(`Could not import the Python server's state from ${picklePath}: ${(error as Error).message}; ${NOT_STARTED}`);
   }
+  logger.info(`Imported the Python server's state of ${Object.keys(state.clients).length} clients from ${picklePath}; it is left as it was`);
+  return { state };
 }
 
 /** What the first start would import, for `mandos --check`. */
 export type PendingMigration =
-  | { readonly path: string; readonly clients: number; readonly sealed: number; readonly threads: number; readonly oneSecretMs: number | null }
+  | {
+      readonly path: string; readonly clients: number; readonly sealed: number; readonly threads: number; readonly oneSecretMs: number | null;
+      /** Newer than clients.json, which the start would replace. */
+      readonly replaces: boolean;
+    }
   | { readonly path: string; readonly unreadable: string };
 
 /**
@@ -201,12 +241,13 @@ export async function pendingMigration(
   statedir: string, ourStatePath: string, config: readonly ClientSettings[], owners: readonly number[] = [], threads = openingThreads(),
 ): Promise<PendingMigration | null> {
   const path = join(statedir, PICKLE_FILE_NAME);
-  const data = pickleToMigrate(path, ourStatePath, owners);
-  if (data === null) return null;
-  if ("unreadable" in data) return { path, unreadable: data.unreadable };
+  const pickle = pickleToMigrate(path, ourStatePath, owners);
+  if (pickle === null) return null;
+  if ("unreadable" in pickle) return { path, unreadable: pickle.unreadable };
+  if (pickle.data.length === 0) return { path, clients: 0, sealed: 0, threads: 0, oneSecretMs: null, replaces: pickle.replaces };
   let found: ReturnType<typeof readPickle>;
   try {
-    found = readPickle(data, config);
+    found = readPickle(pickle.data, config);
   } catch (error) {
     return { path, unreadable: (error as Error).message };
   }
@@ -219,5 +260,5 @@ export async function pendingMigration(
     await openReferenceSecret(first.sealed, first.configSecret);
     oneSecretMs = performance.now() - start;
   }
-  return { path, clients: found.imported.length, sealed: found.sealed.length, threads: Math.max(1, Math.min(threads, found.sealed.length)), oneSecretMs };
+  return { path, clients: found.imported.length, sealed: found.sealed.length, threads: Math.max(1, Math.min(threads, found.sealed.length)), oneSecretMs, replaces: pickle.replaces };
 }

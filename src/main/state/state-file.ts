@@ -31,7 +31,7 @@
 import { createCipheriv, createDecipheriv, hkdfSync } from "node:crypto";
 import { closeSync, constants, fstatSync, openSync, readFileSync } from "node:fs";
 import type { ClientSettings } from "../clients/settings.js";
-import type { ClientRuntime } from "../clients/contract.js";
+import type { ClientRuntime, RegistryEvent } from "../clients/contract.js";
 import { placeholderFor, secretToOpen } from "../clients/secret-to-open.js";
 import { PLAIN_SETTINGS, type PlainSetting } from "../clients/runtime-settings.js";
 import type { Logger } from "../daemon/log.js";
@@ -40,6 +40,7 @@ import { events } from "../events.js";
 import { systemClock, type Clock, type TimerHandle } from "../clock.js";
 import { drawRandom } from "../../tls/random.js";
 import { byteSize, ownedConcat, ownedCopy } from "../../tls/record.js";
+import { stateFileProblem } from "./state-check.js";
 import { BaseFile, isSpan, piecesOf, StateFileChanged, writeAtomically, writeAtomicallyInBackground, type StateList, type StatePiece } from "./state-writer.js";
 
 export { writeAtomically, writeAtomicallyInBackground } from "./state-writer.js";
@@ -763,45 +764,58 @@ export function unreadableReason(error: unknown): string {
 }
 
 /**
- * Reads the state file: null (and a warning) when it is missing or
- * unusable. Throws for a file of a later version, which the server must
- * neither read as none nor replace. `owners`: uids besides root and ours
- * that may own it (the user the server becomes).
+ * What the admin may do about a state file (or the reference's pickle)
+ * that cannot be restored. Read as none, the clients disabled or removed
+ * at run time would come back (a machine disabled because it was stolen
+ * among them), and the next save would replace the file: the server does
+ * not start instead, as the reference does not on a pickle it cannot read.
+ */
+export const NOT_STARTED = "not started, since starting without it would bring back the clients disabled or removed at run time: " +
+  "repair or move the file, or start with --no-restore to begin from clients.conf";
+
+/**
+ * Reads the state file: null when it is missing, or empty (a warning each,
+ * as the reference's for a missing pickle and an empty one). Throws, with
+ * the path, the reason and what to do, for any other file it cannot
+ * restore: unreadable, not trusted, not whole, not ours, a value out of
+ * range (state-check.ts), or of a later version. `owners`: uids besides
+ * root and ours that may own it (the user the server becomes).
  */
 export function readState(path: string, logger: Logger, owners: readonly number[] = []): StateFile | null {
   let text: string;
   try {
     text = readTrustedStateFile(path, owners).toString("utf8");
   } catch (error) {
-    // The reference's own line for a first start; any other failure names the file.
-    if ((error as NodeJS.ErrnoException).code === "ENOENT") logger.warning("Could not load persistent state: No such file or directory");
-    else logger.warning(`Could not load persistent state from ${path}: ${unreadableReason(error)}; starting from clients.conf`);
+    // The reference's own line for a first start.
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") {
+      logger.warning("Could not load persistent state: No such file or directory");
+      return null;
+    }
+    throw new Error(`Could not load persistent state from ${path}: ${unreadableReason(error)}; ${NOT_STARTED} (the file is then replaced)`, { cause: error });
+  }
+  if (text.length === 0) {
+    logger.warning(`Could not load persistent state from ${path}: the file is empty; starting from clients.conf`);
     return null;
   }
-  let newer: unknown;
+  let parsed: Record<string, unknown>;
   try {
-    let parsed: Partial<StateFile>;
-    try {
-      parsed = JSON.parse(text) as Partial<StateFile>;
-    } catch {
-      // Never V8's message: it quotes the file's first bytes.
-      throw new Error("not valid JSON");
-    }
-    newer = parsed.format === "mandos-ts-state" && typeof parsed.version === "number" && parsed.version > 1 ? parsed.version : undefined;
-    if (newer === undefined) {
-      if (parsed.format !== "mandos-ts-state" || parsed.version !== 1 || typeof parsed.clients !== "object" || parsed.clients === null) {
-        throw new Error("not a mandos-ts state file of version 1");
-      }
-      return parsed as StateFile;
-    }
-  } catch (error) {
-    logger.warning(`Could not load persistent state from ${path}: ${(error as Error).message}; starting from clients.conf`);
-    return null;
+    const value: unknown = JSON.parse(text);
+    if (typeof value !== "object" || value === null || Array.isArray(value)) throw new Error();
+    parsed = value as Record<string, unknown>;
+  } catch {
+    // Never V8's message: it quotes the file's first bytes.
+    throw new Error(`Could not load persistent state from ${path}: not valid JSON; ${NOT_STARTED} (the file is then replaced)`);
   }
-  // Written by a later mandos-ts (an install gone back to this one): read
-  // as none, the clients disabled or removed at run time would come back, and
-  // the next save would replace the file. Not started instead.
-  throw new Error(`${path} is of a later mandos-ts (state version ${String(newer)}; this one reads version 1): run that version, or start with --no-restore to begin from clients.conf (the file is then replaced)`);
+  if (parsed.format === "mandos-ts-state" && typeof parsed.version === "number" && parsed.version > 1) {
+    // Written by a later mandos-ts (an install gone back to this one).
+    throw new Error(`${path} is of a later mandos-ts (state version ${String(parsed.version)}; this one reads version 1): run that version, or start with --no-restore to begin from clients.conf (the file is then replaced)`);
+  }
+  if (parsed.format !== "mandos-ts-state" || parsed.version !== 1) {
+    throw new Error(`Could not load persistent state from ${path}: not a mandos-ts state file of version 1; ${NOT_STARTED} (the file is then replaced)`);
+  }
+  const problem = stateFileProblem(parsed);
+  if (problem !== null) throw new Error(`Could not load persistent state from ${path}: ${problem}; ${NOT_STARTED} (the file is then replaced)`);
+  return parsed as unknown as StateFile;
 }
 
 export interface Restored {
@@ -942,6 +956,37 @@ export function saveDelay(lastSaveMs: number): number {
   return Math.min(SAVE_MAX_DELAY_MS, Math.max(SAVE_DELAY_MS, Math.ceil(lastSaveMs / SAVE_MAX_SHARE)));
 }
 
+/**
+ * How long a routine change waits to be saved: a checker that succeeded
+ * again, an expiry moved on by it or by a secret sent (StateSaver.routine).
+ * Saved each second, a fleet's checkers rewrote the whole file without
+ * pause (5,000 clients at the default 2-minute interval: 42 successes a
+ * second, a 4.5 MB file each second, ~390 GB a day); the reference writes
+ * its file only as it exits. A crash loses at most this much of them,
+ * which a restart forgives: a client whose last checker succeeded stays
+ * enabled past its expiry (docs/STATE.md, "Restoring").
+ */
+export const ROUTINE_SAVE_DELAY_MS = 60_000;
+
+/**
+ * Whether a registry event changes only what a routine save may wait for
+ * (ROUTINE_SAVE_DELAY_MS): the times a checker success or a secret sent
+ * moves on. Everything an operator or a failure changes (enabled, the
+ * settings, a secret, a removal, a checker status that changed) is saved
+ * within seconds.
+ */
+export function routineChange(event: RegistryEvent): boolean {
+  switch (event.type) {
+    case "property-changed":
+      return event.property === "LastCheckedOK" || event.property === "Expires" || event.property === "CheckerRunning";
+    case "checker-completed":
+    case "got-secret":
+      return true;
+    default:
+      return false;
+  }
+}
+
 export class StateSaver {
   readonly #path: string;
   readonly #collect: () => readonly StatePiece[] | StateList;
@@ -951,8 +996,12 @@ export class StateSaver {
   #lastSaveMs = 0;
   /** The save being written in the background, if any. */
   #writing: Promise<void> | null = null;
-  /** A change came while one was being written: schedule the next save when it is done. */
-  #changedWhileWriting = false;
+  /** When the pending save (#timer) is due, on `clock`. */
+  #due = 0;
+  /** The pending save tries again after a failure: changes meanwhile wait for it (SAVE_RETRY_MS). */
+  #retrying = false;
+  /** Changes came while one was being written: the save they want when it is done. */
+  #changedWhileWriting: "soon" | "routine" | null = null;
   /** Counts saves; a background save renames its file only if no later one began. */
   #generation = 0;
 
@@ -972,15 +1021,34 @@ export class StateSaver {
    * is written at a time; a change meanwhile is saved after it.
    */
   changed(): void {
-    if (this.#timer) return;
-    if (this.#writing) {
-      this.#changedWhileWriting = true;
-      return;
-    }
-    this.#saveAfter(saveDelay(this.#lastSaveMs));
+    this.#want("soon");
   }
 
-  #saveAfter(ms: number): void {
+  /**
+   * A routine change (routineChange): saved with the next change that is
+   * not, or ROUTINE_SAVE_DELAY_MS after it at the latest.
+   */
+  routine(): void {
+    this.#want("routine");
+  }
+
+  #want(kind: "soon" | "routine"): void {
+    if (this.#writing) {
+      if (this.#changedWhileWriting !== "soon") this.#changedWhileWriting = kind;
+      return;
+    }
+    const delay = kind === "soon" ? saveDelay(this.#lastSaveMs) : Math.max(ROUTINE_SAVE_DELAY_MS, saveDelay(this.#lastSaveMs));
+    if (this.#timer) {
+      // A routine save is brought forward by a change that cannot wait; never put off.
+      if (this.#retrying || this.#due <= this.#clock.now() + delay) return;
+      this.#timer.cancel();
+    }
+    this.#saveAfter(delay);
+  }
+
+  #saveAfter(ms: number, retrying = false): void {
+    this.#due = this.#clock.now() + ms;
+    this.#retrying = retrying;
     this.#timer = this.#clock.setTimeout(() => {
       this.#timer = null;
       this.#saveInBackground();
@@ -990,11 +1058,12 @@ export class StateSaver {
   /**
    * Saves at once, on this thread (at shutdown), cancelling the pending save;
    * a save still being written in the background is dropped, not renamed.
+   * Null when saved; else why not (an errno code, or the error's message).
    */
-  saveNow(): void {
+  saveNow(): string | null {
     this.#timer?.cancel();
     this.#timer = null;
-    this.#changedWhileWriting = false;
+    this.#changedWhileWriting = null;
     const generation = ++this.#generation;
     const began = this.#clock.now();
     const started = performance.now();
@@ -1010,8 +1079,9 @@ export class StateSaver {
         writeAtomically(this.#path, data);
       }
       this.#saved(byteCount(data), started);
+      return null;
     } catch (error) {
-      this.#failed(error);
+      return this.#failed(error);
     } finally {
       if (generation === this.#generation) this.#lastSaveMs = this.#clock.now() - began;
     }
@@ -1045,17 +1115,18 @@ export class StateSaver {
         // Copied from a file changed under us: saved again soon, copying
         // nothing from it. Any other failure: tried again later (a save
         // that a later one overtook has nothing left to save).
-        if (error instanceof StateFileChanged) this.#changedWhileWriting = true;
+        if (error instanceof StateFileChanged) this.#changedWhileWriting = "soon";
         else if (generation === this.#generation) retry = true;
       },
     ).finally(() => {
       this.#writing = null;
       if (generation === this.#generation) this.#lastSaveMs = this.#clock.now() - began;
-      if (this.#changedWhileWriting) {
-        this.#changedWhileWriting = false;
-        this.changed();
+      const wanted = this.#changedWhileWriting;
+      if (wanted !== null) {
+        this.#changedWhileWriting = null;
+        this.#want(wanted);
       } else if (retry && !this.#timer) {
-        this.#saveAfter(SAVE_RETRY_MS);
+        this.#saveAfter(SAVE_RETRY_MS, true);
       }
     });
   }
@@ -1064,9 +1135,10 @@ export class StateSaver {
     if (events.stateSaved.hasSubscribers) events.stateSaved.publish({ path: this.#path, bytes, durationMs: performance.now() - started });
   }
 
-  #failed(error: unknown): void {
+  #failed(error: unknown): string {
     const reason = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
     if (events.stateSaveFailed.hasSubscribers) events.stateSaveFailed.publish({ path: this.#path, reason });
+    return reason;
   }
 }
 

@@ -15,6 +15,7 @@ import {
   open as openCb,
   openSync,
   read as readCb,
+  readdirSync,
   readSync,
   renameSync,
   unlinkSync,
@@ -24,6 +25,7 @@ import {
 import { unlink } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { promisify } from "node:util";
+import { processRuns } from "../daemon/process-runs.js";
 
 /**
  * The state file as this server last wrote it, still open. Its bytes are
@@ -143,6 +145,38 @@ export function isSpan(piece: StatePiece): piece is FileSpan {
 /** The temporary file a save writes first, beside `path`. */
 function temporaryPath(path: string): string {
   return join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`);
+}
+
+/**
+ * Removes the temporary files that saves of `path` by processes no longer
+ * running left behind (a kill -9 or a power cut between the write and the
+ * rename): each is a whole copy of the state, sealed secrets and all, and
+ * nothing else would ever remove it. Returns the names removed. Called
+ * before this process's first save, so that one with its own pid is
+ * stale too (a container's server has the same pid at every start); one
+ * of another running process (a second server on the same directory, a
+ * mistake of its own) is left alone.
+ */
+export function removeStaleTemporaries(path: string): string[] {
+  const pattern = new RegExp(`^\\.${basename(path).replace(/[.]/g, "\\.")}\\.(\\d+)\\.[0-9a-f]{8}\\.tmp$`);
+  const removed: string[] = [];
+  let names: string[];
+  try {
+    names = readdirSync(dirname(path));
+  } catch {
+    return removed;
+  }
+  for (const name of names) {
+    const pid = pattern.exec(name)?.[1];
+    if (pid === undefined || (Number(pid) !== process.pid && processRuns(Number(pid)))) continue;
+    try {
+      unlinkSync(join(dirname(path), name));
+      removed.push(name);
+    } catch {
+      // gone meanwhile, or not ours to remove: the next start tries again
+    }
+  }
+  return removed;
 }
 
 /** Buffers a writev(2) takes at most (Linux's IOV_MAX); a 10,000-client save is up to ~30,000 pieces. */

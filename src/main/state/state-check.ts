@@ -1,0 +1,92 @@
+// What a state file must hold to be restored (docs/STATE.md, "Format"):
+// its shape, and each client's values with the types and ranges the
+// registry, the state file and D-Bus can carry. A file ours wrote always
+// passes; one edited by hand or damaged may not, and a value that passed
+// JSON.parse but not this (a `created` of "yesterday", a timeout given as
+// "PT5M") once crashed the server a moment after it began listening, and
+// again at every start. Pure: no I/O.
+
+import { MAX_CLIENT_DURATION_MS, MAX_CLIENT_TIME_MS } from "../config/duration.js";
+import { RUNTIME_SETTINGS } from "../clients/runtime-settings.js";
+
+type Check = (v: unknown) => boolean;
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
+/** As clients.conf and D-Bus take them: whole milliseconds, not negative, at most 100,000 years. */
+const isDuration: Check = (v) => typeof v === "number" && Number.isInteger(v) && v >= 0 && v <= MAX_CLIENT_DURATION_MS;
+/** A string D-Bus can carry (none with a NUL). */
+const isText: Check = (v) => typeof v === "string" && !v.includes("\0");
+const isBoolean: Check = (v) => typeof v === "boolean";
+/** An ISO 8601 time, as the state file writes them, within MAX_CLIENT_TIME_MS of 1970. */
+const isTime: Check = (v) => {
+  if (typeof v !== "string") return false;
+  const ms = Date.parse(v);
+  return Number.isFinite(ms) && Math.abs(ms) <= MAX_CLIENT_TIME_MS;
+};
+const orNull = (check: Check): Check => (v) => v === null || v === undefined || check(v);
+/** -2 (never ran), -1 (killed), or an exit status. */
+const isCheckerStatus: Check = (v) => typeof v === "number" && Number.isInteger(v) && v >= -2 && v <= 255;
+const isSignal: Check = (v) => typeof v === "number" && Number.isInteger(v) && v >= 0 && v <= 255;
+
+const KIND_CHECK: Record<string, Check> = { string: isText, duration: isDuration, boolean: isBoolean };
+
+/** The settings of "config" and "current", each with its check (the keys, then the table's plain settings). */
+const SETTING_CHECKS: ReadonlyArray<readonly [string, Check]> = [
+  ["keyId", isText],
+  ["fingerprint", isText],
+  ...RUNTIME_SETTINGS.filter((r) => r.kind !== "bytes").map((r) => [r.field, KIND_CHECK[r.kind]!] as const),
+];
+
+/** The runtime values; a missing optional one is read as its default (files of earlier versions). */
+const RUNTIME_CHECKS: ReadonlyArray<readonly [string, Check]> = [
+  ["enabled", isBoolean],
+  ["created", isTime],
+  ["last_enabled", orNull(isTime)],
+  ["expires", orNull(isTime)],
+  ["last_checked_ok", orNull(isTime)],
+  ["last_approval_request", orNull(isTime)],
+  ["last_checker_status", orNull(isCheckerStatus)],
+  ["last_checker_signal", orNull(isSignal)],
+];
+
+/**
+ * Why one client's entry cannot be restored, naming the value (never
+ * quoting it: a value may be anything, a secret pasted by mistake among
+ * them); null when it can. A setting "config" lacks is taken from
+ * clients.conf at restore, so "current" may lack it too.
+ */
+export function storedClientProblem(entry: unknown): string | null {
+  if (!isObject(entry)) return "not an object";
+  for (const part of ["config", "current", "runtime"] as const) {
+    if (!isObject(entry[part])) return `"${part}" is missing or not an object`;
+  }
+  const config = entry.config as Record<string, unknown>;
+  const current = entry.current as Record<string, unknown>;
+  for (const [field, check] of SETTING_CHECKS) {
+    if (config[field] === undefined) continue;
+    if (!check(config[field])) return `config.${field} is not a valid value`;
+    if (!check(current[field])) return `current.${field} is missing or not a valid value`;
+  }
+  const runtime = entry.runtime as Record<string, unknown>;
+  for (const [field, check] of RUNTIME_CHECKS) {
+    if (!check(runtime[field])) return `runtime.${field} is missing or not a valid value`;
+  }
+  for (const field of ["secret", "referenceSecret"] as const) {
+    if (entry[field] !== undefined && typeof entry[field] !== "string") return `${field} is not a string`;
+  }
+  return null;
+}
+
+/** Why a parsed file cannot be restored (its shape, then the first bad client); null when it can. */
+export function stateFileProblem(parsed: Record<string, unknown>): string | null {
+  if (!isObject(parsed.clients)) return "\"clients\" is missing or not an object";
+  if (parsed.removed !== undefined && !(Array.isArray(parsed.removed) && parsed.removed.every((n) => typeof n === "string"))) {
+    return "\"removed\" is not a list of names";
+  }
+  if (parsed.fleetUnsent !== undefined && !Array.isArray(parsed.fleetUnsent)) return "\"fleetUnsent\" is not a list";
+  for (const [name, entry] of Object.entries(parsed.clients)) {
+    const problem = storedClientProblem(entry);
+    if (problem !== null) return `client ${JSON.stringify(name.slice(0, 64))}: ${problem}`;
+  }
+  return null;
+}

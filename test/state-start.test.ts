@@ -1,0 +1,159 @@
+// The state file as bin/mandos starts and stops with it (docs/STATE.md),
+// from an audit against the reference: a damaged clients.json, or one
+// value in it out of range, stops the start with a clear error instead of a
+// fresh start that brought back clients disabled or removed at run time
+// (or a crash, at every start, a moment after listening); temporary files
+// that an interrupted save left are removed; a checker's success waits for
+// a routine save instead of rewriting the file each second; a final save
+// that fails is said, and is a failure exit; "No clients defined" counts
+// the clients restored, as the reference's does.
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { REPO, run, startServer } from "./helpers/server.js";
+import { eventually } from "./helpers/wait.js";
+import { NOT_STARTED } from "../src/main/state/state-file.js";
+
+interface Setup {
+  readonly root: string;
+  readonly conf: string;
+  readonly state: string;
+  readonly statePath: string;
+}
+
+/** A configuration of clients `names` (keys and secrets made up: no client connects), its state directory, removed after `body`. */
+async function withSetup(names: readonly string[], extra: string, body: (s: Setup) => Promise<void>): Promise<void> {
+  const root = mkdtempSync(join(tmpdir(), "mandos-ts-state-start-"));
+  try {
+    const conf = join(root, "conf");
+    const state = join(root, "state");
+    mkdirSync(conf);
+    mkdirSync(state);
+    writeFileSync(join(conf, "mandos.conf"), "[DEFAULT]\n");
+    const sections = names.map((name, i) => `[${name}]\nkey_id = ${String(i + 1).padStart(64, "a")}\nsecret = c2VjcmV0LW9mLSR7bmFtZX0=\nhost = ${name}.example\n`);
+    writeFileSync(join(conf, "clients.conf"), `[DEFAULT]\nchecker = true\n${extra}\n${sections.join("\n")}`);
+    await body({ root, conf, state, statePath: join(state, "clients.json") });
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+}
+
+const serverArgs = (s: Setup, ...more: string[]): string[] => ["--configdir", s.conf, "--statedir", s.state, "--port", "0", "--address", "::1", ...more];
+
+/** Starts and stops a server once, so that clients.json is as ours writes it. */
+async function savedOnce(s: Setup): Promise<Record<string, unknown>> {
+  const server = await startServer(serverArgs(s));
+  await eventually(() => existsSync(s.statePath), { what: "clients.json saved" });
+  assert.equal(await server.stop(), 0);
+  return JSON.parse(readFileSync(s.statePath, "utf8")) as Record<string, unknown>;
+}
+
+/** Runs bin/mandos in the foreground without D-Bus: its exit code and standard error. */
+async function startOnce(s: Setup, ...more: string[]): Promise<{ code: number | null; stderr: string }> {
+  return run(process.execPath, [`${REPO}bin/mandos`, "--foreground", "--no-dbus", "--no-zeroconf", ...serverArgs(s, ...more)], 20_000);
+}
+
+test("a damaged clients.json stops the start, naming it, and is left as it was; --check fails on it; --no-restore starts from clients.conf", () =>
+  withSetup(["alpha"], "", async (s) => {
+    await savedOnce(s);
+    const damaged = readFileSync(s.statePath, "utf8").slice(0, 100);
+    writeFileSync(s.statePath, damaged);
+    const start = await startOnce(s);
+    assert.equal(start.code, 1, start.stderr);
+    assert.ok(start.stderr.includes(`Could not load persistent state from ${s.statePath}: not valid JSON; ${NOT_STARTED} (the file is then replaced)`), start.stderr);
+    assert.equal(readFileSync(s.statePath, "utf8"), damaged);
+    const check = await run(process.execPath, [`${REPO}bin/mandos`, "--check", ...serverArgs(s)]);
+    assert.notEqual(check.code, 0);
+    assert.match(check.stdout.toString("utf8"), /^FAILED: state: Could not load persistent state from .*clients\.json: not valid JSON;/m);
+    const fresh = await startServer(serverArgs(s, "--no-restore"));
+    try {
+      await eventually(() => readFileSync(s.statePath, "utf8") !== damaged, { what: "the file replaced" });
+    } finally {
+      assert.equal(await fresh.stop(), 0);
+    }
+  }));
+
+test("a value out of range stops the start with the client and value named, where it once crashed after listening, at every start", () =>
+  withSetup(["alpha", "bravo"], "", async (s) => {
+    const state = await savedOnce(s);
+    const check = await run(process.execPath, [`${REPO}bin/mandos`, "--check", ...serverArgs(s)]);
+    assert.match(check.stdout.toString("utf8"), /^ok: state: .*clients\.json restores 2 clients$/m);
+    const clients = state.clients as Record<string, { runtime: Record<string, unknown> }>;
+    delete clients.bravo!.runtime.created;
+    writeFileSync(s.statePath, JSON.stringify(state));
+    const start = await startOnce(s);
+    assert.equal(start.code, 1, start.stderr);
+    assert.match(start.stderr, /Could not load persistent state from .*clients\.json: client "bravo": runtime\.created is missing or not a valid value; not started/);
+    assert.doesNotMatch(start.stderr, /Now listening|RangeError/);
+  }));
+
+test("temporary files that an interrupted save left are removed at start, and said; one of a running process is left", () =>
+  withSetup(["alpha"], "", async (s) => {
+    // 99999999 is past any pid Linux gives (4,194,304 at most).
+    const stale = ".clients.json.99999999.0badf00d.tmp";
+    const live = `.clients.json.${process.pid}.0123abcd.tmp`;
+    const other = ".clients.json.99999999.notours.tmp";
+    for (const name of [stale, live, other]) writeFileSync(join(s.state, name), "{}");
+    const server = await startServer(serverArgs(s));
+    try {
+      await server.waitForLog(new RegExp(`INFO: Removed 1 temporary state file that an interrupted save left in ${s.state}: \\${stale}`));
+      assert.deepEqual(readdirSync(s.state).filter((n) => n.endsWith(".tmp")).sort(), [live, other].sort());
+    } finally {
+      assert.equal(await server.stop(), 0);
+    }
+  }));
+
+test("a checker's success waits for a routine save: the file is not rewritten at each one", () =>
+  withSetup(["alpha"], "interval = PT1S\n", async (s) => {
+    const server = await startServer(serverArgs(s));
+    try {
+      await eventually(() => existsSync(s.statePath), { what: "the first save" });
+      const first = statSync(s.statePath, { bigint: true }).mtimeNs;
+      const succeeded = (): number => server.log().match(/Checker for alpha succeeded/g)?.length ?? 0;
+      const before = succeeded();
+      // Seconds of successes, one a second: each was once saved a second later.
+      await eventually(() => succeeded() >= before + 4, { what: "four checker successes", timeoutMs: 20_000 });
+      await new Promise((r) => setTimeout(r, 1_500));
+      assert.equal(statSync(s.statePath, { bigint: true }).mtimeNs, first, "the file was rewritten for a checker's success");
+    } finally {
+      assert.equal(await server.stop(), 0);
+    }
+    // At the stop, the last success is saved.
+    const saved = JSON.parse(readFileSync(s.statePath, "utf8")) as { clients: { alpha: { runtime: { last_checked_ok: string | null } } } };
+    assert.notEqual(saved.clients.alpha.runtime.last_checked_ok, null);
+  }));
+
+test("a final save that fails is said at ERROR, and the exit is a failure", { skip: process.getuid?.() !== 0 ? "needs root: the server drops to another user, whom the state directory is then closed to" : false }, () =>
+  withSetup(["alpha"], "", async (s) => {
+    const server = await startServer(serverArgs(s));
+    let code: number | null;
+    try {
+      await eventually(() => existsSync(s.statePath), { what: "the first save" });
+      // Closed to the user the server runs as (the test's helper opened it to everyone).
+      chmodSync(s.state, 0o555);
+    } finally {
+      code = await server.stop();
+      chmodSync(s.state, 0o755);
+    }
+    assert.match(server.log(), /ERROR: Could not save persistent state as the server stops: Permission denied; the changes since the last save are lost/);
+    assert.equal(code, 1);
+  }));
+
+test("'No clients defined' counts the clients restored: all removed at run time is none, as the reference says", () =>
+  withSetup(["alpha"], "", async (s) => {
+    const state = await savedOnce(s);
+    // As a save after mandos-ctl --remove alpha writes it.
+    state.clients = {};
+    state.removed = ["alpha"];
+    writeFileSync(s.statePath, JSON.stringify(state), { mode: 0o600 });
+    const server = await startServer(serverArgs(s));
+    try {
+      await server.waitForLog(/WARNING: No clients defined/);
+      assert.doesNotMatch(server.log(), /Could not read/);
+    } finally {
+      await server.stop();
+    }
+  }));
