@@ -23,7 +23,9 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 destdir=${DESTDIR:-}
 
 if [ -z "${MANDOS_BIN:-}" ]; then
-  prefix=$(npm prefix -g) || { echo "install-service: npm prefix -g failed; give our mandos as MANDOS_BIN" >&2; exit 1; }
+  # Without DESTDIR: npm 11 puts its default global prefix under it
+  # (`DESTDIR=/x npm prefix -g` says /x/usr), where npm installed nothing.
+  prefix=$(env -u DESTDIR npm prefix -g) || { echo "install-service: npm prefix -g failed; give our mandos as MANDOS_BIN" >&2; exit 1; }
   MANDOS_BIN="$prefix/bin/mandos"
 fi
 case "$MANDOS_BIN" in

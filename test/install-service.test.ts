@@ -82,6 +82,21 @@ test("install-service.sh: the unit names our mandos where npm install -g put it"
   assert.equal(execStart(readFileSync(join(again, "etc/systemd/system/mandos.service"), "utf8")), join(prefix, "bin/mandos"));
 });
 
+test("install-service.sh with DESTDIR looks for our mandos where npm put it, not under DESTDIR", async (t) => {
+  const root = mkdtempSync(join(tmpdir(), "mandos-ts-install-"));
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  // npm's default global prefix (from node's path), which npm 11 puts under
+  // $DESTDIR; a prefix configured otherwise it leaves alone.
+  const defaultPrefix = { npm_config_prefix: undefined, PREFIX: undefined, MANDOS_BIN: undefined };
+  const npmPrefix = await run("npm", ["prefix", "-g"], 60_000, { ...defaultPrefix, DESTDIR: undefined });
+  assert.equal(npmPrefix.code, 0, npmPrefix.stderr);
+  const prefix = npmPrefix.stdout.toString().trim();
+  const result = await run("sh", [SCRIPT], 60_000, { ...defaultPrefix, DESTDIR: root });
+  // Installed there or not (then the script stops), it is that mandos it names.
+  const bin = `${prefix}/bin/mandos`.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  assert.match(result.stdout.toString() + result.stderr, new RegExp(`(ExecStart=|install-service: )${bin}[ )]`));
+});
+
 test("install-service.sh refuses a mandos that is not ours, and writes nothing", { skip: missing(MANDOS_REFERENCE) }, async (t) => {
   const root = mkdtempSync(join(tmpdir(), "mandos-ts-install-"));
   t.after(() => rmSync(root, { recursive: true, force: true }));
