@@ -107,7 +107,9 @@ fi
 
 if [ -z "$destdir" ]; then
   if [ -d /run/systemd/system ]; then
-    echo "next: systemctl daemon-reload && systemctl enable --now mandos"
+    # restart, not enable --now: that starts only a unit not active, and
+    # the package's, running the Python server, is; it would go on serving.
+    echo "next: systemctl daemon-reload && systemctl enable mandos && systemctl restart mandos"
   else
     echo "next (no systemd runs here): /etc/init.d/mandos restart"
   fi

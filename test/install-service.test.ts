@@ -3,8 +3,8 @@
 // Debian's mandos package (/usr/sbin/mandos), and it leaves the admin's
 // own /etc/default/mandos and the package's D-Bus policy as they are, but
 // for one DAEMON= line naming ours, which Debian's init script runs.
-// Into a scratch root (DESTDIR) and a scratch npm prefix: nothing of the
-// machine's own /etc or npm is touched.
+// Into a scratch root (DESTDIR) and a scratch npm prefix, or a private
+// mount namespace: nothing of the machine's own /etc or npm is touched.
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -12,7 +12,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, wri
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { MANDOS_REFERENCE, missing } from "./helpers/peers.js";
-import { REPO, run } from "./helpers/server.js";
+import { BIN_MANDOS, REPO, run } from "./helpers/server.js";
 
 const SCRIPT = join(REPO, "scripts/install-service.sh");
 const UNIT = readFileSync(join(REPO, "contrib/systemd/mandos.service"), "utf8");
@@ -117,6 +117,30 @@ test("install-service.sh warns when the unit's sandbox would hide our mandos", a
   assert.equal(result.code, 0, result.stderr);
   assert.match(result.stderr, /warning: .*mandos-ts-install-.*\/mandos is .*, which the unit's PrivateTmp=yes hides: the service would not start/);
   assert.equal(execStart(readFileSync(join(scratch, "root/etc/systemd/system/mandos.service"), "utf8")), bin);
+});
+
+/** Where the script writes without DESTDIR; a private mount namespace lays an empty tmpfs over each, and over /run. */
+const SYSTEM_DIRS = ["/etc/systemd/system", "/etc/default", "/etc/dbus-1/system.d"];
+const ownMounts = process.getuid?.() !== 0 ? "needs root (a mount namespace)"
+  : missing("/usr/bin/unshare") || (SYSTEM_DIRS.every((d) => existsSync(d)) ? false : `missing one of ${SYSTEM_DIRS.join(", ")}`);
+
+test("install-service.sh says to restart mandos: enable --now would leave the package's Python server serving", { skip: ownMounts }, async () => {
+  // Without DESTDIR, as the admin runs it, so that it says what to run
+  // next: first where systemd runs (/run/systemd/system), then where not.
+  const steps = [
+    ...[...SYSTEM_DIRS, "/run"].map((d) => `mount -t tmpfs tmpfs ${d}`),
+    "mkdir -p /run/systemd/system",
+    `sh '${SCRIPT}'`,
+    "echo ---",
+    "rmdir /run/systemd/system",
+    `sh '${SCRIPT}'`,
+  ];
+  const result = await run("unshare", ["--mount", "--propagation", "private", "sh", "-c", steps.join(" && ")], 60_000, { DESTDIR: undefined, MANDOS_BIN: BIN_MANDOS });
+  assert.equal(result.code, 0, result.stderr);
+  const [withSystemd, without] = result.stdout.toString().split("---\n");
+  assert.match(withSystemd!, /^next: systemctl daemon-reload && systemctl enable mandos && systemctl restart mandos$/m);
+  assert.doesNotMatch(withSystemd!, /--now/);
+  assert.match(without!, /^next \(no systemd runs here\): \/etc\/init\.d\/mandos restart$/m);
 });
 
 test("the shipped unit does not start the Python server", () => {
