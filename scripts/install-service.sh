@@ -94,6 +94,7 @@ else
   } > "$defaults.tmp"
   mv "$defaults.tmp" "$defaults"
   echo "set $daemon_line in $defaults${others:+ (was: ${others% })}"
+  echo "note: $defaults is a conffile of Debian's mandos package: when an upgrade of it asks, keep your version (or run this script again), else /etc/init.d/mandos runs /usr/sbin/mandos again"
 fi
 
 policy_dir="$destdir/etc/dbus-1/system.d"

@@ -73,10 +73,13 @@ test("install-service.sh: the unit names our mandos where npm install -g put it"
   assert.equal(readFileSync(join(again, "etc/default/mandos"), "utf8"), `DAEMON_ARGS="--debuglevel INFO"\n${daemonLines(bin!)}`);
   assert.equal(statSync(join(again, "etc/default/mandos")).mode & 0o777, 0o640);
   assert.match(kept.stdout.toString(), new RegExp(`^set DAEMON=${bin} in .*/etc/default/mandos \\(was: DAEMON=/usr/sbin/mandos\\)$`, "m"));
+  // The package's version of the file, taken at its upgrade, has no DAEMON=.
+  assert.match(kept.stdout.toString(), /^note: .*\/etc\/default\/mandos is a conffile of Debian's mandos package: .*keep your version/m);
   // A third run changes nothing.
   const third = await run("sh", [SCRIPT], 60_000, { ...env, DESTDIR: again });
   assert.equal(third.code, 0, third.stderr);
   assert.match(third.stdout.toString(), new RegExp(`^kept DAEMON=${bin} in `, "m"));
+  assert.doesNotMatch(third.stdout.toString(), /conffile/, "the file unchanged, nothing to say of it");
   assert.equal(readFileSync(join(again, "etc/default/mandos"), "utf8"), `DAEMON_ARGS="--debuglevel INFO"\n${daemonLines(bin!)}`);
   assert.ok(!existsSync(join(again, "etc/dbus-1/system.d/mandos-ts.conf")));
   assert.equal(execStart(readFileSync(join(again, "etc/systemd/system/mandos.service"), "utf8")), join(prefix, "bin/mandos"));
