@@ -23,7 +23,9 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 destdir=${DESTDIR:-}
 
 if [ -z "${MANDOS_BIN:-}" ]; then
-  prefix=$(npm prefix -g) || { echo "install-service: npm prefix -g failed; give our mandos as MANDOS_BIN" >&2; exit 1; }
+  # Without DESTDIR: npm 11 puts its default global prefix under it
+  # (`DESTDIR=/x npm prefix -g` says /x/usr), where npm installed nothing.
+  prefix=$(env -u DESTDIR npm prefix -g) || { echo "install-service: npm prefix -g failed; give our mandos as MANDOS_BIN" >&2; exit 1; }
   MANDOS_BIN="$prefix/bin/mandos"
 fi
 case "$MANDOS_BIN" in
@@ -92,6 +94,7 @@ else
   } > "$defaults.tmp"
   mv "$defaults.tmp" "$defaults"
   echo "set $daemon_line in $defaults${others:+ (was: ${others% })}"
+  echo "note: $defaults is a conffile of Debian's mandos package: when an upgrade of it asks, keep your version (or run this script again), else /etc/init.d/mandos runs /usr/sbin/mandos again"
 fi
 
 policy_dir="$destdir/etc/dbus-1/system.d"
@@ -105,7 +108,9 @@ fi
 
 if [ -z "$destdir" ]; then
   if [ -d /run/systemd/system ]; then
-    echo "next: systemctl daemon-reload && systemctl enable --now mandos"
+    # restart, not enable --now: that starts only a unit not active, and
+    # the package's, running the Python server, is; it would go on serving.
+    echo "next: systemctl daemon-reload && systemctl enable mandos && systemctl restart mandos"
   else
     echo "next (no systemd runs here): /etc/init.d/mandos restart"
   fi

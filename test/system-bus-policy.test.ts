@@ -1,9 +1,10 @@
 // The D-Bus service against a bus that behaves like Debian's system bus:
 // with our policy file (contrib/dbus/mandos-ts.conf) the server, dropped to
 // _mandos, owns its names and root's mandos-ctl controls it, while any
-// other user is refused; without the policy file, or without a bus at all,
-// or with --no-dbus, the server logs why and serves the real mandos-client
-// all the same.
+// other user is refused; without the policy file, with the name owned by
+// another server, without a bus at all, or with --no-dbus, the server logs
+// why (at the reference's level) and serves the real mandos-client all the
+// same.
 
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
@@ -95,22 +96,41 @@ describe("the system bus policy and a missing bus", { skip }, () => {
     });
   });
 
-  /** The server logged `warning` and still gives the real client its password. */
-  const warnsAndServesOn = async (server: RunningServer, warning: RegExp): Promise<void> => {
-    await server.waitForLog(warning);
+  /** The server logged `line` and still gives the real client its password. */
+  const logsAndServesOn = async (server: RunningServer, line: RegExp): Promise<void> => {
+    await server.waitForLog(line);
     const c = clients[0]!;
     const result = await runMandosClient(c.dir, "::1", server.port);
     assert.equal(result.code, 0, result.stderr);
     assert.equal(result.stdout.toString("utf8"), c.password);
   };
 
-  test("without the policy file the name is refused: a warning, and the server serves on", async () => {
+  // The reference logs these at ERROR (syslog err), which operators alert on.
+  test("without the policy file the name is refused: an error, and the server serves on", async () => {
     const bus = await startPrivateBus({ policy: SYSTEM_DEFAULT_POLICY });
     const server = await startServer(serverArgs("state-nopolicy"), { DBUS_SYSTEM_BUS_ADDRESS: bus.address }, { dbus: true });
     try {
-      await warnsAndServesOn(server, /WARNING: Disabling D-Bus: .*AccessDenied/);
+      await logsAndServesOn(server, /ERROR: Disabling D-Bus: .*AccessDenied/);
     } finally {
       await server.stop();
+      await bus.stop();
+    }
+  });
+
+  test("with the name owned by another server: an error, and the second server serves on", async () => {
+    const bus = await startPrivateBus();
+    const env = { DBUS_SYSTEM_BUS_ADDRESS: bus.address };
+    const first = await startServer(serverArgs("state-owner"), env, { dbus: true });
+    try {
+      await first.waitForLog(/D-Bus: serving se\.recompile\.Mandos/);
+      const second = await startServer(serverArgs("state-second"), env, { dbus: true });
+      try {
+        await logsAndServesOn(second, /ERROR: Disabling D-Bus: the bus name se\.recompile\.Mandos is taken/);
+      } finally {
+        await second.stop();
+      }
+    } finally {
+      await first.stop();
       await bus.stop();
     }
   });
@@ -119,7 +139,7 @@ describe("the system bus policy and a missing bus", { skip }, () => {
     const address = `unix:path=${join(root, "no-such-bus")}`;
     const server = await startServer(serverArgs("state-nobus"), { DBUS_SYSTEM_BUS_ADDRESS: address }, { dbus: true });
     try {
-      await warnsAndServesOn(server, /WARNING: Disabling D-Bus: cannot connect/);
+      await logsAndServesOn(server, /WARNING: Disabling D-Bus: cannot connect/);
     } finally {
       await server.stop();
     }
@@ -132,7 +152,7 @@ describe("the system bus policy and a missing bus", { skip }, () => {
     bus.pause();
     const server = await startServer(serverArgs("state-frozen"), { DBUS_SYSTEM_BUS_ADDRESS: bus.address }, { dbus: true });
     try {
-      await warnsAndServesOn(server, /WARNING: Disabling D-Bus: .*no answer .*within \d+ ms; trying again in 1 s, then less often$/m);
+      await logsAndServesOn(server, /WARNING: Disabling D-Bus: .*no answer .*within \d+ ms; trying again in 1 s, then less often$/m);
       assert.doesNotMatch(server.log(), /D-Bus: serving/);
       bus.resume();
       await server.waitForLog(/INFO: Back on the D-Bus system bus as :1\.\d+: D-Bus interface on/, 40_000);

@@ -79,22 +79,26 @@ type Handler = (call: WireMessage, args: WireValue[]) => Answer | void;
 
 /**
  * Starts the service. When another process owns the name (or the policy
- * refuses it), logs a warning and resolves null: the server serves on
- * without D-Bus (as the reference, which logs "Disabling D-Bus"). A bus
- * that cannot be reached or does not answer, at start-up (a server started
- * before the bus, a bus daemon stopped) or later (the system bus
- * restarted), is tried again, every RECONNECT_FIRST_MS doubling up to
- * RECONNECT_MAX_MS, until the service is on it: the reference fails to
- * start without a bus, and exits when it loses it (libdbus's exit on
- * disconnect) to wait for systemd to start it again; we go on serving
- * secrets meanwhile.
+ * refuses it), logs an error and resolves null: the server serves on
+ * without D-Bus (as the reference, which logs "ERROR: Disabling D-Bus" for
+ * any failure to claim its names). A bus that cannot be reached or does not
+ * answer, at start-up (a server started before the bus, a bus daemon
+ * stopped) or later (the system bus restarted), is tried again, every
+ * RECONNECT_FIRST_MS doubling up to RECONNECT_MAX_MS, until the service is
+ * on it: the reference fails to start without a bus, and exits when it
+ * loses it (libdbus's exit on disconnect) to wait for systemd to start it
+ * again; we go on serving secrets meanwhile, and say so as a warning when
+ * the bus was never reached (at boot, the bus may just not be up yet).
  */
 export async function startDbusService(registry: Registry, options: DbusServiceOptions): Promise<DbusService | null> {
   let unreachable = false;
   const kept = new KeptDbus(registry, options);
-  const first = await connectService(registry, options, (warning, busUnreachable) => {
+  const first = await connectService(registry, options, (why, busUnreachable, claiming) => {
     unreachable = busUnreachable;
-    options.logger.warning(`Disabling D-Bus: ${warning}${busUnreachable ? `; trying again in ${RECONNECT_FIRST_MS / 1000} s, then less often` : ""}`);
+    const message = `Disabling D-Bus: ${why}${busUnreachable ? `; trying again in ${RECONNECT_FIRST_MS / 1000} s, then less often` : ""}`;
+    // The reference's ERROR covers the names; a bus not reached it never survives.
+    if (claiming) options.logger.error(message);
+    else options.logger.warning(message);
   }, (error) => kept.lost(error));
   if (first === null && !unreachable) return null;
   kept.begin(first);
@@ -102,13 +106,15 @@ export async function startDbusService(registry: Registry, options: DbusServiceO
 }
 
 /**
- * One connection's service, or null after saying why not through `refuse`.
- * `lost` is told when the bus goes away later.
+ * One connection's service, or null after saying why not through `refuse`:
+ * whether to try again, and whether it failed claiming the names (the bus
+ * was reached) rather than reaching the bus. `lost` is told when the bus
+ * goes away later.
  */
 async function connectService(
   registry: Registry,
   options: DbusServiceOptions,
-  refuse: (why: string, unreachable: boolean) => void,
+  refuse: (why: string, unreachable: boolean, claiming: boolean) => void,
   lost?: (error?: Error) => void,
 ): Promise<MandosDbus | null> {
   const { logger } = options;
@@ -117,7 +123,7 @@ async function connectService(
   try {
     bus = await BusConnection.connect(address, options.connectTimeoutMs);
   } catch (error) {
-    refuse((error as Error).message, true);
+    refuse((error as Error).message, true, false);
     return null;
   }
   try {
@@ -130,7 +136,7 @@ async function connectService(
   } catch (error) {
     bus.close();
     // A bus that stopped answering is tried again; a refusal is final.
-    refuse((error as Error).message, error instanceof DbusError && error.code === DBUS_ERROR.connectFailed);
+    refuse((error as Error).message, error instanceof DbusError && error.code === DBUS_ERROR.connectFailed, true);
     return null;
   }
   const service = new MandosDbus(bus, registry, logger, lost);
