@@ -234,6 +234,14 @@ describe("switching from the Python server: our server takes over its clients.pi
       // Told ahead: what the first start imports, and how long it will open secrets while serving.
       assert.match(await check(), new RegExp(`^ok: the first start imports ${bigState}/clients\\.pickle: ${BIG} clients; it serves at once and opens their ${BIG} sealed secrets meanwhile, each asking client's first \\(about \\d+ (s|min) in all on \\d+ threads?, more while connections are served; one took \\d+ ms here\\)$`, "m"));
 
+      // The dry run tells which secret the pickle holds is not clients.conf's (without printing either).
+      const dry = await run(process.execPath, [`${REPO}bin/mandos-keygen`, "--import-pickle", join(bigState, "clients.pickle"), "--clients-conf", join(bigConf, "clients.conf")], 120_000);
+      assert.equal(dry.code, 0, dry.stderr);
+      const dryOut = dry.stdout.toString("utf8");
+      assert.match(dryOut, new RegExp(`^\\[${LAST}\\] enabled; from the pickle: timeout 300000 -> 420000, interval 120000 -> 180000, secret \\(set at run time; not clients\\.conf's\\)$`, "m"));
+      assert.match(dryOut, /^\[many001\] enabled; from the pickle: timeout 300000 -> 420000, interval 120000 -> 180000$/m);
+      assert.ok(!dryOut.includes(delta.password), "the dry run printed a secret");
+
       // Stopped as the opening begins: a normal stop; the state file keeps the unopened secrets as the pickle sealed them.
       const first = await startServer(args, { NOTIFY_SOCKET: notify }, { startedWhen: new RegExp(`Opening the ${BIG} secrets the Python server sealed in clients\\.pickle`) });
       assert.equal(await first.stop(), 0, first.log());

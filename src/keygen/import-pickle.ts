@@ -35,7 +35,7 @@ export async function importPickleDryRun(picklePath: string, clientsConfPath: st
     state = await stateFromPickle(data, config, now, logger, progress);
     progress.end();
   } catch (error) {
-    out(`${picklePath} cannot be imported: ${(error as Error).message}\nThe server would warn and start from ${clientsConfPath} alone.\n`);
+    out(`${picklePath} cannot be imported: ${(error as Error).message}\nThe server would not start on it: move it, or start the server with --no-restore to begin from ${clientsConfPath} alone.\n`);
     return 1;
   }
   const restored = restoreState(config, state, now, logger);
@@ -51,6 +51,8 @@ export async function importPickleDryRun(picklePath: string, clientsConfPath: st
       continue;
     }
     const changed = SHOWN.filter((f) => s[f] !== conf[f]).map((f) => `${f} ${String(conf[f])} -> ${String(s[f])}`);
+    // Never the secret itself: only that the pickle's (set at run time, mandos-ctl --secret) is not clients.conf's.
+    if (!s.secret.equals(conf.secret)) changed.push("secret (set at run time; not clients.conf's)");
     out(`[${s.name}] ${s.enabled ? "enabled" : "disabled"}; ${changed.length ? `from the pickle: ${changed.join(", ")}` : "as in clients.conf"}\n`);
   }
   for (const note of notes) out(`  ${note}\n`);
