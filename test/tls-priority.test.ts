@@ -17,7 +17,7 @@ function gnutlsAccepts(priority: string): boolean | null {
 
 test("the Mandos default", () => {
   const s = parsePriority(DEFAULT_PRIORITY);
-  assert.deepEqual(s.cipherSuites, ["TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256", "TLS_AES_128_GCM_SHA256"]);
+  assert.deepEqual(s.cipherSuites, ["TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256", "TLS_AES_128_GCM_SHA256", "TLS_AES_128_CCM_SHA256"]);
   assert.deepEqual(s.groups, ["x25519", "secp256r1", "secp384r1", "x448"]);
   assert.deepEqual(s.keyShareGroups, ["x25519"]);
   assert.ok(s.signatureSchemes.includes("ed25519"));
@@ -143,4 +143,32 @@ test("each group and signature scheme is found again by its code point, and an u
   assert.equal(schemeByCode(0x0401), undefined);
   assert.equal(groupByCode(0x01fc), undefined);
   assert.equal(schemeByCode(0), undefined);
+});
+
+test("AES-128-CCM: in GnuTLS's keywords, last; alone it is enough to start", () => {
+  assert.equal(parsePriority("SECURE128:+CTYPE-RAWPK").cipherSuites.at(-1), "TLS_AES_128_CCM_SHA256");
+  assert.ok(!parsePriority("SECURE256:+CTYPE-RAWPK").cipherSuites.includes("TLS_AES_128_CCM_SHA256"));
+  const only = parsePriority(`${REFERENCE_RPK_PRIORITY}:-CIPHER-ALL:+AES-128-CCM`);
+  assert.deepEqual(only.cipherSuites, ["TLS_AES_128_CCM_SHA256"]);
+  assert.deepEqual(parsePriority(`${DEFAULT_PRIORITY}:-AES-128-CCM`).cipherSuites.includes("TLS_AES_128_CCM_SHA256"), false);
+});
+
+test("SIGN-RSA-PSS-SHA256/384/512 are GnuTLS's rsa_pss_pss_* (RSASSA-PSS keys), not ignored", () => {
+  assert.deepEqual(
+    parsePriority("NONE:+VERS-TLS1.3:+CTYPE-RAWPK:+AES-128-GCM:+GROUP-X25519:+SIGN-RSA-PSS-SHA256:+SIGN-RSA-PSS-SHA384:+SIGN-RSA-PSS-SHA512").signatureSchemes,
+    ["rsa_pss_pss_sha256", "rsa_pss_pss_sha384", "rsa_pss_pss_sha512"],
+  );
+  const s = parsePriority(REFERENCE_RPK_PRIORITY).signatureSchemes;
+  assert.ok(s.indexOf("rsa_pss_pss_sha256") < s.indexOf("rsa_pss_rsae_sha256"), "GnuTLS's order");
+  assert.ok(!parsePriority(`${REFERENCE_RPK_PRIORITY}:-SIGN-RSA-PSS-SHA256`).signatureSchemes.includes("rsa_pss_pss_sha256"));
+});
+
+test("TLS 1.2 without CTYPE-OPENPGP, which the reference serves raw keys over, is named as having no effect", () => {
+  const s = parsePriority("SECURE128:!CTYPE-X.509:+CTYPE-RAWPK:!VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2");
+  assert.equal(s.legacy, null);
+  assert.equal(s.ignored.length, 1);
+  assert.match(s.ignored[0]!, /TLS 1\.2 \(VERS-TLS1\.2\) without CTYPE-OPENPGP has no effect/);
+  // A keyword leaves TLS 1.2 on too.
+  assert.equal(parsePriority("SECURE128:+CTYPE-RAWPK").ignored.length, 1);
+  for (const quiet of [DEFAULT_PRIORITY, REFERENCE_RPK_PRIORITY, REFERENCE_OPENPGP_PRIORITY]) assert.deepEqual(parsePriority(quiet).ignored, [], quiet);
 });

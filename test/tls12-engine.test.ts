@@ -172,7 +172,7 @@ describe("one ClientHello for both generations", () => {
     };
     const both = hello(DEFAULT_PRIORITY);
     assert.deepEqual(both.supportedVersions, [0x0304, 0x0303]);
-    assert.deepEqual(both.cipherSuites, [0x1302, 0x1303, 0x1301, 0xc030, 0xcca8, 0x009f, 0xccaa]);
+    assert.deepEqual(both.cipherSuites, [0x1302, 0x1303, 0x1301, 0x1304, 0xc030, 0xcca8, 0x009f, 0xccaa]);
     assert.equal(both.extensions.get(9)?.toString("hex"), "0101");
     assert.equal(both.extensions.get(23)?.length, 0);
     assert.equal(both.extensions.get(0xff01)?.toString("hex"), "00");

@@ -129,7 +129,7 @@ describe("OpenPGP certificates the server refuses, and what each costs", () => {
       const id = openPgpIdentityFromRsa(generateKeyPairSync("rsa", { modulusLength: 1024 }).privateKey, "legacy-test", 1_600_000_000);
       return certificate(id.publicKey, id.keyId);
     }, "TLS_UNSUPPORTED_CERTIFICATE", 43, 0],
-    ["RSA of 8,200 bits (over MAX_RSA_MODULUS_BITS)", () => certificate(Buffer.concat([packet(6, keyBody(1, [number(8200), E65537])), UID]), Buffer.alloc(8)), "TLS_UNSUPPORTED_CERTIFICATE", 43, 0],
+    ["RSA of 8,200 bits (over MAX_OPENPGP_RSA_MODULUS_BITS)", () => certificate(Buffer.concat([packet(6, keyBody(1, [number(8200), E65537])), UID]), Buffer.alloc(8)), "TLS_UNSUPPORTED_CERTIFICATE", 43, 0],
     ["an RSA exponent of 64 bits", () => certificate(Buffer.concat([packet(6, keyBody(1, [number(2048), number(64)])), UID]), Buffer.alloc(8)), "TLS_UNSUPPORTED_CERTIFICATE", 43, 0],
     ["a v3 key packet", () => certificate(Buffer.concat([packet(6, keyBody(1, [number(2048), E65537], 3)), UID]), Buffer.alloc(8)), "TLS_UNSUPPORTED_CERTIFICATE", 43, 0],
     ["junk instead of a key", () => certificate(Buffer.concat([Buffer.of(0x3f), randomBytes(200)])), "TLS_BAD_CERTIFICATE", 42, 0],

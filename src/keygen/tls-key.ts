@@ -6,7 +6,7 @@
 import { createHash, createPublicKey, generateKeyPairSync, type KeyObject } from "node:crypto";
 import { KeygenError, KeygenFileError } from "./errors.js";
 
-export type TlsKeyType = "ed25519" | "ed448" | "ecdsa" | "rsa";
+export type TlsKeyType = "ed25519" | "ed448" | "ecdsa" | "rsa" | "rsa-pss";
 
 export interface TlsKeyPair {
   /** PKCS#8 PEM, unencrypted. */
@@ -16,22 +16,29 @@ export interface TlsKeyPair {
 }
 
 // certtool's "ultra" security parameter: 256-bit security, which GnuTLS
-// maps to secp521r1 for ECDSA and to 15424-bit moduli for RSA
-// (gnutls_sec_param_to_pk_bits, lib/algorithms/secparams.c).
-const ULTRA_RSA_BITS = 15424;
+// maps to secp521r1 for ECDSA. For RSA and RSA-PSS its table says 15424
+// bits (lib/algorithms/secparams.c), but certtool 3.7.9 makes 8192-bit
+// keys with it ("Generating a 8192 bit RSA private key"), and so does
+// Debian's mandos-keygen: ours makes what theirs makes.
+const ULTRA_RSA_BITS = 8192;
 const ULTRA_EC_CURVE = "P-521";
 
 export function parseTlsKeyType(text: string): TlsKeyType {
   const t = text.toLowerCase();
-  if (t === "ed25519" || t === "ed448" || t === "ecdsa" || t === "rsa") return t;
+  if (t === "ed25519" || t === "ed448" || t === "ecdsa" || t === "rsa" || t === "rsa-pss") return t;
   if (t === "ecc" || t === "ec") return "ecdsa";
-  throw new KeygenError("KEYGEN_BAD_KEY_TYPE", `Unsupported TLS key type: ${text} (ed25519, ed448, ecdsa or rsa)`);
+  throw new KeygenError("KEYGEN_BAD_KEY_TYPE", `Unsupported TLS key type: ${text} (ed25519, ed448, ecdsa, rsa or rsa-pss)`);
 }
 
-export function generateTlsKey(type: TlsKeyType): TlsKeyPair {
+/** `rsaBits`: the modulus of an RSA or RSA-PSS key (tests make smaller ones: an 8,192-bit key takes Node seconds to minutes). */
+export function generateTlsKey(type: TlsKeyType, rsaBits = ULTRA_RSA_BITS): TlsKeyPair {
   const pair =
     type === "rsa"
-      ? generateKeyPairSync("rsa", { modulusLength: ULTRA_RSA_BITS })
+      ? generateKeyPairSync("rsa", { modulusLength: rsaBits })
+      // No hashAlgorithm: an RSASSA-PSS SPKI without parameters, as
+      // certtool writes one, which may sign with SHA-256, -384 or -512.
+      : type === "rsa-pss"
+        ? generateKeyPairSync("rsa-pss", { modulusLength: rsaBits })
       : type === "ecdsa"
         ? generateKeyPairSync("ec", { namedCurve: ULTRA_EC_CURVE })
         : type === "ed448"

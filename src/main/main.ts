@@ -259,6 +259,7 @@ async function startAndServe(
   } catch (error) {
     return fail(`bad priority string: ${error instanceof Error ? error.message : String(error)}`);
   }
+  for (const what of tlsSettings.ignored) logger.warning(`Priority string: ${what}`);
 
   const clientsPath = join(settings.configdir, "clients.conf");
   const statePath = join(settings.statedir, STATE_FILE_NAME);

@@ -61,7 +61,7 @@ export const AlertDescription = {
   CertificateRequired: 116,
 } as const;
 
-export type CipherSuiteName = "TLS_AES_128_GCM_SHA256" | "TLS_AES_256_GCM_SHA384" | "TLS_CHACHA20_POLY1305_SHA256";
+export type CipherSuiteName = "TLS_AES_128_GCM_SHA256" | "TLS_AES_256_GCM_SHA384" | "TLS_CHACHA20_POLY1305_SHA256" | "TLS_AES_128_CCM_SHA256";
 export type NamedGroup =
   | "x25519"
   | "secp256r1"
@@ -81,7 +81,10 @@ export type SignatureScheme =
   | "ecdsa_secp521r1_sha512"
   | "rsa_pss_rsae_sha256"
   | "rsa_pss_rsae_sha384"
-  | "rsa_pss_rsae_sha512";
+  | "rsa_pss_rsae_sha512"
+  | "rsa_pss_pss_sha256"
+  | "rsa_pss_pss_sha384"
+  | "rsa_pss_pss_sha512";
 
 export interface CipherSuiteInfo {
   readonly name: CipherSuiteName;
@@ -90,7 +93,7 @@ export interface CipherSuiteInfo {
   readonly hash: "sha256" | "sha384";
   readonly hashLength: number;
   /** node:crypto cipher name. */
-  readonly cipher: "aes-128-gcm" | "aes-256-gcm" | "chacha20-poly1305";
+  readonly cipher: "aes-128-gcm" | "aes-256-gcm" | "chacha20-poly1305" | "aes-128-ccm";
   readonly keyLength: number;
 }
 
@@ -98,6 +101,8 @@ export const CIPHER_SUITES: readonly CipherSuiteInfo[] = [
   { name: "TLS_AES_128_GCM_SHA256", code: 0x1301, hash: "sha256", hashLength: 32, cipher: "aes-128-gcm", keyLength: 16 },
   { name: "TLS_AES_256_GCM_SHA384", code: 0x1302, hash: "sha384", hashLength: 48, cipher: "aes-256-gcm", keyLength: 32 },
   { name: "TLS_CHACHA20_POLY1305_SHA256", code: 0x1303, hash: "sha256", hashLength: 32, cipher: "chacha20-poly1305", keyLength: 32 },
+  // RFC 8446 §B.4: AES-128 in CCM with a 16-byte tag (RFC 6655), not CCM_8.
+  { name: "TLS_AES_128_CCM_SHA256", code: 0x1304, hash: "sha256", hashLength: 32, cipher: "aes-128-ccm", keyLength: 16 },
 ];
 
 export const GROUP_CODES: Readonly<Record<NamedGroup, number>> = {
@@ -122,6 +127,9 @@ export const SIGNATURE_CODES: Readonly<Record<SignatureScheme, number>> = {
   rsa_pss_rsae_sha256: 0x0804,
   rsa_pss_rsae_sha384: 0x0805,
   rsa_pss_rsae_sha512: 0x0806,
+  rsa_pss_pss_sha256: 0x0809,
+  rsa_pss_pss_sha384: 0x080a,
+  rsa_pss_pss_sha512: 0x080b,
 };
 
 export function suiteByCode(code: number): CipherSuiteInfo | undefined {

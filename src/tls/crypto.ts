@@ -24,6 +24,7 @@ import * as nodeCrypto from "node:crypto";
 import type { CipherSuiteInfo, NamedGroup, SignatureScheme } from "./constants.js";
 import { TlsError } from "./errors.js";
 import { ffdhe, ffdhePrivateKey, ffdhePublicKey, ffdhePublicValue, ffdheShareLength, type FfdheGroup } from "./ffdhe.js";
+import { MAX_INNER_PLAINTEXT } from "./limits.js";
 import { drawRandom } from "./random.js";
 import { bufferView, ownedCopy } from "./record.js";
 
@@ -207,8 +208,19 @@ function nonce(iv: Uint8Array, seq: bigint): Buffer {
 }
 
 const TAG = 16;
-/** The AEAD options, one object for every record (only CCM, which TLS 1.3 here does not offer, needs plaintextLength). */
+/** The AEAD options, one object for every record. */
 const AEAD_OPTIONS = { authTagLength: TAG } as const;
+
+/**
+ * The record header as additional data. CCM (TLS_AES_128_CCM_SHA256)
+ * must be told the plaintext's length with it, as it authenticates the
+ * length before the data; GCM and ChaCha20-Poly1305 take no options, and
+ * keep their one call without an object made per record.
+ */
+function setHeaderAad(suite: CipherSuiteInfo, aead: { setAAD(aad: Uint8Array, options?: { plaintextLength: number }): unknown }, header: Uint8Array, plaintextLength: number): void {
+  if (suite.cipher === "aes-128-ccm") aead.setAAD(header, { plaintextLength });
+  else aead.setAAD(header);
+}
 
 /**
  * Seals one record: inner plaintext = content || type, no padding.
@@ -224,10 +236,10 @@ export function sealRecord(suite: CipherSuiteInfo, keys: TrafficKeys, seq: bigin
   record.writeUInt16BE(length, 3);
   record.set(content, 5);
   record[5 + content.length] = type;
-  // ChaCha20-Poly1305 has the GCM interface at run time; the typings list
-  // only the GCM names in that overload.
+  // ChaCha20-Poly1305 and CCM have the GCM interface at run time but for
+  // setAAD's plaintextLength; the typings list only the GCM names in that overload.
   const cipher = createCipheriv(suite.cipher as "aes-128-gcm", keys.key, nonce(keys.iv, seq), AEAD_OPTIONS);
-  cipher.setAAD(record.subarray(0, 5));
+  setHeaderAad(suite, cipher, record.subarray(0, 5), content.length + 1);
   let o = 5;
   o += cipher.update(record.subarray(5, 6 + content.length)).copy(record, o);
   o += cipher.final().copy(record, o);
@@ -246,19 +258,23 @@ export function openRecord(suite: CipherSuiteInfo, keys: TrafficKeys, seq: bigin
   let plain: Buffer;
   try {
     const decipher = createDecipheriv(suite.cipher as "aes-128-gcm", keys.key, nonce(keys.iv, seq), AEAD_OPTIONS);
-    decipher.setAAD(header);
+    // The tag before the additional data: CCM decryption wants it first.
     decipher.setAuthTag(body.subarray(body.length - TAG));
+    setHeaderAad(suite, decipher, header, body.length - TAG);
     const head = decipher.update(body.subarray(0, body.length - TAG));
     const tail = decipher.final();
     plain = tail.length ? Buffer.concat([head, tail]) : head;
   } catch {
     throw new TlsError("TLS_BAD_RECORD_MAC", "record authentication failed");
   }
+  // RFC 8446 §5.4: the bound is on the inner plaintext, padding and type
+  // byte included, not on the content alone (GnuTLS refuses 2^14 + 2 bytes
+  // of it however few are content); checked before the padding is scanned.
+  if (plain.length > MAX_INNER_PLAINTEXT) throw new TlsError("TLS_RECORD_OVERFLOW", "protected record plaintext too long");
   // Strip zero padding, RFC 8446 §5.4.
   let end = plain.length - 1;
   while (end >= 0 && plain[end] === 0) end--;
   if (end < 0) throw new TlsError("TLS_UNEXPECTED_MESSAGE", "protected record without a content type");
-  if (end > 1 << 14) throw new TlsError("TLS_RECORD_OVERFLOW", "protected record plaintext too long");
   return { type: plain[end]!, content: plain.subarray(0, end) };
 }
 
@@ -486,7 +502,8 @@ export function certificateVerifyContent(role: "server" | "client", transcriptHa
 }
 
 interface SchemeRule {
-  readonly keyType: "ed25519" | "ed448" | "ec" | "rsa";
+  /** node:crypto's asymmetricKeyType: "rsa" is rsaEncryption, "rsa-pss" id-RSASSA-PSS (RFC 4055 §3.1). */
+  readonly keyType: "ed25519" | "ed448" | "ec" | "rsa" | "rsa-pss";
   readonly curve?: string;
   readonly hash: string | null;
 }
@@ -500,7 +517,14 @@ const SCHEME_RULES: Record<SignatureScheme, SchemeRule> = {
   rsa_pss_rsae_sha256: { keyType: "rsa", hash: "sha256" },
   rsa_pss_rsae_sha384: { keyType: "rsa", hash: "sha384" },
   rsa_pss_rsae_sha512: { keyType: "rsa", hash: "sha512" },
+  // RFC 8446 §4.2.3: the same PSS signatures, by a key whose SPKI says RSASSA-PSS.
+  rsa_pss_pss_sha256: { keyType: "rsa-pss", hash: "sha256" },
+  rsa_pss_pss_sha384: { keyType: "rsa-pss", hash: "sha384" },
+  rsa_pss_pss_sha512: { keyType: "rsa-pss", hash: "sha512" },
 };
+
+/** Digest lengths of the PSS hashes: TLS 1.3's salt is as long (RFC 8446 §4.2.3). */
+const PSS_SALT_LENGTH: Readonly<Record<string, number>> = { sha256: 32, sha384: 48, sha512: 64 };
 
 // SPKI prefixes of the fixed-size key types (RFC 8410 §4, RFC 5480 §2),
 // for a fast import: OpenSSL 3's DER decoder costs ~80 µs a key, its JWK
@@ -551,23 +575,94 @@ export function requireCanonicalSpki(key: KeyObject, spki: Uint8Array): void {
   // uncompressed points only (X9.62 form 4), so the canonical form goes
   // through JWK, which has no compressed form.
   const canonical = key.asymmetricKeyType === "ec" ? createPublicKey({ key: key.export({ format: "jwk" }), format: "jwk" }) : key;
-  if (!canonical.export({ type: "spki", format: "der" }).equals(der)) {
-    throw new TlsError("TLS_BAD_CERTIFICATE", "the raw public key is not in DER");
-  }
+  const openssl = canonical.export({ type: "spki", format: "der" });
+  if (openssl.equals(der)) return;
+  if (key.asymmetricKeyDetails?.hashAlgorithm !== undefined && pssSpkiWithoutNulls(key, openssl).equals(der)) return;
+  throw new TlsError("TLS_BAD_CERTIFICATE", "the raw public key is not in DER");
 }
 
-/** Whether a key can make signatures with `scheme` (TLS 1.3 ties ECDSA curves to hashes). */
+// ------------------------------------- RSASSA-PSS parameters, two ways
+
+/** DER object identifiers (RFC 4055 §2.1, §3.1; RFC 5754 §2) of the PSS parameters TLS 1.3 can use. */
+const PSS_OID = {
+  rsassaPss: "06092a864886f70d01010a",
+  mgf1: "06092a864886f70d010108",
+  sha256: "0609608648016503040201",
+  sha384: "0609608648016503040202",
+  sha512: "0609608648016503040203",
+} as const;
+
+/** One DER TLV (X.690 §8.1.3: the shortest length form). */
+function tlv(tag: number, body: Buffer): Buffer {
+  const n = body.length;
+  const length = n < 0x80 ? [n] : n < 0x100 ? [0x81, n] : [0x82, n >> 8, n & 0xff];
+  return Buffer.concat([Buffer.of(tag, ...length), body]);
+}
+
+/** Where the TLV at `at` ends, its header read as DER. */
+function tlvEnd(der: Buffer, at: number): { body: number; end: number } {
+  const first = der[at + 1]!;
+  if (first < 0x80) return { body: at + 2, end: at + 2 + first };
+  const octets = first & 0x7f;
+  let n = 0;
+  for (let i = 0; i < octets; i++) n = n * 256 + der[at + 2 + i]!;
+  return { body: at + 2 + octets, end: at + 2 + octets + n };
+}
+
+/**
+ * An RSASSA-PSS SPKI with parameters as GnuTLS writes it: its hash
+ * AlgorithmIdentifiers carry no NULL parameters, where OpenSSL writes
+ * NULL. Both are DER (RFC 5754 §2: the parameters MUST be absent, and
+ * implementations MUST accept NULL too); GnuTLS's certtool, and so the
+ * key files a client is given, use the first form. Built from the key's
+ * details and `openssl`'s BIT STRING; only keys a TLS 1.3 scheme fits
+ * come here (SHA-2 hashes, so the [0] and [1] fields are present; a salt of
+ * 20, the default, is left out).
+ */
+function pssSpkiWithoutNulls(key: KeyObject, openssl: Buffer): Buffer {
+  const { hashAlgorithm, mgf1HashAlgorithm, saltLength } = key.asymmetricKeyDetails ?? {};
+  const oid = (hash: string | undefined): Buffer | undefined =>
+    hash === "sha256" || hash === "sha384" || hash === "sha512" ? Buffer.from(PSS_OID[hash], "hex") : undefined;
+  const hash = oid(hashAlgorithm);
+  const mgfHash = oid(mgf1HashAlgorithm);
+  if (!hash || !mgfHash || saltLength === undefined) return Buffer.alloc(0);
+  const fields = [
+    tlv(0xa0, tlv(0x30, hash)),
+    tlv(0xa1, tlv(0x30, Buffer.concat([Buffer.from(PSS_OID.mgf1, "hex"), tlv(0x30, mgfHash)]))),
+  ];
+  if (saltLength !== 20) fields.push(tlv(0xa2, tlv(0x02, Buffer.from(saltLength < 0x80 ? [saltLength] : [0, saltLength]))));
+  const algorithm = tlv(0x30, Buffer.concat([Buffer.from(PSS_OID.rsassaPss, "hex"), tlv(0x30, Buffer.concat(fields))]));
+  // The subjectPublicKey BIT STRING: what follows the AlgorithmIdentifier.
+  const outer = tlvEnd(openssl, 0);
+  const bitString = openssl.subarray(tlvEnd(openssl, outer.body).end, outer.end);
+  return tlv(0x30, Buffer.concat([algorithm, bitString]));
+}
+
+/**
+ * Whether a key can make signatures with `scheme` (TLS 1.3 ties ECDSA
+ * curves to hashes). An RSASSA-PSS key whose SPKI carries parameters
+ * (RFC 4055 §3.1) is bound to them: the scheme's hash must be the one they
+ * pin, for the digest and for MGF1, and a minimum salt no longer than the
+ * digest (TLS's salt); GnuTLS likewise refuses a scheme the parameters
+ * exclude. A key without parameters fits all three hashes.
+ */
 export function keyFitsScheme(key: KeyObject, scheme: SignatureScheme): boolean {
   const rule = SCHEME_RULES[scheme];
   if (key.asymmetricKeyType !== rule.keyType) return false;
   if (rule.curve && key.asymmetricKeyDetails?.namedCurve !== rule.curve) return false;
+  if (rule.keyType === "rsa-pss") {
+    const { hashAlgorithm, mgf1HashAlgorithm, saltLength } = key.asymmetricKeyDetails ?? {};
+    if (hashAlgorithm !== undefined && hashAlgorithm !== rule.hash) return false;
+    if (mgf1HashAlgorithm !== undefined && mgf1HashAlgorithm !== rule.hash) return false;
+    if (saltLength !== undefined && saltLength > PSS_SALT_LENGTH[rule.hash!]!) return false;
+  }
   return true;
 }
 
 export function verifySignature(scheme: SignatureScheme, key: KeyObject, content: Uint8Array, signature: Uint8Array): boolean {
   const rule = SCHEME_RULES[scheme];
   try {
-    if (rule.keyType === "rsa") {
+    if (rule.keyType === "rsa" || rule.keyType === "rsa-pss") {
       return cryptoVerify(rule.hash, content, {
         key,
         padding: cryptoConstants.RSA_PKCS1_PSS_PADDING,
@@ -582,7 +677,7 @@ export function verifySignature(scheme: SignatureScheme, key: KeyObject, content
 
 export function makeSignature(scheme: SignatureScheme, key: KeyObject, content: Uint8Array): Buffer {
   const rule = SCHEME_RULES[scheme];
-  if (rule.keyType === "rsa") {
+  if (rule.keyType === "rsa" || rule.keyType === "rsa-pss") {
     return cryptoSign(rule.hash, content, {
       key,
       padding: cryptoConstants.RSA_PKCS1_PSS_PADDING,

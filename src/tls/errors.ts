@@ -61,10 +61,13 @@ const ALERT_FOR: Record<TlsErrorCode, number> = {
  * GNUTLS_3_5_STRERROR). One is no GnuTLS error: OPENPGP_VERIFY_SELF, a
  * legacy certificate whose self-signatures gnutls_openpgp_crt_verify_self
  * refuses, which the legacy reference finds after a handshake that
- * succeeded (referenceWarning).
+ * succeeded (referenceWarning). Nor is KEY_POLICY: a raw public key the
+ * reference serves and our key policy refuses (key-policy.ts), which is
+ * logged with our reason, the reference having no words for it.
  */
 export type GnutlsError =
   | "OPENPGP_VERIFY_SELF"
+  | "KEY_POLICY"
   | "GNUTLS_E_MPI_SCAN_FAILED"
   | "GNUTLS_E_NO_CIPHER_SUITES"
   | "GNUTLS_E_SAFE_RENEGOTIATION_FAILED"
@@ -97,6 +100,8 @@ export type GnutlsError =
 const GNUTLS_STRERROR: Record<GnutlsError, string> = {
   // The reference passes verify_self's status, a bit mask, to gnutls_strerror().
   OPENPGP_VERIFY_SELF: "(unknown error code)",
+  // Never logged as such: the daemon logs the error's own message (log-serve.ts).
+  KEY_POLICY: "The certificate type is not supported.",
   GNUTLS_E_MPI_SCAN_FAILED: "The scanning of a large integer has failed.",
   GNUTLS_E_NO_CIPHER_SUITES: "No supported cipher suites have been found.",
   GNUTLS_E_SAFE_RENEGOTIATION_FAILED: "Safe renegotiation failed.",

@@ -6,6 +6,13 @@
 /** RFC 8446 §5.1: TLSPlaintext.length MUST NOT exceed 2^14 (record_overflow). */
 export const MAX_PLAINTEXT = 1 << 14;
 
+/**
+ * RFC 8446 §5.4: the whole TLSInnerPlaintext (content, content type and
+ * zero padding) MUST NOT exceed 2^14 + 1 bytes (record_overflow), so that
+ * padding cannot stretch a record past what MAX_PLAINTEXT allows.
+ */
+export const MAX_INNER_PLAINTEXT = MAX_PLAINTEXT + 1;
+
 /** RFC 8446 §5.2: TLSCiphertext.length MUST NOT exceed 2^14 + 256 (record_overflow). */
 export const MAX_CIPHERTEXT = (1 << 14) + 256;
 
@@ -48,14 +55,31 @@ export const MAX_FLIGHT_RECORDS = 256;
 export const MAX_KEY_UPDATES = 32;
 
 /**
- * RSA moduli we accept in the peer's raw public key (unsupported_certificate
- * outside). Below 2,048 bits is under 112-bit security (NIST SP 800-57,
- * GnuTLS's GNUTLS_SEC_PARAM_MEDIUM); RSA-768 completed a handshake before
- * (issue 16). Above 8,192 bits each verification costs us milliseconds that
- * the peer, who signs nothing, spends nothing on; mandos-keygen makes 4,096.
+ * RSA moduli we accept in the peer's raw public key, rsaEncryption or
+ * RSASSA-PSS (unsupported_certificate outside; the WARNING says which
+ * bound). The reference's GnuTLS takes any key that can make a PSS
+ * signature (RSA-768 was served; RSA-512 is too short for PSS with
+ * SHA-256). Below 1,024 bits we refuse: RSA-768 was factored in 2009, so
+ * such a key identifies no one; 1,024 (GnuTLS's LOW security level) is
+ * not publicly factored, and the reference serves it, so a fleet moved
+ * over keeps working. Small keys cost us less, not more. Up to 16,384 bits, GnuTLS's own
+ * ceiling: one verification with a 16,384-bit key is ~3-5 ms on a
+ * handshake worker (docs/BENCHMARK.md, "RSA raw keys up to 16,384 bits"),
+ * and only a key some client in clients.conf has reaches it (a stranger's
+ * key is refused before its signature is checked, known-keys.ts).
  */
-export const MIN_RSA_MODULUS_BITS = 2048;
-export const MAX_RSA_MODULUS_BITS = 8192;
+export const MIN_RSA_MODULUS_BITS = 1024;
+export const MAX_RSA_MODULUS_BITS = 16384;
+
+/**
+ * RSA moduli of a legacy client's OpenPGP key (unsupported_certificate
+ * outside): the old bounds, kept since OpenPGP.js verifies up to
+ * MAX_SELF_SIGNATURES of them in JavaScript, and no legacy client makes
+ * other sizes (its mandos-keygen made 4,096). Below 2,048 bits is under
+ * 112-bit security (NIST SP 800-57, GnuTLS's GNUTLS_SEC_PARAM_MEDIUM).
+ */
+export const MIN_OPENPGP_RSA_MODULUS_BITS = 2048;
+export const MAX_OPENPGP_RSA_MODULUS_BITS = 8192;
 
 /**
  * Largest RSA public exponent, in bits (unsupported_certificate above). Key

@@ -63,17 +63,26 @@ export interface TlsSettings {
   readonly modern: boolean;
   /** Legacy clients: TLS 1.2 with OpenPGP certificates (VERS-TLS1.2 and CTYPE-OPENPGP); null when not served. */
   readonly legacy: LegacySettings | null;
+  /**
+   * What the string asks for that the reference's GnuTLS would do and ours
+   * does not, one sentence each, for the daemon to warn about at start.
+   */
+  readonly ignored: readonly string[];
 }
 
-const ALL_SUITES: readonly CipherSuiteName[] = ["TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256", "TLS_AES_128_GCM_SHA256"];
+// GnuTLS 3.7's order; AES-128-CCM last, so that it is chosen only by a peer that has nothing else.
+const ALL_SUITES: readonly CipherSuiteName[] = ["TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256", "TLS_AES_128_GCM_SHA256", "TLS_AES_128_CCM_SHA256"];
 const ALL_GROUPS: readonly NamedGroup[] = ["secp256r1", "secp384r1", "x25519", "x448"];
+// GnuTLS 3.7's order (`gnutls-cli --priority SECURE128 --list`), less the
+// PKCS#1 v1.5 schemes, which TLS 1.3 does not sign with.
 const ALL_SCHEMES: readonly SignatureScheme[] = [
-  "rsa_pss_rsae_sha256", "ecdsa_secp256r1_sha256", "ed25519",
-  "rsa_pss_rsae_sha384", "ecdsa_secp384r1_sha384", "ed448",
-  "rsa_pss_rsae_sha512", "ecdsa_secp521r1_sha512",
+  "rsa_pss_pss_sha256", "rsa_pss_rsae_sha256", "ecdsa_secp256r1_sha256", "ed25519",
+  "rsa_pss_pss_sha384", "rsa_pss_rsae_sha384", "ecdsa_secp384r1_sha384", "ed448",
+  "rsa_pss_pss_sha512", "rsa_pss_rsae_sha512", "ecdsa_secp521r1_sha512",
 ];
 const STRONG_SCHEMES: readonly SignatureScheme[] = [
-  "rsa_pss_rsae_sha384", "ecdsa_secp384r1_sha384", "ed448", "rsa_pss_rsae_sha512", "ecdsa_secp521r1_sha512",
+  "rsa_pss_pss_sha384", "rsa_pss_rsae_sha384", "ecdsa_secp384r1_sha384", "ed448",
+  "rsa_pss_pss_sha512", "rsa_pss_rsae_sha512", "ecdsa_secp521r1_sha512",
 ];
 
 interface Lists {
@@ -99,7 +108,7 @@ const KEYWORDS: Record<string, () => Lists> = {
   LEGACY: () => KEYWORDS.NORMAL!(),
   SECURE128: () => KEYWORDS.NORMAL!(),
   PERFORMANCE: () => ({
-    suites: ["TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256"],
+    suites: ["TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256", "TLS_AES_128_CCM_SHA256"],
     groups: [...ALL_GROUPS],
     schemes: [...ALL_SCHEMES],
     tls13: true,
@@ -134,11 +143,12 @@ const CIPHER_TOKENS: Record<string, CipherSuiteName[]> = {
   "AES-128-GCM": ["TLS_AES_128_GCM_SHA256"],
   "AES-256-GCM": ["TLS_AES_256_GCM_SHA384"],
   "CHACHA20-POLY1305": ["TLS_CHACHA20_POLY1305_SHA256"],
+  "AES-128-CCM": ["TLS_AES_128_CCM_SHA256"],
   "CIPHER-ALL": [...ALL_SUITES],
 };
 /** Ciphers GnuTLS knows that no TLS 1.3 suite of ours uses. */
 const OTHER_CIPHERS = new Set([
-  "AES-128-CCM", "AES-256-CCM", "AES-128-CCM-8", "AES-256-CCM-8", "AES-128-CBC", "AES-256-CBC", "AES-192-CBC",
+  "AES-256-CCM", "AES-128-CCM-8", "AES-256-CCM-8", "AES-128-CBC", "AES-256-CBC", "AES-192-CBC",
   "CAMELLIA-128-GCM", "CAMELLIA-256-GCM", "CAMELLIA-128-CBC", "CAMELLIA-256-CBC", "3DES-CBC", "ARCFOUR-128", "NULL",
   "GOST28147-TC26Z-CNT", "MAGMA-CTR-ACPKM", "KUZNYECHIK-CTR-ACPKM", "AES-192-GCM", "CIPHER-GOST-ALL",
 ]);
@@ -187,11 +197,15 @@ const SIGN_TOKENS: Record<string, SignatureScheme[]> = {
   "RSA-PSS-RSAE-SHA256": ["rsa_pss_rsae_sha256"],
   "RSA-PSS-RSAE-SHA384": ["rsa_pss_rsae_sha384"],
   "RSA-PSS-RSAE-SHA512": ["rsa_pss_rsae_sha512"],
+  // GnuTLS's names for the schemes of RSASSA-PSS keys (RFC 8446 §4.2.3, rsa_pss_pss_*).
+  "RSA-PSS-SHA256": ["rsa_pss_pss_sha256"],
+  "RSA-PSS-SHA384": ["rsa_pss_pss_sha384"],
+  "RSA-PSS-SHA512": ["rsa_pss_pss_sha512"],
   ALL: [...ALL_SCHEMES],
 };
 const OTHER_SIGNS = new Set([
   "RSA-SHA1", "RSA-SHA224", "RSA-SHA256", "RSA-SHA384", "RSA-SHA512", "RSA-MD5", "DSA-SHA1", "DSA-SHA224", "DSA-SHA256",
-  "ECDSA-SHA1", "ECDSA-SHA224", "RSA-PSS-SHA256", "RSA-PSS-SHA384", "RSA-PSS-SHA512", "DSA-SHA384", "DSA-SHA512",
+  "ECDSA-SHA1", "ECDSA-SHA224", "DSA-SHA384", "DSA-SHA512",
   "GOSTR341012-512", "GOSTR341012-256", "GOSTR341001", "GOST-ALL", "RSA-RAW", "RSA-RMD160", "RSA-MD2",
   "ECDSA-SHA3-224", "ECDSA-SHA3-256", "ECDSA-SHA3-384", "ECDSA-SHA3-512", "RSA-SHA3-224", "RSA-SHA3-256",
   "RSA-SHA3-384", "RSA-SHA3-512", "DSA-SHA3-224", "DSA-SHA3-256", "DSA-SHA3-384", "DSA-SHA3-512",
@@ -309,7 +323,7 @@ export function parsePriority(priority: string): TlsSettings {
   const modern = lists.tls13 && lists.rawpk;
   if (!modern && !legacySettings) {
     if (legacy.tls12 && legacy.openpgp) throw tokenError(priority, "no TLS 1.2 cipher suite is enabled (AES-256-GCM or CHACHA20-POLY1305, with ECDHE-RSA or DHE-RSA)");
-    if (lists.rawpk) throw tokenError(priority, "TLS 1.3 (VERS-TLS1.3) is not enabled; raw public keys need it");
+    if (lists.rawpk) throw tokenError(priority, "TLS 1.3 (VERS-TLS1.3) is not enabled; raw public keys need it here (TLS 1.2 serves OpenPGP clients only)");
     if (legacy.openpgp) throw tokenError(priority, "TLS 1.2 (VERS-TLS1.2) is not enabled; OpenPGP certificates need it");
     throw tokenError(priority, "neither raw public keys (CTYPE-RAWPK) nor OpenPGP certificates (CTYPE-OPENPGP) are enabled; Mandos clients need one");
   }
@@ -324,6 +338,13 @@ export function parsePriority(priority: string): TlsSettings {
   // The priority string still decides which groups are allowed at all.
   const groups = !modern ? [] : lists.groups.includes("x25519") ? ["x25519" as const, ...lists.groups.filter((g) => g !== "x25519")] : lists.groups;
   const keyShareGroups: NamedGroup[] = modern ? [groups[0]!] : [];
+  // The reference's GnuTLS serves raw public keys over TLS 1.2 too when the
+  // string leaves VERS-TLS1.2 on (a keyword does, unless !VERS-ALL or
+  // -VERS-TLS1.2 takes it away); ours serves them over TLS 1.3 only
+  // (docs/DIFFERENCES.md), and TLS 1.2 is for OpenPGP.
+  const ignored = modern && legacy.tls12 && !legacy.openpgp
+    ? ["TLS 1.2 (VERS-TLS1.2) without CTYPE-OPENPGP has no effect here: raw public keys are served over TLS 1.3 only, so a client limited to TLS 1.2 gets no secret"]
+    : [];
   return {
     cipherSuites: modern ? lists.suites : [],
     groups,
@@ -333,6 +354,7 @@ export function parsePriority(priority: string): TlsSettings {
     priority,
     modern,
     legacy: legacySettings,
+    ignored,
   };
 }
 

@@ -357,6 +357,9 @@ function logClosed(logger: Logger, peerLine: PeerLine, { connection, outcome, st
   // line before it names the peer), or its "Bad certificate" for a legacy
   // key that verify_self refuses; our own reason, in more detail, at DEBUG.
   if (gnutls !== undefined && inHandshake(stage)) {
+    // A key the reference would serve and our key policy refuses: GnuTLS has
+    // no words for it, and "not supported" would hide the bound it crossed.
+    if (gnutls === "KEY_POLICY") return peerLine("WARNING", source, undefined, () => `Handshake failed: ${what()}`);
     peerLine("WARNING", source, undefined, () => referenceWarning(gnutls, legacy === true));
     if (outcome === "tls-error") peerLine("DEBUG", source, undefined, () => `TLS error from ${label} in the handshake: ${what()}`);
     return;

@@ -30,7 +30,7 @@
 import { createPublicKey, type KeyObject } from "node:crypto";
 import type * as OpenPgp from "openpgp";
 import { TlsError, type GnutlsError } from "../errors.js";
-import { MAX_RSA_EXPONENT_BITS, MAX_RSA_MODULUS_BITS, MIN_RSA_MODULUS_BITS } from "../limits.js";
+import { MAX_OPENPGP_RSA_MODULUS_BITS, MAX_RSA_EXPONENT_BITS, MIN_OPENPGP_RSA_MODULUS_BITS } from "../limits.js";
 import { bufferView } from "../record.js";
 
 /**
@@ -179,7 +179,7 @@ function rsaPrimaryKey(openpgp: OpenPgpModule, packet: OpenPgp.PublicKeyPacket):
   // A leading zero byte would make the fingerprint depend on how the MPI was padded.
   if (n[0] === 0 || e[0] === 0) throw bad("RSA key MPI is not canonical");
   const bits = bitLength(n);
-  if (bits < MIN_RSA_MODULUS_BITS || bits > MAX_RSA_MODULUS_BITS) throw unsupported(`RSA modulus of ${bits} bits`);
+  if (bits < MIN_OPENPGP_RSA_MODULUS_BITS || bits > MAX_OPENPGP_RSA_MODULUS_BITS) throw unsupported(`RSA modulus of ${bits} bits`);
   const eBits = bitLength(e);
   const eLast = e[e.length - 1] ?? 0;
   if (eBits > MAX_RSA_EXPONENT_BITS || eBits === 0 || (eLast & 1) === 0 || (eBits <= 2 && eLast < 3)) {
