@@ -125,8 +125,8 @@ describe("OpenPGP certificates the server refuses, and what each costs", () => {
     // so it could never complete a handshake with the reference either.
     ["a DSA primary key", () => certificate(Buffer.concat([packet(6, keyBody(17, [number(2048), number(256), number(2047), number(2047)])), UID])), "TLS_UNSUPPORTED_CERTIFICATE", 43, 0],
     ["an EdDSA primary key", () => certificate(ecc.toPublic().write(), Buffer.from(ecc.getKeyID().toHex(), "hex")), "TLS_UNSUPPORTED_CERTIFICATE", 43, 0],
-    ["RSA-1024", () => {
-      const id = openPgpIdentityFromRsa(generateKeyPairSync("rsa", { modulusLength: 1024 }).privateKey, "legacy-test", 1_600_000_000);
+    ["RSA-768 (factored in 2009; below MIN_OPENPGP_RSA_MODULUS_BITS)", () => {
+      const id = openPgpIdentityFromRsa(generateKeyPairSync("rsa", { modulusLength: 768 }).privateKey, "legacy-test", 1_600_000_000);
       return certificate(id.publicKey, id.keyId);
     }, "TLS_UNSUPPORTED_CERTIFICATE", 43, 0],
     ["RSA of 8,200 bits (over MAX_OPENPGP_RSA_MODULUS_BITS)", () => certificate(Buffer.concat([packet(6, keyBody(1, [number(8200), E65537])), UID]), Buffer.alloc(8)), "TLS_UNSUPPORTED_CERTIFICATE", 43, 0],
@@ -192,6 +192,12 @@ describe("OpenPGP certificates the server takes", () => {
     assert.equal(r.received.toString(), "the secret");
     const made = openPgpIdentityFromRsa(rsa2048.privateKey, "machine0", 1_700_000_000);
     assert.equal((await runLegacyPair(made)).received.toString(), "the secret");
+  });
+
+  // The reference on GnuTLS 3.5 serves it, and old mandos-keygen made such keys on request (--length 1024).
+  test("an RSA-1,024 key completes a handshake", async () => {
+    const small = openPgpIdentityFromRsa(generateKeyPairSync("rsa", { modulusLength: 1024 }).privateKey, "machine1024", 1_700_000_000);
+    assert.equal((await runLegacyPair(small)).received.toString(), "the secret");
   });
 
   test("a fingerprint the known-key table refuses costs no signature verification", async () => {

@@ -73,12 +73,14 @@ export const MAX_RSA_MODULUS_BITS = 16384;
 
 /**
  * RSA moduli of a legacy client's OpenPGP key (unsupported_certificate
- * outside): the old bounds, kept since OpenPGP.js verifies up to
- * MAX_SELF_SIGNATURES of them in JavaScript, and no legacy client makes
- * other sizes (its mandos-keygen made 4,096). Below 2,048 bits is under
- * 112-bit security (NIST SP 800-57, GnuTLS's GNUTLS_SEC_PARAM_MEDIUM).
+ * outside). The floor is the raw keys' (above): the reference on GnuTLS
+ * 3.5 serves an RSA-1,024 key, and Debian's old mandos-keygen takes
+ * `--length` down to 512, so a machine moved over must keep unlocking
+ * (seen refused, with the real legacy client, when this was 2,048). The
+ * ceiling stays 8,192: OpenPGP.js verifies up to MAX_SELF_SIGNATURES
+ * self-signatures in JavaScript, and GnuPG 2.2 makes no larger key.
  */
-export const MIN_OPENPGP_RSA_MODULUS_BITS = 2048;
+export const MIN_OPENPGP_RSA_MODULUS_BITS = MIN_RSA_MODULUS_BITS;
 export const MAX_OPENPGP_RSA_MODULUS_BITS = 8192;
 
 /**

@@ -17,7 +17,8 @@
 //      not parse                                       -> bad_certificate
 //      an unsupported version or algorithm             -> unsupported_certificate
 //   3. the primary key is a v4 RSA key in the bounds of
-//      limits.ts, canonical MPIs                       -> unsupported_certificate
+//      limits.ts (the WARNING names a bound crossed),
+//      canonical MPIs                                  -> unsupported_certificate
 //   4. the key ID sent is the primary key's            -> bad_certificate
 //      then `admit` sees the fingerprint (flight12.ts: an
 //      unknown one is refused before any signature work)
@@ -29,7 +30,7 @@
 
 import { createPublicKey, type KeyObject } from "node:crypto";
 import type * as OpenPgp from "openpgp";
-import { TlsError, type GnutlsError } from "../errors.js";
+import { TlsError, tlsErrorAs, type GnutlsError } from "../errors.js";
 import { MAX_OPENPGP_RSA_MODULUS_BITS, MAX_RSA_EXPONENT_BITS, MIN_OPENPGP_RSA_MODULUS_BITS } from "../limits.js";
 import { bufferView } from "../record.js";
 
@@ -179,7 +180,9 @@ function rsaPrimaryKey(openpgp: OpenPgpModule, packet: OpenPgp.PublicKeyPacket):
   // A leading zero byte would make the fingerprint depend on how the MPI was padded.
   if (n[0] === 0 || e[0] === 0) throw bad("RSA key MPI is not canonical");
   const bits = bitLength(n);
-  if (bits < MIN_OPENPGP_RSA_MODULUS_BITS || bits > MAX_OPENPGP_RSA_MODULUS_BITS) throw unsupported(`RSA modulus of ${bits} bits`);
+  // Bounds of ours alone (the reference has none): the WARNING names the one crossed (KEY_POLICY).
+  if (bits < MIN_OPENPGP_RSA_MODULUS_BITS) throw tlsErrorAs("KEY_POLICY", "TLS_UNSUPPORTED_CERTIFICATE", `OpenPGP certificate: RSA key of ${bits} bits: below ${MIN_OPENPGP_RSA_MODULUS_BITS}`);
+  if (bits > MAX_OPENPGP_RSA_MODULUS_BITS) throw tlsErrorAs("KEY_POLICY", "TLS_UNSUPPORTED_CERTIFICATE", `OpenPGP certificate: RSA key of ${bits} bits: above ${MAX_OPENPGP_RSA_MODULUS_BITS}`);
   const eBits = bitLength(e);
   const eLast = e[e.length - 1] ?? 0;
   if (eBits > MAX_RSA_EXPONENT_BITS || eBits === 0 || (eLast & 1) === 0 || (eBits <= 2 && eLast < 3)) {
