@@ -39,6 +39,7 @@ import {
 import { bareNodeXml, introspectionXml } from "./introspect.js";
 import { readVariant, variant, type WireValue } from "./values.js";
 import { clientObjectPath } from "../clients/object-path.js";
+import { within } from "../within.js";
 
 /** The reason string of the Rejected signal (DBUS-API "Signals"), as this server has always sent it. */
 const REJECTED_REASON: Record<Refusal, string> = {
@@ -341,14 +342,8 @@ class MandosDbus implements DbusService {
       const c = this.#registry.get(name);
       if (c) this.#removeClient(c);
     }
-    try {
-      await Promise.race([
-        Promise.all([this.#bus.releaseName(BUS_NAME), this.#bus.releaseName(OLD_BUS_NAME)]),
-        new Promise((resolve) => setTimeout(resolve, 1_000).unref()),
-      ]);
-    } catch {
-      // the bus went away; nothing to give up
-    }
+    // A bus gone away leaves nothing to give up.
+    await within(Promise.all([this.#bus.releaseName(BUS_NAME), this.#bus.releaseName(OLD_BUS_NAME)]).then(() => undefined), 1_000, undefined);
     this.#bus.close();
   }
 

@@ -62,6 +62,7 @@ import { attemptOptions, KEEPALIVE_OPTIONS, memberPolicy } from "./member-policy
 import { openEtcd } from "./token-clients.js";
 import { CheckerShare } from "./checker-share.js";
 import { RUNTIME_SETTINGS } from "../clients/runtime-settings.js";
+import { within } from "../within.js";
 
 /** Long enough to gather a burst of secrets into one transaction, short enough for the one-second promise. */
 export const FLUSH_MS = 50;
@@ -438,7 +439,7 @@ export class FleetState {
     // The lease too within the deadline: a stopping server's lease asked of
     // a hung etcd held its stop for four attempts before the writes' 3 s.
     const granted = this.#pendingOut.size > 0 ? this.#checkers.leaseId() : null;
-    const lease = granted === null ? null : deadline === undefined ? await granted : await byDeadline(granted, deadline, null);
+    const lease = granted === null ? null : deadline === undefined ? await granted : await within(granted, deadline - Date.now(), null);
     // What to write, as it stands now; each transaction's requests are made
     // only when it is sent (a first server's seed is 14 keys a client).
     const items: WriteItem[] = [];
@@ -1041,16 +1042,6 @@ export class FleetState {
   }
 }
 
-
-/** `promise`'s value, or `otherwise` if it has not settled by `deadline` (ms since the epoch) or fails. */
-async function byDeadline<T>(promise: Promise<T>, deadline: number, otherwise: T): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([promise.catch(() => otherwise), new Promise<T>((resolve) => (timer = setTimeout(() => resolve(otherwise), Math.max(0, deadline - Date.now()))))]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /** A value from etcd for a log line: JSON, cut short. */
 function shown(value: unknown): string {

@@ -9,6 +9,7 @@
 
 import type { IOptions, Watcher } from "etcd3";
 import { openEtcd } from "./token-clients.js";
+import { within } from "../within.js";
 
 /**
  * How long close() waits for etcd to confirm the cancel: etcd3 waits for
@@ -51,12 +52,7 @@ export async function watchPrefix(options: IOptions, prefix: string, onCancelled
     async close() {
       if (closed) return;
       closed = true;
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([
-        watcher.cancel().catch(() => undefined),
-        new Promise<void>((resolve) => (timer = setTimeout(resolve, CANCEL_WAIT_MS))),
-      ]);
-      clearTimeout(timer);
+      await within(watcher.cancel(), CANCEL_WAIT_MS, undefined);
       etcd.close();
     },
   };
