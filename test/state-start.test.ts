@@ -70,6 +70,7 @@ test("a damaged clients.json stops the start, naming it, and is left as it was; 
     assert.match(check.stdout.toString("utf8"), /^FAILED: state: Could not load persistent state from .*clients\.json: not valid JSON;/m);
     const fresh = await startServer(serverArgs(s, "--no-restore"));
     try {
+      await fresh.waitForLog(/WARNING: Not restoring state \(--no-restore\): .*clients\.json is not read, and the first save replaces it/);
       await eventually(() => readFileSync(s.statePath, "utf8") !== damaged, { what: "the file replaced" });
     } finally {
       assert.equal(await fresh.stop(), 0);

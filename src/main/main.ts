@@ -3,6 +3,7 @@
 // the reference's main() does them. Exit codes as mandos(8): 0; 1 on a
 // fatal start-up failure; 2 on a usage error.
 
+import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { DEFAULT_PRIORITY, parsePriority, type TlsSettings } from "../tls/index.js";
 import { EXIT_FAILURE, EXIT_OK, parseCommandLine, usageError, type CommandLine } from "./config/cli.js";
@@ -300,6 +301,8 @@ async function startAndServe(
     const migrated = settings.restore ? await migrateReferenceState(settings.statedir, statePath, config, Date.now(), logger, owners) : null;
     const saved = settings.restore ? (migrated ? migrated.state : readState(statePath, logger, owners)) : null;
     const restored = settings.restore ? restoreState(config, saved, Date.now(), logger) : { settings: config, runtimes: new Map(), edited: new Map() };
+    // The reference replaces its file only as it exits; ours at its first save, a second from now.
+    if (!settings.restore && existsSync(statePath)) logger.warning(`Not restoring state (--no-restore): ${statePath} is not read, and the first save replaces it`);
     fleetUnsent = saved?.fleetUnsent ?? [];
     registry = createRegistry(restored.settings, { logger, spawner: checkerHost.spawner }, restored.runtimes);
     editedInFile = restored.edited;
