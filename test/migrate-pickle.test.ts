@@ -10,8 +10,8 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { randomBytes } from "node:crypto";
-import { chmodSync, chownSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { createHash, randomBytes } from "node:crypto";
+import { chmodSync, chownSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { threadId } from "node:worker_threads";
 import { join } from "node:path";
@@ -335,7 +335,8 @@ describe("back to the Python server and to ours again: the state of the server t
       assert.match(check.stdout.toString("utf8"), /^ok: the next start imports .*clients\.pickle in place of .*clients\.json \(the Python server ran after this one last saved\): 4 clients/m);
       const ours2 = await startOurServer(fleet.conf, state, bus.address, true);
       try {
-        await ours2.waitForLog(/WARNING: .*clients\.pickle is newer than .*clients\.json: the Python server ran after this one last saved; importing its state in place of clients\.json's/);
+        await ours2.waitForLog(/WARNING: .*clients\.pickle is newer than .*clients\.json and not the one imported before: the Python server ran after this one last saved; importing its state in place of clients\.json's/);
+        await ours2.waitForLog(/WARNING: Clients whose state the Python server's replaces: alpha \(enabled -> disabled\)$/m);
         assert.equal((await dumpJson(bus.address)).alpha!.Enabled, false, "alpha, disabled under the reference");
         // Enabled here, and saved: the next start keeps this, not the pickle's.
         const r = await mandosCtl(bus.address, "--enable", "alpha");
@@ -345,6 +346,11 @@ describe("back to the Python server and to ours again: the state of the server t
       } finally {
         await ours2.stop();
       }
+      const recorded = (JSON.parse(readFileSync(join(state, "clients.json"), "utf8")) as { importedPickle?: string }).importedPickle;
+      assert.equal(recorded, createHash("sha256").update(readFileSync(join(state, "clients.pickle"))).digest("hex"), "clients.json records the pickle it replaced");
+      // The same pickle made newer (a backup copied back, a touch): not the reference's doing, not imported.
+      const later = Date.now() / 1000 + 60;
+      utimesSync(join(state, "clients.pickle"), later, later);
       const ours3 = await startOurServer(fleet.conf, state, bus.address, true);
       try {
         assert.equal((await dumpJson(bus.address)).alpha!.Enabled, true, "alpha, enabled under ours");

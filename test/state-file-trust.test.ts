@@ -9,6 +9,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { chmodSync, chownSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { createHash } from "node:crypto";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { NOT_STARTED, readState } from "../src/main/state/state-file.js";
@@ -89,7 +90,7 @@ test("the reference's clients.pickle, read when migrating, gets the same care", 
   symlinkSync(target, pickle);
   const ours = join(dir, "clients.json");
   const stops = async (reason: string): Promise<void> => {
-    await assert.rejects(migrateReferenceState(dir, ours, [], 0, logger), (error: Error) => {
+    await assert.rejects(migrateReferenceState(dir, ours, null, [], 0, logger), (error: Error) => {
       assert.match(error.message, new RegExp(`^Could not import the Python server's state from ${pickle}: ${reason}; not started, `));
       assert.match(error.message, /--no-restore/);
       assert.doesNotMatch(error.message, new RegExp(SECRET));
@@ -106,10 +107,10 @@ test("the reference's clients.pickle, read when migrating, gets the same care", 
   // An empty pickle is what the reference also reads as none (EOFError): a warning and a fresh start.
   writeFileSync(pickle, "", { mode: 0o600 });
   chmodSync(pickle, 0o600);
-  assert.deepEqual(await migrateReferenceState(dir, ours, [], 0, logger), { state: null });
+  assert.deepEqual(await migrateReferenceState(dir, ours, null, [], 0, logger), { state: null, pickleSha256: createHash("sha256").update("").digest("hex") });
   assert.deepEqual(warnings, [`Could not import the Python server's state from ${pickle}: the file is empty; starting from clients.conf`]);
   // No pickle: nothing to migrate, nothing said.
   rmSync(pickle);
-  assert.equal(await migrateReferenceState(dir, ours, [], 0, logger), null);
+  assert.deepEqual(await migrateReferenceState(dir, ours, null, [], 0, logger), { state: null, pickleSha256: null });
   assert.equal(warnings.length, 1);
 });

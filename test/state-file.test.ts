@@ -247,10 +247,8 @@ test("a client's value of the wrong type or range stops the start, naming the cl
     ["runtime.enabled is missing or not a valid value", (e) => void (e.runtime!.enabled = "yes")],
     ["runtime.last_checker_status is missing or not a valid value", (e) => void (e.runtime!.last_checker_status = 1e9)],
     ['"runtime" is missing or not an object', (e) => void (e.runtime = [] as unknown as Record<string, unknown>)],
-    ["current.timeout is missing or not a valid value", (e) => void (e.current!.timeout = "PT5M")],
-    ["current.timeout is missing or not a valid value", (e) => void delete e.current!.timeout],
-    ["config.interval is not a valid value", (e) => void (e.config!.interval = -1)],
-    ["current.checker is missing or not a valid value", (e) => void (e.current!.checker = 7)],
+    ["current.enabled is missing or not a valid value", (e) => void (e.current!.enabled = "no")],
+    ["config.enabled is missing or not a valid value", (e) => void (e.config!.enabled = 0)],
     ["secret is not a string", (e) => void (e.secret = 12 as unknown as Record<string, unknown>)],
   ];
   for (const [reason, edit] of cases) {
@@ -259,6 +257,31 @@ test("a client's value of the wrong type or range stops the start, naming the cl
       message: `Could not load persistent state from ${path}: client "a": ${reason}; ${NOT_STARTED} (the file is then replaced)`,
     }, reason);
   }
+  // A setting the server cannot hold (a release before 2026-12 took
+  // durations up to 2^53 ms over D-Bus, negative ones from clients.conf):
+  // clients.conf's, with a warning naming client and setting, not a refusal.
+  const warnings: string[] = [];
+  const warned = { ...silentLogger, warning: (m: string) => void warnings.push(m) };
+  for (const [field, edit] of [
+    ["timeout", (e: Record<string, Record<string, unknown>>) => void (e.current!.timeout = 4e15)],
+    ["timeout", (e: Record<string, Record<string, unknown>>) => void (e.current!.timeout = "PT5M")],
+    ["timeout", (e: Record<string, Record<string, unknown>>) => void delete e.current!.timeout],
+    ["interval", (e: Record<string, Record<string, unknown>>) => void (e.config!.interval = -1)],
+    ["checker", (e: Record<string, Record<string, unknown>>) => void (e.current!.checker = 7)],
+  ] as const) {
+    warnings.length = 0;
+    writeFileSync(path, withEntry(edit), { mode: 0o600 });
+    const state = readState(path, warned);
+    assert.deepEqual(warnings, [`Client "a" in ${path}: ${field} out of range or of the wrong type; taken from clients.conf`]);
+    const restored = restoreState(config, state, clock.now(), silentLogger).settings[0]!;
+    assert.equal(restored[field], config[0]![field], field);
+  }
+  // A host with a NUL, as clients.conf may give it, reads back as it was written.
+  writeFileSync(path, withEntry((e) => {
+    e.config!.host = "de\0mo";
+    e.current!.host = "de\0mo";
+  }), { mode: 0o600 });
+  assert.equal(readState(path, silentLogger)!.clients.a!.current.host, "de\0mo");
   // Files of earlier versions lack the newer runtime values: read as their defaults.
   writeFileSync(path, withEntry((e) => {
     delete e.runtime!.last_checker_signal;

@@ -242,3 +242,26 @@ test("what waits for a routine save: checker successes, moved expiries, secrets 
   assert.equal(routine({ type: "approval-given", client, approved: false }), false);
   assert.equal(routine({ type: "secret-opened", client, opened: true }), false);
 });
+
+// Found by review: a routine change made while a failing save was being
+// written put the retry off to ROUTINE_SAVE_DELAY_MS.
+test("a failed save is tried again SAVE_RETRY_MS later whatever changes came while it was written", () =>
+  withCountingSaver(async ({ saver, clock, dir, saves }) => {
+    rmSync(dir, { recursive: true });
+    for (const during of ["routine", "changed"] as const) {
+      const before = saves();
+      saver.changed();
+      clock.advance(SAVE_MAX_DELAY_MS);
+      assert.equal(saves(), before + 1, "the save began");
+      if (during === "routine") saver.routine();
+      else saver.changed();
+      await saver.idle();
+      clock.advance(SAVE_RETRY_MS - 1);
+      assert.equal(saves(), before + 1, `tried again before SAVE_RETRY_MS (${during})`);
+      clock.advance(1);
+      assert.equal(saves(), before + 2, `not tried again at SAVE_RETRY_MS (${during})`);
+      await saver.idle();
+      // Past the retries: the next test starts from no pending save.
+      saver.saveNow();
+    }
+  }));

@@ -10,7 +10,7 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { REPO, run, startServer } from "./helpers/server.js";
@@ -96,11 +96,15 @@ test("temporary files that an interrupted save left are removed at start, and sa
     // 99999999 is past any pid Linux gives (4,194,304 at most).
     const stale = ".clients.json.99999999.0badf00d.tmp";
     const live = `.clients.json.${process.pid}.0123abcd.tmp`;
+    // This test's pid too, but written before it started: the pid used again (after a reboot, say).
+    const reused = `.clients.json.${process.pid}.0000beef.tmp`;
     const other = ".clients.json.99999999.notours.tmp";
-    for (const name of [stale, live, other]) writeFileSync(join(s.state, name), "{}");
+    for (const name of [stale, live, reused, other]) writeFileSync(join(s.state, name), "{}");
+    utimesSync(join(s.state, reused), new Date("2000-01-01"), new Date("2000-01-01"));
     const server = await startServer(serverArgs(s));
     try {
-      await server.waitForLog(new RegExp(`INFO: Removed 1 temporary state file that an interrupted save left in ${s.state}: \\${stale}`));
+      const line = await server.waitForLog(new RegExp(`INFO: Removed 2 temporary state files that an interrupted save left in ${s.state}: .*`));
+      assert.deepEqual(line.slice(line.lastIndexOf(": ") + 2).split(", ").sort(), [stale, reused].sort());
       assert.deepEqual(readdirSync(s.state).filter((n) => n.endsWith(".tmp")).sort(), [live, other].sort());
     } finally {
       assert.equal(await server.stop(), 0);

@@ -3,7 +3,7 @@
 // the reference's main() does them. Exit codes as mandos(8): 0; 1 on a
 // fatal start-up failure; 2 on a usage error.
 
-import { existsSync } from "node:fs";
+import { existsSync, lstatSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { DEFAULT_PRIORITY, parsePriority, type TlsSettings } from "../tls/index.js";
 import { EXIT_FAILURE, EXIT_OK, parseCommandLine, usageError, type CommandLine } from "./config/cli.js";
@@ -34,7 +34,7 @@ import { reloadClientsConfig } from "./clients/reload.js";
 import { logClientEvents } from "./daemon/log-clients.js";
 import { clientsFileReader, readClientsFile, reloadReadiness, type ClientsFileReader } from "./config/clients-reader.js";
 import { runSelfTest } from "./daemon/self-test.js";
-import { readState, restoreState, routineChange, StateSaver, StateSerialiser, STATE_FILE_NAME, STATE_PREPARE_DELAY_MS, STATE_PREPARE_SLICE_MS, STATE_WARM_SLICE_MS, type ClientView, type ConfigField } from "./state/state-file.js";
+import { readState, restoreState, routineChange, StateSaver, StateSerialiser, STATE_FILE_NAME, STATE_PREPARE_DELAY_MS, STATE_PREPARE_SLICE_MS, STATE_WARM_SLICE_MS, type ClientView, type ConfigField, type StateFile } from "./state/state-file.js";
 import { checkStateDirWritable, prepareStateDir } from "./state/state-dir.js";
 import { migrateReferenceState, pendingMigration } from "./state/pickle-import.js";
 import { removeStaleTemporaries } from "./state/state-writer.js";
@@ -108,16 +108,17 @@ async function checkState(settings: ServerSettings, uid: number): Promise<boolea
   }
   const statePath = join(settings.statedir, STATE_FILE_NAME);
   const owners = process.getuid?.() === 0 ? [uid] : [];
-  const pending = await pendingMigration(settings.statedir, statePath, config, owners);
+  let ours: StateFile | null;
+  try {
+    ours = readState(statePath, silentLogger, owners);
+  } catch (error) {
+    process.stdout.write(`FAILED: state: ${(error as Error).message}\n`);
+    return false;
+  }
+  const pending = await pendingMigration(settings.statedir, statePath, ours, config, owners);
   if (pending === null) {
-    try {
-      const state = readState(statePath, silentLogger, owners);
-      if (state !== null) process.stdout.write(`ok: state: ${statePath} restores ${Object.keys(state.clients).length} clients\n`);
-      return true;
-    } catch (error) {
-      process.stdout.write(`FAILED: state: ${(error as Error).message}\n`);
-      return false;
-    }
+    if (ours !== null) process.stdout.write(`ok: state: ${statePath} restores ${Object.keys(ours.clients).length} clients\n`);
+    return true;
   }
   if ("unreadable" in pending) {
     process.stdout.write(`FAILED: state: ${pending.path} cannot be imported (${pending.unreadable}): a start stops on it; move it, or start with --no-restore to begin from clients.conf alone\n`);
@@ -128,6 +129,16 @@ async function checkState(settings: ServerSettings, uid: number): Promise<boolea
   const which = pending.replaces ? `the next start imports ${pending.path} in place of ${statePath} (the Python server ran after this one last saved)` : `the first start imports ${pending.path}`;
   process.stdout.write(`ok: ${which}: ${pending.clients} clients; it serves at once and opens their ${pending.sealed} sealed secrets meanwhile, each asking client's first${time}\n`);
   return true;
+}
+
+/** Whether `path` exists, a dangling symbolic link included (readState then says why it is refused). */
+function pathExists(path: string): boolean {
+  try {
+    lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function fail(message: string): number {
@@ -287,6 +298,8 @@ async function startAndServe(
     worthIt: () => unmarked.length > 0 || registry.size >= CHECKER_HOST_MIN_CLIENTS,
     showOutput: settings.debug,
   });
+  // The state file's bytes, made from the registry (below) at each save.
+  const serialiser = new StateSerialiser();
   let config: ClientSettings[];
   let editedInFile: ReadonlyMap<string, readonly ConfigField[]>;
   // The state file's changes not yet in etcd (docs/ETCD.md "When etcd is down").
@@ -294,12 +307,22 @@ async function startAndServe(
   try {
     config = loadClientsConfig(clientsPath);
     for (const warning of sharedKeyWarnings(config)) logger.warning(warning);
-    // Migration from the Python server (docs/ENROLL.md): its clients.pickle,
-    // when there is no clients.json yet.
     const owners = runAs ? [runAs.uid] : [];
-    // Its sealed secrets are opened once serving (state/secret-opening.ts).
-    const migrated = settings.restore ? await migrateReferenceState(settings.statedir, statePath, config, Date.now(), logger, owners) : null;
-    const saved = settings.restore ? (migrated ? migrated.state : readState(statePath, logger, owners)) : null;
+    let saved: StateFile | null = null;
+    if (settings.restore) {
+      // Ours first (a file that cannot be restored stops the start), then
+      // the Python server's clients.pickle (docs/ENROLL.md): imported when
+      // there is no clients.json, or the reference ran since this server
+      // last saved. Its sealed secrets are opened once serving
+      // (state/secret-opening.ts).
+      const hasOurs = pathExists(statePath);
+      const ours = hasOurs ? readState(statePath, logger, owners) : null;
+      const migrated = await migrateReferenceState(settings.statedir, statePath, ours, config, Date.now(), logger, owners);
+      // Neither file: the reference's line for a first start.
+      if (!hasOurs && migrated.pickleSha256 === null) readState(statePath, logger, owners);
+      saved = migrated.state;
+      serialiser.importedPickle = migrated.pickleSha256;
+    }
     const restored = settings.restore ? restoreState(config, saved, Date.now(), logger) : { settings: config, runtimes: new Map(), edited: new Map() };
     // The reference replaces its file only as it exits; ours at its first save, a second from now.
     if (!settings.restore && existsSync(statePath)) logger.warning(`Not restoring state (--no-restore): ${statePath} is not read, and the first save replaces it`);
@@ -318,7 +341,6 @@ async function startAndServe(
 
   // Several servers, one registry (docs/ETCD.md), made below when etcd is configured.
   let fleet: FleetState | null = null;
-  const serialiser = new StateSerialiser();
   // With etcd, the changes it has not yet acknowledged are saved with the state they belong to.
   // One lookup for every save, not an arrow made a save: the save calls it
   // for each client, and an arrow made anew lost its optimised code at

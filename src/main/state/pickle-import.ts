@@ -15,10 +15,11 @@
 // never changed or removed (the reference removes it after reading; we
 // leave it so that an admin can go back).
 
+import { createHash } from "node:crypto";
 import { lstatSync } from "node:fs";
 import { join } from "node:path";
 import type { ClientSettings } from "../clients/settings.js";
-import type { Logger } from "../daemon/log.js";
+import { silentLogger, type Logger } from "../daemon/log.js";
 import { NOT_STARTED, readTrustedStateFile, sealSecret, STATE_FILE_NAME, unreadableReason, type StateFile } from "./state-file.js";
 import { stateFileProblem } from "./state-check.js";
 import { openReferenceSecret, openReferenceSecrets, type OpeningWatch, type SealedSecret } from "./reference-secret.js";
@@ -150,34 +151,50 @@ export async function stateFromPickle(data: Buffer, config: readonly ClientSetti
   return state;
 }
 
-/** A pickle to import: its bytes, and whether it is newer than a clients.json it is to replace. */
-interface PickleFound {
-  readonly data: Buffer;
-  readonly replaces: boolean;
-}
+/** What a start does with STATEDIR/clients.pickle (decideMigration). */
+export type MigrationDecision =
+  /** Nothing to import: clients.json (if any) is restored; the pickle's digest, if there is one, is recorded. */
+  | { readonly kind: "keep"; readonly pickleSha256: string | null }
+  /** Import these bytes (empty: a fresh start, as the reference's EOFError), replacing clients.json when `replaces`. */
+  | { readonly kind: "import"; readonly data: Buffer; readonly pickleSha256: string; readonly replaces: boolean }
+  /** A pickle to import that cannot be read: the start stops. */
+  | { readonly kind: "unreadable"; readonly reason: string };
 
 /**
- * The pickle's bytes when there is one to migrate; null when there is
- * none, or clients.json is there and newer; why, when it cannot be read.
- * A pickle newer than clients.json was written by the Python server after
- * this one last saved (an admin gone back to it and then to us): the
- * state of the server that ran last is the one to keep, as the reference
- * would restore it. Read as root, with the care our own state file gets
- * (no symbolic link, a trusted owner, writable by nobody else): the
- * reference read it as the user it had become.
+ * What to do with clients.pickle, given clients.json as read (null: there
+ * is none). Without clients.json: import it. With one: import it only if
+ * the Python server ran since this one last saved, which it tells by two
+ * things together: the pickle is not the one clients.json records
+ * (`importedPickle`, its SHA-256: each run of the reference writes new
+ * bytes, every secret sealed anew) and it is newer than clients.json. A
+ * pickle copied back from a backup, or touched, is the same pickle, and
+ * the clients disabled or removed under this server stay so; a clients.json
+ * of a release before the record is judged by time alone, once. An empty
+ * pickle beside clients.json is ignored. Read as root, with the care our
+ * own state file gets (no symbolic link, a trusted owner, writable by
+ * nobody else): the reference read it as the user it had become.
  */
-function pickleToMigrate(path: string, ourStatePath: string, owners: readonly number[]): PickleFound | { readonly unreadable: string } | null {
-  const ours = modified(ourStatePath);
-  if (ours !== null) {
-    const pickle = modified(path);
-    if (pickle === null || pickle <= ours) return null;
-  }
+export function decideMigration(path: string, ourStatePath: string, ours: StateFile | null, owners: readonly number[], logger: Logger = silentLogger): MigrationDecision {
+  const recorded = ours?.importedPickle ?? null;
+  let data: Buffer;
   try {
-    return { data: readTrustedStateFile(path, owners), replaces: ours !== null };
+    data = readTrustedStateFile(path, owners);
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === "ENOENT") return null;
-    return { unreadable: unreadableReason(error) };
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return { kind: "keep", pickleSha256: recorded };
+    if (ours === null) return { kind: "unreadable", reason: unreadableReason(error) };
+    // clients.json is there and whole: restored; the pickle is said and left.
+    logger.warning(`Not comparing ${path} with ${ourStatePath}, which is restored: ${unreadableReason(error)}`);
+    return { kind: "keep", pickleSha256: recorded };
   }
+  const sha = createHash("sha256").update(data).digest("hex");
+  if (ours === null) return { kind: "import", data, pickleSha256: sha, replaces: false };
+  if (data.length === 0) {
+    logger.warning(`${path} is empty: ignored, ${ourStatePath} is restored`);
+    return { kind: "keep", pickleSha256: recorded };
+  }
+  const newer = (modified(path) ?? 0n) > (modified(ourStatePath) ?? 0n);
+  if (sha !== recorded && newer) return { kind: "import", data, pickleSha256: sha, replaces: true };
+  return { kind: "keep", pickleSha256: sha };
 }
 
 /** A file's modification time (nanoseconds), not following a symbolic link; null when there is none. */
@@ -190,64 +207,93 @@ function modified(path: string): bigint | null {
 }
 
 /**
- * At start-up: the reference's state as ours when `statedir` has
- * clients.pickle and no clients.json, or a clients.json older than it;
- * null when there is nothing to migrate. An empty pickle is a warning and
- * a fresh start (as the reference's EOFError); one that cannot be read or
- * imported stops the start, as the reference stops on it. Its sealed
- * secrets stay sealed in the state (`referenceSecret`), opened once
- * serving (secret-opening.ts).
+ * The clients whose fate differs between clients.json and the pickle that
+ * replaces it (enabled, disabled, removed), for the WARNING that says so:
+ * the Python server's decisions win, and an admin must see which.
+ */
+function fateChanges(ours: StateFile, theirs: StateFile): string[] {
+  const fate = (state: StateFile, name: string): string => {
+    if (state.removed?.includes(name)) return "removed";
+    const entry = state.clients[name];
+    return entry === undefined ? "absent" : entry.current.enabled ? "enabled" : "disabled";
+  };
+  const names = new Set([...Object.keys(ours.clients), ...(ours.removed ?? []), ...Object.keys(theirs.clients), ...(theirs.removed ?? [])]);
+  const changes: string[] = [];
+  for (const name of names) {
+    const before = fate(ours, name);
+    const after = fate(theirs, name);
+    if (before !== after && before !== "absent" && after !== "absent") changes.push(`${name} (${before} -> ${after})`);
+  }
+  return changes;
+}
+
+/**
+ * At start-up, after clients.json was read (`ours`; null when there is
+ * none): the state to restore and the pickle's digest to record in
+ * clients.json (decideMigration says which). An empty pickle with no
+ * clients.json is a warning and a fresh start (as the reference's
+ * EOFError); one that cannot be read or imported stops the start, as the
+ * reference stops on it. Its sealed secrets stay sealed in the state
+ * (`referenceSecret`), opened once serving (secret-opening.ts).
  */
 export async function migrateReferenceState(
-  statedir: string, ourStatePath: string, config: readonly ClientSettings[], now: number, logger: Logger, owners: readonly number[] = [],
-): Promise<{ state: StateFile | null } | null> {
+  statedir: string, ourStatePath: string, ours: StateFile | null, config: readonly ClientSettings[], now: number, logger: Logger, owners: readonly number[] = [],
+): Promise<{ readonly state: StateFile | null; readonly pickleSha256: string | null }> {
   const picklePath = join(statedir, PICKLE_FILE_NAME);
-  const found = pickleToMigrate(picklePath, ourStatePath, owners);
-  if (found === null) return null;
-  if ("unreadable" in found) throw new PickleImportError(`Could not import the Python server's state from ${picklePath}: ${found.unreadable}; ${NOT_STARTED}`);
-  if (found.data.length === 0) {
+  const decision = decideMigration(picklePath, ourStatePath, ours, owners, logger);
+  if (decision.kind === "unreadable") throw new PickleImportError(`Could not import the Python server's state from ${picklePath}: ${decision.reason}; ${NOT_STARTED}`);
+  if (decision.kind === "keep") return { state: ours, pickleSha256: decision.pickleSha256 };
+  if (decision.data.length === 0) {
     logger.warning(`Could not import the Python server's state from ${picklePath}: the file is empty; starting from clients.conf`);
-    return { state: null };
-  }
-  if (found.replaces) {
-    logger.warning(`${picklePath} is newer than ${ourStatePath}: the Python server ran after this one last saved; importing its state in place of ${STATE_FILE_NAME}'s`);
+    return { state: null, pickleSha256: decision.pickleSha256 };
   }
   let state: StateFile;
   try {
-    state = await stateFromPickle(found.data, config, now, logger, "later");
+    state = await stateFromPickle(decision.data, config, now, logger, "later");
   } catch (error) {
     throw new PickleImportError(`Could not import the Python server's state from ${picklePath}: ${(error as Error).message}; ${NOT_STARTED}`);
   }
+  if (decision.replaces && ours !== null) {
+    logger.warning(`${picklePath} is newer than ${ourStatePath} and not the one imported before: the Python server ran after this one last saved; importing its state in place of ${STATE_FILE_NAME}'s`);
+    const changes = fateChanges(ours, state);
+    if (changes.length > 0) {
+      const shown = changes.slice(0, 20).join(", ");
+      logger.warning(`Clients whose state the Python server's replaces: ${shown}${changes.length > 20 ? `, and ${changes.length - 20} more` : ""}`);
+    }
+  }
   logger.info(`Imported the Python server's state of ${Object.keys(state.clients).length} clients from ${picklePath}; it is left as it was`);
-  return { state };
+  return { state, pickleSha256: decision.pickleSha256 };
 }
 
 /** What the first start would import, for `mandos --check`. */
 export type PendingMigration =
   | {
       readonly path: string; readonly clients: number; readonly sealed: number; readonly threads: number; readonly oneSecretMs: number | null;
-      /** Newer than clients.json, which the start would replace. */
+      /** In place of clients.json. */
       readonly replaces: boolean;
     }
   | { readonly path: string; readonly unreadable: string };
 
 /**
  * For `mandos --check`: what the next start would import from `statedir`'s
- * clients.pickle (null when there is nothing to migrate: no pickle, or
- * clients.json already there), with one sealed secret opened here and
- * timed, to tell how long the server will open them while it serves.
+ * clients.pickle, given clients.json as read (null when there is nothing
+ * to migrate), with one sealed secret opened here and timed, to tell how
+ * long the server will open them while it serves. A pickle the start
+ * would refuse (unreadable, or a state it cannot hold) is `unreadable`.
  */
 export async function pendingMigration(
-  statedir: string, ourStatePath: string, config: readonly ClientSettings[], owners: readonly number[] = [], threads = openingThreads(),
+  statedir: string, ourStatePath: string, ours: StateFile | null, config: readonly ClientSettings[], owners: readonly number[] = [], threads = openingThreads(),
 ): Promise<PendingMigration | null> {
   const path = join(statedir, PICKLE_FILE_NAME);
-  const pickle = pickleToMigrate(path, ourStatePath, owners);
-  if (pickle === null) return null;
-  if ("unreadable" in pickle) return { path, unreadable: pickle.unreadable };
-  if (pickle.data.length === 0) return { path, clients: 0, sealed: 0, threads: 0, oneSecretMs: null, replaces: pickle.replaces };
+  const decision = decideMigration(path, ourStatePath, ours, owners);
+  if (decision.kind === "keep") return null;
+  if (decision.kind === "unreadable") return { path, unreadable: decision.reason };
+  if (decision.data.length === 0) return { path, clients: 0, sealed: 0, threads: 0, oneSecretMs: null, replaces: decision.replaces };
   let found: ReturnType<typeof readPickle>;
   try {
-    found = readPickle(pickle.data, config);
+    found = readPickle(decision.data, config);
+    // As the start builds it (no secret opened): a state it would refuse is refused here.
+    await stateFromPickle(decision.data, config, Date.now(), silentLogger, "later");
   } catch (error) {
     return { path, unreadable: (error as Error).message };
   }
@@ -260,5 +306,5 @@ export async function pendingMigration(
     await openReferenceSecret(first.sealed, first.configSecret);
     oneSecretMs = performance.now() - start;
   }
-  return { path, clients: found.imported.length, sealed: found.sealed.length, threads: Math.max(1, Math.min(threads, found.sealed.length)), oneSecretMs, replaces: pickle.replaces };
+  return { path, clients: found.imported.length, sealed: found.sealed.length, threads: Math.max(1, Math.min(threads, found.sealed.length)), oneSecretMs, replaces: decision.replaces };
 }

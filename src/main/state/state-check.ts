@@ -14,8 +14,8 @@ type Check = (v: unknown) => boolean;
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
 /** As clients.conf and D-Bus take them: whole milliseconds, not negative, at most 100,000 years. */
 const isDuration: Check = (v) => typeof v === "number" && Number.isInteger(v) && v >= 0 && v <= MAX_CLIENT_DURATION_MS;
-/** A string D-Bus can carry (none with a NUL). */
-const isText: Check = (v) => typeof v === "string" && !v.includes("\0");
+/** Any string: what clients.conf gave (a NUL included) the file holds, and reads back. */
+const isText: Check = (v) => typeof v === "string";
 const isBoolean: Check = (v) => typeof v === "boolean";
 /** An ISO 8601 time, as the state file writes them, within MAX_CLIENT_TIME_MS of 1970. */
 const isTime: Check = (v) => {
@@ -49,32 +49,50 @@ const RUNTIME_CHECKS: ReadonlyArray<readonly [string, Check]> = [
   ["last_checker_signal", orNull(isSignal)],
 ];
 
+/** What storedClientProblem found in one client's entry. */
+export interface StoredClientCheck {
+  /** Why the entry cannot be restored at all; null when it can. */
+  readonly problem: string | null;
+  /**
+   * Settings (not `enabled`) whose saved value is not one the server can
+   * hold: a release before 2026-12 took durations clients.conf no longer
+   * takes (up to 2^53 ms over D-Bus, negative ones from clients.conf).
+   * Restored from clients.conf instead, with a warning (readState).
+   */
+  readonly unusable: readonly string[];
+}
+
 /**
  * Why one client's entry cannot be restored, naming the value (never
  * quoting it: a value may be anything, a secret pasted by mistake among
- * them); null when it can. A setting "config" lacks is taken from
- * clients.conf at restore, so "current" may lack it too.
+ * them), and the settings whose saved values clients.conf's replace. A
+ * setting "config" lacks is taken from clients.conf at restore, so
+ * "current" may lack it too. `enabled` decides whether a machine gets its
+ * secret: a bad one is a problem, never replaced by clients.conf's.
  */
-export function storedClientProblem(entry: unknown): string | null {
-  if (!isObject(entry)) return "not an object";
+export function storedClientProblem(entry: unknown): StoredClientCheck {
+  const fail = (problem: string): StoredClientCheck => ({ problem, unusable: [] });
+  if (!isObject(entry)) return fail("not an object");
   for (const part of ["config", "current", "runtime"] as const) {
-    if (!isObject(entry[part])) return `"${part}" is missing or not an object`;
+    if (!isObject(entry[part])) return fail(`"${part}" is missing or not an object`);
   }
   const config = entry.config as Record<string, unknown>;
   const current = entry.current as Record<string, unknown>;
+  const unusable: string[] = [];
   for (const [field, check] of SETTING_CHECKS) {
     if (config[field] === undefined) continue;
-    if (!check(config[field])) return `config.${field} is not a valid value`;
-    if (!check(current[field])) return `current.${field} is missing or not a valid value`;
+    if (check(config[field]) && check(current[field])) continue;
+    if (field === "enabled") return fail(`${check(config[field]) ? "current" : "config"}.enabled is missing or not a valid value`);
+    unusable.push(field);
   }
   const runtime = entry.runtime as Record<string, unknown>;
   for (const [field, check] of RUNTIME_CHECKS) {
-    if (!check(runtime[field])) return `runtime.${field} is missing or not a valid value`;
+    if (!check(runtime[field])) return fail(`runtime.${field} is missing or not a valid value`);
   }
   for (const field of ["secret", "referenceSecret"] as const) {
-    if (entry[field] !== undefined && typeof entry[field] !== "string") return `${field} is not a string`;
+    if (entry[field] !== undefined && typeof entry[field] !== "string") return fail(`${field} is not a string`);
   }
-  return null;
+  return { problem: null, unusable };
 }
 
 /** Why a parsed file cannot be restored (its shape, then the first bad client); null when it can. */
@@ -84,9 +102,38 @@ export function stateFileProblem(parsed: Record<string, unknown>): string | null
     return "\"removed\" is not a list of names";
   }
   if (parsed.fleetUnsent !== undefined && !Array.isArray(parsed.fleetUnsent)) return "\"fleetUnsent\" is not a list";
+  if (parsed.importedPickle !== undefined && !(typeof parsed.importedPickle === "string" && /^[0-9a-f]{64}$/.test(parsed.importedPickle))) {
+    return "\"importedPickle\" is not a SHA-256 digest";
+  }
   for (const [name, entry] of Object.entries(parsed.clients)) {
-    const problem = storedClientProblem(entry);
-    if (problem !== null) return `client ${JSON.stringify(name.slice(0, 64))}: ${problem}`;
+    const { problem } = storedClientProblem(entry);
+    if (problem !== null) return `client ${clientName(name)}: ${problem}`;
   }
   return null;
+}
+
+/** A client's name in a message: quoted, cut short. */
+export function clientName(name: string): string {
+  return JSON.stringify(name.slice(0, 64));
+}
+
+/**
+ * Takes out of a file that passed stateFileProblem the settings whose
+ * saved values cannot be held (storedClientProblem's `unusable`), so that
+ * the restore takes clients.conf's; what it took out, per client, is
+ * returned for a warning.
+ */
+export function dropUnusableSettings(parsed: { clients: Record<string, unknown> }): Array<[string, readonly string[]]> {
+  const dropped: Array<[string, readonly string[]]> = [];
+  for (const [name, entry] of Object.entries(parsed.clients)) {
+    const { unusable } = storedClientProblem(entry);
+    if (unusable.length === 0) continue;
+    const { config, current } = entry as { config: Record<string, unknown>; current: Record<string, unknown> };
+    for (const field of unusable) {
+      delete config[field];
+      delete current[field];
+    }
+    dropped.push([name, unusable]);
+  }
+  return dropped;
 }

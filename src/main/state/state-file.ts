@@ -40,7 +40,7 @@ import { events } from "../events.js";
 import { systemClock, type Clock, type TimerHandle } from "../clock.js";
 import { drawRandom } from "../../tls/random.js";
 import { byteSize, ownedConcat, ownedCopy } from "../../tls/record.js";
-import { stateFileProblem } from "./state-check.js";
+import { clientName, dropUnusableSettings, stateFileProblem } from "./state-check.js";
 import { BaseFile, isSpan, piecesOf, StateFileChanged, writeAtomically, writeAtomicallyInBackground, type StateList, type StatePiece } from "./state-writer.js";
 
 export { writeAtomically, writeAtomicallyInBackground } from "./state-writer.js";
@@ -104,6 +104,13 @@ export interface StateFile {
   removed?: string[];
   /** Present only with etcd, and only while it has not acknowledged them. */
   fleetUnsent?: FleetUnsentChange[];
+  /**
+   * The SHA-256 (hex) of the Python server's clients.pickle beside this
+   * file when it was last looked at: a pickle with other bytes, and newer,
+   * was written by the reference since (pickle-import.ts, decideMigration).
+   * Absent when there was none.
+   */
+  importedPickle?: string;
 }
 
 function configValues(s: ConfigValues): ConfigValues {
@@ -350,6 +357,8 @@ export class StateSerialiser {
   readonly #unprepared = new Set<string>();
   /** The state file written last, as long as it is the one in place. */
   #base: BaseFile | null = null;
+  /** Written as the file's `importedPickle` (set at start-up), or left out when null. */
+  importedPickle: string | null = null;
 
   /**
    * What changed since the last save: one client, by name; or, with null,
@@ -419,6 +428,7 @@ export class StateSerialiser {
       "}" +
         (removed.length > 0 ? `,"removed":${JSON.stringify(removed)}` : "") +
         (fleetUnsent.length > 0 ? `,"fleetUnsent":${JSON.stringify(fleetUnsent)}` : "") +
+        (this.importedPickle !== null ? `,"importedPickle":${JSON.stringify(this.importedPickle)}` : "") +
         "}\n",
     );
     return this.#resolve(pieces, this.#base);
@@ -815,6 +825,9 @@ export function readState(path: string, logger: Logger, owners: readonly number[
   }
   const problem = stateFileProblem(parsed);
   if (problem !== null) throw new Error(`Could not load persistent state from ${path}: ${problem}; ${NOT_STARTED} (the file is then replaced)`);
+  for (const [name, fields] of dropUnusableSettings(parsed as { clients: Record<string, unknown> })) {
+    logger.warning(`Client ${clientName(name)} in ${path}: ${fields.join(", ")} out of range or of the wrong type; taken from clients.conf`);
+  }
   return parsed as unknown as StateFile;
 }
 
@@ -1122,12 +1135,13 @@ export class StateSaver {
       this.#writing = null;
       if (generation === this.#generation) this.#lastSaveMs = this.#clock.now() - began;
       const wanted = this.#changedWhileWriting;
-      if (wanted !== null) {
-        this.#changedWhileWriting = null;
-        this.#want(wanted);
-      } else if (retry && !this.#timer) {
-        this.#saveAfter(SAVE_RETRY_MS, true);
-      }
+      this.#changedWhileWriting = null;
+      // A failure is tried again SAVE_RETRY_MS after it, whatever came
+      // meanwhile (the retry saves it too): a routine change must not put
+      // it off a minute, nor a change that cannot wait make a failing disk
+      // be tried each second.
+      if (retry && !this.#timer) this.#saveAfter(SAVE_RETRY_MS, true);
+      else if (wanted !== null) this.#want(wanted);
     });
   }
 

@@ -18,6 +18,7 @@ import {
   readdirSync,
   readSync,
   renameSync,
+  statSync,
   unlinkSync,
   writev as writevCb,
   writevSync,
@@ -25,7 +26,7 @@ import {
 import { unlink } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { promisify } from "node:util";
-import { processRuns } from "../daemon/process-runs.js";
+import { processRuns, processStartedAt } from "../daemon/process-runs.js";
 
 /**
  * The state file as this server last wrote it, still open. Its bytes are
@@ -142,6 +143,21 @@ export function isSpan(piece: StatePiece): piece is FileSpan {
   return !(piece instanceof Uint8Array);
 }
 
+/**
+ * Whether process `pid` started after `file` was last written (so it is
+ * not the process that wrote it: its pid used again, after a reboot say).
+ * A second of slack for the boot time's rounding.
+ */
+function startedAfter(pid: number, file: string): boolean {
+  const started = processStartedAt(pid);
+  if (started === null) return false;
+  try {
+    return started > statSync(file).mtimeMs + 1_000;
+  } catch {
+    return false;
+  }
+}
+
 /** The temporary file a save writes first, beside `path`. */
 function temporaryPath(path: string): string {
   return join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`);
@@ -153,9 +169,10 @@ function temporaryPath(path: string): string {
  * rename): each is a whole copy of the state, sealed secrets and all, and
  * nothing else would ever remove it. Returns the names removed. Called
  * before this process's first save, so that one with its own pid is
- * stale too (a container's server has the same pid at every start); one
- * of another running process (a second server on the same directory, a
- * mistake of its own) is left alone.
+ * stale too (a container's server has the same pid at every start), as
+ * is one whose pid a process started since has (a pid used again after a
+ * reboot); one of another running process (a second server on the same
+ * directory, a mistake of its own) is left alone.
  */
 export function removeStaleTemporaries(path: string): string[] {
   const pattern = new RegExp(`^\\.${basename(path).replace(/[.]/g, "\\.")}\\.(\\d+)\\.[0-9a-f]{8}\\.tmp$`);
@@ -168,9 +185,11 @@ export function removeStaleTemporaries(path: string): string[] {
   }
   for (const name of names) {
     const pid = pattern.exec(name)?.[1];
-    if (pid === undefined || (Number(pid) !== process.pid && processRuns(Number(pid)))) continue;
+    if (pid === undefined) continue;
+    const file = join(dirname(path), name);
+    if (Number(pid) !== process.pid && processRuns(Number(pid)) && !startedAfter(Number(pid), file)) continue;
     try {
-      unlinkSync(join(dirname(path), name));
+      unlinkSync(file);
       removed.push(name);
     } catch {
       // gone meanwhile, or not ours to remove: the next start tries again
