@@ -85,6 +85,11 @@ test("each bad client setting fails with its own code, naming file, line and key
     ["[c]\nkey_id = A\nsecret = c2VjcmV0X\n", "CONFIG_BAD_SECRET", 3, "secret"],
     ["[DEFAULT]\nunused = %(nothing)s\n[c]\nkey_id = A\nsecret = QUJD\n", "CONFIG_INTERPOLATION_MISSING_OPTION", 2, "unused"],
     ["[c]\nkey_id = A\nsecfile = /nonexistent/secret\n", "CONFIG_SECFILE_UNREADABLE", 3, "secfile"],
+    // A NUL D-Bus cannot carry: such a host once stopped the server at its first D-Bus announcement.
+    ["[c]\nkey_id = A\nsecret = QUJD\nhost = de\0mo\n", "CONFIG_BAD_TEXT", 4, "host"],
+    ["[c]\nkey_id = A\nsecret = QUJD\nchecker = fping \0\n", "CONFIG_BAD_TEXT", 4, "checker"],
+    ["[c]\nkey_id = A\0B\nsecret = QUJD\n", "CONFIG_BAD_TEXT", 2, "key_id"],
+    ["[c\0d]\nkey_id = A\nsecret = QUJD\n", "CONFIG_BAD_TEXT", 1, undefined],
   ];
   for (const [text, code, line, key] of cases) {
     assert.throws(() => parseClientsConfig(text, "/etc/mandos/clients.conf"), (error: unknown) => {
@@ -97,6 +102,12 @@ test("each bad client setting fails with its own code, naming file, line and key
       return true;
     });
   }
+});
+
+test("a name from the file is shown with its control characters escaped", () => {
+  assert.throws(() => parseClientsConfig("[c\0\u001b[31md]\nkey_id = A\nsecret = QUJD\n", "c.conf"), {
+    message: "c.conf:1 [c\\x00\\x1b[31md]: a client name with a NUL character, which D-Bus cannot carry",
+  });
 });
 
 test("a negative duration or one beyond 100,000 years is an error (the reference fails at start-up on both)", () => {

@@ -117,6 +117,15 @@ for (const [key, value, detail] of [
   });
 }
 
+// (A NUL cannot be given on a command line: from the file only.)
+test("a NUL in mandos.conf's servicename, which Avahi's D-Bus API cannot carry: exit 1 naming file, line and key", (t) => {
+  const { root, conf, state } = setUp("", "[DEFAULT]\nservicename = Man\0dos\n");
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  const r = run(conf, state, "--foreground");
+  assert.equal(r.status, 1, r.stderr);
+  assert.equal(r.stderr, `mandos: ${join(conf, "mandos.conf")}:2 [DEFAULT] key "servicename": a NUL character, which D-Bus cannot carry\n`);
+});
+
 test("--check reads mandos.conf and clients.conf as a start does: the first error of each, file, line and key, fails it", (t) => {
   const { root, conf } = setUp(`[DEFAULT]\n\n[host1]\nkey_id = ${"ab".repeat(32)}\nsecret = ${SECRET_TEXT}\nsecret = ${SECRET_TEXT}\n`, "[DEFAULT]\n# c\npriority = NORMAL:+FOO\n");
   t.after(() => rmSync(root, { recursive: true, force: true }));

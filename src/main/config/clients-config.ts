@@ -94,6 +94,12 @@ function clientSettings(
   // Step 1.
   const items = sectionItems(doc, name);
   const get = (key: string): string => items.get(key) ?? "";
+  // What D-Bus carries as a string ("s") must hold no NUL: such a name, key or
+  // command once stopped the server at its first D-Bus announcement.
+  if (name.includes("\0")) throw new ConfigError("CONFIG_BAD_TEXT", { file: doc.file, line: doc.sections.get(name)?.line ?? 0, section: name }, "a client name with a NUL character, which D-Bus cannot carry");
+  for (const key of ["key_id", "fingerprint", "host", "checker"]) {
+    if (get(key).includes("\0")) throw new ConfigError("CONFIG_BAD_TEXT", at(key), "a NUL character, which D-Bus cannot carry");
+  }
   // Step 2.
   const boolean = (key: string): boolean => {
     const parsed = pyBoolean(get(key));

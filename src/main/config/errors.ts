@@ -15,6 +15,7 @@ export type ConfigErrorCode =
   | "CONFIG_BAD_INTEGER"
   | "CONFIG_BAD_DURATION"
   | "CONFIG_BAD_SECRET"
+  | "CONFIG_BAD_TEXT"
   | "CONFIG_NO_SECRET"
   | "CONFIG_NO_KEY_ID"
   | "CONFIG_SECFILE_UNREADABLE";
@@ -32,9 +33,19 @@ export interface ConfigErrorPlace {
 /** `FILE:LINE [SECTION] key "KEY"`: how every error names its place, here and where a value is checked later (server-settings.ts). */
 export function placeText(place: ConfigErrorPlace): string {
   const where = [`${place.file}:${place.line}`];
-  if (place.section !== undefined) where.push(`[${place.section}]`);
-  if (place.key !== undefined) where.push(`key "${place.key}"`);
+  if (place.section !== undefined) where.push(`[${visible(place.section)}]`);
+  if (place.key !== undefined) where.push(`key "${visible(place.key)}"`);
   return where.join(" ");
+}
+
+/** A name from the file with its control characters (a NUL, an escape sequence) as \xNN: a log line is not a terminal's input. */
+function visible(text: string): string {
+  let out = "";
+  for (const c of text) {
+    const code = c.charCodeAt(0);
+    out += code < 0x20 || code === 0x7f ? `\\x${code.toString(16).padStart(2, "0")}` : c;
+  }
+  return out;
 }
 
 export class ConfigError extends Error {

@@ -148,6 +148,10 @@ export function mergeSettings(
   } catch (error) {
     throw new SettingsError("MANDOS_BAD_PRIORITY", `${where("priority")}: bad priority string: ${error instanceof Error ? error.message : String(error)}`);
   }
+  // Strings Avahi's D-Bus API carries ("s"): no NUL (as clients.conf's).
+  for (const key of ["servicename", "interface"] as const) {
+    if ((pick(key) ?? "").includes("\0")) throw new SettingsError("MANDOS_BAD_TEXT", `${where(key)}: a NUL character, which D-Bus cannot carry`);
+  }
   const metrics = pick("metrics") ?? "";
   const port = pick("port") ?? 0;
   const socket = pick("socket");

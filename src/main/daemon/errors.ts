@@ -17,6 +17,8 @@ export type DaemonErrorCode =
   | "MANDOS_BAD_PRIORITY"
   /** etcd options given without their partner (etcd_cert without etcd_key, etcd_user without etcd_password_file). */
   | "MANDOS_ETCD_OPTIONS"
+  /** servicename or interface holds a NUL character, which D-Bus (Avahi) cannot carry. */
+  | "MANDOS_BAD_TEXT"
   /** setuid/setgid failed for a reason other than not being root. */
   | "MANDOS_SETUID"
   /** The pid file cannot be opened or written. */
@@ -24,7 +26,7 @@ export type DaemonErrorCode =
   /** The detached daemon did not report ready. */
   | "MANDOS_DAEMON_START";
 
-export class SettingsError extends CodedError<Extract<DaemonErrorCode, "MANDOS_NEEDS_PORT" | "MANDOS_BAD_DEBUGLEVEL" | "MANDOS_BAD_METRICS_ADDRESS" | "MANDOS_BAD_PRIORITY" | "MANDOS_ETCD_OPTIONS">> {}
+export class SettingsError extends CodedError<Extract<DaemonErrorCode, "MANDOS_NEEDS_PORT" | "MANDOS_BAD_DEBUGLEVEL" | "MANDOS_BAD_METRICS_ADDRESS" | "MANDOS_BAD_PRIORITY" | "MANDOS_ETCD_OPTIONS" | "MANDOS_BAD_TEXT">> {}
 
 export class PrivilegeError extends CodedError<"MANDOS_SETUID"> {
   constructor(message: string, options?: ErrorOptions) {
