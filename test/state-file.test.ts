@@ -268,6 +268,8 @@ test("a client's value of the wrong type or range stops the start, naming the cl
     ["timeout", (e: Record<string, Record<string, unknown>>) => void delete e.current!.timeout],
     ["interval", (e: Record<string, Record<string, unknown>>) => void (e.config!.interval = -1)],
     ["checker", (e: Record<string, Record<string, unknown>>) => void (e.current!.checker = 7)],
+    // D-Bus cannot carry it (clients.conf refuses it; an older release's file may hold one).
+    ["host", (e: Record<string, Record<string, unknown>>) => void (e.current!.host = "de\0mo")],
   ] as const) {
     warnings.length = 0;
     writeFileSync(path, withEntry(edit), { mode: 0o600 });
@@ -276,12 +278,6 @@ test("a client's value of the wrong type or range stops the start, naming the cl
     const restored = restoreState(config, state, clock.now(), silentLogger).settings[0]!;
     assert.equal(restored[field], config[0]![field], field);
   }
-  // A host with a NUL, as clients.conf may give it, reads back as it was written.
-  writeFileSync(path, withEntry((e) => {
-    e.config!.host = "de\0mo";
-    e.current!.host = "de\0mo";
-  }), { mode: 0o600 });
-  assert.equal(readState(path, silentLogger)!.clients.a!.current.host, "de\0mo");
   // Files of earlier versions lack the newer runtime values: read as their defaults.
   writeFileSync(path, withEntry((e) => {
     delete e.runtime!.last_checker_signal;

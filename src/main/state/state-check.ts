@@ -14,8 +14,8 @@ type Check = (v: unknown) => boolean;
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
 /** As clients.conf and D-Bus take them: whole milliseconds, not negative, at most 100,000 years. */
 const isDuration: Check = (v) => typeof v === "number" && Number.isInteger(v) && v >= 0 && v <= MAX_CLIENT_DURATION_MS;
-/** Any string: what clients.conf gave (a NUL included) the file holds, and reads back. */
-const isText: Check = (v) => typeof v === "string";
+/** A string D-Bus can carry (no NUL: clients.conf refuses one too; one once stopped the server at its first D-Bus announcement). */
+const isText: Check = (v) => typeof v === "string" && !v.includes("\0");
 const isBoolean: Check = (v) => typeof v === "boolean";
 /** An ISO 8601 time, as the state file writes them, within MAX_CLIENT_TIME_MS of 1970. */
 const isTime: Check = (v) => {
