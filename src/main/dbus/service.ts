@@ -405,7 +405,16 @@ class MandosDbus implements DbusService {
   }
 
   #announce(c: ClientView, path: string): void {
-    this.#bus.signal("/", OBJECT_MANAGER, "InterfacesAdded", "oa{sa{sv}}", [path, interfacesAndPropertiesValue(marshalledProperties(c, path))]);
+    // A value D-Bus cannot carry (a NUL in a string, which the configuration
+    // now refuses) once threw from here and stopped the server: said instead.
+    let properties: ReturnType<typeof marshalledProperties>;
+    try {
+      properties = marshalledProperties(c, path);
+    } catch (error) {
+      this.#logger.error(`D-Bus: could not announce client ${c.name}: ${(error as Error).message}`);
+      return;
+    }
+    this.#bus.signal("/", OBJECT_MANAGER, "InterfacesAdded", "oa{sa{sv}}", [path, interfacesAndPropertiesValue(properties)]);
     this.#serverSignal("ClientAdded", "o", [path]);
   }
 
