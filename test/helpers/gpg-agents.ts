@@ -5,8 +5,9 @@
 // directory (a client killed by a test leaves its directory too). Every
 // test file that uses the Debian peers (through peers.ts) ends by stopping
 // the agents that appeared while it ran, and removing the directories that
-// appeared. Test files run one at a time (`--test-concurrency=1`), so those
-// are ours.
+// appeared. Only its children's agents are stopped (their environment
+// carries this process's mark: mandos-agents.ts), so that another test run
+// going at the same time keeps its own.
 
 import { snapshotAgents, stopAgentsSince } from "./mandos-agents.js";
 
