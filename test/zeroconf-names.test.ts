@@ -76,6 +76,7 @@ function fakeResponder(recorded: Recorded, advertise: () => Promise<void>, bare 
     recorded.responderOptions = options;
     const server = {
       checkIfPacketWasPreviouslySentFromUs: (name: string, packet: Buffer): boolean => name === "eth0/6" && packet.toString() === "ours",
+      createDgramSocket: (): object => ({}),
       // As ciao's on a link that lost its IPv4 address: an assertion fails.
       handleMessage: (_name: string, packet: Buffer): unknown => {
         if (packet.toString() === "boom") throw new Error("IP address version must match");

@@ -28,6 +28,7 @@
 // - A Zeroconf failure is logged and never stops the server: clients can still
 //   be given `--connect`.
 
+import { Socket } from "node:dgram";
 import { networkInterfaces } from "node:os";
 import ciao, { type CiaoService, type Responder, type ResponderOptions } from "@homebridge/ciao";
 import { NetworkManager } from "@homebridge/ciao/lib/NetworkManager.js";
@@ -104,19 +105,68 @@ function linkOf(socketName: string): string {
   return socketName.endsWith(IPV6_SUFFIX) ? socketName.slice(0, -IPV6_SUFFIX.length) : socketName;
 }
 
+/** The service's address records, filed under the link ("eth0"). */
+const ADDRESS_RECORD_LOOKUPS = ["aRecord", "aaaaRecord", "aaaaRoutableRecord", "aaaaUniqueLocalRecord"] as const;
+
 /**
  * ciao 1.3.12 names its IPv6 socket on eth0 "eth0/6" and asks the service
  * whether it advertises on "eth0/6"; a service with restrictedAddresses
  * (which we need: see #publish) knows only "eth0", so says no, and nothing is
- * ever sent over IPv6. Ask about the link itself instead. Returns false when
- * ciao no longer has the method (then IPv6 stays silent, as before).
+ * ever sent over IPv6. Ask about the link itself instead. Its announcements
+ * look the address records up under "eth0/6" too, and so went out over IPv6
+ * without any (its answers to queries strip the "/6" themselves): look them
+ * up under the link. Returns false when ciao no longer has
+ * advertisesOnInterface (then IPv6 stays silent, as before).
  */
 function answerOverIpv6(service: CiaoService): boolean {
-  const candidate = service as unknown as { advertisesOnInterface?: unknown };
+  const candidate = service as unknown as Record<string, unknown>;
   if (typeof candidate.advertisesOnInterface !== "function") return false;
   const original = candidate.advertisesOnInterface as (name: string, skipAddressCheck?: boolean) => boolean;
   candidate.advertisesOnInterface = function (this: CiaoService, name: string, skipAddressCheck?: boolean): boolean {
     return original.call(this, linkOf(name), skipAddressCheck);
+  };
+  for (const lookup of ADDRESS_RECORD_LOOKUPS) {
+    const records = candidate[lookup];
+    if (typeof records !== "function") continue;
+    candidate[lookup] = function (this: CiaoService, name: string): unknown {
+      return (records as (name: string) => unknown).call(this, linkOf(name));
+    };
+  }
+  return true;
+}
+
+/**
+ * ciao 1.3.12 joins ff02::fb on each link's IPv6 socket with the link's bare
+ * fe80:: address, without its scope: the kernel then joins the group on the
+ * link its route for ff02::fb picks, the same one for every socket, and the
+ * other links never hear a query over IPv6 (a host with two links answered
+ * on one). Give each join and leave on a link's socket that link's scope.
+ * And Linux hands a multicast packet to every socket that joined the group,
+ * on whichever link: a packet that came over another link (its source's
+ * scope says which) is not for this socket, whose name ciao answers on.
+ * False when ciao no longer makes its sockets so (then nothing is changed).
+ */
+function joinIpv6OnEachLink(responder: Responder): boolean {
+  const server = (responder as unknown as { server?: { createDgramSocket?: unknown; handleMessage?: unknown } }).server;
+  if (!server || typeof server.createDgramSocket !== "function" || typeof server.handleMessage !== "function") return false;
+  const create = server.createDgramSocket as (name: string, ...rest: unknown[]) => unknown;
+  server.createDgramSocket = function (this: unknown, name: string, ...rest: unknown[]): unknown {
+    const socket = create.call(this, name, ...rest);
+    if (rest[1] !== "udp6" || !(socket instanceof Socket)) return socket;
+    const scoped = (address?: string): string | undefined =>
+      address === undefined || address.includes("%") ? address : `${address}%${name}`;
+    const join = socket.addMembership.bind(socket);
+    const leave = socket.dropMembership.bind(socket);
+    socket.addMembership = (group: string, address?: string): void => join(group, scoped(address));
+    socket.dropMembership = (group: string, address?: string): void => leave(group, scoped(address));
+    return socket;
+  };
+  const handle = server.handleMessage as (name: string, data: unknown, rinfo: unknown, ...rest: unknown[]) => unknown;
+  server.handleMessage = function (this: unknown, name: string, data: unknown, rinfo: unknown, ...rest: unknown[]): unknown {
+    const from = (rinfo as { address?: unknown } | undefined)?.address;
+    const scope = typeof from === "string" ? from.split("%")[1] : undefined;
+    if (scope !== undefined && scope !== name) return undefined;
+    return handle.call(this, name, data, rinfo, ...rest);
   };
   return true;
 }
@@ -359,6 +409,8 @@ class MandosAnnouncement implements Announcement {
     this.#chooseRenames(service);
     if (options.ipv6 && !(recogniseOwnIpv6Packets(responder) && answerOverIpv6(service))) {
       logger.warning("Zeroconf: this ciao cannot announce over IPv6 on chosen interfaces; IPv4 only");
+    } else if (options.ipv6 && !joinIpv6OnEachLink(responder)) {
+      logger.warning("Zeroconf: this ciao may hear IPv6 queries on one link only");
     }
 
     logger.debug(`Adding Zeroconf service '${this.#name}' of type '_${SERVICE_TYPE}._tcp' ...`);
