@@ -19,8 +19,9 @@
 // - A service name ciao cannot send as one DNS label (a ".", over 63 bytes)
 //   is an error logged at start, and not announced (unannounceableName).
 // - IPv6 (unless --no-ipv6, as the reference through Avahi): ciao 1.3.12
-//   needs two repairs to announce over IPv6 on links we name; see
-//   answerOverIpv6 and recogniseOwnIpv6Packets.
+//   needs two repairs to announce over IPv6 on links we name (see
+//   answerOverIpv6 and recogniseOwnIpv6Packets), and one more to hear IPv6
+//   queries on more than one link (joinIpv6OnEachLink).
 // - On a name collision ciao renames to "Mandos (2)"; the reference (through
 //   Avahi) to "Mandos #2". We hook the one step where ciao picks the next name
 //   so that the name probed and announced is Avahi's form, and log each rename
