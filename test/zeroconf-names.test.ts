@@ -57,21 +57,31 @@ interface Recorded {
   /** The links the last service's own advertisesOnInterface was asked about. */
   asked?: string[];
   /** The last fake responder's ciao internals, as the workarounds see them. */
-  server?: { checkIfPacketWasPreviouslySentFromUs(name: string, packet: Buffer): boolean };
+  server?: {
+    checkIfPacketWasPreviouslySentFromUs(name: string, packet: Buffer): boolean;
+    handleMessage(name: string, packet: Buffer): unknown;
+  };
   service?: { advertisesOnInterface(name: string, skipAddressCheck?: boolean): boolean };
 }
 
 /**
- * A stand-in for ciao's responder. Unless `bare`, it has the two internals
- * our IPv6 repairs hook, as ciao 1.3.12 has them: the MDNSServer's lookup of
- * packets sent from us (it knows one packet, "ours", sent on "eth0/6"), and
- * the service's advertisesOnInterface (true for "eth0" only).
+ * A stand-in for ciao's responder. Unless `bare`, it has the internals our
+ * repairs hook, as ciao 1.3.12 has them: the MDNSServer's lookup of packets
+ * sent from us (it knows one packet, "ours", sent on "eth0/6") and its
+ * handleMessage (which fails on a packet "boom"), and the service's
+ * advertisesOnInterface (true for "eth0" only).
  */
 function fakeResponder(recorded: Recorded, advertise: () => Promise<void>, bare = false): (options: ResponderOptions) => Responder {
   return (options) => {
     recorded.responderOptions = options;
     const server = {
       checkIfPacketWasPreviouslySentFromUs: (name: string, packet: Buffer): boolean => name === "eth0/6" && packet.toString() === "ours",
+      createDgramSocket: (): object => ({}),
+      // As ciao's on a link that lost its IPv4 address: an assertion fails.
+      handleMessage: (_name: string, packet: Buffer): unknown => {
+        if (packet.toString() === "boom") throw new Error("IP address version must match");
+        return "handled";
+      },
     };
     if (!bare) recorded.server = server;
     return {
@@ -151,11 +161,58 @@ test("without --interface, a new interface with IPv4 is added by starting ciao a
   tick();
   await new Promise(setImmediate); // the restart's promise chain (fakes resolve at once)
   assert.deepEqual(recorded.responderOptions, { interface: ["eth0", "wlan0"], advertiseIpv6: true });
-  ipv4 = ["wlan0"];
+  ipv4 = ["eth0", "wlan0"];
   tick();
   await new Promise(setImmediate);
-  assert.equal(recorded.created, 2, "an interface going away is ciao's to handle");
+  assert.equal(recorded.created, 2, "nothing changed, nothing restarted");
   await announcement.stop();
+});
+
+test("a link that loses an address family makes us start ciao afresh, which would keep a socket it fails on", async () => {
+  let links = ["eth0", "eth0/6", "wlan0"];
+  let tick: () => void = () => {};
+  const { recorded, announcement } = await fakeAnnouncement({ ipv6: true, addressedLinks: () => links, watch: (onTick) => { tick = onTick; return () => {}; } });
+  links = ["eth0/6", "wlan0"];
+  tick();
+  await new Promise(setImmediate);
+  assert.equal(recorded.created, 2);
+  assert.ok(recorded.logs.includes("INFO: Zeroconf: eth0 no longer has IPv4; announcing again"), recorded.logs.join("\n"));
+  assert.deepEqual(recorded.responderOptions, { interface: ["eth0", "wlan0"], advertiseIpv6: true });
+  links = ["wlan0"];
+  tick();
+  await new Promise(setImmediate);
+  assert.equal(recorded.created, 3, "an interface gone altogether too");
+  assert.deepEqual(recorded.responderOptions, { interface: ["wlan0"], advertiseIpv6: true });
+  await announcement.stop();
+});
+
+test("a packet ciao fails on is dropped and logged, at most once a minute, never thrown into its socket listener", async () => {
+  const { recorded, announcement } = await fakeAnnouncement({ ipv6: false, addressedLinks: () => ["eth0"] });
+  const server = recorded.server!;
+  assert.equal(server.handleMessage("eth0", Buffer.from("fine")), "handled");
+  assert.equal(server.handleMessage("eth0", Buffer.from("boom")), undefined);
+  assert.equal(server.handleMessage("eth0", Buffer.from("boom")), undefined);
+  const warnings = recorded.logs.filter((l) => l.includes("mDNS packet"));
+  assert.deepEqual(warnings, ["WARNING: Zeroconf: dropped an mDNS packet heard on eth0 that ciao failed on: IP address version must match"]);
+  await announcement.stop();
+});
+
+test("a service name ciao cannot send as one DNS label is an error, not announced", async () => {
+  const { unannounceableName } = await import("../src/main/zeroconf/announce.js");
+  assert.equal(unannounceableName("Mandos"), undefined);
+  assert.equal(unannounceableName("m".repeat(63)), undefined);
+  assert.equal(unannounceableName("é".repeat(31)), undefined);
+  for (const [name, reason] of [
+    ["Lab.Mandos", "ciao would announce it as two DNS labels, split at the \".\""],
+    ["m".repeat(64), "it is 64 bytes long, and a DNS label at most 63"],
+    ["é".repeat(32), "it is 64 bytes long, and a DNS label at most 63"],
+  ] as const) {
+    const { recorded, announcement } = await fakeAnnouncement({ name, ipv6: true, addressedLinks: () => ["eth0"] });
+    assert.equal(await announcement.established, false);
+    assert.equal(recorded.created, undefined, "ciao never asked");
+    assert.deepEqual(recorded.logs, [`ERROR: Zeroconf: cannot announce service name '${name}' with our own responder (ciao): ${reason}; not announcing`]);
+    await announcement.stop();
+  }
 });
 
 test("an interface that gains its first IPv4 address makes us start ciao afresh, which would not announce there", async () => {

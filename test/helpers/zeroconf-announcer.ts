@@ -14,6 +14,8 @@ interface AnnouncerArgs {
   port: number;
   interface?: string;
   ipv6: boolean;
+  /** How often it and ciao look at the interfaces (ms); absent: every 15 s. */
+  interfacePollMs?: number;
 }
 
 async function announce(args: AnnouncerArgs): Promise<void> {

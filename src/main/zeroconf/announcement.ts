@@ -34,6 +34,11 @@ export interface AnnouncementOptions {
    * with IPv6 (only asked for when `ipv6`).
    */
   readonly addressedLinks?: () => string[];
+  /**
+   * Tests: how often (ms) we, and ciao, look for links that gained or lost
+   * an address; absent: every 15 s (INTERFACE_POLL_MS, ciao's own).
+   */
+  readonly interfacePollMs?: number;
   /** Tests: calls `tick` periodically until the returned function is called. */
   readonly watch?: (tick: () => void) => () => void;
 }
