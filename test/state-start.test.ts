@@ -115,7 +115,15 @@ test("a checker's success waits for a routine save: the file is not rewritten at
   withSetup(["alpha"], "interval = PT1S\n", async (s) => {
     const server = await startServer(serverArgs(s));
     try {
-      await eventually(() => existsSync(s.statePath), { what: "the first save" });
+      // The first success changes the checker status (-2, never ran, to 0): saved within a second, as it should be.
+      const saved = (): { clients: { alpha: { runtime: { last_checker_status: number } } } } | null => {
+        try {
+          return JSON.parse(readFileSync(s.statePath, "utf8")) as { clients: { alpha: { runtime: { last_checker_status: number } } } };
+        } catch {
+          return null;
+        }
+      };
+      await eventually(() => saved()?.clients.alpha.runtime.last_checker_status === 0, { what: "the first success saved" });
       const first = statSync(s.statePath, { bigint: true }).mtimeNs;
       const succeeded = (): number => server.log().match(/Checker for alpha succeeded/g)?.length ?? 0;
       const before = succeeded();
