@@ -34,7 +34,8 @@
 import type { ClientProperty, ClientView, PendingRequest, SharedClientState } from "../clients/contract.js";
 import type { ClientRuntime } from "../clients/contract.js";
 import { RUNTIME_SETTINGS } from "../clients/runtime-settings.js";
-import { MAX_CLIENT_DURATION_MS, MAX_CLIENT_TIME_MS } from "../config/duration.js";
+import { MAX_CLIENT_TIME_MS } from "../config/duration.js";
+import { isCheckerStatus, isDuration, isText, isTimeMs } from "../clients/values.js";
 
 type Json = string | number | boolean | null;
 type Runtime = { -readonly [K in keyof SharedClientState["runtime"]]: SharedClientState["runtime"][K] };
@@ -58,13 +59,7 @@ interface SharedRow {
 export const MAX_SHARED_TIME_MS = MAX_CLIENT_TIME_MS;
 
 const time = (d: Date | null): number | null => (d === null ? null : d.getTime());
-const isTime = (v: unknown): v is number | null => v === null || (typeof v === "number" && Number.isFinite(v) && Math.abs(v) <= MAX_SHARED_TIME_MS);
-/** As clients.conf and D-Bus take them: whole milliseconds, not negative, at most 100,000 years. */
-const isDuration = (v: unknown): v is number => typeof v === "number" && Number.isInteger(v) && v >= 0 && v <= MAX_CLIENT_DURATION_MS;
-/** A string D-Bus can carry: none with a NUL character (no host name or command has one). */
-const isText = (v: unknown): v is string => typeof v === "string" && !v.includes("\0");
-/** A checker's exit status as the reference keeps it: -2 (never ran), -1 (killed), or 0-255; D-Bus carries it as int16. */
-const isCheckerStatus = (v: unknown): v is number => typeof v === "number" && Number.isInteger(v) && v >= -2 && v <= 255;
+const isTime = (v: unknown): v is number | null => v === null || isTimeMs(v);
 
 function runtimeTime(property: ClientProperty, field: "lastEnabled" | "expires" | "lastCheckedOk" | "lastApprovalRequest", of: (c: ClientView) => Date | null): SharedRow {
   return {

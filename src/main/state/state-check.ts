@@ -6,26 +6,16 @@
 // "PT5M") once crashed the server a moment after it began listening, and
 // again at every start. Pure: no I/O.
 
-import { MAX_CLIENT_DURATION_MS, MAX_CLIENT_TIME_MS } from "../config/duration.js";
+import { isCheckerStatus, isDuration, isText, isTimeMs } from "../clients/values.js";
 import { RUNTIME_SETTINGS } from "../clients/runtime-settings.js";
 
 type Check = (v: unknown) => boolean;
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
-/** As clients.conf and D-Bus take them: whole milliseconds, not negative, at most 100,000 years. */
-const isDuration: Check = (v) => typeof v === "number" && Number.isInteger(v) && v >= 0 && v <= MAX_CLIENT_DURATION_MS;
-/** A string D-Bus can carry (no NUL: clients.conf refuses one too; one once stopped the server at its first D-Bus announcement). */
-const isText: Check = (v) => typeof v === "string" && !v.includes("\0");
 const isBoolean: Check = (v) => typeof v === "boolean";
-/** An ISO 8601 time, as the state file writes them, within MAX_CLIENT_TIME_MS of 1970. */
-const isTime: Check = (v) => {
-  if (typeof v !== "string") return false;
-  const ms = Date.parse(v);
-  return Number.isFinite(ms) && Math.abs(ms) <= MAX_CLIENT_TIME_MS;
-};
+/** An ISO 8601 time, as the state file writes them, within the range of values.ts. */
+const isTime: Check = (v) => typeof v === "string" && isTimeMs(Date.parse(v));
 const orNull = (check: Check): Check => (v) => v === null || v === undefined || check(v);
-/** -2 (never ran), -1 (killed), or an exit status. */
-const isCheckerStatus: Check = (v) => typeof v === "number" && Number.isInteger(v) && v >= -2 && v <= 255;
 const isSignal: Check = (v) => typeof v === "number" && Number.isInteger(v) && v >= 0 && v <= 255;
 
 const KIND_CHECK: Record<string, Check> = { string: isText, duration: isDuration, boolean: isBoolean };
