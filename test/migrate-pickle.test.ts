@@ -387,10 +387,13 @@ describe("a pickle that cannot be imported", { skip: missing(MANDOS_KEYGEN) }, (
         const delta = fleet.clients.find((c) => c.name === "delta")!;
         const r = await runMandosClient(delta.dir, "::1", server.port, 30_000);
         assert.equal(r.stdout.toString("utf8"), delta.password);
+        assert.deepEqual(readFileSync(join(state, "clients.pickle")), evil, "left alone while serving");
       } finally {
         await server.stop();
       }
-      assert.deepEqual(readFileSync(join(state, "clients.pickle")), evil);
+      // As the reference's stop replaces it with the state it leaves (docs/STATE.md).
+      assert.match(server.log(), /clients\.pickle is not read, and is replaced as the server stops/);
+      assert.ok(unpickle(readFileSync(join(state, "clients.pickle"))) instanceof PyTuple, "replaced by the state this server left");
     } finally {
       rmSync(root, { recursive: true, force: true });
     }

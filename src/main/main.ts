@@ -36,9 +36,10 @@ import { clientsFileReader, readClientsFile, reloadReadiness, type ClientsFileRe
 import { runSelfTest } from "./daemon/self-test.js";
 import { readState, restoreState, routineChange, StateSaver, StateSerialiser, STATE_FILE_NAME, STATE_PREPARE_DELAY_MS, STATE_PREPARE_SLICE_MS, STATE_WARM_SLICE_MS, type ClientView, type ConfigField, type StateFile } from "./state/state-file.js";
 import { checkStateDirWritable, prepareStateDir } from "./state/state-dir.js";
-import { migrateReferenceState, pendingMigration } from "./state/pickle-import.js";
-import { removeStaleTemporaries } from "./state/state-writer.js";
-import { strerror } from "./config/os-error.js";
+import { migrateReferenceState, pendingMigration, PICKLE_FILE_NAME } from "./state/pickle-import.js";
+import { referencePickle, type ReferencePickle } from "./state/pickle-export.js";
+import { removeStaleTemporaries, writeAtomically } from "./state/state-writer.js";
+import { reasonInWords, strerror } from "./config/os-error.js";
 import { handshakesUnderWay, SecretOpening } from "./state/secret-opening.js";
 import type { Announcement } from "./zeroconf/announcement.js";
 import type { DbusService } from "./dbus/index.js";
@@ -300,6 +301,8 @@ async function startAndServe(
   });
   // The state file's bytes, made from the registry (below) at each save.
   const serialiser = new StateSerialiser();
+  // The Python server's state file: imported at a switch, left for it at each stop.
+  const picklePath = join(settings.statedir, PICKLE_FILE_NAME);
   let config: ClientSettings[];
   let editedInFile: ReadonlyMap<string, readonly ConfigField[]>;
   // The state file's changes not yet in etcd (docs/ETCD.md "When etcd is down").
@@ -326,6 +329,8 @@ async function startAndServe(
     const restored = settings.restore ? restoreState(config, saved, Date.now(), logger) : { settings: config, runtimes: new Map(), edited: new Map() };
     // The reference replaces its file only as it exits; ours at its first save, a second from now.
     if (!settings.restore && existsSync(statePath)) logger.warning(`Not restoring state (--no-restore): ${statePath} is not read, and the first save replaces it`);
+    // The Python server's, replaced as this one stops (state/pickle-export.ts), as the reference replaces it.
+    if (!settings.restore && existsSync(picklePath)) logger.warning(`Not restoring state (--no-restore): ${picklePath} is not read, and is replaced as the server stops`);
     fleetUnsent = saved?.fleetUnsent ?? [];
     registry = createRegistry(restored.settings, { logger, spawner: checkerHost.spawner }, restored.runtimes);
     editedInFile = restored.edited;
@@ -485,7 +490,7 @@ async function startAndServe(
   if (stateDir.ok) stateDir = checkStateDirWritable(settings.statedir);
   if (stateDir.ok) {
     keepState = true;
-    const stale = removeStaleTemporaries(statePath);
+    const stale = [...removeStaleTemporaries(statePath), ...removeStaleTemporaries(picklePath)];
     if (stale.length > 0) logger.info(`Removed ${stale.length} temporary state file${stale.length === 1 ? "" : "s"} that an interrupted save left in ${settings.statedir}: ${stale.join(", ")}`);
     // The first save's work (every secret sealed, every client serialised),
     // done ahead of it a few milliseconds at a time between connections.
@@ -586,6 +591,14 @@ async function startAndServe(
       exitCode = EXIT_FAILURE;
       stop("SIGTERM");
     });
+    const pickleForReference = (): ReferencePickle | null => {
+      try {
+        return referencePickle(config, registry.entries(), Date.now());
+      } catch (error) {
+        logger.warning(`Could not make ${picklePath} for the Python server: ${reasonInWords(error)}`);
+        return null;
+      }
+    };
     const stop = (signal: NodeJS.Signals): void => {
       if (stopping) return;
       stopping = true;
@@ -611,6 +624,11 @@ async function startAndServe(
         // no change as unsent that etcd has since taken. The last save
         // looks at every client, announced changes or not.
         serialiser.changed(null);
+        // The Python server's clients.pickle, for an admin going back to
+        // it (state/pickle-export.ts), made first: clients.json records
+        // its digest, so that our next start does not import it.
+        const forReference = keepState ? pickleForReference() : null;
+        if (forReference) serialiser.importedPickle = forReference.sha256;
         let unsaved = keepState ? saver.saveNow() : null;
         if (fleet) {
           await fleet.stop();
@@ -624,6 +642,14 @@ async function startAndServe(
         }
         // A save overtaken by saveNow removes its temporary file.
         await saver.idle();
+        // After clients.json, so that it is the newer of the two.
+        if (forReference) {
+          try {
+            writeAtomically(picklePath, [forReference.data]);
+          } catch (error) {
+            logger.warning(`Could not write ${picklePath} for the Python server: ${reasonInWords(error)}; it would not find the state this server leaves`);
+          }
+        }
         await observe.close();
         await runner.close();
         clientsReader.close();

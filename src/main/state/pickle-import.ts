@@ -11,9 +11,10 @@
 // --import-pickle`, here, on every core.
 //
 // Used at start-up when clients.pickle is there and clients.json is not,
-// or is older (the Python server ran since); the pickle is only read,
-// never changed or removed (the reference removes it after reading; we
-// leave it so that an admin can go back).
+// or is older (the Python server ran since); the pickle is only read here,
+// not removed (the reference removes it after reading): an admin can go
+// back to the Python server, and each stop of ours replaces it with the
+// state it leaves (pickle-export.ts).
 
 import { createHash } from "node:crypto";
 import { lstatSync } from "node:fs";
@@ -261,7 +262,7 @@ export async function migrateReferenceState(
       logger.warning(`Clients whose state the Python server's replaces: ${shown}${changes.length > 20 ? `, and ${changes.length - 20} more` : ""}`);
     }
   }
-  logger.info(`Imported the Python server's state of ${Object.keys(state.clients).length} clients from ${picklePath}; it is left as it was`);
+  logger.info(`Imported the Python server's state of ${Object.keys(state.clients).length} clients from ${picklePath}; it is left as it was until this server stops`);
   return { state, pickleSha256: decision.pickleSha256 };
 }
 

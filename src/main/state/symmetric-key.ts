@@ -2,9 +2,11 @@
 // as bytes: the first packet, a version 4 Symmetric-Key Encrypted Session
 // Key packet (RFC 4880 §5.3), with its string-to-key specifier (§3.7.1).
 // With no encrypted session key in the packet (as gpg writes it), the
-// S2K output is the session key itself (§5.3).
+// S2K output is the session key itself (§5.3). And the other way, for the
+// clients.pickle this server leaves for the Python server (pickle-export.ts):
+// such a message made here, as `gpg --symmetric` makes it, for gpg to open.
 
-import { createDecipheriv, createHash } from "node:crypto";
+import { createCipheriv, createDecipheriv, createHash, randomBytes } from "node:crypto";
 
 export interface SessionKey {
   /** RFC 4880 §9.2 symmetric algorithm ID. */
@@ -99,4 +101,44 @@ export function symmetricSessionKey(message: Buffer, passphrase: Buffer): Sessio
   const d = createDecipheriv(cipher, key, Buffer.alloc(16));
   const plain = Buffer.concat([d.update(encrypted), d.final()]);
   return { algorithm: plain[0]!, key: plain.subarray(1) };
+}
+
+/** A new-format packet header (RFC 4880 §4.2.2): the tag, then a one-, two- or five-octet length. */
+function packet(tag: number, body: Buffer): Buffer {
+  const n = body.length;
+  const length = n < 192 ? Buffer.from([n])
+    : n < 8384 ? Buffer.from([((n - 192) >> 8) + 192, (n - 192) & 0xff])
+    : Buffer.from([0xff, n >>> 24, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff]);
+  return Buffer.concat([Buffer.from([0xc0 | tag]), length, body]);
+}
+
+/** AES-256 (RFC 4880 §9.2), SHA-256 (§9.4), iterated and salted S2K (§3.7.1.3). */
+const SEAL_ALGORITHM = 9;
+const SEAL_HASH = 8;
+const SEAL_S2K = 3;
+
+/**
+ * `data` as `gpg --symmetric` seals it under `passphrase`: a version 4
+ * Symmetric-Key Encrypted Session Key packet whose S2K output is the
+ * session key (§5.3), then a Symmetrically Encrypted Integrity Protected
+ * Data packet (§5.13: CFB with a zero IV over a random block, its last two
+ * octets again, a binary Literal Data packet and the Modification
+ * Detection Code packet, a SHA-1 of all that). `countByte` is the S2K's
+ * coded count (§3.7.1.3): what each opening costs.
+ */
+export function sealSymmetric(data: Buffer, passphrase: Buffer, countByte: number): Buffer {
+  const salt = randomBytes(8);
+  const key = stringToKey(passphrase, SEAL_S2K, HASH_NAMES[SEAL_HASH]!, salt, countByte, KEY_BYTES[SEAL_ALGORITHM]!);
+  const skesk = packet(3, Buffer.concat([Buffer.from([4, SEAL_ALGORITHM, SEAL_S2K, SEAL_HASH]), salt, Buffer.from([countByte])]));
+  // Format "b" (binary), no file name, no date.
+  const literal = packet(11, Buffer.concat([Buffer.from([0x62, 0, 0, 0, 0, 0]), data]));
+  const prefix = randomBytes(16);
+  const plain = Buffer.concat([prefix, prefix.subarray(14), literal, Buffer.from([0xd3, 0x14])]);
+  const mdc = createHash("sha1").update(plain).digest();
+  const c = createCipheriv(AES_NAMES[SEAL_ALGORITHM]!, key, Buffer.alloc(16));
+  const encrypted = Buffer.concat([c.update(plain), c.update(mdc), c.final()]);
+  key.fill(0);
+  plain.fill(0);
+  literal.fill(0);
+  return Buffer.concat([skesk, packet(18, Buffer.concat([Buffer.from([1]), encrypted]))]);
 }

@@ -1,0 +1,140 @@
+// The Python server's state file, left by this one as it stops: so that an
+// admin who goes back to the Python server finds the clients as this
+// server leaves them (disabled, enabled or removed with mandos-ctl, secrets
+// and settings set at run time, checker results), as the Python server
+// finds them after its own stop. STATEDIR/clients.pickle as the reference's
+// cleanup() writes it: `pickle.dump((clients, client_settings), f,
+// protocol=2)`, where `clients` holds each client's saved attributes and
+// its secret sealed with `gpg --symmetric` under a passphrase made from its
+// clients.conf secret (PGPEngine.password_encode), and `client_settings`
+// is clients.conf's settings as its Client.config_parser made them, less
+// the secret: what its restore compares with clients.conf to tell what the
+// admin changed there meanwhile (docs/STATE.md, "Going back to the Python
+// server").
+//
+// clients.json records this file's SHA-256 (`importedPickle`), so that a
+// start of ours never imports what it wrote itself (pickle-import.ts).
+
+import { createHash } from "node:crypto";
+import type { ClientRuntime } from "../clients/contract.js";
+import type { ClientSettings } from "../clients/settings.js";
+import { secretToOpen } from "../clients/secret-to-open.js";
+import { passwordEncode } from "./reference-secret.js";
+import { pickle, pyTuple, type PickleValue } from "./pickle-write.js";
+import { sealSymmetric } from "./symmetric-key.js";
+import { PyDatetime, PyTimedelta } from "./unpickle.js";
+
+/**
+ * The S2K count of the secrets sealed here (RFC 4880 §3.7.1.3's coded
+ * 0x60: 65,536 octets hashed, ~0.1 ms an opening), not gpg's default of
+ * 65 MB (~70 ms an opening, 12 minutes of a stop for 10,000 clients). The
+ * passphrase is the client's clients.conf secret, itself an OpenPGP
+ * message with a random session key: no count adds to what guessing it
+ * costs. gpg opens any count.
+ */
+export const PICKLE_SEAL_COUNT_BYTE = 0x60;
+
+/**
+ * The reference's `client_structure` of a client with D-Bus (ClientDBus):
+ * its attribute names, which its restore reads back and then makes anew.
+ */
+const CLIENT_STRUCTURE: readonly string[] = [
+  "bus", "name", "server_settings", "key_id", "fingerprint", "created", "checker_initiator_tag", "disable_initiator_tag",
+  "checker_callback_tag", "current_checker_command", "approved", "changedstate", "client_structure", "approval_delay",
+  "approval_duration", "approvals_pending", "approved_by_default", "checker", "checker_command", "connection", "enabled",
+  "expires", "extended_timeout", "host", "interval", "last_approval_request", "last_checked_ok", "last_checker_status",
+  "last_enabled", "locations", "secret", "timeout",
+];
+
+const time = (ms: number | null): PyDatetime | null => (ms === null ? null : new PyDatetime(ms));
+
+/** clients.conf's settings of one client as the reference's Client.config_parser makes them, less the secret. */
+function configSettings(conf: ClientSettings): Map<string, PickleValue> {
+  return new Map<string, PickleValue>([
+    ["host", conf.host],
+    ["approved_by_default", conf.approvedByDefault],
+    ["enabled", conf.enabled],
+    ["key_id", conf.keyId],
+    ["fingerprint", conf.fingerprint],
+    ["timeout", new PyTimedelta(conf.timeout)],
+    ["extended_timeout", new PyTimedelta(conf.extendedTimeout)],
+    ["interval", new PyTimedelta(conf.interval)],
+    ["approval_delay", new PyTimedelta(conf.approvalDelay)],
+    ["approval_duration", new PyTimedelta(conf.approvalDuration)],
+    ["checker_command", conf.checker],
+    ["last_approval_request", null],
+    ["last_checked_ok", null],
+    ["last_checker_status", -2],
+  ]);
+}
+
+/**
+ * One client's saved attributes, as the reference's cleanup() keeps them:
+ * its settings in effect, its run-time values, and its secret sealed under
+ * its clients.conf secret. A secret still sealed by the Python server
+ * (not yet opened after a switch) goes back as it came.
+ */
+function clientAttributes(conf: ClientSettings, settings: ClientSettings, runtime: ClientRuntime, now: number): Map<string, PickleValue> {
+  const toOpen = secretToOpen(settings.secret);
+  const sealed = toOpen ? toOpen.sealed : sealSymmetric(settings.secret, passwordEncode(conf.secret), PICKLE_SEAL_COUNT_BYTE);
+  const enabled = runtime.enabled;
+  // The reference's restore compares an enabled client's expiry with the
+  // time; a disabled client has none, as the reference's disable() leaves it.
+  const expires = enabled ? new PyDatetime(runtime.expires ?? now) : null;
+  return new Map<string, PickleValue>([
+    ["encrypted_secret", sealed],
+    ["name", settings.name],
+    ["key_id", settings.keyId],
+    ["fingerprint", settings.fingerprint],
+    ["created", new PyDatetime(runtime.created)],
+    ["checker_initiator_tag", null],
+    ["disable_initiator_tag", null],
+    ["checker_callback_tag", null],
+    ["current_checker_command", null],
+    ["approved", null],
+    ["client_structure", CLIENT_STRUCTURE],
+    ["approval_delay", new PyTimedelta(settings.approvalDelay)],
+    ["approval_duration", new PyTimedelta(settings.approvalDuration)],
+    ["approvals_pending", 0],
+    ["approved_by_default", settings.approvedByDefault],
+    ["checker_command", settings.checker],
+    ["enabled", enabled],
+    ["expires", expires],
+    ["extended_timeout", new PyTimedelta(settings.extendedTimeout)],
+    ["host", settings.host],
+    ["interval", new PyTimedelta(settings.interval)],
+    ["last_approval_request", time(runtime.lastApprovalRequest)],
+    ["last_checked_ok", time(runtime.lastCheckedOk)],
+    ["last_checker_status", runtime.lastCheckerStatus],
+    ["last_enabled", enabled ? new PyDatetime(runtime.lastEnabled ?? now) : time(runtime.lastEnabled)],
+    ["timeout", new PyTimedelta(settings.timeout)],
+  ]);
+}
+
+/** The pickle's bytes and their SHA-256 (hex), for clients.json's `importedPickle`. */
+export interface ReferencePickle {
+  readonly data: Buffer;
+  readonly sha256: string;
+}
+
+/**
+ * The reference's clients.pickle for these clients: those clients.conf
+ * (`config`) has, each with its attributes; clients.conf's settings for
+ * every section, so that a client removed at run time (in clients.conf,
+ * not among the clients) stays removed there, as the reference keeps one.
+ */
+export function referencePickle(
+  config: readonly ClientSettings[],
+  clients: Iterable<{ readonly settings: ClientSettings; readonly runtime: ClientRuntime }>,
+  now: number,
+): ReferencePickle {
+  const byName = new Map(config.map((c) => [c.name, c]));
+  const saved = new Map<string, PickleValue>();
+  for (const { settings, runtime } of clients) {
+    const conf = byName.get(settings.name);
+    if (conf) saved.set(settings.name, clientAttributes(conf, settings, runtime, now));
+  }
+  const settings = new Map<string, PickleValue>(config.map((c) => [c.name, configSettings(c)]));
+  const data = pickle(pyTuple([saved, settings]));
+  return { data, sha256: createHash("sha256").update(data).digest("hex") };
+}

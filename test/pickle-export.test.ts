@@ -1,0 +1,191 @@
+// Going back to the Python server: as our server stops it leaves
+// STATEDIR/clients.pickle as the reference's own stop leaves it, so that
+// the real reference (/usr/sbin/mandos) started on the same directories
+// restores the clients as ours left them: disabled, removed and changed
+// with the real mandos-ctl, and a secret set at run time, which the real
+// mandos-client then receives from the reference. Also: the pickles and
+// sealed secrets made here, read by Python itself and by gpg itself.
+
+import { describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { dumpJson, makeFleetRoot, mandosCtl, startOurServer, startPrivateBus, startReference, DBUS_DAEMON } from "./helpers/dbus.js";
+import { GPG, MANDOS_CLIENT, MANDOS_CTL, MANDOS_KEYGEN, MANDOS_REFERENCE, missing } from "./helpers/peers.js";
+import { runMandosClient } from "./helpers/server.js";
+import { pickle, pyTuple, type PickleValue } from "../src/main/state/pickle-write.js";
+import { referencePickle } from "../src/main/state/pickle-export.js";
+import { openReferenceSecret, passwordEncode } from "../src/main/state/reference-secret.js";
+import { sealSymmetric } from "../src/main/state/symmetric-key.js";
+import { PyDatetime, PyTimedelta, PyTuple, unpickle, type PyDict } from "../src/main/state/unpickle.js";
+import type { ClientSettings } from "../src/main/clients/settings.js";
+
+const skip = missing(DBUS_DAEMON, MANDOS_CTL, MANDOS_KEYGEN, MANDOS_REFERENCE, MANDOS_CLIENT) ||
+  (process.getuid?.() === 0 ? false : "needs root: the reference server must drop to _mandos");
+
+/** The base64 of a clients.conf section's `secret`, continuation lines joined. */
+function secretOf(section: string): string {
+  const m = /^secret\s*=\s*(.*(?:\n[ \t]+.*)*)/m.exec(section);
+  assert.ok(m, `no secret in ${section}`);
+  return m[1]!.replace(/\s+/g, "");
+}
+
+describe("going back to the Python server: it finds the clients as ours left them", { skip }, () => {
+  test("the reference restores the pickle ours wrote as it stopped, and serves the secret set at run time", async () => {
+    const { root, fleet } = makeFleetRoot("mandos-ts-back-");
+    const bus = await startPrivateBus();
+    try {
+      const state = join(root, "state");
+      mkdirSync(state);
+      const [alpha, , , delta] = fleet.clients as [typeof fleet.clients[0], unknown, unknown, typeof fleet.clients[0]];
+      // delta's clients.conf secret is alpha's (the fleet shares one
+      // OpenPGP key, so delta's client opens it and prints alpha's
+      // password); its own is set at run time, and only a secret carried
+      // over in the pickle gives delta's client its own password.
+      const confPath = join(fleet.conf, "clients.conf");
+      const conf = readFileSync(confPath, "utf8");
+      const deltaStart = conf.indexOf("[delta]");
+      writeFileSync(confPath, conf.slice(0, deltaStart) + conf.slice(deltaStart).replace(/^secret\s*=.*(?:\n[ \t]+.*)*/m, `secret = ${secretOf(alpha.section)}`));
+      const ownSecret = join(root, "delta-secret");
+      writeFileSync(ownSecret, Buffer.from(secretOf(delta.section), "base64"));
+
+      const ours = await startOurServer(fleet.conf, state, bus.address, true);
+      let before: Record<string, Record<string, unknown>>;
+      try {
+        for (const change of [["--disable", "alpha"], ["--remove", "bravo"], ["--timeout", "PT7M", "delta"], ["--secret", ownSecret, "delta"], ["--approve-by-default", "charlie"]]) {
+          const r = await mandosCtl(bus.address, ...change);
+          assert.equal(r.code, 0, `mandos-ctl ${change.join(" ")}: ${r.stderr}`);
+        }
+        before = await dumpJson(bus.address);
+      } finally {
+        await ours.stop();
+      }
+      assert.doesNotMatch(ours.log(), /clients\.pickle/, "nothing said of the pickle");
+      const pickled = readFileSync(join(state, "clients.pickle"));
+      const recorded = (JSON.parse(readFileSync(join(state, "clients.json"), "utf8")) as { importedPickle?: string }).importedPickle;
+      assert.equal(recorded, createHash("sha256").update(pickled).digest("hex"), "clients.json records the pickle ours wrote");
+      assert.ok(statSync(join(state, "clients.pickle")).mtimeMs >= statSync(join(state, "clients.json")).mtimeMs);
+      assert.equal(statSync(join(state, "clients.pickle")).mode & 0o077, 0, "the pickle is readable by its owner alone");
+
+      // Ours again first: it does not import its own pickle.
+      const again = await startOurServer(fleet.conf, state, bus.address, true);
+      try {
+        assert.equal((await dumpJson(bus.address)).alpha!.Enabled, false);
+        assert.doesNotMatch(again.log(), /Imported the Python server's state|is newer than/);
+      } finally {
+        await again.stop();
+      }
+
+      const reference = await startReference(fleet.conf, state, bus.address, true);
+      try {
+        const after = await dumpJson(bus.address);
+        assert.deepEqual(Object.keys(after).sort(), ["alpha", "charlie", "delta"], "bravo stays removed");
+        assert.equal(after.alpha!.Enabled, false, "alpha stays disabled");
+        assert.equal(after.delta!.Timeout, 420_000);
+        assert.equal(after.charlie!.ApprovedByDefault, true);
+        assert.equal(after.delta!.Created, before!.delta!.Created, "created carried over");
+        const r = await runMandosClient(delta.dir, "::1", reference.port, 30_000);
+        assert.equal(r.stdout.toString("utf8"), delta.password, `the secret set at run time, from the pickle; the reference's log:\n${reference.log().slice(-3000)}`);
+        assert.doesNotMatch(reference.log(), /Failed to decrypt/);
+      } finally {
+        await reference.stop();
+      }
+    } finally {
+      await bus.stop();
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("the pickles written here, read by Python", { skip: missing("/usr/bin/python3") }, () => {
+  test("every kind of value comes back as Python wrote it, and as our unpickler reads it", () => {
+    const when = Date.UTC(2026, 11, 6, 17, 1, 2, 345);
+    const value = pyTuple([
+      new Map<string, PickleValue>([
+        ["none", null], ["yes", true], ["no", false], ["small", 7], ["byte", 255], ["word", 65535], ["int", -2], ["big", 2 ** 40], ["negbig", -(2 ** 40)],
+        ["text", "h\u00e9 \u2603"], ["bytes", Buffer.from([0, 1, 0xff, 0x80, 10])], ["empty", Buffer.alloc(0)],
+        ["list", ["a", 1, []]], ["when", new PyDatetime(when)], ["span", new PyTimedelta(90_061_001)], ["nested", new Map<string, PickleValue>([["k", pyTuple([1, 2, 3, 4])]])],
+      ]),
+      new Map(),
+    ]);
+    const data = pickle(value);
+    const shown = execFileSync("python3", ["-c", [
+      "import json, pickle, sys",
+      "a, b = pickle.loads(sys.stdin.buffer.read(), encoding='bytes')",
+      "print(json.dumps({'a': {k: repr(v) for k, v in a.items()}, 'b': repr(b)}))",
+    ].join("\n")], { input: data }).toString("utf8");
+    assert.deepEqual(JSON.parse(shown), {
+      a: {
+        none: "None", yes: "True", no: "False", small: "7", byte: "255", word: "65535", int: "-2", big: "1099511627776", negbig: "-1099511627776",
+        text: "'h\u00e9 \u2603'", bytes: "b'\\x00\\x01\\xff\\x80\\n'", empty: "b''", list: "['a', 1, []]",
+        when: "datetime.datetime(2026, 12, 6, 17, 1, 2, 345000)", span: "datetime.timedelta(days=1, seconds=3661, microseconds=1000)", nested: "{'k': (1, 2, 3, 4)}",
+      },
+      b: "{}",
+    });
+    const back = unpickle(data) as PyTuple;
+    const a = back.items[0] as PyDict;
+    assert.equal((a.get("when") as PyDatetime).ms, when);
+    assert.equal((a.get("span") as PyTimedelta).ms, 90_061_001);
+    assert.deepEqual(a.get("bytes"), Buffer.from([0, 1, 0xff, 0x80, 10]));
+    assert.equal(a.get("int"), -2);
+  });
+});
+
+describe("secrets sealed here, opened by gpg as the reference's PGPEngine.decrypt opens them", { skip: missing(GPG) }, () => {
+  for (const [what, size] of [["a short secret (a hex passphrase)", 48], ["a long secret (GnuPG's 2048-byte limit: the escaped passphrase)", 1500]] as const) {
+    test(what, () => {
+      const home = mkdtempSync(join(tmpdir(), "mandos-ts-seal-"));
+      try {
+        const secret = randomBytes(size);
+        // A config secret with the bytes the long form escapes.
+        const configSecret = Buffer.concat([randomBytes(size), Buffer.from("\\\n\0")]);
+        const sealed = sealSymmetric(secret, passwordEncode(configSecret), 0x60);
+        writeFileSync(join(home, "pass"), passwordEncode(configSecret));
+        const opened = execFileSync(GPG, ["--homedir", home, "--batch", "--quiet", "--force-mdc", "--decrypt", "--passphrase-file", join(home, "pass")], { input: sealed, stdio: ["pipe", "pipe", "pipe"] });
+        assert.deepEqual(opened, secret);
+        // A wrong passphrase: gpg refuses (the MDC and the key both checked).
+        writeFileSync(join(home, "pass"), passwordEncode(randomBytes(size)));
+        assert.throws(() => execFileSync(GPG, ["--homedir", home, "--batch", "--quiet", "--decrypt", "--passphrase-file", join(home, "pass")], { input: sealed, stdio: ["pipe", "pipe", "pipe"] }));
+      } finally {
+        rmSync(home, { recursive: true, force: true });
+      }
+    });
+  }
+
+  test("and by our own opening", async () => {
+    const secret = randomBytes(300);
+    const configSecret = randomBytes(600);
+    assert.deepEqual(await openReferenceSecret(sealSymmetric(secret, passwordEncode(configSecret), 0x60), configSecret), secret);
+  });
+});
+
+describe("the pickle's contents", () => {
+  const conf = (name: string, over: Partial<ClientSettings> = {}): ClientSettings => ({
+    name, keyId: "AB".repeat(32), fingerprint: "", secret: Buffer.from(`secret of ${name}`), host: `${name}.example`, timeout: 300_000, extendedTimeout: 900_000,
+    interval: 120_000, checker: "fping -q -- %(host)s", approvedByDefault: true, approvalDelay: 0, approvalDuration: 1_000, enabled: true, ...over,
+  });
+  const runtime = { enabled: true, created: 1_000, lastEnabled: 2_000, expires: 3_000, lastCheckedOk: null, lastApprovalRequest: null, lastCheckerStatus: -2, lastCheckerSignal: null };
+
+  test("a client removed at run time is in the settings and not among the clients; a disabled one has no expiry", async () => {
+    const config = [conf("a"), conf("b"), conf("c")];
+    const { data } = referencePickle(config, [
+      { settings: config[0]!, runtime },
+      { settings: { ...config[2]!, timeout: 420_000, secret: Buffer.from("set at run time") }, runtime: { ...runtime, enabled: false } },
+    ], 5_000);
+    const [clients, settings] = (unpickle(data) as PyTuple).items as [PyDict, PyDict];
+    assert.deepEqual([...clients.keys()], ["a", "c"]);
+    assert.deepEqual([...settings.keys()], ["a", "b", "c"]);
+    const c = clients.get("c") as PyDict;
+    assert.equal(c.get("expires"), null);
+    assert.equal(c.get("enabled"), false);
+    assert.equal((c.get("timeout") as PyTimedelta).ms, 420_000);
+    assert.equal(((settings.get("c") as PyDict).get("timeout") as PyTimedelta).ms, 300_000, "clients.conf's, to tell what the admin changed there");
+    assert.equal((settings.get("c") as PyDict).has("secret"), false, "no secret among the settings");
+    assert.deepEqual(await openReferenceSecret(c.get("encrypted_secret") as Buffer, config[2]!.secret), Buffer.from("set at run time"));
+    assert.equal(((clients.get("a") as PyDict).get("expires") as PyDatetime).ms, 3_000);
+    assert.ok(!data.includes(Buffer.from("set at run time")) && !data.includes(Buffer.from("secret of a")), "no secret in the clear");
+  });
+});
