@@ -279,22 +279,23 @@ test("counts() agrees with the views: enabled, disabled, awaiting approval, chec
       disabled: all.filter((c) => !c.enabled).length,
       awaitingApproval: all.filter((c) => c.approvalPending).length,
       checkersRunning: all.filter((c) => c.checkerRunning).length,
+      checkersWaiting: 0,
       secretSealed: reg.secretsToOpen().length,
     };
   };
-  assert.deepEqual(reg.counts(), { enabled: 3, disabled: 2, awaitingApproval: 0, checkersRunning: 0, secretSealed: 1 });
+  assert.deepEqual(reg.counts(), { enabled: 3, disabled: 2, awaitingApproval: 0, checkersRunning: 0, checkersWaiting: 0, secretSealed: 1 });
   const abort = new AbortController();
   void reg.requestSecret("waiting", keyIdOf("waiting"), "::1", abort.signal);
   reg.startChecker("checked");
   await flush();
-  assert.deepEqual(reg.counts(), { enabled: 3, disabled: 2, awaitingApproval: 1, checkersRunning: 1, secretSealed: 1 });
+  assert.deepEqual(reg.counts(), { enabled: 3, disabled: 2, awaitingApproval: 1, checkersRunning: 1, checkersWaiting: 0, secretSealed: 1 });
   assert.deepEqual(reg.counts(), fromViews());
   reg.disable("plain");
   reg.update("sealed", { secret: Buffer.from("set over D-Bus") });
   abort.abort();
   reg.stopChecker("checked");
   await flush();
-  assert.deepEqual(reg.counts(), { enabled: 2, disabled: 3, awaitingApproval: 0, checkersRunning: 0, secretSealed: 0 });
+  assert.deepEqual(reg.counts(), { enabled: 2, disabled: 3, awaitingApproval: 0, checkersRunning: 0, checkersWaiting: 0, secretSealed: 0 });
   assert.deepEqual(reg.counts(), fromViews());
 });
 

@@ -10,12 +10,14 @@ import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, existsSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ClientRegistry, shellSpawner, type CheckerSpawner } from "../src/main/clients/registry.js";
+import { ClientRegistry, MAX_CONCURRENT_CHECKERS, shellSpawner, type CheckerSpawner } from "../src/main/clients/registry.js";
+import { CHECKER_SLOT_MS } from "../src/main/clients/checker.js";
+import { CHECKER_KILL_GRACE_MS } from "../src/main/clients/shell-spawner.js";
 import { percentFormat, shellQuote } from "../src/main/clients/python-format.js";
 import { ManualClock } from "../src/main/clock.js";
 import { silentLogger, type Logger } from "../src/main/daemon/log.js";
 import type { RegistryEvent } from "../src/main/clients/contract.js";
-import { events, type CheckerCommandInvalid, type CheckerStarted } from "../src/main/events.js";
+import { events, type CheckerCommandInvalid, type CheckerLate, type CheckerStarted } from "../src/main/events.js";
 import { logClientEvents } from "../src/main/daemon/log-clients.js";
 import { clientSettings } from "./helpers/clients.js";
 import { makeFleetDir } from "./helpers/keys.js";
@@ -184,6 +186,116 @@ test("checker processes are capped server-wide; the rest wait their turn", () =>
   for (const finish of [...s.running.values()]) finish(0);
   assert.equal(s.running.size, 3);
   assert.equal(s.started.length, 6);
+});
+
+// Found by an audit: with a place held until the process ended, 32 hung
+// checkers kept every other client unchecked until it was disabled.
+test("a checker that runs long gives back its place after CHECKER_SLOT_MS; one killed gives it back at once", () => {
+  const clock = new ManualClock();
+  const s = scripted();
+  const many = Array.from({ length: 10 }, (_, i) => clientSettings(`c${i}`, { checker: `check ${i}`, interval: 60_000, timeout: 120_000 }));
+  const reg = new ClientRegistry(many, { logger: silentLogger, clock, spawner: s.spawner, random: () => 0, maxCheckers: 3 });
+  reg.start();
+  clock.advance(1);
+  assert.equal(s.started.length, 3);
+  clock.advance(CHECKER_SLOT_MS - 2);
+  assert.equal(s.started.length, 3, "places held for CHECKER_SLOT_MS");
+  clock.advance(1);
+  assert.equal(s.started.length, 6, "the three hung checkers gave back their places");
+  assert.equal(s.running.size, 6, "and run on");
+  assert.equal(reg.counts().checkersWaiting, 4);
+  // A checker that ignores SIGTERM: its kill does not end it, its place is given back.
+  const stubborn = s.started[3]!;
+  const finishLater = s.running.get(stubborn)!;
+  s.running.delete(stubborn);
+  reg.disable("c3");
+  assert.equal(s.started.length, 7, "the killed checker's place went to the next one");
+  // Its end later gives back nothing more.
+  finishLater(null, 9);
+  assert.equal(s.started.length, 7);
+  clock.advance(CHECKER_SLOT_MS);
+  assert.equal(s.started.length, 10, "the last three now");
+  assert.equal(reg.counts().checkersWaiting, 0);
+  reg.stop();
+});
+
+test("a checker that starts later than its next one was due says so, a line a minute", () => {
+  const clock = new ManualClock();
+  const s = scripted();
+  const log = logCollector();
+  const unsubscribe = logClientEvents(log);
+  const late: CheckerLate[] = [];
+  const onLate = (m: CheckerLate): void => void (m.client.name.startsWith("late") && late.push(m));
+  events.checkerLate.subscribe(onLate);
+  try {
+    const many = Array.from({ length: 5 }, (_, i) => clientSettings(`late${i}`, { checker: `check ${i}`, interval: 1_500, timeout: 60_000 }));
+    const reg = new ClientRegistry(many, { logger: silentLogger, clock, spawner: s.spawner, random: () => 0, maxCheckers: 1 });
+    reg.start();
+    // A first round that succeeds (each ends as it starts, the next then
+    // starts): the clients expire a timeout away, not at their next check.
+    clock.advance(1);
+    for (let i = 0; i < 5; i++) s.running.get(`check ${i}`)!(0);
+    assert.equal(s.started.length, 5);
+    // The second round hangs: one place, each checker holds it a second.
+    clock.advance(1_499);
+    for (let t = 0; t < 4; t++) clock.advance(CHECKER_SLOT_MS);
+    assert.deepEqual(late.map((m) => [m.client.name, m.waitedMs]), [["late2", 2_000], ["late3", 3_000], ["late4", 4_000]]);
+    assert.deepEqual(log.lines.filter((l) => /late/.test(l) && l.startsWith("WARNING")), [
+      `WARNING: Checker for late2 started 2 s late, after its next was due: 2 checkers wait for one of the ${MAX_CONCURRENT_CHECKERS} that start at once`,
+    ]);
+    reg.stop();
+  } finally {
+    events.checkerLate.unsubscribe(onLate);
+    unsubscribe();
+  }
+});
+
+test("a client whose next checker is due as it expires is disabled, with no checker started", () => {
+  const clock = new ManualClock();
+  const s = scripted();
+  const reg = new ClientRegistry([clientSettings("down", { checker: "check down", interval: 2_000, timeout: 3_600_000 })], { logger: silentLogger, clock, spawner: s.spawner, random: () => 0 });
+  reg.start();
+  clock.advance(1);
+  assert.equal(s.started.length, 1);
+  s.running.get("check down")!(1);
+  clock.advance(2_000);
+  assert.equal(reg.get("down")?.enabled, false, "expired: its first checker failed");
+  assert.equal(s.started.length, 1, "no second checker started to be killed at once");
+  assert.deepEqual(s.killed, []);
+});
+
+test("a shell that cannot be started is a warning with its reason, not a command's failure", async () => {
+  const clock = new ManualClock();
+  const log = logCollector();
+  const unsubscribe = logClientEvents(log);
+  const spawner: CheckerSpawner = (_command, done) => {
+    queueMicrotask(() => done(127, null, "EAGAIN"));
+    return { kill() {} };
+  };
+  try {
+    const reg = new ClientRegistry([clientSettings("nofork", { checker: "true" })], { logger: silentLogger, clock, spawner, random: () => 0 });
+    reg.start();
+    clock.advance(1);
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    assert.ok(log.lines.includes("WARNING: Could not start checker for nofork: Resource temporarily unavailable"), log.lines.join("\n"));
+    assert.ok(!log.lines.some((l) => /Checker for nofork failed/.test(l)));
+    assert.equal(reg.get("nofork")?.lastCheckerStatus, 127);
+    reg.stop();
+  } finally {
+    unsubscribe();
+  }
+});
+
+test("a killed checker that ignores SIGTERM gets SIGKILL after CHECKER_KILL_GRACE_MS", async () => {
+  const started = Date.now();
+  const ended = new Promise<{ code: number | null; signal: number | null }>((resolve) => {
+    const proc = shellSpawner("trap '' TERM; while :; do sleep 0.1; done", (code, signal) => resolve({ code, signal }));
+    setTimeout(() => proc.kill(), 300);
+  });
+  const { code, signal } = await ended;
+  assert.equal(code, null);
+  assert.equal(signal, 9);
+  assert.ok(Date.now() - started >= CHECKER_KILL_GRACE_MS, "SIGTERM alone did not end it");
 });
 
 test("runtime expansion quotes hostile values so that they run nothing", async () => {

@@ -80,7 +80,7 @@ async function reach(url: string): Promise<number | string> {
 test("mandos_connections_evicted_total follows the admissions' counts by why, however often it is scraped", async () => {
   let counts: HandshakeCounts = { holding: 0, slow: 0, waiting: 0, evictedSlow: 0, evictedWaiting: 0, evictedSilent: 0 };
   const metrics = createMetrics({
-    clientCounts: () => ({ enabled: 0, disabled: 0, awaitingApproval: 0, checkersRunning: 0, secretSealed: 0 }),
+    clientCounts: () => ({ enabled: 0, disabled: 0, awaitingApproval: 0, checkersRunning: 0, checkersWaiting: 0, secretSealed: 0 }),
     handshakes: () => counts,
     workers: 0,
     workerQueue: () => 0,
@@ -101,7 +101,7 @@ test("mandos_connections_evicted_total follows the admissions' counts by why, ho
 
 test("a connection whose time ran out waiting for a handshake slot counts as not admitted (admission_timeout), other timeouts do not", async () => {
   const metrics = createMetrics({
-    clientCounts: () => ({ enabled: 0, disabled: 0, awaitingApproval: 0, checkersRunning: 0, secretSealed: 0 }),
+    clientCounts: () => ({ enabled: 0, disabled: 0, awaitingApproval: 0, checkersRunning: 0, checkersWaiting: 0, secretSealed: 0 }),
     handshakes: () => ({ holding: 0, slow: 0, waiting: 0, evictedSlow: 0, evictedWaiting: 0, evictedSilent: 0 }),
     workers: 0,
     workerQueue: () => 0,

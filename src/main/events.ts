@@ -200,6 +200,16 @@ export interface CheckerCompleted {
   readonly exitCode: number;
   /** The wait(2) status. */
   readonly waitStatus: number;
+  /** The shell could not be started (fork failing under a process limit): the errno code; `exitCode` is then 127. */
+  readonly startError?: string;
+}
+/** A checker started later than its next one was due: it waited for a place among those that start at once. */
+export interface CheckerLate {
+  readonly client: ClientView;
+  /** How long it waited, in milliseconds. */
+  readonly waitedMs: number;
+  /** Checkers still waiting. */
+  readonly waiting: number;
 }
 /** A running checker was killed (disabled, removed, D-Bus CheckerRunning = false, shutdown). */
 export interface CheckerStopped { readonly client: ClientView }
@@ -247,6 +257,7 @@ export const events = {
   checkerStarted: channel<CheckerStarted>("mandos:checker:started"),
   checkerCompleted: channel<CheckerCompleted>("mandos:checker:completed"),
   checkerStopped: channel<CheckerStopped>("mandos:checker:stopped"),
+  checkerLate: channel<CheckerLate>("mandos:checker:late"),
   checkerCommandInvalid: channel<CheckerCommandInvalid>("mandos:checker:command-invalid"),
   approvalNeeded: channel<ApprovalNeeded>("mandos:approval:needed"),
   stateSaved: channel<StateSaved>("mandos:state:saved"),

@@ -52,14 +52,14 @@ process.on("message", (m: HostRequest) => {
     try {
       running.set(
         id,
-        shellSpawner(m.command, (code, signal) => {
+        shellSpawner(m.command, (code, signal, startError) => {
           running.delete(id);
-          report({ done: id, code, signal });
+          report(startError === undefined ? { done: id, code, signal } : { done: id, code, signal, startError });
         }),
       );
-    } catch {
+    } catch (error) {
       // What a shell that cannot be started reports (as shellSpawner's "error").
-      report({ done: id, code: 127, signal: null });
+      report({ done: id, code: 127, signal: null, startError: (error as NodeJS.ErrnoException).code ?? (error as Error).message });
     }
   } else {
     running.get(m.kill)?.kill();

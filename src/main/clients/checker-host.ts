@@ -46,7 +46,7 @@ export type HostRequest = { readonly run: number; readonly command: string } | {
  */
 export type HostReport =
   | { readonly ready: true }
-  | { readonly done: number; readonly code: number | null; readonly signal: number | null }
+  | { readonly done: number; readonly code: number | null; readonly signal: number | null; readonly startError?: string }
   | { readonly otherBuild: string };
 
 const HOST_SCRIPT = fileURLToPath(new URL("../../workers/checker-host.js", import.meta.url));
@@ -70,7 +70,7 @@ export const HOST_BUILD = "MANDOS_CHECKER_HOST_BUILD";
 /** The outcome reported for checkers the host took with it. */
 const HOST_DIED_SIGNAL = 9;
 
-type Done = (code: number | null, signal: number | null) => void;
+type Done = (code: number | null, signal: number | null, startError?: string) => void;
 
 /** A checker due before allow(): started then, unless killed first. */
 interface WaitingChecker extends CheckerProcess {
@@ -234,7 +234,7 @@ export class CheckerHost {
     if (!done) return;
     this.#pending.delete(m.done);
     if (this.#pending.size === 0 && this.#child) this.#hold(this.#child, false);
-    done(m.code, m.signal);
+    done(m.code, m.signal, m.startError);
   }
 
   #onExit(child: ChildProcess, why: string): void {

@@ -1,7 +1,7 @@
 // Checkers (mandos-clients.conf(5) CHECKING): the schedule of each enabled
 // client's checker, the command's runtime %(attr)s expansion with shell
-// quoting, and the processes, at most MAX_CONCURRENT_CHECKERS at once
-// server-wide. A succeeding checker tells the registry (host.checkedOk),
+// quoting, and the processes, at most MAX_CONCURRENT_CHECKERS starting at
+// once server-wide. A succeeding checker tells the registry (host.checkedOk),
 // which bumps the expiry.
 //
 // Invariants: never two checkers for one client (running or queued); a
@@ -11,19 +11,28 @@
 import { events } from "../events.js";
 import { clientObjectPath } from "./object-path.js";
 import { FormatError, percentFormat, pyStr, shellQuote, type PyValue } from "./python-format.js";
-import { publish, type ClientHost, type ClientRecord } from "./record.js";
+import { publish, type CheckerProcess, type ClientHost, type ClientRecord } from "./record.js";
+import type { TimerHandle } from "../clock.js";
 import type { Expiry } from "./expiry.js";
 import { shellSpawner, type CheckerSpawner } from "./shell-spawner.js";
 
 export { shellSpawner, type CheckerSpawner };
 
 /**
- * Checker processes running at once, server-wide. A reboot wave or a
- * restart can make hundreds of checkers due together; fping takes up to a
- * few seconds each, so 32 keeps a host responsive while still checking
- * ~10 clients a second. Checkers beyond it wait their turn.
+ * Checkers starting at once, server-wide. A reboot wave or a restart can
+ * make hundreds of checkers due together, and each costs a fork and an exec
+ * and its command's start: the rest wait their turn, in order. A checker
+ * holds its place until it ends, is killed, or has run CHECKER_SLOT_MS:
+ * one that takes long (fping of a host that is down, ~4 s; ssh-keyscan's
+ * 5 s timeout; one that hangs) must not keep the others waiting, or
+ * healthy clients go unchecked past their timeout and are disabled (found
+ * with 32 hung checkers: every other client disabled within 10 s). The
+ * processes themselves are bounded by the clients, one each at most.
  */
-export const MAX_CONCURRENT_CHECKERS = 32;
+export const MAX_CONCURRENT_CHECKERS = 64;
+
+/** How long a running checker keeps its place among MAX_CONCURRENT_CHECKERS (above). */
+export const CHECKER_SLOT_MS = 1_000;
 
 /** The reference's Client.runtime_expansions. */
 const RUNTIME_EXPANSIONS = [
@@ -70,6 +79,12 @@ export function checkerCommand(c: ClientRecord): string | null {
   }
 }
 
+/** A checker's place among MAX_CONCURRENT_CHECKERS, until it is given back. */
+interface Place {
+  held: boolean;
+  timer: TimerHandle | null;
+}
+
 export interface CheckerRunnerOptions {
   readonly spawner: CheckerSpawner;
   /** Uniform in [0, 1), for the first checker's delay. */
@@ -83,8 +98,13 @@ export class CheckerRunner {
   readonly #spawner: CheckerSpawner;
   readonly #random: () => number;
   readonly #maxCheckers: number;
+  /** Checkers holding a place (MAX_CONCURRENT_CHECKERS). */
   #running = 0;
-  readonly #queue: ClientRecord[] = [];
+  /** Clients whose checker waits for a place, and since when. */
+  readonly #queue: { readonly c: ClientRecord; readonly since: number }[] = [];
+  #waiting = 0;
+  /** The place each checker holds, given back once (#release). */
+  readonly #places = new WeakMap<CheckerProcess, Place>();
 
   constructor(host: ClientHost, expiry: Expiry, opts: CheckerRunnerOptions) {
     this.#host = host;
@@ -118,7 +138,8 @@ export class CheckerRunner {
     this.#schedule(c, c.settings.interval);
     // Another server of a fleet runs this checker and moves the expiry (../fleet/).
     if (!this.#host.ownsChecker(c)) return;
-    this.start(c);
+    // The expiry moves before the checker starts, as the reference's
+    // signals say (Expires, then CheckerStarted).
     if (randomizeStart) {
       const later = this.#host.clock.now() + c.settings.interval;
       if (c.runtime.expires !== null && c.runtime.expires < later) {
@@ -127,12 +148,17 @@ export class CheckerRunner {
         this.#host.changed(c, "Expires");
       }
     }
+    this.start(c);
   }
 
   /** Every later checker: the next is scheduled once this one has started. */
   readonly #nextDue = (c: ClientRecord): void => {
     c.checkerTimer = null;
     if (!c.runtime.enabled) return;
+    // Due as the client expires (with the defaults, the second checker of
+    // a client whose first failed): the expiry disables it first, as the
+    // reference's does, rather than a checker started to be killed at once.
+    if (c.runtime.expires !== null && c.runtime.expires <= this.#host.clock.now()) return;
     // In a fleet another server may run this client's checkers (../fleet/); the schedule goes on, ready to take over.
     if (this.#host.ownsChecker(c)) this.start(c);
     this.#schedule(c, c.settings.interval);
@@ -167,11 +193,17 @@ export class CheckerRunner {
     if (c.checker || c.checkerQueued || (!asked && !c.runtime.enabled)) return;
     if (this.#running >= this.#maxCheckers) {
       c.checkerQueued = true;
-      this.#queue.push(c);
+      this.#waiting++;
+      this.#queue.push({ c, since: this.#host.clock.now() });
       this.#host.changed(c, "CheckerRunning");
       return;
     }
     this.#run(c);
+  }
+
+  /** Checkers waiting for a place (MAX_CONCURRENT_CHECKERS): the queue's entries still queued. */
+  get waiting(): number {
+    return this.#waiting;
   }
 
   #run(c: ClientRecord): void {
@@ -181,26 +213,50 @@ export class CheckerRunner {
     // if a spawner calls back at once.
     publish(events.checkerStarted, () => ({ client: c.view(), command }));
     this.#running++;
-    const proc = this.#spawner(command, (code, signal) => {
-      this.#running--;
-      this.#next();
-      if (c.checker !== proc) return; // killed: stop_checker forgets it
-      c.checker = null;
-      this.#host.changed(c, "CheckerRunning");
-      this.#done(c, command, code, signal);
-    });
+    const place: Place = { held: true, timer: null };
+    let proc: CheckerProcess;
+    try {
+      proc = this.#spawner(command, (code, signal, startError) => {
+        this.#release(place);
+        if (c.checker !== proc) return; // killed: stop_checker forgets it
+        c.checker = null;
+        this.#host.changed(c, "CheckerRunning");
+        this.#done(c, command, code, signal, startError);
+      });
+    } catch (error) {
+      // A spawner that throws (the host's cannot): as a shell that could not start.
+      this.#release(place);
+      this.#done(c, command, 127, null, (error as NodeJS.ErrnoException).code ?? String(error));
+      return;
+    }
+    if (place.held) place.timer = this.#host.clock.setTimeoutWith(this.#release, CHECKER_SLOT_MS, place);
+    this.#places.set(proc, place);
     c.checker = proc;
     this.#host.changed(c, "CheckerRunning");
     this.#host.emit({ type: "checker-started", client: c.view(), command });
   }
 
+  /** A checker gives back its place: it ended, was killed, or has run CHECKER_SLOT_MS. Once. */
+  readonly #release = (place: Place): void => {
+    if (!place.held) return;
+    place.held = false;
+    place.timer?.cancel();
+    this.#running--;
+    this.#next();
+  };
+
   #next(): void {
+    const now = this.#host.clock.now();
     while (this.#running < this.#maxCheckers && this.#queue.length > 0) {
-      const next = this.#queue.shift()!;
+      const { c: next, since } = this.#queue.shift()!;
       if (!next.checkerQueued) continue;
       next.checkerQueued = false;
+      this.#waiting--;
       // Disabling a client takes its checker out of the queue (cancel).
-      if (this.#host.isCurrent(next)) this.#run(next);
+      if (!this.#host.isCurrent(next)) continue;
+      // Later than its next one was due: said (a line a minute, daemon/log-clients.ts).
+      if (now - since > next.settings.interval) publish(events.checkerLate, () => ({ client: next.view(), waitedMs: now - since, waiting: this.waiting }));
+      this.#run(next);
     }
   }
 
@@ -210,13 +266,13 @@ export class CheckerRunner {
    * its properties are), the log line, checked_ok on success
    * (LastCheckedOK, Expires), and the CheckerCompleted signal last.
    */
-  #done(c: ClientRecord, command: string, code: number | null, signal: number | null): void {
+  #done(c: ClientRecord, command: string, code: number | null, signal: number | null, startError?: string): void {
     const status = code ?? -1;
     const waitStatus = code === null ? (-1 << 8) | (signal ?? 0) : code << 8;
     const statusChanged = c.runtime.lastCheckerStatus !== status;
     c.setRuntime({ lastCheckerStatus: status, lastCheckerSignal: code === null ? signal : null });
     if (statusChanged) this.#host.changed(c, "LastCheckerStatus");
-    publish(events.checkerCompleted, () => ({ client: c.view(), command, exitCode: status, waitStatus }));
+    publish(events.checkerCompleted, () => ({ client: c.view(), command, exitCode: status, waitStatus, ...(startError === undefined ? {} : { startError }) }));
     if (code === 0) this.#host.checkedOk(c);
     this.#host.emit({ type: "checker-completed", client: c.view(), exitCode: status, waitStatus, command });
   }
@@ -225,6 +281,7 @@ export class CheckerRunner {
   kill(c: ClientRecord): void {
     if (c.checkerQueued) {
       c.checkerQueued = false;
+      this.#waiting--;
       this.#host.changed(c, "CheckerRunning");
     }
     if (!c.checker) return;
@@ -232,6 +289,10 @@ export class CheckerRunner {
     const proc = c.checker;
     c.checker = null;
     proc.kill();
+    // Its place is given back now: one that ignores SIGTERM must not keep
+    // it (the spawner sends SIGKILL after CHECKER_KILL_GRACE_MS).
+    const place = this.#places.get(proc);
+    if (place) this.#release(place);
     this.#host.changed(c, "CheckerRunning");
   }
 }

@@ -118,6 +118,8 @@ export interface ClientCounts {
   readonly awaitingApproval: number;
   /** Clients whose checker runs or waits for its turn. */
   readonly checkersRunning: number;
+  /** Of those, the ones waiting for their turn (checker.ts, MAX_CONCURRENT_CHECKERS). */
+  readonly checkersWaiting: number;
   /** Clients whose secret is still the one the Python server sealed, not yet opened (secret-to-open.ts). */
   readonly secretSealed: number;
 }

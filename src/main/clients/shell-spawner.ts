@@ -8,8 +8,19 @@ import { spawn as spawnProcess } from "node:child_process";
 import { constants } from "node:os";
 import type { CheckerProcess } from "./record.js";
 
-/** Runs a checker command; calls back once with the exit code or the signal. */
-export type CheckerSpawner = (command: string, done: (code: number | null, signal: number | null) => void) => CheckerProcess;
+/**
+ * Runs a checker command; calls back once with the exit code or the
+ * signal, or, when the shell could not be started at all (fork failing
+ * with EAGAIN under a process limit), with 127 and the errno code.
+ */
+export type CheckerSpawner = (command: string, done: (code: number | null, signal: number | null, startError?: string) => void) => CheckerProcess;
+
+/**
+ * How long a killed checker has to end after SIGTERM before its process
+ * group gets SIGKILL: a checker that ignores SIGTERM (a cleanup trap that
+ * loops) would otherwise run for ever, once per disable or stop.
+ */
+export const CHECKER_KILL_GRACE_MS = 5_000;
 
 /** Where a checker's standard output and error go: nowhere, unless --debug (showCheckerOutput). */
 let checkerOutput: "ignore" | "inherit" = "ignore";
@@ -36,21 +47,26 @@ function signalNumber(name: string): number {
 export const shellSpawner: CheckerSpawner = (command, done) => {
   const child = spawnProcess("/bin/sh", ["-c", command], { cwd: "/", stdio: ["ignore", checkerOutput, checkerOutput], detached: true });
   let finished = false;
-  const finish = (code: number | null, signal: number | null): void => {
+  const finish = (code: number | null, signal: number | null, startError?: string): void => {
     if (finished) return;
     finished = true;
-    done(code, signal);
+    done(code, signal, startError);
   };
-  child.on("error", () => finish(127, null));
+  child.on("error", (error: NodeJS.ErrnoException) => finish(127, null, error.code ?? error.message));
   child.on("exit", (code, signal) => finish(code, signal ? signalNumber(signal) : null));
+  const signalGroup = (name: NodeJS.Signals): void => {
+    // Only while the shell is not yet reaped: its pid, the group's id, cannot be anyone else's then.
+    if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
+    try {
+      process.kill(-child.pid, name);
+    } catch {
+      child.kill(name);
+    }
+  };
   return {
     kill() {
-      if (child.pid === undefined || child.exitCode !== null) return;
-      try {
-        process.kill(-child.pid, "SIGTERM");
-      } catch {
-        child.kill("SIGTERM");
-      }
+      signalGroup("SIGTERM");
+      setTimeout(signalGroup, CHECKER_KILL_GRACE_MS, "SIGKILL").unref();
     },
   };
 };

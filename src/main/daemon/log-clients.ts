@@ -6,6 +6,11 @@
 import { events, type Channel } from "../events.js";
 import type { Logger } from "./log.js";
 import { pyRepr } from "../python/repr.js";
+import { strerror } from "../config/os-error.js";
+import { MAX_CONCURRENT_CHECKERS } from "../clients/checker.js";
+
+/** At most one "started late" line this often. */
+const LATE_LINE_MS = 60_000;
 
 /** Logs the registry's facts through `logger` until the returned function is called. */
 export function logClientEvents(logger: Logger): () => void {
@@ -26,8 +31,10 @@ export function logClientEvents(logger: Logger): () => void {
     if (why !== "removed") logger.debug(`Disabling client ${client.name}`);
   });
   on(events.checkerStarted, ({ client, command }) => logger.info(`Starting checker ${pyRepr(command)} for ${client.name}`));
-  on(events.checkerCompleted, ({ client, exitCode }) => {
-    if (exitCode === 0) logger.info(`Checker for ${client.name} succeeded`);
+  on(events.checkerCompleted, ({ client, exitCode, startError }) => {
+    // Not the command's 127 ("not found"): the shell itself did not start.
+    if (startError !== undefined) logger.warning(`Could not start checker for ${client.name}: ${strerror(startError)}`);
+    else if (exitCode === 0) logger.info(`Checker for ${client.name} succeeded`);
     else if (exitCode > 0) logger.info(`Checker for ${client.name} failed`);
     else logger.warning(`Checker for ${client.name} crashed?`);
   });
@@ -35,6 +42,21 @@ export function logClientEvents(logger: Logger): () => void {
     logger.error(`Could not format string "${checker}" for client ${client.name}: ${reason}`),
   );
   on(events.checkerStopped, ({ client }) => logger.debug(`Stopping checker for ${client.name}`));
+  // Ours alone (the reference starts every checker at once): a line a
+  // minute at most, with how many more since.
+  let lateLineAt = -Infinity;
+  let lateSince = 0;
+  on(events.checkerLate, ({ client, waitedMs, waiting }) => {
+    const now = performance.now();
+    if (now - lateLineAt < LATE_LINE_MS) {
+      lateSince++;
+      return;
+    }
+    const more = lateSince > 0 ? `; ${lateSince} more started late since the last such line` : "";
+    logger.warning(`Checker for ${client.name} started ${Math.round(waitedMs / 1000)} s late, after its next was due: ${waiting} checkers wait for one of the ${MAX_CONCURRENT_CHECKERS} that start at once${more}`);
+    lateLineAt = now;
+    lateSince = 0;
+  });
   // "Client NAME needs approval" is log-serve.ts's: one line a connection, charged to the client.
   return () => {
     for (const unsubscribe of unsubscribes.splice(0)) unsubscribe();

@@ -161,6 +161,10 @@ export function createMetrics(sources: MetricSources): Metrics {
     name: "mandos_checkers_running", help: "Checker processes running.", registers: [registry],
     collect() { this.set(sources.clientCounts().checkersRunning); },
   });
+  new Gauge({
+    name: "mandos_checkers_waiting", help: "Checkers due and waiting for their turn to start.", registers: [registry],
+    collect() { this.set(sources.clientCounts().checkersWaiting); },
+  });
   const running = sources.build;
   if (running) {
     new Gauge({
