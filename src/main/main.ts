@@ -4,6 +4,7 @@
 // fatal start-up failure; 2 on a usage error.
 
 import { existsSync, lstatSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import { join, resolve } from "node:path";
 import { DEFAULT_PRIORITY, parsePriority, type TlsSettings } from "../tls/index.js";
 import { EXIT_FAILURE, EXIT_OK, parseCommandLine, usageError, type CommandLine } from "./config/cli.js";
@@ -213,6 +214,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   logClientEvents(logger);
   const stopServeLog = logServeEvents(logger);
   try {
+    workerCountWarnings(settings, cli, logger);
     return await serve(settings, detach, logger, (name) => syslog.setServiceName(name), recheck);
   } finally {
     // The summaries still pending (lines held back from a noisy peer,
@@ -257,6 +259,14 @@ function openSealedSecrets(registry: ClientRegistry, logger: Logger, systemd: Sy
 
 /** SIGINT is the reference's KeyboardInterrupt, unless it came ignored (daemon/inherited-signals.ts). */
 const HANDLED_SIGNALS: readonly NodeJS.Signals[] = (["SIGTERM", "SIGINT", "SIGHUP"] as const).filter((signal) => !ignoredOnStart(signal));
+
+/** What --workers and --serve-threads cannot do as given: said, not refused. */
+function workerCountWarnings(settings: ServerSettings, cli: CommandLine, logger: Logger): void {
+  if (settings.serveThreads > 0 && (cli.workers ?? 0) > 0) logger.warning(`--workers ${cli.workers} is not used with ${settings.serveThreads} serve threads: they run the handshakes themselves`);
+  // Each worker is a V8 isolate (~10 MiB, and its start-up); past the cores they serve no faster.
+  const cores = availableParallelism();
+  if (settings.serveThreads === 0 && settings.workers > cores) logger.warning(`${settings.workers} handshake workers on ${cores} cores: workers beyond the cores serve no faster, and each costs ~10 MiB and start-up time`);
+}
 
 async function startAndServe(
   settings: ServerSettings,
@@ -415,6 +425,7 @@ async function startAndServe(
   buildWatch.start();
   // Serve threads run their handshakes inline: no pool beside them.
   const threaded = settings.serveThreads > 0;
+
   const runner = createHandshakeRunner(threaded ? 0 : settings.workers, tlsSettings, knownKeysOf(registry), {
     build: RUNNING_BUILD,
     onInline: (why) => logger.warning(`A handshake worker did not start: ${why}; handshakes run on the main thread`),
@@ -610,7 +621,8 @@ async function startAndServe(
       logger.debug("Server exiting");
       void (async () => {
         await announcement?.stop();
-        await listener.close(SHUTDOWN_GRACE_MS);
+        // A serve thread that does not answer is given up on, said, and a failure exit.
+        if ((await listener.close(SHUTDOWN_GRACE_MS)) === false) exitCode = EXIT_FAILURE;
         // After the connections' grace, in which one may wait for its
         // secret: those not yet open stay sealed in the state file, for
         // the next start.

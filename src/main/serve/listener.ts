@@ -125,7 +125,9 @@ export class Listener {
     this.#admission = new Admission({
       clock: deps.clock,
       maxPerSource: deps.maxPerSource ?? DEFAULT_MAX_PER_SOURCE,
-      slots: deps.slots ?? (deps.runner.workers > 0 ? HANDSHAKE_SLOTS_PER_WORKER * deps.runner.workers : MAX_HANDSHAKES_IN_FLIGHT),
+      // Never more than inline: with many workers (--workers 200), 64 each
+      // would pass the open-connections cap, and fair admission never act.
+      slots: deps.slots ?? (deps.runner.workers > 0 ? Math.min(HANDSHAKE_SLOTS_PER_WORKER * deps.runner.workers, MAX_HANDSHAKES_IN_FLIGHT) : MAX_HANDSHAKES_IN_FLIGHT),
       slowPool: deps.shared?.slow ?? new Limit(MAX_SLOW_HANDSHAKES),
       // A thread closes only its own slow handshakes for its waiting connections: it needs some there.
       slowReserve: deps.shared ? SLOW_RESERVE_PER_THREAD : 0,

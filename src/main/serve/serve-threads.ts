@@ -28,6 +28,7 @@ import { Admission, type AdmissionRefusal, type HandshakeCounts } from "./admiss
 import { MAX_HANDSHAKES_IN_FLIGHT, MAX_OPEN_CONNECTIONS, MAX_SLOW_HANDSHAKES } from "./limits.js";
 import { returnAbortController, takeAbortController } from "./abort-pool.js";
 import { systemClock } from "../clock.js";
+import { within } from "../within.js";
 import type { ListenOptions } from "./listener.js";
 import { FORWARDED_CHANNELS, type ClientKeys, type FromThread, type ThreadOp, type ToThread, type ServeThreadData } from "./serve-protocol.js";
 import { buildClientIndex } from "./client-index.js";
@@ -63,6 +64,9 @@ export function defaultServeThreadCount(cores = availableParallelism()): number 
  * 64-core host would have held 63 threads and ~1.3 GiB.
  */
 export const MAX_DEFAULT_SERVE_THREADS = 16;
+
+/** How much longer than its grace a serve thread has to say it closed (ServeThreads.close). */
+export const CLOSE_SLACK_MS = 5_000;
 
 /**
  * What each of `count` serve threads may hold. Handshake slots are a
@@ -428,17 +432,28 @@ export class ServeThreads {
     return { address: bound.address, port: bound.port };
   }
 
-  async close(graceMs: number): Promise<void> {
+  /**
+   * Stops accepting, lets the connections finish within `graceMs`, and
+   * resolves once every thread has closed, or has not answered within
+   * `graceMs` + CLOSE_SLACK_MS: a thread that no longer answers (wedged in
+   * a loop) must not hold the stop for ever, and with it the state's last
+   * save; its connections end with the process. `false` then.
+   */
+  async close(graceMs: number): Promise<boolean> {
     this.#closing = true;
     this.#unsubscribe();
-    await Promise.all(this.#threads.map(async (t) => {
-      if (t.ended) return;
-      const closed = t.next("closed").catch(() => undefined);
-      t.post({ kind: "close", graceMs });
-      await closed;
+    const answered = await Promise.all(this.#threads.map(async (t, index) => {
       // Not terminated: a thread's end would close the shared descriptor
       // under the others (see the header). It idles until the process exits.
       t.worker.unref();
+      if (t.ended) return true;
+      const closed = t.next("closed").then(() => true, () => true);
+      t.post({ kind: "close", graceMs });
+      const limitMs = graceMs + CLOSE_SLACK_MS;
+      const inTime = await within(closed, limitMs, false);
+      if (!inTime) this.#deps.logger.error(`Serve thread ${index} did not close within ${limitMs / 1000} s; stopping without it (its connections end with the process)`);
+      return inTime;
     }));
+    return answered.every(Boolean);
   }
 }

@@ -1,0 +1,54 @@
+// A serve thread that no longer answers (wedged in a loop by a bug) must
+// not hold the server's stop for ever: found by an audit, SIGTERM then
+// logged "Server exiting" and the process stayed, checkers running, the
+// state unsaved, until SIGKILL. Now the stop gives such a thread its grace
+// and CLOSE_SLACK_MS more, says so, saves the state and exits with a
+// failure. Real bin/mandos with two serve threads; the wedge is a test
+// preload (helpers/wedge-serve-thread.cts).
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { makeClients, makeKeySet } from "./helpers/keys.js";
+import { MANDOS_KEYGEN, missing } from "./helpers/peers.js";
+import { REPO, startServer, type RunningServer } from "./helpers/server.js";
+import { eventually } from "./helpers/wait.js";
+import { CLOSE_SLACK_MS } from "../src/main/serve/serve-threads.js";
+
+test("a wedged serve thread does not hold the stop: said, the state saved, a failure exit", { skip: missing(MANDOS_KEYGEN) }, async () => {
+  const root = mkdtempSync(join(tmpdir(), "mandos-ts-wedge-"));
+  let server: RunningServer | undefined;
+  try {
+    makeKeySet(join(root, "pgp"));
+    const [client] = makeClients(root, join(root, "pgp"), 1, "w");
+    const conf = join(root, "conf");
+    mkdirSync(conf);
+    writeFileSync(join(conf, "mandos.conf"), "[DEFAULT]\n");
+    writeFileSync(join(conf, "clients.conf"), `${client!.section}\n`);
+    const state = join(root, "state");
+    // In the state directory: the server's user (it drops root) must rename it.
+    const trigger = join(state, "wedge");
+    server = await startServer(
+      ["--configdir", conf, "--statedir", state, "--no-restore", "--port", "0", "--address", "::1", "--serve-threads", "2"],
+      { NODE_OPTIONS: `-r ${REPO}dist/test/helpers/wedge-serve-thread.cjs`, MANDOS_TS_TEST_WEDGE: trigger },
+    );
+    await eventually(() => existsSync(join(state, "clients.json")), { what: "the first save" });
+    writeFileSync(trigger, "");
+    await eventually(() => existsSync(`${trigger}.taken`), { what: "a serve thread wedged" });
+    const stoppedAt = Date.now();
+    const child = server.process;
+    const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+    child.kill("SIGTERM");
+    const code = await Promise.race([exited, new Promise<"hung">((resolve) => setTimeout(() => resolve("hung"), 30_000).unref())]);
+    assert.notEqual(code, "hung", `the server did not exit within 30 s of SIGTERM; its log:\n${server.log().slice(-2000)}`);
+    assert.equal(code, 1);
+    assert.match(server.log(), new RegExp(`ERROR: Serve thread \\d did not close within ${(5_000 + CLOSE_SLACK_MS) / 1000} s; stopping without it`));
+    assert.ok(statSync(join(state, "clients.json")).mtimeMs >= stoppedAt, "the state saved at the stop");
+  } finally {
+    // A wedged server the test gave up on: not left to hold this process.
+    if (server && server.process.exitCode === null && server.process.signalCode === null) server.process.kill("SIGKILL");
+    rmSync(root, { recursive: true, force: true });
+  }
+});
