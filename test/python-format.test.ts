@@ -4,7 +4,9 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { shellQuote } from "../src/main/clients/python-format.js";
+import { execFileSync } from "node:child_process";
+import { percentFormat, shellQuote } from "../src/main/clients/python-format.js";
+import { missing } from "./helpers/peers.js";
 
 test("shellQuote quotes as Python's shlex.quote does", () => {
   const cases: ReadonlyArray<readonly [string, string]> = [
@@ -34,4 +36,39 @@ test("D-Bus timestamps always carry their fraction, so mandos-monitor's strptime
   assert.equal(timestampToDbus(null), "");
   const script = 'import datetime, sys\nfor t in sys.argv[1:]: datetime.datetime.strptime(t, "%Y-%m-%dT%H:%M:%S.%f")';
   execFileSync("/usr/bin/python3", ["-c", script, timestampToDbus(whole), timestampToDbus(some)]);
+});
+
+// The checker string's errors in Python's own words (found by an audit: a
+// trailing "%" read "unsupported format character at index 8", where the
+// reference's log says "incomplete format"): each template formatted by
+// python3 itself and by percentFormat, the results or the messages equal.
+test("percentFormat formats, and fails, as Python's % does", { skip: missing("/usr/bin/python3") }, () => {
+  const mapping = new Map([["host", "hh"], ["name", "a b"], ["x", "y"]]);
+  const templates = [
+    "fping -q -- %(host)s", "echo 100%", "echo %(host)", "echo %(host)s%", "echo %(host", "%(host)d", "%(host)i", "%(host)x", "%(host)f",
+    "%(host)y", "%(host)-5", "%(host)5.1s|", "%(host)-4r|", "%(name)a", "%(x)c", "%(host)c", "%(host)ls", "%(host)*s", "%(host)%", "%(host)\u00e9",
+    "%(ho(s)t)s", "%%(host)s %(host)s %%", "%(nope)s",
+  ];
+  const python = JSON.parse(execFileSync("python3", ["-c", [
+    "import json, sys",
+    "m = json.loads(sys.argv[1])",
+    "out = []",
+    "for t in json.loads(sys.argv[2]):",
+    "    try: out.append(['ok', t % m])",
+    "    except KeyError as e: out.append(['key', e.args[0]])",
+    "    except (ValueError, TypeError) as e: out.append(['error', str(e)])",
+    "print(json.dumps(out))",
+  ].join("\n"), JSON.stringify(Object.fromEntries(mapping)), JSON.stringify(templates)]).toString("utf8")) as Array<[string, string]>;
+  templates.forEach((template, n) => {
+    const [kind, expected] = python[n]!;
+    let ours: [string, string];
+    try {
+      ours = ["ok", percentFormat(template, mapping)];
+    } catch (error) {
+      const message = (error as Error).message;
+      const key = /^unknown key "(.*)" in /.exec(message);
+      ours = key ? ["key", key[1]!] : ["error", message.replace(/ in ".*"$/s, "")];
+    }
+    assert.deepEqual(ours, [kind, expected], template);
+  });
 });

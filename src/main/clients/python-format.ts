@@ -69,7 +69,7 @@ export class FormatError extends CodedError<"MANDOS_CHECKER_FORMAT"> {
   }
 }
 
-/** Python `template % mapping`, for the `%(key)s` and `%%` forms the checker uses. */
+/** Python `template % mapping`, for the `%(key)s` and `%%` forms the checker uses; an error in Python's words where Python fails. */
 export function percentFormat(template: string, mapping: ReadonlyMap<string, string>): string {
   let out = "";
   let i = 0;
@@ -80,25 +80,80 @@ export function percentFormat(template: string, mapping: ReadonlyMap<string, str
       break;
     }
     out += template.slice(i, p);
-    const next = template[p + 1];
-    if (next === "%") {
+    if (template[p + 1] === "%") {
       out += "%";
       i = p + 2;
       continue;
     }
-    const m = /^%\(([^)]*)\)([-#0 +]*)(\d*)(?:\.(\d*))?([sra])/.exec(template.slice(p));
-    if (!m) throw new FormatError(`unsupported format character at index ${p} in ${JSON.stringify(template)}`);
-    const [whole, key, flags, width, precision, conversion] = m as unknown as [string, string, string, string, string | undefined, string];
-    const value = mapping.get(key);
-    if (value === undefined) throw new FormatError(`unknown key ${JSON.stringify(key)} in ${JSON.stringify(template)}`);
+    const spec = conversionAt(template, p);
+    if (spec.key === null) throw new FormatError(`a conversion without a (key) at index ${p} (Python would format the whole mapping) in ${JSON.stringify(template)}`);
+    const value = mapping.get(spec.key);
+    if (value === undefined) throw new FormatError(`unknown key ${JSON.stringify(spec.key)} in ${JSON.stringify(template)}`);
+    const conversion = spec.conversion;
+    const wrongType = conversionTypeError(conversion, value);
+    if (wrongType !== null) throw new FormatError(`${wrongType} in ${JSON.stringify(template)}`);
     // As Python's: %r and %a are repr() and ascii() of the (quoted) text;
     // ".N" keeps its first N characters, a width pads it with spaces, on
     // the right with "-" ("0" pads strings with spaces too).
     let chars = Array.from(conversion === "r" ? pyRepr(value) : conversion === "a" ? pyAscii(value) : value);
-    if (precision !== undefined) chars = chars.slice(0, Number(precision));
-    const pad = " ".repeat(Math.max(0, Number(width || 0) - chars.length));
-    out += flags.includes("-") ? chars.join("") + pad : pad + chars.join("");
-    i = p + whole.length;
+    if (spec.precision !== null) chars = chars.slice(0, spec.precision);
+    const pad = " ".repeat(Math.max(0, spec.width - chars.length));
+    out += spec.flags.includes("-") ? chars.join("") + pad : pad + chars.join("");
+    i = spec.end;
   }
   return out;
+}
+
+/** One conversion of Python's printf-style formatting, starting at the `%` at `p`. */
+interface Conversion {
+  readonly key: string | null;
+  readonly flags: string;
+  readonly width: number;
+  readonly precision: number | null;
+  readonly conversion: string;
+  /** Just past it. */
+  readonly end: number;
+}
+
+/**
+ * Parses a conversion as Python's PyUnicode_Format does: `(key)` with
+ * nested parentheses counted, flags, width, precision, a length modifier
+ * (h, l or L, ignored), the conversion character; throws in Python's words
+ * ("incomplete format", "unsupported format character ...").
+ */
+function conversionAt(template: string, p: number): Conversion {
+  let at = p + 1;
+  let key: string | null = null;
+  if (template[at] === "(") {
+    let depth = 1;
+    const start = ++at;
+    while (at < template.length && depth > 0) {
+      if (template[at] === "(") depth++;
+      else if (template[at] === ")") depth--;
+      at++;
+    }
+    if (depth > 0) throw new FormatError(`incomplete format key in ${JSON.stringify(template)}`);
+    key = template.slice(start, at - 1);
+  }
+  const rest = /^([-#0 +]*)(\*|\d*)(?:\.(\*|\d*))?[hlL]?/.exec(template.slice(at))!;
+  const [whole, flags, width, precision] = rest as unknown as [string, string, string, string | undefined];
+  if (width === "*" || precision === "*") throw new FormatError(`* wants int in ${JSON.stringify(template)}`);
+  at += whole.length;
+  const conversion = String.fromCodePoint(template.codePointAt(at) ?? 0);
+  if (at >= template.length) throw new FormatError(`incomplete format in ${JSON.stringify(template)}`);
+  if (!"srcadiouxXeEfFgG".includes(conversion)) {
+    const code = conversion.codePointAt(0)!;
+    const shown = code < 0x7f && code >= 0x20 ? conversion : "?";
+    throw new FormatError(`unsupported format character '${shown}' (0x${code.toString(16)}) at index ${at} in ${JSON.stringify(template)}`);
+  }
+  return { key, flags, width: Number(width || 0), precision: precision === undefined ? null : Number(precision || 0), conversion, end: at + conversion.length };
+}
+
+/** What Python says of a conversion that a str value cannot take; null where it can. */
+function conversionTypeError(conversion: string, value: string): string | null {
+  if ("sra".includes(conversion)) return null;
+  if (conversion === "c") return Array.from(value).length === 1 ? null : "%c requires int or char";
+  if ("diu".includes(conversion)) return `%${conversion} format: a real number is required, not str`;
+  if ("oxX".includes(conversion)) return `%${conversion} format: an integer is required, not str`;
+  return "must be real number, not str";
 }
