@@ -3,21 +3,29 @@
 // logged "Server exiting" and the process stayed, checkers running, the
 // state unsaved, until SIGKILL. Now the stop gives such a thread its grace
 // and CLOSE_SLACK_MS more, says so, saves the state and exits with a
-// failure. Real bin/mandos with two serve threads; the wedge is a test
+// failure. And while it runs, the liveness watch finds the thread wedged:
+// an ERROR, /health 503, no more watchdog pings (systemd restarts the
+// server). Real bin/mandos with two serve threads; the wedge is a test
 // preload (helpers/wedge-serve-thread.cts).
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { makeClients, makeKeySet } from "./helpers/keys.js";
 import { MANDOS_KEYGEN, missing } from "./helpers/peers.js";
 import { REPO, startServer, type RunningServer } from "./helpers/server.js";
 import { eventually } from "./helpers/wait.js";
-import { CLOSE_SLACK_MS } from "../src/main/serve/serve-threads.js";
+import { receiveDatagrams } from "./helpers/datagram-receiver.js";
+import { CLOSE_SLACK_MS, THREAD_UNANSWERED_MS } from "../src/main/serve/serve-threads.js";
 
-test("a wedged serve thread does not hold the stop: said, the state saved, a failure exit", { skip: missing(MANDOS_KEYGEN) }, async () => {
+async function health(port: number): Promise<{ status: number; body: string }> {
+  const res = await fetch(`http://127.0.0.1:${port}/health`);
+  return { status: res.status, body: await res.text() };
+}
+
+test("a wedged serve thread is found, fails /health and the watchdog, and does not hold the stop: the state saved, a failure exit", { skip: missing(MANDOS_KEYGEN) }, async () => {
   const root = mkdtempSync(join(tmpdir(), "mandos-ts-wedge-"));
   let server: RunningServer | undefined;
   try {
@@ -30,13 +38,32 @@ test("a wedged serve thread does not hold the stop: said, the state saved, a fai
     const state = join(root, "state");
     // In the state directory: the server's user (it drops root) must rename it.
     const trigger = join(state, "wedge");
-    server = await startServer(
-      ["--configdir", conf, "--statedir", state, "--no-restore", "--port", "0", "--address", "::1", "--serve-threads", "2"],
-      { NODE_OPTIONS: `-r ${REPO}dist/test/helpers/wedge-serve-thread.cjs`, MANDOS_TS_TEST_WEDGE: trigger },
-    );
-    await eventually(() => existsSync(join(state, "clients.json")), { what: "the first save" });
-    writeFileSync(trigger, "");
-    await eventually(() => existsSync(`${trigger}.taken`), { what: "a serve thread wedged" });
+    const notify = join(root, "notify");
+    const rx = await receiveDatagrams(notify);
+    chmodSync(notify, 0o777);
+    const pings = (): number => rx.received.filter((b) => b.toString("utf8") === "WATCHDOG=1").length;
+    try {
+      server = await startServer(
+        ["--configdir", conf, "--statedir", state, "--no-restore", "--port", "0", "--address", "::1", "--serve-threads", "2", "--metrics", ":0"],
+        { NODE_OPTIONS: `-r ${REPO}dist/test/helpers/wedge-serve-thread.cjs`, MANDOS_TS_TEST_WEDGE: trigger, NOTIFY_SOCKET: notify, WATCHDOG_USEC: "400000" },
+      );
+      const metricsPort = Number(/Serving \/metrics and \/health on "127\.0\.0\.1", port (\d+)/.exec(server.log())?.[1]);
+      await eventually(() => existsSync(join(state, "clients.json")), { what: "the first save" });
+      assert.equal((await health(metricsPort)).status, 200);
+      writeFileSync(trigger, "");
+      await eventually(() => existsSync(`${trigger}.taken`), { what: "a serve thread wedged" });
+      // Found wedged by the liveness watch: said, /health 503, no more watchdog pings.
+      await server.waitForLog(new RegExp(`ERROR: Serve thread \\d has not answered for ${THREAD_UNANSWERED_MS / 1000} s`), THREAD_UNANSWERED_MS + 10_000);
+      const answer = await health(metricsPort);
+      assert.equal(answer.status, 503);
+      assert.match(answer.body, /^not accepting connections: serve thread \d has not answered/);
+      await new Promise((r) => setTimeout(r, 500));
+      const afterLoss = pings();
+      await new Promise((r) => setTimeout(r, 1_000));
+      assert.equal(pings(), afterLoss, "no watchdog ping once a thread is wedged");
+    } finally {
+      await rx.close();
+    }
     const stoppedAt = Date.now();
     const child = server.process;
     const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));

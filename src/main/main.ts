@@ -425,7 +425,6 @@ async function startAndServe(
   buildWatch.start();
   // Serve threads run their handshakes inline: no pool beside them.
   const threaded = settings.serveThreads > 0;
-
   const runner = createHandshakeRunner(threaded ? 0 : settings.workers, tlsSettings, knownKeysOf(registry), {
     build: RUNNING_BUILD,
     onInline: (why) => logger.warning(`A handshake worker did not start: ${why}; handshakes run on the main thread`),
@@ -446,7 +445,7 @@ async function startAndServe(
   let listenerLost: string | null = null;
   const observe = await Observability.start(settings, systemd, {
     clientCounts: () => registry.counts(), handshakes: () => listener.handshakes, get workers() { return runner.workers; }, serveThreads: settings.serveThreads, build: RUNNING_BUILD, installedBuild: readableBuild,
-    workerQueue: () => runner.queued, ...(fleet ? { etcd: fleet.link.bind(fleet) } : {}), accepting: () => accepting, listenerLost: () => listenerLost, stateNotKept: () => (keepState ? null : `${settings.statedir} is not usable`),
+    workerQueue: () => runner.queued, ...(fleet ? { etcd: fleet.link.bind(fleet) } : {}), accepting: () => accepting, listenerLost: () => listenerLost ?? serveThreads?.unanswering() ?? null, stateNotKept: () => (keepState ? null : `${settings.statedir} is not usable`),
   });
   let bound: { address: string; port: number };
   try {
@@ -588,6 +587,8 @@ async function startAndServe(
     logger.critical(`Not accepting connections: ${lost}; the server must be restarted (under systemd, its watchdog does)`);
   };
   const listenCheck = setInterval(lookAtListener, LISTEN_CHECK_MS);
+  // A serve thread wedged by a bug: said, and /health and the watchdog fail.
+  const stopLiveness = serveThreads?.watchLiveness();
   // Once now, as it has just begun to listen: a socket lost in the first second is still seen lost.
   lookAtListener();
   listenCheck.unref();
@@ -615,6 +616,7 @@ async function startAndServe(
       stopping = true;
       accepting = false;
       clearInterval(listenCheck);
+      stopLiveness?.();
       // The reference logs nothing at SIGTERM and "Server exiting" as it
       // leaves its main loop; SIGINT is its KeyboardInterrupt.
       if (signal === "SIGINT") logger.debug("Server received KeyboardInterrupt");

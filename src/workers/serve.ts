@@ -174,6 +174,9 @@ port.on("message", (message: ToThread) => {
     case "flush":
       flush(message.round);
       return;
+    case "ping":
+      post({ kind: "pong" });
+      return;
     case "listen":
       listener.listen(message.options).then(
         (bound) => post({ kind: "listening", address: bound.address, port: bound.port, fd: listener.fd }),

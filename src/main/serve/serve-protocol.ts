@@ -51,6 +51,8 @@ export type ToThread =
     }
   /** Send what you have now, with this round (source-recheck.ts). */
   | { readonly kind: "flush"; readonly round: number }
+  /** Are you there? (ServeThreads' liveness watch): answered with "pong" at once. */
+  | { readonly kind: "ping" }
   | { readonly kind: "close"; readonly graceMs: number };
 
 export type ThreadOp =
@@ -70,4 +72,5 @@ export type FromThread =
   | { readonly kind: "listen-failed"; readonly message: string; readonly code?: string | undefined }
   /** `round`: sent when asked to flush (source-recheck.ts). */
   | { readonly kind: "batch"; readonly ops: readonly ThreadOp[]; readonly open: number; readonly handshakes: HandshakeCounts; readonly round?: number }
+  | { readonly kind: "pong" }
   | { readonly kind: "closed" };

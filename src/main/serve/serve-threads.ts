@@ -68,6 +68,16 @@ export const MAX_DEFAULT_SERVE_THREADS = 16;
 /** How much longer than its grace a serve thread has to say it closed (ServeThreads.close). */
 export const CLOSE_SLACK_MS = 5_000;
 
+/** How often each serve thread is asked whether it is there (ServeThreads.watchLiveness). */
+export const LIVENESS_PING_MS = 1_000;
+
+/**
+ * How long a serve thread may leave a ping unanswered before it is taken
+ * for wedged: far above any turn of its event loop (a wave's batch is
+ * milliseconds), well within systemd's 30 s watchdog.
+ */
+export const THREAD_UNANSWERED_MS = 10_000;
+
 /**
  * What each of `count` serve threads may hold. Handshake slots are a
  * thread's CPU, shared out: as many handshakes at once as one listener
@@ -107,12 +117,15 @@ interface ThreadHooks {
   holdRefusal(thread: ServeThread, id: number, source: string): boolean;
   /** The thread has sent what it had when asked for `round`. */
   flushed(thread: ServeThread, round: number): void;
+  /** The thread answered a ping (the liveness watch). */
+  answered(thread: ServeThread): void;
 }
 
 const NO_HANDSHAKES: HandshakeCounts = { holding: 0, slow: 0, waiting: 0, evictedSlow: 0, evictedWaiting: 0, evictedSilent: 0 };
 
 class ServeThread implements RecheckPeer {
   readonly worker: Worker;
+  readonly index: number;
   open = 0;
   handshakes = NO_HANDSHAKES;
   readonly #deps: ServeThreadsDeps;
@@ -131,6 +144,7 @@ class ServeThread implements RecheckPeer {
     this.#hooks = hooks;
     this.#admission = admission;
     this.#deps = deps;
+    this.index = data.index;
     this.worker = new Worker(new URL("../../workers/serve.js", import.meta.url), { workerData: data });
     this.worker.on("message", (m: FromThread) => this.#onMessage(m));
     this.worker.on("error", (e) => {
@@ -176,7 +190,17 @@ class ServeThread implements RecheckPeer {
     this.#schedule();
   }
 
+  /** When the ping not yet answered was sent (liveness watch); null when none waits. */
+  pingSentAt: number | null = null;
+  /** Said unanswering, not yet said answering again. */
+  silent = false;
+
   #onMessage(m: FromThread): void {
+    if (m.kind === "pong") {
+      this.pingSentAt = null;
+      this.#hooks.answered(this);
+      return;
+    }
     if (m.kind === "batch") {
       this.open = m.open;
       this.handshakes = m.handshakes;
@@ -321,6 +345,11 @@ export class ServeThreads {
         beforeAnswer: () => this.#syncChannels(),
         holdRefusal: (thread, id, source) => recheck.hold(thread, id, source),
         flushed: (thread, round) => recheck.flushed(thread, round),
+        answered: (thread) => {
+          if (!thread.silent) return;
+          thread.silent = false;
+          this.#deps.logger.warning(`Serve thread ${thread.index} answers again`);
+        },
       }));
     }
     const loaded = Promise.all(this.#threads.map((t) => t.next("loaded"))).then(() => true, () => false);
@@ -430,6 +459,38 @@ export class ServeThreads {
     this.#fd = bound.fd;
     await Promise.all(rest.map((t) => listenOn(t, { ...options, fd: bound.fd })));
     return { address: bound.address, port: bound.port };
+  }
+
+  /**
+   * Pings each thread every LIVENESS_PING_MS; one that has not answered
+   * for THREAD_UNANSWERED_MS (wedged in a loop by a bug: its connections
+   * wait, and it accepts no more) is said, at ERROR, and unanswering()
+   * names it, for /health and the systemd watchdog, which restarts the
+   * server. Returns a function that stops the watch.
+   */
+  watchLiveness(now: () => number = () => performance.now()): () => void {
+    const look = (): void => {
+      for (const t of this.#threads) {
+        if (t.ended) continue;
+        if (t.pingSentAt === null) {
+          t.pingSentAt = now();
+          t.post({ kind: "ping" });
+        } else if (!t.silent && now() - t.pingSentAt >= THREAD_UNANSWERED_MS) {
+          t.silent = true;
+          this.#deps.logger.error(`Serve thread ${t.index} has not answered for ${THREAD_UNANSWERED_MS / 1000} s: the connections it holds wait, and it accepts no more; the server must be restarted (under systemd, its watchdog does)`);
+        }
+      }
+    };
+    const timer = setInterval(look, LIVENESS_PING_MS);
+    timer.unref();
+    look();
+    return () => clearInterval(timer);
+  }
+
+  /** Why a serve thread is taken for wedged (watchLiveness), or null. */
+  unanswering(): string | null {
+    const silent = this.#threads.find((t) => t.silent && !t.ended);
+    return silent ? `serve thread ${silent.index} has not answered for ${THREAD_UNANSWERED_MS / 1000} s or more` : null;
   }
 
   /**
