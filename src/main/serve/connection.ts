@@ -261,6 +261,14 @@ export class Connection {
 
   static #deadlinePassed(c: Connection): void {
     c.#deadline = null;
+    // The handshake's time ran out while it waited on us (its key shares,
+    // or a task out on the runner): our failure, not its peer's, and not
+    // counted against its source.
+    if (c.#state === "Handshaking" && !(c.#driver !== null && c.#driver.pending === null)) {
+      c.#deps.logger.error(`Handshake of ${c.#ref.label} waited on the handshake runner until its ${HANDSHAKE_TIMEOUT_MS / 1000} s ran out`);
+      c.#close("internal-error", "the handshake runner did not answer in time");
+      return;
+    }
     c.#close("timeout", c.#deadlineWhat);
   }
 
