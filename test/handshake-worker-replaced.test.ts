@@ -16,6 +16,8 @@ import { createHandshakeRunner, type HandshakeRunner } from "../src/main/serve/h
 import { installedBuild } from "../src/build.js";
 import { DEFAULT_PRIORITY, parsePriority, type HandshakeTask } from "../src/tls/index.js";
 import { trackHealth } from "../src/main/observe/health.js";
+import { Observability } from "../src/main/observe/index.js";
+import type { SystemdNotifier } from "../src/main/observe/sd-notify.js";
 import { eventually } from "./helpers/wait.js";
 
 const settings = parsePriority(DEFAULT_PRIORITY);
@@ -135,6 +137,32 @@ describe("a handshake worker that does not answer, or dies", () => {
     caller.closed = true;
     await assert.rejects(second, /its connection closed/);
     assert.equal((await first).kind, "key-share");
+  });
+
+  it("stops the watchdog pings while a worker does not answer (one that cannot be ended needs a restart)", async () => {
+    let unanswering: string | null = null;
+    let alive: () => boolean = () => true;
+    const systemd: SystemdNotifier = { notify: () => undefined, startWatchdog: (a) => void (alive = a), close: () => undefined };
+    const observe = await Observability.start({ metrics: undefined, auditLog: "", auditSyslog: false, servicename: "Mandos" }, systemd, {
+      clientCounts: () => ({ enabled: 0, disabled: 0, awaitingApproval: 0, checkersRunning: 0, secretSealed: 0 }),
+      handshakes: () => ({ holding: 0, slow: 0, waiting: 0, evictedSlow: 0, evictedWaiting: 0, evictedSilent: 0 }),
+      workers: 1,
+      workerQueue: () => 0,
+      accepting: () => true,
+      listenerLost: () => null,
+      stateNotKept: () => null,
+      workersUnanswering: () => unanswering,
+    });
+    try {
+      observe.ready();
+      assert.equal(alive(), true);
+      unanswering = "handshake worker 3 did not answer in 5 s and has not ended";
+      assert.equal(alive(), false, "no WATCHDOG=1 while it has not ended");
+      unanswering = null;
+      assert.equal(alive(), true);
+    } finally {
+      await observe.close();
+    }
   });
 
   it("makes /health say not ok, with the runner's reason", () => {
