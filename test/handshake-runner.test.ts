@@ -143,19 +143,24 @@ describe("the worker pool runner", () => {
     }
   });
 
-  it("says so when a loaded worker fails outside any task, and serves on with the one Piscina starts in its place", async (t) => {
+  it("says once when a loaded worker fails outside any task, with its exit, and serves on with the one Piscina starts in its place", async (t) => {
     const marker = mkdtempSync(join(tmpdir(), "mandos-ts-fail-once-"));
     t.after(() => rmSync(marker, { recursive: true, force: true }));
     process.env.MANDOS_TS_TEST_FAIL_ONCE = join(marker, "failed");
     t.after(() => delete process.env.MANDOS_TS_TEST_FAIL_ONCE);
     const inline: string[] = [];
     const failed: string[] = [];
+    const exited: string[] = [];
     const entry = new URL("./helpers/fail-once-worker.cjs", import.meta.url);
-    const runner = createHandshakeRunner(1, settings, undefined, { build: installedBuild(), onInline: (m) => inline.push(m), onWorkerError: (m) => failed.push(m), entry });
+    const runner = createHandshakeRunner(1, settings, undefined, {
+      build: installedBuild(), onInline: (m) => inline.push(m), onWorkerError: (m) => failed.push(m), onWorkerExit: (m) => exited.push(m), entry,
+    });
     try {
       assert.equal(await runner.ready(), true);
-      await eventually(() => failed.length > 0, { what: "the worker's failure said" });
-      assert.deepEqual(failed, ["a loaded worker failed outside any task"]);
+      await eventually(() => exited.length > 0, { what: "the worker's failure said" });
+      assert.equal(exited.length, 1, "said once, with its exit");
+      assert.match(exited[0]!, /^Handshake worker \d+ exited with code 1 \(a loaded worker failed outside any task\); another was started$/);
+      assert.deepEqual(failed, [], "not said again as a pool error");
       const results = await Promise.all(Array.from({ length: 20 }, () => runner.run({ kind: "key-share", group: "x25519" })));
       assert.equal(results.filter((r) => r.kind === "key-share").length, 20);
       assert.equal(runner.workers, 1, "still a worker pool");

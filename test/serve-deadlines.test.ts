@@ -22,6 +22,7 @@ import { Listener } from "../src/main/serve/listener.js";
 import { logServeEvents } from "../src/main/daemon/log-serve.js";
 import { silentLogger, type Logger } from "../src/main/daemon/log.js";
 import { Recorded } from "./helpers/events.js";
+import { eventually } from "./helpers/wait.js";
 
 const never: CheckerSpawner = () => ({ kill() {} });
 
@@ -122,6 +123,10 @@ for (const workers of [0, 2]) {
       const peer = new Peer(port, ["1\r\n", Buffer.from([0x16, 0x03])]);
       const peerPort = await peer.connected;
       await versionLines.next(mine(peerPort));
+      // The server's ClientHello out: from then on the handshake waits on
+      // its peer. Before, it waits on our key shares, and a deadline passed
+      // then is ours, not the peer's (test/serve-runner-late.test.ts).
+      await eventually(() => peer.received.length > 0, { what: "the server's ClientHello" });
       const end = await closedAtDeadline(peerPort, HANDSHAKE_TIMEOUT_MS);
       assert.equal(end.outcome, "timeout");
       assert.equal(end.stage, "Handshaking");

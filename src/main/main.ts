@@ -428,7 +428,9 @@ async function startAndServe(
   const runner = createHandshakeRunner(threaded ? 0 : settings.workers, tlsSettings, knownKeysOf(registry), {
     build: RUNNING_BUILD,
     onInline: (why) => logger.warning(`A handshake worker did not start: ${why}; handshakes run on the main thread`),
-    onWorkerError: (message) => logger.warning(`A handshake worker failed: ${message}; another was started`),
+    onWorkerError: (message) => logger.warning(`A handshake worker failed: ${message}`),
+    onWorkerExit: (message) => logger.warning(message),
+    onWorkerStuck: (message) => logger.error(message),
   });
   // Past the open-files limit, accept(2) fails and libuv closes every
   // connection waiting without a word: hold fewer than it allows.
@@ -445,7 +447,7 @@ async function startAndServe(
   let listenerLost: string | null = null;
   const observe = await Observability.start(settings, systemd, {
     clientCounts: () => registry.counts(), handshakes: () => listener.handshakes, get workers() { return runner.workers; }, serveThreads: settings.serveThreads, build: RUNNING_BUILD, installedBuild: readableBuild,
-    workerQueue: () => runner.queued, ...(fleet ? { etcd: fleet.link.bind(fleet) } : {}), accepting: () => accepting, listenerLost: () => listenerLost ?? serveThreads?.unanswering() ?? null, stateNotKept: () => (keepState ? null : `${settings.statedir} is not usable`),
+    workerQueue: () => runner.queued, workersReplaced: () => runner.replaced, workersUnanswering: () => runner.unanswering, ...(fleet ? { etcd: fleet.link.bind(fleet) } : {}), accepting: () => accepting, listenerLost: () => listenerLost ?? serveThreads?.unanswering() ?? null, stateNotKept: () => (keepState ? null : `${settings.statedir} is not usable`),
   });
   let bound: { address: string; port: number };
   try {

@@ -1,5 +1,6 @@
 // Whether the server is doing its job, for /health, load balancers and the
-// systemd watchdog: accepting connections, and keeping its state (a server
+// systemd watchdog: accepting connections, its handshake workers answering,
+// and keeping its state (a server
 // that cannot save would forget, at its next start, every client disabled
 // or every secret's last delivery since).
 
@@ -15,6 +16,8 @@ export interface HealthInputs {
   listenerLost(): string | null;
   /** Why state is not kept at all (an unusable state directory), or null. */
   stateNotKept(): string | null;
+  /** Why handshakes are not served as they should be (a handshake worker that does not answer: serve/handshake-runner.ts), or null; absent: never. */
+  workersUnanswering?(): string | null;
 }
 
 export interface Health {
@@ -33,6 +36,8 @@ export function trackHealth(inputs: HealthInputs): Health {
       if (!inputs.accepting()) return { ok: false, reason: "not accepting connections" };
       const lost = inputs.listenerLost();
       if (lost !== null) return { ok: false, reason: `not accepting connections: ${lost}` };
+      const unanswering = inputs.workersUnanswering?.() ?? null;
+      if (unanswering !== null) return { ok: false, reason: unanswering };
       const notKept = inputs.stateNotKept();
       if (notKept !== null) return { ok: false, reason: `state is not saved: ${notKept}` };
       if (lastSaveFailure !== null) return { ok: false, reason: `the last state save failed: ${lastSaveFailure}` };

@@ -45,7 +45,7 @@ export class Observability {
     this.#settings = settings;
     this.#systemd = systemd;
     this.#health = trackHealth(sources);
-    this.#accepting = () => sources.accepting() && sources.listenerLost() === null;
+    this.#accepting = () => sources.accepting() && sources.listenerLost() === null && (sources.workersUnanswering?.() ?? null) === null;
     this.#metrics = metrics;
   }
 
@@ -76,8 +76,10 @@ export class Observability {
 
   /**
    * Serving: tells systemd (Type=notify) and starts its watchdog pings. The
-   * watchdog asks only "accepting?" (the listening socket still there): a restart cures a wedged server, not a
-   * full disk, so a failing state save shows on /health and in the log instead.
+   * watchdog asks only "accepting?" (the listening socket still there) and
+   * "no handshake worker stuck?" (one that missed its deadline and could
+   * not be ended): a restart cures a wedged server, not a full disk, so a
+   * failing state save shows on /health and in the log instead.
    */
   ready(): void {
     this.#systemd?.notify("READY=1");

@@ -25,6 +25,8 @@ export interface MetricSources {
   readonly serveThreads?: number;
   /** Handshake tasks waiting for a worker. */
   workerQueue(): number;
+  /** Handshake workers ended and replaced for not answering in time, since the start; absent counts as 0. */
+  workersReplaced?(): number;
   /** The link to etcd, when the server has one (fleet-state.ts's FleetState.link). */
   etcd?(): EtcdLink;
   /** The build this server runs, read as it started (src/build.ts). */
@@ -137,6 +139,15 @@ export function createMetrics(sources: MetricSources): Metrics {
   new Gauge({
     name: "mandos_handshake_workers", help: "Handshake worker threads (0: handshakes run on the main thread).", registers: [registry],
     collect() { this.set(sources.workers); },
+  });
+  let replacedSeen = 0;
+  new Counter({
+    name: "mandos_handshake_workers_replaced_total", help: "Handshake worker threads ended and replaced because they did not answer a request in time.", registers: [registry],
+    collect() {
+      const now = sources.workersReplaced?.() ?? 0;
+      this.inc(Math.max(0, now - replacedSeen));
+      replacedSeen = Math.max(replacedSeen, now);
+    },
   });
   new Gauge({
     name: "mandos_serve_threads", help: "Threads that accept and serve connections whole (0: the main thread accepts).", registers: [registry],

@@ -208,6 +208,11 @@ export class Connection {
     return this.#state;
   }
 
+  /** Closed: the runner drops a task of its still waiting for a worker (RunnerCaller). */
+  get closed(): boolean {
+    return this.#state === "Closed";
+  }
+
   /** How events name this connection. */
   get ref(): ConnectionRef {
     return this.#ref;
@@ -256,6 +261,14 @@ export class Connection {
 
   static #deadlinePassed(c: Connection): void {
     c.#deadline = null;
+    // The handshake's time ran out while it waited on us (its key shares,
+    // or a task out on the runner): our failure, not its peer's, and not
+    // counted against its source.
+    if (c.#state === "Handshaking" && !(c.#driver !== null && c.#driver.pending === null)) {
+      c.#deps.logger.error(`Handshake of ${c.#ref.label} waited on the handshake runner until its ${HANDSHAKE_TIMEOUT_MS / 1000} s ran out`);
+      c.#close("internal-error", "the handshake runner did not answer in time");
+      return;
+    }
     c.#close("timeout", c.#deadlineWhat);
   }
 
@@ -389,7 +402,7 @@ export class Connection {
     // connection went with it at the next full collection, and the next
     // connection's arrow was compiled again (docs/BENCHMARK.md, "Closures
     // compiled again"). A bound method's code belongs to the class.
-    this.#deps.runner.keyShares().then(this.#sharesReady.bind(this, asked, early), this.#sharesFailed.bind(this));
+    this.#deps.runner.keyShares(this).then(this.#sharesReady.bind(this, asked, early), this.#sharesFailed.bind(this));
   }
 
   #sharesReady(asked: number, early: Buffer, shares: EphemeralKeyShares): void {
@@ -453,7 +466,7 @@ export class Connection {
 
   /** A handshake task on the runner (the pool or inline), its wait counted. */
   #runTask(task: HandshakeTask): Promise<HandshakeTaskResult> {
-    return this.#deps.runner.run(task).finally(this.#taskBack.bind(this, this.#deps.clock.now()));
+    return this.#deps.runner.run(task, this).finally(this.#taskBack.bind(this, this.#deps.clock.now()));
   }
 
   #taskBack(asked: number): void {

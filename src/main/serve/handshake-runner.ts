@@ -12,6 +12,13 @@
 // then on, those it held too, until the server is restarted. So they do
 // when a worker cannot load its files at all (Piscina starts no other).
 // Piscina's "error" event is always listened to: unheard, it is thrown.
+//
+// A worker is never trusted to answer: each request out on the pool has a
+// deadline (WORKER_ANSWER_MS). A worker that misses it (wedged: an endless
+// loop on some input) is ended and replaced, and one that dies mid-request
+// is replaced by Piscina; either way the request's tasks, pure functions
+// of their inputs, run again once on a worker, never inline (an input that
+// wedged a worker would wedge the main thread), and a refill is asked again.
 
 import { createRequire } from "node:module";
 import { availableParallelism } from "node:os";
@@ -27,11 +34,21 @@ import {
 import { WORKER_LOADED, type HandshakeWorkerData, type OtherBuild, type WorkerRequest, type WorkerResponse } from "../../workers/handshake-protocol.js";
 import { installedBuild, type BuildStamp } from "../../build.js";
 import { packBytes } from "../../workers/pack-bytes.js";
+import { WORKER_ANSWER_MS } from "./limits.js";
+
+/**
+ * Whoever asks for a task or key shares (a connection): once it is closed,
+ * a task of its that still waits for a worker is dropped (rejected), and
+ * no key shares are handed to it.
+ */
+export interface RunnerCaller {
+  readonly closed: boolean;
+}
 
 export interface HandshakeRunner {
   /** Fresh, never reused key shares for one ClientHello. */
-  keyShares(): Promise<EphemeralKeyShares>;
-  run(task: HandshakeTask): Promise<HandshakeTaskResult>;
+  keyShares(caller?: RunnerCaller): Promise<EphemeralKeyShares>;
+  run(task: HandshakeTask, caller?: RunnerCaller): Promise<HandshakeTaskResult>;
   /**
    * Whether every worker has loaded its code (at once inline); false if
    * not within WORKER_LOAD_WAIT_MS. Await it before dropping privileges:
@@ -43,6 +60,15 @@ export interface HandshakeRunner {
   readonly workers: number;
   /** Handshake tasks waiting for a worker (always 0 inline); read by metrics. */
   readonly queued: number;
+  /** Workers ended and replaced because they did not answer in time; read by metrics. */
+  readonly replaced: number;
+  /**
+   * Why the pool is not serving as it should, or null: a worker missed its
+   * deadline and has not ended yet (said until its thread is gone; one
+   * that never ends, stuck outside JavaScript, needs a restart). /health
+   * and the watchdog read it.
+   */
+  readonly unanswering: string | null;
   close(): Promise<void>;
 }
 
@@ -91,8 +117,18 @@ export interface PoolOptions {
    * then run inline.
    */
   readonly onInline?: (why: string) => void;
-  /** Called when a worker that had loaded failed with no task of its own; Piscina starts another (what to log). */
+  /** Called when the pool reports a worker's fault that is no exit: an answer to a request it no longer had (what to log). */
   readonly onWorkerError?: (message: string) => void;
+  /**
+   * Called when a worker exited on its own (what to log: its exit code,
+   * and its uncaught error if it had one); its request runs again
+   * elsewhere, and Piscina starts another.
+   */
+  readonly onWorkerExit?: (message: string) => void;
+  /** Called when a worker did not answer within `answerWithinMs` (what to log); it is ended and its request runs again elsewhere. */
+  readonly onWorkerStuck?: (message: string) => void;
+  /** A worker's deadline for a request: WORKER_ANSWER_MS (tests give less). */
+  readonly answerWithinMs?: number;
   /** The workers' Piscina entry; by default ../../workers/handshake-entry.cjs (tests give workers that misbehave). */
   readonly entry?: URL;
 }
@@ -105,6 +141,8 @@ export function createHandshakeRunner(workers: number, settings: TlsSettings, kn
 class InlineRunner implements HandshakeRunner {
   readonly workers = 0;
   readonly queued = 0;
+  readonly replaced = 0;
+  readonly unanswering = null;
   readonly #settings: TlsSettings;
   readonly #knownKeys: KnownKeys;
   constructor(settings: TlsSettings, knownKeys: KnownKeys) {
@@ -150,8 +188,71 @@ const WORKER_LOAD_WAIT_MS = 10_000;
 /** A task waiting for a worker, with its promise's settlers. */
 interface Waiting {
   readonly task: HandshakeTask;
+  readonly caller: RunnerCaller | undefined;
   readonly resolve: (r: HandshakeTaskResult) => void;
   readonly reject: (e: Error) => void;
+  /** Its first request failed (the worker died or missed its deadline): it goes alone, and is not sent a third time. */
+  retried: boolean;
+}
+
+/** A connection waiting for key shares the reservoir did not have. */
+interface ShareWaiter {
+  readonly caller: RunnerCaller | undefined;
+  readonly resolve: (shares: EphemeralKeyShares) => void;
+}
+
+/**
+ * One request out on the pool (a batch of handshake tasks, or a key-share
+ * refill when `batch` is null), with its deadline: one timer a request,
+ * not a task. It is also the request's abort signal, in the EventEmitter
+ * shape Piscina accepts: aborted, Piscina ends the worker running it and
+ * starts another (an AbortController and its EventTarget would cost every
+ * batch more for the same).
+ */
+class Request {
+  readonly runner: PoolRunner;
+  readonly batch: Waiting[] | null;
+  /** Answered, failed or given up: whatever comes later is ignored. */
+  settled = false;
+  timer: NodeJS.Timeout | undefined = undefined;
+  // The signal Piscina reads.
+  aborted = false;
+  reason: string | undefined = undefined;
+  #onAbort: (() => void) | null = null;
+
+  constructor(runner: PoolRunner, batch: Waiting[] | null) {
+    this.runner = runner;
+    this.batch = batch;
+  }
+
+  once(_: "abort", listener: () => void): void {
+    this.#onAbort = listener;
+  }
+
+  off(): void {
+    this.#onAbort = null;
+  }
+
+  // What Piscina calls to remove its listener (its types say off).
+  removeListener(): void {
+    this.#onAbort = null;
+  }
+
+  abort(reason: string): void {
+    this.aborted = true;
+    this.reason = reason;
+    const listener = this.#onAbort;
+    this.#onAbort = null;
+    listener?.();
+  }
+
+  /** Settles it once: false if it was already. */
+  settle(): boolean {
+    if (this.settled) return false;
+    this.settled = true;
+    clearTimeout(this.timer);
+    return true;
+  }
 }
 
 class PoolRunner implements HandshakeRunner {
@@ -159,9 +260,10 @@ class PoolRunner implements HandshakeRunner {
   readonly #pool: Piscina<WorkerRequest, WorkerResponse>;
   readonly #groups: TlsSettings["keyShareGroups"];
   // Invariant: #reservoir.length + #refilling * REFILL_BATCH covers the
-  // target plus every waiter, so a waiter is always eventually served.
+  // target plus every waiter, so a waiter is always eventually served (a
+  // refill that fails or misses its deadline is asked again).
   readonly #reservoir: EphemeralKeyShares[] = [];
-  readonly #waiters: Array<(shares: EphemeralKeyShares) => void> = [];
+  readonly #waiters: ShareWaiter[] = [];
   #refilling = 0;
   #closed = false;
   readonly #queue: Waiting[] = [];
@@ -172,10 +274,20 @@ class PoolRunner implements HandshakeRunner {
   readonly #settings: TlsSettings;
   readonly #onInline: ((why: string) => void) | undefined;
   readonly #onWorkerError: ((message: string) => void) | undefined;
+  readonly #onWorkerExit: ((message: string) => void) | undefined;
+  readonly #onWorkerStuck: ((message: string) => void) | undefined;
+  readonly #answerWithinMs: number;
   #loadedOrInline: (ready: true) => void = () => undefined;
   /** Set once a worker was of another build or could not load: every handshake runs here from then on. */
   #inline: InlineRunner | null = null;
   #destroyed: Promise<void> | null = null;
+  /** Worker threads whose exit is listened to. */
+  readonly #watched = new WeakSet<object>();
+  /** A worker's uncaught error, by thread ID, said with its exit. */
+  readonly #failures = new Map<number, string>();
+  /** Workers ended for a missed deadline that have not exited yet, by thread ID: what to say until they have. */
+  readonly #ending = new Map<number, string>();
+  #replaced = 0;
 
   constructor(workers: number, settings: TlsSettings, knownKeys: KnownKeys, options: PoolOptions) {
     this.#size = workers;
@@ -184,6 +296,9 @@ class PoolRunner implements HandshakeRunner {
     this.#groups = settings.keyShareGroups;
     this.#onInline = options.onInline;
     this.#onWorkerError = options.onWorkerError;
+    this.#onWorkerExit = options.onWorkerExit;
+    this.#onWorkerStuck = options.onWorkerStuck;
+    this.#answerWithinMs = options.answerWithinMs ?? WORKER_ANSWER_MS;
     const Pool = piscina();
     this.#pool = new Pool<WorkerRequest, WorkerResponse>({
       // CommonJS that import()s handshake.js: never loaded through require(esm) (see the entry).
@@ -215,6 +330,7 @@ class PoolRunner implements HandshakeRunner {
     });
     // Unheard, Piscina's "error" would be thrown, and end the server.
     this.#pool.on("error", (error: unknown) => this.#poolError(error));
+    this.#watchExits();
     this.#refill();
   }
 
@@ -230,22 +346,31 @@ class PoolRunner implements HandshakeRunner {
     return this.#queue.length;
   }
 
-  keyShares(): Promise<EphemeralKeyShares> {
+  get replaced(): number {
+    return this.#replaced;
+  }
+
+  get unanswering(): string | null {
+    if (this.#ending.size === 0) return null;
+    return [...this.#ending.values()].join("; ");
+  }
+
+  keyShares(caller?: RunnerCaller): Promise<EphemeralKeyShares> {
     const ready = this.#reservoir.pop();
     if (this.#inline) return ready ? Promise.resolve(ready) : this.#inline.keyShares();
     this.#refill();
     if (ready) return Promise.resolve(ready);
     return new Promise((resolve) => {
-      this.#waiters.push(resolve);
+      this.#waiters.push({ caller, resolve });
       this.#refill();
     });
   }
 
-  run(task: HandshakeTask): Promise<HandshakeTaskResult> {
+  run(task: HandshakeTask, caller?: RunnerCaller): Promise<HandshakeTaskResult> {
     if (this.#closed) return Promise.reject(new Error("handshake runner closed"));
     if (this.#inline) return this.#inline.run(task);
     return new Promise((resolve, reject) => {
-      this.#queue.push({ task, resolve, reject });
+      this.#queue.push({ task, caller, resolve, reject, retried: false });
       this.#schedule();
     });
   }
@@ -275,23 +400,49 @@ class PoolRunner implements HandshakeRunner {
    * round trip to a worker costs ~0.35 ms of CPU for a task sent alone
    * (structured clone, the key's transfer, a thread wake-up each way) and
    * ~0.02 ms a task in a batch of 16. The waiting tasks are split evenly
-   * over the free workers, MAX_BATCH at most each.
+   * over the free workers, MAX_BATCH at most each. A task sent again goes
+   * alone: if its input is what wedged or killed a worker, it fails alone.
+   * A task whose connection closed meanwhile is dropped here.
    */
   #dispatch(): void {
-    while (this.#queue.length > 0 && this.#batchesInFlight < this.#size) {
+    const queue = this.#queue;
+    while (queue.length > 0 && this.#batchesInFlight < this.#size) {
       const free = this.#size - this.#batchesInFlight;
-      const batch = this.#queue.splice(0, Math.min(MAX_BATCH, Math.ceil(this.#queue.length / free)));
-      this.#batchesInFlight++;
+      const wanted = queue[0]!.retried ? 1 : Math.min(MAX_BATCH, Math.ceil(queue.length / free));
+      const batch: Waiting[] = [];
       const tasks: HandshakeTask[] = [];
-      for (const b of batch) tasks.push(b.task);
-      this.#pool.run(packBytes({ kind: "handshakes", tasks, knownKeys: this.#knownKeys() })).then(
-        PoolRunner.#batchDone.bind(null, this, batch),
-        PoolRunner.#batchFailed.bind(null, this, batch),
+      let taken = 0;
+      while (batch.length < wanted && taken < queue.length) {
+        const w = queue[taken++]!;
+        if (w.caller?.closed === true) w.reject(new Error("its connection closed"));
+        else {
+          batch.push(w);
+          tasks.push(w.task);
+        }
+      }
+      queue.splice(0, taken);
+      if (batch.length === 0) continue;
+      this.#batchesInFlight++;
+      const request = this.#sent(batch);
+      this.#pool.run(packBytes({ kind: "handshakes", tasks, knownKeys: this.#knownKeys() }), { signal: request }).then(
+        PoolRunner.#batchDone.bind(null, request),
+        PoolRunner.#requestFailed.bind(null, request),
       );
     }
   }
 
-  static #batchDone(runner: PoolRunner, batch: readonly Waiting[], response: WorkerResponse): void {
+  /** A request about to go out, its deadline set. */
+  #sent(batch: Waiting[] | null): Request {
+    const request = new Request(this, batch);
+    request.timer = setTimeout(PoolRunner.#deadlinePassed, this.#answerWithinMs, request);
+    request.timer.unref();
+    return request;
+  }
+
+  static #batchDone(request: Request, response: WorkerResponse): void {
+    if (!request.settle()) return;
+    const runner = request.runner;
+    const batch = request.batch!;
     runner.#batchesInFlight--;
     if (response.kind === "otherBuild") {
       runner.#toInline(response.message);
@@ -310,15 +461,112 @@ class PoolRunner implements HandshakeRunner {
     runner.#dispatch();
   }
 
-  static #batchFailed(runner: PoolRunner, batch: readonly Waiting[], error: unknown): void {
-    runner.#batchesInFlight--;
-    // The pool destroyed as it went inline: the tasks it held run here.
-    const inline = runner.#closed ? null : runner.#inline;
-    for (const b of batch) {
-      if (inline) inline.run(b.task).then(b.resolve, b.reject);
-      else b.reject(error instanceof Error ? error : new Error(String(error)));
+  /**
+   * A request rejected: the pool was destroyed (going inline, or closing),
+   * or its worker died under it (Piscina: "worker exited with code: N", or
+   * the worker's uncaught error; the exit is said by #workerExited). A
+   * task never fails its request: its own failure is in its answer.
+   */
+  static #requestFailed(request: Request, error: unknown): void {
+    if (!request.settle()) return;
+    request.runner.#lost(request, error instanceof Error ? error : new Error(String(error)));
+  }
+
+  /**
+   * A request's deadline passed. Not judged yet: an answer the worker
+   * posted in time may still wait in this turn's I/O (the main thread
+   * itself may have been held up past the deadline), and setImmediate runs
+   * after it.
+   */
+  static #deadlinePassed(request: Request): void {
+    if (!request.settled) setImmediate(PoolRunner.#judgeLate, request);
+  }
+
+  static #judgeLate(request: Request): void {
+    const runner = request.runner;
+    // The pool destroyed (going inline, or closing): its rejection comes, and settles the request.
+    if (request.settled || runner.#closed || runner.#inline) return;
+    request.settle();
+    const seconds = runner.#answerWithinMs / 1000;
+    // Aborted, Piscina ends the worker that holds the request (at once,
+    // within this call) and starts another; one still in Piscina's queue
+    // is only taken out of it, and no worker is to blame.
+    const before = runner.#pool.threads;
+    request.abort(`no answer in ${seconds} s`);
+    const now = new Set(runner.#pool.threads);
+    const ended = before.find((w) => !now.has(w));
+    if (ended) {
+      runner.#replaced++;
+      const id = ended.threadId;
+      runner.#ending.set(id, `handshake worker ${id} did not answer in ${seconds} s and has not ended`);
+      runner.#onWorkerStuck?.(`Handshake worker ${id} did not answer in ${seconds} s; replacing it`);
+      runner.#watchExits();
     }
-    runner.#dispatch();
+    runner.#lost(request, new Error(`a handshake worker did not answer in ${seconds} s`));
+  }
+
+  /**
+   * A request that will never be answered. Its handshake tasks go back to
+   * the front of the queue, to run again on a worker (never inline: an
+   * input that wedged a worker would wedge the main thread), once: a task
+   * lost a second time fails. A refill is asked again.
+   */
+  #lost(request: Request, error: Error): void {
+    const batch = request.batch;
+    if (batch === null) {
+      this.#refilling--;
+      this.#refill();
+      return;
+    }
+    this.#batchesInFlight--;
+    // The pool destroyed as it went inline: the tasks it held run here.
+    const inline = this.#closed ? null : this.#inline;
+    if (inline || this.#closed) {
+      for (const b of batch) {
+        if (inline) inline.run(b.task).then(b.resolve, b.reject);
+        else b.reject(error);
+      }
+      return;
+    }
+    for (let i = batch.length - 1; i >= 0; i--) {
+      const b = batch[i]!;
+      if (b.retried || b.caller?.closed === true) b.reject(error);
+      else {
+        b.retried = true;
+        this.#queue.unshift(b);
+      }
+    }
+    this.#dispatch();
+  }
+
+  /**
+   * Listens for the exit of every worker not yet listened to: at the start,
+   * and whenever one may have been replaced (Piscina starts the next one
+   * as it removes the last, before the exit events).
+   */
+  #watchExits(): void {
+    for (const worker of this.#pool.threads) {
+      if (this.#watched.has(worker)) continue;
+      this.#watched.add(worker);
+      worker.once("error", PoolRunner.#workerFailed.bind(null, this, worker.threadId));
+      worker.once("exit", PoolRunner.#workerExited.bind(null, this, worker.threadId));
+    }
+  }
+
+  /** A worker's uncaught error: it exits next, and the exit says it. */
+  static #workerFailed(runner: PoolRunner, id: number, error: unknown): void {
+    runner.#failures.set(id, poolErrorWords(error));
+  }
+
+  static #workerExited(runner: PoolRunner, id: number, code: number): void {
+    const failure = runner.#failures.get(id);
+    runner.#failures.delete(id);
+    // Piscina's own exit handler ran first: a replacement, if any, is in its threads.
+    if (runner.#closed || runner.#inline) return;
+    runner.#watchExits();
+    // Ended by us for a missed deadline (said then): no longer a worker that does not answer.
+    if (runner.#ending.delete(id)) return;
+    runner.#onWorkerExit?.(`Handshake worker ${id} exited with code ${code}${failure === undefined ? "" : ` (${failure})`}; another was started`);
   }
 
   /**
@@ -330,13 +578,14 @@ class PoolRunner implements HandshakeRunner {
    *   once privileges are dropped): Piscina starts none again after
    *   that, so every handshake would wait for ever; they run inline;
    * - a worker that had loaded failed outside any task: Piscina started
-   *   another in its place.
+   *   another in its place; its exit says it (#workerExited), once;
+   * - a worker's answer to a request the pool no longer had.
    */
   #poolError(error: unknown): void {
     if (this.#inline || this.#closed) return;
     const message = poolErrorWords(error);
     if (this.#pool.threads.length < this.#size) this.#toInline(message);
-    else this.#onWorkerError?.(message);
+    else if (isLateAnswer(error)) this.#onWorkerError?.(message);
   }
 
   /**
@@ -350,10 +599,11 @@ class PoolRunner implements HandshakeRunner {
     if (this.#inline || this.#closed) return;
     const inline = new InlineRunner(this.#settings, this.#knownKeys);
     this.#inline = inline;
+    this.#ending.clear();
     this.#loadedOrInline(true);
     this.#onInline?.(why);
     for (const b of this.#queue.splice(0)) inline.run(b.task).then(b.resolve, b.reject);
-    for (const waiter of this.#waiters.splice(0)) void inline.keyShares().then(waiter);
+    for (const waiter of this.#waiters.splice(0)) void inline.keyShares().then(waiter.resolve);
     this.#destroyed = this.#pool.destroy();
   }
 
@@ -361,28 +611,32 @@ class PoolRunner implements HandshakeRunner {
     if (this.#closed || this.#inline) return;
     while (this.#reservoir.length + this.#refilling * REFILL_BATCH < RESERVOIR_TARGET + this.#waiters.length) {
       this.#refilling++;
-      this.#pool.run({ kind: "keygen", groups: this.#groups, count: REFILL_BATCH }).then(this.#refilled, this.#refillFailed);
+      const request = this.#sent(null);
+      this.#pool.run({ kind: "keygen", groups: this.#groups, count: REFILL_BATCH }, { signal: request }).then(
+        PoolRunner.#refilled.bind(null, request),
+        PoolRunner.#requestFailed.bind(null, request),
+      );
     }
   }
 
-  /** One function for the runner's life (its code stays); see #dispatchDue. */
-  readonly #refilled = (response: WorkerResponse): void => {
-    this.#refilling--;
-    if (response.kind === "otherBuild") this.#toInline(response.message);
+  static #refilled(request: Request, response: WorkerResponse): void {
+    if (!request.settle()) return;
+    const runner = request.runner;
+    runner.#refilling--;
+    if (response.kind === "otherBuild") runner.#toInline(response.message);
     if (response.kind !== "keygen") return;
+    const waiters = runner.#waiters;
+    let served = 0;
     for (const shares of response.shares) {
-      const waiter = this.#waiters.shift();
-      if (waiter) waiter(shares);
-      else this.#reservoir.push(shares);
+      // A waiter whose connection closed is passed over: the shares stay fresh for the next.
+      while (served < waiters.length && waiters[served]!.caller?.closed === true) served++;
+      if (served < waiters.length) waiters[served++]!.resolve(shares);
+      else runner.#reservoir.push(shares);
     }
-    this.#refill();
-  };
-
-  readonly #refillFailed = (): void => {
-    // Only a closing pool rejects; waiters then never resolve, and
-    // their connections are being torn down anyway.
-    this.#refilling--;
-  };
+    while (served < waiters.length && waiters[served]!.caller?.closed === true) served++;
+    waiters.splice(0, served);
+    runner.#refill();
+  }
 
   async close(): Promise<void> {
     this.#closed = true;
@@ -398,8 +652,12 @@ class PoolRunner implements HandshakeRunner {
  * private keys, a handshake's traffic secrets): never logged, only said.
  */
 export function poolErrorWords(error: unknown): string {
-  const message = error instanceof Error ? error.message : String(error);
-  return message.startsWith("Unexpected message from Worker") ? "it answered a task the pool no longer had" : message;
+  return isLateAnswer(error) ? "it answered a task the pool no longer had" : error instanceof Error ? error.message : String(error);
+}
+
+/** Piscina's error for a worker's answer to a task it no longer has (it has no code to tell it by). */
+function isLateAnswer(error: unknown): boolean {
+  return (error instanceof Error ? error.message : String(error)).startsWith("Unexpected message from Worker");
 }
 
 function isOtherBuild(message: unknown): message is OtherBuild {

@@ -31,6 +31,18 @@ export const VERSION_LINE_TIMEOUT_MS = 3_000;
 export const HANDSHAKE_TIMEOUT_MS = 20_000;
 
 /**
+ * How long a handshake worker may take to answer one request (a batch of
+ * up to 16 handshake tasks, or a key-share refill) before it is taken for
+ * wedged, ended, and its work sent elsewhere (handshake-runner.ts). A real
+ * batch takes ~5 ms (16 TLS 1.3 flights); the slowest seen are a batch of
+ * TLS 1.2 flights that each sign with a 4096-bit RSA key, the first of
+ * them importing OpenPGP.js (under 1 s on a loaded machine), plus a wait
+ * behind a refill: so over 5 times the worst a working worker takes, and
+ * still leaving the batch run again 15 s of HANDSHAKE_TIMEOUT_MS.
+ */
+export const WORKER_ANSWER_MS = 5_000;
+
+/**
  * How long our Finished may wait, corked, for the registry's decision, so
  * that Finished, secret and close_notify leave in one segment: inline the
  * decision comes at once; from a serve thread it is a message round trip

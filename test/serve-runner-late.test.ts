@@ -1,0 +1,81 @@
+// A handshake whose time runs out while it waits on our handshake runner
+// (key shares or a task that never come: a wedged worker), not on its
+// peer, is our failure: closed as internal-error with an ERROR line, and
+// not the peer's timeout (which counts against its address, admission.ts
+// Rule 3). Regression test for the s53 audit's F1, where a wedged worker
+// made every client "time out during the TLS handshake" at INFO.
+
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { connect } from "node:net";
+import { DEFAULT_PRIORITY, parsePriority, type EphemeralKeyShares, type HandshakeTaskResult } from "../src/tls/index.js";
+import { ClientRegistry, type CheckerSpawner } from "../src/main/clients/registry.js";
+import { ManualClock } from "../src/main/clock.js";
+import { events, type ConnectionClosed, type VersionLine } from "../src/main/events.js";
+import type { HandshakeRunner } from "../src/main/serve/handshake-runner.js";
+import { HANDSHAKE_TIMEOUT_MS } from "../src/main/serve/limits.js";
+import { Listener } from "../src/main/serve/listener.js";
+import { logServeEvents } from "../src/main/daemon/log-serve.js";
+import { silentLogger } from "../src/main/daemon/log.js";
+import { Recorded } from "./helpers/events.js";
+import { keptLogger } from "./helpers/log-watch.js";
+
+const never: CheckerSpawner = () => ({ kill() {} });
+
+/** A runner whose key shares never come, as with its only worker wedged. */
+const unanswering: HandshakeRunner = {
+  keyShares: () => new Promise<EphemeralKeyShares>(() => undefined),
+  run: () => new Promise<HandshakeTaskResult>(() => undefined),
+  ready: () => Promise.resolve(true),
+  workers: 1,
+  queued: 0,
+  replaced: 0,
+  unanswering: null,
+  close: () => Promise.resolve(),
+};
+
+describe("a handshake that waited on the handshake runner until its time ran out", () => {
+  const clock = new ManualClock();
+  const capture = keptLogger();
+  const lines = capture.lines;
+  let registry: ClientRegistry;
+  let listener: Listener;
+  let port = 0;
+  let unlog: () => void;
+  let closed: Recorded<ConnectionClosed>;
+  let versionLines: Recorded<VersionLine>;
+
+  before(async () => {
+    registry = new ClientRegistry([], { logger: silentLogger, clock, spawner: never });
+    listener = new Listener({ registry, runner: unanswering, tlsSettings: parsePriority(DEFAULT_PRIORITY), logger: capture, clock, maxPerSource: 0 });
+    ({ port } = await listener.listen({ address: "::1", port: 0, ipv6: true }));
+    unlog = logServeEvents(capture);
+    closed = new Recorded(events.connectionClosed);
+    versionLines = new Recorded(events.versionLine);
+  });
+
+  after(async () => {
+    unlog();
+    closed.stop();
+    versionLines.stop();
+    await listener.close(0);
+    registry.stop();
+  });
+
+  test("is closed as our internal error, said at ERROR, not as its peer's timeout", async () => {
+    const socket = connect({ host: "::1", port });
+    socket.on("error", () => undefined);
+    const peerPort = await new Promise<number>((resolve) => socket.once("connect", () => resolve(socket.localPort ?? 0)));
+    socket.write("1\r\n");
+    const mine = (m: { connection: { port: number } }): boolean => m.connection.port === peerPort;
+    await versionLines.next(mine);
+    clock.advance(HANDSHAKE_TIMEOUT_MS);
+    const end = await closed.next(mine);
+    socket.destroy();
+    assert.equal(end.outcome, "internal-error", "internal-error: not counted against its source (connection.ts #close)");
+    assert.equal(end.stage, "Handshaking");
+    const label = `('::1', ${peerPort}, 0, 0)`;
+    assert.ok(lines.includes(`ERROR: Handshake of ${label} waited on the handshake runner until its 20 s ran out`), lines.join("\n"));
+    assert.ok(!lines.some((l) => l.includes("timed out")), lines.join("\n"));
+  });
+});
