@@ -116,7 +116,11 @@ export async function keygenMain(argv: readonly string[], io: KeygenIo = process
       io.stderr(`${shown.message}\n`);
       return 1;
     }
-    throw error;
+    // An admin gets one line, as from Debian's script, never a stack: an
+    // OpenPGP.js failure on a key it cannot use is not worth more.
+    const reason = error instanceof Error ? error.message : String(error);
+    io.stderr(`${program}: ${reason.split("\n")[0]}\n`);
+    return 1;
   }
 }
 

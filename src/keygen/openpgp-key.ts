@@ -85,9 +85,18 @@ export async function openPgpFingerprint(armoredKey: string, file?: string): Pro
   return key.getFingerprint().toUpperCase();
 }
 
+/**
+ * What OpenPGP.js must accept to encrypt to every key Debian's script
+ * encrypts to with gpg: DSA/ElGamal keys (Mandos before 1.6 made DSA and
+ * ELG-E 2048 keys by default, and Debian's NEWS keeps them working) and
+ * RSA keys under 2047 bits (gpg makes them from 1024 bits up). OpenPGP.js
+ * rejects both by default.
+ */
+const ACCEPT_OLD_KEYS: Partial<openpgp.Config> = { rejectPublicKeyAlgorithms: new Set(), minRSABits: MIN_KEY_BITS };
+
 async function readKey(armoredKey: string, file?: string): Promise<openpgp.Key> {
   try {
-    return await openpgp.readKey({ armoredKey });
+    return await openpgp.readKey({ armoredKey, config: ACCEPT_OLD_KEYS });
   } catch (error) {
     const reason = (error as Error).message;
     if (file !== undefined) throw new KeygenFileError("KEYGEN_KEY_UNREADABLE", file, `not an OpenPGP key: ${reason}`);
@@ -105,12 +114,17 @@ export async function encryptPassword(password: Uint8Array, publicKey: string, s
   const encryptionKeys = await readKey(publicKey);
   const signingKeys = secretKey === null ? undefined : ((await readKey(secretKey)) as openpgp.PrivateKey);
   const message = await openpgp.createMessage({ binary: password, format: "binary" });
-  return openpgp.encrypt({
-    message,
-    encryptionKeys,
-    ...(signingKeys ? { signingKeys } : {}),
-    config: { showComment: true, commentString: SECRET_COMMENT },
-  });
+  try {
+    return await openpgp.encrypt({
+      message,
+      encryptionKeys,
+      ...(signingKeys ? { signingKeys } : {}),
+      config: { ...ACCEPT_OLD_KEYS, showComment: true, commentString: SECRET_COMMENT },
+    });
+  } catch (error) {
+    // A key with no usable encryption subkey (expired, revoked, sign-only).
+    throw new KeygenError("KEYGEN_KEY_UNUSABLE", `Cannot encrypt to the key: ${(error as Error).message}`, { cause: error });
+  }
 }
 
 /**
