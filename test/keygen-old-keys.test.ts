@@ -10,6 +10,7 @@ import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { decryptSecret } from "./helpers/gpg-decrypt.js";
 import { GPG, MANDOS_KEYGEN, missing } from "./helpers/peers.js";
 import { REPO, run } from "./helpers/server.js";
 
@@ -18,20 +19,6 @@ const skip = missing(MANDOS_KEYGEN, GPG);
 
 let root = "";
 const password = "old key, new keygen";
-
-/** The password in a clients.conf section's secret, as gpg decrypts it with the secret key in `dir`. */
-function decryptSecret(section: string, dir: string): Buffer {
-  const home = mkdtempSync(join(root, "gnupg-"));
-  try {
-    execFileSync(GPG, ["--homedir", home, "--batch", "--quiet", "--import", join(dir, "seckey.txt")], { stdio: "ignore" });
-    // Binary, as the server sends it to the client: gpg reads an armour
-    // without its CRC line past the end, into the END line.
-    const body = section.split("\n").filter((l) => l.startsWith("    ")).join("");
-    return execFileSync(GPG, ["--homedir", home, "--batch", "--quiet", "--decrypt"], { input: Buffer.from(body, "base64"), stdio: ["pipe", "pipe", "ignore"] });
-  } finally {
-    execFileSync("gpgconf", ["--homedir", home, "--kill", "all"], { stdio: "ignore" });
-  }
-}
 
 async function ours(args: readonly string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const r = await run(process.execPath, [BIN_KEYGEN, ...args], 120_000);
@@ -65,7 +52,7 @@ for (const k of keys) {
     const r = await ours(["--dir", dir, "--passfile", join(root, "pw"), "--no-ssh", "--name", k.dir]);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stderr, "");
-    assert.equal(decryptSecret(r.stdout, dir).toString("utf8"), password);
+    assert.equal(decryptSecret(r.stdout, dir, root).toString("utf8"), password);
   });
 
   test(`--enroll encrypts to ${k.label}, and gpg decrypts`, { skip }, async () => {
@@ -74,7 +61,7 @@ for (const k of keys) {
     writeFileSync(conf, "[DEFAULT]\n", { mode: 0o600 });
     const r = await ours(["--enroll", "--clients-conf", conf, dir]);
     assert.equal(r.code, 0, r.stderr);
-    assert.equal(decryptSecret(readFileSync(conf, "utf8"), dir).toString("utf8"), password);
+    assert.equal(decryptSecret(readFileSync(conf, "utf8"), dir, root).toString("utf8"), password);
   });
 }
 

@@ -5,8 +5,9 @@
 //   --enroll                     adds many machines to clients.conf (enroll.ts).
 
 import { spawnSync } from "node:child_process";
-import { accessSync, constants, existsSync, readFileSync, readSync, statSync } from "node:fs";
+import { accessSync, closeSync, constants, existsSync, openSync, readFileSync, readSync, statSync, writeSync } from "node:fs";
 import { hostname } from "node:os";
+import { isatty } from "node:tty";
 import { parseArgs } from "node:util";
 import { enrollCommand, ENROLL_HELP, ENROLL_OPTIONS } from "./enroll.js";
 import { fileSystemError, KeygenError, KeygenFileError } from "./errors.js";
@@ -96,8 +97,10 @@ Switching from the Python server:
 export interface KeygenIo {
   readonly stdout: (text: string) => void;
   readonly stderr: (text: string) => void;
-  /** Reads a password interactively (prompted, not echoed); null at end of input. */
-  readonly readPassword: (prompt: string) => string | null;
+  /** Reads one line of a password (prompted, not echoed), its bytes as given; null at end of input. */
+  readonly readPassword: (prompt: string) => Buffer | null;
+  /** Whether a passphrase mismatch asks again: standard input is a terminal (Debian's `tty --quiet`). */
+  readonly interactive?: boolean;
   readonly sshKeyscan?: SshKeyscan;
   readonly now?: () => Date;
 }
@@ -253,9 +256,10 @@ export async function passwordSection(dir: string, name: string, password: Uint8
   });
 }
 
+/** The password file's bytes, unstripped; `-` is standard input, as for Debian's `cat -- "$PASSFILE"`. */
 function readPassfile(path: string): Buffer {
   try {
-    return readFileSync(path);
+    return readFileSync(path === "-" ? 0 : path);
   } catch (error) {
     throw fileSystemError(error, path) ?? error;
   }
@@ -269,16 +273,35 @@ function readKeyFile(path: string): string {
   }
 }
 
-/** Asks twice, as Debian's script does; a mismatch asks again on a terminal and fails otherwise. */
+/**
+ * Asks twice, as Debian's script does; a mismatch asks again on a terminal
+ * and fails otherwise. The bytes are kept as typed (a Latin-1 password is
+ * no UTF-8), less the blanks `read -r` strips.
+ */
 function interactivePassword(io: KeygenIo): Buffer {
   for (;;) {
     const first = io.readPassword("Enter passphrase: ");
     const second = first === null ? null : io.readPassword("Repeat passphrase: ");
     if (first === null || second === null) throw new KeygenError("KEYGEN_EMPTY_PASSWORD", "No passphrase given");
-    if (first === second) return Buffer.from(first, "utf8");
+    const password = stripBlanks(first);
+    if (password.equals(stripBlanks(second))) return password;
+    if (io.interactive !== true) throw new KeygenError("KEYGEN_PASSPHRASE_MISMATCH", "Passphrase mismatch");
     io.stderr("Passphrase mismatch\n");
-    if (!process.stdin.isTTY) throw new KeygenError("KEYGEN_PASSPHRASE_MISMATCH", "Passphrase mismatch");
   }
+}
+
+/**
+ * The line less leading and trailing spaces and tabs: what dash's `read -r`
+ * in Debian's script leaves with the default IFS (newline ends the line;
+ * backslashes, carriage returns and inner blanks stay).
+ */
+export function stripBlanks(line: Buffer): Buffer {
+  const blank = (b: number | undefined): boolean => b === 0x20 || b === 0x09;
+  let start = 0;
+  let end = line.length;
+  while (start < end && blank(line[start])) start++;
+  while (end > start && blank(line[end - 1])) end--;
+  return line.subarray(start, end);
 }
 
 function processIo(): KeygenIo {
@@ -286,19 +309,21 @@ function processIo(): KeygenIo {
     stdout: (t) => process.stdout.write(t),
     stderr: (t) => process.stderr.write(t),
     readPassword: readLineFromStdin,
+    interactive: isatty(0),
   };
 }
 
 /**
- * One line from standard input, without echo on a terminal (`stty -echo`
- * in Debian's script); the prompt goes to the terminal, or to stderr.
+ * One line from standard input, as Debian's script reads it: without echo
+ * when standard input is a terminal (`stty -echo`), the prompt written to
+ * the controlling terminal (`>/dev/tty`, so that it shows with stderr
+ * redirected, and with standard input from a pipe), none if there is no
+ * terminal.
  */
-function readLineFromStdin(prompt: string): string | null {
-  const tty = process.stdin.isTTY === true;
-  if (tty) {
-    process.stderr.write(prompt);
-    spawnSync("stty", ["-echo"], { stdio: ["inherit", "ignore", "ignore"] });
-  }
+function readLineFromStdin(prompt: string): Buffer | null {
+  const tty = isatty(0);
+  if (tty) spawnSync("stty", ["-echo"], { stdio: ["inherit", "ignore", "ignore"] });
+  promptOnTerminal(prompt);
   try {
     const bytes: number[] = [];
     const one = Buffer.alloc(1);
@@ -311,8 +336,8 @@ function readLineFromStdin(prompt: string): string | null {
         if ((error as NodeJS.ErrnoException).code === "EAGAIN") continue;
         throw error;
       }
-      if (n === 0) return bytes.length === 0 ? null : Buffer.from(bytes).toString("utf8");
-      if (one[0] === 0x0a) return Buffer.from(bytes).toString("utf8");
+      if (n === 0) return bytes.length === 0 ? null : Buffer.from(bytes);
+      if (one[0] === 0x0a) return Buffer.from(bytes);
       bytes.push(one[0]!);
     }
   } finally {
@@ -320,5 +345,19 @@ function readLineFromStdin(prompt: string): string | null {
       spawnSync("stty", ["echo"], { stdio: ["inherit", "ignore", "ignore"] });
       process.stderr.write("\n");
     }
+  }
+}
+
+function promptOnTerminal(prompt: string): void {
+  let fd: number;
+  try {
+    fd = openSync("/dev/tty", "w");
+  } catch {
+    return; // no controlling terminal: nobody to prompt
+  }
+  try {
+    writeSync(fd, prompt);
+  } finally {
+    closeSync(fd);
   }
 }
