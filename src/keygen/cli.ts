@@ -158,7 +158,7 @@ async function run(argv: readonly string[], io: KeygenIo, program: string): Prom
   await createKeys(dir, {
     type: o.type, length: o.length, subtype: o.subtype, sublength: o.sublength, name,
     email: o.email, comment: o.comment, expire: o.expire, tlsKeyType: o["tls-keytype"], force: o.force ?? false,
-    now: io.now?.() ?? new Date(),
+    now: io.now?.() ?? new Date(), notice: (line) => io.stderr(`${program}: ${line}\n`),
   });
   return 0;
 }
@@ -197,6 +197,8 @@ export interface CreateKeysOptions {
   readonly tlsKeyType: string;
   readonly force: boolean;
   readonly now: Date;
+  /** Told gpg's notices (a key size changed), one line each. */
+  readonly notice?: (line: string) => void;
 }
 
 /** Key creation: the TLS key pair and the OpenPGP key pair, into `dir`. */
@@ -217,6 +219,7 @@ export async function createKeys(dir: string, o: CreateKeysOptions): Promise<voi
   const pgp = await generateOpenPgpKey({
     type: o.type, length, subtype: o.subtype, sublength: Number(o.sublength),
     name: o.name, email: o.email, comment: o.comment, expireSeconds, date: o.now,
+    ...(o.notice ? { notice: o.notice } : {}),
   });
   replaceKeyFile(paths.tlsPrivateKey, tls.privateKeyPem);
   replaceKeyFile(paths.tlsPublicKey, tls.publicKeyPem);

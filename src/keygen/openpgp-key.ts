@@ -20,6 +20,8 @@ export interface OpenPgpKeyOptions {
   /** Seconds from creation; 0 for a key that does not expire. */
   readonly expireSeconds: number;
   readonly date?: Date;
+  /** Told gpg's notice, as one line, when a key size is changed (gpgRsaBits). */
+  readonly notice?: (line: string) => void;
 }
 
 export interface OpenPgpKeyFiles {
@@ -30,17 +32,35 @@ export interface OpenPgpKeyFiles {
   readonly fingerprint: string;
 }
 
-// Debian's script passes --length even for gpg, which refuses a key
-// shorter than this (and so does the script itself).
+// Debian's script refuses a --length under this itself, before gpg sees
+// it; OpenPGP.js is told to read and make RSA keys this small too.
 const MIN_KEY_BITS = 512;
+
+// gpg 2.2's RSA key sizes (g10/keygen.c, gen_rsa), which decide what
+// Debian's script makes for --length and --sublength: under 1024 bits or
+// over 4096, gpg says "keysize invalid" and makes its default, or its
+// maximum; sizes between are rounded up to a multiple of 32.
+const GPG_RSA_MIN_BITS = 1024;
+const GPG_RSA_MAX_BITS = 4096;
+const GPG_RSA_DEFAULT_BITS = 3072;
+
+/** The RSA key size gpg makes for `bits`, and the notice it prints when that is not `bits`. */
+export function gpgRsaBits(bits: number): { bits: number; notice: string | null } {
+  if (bits < GPG_RSA_MIN_BITS) return { bits: GPG_RSA_DEFAULT_BITS, notice: `keysize invalid; using ${GPG_RSA_DEFAULT_BITS} bits` };
+  if (bits > GPG_RSA_MAX_BITS) return { bits: GPG_RSA_MAX_BITS, notice: `keysize invalid; using ${GPG_RSA_MAX_BITS} bits` };
+  const rounded = Math.ceil(bits / 32) * 32;
+  return { bits: rounded, notice: rounded === bits ? null : `keysize rounded up to ${rounded} bits` };
+}
 
 type KeyAlgorithm = { type: "rsa"; rsaBits: number } | { type: "ecc"; curve: "ed25519Legacy" | "curve25519Legacy" };
 
-function algorithm(type: string, bits: number, role: "primary" | "subkey"): KeyAlgorithm {
+function algorithm(type: string, bits: number, role: "primary" | "subkey", notice?: (line: string) => void): KeyAlgorithm {
   const t = type.toUpperCase();
   if (t === "RSA" || t === "1") {
-    if (!Number.isInteger(bits) || bits < MIN_KEY_BITS) throw new KeygenError("KEYGEN_BAD_KEY_LENGTH", "Invalid key length");
-    return { type: "rsa", rsaBits: bits };
+    if (!Number.isInteger(bits) || bits <= 0) throw new KeygenError("KEYGEN_BAD_KEY_LENGTH", "Invalid key length");
+    const made = gpgRsaBits(bits);
+    if (made.notice !== null) notice?.(made.notice);
+    return { type: "rsa", rsaBits: made.bits };
   }
   if (role === "primary" && (t === "EDDSA" || t === "22")) return { type: "ecc", curve: "ed25519Legacy" };
   if (role === "subkey" && (t === "ECDH" || t === "18")) return { type: "ecc", curve: "curve25519Legacy" };
@@ -57,8 +77,8 @@ export function keyFileComment(name: string, comment: string, email: string): st
 
 export async function generateOpenPgpKey(options: OpenPgpKeyOptions): Promise<OpenPgpKeyFiles> {
   if (options.name === "") throw new KeygenError("KEYGEN_EMPTY_NAME", "Empty key name");
-  const primary = algorithm(options.type, options.length, "primary");
-  const sub = algorithm(options.subtype, options.sublength, "subkey");
+  const primary = algorithm(options.type, options.length, "primary", options.notice);
+  const sub = algorithm(options.subtype, options.sublength, "subkey", options.notice);
   const userID: openpgp.UserID = { name: options.name };
   if (options.email !== "") userID.email = options.email;
   if (options.comment !== "") userID.comment = options.comment;
