@@ -272,7 +272,7 @@ function readKeyFile(path: string): string {
   try {
     return readFileSync(path, "utf8");
   } catch (error) {
-    throw new KeygenError("KEYGEN_KEY_UNREADABLE", `Cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+    throw fileSystemError(error, path) ?? error;
   }
 }
 

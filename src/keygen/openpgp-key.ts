@@ -91,12 +91,37 @@ export async function generateOpenPgpKey(options: OpenPgpKeyOptions): Promise<Op
     ...(options.date ? { date: options.date } : {}),
     config: { minRSABits: MIN_KEY_BITS },
   });
+  await withoutSha3Preferences(privateKey, options.date ?? new Date());
   const armour = { ...openpgp.config, showComment: true, commentString: keyFileComment(options.name, options.comment, options.email) };
   return {
     publicKey: privateKey.toPublic().armor(armour),
     secretKey: privateKey.armor(armour),
     fingerprint: privateKey.getFingerprint().toUpperCase(),
   };
+}
+
+// Hash algorithms gpg 2.2 (Debian 12's) does not know. OpenPGP.js lists
+// them in every self-signature's preferences, and gpg then warns, six
+// lines long, that the key "contains preferences for unavailable
+// algorithms" on each use: in Debian's `mandos-keygen --password` too.
+const UNKNOWN_TO_GPG_2_2 = new Set<openpgp.enums.hash>([openpgp.enums.hash.sha3_256, openpgp.enums.hash.sha3_512]);
+
+type SelfSign = (key: openpgp.SecretKeyPacket, data: { userID: openpgp.UserIDPacket; key: openpgp.SecretKeyPacket }, date: Date, detached: boolean, config: openpgp.Config) => Promise<void>;
+
+/** Makes each user ID's self-signature again without the hash preferences gpg 2.2 does not know. */
+async function withoutSha3Preferences(key: openpgp.PrivateKey, date: Date): Promise<void> {
+  const keyPacket = key.keyPacket as openpgp.SecretKeyPacket;
+  for (const user of key.users) {
+    if (user.userID === null) continue;
+    for (const signature of user.selfCertifications) {
+      if (!signature.preferredHashAlgorithms?.some((h) => UNKNOWN_TO_GPG_2_2.has(h))) continue;
+      signature.preferredHashAlgorithms = signature.preferredHashAlgorithms.filter((h) => !UNKNOWN_TO_GPG_2_2.has(h));
+      // SignaturePacket.sign takes the data to sign and a config at run
+      // time, which its declared type leaves out. The salt notation of the
+      // first signing is kept rather than a second one added.
+      await (signature.sign as unknown as SelfSign).call(signature, keyPacket, { userID: user.userID, key: keyPacket }, date, false, { ...openpgp.config, nonDeterministicSignaturesViaNotation: false });
+    }
+  }
 }
 
 /** The primary key's fingerprint, as gpg's first `fpr:` line gives it; `file`, where the key was read, is named if it is none. */
@@ -147,20 +172,26 @@ export async function encryptPassword(password: Uint8Array, publicKey: string, s
   }
 }
 
+// gpg's armour has 64 base64 characters a line (RFC 4880 §6.3 allows up
+// to 76); OpenPGP.js writes 60. The section is made to look as Debian's.
+const GPG_ARMOUR_LINE = 64;
+
 /**
  * The `secret` option's continuation lines, as Debian's script makes them
  * from gpg's armour: the base64 body only (no headers, no CRC-24 line),
- * each line indented four spaces.
+ * in lines of gpg's length, each indented four spaces.
  */
 export function secretLines(armoured: string): string[] {
   const lines = armoured.split(/\r?\n/);
   const begin = lines.indexOf("-----BEGIN PGP MESSAGE-----");
   const end = lines.indexOf("-----END PGP MESSAGE-----");
   const blank = lines.indexOf("", begin);
-  const out: string[] = [];
+  let body = "";
   for (const line of lines.slice(blank + 1, end)) {
-    const body = line.replace(/=....$/, "");
-    if (body !== "" && !body.startsWith("-")) out.push(`    ${body}`);
+    // The CRC-24 line, "=" and four characters; not a line of padding ("==").
+    if (!/^=[A-Za-z0-9+/]{4}$/.test(line.trim())) body += line.trim();
   }
+  const out: string[] = [];
+  for (let i = 0; i < body.length; i += GPG_ARMOUR_LINE) out.push(`    ${body.slice(i, i + GPG_ARMOUR_LINE)}`);
   return out;
 }
