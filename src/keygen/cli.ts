@@ -8,9 +8,9 @@ import { spawnSync } from "node:child_process";
 import { accessSync, closeSync, constants, existsSync, openSync, readFileSync, readSync, statSync, writeSync } from "node:fs";
 import { hostname } from "node:os";
 import { isatty } from "node:tty";
-import { parseArgs } from "node:util";
 import { enrollCommand, ENROLL_HELP, ENROLL_OPTIONS } from "./enroll.js";
 import { fileSystemError, KeygenError, KeygenFileError } from "./errors.js";
+import { getopt, type OptionSpec } from "./getopt.js";
 import { importPickleDryRun } from "./import-pickle.js";
 import { parseExpire } from "./expire.js";
 import { defaultKeyDir, keyDirPaths, replaceKeyFile } from "./key-dir.js";
@@ -39,7 +39,14 @@ const OPTIONS = {
   "no-ssh": { type: "boolean", short: "S" },
   ...ENROLL_OPTIONS,
   "import-pickle": { type: "string" },
-} as const;
+} as const satisfies Record<string, OptionSpec>;
+
+// The long options of Debian's script: an abbreviation of one of them
+// means what it means there, though ours has more (getopt.ts).
+const DEBIAN_LONG_OPTIONS: ReadonlySet<string> = new Set([
+  "version", "help", "password", "passfile", "dir", "type", "length", "subtype", "sublength",
+  "name", "email", "comment", "expire", "tls-keytype", "force", "no-ssh",
+]);
 
 function help(program: string): string {
   return `Usage: ${program} [ -v | --version ]
@@ -128,12 +135,8 @@ export async function keygenMain(argv: readonly string[], io: KeygenIo = process
 }
 
 async function run(argv: readonly string[], io: KeygenIo, program: string): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({ args: [...argv], options: OPTIONS, allowPositionals: true, strict: true });
-  } catch (error) {
-    throw new KeygenError("KEYGEN_USAGE", `${program}: ${(error as Error).message}`);
-  }
+  const parsed = getopt(argv, OPTIONS, DEBIAN_LONG_OPTIONS);
+  if (parsed.errors.length > 0) throw new KeygenError("KEYGEN_USAGE", parsed.errors.map((e) => `${program}: ${e}`).join("\n"));
   const o = parsed.values;
   if (o.version) {
     io.stdout(`${program} ${VERSION}\n`);
