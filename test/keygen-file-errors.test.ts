@@ -1,7 +1,8 @@
 // mandos-keygen on a file it cannot read or write, or a key file that holds
 // no key: one line `mandos-keygen: FILE: REASON`, exit status 1, nothing
-// printed or written; not a Node stack trace. A programming error is not
-// turned into such a line.
+// printed or written; not a Node stack trace. fileSystemError does not
+// make a programming error into such a line (the command line still shows
+// it in one line, `mandos-keygen: MESSAGE`, without the file).
 
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
@@ -83,7 +84,7 @@ test("--enroll into a directory the user cannot write", { skip: asNobody }, asyn
   assert.equal(existsSync(conf), false);
 });
 
-test("only file-system errors with a file become the one line: a programming error keeps its stack", () => {
+test("only file-system errors with a file become FILE: REASON: a programming error is not blamed on a file", () => {
   const missing = Object.assign(new Error("ENOENT: no such file or directory, open '/x'"), { code: "ENOENT", syscall: "open", path: "/x" });
   assert.equal(fileSystemError(missing)?.message, "/x: No such file or directory");
   const badArgument = Object.assign(new TypeError('The "path" argument must be of type string'), { code: "ERR_INVALID_ARG_TYPE" });

@@ -5,11 +5,12 @@
 //   --enroll                     adds many machines to clients.conf (enroll.ts).
 
 import { spawnSync } from "node:child_process";
-import { accessSync, constants, existsSync, readFileSync, readSync, statSync } from "node:fs";
+import { accessSync, closeSync, constants, existsSync, openSync, readFileSync, readSync, statSync, writeSync } from "node:fs";
 import { hostname } from "node:os";
-import { parseArgs } from "node:util";
+import { isatty } from "node:tty";
 import { enrollCommand, ENROLL_HELP, ENROLL_OPTIONS } from "./enroll.js";
 import { fileSystemError, KeygenError, KeygenFileError } from "./errors.js";
+import { getopt, type OptionSpec } from "./getopt.js";
 import { importPickleDryRun } from "./import-pickle.js";
 import { parseExpire } from "./expire.js";
 import { defaultKeyDir, keyDirPaths, replaceKeyFile } from "./key-dir.js";
@@ -38,7 +39,14 @@ const OPTIONS = {
   "no-ssh": { type: "boolean", short: "S" },
   ...ENROLL_OPTIONS,
   "import-pickle": { type: "string" },
-} as const;
+} as const satisfies Record<string, OptionSpec>;
+
+// The long options of Debian's script: an abbreviation of one of them
+// means what it means there, though ours has more (getopt.ts).
+const DEBIAN_LONG_OPTIONS: ReadonlySet<string> = new Set([
+  "version", "help", "password", "passfile", "dir", "type", "length", "subtype", "sublength",
+  "name", "email", "comment", "expire", "tls-keytype", "force", "no-ssh",
+]);
 
 function help(program: string): string {
   return `Usage: ${program} [ -v | --version ]
@@ -96,8 +104,10 @@ Switching from the Python server:
 export interface KeygenIo {
   readonly stdout: (text: string) => void;
   readonly stderr: (text: string) => void;
-  /** Reads a password interactively (prompted, not echoed); null at end of input. */
-  readonly readPassword: (prompt: string) => string | null;
+  /** Reads one line of a password (prompted, not echoed), its bytes as given; null at end of input. */
+  readonly readPassword: (prompt: string) => Buffer | null;
+  /** Whether a passphrase mismatch asks again: standard input is a terminal (Debian's `tty --quiet`). */
+  readonly interactive?: boolean;
   readonly sshKeyscan?: SshKeyscan;
   readonly now?: () => Date;
 }
@@ -116,17 +126,17 @@ export async function keygenMain(argv: readonly string[], io: KeygenIo = process
       io.stderr(`${shown.message}\n`);
       return 1;
     }
-    throw error;
+    // An admin gets one line, as from Debian's script, never a stack: an
+    // OpenPGP.js failure on a key it cannot use is not worth more.
+    const reason = error instanceof Error ? error.message : String(error);
+    io.stderr(`${program}: ${reason.split("\n")[0]}\n`);
+    return 1;
   }
 }
 
 async function run(argv: readonly string[], io: KeygenIo, program: string): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({ args: [...argv], options: OPTIONS, allowPositionals: true, strict: true });
-  } catch (error) {
-    throw new KeygenError("KEYGEN_USAGE", `${program}: ${(error as Error).message}`);
-  }
+  const parsed = getopt(argv, OPTIONS, DEBIAN_LONG_OPTIONS);
+  if (parsed.errors.length > 0) throw new KeygenError("KEYGEN_USAGE", parsed.errors.map((e) => `${program}: ${e}`).join("\n"));
   const o = parsed.values;
   if (o.version) {
     io.stdout(`${program} ${VERSION}\n`);
@@ -151,7 +161,7 @@ async function run(argv: readonly string[], io: KeygenIo, program: string): Prom
   await createKeys(dir, {
     type: o.type, length: o.length, subtype: o.subtype, sublength: o.sublength, name,
     email: o.email, comment: o.comment, expire: o.expire, tlsKeyType: o["tls-keytype"], force: o.force ?? false,
-    now: io.now?.() ?? new Date(),
+    now: io.now?.() ?? new Date(), notice: (line) => io.stderr(`${program}: ${line}\n`),
   });
   return 0;
 }
@@ -190,6 +200,8 @@ export interface CreateKeysOptions {
   readonly tlsKeyType: string;
   readonly force: boolean;
   readonly now: Date;
+  /** Told gpg's notices (a key size changed), one line each. */
+  readonly notice?: (line: string) => void;
 }
 
 /** Key creation: the TLS key pair and the OpenPGP key pair, into `dir`. */
@@ -210,6 +222,7 @@ export async function createKeys(dir: string, o: CreateKeysOptions): Promise<voi
   const pgp = await generateOpenPgpKey({
     type: o.type, length, subtype: o.subtype, sublength: Number(o.sublength),
     name: o.name, email: o.email, comment: o.comment, expireSeconds, date: o.now,
+    ...(o.notice ? { notice: o.notice } : {}),
   });
   replaceKeyFile(paths.tlsPrivateKey, tls.privateKeyPem);
   replaceKeyFile(paths.tlsPublicKey, tls.publicKeyPem);
@@ -249,9 +262,10 @@ export async function passwordSection(dir: string, name: string, password: Uint8
   });
 }
 
+/** The password file's bytes, unstripped; `-` is standard input, as for Debian's `cat -- "$PASSFILE"`. */
 function readPassfile(path: string): Buffer {
   try {
-    return readFileSync(path);
+    return readFileSync(path === "-" ? 0 : path);
   } catch (error) {
     throw fileSystemError(error, path) ?? error;
   }
@@ -261,20 +275,39 @@ function readKeyFile(path: string): string {
   try {
     return readFileSync(path, "utf8");
   } catch (error) {
-    throw new KeygenError("KEYGEN_KEY_UNREADABLE", `Cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+    throw fileSystemError(error, path) ?? error;
   }
 }
 
-/** Asks twice, as Debian's script does; a mismatch asks again on a terminal and fails otherwise. */
+/**
+ * Asks twice, as Debian's script does; a mismatch asks again on a terminal
+ * and fails otherwise. The bytes are kept as typed (a Latin-1 password is
+ * no UTF-8), less the blanks `read -r` strips.
+ */
 function interactivePassword(io: KeygenIo): Buffer {
   for (;;) {
     const first = io.readPassword("Enter passphrase: ");
     const second = first === null ? null : io.readPassword("Repeat passphrase: ");
     if (first === null || second === null) throw new KeygenError("KEYGEN_EMPTY_PASSWORD", "No passphrase given");
-    if (first === second) return Buffer.from(first, "utf8");
+    const password = stripBlanks(first);
+    if (password.equals(stripBlanks(second))) return password;
+    if (io.interactive !== true) throw new KeygenError("KEYGEN_PASSPHRASE_MISMATCH", "Passphrase mismatch");
     io.stderr("Passphrase mismatch\n");
-    if (!process.stdin.isTTY) throw new KeygenError("KEYGEN_PASSPHRASE_MISMATCH", "Passphrase mismatch");
   }
+}
+
+/**
+ * The line less leading and trailing spaces and tabs: what dash's `read -r`
+ * in Debian's script leaves with the default IFS (newline ends the line;
+ * backslashes, carriage returns and inner blanks stay).
+ */
+export function stripBlanks(line: Buffer): Buffer {
+  const blank = (b: number | undefined): boolean => b === 0x20 || b === 0x09;
+  let start = 0;
+  let end = line.length;
+  while (start < end && blank(line[start])) start++;
+  while (end > start && blank(line[end - 1])) end--;
+  return line.subarray(start, end);
 }
 
 function processIo(): KeygenIo {
@@ -282,19 +315,21 @@ function processIo(): KeygenIo {
     stdout: (t) => process.stdout.write(t),
     stderr: (t) => process.stderr.write(t),
     readPassword: readLineFromStdin,
+    interactive: isatty(0),
   };
 }
 
 /**
- * One line from standard input, without echo on a terminal (`stty -echo`
- * in Debian's script); the prompt goes to the terminal, or to stderr.
+ * One line from standard input, as Debian's script reads it: without echo
+ * when standard input is a terminal (`stty -echo`), the prompt written to
+ * the controlling terminal (`>/dev/tty`, so that it shows with stderr
+ * redirected, and with standard input from a pipe), none if there is no
+ * terminal.
  */
-function readLineFromStdin(prompt: string): string | null {
-  const tty = process.stdin.isTTY === true;
-  if (tty) {
-    process.stderr.write(prompt);
-    spawnSync("stty", ["-echo"], { stdio: ["inherit", "ignore", "ignore"] });
-  }
+function readLineFromStdin(prompt: string): Buffer | null {
+  const tty = isatty(0);
+  if (tty) spawnSync("stty", ["-echo"], { stdio: ["inherit", "ignore", "ignore"] });
+  promptOnTerminal(prompt);
   try {
     const bytes: number[] = [];
     const one = Buffer.alloc(1);
@@ -307,8 +342,8 @@ function readLineFromStdin(prompt: string): string | null {
         if ((error as NodeJS.ErrnoException).code === "EAGAIN") continue;
         throw error;
       }
-      if (n === 0) return bytes.length === 0 ? null : Buffer.from(bytes).toString("utf8");
-      if (one[0] === 0x0a) return Buffer.from(bytes).toString("utf8");
+      if (n === 0) return bytes.length === 0 ? null : Buffer.from(bytes);
+      if (one[0] === 0x0a) return Buffer.from(bytes);
       bytes.push(one[0]!);
     }
   } finally {
@@ -316,5 +351,19 @@ function readLineFromStdin(prompt: string): string | null {
       spawnSync("stty", ["echo"], { stdio: ["inherit", "ignore", "ignore"] });
       process.stderr.write("\n");
     }
+  }
+}
+
+function promptOnTerminal(prompt: string): void {
+  let fd: number;
+  try {
+    fd = openSync("/dev/tty", "w");
+  } catch {
+    return; // no controlling terminal: nobody to prompt
+  }
+  try {
+    writeSync(fd, prompt);
+  } finally {
+    closeSync(fd);
   }
 }

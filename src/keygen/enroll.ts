@@ -98,7 +98,7 @@ export function machinesFrom(dirs: readonly string[], manifest: string | null, m
     try {
       password = readFileSync(path);
     } catch (error) {
-      throw new KeygenError("ENROLL_BAD_INPUT", `Cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+      throw fileSystemError(error, path) ?? error;
     }
     const name = basename(dir.replace(/\/+$/, ""));
     const bad = badSectionName(name);
@@ -124,13 +124,15 @@ export function machinesFrom(dirs: readonly string[], manifest: string | null, m
 /** One machine's section; the password is encrypted to its key, unsigned (no secret key here). */
 export async function enrollee(m: Machine): Promise<Enrollee> {
   const paths = keyDirPaths(m.keyDir);
+  // A file it cannot read is named with the reason in words, as
+  // `mandos-keygen: FILE: REASON` (errors.ts).
   let publicKey: string;
   let tlsPublicKey: string;
   try {
     publicKey = readFileSync(paths.publicKey, "utf8");
     tlsPublicKey = readFileSync(paths.tlsPublicKey, "utf8");
   } catch (error) {
-    throw new KeygenError("ENROLL_BAD_INPUT", `${m.name}: cannot read its keys in ${m.keyDir}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+    throw fileSystemError(error) ?? error;
   }
   const keyId = tlsKeyId(tlsPublicKey, paths.tlsPublicKey);
   const fingerprint = await openPgpFingerprint(publicKey, paths.publicKey);

@@ -14,6 +14,7 @@ export type KeygenErrorCode =
   | "KEYGEN_BAD_EXPIRE"
   | "KEYGEN_EMPTY_NAME"
   | "KEYGEN_KEY_UNREADABLE"
+  | "KEYGEN_KEY_UNUSABLE"
   | "KEYGEN_PASSPHRASE_MISMATCH"
   | "KEYGEN_EMPTY_PASSWORD"
   | "ENROLL_DUPLICATE_NAME"
@@ -46,8 +47,8 @@ export class KeygenFileError extends KeygenError {
 /**
  * A file-system error (one with a system call and an errno code) as a
  * KeygenFileError naming its file, or `path` when it names none (read(2)'s
- * EISDIR); null for anything else, so that a programming error still
- * shows its stack.
+ * EISDIR); null for anything else, so that a programming error is not
+ * blamed on a file.
  */
 export function fileSystemError(error: unknown, path?: string): KeygenFileError | null {
   if (!(error instanceof Error)) return null;

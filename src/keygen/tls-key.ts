@@ -15,13 +15,14 @@ export interface TlsKeyPair {
   readonly publicKeyPem: string;
 }
 
-// certtool's "ultra" security parameter: 256-bit security, which GnuTLS
-// maps to secp521r1 for ECDSA. For RSA and RSA-PSS its table says 15424
-// bits (lib/algorithms/secparams.c), but certtool 3.7.9 makes 8192-bit
-// keys with it ("Generating a 8192 bit RSA private key"), and so does
-// Debian's mandos-keygen: ours makes what theirs makes.
+// certtool's "ultra" security parameter, as certtool 3.7.9 (Debian 12's)
+// applies it, which need not be what GnuTLS's table says
+// (lib/algorithms/secparams.c: 15424-bit RSA, 256-bit curves): it makes
+// 8192-bit RSA and RSA-PSS keys ("Generating a 8192 bit RSA private key")
+// and P-384 ECDSA keys ("Generating a 384 bit EC/ECDSA private key"), and
+// so does Debian's mandos-keygen. Ours makes what theirs makes.
 const ULTRA_RSA_BITS = 8192;
-const ULTRA_EC_CURVE = "P-521";
+const ULTRA_EC_CURVE = "P-384";
 
 export function parseTlsKeyType(text: string): TlsKeyType {
   const t = text.toLowerCase();
