@@ -9,6 +9,7 @@ import { DEFAULT_PRIORITY, parsePriority, type TlsSettings } from "../tls/index.
 import { EXIT_FAILURE, EXIT_OK, parseCommandLine, usageError, type CommandLine } from "./config/cli.js";
 import { createHandshakeRunner, defaultWorkerCount } from "./serve/handshake-runner.js";
 import { Listener } from "./serve/listener.js";
+import { interfaceExists } from "./serve/interface-filter.js";
 import { defaultServeThreadCount, ServeThreads } from "./serve/serve-threads.js";
 import { knownKeysOf } from "./serve/known-keys.js";
 import { DEFAULT_MAX_PER_SOURCE, MAX_OPEN_CONNECTIONS, openConnectionsAllowed } from "./serve/limits.js";
@@ -432,6 +433,12 @@ async function startAndServe(
     clientCounts: () => registry.counts(), handshakes: () => listener.handshakes, get workers() { return runner.workers; }, serveThreads: settings.serveThreads, build: RUNNING_BUILD, installedBuild: readableBuild,
     workerQueue: () => runner.queued, ...(fleet ? { etcd: fleet.link.bind(fleet) } : {}), accepting: () => accepting, listenerLost: () => listenerLost, stateNotKept: () => (keepState ? null : `${settings.statedir} is not usable`),
   });
+  // As the reference's SO_BINDTODEVICE failing with ENODEV: said, and every interface served.
+  let servedInterface = settings.interface || undefined;
+  if (servedInterface !== undefined && !interfaceExists(servedInterface)) {
+    logger.error(`Interface ${servedInterface} does not exist, cannot bind`);
+    servedInterface = undefined;
+  }
   let bound: { address: string; port: number };
   try {
     bound = await listener.listen({
@@ -439,7 +446,7 @@ async function startAndServe(
       port: settings.port,
       ipv6: settings.useIpv6,
       fd: settings.socket,
-      interface: settings.interface || undefined,
+      interface: servedInterface,
     });
   } catch (error) {
     registry.stop();

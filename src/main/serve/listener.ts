@@ -165,10 +165,8 @@ export class Listener {
 
   /** Binds and listens; resolves with the bound address and port. */
   listen(options: ListenOptions): Promise<{ address: string; port: number }> {
-    if (options.interface) {
-      this.#interface = new InterfaceFilter(options.interface);
-      if (!this.#interface.exists()) this.#deps.logger.warning(`Interface ${options.interface} does not exist (yet)`);
-    }
+    // Given only if it exists (main.ts, as the reference's ENODEV).
+    if (options.interface) this.#interface = new InterfaceFilter(options.interface);
     return new Promise((resolve, reject) => {
       const onError = (error: Error): void => reject(error);
       this.#server.once("error", onError);
