@@ -160,7 +160,11 @@ export class Listener {
       (message) => deps.logger.error(`Listening socket error: ${message}`),
       (count, seconds) => deps.logger.error(`Listening socket errors: ${count} more in the last ${seconds} s`),
     );
-    this.#server.on("error", (error) => this.#acceptErrors.note(error.message));
+    // Only while listening: listen's own failure (EADDRINUSE) comes here too,
+    // and listen() hands it to its caller, who says it (once).
+    this.#server.on("error", (error) => {
+      if (this.#server.listening) this.#acceptErrors.note(error.message);
+    });
   }
 
   /** Binds and listens; resolves with the bound address and port. */
