@@ -10,6 +10,7 @@ import { EXIT_FAILURE, EXIT_OK, parseCommandLine, usageError, type CommandLine }
 import { createHandshakeRunner, defaultWorkerCount } from "./serve/handshake-runner.js";
 import { Listener } from "./serve/listener.js";
 import { interfaceExists } from "./serve/interface-filter.js";
+import { checkPassedSocket } from "./serve/passed-socket.js";
 import { defaultServeThreadCount, ServeThreads } from "./serve/serve-threads.js";
 import { knownKeysOf } from "./serve/known-keys.js";
 import { DEFAULT_MAX_PER_SOURCE, MAX_OPEN_CONNECTIONS, openConnectionsAllowed } from "./serve/limits.js";
@@ -188,6 +189,12 @@ export async function main(argv: readonly string[]): Promise<number> {
       return usageError(error.message);
     }
     return fail(error instanceof Error ? error.message : String(error));
+  }
+
+  // As the reference, whose socket.fromfd() and bind fail before it forks.
+  if (settings.socket !== undefined && !isDaemonChild()) {
+    const passed = checkPassedSocket(settings.socket, settings.address, settings.port);
+    if (passed) return fail(`could not listen: ${passed.message}`);
   }
 
   // mandos(8): detach unless --foreground or --debug. The parent waits for
