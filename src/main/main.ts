@@ -5,6 +5,7 @@
 
 import { existsSync, lstatSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { isIP } from "node:net";
 import { DEFAULT_PRIORITY, parsePriority, type TlsSettings } from "../tls/index.js";
 import { EXIT_FAILURE, EXIT_OK, parseCommandLine, usageError, type CommandLine } from "./config/cli.js";
 import { createHandshakeRunner, defaultWorkerCount } from "./serve/handshake-runner.js";
@@ -526,7 +527,13 @@ async function startAndServe(
     return fail(`cannot start the audit log or metrics listener: ${error instanceof Error ? error.message : String(error)}`);
   }
   if (observe.endpoint) logger.info(`Serving /metrics and /health on ${JSON.stringify(observe.endpoint.address)}, port ${observe.endpoint.port}`);
-  if (settings.useIpv6) {
+  // The family of the socket bound, not use_ipv6: an IPv4 address or host
+  // name binds IPv4 even with IPv6 on, ::1 binds IPv6 with --no-ipv6, and so
+  // may a --socket (docs/DIFFERENCES.md). The line and the announcement
+  // follow it: announced over the other protocol, a mandos-client resolves
+  // an address of that family and is refused.
+  const boundIpv6 = isIP(bound.address) === 6;
+  if (boundIpv6) {
     logger.info(`Now listening on address '${bound.address}', port ${bound.port}, flowinfo 0, scope_id 0`);
   } else {
     logger.info(`Now listening on address '${bound.address}', port ${bound.port}`);
@@ -554,7 +561,7 @@ async function startAndServe(
       name: settings.servicename,
       port: bound.port,
       interface: settings.interface,
-      ipv6: settings.useIpv6,
+      ipv6: boundIpv6,
       logger,
       // The syslog tag follows a rename ("Mandos (Mandos #2) [PID]:"), as the reference's does.
       onRename: renamed,
