@@ -2,10 +2,12 @@
 // between two network namespaces this test makes) is told to serve one of
 // them; the real mandos-client, in the other namespace, gets its password
 // over that link and nothing over the other. The reference server, run
-// the same way, is the oracle: it binds with SO_BINDTODEVICE, and ours,
-// which Node cannot make bind so, filters by the local address instead
-// (src/main/serve/interface-filter.ts). An address the link gains while the
-// server runs is served without a restart. Nothing leaves the namespaces.
+// the same way, is the oracle: it binds with SO_BINDTODEVICE, and so does
+// ours through its addon (src/main/serve/device-socket.ts). A connection
+// that comes over the other link for the named link's address is refused
+// too: a filter by local address (interface-filter.ts, ours without the
+// addon) let it in. An address the link gains while the server runs is
+// served without a restart. Nothing leaves the namespaces.
 
 import { test } from "node:test";
 import { execFileSync, type ChildProcess } from "node:child_process";
@@ -95,6 +97,14 @@ for (const which of ["reference", "ours"] as const) {
     const other = await mandosClient(pair, pair.server.address, 6_000);
     assert.notEqual(other.code, 0, `over the other link the client got: ${other.stdout}\nserver log:\n${log()}`);
     assert.equal(other.stdout, "");
+
+    // Over the other link, for the named link's address (a host route the
+    // client takes): it arrives on the other interface, and is refused.
+    pair.ip(pair.client, "route", "add", "192.168.254.1/32", "dev", pair.client.link);
+    const crossed = await mandosClient(pair, "192.168.254.1", 6_000);
+    assert.notEqual(crossed.code, 0, `over the other link, for the named link's address, the client got: ${crossed.stdout}\nserver log:\n${log()}`);
+    assert.equal(crossed.stdout, "");
+    pair.ip(pair.client, "route", "del", "192.168.254.1/32", "dev", pair.client.link);
 
     // An address the named link gains while the server runs.
     pair.ip(pair.server, "addr", "add", "192.168.254.3/24", "dev", second.server);

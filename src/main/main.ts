@@ -12,6 +12,7 @@ import { createHandshakeRunner, defaultWorkerCount } from "./serve/handshake-run
 import { Listener } from "./serve/listener.js";
 import { interfaceExists } from "./serve/interface-filter.js";
 import { checkPassedSocket } from "./serve/passed-socket.js";
+import { bindOnDevice } from "./serve/device-socket.js";
 import { defaultServeThreadCount, ServeThreads } from "./serve/serve-threads.js";
 import { knownKeysOf } from "./serve/known-keys.js";
 import { DEFAULT_MAX_PER_SOURCE, MAX_OPEN_CONNECTIONS, openConnectionsAllowed } from "./serve/limits.js";
@@ -449,12 +450,32 @@ async function startAndServe(
   }
   let bound: { address: string; port: number };
   try {
+    // --interface: bound to it by the kernel where the addon can (as the
+    // reference); else, or on a passed socket, filtered by local address.
+    let fd = settings.socket;
+    let filtered = servedInterface;
+    if (servedInterface !== undefined && fd === undefined) {
+      const onDevice = await bindOnDevice(servedInterface, settings.address, settings.port, settings.useIpv6);
+      if (onDevice.kind === "bound") {
+        fd = onDevice.fd;
+        filtered = undefined;
+      } else if (onDevice.kind === "refused") {
+        // The reference's lines; it then serves every interface, we filter.
+        if (onDevice.code === "EPERM") logger.error(`No permission to bind to interface ${servedInterface}`);
+        else if (onDevice.code === "ENOPROTOOPT") logger.error(`SO_BINDTODEVICE not available; cannot bind to interface ${servedInterface}`);
+        else {
+          // Gone since it was looked for.
+          logger.error(`Interface ${servedInterface} does not exist, cannot bind`);
+          filtered = undefined;
+        }
+      }
+    }
     bound = await listener.listen({
       address: settings.address,
       port: settings.port,
       ipv6: settings.useIpv6,
-      fd: settings.socket,
-      interface: servedInterface,
+      fd,
+      interface: filtered,
     });
   } catch (error) {
     registry.stop();
