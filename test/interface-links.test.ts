@@ -19,8 +19,11 @@ import { IP, NetnsPair, netnsUnavailable, waitForLine, type RunResult } from "./
 import { BIN_MANDOS, REPO } from "./helpers/server.js";
 import { openToServerUser, referenceGpgEnvironment } from "./helpers/dbus.js";
 import { serverNodeFlags } from "../bench/reboot.js";
+import { datagramAddon } from "../src/main/daemon/unix-datagram.js";
 
 const CLIENT_KEYS = join(REPO, "example/client");
+const addon = datagramAddon();
+const bindsOnDevice = !("unavailable" in addon) && addon.bindOnDevice !== undefined;
 const PASSWORD = readFileSync(join(CLIENT_KEYS, "password"), "utf8");
 /** Inside the test's own namespaces: no other listener can hold it. */
 const PORT = 7999;
@@ -100,11 +103,17 @@ for (const which of ["reference", "ours"] as const) {
 
     // Over the other link, for the named link's address (a host route the
     // client takes): it arrives on the other interface, and is refused.
-    pair.ip(pair.client, "route", "add", "192.168.254.1/32", "dev", pair.client.link);
-    const crossed = await mandosClient(pair, "192.168.254.1", 6_000);
-    assert.notEqual(crossed.code, 0, `over the other link, for the named link's address, the client got: ${crossed.stdout}\nserver log:\n${log()}`);
-    assert.equal(crossed.stdout, "");
-    pair.ip(pair.client, "route", "del", "192.168.254.1/32", "dev", pair.client.link);
+    // Ours only with the addon's bindOnDevice (an addon built before it
+    // filters by local address, and serves this one: docs/DIFFERENCES.md).
+    if (which === "reference" || bindsOnDevice) {
+      pair.ip(pair.client, "route", "add", "192.168.254.1/32", "dev", pair.client.link);
+      const crossed = await mandosClient(pair, "192.168.254.1", 6_000);
+      assert.notEqual(crossed.code, 0, `over the other link, for the named link's address, the client got: ${crossed.stdout}\nserver log:\n${log()}`);
+      assert.equal(crossed.stdout, "");
+      pair.ip(pair.client, "route", "del", "192.168.254.1/32", "dev", pair.client.link);
+    } else {
+      t.diagnostic("not checked: the addon has no bindOnDevice (npm rebuild)");
+    }
 
     // An address the named link gains while the server runs.
     pair.ip(pair.server, "addr", "add", "192.168.254.3/24", "dev", second.server);
