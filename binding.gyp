@@ -1,5 +1,5 @@
 # The one native addon (src/native/datagram.c): unix datagrams for syslog
-# and systemd, and malloc_trim for memory. Node-API only, so a build outlives upgrades of Node.js.
+# and systemd, malloc_trim for memory, and a socket bound to an interface (--interface). Node-API only, so a build outlives upgrades of Node.js.
 {
   "targets": [
     {

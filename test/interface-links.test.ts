@@ -2,10 +2,12 @@
 // between two network namespaces this test makes) is told to serve one of
 // them; the real mandos-client, in the other namespace, gets its password
 // over that link and nothing over the other. The reference server, run
-// the same way, is the oracle: it binds with SO_BINDTODEVICE, and ours,
-// which Node cannot make bind so, filters by the local address instead
-// (src/main/serve/interface-filter.ts). An address the link gains while the
-// server runs is served without a restart. Nothing leaves the namespaces.
+// the same way, is the oracle: it binds with SO_BINDTODEVICE, and so does
+// ours through its addon (src/main/serve/device-socket.ts). A connection
+// that comes over the other link for the named link's address is refused
+// too: a filter by local address (interface-filter.ts, ours without the
+// addon) let it in. An address the link gains while the server runs is
+// served without a restart. Nothing leaves the namespaces.
 
 import { test } from "node:test";
 import { execFileSync, type ChildProcess } from "node:child_process";
@@ -17,8 +19,11 @@ import { IP, NetnsPair, netnsUnavailable, waitForLine, type RunResult } from "./
 import { BIN_MANDOS, REPO } from "./helpers/server.js";
 import { openToServerUser, referenceGpgEnvironment } from "./helpers/dbus.js";
 import { serverNodeFlags } from "../bench/reboot.js";
+import { datagramAddon } from "../src/main/daemon/unix-datagram.js";
 
 const CLIENT_KEYS = join(REPO, "example/client");
+const addon = datagramAddon();
+const bindsOnDevice = !("unavailable" in addon) && addon.bindOnDevice !== undefined;
 const PASSWORD = readFileSync(join(CLIENT_KEYS, "password"), "utf8");
 /** Inside the test's own namespaces: no other listener can hold it. */
 const PORT = 7999;
@@ -95,6 +100,20 @@ for (const which of ["reference", "ours"] as const) {
     const other = await mandosClient(pair, pair.server.address, 6_000);
     assert.notEqual(other.code, 0, `over the other link the client got: ${other.stdout}\nserver log:\n${log()}`);
     assert.equal(other.stdout, "");
+
+    // Over the other link, for the named link's address (a host route the
+    // client takes): it arrives on the other interface, and is refused.
+    // Ours only with the addon's bindOnDevice (an addon built before it
+    // filters by local address, and serves this one: docs/DIFFERENCES.md).
+    if (which === "reference" || bindsOnDevice) {
+      pair.ip(pair.client, "route", "add", "192.168.254.1/32", "dev", pair.client.link);
+      const crossed = await mandosClient(pair, "192.168.254.1", 6_000);
+      assert.notEqual(crossed.code, 0, `over the other link, for the named link's address, the client got: ${crossed.stdout}\nserver log:\n${log()}`);
+      assert.equal(crossed.stdout, "");
+      pair.ip(pair.client, "route", "del", "192.168.254.1/32", "dev", pair.client.link);
+    } else {
+      t.diagnostic("not checked: the addon has no bindOnDevice (npm rebuild)");
+    }
 
     // An address the named link gains while the server runs.
     pair.ip(pair.server, "addr", "add", "192.168.254.3/24", "dev", second.server);

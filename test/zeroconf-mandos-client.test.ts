@@ -23,10 +23,11 @@ after(async () => {
 });
 
 /** Starts bin/mandos in the server namespace and waits until it is announced. */
-async function startAnnouncedServer(pair: NetnsPair): Promise<{ server: ChildProcess; log: () => string }> {
+async function startAnnouncedServer(pair: NetnsPair, extra: readonly string[] = []): Promise<{ server: ChildProcess; log: () => string }> {
   const server = pair.spawn(pair.server, process.execPath, [
     BIN_MANDOS, "--debug", "--no-dbus", "--configdir", join(REPO, "example"), "--statedir", pair.tempDir(),
     "--servicename", "Mandos", // no --interface: the default, on every interface
+    ...extra,
   ], {
     // No avahi-daemon on the server's system bus: our own responder (ciao).
     // Never the machine's own bus, whose avahi-daemon would announce on its
@@ -89,4 +90,30 @@ test("over IPv6 alone (link-local, no IPv4 on the link) mandos-client finds bin/
   assert.equal(result.stdout, readFileSync(join(CLIENT_KEYS, "password"), "utf8"));
   // The server saw the client come from its fe80:: address.
   assert.match(log(), /fe80:/i);
+});
+
+// IPv6 on (the default) and an IPv4 address: the socket is IPv4, and so
+// must the announcement be. It was IPv6 as well, and a mandos-client that
+// found it over IPv6 resolved an IPv6 address and was refused.
+test("--address 0.0.0.0 with IPv6 on: announced over IPv4 only, and mandos-client gets its password", { skip }, async () => {
+  const pair = NetnsPair.create();
+  pairs.push(pair);
+  await pair.waitForLinkLocal(pair.server);
+  await pair.waitForLinkLocal(pair.client);
+  const bus = await pair.startSystemBus();
+  await pair.startAvahi(pair.client, bus);
+  const browser = pair.spawn(pair.client, AVAHI_BROWSE, ["-p", "-r", "_mandos._tcp"], {
+    env: { ...process.env, DBUS_SYSTEM_BUS_ADDRESS: bus },
+  });
+  const lines: string[] = [];
+  browser.stdout!.setEncoding("utf8").on("data", (chunk: string) => lines.push(...chunk.split("\n").filter(Boolean)));
+  const { log } = await startAnnouncedServer(pair, ["--address", "0.0.0.0"]);
+  assert.match(log(), /Now listening on address '0\.0\.0\.0', port \d+\n/);
+  const result = await runMandosClient(pair, bus);
+  assert.equal(result.code, 0, `mandos-client: ${result.stderr}\nserver log:\n${log()}`);
+  assert.equal(result.stdout, readFileSync(join(CLIENT_KEYS, "password"), "utf8"));
+  const mandos = lines.filter((l) => l.includes(";Mandos;"));
+  assert.ok(mandos.some((l) => l.startsWith("=;") && l.split(";")[2] === "IPv4"), mandos.join("\n"));
+  assert.ok(!mandos.some((l) => l.split(";")[2] === "IPv6"), mandos.join("\n"));
+  browser.kill();
 });

@@ -6,10 +6,14 @@
 import { existsSync, lstatSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { join, resolve } from "node:path";
+import { isIP } from "node:net";
 import { DEFAULT_PRIORITY, parsePriority, type TlsSettings } from "../tls/index.js";
 import { EXIT_FAILURE, EXIT_OK, parseCommandLine, usageError, type CommandLine } from "./config/cli.js";
 import { createHandshakeRunner, defaultWorkerCount } from "./serve/handshake-runner.js";
 import { Listener } from "./serve/listener.js";
+import { interfaceExists } from "./serve/interface-filter.js";
+import { checkPassedSocket } from "./serve/passed-socket.js";
+import { bindOnDevice } from "./serve/device-socket.js";
 import { defaultServeThreadCount, ServeThreads } from "./serve/serve-threads.js";
 import { knownKeysOf } from "./serve/known-keys.js";
 import { DEFAULT_MAX_PER_SOURCE, MAX_OPEN_CONNECTIONS, openConnectionsAllowed } from "./serve/limits.js";
@@ -189,6 +193,12 @@ export async function main(argv: readonly string[]): Promise<number> {
       return usageError(error.message);
     }
     return fail(error instanceof Error ? error.message : String(error));
+  }
+
+  // As the reference, whose socket.fromfd() and bind fail before it forks.
+  if (settings.socket !== undefined && !isDaemonChild()) {
+    const passed = checkPassedSocket(settings.socket, settings.address, settings.port);
+    if (passed) return fail(`could not listen: ${passed.message}`);
   }
 
   // mandos(8): detach unless --foreground or --debug. The parent waits for
@@ -449,14 +459,40 @@ async function startAndServe(
     clientCounts: () => registry.counts(), handshakes: () => listener.handshakes, get workers() { return runner.workers; }, serveThreads: settings.serveThreads, build: RUNNING_BUILD, installedBuild: readableBuild,
     workerQueue: () => runner.queued, workersReplaced: () => runner.replaced, workersUnanswering: () => runner.unanswering, ...(fleet ? { etcd: fleet.link.bind(fleet) } : {}), accepting: () => accepting, listenerLost: () => listenerLost ?? serveThreads?.unanswering() ?? null, stateNotKept: () => (keepState ? null : `${settings.statedir} is not usable`),
   });
+  // As the reference's SO_BINDTODEVICE failing with ENODEV: said, and every interface served.
+  let servedInterface = settings.interface || undefined;
+  if (servedInterface !== undefined && !interfaceExists(servedInterface)) {
+    logger.error(`Interface ${servedInterface} does not exist, cannot bind`);
+    servedInterface = undefined;
+  }
   let bound: { address: string; port: number };
   try {
+    // --interface: bound to it by the kernel where the addon can (as the
+    // reference); else, or on a passed socket, filtered by local address.
+    let fd = settings.socket;
+    let filtered = servedInterface;
+    if (servedInterface !== undefined && fd === undefined) {
+      const onDevice = await bindOnDevice(servedInterface, settings.address, settings.port, settings.useIpv6);
+      if (onDevice.kind === "bound") {
+        fd = onDevice.fd;
+        filtered = undefined;
+      } else if (onDevice.kind === "refused") {
+        // The reference's lines; it then serves every interface, we filter.
+        if (onDevice.code === "EPERM") logger.error(`No permission to bind to interface ${servedInterface}`);
+        else if (onDevice.code === "ENOPROTOOPT") logger.error(`SO_BINDTODEVICE not available; cannot bind to interface ${servedInterface}`);
+        else {
+          // Gone since it was looked for.
+          logger.error(`Interface ${servedInterface} does not exist, cannot bind`);
+          filtered = undefined;
+        }
+      }
+    }
     bound = await listener.listen({
       address: settings.address,
       port: settings.port,
       ipv6: settings.useIpv6,
-      fd: settings.socket,
-      interface: settings.interface || undefined,
+      fd,
+      interface: filtered,
     });
   } catch (error) {
     registry.stop();
@@ -529,7 +565,13 @@ async function startAndServe(
     return fail(`cannot start the audit log or metrics listener: ${error instanceof Error ? error.message : String(error)}`);
   }
   if (observe.endpoint) logger.info(`Serving /metrics and /health on ${JSON.stringify(observe.endpoint.address)}, port ${observe.endpoint.port}`);
-  if (settings.useIpv6) {
+  // The family of the socket bound, not use_ipv6: an IPv4 address or host
+  // name binds IPv4 even with IPv6 on, ::1 binds IPv6 with --no-ipv6, and so
+  // may a --socket (docs/DIFFERENCES.md). The line and the announcement
+  // follow it: announced over the other protocol, a mandos-client resolves
+  // an address of that family and is refused.
+  const boundIpv6 = isIP(bound.address) === 6;
+  if (boundIpv6) {
     logger.info(`Now listening on address '${bound.address}', port ${bound.port}, flowinfo 0, scope_id 0`);
   } else {
     logger.info(`Now listening on address '${bound.address}', port ${bound.port}`);
@@ -557,7 +599,7 @@ async function startAndServe(
       name: settings.servicename,
       port: bound.port,
       interface: settings.interface,
-      ipv6: settings.useIpv6,
+      ipv6: boundIpv6,
       logger,
       // The syslog tag follows a rename ("Mandos (Mandos #2) [PID]:"), as the reference's does.
       onRename: renamed,

@@ -23,6 +23,11 @@
  * And fcntl(2)'s FD_CLOEXEC on a descriptor the server inherited, so that
  * it keeps it but the checkers it starts do not get it (src/main/clients/
  * inherited-descriptors.ts): Node's core cannot set the flag either.
+ *
+ * And a TCP socket bound to an interface (SO_BINDTODEVICE, as the
+ * reference's --interface), which must be set before bind(2) and which
+ * Node's core cannot set: made and bound here, then listened on by Node
+ * as a --socket is (src/main/serve/device-socket.ts).
  */
 
 #include <errno.h>
@@ -34,6 +39,9 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <net/if.h>
+#include <netinet/in.h>
 
 #if defined(__linux__)
 #include <sys/prctl.h>
@@ -196,6 +204,62 @@ static napi_value close_on_exec(napi_env env, napi_callback_info info) {
   return number(env, fcntl(fd, F_SETFD, flags | FD_CLOEXEC) < 0 ? errno : 0);
 }
 
+/*
+ * bindOnDevice(address, port, device): a TCP socket (close-on-exec) with
+ * SO_REUSEADDR, IPV6_V6ONLY off for IPv6, SO_BINDTODEVICE `device`, bound
+ * to the numeric `address` (IPv4 or IPv6, no zone: an IPv6 link-local one
+ * takes the device's index) and `port`, not yet listening. The descriptor,
+ * or minus an errno (EPERM, ENODEV from SO_BINDTODEVICE, EADDRINUSE...).
+ */
+static napi_value bind_on_device(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  char address[INET6_ADDRSTRLEN + 1];
+  char device[IFNAMSIZ];
+  size_t length;
+  int32_t port;
+  struct sockaddr_storage sa;
+  socklen_t sa_length;
+  int fd, one = 1, zero = 0, saved;
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc != 3 || napi_get_value_string_utf8(env, argv[0], address, sizeof address, &length) != napi_ok ||
+      napi_get_value_int32(env, argv[1], &port) != napi_ok || port < 0 || port > 65535 ||
+      napi_get_value_string_utf8(env, argv[2], device, sizeof device, &length) != napi_ok) {
+    napi_throw_type_error(env, NULL, "bindOnDevice(address, port, device): a numeric address, a port, an interface name");
+    return NULL;
+  }
+  memset(&sa, 0, sizeof sa);
+  if (inet_pton(AF_INET, address, &((struct sockaddr_in *)&sa)->sin_addr) == 1) {
+    struct sockaddr_in *in = (struct sockaddr_in *)&sa;
+    in->sin_family = AF_INET;
+    in->sin_port = htons((uint16_t)port);
+    sa_length = sizeof *in;
+  } else if (inet_pton(AF_INET6, address, &((struct sockaddr_in6 *)&sa)->sin6_addr) == 1) {
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&sa;
+    in6->sin6_family = AF_INET6;
+    in6->sin6_port = htons((uint16_t)port);
+    if (IN6_IS_ADDR_LINKLOCAL(&in6->sin6_addr)) in6->sin6_scope_id = if_nametoindex(device);
+    sa_length = sizeof *in6;
+  } else {
+    return number(env, -EINVAL);
+  }
+  fd = socket(sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return number(env, -errno);
+  if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+      (sa.ss_family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero) < 0) ||
+#if defined(SO_BINDTODEVICE)
+      setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, device, (socklen_t)strlen(device) + 1) < 0 ||
+#else
+      (errno = ENOPROTOOPT, true) ||
+#endif
+      bind(fd, (struct sockaddr *)&sa, sa_length) < 0) {
+    saved = errno;
+    close(fd);
+    return number(env, -saved);
+  }
+  return number(env, fd);
+}
+
 NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
   napi_property_descriptor methods[] = {
     {"open", NULL, open_socket, NULL, NULL, NULL, napi_enumerable, NULL},
@@ -204,6 +268,7 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
     {"trimHeap", NULL, trim_heap, NULL, NULL, NULL, napi_enumerable, NULL},
     {"setProcessName", NULL, set_process_name, NULL, NULL, NULL, napi_enumerable, NULL},
     {"closeOnExec", NULL, close_on_exec, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"bindOnDevice", NULL, bind_on_device, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof methods / sizeof methods[0], methods) != napi_ok) return NULL;
   return exports;

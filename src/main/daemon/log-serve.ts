@@ -224,6 +224,14 @@ export function logServeEvents(logger: Logger, clock: Clock = systemClock): () =
     (address) => logger.warning(`Refusing connection from ${address}: as many connections open as the server allows`),
     (count, seconds) => logger.warning(`Refused ${count} more connections in the last ${seconds} s: as many open as the server allows`),
   );
+  // Connections that reached another interface than --interface's
+  // (serve/interface-filter.ts): a client that found us by another link
+  // retries every few seconds, for as long as nobody looks.
+  const notOnInterface = new SummedLines(
+    clock, SUMMARY_INTERVAL_MS,
+    (local) => logger.warning(`Refusing connection to ${local}: not on the served interface`),
+    (count, seconds) => logger.warning(`Refused ${count} more connections in the last ${seconds} s: not on the served interface`),
+  );
   /**
    * Writes a line a peer caused, charged to its source; built only when
    * its level is written at all (a line not written costs no budget).
@@ -242,7 +250,7 @@ export function logServeEvents(logger: Logger, clock: Clock = systemClock): () =
       case "throttled":
         return peerLine("INFO", source, undefined, () => `Refusing connection from ${address}: too many failures from ${source}`);
       case "not-on-interface":
-        return peerLine("DEBUG", source, undefined, () => `Refusing connection to ${localAddress}: not on the served interface`);
+        return notOnInterface.note(localAddress);
       case "open-limit":
         return openLimit.note(address);
     }
@@ -326,6 +334,7 @@ export function logServeEvents(logger: Logger, clock: Clock = systemClock): () =
     budget.stop();
     clientBudget.stop();
     openLimit.stop();
+    notOnInterface.stop();
   };
 }
 

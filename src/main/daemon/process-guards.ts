@@ -11,11 +11,15 @@
 //   to say is lost (the reference swallows it the same way).
 // - Signals ignored by whoever started us stay ignored, as the reference
 //   leaves them (inherited-signals.ts).
+// - Which descriptors were open before Node opened its own, for --socket
+//   (passed-socket.ts).
 
 import { keepInheritedIgnores } from "./inherited-signals.js";
+import { takeOpenFdsAtStart } from "../serve/passed-socket.js";
 
 process.on("SIGUSR1", () => undefined);
 keepInheritedIgnores();
+takeOpenFdsAtStart();
 for (const stream of [process.stdout, process.stderr]) stream.on("error", () => undefined);
 
 export {};

@@ -7,7 +7,8 @@
 // server serves on without those datagrams; the failed load is said once,
 // on standard error, with what to do, and the callers go on without it.
 // The addon's other calls are here too: malloc_trim (releaseFreePages),
-// the process's name (nameProcess) and FD_CLOEXEC (markCloseOnExec).
+// the process's name (nameProcess) and FD_CLOEXEC (markCloseOnExec);
+// SO_BINDTODEVICE's is serve/device-socket.ts's.
 
 import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
@@ -29,6 +30,12 @@ export interface DatagramAddon {
   setProcessName?(name: string): number;
   /** fcntl(F_SETFD, FD_CLOEXEC): 0 or an errno. Absent from a build older than the call. */
   closeOnExec?(fd: number): number;
+  /**
+   * A TCP socket bound to `address` (numeric) and `port` on interface
+   * `device` (SO_BINDTODEVICE), not yet listening: its descriptor, or minus
+   * an errno. Absent from a build older than the call.
+   */
+  bindOnDevice?(address: string, port: number, device: string): number;
 }
 
 /** A non-blocking unix datagram socket that is never connected. */

@@ -28,6 +28,7 @@ import { events } from "../events.js";
 import { Admission, type AdmissionRefusal, type HandshakeCounts } from "./admission.js";
 import { Connection, type ConnectionHost } from "./connection.js";
 import { InterfaceFilter } from "./interface-filter.js";
+import { passedSocketError } from "./passed-socket.js";
 import type { HandshakeRunner } from "./handshake-runner.js";
 import {
   DEFAULT_MAX_PER_SOURCE,
@@ -162,23 +163,37 @@ export class Listener {
       (message) => deps.logger.error(`Listening socket error: ${message}`),
       (count, seconds) => deps.logger.error(`Listening socket errors: ${count} more in the last ${seconds} s`),
     );
-    this.#server.on("error", (error) => this.#acceptErrors.note(error.message));
+    // Only while listening: listen's own failure (EADDRINUSE) comes here too,
+    // and listen() hands it to its caller, who says it (once).
+    this.#server.on("error", (error) => {
+      if (this.#server.listening) this.#acceptErrors.note(error.message);
+    });
   }
 
   /** Binds and listens; resolves with the bound address and port. */
   listen(options: ListenOptions): Promise<{ address: string; port: number }> {
-    if (options.interface) {
-      this.#interface = new InterfaceFilter(options.interface);
-      if (!this.#interface.exists()) this.#deps.logger.warning(`Interface ${options.interface} does not exist (yet)`);
-    }
+    // Given only if it exists (main.ts, as the reference's ENODEV).
+    if (options.interface) this.#interface = new InterfaceFilter(options.interface);
     return new Promise((resolve, reject) => {
-      const onError = (error: Error): void => reject(error);
+      const fd = options.fd;
+      const onError = (error: NodeJS.ErrnoException): void => {
+        // Node's own EINVAL for a descriptor that is no stream socket
+        // (libuv's guess: not TCP, not UNIX): a datagram socket, or a
+        // socket connected already (passed-socket.ts checked it is one).
+        if (fd !== undefined && error.code === "EINVAL") reject(passedSocketError(fd, "EINVAL", "not a TCP socket that can listen: a datagram socket, or one connected already"));
+        else reject(error);
+      };
       this.#server.once("error", onError);
       const done = (): void => {
         this.#server.off("error", onError);
         const bound = this.#server.address();
-        if (bound && typeof bound === "object") resolve({ address: bound.address, port: bound.port });
-        else resolve({ address: String(bound), port: 0 });
+        if (bound && typeof bound === "object") {
+          resolve({ address: bound.address, port: bound.port });
+          return;
+        }
+        // A UNIX-domain socket (a pipe to Node): its peers have no IP address to serve.
+        this.#server.close();
+        reject(passedSocketError(fd ?? -1, "EAFNOSUPPORT", "a UNIX-domain socket, not TCP"));
       };
       if (options.fd !== undefined) {
         // The backlog as an argument: Node 20 reads `backlog` from the
