@@ -6,7 +6,9 @@
 
 const STRERROR: Readonly<Record<string, string>> = {
   EACCES: "Permission denied",
+  EAFNOSUPPORT: "Address family not supported by protocol",
   EAGAIN: "Resource temporarily unavailable",
+  EBADF: "Bad file descriptor",
   EBUSY: "Device or resource busy",
   ECONNREFUSED: "Connection refused",
   EDQUOT: "Disk quota exceeded",
@@ -21,6 +23,8 @@ const STRERROR: Readonly<Record<string, string>> = {
   ENOENT: "No such file or directory",
   ENOSPC: "No space left on device",
   ENOTDIR: "Not a directory",
+  ENOTSOCK: "Socket operation on non-socket",
+  EOPNOTSUPP: "Operation not supported",
   EPERM: "Operation not permitted",
   EPROTOTYPE: "Protocol wrong type for socket",
   EROFS: "Read-only file system",

@@ -7,6 +7,7 @@
 // and serves no one: its peers have no IP address).
 
 import { fstatSync } from "node:fs";
+import { strerror } from "../config/os-error.js";
 
 export const OPEN_FDS_ENV = "MANDOS_OPEN_FDS";
 /** The descriptors bin/mandos's shell line looks at: 3 to this. */
@@ -38,17 +39,9 @@ export class PassedSocketError extends Error {
   }
 }
 
-/** glibc's strerror(3) for the codes above, as the reference's OSError prints them. */
-const WORDS: Readonly<Record<PassedSocketError["code"], string>> = {
-  EBADF: "Bad file descriptor",
-  ENOTSOCK: "Socket operation on non-socket",
-  EINVAL: "Invalid argument",
-  EOPNOTSUPP: "Operation not supported",
-  EAFNOSUPPORT: "Address family not supported by protocol",
-};
-
+/** The refusal of `fd`, in the reference's words (glibc's strerror, config/os-error.ts). */
 export function passedSocketError(fd: number, code: PassedSocketError["code"], why?: string): PassedSocketError {
-  return new PassedSocketError(code, `--socket ${fd}: ${WORDS[code]}${why ? ` (${why})` : ""}`);
+  return new PassedSocketError(code, `--socket ${fd}: ${strerror(code)}${why ? ` (${why})` : ""}`);
 }
 
 /**
