@@ -120,16 +120,14 @@ export class ClientRegistry implements Registry {
     let enabled = 0;
     let awaitingApproval = 0;
     let checkersRunning = 0;
-    let checkersWaiting = 0;
     let secretSealed = 0;
     for (const c of this.#clients.values()) {
       if (c.runtime.enabled) enabled++;
       if (c.approvalPending()) awaitingApproval++;
       if (c.checkerRunning()) checkersRunning++;
-      if (c.checkerQueued) checkersWaiting++;
       if (secretToOpen(c.settings.secret)) secretSealed++;
     }
-    return { enabled, disabled: this.#clients.size - enabled, awaitingApproval, checkersRunning, checkersWaiting, secretSealed };
+    return { enabled, disabled: this.#clients.size - enabled, awaitingApproval, checkersRunning, checkersWaiting: this.#checkers.waiting, secretSealed };
   }
 
   get(name: string): ClientView | undefined {
