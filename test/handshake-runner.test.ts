@@ -174,6 +174,9 @@ describe("the worker pool runner", () => {
     const quoted = new Error("Unexpected message from Worker: { taskId: 61, result: { kind: 'keygen', shares: [ { privateKey: <Buffer 01 02> } ] } }");
     assert.equal(poolErrorWords(quoted), "it answered a task the pool no longer had");
     assert.equal(poolErrorWords(new Error("Cannot find module 'x'")), "Cannot find module 'x'");
+    // As Node reports a module it cannot read: the one line, and what to look at.
+    const unreadable = Object.assign(new Error("Cannot find module '/opt/m/dist/src/workers/handshake-worker.js'\nRequire stack:\n- x"), { code: "MODULE_NOT_FOUND" });
+    assert.equal(poolErrorWords(unreadable), "Cannot find module '/opt/m/dist/src/workers/handshake-worker.js' (missing, or not readable by the user the server runs as)");
     assert.equal(poolErrorWords("worker exited with code: 1"), "worker exited with code: 1");
   });
 

@@ -652,7 +652,15 @@ class PoolRunner implements HandshakeRunner {
  * private keys, a handshake's traffic secrets): never logged, only said.
  */
 export function poolErrorWords(error: unknown): string {
-  return isLateAnswer(error) ? "it answered a task the pool no longer had" : error instanceof Error ? error.message : String(error);
+  if (isLateAnswer(error)) return "it answered a task the pool no longer had";
+  const message = error instanceof Error ? error.message : String(error);
+  // Node says a module it cannot read (root-only files once privileges
+  // are dropped) is not found, as it says of one that is not there.
+  const code = (error as NodeJS.ErrnoException | null)?.code;
+  if (code === "ERR_MODULE_NOT_FOUND" || code === "MODULE_NOT_FOUND" || code === "EACCES") {
+    return `${message.split("\n", 1)[0]} (missing, or not readable by the user the server runs as)`;
+  }
+  return message;
 }
 
 /** Piscina's error for a worker's answer to a task it no longer has (it has no code to tell it by). */
