@@ -130,7 +130,7 @@ describe("checkers get no descriptor the server inherited, as the reference's ge
   });
 
   /** Our server (`bin`: another installation's) with the same descriptors and `fillers` more clients; its checker's listing and its log. */
-  async function ours(name: string, fillers: number, bin?: string): Promise<{ seen: string[]; log: string }> {
+  async function ours(name: string, fillers: number, bin?: string): Promise<{ seen: string[]; log: string; comm: string }> {
     const { conf, listing, state } = configure(name, fillers);
     const { inherit, port } = await descriptors();
     const server = await startServer(["--configdir", conf, "--statedir", state, "--no-restore", "--socket", String(SOCKET_FD)], {}, { inherit, ...(bin ? { bin } : {}) });
@@ -140,7 +140,7 @@ describe("checkers get no descriptor the server inherited, as the reference's ge
       // The server itself keeps what it was given, as the reference does
       // (a lock a wrapper holds through it stays held).
       assert.equal(readlinkSync(`/proc/${server.process.pid}/fd/${FILE_FD}`), join(root, "inherited"));
-      return { seen, log: server.log() };
+      return { seen, log: server.log(), comm: readFileSync(`/proc/${server.process.pid}/comm`, "utf8") };
     } finally {
       await server.stop();
     }
@@ -159,8 +159,10 @@ describe("checkers get no descriptor the server inherited, as the reference's ge
     const install = join(root, "unbuilt");
     for (const dir of ["dist", "bin"]) cpSync(join(REPO, dir), join(install, dir), { recursive: true });
     for (const entry of ["node_modules", "package.json", "example"]) symlinkSync(join(REPO, entry), join(install, entry));
-    const { seen, log } = await ours("no-addon", 0, join(install, "bin", "mandos"));
+    const { seen, log, comm } = await ours("no-addon", 0, join(install, "bin", "mandos"));
     assert.deepEqual(seen, reference);
+    // Named as with the addon (through /proc): Debian's init script stops it by that name.
+    assert.equal(comm, "mandos\n");
     // For one client: the checker host, which closed them.
     assert.match(log, new RegExp(`Descriptors (\\d+, )*${FILE_FD}, ${SOCKET_FD}\\b.* cannot be marked close-on-exec without the addon; checkers start in the checker host`));
   });

@@ -10,6 +10,7 @@
 // the process's name (nameProcess) and FD_CLOEXEC (markCloseOnExec);
 // SO_BINDTODEVICE's is serve/device-socket.ts's.
 
+import { writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
 import { getSystemErrorName } from "node:util";
@@ -109,13 +110,20 @@ export function releaseFreePages(): boolean {
  * Names the process `name` in /proc/PID/comm (the main thread's name), as
  * the reference's is: Debian's init script stops and reloads it with
  * `start-stop-daemon --name mandos`, which found "node" and nothing to
- * stop. The command line stays as it is. False without the addon (or with
- * a build older than the call).
+ * stop. The command line stays as it is. By the addon's prctl, or where
+ * it is absent (never built) by writing /proc/self/comm, which Linux lets
+ * a thread do for its own group: without it the init script could not
+ * stop the server. False if neither could.
  */
 export function nameProcess(name: string): boolean {
   const addon = datagramAddon();
-  if ("unavailable" in addon || typeof addon.setProcessName !== "function") return false;
-  return addon.setProcessName(name) === 0;
+  if (!("unavailable" in addon) && typeof addon.setProcessName === "function" && addon.setProcessName(name) === 0) return true;
+  try {
+    writeFileSync("/proc/self/comm", name);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /**
