@@ -232,6 +232,16 @@ describe("the real GnuTLS 3.5 legacy mandos-client (MANDOS_LEGACY_PEER_DIR)", { 
     });
   });
 
+  test("with a DH group of its own (--dh-bits 3072: made at its start, no named one) and a priority that leaves only DHE, gets its password", { timeout: 60_000 }, async () => {
+    // Its --dh-params file is read but never given to GnuTLS (mandos-client
+    // 1.8.16 sets DH parameters only in its --dh-bits branch): no DHE with it.
+    await withServer(root, `${REFERENCE_OPENPGP_PRIORITY}:-ECDHE-RSA`, async (server) => {
+      const r = await run(legacyBinary, [`--connect=[::1]:${server.port}`, "--interface=none", `--pubkey=${keys}/pubkey.txt`, `--seckey=${keys}/seckey.txt`, "--dh-bits=3072"], 60_000);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.stdout.toString("latin1"), PASSWORD);
+    }, ["--workers", "1"]);
+  });
+
   test("a broken certificate or handshake: bin/mandos logs the warning the reference logs on this GnuTLS 3.5", { skip: missing(MANDOS_REFERENCE), timeout: 120_000 }, async () => {
     // The reference in its legacy mode: its ctypes finds this libgnutls,
     // which has OpenPGP. It drops to _mandos, who must reach its files.

@@ -11,6 +11,7 @@ import { DEFAULT_PRIORITY, REFERENCE_OPENPGP_PRIORITY, REFERENCE_RPK_PRIORITY, t
 import type { Tls12ServerFaults, Tls12ServerOptions } from "../src/tls/tls12/server12.js";
 import { freshIdentity, recordedIdentity, type TestOpenPgpIdentity } from "./helpers/legacy-keys.js";
 import { runLegacyPair } from "./helpers/tls12-pair.js";
+import { OWN_4096, OWN_SAFE_2048 } from "./helpers/dh-groups.js";
 
 const modp14 = getDiffieHellman("modp14");
 const DH = { prime: modp14.getPrime(), generator: modp14.getGenerator() };
@@ -36,8 +37,10 @@ describe("TLS 1.2 with OpenPGP: our client role against our legacy server role",
     ["recorded RSA-4096 key, ECDHE secp384r1, AES-256-GCM", () => recorded, {}, "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384", "secp384r1"],
     ["secp521r1", () => recorded, { curve: 0x19 }, "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384", "secp521r1"],
     ["ChaCha20-Poly1305", () => rsa2048, { preferChaCha: true }, "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256", "secp384r1"],
-    ["DHE (a client with --dh-params), AES-256-GCM", () => rsa3072, { dhParams: DH }, "TLS_DHE_RSA_WITH_AES_256_GCM_SHA384", "ffdhe-2048"],
+    ["DHE in a named group (RFC 3526 MODP 2048), AES-256-GCM", () => rsa3072, { dhParams: DH }, "TLS_DHE_RSA_WITH_AES_256_GCM_SHA384", "ffdhe-2048"],
     ["DHE, ChaCha20-Poly1305", () => rsa2048, { dhParams: DH, preferChaCha: true }, "TLS_DHE_RSA_WITH_CHACHA20_POLY1305_SHA256", "ffdhe-2048"],
+    ["DHE in the client's own safe 2048-bit group", () => rsa2048, { dhParams: OWN_SAFE_2048 }, "TLS_DHE_RSA_WITH_AES_256_GCM_SHA384", "ffdhe-2048"],
+    ["DHE in the client's own 4096-bit group, its prime not a safe one", () => rsa2048, { dhParams: OWN_4096 }, "TLS_DHE_RSA_WITH_AES_256_GCM_SHA384", "ffdhe-4096"],
     ["RSA-SHA512 signature", () => rsa3072, { faults: { signatureScheme: 0x0601 } }, "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384", "secp384r1"],
     ["no extended master secret", () => rsa2048, { faults: { noExtendedMasterSecret: true } }, "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384", "secp384r1"],
   ];

@@ -11,6 +11,12 @@
 // made from DER (PKCS #3 parameters) are not checked so, so a share is a
 // private KeyObject made from our exponent, and the peer's Y a public one.
 //
+// The same keys serve TLS 1.2's DHE (tls12/flight12.ts), whose group the
+// peer sends: any prime it likes, which DH_check would test for
+// primality, seconds for 4,096 bits and more. Not checked, and not needed:
+// the parameters come signed by a client's own key, and our exponent is
+// ephemeral, so a bad group weakens only the secret that client gets.
+//
 // Each prime is built as RFC 7919 §A defines it, from the digits of e and
 // the RFC's X, at its first use (1-4 ms), rather than written out in
 // 5,888 hex digits; test/tls-key-shares.test.ts checks each against
@@ -66,7 +72,7 @@ export function ffdhe(group: FfdheGroup): FfdheParameters {
   if (!parameters) {
     const { bits, x, exponentBits } = GROUPS[group];
     const prime = rfc7919Prime(bits, x);
-    parameters = { prime, exponentBits, algorithm: der(0x30, DH_KEY_AGREEMENT, der(0x30, derInteger(prime), derInteger(Buffer.of(2)))) };
+    parameters = { prime, exponentBits, algorithm: dhAlgorithm(prime, Buffer.of(2)) };
     built.set(group, parameters);
   }
   return parameters;
@@ -101,16 +107,42 @@ function derInteger(value: Uint8Array): Buffer {
   return der(0x02, ...(digits[0]! & 0x80 ? [Buffer.of(0), digits] : [digits]));
 }
 
+/** The AlgorithmIdentifier of a group: PKCS #3 dhKeyAgreement with p and g (big-endian). */
+export function dhAlgorithm(prime: Uint8Array, generator: Uint8Array): Buffer {
+  return der(0x30, DH_KEY_AGREEMENT, der(0x30, derInteger(prime), derInteger(generator)));
+}
+
+/**
+ * Bits of private exponent for a prime of `primeBits` bits: RFC 7919
+ * §5.2's, twice the strength of the smallest of its groups at least as
+ * large (160 below 2,048 bits).
+ */
+export function dhExponentBits(primeBits: number): number {
+  if (primeBits < 2048) return 160;
+  for (const group of Object.values(GROUPS)) if (primeBits <= group.bits) return group.exponentBits;
+  return GROUPS.ffdhe8192.exponentBits;
+}
+
+/** A private key: exponent `x` in the group of `algorithm` (dhAlgorithm), as PKCS #8. */
+export function dhPrivateKey(algorithm: Buffer, x: Uint8Array): KeyObject {
+  const key = der(0x30, derInteger(Buffer.of(0)), algorithm, der(0x04, derInteger(x)));
+  return createPrivateKey({ key, format: "der", type: "pkcs8" });
+}
+
+/** A peer's public value `y` in the group of `algorithm`, as a SubjectPublicKeyInfo. */
+export function dhPublicKey(algorithm: Buffer, y: Uint8Array): KeyObject {
+  const key = der(0x30, algorithm, der(0x03, Buffer.of(0), derInteger(y)));
+  return createPublicKey({ key, format: "der", type: "spki" });
+}
+
 /** Our private key: the exponent `x` of `group`, as PKCS #8. */
 export function ffdhePrivateKey(group: FfdheGroup, x: Uint8Array): KeyObject {
-  const key = der(0x30, derInteger(Buffer.of(0)), ffdhe(group).algorithm, der(0x04, derInteger(x)));
-  return createPrivateKey({ key, format: "der", type: "pkcs8" });
+  return dhPrivateKey(ffdhe(group).algorithm, x);
 }
 
 /** The peer's public value `y` of `group`, as a SubjectPublicKeyInfo. */
 export function ffdhePublicKey(group: FfdheGroup, y: Uint8Array): KeyObject {
-  const key = der(0x30, ffdhe(group).algorithm, der(0x03, Buffer.of(0), derInteger(y)));
-  return createPublicKey({ key, format: "der", type: "spki" });
+  return dhPublicKey(ffdhe(group).algorithm, y);
 }
 
 /** Y of a public key (its magnitude, unpadded): the INTEGER inside its SubjectPublicKeyInfo's BIT STRING. */

@@ -12,11 +12,13 @@
 // `Tls12ServerFaults` makes it send what a broken or hostile legacy peer
 // would, for the negative tests; none is set in normal use.
 
-import { createDiffieHellman, createECDH, createHash, randomBytes, sign as cryptoSign, type KeyObject } from "node:crypto";
+import { createECDH, createHash, createPublicKey, diffieHellman, randomBytes, sign as cryptoSign, type KeyObject } from "node:crypto";
 import { ContentType, HandshakeType } from "../constants.js";
 import { constantTimeEqual } from "../crypto.js";
 import { TlsEndpoint, plainAlert } from "../endpoint.js";
 import { TlsError } from "../errors.js";
+import { dhAlgorithm, dhExponentBits, dhPrivateKey, dhPublicKey, ffdhePublicValue } from "../ffdhe.js";
+import { drawRandom } from "../random.js";
 import { parseClientHello } from "../messages.js";
 import { CHANGE_CIPHER_SPEC, HandshakeAssembler, handshakeHeader, plainRecord, type RawRecord } from "../record.js";
 import { Tls12Channel } from "./channel12.js";
@@ -203,11 +205,13 @@ export class Tls12Server extends TlsEndpoint {
     let params: Buffer;
     let agree: (peer: Buffer) => Buffer;
     if (suite.kx === "DHE_RSA" && dh) {
-      const d = createDiffieHellman(dh.prime, dh.generator);
-      const ys = d.generateKeys();
+      // As flight12.ts does, without DH_check's primality test (ffdhe.ts).
+      const algorithm = dhAlgorithm(dh.prime, dh.generator);
+      const privateKey = dhPrivateKey(algorithm, drawRandom(Math.ceil(dhExponentBits(dh.prime.length * 8) / 8)));
+      const ys = ffdhePublicValue(createPublicKey(privateKey));
       params = encodeDheParams(dh.prime, dh.generator, ys);
       agree = (peer) => {
-        const z = d.computeSecret(peer);
+        const z = diffieHellman({ privateKey, publicKey: dhPublicKey(algorithm, peer) });
         let i = 0;
         while (i < z.length - 1 && z[i] === 0) i++;
         return z.subarray(i);
