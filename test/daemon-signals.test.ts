@@ -24,7 +24,7 @@ test("SIGHUP reloads clients.conf; SIGTERM saves state and exits 0; a restart re
     // b replaces a; b's host is edited too.
     writeFileSync(join(conf, "clients.conf"), `${b!.section}\n`);
     server.process.kill("SIGHUP");
-    await server.waitForLog(/Reloaded clients.conf: 1 added, 1 removed, 0 changed/);
+    await server.waitForLog(new RegExp(`Reloaded clients.conf: 1 added \\(${b!.name}\\), 1 removed \\(${a!.name}\\), 0 changed$`, "m"));
     r = await runMandosClient(b!.dir, "::1", server.port);
     assert.equal(r.stdout.toString(), b!.password);
     r = await runMandosClient(a!.dir, "::1", server.port, 4_000);

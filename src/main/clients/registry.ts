@@ -326,7 +326,26 @@ export class ClientRegistry implements Registry {
 
   /** Applies the settings of `patch` (RUNTIME_SETTINGS, in its order); `enabled` last, as enable() or disable(). */
   update(name: string, patch: ClientPatch): void {
-    const c = this.#must(name);
+    this.#update(this.#must(name), patch, false);
+  }
+
+  /**
+   * A SIGHUP reload's changes to `name` (clients.conf values that changed):
+   * as update(), but a new timeout or interval starts the client's
+   * checker schedule and expiry again as a restart does (the reference's
+   * init_checker, random start), rather than as D-Bus's setters move them.
+   * The setters' rule (the expiry moved by the timeout's change, disabled
+   * at once if that has passed) assumes the expiry is the last success's
+   * plus the timeout; after a start, an enable or a secret sent it is not,
+   * and a lowered timeout disabled clients that had just checked OK, a
+   * raised interval clients whose next checker came after their expiry.
+   */
+  reloaded(name: string, patch: ClientPatch): void {
+    this.#update(this.#must(name), patch, true);
+  }
+
+  #update(c: ClientRecord, patch: ClientPatch, reload: boolean): void {
+    const name = c.settings.name;
     const s = c.settings;
     const next: Record<string, unknown> = {};
     const changed: ClientProperty[] = [];
@@ -349,13 +368,22 @@ export class ClientRegistry implements Registry {
     if (changed.length > 0) c.setSettings(next as Partial<ClientSettings>);
     // A connection waiting for a sealed secret takes the one set instead.
     if (changed.includes("Secret")) c.notify();
-    // The reference restarts the checker schedule with a new interval.
-    if (changed.includes("Interval")) this.#checkers.reschedule(c);
-    // The reference moves the expiry by the timeout's change, disabling at
-    // once if it passed: the moved Expires is announced either way, before
-    // the disabling's.
-    const expiry = c.settings.timeout === s.timeout ? null : this.#expiry.timeoutChanged(c, s.timeout);
-    if (expiry !== null) changed.push("Expires");
+    let expiry: boolean | null = null;
+    if (reload) {
+      // A restart's schedule, announced after the settings (init announces Expires).
+      if ((changed.includes("Interval") || changed.includes("Timeout")) && this.#started && c.runtime.enabled) {
+        this.#changed(c, ...changed.splice(0));
+        this.#checkers.init(c, true);
+      }
+    } else {
+      // The reference restarts the checker schedule with a new interval.
+      if (changed.includes("Interval")) this.#checkers.reschedule(c);
+      // The reference moves the expiry by the timeout's change, disabling at
+      // once if it passed: the moved Expires is announced either way, before
+      // the disabling's.
+      expiry = c.settings.timeout === s.timeout ? null : this.#expiry.timeoutChanged(c, s.timeout);
+      if (expiry !== null) changed.push("Expires");
+    }
     if (changed.length > 0) this.#changed(c, ...changed);
     if (expiry === false) this.#disable(c, "timeout");
     if (patch.enabled === true) this.enable(name);

@@ -57,18 +57,27 @@ export function applyReload(registry: ClientRegistry, before: readonly ClientSet
       const runtime = { ...running.runtime };
       registry.remove(c.name);
       registry.add({ ...running.settings, keyId: c.keyId, fingerprint: c.fingerprint }, runtime);
-      if (Object.keys(patch).length > 0) registry.update(c.name, patch);
+      if (Object.keys(patch).length > 0) registry.reloaded(c.name, patch);
       summary.changed.push(c.name);
     } else if (Object.keys(patch).length > 0) {
-      registry.update(c.name, patch);
+      registry.reloaded(c.name, patch);
       summary.changed.push(c.name);
     }
     // Unless changed at run time, the client's settings now equal the new
     // file's: sharing its object lets the previous file's go.
     registry.share(c);
   }
-  logger.info(`Reloaded clients.conf: ${summary.added.length} added, ${summary.removed.length} removed, ${summary.changed.length} changed`);
+  const part = (names: readonly string[], what: string): string => `${names.length} ${what}${names.length === 0 ? "" : ` (${named(names)})`}`;
+  logger.info(`Reloaded clients.conf: ${part(summary.added, "added")}, ${part(summary.removed, "removed")}, ${part(summary.changed, "changed")}`);
   return summary;
+}
+
+/** Names a reload line gives, at most; a fleet's reload can change thousands. */
+const NAMED_IN_RELOAD_LINE = 10;
+
+function named(names: readonly string[]): string {
+  const shown = names.slice(0, NAMED_IN_RELOAD_LINE).join(", ");
+  return names.length > NAMED_IN_RELOAD_LINE ? `${shown} and ${names.length - NAMED_IN_RELOAD_LINE} more` : shown;
 }
 
 export type ReloadOutcome =
