@@ -5,13 +5,15 @@
 // the same precedence a restart gives (a value changed at run time stays
 // unless the file's value for it changed; a client given a new key keeps
 // its state; a client removed at run time stays removed while the file
-// keeps its section).
+// keeps its section; a client a reload removed comes back as it was if a
+// later reload adds its section back with the same key).
 //
 // A new configuration is applied only when the whole file was read and
 // parsed: missing, unreadable (any errno) or malformed keeps the running
 // one, with one error naming the path and the reason. Only a file that
 // really lists no client removes them all.
 
+import type { ClientRuntime } from "./contract.js";
 import type { ClientSettings } from "./settings.js";
 import { settingsDiff } from "./runtime-settings.js";
 import type { ClientRegistry } from "./registry.js";
@@ -25,21 +27,62 @@ export interface ReloadSummary {
   readonly changed: string[];
 }
 
+/**
+ * A client a reload removed, as it was: its section in the file then,
+ * and its settings and state in effect. A later reload that adds a client
+ * of that name and key back restores it from here, as if the section had
+ * never gone: a file caught half written or empty (an editor's truncate,
+ * a full disk, logrotate's weekly reload landing mid-edit) then loses
+ * nothing once it is whole again, and a machine disabled at run time (a
+ * stolen one) does not come back enabled.
+ */
+interface RemovedByReload {
+  readonly file: ClientSettings;
+  readonly settings: ClientSettings;
+  readonly runtime: ClientRuntime;
+}
+
+/** Clients removed by reloads that are remembered, at most (the oldest go first): a fleet's worth. */
+export const MAX_REMEMBERED_REMOVALS = 100_000;
+
+/** Per registry, the clients its reloads removed, oldest first. */
+const removedByReload = new WeakMap<ClientRegistry, Map<string, RemovedByReload>>();
+
 export function applyReload(registry: ClientRegistry, before: readonly ClientSettings[], after: readonly ClientSettings[], logger: Logger): ReloadSummary {
   const old = new Map(before.map((c) => [c.name, c]));
   const next = new Map(after.map((c) => [c.name, c]));
   const summary: ReloadSummary = { added: [], removed: [], changed: [] };
-  for (const name of old.keys()) {
-    if (!next.has(name) && registry.get(name)) {
+  let removed = removedByReload.get(registry);
+  if (!removed) removedByReload.set(registry, (removed = new Map()));
+  for (const [name, file] of old) {
+    const running = registry.entry(name);
+    if (!next.has(name) && running) {
+      removed.delete(name);
+      removed.set(name, { file, settings: running.settings, runtime: { ...running.runtime } });
+      if (removed.size > MAX_REMEMBERED_REMOVALS) removed.delete(removed.keys().next().value!);
       registry.remove(name);
       summary.removed.push(name);
     }
   }
   for (const c of after) {
-    const o = old.get(c.name);
+    let o = old.get(c.name);
     if (!o) {
-      registry.add(c);
+      const gone = removed.get(c.name);
+      removed.delete(c.name);
+      if (gone && gone.file.keyId === c.keyId && gone.file.fingerprint === c.fingerprint) {
+        // Back as it was when a reload removed it, with what the file changed since.
+        registry.add(gone.settings, gone.runtime);
+        logger.info(`Client ${c.name} is back in clients.conf: restored as it was when a reload removed it${gone.runtime.enabled ? "" : " (disabled)"}`);
+        o = gone.file;
+      } else {
+        registry.add(c);
+        summary.added.push(c.name);
+        continue;
+      }
       summary.added.push(c.name);
+      const patch = settingsDiff(o, c);
+      if (Object.keys(patch).length > 0) registry.reloaded(c.name, patch);
+      registry.share(c);
       continue;
     }
     // In the file before and not in the registry: removed at run time
