@@ -44,6 +44,17 @@ test("a source's lines stop at the burst and are summarised with its address and
   assert.deepEqual(summaries, ["192.0.2.1 50 10", "192.0.2.1 1 1"]);
 });
 
+test("sources that never had a line held back are forgotten once their budget is whole", () => {
+  const clock = new ManualClock();
+  const budget = new PeerLineBudget(clock, () => {});
+  // 1,000 scanners' one line each: none held back, so no summary was due.
+  for (let i = 0; i < 1000; i++) assert.equal(budget.allow(`198.51.100.${i % 250}/${i}`), true);
+  assert.equal(budget.tracked, 1000);
+  clock.advance(60_000);
+  assert.equal(budget.tracked, 0, "no source kept for ever");
+  budget.stop();
+});
+
 test("a served connection's lines go back to its source", () => {
   const budget = new PeerLineBudget(new ManualClock(), () => undefined);
   for (let id = 0; id < PEER_LINES_BURST * 3; id++) {

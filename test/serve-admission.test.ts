@@ -5,6 +5,8 @@
 // IPv6 peers count per /64.
 
 import { test } from "node:test";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import assert from "node:assert/strict";
 import { ManualClock } from "../src/main/clock.js";
 import { Admission, type Slot, type SlotTicket } from "../src/main/serve/admission.js";
@@ -144,6 +146,31 @@ test("a handshake moved to the slow pool gives its slot to the next, up to the p
   assert.equal(held[4]!.slow(), false, "a released slot does not move");
   for (const slot of held) slot.release();
   assert.deepEqual(admission.counts, { holding: 0, slow: 0, waiting: 0, evictedSlow: 0, evictedWaiting: 0, evictedSilent: 0 });
+});
+
+test("a slow handshake's slot, once released, keeps nothing: its connection can be collected", async () => {
+  setFlagsFromString("--expose-gc");
+  const gc = runInNewContext("gc") as () => void;
+  const admission = new Admission({ clock: new ManualClock(), maxPerSource: 0, slots: 4, slowPool: new Limit(64) });
+  const connections: Array<WeakRef<object>> = [];
+  for (let i = 0; i < 200; i++) {
+    // The waiter's own object, as a Connection is for a real slot.
+    const connection = { n: i };
+    connections.push(new WeakRef(connection));
+    admission.requestSlot(`s${i % 7}`, (slot: Slot) => {
+      assert.equal(slot.slow(), true);
+      slot.release();
+    }, connection);
+  }
+  assert.deepEqual(admission.counts, { holding: 0, slow: 0, waiting: 0, evictedSlow: 0, evictedWaiting: 0, evictedSilent: 0 });
+  await new Promise((resolve) => setImmediate(resolve));
+  gc();
+  // Before the fix all 200 were kept; the newest may still be referenced
+  // from the stack V8 last ran, whatever the admission does.
+  const kept = connections.flatMap((c, i) => (c.deref() === undefined ? [] : [i]));
+  assert.ok(kept.length <= 1, `released slots hold connections ${kept.join(", ")}`);
+  // The admission lives on, as a server's does (collected, it would hold nothing either).
+  assert.equal(admission.counts.slow, 0);
 });
 
 /** An admission's slots with what each waiter is told: granted in order, and asked to close. */

@@ -117,6 +117,10 @@ export class PeerLineBudget {
     if (!entry) {
       entry = { tokens: limits.burst, at: now, suppressed: 0, since: now };
       this.#keys.set(key, entry);
+      // Forgotten at a flush once its budget is whole: before 2026-12 the
+      // flush came only after a line was held back, so a server that never
+      // held one back kept every source that ever had a line, for good.
+      this.#timer ??= this.#clock.setTimeout(() => this.flush(), SUMMARY_INTERVAL_MS);
     }
     entry.tokens = Math.min(limits.burst, entry.tokens + ((now - entry.at) * limits.perSecond) / 1000);
     entry.at = now;
@@ -151,6 +155,11 @@ export class PeerLineBudget {
     const entry = this.#keys.get(charged.source);
     if (entry) entry.tokens = Math.min(this.#limits.burst, entry.tokens + charged.lines);
     this.#all.tokens = Math.min(this.#limits.allBurst, this.#all.tokens + charged.lines);
+  }
+
+  /** Sources and clients whose budget is kept (whole ones are forgotten at the next flush). */
+  get tracked(): number {
+    return this.#keys.size;
   }
 
   /** `connection` has ended; nothing more is refunded. */

@@ -211,7 +211,12 @@ export class Admission {
   readonly #slowPool: Limit;
   /** Places of the reserve taken (AdmissionOptions.slowReserve). */
   #reserved = 0;
-  /** This admission's slow slots, oldest move first; released ones are dropped when they come to the front. */
+  /**
+   * This admission's slow slots, oldest move first; released ones are
+   * dropped when they come to the front (#dropReleased, at each slow
+   * one's release: so what it keeps is bounded by the slow handshakes of
+   * the last HANDSHAKE_TIMEOUT_MS, since the front one ends by then).
+   */
   readonly #slowOrder = new Fifo<GrantedSlot>();
   #evictedSlow = 0;
   #evictedWaiting = 0;
@@ -226,12 +231,14 @@ export class Admission {
   readonly #pool: SlotPool = {
     moveToSlow: (slot) => this.#moveToSlow(slot),
     release: (slot) => {
-      if (slot.state === "slow") {
+      const wasSlow = slot.state === "slow";
+      if (wasSlow) {
         this.#slow--;
         if (slot.reserve) this.#reserved--;
         else this.#slowPool.give();
       }
       slot.state = "released";
+      if (wasSlow) this.#dropReleased();
       this.#inFlight--;
       this.#next();
     },
@@ -326,6 +333,17 @@ export class Admission {
     this.#slowOrder.push(slot);
     this.#slow++;
     this.#next();
+  }
+
+  /**
+   * Drops the released slots at the front of #slowOrder. Before 2026-12
+   * they were dropped only by an eviction, which an unsaturated server
+   * never makes: each slow handshake's slot, and through it its
+   * connection, TLS state and keys (~3.8 KB of heap), stayed for the
+   * process's life, 8 a second from one source abandoning handshakes.
+   */
+  #dropReleased(): void {
+    for (let front = this.#slowOrder.peek(); front && front.state !== "slow"; front = this.#slowOrder.peek()) this.#slowOrder.shift();
   }
 
   #takeSlowPlace(slot: GrantedSlot): boolean {
