@@ -1,6 +1,6 @@
 // The facts the server publishes, on named node:diagnostics_channel
 // channels: the one interface that logging, D-Bus signals, the state saver,
-// tests, and later metrics and an audit log subscribe to. The core calls
+// tests, the metrics, /health and the audit log subscribe to. The core calls
 // `publish` and knows nothing of who listens; a channel without subscribers
 // costs one property read (`hasSubscribers`).
 //

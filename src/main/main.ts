@@ -1,7 +1,7 @@
 // Start-up and shutdown of the server: command line, configuration files,
 // logging, registry, handshake runner, listener and signals, in the order
-// the reference's main() does them. Exit codes as mandos(8): 0; 1 on a
-// fatal start-up failure; 2 on a usage error.
+// the reference's main() does them. Exit codes as the reference's: 0; 1 on a
+// fatal start-up failure; 2 on a usage error (argparse's).
 
 import { existsSync, lstatSync } from "node:fs";
 import { availableParallelism } from "node:os";
