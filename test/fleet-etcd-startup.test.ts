@@ -145,7 +145,7 @@ describe("a fleet server starting with an edited clients.conf", { skip }, () => 
 
     writeFileSync(path, full);
     b.server.process.kill("SIGHUP");
-    await b.server.waitForLog(/Reloaded clients\.conf: 1 added, 0 removed/);
+    await b.server.waitForLog(/Reloaded clients\.conf: 1 added \(\S+\), 0 removed/);
     await seen(b, "alpha", (p) => p.Enabled === false, "the fleet's Enabled on B for the client it added");
     const refused = await runMandosClient(alpha.dir, "::1", b.server.port, 3_000);
     assert.equal(refused.stdout.length, 0, "B gave a secret to a client it re-added from clients.conf while the fleet has it disabled");

@@ -331,7 +331,7 @@ describe("bin/mandos under Type=notify", () => {
       await rx.heard("READY=1");
       writeFileSync(join(conf, "clients.conf"), "[DEFAULT]\n[web]\nkey_id = ab\nsecret = QUJD\n");
       server.process.kill("SIGHUP");
-      await server.waitForLog(/Reloaded clients\.conf: 1 added, 0 removed, 0 changed/);
+      await server.waitForLog(/Reloaded clients\.conf: 1 added \(\S+\), 0 removed, 0 changed/);
       await eventually(() => said().length >= 3, { what: "READY=1 after the reload", context: () => said().join(", ") });
       assert.deepEqual(said(), ["READY=1", "RELOADING=1", "READY=1"]);
       // A file that does not parse is refused: the reload still ends.
