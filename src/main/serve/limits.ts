@@ -247,12 +247,13 @@ export function openConnectionsAllowed(openFiles: number | null, threads = 0): n
  */
 export const LISTEN_BACKLOG = 4096;
 
-// The TLS engine's own limits (record sizes, handshake bytes, handshake
-// message size, KeyUpdate flood) live beside the engine, which must not
-// import from here; they are re-exported so that this file lists every
-// bound a peer meets.
+// The TLS engine's own limits (record sizes, handshake bytes, records in
+// the server's flight, handshake message size, KeyUpdate flood) live beside
+// the engine, which must not import from here; they are re-exported so that
+// this file lists every bound a peer meets.
 export {
   MAX_CIPHERTEXT,
+  MAX_FLIGHT_RECORDS,
   MAX_HANDSHAKE_BUFFER_BYTES,
   MAX_HANDSHAKE_MESSAGE,
   MAX_KEY_UPDATES,
