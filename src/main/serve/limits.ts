@@ -181,7 +181,10 @@ export const DEFAULT_MAX_PER_SOURCE = 128;
  * rack of 48 machines behind one address that are all unknown to us, or
  * all disabled, fails 4.8 times a second: it never empties a bucket that
  * refills at 10 a second. An attacker gets at most 10 failed handshakes a second per
- * source (~1 ms of CPU each with Ed25519) after its first 100.
+ * source after its first 100: ~1 ms of CPU each with Ed25519 sent whole,
+ * ~10-15 ms at most trickled a byte a segment (MAX_HANDSHAKE_READS; 150
+ * such from one source in 5 s took ~20% of a core, docs/OPERATION.md,
+ * "Hostile peers").
  */
 export const FAILURE_BURST = 100;
 export const FAILURE_REFILL_PER_SECOND = 10;
