@@ -7,16 +7,22 @@
 //   #bytes: [ handed to the task that is out | not yet handed | free ]
 //           0                          #handed            #length   capacity
 
+import { ContentType } from "./constants.js";
 import { TlsError } from "./errors.js";
 import { MAX_FLIGHT_RECORDS } from "./limits.js";
 
 const EMPTY = Buffer.alloc(0);
+
+/** RFC 8446 §5.2: the AEAD expansion of every TLS 1.3 cipher suite (AES-GCM, ChaCha20-Poly1305, AES-CCM) is a 16-byte tag. */
+const AEAD_TAG_BYTES = 16;
 
 export class FlightBuffer {
   #bytes = Buffer.allocUnsafe(1024);
   #length = 0;
   #handed = 0;
   #records = 0;
+  /** The most plaintext the records not yet handed can hold (unhandedRoom). */
+  #room = 0;
 
   /** One whole record, header included; more than MAX_FLIGHT_RECORDS in a flight is decode_error. */
   append(record: Uint8Array): void {
@@ -31,6 +37,20 @@ export class FlightBuffer {
     }
     this.#bytes.set(record, this.#length);
     this.#length = need;
+    // A protected record's content is its body less the AEAD tag (16 bytes for
+    // every TLS 1.3 suite) and the inner content type (RFC 8446 §5.2); padding
+    // only makes it less. change_cipher_spec carries none.
+    if (record[0] === ContentType.ApplicationData) this.#room += Math.max(0, record.length - 5 - AEAD_TAG_BYTES - 1);
+  }
+
+  /**
+   * The most handshake bytes the records not yet handed can hold: a task
+   * is worth sending only when this reaches what the last one still needed
+   * (FlightProgress.need). A flight in one-byte records then costs a task
+   * or two a handshake message, not one a read.
+   */
+  get unhandedRoom(): number {
+    return this.#room;
   }
 
   /** Bytes not yet handed to a task. */
@@ -42,6 +62,7 @@ export class FlightBuffer {
   hand(): Uint8Array {
     const out = Buffer.from(this.#bytes.subarray(this.#handed, this.#length));
     this.#handed = this.#length;
+    this.#room = 0;
     return out;
   }
 

@@ -86,6 +86,9 @@ type Expect = "EE" | "CertOrCR" | "Cert" | "CV" | "Fin";
  */
 export interface FlightProgress {
   readonly handshake: FlightHandshakeState;
+  /** Both handshake traffic keys, derived once by the first task and carried, not derived again by each. */
+  readonly serverKeys: TrafficKeys;
+  readonly clientKeys: TrafficKeys;
   /** Protected records opened so far: the next one's sequence number. */
   readonly opened: number;
   readonly expect: Expect;
@@ -97,6 +100,14 @@ export interface FlightProgress {
   readonly requestContext: Uint8Array | null;
   /** The CertificateVerify's scheme once it verified (a code point). */
   readonly scheme: number | null;
+  /**
+   * Plaintext bytes still to come before the next handshake message can be
+   * whole (its header's missing bytes, or the rest of its body): until the
+   * records received since could hold that many, a task would only stop
+   * again where this one did, and the caller need not send one
+   * (client.ts, #flightTask; FlightBuffer.unhandedRoom). At least 1.
+   */
+  readonly need: number;
 }
 
 export interface ServerFlightTask {
@@ -171,8 +182,8 @@ export function processServerFlight(task: ServerFlightTask, context: FlightConte
     const p = task.progress;
     // Step 1.
     const handshake = p?.handshake ?? keyAgreement(task, suite);
-    const serverHsKeys = trafficKeys(suite, handshake.serverHandshakeTraffic);
-    clientHsKeys = trafficKeys(suite, handshake.clientHandshakeTraffic);
+    const serverHsKeys = p?.serverKeys ?? trafficKeys(suite, handshake.serverHandshakeTraffic);
+    clientHsKeys = p?.clientKeys ?? trafficKeys(suite, handshake.clientHandshakeTraffic);
 
     const transcript: Uint8Array[] = [task.transcript];
     if (p && p.messages.length > 0) transcript.push(p.messages);
@@ -281,17 +292,21 @@ export function processServerFlight(task: ServerFlightTask, context: FlightConte
         transcript.push(msg.raw);
       }
     }
+    const partial = assembler.pending;
     return {
       status: "incomplete",
       progress: {
         handshake,
+        serverKeys: serverHsKeys,
+        clientKeys: clientHsKeys,
         opened,
         expect,
         messages: transcript.length === 1 ? new Uint8Array(0) : Buffer.concat(transcript.slice(1)),
-        partial: assembler.pending,
+        partial,
         peerSpki,
         requestContext,
         scheme: scheme === null ? null : SIGNATURE_CODES[scheme],
+        need: bytesToNextMessage(partial),
       },
     };
   } catch (error) {
@@ -303,6 +318,13 @@ export function processServerFlight(task: ServerFlightTask, context: FlightConte
     }
     return { status: "error", error: data, alertRecord };
   }
+}
+
+/** Plaintext bytes a handshake message begun with `partial` (maybe empty) still lacks: its 4-byte header's, then its body's (RFC 8446 §4). */
+function bytesToNextMessage(partial: Uint8Array): number {
+  if (partial.length < 4) return 4 - partial.length;
+  const length = (partial[1]! << 16) | (partial[2]! << 8) | partial[3]!;
+  return Math.max(1, 4 + length - partial.length);
 }
 
 function keyAgreement(task: ServerFlightTask, suite: CipherSuiteInfo): FlightHandshakeState {

@@ -45,6 +45,7 @@ import {
   DECISION_CORK_MS,
   HANDSHAKE_TIMEOUT_MS,
   IDLE_EVICT_AFTER_MS,
+  MAX_HANDSHAKE_READS,
   PEER_SLOW_MS,
   SEND_TIMEOUT_MS,
   SLOW_EVICT_AFTER_MS,
@@ -140,6 +141,8 @@ export class Connection {
   #line: Buffer = EMPTY;
   #tls: TlsClient | null = null;
   #driver: EngineDriver | null = null;
+  /** Socket reads since the handshake began, against MAX_HANDSHAKE_READS. */
+  #handshakeReads = 0;
   /** Time spent waiting on the handshake runner so far (HandshakeDone.runnerWaitMs). */
   #runnerWaitMs = 0;
   #keyId = "";
@@ -311,6 +314,9 @@ export class Connection {
         this.#early = Buffer.concat([this.#early, chunk]);
         return;
       case "Handshaking":
+        if (++this.#handshakeReads > MAX_HANDSHAKE_READS) return this.#tooManyReads();
+        this.#driver?.receive(chunk);
+        return;
       case "AwaitingDecision":
       case "Sending":
         this.#driver?.receive(chunk);
@@ -318,6 +324,18 @@ export class Connection {
       case "Closed":
         return;
     }
+  }
+
+  /**
+   * A handshake past MAX_HANDSHAKE_READS: a TLS error of the peer's (logged
+   * as a handshake that failed, held back as every peer's line is, and a
+   * failure of its source), in the words GnuTLS has for a handshake past its
+   * size (as MAX_HANDSHAKE_BUFFER_BYTES). The socket is destroyed, not
+   * ended: a peer that trickles would go on being read.
+   */
+  #tooManyReads(): void {
+    this.#close("tls-error", `more than ${MAX_HANDSHAKE_READS} reads before the handshake completed`, "GNUTLS_E_UNEXPECTED_PACKET_LENGTH");
+    this.#socket.destroy();
   }
 
   #onLineData(chunk: Buffer): void {

@@ -31,6 +31,26 @@ export const VERSION_LINE_TIMEOUT_MS = 3_000;
 export const HANDSHAKE_TIMEOUT_MS = 20_000;
 
 /**
+ * Reads of the socket (data events) from the handshake slot to a finished
+ * handshake; one more is a hostile peer, closed as a TLS error of its
+ * source. Each read costs us ~50-70 µs whatever it holds (the record
+ * framer, the engine, a look for tasks): a peer that sent a stranger's
+ * flight behind 2,500 change_cipher_spec records, a byte a segment a
+ * millisecond apart, cost 770 ms of CPU over 17.8 s, 225 times a stranger
+ * that sends its flight whole (an audit, F3), all under
+ * MAX_HANDSHAKE_BUFFER_BYTES and HANDSHAKE_TIMEOUT_MS. A real mandos-client
+ * (GnuTLS) writes its flight at once, one to four records of at most ~5 KB
+ * with an RSA-16,384 key: four segments at Ethernet's MSS of 1,460 bytes,
+ * ten at IPv4's smallest (536, RFC 1122 §4.2.2.6); even the whole
+ * MAX_HANDSHAKE_BUFFER_BYTES (33,290) is 23 segments at 1,460 and 63 at
+ * 536, and a read never holds less than a segment. 128 is twice that last
+ * figure, and keeps a peer that trickles to ~128 × 60 µs, about twice a
+ * stranger's whole handshake. A legacy (TLS 1.2) peer's two flights are
+ * as small.
+ */
+export const MAX_HANDSHAKE_READS = 128;
+
+/**
  * How long a handshake worker may take to answer one request (a batch of
  * up to 16 handshake tasks, or a key-share refill) before it is taken for
  * wedged, ended, and its work sent elsewhere (handshake-runner.ts). A real
@@ -161,7 +181,10 @@ export const DEFAULT_MAX_PER_SOURCE = 128;
  * rack of 48 machines behind one address that are all unknown to us, or
  * all disabled, fails 4.8 times a second: it never empties a bucket that
  * refills at 10 a second. An attacker gets at most 10 failed handshakes a second per
- * source (~1 ms of CPU each with Ed25519) after its first 100.
+ * source after its first 100: ~1 ms of CPU each with Ed25519 sent whole,
+ * ~10-15 ms at most trickled a byte a segment (MAX_HANDSHAKE_READS; 150
+ * such from one source in 5 s took ~20% of a core, docs/OPERATION.md,
+ * "Hostile peers").
  */
 export const FAILURE_BURST = 100;
 export const FAILURE_REFILL_PER_SECOND = 10;
@@ -227,12 +250,13 @@ export function openConnectionsAllowed(openFiles: number | null, threads = 0): n
  */
 export const LISTEN_BACKLOG = 4096;
 
-// The TLS engine's own limits (record sizes, handshake bytes, handshake
-// message size, KeyUpdate flood) live beside the engine, which must not
-// import from here; they are re-exported so that this file lists every
-// bound a peer meets.
+// The TLS engine's own limits (record sizes, handshake bytes, records in
+// the server's flight, handshake message size, KeyUpdate flood) live beside
+// the engine, which must not import from here; they are re-exported so that
+// this file lists every bound a peer meets.
 export {
   MAX_CIPHERTEXT,
+  MAX_FLIGHT_RECORDS,
   MAX_HANDSHAKE_BUFFER_BYTES,
   MAX_HANDSHAKE_MESSAGE,
   MAX_KEY_UPDATES,
