@@ -159,8 +159,9 @@ export async function main(argv: readonly string[]): Promise<number> {
   if (parsed.kind === "exit") return parsed.code;
   const cli = parsed.options;
   if (cli.check) {
-    // Not the server: a hangup (its terminal closed) ends it, as any
-    // command's; there is nothing here to reload (daemon/early-hangup.ts).
+    // Not the server: a hangup (its terminal closed) ends it from here, as
+    // any command's; one held while it loaded is dropped, there is nothing
+    // here to reload (daemon/early-hangup.ts).
     takeEarlyHangup();
     const startedAsRoot = process.getuid?.() === 0;
     const runsAs = startedAsRoot ? chooseIds() : { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 };
