@@ -4,30 +4,35 @@
 // changed), or that the new file is broken (naming file, line and key),
 // and changes nothing.
 
-import { test } from "node:test";
+import { test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { hangUp, startServer } from "./helpers/server.js";
+import { hangUp, startServer, type RunningServer } from "./helpers/server.js";
 
 const RELOADED = /Reloaded clients\.conf: /;
 
-test("SIGHUP: a changed mandos.conf is named as needing a restart, a broken one by file, line and key; neither is applied", async (t) => {
+/** The server started on `text` as mandos.conf, stopped and cleaned up after the test. */
+async function startWith(t: TestContext, text: string, port: string): Promise<{ server: RunningServer; mandosConf: string; since: (mark: number) => string }> {
   const root = mkdtempSync(join(tmpdir(), "mandos-ts-reload-conf-"));
   const conf = join(root, "conf");
   const state = join(root, "state");
   mkdirSync(conf);
   mkdirSync(state);
   const mandosConf = join(conf, "mandos.conf");
-  writeFileSync(mandosConf, "[DEFAULT]\nservicename = Before\nmax_per_source = 7\n");
+  writeFileSync(mandosConf, text);
   writeFileSync(join(conf, "clients.conf"), "", { mode: 0o600 });
-  const server = await startServer(["--configdir", conf, "--statedir", state, "--port", "0", "--address", "::1"]);
+  const server = await startServer(["--configdir", conf, "--statedir", state, "--port", port, "--address", "::1"]);
   t.after(async () => {
     await server.stop();
     rmSync(root, { recursive: true, force: true });
   });
-  const since = (mark: number): string => server.log().slice(mark);
+  return { server, mandosConf, since: (mark) => server.log().slice(mark) };
+}
+
+test("SIGHUP: a changed mandos.conf is named as needing a restart, a broken one by file, line and key; neither is applied", async (t) => {
+  const { server, mandosConf, since } = await startWith(t, "[DEFAULT]\nservicename = Before\nmax_per_source = 7\n", "34691");
 
   // Unchanged: nothing said about mandos.conf.
   let mark = server.log().length;
@@ -55,4 +60,28 @@ test("SIGHUP: a changed mandos.conf is named as needing a restart, a broken one 
   mark = server.log().length;
   await hangUp(server, RELOADED);
   assert.doesNotMatch(since(mark), /mandos\.conf/);
+});
+
+// A file the server read at start and cannot read now (config/server-recheck.ts;
+// test/server-recheck.test.ts for one removed).
+test("mandos.conf 0600 root, the server run as another user: Permission denied, whom to open it to, once", { skip: process.getuid?.() !== 0 && "needs root (the server drops it)" }, async (t) => {
+  const { server, mandosConf, since } = await startWith(t, "[DEFAULT]\nservicename = Before\n", "34690");
+
+  chmodSync(mandosConf, 0o600); // root's, read at start before the drop
+  let mark = server.log().length;
+  await hangUp(server, RELOADED);
+  assert.match(since(mark), new RegExp(`WARNING: ${mandosConf.replace(/[.]/g, "\\.")} cannot be read now \\(Permission denied\\); ` +
+    "the server goes on with the settings it started with; make it readable by the user the server runs as \\(\\d+:\\d+\\), as Debian ships it \\(root:root 0644\\)"));
+  mark = server.log().length;
+  await hangUp(server, RELOADED);
+  assert.doesNotMatch(since(mark), /mandos\.conf/);
+  // Readable again: nothing to say; closed again: said again.
+  chmodSync(mandosConf, 0o644);
+  mark = server.log().length;
+  await hangUp(server, RELOADED);
+  assert.doesNotMatch(since(mark), /mandos\.conf/);
+  chmodSync(mandosConf, 0o600);
+  mark = server.log().length;
+  await hangUp(server, RELOADED);
+  assert.match(since(mark), /cannot be read now \(Permission denied\)/);
 });

@@ -22,6 +22,7 @@ import { consoleSink, FanOutLogger, silentLogger, type Logger } from "./daemon/l
 import { logServeEvents } from "./daemon/log-serve.js";
 import { systemClock } from "./clock.js";
 import { daemonize, isDaemonChild, notifyFailed, notifyReady } from "./daemon/daemonize.js";
+import { takeEarlyHangup } from "./daemon/early-hangup.js";
 import { ignoredOnStart } from "./daemon/inherited-signals.js";
 import { PidFile } from "./daemon/pidfile.js";
 import { checkClientsConfMode, chooseIds, dropPrivileges } from "./daemon/privileges.js";
@@ -158,6 +159,10 @@ export async function main(argv: readonly string[]): Promise<number> {
   if (parsed.kind === "exit") return parsed.code;
   const cli = parsed.options;
   if (cli.check) {
+    // Not the server: a hangup (its terminal closed) ends it from here, as
+    // any command's; one held while it loaded is dropped, there is nothing
+    // here to reload (daemon/early-hangup.ts).
+    takeEarlyHangup();
     const startedAsRoot = process.getuid?.() === 0;
     const runsAs = startedAsRoot ? chooseIds() : { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 };
     const reload = reloadReadiness(join(cli.configdir, "clients.conf"), runsAs, startedAsRoot);
@@ -242,6 +247,10 @@ async function serve(settings: ServerSettings, detach: boolean, logger: FanOutLo
   const early: NodeJS.Signals[] = [];
   const holdSignal = (signal: NodeJS.Signals): void => void early.push(signal);
   for (const signal of HANDLED_SIGNALS) process.on(signal, holdSignal);
+  // One since exec, held by bin/mandos before this module loaded, is
+  // applied first (daemon/early-hangup.ts). In the parent that detaches
+  // (daemonize, which never returns), that holder stays until it exits.
+  if (takeEarlyHangup() && HANDLED_SIGNALS.includes("SIGHUP")) early.push("SIGHUP");
   try {
     return await startAndServe(settings, detach, logger, early, renamed, recheck);
   } finally {

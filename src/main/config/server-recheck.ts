@@ -3,7 +3,11 @@
 // again with the new file; ours stays up and re-reads clients.conf only
 // (clients/reload.ts), so an admin who edited mandos.conf and reloaded must
 // be told that a restart is needed, and which settings it would change.
+// A file the server can no longer read is said once, with why and what to
+// do, until it reads again: the weekly logrotate reload would repeat it.
 
+import { readFileSync } from "node:fs";
+import { reasonInWords } from "./os-error.js";
 import { SERVER_OPTION_NAMES, loadServerConfig, type ServerConfig, type ServerConfigFile } from "./server-config.js";
 import { givenInFile, mergeSettings, type ServerFileSettings } from "./server-settings.js";
 import type { CommandLine } from "./cli.js";
@@ -20,6 +24,8 @@ export class ServerConfigRecheck {
   /** The file's values the server runs with (set and not empty). */
   readonly #running: ServerFileSettings;
   readonly #foundAtStart: boolean;
+  /** Why the file could not be read, as last said; undefined while it reads. */
+  #unreadableSaid: string | undefined;
 
   /** `started`: the file the server started with. */
   constructor(path: string, cli: CommandLine, defaults: MergeDefaults, started: ServerConfigFile) {
@@ -47,13 +53,39 @@ export class ServerConfigRecheck {
     }
     // Not every setting changed back to its default: the file is gone or not ours to read.
     if (this.#foundAtStart && !now.found) {
-      logger.warning(`${this.#path} cannot be read now; the server goes on with the settings it started with`);
+      const why = unreadableReason(this.#path);
+      // Said at an earlier SIGHUP, and still so; or readable again already.
+      if (why === undefined || why.code === this.#unreadableSaid) return;
+      this.#unreadableSaid = why.code;
+      logger.warning(`${this.#path} cannot be read now (${why.words}); the server goes on with the settings it started with${advice(why.code)}` +
+        " (said once until it can be read again)");
       return;
     }
+    this.#unreadableSaid = undefined;
     const changed = changedOptions(this.#running, givenInFile(now), this.#cli);
     if (changed.length === 0) return;
     logger.warning(`${this.#path} changed since start (${changed.join(", ")}); a SIGHUP re-reads only clients.conf: restart the server to apply it`);
   }
+}
+
+/** Why `path` cannot be read now (errno name and words), as loadServerConfig read it; undefined when it can. */
+function unreadableReason(path: string): { readonly code: string; readonly words: string } | undefined {
+  try {
+    readFileSync(path);
+    return undefined;
+  } catch (error) {
+    return { code: (error as NodeJS.ErrnoException).code ?? "unknown", words: reasonInWords(error) };
+  }
+}
+
+/** What to do about it, after a "; ". */
+function advice(code: string): string {
+  const uid = process.getuid?.();
+  const gid = process.getgid?.();
+  const runsAs = uid === undefined ? "the user the server runs as" : `the user the server runs as (${uid}:${gid ?? "?"})`;
+  if (code === "EACCES" || code === "EPERM") return `; make it readable by ${runsAs}, as Debian ships it (root:root 0644), so that it can be compared at SIGHUP`;
+  if (code === "ENOENT") return "; put it back: a restart without it would run with the defaults";
+  return "";
 }
 
 /** mandos.conf's names of the settings whose value differs; those the command line gives are not the file's to change. */

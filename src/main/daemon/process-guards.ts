@@ -9,14 +9,18 @@
 //   journal stream gone, `mandos --debug | head`) is an EPIPE 'error' event,
 //   which unhandled ends the process. The server serves on; what it wanted
 //   to say is lost (the reference swallows it the same way).
+// - SIGHUP: held from here on until the server's own handler takes it
+//   (early-hangup.ts); a reload asked while starting no longer kills it.
 // - Signals ignored by whoever started us stay ignored, as the reference
 //   leaves them (inherited-signals.ts).
 // - Which descriptors were open before Node opened its own, for --socket
 //   (passed-socket.ts).
 
+import { holdEarlyHangup } from "./early-hangup.js";
 import { keepInheritedIgnores } from "./inherited-signals.js";
 import { takeOpenFdsAtStart } from "../serve/passed-socket.js";
 
+holdEarlyHangup();
 process.on("SIGUSR1", () => undefined);
 keepInheritedIgnores();
 takeOpenFdsAtStart();
