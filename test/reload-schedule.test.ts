@@ -47,12 +47,18 @@ function fleet(settings: Partial<ClientSettings>): ClientSettings[] {
   return ["a", "b", "c"].map((name) => clientSettings(name, { checker: `check ${name}`, ...settings }));
 }
 
-test("a reload raising the interval just after a start keeps every client enabled", () => {
+/** A started registry of three clients with `settings`, their checkers succeeding when run() says. */
+function started(settings: Partial<ClientSettings>): { clock: ManualClock; checkers: ReturnType<typeof succeeding>; before: ClientSettings[]; reg: ClientRegistry } {
   const clock = new ManualClock();
   const checkers = succeeding();
-  const before = fleet({ timeout: 5 * MINUTE, interval: 20 * SECOND });
+  const before = fleet(settings);
   const reg = new ClientRegistry(before, { logger: silentLogger, clock, spawner: checkers.spawner, random: () => 0.5 });
   reg.start();
+  return { clock, checkers, before, reg };
+}
+
+test("a reload raising the interval just after a start keeps every client enabled", () => {
+  const { clock, checkers, before, reg } = started({ timeout: 5 * MINUTE, interval: 20 * SECOND });
   clock.advance(3 * SECOND);
   // The first checkers were due at 10 s and the clients expire at 30 s; the
   // setter's rule moved the next checker to 43 s and kept the expiry.
@@ -63,11 +69,7 @@ test("a reload raising the interval just after a start keeps every client enable
 });
 
 test("a reload raising the interval of a client that checked OK a while ago keeps it enabled", () => {
-  const clock = new ManualClock();
-  const checkers = succeeding();
-  const before = fleet({ timeout: MINUTE, interval: 20 * SECOND });
-  const reg = new ClientRegistry(before, { logger: silentLogger, clock, spawner: checkers.spawner, random: () => 0.5 });
-  reg.start();
+  const { clock, checkers, before, reg } = started({ timeout: MINUTE, interval: 20 * SECOND });
   run(clock, checkers, 2 * MINUTE);
   // 15 s after a success the expiry is 45 s ahead; the setter's rule put
   // the next checker 50 s ahead.
@@ -77,11 +79,7 @@ test("a reload raising the interval of a client that checked OK a while ago keep
 });
 
 test("a reload lowering the timeout just after a start keeps every client enabled", () => {
-  const clock = new ManualClock();
-  const checkers = succeeding();
-  const before = fleet({ timeout: 60 * MINUTE, interval: 20 * SECOND });
-  const reg = new ClientRegistry(before, { logger: silentLogger, clock, spawner: checkers.spawner, random: () => 0.5 });
-  reg.start();
+  const { clock, checkers, before, reg } = started({ timeout: 60 * MINUTE, interval: 20 * SECOND });
   clock.advance(4 * SECOND);
   // The expiry was the start's (now + delay + interval): moved by -30
   // minutes, it had passed, and every client was disabled at once.
@@ -92,11 +90,7 @@ test("a reload lowering the timeout just after a start keeps every client enable
 });
 
 test("a reload lowering the timeout after a secret was sent keeps the client enabled", () => {
-  const clock = new ManualClock();
-  const checkers = succeeding();
-  const before = fleet({ timeout: 60 * MINUTE, extendedTimeout: 15 * MINUTE, interval: 20 * SECOND });
-  const reg = new ClientRegistry(before, { logger: silentLogger, clock, spawner: checkers.spawner, random: () => 0.5 });
-  reg.start();
+  const { clock, checkers, before, reg } = started({ timeout: 60 * MINUTE, extendedTimeout: 15 * MINUTE, interval: 20 * SECOND });
   run(clock, checkers, MINUTE);
   // As a secret sent does: the expiry an extended timeout ahead.
   reg.secretDelivered("a");

@@ -22,7 +22,8 @@
 // 5,888 hex digits; test/tls-key-shares.test.ts checks each against
 // OpenSSL's by its SHA-256.
 
-import { createPrivateKey, createPublicKey, type KeyObject } from "node:crypto";
+import { createPrivateKey, createPublicKey, diffieHellman, type KeyObject } from "node:crypto";
+import { drawRandom } from "./random.js";
 
 /** The finite-field groups. */
 export type FfdheGroup = "ffdhe2048" | "ffdhe3072" | "ffdhe4096" | "ffdhe6144" | "ffdhe8192";
@@ -133,6 +134,26 @@ export function dhPrivateKey(algorithm: Buffer, x: Uint8Array): KeyObject {
 export function dhPublicKey(algorithm: Buffer, y: Uint8Array): KeyObject {
   const key = der(0x30, algorithm, der(0x03, Buffer.of(0), derInteger(y)));
   return createPublicKey({ key, format: "der", type: "spki" });
+}
+
+/**
+ * TLS 1.2's DHE in a group given as bytes (the peer's, or a test peer's
+ * own): a fresh exponent of dhExponentBits(primeBits), our public value,
+ * and the premaster with the other side's Y, leading zero bytes stripped
+ * (RFC 5246 §8.1.2). Throws on a Y OpenSSL refuses.
+ */
+export function dheShare(prime: Uint8Array, generator: Uint8Array, primeBits: number): { readonly publicValue: Buffer; agree(peerY: Uint8Array): Buffer } {
+  const algorithm = dhAlgorithm(prime, generator);
+  const privateKey = dhPrivateKey(algorithm, drawRandom(Math.ceil(dhExponentBits(primeBits) / 8)));
+  return {
+    publicValue: ffdhePublicValue(createPublicKey(privateKey)),
+    agree(peerY: Uint8Array): Buffer {
+      const z = diffieHellman({ privateKey, publicKey: dhPublicKey(algorithm, peerY) });
+      let i = 0;
+      while (i < z.length - 1 && z[i] === 0) i++;
+      return z.subarray(i);
+    },
+  };
 }
 
 /** Our private key: the exponent `x` of `group`, as PKCS #8. */

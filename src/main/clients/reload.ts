@@ -65,22 +65,19 @@ export function applyReload(registry: ClientRegistry, before: readonly ClientSet
     }
   }
   for (const c of after) {
-    let o = old.get(c.name);
+    const o = old.get(c.name);
     if (!o) {
+      summary.added.push(c.name);
       const gone = removed.get(c.name);
       removed.delete(c.name);
-      if (gone && gone.file.keyId === c.keyId && gone.file.fingerprint === c.fingerprint) {
-        // Back as it was when a reload removed it, with what the file changed since.
-        registry.add(gone.settings, gone.runtime);
-        logger.info(`Client ${c.name} is back in clients.conf: restored as it was when a reload removed it${gone.runtime.enabled ? "" : " (disabled)"}`);
-        o = gone.file;
-      } else {
+      if (!gone || gone.file.keyId !== c.keyId || gone.file.fingerprint !== c.fingerprint) {
         registry.add(c);
-        summary.added.push(c.name);
         continue;
       }
-      summary.added.push(c.name);
-      const patch = settingsDiff(o, c);
+      // Back as it was when a reload removed it, with what the file changed since.
+      registry.add(gone.settings, gone.runtime);
+      logger.info(`Client ${c.name} is back in clients.conf: restored as it was when a reload removed it${gone.runtime.enabled ? "" : " (disabled)"}`);
+      const patch = settingsDiff(gone.file, c);
       if (Object.keys(patch).length > 0) registry.reloaded(c.name, patch);
       registry.share(c);
       continue;

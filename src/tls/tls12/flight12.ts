@@ -23,13 +23,12 @@
 //   5. the signature verifies with the primary key        -> decrypt_error
 //   6. the agreement succeeds (a point on the curve)       -> illegal_parameter
 
-import { createECDH, createHash, createPublicKey, diffieHellman } from "node:crypto";
+import { createECDH, createHash } from "node:crypto";
 import { ContentType, HandshakeType } from "../constants.js";
 import { TlsError, tlsErrorAs, toErrorData, type TlsErrorData } from "../errors.js";
-import { dhAlgorithm, dhExponentBits, dhPrivateKey, dhPublicKey, ffdhePublicValue } from "../ffdhe.js";
+import { dheShare } from "../ffdhe.js";
 import type { FlightContext } from "../flight.js";
 import { mayBeKnown } from "../known-keys.js";
-import { drawRandom } from "../random.js";
 import { CHANGE_CIPHER_SPEC, handshakeHeader, plainRecord } from "../record.js";
 import { finished12, keyBlock12, masterSecret12, seal12, type Tls12Keys } from "./crypto12.js";
 import { encodeClientKeyExchange, parseOpenPgpCertificateMessage, parseServerKeyExchange, serverKeyExchangeContent } from "./messages12.js";
@@ -125,14 +124,9 @@ export async function processTls12Flight(task: Tls12FlightTask, context: FlightC
       } else {
         // Not createDiffieHellman: it runs OpenSSL's DH_check on the
         // peer's prime, a primality test of seconds for 4,096 bits (ffdhe.ts).
-        const algorithm = dhAlgorithm(ex.p, ex.g);
-        const privateKey = dhPrivateKey(algorithm, drawRandom(Math.ceil(dhExponentBits(bitLength(ex.p)) / 8)));
-        publicValue = ffdhePublicValue(createPublicKey(privateKey));
-        // RFC 5246 §8.1.2: leading zero bytes stripped.
-        const z = diffieHellman({ privateKey, publicKey: dhPublicKey(algorithm, ex.ys) });
-        let i = 0;
-        while (i < z.length - 1 && z[i] === 0) i++;
-        preMaster = z.subarray(i);
+        const dh = dheShare(ex.p, ex.g, bitLength(ex.p));
+        publicValue = dh.publicValue;
+        preMaster = dh.agree(ex.ys);
       }
     } catch {
       throw new TlsError("TLS_ILLEGAL_PARAMETER", `invalid ${group} share`);

@@ -12,13 +12,12 @@
 // `Tls12ServerFaults` makes it send what a broken or hostile legacy peer
 // would, for the negative tests; none is set in normal use.
 
-import { createECDH, createHash, createPublicKey, diffieHellman, randomBytes, sign as cryptoSign, type KeyObject } from "node:crypto";
+import { createECDH, createHash, randomBytes, sign as cryptoSign, type KeyObject } from "node:crypto";
 import { ContentType, HandshakeType } from "../constants.js";
 import { constantTimeEqual } from "../crypto.js";
 import { TlsEndpoint, plainAlert } from "../endpoint.js";
 import { TlsError } from "../errors.js";
-import { dhAlgorithm, dhExponentBits, dhPrivateKey, dhPublicKey, ffdhePublicValue } from "../ffdhe.js";
-import { drawRandom } from "../random.js";
+import { dheShare } from "../ffdhe.js";
 import { parseClientHello } from "../messages.js";
 import { CHANGE_CIPHER_SPEC, HandshakeAssembler, handshakeHeader, plainRecord, type RawRecord } from "../record.js";
 import { Tls12Channel } from "./channel12.js";
@@ -206,16 +205,9 @@ export class Tls12Server extends TlsEndpoint {
     let agree: (peer: Buffer) => Buffer;
     if (suite.kx === "DHE_RSA" && dh) {
       // As flight12.ts does, without DH_check's primality test (ffdhe.ts).
-      const algorithm = dhAlgorithm(dh.prime, dh.generator);
-      const privateKey = dhPrivateKey(algorithm, drawRandom(Math.ceil(dhExponentBits(dh.prime.length * 8) / 8)));
-      const ys = ffdhePublicValue(createPublicKey(privateKey));
-      params = encodeDheParams(dh.prime, dh.generator, ys);
-      agree = (peer) => {
-        const z = diffieHellman({ privateKey, publicKey: dhPublicKey(algorithm, peer) });
-        let i = 0;
-        while (i < z.length - 1 && z[i] === 0) i++;
-        return z.subarray(i);
-      };
+      const share = dheShare(dh.prime, dh.generator, dh.prime.length * 8);
+      params = encodeDheParams(dh.prime, dh.generator, share.publicValue);
+      agree = (peer) => share.agree(peer);
     } else {
       const name = curve === 0x17 ? "prime256v1" : curve === 0x19 ? "secp521r1" : curve === 0x1d ? "x25519" : "secp384r1";
       if (name === "x25519") {
