@@ -2,15 +2,18 @@
 // duplicates (enroll-fleet.test.ts): machine names that cannot be a client
 // section (DEFAULT, `%`...), a new clients.conf that would not read back
 // as the old clients plus the new ones; two enrollments at once; a
-// clients.conf that is a symbolic link.
+// clients.conf that is a symbolic link; a lock left by a killed enrollment.
 
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { makeFleetKeyDirs, type FleetMachine } from "./helpers/fleet-keys.js";
 import { enroll, machinesFrom } from "../src/keygen/enroll.js";
+import { enrollLockPath, lookAtLock, takeOverStaleLock } from "../src/keygen/enroll-lock.js";
 import { parseClientsConfig } from "../src/main/config/index.js";
 import { REPO, run } from "./helpers/server.js";
 
@@ -67,6 +70,46 @@ test("two enrollments at once, as two processes, both end up in clients.conf", a
     const names = parseClientsConfig(readFileSync(path, "utf8"), path).map((c) => c.name).sort();
     assert.deepEqual(names, [a.name, b.name, "old"].sort(), `round ${round}`);
   }
+});
+
+/** A pid no process has: one of a child that has exited. */
+async function deadPid(): Promise<number> {
+  const child = spawn(process.execPath, ["-e", ""], { stdio: "ignore" });
+  await once(child, "exit");
+  return child.pid!;
+}
+
+test("a lock left by a killed enrollment is taken over, by one of two enrollments that find it", async () => {
+  const path = join(root, "stale.conf");
+  writeFileSync(path, OLD, { mode: 0o600 });
+  const lock = enrollLockPath(path);
+  writeFileSync(lock, `${await deadPid()}\n`, { mode: 0o600 });
+  // Two enrollments look at the stale lock; the first takes it over and
+  // makes its own; the second's takeover, of the file it saw, must leave
+  // the first's lock alone (removing by name, both would hold it).
+  const first = lookAtLock(lock)!;
+  const second = lookAtLock(lock)!;
+  assert.equal(first.stale && second.stale, true);
+  assert.equal(takeOverStaleLock(lock, first), true);
+  writeFileSync(lock, `${process.pid}\n`, { flag: "wx", mode: 0o600 });
+  takeOverStaleLock(lock, second);
+  assert.equal(readFileSync(lock, "utf8"), `${process.pid}\n`, "the live lock is kept");
+  assert.equal(lookAtLock(lock)!.stale, false);
+  rmSync(lock);
+  // A lock mid-write (no whole pid yet) is not stale; a pid used again by
+  // a process started after the lock was written is.
+  writeFileSync(lock, "12", { mode: 0o600 });
+  assert.equal(lookAtLock(lock)!.stale, false);
+  writeFileSync(lock, `${process.pid}\n`);
+  utimesSync(lock, new Date(Date.now() - 3_600_000), new Date(Date.now() - 3_600_000));
+  assert.equal(lookAtLock(lock)!.stale, true, "this process started after the lock's time");
+  // And a real enrollment goes through a stale lock, leaving no file behind.
+  writeFileSync(lock, `${await deadPid()}\n`);
+  const m = machines[0]!;
+  const r = await run(process.execPath, [`${REPO}bin/mandos-keygen`, "--enroll", "--clients-conf", path, m.dir], 60_000);
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(parseClientsConfig(readFileSync(path, "utf8"), path).map((c) => c.name), ["old", m.name]);
+  assert.deepEqual(readdirSync(root).filter((f) => f.startsWith(".stale.conf")), []);
 });
 
 test("a clients.conf that is a symbolic link stays one: its target gets the new clients", async () => {

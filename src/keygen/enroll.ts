@@ -16,15 +16,15 @@
 //                     lines and lines starting with # are skipped).
 // Passwords are never printed, nor are the encrypted secrets.
 
-import { closeSync, fchownSync, fsyncSync, lstatSync, openSync, readFileSync, readlinkSync, realpathSync, renameSync, rmSync, statSync, unlinkSync, writeSync } from "node:fs";
+import { closeSync, fchownSync, fsyncSync, lstatSync, openSync, readFileSync, readlinkSync, realpathSync, renameSync, statSync, unlinkSync, writeSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import { randomBytes } from "node:crypto";
 import { parseClientsConfig } from "../main/config/index.js";
 import type { ClientSettings } from "../main/clients/settings.js";
-import { processRuns } from "../main/daemon/process-runs.js";
 import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
 import { fileSystemError, KeygenError, KeygenFileError, type KeygenErrorCode } from "./errors.js";
+import { withEnrollLock } from "./enroll-lock.js";
 import { keyDirPaths } from "./key-dir.js";
 import { encryptPassword, openPgpFingerprint, secretLines } from "./openpgp-key.js";
 import { formatSection } from "./section.js";
@@ -282,66 +282,6 @@ function readClients(path: string): { text: string; mode: number; owner: { uid: 
   } catch (error) {
     throw new KeygenError("ENROLL_CONFIG_UNREADABLE", `${path} does not parse, so it is left alone: ${(error as Error).message}`);
   }
-}
-
-/**
- * How long an enrollment waits for another's lock: the other holds it only
- * from reading clients.conf to its rename (the encryption is done before),
- * well under a second even for 10,000 machines.
- */
-export const ENROLL_LOCK_WAIT_MS = 30_000;
-const ENROLL_LOCK_POLL_MS = 50;
-
-/**
- * Runs `change` holding `.NAME.enroll-lock` beside clients.conf, made with
- * O_EXCL and holding our pid: two enrollments at once would each read the
- * old file and the second rename would drop the first's machines. A lock
- * left by a process that died is taken over; one held past
- * ENROLL_LOCK_WAIT_MS is an error naming it.
- */
-async function withEnrollLock<T>(path: string, change: () => T): Promise<T> {
-  const lock = join(dirname(path), `.${basename(path)}.enroll-lock`);
-  const deadline = Date.now() + ENROLL_LOCK_WAIT_MS;
-  for (let tries = 0; ; tries++) {
-    let fd: number;
-    try {
-      fd = openSync(lock, "wx", 0o600);
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      if (code !== "EEXIST") throw fileSystemError(error, lock) ?? error;
-      if (lockHolderGone(lock)) {
-        rmSync(lock, { force: true });
-        continue;
-      }
-      if (Date.now() >= deadline || tries > ENROLL_LOCK_WAIT_MS / ENROLL_LOCK_POLL_MS) {
-        throw new KeygenError("ENROLL_LOCKED", `Another enrollment holds ${lock} (pid ${readLockPid(lock) ?? "unknown"}); waited ${ENROLL_LOCK_WAIT_MS / 1000} s`);
-      }
-      await new Promise((resolve) => setTimeout(resolve, ENROLL_LOCK_POLL_MS));
-      continue;
-    }
-    try {
-      writeSync(fd, `${process.pid}\n`);
-      closeSync(fd);
-      return change();
-    } finally {
-      rmSync(lock, { force: true });
-    }
-  }
-}
-
-function readLockPid(lock: string): number | null {
-  try {
-    const pid = Number(readFileSync(lock, "utf8").trim());
-    return Number.isInteger(pid) && pid > 0 ? pid : null;
-  } catch {
-    return null;
-  }
-}
-
-/** The lock's process has ended (ESRCH); a lock still being written (no pid yet) is not gone. */
-function lockHolderGone(lock: string): boolean {
-  const pid = readLockPid(lock);
-  return pid !== null && !processRuns(pid);
 }
 
 /**
