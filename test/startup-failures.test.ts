@@ -141,6 +141,9 @@ test("--check reads mandos.conf and clients.conf as a start does: the first erro
   assert.equal(fixed.status, 0, fixed.stdout + fixed.stderr);
   assert.match(fixed.stdout, /^ok: settings: /m);
   assert.match(fixed.stdout, /^ok: clients\.conf: .* 1 client$/m);
+  // Without mandos.conf, the defaults, and why the file was not read.
+  rmSync(join(conf, "mandos.conf"));
+  assert.match(check().stdout, new RegExp(`^ok: settings: the defaults \\(${join(conf, "mandos.conf").replace(/[.]/g, "\\.")} cannot be read: No such file or directory\\) and`, "m"));
 });
 
 test("a bad priority string: exit 1 naming the bad token", (t) => {

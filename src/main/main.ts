@@ -70,10 +70,10 @@ const SHUTDOWN_GRACE_MS = 5_000;
 const RUNNING_BUILD = installedBuild();
 
 /** The settings --check looks at; the error when they cannot be read (the self-test says the rest). */
-function checkSettings(cli: CommandLine): { settings: ServerSettings; found: boolean } | Error {
+function checkSettings(cli: CommandLine): { settings: ServerSettings; unreadable: string | null } | Error {
   try {
     const file = loadServerConfig(join(cli.configdir, "mandos.conf"));
-    return { settings: mergeSettings(cli, givenInFile(file), { priority: DEFAULT_PRIORITY, workers: 0, maxPerSource: DEFAULT_MAX_PER_SOURCE }, file), found: file.found };
+    return { settings: mergeSettings(cli, givenInFile(file), { priority: DEFAULT_PRIORITY, workers: 0, maxPerSource: DEFAULT_MAX_PER_SOURCE }, file), unreadable: file.found ? null : reasonInWords(file.unreadable) };
   } catch (error) {
     return error instanceof Error ? error : new Error(String(error));
   }
@@ -88,7 +88,7 @@ function checkConfiguration(cli: CommandLine, checked: ReturnType<typeof checkSe
   const mandosConf = join(cli.configdir, "mandos.conf");
   // "settings": the error may be the command line's (--priority: ...).
   if (checked instanceof Error) process.stdout.write(`FAILED: settings: ${checked.message}\n`);
-  else process.stdout.write(`ok: settings: ${checked.found ? mandosConf : `the defaults (${mandosConf} cannot be read)`} and the command line are as a start reads them\n`);
+  else process.stdout.write(`ok: settings: ${checked.unreadable === null ? mandosConf : `the defaults (${mandosConf} cannot be read: ${checked.unreadable})`} and the command line are as a start reads them\n`);
   const clientsPath = join(cli.configdir, "clients.conf");
   try {
     const clients = loadClientsConfig(clientsPath);

@@ -48,7 +48,7 @@ export interface ClientsConfigOptions {
  */
 export function loadClientsConfig(path: string, opts: ClientsConfigOptions = {}): ClientSettings[] {
   const text = readConfigText(path);
-  return text === undefined ? [] : parseClientsConfig(text, path, opts);
+  return typeof text === "string" ? parseClientsConfig(text, path, opts) : [];
 }
 
 /** Parses the text of a clients.conf (for SIGHUP reloads and tests); `file` names it in errors. */

@@ -30,13 +30,18 @@ export function decodeConfigText(bytes: Uint8Array): string | { readonly badLine
   }
 }
 
-/** The text of `path`, or undefined when it cannot be read (missing, no permission). */
-export function readConfigText(path: string): string | undefined {
+/** Why a configuration file was skipped: the error opening or reading it (missing, no permission). */
+export interface ConfigUnreadable {
+  readonly unreadable: NodeJS.ErrnoException;
+}
+
+/** The text of `path`, or why it cannot be read. */
+export function readConfigText(path: string): string | ConfigUnreadable {
   let bytes: Buffer;
   try {
     bytes = readFileSync(path);
-  } catch {
-    return undefined;
+  } catch (error) {
+    return { unreadable: error as NodeJS.ErrnoException };
   }
   const text = decodeConfigText(bytes);
   if (typeof text !== "string") throw new ConfigError("CONFIG_UNREADABLE", { file: path, line: text.badLine }, "not valid UTF-8");

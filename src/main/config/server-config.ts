@@ -120,6 +120,8 @@ export interface ServerConfigFile {
   readonly file: string;
   /** False when the file could not be read: then every setting is its default, as in the reference. */
   readonly found: boolean;
+  /** Why, when not found. */
+  readonly unreadable?: NodeJS.ErrnoException;
   readonly settings: ServerConfig;
   /** The settings the file itself gave (the rest are defaults). */
   readonly setInFile: ReadonlySet<keyof ServerConfig>;
@@ -130,7 +132,7 @@ export interface ServerConfigFile {
 /** Reads mandos.conf at `path`; a missing or unreadable file gives the defaults (`found: false`). */
 export function loadServerConfig(path: string): ServerConfigFile {
   const text = readConfigText(path);
-  if (text === undefined) return { ...parseServerConfig("", path), found: false };
+  if (typeof text !== "string") return { ...parseServerConfig("", path), found: false, unreadable: text.unreadable };
   return parseServerConfig(text, path);
 }
 

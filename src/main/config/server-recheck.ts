@@ -6,7 +6,6 @@
 // A file the server can no longer read is said once, with why and what to
 // do, until it reads again: the weekly logrotate reload would repeat it.
 
-import { readFileSync } from "node:fs";
 import { reasonInWords } from "./os-error.js";
 import { SERVER_OPTION_NAMES, loadServerConfig, type ServerConfig, type ServerConfigFile } from "./server-config.js";
 import { givenInFile, mergeSettings, type ServerFileSettings } from "./server-settings.js";
@@ -53,9 +52,9 @@ export class ServerConfigRecheck {
     }
     // Not every setting changed back to its default: the file is gone or not ours to read.
     if (this.#foundAtStart && !now.found) {
-      const why = unreadableReason(this.#path);
-      // Said at an earlier SIGHUP, and still so; or readable again already.
-      if (why === undefined || why.code === this.#unreadableSaid) return;
+      const why = { code: now.unreadable?.code ?? "unknown", words: reasonInWords(now.unreadable) };
+      // Said at an earlier SIGHUP, and still so.
+      if (why.code === this.#unreadableSaid) return;
       this.#unreadableSaid = why.code;
       logger.warning(`${this.#path} cannot be read now (${why.words}); the server goes on with the settings it started with${advice(why.code)}` +
         " (said once until it can be read again)");
@@ -65,16 +64,6 @@ export class ServerConfigRecheck {
     const changed = changedOptions(this.#running, givenInFile(now), this.#cli);
     if (changed.length === 0) return;
     logger.warning(`${this.#path} changed since start (${changed.join(", ")}); a SIGHUP re-reads only clients.conf: restart the server to apply it`);
-  }
-}
-
-/** Why `path` cannot be read now (errno name and words), as loadServerConfig read it; undefined when it can. */
-function unreadableReason(path: string): { readonly code: string; readonly words: string } | undefined {
-  try {
-    readFileSync(path);
-    return undefined;
-  } catch (error) {
-    return { code: (error as NodeJS.ErrnoException).code ?? "unknown", words: reasonInWords(error) };
   }
 }
 
