@@ -26,6 +26,7 @@ function stillClock(): Clock & { advance(ms: number): void } {
   let now = Date.now();
   return {
     now: () => now,
+    elapsed: () => now,
     setTimeout: (fn, ms) => systemClock.setTimeout(fn, ms),
     setTimeoutWith: (fn, ms, arg) => systemClock.setTimeoutWith(fn, ms, arg),
     advance(ms) {

@@ -58,6 +58,7 @@ function stallingClock(): Clock & { advance(ms: number): void; stall(ms: number)
   let lost = 0;
   return {
     now: () => manual.now() + lost,
+    elapsed: () => manual.elapsed() + lost,
     setTimeout: (fn, ms) => manual.setTimeout(fn, ms),
     setTimeoutWith: (fn, ms, arg) => manual.setTimeoutWith(fn, ms, arg),
     advance: (ms) => manual.advance(ms),

@@ -307,6 +307,7 @@ test("a delay that runs out a millisecond early by the clock is still over: one 
   // Timers fire 1 ms before now() reaches their time, as rounding between them can make them.
   const early = {
     now: () => manual.now(),
+    elapsed: () => manual.elapsed(),
     setTimeout: (fn: () => void, ms: number) => manual.setTimeout(fn, Math.max(0, ms - 1)),
     setTimeoutWith: <T>(fn: (arg: T) => void, ms: number, arg: T) => manual.setTimeout(() => fn(arg), Math.max(0, ms - 1)),
   };

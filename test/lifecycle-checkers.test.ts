@@ -124,6 +124,7 @@ test("secrets sent one after another set no new disable timer, and the client ex
   let timersSet = 0;
   const counting = {
     now: () => clock.now(),
+    elapsed: () => clock.elapsed(),
     setTimeout: (fn: () => void, ms: number) => (timersSet++, clock.setTimeout(fn, ms)),
     setTimeoutWith: <T>(fn: (arg: T) => void, ms: number, arg: T) => (timersSet++, clock.setTimeoutWith(fn, ms, arg)),
   };

@@ -56,7 +56,7 @@ for (const workers of [0, 1]) {
     // lines take to come back to ::1's budget (PEER_LINES_PER_SECOND), so
     // that the table's length is not bounded by PEER_LINES_BURST.
     let logSkewMs = 0;
-    const logClock = { ...systemClock, now: (): number => systemClock.now() + logSkewMs };
+    const logClock = { ...systemClock, elapsed: (): number => systemClock.elapsed() + logSkewMs };
     const capture: Logger = {
       debug: (m) => void lines.push(m), info: (m) => void lines.push(m), warning: (m) => void lines.push(m),
       error: (m) => void lines.push(m), critical: (m) => void lines.push(m), enabledFor: () => true,

@@ -34,6 +34,7 @@ test("a slow save puts the next one off; a fast one brings the one-second delay 
   let inside = 0;
   const clock: Clock = {
     now: () => manual.now() + inside,
+    elapsed: () => manual.elapsed() + inside,
     setTimeout: (fn, ms) => manual.setTimeout(fn, ms),
     setTimeoutWith: (fn, ms, arg) => manual.setTimeoutWith(fn, ms, arg),
   };

@@ -1,5 +1,10 @@
 // Time for the parts of the server that schedule things (checkers, expiry,
 // approvals, connection deadlines), passed in so tests can drive it.
+// Two clocks: the wall clock (now) for what is shown, saved and shared
+// with other servers, and a monotonic one (elapsed) for every wait and
+// deadline, which an NTP step of the wall clock must not move: a step
+// forward past a client's timeout disabled every client at once, a step
+// back kept a failing one enabled and throttled sources for its length.
 // setTimeout here accepts any duration: Node's own fires at once beyond
 // 2^31-1 ms (24.8 days), which a `timeout = 30d` would hit; the heap below
 // wakes at most that far ahead and looks again.
@@ -9,8 +14,13 @@ export interface TimerHandle {
 }
 
 export interface Clock {
-  /** Milliseconds since the epoch. */
+  /** Milliseconds since the epoch: the wall clock, which NTP may step. */
   now(): number;
+  /**
+   * Monotonic milliseconds from an arbitrary origin: for how long things
+   * take and when they are due; the timers below run on it.
+   */
+  elapsed(): number;
   setTimeout(fn: () => void, ms: number): TimerHandle;
   /**
    * The same, calling `fn(arg)`: one function shared by many timers (a
@@ -188,6 +198,7 @@ const timers = new TimerHeap();
 
 export const systemClock: Clock = {
   now: () => Date.now(),
+  elapsed: () => performance.now(),
   setTimeout: (fn, ms) => timers.add(fn, undefined, ms),
   setTimeoutWith: (fn, ms, arg) => timers.add(fn as (arg: unknown) => void, arg, ms),
 };
@@ -195,6 +206,7 @@ export const systemClock: Clock = {
 /** A clock that moves only when told to: for tests. */
 export class ManualClock implements Clock {
   #now: number;
+  #elapsed = 0;
   #timers: Array<{ at: number; seq: number; fn: () => void; live: boolean }> = [];
   #seq = 0;
 
@@ -206,8 +218,17 @@ export class ManualClock implements Clock {
     return this.#now;
   }
 
+  elapsed(): number {
+    return this.#elapsed;
+  }
+
+  /** Steps the wall clock only (NTP's step), by `ms` (negative: back); no timer fires. */
+  stepWall(ms: number): void {
+    this.#now += ms;
+  }
+
   setTimeout(fn: () => void, ms: number): TimerHandle {
-    const timer = { at: this.#now + Math.max(0, ms), seq: this.#seq++, fn, live: true };
+    const timer = { at: this.#elapsed + Math.max(0, ms), seq: this.#seq++, fn, live: true };
     this.#timers.push(timer);
     return { cancel: () => void (timer.live = false) };
   }
@@ -218,16 +239,18 @@ export class ManualClock implements Clock {
 
   /** Moves time forward, firing due timers in order (including ones they set). */
   advance(ms: number): void {
-    const end = this.#now + ms;
+    const end = this.#elapsed + ms;
     for (;;) {
       this.#timers = this.#timers.filter((t) => t.live);
       this.#timers.sort((a, b) => a.at - b.at || a.seq - b.seq);
       const next = this.#timers[0];
       if (!next || next.at > end) break;
-      this.#now = next.at;
+      this.#now += next.at - this.#elapsed;
+      this.#elapsed = next.at;
       next.live = false;
       next.fn();
     }
-    this.#now = end;
+    this.#now += end - this.#elapsed;
+    this.#elapsed = end;
   }
 }

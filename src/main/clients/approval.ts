@@ -78,13 +78,13 @@ export class ApprovalGate {
           // that must count now, not after the delay.
           if (c.approved !== null || !c.runtime.enabled) continue;
         }
-        const started = host.clock.now();
+        const started = host.clock.elapsed();
         // Whether the delay ran out, from its own timer: the clock's time
         // and its timers may round apart by a millisecond, and a wait
         // measured short went round again.
         const ranOut = await this.#waitForChange(c, delay, signal, wait);
         if (wait?.superseded) return { give: false, reason: "superseded" };
-        const elapsed = host.clock.now() - started;
+        const elapsed = host.clock.elapsed() - started;
         if (ranOut || elapsed >= delay) {
           if (signal.aborted) return { give: false, reason: "aborted" };
           if (!c.settings.approvedByDefault) return this.#refuse(c, "approval_timeout");

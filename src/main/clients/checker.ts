@@ -158,9 +158,11 @@ export class CheckerRunner {
     // Due as the client expires (with the defaults, the second checker of
     // a client whose first failed): the expiry disables it first, as the
     // reference's does, rather than a checker started to be killed at once.
-    if (c.runtime.expires !== null && c.runtime.expires <= this.#host.clock.now()) return;
+    // The schedule goes on: should the expiry look again instead (a stall,
+    // another server of a fleet deciding), the client is still checked.
+    const expired = c.runtime.expires !== null && c.expiresAt <= this.#host.clock.elapsed();
     // In a fleet another server may run this client's checkers (../fleet/); the schedule goes on, ready to take over.
-    if (this.#host.ownsChecker(c)) this.start(c);
+    if (!expired && this.#host.ownsChecker(c)) this.start(c);
     this.#schedule(c, c.settings.interval);
   };
 
@@ -194,7 +196,7 @@ export class CheckerRunner {
     if (this.#running >= this.#maxCheckers) {
       c.checkerQueued = true;
       this.#waiting++;
-      this.#queue.push({ c, since: this.#host.clock.now() });
+      this.#queue.push({ c, since: this.#host.clock.elapsed() });
       this.#host.changed(c, "CheckerRunning");
       return;
     }
@@ -246,7 +248,7 @@ export class CheckerRunner {
   };
 
   #next(): void {
-    const now = this.#host.clock.now();
+    const now = this.#host.clock.elapsed();
     while (this.#running < this.#maxCheckers && this.#queue.length > 0) {
       const { c: next, since } = this.#queue.shift()!;
       if (!next.checkerQueued) continue;

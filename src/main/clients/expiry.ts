@@ -12,6 +12,12 @@
 // checked OK. Elsewhere the timer looks again every OWNER_GRACE_MS, and
 // disables the client itself once it runs the checker (its owner died).
 // A timer that fires late (a stall) looks again before it disables.
+//
+// `expires` is wall-clock time (shown, saved, shared with the fleet); the
+// decision runs on the monotonic clock, as the reference's GLib timer
+// does: each arm() turns `expires` into `expiresAt`, and a step of the
+// wall clock (NTP correcting a bad RTC after boot) neither disables every
+// client at once nor keeps a failing one enabled for the step's length.
 
 import type { ClientHost, ClientRecord } from "./record.js";
 
@@ -46,9 +52,12 @@ export class Expiry {
   arm(c: ClientRecord): void {
     const expires = c.runtime.expires;
     if (expires === null) return this.cancel(c);
-    if (c.disableTimer !== null && c.disableDue <= expires) return;
+    const clock = this.#host.clock;
+    const elapsed = clock.elapsed();
+    c.expiresAt = elapsed + (expires - clock.now());
+    if (c.disableTimer !== null && c.disableDue <= c.expiresAt) return;
     c.disableTimer?.cancel();
-    this.#set(c, expires - this.#host.clock.now());
+    this.#set(c, c.expiresAt - elapsed);
   }
 
   cancel(c: ClientRecord): void {
@@ -74,26 +83,29 @@ export class Expiry {
   timeoutChanged(c: ClientRecord, old: number): boolean | null {
     const { enabled, expires } = c.runtime;
     if (!enabled || expires === null) return null;
-    const moved = expires + c.settings.timeout - old;
-    c.setRuntime({ expires: moved });
-    if (moved <= this.#host.clock.now()) return false;
+    const clock = this.#host.clock;
+    // Moved on the monotonic clock, and shown from now's wall clock; before
+    // the first arm (no timer yet: the registry not started), from `expires`.
+    const before = c.disableTimer === null ? expires - clock.now() : c.expiresAt - clock.elapsed();
+    const left = before + c.settings.timeout - old;
+    c.setRuntime({ expires: clock.now() + left });
+    if (left <= 0) return false;
     this.arm(c);
     return true;
   }
 
   #set(c: ClientRecord, ms: number): void {
     const clock = this.#host.clock;
-    c.disableDue = clock.now() + ms;
+    c.disableDue = clock.elapsed() + ms;
     c.disableTimer = clock.setTimeoutWith(this.#fire, ms, c);
   }
 
   /** Every client's expiry timer calls this one function (Clock.setTimeoutWith). */
   readonly #fire = (c: ClientRecord): void => {
     c.disableTimer = null;
-    const expires = c.runtime.expires;
-    if (expires === null) return;
-    const now = this.#host.clock.now();
-    const left = expires - now;
+    if (c.runtime.expires === null) return;
+    const now = this.#host.clock.elapsed();
+    const left = c.expiresAt - now;
     if (left > 0) this.#set(c, left);
     else if (now - c.disableDue >= STALL_MS) this.#set(c, STALL_GRACE_MS);
     else if (this.#host.ownsChecker(c)) this.#host.disable(c, "timeout");

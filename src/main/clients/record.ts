@@ -48,8 +48,10 @@ export class ClientRecord {
   checkerTimer: TimerHandle | null = null;
   // expiry.ts
   disableTimer: TimerHandle | null = null;
-  /** When disableTimer fires (clock.now() time); it may be before `expires`, see Expiry.arm. */
+  /** When disableTimer fires (clock.elapsed() time); it may be before `expiresAt`, see Expiry.arm. */
   disableDue = 0;
+  /** `runtime.expires` on the monotonic clock (clock.elapsed() time), as of the last Expiry.arm. */
+  expiresAt = 0;
 
   constructor(settings: ClientSettings, runtime: ClientRuntime) {
     this.#settings = frozen(settings);

@@ -106,12 +106,12 @@ export class PeerLineBudget {
     this.#clock = clock;
     this.#limits = limits;
     this.#write = write;
-    this.#all = { tokens: limits.allBurst, at: clock.now() };
+    this.#all = { tokens: limits.allBurst, at: clock.elapsed() };
   }
 
   /** Whether a line charged to `key` (a source, or "client NAME"; for `connection`, if any) may be written now; if not, it is counted for the summary. */
   allow(key: string, connection?: number): boolean {
-    const now = this.#clock.now();
+    const now = this.#clock.elapsed();
     const limits = this.#limits;
     let entry = this.#keys.get(key);
     if (!entry) {
@@ -171,7 +171,7 @@ export class PeerLineBudget {
   flush(): void {
     this.#timer?.cancel();
     this.#timer = null;
-    const now = this.#clock.now();
+    const now = this.#clock.elapsed();
     const seconds = (since: number): number => Math.max(1, Math.round((now - since) / 1000));
     // The summaries are lines too: the sources that were held back most
     // are named, the rest (a flood from many sources) summed in one.

@@ -131,7 +131,7 @@ export class SummedLines {
       return;
     }
     this.#count = 0;
-    this.#since = this.#clock.now();
+    this.#since = this.#clock.elapsed();
     this.#first(detail);
     this.#timer = this.#clock.setTimeout(() => this.#flush(), this.#intervalMs);
   }
@@ -140,7 +140,7 @@ export class SummedLines {
   stop(): void {
     this.#timer?.cancel();
     this.#timer = null;
-    if (this.#count) this.#summary(this.#count, Math.max(1, Math.round((this.#clock.now() - this.#since) / 1000)));
+    if (this.#count) this.#summary(this.#count, Math.max(1, Math.round((this.#clock.elapsed() - this.#since) / 1000)));
     this.#count = null;
   }
 
@@ -152,7 +152,7 @@ export class SummedLines {
     }
     this.#summary(this.#count, this.#intervalMs / 1000);
     this.#count = 0;
-    this.#since = this.#clock.now();
+    this.#since = this.#clock.elapsed();
     this.#timer = this.#clock.setTimeout(() => this.#flush(), this.#intervalMs);
   }
 }

@@ -329,7 +329,7 @@ export class Admission {
       if (!this.#takeSlowPlace(slot)) return;
     }
     slot.state = "slow";
-    slot.movedAt = this.#options.clock.now();
+    slot.movedAt = this.#options.clock.elapsed();
     this.#slowOrder.push(slot);
     this.#slow++;
     this.#next();
@@ -366,7 +366,7 @@ export class Admission {
    * starts again at the back, and a few more are tried.
    */
   #evictOldest(why: EvictReason): boolean {
-    const now = this.#options.clock.now();
+    const now = this.#options.clock.elapsed();
     for (let answered = 0; answered < EVICT_TRIES;) {
       const oldest = this.#slowOrder.peek();
       if (!oldest || (oldest.state === "slow" && now - oldest.movedAt < SLOW_EVICT_AFTER_MS)) return false;
@@ -487,14 +487,14 @@ export class Admission {
     let source = this.#sources.get(key);
     if (!source) {
       if (this.#sources.size >= this.#sweepAt) this.#sweep();
-      source = { key, open: 0, queue: new Fifo(), inRing: false, waiting: 0, tokens: FAILURE_BURST, refilledAt: this.#options.clock.now() };
+      source = { key, open: 0, queue: new Fifo(), inRing: false, waiting: 0, tokens: FAILURE_BURST, refilledAt: this.#options.clock.elapsed() };
       this.#sources.set(key, source);
     }
     return source;
   }
 
   #refill(source: Source): void {
-    const now = this.#options.clock.now();
+    const now = this.#options.clock.elapsed();
     source.tokens = Math.min(FAILURE_BURST, source.tokens + ((now - source.refilledAt) * FAILURE_REFILL_PER_SECOND) / 1000);
     source.refilledAt = now;
   }

@@ -168,7 +168,7 @@ export class Connection {
     this.#socket = socket;
     this.#deps = deps;
     this.#source = source;
-    this.#started = deps.clock.now();
+    this.#started = deps.clock.elapsed();
     const address = socket.remoteAddress ?? "";
     const port = socket.remotePort ?? 0;
     // The reference logs Python's socket address tuple; keep its form.
@@ -231,7 +231,7 @@ export class Connection {
     return this.#state === "AwaitingLine";
   }
 
-  /** When it was accepted, on the host's clock. */
+  /** When it was accepted, on the host clock's monotonic time (Clock.elapsed). */
   get acceptedAt(): number {
     return this.#started;
   }
@@ -302,7 +302,7 @@ export class Connection {
   }
 
   #elapsed(): number {
-    return this.#deps.clock.now() - this.#started;
+    return this.#deps.clock.elapsed() - this.#started;
   }
 
   #onData(chunk: Buffer): void {
@@ -414,7 +414,7 @@ export class Connection {
     // No reads until the engine exists; bytes that arrive meanwhile wait in
     // the kernel.
     this.#socket.pause();
-    const asked = this.#deps.clock.now();
+    const asked = this.#deps.clock.elapsed();
     // Bound methods, not arrows, for every continuation of a connection:
     // V8 holds optimised code weakly, so the code of an arrow made for one
     // connection went with it at the next full collection, and the next
@@ -424,7 +424,7 @@ export class Connection {
   }
 
   #sharesReady(asked: number, early: Buffer, shares: EphemeralKeyShares): void {
-    this.#runnerWaitMs += this.#deps.clock.now() - asked;
+    this.#runnerWaitMs += this.#deps.clock.elapsed() - asked;
     if (this.#state !== "Handshaking") return;
     const tls = new TlsClient(this.#deps.tlsSettings, shares);
     this.#tls = tls;
@@ -484,11 +484,11 @@ export class Connection {
 
   /** A handshake task on the runner (the pool or inline), its wait counted. */
   #runTask(task: HandshakeTask): Promise<HandshakeTaskResult> {
-    return this.#deps.runner.run(task, this).finally(this.#taskBack.bind(this, this.#deps.clock.now()));
+    return this.#deps.runner.run(task, this).finally(this.#taskBack.bind(this, this.#deps.clock.elapsed()));
   }
 
   #taskBack(asked: number): void {
-    this.#runnerWaitMs += this.#deps.clock.now() - asked;
+    this.#runnerWaitMs += this.#deps.clock.elapsed() - asked;
   }
 
   #onTlsEvent(event: TlsEvent): void {

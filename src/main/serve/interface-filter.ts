@@ -32,7 +32,7 @@ export class InterfaceFilter {
   #addresses = new Set<string>();
   #readAt = -Infinity;
 
-  constructor(name: string, read: InterfaceAddresses = networkInterfaces, now: () => number = Date.now) {
+  constructor(name: string, read: InterfaceAddresses = networkInterfaces, now: () => number = () => performance.now()) {
     this.#name = name;
     this.#read = read;
     this.#now = now;

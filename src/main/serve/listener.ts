@@ -315,7 +315,7 @@ export class Listener {
   #evictLineless(): boolean {
     this.#dropSpoken();
     const oldest = this.#lineless.peek();
-    if (oldest === undefined || this.#deps.clock.now() - oldest.acceptedAt < IDLE_EVICT_AFTER_MS) return false;
+    if (oldest === undefined || this.#deps.clock.elapsed() - oldest.acceptedAt < IDLE_EVICT_AFTER_MS) return false;
     this.#lineless.shift();
     if (!oldest.evictIdle()) return false;
     this.#admission.silentEvicted();

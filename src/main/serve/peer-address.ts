@@ -20,7 +20,7 @@ const indexes = new Map<string, { index: number; readAt: number }>();
 const INDEX_TRUSTED_MS = 10_000;
 
 /** The interface index of a zone (a name, or already a number); 0 for none or an unknown one. */
-export function scopeId(zone: string, now = Date.now()): number {
+export function scopeId(zone: string, now = performance.now()): number {
   if (zone === "") return 0;
   if (/^\d+$/.test(zone)) return Number(zone);
   const known = indexes.get(zone);

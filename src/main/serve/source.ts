@@ -89,7 +89,7 @@ export class Sources {
   #onLink: Prefix[] = [];
   #readAt = 0;
 
-  constructor(routes: () => string = readRoutes, now: () => number = Date.now) {
+  constructor(routes: () => string = readRoutes, now: () => number = () => performance.now()) {
     this.#routes = routes;
     this.#now = now;
   }

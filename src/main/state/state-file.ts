@@ -1053,14 +1053,14 @@ export class StateSaver {
     const delay = kind === "soon" ? saveDelay(this.#lastSaveMs) : Math.max(ROUTINE_SAVE_DELAY_MS, saveDelay(this.#lastSaveMs));
     if (this.#timer) {
       // A routine save is brought forward by a change that cannot wait; never put off.
-      if (this.#retrying || this.#due <= this.#clock.now() + delay) return;
+      if (this.#retrying || this.#due <= this.#clock.elapsed() + delay) return;
       this.#timer.cancel();
     }
     this.#saveAfter(delay);
   }
 
   #saveAfter(ms: number, retrying = false): void {
-    this.#due = this.#clock.now() + ms;
+    this.#due = this.#clock.elapsed() + ms;
     this.#retrying = retrying;
     this.#timer = this.#clock.setTimeout(() => {
       this.#timer = null;
@@ -1078,7 +1078,7 @@ export class StateSaver {
     this.#timer = null;
     this.#changedWhileWriting = null;
     const generation = ++this.#generation;
-    const began = this.#clock.now();
+    const began = this.#clock.elapsed();
     const started = performance.now();
     try {
       let data = this.#collect();
@@ -1096,7 +1096,7 @@ export class StateSaver {
     } catch (error) {
       return this.#failed(error);
     } finally {
-      if (generation === this.#generation) this.#lastSaveMs = this.#clock.now() - began;
+      if (generation === this.#generation) this.#lastSaveMs = this.#clock.elapsed() - began;
     }
   }
 
@@ -1107,7 +1107,7 @@ export class StateSaver {
 
   #saveInBackground(): void {
     const generation = ++this.#generation;
-    const began = this.#clock.now();
+    const began = this.#clock.elapsed();
     const started = performance.now();
     let data: readonly StatePiece[] | StateList;
     /** This save failed: try again SAVE_RETRY_MS after it. */
@@ -1133,7 +1133,7 @@ export class StateSaver {
       },
     ).finally(() => {
       this.#writing = null;
-      if (generation === this.#generation) this.#lastSaveMs = this.#clock.now() - began;
+      if (generation === this.#generation) this.#lastSaveMs = this.#clock.elapsed() - began;
       const wanted = this.#changedWhileWriting;
       this.#changedWhileWriting = null;
       // A failure is tried again SAVE_RETRY_MS after it, whatever came

@@ -209,7 +209,7 @@ function survivePacketFailures(responder: Responder, logger: Logger): boolean {
   let loggedAt: number | undefined;
   let unlogged = 0;
   const failed = (name: string, error: unknown): void => {
-    const now = Date.now();
+    const now = performance.now();
     if (loggedAt !== undefined && now - loggedAt < PACKET_FAILURE_LOG_MS) {
       unlogged++;
       return;
