@@ -8,12 +8,12 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { once } from "node:events";
-import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from "node:fs";
+import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { makeFleetKeyDirs, type FleetMachine } from "./helpers/fleet-keys.js";
 import { enroll, machinesFrom } from "../src/keygen/enroll.js";
-import { enrollLockPath, lookAtLock, takeOverStaleLock } from "../src/keygen/enroll-lock.js";
+import { enrollLockPath, lookAtLock, takeOverStaleLock, UNWRITTEN_LOCK_STALE_MS } from "../src/keygen/enroll-lock.js";
 import { parseClientsConfig } from "../src/main/config/index.js";
 import { REPO, run } from "./helpers/server.js";
 
@@ -110,6 +110,41 @@ test("a lock left by a killed enrollment is taken over, by one of two enrollment
   assert.equal(r.code, 0, r.stderr);
   assert.deepEqual(parseClientsConfig(readFileSync(path, "utf8"), path).map((c) => c.name), ["old", m.name]);
   assert.deepEqual(readdirSync(root).filter((f) => f.startsWith(".stale.conf")), []);
+});
+
+test("a lock whose holder was killed before writing its pid is stale once a few seconds old", () => {
+  const lock = enrollLockPath(join(root, "unwritten.conf"));
+  writeFileSync(lock, "", { mode: 0o600 });
+  assert.equal(lookAtLock(lock)!.stale, false, "being written");
+  const old = new Date(Date.now() - UNWRITTEN_LOCK_STALE_MS - 1_000);
+  utimesSync(lock, old, old);
+  const seen = lookAtLock(lock)!;
+  assert.equal(seen.stale, true);
+  assert.equal(takeOverStaleLock(lock, seen), true);
+  assert.equal(existsSync(lock), false);
+});
+
+test("enrolling keeps clients.conf's mode under a narrow umask, refuses one that is not UTF-8, and removes killed enrollments' copies", async () => {
+  const path = join(root, "kept.conf");
+  writeFileSync(path, OLD, { mode: 0o640 });
+  chmodSync(path, 0o640);
+  // A copy a killed enrollment left (a dead pid), and one of a live process.
+  const dead = join(root, `.kept.conf.enroll.${await deadPid()}.0123abcd`);
+  const live = join(root, `.kept.conf.enroll.${process.pid}.0123abcd`);
+  for (const f of [dead, live]) writeFileSync(f, OLD);
+  const m = machines[0]!;
+  const r = await run("/bin/sh", ["-c", 'umask 077 && exec "$0" "$@"', process.execPath, `${REPO}bin/mandos-keygen`, "--enroll", "--clients-conf", path, m.dir], 60_000);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(statSync(path).mode & 0o777, 0o640, "the umask narrowed the mode");
+  assert.equal(existsSync(dead), false, "a dead enrollment's copy is left");
+  assert.equal(existsSync(live), true, "a running process's file was removed");
+  rmSync(live);
+
+  const latin1 = Buffer.concat([Buffer.from(OLD), Buffer.from("# caf\xe9\n", "latin1")]);
+  writeFileSync(path, latin1);
+  await assert.rejects(enroll(path, [{ name: "web9", keyDir: machines[1]!.dir, password: Buffer.from("pw") }], false),
+    { code: "ENROLL_CONFIG_UNREADABLE", message: `${path}:8: not valid UTF-8, so it is left alone` });
+  assert.deepEqual(readFileSync(path), latin1, "rewritten");
 });
 
 test("a clients.conf that is a symbolic link stays one: its target gets the new clients", async () => {

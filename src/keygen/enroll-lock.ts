@@ -25,6 +25,8 @@ import { fileSystemError, KeygenError } from "./errors.js";
  */
 export const ENROLL_LOCK_WAIT_MS = 30_000;
 const ENROLL_LOCK_POLL_MS = 50;
+/** How old a lock without a whole pid must be to be stale. */
+export const UNWRITTEN_LOCK_STALE_MS = 5_000;
 
 /** The lock beside clients.conf `path`. */
 export function enrollLockPath(path: string): string {
@@ -59,7 +61,12 @@ export function lookAtLock(lock: string): LockSeen | null {
     const pid = text.endsWith("\n") && Number.isInteger(number) && number > 0 ? number : null;
     const started = pid === null ? null : processStartedAt(pid);
     const writtenAtMs = Number(stat.mtimeNs / 1_000_000n);
-    const stale = pid !== null && (!processRuns(pid) || (started !== null && started > writtenAtMs + 1_000));
+    const stale = pid === null
+      // No whole pid: its holder was killed between the create and the
+      // write (or a power cut came: the lock is not synced). The two are
+      // microseconds apart, so such a lock that old is stale.
+      ? Date.now() - writtenAtMs > UNWRITTEN_LOCK_STALE_MS
+      : !processRuns(pid) || (started !== null && started > writtenAtMs + 1_000);
     return { ino: stat.ino, ctimeNs: stat.ctimeNs, pid, stale };
   } finally {
     closeSync(fd);
@@ -120,8 +127,16 @@ export async function withEnrollLock<T>(path: string, change: () => T): Promise<
       continue;
     }
     try {
-      writeSync(fd, `${process.pid}\n`);
-      closeSync(fd);
+      try {
+        writeSync(fd, `${process.pid}\n`);
+      } finally {
+        closeSync(fd);
+      }
+    } catch (error) {
+      rmSync(lock, { force: true });
+      throw fileSystemError(error, lock) ?? error;
+    }
+    try {
       return change();
     } finally {
       rmSync(lock, { force: true });

@@ -16,10 +16,12 @@
 //                     lines and lines starting with # are skipped).
 // Passwords are never printed, nor are the encrypted secrets.
 
-import { closeSync, fchownSync, fsyncSync, lstatSync, openSync, readFileSync, readlinkSync, realpathSync, renameSync, statSync, unlinkSync, writeSync } from "node:fs";
+import { closeSync, fchmodSync, fchownSync, fsyncSync, lstatSync, openSync, readFileSync, readlinkSync, realpathSync, readdirSync, renameSync, rmSync, statSync, unlinkSync, writeSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import { randomBytes } from "node:crypto";
 import { parseClientsConfig } from "../main/config/index.js";
+import { decodeConfigText } from "../main/config/read-file.js";
+import { writerGone } from "../main/daemon/process-runs.js";
 import type { ClientSettings } from "../main/clients/settings.js";
 import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
@@ -236,6 +238,7 @@ export async function enroll(path: string, machines: readonly Machine[], dryRun:
     const separator = text === "" ? "" : text.endsWith("\n\n") ? "" : text.endsWith("\n") ? "\n" : "\n\n";
     const next = text + separator + added.map((a) => a.section).join("\n");
     checkWouldRead(next, path, existing, added);
+    removeLeftTemporaries(target);
     replaceFile(target, next, mode, owner);
     return { added, path, written: true };
   });
@@ -269,10 +272,14 @@ function readClients(path: string): { text: string; mode: number; owner: { uid: 
   let owner: { uid: number; gid: number } | null = null;
   try {
     const st = statSync(path);
-    text = readFileSync(path, "utf8");
+    const read = decodeConfigText(readFileSync(path));
+    // Rewritten, its other bytes would become U+FFFD; the server refuses it anyway.
+    if (typeof read !== "string") throw new KeygenError("ENROLL_CONFIG_UNREADABLE", `${path}:${read.badLine}: not valid UTF-8, so it is left alone`);
+    text = read;
     mode = st.mode & 0o7777;
     owner = { uid: st.uid, gid: st.gid };
   } catch (error) {
+    if (error instanceof KeygenError) throw error;
     if ((error as NodeJS.ErrnoException).code !== "ENOENT") {
       throw new KeygenError("ENROLL_CONFIG_UNREADABLE", `Cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
     }
@@ -307,12 +314,38 @@ function checkWouldRead(next: string, path: string, existing: readonly ClientSet
   }
 }
 
+/** The temporary files replaceFile writes beside `path`: `.NAME.enroll.PID.RANDOM`. */
+const TEMPORARY = /^\.(.*)\.enroll\.(\d+)\.[0-9a-f]{8}$/;
+
+/**
+ * Removes the temporary files of enrollments killed before their rename
+ * (each a whole copy of clients.conf): called under the lock, so none is
+ * being written but by a process that is gone.
+ */
+function removeLeftTemporaries(path: string): void {
+  const dir = dirname(path);
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const m = TEMPORARY.exec(name);
+    if (m === null || m[1] !== basename(path) || Number(m[2]) === process.pid) continue;
+    const file = join(dir, name);
+    if (writerGone(Number(m[2]), file)) rmSync(file, { force: true });
+  }
+}
+
 /** Replaces `path` atomically, keeping its mode and owner. */
 function replaceFile(path: string, text: string, mode: number, owner: { uid: number; gid: number } | null): void {
   const tmp = join(dirname(path), `.${basename(path)}.enroll.${process.pid}.${randomBytes(4).toString("hex")}`);
   const fd = openSync(tmp, "wx", mode);
   try {
     if (owner && process.getuid?.() === 0) fchownSync(fd, owner.uid, owner.gid);
+    // The umask narrowed open's mode (and a chown may clear set-id bits).
+    fchmodSync(fd, mode);
     const bytes = Buffer.from(text, "utf8");
     for (let off = 0; off < bytes.length; ) off += writeSync(fd, bytes, off, bytes.length - off);
     fsyncSync(fd);
@@ -325,7 +358,8 @@ function replaceFile(path: string, text: string, mode: number, owner: { uid: num
       // already closed
     }
     unlinkSync(tmp);
-    throw error;
+    // write(2) and fsync(2) errors name no file: ENOSPC, say, of which file.
+    throw fileSystemError(error, tmp) ?? error;
   }
   try {
     const dir = openSync(dirname(path), "r");

@@ -3,7 +3,7 @@
 // stale once it is gone, and when it started: a pid used again after a
 // reboot names another process, which started after the file was written.
 
-import { readFileSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
 
 /** Whether process `pid` runs; one of another user's (EPERM) counts as running. */
 export function processRuns(pid: number): boolean {
@@ -12,6 +12,23 @@ export function processRuns(pid: number): boolean {
     return true;
   } catch (error) {
     return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/**
+ * Whether the process that wrote `file`, by its pid, is gone: it does not
+ * run, or its pid now names a process started after the file was last
+ * written (after a reboot, say; a second of slack for the boot time's
+ * rounding). A file that cannot be looked at is not judged gone.
+ */
+export function writerGone(pid: number, file: string): boolean {
+  if (!processRuns(pid)) return true;
+  const started = processStartedAt(pid);
+  if (started === null) return false;
+  try {
+    return started > statSync(file).mtimeMs + 1_000;
+  } catch {
+    return false;
   }
 }
 

@@ -18,7 +18,6 @@ import {
   readdirSync,
   readSync,
   renameSync,
-  statSync,
   unlinkSync,
   writev as writevCb,
   writevSync,
@@ -26,7 +25,7 @@ import {
 import { unlink } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { promisify } from "node:util";
-import { processRuns, processStartedAt } from "../daemon/process-runs.js";
+import { writerGone } from "../daemon/process-runs.js";
 
 /**
  * The state file as this server last wrote it, still open. Its bytes are
@@ -143,21 +142,6 @@ export function isSpan(piece: StatePiece): piece is FileSpan {
   return !(piece instanceof Uint8Array);
 }
 
-/**
- * Whether process `pid` started after `file` was last written (so it is
- * not the process that wrote it: its pid used again, after a reboot say).
- * A second of slack for the boot time's rounding.
- */
-function startedAfter(pid: number, file: string): boolean {
-  const started = processStartedAt(pid);
-  if (started === null) return false;
-  try {
-    return started > statSync(file).mtimeMs + 1_000;
-  } catch {
-    return false;
-  }
-}
-
 /** The temporary file a save writes first, beside `path`. */
 function temporaryPath(path: string): string {
   return join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`);
@@ -187,7 +171,7 @@ export function removeStaleTemporaries(path: string): string[] {
     const pid = pattern.exec(name)?.[1];
     if (pid === undefined) continue;
     const file = join(dirname(path), name);
-    if (Number(pid) !== process.pid && processRuns(Number(pid)) && !startedAfter(Number(pid), file)) continue;
+    if (Number(pid) === process.pid || !writerGone(Number(pid), file)) continue;
     try {
       unlinkSync(file);
       removed.push(name);
