@@ -52,6 +52,8 @@ test("the operator approves or denies a waiting real mandos-client before the de
       assert.ok(Date.now() - started < 30_000, "the approval did not cut the wait short");
       const denied = await runMandosClient(no!.dir, "::1", port, 5_000);
       assert.equal(denied.stdout.length, 0);
+      // Refused with close_notify, as the reference's bye(): an end, not a read error.
+      assert.doesNotMatch(denied.stderr, /Unknown error while reading data/);
       assert.deepEqual(decisions, [`${yes!.name}: got secret`, `${no!.name}: denied`]);
     } finally {
       events.secretSent.unsubscribe(onSent);

@@ -694,6 +694,17 @@ export class Connection {
       // end() on an ended stream only builds an error to throw away.
       if (!this.#socket.writableEnded) this.#socket.end();
     } else {
+      // A known or unknown key refused after its handshake: close_notify
+      // first, as the reference's bye(), so that mandos-client reads an end
+      // (and retries quietly) instead of "Unknown error while reading data".
+      // The write reaches the kernel at once (nothing else is queued, see
+      // #uncork above), and close(2) sends it before the FIN; a peer that
+      // does not read loses it, and no descriptor is kept for it.
+      if (outcome === "refused" && stage === "AwaitingDecision" && this.#tls !== null && !this.#socket.destroyed) {
+        this.#tls.close();
+        const out = this.#tls.takeOutput();
+        if (out) this.#socket.write(out);
+      }
       this.#socket.destroy();
     }
     if (events.connectionClosed.hasSubscribers) {
