@@ -11,6 +11,7 @@ import { clientProperty } from "../src/main/dbus/client-properties.js";
 import { ManualClock } from "../src/main/clock.js";
 import { silentLogger, type Logger } from "../src/main/daemon/log.js";
 import { clientSettings, keyIdOf } from "./helpers/clients.js";
+import { parseClientsConfig, sharedKeyWarnings } from "../src/main/config/index.js";
 
 test("key IDs compare case- and space-insensitively", () => {
   assert.equal(normaliseKeyId(" ab cd\tEF "), "ABCDEF");
@@ -105,8 +106,11 @@ test("a reload that gives two clients one key ID or fingerprint warns that only 
   assert.equal(outcome.applied, true);
   assert.deepEqual(warnings, [
     "Clients a, b have the same key ID ABCD: only one of them can be served",
-    "Clients a, c have the same fingerprint 12: only one of them can be served",
+    "Clients a, c have the same fingerprint 12: each is served by its own key ID, but a legacy (OpenPGP) client with that key only as a",
   ]);
+  // Without a key ID of its own, a client is found by the fingerprint alone.
+  assert.deepEqual(sharedKeyWarnings(parseClientsConfig("[a]\nkey_id = ab\nfingerprint = 12\nsecret = QUJD\n[c]\nfingerprint = 12\nsecret = QUJD\n", "c.conf")),
+    ["Clients a, c have the same fingerprint 12: only one of them can be served"]);
 });
 
 test("two clients with one key: the first in clients.conf answers for it, and the other once it is removed", () => {

@@ -164,16 +164,25 @@ function clientSettings(
 export function sharedKeyWarnings(clients: readonly ClientSettings[]): string[] {
   const warnings: string[] = [];
   for (const [field, words] of [["keyId", "key ID"], ["fingerprint", "fingerprint"]] as const) {
-    const owners = new Map<string, string[]>();
+    const owners = new Map<string, ClientSettings[]>();
     for (const c of clients) {
       const key = c[field];
       if (key === "") continue;
-      const names = owners.get(key);
-      if (names === undefined) owners.set(key, [c.name]);
-      else names.push(c.name);
+      const sharing = owners.get(key);
+      if (sharing === undefined) owners.set(key, [c]);
+      else sharing.push(c);
     }
-    for (const [key, names] of owners) {
-      if (names.length > 1) warnings.push(`Clients ${names.join(", ")} have the same ${words} ${key}: only one of them can be served`);
+    for (const [key, sharing] of owners) {
+      if (sharing.length < 2) continue;
+      const names = sharing.map((c) => c.name).join(", ");
+      // Machines cloned from one image, their TLS keys made anew: a modern
+      // client is found by its key ID, only a legacy one by the fingerprint.
+      const keyIds = new Set(sharing.map((c) => c.keyId));
+      if (field === "fingerprint" && !keyIds.has("") && keyIds.size === sharing.length) {
+        warnings.push(`Clients ${names} have the same ${words} ${key}: each is served by its own key ID, but a legacy (OpenPGP) client with that key only as ${sharing[0]!.name}`);
+      } else {
+        warnings.push(`Clients ${names} have the same ${words} ${key}: only one of them can be served`);
+      }
     }
   }
   return warnings;
