@@ -42,7 +42,7 @@ test("/health follows the last state save, and says why it is not ok", () => {
     assert.deepEqual(health.report(), { ok: true });
     events.stateSaveFailed.publish({ path: "/x/clients.pickle", reason: "ENOSPC" });
     assert.deepEqual(health.report(), { ok: false, reason: "the last state save failed: ENOSPC" });
-    events.stateSaved.publish({ path: "/x/clients.pickle", bytes: 10, durationMs: 1 });
+    events.stateSaved.publish({ path: "/x/clients.pickle", bytes: 10, durationMs: 1, replacedOther: false });
     assert.deepEqual(health.report(), { ok: true });
     notKept = "/x is not usable";
     assert.deepEqual(health.report(), { ok: false, reason: "state is not saved: /x is not usable" });

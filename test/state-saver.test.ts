@@ -9,14 +9,14 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ManualClock, type Clock } from "../src/main/clock.js";
 import { ROUTINE_SAVE_DELAY_MS, routineChange, SAVE_DELAY_MS, SAVE_MAX_DELAY_MS, SAVE_MAX_SHARE, SAVE_RETRY_MS, saveDelay, StateSaver } from "../src/main/state/state-file.js";
 import type { ClientView, RegistryEvent } from "../src/main/clients/contract.js";
 import { events } from "../src/main/events.js";
-import { logServeEvents } from "../src/main/daemon/log-serve.js";
+import { logServeEvents, STATE_REPLACED_LINE_MS } from "../src/main/daemon/log-serve.js";
 import type { Logger } from "../src/main/daemon/log.js";
 
 test("the delay is a second, or the last save's duration over the share saving may take, at most SAVE_MAX_DELAY_MS", () => {
@@ -117,8 +117,8 @@ test("the log says a failing save once for each reason, and once when a save suc
   const path = "/var/lib/mandos/clients.json";
   try {
     for (const reason of ["ENOSPC", "ENOSPC", "ENOSPC", "EIO", "EIO"]) events.stateSaveFailed.publish({ path, reason });
-    events.stateSaved.publish({ path, bytes: 10, durationMs: 1 });
-    events.stateSaved.publish({ path, bytes: 10, durationMs: 1 });
+    events.stateSaved.publish({ path, bytes: 10, durationMs: 1, replacedOther: false });
+    events.stateSaved.publish({ path, bytes: 10, durationMs: 1, replacedOther: false });
     events.stateSaveFailed.publish({ path, reason: "ENOSPC" });
     assert.deepEqual(lines, [
       "WARNING: Could not save persistent state: No space left on device",
@@ -128,6 +128,36 @@ test("the log says a failing save once for each reason, and once when a save suc
     ]);
   } finally {
     unlog();
+  }
+});
+
+test("two servers saving to one state file: each save that finds the other's file says so, at most once every 10 minutes", () => {
+  const dir = mkdtempSync(join(tmpdir(), "mandos-ts-saver-"));
+  const path = join(dir, "clients.json");
+  const clock = new ManualClock();
+  const lines: string[] = [];
+  const logger: Logger = { debug() {}, info() {}, warning: (m) => void lines.push(m), error() {}, critical() {} };
+  const unlog = logServeEvents(logger, clock);
+  const seen: boolean[] = [];
+  const onSaved = ({ path: saved, replacedOther }: { path: string; replacedOther: boolean }): void => void (saved === path && seen.push(replacedOther));
+  events.stateSaved.subscribe(onSaved);
+  try {
+    writeFileSync(path, "{}\n");
+    // Both started with the same file; then each saves in turn (b finds a's at once).
+    const a = new StateSaver(path, () => [Buffer.from("a\n")], clock);
+    const b = new StateSaver(path, () => [Buffer.from("b\n")], clock);
+    for (const saver of [a, a, b, a, b]) assert.equal(saver.saveNow(), null);
+    assert.deepEqual(seen, [false, false, true, true, true]);
+    assert.equal(lines.length, 1);
+    assert.match(lines[0]!, new RegExp(`^${path.replace(/[.]/g, "\\.")} was written by another process since this server's last save: is a second server using the state directory `));
+    clock.advance(STATE_REPLACED_LINE_MS);
+    assert.equal(a.saveNow(), null);
+    assert.equal(lines.length, 2);
+    assert.match(lines[1]!, /\(3 saves found it so since this was last said\)/);
+  } finally {
+    events.stateSaved.unsubscribe(onSaved);
+    unlog();
+    rmSync(dir, { recursive: true, force: true });
   }
 });
 
@@ -226,7 +256,7 @@ test("a routine change waits ROUTINE_SAVE_DELAY_MS; any other change brings it f
     await saver.idle();
   }));
 
-test("what waits for a routine save: checker successes, moved expiries, secrets sent; never what an operator or a failure changed", () => {
+test("what waits for a routine save: checker successes, moved expiries, secrets sent to checked clients; never what an operator or a failure changed", () => {
   const client = {} as ClientView;
   const routine = (event: RegistryEvent): boolean => routineChange(event);
   for (const property of ["LastCheckedOK", "Expires", "CheckerRunning"] as const) {
@@ -236,7 +266,12 @@ test("what waits for a routine save: checker successes, moved expiries, secrets 
     assert.equal(routine({ type: "property-changed", client, property }), false, property);
   }
   assert.equal(routine({ type: "checker-completed", client, exitCode: 0, waitStatus: 0, command: "true" }), true);
-  assert.equal(routine({ type: "got-secret", client }), true);
+  // A secret sent: routine once the client's checker succeeds; else its
+  // moved expiry is what a restart after a crash would need.
+  const checked = { lastCheckedOk: new Date(0), lastCheckerStatus: 0 } as ClientView;
+  assert.equal(routine({ type: "got-secret", client: checked }), true);
+  assert.equal(routine({ type: "got-secret", client: { ...checked, lastCheckerStatus: 1 } }), false, "last checker failed");
+  assert.equal(routine({ type: "got-secret", client: { ...checked, lastCheckedOk: null, lastCheckerStatus: -2 } }), false, "never checked");
   assert.equal(routine({ type: "client-added", client }), false);
   assert.equal(routine({ type: "client-removed", client }), false);
   assert.equal(routine({ type: "rejected", client, reason: "disabled" }), false);

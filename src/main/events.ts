@@ -232,6 +232,12 @@ export interface StateSaved {
   readonly bytes: number;
   /** Collecting, writing and syncing, in milliseconds. */
   readonly durationMs: number;
+  /**
+   * The file this save replaced was not the one this server last wrote
+   * (nor the one it started with): another process wrote it meanwhile, a
+   * second server given the same state directory, say.
+   */
+  readonly replacedOther: boolean;
 }
 export interface StateSaveFailed {
   readonly path: string;

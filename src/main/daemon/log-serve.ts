@@ -23,6 +23,7 @@ import { strerror } from "../config/os-error.js";
 import { MAX_OPEN_CONNECTIONS } from "../serve/limits.js";
 import { referenceWarning } from "../../tls/index.js";
 import { MAX_APPROVAL_WAITS } from "../clients/approval.js";
+import { dirname } from "node:path";
 
 /**
  * Lines one source may cause in a burst, and how fast its budget comes
@@ -211,6 +212,9 @@ export class PeerLineBudget {
 }
 
 /** Subscribes `logger` to the serving core's channels; returns the unsubscribe (which writes the pending summaries). */
+/** How often a state file written by another process is said again while it lasts. */
+export const STATE_REPLACED_LINE_MS = 600_000;
+
 export function logServeEvents(logger: Logger, clock: Clock = systemClock): () => void {
   const subscribed: Array<() => void> = [];
   const wants = (level: LogLevel): boolean => logger.enabledFor?.(level) ?? true;
@@ -332,7 +336,21 @@ export function logServeEvents(logger: Logger, clock: Clock = systemClock): () =
     // The reference's line: strerror's words ("Permission denied"), not the code.
     logger.warning(`Could not save persistent state: ${strerror(reason)}`);
   });
-  on(events.stateSaved, ({ path }) => {
+  // Two servers saving to one file each replace the other's state: said at
+  // the first save that finds it, then at most once every 10 minutes.
+  let replacedSaidAt = -Infinity;
+  let replacedSince = 0;
+  on(events.stateSaved, ({ path, replacedOther }) => {
+    if (replacedOther) {
+      replacedSince++;
+      const now = clock.elapsed();
+      if (now - replacedSaidAt >= STATE_REPLACED_LINE_MS) {
+        const times = replacedSince === 1 ? "" : ` (${replacedSince} saves found it so since this was last said)`;
+        logger.warning(`${path} was written by another process since this server's last save${times}: is a second server using the state directory ${dirname(path)}? Each replaces the other's state`);
+        replacedSaidAt = now;
+        replacedSince = 0;
+      }
+    }
     if (failedSaves === 0) return;
     logger.info(`Saved persistent state to ${path} again, after ${failedSaves} failed ${failedSaves === 1 ? "save" : "saves"}`);
     failedSaves = 0;

@@ -29,7 +29,7 @@
 // if its last checker succeeded (then it expires one timeout from now).
 
 import { createCipheriv, createDecipheriv, hkdfSync } from "node:crypto";
-import { closeSync, constants, fstatSync, openSync, readFileSync } from "node:fs";
+import { closeSync, constants, fstatSync, openSync, readFileSync, statSync } from "node:fs";
 import type { ClientSettings } from "../clients/settings.js";
 import type { ClientRuntime, RegistryEvent } from "../clients/contract.js";
 import { placeholderFor, secretToOpen } from "../clients/secret-to-open.js";
@@ -993,8 +993,12 @@ export function routineChange(event: RegistryEvent): boolean {
     case "property-changed":
       return event.property === "LastCheckedOK" || event.property === "Expires" || event.property === "CheckerRunning";
     case "checker-completed":
-    case "got-secret":
       return true;
+    case "got-secret":
+      // Not for a client whose checker fails (a machine down as it
+      // rebooted): the restore forgives a lost expiry only after a
+      // success, and would disable it at a restart after a crash.
+      return event.client.lastCheckedOk !== null && event.client.lastCheckerStatus === 0;
     default:
       return false;
   }
@@ -1017,6 +1021,8 @@ export class StateSaver {
   #changedWhileWriting: "soon" | "routine" | null = null;
   /** Counts saves; a background save renames its file only if no later one began. */
   #generation = 0;
+  /** Which file the state file was as this server last saw it its own (at the start, then after each save); null when none. */
+  #ownFile: string | null;
 
   /**
    * `collect` gives the state file's bytes as pieces that nobody changes
@@ -1027,6 +1033,13 @@ export class StateSaver {
     this.#path = path;
     this.#collect = collect;
     this.#clock = clock;
+    this.#ownFile = fileIdentity(path);
+  }
+
+  /** Whether the state file is now one this server did not write (nor start with): looked at as a save begins. */
+  #replacedByOther(): boolean {
+    const now = fileIdentity(this.#path);
+    return this.#ownFile !== null && now !== null && now !== this.#ownFile;
   }
 
   /**
@@ -1080,6 +1093,7 @@ export class StateSaver {
     const generation = ++this.#generation;
     const began = this.#clock.elapsed();
     const started = performance.now();
+    const replacedOther = this.#replacedByOther();
     try {
       let data = this.#collect();
       try {
@@ -1091,7 +1105,7 @@ export class StateSaver {
         data = this.#collect();
         writeAtomically(this.#path, data);
       }
-      this.#saved(byteCount(data), started);
+      this.#saved(byteCount(data), started, replacedOther);
       return null;
     } catch (error) {
       return this.#failed(error);
@@ -1112,6 +1126,7 @@ export class StateSaver {
     let data: readonly StatePiece[] | StateList;
     /** This save failed: try again SAVE_RETRY_MS after it. */
     let retry = false;
+    const replacedOther = this.#replacedByOther();
     try {
       data = this.#collect();
     } catch (error) {
@@ -1121,7 +1136,7 @@ export class StateSaver {
     const bytes = byteCount(data);
     this.#writing = writeAtomicallyInBackground(this.#path, data, () => generation === this.#generation).then(
       (renamed) => {
-        if (renamed) this.#saved(bytes, started);
+        if (renamed) this.#saved(bytes, started, replacedOther);
       },
       (error: unknown) => {
         this.#failed(error);
@@ -1145,14 +1160,29 @@ export class StateSaver {
     });
   }
 
-  #saved(bytes: number, started: number): void {
-    if (events.stateSaved.hasSubscribers) events.stateSaved.publish({ path: this.#path, bytes, durationMs: performance.now() - started });
+  #saved(bytes: number, started: number, replacedOther: boolean): void {
+    this.#ownFile = fileIdentity(this.#path);
+    if (events.stateSaved.hasSubscribers) events.stateSaved.publish({ path: this.#path, bytes, durationMs: performance.now() - started, replacedOther });
   }
 
   #failed(error: unknown): string {
     const reason = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
     if (events.stateSaveFailed.hasSubscribers) events.stateSaveFailed.publish({ path: this.#path, reason });
     return reason;
+  }
+}
+
+/**
+ * Which file `path` is: its inode, and its modification time, as a freed
+ * inode's number is soon given to a new file; null when there is none (or
+ * it cannot be looked at).
+ */
+function fileIdentity(path: string): string | null {
+  try {
+    const st = statSync(path, { bigint: true });
+    return `${st.ino}:${st.mtimeNs}`;
+  } catch {
+    return null;
   }
 }
 
