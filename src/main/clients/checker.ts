@@ -141,9 +141,10 @@ export class CheckerRunner {
     // The expiry moves before the checker starts, as the reference's
     // signals say (Expires, then CheckerStarted).
     if (randomizeStart) {
-      const later = this.#host.clock.now() + c.settings.interval;
-      if (c.runtime.expires !== null && c.runtime.expires < later) {
-        c.setRuntime({ expires: later });
+      const clock = this.#host.clock;
+      // On the monotonic clock (Expiry.arm), shown in the wall clock's time.
+      if (c.runtime.expires !== null && c.expiresAt < clock.elapsed() + c.settings.interval) {
+        c.setRuntime({ expires: clock.now() + c.settings.interval });
         this.#expiry.arm(c);
         this.#host.changed(c, "Expires");
       }
