@@ -406,8 +406,8 @@ test("a record's settings and runtime are frozen, replaced on each change, and c
  * mark clients changed, and saves may look them up by name. `walks` counts
  * the saves that looked at every client.
  */
-function markedSaves(config: () => readonly ReturnType<typeof clientSettings>[], reg: ClientRegistry) {
-  const serialiser = new StateSerialiser();
+function markedSaves(config: () => readonly ReturnType<typeof clientSettings>[], reg: ClientRegistry, elapsed?: () => number) {
+  const serialiser = new StateSerialiser(elapsed);
   reg.subscribe((event) => {
     if (event.type === "client-not-found" || event.type === "need-approval" || event.type === "checker-started" || event.type === "approval-wait-ended") return;
     serialiser.changed(event.type === "client-added" || event.type === "client-removed" ? null : event.client.name);
@@ -454,15 +454,17 @@ test("a change nobody announced is saved by the next look at every client, at mo
   const clock = new ManualClock();
   const config = [clientSettings("a"), clientSettings("b")];
   const reg = new ClientRegistry(config, { logger: silentLogger, clock, spawner: never });
-  const { counter, text, expected } = markedSaves(() => config, reg);
+  const { counter, text, expected } = markedSaves(() => config, reg, () => clock.elapsed());
   text(clock.now());
   const start = clock.now();
   (reg.entry("b") as ClientRecord).setRuntime({ lastCheckerStatus: 77 });
+  // A step of the wall clock back puts nothing off (the look runs on the monotonic clock).
+  clock.stepWall(-3_600_000);
   clock.advance(AUDIT_MS - 1);
   assert.doesNotMatch(text(clock.now()), /"last_checker_status":77/);
   assert.equal(counter.walks, 1);
   clock.advance(1);
-  assert.equal(clock.now() - start, AUDIT_MS);
+  assert.equal(clock.now() - start, AUDIT_MS - 3_600_000);
   assert.equal(text(clock.now()), expected(clock.now()));
   assert.match(text(clock.now()), /"last_checker_status":77/);
   assert.equal(counter.walks, 2);

@@ -26,7 +26,7 @@ export interface OpeningProgress extends Required<OpeningWatch> {
  * error) and, under Type=notify, tells systemd; `then` ends the first line
  * (what happens meanwhile).
  */
-export function openingProgress(say: (line: string) => void, systemd: SystemdNotifier | null, then = "", clock: () => number = Date.now): OpeningProgress {
+export function openingProgress(say: (line: string) => void, systemd: SystemdNotifier | null, then = "", clock: () => number = () => performance.now()): OpeningProgress {
   let started = 0;
   let total = 0;
   let lastNotified = 0;

@@ -79,7 +79,7 @@ export interface SecretOpeningOptions {
    * that no connection waits for is started. Never busy without it.
    */
   readonly busy?: () => boolean;
-  /** How long a pause has lasted is told by this clock (milliseconds; Date.now by default). */
+  /** How long a pause has lasted is told by this clock (monotonic milliseconds; performance.now by default). */
   readonly clock?: () => number;
 }
 
@@ -227,7 +227,7 @@ export class SecretOpening {
   }
 
   #now(): number {
-    return (this.#options.clock ?? Date.now)();
+    return this.#options.clock?.() ?? performance.now();
   }
 
   /** The next one still wanted, marked started; those no longer wanted are settled on the way. */

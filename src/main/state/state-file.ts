@@ -312,7 +312,7 @@ interface LastList {
    * between clients.
    */
   readonly pieces: Array<Buffer | Fragment>;
-  /** When it was made (the save's `now`). */
+  /** When it was made (StateSerialiser's monotonic time). */
   readonly at: number;
 }
 
@@ -359,6 +359,12 @@ export class StateSerialiser {
   #base: BaseFile | null = null;
   /** Written as the file's `importedPickle` (set at start-up), or left out when null. */
   importedPickle: string | null = null;
+  /** Monotonic time (ms) for AUDIT_MS: a step of the wall clock must not put the full look off. */
+  readonly #elapsed: () => number;
+
+  constructor(elapsed: () => number = () => performance.now()) {
+    this.#elapsed = elapsed;
+  }
 
   /**
    * What changed since the last save: one client, by name; or, with null,
@@ -420,8 +426,8 @@ export class StateSerialiser {
     // Copied from only while it is as we wrote it (one fstat a save).
     if (this.#base !== null && !this.#base.intact()) this.#base = null;
     const last = this.#last;
-    const patched = lookup !== undefined && last !== null && last.config === config && now - last.at < AUDIT_MS ? this.#patch(last, lookup) : null;
-    const pieces = patched ?? this.#walk(config, current, now);
+    const patched = lookup !== undefined && last !== null && last.config === config && this.#elapsed() - last.at < AUDIT_MS ? this.#patch(last, lookup) : null;
+    const pieces = patched ?? this.#walk(config, current);
     pieces[0] = Buffer.from(`{"format":"mandos-ts-state","version":1,"saved":${JSON.stringify(new Date(now).toISOString())},"clients":{`);
     const removed = this.#last?.removed ?? [];
     pieces[pieces.length - 1] = Buffer.from(
@@ -564,7 +570,7 @@ export class StateSerialiser {
   }
 
   /** Every client, in order: the list made anew. */
-  #walk(config: readonly ClientSettings[], current: Iterable<ClientView>, now: number): Array<Buffer | Fragment> {
+  #walk(config: readonly ClientSettings[], current: Iterable<ClientView>): Array<Buffer | Fragment> {
     // Made for this look and dropped after it (~2 ms for 10,000 clients,
     // once in AUDIT_MS): kept, it would be 0.44 MiB beside the fragments,
     // which hold each client's section themselves.
@@ -592,7 +598,7 @@ export class StateSerialiser {
     // clients.conf's clients without a fragment of this look: removed at run time.
     const removed: string[] = [];
     for (const conf of config) if (this.#fragments.get(conf.name)?.save !== save) removed.push(conf.name);
-    this.#last = { config, removed, pieces, at: now };
+    this.#last = { config, removed, pieces, at: this.#elapsed() };
     this.#dirty.clear();
     this.#unprepared.clear();
     return pieces;
