@@ -6,7 +6,7 @@
 
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeSync } from "node:fs";
+import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ClientRegistry, type CheckerSpawner } from "../src/main/clients/registry.js";
@@ -249,6 +249,17 @@ test("a list handed out before a newer save was put in place still writes its ow
   assert.equal(readFileSync(elsewhere, "utf8"), olderText);
   older.settle(null);
   assert.equal(fds(), before, "one state file open, as before");
+  // And open read-only, so that its file system can be remounted read-only.
+  const open = readdirSync("/proc/self/fd").filter((fd) => {
+    try {
+      return readlinkSync(`/proc/self/fd/${fd}`) === f.path;
+    } catch {
+      return false;
+    }
+  });
+  assert.equal(open.length, 1);
+  const flags = Number.parseInt(/^flags:\s+([0-7]+)$/m.exec(readFileSync(`/proc/self/fdinfo/${open[0]}`, "utf8"))![1]!, 8);
+  assert.equal(flags & 0o3, 0, "open for writing (O_ACCMODE not O_RDONLY)");
 });
 
 test("StateSaver with the serialiser's lists: background saves and a save at shutdown each leave exactly buildState's file", async () => {

@@ -43,10 +43,15 @@ export class BaseFile {
   #retired = false;
   #closed = false;
 
-  /** Takes over `fd` (open for reading), the file just renamed into place. */
+  /**
+   * Takes over `fd` (open for reading, and for writing as the save wrote
+   * it), the file just renamed into place. Kept open read-only: a file
+   * open for writing stops `mount -o remount,ro` of its file system
+   * ("busy") for as long as the server runs.
+   */
   constructor(fd: number) {
     const st = fstatSync(fd, { bigint: true });
-    this.#fd = fd;
+    this.#fd = readOnlyCopy(fd);
     this.#ino = Number(st.ino);
     this.#size = Number(st.size);
     this.#mtimeNs = st.mtimeNs;
@@ -180,6 +185,18 @@ export function removeStaleTemporaries(path: string): string[] {
     }
   }
   return removed;
+}
+
+/** `fd` opened again read-only (the same file, through /proc), and closed; `fd` itself where that cannot be. */
+function readOnlyCopy(fd: number): number {
+  let copy: number;
+  try {
+    copy = openSync(`/proc/self/fd/${fd}`, "r");
+  } catch {
+    return fd;
+  }
+  closeSync(fd);
+  return copy;
 }
 
 /** Buffers a writev(2) takes at most (Linux's IOV_MAX); a 10,000-client save is up to ~30,000 pieces. */
