@@ -19,6 +19,7 @@ import { trackHealth } from "../src/main/observe/health.js";
 import { Observability } from "../src/main/observe/index.js";
 import type { SystemdNotifier } from "../src/main/observe/sd-notify.js";
 import { eventually } from "./helpers/wait.js";
+import { idleSources } from "./helpers/observe-sources.js";
 
 const settings = parsePriority(DEFAULT_PRIORITY);
 const entry = new URL("./helpers/misbehave-worker.cjs", import.meta.url);
@@ -143,16 +144,8 @@ describe("a handshake worker that does not answer, or dies", () => {
     let unanswering: string | null = null;
     let alive: () => boolean = () => true;
     const systemd: SystemdNotifier = { notify: () => undefined, startWatchdog: (a) => void (alive = a), close: () => undefined };
-    const observe = await Observability.start({ metrics: undefined, auditLog: "", auditSyslog: false, servicename: "Mandos" }, systemd, {
-      clientCounts: () => ({ enabled: 0, disabled: 0, awaitingApproval: 0, checkersRunning: 0, checkersWaiting: 0, secretSealed: 0 }),
-      handshakes: () => ({ holding: 0, slow: 0, waiting: 0, evictedSlow: 0, evictedWaiting: 0, evictedSilent: 0 }),
-      workers: 1,
-      workerQueue: () => 0,
-      accepting: () => true,
-      listenerLost: () => null,
-      stateNotKept: () => null,
-      workersUnanswering: () => unanswering,
-    });
+    const observe = await Observability.start({ metrics: undefined, auditLog: "", auditSyslog: false, servicename: "Mandos" }, systemd,
+      idleSources({ workers: 1, workersUnanswering: () => unanswering }));
     try {
       observe.ready();
       assert.equal(alive(), true);

@@ -19,6 +19,7 @@ import { machine, machineSection as section, makeClients, makeKeySet, type TestC
 import { MANDOS_CLIENT, MANDOS_KEYGEN, missing } from "./helpers/peers.js";
 import { runMandosClient, startServer, type RunningServer } from "./helpers/server.js";
 import { eventually } from "./helpers/wait.js";
+import { idleSources } from "./helpers/observe-sources.js";
 import { createMetrics } from "../src/main/observe/metrics.js";
 import type { HandshakeCounts } from "../src/main/serve/admission.js";
 import { events, type ConnectionClosed } from "../src/main/events.js";
@@ -79,12 +80,7 @@ async function reach(url: string): Promise<number | string> {
 
 test("mandos_connections_evicted_total follows the admissions' counts by why, however often it is scraped", async () => {
   let counts: HandshakeCounts = { holding: 0, slow: 0, waiting: 0, evictedSlow: 0, evictedWaiting: 0, evictedSilent: 0 };
-  const metrics = createMetrics({
-    clientCounts: () => ({ enabled: 0, disabled: 0, awaitingApproval: 0, checkersRunning: 0, checkersWaiting: 0, secretSealed: 0 }),
-    handshakes: () => counts,
-    workers: 0,
-    workerQueue: () => 0,
-  });
+  const metrics = createMetrics(idleSources({ handshakes: () => counts }));
   const evicted = async (): Promise<string[]> =>
     (await metrics.registry.getSingleMetricAsString("mandos_connections_evicted_total")).split("\n").filter((l) => !l.startsWith("#"));
   try {
@@ -100,12 +96,7 @@ test("mandos_connections_evicted_total follows the admissions' counts by why, ho
 });
 
 test("a connection whose time ran out waiting for a handshake slot counts as not admitted (admission_timeout), other timeouts do not", async () => {
-  const metrics = createMetrics({
-    clientCounts: () => ({ enabled: 0, disabled: 0, awaitingApproval: 0, checkersRunning: 0, checkersWaiting: 0, secretSealed: 0 }),
-    handshakes: () => ({ holding: 0, slow: 0, waiting: 0, evictedSlow: 0, evictedWaiting: 0, evictedSilent: 0 }),
-    workers: 0,
-    workerQueue: () => 0,
-  });
+  const metrics = createMetrics(idleSources());
   const notAdmitted = async (): Promise<string[]> =>
     (await metrics.registry.getSingleMetricAsString("mandos_connections_not_admitted_total")).split("\n").filter((l) => !l.startsWith("#"));
   // As serve/connection.ts publishes it (its stage: test/serve-threads-limits).
@@ -143,19 +134,10 @@ describe("bin/mandos --metrics and --audit-log", { skip }, () => {
     const pgp = join(root, "pgp");
     makeKeySet(pgp);
     [real] = makeClients(root, pgp, 1);
-    const conf = join(root, "conf");
     state = join(root, "state");
-    mkdirSync(conf);
-    mkdirSync(state);
-    writeFileSync(join(conf, "mandos.conf"), "[DEFAULT]\n");
-    writeFileSync(join(conf, "clients.conf"),
-      `[DEFAULT]\nchecker = true\n\n${real!.section}\n${section(enabled)}\n${section(disabled, "enabled = False\n")}`, { mode: 0o600 });
-    server = await startServer([
-      "--configdir", conf, "--statedir", state, "--no-restore", "--port", "0", "--address", "::", "--workers", "0",
-      "--metrics", ":0", "--audit-log", join(state, "audit.jsonl"),
-    ]);
-    metricsPort = Number(/Serving \/metrics and \/health on "127\.0\.0\.1", port (\d+)/.exec(server.log())?.[1]);
-    assert.ok(metricsPort > 0, server.log());
+    ({ server, metricsPort } = await metricsServer(root,
+      `[DEFAULT]\nchecker = true\n\n${real!.section}\n${section(enabled)}\n${section(disabled, "enabled = False\n")}`,
+      ["--workers", "0", "--audit-log", join(state, "audit.jsonl")]));
   });
 
   after(async () => {
@@ -265,24 +247,67 @@ describe("bin/mandos --metrics and --audit-log", { skip }, () => {
   });
 
   test("the handshake gauges count the handshakes under way and the slow pool", async () => {
-    // Peers that send the version line and never answer our ClientHello:
-    // each takes a slot, and PEER_SLOW_MS later moves to the slow pool.
-    // (Slots held and the queue: test/serve-admission.test.ts.)
-    const count = 70;
-    const stalled = Array.from({ length: count }, () => {
-      const socket = connect({ host: "::1", port: server.port }, () => socket.write("1\r\n"));
-      socket.on("error", () => undefined);
-      return socket;
-    });
-    try {
-      const gauges = (s: Samples): number[] => ["in_flight", "slow", "waiting"].map((g) => s.get(`mandos_handshakes_${g}`) ?? -1);
-      const { samples } = await scrapeUntil(metricsPort, (s) => gauges(s)[1] === count);
-      assert.deepEqual(gauges(samples), [count, count, 0]);
-    } finally {
-      for (const socket of stalled) socket.destroy();
-    }
-    const { samples } = await scrapeUntil(metricsPort, (s) => s.get("mandos_handshakes_in_flight") === 0);
-    assert.deepEqual(["in_flight", "slow", "waiting"].map((g) => samples.get(`mandos_handshakes_${g}`)), [0, 0, 0]);
+    await stalledPeersCounted(metricsPort, server.port, 70);
+  });
+});
+
+/** Our server on `root`/conf (with `clientsConf`) and `root`/state, serving /metrics on a port of its choosing. */
+async function metricsServer(root: string, clientsConf: string, args: readonly string[]): Promise<{ server: RunningServer; metricsPort: number }> {
+  const conf = join(root, "conf");
+  const state = join(root, "state");
+  mkdirSync(conf);
+  mkdirSync(state);
+  writeFileSync(join(conf, "mandos.conf"), "[DEFAULT]\n");
+  writeFileSync(join(conf, "clients.conf"), clientsConf, { mode: 0o600 });
+  const server = await startServer(["--configdir", conf, "--statedir", state, "--no-restore", "--port", "0", "--address", "::", "--metrics", ":0", ...args]);
+  const metricsPort = Number(/Serving \/metrics and \/health on "127\.0\.0\.1", port (\d+)/.exec(server.log())?.[1]);
+  assert.ok(metricsPort > 0, server.log());
+  return { server, metricsPort };
+}
+
+/**
+ * Peers that send the version line and never answer our ClientHello: each
+ * takes a slot, and PEER_SLOW_MS later moves to the slow pool; the gauges
+ * say so, and 0 once they are gone. (Slots held and the queue:
+ * test/serve-admission.test.ts.)
+ */
+async function stalledPeersCounted(metricsPort: number, port: number, count: number): Promise<void> {
+  const stalled = Array.from({ length: count }, () => {
+    const socket = connect({ host: "::1", port }, () => socket.write("1\r\n"));
+    socket.on("error", () => undefined);
+    return socket;
+  });
+  try {
+    const gauges = (s: Samples): number[] => ["in_flight", "slow", "waiting"].map((g) => s.get(`mandos_handshakes_${g}`) ?? -1);
+    const { samples } = await scrapeUntil(metricsPort, (s) => gauges(s)[1] === count);
+    assert.deepEqual(gauges(samples), [count, count, 0]);
+  } finally {
+    for (const socket of stalled) socket.destroy();
+  }
+  const { samples } = await scrapeUntil(metricsPort, (s) => s.get("mandos_handshakes_in_flight") === 0);
+  assert.deepEqual(["in_flight", "slow", "waiting"].map((g) => samples.get(`mandos_handshakes_${g}`)), [0, 0, 0]);
+}
+
+// Found by the observability audit: a serve thread sent its counts only
+// with a batch of events, and peers that stall make none: the gauges
+// stayed at what the accepts had said (slow 0) for as long as they stalled.
+describe("bin/mandos --metrics with serve threads", { skip }, () => {
+  let root = "";
+  let server: RunningServer;
+  let metricsPort = 0;
+
+  before(async () => {
+    root = mkdtempSync(join(tmpdir(), "mandos-ts-observe-threads-"));
+    ({ server, metricsPort } = await metricsServer(root, "", ["--serve-threads", "2"]));
+  });
+
+  after(async () => {
+    await server?.stop();
+    if (root) rmSync(root, { recursive: true, force: true });
+  });
+
+  test("the handshake gauges of serve threads whose peers all stall follow the slow pool", async () => {
+    await stalledPeersCounted(metricsPort, server.port, 20);
   });
 });
 

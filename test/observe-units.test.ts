@@ -15,12 +15,14 @@ import { join } from "node:path";
 import { parseMetricsAddress } from "../src/main/config/server-settings.js";
 import { events, type ConnectionRef } from "../src/main/events.js";
 import { trackHealth } from "../src/main/observe/health.js";
+import { Observability } from "../src/main/observe/index.js";
 import { openAuditLog } from "../src/main/observe/audit.js";
 import { OPERATOR_HEADERS_TIMEOUT_MS, OPERATOR_MAX_CONNECTIONS, OPERATOR_MAX_PIPELINED, serveOperatorEndpoint, type OperatorEndpoint, type OperatorEndpointOptions } from "../src/main/observe/http.js";
 import { MetricsPage, PAGE_REUSE_MS } from "../src/main/observe/metrics-page.js";
 import { Registry as PromRegistry } from "prom-client";
 import { connect, type Socket } from "node:net";
 import { eventually } from "./helpers/wait.js";
+import { idleSources } from "./helpers/observe-sources.js";
 
 test("metrics addresses: HOST:PORT, [IPV6]:PORT, and a bare :PORT on loopback", () => {
   assert.deepEqual(parseMetricsAddress(":9100"), { host: "127.0.0.1", port: 9100 });
@@ -52,6 +54,23 @@ test("/health follows the last state save, and says why it is not ok", () => {
     assert.deepEqual(health.report(), { ok: false, reason: "not accepting connections" });
   } finally {
     health.close();
+  }
+});
+
+test("mandos_healthy says what /health says, for Prometheus, which scrapes /metrics only", async () => {
+  let notKept: string | null = null;
+  const observe = await Observability.start({ metrics: { host: "127.0.0.1", port: 0 }, auditLog: "", auditSyslog: false, servicename: "Mandos" }, null,
+    idleSources({ stateNotKept: () => notKept }));
+  try {
+    await observe.open(() => undefined);
+    const get = async (path: string): Promise<string> => (await fetch(`http://127.0.0.1:${observe.endpoint!.port}${path}`)).text();
+    assert.match(await get("/metrics"), /^mandos_healthy 1$/m);
+    // A state directory unusable since the start moves no counter: only this.
+    notKept = "/var/lib/mandos is not usable";
+    assert.match(await get("/health"), /state is not saved/);
+    await eventually(async () => /^mandos_healthy 0$/m.test(await get("/metrics")), { what: "mandos_healthy 0 (the page is reused for a second)", timeoutMs: 5_000 });
+  } finally {
+    await observe.close();
   }
 });
 
@@ -117,7 +136,11 @@ test("a disk that fills mid-record costs that record alone: a short write is fin
     return n;
   };
   const errors: string[] = [];
-  const audit = openAuditLog({ path, server: { host: "h", pid: 7, name: "Mandos" }, now: () => new Date(0), onError: (m) => errors.push(m), write });
+  const again: number[] = [];
+  const failed: string[] = [];
+  const onFailed = ({ what, reason }: { what: string; reason: string }): void => void failed.push(`${what} ${reason}`);
+  events.auditFailed.subscribe(onFailed);
+  const audit = openAuditLog({ path, server: { host: "h", pid: 7, name: "Mandos" }, now: () => new Date(0), onError: (m) => errors.push(m), onWritingAgain: (n) => again.push(n), write });
   const sent = (client: string): void => events.secretSent.publish({ connection, client, keyId: "AB", durationMs: 3 });
   try {
     sent("whole");
@@ -129,6 +152,9 @@ test("a disk that fills mid-record costs that record alone: a short write is fin
     room = Infinity;
     sent("after");
     assert.deepEqual(errors, ["cannot write the audit log: ENOSPC"], "said once, at the record that was cut");
+    // Each lost record published (mandos_audit_records_lost_total), and the end of the run said.
+    assert.deepEqual(failed, ["write ENOSPC", "write ENOSPC"]);
+    assert.deepEqual(again, [2]);
     const lines = readFileSync(path, "utf8").split("\n");
     assert.equal(lines.at(-1), "", "the file ends with a whole line");
     const clients = lines.slice(0, -1).map((l) => {
@@ -140,6 +166,7 @@ test("a disk that fills mid-record costs that record alone: a short write is fin
     });
     assert.deepEqual(clients, ["whole", "short", "(cut)", "after"]);
   } finally {
+    events.auditFailed.unsubscribe(onFailed);
     audit.close();
     rmSync(dir, { recursive: true, force: true });
   }

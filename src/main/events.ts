@@ -245,6 +245,13 @@ export interface StateSaveFailed {
   readonly reason: string;
 }
 
+/** The audit log lost a record (`write`: not written to its file) or could not reopen its file (`reopen`, at SIGHUP). */
+export interface AuditFailed {
+  readonly what: "write" | "reopen";
+  /** The errno code (ENOSPC, EACCES...) or, without one, the error's message. */
+  readonly reason: string;
+}
+
 /** Every channel the server publishes on. */
 export const events = {
   connectionAccepted: channel<ConnectionAccepted>("mandos:connection:accepted"),
@@ -268,6 +275,7 @@ export const events = {
   approvalNeeded: channel<ApprovalNeeded>("mandos:approval:needed"),
   stateSaved: channel<StateSaved>("mandos:state:saved"),
   stateSaveFailed: channel<StateSaveFailed>("mandos:state:save-failed"),
+  auditFailed: channel<AuditFailed>("mandos:audit:failed"),
 } as const;
 
 export type EventName = keyof typeof events;

@@ -566,7 +566,7 @@ async function startAndServe(
     logger.error(error instanceof Error ? error.message : String(error));
   }
   try {
-    await observe.open((message) => logger.error(message));
+    await observe.open((message) => logger.error(message), (message) => logger.info(message));
   } catch (error) {
     await Promise.all([observe.close(), listener.close(0), runner.close()]);
     clientsReader.close();

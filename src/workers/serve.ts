@@ -175,7 +175,7 @@ port.on("message", (message: ToThread) => {
       flush(message.round);
       return;
     case "ping":
-      post({ kind: "pong" });
+      post({ kind: "pong", open: listener.openConnections, handshakes: listener.handshakes });
       return;
     case "listen":
       listener.listen(message.options).then(

@@ -55,6 +55,8 @@ export interface AuditOptions {
   readonly now?: () => Date;
   /** A record could not be written (ENOSPC, EIO...): said once per failure run, never thrown into the core. */
   readonly onError?: (message: string) => void;
+  /** Records are written again after `lost` could not be: said once at the end of each failure run. */
+  readonly onWritingAgain?: (lost: number) => void;
   /** writeSync's stand-in, for tests: a disk that fills mid-record. */
   readonly write?: (fd: number, bytes: Uint8Array, offset: number, length: number) => number;
 }
@@ -84,7 +86,8 @@ export function openAuditLog(options: AuditOptions): AuditLog {
   };
   // A lost copy is only a copy: the file is the record.
   const socket = options.syslog ? datagramSocketOrSay("audit records to syslog") : null;
-  let failing = false;
+  /** Records lost in the current failure run; 0 while writing. */
+  let lost = 0;
   // The file ends in a cut record (as far as this writer knows): the next
   // record goes after a newline.
   let midLine = false;
@@ -114,10 +117,13 @@ export function openAuditLog(options: AuditOptions): AuditLog {
     if (fd !== undefined) {
       try {
         writeRecord(fd, Buffer.from(`${midLine ? "\n" : ""}${line}\n`));
-        failing = false;
+        if (lost > 0) options.onWritingAgain?.(lost);
+        lost = 0;
       } catch (error) {
-        if (!failing) options.onError?.(`cannot write the audit log: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
-        failing = true;
+        const reason = (error as NodeJS.ErrnoException).code ?? String(error);
+        if (lost === 0) options.onError?.(`cannot write the audit log: ${reason}`);
+        lost++;
+        if (events.auditFailed.hasSubscribers) events.auditFailed.publish({ what: "write", reason });
       }
       unsynced = true;
       if (syncTimer === undefined) {
@@ -140,7 +146,13 @@ export function openAuditLog(options: AuditOptions): AuditLog {
     reopen() {
       if (options.path === undefined || fd === undefined) return;
       syncNow();
-      const next = open(options.path);
+      let next: number;
+      try {
+        next = open(options.path);
+      } catch (error) {
+        if (events.auditFailed.hasSubscribers) events.auditFailed.publish({ what: "reopen", reason: (error as NodeJS.ErrnoException).code ?? String(error) });
+        throw error;
+      }
       closeSync(fd);
       fd = next;
       // logrotate's new, empty file needs no newline before its first record.

@@ -37,14 +37,15 @@ export class Observability {
    * carries none of its code or memory).
    */
   static async start(settings: ObserveSettings, systemd: SystemdNotifier | null, sources: ObserveSources): Promise<Observability> {
-    const metrics = settings.metrics ? (await import("./metrics.js")).createMetrics(sources) : undefined;
-    return new Observability(settings, systemd, sources, metrics);
+    const health = trackHealth(sources);
+    const metrics = settings.metrics ? (await import("./metrics.js")).createMetrics(sources, () => health.report().ok) : undefined;
+    return new Observability(settings, systemd, sources, metrics, health);
   }
 
-  private constructor(settings: ObserveSettings, systemd: SystemdNotifier | null, sources: ObserveSources, metrics: Metrics | undefined) {
+  private constructor(settings: ObserveSettings, systemd: SystemdNotifier | null, sources: ObserveSources, metrics: Metrics | undefined, health: Health) {
     this.#settings = settings;
     this.#systemd = systemd;
-    this.#health = trackHealth(sources);
+    this.#health = health;
     this.#accepting = () => sources.accepting() && sources.listenerLost() === null && (sources.workersUnanswering?.() ?? null) === null;
     this.#metrics = metrics;
   }
@@ -54,13 +55,14 @@ export class Observability {
    * EADDRINUSE) when either cannot be had: the operator asked for them.
    * `onError` gets what to log of their failures afterwards (rate-limited).
    */
-  async open(onError: (message: string) => void): Promise<void> {
+  async open(onError: (message: string) => void, onNote: (message: string) => void = () => undefined): Promise<void> {
     if (this.#settings.auditLog !== "" || this.#settings.auditSyslog) {
       this.#audit = openAuditLog({
         ...(this.#settings.auditLog !== "" ? { path: this.#settings.auditLog } : {}),
         syslog: this.#settings.auditSyslog,
         server: { host: hostname(), pid: process.pid, name: this.#settings.servicename },
         onError,
+        onWritingAgain: (lost) => onNote(`Writing the audit log again, after ${lost} ${lost === 1 ? "record" : "records"} could not be written`),
       });
     }
     const m = this.#settings.metrics;

@@ -61,7 +61,8 @@ export interface Metrics {
   close(): void;
 }
 
-export function createMetrics(sources: MetricSources): Metrics {
+/** `healthy`: whether /health would answer 200 now (health.ts). */
+export function createMetrics(sources: MetricSources, healthy: () => boolean = () => true): Metrics {
   const registry = new Registry();
   const subs = new Subscriptions();
 
@@ -148,6 +149,14 @@ export function createMetrics(sources: MetricSources): Metrics {
       this.inc(Math.max(0, now - replacedSeen));
       replacedSeen = Math.max(replacedSeen, now);
     },
+  });
+  // What /health says, for an alert: Prometheus scrapes /metrics, and a
+  // state directory unusable since the start, a listening socket lost or a
+  // wedged worker moved no counter.
+  new Gauge({
+    name: "mandos_healthy", help: "1 when /health answers 200; 0 when it answers 503 (not accepting connections, a worker or serve thread not answering, state not saved): its body says why.",
+    registers: [registry],
+    collect() { this.set(healthy() ? 1 : 0); },
   });
   new Gauge({
     name: "mandos_serve_threads", help: "Threads that accept and serve connections whole (0: the main thread accepts).", registers: [registry],
@@ -247,6 +256,13 @@ export function createMetrics(sources: MetricSources): Metrics {
     stateBytes.set(bytes);
   });
   subs.on(events.stateSaveFailed, () => saves.inc({ result: "failed" }));
+  const auditLost = new Counter({
+    name: "mandos_audit_records_lost_total", help: "Audit records that could not be written to the audit file (ENOSPC, EIO...); each was a secret released or refused.", registers: [registry],
+  });
+  const auditReopen = new Counter({
+    name: "mandos_audit_reopen_failures_total", help: "SIGHUPs at which the audit file could not be opened again (records go on to the old file).", registers: [registry],
+  });
+  subs.on(events.auditFailed, ({ what }) => (what === "write" ? auditLost : auditReopen).inc());
 
   return { registry, close: () => subs.close() };
 }

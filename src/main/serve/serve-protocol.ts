@@ -72,5 +72,9 @@ export type FromThread =
   | { readonly kind: "listen-failed"; readonly message: string; readonly code?: string | undefined }
   /** `round`: sent when asked to flush (source-recheck.ts). */
   | { readonly kind: "batch"; readonly ops: readonly ThreadOp[]; readonly open: number; readonly handshakes: HandshakeCounts; readonly round?: number }
-  | { readonly kind: "pong" }
+  /**
+   * With the counts as they are now: a batch carries them only with events,
+   * and a thread whose connections are all stalled peers sends none.
+   */
+  | { readonly kind: "pong"; readonly open: number; readonly handshakes: HandshakeCounts }
   | { readonly kind: "closed" };

@@ -198,6 +198,8 @@ class ServeThread implements RecheckPeer {
   #onMessage(m: FromThread): void {
     if (m.kind === "pong") {
       this.pingSentAt = null;
+      this.open = m.open;
+      this.handshakes = m.handshakes;
       this.#hooks.answered(this);
       return;
     }
