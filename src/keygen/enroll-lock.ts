@@ -15,7 +15,7 @@
 
 import { closeSync, fstatSync, openSync, readSync, rmSync, statSync, writeSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
-import { processRuns, processStartedAt } from "../main/daemon/process-runs.js";
+import { writerGoneSince } from "../main/daemon/process-runs.js";
 import { fileSystemError, KeygenError } from "./errors.js";
 
 /**
@@ -59,14 +59,13 @@ export function lookAtLock(lock: string): LockSeen | null {
     const number = Number(text.trim());
     // A pid is whole only with its newline: a lock read mid-write is not stale.
     const pid = text.endsWith("\n") && Number.isInteger(number) && number > 0 ? number : null;
-    const started = pid === null ? null : processStartedAt(pid);
     const writtenAtMs = Number(stat.mtimeNs / 1_000_000n);
     const stale = pid === null
       // No whole pid: its holder was killed between the create and the
       // write (or a power cut came: the lock is not synced). The two are
       // microseconds apart, so such a lock that old is stale.
       ? Date.now() - writtenAtMs > UNWRITTEN_LOCK_STALE_MS
-      : !processRuns(pid) || (started !== null && started > writtenAtMs + 1_000);
+      : writerGoneSince(pid, writtenAtMs);
     return { ino: stat.ino, ctimeNs: stat.ctimeNs, pid, stale };
   } finally {
     closeSync(fd);

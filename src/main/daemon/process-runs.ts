@@ -16,20 +16,26 @@ export function processRuns(pid: number): boolean {
 }
 
 /**
- * Whether the process that wrote `file`, by its pid, is gone: it does not
- * run, or its pid now names a process started after the file was last
- * written (after a reboot, say; a second of slack for the boot time's
- * rounding). A file that cannot be looked at is not judged gone.
+ * Whether process `pid`, which wrote a file last modified at `writtenAtMs`,
+ * is gone: it does not run, or its pid now names a process started after
+ * the file was written (after a reboot, say; a second of slack for the
+ * boot time's rounding).
  */
-export function writerGone(pid: number, file: string): boolean {
+export function writerGoneSince(pid: number, writtenAtMs: number): boolean {
   if (!processRuns(pid)) return true;
   const started = processStartedAt(pid);
-  if (started === null) return false;
+  return started !== null && started > writtenAtMs + 1_000;
+}
+
+/** writerGoneSince for `file`'s modification time; a file that cannot be looked at counts only a pid that does not run. */
+export function writerGone(pid: number, file: string): boolean {
+  let writtenAtMs: number;
   try {
-    return started > statSync(file).mtimeMs + 1_000;
+    writtenAtMs = statSync(file).mtimeMs;
   } catch {
-    return false;
+    return !processRuns(pid);
   }
+  return writerGoneSince(pid, writtenAtMs);
 }
 
 /** Linux's USER_HZ, the unit of /proc/PID/stat's start time (100 on every architecture Node runs on). */
