@@ -126,6 +126,7 @@ describe("bin/mandos --metrics and --audit-log", { skip }, () => {
   const enabled = machine("machine0");
   const disabled = machine("machine1");
   const unknown = machine("stranger");
+  const waiting = machine("machine2");
   let server: RunningServer;
   let metricsPort = 0;
 
@@ -136,7 +137,7 @@ describe("bin/mandos --metrics and --audit-log", { skip }, () => {
     [real] = makeClients(root, pgp, 1);
     state = join(root, "state");
     ({ server, metricsPort } = await metricsServer(root,
-      `[DEFAULT]\nchecker = true\n\n${real!.section}\n${section(enabled)}\n${section(disabled, "enabled = False\n")}`,
+      `[DEFAULT]\nchecker = true\n\n${real!.section}\n${section(enabled)}\n${section(disabled, "enabled = False\n")}\n${section(waiting, "approval_delay = PT1M\n")}`,
       ["--workers", "0", "--audit-log", join(state, "audit.jsonl")]));
   });
 
@@ -179,7 +180,7 @@ describe("bin/mandos --metrics and --audit-log", { skip }, () => {
     assert.equal(after.get("mandos_handshakes_in_flight"), 0);
     for (const why of ["silent", "slow_peer", "crowd"]) assert.equal(after.get(`mandos_connections_evicted_total{why="${why}"}`), 0, why);
     assert.equal(after.get("mandos_handshake_workers"), 0);
-    assert.equal(after.get("mandos_clients{state=\"enabled\"}"), 2);
+    assert.equal(after.get("mandos_clients{state=\"enabled\"}"), 3);
     assert.equal(after.get("mandos_clients{state=\"disabled\"}"), 1);
     assert.equal(after.get("mandos_clients{state=\"awaiting_approval\"}"), 0);
     assert.ok((after.get("process_resident_memory_bytes") ?? 0) > 0);
@@ -207,6 +208,22 @@ describe("bin/mandos --metrics and --audit-log", { skip }, () => {
     for (const secret of [enabled.secret, disabled.secret]) {
       assert.ok(!raw.includes(secret) && !raw.includes(secret.toString("base64")), "a secret in the audit log");
     }
+  });
+
+  // Found by session 55's audit: a connection that gave up while it waited
+  // for approval left no record, though the machine had proved its key.
+  test("a known client's request cut short while it waits for approval is audited as abandoned", async () => {
+    const path = join(state, "audit.jsonl");
+    const before = readFileSync(path, "utf8");
+    const gaveUp = fetchSecret({ host: "::1", port: server.port, identity: waiting.identity, settings: SETTINGS, timeoutMs: 3_000 });
+    gaveUp.catch(() => undefined);
+    await scrapeUntil(metricsPort, (s) => s.get("mandos_clients{state=\"awaiting_approval\"}") === 1);
+    await assert.rejects(gaveUp, { code: "MANDOS_CLIENT_TIMEOUT" });
+    const text = await eventually(() => { const t = readFileSync(path, "utf8").slice(before.length); return t.endsWith("\n") && t; }, { what: "the abandoned record", timeoutMs: 10_000 });
+    const records = text.trimEnd().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>);
+    assert.deepEqual(records.map(({ time: _t, port: _p, server: _s, ...rest }) => rest), [
+      { outcome: "abandoned", reason: "peer_closed", client: waiting.name, key_id: waiting.keyId, address: "::1" },
+    ]);
   });
 
   test("promtool check metrics accepts the exposition", { skip: existsSync(PROMTOOL) ? false : `${PROMTOOL} missing` }, async () => {

@@ -76,7 +76,7 @@ test("mandos_healthy says what /health says, for Prometheus, which scrapes /metr
 
 const connection: ConnectionRef = { id: 1, address: "192.0.2.7", port: 40000, source: "192.0.2.7", label: "('192.0.2.7', 40000)" };
 
-test("the audit log: one line per release and per refusal of a known client, none for unknown keys; reopen follows logrotate", () => {
+test("the audit log: one line per release, per refusal of a known client and per request cut short, none for unknown keys; reopen follows logrotate", () => {
   const dir = mkdtempSync(join(tmpdir(), "mandos-ts-audit-"));
   const path = join(dir, "audit.jsonl");
   const audit = openAuditLog({ path, server: { host: "h", pid: 7, name: "Mandos" }, now: () => new Date(0) });
@@ -84,11 +84,15 @@ test("the audit log: one line per release and per refusal of a known client, non
     events.secretSent.publish({ connection, client: "foo", keyId: "AB", durationMs: 3 });
     events.clientNotFound.publish({ connection, keyId: "CD", proven: true });
     events.clientRejected.publish({ connection, client: "bar", keyId: "EF", reason: "denied" });
+    events.secretAbandoned.publish({ connection, client: "qux", keyId: "12", outcome: "shutdown", stage: "AwaitingDecision" });
+    events.secretAbandoned.publish({ connection, client: "quux", keyId: "34", outcome: "socket-error", stage: "Sending" });
     const server = { host: "h", pid: 7, name: "Mandos" };
     const base = { time: "1970-01-01T00:00:00.000Z", address: "192.0.2.7", port: 40000 };
     assert.equal(readFileSync(path, "utf8"), [
       JSON.stringify({ time: base.time, outcome: "released", reason: null, client: "foo", key_id: "AB", address: base.address, port: base.port, server }),
       JSON.stringify({ time: base.time, outcome: "refused", reason: "denied", client: "bar", key_id: "EF", address: base.address, port: base.port, server }),
+      JSON.stringify({ time: base.time, outcome: "abandoned", reason: "shutdown", client: "qux", key_id: "12", address: base.address, port: base.port, server }),
+      JSON.stringify({ time: base.time, outcome: "unconfirmed", reason: "socket_error", client: "quux", key_id: "34", address: base.address, port: base.port, server }),
       "",
     ].join("\n"));
     assert.equal(statSync(path).mode & 0o777, 0o640 & ~process.umask());
@@ -101,7 +105,7 @@ test("the audit log: one line per release and per refusal of a known client, non
     const legacy = JSON.parse(readFileSync(path, "utf8").trim().split("\n")[1]!) as Record<string, unknown>;
     assert.equal(legacy.key_id, "");
     assert.equal(legacy.fingerprint, "9A2B");
-    assert.equal(readFileSync(`${path}.1`, "utf8").split("\n").length, 3);
+    assert.equal(readFileSync(`${path}.1`, "utf8").split("\n").length, 5);
   } finally {
     audit.close();
     rmSync(dir, { recursive: true, force: true });

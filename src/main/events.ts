@@ -179,6 +179,26 @@ export interface ClientRejected {
   readonly fingerprint?: string;
   readonly reason: Exclude<RefusalReason, "unknown_key" | "bad_version" | "tls_error">;
 }
+/**
+ * A known client's request ended with neither its secret nor a refusal:
+ * the connection failed (the peer went away, the server shut down) while
+ * it waited for approval, or while the secret was being written.
+ */
+export interface SecretAbandoned {
+  readonly connection: ConnectionRef;
+  readonly client: string;
+  readonly keyId: string;
+  /** A legacy peer's fingerprint (then keyId is ""). */
+  readonly fingerprint?: string;
+  /** How the connection ended. */
+  readonly outcome: "peer-closed" | "socket-error" | "tls-error" | "shutdown" | "timeout" | "internal-error";
+  /**
+   * `AwaitingDecision`: nothing of the secret was sent. `Sending`: it was
+   * written toward the peer, and the connection failed before all of it
+   * and close_notify were handed to the kernel: the peer may have it.
+   */
+  readonly stage: "AwaitingDecision" | "Sending";
+}
 
 export interface ClientEvent { readonly client: ClientView }
 export interface ClientDisabled {
@@ -262,6 +282,7 @@ export const events = {
   secretSent: channel<SecretSent>("mandos:secret:sent"),
   clientNotFound: channel<ClientNotFound>("mandos:client:not-found"),
   clientRejected: channel<ClientRejected>("mandos:client:rejected"),
+  secretAbandoned: channel<SecretAbandoned>("mandos:secret:abandoned"),
   clientAdded: channel<ClientEvent>("mandos:client:added"),
   clientRemoved: channel<ClientEvent>("mandos:client:removed"),
   clientEnabled: channel<ClientEvent>("mandos:client:enabled"),

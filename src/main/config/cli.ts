@@ -151,7 +151,7 @@ function commandLineProgram(out: (text: string) => void, err: (text: string) => 
     .option("--serve-threads <N>", "Threads that accept and serve connections whole, the main thread keeping the registry (0: the main thread accepts, handshakes on --workers; default: 0 below four cores, else one per core but one, at most 16)", integer("serve-threads"))
     .option("--max-per-source <N>", "Open connections per client address (IPv6: per /64) at most; 0: no limit (default: 128)", integer("max-per-source"))
     .option("--metrics <HOST:PORT>", "Serve Prometheus /metrics and /health on HOST:PORT (a bare :PORT is loopback only)")
-    .option("--audit-log <FILE>", "Append one JSON line per secret released or known client refused to FILE")
+    .option("--audit-log <FILE>", "Append one JSON line per secret released, known client refused or request cut short to FILE")
     .option("--audit-syslog", "Send the audit records to syslog too, tagged mandos-audit")
     .configureOutput({ writeOut: out, writeErr: err })
     .exitOverride()

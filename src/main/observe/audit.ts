@@ -1,5 +1,6 @@
-// The audit log: one JSON line per secret released and per refusal of a
-// known client, for security's "which machine got its secret, when, from
+// The audit log: one JSON line per secret released, per refusal of a known
+// client and per known client's request cut short (its peer gone while it
+// waited for approval or while its secret was written), for security's "which machine got its secret, when, from
 // where" (docs/OBSERVABILITY.md has the record). Written from the facts on
 // events.ts's channels; the payloads carry no secret and no key material,
 // and neither does a record.
@@ -16,7 +17,7 @@
 // disk flush per secret.
 
 import { closeSync, fdatasync, fdatasyncSync, fstatSync, openSync, writeSync } from "node:fs";
-import { events, type ConnectionRef, type RefusalReason } from "../events.js";
+import { events, type ConnectionRef, type RefusalReason, type SecretAbandoned } from "../events.js";
 import { datagramSocketOrSay } from "../daemon/unix-datagram.js";
 import { Subscriptions } from "./subscriptions.js";
 
@@ -32,9 +33,14 @@ export const AUDIT_SYSLOG_TAG = "mandos-audit";
 export interface AuditRecord {
   /** ISO 8601, UTC, milliseconds. */
   readonly time: string;
-  readonly outcome: "released" | "refused";
-  /** Why it was refused; null when released. */
-  readonly reason: Exclude<RefusalReason, "unknown_key" | "bad_version" | "tls_error"> | null;
+  /**
+   * "abandoned": the connection ended while it waited for its secret
+   * (approval), nothing of it sent; "unconfirmed": it ended while the secret
+   * was being written, so the peer may have it.
+   */
+  readonly outcome: "released" | "refused" | "abandoned" | "unconfirmed";
+  /** Why it was refused, or how an abandoned or unconfirmed one ended (`peer_closed`, `shutdown`...); null when released. */
+  readonly reason: Exclude<RefusalReason, "unknown_key" | "bad_version" | "tls_error"> | CutShort | null;
   readonly client: string;
   readonly key_id: string;
   /** A legacy (TLS 1.2, OpenPGP) peer's fingerprint; only in its records (key_id is then ""). */
@@ -43,6 +49,14 @@ export interface AuditRecord {
   readonly port: number;
   /** Which server: host name, process id, --servicename. */
   readonly server: { readonly host: string; readonly pid: number; readonly name: string };
+}
+
+/** How a known client's request was cut short: its connection's outcome, as the metrics label it. */
+export type CutShort = "peer_closed" | "socket_error" | "tls_error" | "shutdown" | "timeout" | "internal_error";
+
+/** SecretAbandoned's outcomes, named as CutShort (and the metrics' labels). */
+function cutShort(outcome: SecretAbandoned["outcome"]): CutShort {
+  return outcome.replace(/-/g, "_") as CutShort;
 }
 
 export interface AuditOptions {
@@ -142,6 +156,8 @@ export function openAuditLog(options: AuditOptions): AuditLog {
   const subs = new Subscriptions();
   subs.on(events.secretSent, ({ connection, client, keyId, fingerprint }) => write("released", null, client, keyId, connection, fingerprint));
   subs.on(events.clientRejected, ({ connection, client, keyId, fingerprint, reason }) => write("refused", reason, client, keyId, connection, fingerprint));
+  subs.on(events.secretAbandoned, ({ connection, client, keyId, fingerprint, outcome, stage }) =>
+    write(stage === "Sending" ? "unconfirmed" : "abandoned", cutShort(outcome), client, keyId, connection, fingerprint));
   return {
     reopen() {
       if (options.path === undefined || fd === undefined) return;

@@ -146,6 +146,8 @@ export class Connection {
   /** Time spent waiting on the handshake runner so far (HandshakeDone.runnerWaitMs). */
   #runnerWaitMs = 0;
   #keyId = "";
+  /** The client whose secret the peer asked for, once its key was found (for mandos:secret:abandoned). */
+  #client: string | null = null;
   /** A legacy peer's OpenPGP fingerprint, once its handshake is done. */
   #fingerprint: string | undefined = undefined;
   #deadline: TimerHandle | null = null;
@@ -550,6 +552,7 @@ export class Connection {
       this.#close("refused");
       return;
     }
+    this.#client = client.name;
     const abort = takeAbortController();
     this.#abort = abort;
     registry.requestSecret(client.name, key, this.#ref.address, abort.signal).then(
@@ -568,9 +571,13 @@ export class Connection {
       // throttled (admission.ts, Rule 3). Not a wait closed for a newer one.
       const reason = decision.reason;
       this.#keyRefused = reason === "disabled" || reason === "denied" || reason === "approval_timeout";
-      // "aborted": the peer went away or the client was replaced while
-      // it waited; the connection-closed event tells of it.
-      if (reason !== "aborted" && events.clientRejected.hasSubscribers) {
+      // "aborted" while the connection is open: the request failed on the
+      // main thread (a serve thread's connection), as #decisionFailed.
+      if (reason === "aborted") {
+        this.#close("internal-error");
+        return;
+      }
+      if (events.clientRejected.hasSubscribers) {
         events.clientRejected.publish({ connection: this.#ref, client: name, keyId, ...this.#legacyFingerprint(), reason });
       }
       this.#close("refused");
@@ -706,6 +713,12 @@ export class Connection {
         if (out) this.#socket.write(out);
       }
       this.#socket.destroy();
+    }
+    // A known client's request cut short (bad-version and evicted end a
+    // connection before its key is known, refused and secret-sent are told).
+    if (this.#client !== null && (stage === "AwaitingDecision" || stage === "Sending") && events.secretAbandoned.hasSubscribers
+      && outcome !== "refused" && outcome !== "secret-sent" && outcome !== "bad-version" && outcome !== "evicted") {
+      events.secretAbandoned.publish({ connection: this.#ref, client: this.#client, keyId: this.#keyId, ...this.#legacyFingerprint(), outcome, stage });
     }
     if (events.connectionClosed.hasSubscribers) {
       const connection = this.#ref;

@@ -14,7 +14,7 @@ import { events, type Channel } from "../events.js";
 /** The channels a serve thread publishes a connection's facts on, forwarded to the main thread. */
 export const FORWARDED_CHANNELS: readonly Channel<unknown>[] = [
   events.connectionAccepted, events.connectionClosed, events.connectionNotAdmitted, events.versionLine,
-  events.handshakeDone, events.secretSent, events.clientNotFound, events.clientRejected,
+  events.handshakeDone, events.secretSent, events.clientNotFound, events.clientRejected, events.secretAbandoned,
 ] as readonly Channel<unknown>[];
 
 /** What a serve thread starts with. */
