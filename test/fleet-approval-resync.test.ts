@@ -17,7 +17,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { Etcd3 } from "etcd3";
 import { ClientRegistry } from "../src/main/clients/registry.js";
 import type { SecretDecision } from "../src/main/clients/contract.js";
-import { systemClock } from "../src/main/clock.js";
+import { systemClock, type Clock } from "../src/main/clock.js";
 import { FanOutLogger, silentLogger, type LogLevel, type Logger } from "../src/main/daemon/log.js";
 import { FleetState } from "../src/main/fleet/fleet-state.js";
 import { approvalKey, clientKey } from "../src/main/fleet/layout.js";
@@ -129,14 +129,14 @@ async function holds(etcd: Etcd3, key: string, pattern: RegExp): Promise<boolean
 }
 
 /** Servers A (straight to etcd, logging to `logA`) and B (through a Link), started; stopped after the test. */
-async function twoServers(t: TestContext, logA: Logger = silentLogger): Promise<TwoServers> {
+async function twoServers(t: TestContext, logA: Logger = silentLogger, clockB: Clock = systemClock): Promise<TwoServers> {
   const member = cluster().members[0]!.clientUrl;
   const etcd = new Etcd3({ hosts: member });
   const link = await Link.to(member);
   const a = registry();
   const b = registry();
   const fleetA = new FleetState(settings(member), { registry: a, logger: logA, clock: systemClock, serverId: "server-a" });
-  const fleetB = new FleetState(settings(`http://[::1]:${link.port}`), { registry: b, logger: silentLogger, clock: systemClock, serverId: "server-b" });
+  const fleetB = new FleetState(settings(`http://[::1]:${link.port}`), { registry: b, logger: silentLogger, clock: clockB, serverId: "server-b" });
   t.after(async () => {
     await fleetB.stop();
     await fleetA.stop();
@@ -262,4 +262,26 @@ test("an approval given through B while B is cut off from etcd reaches A late: i
   b.update("alpha", { approvalDelay: 1_234 });
   await eventually(() => a.get("alpha")?.approvalDelay === 1_234, { what: "B's change after the approval on A" });
   assert.equal(lines.filter((l) => l.includes("not applied")).length, 1, "an approval written in time was told as late");
+});
+
+// Found by session 55's clock audit: B measured how long it kept a decision
+// on the wall clock, so a step back during the outage wrote `held` 0 (the
+// approval in force on A for a boot that began waiting after it lapsed),
+// and a step forward an hour too much.
+test("B's wall clock stepped back an hour while it is cut off: the approval it gave says how long it really kept it", { skip, timeout: 120_000 }, async (t) => {
+  let step = 0;
+  const clockB: Clock = { ...systemClock, now: () => Date.now() + step };
+  const { etcd, link, b, cutB } = await twoServers(t, silentLogger, clockB);
+  const KEPT_MS = 2_000;
+  await cutB();
+  const before = await etcd.get(approvalKey(PREFIX, "charlie")).string();
+  b.approve("charlie", true);
+  await sleep(KEPT_MS);
+  step = -HOUR;
+  link.mend();
+  let stored: string | null = null;
+  await eventually(async () => (stored = await etcd.get(approvalKey(PREFIX, "charlie")).string()) !== before, { what: "B's approval in etcd" });
+  const { held, by } = JSON.parse(stored!) as { held?: number; by?: string };
+  assert.equal(by, "server-b");
+  assert.ok(held !== undefined && held >= KEPT_MS && held < KEPT_MS + 60_000, `held ${held} ms; B kept it ${KEPT_MS} ms or a little more`);
 });

@@ -161,6 +161,8 @@ export interface EtcdLink {
 interface Dirty {
   readonly key: string;
   readonly value: Stamped;
+  /** When this server made the change, on its monotonic clock: an approval's `held` (#outgoing). */
+  readonly markedAt?: number;
 }
 
 /** A value coming in from etcd: a key's put or delete, or one change of a journal record (taken as a put). */
@@ -216,7 +218,12 @@ export class FleetState {
   /** This server's pending/ keys to write: the encoded request, or null to delete. */
   readonly #pendingOut = new Map<string, string | null>();
   /** Clients with a connection waiting here: what their last NeedApproval said, and since when one has waited. */
-  readonly #waitingHere = new Map<string, { readonly request: PendingRequest; readonly since: number }>();
+  /**
+   * The clients with a connection waiting here, and since when: `since` on
+   * the wall clock (weighed against other servers' stamps), `sinceElapsed`
+   * on the monotonic one (for local durations, which a clock step must not move).
+   */
+  readonly #waitingHere = new Map<string, { readonly request: PendingRequest; readonly since: number; readonly sinceElapsed: number }>();
   /** Revisions of our transactions whose events the watch has not yet brought back. */
   readonly #ownRevisions = new Set<string>();
   /** Clients added at run time (SIGHUP) since the last sync: they take the fleet's state, not clients.conf's fresh one. */
@@ -227,7 +234,7 @@ export class FleetState {
   readonly #journal = new Map<string, { readonly by: string; readonly at: number }>();
   #journalSeq = 0;
   /** When this server last wrote a journal record (its fold waits FOLD_QUIET_MS after it). */
-  #lastJournalAt = 0;
+  #lastJournalAt = -Infinity;
   /** The last flush wrote a journal record: the next waits STORM_FLUSH_MS. */
   #storm = false;
   #foldTimer: TimerHandle | null = null;
@@ -381,7 +388,8 @@ export class FleetState {
       this.#mark(approvalKey(this.#prefix, event.client.name), event.approved, now);
     } else if (event.type === "need-approval") {
       const request = { timeout: event.timeout, approvedByDefault: event.approvedByDefault };
-      this.#waitingHere.set(event.client.name, { request, since: this.#waitingHere.get(event.client.name)?.since ?? now });
+      const was = this.#waitingHere.get(event.client.name);
+      this.#waitingHere.set(event.client.name, { request, since: was?.since ?? now, sinceElapsed: was?.sinceElapsed ?? this.#clock.elapsed() });
       this.#pendingOut.set(pendingKey(this.#prefix, event.client.name, this.#id), encodePending(request));
       this.#schedule(FLUSH_MS);
     } else if (event.type === "approval-wait-ended") {
@@ -402,7 +410,7 @@ export class FleetState {
   }
 
   #mark(key: string, value: Stamped["value"], at: number): void {
-    this.#dirty.set(key, { key, value: { value, at, by: this.#id } });
+    this.#dirty.set(key, { key, value: { value, at, by: this.#id }, markedAt: this.#clock.elapsed() });
     this.#schedule(FLUSH_MS);
   }
 
@@ -503,7 +511,8 @@ export class FleetState {
    */
   #outgoing(d: Dirty): Stamped {
     if (d.value.by !== this.#id || parseKey(this.#prefix, d.key)?.kind !== "approval") return d.value;
-    return { ...d.value, held: Math.max(0, this.#clock.now() - d.value.at) };
+    const held = d.markedAt === undefined ? this.#clock.now() - d.value.at : this.#clock.elapsed() - d.markedAt;
+    return { ...d.value, held: Math.max(0, held) };
   }
 
   /** `changes` as journal records of at most JOURNAL_MAX_BYTES each. */
@@ -522,7 +531,7 @@ export class FleetState {
         done: () => {
           for (const d of these) this.#written(d);
           this.#journal.set(key, { by: this.#id, at });
-          this.#lastJournalAt = this.#clock.now();
+          this.#lastJournalAt = this.#clock.elapsed();
           this.#armFold();
         },
       });
@@ -557,7 +566,7 @@ export class FleetState {
     const registered = this.#checkers.isLive(this.#id);
     const out: string[] = [];
     for (const [key, { by, at }] of this.#journal) {
-      if (by === this.#id ? now - this.#lastJournalAt >= FOLD_QUIET_MS : (registered && !this.#checkers.isLive(by)) || now - at >= ORPHAN_MS) out.push(key);
+      if (by === this.#id ? this.#clock.elapsed() - this.#lastJournalAt >= FOLD_QUIET_MS : (registered && !this.#checkers.isLive(by)) || now - at >= ORPHAN_MS) out.push(key);
     }
     return out;
   }
@@ -937,7 +946,7 @@ export class FleetState {
 
   /** Logs `line` at most once every WARN_EVERY_MS for `topic`, saying how many like it were held back. */
   #warn(topic: string, line: string): void {
-    const now = this.#clock.now();
+    const now = this.#clock.elapsed();
     const last = this.#warned.get(topic);
     if (last && now - last.at < WARN_EVERY_MS) {
       last.held++;
@@ -965,8 +974,8 @@ export class FleetState {
     if (duration === undefined) return false;
     const held = typeof decision.held === "number" && Number.isFinite(decision.held) ? Math.max(0, decision.held) : 0;
     if (held < duration) return true;
-    const since = this.#waitingHere.get(name)?.since;
-    if (since !== undefined && this.#clock.now() - since >= held - duration) return true;
+    const since = this.#waitingHere.get(name)?.sinceElapsed;
+    if (since !== undefined && this.#clock.elapsed() - since >= held - duration) return true;
     // Said when the write was late: one in time that lapsed first (an
     // approval_duration shorter than a flush) did nothing on one server either.
     if (held >= LATE_DECISION_MS) {
@@ -1019,7 +1028,7 @@ export class FleetState {
   #goDegraded(error: unknown): void {
     if (this.#stopped) return;
     this.#failures++;
-    const now = this.#clock.now();
+    const now = this.#clock.elapsed();
     if (!this.#degraded) {
       this.#failingSince = now;
       this.#logger.debug(`etcd failed (${oneLine(error)}): asking again; DEGRADED if it still fails after ${DEGRADED_AFTER_MS / 1_000} s`);
@@ -1036,7 +1045,7 @@ export class FleetState {
   /** etcd answered a whole sync: no longer degraded, said loudly if the outage was. */
   #recovered(): void {
     if (this.#announced) this.#logger.warning(`etcd is reachable again: client state shared with the fleet (${this.#dirty.size} changes pending)`);
-    else if (this.#degraded) this.#logger.debug(`etcd answers again after ${this.#clock.now() - this.#failingSince} ms`);
+    else if (this.#degraded) this.#logger.debug(`etcd answers again after ${Math.round(this.#clock.elapsed() - this.#failingSince)} ms`);
     this.#degraded = false;
     this.#announced = false;
   }

@@ -183,14 +183,17 @@ class LeaseGuard {
     this.#renewing = true;
     try {
       while (!this.#closed && !this.#answered && !this.#lease.revoked()) {
-        const started = Date.now();
+        // gRPC takes a wall-clock deadline (and turns it into a timeout at
+        // once); the pause before the next attempt is measured on the
+        // monotonic clock, which a step of the wall clock does not move.
+        const started = performance.now();
         try {
-          await this.#lease.keepaliveOnce({ deadline: started + ATTEMPT_TIMEOUT_MS });
+          await this.#lease.keepaliveOnce({ deadline: Date.now() + ATTEMPT_TIMEOUT_MS });
           return;
         } catch (error) {
           if (error instanceof EtcdLeaseInvalidError) return; // etcd3 has said "lost"
         }
-        const rest = started + ATTEMPT_TIMEOUT_MS - Date.now();
+        const rest = started + ATTEMPT_TIMEOUT_MS - performance.now();
         if (rest > 0) await new Promise((resolve) => setTimeout(resolve, rest).unref());
       }
     } finally {
