@@ -14,6 +14,7 @@ import { join } from "node:path";
 import { makeFleetKeyDirs, type FleetMachine } from "./helpers/fleet-keys.js";
 import { enroll, machinesFrom } from "../src/keygen/enroll.js";
 import { enrollLockPath, lookAtLock, takeOverStaleLock, UNWRITTEN_LOCK_STALE_MS } from "../src/keygen/enroll-lock.js";
+import { processIdentity } from "../src/main/daemon/process-runs.js";
 import { parseClientsConfig } from "../src/main/config/index.js";
 import { REPO, run } from "./helpers/server.js";
 
@@ -110,6 +111,27 @@ test("a lock left by a killed enrollment is taken over, by one of two enrollment
   assert.equal(r.code, 0, r.stderr);
   assert.deepEqual(parseClientsConfig(readFileSync(path, "utf8"), path).map((c) => c.name), ["old", m.name]);
   assert.deepEqual(readdirSync(root).filter((f) => f.startsWith(".stale.conf")), []);
+});
+
+// Found by session 55's clock audit: the holder was judged by its start
+// time (from /proc's boot time, which a clock step moves) against the
+// lock's mtime, so a step forward during an enrollment made its live lock
+// look stale to a second enrollment, which took it over.
+test("a lock names its holder without wall-clock time: kept across a clock step, stale for another process or boot", () => {
+  const lock = enrollLockPath(join(root, "identity.conf"));
+  const identity = processIdentity(process.pid);
+  assert.ok(identity !== null);
+  // As a step forward of an hour after the lock was written shows it.
+  const hourAgo = new Date(Date.now() - 3_600_000);
+  writeFileSync(lock, `${process.pid} ${identity}\n`, { mode: 0o600 });
+  utimesSync(lock, hourAgo, hourAgo);
+  assert.equal(lookAtLock(lock)!.stale, false, "a live holder after a clock step");
+  const [ticks, boot] = identity.split(" ");
+  writeFileSync(lock, `${process.pid} ${Number(ticks) + 1} ${boot}\n`);
+  assert.equal(lookAtLock(lock)!.stale, true, "the pid names another process");
+  writeFileSync(lock, `${process.pid} ${ticks} 00000000-0000-0000-0000-000000000000\n`);
+  assert.equal(lookAtLock(lock)!.stale, true, "a lock from another boot");
+  rmSync(lock);
 });
 
 test("a lock whose holder was killed before writing its pid is stale once a few seconds old", () => {

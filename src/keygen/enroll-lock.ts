@@ -1,6 +1,8 @@
 // The lock one enrollment holds beside clients.conf from reading it to the
 // rename of the new one: `.NAME.enroll-lock`, made with O_EXCL and holding
-// the holder's pid. Two enrollments at once would each read the old file
+// the holder's pid and which process that is (its start since boot and the
+// boot's id: process-runs.ts, processIdentity; no wall-clock time, which
+// an NTP step during an enrollment would move). Two enrollments at once would each read the old file
 // and the second rename would drop the first's machines.
 //
 // A lock whose holder is gone (killed, a power cut) is taken over. Two
@@ -15,7 +17,7 @@
 
 import { closeSync, fstatSync, openSync, readSync, rmSync, statSync, writeSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
-import { writerGoneSince } from "../main/daemon/process-runs.js";
+import { processIdentity, writerGoneById, writerGoneSince } from "../main/daemon/process-runs.js";
 import { fileSystemError, KeygenError } from "./errors.js";
 
 /**
@@ -54,17 +56,21 @@ export function lookAtLock(lock: string): LockSeen | null {
   }
   try {
     const stat = fstatSync(fd, { bigint: true });
-    const bytes = Buffer.alloc(32);
+    const bytes = Buffer.alloc(128);
     const text = bytes.subarray(0, readSync(fd, bytes, 0, bytes.length, 0)).toString("latin1");
-    const number = Number(text.trim());
-    // A pid is whole only with its newline: a lock read mid-write is not stale.
-    const pid = text.endsWith("\n") && Number.isInteger(number) && number > 0 ? number : null;
+    // "PID TICKS BOOT-ID\n"; an earlier release's lock holds the pid alone.
+    // Whole only with its newline: a lock read mid-write is not stale.
+    const m = /^(\d+)(?: (\d+ [0-9a-f-]+))?\n$/.exec(text);
+    const number = Number(m?.[1]);
+    const pid = m !== null && Number.isSafeInteger(number) && number > 0 ? number : null;
+    const identity = m?.[2];
     const writtenAtMs = Number(stat.mtimeNs / 1_000_000n);
     const stale = pid === null
       // No whole pid: its holder was killed between the create and the
       // write (or a power cut came: the lock is not synced). The two are
       // microseconds apart, so such a lock that old is stale.
       ? Date.now() - writtenAtMs > UNWRITTEN_LOCK_STALE_MS
+      : identity !== undefined ? writerGoneById(pid, identity)
       : writerGoneSince(pid, writtenAtMs);
     return { ino: stat.ino, ctimeNs: stat.ctimeNs, pid, stale };
   } finally {
@@ -127,7 +133,8 @@ export async function withEnrollLock<T>(path: string, change: () => T): Promise<
     }
     try {
       try {
-        writeSync(fd, `${process.pid}\n`);
+        const identity = processIdentity(process.pid);
+        writeSync(fd, `${process.pid}${identity === null ? "" : ` ${identity}`}\n`);
       } finally {
         closeSync(fd);
       }
