@@ -67,3 +67,37 @@ test(`a new fleet of ${COUNT} clients (more than one seed batch of ${SEED_CLIENT
     etcd.close();
   }
 });
+
+// Found by session 56's secrets audit: a checker with `%(secret)s` (which
+// clients.conf's interpolation expands, as the reference's does) was
+// seeded into etcd, the secret with it, breaking "no secret in etcd".
+test("a Checker that holds its client's secret never goes to etcd: not in the seed, not when set at run time", { skip }, async () => {
+  const prefix = "/seed-checker-secret/";
+  const etcd = new Etcd3({ hosts: cluster().endpoints });
+  const secret = Buffer.from("the secret of leaky, long enough");
+  // As clients.conf's interpolation leaves it: the base64, in mandos-keygen's lines.
+  const base64 = secret.toString("base64");
+  const checker = `true # ${base64.slice(0, 20)}\n    ${base64.slice(20)}`;
+  const clock = new ManualClock();
+  const registry = new ClientRegistry([clientSettings("leaky", { secret, checker }), clientSettings("plain")], { logger: silentLogger, clock });
+  const fleet = new FleetState(plainEtcdSettings(cluster(), prefix), { registry, logger: silentLogger, clock, serverId: "server-a" });
+  try {
+    await fleet.start();
+    assert.equal(await etcd.get(clientKey(prefix, "leaky", "Checker")).string(), null);
+    assert.ok((await etcd.get(clientKey(prefix, "leaky", "Timeout")).string()) !== null, "its other settings are seeded");
+    assert.ok((await etcd.get(clientKey(prefix, "plain", "Checker")).string()) !== null, "another client's Checker is seeded");
+    registry.update("leaky", { checker: `${checker} again` });
+    registry.update("leaky", { timeout: 7_000 });
+    // A stop writes what is pending.
+    await fleet.stop();
+    assert.equal(decodeValue((await etcd.get(clientKey(prefix, "leaky", "Timeout")).string())!)?.value, 7_000, "the changes written");
+    const all = await etcd.getAll().prefix(prefix).strings();
+    for (const [key, value] of Object.entries(all)) {
+      assert.ok(!value.replace(/\s+/g, "").includes(base64.replace(/=+$/, "")), `the secret in etcd's ${key}`);
+    }
+    assert.equal(await etcd.get(clientKey(prefix, "leaky", "Checker")).string(), null);
+  } finally {
+    await fleet.stop();
+    etcd.close();
+  }
+});

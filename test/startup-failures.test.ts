@@ -146,6 +146,25 @@ test("--check reads mandos.conf and clients.conf as a start does: the first erro
   assert.match(check().stdout, new RegExp(`^ok: settings: the defaults \\(${join(conf, "mandos.conf").replace(/[.]/g, "\\.")} cannot be read: No such file or directory\\) and`, "m"));
 });
 
+// Found by session 56's configuration fuzz: --check run from the
+// configuration directory read a relative secfile from there and said ok;
+// the service, started from "/", refused to start on it.
+test("--check reads a relative secfile where a start reads it, and says so; a client without keys is a warning, not a failure", (t) => {
+  const { root, conf } = setUp("", "[DEFAULT]\n");
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  writeFileSync(join(conf, "secret.bin"), "secret");
+  writeFileSync(join(conf, "clients.conf"), `[host1]\nkey_id = ${"ab".repeat(32)}\nsecfile = secret.bin\n\n[newhost]\nkey_id =\nfingerprint =\nsecret =\n`);
+  const check = (...args: string[]): SpawnSyncReturns<string> => spawnSync(BIN, ["--check", "--configdir", conf, ...args], { encoding: "utf8", timeout: 60_000, cwd: conf });
+  const detached = check();
+  assert.equal(detached.status, 1, detached.stdout + detached.stderr);
+  assert.match(detached.stdout, /^FAILED: clients\.conf: .*clients\.conf:3 \[host1\] key "secfile": cannot read secfile "\/secret\.bin"/m);
+  const foreground = check("--foreground");
+  assert.equal(foreground.status, 0, foreground.stdout + foreground.stderr);
+  assert.match(foreground.stdout, /^ok: clients\.conf: .* 2 clients$/m);
+  assert.ok(foreground.stdout.includes(`WARNING: clients.conf: ${join(conf, "clients.conf")}:3 [host1]: secfile "secret.bin" is relative: a start reads it from its working directory, "/" when it detaches or runs under systemd; checked as ${join(conf, "secret.bin")}\n`), foreground.stdout);
+  assert.ok(foreground.stdout.includes("WARNING: clients.conf: Client newhost has neither key_id nor fingerprint: no peer can match it, it is never served\n"), foreground.stdout);
+});
+
 test("a bad priority string: exit 1 naming the bad token", (t) => {
   const { root, conf, state } = setUp("");
   t.after(() => rmSync(root, { recursive: true, force: true }));

@@ -30,7 +30,7 @@ import { syslogSink } from "./daemon/syslog.js";
 import { givenInFile, mergeSettings, type ServerSettings } from "./config/server-settings.js";
 import { ServerConfigRecheck } from "./config/server-recheck.js";
 import { SettingsError } from "./daemon/errors.js";
-import { loadClientsConfig, loadServerConfig, sharedKeyWarnings } from "./config/index.js";
+import { loadClientsConfig, loadServerConfig, clientKeyWarnings } from "./config/index.js";
 import { createRegistry, type ClientRegistry } from "./clients/registry.js";
 import { CHECKER_HOST_MIN_CLIENTS, CheckerHost } from "./clients/checker-host.js";
 import { keepFromChildren } from "./clients/inherited-descriptors.js";
@@ -90,9 +90,17 @@ function checkConfiguration(cli: CommandLine, checked: ReturnType<typeof checkSe
   if (checked instanceof Error) process.stdout.write(`FAILED: settings: ${checked.message}\n`);
   else process.stdout.write(`ok: settings: ${checked.unreadable === null ? mandosConf : `the defaults (${mandosConf} cannot be read: ${checked.unreadable})`} and the command line are as a start reads them\n`);
   const clientsPath = join(cli.configdir, "clients.conf");
+  // A relative secfile is read from the start's working directory: "/"
+  // once it detaches (main.ts, below), and under systemd, whatever it is given.
+  const detaches = checked instanceof Error ? !cli.debug && !cli.foreground : !checked.settings.debug && !checked.settings.foreground;
+  const relative: string[] = [];
   try {
-    const clients = loadClientsConfig(clientsPath);
+    const clients = loadClientsConfig(clientsPath, {
+      secfileBase: detaches ? "/" : process.cwd(),
+      onRelativeSecfile: (place, value, path) => relative.push(`${place.file}:${place.line} [${place.section}]: secfile ${JSON.stringify(value)} is relative: a start reads it from its working directory, "/" when it detaches or runs under systemd; checked as ${path}`),
+    });
     process.stdout.write(`ok: clients.conf: ${clientsPath} is as a start reads it, ${clients.length} client${clients.length === 1 ? "" : "s"}\n`);
+    for (const warning of [...relative, ...clientKeyWarnings(clients)]) process.stdout.write(`WARNING: clients.conf: ${warning}\n`);
   } catch (error) {
     process.stdout.write(`FAILED: clients.conf: ${error instanceof Error ? error.message : String(error)}\n`);
     return false;
@@ -338,7 +346,7 @@ async function startAndServe(
   let fleetUnsent: readonly unknown[];
   try {
     config = loadClientsConfig(clientsPath);
-    for (const warning of sharedKeyWarnings(config)) logger.warning(warning);
+    for (const warning of clientKeyWarnings(config)) logger.warning(warning);
     const owners = runAs ? [runAs.uid] : [];
     let saved: StateFile | null = null;
     if (settings.restore) {

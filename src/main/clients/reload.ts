@@ -18,7 +18,7 @@ import type { ClientSettings } from "./settings.js";
 import { settingsDiff } from "./runtime-settings.js";
 import type { ClientRegistry } from "./registry.js";
 import type { ClientsFileReader } from "../config/clients-reader.js";
-import { parseClientsConfig, sharedKeyWarnings, type ClientsConfigOptions } from "../config/clients-config.js";
+import { parseClientsConfig, clientKeyWarnings, type ClientsConfigOptions } from "../config/clients-config.js";
 import type { Logger } from "../daemon/log.js";
 
 export interface ReloadSummary {
@@ -145,7 +145,7 @@ export async function reloadClientsConfig(
       if (clients.length === 0 && running.length > 0) {
         logger.warning(`${path} lists no clients: removing all ${running.length}`);
       }
-      for (const warning of sharedKeyWarnings(clients)) logger.warning(warning);
+      for (const warning of clientKeyWarnings(clients)) logger.warning(warning);
       return { applied: true, clients, summary: applyReload(registry, running, clients, logger) };
     } catch (error) {
       // A ConfigError's message already names the file, line and key.

@@ -41,6 +41,18 @@ export const CLIENT_DEFAULTS: Readonly<Record<string, string>> = {
   enabled: "True",
 };
 
+/**
+ * Whether `checker` holds `secret` as clients.conf gives it, in base64 (a
+ * `%(secret)s` in the checker, which the file's interpolation expands, as
+ * the reference's does): white space (a secret's continuation lines) and
+ * padding aside. Such a checker's command line shows the secret to every
+ * user, and it must never leave this server (etcd).
+ */
+export function checkerHoldsSecret(checker: string, secret: Buffer): boolean {
+  if (secret.length < 6) return false;
+  return checker.replace(/\s+/g, "").includes(secret.toString("base64").replace(/=+$/, ""));
+}
+
 /** Key ID of empty input: an old client release's bad key; it never matches a client. */
 export const EMPTY_KEY_ID = "E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855";
 

@@ -20,8 +20,8 @@
 
 import { readFileSync } from "node:fs";
 import { userInfo } from "node:os";
-import { resolve } from "node:path";
-import { CLIENT_DEFAULTS, type ClientSettings, normaliseKeyId } from "../clients/settings.js";
+import { isAbsolute, resolve } from "node:path";
+import { CLIENT_DEFAULTS, checkerHoldsSecret, type ClientSettings, normaliseKeyId } from "../clients/settings.js";
 import { MAX_CLIENT_DURATION_MS, parseDuration } from "./duration.js";
 import { ConfigError, type ConfigErrorPlace } from "./errors.js";
 import { type IniDocument, parseIni, rawOption, sectionItems } from "./ini.js";
@@ -39,6 +39,10 @@ export interface ClientsConfigOptions {
   readonly currentUser?: string;
   /** Reads a secfile. Default: fs.readFileSync. */
   readonly readSecfile?: (path: string) => Buffer;
+  /** What a relative secfile is relative to. Default: the working directory. */
+  readonly secfileBase?: string;
+  /** Told of each relative secfile (`--check` says where a start reads it). */
+  readonly onRelativeSecfile?: (place: ConfigErrorPlace, value: string, path: string) => void;
 }
 
 /**
@@ -111,9 +115,9 @@ function clientSettings(
   // Step 3.
   const keyId = normaliseKeyId(get("key_id"));
   const fingerprint = normaliseKeyId(get("fingerprint"));
-  if (keyId === "" && fingerprint === "") {
-    throw new ConfigError("CONFIG_NO_KEY_ID", { file: doc.file, line: doc.sections.get(name)?.line ?? 0, section: name }, "client has neither key_id nor fingerprint");
-  }
+  // Neither: a client no peer can match (clientKeyWarnings says so), as
+  // the reference keeps one with empty values; one section mid-edit must
+  // not stop the start of every other client.
   // Step 4.
   let secret: Buffer;
   if (items.has("secret")) {
@@ -155,14 +159,25 @@ function clientSettings(
 }
 
 /**
- * One warning for each key ID and each fingerprint that several clients
- * share. A connecting client is matched to one of them only (here the one
- * added last; the reference's choice varies from start to start), so the
- * others never get their secrets: usually a section copied for a new
- * machine whose key_id was not changed.
+ * One warning for each client no peer can match (neither key ID nor
+ * fingerprint: a section mid-edit, a misspelt `key_id`), for each whose
+ * checker holds its secret, and for each key
+ * ID and each fingerprint that several clients share. A connecting client
+ * is matched to the first of those only (as the reference's search in its
+ * clients' order), so the others never get their secrets: usually a
+ * section copied for a new machine whose key_id was not changed. A modern
+ * client is found by its key ID, a legacy one by its fingerprint, so
+ * machines cloned from one image whose TLS keys were made anew share a
+ * fingerprint and are still served.
  */
-export function sharedKeyWarnings(clients: readonly ClientSettings[]): string[] {
+export function clientKeyWarnings(clients: readonly ClientSettings[]): string[] {
   const warnings: string[] = [];
+  for (const c of clients) {
+    if (c.keyId === "" && c.fingerprint === "") warnings.push(`Client ${c.name} has neither key_id nor fingerprint: no peer can match it, it is never served`);
+    if (checkerHoldsSecret(c.checker, c.secret)) {
+      warnings.push(`Client ${c.name}'s checker holds its secret (%(secret)s): its command line shows it to every user, and the log's "Starting checker" lines and the state file hold it; etcd is never given it`);
+    }
+  }
   for (const [field, words] of [["keyId", "key ID"], ["fingerprint", "fingerprint"]] as const) {
     const owners = new Map<string, ClientSettings[]>();
     for (const c of clients) {
@@ -175,13 +190,17 @@ export function sharedKeyWarnings(clients: readonly ClientSettings[]): string[] 
     for (const [key, sharing] of owners) {
       if (sharing.length < 2) continue;
       const names = sharing.map((c) => c.name).join(", ");
-      // Machines cloned from one image, their TLS keys made anew: a modern
-      // client is found by its key ID, only a legacy one by the fingerprint.
-      const keyIds = new Set(sharing.map((c) => c.keyId));
-      if (field === "fingerprint" && !keyIds.has("") && keyIds.size === sharing.length) {
-        warnings.push(`Clients ${names} have the same ${words} ${key}: each is served by its own key ID, but a legacy (OpenPGP) client with that key only as ${sharing[0]!.name}`);
-      } else {
+      const first = sharing[0]!.name;
+      const byKeyId = sharing.filter((c) => c.keyId !== "").map((c) => c.name);
+      const never = sharing.slice(1).filter((c) => c.keyId === "").map((c) => c.name);
+      if (field === "keyId" || byKeyId.length === 0) {
         warnings.push(`Clients ${names} have the same ${words} ${key}: only one of them can be served`);
+      } else if (never.length === 0 && new Set(byKeyId).size === sharing.length) {
+        warnings.push(`Clients ${names} have the same ${words} ${key}: each is served by its own key ID, but a legacy (OpenPGP) client with that key only as ${first}`);
+      } else {
+        const own = byKeyId.length === 1 ? `${byKeyId[0]} is served by its own key ID` : `${byKeyId.join(", ")} are served by their own key IDs`;
+        const none = never.length === 0 ? "" : `, ${never.join(", ")} never`;
+        warnings.push(`Clients ${names} have the same ${words} ${key}: ${own}${none}; a legacy (OpenPGP) client with that key only as ${first}`);
       }
     }
   }
@@ -196,15 +215,21 @@ export function sharedKeyWarnings(clients: readonly ClientSettings[]): string[] 
  * where it was started.
  */
 export function secfilePath(value: string, opts: ClientsConfigOptions = {}): string {
+  return resolve(opts.secfileBase ?? process.cwd(), expandSecfile(value, opts));
+}
+
+/** expanduser(expandvars(value)): relative or not. */
+function expandSecfile(value: string, opts: ClientsConfigOptions): string {
   const env = opts.env ?? process.env;
   // Only `~` without $HOME needs the user (and userInfo() throws without a passwd entry).
   const currentUser = (): string => opts.currentUser ?? userInfo().username;
-  const expanded = pyExpandUser(pyExpandVars(value, env), env, opts.homeOf ?? passwdHomeDirectory, currentUser);
-  return resolve(expanded);
+  return pyExpandUser(pyExpandVars(value, env), env, opts.homeOf ?? passwdHomeDirectory, currentUser);
 }
 
 function readSecfile(value: string, place: ConfigErrorPlace, opts: ClientsConfigOptions): Buffer {
-  const path = secfilePath(value, opts);
+  const expanded = expandSecfile(value, opts);
+  const path = resolve(opts.secfileBase ?? process.cwd(), expanded);
+  if (!isAbsolute(expanded)) opts.onRelativeSecfile?.(place, value, path);
   try {
     return (opts.readSecfile ?? readFileSync)(path);
   } catch (error) {

@@ -17,7 +17,6 @@ export type ConfigErrorCode =
   | "CONFIG_BAD_SECRET"
   | "CONFIG_BAD_TEXT"
   | "CONFIG_NO_SECRET"
-  | "CONFIG_NO_KEY_ID"
   | "CONFIG_SECFILE_UNREADABLE";
 
 export interface ConfigErrorPlace {

@@ -46,7 +46,9 @@ import { hostname } from "node:os";
 import { randomBytes } from "node:crypto";
 import { Etcd3, type IKeyValue, type IOptions, type IRequestOp, type IResponseHeader } from "etcd3";
 import type { Clock, TimerHandle } from "../clock.js";
-import type { ClientView, PendingRequest, RegistryEvent } from "../clients/contract.js";
+import type { ClientProperty, ClientView, PendingRequest, RegistryEvent } from "../clients/contract.js";
+import { checkerHoldsSecret } from "../clients/settings.js";
+import { secretToOpen } from "../clients/secret-to-open.js";
 import type { ClientRegistry } from "../clients/registry.js";
 import type { Logger } from "../daemon/log.js";
 import {
@@ -330,7 +332,7 @@ export class FleetState {
       const client = this.#registry.get(name);
       if (!client) continue;
       for (const row of RUNTIME_SETTINGS) {
-        if (!fields.includes(row.field) || !isShared(row.property)) continue;
+        if (!fields.includes(row.field) || !this.#shareable(client, row.property)) continue;
         const key = clientKey(this.#prefix, name, row.property);
         this.#dirty.set(key, { key, value: { value: readProperty(client, row.property), at: now, by: this.#id } });
         this.#logger.info(`${name}: ${row.property} edited in clients.conf since the last save; it replaces the fleet's`);
@@ -382,7 +384,7 @@ export class FleetState {
     if (event.type === "client-added") {
       this.#added.add(event.client.name);
       this.#schedule(0);
-    } else if (event.type === "property-changed" && isShared(event.property)) {
+    } else if (event.type === "property-changed" && this.#shareable(event.client, event.property)) {
       this.#mark(clientKey(this.#prefix, event.client.name, event.property), readProperty(event.client, event.property), now);
     } else if (event.type === "approval-given") {
       this.#mark(approvalKey(this.#prefix, event.client.name), event.approved, now);
@@ -403,6 +405,21 @@ export class FleetState {
   #putWaiting(): void {
     for (const [name, { request }] of this.#waitingHere) this.#pendingOut.set(pendingKey(this.#prefix, name, this.#id), encodePending(request));
     if (this.#waitingHere.size > 0) this.#schedule(FLUSH_MS);
+  }
+
+  /**
+   * Whether `c`'s `property` goes to etcd: a shared one, but never a
+   * Checker that holds the client's secret (an expanded `%(secret)s`:
+   * docs/ETCD.md, no secret in etcd in any form).
+   */
+  #shareable(c: ClientView, property: ClientProperty): boolean {
+    if (!isShared(property)) return false;
+    if (property !== "Checker") return true;
+    const secret = this.#registry.entry(c.name)?.settings.secret;
+    if (secret === undefined) return true;
+    const checker = String(readProperty(c, "Checker"));
+    // A Python server's sealed secret, not yet opened, stands in for clients.conf's.
+    return !checkerHoldsSecret(checker, secret) && !checkerHoldsSecret(checker, secretToOpen(secret)?.configSecret ?? secret);
   }
 
   #hasWork(): boolean {
@@ -760,7 +777,7 @@ export class FleetState {
       const c = this.#registry.get(listed.name);
       if (!c) continue;
       for (const property of SHARED_PROPERTIES) {
-        if (present.hasClient(c.name, property)) continue;
+        if (present.hasClient(c.name, property) || !this.#shareable(c, property)) continue;
         const key = clientKey(this.#prefix, c.name, property);
         if (this.#dirty.has(key)) continue;
         const known = this.#known.get(key);
