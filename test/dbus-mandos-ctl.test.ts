@@ -157,6 +157,21 @@ function mandosCtlSuite(kind: "reference" | "ours"): void {
       await ctl("--checker", "true", "alpha");
     });
 
+    // Found by session 56's D-Bus audit: ours answered success and ran
+    // nothing; the reference's call fails with the KeyError, and
+    // mandos-ctl exits 1.
+    test("--start-checker with a checker that cannot be expanded fails, and runs nothing", async () => {
+      await ctl("--checker", "echo %(nosuch)s", "alpha");
+      const before = (await dumpJson(bus.address)).alpha!;
+      const r = await mandosCtl(bus.address, "--start-checker", "alpha");
+      assert.notEqual(r.code, 0, "mandos-ctl --start-checker succeeded");
+      if (kind === "ours") assert.match(r.stderr, /the checker of alpha cannot be expanded: .*nosuch/);
+      const after = (await dumpJson(bus.address)).alpha!;
+      assert.equal(after.CheckerRunning, false);
+      assert.equal(after.LastCheckerStatus, before.LastCheckerStatus);
+      await ctl("--checker", "true", "alpha");
+    });
+
     test("--deny refuses, --approve gives the secret to a waiting mandos-client", async () => {
       const charlie = client("charlie");
       const denied = runMandosClient(charlie.dir, "::1", server.port, 5_000);

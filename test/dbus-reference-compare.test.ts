@@ -256,6 +256,18 @@ describe("our D-Bus service compared with the reference server", { skip }, () =>
     assert.match(a.stderr, /^Error org\.freedesktop\.DBus\.Error\.InvalidArgs/m);
     await assertSameJson();
   });
+
+  // Found by session 56's D-Bus audit: the reference's dbus-python takes a
+  // Set whose value is not in a variant (dbus-send's `string:x`, a proxy
+  // made without introspection); ours answered InvalidArgs.
+  test("a Set whose value is not wrapped in a variant is taken by both", async () => {
+    for (const [property, value] of [["Host", "string:unwrapped.example.org"], ["ApprovedByDefault", "boolean:false"], ["ApprovalDuration", "uint64:4000"]] as const) {
+      const [a, b] = await setOnBoth(property, value);
+      assert.equal(b.code, 0, `the reference refused ${property}: ${b.stderr}`);
+      assert.equal(a.code, 0, `ours refused ${property}: ${a.stderr}`);
+    }
+    await assertSameJson();
+  });
 });
 
 // The signals themselves, in order, as dbus-monitor sees them on each bus:

@@ -44,6 +44,18 @@ const RUNTIME_EXPANSIONS = [
 
 /** The checker command of `c` after runtime expansion; null (and mandos:checker:command-invalid) if it cannot be formatted. */
 export function checkerCommand(c: ClientRecord): string | null {
+  const expanded = expandChecker(c);
+  return typeof expanded === "string" ? expanded : null;
+}
+
+/** The checker command of `c` after runtime expansion, or why it cannot be formatted (said on mandos:checker:command-invalid). */
+export function expandChecker(c: ClientRecord): string | { readonly reason: string } {
+  const expanded = expandOnly(c);
+  if (typeof expanded !== "string") publish(events.checkerCommandInvalid, () => ({ client: c.view(), checker: c.settings.checker, reason: expanded.reason }));
+  return expanded;
+}
+
+function expandOnly(c: ClientRecord): string | { readonly reason: string } {
   const s = c.settings;
   const r = c.runtime;
   const td = (ms: number): PyValue => ({ timedeltaMs: ms });
@@ -73,9 +85,7 @@ export function checkerCommand(c: ClientRecord): string | null {
   try {
     return percentFormat(s.checker, mapping);
   } catch (error) {
-    const reason = error instanceof FormatError ? error.message : String(error);
-    publish(events.checkerCommandInvalid, () => ({ client: c.view(), checker: s.checker, reason }));
-    return null;
+    return { reason: error instanceof FormatError ? error.message : String(error) };
   }
 }
 

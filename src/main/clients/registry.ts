@@ -18,7 +18,7 @@ import { systemClock, type Clock } from "../clock.js";
 import type { Logger } from "../daemon/log.js";
 import { events } from "../events.js";
 import { ApprovalGate } from "./approval.js";
-import { CheckerRunner, checkerCommand, MAX_CONCURRENT_CHECKERS, shellSpawner, type CheckerSpawner } from "./checker.js";
+import { CheckerRunner, checkerCommand, expandChecker, MAX_CONCURRENT_CHECKERS, shellSpawner, type CheckerSpawner } from "./checker.js";
 import type { ClientCounts, ClientProperty, ClientRuntime, ClientView, PendingRequest, Registry, RegistryEvent, SecretDecision, SharedClientState } from "./contract.js";
 import { Expiry } from "./expiry.js";
 import { ClientRecord, freshRuntime, publish, type ClientHost, type DisableCause } from "./record.js";
@@ -254,9 +254,19 @@ export class ClientRegistry implements Registry {
     this.#disable(this.#must(name), "operator");
   }
 
-  /** The operator's StartChecker: one checker now, the client enabled or not. */
+  /**
+   * The operator's StartChecker: one checker now, the client enabled or
+   * not. A command that cannot be expanded is said (checker:command-invalid)
+   * and thrown (MANDOS_CHECKER_INVALID), for the operator who asked, as the
+   * reference's D-Bus call fails with the KeyError or ValueError.
+   */
   startChecker(name: string): void {
-    this.#checkers.start(this.#must(name), true);
+    const c = this.#must(name);
+    const expanded = expandChecker(c);
+    if (typeof expanded !== "string") {
+      throw new RegistryError("MANDOS_CHECKER_INVALID", `the checker of ${name} cannot be expanded: ${expanded.reason}`);
+    }
+    this.#checkers.start(c, true);
   }
 
   stopChecker(name: string): void {
@@ -520,7 +530,7 @@ export class ClientRegistry implements Registry {
   }
 }
 
-export class RegistryError extends CodedError<"MANDOS_NO_SUCH_CLIENT"> {}
+export class RegistryError extends CodedError<"MANDOS_NO_SUCH_CLIENT" | "MANDOS_CHECKER_INVALID"> {}
 
 export function createRegistry(settings: readonly ClientSettings[], deps: RegistryDeps, restored?: ReadonlyMap<string, ClientRuntime>): ClientRegistry {
   return new ClientRegistry(settings, deps, restored);

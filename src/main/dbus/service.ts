@@ -38,6 +38,7 @@ import {
 } from "./interfaces.js";
 import { bareNodeXml, introspectionXml } from "./introspect.js";
 import { readVariant, variant, type WireValue } from "./values.js";
+import { parseSignature } from "./marshal.js";
 import { clientObjectPath } from "../clients/object-path.js";
 import { within } from "../within.js";
 
@@ -466,6 +467,8 @@ class MandosDbus implements DbusService {
         const code = (error as { code?: string }).code;
         if (code === "MANDOS_NO_SUCH_CLIENT") {
           this.#bus.replyError(call, ERROR_NAME.unknownObject, `no client at ${call.path ?? "?"}`);
+        } else if (code === "MANDOS_CHECKER_INVALID") {
+          this.#bus.replyError(call, ERROR_NAME.failed, (error as Error).message);
         } else {
           this.#logger.error(`D-Bus: ${call.interface ?? ""}.${call.member ?? ""} on ${call.path ?? ""} failed: ${(error as Error).message}`);
           this.#bus.replyError(call, ERROR_NAME.failed, (error as Error).message);
@@ -533,7 +536,7 @@ class MandosDbus implements DbusService {
     const handler = handlers.get(spec.name)?.get(member);
     if (!method || !handler) throw new MethodError(ERROR_NAME.unknownMethod, `no method ${member} in ${spec.name}`);
     const want = signatureOf(method.in);
-    if ((call.signature ?? "") !== want) {
+    if ((call.signature ?? "") !== want && !unwrappedSet(spec.name, member, call.signature)) {
       throw new MethodError(ERROR_NAME.invalidArgs, `${member} takes "${want}", not "${call.signature ?? ""}"`);
     }
     const result = handler(call, call.body ?? []);
@@ -680,7 +683,7 @@ class MandosDbus implements DbusService {
     const property = isClientInterface(iface) ? clientProperty(name) : undefined;
     if (!property) throw new MethodError(ERROR_NAME.unknownProperty, `no property ${iface}.${name}`);
     if (!property.set) throw new MethodError(ERROR_NAME.propertyReadOnly, `property ${name} is read-only`);
-    const value = readVariant(raw);
+    const value = call.signature === "ssv" ? readVariant(raw) : { signature: (call.signature ?? "").slice(2), value: raw };
     if (!value) throw new MethodError(ERROR_NAME.invalidArgs, "not a variant");
     const view = this.#viewOf(call);
     property.set({ registry: this.#registry, name: view.name, view, objectPath: call.path ?? "" }, value);
@@ -690,5 +693,20 @@ class MandosDbus implements DbusService {
     // The reference: an empty interface name means every interface; others have none.
     if (iface !== "" && !isClientInterface(iface)) return { signature: "a{sv}", body: [[]] };
     return { signature: "a{sv}", body: [marshalledProperties(this.#viewOf(call), call.path ?? "")] };
+  }
+}
+
+/**
+ * A Properties.Set whose value is not wrapped in a variant ("ssb", "sst"):
+ * what `dbus-send ... Set string:IFACE string:NAME boolean:false` and a
+ * dbus-python proxy made without introspection send, and the reference's
+ * dbus-python takes; the value is then read as a variant of its type.
+ */
+function unwrappedSet(iface: string, member: string, signature: string | undefined): boolean {
+  if (iface !== PROPERTIES || member !== "Set" || signature === undefined || !signature.startsWith("ss")) return false;
+  try {
+    return parseSignature(signature).length === 3;
+  } catch {
+    return false;
   }
 }
