@@ -296,3 +296,23 @@ test("through a real dbus-daemon: a 10 MB reply arrives whole, and a refused mes
     await bus.stop();
   }
 });
+
+// Found by session 56's scale audit: a caller that polled for our name and
+// called at once (busctl, a script right after a start) was never answered:
+// its call came before the service had set its handler, and was dropped.
+test("through a real dbus-daemon: a call that comes before the handler is set is answered once it is", { skip: missing(DBUS_DAEMON, DBUS_SEND), timeout: 60_000 }, async () => {
+  const bus = await startPrivateBus();
+  const server = await BusConnection.connect(bus.address);
+  const caller = await BusConnection.connect(bus.address);
+  try {
+    const early = caller.call({ destination: server.uniqueName, path: "/", interface: "org.freedesktop.DBus.Peer", member: "Ping" }, 10_000);
+    // Its turn through the bus: a round trip of the server's own later.
+    await server.callBus("GetId", "", [], 5_000);
+    server.onMethodCall((call) => server.reply(call, "s", [`answered ${call.member ?? ""}`]));
+    assert.deepEqual(await early, ["answered Ping"]);
+  } finally {
+    server.close();
+    caller.close();
+    await bus.stop();
+  }
+});

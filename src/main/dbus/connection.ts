@@ -72,11 +72,21 @@ export interface BusSignal {
   readonly body: readonly WireValue[];
 }
 
+/** Method calls kept before a handler is set; more are refused. */
+const EARLY_CALLS_MAX = 1_000;
+
 export class BusConnection {
   readonly #wire: WireConnection;
   #serial = 1;
   readonly #pending = new Map<number, { resolve: (m: WireMessage) => void; reject: (e: Error) => void }>();
-  #onCall: MethodCallHandler = () => undefined;
+  /** Null until a handler is set: calls are kept in #unhandled meanwhile. */
+  #onCall: MethodCallHandler | null = null;
+  /**
+   * Method calls that came before onMethodCall (between our RequestName
+   * and the service's set-up, when a caller polling for the name sends at
+   * once), handed to the handler when it is set; up to EARLY_CALLS_MAX.
+   */
+  #unhandled: WireMessage[] = [];
   #onSignal: (signal: BusSignal) => void = () => undefined;
   #onClose: (error: Error) => void = () => undefined;
   #closed = false;
@@ -122,6 +132,9 @@ export class BusConnection {
   /** Called for every method call addressed to us. */
   onMethodCall(handler: MethodCallHandler): void {
     this.#onCall = handler;
+    const early = this.#unhandled;
+    this.#unhandled = [];
+    for (const call of early) handler(call);
   }
 
   /** Called for every signal that a match rule (AddMatch, matchRule) lets through. */
@@ -284,7 +297,11 @@ export class BusConnection {
       else waiter.reject(new DbusError(DBUS_ERROR.remote, `${msg.errorName ?? "error"}: ${String(msg.body?.[0] ?? "")}`, msg.errorName ?? ""));
       return;
     }
-    if (msg.type === MESSAGE_TYPE.methodCall) this.#onCall(msg);
+    if (msg.type === MESSAGE_TYPE.methodCall) {
+      if (this.#onCall !== null) this.#onCall(msg);
+      else if (this.#unhandled.length < EARLY_CALLS_MAX) this.#unhandled.push(msg);
+      else this.replyError(msg, "org.freedesktop.DBus.Error.LimitsExceeded", "the server is starting: too many calls before it answers");
+    }
     else if (msg.type === MESSAGE_TYPE.signal) {
       this.#onSignal({ sender: msg.sender ?? "", path: msg.path ?? "", interface: msg.interface ?? "", member: msg.member ?? "", body: msg.body ?? [] });
     }
