@@ -340,7 +340,7 @@ async function startAndServe(
   const serialiser = new StateSerialiser();
   // The Python server's state file: imported at a switch, left for it at each stop.
   const picklePath = join(settings.statedir, PICKLE_FILE_NAME);
-  let config: ClientSettings[];
+  let config: readonly ClientSettings[];
   let editedInFile: ReadonlyMap<string, readonly ConfigField[]>;
   // The state file's changes not yet in etcd (docs/ETCD.md "When etcd is down").
   let fleetUnsent: readonly unknown[];

@@ -18,7 +18,7 @@ import type { ClientSettings } from "./settings.js";
 import { settingsDiff } from "./runtime-settings.js";
 import type { ClientRegistry } from "./registry.js";
 import type { ClientsFileReader } from "../config/clients-reader.js";
-import { parseClientsConfig, clientKeyWarnings, type ClientsConfigOptions } from "../config/clients-config.js";
+import { parseClientsConfig, clientKeyWarnings, parsedTextDigest, textDigest, type ClientsConfigOptions } from "../config/clients-config.js";
 import type { Logger } from "../daemon/log.js";
 
 export interface ReloadSummary {
@@ -121,7 +121,7 @@ function named(names: readonly string[]): string {
 }
 
 export type ReloadOutcome =
-  | { readonly applied: true; readonly clients: ClientSettings[]; readonly summary: ReloadSummary }
+  | { readonly applied: true; readonly clients: readonly ClientSettings[]; readonly summary: ReloadSummary }
   | { readonly applied: false; readonly reason: string };
 
 /**
@@ -140,6 +140,16 @@ export async function reloadClientsConfig(
   const read = await reader.read();
   let reason: string;
   if (read.ok) {
+    // The same text as last applied (logrotate's weekly SIGHUP), no
+    // secfile in it: nothing can have changed, and the parse of a fleet's
+    // file would hold the main thread for seconds.
+    if (parsedTextDigest(running) === textDigest(read.text)) {
+      for (const warning of clientKeyWarnings(running)) logger.warning(warning);
+      logger.debug(`${path} is as it was last read: not parsed again`);
+      const summary: ReloadSummary = { added: [], removed: [], changed: [] };
+      logger.info("Reloaded clients.conf: 0 added, 0 removed, 0 changed");
+      return { applied: true, clients: running, summary };
+    }
     try {
       const clients = parseClientsConfig(read.text, path, opts);
       if (clients.length === 0 && running.length > 0) {

@@ -18,6 +18,7 @@
 // The checker is kept after step 1, so its runtime `%(attr)s` remain.
 // The strings kept are copies (see ownCopy): never views on the file's text.
 
+import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { userInfo } from "node:os";
 import { isAbsolute, resolve } from "node:path";
@@ -55,6 +56,24 @@ export function loadClientsConfig(path: string, opts: ClientsConfigOptions = {})
   return typeof text === "string" ? parseClientsConfig(text, path, opts) : [];
 }
 
+/**
+ * Of each list parseClientsConfig returned: the SHA-256 of the text it was
+ * parsed from, when no client's secret came from a secfile (whose contents
+ * the text does not show). A reload of the same text can then skip the
+ * parse: 1 s of the main thread for 5,000 clients, 4 s for 20,000.
+ */
+const parsedFrom = new WeakMap<readonly ClientSettings[], string>();
+
+/** The digest of clients.conf's text as parsed into `clients`; undefined if unknown or it names secfiles. */
+export function parsedTextDigest(clients: readonly ClientSettings[]): string | undefined {
+  return parsedFrom.get(clients);
+}
+
+/** The digest parsedTextDigest compares. */
+export function textDigest(text: string): string {
+  return createHash("sha256").update(text).digest("hex");
+}
+
 /** Parses the text of a clients.conf (for SIGHUP reloads and tests); `file` names it in errors. */
 export function parseClientsConfig(text: string, file: string, opts: ClientsConfigOptions = {}): ClientSettings[] {
   const doc = parseIni(text, file, CLIENT_DEFAULTS);
@@ -72,7 +91,9 @@ export function parseClientsConfig(text: string, file: string, opts: ClientsConf
     return durations.get(text);
   };
   const secrets = new SecretArena();
-  for (const name of doc.sections.keys()) clients.push(clientSettings(doc, name, opts, cachedDuration, own, secrets));
+  const read = { secfiles: 0 };
+  for (const name of doc.sections.keys()) clients.push(clientSettings(doc, name, opts, cachedDuration, own, secrets, read));
+  if (read.secfiles === 0) parsedFrom.set(clients, textDigest(text));
   return clients;
 }
 
@@ -93,6 +114,7 @@ function clientSettings(
   parseDuration: (text: string) => number | undefined,
   own: (text: string) => string,
   secrets: SecretArena,
+  read: { secfiles: number },
 ): ClientSettings {
   const at = (key: string): ConfigErrorPlace => ({ file: doc.file, line: rawOption(doc, name, key)?.line ?? doc.sections.get(name)?.line ?? 0, section: name, key });
   // Step 1.
@@ -127,9 +149,10 @@ function clientSettings(
     // The decoding's own buffer: garbage now, and none of it left to read.
     decoded.fill(0);
   } else if (items.has("secfile")) {
-    const read = readSecfile(get("secfile"), at("secfile"), opts);
-    secret = secrets.keep(read);
-    if (opts.readSecfile === undefined) read.fill(0);
+    read.secfiles++;
+    const bytes = readSecfile(get("secfile"), at("secfile"), opts);
+    secret = secrets.keep(bytes);
+    if (opts.readSecfile === undefined) bytes.fill(0);
   } else {
     throw new ConfigError("CONFIG_NO_SECRET", { file: doc.file, line: doc.sections.get(name)?.line ?? 0, section: name }, "client has neither secret nor secfile");
   }
