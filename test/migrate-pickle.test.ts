@@ -437,6 +437,26 @@ describe("the unpickler, against pickles Python writes", () => {
     long[1] = 0x5c;
     long[2] = 0;
     assert.equal(passwordEncode(long).toString("latin1"), `mandos\\n\\\\\\x00${"A".repeat(1097)}`);
+
+    // Against the reference's three replaces (on latin1 text, as ours did
+    // before), around the 2048-byte limit, with many bytes to escape.
+    const replaces = (b: Buffer): string => `mandos${b.toString("latin1").replace(/\\/g, "\\\\").replace(/\n/g, "\\n").replace(/\0/g, "\\x00")}`;
+    for (const size of [1020, 1021, 1022, 1023, 5000]) {
+      const b = randomBytes(size);
+      for (let i = 0; i < size; i += 3) b[i] = [0x00, 0x0a, 0x5c][i % 9 / 3]!;
+      const want = 6 + 2 * size <= 2048 ? `mandos${b.toString("hex")}` : replaces(b);
+      assert.equal(passwordEncode(b).toString("latin1"), want, `${size} bytes`);
+    }
+  });
+
+  // Found by session 56's secrets audit: as JS strings and regex replaces,
+  // a 30 MB secret of NULs took the server's heap past 1 GB as it stopped
+  // (no clients.pickle, no last save). Now in a 64 MB heap.
+  test("the passphrase of a 30 MB secret of NULs is made outside the JS heap", () => {
+    const module = new URL("../src/main/state/reference-secret.js", import.meta.url).href;
+    const script = `import(${JSON.stringify(module)}).then(({ passwordEncode }) => { const p = passwordEncode(Buffer.alloc(30 * 2 ** 20)); process.stdout.write(String(p.length)); })`;
+    const out = execFileSync(process.execPath, ["--max-old-space-size=64", "--input-type=module", "-e", script], { encoding: "utf8", timeout: 60_000 });
+    assert.equal(out, String(6 + 4 * 30 * 2 ** 20));
   });
 });
 

@@ -49,7 +49,9 @@ export const CLIENT_DEFAULTS: Readonly<Record<string, string>> = {
  * user, and it must never leave this server (etcd).
  */
 export function checkerHoldsSecret(checker: string, secret: Buffer): boolean {
-  if (secret.length < 6) return false;
+  // Base64 without padding is ceil(4n / 3) characters: a shorter checker
+  // (every usual one) cannot hold it, and costs no encoding.
+  if (secret.length < 6 || checker.length < Math.ceil((4 * secret.length) / 3)) return false;
   return checker.replace(/\s+/g, "").includes(secret.toString("base64").replace(/=+$/, ""));
 }
 
