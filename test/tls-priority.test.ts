@@ -108,6 +108,15 @@ test("refuses strings that leave nothing we can speak", () => {
   assert.throws(() => parsePriority("NORMAL:+CTYPE-RAWPK:-GROUP-ALL"), /group/);
 });
 
+// Found by session 56's configuration fuzz: GnuTLS's gnutls_priority_init
+// refuses these (-50, measured through ctypes), so the reference serves no
+// one with them; ours took them and served.
+test("refuses an empty element, as GnuTLS does: a colon at the end, or two in a row", () => {
+  for (const bad of [`${REFERENCE_RPK_PRIORITY}:`, `${REFERENCE_RPK_PRIORITY.replace(":%", "::%")}`]) {
+    assert.throws(() => parsePriority(bad), { code: "TLS_PRIORITY_TOKEN", message: /empty element/ }, bad);
+  }
+});
+
 test("legacy clients (TLS 1.2, OpenPGP): served by our default, by the reference's legacy string, not by its RPK string", () => {
   const both = parsePriority(DEFAULT_PRIORITY);
   assert.equal(both.modern, true);

@@ -252,7 +252,9 @@ export function parsePriority(priority: string): TlsSettings {
   let profile: SecurityProfile | null = null;
 
   for (const raw of tokens) {
-    if (raw === "") continue;
+    // GnuTLS's gnutls_priority_init refuses the whole string (-50): the
+    // reference, which sets it at each connection, would then serve no one.
+    if (raw === "") throw tokenError(raw, "an empty element (a colon at the end, or two in a row), which GnuTLS refuses");
     const prefix = raw[0]!;
     const name = raw.slice(1).toUpperCase();
     if (prefix === "%") {
