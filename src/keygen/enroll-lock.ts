@@ -2,8 +2,9 @@
 // rename of the new one: `.NAME.enroll-lock`, made with O_EXCL and holding
 // the holder's pid and which process that is (its start since boot and the
 // boot's id: process-runs.ts, processIdentity; no wall-clock time, which
-// an NTP step during an enrollment would move). Two enrollments at once would each read the old file
-// and the second rename would drop the first's machines.
+// an NTP step during an enrollment would move). Two enrollments at once
+// would each read the old file and the second rename would drop the
+// first's machines.
 //
 // A lock whose holder is gone (killed, a power cut) is taken over. Two
 // enrollments that find the same stale lock must not both take it: if the
@@ -41,7 +42,7 @@ export interface LockSeen {
   readonly ctimeNs: bigint;
   /** The holder's pid; null while the holder has not written it yet. */
   readonly pid: number | null;
-  /** The holder is gone: not running, or its pid now names a process started after the lock was written. */
+  /** The holder is gone: not running, or its pid now names another process (or, in an earlier release's lock, one started after it was written). */
   readonly stale: boolean;
 }
 

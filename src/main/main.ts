@@ -91,7 +91,7 @@ function checkConfiguration(cli: CommandLine, checked: ReturnType<typeof checkSe
   else process.stdout.write(`ok: settings: ${checked.unreadable === null ? mandosConf : `the defaults (${mandosConf} cannot be read: ${checked.unreadable})`} and the command line are as a start reads them\n`);
   const clientsPath = join(cli.configdir, "clients.conf");
   // A relative secfile is read from the start's working directory: "/"
-  // once it detaches (main.ts, below), and under systemd, whatever it is given.
+  // once it detaches (below), and under systemd (the unit's default).
   const detaches = checked instanceof Error ? !cli.debug && !cli.foreground : !checked.settings.debug && !checked.settings.foreground;
   const relative: string[] = [];
   try {

@@ -10,7 +10,7 @@
 
 import { createRequire } from "node:module";
 import type { EventEmitter } from "node:events";
-import { DbusError, DBUS_ERROR } from "./errors.js";
+import { DbusError, DBUS_ERROR, ERROR_NAME } from "./errors.js";
 import type { WireValue } from "./values.js";
 import { MessageTooLarge, marshalMessage } from "./marshal.js";
 
@@ -300,7 +300,7 @@ export class BusConnection {
     if (msg.type === MESSAGE_TYPE.methodCall) {
       if (this.#onCall !== null) this.#onCall(msg);
       else if (this.#unhandled.length < EARLY_CALLS_MAX) this.#unhandled.push(msg);
-      else this.replyError(msg, "org.freedesktop.DBus.Error.LimitsExceeded", "the server is starting: too many calls before it answers");
+      else this.replyError(msg, ERROR_NAME.limitsExceeded, "the server is starting: too many calls before it answers");
     }
     else if (msg.type === MESSAGE_TYPE.signal) {
       this.#onSignal({ sender: msg.sender ?? "", path: msg.path ?? "", interface: msg.interface ?? "", member: msg.member ?? "", body: msg.body ?? [] });
