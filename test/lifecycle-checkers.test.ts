@@ -287,6 +287,27 @@ test("a shell that cannot be started is a warning with its reason, not a command
   }
 });
 
+// Found by session 56's D-Bus audit: a checker whose spawn threw (an
+// argument past the kernel's limit) sent CheckerCompleted without a
+// CheckerStarted before it.
+test("a spawner that throws: the checker's start is announced, then its completion with 127", () => {
+  const clock = new ManualClock();
+  const spawner: CheckerSpawner = () => {
+    throw Object.assign(new Error("spawn E2BIG"), { code: "E2BIG" });
+  };
+  const reg = new ClientRegistry([clientSettings("huge", { checker: "true" })], { logger: silentLogger, clock, spawner, random: () => 0 });
+  const seen: string[] = [];
+  reg.subscribe((e) => {
+    if (e.type === "checker-started" || e.type === "checker-completed") seen.push(e.type);
+  });
+  reg.start();
+  clock.advance(1);
+  assert.deepEqual(seen, ["checker-started", "checker-completed"]);
+  assert.equal(reg.get("huge")?.lastCheckerStatus, 127);
+  assert.equal(reg.get("huge")?.checkerRunning, false);
+  reg.stop();
+});
+
 test("a killed checker that ignores SIGTERM gets SIGKILL after CHECKER_KILL_GRACE_MS", async () => {
   const started = Date.now();
   const ended = new Promise<{ code: number | null; signal: number | null }>((resolve) => {

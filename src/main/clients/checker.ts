@@ -237,8 +237,11 @@ export class CheckerRunner {
         this.#done(c, command, code, signal, startError);
       });
     } catch (error) {
-      // A spawner that throws (the host's cannot): as a shell that could not start.
+      // A spawner that throws (an argument past the kernel's limit, E2BIG):
+      // as a shell that could not start, whose start was announced (D-Bus
+      // CheckerStarted before CheckerCompleted, as for one that fails later).
       this.#release(place);
+      this.#host.emit({ type: "checker-started", client: c.view(), command });
       this.#done(c, command, 127, null, (error as NodeJS.ErrnoException).code ?? String(error));
       return;
     }
