@@ -50,12 +50,6 @@ export function checkerCommand(c: ClientRecord): string | null {
 
 /** The checker command of `c` after runtime expansion, or why it cannot be formatted (said on mandos:checker:command-invalid). */
 export function expandChecker(c: ClientRecord): string | { readonly reason: string } {
-  const expanded = expandOnly(c);
-  if (typeof expanded !== "string") publish(events.checkerCommandInvalid, () => ({ client: c.view(), checker: c.settings.checker, reason: expanded.reason }));
-  return expanded;
-}
-
-function expandOnly(c: ClientRecord): string | { readonly reason: string } {
   const s = c.settings;
   const r = c.runtime;
   const td = (ms: number): PyValue => ({ timedeltaMs: ms });
@@ -85,7 +79,9 @@ function expandOnly(c: ClientRecord): string | { readonly reason: string } {
   try {
     return percentFormat(s.checker, mapping);
   } catch (error) {
-    return { reason: error instanceof FormatError ? error.message : String(error) };
+    const reason = error instanceof FormatError ? error.message : String(error);
+    publish(events.checkerCommandInvalid, () => ({ client: c.view(), checker: s.checker, reason }));
+    return { reason };
   }
 }
 

@@ -107,9 +107,14 @@ export function applyReload(registry: ClientRegistry, before: readonly ClientSet
     // file's: sharing its object lets the previous file's go.
     registry.share(c);
   }
+  logReloaded(logger, summary);
+  return summary;
+}
+
+/** The reload's INFO line: what it added, removed and changed. */
+function logReloaded(logger: Logger, summary: ReloadSummary): void {
   const part = (names: readonly string[], what: string): string => `${names.length} ${what}${names.length === 0 ? "" : ` (${named(names)})`}`;
   logger.info(`Reloaded clients.conf: ${part(summary.added, "added")}, ${part(summary.removed, "removed")}, ${part(summary.changed, "changed")}`);
-  return summary;
 }
 
 /** Names a reload line gives, at most; a fleet's reload can change thousands. */
@@ -147,7 +152,7 @@ export async function reloadClientsConfig(
       for (const warning of clientKeyWarnings(running)) logger.warning(warning);
       logger.debug(`${path} is as it was last read: not parsed again`);
       const summary: ReloadSummary = { added: [], removed: [], changed: [] };
-      logger.info("Reloaded clients.conf: 0 added, 0 removed, 0 changed");
+      logReloaded(logger, summary);
       return { applied: true, clients: running, summary };
     }
     try {

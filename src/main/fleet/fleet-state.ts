@@ -417,9 +417,8 @@ export class FleetState {
     if (property !== "Checker") return true;
     const secret = this.#registry.entry(c.name)?.settings.secret;
     if (secret === undefined) return true;
-    const checker = String(readProperty(c, "Checker"));
-    // A Python server's sealed secret, not yet opened, stands in for clients.conf's.
-    return !checkerHoldsSecret(checker, secret) && !checkerHoldsSecret(checker, secretToOpen(secret)?.configSecret ?? secret);
+    // A Python server's sealed secret, not yet opened, stands for clients.conf's.
+    return !checkerHoldsSecret(String(readProperty(c, "Checker")), secretToOpen(secret)?.configSecret ?? secret);
   }
 
   #hasWork(): boolean {

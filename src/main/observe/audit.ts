@@ -1,7 +1,8 @@
 // The audit log: one JSON line per secret released, per refusal of a known
 // client and per known client's request cut short (its peer gone while it
-// waited for approval or while its secret was written), for security's "which machine got its secret, when, from
-// where" (docs/OBSERVABILITY.md has the record). Written from the facts on
+// waited for approval or while its secret was written), for security's
+// "which machine got its secret, when, from where" (docs/OBSERVABILITY.md
+// has the record). Written from the facts on
 // events.ts's channels; the payloads carry no secret and no key material,
 // and neither does a record.
 //

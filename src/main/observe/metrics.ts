@@ -257,7 +257,7 @@ export function createMetrics(sources: MetricSources, healthy: () => boolean = (
   });
   subs.on(events.stateSaveFailed, () => saves.inc({ result: "failed" }));
   const auditLost = new Counter({
-    name: "mandos_audit_records_lost_total", help: "Audit records that could not be written to the audit file (ENOSPC, EIO...); each was a secret released or refused.", registers: [registry],
+    name: "mandos_audit_records_lost_total", help: "Audit records that could not be written to the audit file (ENOSPC, EIO...); each was a secret released, a known client refused or its request cut short.", registers: [registry],
   });
   const auditReopen = new Counter({
     name: "mandos_audit_reopen_failures_total", help: "SIGHUPs at which the audit file could not be opened again (records go on to the old file).", registers: [registry],
