@@ -104,7 +104,7 @@ test("a reload that gives two clients one key ID or fingerprint warns that only 
   const warnings: string[] = [];
   const logger: Logger = { ...silentLogger, warning: (m) => warnings.push(m) };
   const text = "[a]\nkey_id = ab cd\nfingerprint = 12\nsecret = QUJD\n[b]\nkey_id = ABCD\nsecret = QUJD\n[c]\nkey_id = ef\nfingerprint = 12\nsecret = QUJD\n";
-  const reader = { how: "direct" as const, read: () => Promise.resolve({ ok: true as const, text }), close() {} };
+  const reader = { how: "direct" as const, read: () => Promise.resolve({ ok: true as const, bytes: Buffer.from(text) }), close() {} };
   const outcome = await reloadClientsConfig(reg, [clientSettings("a")], "/etc/mandos/clients.conf", reader, logger);
   assert.equal(outcome.applied, true);
   assert.deepEqual(warnings, [
@@ -203,7 +203,7 @@ test("a reload of the text last applied is not parsed again, unless a secfile co
     const reloadOf = async (before: string, after: string) => {
       const running = parseClientsConfig(before, "c.conf");
       const reg = new ClientRegistry(running, { logger: silentLogger, clock: new ManualClock(), spawner: () => ({ kill() {} }) });
-      const reader = { how: "direct" as const, read: () => Promise.resolve({ ok: true as const, text: after }), close() {} };
+      const reader = { how: "direct" as const, read: () => Promise.resolve({ ok: true as const, bytes: Buffer.from(after) }), close() {} };
       lines.length = 0;
       const outcome = await reloadClientsConfig(reg, running, "c.conf", reader, logger);
       assert.equal(outcome.applied, true);

@@ -38,7 +38,7 @@ import { showCheckerOutput } from "./clients/shell-spawner.js";
 import type { ClientSettings } from "./clients/settings.js";
 import { reloadClientsConfig } from "./clients/reload.js";
 import { logClientEvents } from "./daemon/log-clients.js";
-import { clientsFileReader, readClientsFile, reloadReadiness, type ClientsFileReader } from "./config/clients-reader.js";
+import { clientsFileReader, readClientsBytes, reloadReadiness, type ClientsFileReader } from "./config/clients-reader.js";
 import { runSelfTest } from "./daemon/self-test.js";
 import { readState, restoreState, routineChange, StateSaver, StateSerialiser, STATE_FILE_NAME, STATE_PREPARE_DELAY_MS, STATE_PREPARE_SLICE_MS, STATE_WARM_SLICE_MS, type ClientView, type ConfigField, type StateFile } from "./state/state-file.js";
 import { checkStateDirWritable, prepareStateDir } from "./state/state-dir.js";
@@ -377,7 +377,7 @@ async function startAndServe(
   // As the reference, after the restore: clients removed at run time count as none.
   if (registry.size === 0) {
     logger.warning("No clients defined");
-    const read = config.length === 0 ? readClientsFile(clientsPath) : { ok: true as const };
+    const read = config.length === 0 ? readClientsBytes(clientsPath) : { ok: true as const };
     if (!read.ok) logger.warning(`Could not read ${clientsPath}: ${read.reason}`);
   }
 

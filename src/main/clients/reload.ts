@@ -18,7 +18,8 @@ import type { ClientSettings } from "./settings.js";
 import { settingsDiff } from "./runtime-settings.js";
 import type { ClientRegistry } from "./registry.js";
 import type { ClientsFileReader } from "../config/clients-reader.js";
-import { parseClientsConfig, clientKeyWarnings, parsedTextDigest, textDigest, type ClientsConfigOptions } from "../config/clients-config.js";
+import { clientKeyWarnings, parsedTextDigest, type ClientsConfigOptions } from "../config/clients-config.js";
+import { parseClientsFile } from "../config/clients-off-thread.js";
 import type { Logger } from "../daemon/log.js";
 
 export interface ReloadSummary {
@@ -55,8 +56,9 @@ export function applyReload(registry: ClientRegistry, before: readonly ClientSet
   let removed = removedByReload.get(registry);
   if (!removed) removedByReload.set(registry, (removed = new Map()));
   for (const [name, file] of old) {
+    if (next.has(name)) continue;
     const running = registry.entry(name);
-    if (!next.has(name) && running) {
+    if (running) {
       removed.delete(name);
       removed.set(name, { file, settings: running.settings, runtime: { ...running.runtime } });
       if (removed.size > MAX_REMEMBERED_REMOVALS) removed.delete(removed.keys().next().value!);
@@ -79,6 +81,12 @@ export function applyReload(registry: ClientRegistry, before: readonly ClientSet
       logger.info(`Client ${c.name} is back in clients.conf: restored as it was when a reload removed it${gone.runtime.enabled ? "" : " (disabled)"}`);
       const patch = settingsDiff(gone.file, c);
       if (Object.keys(patch).length > 0) registry.reloaded(c.name, patch);
+      registry.share(c);
+      continue;
+    }
+    // The same in both files: the same object (parseClientsFile), nothing
+    // to apply; shared, if a restore at start made the registry's a copy.
+    if (o === c) {
       registry.share(c);
       continue;
     }
@@ -145,27 +153,26 @@ export async function reloadClientsConfig(
   const read = await reader.read();
   let reason: string;
   if (read.ok) {
-    // The same text as last applied (logrotate's weekly SIGHUP), no
-    // secfile in it: nothing can have changed, and the parse of a fleet's
-    // file would hold the main thread for seconds.
-    if (parsedTextDigest(running) === textDigest(read.text)) {
+    // In a worker thread: the parse of a fleet's file would hold this one
+    // for seconds. The same text as last applied (logrotate's weekly
+    // SIGHUP), no secfile in it, is not parsed again: nothing can have changed.
+    const parsed = await parseClientsFile(read.bytes, path, parsedTextDigest(running), running, opts);
+    if (parsed.kind === "unchanged") {
       for (const warning of clientKeyWarnings(running)) logger.warning(warning);
       logger.debug(`${path} is as it was last read: not parsed again`);
       const summary: ReloadSummary = { added: [], removed: [], changed: [] };
       logReloaded(logger, summary);
       return { applied: true, clients: running, summary };
     }
-    try {
-      const clients = parseClientsConfig(read.text, path, opts);
+    if (parsed.kind === "parsed") {
+      const { clients } = parsed;
       if (clients.length === 0 && running.length > 0) {
         logger.warning(`${path} lists no clients: removing all ${running.length}`);
       }
-      for (const warning of clientKeyWarnings(clients)) logger.warning(warning);
+      for (const warning of parsed.warnings) logger.warning(warning);
       return { applied: true, clients, summary: applyReload(registry, running, clients, logger) };
-    } catch (error) {
-      // A ConfigError's message already names the file, line and key.
-      reason = error instanceof Error ? error.message : String(error);
     }
+    reason = parsed.reason;
   } else {
     reason = `${path}: ${read.reason}`;
   }

@@ -69,13 +69,21 @@ export function parsedTextDigest(clients: readonly ClientSettings[]): string | u
   return parsedFrom.get(clients);
 }
 
+/** Records `digest` as the text's that `clients` were parsed from (a parse in another thread). */
+export function rememberParsedText(clients: readonly ClientSettings[], digest: string): void {
+  parsedFrom.set(clients, digest);
+}
+
 /** The digest parsedTextDigest compares. */
 export function textDigest(text: string): string {
   return createHash("sha256").update(text).digest("hex");
 }
 
-/** Parses the text of a clients.conf (for SIGHUP reloads and tests); `file` names it in errors. */
-export function parseClientsConfig(text: string, file: string, opts: ClientsConfigOptions = {}): ClientSettings[] {
+/**
+ * Parses the text of a clients.conf (for SIGHUP reloads and tests); `file`
+ * names it in errors. `digest`: textDigest(text), if the caller has it.
+ */
+export function parseClientsConfig(text: string, file: string, opts: ClientsConfigOptions = {}, digest?: string): ClientSettings[] {
   const doc = parseIni(text, file, CLIENT_DEFAULTS);
   const clients: ClientSettings[] = [];
   const copies = new Map<string, string>();
@@ -93,7 +101,7 @@ export function parseClientsConfig(text: string, file: string, opts: ClientsConf
   const secrets = new SecretArena();
   const read = { secfiles: 0 };
   for (const name of doc.sections.keys()) clients.push(clientSettings(doc, name, opts, cachedDuration, own, secrets, read));
-  if (read.secfiles === 0) parsedFrom.set(clients, textDigest(text));
+  if (read.secfiles === 0) parsedFrom.set(clients, digest ?? textDigest(text));
   return clients;
 }
 
