@@ -329,17 +329,18 @@ test("a protected alert after the server's change_cipher_spec is read as the pee
   assert.equal(err.error.peerAlert, 40);
 });
 
-describe("an unknown fingerprint costs no signature check", () => {
-  test("a fingerprint in no client's settings is refused with access_denied before any verification", async () => {
+describe("an unknown fingerprint is refused once the peer proved it holds the key", () => {
+  test("with access_denied, before the rest of the key; without the proof, decrypt_error", async () => {
     const { buildKnownKeyTable } = await import("../src/tls/index.js");
     const table = buildKnownKeyTable([rsa2048.fingerprint, "A92F8287E8931EE2DC6DB17846E7B7E5443FAE6D1A44C171DB05512797BBABBC"]);
-    // A tampered signature would be decrypt_error (51) if it were checked.
-    const unknown = await runLegacyPair(recorded, { knownKeys: table, faults: { tamperSignature: true } });
+    const unknown = await runLegacyPair(recorded, { knownKeys: table });
     assertRefused(unknown.clientEvents, unknown.serverEvents, "TLS_UNKNOWN_PEER_KEY", 49);
     const err = unknown.clientEvents.find((e) => e.type === "error");
     assert.ok(err?.type === "error");
     assert.equal(err.error.keyId, recorded.fingerprint);
-    // A known one is still verified, and completes when all holds.
+    // A tampered signature: the peer has not shown it holds the key, and is not "not found".
+    assertRefused((await runLegacyPair(recorded, { knownKeys: table, faults: { tamperSignature: true } })).clientEvents, [], "TLS_DECRYPT_ERROR", 51);
+    // A known one likewise, and completes when all holds.
     const known = buildKnownKeyTable([recorded.fingerprint]);
     assertRefused((await runLegacyPair(recorded, { knownKeys: known, faults: { tamperSignature: true } })).clientEvents, [], "TLS_DECRYPT_ERROR", 51);
     assert.equal(complete((await runLegacyPair(recorded, { knownKeys: known })).clientEvents).fingerprint, recorded.fingerprint);

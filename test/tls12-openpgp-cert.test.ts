@@ -7,31 +7,36 @@
 // framing's own table.
 
 import assert from "node:assert/strict";
-import { generateKeyPairSync, randomBytes } from "node:crypto";
+import { createPrivateKey, generateKeyPairSync, randomBytes, type KeyObject } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { after, before, describe, test } from "node:test";
 import * as openpgp from "openpgp";
 import { openPgpIdentityFromRsa, openPgpPacket } from "../src/client/openpgp-identity.js";
-import type { TlsEvent } from "../src/tls/index.js";
+import { buildKnownKeyTable, type TlsEvent } from "../src/tls/index.js";
 import { encodeOpenPgpCertificateMessage, parseOpenPgpCertificateMessage } from "../src/tls/tls12/messages12.js";
 import { MAX_OPENPGP_PACKETS, MAX_SELF_SIGNATURES, checkTransferableKey } from "../src/tls/tls12/openpgp-cert.js";
 import { freshIdentity, recordedIdentity, type TestOpenPgpIdentity } from "./helpers/legacy-keys.js";
 import { runLegacyPair } from "./helpers/tls12-pair.js";
 
+/** Calls `counted` at each call of `proto[method]` while the suite (or file) around it runs. */
+function countCalls<P extends object, K extends keyof P>(proto: P, method: K, counted: () => void): void {
+  const real = proto[method] as (...args: unknown[]) => unknown;
+  before(() => {
+    proto[method] = function (this: unknown, ...args: unknown[]) {
+      counted();
+      return real.apply(this, args);
+    } as P[K];
+  });
+  after(() => {
+    proto[method] = real as P[K];
+  });
+}
+
 // Every signature OpenPGP.js verifies goes through this method: count the calls.
 let verifications = 0;
-const realVerify = openpgp.SignaturePacket.prototype.verify;
-before(() => {
-  openpgp.SignaturePacket.prototype.verify = function (this: openpgp.SignaturePacket, ...args: Parameters<typeof realVerify>) {
-    verifications++;
-    return realVerify.apply(this, args);
-  };
-});
-after(() => {
-  openpgp.SignaturePacket.prototype.verify = realVerify;
-});
+countCalls(openpgp.SignaturePacket.prototype, "verify", () => verifications++);
 
 const packet = openPgpPacket;
 
@@ -93,6 +98,21 @@ function pgpWith(change: (key: openpgp.PublicKey) => void): Uint8Array {
   return key.write();
 }
 
+/**
+ * pgp's private key for node:crypto: the peer signs its ServerKeyExchange
+ * with the key of the certificate it sends, as it must before the
+ * certificate itself is looked at (openpgp-cert.ts, step 4).
+ */
+function pgpSigner(): KeyObject {
+  const { n, e } = pgp.keyPacket.publicParams as { n: Uint8Array; e: Uint8Array };
+  const { d, p, q, u } = (pgp.keyPacket as unknown as { privateParams: Record<"d" | "p" | "q" | "u", Uint8Array> }).privateParams;
+  const big = (b: Uint8Array): bigint => BigInt(`0x${Buffer.from(b).toString("hex")}`);
+  const b64 = (v: bigint): string => Buffer.from(v.toString(16).padStart(2 * Math.ceil(v.toString(16).length / 2), "0"), "hex").toString("base64url");
+  // OpenPGP's u is p⁻¹ mod q: with the primes swapped it is JWK's qi (q⁻¹ mod p).
+  const [jp, jq, D] = [big(q), big(p), big(d)];
+  return createPrivateKey({ key: { kty: "RSA", n: b64(big(n)), e: b64(big(e)), d: b64(D), p: b64(jp), q: b64(jq), dp: b64(D % (jp - 1n)), dq: b64(D % (jq - 1n)), qi: b64(big(u)) }, format: "jwk" });
+}
+
 function certificate(key: Uint8Array, keyId: Uint8Array = pgpKeyId): Buffer {
   return encodeOpenPgpCertificateMessage(keyId, key);
 }
@@ -105,18 +125,18 @@ function refusal(events: TlsEvent[]): { code: string; alert: number } {
 }
 
 describe("OpenPGP certificates the server refuses, and what each costs", () => {
-  // [name, certificate body, code, alert, signatures verified at most]
-  const table: Array<[string, () => Buffer, string, number, number]> = [
+  // [name, certificate body, code, alert, signatures verified at most, the key the peer signs with (default: recorded's)]
+  const table: Array<[string, () => Buffer, string, number, number, (() => KeyObject)?]> = [
     ["a self-signature that does not verify (the user ID changed)", () => certificate(pgpWith((k) => {
       const user = k.users[0]!;
       (user as { userID: openpgp.UserIDPacket }).userID = openpgp.UserIDPacket.fromObject({ name: "legacy-tesT" });
-    })), "TLS_BAD_CERTIFICATE", 42, 1],
+    })), "TLS_BAD_CERTIFICATE", 42, 1, pgpSigner],
     ["a key ID that is not the primary key's", () => certificate(pgp.toPublic().write(), rsa2048.keyId), "TLS_BAD_CERTIFICATE", 42, 0],
-    ["a revoked key (a valid key revocation)", () => certificate(revoked), "TLS_BAD_CERTIFICATE", 42, 3],
-    ["no user ID", () => certificate(pgpWith((k) => void (k.users = []))), "TLS_BAD_CERTIFICATE", 42, 0],
-    ["a user ID without its self-certification", () => certificate(pgpWith((k) => void (k.users[0]!.selfCertifications = []))), "TLS_BAD_CERTIFICATE", 42, 0],
-    ["a subkey without its binding signature", () => certificate(pgpWith((k) => void (k.subkeys[0]!.bindingSignatures = []))), "TLS_BAD_CERTIFICATE", 42, 0],
-    [`more than ${MAX_SELF_SIGNATURES} self-signatures (many subkeys)`, () => certificate(manySubkeys), "TLS_BAD_CERTIFICATE", 42, 0],
+    ["a revoked key (a valid key revocation)", () => certificate(revoked), "TLS_BAD_CERTIFICATE", 42, 3, pgpSigner],
+    ["no user ID", () => certificate(pgpWith((k) => void (k.users = []))), "TLS_BAD_CERTIFICATE", 42, 0, pgpSigner],
+    ["a user ID without its self-certification", () => certificate(pgpWith((k) => void (k.users[0]!.selfCertifications = []))), "TLS_BAD_CERTIFICATE", 42, 0, pgpSigner],
+    ["a subkey without its binding signature", () => certificate(pgpWith((k) => void (k.subkeys[0]!.bindingSignatures = []))), "TLS_BAD_CERTIFICATE", 42, 0, pgpSigner],
+    [`more than ${MAX_SELF_SIGNATURES} self-signatures (many subkeys)`, () => certificate(manySubkeys), "TLS_BAD_CERTIFICATE", 42, 0, pgpSigner],
     [`more than ${MAX_OPENPGP_PACKETS} packets (empty user IDs)`, () => certificate(Buffer.concat([pgp.toPublic().write(), ...Array.from({ length: MAX_OPENPGP_PACKETS }, () => Buffer.of(0xcd, 0))])), "TLS_BAD_CERTIFICATE", 42, 0],
     // OpenPGP.js would spend ~0.2 s parsing these; the headers are counted first.
     ["8,000 empty user IDs (16 KB, one record)", () => certificate(Buffer.concat([packet(6, keyBody(1, [number(2048), E65537])), Buffer.alloc(2 * 8_000, Buffer.of(0xcd, 0))]), Buffer.alloc(8)), "TLS_BAD_CERTIFICATE", 42, 0],
@@ -144,18 +164,18 @@ describe("OpenPGP certificates the server refuses, and what each costs", () => {
       const list = pgp.toPublic().toPacketList();
       const parts = list.map((p) => packet((p.constructor as unknown as { tag: number }).tag, p.write()));
       return certificate(Buffer.concat([parts[0]!, parts[2]!, ...parts.slice(1)]));
-    }, "TLS_BAD_CERTIFICATE", 42, 0],
+    }, "TLS_BAD_CERTIFICATE", 42, 0, pgpSigner],
     ["a key created tomorrow", () => {
       const id = openPgpIdentityFromRsa(rsa2048.privateKey, "legacy-test", Math.floor(Date.now() / 1000) + 86_400);
       return certificate(id.publicKey, id.keyId);
-    }, "TLS_BAD_CERTIFICATE", 42, 0],
+    }, "TLS_BAD_CERTIFICATE", 42, 0, () => rsa2048.privateKey],
     ["the RFC 6091 key field with a byte after it", () => Buffer.concat([certificate(pgp.toPublic().write()), Buffer.of(0)]), "TLS_DECODE", 50, 0],
   ];
-  for (const [name, body, code, alert, maxVerified] of table) {
+  for (const [name, body, code, alert, maxVerified, signer] of table) {
     test(name, async () => {
       const sent = body();
       verifications = 0;
-      const r = await runLegacyPair(recorded, { faults: { certificateBody: sent } });
+      const r = await runLegacyPair(signer ? { ...recorded, privateKey: signer() } : recorded, { faults: { certificateBody: sent } });
       assert.deepEqual(refusal(r.clientEvents), { code, alert });
       assert.ok(verifications <= maxVerified, `${verifications} signatures verified`);
       // The peer read our alert.
@@ -174,6 +194,54 @@ describe("OpenPGP certificates the server refuses, and what each costs", () => {
     assert.equal((error as { code?: string }).code, "TLS_BAD_CERTIFICATE");
     assert.ok(!error.message.includes("EVIL"), error.message);
     assert.match(error.message, /^OpenPGP certificate: [ -~]+$/);
+  });
+});
+
+describe("a peer that has not shown it holds the key costs no OpenPGP.js work", () => {
+  // What OpenPGP.js spent most on, parsing a key: a user attribute
+  // (tag 17) of 15,000 two-byte subpackets, 30 KB, took it 22 ms.
+  let userAttributeReads = 0;
+  countCalls(openpgp.UserAttributePacket.prototype, "read", () => userAttributeReads++);
+  const heavy = (id: TestOpenPgpIdentity): Buffer => {
+    const body = Buffer.alloc(2 * 15_000, Buffer.of(1, 0x64));
+    const header = Buffer.alloc(6);
+    header[0] = 0xc0 | 17;
+    header[1] = 0xff;
+    header.writeUInt32BE(body.length, 2);
+    return certificate(Buffer.concat([id.publicKey, header, body]), id.keyId);
+  };
+
+  test("a listed key with a signature that does not verify: decrypt_error, nothing parsed or verified", async () => {
+    for (const certificateBody of [heavy(recorded), certificate(recorded.publicKey, recorded.keyId)]) {
+      userAttributeReads = 0;
+      verifications = 0;
+      const r = await runLegacyPair(recorded, { knownKeys: buildKnownKeyTable([recorded.fingerprint]), faults: { certificateBody, tamperSignature: true } });
+      assert.deepEqual(refusal(r.clientEvents), { code: "TLS_DECRYPT_ERROR", alert: 51 });
+      assert.deepEqual([userAttributeReads, verifications], [0, 0]);
+    }
+  });
+
+  test("a key no client has, proven: access_denied, nothing parsed or verified; unproven, decrypt_error", async () => {
+    const table = buildKnownKeyTable([recorded.fingerprint]);
+    userAttributeReads = 0;
+    verifications = 0;
+    const proven = await runLegacyPair(rsa2048, { knownKeys: table, faults: { certificateBody: heavy(rsa2048) } });
+    assert.deepEqual(refusal(proven.clientEvents), { code: "TLS_UNKNOWN_PEER_KEY", alert: 49 });
+    const err = proven.clientEvents.find((e) => e.type === "error");
+    assert.equal(err?.type === "error" && err.error.keyId, rsa2048.fingerprint);
+    assert.deepEqual([userAttributeReads, verifications], [0, 0]);
+    // Not "not found" until the peer showed it holds the key (the reference
+    // looks the key up only after a whole handshake).
+    const unproven = await runLegacyPair(rsa2048, { knownKeys: table, faults: { certificateBody: heavy(rsa2048), tamperSignature: true } });
+    assert.deepEqual(refusal(unproven.clientEvents), { code: "TLS_DECRYPT_ERROR", alert: 51 });
+  });
+
+  test("a listed key, proven, is parsed whole", async () => {
+    userAttributeReads = 0;
+    const r = await runLegacyPair(recorded, { knownKeys: buildKnownKeyTable([recorded.fingerprint]), faults: { certificateBody: heavy(recorded) } });
+    // An attribute nobody certified is no signature to verify, as in GnuTLS.
+    assert.equal(userAttributeReads, 1);
+    assert.equal(r.received.toString(), "the secret");
   });
 });
 

@@ -164,10 +164,11 @@ export interface ClientNotFound {
   /** A legacy peer's fingerprint (then keyId is ""). */
   readonly fingerprint?: string;
   /**
-   * Whether the peer proved it holds the key before it was refused: false
-   * when the key ID was in no client's settings and the handshake stopped
-   * before the signature check (src/tls/known-keys.ts), so no
-   * mandos:handshake:done came before this. A legacy peer is always proven.
+   * Whether the handshake was done (mandos:handshake:done came before
+   * this): false when the key was in no client's settings and the
+   * handshake stopped there (src/tls/known-keys.ts), a modern peer's
+   * before its signature was checked, a legacy peer's (a fingerprint)
+   * once its ServerKeyExchange signature verified.
    */
   readonly proven: boolean;
 }

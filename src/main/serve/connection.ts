@@ -506,8 +506,10 @@ export class Connection {
         if (this.#state !== "Sending") this.#close("peer-closed", "sent close_notify");
         return;
       case "error":
-        // A key no client has, refused before its signature was checked
-        // (src/tls/known-keys.ts): the same refusal as after a handshake.
+        // A key no client has, refused in the handshake (src/tls/known-keys.ts):
+        // a modern peer's before its signature was checked, a legacy peer's
+        // once its ServerKeyExchange signature verified (flight12.ts). The
+        // same refusal as after a handshake.
         if (event.error.code === "TLS_UNKNOWN_PEER_KEY" && event.error.keyId !== undefined) {
           // A legacy peer's identity is its v4 fingerprint (40 hex digits); a key ID has 64.
           const id = event.error.keyId;

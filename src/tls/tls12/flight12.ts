@@ -17,13 +17,16 @@
 //   3. ECDHE: a curve of TLS12_CURVES (secp384r1, secp521r1);
 //      DHE: a prime in MIN/MAX_DH_PRIME_BITS, 1 < g, Ys < p-1 -> illegal_parameter / insufficient_security
 //   4. the Certificate's framing (messages12.ts), then the OpenPGP
-//      key (openpgp-cert.ts steps 1-5); a fingerprint in no
-//      client's settings (the known-key table, known-keys.ts) is
-//      refused before any signature check                 -> access_denied
+//      key (openpgp-cert.ts): its key packet read, and before
+//      anything dear (OpenPGP.js, the self-signatures)
 //   5. the signature verifies with the primary key        -> decrypt_error
+//      and then its fingerprint is one a client has (the
+//      known-key table, known-keys.ts), so that a peer is
+//      "not found" only once it proved it holds the key   -> access_denied
+//      the rest of the key: OpenPGP.js, self-signatures
 //   6. the agreement succeeds (a point on the curve)       -> illegal_parameter
 
-import { createECDH, createHash } from "node:crypto";
+import { createECDH, createHash, type KeyObject } from "node:crypto";
 import { ContentType, HandshakeType } from "../constants.js";
 import { TlsError, tlsErrorAs, toErrorData, type TlsErrorData } from "../errors.js";
 import { dheShare } from "../ffdhe.js";
@@ -103,16 +106,17 @@ export async function processTls12Flight(task: Tls12FlightTask, context: FlightC
       if (p % 2n === 0n || g <= 1n || g >= p - 1n || ys <= 1n || ys >= p - 1n) throw new TlsError("TLS_ILLEGAL_PARAMETER", "bad DH parameters");
       group = `ffdhe-${bits}`;
     }
-    // Step 4.
+    // Steps 4 and 5.
     const table = context.knownKeys;
     const framed = parseOpenPgpCertificateMessage(task.certificate);
-    const cert = await checkTransferableKey(framed.key, framed.keyId, (fingerprint) => {
+    const signed = serverKeyExchangeContent(task.clientRandom, task.serverRandom, ske.params);
+    const admit = (fingerprint: string): void => {
       if (table && !mayBeKnown(table, fingerprint)) throw new TlsError("TLS_UNKNOWN_PEER_KEY", "the key belongs to no client", undefined, -1, fingerprint);
-    });
-    // Step 5.
-    if (!ske.verify(cert.key, serverKeyExchangeContent(task.clientRandom, task.serverRandom, ske.params))) {
-      throw new TlsError("TLS_DECRYPT_ERROR", "ServerKeyExchange signature does not verify");
-    }
+    };
+    const prove = (key: KeyObject): void => {
+      if (!ske.verify(key, signed)) throw new TlsError("TLS_DECRYPT_ERROR", "ServerKeyExchange signature does not verify");
+    };
+    const cert = await checkTransferableKey(framed.key, framed.keyId, admit, undefined, prove);
     // Step 6.
     let publicValue: Buffer;
     let preMaster: Buffer;

@@ -1,10 +1,11 @@
 // The legacy client's OpenPGP key (the transferable public key, RFC 4880
 // §11.1, inside the RFC 6091 Certificate that messages12.ts unframes),
-// parsed and its self-signatures verified with OpenPGP.js, to the rule of
-// docs/PROTOCOL.md ("Legacy clients", Checks). OpenPGP.js is imported the
-// first time a legacy certificate arrives, not before: a server that only
-// serves modern clients never loads it. Its API is async, so this is the
-// one async step of a handshake task (flight12.ts).
+// checked to the rule of docs/PROTOCOL.md ("Legacy clients", Checks): its
+// key packet read here, the rest parsed and its self-signatures verified
+// with OpenPGP.js. OpenPGP.js is imported the first time a legacy
+// certificate gets that far, not before: a server that only serves modern
+// clients never loads it. Its API is async, so this is the one async step
+// of a handshake task (flight12.ts).
 //
 // Validation, step by step, each failure one alert; every exception
 // OpenPGP.js throws becomes one of these with a message of ours (its own
@@ -13,22 +14,25 @@
 //      tags only, one public key and first            -> bad_certificate
 //      (counted before OpenPGP.js parses anything: it spends
 //      ~30 µs a packet, and 32 KiB of empty user IDs is 16,384)
-//   2. OpenPGP.js reads the key (readKey): a packet that does
+//   2. the key packet, read here: a v4 RSA key in the bounds
+//      of limits.ts (the WARNING names a bound crossed),
+//      canonical MPIs, nothing after them             -> unsupported_certificate / bad_certificate
+//   3. the key ID sent is the primary key's            -> bad_certificate
+//   4. `prove`: the peer shows it holds the key (flight12.ts:
+//      the ServerKeyExchange signature), then `admit` sees
+//      the fingerprint (an unknown one is refused), before
+//      anything dear: OpenPGP.js spent 22 ms on a key packet
+//      followed by a user attribute of 15,000 subpackets
+//   5. OpenPGP.js reads the key (readKey): a packet that does
 //      not parse                                       -> bad_certificate
 //      an unsupported version or algorithm             -> unsupported_certificate
-//   3. the primary key is a v4 RSA key in the bounds of
-//      limits.ts (the WARNING names a bound crossed),
-//      canonical MPIs                                  -> unsupported_certificate
-//   4. the key ID sent is the primary key's            -> bad_certificate
-//      then `admit` sees the fingerprint (flight12.ts: an
-//      unknown one is refused before any signature work)
-//   5. at most MAX_SELF_SIGNATURES self-signatures, each in
+//   6. at most MAX_SELF_SIGNATURES self-signatures, each in
 //      its place; every one verifies (SignaturePacket.verify),
 //      none older than the key, the key not from the future;
 //      a user ID is self-certified, each subkey bound; no key
 //      revocation                                      -> bad_certificate
 
-import { createPublicKey, type KeyObject } from "node:crypto";
+import { createHash, createPublicKey, type KeyObject } from "node:crypto";
 import type * as OpenPgp from "openpgp";
 import { TlsError, tlsErrorAs, type GnutlsError } from "../errors.js";
 import { MAX_OPENPGP_RSA_MODULUS_BITS, MAX_RSA_EXPONENT_BITS, MIN_OPENPGP_RSA_MODULUS_BITS } from "../limits.js";
@@ -114,14 +118,21 @@ function fromOpenPgp(error: unknown, during: string, gnutls?: GnutlsError): TlsE
   return bad(`${during} (${name})`, gnutls);
 }
 
+/** What step 1 leaves: the signature packets counted and the primary key packet's body. */
+interface PacketWalk {
+  readonly signatures: number;
+  readonly primary: Buffer;
+}
+
 /**
  * Step 1: the packet headers (RFC 4880 §4.2), counted and their tags
- * checked, bodies untouched. Returns the number of signature packets.
+ * checked, bodies untouched but the first's.
  */
-function walkPacketHeaders(b: Buffer): number {
+function walkPacketHeaders(b: Buffer): PacketWalk {
   let packets = 0;
   let signatures = 0;
   let keys = 0;
+  let primary: Buffer | null = null;
   for (let at = 0; at < b.length; ) {
     if (++packets > MAX_OPENPGP_PACKETS) throw unreadable(`more than ${MAX_OPENPGP_PACKETS} packets`);
     const h = b[at++]!;
@@ -155,58 +166,102 @@ function walkPacketHeaders(b: Buffer): number {
     if (!KEY_TAGS.has(tag)) throw unreadable(`packet tag ${tag} in a public key`);
     if (packets === 1 && tag !== TAG.PublicKey) throw badSelf("does not start with a public key");
     if (tag === TAG.PublicKey && ++keys > 1) throw unreadable("more than one primary key");
+    if (packets === 1) primary = b.subarray(at, at + length);
     if (tag === TAG.Signature) signatures++;
     at += length;
   }
-  if (packets === 0) throw unreadable("empty");
-  return signatures;
+  if (primary === null) throw unreadable("empty");
+  return { signatures, primary };
 }
 
 function bitLength(b: Uint8Array): number {
   return b.length === 0 ? 0 : (b.length - 1) * 8 + (32 - Math.clz32(b[0]!));
 }
 
-/** Step 3: a v4 RSA primary key in our bounds, as a node:crypto key. */
-function rsaPrimaryKey(openpgp: OpenPgpModule, packet: OpenPgp.PublicKeyPacket): { key: KeyObject; bits: number } {
-  if (packet.version !== 4) throw unsupported(`a version ${packet.version} key (v4 only)`);
-  const algo = packet.algorithm;
-  // RSA (encrypt or sign) and RSA sign-only; GnuTLS 3.5 also reads DSA
-  // keys, which no suite a legacy client offers can use (docs/PROTOCOL.md).
-  if (algo !== openpgp.enums.publicKey.rsaEncryptSign && algo !== openpgp.enums.publicKey.rsaSign) {
-    throw unsupported(`primary key algorithm ${Number(algo)} (RSA only)`);
-  }
-  const { n, e } = packet.publicParams as { n?: Uint8Array; e?: Uint8Array };
-  if (!(n instanceof Uint8Array) || !(e instanceof Uint8Array)) throw bad("RSA key without n and e");
+/** The primary key, read from its packet (step 2). */
+interface PrimaryKey {
+  readonly key: KeyObject;
+  readonly bits: number;
+  /** v4: SHA-1 over 0x99, the body's two-byte length and the body; 40 upper-case hex digits. */
+  readonly fingerprint: string;
+  /** Its last 8 bytes, in hex, upper case. */
+  readonly keyId: string;
+}
+
+/** Public-key algorithms of RFC 4880 §9.1 we take: RSA (encrypt or sign) and RSA sign-only. */
+const RSA_ALGORITHMS: ReadonlySet<number> = new Set([1, 3]);
+
+/** An MPI (RFC 4880 §3.2) at `at`: its bytes and where the next field starts. */
+function mpiAt(body: Buffer, at: number): { bytes: Buffer; next: number } {
+  if (at + 2 > body.length) throw bad("key packet cut short", "GNUTLS_E_MPI_SCAN_FAILED");
+  const bytes = Math.ceil(body.readUInt16BE(at) / 8);
+  if (at + 2 + bytes > body.length) throw bad("key packet cut short", "GNUTLS_E_MPI_SCAN_FAILED");
+  return { bytes: body.subarray(at + 2, at + 2 + bytes), next: at + 2 + bytes };
+}
+
+/**
+ * Step 2: a v4 RSA key packet (RFC 4880 §5.5.2: version, creation time,
+ * algorithm, n, e) in our bounds, as a node:crypto key, with its
+ * fingerprint and key ID (§12.2).
+ */
+function readPrimaryKey(body: Buffer): PrimaryKey {
+  const version = body[0];
+  if (version !== 4) throw unsupported(`a version ${version ?? "(none)"} key (v4 only)`);
+  if (body.length < 6) throw bad("key packet cut short", "GNUTLS_E_MPI_SCAN_FAILED");
+  const algo = body[5]!;
+  // GnuTLS 3.5 also reads DSA keys, which no suite a legacy client offers can use (docs/PROTOCOL.md).
+  if (!RSA_ALGORITHMS.has(algo)) throw unsupported(`primary key algorithm ${algo} (RSA only)`);
+  const n = mpiAt(body, 6);
+  const e = mpiAt(body, n.next);
+  if (e.next !== body.length) throw bad("bytes after the key in its packet");
   // A leading zero byte would make the fingerprint depend on how the MPI was padded.
-  if (n[0] === 0 || e[0] === 0) throw bad("RSA key MPI is not canonical");
-  const bits = bitLength(n);
+  if (n.bytes[0] === 0 || e.bytes[0] === 0) throw bad("RSA key MPI is not canonical");
+  const bits = bitLength(n.bytes);
   // Bounds of ours alone (the reference has none): the WARNING names the one crossed (KEY_POLICY).
   if (bits < MIN_OPENPGP_RSA_MODULUS_BITS) throw tlsErrorAs("KEY_POLICY", "TLS_UNSUPPORTED_CERTIFICATE", `OpenPGP certificate: RSA key of ${bits} bits: below ${MIN_OPENPGP_RSA_MODULUS_BITS}`);
   if (bits > MAX_OPENPGP_RSA_MODULUS_BITS) throw tlsErrorAs("KEY_POLICY", "TLS_UNSUPPORTED_CERTIFICATE", `OpenPGP certificate: RSA key of ${bits} bits: above ${MAX_OPENPGP_RSA_MODULUS_BITS}`);
-  const eBits = bitLength(e);
-  const eLast = e[e.length - 1] ?? 0;
+  const eBits = bitLength(e.bytes);
+  const eLast = e.bytes[e.bytes.length - 1] ?? 0;
   if (eBits > MAX_RSA_EXPONENT_BITS || eBits === 0 || (eLast & 1) === 0 || (eBits <= 2 && eLast < 3)) {
     throw unsupported(`RSA public exponent of ${eBits} bits`);
   }
+  let key: KeyObject;
   try {
-    const jwk = { kty: "RSA", n: Buffer.from(n).toString("base64url"), e: Buffer.from(e).toString("base64url") };
-    return { key: createPublicKey({ key: jwk, format: "jwk" }), bits };
+    key = createPublicKey({ key: { kty: "RSA", n: n.bytes.toString("base64url"), e: e.bytes.toString("base64url") }, format: "jwk" });
   } catch {
     throw bad("the RSA key does not import");
   }
+  const length = Buffer.alloc(3);
+  length[0] = 0x99;
+  length.writeUInt16BE(body.length, 1);
+  const fingerprint = createHash("sha1").update(length).update(body).digest("hex").toUpperCase();
+  return { key, bits, fingerprint, keyId: fingerprint.slice(-16) };
 }
 
-/** The whole check (steps 1-5) of a binary transferable public key; `sentKeyId` is subkey_cert's. */
+/**
+ * The whole check (steps 1-6) of a binary transferable public key;
+ * `sentKeyId` is subkey_cert's. `prove` is given the key before anything
+ * dear is done and throws if the peer has not shown it holds it; `admit`
+ * then throws for a fingerprint no client has.
+ */
 export async function checkTransferableKey(
   keyBytes: Uint8Array,
   sentKeyId: Uint8Array | null = null,
   admit?: (fingerprint: string) => void,
   now: Date = new Date(),
+  prove?: (key: KeyObject) => void,
 ): Promise<OpenPgpCertificate> {
   // Step 1.
   const bytes = bufferView(keyBytes);
-  const signaturePackets = walkPacketHeaders(bytes);
+  const walk = walkPacketHeaders(bytes);
   // Step 2.
+  const primary = readPrimaryKey(walk.primary);
+  // Step 3.
+  if (sentKeyId && Buffer.from(sentKeyId).toString("hex").toUpperCase() !== primary.keyId) throw bad("the key ID sent is not the primary key's");
+  // Step 4.
+  prove?.(primary.key);
+  admit?.(primary.fingerprint);
+  // Step 5.
   const openpgp = await openPgp();
   let key: OpenPgp.PublicKey;
   try {
@@ -218,17 +273,11 @@ export async function checkTransferableKey(
     throw fromOpenPgp(error, "the key does not parse", "GNUTLS_E_INTERNAL_ERROR");
   }
   if (key.isPrivate()) throw bad("a secret key");
-  // Step 3.
-  const primary = key.keyPacket as OpenPgp.PublicKeyPacket;
-  const rsa = rsaPrimaryKey(openpgp, primary);
-  // Step 4 (before any signature work).
-  const keyId = key.getKeyID();
-  if (sentKeyId && Buffer.from(sentKeyId).toString("hex") !== keyId.toHex()) throw bad("the key ID sent is not the primary key's");
-  const fingerprint = key.getFingerprint().toUpperCase();
-  admit?.(fingerprint);
-  // Step 5.
-  await verifySelfSignatures(openpgp, key, signaturePackets, now);
-  return { fingerprint, keyId: keyId.toHex().toUpperCase(), key: rsa.key, modulusBits: rsa.bits };
+  // The key step 2 read: OpenPGP.js writes the packet it read for its own fingerprint.
+  if (key.getFingerprint().toUpperCase() !== primary.fingerprint) throw bad("the key packet does not read back the same");
+  // Step 6.
+  await verifySelfSignatures(openpgp, key, walk.signatures, now);
+  return { fingerprint: primary.fingerprint, keyId: primary.keyId, key: primary.key, modulusBits: primary.bits };
 }
 
 /** One self-signature to verify: what it is over, as SignaturePacket.verify takes it. */
@@ -239,7 +288,7 @@ interface SelfSignature {
 }
 
 /**
- * Step 5, the reference's gnutls_openpgp_crt_verify_self and where we
+ * Step 6, the reference's gnutls_openpgp_crt_verify_self and where we
  * differ from it (docs/PROTOCOL.md): every signature the primary key
  * issued over a user ID, a subkey or the key itself verifies; at least one
  * user ID is self-certified and each subkey has a binding signature; a key
