@@ -28,6 +28,9 @@ const CAUSES: ReadonlyArray<readonly [RegExp, string]> = [
   [/WRONG_VERSION_NUMBER|PACKET_LENGTH_TOO_LONG/, "the endpoint does not speak TLS (http://, not https://?)"],
 ];
 
+/** What a connection closed in the middle of the handshake means. */
+const PLAIN_ENDPOINT = "the endpoint closed the connection during the TLS handshake: does etcd serve plain http:// there? (TLS is used for an https:// endpoint, or when etcd_ca, etcd_cert or etcd_key is given)";
+
 /** The CAs gRPC trusts when given none: the file GRPC_DEFAULT_SSL_ROOTS_FILE_PATH names, else Node's (null). */
 function grpcDefaultRoots(): Buffer | null {
   const path = process.env.GRPC_DEFAULT_SSL_ROOTS_FILE_PATH;
@@ -74,10 +77,16 @@ export function explainTlsFailure(endpoint: string, files: EtcdTlsFiles | null, 
       ...(files?.cert ? { cert: files.cert } : {}),
       ...(files?.key ? { key: files.key } : {}),
     });
-    socket.once("secureConnect", () => socket?.write(H2_PREFACE));
+    let handshaken = false;
+    socket.once("secureConnect", () => {
+      handshaken = true;
+      socket?.write(H2_PREFACE);
+    });
     socket.once("data", () => done(null));
-    socket.once("end", () => done("etcd closed the connection after the TLS handshake"));
+    // etcd on a plain port reads our ClientHello as neither HTTP nor gRPC and closes (or resets).
+    socket.once("end", () => done(handshaken ? "etcd closed the connection after the TLS handshake" : PLAIN_ENDPOINT));
     socket.once("error", (error: NodeJS.ErrnoException & { reason?: string }) => {
+      if (!handshaken && error.code === "ECONNRESET") return done(PLAIN_ENDPOINT);
       const cause = CAUSES.find(([pattern]) => pattern.test(error.code ?? ""))?.[1];
       // OpenSSL's message carries its source file and line; its reason is the words.
       const detail = error.reason ?? error.message;
