@@ -328,8 +328,9 @@ export class Listener {
   }
 
   /**
-   * Stops accepting; connections already past the handshake and about to
-   * receive a secret may finish within `graceMs`; the rest are dropped.
+   * Stops accepting; the connections open may finish within `graceMs`
+   * (one that waits on a silent peer holds the stop that long); then all
+   * but those sending a secret are closed.
    * `keepListening`: the socket is shared with other threads and must not
    * be closed (see serve-threads.ts); connections are then reset at accept.
    */
