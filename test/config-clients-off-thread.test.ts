@@ -76,6 +76,18 @@ test("parsed in a worker thread: the same clients, the digest kept, the unchange
   assert.deepEqual(await parseClientsFile(Buffer.from(text), FILE, textDigest(text), there.clients), { kind: "unchanged" });
 });
 
+test("a thread that fails leaves the parse to this one, on the file's bytes as read; they are wiped after", async () => {
+  // Large enough to be a buffer of its own (Node cuts small ones from a shared pool).
+  const text = fleet(50);
+  for (const failing of ["throw new Error('no')", "process.exit(3)"]) {
+    const bytes = Buffer.from(text);
+    const parsed = await parseClientsFile(bytes, FILE, undefined, [], {}, new URL(`data:text/javascript,${encodeURIComponent(failing)}`));
+    assert.ok(parsed.kind === "parsed", failing);
+    assert.deepEqual(parsed.clients, parseClientsConfig(text, FILE));
+    assert.ok(bytes.every((b) => b === 0));
+  }
+});
+
 test("a reload's parse failures are reasons naming the file and line, for bad UTF-8 too", async () => {
   const badUtf8 = Buffer.concat([Buffer.from("[host]\nsecret = ü\nhost = "), Buffer.from([0xe9]), Buffer.from("\n")]);
   assert.deepEqual(await parseClientsFile(badUtf8, FILE, undefined, []), { kind: "failed", reason: `${FILE}: line 3 is not valid UTF-8` });
