@@ -64,6 +64,11 @@ export class CheckerShare {
     return this.#live.has(server);
   }
 
+  /** True while another server than this one holds its key under servers/: the fleet runs checkers without this server. */
+  othersLive(): boolean {
+    return this.#live.size > (this.#live.has(this.#id) ? 1 : 0);
+  }
+
   /** True when this server runs `name`'s scheduled checkers. */
   owns(name: string): boolean {
     if (!this.#live.has(this.#id)) return true;

@@ -385,6 +385,7 @@ export class FleetState {
       this.#added.add(event.client.name);
       this.#schedule(0);
     } else if (event.type === "property-changed" && this.#shareable(event.client, event.property)) {
+      if (event.scheduleStart && this.#keepsFleetExpires(event.client)) return;
       this.#mark(clientKey(this.#prefix, event.client.name, event.property), readProperty(event.client, event.property), now);
     } else if (event.type === "approval-given") {
       this.#mark(approvalKey(this.#prefix, event.client.name), event.approved, now);
@@ -399,6 +400,37 @@ export class FleetState {
       this.#pendingOut.set(pendingKey(this.#prefix, event.client.name, this.#id), null);
       this.#schedule(FLUSH_MS);
     }
+  }
+
+  /**
+   * Whether the Expires a checker schedule's start gave `c` here (this
+   * server's start, or `c` added by a reload: the reference's init_checker)
+   * gives way to the fleet's, taken back here: so when another server is
+   * live (it ran the checkers while this one was away) and the fleet's
+   * Expires is still ahead. A restart of one server then moves no client's
+   * Expires on the others (it once cut every client's extended timeout
+   * short, fleet-wide). Otherwise (no other server live: the whole fleet
+   * restarts, or etcd is out of reach; or the fleet's Expires has passed,
+   * or is this server's own seed) nobody checked the client meanwhile, and
+   * the start's Expires is the reference's grace, shared as any change.
+   */
+  #keepsFleetExpires(c: ClientView): boolean {
+    // Added by a reload: the next sync (at once) takes the fleet's state, its Expires among it, or seeds etcd with this one.
+    if (this.#added.has(c.name) && this.#checkers.othersLive()) return true;
+    const fleet = this.#known.get(clientKey(this.#prefix, c.name, "Expires"));
+    if (!fleet || fleet.by === this.#id || typeof fleet.value !== "number" || fleet.value <= this.#clock.now() || !this.#checkers.othersLive()) return false;
+    const expires = fleet.value;
+    // After the registry's announcement of its own has reached every subscriber.
+    queueMicrotask(() => {
+      if (this.#stopped) return;
+      this.#applying = true;
+      try {
+        this.#registry.adopt(c.name, { runtime: { expires }, settings: {} });
+      } finally {
+        this.#applying = false;
+      }
+    });
+    return true;
   }
 
   /** A new lease: the pending/ keys bound to the old one are gone, so they go out again. */
