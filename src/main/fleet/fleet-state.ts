@@ -265,6 +265,8 @@ export class FleetState {
   readonly #seeded: PresentKeys;
   /** When each warning about etcd's values was last logged, and how many were held back since (WARN_EVERY_MS). */
   readonly #warned = new Map<string, { at: number; held: number }>();
+  /** The warning that etcd has authentication off though etcd_user is set is logged (once). */
+  #authOffSaid = false;
   #synced = false;
   #flushing = false;
   #timer: TimerHandle | null = null;
@@ -275,10 +277,14 @@ export class FleetState {
 
   constructor(settings: EtcdSettings, deps: FleetStateDeps) {
     this.#options = etcdOptions(settings);
-    this.#etcd = openEtcd(this.#options);
     this.#prefix = settings.prefix;
     this.#registry = deps.registry;
     this.#logger = deps.logger;
+    this.#etcd = openEtcd(this.#options, () => {
+      if (this.#authOffSaid) return;
+      this.#authOffSaid = true;
+      this.#logger.warning(`etcd_user is ${settings.user ?? "set"}, but etcd has authentication off: going on without logging in (anyone who reaches etcd can change the fleet: docs/ETCD.md "Securing etcd")`);
+    });
     this.#clock = deps.clock;
     this.#id = deps.serverId ?? `${hostname()}/${process.pid}/${randomBytes(4).toString("hex")}`;
     this.#pageKeys = deps.readPageKeys ?? READ_PAGE_KEYS;
