@@ -265,6 +265,11 @@ export class FleetState {
   readonly #seeded: PresentKeys;
   /** When each warning about etcd's values was last logged, and how many were held back since (WARN_EVERY_MS). */
   readonly #warned = new Map<string, { at: number; held: number }>();
+  /** When this server's lease was lost (monotonic clock), until it registers again; null while registered. */
+  #leaseLostAt: number | null = null;
+  /** The lease's loss is said at WARNING (it lasted DEGRADED_AFTER_MS): so is its end. */
+  #leaseLostSaid = false;
+  #leaseTimer: TimerHandle | null = null;
   /** The warning that etcd has authentication off though etcd_user is set is logged (once). */
   #authOffSaid = false;
   #synced = false;
@@ -290,7 +295,9 @@ export class FleetState {
     this.#pageKeys = deps.readPageKeys ?? READ_PAGE_KEYS;
     this.#seeded = new PresentKeys(this.#prefix);
     this.#unsubscribe = this.#registry.subscribe((event) => this.#onEvent(event));
-    this.#checkers = new CheckerShare(this.#etcd, this.#options, this.#prefix, this.#id, this.#logger, () => this.#putWaiting(), () => this.#watchCancelled());
+    this.#checkers = new CheckerShare(
+      this.#etcd, this.#options, this.#prefix, this.#id, () => this.#registered(), () => this.#leaseLost(), () => this.#watchCancelled(),
+    );
     this.#registry.setCheckerOwnership((name) => this.#checkers.owns(name));
     this.#restoreUnsent(deps.unsent ?? []);
     this.#markEdited(deps.editedInFile ?? new Map());
@@ -376,6 +383,7 @@ export class FleetState {
     this.#unsubscribe();
     this.#timer?.cancel();
     this.#foldTimer?.cancel();
+    this.#leaseTimer?.cancel();
     if (!this.#degraded && this.#hasWork()) await this.#write(Date.now() + REQUEST_TIMEOUT_MS).catch(() => undefined);
     await Promise.all([this.#watcher?.close(), this.#checkers.stop(CANCEL_WAIT_MS)]);
     this.#registry.setCheckerOwnership(null);
@@ -437,6 +445,42 @@ export class FleetState {
       }
     });
     return true;
+  }
+
+  /**
+   * etcd let this server's lease expire (etcd out of reach for its TTL, a
+   * frozen host) or revoked it: every checker runs here until it registers
+   * again (checker-share.ts). Said as an outage is (#goDegraded): at debug
+   * level, and at WARNING only once it has lasted DEGRADED_AFTER_MS.
+   */
+  #leaseLost(): void {
+    if (this.#stopped) return;
+    const lostAt = this.#clock.elapsed();
+    this.#leaseLostAt = lostAt;
+    this.#logger.debug("etcd lease lost (expired or revoked): running every client's checker until registered again");
+    this.#leaseTimer?.cancel();
+    this.#leaseTimer = this.#clock.setTimeout(() => {
+      this.#leaseTimer = null;
+      if (this.#stopped || this.#leaseLostAt !== lostAt) return;
+      this.#leaseLostSaid = true;
+      this.#logger.warning(
+        `etcd lease lost ${seconds(this.#clock.elapsed() - lostAt)} ago, not registered again yet: running every client's checker until registered again`,
+      );
+    }, DEGRADED_AFTER_MS);
+  }
+
+  /** A new lease: said if an old one was lost; the pending/ keys bound to the old one are gone, so they go out again. */
+  #registered(): void {
+    if (this.#leaseLostAt !== null) {
+      const line = `registered with etcd again, ${seconds(this.#clock.elapsed() - this.#leaseLostAt)} after the lease was lost: checkers shared with the fleet again`;
+      if (this.#leaseLostSaid || this.#clock.elapsed() - this.#leaseLostAt >= DEGRADED_AFTER_MS) this.#logger.warning(line);
+      else this.#logger.debug(line);
+      this.#leaseLostAt = null;
+      this.#leaseLostSaid = false;
+      this.#leaseTimer?.cancel();
+      this.#leaseTimer = null;
+    }
+    this.#putWaiting();
   }
 
   /** A new lease: the pending/ keys bound to the old one are gone, so they go out again. */
