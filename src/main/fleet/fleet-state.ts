@@ -309,6 +309,7 @@ export class FleetState {
    * approval decisions belong to the connection that waited: neither is kept.
    */
   unsent(): FleetUnsentChange[] {
+    this.#restampAhead();
     const out: FleetUnsentChange[] = [];
     for (const { key, value } of this.#dirty.values()) {
       if (value.at <= 0 || parseKey(this.#prefix, key)?.kind !== "client") continue;
@@ -325,6 +326,14 @@ export class FleetState {
       const { key, value, at, by } = entry as Partial<FleetUnsentChange>;
       if (typeof key !== "string" || typeof at !== "number" || !Number.isFinite(at) || at <= 0 || typeof by !== "string") continue;
       if (!isScalar(value)) continue;
+      // Made while this server's clock was ahead, put right since: nothing
+      // tells when it was made, and written as it is it would win over
+      // every change made until its time came.
+      const ahead = at - this.#clock.now();
+      if (ahead > MAX_AHEAD_MS) {
+        this.#warn("own ahead", `the state file's unsent ${key} is stamped ${seconds(ahead)} ahead of this server's clock (was the clock ahead?): dropped, the fleet's value stands`);
+        continue;
+      }
       const full = this.#prefix + key;
       const parsed = parseKey(this.#prefix, full);
       if (parsed?.kind !== "client" || !this.#registry.get(parsed.name)) continue;
@@ -545,6 +554,7 @@ export class FleetState {
     // The lease too within the deadline: a stopping server's lease asked of
     // a hung etcd held its stop for four attempts before the writes' 3 s.
     const granted = this.#pendingOut.size > 0 ? this.#checkers.leaseId() : null;
+    this.#restampAhead();
     const lease = granted === null ? null : deadline === undefined ? await granted : await within(granted, deadline - Date.now(), null);
     // What to write, as it stands now; each transaction's requests are made
     // only when it is sent (a first server's seed is 14 keys a client).
@@ -926,7 +936,7 @@ export class FleetState {
         rewrites++;
         return;
       }
-      if (newest && newer(newest, value)) {
+      if (newest && newer(newest, value) && !this.#ownAhead(key, newest)) {
         // An older value landed after a newer one (a write retried across
         // an outage): write the newer one again, so that etcd converges too.
         // Ours too when it is still unwritten here: its write may be in
@@ -937,6 +947,15 @@ export class FleetState {
         if (!journaled) {
           this.#dirty.set(key, { key, value: newest });
           rewrites++;
+          // Just made by its server, as far as the watch tells, yet older:
+          // a write held up by an outage, or a server whose clock is behind,
+          // whose every change the fleet undoes so. Said, not decided here.
+          if (!includeOwn && value.by !== this.#id) {
+            this.#warn(
+              `behind ${value.by}`,
+              `etcd's ${key.slice(this.#prefix.length)} from ${value.by} is stamped ${seconds(newest.at - value.at)} before the value this server has (by ${newest.by}), and came after it: written back over it (a write held up by an outage; or is ${value.by}'s clock behind?)`,
+            );
+          }
         }
         return;
       }
@@ -1024,6 +1043,39 @@ export class FleetState {
       return false;
     }
     return true;
+  }
+
+  /**
+   * Whether `newest`, the value of `key` this server has, is its own and
+   * stamped more than MAX_AHEAD_MS ahead of its clock: made while the
+   * clock was ahead, put right since. It is not written again over a value
+   * that arrives (a change made since, as far as anyone can tell: the
+   * operator's enable after a disable made through this server), which is
+   * taken instead; as the others refused it, it would otherwise win over
+   * every change until its time came, and they would then take it.
+   */
+  #ownAhead(key: string, newest: Stamped): boolean {
+    const ahead = newest.at - this.#clock.now();
+    if (newest.by !== this.#id || !(ahead > MAX_AHEAD_MS)) return false;
+    this.#warn("own ahead", `this server's ${key.slice(this.#prefix.length)} is stamped ${seconds(ahead)} ahead of its clock (was the clock ahead?): the value that came in since is taken over it`);
+    return true;
+  }
+
+  /**
+   * This server's unwritten changes stamped more than MAX_AHEAD_MS ahead
+   * of its clock (made while it was ahead, put right since) are stamped
+   * now, before they go to etcd or into the state file: as they were, the
+   * others would refuse them, and then take them when their time came,
+   * over every change made meanwhile.
+   */
+  #restampAhead(): void {
+    const now = this.#clock.now();
+    for (const d of this.#dirty.values()) {
+      const ahead = d.value.at - now;
+      if (d.value.by !== this.#id || !(ahead > MAX_AHEAD_MS)) continue;
+      this.#warn("own ahead", `this server's change of ${d.key.slice(this.#prefix.length)} is stamped ${seconds(ahead)} ahead of its clock (was the clock ahead?): stamped now instead`);
+      this.#dirty.set(d.key, { ...d, value: { ...d.value, at: now } });
+    }
   }
 
   /**
