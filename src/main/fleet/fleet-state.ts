@@ -936,7 +936,8 @@ export class FleetState {
         rewrites++;
         return;
       }
-      if (newest && newer(newest, value) && !this.#ownAhead(key, newest)) {
+      // One of ours written while our clock was ahead gives way to a change the watch brings (#ownAhead).
+      if (newest && newer(newest, value) && !(!includeOwn && !mine && parsed.kind === "client" && this.#ownAhead(key, newest))) {
         // An older value landed after a newer one (a write retried across
         // an outage): write the newer one again, so that etcd converges too.
         // Ours too when it is still unwritten here: its write may be in
@@ -1046,13 +1047,15 @@ export class FleetState {
   }
 
   /**
-   * Whether `newest`, the value of `key` this server has, is its own and
-   * stamped more than MAX_AHEAD_MS ahead of its clock: made while the
-   * clock was ahead, put right since. It is not written again over a value
-   * that arrives (a change made since, as far as anyone can tell: the
+   * Whether `newest`, the value of `key` this server has written, is its
+   * own and stamped more than MAX_AHEAD_MS ahead of its clock: made while
+   * the clock was ahead, put right since. It is not written again over a
+   * value the watch brings, written after it (a change made since: the
    * operator's enable after a disable made through this server), which is
    * taken instead; as the others refused it, it would otherwise win over
-   * every change until its time came, and they would then take it.
+   * every change until its time came, and they would then take it. An
+   * unwritten one, or one weighed against etcd's value at a sync, is
+   * written again as Rule 1 says, stamped now (#restampAhead).
    */
   #ownAhead(key: string, newest: Stamped): boolean {
     const ahead = newest.at - this.#clock.now();
@@ -1066,13 +1069,16 @@ export class FleetState {
    * of its clock (made while it was ahead, put right since) are stamped
    * now, before they go to etcd or into the state file: as they were, the
    * others would refuse them, and then take them when their time came,
-   * over every change made meanwhile.
+   * over every change made meanwhile. Clients' values only: an approval
+   * says how long it waited (`held`, on the monotonic clock) and is weighed
+   * by it, and a clock stepped back while it waited must not make it older
+   * than the decisions it came after (fleet-approval-resync's test).
    */
   #restampAhead(): void {
     const now = this.#clock.now();
     for (const d of this.#dirty.values()) {
       const ahead = d.value.at - now;
-      if (d.value.by !== this.#id || !(ahead > MAX_AHEAD_MS)) continue;
+      if (d.value.by !== this.#id || !(ahead > MAX_AHEAD_MS) || parseKey(this.#prefix, d.key)?.kind !== "client") continue;
       this.#warn("own ahead", `this server's change of ${d.key.slice(this.#prefix.length)} is stamped ${seconds(ahead)} ahead of its clock (was the clock ahead?): stamped now instead`);
       this.#dirty.set(d.key, { ...d, value: { ...d.value, at: now } });
     }
