@@ -80,3 +80,43 @@ test("a failure shorter than DEGRADED_AFTER_MS is said at debug level only; a lo
     registry.stop();
   }
 });
+
+test("a lease lost for less than DEGRADED_AFTER_MS is said at debug level, with its new registration; a longer loss at WARNING, in the server's words", { skip, timeout: 90_000 }, async () => {
+  const cluster = etcd();
+  const logger = keptLogger();
+  const clock = stillClock();
+  const registry = new ClientRegistry([clientSettings("alpha", { timeout: 3_600_000, interval: 3_600_000 })], { logger: silentLogger });
+  const fleet = new FleetState(plainEtcdSettings(cluster, "/lease-lost/"), { registry, logger, clock, serverId: "server-a" });
+  const seen = (pattern: RegExp, what: string): Promise<void> =>
+    eventually(() => logger.lines.some((l) => pattern.test(l)) || undefined, { what, timeoutMs: 30_000, context: () => logger.lines.join("\n") }).then(() => undefined);
+  const leaseLines = (): string[] => logger.lines.filter((l) => /lease|registered/.test(l));
+  try {
+    await fleet.start();
+    // Revoked by hand: etcd answers the next renewal that the lease is gone, and the server registers again a second later.
+    const listed = (await cluster.ctl(["lease", "list"])).stdout.toString();
+    const leases = listed.split("\n").filter((l) => /^[0-9a-f]+$/.test(l));
+    assert.equal(leases.length, 1, listed);
+    const revoked = await cluster.ctl(["lease", "revoke", leases[0]!]);
+    assert.equal(revoked.code, 0, revoked.stderr.toString());
+    await seen(/^DEBUG: registered with etcd again, [\d.]+ s after the lease was lost: checkers shared with the fleet again$/, "the new registration");
+    // Before: "WARNING: etcd lease lost (Lease We lost connection to etcd ... is expired or revoked)", and nothing of the new registration.
+    assert.deepEqual(leaseLines(), [
+      "DEBUG: etcd lease lost (expired or revoked): running every client's checker until registered again",
+      leaseLines()[1],
+    ], "the short loss");
+
+    // A long one: etcd stopped past the lease's TTL, and past DEGRADED_AFTER_MS.
+    logger.lines.length = 0;
+    const member = cluster.members[0]!;
+    await member.stop();
+    await seen(/^DEBUG: etcd lease lost \(expired or revoked\)/, "the loss");
+    clock.advance(DEGRADED_AFTER_MS);
+    await seen(/^WARNING: etcd lease lost 5\.0 s ago, not registered again yet: running every client's checker until registered again$/, "the loss, at WARNING");
+    member.start();
+    await cluster.healthy();
+    await seen(/^WARNING: registered with etcd again, 5\.0 s after the lease was lost: checkers shared with the fleet again$/, "the new registration, at WARNING");
+  } finally {
+    await fleet.stop();
+    registry.stop();
+  }
+});

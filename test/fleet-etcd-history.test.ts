@@ -9,9 +9,10 @@ import { test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
 import { Etcd3 } from "etcd3";
 import { ClientRegistry } from "../src/main/clients/registry.js";
-import { systemClock } from "../src/main/clock.js";
+import { setTimeout as sleep } from "node:timers/promises";
+import { systemClock, type Clock } from "../src/main/clock.js";
 import type { Logger } from "../src/main/daemon/log.js";
-import { FleetState, MAX_AHEAD_MS } from "../src/main/fleet/fleet-state.js";
+import { FleetState, FLUSH_MS, MAX_AHEAD_MS } from "../src/main/fleet/fleet-state.js";
 import { clientKey, decodeValue, encodeValue, MAX_SHARED_TIME_MS, type Stamped } from "../src/main/fleet/layout.js";
 import type { ClientSettings } from "../src/main/clients/settings.js";
 import { clientSettings } from "./helpers/clients.js";
@@ -30,10 +31,10 @@ interface Server {
   stop(): Promise<void>;
 }
 
-function server(cluster: EtcdCluster, prefix: string, id: string, over: Partial<ClientSettings> = {}): Server {
+function server(cluster: EtcdCluster, prefix: string, id: string, over: Partial<ClientSettings> = {}, clock: Clock = systemClock): Server {
   const logger: Logger & { lines: string[] } = keptLogger();
   const registry = new ClientRegistry(NAMES.map((n) => clientSettings(n, { timeout: HOUR, interval: HOUR, ...over })), { logger });
-  const fleet = new FleetState(plainEtcdSettings(cluster, prefix), { registry, logger, clock: systemClock, serverId: id });
+  const fleet = new FleetState(plainEtcdSettings(cluster, prefix), { registry, logger, clock, serverId: id });
   return {
     registry, fleet, log: logger.lines,
     async stop() {
@@ -122,6 +123,80 @@ test("a value stamped ahead of this server's clock is ignored, and a change made
   a.registry.disable("c0");
   await eventually(async () => (await stored(etcd, "/ahead/", "c0", "Enabled"))?.by === "server-a", { what: "the operator's change in etcd" });
   assert.equal(a.registry.get("c0")!.enabled, false);
+});
+
+/** The system's clock, `skew.ms` ahead (negative: behind), which the test moves. */
+function skewedClock(skew: { ms: number }): Clock {
+  return { ...systemClock, now: () => Date.now() + skew.ms };
+}
+
+test("a change made while this server's clock was ahead is not written again over a change made since, once the clock is put right", { skip }, async (t) => {
+  const prefix = "/own-ahead/";
+  const { cluster, etcd, a } = await oneServer(t, prefix);
+  const skew = { ms: HOUR };
+  const c = server(cluster, prefix, "server-c", {}, skewedClock(skew));
+  t.after(() => c.stop());
+  await c.fleet.start();
+  c.registry.disable("c0");
+  await eventually(async () => (await stored(etcd, prefix, "c0", "Enabled"))?.by === "server-c", { what: "C's disable in etcd" });
+  assert.equal(a.registry.get("c0")!.enabled, true, "A took a change stamped an hour ahead");
+  skew.ms = 0;
+  // The operator enables c0 again through another server, after C's clock was put right.
+  await etcd.put(clientKey(prefix, "c0", "Enabled")).value(encodeValue({ value: true, at: Date.now(), by: "server-b" }));
+  await eventually(() => c.registry.get("c0")!.enabled, { what: "C takes the enable made since" });
+  await sleep(10 * FLUSH_MS);
+  // Before: C wrote its disable, an hour ahead, over it; the others took it an hour later.
+  assert.deepEqual(await stored(etcd, prefix, "c0", "Enabled").then((v) => [v?.value, v?.by]), [true, "server-b"], "C wrote its disable again");
+  assert.ok(
+    c.log.some((l) => /^WARNING: this server's clients\/c0\/Enabled is stamped \d+ s ahead of its clock \(was the clock ahead\?\): the value that came in since is taken over it/.test(l)),
+    `no warning on C:\n${c.log.join("\n")}`,
+  );
+});
+
+test("a change stamped ahead of this server's clock is stamped now for the state file, and one the state file kept so is dropped", () => {
+  const logger: Logger & { lines: string[] } = keptLogger();
+  const registry = new ClientRegistry(NAMES.map((n) => clientSettings(n, { timeout: HOUR, interval: HOUR })), { logger });
+  // No etcd answers there: every change stays unsent.
+  const settings = { endpoints: ["http://[::1]:43999"], prefix: "/unsent-ahead/", ca: null, cert: null, key: null, user: null, passwordFile: null };
+  const skew = { ms: HOUR };
+  const fleet = new FleetState(settings, { registry, logger, clock: skewedClock(skew), serverId: "server-c" });
+  try {
+    registry.disable("c0");
+    skew.ms = 0;
+    const [change] = fleet.unsent().filter((u) => u.key === "clients/c0/Enabled");
+    // Before: kept an hour ahead, and written back after a restart over every change made since.
+    assert.ok(change && change.value === false && change.at <= Date.now(), `c0's unsent disable: ${JSON.stringify(change)}`);
+  } finally {
+    void fleet.stop();
+    registry.stop();
+  }
+
+  const restored = new FleetState(settings, {
+    registry, logger, clock: systemClock, serverId: "server-c2",
+    unsent: [{ key: "clients/c1/Enabled", value: false, at: Date.now() + HOUR, by: "server-c" }],
+  });
+  try {
+    assert.deepEqual(restored.unsent(), [], "a change stamped an hour ahead, kept from the state file");
+    assert.ok(logger.lines.some((l) => /^WARNING: the state file's unsent clients\/c1\/Enabled is stamped \d+ s ahead of this server's clock/.test(l)), logger.lines.join("\n"));
+  } finally {
+    void restored.stop();
+  }
+});
+
+test("a change of another server's that comes stamped before this server's newer one is written over, with a warning", { skip }, async (t) => {
+  const prefix = "/behind/";
+  const { etcd, a } = await oneServer(t, prefix);
+  a.registry.disable("c1");
+  await eventually(async () => (await stored(etcd, prefix, "c1", "Enabled"))?.by === "server-a", { what: "A's disable in etcd" });
+  // A server whose clock is an hour behind enables c1 now.
+  await etcd.put(clientKey(prefix, "c1", "Enabled")).value(encodeValue({ value: true, at: Date.now() - HOUR, by: "server-b" }));
+  await eventually(async () => (await stored(etcd, prefix, "c1", "Enabled"))?.by === "server-a", { what: "A's disable written back" });
+  assert.equal(a.registry.get("c1")!.enabled, false);
+  // Before: silently.
+  assert.ok(
+    a.log.some((l) => /^WARNING: etcd's clients\/c1\/Enabled from server-b is stamped 3600 s before the value this server has \(by server-a\), and came after it: written back over it/.test(l)),
+    `no warning on A:\n${a.log.join("\n")}`,
+  );
 });
 
 test("etcd's data lost under two running servers: each still sees the other's changes after, and what etcd lost is written back", { skip }, async (t) => {

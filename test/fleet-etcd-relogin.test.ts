@@ -18,8 +18,15 @@ import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { getChannelzHandlers } from "@grpc/grpc-js";
-import { etcdOptions } from "../src/main/fleet/fleet-state.js";
-import { openEtcd } from "../src/main/fleet/token-clients.js";
+import { etcdOptions, FleetState } from "../src/main/fleet/fleet-state.js";
+import { ClientRegistry } from "../src/main/clients/registry.js";
+import { systemClock } from "../src/main/clock.js";
+import { silentLogger } from "../src/main/daemon/log.js";
+import { clientKey } from "../src/main/fleet/layout.js";
+import { clientSettings } from "./helpers/clients.js";
+import { keptLogger } from "./helpers/log-watch.js";
+import { eventually } from "./helpers/wait.js";
+import { AUTH_OFF_RECHECK_MS, openEtcd } from "../src/main/fleet/token-clients.js";
 import { LONE_MEMBER_FAILURES, MEMBER_RETRY_MS } from "../src/main/fleet/member-policy.js";
 import { etcdMissing, startEtcdCluster, type EtcdCluster } from "./helpers/etcd.js";
 
@@ -109,4 +116,56 @@ test("logins that fail again and again leave one gRPC channel a member while the
     etcd.close();
   }
   assert.equal(await openChannels(), before, "channels left after the link was closed");
+});
+
+// Last in this file: it turns the cluster's authentication off, and on again.
+test("etcd turning authentication off: the link goes on without a token, and logs in again once it is back on", { skip, timeout: 60_000 }, async () => {
+  let authOff = 0;
+  const settings = { endpoints: cluster.endpoints.split(","), prefix: PREFIX, ca: null, cert: null, key: null, user: "mandos", passwordFile: join(dir, "password") };
+  const etcd = openEtcd(etcdOptions(settings), () => authOff++);
+  // And a server's whole link, which said DEGRADED for as long as authentication was off.
+  const logger = keptLogger();
+  const registry = new ClientRegistry([clientSettings("alpha", { timeout: 3_600_000, interval: 3_600_000 })], { logger: silentLogger });
+  const fleet = new FleetState(settings, { registry, logger, clock: systemClock, serverId: "server-a" });
+  let fleetStopped = false;
+  try {
+    await etcd.put(`${PREFIX}off`).value("before");
+    await fleet.start();
+    assert.equal(fleet.degraded, false);
+    const off = await cluster.ctl(["auth", "disable"]);
+    assert.equal(off.code, 0, off.stderr.toString());
+    registry.disable("alpha");
+    await eventually(async () => (await etcd.get(clientKey(PREFIX, "alpha", "Enabled")).string())?.includes('"value":false'), {
+      what: "the server's change in etcd with authentication off", timeoutMs: 10_000, context: () => logger.lines.join("\n"),
+    });
+    assert.equal(fleet.degraded, false, logger.lines.join("\n"));
+    assert.deepEqual(logger.lines.filter((l) => /authentication off/.test(l)), [
+      `WARNING: etcd_user is mandos, but etcd has authentication off: going on without logging in (anyone who reaches etcd can change the fleet: docs/ETCD.md "Securing etcd")`,
+    ]);
+    // Before etcd turns it on again: this link would be refused for a few seconds (AUTH_OFF_RECHECK_MS).
+    await fleet.stop();
+    fleetStopped = true;
+    // Before: "9 FAILED_PRECONDITION: etcdserver: authentication is not enabled", for every request, for ever.
+    const read = await within(etcd.get(`${PREFIX}off`).string(), 10_000);
+    assert.deepEqual(read, { value: "before" }, "a read once etcd has authentication off");
+    const put = await within(etcd.put(`${PREFIX}off`).value("while off").then(() => etcd.get(`${PREFIX}off`).string()), 10_000);
+    assert.deepEqual(put, { value: "while off" }, "a write once etcd has authentication off");
+    assert.ok(authOff >= 1, "not told that etcd has authentication off");
+
+    const on = await cluster.ctl(["auth", "enable"]);
+    assert.equal(on.code, 0, on.stderr.toString());
+    // Refused without a token until the link tries a login again (AUTH_OFF_RECHECK_MS).
+    const deadline = Date.now() + AUTH_OFF_RECHECK_MS + 10_000;
+    let last: Awaited<ReturnType<typeof within>> = "hung";
+    while (Date.now() < deadline) {
+      last = await within(etcd.put(`${PREFIX}off`).value("on again").then(() => etcd.get(`${PREFIX}off`).string()), 10_000);
+      if (typeof last === "object" && "value" in last) break;
+      await sleep(500);
+    }
+    assert.deepEqual(last, { value: "on again" }, "a write once etcd has authentication on again");
+  } finally {
+    if (!fleetStopped) await fleet.stop();
+    registry.stop();
+    etcd.close();
+  }
 });

@@ -121,7 +121,7 @@ export class CheckerRunner {
   }
 
   /** The reference's init_checker: schedules `c`'s checkers and its first expiry. */
-  init(c: ClientRecord, randomizeStart: boolean): void {
+  init(c: ClientRecord, randomizeStart: boolean, atStart = false): void {
     const clock = this.#host.clock;
     c.checkerTimer?.cancel();
     const interval = c.settings.interval;
@@ -131,7 +131,10 @@ export class CheckerRunner {
     // interval after the (delayed) first checker starts.
     c.setRuntime({ expires: clock.now() + delay + interval });
     this.#expiry.arm(c);
-    this.#host.changed(c, "Expires");
+    // At the server's start, or a client's addition, no event of the
+    // client's moved it: a fleet keeps its own value (ClientHost.scheduleStarted).
+    if (atStart) this.#host.scheduleStarted(c);
+    else this.#host.changed(c, "Expires");
   }
 
   // The timers' callbacks, one each for every client (Clock.setTimeoutWith).

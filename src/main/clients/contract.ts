@@ -57,7 +57,18 @@ export type { ClientProperty };
 export type RegistryEvent =
   | { readonly type: "client-added"; readonly client: ClientView }
   | { readonly type: "client-removed"; readonly client: ClientView }
-  | { readonly type: "property-changed"; readonly client: ClientView; readonly property: ClientProperty }
+  | {
+      readonly type: "property-changed";
+      readonly client: ClientView;
+      readonly property: ClientProperty;
+      /**
+       * The Expires a checker schedule's start gave the client at this
+       * server's start, or at its addition by a reload (the reference's
+       * init_checker): no event of the client's own. A fleet keeps its live
+       * value instead (../fleet/fleet-state.ts).
+       */
+      readonly scheduleStart?: true;
+    }
   | { readonly type: "checker-started"; readonly client: ClientView; readonly command: string }
   | {
       readonly type: "checker-completed";

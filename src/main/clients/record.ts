@@ -177,6 +177,8 @@ export interface ClientHost {
   isCurrent(c: ClientRecord): boolean;
   /** Announces changed D-Bus properties of `c`. */
   changed(c: ClientRecord, ...properties: ClientProperty[]): void;
+  /** Announces the Expires of `c` set by its checker schedule's start at the server's start or its addition (property-changed's scheduleStart). */
+  scheduleStarted(c: ClientRecord): void;
   /** Tells the registry's subscribers (D-Bus, the state saver). */
   emit(event: RegistryEvent): void;
   disable(c: ClientRecord, cause: DisableCause): void;

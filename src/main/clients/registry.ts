@@ -66,6 +66,7 @@ export class ClientRegistry implements Registry {
       clock: this.#clock,
       isCurrent: (c) => this.#clients.get(c.settings.name) === c,
       changed: (c, ...properties) => this.#changed(c, ...properties),
+      scheduleStarted: (c) => this.#announce(c, ["Expires"], true),
       emit: (event) => this.#emit(event),
       disable: (c, cause) => this.#disable(c, cause),
       checkedOk: (c) => this.#checkedOk(c),
@@ -92,7 +93,7 @@ export class ClientRegistry implements Registry {
   start(): void {
     if (this.#started) return;
     this.#started = true;
-    for (const c of this.#clients.values()) if (c.runtime.enabled) this.#checkers.init(c, true);
+    for (const c of this.#clients.values()) if (c.runtime.enabled) this.#checkers.init(c, true, true);
   }
 
   /** Stops every timer and checker (shutdown). Client state is kept for the last save. */
@@ -436,7 +437,7 @@ export class ClientRegistry implements Registry {
   /** Adds a client at run time (SIGHUP reload). */
   add(settings: ClientSettings, runtime?: ClientRuntime): void {
     const c = this.#add(settings, runtime ?? freshRuntime(settings, this.#clock.now()), true);
-    if (this.#started && c.runtime.enabled) this.#checkers.init(c, true);
+    if (this.#started && c.runtime.enabled) this.#checkers.init(c, true, true);
   }
 
   /** Which clients' scheduled checkers this server runs (../fleet/ shares them out in a fleet); null: all. */
@@ -493,11 +494,16 @@ export class ClientRegistry implements Registry {
   }
 
   #changed(c: ClientRecord, ...properties: ClientProperty[]): void {
+    this.#announce(c, properties, false);
+  }
+
+  /** #changed, saying whether the change is a schedule's start (RegistryEvent property-changed's scheduleStart). */
+  #announce(c: ClientRecord, properties: readonly ClientProperty[], scheduleStart: boolean): void {
     const channel = events.clientPropertyChanged;
     if (this.#listeners.size === 0 && !channel.hasSubscribers) return;
     const client = c.view();
     for (const property of properties) {
-      this.#emit({ type: "property-changed", client, property });
+      this.#emit(scheduleStart ? { type: "property-changed", client, property, scheduleStart } : { type: "property-changed", client, property });
       if (channel.hasSubscribers) channel.publish({ client, property });
     }
   }

@@ -12,7 +12,6 @@
 
 import { createHash } from "node:crypto";
 import type { Etcd3, IOptions, Lease } from "etcd3";
-import type { Logger } from "../daemon/log.js";
 import { watchPrefix, type PrefixWatch } from "./prefix-watch.js";
 import { guardLease } from "./member-policy.js";
 
@@ -28,29 +27,31 @@ export class CheckerShare {
   readonly #options: IOptions;
   readonly #dir: string;
   readonly #id: string;
-  readonly #logger: Logger;
   readonly #live = new Set<string>();
   #lease: Lease | null = null;
   #watcher: PrefixWatch | null = null;
   #stopped = false;
   readonly #onRegistered: () => void;
   readonly #onWatchLost: () => void;
+  readonly #onLeaseLost: () => void;
 
   /**
    * `onRegistered` runs each time this server's lease is new (keys bound to
-   * a lost one are gone); `onWatchLost` when etcd cancelled the watch of
-   * the servers, which start() makes again. `options` are `etcd`'s, for the
-   * watch's own connection.
+   * a lost one are gone); `onLeaseLost` when etcd let the lease expire or
+   * revoked it (this server then runs every checker, and registers again);
+   * `onWatchLost` when etcd cancelled the watch of the servers, which
+   * start() makes again. `options` are `etcd`'s, for the watch's own connection.
    */
   constructor(
-    etcd: Etcd3, options: IOptions, prefix: string, serverId: string, logger: Logger, onRegistered: () => void = () => {}, onWatchLost: () => void = () => {},
+    etcd: Etcd3, options: IOptions, prefix: string, serverId: string,
+    onRegistered: () => void = () => {}, onLeaseLost: () => void = () => {}, onWatchLost: () => void = () => {},
   ) {
     this.#etcd = etcd;
     this.#options = options;
     this.#dir = `${prefix}servers/`;
     this.#id = serverId;
-    this.#logger = logger;
     this.#onRegistered = onRegistered;
+    this.#onLeaseLost = onLeaseLost;
     this.#onWatchLost = onWatchLost;
   }
 
@@ -62,6 +63,11 @@ export class CheckerShare {
   /** True while `server` holds its key under servers/ (its lease is alive), as far as this server has seen. */
   isLive(server: string): boolean {
     return this.#live.has(server);
+  }
+
+  /** True while another server than this one holds its key under servers/: the fleet runs checkers without this server. */
+  othersLive(): boolean {
+    return this.#live.size > (this.#live.has(this.#id) ? 1 : 0);
   }
 
   /** True when this server runs `name`'s scheduled checkers. */
@@ -113,11 +119,13 @@ export class CheckerShare {
   async #register(): Promise<void> {
     const lease = this.#etcd.lease(LEASE_TTL_S);
     guardLease(lease);
-    lease.on("lost", (error) => {
+    // etcd3's error says nothing worth a log line (it is built with a
+    // sentence where a lease ID should be): the caller says it in its words.
+    lease.on("lost", () => {
       if (this.#stopped || this.#lease !== lease) return;
-      this.#logger.warning(`etcd lease lost (${error.message}): running every client's checker until registered again`);
       this.#live.delete(this.#id);
       this.#lease = null;
+      this.#onLeaseLost();
       this.#retry();
     });
     try {

@@ -265,6 +265,13 @@ export class FleetState {
   readonly #seeded: PresentKeys;
   /** When each warning about etcd's values was last logged, and how many were held back since (WARN_EVERY_MS). */
   readonly #warned = new Map<string, { at: number; held: number }>();
+  /** When this server's lease was lost (monotonic clock), until it registers again; null while registered. */
+  #leaseLostAt: number | null = null;
+  /** The lease's loss is said at WARNING (it lasted DEGRADED_AFTER_MS): so is its end. */
+  #leaseLostSaid = false;
+  #leaseTimer: TimerHandle | null = null;
+  /** The warning that etcd has authentication off though etcd_user is set is logged (once). */
+  #authOffSaid = false;
   #synced = false;
   #flushing = false;
   #timer: TimerHandle | null = null;
@@ -275,16 +282,22 @@ export class FleetState {
 
   constructor(settings: EtcdSettings, deps: FleetStateDeps) {
     this.#options = etcdOptions(settings);
-    this.#etcd = openEtcd(this.#options);
     this.#prefix = settings.prefix;
     this.#registry = deps.registry;
     this.#logger = deps.logger;
+    this.#etcd = openEtcd(this.#options, () => {
+      if (this.#authOffSaid) return;
+      this.#authOffSaid = true;
+      this.#logger.warning(`etcd_user is ${settings.user ?? "set"}, but etcd has authentication off: going on without logging in (anyone who reaches etcd can change the fleet: docs/ETCD.md "Securing etcd")`);
+    });
     this.#clock = deps.clock;
     this.#id = deps.serverId ?? `${hostname()}/${process.pid}/${randomBytes(4).toString("hex")}`;
     this.#pageKeys = deps.readPageKeys ?? READ_PAGE_KEYS;
     this.#seeded = new PresentKeys(this.#prefix);
     this.#unsubscribe = this.#registry.subscribe((event) => this.#onEvent(event));
-    this.#checkers = new CheckerShare(this.#etcd, this.#options, this.#prefix, this.#id, this.#logger, () => this.#putWaiting(), () => this.#watchCancelled());
+    this.#checkers = new CheckerShare(
+      this.#etcd, this.#options, this.#prefix, this.#id, () => this.#registered(), () => this.#leaseLost(), () => this.#watchCancelled(),
+    );
     this.#registry.setCheckerOwnership((name) => this.#checkers.owns(name));
     this.#restoreUnsent(deps.unsent ?? []);
     this.#markEdited(deps.editedInFile ?? new Map());
@@ -296,6 +309,7 @@ export class FleetState {
    * approval decisions belong to the connection that waited: neither is kept.
    */
   unsent(): FleetUnsentChange[] {
+    this.#restampAhead();
     const out: FleetUnsentChange[] = [];
     for (const { key, value } of this.#dirty.values()) {
       if (value.at <= 0 || parseKey(this.#prefix, key)?.kind !== "client") continue;
@@ -312,6 +326,14 @@ export class FleetState {
       const { key, value, at, by } = entry as Partial<FleetUnsentChange>;
       if (typeof key !== "string" || typeof at !== "number" || !Number.isFinite(at) || at <= 0 || typeof by !== "string") continue;
       if (!isScalar(value)) continue;
+      // Made while this server's clock was ahead, put right since: nothing
+      // tells when it was made, and written as it is it would win over
+      // every change made until its time came.
+      const ahead = at - this.#clock.now();
+      if (ahead > MAX_AHEAD_MS) {
+        this.#warn("own ahead", `the state file's unsent ${key} is stamped ${seconds(ahead)} ahead of this server's clock (was the clock ahead?): dropped, the fleet's value stands`);
+        continue;
+      }
       const full = this.#prefix + key;
       const parsed = parseKey(this.#prefix, full);
       if (parsed?.kind !== "client" || !this.#registry.get(parsed.name)) continue;
@@ -370,6 +392,7 @@ export class FleetState {
     this.#unsubscribe();
     this.#timer?.cancel();
     this.#foldTimer?.cancel();
+    this.#leaseTimer?.cancel();
     if (!this.#degraded && this.#hasWork()) await this.#write(Date.now() + REQUEST_TIMEOUT_MS).catch(() => undefined);
     await Promise.all([this.#watcher?.close(), this.#checkers.stop(CANCEL_WAIT_MS)]);
     this.#registry.setCheckerOwnership(null);
@@ -385,6 +408,7 @@ export class FleetState {
       this.#added.add(event.client.name);
       this.#schedule(0);
     } else if (event.type === "property-changed" && this.#shareable(event.client, event.property)) {
+      if (event.scheduleStart && this.#keepsFleetExpires(event.client)) return;
       this.#mark(clientKey(this.#prefix, event.client.name, event.property), readProperty(event.client, event.property), now);
     } else if (event.type === "approval-given") {
       this.#mark(approvalKey(this.#prefix, event.client.name), event.approved, now);
@@ -399,6 +423,73 @@ export class FleetState {
       this.#pendingOut.set(pendingKey(this.#prefix, event.client.name, this.#id), null);
       this.#schedule(FLUSH_MS);
     }
+  }
+
+  /**
+   * Whether the Expires a checker schedule's start gave `c` here (this
+   * server's start, or `c` added by a reload: the reference's init_checker)
+   * gives way to the fleet's, taken back here: so when another server is
+   * live (it ran the checkers while this one was away) and the fleet's
+   * Expires is still ahead. A restart of one server then moves no client's
+   * Expires on the others (it once cut every client's extended timeout
+   * short, fleet-wide). Otherwise (no other server live: the whole fleet
+   * restarts, or etcd is out of reach; or the fleet's Expires has passed,
+   * or is this server's own seed) nobody checked the client meanwhile, and
+   * the start's Expires is the reference's grace, shared as any change.
+   */
+  #keepsFleetExpires(c: ClientView): boolean {
+    // Added by a reload: the next sync (at once) takes the fleet's state, its Expires among it, or seeds etcd with this one.
+    if (this.#added.has(c.name) && this.#checkers.othersLive()) return true;
+    const fleet = this.#known.get(clientKey(this.#prefix, c.name, "Expires"));
+    if (!fleet || fleet.by === this.#id || typeof fleet.value !== "number" || fleet.value <= this.#clock.now() || !this.#checkers.othersLive()) return false;
+    const expires = fleet.value;
+    // After the registry's announcement of its own has reached every subscriber.
+    queueMicrotask(() => {
+      if (this.#stopped) return;
+      this.#applying = true;
+      try {
+        this.#registry.adopt(c.name, { runtime: { expires }, settings: {} });
+      } finally {
+        this.#applying = false;
+      }
+    });
+    return true;
+  }
+
+  /**
+   * etcd let this server's lease expire (etcd out of reach for its TTL, a
+   * frozen host) or revoked it: every checker runs here until it registers
+   * again (checker-share.ts). Said as an outage is (#goDegraded): at debug
+   * level, and at WARNING only once it has lasted DEGRADED_AFTER_MS.
+   */
+  #leaseLost(): void {
+    if (this.#stopped) return;
+    const lostAt = this.#clock.elapsed();
+    this.#leaseLostAt = lostAt;
+    this.#logger.debug("etcd lease lost (expired or revoked): running every client's checker until registered again");
+    this.#leaseTimer?.cancel();
+    this.#leaseTimer = this.#clock.setTimeout(() => {
+      this.#leaseTimer = null;
+      if (this.#stopped || this.#leaseLostAt !== lostAt) return;
+      this.#leaseLostSaid = true;
+      this.#logger.warning(
+        `etcd lease lost ${seconds(this.#clock.elapsed() - lostAt)} ago, not registered again yet: running every client's checker until registered again`,
+      );
+    }, DEGRADED_AFTER_MS);
+  }
+
+  /** A new lease: said if an old one was lost; the pending/ keys bound to the old one are gone, so they go out again. */
+  #registered(): void {
+    if (this.#leaseLostAt !== null) {
+      const line = `registered with etcd again, ${seconds(this.#clock.elapsed() - this.#leaseLostAt)} after the lease was lost: checkers shared with the fleet again`;
+      if (this.#leaseLostSaid || this.#clock.elapsed() - this.#leaseLostAt >= DEGRADED_AFTER_MS) this.#logger.warning(line);
+      else this.#logger.debug(line);
+      this.#leaseLostAt = null;
+      this.#leaseLostSaid = false;
+      this.#leaseTimer?.cancel();
+      this.#leaseTimer = null;
+    }
+    this.#putWaiting();
   }
 
   /** A new lease: the pending/ keys bound to the old one are gone, so they go out again. */
@@ -463,6 +554,7 @@ export class FleetState {
     // The lease too within the deadline: a stopping server's lease asked of
     // a hung etcd held its stop for four attempts before the writes' 3 s.
     const granted = this.#pendingOut.size > 0 ? this.#checkers.leaseId() : null;
+    this.#restampAhead();
     const lease = granted === null ? null : deadline === undefined ? await granted : await within(granted, deadline - Date.now(), null);
     // What to write, as it stands now; each transaction's requests are made
     // only when it is sent (a first server's seed is 14 keys a client).
@@ -844,7 +936,8 @@ export class FleetState {
         rewrites++;
         return;
       }
-      if (newest && newer(newest, value)) {
+      // One of ours written while our clock was ahead gives way to a change the watch brings (#ownAhead).
+      if (newest && newer(newest, value) && !(!includeOwn && !mine && parsed.kind === "client" && this.#ownAhead(key, newest))) {
         // An older value landed after a newer one (a write retried across
         // an outage): write the newer one again, so that etcd converges too.
         // Ours too when it is still unwritten here: its write may be in
@@ -855,6 +948,15 @@ export class FleetState {
         if (!journaled) {
           this.#dirty.set(key, { key, value: newest });
           rewrites++;
+          // Just made by its server, as far as the watch tells, yet older:
+          // a write held up by an outage, or a server whose clock is behind,
+          // whose every change the fleet undoes so. Said, not decided here.
+          if (!includeOwn && value.by !== this.#id) {
+            this.#warn(
+              `behind ${value.by}`,
+              `etcd's ${key.slice(this.#prefix.length)} from ${value.by} is stamped ${seconds(newest.at - value.at)} before the value this server has (by ${newest.by}), and came after it: written back over it (a write held up by an outage; or is ${value.by}'s clock behind?)`,
+            );
+          }
         }
         return;
       }
@@ -942,6 +1044,44 @@ export class FleetState {
       return false;
     }
     return true;
+  }
+
+  /**
+   * Whether `newest`, the value of `key` this server has written, is its
+   * own and stamped more than MAX_AHEAD_MS ahead of its clock: made while
+   * the clock was ahead, put right since. It is not written again over a
+   * value the watch brings, written after it (a change made since: the
+   * operator's enable after a disable made through this server), which is
+   * taken instead; as the others refused it, it would otherwise win over
+   * every change until its time came, and they would then take it. An
+   * unwritten one, or one weighed against etcd's value at a sync, is
+   * written again as Rule 1 says, stamped now (#restampAhead).
+   */
+  #ownAhead(key: string, newest: Stamped): boolean {
+    const ahead = newest.at - this.#clock.now();
+    if (newest.by !== this.#id || !(ahead > MAX_AHEAD_MS)) return false;
+    this.#warn("own ahead", `this server's ${key.slice(this.#prefix.length)} is stamped ${seconds(ahead)} ahead of its clock (was the clock ahead?): the value that came in since is taken over it`);
+    return true;
+  }
+
+  /**
+   * This server's unwritten changes stamped more than MAX_AHEAD_MS ahead
+   * of its clock (made while it was ahead, put right since) are stamped
+   * now, before they go to etcd or into the state file: as they were, the
+   * others would refuse them, and then take them when their time came,
+   * over every change made meanwhile. Clients' values only: an approval
+   * says how long it waited (`held`, on the monotonic clock) and is weighed
+   * by it, and a clock stepped back while it waited must not make it older
+   * than the decisions it came after (fleet-approval-resync's test).
+   */
+  #restampAhead(): void {
+    const now = this.#clock.now();
+    for (const d of this.#dirty.values()) {
+      const ahead = d.value.at - now;
+      if (d.value.by !== this.#id || !(ahead > MAX_AHEAD_MS) || parseKey(this.#prefix, d.key)?.kind !== "client") continue;
+      this.#warn("own ahead", `this server's change of ${d.key.slice(this.#prefix.length)} is stamped ${seconds(ahead)} ahead of its clock (was the clock ahead?): stamped now instead`);
+      this.#dirty.set(d.key, { ...d, value: { ...d.value, at: now } });
+    }
   }
 
   /**
