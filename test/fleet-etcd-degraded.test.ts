@@ -71,9 +71,13 @@ test("a failure shorter than DEGRADED_AFTER_MS is said at debug level only; a lo
     // Retried every second, said once.
     await sleep(2 * RETRY_MS + 500);
     assert.equal(count(/^CRITICAL/), 1, `DEGRADED said more than once:\n${logger.lines.join("\n")}`);
+    // A change made meanwhile: held for etcd, and counted as written when it returns (it said "0 changes pending", counted after).
+    registry.disable("alpha");
     member.start();
     await cluster.healthy();
-    await seen(/^WARNING: etcd is reachable again: client state shared with the fleet/, "the end of the outage");
+    await seen(/^WARNING: etcd is reachable again: client state shared with the fleet \(\d+ changes? held for it written\)$/, "the end of the outage");
+    const [, held] = /\((\d+) changes? held/.exec(logger.lines.find((l) => /reachable again/.test(l))!)!;
+    assert.ok(Number(held) >= 1, `the disable made during the outage was counted: ${held}`);
     assert.equal(fleet.degraded, false);
   } finally {
     await fleet.stop();

@@ -79,6 +79,9 @@ test("values a property cannot hold are ignored with a warning, and the server g
     ["Enabled", "yes"],
   ];
   for (const [property, value] of bad) await etcd.put(clientKey("/bad-values/", "c0", property)).value(JSON.stringify({ value, at, by: "by-hand" }));
+  // No stamped value at all: not JSON, and JSON of another shape (said once a minute, for each kind of key).
+  await etcd.put(clientKey("/bad-values/", "c0", "ExtendedTimeout")).value("not json {{{");
+  await etcd.put("/bad-values/approvals/c0").value("[1,2,3]");
   // A good value after them: once it is here, the bad ones have been read.
   await etcd.put(clientKey("/bad-values/", "c0", "Checker")).value(encodeValue({ value: "true", at, by: "by-hand" }));
   await eventually(() => a.registry.get("c0")!.checker === "true", { what: "the good value after the bad ones" });
@@ -94,6 +97,10 @@ test("values a property cannot hold are ignored with a warning, and the server g
   for (const [property] of bad) {
     assert.ok(a.log.some((l) => l.startsWith(`WARNING: etcd's clients/c0/${property} holds `) && l.endsWith("not a value it may hold: ignored")), `no warning for ${property}: ${a.log.join("\n")}`);
   }
+  for (const key of ["clients/c0/ExtendedTimeout", "approvals/c0"]) {
+    assert.ok(a.log.includes(`WARNING: etcd's ${key} holds no value this server can read (JSON with value, at and by): ignored`), `no warning for ${key}: ${a.log.join("\n")}`);
+  }
+  assert.equal(after.extendedTimeout, clientSettings("c0").extendedTimeout);
 
   // The same values at a server's start: read, ignored, and the server serves on.
   const b = server(cluster, "/bad-values/", "server-b");

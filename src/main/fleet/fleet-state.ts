@@ -740,6 +740,8 @@ export class FleetState {
   async #sync(): Promise<void> {
     if (this.#flushing || this.#stopped) return;
     this.#flushing = true;
+    // What this server held for etcd, written by this sync: said at the end of an outage.
+    const held = this.#dirty.size;
     try {
       // Each page is adopted as it comes (values of one revision; Rule 1
       // holds across pages): a fleet's 140,000 keys are never in memory at once.
@@ -786,7 +788,7 @@ export class FleetState {
       } while (i < unseeded.length && !this.#stopped);
       this.#synced = true;
       for (const name of added) this.#added.delete(name);
-      this.#recovered();
+      this.#recovered(held);
       this.#resync = false;
     } catch (error) {
       this.#goDegraded(error);
@@ -1009,6 +1011,8 @@ export class FleetState {
       if (type !== "Put") continue;
       const value = parsed && decodeValue(text);
       if (parsed && value) take(key, parsed, value, false);
+      // A client's or an approval's key that holds no stamped value (a hand-made put, a hostile writer): ignored, and said.
+      else if (parsed) this.#warn(`unreadable ${parsed.kind}`, `etcd's ${key.slice(this.#prefix.length)} holds no value this server can read (JSON with value, at and by): ignored`);
     }
     if (rewrites > 0) this.#schedule(FLUSH_MS);
     this.#applying = true;
@@ -1198,9 +1202,12 @@ export class FleetState {
     this.#degraded = true;
   }
 
-  /** etcd answered a whole sync: no longer degraded, said loudly if the outage was. */
-  #recovered(): void {
-    if (this.#announced) this.#logger.warning(`etcd is reachable again: client state shared with the fleet (${this.#dirty.size} changes pending)`);
+  /**
+   * etcd answered a whole sync, which wrote the `held` changes this server
+   * had for it: no longer degraded, said loudly if the outage was.
+   */
+  #recovered(held: number): void {
+    if (this.#announced) this.#logger.warning(`etcd is reachable again: client state shared with the fleet (${held} change${held === 1 ? "" : "s"} held for it written)`);
     else if (this.#degraded) this.#logger.debug(`etcd answers again after ${Math.round(this.#clock.elapsed() - this.#failingSince)} ms`);
     this.#degraded = false;
     this.#announced = false;
