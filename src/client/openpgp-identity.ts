@@ -6,6 +6,7 @@
 
 import { createHash, createPrivateKey, createPublicKey, sign, type KeyObject } from "node:crypto";
 import * as openpgp from "openpgp";
+import { v4KeyHashPrefix } from "../tls/tls12/openpgp-cert.js";
 import type { OpenPgpIdentity } from "../tls/tls12/server12.js";
 
 export interface LegacyIdentity extends OpenPgpIdentity {
@@ -94,7 +95,7 @@ export function openPgpIdentityFromRsa(privateKey: KeyObject, name: string, crea
   const time = Buffer.allocUnsafe(4);
   time.writeUInt32BE(created >>> 0);
   const keyBody = Buffer.concat([Buffer.of(4), time, Buffer.of(1), mpi(jwk.n!), mpi(jwk.e!)]);
-  const keyPrefix = Buffer.concat([Buffer.of(0x99, keyBody.length >> 8, keyBody.length & 0xff), keyBody]);
+  const keyPrefix = v4KeyHashPrefix(keyBody);
   const fpr = createHash("sha1").update(keyPrefix).digest();
   const uid = Buffer.from(name, "utf8");
   const uidPrefix = Buffer.alloc(5);

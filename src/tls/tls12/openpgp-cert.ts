@@ -200,6 +200,15 @@ function mpiAt(body: Buffer, at: number): { bytes: Buffer; next: number } {
 }
 
 /**
+ * What a v4 key's fingerprint, and every signature over the key, hash for
+ * it (RFC 4880 §5.2.4, §12.2): 0x99, the packet body's two-byte length,
+ * the body.
+ */
+export function v4KeyHashPrefix(body: Uint8Array): Buffer {
+  return Buffer.concat([Buffer.of(0x99, body.length >> 8, body.length & 0xff), body]);
+}
+
+/**
  * Step 2: a v4 RSA key packet (RFC 4880 §5.5.2: version, creation time,
  * algorithm, n, e) in our bounds, as a node:crypto key, with its
  * fingerprint and key ID (§12.2).
@@ -231,10 +240,7 @@ function readPrimaryKey(body: Buffer): PrimaryKey {
   } catch {
     throw bad("the RSA key does not import");
   }
-  const length = Buffer.alloc(3);
-  length[0] = 0x99;
-  length.writeUInt16BE(body.length, 1);
-  const fingerprint = createHash("sha1").update(length).update(body).digest("hex").toUpperCase();
+  const fingerprint = createHash("sha1").update(v4KeyHashPrefix(body)).digest("hex").toUpperCase();
   return { key, bits, fingerprint, keyId: fingerprint.slice(-16) };
 }
 
