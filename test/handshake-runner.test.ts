@@ -1,8 +1,9 @@
 // The worker pool's batching: many tasks submitted at once all come back,
 // each to its own caller, in a handful of batches; a task that throws on the
 // worker fails alone, not its batch; a flight's progress crosses from task
-// to task; a closed runner rejects queued work; a pool says when its
-// workers have loaded their code.
+// to task; callers whose sources fail often wait behind the others, for a
+// worker and for key shares; a closed runner rejects queued work; a pool
+// says when its workers have loaded their code.
 
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
@@ -73,6 +74,40 @@ describe("the worker pool runner", () => {
       await quiet;
       assert.equal(events[0]?.type, "handshake-complete", JSON.stringify(events[0]));
       assert.ok(tasks > 1, `${tasks} tasks`);
+    } finally {
+      await runner.close();
+    }
+  });
+
+  it("runs the tasks of callers that are behind (sources failing often) after the others, filling their batch", async () => {
+    const runner = createHandshakeRunner(1, settings);
+    try {
+      await runner.ready();
+      const order: string[] = [];
+      const ask = (name: string, behind: boolean): Promise<unknown> =>
+        runner.run({ kind: "key-share", group: "x25519" }, { closed: false, behind }).then(() => order.push(name));
+      // One turn: twenty behind, then four that are not; one worker, batches of 16.
+      const all = [...Array.from({ length: 20 }, (_, i) => ask(`behind${i}`, true)), ...Array.from({ length: 4 }, (_, i) => ask(`clean${i}`, false))];
+      assert.equal(runner.queued, 24);
+      await Promise.all(all);
+      assert.deepEqual(order.slice(0, 4), ["clean0", "clean1", "clean2", "clean3"], order.join(", "));
+      assert.deepEqual(order.slice(4), Array.from({ length: 20 }, (_, i) => `behind${i}`), "in their own order after");
+    } finally {
+      await runner.close();
+    }
+  });
+
+  it("hands key shares to waiting callers that are not behind first, once the reservoir is drained", { timeout: 30_000 }, async () => {
+    const runner = createHandshakeRunner(1, settings);
+    try {
+      await runner.ready();
+      const order: string[] = [];
+      const ask = (name: string, behind: boolean): Promise<unknown> => runner.keyShares({ closed: false, behind }).then(() => order.push(name));
+      // More than the reservoir holds (RESERVOIR_TARGET, 256), then five that are not behind.
+      const all = [...Array.from({ length: 400 }, (_, i) => ask(`behind${i}`, true)), ...Array.from({ length: 5 }, (_, i) => ask(`clean${i}`, false))];
+      await Promise.all(all);
+      const lastClean = Math.max(...Array.from({ length: 5 }, (_, i) => order.indexOf(`clean${i}`)));
+      assert.ok(lastClean < order.indexOf("behind399") - 32, `the five served at the first refill after they asked: at ${lastClean} of ${order.length}`);
     } finally {
       await runner.close();
     }

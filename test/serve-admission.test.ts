@@ -1,5 +1,6 @@
 // serve/admission.ts and serve/source.ts on a manual clock: slots go
-// round-robin across sources, a handshake moved to the slow pool frees its
+// round-robin across sources, sources that fail often wait behind the
+// others (never starved), a handshake moved to the slow pool frees its
 // slot while the pool has room, a source holds at most its cap, failures
 // empty a source's bucket and it comes back as the bucket refills, and
 // IPv6 peers count per /64.
@@ -11,7 +12,7 @@ import assert from "node:assert/strict";
 import { ManualClock } from "../src/main/clock.js";
 import { Admission, type Slot, type SlotTicket } from "../src/main/serve/admission.js";
 import { Limit } from "../src/main/serve/shared-limit.js";
-import { FAILURE_BURST, FAILURE_REFILL_PER_SECOND, SLOW_EVICT_AFTER_MS } from "../src/main/serve/limits.js";
+import { FAILING_DECAY_MS, FAILING_SCORE, FAILING_TURN_EVERY, FAILURE_BURST, FAILURE_REFILL_PER_SECOND, SLOW_EVICT_AFTER_MS } from "../src/main/serve/limits.js";
 import { ON_LINK_READ_MS, Sources, parseOnLinkPrefixes, sourceOf } from "../src/main/serve/source.js";
 
 test("a source counts as its IPv4 address, its IPv6 /64, or its link-local address on its link", () => {
@@ -80,8 +81,9 @@ test("on the server's own links an IPv6 peer counts by its address; elsewhere by
   assert.equal(new Sources(() => "", () => now).of("2001:db8:1::7"), "2001:db8:1::/64");
 });
 
-test("slots go round-robin across waiting sources, not first come first served", () => {
-  const admission = new Admission({ clock: new ManualClock(), maxPerSource: 0, slots: 1 });
+/** An admission of `slots` slots, and what it granted, in order, with each slot's `behind`. */
+function granting(clock: ManualClock, slots: number): { admission: Admission; served: string[]; held: Slot[]; ask: (key: string, name: string) => SlotTicket } {
+  const admission = new Admission({ clock, maxPerSource: 0, slots });
   const served: string[] = [];
   const held: Slot[] = [];
   const ask = (key: string, name: string): SlotTicket =>
@@ -89,11 +91,16 @@ test("slots go round-robin across waiting sources, not first come first served",
     admission.requestSlot(
       key,
       (slot, who: string) => {
-        served.push(who);
+        served.push(slot.behind ? `${who} (behind)` : who);
         held.push(slot);
       },
       name,
     );
+  return { admission, served, held, ask };
+}
+
+test("slots go round-robin across waiting sources, not first come first served", () => {
+  const { admission, served, held, ask } = granting(new ManualClock(), 1);
   ask("busy", "busy-0");
   for (let i = 1; i <= 3; i++) ask("busy", `busy-${i}`);
   ask("quiet", "quiet-0");
@@ -109,6 +116,69 @@ test("slots go round-robin across waiting sources, not first come first served",
   held[4]!.release();
   assert.equal(admission.counts.holding, 0, "the cancelled ticket is skipped, not served");
   assert.deepEqual(served.length, 5);
+});
+
+test("sources that fail often wait behind the others: a machine that just came is served next, not after the crowd", () => {
+  const clock = new ManualClock();
+  const { admission, served, held, ask } = granting(clock, 1);
+  ask("real", "first");
+  // Thirty hostile sources, each failing a handshake a second, each with a connection waiting.
+  for (let second = 0; second < 5; second++) {
+    for (let i = 0; i < 30; i++) admission.failed(`bad${i}`);
+    clock.advance(1000);
+  }
+  for (let i = 0; i < 30; i++) ask(`bad${i}`, `bad${i}`);
+  ask("late", "late");
+  held[0]!.release();
+  assert.deepEqual(served, ["first", "late"], "the clean newcomer went before thirty failing sources that came before it");
+  // With both waiting, one slot in FAILING_TURN_EVERY goes to a failing source: held back, never starved.
+  for (let i = 0; i < 8; i++) ask(`good${i}`, `good${i}`);
+  for (let i = 0; i < 8; i++) held[held.length - 1]!.release();
+  const next = served.slice(2);
+  assert.equal(next.filter((s) => s.startsWith("bad")).length, Math.floor(next.length / FAILING_TURN_EVERY), next.join(", "));
+  assert.ok(next.filter((s) => s.startsWith("bad")).every((s) => s.endsWith("(behind)")), "a failing source's slot says so, for the runner");
+  assert.ok(next.filter((s) => s.startsWith("good")).every((s) => !s.endsWith("(behind)")));
+  // With no clean source waiting, the failing ones are served one after another.
+  while (admission.counts.waiting > 0) held[held.length - 1]!.release();
+  assert.equal(served.filter((s) => s.startsWith("bad")).length, 30);
+});
+
+test("a source that fails now and then (a disabled machine retrying every 10 s, two behind one address) is not held back", () => {
+  const clock = new ManualClock();
+  const { admission, served, held, ask } = granting(clock, 1);
+  for (let round = 0; round < 30; round++) {
+    admission.failed("nat");
+    clock.advance(5_000);
+  }
+  for (let i = 0; i < 6; i++) admission.failed("bad");
+  ask("x", "x");
+  ask("bad", "bad");
+  ask("nat", "nat");
+  held[0]!.release();
+  assert.deepEqual(served, ["x", "nat"], `two failures every 10 s stay under FAILING_SCORE (${FAILING_SCORE})`);
+});
+
+test("a failing source is remembered while its failures count: closing its connections does not clear it", () => {
+  const clock = new ManualClock();
+  const { admission, served, held, ask } = granting(clock, 1);
+  for (let i = 0; i < 10; i++) admission.failed("bad");
+  // Its bucket refills within a second; its connections all close: an idle source with a full bucket.
+  clock.advance(2_000);
+  assert.equal(admission.enter("bad"), null);
+  admission.leave("bad");
+  ask("x", "x");
+  ask("bad", "bad");
+  ask("y", "y");
+  held[0]!.release();
+  assert.deepEqual(served, ["x", "y"], "still failing after its connections closed");
+  held[1]!.release();
+  assert.deepEqual(served, ["x", "y", "bad (behind)"], "with nobody else waiting, served");
+  // Once its score has decayed below FAILING_SCORE it waits in turn again.
+  clock.advance(FAILING_DECAY_MS * Math.log(10 / FAILING_SCORE) + 1);
+  ask("bad", "bad again");
+  ask("z", "z");
+  held[2]!.release();
+  assert.deepEqual(served.slice(3), ["bad again"]);
 });
 
 test("a release counts once, however often it is called", () => {

@@ -97,12 +97,15 @@ function fragmentedFlight(port: number, settings: TlsSettings): Promise<number> 
 }
 
 /** A runner that counts the server-flight tasks it is given. */
-function countingRunner(runner: HandshakeRunner, counts: { flightTasks: number }): HandshakeRunner {
+function countingRunner(runner: HandshakeRunner, counts: { flightTasks: number; behind: boolean[] }): HandshakeRunner {
   return new Proxy(runner, {
     get(target, property) {
       if (property === "run") {
         return (task: HandshakeTask, caller?: Parameters<HandshakeRunner["run"]>[1]) => {
-          if (task.kind === "server-flight") counts.flightTasks++;
+          if (task.kind === "server-flight") {
+            counts.flightTasks++;
+            counts.behind.push(caller?.behind === true);
+          }
           return target.run(task, caller);
         };
       }
@@ -157,7 +160,7 @@ for (const workers of [0, 2]) {
     const capture = keptLogger();
     const lines = capture.lines;
     const gate = new RecordingGate();
-    const counts = { flightTasks: 0 };
+    const counts = { flightTasks: 0, behind: [] as boolean[] };
     const tlsSettings = parsePriority(DEFAULT_PRIORITY);
     /** What before() starts and after() stops. */
     let served: { runner: HandshakeRunner; registry: ClientRegistry; listener: Listener; port: number; unlog: () => void; closed: Recorded<ConnectionClosed> };
@@ -206,6 +209,19 @@ for (const workers of [0, 2]) {
       // About two a handshake message (tls-flight-linear.test.ts); one a read was ~MAX_HANDSHAKE_READS.
       assert.ok(counts.flightTasks > 0 && counts.flightTasks <= 2 * 5 + 1, `${counts.flightTasks} flight tasks`);
       assert.equal(gate.failures.length, failures + 1);
+      assert.ok(counts.behind.length > 0 && counts.behind.every((b) => !b), "two failures: not held back");
+    });
+
+    test("the thread's own slots hear its failures too, not only the gate: a source failing often is put behind", async () => {
+      // A serve thread counts sources on the main thread (the gate), and its handshake slots itself (admission.ts, Rule 2).
+      for (let i = 0; i < 2; i++) {
+        const port = await fragmentedFlight(served.port, tlsSettings);
+        await served.closed.next((m) => m.connection.port === port);
+      }
+      counts.behind.length = 0;
+      const peerPort = await fragmentedFlight(served.port, tlsSettings);
+      await served.closed.next((m) => m.connection.port === peerPort);
+      assert.ok(counts.behind.length > 0 && counts.behind.every((b) => b), `four failures on the manual clock: behind (${counts.behind.join(", ")})`);
     });
   });
 }

@@ -218,6 +218,11 @@ export class Connection {
     return this.#state === "Closed";
   }
 
+  /** Its source had failed lately when it got its slot: its runner work waits behind others' (RunnerCaller). */
+  get behind(): boolean {
+    return this.#slot?.behind === true;
+  }
+
   /** How events name this connection. */
   get ref(): ConnectionRef {
     return this.#ref;

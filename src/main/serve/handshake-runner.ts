@@ -43,6 +43,11 @@ import { WORKER_ANSWER_MS } from "./limits.js";
  */
 export interface RunnerCaller {
   readonly closed: boolean;
+  /**
+   * Its source has failed lately (admission.ts, Rule 2): its tasks and
+   * key shares wait behind those of callers that are not. Read as it asks.
+   */
+  readonly behind?: boolean;
 }
 
 export interface HandshakeRunner {
@@ -193,6 +198,8 @@ interface Waiting {
   readonly reject: (e: Error) => void;
   /** Its first request failed (the worker died or missed its deadline): it goes alone, and is not sent a third time. */
   retried: boolean;
+  /** Its caller was behind as it asked: it waits in the runner's queue of those. */
+  readonly behind: boolean;
 }
 
 /** A connection waiting for key shares the reservoir did not have. */
@@ -264,9 +271,13 @@ class PoolRunner implements HandshakeRunner {
   // refill that fails or misses its deadline is asked again).
   readonly #reservoir: EphemeralKeyShares[] = [];
   readonly #waiters: ShareWaiter[] = [];
+  /** Waiters whose callers are behind: served once #waiters are. */
+  readonly #behindWaiters: ShareWaiter[] = [];
   #refilling = 0;
   #closed = false;
   readonly #queue: Waiting[] = [];
+  /** Tasks whose callers are behind: they leave once #queue is empty, or fill its batch. */
+  readonly #behind: Waiting[] = [];
   #batchesInFlight = 0;
   readonly #knownKeys: KnownKeys;
   #dispatchScheduled = false;
@@ -343,7 +354,7 @@ class PoolRunner implements HandshakeRunner {
   }
 
   get queued(): number {
-    return this.#queue.length;
+    return this.#queue.length + this.#behind.length;
   }
 
   get replaced(): number {
@@ -361,7 +372,7 @@ class PoolRunner implements HandshakeRunner {
     this.#refill();
     if (ready) return Promise.resolve(ready);
     return new Promise((resolve) => {
-      this.#waiters.push({ caller, resolve });
+      (caller?.behind === true ? this.#behindWaiters : this.#waiters).push({ caller, resolve });
       this.#refill();
     });
   }
@@ -370,7 +381,8 @@ class PoolRunner implements HandshakeRunner {
     if (this.#closed) return Promise.reject(new Error("handshake runner closed"));
     if (this.#inline) return this.#inline.run(task);
     return new Promise((resolve, reject) => {
-      this.#queue.push({ task, caller, resolve, reject, retried: false });
+      const behind = caller?.behind === true;
+      (behind ? this.#behind : this.#queue).push({ task, caller, resolve, reject, retried: false, behind });
       this.#schedule();
     });
   }
@@ -402,25 +414,19 @@ class PoolRunner implements HandshakeRunner {
    * ~0.02 ms a task in a batch of 16. The waiting tasks are split evenly
    * over the free workers, MAX_BATCH at most each. A task sent again goes
    * alone: if its input is what wedged or killed a worker, it fails alone.
-   * A task whose connection closed meanwhile is dropped here.
+   * A task whose connection closed meanwhile is dropped here. Tasks of
+   * callers that are behind fill a batch after the others.
    */
   #dispatch(): void {
-    const queue = this.#queue;
-    while (queue.length > 0 && this.#batchesInFlight < this.#size) {
+    while (this.#batchesInFlight < this.#size) {
+      const first = this.#queue[0] ?? this.#behind[0];
+      if (!first) return;
       const free = this.#size - this.#batchesInFlight;
-      const wanted = queue[0]!.retried ? 1 : Math.min(MAX_BATCH, Math.ceil(queue.length / free));
+      const wanted = first.retried ? 1 : Math.min(MAX_BATCH, Math.ceil((this.#queue.length + this.#behind.length) / free));
       const batch: Waiting[] = [];
       const tasks: HandshakeTask[] = [];
-      let taken = 0;
-      while (batch.length < wanted && taken < queue.length) {
-        const w = queue[taken++]!;
-        if (w.caller?.closed === true) w.reject(new Error("its connection closed"));
-        else {
-          batch.push(w);
-          tasks.push(w.task);
-        }
-      }
-      queue.splice(0, taken);
+      PoolRunner.#take(this.#queue, wanted, batch, tasks);
+      PoolRunner.#take(this.#behind, wanted, batch, tasks);
       if (batch.length === 0) continue;
       this.#batchesInFlight++;
       const request = this.#sent(batch);
@@ -429,6 +435,20 @@ class PoolRunner implements HandshakeRunner {
         PoolRunner.#requestFailed.bind(null, request),
       );
     }
+  }
+
+  /** Moves tasks from the front of `queue` into `batch` until it holds `wanted`; a task whose connection closed is dropped. */
+  static #take(queue: Waiting[], wanted: number, batch: Waiting[], tasks: HandshakeTask[]): void {
+    let taken = 0;
+    while (batch.length < wanted && taken < queue.length) {
+      const w = queue[taken++]!;
+      if (w.caller?.closed === true) w.reject(new Error("its connection closed"));
+      else {
+        batch.push(w);
+        tasks.push(w.task);
+      }
+    }
+    queue.splice(0, taken);
   }
 
   /** A request about to go out, its deadline set. */
@@ -533,7 +553,7 @@ class PoolRunner implements HandshakeRunner {
       if (b.retried || b.caller?.closed === true) b.reject(error);
       else {
         b.retried = true;
-        this.#queue.unshift(b);
+        (b.behind ? this.#behind : this.#queue).unshift(b);
       }
     }
     this.#dispatch();
@@ -602,14 +622,14 @@ class PoolRunner implements HandshakeRunner {
     this.#ending.clear();
     this.#loadedOrInline(true);
     this.#onInline?.(why);
-    for (const b of this.#queue.splice(0)) inline.run(b.task).then(b.resolve, b.reject);
-    for (const waiter of this.#waiters.splice(0)) void inline.keyShares().then(waiter.resolve);
+    for (const b of [...this.#queue.splice(0), ...this.#behind.splice(0)]) inline.run(b.task).then(b.resolve, b.reject);
+    for (const waiter of [...this.#waiters.splice(0), ...this.#behindWaiters.splice(0)]) void inline.keyShares().then(waiter.resolve);
     this.#destroyed = this.#pool.destroy();
   }
 
   #refill(): void {
     if (this.#closed || this.#inline) return;
-    while (this.#reservoir.length + this.#refilling * REFILL_BATCH < RESERVOIR_TARGET + this.#waiters.length) {
+    while (this.#reservoir.length + this.#refilling * REFILL_BATCH < RESERVOIR_TARGET + this.#waiters.length + this.#behindWaiters.length) {
       this.#refilling++;
       const request = this.#sent(null);
       this.#pool.run({ kind: "keygen", groups: this.#groups, count: REFILL_BATCH }, { signal: request }).then(
@@ -625,22 +645,34 @@ class PoolRunner implements HandshakeRunner {
     runner.#refilling--;
     if (response.kind === "otherBuild") runner.#toInline(response.message);
     if (response.kind !== "keygen") return;
-    const waiters = runner.#waiters;
-    let served = 0;
-    for (const shares of response.shares) {
-      // A waiter whose connection closed is passed over: the shares stay fresh for the next.
-      while (served < waiters.length && waiters[served]!.caller?.closed === true) served++;
-      if (served < waiters.length) waiters[served++]!.resolve(shares);
-      else runner.#reservoir.push(shares);
-    }
-    while (served < waiters.length && waiters[served]!.caller?.closed === true) served++;
-    waiters.splice(0, served);
+    const shares = response.shares;
+    let next = PoolRunner.#handOut(runner.#waiters, shares, 0);
+    next = PoolRunner.#handOut(runner.#behindWaiters, shares, next);
+    for (; next < shares.length; next++) runner.#reservoir.push(shares[next]!);
     runner.#refill();
+  }
+
+  /**
+   * Hands `shares` from `next` on to the front of `waiters`, in turn, and
+   * drops those served; a waiter whose connection closed is passed over
+   * (the shares stay fresh for the next). Returns the first share not
+   * handed out.
+   */
+  static #handOut(waiters: ShareWaiter[], shares: readonly EphemeralKeyShares[], next: number): number {
+    let served = 0;
+    for (; served < waiters.length; served++) {
+      const waiter = waiters[served]!;
+      if (waiter.caller?.closed === true) continue;
+      if (next === shares.length) break;
+      waiter.resolve(shares[next++]!);
+    }
+    waiters.splice(0, served);
+    return next;
   }
 
   async close(): Promise<void> {
     this.#closed = true;
-    for (const b of this.#queue.splice(0)) b.reject(new Error("handshake runner closed"));
+    for (const b of [...this.#queue.splice(0), ...this.#behind.splice(0)]) b.reject(new Error("handshake runner closed"));
     this.#destroyed ??= this.#pool.destroy();
     await this.#destroyed;
   }

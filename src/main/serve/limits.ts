@@ -190,6 +190,24 @@ export const FAILURE_BURST = 100;
 export const FAILURE_REFILL_PER_SECOND = 10;
 
 /**
+ * Sources that fail often wait behind those that do not (admission.ts,
+ * Rule 2): each failure (as FAILURE_BURST counts them) adds one to a
+ * source's score, which decays by e every FAILING_DECAY_MS; at
+ * FAILING_SCORE or more the source waits in the failing ring. A source
+ * failing r times a second settles at r × 10, so one failing more than
+ * once in ~3 s is held back, and a machine that mandos-client retries
+ * every 10 s, unknown or disabled (a score of ~1.6), is not, nor two such
+ * behind one address; three or more together are. A flood builds a queue
+ * only when it comes faster than the server refuses it, far above that.
+ * Once the ring and the failing ring both wait, one slot in
+ * FAILING_TURN_EVERY goes to the failing ring, so that a source held back
+ * is served at a quarter of the rate at least, never starved.
+ */
+export const FAILING_DECAY_MS = 10_000;
+export const FAILING_SCORE = 3;
+export const FAILING_TURN_EVERY = 4;
+
+/**
  * Open connections at most (handshaking, waiting for admission or for an
  * approval), all serve threads' together (shared-limit.ts). The listener
  * closes any accepted beyond it before reading a byte. 10,000 fits the RSS budget (issue 4: under 200 MiB).

@@ -147,7 +147,11 @@ export class Listener {
       requestSlot: (source, granted, evict, connection) => admission.requestSlot(source, granted, connection, evict),
       sending: (source) => gate.leave(source),
       closed: (connection, source, _outcome, failed, left) => {
-        if (failed) gate.failed(source);
+        if (failed) {
+          gate.failed(source);
+          // A serve thread's slots are its own: its ring must see its failing sources too.
+          if (gate !== admission) admission.failed(source);
+        }
         if (!left) gate.leave(source);
         open.give();
         this.#connections.delete(connection);
