@@ -2,7 +2,8 @@
 // lines stop at the burst, the ones held back are summarised with its
 // address and count, other sources are not affected, and what a peer sent
 // reaches a line as printable ASCII; a flood of one line (SummedLines) is
-// said once, then summed up while it lasts; a known key's lines are
+// said once, then summed up while it lasts; past the ceiling of all
+// sources, a quiet source still writes from a reserve; a known key's lines are
 // charged to its client instead; and a server that stops writes the
 // summaries still pending.
 
@@ -15,7 +16,7 @@ import { join } from "node:path";
 import { ManualClock } from "../src/main/clock.js";
 import {
   ALL_PEER_LINES_BURST, ALL_PEER_LINES_PER_SECOND, CLIENT_LINES_BURST, CLIENT_LINES_PER_SECOND, PEER_LINES_BURST, PEER_LINES_PER_SECOND, PeerLineBudget,
-  SUMMARY_INTERVAL_MS, SUMMARY_SOURCES_MAX, logServeEvents,
+  QUIET_SOURCE_LINES, RESERVE_LINES_BURST, RESERVE_LINES_PER_SECOND, SUMMARY_INTERVAL_MS, SUMMARY_SOURCES_MAX, logServeEvents,
 } from "../src/main/daemon/log-serve.js";
 import { MAX_APPROVAL_WAITS } from "../src/main/clients/approval.js";
 import type { ClientView } from "../src/main/clients/contract.js";
@@ -72,13 +73,14 @@ test("all sources together stop at one ceiling; the summaries name the worst and
   const budget = new PeerLineBudget(clock, (who, n, s) => summaries.push(`${who} ${n} ${s}`));
   const source = (i: number): string => `fe80::${i.toString(16)}%eth0`;
   let allowed = 0;
-  for (let i = 0; i < ALL_PEER_LINES_BURST + 50; i++) if (budget.allow(source(i))) allowed++;
-  assert.equal(allowed, ALL_PEER_LINES_BURST);
+  // Each new, each quiet: they take the reserve for quiet sources too, and then stop.
+  for (let i = 0; i < ALL_PEER_LINES_BURST + RESERVE_LINES_BURST + 50; i++) if (budget.allow(source(i))) allowed++;
+  assert.equal(allowed, ALL_PEER_LINES_BURST + RESERVE_LINES_BURST);
   assert.equal(budget.allow("192.0.2.9"), false, "a fresh source is held back too");
   clock.advance(1_000);
   let again = 0;
   for (let i = 0; i < ALL_PEER_LINES_PER_SECOND * 2; i++) if (budget.allow(`192.0.2.${i % 250}`, 1)) again++;
-  assert.equal(again, ALL_PEER_LINES_PER_SECOND);
+  assert.equal(again, ALL_PEER_LINES_PER_SECOND + RESERVE_LINES_PER_SECOND);
   // One source held back more than the others is named first.
   for (let i = 0; i < 5; i++) assert.equal(budget.allow(source(3)), false);
   // A served connection gives its lines back to the ceiling as well.
@@ -88,11 +90,32 @@ test("all sources together stop at one ceiling; the summaries name the worst and
   assert.equal(summaries.length, SUMMARY_SOURCES_MAX + 1, summaries.slice(0, 3).join("\n"));
   assert.equal(summaries[0], `${source(3)} 5 9`);
   assert.equal(summaries[1], "192.0.2.9 2 10");
-  const held = 50 + 1 + ALL_PEER_LINES_PER_SECOND + 5;
+  const held = 50 + 1 + (ALL_PEER_LINES_PER_SECOND - RESERVE_LINES_PER_SECOND) + 5;
   const named = summaries.slice(0, SUMMARY_SOURCES_MAX).reduce((n, line) => n + Number(line.split(" ")[1]), 0);
   const others = /^(\d+) other sources (\d+) (\d+)$/.exec(summaries.at(-1)!);
   assert.ok(others, summaries.at(-1));
   assert.equal(named + Number(others[2]), held, "every line held back is counted once");
+  budget.stop();
+});
+
+// A flood from a few hundred addresses reaches the ceiling of all sources:
+// a machine that comes then (its first lines, a `Client not found` to
+// enroll it) is still heard, the flood's sources are not.
+test("past the ceiling, a quiet source still writes from the reserve; the flood's own sources do not", () => {
+  const clock = new ManualClock();
+  const budget = new PeerLineBudget(clock, () => {});
+  // 400 sources, 50 lines each: their own budgets half full, the ceiling reached.
+  const flood = (i: number): string => `10.0.${Math.floor((i % 400) / 200)}.${i % 200}`;
+  let i = 0;
+  while (budget.allow(flood(i))) i++;
+  assert.equal(i, ALL_PEER_LINES_BURST);
+  // Each has spent more than its quiet lines: none takes the reserve.
+  for (let n = 0; n < 400; n++) assert.equal(budget.allow(flood(n)), false, `flood source ${n}`);
+  let newcomer = 0;
+  while (budget.allow("192.0.2.50")) newcomer++;
+  assert.equal(newcomer, QUIET_SOURCE_LINES, "its quiet lines, from the reserve");
+  for (let n = 0; n < RESERVE_LINES_BURST; n++) budget.allow(`192.0.2.${100 + (n % 100)}`);
+  assert.equal(budget.allow("192.0.2.51"), false, "the reserve has its own bound");
   budget.stop();
 });
 

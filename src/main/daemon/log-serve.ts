@@ -49,6 +49,20 @@ export const PEER_LINES_PER_SECOND = 2;
 export const ALL_PEER_LINES_BURST = 2 * MAX_OPEN_CONNECTIONS;
 export const ALL_PEER_LINES_PER_SECOND = 200;
 /**
+ * Lines kept for quiet sources once the ceiling above is reached: a source
+ * that has spent fewer than QUIET_SOURCE_LINES of its own budget lately (a
+ * machine that has just come: its `TCP connection from`, or the `Client
+ * not found` an operator needs to enroll it) may still write from this
+ * reserve, RESERVE_LINES_BURST in a burst and RESERVE_LINES_PER_SECOND. A
+ * flood from a few hundred addresses spends each one's quiet lines within
+ * a second or two and writes no more of it; sources that are each new (a
+ * machine claiming link-local addresses) empty the reserve as well, and
+ * then the ceiling holds again: 20 lines a second more at most.
+ */
+export const QUIET_SOURCE_LINES = 10;
+export const RESERVE_LINES_BURST = 200;
+export const RESERVE_LINES_PER_SECOND = 20;
+/**
  * Lines one client's key may cause (disabled, not approved, timed out, needs
  * approval, a wait closed for a newer one), in a burst and a second. A
  * machine that is refused retries every 10 s and causes one or two a try;
@@ -69,6 +83,11 @@ export interface LineLimits {
   readonly perSecond: number;
   readonly allBurst: number;
   readonly allPerSecond: number;
+  /** The reserve for quiet keys past the ceiling: none if 0. */
+  readonly reserveBurst: number;
+  readonly reservePerSecond: number;
+  /** A key is quiet while it has spent fewer than this of its own budget. */
+  readonly quietLines: number;
   /** What the keys past SUMMARY_SOURCES_MAX are, summed in one summary ("N other sources"). */
   readonly others: string;
 }
@@ -79,6 +98,9 @@ export const PEER_LINE_LIMITS: LineLimits = {
   perSecond: PEER_LINES_PER_SECOND,
   allBurst: ALL_PEER_LINES_BURST,
   allPerSecond: ALL_PEER_LINES_PER_SECOND,
+  reserveBurst: RESERVE_LINES_BURST,
+  reservePerSecond: RESERVE_LINES_PER_SECOND,
+  quietLines: QUIET_SOURCE_LINES,
   others: "sources",
 };
 
@@ -88,6 +110,10 @@ export const CLIENT_LINE_LIMITS: LineLimits = {
   perSecond: CLIENT_LINES_PER_SECOND,
   allBurst: ALL_PEER_LINES_BURST,
   allPerSecond: ALL_PEER_LINES_PER_SECOND,
+  // A client's lines come from a key we know: no reserve beside its own.
+  reserveBurst: 0,
+  reservePerSecond: 0,
+  quietLines: 0,
   others: "clients",
 };
 
@@ -99,6 +125,8 @@ export class PeerLineBudget {
   readonly #write: (who: string, suppressed: number, seconds: number) => void;
   readonly #keys = new Map<string, { tokens: number; at: number; suppressed: number; since: number }>();
   readonly #all: { tokens: number; at: number };
+  /** For quiet keys once #all is spent (LineLimits.reserveBurst). */
+  readonly #reserve: { tokens: number; at: number };
   /** Lines charged to each open connection, refunded if it is served. */
   readonly #charged = new Map<number, { source: string; lines: number }>();
   #timer: TimerHandle | null = null;
@@ -108,6 +136,7 @@ export class PeerLineBudget {
     this.#limits = limits;
     this.#write = write;
     this.#all = { tokens: limits.allBurst, at: clock.elapsed() };
+    this.#reserve = { tokens: limits.reserveBurst, at: clock.elapsed() };
   }
 
   /** Whether a line charged to `key` (a source, or "client NAME"; for `connection`, if any) may be written now; if not, it is counted for the summary. */
@@ -123,14 +152,13 @@ export class PeerLineBudget {
       // held one back kept every source that ever had a line, for good.
       this.#timer ??= this.#clock.setTimeout(() => this.flush(), SUMMARY_INTERVAL_MS);
     }
-    entry.tokens = Math.min(limits.burst, entry.tokens + ((now - entry.at) * limits.perSecond) / 1000);
-    entry.at = now;
-    const all = this.#all;
-    all.tokens = Math.min(limits.allBurst, all.tokens + ((now - all.at) * limits.allPerSecond) / 1000);
-    all.at = now;
-    if (entry.tokens >= 1 && all.tokens >= 1) {
+    refilled(entry, now, limits.burst, limits.perSecond);
+    const all = refilled(this.#all, now, limits.allBurst, limits.allPerSecond);
+    // Past the ceiling, a quiet key's line comes from the reserve.
+    const shared = all.tokens >= 1 || entry.tokens <= limits.burst - limits.quietLines ? all : refilled(this.#reserve, now, limits.reserveBurst, limits.reservePerSecond);
+    if (entry.tokens >= 1 && shared.tokens >= 1) {
       entry.tokens -= 1;
-      all.tokens -= 1;
+      shared.tokens -= 1;
       if (connection !== undefined) {
         const charged = this.#charged.get(connection);
         if (charged) charged.lines++;
@@ -211,10 +239,17 @@ export class PeerLineBudget {
   }
 }
 
-/** Subscribes `logger` to the serving core's channels; returns the unsubscribe (which writes the pending summaries). */
+/** A token bucket brought up to `now` at its rate, up to its burst; returns it. */
+function refilled(bucket: { tokens: number; at: number }, now: number, burst: number, perSecond: number): { tokens: number; at: number } {
+  bucket.tokens = Math.min(burst, bucket.tokens + ((now - bucket.at) * perSecond) / 1000);
+  bucket.at = now;
+  return bucket;
+}
+
 /** How often a state file written by another process is said again while it lasts. */
 export const STATE_REPLACED_LINE_MS = 600_000;
 
+/** Subscribes `logger` to the serving core's channels; returns the unsubscribe (which writes the pending summaries). */
 export function logServeEvents(logger: Logger, clock: Clock = systemClock): () => void {
   const subscribed: Array<() => void> = [];
   const wants = (level: LogLevel): boolean => logger.enabledFor?.(level) ?? true;
