@@ -17,7 +17,10 @@ import type { CheckerSpawner } from "../src/main/clients/registry.js";
 import { ManualClock } from "../src/main/clock.js";
 import { events, type ConnectionAccepted, type ConnectionClosed, type VersionLine } from "../src/main/events.js";
 import { createHandshakeRunner, type HandshakeRunner } from "../src/main/serve/handshake-runner.js";
-import { FAILURE_BURST, FAILURE_REFILL_PER_SECOND, HANDSHAKE_SLOTS_PER_WORKER, HANDSHAKE_TIMEOUT_MS, MAX_HANDSHAKES_IN_FLIGHT, PEER_SLOW_MS, VERSION_LINE_TIMEOUT_MS } from "../src/main/serve/limits.js";
+import {
+  FAILURE_BURST, FAILURE_REFILL_PER_SECOND, HANDSHAKE_SLOTS_PER_WORKER, HANDSHAKE_TIMEOUT_MS, IDLE_EVICT_AFTER_MS, MAX_HANDSHAKES_IN_FLIGHT, PEER_SLOW_MS, SLOW_EVICT_AFTER_MS,
+  VERSION_LINE_TIMEOUT_MS,
+} from "../src/main/serve/limits.js";
 import { Listener } from "../src/main/serve/listener.js";
 import { logServeEvents } from "../src/main/daemon/log-serve.js";
 import { silentLogger, type Logger } from "../src/main/daemon/log.js";
@@ -171,8 +174,8 @@ for (const workers of [0, 2]) {
       const peerPort = await peer.connected;
       await accepted.next(mine(peerPort));
       let done = false;
-      // A grace shorter than the silent peer's own deadline (VERSION_LINE_TIMEOUT_MS).
-      const grace = VERSION_LINE_TIMEOUT_MS - 1_000;
+      // A grace shorter than the time after which a stop stops waiting for a silent peer (IDLE_EVICT_AFTER_MS).
+      const grace = IDLE_EVICT_AFTER_MS - 200;
       const closing = listener.close(grace).then(() => void (done = true));
       // The listening socket closes at once; the grace is what keeps close() waiting.
       await new Promise((resolve) => setImmediate(resolve));
@@ -230,3 +233,47 @@ test("a listening socket that fails to accept (ENOBUFS) is said once, summed up 
     await runner.close();
   }
 });
+
+for (const workers of [0, 2]) {
+  test(`a stop closes the peers that keep it waiting (no line for 1 s, 1 s silent in the slow pool) rather than wait its grace, --workers ${workers}`, { timeout: 30_000 }, async () => {
+    const clock = new ManualClock();
+    const tlsSettings = parsePriority(DEFAULT_PRIORITY);
+    const runner = createHandshakeRunner(workers, tlsSettings);
+    const registry = new ClientRegistry([], { logger: silentLogger, clock, spawner: never });
+    const listener = new Listener({ registry, runner, tlsSettings, logger: silentLogger, clock, maxPerSource: 0 });
+    const accepted = new Recorded(events.connectionAccepted);
+    const closed = new Recorded(events.connectionClosed);
+    const mine = (peerPort: number) => (m: { connection: { port: number } }): boolean => m.connection.port === peerPort;
+    try {
+      const { port } = await listener.listen({ address: "::1", port: 0, ipv6: true });
+      // One says nothing; one sends its line and half a record, and then nothing.
+      const silent = new Peer(port, []);
+      const stalled = new Peer(port, ["1\r\n", Buffer.from([0x16, 0x03])]);
+      const [silentPort, stalledPort] = await Promise.all([silent.connected, stalled.connected]);
+      await accepted.next(mine(silentPort));
+      await eventually(() => stalled.received.length > 0, { what: "the server's ClientHello" });
+      // The handshake waits on its peer: into the slow pool.
+      clock.advance(PEER_SLOW_MS);
+      let done = false;
+      const grace = 10 * SLOW_EVICT_AFTER_MS;
+      const closing = listener.close(grace).then(() => void (done = true));
+      clock.advance(IDLE_EVICT_AFTER_MS - PEER_SLOW_MS - 1);
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.equal(closed.messages.find(mine(silentPort)), undefined, "not before IDLE_EVICT_AFTER_MS");
+      assert.equal(done, false);
+      // The next look after both have waited their second.
+      clock.advance(PEER_SLOW_MS + SLOW_EVICT_AFTER_MS);
+      const ends = await Promise.all([closed.next(mine(silentPort)), closed.next(mine(stalledPort))]);
+      assert.deepEqual(ends.map((e) => [e.outcome, e.stage]), [["shutdown", "AwaitingLine"], ["shutdown", "Handshaking"]]);
+      await closing;
+      assert.ok(clock.elapsed() < grace, `stopped at ${clock.elapsed()} ms of the clock, its grace ${grace}`);
+      await Promise.all([silent.ended, stalled.ended]);
+    } finally {
+      accepted.stop();
+      closed.stop();
+      await listener.close(0);
+      registry.stop();
+      await runner.close();
+    }
+  });
+}

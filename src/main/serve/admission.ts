@@ -80,6 +80,8 @@ export interface Slot {
   release(): void;
   /** Its source had failed lately when it was granted (Rule 2): its work waits behind others' on the handshake runner. */
   readonly behind: boolean;
+  /** When it moved to the slow pool (Clock.elapsed; again once its peer answered an eviction's look), or null if it is not there. */
+  readonly slowSince: number | null;
 }
 
 /** The admission's side of its tickets: shared by every ticket. */
@@ -198,6 +200,10 @@ class GrantedSlot implements Slot {
   slow(): boolean {
     if (this.state === "held") this.#pool.moveToSlow(this);
     return this.state === "slow";
+  }
+
+  get slowSince(): number | null {
+    return this.state === "slow" ? this.movedAt : null;
   }
 
   release(): void {

@@ -233,6 +233,18 @@ export class Connection {
     if (this.#state !== "Sending") this.#close("shutdown");
   }
 
+  /**
+   * At a stop: whether its peer keeps it waiting as the open connections
+   * cap counts that (no version line after IDLE_EVICT_AFTER_MS; in the
+   * slow pool SLOW_EVICT_AFTER_MS and still waiting on its peer). The stop
+   * closes it rather than wait its grace for it (listener.ts).
+   */
+  keepsStopWaiting(now: number): boolean {
+    if (this.#state === "AwaitingLine") return now - this.#started >= IDLE_EVICT_AFTER_MS;
+    const since = this.#slot?.slowSince ?? null;
+    return this.#state === "Handshaking" && since !== null && now - since >= SLOW_EVICT_AFTER_MS && this.#driver !== null && this.#driver.pending === null;
+  }
+
   /** Waiting for its version line since `acceptedAt` (the listener's idle ones, listener.ts). */
   get awaitingLine(): boolean {
     return this.#state === "AwaitingLine";

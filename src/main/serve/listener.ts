@@ -23,7 +23,7 @@
 
 import { createServer, type Server, type Socket } from "node:net";
 import type { TlsSettings } from "../../tls/index.js";
-import type { Clock } from "../clock.js";
+import type { Clock, TimerHandle } from "../clock.js";
 import { events } from "../events.js";
 import { Admission, type AdmissionRefusal, type HandshakeCounts } from "./admission.js";
 import { Connection, type ConnectionHost } from "./connection.js";
@@ -68,6 +68,12 @@ export interface SourceGate {
   leave(source: string): void;
   failed(source: string): void;
 }
+
+/**
+ * How often a stop looks for connections whose peers keep it waiting
+ * (Listener.close): a quarter of IDLE_EVICT_AFTER_MS and SLOW_EVICT_AFTER_MS.
+ */
+const STOP_LOOK_MS = 250;
 
 export interface ListenerDeps {
   readonly registry: SecretSource;
@@ -332,9 +338,12 @@ export class Listener {
   }
 
   /**
-   * Stops accepting; the connections open may finish within `graceMs`
-   * (one that waits on a silent peer holds the stop that long); then all
-   * but those sending a secret are closed.
+   * Stops accepting; the connections open may finish within `graceMs`,
+   * but those whose peers keep them waiting (Connection.keepsStopWaiting:
+   * as the open connections cap counts them), looked for every
+   * STOP_LOOK_MS, are closed rather than waited for; then all but those
+   * sending a secret are closed. Before 2026-12 a silent peer held every
+   * stop its whole grace (6-11 s stops during a wave with hostile peers).
    * `keepListening`: the socket is shared with other threads and must not
    * be closed (see serve-threads.ts); connections are then reset at accept.
    */
@@ -343,12 +352,26 @@ export class Listener {
     this.#acceptErrors.stop();
     const closed = keepListening ? Promise.resolve() : new Promise<void>((resolve) => this.#server.close(() => resolve()));
     if (this.#connections.size > 0) {
+      const clock = this.#deps.clock;
       await new Promise<void>((resolve) => {
-        const grace = this.#deps.clock.setTimeout(() => resolve(), graceMs);
+        let look: TimerHandle | null = null;
+        const grace = clock.setTimeout(() => {
+          look?.cancel();
+          resolve();
+        }, graceMs);
         this.#drained = () => {
           grace.cancel();
+          look?.cancel();
+          look = null;
           resolve();
         };
+        const closeStalled = (): void => {
+          look = null;
+          const now = clock.elapsed();
+          for (const c of [...this.#connections]) if (c.keepsStopWaiting(now)) c.shutdown();
+          if (this.#connections.size > 0 && this.#drained !== null) look = clock.setTimeout(closeStalled, STOP_LOOK_MS);
+        };
+        closeStalled();
       });
       this.#drained = null;
     }
