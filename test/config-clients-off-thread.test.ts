@@ -52,6 +52,12 @@ test("an unchanged client is the running object itself; a changed or new one a n
   const unpacked = unpackClients(packClients(next), running);
   assert.deepEqual(unpacked, next);
   assert.deepEqual(unpacked.map((c, i) => c === running[i]), [true, true, false, true, false]);
+  // The new ones' secrets take memory of their size, not a 64 KiB chunk each reload: it lives as long as they do.
+  const made = [unpacked[2]!, unpacked[4]!];
+  assert.equal(made[0]!.secret.buffer, made[1]!.secret.buffer, "side by side");
+  assert.equal(made[0]!.secret.buffer.byteLength, made[0]!.secret.length + made[1]!.secret.length);
+  // Made as the file's parse makes them: keys in one order, one object shape for every client.
+  for (const c of made) assert.deepEqual(Object.keys(c), Object.keys(next[0]!));
   // Any one setting differing makes it new: the key, the secret, a duration, a flag, a string.
   const base = "[c]\nkey_id = 11\nsecret = AAAA\n";
   const before = parseClientsConfig(base, FILE);

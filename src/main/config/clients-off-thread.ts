@@ -77,19 +77,26 @@ export function unpackClients(packed: PackedClients, previous: readonly ClientSe
   const { strings, durations, flags, secretEnds } = packed;
   const before = new Map(previous.map((c) => [c.name, c]));
   const all = Buffer.from(packed.secrets);
-  const arena = new SecretArena();
-  const clients: ClientSettings[] = new Array(flags.length);
-  let start = 0;
+  const secretOf = (i: number): Buffer => all.subarray(i === 0 ? 0 : secretEnds[i - 1]!, secretEnds[i]!);
+  // The previous client where it is the same; the others are made anew, their secrets in one arena of their size.
+  const clients: (ClientSettings | undefined)[] = new Array(flags.length);
+  let fresh = 0;
   for (let i = 0; i < flags.length; i++) {
+    const o = before.get(strings[i * STRINGS_PER_CLIENT]!);
+    if (o !== undefined && sameFileClient(o, packed, i, secretOf(i))) clients[i] = o;
+    else fresh += secretOf(i).length;
+  }
+  const arena = new SecretArena(fresh);
+  for (let i = 0; i < flags.length; i++) {
+    if (clients[i] !== undefined) continue;
     const s = i * STRINGS_PER_CLIENT;
     const d = i * DURATIONS_PER_CLIENT;
-    const end = secretEnds[i]!;
-    const secret = all.subarray(start, end);
-    start = end;
-    const c: Omit<ClientSettings, "secret"> = {
+    // One literal, its keys in clients-config.ts's order: every client object of one shape.
+    clients[i] = {
       name: strings[s]!,
       keyId: strings[s + 1]!,
       fingerprint: strings[s + 2]!,
+      secret: arena.keep(secretOf(i)),
       host: strings[s + 3]!,
       timeout: durations[d]!,
       extendedTimeout: durations[d + 1]!,
@@ -100,18 +107,20 @@ export function unpackClients(packed: PackedClients, previous: readonly ClientSe
       approvalDuration: durations[d + 4]!,
       enabled: (flags[i]! & 2) !== 0,
     };
-    const o = before.get(c.name);
-    clients[i] = o !== undefined && sameFileClient(o, c, secret) ? o : { ...c, secret: arena.keep(secret) };
   }
   all.fill(0);
-  return clients;
+  return clients as ClientSettings[];
 }
 
-function sameFileClient(o: ClientSettings, c: Omit<ClientSettings, "secret">, secret: Buffer): boolean {
-  return o.keyId === c.keyId && o.fingerprint === c.fingerprint && o.host === c.host && o.checker === c.checker &&
-    o.timeout === c.timeout && o.extendedTimeout === c.extendedTimeout && o.interval === c.interval &&
-    o.approvalDelay === c.approvalDelay && o.approvalDuration === c.approvalDuration &&
-    o.approvedByDefault === c.approvedByDefault && o.enabled === c.enabled && o.secret.equals(secret);
+/** Whether `o` is the packed client `i`, its secret `secret`, in every field. */
+function sameFileClient(o: ClientSettings, packed: PackedClients, i: number, secret: Buffer): boolean {
+  const { strings, durations, flags } = packed;
+  const s = i * STRINGS_PER_CLIENT;
+  const d = i * DURATIONS_PER_CLIENT;
+  return o.keyId === strings[s + 1] && o.fingerprint === strings[s + 2] && o.host === strings[s + 3] && o.checker === strings[s + 4] &&
+    o.timeout === durations[d] && o.extendedTimeout === durations[d + 1] && o.interval === durations[d + 2] &&
+    o.approvalDelay === durations[d + 3] && o.approvalDuration === durations[d + 4] &&
+    o.approvedByDefault === ((flags[i]! & 1) !== 0) && o.enabled === ((flags[i]! & 2) !== 0) && o.secret.equals(secret);
 }
 
 /** What the worker is given. */

@@ -21,17 +21,30 @@ const SHARED_UP_TO = SECRET_CHUNK_BYTES / 8;
 export class SecretArena {
   #chunk: Buffer | null = null;
   #used = 0;
+  /** Bytes still to be kept, as told (at most): a chunk is no larger. */
+  #left: number;
+
+  /**
+   * `expected`: the bytes of the secrets it will be asked to keep, at most,
+   * if known. A reload's few new clients then take a chunk of their size:
+   * a chunk of 64 KiB for one secret of 600 bytes lived as long as that
+   * client, and a fleet enrolled a machine a reload held 64 MB a thousand.
+   */
+  constructor(expected = Infinity) {
+    this.#left = expected;
+  }
 
   /** A copy of `secret` in the arena. */
   keep(secret: Buffer): Buffer {
     if (secret.length > SHARED_UP_TO) return ownedCopy(secret);
     if (this.#chunk === null || this.#used + secret.length > this.#chunk.length) {
       // Zeroed: a chunk's unused tail holds nothing left over from elsewhere.
-      this.#chunk = Buffer.alloc(SECRET_CHUNK_BYTES);
+      this.#chunk = Buffer.alloc(Math.max(secret.length, Math.min(SECRET_CHUNK_BYTES, this.#left)));
       this.#used = 0;
     }
     const view = this.#chunk.subarray(this.#used, this.#used + secret.length);
     this.#used += secret.length;
+    this.#left -= secret.length;
     secret.copy(view);
     return view;
   }
