@@ -12,7 +12,8 @@
 
 import { createHash } from "node:crypto";
 import type { Etcd3, IOptions, Lease } from "etcd3";
-import { watchPrefix, type PrefixWatch } from "./prefix-watch.js";
+import { watchPrefixes, type PrefixWatch } from "./prefix-watch.js";
+import { serversDir } from "./layout.js";
 import { guardLease } from "./member-policy.js";
 
 /**
@@ -31,6 +32,8 @@ export class CheckerShare {
   #lease: Lease | null = null;
   #watcher: PrefixWatch | null = null;
   #stopped = false;
+  /** Aborted at stop(): a watch being made (etcd slow or gone) is given up. */
+  readonly #stopping = new AbortController();
   readonly #onRegistered: () => void;
   readonly #onWatchLost: () => void;
   readonly #onLeaseLost: () => void;
@@ -48,7 +51,7 @@ export class CheckerShare {
   ) {
     this.#etcd = etcd;
     this.#options = options;
-    this.#dir = `${prefix}servers/`;
+    this.#dir = serversDir(prefix);
     this.#id = serverId;
     this.#onRegistered = onRegistered;
     this.#onLeaseLost = onLeaseLost;
@@ -94,12 +97,12 @@ export class CheckerShare {
       for (const id of live) this.#live.add(id);
       // Cancelled by etcd (prefix-watch.ts): read again and watched anew at
       // the fleet's next sync, which calls start().
-      const watch = await watchPrefix(this.#options, this.#dir, () => {
+      const watch = await watchPrefixes(this.#options, [this.#dir], () => {
         if (this.#watcher === watch) this.#watcher = null;
         this.#onWatchLost();
-      });
-      watch.watcher.on("put", (kv) => this.#live.add(kv.key.toString().slice(this.#dir.length)));
-      watch.watcher.on("delete", (kv) => this.#live.delete(kv.key.toString().slice(this.#dir.length)));
+      }, undefined, this.#stopping.signal);
+      watch.watchers[0]!.on("put", (kv) => this.#live.add(kv.key.toString().slice(this.#dir.length)));
+      watch.watchers[0]!.on("delete", (kv) => this.#live.delete(kv.key.toString().slice(this.#dir.length)));
       this.#watcher = watch;
     }
     if (!this.#lease) await this.#register();
@@ -155,6 +158,7 @@ export class CheckerShare {
    */
   async stop(waitMs: number): Promise<void> {
     this.#stopped = true;
+    this.#stopping.abort();
     // At once, not one after the other: each may wait its whole time on an etcd that hangs.
     await Promise.all([this.#watcher?.close(), this.#lease?.revoke({ deadline: Date.now() + waitMs }).catch(() => undefined)]);
   }
