@@ -9,6 +9,11 @@
 // While this server is not itself among the live servers (etcd unreachable,
 // lease lost, not yet registered) it runs every checker: a client is then
 // checked more often than needed rather than not at all.
+//
+// A server's key deleted while its lease lives (by someone else: `etcdctl
+// del --prefix`) is put again at once, with the lease: before, it stayed
+// away until the lease was lost, which it never was, and every other
+// server took this one for dead.
 
 import { createHash } from "node:crypto";
 import type { Etcd3, IOptions, Lease } from "etcd3";
@@ -37,17 +42,20 @@ export class CheckerShare {
   readonly #onRegistered: () => void;
   readonly #onWatchLost: () => void;
   readonly #onLeaseLost: () => void;
+  readonly #onPutAgain: () => void;
 
   /**
    * `onRegistered` runs each time this server's lease is new (keys bound to
    * a lost one are gone); `onLeaseLost` when etcd let the lease expire or
    * revoked it (this server then runs every checker, and registers again);
    * `onWatchLost` when etcd cancelled the watch of the servers, which
-   * start() makes again. `options` are `etcd`'s, for the watch's own connection.
+   * start() makes again; `onPutAgain` when this server's key, deleted by
+   * someone else while its lease lived, is in etcd again. `options` are
+   * `etcd`'s, for the watch's own connection.
    */
   constructor(
     etcd: Etcd3, options: IOptions, prefix: string, serverId: string,
-    onRegistered: () => void = () => {}, onLeaseLost: () => void = () => {}, onWatchLost: () => void = () => {},
+    onRegistered: () => void = () => {}, onLeaseLost: () => void = () => {}, onWatchLost: () => void = () => {}, onPutAgain: () => void = () => {},
   ) {
     this.#etcd = etcd;
     this.#options = options;
@@ -56,6 +64,7 @@ export class CheckerShare {
     this.#onRegistered = onRegistered;
     this.#onLeaseLost = onLeaseLost;
     this.#onWatchLost = onWatchLost;
+    this.#onPutAgain = onPutAgain;
   }
 
   /** The ID of this server's lease, for keys that must go when the server does; null while it has none. */
@@ -102,7 +111,11 @@ export class CheckerShare {
         this.#onWatchLost();
       }, undefined, this.#stopping.signal);
       watch.watchers[0]!.on("put", (kv) => this.#live.add(kv.key.toString().slice(this.#dir.length)));
-      watch.watchers[0]!.on("delete", (kv) => this.#live.delete(kv.key.toString().slice(this.#dir.length)));
+      watch.watchers[0]!.on("delete", (kv) => {
+        const id = kv.key.toString().slice(this.#dir.length);
+        this.#live.delete(id);
+        if (id === this.#id) void this.#putAgain();
+      });
       this.#watcher = watch;
     }
     if (!this.#lease) await this.#register();
@@ -142,6 +155,25 @@ export class CheckerShare {
     this.#lease = lease;
     this.#live.add(this.#id);
     this.#onRegistered();
+  }
+
+  /**
+   * This server's key is gone. While its lease lives that is someone
+   * else's doing, and the key is put again at once, bound to the lease.
+   * A key etcd deleted because the lease expired cannot be put with it:
+   * the put fails, and the lease's loss is handled as such ("lost").
+   */
+  async #putAgain(): Promise<void> {
+    const lease = this.#lease;
+    if (this.#stopped || !lease) return;
+    try {
+      await lease.put(`${this.#dir}${this.#id}`).value("").exec();
+    } catch {
+      return;
+    }
+    if (this.#stopped || this.#lease !== lease) return;
+    this.#live.add(this.#id);
+    this.#onPutAgain();
   }
 
   #retry(): void {

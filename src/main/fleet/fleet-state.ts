@@ -49,6 +49,13 @@
 //     (READ_PAGE_BYTES): 70 MB planted elsewhere under the prefix kept
 //     every server DEGRADED, its whole-prefix read failing each second.
 //     Keys elsewhere are counted, said at WARNING, and never read.
+//   - A client's key deleted by someone else (nothing of this release
+//     deletes one: `etcdctl del --prefix` by hand or by a script) is
+//     written back at once, as this server has it (its stamp kept, or a
+//     seed), as after an etcd whose data was lost; an approval is not
+//     (it was for the connections that waited then). Said in one WARNING
+//     line, with how many, once a minute at most. A server's own servers/
+//     key is put again by checker-share.ts, and its pending/ keys with it.
 
 import { hostname } from "node:os";
 import { randomBytes } from "node:crypto";
@@ -150,6 +157,8 @@ export const READ_PAGE_BYTES = 2 * 2 ** 20;
 const READ_DIRS = FLEET_DIRS.filter((dir) => dir !== "servers/");
 /** The most directories outside the fleet's that a warning names. */
 const UNKNOWN_DIRS_NAMED = 5;
+/** Keys deleted by someone else are gathered this long (a script's several `etcdctl del`) before the line that says how many. */
+const DELETIONS_GATHER_MS = 1_000;
 /**
  * Clients seeded a batch (14 keys each: 55 transactions of MAX_TXN_OPS):
  * a new fleet's seed of 10,000 clients is written in 20 batches, so that
@@ -322,6 +331,10 @@ export class FleetState {
   /** When keys outside the fleet's directories were last counted (#sayUnknown), and the directories last said. */
   #unknownCheckedAt = -Infinity;
   #unknownSaid = "";
+  /** Clients' and approvals' keys deleted by someone else since they were last said (#sayDeletions), and since when. */
+  readonly #deletions = { clients: 0, approvals: 0, since: 0 };
+  #deletionsSaidAt = -Infinity;
+  #deletionsTimer: TimerHandle | null = null;
 
   constructor(settings: EtcdSettings, deps: FleetStateDeps) {
     this.#options = etcdOptions(settings);
@@ -340,7 +353,7 @@ export class FleetState {
     this.#seeded = new PresentKeys(this.#prefix);
     this.#unsubscribe = this.#registry.subscribe((event) => this.#onEvent(event));
     this.#checkers = new CheckerShare(
-      this.#etcd, this.#options, this.#prefix, this.#id, () => this.#registered(), () => this.#leaseLost(), () => this.#watchCancelled(),
+      this.#etcd, this.#options, this.#prefix, this.#id, () => this.#registered(), () => this.#leaseLost(), () => this.#watchCancelled(), () => this.#putAgain(),
     );
     this.#registry.setCheckerOwnership((name) => this.#checkers.owns(name));
     this.#restoreUnsent(deps.unsent ?? []);
@@ -438,6 +451,7 @@ export class FleetState {
     this.#timer?.cancel();
     this.#foldTimer?.cancel();
     this.#leaseTimer?.cancel();
+    this.#deletionsTimer?.cancel();
     if (!this.#degraded && this.#hasWork()) await this.#write(Date.now() + REQUEST_TIMEOUT_MS).catch(() => undefined);
     await Promise.all([this.#watcher?.close(), this.#checkers.stop(CANCEL_WAIT_MS)]);
     this.#registry.setCheckerOwnership(null);
@@ -534,6 +548,16 @@ export class FleetState {
       this.#leaseTimer?.cancel();
       this.#leaseTimer = null;
     }
+    this.#putWaiting();
+  }
+
+  /**
+   * This server's servers/ key was deleted by someone else while its lease
+   * lived, and checker-share.ts has put it again: said, and the pending/
+   * keys bound to the lease, gone with it most likely, go out again.
+   */
+  #putAgain(): void {
+    this.#warn("own servers key", `this server's key servers/${this.#id} was deleted in etcd by someone else while its lease lived (etcdctl del?): put again`);
     this.#putWaiting();
   }
 
@@ -655,8 +679,17 @@ export class FleetState {
     }
   }
 
+  /**
+   * etcd has `d`. It is the newest this server knows of its key unless a
+   * newer value came in while it was on its way (another server's change,
+   * taken meanwhile): that one stays known. Remembered instead, the older
+   * value was what this server wrote back when the key was next deleted,
+   * and the newer one's server wrote its own over it again, warning of a
+   * clock behind.
+   */
   #written(d: Dirty): void {
-    this.#remember(d.key, d.value);
+    const known = this.#known.get(d.key);
+    if (!known || !newer(known, d.value)) this.#remember(d.key, d.value);
     if (this.#dirty.get(d.key) === d) this.#dirty.delete(d.key);
   }
 
@@ -1001,21 +1034,67 @@ export class FleetState {
       // As it is now: it may have taken another server's values since it was listed.
       const c = this.#registry.get(listed.name);
       if (!c) continue;
-      for (const property of SHARED_PROPERTIES) {
-        if (present.hasClient(c.name, property) || !this.#shareable(c, property)) continue;
-        const key = clientKey(this.#prefix, c.name, property);
-        if (this.#dirty.has(key)) continue;
-        const known = this.#known.get(key);
-        if (known) {
-          this.#dirty.set(key, { key, value: known });
-        } else {
-          this.#dirty.set(key, { key, value: { value: readProperty(c, property), at: 0, by: this.#id } });
-          this.#seeded.add(key, { kind: "client", name: c.name, property });
-        }
-      }
+      for (const property of SHARED_PROPERTIES) if (!present.hasClient(c.name, property)) this.#writeBack(c, property);
     }
   }
 
+  /**
+   * Marks `c`'s `property`, which etcd lacks, to be written: the newest
+   * value this server knows of it, with its stamp, or else a seed (at 0:
+   * any fleet value wins over it). Nothing for a property that is not
+   * shared, or a change already on its way. True if marked.
+   */
+  #writeBack(c: ClientView, property: ClientProperty): boolean {
+    if (!this.#shareable(c, property)) return false;
+    const key = clientKey(this.#prefix, c.name, property);
+    if (this.#dirty.has(key)) return false;
+    const known = this.#known.get(key);
+    if (known) {
+      this.#dirty.set(key, { key, value: known });
+    } else {
+      this.#dirty.set(key, { key, value: { value: readProperty(c, property), at: 0, by: this.#id } });
+      this.#seeded.add(key, { kind: "client", name: c.name, property });
+    }
+    return true;
+  }
+
+  /**
+   * A client's or an approval's key was deleted, which nothing of this
+   * release does: someone else did (`etcdctl del`). A client's value is
+   * written back as this server has it (#writeBack); an approval is not,
+   * as after a history replaced: every server has applied it, and written
+   * back it would be applied again, to connections that came after it.
+   * Counted for #sayDeletions. True if a value is to be written.
+   */
+  #deletedElsewhere(parsed: Extract<ParsedKey, { kind: "client" | "approval" }>): boolean {
+    if (this.#deletions.clients + this.#deletions.approvals === 0) this.#deletions.since = this.#clock.elapsed();
+    this.#deletions[parsed.kind === "client" ? "clients" : "approvals"]++;
+    if (!this.#deletionsTimer && !this.#stopped) {
+      const wait = Math.max(DELETIONS_GATHER_MS, this.#deletionsSaidAt + WARN_EVERY_MS - this.#clock.elapsed());
+      this.#deletionsTimer = this.#clock.setTimeout(() => {
+        this.#deletionsTimer = null;
+        this.#sayDeletions();
+      }, wait);
+    }
+    const c = parsed.kind === "client" ? this.#registry.get(parsed.name) : undefined;
+    return c !== undefined && parsed.kind === "client" && this.#writeBack(c, parsed.property);
+  }
+
+  /** One WARNING line for the keys deleted by someone else since the last (once a minute at most), not one a key. */
+  #sayDeletions(): void {
+    const { clients, approvals, since } = this.#deletions;
+    if (this.#stopped || clients + approvals === 0) return;
+    const now = this.#clock.elapsed();
+    this.#logger.warning(
+      `${clients + approvals} of the fleet's keys were deleted in etcd by someone else in the last ${seconds(now - since)} (etcdctl del?): ` +
+        `clients/: ${clients}, written back as this server has them; approvals/: ${approvals}, not written back (they were for the connections that waited then)`,
+    );
+    this.#deletions.clients = 0;
+    this.#deletions.approvals = 0;
+    this.#deletionsSaidAt = now;
+  }
+
+  /** Watches the fleet's directories (READ_DIRS: nothing else under the prefix reaches this server) from `fromRevision`. */
   async #watch(fromRevision: bigint): Promise<void> {
     const watch = await watchPrefixes(this.#options, READ_DIRS.map((dir) => this.#prefix + dir), () => {
       if (this.#watcher !== watch) return;
@@ -1101,7 +1180,9 @@ export class FleetState {
           // Just made by its server, as far as the watch tells, yet older:
           // a write held up by an outage, or a server whose clock is behind,
           // whose every change the fleet undoes so. Said, not decided here.
-          if (!includeOwn && value.by !== this.#id) {
+          // Not for a seed (at 0: no clock made it), which two servers write
+          // at once when they seed a new fleet or write back deleted keys.
+          if (!includeOwn && value.by !== this.#id && value.at > 0) {
             this.#warn(
               `behind ${value.by}`,
               `etcd's ${key.slice(this.#prefix.length)} from ${value.by} is stamped ${seconds(newest.at - value.at)} before the value this server has (by ${newest.by}), and came after it: written back over it (a write held up by an outage; or is ${value.by}'s clock behind?)`,
@@ -1156,7 +1237,10 @@ export class FleetState {
         for (const change of record?.changes ?? []) take(change.key, parseKey(this.#prefix, change.key)!, change.value, true);
         continue;
       }
-      if (type !== "Put") continue;
+      if (type !== "Put") {
+        if ((parsed?.kind === "client" || parsed?.kind === "approval") && this.#deletedElsewhere(parsed)) rewrites++;
+        continue;
+      }
       const value = parsed && decodeValue(text);
       if (parsed && value) take(key, parsed, value, false);
       // A client's or an approval's key that holds no stamped value (a hand-made put, a hostile writer): ignored, and said.
