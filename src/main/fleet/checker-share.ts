@@ -9,10 +9,16 @@
 // While this server is not itself among the live servers (etcd unreachable,
 // lease lost, not yet registered) it runs every checker: a client is then
 // checked more often than needed rather than not at all.
+//
+// A server's key deleted while its lease lives (by someone else: `etcdctl
+// del --prefix`) is put again at once, with the lease: before, it stayed
+// away until the lease was lost, which it never was, and every other
+// server took this one for dead.
 
 import { createHash } from "node:crypto";
 import type { Etcd3, IOptions, Lease } from "etcd3";
-import { watchPrefix, type PrefixWatch } from "./prefix-watch.js";
+import { watchPrefixes, type PrefixWatch } from "./prefix-watch.js";
+import { serversDir } from "./layout.js";
 import { guardLease } from "./member-policy.js";
 
 /**
@@ -31,28 +37,34 @@ export class CheckerShare {
   #lease: Lease | null = null;
   #watcher: PrefixWatch | null = null;
   #stopped = false;
+  /** Aborted at stop(): a watch being made (etcd slow or gone) is given up. */
+  readonly #stopping = new AbortController();
   readonly #onRegistered: () => void;
   readonly #onWatchLost: () => void;
   readonly #onLeaseLost: () => void;
+  readonly #onPutAgain: () => void;
 
   /**
    * `onRegistered` runs each time this server's lease is new (keys bound to
    * a lost one are gone); `onLeaseLost` when etcd let the lease expire or
    * revoked it (this server then runs every checker, and registers again);
    * `onWatchLost` when etcd cancelled the watch of the servers, which
-   * start() makes again. `options` are `etcd`'s, for the watch's own connection.
+   * start() makes again; `onPutAgain` when this server's key, deleted by
+   * someone else while its lease lived, is in etcd again. `options` are
+   * `etcd`'s, for the watch's own connection.
    */
   constructor(
     etcd: Etcd3, options: IOptions, prefix: string, serverId: string,
-    onRegistered: () => void = () => {}, onLeaseLost: () => void = () => {}, onWatchLost: () => void = () => {},
+    onRegistered: () => void = () => {}, onLeaseLost: () => void = () => {}, onWatchLost: () => void = () => {}, onPutAgain: () => void = () => {},
   ) {
     this.#etcd = etcd;
     this.#options = options;
-    this.#dir = `${prefix}servers/`;
+    this.#dir = serversDir(prefix);
     this.#id = serverId;
     this.#onRegistered = onRegistered;
     this.#onLeaseLost = onLeaseLost;
     this.#onWatchLost = onWatchLost;
+    this.#onPutAgain = onPutAgain;
   }
 
   /** The ID of this server's lease, for keys that must go when the server does; null while it has none. */
@@ -94,12 +106,16 @@ export class CheckerShare {
       for (const id of live) this.#live.add(id);
       // Cancelled by etcd (prefix-watch.ts): read again and watched anew at
       // the fleet's next sync, which calls start().
-      const watch = await watchPrefix(this.#options, this.#dir, () => {
+      const watch = await watchPrefixes(this.#options, [this.#dir], () => {
         if (this.#watcher === watch) this.#watcher = null;
         this.#onWatchLost();
+      }, undefined, this.#stopping.signal);
+      watch.watchers[0]!.on("put", (kv) => this.#live.add(kv.key.toString().slice(this.#dir.length)));
+      watch.watchers[0]!.on("delete", (kv) => {
+        const id = kv.key.toString().slice(this.#dir.length);
+        this.#live.delete(id);
+        if (id === this.#id) void this.#putAgain();
       });
-      watch.watcher.on("put", (kv) => this.#live.add(kv.key.toString().slice(this.#dir.length)));
-      watch.watcher.on("delete", (kv) => this.#live.delete(kv.key.toString().slice(this.#dir.length)));
       this.#watcher = watch;
     }
     if (!this.#lease) await this.#register();
@@ -141,6 +157,25 @@ export class CheckerShare {
     this.#onRegistered();
   }
 
+  /**
+   * This server's key is gone. While its lease lives that is someone
+   * else's doing, and the key is put again at once, bound to the lease.
+   * A key etcd deleted because the lease expired cannot be put with it:
+   * the put fails, and the lease's loss is handled as such ("lost").
+   */
+  async #putAgain(): Promise<void> {
+    const lease = this.#lease;
+    if (this.#stopped || !lease) return;
+    try {
+      await lease.put(`${this.#dir}${this.#id}`).value("").exec();
+    } catch {
+      return;
+    }
+    if (this.#stopped || this.#lease !== lease) return;
+    this.#live.add(this.#id);
+    this.#onPutAgain();
+  }
+
   #retry(): void {
     setTimeout(() => {
       if (this.#stopped || this.#lease) return;
@@ -155,6 +190,7 @@ export class CheckerShare {
    */
   async stop(waitMs: number): Promise<void> {
     this.#stopped = true;
+    this.#stopping.abort();
     // At once, not one after the other: each may wait its whole time on an etcd that hangs.
     await Promise.all([this.#watcher?.close(), this.#lease?.revoke({ deadline: Date.now() + waitMs }).catch(() => undefined)]);
   }

@@ -41,10 +41,25 @@
 //   - A failed flush or sync marks the link degraded; a sync retries every
 //     RETRY_MS until etcd answers again. The server says so loudly, once,
 //     at a failure DEGRADED_AFTER_MS after the first: not for an election.
+//     A sync that failed after etcd had answered part of its read (the
+//     read itself costs etcd) is retried later each time, up to
+//     SYNC_RETRY_MAX_MS.
+//   - Only the fleet's directories are read and watched (layout.ts
+//     FLEET_DIRS), each its own range, a page bounded in keys and in bytes
+//     (READ_PAGE_BYTES): 70 MB planted elsewhere under the prefix kept
+//     every server DEGRADED, its whole-prefix read failing each second.
+//     Keys elsewhere are counted, said at WARNING, and never read.
+//   - A client's key deleted by someone else (nothing of this release
+//     deletes one: `etcdctl del --prefix` by hand or by a script) is
+//     written back at once, as this server has it (its stamp kept, or a
+//     seed), as after an etcd whose data was lost; an approval is not
+//     (it was for the connections that waited then). Said in one WARNING
+//     line, with how many, once a minute at most. A server's own servers/
+//     key is put again by checker-share.ts, and its pending/ keys with it.
 
 import { hostname } from "node:os";
 import { randomBytes } from "node:crypto";
-import { Etcd3, type IKeyValue, type IOptions, type IRequestOp, type IResponseHeader } from "etcd3";
+import { Etcd3, GRPCDeadlineExceededError, type IKeyValue, type IOptions, type IRangeResponse, type IRequestOp, type IResponseHeader } from "etcd3";
 import type { Clock, TimerHandle } from "../clock.js";
 import type { ClientProperty, ClientView, PendingRequest, RegistryEvent } from "../clients/contract.js";
 import { checkerHoldsSecret } from "../clients/settings.js";
@@ -52,15 +67,15 @@ import { secretToOpen } from "../clients/secret-to-open.js";
 import type { ClientRegistry } from "../clients/registry.js";
 import type { Logger } from "../daemon/log.js";
 import {
-  approvalKey, clientKey, decodeJournal, decodePending, decodeValue, encodeJournal, encodePending, encodeValue, isScalar, isShared, journalDir, journalKey, parseKey,
+  approvalKey, clientKey, decodeJournal, decodePending, decodeValue, encodeJournal, encodePending, encodeValue, FLEET_DIRS, fleetDirOf, isScalar, isShared, journalDir, journalKey, parseKey,
   pendingKey, PresentKeys, readJournal, readProperty, SHARED_PROPERTIES, StateBuilder, validValue, type ParsedKey, type Stamped,
 } from "./layout.js";
 import type { EtcdSettings } from "./settings.js";
 import type { FleetUnsentChange } from "../state/state-file.js";
 import { readEtcdCredentials } from "./credentials.js";
 import { explainEtcdTls } from "./tls-diagnosis.js";
-import { CANCEL_WAIT_MS, watchPrefix, type PrefixWatch } from "./prefix-watch.js";
-import { attemptOptions, KEEPALIVE_OPTIONS, memberPolicy } from "./member-policy.js";
+import { CANCEL_WAIT_MS, watchPrefixes, type PrefixWatch } from "./prefix-watch.js";
+import { attemptOptions, isAnswerTooLarge, KEEPALIVE_OPTIONS, memberPolicy, requestPolicy } from "./member-policy.js";
 import { openEtcd } from "./token-clients.js";
 import { CheckerShare } from "./checker-share.js";
 import { RUNTIME_SETTINGS } from "../clients/runtime-settings.js";
@@ -84,6 +99,14 @@ export const FOLD_QUIET_MS = 3_000;
 export const ORPHAN_MS = 60_000;
 /** How often a degraded server asks etcd again. */
 export const RETRY_MS = 1_000;
+/**
+ * The longest wait before a sync that failed is tried again, when etcd had
+ * answered part of its read: such a try costs etcd the read, and one
+ * that fails again and again (a read too slow for its deadline) is made
+ * 1, 2, 4, then every 8 s. A sync that etcd did not answer at all (etcd
+ * out of reach) costs it nothing, and is tried every RETRY_MS.
+ */
+export const SYNC_RETRY_MAX_MS = 8_000;
 /** A decision written this long after it was given was late (an outage, a slow etcd): one not applied is logged. */
 const LATE_DECISION_MS = 1_000;
 /**
@@ -120,6 +143,22 @@ export const REQUEST_TIMEOUT_MS = 3_000;
  * are 140,000 keys, 14 MB: one request could not carry them).
  */
 export const READ_PAGE_KEYS = 10_000;
+/**
+ * About the most bytes (keys and values) a page of that read should carry:
+ * the keys of the next page are as many as the last page's bytes a key
+ * say fit (READ_PAGE_KEYS at most). A fleet's own keys (about 100 bytes)
+ * never make it shorter than READ_PAGE_KEYS; values of 100 KB (not the
+ * fleet's: planted by hand in a directory it reads) make it 20 keys, each
+ * page an answer of milliseconds, where 10,000 of them could not be
+ * answered at all.
+ */
+export const READ_PAGE_BYTES = 2 * 2 ** 20;
+/** The directories a server reads and watches: every one of the fleet's but servers/ (checker-share.ts's). */
+const READ_DIRS = FLEET_DIRS.filter((dir) => dir !== "servers/");
+/** The most directories outside the fleet's that a warning names. */
+const UNKNOWN_DIRS_NAMED = 5;
+/** Keys deleted by someone else are gathered this long (a script's several `etcdctl del`) before the line that says how many. */
+const DELETIONS_GATHER_MS = 1_000;
 /**
  * Clients seeded a batch (14 keys each: 55 transactions of MAX_TXN_OPS):
  * a new fleet's seed of 10,000 clients is written in 20 batches, so that
@@ -226,8 +265,12 @@ export class FleetState {
    * on the monotonic one (for local durations, which a clock step must not move).
    */
   readonly #waitingHere = new Map<string, { readonly request: PendingRequest; readonly since: number; readonly sinceElapsed: number }>();
-  /** Revisions of our transactions whose events the watch has not yet brought back. */
-  readonly #ownRevisions = new Set<string>();
+  /**
+   * Revisions of our transactions whose events the watch has not yet
+   * brought back, each with the directories it wrote in: a watcher of one
+   * directory sees only its own, and leaves the others to theirs.
+   */
+  readonly #ownRevisions = new Map<string, Set<string>>();
   /** Clients added at run time (SIGHUP) since the last sync: they take the fleet's state, not clients.conf's fresh one. */
   readonly #added = new Set<string>();
   /** Other servers' pending/ keys this server shows. */
@@ -277,8 +320,21 @@ export class FleetState {
   #timer: TimerHandle | null = null;
   #watcher: PrefixWatch | null = null;
   #stopped = false;
+  /** Aborted at stop(): a watch being made (etcd slow or gone) is given up. */
+  readonly #stopping = new AbortController();
   readonly #checkers: CheckerShare;
   readonly #pageKeys: number;
+  /** Keys a page of the next read of the fleet (#readAll): READ_PAGE_KEYS, fewer after pages of large values. */
+  #pageLimit: number;
+  /** Syncs in a row that failed after etcd had answered part of their read (SYNC_RETRY_MAX_MS). */
+  #costlyFailures = 0;
+  /** When keys outside the fleet's directories were last counted (#sayUnknown), and the directories last said. */
+  #unknownCheckedAt = -Infinity;
+  #unknownSaid = "";
+  /** Clients' and approvals' keys deleted by someone else since they were last said (#sayDeletions), and since when. */
+  readonly #deletions = { clients: 0, approvals: 0, since: 0 };
+  #deletionsSaidAt = -Infinity;
+  #deletionsTimer: TimerHandle | null = null;
 
   constructor(settings: EtcdSettings, deps: FleetStateDeps) {
     this.#options = etcdOptions(settings);
@@ -293,10 +349,11 @@ export class FleetState {
     this.#clock = deps.clock;
     this.#id = deps.serverId ?? `${hostname()}/${process.pid}/${randomBytes(4).toString("hex")}`;
     this.#pageKeys = deps.readPageKeys ?? READ_PAGE_KEYS;
+    this.#pageLimit = this.#pageKeys;
     this.#seeded = new PresentKeys(this.#prefix);
     this.#unsubscribe = this.#registry.subscribe((event) => this.#onEvent(event));
     this.#checkers = new CheckerShare(
-      this.#etcd, this.#options, this.#prefix, this.#id, () => this.#registered(), () => this.#leaseLost(), () => this.#watchCancelled(),
+      this.#etcd, this.#options, this.#prefix, this.#id, () => this.#registered(), () => this.#leaseLost(), () => this.#watchCancelled(), () => this.#putAgain(),
     );
     this.#registry.setCheckerOwnership((name) => this.#checkers.owns(name));
     this.#restoreUnsent(deps.unsent ?? []);
@@ -389,10 +446,12 @@ export class FleetState {
    */
   async stop(): Promise<void> {
     this.#stopped = true;
+    this.#stopping.abort();
     this.#unsubscribe();
     this.#timer?.cancel();
     this.#foldTimer?.cancel();
     this.#leaseTimer?.cancel();
+    this.#deletionsTimer?.cancel();
     if (!this.#degraded && this.#hasWork()) await this.#write(Date.now() + REQUEST_TIMEOUT_MS).catch(() => undefined);
     await Promise.all([this.#watcher?.close(), this.#checkers.stop(CANCEL_WAIT_MS)]);
     this.#registry.setCheckerOwnership(null);
@@ -489,6 +548,16 @@ export class FleetState {
       this.#leaseTimer?.cancel();
       this.#leaseTimer = null;
     }
+    this.#putWaiting();
+  }
+
+  /**
+   * This server's servers/ key was deleted by someone else while its lease
+   * lived, and checker-share.ts has put it again: said, and the pending/
+   * keys bound to the lease, gone with it most likely, go out again.
+   */
+  #putAgain(): void {
+    this.#warn("own servers key", `this server's key servers/${this.#id} was deleted in etcd by someone else while its lease lived (etcdctl del?): put again`);
     this.#putWaiting();
   }
 
@@ -597,18 +666,30 @@ export class FleetState {
       }
       const chunk = items.slice(i, end);
       i = end;
-      const res = await this.#etcd.kv.txn(
-        { success: chunk.map((item) => item.request(lease)) },
-        deadline === undefined ? undefined : { deadline },
-      );
-      this.#ownRevisions.add(res.header.revision);
+      const requests = chunk.map((item) => item.request(lease));
+      const res = await this.#etcd.kv.txn({ success: requests }, deadline === undefined ? undefined : { deadline });
+      const dirs = new Set<string>();
+      for (const r of requests) {
+        const dir = fleetDirOf(this.#prefix, (r.request_put?.key ?? r.request_delete_range?.key ?? "").toString());
+        if (dir !== null && dir !== "servers/") dirs.add(dir);
+      }
+      if (dirs.size > 0) this.#ownRevisions.set(res.header.revision, dirs);
       this.#saw(res.header.revision);
       for (const item of chunk) item.done();
     }
   }
 
+  /**
+   * etcd has `d`. It is the newest this server knows of its key unless a
+   * newer value came in while it was on its way (another server's change,
+   * taken meanwhile): that one stays known. Remembered instead, the older
+   * value was what this server wrote back when the key was next deleted,
+   * and the newer one's server wrote its own over it again, warning of a
+   * clock behind.
+   */
   #written(d: Dirty): void {
-    this.#remember(d.key, d.value);
+    const known = this.#known.get(d.key);
+    if (!known || !newer(known, d.value)) this.#remember(d.key, d.value);
     if (this.#dirty.get(d.key) === d) this.#dirty.delete(d.key);
   }
 
@@ -742,12 +823,13 @@ export class FleetState {
     this.#flushing = true;
     // What this server held for etcd, written by this sync: said at the end of an outage.
     const held = this.#dirty.size;
+    const answered = { pages: 0 };
     try {
       // Each page is adopted as it comes (values of one revision; Rule 1
       // holds across pages): a fleet's 140,000 keys are never in memory at once.
       const present = new PresentKeys(this.#prefix);
       this.#journal.clear();
-      const { revision, header } = await this.#readAll((kvs) => {
+      const { revision, header } = await this.#readAll(answered, (kvs) => {
         const incoming: Incoming[] = kvs.map((kv) => ({ type: "Put", key: kv.key.toString(), text: kv.value.toString() }));
         this.#apply(incoming, true);
         for (const i of incoming) {
@@ -766,6 +848,7 @@ export class FleetState {
       }
       this.#cluster = header.cluster_id;
       this.#saw(header.revision);
+      await this.#sayUnknown(header.revision);
       // Watch before writing: a watch begun after a new fleet's seed
       // (140,000 puts for 10,000 clients) was sent every one of them back
       // at once, decoded in one burst; begun first, each comes back with
@@ -790,9 +873,10 @@ export class FleetState {
       for (const name of added) this.#added.delete(name);
       this.#recovered(held);
       this.#resync = false;
+      this.#costlyFailures = 0;
     } catch (error) {
       this.#goDegraded(error);
-      this.#schedule(RETRY_MS);
+      this.#schedule(answered.pages > 0 ? Math.min(SYNC_RETRY_MAX_MS, RETRY_MS * 2 ** this.#costlyFailures++) : RETRY_MS);
     } finally {
       this.#flushing = false;
     }
@@ -800,22 +884,103 @@ export class FleetState {
   }
 
   /**
-   * Every key under the prefix, as of one revision, a page at a time to
-   * `onPage`; resolves to that revision and the first page's header (a
-   * linearizable read: its revision is at least any this server has seen
-   * of the same history).
+   * Every key of the fleet's directories (READ_DIRS, each its own range:
+   * nothing else under the prefix), as of one revision, a page at a time
+   * to `onPage`, counting the pages in `answered`; resolves to that
+   * revision and the first page's header (a linearizable read: its
+   * revision is at least any this server has seen of the same history).
+   * A page asks for #pageLimit keys, which follows the bytes a key of the
+   * pages read so far (READ_PAGE_BYTES); an answer too large for gRPC is
+   * asked again at once for a tenth of the keys, and a page that timed out
+   * makes the next read's pages a quarter as long.
    */
-  async #readAll(onPage: (kvs: readonly IKeyValue[]) => void): Promise<{ readonly revision: bigint; readonly header: IResponseHeader }> {
-    const end = prefixEnd(this.#prefix);
-    let key = Buffer.from(this.#prefix);
+  async #readAll(answered: { pages: number }, onPage: (kvs: readonly IKeyValue[]) => void): Promise<{ readonly revision: bigint; readonly header: IResponseHeader }> {
     let first: IResponseHeader | undefined;
-    for (;;) {
-      const res = await this.#etcd.kv.range({ key, range_end: end, limit: this.#pageKeys, ...(first ? { revision: first.revision } : {}) });
-      first ??= res.header;
-      onPage(res.kvs);
-      const last = res.kvs.at(-1);
-      if (!res.more || !last) return { revision: BigInt(first.revision), header: first };
-      key = Buffer.concat([last.key, Buffer.from([0])]);
+    for (const dir of READ_DIRS) {
+      const end = prefixEnd(this.#prefix + dir);
+      let key = Buffer.from(this.#prefix + dir);
+      for (;;) {
+        const limit = this.#pageLimit;
+        let res: IRangeResponse;
+        try {
+          res = await this.#etcd.kv.range({ key, range_end: end, limit, ...(first ? { revision: first.revision } : {}) });
+        } catch (error) {
+          if (isAnswerTooLarge(error) && limit > 1) {
+            this.#pageLimit = Math.max(1, Math.floor(limit / 10));
+            continue;
+          }
+          if (error instanceof GRPCDeadlineExceededError) this.#pageLimit = Math.max(1, Math.floor(limit / 4));
+          throw error;
+        }
+        answered.pages++;
+        first ??= res.header;
+        let bytes = 0;
+        for (const kv of res.kvs) bytes += kv.key.length + kv.value.length;
+        // At most four times as many keys as this page: the next keys may be larger.
+        if (res.kvs.length > 0) this.#pageLimit = Math.max(1, Math.min(this.#pageKeys, 4 * limit, Math.floor((READ_PAGE_BYTES * res.kvs.length) / Math.max(1, bytes))));
+        onPage(res.kvs);
+        const last = res.kvs.at(-1);
+        if (!res.more || !last) break;
+        key = Buffer.concat([last.key, Buffer.from([0])]);
+      }
+    }
+    return { revision: BigInt(first!.revision), header: first! };
+  }
+
+  /**
+   * Counts the keys under the prefix outside the fleet's directories (a
+   * later release's directory, or not the fleet's at all: this server
+   * neither reads nor watches them), at `revision`, once a minute at most;
+   * says at WARNING how many there are, and in which directories, when
+   * those differ from what it last said. Never fails the sync: counting
+   * is asking etcd for numbers and key names, never values.
+   */
+  async #sayUnknown(revision: string): Promise<void> {
+    const now = this.#clock.elapsed();
+    if (now - this.#unknownCheckedAt < WARN_EVERY_MS) return;
+    this.#unknownCheckedAt = now;
+    try {
+      const count = async (from: Buffer, to: Buffer): Promise<number> =>
+        Number((await this.#etcd.kv.range({ key: from, range_end: to, count_only: true, revision })).count);
+      let unknown = await count(Buffer.from(this.#prefix), prefixEnd(this.#prefix));
+      for (const dir of FLEET_DIRS) unknown -= await count(Buffer.from(this.#prefix + dir), prefixEnd(this.#prefix + dir));
+      if (unknown <= 0) {
+        this.#unknownSaid = "";
+        return;
+      }
+      // Which directories: in each gap between the fleet's, the first key's, then past it.
+      const named: string[] = [];
+      const bounds = [Buffer.from(this.#prefix), ...FLEET_DIRS.flatMap((dir) => [Buffer.from(this.#prefix + dir), prefixEnd(this.#prefix + dir)]), prefixEnd(this.#prefix)];
+      gaps: for (let g = 0; g < bounds.length; g += 2) {
+        const to = bounds[g + 1]!;
+        for (let from = bounds[g]!; Buffer.compare(from, to) < 0;) {
+          const [kv] = (await this.#etcd.kv.range({ key: from, range_end: to, limit: 1, keys_only: true, revision })).kvs;
+          if (!kv) break;
+          if (named.length === UNKNOWN_DIRS_NAMED) {
+            named.push("...");
+            break gaps;
+          }
+          const name = kv.key.toString().slice(this.#prefix.length);
+          const slash = name.indexOf("/");
+          if (slash < 0) {
+            named.push(`${name}: 1`);
+            from = Buffer.concat([kv.key, Buffer.from([0])]);
+            continue;
+          }
+          const dir = Buffer.from(this.#prefix + name.slice(0, slash + 1));
+          const end = Buffer.compare(prefixEnd(dir.toString()), to) < 0 ? prefixEnd(dir.toString()) : to;
+          named.push(`${name.slice(0, slash + 1)}: ${await count(dir, end)}`);
+          from = end;
+        }
+      }
+      const said = named.join(", ");
+      if (said === this.#unknownSaid) return;
+      this.#unknownSaid = said;
+      this.#logger.warning(
+        `etcd holds ${unknown} key${unknown === 1 ? "" : "s"} under ${this.#prefix} outside the fleet's directories (${said}): ignored, and never read (a later release's, or not the fleet's?)`,
+      );
+    } catch (error) {
+      this.#logger.debug(`counting the keys outside the fleet's directories failed (${oneLine(error)})`);
     }
   }
 
@@ -869,44 +1034,106 @@ export class FleetState {
       // As it is now: it may have taken another server's values since it was listed.
       const c = this.#registry.get(listed.name);
       if (!c) continue;
-      for (const property of SHARED_PROPERTIES) {
-        if (present.hasClient(c.name, property) || !this.#shareable(c, property)) continue;
-        const key = clientKey(this.#prefix, c.name, property);
-        if (this.#dirty.has(key)) continue;
-        const known = this.#known.get(key);
-        if (known) {
-          this.#dirty.set(key, { key, value: known });
-        } else {
-          this.#dirty.set(key, { key, value: { value: readProperty(c, property), at: 0, by: this.#id } });
-          this.#seeded.add(key, { kind: "client", name: c.name, property });
-        }
-      }
+      for (const property of SHARED_PROPERTIES) if (!present.hasClient(c.name, property)) this.#writeBack(c, property);
     }
   }
 
+  /**
+   * Marks `c`'s `property`, which etcd lacks, to be written: the newest
+   * value this server knows of it, with its stamp, or else a seed (at 0:
+   * any fleet value wins over it). Nothing for a property that is not
+   * shared, or a change already on its way. True if marked.
+   */
+  #writeBack(c: ClientView, property: ClientProperty): boolean {
+    if (!this.#shareable(c, property)) return false;
+    const key = clientKey(this.#prefix, c.name, property);
+    if (this.#dirty.has(key)) return false;
+    const known = this.#known.get(key);
+    if (known) {
+      this.#dirty.set(key, { key, value: known });
+    } else {
+      this.#dirty.set(key, { key, value: { value: readProperty(c, property), at: 0, by: this.#id } });
+      this.#seeded.add(key, { kind: "client", name: c.name, property });
+    }
+    return true;
+  }
+
+  /**
+   * A client's or an approval's key was deleted, which nothing of this
+   * release does: someone else did (`etcdctl del`). A client's value is
+   * written back as this server has it (#writeBack); an approval is not,
+   * as after a history replaced: every server has applied it, and written
+   * back it would be applied again, to connections that came after it.
+   * Counted for #sayDeletions. True if a value is to be written.
+   */
+  #deletedElsewhere(parsed: Extract<ParsedKey, { kind: "client" | "approval" }>): boolean {
+    if (this.#deletions.clients + this.#deletions.approvals === 0) this.#deletions.since = this.#clock.elapsed();
+    this.#deletions[parsed.kind === "client" ? "clients" : "approvals"]++;
+    if (!this.#deletionsTimer && !this.#stopped) {
+      const wait = Math.max(DELETIONS_GATHER_MS, this.#deletionsSaidAt + WARN_EVERY_MS - this.#clock.elapsed());
+      this.#deletionsTimer = this.#clock.setTimeout(() => {
+        this.#deletionsTimer = null;
+        this.#sayDeletions();
+      }, wait);
+    }
+    const c = parsed.kind === "client" ? this.#registry.get(parsed.name) : undefined;
+    return c !== undefined && parsed.kind === "client" && this.#writeBack(c, parsed.property);
+  }
+
+  /** One WARNING line for the keys deleted by someone else since the last (once a minute at most), not one a key. */
+  #sayDeletions(): void {
+    const { clients, approvals, since } = this.#deletions;
+    if (this.#stopped || clients + approvals === 0) return;
+    const now = this.#clock.elapsed();
+    this.#logger.warning(
+      `${clients + approvals} of the fleet's keys were deleted in etcd by someone else in the last ${seconds(now - since)} (etcdctl del?): ` +
+        `clients/: ${clients}, written back as this server has them; approvals/: ${approvals}, not written back (they were for the connections that waited then)`,
+    );
+    this.#deletions.clients = 0;
+    this.#deletions.approvals = 0;
+    this.#deletionsSaidAt = now;
+  }
+
+  /** Watches the fleet's directories (READ_DIRS: nothing else under the prefix reaches this server) from `fromRevision`. */
   async #watch(fromRevision: bigint): Promise<void> {
-    const watch = await watchPrefix(this.#options, this.#prefix, () => {
+    const watch = await watchPrefixes(this.#options, READ_DIRS.map((dir) => this.#prefix + dir), () => {
       if (this.#watcher !== watch) return;
       this.#watcher = null;
       this.#watchCancelled();
-    }, fromRevision);
-    const watcher = watch.watcher;
-    watcher.on("data", (res) => {
-      if (this.#watcher !== null && this.#watcher !== watch) return; // replaced (#historyReplaced)
-      this.#saw(res.header.revision);
-      // Our own transactions come back too: skipped here by revision, unread
-      // (one a secret in a wave); one that comes back before its answer
-      // did is skipped by Rule 2 instead.
-      const theirs = this.#ownRevisions.size === 0 ? res.events : res.events.filter((e) => !this.#ownRevisions.has(e.kv.mod_revision));
-      const last = res.events.at(-1)?.kv.mod_revision;
-      if (last !== undefined) for (const r of this.#ownRevisions) if (BigInt(r) <= BigInt(last)) this.#ownRevisions.delete(r);
-      this.#apply(theirs.map((e) => ({ type: e.type === "Put" ? "Put" : "Delete", key: e.kv.key.toString(), text: e.type === "Put" ? e.kv.value.toString() : "" })), false);
-    });
-    // The watcher reconnects by itself and resumes where it stopped,
-    // unless etcd cancels it (prefix-watch.ts).
+    }, fromRevision, this.#stopping.signal);
+    // Our transactions before it will not come back through it.
+    for (const r of this.#ownRevisions.keys()) if (BigInt(r) < fromRevision) this.#ownRevisions.delete(r);
+    for (const [i, watcher] of watch.watchers.entries()) {
+      const dir = READ_DIRS[i]!;
+      watcher.on("data", (res) => {
+        if (this.#watcher !== null && this.#watcher !== watch) return; // replaced (#historyReplaced)
+        this.#saw(res.header.revision);
+        // Our own transactions come back too: skipped here by revision, unread
+        // (one a secret in a wave); one that comes back before its answer
+        // did is skipped by Rule 2 instead.
+        const theirs = this.#ownRevisions.size === 0 ? res.events : res.events.filter((e) => !this.#ownRevisions.get(e.kv.mod_revision)?.has(dir));
+        const last = res.events.at(-1)?.kv.mod_revision;
+        if (last !== undefined) {
+          for (const [r, dirs] of this.#ownRevisions) {
+            if (BigInt(r) > BigInt(last)) continue;
+            dirs.delete(dir);
+            if (dirs.size === 0) this.#ownRevisions.delete(r);
+          }
+        }
+        this.#apply(theirs.map((e) => ({ type: e.type === "Put" ? "Put" : "Delete", key: e.kv.key.toString(), text: e.type === "Put" ? e.kv.value.toString() : "" })), false);
+      });
+    }
+    // The watchers share one stream: they break and come back together,
+    // and reconnect by themselves, each resuming where it stopped, unless
+    // etcd cancels one (prefix-watch.ts).
+    const watcher = watch.watchers[0]!;
     watcher.on("disconnected", (error) => void this.#watchLost(error));
     watcher.on("connected", () => {
-      if (this.#degraded || this.#resync) this.#schedule(0);
+      if (!this.#degraded && !this.#resync) return;
+      // etcd answers again: sync now, not at a retry set for later.
+      this.#timer?.cancel();
+      this.#timer = null;
+      this.#schedule(0);
     });
     this.#watcher = watch;
   }
@@ -953,7 +1180,9 @@ export class FleetState {
           // Just made by its server, as far as the watch tells, yet older:
           // a write held up by an outage, or a server whose clock is behind,
           // whose every change the fleet undoes so. Said, not decided here.
-          if (!includeOwn && value.by !== this.#id) {
+          // Not for a seed (at 0: no clock made it), which two servers write
+          // at once when they seed a new fleet or write back deleted keys.
+          if (!includeOwn && value.by !== this.#id && value.at > 0) {
             this.#warn(
               `behind ${value.by}`,
               `etcd's ${key.slice(this.#prefix.length)} from ${value.by} is stamped ${seconds(newest.at - value.at)} before the value this server has (by ${newest.by}), and came after it: written back over it (a write held up by an outage; or is ${value.by}'s clock behind?)`,
@@ -1008,7 +1237,10 @@ export class FleetState {
         for (const change of record?.changes ?? []) take(change.key, parseKey(this.#prefix, change.key)!, change.value, true);
         continue;
       }
-      if (type !== "Put") continue;
+      if (type !== "Put") {
+        if ((parsed?.kind === "client" || parsed?.kind === "approval") && this.#deletedElsewhere(parsed)) rewrites++;
+        continue;
+      }
       const value = parsed && decodeValue(text);
       if (parsed && value) take(key, parsed, value, false);
       // A client's or an approval's key that holds no stamped value (a hand-made put, a hostile writer): ignored, and said.
@@ -1259,7 +1491,7 @@ export function etcdOptions(s: EtcdSettings): IOptions {
     hosts: [...s.endpoints],
     grpcOptions: { "grpc.max_receive_message_length": MAX_ANSWER_BYTES, ...KEEPALIVE_OPTIONS },
     defaultCallOptions: attemptOptions,
-    faultHandling: { watchBackoff: new WatchBackoff(), host: () => memberPolicy(s.endpoints.length) },
+    faultHandling: { watchBackoff: new WatchBackoff(), host: () => memberPolicy(s.endpoints.length), global: requestPolicy() },
   };
   const { tls, auth } = readEtcdCredentials(s);
   if (tls) {

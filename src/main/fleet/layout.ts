@@ -30,6 +30,12 @@
 // change an existing one's type or meaning.
 // Journal records alone carry a format ("v"), because a server deletes
 // them as it folds.
+//
+// A server reads and watches these directories only (FLEET_DIRS), each its
+// own range: keys elsewhere under the prefix (a later release's directory,
+// or not the fleet's at all) are counted and said, never read, so that
+// however much they hold they cost the fleet nothing (docs/ETCD.md "What
+// etcd holds, and when it is wrong").
 
 import type { ClientProperty, ClientView, PendingRequest, SharedClientState } from "../clients/contract.js";
 import type { ClientRuntime } from "../clients/contract.js";
@@ -131,6 +137,27 @@ export interface Stamped {
    * #inForce).
    */
   readonly held?: number;
+}
+
+/**
+ * The directories of the fleet under its prefix, in etcd's order (a key's
+ * bytes): every key this release writes is in one of them. A later
+ * release adds directories (the layout only grows); a server of this one
+ * neither reads nor watches them.
+ */
+export const FLEET_DIRS = ["approvals/", "clients/", "journal/", "pending/", "servers/"] as const;
+
+/** The live servers' keys (checker-share.ts reads and watches them; fleet-state.ts the others). */
+export function serversDir(prefix: string): string {
+  return `${prefix}servers/`;
+}
+
+/** The fleet's directory `key` is in (one of FLEET_DIRS), or null. */
+export function fleetDirOf(prefix: string, key: string): (typeof FLEET_DIRS)[number] | null {
+  if (!key.startsWith(prefix)) return null;
+  const slash = key.indexOf("/", prefix.length);
+  const dir = slash < 0 ? "" : key.slice(prefix.length, slash + 1);
+  return (FLEET_DIRS as readonly string[]).includes(dir) ? (dir as (typeof FLEET_DIRS)[number]) : null;
 }
 
 export function clientKey(prefix: string, name: string, property: ClientProperty): string {

@@ -25,10 +25,16 @@
 // - A member cut off from the others but alive answers the pings. Streams
 //   ask for a member with a leader (requireLeader), which it ends once it
 //   has lost its leader, so that they come back on another member.
+// - An answer larger than gRPC takes (MAX_ANSWER_BYTES: a page of the
+//   fleet's read that holds large values) is the request's fault, not the
+//   member's: it passes nobody over and is not made again as it was (the
+//   reader asks again for fewer keys, fleet-state.ts). Before, each such
+//   read was made four times, and with one member three of them passed it
+//   over, every other request failing with them.
 
 import { InterceptingCall, type Interceptor } from "@grpc/grpc-js";
-import { BrokenCircuitError, circuitBreaker, CircuitState, ConsecutiveBreaker, handleWhen, type CircuitBreakerPolicy, type IDefaultPolicyContext, type IPolicy } from "cockatiel";
-import { EtcdLeaseInvalidError, isRecoverableError, type Lease } from "etcd3";
+import { BrokenCircuitError, circuitBreaker, CircuitState, ConsecutiveBreaker, handleWhen, retry, type CircuitBreakerPolicy, type IDefaultPolicyContext, type IPolicy } from "cockatiel";
+import { EtcdLeaseInvalidError, GRPCResourceExhastedError, isRecoverableError, type Lease } from "etcd3";
 
 /** How long a member that failed is passed over before a request tries it again. */
 export const MEMBER_RETRY_MS = 1_000;
@@ -53,10 +59,28 @@ export const ATTEMPT_TIMEOUT_MS = 1_000;
 export const KEEPALIVE_MS = 5_000;
 export const KEEPALIVE_TIMEOUT_MS = 2_000;
 
+/**
+ * An answer larger than this client takes (gRPC's "Received message larger
+ * than max"): etcd answered, and would answer the same again.
+ */
+export function isAnswerTooLarge(error: unknown): boolean {
+  return error instanceof GRPCResourceExhastedError && /larger than max/i.test(error.message);
+}
+
+/** A failure that may be the member's (etcd3's isRecoverableError), not an answer too large. */
+function memberFailure(error: Error): boolean {
+  return isRecoverableError(error) && !isAnswerTooLarge(error);
+}
+
 /** The breaker for one etcd member of `members` (etcd3's `faultHandling.host`). */
 export function memberPolicy(members: number): IPolicy {
   const failures = members > 1 ? 1 : LONE_MEMBER_FAILURES;
-  return new MemberBreaker(circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: MEMBER_RETRY_MS, breaker: new ConsecutiveBreaker(failures) }));
+  return new MemberBreaker(circuitBreaker(handleWhen(memberFailure), { halfOpenAfter: MEMBER_RETRY_MS, breaker: new ConsecutiveBreaker(failures) }));
+}
+
+/** etcd3's retries of a request (`faultHandling.global`): its default, three more attempts, but none for an answer too large. */
+export function requestPolicy(): IPolicy {
+  return retry(handleWhen(memberFailure), { maxAttempts: 3 });
 }
 
 /**

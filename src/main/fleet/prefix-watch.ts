@@ -1,4 +1,4 @@
-// A watch of a key prefix, on a connection to etcd of its own (docs/ETCD.md
+// A watch of key prefixes, on a connection to etcd of its own (docs/ETCD.md
 // "Securing etcd"). etcd cancels a watch that comes back with an auth token
 // it no longer knows: a restarted etcd forgets every token it gave, and a
 // token unused for --auth-token-ttl expires. etcd3 then asks for no new
@@ -6,6 +6,10 @@
 // watch and its connection are thrown away together, and the owner reads
 // the prefix again and makes a new one. A watch cancelled for any other
 // reason (a compacted start revision) is handled the same way.
+// Several prefixes (the fleet's directories, layout.ts FLEET_DIRS) are
+// watched by a watcher each, on the one stream of that connection: etcd
+// watches a range, and keys between the directories (not the fleet's) are
+// never sent.
 
 import type { IOptions, Watcher } from "etcd3";
 import { openEtcd } from "./token-clients.js";
@@ -20,40 +24,84 @@ import { within } from "../within.js";
 export const CANCEL_WAIT_MS = 1_000;
 
 export interface PrefixWatch {
-  readonly watcher: Watcher;
+  /** A watcher a prefix, in the order asked; they share one stream, and break and come back together. */
+  readonly watchers: readonly Watcher[];
   /** Cancels the watch and closes its connection. */
   close(): Promise<void>;
 }
 
 /**
- * Watches `prefix` (from `fromRevision`, or from now); `onCancelled` runs
- * once if etcd cancels the watch, after its connection is closed. Rejects
- * if the watch cannot be made.
+ * Watches each of `prefixes` (from `fromRevision`, or from now);
+ * `onCancelled` runs once if etcd cancels a watcher, after the connection
+ * is closed (the others end with it). Rejects if the watch cannot be made,
+ * or once `signal` aborts while it is being made (its owner stops: etcd
+ * may not answer, and the watch would then try for ever).
  */
-export async function watchPrefix(options: IOptions, prefix: string, onCancelled: (error: Error) => void, fromRevision?: bigint): Promise<PrefixWatch> {
+export async function watchPrefixes(
+  options: IOptions, prefixes: readonly string[], onCancelled: (error: Error) => void, fromRevision?: bigint, signal?: AbortSignal,
+): Promise<PrefixWatch> {
   const etcd = openEtcd(options);
-  let watcher: Watcher;
-  try {
+  const watchers = prefixes.map((prefix) => {
     const builder = etcd.watch().prefix(prefix);
-    watcher = await (fromRevision === undefined ? builder : builder.startRevision(fromRevision.toString())).create();
-  } catch (error) {
-    etcd.close();
-    throw error;
-  }
-  let closed = false;
-  watcher.on("error", (error: Error) => {
-    if (closed) return;
-    closed = true;
-    etcd.close();
-    onCancelled(error);
+    return (fromRevision === undefined ? builder : builder.startRevision(fromRevision.toString())).watcher();
   });
+  /** Watchers etcd cancelled: etcd3 has let them go already. */
+  const gone = new Set<Watcher>();
+  let created = false;
+  let closed = false;
+  let failed: (error: Error) => void = () => {};
+  /**
+   * Cancels every watcher and closes the connection. etcd3 makes the
+   * stream of a watcher it still holds again and again, on a closed
+   * connection too, for ever (one whose cancel etcd did not confirm in
+   * time, or one still being made): such a watcher is let go at its next
+   * disconnection, when etcd3 drops it at once.
+   */
+  const end = async (): Promise<void> => {
+    const held = watchers.filter((w) => !gone.has(w));
+    for (const watcher of held) watcher.once("disconnected", () => void watcher.cancel().catch(() => undefined));
+    await within(Promise.all(held.map((w) => w.cancel().catch(() => undefined))), CANCEL_WAIT_MS, undefined);
+    etcd.close();
+  };
+  for (const watcher of watchers) {
+    watcher.on("error", (error: Error) => {
+      gone.add(watcher);
+      if (closed) return;
+      if (!created) {
+        failed(error);
+        return;
+      }
+      closed = true;
+      void end().then(() => onCancelled(error));
+    });
+  }
+  const stopped = (): void => failed(new Error("the watch was given up while it was being made"));
+  try {
+    if (signal?.aborted) throw new Error("the watch was given up before it was made");
+    await new Promise<void>((resolve, reject) => {
+      failed = reject;
+      signal?.addEventListener("abort", stopped, { once: true });
+      let connecting = watchers.length;
+      for (const watcher of watchers) {
+        watcher.once("connected", () => {
+          if (--connecting === 0) resolve();
+        });
+      }
+    });
+  } catch (error) {
+    closed = true;
+    await end();
+    throw error;
+  } finally {
+    signal?.removeEventListener("abort", stopped);
+  }
+  created = true;
   return {
-    watcher,
+    watchers,
     async close() {
       if (closed) return;
       closed = true;
-      await within(watcher.cancel(), CANCEL_WAIT_MS, undefined);
-      etcd.close();
+      await end();
     },
   };
 }
