@@ -57,6 +57,15 @@ test("booleans as ConfigParser.getboolean", () => {
 const BASE64 = [
   "QUJD", "QUI=", "QUI", "QQ", "Q", "QUI=QUI=", "QU=I", "Q===", "QUJD=", "QUJDQ", "Q!U#I=", "==QUI=", "QUI=x", "QQ==QQ==", "QQ=",
   "QUI==", "", "QUJD\nREVG\n", "QU JD", "QUé=", "QU=x=", "////", "++++",
+  // Plain base64 as mandos-keygen writes it (Node's own decoder reads it):
+  // wrapped, padded or not, the padded group's unused bits set or not.
+  "\nQUJD\nREVG", "QR==", "QUJ=", "QUJDRB==", "QUJDREV=", "QUJD\nRA==", "QUJDRE\nU=", "QUJDR\n", "QUJDR=", "QUJDRE==", "QUJ\n=",
+  ...Array.from({ length: 60 }, (_, i) => {
+    const text = Buffer.from(Array.from({ length: i * 7 }, (_, j) => (j * 37 + i) & 0xff)).toString("base64");
+    // Every other one with its last letter's unused bits set, as binascii ignores them.
+    const odd = i % 2 === 1 && text.endsWith("=") ? text.replace(/[A-Za-z0-9+/](?==+$)/, (c) => "BCDFGHJKLMNPQRSTVWXYZbcdfghjklmnpqrstvwxyz13579/"[c.charCodeAt(0) % 47]!) : text;
+    return odd.replace(/(.{64})/g, "$1\n");
+  }),
 ];
 
 test("secrets decode as the reference's base64 codec", { skip: oracleMissing() }, () => {

@@ -82,6 +82,7 @@ const HAND_WRITTEN: Record<string, string> = {
   "BOM is not white space": "\ufeff[s]\na = 1\n",
   "empty file": "",
   "only comments": "# x\n\n; y\n",
+  "indents and white space at the ends, ASCII and not": "[s]\na \t = v  \n  \tmore \t\n  \u00a0x\n  y \u00a0 \n \t \nb\t: 2\t\n\t\u3000c = 3\u2003\nd = \n  QUJD\n  REVG\n  Rw==  \n",
 };
 
 const missing = oracleMissing();

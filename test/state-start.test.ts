@@ -91,6 +91,35 @@ test("a value out of range stops the start with the client and value named, wher
     assert.doesNotMatch(start.stderr, /Now listening|RangeError/);
   }));
 
+/** The steps of a start's "Serving N clients ... after the process started:" line, by name, with their notes. */
+function startSteps(line: string): Array<{ name: string; note: string | undefined }> {
+  const steps = line.slice(line.indexOf("started: ") + "started: ".length);
+  return [...steps.matchAll(/(?:^|, )([^,(]+?) \d+ ms(?: \(([^)]*)\))?/g)].map((m) => ({ name: m[1]!, note: m[2] }));
+}
+
+test("a start says in one DEBUG line, once serving, where its time went: each step, from the process's start", () =>
+  withSetup(["alpha", "bravo"], "", async (s) => {
+    await savedOnce(s);
+    const server = await startServer(serverArgs(s));
+    try {
+      await server.waitForLog(/DEBUG: Starting main loop/);
+      const lines = server.log().split("\n").filter((l) => l.includes("after the process started: "));
+      assert.equal(lines.length, 1, server.log());
+      const line = lines[0]!;
+      assert.match(line, /DEBUG: Serving 2 clients \d+ ms after the process started: loading \d+ ms, /);
+      assert.deepEqual(startSteps(line).map((step) => step.name), [
+        "loading", "settings", "clients.conf", "state file", "restore", "registry", "modules and garbage collection",
+        "handshake workers and listening socket", "privileges and state directory", "metrics and audit log", "checkers and expiry timers",
+      ]);
+      // Said once serving: after "Now listening", just before the reference's "Starting main loop".
+      const log = server.log();
+      assert.ok(log.indexOf("Now listening") < log.indexOf(line), log);
+      assert.ok(log.indexOf(line) < log.indexOf("Starting main loop"), log);
+    } finally {
+      assert.equal(await server.stop(), 0);
+    }
+  }));
+
 test("temporary files that an interrupted save left are removed at start, and said; one of a running process is left", () =>
   withSetup(["alpha"], "", async (s) => {
     // 99999999 is past any pid Linux gives (4,194,304 at most).

@@ -56,6 +56,7 @@ import { Observability } from "./observe/index.js";
 import { LISTEN_CHECK_MS, listeningSocketLost } from "./serve/listening-socket.js";
 import { systemdNotifier, type SystemdNotifier } from "./observe/sd-notify.js";
 import { openingProgress, roughly } from "./observe/start-progress.js";
+import { StartPhases } from "./observe/start-phases.js";
 import { installedBuild, readableBuild } from "../build.js";
 import { BuildWatch } from "./daemon/build-watch.js";
 
@@ -188,6 +189,9 @@ export async function main(argv: readonly string[]): Promise<number> {
     return passed && configured && restorable ? EXIT_OK : EXIT_FAILURE;
   }
 
+  // Where the start's time goes, said once serving (observe/start-phases.ts).
+  const phases = new StartPhases();
+  phases.end("loading");
   // /proc/PID/comm "mandos", as the reference's: Debian's init script
   // stops and reloads it by that name (start-stop-daemon --name mandos).
   nameProcess("mandos");
@@ -238,7 +242,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   const stopServeLog = logServeEvents(logger);
   try {
     workerCountWarnings(settings, cli, logger);
-    return await serve(settings, detach, logger, (name) => syslog.setServiceName(name), recheck);
+    return await serve(settings, detach, logger, (name) => syslog.setServiceName(name), recheck, phases);
   } finally {
     // The summaries still pending (lines held back from a noisy peer,
     // connections refused at the open-files cap) are written as it leaves.
@@ -248,7 +252,7 @@ export async function main(argv: readonly string[]): Promise<number> {
 }
 
 /** Everything from the configuration to shutdown; resolves to the exit code. */
-async function serve(settings: ServerSettings, detach: boolean, logger: FanOutLogger, renamed: (name: string) => void, recheck: ServerConfigRecheck): Promise<number> {
+async function serve(settings: ServerSettings, detach: boolean, logger: FanOutLogger, renamed: (name: string) => void, recheck: ServerConfigRecheck, phases: StartPhases): Promise<number> {
   // Signals that arrive while starting are held and handled once serving
   // (Node's default for SIGHUP and SIGTERM would kill the server at once,
   // even after its "Now listening" line).
@@ -260,7 +264,7 @@ async function serve(settings: ServerSettings, detach: boolean, logger: FanOutLo
   // (daemonize, which never returns), that holder stays until it exits.
   if (takeEarlyHangup() && HANDLED_SIGNALS.includes("SIGHUP")) early.push("SIGHUP");
   try {
-    return await startAndServe(settings, detach, logger, early, renamed, recheck);
+    return await startAndServe(settings, detach, logger, early, renamed, recheck, phases);
   } finally {
     for (const signal of HANDLED_SIGNALS) process.off(signal, holdSignal);
   }
@@ -302,6 +306,7 @@ async function startAndServe(
   early: NodeJS.Signals[],
   renamed: (name: string) => void,
   recheck: ServerConfigRecheck,
+  phases: StartPhases,
 ): Promise<number> {
   let tlsSettings: TlsSettings;
   try {
@@ -310,6 +315,7 @@ async function startAndServe(
     return fail(`bad priority string: ${error instanceof Error ? error.message : String(error)}`);
   }
   for (const what of tlsSettings.ignored) logger.warning(`Priority string: ${what}`);
+  phases.end("settings");
 
   const clientsPath = join(settings.configdir, "clients.conf");
   const statePath = join(settings.statedir, STATE_FILE_NAME);
@@ -347,6 +353,7 @@ async function startAndServe(
   try {
     config = loadClientsConfig(clientsPath);
     for (const warning of clientKeyWarnings(config)) logger.warning(warning);
+    phases.end("clients.conf");
     const owners = runAs ? [runAs.uid] : [];
     let saved: StateFile | null = null;
     if (settings.restore) {
@@ -362,6 +369,7 @@ async function startAndServe(
       if (!hasOurs && migrated.pickleSha256 === null) readState(statePath, logger, owners);
       saved = migrated.state;
       serialiser.importedPickle = migrated.pickleSha256;
+      phases.end("state file");
     }
     const restored = settings.restore ? restoreState(config, saved, Date.now(), logger) : { settings: config, runtimes: new Map(), edited: new Map() };
     // The reference replaces its file only as it exits; ours at its first save, a second from now.
@@ -369,8 +377,10 @@ async function startAndServe(
     // The Python server's, replaced as this one stops (state/pickle-export.ts), as the reference replaces it.
     if (!settings.restore && existsSync(picklePath)) logger.warning(`Not restoring state (--no-restore): ${picklePath} is not read, and is replaced as the server stops`);
     fleetUnsent = saved?.fleetUnsent ?? [];
+    phases.end("restore");
     registry = createRegistry(restored.settings, { logger, spawner: checkerHost.spawner }, restored.runtimes);
     editedInFile = restored.edited;
+    phases.end("registry");
   } catch (error) {
     return fail(error instanceof Error ? error.message : String(error));
   }
@@ -428,6 +438,7 @@ async function startAndServe(
       return fail(error instanceof Error ? error.message : String(error));
     }
     await fleet.start();
+    phases.end("etcd");
     // gRPC says only "No connection established" when TLS fails: say why.
     if (fleet.degraded) {
       void (await import("./fleet/tls-diagnosis.js")).explainEtcdTls(settings.etcd, fleetModule.REQUEST_TIMEOUT_MS).then((why) => {
@@ -450,6 +461,7 @@ async function startAndServe(
   // Says when another build is installed under us (npm install -g, no restart yet).
   const buildWatch = new BuildWatch(RUNNING_BUILD, logger);
   buildWatch.start();
+  phases.end("modules and garbage collection");
   // Serve threads run their handshakes inline: no pool beside them.
   const threaded = settings.serveThreads > 0;
   const runner = createHandshakeRunner(threaded ? 0 : settings.workers, tlsSettings, knownKeysOf(registry), {
@@ -511,6 +523,7 @@ async function startAndServe(
       fd,
       interface: filtered,
     });
+    phases.end("handshake workers and listening socket");
   } catch (error) {
     registry.stop();
     await fleet?.stop();
@@ -573,6 +586,7 @@ async function startAndServe(
   } catch (error) {
     logger.error(error instanceof Error ? error.message : String(error));
   }
+  phases.end("privileges and state directory");
   try {
     await observe.open((message) => logger.error(message), (message) => logger.info(message));
   } catch (error) {
@@ -582,6 +596,7 @@ async function startAndServe(
     return fail(`cannot start the audit log or metrics listener: ${error instanceof Error ? error.message : String(error)}`);
   }
   if (observe.endpoint) logger.info(`Serving /metrics and /health on ${JSON.stringify(observe.endpoint.address)}, port ${observe.endpoint.port}`);
+  phases.end("metrics and audit log");
   // The family of the socket bound, not use_ipv6: an IPv4 address or host
   // name binds IPv4 even with IPv6 on, ::1 binds IPv6 with --no-ipv6, and so
   // may a --socket (docs/DIFFERENCES.md). The line and the announcement
@@ -598,7 +613,10 @@ async function startAndServe(
   // file lets root and the _mandos group own the name). Without a bus we
   // log a warning and serve on.
   let dbus: DbusService | null = null;
-  if (dbusModule) dbus = await dbusModule.startDbusService(registry, { logger });
+  if (dbusModule) {
+    dbus = await dbusModule.startDbusService(registry, { logger });
+    phases.end("D-Bus");
+  }
   // Checkers and expiry timers start once the clients are on the bus (or
   // D-Bus is off, or absent): as the reference, which exports each client
   // before its init_checker, so that mandos-monitor sees a checker's
@@ -607,6 +625,7 @@ async function startAndServe(
   // wait is the bus's answers to connecting and to claiming each name
   // (BUS_CONNECT_TIMEOUT_MS at most for each).
   registry.start();
+  phases.end("checkers and expiry timers");
 
   // mandos(8): announce the port we got; a Zeroconf failure is logged inside
   // and the server keeps serving.
@@ -621,6 +640,7 @@ async function startAndServe(
       // The syslog tag follows a rename ("Mandos (Mandos #2) [PID]:"), as the reference's does.
       onRename: renamed,
     });
+    phases.end("Zeroconf");
   }
 
   notifyReady();
@@ -653,6 +673,8 @@ async function startAndServe(
   // Once now, as it has just begun to listen: a socket lost in the first second is still seen lost.
   lookAtListener();
   listenCheck.unref();
+  // One line, not one a client (docs/OPERATION.md, "Starting").
+  logger.debug(phases.line(registry.size));
   logger.debug("Starting main loop");
   const opening = openSealedSecrets(registry, logger, systemd, () => handshakesUnderWay(listener.handshakes));
 

@@ -46,12 +46,38 @@ const SECTION_RE = /^\[(.+)\]/s;
 const KEY_RE = /^%\(([^)]+)\)s/;
 
 export function pyStrip(s: string): string {
-  // Fast path: printable ASCII at both ends is never white space.
+  // Fast path: printable ASCII at both ends is never white space; nor
+  // after an indent of spaces and tabs (a continuation line's, such as
+  // each line of a secret: 500,000 lines in a fleet's clients.conf).
   if (s.length === 0) return s;
-  const first = s.charCodeAt(0);
   const last = s.charCodeAt(s.length - 1);
-  if (first > 0x20 && first < 0x7f && last > 0x20 && last < 0x7f) return s;
+  if (last > 0x20 && last < 0x7f) {
+    let start = 0;
+    let first = s.charCodeAt(0);
+    while (first === 0x20 || first === 0x09) first = s.charCodeAt(++start);
+    if (first > 0x20 && first < 0x7f) return start === 0 ? s : s.slice(start);
+  }
   return s.replace(STRIP_RE, "");
+}
+
+/** Python white space among ASCII: \t \n \v \f \r, \x1c-\x1f and the space. */
+function isAsciiSpace(c: number): boolean {
+  return (c >= 0x09 && c <= 0x0d) || (c >= 0x1c && c <= 0x20);
+}
+
+/**
+ * The text without Python white space at its end (RSTRIP_RE): ASCII white
+ * space before printable ASCII is looked at first (a value followed by an
+ * empty line ends in "\n"; the regular expression tried each of a
+ * secret's line ends).
+ */
+function pyRstrip(s: string): string {
+  let end = s.length;
+  let last = s.charCodeAt(end - 1);
+  while (isAsciiSpace(last)) last = s.charCodeAt(--end - 1);
+  if (end === 0) return "";
+  if (last > 0x20 && last < 0x7f) return end === s.length ? s : s.slice(0, end);
+  return s.replace(RSTRIP_RE, "");
 }
 
 /**
@@ -64,7 +90,7 @@ function splitOption(line: string): [string, string] | undefined {
   const colon = line.indexOf(":");
   const at = equals < 0 ? colon : colon < 0 ? equals : Math.min(equals, colon);
   if (at < 0) return undefined;
-  return [line.slice(0, at).replace(RSTRIP_RE, ""), pyStrip(line.slice(at + 1))];
+  return [pyRstrip(line.slice(0, at)), pyStrip(line.slice(at + 1))];
 }
 
 export interface IniOption {
@@ -178,7 +204,7 @@ export function parseIni(text: string, file: string, defaults: Readonly<Record<s
   const close = (options: Map<string, OpenOption>): void => {
     for (const o of options.values()) {
       if (o.more === undefined) continue;
-      o.value = [o.value, ...o.more].join("\n").replace(RSTRIP_RE, "");
+      o.value = pyRstrip(`${o.value}\n${o.more.join("\n")}`);
       delete o.more;
     }
   };
@@ -200,7 +226,11 @@ export function rawOption(doc: IniDocument, section: string, key: string): IniOp
  */
 export function getOption(doc: IniDocument, section: string, key: string): string | undefined {
   const option = rawOption(doc, section, key);
-  if (option === undefined) return undefined;
+  return option === undefined ? undefined : interpolated(doc, section, key, option);
+}
+
+/** `option`, the raw value of `key` as `section` sees it, after BasicInterpolation (getOption). */
+function interpolated(doc: IniDocument, section: string, key: string, option: IniOption): string {
   if (!option.value.includes("%")) return option.value;
   const place = { file: doc.file, line: option.line, section, key };
   const out: string[] = [];
@@ -245,10 +275,13 @@ export function getOption(doc: IniDocument, section: string, key: string): strin
 
 /** Every option of `section`, its own and DEFAULT's, interpolated (configparser's `items(section)`). */
 export function sectionItems(doc: IniDocument, section: string): Map<string, string> {
-  const keys = new Set<string>(doc.defaults.keys());
-  const own = doc.sections.get(section);
-  if (own !== undefined) for (const key of own.options.keys()) keys.add(key);
+  // DEFAULT's keys first, then the section's others (configparser's order),
+  // each option looked up once: a fleet's start does this for every client.
+  const own = section === DEFAULT_SECTION ? undefined : doc.sections.get(section)?.options;
   const out = new Map<string, string>();
-  for (const key of keys) out.set(key, getOption(doc, section, key) as string);
+  for (const [key, option] of doc.defaults) out.set(key, interpolated(doc, section, key, own?.get(key) ?? option));
+  if (own !== undefined) {
+    for (const [key, option] of own) if (!out.has(key)) out.set(key, interpolated(doc, section, key, option));
+  }
   return out;
 }

@@ -44,6 +44,8 @@ const BASE64_VALUE = new Int8Array(256).fill(-1);
  * undefined on error (never echo the input: it is a secret).
  */
 export function pyBase64Decode(text: string): Buffer | undefined {
+  const plain = plainBase64Decode(text);
+  if (plain !== undefined) return plain;
   const input = Buffer.from(text, "utf8");
   const out = Buffer.alloc(Math.floor((input.length * 3) / 4) + 3);
   let length = 0;
@@ -66,6 +68,30 @@ export function pyBase64Decode(text: string): Buffer | undefined {
     }
   }
   return quadPos === 0 ? out.subarray(0, length) : undefined;
+}
+
+/** The base64 alphabet and line ends, then at most two "=": a clients.conf secret as mandos-keygen writes it. */
+const PLAIN_BASE64_RE = /^[A-Za-z0-9+/\n]*={0,2}$/;
+
+/**
+ * pyBase64Decode of plain base64 (PLAIN_BASE64_RE) whose padding
+ * completes its last group, or none needs it: Node's own decoder skips the
+ * line ends and reads the rest as binascii does (a test holds them to the
+ * same bytes). Undefined for any other text, which the loop above reads:
+ * its errors and odd paddings are binascii's. For a fleet's clients.conf
+ * (20,000 secrets of 1.6 kB) this decoding took 0.3 s of a start's 2 s
+ * parse, byte by byte.
+ */
+function plainBase64Decode(text: string): Buffer | undefined {
+  if (!PLAIN_BASE64_RE.test(text)) return undefined;
+  let end = text.length;
+  while (end > 0 && text.charCodeAt(end - 1) === 0x3d) end--;
+  let letters = end;
+  for (let at = text.indexOf("\n"); at >= 0 && at < end; at = text.indexOf("\n", at + 1)) letters--;
+  const pads = text.length - end;
+  const last = letters % 4;
+  if (!((pads === 0 && last === 0) || (pads === 1 && last === 3) || (pads === 2 && last === 2))) return undefined;
+  return Buffer.from(text, "base64");
 }
 
 /** Where a user's home directory is (getpwnam's pw_dir), or undefined for an unknown user. */

@@ -85,8 +85,16 @@ export function storedClientProblem(entry: unknown): StoredClientCheck {
   return { problem: null, unusable };
 }
 
-/** Why a parsed file cannot be restored (its shape, then the first bad client); null when it can. */
-export function stateFileProblem(parsed: Record<string, unknown>): string | null {
+/** Clients whose saved settings cannot be held, and which (storedClientProblem's `unusable`). */
+export type UnusableSettings = Array<readonly [string, readonly string[]]>;
+
+/**
+ * Why a parsed file cannot be restored (its shape, then the first bad
+ * client); null when it can. `unusable`, if given, gets the clients with
+ * settings that cannot be held, for dropUnusableSettings: each client is
+ * looked at once (20,000 clients' times parsed twice took a start 0.1 s).
+ */
+export function stateFileProblem(parsed: Record<string, unknown>, unusable?: UnusableSettings): string | null {
   if (!isObject(parsed.clients)) return "\"clients\" is missing or not an object";
   if (parsed.removed !== undefined && !(Array.isArray(parsed.removed) && parsed.removed.every((n) => typeof n === "string"))) {
     return "\"removed\" is not a list of names";
@@ -96,8 +104,9 @@ export function stateFileProblem(parsed: Record<string, unknown>): string | null
     return "\"importedPickle\" is not a SHA-256 digest";
   }
   for (const [name, entry] of Object.entries(parsed.clients)) {
-    const { problem } = storedClientProblem(entry);
-    if (problem !== null) return `client ${clientName(name)}: ${problem}`;
+    const check = storedClientProblem(entry);
+    if (check.problem !== null) return `client ${clientName(name)}: ${check.problem}`;
+    if (check.unusable.length > 0) unusable?.push([name, check.unusable]);
   }
   return null;
 }
@@ -109,21 +118,17 @@ export function clientName(name: string): string {
 
 /**
  * Takes out of a file that passed stateFileProblem the settings whose
- * saved values cannot be held (storedClientProblem's `unusable`), so that
- * the restore takes clients.conf's; what it took out, per client, is
+ * saved values cannot be held (the `unusable` it found), so that the
+ * restore takes clients.conf's; what it took out, per client, is
  * returned for a warning.
  */
-export function dropUnusableSettings(parsed: { clients: Record<string, unknown> }): Array<[string, readonly string[]]> {
-  const dropped: Array<[string, readonly string[]]> = [];
-  for (const [name, entry] of Object.entries(parsed.clients)) {
-    const { unusable } = storedClientProblem(entry);
-    if (unusable.length === 0) continue;
-    const { config, current } = entry as { config: Record<string, unknown>; current: Record<string, unknown> };
-    for (const field of unusable) {
+export function dropUnusableSettings(parsed: { clients: Record<string, unknown> }, unusable: UnusableSettings): UnusableSettings {
+  for (const [name, fields] of unusable) {
+    const { config, current } = parsed.clients[name] as { config: Record<string, unknown>; current: Record<string, unknown> };
+    for (const field of fields) {
       delete config[field];
       delete current[field];
     }
-    dropped.push([name, unusable]);
   }
-  return dropped;
+  return unusable;
 }

@@ -40,7 +40,7 @@ import { events } from "../events.js";
 import { systemClock, type Clock, type TimerHandle } from "../clock.js";
 import { drawRandom } from "../../tls/random.js";
 import { byteSize, ownedConcat, ownedCopy } from "../../tls/record.js";
-import { clientName, dropUnusableSettings, stateFileProblem } from "./state-check.js";
+import { clientName, dropUnusableSettings, stateFileProblem, type UnusableSettings } from "./state-check.js";
 import { BaseFile, isSpan, piecesOf, StateFileChanged, writeAtomically, writeAtomicallyInBackground, type StateList, type StatePiece } from "./state-writer.js";
 
 export { writeAtomically, writeAtomicallyInBackground } from "./state-writer.js";
@@ -829,9 +829,10 @@ export function readState(path: string, logger: Logger, owners: readonly number[
   if (parsed.format !== "mandos-ts-state" || parsed.version !== 1) {
     throw new Error(`Could not load persistent state from ${path}: not a mandos-ts state file of version 1; ${NOT_STARTED} (the file is then replaced)`);
   }
-  const problem = stateFileProblem(parsed);
+  const unusable: UnusableSettings = [];
+  const problem = stateFileProblem(parsed, unusable);
   if (problem !== null) throw new Error(`Could not load persistent state from ${path}: ${problem}; ${NOT_STARTED} (the file is then replaced)`);
-  for (const [name, fields] of dropUnusableSettings(parsed as { clients: Record<string, unknown> })) {
+  for (const [name, fields] of dropUnusableSettings(parsed as { clients: Record<string, unknown> }, unusable)) {
     logger.warning(`Client ${clientName(name)} in ${path}: ${fields.join(", ")} out of range or of the wrong type; taken from clients.conf`);
   }
   return parsed as unknown as StateFile;
