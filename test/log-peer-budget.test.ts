@@ -116,6 +116,29 @@ test("past the ceiling, a quiet source still writes from the reserve; the flood'
   assert.equal(newcomer, QUIET_SOURCE_LINES, "its quiet lines, from the reserve");
   for (let n = 0; n < RESERVE_LINES_BURST; n++) budget.allow(`192.0.2.${100 + (n % 100)}`);
   assert.equal(budget.allow("192.0.2.51"), false, "the reserve has its own bound");
+  // The flood goes on for a minute, each source asking 12 lines a second and held back:
+  // what it asks costs its own budget, so it never looks quiet again, and the reserve is the newcomers'.
+  for (let second = 0; second < 60; second++) {
+    clock.advance(1_000);
+    for (let line = 0; line < 12; line++) for (let n = 0; n < 400; n++) budget.allow(flood(n));
+  }
+  let later = 0;
+  while (budget.allow("192.0.2.60")) later++;
+  assert.equal(later, QUIET_SOURCE_LINES, "a minute into the flood, a newcomer is still heard");
+  budget.stop();
+});
+
+test("a served connection gets back what its lines cost its source, those the ceiling held back too", () => {
+  const budget = new PeerLineBudget(new ManualClock(), () => {});
+  for (let i = 0; budget.allow(`10.0.${Math.floor((i % 400) / 200)}.${i % 200}`); i++);
+  // A rack behind one address: its quiet lines from the reserve, then held back, each costing its budget.
+  let first = 0;
+  for (let line = 0; line < 30; line++) if (budget.allow("192.0.2.80", 7)) first++;
+  assert.equal(first, QUIET_SOURCE_LINES);
+  budget.refund(7);
+  let again = 0;
+  while (budget.allow("192.0.2.80")) again++;
+  assert.equal(again, QUIET_SOURCE_LINES, "quiet again once its served connection gave back all 30");
   budget.stop();
 });
 

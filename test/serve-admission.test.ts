@@ -123,7 +123,7 @@ test("sources that fail often wait behind the others: a machine that just came i
   const { admission, served, held, ask } = granting(clock, 1);
   ask("real", "first");
   // Thirty hostile sources, each failing a handshake a second, each with a connection waiting.
-  for (let second = 0; second < 5; second++) {
+  for (let second = 0; second < 10; second++) {
     for (let i = 0; i < 30; i++) admission.failed(`bad${i}`);
     clock.advance(1000);
   }
@@ -143,19 +143,41 @@ test("sources that fail often wait behind the others: a machine that just came i
   assert.equal(served.filter((s) => s.startsWith("bad")).length, 30);
 });
 
+test("a source that starts failing while it waits in turn goes behind as its turn comes", () => {
+  const clock = new ManualClock();
+  const { admission, served, held, ask } = granting(clock, 1);
+  ask("x", "x");
+  ask("turned", "turned");
+  ask("y", "y");
+  // Its failures come after it joined the ring (a flood's first seconds).
+  for (let i = 0; i < FAILING_SCORE; i++) admission.failed("turned");
+  held[0]!.release();
+  held[1]!.release();
+  assert.deepEqual(served, ["x", "y", "turned (behind)"]);
+});
+
 test("a source that fails now and then (a disabled machine retrying every 10 s, two behind one address) is not held back", () => {
   const clock = new ManualClock();
   const { admission, served, held, ask } = granting(clock, 1);
+  // Two machines every 10 s: one after the other ("nat"), or at the same moment ("together", booted by one power event).
   for (let round = 0; round < 30; round++) {
+    admission.failed("nat");
+    admission.failed("together");
+    admission.failed("together");
+    clock.advance(5_000);
     admission.failed("nat");
     clock.advance(5_000);
   }
-  for (let i = 0; i < 6; i++) admission.failed("bad");
+  admission.failed("together");
+  admission.failed("together");
+  for (let i = 0; i < FAILING_SCORE; i++) admission.failed("bad");
   ask("x", "x");
   ask("bad", "bad");
   ask("nat", "nat");
+  ask("together", "together");
   held[0]!.release();
-  assert.deepEqual(served, ["x", "nat"], `two failures every 10 s stay under FAILING_SCORE (${FAILING_SCORE})`);
+  held[1]!.release();
+  assert.deepEqual(served, ["x", "nat", "together"], `two failures every 10 s stay under FAILING_SCORE (${FAILING_SCORE})`);
 });
 
 test("a failing source is remembered while its failures count: closing its connections does not clear it", () => {

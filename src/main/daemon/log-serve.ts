@@ -128,7 +128,7 @@ export class PeerLineBudget {
   /** For quiet keys once #all is spent (LineLimits.reserveBurst). */
   readonly #reserve: { tokens: number; at: number };
   /** Lines charged to each open connection, refunded if it is served. */
-  readonly #charged = new Map<number, { source: string; lines: number }>();
+  readonly #charged = new Map<number, { source: string; lines: number; held: number }>();
   #timer: TimerHandle | null = null;
 
   constructor(clock: Clock, write: (who: string, suppressed: number, seconds: number) => void, limits: LineLimits = PEER_LINE_LIMITS) {
@@ -156,16 +156,22 @@ export class PeerLineBudget {
     const all = refilled(this.#all, now, limits.allBurst, limits.allPerSecond);
     // Past the ceiling, a quiet key's line comes from the reserve.
     const shared = all.tokens >= 1 || entry.tokens <= limits.burst - limits.quietLines ? all : refilled(this.#reserve, now, limits.reserveBurst, limits.reservePerSecond);
-    if (entry.tokens >= 1 && shared.tokens >= 1) {
+    const allowed = entry.tokens >= 1 && shared.tokens >= 1;
+    // Held back by the ceiling, a line still costs its key's own budget
+    // (given back with the others if its connection is served): otherwise
+    // a flood's sources, held back a while, refilled to quiet and took the
+    // reserve (gone ~30 s into a 300-source flood).
+    if (entry.tokens >= 1) {
       entry.tokens -= 1;
-      shared.tokens -= 1;
+      if (allowed) shared.tokens -= 1;
       if (connection !== undefined) {
         const charged = this.#charged.get(connection);
-        if (charged) charged.lines++;
-        else this.#charged.set(connection, { source: key, lines: 1 });
+        if (!charged) this.#charged.set(connection, { source: key, lines: allowed ? 1 : 0, held: allowed ? 0 : 1 });
+        else if (allowed) charged.lines++;
+        else charged.held++;
       }
-      return true;
     }
+    if (allowed) return true;
     if (entry.suppressed === 0) entry.since = now;
     entry.suppressed++;
     this.#timer ??= this.#clock.setTimeout(() => this.flush(), SUMMARY_INTERVAL_MS);
@@ -182,7 +188,7 @@ export class PeerLineBudget {
     this.#charged.delete(connection);
     if (!charged) return;
     const entry = this.#keys.get(charged.source);
-    if (entry) entry.tokens = Math.min(this.#limits.burst, entry.tokens + charged.lines);
+    if (entry) entry.tokens = Math.min(this.#limits.burst, entry.tokens + charged.lines + charged.held);
     this.#all.tokens = Math.min(this.#limits.allBurst, this.#all.tokens + charged.lines);
   }
 

@@ -513,14 +513,26 @@ export class Admission {
     else this.#ring.push(source);
   }
 
-  /** The source whose turn it is: the ring's next, but every FAILING_TURN_EVERY-th the failing ring's (or whenever the ring is empty). */
+  /**
+   * The source whose turn it is: the ring's next, but every
+   * FAILING_TURN_EVERY-th the failing ring's (or whenever the ring is
+   * empty). A source of the ring that has failed since it joined goes to
+   * the failing ring as its turn comes: a flood's sources, each in the ring
+   * as their failures began, went on being served in turn for seconds.
+   */
   #nextSource(): Source | undefined {
-    if (this.#failingRing.length > 0 && (this.#ring.length === 0 || this.#cleanTurns >= FAILING_TURN_EVERY - 1)) {
-      this.#cleanTurns = 0;
-      return this.#failingRing.shift();
+    for (;;) {
+      if (this.#failingRing.length > 0 && (this.#ring.length === 0 || this.#cleanTurns >= FAILING_TURN_EVERY - 1)) {
+        this.#cleanTurns = 0;
+        return this.#failingRing.shift();
+      }
+      const source = this.#ring.shift();
+      if (source === undefined || !this.#failing(source)) {
+        this.#cleanTurns++;
+        return source;
+      }
+      this.#failingRing.push(source);
     }
-    this.#cleanTurns++;
-    return this.#ring.shift();
   }
 
   /** Free slots go to the next sources in the rings. */

@@ -34,7 +34,7 @@ import {
 import { WORKER_LOADED, type HandshakeWorkerData, type OtherBuild, type WorkerRequest, type WorkerResponse } from "../../workers/handshake-protocol.js";
 import { installedBuild, type BuildStamp } from "../../build.js";
 import { packBytes } from "../../workers/pack-bytes.js";
-import { WORKER_ANSWER_MS } from "./limits.js";
+import { FAILING_TURN_EVERY, WORKER_ANSWER_MS } from "./limits.js";
 
 /**
  * Whoever asks for a task or key shares (a connection): once it is closed,
@@ -415,7 +415,11 @@ class PoolRunner implements HandshakeRunner {
    * over the free workers, MAX_BATCH at most each. A task sent again goes
    * alone: if its input is what wedged or killed a worker, it fails alone.
    * A task whose connection closed meanwhile is dropped here. Tasks of
-   * callers that are behind fill a batch after the others.
+   * callers that are behind take one place in FAILING_TURN_EVERY of a
+   * batch while others wait (behindShare), and what the others leave.
+   * Before, they had only what the others left: in a wave that kept 16
+   * tasks waiting, none of them ever left (a machine behind a NAT address
+   * with failing neighbours waited 11-12 s, the wave's length).
    */
   #dispatch(): void {
     while (this.#batchesInFlight < this.#size) {
@@ -425,8 +429,10 @@ class PoolRunner implements HandshakeRunner {
       const wanted = first.retried ? 1 : Math.min(MAX_BATCH, Math.ceil((this.#queue.length + this.#behind.length) / free));
       const batch: Waiting[] = [];
       const tasks: HandshakeTask[] = [];
-      PoolRunner.#take(this.#queue, wanted, batch, tasks);
+      const share = first.retried ? 0 : behindShare(wanted, this.#behind.length);
+      PoolRunner.#take(this.#queue, wanted - share, batch, tasks);
       PoolRunner.#take(this.#behind, wanted, batch, tasks);
+      PoolRunner.#take(this.#queue, wanted, batch, tasks);
       if (batch.length === 0) continue;
       this.#batchesInFlight++;
       const request = this.#sent(batch);
@@ -646,24 +652,27 @@ class PoolRunner implements HandshakeRunner {
     if (response.kind === "otherBuild") runner.#toInline(response.message);
     if (response.kind !== "keygen") return;
     const shares = response.shares;
-    let next = PoolRunner.#handOut(runner.#waiters, shares, 0);
+    // As a batch (#dispatch): the waiters that are behind get their share first, then the others, then what is left.
+    let next = PoolRunner.#handOut(runner.#behindWaiters, shares, 0, behindShare(shares.length, runner.#behindWaiters.length));
+    next = PoolRunner.#handOut(runner.#waiters, shares, next);
     next = PoolRunner.#handOut(runner.#behindWaiters, shares, next);
     for (; next < shares.length; next++) runner.#reservoir.push(shares[next]!);
     runner.#refill();
   }
 
   /**
-   * Hands `shares` from `next` on to the front of `waiters`, in turn, and
-   * drops those served; a waiter whose connection closed is passed over
-   * (the shares stay fresh for the next). Returns the first share not
-   * handed out.
+   * Hands `shares` from `next` on to the front of `waiters`, in turn, at
+   * most `most` of them, and drops those served; a waiter whose connection
+   * closed is passed over (the shares stay fresh for the next). Returns
+   * the first share not handed out.
    */
-  static #handOut(waiters: ShareWaiter[], shares: readonly EphemeralKeyShares[], next: number): number {
+  static #handOut(waiters: ShareWaiter[], shares: readonly EphemeralKeyShares[], next: number, most = Infinity): number {
+    const stop = Math.min(shares.length, next + most);
     let served = 0;
     for (; served < waiters.length; served++) {
       const waiter = waiters[served]!;
       if (waiter.caller?.closed === true) continue;
-      if (next === shares.length) break;
+      if (next === stop) break;
       waiter.resolve(shares[next++]!);
     }
     waiters.splice(0, served);
@@ -676,6 +685,15 @@ class PoolRunner implements HandshakeRunner {
     this.#destroyed ??= this.#pool.destroy();
     await this.#destroyed;
   }
+}
+
+/**
+ * Of `places` (a batch's tasks, a refill's key shares), those kept for the
+ * work of callers that are behind while others wait too: one in
+ * FAILING_TURN_EVERY, as admission.ts's slots, and no more than they ask.
+ */
+function behindShare(places: number, waiting: number): number {
+  return Math.min(waiting, Math.ceil(places / FAILING_TURN_EVERY));
 }
 
 /**

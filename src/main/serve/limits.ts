@@ -194,17 +194,19 @@ export const FAILURE_REFILL_PER_SECOND = 10;
  * Rule 2): each failure (as FAILURE_BURST counts them) adds one to a
  * source's score, which decays by e every FAILING_DECAY_MS; at
  * FAILING_SCORE or more the source waits in the failing ring. A source
- * failing r times a second settles at r × 10, so one failing more than
- * once in ~3 s is held back, and a machine that mandos-client retries
- * every 10 s, unknown or disabled (a score of ~1.6), is not, nor two such
- * behind one address; three or more together are. A flood builds a queue
- * only when it comes faster than the server refuses it, far above that.
- * Once the ring and the failing ring both wait, one slot in
- * FAILING_TURN_EVERY goes to the failing ring, so that a source held back
- * is served at a quarter of the rate at least, never starved.
+ * failing every T seconds peaks at 1 / (1 - e^(-T/10)): held back when it
+ * fails more often than every ~2.9 s (a flood builds a queue only when it
+ * comes faster than the server refuses it, far above that). A machine
+ * that mandos-client retries every 10 s, unknown or disabled, peaks at
+ * ~1.6, and two such behind one address at ~3.1 when they fail at the
+ * same moment (booted by one power event): neither is held back; three
+ * together are. Once the ring and the failing ring both wait, one slot in
+ * FAILING_TURN_EVERY goes to the failing ring, and the handshake runner
+ * gives as large a share of its batches and key shares to the work of a
+ * source held back (handshake-runner.ts): never starved.
  */
 export const FAILING_DECAY_MS = 10_000;
-export const FAILING_SCORE = 3;
+export const FAILING_SCORE = 4;
 export const FAILING_TURN_EVERY = 4;
 
 /**
