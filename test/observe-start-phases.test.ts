@@ -1,7 +1,6 @@
 // The start's one DEBUG line of where its time went
 // (src/main/observe/start-phases.ts): each step from the end of the one
-// before it, the first from the process's start, a note where a step has
-// one, and the total. The line a real start logs is in
+// before it, the first from the process's start, and the total. The line a real start logs is in
 // test/state-start.test.ts.
 
 import { test } from "node:test";
@@ -15,12 +14,9 @@ test("each step is the time since the one before it, the first since the process
   now += 5.2;
   phases.end("settings");
   now += 1_200;
-  phases.end("clients.conf and state file", "clients.conf parsed in a worker thread in 1190 ms");
+  phases.end("clients.conf");
   now += 80;
   phases.end("registry");
-  assert.deepEqual(phases.names, ["loading", "settings", "clients.conf and state file", "registry"]);
-  assert.equal(phases.line(20_000),
-    "Serving 20000 clients 1636 ms after the process started: loading 350 ms, settings 5 ms, " +
-    "clients.conf and state file 1200 ms (clients.conf parsed in a worker thread in 1190 ms), registry 80 ms");
+  assert.equal(phases.line(20_000), "Serving 20000 clients 1636 ms after the process started: loading 350 ms, settings 5 ms, clients.conf 1200 ms, registry 80 ms");
   assert.match(new StartPhases(() => 2).line(1), /^Serving 1 client 2 ms after the process started: $/);
 });

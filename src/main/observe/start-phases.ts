@@ -5,43 +5,30 @@
 // when it began and when it listened. Each step is the main thread's wall
 // time from the end of the step before it; the first is counted from the
 // process's start (Node's time origin: bin/mandos runs node at once), so
-// the line's total is the time from exec to serving. A step done beside
-// another in a worker thread (the parse of clients.conf, while the state
-// file is read) carries its own times as a note. The reference logs no
+// the line's total is the time from exec to serving. The reference logs no
 // such line.
 
 /** A start's steps, in order, and the one line that says them. */
 export class StartPhases {
   readonly #clock: () => number;
-  #last: number;
-  readonly #steps: Array<{ readonly name: string; readonly ms: number; note?: string }> = [];
+  #last = 0;
+  readonly #steps: Array<{ readonly name: string; readonly ms: number }> = [];
 
   /** `clock`: milliseconds since the process started (performance.now()). */
   constructor(clock: () => number = () => performance.now()) {
     this.#clock = clock;
-    this.#last = 0;
-  }
-
-  /** The milliseconds since the process started. */
-  now(): number {
-    return this.#clock();
   }
 
   /** The step `name` ended now; it began as the one before it ended (the first, at the process's start). */
-  end(name: string, note?: string): void {
+  end(name: string): void {
     const now = this.#clock();
-    this.#steps.push({ name, ms: now - this.#last, ...(note === undefined ? {} : { note }) });
+    this.#steps.push({ name, ms: now - this.#last });
     this.#last = now;
-  }
-
-  /** The names of the steps ended so far, in order. */
-  get names(): string[] {
-    return this.#steps.map((s) => s.name);
   }
 
   /** The line: the total from the process's start to now, then each step. */
   line(clients: number): string {
-    const steps = this.#steps.map((s) => `${s.name} ${ms(s.ms)}${s.note === undefined ? "" : ` (${s.note})`}`);
+    const steps = this.#steps.map((s) => `${s.name} ${ms(s.ms)}`);
     return `Serving ${clients} client${clients === 1 ? "" : "s"} ${ms(this.#clock())} after the process started: ${steps.join(", ")}`;
   }
 }
