@@ -423,16 +423,20 @@ class PoolRunner implements HandshakeRunner {
    */
   #dispatch(): void {
     while (this.#batchesInFlight < this.#size) {
-      const first = this.#queue[0] ?? this.#behind[0];
-      if (!first) return;
-      const free = this.#size - this.#batchesInFlight;
-      const wanted = first.retried ? 1 : Math.min(MAX_BATCH, Math.ceil((this.#queue.length + this.#behind.length) / free));
+      const waiting = this.#queue.length + this.#behind.length;
+      if (waiting === 0) return;
       const batch: Waiting[] = [];
       const tasks: HandshakeTask[] = [];
-      const share = first.retried ? 0 : behindShare(wanted, this.#behind.length);
-      PoolRunner.#take(this.#queue, wanted - share, batch, tasks);
-      PoolRunner.#take(this.#behind, wanted, batch, tasks);
-      PoolRunner.#take(this.#queue, wanted, batch, tasks);
+      // Tasks sent again are at the front of their queue (#lost): each goes alone.
+      const alone = this.#queue[0]?.retried === true ? this.#queue : this.#behind[0]?.retried === true ? this.#behind : null;
+      if (alone) PoolRunner.#take(alone, 1, batch, tasks);
+      else {
+        const wanted = Math.min(MAX_BATCH, Math.ceil(waiting / (this.#size - this.#batchesInFlight)));
+        const share = behindShare(wanted, this.#behind.length);
+        PoolRunner.#take(this.#queue, wanted - share, batch, tasks);
+        PoolRunner.#take(this.#behind, wanted, batch, tasks);
+        PoolRunner.#take(this.#queue, wanted, batch, tasks);
+      }
       if (batch.length === 0) continue;
       this.#batchesInFlight++;
       const request = this.#sent(batch);
