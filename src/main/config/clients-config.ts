@@ -52,8 +52,41 @@ export interface ClientsConfigOptions {
  * reloadClientsConfig, which keeps the running clients instead.
  */
 export function loadClientsConfig(path: string, opts: ClientsConfigOptions = {}): ClientSettings[] {
+  return readClientsConfig(path, opts).clients;
+}
+
+/** clients.conf as a start reads it: its clients, and why it could not be read (null when it was). */
+export interface ClientsConfigRead {
+  readonly clients: ClientSettings[];
+  readonly unreadable: NodeJS.ErrnoException | null;
+}
+
+/** As loadClientsConfig, saying whether the file was read: a start decides on it (clientsConfRefusal). */
+export function readClientsConfig(path: string, opts: ClientsConfigOptions = {}): ClientsConfigRead {
   const text = readConfigText(path);
-  return typeof text === "string" ? parseClientsConfig(text, path, opts) : [];
+  return typeof text === "string" ? { clients: parseClientsConfig(text, path, opts), unreadable: null } : { clients: [], unreadable: text.unreadable };
+}
+
+/**
+ * Why a start must not go on with clients.conf unread (null: it may, with
+ * no clients). The reference's ConfigParser skips a file it cannot open,
+ * and its restore then drops every saved client, so that the first save
+ * forgets the clients disabled or removed at run time: they come back
+ * enabled once the file is back. Ours stops instead (as it stops on a state
+ * file it cannot read), where that would lose anything: a file that is
+ * there and cannot be read (a directory in its place, EACCES, EIO) always;
+ * a missing one only when `savedClients` (the clients, and the clients
+ * removed at run time, that the state to restore holds) is not 0: a fresh
+ * install, with nothing saved, starts with no clients as the reference's.
+ */
+export function clientsConfRefusal(path: string, unreadable: NodeJS.ErrnoException | null, savedClients: number, statePath: string): string | null {
+  if (unreadable === null) return null;
+  const why = `Could not read ${path}: ${reasonInWords(unreadable)}${unreadable.code === undefined ? "" : ` (${unreadable.code})`}`;
+  if (unreadable.code !== "ENOENT") {
+    return `${why}; not started, since starting without it would start with no clients and save that state, losing the clients disabled or removed at run time: make it readable, or move it away to start with no clients`;
+  }
+  if (savedClients === 0) return null;
+  return `${why}; not started, since ${statePath} holds ${savedClients} client${savedClients === 1 ? "" : "s"}, which starting without it would drop from the state: put clients.conf back, or start with --no-restore to begin with no clients (the state file is then replaced)`;
 }
 
 /**
