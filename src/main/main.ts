@@ -792,11 +792,8 @@ async function startAndServe(
       SIGTERM: () => stop("SIGTERM"),
       SIGINT: () => stop("SIGINT"),
       SIGHUP: () => {
-        try {
-          observe.reopen();
-        } catch (error) {
-          logger.error(`Could not reopen the audit log: ${error instanceof Error ? error.message : String(error)}`);
-        }
+        // A failure is said, and tried again every 10 s (observe/audit.ts).
+        observe.reopen();
         // A reload re-reads clients.conf, not the server's code nor
         // mandos.conf: said if either changed.
         buildWatch.check();
