@@ -7,7 +7,8 @@
 
 import { test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, unlinkSync, writeSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { closeSync, constants, mkdirSync, mkdtempSync, openSync, readFileSync, renameSync, rmSync, statSync, unlinkSync, writeSync } from "node:fs";
 import http, { type Server } from "node:http";
 import { syncBuiltinESMExports } from "node:module";
 import { tmpdir } from "node:os";
@@ -244,6 +245,24 @@ test("an audit file deleted while open is opened anew and said; where it cannot 
     await eventually(() => notes.some((n) => n.startsWith("Reopened the audit log")), { what: "the reopen said" });
     sent("back");
     assert.match(readFileSync(path, "utf8"), /^\{[^\n]*"client":"back"/);
+  }));
+
+test("an audit file replaced by a FIFO is refused at reopen, not opened (which could hold the server for ever), and tried again", () =>
+  withRetryingAudit(async ({ path, errors, notes, sent, reopen }) => {
+    renameSync(path, `${path}.1`);
+    execFileSync("mkfifo", [path]);
+    // With a reader, as a collector would be: opening it for writing then succeeds, and is refused for what it is.
+    const reader = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+    try {
+      reopen();
+      assert.match(errors[0] ?? "", /^cannot reopen the audit log .*audit\.jsonl: a FIFO, not a regular file; tried again every [\d.]+ s, records go on to the file open until then$/);
+      sent("meanwhile");
+      assert.match(readFileSync(`${path}.1`, "utf8"), /"client":"meanwhile"/);
+    } finally {
+      closeSync(reader);
+    }
+    rmSync(path);
+    await eventually(() => notes.some((n) => n.startsWith("Reopened the audit log")), { what: "the reopen said" });
   }));
 
 test("the operator endpoint holds OPERATOR_MAX_CONNECTIONS, and idle ones go after the headers' timeout", async () => {

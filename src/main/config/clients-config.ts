@@ -19,7 +19,6 @@
 // The strings kept are copies (see ownCopy): never views on the file's text.
 
 import { createHash } from "node:crypto";
-import { readFileSync } from "node:fs";
 import { userInfo } from "node:os";
 import { isAbsolute, resolve } from "node:path";
 import { CLIENT_DEFAULTS, checkerHoldsSecret, type ClientSettings, normaliseKeyId } from "../clients/settings.js";
@@ -28,7 +27,7 @@ import { ConfigError, type ConfigErrorPlace } from "./errors.js";
 import { type IniDocument, parseIni, rawOption, sectionItems } from "./ini.js";
 import { type HomeDirectoryLookup, passwdHomeDirectory, pyBase64Decode, pyBoolean, pyExpandUser, pyExpandVars } from "./python-values.js";
 import { reasonInWords } from "./os-error.js";
-import { readConfigText } from "./read-file.js";
+import { readConfigText, readRegularFile } from "./read-file.js";
 import { SecretArena } from "./secret-arena.js";
 
 export interface ClientsConfigOptions {
@@ -38,7 +37,7 @@ export interface ClientsConfigOptions {
   readonly homeOf?: HomeDirectoryLookup;
   /** The user `~` means when HOME is unset. Default: the process's user. */
   readonly currentUser?: string;
-  /** Reads a secfile. Default: fs.readFileSync. */
+  /** Reads a secfile. Default: readRegularFile (a FIFO is refused). */
   readonly readSecfile?: (path: string) => Buffer;
   /** What a relative secfile is relative to. Default: the working directory. */
   readonly secfileBase?: string;
@@ -295,7 +294,8 @@ function readSecfile(value: string, place: ConfigErrorPlace, opts: ClientsConfig
   const path = resolve(opts.secfileBase ?? process.cwd(), expanded);
   if (!isAbsolute(expanded)) opts.onRelativeSecfile?.(place, value, path);
   try {
-    return (opts.readSecfile ?? readFileSync)(path);
+    // A FIFO in its place is refused, not waited on for ever (read-file.ts).
+    return (opts.readSecfile ?? readRegularFile)(path);
   } catch (error) {
     throw new ConfigError("CONFIG_SECFILE_UNREADABLE", place, `cannot read secfile ${JSON.stringify(path)}: ${reasonInWords(error)}`);
   }

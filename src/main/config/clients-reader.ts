@@ -15,9 +15,10 @@
 // "could not read" for "no clients".
 
 import { spawn, type ChildProcessByStdio } from "node:child_process";
-import { readFileSync, statSync } from "node:fs";
+import { statSync } from "node:fs";
 import type { Readable, Writable } from "node:stream";
 import { reasonInWords } from "./os-error.js";
+import { readRegularFile } from "./read-file.js";
 
 /** clients.conf's bytes, as a reload reads them (decoded as UTF-8 in the parse's thread). */
 export type ClientsFileRead =
@@ -37,7 +38,7 @@ const PRIVILEGED_READ_TIMEOUT_MS = 10_000;
 /** Reads the whole file now, as this process; never throws. */
 export function readClientsBytes(path: string): ClientsFileRead {
   try {
-    return { ok: true, bytes: readFileSync(path) };
+    return { ok: true, bytes: readRegularFile(path) };
   } catch (error) {
     return { ok: false, reason: reasonInWords(error) };
   }

@@ -24,11 +24,12 @@
 // succeeds, which is said too; meanwhile records go on to the file still
 // open, or, where it was deleted, are counted lost.
 
-import { closeSync, fdatasync, fdatasyncSync, fstatSync, openSync, writeSync } from "node:fs";
+import { closeSync, constants, fdatasync, fdatasyncSync, fstatSync, openSync, writeSync } from "node:fs";
 import { events, type ConnectionRef, type RefusalReason, type SecretAbandoned } from "../events.js";
 import { datagramSocketOrSay } from "../daemon/unix-datagram.js";
 import { Subscriptions } from "./subscriptions.js";
 import { reasonInWords } from "../config/os-error.js";
+import { notARegularFile } from "../config/read-file.js";
 
 /** The longest a written record waits for fdatasync. */
 export const AUDIT_SYNC_MS = 1_000;
@@ -103,7 +104,15 @@ export interface AuditLog {
 /** Opens the file (throws its errno error: the caller refuses to start without its audit log) and subscribes. */
 export function openAuditLog(options: AuditOptions): AuditLog {
   const now = options.now ?? (() => new Date());
-  const open = (path: string): number => openSync(path, "a", AUDIT_FILE_MODE);
+  // Without blocking, and only a regular file (or /dev/null): a FIFO in its
+  // place would hold the main thread for ever, at start or at a SIGHUP.
+  const open = (path: string): number => {
+    const opened = openSync(path, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NONBLOCK, AUDIT_FILE_MODE);
+    const wrong = notARegularFile(path, fstatSync(opened));
+    if (wrong === null) return opened;
+    closeSync(opened);
+    throw wrong;
+  };
   let fd = options.path === undefined ? undefined : open(options.path);
   let unsynced = false;
   let syncTimer: NodeJS.Timeout | undefined;
