@@ -5,12 +5,13 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { readClientsBytes, reloadReadiness, startPrivilegedReader } from "../src/main/config/clients-reader.js";
 import { reasonInWords } from "../src/main/config/os-error.js";
 import { BIN_MANDOS } from "./helpers/server.js";
+import { eventually } from "./helpers/wait.js";
 
 const asRoot = process.getuid?.() === 0;
 const NOBODY = 65534;
@@ -91,6 +92,44 @@ test("the reader kept as root passes a 60 MB clients.conf whole (100,000 clients
   assert.ok(big.ok && big.bytes.equals(Buffer.from(text)));
   writeFileSync(path, "[a]\nsecret = w6k=\n");
   assert.deepEqual(await reader.read(), { ok: true, bytes: Buffer.from("[a]\nsecret = w6k=\n") });
+});
+
+/** The pids of the readers kept as root for `path` (their command line names it). */
+function readersOf(path: string): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const argv = readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0");
+      if (argv.includes("mandos-clients-reader") && argv.includes(path)) pids.push(Number(entry));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return pids;
+}
+
+test("the reader kept as root answers a FIFO in the file's place within its bound, reads again after, and exits when its input closes, mid-read too", { skip: asRoot ? false : "needs root" }, async (t) => {
+  const dir = scratch(t);
+  const path = join(dir, "clients.conf");
+  execFileSync("mkfifo", [path]);
+  // A bound of 1 s here (8 in the server): base64 waits on the FIFO until it is ended.
+  const reader = startPrivilegedReader(path, 1);
+  t.after(() => reader.close());
+  const stuck = await reader.read();
+  assert.deepEqual(stuck, { ok: false, reason: "not read within 1 s (a FIFO, a terminal or a hung mount in its place?)" });
+  rmSync(path);
+  writeFileSync(path, "[a]\n", { mode: 0o600 });
+  assert.deepEqual(await reader.read(), { ok: true, bytes: Buffer.from("[a]\n") });
+  // The server gone (its end of the pipe closed) while a read waits: the
+  // reader, root where the server no longer is, ends within the bound.
+  rmSync(path);
+  execFileSync("mkfifo", [path]);
+  const pending = reader.read();
+  assert.equal(readersOf(path).length, 1);
+  reader.close();
+  await pending;
+  await eventually(() => readersOf(path).length === 0, { what: "the reader gone" });
 });
 
 test("reload readiness: the reader as root, the mode bits otherwise, with the command that fixes it", (t) => {

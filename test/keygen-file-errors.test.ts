@@ -91,3 +91,37 @@ test("only file-system errors with a file become FILE: REASON: a programming err
   assert.equal(fileSystemError(badArgument, "/x"), null);
   assert.equal(fileSystemError(new Error("boom"), "/x"), null);
 });
+
+const ownMounts = process.getuid?.() !== 0 ? "needs root (a mount namespace, a small tmpfs in it)" : !existsSync("/usr/bin/unshare") ? "needs unshare" : false;
+
+test("a full disk: --force leaves the old key set whole (no empty key file, no backup, no temporary) and names the file", { skip: ownMounts }, async () => {
+  const old = join(root, "full-old");
+  mkdirSync(old);
+  const made = await keygen(["--dir", old, "--type", "EDDSA", "--subtype", "ECDH", "--name", "full"]);
+  assert.equal(made.code, 0, made.stderr);
+  const names = ["pubkey.txt", "seckey.txt", "tls-privkey.pem", "tls-pubkey.pem"];
+  // Full at the first file; or room for two of the four (each takes a 4 KiB page), so that two temporaries are written and must go.
+  for (const [round, fill, failing] of [["full", "", "tls-privkey.pem"], ["two-left", "count=58", "seckey.txt"]] as const) {
+    const disk = join(root, `disk-${round}`);
+    const after = join(root, `after-${round}`);
+    mkdirSync(disk);
+    mkdirSync(after);
+    // A 256 KiB tmpfs (64 pages) over `disk`, in a mount namespace of its own, the old set
+    // copied in and the rest filled; what keygen leaves is copied out to `after`.
+    const script = [
+      `mount -t tmpfs -o size=256k tmpfs '${disk}'`,
+      ...names.map((n) => `cp -p '${join(old, n)}' '${disk}/'`),
+      `(dd if=/dev/zero of='${disk}/filler' bs=4096 ${fill} 2>/dev/null || true)`,
+      `('${process.execPath}' '${BIN_KEYGEN}' --dir '${disk}' --force --type EDDSA --subtype ECDH --name full 2>'${after}/stderr'; echo $? >'${after}/rc')`,
+      `ls -A '${disk}' >'${after}/ls'`,
+      `rm '${disk}/filler'`,
+      `cp -p '${disk}'/*.* '${after}/'`,
+    ].join(" && ");
+    const r = await run("unshare", ["--mount", "--propagation", "private", "sh", "-c", script], 60_000);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(readFileSync(join(after, "rc"), "utf8").trim(), "1", round);
+    assert.equal(readFileSync(join(after, "stderr"), "utf8"), `mandos-keygen: ${join(disk, failing)}: No space left on device\n`);
+    assert.deepEqual(readFileSync(join(after, "ls"), "utf8").trim().split("\n").sort(), [...names, "filler"].sort(), round);
+    for (const n of names) assert.ok(readFileSync(join(after, n)).equals(readFileSync(join(old, n))), `${round}: ${n} as it was`);
+  }
+});

@@ -7,7 +7,8 @@
 
 import { test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { closeSync, constants, mkdirSync, mkdtempSync, openSync, readFileSync, renameSync, rmSync, statSync, unlinkSync, writeSync } from "node:fs";
 import http, { type Server } from "node:http";
 import { syncBuiltinESMExports } from "node:module";
 import { tmpdir } from "node:os";
@@ -175,6 +176,94 @@ test("a disk that fills mid-record costs that record alone: a short write is fin
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+interface RetryingAudit {
+  readonly logs: string;
+  readonly path: string;
+  readonly errors: string[];
+  readonly notes: string[];
+  /** What events.auditFailed published: "write ENOSPC", "reopen ENOENT"... */
+  readonly failed: string[];
+  readonly sent: (client: string) => void;
+  readonly reopen: () => void;
+}
+
+/** An audit log in a directory of its own (DIR/logs/audit.jsonl) whose failed reopens are tried again every 20 ms. */
+async function withRetryingAudit(body: (a: RetryingAudit) => Promise<void>): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), "mandos-ts-audit-"));
+  const logs = join(dir, "logs");
+  mkdirSync(logs);
+  const path = join(logs, "audit.jsonl");
+  const errors: string[] = [];
+  const notes: string[] = [];
+  const failed: string[] = [];
+  const onFailed = ({ what, reason }: { what: string; reason: string }): void => void failed.push(`${what} ${reason}`);
+  events.auditFailed.subscribe(onFailed);
+  const audit = openAuditLog({ path, server: { host: "h", pid: 7, name: "Mandos" }, onError: (m) => errors.push(m), onNote: (m) => notes.push(m), reopenRetryMs: 20 });
+  const sent = (client: string): void => events.secretSent.publish({ connection, client, keyId: "AB", durationMs: 3 });
+  try {
+    await body({ logs, path, errors, notes, failed, sent, reopen: () => audit.reopen() });
+  } finally {
+    events.auditFailed.unsubscribe(onFailed);
+    audit.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+test("an audit reopen that fails is said, not thrown, tried again until it succeeds, and said again; records go on to the file open meanwhile", () =>
+  withRetryingAudit(async ({ logs, path, errors, notes, failed, sent, reopen }) => {
+    // The directory moved away: the reopen cannot create the file (as ENOSPC or EPERM would refuse it).
+    renameSync(logs, `${logs}.old`);
+    reopen();
+    assert.equal(errors.length, 1);
+    assert.match(errors[0]!, /^cannot reopen the audit log .*audit\.jsonl: No such file or directory \(ENOENT\); tried again every [\d.]+ s, records go on to the file open until then$/);
+    assert.deepEqual(failed, ["reopen ENOENT"]);
+    sent("meanwhile");
+    assert.match(readFileSync(join(`${logs}.old`, "audit.jsonl"), "utf8"), /"client":"meanwhile"/);
+    await eventually(() => failed.length >= 3, { what: "reopens tried again" });
+    assert.equal(errors.length, 1, "said once");
+    mkdirSync(logs);
+    await eventually(() => notes.length > 0, { what: "the reopen said" });
+    assert.match(notes[0]!, /^Reopened the audit log .*audit\.jsonl, after \d+ failed attempts$/);
+    sent("after");
+    assert.match(readFileSync(path, "utf8"), /^\{[^\n]*"client":"after"/);
+  }));
+
+test("an audit file deleted while open is opened anew and said; where it cannot be, the records are counted lost until it can", () =>
+  withRetryingAudit(async ({ logs, path, errors, notes, failed, sent }) => {
+    sent("first");
+    unlinkSync(path);
+    sent("second");
+    assert.match(errors[0] ?? "", /^the audit log .*audit\.jsonl was deleted while open: opening it anew$/);
+    assert.match(readFileSync(path, "utf8"), /^\{[^\n]*"client":"second"[^\n]*\n$/);
+    // Deleted with its directory: no new file can be made until the directory is back.
+    rmSync(logs, { recursive: true });
+    sent("lost");
+    assert.match(errors.join("\n"), /cannot reopen the audit log .*: No such file or directory \(ENOENT\); tried again every [\d.]+ s, records are lost meanwhile/);
+    assert.ok(failed.includes("write ENOENT"), failed.join(", "));
+    mkdirSync(logs);
+    await eventually(() => notes.some((n) => n.startsWith("Reopened the audit log")), { what: "the reopen said" });
+    sent("back");
+    assert.match(readFileSync(path, "utf8"), /^\{[^\n]*"client":"back"/);
+  }));
+
+test("an audit file replaced by a FIFO is refused at reopen, not opened (which could hold the server for ever), and tried again", () =>
+  withRetryingAudit(async ({ path, errors, notes, sent, reopen }) => {
+    renameSync(path, `${path}.1`);
+    execFileSync("mkfifo", [path]);
+    // With a reader, as a collector would be: opening it for writing then succeeds, and is refused for what it is.
+    const reader = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+    try {
+      reopen();
+      assert.match(errors[0] ?? "", /^cannot reopen the audit log .*audit\.jsonl: a FIFO, not a regular file; tried again every [\d.]+ s, records go on to the file open until then$/);
+      sent("meanwhile");
+      assert.match(readFileSync(`${path}.1`, "utf8"), /"client":"meanwhile"/);
+    } finally {
+      closeSync(reader);
+    }
+    rmSync(path);
+    await eventually(() => notes.some((n) => n.startsWith("Reopened the audit log")), { what: "the reopen said" });
+  }));
 
 test("the operator endpoint holds OPERATOR_MAX_CONNECTIONS, and idle ones go after the headers' timeout", async () => {
   const endpoint = await serveOperatorEndpoint("127.0.0.1", 0, new PromRegistry(), () => ({ ok: true }), () => undefined);

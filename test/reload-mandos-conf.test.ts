@@ -6,6 +6,7 @@
 
 import { test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -84,4 +85,14 @@ test("mandos.conf 0600 root, the server run as another user: Permission denied, 
   mark = server.log().length;
   await hangUp(server, RELOADED);
   assert.match(since(mark), /cannot be read now \(Permission denied\)/);
+});
+
+test("mandos.conf replaced by a FIFO: refused as not a regular file at SIGHUP, where reading it held the server for ever", async (t) => {
+  const { server, mandosConf, since } = await startWith(t, "[DEFAULT]\nservicename = Before\n", "0");
+  rmSync(mandosConf);
+  execFileSync("mkfifo", [mandosConf]);
+  const mark = server.log().length;
+  await hangUp(server, RELOADED);
+  assert.match(since(mark), new RegExp(`WARNING: ${mandosConf.replace(/[.]/g, "\\.")} cannot be read now \\(a FIFO, not a regular file\\); the server goes on with the settings it started with`));
+  assert.equal(server.process.exitCode, null);
 });

@@ -10,7 +10,7 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { REPO, run, startServer } from "./helpers/server.js";
@@ -198,4 +198,105 @@ test("'No clients defined' counts the clients restored: all removed at run time 
     } finally {
       await server.stop();
     }
+  }));
+
+test("clients.conf that cannot be read stops the start, naming it and the errno, and the saved state is left as it was; --check fails on it", () =>
+  withSetup(["alpha"], "", async (s) => {
+    await savedOnce(s);
+    const saved = readFileSync(s.statePath, "utf8");
+    const clientsConf = join(s.conf, "clients.conf");
+    // A directory in its place (EISDIR), as config management may leave it.
+    renameSync(clientsConf, `${clientsConf}.aside`);
+    mkdirSync(clientsConf);
+    const start = await startOnce(s);
+    assert.equal(start.code, 1, start.stderr);
+    assert.ok(start.stderr.includes(`Could not read ${clientsConf}: Is a directory (EISDIR); not started`), start.stderr);
+    assert.doesNotMatch(start.stderr, /Now listening/);
+    assert.equal(readFileSync(s.statePath, "utf8"), saved);
+    const check = await run(process.execPath, [`${REPO}bin/mandos`, "--check", ...serverArgs(s)]);
+    assert.notEqual(check.code, 0);
+    assert.match(check.stdout.toString("utf8"), /^FAILED: clients\.conf: Could not read .*clients\.conf: Is a directory \(EISDIR\); not started/m);
+  }));
+
+test("a missing clients.conf stops the start while the state holds clients (one removed at run time counts), and starts with none on a fresh install", () =>
+  withSetup(["alpha", "bravo"], "", async (s) => {
+    const state = await savedOnce(s);
+    // bravo removed at run time (mandos-ctl --remove): it must stay removed when clients.conf is back.
+    delete (state.clients as Record<string, unknown>).bravo;
+    state.removed = ["bravo"];
+    writeFileSync(s.statePath, JSON.stringify(state), { mode: 0o600 });
+    const saved = readFileSync(s.statePath, "utf8");
+    const clientsConf = join(s.conf, "clients.conf");
+    renameSync(clientsConf, `${clientsConf}.aside`);
+    const start = await startOnce(s);
+    assert.equal(start.code, 1, start.stderr);
+    assert.ok(start.stderr.includes(`Could not read ${clientsConf}: No such file or directory (ENOENT); not started, since ${s.statePath} holds 2 clients`), start.stderr);
+    assert.equal(readFileSync(s.statePath, "utf8"), saved);
+    const check = await run(process.execPath, [`${REPO}bin/mandos`, "--check", ...serverArgs(s)]);
+    assert.notEqual(check.code, 0);
+    assert.match(check.stdout.toString("utf8"), /^FAILED: state: Could not read .*clients\.conf: No such file or directory \(ENOENT\); not started, since .* holds 2 clients/m);
+    // A fresh install: nothing saved (neither ours nor the Python server's file), no clients.conf yet.
+    rmSync(s.statePath);
+    rmSync(join(s.state, "clients.pickle"));
+    const fresh = await startServer(serverArgs(s));
+    try {
+      await fresh.waitForLog(/WARNING: No clients defined/);
+    } finally {
+      assert.equal(await fresh.stop(), 0);
+    }
+  }));
+
+test("a --statedir that is a file stops the start saying so, not as a state file in it that cannot be read", () =>
+  withSetup(["alpha"], "", async (s) => {
+    rmSync(s.state, { recursive: true });
+    writeFileSync(s.state, "not a directory\n");
+    const start = await startOnce(s);
+    assert.equal(start.code, 1, start.stderr);
+    assert.ok(start.stderr.includes(`the state directory ${s.state} is not a directory; not started`), start.stderr);
+    assert.doesNotMatch(start.stderr, /clients\.pickle/);
+  }));
+
+/** Runs the server in a mount namespace of its own, where `dir` is a read-only bind mount of itself (a file system not yet remounted read-write early in boot). */
+const readOnlyIn = (dir: string): string[] => ["unshare", "--mount", "--propagation", "private", "sh", "-c", `mount --bind '${dir}' '${dir}' && mount -o remount,bind,ro '${dir}' && exec "$@"`, "sh"];
+const needsMounts = process.getuid?.() !== 0 ? "needs root: a mount namespace, and a read-only bind mount in it" : false;
+
+test("a state directory read-only at start is tried again every 10 s, and saved to once it is writable; /health recovers", { skip: needsMounts }, () =>
+  withSetup(["alpha"], "", async (s) => {
+    const server = await startServer(serverArgs(s, "--metrics", "127.0.0.1:0"), {}, { wrap: readOnlyIn(s.state) });
+    let code: number | null;
+    try {
+      const port = Number(/Serving \/metrics and \/health on "127\.0\.0\.1", port (\d+)/.exec(server.log())?.[1]);
+      const health = async (): Promise<string> => {
+        const res = await fetch(`http://127.0.0.1:${port}/health`);
+        return `${res.status} ${await res.text()}`;
+      };
+      await server.waitForLog(new RegExp(`WARNING: Cannot keep persistent state in ${s.state}: Read-only file system; state is not saved until it can be, tried again every 10 s`));
+      await server.waitForLog(/WARNING: Could not save persistent state: Read-only file system/);
+      assert.match(await health(), /^503 .*state/);
+      // As the boot remounts it read-write.
+      const remount = await run("nsenter", ["-t", String(server.process.pid), "-m", "mount", "-o", "remount,bind,rw", s.state]);
+      assert.equal(remount.code, 0, remount.stderr);
+      await server.waitForLog(/INFO: Saved persistent state to .*clients\.json again, after \d+ failed saves?/, 30_000);
+      assert.ok(existsSync(s.statePath));
+      assert.match(await health(), /^200 /);
+    } finally {
+      code = await server.stop();
+    }
+    assert.equal(code, 0, server.log());
+  }));
+
+test("a state directory that cannot be made from start to stop: the real errno, not ENOENT, and the stop fails at ERROR with exit 1", { skip: needsMounts }, () =>
+  withSetup(["alpha"], "", async (s) => {
+    // Missing, under a read-only parent: Node's mkdir -p says ENOENT there.
+    const statedir = join(s.state, "var", "lib", "mandos");
+    const server = await startServer(["--configdir", s.conf, "--statedir", statedir, "--port", "0", "--address", "::1"], {}, { wrap: readOnlyIn(s.state) });
+    let code: number | null;
+    try {
+      await server.waitForLog(new RegExp(`WARNING: Cannot keep persistent state in ${statedir}: Read-only file system;`));
+      await server.waitForLog(/WARNING: Could not save persistent state: Read-only file system/);
+    } finally {
+      code = await server.stop();
+    }
+    assert.match(server.log(), /ERROR: Could not save persistent state as the server stops: Read-only file system; the changes since the last save are lost/);
+    assert.equal(code, 1);
   }));

@@ -13,7 +13,7 @@ import { fileSystemError, KeygenError, KeygenFileError } from "./errors.js";
 import { getopt, type OptionSpec } from "./getopt.js";
 import { importPickleDryRun } from "./import-pickle.js";
 import { parseExpire } from "./expire.js";
-import { defaultKeyDir, keyDirPaths, replaceKeyFile } from "./key-dir.js";
+import { defaultKeyDir, keyDirPaths, replaceKeyFiles } from "./key-dir.js";
 import { encryptPassword, generateOpenPgpKey, openPgpFingerprint, secretLines } from "./openpgp-key.js";
 import { formatSection, localSshHostKey, type SshKeyscan } from "./section.js";
 import { generateTlsKey, parseTlsKeyType, tlsKeyId } from "./tls-key.js";
@@ -224,10 +224,13 @@ export async function createKeys(dir: string, o: CreateKeysOptions): Promise<voi
     name: o.name, email: o.email, comment: o.comment, expireSeconds, date: o.now,
     ...(o.notice ? { notice: o.notice } : {}),
   });
-  replaceKeyFile(paths.tlsPrivateKey, tls.privateKeyPem);
-  replaceKeyFile(paths.tlsPublicKey, tls.publicKeyPem);
-  replaceKeyFile(paths.secretKey, pgp.secretKey);
-  replaceKeyFile(paths.publicKey, pgp.publicKey);
+  // All four or none: a full disk leaves the old set whole (key-dir.ts).
+  replaceKeyFiles([
+    { path: paths.tlsPrivateKey, contents: tls.privateKeyPem },
+    { path: paths.tlsPublicKey, contents: tls.publicKeyPem },
+    { path: paths.secretKey, contents: pgp.secretKey },
+    { path: paths.publicKey, contents: pgp.publicKey },
+  ]);
 }
 
 

@@ -21,6 +21,7 @@ import { openFilesLimit } from "./daemon/open-files.js";
 import { consoleSink, FanOutLogger, silentLogger, type Logger } from "./daemon/log.js";
 import { logServeEvents } from "./daemon/log-serve.js";
 import { systemClock } from "./clock.js";
+import { events } from "./events.js";
 import { daemonize, isDaemonChild, notifyFailed, notifyReady } from "./daemon/daemonize.js";
 import { takeEarlyHangup } from "./daemon/early-hangup.js";
 import { ignoredOnStart } from "./daemon/inherited-signals.js";
@@ -30,7 +31,7 @@ import { syslogSink } from "./daemon/syslog.js";
 import { givenInFile, mergeSettings, type ServerSettings } from "./config/server-settings.js";
 import { ServerConfigRecheck } from "./config/server-recheck.js";
 import { SettingsError } from "./daemon/errors.js";
-import { loadClientsConfig, loadServerConfig, clientKeyWarnings } from "./config/index.js";
+import { clientsConfRefusal, loadServerConfig, clientKeyWarnings, readClientsConfig } from "./config/index.js";
 import { createRegistry, type ClientRegistry } from "./clients/registry.js";
 import { CHECKER_HOST_MIN_CLIENTS, CheckerHost } from "./clients/checker-host.js";
 import { keepFromChildren } from "./clients/inherited-descriptors.js";
@@ -40,9 +41,9 @@ import { reloadClientsConfig } from "./clients/reload.js";
 import { logClientEvents } from "./daemon/log-clients.js";
 import { clientsFileReader, readClientsBytes, reloadReadiness, type ClientsFileReader } from "./config/clients-reader.js";
 import { runSelfTest } from "./daemon/self-test.js";
-import { readState, restoreState, routineChange, StateSaver, StateSerialiser, STATE_FILE_NAME, STATE_PREPARE_DELAY_MS, STATE_PREPARE_SLICE_MS, STATE_WARM_SLICE_MS, type ClientView, type ConfigField, type StateFile } from "./state/state-file.js";
-import { checkStateDirWritable, prepareStateDir } from "./state/state-dir.js";
-import { migrateReferenceState, pendingMigration, PICKLE_FILE_NAME } from "./state/pickle-import.js";
+import { readState, restoreState, routineChange, SAVE_RETRY_MS, StateSaver, StateSerialiser, STATE_FILE_NAME, STATE_PREPARE_DELAY_MS, STATE_PREPARE_SLICE_MS, STATE_WARM_SLICE_MS, type ClientView, type ConfigField, type StateFile } from "./state/state-file.js";
+import { checkStateDirWritable, ensureStateDir, prepareStateDir, stateDirNotDirectory } from "./state/state-dir.js";
+import { migrateReferenceState, pendingMigration, pickleClientCount, PICKLE_FILE_NAME } from "./state/pickle-import.js";
 import { referencePickle, type ReferencePickle } from "./state/pickle-export.js";
 import { removeStaleTemporaries, writeAtomically } from "./state/state-writer.js";
 import { reasonInWords, strerror } from "./config/os-error.js";
@@ -96,10 +97,14 @@ function checkConfiguration(cli: CommandLine, checked: ReturnType<typeof checkSe
   const detaches = checked instanceof Error ? !cli.debug && !cli.foreground : !checked.settings.debug && !checked.settings.foreground;
   const relative: string[] = [];
   try {
-    const clients = loadClientsConfig(clientsPath, {
+    const read = readClientsConfig(clientsPath, {
       secfileBase: detaches ? "/" : process.cwd(),
       onRelativeSecfile: (place, value, path) => relative.push(`${place.file}:${place.line} [${place.section}]: secfile ${JSON.stringify(value)} is relative: a start reads it from its working directory, "/" when it detaches or runs under systemd; checked as ${path}`),
     });
+    // There and unreadable stops a start; missing does only beside saved clients (checkState).
+    const refusal = read.unreadable?.code === "ENOENT" ? null : clientsConfRefusal(clientsPath, read.unreadable, 0, "");
+    if (refusal !== null) throw new Error(refusal);
+    const clients = read.clients;
     process.stdout.write(`ok: clients.conf: ${clientsPath} is as a start reads it, ${clients.length} client${clients.length === 1 ? "" : "s"}\n`);
     for (const warning of [...relative, ...clientKeyWarnings(clients)]) process.stdout.write(`WARNING: clients.conf: ${warning}\n`);
   } catch (error) {
@@ -117,10 +122,17 @@ function checkConfiguration(cli: CommandLine, checked: ReturnType<typeof checkSe
  */
 async function checkState(settings: ServerSettings, uid: number): Promise<boolean> {
   let config: ClientSettings[];
+  const clientsPath = join(settings.configdir, "clients.conf");
+  let unreadable: NodeJS.ErrnoException | null;
   try {
-    config = loadClientsConfig(join(settings.configdir, "clients.conf"));
+    ({ clients: config, unreadable } = readClientsConfig(clientsPath));
   } catch {
     return true; // the self-test and the start say why
+  }
+  const notDirectory = stateDirNotDirectory(settings.statedir);
+  if (notDirectory !== null) {
+    process.stdout.write(`FAILED: state: ${notDirectory}\n`);
+    return false;
   }
   const statePath = join(settings.statedir, STATE_FILE_NAME);
   const owners = process.getuid?.() === 0 ? [uid] : [];
@@ -130,6 +142,13 @@ async function checkState(settings: ServerSettings, uid: number): Promise<boolea
   } catch (error) {
     process.stdout.write(`FAILED: state: ${(error as Error).message}\n`);
     return false;
+  }
+  if (unreadable?.code === "ENOENT") {
+    const refusal = unreadClientsConf(clientsPath, unreadable, settings.statedir, ours, true, owners);
+    if (refusal !== null) {
+      process.stdout.write(`FAILED: state: ${refusal}\n`);
+      return false;
+    }
   }
   const pending = await pendingMigration(settings.statedir, statePath, ours, config, owners);
   if (pending === null) {
@@ -145,6 +164,18 @@ async function checkState(settings: ServerSettings, uid: number): Promise<boolea
   const which = pending.replaces ? `the next start imports ${pending.path} in place of ${statePath} (the Python server ran after this one last saved)` : `the first start imports ${pending.path}`;
   process.stdout.write(`ok: ${which}: ${pending.clients} clients; it serves at once and opens their ${pending.sealed} sealed secrets meanwhile, each asking client's first${time}\n`);
   return true;
+}
+
+/**
+ * Why a start must stop on clients.conf unread (clientsConfRefusal), given
+ * the state it would restore: clients.json as read (`ours`), or the
+ * pickle it would import, whichever holds more clients; null: it may start.
+ */
+function unreadClientsConf(clientsPath: string, unreadable: NodeJS.ErrnoException, statedir: string, ours: StateFile | null, restore: boolean, owners: readonly number[]): string | null {
+  const statePath = join(statedir, STATE_FILE_NAME);
+  const held = ours === null ? 0 : Object.keys(ours.clients).length + (ours.removed?.length ?? 0);
+  const inPickle = restore ? pickleClientCount(statedir, statePath, ours, owners) : 0;
+  return clientsConfRefusal(clientsPath, unreadable, Math.max(held, inPickle), inPickle > held ? join(statedir, PICKLE_FILE_NAME) : statePath);
 }
 
 /** Whether `path` exists, a dangling symbolic link included (readState then says why it is refused). */
@@ -351,11 +382,21 @@ async function startAndServe(
   // The state file's changes not yet in etcd (docs/ETCD.md "When etcd is down").
   let fleetUnsent: readonly unknown[];
   try {
-    config = loadClientsConfig(clientsPath);
+    const read = readClientsConfig(clientsPath);
+    config = read.clients;
     for (const warning of clientKeyWarnings(config)) logger.warning(warning);
     phases.end("clients.conf");
     const owners = runAs ? [runAs.uid] : [];
     let saved: StateFile | null = null;
+    // Not a directory: said so, not as a state file in it that cannot be read.
+    const notDirectory = stateDirNotDirectory(settings.statedir);
+    if (notDirectory !== null) return fail(`${notDirectory}; not started: give --statedir a directory (made if missing)`);
+    // clients.conf unread: stopped on where a start would lose state (clientsConfRefusal).
+    if (read.unreadable !== null) {
+      const ours = settings.restore && pathExists(statePath) ? readState(statePath, silentLogger, owners) : null;
+      const refusal = unreadClientsConf(clientsPath, read.unreadable, settings.statedir, ours, settings.restore, owners);
+      if (refusal !== null) return fail(refusal);
+    }
     if (settings.restore) {
       // Ours first (a file that cannot be restored stops the start), then
       // the Python server's clients.pickle (docs/ENROLL.md): imported when
@@ -398,9 +439,15 @@ async function startAndServe(
   // for each client, and an arrow made anew lost its optimised code at
   // each full collection (docs/BENCHMARK.md, "Closures compiled again").
   const entryOf = (name: string): ClientView | undefined => registry.entry(name);
-  const saver = new StateSaver(statePath, () => serialiser.list(config, registry.entries(), Date.now(), fleet?.unsent() ?? [], entryOf));
-  // Off until the state directory is known to be usable by the user we become.
+  // Each save makes the state directory again if it is missing (as the user we become).
+  const saver = new StateSaver(statePath, () => serialiser.list(config, registry.entries(), Date.now(), fleet?.unsent() ?? [], entryOf), systemClock, () => ensureStateDir(settings.statedir));
+  // Off until privileges are dropped: no save is written as root.
   let keepState = false;
+  // Why the state directory could not be used at start, until a save succeeds (for /health).
+  let stateDirProblem: string | null = null;
+  const stateDirUsable = (): void => {
+    stateDirProblem = null;
+  };
   const stateChanged = (): void => {
     if (keepState) saver.changed();
   };
@@ -486,7 +533,7 @@ async function startAndServe(
   let listenerLost: string | null = null;
   const observe = await Observability.start(settings, systemd, {
     clientCounts: () => registry.counts(), handshakes: () => listener.handshakes, get workers() { return runner.workers; }, serveThreads: settings.serveThreads, build: RUNNING_BUILD, installedBuild: readableBuild,
-    workerQueue: () => runner.queued, workersReplaced: () => runner.replaced, workersUnanswering: () => runner.unanswering, ...(fleet ? { etcd: fleet.link.bind(fleet) } : {}), accepting: () => accepting, listenerLost: () => listenerLost ?? serveThreads?.unanswering() ?? null, stateNotKept: () => (keepState ? null : `${settings.statedir} is not usable`),
+    workerQueue: () => runner.queued, workersReplaced: () => runner.replaced, workersUnanswering: () => runner.unanswering, ...(fleet ? { etcd: fleet.link.bind(fleet) } : {}), accepting: () => accepting, listenerLost: () => listenerLost ?? serveThreads?.unanswering() ?? null, stateNotKept: () => (stateDirProblem === null ? null : `${settings.statedir} is not usable: ${stateDirProblem}`),
   });
   // As the reference's SO_BINDTODEVICE failing with ENODEV: said, and every interface served.
   let servedInterface = settings.interface || undefined;
@@ -566,8 +613,13 @@ async function startAndServe(
   }
   checkerHost.allow();
   if (stateDir.ok) stateDir = checkStateDirWritable(settings.statedir);
+  // Saved from now on, whether or not the directory is usable yet: a save
+  // that fails is said and tried again every SAVE_RETRY_MS until one
+  // succeeds (a file system still read-only early in boot), as one that
+  // starts failing later is, and the last save, as the server stops, fails
+  // it (ERROR, exit 1) rather than leave without a word.
+  keepState = true;
   if (stateDir.ok) {
-    keepState = true;
     const stale = [...removeStaleTemporaries(statePath), ...removeStaleTemporaries(picklePath)];
     if (stale.length > 0) logger.info(`Removed ${stale.length} temporary state file${stale.length === 1 ? "" : "s"} that an interrupted save left in ${settings.statedir}: ${stale.join(", ")}`);
     // The first save's work (every secret sealed, every client serialised),
@@ -577,10 +629,12 @@ async function startAndServe(
       if (!serialiser.warm(config, warming, STATE_WARM_SLICE_MS)) setImmediate(warmSlice);
     };
     setImmediate(warmSlice);
-    saver.changed();
   } else {
-    logger.warning(`Cannot keep persistent state in ${settings.statedir}: ${stateDir.reason}; state will not be saved`);
+    stateDirProblem = stateDir.reason;
+    events.stateSaved.subscribe(stateDirUsable);
+    logger.warning(`Cannot keep persistent state in ${settings.statedir}: ${stateDir.reason}; state is not saved until it can be, tried again every ${SAVE_RETRY_MS / 1000} s`);
   }
+  saver.changed();
   try {
     pidFile?.write();
   } catch (error) {
@@ -747,6 +801,7 @@ async function startAndServe(
             logger.warning(`Could not write ${picklePath} for the Python server: ${reasonInWords(error)}; it would not find the state this server leaves`);
           }
         }
+        events.stateSaved.unsubscribe(stateDirUsable);
         await observe.close();
         await runner.close();
         clientsReader.close();
@@ -759,11 +814,8 @@ async function startAndServe(
       SIGTERM: () => stop("SIGTERM"),
       SIGINT: () => stop("SIGINT"),
       SIGHUP: () => {
-        try {
-          observe.reopen();
-        } catch (error) {
-          logger.error(`Could not reopen the audit log: ${error instanceof Error ? error.message : String(error)}`);
-        }
+        // A failure is said, and tried again every 10 s (observe/audit.ts).
+        observe.reopen();
         // A reload re-reads clients.conf, not the server's code nor
         // mandos.conf: said if either changed.
         buildWatch.check();

@@ -19,7 +19,6 @@
 // The strings kept are copies (see ownCopy): never views on the file's text.
 
 import { createHash } from "node:crypto";
-import { readFileSync } from "node:fs";
 import { userInfo } from "node:os";
 import { isAbsolute, resolve } from "node:path";
 import { CLIENT_DEFAULTS, checkerHoldsSecret, type ClientSettings, normaliseKeyId } from "../clients/settings.js";
@@ -28,7 +27,7 @@ import { ConfigError, type ConfigErrorPlace } from "./errors.js";
 import { type IniDocument, parseIni, rawOption, sectionItems } from "./ini.js";
 import { type HomeDirectoryLookup, passwdHomeDirectory, pyBase64Decode, pyBoolean, pyExpandUser, pyExpandVars } from "./python-values.js";
 import { reasonInWords } from "./os-error.js";
-import { readConfigText } from "./read-file.js";
+import { readConfigText, readRegularFile } from "./read-file.js";
 import { SecretArena } from "./secret-arena.js";
 
 export interface ClientsConfigOptions {
@@ -38,7 +37,7 @@ export interface ClientsConfigOptions {
   readonly homeOf?: HomeDirectoryLookup;
   /** The user `~` means when HOME is unset. Default: the process's user. */
   readonly currentUser?: string;
-  /** Reads a secfile. Default: fs.readFileSync. */
+  /** Reads a secfile. Default: readRegularFile (a FIFO is refused). */
   readonly readSecfile?: (path: string) => Buffer;
   /** What a relative secfile is relative to. Default: the working directory. */
   readonly secfileBase?: string;
@@ -52,8 +51,41 @@ export interface ClientsConfigOptions {
  * reloadClientsConfig, which keeps the running clients instead.
  */
 export function loadClientsConfig(path: string, opts: ClientsConfigOptions = {}): ClientSettings[] {
+  return readClientsConfig(path, opts).clients;
+}
+
+/** clients.conf as a start reads it: its clients, and why it could not be read (null when it was). */
+export interface ClientsConfigRead {
+  readonly clients: ClientSettings[];
+  readonly unreadable: NodeJS.ErrnoException | null;
+}
+
+/** As loadClientsConfig, saying whether the file was read: a start decides on it (clientsConfRefusal). */
+export function readClientsConfig(path: string, opts: ClientsConfigOptions = {}): ClientsConfigRead {
   const text = readConfigText(path);
-  return typeof text === "string" ? parseClientsConfig(text, path, opts) : [];
+  return typeof text === "string" ? { clients: parseClientsConfig(text, path, opts), unreadable: null } : { clients: [], unreadable: text.unreadable };
+}
+
+/**
+ * Why a start must not go on with clients.conf unread (null: it may, with
+ * no clients). The reference's ConfigParser skips a file it cannot open,
+ * and its restore then drops every saved client, so that the first save
+ * forgets the clients disabled or removed at run time: they come back
+ * enabled once the file is back. Ours stops instead (as it stops on a state
+ * file it cannot read), where that would lose anything: a file that is
+ * there and cannot be read (a directory in its place, EACCES, EIO) always;
+ * a missing one only when `savedClients` (the clients, and the clients
+ * removed at run time, that the state to restore holds) is not 0: a fresh
+ * install, with nothing saved, starts with no clients as the reference's.
+ */
+export function clientsConfRefusal(path: string, unreadable: NodeJS.ErrnoException | null, savedClients: number, statePath: string): string | null {
+  if (unreadable === null) return null;
+  const why = `Could not read ${path}: ${reasonInWords(unreadable)}${unreadable.code === undefined ? "" : ` (${unreadable.code})`}`;
+  if (unreadable.code !== "ENOENT") {
+    return `${why}; not started, since starting without it would start with no clients and save that state, losing the clients disabled or removed at run time: make it readable, or move it away to start with no clients`;
+  }
+  if (savedClients === 0) return null;
+  return `${why}; not started, since ${statePath} holds ${savedClients} client${savedClients === 1 ? "" : "s"}, which starting without it would drop from the state: put clients.conf back, or start with --no-restore to begin with no clients (the state file is then replaced)`;
 }
 
 /**
@@ -262,7 +294,8 @@ function readSecfile(value: string, place: ConfigErrorPlace, opts: ClientsConfig
   const path = resolve(opts.secfileBase ?? process.cwd(), expanded);
   if (!isAbsolute(expanded)) opts.onRelativeSecfile?.(place, value, path);
   try {
-    return (opts.readSecfile ?? readFileSync)(path);
+    // A FIFO in its place is refused, not waited on for ever (read-file.ts).
+    return (opts.readSecfile ?? readRegularFile)(path);
   } catch (error) {
     throw new ConfigError("CONFIG_SECFILE_UNREADABLE", place, `cannot read secfile ${JSON.stringify(path)}: ${reasonInWords(error)}`);
   }

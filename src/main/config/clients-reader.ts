@@ -7,7 +7,12 @@
 // with the file in base64 on one line and then a status line
 // (`0 ` on success, `RC MESSAGE` with base64's error otherwise). It reads
 // that one path and nothing else, takes no other input, and dies with the
-// server (end of its standard input). What it gives away, clients.conf, the
+// server (end of its standard input). Each read is bounded (coreutils
+// timeout, PRIVILEGED_READ_BOUND_S): a FIFO, a terminal or a hung mount in
+// the file's place is an answer ("not read within N s"), not a reader stuck
+// for good, which refused every later reload and, once the server had
+// dropped root and could no longer kill it, outlived the server as a root
+// orphan. What it gives away, clients.conf, the
 // server holds in memory already. Without root (tests, a server run by hand)
 // the file is read directly. docs/OPERATION.md, "Reloading clients.conf".
 //
@@ -15,9 +20,10 @@
 // "could not read" for "no clients".
 
 import { spawn, type ChildProcessByStdio } from "node:child_process";
-import { readFileSync, statSync } from "node:fs";
+import { statSync } from "node:fs";
 import type { Readable, Writable } from "node:stream";
 import { reasonInWords } from "./os-error.js";
+import { readRegularFile } from "./read-file.js";
 
 /** clients.conf's bytes, as a reload reads them (decoded as UTF-8 in the parse's thread). */
 export type ClientsFileRead =
@@ -33,11 +39,17 @@ export interface ClientsFileReader {
 
 /** How long a reload waits for the privileged reader (a hung NFS mount, say). */
 const PRIVILEGED_READ_TIMEOUT_MS = 10_000;
+/**
+ * How long the privileged reader lets one read take before it ends it
+ * (TERM, then KILL a second later) and answers that it could not: within
+ * PRIVILEGED_READ_TIMEOUT_MS, so that it has answered before a reload gives up.
+ */
+export const PRIVILEGED_READ_BOUND_S = 8;
 
 /** Reads the whole file now, as this process; never throws. */
 export function readClientsBytes(path: string): ClientsFileRead {
   try {
-    return { ok: true, bytes: readFileSync(path) };
+    return { ok: true, bytes: readRegularFile(path) };
   } catch (error) {
     return { ok: false, reason: reasonInWords(error) };
   }
@@ -47,11 +59,13 @@ export function directReader(path: string): ClientsFileReader {
   return { how: "direct", read: () => Promise.resolve(readClientsBytes(path)), close: () => {} };
 }
 
-// $1 is the path. Standard output of base64 goes straight to ours (fd 3),
-// its standard error is captured for the status line.
+// $1 is the path, $2 the bound in seconds. Standard output of base64 goes
+// straight to ours (fd 3), its standard error is captured for the status
+// line; timeout's 124 (TERM) or 137 (KILL) is a read that did not end.
 const READER_SCRIPT = `
 while IFS= read -r _; do
-  { err=$(base64 -w 0 -- "$1" 2>&1 >&3); rc=$?; } 3>&1
+  { err=$(timeout -k 1 "$2" base64 -w 0 -- "$1" 2>&1 >&3); rc=$?; } 3>&1
+  case $rc in 124|137) err="$1: not read within $2 s (a FIFO, a terminal or a hung mount in its place?)" ;; esac
   printf '\\n%s %s\\n' "$rc" "$(printf '%s' "$err" | tr '\\n' ' ')"
 done
 `;
@@ -59,9 +73,10 @@ done
 /**
  * Starts the reader as the current user; call it while still root, before
  * dropping privileges. Should the reader die, reads fall back to direct.
+ * `boundS`: PRIVILEGED_READ_BOUND_S unless a test says.
  */
-export function startPrivilegedReader(path: string): ClientsFileReader {
-  const child: ChildProcessByStdio<Writable, Readable, null> = spawn("/bin/sh", ["-c", READER_SCRIPT, "mandos-clients-reader", path], {
+export function startPrivilegedReader(path: string, boundS = PRIVILEGED_READ_BOUND_S): ClientsFileReader {
+  const child: ChildProcessByStdio<Writable, Readable, null> = spawn("/bin/sh", ["-c", READER_SCRIPT, "mandos-clients-reader", path, String(boundS)], {
     stdio: ["pipe", "pipe", "ignore"],
     env: { PATH: "/usr/bin:/bin", LC_ALL: "C" },
   });
@@ -140,10 +155,14 @@ export function startPrivilegedReader(path: string): ClientsFileReader {
         child.stdin.write("\n");
       });
     },
+    /**
+     * Ends the reader's standard input: it exits at once, or once the read
+     * under way ends (within its bound). Not killed: a server that has
+     * dropped root cannot, and one that could would only race the bound.
+     */
     close(): void {
       alive = false;
       child.stdin.end();
-      child.kill();
     },
   };
 }

@@ -1,8 +1,11 @@
 // Reading a configuration file as ConfigParser.read() does: a file that
 // cannot be opened is silently skipped (Python catches OSError there), but
-// one that is not valid UTF-8 is an error.
+// one that is not valid UTF-8 is an error. Opened without blocking, and
+// read only if it is a regular file (or a character device: /dev/null):
+// a FIFO or a socket in its place, which would hold the main thread (and
+// every connection) for ever at a SIGHUP, is refused as unreadable.
 
-import { readFileSync } from "node:fs";
+import { closeSync, constants, fstatSync, openSync, readFileSync, type Stats } from "node:fs";
 import { ConfigError } from "./errors.js";
 
 const UTF8 = new TextDecoder("utf-8", { fatal: true });
@@ -35,11 +38,35 @@ export interface ConfigUnreadable {
   readonly unreadable: NodeJS.ErrnoException;
 }
 
+/**
+ * The error for a file that is not one a server should read or write
+ * (a FIFO, a socket, a block device); null when it is a regular file or a
+ * character device. Its message is the reason in words (reasonInWords).
+ */
+export function notARegularFile(path: string, st: Stats): NodeJS.ErrnoException | null {
+  if (st.isFile() || st.isCharacterDevice()) return null;
+  if (st.isDirectory()) return Object.assign(new Error(`EISDIR: illegal operation on a directory, read '${path}'`), { code: "EISDIR", path });
+  const kind = st.isFIFO() ? "a FIFO" : st.isSocket() ? "a socket" : st.isBlockDevice() ? "a block device" : "not a file";
+  return Object.assign(new Error(`${kind}, not a regular file`), { path });
+}
+
+/** All of `path`'s bytes, opened with O_NONBLOCK and read only if notARegularFile allows it; throws the errno error. */
+export function readRegularFile(path: string): Buffer {
+  const fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  try {
+    const wrong = notARegularFile(path, fstatSync(fd));
+    if (wrong !== null) throw wrong;
+    return readFileSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
 /** The text of `path`, or why it cannot be read. */
 export function readConfigText(path: string): string | ConfigUnreadable {
   let bytes: Buffer;
   try {
-    bytes = readFileSync(path);
+    bytes = readRegularFile(path);
   } catch (error) {
     return { unreadable: error as NodeJS.ErrnoException };
   }

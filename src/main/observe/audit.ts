@@ -16,14 +16,25 @@
 // runs at most once per AUDIT_SYNC_MS, and at reopen and close: a power
 // loss may lose the last second of records, a reboot storm does not pay a
 // disk flush per secret.
+//
+// Reopening: at SIGHUP (logrotate moved the file), and when the file is
+// found deleted (st_nlink 0 on the open descriptor, looked at before each
+// record: a record written there would be lost without a word). A reopen
+// that fails is said and tried again every AUDIT_REOPEN_RETRY_MS until one
+// succeeds, which is said too; meanwhile records go on to the file still
+// open, or, where it was deleted, are counted lost.
 
-import { closeSync, fdatasync, fdatasyncSync, fstatSync, openSync, writeSync } from "node:fs";
+import { closeSync, constants, fdatasync, fdatasyncSync, fstatSync, openSync, writeSync } from "node:fs";
 import { events, type ConnectionRef, type RefusalReason, type SecretAbandoned } from "../events.js";
 import { datagramSocketOrSay } from "../daemon/unix-datagram.js";
 import { Subscriptions } from "./subscriptions.js";
+import { reasonInWords } from "../config/os-error.js";
+import { notARegularFile } from "../config/read-file.js";
 
 /** The longest a written record waits for fdatasync. */
 export const AUDIT_SYNC_MS = 1_000;
+/** How often a reopen that failed is tried again. */
+export const AUDIT_REOPEN_RETRY_MS = 10_000;
 /** Owner and group (adm, for log readers) only: peers' addresses are personal data. */
 const AUDIT_FILE_MODE = 0o640;
 /** LOG_AUTHPRIV | LOG_INFO: syslog's facility for security records, kept apart from daemon.* */
@@ -72,12 +83,20 @@ export interface AuditOptions {
   readonly onError?: (message: string) => void;
   /** Records are written again after `lost` could not be: said once at the end of each failure run. */
   readonly onWritingAgain?: (lost: number) => void;
+  /** The file was opened again after a reopen failed (`failures` attempts): said once. */
+  readonly onNote?: (message: string) => void;
+  /** How often a failed reopen is tried again; AUDIT_REOPEN_RETRY_MS unless a test says. */
+  readonly reopenRetryMs?: number;
   /** writeSync's stand-in, for tests: a disk that fills mid-record. */
   readonly write?: (fd: number, bytes: Uint8Array, offset: number, length: number) => number;
 }
 
 export interface AuditLog {
-  /** Closes and reopens the file (SIGHUP, after logrotate moved it). */
+  /**
+   * Closes and reopens the file (SIGHUP, after logrotate moved it). A
+   * failure is said (onError), not thrown, and tried again every
+   * AUDIT_REOPEN_RETRY_MS until a reopen succeeds.
+   */
   reopen(): void;
   close(): void;
 }
@@ -85,7 +104,15 @@ export interface AuditLog {
 /** Opens the file (throws its errno error: the caller refuses to start without its audit log) and subscribes. */
 export function openAuditLog(options: AuditOptions): AuditLog {
   const now = options.now ?? (() => new Date());
-  const open = (path: string): number => openSync(path, "a", AUDIT_FILE_MODE);
+  // Without blocking, and only a regular file (or /dev/null): a FIFO in its
+  // place would hold the main thread for ever, at start or at a SIGHUP.
+  const open = (path: string): number => {
+    const opened = openSync(path, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NONBLOCK, AUDIT_FILE_MODE);
+    const wrong = notARegularFile(path, fstatSync(opened));
+    if (wrong === null) return opened;
+    closeSync(opened);
+    throw wrong;
+  };
   let fd = options.path === undefined ? undefined : open(options.path);
   let unsynced = false;
   let syncTimer: NodeJS.Timeout | undefined;
@@ -122,6 +149,14 @@ export function openAuditLog(options: AuditOptions): AuditLog {
     }
   };
   const syslogPath = options.syslogPath ?? "/dev/log";
+  /** Whether the file open on `target` has been deleted (no name left: st_nlink 0). */
+  const deleted = (target: number): boolean => {
+    try {
+      return fstatSync(target).nlink === 0;
+    } catch {
+      return false;
+    }
+  };
 
   const write = (outcome: AuditRecord["outcome"], reason: AuditRecord["reason"], client: string, keyId: string, c: ConnectionRef, fingerprint?: string): void => {
     const record: AuditRecord = {
@@ -129,8 +164,15 @@ export function openAuditLog(options: AuditOptions): AuditLog {
       address: c.address, port: c.port, server: options.server,
     };
     const line = JSON.stringify(record);
+    if (fd !== undefined && !retrying && deleted(fd)) {
+      // Found deleted: opened anew now, or, failing that, tried every AUDIT_REOPEN_RETRY_MS.
+      options.onError?.(`the audit log ${options.path ?? ""} was deleted while open: opening it anew`);
+      reopenNow();
+    }
     if (fd !== undefined) {
       try {
+        // Where the file is gone and no new one could be opened, a record written would be lost unseen.
+        if (retrying && deleted(fd)) throw Object.assign(new Error("the audit file was deleted"), { code: "ENOENT" });
         writeRecord(fd, Buffer.from(`${midLine ? "\n" : ""}${line}\n`));
         if (lost > 0) options.onWritingAgain?.(lost);
         lost = 0;
@@ -154,29 +196,55 @@ export function openAuditLog(options: AuditOptions): AuditLog {
     socket?.send(`<${SYSLOG_PRI}>${AUDIT_SYSLOG_TAG}[${options.server.pid}]: ${line}`, syslogPath);
   };
 
+  /** A reopen failed: tried again every AUDIT_REOPEN_RETRY_MS; how many attempts failed in this run. */
+  let retrying = false;
+  let failedReopens = 0;
+  let retryTimer: NodeJS.Timeout | undefined;
+  const stopRetrying = (): void => {
+    if (retryTimer !== undefined) clearInterval(retryTimer);
+    retryTimer = undefined;
+    retrying = false;
+    failedReopens = 0;
+  };
+  /** Opens the file anew in place of `fd`; a failure is said once a run, published each time, and tried again. */
+  function reopenNow(): void {
+    if (options.path === undefined || fd === undefined) return;
+    syncNow();
+    let next: number;
+    try {
+      next = open(options.path);
+    } catch (error) {
+      const reason = (error as NodeJS.ErrnoException).code ?? String(error);
+      if (events.auditFailed.hasSubscribers) events.auditFailed.publish({ what: "reopen", reason });
+      if (failedReopens++ === 0) {
+        const meanwhile = deleted(fd) ? "records are lost meanwhile (the file open was deleted)" : "records go on to the file open until then";
+        options.onError?.(`cannot reopen the audit log ${options.path}: ${reasonInWords(error)}${reason === String(error) ? "" : ` (${reason})`}; tried again every ${(options.reopenRetryMs ?? AUDIT_REOPEN_RETRY_MS) / 1000} s, ${meanwhile}`);
+      }
+      if (!retrying) {
+        retrying = true;
+        retryTimer = setInterval(reopenNow, options.reopenRetryMs ?? AUDIT_REOPEN_RETRY_MS);
+        retryTimer.unref();
+      }
+      return;
+    }
+    closeSync(fd);
+    fd = next;
+    // logrotate's new, empty file needs no newline before its first record.
+    if (fstatSync(next).size === 0) midLine = false;
+    if (retrying) options.onNote?.(`Reopened the audit log ${options.path}, after ${failedReopens} failed ${failedReopens === 1 ? "attempt" : "attempts"}`);
+    stopRetrying();
+  }
+
   const subs = new Subscriptions();
   subs.on(events.secretSent, ({ connection, client, keyId, fingerprint }) => write("released", null, client, keyId, connection, fingerprint));
   subs.on(events.clientRejected, ({ connection, client, keyId, fingerprint, reason }) => write("refused", reason, client, keyId, connection, fingerprint));
   subs.on(events.secretAbandoned, ({ connection, client, keyId, fingerprint, outcome, stage }) =>
     write(stage === "Sending" ? "unconfirmed" : "abandoned", cutShort(outcome), client, keyId, connection, fingerprint));
   return {
-    reopen() {
-      if (options.path === undefined || fd === undefined) return;
-      syncNow();
-      let next: number;
-      try {
-        next = open(options.path);
-      } catch (error) {
-        if (events.auditFailed.hasSubscribers) events.auditFailed.publish({ what: "reopen", reason: (error as NodeJS.ErrnoException).code ?? String(error) });
-        throw error;
-      }
-      closeSync(fd);
-      fd = next;
-      // logrotate's new, empty file needs no newline before its first record.
-      if (fstatSync(next).size === 0) midLine = false;
-    },
+    reopen: reopenNow,
     close() {
       subs.close();
+      stopRetrying();
       syncNow();
       if (fd !== undefined) closeSync(fd);
       fd = undefined;

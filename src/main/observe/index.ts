@@ -63,6 +63,7 @@ export class Observability {
         server: { host: hostname(), pid: process.pid, name: this.#settings.servicename },
         onError,
         onWritingAgain: (lost) => onNote(`Writing the audit log again, after ${lost} ${lost === 1 ? "record" : "records"} could not be written`),
+        onNote,
       });
     }
     const m = this.#settings.metrics;
@@ -88,7 +89,7 @@ export class Observability {
     this.#systemd?.startWatchdog(this.#accepting);
   }
 
-  /** SIGHUP: logrotate moved the audit file. */
+  /** SIGHUP: logrotate moved the audit file. A failure is said and tried again (audit.ts), not thrown. */
   reopen(): void {
     this.#audit?.reopen();
   }

@@ -266,6 +266,25 @@ export async function migrateReferenceState(
   return { state, pickleSha256: decision.pickleSha256 };
 }
 
+/**
+ * How many clients the pickle that a start would import holds, those
+ * removed at run time included (the names in its saved settings and among
+ * its clients); 0 when it would import none, or cannot be read (the import
+ * then says why). clients.conf's absence must not drop them (clientsConfRefusal).
+ */
+export function pickleClientCount(statedir: string, ourStatePath: string, ours: StateFile | null, owners: readonly number[] = []): number {
+  const decision = decideMigration(join(statedir, PICKLE_FILE_NAME), ourStatePath, ours, owners);
+  if (decision.kind !== "import" || decision.data.length === 0) return 0;
+  try {
+    const root = unpickle(decision.data);
+    if (!(root instanceof PyTuple) || root.items.length !== 2) return 0;
+    const names = new Set<string>([...dict(root.items[0], "the clients").keys(), ...dict(root.items[1], "the settings").keys()]);
+    return names.size;
+  } catch {
+    return 0;
+  }
+}
+
 /** What the first start would import, for `mandos --check`. */
 export type PendingMigration =
   | {

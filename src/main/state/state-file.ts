@@ -1028,6 +1028,8 @@ export class StateSaver {
   #changedWhileWriting: "soon" | "routine" | null = null;
   /** Counts saves; a background save renames its file only if no later one began. */
   #generation = 0;
+  /** Run before each save, throwing why it cannot be written (the state directory cannot be made: ensureStateDir). */
+  readonly #prepare: () => void;
   /** Which file the state file was as this server last saw it its own (at the start, then after each save); null when none. */
   #ownFile: string | null;
 
@@ -1035,11 +1037,13 @@ export class StateSaver {
    * `collect` gives the state file's bytes as pieces that nobody changes
    * afterwards (StateSerialiser.list, settled by the writer). Each save is
    * published (events.stateSaved / stateSaveFailed), not logged.
+   * `prepare` runs first, and a throw fails the save (ensureStateDir).
    */
-  constructor(path: string, collect: () => readonly StatePiece[] | StateList, clock: Clock = systemClock) {
+  constructor(path: string, collect: () => readonly StatePiece[] | StateList, clock: Clock = systemClock, prepare: () => void = () => {}) {
     this.#path = path;
     this.#collect = collect;
     this.#clock = clock;
+    this.#prepare = prepare;
     this.#ownFile = fileIdentity(path);
   }
 
@@ -1102,6 +1106,7 @@ export class StateSaver {
     const started = performance.now();
     const replacedOther = this.#replacedByOther();
     try {
+      this.#prepare();
       let data = this.#collect();
       try {
         writeAtomically(this.#path, data);
@@ -1134,6 +1139,14 @@ export class StateSaver {
     /** This save failed: try again SAVE_RETRY_MS after it. */
     let retry = false;
     const replacedOther = this.#replacedByOther();
+    try {
+      this.#prepare();
+    } catch (error) {
+      // As a write that fails: tried again SAVE_RETRY_MS later.
+      this.#failed(error);
+      if (!this.#timer) this.#saveAfter(SAVE_RETRY_MS, true);
+      return;
+    }
     try {
       data = this.#collect();
     } catch (error) {
