@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { DEFAULT_PRIORITY, parsePriority } from "../src/tls/index.js";
 import { fetchSecret } from "../src/client/fetch.js";
 import { machine, machineSection, type Machine } from "./helpers/keys.js";
-import { hangUp, startServer } from "./helpers/server.js";
+import { hangUp, startServer, type RunningServer } from "./helpers/server.js";
 
 const SETTINGS = parsePriority(DEFAULT_PRIORITY);
 const MACHINES = 12;
@@ -59,7 +59,12 @@ const asRoot = process.getuid?.() === 0;
  */
 async function reloadDuringWaves(t: TestContext, threading: readonly string[]): Promise<void> {
   const root = mkdtempSync(join(tmpdir(), "mandos-ts-reload-"));
-  t.after(() => rmSync(root, { recursive: true, force: true }));
+  // The server stopped first: its last save makes a state directory removed under it again.
+  let started: RunningServer | undefined;
+  t.after(async () => {
+    await started?.stop();
+    rmSync(root, { recursive: true, force: true });
+  });
   const conf = join(root, "conf");
   const state = join(root, "state");
   mkdirSync(conf);
@@ -72,8 +77,7 @@ async function reloadDuringWaves(t: TestContext, threading: readonly string[]): 
   writeFileSync(clientsConf, file, { mode: 0o600 });
   chmodSync(clientsConf, 0o600);
 
-  const server = await startServer(["--configdir", conf, "--statedir", state, "--port", "0", ...threading], {}, { keepClientsConfPrivate: true });
-  t.after(() => server.stop());
+  const server = (started = await startServer(["--configdir", conf, "--statedir", state, "--port", "0", ...threading], {}, { keepClientsConfPrivate: true }));
   if (asRoot) {
     // The premise: the server really runs as a user that cannot open the file.
     await server.waitForLog(/Did setuid\/setgid to (?!0:)\d+:\d+/);
