@@ -242,7 +242,12 @@ export class Connection {
   keepsStopWaiting(now: number): boolean {
     if (this.#state === "AwaitingLine") return now - this.#started >= IDLE_EVICT_AFTER_MS;
     const since = this.#slot?.slowSince ?? null;
-    return this.#state === "Handshaking" && since !== null && now - since >= SLOW_EVICT_AFTER_MS && this.#driver !== null && this.#driver.pending === null;
+    return this.#state === "Handshaking" && since !== null && now - since >= SLOW_EVICT_AFTER_MS && this.#waitsOnPeer;
+  }
+
+  /** The handshake's engine has no task out and waits on its peer (not on us: key shares, a worker). */
+  get #waitsOnPeer(): boolean {
+    return this.#driver !== null && this.#driver.pending === null;
   }
 
   /** Waiting for its version line since `acceptedAt` (the listener's idle ones, listener.ts). */
@@ -286,7 +291,7 @@ export class Connection {
     // The handshake's time ran out while it waited on us (its key shares,
     // or a task out on the runner): our failure, not its peer's, and not
     // counted against its source.
-    if (c.#state === "Handshaking" && !(c.#driver !== null && c.#driver.pending === null)) {
+    if (c.#state === "Handshaking" && !c.#waitsOnPeer) {
       c.#deps.logger.error(`Handshake of ${c.#ref.label} waited on the handshake runner until its ${HANDSHAKE_TIMEOUT_MS / 1000} s ran out`);
       c.#close("internal-error", "the handshake runner did not answer in time");
       return;
@@ -310,7 +315,7 @@ export class Connection {
       c.#close("evicted", "waiting for a handshake slot: its source had the most waiting when a connection from another came at the open connections cap");
       return true;
     }
-    if (c.#state !== "Handshaking" || c.#driver === null || c.#driver.pending !== null) return false;
+    if (c.#state !== "Handshaking" || !c.#waitsOnPeer) return false;
     const when = why === "open-limit" ? "at the open connections cap" : "while the slow pool was full and others waited";
     c.#close("timeout", `in the TLS handshake: its peer kept it waiting over ${SLOW_EVICT_AFTER_MS / 1000} s ${when}`);
     return true;
@@ -413,7 +418,7 @@ export class Connection {
     this.#slowCheck = null;
     const slot = this.#slot;
     if (!slot || this.#state !== "Handshaking") return;
-    const waitsOnPeer = this.#driver !== null && this.#driver.pending === null;
+    const waitsOnPeer = this.#waitsOnPeer;
     // Not moved (ours to wait for, or the slow pool full): look again later.
     if (!(waitsOnPeer && slot.slow())) this.#slowCheck = this.#deps.clock.setTimeoutWith(Connection.#slowCheckDue, PEER_SLOW_MS, this);
   }
