@@ -8,9 +8,9 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { hostname, networkInterfaces, tmpdir } from "node:os";
-import { connect } from "node:net";
+import { connect, createServer, type AddressInfo } from "node:net";
 import { join } from "node:path";
 import { DEFAULT_PRIORITY, parsePriority } from "../src/tls/index.js";
 import { fetchSecret } from "../src/client/fetch.js";
@@ -265,6 +265,62 @@ describe("bin/mandos --metrics and --audit-log", { skip }, () => {
 
   test("the handshake gauges count the handshakes under way and the slow pool", async () => {
     await stalledPeersCounted(metricsPort, server.port, 70);
+  });
+});
+
+describe("an audit log or metrics port that cannot be had at start", { skip }, () => {
+  let root = "";
+  let server: RunningServer | undefined;
+  // Holds the metrics port until the test lets it go; closed here too, or it would keep this file's process alive.
+  const squatter = createServer();
+  after(async () => {
+    await server?.stop();
+    if (squatter.listening) await new Promise<void>((resolve) => squatter.close(() => resolve()));
+    if (root) rmSync(root, { recursive: true, force: true });
+  });
+
+  // A /var/log not writable yet (remounted read-only after an unclean
+  // power-off), a port some other process holds: every machine would stay
+  // locked if the server refused to start over what is only its record.
+  test("the server serves anyway, says each at ERROR, and opens them when it can", async () => {
+    root = mkdtempSync(join(tmpdir(), "mandos-ts-observe-late-"));
+    const pgp = join(root, "pgp");
+    makeKeySet(pgp);
+    const [real] = makeClients(root, pgp, 1);
+    const logs = join(root, "logs");
+    const auditPath = join(logs, "audit.jsonl");
+    await new Promise<void>((resolve) => squatter.listen(0, "127.0.0.1", resolve));
+    const port = (squatter.address() as AddressInfo).port;
+    const conf = join(root, "conf");
+    mkdirSync(conf);
+    writeFileSync(join(conf, "mandos.conf"), "[DEFAULT]\n");
+    writeFileSync(join(conf, "clients.conf"), `[DEFAULT]\nchecker = true\n\n${real!.section}`, { mode: 0o600 });
+    server = await startServer(["--configdir", conf, "--statedir", join(root, "state"), "--no-restore", "--port", "0", "--address", "::",
+      "--workers", "0", "--metrics", `127.0.0.1:${port}`, "--audit-log", auditPath]);
+    const log = server.log();
+    assert.match(log, new RegExp(`ERROR: cannot open the audit log ${auditPath}: No such file or directory \\(ENOENT\\); tried again every 10 s, records are lost meanwhile`));
+    assert.match(log, new RegExp(`ERROR: cannot serve /metrics and /health on "127\\.0\\.0\\.1", port ${port}: Address already in use \\(EADDRINUSE\\); tried again every 10 s`));
+
+    const first = await runMandosClient(real!.dir, "::1", server.port);
+    assert.equal(first.code, 0, first.stderr);
+    assert.equal(first.stdout.toString("utf8"), real!.password);
+
+    await new Promise<void>((resolve) => squatter.close(() => resolve()));
+    mkdirSync(logs, { mode: 0o777 });
+    chmodSync(logs, 0o777);
+    await server.waitForLog(new RegExp(`INFO: Serving /metrics and /health on "127\\.0\\.0\\.1", port ${port}, after 1 failed attempt`), 30_000);
+    await server.waitForLog(/INFO: Opened the audit log .*, after \d+ failed attempts?/, 30_000);
+    const samples = (await scrape(port)).samples;
+    assert.equal(samples.get("mandos_secrets_sent_total"), 1);
+    assert.equal(samples.get("mandos_audit_records_lost_total"), 1, "the release before the file opened");
+    assert.ok((samples.get("mandos_audit_reopen_failures_total") ?? 0) >= 1);
+    assert.equal((await fetch(`http://127.0.0.1:${port}/health`)).status, 200);
+
+    const second = await runMandosClient(real!.dir, "::1", server.port);
+    assert.equal(second.code, 0, second.stderr);
+    await server.waitForLog(/INFO: Writing the audit log again, after 1 record could not be written/);
+    const records = readFileSync(auditPath, "utf8").trimEnd().split("\n").map((l) => JSON.parse(l) as { client: string; outcome: string });
+    assert.deepEqual(records.map((r) => [r.client, r.outcome]), [[real!.name, "released"]]);
   });
 });
 

@@ -182,27 +182,34 @@ interface RetryingAudit {
   readonly path: string;
   readonly errors: string[];
   readonly notes: string[];
+  /** What onWritingAgain was told: records lost before the file was written again. */
+  readonly again: number[];
   /** What events.auditFailed published: "write ENOSPC", "reopen ENOENT"... */
   readonly failed: string[];
   readonly sent: (client: string) => void;
   readonly reopen: () => void;
 }
 
-/** An audit log in a directory of its own (DIR/logs/audit.jsonl) whose failed reopens are tried again every 20 ms. */
-async function withRetryingAudit(body: (a: RetryingAudit) => Promise<void>): Promise<void> {
+/**
+ * An audit log in a directory of its own (DIR/logs/audit.jsonl) whose failed
+ * reopens are tried again every 20 ms; with `madeAtStart` false, the
+ * directory is not there when it is first opened.
+ */
+async function withRetryingAudit(body: (a: RetryingAudit) => Promise<void>, { madeAtStart = true } = {}): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), "mandos-ts-audit-"));
   const logs = join(dir, "logs");
-  mkdirSync(logs);
+  if (madeAtStart) mkdirSync(logs);
   const path = join(logs, "audit.jsonl");
   const errors: string[] = [];
   const notes: string[] = [];
+  const again: number[] = [];
   const failed: string[] = [];
   const onFailed = ({ what, reason }: { what: string; reason: string }): void => void failed.push(`${what} ${reason}`);
   events.auditFailed.subscribe(onFailed);
-  const audit = openAuditLog({ path, server: { host: "h", pid: 7, name: "Mandos" }, onError: (m) => errors.push(m), onNote: (m) => notes.push(m), reopenRetryMs: 20 });
+  const audit = openAuditLog({ path, server: { host: "h", pid: 7, name: "Mandos" }, onError: (m) => errors.push(m), onNote: (m) => notes.push(m), onWritingAgain: (n) => again.push(n), reopenRetryMs: 20 });
   const sent = (client: string): void => events.secretSent.publish({ connection, client, keyId: "AB", durationMs: 3 });
   try {
-    await body({ logs, path, errors, notes, failed, sent, reopen: () => audit.reopen() });
+    await body({ logs, path, errors, notes, again, failed, sent, reopen: () => audit.reopen() });
   } finally {
     events.auditFailed.unsubscribe(onFailed);
     audit.close();
@@ -210,8 +217,25 @@ async function withRetryingAudit(body: (a: RetryingAudit) => Promise<void>): Pro
   }
 }
 
+/**
+ * The directory of a failing audit file is gone: opens are tried again and
+ * the failure said once; once it is back the file opens, which is said
+ * (`word`: "Opened", "Reopened"), and takes the next record.
+ */
+async function opensOnceDirectoryIsBack({ logs, path, errors, notes, failed, sent }: RetryingAudit, word: string): Promise<void> {
+  const tried = failed.length;
+  await eventually(() => failed.length >= tried + 2, { what: "opens tried again" });
+  assert.equal(errors.length, 1, "said once");
+  mkdirSync(logs);
+  await eventually(() => notes.length > 0, { what: "the open said" });
+  assert.match(notes[0]!, new RegExp(`^${word} the audit log .*audit\\.jsonl, after \\d+ failed attempts$`));
+  sent("after");
+  assert.match(readFileSync(path, "utf8"), /^\{[^\n]*"client":"after"[^\n]*\n$/);
+}
+
 test("an audit reopen that fails is said, not thrown, tried again until it succeeds, and said again; records go on to the file open meanwhile", () =>
-  withRetryingAudit(async ({ logs, path, errors, notes, failed, sent, reopen }) => {
+  withRetryingAudit(async (audit) => {
+    const { logs, errors, failed, sent, reopen } = audit;
     // The directory moved away: the reopen cannot create the file (as ENOSPC or EPERM would refuse it).
     renameSync(logs, `${logs}.old`);
     reopen();
@@ -220,14 +244,19 @@ test("an audit reopen that fails is said, not thrown, tried again until it succe
     assert.deepEqual(failed, ["reopen ENOENT"]);
     sent("meanwhile");
     assert.match(readFileSync(join(`${logs}.old`, "audit.jsonl"), "utf8"), /"client":"meanwhile"/);
-    await eventually(() => failed.length >= 3, { what: "reopens tried again" });
-    assert.equal(errors.length, 1, "said once");
-    mkdirSync(logs);
-    await eventually(() => notes.length > 0, { what: "the reopen said" });
-    assert.match(notes[0]!, /^Reopened the audit log .*audit\.jsonl, after \d+ failed attempts$/);
-    sent("after");
-    assert.match(readFileSync(path, "utf8"), /^\{[^\n]*"client":"after"/);
+    await opensOnceDirectoryIsBack(audit, "Reopened");
   }));
+
+test("an audit file that cannot be opened at start is said, not thrown, tried again until it opens; the records meanwhile are counted lost", () =>
+  // Its directory is missing (as on a /var/log not mounted yet, or read-only: EROFS).
+  withRetryingAudit(async (audit) => {
+    assert.deepEqual(audit.errors.map((e) => e.replace(audit.path, "PATH")), ["cannot open the audit log PATH: No such file or directory (ENOENT); tried again every 0.02 s, records are lost meanwhile"]);
+    assert.deepEqual(audit.failed, ["open ENOENT"]);
+    audit.sent("lost");
+    assert.deepEqual(audit.failed.slice(0, 2), ["open ENOENT", "write ENOENT"]);
+    await opensOnceDirectoryIsBack(audit, "Opened");
+    assert.deepEqual(audit.again, [1], "the lost record said once the file is written again");
+  }, { madeAtStart: false }));
 
 test("an audit file deleted while open is opened anew and said; where it cannot be, the records are counted lost until it can", () =>
   withRetryingAudit(async ({ logs, path, errors, notes, failed, sent }) => {

@@ -268,7 +268,8 @@ export interface StateSaveFailed {
 
 /** The audit log lost a record (`write`: not written to its file) or could not reopen its file (`reopen`, at SIGHUP). */
 export interface AuditFailed {
-  readonly what: "write" | "reopen";
+  /** "open": the first open (at start) failed; "reopen": a later one; "write": a record was lost. */
+  readonly what: "write" | "open" | "reopen";
   /** The errno code (ENOSPC, EACCES...) or, without one, the error's message. */
   readonly reason: string;
 }

@@ -641,15 +641,8 @@ async function startAndServe(
     logger.error(error instanceof Error ? error.message : String(error));
   }
   phases.end("privileges and state directory");
-  try {
-    await observe.open((message) => logger.error(message), (message) => logger.info(message));
-  } catch (error) {
-    await Promise.all([observe.close(), listener.close(0), runner.close()]);
-    clientsReader.close();
-    registry.stop();
-    return fail(`cannot start the audit log or metrics listener: ${error instanceof Error ? error.message : String(error)}`);
-  }
-  if (observe.endpoint) logger.info(`Serving /metrics and /health on ${JSON.stringify(observe.endpoint.address)}, port ${observe.endpoint.port}`);
+  // Neither refuses the start: what cannot be opened is said and tried again (observe/index.ts).
+  await observe.open((message) => logger.error(message), (message) => logger.info(message));
   phases.end("metrics and audit log");
   // The family of the socket bound, not use_ipv6: an IPv4 address or host
   // name binds IPv4 even with IPv6 on, ::1 binds IPv6 with --no-ipv6, and so

@@ -6,6 +6,8 @@
 
 const STRERROR: Readonly<Record<string, string>> = {
   EACCES: "Permission denied",
+  EADDRINUSE: "Address already in use",
+  EADDRNOTAVAIL: "Cannot assign requested address",
   EAFNOSUPPORT: "Address family not supported by protocol",
   EAGAIN: "Resource temporarily unavailable",
   EBADF: "Bad file descriptor",

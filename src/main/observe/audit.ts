@@ -22,7 +22,10 @@
 // record: a record written there would be lost without a word). A reopen
 // that fails is said and tried again every AUDIT_REOPEN_RETRY_MS until one
 // succeeds, which is said too; meanwhile records go on to the file still
-// open, or, where it was deleted, are counted lost.
+// open, or, where it was deleted, are counted lost. An open that fails at
+// start is the same: the server serves (a /var/log remounted read-only
+// must not keep every machine locked; the reference has no audit log at
+// all), its records counted lost until the file opens.
 
 import { closeSync, constants, fdatasync, fdatasyncSync, fstatSync, openSync, writeSync } from "node:fs";
 import { events, type ConnectionRef, type RefusalReason, type SecretAbandoned } from "../events.js";
@@ -101,7 +104,11 @@ export interface AuditLog {
   close(): void;
 }
 
-/** Opens the file (throws its errno error: the caller refuses to start without its audit log) and subscribes. */
+/**
+ * Opens the file and subscribes. A file that cannot be opened is said
+ * (onError), not thrown: it is tried again every AUDIT_REOPEN_RETRY_MS, and
+ * the records until then are counted lost.
+ */
 export function openAuditLog(options: AuditOptions): AuditLog {
   const now = options.now ?? (() => new Date());
   // Without blocking, and only a regular file (or /dev/null): a FIFO in its
@@ -113,7 +120,7 @@ export function openAuditLog(options: AuditOptions): AuditLog {
     closeSync(opened);
     throw wrong;
   };
-  let fd = options.path === undefined ? undefined : open(options.path);
+  let fd: number | undefined;
   let unsynced = false;
   let syncTimer: NodeJS.Timeout | undefined;
   const syncNow = (): void => {
@@ -169,7 +176,11 @@ export function openAuditLog(options: AuditOptions): AuditLog {
       options.onError?.(`the audit log ${options.path ?? ""} was deleted while open: opening it anew`);
       reopenNow();
     }
-    if (fd !== undefined) {
+    if (options.path !== undefined && fd === undefined) {
+      // Not opened yet (the open at start failed): said with the open's failure; counted here.
+      lost++;
+      if (events.auditFailed.hasSubscribers) events.auditFailed.publish({ what: "write", reason: notOpenReason });
+    } else if (fd !== undefined) {
       try {
         // Where the file is gone and no new one could be opened, a record written would be lost unseen.
         if (retrying && deleted(fd)) throw Object.assign(new Error("the audit file was deleted"), { code: "ENOENT" });
@@ -206,19 +217,26 @@ export function openAuditLog(options: AuditOptions): AuditLog {
     retrying = false;
     failedReopens = 0;
   };
-  /** Opens the file anew in place of `fd`; a failure is said once a run, published each time, and tried again. */
+  /** Why records are lost while the file has never been opened: the last open's errno. */
+  let notOpenReason = "";
+  /**
+   * Opens the file (anew in place of `fd`, or for the first time); a failure
+   * is said once a run, published each time, and tried again.
+   */
   function reopenNow(): void {
-    if (options.path === undefined || fd === undefined) return;
+    if (options.path === undefined) return;
+    const first = fd === undefined;
     syncNow();
     let next: number;
     try {
       next = open(options.path);
     } catch (error) {
       const reason = (error as NodeJS.ErrnoException).code ?? String(error);
-      if (events.auditFailed.hasSubscribers) events.auditFailed.publish({ what: "reopen", reason });
+      notOpenReason = reason;
+      if (events.auditFailed.hasSubscribers) events.auditFailed.publish({ what: first ? "open" : "reopen", reason });
       if (failedReopens++ === 0) {
-        const meanwhile = deleted(fd) ? "records are lost meanwhile (the file open was deleted)" : "records go on to the file open until then";
-        options.onError?.(`cannot reopen the audit log ${options.path}: ${reasonInWords(error)}${reason === String(error) ? "" : ` (${reason})`}; tried again every ${(options.reopenRetryMs ?? AUDIT_REOPEN_RETRY_MS) / 1000} s, ${meanwhile}`);
+        const meanwhile = fd === undefined || deleted(fd) ? `records are lost meanwhile${fd === undefined ? "" : " (the file open was deleted)"}` : "records go on to the file open until then";
+        options.onError?.(`cannot ${first ? "open" : "reopen"} the audit log ${options.path}: ${reasonInWords(error)}${reason === String(error) ? "" : ` (${reason})`}; tried again every ${(options.reopenRetryMs ?? AUDIT_REOPEN_RETRY_MS) / 1000} s, ${meanwhile}`);
       }
       if (!retrying) {
         retrying = true;
@@ -227,13 +245,14 @@ export function openAuditLog(options: AuditOptions): AuditLog {
       }
       return;
     }
-    closeSync(fd);
+    if (fd !== undefined) closeSync(fd);
     fd = next;
     // logrotate's new, empty file needs no newline before its first record.
     if (fstatSync(next).size === 0) midLine = false;
-    if (retrying) options.onNote?.(`Reopened the audit log ${options.path}, after ${failedReopens} failed ${failedReopens === 1 ? "attempt" : "attempts"}`);
+    if (retrying) options.onNote?.(`${first ? "Opened" : "Reopened"} the audit log ${options.path}, after ${failedReopens} failed ${failedReopens === 1 ? "attempt" : "attempts"}`);
     stopRetrying();
   }
+  reopenNow();
 
   const subs = new Subscriptions();
   subs.on(events.secretSent, ({ connection, client, keyId, fingerprint }) => write("released", null, client, keyId, connection, fingerprint));

@@ -12,6 +12,10 @@ import { trackHealth, type Health, type HealthInputs } from "./health.js";
 import { serveOperatorEndpoint, type OperatorEndpoint } from "./http.js";
 import type { MetricSources, Metrics } from "./metrics.js";
 import type { SystemdNotifier } from "./sd-notify.js";
+import { reasonInWords } from "../config/os-error.js";
+
+/** How often an HTTP listener that could not listen is tried again. */
+export const OPERATOR_RETRY_MS = 10_000;
 
 export interface ObserveSettings {
   readonly metrics: MetricsAddress | undefined;
@@ -29,6 +33,9 @@ export class Observability {
   readonly #metrics: Metrics | undefined;
   #endpoint: OperatorEndpoint | undefined;
   #audit: AuditLog | undefined;
+  /** Tries the HTTP listener again while it cannot listen. */
+  #retry: NodeJS.Timeout | undefined;
+  #closed = false;
   readonly #systemd: SystemdNotifier | null;
 
   /**
@@ -51,9 +58,13 @@ export class Observability {
   }
 
   /**
-   * Opens the audit log and the HTTP listener. Throws (an errno error, or
-   * EADDRINUSE) when either cannot be had: the operator asked for them.
-   * `onError` gets what to log of their failures afterwards (rate-limited).
+   * Opens the audit log and the HTTP listener. Neither throws: one that
+   * cannot be had (a /var/log remounted read-only, a port another process
+   * holds) is said at ERROR (`onError`) and tried again every
+   * OPERATOR_RETRY_MS until it can, and said again (`onNote`), while the
+   * server serves: what it is there for is the secrets, and the reference
+   * has neither. `onError` gets what to log of their failures afterwards
+   * too (rate-limited).
    */
   async open(onError: (message: string) => void, onNote: (message: string) => void = () => undefined): Promise<void> {
     if (this.#settings.auditLog !== "" || this.#settings.auditSyslog) {
@@ -67,9 +78,35 @@ export class Observability {
       });
     }
     const m = this.#settings.metrics;
-    if (m && this.#metrics) {
-      this.#endpoint = await serveOperatorEndpoint(m.host, m.port, this.#metrics.registry, () => this.#health.report(), onError);
-    }
+    const metrics = this.#metrics;
+    if (!m || !metrics) return;
+    let failures = 0;
+    const listen = async (): Promise<void> => {
+      let endpoint: OperatorEndpoint;
+      try {
+        endpoint = await serveOperatorEndpoint(m.host, m.port, metrics.registry, () => this.#health.report(), onError);
+      } catch (error) {
+        if (failures++ === 0) {
+          const code = (error as NodeJS.ErrnoException).code;
+          onError(`cannot serve /metrics and /health on ${JSON.stringify(m.host)}, port ${m.port}: ${reasonInWords(error)}${code === undefined ? "" : ` (${code})`}; tried again every ${OPERATOR_RETRY_MS / 1000} s`);
+        }
+        if (this.#retry === undefined && !this.#closed) {
+          this.#retry = setInterval(() => void listen(), OPERATOR_RETRY_MS);
+          this.#retry.unref();
+        }
+        return;
+      }
+      // Closed while it listened: nothing is to serve any more.
+      if (this.#closed || this.#endpoint !== undefined) {
+        await endpoint.close();
+        return;
+      }
+      this.#endpoint = endpoint;
+      clearInterval(this.#retry);
+      this.#retry = undefined;
+      onNote(`Serving /metrics and /health on ${JSON.stringify(endpoint.address)}, port ${endpoint.port}${failures === 0 ? "" : `, after ${failures} failed ${failures === 1 ? "attempt" : "attempts"}`}`);
+    };
+    await listen();
   }
 
   /** Where /metrics listens, if it does. */
@@ -109,6 +146,8 @@ export class Observability {
   }
 
   async close(): Promise<void> {
+    this.#closed = true;
+    clearInterval(this.#retry);
     this.#systemd?.notify("STOPPING=1");
     this.#systemd?.close();
     await this.#endpoint?.close();

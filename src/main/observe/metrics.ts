@@ -260,7 +260,7 @@ export function createMetrics(sources: MetricSources, healthy: () => boolean = (
     name: "mandos_audit_records_lost_total", help: "Audit records that could not be written to the audit file (ENOSPC, EIO...); each was a secret released, a known client refused or its request cut short.", registers: [registry],
   });
   const auditReopen = new Counter({
-    name: "mandos_audit_reopen_failures_total", help: "Attempts to open the audit file again that failed (at SIGHUP, when it was found deleted, then every 10 s until one succeeds); records go on to the old file, or, if it was deleted, are counted lost.", registers: [registry],
+    name: "mandos_audit_reopen_failures_total", help: "Attempts to open the audit file that failed (at start, at SIGHUP, when it was found deleted, then every 10 s until one succeeds); records go on to the old file, or, if there is none or it was deleted, are counted lost.", registers: [registry],
   });
   subs.on(events.auditFailed, ({ what }) => (what === "write" ? auditLost : auditReopen).inc());
 
