@@ -78,4 +78,27 @@ describe("a handshake that waited on the handshake runner until its time ran out
     assert.ok(lines.includes(`ERROR: Handshake of ${label} waited on the handshake runner until its 20 s ran out`), lines.join("\n"));
     assert.ok(!lines.some((l) => l.includes("timed out")), lines.join("\n"));
   });
+
+  test("a flood of them (a wedged worker under a reboot wave) is said once, then summed up every 10 s", async () => {
+    // What the first test said has been summed up by now.
+    clock.advance(10_000);
+    const said = (): string[] => lines.filter((l) => l.startsWith("ERROR: Handshake of") || l.startsWith("ERROR: Handshake failures of our own"));
+    const before = said().length;
+    const sockets = await Promise.all(Array.from({ length: 20 }, async () => {
+      const socket = connect({ host: "::1", port });
+      socket.on("error", () => undefined);
+      const peerPort = await new Promise<number>((resolve) => socket.once("connect", () => resolve(socket.localPort ?? 0)));
+      socket.write("1\r\n");
+      await versionLines.next((m) => m.connection.port === peerPort);
+      return { socket, peerPort };
+    }));
+    clock.advance(HANDSHAKE_TIMEOUT_MS);
+    for (const { socket, peerPort } of sockets) {
+      assert.equal((await closed.next((m) => m.connection.port === peerPort)).outcome, "internal-error");
+      socket.destroy();
+    }
+    assert.equal(said().length, before + 1, said().join("\n"));
+    clock.advance(10_000);
+    assert.deepEqual(said().slice(before + 1), ["ERROR: Handshake failures of our own: 19 more in the last 10 s"]);
+  });
 });

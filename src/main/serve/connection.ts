@@ -52,7 +52,6 @@ import {
   VERSION_LINE_MAX_BYTES,
   VERSION_LINE_TIMEOUT_MS,
 } from "./limits.js";
-import type { Logger } from "../daemon/log.js";
 import type { SecretDecision, SecretSource } from "../clients/contract.js";
 import { findLineEnd, judgeVersionBytes } from "./version-line.js";
 import { returnAbortController, takeAbortController } from "./abort-pool.js";
@@ -90,8 +89,11 @@ export interface ConnectionHost {
   readonly registry: SecretSource;
   readonly runner: HandshakeRunner;
   readonly tlsSettings: TlsSettings;
-  /** For internal failures only; the facts go to events.ts's channels. */
-  readonly logger: Logger;
+  /**
+   * Says a failure of our own at ERROR (the facts go to events.ts's
+   * channels); the listener sums a flood of them up.
+   */
+  ownFailure(line: string): void;
   /** Every deadline and duration. */
   readonly clock: Clock;
   /**
@@ -273,7 +275,7 @@ export class Connection {
 
   #to(next: ConnectionState): void {
     if (!NEXT[this.#state].includes(next)) {
-      this.#deps.logger.error(`BUG: connection ${this.#ref.label} ${this.#state} -> ${next}`);
+      this.#deps.ownFailure(`BUG: connection ${this.#ref.label} ${this.#state} -> ${next}`);
       this.#close("internal-error");
       return;
     }
@@ -292,7 +294,7 @@ export class Connection {
     // or a task out on the runner): our failure, not its peer's, and not
     // counted against its source.
     if (c.#state === "Handshaking" && !c.#waitsOnPeer) {
-      c.#deps.logger.error(`Handshake of ${c.#ref.label} waited on the handshake runner until its ${HANDSHAKE_TIMEOUT_MS / 1000} s ran out`);
+      c.#deps.ownFailure(`Handshake of ${c.#ref.label} waited on the handshake runner until its ${HANDSHAKE_TIMEOUT_MS / 1000} s ran out`);
       c.#close("internal-error", "the handshake runner did not answer in time");
       return;
     }
@@ -460,7 +462,7 @@ export class Connection {
   }
 
   #sharesFailed(error: unknown): void {
-    this.#deps.logger.error(`No key shares for ${this.#ref.label}: ${String(error)}`);
+    this.#deps.ownFailure(`No key shares for ${this.#ref.label}: ${String(error)}`);
     this.#close("internal-error");
   }
 
@@ -497,7 +499,7 @@ export class Connection {
 
     taskFailed(error: unknown): void {
       const c = this.#c;
-      c.#deps.logger.error(`Handshake task for ${c.#ref.label} failed: ${String(error)}`);
+      c.#deps.ownFailure(`Handshake task for ${c.#ref.label} failed: ${String(error)}`);
       c.#close("internal-error");
     }
   };
@@ -613,7 +615,7 @@ export class Connection {
   #decisionFailed(name: string, abort: AbortController, error: unknown): void {
     this.#abort = null;
     returnAbortController(abort);
-    this.#deps.logger.error(`Secret request for ${name} failed: ${String(error)}`);
+    this.#deps.ownFailure(`Secret request for ${name} failed: ${String(error)}`);
     this.#close("internal-error");
   }
 

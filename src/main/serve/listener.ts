@@ -108,6 +108,8 @@ export class Listener {
   readonly #deps: ListenerDeps;
   readonly #server: Server;
   readonly #acceptErrors: SummedLines;
+  /** Handshakes' failures of our own (connection.ts's ERROR lines): said once, then summed up. */
+  readonly #ownFailures: SummedLines;
   readonly #connections = new Set<Connection>();
   /**
    * Connections in the order accepted, while they may still wait for their
@@ -144,11 +146,21 @@ export class Listener {
     const admission = this.#admission;
     const gate = this.#gate;
     const open = this.#open;
+    // A connection's own ERROR lines (a task that threw, the runner out of
+    // time) come one a connection: a broken or wedged worker would write
+    // one for each of thousands of machines. The first is said, the rest
+    // summed up every 10 s.
+    const ownFailures = new SummedLines(
+      deps.clock, 10_000,
+      (message) => deps.logger.error(message),
+      (count, seconds) => deps.logger.error(`Handshake failures of our own: ${count} more in the last ${seconds} s`),
+    );
+    this.#ownFailures = ownFailures;
     this.#host = {
       registry: deps.registry,
       runner: deps.runner,
       tlsSettings: deps.tlsSettings,
-      logger: deps.logger,
+      ownFailure: (message) => ownFailures.note(message),
       clock: deps.clock,
       requestSlot: (source, granted, evict, connection) => admission.requestSlot(source, granted, connection, evict),
       sending: (source) => gate.leave(source),
@@ -376,6 +388,7 @@ export class Listener {
       this.#drained = null;
     }
     for (const c of this.#connections) c.shutdown();
+    this.#ownFailures.stop();
     await closed;
   }
 }
