@@ -88,6 +88,15 @@ test("a client with neither key_id nor fingerprint is kept, never matched, and w
   ]);
 });
 
+test("a client whose secret is empty (`secret =`, a secfile of 0 bytes) is warned of: mandos-client takes it as a failure, for ever", (t) => {
+  const dir = mkdtempSync(join(tmpdir(), "mandos-ts-empty-secret-"));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  writeFileSync(join(dir, "empty"), "");
+  const clients = parseClientsConfig(`[blank]\nkey_id = ${KEY_ID}\nsecret =\n[nofile]\nfingerprint = D4BE\nsecfile = ${join(dir, "empty")}\n[fine]\nkey_id = ${KEY_ID.replace(/^./, "0")}\nsecret = QUJD\n`, "c.conf");
+  assert.deepEqual(clientKeyWarnings(clients), ["blank", "nofile"].map((name) =>
+    `Client ${name}'s secret is empty: mandos-client takes an empty secret as a failure and asks again, for ever; the machine never unlocks`));
+});
+
 test("a checker that expands %(secret)s is warned of (its command line shows the secret to every user)", () => {
   const secret = Buffer.from("a secret of some length").toString("base64");
   const clients = parseClientsConfig(`[leaky]\nkey_id = ${KEY_ID}\nchecker = true # %(secret)s\nsecret =\n ${secret.slice(0, 12)}\n ${secret.slice(12)}\n[fine]\nkey_id = ${KEY_ID.replace(/^./, "0")}\nsecret = ${secret}\n`, "c.conf");
