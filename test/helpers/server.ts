@@ -115,24 +115,33 @@ export async function startServer(
   child.stderr?.on("data", onText);
   const waitForLog = (pattern: RegExp, ms = 20_000): Promise<string> => log.wait(pattern, 0, ms);
 
+  const stop = async (): Promise<number | null> => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill("SIGTERM");
+      const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
+      const code = await exited;
+      clearTimeout(timer);
+      return code;
+    }
+    return child.exitCode;
+  };
+
   const listening = /Now listening on address .*?, port (\d+)/;
-  await waitForLog(options.startedWhen ?? listening);
+  try {
+    await waitForLog(options.startedWhen ?? listening);
+  } catch (error) {
+    // Not started in time (a loaded machine): stopped here, as no caller
+    // holds it to stop; left running, it kept the test file from ending.
+    await stop();
+    throw error;
+  }
   const port = Number(listening.exec(log.text)?.[1] ?? 0);
   return {
     process: child,
     port,
     log: () => log.text,
     waitForLog,
-    async stop() {
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill("SIGTERM");
-        const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
-        const code = await exited;
-        clearTimeout(timer);
-        return code;
-      }
-      return child.exitCode;
-    },
+    stop,
   };
 }
 
