@@ -100,7 +100,14 @@ function warnings(output: string): string[] {
 
 async function quickStart(t: { after(fn: () => void | Promise<void>): void }, asUser: boolean): Promise<void> {
   const root = mkdtempSync(join(tmpdir(), "mandos-ts-quickstart-"));
-  t.after(() => rmSync(root, { recursive: true, force: true }));
+  // One hook, in this order: a server still running at a failure saves its
+  // state as it stops, into a STATE_DIR removed before would be made again.
+  let started: Started | undefined;
+  t.after(async () => {
+    if (started) await stop(started);
+    rmSync(STATE_DIR, { recursive: true, force: true });
+    rmSync(root, { recursive: true, force: true });
+  });
   const clone = join(root, "clone");
   const cloned = await run("git", ["clone", "--quiet", REPO, clone]);
   assert.equal(cloned.code, 0, cloned.stderr);
@@ -111,10 +118,8 @@ async function quickStart(t: { after(fn: () => void | Promise<void>): void }, as
     await new Promise<void>((resolve) => spawn("chown", ["-R", `${NOBODY}:${NOBODY}`, root]).on("exit", () => resolve()));
   }
   rmSync(STATE_DIR, { recursive: true, force: true });
-  t.after(() => rmSync(STATE_DIR, { recursive: true, force: true }));
 
-  const server = startFirstCommand(clone, asUser, root);
-  t.after(() => stop(server));
+  const server = (started = startFirstCommand(clone, asUser, root));
   await server.listening;
 
   // The real client, as the README's second command.

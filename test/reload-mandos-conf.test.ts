@@ -15,7 +15,7 @@ import { hangUp, startServer, type RunningServer } from "./helpers/server.js";
 const RELOADED = /Reloaded clients\.conf: /;
 
 /** The server started on `text` as mandos.conf, stopped and cleaned up after the test. */
-async function startWith(t: TestContext, text: string, port: string): Promise<{ server: RunningServer; mandosConf: string; since: (mark: number) => string }> {
+async function startWith(t: TestContext, text: string): Promise<{ server: RunningServer; mandosConf: string; since: (mark: number) => string }> {
   const root = mkdtempSync(join(tmpdir(), "mandos-ts-reload-conf-"));
   const conf = join(root, "conf");
   const state = join(root, "state");
@@ -24,7 +24,7 @@ async function startWith(t: TestContext, text: string, port: string): Promise<{ 
   const mandosConf = join(conf, "mandos.conf");
   writeFileSync(mandosConf, text);
   writeFileSync(join(conf, "clients.conf"), "", { mode: 0o600 });
-  const server = await startServer(["--configdir", conf, "--statedir", state, "--port", port, "--address", "::1"]);
+  const server = await startServer(["--configdir", conf, "--statedir", state, "--port", "0", "--address", "::1"]);
   t.after(async () => {
     await server.stop();
     rmSync(root, { recursive: true, force: true });
@@ -33,7 +33,7 @@ async function startWith(t: TestContext, text: string, port: string): Promise<{ 
 }
 
 test("SIGHUP: a changed mandos.conf is named as needing a restart, a broken one by file, line and key; neither is applied", async (t) => {
-  const { server, mandosConf, since } = await startWith(t, "[DEFAULT]\nservicename = Before\nmax_per_source = 7\n", "34691");
+  const { server, mandosConf, since } = await startWith(t, "[DEFAULT]\nservicename = Before\nmax_per_source = 7\n");
 
   // Unchanged: nothing said about mandos.conf.
   let mark = server.log().length;
@@ -66,7 +66,7 @@ test("SIGHUP: a changed mandos.conf is named as needing a restart, a broken one 
 // A file the server read at start and cannot read now (config/server-recheck.ts;
 // test/server-recheck.test.ts for one removed).
 test("mandos.conf 0600 root, the server run as another user: Permission denied, whom to open it to, once", { skip: process.getuid?.() !== 0 && "needs root (the server drops it)" }, async (t) => {
-  const { server, mandosConf, since } = await startWith(t, "[DEFAULT]\nservicename = Before\n", "34690");
+  const { server, mandosConf, since } = await startWith(t, "[DEFAULT]\nservicename = Before\n");
 
   chmodSync(mandosConf, 0o600); // root's, read at start before the drop
   let mark = server.log().length;
@@ -88,7 +88,7 @@ test("mandos.conf 0600 root, the server run as another user: Permission denied, 
 });
 
 test("mandos.conf replaced by a FIFO: refused as not a regular file at SIGHUP, where reading it held the server for ever", async (t) => {
-  const { server, mandosConf, since } = await startWith(t, "[DEFAULT]\nservicename = Before\n", "0");
+  const { server, mandosConf, since } = await startWith(t, "[DEFAULT]\nservicename = Before\n");
   rmSync(mandosConf);
   execFileSync("mkfifo", [mandosConf]);
   const mark = server.log().length;

@@ -115,24 +115,33 @@ export async function startServer(
   child.stderr?.on("data", onText);
   const waitForLog = (pattern: RegExp, ms = 20_000): Promise<string> => log.wait(pattern, 0, ms);
 
+  const stop = async (): Promise<number | null> => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill("SIGTERM");
+      const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
+      const code = await exited;
+      clearTimeout(timer);
+      return code;
+    }
+    return child.exitCode;
+  };
+
   const listening = /Now listening on address .*?, port (\d+)/;
-  await waitForLog(options.startedWhen ?? listening);
+  try {
+    await waitForLog(options.startedWhen ?? listening);
+  } catch (error) {
+    // Not started in time (a loaded machine): stopped here, as no caller
+    // holds it to stop; left running, it kept the test file from ending.
+    await stop();
+    throw error;
+  }
   const port = Number(listening.exec(log.text)?.[1] ?? 0);
   return {
     process: child,
     port,
     log: () => log.text,
     waitForLog,
-    async stop() {
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill("SIGTERM");
-        const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
-        const code = await exited;
-        clearTimeout(timer);
-        return code;
-      }
-      return child.exitCode;
-    },
+    stop,
   };
 }
 
@@ -142,7 +151,16 @@ export interface ProcessResult {
   readonly stderr: string;
 }
 
-/** Runs a command to completion (killed after `ms`), collecting its output. */
+/** After SIGTERM at a run's deadline, this long to clean up before SIGKILL. */
+const TERM_GRACE_MS = 5_000;
+
+/**
+ * Runs a command to completion, collecting its output. Past `ms` it is
+ * sent SIGTERM, and SIGKILL if still there TERM_GRACE_MS later: the real
+ * mandos-client, stopped so in a test that expects it unserved, removes
+ * its /tmp/mandosXXXXXX GnuPG home and ends its agent; killed outright it
+ * left both behind.
+ */
 export function run(command: string, args: readonly string[], ms = 60_000, env: NodeJS.ProcessEnv = {}, cwd?: string): Promise<ProcessResult> {
   return new Promise((resolve) => {
     const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env }, ...(cwd ? { cwd } : {}) });
@@ -151,9 +169,14 @@ export function run(command: string, args: readonly string[], ms = 60_000, env: 
     let err = "";
     child.stdout?.on("data", (d: Buffer) => out.push(d));
     child.stderr?.on("data", (d: Buffer) => (err += d.toString("utf8")));
-    const timer = setTimeout(() => child.kill("SIGKILL"), ms);
+    let kill: NodeJS.Timeout | undefined;
+    const timer = setTimeout(() => {
+      child.kill("SIGTERM");
+      kill = setTimeout(() => child.kill("SIGKILL"), TERM_GRACE_MS);
+    }, ms);
     child.on("close", (code) => {
       clearTimeout(timer);
+      clearTimeout(kill);
       live.delete(child);
       resolve({ code, stdout: Buffer.concat(out), stderr: err });
     });
