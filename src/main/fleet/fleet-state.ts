@@ -55,7 +55,9 @@
 //     seed), as after an etcd whose data was lost; an approval is not
 //     (it was for the connections that waited then). Said in one WARNING
 //     line, with how many, once a minute at most. A server's own servers/
-//     key is put again by checker-share.ts, and its pending/ keys with it.
+//     key is put again by checker-share.ts, and its pending/ keys with it;
+//     a pending/ key of its own deleted alone, while a connection waits
+//     here, is put again too (the others would stop showing it waiting).
 
 import { hostname } from "node:os";
 import { randomBytes } from "node:crypto";
@@ -331,8 +333,8 @@ export class FleetState {
   /** When keys outside the fleet's directories were last counted (#sayUnknown), and the directories last said. */
   #unknownCheckedAt = -Infinity;
   #unknownSaid = "";
-  /** Clients' and approvals' keys deleted by someone else since they were last said (#sayDeletions), and since when. */
-  readonly #deletions = { clients: 0, approvals: 0, since: 0 };
+  /** Clients', approvals' and this server's pending/ keys deleted by someone else since they were last said (#sayDeletions), and since when. */
+  readonly #deletions = { clients: 0, approvals: 0, pending: 0, since: 0 };
   #deletionsSaidAt = -Infinity;
   #deletionsTimer: TimerHandle | null = null;
 
@@ -1067,8 +1069,35 @@ export class FleetState {
    * Counted for #sayDeletions. True if a value is to be written.
    */
   #deletedElsewhere(parsed: Extract<ParsedKey, { kind: "client" | "approval" }>): boolean {
-    if (this.#deletions.clients + this.#deletions.approvals === 0) this.#deletions.since = this.#clock.elapsed();
-    this.#deletions[parsed.kind === "client" ? "clients" : "approvals"]++;
+    this.#countDeletion(parsed.kind === "client" ? "clients" : "approvals");
+    const c = parsed.kind === "client" ? this.#registry.get(parsed.name) : undefined;
+    return c !== undefined && parsed.kind === "client" && this.#writeBack(c, parsed.property);
+  }
+
+  /**
+   * This server's pending/ key of `name` was deleted while a connection of
+   * `name` still waits here, and no delete of ours is on its way: someone
+   * else's doing (`etcdctl del`; this server deletes its key only once no
+   * connection waits). The other servers stopped showing the client as
+   * waiting (ApprovalPending false through them, no countdown in
+   * mandos-monitor), though it waits: the key is put again, bound to the
+   * lease, and counted for #sayDeletions. Not while this server's servers/
+   * key is away: that key is put again first (#putAgain), and its pending/
+   * keys with it; nor with no lease (lost: #registered puts them).
+   * True if the key is to be put.
+   */
+  #ownPendingDeleted(key: string, name: string): boolean {
+    const waiting = this.#waitingHere.get(name);
+    if (!waiting || this.#pendingOut.has(key) || !this.#checkers.isLive(this.#id)) return false;
+    this.#countDeletion("pending");
+    this.#pendingOut.set(key, encodePending(waiting.request));
+    return true;
+  }
+
+  /** A key deleted by someone else, counted for #sayDeletions, which is set to say it (DELETIONS_GATHER_MS from the first, once a minute at most). */
+  #countDeletion(kind: "clients" | "approvals" | "pending"): void {
+    if (this.#deletions.clients + this.#deletions.approvals + this.#deletions.pending === 0) this.#deletions.since = this.#clock.elapsed();
+    this.#deletions[kind]++;
     if (!this.#deletionsTimer && !this.#stopped) {
       const wait = Math.max(DELETIONS_GATHER_MS, this.#deletionsSaidAt + WARN_EVERY_MS - this.#clock.elapsed());
       this.#deletionsTimer = this.#clock.setTimeout(() => {
@@ -1076,21 +1105,21 @@ export class FleetState {
         this.#sayDeletions();
       }, wait);
     }
-    const c = parsed.kind === "client" ? this.#registry.get(parsed.name) : undefined;
-    return c !== undefined && parsed.kind === "client" && this.#writeBack(c, parsed.property);
   }
 
   /** One WARNING line for the keys deleted by someone else since the last (once a minute at most), not one a key. */
   #sayDeletions(): void {
-    const { clients, approvals, since } = this.#deletions;
-    if (this.#stopped || clients + approvals === 0) return;
+    const { clients, approvals, pending, since } = this.#deletions;
+    if (this.#stopped || clients + approvals + pending === 0) return;
     const now = this.#clock.elapsed();
     this.#logger.warning(
-      `${clients + approvals} of the fleet's keys were deleted in etcd by someone else in the last ${seconds(now - since)} (etcdctl del?): ` +
-        `clients/: ${clients}, written back as this server has them; approvals/: ${approvals}, not written back (they were for the connections that waited then)`,
+      `${clients + approvals + pending} of the fleet's keys were deleted in etcd by someone else in the last ${seconds(now - since)} (etcdctl del?): ` +
+        `clients/: ${clients}, written back as this server has them; approvals/: ${approvals}, not written back (they were for the connections that waited then)` +
+        (pending > 0 ? `; pending/: ${pending} of this server's, put again (a connection waits here)` : ""),
     );
     this.#deletions.clients = 0;
     this.#deletions.approvals = 0;
+    this.#deletions.pending = 0;
     this.#deletionsSaidAt = now;
   }
 
@@ -1215,7 +1244,10 @@ export class FleetState {
     for (const { type, key, text } of events) {
       const parsed = parseKey(this.#prefix, key);
       if (parsed?.kind === "pending") {
-        if (parsed.server === this.#id) continue;
+        if (parsed.server === this.#id) {
+          if (type !== "Put" && this.#ownPendingDeleted(key, parsed.name)) rewrites++;
+          continue;
+        }
         const request = type === "Put" ? decodePending(text) : null;
         if (request) this.#pendingIn.set(key, parsed);
         else this.#pendingIn.delete(key);
