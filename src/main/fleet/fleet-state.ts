@@ -48,7 +48,8 @@
 //     FLEET_DIRS), each its own range, a page bounded in keys and in bytes
 //     (READ_PAGE_BYTES): 70 MB planted elsewhere under the prefix kept
 //     every server DEGRADED, its whole-prefix read failing each second.
-//     Keys elsewhere are counted, said at WARNING, and never read.
+//     Keys elsewhere are counted, said at WARNING, and never read. The
+//     fold reads the journal in such pages too, each folded before the next.
 //   - A client's key deleted by someone else (nothing of this release
 //     deletes one: `etcdctl del --prefix` by hand or by a script) is
 //     written back at once, as this server has it (its stamp kept, or a
@@ -69,7 +70,7 @@ import { secretToOpen } from "../clients/secret-to-open.js";
 import type { ClientRegistry } from "../clients/registry.js";
 import type { Logger } from "../daemon/log.js";
 import {
-  approvalKey, clientKey, decodeJournal, decodePending, decodeValue, encodeJournal, encodePending, encodeValue, FLEET_DIRS, fleetDirOf, isScalar, isShared, journalDir, journalKey, parseKey,
+  approvalKey, clientKey, decodeJournal, decodePending, decodeValue, encodeJournal, encodePending, encodeValue, FLEET_DIRS, fleetDirOf, isScalar, isShared, journalKey, parseKey,
   pendingKey, PresentKeys, readJournal, readProperty, SHARED_PROPERTIES, StateBuilder, validValue, type ParsedKey, type Stamped,
 } from "./layout.js";
 import type { EtcdSettings } from "./settings.js";
@@ -773,24 +774,28 @@ export class FleetState {
     if (keys.length > 0) {
       this.#flushing = true;
       try {
-        const records = await this.#etcd.kv.range(
-          { key: Buffer.from(journalDir(this.#prefix)), range_end: prefixEnd(journalDir(this.#prefix)) },
-        );
         // Taken off the list as found; what is left is gone from etcd already (folded by another server).
         const unfound = new Set(keys);
-        const items: WriteItem[] = [];
-        for (const kv of records.kvs) {
-          const key = kv.key.toString();
-          if (!unfound.delete(key)) continue;
-          for (const change of decodeJournal(this.#prefix, kv.value.toString())?.changes ?? []) {
-            const newest = this.#newest(change.key);
-            if (newest && newer(newest, change.value)) continue;
-            items.push({ request: () => putStamped(change.key, change.value), done: () => {} });
+        // A page at a time, each folded before the next is read: the whole
+        // journal in one answer could exceed what the server takes (gRPC's
+        // 64 MiB: large records, or a great many), as the fleet's read could.
+        await this.#readPages("journal/", {}, async (kvs) => {
+          const items: WriteItem[] = [];
+          for (const kv of kvs) {
+            const key = kv.key.toString();
+            if (!unfound.delete(key)) continue;
+            for (const change of decodeJournal(this.#prefix, kv.value.toString())?.changes ?? []) {
+              const newest = this.#newest(change.key);
+              if (newest && newer(newest, change.value)) continue;
+              // Its size, for #send's bytes a transaction: a change may carry a large value.
+              const bytes = change.key.length + JSON.stringify(change.value.value).length + change.value.by.length + 32;
+              items.push({ bytes, request: () => putStamped(change.key, change.value), done: () => {} });
+            }
+            items.push({ request: () => ({ request_delete_range: { key: kv.key } }), done: () => this.#journal.delete(key) });
           }
-          items.push({ request: () => ({ request_delete_range: { key: kv.key } }), done: () => this.#journal.delete(key) });
-        }
+          await this.#send(items, null);
+        });
         for (const key of unfound) this.#journal.delete(key);
-        await this.#send(items, null);
       } catch (error) {
         this.#goDegraded(error);
         this.#schedule(RETRY_MS);
@@ -890,43 +895,55 @@ export class FleetState {
    * nothing else under the prefix), as of one revision, a page at a time
    * to `onPage`, counting the pages in `answered`; resolves to that
    * revision and the first page's header (a linearizable read: its
-   * revision is at least any this server has seen of the same history).
+   * revision is at least any this server has seen of the same history);
+   * pages as #readPages makes them.
+   */
+  async #readAll(answered: { pages: number }, onPage: (kvs: readonly IKeyValue[]) => void): Promise<{ readonly revision: bigint; readonly header: IResponseHeader }> {
+    const at: { first?: IResponseHeader } = {};
+    for (const dir of READ_DIRS) {
+      await this.#readPages(dir, at, (kvs) => {
+        answered.pages++;
+        onPage(kvs);
+      });
+    }
+    return { revision: BigInt(at.first!.revision), header: at.first! };
+  }
+
+  /**
+   * Every key of `dir` (under the prefix), a page at a time to `onPage`,
+   * each page taken before the next is asked for; all at the revision of
+   * `at.first`, the first page's header (set here when it is not yet).
    * A page asks for #pageLimit keys, which follows the bytes a key of the
    * pages read so far (READ_PAGE_BYTES); an answer too large for gRPC is
    * asked again at once for a tenth of the keys, and a page that timed out
    * makes the next read's pages a quarter as long.
    */
-  async #readAll(answered: { pages: number }, onPage: (kvs: readonly IKeyValue[]) => void): Promise<{ readonly revision: bigint; readonly header: IResponseHeader }> {
-    let first: IResponseHeader | undefined;
-    for (const dir of READ_DIRS) {
-      const end = prefixEnd(this.#prefix + dir);
-      let key = Buffer.from(this.#prefix + dir);
-      for (;;) {
-        const limit = this.#pageLimit;
-        let res: IRangeResponse;
-        try {
-          res = await this.#etcd.kv.range({ key, range_end: end, limit, ...(first ? { revision: first.revision } : {}) });
-        } catch (error) {
-          if (isAnswerTooLarge(error) && limit > 1) {
-            this.#pageLimit = Math.max(1, Math.floor(limit / 10));
-            continue;
-          }
-          if (error instanceof GRPCDeadlineExceededError) this.#pageLimit = Math.max(1, Math.floor(limit / 4));
-          throw error;
+  async #readPages(dir: string, at: { first?: IResponseHeader }, onPage: (kvs: readonly IKeyValue[]) => void | Promise<void>): Promise<void> {
+    const end = prefixEnd(this.#prefix + dir);
+    let key = Buffer.from(this.#prefix + dir);
+    for (;;) {
+      const limit = this.#pageLimit;
+      let res: IRangeResponse;
+      try {
+        res = await this.#etcd.kv.range({ key, range_end: end, limit, ...(at.first ? { revision: at.first.revision } : {}) });
+      } catch (error) {
+        if (isAnswerTooLarge(error) && limit > 1) {
+          this.#pageLimit = Math.max(1, Math.floor(limit / 10));
+          continue;
         }
-        answered.pages++;
-        first ??= res.header;
-        let bytes = 0;
-        for (const kv of res.kvs) bytes += kv.key.length + kv.value.length;
-        // At most four times as many keys as this page: the next keys may be larger.
-        if (res.kvs.length > 0) this.#pageLimit = Math.max(1, Math.min(this.#pageKeys, 4 * limit, Math.floor((READ_PAGE_BYTES * res.kvs.length) / Math.max(1, bytes))));
-        onPage(res.kvs);
-        const last = res.kvs.at(-1);
-        if (!res.more || !last) break;
-        key = Buffer.concat([last.key, Buffer.from([0])]);
+        if (error instanceof GRPCDeadlineExceededError) this.#pageLimit = Math.max(1, Math.floor(limit / 4));
+        throw error;
       }
+      at.first ??= res.header;
+      let bytes = 0;
+      for (const kv of res.kvs) bytes += kv.key.length + kv.value.length;
+      // At most four times as many keys as this page: the next keys may be larger.
+      if (res.kvs.length > 0) this.#pageLimit = Math.max(1, Math.min(this.#pageKeys, 4 * limit, Math.floor((READ_PAGE_BYTES * res.kvs.length) / Math.max(1, bytes))));
+      await onPage(res.kvs);
+      const last = res.kvs.at(-1);
+      if (!res.more || !last) break;
+      key = Buffer.concat([last.key, Buffer.from([0])]);
     }
-    return { revision: BigInt(first!.revision), header: first! };
   }
 
   /**
