@@ -59,6 +59,9 @@
 //     key is put again by checker-share.ts, and its pending/ keys with it;
 //     a pending/ key of its own deleted alone, while a connection waits
 //     here, is put again too (the others would stop showing it waiting).
+//     A journal record deleted with changes no clients/ key was seen to
+//     take (a fold puts them before or with its delete) has those read
+//     back, and written back where etcd's value is older.
 
 import { hostname } from "node:os";
 import { randomBytes } from "node:crypto";
@@ -71,7 +74,7 @@ import type { ClientRegistry } from "../clients/registry.js";
 import type { Logger } from "../daemon/log.js";
 import {
   approvalKey, clientKey, decodeJournal, decodePending, decodeValue, encodeJournal, encodePending, encodeValue, FLEET_DIRS, fleetDirOf, isScalar, isShared, journalKey, parseKey,
-  pendingKey, PresentKeys, readJournal, readProperty, SHARED_PROPERTIES, StateBuilder, validValue, type ParsedKey, type Stamped,
+  pendingKey, PresentKeys, readJournal, readProperty, SHARED_PROPERTIES, StateBuilder, validValue, type JournalChange, type ParsedKey, type Stamped,
 } from "./layout.js";
 import type { EtcdSettings } from "./settings.js";
 import type { FleetUnsentChange } from "../state/state-file.js";
@@ -335,7 +338,14 @@ export class FleetState {
   #unknownCheckedAt = -Infinity;
   #unknownSaid = "";
   /** Clients', approvals' and this server's pending/ keys deleted by someone else since they were last said (#sayDeletions), and since when. */
-  readonly #deletions = { clients: 0, approvals: 0, pending: 0, since: 0 };
+  readonly #deletions = { clients: 0, approvals: 0, pending: 0, journal: 0, since: 0 };
+  /** The changes of each journal record this server holds, until it is folded or found gone (#recordGone). */
+  readonly #recordChanges = new Map<string, readonly JournalChange[]>();
+  /** For each clients/ key a held record changes: how many records, and the newest value etcd's key was seen to hold since. */
+  readonly #carried = new Map<string, { count: number; held: Stamped | null }>();
+  /** Records another server's delete took away, to look at once the fold's puts (with or before it) have come. */
+  readonly #gone = new Set<string>();
+  #goneTimer: TimerHandle | null = null;
   #deletionsSaidAt = -Infinity;
   #deletionsTimer: TimerHandle | null = null;
 
@@ -455,6 +465,7 @@ export class FleetState {
     this.#foldTimer?.cancel();
     this.#leaseTimer?.cancel();
     this.#deletionsTimer?.cancel();
+    this.#goneTimer?.cancel();
     if (!this.#degraded && this.#hasWork()) await this.#write(Date.now() + REQUEST_TIMEOUT_MS).catch(() => undefined);
     await Promise.all([this.#watcher?.close(), this.#checkers.stop(CANCEL_WAIT_MS)]);
     this.#registry.setCheckerOwnership(null);
@@ -639,7 +650,10 @@ export class FleetState {
       if (inJournal.has(d)) continue;
       items.push({
         request: () => putStamped(d.key, this.#outgoing(d)),
-        done: () => this.#written(d),
+        done: () => {
+          this.#heldInEtcd(d.key, d.value);
+          this.#written(d);
+        },
       });
     }
     for (const [key, pending] of this.#pendingOut) {
@@ -723,6 +737,7 @@ export class FleetState {
         done: () => {
           for (const d of these) this.#written(d);
           this.#journal.set(key, { by: this.#id, at });
+          this.#carry(key, these.map((d) => ({ key: d.key, value: d.value })));
           this.#lastJournalAt = this.#clock.elapsed();
           this.#armFold();
         },
@@ -789,13 +804,22 @@ export class FleetState {
               if (newest && newer(newest, change.value)) continue;
               // Its size, for #send's bytes a transaction: a change may carry a large value.
               const bytes = change.key.length + JSON.stringify(change.value.value).length + change.value.by.length + 32;
-              items.push({ bytes, request: () => putStamped(change.key, change.value), done: () => {} });
+              items.push({ bytes, request: () => putStamped(change.key, change.value), done: () => this.#heldInEtcd(change.key, change.value) });
             }
-            items.push({ request: () => ({ request_delete_range: { key: kv.key } }), done: () => this.#journal.delete(key) });
+            items.push({
+              request: () => ({ request_delete_range: { key: kv.key } }),
+              done: () => {
+                this.#journal.delete(key);
+                this.#carry(key, null);
+              },
+            });
           }
           await this.#send(items, null);
         });
-        for (const key of unfound) this.#journal.delete(key);
+        for (const key of unfound) {
+          this.#journal.delete(key);
+          this.#carry(key, null);
+        }
       } catch (error) {
         this.#goDegraded(error);
         this.#schedule(RETRY_MS);
@@ -836,6 +860,7 @@ export class FleetState {
       // holds across pages): a fleet's 140,000 keys are never in memory at once.
       const present = new PresentKeys(this.#prefix);
       this.#journal.clear();
+      for (const key of [...this.#recordChanges.keys()]) this.#carry(key, null);
       const { revision, header } = await this.#readAll(answered, (kvs) => {
         const incoming: Incoming[] = kvs.map((kv) => ({ type: "Put", key: kv.key.toString(), text: kv.value.toString() }));
         this.#apply(incoming, true);
@@ -1112,8 +1137,8 @@ export class FleetState {
   }
 
   /** A key deleted by someone else, counted for #sayDeletions, which is set to say it (DELETIONS_GATHER_MS from the first, once a minute at most). */
-  #countDeletion(kind: "clients" | "approvals" | "pending"): void {
-    if (this.#deletions.clients + this.#deletions.approvals + this.#deletions.pending === 0) this.#deletions.since = this.#clock.elapsed();
+  #countDeletion(kind: "clients" | "approvals" | "pending" | "journal"): void {
+    if (this.#deletions.clients + this.#deletions.approvals + this.#deletions.pending + this.#deletions.journal === 0) this.#deletions.since = this.#clock.elapsed();
     this.#deletions[kind]++;
     if (!this.#deletionsTimer && !this.#stopped) {
       const wait = Math.max(DELETIONS_GATHER_MS, this.#deletionsSaidAt + WARN_EVERY_MS - this.#clock.elapsed());
@@ -1124,19 +1149,103 @@ export class FleetState {
     }
   }
 
+  /** Holds `changes` as record `key`'s (null: forgets the record). */
+  #carry(key: string, changes: readonly JournalChange[] | null): void {
+    for (const c of this.#recordChanges.get(key) ?? []) {
+      const e = this.#carried.get(c.key);
+      if (e && --e.count === 0) this.#carried.delete(c.key);
+    }
+    this.#recordChanges.delete(key);
+    if (!changes || changes.length === 0) return;
+    this.#recordChanges.set(key, changes);
+    for (const c of changes) {
+      const e = this.#carried.get(c.key);
+      if (e) e.count++;
+      else this.#carried.set(c.key, { count: 1, held: null });
+    }
+  }
+
+  /** etcd's clients/ key `key` holds `value` (its put came, or this server wrote it): noted while a record changes it. */
+  #heldInEtcd(key: string, value: Stamped): void {
+    const e = this.#carried.get(key);
+    if (e && (!e.held || newer(value, e.held))) e.held = value;
+  }
+
+  /**
+   * Another server's delete took journal record `key` away. A fold puts
+   * each change of a record (or leaves it, its key holding a newer value)
+   * before or with its delete; a delete by someone else (`etcdctl del`)
+   * leaves the changes in no key, and the fleet's keys older than what the
+   * servers hold. Looked at DELETIONS_GATHER_MS later (the watch brings
+   * each directory on its own): #lostChanges.
+   */
+  #recordGone(key: string): void {
+    this.#gone.add(key);
+    if (this.#goneTimer || this.#stopped) return;
+    this.#goneTimer = this.#clock.setTimeout(() => {
+      this.#goneTimer = null;
+      void this.#lostChanges();
+    }, DELETIONS_GATHER_MS);
+  }
+
+  /**
+   * The changes of the records gone (#recordGone) that no key was seen to
+   * hold since are read back from etcd; each key whose value there is older
+   * than the newest this server has (or absent) is written back with it, as
+   * a client's key deleted by hand is (#writeBack).
+   */
+  async #lostChanges(): Promise<void> {
+    const unseen: JournalChange[] = [];
+    let records = 0;
+    for (const key of this.#gone) {
+      const changes = this.#recordChanges.get(key) ?? [];
+      const these = changes.filter((c) => {
+        const held = this.#carried.get(c.key)?.held;
+        return !held || newer(c.value, held);
+      });
+      if (these.length > 0) records++;
+      unseen.push(...these);
+      this.#carry(key, null);
+    }
+    this.#gone.clear();
+    if (unseen.length === 0 || this.#stopped) return;
+    let written = 0;
+    try {
+      for (let i = 0; i < unseen.length; i += MAX_TXN_OPS) {
+        const chunk = unseen.slice(i, i + MAX_TXN_OPS);
+        const res = await this.#etcd.kv.txn({ success: chunk.map((c) => ({ request_range: { key: Buffer.from(c.key) } })) });
+        for (const [j, c] of chunk.entries()) {
+          const kv = res.responses[j]?.response_range?.kvs[0];
+          const there = kv ? decodeValue(kv.value.toString()) : null;
+          const newest = this.#newest(c.key);
+          if (!newest || this.#dirty.has(c.key) || (there && !newer(newest, there))) continue;
+          this.#dirty.set(c.key, { key: c.key, value: newest });
+          written++;
+        }
+      }
+    } catch (error) {
+      this.#goDegraded(error);
+    }
+    if (written === 0) return;
+    for (let r = 0; r < records; r++) this.#countDeletion("journal");
+    this.#schedule(FLUSH_MS);
+  }
+
   /** One WARNING line for the keys deleted by someone else since the last (once a minute at most), not one a key. */
   #sayDeletions(): void {
-    const { clients, approvals, pending, since } = this.#deletions;
-    if (this.#stopped || clients + approvals + pending === 0) return;
+    const { clients, approvals, pending, journal, since } = this.#deletions;
+    if (this.#stopped || clients + approvals + pending + journal === 0) return;
     const now = this.#clock.elapsed();
     this.#logger.warning(
-      `${clients + approvals + pending} of the fleet's keys were deleted in etcd by someone else in the last ${seconds(now - since)} (etcdctl del?): ` +
+      `${clients + approvals + pending + journal} of the fleet's keys were deleted in etcd by someone else in the last ${seconds(now - since)} (etcdctl del?): ` +
         `clients/: ${clients}, written back as this server has them; approvals/: ${approvals}, not written back (they were for the connections that waited then)` +
-        (pending > 0 ? `; pending/: ${pending} of this server's, put again (a connection waits here)` : ""),
+        (pending > 0 ? `; pending/: ${pending} of this server's, put again (a connection waits here)` : "") +
+        (journal > 0 ? `; journal/: ${journal} record(s) before their fold, their changes written back as this server has them` : ""),
     );
     this.#deletions.clients = 0;
     this.#deletions.approvals = 0;
     this.#deletions.pending = 0;
+    this.#deletions.journal = 0;
     this.#deletionsSaidAt = now;
   }
 
@@ -1203,6 +1312,7 @@ export class FleetState {
     /** Values this server writes again, as a result: the newer one (Rule 1), or its own seed (#losesToOwnSeed). */
     let rewrites = 0;
     const take = (key: string, parsed: ParsedKey, value: Stamped, journaled: boolean): void => {
+      if (!journaled) this.#heldInEtcd(key, value);
       if (value.by === this.#id && !includeOwn) return;
       if (!this.#acceptable(key, parsed, value)) return;
       const mine = this.#dirty.get(key);
@@ -1274,6 +1384,7 @@ export class FleetState {
       if (parsed?.kind === "journal") {
         if (type !== "Put") {
           this.#journal.delete(key);
+          if (this.#recordChanges.has(key)) this.#recordGone(key);
           continue;
         }
         // A record that is not one (not ours: written by hand, or damaged) is folded away at once: nothing to take, only the delete.
@@ -1283,6 +1394,7 @@ export class FleetState {
           this.#journal.set(key, { by: record?.by ?? "", at: record?.at ?? 0 });
           this.#armFold();
         }
+        this.#carry(key, record?.changes ?? null);
         for (const change of record?.changes ?? []) take(change.key, parseKey(this.#prefix, change.key)!, change.value, true);
         continue;
       }
