@@ -11,7 +11,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { Etcd3 } from "etcd3";
-import { clientKey, encodeValue } from "../src/main/fleet/layout.js";
+import { clientKey, encodeValue, journalDir, journalKey, JOURNAL_VERSION } from "../src/main/fleet/layout.js";
 import { etcdForFile, etcdMissing } from "./helpers/etcd.js";
 import { inProcessServer, type InProcessServer } from "./helpers/fleet-server.js";
 import { eventually } from "./helpers/wait.js";
@@ -80,4 +80,31 @@ test("70 MB in keys of a known directory that no release writes: read in pages b
     what: "A reads the fleet past 70 MB of keys it skips", timeoutMs: 10_000, context: () => a.log.join("\n"),
   });
   assert.ok(!a.log.some((l) => l.startsWith("CRITICAL")), `DEGRADED said:\n${a.log.join("\n")}`);
+});
+
+test("70 MB of journal records of a dead server: folded a page at a time, and the server is not DEGRADED", { skip, timeout: 120_000 }, async (t) => {
+  const prefix = "/junk-journal/";
+  const etcd = new Etcd3({ hosts: etcdCluster().endpoints.split(",") });
+  t.after(() => etcd.close());
+  const a = server(prefix, "server-a");
+  t.after(() => a.stop());
+  await a.fleet.start();
+  // Newer than every change of the records: the fold writes none of them, it only deletes the records.
+  for (const name of NAMES) a.registry.update(name, { host: `${name}.moved.example.org` });
+  await eventually(async () => (await etcd.get(clientKey(prefix, "c2", "Host")).string())?.includes("c2.moved.example.org") === true, { what: "A's Host changes in etcd" });
+  // A server that died before its fold (its servers/ key gone): 700 records of 100 KB, each a change of a client's Host, one put each.
+  const host = "x".repeat(JUNK_BYTES);
+  for (let i = 0; i < JUNK_KEYS; i++) {
+    const changes = [[`clients/${NAMES[i % NAMES.length]!}/Host`, host, 1, "server-dead"]];
+    await etcd.put(journalKey(prefix, "server-dead", i)).value(JSON.stringify({ v: JOURNAL_VERSION, at: Date.now(), by: "server-dead", changes }));
+  }
+  // Before, the fold read the whole journal in one answer, larger than gRPC takes: it failed, and again at every try.
+  await eventually(async () => (await etcd.getAll().prefix(journalDir(prefix)).count()) === 0, {
+    what: "A folds the dead server's 70 MB of records", timeoutMs: 60_000, context: () => a.log.join("\n"),
+  });
+  assert.ok(!a.fleet.degraded, `degraded:\n${a.log.join("\n")}`);
+  assert.ok(!a.log.some((l) => l.startsWith("CRITICAL")), `DEGRADED said:\n${a.log.join("\n")}`);
+  // None of the older changes was taken, nor written over the newer value.
+  assert.equal(a.registry.get("c1")!.host, "c1.moved.example.org");
+  assert.match((await etcd.get(clientKey(prefix, "c1", "Host")).string()) ?? "", /c1\.moved\.example\.org/);
 });

@@ -11,34 +11,19 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { Etcd3 } from "etcd3";
 import { clientKey, decodeValue, SHARED_PROPERTIES, type Stamped } from "../src/main/fleet/layout.js";
 import { etcdForFile, etcdMissing, serversRegistered } from "./helpers/etcd.js";
-import { inProcessServer, type InProcessServer } from "./helpers/fleet-server.js";
+import { startedPair } from "./helpers/fleet-server.js";
 import { eventually } from "./helpers/wait.js";
 
 const skip = etcdMissing();
 const NAMES = ["c0", "c1", "c2"];
 const etcdCluster = etcdForFile(1);
 
-function server(prefix: string, id: string): InProcessServer {
-  return inProcessServer(etcdCluster(), prefix, id, NAMES);
-}
-
 test("the fleet's keys deleted under running servers: each puts its servers/ key again, the clients' values come back as made, and it is said once", { skip }, async (t) => {
   const cluster = etcdCluster();
   const prefix = "/wiped/";
-  const etcd = new Etcd3({ hosts: cluster.endpoints.split(",") });
-  const a = server(prefix, "server-a");
-  const b = server(prefix, "server-b");
-  t.after(async () => {
-    await a.stop();
-    await b.stop();
-    etcd.close();
-  });
-  await a.fleet.start();
-  await b.fleet.start();
-  await serversRegistered(cluster, prefix, 2);
+  const { a, b, etcd } = await startedPair(t, cluster, prefix, NAMES);
   const stored = async (name: string, property: (typeof SHARED_PROPERTIES)[number]): Promise<Stamped | null> => {
     const text = await etcd.get(clientKey(prefix, name, property)).string();
     return text === null ? null : decodeValue(text);

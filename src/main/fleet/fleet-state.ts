@@ -48,14 +48,20 @@
 //     FLEET_DIRS), each its own range, a page bounded in keys and in bytes
 //     (READ_PAGE_BYTES): 70 MB planted elsewhere under the prefix kept
 //     every server DEGRADED, its whole-prefix read failing each second.
-//     Keys elsewhere are counted, said at WARNING, and never read.
+//     Keys elsewhere are counted, said at WARNING, and never read. The
+//     fold reads the journal in such pages too, each folded before the next.
 //   - A client's key deleted by someone else (nothing of this release
 //     deletes one: `etcdctl del --prefix` by hand or by a script) is
 //     written back at once, as this server has it (its stamp kept, or a
 //     seed), as after an etcd whose data was lost; an approval is not
 //     (it was for the connections that waited then). Said in one WARNING
 //     line, with how many, once a minute at most. A server's own servers/
-//     key is put again by checker-share.ts, and its pending/ keys with it.
+//     key is put again by checker-share.ts, and its pending/ keys with it;
+//     a pending/ key of its own deleted alone, while a connection waits
+//     here, is put again too (the others would stop showing it waiting).
+//     A journal record deleted with changes no clients/ key was seen to
+//     take (a fold puts them before or with its delete) has those read
+//     back, and written back where etcd's value is older.
 
 import { hostname } from "node:os";
 import { randomBytes } from "node:crypto";
@@ -67,8 +73,8 @@ import { secretToOpen } from "../clients/secret-to-open.js";
 import type { ClientRegistry } from "../clients/registry.js";
 import type { Logger } from "../daemon/log.js";
 import {
-  approvalKey, clientKey, decodeJournal, decodePending, decodeValue, encodeJournal, encodePending, encodeValue, FLEET_DIRS, fleetDirOf, isScalar, isShared, journalDir, journalKey, parseKey,
-  pendingKey, PresentKeys, readJournal, readProperty, SHARED_PROPERTIES, StateBuilder, validValue, type ParsedKey, type Stamped,
+  approvalKey, clientKey, decodeJournal, decodePending, decodeValue, encodeJournal, encodePending, encodeValue, FLEET_DIRS, fleetDirOf, isScalar, isShared, journalKey, parseKey,
+  pendingKey, PresentKeys, readJournal, readProperty, SHARED_PROPERTIES, StateBuilder, validValue, type JournalChange, type ParsedKey, type Stamped,
 } from "./layout.js";
 import type { EtcdSettings } from "./settings.js";
 import type { FleetUnsentChange } from "../state/state-file.js";
@@ -331,8 +337,15 @@ export class FleetState {
   /** When keys outside the fleet's directories were last counted (#sayUnknown), and the directories last said. */
   #unknownCheckedAt = -Infinity;
   #unknownSaid = "";
-  /** Clients' and approvals' keys deleted by someone else since they were last said (#sayDeletions), and since when. */
-  readonly #deletions = { clients: 0, approvals: 0, since: 0 };
+  /** Clients', approvals' and this server's pending/ keys deleted by someone else since they were last said (#sayDeletions), and since when. */
+  readonly #deletions = { clients: 0, approvals: 0, pending: 0, journal: 0, since: 0 };
+  /** The changes of each journal record this server holds, until it is folded or found gone (#recordGone). */
+  readonly #recordChanges = new Map<string, readonly JournalChange[]>();
+  /** For each clients/ key a held record changes: how many records, and the newest value etcd's key was seen to hold since. */
+  readonly #carried = new Map<string, { count: number; held: Stamped | null }>();
+  /** Records another server's delete took away, to look at once the fold's puts (with or before it) have come. */
+  readonly #gone = new Set<string>();
+  #goneTimer: TimerHandle | null = null;
   #deletionsSaidAt = -Infinity;
   #deletionsTimer: TimerHandle | null = null;
 
@@ -452,6 +465,7 @@ export class FleetState {
     this.#foldTimer?.cancel();
     this.#leaseTimer?.cancel();
     this.#deletionsTimer?.cancel();
+    this.#goneTimer?.cancel();
     if (!this.#degraded && this.#hasWork()) await this.#write(Date.now() + REQUEST_TIMEOUT_MS).catch(() => undefined);
     await Promise.all([this.#watcher?.close(), this.#checkers.stop(CANCEL_WAIT_MS)]);
     this.#registry.setCheckerOwnership(null);
@@ -636,7 +650,10 @@ export class FleetState {
       if (inJournal.has(d)) continue;
       items.push({
         request: () => putStamped(d.key, this.#outgoing(d)),
-        done: () => this.#written(d),
+        done: () => {
+          this.#heldInEtcd(d.key, d.value);
+          this.#written(d);
+        },
       });
     }
     for (const [key, pending] of this.#pendingOut) {
@@ -720,6 +737,7 @@ export class FleetState {
         done: () => {
           for (const d of these) this.#written(d);
           this.#journal.set(key, { by: this.#id, at });
+          this.#carry(key, these.map((d) => ({ key: d.key, value: d.value })));
           this.#lastJournalAt = this.#clock.elapsed();
           this.#armFold();
         },
@@ -771,24 +789,37 @@ export class FleetState {
     if (keys.length > 0) {
       this.#flushing = true;
       try {
-        const records = await this.#etcd.kv.range(
-          { key: Buffer.from(journalDir(this.#prefix)), range_end: prefixEnd(journalDir(this.#prefix)) },
-        );
         // Taken off the list as found; what is left is gone from etcd already (folded by another server).
         const unfound = new Set(keys);
-        const items: WriteItem[] = [];
-        for (const kv of records.kvs) {
-          const key = kv.key.toString();
-          if (!unfound.delete(key)) continue;
-          for (const change of decodeJournal(this.#prefix, kv.value.toString())?.changes ?? []) {
-            const newest = this.#newest(change.key);
-            if (newest && newer(newest, change.value)) continue;
-            items.push({ request: () => putStamped(change.key, change.value), done: () => {} });
+        // A page at a time, each folded before the next is read: the whole
+        // journal in one answer could exceed what the server takes (gRPC's
+        // 64 MiB: large records, or a great many), as the fleet's read could.
+        await this.#readPages("journal/", {}, async (kvs) => {
+          const items: WriteItem[] = [];
+          for (const kv of kvs) {
+            const key = kv.key.toString();
+            if (!unfound.delete(key)) continue;
+            for (const change of decodeJournal(this.#prefix, kv.value.toString())?.changes ?? []) {
+              const newest = this.#newest(change.key);
+              if (newest && newer(newest, change.value)) continue;
+              // Its size, for #send's bytes a transaction: a change may carry a large value.
+              const bytes = change.key.length + JSON.stringify(change.value.value).length + change.value.by.length + 32;
+              items.push({ bytes, request: () => putStamped(change.key, change.value), done: () => this.#heldInEtcd(change.key, change.value) });
+            }
+            items.push({
+              request: () => ({ request_delete_range: { key: kv.key } }),
+              done: () => {
+                this.#journal.delete(key);
+                this.#carry(key, null);
+              },
+            });
           }
-          items.push({ request: () => ({ request_delete_range: { key: kv.key } }), done: () => this.#journal.delete(key) });
+          await this.#send(items, null);
+        });
+        for (const key of unfound) {
+          this.#journal.delete(key);
+          this.#carry(key, null);
         }
-        for (const key of unfound) this.#journal.delete(key);
-        await this.#send(items, null);
       } catch (error) {
         this.#goDegraded(error);
         this.#schedule(RETRY_MS);
@@ -829,6 +860,7 @@ export class FleetState {
       // holds across pages): a fleet's 140,000 keys are never in memory at once.
       const present = new PresentKeys(this.#prefix);
       this.#journal.clear();
+      for (const key of [...this.#recordChanges.keys()]) this.#carry(key, null);
       const { revision, header } = await this.#readAll(answered, (kvs) => {
         const incoming: Incoming[] = kvs.map((kv) => ({ type: "Put", key: kv.key.toString(), text: kv.value.toString() }));
         this.#apply(incoming, true);
@@ -888,43 +920,55 @@ export class FleetState {
    * nothing else under the prefix), as of one revision, a page at a time
    * to `onPage`, counting the pages in `answered`; resolves to that
    * revision and the first page's header (a linearizable read: its
-   * revision is at least any this server has seen of the same history).
+   * revision is at least any this server has seen of the same history);
+   * pages as #readPages makes them.
+   */
+  async #readAll(answered: { pages: number }, onPage: (kvs: readonly IKeyValue[]) => void): Promise<{ readonly revision: bigint; readonly header: IResponseHeader }> {
+    const at: { first?: IResponseHeader } = {};
+    for (const dir of READ_DIRS) {
+      await this.#readPages(dir, at, (kvs) => {
+        answered.pages++;
+        onPage(kvs);
+      });
+    }
+    return { revision: BigInt(at.first!.revision), header: at.first! };
+  }
+
+  /**
+   * Every key of `dir` (under the prefix), a page at a time to `onPage`,
+   * each page taken before the next is asked for; all at the revision of
+   * `at.first`, the first page's header (set here when it is not yet).
    * A page asks for #pageLimit keys, which follows the bytes a key of the
    * pages read so far (READ_PAGE_BYTES); an answer too large for gRPC is
    * asked again at once for a tenth of the keys, and a page that timed out
    * makes the next read's pages a quarter as long.
    */
-  async #readAll(answered: { pages: number }, onPage: (kvs: readonly IKeyValue[]) => void): Promise<{ readonly revision: bigint; readonly header: IResponseHeader }> {
-    let first: IResponseHeader | undefined;
-    for (const dir of READ_DIRS) {
-      const end = prefixEnd(this.#prefix + dir);
-      let key = Buffer.from(this.#prefix + dir);
-      for (;;) {
-        const limit = this.#pageLimit;
-        let res: IRangeResponse;
-        try {
-          res = await this.#etcd.kv.range({ key, range_end: end, limit, ...(first ? { revision: first.revision } : {}) });
-        } catch (error) {
-          if (isAnswerTooLarge(error) && limit > 1) {
-            this.#pageLimit = Math.max(1, Math.floor(limit / 10));
-            continue;
-          }
-          if (error instanceof GRPCDeadlineExceededError) this.#pageLimit = Math.max(1, Math.floor(limit / 4));
-          throw error;
+  async #readPages(dir: string, at: { first?: IResponseHeader }, onPage: (kvs: readonly IKeyValue[]) => void | Promise<void>): Promise<void> {
+    const end = prefixEnd(this.#prefix + dir);
+    let key = Buffer.from(this.#prefix + dir);
+    for (;;) {
+      const limit = this.#pageLimit;
+      let res: IRangeResponse;
+      try {
+        res = await this.#etcd.kv.range({ key, range_end: end, limit, ...(at.first ? { revision: at.first.revision } : {}) });
+      } catch (error) {
+        if (isAnswerTooLarge(error) && limit > 1) {
+          this.#pageLimit = Math.max(1, Math.floor(limit / 10));
+          continue;
         }
-        answered.pages++;
-        first ??= res.header;
-        let bytes = 0;
-        for (const kv of res.kvs) bytes += kv.key.length + kv.value.length;
-        // At most four times as many keys as this page: the next keys may be larger.
-        if (res.kvs.length > 0) this.#pageLimit = Math.max(1, Math.min(this.#pageKeys, 4 * limit, Math.floor((READ_PAGE_BYTES * res.kvs.length) / Math.max(1, bytes))));
-        onPage(res.kvs);
-        const last = res.kvs.at(-1);
-        if (!res.more || !last) break;
-        key = Buffer.concat([last.key, Buffer.from([0])]);
+        if (error instanceof GRPCDeadlineExceededError) this.#pageLimit = Math.max(1, Math.floor(limit / 4));
+        throw error;
       }
+      at.first ??= res.header;
+      let bytes = 0;
+      for (const kv of res.kvs) bytes += kv.key.length + kv.value.length;
+      // At most four times as many keys as this page: the next keys may be larger.
+      if (res.kvs.length > 0) this.#pageLimit = Math.max(1, Math.min(this.#pageKeys, 4 * limit, Math.floor((READ_PAGE_BYTES * res.kvs.length) / Math.max(1, bytes))));
+      await onPage(res.kvs);
+      const last = res.kvs.at(-1);
+      if (!res.more || !last) break;
+      key = Buffer.concat([last.key, Buffer.from([0])]);
     }
-    return { revision: BigInt(first!.revision), header: first! };
   }
 
   /**
@@ -1067,8 +1111,35 @@ export class FleetState {
    * Counted for #sayDeletions. True if a value is to be written.
    */
   #deletedElsewhere(parsed: Extract<ParsedKey, { kind: "client" | "approval" }>): boolean {
-    if (this.#deletions.clients + this.#deletions.approvals === 0) this.#deletions.since = this.#clock.elapsed();
-    this.#deletions[parsed.kind === "client" ? "clients" : "approvals"]++;
+    this.#countDeletion(parsed.kind === "client" ? "clients" : "approvals");
+    const c = parsed.kind === "client" ? this.#registry.get(parsed.name) : undefined;
+    return c !== undefined && parsed.kind === "client" && this.#writeBack(c, parsed.property);
+  }
+
+  /**
+   * This server's pending/ key of `name` was deleted while a connection of
+   * `name` still waits here, and no delete of ours is on its way: someone
+   * else's doing (`etcdctl del`; this server deletes its key only once no
+   * connection waits). The other servers stopped showing the client as
+   * waiting (ApprovalPending false through them, no countdown in
+   * mandos-monitor), though it waits: the key is put again, bound to the
+   * lease, and counted for #sayDeletions. Not while this server's servers/
+   * key is away: that key is put again first (#putAgain), and its pending/
+   * keys with it; nor with no lease (lost: #registered puts them).
+   * True if the key is to be put.
+   */
+  #ownPendingDeleted(key: string, name: string): boolean {
+    const waiting = this.#waitingHere.get(name);
+    if (!waiting || this.#pendingOut.has(key) || !this.#checkers.isLive(this.#id)) return false;
+    this.#countDeletion("pending");
+    this.#pendingOut.set(key, encodePending(waiting.request));
+    return true;
+  }
+
+  /** A key deleted by someone else, counted for #sayDeletions, which is set to say it (DELETIONS_GATHER_MS from the first, once a minute at most). */
+  #countDeletion(kind: "clients" | "approvals" | "pending" | "journal"): void {
+    if (this.#deletions.clients + this.#deletions.approvals + this.#deletions.pending + this.#deletions.journal === 0) this.#deletions.since = this.#clock.elapsed();
+    this.#deletions[kind]++;
     if (!this.#deletionsTimer && !this.#stopped) {
       const wait = Math.max(DELETIONS_GATHER_MS, this.#deletionsSaidAt + WARN_EVERY_MS - this.#clock.elapsed());
       this.#deletionsTimer = this.#clock.setTimeout(() => {
@@ -1076,21 +1147,105 @@ export class FleetState {
         this.#sayDeletions();
       }, wait);
     }
-    const c = parsed.kind === "client" ? this.#registry.get(parsed.name) : undefined;
-    return c !== undefined && parsed.kind === "client" && this.#writeBack(c, parsed.property);
+  }
+
+  /** Holds `changes` as record `key`'s (null: forgets the record). */
+  #carry(key: string, changes: readonly JournalChange[] | null): void {
+    for (const c of this.#recordChanges.get(key) ?? []) {
+      const e = this.#carried.get(c.key);
+      if (e && --e.count === 0) this.#carried.delete(c.key);
+    }
+    this.#recordChanges.delete(key);
+    if (!changes || changes.length === 0) return;
+    this.#recordChanges.set(key, changes);
+    for (const c of changes) {
+      const e = this.#carried.get(c.key);
+      if (e) e.count++;
+      else this.#carried.set(c.key, { count: 1, held: null });
+    }
+  }
+
+  /** etcd's clients/ key `key` holds `value` (its put came, or this server wrote it): noted while a record changes it. */
+  #heldInEtcd(key: string, value: Stamped): void {
+    const e = this.#carried.get(key);
+    if (e && (!e.held || newer(value, e.held))) e.held = value;
+  }
+
+  /**
+   * Another server's delete took journal record `key` away. A fold puts
+   * each change of a record (or leaves it, its key holding a newer value)
+   * before or with its delete; a delete by someone else (`etcdctl del`)
+   * leaves the changes in no key, and the fleet's keys older than what the
+   * servers hold. Looked at DELETIONS_GATHER_MS later (the watch brings
+   * each directory on its own): #lostChanges.
+   */
+  #recordGone(key: string): void {
+    this.#gone.add(key);
+    if (this.#goneTimer || this.#stopped) return;
+    this.#goneTimer = this.#clock.setTimeout(() => {
+      this.#goneTimer = null;
+      void this.#lostChanges();
+    }, DELETIONS_GATHER_MS);
+  }
+
+  /**
+   * The changes of the records gone (#recordGone) that no key was seen to
+   * hold since are read back from etcd; each key whose value there is older
+   * than the newest this server has (or absent) is written back with it, as
+   * a client's key deleted by hand is (#writeBack).
+   */
+  async #lostChanges(): Promise<void> {
+    const unseen: JournalChange[] = [];
+    let records = 0;
+    for (const key of this.#gone) {
+      const changes = this.#recordChanges.get(key) ?? [];
+      const these = changes.filter((c) => {
+        const held = this.#carried.get(c.key)?.held;
+        return !held || newer(c.value, held);
+      });
+      if (these.length > 0) records++;
+      unseen.push(...these);
+      this.#carry(key, null);
+    }
+    this.#gone.clear();
+    if (unseen.length === 0 || this.#stopped) return;
+    let written = 0;
+    try {
+      for (let i = 0; i < unseen.length; i += MAX_TXN_OPS) {
+        const chunk = unseen.slice(i, i + MAX_TXN_OPS);
+        const res = await this.#etcd.kv.txn({ success: chunk.map((c) => ({ request_range: { key: Buffer.from(c.key) } })) });
+        for (const [j, c] of chunk.entries()) {
+          const kv = res.responses[j]?.response_range?.kvs[0];
+          const there = kv ? decodeValue(kv.value.toString()) : null;
+          const newest = this.#newest(c.key);
+          if (!newest || this.#dirty.has(c.key) || (there && !newer(newest, there))) continue;
+          this.#dirty.set(c.key, { key: c.key, value: newest });
+          written++;
+        }
+      }
+    } catch (error) {
+      this.#goDegraded(error);
+    }
+    if (written === 0) return;
+    for (let r = 0; r < records; r++) this.#countDeletion("journal");
+    this.#schedule(FLUSH_MS);
   }
 
   /** One WARNING line for the keys deleted by someone else since the last (once a minute at most), not one a key. */
   #sayDeletions(): void {
-    const { clients, approvals, since } = this.#deletions;
-    if (this.#stopped || clients + approvals === 0) return;
+    const { clients, approvals, pending, journal, since } = this.#deletions;
+    if (this.#stopped || clients + approvals + pending + journal === 0) return;
     const now = this.#clock.elapsed();
     this.#logger.warning(
-      `${clients + approvals} of the fleet's keys were deleted in etcd by someone else in the last ${seconds(now - since)} (etcdctl del?): ` +
-        `clients/: ${clients}, written back as this server has them; approvals/: ${approvals}, not written back (they were for the connections that waited then)`,
+      `${clients + approvals + pending + journal} of the fleet's keys were deleted in etcd by someone else in the last ${seconds(now - since)} (etcdctl del?): ` +
+        `clients/: ${clients}, written back as this server has them; approvals/: ${approvals}, not written back (they were for the connections that waited then)` +
+        (pending > 0 ? `; pending/: ${pending} of this server's, put again (a connection waits here)` : "") +
+        (journal > 0 ? `; journal/: ${journal} record(s) before their fold, their changes written back as this server has them` : ""),
     );
     this.#deletions.clients = 0;
     this.#deletions.approvals = 0;
+    this.#deletions.pending = 0;
+    this.#deletions.journal = 0;
     this.#deletionsSaidAt = now;
   }
 
@@ -1157,6 +1312,7 @@ export class FleetState {
     /** Values this server writes again, as a result: the newer one (Rule 1), or its own seed (#losesToOwnSeed). */
     let rewrites = 0;
     const take = (key: string, parsed: ParsedKey, value: Stamped, journaled: boolean): void => {
+      if (!journaled) this.#heldInEtcd(key, value);
       if (value.by === this.#id && !includeOwn) return;
       if (!this.#acceptable(key, parsed, value)) return;
       const mine = this.#dirty.get(key);
@@ -1215,7 +1371,10 @@ export class FleetState {
     for (const { type, key, text } of events) {
       const parsed = parseKey(this.#prefix, key);
       if (parsed?.kind === "pending") {
-        if (parsed.server === this.#id) continue;
+        if (parsed.server === this.#id) {
+          if (type !== "Put" && this.#ownPendingDeleted(key, parsed.name)) rewrites++;
+          continue;
+        }
         const request = type === "Put" ? decodePending(text) : null;
         if (request) this.#pendingIn.set(key, parsed);
         else this.#pendingIn.delete(key);
@@ -1225,6 +1384,7 @@ export class FleetState {
       if (parsed?.kind === "journal") {
         if (type !== "Put") {
           this.#journal.delete(key);
+          if (this.#recordChanges.has(key)) this.#recordGone(key);
           continue;
         }
         // A record that is not one (not ours: written by hand, or damaged) is folded away at once: nothing to take, only the delete.
@@ -1234,6 +1394,7 @@ export class FleetState {
           this.#journal.set(key, { by: record?.by ?? "", at: record?.at ?? 0 });
           this.#armFold();
         }
+        this.#carry(key, record?.changes ?? null);
         for (const change of record?.changes ?? []) take(change.key, parseKey(this.#prefix, change.key)!, change.value, true);
         continue;
       }
