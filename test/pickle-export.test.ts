@@ -17,7 +17,7 @@ import { dumpJson, makeFleetRoot, mandosCtl, startOurServer, startPrivateBus, st
 import { GPG, MANDOS_CLIENT, MANDOS_CTL, MANDOS_KEYGEN, MANDOS_REFERENCE, missing } from "./helpers/peers.js";
 import { runMandosClient } from "./helpers/server.js";
 import { pickle, pyTuple, type PickleValue } from "../src/main/state/pickle-write.js";
-import { referencePickle } from "../src/main/state/pickle-export.js";
+import { referencePickle, warmReferencePickle } from "../src/main/state/pickle-export.js";
 import { openReferenceSecret, passwordEncode } from "../src/main/state/reference-secret.js";
 import { sealSymmetric } from "../src/main/state/symmetric-key.js";
 import { PyDatetime, PyTimedelta, PyTuple, unpickle, type PyDict } from "../src/main/state/unpickle.js";
@@ -187,5 +187,27 @@ describe("the pickle's contents", () => {
     assert.deepEqual(await openReferenceSecret(c.get("encrypted_secret") as Buffer, config[2]!.secret), Buffer.from("set at run time"));
     assert.equal(((clients.get("a") as PyDict).get("expires") as PyDatetime).ms, 3_000);
     assert.ok(!data.includes(Buffer.from("set at run time")) && !data.includes(Buffer.from("secret of a")), "no secret in the clear");
+  });
+
+  test("keys derived ahead seal the next export's secrets, each once; an export without them derives its own", async () => {
+    const config = [conf("a"), conf("b"), conf("c")];
+    const clients = config.map((settings) => ({ settings, runtime }));
+    const salt = (data: Buffer, name: string): string => {
+      const [saved] = (unpickle(data) as PyTuple).items as [PyDict];
+      return ((saved.get(name) as PyDict).get("encrypted_secret") as Buffer).subarray(6, 14).toString("hex");
+    };
+    // A slice that ends at once still derives one key; then the rest.
+    const warming = config[Symbol.iterator]();
+    assert.equal(warmReferencePickle(warming, 0), false);
+    assert.equal(warmReferencePickle(warming, 60_000), true);
+    const first = referencePickle(config, clients, 5_000);
+    assert.deepEqual(first.keys, { ahead: 3, now: 0 });
+    const second = referencePickle(config, clients, 5_000);
+    assert.deepEqual(second.keys, { ahead: 0, now: 3 }, "a key is used once");
+    for (const name of ["a", "b", "c"]) assert.notEqual(salt(first.data, name), salt(second.data, name));
+    for (const { data } of [first, second]) {
+      const [saved] = (unpickle(data) as PyTuple).items as [PyDict];
+      for (const c of config) assert.deepEqual(await openReferenceSecret((saved.get(c.name) as PyDict).get("encrypted_secret") as Buffer, c.secret), c.secret);
+    }
   });
 });

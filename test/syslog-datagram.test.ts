@@ -7,8 +7,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PassThrough } from "node:stream";
 import { FanOutLogger } from "../src/main/daemon/log.js";
-import { STREAM_BUFFER_MAX, syslogDatagram, syslogSink } from "../src/main/daemon/syslog.js";
-import { datagramAddon, describeLoadFailure, openDatagramSocket } from "../src/main/daemon/unix-datagram.js";
+import { ABSENT_RETRY_MS, STREAM_BUFFER_MAX, syslogDatagram, syslogSink } from "../src/main/daemon/syslog.js";
+import { datagramAddon, describeLoadFailure, openDatagramSocket, type DatagramSocket } from "../src/main/daemon/unix-datagram.js";
 import { receiveDatagrams, type DatagramReceiver } from "./helpers/datagram-receiver.js";
 
 /** Runs `use` with a receiver bound at a fresh path; removes both after. */
@@ -189,6 +189,63 @@ test("a record syslog does not take goes to the fallback sink; one it takes does
   });
   assert.deepEqual(got, [Buffer.from(`<30>Mandos [${process.pid}]: INFO: taken\0`)]);
   assert.deepEqual(fellBack, ["WARNING: no addon", "ERROR: no socket"]);
+});
+
+test("while syslog's socket is gone or unread, records are not each tried on it; once it is back, syslog has them again", async () => {
+  const addon = datagramAddon();
+  assert.ok(!("unavailable" in addon));
+  const real = openDatagramSocket(addon)!;
+  // The addon's own socket, its sendto(2)s counted.
+  let sends = 0;
+  const socket: DatagramSocket = {
+    send: (data, to) => {
+      sends++;
+      return real.send(data, to);
+    },
+    close: () => real.close(),
+  };
+  let now = 0;
+  const fellBack: string[] = [];
+  const fallback = { level: "DEBUG" as const, write: (_level: string, message: string) => void fellBack.push(message) };
+  const stderr = new PassThrough();
+  const dir = mkdtempSync(join(tmpdir(), "mandos-syslog-"));
+  const path = join(dir, "log");
+  const sink = syslogSink({ level: "DEBUG", socketPath: path, stderr, socket, fallback, now: () => now });
+  const write = (...lines: string[]): void => lines.forEach((line) => sink.write("DEBUG", line));
+  const many = (tag: string): string[] => Array.from({ length: 100 }, (_, i) => `${tag} ${i}`);
+  try {
+    const first = await receiveDatagrams(path);
+    write("taken");
+    await first.waitFor(1);
+    // The syslog daemon stops, its socket left at the path: ECONNREFUSED.
+    await first.close();
+    write("refused", ...many("not tried while refused"));
+    assert.equal(sends, 2, "one try for 101 records");
+    // Still there after the interval, tried once again; then the path goes: ENOENT.
+    now += ABSENT_RETRY_MS;
+    write("refused again");
+    rmSync(path);
+    now += ABSENT_RETRY_MS;
+    write("missing", ...many("not tried while missing"));
+    assert.equal(sends, 4);
+    // A syslog daemon starts again: the first record after the interval finds it, and each one after.
+    const second = await receiveDatagrams(path);
+    write("before the interval");
+    assert.equal(sends, 4);
+    now += ABSENT_RETRY_MS;
+    write("back", "and after");
+    assert.equal(sends, 6);
+    const got = await second.waitFor(2);
+    assert.deepEqual(got.map((d) => d.toString("utf8")), ["back", "and after"].map((m) => `<31>Mandos [${process.pid}]: DEBUG: ${m}\0`));
+    await second.close();
+    // Nothing lost meanwhile: each record syslog did not take went to the fallback, in order.
+    assert.deepEqual(fellBack, ["refused", ...many("not tried while refused"), "refused again", "missing", ...many("not tried while missing"), "before the interval"]);
+    // And said once.
+    assert.equal(String(stderr.read() ?? "").split("\n").filter(Boolean).length, 1);
+  } finally {
+    sink.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test("after a Zeroconf rename the tag carries the new name, as the reference's AvahiServiceToSyslog does", async () => {

@@ -44,7 +44,7 @@ import { runSelfTest } from "./daemon/self-test.js";
 import { readState, restoreState, routineChange, SAVE_RETRY_MS, StateSaver, StateSerialiser, STATE_FILE_NAME, STATE_PREPARE_DELAY_MS, STATE_PREPARE_SLICE_MS, STATE_WARM_SLICE_MS, type ClientView, type ConfigField, type StateFile } from "./state/state-file.js";
 import { checkStateDirWritable, ensureStateDir, prepareStateDir, stateDirNotDirectory } from "./state/state-dir.js";
 import { migrateReferenceState, pendingMigration, pickleClientCount, PICKLE_FILE_NAME } from "./state/pickle-import.js";
-import { referencePickle, type ReferencePickle } from "./state/pickle-export.js";
+import { referencePickle, warmReferencePickle, type ReferencePickle } from "./state/pickle-export.js";
 import { removeStaleTemporaries, writeAtomically } from "./state/state-writer.js";
 import { reasonInWords, strerror } from "./config/os-error.js";
 import { handshakesUnderWay, SecretOpening } from "./state/secret-opening.js";
@@ -451,6 +451,27 @@ async function startAndServe(
   const stateChanged = (): void => {
     if (keepState) saver.changed();
   };
+  // The keys that the stop's clients.pickle seals the secrets with
+  // (state/pickle-export.ts), derived a slice at a time once the first
+  // save is warm, and again over clients.conf after a reload changed it;
+  // no more once the server stops. The stop then only ciphers.
+  let pickleKeys: Iterator<ClientSettings> | null = null;
+  let pickleKeysOff = false;
+  const pickleKeySlice = (): void => {
+    if (pickleKeysOff || pickleKeys === null) return;
+    if (!warmReferencePickle(pickleKeys, STATE_WARM_SLICE_MS)) {
+      setImmediate(pickleKeySlice);
+      return;
+    }
+    pickleKeys = null;
+    logger.debug(`Derived ahead the keys that seal the secrets of ${config.length} client${config.length === 1 ? "" : "s"} for the Python server`);
+  };
+  const warmPickleKeys = (): void => {
+    if (!keepState || pickleKeysOff) return;
+    const idle = pickleKeys === null;
+    pickleKeys = config[Symbol.iterator]();
+    if (idle) setImmediate(pickleKeySlice);
+  };
   // The changed clients' pieces are made ahead of the save, those of
   // STATE_PREPARE_DELAY_MS at a time, in slices (StateSerialiser.prepare).
   let preparing = false;
@@ -627,12 +648,14 @@ async function startAndServe(
     const warming = registry.entries();
     const warmSlice = (): void => {
       if (!serialiser.warm(config, warming, STATE_WARM_SLICE_MS)) setImmediate(warmSlice);
+      else warmPickleKeys();
     };
     setImmediate(warmSlice);
   } else {
     stateDirProblem = stateDir.reason;
     events.stateSaved.subscribe(stateDirUsable);
     logger.warning(`Cannot keep persistent state in ${settings.statedir}: ${stateDir.reason}; state is not saved until it can be, tried again every ${SAVE_RETRY_MS / 1000} s`);
+    warmPickleKeys();
   }
   saver.changed();
   try {
@@ -745,6 +768,7 @@ async function startAndServe(
       if (stopping) return;
       stopping = true;
       accepting = false;
+      pickleKeysOff = true;
       clearInterval(listenCheck);
       stopLiveness?.();
       // The reference logs nothing at SIGTERM and "Server exiting" as it
@@ -772,7 +796,11 @@ async function startAndServe(
         // it (state/pickle-export.ts), made first: clients.json records
         // its digest, so that our next start does not import it.
         const forReference = keepState ? pickleForReference() : null;
-        if (forReference) serialiser.importedPickle = forReference.sha256;
+        if (forReference) {
+          serialiser.importedPickle = forReference.sha256;
+          const { ahead, now } = forReference.keys;
+          logger.debug(`Sealed ${ahead + now} secrets for the Python server, ${now} of them with a key derived as the server stops`);
+        }
         let unsaved = keepState ? saver.saveNow() : null;
         if (fleet) {
           await fleet.stop();
@@ -834,6 +862,7 @@ async function startAndServe(
           if (outcome.applied) {
             config = outcome.clients;
             stateChanged();
+            warmPickleKeys();
           }
         } while (again && !stopping);
         reloading = false;

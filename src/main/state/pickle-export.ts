@@ -21,7 +21,7 @@ import type { ClientSettings } from "../clients/settings.js";
 import { secretToOpen } from "../clients/secret-to-open.js";
 import { passwordEncode } from "./reference-secret.js";
 import { pickle, pyTuple, type PickleValue } from "./pickle-write.js";
-import { sealSymmetric } from "./symmetric-key.js";
+import { deriveSealKey, sealWithKey, type SealKey } from "./symmetric-key.js";
 import { PyDatetime, PyTimedelta } from "./unpickle.js";
 
 /**
@@ -45,6 +45,50 @@ const CLIENT_STRUCTURE: readonly string[] = [
   "expires", "extended_timeout", "host", "interval", "last_approval_request", "last_checked_ok", "last_checker_status",
   "last_enabled", "locations", "secret", "timeout",
 ];
+
+/**
+ * The stop's key derivations, done ahead of it (warmReferencePickle): the
+ * S2K key of each clients.conf secret (keyed by its Buffer, a new one at
+ * each change, as state-file.ts's sealed pieces are), 40 bytes a client.
+ * Each is taken when a pickle uses it, so that no two messages share a
+ * salt and key. Derived at the stop, 20,000 clients' keys were ~4 s of
+ * its ~10 (docs/BENCHMARK.md, "The stop").
+ */
+const keysAhead = new WeakMap<Buffer, SealKey>();
+
+const sealKey = (configSecret: Buffer): SealKey => deriveSealKey(passwordEncode(configSecret), PICKLE_SEAL_COUNT_BYTE);
+
+/**
+ * Derives the keys that a stop's pickle would seal these clients' secrets
+ * with, until `budgetMs` have passed; true once `config` yielded them all.
+ * The server does it a slice at a time after its start (as it warms its
+ * first save), so that its stop only ciphers.
+ */
+export function warmReferencePickle(config: Iterator<ClientSettings>, budgetMs: number): boolean {
+  const until = performance.now() + budgetMs;
+  for (;;) {
+    const next = config.next();
+    if (next.done) return true;
+    const secret = next.value.secret;
+    if (!keysAhead.has(secret)) keysAhead.set(secret, sealKey(secret));
+    if (performance.now() >= until) return false;
+  }
+}
+
+/** `secret` sealed under `configSecret` as gpg would open it: with the key derived ahead, if it was. */
+function sealForPickle(secret: Buffer, configSecret: Buffer, counts: { ahead: number; now: number }): Buffer {
+  let key = keysAhead.get(configSecret);
+  if (key) {
+    keysAhead.delete(configSecret);
+    counts.ahead++;
+  } else {
+    key = sealKey(configSecret);
+    counts.now++;
+  }
+  const sealed = sealWithKey(secret, key);
+  key.key.fill(0);
+  return sealed;
+}
 
 const time = (ms: number | null): PyDatetime | null => (ms === null ? null : new PyDatetime(ms));
 
@@ -74,9 +118,9 @@ function configSettings(conf: ClientSettings): Map<string, PickleValue> {
  * its clients.conf secret. A secret still sealed by the Python server
  * (not yet opened after a switch) goes back as it came.
  */
-function clientAttributes(conf: ClientSettings, settings: ClientSettings, runtime: ClientRuntime, now: number): Map<string, PickleValue> {
+function clientAttributes(conf: ClientSettings, settings: ClientSettings, runtime: ClientRuntime, now: number, counts: { ahead: number; now: number }): Map<string, PickleValue> {
   const toOpen = secretToOpen(settings.secret);
-  const sealed = toOpen ? toOpen.sealed : sealSymmetric(settings.secret, passwordEncode(conf.secret), PICKLE_SEAL_COUNT_BYTE);
+  const sealed = toOpen ? toOpen.sealed : sealForPickle(settings.secret, conf.secret, counts);
   const enabled = runtime.enabled;
   // The reference's restore compares an enabled client's expiry with the
   // time; a disabled client has none, as the reference's disable() leaves it.
@@ -115,6 +159,8 @@ function clientAttributes(conf: ClientSettings, settings: ClientSettings, runtim
 export interface ReferencePickle {
   readonly data: Buffer;
   readonly sha256: string;
+  /** Secrets sealed with a key derived ahead (warmReferencePickle), and with one derived in the export. */
+  readonly keys: { readonly ahead: number; readonly now: number };
 }
 
 /**
@@ -130,11 +176,12 @@ export function referencePickle(
 ): ReferencePickle {
   const byName = new Map(config.map((c) => [c.name, c]));
   const saved = new Map<string, PickleValue>();
+  const keys = { ahead: 0, now: 0 };
   for (const { settings, runtime } of clients) {
     const conf = byName.get(settings.name);
-    if (conf) saved.set(settings.name, clientAttributes(conf, settings, runtime, now));
+    if (conf) saved.set(settings.name, clientAttributes(conf, settings, runtime, now, keys));
   }
   const settings = new Map<string, PickleValue>(config.map((c) => [c.name, configSettings(c)]));
   const data = pickle(pyTuple([saved, settings]));
-  return { data, sha256: createHash("sha256").update(data).digest("hex") };
+  return { data, sha256: createHash("sha256").update(data).digest("hex"), keys };
 }
