@@ -14,7 +14,7 @@ import { ManualClock } from "../src/main/clock.js";
 import { events, type ConnectionClosed, type VersionLine } from "../src/main/events.js";
 import type { HandshakeRunner } from "../src/main/serve/handshake-runner.js";
 import { HANDSHAKE_TIMEOUT_MS } from "../src/main/serve/limits.js";
-import { Listener } from "../src/main/serve/listener.js";
+import { Listener, OwnFailureLines } from "../src/main/serve/listener.js";
 import { logServeEvents } from "../src/main/daemon/log-serve.js";
 import { silentLogger } from "../src/main/daemon/log.js";
 import { Recorded } from "./helpers/events.js";
@@ -82,7 +82,7 @@ describe("a handshake that waited on the handshake runner until its time ran out
   test("a flood of them (a wedged worker under a reboot wave) is said once, then summed up every 10 s", async () => {
     // What the first test said has been summed up by now.
     clock.advance(10_000);
-    const said = (): string[] => lines.filter((l) => l.startsWith("ERROR: Handshake of") || l.startsWith("ERROR: Handshake failures of our own"));
+    const said = (): string[] => lines.filter((l) => l.startsWith("ERROR: Handshake of") || / more handshakes that waited on the handshake runner/.test(l));
     const before = said().length;
     const sockets = await Promise.all(Array.from({ length: 20 }, async () => {
       const socket = connect({ host: "::1", port });
@@ -99,6 +99,34 @@ describe("a handshake that waited on the handshake runner until its time ran out
     }
     assert.equal(said().length, before + 1, said().join("\n"));
     clock.advance(10_000);
-    assert.deepEqual(said().slice(before + 1), ["ERROR: Handshake failures of our own: 19 more in the last 10 s"]);
+    const summed = said().slice(before + 1);
+    assert.equal(summed.length, 1, summed.join("\n"));
+    // With the last of them, whichever of the 20 timed out last.
+    const last = /^ERROR: 19 more handshakes that waited on the handshake runner until their time ran out in the last 10 s \(the last: Handshake of \('::1', (\d+), 0, 0\) waited on the handshake runner until its 20 s ran out\)$/.exec(summed[0]!);
+    assert.ok(last && sockets.some((s) => s.peerPort === Number(last[1])), summed[0]);
   });
+});
+
+test("failures of our own: each kind said at its first, summed with its last; a state machine fault always said", () => {
+  const clock = new ManualClock();
+  const capture = keptLogger();
+  const lines = new OwnFailureLines(clock, capture);
+  lines.note("runner-timeout", "Handshake of a waited on the handshake runner until its 20 s ran out");
+  lines.note("runner-timeout", "Handshake of b waited on the handshake runner until its 20 s ran out");
+  lines.note("bug", "BUG: connection c Sending -> Handshaking");
+  lines.note("secret-request", "Secret request for client7 failed: Error: x");
+  lines.note("runner-timeout", "Handshake of d waited on the handshake runner until its 20 s ran out");
+  lines.note("secret-request", "Secret request for client9 failed: Error: z");
+  clock.advance(10_000);
+  lines.note("secret-request", "Secret request for client8 failed: Error: y");
+  lines.stop();
+  assert.deepEqual(capture.lines, [
+    "ERROR: Handshake of a waited on the handshake runner until its 20 s ran out",
+    "ERROR: BUG: connection c Sending -> Handshaking",
+    "ERROR: Secret request for client7 failed: Error: x",
+    "ERROR: 2 more handshakes that waited on the handshake runner until their time ran out in the last 10 s (the last: Handshake of d waited on the handshake runner until its 20 s ran out)",
+    "ERROR: 1 more secret requests that failed in the last 10 s (the last: Secret request for client9 failed: Error: z)",
+    // Still counted after a sum (a flood goes on); said at the stop.
+    "ERROR: 1 more secret requests that failed in the last 1 s (the last: Secret request for client8 failed: Error: y)",
+  ]);
 });

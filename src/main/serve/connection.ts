@@ -85,15 +85,22 @@ export function numberConnections(index: number, stride: number): void {
  * connection (a connection waiting for its slot is promoted to the old
  * generation in a wave, and every full collection walks what it holds).
  */
+/**
+ * A failure of ours in a connection: a state machine fault ("bug"), the
+ * runner out of the handshake's time, a task that threw, no key shares, a
+ * secret request that failed.
+ */
+export type OwnFailure = "bug" | "runner-timeout" | "task-failed" | "key-shares" | "secret-request";
+
 export interface ConnectionHost {
   readonly registry: SecretSource;
   readonly runner: HandshakeRunner;
   readonly tlsSettings: TlsSettings;
   /**
    * Says a failure of our own at ERROR (the facts go to events.ts's
-   * channels); the listener sums a flood of them up.
+   * channels); the listener sums a flood of each kind up, but for "bug".
    */
-  ownFailure(line: string): void;
+  ownFailure(kind: OwnFailure, line: string): void;
   /** Every deadline and duration. */
   readonly clock: Clock;
   /**
@@ -275,7 +282,7 @@ export class Connection {
 
   #to(next: ConnectionState): void {
     if (!NEXT[this.#state].includes(next)) {
-      this.#deps.ownFailure(`BUG: connection ${this.#ref.label} ${this.#state} -> ${next}`);
+      this.#deps.ownFailure("bug", `BUG: connection ${this.#ref.label} ${this.#state} -> ${next}`);
       this.#close("internal-error");
       return;
     }
@@ -294,7 +301,7 @@ export class Connection {
     // or a task out on the runner): our failure, not its peer's, and not
     // counted against its source.
     if (c.#state === "Handshaking" && !c.#waitsOnPeer) {
-      c.#deps.ownFailure(`Handshake of ${c.#ref.label} waited on the handshake runner until its ${HANDSHAKE_TIMEOUT_MS / 1000} s ran out`);
+      c.#deps.ownFailure("runner-timeout", `Handshake of ${c.#ref.label} waited on the handshake runner until its ${HANDSHAKE_TIMEOUT_MS / 1000} s ran out`);
       c.#close("internal-error", "the handshake runner did not answer in time");
       return;
     }
@@ -462,7 +469,7 @@ export class Connection {
   }
 
   #sharesFailed(error: unknown): void {
-    this.#deps.ownFailure(`No key shares for ${this.#ref.label}: ${String(error)}`);
+    this.#deps.ownFailure("key-shares", `No key shares for ${this.#ref.label}: ${String(error)}`);
     this.#close("internal-error");
   }
 
@@ -499,7 +506,7 @@ export class Connection {
 
     taskFailed(error: unknown): void {
       const c = this.#c;
-      c.#deps.ownFailure(`Handshake task for ${c.#ref.label} failed: ${String(error)}`);
+      c.#deps.ownFailure("task-failed", `Handshake task for ${c.#ref.label} failed: ${String(error)}`);
       c.#close("internal-error");
     }
   };
@@ -615,7 +622,7 @@ export class Connection {
   #decisionFailed(name: string, abort: AbortController, error: unknown): void {
     this.#abort = null;
     returnAbortController(abort);
-    this.#deps.ownFailure(`Secret request for ${name} failed: ${String(error)}`);
+    this.#deps.ownFailure("secret-request", `Secret request for ${name} failed: ${String(error)}`);
     this.#close("internal-error");
   }
 

@@ -26,7 +26,7 @@ import type { TlsSettings } from "../../tls/index.js";
 import type { Clock, TimerHandle } from "../clock.js";
 import { events } from "../events.js";
 import { Admission, type AdmissionRefusal, type HandshakeCounts } from "./admission.js";
-import { Connection, type ConnectionHost } from "./connection.js";
+import { Connection, type ConnectionHost, type OwnFailure } from "./connection.js";
 import { InterfaceFilter } from "./interface-filter.js";
 import { passedSocketError } from "./passed-socket.js";
 import type { HandshakeRunner } from "./handshake-runner.js";
@@ -104,12 +104,61 @@ export interface ListenerDeps {
   readonly shared?: SharedLimits | undefined;
 }
 
+/** What a summed line of each kind of failure of our own counts. */
+const OWN_FAILURE_WORDS: Readonly<Record<Exclude<OwnFailure, "bug">, string>> = {
+  "runner-timeout": "handshakes that waited on the handshake runner until their time ran out",
+  "task-failed": "handshake tasks that failed",
+  "key-shares": "connections given no key shares",
+  "secret-request": "secret requests that failed",
+};
+
+/**
+ * A connection's ERROR lines for failures of our own. Of each kind the
+ * first is said, the rest summed up every 10 s with the last of them; a
+ * kind that begins is said at once, and a state machine fault ("bug")
+ * always.
+ */
+export class OwnFailureLines {
+  readonly #clock: Clock;
+  readonly #logger: Logger;
+  readonly #kinds = new Map<OwnFailure, { readonly lines: SummedLines; last: string }>();
+
+  constructor(clock: Clock, logger: Logger) {
+    this.#clock = clock;
+    this.#logger = logger;
+  }
+
+  note(kind: OwnFailure, line: string): void {
+    if (kind === "bug") {
+      this.#logger.error(line);
+      return;
+    }
+    let of = this.#kinds.get(kind);
+    if (of === undefined) {
+      const summed = new SummedLines(
+        this.#clock, 10_000,
+        (message) => this.#logger.error(message),
+        (count, seconds) => this.#logger.error(`${count} more ${OWN_FAILURE_WORDS[kind]} in the last ${seconds} s (the last: ${of!.last})`),
+      );
+      of = { lines: summed, last: line };
+      this.#kinds.set(kind, of);
+    }
+    of.last = line;
+    of.lines.note(line);
+  }
+
+  /** Says what is still counted; no timer is left. */
+  stop(): void {
+    for (const { lines } of this.#kinds.values()) lines.stop();
+  }
+}
+
 export class Listener {
   readonly #deps: ListenerDeps;
   readonly #server: Server;
   readonly #acceptErrors: SummedLines;
-  /** Handshakes' failures of our own (connection.ts's ERROR lines): said once, then summed up. */
-  readonly #ownFailures: SummedLines;
+  /** Handshakes' failures of our own (connection.ts's ERROR lines), each kind said once, then summed up. */
+  readonly #ownFailures: OwnFailureLines;
   readonly #connections = new Set<Connection>();
   /**
    * Connections in the order accepted, while they may still wait for their
@@ -148,19 +197,16 @@ export class Listener {
     const open = this.#open;
     // A connection's own ERROR lines (a task that threw, the runner out of
     // time) come one a connection: a broken or wedged worker would write
-    // one for each of thousands of machines. The first is said, the rest
-    // summed up every 10 s.
-    const ownFailures = new SummedLines(
-      deps.clock, 10_000,
-      (message) => deps.logger.error(message),
-      (count, seconds) => deps.logger.error(`Handshake failures of our own: ${count} more in the last ${seconds} s`),
-    );
+    // one for each of thousands of machines. Of each kind the first is
+    // said, the rest summed up every 10 s with the last of them; a kind
+    // that begins is said at once, and a state machine fault always.
+    const ownFailures = new OwnFailureLines(deps.clock, deps.logger);
     this.#ownFailures = ownFailures;
     this.#host = {
       registry: deps.registry,
       runner: deps.runner,
       tlsSettings: deps.tlsSettings,
-      ownFailure: (message) => ownFailures.note(message),
+      ownFailure: (kind, line) => ownFailures.note(kind, line),
       clock: deps.clock,
       requestSlot: (source, granted, evict, connection) => admission.requestSlot(source, granted, connection, evict),
       sending: (source) => gate.leave(source),

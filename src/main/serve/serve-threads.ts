@@ -29,7 +29,7 @@ import { MAX_HANDSHAKES_IN_FLIGHT, MAX_OPEN_CONNECTIONS, MAX_SLOW_HANDSHAKES } f
 import { returnAbortController, takeAbortController } from "./abort-pool.js";
 import { systemClock } from "../clock.js";
 import { within } from "../within.js";
-import type { ListenOptions } from "./listener.js";
+import { OwnFailureLines, type ListenOptions } from "./listener.js";
 import { FORWARDED_CHANNELS, type ClientKeys, type FromThread, type ThreadOp, type ToThread, type ServeThreadData } from "./serve-protocol.js";
 import { buildClientIndex } from "./client-index.js";
 import { knownKeysOf } from "./known-keys.js";
@@ -119,6 +119,8 @@ interface ThreadHooks {
   flushed(thread: ServeThread, round: number): void;
   /** The thread answered a ping (the liveness watch). */
   answered(thread: ServeThread): void;
+  /** A secret request of one of its connections failed (our fault): said, a flood summed up (listener.ts). */
+  requestFailed(line: string): void;
 }
 
 const NO_HANDSHAKES: HandshakeCounts = { holding: 0, slow: 0, waiting: 0, evictedSlow: 0, evictedWaiting: 0, evictedSilent: 0 };
@@ -260,7 +262,7 @@ class ServeThread implements RecheckPeer {
   }
 
   #requestFailed(id: number, name: string, error: unknown): void {
-    this.#deps.logger.error(`Secret request for ${name} failed: ${String(error)}`);
+    this.#hooks.requestFailed(`Secret request for ${name} failed: ${String(error)}`);
     this.#decide(id, { give: false, reason: "aborted" });
   }
 
@@ -326,9 +328,12 @@ export class ServeThreads {
   /** The channels last said to have subscribers (#syncChannels); null: not said yet, all are forwarded. */
   #channels: string | null = null;
   #closing = false;
+  /** The threads' connections' secret requests that failed, decided here: said, a flood summed up. */
+  readonly #requestFailures: OwnFailureLines;
 
   constructor(count: number, deps: ServeThreadsDeps) {
     this.#deps = deps;
+    this.#requestFailures = new OwnFailureLines(systemClock, deps.logger);
     // One count of the sources for all threads (admission.ts, Rules 1 and 3); each thread keeps its own handshake slots.
     const admission = new Admission({ clock: systemClock, maxPerSource: deps.maxPerSource, slots: 0 });
     const { slots, shared } = serveThreadLimits(count, deps.maxOpen ?? MAX_OPEN_CONNECTIONS);
@@ -346,6 +351,7 @@ export class ServeThreads {
         },
         beforeAnswer: () => this.#syncChannels(),
         holdRefusal: (thread, id, source) => recheck.hold(thread, id, source),
+        requestFailed: (line) => this.#requestFailures.note("secret-request", line),
         flushed: (thread, round) => recheck.flushed(thread, round),
         answered: (thread) => {
           if (!thread.silent) return;
@@ -505,6 +511,7 @@ export class ServeThreads {
   async close(graceMs: number): Promise<boolean> {
     this.#closing = true;
     this.#unsubscribe();
+    this.#requestFailures.stop();
     const answered = await Promise.all(this.#threads.map(async (t, index) => {
       // Not terminated: a thread's end would close the shared descriptor
       // under the others (see the header). It idles until the process exits.
