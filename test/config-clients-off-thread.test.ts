@@ -79,7 +79,7 @@ test("parsed in a worker thread: the same clients, the digest kept, the unchange
   assert.deepEqual(there.clients, here);
   assert.equal(parsedTextDigest(there.clients), textDigest(text));
   assert.deepEqual(there.warnings, [
-    "Client legacy's secret is empty: mandos-client takes an empty secret as a failure and asks again, for ever; the machine never unlocks",
+    "Client legacy's secret in clients.conf is empty: mandos-client takes an empty secret as a failure and asks again, for ever; the machine never unlocks unless a secret set over D-Bus (mandos-ctl --secret) is in effect",
     "Clients plain, twin have the same key ID ABCD: only one of them can be served",
   ]);
   assert.deepEqual(await parseClientsFile(Buffer.from(text), FILE, textDigest(text), there.clients), { kind: "unchanged" });

@@ -94,7 +94,7 @@ test("a client whose secret is empty (`secret =`, a secfile of 0 bytes) is warne
   writeFileSync(join(dir, "empty"), "");
   const clients = parseClientsConfig(`[blank]\nkey_id = ${KEY_ID}\nsecret =\n[nofile]\nfingerprint = D4BE\nsecfile = ${join(dir, "empty")}\n[fine]\nkey_id = ${KEY_ID.replace(/^./, "0")}\nsecret = QUJD\n`, "c.conf");
   assert.deepEqual(clientKeyWarnings(clients), ["blank", "nofile"].map((name) =>
-    `Client ${name}'s secret is empty: mandos-client takes an empty secret as a failure and asks again, for ever; the machine never unlocks`));
+    `Client ${name}'s secret in clients.conf is empty: mandos-client takes an empty secret as a failure and asks again, for ever; the machine never unlocks unless a secret set over D-Bus (mandos-ctl --secret) is in effect`));
 });
 
 test("a checker that expands %(secret)s is warned of (its command line shows the secret to every user)", () => {

@@ -240,7 +240,7 @@ export function clientKeyWarnings(clients: readonly ClientSettings[]): string[] 
     if (c.keyId === "" && c.fingerprint === "") warnings.push(`Client ${c.name} has neither key_id nor fingerprint: no peer can match it, it is never served`);
     // `secret =` with nothing after it, or a secfile of 0 bytes: served, and
     // taken by mandos-client as a failed attempt, again every 10 s for ever.
-    else if (c.secret.length === 0) warnings.push(`Client ${c.name}'s secret is empty: mandos-client takes an empty secret as a failure and asks again, for ever; the machine never unlocks`);
+    else if (c.secret.length === 0) warnings.push(`Client ${c.name}'s secret in clients.conf is empty: mandos-client takes an empty secret as a failure and asks again, for ever; the machine never unlocks unless a secret set over D-Bus (mandos-ctl --secret) is in effect`);
     if (checkerHoldsSecret(c.checker, c.secret)) {
       warnings.push(`Client ${c.name}'s checker holds its secret (%(secret)s): its command line shows it to every user, and the log's "Starting checker" lines and the state file hold it; etcd is never given it`);
     }
