@@ -8,7 +8,7 @@
 import { test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { closeSync, constants, mkdirSync, mkdtempSync, openSync, readFileSync, renameSync, rmSync, statSync, unlinkSync, writeSync } from "node:fs";
+import { closeSync, constants, mkdirSync, mkdtempSync, openSync, readFileSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync, writeSync } from "node:fs";
 import http, { type Server } from "node:http";
 import { syncBuiltinESMExports } from "node:module";
 import { tmpdir } from "node:os";
@@ -228,7 +228,7 @@ async function opensOnceDirectoryIsBack({ logs, path, errors, notes, failed, sen
   assert.equal(errors.length, 1, "said once");
   mkdirSync(logs);
   await eventually(() => notes.length > 0, { what: "the open said" });
-  assert.match(notes[0]!, new RegExp(`^${word} the audit log .*audit\\.jsonl, after \\d+ failed attempts$`));
+  assert.match(notes[0]!, new RegExp(`^${word} the audit log .*audit\\.jsonl, after \\d+ failed attempts(;|$)`));
   sent("after");
   assert.match(readFileSync(path, "utf8"), /^\{[^\n]*"client":"after"[^\n]*\n$/);
 }
@@ -255,7 +255,25 @@ test("an audit file that cannot be opened at start is said, not thrown, tried ag
     audit.sent("lost");
     assert.deepEqual(audit.failed.slice(0, 2), ["open ENOENT", "write ENOENT"]);
     await opensOnceDirectoryIsBack(audit, "Opened");
-    assert.deepEqual(audit.again, [1], "the lost record said once the file is written again");
+    assert.match(audit.notes[0]!, /; 1 record could not be written meanwhile$/, "the lost record said as the file opens");
+    assert.deepEqual(audit.again, [], "not said again at the next record");
+  }, { madeAtStart: false }));
+
+test("an audit open failing for a new reason, or at a SIGHUP, is said again; the same reason is not", () =>
+  withRetryingAudit(async ({ logs, errors, failed, reopen }) => {
+    await eventually(() => failed.length >= 3, { what: "opens tried again" });
+    assert.equal(errors.length, 1);
+    // The operator's fix half done: something made where the directory should be, but not a directory.
+    writeFileSync(logs, "");
+    await eventually(() => errors.length === 2, { what: "the new reason said" });
+    assert.match(errors[1]!, /: Not a directory \(ENOTDIR\); tried again every/);
+    const tried = failed.length;
+    await eventually(() => failed.length >= tried + 2, { what: "opens tried again" });
+    assert.equal(errors.length, 2, "the same reason said once");
+    reopen();
+    assert.equal(errors.length, 3, "said at the operator's SIGHUP");
+    assert.match(errors[2]!, /: Not a directory \(ENOTDIR\)/);
+    rmSync(logs);
   }, { madeAtStart: false }));
 
 test("an audit file deleted while open is opened anew and said; where it cannot be, the records are counted lost until it can", () =>

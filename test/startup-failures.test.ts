@@ -7,7 +7,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync, type SpawnSyncReturns } from "node:child_process";
 import { createServer } from "node:net";
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { eventually } from "./helpers/wait.js";
@@ -144,6 +144,34 @@ test("--check reads mandos.conf and clients.conf as a start does: the first erro
   // Without mandos.conf, the defaults, and why the file was not read.
   rmSync(join(conf, "mandos.conf"));
   assert.match(check().stdout, new RegExp(`^ok: settings: the defaults \\(${join(conf, "mandos.conf").replace(/[.]/g, "\\.")} cannot be read: No such file or directory\\) and`, "m"));
+});
+
+// Neither stops a start since 2026-12-07 (each is tried again while the
+// server serves), so --check is where such a mistake shows before it.
+test("--check tries the audit log and the metrics address as the server's user: warnings, not failures; nothing made", async (t) => {
+  const { root, conf } = setUp("", "[DEFAULT]\n");
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  const squatter = createServer();
+  await new Promise<void>((resolve) => squatter.listen(0, "127.0.0.1", resolve));
+  t.after(() => squatter.close());
+  const port = (squatter.address() as { port: number }).port;
+  // mkdtemp's 0700 would keep the server's user out of the whole tree (EACCES, not the ENOENT looked for).
+  chmodSync(root, 0o755);
+  const audit = join(root, "logs", "audit.jsonl");
+  writeFileSync(join(conf, "mandos.conf"), `[DEFAULT]\naudit_log = ${audit}\nmetrics = 127.0.0.1:${port}\n`);
+  const check = (): SpawnSyncReturns<string> => spawnSync(BIN, ["--check", "--configdir", conf, "--no-restore"], { encoding: "utf8", timeout: 60_000 });
+  const held = check();
+  assert.equal(held.status, 0, held.stdout + held.stderr);
+  assert.match(held.stdout, new RegExp(`^WARNING: audit log: ${audit.replace(/[.]/g, "\\.")} cannot be opened by \\d+:\\d+: No such file or directory \\(ENOENT\\); a start serves without it`, "m"));
+  assert.match(held.stdout, new RegExp(`^WARNING: metrics: \\d+:\\d+ cannot listen on "127\\.0\\.0\\.1", port ${port}: Address already in use \\(EADDRINUSE\\) \\(held now: `, "m"));
+  await new Promise<void>((resolve) => squatter.close(() => resolve()));
+  mkdirSync(join(root, "logs"), { mode: 0o777 });
+  chmodSync(join(root, "logs"), 0o777);
+  const fine = check();
+  assert.equal(fine.status, 0, fine.stdout + fine.stderr);
+  assert.match(fine.stdout, new RegExp(`^ok: audit log: ${audit.replace(/[.]/g, "\\.")} can be opened for appending by \\d+:\\d+$`, "m"));
+  assert.match(fine.stdout, new RegExp(`^ok: metrics: \\d+:\\d+ can listen on "127\\.0\\.0\\.1", port ${port}$`, "m"));
+  assert.deepEqual(readdirSync(join(root, "logs")), [], "the check made no audit file");
 });
 
 // Found by session 56's configuration fuzz: --check run from the

@@ -54,6 +54,7 @@ import type { FleetState } from "./fleet/fleet-state.js";
 import { collectGarbage, HeapWatch } from "./daemon/memory.js";
 import { markCloseOnExec, nameProcess, releaseFreePages } from "./daemon/unix-datagram.js";
 import { Observability } from "./observe/index.js";
+import { checkObservability } from "./observe/check.js";
 import { LISTEN_CHECK_MS, listeningSocketLost } from "./serve/listening-socket.js";
 import { systemdNotifier, type SystemdNotifier } from "./observe/sd-notify.js";
 import { openingProgress, roughly } from "./observe/start-progress.js";
@@ -216,6 +217,9 @@ export async function main(argv: readonly string[]): Promise<number> {
       const { probeEtcd } = await import("./fleet/fleet-state.js");
       const why = await probeEtcd(etcd);
       process.stdout.write(why === null ? `ok: etcd reachable at ${etcd.endpoints.join(",")}\n` : `WARNING: etcd unreachable at ${etcd.endpoints.join(",")}: ${why}\n`);
+    }
+    if (!(checked instanceof Error)) {
+      for (const line of checkObservability(checked.settings.auditLog, checked.settings.metrics, runsAs, startedAsRoot)) process.stdout.write(`${line}\n`);
     }
     const restorable = checked instanceof Error || !checked.settings.restore || await checkState(checked.settings, runsAs.uid);
     const passed = runSelfTest();

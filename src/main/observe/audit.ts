@@ -38,6 +38,8 @@ import { notARegularFile } from "../config/read-file.js";
 export const AUDIT_SYNC_MS = 1_000;
 /** How often a reopen that failed is tried again. */
 export const AUDIT_REOPEN_RETRY_MS = 10_000;
+/** While opens keep failing for one reason, it is said again this often (else once, and when it changes). */
+export const AUDIT_RESAY_MS = 3_600_000;
 /** Owner and group (adm, for log readers) only: peers' addresses are personal data. */
 const AUDIT_FILE_MODE = 0o640;
 /** LOG_AUTHPRIV | LOG_INFO: syslog's facility for security records, kept apart from daemon.* */
@@ -211,19 +213,26 @@ export function openAuditLog(options: AuditOptions): AuditLog {
   let retrying = false;
   let failedReopens = 0;
   let retryTimer: NodeJS.Timeout | undefined;
+  /** The failure last said, and when (ms, now()): said again when it changes, and every AUDIT_RESAY_MS. */
+  let saidReason = "";
+  let saidAt = -Infinity;
   const stopRetrying = (): void => {
     if (retryTimer !== undefined) clearInterval(retryTimer);
     retryTimer = undefined;
     retrying = false;
     failedReopens = 0;
+    saidReason = "";
   };
   /** Why records are lost while the file has never been opened: the last open's errno. */
   let notOpenReason = "";
   /**
    * Opens the file (anew in place of `fd`, or for the first time); a failure
-   * is said once a run, published each time, and tried again.
+   * is published each time and tried again; it is said at the first of a
+   * run, when its reason changes (the operator's fix half done: the
+   * directory made, by root), at an operator's SIGHUP (`asked`), and every
+   * AUDIT_RESAY_MS while it lasts.
    */
-  function reopenNow(): void {
+  function reopenNow(asked = false): void {
     if (options.path === undefined) return;
     const first = fd === undefined;
     syncNow();
@@ -234,13 +243,17 @@ export function openAuditLog(options: AuditOptions): AuditLog {
       const reason = (error as NodeJS.ErrnoException).code ?? String(error);
       notOpenReason = reason;
       if (events.auditFailed.hasSubscribers) events.auditFailed.publish({ what: first ? "open" : "reopen", reason });
-      if (failedReopens++ === 0) {
+      failedReopens++;
+      const at = now().getTime();
+      if (asked || reason !== saidReason || at - saidAt >= AUDIT_RESAY_MS) {
+        saidReason = reason;
+        saidAt = at;
         const meanwhile = fd === undefined || deleted(fd) ? `records are lost meanwhile${fd === undefined ? "" : " (the file open was deleted)"}` : "records go on to the file open until then";
         options.onError?.(`cannot ${first ? "open" : "reopen"} the audit log ${options.path}: ${reasonInWords(error)}${reason === String(error) ? "" : ` (${reason})`}; tried again every ${(options.reopenRetryMs ?? AUDIT_REOPEN_RETRY_MS) / 1000} s, ${meanwhile}`);
       }
       if (!retrying) {
         retrying = true;
-        retryTimer = setInterval(reopenNow, options.reopenRetryMs ?? AUDIT_REOPEN_RETRY_MS);
+        retryTimer = setInterval(() => reopenNow(), options.reopenRetryMs ?? AUDIT_REOPEN_RETRY_MS);
         retryTimer.unref();
       }
       return;
@@ -249,7 +262,12 @@ export function openAuditLog(options: AuditOptions): AuditLog {
     fd = next;
     // logrotate's new, empty file needs no newline before its first record.
     if (fstatSync(next).size === 0) midLine = false;
-    if (retrying) options.onNote?.(`${first ? "Opened" : "Reopened"} the audit log ${options.path}, after ${failedReopens} failed ${failedReopens === 1 ? "attempt" : "attempts"}`);
+    if (retrying) {
+      // The records lost meanwhile said now, not at the next record (which may be days away, after a reboot wave).
+      const unwritten = lost === 0 ? "" : `; ${lost} ${lost === 1 ? "record" : "records"} could not be written meanwhile`;
+      options.onNote?.(`${first ? "Opened" : "Reopened"} the audit log ${options.path}, after ${failedReopens} failed ${failedReopens === 1 ? "attempt" : "attempts"}${unwritten}`);
+      lost = 0;
+    }
     stopRetrying();
   }
   reopenNow();
@@ -260,7 +278,7 @@ export function openAuditLog(options: AuditOptions): AuditLog {
   subs.on(events.secretAbandoned, ({ connection, client, keyId, fingerprint, outcome, stage }) =>
     write(stage === "Sending" ? "unconfirmed" : "abandoned", cutShort(outcome), client, keyId, connection, fingerprint));
   return {
-    reopen: reopenNow,
+    reopen: () => reopenNow(true),
     close() {
       subs.close();
       stopRetrying();

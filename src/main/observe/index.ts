@@ -16,6 +16,8 @@ import { reasonInWords } from "../config/os-error.js";
 
 /** How often an HTTP listener that could not listen is tried again. */
 export const OPERATOR_RETRY_MS = 10_000;
+/** While it fails for one reason, it is said again this often (else once, and when the reason changes). */
+export const OPERATOR_RESAY_MS = 3_600_000;
 
 export interface ObserveSettings {
   readonly metrics: MetricsAddress | undefined;
@@ -35,6 +37,8 @@ export class Observability {
   #audit: AuditLog | undefined;
   /** Tries the HTTP listener again while it cannot listen. */
   #retry: NodeJS.Timeout | undefined;
+  /** Tries the HTTP listener now, if it is being tried again (SIGHUP). */
+  #listenAgain: () => void = () => undefined;
   #closed = false;
   readonly #systemd: SystemdNotifier | null;
 
@@ -81,14 +85,30 @@ export class Observability {
     const metrics = this.#metrics;
     if (!m || !metrics) return;
     let failures = 0;
-    const listen = async (): Promise<void> => {
+    // The failure last said, and when: said again when it changes, at a
+    // SIGHUP (`asked`), and every OPERATOR_RESAY_MS while it lasts. A port
+    // another web server holds (node_exporter's 9100) answers Prometheus
+    // and /health probes in our place: this line may be all that shows it.
+    let said = "";
+    let saidAt = -Infinity;
+    // One attempt at a time: a SIGHUP's beside the timer's would fail on the port the other just took.
+    let trying = false;
+    const listen = async (asked = false): Promise<void> => {
+      if (trying || this.#endpoint !== undefined || this.#closed) return;
+      trying = true;
       let endpoint: OperatorEndpoint;
       try {
         endpoint = await serveOperatorEndpoint(m.host, m.port, metrics.registry, () => this.#health.report(), onError);
       } catch (error) {
-        if (failures++ === 0) {
-          const code = (error as NodeJS.ErrnoException).code;
-          onError(`cannot serve /metrics and /health on ${JSON.stringify(m.host)}, port ${m.port}: ${reasonInWords(error)}${code === undefined ? "" : ` (${code})`}; tried again every ${OPERATOR_RETRY_MS / 1000} s`);
+        trying = false;
+        failures++;
+        const code = (error as NodeJS.ErrnoException).code;
+        const words = reasonInWords(error);
+        const reason = `${words}${code === undefined || words.includes(code) ? "" : ` (${code})`}`;
+        if (asked || reason !== said || performance.now() - saidAt >= OPERATOR_RESAY_MS) {
+          said = reason;
+          saidAt = performance.now();
+          onError(`cannot serve /metrics and /health on ${JSON.stringify(m.host)}, port ${m.port}: ${reason}; tried again every ${OPERATOR_RETRY_MS / 1000} s`);
         }
         if (this.#retry === undefined && !this.#closed) {
           this.#retry = setInterval(() => void listen(), OPERATOR_RETRY_MS);
@@ -96,8 +116,9 @@ export class Observability {
         }
         return;
       }
+      trying = false;
       // Closed while it listened: nothing is to serve any more.
-      if (this.#closed || this.#endpoint !== undefined) {
+      if (this.#closed) {
         await endpoint.close();
         return;
       }
@@ -105,6 +126,9 @@ export class Observability {
       clearInterval(this.#retry);
       this.#retry = undefined;
       onNote(`Serving /metrics and /health on ${JSON.stringify(endpoint.address)}, port ${endpoint.port}${failures === 0 ? "" : `, after ${failures} failed ${failures === 1 ? "attempt" : "attempts"}`}`);
+    };
+    this.#listenAgain = () => {
+      if (this.#retry !== undefined) void listen(true);
     };
     await listen();
   }
@@ -126,9 +150,14 @@ export class Observability {
     this.#systemd?.startWatchdog(this.#accepting);
   }
 
-  /** SIGHUP: logrotate moved the audit file. A failure is said and tried again (audit.ts), not thrown. */
+  /**
+   * SIGHUP: logrotate moved the audit file. A failure is said and tried
+   * again (audit.ts), not thrown. An HTTP listener that could not listen is
+   * tried now too, and its outcome said.
+   */
   reopen(): void {
     this.#audit?.reopen();
+    this.#listenAgain();
   }
 
   /**
