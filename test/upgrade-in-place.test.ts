@@ -62,9 +62,15 @@ function copyWithOtherWorkers(root: string): string {
  * checker writing its parent's PID into out/ppid) and `fillers` more
  * clients checked once a day (a hundred clients in all get a checker host).
  */
-function scratch(t: TestContext, fillers = 0): { root: string; conf: string; state: string; out: string } {
+function scratch(t: TestContext, fillers = 0): { root: string; conf: string; state: string; out: string; stopFirst: (server: RunningServer) => void } {
   const root = mkdtempSync(join(tmpdir(), "mandos-ts-upgrade-"));
-  t.after(() => rmSync(root, { recursive: true, force: true }));
+  // The servers first: after hooks run in the order given, and one still
+  // running would make its state directory again as it saves at its stop.
+  const servers: RunningServer[] = [];
+  t.after(async () => {
+    for (const server of servers) await server.stop();
+    rmSync(root, { recursive: true, force: true });
+  });
   chmodSync(root, 0o755);
   const conf = join(root, "conf");
   const state = join(root, "state");
@@ -79,7 +85,7 @@ function scratch(t: TestContext, fillers = 0): { root: string; conf: string; sta
   const filler = (i: number): string =>
     `[filler-${i}]\nkey_id = ${i.toString(16).padStart(64, "0")}\nsecret = ${Buffer.from(`filler ${i}`).toString("base64")}\nchecker = true\ninterval = 1d\n`;
   writeFileSync(join(conf, "clients.conf"), [example, ...Array.from({ length: fillers }, (_, i) => filler(i + 1))].join("\n"), { mode: 0o600 });
-  return { root, conf, state, out };
+  return { root, conf, state, out, stopFirst: (server) => void servers.push(server) };
 }
 
 async function secretServed(server: RunningServer): Promise<void> {
@@ -95,12 +101,12 @@ async function metric(port: number, name: string): Promise<string[]> {
 
 test("another build installed under a running server: said at SIGHUP, in --version and the metrics; the server goes on serving its own", { skip }, async (t) => {
   // A hundred clients: the server runs a checker host (clients/checker-host.ts).
-  const { root, conf, state, out } = scratch(t, 99);
+  const { root, conf, state, out, stopFirst } = scratch(t, 99);
   const mine: BuildStamp = { version: "0.1.0", build: "aaaaaaaaaaaa" };
   const copy = join(root, "mandos-ts");
   installCopy(copy, mine);
   const server = await startServer(["--configdir", conf, "--statedir", state, "--no-restore", "--port", "0", "--address", "::1", "--metrics", ":0"], {}, { bin: join(copy, "bin", "mandos") });
-  t.after(() => server.stop());
+  stopFirst(server);
   const metricsPort = Number(/Serving \/metrics and \/health on "127\.0\.0\.1", port (\d+)/.exec(server.log())?.[1]);
   assert.deepEqual(await metric(metricsPort, "mandos_build_info"), ['mandos_build_info{version="0.1.0",build="aaaaaaaaaaaa"} 1']);
   assert.deepEqual(await metric(metricsPort, "mandos_restart_needed"), ["mandos_restart_needed 0"]);
@@ -143,12 +149,12 @@ test("another build installed under a running server: said at SIGHUP, in --versi
 
 test("handshake workers and a checker host of another build do not run: the server does their work, says so, and serves the real client", { skip }, async (t) => {
   // A hundred clients: the server starts a checker host (clients/checker-host.ts).
-  const { root, conf, state, out } = scratch(t, 99);
+  const { root, conf, state, out, stopFirst } = scratch(t, 99);
   const copy = copyWithOtherWorkers(root);
   const says = "the installed mandos-ts is 0.1.0 (build bbbbbbbbbbbb), not this server's 0.1.0 (build aaaaaaaaaaaa): restart mandos to run it";
 
   const server = await startServer(["--configdir", conf, "--statedir", state, "--no-restore", "--port", "0", "--address", "::1", "--workers", "1", "--serve-threads", "0", "--metrics", ":0"], {}, { bin: join(copy, "bin", "mandos") });
-  t.after(() => server.stop());
+  stopFirst(server);
   await server.waitForLog(new RegExp(`A handshake worker did not start: ${escape(says)}; handshakes run on the main thread$`, "m"));
   await server.waitForLog(new RegExp(`the checker host did not start: ${escape(says)}; checkers start in the server process`));
   await secretServed(server);
@@ -172,7 +178,7 @@ test("serve threads of another build: the server does not start, and says why", 
 });
 
 test("going back to an earlier mandos-ts: a state file of a later version stops the start, untouched; --no-restore starts from clients.conf", { skip }, async (t) => {
-  const { conf, state } = scratch(t);
+  const { conf, state, stopFirst } = scratch(t);
   const file = join(state, "clients.json");
   const later = '{"format":"mandos-ts-state","version":2,"saved":"2027-01-01T00:00:00.000Z","clients":{"demo":{"enabled":false}}}\n';
   writeFileSync(file, later, { mode: 0o600 });
@@ -182,7 +188,7 @@ test("going back to an earlier mandos-ts: a state file of a later version stops 
   assert.match(r.stderr, new RegExp(`mandos: ${escape(file)} is of a later mandos-ts \\(state version 2; this one reads version 1\\): run that version, or start with --no-restore`));
   assert.equal(readFileSync(file, "utf8"), later, "the file is as it was");
   const server = await startServer(["--configdir", conf, "--statedir", state, "--port", "0", "--address", "::1", "--no-restore"]);
-  t.after(() => server.stop());
+  stopFirst(server);
   await secretServed(server);
 });
 
