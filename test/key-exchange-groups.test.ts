@@ -62,6 +62,14 @@ describe("key exchange groups beyond the default four, with the real mandos-clie
     assert.doesNotMatch(server.log(), /Sending secret/);
   });
 
+  test("the default priority: a client that has only secp521r1 asks for it, is refused, and the log names the priority token that would serve it", async () => {
+    const server = await serve("default-521", OUR_DEFAULT, ["--workers", "0"]);
+    const r = await runMandosClient(client.dir, "::1", server.port, 4_000, [clientPriority("SECP521R1")]);
+    assert.notEqual(r.code, 0);
+    await server.waitForLog(/HelloRetryRequest selects secp521r1, which we did not offer: a server priority with \+GROUP-SECP521R1 would/);
+    assert.doesNotMatch(server.log(), /Sending secret/);
+  });
+
   // Each group against GnuTLS, both roles: tls-gnutls.test.ts. Here the
   // whole server, with few mandos-client runs (each one's gpg fails now and
   // then on a loaded machine, whichever server it talks to).

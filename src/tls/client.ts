@@ -239,7 +239,12 @@ export class TlsClient extends TlsEndpoint {
       if (state.retried) throw tlsErrorAs("GNUTLS_E_UNEXPECTED_HANDSHAKE_PACKET", "TLS_UNEXPECTED_MESSAGE", "second HelloRetryRequest");
       const group = sh.selectedGroup === null ? null : groupByCode(sh.selectedGroup);
       if (sh.selectedGroup !== null && (!group || !this.#settings.groups.includes(group))) {
-        throw new TlsError("TLS_ILLEGAL_PARAMETER", "HelloRetryRequest selects a group we did not offer");
+        // Said at DEBUG with the handshake's failure: a client whose
+        // priority leaves only a group our default leaves out (secp521r1,
+        // FFDHE) is served once the priority names it (docs/PROTOCOL.md).
+        throw new TlsError("TLS_ILLEGAL_PARAMETER", group
+          ? `HelloRetryRequest selects ${group}, which we did not offer: a server priority with +GROUP-${group.toUpperCase()} would`
+          : `HelloRetryRequest selects group 0x${sh.selectedGroup.toString(16).padStart(4, "0")}, which we do not know`);
       }
       if (group && state.shares.some((s) => s.group === group)) {
         throw new TlsError("TLS_ILLEGAL_PARAMETER", "HelloRetryRequest selects a group we already sent a share for");
