@@ -38,6 +38,16 @@ export function strerror(code: string): string {
   return STRERROR[code] ?? code;
 }
 
+/**
+ * reasonInWords with the errno name after it, where the words do not hold
+ * it already: "Permission denied (EACCES)".
+ */
+export function reasonWithCode(error: unknown): string {
+  const words = reasonInWords(error);
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  return code === undefined || words.includes(code) ? words : `${words} (${code})`;
+}
+
 /** The reason an error gives, in words: strerror for system errors, else the message. */
 export function reasonInWords(error: unknown): string {
   if (!(error instanceof Error)) return String(error);

@@ -101,6 +101,43 @@ export const silentLogger: Logger = {
 };
 
 /**
+ * A failure tried again and again (an audit file, a metrics port): said at
+ * the first of a run, when its reason changes (an operator's fix half
+ * done), when an operator asked (a SIGHUP), and every `resayMs` while it
+ * lasts; not at every attempt.
+ */
+export class RepeatedFailure {
+  readonly #now: () => number;
+  readonly #resayMs: number;
+  #said = "";
+  #saidAt = -Infinity;
+
+  /** `now` in milliseconds. */
+  constructor(now: () => number, resayMs = FAILURE_RESAY_MS) {
+    this.#now = now;
+    this.#resayMs = resayMs;
+  }
+
+  /** Whether a failure for `reason` is to be said now; if so, it counts as said. */
+  shouldSay(reason: string, asked = false): boolean {
+    const at = this.#now();
+    if (!asked && reason === this.#said && at - this.#saidAt < this.#resayMs) return false;
+    this.#said = reason;
+    this.#saidAt = at;
+    return true;
+  }
+
+  /** The run has ended: the next failure is said at once. */
+  reset(): void {
+    this.#said = "";
+    this.#saidAt = -Infinity;
+  }
+}
+
+/** How often a failure that lasts is said again (RepeatedFailure). */
+export const FAILURE_RESAY_MS = 3_600_000;
+
+/**
  * A line that may come in floods (connections refused at the open-files
  * cap, a listening socket's failing accepts): the first is written at
  * once, those after it are counted and summed up every `intervalMs` while

@@ -31,15 +31,14 @@ import { closeSync, constants, fdatasync, fdatasyncSync, fstatSync, openSync, wr
 import { events, type ConnectionRef, type RefusalReason, type SecretAbandoned } from "../events.js";
 import { datagramSocketOrSay } from "../daemon/unix-datagram.js";
 import { Subscriptions } from "./subscriptions.js";
-import { reasonInWords } from "../config/os-error.js";
+import { reasonWithCode } from "../config/os-error.js";
+import { RepeatedFailure } from "../daemon/log.js";
 import { notARegularFile } from "../config/read-file.js";
 
 /** The longest a written record waits for fdatasync. */
 export const AUDIT_SYNC_MS = 1_000;
 /** How often a reopen that failed is tried again. */
 export const AUDIT_REOPEN_RETRY_MS = 10_000;
-/** While opens keep failing for one reason, it is said again this often (else once, and when it changes). */
-export const AUDIT_RESAY_MS = 3_600_000;
 /** Owner and group (adm, for log readers) only: peers' addresses are personal data. */
 const AUDIT_FILE_MODE = 0o640;
 /** LOG_AUTHPRIV | LOG_INFO: syslog's facility for security records, kept apart from daemon.* */
@@ -213,24 +212,21 @@ export function openAuditLog(options: AuditOptions): AuditLog {
   let retrying = false;
   let failedReopens = 0;
   let retryTimer: NodeJS.Timeout | undefined;
-  /** The failure last said, and when (ms, now()): said again when it changes, and every AUDIT_RESAY_MS. */
-  let saidReason = "";
-  let saidAt = -Infinity;
+  const failure = new RepeatedFailure(() => now().getTime());
   const stopRetrying = (): void => {
     if (retryTimer !== undefined) clearInterval(retryTimer);
     retryTimer = undefined;
     retrying = false;
     failedReopens = 0;
-    saidReason = "";
+    failure.reset();
   };
   /** Why records are lost while the file has never been opened: the last open's errno. */
   let notOpenReason = "";
   /**
    * Opens the file (anew in place of `fd`, or for the first time); a failure
-   * is published each time and tried again; it is said at the first of a
-   * run, when its reason changes (the operator's fix half done: the
-   * directory made, by root), at an operator's SIGHUP (`asked`), and every
-   * AUDIT_RESAY_MS while it lasts.
+   * is published each time and tried again; it is said as RepeatedFailure
+   * says (its reason changed: the directory made, but by root; `asked`: an
+   * operator's SIGHUP).
    */
   function reopenNow(asked = false): void {
     if (options.path === undefined) return;
@@ -244,12 +240,9 @@ export function openAuditLog(options: AuditOptions): AuditLog {
       notOpenReason = reason;
       if (events.auditFailed.hasSubscribers) events.auditFailed.publish({ what: first ? "open" : "reopen", reason });
       failedReopens++;
-      const at = now().getTime();
-      if (asked || reason !== saidReason || at - saidAt >= AUDIT_RESAY_MS) {
-        saidReason = reason;
-        saidAt = at;
+      if (failure.shouldSay(reason, asked)) {
         const meanwhile = fd === undefined || deleted(fd) ? `records are lost meanwhile${fd === undefined ? "" : " (the file open was deleted)"}` : "records go on to the file open until then";
-        options.onError?.(`cannot ${first ? "open" : "reopen"} the audit log ${options.path}: ${reasonInWords(error)}${reason === String(error) ? "" : ` (${reason})`}; tried again every ${(options.reopenRetryMs ?? AUDIT_REOPEN_RETRY_MS) / 1000} s, ${meanwhile}`);
+        options.onError?.(`cannot ${first ? "open" : "reopen"} the audit log ${options.path}: ${reasonWithCode(error)}; tried again every ${(options.reopenRetryMs ?? AUDIT_REOPEN_RETRY_MS) / 1000} s, ${meanwhile}`);
       }
       if (!retrying) {
         retrying = true;

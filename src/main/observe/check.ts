@@ -9,7 +9,7 @@
 
 import { spawnSync } from "node:child_process";
 import type { MetricsAddress } from "../config/server-settings.js";
-import { strerror } from "../config/os-error.js";
+import { reasonWithCode } from "../config/os-error.js";
 
 /** What the child does: argv[1] the kind, the rest its arguments; prints "ok" or "CODE words". */
 const PROBE = String.raw`
@@ -48,14 +48,10 @@ function probe(runsAs: RunsAs, asRoot: boolean, args: readonly string[]): string
   return out !== "" ? out : `ERROR the check could not run (${r.error?.message ?? `exit ${r.status}`})`;
 }
 
-/** errno words for the lines: "Permission denied (EACCES)", or the message where it has them. */
+/** The child's "CODE message" in the server's words: "Permission denied (EACCES)". */
 function words(result: string): string {
   const [code, ...rest] = result.split(" ");
-  if (strerror(code!) !== code) return `${strerror(code!)} (${code})`;
-  const message = rest.join(" ");
-  const libuv = /^E[A-Z0-9]+: ([^,]+)/.exec(message);
-  const said = libuv?.[1] ?? message;
-  return said.includes(code!) ? said : `${said} (${code})`;
+  return reasonWithCode(Object.assign(new Error(rest.join(" ")), { code }));
 }
 
 /** --check's lines for the audit log and the metrics address (either may be absent). */

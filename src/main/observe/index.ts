@@ -12,12 +12,11 @@ import { trackHealth, type Health, type HealthInputs } from "./health.js";
 import { serveOperatorEndpoint, type OperatorEndpoint } from "./http.js";
 import type { MetricSources, Metrics } from "./metrics.js";
 import type { SystemdNotifier } from "./sd-notify.js";
-import { reasonInWords } from "../config/os-error.js";
+import { reasonWithCode } from "../config/os-error.js";
+import { RepeatedFailure } from "../daemon/log.js";
 
 /** How often an HTTP listener that could not listen is tried again. */
 export const OPERATOR_RETRY_MS = 10_000;
-/** While it fails for one reason, it is said again this often (else once, and when the reason changes). */
-export const OPERATOR_RESAY_MS = 3_600_000;
 
 export interface ObserveSettings {
   readonly metrics: MetricsAddress | undefined;
@@ -85,12 +84,10 @@ export class Observability {
     const metrics = this.#metrics;
     if (!m || !metrics) return;
     let failures = 0;
-    // The failure last said, and when: said again when it changes, at a
-    // SIGHUP (`asked`), and every OPERATOR_RESAY_MS while it lasts. A port
-    // another web server holds (node_exporter's 9100) answers Prometheus
-    // and /health probes in our place: this line may be all that shows it.
-    let said = "";
-    let saidAt = -Infinity;
+    // Said as RepeatedFailure says (`asked`: a SIGHUP): a port another web
+    // server holds (node_exporter's 9100) answers Prometheus and /health
+    // probes in our place, so this line may be all that shows it.
+    const failure = new RepeatedFailure(() => performance.now());
     // One attempt at a time: a SIGHUP's beside the timer's would fail on the port the other just took.
     let trying = false;
     const listen = async (asked = false): Promise<void> => {
@@ -102,12 +99,8 @@ export class Observability {
       } catch (error) {
         trying = false;
         failures++;
-        const code = (error as NodeJS.ErrnoException).code;
-        const words = reasonInWords(error);
-        const reason = `${words}${code === undefined || words.includes(code) ? "" : ` (${code})`}`;
-        if (asked || reason !== said || performance.now() - saidAt >= OPERATOR_RESAY_MS) {
-          said = reason;
-          saidAt = performance.now();
+        const reason = reasonWithCode(error);
+        if (failure.shouldSay(reason, asked)) {
           onError(`cannot serve /metrics and /health on ${JSON.stringify(m.host)}, port ${m.port}: ${reason}; tried again every ${OPERATOR_RETRY_MS / 1000} s`);
         }
         if (this.#retry === undefined && !this.#closed) {
