@@ -789,6 +789,9 @@ async function startAndServe(
       // leaves its main loop; SIGINT is its KeyboardInterrupt.
       if (signal === "SIGINT") logger.debug("Server received KeyboardInterrupt");
       logger.debug("Server exiting");
+      // Nothing of the reference runs once its loop has quit: no checker
+      // starts and no client expires in the connections' grace below.
+      registry.stopChecking();
       void (async () => {
         await announcement?.stop();
         // A serve thread that does not answer is given up on, said, and a failure exit.

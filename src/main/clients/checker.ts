@@ -111,6 +111,8 @@ export class CheckerRunner {
   #waiting = 0;
   /** The place each checker holds, given back once (#release). */
   readonly #places = new WeakMap<CheckerProcess, Place>();
+  /** The server stops: no checker starts any more (halt). */
+  #halted = false;
 
   constructor(host: ClientHost, expiry: Expiry, opts: CheckerRunnerOptions) {
     this.#host = host;
@@ -202,6 +204,7 @@ export class CheckerRunner {
    * LastCheckerStatus, and leaves Enabled and Expires as they are.
    */
   start(c: ClientRecord, asked = false): void {
+    if (this.#halted) return;
     if (c.checker || c.checkerQueued || (!asked && !c.runtime.enabled)) return;
     if (this.#running >= this.#maxCheckers) {
       c.checkerQueued = true;
@@ -211,6 +214,15 @@ export class CheckerRunner {
       return;
     }
     this.#run(c);
+  }
+
+  /**
+   * The server stops: from now on no checker starts, scheduled, queued or
+   * asked for (the caller cancels each client's schedule and running
+   * checker).
+   */
+  halt(): void {
+    this.#halted = true;
   }
 
   /** Checkers waiting for a place (MAX_CONCURRENT_CHECKERS): the queue's entries still queued. */

@@ -38,6 +38,8 @@ export const STALL_GRACE_MS = 3_000;
 
 export class Expiry {
   readonly #host: ClientHost;
+  /** The server stops: no timer is set any more (halt). */
+  #halted = false;
 
   constructor(host: ClientHost) {
     this.#host = host;
@@ -63,6 +65,14 @@ export class Expiry {
   cancel(c: ClientRecord): void {
     c.disableTimer?.cancel();
     c.disableTimer = null;
+  }
+
+  /**
+   * The server stops: from now on no disable timer is set (the caller
+   * cancels each client's); `expires` still moves, for the last save.
+   */
+  halt(): void {
+    this.#halted = true;
   }
 
   /** Expires `c` `ms` from now (the reference's bump_timeout). */
@@ -95,6 +105,7 @@ export class Expiry {
   }
 
   #set(c: ClientRecord, ms: number): void {
+    if (this.#halted) return;
     const clock = this.#host.clock;
     c.disableDue = clock.elapsed() + ms;
     c.disableTimer = clock.setTimeoutWith(this.#fire, ms, c);

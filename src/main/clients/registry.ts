@@ -96,14 +96,26 @@ export class ClientRegistry implements Registry {
     for (const c of this.#clients.values()) if (c.runtime.enabled) this.#checkers.init(c, true, true);
   }
 
-  /** Stops every timer and checker (shutdown). Client state is kept for the last save. */
-  stop(): void {
+  /**
+   * The server stops: no checker starts and no client expires from now
+   * on, as none does once the reference's main loop has quit. Connections
+   * finishing in the stop's grace are still served (a secret, an
+   * approval); stop() ends the rest.
+   */
+  stopChecking(): void {
     this.#started = false;
+    this.#checkers.halt();
+    this.#expiry.halt();
     for (const c of this.#clients.values()) {
       this.#checkers.cancel(c);
       this.#expiry.cancel(c);
-      this.#approvals.cancel(c);
     }
+  }
+
+  /** Stops every timer and checker (shutdown). Client state is kept for the last save. */
+  stop(): void {
+    this.stopChecking();
+    for (const c of this.#clients.values()) this.#approvals.cancel(c);
   }
 
   // ------------------------------------------------------------ queries
