@@ -11,7 +11,6 @@
 
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { connect, type Socket } from "node:net";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -22,6 +21,7 @@ import { DEFAULT_MAX_PER_SOURCE } from "../src/main/serve/limits.js";
 import { makeClients, makeKeySet, type TestClient } from "./helpers/keys.js";
 import { MANDOS_CLIENT, MANDOS_KEYGEN, missing } from "./helpers/peers.js";
 import { runMandosClient, startServer, type RunningServer } from "./helpers/server.js";
+import { AttackThread, type Behaviour } from "./helpers/admission-attack.js";
 
 const skip = missing(MANDOS_CLIENT, MANDOS_KEYGEN);
 
@@ -33,8 +33,6 @@ const ATTACK_MAX_MS = 30_000;
 const SERVED_WITHIN_MS = 5_000;
 /** Sockets an attack holds open at once; the test process's fd limit must fit them plus the real clients. */
 const ATTACK_SOCKETS = 2_000;
-/** Sockets an attack may open in all, reconnects included. */
-const ATTACK_OPENS = 40_000;
 /** Generous: a hostile connection costs the server far less than a handshake (~1 ms). */
 const MAX_CPU_MS_PER_HOSTILE_CONNECTION = 2;
 /** Generous: 2,000 idle sockets are a few KiB each. */
@@ -54,71 +52,6 @@ function sample(pid: number): ProcSample {
   const cpuMs = (Number(fields[11]) + Number(fields[12])) * 10;
   const rss = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
   return { cpuMs, rssMiB: Number(rss?.[1] ?? 0) / 1024 };
-}
-
-type Behaviour = "idle" | "slow-line" | "junk" | "stall";
-
-/**
- * Holds `perSource` sockets from each of `sources` open at once, each
- * reopened as soon as the server drops it, until stopped or ATTACK_OPENS.
- * idle: says nothing; slow-line: "1" then a byte a second, never a line
- * end; junk: 200 random bytes, again on each reopen; stall: a good version
- * line, then never a byte in answer to our ClientHello (each holds a
- * handshake until HANDSHAKE_TIMEOUT_MS).
- */
-class Attack {
-  opened = 0;
-  #running = true;
-  readonly #sockets = new Set<Socket>();
-  readonly #timers = new Set<NodeJS.Timeout>();
-
-  constructor(
-    private readonly port: number,
-    sources: readonly string[],
-    perSource: number,
-    private readonly behaviour: Behaviour,
-  ) {
-    for (const source of sources) for (let i = 0; i < perSource; i++) this.#open(source);
-  }
-
-  #open(localAddress: string): void {
-    if (!this.#running || this.opened >= ATTACK_OPENS) return;
-    this.opened++;
-    const socket = connect({ host: "127.0.0.1", port: this.port, localAddress });
-    this.#sockets.add(socket);
-    socket.on("error", () => undefined);
-    socket.on("data", () => undefined);
-    socket.on("connect", () => {
-      if (this.behaviour === "junk") socket.write(randomJunk());
-      if (this.behaviour === "stall") socket.write("1\r\n");
-      if (this.behaviour === "slow-line") {
-        socket.write("1");
-        const trickle = setInterval(() => socket.write(" "), 1_000);
-        this.#timers.add(trickle);
-        socket.once("close", () => {
-          clearInterval(trickle);
-          this.#timers.delete(trickle);
-        });
-      }
-    });
-    socket.once("close", () => {
-      this.#sockets.delete(socket);
-      // Reopen on the next turn, not in the close handler's stack.
-      setImmediate(() => this.#open(localAddress));
-    });
-  }
-
-  stop(): void {
-    this.#running = false;
-    for (const t of this.#timers) clearInterval(t);
-    for (const s of this.#sockets) s.destroy();
-  }
-}
-
-function randomJunk(): Buffer {
-  const junk = Buffer.alloc(200);
-  for (let i = 0; i < junk.length; i++) junk[i] = Math.floor(Math.random() * 256);
-  return junk;
 }
 
 function loopbackSources(first: number, count: number): string[] {
@@ -177,7 +110,9 @@ for (const mode of [["--workers", "0"], ["--serve-threads", "2"]]) describe(`fai
     const pid = server.process.pid!;
     const baseline = sample(pid);
     const logOffset = server.log().length;
-    const attack = new Attack(server.port, sources, perSource, behaviour);
+    // On a thread of its own: the attack's thousands of socket events must
+    // not hold back the test's own client on this thread's event loop.
+    const attack = new AttackThread({ port: server.port, sources, perSource, behaviour });
     const started = Date.now();
     let peak = baseline.rssMiB;
     // A server that died under the attack fails the test with its last
@@ -207,7 +142,7 @@ for (const mode of [["--workers", "0"], ["--serve-threads", "2"]]) describe(`fai
       }
       throw died === null ? error : new Error(died);
     } finally {
-      attack.stop();
+      await attack.stop();
       clearInterval(watch);
     }
     if (died !== null) assert.fail(died);
