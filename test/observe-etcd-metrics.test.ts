@@ -88,7 +88,7 @@ test("a server without etcd has no etcd metrics", { skip, timeout: 60_000 }, asy
   assert.match(text, /^mandos_secrets_sent_total 0$/m, "not the exposition of a running server");
 });
 
-test("the example alert rules of docs/OBSERVABILITY.md pass promtool, and name only metrics a server with etcd exports", { skip: skip || (existsSync(PROMTOOL) ? false : `${PROMTOOL} missing`), timeout: 60_000 }, async () => {
+test("the example alert rules of docs/OBSERVABILITY.md pass promtool, and name only metrics a server with etcd and an audit file exports", { skip: skip || (existsSync(PROMTOOL) ? false : `${PROMTOOL} missing`), timeout: 60_000 }, async () => {
   const doc = readFileSync(new URL("../../docs/OBSERVABILITY.md", import.meta.url), "utf8");
   const rules = /## Example alert rules\s+```yaml\n([\s\S]*?)```/.exec(doc)?.[1];
   assert.ok(rules, "no yaml block under \"Example alert rules\"");
@@ -96,7 +96,8 @@ test("the example alert rules of docs/OBSERVABILITY.md pass promtool, and name o
   writeFileSync(file, rules);
   const checked = spawnSync(PROMTOOL, ["check", "rules", file], { encoding: "utf8" });
   assert.equal(checked.status, 0, `promtool check rules: ${checked.stdout}${checked.stderr}`);
-  const { port } = await serverWithMetrics(join(root, "state-c"), ["--etcd", etcd().endpoints, "--etcd_prefix", "/metrics-rules/"]);
+  // With an audit file: the rules name its gauge, which only such a server exports.
+  const { port } = await serverWithMetrics(join(root, "state-c"), ["--etcd", etcd().endpoints, "--etcd_prefix", "/metrics-rules/", "--audit-log", join(root, "state-c", "audit.jsonl")]);
   const text = await exposition(port);
   const exported = new Set([...text.matchAll(/^# TYPE (\S+) /gm)].map((m) => m[1]!));
   for (const name of new Set([...rules.matchAll(/\b((?:mandos|nodejs)_[a-z_]+?)(?:_bucket)?\b/g)].map((m) => m[1]!))) {

@@ -248,7 +248,13 @@ describe("bin/mandos --metrics and --audit-log", { skip }, () => {
   test("SIGHUP reopens the audit file that logrotate moved", async () => {
     const path = join(state, "audit.jsonl");
     const rotated = `${path}.1`;
+    // Polled: a page is reused for PAGE_REUSE_MS.
+    const writing = async (expected: number): Promise<number | undefined> =>
+      (await scrapeUntil(metricsPort, (s) => s.get("mandos_audit_log_writing") === expected)).samples.get("mandos_audit_log_writing");
+    assert.equal(await writing(1), 1);
     renameSync(path, rotated);
+    // Records would go on to the moved file until the SIGHUP: the gauge says so.
+    assert.equal(await writing(0), 0, "records go to the moved file, not to audit_log");
     const before = readFileSync(rotated, "utf8");
     server.process.kill("SIGHUP");
     // The reopen makes the file anew, at once, in the signal handler.
@@ -261,6 +267,7 @@ describe("bin/mandos --metrics and --audit-log", { skip }, () => {
     const fresh = text.trimEnd().split("\n").map((l) => JSON.parse(l) as { client: string; outcome: string });
     assert.deepEqual(fresh.map((r) => [r.client, r.outcome]), [[enabled.name, "released"]]);
     assert.equal(readFileSync(rotated, "utf8"), before);
+    assert.equal(await writing(1), 1);
   });
 
   test("the handshake gauges count the handshakes under way and the slow pool", async () => {
@@ -329,6 +336,12 @@ describe("an audit log or metrics port that cannot be had at start", { skip }, (
     assert.doesNotMatch(server.log(), /Writing the audit log again/, "said as the file opened, not again");
     const records = readFileSync(auditPath, "utf8").trimEnd().split("\n").map((l) => JSON.parse(l) as { client: string; outcome: string });
     assert.deepEqual(records.map((r) => [r.client, r.outcome]), [[real!.name, "released"]]);
+    const writing = async (expected: number): Promise<number | undefined> =>
+      (await scrapeUntil(port, (s) => s.get("mandos_audit_log_writing") === expected)).samples.get("mandos_audit_log_writing");
+    assert.equal(await writing(1), 1);
+    // Deleted under the server: no record would reach a file of that name.
+    rmSync(auditPath);
+    assert.equal(await writing(0), 0, "the audit file was deleted");
   });
 });
 
@@ -389,6 +402,12 @@ describe("bin/mandos --metrics with serve threads", { skip }, () => {
 
   test("the handshake gauges of serve threads whose peers all stall follow the slow pool", async () => {
     await stalledPeersCounted(metricsPort, server.port, 20);
+  });
+
+  test("without audit_log there is no audit file gauge", async () => {
+    const { samples } = await scrape(metricsPort);
+    assert.equal(samples.get("mandos_audit_log_writing"), undefined);
+    assert.ok(samples.has("mandos_healthy"), "scraped the server's own page");
   });
 });
 

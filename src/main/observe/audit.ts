@@ -27,7 +27,7 @@
 // must not keep every machine locked; the reference has no audit log at
 // all), its records counted lost until the file opens.
 
-import { closeSync, constants, fdatasync, fdatasyncSync, fstatSync, openSync, writeSync } from "node:fs";
+import { closeSync, constants, fdatasync, fdatasyncSync, fstatSync, openSync, statSync, writeSync } from "node:fs";
 import { events, type ConnectionRef, type RefusalReason, type SecretAbandoned } from "../events.js";
 import { datagramSocketOrSay } from "../daemon/unix-datagram.js";
 import { Subscriptions } from "./subscriptions.js";
@@ -102,6 +102,13 @@ export interface AuditLog {
    * AUDIT_REOPEN_RETRY_MS until a reopen succeeds.
    */
   reopen(): void;
+  /**
+   * Whether records reach the file now: it is open and still under its
+   * name (not moved by a logrotate whose SIGHUP never came, not deleted),
+   * no reopen is being tried again, and the last record was written. False
+   * without a file (`audit_syslog` alone).
+   */
+  readonly writing: boolean;
   close(): void;
 }
 
@@ -272,6 +279,17 @@ export function openAuditLog(options: AuditOptions): AuditLog {
     write(stage === "Sending" ? "unconfirmed" : "abandoned", cutShort(outcome), client, keyId, connection, fingerprint));
   return {
     reopen: () => reopenNow(true),
+    get writing() {
+      if (fd === undefined || retrying || lost > 0 || options.path === undefined) return false;
+      // Still the file under that name: not moved by a logrotate whose SIGHUP never came, nor deleted.
+      try {
+        const held = fstatSync(fd);
+        const named = statSync(options.path);
+        return held.ino === named.ino && held.dev === named.dev;
+      } catch {
+        return false;
+      }
+    },
     close() {
       subs.close();
       stopRetrying();

@@ -31,7 +31,8 @@ export class Observability {
   readonly #settings: ObserveSettings;
   readonly #health: Health;
   readonly #accepting: () => boolean;
-  readonly #metrics: Metrics | undefined;
+  /** Set once by start(), when metrics are asked for. */
+  #metrics: Metrics | undefined;
   #endpoint: OperatorEndpoint | undefined;
   #audit: AuditLog | undefined;
   /** Tries the HTTP listener again while it cannot listen. */
@@ -48,16 +49,20 @@ export class Observability {
    */
   static async start(settings: ObserveSettings, systemd: SystemdNotifier | null, sources: ObserveSources): Promise<Observability> {
     const health = trackHealth(sources);
-    const metrics = settings.metrics ? (await import("./metrics.js")).createMetrics(sources, () => health.report().ok) : undefined;
-    return new Observability(settings, systemd, sources, metrics, health);
+    const self = new Observability(settings, systemd, sources, health);
+    if (settings.metrics) {
+      // The audit file's state, read at each scrape (the file is opened later, by open()).
+      const auditWriting = settings.auditLog === "" ? undefined : (): boolean => self.#audit?.writing ?? false;
+      self.#metrics = (await import("./metrics.js")).createMetrics(sources, () => health.report().ok, auditWriting);
+    }
+    return self;
   }
 
-  private constructor(settings: ObserveSettings, systemd: SystemdNotifier | null, sources: ObserveSources, metrics: Metrics | undefined, health: Health) {
+  private constructor(settings: ObserveSettings, systemd: SystemdNotifier | null, sources: ObserveSources, health: Health) {
     this.#settings = settings;
     this.#systemd = systemd;
     this.#health = health;
     this.#accepting = () => sources.accepting() && sources.listenerLost() === null && (sources.workersUnanswering?.() ?? null) === null;
-    this.#metrics = metrics;
   }
 
   /**

@@ -61,8 +61,12 @@ export interface Metrics {
   close(): void;
 }
 
-/** `healthy`: whether /health would answer 200 now (health.ts). */
-export function createMetrics(sources: MetricSources, healthy: () => boolean = () => true): Metrics {
+/**
+ * `healthy`: whether /health would answer 200 now (health.ts);
+ * `auditWriting`, given when audit_log names a file: whether its records
+ * reach it now (audit.ts).
+ */
+export function createMetrics(sources: MetricSources, healthy: () => boolean = () => true, auditWriting?: () => boolean): Metrics {
   const registry = new Registry();
   const subs = new Subscriptions();
 
@@ -263,6 +267,14 @@ export function createMetrics(sources: MetricSources, healthy: () => boolean = (
     name: "mandos_audit_reopen_failures_total", help: "Attempts to open the audit file that failed (at start, at SIGHUP, when it was found deleted, then every 10 s until one succeeds); records go on to the old file, or, if there is none or it was deleted, are counted lost.", registers: [registry],
   });
   subs.on(events.auditFailed, ({ what }) => (what === "write" ? auditLost : auditReopen).inc());
+  if (auditWriting) {
+    new Gauge({
+      name: "mandos_audit_log_writing",
+      help: "1 while audit records reach the file audit_log names: open and still under that name (not moved by logrotate without a SIGHUP, not deleted), the last record written; 0 otherwise.",
+      registers: [registry],
+      collect() { this.set(auditWriting() ? 1 : 0); },
+    });
+  }
 
   return { registry, close: () => subs.close() };
 }
