@@ -217,6 +217,35 @@ test("saveNow overtakes a save being written in the background: the older state 
     assert.deepEqual(readdirSync(dir), ["clients.json"], "the overtaken save left its temporary file");
   }));
 
+// Seen at a stop in session 59's full run: a save in the background had
+// renamed its file but not yet noted it as its own (that waited for the
+// directory's fsync), and saveNow, coming between, took it for another
+// process's ("was written by another process ... is a second server
+// using the state directory?").
+test("saveNow just after a background save's rename does not take that file for another process's", () =>
+  withCountingSaver(async ({ saver, clock, path, saves }) => {
+    const seen: boolean[] = [];
+    const onSaved = ({ path: saved, replacedOther }: { path: string; replacedOther: boolean }): void => void (saved === path && seen.push(replacedOther));
+    events.stateSaved.subscribe(onSaved);
+    try {
+      assert.equal(saver.saveNow(), null);
+      saver.changed();
+      clock.advance(SAVE_DELAY_MS);
+      assert.equal(saves(), 2, "the background save began");
+      // Looked at each turn of the event loop: the rename is seen before the directory's fsync ends.
+      for (let turns = 0; readFileSync(path, "utf8") !== '{"save":2}\n'; turns++) {
+        assert.ok(turns < 100_000, "the background save never renamed its file");
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      assert.equal(saver.saveNow(), null);
+      await saver.idle();
+      // Three saves (the background one said after saveNow's, once its directory's fsync ended), none finding another's file.
+      assert.deepEqual(seen, [false, false, false], "saveNow took the background save's file for another process's");
+    } finally {
+      events.stateSaved.unsubscribe(onSaved);
+    }
+  }));
+
 // A checker's success and a secret sent move only times that a restart
 // forgives losing: saved within ROUTINE_SAVE_DELAY_MS, not each second
 // (a fleet's checkers rewrote the whole file without pause).

@@ -1117,6 +1117,7 @@ export class StateSaver {
         data = this.#collect();
         writeAtomically(this.#path, data);
       }
+      this.#ownFile = fileIdentity(this.#path);
       this.#saved(byteCount(data), started, replacedOther);
       return null;
     } catch (error) {
@@ -1154,9 +1155,13 @@ export class StateSaver {
       return;
     }
     const bytes = byteCount(data);
-    this.#writing = writeAtomicallyInBackground(this.#path, data, () => generation === this.#generation).then(
-      (renamed) => {
-        if (renamed) this.#saved(bytes, started, replacedOther);
+    // The file is this server's own from its rename on, not from the end
+    // of the directory's fsync: a saveNow between must not take it for
+    // another process's, nor another process's written then pass as ours.
+    const renamed = (): void => void (this.#ownFile = fileIdentity(this.#path));
+    this.#writing = writeAtomicallyInBackground(this.#path, data, () => generation === this.#generation, renamed).then(
+      (replaced) => {
+        if (replaced) this.#saved(bytes, started, replacedOther);
       },
       (error: unknown) => {
         this.#failed(error);
@@ -1181,7 +1186,6 @@ export class StateSaver {
   }
 
   #saved(bytes: number, started: number, replacedOther: boolean): void {
-    this.#ownFile = fileIdentity(this.#path);
     if (events.stateSaved.hasSubscribers) events.stateSaved.publish({ path: this.#path, bytes, durationMs: performance.now() - started, replacedOther });
   }
 

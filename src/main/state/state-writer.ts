@@ -362,14 +362,18 @@ const writevAsync = promisify(writevCb);
  * of a reboot wave). The rename alone is done on the main thread, and only
  * if `wanted()` still says so then: every rename of the state file happens
  * in the order the main thread asks for it, so a save that a later one
- * overtook (saveNow at shutdown) can never put older state back. Resolves
- * to whether the file was replaced.
+ * overtook (saveNow at shutdown) can never put older state back;
+ * `renamed` is called right after the rename, in the same turn, before
+ * the directory's fsync lets anything else run. Resolves to whether the
+ * file was replaced.
  */
-export async function writeAtomicallyInBackground(path: string, data: readonly StatePiece[] | StateList, wanted: () => boolean): Promise<boolean> {
+export async function writeAtomicallyInBackground(
+  path: string, data: readonly StatePiece[] | StateList, wanted: () => boolean, renamed: () => void = () => undefined,
+): Promise<boolean> {
   const { pieces, list } = piecesOf(data);
   const tmp = temporaryPath(path);
   let fd: number | null = null;
-  let renamed = false;
+  let replaced = false;
   try {
     fd = await openAsync(tmp, "wx+", 0o600);
     await writePiecesAsync(fd, pieces);
@@ -377,16 +381,17 @@ export async function writeAtomicallyInBackground(path: string, data: readonly S
     if (wanted()) {
       checkBases(basesOf(pieces));
       renameSync(tmp, path);
-      renamed = true;
+      replaced = true;
+      renamed();
     }
   } finally {
-    if (!renamed) {
+    if (!replaced) {
       if (fd !== null) await closeAsync(fd).catch(() => undefined);
       await unlink(tmp).catch(() => undefined);
       list?.settle(null);
     }
   }
-  if (!renamed) return false;
+  if (!replaced) return false;
   if (list) list.settle(fd);
   else await closeAsync(fd).catch(() => undefined);
   try {
