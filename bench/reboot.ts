@@ -16,6 +16,7 @@ import { DEFAULT_PRIORITY } from "../src/tls/index.js";
 import { openPgpIdentityFromRsa } from "../src/client/openpgp-identity.js";
 import { snapshotAgents, stopAgentsSince } from "../test/helpers/mandos-agents.js";
 import { freePort } from "../test/helpers/wait.js";
+import { openPgpShaped } from "../test/helpers/keys.js";
 import type { LegacyMachine, LoadJob, LoadReport } from "./load-generator.js";
 
 const REPO = fileURLToPath(new URL("../../", import.meta.url));
@@ -63,7 +64,7 @@ export function makeMachines(n: number, legacyShare = 0): Machine[] {
       const id = openPgpIdentityFromRsa(key, `machine${i}`, 1_600_000_000 + i);
       machines.push({
         privateKeyPem: key.export({ type: "pkcs8", format: "pem" }).toString(),
-        secretBase64: randomBytes(1200).toString("base64"),
+        secretBase64: openPgpShaped(randomBytes(1177)).toString("base64"),
         keyId: "",
         fingerprint: id.fingerprint,
         legacy: { publicKeyBase64: Buffer.from(id.publicKey).toString("base64"), keyIdHex: Buffer.from(id.keyId).toString("hex") },
@@ -74,8 +75,9 @@ export function makeMachines(n: number, legacyShare = 0): Machine[] {
     const spki = publicKey.export({ type: "spki", format: "der" });
     machines.push({
       privateKeyPem: privateKey.export({ type: "pkcs8", format: "pem" }).toString(),
-      // A real secret is an OpenPGP message of about 1.2 KiB.
-      secretBase64: randomBytes(1200).toString("base64"),
+      // A real secret is an OpenPGP message of about 1.2 KiB (framed as one,
+      // so that the server does not warn of 20,000 secrets).
+      secretBase64: openPgpShaped(randomBytes(1177)).toString("base64"),
       keyId: createHash("sha256").update(spki).digest("hex").toUpperCase(),
     });
   }

@@ -14,7 +14,10 @@ import { clientProperty } from "../src/main/dbus/client-properties.js";
 import { ManualClock } from "../src/main/clock.js";
 import { silentLogger, type Logger } from "../src/main/daemon/log.js";
 import { clientSettings, keyIdOf } from "./helpers/clients.js";
+import { openPgpShaped } from "./helpers/keys.js";
 import { parseClientsConfig, clientKeyWarnings } from "../src/main/config/index.js";
+
+const PGP = openPgpShaped(Buffer.from("ABC")).toString("base64");
 
 test("key IDs compare case- and space-insensitively", () => {
   assert.equal(normaliseKeyId(" ab cd\tEF "), "ABCDEF");
@@ -103,7 +106,8 @@ test("a reload that gives two clients one key ID or fingerprint warns that only 
   const reg = new ClientRegistry([clientSettings("a")], { logger: silentLogger, clock: new ManualClock(), spawner: () => ({ kill() {} }) });
   const warnings: string[] = [];
   const logger: Logger = { ...silentLogger, warning: (m) => warnings.push(m) };
-  const text = "[a]\nkey_id = ab cd\nfingerprint = 12\nsecret = QUJD\n[b]\nkey_id = ABCD\nsecret = QUJD\n[c]\nkey_id = ef\nfingerprint = 12\nsecret = QUJD\n";
+  // Secrets the server takes for OpenPGP messages: no warning of their own.
+  const text = "[a]\nkey_id = ab cd\nfingerprint = 12\nsecret = QUJD\n[b]\nkey_id = ABCD\nsecret = QUJD\n[c]\nkey_id = ef\nfingerprint = 12\nsecret = QUJD\n".replaceAll("QUJD", PGP);
   const reader = { how: "direct" as const, read: () => Promise.resolve({ ok: true as const, bytes: Buffer.from(text) }), close() {} };
   const outcome = await reloadClientsConfig(reg, [clientSettings("a")], "/etc/mandos/clients.conf", reader, logger);
   assert.equal(outcome.applied, true);
@@ -115,7 +119,7 @@ test("a reload that gives two clients one key ID or fingerprint warns that only 
   // after the first, never; the others with key IDs by theirs (the
   // configuration fuzz's 24 cloned machines beside one without a key ID
   // were all told "only one of them can be served").
-  const warn = (text: string): string[] => clientKeyWarnings(parseClientsConfig(text, "c.conf"));
+  const warn = (text: string): string[] => clientKeyWarnings(parseClientsConfig(text.replaceAll("QUJD", PGP), "c.conf"));
   assert.deepEqual(warn("[a]\nkey_id = ab\nfingerprint = 12\nsecret = QUJD\n[c]\nfingerprint = 12\nsecret = QUJD\n"),
     ["Clients a, c have the same fingerprint 12: a is served by its own key ID, c never; a legacy (OpenPGP) client with that key only as a"]);
   assert.deepEqual(warn("[a]\nkey_id = ab\nfingerprint = 12\nsecret = QUJD\n[b]\nkey_id = cd\nfingerprint = 12\nsecret = QUJD\n[c]\nfingerprint = 12\nsecret = QUJD\n"),

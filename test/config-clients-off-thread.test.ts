@@ -78,8 +78,16 @@ test("parsed in a worker thread: the same clients, the digest kept, the unchange
   assert.ok(there.kind === "parsed");
   assert.deepEqual(there.clients, here);
   assert.equal(parsedTextDigest(there.clients), textDigest(text));
+  // The secrets here are no OpenPGP messages: each is warned of, as from a parse on the main thread.
+  const notOpenPgp = (name: string): string =>
+    `Client ${name}'s secret in clients.conf is not an OpenPGP message (a passphrase as it is? mandos-keygen --password encrypts one): mandos-client cannot decrypt it and asks again, for ever; the machine never unlocks unless a secret set over D-Bus (mandos-ctl --secret) is in effect`;
   assert.deepEqual(there.warnings, [
+    notOpenPgp("plain"),
     "Client legacy's secret in clients.conf is empty: mandos-client takes an empty secret as a failure and asks again, for ever; the machine never unlocks unless a secret set over D-Bus (mandos-ctl --secret) is in effect",
+    notOpenPgp("set"),
+    notOpenPgp("big"),
+    notOpenPgp("ünïcode name"),
+    notOpenPgp("twin"),
     "Clients plain, twin have the same key ID ABCD: only one of them can be served",
   ]);
   assert.deepEqual(await parseClientsFile(Buffer.from(text), FILE, textDigest(text), there.clients), { kind: "unchanged" });

@@ -9,8 +9,11 @@ import { join } from "node:path";
 import { ConfigError } from "../src/main/config/errors.js";
 import { clientKeyWarnings, loadClientsConfig, parseClientsConfig, secfilePath } from "../src/main/config/clients-config.js";
 import { SECRET_CHUNK_BYTES } from "../src/main/config/secret-arena.js";
+import { openPgpShaped } from "./helpers/keys.js";
 
 const KEY_ID = "EDF2F0A493DADEE6BC27774957904F4E300D0CBE4962E0420A7361AD0D0EBE9E";
+/** A secret the server takes for an encrypted OpenPGP message, as the warnings' tests need. */
+const PGP = openPgpShaped(Buffer.from("ABC")).toString("base64");
 
 function codeOf(fn: () => unknown): string {
   try {
@@ -80,7 +83,7 @@ test("key_id without fingerprint is enough (the reference wrongly insists on fin
 // (a machine's placeholder, a misspelt key_id) stopped the start of every
 // client; the reference keeps it, and serves the others.
 test("a client with neither key_id nor fingerprint is kept, never matched, and warned of", () => {
-  const clients = parseClientsConfig(`[good]\nkey_id = ${KEY_ID}\nsecret = QUJD\n\n[newhost]\nkey_id =\nfingerprint =\nsecret =\n[typo]\nkeyid = ${KEY_ID}\nsecret = QUJD\n`, "c.conf");
+  const clients = parseClientsConfig(`[good]\nkey_id = ${KEY_ID}\nsecret = ${PGP}\n\n[newhost]\nkey_id =\nfingerprint =\nsecret =\n[typo]\nkeyid = ${KEY_ID}\nsecret = QUJD\n`, "c.conf");
   assert.deepEqual(clients.map((c) => [c.name, c.keyId, c.fingerprint]), [["good", KEY_ID.toUpperCase(), ""], ["newhost", "", ""], ["typo", "", ""]]);
   assert.deepEqual(clientKeyWarnings(clients), [
     "Client newhost has neither key_id nor fingerprint: no peer can match it, it is never served",
@@ -92,13 +95,13 @@ test("a client whose secret is empty (`secret =`, a secfile of 0 bytes) is warne
   const dir = mkdtempSync(join(tmpdir(), "mandos-ts-empty-secret-"));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   writeFileSync(join(dir, "empty"), "");
-  const clients = parseClientsConfig(`[blank]\nkey_id = ${KEY_ID}\nsecret =\n[nofile]\nfingerprint = D4BE\nsecfile = ${join(dir, "empty")}\n[fine]\nkey_id = ${KEY_ID.replace(/^./, "0")}\nsecret = QUJD\n`, "c.conf");
+  const clients = parseClientsConfig(`[blank]\nkey_id = ${KEY_ID}\nsecret =\n[nofile]\nfingerprint = D4BE\nsecfile = ${join(dir, "empty")}\n[fine]\nkey_id = ${KEY_ID.replace(/^./, "0")}\nsecret = ${PGP}\n`, "c.conf");
   assert.deepEqual(clientKeyWarnings(clients), ["blank", "nofile"].map((name) =>
     `Client ${name}'s secret in clients.conf is empty: mandos-client takes an empty secret as a failure and asks again, for ever; the machine never unlocks unless a secret set over D-Bus (mandos-ctl --secret) is in effect`));
 });
 
 test("a checker that expands %(secret)s is warned of (its command line shows the secret to every user)", () => {
-  const secret = Buffer.from("a secret of some length").toString("base64");
+  const secret = openPgpShaped(Buffer.from("a secret of some length")).toString("base64");
   const clients = parseClientsConfig(`[leaky]\nkey_id = ${KEY_ID}\nchecker = true # %(secret)s\nsecret =\n ${secret.slice(0, 12)}\n ${secret.slice(12)}\n[fine]\nkey_id = ${KEY_ID.replace(/^./, "0")}\nsecret = ${secret}\n`, "c.conf");
   assert.deepEqual(clientKeyWarnings(clients), [
     `Client leaky's checker holds its secret (%(secret)s): its command line shows it to every user, and the log's "Starting checker" lines and the state file hold it; etcd is never given it`,

@@ -16,6 +16,7 @@ import { collectGarbage, HEAP_REARM_SHARE, HEAP_WARN_SHARE, HeapWatch } from "..
 import { releaseFreePages } from "../src/main/daemon/unix-datagram.js";
 import type { Logger } from "../src/main/daemon/log.js";
 import { startServer } from "./helpers/server.js";
+import { openPgpShaped } from "./helpers/keys.js";
 
 const MIB = 2 ** 20;
 
@@ -68,7 +69,7 @@ describe("the server warns when its clients fill the heap", () => {
   // client sections instead run out of heap while the file is parsed).
   const sections = ["[DEFAULT]\nchecker = true\ninterval = 1d\ntimeout = 2d\n"];
   for (let i = 0; i < 6000; i++) {
-    sections.push(`[c-${i}]\nhost = 127.0.0.1\nkey_id = ${randomBytes(32).toString("hex")}\nsecret = ${randomBytes(512).toString("base64")}\n`);
+    sections.push(`[c-${i}]\nhost = 127.0.0.1\nkey_id = ${randomBytes(32).toString("hex")}\nsecret = ${openPgpShaped(randomBytes(489)).toString("base64")}\n`);
   }
   writeFileSync(join(conf, "clients.conf"), sections.join("\n"), { mode: 0o600 });
 

@@ -17,6 +17,7 @@ import { join } from "node:path";
 import { DBUS_DAEMON, DBUS_SEND, startOurServer, startPrivateBus, type PrivateBus } from "./helpers/dbus.js";
 import { MANDOS_CTL, missing } from "./helpers/peers.js";
 import { run, type RunningServer } from "./helpers/server.js";
+import { openPgpShaped } from "./helpers/keys.js";
 import { eventually } from "./helpers/wait.js";
 
 const skip = missing(DBUS_DAEMON, DBUS_SEND, MANDOS_CTL);
@@ -31,7 +32,7 @@ function clientsConf(count: number): string {
   for (let i = 0; i < count; i++) {
     const name = `machine-${String(i).padStart(5, "0")}`;
     text += `\n[${name}]\nkey_id = ${createHash("sha256").update(name).digest("hex")}\n`;
-    text += `secret = ${Buffer.from(`secret of ${name}`).toString("base64")}\n`;
+    text += `secret = ${openPgpShaped(Buffer.from(`secret of ${name}`)).toString("base64")}\n`;
     text += `host = ${name}.${"rack-0042.hall-7.dc.example.org.".repeat(62)}\n`;
   }
   return text;

@@ -106,6 +106,26 @@ export interface Machine {
   readonly secret: Buffer;
 }
 
+/**
+ * `body` framed as an OpenPGP message encrypted to a key (RFC 9580 §10.3: a
+ * PKESK packet, then an SEIPD packet holding `body`), which the server's
+ * check of secrets (src/main/config/openpgp-message.ts) takes for one: a
+ * secret for a test whose client does not decrypt it (ours, a bench's), so
+ * that the server does not warn of it.
+ */
+export function openPgpShaped(body: Buffer): Buffer {
+  const packet = (tag: number, content: Buffer): Buffer => {
+    const head = Buffer.alloc(6);
+    head[0] = 0xc0 | tag;
+    head[1] = 0xff;
+    head.writeUInt32BE(content.length, 2);
+    return Buffer.concat([head, content]);
+  };
+  // Version 3, a key ID of zeros (any key), RSA.
+  const pkesk = Buffer.from([3, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+  return Buffer.concat([packet(1, pkesk), packet(18, Buffer.concat([Buffer.from([1]), body]))]);
+}
+
 export function machine(name: string): Machine {
   const pair = generateKeyPairSync("ed25519");
   const spki = pair.publicKey.export({ type: "spki", format: "der" });
@@ -113,7 +133,7 @@ export function machine(name: string): Machine {
     name,
     identity: { privateKey: pair.privateKey, publicKeySpki: spki },
     keyId: createHash("sha256").update(spki).digest("hex").toUpperCase(),
-    secret: randomBytes(64),
+    secret: openPgpShaped(randomBytes(64)),
   };
 }
 

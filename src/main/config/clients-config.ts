@@ -23,6 +23,7 @@ import { userInfo } from "node:os";
 import { isAbsolute, resolve } from "node:path";
 import { CLIENT_DEFAULTS, checkerHoldsSecret, type ClientSettings, normaliseKeyId } from "../clients/settings.js";
 import { MAX_CLIENT_DURATION_MS, parseDuration } from "./duration.js";
+import { secretForm, secretWarning } from "./openpgp-message.js";
 import { ConfigError, type ConfigErrorPlace } from "./errors.js";
 import { type IniDocument, parseIni, rawOption, sectionItems } from "./ini.js";
 import { type HomeDirectoryLookup, passwdHomeDirectory, pyBase64Decode, pyBoolean, pyExpandUser, pyExpandVars } from "./python-values.js";
@@ -224,8 +225,8 @@ function clientSettings(
 /**
  * One warning for each client no peer can match (neither key ID nor
  * fingerprint: a section mid-edit, a misspelt `key_id`), for each other
- * whose secret is empty, for each whose checker holds its secret, and for
- * each key
+ * whose secret is empty or not an OpenPGP message mandos-client can
+ * decrypt, for each whose checker holds its secret, and for each key
  * ID and each fingerprint that several clients share. A connecting client
  * is matched to the first of those only (as the reference's search in its
  * clients' order), so the others never get their secrets: usually a
@@ -238,9 +239,14 @@ export function clientKeyWarnings(clients: readonly ClientSettings[]): string[] 
   const warnings: string[] = [];
   for (const c of clients) {
     if (c.keyId === "" && c.fingerprint === "") warnings.push(`Client ${c.name} has neither key_id nor fingerprint: no peer can match it, it is never served`);
-    // `secret =` with nothing after it, or a secfile of 0 bytes: served, and
-    // taken by mandos-client as a failed attempt, again every 10 s for ever.
-    else if (c.secret.length === 0) warnings.push(`Client ${c.name}'s secret in clients.conf is empty: mandos-client takes an empty secret as a failure and asks again, for ever; the machine never unlocks unless a secret set over D-Bus (mandos-ctl --secret) is in effect`);
+    else {
+      // `secret =` with nothing after it, a secfile of 0 bytes, a passphrase
+      // not encrypted (openpgp-message.ts): served, as the reference serves
+      // it, and taken by mandos-client as a failed attempt, again every 10 s
+      // for ever.
+      const warning = secretWarning(secretForm(c.secret));
+      if (warning !== null) warnings.push(`Client ${c.name}'s secret in clients.conf ${warning}; the machine never unlocks unless a secret set over D-Bus (mandos-ctl --secret) is in effect`);
+    }
     if (checkerHoldsSecret(c.checker, c.secret)) {
       warnings.push(`Client ${c.name}'s checker holds its secret (%(secret)s): its command line shows it to every user, and the log's "Starting checker" lines and the state file hold it; etcd is never given it`);
     }
