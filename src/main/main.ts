@@ -831,9 +831,12 @@ async function startAndServe(
         // After clients.json, so that it is the newer of the two.
         if (forReference) {
           try {
-            writeAtomically(picklePath, [forReference.data]);
+            // The chunks as they were pickled, one writev(2) (pickle-write.ts).
+            writeAtomically(picklePath, forReference.data.chunks);
           } catch (error) {
             logger.warning(`Could not write ${picklePath} for the Python server: ${reasonInWords(error)}; it would not find the state this server leaves`);
+          } finally {
+            forReference.data.wipe();
           }
         }
         events.stateSaved.unsubscribe(stateDirUsable);
