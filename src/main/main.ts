@@ -823,7 +823,7 @@ async function startAndServe(
         // Said whatever the saves before said (the log says a failing
         // reason once), and a failure exit, as the reference's raise.
         if (unsaved !== null) {
-          logger.error(`Could not save persistent state as the server stops: ${strerror(unsaved)}; the changes since the last save are lost`);
+          logger.error(`Could not save persistent state as the server stops: ${strerror(unsaved)} (${statePath}); the changes since the last save are lost`);
           exitCode = EXIT_FAILURE;
         }
         // A save overtaken by saveNow removes its temporary file.
