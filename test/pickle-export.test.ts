@@ -16,8 +16,10 @@ import { join } from "node:path";
 import { dumpJson, makeFleetRoot, mandosCtl, startOurServer, startPrivateBus, startReference, DBUS_DAEMON } from "./helpers/dbus.js";
 import { GPG, MANDOS_CLIENT, MANDOS_CTL, MANDOS_KEYGEN, MANDOS_REFERENCE, missing } from "./helpers/peers.js";
 import { runMandosClient } from "./helpers/server.js";
-import { pickle, pyTuple, type PickleValue } from "../src/main/state/pickle-write.js";
-import { referencePickle, warmReferencePickle } from "../src/main/state/pickle-export.js";
+import { pickle, pickleChunks, PICKLE_CHUNK_BYTES, pyTuple, type PickleValue } from "../src/main/state/pickle-write.js";
+import { placeholderFor, secretToOpen } from "../src/main/clients/secret-to-open.js";
+import type { ClientRuntime } from "../src/main/clients/contract.js";
+import { referencePickle, warmReferencePickle, type ReferencePickle } from "../src/main/state/pickle-export.js";
 import { openReferenceSecret, passwordEncode } from "../src/main/state/reference-secret.js";
 import { sealSymmetric } from "../src/main/state/symmetric-key.js";
 import { PyDatetime, PyTimedelta, PyTuple, unpickle, type PyDict } from "../src/main/state/unpickle.js";
@@ -167,14 +169,16 @@ describe("the pickle's contents", () => {
     name, keyId: "AB".repeat(32), fingerprint: "", secret: Buffer.from(`secret of ${name}`), host: `${name}.example`, timeout: 300_000, extendedTimeout: 900_000,
     interval: 120_000, checker: "fping -q -- %(host)s", approvedByDefault: true, approvalDelay: 0, approvalDuration: 1_000, enabled: true, ...over,
   });
+  /** The pickle's bytes in one buffer, as a file read back holds them. */
+  const whole = (made: ReferencePickle): Buffer => Buffer.concat(made.data.chunks);
   const runtime = { enabled: true, created: 1_000, lastEnabled: 2_000, expires: 3_000, lastCheckedOk: null, lastApprovalRequest: null, lastCheckerStatus: -2, lastCheckerSignal: null };
 
   test("a client removed at run time is in the settings and not among the clients; a disabled one has no expiry", async () => {
     const config = [conf("a"), conf("b"), conf("c")];
-    const { data } = referencePickle(config, [
+    const data = whole(referencePickle(config, [
       { settings: config[0]!, runtime },
       { settings: { ...config[2]!, timeout: 420_000, secret: Buffer.from("set at run time") }, runtime: { ...runtime, enabled: false } },
-    ], 5_000);
+    ], 5_000));
     const [clients, settings] = (unpickle(data) as PyTuple).items as [PyDict, PyDict];
     assert.deepEqual([...clients.keys()], ["a", "c"]);
     assert.deepEqual([...settings.keys()], ["a", "b", "c"]);
@@ -204,10 +208,109 @@ describe("the pickle's contents", () => {
     assert.deepEqual(first.keys, { ahead: 3, now: 0 });
     const second = referencePickle(config, clients, 5_000);
     assert.deepEqual(second.keys, { ahead: 0, now: 3 }, "a key is used once");
-    for (const name of ["a", "b", "c"]) assert.notEqual(salt(first.data, name), salt(second.data, name));
-    for (const { data } of [first, second]) {
-      const [saved] = (unpickle(data) as PyTuple).items as [PyDict];
+    for (const name of ["a", "b", "c"]) assert.notEqual(salt(whole(first), name), salt(whole(second), name));
+    for (const made of [first, second]) {
+      const [saved] = (unpickle(whole(made)) as PyTuple).items as [PyDict];
       for (const c of config) assert.deepEqual(await openReferenceSecret((saved.get(c.name) as PyDict).get("encrypted_secret") as Buffer, c.secret), c.secret);
     }
+  });
+});
+
+describe("the pickle in chunks (pickle-write.ts)", () => {
+  /** `n` bytes made from `seed` (the same each run). */
+  const bytesOf = (seed: string, n: number): Buffer => {
+    const parts: Buffer[] = [];
+    let h = Buffer.from(seed);
+    for (let length = 0; length < n; length += 32) parts.push((h = createHash("sha256").update(h).digest()));
+    return Buffer.concat(parts).subarray(0, n);
+  };
+  /**
+   * 400 clients of every kind (disabled, removed at run time, names and
+   * commands not ASCII, times absent, checker statuses of each integer
+   * opcode, a secret of 3 MB, bigger than a chunk), their secrets still
+   * sealed by the Python server (placeholders): the export seals nothing
+   * itself, so its bytes are the same each run.
+   */
+  const fleet = (): { config: ClientSettings[]; clients: Array<{ settings: ClientSettings; runtime: ClientRuntime }>; now: number } => {
+    const config: ClientSettings[] = [];
+    const clients: Array<{ settings: ClientSettings; runtime: ClientRuntime }> = [];
+    for (let i = 0; i < 400; i++) {
+      const c: ClientSettings = {
+        name: i % 11 === 0 ? `m\u00e9${i}\u2603` : `machine${i}`, keyId: bytesOf(`k${i}`, 32).toString("hex").toUpperCase(),
+        fingerprint: i % 5 ? "" : bytesOf(`f${i}`, 20).toString("hex").toUpperCase(), secret: bytesOf(`c${i}`, 64 + (i % 7) * 200),
+        host: `host-${i}.example`, timeout: 300_000 + i * 1001, extendedTimeout: 900_000 + i, interval: 120_000 * (1 + (i % 3)),
+        checker: i % 4 ? "fping -q -- %%(host)s" : `true \u00e9 ${i}`, approvedByDefault: i % 2 === 0, approvalDelay: i * 13, approvalDuration: 1000 + i, enabled: i % 9 !== 0,
+      };
+      config.push(c);
+      if (i % 13 === 5) continue;
+      const sealed = bytesOf(`s${i}`, i === 7 ? 3_000_000 : 40 + ((i * 37) % 5000));
+      const t = 1_765_000_000_000 + i * 86_400_123;
+      clients.push({
+        settings: { ...c, timeout: i % 6 === 0 ? 86_400_000 * 400 + 7 : c.timeout, secret: placeholderFor({ sealed, configSecret: c.secret }) },
+        runtime: {
+          enabled: i % 3 !== 0, created: t, lastEnabled: i % 4 ? t + 5 : null, expires: i % 5 ? t + 1e7 : null, lastCheckedOk: i % 2 ? t + 99 : null,
+          lastApprovalRequest: i % 7 ? null : t + 7, lastCheckerStatus: [-2, -1, 0, 1, 255, 256, 70_000][i % 7]!, lastCheckerSignal: null,
+        },
+      });
+    }
+    return { config, clients, now: 1_765_432_100_000 };
+  };
+
+  test("the export's chunks hold the bytes the one-buffer writer made, each chunk at most 1 MiB or one value, and the digest is theirs", () => {
+    const { config, clients, now } = fleet();
+    const made = referencePickle(config, clients, now);
+    const { chunks, length, sha256 } = made.data;
+    const whole = Buffer.concat(chunks);
+    // As the one-buffer writer before 2026-12-07 made this fleet's pickle (its SHA-256 and length).
+    assert.equal(whole.length, 6_703_029);
+    assert.equal(createHash("sha256").update(whole).digest("hex"), "5e54f03e2b74a59088be22cd27a75cd42cc0f70cff2708b8b739f9c3b5cf4a20");
+    assert.equal(length, whole.length);
+    assert.equal(sha256, createHash("sha256").update(whole).digest("hex"));
+    assert.equal(made.sha256, sha256);
+    assert.ok(chunks.length > 2, `in chunks, not one buffer: ${chunks.length}`);
+    // The 3 MB secret is written as UTF-8 of its latin-1 (up to twice its bytes), in a chunk of its own size.
+    for (const chunk of chunks) assert.ok(chunk.length <= PICKLE_CHUNK_BYTES || chunk.length > 3_000_000, `a chunk of ${chunk.length}`);
+    made.data.wipe();
+    assert.ok(chunks.every((c) => c.equals(Buffer.alloc(c.length))), "wiped");
+  });
+
+  test("cut anywhere (chunks of 1, 5, 64 or 4096 bytes), a pickle has the same bytes and digest as in one chunk", () => {
+    const { config, clients, now } = fleet();
+    const value = pyTuple([
+      new Map<string, PickleValue>(clients.slice(0, 40).map(({ settings, runtime }) => [settings.name, new Map<string, PickleValue>([
+        ["created", new PyDatetime(runtime.created)], ["timeout", new PyTimedelta(settings.timeout)], ["secret", bytesOf(settings.name, 300)], ["status", runtime.lastCheckerStatus],
+        ["host", settings.host], ["none", null], ["list", [settings.checker, true, false, 2 ** 40]], ["tuple", pyTuple([1, 2, 3, 4])],
+      ])])),
+      new Map(config.slice(0, 5).map((c) => [c.name, c.name])),
+      new Date(now).toISOString(),
+    ]);
+    const one = pickleChunks(value, 64 << 20);
+    assert.equal(one.chunks.length, 1);
+    for (const size of [1, 5, 64, 4096]) {
+      const cut = pickleChunks(value, size);
+      assert.ok(cut.chunks.length > 1, `${size}`);
+      assert.deepEqual(Buffer.concat(cut.chunks), one.chunks[0], `chunks of ${size}`);
+      assert.equal(cut.sha256, one.sha256, `chunks of ${size}`);
+    }
+  });
+
+  test("Python loads the export's chunks, written as one file, to the values given", { skip: missing("/usr/bin/python3") }, () => {
+    const { config, clients, now } = fleet();
+    const data = Buffer.concat(referencePickle(config, clients, now).data.chunks);
+    const shown = JSON.parse(execFileSync("python3", ["-c", [
+      "import json, pickle, sys",
+      "clients, settings = pickle.loads(sys.stdin.buffer.read(), encoding='bytes')",
+      "print(json.dumps({'clients': len(clients), 'settings': len(settings), 'sealed': sum(len(c['encrypted_secret']) for c in clients.values()),",
+      "  'first': {k: repr(v) for k, v in clients['m\\u00e90\\u2603'].items() if k not in ('encrypted_secret', 'client_structure')},",
+      "  'statuses': sorted({c['last_checker_status'] for c in clients.values()})}))",
+    ].join("\n")], { input: data, maxBuffer: 1 << 24 }).toString("utf8")) as Record<string, unknown>;
+    const kept = clients.filter((c) => config.some((k) => k.name === c.settings.name));
+    assert.equal(shown.clients, kept.length);
+    assert.equal(shown.settings, config.length);
+    assert.equal(shown.sealed, kept.reduce((n, c) => n + secretToOpen(c.settings.secret)!.sealed.length, 0));
+    assert.deepEqual(shown.statuses, [-2, -1, 0, 1, 255, 256, 70_000]);
+    assert.deepEqual((shown.first as Record<string, string>).created, "datetime.datetime(2025, 12, 6, 5, 46, 40)");
+    assert.deepEqual((shown.first as Record<string, string>).timeout, "datetime.timedelta(days=400, microseconds=7000)");
+    assert.deepEqual((shown.first as Record<string, string>).enabled, "False");
   });
 });

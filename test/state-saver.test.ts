@@ -104,7 +104,7 @@ test("a background save that fails is tried again SAVE_RETRY_MS later, with no f
     }
   }));
 
-test("the log says a failing save once for each reason, and once when a save succeeds again", () => {
+test("the log says a failing save once for each reason, naming the file, and once when a save succeeds again", () => {
   const lines: string[] = [];
   const logger: Logger = {
     debug() {},
@@ -121,10 +121,10 @@ test("the log says a failing save once for each reason, and once when a save suc
     events.stateSaved.publish({ path, bytes: 10, durationMs: 1, replacedOther: false });
     events.stateSaveFailed.publish({ path, reason: "ENOSPC" });
     assert.deepEqual(lines, [
-      "WARNING: Could not save persistent state: No space left on device",
-      "WARNING: Could not save persistent state: Input/output error",
+      "WARNING: Could not save persistent state: No space left on device (/var/lib/mandos/clients.json)",
+      "WARNING: Could not save persistent state: Input/output error (/var/lib/mandos/clients.json)",
       "INFO: Saved persistent state to /var/lib/mandos/clients.json again, after 5 failed saves",
-      "WARNING: Could not save persistent state: No space left on device",
+      "WARNING: Could not save persistent state: No space left on device (/var/lib/mandos/clients.json)",
     ]);
   } finally {
     unlog();

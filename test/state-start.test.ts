@@ -180,7 +180,7 @@ test("a final save that fails is said at ERROR, and the exit is a failure", { sk
       code = await server.stop();
       chmodSync(s.state, 0o755);
     }
-    assert.match(server.log(), /ERROR: Could not save persistent state as the server stops: Permission denied; the changes since the last save are lost/);
+    assert.ok(server.log().includes(`ERROR: Could not save persistent state as the server stops: Permission denied (${s.statePath}); the changes since the last save are lost`), server.log());
     assert.equal(code, 1);
   }));
 
@@ -256,6 +256,9 @@ test("a --statedir that is a file stops the start saying so, not as a state file
     assert.doesNotMatch(start.stderr, /clients\.pickle/);
   }));
 
+/** `text` matched as it is in a RegExp. */
+const inPattern = (text: string): string => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+
 /** Runs the server in a mount namespace of its own, where `dir` is a read-only bind mount of itself (a file system not yet remounted read-write early in boot). */
 const readOnlyIn = (dir: string): string[] => ["unshare", "--mount", "--propagation", "private", "sh", "-c", `mount --bind '${dir}' '${dir}' && mount -o remount,bind,ro '${dir}' && exec "$@"`, "sh"];
 const needsMounts = process.getuid?.() !== 0 ? "needs root: a mount namespace, and a read-only bind mount in it" : false;
@@ -271,7 +274,7 @@ test("a state directory read-only at start is tried again every 10 s, and saved 
         return `${res.status} ${await res.text()}`;
       };
       await server.waitForLog(new RegExp(`WARNING: Cannot keep persistent state in ${s.state}: Read-only file system; state is not saved until it can be, tried again every 10 s`));
-      await server.waitForLog(/WARNING: Could not save persistent state: Read-only file system/);
+      await server.waitForLog(new RegExp(`WARNING: Could not save persistent state: Read-only file system \\(${inPattern(s.statePath)}\\)`));
       assert.match(await health(), /^503 .*state/);
       // As the boot remounts it read-write.
       const remount = await run("nsenter", ["-t", String(server.process.pid), "-m", "mount", "-o", "remount,bind,rw", s.state]);
@@ -293,10 +296,10 @@ test("a state directory that cannot be made from start to stop: the real errno, 
     let code: number | null;
     try {
       await server.waitForLog(new RegExp(`WARNING: Cannot keep persistent state in ${statedir}: Read-only file system;`));
-      await server.waitForLog(/WARNING: Could not save persistent state: Read-only file system/);
+      await server.waitForLog(new RegExp(`WARNING: Could not save persistent state: Read-only file system \\(${inPattern(join(statedir, "clients.json"))}\\)`));
     } finally {
       code = await server.stop();
     }
-    assert.match(server.log(), /ERROR: Could not save persistent state as the server stops: Read-only file system; the changes since the last save are lost/);
+    assert.ok(server.log().includes(`ERROR: Could not save persistent state as the server stops: Read-only file system (${join(statedir, "clients.json")}); the changes since the last save are lost`), server.log());
     assert.equal(code, 1);
   }));

@@ -826,7 +826,7 @@ async function startAndServe(
         // Said whatever the saves before said (the log says a failing
         // reason once), and a failure exit, as the reference's raise.
         if (unsaved !== null) {
-          logger.error(`Could not save persistent state as the server stops: ${strerror(unsaved)}; the changes since the last save are lost`);
+          logger.error(`Could not save persistent state as the server stops: ${strerror(unsaved)} (${statePath}); the changes since the last save are lost`);
           exitCode = EXIT_FAILURE;
         }
         // A save overtaken by saveNow removes its temporary file.
@@ -834,9 +834,12 @@ async function startAndServe(
         // After clients.json, so that it is the newer of the two.
         if (forReference) {
           try {
-            writeAtomically(picklePath, [forReference.data]);
+            // The chunks as they were pickled, one writev(2) (pickle-write.ts).
+            writeAtomically(picklePath, forReference.data.chunks);
           } catch (error) {
             logger.warning(`Could not write ${picklePath} for the Python server: ${reasonInWords(error)}; it would not find the state this server leaves`);
+          } finally {
+            forReference.data.wipe();
           }
         }
         events.stateSaved.unsubscribe(stateDirUsable);

@@ -370,12 +370,13 @@ export function logServeEvents(logger: Logger, clock: Clock = systemClock): () =
   // failing or its reason changes, and once when a save succeeds again.
   let failedSaves = 0;
   let failingFor: string | null = null;
-  on(events.stateSaveFailed, ({ reason }) => {
+  on(events.stateSaveFailed, ({ path, reason }) => {
     failedSaves++;
     if (reason === failingFor) return;
     failingFor = reason;
-    // The reference's line: strerror's words ("Permission denied"), not the code.
-    logger.warning(`Could not save persistent state: ${strerror(reason)}`);
+    // The reference's line, strerror's words ("Permission denied"), not
+    // the code; then the file, which the reference's line leaves out.
+    logger.warning(`Could not save persistent state: ${strerror(reason)} (${path})`);
   });
   // Two servers saving to one file each replace the other's state: said at
   // the first save that finds it, then at most once every 10 minutes.

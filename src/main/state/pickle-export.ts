@@ -15,12 +15,11 @@
 // clients.json records this file's SHA-256 (`importedPickle`), so that a
 // start of ours never imports what it wrote itself (pickle-import.ts).
 
-import { createHash } from "node:crypto";
 import type { ClientRuntime } from "../clients/contract.js";
 import type { ClientSettings } from "../clients/settings.js";
 import { secretToOpen } from "../clients/secret-to-open.js";
 import { passwordEncode } from "./reference-secret.js";
-import { pickle, pyTuple, type PickleValue } from "./pickle-write.js";
+import { FlatDict, pickleChunks, pyTuple, StreamedDict, type PickleBytes } from "./pickle-write.js";
 import { deriveSealKey, sealWithKey, type SealKey } from "./symmetric-key.js";
 import { PyDatetime, PyTimedelta } from "./unpickle.js";
 
@@ -93,22 +92,22 @@ function sealForPickle(secret: Buffer, configSecret: Buffer, counts: { ahead: nu
 const time = (ms: number | null): PyDatetime | null => (ms === null ? null : new PyDatetime(ms));
 
 /** clients.conf's settings of one client as the reference's Client.config_parser makes them, less the secret. */
-function configSettings(conf: ClientSettings): Map<string, PickleValue> {
-  return new Map<string, PickleValue>([
-    ["host", conf.host],
-    ["approved_by_default", conf.approvedByDefault],
-    ["enabled", conf.enabled],
-    ["key_id", conf.keyId],
-    ["fingerprint", conf.fingerprint],
-    ["timeout", new PyTimedelta(conf.timeout)],
-    ["extended_timeout", new PyTimedelta(conf.extendedTimeout)],
-    ["interval", new PyTimedelta(conf.interval)],
-    ["approval_delay", new PyTimedelta(conf.approvalDelay)],
-    ["approval_duration", new PyTimedelta(conf.approvalDuration)],
-    ["checker_command", conf.checker],
-    ["last_approval_request", null],
-    ["last_checked_ok", null],
-    ["last_checker_status", -2],
+function configSettings(conf: ClientSettings): FlatDict {
+  return new FlatDict([
+    "host", conf.host,
+    "approved_by_default", conf.approvedByDefault,
+    "enabled", conf.enabled,
+    "key_id", conf.keyId,
+    "fingerprint", conf.fingerprint,
+    "timeout", new PyTimedelta(conf.timeout),
+    "extended_timeout", new PyTimedelta(conf.extendedTimeout),
+    "interval", new PyTimedelta(conf.interval),
+    "approval_delay", new PyTimedelta(conf.approvalDelay),
+    "approval_duration", new PyTimedelta(conf.approvalDuration),
+    "checker_command", conf.checker,
+    "last_approval_request", null,
+    "last_checked_ok", null,
+    "last_checker_status", -2,
   ]);
 }
 
@@ -118,46 +117,46 @@ function configSettings(conf: ClientSettings): Map<string, PickleValue> {
  * its clients.conf secret. A secret still sealed by the Python server
  * (not yet opened after a switch) goes back as it came.
  */
-function clientAttributes(conf: ClientSettings, settings: ClientSettings, runtime: ClientRuntime, now: number, counts: { ahead: number; now: number }): Map<string, PickleValue> {
+function clientAttributes(conf: ClientSettings, settings: ClientSettings, runtime: ClientRuntime, now: number, counts: { ahead: number; now: number }): FlatDict {
   const toOpen = secretToOpen(settings.secret);
   const sealed = toOpen ? toOpen.sealed : sealForPickle(settings.secret, conf.secret, counts);
   const enabled = runtime.enabled;
   // The reference's restore compares an enabled client's expiry with the
   // time; a disabled client has none, as the reference's disable() leaves it.
   const expires = enabled ? new PyDatetime(runtime.expires ?? now) : null;
-  return new Map<string, PickleValue>([
-    ["encrypted_secret", sealed],
-    ["name", settings.name],
-    ["key_id", settings.keyId],
-    ["fingerprint", settings.fingerprint],
-    ["created", new PyDatetime(runtime.created)],
-    ["checker_initiator_tag", null],
-    ["disable_initiator_tag", null],
-    ["checker_callback_tag", null],
-    ["current_checker_command", null],
-    ["approved", null],
-    ["client_structure", CLIENT_STRUCTURE],
-    ["approval_delay", new PyTimedelta(settings.approvalDelay)],
-    ["approval_duration", new PyTimedelta(settings.approvalDuration)],
-    ["approvals_pending", 0],
-    ["approved_by_default", settings.approvedByDefault],
-    ["checker_command", settings.checker],
-    ["enabled", enabled],
-    ["expires", expires],
-    ["extended_timeout", new PyTimedelta(settings.extendedTimeout)],
-    ["host", settings.host],
-    ["interval", new PyTimedelta(settings.interval)],
-    ["last_approval_request", time(runtime.lastApprovalRequest)],
-    ["last_checked_ok", time(runtime.lastCheckedOk)],
-    ["last_checker_status", runtime.lastCheckerStatus],
-    ["last_enabled", enabled ? new PyDatetime(runtime.lastEnabled ?? now) : time(runtime.lastEnabled)],
-    ["timeout", new PyTimedelta(settings.timeout)],
+  return new FlatDict([
+    "encrypted_secret", sealed,
+    "name", settings.name,
+    "key_id", settings.keyId,
+    "fingerprint", settings.fingerprint,
+    "created", new PyDatetime(runtime.created),
+    "checker_initiator_tag", null,
+    "disable_initiator_tag", null,
+    "checker_callback_tag", null,
+    "current_checker_command", null,
+    "approved", null,
+    "client_structure", CLIENT_STRUCTURE,
+    "approval_delay", new PyTimedelta(settings.approvalDelay),
+    "approval_duration", new PyTimedelta(settings.approvalDuration),
+    "approvals_pending", 0,
+    "approved_by_default", settings.approvedByDefault,
+    "checker_command", settings.checker,
+    "enabled", enabled,
+    "expires", expires,
+    "extended_timeout", new PyTimedelta(settings.extendedTimeout),
+    "host", settings.host,
+    "interval", new PyTimedelta(settings.interval),
+    "last_approval_request", time(runtime.lastApprovalRequest),
+    "last_checked_ok", time(runtime.lastCheckedOk),
+    "last_checker_status", runtime.lastCheckerStatus,
+    "last_enabled", enabled ? new PyDatetime(runtime.lastEnabled ?? now) : time(runtime.lastEnabled),
+    "timeout", new PyTimedelta(settings.timeout),
   ]);
 }
 
-/** The pickle's bytes and their SHA-256 (hex), for clients.json's `importedPickle`. */
+/** The pickle's bytes (in chunks, pickle-write.ts) and their SHA-256 (hex), for clients.json's `importedPickle`. */
 export interface ReferencePickle {
-  readonly data: Buffer;
+  readonly data: PickleBytes;
   readonly sha256: string;
   /** Secrets sealed with a key derived ahead (warmReferencePickle), and with one derived in the export. */
   readonly keys: { readonly ahead: number; readonly now: number };
@@ -168,20 +167,28 @@ export interface ReferencePickle {
  * (`config`) has, each with its attributes; clients.conf's settings for
  * every section, so that a client removed at run time (in clients.conf,
  * not among the clients) stays removed there, as the reference keeps one.
+ * Each client's attributes (and its sealed secret) are made as the pickle
+ * reaches it, and dropped once written (StreamedDict).
  */
 export function referencePickle(
   config: readonly ClientSettings[],
   clients: Iterable<{ readonly settings: ClientSettings; readonly runtime: ClientRuntime }>,
   now: number,
 ): ReferencePickle {
+  // Maps, as the pickled dicts are: a name twice keeps its first place and its last value.
   const byName = new Map(config.map((c) => [c.name, c]));
-  const saved = new Map<string, PickleValue>();
-  const keys = { ahead: 0, now: 0 };
+  const kept = new Map<string, { readonly conf: ClientSettings; readonly settings: ClientSettings; readonly runtime: ClientRuntime }>();
   for (const { settings, runtime } of clients) {
     const conf = byName.get(settings.name);
-    if (conf) saved.set(settings.name, clientAttributes(conf, settings, runtime, now, keys));
+    if (conf) kept.set(settings.name, { conf, settings, runtime });
   }
-  const settings = new Map<string, PickleValue>(config.map((c) => [c.name, configSettings(c)]));
-  const data = pickle(pyTuple([saved, settings]));
-  return { data, sha256: createHash("sha256").update(data).digest("hex"), keys };
+  const keys = { ahead: 0, now: 0 };
+  const saved = new StreamedDict(kept.size, function* () {
+    for (const [name, { conf, settings, runtime }] of kept) yield [name, clientAttributes(conf, settings, runtime, now, keys)] as const;
+  });
+  const settings = new StreamedDict(byName.size, function* () {
+    for (const [name, c] of byName) yield [name, configSettings(c)] as const;
+  });
+  const data = pickleChunks(pyTuple([saved, settings]));
+  return { data, sha256: data.sha256, keys };
 }

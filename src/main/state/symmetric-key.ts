@@ -105,13 +105,23 @@ export function symmetricSessionKey(message: Buffer, passphrase: Buffer): Sessio
   return { algorithm: plain[0]!, key: plain.subarray(1) };
 }
 
-/** A new-format packet header (RFC 4880 §4.2.2): the tag, then a one-, two- or five-octet length. */
-function packet(tag: number, body: Buffer): Buffer {
-  const n = body.length;
-  const length = n < 192 ? Buffer.from([n])
-    : n < 8384 ? Buffer.from([((n - 192) >> 8) + 192, (n - 192) & 0xff])
-    : Buffer.from([0xff, n >>> 24, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff]);
-  return Buffer.concat([Buffer.from([0xc0 | tag]), length, body]);
+/** The octets of a new-format packet header (RFC 4880 §4.2.2) for a body of `n`: the tag, then a one-, two- or five-octet length. */
+function headerBytes(n: number): number {
+  return n < 192 ? 2 : n < 8384 ? 3 : 6;
+}
+
+/** Writes a new-format packet header at `at` of `out`; returns where the body starts. */
+function writeHeader(out: Buffer, at: number, tag: number, n: number): number {
+  out[at++] = 0xc0 | tag;
+  if (n < 192) out[at++] = n;
+  else if (n < 8384) {
+    out[at++] = ((n - 192) >> 8) + 192;
+    out[at++] = (n - 192) & 0xff;
+  } else {
+    out[at++] = 0xff;
+    at = out.writeUInt32BE(n, at);
+  }
+  return at;
 }
 
 /** AES-256 (RFC 4880 §9.2), SHA-256 (§9.4), iterated and salted S2K (§3.7.1.3). */
@@ -160,17 +170,54 @@ export function sealSymmetric(data: Buffer, passphrase: Buffer, countByte: numbe
   return sealed;
 }
 
-/** `data` sealed as sealSymmetric seals it, with a key derived ahead (deriveSealKey). */
+/** The CFB's IV, all zero (§13.9: the random prefix does its work); createCipheriv copies it. */
+const ZERO_IV = Buffer.alloc(16);
+
+/**
+ * `data` sealed as sealSymmetric seals it, with a key derived ahead
+ * (deriveSealKey). Each part written in place into two buffers, the
+ * plaintext and the message, not made of a dozen small ones joined
+ * (the stop's pickle seals 20,000 secrets: ~90 MB of short-lived buffers,
+ * half of what it allocated; docs/BENCHMARK.md, "The stop's pickle").
+ */
 export function sealWithKey(data: Buffer, { salt, countByte, key }: SealKey): Buffer {
-  const skesk = packet(3, Buffer.concat([Buffer.from([4, SEAL_ALGORITHM, SEAL_S2K, SEAL_HASH]), salt, Buffer.from([countByte])]));
-  // Format "b" (binary), no file name, no date.
-  const literal = packet(11, Buffer.concat([Buffer.from([0x62, 0, 0, 0, 0, 0]), data]));
+  // The plaintext: the random block and its last two octets again, the
+  // literal data packet (format "b", binary; no file name, no date), and
+  // the MDC packet's header (§5.14), which the SHA-1 covers.
+  const literalBody = 6 + data.length;
+  const plain = Buffer.allocUnsafe(18 + headerBytes(literalBody) + literalBody + 2);
   const prefix = drawRandom(16);
-  const plain = Buffer.concat([prefix, prefix.subarray(14), literal, Buffer.from([0xd3, 0x14])]);
+  prefix.copy(plain, 0);
+  plain[16] = prefix[14]!;
+  plain[17] = prefix[15]!;
+  prefix.fill(0);
+  let at = writeHeader(plain, 18, 11, literalBody);
+  plain[at++] = 0x62;
+  plain.fill(0, at, at + 5);
+  at += 5;
+  at += data.copy(plain, at);
+  plain[at] = 0xd3;
+  plain[at + 1] = 0x14;
   const mdc = createHash("sha1").update(plain).digest();
-  const c = createCipheriv(AES_NAMES[SEAL_ALGORITHM]!, key, Buffer.alloc(16));
-  const encrypted = Buffer.concat([c.update(plain), c.update(mdc), c.final()]);
+  const c = createCipheriv(AES_NAMES[SEAL_ALGORITHM]!, key, ZERO_IV);
+  const encrypted = [c.update(plain), c.update(mdc), c.final()];
   plain.fill(0);
-  literal.fill(0);
-  return Buffer.concat([skesk, packet(18, Buffer.concat([Buffer.from([1]), encrypted]))]);
+  // The session key packet (§5.3: version 4, the algorithms, the S2K's
+  // salt and count), then the integrity protected data packet (§5.13:
+  // version 1, the ciphertext).
+  const skeskBody = 4 + salt.length + 1;
+  const seipdBody = 1 + plain.length + mdc.length;
+  const out = Buffer.allocUnsafe(headerBytes(skeskBody) + skeskBody + headerBytes(seipdBody) + seipdBody);
+  at = writeHeader(out, 0, 3, skeskBody);
+  out[at++] = 4;
+  out[at++] = SEAL_ALGORITHM;
+  out[at++] = SEAL_S2K;
+  out[at++] = SEAL_HASH;
+  at += salt.copy(out, at);
+  out[at++] = countByte;
+  at = writeHeader(out, at, 18, seipdBody);
+  out[at++] = 1;
+  for (const part of encrypted) at += part.copy(out, at);
+  if (at !== out.length) throw new Error("a sealed message's length came out wrong");
+  return out;
 }
