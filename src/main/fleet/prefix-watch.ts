@@ -11,9 +11,39 @@
 // watches a range, and keys between the directories (not the fleet's) are
 // never sent.
 
-import type { IOptions, Watcher } from "etcd3";
+import { ClientRuntimeError, type Etcd3, type IOptions, type Watcher } from "etcd3";
 import { openEtcd } from "./token-clients.js";
 import { within } from "../within.js";
+
+/** The part of etcd3 1.1.x's watch manager (not in its public types) that dispatches the stream's answers. */
+interface WatchManagerInternals {
+  handleResponse(res: unknown): void;
+  handleCreatedResponse(res: unknown): void;
+}
+
+/**
+ * etcd3 1.1.2 throws from its stream's 'data' handler when an answer names
+ * a watcher it no longer holds, or a create answer finds none waiting: an
+ * answer already under way on a stream it has just cancelled (the
+ * connection broken or closed, a watcher being let go). The throw becomes
+ * an unhandled rejection, which ends the process: a server of a fleet
+ * whose etcd link broke at the wrong moment would have exited (seen once
+ * in a test's teardown, 2026-12-07: "Failed to find watcher for
+ * IWatchResponse"). Such an answer belongs to no watch: it is dropped.
+ */
+export function dropStrayWatchAnswers(etcd: Etcd3): void {
+  const manager = (etcd as unknown as { readonly watchManager: WatchManagerInternals }).watchManager;
+  for (const name of ["handleResponse", "handleCreatedResponse"] as const) {
+    const dispatch = manager[name].bind(manager);
+    manager[name] = (res: unknown): void => {
+      try {
+        dispatch(res);
+      } catch (error) {
+        if (!(error instanceof ClientRuntimeError)) throw error;
+      }
+    };
+  }
+}
 
 /**
  * How long close() waits for etcd to confirm the cancel: etcd3 waits for
@@ -41,6 +71,7 @@ export async function watchPrefixes(
   options: IOptions, prefixes: readonly string[], onCancelled: (error: Error) => void, fromRevision?: bigint, signal?: AbortSignal,
 ): Promise<PrefixWatch> {
   const etcd = openEtcd(options);
+  dropStrayWatchAnswers(etcd);
   const watchers = prefixes.map((prefix) => {
     const builder = etcd.watch().prefix(prefix);
     return (fromRevision === undefined ? builder : builder.startRevision(fromRevision.toString())).watcher();
