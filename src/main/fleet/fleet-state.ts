@@ -861,6 +861,12 @@ export class FleetState {
       const present = new PresentKeys(this.#prefix);
       this.#journal.clear();
       for (const key of [...this.#recordChanges.keys()]) this.#carry(key, null);
+      // A linearizable read is of a revision at or after every one seen
+      // before it is sent: weighed against those alone. The watch, still
+      // open, brings later ones while a large fleet is read (seconds, for
+      // tens of MB): weighed against those, the read looked older than
+      // etcd's history.
+      const seenBefore = this.#revision;
       const { revision, header } = await this.#readAll(answered, (kvs) => {
         const incoming: Incoming[] = kvs.map((kv) => ({ type: "Put", key: kv.key.toString(), text: kv.value.toString() }));
         this.#apply(incoming, true);
@@ -872,7 +878,7 @@ export class FleetState {
         }
       });
       this.#forgetPending(present);
-      if (this.#historyReplaced(header)) {
+      if (this.#historyReplaced(header, seenBefore)) {
         // Watched anew from this read; the servers' watch too.
         await Promise.all([this.#watcher?.close(), this.#checkers.rewatch()]);
         this.#watcher = null;
@@ -920,8 +926,8 @@ export class FleetState {
    * nothing else under the prefix), as of one revision, a page at a time
    * to `onPage`, counting the pages in `answered`; resolves to that
    * revision and the first page's header (a linearizable read: its
-   * revision is at least any this server has seen of the same history);
-   * pages as #readPages makes them.
+   * revision is at least any this server had seen of the same history when
+   * the first page was asked for); pages as #readPages makes them.
    */
   async #readAll(answered: { pages: number }, onPage: (kvs: readonly IKeyValue[]) => void): Promise<{ readonly revision: bigint; readonly header: IResponseHeader }> {
     const at: { first?: IResponseHeader } = {};
@@ -1036,18 +1042,20 @@ export class FleetState {
 
   /**
    * Whether a whole read's `header` shows a history other than the one this
-   * server followed: another cluster, or a revision older than one seen.
-   * Said once, loudly: changes made meanwhile may be lost with it, and what
-   * this server knows of them goes back (#seed).
+   * server followed: another cluster, or a revision older than `seenBefore`,
+   * the newest this server had seen when the read was sent (not one seen
+   * since: the read is of the revision it started at, and the watch goes
+   * on meanwhile). Said once, loudly: changes made meanwhile may be lost
+   * with it, and what this server knows of them goes back (#seed).
    */
-  #historyReplaced(header: IResponseHeader): boolean {
+  #historyReplaced(header: IResponseHeader, seenBefore: bigint): boolean {
     const revision = BigInt(header.revision);
     const other = this.#cluster !== null && header.cluster_id !== this.#cluster;
-    if (!other && revision >= this.#revision) return false;
+    if (!other && revision >= seenBefore) return false;
     this.#logger.warning(
       other
         ? `etcd answers as another cluster (ID ${header.cluster_id}, was ${this.#cluster}): reading the fleet anew and writing back what it lacks`
-        : `etcd's history went back (revision ${revision}, this server had seen ${this.#revision}): etcd was restored or its data lost; reading the fleet anew and writing back what it lacks`,
+        : `etcd's history went back (revision ${revision}, this server had seen ${seenBefore}): etcd was restored or its data lost; reading the fleet anew and writing back what it lacks`,
     );
     this.#revision = revision;
     return true;
