@@ -343,6 +343,13 @@ export class FleetState {
   readonly #recordChanges = new Map<string, readonly JournalChange[]>();
   /** For each clients/ key a held record changes: how many records, and the newest value etcd's key was seen to hold since. */
   readonly #carried = new Map<string, { count: number; held: Stamped | null }>();
+  /**
+   * While a read of the whole fleet goes on: each key the watch brought an
+   * event of since the read began, with that event's revision. The read's
+   * value of such a key, of the read's revision, is older than what etcd
+   * holds and this server took: not taken again (#sync).
+   */
+  #movedInRead: Map<string, bigint> | null = null;
   /** Records another server's delete took away, to look at once the fold's puts (with or before it) have come. */
   readonly #gone = new Set<string>();
   #goneTimer: TimerHandle | null = null;
@@ -867,9 +874,13 @@ export class FleetState {
       // tens of MB): weighed against those, the read looked older than
       // etcd's history.
       const seenBefore = this.#revision;
-      const { revision, header } = await this.#readAll(answered, (kvs) => {
+      // Nor is a key's value taken from the read once the watch brought a
+      // later one: weighed against it, the read's was older, and written
+      // back over etcd's with the value etcd held already.
+      const moved = (this.#movedInRead = new Map<string, bigint>());
+      const { revision, header } = await this.#readAll(answered, (kvs, at) => {
         const incoming: Incoming[] = kvs.map((kv) => ({ type: "Put", key: kv.key.toString(), text: kv.value.toString() }));
-        this.#apply(incoming, true);
+        this.#apply(moved.size === 0 ? incoming : incoming.filter((i) => !((moved.get(i.key) ?? 0n) > at)), true);
         for (const i of incoming) {
           const parsed = parseKey(this.#prefix, i.key);
           present.add(i.key, parsed);
@@ -877,6 +888,7 @@ export class FleetState {
           if (parsed?.kind === "journal") for (const c of decodeJournal(this.#prefix, i.text)?.changes ?? []) present.add(c.key);
         }
       });
+      this.#movedInRead = null;
       this.#forgetPending(present);
       if (this.#historyReplaced(header, seenBefore)) {
         // Watched anew from this read; the servers' watch too.
@@ -916,6 +928,7 @@ export class FleetState {
       this.#goDegraded(error);
       this.#schedule(answered.pages > 0 ? Math.min(SYNC_RETRY_MAX_MS, RETRY_MS * 2 ** this.#costlyFailures++) : RETRY_MS);
     } finally {
+      this.#movedInRead = null;
       this.#flushing = false;
     }
     if (this.#hasWork()) this.#schedule(FLUSH_MS);
@@ -924,17 +937,18 @@ export class FleetState {
   /**
    * Every key of the fleet's directories (READ_DIRS, each its own range:
    * nothing else under the prefix), as of one revision, a page at a time
-   * to `onPage`, counting the pages in `answered`; resolves to that
-   * revision and the first page's header (a linearizable read: its
-   * revision is at least any this server had seen of the same history when
-   * the first page was asked for); pages as #readPages makes them.
+   * to `onPage` with that revision, counting the pages in `answered`;
+   * resolves to that revision and the first page's header (a linearizable
+   * read: its revision is at least any this server had seen of the same
+   * history when the first page was asked for); pages as #readPages makes
+   * them.
    */
-  async #readAll(answered: { pages: number }, onPage: (kvs: readonly IKeyValue[]) => void): Promise<{ readonly revision: bigint; readonly header: IResponseHeader }> {
+  async #readAll(answered: { pages: number }, onPage: (kvs: readonly IKeyValue[], revision: bigint) => void): Promise<{ readonly revision: bigint; readonly header: IResponseHeader }> {
     const at: { first?: IResponseHeader } = {};
     for (const dir of READ_DIRS) {
       await this.#readPages(dir, at, (kvs) => {
         answered.pages++;
-        onPage(kvs);
+        onPage(kvs, BigInt(at.first!.revision));
       });
     }
     return { revision: BigInt(at.first!.revision), header: at.first! };
@@ -1271,6 +1285,8 @@ export class FleetState {
       watcher.on("data", (res) => {
         if (this.#watcher !== null && this.#watcher !== watch) return; // replaced (#historyReplaced)
         this.#saw(res.header.revision);
+        const moved = this.#movedInRead;
+        if (moved) for (const e of res.events) moved.set(e.kv.key.toString(), BigInt(e.kv.mod_revision));
         // Our own transactions come back too: skipped here by revision, unread
         // (one a secret in a wave); one that comes back before its answer
         // did is skipped by Rule 2 instead.
