@@ -4,7 +4,10 @@
 // revision seen when the read ended, which the watch had moved past: the
 // server said "etcd's history went back", made its watches anew and, as
 // the new watch brought again what the old one had, wrote back values
-// etcd already held. A client added at run time (a reload) is what makes
+// etcd already held. And the read, of one revision, was weighed against
+// what the watch brought since as if it were newer: a key changed since
+// was written again, another server's waiting connection made known
+// since was no longer shown. A client added at run time (a reload) is what makes
 // a running server read the whole fleet here; 30 MB of keys no release
 // writes, under a directory the server reads, are what make the read slow.
 // In process, against a real one-member etcd.
@@ -14,7 +17,7 @@ import assert from "node:assert/strict";
 import { Etcd3 } from "etcd3";
 import { setTimeout as sleep } from "node:timers/promises";
 import { FLUSH_MS } from "../src/main/fleet/fleet-state.js";
-import { clientKey, decodeValue, encodeValue } from "../src/main/fleet/layout.js";
+import { clientKey, decodeValue, encodePending, encodeValue, pendingKey } from "../src/main/fleet/layout.js";
 import { clientSettings } from "./helpers/clients.js";
 import { etcdForFile, etcdMissing } from "./helpers/etcd.js";
 import { inProcessServer, plantJunk, type InProcessServer } from "./helpers/fleet-server.js";
@@ -153,4 +156,31 @@ test("a value the watch brought early in a slow read of the whole fleet is not w
   assert.equal(decodeValue(kv!.value.toString())?.value, changes.at(-1));
   assert.equal(Number(kv!.version), 1 + changes.length, `c2's Host was written ${Number(kv!.version) - 1 - changes.length} more time(s) than B changed it:\n${a.log.join("\n")}`);
   assert.ok(!a.log.some((l) => l.includes("history went back") || l.includes("written back over it")), `A wrote back what etcd held:\n${a.log.join("\n")}`);
+});
+
+test("another server's waiting connection made known while the whole fleet is read is still shown after the read", { skip, timeout: 120_000 }, async (t) => {
+  const prefix = "/slow-read-pending/";
+  const key = pendingKey(prefix, "c0", "server-b");
+  // A connection of c0 begins to wait on B a few writes after c3 is added (once A's read has begun): its pending/ key is put once.
+  const { a, etcd } = await slowReadUnderBusyWatch(t, prefix, (i, sinceMark) =>
+    sinceMark === 5 ? { key, value: encodePending({ timeout: HOUR, approvedByDefault: false }) } : { key: `${prefix}clients/c0/Later/${i}`, value: String(i) });
+  assert.notEqual(await etcd.get(key).string(), null);
+  await sleep(20 * FLUSH_MS);
+  // Before: the read, of a revision before the put, did not hold the key, and A stopped showing the request the watch had brought.
+  assert.equal(a.registry.get("c0")!.approvalPending, true, `A does not show c0 waiting on B:\n${a.log.join("\n")}`);
+});
+
+test("a client's key another server puts while the whole fleet is read is not written again as one etcd lacks", { skip, timeout: 120_000 }, async (t) => {
+  const prefix = "/slow-read-new-key/";
+  // c3, added to A to make it read, is added to B too: B puts its Host a few writes later, once A's read has begun.
+  const key = clientKey(prefix, "c3", "Host");
+  const value = encodeValue({ value: "c3.example.org", at: Date.now(), by: "server-b" });
+  const { a, etcd } = await slowReadUnderBusyWatch(t, prefix, (i, sinceMark) =>
+    sinceMark === 5 ? { key, value } : { key: `${prefix}clients/c0/Later/${i}`, value: String(i) });
+  assert.equal(a.registry.get("c3")!.host, "c3.example.org");
+  await sleep(20 * FLUSH_MS);
+  // Before: the read, of a revision before the put, did not hold the key, and A wrote the value the watch had brought.
+  const [kv] = (await etcd.get(key).exec()).kvs;
+  assert.equal(kv!.value.toString(), value);
+  assert.equal(Number(kv!.version), 1, `c3's Host was written ${Number(kv!.version) - 1} more time(s) than B put it:\n${a.log.join("\n")}`);
 });

@@ -345,11 +345,13 @@ export class FleetState {
   readonly #carried = new Map<string, { count: number; held: Stamped | null }>();
   /**
    * While a read of the whole fleet goes on: each key the watch brought an
-   * event of since the read began, with that event's revision. The read's
-   * value of such a key, of the read's revision, is older than what etcd
-   * holds and this server took: not taken again (#sync).
+   * event of since the read began, with the last one's revision and
+   * whether it was a put. The read's value of such a key, of the read's
+   * revision, is older than what etcd holds and this server took: not
+   * taken again; and a key put since is there, though the read did not
+   * hold it (#sync).
    */
-  #movedInRead: Map<string, bigint> | null = null;
+  #movedInRead: Map<string, { readonly revision: bigint; readonly put: boolean }> | null = null;
   /** Records another server's delete took away, to look at once the fold's puts (with or before it) have come. */
   readonly #gone = new Set<string>();
   #goneTimer: TimerHandle | null = null;
@@ -877,10 +879,10 @@ export class FleetState {
       // Nor is a key's value taken from the read once the watch brought a
       // later one: weighed against it, the read's was older, and written
       // back over etcd's with the value etcd held already.
-      const moved = (this.#movedInRead = new Map<string, bigint>());
+      const moved = (this.#movedInRead = new Map<string, { readonly revision: bigint; readonly put: boolean }>());
       const { revision, header } = await this.#readAll(answered, (kvs, at) => {
         const incoming: Incoming[] = kvs.map((kv) => ({ type: "Put", key: kv.key.toString(), text: kv.value.toString() }));
-        this.#apply(moved.size === 0 ? incoming : incoming.filter((i) => !((moved.get(i.key) ?? 0n) > at)), true);
+        this.#apply(moved.size === 0 ? incoming : incoming.filter((i) => !((moved.get(i.key)?.revision ?? 0n) > at)), true);
         for (const i of incoming) {
           const parsed = parseKey(this.#prefix, i.key);
           present.add(i.key, parsed);
@@ -888,6 +890,10 @@ export class FleetState {
           if (parsed?.kind === "journal") for (const c of decodeJournal(this.#prefix, i.text)?.changes ?? []) present.add(c.key);
         }
       });
+      // A key put since the read's revision is in etcd all the same: not
+      // seeded over, and another server's request (pending/) put then is
+      // still shown (it was forgotten, though its connection waited on).
+      for (const [key, last] of moved) if (last.put && last.revision > revision) present.add(key);
       this.#movedInRead = null;
       this.#forgetPending(present);
       if (this.#historyReplaced(header, seenBefore)) {
@@ -1286,7 +1292,7 @@ export class FleetState {
         if (this.#watcher !== null && this.#watcher !== watch) return; // replaced (#historyReplaced)
         this.#saw(res.header.revision);
         const moved = this.#movedInRead;
-        if (moved) for (const e of res.events) moved.set(e.kv.key.toString(), BigInt(e.kv.mod_revision));
+        if (moved) for (const e of res.events) moved.set(e.kv.key.toString(), { revision: BigInt(e.kv.mod_revision), put: e.type === "Put" });
         // Our own transactions come back too: skipped here by revision, unread
         // (one a secret in a wave); one that comes back before its answer
         // did is skipped by Rule 2 instead.
