@@ -13,7 +13,7 @@ import assert from "node:assert/strict";
 import { Etcd3 } from "etcd3";
 import { clientKey, encodeValue, journalDir, journalKey, JOURNAL_VERSION } from "../src/main/fleet/layout.js";
 import { etcdForFile, etcdMissing } from "./helpers/etcd.js";
-import { inProcessServer, type InProcessServer } from "./helpers/fleet-server.js";
+import { inProcessServer, plantJunk, type InProcessServer } from "./helpers/fleet-server.js";
 import { eventually } from "./helpers/wait.js";
 
 const skip = etcdMissing();
@@ -23,13 +23,9 @@ const JUNK_KEYS = 700;
 const JUNK_BYTES = 100_000;
 const etcdCluster = etcdForFile(1);
 
-/** Puts JUNK_KEYS values of JUNK_BYTES under `dir`, ten to a transaction (1 MB: under etcd's 1.5 MiB a request). */
-async function plant(etcd: Etcd3, dir: string): Promise<void> {
-  const value = "x".repeat(JUNK_BYTES);
-  for (let i = 0; i < JUNK_KEYS; i += 10) {
-    const puts = Array.from({ length: 10 }, (_, j) => ({ request_put: { key: Buffer.from(`${dir}${String(i + j).padStart(6, "0")}`), value: Buffer.from(value) } }));
-    await etcd.kv.txn({ success: puts });
-  }
+/** Puts JUNK_KEYS values of JUNK_BYTES under `dir`. */
+function plant(etcd: Etcd3, dir: string): Promise<void> {
+  return plantJunk(etcd, dir, JUNK_KEYS, JUNK_BYTES);
 }
 
 function server(prefix: string, id: string): InProcessServer {

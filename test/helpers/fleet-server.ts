@@ -55,3 +55,16 @@ export async function startedPair(
   await serversRegistered(cluster, prefix, 2);
   return { a, b, etcd };
 }
+
+/**
+ * Puts `keys` values of `bytes` each (at most 100 KB) under `dir`, named by
+ * number, ten to a transaction (1 MB: under etcd's 1.5 MiB a request):
+ * keys no release writes, which make a read of their directory large.
+ */
+export async function plantJunk(etcd: Etcd3, dir: string, keys: number, bytes: number): Promise<void> {
+  const value = "x".repeat(bytes);
+  for (let i = 0; i < keys; i += 10) {
+    const puts = Array.from({ length: Math.min(10, keys - i) }, (_, j) => ({ request_put: { key: Buffer.from(`${dir}${String(i + j).padStart(6, "0")}`), value: Buffer.from(value) } }));
+    await etcd.kv.txn({ success: puts });
+  }
+}

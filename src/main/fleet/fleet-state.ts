@@ -343,6 +343,15 @@ export class FleetState {
   readonly #recordChanges = new Map<string, readonly JournalChange[]>();
   /** For each clients/ key a held record changes: how many records, and the newest value etcd's key was seen to hold since. */
   readonly #carried = new Map<string, { count: number; held: Stamped | null }>();
+  /**
+   * While a read of the whole fleet goes on: each key the watch brought an
+   * event of since the read began, with the last one's revision and
+   * whether it was a put. The read's value of such a key, of the read's
+   * revision, is older than what etcd holds and this server took: not
+   * taken again; and a key put since is there, though the read did not
+   * hold it (#sync).
+   */
+  #movedInRead: Map<string, { readonly revision: bigint; readonly put: boolean }> | null = null;
   /** Records another server's delete took away, to look at once the fold's puts (with or before it) have come. */
   readonly #gone = new Set<string>();
   #goneTimer: TimerHandle | null = null;
@@ -861,9 +870,19 @@ export class FleetState {
       const present = new PresentKeys(this.#prefix);
       this.#journal.clear();
       for (const key of [...this.#recordChanges.keys()]) this.#carry(key, null);
-      const { revision, header } = await this.#readAll(answered, (kvs) => {
+      // A linearizable read is of a revision at or after every one seen
+      // before it is sent: weighed against those alone. The watch, still
+      // open, brings later ones while a large fleet is read (seconds, for
+      // tens of MB): weighed against those, the read looked older than
+      // etcd's history.
+      const seenBefore = this.#revision;
+      // Nor is a key's value taken from the read once the watch brought a
+      // later one: weighed against it, the read's was older, and written
+      // back over etcd's with the value etcd held already.
+      const moved = (this.#movedInRead = new Map<string, { readonly revision: bigint; readonly put: boolean }>());
+      const { revision, header } = await this.#readAll(answered, (kvs, at) => {
         const incoming: Incoming[] = kvs.map((kv) => ({ type: "Put", key: kv.key.toString(), text: kv.value.toString() }));
-        this.#apply(incoming, true);
+        this.#apply(moved.size === 0 ? incoming : incoming.filter((i) => !((moved.get(i.key)?.revision ?? 0n) > at)), true);
         for (const i of incoming) {
           const parsed = parseKey(this.#prefix, i.key);
           present.add(i.key, parsed);
@@ -871,8 +890,13 @@ export class FleetState {
           if (parsed?.kind === "journal") for (const c of decodeJournal(this.#prefix, i.text)?.changes ?? []) present.add(c.key);
         }
       });
+      // A key put since the read's revision is in etcd all the same: not
+      // seeded over, and another server's request (pending/) put then is
+      // still shown (it was forgotten, though its connection waited on).
+      for (const [key, last] of moved) if (last.put && last.revision > revision) present.add(key);
+      this.#movedInRead = null;
       this.#forgetPending(present);
-      if (this.#historyReplaced(header)) {
+      if (this.#historyReplaced(header, seenBefore)) {
         // Watched anew from this read; the servers' watch too.
         await Promise.all([this.#watcher?.close(), this.#checkers.rewatch()]);
         this.#watcher = null;
@@ -910,6 +934,7 @@ export class FleetState {
       this.#goDegraded(error);
       this.#schedule(answered.pages > 0 ? Math.min(SYNC_RETRY_MAX_MS, RETRY_MS * 2 ** this.#costlyFailures++) : RETRY_MS);
     } finally {
+      this.#movedInRead = null;
       this.#flushing = false;
     }
     if (this.#hasWork()) this.#schedule(FLUSH_MS);
@@ -918,17 +943,18 @@ export class FleetState {
   /**
    * Every key of the fleet's directories (READ_DIRS, each its own range:
    * nothing else under the prefix), as of one revision, a page at a time
-   * to `onPage`, counting the pages in `answered`; resolves to that
-   * revision and the first page's header (a linearizable read: its
-   * revision is at least any this server has seen of the same history);
-   * pages as #readPages makes them.
+   * to `onPage` with that revision, counting the pages in `answered`;
+   * resolves to that revision and the first page's header (a linearizable
+   * read: its revision is at least any this server had seen of the same
+   * history when the first page was asked for); pages as #readPages makes
+   * them.
    */
-  async #readAll(answered: { pages: number }, onPage: (kvs: readonly IKeyValue[]) => void): Promise<{ readonly revision: bigint; readonly header: IResponseHeader }> {
+  async #readAll(answered: { pages: number }, onPage: (kvs: readonly IKeyValue[], revision: bigint) => void): Promise<{ readonly revision: bigint; readonly header: IResponseHeader }> {
     const at: { first?: IResponseHeader } = {};
     for (const dir of READ_DIRS) {
       await this.#readPages(dir, at, (kvs) => {
         answered.pages++;
-        onPage(kvs);
+        onPage(kvs, BigInt(at.first!.revision));
       });
     }
     return { revision: BigInt(at.first!.revision), header: at.first! };
@@ -1036,18 +1062,20 @@ export class FleetState {
 
   /**
    * Whether a whole read's `header` shows a history other than the one this
-   * server followed: another cluster, or a revision older than one seen.
-   * Said once, loudly: changes made meanwhile may be lost with it, and what
-   * this server knows of them goes back (#seed).
+   * server followed: another cluster, or a revision older than `seenBefore`,
+   * the newest this server had seen when the read was sent (not one seen
+   * since: the read is of the revision it started at, and the watch goes
+   * on meanwhile). Said once, loudly: changes made meanwhile may be lost
+   * with it, and what this server knows of them goes back (#seed).
    */
-  #historyReplaced(header: IResponseHeader): boolean {
+  #historyReplaced(header: IResponseHeader, seenBefore: bigint): boolean {
     const revision = BigInt(header.revision);
     const other = this.#cluster !== null && header.cluster_id !== this.#cluster;
-    if (!other && revision >= this.#revision) return false;
+    if (!other && revision >= seenBefore) return false;
     this.#logger.warning(
       other
         ? `etcd answers as another cluster (ID ${header.cluster_id}, was ${this.#cluster}): reading the fleet anew and writing back what it lacks`
-        : `etcd's history went back (revision ${revision}, this server had seen ${this.#revision}): etcd was restored or its data lost; reading the fleet anew and writing back what it lacks`,
+        : `etcd's history went back (revision ${revision}, this server had seen ${seenBefore}): etcd was restored or its data lost; reading the fleet anew and writing back what it lacks`,
     );
     this.#revision = revision;
     return true;
@@ -1263,6 +1291,8 @@ export class FleetState {
       watcher.on("data", (res) => {
         if (this.#watcher !== null && this.#watcher !== watch) return; // replaced (#historyReplaced)
         this.#saw(res.header.revision);
+        const moved = this.#movedInRead;
+        if (moved) for (const e of res.events) moved.set(e.kv.key.toString(), { revision: BigInt(e.kv.mod_revision), put: e.type === "Put" });
         // Our own transactions come back too: skipped here by revision, unread
         // (one a secret in a wave); one that comes back before its answer
         // did is skipped by Rule 2 instead.
