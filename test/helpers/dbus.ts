@@ -280,8 +280,11 @@ export async function startReference(conf: string, state: string, address: strin
     if (child.exitCode === null && child.signalCode === null) {
       // The server alone: it saves its state on SIGTERM, and a signal to
       // its helpers as well could cut that short. They go after it.
+      // It seals each client's secret with a gpg process of its own as it
+      // stops: 15-20 s for 8 clients on a loaded machine (session 60's
+      // audit), past which a kill would leave no clients.pickle to restore.
       child.kill("SIGTERM");
-      const t = setTimeout(() => signal("SIGKILL"), 10_000);
+      const t = setTimeout(() => signal("SIGKILL"), 90_000);
       await exited;
       clearTimeout(t);
     }
