@@ -490,6 +490,13 @@ export class FleetState {
       this.#added.add(event.client.name);
       this.#schedule(0);
     } else if (event.type === "property-changed" && this.#shareable(event.client, event.property)) {
+      // A client leaving this server (a reload without its section, or
+      // with a new key for it; `mandos-ctl --remove`) is disabled as it
+      // goes, as the reference's RemoveClient disables it: this server's
+      // leaving, not an operator's disable. Shared, it disabled the client
+      // on every server, and for good: put back (or given its new key) it
+      // took the fleet's newer Enabled false, and never booted unattended.
+      if (!this.#registry.has(event.client.name)) return;
       if (event.scheduleStart && this.#keepsFleetExpires(event.client)) return;
       this.#mark(clientKey(this.#prefix, event.client.name, event.property), readProperty(event.client, event.property), now);
     } else if (event.type === "approval-given") {
