@@ -75,6 +75,8 @@ test("--foreground logs to syslog only, as the reference: nothing twice in the j
   const run = runForeground(dev, conf, state);
   t.after(async () => {
     run.stop();
+    // Its stop saves its state: the directory would be made again after a removal.
+    await run.stderr;
     await rx.close();
     rmSync(root, { recursive: true, force: true });
   });
@@ -91,8 +93,10 @@ test("--foreground logs to syslog only, as the reference: nothing twice in the j
 test("--foreground without a syslog: the records go to standard error instead", { skip }, async (t) => {
   const { root, dev, conf, state } = setUp();
   const run = runForeground(dev, conf, state);
-  t.after(() => {
+  t.after(async () => {
     run.stop();
+    // Its stop saves its state: the directory would be made again after a removal.
+    await run.stderr;
     rmSync(root, { recursive: true, force: true });
   });
   await eventually(() => /mandos \[\d+\]: WARNING: No clients defined/.test(run.said()), {
@@ -113,8 +117,10 @@ test("a standard error nobody reads any more does not stop the server", { skip }
   const port = await freePort();
   const run = runForeground(dev, conf, state, port);
   run.closeStderr();
-  t.after(() => {
+  t.after(async () => {
     run.stop();
+    // Its stop saves its state: the directory would be made again after a removal.
+    await run.stderr;
     rmSync(root, { recursive: true, force: true });
   });
   const accepts = (): Promise<boolean> =>

@@ -16,7 +16,7 @@ import { silentLogger } from "../src/main/daemon/log.js";
 import { clientSettings } from "./helpers/clients.js";
 import { machine, machineSection, makeFleetDir } from "./helpers/keys.js";
 import { MANDOS_CLIENT, MANDOS_KEYGEN, missing } from "./helpers/peers.js";
-import { runMandosClient, startServer } from "./helpers/server.js";
+import { runMandosClient, startServer, type RunningServer } from "./helpers/server.js";
 import { eventually } from "./helpers/wait.js";
 
 test("once stopping, a registry starts no checker and expires no client, even when asked", () => {
@@ -57,9 +57,10 @@ test("no checker starts in the stop's grace while the real mandos-client waits f
     join(conf, "clients.conf"),
     `${waiter!.section}\napproval_delay = PT60S\napproved_by_default = False\nchecker = true\n\n` + machineSection(checked, `interval = 1s\nchecker = ${script}\n`),
   );
-  const server = await startServer(["--configdir", conf, "--statedir", state, "--no-restore", "--port", "0", "--address", "::1"]);
+  let started: RunningServer | undefined;
   let stopped = false;
   try {
+    const server = (started = await startServer(["--configdir", conf, "--statedir", state, "--no-restore", "--port", "0", "--address", "::1"]));
     await eventually(() => existsSync(checks) && readFileSync(checks, "utf8").split("\n").length > 2, { what: "the checker ran twice", context: () => server.log() });
     const waiting = runMandosClient(waiter!.dir, "::1", server.port, 30_000);
     await server.waitForLog(new RegExp(`Client ${waiter!.name} needs approval`), 30_000);
@@ -73,7 +74,7 @@ test("no checker starts in the stop's grace while the real mandos-client waits f
     assert.deepEqual(late, [], "checkers started after the stop began");
     await waiting;
   } finally {
-    if (!stopped) await server.stop();
+    if (!stopped) await started?.stop();
     rmSync(root, { recursive: true, force: true });
   }
 });
