@@ -16,7 +16,7 @@ import { join } from "node:path";
 import { dumpJson, makeFleetRoot, mandosCtl, startOurServer, startPrivateBus, startReference, DBUS_DAEMON } from "./helpers/dbus.js";
 import { GPG, MANDOS_CLIENT, MANDOS_CTL, MANDOS_KEYGEN, MANDOS_REFERENCE, missing } from "./helpers/peers.js";
 import { runMandosClient } from "./helpers/server.js";
-import { pickle, pickleChunks, PICKLE_CHUNK_BYTES, pyTuple, type PickleValue } from "../src/main/state/pickle-write.js";
+import { pickleChunks, PICKLE_CHUNK_BYTES, pyTuple, type PickleValue } from "../src/main/state/pickle-write.js";
 import { placeholderFor, secretToOpen } from "../src/main/clients/secret-to-open.js";
 import type { ClientRuntime } from "../src/main/clients/contract.js";
 import { referencePickle, warmReferencePickle, type ReferencePickle } from "../src/main/state/pickle-export.js";
@@ -113,7 +113,7 @@ describe("the pickles written here, read by Python", { skip: missing("/usr/bin/p
       ]),
       new Map(),
     ]);
-    const data = pickle(value);
+    const data = Buffer.concat(pickleChunks(value).chunks);
     const shown = execFileSync("python3", ["-c", [
       "import json, pickle, sys",
       "a, b = pickle.loads(sys.stdin.buffer.read(), encoding='bytes')",

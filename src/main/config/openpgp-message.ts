@@ -71,7 +71,7 @@ export function secretForm(secret: Buffer): SecretForm {
   return isBareBase64(secret) ? "bare-base64" : "not-openpgp";
 }
 
-interface PacketHeader {
+export interface PacketHeader {
   readonly tag: number;
   /** Where the packet's body (its first chunk, if partial) starts. */
   readonly bodyStart: number;
@@ -81,8 +81,12 @@ interface PacketHeader {
   readonly partial: boolean;
 }
 
-/** The packet header at `at` (RFC 9580 §4.2), or undefined if it is none or does not fit in `bytes`. */
-function header(bytes: Buffer, at: number): PacketHeader | undefined {
+/**
+ * The packet header at `at` (RFC 9580 §4.2), or undefined if it is none or
+ * does not fit in `bytes` (also how state/symmetric-key.ts reads a sealed
+ * secret's first packet).
+ */
+export function packetHeader(bytes: Buffer, at: number): PacketHeader | undefined {
   const first = bytes[at];
   if (first === undefined || (first & 0x80) === 0) return undefined;
   if ((first & 0x40) === 0) {
@@ -136,7 +140,7 @@ function binaryForm(bytes: Buffer): SecretForm {
   let keys = 0;
   let passphrases = 0;
   for (;;) {
-    const h = header(bytes, at);
+    const h = packetHeader(bytes, at);
     const esk = h !== undefined && (h.tag === TAG.pkesk || h.tag === TAG.skesk || IGNORED.has(h.tag));
     // Only data packets come in partial lengths (§4.2.1.4), and an ESK
     // packet's length is always given.
@@ -190,37 +194,22 @@ function isBareBase64(text: Buffer): boolean {
   return /^[A-Za-z0-9+/]+={0,2}$/.test(letters) && binaryForm(Buffer.from(letters, "base64")) === "encrypted";
 }
 
-/**
- * Why mandos-client cannot use a secret of `form`, in an admin's words, or
- * null for "encrypted" (never a byte of the secret).
- */
-function secretFormProblem(form: SecretForm): string | null {
-  switch (form) {
-    case "encrypted":
-      return null;
-    case "empty":
-      return "is empty";
-    case "not-openpgp":
-      return "is not an OpenPGP message (a passphrase as it is? mandos-keygen --password encrypts one)";
-    case "bare-base64":
-      return "is base64 text, not the OpenPGP message it encodes (`secret =` lines copied into a secfile? A secfile holds the message itself)";
-    case "not-encrypted":
-      return "is an OpenPGP message that is not encrypted (signed or stored only)";
-    case "passphrase-only":
-      return "is an OpenPGP message encrypted to a passphrase only (gpg --symmetric), not to the client's key";
-    case "cut-short":
-      return "is not a whole OpenPGP message (cut short, or not OpenPGP at all)";
-    case "trailing-bytes":
-      return "has bytes after the end of its OpenPGP message, on which gpg fails (something appended to a secfile?)";
-  }
-}
+/** Why mandos-client cannot use a secret of each form but "encrypted", in an admin's words (never a byte of the secret). */
+const WHY_NOT: Record<Exclude<SecretForm, "encrypted" | "empty">, string> = {
+  "not-openpgp": "is not an OpenPGP message (a passphrase as it is? mandos-keygen --password encrypts one)",
+  "bare-base64": "is base64 text, not the OpenPGP message it encodes (`secret =` lines copied into a secfile? A secfile holds the message itself)",
+  "not-encrypted": "is an OpenPGP message that is not encrypted (signed or stored only)",
+  "passphrase-only": "is an OpenPGP message encrypted to a passphrase only (gpg --symmetric), not to the client's key",
+  "cut-short": "is not a whole OpenPGP message (cut short, or not OpenPGP at all)",
+  "trailing-bytes": "has bytes after the end of its OpenPGP message, on which gpg fails (something appended to a secfile?)",
+};
 
 /**
  * What to say of a secret of `form`, after "Client NAME's secret (where)",
  * or null for "encrypted". Names no byte of it.
  */
 export function secretWarning(form: SecretForm): string | null {
+  if (form === "encrypted") return null;
   if (form === "empty") return "is empty: mandos-client takes an empty secret as a failure and asks again, for ever";
-  const problem = secretFormProblem(form);
-  return problem === null ? null : `${problem}: mandos-client cannot decrypt it and asks again, for ever`;
+  return `${WHY_NOT[form]}: mandos-client cannot decrypt it and asks again, for ever`;
 }

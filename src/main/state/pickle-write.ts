@@ -205,12 +205,6 @@ export function pickleChunks(value: PickleValue, chunkBytes = PICKLE_CHUNK_BYTES
   return out.finish();
 }
 
-/** One value, pickled whole, in one buffer. */
-export function pickle(value: PickleValue): Buffer {
-  const { chunks, length } = pickleChunks(value);
-  return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, length);
-}
-
 function write(value: PickleValue, out: Out): void {
   if (value === null) out.ascii("N");
   else if (value === true) out.byte(0x88);

@@ -9,6 +9,7 @@
 import { createCipheriv, createDecipheriv, createHash } from "node:crypto";
 import { drawRandom } from "../../tls/random.js";
 import { ownedCopy } from "../../tls/record.js";
+import { packetHeader } from "../config/openpgp-message.js";
 
 export interface SessionKey {
   /** RFC 4880 §9.2 symmetric algorithm ID. */
@@ -22,30 +23,11 @@ const AES_NAMES: Record<number, string> = { 7: "aes-128-cfb", 8: "aes-192-cfb", 
 // RFC 4880 §9.4.
 const HASH_NAMES: Record<number, string> = { 1: "md5", 2: "sha1", 3: "ripemd160", 8: "sha256", 9: "sha384", 10: "sha512", 11: "sha224" };
 
-/** The first packet's tag and body (old or new format header, RFC 4880 §4.2). */
+/** The first packet's tag and body, when its length is given (old or new format header, RFC 4880 §4.2). */
 function firstPacket(data: Buffer): { tag: number; body: Buffer } | null {
-  const b = data[0];
-  if (b === undefined || !(b & 0x80)) return null;
-  let tag: number;
-  let length: number;
-  let offset: number;
-  if (b & 0x40) {
-    tag = b & 0x3f;
-    const l1 = data[1]!;
-    if (l1 < 192) [length, offset] = [l1, 2];
-    else if (l1 < 224) [length, offset] = [((l1 - 192) << 8) + data[2]! + 192, 3];
-    else if (l1 === 255) [length, offset] = [data.readUInt32BE(2), 6];
-    else return null;
-  } else {
-    tag = (b >> 2) & 0x0f;
-    const type = b & 3;
-    if (type === 0) [length, offset] = [data[1]!, 2];
-    else if (type === 1) [length, offset] = [data.readUInt16BE(1), 3];
-    else if (type === 2) [length, offset] = [data.readUInt32BE(1), 5];
-    else return null;
-  }
-  if (offset + length > data.length) return null;
-  return { tag, body: data.subarray(offset, offset + length) };
+  const h = packetHeader(data, 0);
+  if (h === undefined || h.partial || h.bodyLength === undefined || h.bodyStart + h.bodyLength > data.length) return null;
+  return { tag: h.tag, body: data.subarray(h.bodyStart, h.bodyStart + h.bodyLength) };
 }
 
 const S2K_BLOCK_BYTES = 1 << 20;
