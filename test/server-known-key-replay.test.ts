@@ -85,7 +85,13 @@ for (const mode of [["--workers", "0"], ["--serve-threads", "2"]]) {
       }
       assert.ok(refusedAtAccept, `not throttled after ${tries} tries`);
       const seconds = (Date.now() - started) / 1000;
-      assert.ok(tries <= FAILURE_BURST + FAILURE_REFILL_PER_SECOND * seconds + 1, `${tries} tries in ${seconds} s`);
+      // With serve threads a refusal reaches the main thread's bucket as a
+      // message from the thread that closed it, and the next try's entry
+      // may come from the other thread first: one failure a thread may be
+      // on its way, uncounted, when a try enters (CI saw 105 tries in
+      // 0.39 s against a bound of 104.9). In one thread none is.
+      const inFlight = mode[0] === "--serve-threads" ? Number(mode[1]) : 0;
+      assert.ok(tries <= FAILURE_BURST + FAILURE_REFILL_PER_SECOND * seconds + 1 + inFlight, `${tries} tries in ${seconds} s`);
       const lines = await logCount(server, /INFO: Client off is disabled$/m, 1);
       assert.ok(lines >= 1 && lines <= CLIENT_LINES_BURST + CLIENT_LINES_PER_SECOND * seconds + 1, `${lines} lines for ${tries} refusals in ${seconds} s`);
       // The source's bucket comes back at its rate: a served machine there is served again.
