@@ -108,6 +108,32 @@ test("a checker that expands %(secret)s is warned of (its command line shows the
   ]);
 });
 
+// A fleet's clients.conf whose secrets are all of one wrong form (plain
+// passphrases from a migration script) wrote a warning a client at each
+// start and each reload: 20,000 lines, which journald's rate limit cuts
+// with other lines among them. The log gets the first of each kind and a
+// count of the rest; --check (no cap) every one.
+test("the warnings are capped per kind for the log, the rest counted in one line each; without a cap all are given", () => {
+  const sections: string[] = [];
+  for (let i = 0; i < 13; i++) sections.push(`[plain${i}]\nkey_id = ${KEY_ID.slice(0, -2)}${i.toString(16).padStart(2, "0")}\nsecret = ${Buffer.from(`passphrase ${i}`).toString("base64")}\n`);
+  for (let i = 0; i < 3; i++) sections.push(`[nokey${i}]\nkey_id =\nsecret = ${PGP}\n`);
+  for (let i = 0; i < 4; i++) sections.push(`[twin${i}]\nkey_id = ${KEY_ID.replace(/^./, "0")}\nsecret = ${PGP}\n`);
+  const clients = parseClientsConfig(sections.join(""), "c.conf");
+  const all = clientKeyWarnings(clients);
+  assert.equal(all.length, 13 + 3 + 1);
+  assert.equal(all.filter((w) => w.includes("more")).length, 0);
+  const capped = clientKeyWarnings(clients, 2);
+  assert.deepEqual(capped, [
+    ...all.slice(0, 2),
+    ...all.slice(13, 15),
+    all[16],
+    "11 more clients' secrets in clients.conf are of a form mandos-client cannot decrypt (not each said here: mandos --check lists them all)",
+    "1 more client has neither key_id nor fingerprint (not each said here: mandos --check lists them all)",
+  ]);
+  assert.ok(!capped.join("\n").includes(Buffer.from("passphrase").toString("base64").slice(0, 12)), "no secret in a warning");
+  assert.deepEqual(clientKeyWarnings(clients, 13), all, "a kind at its cap is given whole, with no count line");
+});
+
 test("each bad client setting fails with its own code, naming file, line and key", () => {
   const cases: [string, string, number, string | undefined][] = [
     ["[c]\nkey_id = A\nsecret = QUJD\nenabled = maybe\n", "CONFIG_BAD_BOOLEAN", 4, "enabled"],

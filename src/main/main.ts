@@ -31,7 +31,7 @@ import { syslogSink } from "./daemon/syslog.js";
 import { givenInFile, mergeSettings, type ServerSettings } from "./config/server-settings.js";
 import { ServerConfigRecheck } from "./config/server-recheck.js";
 import { SettingsError } from "./daemon/errors.js";
-import { clientsConfRefusal, loadServerConfig, clientKeyWarnings, readClientsConfig } from "./config/index.js";
+import { clientsConfRefusal, loadServerConfig, clientKeyWarnings, LOGGED_WARNINGS_PER_KIND, readClientsConfig } from "./config/index.js";
 import { createRegistry, type ClientRegistry } from "./clients/registry.js";
 import { CHECKER_HOST_MIN_CLIENTS, CheckerHost } from "./clients/checker-host.js";
 import { keepFromChildren } from "./clients/inherited-descriptors.js";
@@ -390,7 +390,7 @@ async function startAndServe(
   try {
     const read = readClientsConfig(clientsPath);
     config = read.clients;
-    for (const warning of clientKeyWarnings(config)) logger.warning(warning);
+    for (const warning of clientKeyWarnings(config, LOGGED_WARNINGS_PER_KIND)) logger.warning(warning);
     phases.end("clients.conf");
     const owners = runAs ? [runAs.uid] : [];
     let saved: StateFile | null = null;

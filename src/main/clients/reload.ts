@@ -18,7 +18,7 @@ import type { ClientSettings } from "./settings.js";
 import { settingsDiff } from "./runtime-settings.js";
 import type { ClientRegistry } from "./registry.js";
 import type { ClientsFileReader } from "../config/clients-reader.js";
-import { clientKeyWarnings, parsedTextDigest, type ClientsConfigOptions } from "../config/clients-config.js";
+import { clientKeyWarnings, LOGGED_WARNINGS_PER_KIND, parsedTextDigest, type ClientsConfigOptions } from "../config/clients-config.js";
 import { parseClientsFile } from "../config/clients-off-thread.js";
 import type { Logger } from "../daemon/log.js";
 
@@ -158,7 +158,7 @@ export async function reloadClientsConfig(
     // SIGHUP), no secfile in it, is not parsed again: nothing can have changed.
     const parsed = await parseClientsFile(read.bytes, path, parsedTextDigest(running), running, opts);
     if (parsed.kind === "unchanged") {
-      for (const warning of clientKeyWarnings(running)) logger.warning(warning);
+      for (const warning of clientKeyWarnings(running, LOGGED_WARNINGS_PER_KIND)) logger.warning(warning);
       logger.debug(`${path} is as it was last read: not parsed again`);
       const summary: ReloadSummary = { added: [], removed: [], changed: [] };
       logReloaded(logger, summary);

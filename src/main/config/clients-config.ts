@@ -222,6 +222,9 @@ function clientSettings(
   };
 }
 
+/** How many lines of each kind of clientKeyWarnings the log is given. */
+export const LOGGED_WARNINGS_PER_KIND = 10;
+
 /**
  * One warning for each client no peer can match (neither key ID nor
  * fingerprint: a section mid-edit, a misspelt `key_id`), for each other
@@ -234,21 +237,27 @@ function clientSettings(
  * client is found by its key ID, a legacy one by its fingerprint, so
  * machines cloned from one image whose TLS keys were made anew share a
  * fingerprint and are still served.
+ *
+ * `perKind` caps the lines of each kind (the log's, at a start and at each
+ * reload: a fleet's clients.conf whose 20,000 secrets are all of a wrong
+ * form would write 20,000 lines, and journald's rate limit would drop
+ * other lines with them); the rest of a kind are counted in one line
+ * after its last. `--check` lists every one.
  */
-export function clientKeyWarnings(clients: readonly ClientSettings[]): string[] {
-  const warnings: string[] = [];
+export function clientKeyWarnings(clients: readonly ClientSettings[], perKind = Infinity): string[] {
+  const warnings = new CappedWarnings(perKind);
   for (const c of clients) {
-    if (c.keyId === "" && c.fingerprint === "") warnings.push(`Client ${c.name} has neither key_id nor fingerprint: no peer can match it, it is never served`);
+    if (c.keyId === "" && c.fingerprint === "") warnings.push("no-key", `Client ${c.name} has neither key_id nor fingerprint: no peer can match it, it is never served`);
     else {
       // `secret =` with nothing after it, a secfile of 0 bytes, a passphrase
       // not encrypted (openpgp-message.ts): served, as the reference serves
       // it, and taken by mandos-client as a failed attempt, again every 10 s
       // for ever.
       const warning = secretWarning(secretForm(c.secret));
-      if (warning !== null) warnings.push(`Client ${c.name}'s secret in clients.conf ${warning}; the machine never unlocks unless a secret set over D-Bus (mandos-ctl --secret) is in effect`);
+      if (warning !== null) warnings.push("secret", `Client ${c.name}'s secret in clients.conf ${warning}; the machine never unlocks unless a secret set over D-Bus (mandos-ctl --secret) is in effect`);
     }
     if (checkerHoldsSecret(c.checker, c.secret)) {
-      warnings.push(`Client ${c.name}'s checker holds its secret (%(secret)s): its command line shows it to every user, and the log's "Starting checker" lines and the state file hold it; etcd is never given it`);
+      warnings.push("checker-secret", `Client ${c.name}'s checker holds its secret (%(secret)s): its command line shows it to every user, and the log's "Starting checker" lines and the state file hold it; etcd is never given it`);
     }
   }
   for (const [field, words] of [["keyId", "key ID"], ["fingerprint", "fingerprint"]] as const) {
@@ -267,17 +276,54 @@ export function clientKeyWarnings(clients: readonly ClientSettings[]): string[] 
       const byKeyId = sharing.filter((c) => c.keyId !== "").map((c) => c.name);
       const never = sharing.slice(1).filter((c) => c.keyId === "").map((c) => c.name);
       if (field === "keyId" || byKeyId.length === 0) {
-        warnings.push(`Clients ${names} have the same ${words} ${key}: only one of them can be served`);
+        warnings.push(field, `Clients ${names} have the same ${words} ${key}: only one of them can be served`);
       } else if (never.length === 0 && new Set(byKeyId).size === sharing.length) {
-        warnings.push(`Clients ${names} have the same ${words} ${key}: each is served by its own key ID, but a legacy (OpenPGP) client with that key only as ${first}`);
+        warnings.push(field, `Clients ${names} have the same ${words} ${key}: each is served by its own key ID, but a legacy (OpenPGP) client with that key only as ${first}`);
       } else {
         const own = byKeyId.length === 1 ? `${byKeyId[0]} is served by its own key ID` : `${byKeyId.join(", ")} are served by their own key IDs`;
         const none = never.length === 0 ? "" : `, ${never.join(", ")} never`;
-        warnings.push(`Clients ${names} have the same ${words} ${key}: ${own}${none}; a legacy (OpenPGP) client with that key only as ${first}`);
+        warnings.push(field, `Clients ${names} have the same ${words} ${key}: ${own}${none}; a legacy (OpenPGP) client with that key only as ${first}`);
       }
     }
   }
-  return warnings;
+  return warnings.lines();
+}
+
+type WarningKind = "no-key" | "secret" | "checker-secret" | "keyId" | "fingerprint";
+
+/** What the line after a kind's last says of the rest of that kind: one, several. */
+const MORE_OF_KIND: Readonly<Record<WarningKind, readonly [string, string]>> = {
+  "no-key": ["client has neither key_id nor fingerprint", "clients have neither key_id nor fingerprint"],
+  secret: ["client's secret in clients.conf is of a form mandos-client cannot decrypt", "clients' secrets in clients.conf are of a form mandos-client cannot decrypt"],
+  "checker-secret": ["client's checker holds its secret", "clients' checkers hold their secrets"],
+  keyId: ["key ID is shared by several clients", "key IDs are each shared by several clients"],
+  fingerprint: ["fingerprint is shared by several clients", "fingerprints are each shared by several clients"],
+};
+
+/** Warnings in order, at most `perKind` of a kind; the rest counted. */
+class CappedWarnings {
+  readonly #perKind: number;
+  readonly #lines: string[] = [];
+  readonly #seen = new Map<WarningKind, number>();
+
+  constructor(perKind: number) {
+    this.#perKind = perKind;
+  }
+
+  push(kind: WarningKind, line: string): void {
+    const seen = (this.#seen.get(kind) ?? 0) + 1;
+    this.#seen.set(kind, seen);
+    if (seen <= this.#perKind) this.#lines.push(line);
+  }
+
+  lines(): string[] {
+    const more: string[] = [];
+    for (const [kind, seen] of this.#seen) {
+      const rest = seen - this.#perKind;
+      if (rest > 0) more.push(`${rest} more ${MORE_OF_KIND[kind][rest === 1 ? 0 : 1]} (not each said here: mandos --check lists them all)`);
+    }
+    return more.length === 0 ? this.#lines : [...this.#lines, ...more];
+  }
 }
 
 /**

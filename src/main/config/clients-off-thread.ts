@@ -22,7 +22,7 @@
 
 import { Worker } from "node:worker_threads";
 import type { ClientSettings } from "../clients/settings.js";
-import { clientKeyWarnings, parseClientsConfig, parsedTextDigest, rememberParsedText, textDigest, type ClientsConfigOptions } from "./clients-config.js";
+import { clientKeyWarnings, LOGGED_WARNINGS_PER_KIND, parseClientsConfig, parsedTextDigest, rememberParsedText, textDigest, type ClientsConfigOptions } from "./clients-config.js";
 import { decodeConfigText } from "./read-file.js";
 import { SecretArena } from "./secret-arena.js";
 
@@ -158,7 +158,7 @@ export function parseJob(job: ParseJob, opts: ClientsConfigOptions = job.opts): 
     // A ConfigError's message already names the file, line and key.
     return { kind: "failed", reason: error instanceof Error ? error.message : String(error) };
   }
-  const reply = { kind: "parsed" as const, packed: packClients(clients), digest: parsedTextDigest(clients), warnings: clientKeyWarnings(clients) };
+  const reply = { kind: "parsed" as const, packed: packClients(clients), digest: parsedTextDigest(clients), warnings: clientKeyWarnings(clients, LOGGED_WARNINGS_PER_KIND) };
   for (const c of clients) c.secret.fill(0);
   return reply;
 }
