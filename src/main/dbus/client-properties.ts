@@ -4,7 +4,8 @@
 // milliseconds (type t), timestamps the reference's datetime_to_dbus strings.
 
 import type { ClientView, Registry } from "../clients/contract.js";
-import { RUNTIME_SETTINGS, type ClientPatch, type SettingKind } from "../clients/runtime-settings.js";
+import { RUNTIME_SETTINGS, type ClientPatch, type RuntimeSetting, type SettingKind } from "../clients/runtime-settings.js";
+import { secretForm, secretWarning } from "../config/openpgp-message.js";
 import { ERROR_NAME, MethodError } from "./errors.js";
 import { CLIENT, CLIENT_OBJECT_INTERFACES, OLD_CLIENT, type PropertySpec } from "./interfaces.js";
 import { marshalProperties } from "./marshal.js";
@@ -23,8 +24,13 @@ export interface PropertyContext {
 interface PropertyBehaviour {
   /** The value as GetAll and PropertiesChanged send it (absent: write-only). */
   readonly get?: (c: ClientView, objectPath: string) => WireValue;
-  /** Applies a Set (absent: read-only). Throws MethodError on a value of the wrong type. */
-  readonly set?: (ctx: PropertyContext, value: IncomingVariant) => void;
+  /**
+   * Applies a Set (absent: read-only). Throws MethodError on a value of the
+   * wrong type. Returns what the admin should be told of a value set all
+   * the same, as the reference sets it (the log says it after "Client
+   * NAME's "), or null.
+   */
+  readonly set?: (ctx: PropertyContext, value: IncomingVariant) => string | null;
 }
 
 function wrongType(name: string, want: string, got: IncomingVariant): MethodError {
@@ -72,13 +78,38 @@ const READ_KIND: Record<SettingKind, (name: string, v: IncomingVariant) => Clien
 };
 
 /**
+ * What a duration under a second does, of the three that disable or
+ * busy a client: `mandos-ctl` reads a bare number as milliseconds (`-i 5`)
+ * and text it cannot parse as 0 (`-i bogus`), and only says so on its
+ * own standard error, which a script may not show.
+ */
+const SUB_SECOND: Partial<Record<RuntimeSetting, string>> = {
+  interval: "its checker starts again as soon as one ends",
+  timeout: "it is disabled that soon after its last successful check",
+  extendedTimeout: "once served, it is disabled unless a checker succeeds that soon",
+};
+
+/** What the admin is told of a setting set over D-Bus all the same, or null. */
+function settingWarning(field: RuntimeSetting, value: ClientPatch[keyof ClientPatch]): string | null {
+  if (field === "secret" && Buffer.isBuffer(value)) {
+    const warning = secretWarning(secretForm(value));
+    return warning === null ? null : `secret set over D-Bus ${warning}; it is served as set, until another is set over D-Bus or in clients.conf`;
+  }
+  const effect = SUB_SECOND[field];
+  if (effect === undefined || typeof value !== "number" || value >= 1000) return null;
+  return `${field === "extendedTimeout" ? "extended timeout" : field} set over D-Bus is ${value} ms, under a second: ${effect} (mandos-ctl reads a bare number as milliseconds and text it cannot parse as 0; PT5M or 5m is five minutes)`;
+}
+
+/**
  * The properties of the runtime settings (clients/runtime-settings.ts): a
  * Set is a registry update of that one setting. The secret is write-only.
  */
 const SETTING_BEHAVIOUR: Record<string, PropertyBehaviour> = Object.fromEntries(
   RUNTIME_SETTINGS.map((row): [string, PropertyBehaviour] => {
-    const set = (ctx: PropertyContext, v: IncomingVariant): void => {
-      ctx.registry.update(ctx.name, { [row.field]: READ_KIND[row.kind](row.property, v) });
+    const set = (ctx: PropertyContext, v: IncomingVariant): string | null => {
+      const value = READ_KIND[row.kind](row.property, v);
+      ctx.registry.update(ctx.name, { [row.field]: value });
+      return settingWarning(row.field, value);
     };
     return [row.property, row.field === "secret" ? { set } : { get: (c) => c[row.field], set }];
   }),
@@ -90,7 +121,11 @@ const BEHAVIOUR: Record<string, PropertyBehaviour> = {
   CheckerRunning: {
     get: (c) => c.checkerRunning,
     // DBUS-API (c): starts a new checker or aborts the running one.
-    set: (ctx, v) => (asBoolean("CheckerRunning", v) ? ctx.registry.startChecker(ctx.name) : ctx.registry.stopChecker(ctx.name)),
+    set: (ctx, v) => {
+      if (asBoolean("CheckerRunning", v)) ctx.registry.startChecker(ctx.name);
+      else ctx.registry.stopChecker(ctx.name);
+      return null;
+    },
   },
   Created: { get: (c) => timestampToDbus(c.created) },
   Expires: { get: (c) => timestampToDbus(c.expires) },
@@ -98,9 +133,10 @@ const BEHAVIOUR: Record<string, PropertyBehaviour> = {
   Interval: {
     get: (c) => c.interval,
     set: (ctx, v) => {
-      SETTING_BEHAVIOUR.Interval!.set!(ctx, v);
+      const warning = SETTING_BEHAVIOUR.Interval!.set!(ctx, v);
       // As the reference: a new interval reschedules the checker and runs one now.
       if (ctx.view.enabled) ctx.registry.startChecker(ctx.name);
+      return warning;
     },
   },
   KeyID: { get: (c) => c.keyId },
@@ -108,7 +144,10 @@ const BEHAVIOUR: Record<string, PropertyBehaviour> = {
   LastCheckedOK: {
     get: (c) => timestampToDbus(c.lastCheckedOk),
     // DBUS-API (h): equivalent to CheckedOK(), whatever the value.
-    set: (ctx) => ctx.registry.checkedOk(ctx.name),
+    set: (ctx) => {
+      ctx.registry.checkedOk(ctx.name);
+      return null;
+    },
   },
   LastCheckerStatus: { get: (c) => c.lastCheckerStatus },
   LastEnabled: { get: (c) => timestampToDbus(c.lastEnabled) },

@@ -41,7 +41,6 @@ import { readVariant, variant, type WireValue } from "./values.js";
 import { parseSignature } from "./marshal.js";
 import { clientObjectPath } from "../clients/object-path.js";
 import { within } from "../within.js";
-import { secretForm, secretWarning } from "../config/openpgp-message.js";
 
 /** The reason string of the Rejected signal (DBUS-API "Signals"), as this server has always sent it. */
 const REJECTED_REASON: Record<Refusal, string> = {
@@ -687,12 +686,9 @@ class MandosDbus implements DbusService {
     const value = call.signature === "ssv" ? readVariant(raw) : { signature: (call.signature ?? "").slice(2), value: raw };
     if (!value) throw new MethodError(ERROR_NAME.invalidArgs, "not a variant");
     const view = this.#viewOf(call);
-    property.set({ registry: this.#registry, name: view.name, view, objectPath: call.path ?? "" }, value);
+    const warning = property.set({ registry: this.#registry, name: view.name, view, objectPath: call.path ?? "" }, value);
     // Set all the same, as the reference sets it; the admin is told.
-    if (name === "Secret" && Buffer.isBuffer(value.value)) {
-      const warning = secretWarning(secretForm(value.value));
-      if (warning !== null) this.#logger.warning(`Client ${view.name}'s secret set over D-Bus ${warning}; it is served as set, until another is set over D-Bus or in clients.conf`);
-    }
+    if (warning !== null) this.#logger.warning(`Client ${view.name}'s ${warning}`);
   }
 
   #getAll(call: WireMessage, iface: string): { signature: string; body: WireValue[] } {
