@@ -35,6 +35,9 @@
 //     NeedApproval, deleted when no connection of NAME waits here, and gone
 //     by itself when the server dies. Every server shows the fleet's
 //     pending requests as ApprovalPending and NeedApproval.
+//   - Servers whose clients.conf differ: each knows the client names etcd
+//     holds, and its servers/ key says which of them it lacks
+//     (checker-share.ts): a client's checker runs on a server that has it.
 //   - A client added at run time (SIGHUP) takes the fleet's state at the
 //     next sync (at once), as every client does at start-up; what etcd
 //     lacks of it is seeded.
@@ -357,6 +360,10 @@ export class FleetState {
   #goneTimer: TimerHandle | null = null;
   #deletionsSaidAt = -Infinity;
   #deletionsTimer: TimerHandle | null = null;
+  /** Every client name seen in etcd (a clients/ key, or a journal change of one): what this server lacks of them goes into its servers/ key. */
+  readonly #names = new Set<string>();
+  /** Names too many to say in the servers/ key were said at WARNING (once). */
+  #lacksCutSaid = false;
 
   constructor(settings: EtcdSettings, deps: FleetStateDeps) {
     this.#options = etcdOptions(settings);
@@ -484,6 +491,7 @@ export class FleetState {
   // ------------------------------------------------------- our changes out
 
   #onEvent(event: RegistryEvent): void {
+    if (event.type === "client-added" || event.type === "client-removed") this.#lacksChanged();
     if (this.#applying) return; // Rule 3
     const now = this.#clock.now();
     if (event.type === "client-added") {
@@ -595,6 +603,21 @@ export class FleetState {
   #putWaiting(): void {
     for (const [name, { request }] of this.#waitingHere) this.#pendingOut.set(pendingKey(this.#prefix, name, this.#id), encodePending(request));
     if (this.#waitingHere.size > 0) this.#schedule(FLUSH_MS);
+  }
+
+  /**
+   * The fleet's clients this server does not have (its clients.conf lacks
+   * them, or it removed them) go into its servers/ key, so that their
+   * checkers run on a server that has them (checker-share.ts).
+   */
+  #lacksChanged(): void {
+    if (this.#stopped) return;
+    const lacks = [...this.#names].filter((name) => !this.#registry.has(name)).sort();
+    const { left } = this.#checkers.setLacks(lacks);
+    if (left > 0 && !this.#lacksCutSaid) {
+      this.#lacksCutSaid = true;
+      this.#logger.warning(`this server lacks ${lacks.length} of the fleet's clients, too many to say in etcd: ${left} of them may go unchecked (docs/ETCD.md "Checkers")`);
+    }
   }
 
   /**
@@ -1348,7 +1371,9 @@ export class FleetState {
     const pending: Array<{ name: string; server: string; request: PendingRequest | null }> = [];
     /** Values this server writes again, as a result: the newer one (Rule 1), or its own seed (#losesToOwnSeed). */
     let rewrites = 0;
+    const namesBefore = this.#names.size;
     const take = (key: string, parsed: ParsedKey, value: Stamped, journaled: boolean): void => {
+      if (parsed.kind === "client") this.#names.add(parsed.name);
       if (!journaled) this.#heldInEtcd(key, value);
       if (value.by === this.#id && !includeOwn) return;
       if (!this.#acceptable(key, parsed, value)) return;
@@ -1445,6 +1470,7 @@ export class FleetState {
       else if (parsed) this.#warn(`unreadable ${parsed.kind}`, `etcd's ${key.slice(this.#prefix.length)} holds no value this server can read (JSON with value, at and by): ignored`);
     }
     if (rewrites > 0) this.#schedule(FLUSH_MS);
+    if (this.#names.size > namesBefore) this.#lacksChanged();
     this.#applying = true;
     try {
       for (const [name, state] of states) if (this.#registry.get(name)) this.#registry.adopt(name, state.build());
