@@ -6,13 +6,19 @@
 // owner's decision), without a word: its Expires passed, it stayed
 // enabled and its LastCheckedOK stood still. Each server's servers/ key
 // now says which of the fleet's clients it lacks, and the checker runs on
-// a server that has it. In process, against a real one-member etcd.
+// a server that has it. And a client the fleet disabled that a reload
+// adds to a server stays refused, as before, but now with a warning that
+// says since when and through which server: before, only that it was
+// disabled, at each of its requests. In process, against a real
+// one-member etcd.
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
+import { Etcd3 } from "etcd3";
 import { applyReload } from "../src/main/clients/reload.js";
 import { silentLogger } from "../src/main/daemon/log.js";
+import { clientKey, decodeValue } from "../src/main/fleet/layout.js";
 import { clientSettings } from "./helpers/clients.js";
 import { etcdForFile, etcdMissing, serversRegistered } from "./helpers/etcd.js";
 import { inProcessServer, type InProcessServer } from "./helpers/fleet-server.js";
@@ -77,4 +83,20 @@ test("a client a reload takes out of the server its hash picks is checked by ano
   const checks = countChecks([a!, b!], x);
   t.after(checks.stop);
   await eventually(() => checks.count() >= 3, { what: `${x}'s checker run by server-a or server-b once server-c let it go`, timeoutMs: 20_000, context: () => `${checks.count()} checks` });
+});
+
+test("a client the fleet disabled, added to a server by a reload, stays refused and the server says why", { skip, timeout: 120_000 }, async (t) => {
+  const prefix = "/differ-disabled/";
+  const [a, , c] = await startThree(t, prefix, [["common", "romeo"], ["common"], ["common"]]);
+  a!.registry.disable("romeo");
+  const etcd = new Etcd3({ hosts: etcdCluster().endpoints.split(",") });
+  t.after(() => etcd.close());
+  await eventually(async () => decodeValue((await etcd.get(clientKey(prefix, "romeo", "Enabled")).string()) ?? "")?.value === false, { what: "romeo's disable in etcd" });
+  // A machine reinstalled under the name, added to server-c.
+  applyReload(c!.registry, [clientSettings("common", OVER)], [clientSettings("common", OVER), clientSettings("romeo", { ...OVER, keyId: "cd".repeat(32) })], silentLogger);
+  const line = await eventually(() => c!.log.find((l) => l.includes("romeo, added by the reload, is disabled in the fleet")), {
+    what: "server-c's warning", context: () => c!.log.join("\n"),
+  });
+  assert.equal(c!.registry.get("romeo")?.enabled, false, "the fleet's disable was not taken");
+  assert.match(line, /^WARNING: .*since \d{4}-\d\d-\d\dT.*through server-a\b.*mandos-ctl --enable romeo/);
 });

@@ -606,6 +606,23 @@ export class FleetState {
   }
 
   /**
+   * A client a reload added, its clients.conf section enabled, that the
+   * fleet has disabled (an operator, its checker, a timeout: on any
+   * server, long ago maybe) stays refused, as docs/ETCD.md "Start-up"
+   * says: said, with when and through which server, so that an operator
+   * who added it (a machine reinstalled under an old name) sees why.
+   * Before, each of its requests logged only that it was disabled.
+   */
+  #sayDisabledInFleet(name: string): void {
+    const entry = this.#registry.entry(name);
+    if (!entry?.settings.enabled || entry.runtime.enabled) return;
+    const disabled = this.#newest(clientKey(this.#prefix, name, "Enabled"));
+    if (disabled?.value !== false) return;
+    const when = disabled.at > 0 ? `since ${new Date(disabled.at).toISOString()}, through ${disabled.by}` : `as the fleet was seeded, by ${disabled.by}`;
+    this.#logger.warning(`${name}, added by the reload, is disabled in the fleet (${when}): refused on every server until enabled (mandos-ctl --enable ${name})`);
+  }
+
+  /**
    * The fleet's clients this server does not have (its clients.conf lacks
    * them, or it removed them) go into its servers/ key, so that their
    * checkers run on a server that has them (checker-share.ts).
@@ -956,7 +973,10 @@ export class FleetState {
         await this.#write();
       } while (i < unseeded.length && !this.#stopped);
       this.#synced = true;
-      for (const name of added) this.#added.delete(name);
+      for (const name of added) {
+        this.#added.delete(name);
+        this.#sayDisabledInFleet(name);
+      }
       this.#recovered(held);
       this.#resync = false;
       this.#costlyFailures = 0;
