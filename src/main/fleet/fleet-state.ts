@@ -364,6 +364,8 @@ export class FleetState {
   readonly #names = new Set<string>();
   /** Names too many to say in the servers/ key were said at WARNING (once). */
   #lacksCutSaid = false;
+  /** What this server lacks is to be said again, once the change under way is over (#lacksChanged). */
+  #lacksDue = false;
 
   constructor(settings: EtcdSettings, deps: FleetStateDeps) {
     this.#options = etcdOptions(settings);
@@ -628,7 +630,17 @@ export class FleetState {
    * checkers run on a server that has them (checker-share.ts).
    */
   #lacksChanged(): void {
-    if (this.#stopped) return;
+    if (this.#lacksDue) return;
+    this.#lacksDue = true;
+    // Once for a whole reload or page of the fleet (a reload that adds
+    // 10,000 clients is as many events): after it, not at each of them.
+    queueMicrotask(() => {
+      this.#lacksDue = false;
+      if (!this.#stopped) this.#sayLacks();
+    });
+  }
+
+  #sayLacks(): void {
     const lacks = [...this.#names].filter((name) => !this.#registry.has(name)).sort();
     const { left } = this.#checkers.setLacks(lacks);
     if (left > 0 && !this.#lacksCutSaid) {
