@@ -19,6 +19,7 @@ import { Etcd3 } from "etcd3";
 import { applyReload } from "../src/main/clients/reload.js";
 import { silentLogger } from "../src/main/daemon/log.js";
 import { clientKey, decodeValue } from "../src/main/fleet/layout.js";
+import { decodeLacks, encodeLacks, LACKS_MAX_BYTES } from "../src/main/fleet/checker-share.js";
 import { clientSettings } from "./helpers/clients.js";
 import { etcdForFile, etcdMissing, serversRegistered } from "./helpers/etcd.js";
 import { inProcessServer, type InProcessServer } from "./helpers/fleet-server.js";
@@ -99,4 +100,16 @@ test("a client the fleet disabled, added to a server by a reload, stays refused 
   });
   assert.equal(c!.registry.get("romeo")?.enabled, false, "the fleet's disable was not taken");
   assert.match(line, /^WARNING: .*since \d{4}-\d\d-\d\dT.*through server-a\b.*mandos-ctl --enable romeo/);
+});
+
+test("a server's key says the names it lacks, within LACKS_MAX_BYTES, and anything else reads as none lacked", () => {
+  assert.equal(encodeLacks([]).value, "", "a server with every client writes what earlier releases write");
+  assert.deepEqual([...decodeLacks(encodeLacks(["a", "b/c", "ü"]).value)], ["a", "b/c", "ü"]);
+  const many = Array.from({ length: 40_000 }, (_, i) => `client-${String(i).padStart(12, "0")}`);
+  const { value, left } = encodeLacks(many);
+  assert.ok(Buffer.byteLength(value) <= LACKS_MAX_BYTES + 64, `${Buffer.byteLength(value)} bytes`);
+  assert.equal(decodeLacks(value).size + left, many.length);
+  assert.ok(left > 0);
+  for (const junk of ["", "junk", "null", "[]", '{"lacks":"a"}', '{"other":["a"]}']) assert.equal(decodeLacks(junk).size, 0, junk);
+  assert.deepEqual([...decodeLacks('{"lacks":["a",1,null],"later":true}')], ["a"], "a later release's field beside it");
 });
