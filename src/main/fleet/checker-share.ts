@@ -190,7 +190,7 @@ export class CheckerShare {
     this.#lacks = new Set(names);
     if (value !== this.#value) {
       this.#value = value;
-      if (this.#lease && !this.#stopped) void this.#publish().catch(() => undefined);
+      if (this.#lease && !this.#stopped) void this.#publish();
     }
     return { left };
   }
@@ -202,7 +202,12 @@ export class CheckerShare {
     else this.#lacking.delete(id);
   }
 
-  /** Puts this server's key again with the names it lacks now, with its lease; one put at a time, the last value last. */
+  /**
+   * Puts this server's key again with the names it lacks now, with its
+   * lease; one put at a time, the last value last. One that fails (an
+   * election) is tried again a second later, for as long as the lease
+   * lives: a new lease puts the key with the value anyway.
+   */
   async #publish(): Promise<void> {
     const lease = this.#lease;
     if (!lease || this.#publishing || this.#stopped) return;
@@ -214,6 +219,8 @@ export class CheckerShare {
         await lease.put(`${this.#dir}${this.#id}`).value(value).exec();
         this.#published = value;
       }
+    } catch {
+      setTimeout(() => void this.#publish(), (LEASE_TTL_S * 1_000) / 5).unref();
     } finally {
       this.#publishing = false;
     }
@@ -255,7 +262,7 @@ export class CheckerShare {
     this.#published = value;
     this.#live.add(this.#id);
     this.#onRegistered();
-    if (this.#value !== value) void this.#publish().catch(() => undefined);
+    if (this.#value !== value) void this.#publish();
   }
 
   /**
