@@ -14,6 +14,13 @@
 // del --prefix`) is put again at once, with the lease: before, it stayed
 // away until the lease was lost, which it never was, and every other
 // server took this one for dead.
+//
+// Servers whose clients.conf differ: a server's key holds the names of the
+// fleet's clients it does not have ("" when it has them all, as every
+// server of a fleet with one clients.conf), and a client's checker runs on
+// the live server with the highest hash among those that have it. Before,
+// a server without the client could win it, and then nobody checked it,
+// nor timed it out: the others wait for the owner's decision.
 
 import { createHash } from "node:crypto";
 import type { Etcd3, IOptions, Lease } from "etcd3";
@@ -28,12 +35,54 @@ import { guardLease } from "./member-policy.js";
  */
 export const LEASE_TTL_S = 5;
 
+/**
+ * The most bytes of names a server's key says it lacks (etcd takes 1.5 MiB
+ * a request): 25,000 names of 20 bytes. Beyond, the names that do not fit
+ * are left out, and those clients may again go unchecked if this server
+ * wins them (said at WARNING).
+ */
+export const LACKS_MAX_BYTES = 512 * 1024;
+
+/** A server key's value: the client names that server lacks; "" for none (and from a release before this one). */
+export function encodeLacks(names: readonly string[]): { readonly value: string; readonly left: number } {
+  if (names.length === 0) return { value: "", left: 0 };
+  const kept: string[] = [];
+  let bytes = 0;
+  for (const name of names) {
+    bytes += Buffer.byteLength(name) + 4;
+    if (bytes > LACKS_MAX_BYTES) break;
+    kept.push(name);
+  }
+  return { value: JSON.stringify({ lacks: kept }), left: names.length - kept.length };
+}
+
+/** What a server key's value says that server lacks; anything else (a later release's field, junk) reads as nothing lacked. */
+export function decodeLacks(text: string): ReadonlySet<string> {
+  if (text === "") return NONE;
+  try {
+    const lacks = (JSON.parse(text) as { lacks?: unknown } | null)?.lacks;
+    return Array.isArray(lacks) ? new Set(lacks.filter((n): n is string => typeof n === "string")) : NONE;
+  } catch {
+    return NONE;
+  }
+}
+
+const NONE: ReadonlySet<string> = new Set();
+
 export class CheckerShare {
   readonly #etcd: Etcd3;
   readonly #options: IOptions;
   readonly #dir: string;
   readonly #id: string;
   readonly #live = new Set<string>();
+  /** What each live server's key says it lacks (only those that lack some). */
+  readonly #lacking = new Map<string, ReadonlySet<string>>();
+  /** What this server lacks, as its key says or is about to. */
+  #lacks: ReadonlySet<string> = NONE;
+  #value = "";
+  /** The value etcd holds in this server's key, as far as it knows; null when a put of #value is due. */
+  #published: string | null = null;
+  #publishing = false;
   #lease: Lease | null = null;
   #watcher: PrefixWatch | null = null;
   #stopped = false;
@@ -88,6 +137,7 @@ export class CheckerShare {
     let best = "";
     let bestScore = -1;
     for (const id of this.#live) {
+      if ((id === this.#id ? this.#lacks : this.#lacking.get(id))?.has(name)) continue;
       const score = createHash("sha256").update(id).update("\0").update(name).digest().readUIntBE(0, 6);
       if (score > bestScore || (score === bestScore && id < best)) [best, bestScore] = [id, score];
     }
@@ -98,27 +148,82 @@ export class CheckerShare {
   async start(): Promise<void> {
     if (this.#stopped) return;
     if (!this.#watcher) {
-      const res = await this.#etcd.getAll().prefix(this.#dir).keys();
+      const res = await this.#etcd.getAll().prefix(this.#dir).strings();
       // Replaced at once, not emptied first: owns() never sees an empty fleet.
-      const live = new Set(res.map((key) => key.slice(this.#dir.length)));
+      const live = new Set(Object.keys(res).map((key) => key.slice(this.#dir.length)));
       if (this.#lease) live.add(this.#id);
       this.#live.clear();
+      this.#lacking.clear();
       for (const id of live) this.#live.add(id);
+      for (const [key, value] of Object.entries(res)) this.#noteLacks(key.slice(this.#dir.length), value);
       // Cancelled by etcd (prefix-watch.ts): read again and watched anew at
       // the fleet's next sync, which calls start().
       const watch = await watchPrefixes(this.#options, [this.#dir], () => {
         if (this.#watcher === watch) this.#watcher = null;
         this.#onWatchLost();
       }, undefined, this.#stopping.signal);
-      watch.watchers[0]!.on("put", (kv) => this.#live.add(kv.key.toString().slice(this.#dir.length)));
+      watch.watchers[0]!.on("put", (kv) => {
+        const id = kv.key.toString().slice(this.#dir.length);
+        this.#live.add(id);
+        this.#noteLacks(id, kv.value.toString());
+      });
       watch.watchers[0]!.on("delete", (kv) => {
         const id = kv.key.toString().slice(this.#dir.length);
         this.#live.delete(id);
+        this.#lacking.delete(id);
         if (id === this.#id) void this.#putAgain();
       });
       this.#watcher = watch;
     }
     if (!this.#lease) await this.#register();
+    else if (this.#published !== this.#value) await this.#publish();
+  }
+
+  /**
+   * The fleet's client names this server does not have (sorted): said in
+   * its key, so that no other server counts on it for their checkers. The
+   * key is put again when they change; a put that fails is made again at
+   * the next start() (the fleet's next sync) or registration.
+   */
+  setLacks(names: readonly string[]): { readonly left: number } {
+    const { value, left } = encodeLacks(names);
+    this.#lacks = new Set(names);
+    if (value !== this.#value) {
+      this.#value = value;
+      if (this.#lease && !this.#stopped) void this.#publish();
+    }
+    return { left };
+  }
+
+  #noteLacks(id: string, value: string): void {
+    if (id === this.#id) return;
+    const lacks = decodeLacks(value);
+    if (lacks.size > 0) this.#lacking.set(id, lacks);
+    else this.#lacking.delete(id);
+  }
+
+  /**
+   * Puts this server's key again with the names it lacks now, with its
+   * lease; one put at a time, the last value last. One that fails (an
+   * election) is tried again a second later, for as long as the lease
+   * lives: a new lease puts the key with the value anyway.
+   */
+  async #publish(): Promise<void> {
+    const lease = this.#lease;
+    if (!lease || this.#publishing || this.#stopped) return;
+    this.#publishing = true;
+    try {
+      while (this.#published !== this.#value && this.#lease === lease && !this.#stopped) {
+        const value = this.#value;
+        this.#published = null;
+        await lease.put(`${this.#dir}${this.#id}`).value(value).exec();
+        this.#published = value;
+      }
+    } catch {
+      setTimeout(() => void this.#publish(), (LEASE_TTL_S * 1_000) / 5).unref();
+    } finally {
+      this.#publishing = false;
+    }
   }
 
   /**
@@ -144,8 +249,9 @@ export class CheckerShare {
       this.#onLeaseLost();
       this.#retry();
     });
+    const value = this.#value;
     try {
-      await lease.put(`${this.#dir}${this.#id}`).value("").exec();
+      await lease.put(`${this.#dir}${this.#id}`).value(value).exec();
     } catch (error) {
       // Granted but unused, the lease would be kept alive for ever: one
       // more at every retry (each second while degraded).
@@ -153,8 +259,10 @@ export class CheckerShare {
       throw error;
     }
     this.#lease = lease;
+    this.#published = value;
     this.#live.add(this.#id);
     this.#onRegistered();
+    if (this.#value !== value) void this.#publish();
   }
 
   /**
@@ -166,11 +274,13 @@ export class CheckerShare {
   async #putAgain(): Promise<void> {
     const lease = this.#lease;
     if (this.#stopped || !lease) return;
+    const value = this.#value;
     try {
-      await lease.put(`${this.#dir}${this.#id}`).value("").exec();
+      await lease.put(`${this.#dir}${this.#id}`).value(value).exec();
     } catch {
       return;
     }
+    this.#published = value;
     if (this.#stopped || this.#lease !== lease) return;
     this.#live.add(this.#id);
     this.#onPutAgain();

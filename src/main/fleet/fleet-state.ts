@@ -35,6 +35,9 @@
 //     NeedApproval, deleted when no connection of NAME waits here, and gone
 //     by itself when the server dies. Every server shows the fleet's
 //     pending requests as ApprovalPending and NeedApproval.
+//   - Servers whose clients.conf differ: each knows the client names etcd
+//     holds, and its servers/ key says which of them it lacks
+//     (checker-share.ts): a client's checker runs on a server that has it.
 //   - A client added at run time (SIGHUP) takes the fleet's state at the
 //     next sync (at once), as every client does at start-up; what etcd
 //     lacks of it is seeded.
@@ -357,6 +360,12 @@ export class FleetState {
   #goneTimer: TimerHandle | null = null;
   #deletionsSaidAt = -Infinity;
   #deletionsTimer: TimerHandle | null = null;
+  /** Every client name seen in etcd (a clients/ key, or a journal change of one): what this server lacks of them goes into its servers/ key. */
+  readonly #names = new Set<string>();
+  /** Names too many to say in the servers/ key were said at WARNING (once). */
+  #lacksCutSaid = false;
+  /** What this server lacks is to be said again, once the change under way is over (#lacksChanged). */
+  #lacksDue = false;
 
   constructor(settings: EtcdSettings, deps: FleetStateDeps) {
     this.#options = etcdOptions(settings);
@@ -484,6 +493,7 @@ export class FleetState {
   // ------------------------------------------------------- our changes out
 
   #onEvent(event: RegistryEvent): void {
+    if (event.type === "client-added" || event.type === "client-removed") this.#lacksChanged();
     if (this.#applying) return; // Rule 3
     const now = this.#clock.now();
     if (event.type === "client-added") {
@@ -595,6 +605,48 @@ export class FleetState {
   #putWaiting(): void {
     for (const [name, { request }] of this.#waitingHere) this.#pendingOut.set(pendingKey(this.#prefix, name, this.#id), encodePending(request));
     if (this.#waitingHere.size > 0) this.#schedule(FLUSH_MS);
+  }
+
+  /**
+   * A client a reload added, its clients.conf section enabled, that the
+   * fleet has disabled (an operator, its checker, a timeout: on any
+   * server, long ago maybe) stays refused, as docs/ETCD.md "Start-up"
+   * says: said, with when and through which server, so that an operator
+   * who added it (a machine reinstalled under an old name) sees why.
+   * Before, each of its requests logged only that it was disabled.
+   */
+  #sayDisabledInFleet(name: string): void {
+    const entry = this.#registry.entry(name);
+    if (!entry?.settings.enabled || entry.runtime.enabled) return;
+    const disabled = this.#newest(clientKey(this.#prefix, name, "Enabled"));
+    if (disabled?.value !== false) return;
+    const when = disabled.at > 0 ? `since ${new Date(disabled.at).toISOString()}, through ${disabled.by}` : `as the fleet was seeded, by ${disabled.by}`;
+    this.#logger.warning(`${name}, added by the reload, is disabled in the fleet (${when}): refused on every server until enabled (mandos-ctl --enable ${name})`);
+  }
+
+  /**
+   * The fleet's clients this server does not have (its clients.conf lacks
+   * them, or it removed them) go into its servers/ key, so that their
+   * checkers run on a server that has them (checker-share.ts).
+   */
+  #lacksChanged(): void {
+    if (this.#lacksDue) return;
+    this.#lacksDue = true;
+    // Once for a whole reload or page of the fleet (a reload that adds
+    // 10,000 clients is as many events): after it, not at each of them.
+    queueMicrotask(() => {
+      this.#lacksDue = false;
+      if (!this.#stopped) this.#sayLacks();
+    });
+  }
+
+  #sayLacks(): void {
+    const lacks = [...this.#names].filter((name) => !this.#registry.has(name)).sort();
+    const { left } = this.#checkers.setLacks(lacks);
+    if (left > 0 && !this.#lacksCutSaid) {
+      this.#lacksCutSaid = true;
+      this.#logger.warning(`this server lacks ${lacks.length} of the fleet's clients, too many to say in etcd: ${left} of them may go unchecked (docs/ETCD.md "Checkers")`);
+    }
   }
 
   /**
@@ -933,7 +985,10 @@ export class FleetState {
         await this.#write();
       } while (i < unseeded.length && !this.#stopped);
       this.#synced = true;
-      for (const name of added) this.#added.delete(name);
+      for (const name of added) {
+        this.#added.delete(name);
+        this.#sayDisabledInFleet(name);
+      }
       this.#recovered(held);
       this.#resync = false;
       this.#costlyFailures = 0;
@@ -1348,7 +1403,9 @@ export class FleetState {
     const pending: Array<{ name: string; server: string; request: PendingRequest | null }> = [];
     /** Values this server writes again, as a result: the newer one (Rule 1), or its own seed (#losesToOwnSeed). */
     let rewrites = 0;
+    const namesBefore = this.#names.size;
     const take = (key: string, parsed: ParsedKey, value: Stamped, journaled: boolean): void => {
+      if (parsed.kind === "client") this.#names.add(parsed.name);
       if (!journaled) this.#heldInEtcd(key, value);
       if (value.by === this.#id && !includeOwn) return;
       if (!this.#acceptable(key, parsed, value)) return;
@@ -1445,6 +1502,7 @@ export class FleetState {
       else if (parsed) this.#warn(`unreadable ${parsed.kind}`, `etcd's ${key.slice(this.#prefix.length)} holds no value this server can read (JSON with value, at and by): ignored`);
     }
     if (rewrites > 0) this.#schedule(FLUSH_MS);
+    if (this.#names.size > namesBefore) this.#lacksChanged();
     this.#applying = true;
     try {
       for (const [name, state] of states) if (this.#registry.get(name)) this.#registry.adopt(name, state.build());
