@@ -148,9 +148,9 @@ export function attemptOptions(context: { readonly isStream: boolean }): { deadl
  * it connects again (member-channels.ts). grpc-js's default waits 1 s, then
  * 1.6 times longer each time, up to 120 s: a member back after a long
  * outage would be tried that long after. As the breakers try it: once a
- * second. (A quarter of that changed nothing measurable: the request that
- * finds the channel still waiting fails, and the next one, a second later,
- * is the first to go through; see docs/ETCD.md.)
+ * second. (A quarter of that changed nothing measured: the request that
+ * finds the channel still waiting fails, and the member's next trial, a
+ * second later, is the first to go through; docs/ETCD.md.)
  */
 export const RECONNECT_MS = MEMBER_RETRY_MS;
 
