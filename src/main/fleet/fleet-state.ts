@@ -84,7 +84,7 @@ import type { FleetUnsentChange } from "../state/state-file.js";
 import { readEtcdCredentials } from "./credentials.js";
 import { explainEtcdTls } from "./tls-diagnosis.js";
 import { CANCEL_WAIT_MS, watchPrefixes, type PrefixWatch } from "./prefix-watch.js";
-import { attemptOptions, isAnswerTooLarge, KEEPALIVE_OPTIONS, memberPolicy, requestPolicy } from "./member-policy.js";
+import { attemptOptions, isAnswerTooLarge, KEEPALIVE_OPTIONS, memberPolicy, RECONNECT_OPTIONS, requestPolicy } from "./member-policy.js";
 import { openEtcd } from "./token-clients.js";
 import { CheckerShare } from "./checker-share.js";
 import { RUNTIME_SETTINGS } from "../clients/runtime-settings.js";
@@ -1745,7 +1745,7 @@ function prefixEnd(prefix: string): Buffer {
 export function etcdOptions(s: EtcdSettings): IOptions {
   const options: IOptions = {
     hosts: [...s.endpoints],
-    grpcOptions: { "grpc.max_receive_message_length": MAX_ANSWER_BYTES, ...KEEPALIVE_OPTIONS },
+    grpcOptions: { "grpc.max_receive_message_length": MAX_ANSWER_BYTES, ...KEEPALIVE_OPTIONS, ...RECONNECT_OPTIONS },
     defaultCallOptions: attemptOptions,
     faultHandling: { watchBackoff: new WatchBackoff(), host: () => memberPolicy(s.endpoints.length), global: requestPolicy() },
   };

@@ -10,6 +10,7 @@
 
 import { Metadata, status, type CallOptions, type ServiceError } from "@grpc/grpc-js";
 import { castGrpcError, Etcd3, type IOptions } from "etcd3";
+import { keepReconnectingChannels } from "./member-channels.js";
 
 /** The Auth service's call, as grpc-js generates it. */
 interface AuthClient {
@@ -45,12 +46,13 @@ const NO_TOKEN = "";
 
 /**
  * A link to etcd with `options` that asks for tokens through one Auth
- * client per member: every Etcd3 the server makes. `onAuthOff` is called
- * each time a login finds etcd's authentication off (the link then goes
- * on without a token).
+ * client per member, and keeps one connection a member through outages
+ * (member-channels.ts): every Etcd3 the server makes. `onAuthOff` is
+ * called each time a login finds etcd's authentication off (the link then
+ * goes on without a token).
  */
 export function openEtcd(options: IOptions, onAuthOff: () => void = () => {}): Etcd3 {
-  return reuseTokenClients(new Etcd3(options), onAuthOff);
+  return keepReconnectingChannels(reuseTokenClients(new Etcd3(options), onAuthOff));
 }
 
 /** Makes `etcd` ask for tokens through one Auth client per member, and go without one while etcd has authentication off; returns it. */
