@@ -78,17 +78,17 @@ class Link {
   }
 }
 
-function settings(endpoint: string): EtcdSettings {
-  return { endpoints: [endpoint], prefix: PREFIX, ca: null, cert: null, key: null, user: null, passwordFile: null };
+function settings(endpoint: string, prefix = PREFIX): EtcdSettings {
+  return { endpoints: [endpoint], prefix, ca: null, cert: null, key: null, user: null, passwordFile: null };
 }
 
 /** An approval holds this long (approval_duration): a request within it is approved at once. */
 const APPROVAL_DURATION_MS = 200;
 
 /** charlie waits up to 90 s for approval and is denied by default; alpha is there to show a read of the fleet. */
-function registry(): ClientRegistry {
+function registry(approvalDuration = APPROVAL_DURATION_MS): ClientRegistry {
   return new ClientRegistry(
-    ["charlie", "alpha"].map((n) => clientSettings(n, { timeout: HOUR, interval: HOUR, extendedTimeout: 2 * HOUR, approvalDelay: 90_000, approvedByDefault: false, approvalDuration: APPROVAL_DURATION_MS })),
+    ["charlie", "alpha"].map((n) => clientSettings(n, { timeout: HOUR, interval: HOUR, extendedTimeout: 2 * HOUR, approvalDelay: 90_000, approvedByDefault: false, approvalDuration })),
     { logger: silentLogger },
   );
 }
@@ -129,14 +129,17 @@ async function holds(etcd: Etcd3, key: string, pattern: RegExp): Promise<boolean
 }
 
 /** Servers A (straight to etcd, logging to `logA`) and B (through a Link), started; stopped after the test. */
-async function twoServers(t: TestContext, logA: Logger = silentLogger, clockB: Clock = systemClock): Promise<TwoServers> {
+async function twoServers(
+  t: TestContext, logA: Logger = silentLogger, clockB: Clock = systemClock, own?: { readonly approvalDuration: number; readonly prefix: string },
+): Promise<TwoServers> {
+  const approvalDuration = own?.approvalDuration ?? APPROVAL_DURATION_MS;
   const member = cluster().members[0]!.clientUrl;
   const etcd = new Etcd3({ hosts: member });
   const link = await Link.to(member);
-  const a = registry();
-  const b = registry();
-  const fleetA = new FleetState(settings(member), { registry: a, logger: logA, clock: systemClock, serverId: "server-a" });
-  const fleetB = new FleetState(settings(`http://[::1]:${link.port}`), { registry: b, logger: silentLogger, clock: clockB, serverId: "server-b" });
+  const a = registry(approvalDuration);
+  const b = registry(approvalDuration);
+  const fleetA = new FleetState(settings(member, own?.prefix), { registry: a, logger: logA, clock: systemClock, serverId: "server-a" });
+  const fleetB = new FleetState(settings(`http://[::1]:${link.port}`, own?.prefix), { registry: b, logger: silentLogger, clock: clockB, serverId: "server-b" });
   t.after(async () => {
     await fleetB.stop();
     await fleetA.stop();
@@ -192,14 +195,30 @@ test("an approval given through A while B's watch was away (etcd compacted meanw
 });
 
 test("an approval given through A while B's watch was away, just before a connection began to wait on B (within approval_duration), releases it once B reads the fleet again", { skip, timeout: 120_000 }, async (t) => {
-  const { etcd, link, a, b, cutB } = await twoServers(t);
+  // The wait must begin within approval_duration of the approval: with
+  // the other tests' 200 ms, a loaded machine's stall in the quarter of it
+  // slept here (a GC, a starved CPU) left the wait outside, and it was
+  // rightly not released. Ten times that leaves 1.5 s for such a stall.
+  // Under a prefix of its own: the fleet's clients' settings are shared
+  // through etcd, and the servers take the approval_duration the tests
+  // before seeded there; and its approval key must not already hold one.
+  const duration = 10 * APPROVAL_DURATION_MS;
+  const prefix = "/approval-resync-within/";
+  const { etcd, link, a, b, cutB } = await twoServers(t, silentLogger, systemClock, { approvalDuration: duration, prefix });
   await cutB();
+  const givenAt = Date.now();
   a.approve("charlie", true);
   // On one server the approval would still hold when this connection came.
-  await sleep(APPROVAL_DURATION_MS / 4);
+  await sleep(duration / 4);
   const waiting = waitOn(b);
-  await eventually(() => holds(etcd, approvalKey(PREFIX, "charlie"), /"value":true/), { what: "A's approval in etcd" });
+  const waitBegan = Date.now() - givenAt;
+  assert.ok(waitBegan < duration, `the wait began ${waitBegan} ms after the approval, past its approval_duration: the test proves nothing`);
+  await eventually(() => holds(etcd, approvalKey(prefix, "charlie"), /"value":true/), { what: "A's approval in etcd" });
   await compact(etcd);
+  // B reads the fleet again only once the approval has lapsed: what
+  // releases the wait is that it began within approval_duration of the
+  // approval, not that the approval still holds when B reads it.
+  await sleep(Math.max(0, givenAt + duration - Date.now()));
   link.mend();
   await eventually(waiting.decided, { what: "the client waiting on B released by the approval given just before" });
   const got = await waiting.decision;

@@ -16,6 +16,7 @@ import { MANDOS_CLIENT, missing } from "./helpers/peers.js";
 import { NetnsPair, netnsUnavailable, waitForLine } from "./helpers/netns.js";
 import { BIN_MANDOS, REPO } from "./helpers/server.js";
 import { serverNodeFlags } from "../bench/reboot.js";
+import { eventually } from "./helpers/wait.js";
 
 const CLIENT_KEYS = join(REPO, "example/client");
 /** Inside the test's own namespaces: no other listener can hold it. */
@@ -51,9 +52,13 @@ async function neighbourHoldsOne(t: TestContext, pair: NetnsPair, link: Link): P
   `]);
   t.after(() => holder.kill());
   await waitForLine(holder, (line) => line === "held", 10_000);
-  await new Promise((resolve) => setTimeout(resolve, 200));
+  // The server says it took the connection once its accept has run, which
+  // on a loaded machine may be well after the neighbour's connect: wait for
+  // that line (not a fixed 200 ms), so that mandos-client comes only once
+  // the neighbour's place is held.
   const neighbour = link.neighbour.replace(/%.*/, "");
-  assert.match(log, new RegExp(`TCP connection from: \\('${neighbour}', `), "the neighbour's connection is open");
+  const accepted = new RegExp(`TCP connection from: \\('${neighbour}', `);
+  await eventually(() => accepted.test(log), { what: "the server's line for the neighbour's connection", timeoutMs: 10_000, context: () => `log:\n${log}` });
 
   const result = await pair.run(pair.client, MANDOS_CLIENT, [
     `--connect=${link.connect}:${PORT}`, `--interface=${pair.client.link}`,
