@@ -13,7 +13,10 @@
 // A server's key deleted while its lease lives (by someone else: `etcdctl
 // del --prefix`) is put again at once, with the lease: before, it stayed
 // away until the lease was lost, which it never was, and every other
-// server took this one for dead.
+// server took this one for dead. A deletion older than this server's last
+// put of its key is not one: etcd revoked a lease this server had already
+// replaced, and the watch, on a connection of its own, brought that after
+// the new lease's put was answered (an etcd frozen past the lease's TTL).
 //
 // Servers whose clients.conf differ: a server's key holds the names of the
 // fleet's clients it does not have ("" when it has them all, as every
@@ -80,6 +83,14 @@ export class CheckerShare {
   /** What this server lacks, as its key says or is about to. */
   #lacks: ReadonlySet<string> = NONE;
   #value = "";
+  /**
+   * The revision of this server's newest put of its key that etcd answered
+   * (registration, #publish, #putAgain): a deletion of the key the watch
+   * brings at an older revision was followed by that put, and the key stands.
+   */
+  #putRevision = 0n;
+  /** The revision at which the lease this server holds first put its key; 0n while it has none. */
+  #registeredAt = 0n;
   /** The value etcd holds in this server's key, as far as it knows; null when a put of #value is due. */
   #published: string | null = null;
   #publishing = false;
@@ -119,6 +130,16 @@ export class CheckerShare {
   /** The ID of this server's lease, for keys that must go when the server does; null while it has none. */
   async leaseId(): Promise<string | null> {
     return this.#lease ? this.#lease.grant() : null;
+  }
+
+  /**
+   * The revision of this server's registration with the lease it holds (0n
+   * while it has none): a key of its own deleted before it went with an
+   * earlier lease, or was put again with this one since (fleet-state.ts's
+   * pending/ keys).
+   */
+  registeredAt(): bigint {
+    return this.#lease ? this.#registeredAt : 0n;
   }
 
   /** True while `server` holds its key under servers/ (its lease is alive), as far as this server has seen. */
@@ -169,6 +190,9 @@ export class CheckerShare {
       });
       watch.watchers[0]!.on("delete", (kv) => {
         const id = kv.key.toString().slice(this.#dir.length);
+        // Before this server's last put of its key, which stands: the
+        // lease this server lost, revoked by etcd, its new one put since.
+        if (id === this.#id && BigInt(kv.mod_revision) < this.#putRevision) return;
         this.#live.delete(id);
         this.#lacking.delete(id);
         if (id === this.#id) void this.#putAgain();
@@ -216,7 +240,7 @@ export class CheckerShare {
       while (this.#published !== this.#value && this.#lease === lease && !this.#stopped) {
         const value = this.#value;
         this.#published = null;
-        await lease.put(`${this.#dir}${this.#id}`).value(value).exec();
+        this.#putAt((await lease.put(`${this.#dir}${this.#id}`).value(value).exec()).header.revision);
         this.#published = value;
       }
     } catch {
@@ -250,14 +274,17 @@ export class CheckerShare {
       this.#retry();
     });
     const value = this.#value;
+    let at: string;
     try {
-      await lease.put(`${this.#dir}${this.#id}`).value(value).exec();
+      at = (await lease.put(`${this.#dir}${this.#id}`).value(value).exec()).header.revision;
     } catch (error) {
       // Granted but unused, the lease would be kept alive for ever: one
       // more at every retry (each second while degraded).
       void lease.revoke().catch(() => undefined);
       throw error;
     }
+    this.#putAt(at);
+    this.#registeredAt = BigInt(at);
     this.#lease = lease;
     this.#published = value;
     this.#live.add(this.#id);
@@ -265,18 +292,26 @@ export class CheckerShare {
     if (this.#value !== value) void this.#publish();
   }
 
+  /** Notes the revision of a put of this server's key that etcd answered. */
+  #putAt(revision: string): void {
+    const r = BigInt(revision);
+    if (r > this.#putRevision) this.#putRevision = r;
+  }
+
   /**
-   * This server's key is gone. While its lease lives that is someone
-   * else's doing, and the key is put again at once, bound to the lease.
-   * A key etcd deleted because the lease expired cannot be put with it:
-   * the put fails, and the lease's loss is handled as such ("lost").
+   * This server's key is gone, after its last put. While its lease lives
+   * that is someone else's doing, and the key is put again at once, bound
+   * to the lease. A key etcd deleted because the lease expired cannot be
+   * put with it: the put fails, and the lease's loss is handled as such
+   * ("lost"). A deletion by etcd of a lease lost before (the watch late)
+   * never comes here: it is older than the new lease's put.
    */
   async #putAgain(): Promise<void> {
     const lease = this.#lease;
     if (this.#stopped || !lease) return;
     const value = this.#value;
     try {
-      await lease.put(`${this.#dir}${this.#id}`).value(value).exec();
+      this.#putAt((await lease.put(`${this.#dir}${this.#id}`).value(value).exec()).header.revision);
     } catch {
       return;
     }
