@@ -3,14 +3,16 @@
 // etcd frozen past the lease's TTL, the server granted a new lease and put
 // its key with it as soon as etcd resumed, and etcd's revocation of the old
 // lease (a deletion of the key at the revision before) reached the server
-// later, on the watch's own connection. The server said, at WARNING, that
-// someone else had deleted its key while its lease lived (etcdctl del?),
-// and nobody had: 1 freeze in 10 on 2026-12-07. Here the same order is
-// made on purpose: the watch's connection goes through a proxy that holds
-// back etcd's answers while the test revokes the lease (as etcd does when
-// it expires) and the server registers again; then lets them through. A
-// real `etcdctl del` of the key while the new lease lives is still put
-// again, and said. In process, against a real one-member etcd.
+// later, through the watch, made again after the freeze had broken it, from
+// etcd's history. The server said, at WARNING, that someone else had
+// deleted its key while its lease lived (etcdctl del?), and nobody had:
+// 4 and 7 freezes in 10 on 2026-12-07. Here the same order is made on
+// purpose: the watch's connection (the test gives it another address than
+// the server's requests, so a connection of its own) goes through a proxy
+// that holds back etcd's answers while the test revokes the lease (as etcd
+// does when it expires) and the server registers again; then lets them
+// through. A real `etcdctl del` of the key while the new lease lives is
+// still put again, and said. In process, against a real one-member etcd.
 
 import { test } from "node:test";
 import assert from "node:assert/strict";

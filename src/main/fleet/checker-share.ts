@@ -15,8 +15,9 @@
 // away until the lease was lost, which it never was, and every other
 // server took this one for dead. A deletion older than this server's last
 // put of its key is not one: etcd revoked a lease this server had already
-// replaced, and the watch, on a connection of its own, brought that after
-// the new lease's put was answered (an etcd frozen past the lease's TTL).
+// replaced, and the watch, broken and made again (an etcd frozen past the
+// lease's TTL), brought that from etcd's history after the new lease's put
+// was answered.
 //
 // Servers whose clients.conf differ: a server's key holds the names of the
 // fleet's clients it does not have ("" when it has them all, as every

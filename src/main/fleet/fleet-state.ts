@@ -220,6 +220,8 @@ interface Incoming {
   readonly type: "Put" | "Delete";
   readonly key: string;
   readonly text: string;
+  /** The event's revision, as the watch brings it (a read's keys have none here). */
+  readonly revision?: bigint;
 }
 
 /** One request of a write, made only when its transaction is sent, and what to do once etcd has it. */
@@ -1215,12 +1217,16 @@ export class FleetState {
    * mandos-monitor), though it waits: the key is put again, bound to the
    * lease, and counted for #sayDeletions. Not while this server's servers/
    * key is away: that key is put again first (#putAgain), and its pending/
-   * keys with it; nor with no lease (lost: #registered puts them).
+   * keys with it; nor with no lease (lost: #registered puts them); nor
+   * at a `revision` before this server's registration with the lease it
+   * holds: etcd's revocation of a lease lost before (a frozen etcd), which
+   * the watch, made again after the outage, may bring from etcd's history
+   * after the new lease's put, and after #registered put the key again.
    * True if the key is to be put.
    */
-  #ownPendingDeleted(key: string, name: string): boolean {
+  #ownPendingDeleted(key: string, name: string, revision: bigint): boolean {
     const waiting = this.#waitingHere.get(name);
-    if (!waiting || this.#pendingOut.has(key) || !this.#checkers.isLive(this.#id)) return false;
+    if (!waiting || this.#pendingOut.has(key) || !this.#checkers.isLive(this.#id) || revision < this.#checkers.registeredAt()) return false;
     this.#countDeletion("pending");
     this.#pendingOut.set(key, encodePending(waiting.request));
     return true;
@@ -1367,7 +1373,7 @@ export class FleetState {
             if (dirs.size === 0) this.#ownRevisions.delete(r);
           }
         }
-        this.#apply(theirs.map((e) => ({ type: e.type === "Put" ? "Put" : "Delete", key: e.kv.key.toString(), text: e.type === "Put" ? e.kv.value.toString() : "" })), false);
+        this.#apply(theirs.map((e) => ({ type: e.type === "Put" ? "Put" : "Delete", key: e.kv.key.toString(), text: e.type === "Put" ? e.kv.value.toString() : "", revision: BigInt(e.kv.mod_revision) })), false);
       });
     }
     // The watchers share one stream: they break and come back together,
@@ -1462,11 +1468,11 @@ export class FleetState {
       if (!state) states.set(parsed.name, (state = new StateBuilder()));
       state.add(parsed.property, value.value);
     };
-    for (const { type, key, text } of events) {
+    for (const { type, key, text, revision } of events) {
       const parsed = parseKey(this.#prefix, key);
       if (parsed?.kind === "pending") {
         if (parsed.server === this.#id) {
-          if (type !== "Put" && this.#ownPendingDeleted(key, parsed.name)) rewrites++;
+          if (type !== "Put" && this.#ownPendingDeleted(key, parsed.name, revision ?? 0n)) rewrites++;
           continue;
         }
         const request = type === "Put" ? decodePending(text) : null;
