@@ -343,7 +343,7 @@ describe("the real GnuTLS 3.5 legacy mandos-client (MANDOS_LEGACY_PEER_DIR)", { 
         const r = await approved;
         assert.equal(r.code, 0, r.stderr);
         assert.equal(r.stdout.toString("latin1"), PASSWORD);
-        assert.equal((server.log().match(/Sending secret to legacy-test/g) ?? []).length, 1);
+        assert.equal(await logCount(server, /Sending secret to legacy-test/, 1), 1);
       } finally {
         await server.stop();
       }

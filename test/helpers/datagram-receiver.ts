@@ -5,7 +5,7 @@
 // reference mandos package), a process of its own, so that nothing of the
 // server's own addon receives what it sent.
 
-import { spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
+import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from "node:child_process";
 import { createInterface } from "node:readline";
 
 export const PYTHON3 = "/usr/bin/python3";
@@ -45,6 +45,15 @@ while True:
     c.close()
 `;
 
+// argv[1]: the path, as above; argv[2]: the datagram's text.
+const SEND = `
+import socket, sys
+path = sys.argv[1]
+if path.startswith("@"):
+    path = "\\0" + path[1:]
+socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).sendto(sys.argv[2].encode(), path)
+`;
+
 export interface DatagramReceiver {
   /** Every datagram so far, in order. */
   readonly received: Buffer[];
@@ -52,6 +61,13 @@ export interface DatagramReceiver {
   waitFor(count: number, ms?: number): Promise<Buffer[]>;
   /** Resolves once a datagram equal to `text` has come. */
   heard(text: string, ms?: number): Promise<void>;
+  /**
+   * Sends a marker datagram to the socket from a process of its own and
+   * resolves, once it has come, with how many came before it: all that any
+   * process had sent before this call (the socket's queue keeps their
+   * order), and no sleep to guess how long they take to come. "read" only.
+   */
+  mark(ms?: number): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -90,13 +106,22 @@ export async function receiveDatagrams(path: string, mode: "read" | "hold" | "st
     waiters.add(check);
     check();
   });
+  let marks = 0;
+  const heard = (text: string, ms = 10_000): Promise<void> => until(() => received.some((b) => b.toString("utf8") === text), JSON.stringify(text), ms);
   return {
     received,
     async waitFor(count, ms = 10_000) {
       await until(() => received.length >= count, `${count} datagrams`, ms);
       return received.slice(0, count);
     },
-    heard: (text, ms = 10_000) => until(() => received.some((b) => b.toString("utf8") === text), JSON.stringify(text), ms),
+    heard,
+    async mark(ms = 10_000) {
+      const text = `mark ${++marks} ${process.pid}`;
+      const sent = spawnSync(PYTHON3, ["-c", SEND, path, text]);
+      if (sent.status !== 0) throw new Error(`could not send a marker to ${path}: ${sent.stderr.toString()}`);
+      await heard(text, ms);
+      return received.findIndex((b) => b.toString("utf8") === text);
+    },
     async close() {
       if (child.exitCode !== null || child.signalCode !== null) return;
       const gone = new Promise((resolve) => child.once("exit", resolve));

@@ -218,11 +218,17 @@ export function runMandosClient(dir: string, host: string, port: number, ms = 60
 export async function hangUp(server: RunningServer, outcome: RegExp, timeoutMs = 30_000): Promise<void> {
   const before = server.log().length;
   server.process.kill("SIGHUP");
-  await eventually(() => outcome.test(server.log().slice(before)), {
-    what: `${outcome} after SIGHUP`,
-    timeoutMs,
-    context: () => `log:\n${server.log().slice(-3000)}`,
-  });
+  await logMatchSince(server, before, outcome, timeoutMs);
+}
+
+/**
+ * Resolves once `pattern` matches the server's log from offset `from` on
+ * (server.log().length before the run it is about); rejects after
+ * `timeoutMs`, with the log. A line such as "Sending secret" lags the peer
+ * (logCount): read once when mandos-client returns, it may not be there yet.
+ */
+export async function logMatchSince(server: RunningServer, from: number, pattern: RegExp, timeoutMs = 10_000): Promise<void> {
+  await eventually(() => pattern.test(server.log().slice(from)), { what: `${pattern} in the server's log`, timeoutMs, context: () => `log:\n${server.log().slice(from).slice(-3_000)}` });
 }
 
 /**
