@@ -13,7 +13,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { makeClients, makeKeySet, type TestClient } from "./helpers/keys.js";
 import { MANDOS_CLIENT, MANDOS_KEYGEN, missing } from "./helpers/peers.js";
-import { logMatchSince, runMandosClient, startServer, type RunningServer } from "./helpers/server.js";
+import { runMandosClient, startServer, type RunningServer } from "./helpers/server.js";
 
 const skip = missing(MANDOS_CLIENT, MANDOS_KEYGEN);
 
@@ -81,7 +81,7 @@ describe("key exchange groups beyond the default four, with the real mandos-clie
         const r = await runMandosClient(client.dir, "::1", server.port, 30_000, [clientPriority(group)]);
         assert.equal(r.code, 0, `${group}: ${r.stderr}`);
         assert.equal(r.stdout.toString("utf8"), client.password, group);
-        await logMatchSince(server, before, /Sending secret to/);
+        await server.waitForLog(/Sending secret to/, 10_000, before);
       }
     });
   }

@@ -16,7 +16,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { makeClients, makeKeySet, type TestClient } from "./helpers/keys.js";
 import { MANDOS_CLIENT, MANDOS_KEYGEN, executable, missing } from "./helpers/peers.js";
-import { REPO, logMatchSince, runMandosClient, startServer, type RunningServer } from "./helpers/server.js";
+import { REPO, runMandosClient, startServer, type RunningServer } from "./helpers/server.js";
 import { generateTlsKey } from "../src/keygen/tls-key.js";
 
 const CERTTOOL = "/usr/bin/certtool";
@@ -79,7 +79,7 @@ describe("RSA-PSS and RSA raw keys, and AES-128-CCM, with the real mandos-client
     const r = await runMandosClient(c.dir, "::1", server.port, 60_000, extra);
     assert.equal(r.code, 0, `${name}: ${r.stderr}`);
     assert.equal(r.stdout.toString("utf8"), c.password, name);
-    await logMatchSince(server, before, new RegExp(`Sending secret to ${c.name}\\b`));
+    await server.waitForLog(new RegExp(`Sending secret to ${c.name}\\b`), 10_000, before);
   }
 
   before(() => {

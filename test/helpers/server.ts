@@ -22,8 +22,13 @@ export interface RunningServer {
   readonly port: number;
   /** Everything the server logged so far. */
   log(): string;
-  /** Resolves when the log matches `pattern` (or rejects after `ms`). */
-  waitForLog(pattern: RegExp, ms?: number): Promise<string>;
+  /**
+   * Resolves when the log from offset `from` on (server.log().length before
+   * what it is about) matches `pattern`; rejects after `ms`, or when the
+   * server exits first. A line such as "Sending secret" lags the peer
+   * (logCount): read once when mandos-client returns, it may not be there yet.
+   */
+  waitForLog(pattern: RegExp, ms?: number, from?: number): Promise<string>;
   /** SIGTERM, then SIGKILL after a grace; resolves with the exit code. */
   stop(): Promise<number | null>;
 }
@@ -113,7 +118,7 @@ export async function startServer(
   const onText = (chunk: Buffer): void => log.add(chunk.toString("utf8"));
   child.stdout?.on("data", onText);
   child.stderr?.on("data", onText);
-  const waitForLog = (pattern: RegExp, ms = 20_000): Promise<string> => log.wait(pattern, 0, ms);
+  const waitForLog = (pattern: RegExp, ms = 20_000, from = 0): Promise<string> => log.wait(pattern, from, ms);
 
   const stop = async (): Promise<number | null> => {
     if (child.exitCode === null && child.signalCode === null) {
@@ -218,17 +223,7 @@ export function runMandosClient(dir: string, host: string, port: number, ms = 60
 export async function hangUp(server: RunningServer, outcome: RegExp, timeoutMs = 30_000): Promise<void> {
   const before = server.log().length;
   server.process.kill("SIGHUP");
-  await logMatchSince(server, before, outcome, timeoutMs);
-}
-
-/**
- * Resolves once `pattern` matches the server's log from offset `from` on
- * (server.log().length before the run it is about); rejects after
- * `timeoutMs`, with the log. A line such as "Sending secret" lags the peer
- * (logCount): read once when mandos-client returns, it may not be there yet.
- */
-export async function logMatchSince(server: RunningServer, from: number, pattern: RegExp, timeoutMs = 10_000): Promise<void> {
-  await eventually(() => pattern.test(server.log().slice(from)), { what: `${pattern} in the server's log`, timeoutMs, context: () => `log:\n${server.log().slice(from).slice(-3_000)}` });
+  await server.waitForLog(outcome, timeoutMs, before);
 }
 
 /**

@@ -241,7 +241,7 @@ export class CheckerShare {
       while (this.#published !== this.#value && this.#lease === lease && !this.#stopped) {
         const value = this.#value;
         this.#published = null;
-        this.#putAt((await lease.put(`${this.#dir}${this.#id}`).value(value).exec()).header.revision);
+        await this.#putKey(lease, value);
         this.#published = value;
       }
     } catch {
@@ -275,17 +275,16 @@ export class CheckerShare {
       this.#retry();
     });
     const value = this.#value;
-    let at: string;
+    let at: bigint;
     try {
-      at = (await lease.put(`${this.#dir}${this.#id}`).value(value).exec()).header.revision;
+      at = await this.#putKey(lease, value);
     } catch (error) {
       // Granted but unused, the lease would be kept alive for ever: one
       // more at every retry (each second while degraded).
       void lease.revoke().catch(() => undefined);
       throw error;
     }
-    this.#putAt(at);
-    this.#registeredAt = BigInt(at);
+    this.#registeredAt = at;
     this.#lease = lease;
     this.#published = value;
     this.#live.add(this.#id);
@@ -293,10 +292,11 @@ export class CheckerShare {
     if (this.#value !== value) void this.#publish();
   }
 
-  /** Notes the revision of a put of this server's key that etcd answered. */
-  #putAt(revision: string): void {
-    const r = BigInt(revision);
-    if (r > this.#putRevision) this.#putRevision = r;
+  /** Puts this server's key with `value`, bound to `lease`; notes and returns the revision etcd answers. */
+  async #putKey(lease: Lease, value: string): Promise<bigint> {
+    const revision = BigInt((await lease.put(`${this.#dir}${this.#id}`).value(value).exec()).header.revision);
+    if (revision > this.#putRevision) this.#putRevision = revision;
+    return revision;
   }
 
   /**
@@ -312,7 +312,7 @@ export class CheckerShare {
     if (this.#stopped || !lease) return;
     const value = this.#value;
     try {
-      this.#putAt((await lease.put(`${this.#dir}${this.#id}`).value(value).exec()).header.revision);
+      await this.#putKey(lease, value);
     } catch {
       return;
     }
